@@ -1,0 +1,110 @@
+// Target bucket layout (DESIGN 5). These prefixes are a contract: the agent,
+// the applier, the CDK policies and the operators' tools all rely on them.
+
+import { z } from "zod";
+
+export const PREFIX = {
+  data: "data/",
+  staging: "staging/",
+  snapshots: "snapshots/",
+  preserved: "preserved/",
+  blocks: "blocks/",
+  tasks: "tasks/",
+  state: "state/",
+} as const;
+
+/** Prefix of a set's live mirror. */
+export function dataPrefix(set: string): string {
+  return `${PREFIX.data}${set}/`;
+}
+
+/** Key of a file or symlink in the live mirror. */
+export function dataKey(set: string, path: string): string {
+  return `${dataPrefix(set)}${path}`;
+}
+
+/** Key of the zero-byte object that stands for a directory (so empty folders survive). */
+export function dirKey(set: string, path: string): string {
+  return `${dataPrefix(set)}${path}/`;
+}
+
+/** Key of a payload too large to travel in a message; unique per record so the applier may delete it once applied. */
+export function stagingKey(set: string, seq: number, sha256: string): string {
+  return `${PREFIX.staging}${set}/${seq}.${sha256}`;
+}
+
+/** Key of the applier's checkpoint and status for a set. */
+export function statusKey(set: string): string {
+  return `${PREFIX.state}${set}/status.json`;
+}
+
+/** Metadata stored on every live-mirror object (S3 user metadata, lower-case keys). */
+export const META = {
+  kind: "tidemark-kind",
+  mode: "tidemark-mode",
+  mtimeNs: "tidemark-mtime-ns",
+  sha256: "tidemark-sha256",
+  linkTarget: "tidemark-link",
+} as const;
+
+export type EntryKind = "file" | "dir" | "symlink";
+
+export interface EntryMeta {
+  kind: EntryKind;
+  /** Permission bits (0o7777 mask). */
+  mode: number;
+  /** Modification time in nanoseconds since the epoch, as a decimal string (exact, unlike a float). */
+  mtimeNs: string;
+  /** sha256 of the content (files) or of the link target (symlinks); absent for directories. */
+  sha256?: string;
+  /** Symlink target, for symlinks. */
+  linkTarget?: string;
+}
+
+export function encodeMeta(meta: EntryMeta): Record<string, string> {
+  const out: Record<string, string> = {
+    [META.kind]: meta.kind,
+    [META.mode]: meta.mode.toString(8),
+    [META.mtimeNs]: meta.mtimeNs,
+  };
+  if (meta.sha256 !== undefined) out[META.sha256] = meta.sha256;
+  // S3 metadata travels in HTTP headers: keep it ASCII.
+  if (meta.linkTarget !== undefined) out[META.linkTarget] = encodeURIComponent(meta.linkTarget);
+  return out;
+}
+
+/** The entry metadata of a live-mirror object, or undefined when the object carries none (not written by tidemark). */
+export function decodeMeta(raw: Record<string, string> | undefined): EntryMeta | undefined {
+  const kind = raw?.[META.kind];
+  if (!raw || (kind !== "file" && kind !== "dir" && kind !== "symlink")) return undefined;
+  const mode = Number.parseInt(raw[META.mode] ?? "", 8);
+  const mtimeNs = raw[META.mtimeNs] ?? "";
+  if (!Number.isInteger(mode) || !/^\d+$/.test(mtimeNs)) return undefined;
+  const meta: EntryMeta = { kind, mode, mtimeNs };
+  const sha256 = raw[META.sha256];
+  if (sha256 !== undefined) meta.sha256 = sha256;
+  const link = raw[META.linkTarget];
+  if (link !== undefined) meta.linkTarget = decodeURIComponent(link);
+  return meta;
+}
+
+export const SetStatusSchema = z.object({
+  set: z.string(),
+  /** Last seq applied; 0 before anything was. */
+  lastSeq: z.number().int().min(0),
+  state: z.enum(["in-sync", "out-of-sync"]),
+  /** Why the set is out of sync (a seq gap, a rejected message). */
+  reason: z.string().optional(),
+  /** The last message the applier refused, with why; kept after the set recovers, for the operator. */
+  lastRejected: z
+    .object({ at: z.string(), messageId: z.string(), error: z.string() })
+    .optional(),
+  appliedRecords: z.number().int().min(0),
+  appliedBytes: z.number().int().min(0),
+  updatedAt: z.string(),
+});
+export type SetStatus = z.infer<typeof SetStatusSchema>;
+
+export function initialStatus(set: string): SetStatus {
+  return { set, lastSeq: 0, state: "in-sync", appliedRecords: 0, appliedBytes: 0, updatedAt: new Date(0).toISOString() };
+}

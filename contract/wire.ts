@@ -1,0 +1,166 @@
+// Wire format v1 (DESIGN 6): one message carries a contiguous run of records
+// of one set. The agent builds messages with these types; the applier accepts
+// nothing that `parseMessage` has not validated.
+
+import { gunzipSync, gzipSync } from "node:zlib";
+import { z } from "zod";
+import { setNameProblem, setPathProblem } from "./paths.ts";
+
+export const WIRE_VERSION = 1;
+
+/** Budget for one message body: ten of them stay well under Lambda's 6 MB synchronous payload. */
+export const MAX_MESSAGE_BYTES = 400 * 1024;
+/** Content whose encoded form is larger than this travels as a staging object. */
+export const MAX_INLINE_BYTES = 192 * 1024;
+export const MAX_LINK_TARGET_BYTES = 4096;
+/** Largest file the agent inlines (before compression); bigger files are always staged. Bounds gunzip too. */
+export const MAX_INLINE_DECODED_BYTES = 1024 * 1024;
+
+export class BadMessageError extends Error {
+  override name = "BadMessageError";
+}
+
+const SetName = z.string().superRefine((value, ctx) => {
+  const problem = setNameProblem(value);
+  if (problem) ctx.addIssue({ code: "custom", message: problem });
+});
+
+const SetPath = z.string().superRefine((value, ctx) => {
+  const problem = setPathProblem(value);
+  if (problem) ctx.addIssue({ code: "custom", message: `${problem}: ${JSON.stringify(value.slice(0, 200))}` });
+});
+
+const Seq = z.number().int().min(1).max(Number.MAX_SAFE_INTEGER);
+const Mode = z.number().int().min(0).max(0o7777);
+const MtimeNs = z.string().regex(/^\d{1,20}$/, "mtimeNs must be a decimal count of nanoseconds");
+const Sha256 = z.string().regex(/^[0-9a-f]{64}$/, "sha256 must be 64 lower-case hex digits");
+const Size = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
+
+const InlineContent = z.object({
+  kind: z.literal("inline"),
+  encoding: z.enum(["base64", "gzip+base64"]),
+  data: z.string().max(MAX_MESSAGE_BYTES),
+});
+/** The bytes wait under stagingKey(set, seq, sha256): the key is derived, never taken from the message. */
+const StagedContent = z.object({ kind: z.literal("staged") });
+const Content = z.discriminatedUnion("kind", [InlineContent, StagedContent]);
+
+const PutRecord = z.object({
+  seq: Seq,
+  op: z.literal("put"),
+  path: SetPath,
+  size: Size,
+  mode: Mode,
+  mtimeNs: MtimeNs,
+  sha256: Sha256,
+  content: Content,
+});
+/** Creates the directory if missing and sets its mode and mtime. */
+const MkdirRecord = z.object({ seq: Seq, op: z.literal("mkdir"), path: SetPath, mode: Mode, mtimeNs: MtimeNs });
+const SymlinkRecord = z.object({
+  seq: Seq,
+  op: z.literal("symlink"),
+  path: SetPath,
+  target: z
+    .string()
+    .min(1)
+    .refine((t) => !t.includes("\0") && Buffer.byteLength(t) <= MAX_LINK_TARGET_BYTES, "symlink target has a NUL byte or is too long"),
+  mtimeNs: MtimeNs,
+});
+/** Removes a file, symlink or (empty) directory; the agent deletes a directory's entries before the directory. */
+const DeleteRecord = z.object({ seq: Seq, op: z.literal("delete"), path: SetPath });
+const RenameRecord = z.object({ seq: Seq, op: z.literal("rename"), from: SetPath, to: SetPath });
+/** Restarts the seq chain after the set went out of sync: what follows is a mirror of the source. */
+const ResyncRecord = z.object({ seq: Seq, op: z.literal("resync"), reason: z.string().max(1000) });
+
+export const RecordSchema = z.discriminatedUnion("op", [
+  PutRecord,
+  MkdirRecord,
+  SymlinkRecord,
+  DeleteRecord,
+  RenameRecord,
+  ResyncRecord,
+]);
+
+export const MessageSchema = z
+  .object({
+    v: z.literal(WIRE_VERSION),
+    set: SetName,
+    records: z.array(RecordSchema).min(1).max(10_000),
+  })
+  .superRefine((message, ctx) => {
+    message.records.forEach((record, i) => {
+      const previous = message.records[i - 1];
+      if (previous && record.seq !== previous.seq + 1) {
+        ctx.addIssue({
+          code: "custom",
+          path: ["records", i, "seq"],
+          message: `records must carry contiguous seqs: ${previous.seq} is followed by ${record.seq}`,
+        });
+      }
+    });
+  });
+
+export type WireRecord = z.infer<typeof RecordSchema>;
+export type PutRecord = z.infer<typeof PutRecord>;
+export type WireMessage = z.infer<typeof MessageSchema>;
+export type InlineContent = z.infer<typeof InlineContent>;
+
+/** Parses and validates a message body; throws BadMessageError saying what is wrong. */
+export function parseMessage(body: string): WireMessage {
+  if (body.length > MAX_MESSAGE_BYTES * 2) {
+    throw new BadMessageError(`message body is ${body.length} characters, over the limit`);
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(body);
+  } catch (error) {
+    throw new BadMessageError(`message body is not JSON: ${(error as Error).message}`);
+  }
+  const version = (json as { v?: unknown } | null)?.v;
+  if (version !== WIRE_VERSION) {
+    throw new BadMessageError(`unsupported wire version ${JSON.stringify(version)} (this applier reads v${WIRE_VERSION})`);
+  }
+  const result = MessageSchema.safeParse(json);
+  if (!result.success) {
+    const issue = result.error.issues[0];
+    const where = issue?.path.length ? issue.path.join(".") : "message";
+    const more = result.error.issues.length > 1 ? ` (and ${result.error.issues.length - 1} more problems)` : "";
+    throw new BadMessageError(`invalid message: ${where}: ${issue?.message ?? "does not match the schema"}${more}`);
+  }
+  return result.data;
+}
+
+export function serializeMessage(message: WireMessage): string {
+  return JSON.stringify(message);
+}
+
+/** First and last seq of a message. */
+export function seqRange(message: WireMessage): { first: number; last: number } {
+  const first = message.records[0]?.seq ?? 0;
+  return { first, last: first + message.records.length - 1 };
+}
+
+/** FIFO deduplication id of a message: the same run of records always gets the same id. */
+export function deduplicationId(set: string, first: number, last: number): string {
+  return `${set}:${first}-${last}`;
+}
+
+/** Inline form of small content: gzip when that saves space, base64 either way. */
+export function encodeInline(bytes: Uint8Array): InlineContent {
+  const packed = gzipSync(bytes);
+  return packed.length < bytes.length
+    ? { kind: "inline", encoding: "gzip+base64", data: packed.toString("base64") }
+    : { kind: "inline", encoding: "base64", data: Buffer.from(bytes).toString("base64") };
+}
+
+/** Bytes of inline content; throws BadMessageError when they do not decode. */
+export function decodeInline(content: InlineContent): Buffer {
+  const raw = Buffer.from(content.data, "base64");
+  if (content.encoding === "base64") return raw;
+  try {
+    return gunzipSync(raw, { maxOutputLength: MAX_INLINE_DECODED_BYTES });
+  } catch (error) {
+    throw new BadMessageError(`inline content does not gunzip: ${(error as Error).message}`);
+  }
+}
