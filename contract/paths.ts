@@ -11,7 +11,14 @@ export const MAX_PATH_BYTES = 900;
 export const MAX_SET_NAME_LENGTH = 64;
 
 const SET_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;
-const CONTROL = /[\u0000-\u001f\u007f]/;
+
+function hasControlCharacter(text: string): boolean {
+  for (let i = 0; i < text.length; i++) {
+    const code = text.charCodeAt(i);
+    if (code < 0x20 || code === 0x7f) return true;
+  }
+  return false;
+}
 
 /** Why `name` cannot be a set name, or undefined when it can. */
 export function setNameProblem(name: string): string | undefined {
@@ -29,7 +36,7 @@ export function setNameProblem(name: string): string | undefined {
 export function setPathProblem(path: string): string | undefined {
   if (path.length === 0) return "path is empty";
   if (path.includes("\0")) return "path contains a NUL byte";
-  if (CONTROL.test(path)) return "path contains a control character";
+  if (hasControlCharacter(path)) return "path contains a control character";
   if (path.includes("\\")) return "path contains a backslash";
   if (path.startsWith("/")) return "path is absolute";
   if (/^[A-Za-z]:/.test(path)) return "path starts with a drive letter";
