@@ -1,0 +1,265 @@
+// The agent: for each set, a barrier scan at start, then chokidar hints
+// captured into the journal, a sender draining the journal into the queue,
+// and a watch on the target's status that resyncs a set gone out of sync.
+// With monitorEnabled=false nothing runs in the background: tests step it.
+
+import type { SetStatus } from "../contract/layout.ts";
+import { capture } from "./capture.ts";
+import type { Change, Journal } from "./journal.ts";
+import { silentLogger, type Logger } from "./log.ts";
+import { barrierScan, type ScanReport } from "./scan.ts";
+import { sendNext } from "./sender.ts";
+import type { SetSpec } from "./set-spec.ts";
+import type { Transport } from "./transport/transport.ts";
+import { watchSet, type SetWatcher } from "./watcher.ts";
+
+export interface AgentOptions {
+  readonly sets: readonly SetSpec[];
+  readonly journal: Journal;
+  /** Wrapped with retries by the caller: a send that throws stops the sender loop until the next wake-up. */
+  readonly transport: Transport;
+  /** Reads the applier's status of a set; used to notice an out-of-sync set and resync it. */
+  readonly targetStatus?: (set: string) => Promise<SetStatus | undefined>;
+  /** Background work (watchers, sender loops, status polling). Off in tests that step the agent by hand. */
+  readonly monitorEnabled?: boolean;
+  readonly statusPollMs?: number;
+  /** Absolute paths the watcher ignores (the agent's own state dir, when inside a set). */
+  readonly ignorePaths?: readonly string[];
+  readonly log?: Logger;
+}
+
+/** How long hints gather before they are captured: a burst of events becomes one transaction. */
+const HINT_DELAY_MS = 15;
+const IDLE_WAKE_MS = 1_000;
+
+class SetRunner {
+  readonly spec: SetSpec;
+  readonly #agent: Agent;
+  #chain: Promise<unknown> = Promise.resolve();
+  #hints = new Set<string>();
+  #hintTimer: NodeJS.Timeout | undefined;
+  #wake: (() => void) | undefined;
+  /** Seq of the resync record in flight: no second resync until the target has applied it. */
+  #resyncSeq = 0;
+
+  constructor(agent: Agent, spec: SetSpec) {
+    this.#agent = agent;
+    this.spec = spec;
+  }
+
+  get #journal(): Journal {
+    return this.#agent.journal;
+  }
+
+  /** Runs work after everything queued before it: scans, captures and resyncs of a set never interleave. */
+  exclusive<T>(work: () => Promise<T>): Promise<T> {
+    const run = this.#chain.then(work, work);
+    this.#chain = run.catch(() => undefined);
+    return run;
+  }
+
+  async scan(): Promise<ScanReport> {
+    const report = await this.exclusive(() => barrierScan(this.#journal, this.spec));
+    for (const skipped of report.skipped) {
+      this.#agent.log.warn("not replicated", { set: this.spec.name, path: skipped.path, reason: skipped.reason });
+    }
+    if (report.changes > 0) this.wake();
+    return report;
+  }
+
+  hint(path: string): void {
+    this.#hints.add(path);
+    this.#hintTimer ??= setTimeout(() => {
+      this.#hintTimer = undefined;
+      this.processHints().catch((error: unknown) =>
+        this.#agent.log.error("capture failed; a barrier scan will catch up", { set: this.spec.name, error: String(error) }),
+      );
+    }, HINT_DELAY_MS);
+  }
+
+  /** Captures every hinted path (and its parent directory, whose mtime moved). */
+  processHints(): Promise<number> {
+    return this.exclusive(async () => {
+      const paths = new Set<string>();
+      for (const path of this.#hints) {
+        paths.add(path);
+        const cut = path.lastIndexOf("/");
+        if (cut > 0) paths.add(path.slice(0, cut));
+      }
+      this.#hints.clear();
+      let journaled = 0;
+      // Parents before children, so a new directory is journaled before what it holds.
+      for (const path of [...paths].sort()) {
+        const known = this.#journal.entry(this.spec.name, path);
+        const result = await capture(this.#journal, this.spec, path);
+        let changes: Change[] = result.changes;
+        if (result.isDirectory && !known) {
+          // A directory new to the index: its contents may predate the watch on it.
+          journaled += (await barrierScan(this.#journal, this.spec, path)).changes;
+          changes = [];
+        }
+        this.#journal.append(this.spec.name, changes);
+        journaled += changes.length;
+      }
+      if (journaled > 0) this.wake();
+      return journaled;
+    });
+  }
+
+  /** Journals a resync record and a full mirror of the set behind it. */
+  resync(reason: string): Promise<void> {
+    return this.exclusive(async () => {
+      this.#journal.clearIndex(this.spec.name);
+      const [seq] = this.#journal.append(this.spec.name, [{ op: "resync", reason }]);
+      this.#resyncSeq = seq ?? 0;
+      await barrierScan(this.#journal, this.spec);
+      this.wake();
+    });
+  }
+
+  async checkTarget(): Promise<void> {
+    const status = await this.#agent.options.targetStatus?.(this.spec.name);
+    if (!status || status.state !== "out-of-sync") return;
+    if (this.#resyncSeq > status.lastSeq) return;
+    this.#agent.log.warn("target out of sync; resyncing with a full mirror", { set: this.spec.name, reason: status.reason });
+    await this.resync(status.reason ?? "target out of sync");
+  }
+
+  /** Sends until the journal of this set is empty. */
+  async drain(): Promise<number> {
+    let total = 0;
+    for (;;) {
+      const sent = await sendNext(this.#journal, this.#agent.options.transport, this.spec.name);
+      if (sent.records === 0) return total;
+      total += sent.records;
+    }
+  }
+
+  wake(): void {
+    this.#wake?.();
+  }
+
+  async sendLoop(stopped: () => boolean): Promise<void> {
+    while (!stopped()) {
+      let sent = 0;
+      try {
+        sent = (await sendNext(this.#journal, this.#agent.options.transport, this.spec.name)).records;
+      } catch (error) {
+        if (stopped()) return;
+        this.#agent.log.error("send failed", { set: this.spec.name, error: String(error) });
+      }
+      if (sent === 0 && !stopped()) {
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(resolve, IDLE_WAKE_MS);
+          this.#wake = () => {
+            clearTimeout(timer);
+            resolve();
+          };
+        });
+        this.#wake = undefined;
+      }
+    }
+  }
+
+  cancelHints(): void {
+    clearTimeout(this.#hintTimer);
+    this.#hintTimer = undefined;
+  }
+}
+
+export class Agent {
+  readonly options: AgentOptions;
+  readonly journal: Journal;
+  readonly log: Logger;
+  readonly #runners: Map<string, SetRunner>;
+  #watchers: SetWatcher[] = [];
+  #loops: Promise<void>[] = [];
+  #statusTimer: NodeJS.Timeout | undefined;
+  #stopped = false;
+
+  constructor(options: AgentOptions) {
+    this.options = Object.freeze({ monitorEnabled: true, statusPollMs: 5_000, ...options });
+    this.journal = options.journal;
+    this.log = options.log ?? silentLogger;
+    this.#runners = new Map(options.sets.map((spec) => [spec.name, new SetRunner(this, spec)]));
+  }
+
+  #runner(set: string): SetRunner {
+    const runner = this.#runners.get(set);
+    if (!runner) throw new Error(`no set named "${set}" in this agent's config`);
+    return runner;
+  }
+
+  /** Starts watching, scans every set (the initial mirror, or what changed while the agent was down) and starts sending. */
+  async start(): Promise<void> {
+    for (const runner of this.#runners.values()) {
+      if (this.options.monitorEnabled) {
+        this.#watchers.push(
+          watchSet(
+            runner.spec,
+            {
+              hint: (path) => runner.hint(path),
+              error: (error) => {
+                this.log.warn("watcher error; rescanning the set", { set: runner.spec.name, error: error.message });
+                runner.scan().catch((e: unknown) => this.log.error("scan failed", { set: runner.spec.name, error: String(e) }));
+              },
+            },
+            this.options.ignorePaths,
+          ),
+        );
+        this.#loops.push(runner.sendLoop(() => this.#stopped));
+      }
+      const report = await runner.scan();
+      this.log.info("set scanned", { set: runner.spec.name, entries: report.entries, journaled: report.changes });
+    }
+    if (this.options.monitorEnabled && this.options.targetStatus) this.#pollStatus();
+  }
+
+  #pollStatus(): void {
+    this.#statusTimer = setTimeout(async () => {
+      for (const runner of this.#runners.values()) {
+        try {
+          await runner.checkTarget();
+        } catch (error) {
+          this.log.debug("target status not readable", { set: runner.spec.name, error: String(error) });
+        }
+      }
+      if (!this.#stopped) this.#pollStatus();
+    }, this.options.statusPollMs);
+  }
+
+  scan(set: string): Promise<ScanReport> {
+    return this.#runner(set).scan();
+  }
+
+  /** Captures pending watcher hints now instead of after the short gathering delay. */
+  processHints(set: string): Promise<number> {
+    return this.#runner(set).processHints();
+  }
+
+  hint(set: string, path: string): void {
+    this.#runner(set).hint(path);
+  }
+
+  checkTarget(set: string): Promise<void> {
+    return this.#runner(set).checkTarget();
+  }
+
+  drain(set: string): Promise<number> {
+    return this.#runner(set).drain();
+  }
+
+  /** Stops watching and sending; journaled records stay for the next start. */
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    clearTimeout(this.#statusTimer);
+    for (const runner of this.#runners.values()) {
+      runner.cancelHints();
+      runner.wake();
+    }
+    await Promise.all(this.#watchers.map((w) => w.close()));
+    await Promise.allSettled(this.#loops);
+    // Let captures already running finish before the journal closes.
+    for (const runner of this.#runners.values()) await runner.exclusive(async () => undefined);
+  }
+}

@@ -1,0 +1,146 @@
+import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import { basename, join, resolve } from "node:path";
+import { makeS3Client, makeSqsClient } from "../../lambdas/aws-clients.ts";
+import { Applier } from "../../lambdas/applier/applier.ts";
+import { createHandler } from "../../lambdas/applier/handler.ts";
+import { ensureTargetResources, startEmulator } from "../../lambdas/local/emulator.ts";
+import { LocalPoller } from "../../lambdas/local/poller.ts";
+import { S3Store } from "../../lambdas/store/s3-store.ts";
+import { setNameProblem } from "../../contract/paths.ts";
+import { ConfigError, DEFAULT_CONFIG_FILE, loadConfig, type ConfigFile } from "../config.ts";
+import { createLogger } from "../log.ts";
+import { startAgent, type RunningAgent } from "../runtime.ts";
+import { stringOption, untilSignal, UsageError, type Command } from "./command.ts";
+
+const REGION = "us-east-1";
+
+/** A set name from a folder name: invalid characters become '-'. */
+export function setNameFor(folder: string): string {
+  const name = basename(resolve(folder)).replace(/[^A-Za-z0-9_.-]/g, "-").replace(/^[^A-Za-z0-9]+/, "").replace(/\.\.+/g, ".").slice(0, 64);
+  return name || "default";
+}
+
+/** The config `tidemark local` leaves for every other command; keeps sets added by hand to an earlier one. */
+function writeLocalConfig(file: string, target: { endpoint: string; queueUrl: string; bucket: string }, source?: { name: string; path: string }): ConfigFile {
+  let sets: ConfigFile["sets"] = [];
+  if (existsSync(file)) {
+    try {
+      sets = (JSON.parse(readFileSync(file, "utf8")) as ConfigFile).sets ?? [];
+    } catch {
+      throw new ConfigError(`${file} exists but is not valid JSON; move it aside and run again`);
+    }
+  }
+  if (source) sets = [...sets.filter((s) => s.name !== source.name), { name: source.name, path: source.path }];
+  const config: ConfigFile = { region: REGION, ...target, stateDir: "agent", sets, tasks: { enabled: true } };
+  const temp = `${file}.tmp`;
+  writeFileSync(temp, `${JSON.stringify(config, null, 2)}\n`);
+  renameSync(temp, file);
+  return config;
+}
+
+export const localCommand: Command = {
+  name: "local",
+  summary: "run the target side (queue, bucket, applier) on this machine, optionally with an agent",
+  help: `Usage: tidemark local [--port 4566] [--state DIR] [--source DIR [--set NAME]] [--json-logs]
+
+Starts the local cloud on 127.0.0.1: an SQS/S3 emulator with the FIFO queue
+(and its dead-letter queue) and the target bucket, and the same applier that
+runs in Lambda, driven with the event source mapping's FIFO semantics. Writes
+DIR/tidemark.config.json, a config every other command can use, and prints
+the endpoint, queue URL and bucket. With --source it also runs the agent on
+that folder in the same process. Runs until SIGINT/SIGTERM.
+
+Queue, bucket and journal live under the state dir and survive a restart.
+
+Options:
+  --port N        emulator port on 127.0.0.1 (default 4566)
+  --state DIR     state dir (default ./.tidemark)
+  --source DIR    replicate this folder (adds it to the config as a set)
+  --set NAME      set name for --source (default: the folder's name)
+  --json-logs     log one JSON object per line on stderr
+
+Examples:
+  tidemark local --source ~/documents
+  tidemark local --port 4600 --state /tmp/tm --source ./site --set www
+  # then, in another terminal:
+  tidemark status --config .tidemark/tidemark.config.json`,
+  options: {
+    port: { type: "string" },
+    state: { type: "string" },
+    source: { type: "string" },
+    set: { type: "string" },
+    "json-logs": { type: "boolean" },
+  },
+  async run(values) {
+    const port = Number(stringOption(values.port) ?? "4566");
+    if (!Number.isInteger(port) || port < 0 || port > 65535) throw new UsageError(`--port must be a port number, got "${String(values.port)}"`);
+    const source = stringOption(values.source);
+    const setFlag = stringOption(values.set);
+    if (setFlag !== undefined && source === undefined) throw new UsageError("--set goes with --source");
+    const setName = setFlag ?? (source !== undefined ? setNameFor(source) : undefined);
+    const problem = setName !== undefined ? setNameProblem(setName) : undefined;
+    if (problem) throw new UsageError(`--set: ${problem}`);
+    if (source !== undefined && !existsSync(source)) throw new UsageError(`--source ${source} does not exist`);
+
+    const stateDir = resolve(stringOption(values.state) ?? ".tidemark");
+    mkdirSync(stateDir, { recursive: true });
+    const log = createLogger({ json: values["json-logs"] === true });
+
+    const emulator = await startEmulator({ port, dataDir: join(stateDir, "emulator") });
+    const stops: (() => Promise<void>)[] = [() => emulator.stop()];
+    const stopAll = async () => {
+      for (const stop of stops.reverse()) await stop();
+    };
+    try {
+      const target = await ensureTargetResources({ endpoint: emulator.endpoint, region: REGION });
+      const s3 = makeS3Client({ region: REGION, endpoint: emulator.endpoint });
+      const sqs = makeSqsClient({ region: REGION, endpoint: emulator.endpoint });
+      const handler = createHandler(new Applier({ store: new S3Store(s3, target.bucket) }), (line) => log.debug("applier metrics", { emf: line }));
+      const poller = new LocalPoller({
+        sqs,
+        queueUrl: target.queueUrl,
+        region: REGION,
+        handler,
+        onError: (error) => log.warn("poller", { error: error.message }),
+      });
+      poller.start();
+      stops.push(async () => {
+        await poller.stop();
+        sqs.destroy();
+        s3.destroy();
+      });
+
+      const configFile = join(stateDir, DEFAULT_CONFIG_FILE);
+      const written = writeLocalConfig(
+        configFile,
+        { endpoint: emulator.endpoint, queueUrl: target.queueUrl, bucket: target.bucket },
+        source !== undefined && setName !== undefined ? { name: setName, path: resolve(source) } : undefined,
+      );
+      process.stdout.write(
+        [
+          `tidemark local is running`,
+          `  endpoint  ${emulator.endpoint}`,
+          `  queue     ${target.queueUrl}`,
+          `  bucket    ${target.bucket}`,
+          `  config    ${configFile}`,
+          "",
+        ].join("\n"),
+      );
+
+      let agent: RunningAgent | undefined;
+      if (source !== undefined) {
+        agent = await startAgent(loadConfig(configFile), log, { ignorePaths: [stateDir] });
+        stops.push(() => agent?.stop() ?? Promise.resolve());
+        process.stdout.write(`  replicating ${resolve(source)} as set "${setName}" -> s3://${target.bucket}/data/${setName}/\n`);
+      } else if (written.sets.length === 0) {
+        process.stdout.write(`  no sets yet: add one to ${configFile} and run \`tidemark run --config ${configFile}\`\n`);
+      }
+      process.stdout.write("Press Ctrl-C to stop.\n");
+      const signal = await untilSignal();
+      log.info("stopping", { signal });
+    } finally {
+      await stopAll();
+    }
+    return 0;
+  },
+};

@@ -1,0 +1,34 @@
+import { configPath, loadConfig } from "../config.ts";
+import { createLogger } from "../log.ts";
+import { startAgent } from "../runtime.ts";
+import { stringOption, untilSignal, type Command } from "./command.ts";
+
+export const runCommand: Command = {
+  name: "run",
+  summary: "replicate the configured sets until stopped",
+  help: `Usage: tidemark run [--config FILE] [--json-logs] [--verbose]
+
+Runs the agent: scans every set (a full mirror the first time, then what
+changed while the agent was down), watches the trees, journals every change
+and sends it in order to the target queue. Runs until SIGINT/SIGTERM; what is
+journaled but not yet sent is sent at the next start.
+
+Options:
+  --config FILE   config file (default: $TIDEMARK_CONFIG, else ./tidemark.config.json)
+  --json-logs     log one JSON object per line on stderr
+  --verbose       log debug details
+
+Example:
+  tidemark run --config /etc/tidemark/tidemark.config.json`,
+  options: { config: { type: "string" }, "json-logs": { type: "boolean" }, verbose: { type: "boolean" } },
+  async run(values) {
+    const config = loadConfig(configPath(stringOption(values.config)));
+    const log = createLogger({ json: values["json-logs"] === true, level: values.verbose === true ? "debug" : "info" });
+    const running = await startAgent(config, log);
+    log.info("replicating", { sets: config.sets.map((s) => s.name).join(","), queue: config.queueUrl });
+    const signal = await untilSignal();
+    log.info("stopping", { signal });
+    await running.stop();
+    return 0;
+  },
+};

@@ -1,0 +1,113 @@
+import { existsSync } from "node:fs";
+import { join } from "node:path";
+import { makeS3Client } from "../../lambdas/aws-clients.ts";
+import { readSetStatus } from "../../lambdas/store/set-status.ts";
+import { S3Store } from "../../lambdas/store/s3-store.ts";
+import type { SetStatus } from "../../contract/layout.ts";
+import { configPath, loadConfig } from "../config.ts";
+import { Journal, type SetCounters } from "../journal.ts";
+import { formatBytes, table } from "../format.ts";
+import { stringOption, type Command } from "./command.ts";
+
+export interface SetReport {
+  set: string;
+  backlog: { records: number; bytes: number };
+  sent: { messages: number; bytes: number; lastSeq: number };
+  lastSendError: string | null;
+  target:
+    | { reachable: true; lastSeqApplied: number; state: SetStatus["state"]; reason?: string; lastRejected?: SetStatus["lastRejected"]; updatedAt: string }
+    | { reachable: false; error: string };
+  /** The target has no gap: everything it applied is in order. */
+  inSync: boolean;
+  /** In sync, nothing waiting in the journal, and the target applied everything sent. */
+  caughtUp: boolean;
+}
+
+const EMPTY: SetCounters = { nextSeq: 1, sentSeq: 0, backlogRecords: 0, backlogBytes: 0, messagesSent: 0, bytesSent: 0, lastSendError: null };
+
+export async function collectStatus(configFile: string): Promise<SetReport[]> {
+  const config = loadConfig(configFile);
+  const journal = existsSync(join(config.stateDir, "journal.db")) ? Journal.open(config.stateDir) : undefined;
+  const s3 = makeS3Client({ region: config.region, maxAttempts: 2, ...(config.endpoint ? { endpoint: config.endpoint } : {}) });
+  const store = new S3Store(s3, config.bucket);
+  try {
+    return await Promise.all(
+      config.sets.map(async (spec): Promise<SetReport> => {
+        const counters = journal?.counters(spec.name) ?? EMPTY;
+        let target: SetReport["target"];
+        try {
+          const status = await readSetStatus(store, spec.name);
+          target = {
+            reachable: true,
+            lastSeqApplied: status.lastSeq,
+            state: status.state,
+            ...(status.reason ? { reason: status.reason } : {}),
+            ...(status.lastRejected ? { lastRejected: status.lastRejected } : {}),
+            updatedAt: status.updatedAt,
+          };
+        } catch (error) {
+          target = { reachable: false, error: (error as Error).message || (error as Error).name };
+        }
+        const inSync = target.reachable && target.state === "in-sync";
+        return {
+          set: spec.name,
+          backlog: { records: counters.backlogRecords, bytes: counters.backlogBytes },
+          sent: { messages: counters.messagesSent, bytes: counters.bytesSent, lastSeq: counters.sentSeq },
+          lastSendError: counters.lastSendError,
+          target,
+          inSync,
+          caughtUp: inSync && counters.backlogRecords === 0 && target.reachable && target.lastSeqApplied >= counters.sentSeq,
+        };
+      }),
+    );
+  } finally {
+    journal?.close();
+    s3.destroy();
+  }
+}
+
+export const statusCommand: Command = {
+  name: "status",
+  summary: "show backlog, sent and applied seqs, and sync state per set",
+  help: `Usage: tidemark status [--json] [--config FILE]
+
+Per set: the journal backlog (records and bytes not yet accepted by the
+queue), messages and bytes sent, the last seq sent, the last seq the target
+applied (read from the target bucket), and whether the set is in sync.
+"in sync" means the target has no gap; "caught up" means in sync, nothing
+waiting, and the target applied everything sent.
+
+Options:
+  --json          print a JSON object (for scripts)
+  --config FILE   config file (default: $TIDEMARK_CONFIG, else ./tidemark.config.json)
+
+Examples:
+  tidemark status
+  tidemark status --json | jq '.sets[] | select(.inSync | not)'`,
+  options: { json: { type: "boolean" }, config: { type: "string" } },
+  async run(values) {
+    const reports = await collectStatus(configPath(stringOption(values.config)));
+    if (values.json === true) {
+      process.stdout.write(`${JSON.stringify({ sets: reports }, null, 2)}\n`);
+      return 0;
+    }
+    const rows = reports.map((r) => [
+      r.set,
+      `${r.backlog.records} (${formatBytes(r.backlog.bytes)})`,
+      `${r.sent.messages} msgs, ${formatBytes(r.sent.bytes)}`,
+      String(r.sent.lastSeq),
+      r.target.reachable ? String(r.target.lastSeqApplied) : "?",
+      !r.target.reachable ? "target unreachable" : r.caughtUp ? "in sync, caught up" : r.inSync ? "in sync" : "OUT OF SYNC",
+    ]);
+    process.stdout.write(`${table(["SET", "BACKLOG", "SENT", "LAST SENT", "LAST APPLIED", "STATE"], rows)}\n`);
+    for (const r of reports) {
+      if (!r.target.reachable) process.stdout.write(`${r.set}: target: ${r.target.error}\n`);
+      else if (r.target.reason) process.stdout.write(`${r.set}: ${r.target.reason}\n`);
+      if (r.target.reachable && r.target.lastRejected) {
+        process.stdout.write(`${r.set}: last rejected message ${r.target.lastRejected.messageId} at ${r.target.lastRejected.at}: ${r.target.lastRejected.error}\n`);
+      }
+      if (r.lastSendError) process.stdout.write(`${r.set}: sending: ${r.lastSendError}\n`);
+    }
+    return 0;
+  },
+};

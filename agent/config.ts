@@ -1,0 +1,117 @@
+// The agent's config file: found by --config, else $TIDEMARK_CONFIG, else
+// ./tidemark.config.json; validated once into a frozen object with defaults.
+
+import { accessSync, constants, readFileSync, statSync } from "node:fs";
+import { dirname, resolve } from "node:path";
+import { z } from "zod";
+import { setNameProblem } from "../contract/paths.ts";
+import type { SetSpec } from "./set-spec.ts";
+
+export class ConfigError extends Error {
+  override name = "ConfigError";
+}
+
+export const DEFAULT_CONFIG_FILE = "tidemark.config.json";
+
+const SetConfigSchema = z.object({
+  name: z.string().superRefine((name, ctx) => {
+    const problem = setNameProblem(name);
+    if (problem) ctx.addIssue({ code: "custom", message: problem });
+  }),
+  path: z.string().min(1, "path is empty"),
+  exclude: z.array(z.string().min(1)).default([]),
+});
+
+export const ConfigSchema = z
+  .object({
+    region: z.string().min(1).default("us-east-1"),
+    endpoint: z.url().optional(),
+    queueUrl: z.url(),
+    bucket: z.string().min(3).max(63),
+    stateDir: z.string().min(1),
+    sets: z.array(SetConfigSchema).min(1, "at least one set is needed"),
+    tasks: z.object({ enabled: z.boolean().default(true) }).default({ enabled: true }),
+  })
+  .superRefine((config, ctx) => {
+    const names = new Set<string>();
+    config.sets.forEach((set, i) => {
+      if (names.has(set.name)) ctx.addIssue({ code: "custom", path: ["sets", i, "name"], message: `set "${set.name}" is defined twice` });
+      names.add(set.name);
+    });
+  });
+
+export type ConfigFile = z.input<typeof ConfigSchema>;
+
+export interface AgentConfig {
+  readonly file: string;
+  readonly region: string;
+  readonly endpoint?: string;
+  readonly queueUrl: string;
+  readonly bucket: string;
+  /** Absolute; relative paths in the file are relative to the file's folder. */
+  readonly stateDir: string;
+  readonly sets: readonly SetSpec[];
+  readonly tasks: { readonly enabled: boolean };
+}
+
+/** Which config file a command uses. */
+export function configPath(flag: string | undefined, env: NodeJS.ProcessEnv = process.env): string {
+  return resolve(flag ?? env.TIDEMARK_CONFIG ?? DEFAULT_CONFIG_FILE);
+}
+
+export function loadConfig(file: string): AgentConfig {
+  let text: string;
+  try {
+    text = readFileSync(file, "utf8");
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === "ENOENT") {
+      throw new ConfigError(
+        `no config file at ${file} (pass --config FILE, set TIDEMARK_CONFIG, or run \`tidemark local\` / \`tidemark init\` to write one)`,
+      );
+    }
+    throw new ConfigError(`cannot read config file ${file}: ${(error as Error).message}`);
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (error) {
+    throw new ConfigError(`config file ${file} is not valid JSON: ${(error as Error).message}`);
+  }
+  const parsed = ConfigSchema.safeParse(json);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    const where = issue?.path.length ? issue.path.join(".") : "(top level)";
+    throw new ConfigError(`config file ${file}: ${where}: ${issue?.message ?? "invalid"}`);
+  }
+  const base = dirname(file);
+  const c = parsed.data;
+  return Object.freeze({
+    file,
+    region: c.region,
+    ...(c.endpoint !== undefined ? { endpoint: c.endpoint } : {}),
+    queueUrl: c.queueUrl,
+    bucket: c.bucket,
+    stateDir: resolve(base, c.stateDir),
+    sets: Object.freeze(c.sets.map((s) => Object.freeze({ name: s.name, root: resolve(base, s.path), exclude: Object.freeze([...s.exclude]) }))),
+    tasks: Object.freeze({ enabled: c.tasks.enabled }),
+  });
+}
+
+/** Checks that every set's folder exists and is a readable directory (before `run` starts watching). */
+export function checkSources(config: AgentConfig): void {
+  for (const set of config.sets) {
+    let isDir: boolean;
+    try {
+      isDir = statSync(set.root).isDirectory();
+    } catch (error) {
+      throw new ConfigError(`set "${set.name}": cannot read ${set.root}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
+    }
+    if (!isDir) throw new ConfigError(`set "${set.name}": ${set.root} is not a directory`);
+    try {
+      accessSync(set.root, constants.R_OK | constants.X_OK);
+    } catch {
+      throw new ConfigError(`set "${set.name}": ${set.root} is not readable by this user`);
+    }
+  }
+}

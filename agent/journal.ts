@@ -1,0 +1,314 @@
+// The agent's durable journal (DESIGN 2): every change gets the next seq of
+// its set and is on disk (SQLite WAL, fsync on commit) before anything is
+// sent; a record leaves only after the queue accepted the message holding it.
+// The same database holds the index: the state of every entry as journaled,
+// which barrier scans compare the source against.
+
+import { mkdirSync, rmSync } from "node:fs";
+import { join } from "node:path";
+import { DatabaseSync, type StatementSync } from "node:sqlite";
+import type { EntryKind } from "../contract/layout.ts";
+import { parentOf } from "../contract/paths.ts";
+
+/** A change as the agent journals it. Content is captured when journaled, so later writes cannot leak into it. */
+export type Change =
+  | {
+      op: "put";
+      path: string;
+      size: number;
+      mode: number;
+      mtimeNs: string;
+      sha256: string;
+      /** Small content lives in the journal row; large content in a spool file under the state dir. */
+      content: { bytes: Uint8Array } | { spool: string };
+    }
+  | { op: "mkdir"; path: string; mode: number; mtimeNs: string }
+  | { op: "symlink"; path: string; target: string; mtimeNs: string }
+  | { op: "delete"; path: string }
+  | { op: "resync"; reason: string };
+
+export type JournalRecord = Change & { seq: number };
+
+/** What the index knows of one entry of a set: its state as last journaled. */
+export interface IndexEntry {
+  path: string;
+  kind: EntryKind;
+  size: number;
+  mode: number;
+  mtimeNs: string;
+  sha256: string | null;
+  link: string | null;
+}
+
+export interface SetCounters {
+  /** Seq the next change will get. */
+  nextSeq: number;
+  /** Last seq the queue accepted. */
+  sentSeq: number;
+  backlogRecords: number;
+  backlogBytes: number;
+  messagesSent: number;
+  bytesSent: number;
+  lastSendError: string | null;
+}
+
+interface RecordRow {
+  seq: number;
+  change: string;
+  content: Uint8Array | null;
+}
+
+interface EntryRow {
+  path: string;
+  kind: string;
+  size: number;
+  mode: number;
+  mtime_ns: string;
+  sha256: string | null;
+  link: string | null;
+}
+
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS sets (
+  name TEXT PRIMARY KEY,
+  next_seq INTEGER NOT NULL,
+  sent_seq INTEGER NOT NULL,
+  messages_sent INTEGER NOT NULL DEFAULT 0,
+  bytes_sent INTEGER NOT NULL DEFAULT 0,
+  last_send_error TEXT
+);
+CREATE TABLE IF NOT EXISTS journal (
+  set_name TEXT NOT NULL,
+  seq INTEGER NOT NULL,
+  change TEXT NOT NULL,
+  content BLOB,
+  bytes INTEGER NOT NULL,
+  PRIMARY KEY (set_name, seq)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS entries (
+  set_name TEXT NOT NULL,
+  path TEXT NOT NULL,
+  parent TEXT NOT NULL,
+  kind TEXT NOT NULL,
+  size INTEGER NOT NULL,
+  mode INTEGER NOT NULL,
+  mtime_ns TEXT NOT NULL,
+  sha256 TEXT,
+  link TEXT,
+  PRIMARY KEY (set_name, path)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS entries_by_parent ON entries (set_name, parent);
+`;
+
+function toEntry(row: EntryRow): IndexEntry {
+  return {
+    path: row.path,
+    kind: row.kind as EntryKind,
+    size: row.size,
+    mode: row.mode,
+    mtimeNs: row.mtime_ns,
+    sha256: row.sha256,
+    link: row.link,
+  };
+}
+
+/** Bytes a change adds to the backlog: its content, or nothing for metadata-only changes. */
+function changeBytes(change: Change): number {
+  return change.op === "put" ? change.size : 0;
+}
+
+function prepareStatements(db: DatabaseSync) {
+  const prepare = (sql: string): StatementSync => db.prepare(sql);
+  return {
+    ensureSet: prepare("INSERT OR IGNORE INTO sets (name, next_seq, sent_seq) VALUES (?, 1, 0)"),
+    getSet: prepare("SELECT * FROM sets WHERE name = ?"),
+    bumpSeq: prepare("UPDATE sets SET next_seq = ? WHERE name = ?"),
+    insertRecord: prepare("INSERT INTO journal (set_name, seq, change, content, bytes) VALUES (?, ?, ?, ?, ?)"),
+    pending: prepare("SELECT seq, change, content FROM journal WHERE set_name = ? AND seq > ? ORDER BY seq LIMIT ?"),
+    backlog: prepare("SELECT count(*) AS records, coalesce(sum(bytes), 0) AS bytes FROM journal WHERE set_name = ?"),
+    sentRecords: prepare("SELECT change FROM journal WHERE set_name = ? AND seq <= ?"),
+    deleteSent: prepare("DELETE FROM journal WHERE set_name = ? AND seq <= ?"),
+    markSent: prepare(
+      "UPDATE sets SET sent_seq = ?, messages_sent = messages_sent + 1, bytes_sent = bytes_sent + ?, last_send_error = NULL WHERE name = ?",
+    ),
+    sendError: prepare("UPDATE sets SET last_send_error = ? WHERE name = ?"),
+    getEntry: prepare("SELECT * FROM entries WHERE set_name = ? AND path = ?"),
+    children: prepare("SELECT * FROM entries WHERE set_name = ? AND parent = ? ORDER BY path"),
+    under: prepare("SELECT * FROM entries WHERE set_name = ? AND path > ? AND path < ? ORDER BY path DESC"),
+    upsertEntry: prepare(
+      `INSERT INTO entries (set_name, path, parent, kind, size, mode, mtime_ns, sha256, link) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+       ON CONFLICT (set_name, path) DO UPDATE SET kind = excluded.kind, size = excluded.size, mode = excluded.mode,
+       mtime_ns = excluded.mtime_ns, sha256 = excluded.sha256, link = excluded.link`,
+    ),
+    deleteEntry: prepare("DELETE FROM entries WHERE set_name = ? AND path = ?"),
+    clearEntries: prepare("DELETE FROM entries WHERE set_name = ?"),
+    countEntries: prepare("SELECT count(*) AS n FROM entries WHERE set_name = ?"),
+  };
+}
+
+type Statements = ReturnType<typeof prepareStatements>;
+
+export class Journal {
+  readonly spoolDir: string;
+  readonly #db: DatabaseSync;
+  readonly #statements: Statements;
+
+  private constructor(db: DatabaseSync, spoolDir: string) {
+    this.#db = db;
+    this.spoolDir = spoolDir;
+    this.#statements = prepareStatements(db);
+  }
+
+  /** Opens (creating if needed) the journal in stateDir. */
+  static open(stateDir: string): Journal {
+    mkdirSync(stateDir, { recursive: true });
+    const spoolDir = join(stateDir, "spool");
+    mkdirSync(spoolDir, { recursive: true });
+    const db = new DatabaseSync(join(stateDir, "journal.db"));
+    db.exec("PRAGMA journal_mode = WAL");
+    // FULL: the WAL is fsynced at every commit, so a journaled change survives a power cut.
+    db.exec("PRAGMA synchronous = FULL");
+    db.exec("PRAGMA busy_timeout = 5000");
+    db.exec(SCHEMA);
+    return new Journal(db, spoolDir);
+  }
+
+  close(): void {
+    this.#db.close();
+  }
+
+  #run<T>(work: () => T): T {
+    this.#db.exec("BEGIN IMMEDIATE");
+    try {
+      const result = work();
+      this.#db.exec("COMMIT");
+      return result;
+    } catch (error) {
+      this.#db.exec("ROLLBACK");
+      throw error;
+    }
+  }
+
+  /**
+   * Journals changes of a set in order, in one transaction, and updates the
+   * index to match. Returns the seqs given to them.
+   */
+  append(set: string, changes: readonly Change[]): number[] {
+    if (changes.length === 0) return [];
+    return this.#run(() => {
+      const s = this.#statements;
+      s.ensureSet.run(set);
+      const row = s.getSet.get(set) as { next_seq: number };
+      let seq = row.next_seq;
+      const seqs: number[] = [];
+      for (const change of changes) {
+        const { content, stored } = this.#storedForm(change);
+        s.insertRecord.run(set, seq, JSON.stringify(stored), content, changeBytes(change));
+        this.#index(set, change);
+        seqs.push(seq);
+        seq += 1;
+      }
+      s.bumpSeq.run(seq, set);
+      return seqs;
+    });
+  }
+
+  #storedForm(change: Change): { stored: Change; content: Uint8Array | null } {
+    if (change.op !== "put" || !("bytes" in change.content)) return { stored: change, content: null };
+    return { stored: { ...change, content: { bytes: new Uint8Array() } }, content: change.content.bytes };
+  }
+
+  #index(set: string, change: Change): void {
+    const s = this.#statements;
+    const upsert = (path: string, kind: EntryKind, size: number, mode: number, mtimeNs: string, sha: string | null, link: string | null) =>
+      s.upsertEntry.run(set, path, parentOf(path) ?? "", kind, size, mode, mtimeNs, sha, link);
+    switch (change.op) {
+      case "put":
+        upsert(change.path, "file", change.size, change.mode, change.mtimeNs, change.sha256, null);
+        break;
+      case "mkdir":
+        upsert(change.path, "dir", 0, change.mode, change.mtimeNs, null, null);
+        break;
+      case "symlink":
+        upsert(change.path, "symlink", 0, 0o777, change.mtimeNs, null, change.target);
+        break;
+      case "delete":
+        s.deleteEntry.run(set, change.path);
+        break;
+      case "resync":
+        break;
+    }
+  }
+
+  /** Unsent records of a set after afterSeq, oldest first. */
+  pending(set: string, afterSeq: number, limit: number): JournalRecord[] {
+    const rows = this.#statements.pending.all(set, afterSeq, limit) as unknown as RecordRow[];
+    return rows.map((row) => {
+      const change = JSON.parse(row.change) as Change;
+      if (change.op === "put" && "bytes" in change.content) change.content = { bytes: row.content ?? new Uint8Array() };
+      return { ...change, seq: row.seq };
+    });
+  }
+
+  /** The queue accepted every record up to lastSeq: they leave the journal (with their spool files). */
+  markSent(set: string, lastSeq: number, messageBytes: number): void {
+    const spools: string[] = [];
+    this.#run(() => {
+      const s = this.#statements;
+      for (const row of s.sentRecords.all(set, lastSeq) as unknown as { change: string }[]) {
+        const change = JSON.parse(row.change) as Change;
+        if (change.op === "put" && "spool" in change.content) spools.push(change.content.spool);
+      }
+      s.deleteSent.run(set, lastSeq);
+      s.markSent.run(lastSeq, messageBytes, set);
+    });
+    for (const spool of spools) rmSync(join(this.spoolDir, spool), { force: true });
+  }
+
+  recordSendError(set: string, error: string | null): void {
+    this.#statements.ensureSet.run(set);
+    this.#statements.sendError.run(error, set);
+  }
+
+  counters(set: string): SetCounters {
+    const s = this.#statements;
+    const row = s.getSet.get(set) as
+      | { next_seq: number; sent_seq: number; messages_sent: number; bytes_sent: number; last_send_error: string | null }
+      | undefined;
+    const backlog = s.backlog.get(set) as { records: number; bytes: number };
+    return {
+      nextSeq: row?.next_seq ?? 1,
+      sentSeq: row?.sent_seq ?? 0,
+      backlogRecords: backlog.records,
+      backlogBytes: backlog.bytes,
+      messagesSent: row?.messages_sent ?? 0,
+      bytesSent: row?.bytes_sent ?? 0,
+      lastSendError: row?.last_send_error ?? null,
+    };
+  }
+
+  entry(set: string, path: string): IndexEntry | undefined {
+    const row = this.#statements.getEntry.get(set, path) as EntryRow | undefined;
+    return row && toEntry(row);
+  }
+
+  /** Index entries directly inside dir ("" for the set root). */
+  children(set: string, dir: string): IndexEntry[] {
+    return (this.#statements.children.all(set, dir) as unknown as EntryRow[]).map(toEntry);
+  }
+
+  /** Index entries strictly below dir, children before their parents (the order to delete them in). */
+  descendants(set: string, dir: string): IndexEntry[] {
+    // '/' is 0x2F and '0' is 0x30: [dir/, dir0) holds exactly the paths below dir.
+    return (this.#statements.under.all(set, `${dir}/`, `${dir}0`) as unknown as EntryRow[]).map(toEntry);
+  }
+
+  entryCount(set: string): number {
+    return (this.#statements.countEntries.get(set) as { n: number }).n;
+  }
+
+  /** Forgets the index of a set (before a full resync): every entry will be journaled again. */
+  clearIndex(set: string): void {
+    this.#statements.clearEntries.run(set);
+  }
+}

@@ -1,0 +1,42 @@
+// Before an agent starts: can it reach its queue and bucket? A clear error
+// now beats a silent retry loop against a wrong URL.
+
+import { HeadBucketCommand, type S3Client } from "@aws-sdk/client-s3";
+import { GetQueueAttributesCommand, type SQSClient } from "@aws-sdk/client-sqs";
+
+export class UnreachableError extends Error {
+  override name = "UnreachableError";
+}
+
+function describe(error: unknown): string {
+  const e = error as { name?: string; code?: string; message?: string; cause?: { code?: string } };
+  return e?.code ?? e?.cause?.code ?? e?.name ?? e?.message ?? String(error);
+}
+
+export async function checkTarget(options: {
+  sqs: SQSClient;
+  s3: S3Client;
+  queueUrl: string;
+  bucket: string;
+  endpoint?: string;
+}): Promise<void> {
+  const where = options.endpoint ?? "AWS";
+  const hint = options.endpoint ? " (is `tidemark local` running?)" : "";
+  try {
+    await options.sqs.send(new GetQueueAttributesCommand({ QueueUrl: options.queueUrl, AttributeNames: ["FifoQueue"] }));
+  } catch (error) {
+    const reason = describe(error);
+    if (/NonExistentQueue|QueueDoesNotExist/.test(reason)) throw new UnreachableError(`queue ${options.queueUrl} does not exist at ${where}`);
+    throw new UnreachableError(`cannot reach the queue ${options.queueUrl} at ${where}: ${reason}${hint}`);
+  }
+  try {
+    await options.s3.send(new HeadBucketCommand({ Bucket: options.bucket }));
+  } catch (error) {
+    const reason = describe(error);
+    if (/NotFound|NoSuchBucket/.test(reason)) throw new UnreachableError(`bucket ${options.bucket} does not exist at ${where}`);
+    // An agent's policy may not allow HeadBucket on AWS; only a network failure is fatal here.
+    if (/ECONN|ENOTFOUND|EAI_AGAIN|ETIMEDOUT|TimeoutError/.test(reason)) {
+      throw new UnreachableError(`cannot reach the bucket ${options.bucket} at ${where}: ${reason}${hint}`);
+    }
+  }
+}

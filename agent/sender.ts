@@ -1,0 +1,93 @@
+// The sender: packs the oldest unsent journal records of a set into one FIFO
+// message, stages what is too large to travel inline, sends, and only then
+// lets the records leave the journal.
+
+import { join } from "node:path";
+import { stagingKey } from "../contract/layout.ts";
+import {
+  MAX_INLINE_BYTES,
+  MAX_MESSAGE_BYTES,
+  WIRE_VERSION,
+  deduplicationId,
+  encodeInline,
+  type WireRecord,
+} from "../contract/wire.ts";
+import type { Journal, JournalRecord } from "./journal.ts";
+import type { StagedPayload, Transport } from "./transport/transport.ts";
+
+export interface PackedMessage {
+  readonly body: string;
+  readonly first: number;
+  readonly last: number;
+  readonly staged: StagedPayload[];
+}
+
+export interface SendResult {
+  readonly records: number;
+  readonly bytes: number;
+}
+
+/** Records read from the journal at a time while filling a message (bounds memory: content rides along). */
+const PAGE = 64;
+
+function toWire(set: string, spoolDir: string, record: JournalRecord): { wire: WireRecord; staged?: StagedPayload } {
+  switch (record.op) {
+    case "put": {
+      const { content, ...meta } = record;
+      const key = stagingKey(set, record.seq, record.sha256);
+      if ("bytes" in content) {
+        const inline = encodeInline(content.bytes);
+        if (inline.data.length <= MAX_INLINE_BYTES) return { wire: { ...meta, content: inline } };
+        return { wire: { ...meta, content: { kind: "staged" } }, staged: { set, key, sha256: record.sha256, size: record.size, source: { bytes: content.bytes } } };
+      }
+      return {
+        wire: { ...meta, content: { kind: "staged" } },
+        staged: { set, key, sha256: record.sha256, size: record.size, source: { file: join(spoolDir, content.spool) } },
+      };
+    }
+    default:
+      return { wire: record };
+  }
+}
+
+/** Packs the next message of a set from the journal, or returns undefined when nothing is pending. */
+export function packNext(journal: Journal, set: string, maxBytes = MAX_MESSAGE_BYTES): PackedMessage | undefined {
+  const envelope = JSON.stringify({ v: WIRE_VERSION, set, records: [] });
+  let size = Buffer.byteLength(envelope);
+  const parts: string[] = [];
+  const staged: StagedPayload[] = [];
+  let first = 0;
+  let last = 0;
+  let after = 0;
+  fill: for (;;) {
+    const page = journal.pending(set, after, PAGE);
+    if (page.length === 0) break;
+    for (const record of page) {
+      const { wire, staged: payload } = toWire(set, journal.spoolDir, record);
+      const json = JSON.stringify(wire);
+      const length = Buffer.byteLength(json) + (parts.length > 0 ? 1 : 0);
+      if (parts.length > 0 && size + length > maxBytes) break fill;
+      parts.push(json);
+      size += length;
+      if (payload) staged.push(payload);
+      if (first === 0) first = record.seq;
+      last = record.seq;
+    }
+    after = last;
+  }
+  if (parts.length === 0) return undefined;
+  // The envelope ends in "[]}": splice the records in between the brackets.
+  const body = `${envelope.slice(0, -2)}${parts.join(",")}]}`;
+  return { body, first, last, staged };
+}
+
+/** Sends the next message of a set; resolves with what left the journal (zero records when nothing was pending). */
+export async function sendNext(journal: Journal, transport: Transport, set: string): Promise<SendResult> {
+  const packed = packNext(journal, set);
+  if (!packed) return { records: 0, bytes: 0 };
+  for (const payload of packed.staged) await transport.stage(payload);
+  await transport.send(set, deduplicationId(set, packed.first, packed.last), packed.body);
+  const bytes = Buffer.byteLength(packed.body) + packed.staged.reduce((sum, p) => sum + p.size, 0);
+  journal.markSent(set, packed.last, bytes);
+  return { records: packed.last - packed.first + 1, bytes };
+}

@@ -1,0 +1,235 @@
+// The applier: takes one queue message of a set, validates it, and applies its
+// records in seq order to the live mirror, keeping the per-set checkpoint so a
+// redelivered message changes nothing (DESIGN 2).
+
+import { createHash } from "node:crypto";
+import { dataKey, dirKey, encodeMeta, stagingKey, statusKey, type SetStatus } from "../../contract/layout.ts";
+import { setNameProblem } from "../../contract/paths.ts";
+import { BadMessageError, decodeInline, parseMessage, type PutRecord, type WireRecord } from "../../contract/wire.ts";
+import { readSetStatus } from "../store/set-status.ts";
+import type { TargetStore } from "../store/store.ts";
+
+export interface IncomingMessage {
+  readonly messageId: string;
+  /** The SQS MessageGroupId: the set the sender claims the message is for. */
+  readonly groupId: string | undefined;
+  readonly body: string;
+}
+
+export type MessageOutcome =
+  | { kind: "applied"; set: string; first: number; last: number; records: number; bytes: number }
+  /** Every record was applied before (a redelivery). */
+  | { kind: "duplicate"; set: string }
+  /** Invalid: nothing written, the reason is in the set status. */
+  | { kind: "rejected"; set: string | undefined; error: string }
+  /** The first new seq is not the next one, or the target diverged: the set is now out of sync. */
+  | { kind: "gap"; set: string; expected: number; got: number }
+  /** The set is out of sync and this message does not restart it. */
+  | { kind: "held"; set: string };
+
+export interface ApplierObserver {
+  /** Called after each record reached the store, in apply order. */
+  applied?(set: string, record: WireRecord): void;
+}
+
+export interface ApplierOptions {
+  readonly store: TargetStore;
+  readonly observer?: ApplierObserver;
+  readonly now?: () => Date;
+  /** Where a rejected message is logged (one JSON line); CloudWatch Logs in Lambda. */
+  readonly log?: (line: string) => void;
+}
+
+/** Content checked before anything is written: decoded inline bytes, or a staging object known to exist. */
+type PreparedPut = { record: PutRecord; bytes: Buffer } | { record: PutRecord; staged: string };
+
+const SYMLINK_MODE = 0o777;
+
+/** The target no longer holds what a record needs (e.g. the source of a rename): only a resync can repair it. */
+class TargetDivergedError extends Error {
+  override name = "TargetDivergedError";
+  readonly seq: number;
+  constructor(seq: number, message: string) {
+    super(message);
+    this.seq = seq;
+  }
+}
+
+function sha256(bytes: Uint8Array | string): string {
+  return createHash("sha256").update(bytes).digest("hex");
+}
+
+export class Applier {
+  readonly #store: TargetStore;
+  readonly #observer: ApplierObserver;
+  readonly #now: () => Date;
+  readonly #log: (line: string) => void;
+
+  constructor(options: ApplierOptions) {
+    this.#store = options.store;
+    this.#observer = options.observer ?? {};
+    this.#now = options.now ?? (() => new Date());
+    this.#log = options.log ?? ((line) => console.error(line));
+  }
+
+  /** Applies one message. Throws only for failures worth retrying (the store); a bad message is recorded, not thrown. */
+  async applyMessage(incoming: IncomingMessage): Promise<MessageOutcome> {
+    let message;
+    try {
+      message = parseMessage(incoming.body);
+      if (incoming.groupId !== message.set) {
+        throw new BadMessageError(`message for set "${message.set}" arrived in message group "${incoming.groupId ?? "(none)"}"`);
+      }
+    } catch (error) {
+      if (error instanceof BadMessageError) return this.#reject(incoming, error);
+      throw error;
+    }
+
+    const set = message.set;
+    const status = await this.readStatus(set);
+    let records = message.records;
+    const resyncAt = records.findIndex((r) => r.op === "resync" && r.seq > status.lastSeq);
+    if (resyncAt >= 0) {
+      // Records before a resync are superseded by the mirror that follows it.
+      records = records.slice(resyncAt);
+      status.state = "in-sync";
+      delete status.reason;
+    } else if (status.state === "out-of-sync") {
+      return { kind: "held", set };
+    } else {
+      records = records.filter((r) => r.seq > status.lastSeq);
+      const first = records[0];
+      if (!first) return { kind: "duplicate", set };
+      if (first.seq !== status.lastSeq + 1) {
+        const expected = status.lastSeq + 1;
+        status.state = "out-of-sync";
+        status.reason = `seq gap: expected ${expected}, got ${first.seq}; set marked out of sync`;
+        await this.#writeStatus(status);
+        return { kind: "gap", set, expected, got: first.seq };
+      }
+    }
+
+    let prepared: Map<number, PreparedPut>;
+    try {
+      prepared = await this.#preparePuts(set, records);
+    } catch (error) {
+      if (error instanceof BadMessageError) return this.#reject(incoming, error, status);
+      throw error;
+    }
+
+    let bytes = 0;
+    let applied = 0;
+    try {
+      for (const record of records) {
+        bytes += await this.#applyRecord(set, record, prepared.get(record.seq));
+        applied += 1;
+        this.#observer.applied?.(set, record);
+      }
+    } catch (error) {
+      if (!(error instanceof TargetDivergedError)) throw error;
+      status.lastSeq = error.seq - 1;
+      status.appliedRecords += applied;
+      status.appliedBytes += bytes;
+      status.state = "out-of-sync";
+      status.reason = `${error.message} (seq ${error.seq}); set marked out of sync`;
+      await this.#writeStatus(status);
+      return { kind: "gap", set, expected: error.seq, got: error.seq };
+    }
+    const last = records[records.length - 1]?.seq ?? status.lastSeq;
+    status.lastSeq = last;
+    status.appliedRecords += applied;
+    status.appliedBytes += bytes;
+    await this.#writeStatus(status);
+    // Staged payloads are only needed until the checkpoint covers them.
+    for (const put of prepared.values()) {
+      if ("staged" in put) await this.#store.delete(put.staged);
+    }
+    return { kind: "applied", set, first: records[0]?.seq ?? last, last, records: records.length, bytes };
+  }
+
+  /** The applier's checkpoint and status for a set (the initial one when the set was never seen). */
+  readStatus(set: string): Promise<SetStatus> {
+    return readSetStatus(this.#store, set);
+  }
+
+  /** Checks every put's content before anything is written, so a bad message writes nothing. */
+  async #preparePuts(set: string, records: readonly WireRecord[]): Promise<Map<number, PreparedPut>> {
+    const prepared = new Map<number, PreparedPut>();
+    for (const record of records) {
+      if (record.op !== "put") continue;
+      if (record.content.kind === "inline") {
+        const bytes = decodeInline(record.content);
+        if (bytes.length !== record.size || sha256(bytes) !== record.sha256) {
+          throw new BadMessageError(`content of ${record.path} (seq ${record.seq}) does not match its size and sha256`);
+        }
+        prepared.set(record.seq, { record, bytes });
+      } else {
+        const key = stagingKey(set, record.seq, record.sha256);
+        const head = await this.#store.head(key);
+        if (!head) throw new BadMessageError(`staged content of ${record.path} (seq ${record.seq}) is missing at ${key}`);
+        if (head.size !== record.size) {
+          throw new BadMessageError(`staged content of ${record.path} (seq ${record.seq}) is ${head.size} bytes, expected ${record.size}`);
+        }
+        prepared.set(record.seq, { record, staged: key });
+      }
+    }
+    return prepared;
+  }
+
+  /** Applies one record; returns the content bytes it wrote. */
+  async #applyRecord(set: string, record: WireRecord, put: PreparedPut | undefined): Promise<number> {
+    switch (record.op) {
+      case "put": {
+        const meta = encodeMeta({ kind: "file", mode: record.mode, mtimeNs: record.mtimeNs, sha256: record.sha256 });
+        if (!put) throw new Error(`internal: put seq ${record.seq} was not prepared`);
+        if ("bytes" in put) await this.#store.put(dataKey(set, record.path), put.bytes, meta);
+        else await this.#store.copy(put.staged, dataKey(set, record.path), meta);
+        return record.size;
+      }
+      case "mkdir":
+        await this.#store.put(dirKey(set, record.path), new Uint8Array(), encodeMeta({ kind: "dir", mode: record.mode, mtimeNs: record.mtimeNs }));
+        return 0;
+      case "symlink": {
+        const meta = encodeMeta({
+          kind: "symlink",
+          mode: SYMLINK_MODE,
+          mtimeNs: record.mtimeNs,
+          sha256: sha256(record.target),
+          linkTarget: record.target,
+        });
+        await this.#store.put(dataKey(set, record.path), Buffer.from(record.target, "utf8"), meta);
+        return 0;
+      }
+      case "delete":
+        await this.#store.delete(dataKey(set, record.path));
+        await this.#store.delete(dirKey(set, record.path));
+        return 0;
+      case "rename": {
+        const from = dataKey(set, record.from);
+        const object = await this.#store.head(from);
+        if (!object) throw new TargetDivergedError(record.seq, `rename source ${record.from} is missing on the target`);
+        await this.#store.copy(from, dataKey(set, record.to), object.meta);
+        await this.#store.delete(from);
+        return 0;
+      }
+      case "resync":
+        return 0;
+    }
+  }
+
+  async #reject(incoming: IncomingMessage, error: BadMessageError, known?: SetStatus): Promise<MessageOutcome> {
+    const set = incoming.groupId !== undefined && !setNameProblem(incoming.groupId) ? incoming.groupId : undefined;
+    this.#log(JSON.stringify({ level: "error", msg: "message rejected", messageId: incoming.messageId, set, error: error.message }));
+    if (set !== undefined) {
+      const status = known ?? (await this.readStatus(set));
+      status.lastRejected = { at: this.#now().toISOString(), messageId: incoming.messageId, error: error.message };
+      await this.#writeStatus(status);
+    }
+    return { kind: "rejected", set, error: error.message };
+  }
+
+  async #writeStatus(status: SetStatus): Promise<void> {
+    status.updatedAt = this.#now().toISOString();
+    await this.#store.put(statusKey(status.set), Buffer.from(JSON.stringify(status, null, 2)), {});
+  }
+}

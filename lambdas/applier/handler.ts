@@ -1,0 +1,49 @@
+// Lambda entry: the SQS FIFO event source mapping calls this with batches of
+// up to 10 messages. Thin on purpose: each record goes to the applier, and
+// Powertools' FIFO processor reports the first failure of a group and every
+// later record of that group as failed, so order survives a retry.
+
+import { processPartialResponse, SqsFifoPartialProcessorAsync } from "@aws-lambda-powertools/batch";
+import type { Context, SQSBatchResponse, SQSEvent, SQSRecord } from "aws-lambda";
+import { makeS3Client } from "../aws-clients.ts";
+import { S3Store } from "../store/s3-store.ts";
+import { Applier, type MessageOutcome } from "./applier.ts";
+import { metricsLine } from "./metrics.ts";
+
+export type BatchHandler = (event: SQSEvent, context?: Context) => Promise<SQSBatchResponse>;
+
+export function createHandler(applier: Applier, emit: (line: string) => void = console.log): BatchHandler {
+  return async (event, context) => {
+    const outcomes: MessageOutcome[] = [];
+    const processor = new SqsFifoPartialProcessorAsync();
+    const recordHandler = async (record: SQSRecord): Promise<void> => {
+      outcomes.push(
+        await applier.applyMessage({ messageId: record.messageId, groupId: record.attributes.MessageGroupId, body: record.body }),
+      );
+    };
+    try {
+      return await processPartialResponse(event, recordHandler, processor, {
+        ...(context ? { context } : {}),
+        skipGroupOnError: true,
+      });
+    } finally {
+      emit(metricsLine(outcomes, Date.now()));
+    }
+  };
+}
+
+function fromEnvironment(): BatchHandler {
+  const bucket = process.env.TIDEMARK_BUCKET;
+  if (!bucket) throw new Error("TIDEMARK_BUCKET is not set: the applier does not know its target bucket");
+  const region = process.env.AWS_REGION ?? "us-east-1";
+  const endpoint = process.env.TIDEMARK_S3_ENDPOINT;
+  const store = new S3Store(makeS3Client({ region, ...(endpoint ? { endpoint } : {}) }), bucket);
+  return createHandler(new Applier({ store }));
+}
+
+let cached: BatchHandler | undefined;
+
+export const handler: BatchHandler = (event, context) => {
+  cached ??= fromEnvironment();
+  return cached(event, context);
+};

@@ -1,0 +1,14 @@
+// Reading a set's status object: the applier's checkpoint, and what
+// `tidemark status` shows of the target.
+
+import { SetStatusSchema, initialStatus, statusKey, type SetStatus } from "../../contract/layout.ts";
+import type { TargetStore } from "./store.ts";
+
+/** The set's status, or the initial one (nothing applied yet) when the target has none. */
+export async function readSetStatus(store: TargetStore, set: string): Promise<SetStatus> {
+  const object = await store.get(statusKey(set));
+  if (!object) return initialStatus(set);
+  const parsed = SetStatusSchema.safeParse(JSON.parse(object.body.toString("utf8")));
+  if (!parsed.success) throw new Error(`${statusKey(set)} is not a status object: ${parsed.error.issues[0]?.message ?? "invalid"}`);
+  return parsed.data;
+}

@@ -1,0 +1,39 @@
+// The target store: where the applier keeps the live mirror, checkpoints and
+// everything else of DESIGN 5. One contract, two implementations (memory, S3);
+// both pass test/store-contract.ts.
+
+export interface StoredObject {
+  readonly key: string;
+  readonly body: Buffer;
+  /** User metadata, lower-case keys. */
+  readonly meta: Record<string, string>;
+}
+
+export interface ObjectInfo {
+  readonly key: string;
+  readonly size: number;
+}
+
+export interface TargetStore {
+  /** The object at key, or undefined when there is none. Fails only when the store cannot be reached or read. */
+  get(key: string): Promise<StoredObject | undefined>;
+  /** Size and metadata of the object at key without its body, or undefined when there is none. */
+  head(key: string): Promise<(ObjectInfo & { meta: Record<string, string> }) | undefined>;
+  /** Writes (replaces) the object at key with body and metadata. */
+  put(key: string, body: Uint8Array, meta?: Record<string, string>): Promise<void>;
+  /** Copies the object at from to key to, replacing its metadata with meta; throws ObjectNotFoundError when from is missing. */
+  copy(from: string, to: string, meta: Record<string, string>): Promise<void>;
+  /** Removes the object at key; removing a missing object succeeds. */
+  delete(key: string): Promise<void>;
+  /** Every object whose key starts with prefix, in key order. */
+  list(prefix: string): AsyncIterable<ObjectInfo>;
+}
+
+export class ObjectNotFoundError extends Error {
+  override name = "ObjectNotFoundError";
+  readonly key: string;
+  constructor(key: string) {
+    super(`no object at ${key}`);
+    this.key = key;
+  }
+}

@@ -1,0 +1,45 @@
+// A transport that hands messages straight to an applier over an in-memory
+// store: the whole pipeline without a queue, for fast agent tests.
+
+import { randomUUID } from "node:crypto";
+import { readFile } from "node:fs/promises";
+import { META } from "../../contract/layout.ts";
+import type { Applier, MessageOutcome } from "../../lambdas/applier/applier.ts";
+import type { TargetStore } from "../../lambdas/store/store.ts";
+import type { StagedPayload, Transport } from "../../agent/transport/transport.ts";
+
+export class MemoryTransport implements Transport {
+  readonly applier: Applier;
+  readonly store: TargetStore;
+  readonly outcomes: MessageOutcome[] = [];
+  readonly bodies: string[] = [];
+  requests = 0;
+  stagedBytes = 0;
+  /** The next calls fail with these errors, one each. */
+  readonly failures: Error[] = [];
+
+  constructor(applier: Applier, store: TargetStore) {
+    this.applier = applier;
+    this.store = store;
+  }
+
+  #maybeFail(): void {
+    const failure = this.failures.shift();
+    if (failure) throw failure;
+  }
+
+  async stage(payload: StagedPayload): Promise<void> {
+    this.requests += 1;
+    this.#maybeFail();
+    const bytes = "bytes" in payload.source ? payload.source.bytes : await readFile(payload.source.file);
+    this.stagedBytes += bytes.length;
+    await this.store.put(payload.key, bytes, { [META.sha256]: payload.sha256 });
+  }
+
+  async send(set: string, _deduplicationId: string, body: string): Promise<void> {
+    this.requests += 1;
+    this.#maybeFail();
+    this.bodies.push(body);
+    this.outcomes.push(await this.applier.applyMessage({ messageId: randomUUID(), groupId: set, body }));
+  }
+}

@@ -1,0 +1,93 @@
+import { existsSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { Journal, type Change } from "../../agent/journal.ts";
+import { tempDir } from "../support/tree.ts";
+
+const put = (path: string, text: string): Change => ({
+  op: "put",
+  path,
+  size: text.length,
+  mode: 0o644,
+  mtimeNs: "1",
+  sha256: "0".repeat(64),
+  content: { bytes: Buffer.from(text) },
+});
+
+describe("journal", () => {
+  let dir: ReturnType<typeof tempDir>;
+  beforeEach(() => {
+    dir = tempDir();
+  });
+  afterEach(() => dir.remove());
+
+  it("gives each set its own contiguous seqs, in append order", () => {
+    const journal = Journal.open(dir.path);
+    expect(journal.append("a", [put("1", "x"), put("2", "y")])).toEqual([1, 2]);
+    expect(journal.append("b", [put("1", "z")])).toEqual([1]);
+    expect(journal.append("a", [{ op: "delete", path: "1" }])).toEqual([3]);
+    expect(journal.pending("a", 0, 10).map((r) => [r.seq, r.op, "path" in r ? r.path : ""])).toEqual([
+      [1, "put", "1"],
+      [2, "put", "2"],
+      [3, "delete", "1"],
+    ]);
+    journal.close();
+  });
+
+  it("keeps records and content across a reopen (durable before sent)", () => {
+    const first = Journal.open(dir.path);
+    first.append("a", [put("f", "content one"), { op: "mkdir", path: "d", mode: 0o755, mtimeNs: "5" }]);
+    first.close();
+    const again = Journal.open(dir.path);
+    const records = again.pending("a", 0, 10);
+    expect(records).toHaveLength(2);
+    const record = records[0];
+    expect(record?.op === "put" && "bytes" in record.content && Buffer.from(record.content.bytes).toString()).toBe("content one");
+    expect(again.append("a", [put("g", "next")])).toEqual([3]);
+    again.close();
+  });
+
+  it("drops records only when marked sent, and their spool files with them", () => {
+    const journal = Journal.open(dir.path);
+    writeFileSync(join(journal.spoolDir, "big"), "spooled");
+    journal.append("a", [
+      { op: "put", path: "big", size: 7, mode: 0o644, mtimeNs: "1", sha256: "0".repeat(64), content: { spool: "big" } },
+      put("small", "s"),
+    ]);
+    journal.markSent("a", 1, 100);
+    expect(existsSync(join(journal.spoolDir, "big"))).toBe(false);
+    expect(journal.pending("a", 0, 10).map((r) => r.seq)).toEqual([2]);
+    expect(journal.counters("a")).toMatchObject({ nextSeq: 3, sentSeq: 1, backlogRecords: 1, backlogBytes: 1, messagesSent: 1, bytesSent: 100 });
+    journal.close();
+  });
+
+  it("does not lose a seq when a transaction fails half-way", () => {
+    const journal = Journal.open(dir.path);
+    journal.append("a", [put("x", "1")]);
+    const bad = { op: "put", path: "y", size: 1, mode: 0o644, mtimeNs: "1", sha256: "0".repeat(64), content: { bytes: Symbol("bad") } } as unknown as Change;
+    expect(() => journal.append("a", [put("z", "2"), bad])).toThrow();
+    expect(journal.pending("a", 0, 10).map((r) => r.seq)).toEqual([1]);
+    expect(journal.entry("a", "z")).toBeUndefined();
+    expect(journal.append("a", [put("z", "2")])).toEqual([2]);
+    journal.close();
+  });
+
+  it("keeps the index in step with what was journaled", () => {
+    const journal = Journal.open(dir.path);
+    journal.append("a", [
+      { op: "mkdir", path: "d", mode: 0o755, mtimeNs: "1" },
+      put("d/f", "x"),
+      { op: "mkdir", path: "d/e", mode: 0o700, mtimeNs: "2" },
+      put("d/e/g", "y"),
+      { op: "symlink", path: "l", target: "d/f", mtimeNs: "3" },
+    ]);
+    expect(journal.entry("a", "d/f")).toMatchObject({ kind: "file", size: 1 });
+    expect(journal.children("a", "d").map((e) => e.path)).toEqual(["d/e", "d/f"]);
+    expect(journal.descendants("a", "d").map((e) => e.path)).toEqual(["d/f", "d/e/g", "d/e"]);
+    expect(journal.entry("a", "l")).toMatchObject({ kind: "symlink", link: "d/f" });
+    journal.append("a", [{ op: "delete", path: "d/f" }]);
+    expect(journal.entry("a", "d/f")).toBeUndefined();
+    expect(journal.entryCount("a")).toBe(4);
+    journal.close();
+  });
+});

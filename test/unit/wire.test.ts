@@ -1,0 +1,101 @@
+import { describe, expect, it } from "vitest";
+import { setNameProblem, setPathProblem } from "../../contract/paths.ts";
+import { BadMessageError, decodeInline, encodeInline, parseMessage, serializeMessage, type WireMessage } from "../../contract/wire.ts";
+
+const sha = "a".repeat(64);
+
+function message(records: unknown[], set = "docs"): string {
+  return JSON.stringify({ v: 1, set, records });
+}
+
+describe("set paths", () => {
+  it.each([
+    ["..", "'..' segment"],
+    ["a/../../etc/passwd", "'..' segment"],
+    ["./a", "'.' segment"],
+    ["/etc/passwd", "absolute"],
+    ["a\0b", "NUL"],
+    ["a\\..\\b", "backslash"],
+    ["a//b", "empty segment"],
+    ["a/", "empty segment"],
+    ["", "empty"],
+    ["C:/Windows", "drive letter"],
+    ["a\nb", "control character"],
+    ["x".repeat(901), "longer than"],
+  ])("rejects %j", (path, why) => {
+    expect(setPathProblem(path)).toContain(why);
+  });
+
+  it.each(["a", "a/b/c.txt", "with space/ünïcödé ✓.md", ".hidden", "a..b", "...", "-rf"])("accepts %j", (path) => {
+    expect(setPathProblem(path)).toBeUndefined();
+  });
+
+  it("rejects set names that could escape a prefix or a message group", () => {
+    expect(setNameProblem("../x")).toBeDefined();
+    expect(setNameProblem("a/b")).toBeDefined();
+    expect(setNameProblem("a..b")).toBeDefined();
+    expect(setNameProblem("")).toBeDefined();
+    expect(setNameProblem("x".repeat(65))).toBeDefined();
+    expect(setNameProblem("web-01.data_2")).toBeUndefined();
+  });
+});
+
+describe("wire messages", () => {
+  const put = { seq: 1, op: "put", path: "a.txt", size: 2, mode: 0o644, mtimeNs: "1", sha256: sha, content: { kind: "staged" } };
+
+  it("round-trips a valid message", () => {
+    const valid: WireMessage = {
+      v: 1,
+      set: "docs",
+      records: [
+        { seq: 7, op: "mkdir", path: "d", mode: 0o755, mtimeNs: "123" },
+        { seq: 8, op: "put", path: "d/f", size: 3, mode: 0o600, mtimeNs: "124", sha256: sha, content: encodeInline(Buffer.from("abc")) },
+        { seq: 9, op: "symlink", path: "d/l", target: "../f", mtimeNs: "125" },
+        { seq: 10, op: "delete", path: "old" },
+        { seq: 11, op: "rename", from: "x", to: "y" },
+        { seq: 12, op: "resync", reason: "test" },
+      ],
+    };
+    expect(parseMessage(serializeMessage(valid))).toEqual(valid);
+  });
+
+  it.each([
+    ["not JSON", "{", /not JSON/],
+    ["another version", JSON.stringify({ v: 2, set: "docs", records: [] }), /unsupported wire version 2/],
+    ["no records", message([]), /records/],
+    ["a hostile path", message([{ ...put, path: "../../etc/cron.d/x" }]), /records\.0\.path: path has a '\.\.' segment/],
+    ["an absolute path", message([{ ...put, path: "/etc/passwd" }]), /absolute/],
+    ["a NUL in a path", message([{ ...put, path: "a\u0000b" }]), /NUL/],
+    ["a backslash path", message([{ ...put, path: "..\\..\\x" }]), /backslash/],
+    ["a hostile rename target", message([{ seq: 1, op: "rename", from: "a", to: "../b" }]), /records\.0\.to/],
+    ["a hostile set", message([put], "../other"), /set/],
+    ["an unknown op", message([{ seq: 1, op: "chmod", path: "a" }]), /op/],
+    ["a bad hash", message([{ ...put, sha256: "xyz" }]), /sha256/],
+    ["a negative seq", message([{ ...put, seq: -1 }]), /seq/],
+    ["non-contiguous seqs", message([put, { ...put, seq: 3 }]), /contiguous/],
+    ["a staged key from the sender", message([{ ...put, content: { kind: "staged", key: "data/other/x" } }]), null],
+  ])("rejects %s", (_what, body, pattern) => {
+    if (pattern === null) {
+      // Extra keys are dropped by the schema: the applier derives the staging key itself.
+      expect(parseMessage(body).records[0]).not.toHaveProperty("content.key");
+      return;
+    }
+    expect(() => parseMessage(body)).toThrow(BadMessageError);
+    expect(() => parseMessage(body)).toThrow(pattern);
+  });
+
+  it("compresses inline content only when it helps", () => {
+    const text = Buffer.from("hello ".repeat(1000));
+    const packed = encodeInline(text);
+    expect(packed.encoding).toBe("gzip+base64");
+    expect(decodeInline(packed)).toEqual(text);
+    const random = Buffer.from(Array.from({ length: 64 }, (_, i) => (i * 151) % 256));
+    const raw = encodeInline(random);
+    expect(raw.encoding).toBe("base64");
+    expect(decodeInline(raw)).toEqual(random);
+  });
+
+  it("refuses inline content that does not gunzip", () => {
+    expect(() => decodeInline({ kind: "inline", encoding: "gzip+base64", data: "bm90IGd6aXA=" })).toThrow(BadMessageError);
+  });
+});
