@@ -75,7 +75,7 @@ export async function capture(journal: Journal, spec: SetSpec, path: string): Pr
   if (st.isFile()) {
     if (sameFile(known, st)) return { changes: [], isDirectory: false };
     const changes = replaced("file");
-    const put = await readStable(journal, abs, path);
+    const put = await readStable(journal, abs, path, st);
     if (put) changes.push(put);
     else changes.push(...deletesFor(journal, spec.name, path));
     return { changes, isDirectory: false };
@@ -88,10 +88,10 @@ export async function capture(journal: Journal, spec: SetSpec, path: string): Pr
  * Reads a file so that the bytes match the size and mtime recorded with them:
  * re-reads while the file changes underneath. Returns undefined when the file vanished.
  */
-async function readStable(journal: Journal, abs: string, path: string): Promise<Change | undefined> {
+async function readStable(journal: Journal, abs: string, path: string, first: BigIntStats): Promise<Change | undefined> {
   let put: Change | undefined;
   for (let attempt = 0; attempt < STABLE_READ_ATTEMPTS; attempt++) {
-    const before = await statOrGone(abs);
+    const before = attempt === 0 ? first : await statOrGone(abs);
     if (!before?.isFile()) return undefined;
     let content: { bytes: Uint8Array } | { spool: string };
     let sha256: string;

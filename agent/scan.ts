@@ -21,6 +21,20 @@ export interface ScanReport {
 
 /** Journals in chunks so one huge directory does not make one huge transaction. */
 const APPEND_CHUNK = 500;
+/** Files read at once: enough to keep the disk and the thread pool busy, few enough to bound memory. */
+const CAPTURE_CONCURRENCY = 16;
+
+/** Maps items with at most `limit` calls in flight; results keep the items' order. */
+async function mapConcurrent<T, R>(items: readonly T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
+  const results = new Array<R>(items.length);
+  // One iterator shared by the workers: each takes the next item when it is free.
+  const queue = items.entries();
+  const worker = async () => {
+    for (const [index, item] of queue) results[index] = await fn(item);
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  return results;
+}
 
 function joinPath(dir: string, name: string): string {
   return dir === "" ? name : `${dir}/${name}`;
@@ -59,6 +73,7 @@ export async function barrierScan(journal: Journal, spec: SetSpec, from = ""): P
     }
     const seen = new Set<string>();
     const subdirs: string[] = [];
+    const paths: string[] = [];
     listing.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
     for (const dirent of listing) {
       const path = joinPath(dir, dirent.name);
@@ -69,10 +84,16 @@ export async function barrierScan(journal: Journal, spec: SetSpec, from = ""): P
       }
       if (isExcluded(spec, path)) continue;
       seen.add(path);
-      report.entries += 1;
-      const result = await capture(journal, spec, path);
-      pending.push(...result.changes);
-      if (result.isDirectory) subdirs.push(path);
+      paths.push(path);
+    }
+    report.entries += paths.length;
+    // Entries of one directory are independent: read them in parallel, journal them in name order.
+    for (let i = 0; i < paths.length; i += APPEND_CHUNK) {
+      const results = await mapConcurrent(paths.slice(i, i + APPEND_CHUNK), CAPTURE_CONCURRENCY, (path) => capture(journal, spec, path));
+      results.forEach((result, k) => {
+        pending.push(...result.changes);
+        if (result.isDirectory) subdirs.push(paths[i + k] ?? "");
+      });
       if (pending.length >= APPEND_CHUNK) flush();
     }
     for (const entry of journal.children(spec.name, dir)) {

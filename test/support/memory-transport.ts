@@ -17,6 +17,8 @@ export class MemoryTransport implements Transport {
   stagedBytes = 0;
   /** The next calls fail with these errors, one each. */
   readonly failures: Error[] = [];
+  /** Messages to accept and then lose (as if the queue dropped them), for gap tests. */
+  lose = 0;
 
   constructor(applier: Applier, store: TargetStore) {
     this.applier = applier;
@@ -40,6 +42,10 @@ export class MemoryTransport implements Transport {
     this.requests += 1;
     this.#maybeFail();
     this.bodies.push(body);
+    if (this.lose > 0) {
+      this.lose -= 1;
+      return;
+    }
     this.outcomes.push(await this.applier.applyMessage({ messageId: randomUUID(), groupId: set, body }));
   }
 }

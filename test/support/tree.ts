@@ -19,12 +19,16 @@ export function tempDir(prefix = "tidemark-test-"): { path: string; remove(): vo
 const sha = (bytes: Uint8Array | string) => createHash("sha256").update(bytes).digest("hex");
 
 /** One line per entry: kind, mode, mtime and content hash (or link target). */
-export async function pictureOfSource(root: string, options: { dirMtimes?: boolean } = {}): Promise<TreePicture> {
+export async function pictureOfSource(
+  root: string,
+  options: { dirMtimes?: boolean; skip?: (path: string) => boolean } = {},
+): Promise<TreePicture> {
   const picture: TreePicture = {};
   const walk = async (dir: string, prefix: string) => {
     for (const dirent of await readdir(dir, { withFileTypes: true })) {
       const abs = join(dir, dirent.name);
       const path = prefix ? `${prefix}/${dirent.name}` : dirent.name;
+      if (options.skip?.(path)) continue;
       const st = await lstat(abs, { bigint: true });
       const mode = (st.mode & 0o7777n).toString(8);
       if (st.isDirectory()) {
