@@ -1,0 +1,88 @@
+// The target side on the emulator for a test: queue, bucket, and the applier
+// driven by the local poller, with a record of every applied seq.
+
+import { writeFileSync } from "node:fs";
+import { join } from "node:path";
+import type { WireRecord } from "../../contract/wire.ts";
+import type { ConfigFile } from "../../agent/config.ts";
+import { makeS3Client, makeSqsClient } from "../../lambdas/aws-clients.ts";
+import { Applier } from "../../lambdas/applier/applier.ts";
+import { createHandler } from "../../lambdas/applier/handler.ts";
+import { ensureTargetResources, startEmulator } from "../../lambdas/local/emulator.ts";
+import { LocalPoller } from "../../lambdas/local/poller.ts";
+import { S3Store } from "../../lambdas/store/s3-store.ts";
+
+export const REGION = "us-east-1";
+
+export interface TestCloud {
+  readonly endpoint: string;
+  readonly queueUrl: string;
+  readonly bucket: string;
+  readonly store: S3Store;
+  /** Seqs applied per set, in apply order. */
+  readonly applied: Map<string, number[]>;
+  readonly rejections: string[];
+  writeConfig(dir: string, sets: ConfigFile["sets"]): string;
+  stop(): Promise<void>;
+}
+
+export async function startTestCloud(options: { visibilityTimeoutSeconds?: number } = {}): Promise<TestCloud> {
+  const emulator = await startEmulator({ port: 0 });
+  const target = await ensureTargetResources({
+    endpoint: emulator.endpoint,
+    region: REGION,
+    visibilityTimeoutSeconds: options.visibilityTimeoutSeconds ?? 5,
+  });
+  const s3 = makeS3Client({ region: REGION, endpoint: emulator.endpoint });
+  const sqs = makeSqsClient({ region: REGION, endpoint: emulator.endpoint });
+  const store = new S3Store(s3, target.bucket);
+  const applied = new Map<string, number[]>();
+  const rejections: string[] = [];
+  const applier = new Applier({
+    store,
+    log: (line) => rejections.push(line),
+    observer: {
+      applied(set: string, record: WireRecord) {
+        const list = applied.get(set) ?? [];
+        list.push(record.seq);
+        applied.set(set, list);
+      },
+    },
+  });
+  const poller = new LocalPoller({ sqs, queueUrl: target.queueUrl, region: REGION, handler: createHandler(applier, () => {}), waitTimeSeconds: 1 });
+  poller.start();
+  return {
+    endpoint: emulator.endpoint,
+    queueUrl: target.queueUrl,
+    bucket: target.bucket,
+    store,
+    applied,
+    rejections,
+    writeConfig(dir, sets) {
+      const file = join(dir, "tidemark.config.json");
+      const config: ConfigFile = { region: REGION, endpoint: emulator.endpoint, queueUrl: target.queueUrl, bucket: target.bucket, stateDir: "state", sets };
+      writeFileSync(file, JSON.stringify(config, null, 2));
+      return file;
+    },
+    async stop() {
+      await poller.stop();
+      sqs.destroy();
+      s3.destroy();
+      await emulator.stop();
+    },
+  };
+}
+
+/** Polls until check passes (returns without throwing) or the time is up; then throws the last failure. */
+export async function eventually(check: () => Promise<void>, timeoutMs = 60_000, everyMs = 200): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      await check();
+      return;
+    } catch (error) {
+      if (Date.now() > deadline) throw error;
+      await new Promise((resolve) => setTimeout(resolve, everyMs));
+    }
+  }
+}
