@@ -1,0 +1,119 @@
+// The local cloud's emulator: fauxqs (SQS + S3) in this process, on
+// 127.0.0.1 only, and the target resources the stack would create on AWS.
+
+import { createServer } from "node:net";
+import { CreateBucketCommand, HeadBucketCommand } from "@aws-sdk/client-s3";
+import { CreateQueueCommand, GetQueueAttributesCommand, GetQueueUrlCommand, type SQSClient } from "@aws-sdk/client-sqs";
+import { startFauxqs } from "fauxqs";
+import { makeS3Client, makeSqsClient } from "../aws-clients.ts";
+
+export class PortInUseError extends Error {
+  override name = "PortInUseError";
+}
+
+export interface Emulator {
+  readonly endpoint: string;
+  readonly port: number;
+  stop(): Promise<void>;
+}
+
+export interface TargetResources {
+  readonly queueUrl: string;
+  readonly dlqUrl: string;
+  readonly bucket: string;
+}
+
+const HOST = "127.0.0.1";
+/** fauxqs answers for this account id. */
+const ACCOUNT = "000000000000";
+
+/** Fails fast, with a clear reason, when the port is taken. */
+async function checkPortFree(port: number): Promise<void> {
+  if (port === 0) return;
+  await new Promise<void>((resolve, reject) => {
+    const probe = createServer();
+    probe.once("error", (error: NodeJS.ErrnoException) => {
+      reject(
+        error.code === "EADDRINUSE"
+          ? new PortInUseError(`port ${port} on ${HOST} is already in use (is another \`tidemark local\` running? pick another with --port)`)
+          : error,
+      );
+    });
+    probe.listen(port, HOST, () => probe.close(() => resolve()));
+  });
+}
+
+export async function startEmulator(options: { port?: number; dataDir?: string } = {}): Promise<Emulator> {
+  const port = options.port ?? 4566;
+  await checkPortFree(port);
+  const server = await startFauxqs({
+    port,
+    host: HOST,
+    logger: false,
+    ...(options.dataDir ? { dataDir: options.dataDir } : {}),
+  });
+  return { endpoint: `http://${HOST}:${server.port}`, port: server.port, stop: () => server.stop() };
+}
+
+async function ensureQueue(sqs: SQSClient, name: string, attributes: Record<string, string>): Promise<{ url: string; arn: string }> {
+  let url: string | undefined;
+  try {
+    url = (await sqs.send(new GetQueueUrlCommand({ QueueName: name }))).QueueUrl;
+  } catch (error) {
+    if (!/NonExistentQueue|QueueDoesNotExist/.test((error as Error).name)) throw error;
+  }
+  url ??= (await sqs.send(new CreateQueueCommand({ QueueName: name, Attributes: attributes }))).QueueUrl;
+  if (!url) throw new Error(`the emulator returned no URL for queue ${name}`);
+  const arn = (await sqs.send(new GetQueueAttributesCommand({ QueueUrl: url, AttributeNames: ["QueueArn"] }))).Attributes?.QueueArn;
+  if (!arn) throw new Error(`the emulator returned no ARN for queue ${name}`);
+  return { url, arn };
+}
+
+/**
+ * Creates (or finds, on a persisted emulator) the FIFO queue with its FIFO
+ * dead-letter queue and the bucket, with the attributes the CDK stack sets.
+ */
+export async function ensureTargetResources(options: {
+  endpoint: string;
+  region: string;
+  queueName?: string;
+  dlqName?: string;
+  bucket?: string;
+  visibilityTimeoutSeconds?: number;
+  maxReceiveCount?: number;
+}): Promise<TargetResources> {
+  const queueName = options.queueName ?? "tidemark.fifo";
+  const dlqName = options.dlqName ?? "tidemark-dlq.fifo";
+  const bucket = options.bucket ?? "tidemark";
+  const sqs = makeSqsClient({ region: options.region, endpoint: options.endpoint });
+  const s3 = makeS3Client({ region: options.region, endpoint: options.endpoint });
+  try {
+    const fifo = {
+      FifoQueue: "true",
+      DeduplicationScope: "messageGroup",
+      FifoThroughputLimit: "perMessageGroupId",
+      MaximumMessageSize: "1048576",
+      MessageRetentionPeriod: "1209600",
+    };
+    const dlq = await ensureQueue(sqs, dlqName, fifo);
+    await ensureQueue(sqs, queueName, {
+      ...fifo,
+      VisibilityTimeout: String(options.visibilityTimeoutSeconds ?? 30),
+      RedrivePolicy: JSON.stringify({ deadLetterTargetArn: dlq.arn, maxReceiveCount: options.maxReceiveCount ?? 5 }),
+    });
+    try {
+      await s3.send(new HeadBucketCommand({ Bucket: bucket }));
+    } catch {
+      await s3.send(new CreateBucketCommand({ Bucket: bucket }));
+    }
+    // fauxqs names queues by a virtual host that does not resolve; the path is what it routes on.
+    return {
+      queueUrl: `${options.endpoint}/${ACCOUNT}/${queueName}`,
+      dlqUrl: `${options.endpoint}/${ACCOUNT}/${dlqName}`,
+      bucket,
+    };
+  } finally {
+    sqs.destroy();
+    s3.destroy();
+  }
+}
