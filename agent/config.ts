@@ -56,7 +56,8 @@ export interface AgentConfig {
 
 /** Which config file a command uses. */
 export function configPath(flag: string | undefined, env: NodeJS.ProcessEnv = process.env): string {
-  return resolve(flag ?? env.TIDEMARK_CONFIG ?? DEFAULT_CONFIG_FILE);
+  // An empty variable counts as unset, as shells and CI runners often leave one.
+  return resolve(flag ?? (env.TIDEMARK_CONFIG || undefined) ?? DEFAULT_CONFIG_FILE);
 }
 
 export function loadConfig(file: string): AgentConfig {

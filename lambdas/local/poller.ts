@@ -6,6 +6,9 @@
 import { DeleteMessageBatchCommand, ReceiveMessageCommand, type Message, type SQSClient } from "@aws-sdk/client-sqs";
 import type { SQSBatchResponse, SQSEvent, SQSMessageAttributes, SQSRecord } from "aws-lambda";
 
+/** Pause after a receive that found nothing. */
+const IDLE_PAUSE_MS = 50;
+
 export interface PollerOptions {
   readonly sqs: SQSClient;
   readonly queueUrl: string;
@@ -112,8 +115,10 @@ export class LocalPoller {
           await Promise.race(this.#inFlight);
           continue;
         }
-        await this.#receiveAndDispatch();
+        const received = await this.#receiveAndDispatch();
         backoff = 100;
+        // An empty short poll would otherwise spin; a long poll has already waited.
+        if (received === 0) await new Promise((resolve) => setTimeout(resolve, IDLE_PAUSE_MS));
       } catch (error) {
         this.#options.onError?.(error instanceof Error ? error : new Error(String(error)));
         await new Promise((resolve) => setTimeout(resolve, backoff));

@@ -48,10 +48,10 @@ it("rejects bad messages without writing, and keeps other sets flowing", async (
     { name: "victim", path: "." },
     { name: "good", path: "." },
   ]);
-  const out = tidemark(["status", "--config", config]);
+  const out = await tidemark(["status", "--config", config]);
   expect(out.code).toBe(0);
   expect(out.stdout).toMatch(/victim: last rejected message .*: message for set "good" arrived in message group "victim"/);
-  const json = JSON.parse(tidemark(["status", "--json", "--config", config]).stdout) as {
+  const json = JSON.parse((await tidemark(["status", "--json", "--config", config])).stdout) as {
     sets: { set: string; target: { lastSeqApplied: number; lastRejected?: { error: string } } }[];
   };
   expect(json.sets.find((s) => s.set === "good")?.target.lastSeqApplied).toBe(2);

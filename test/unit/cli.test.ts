@@ -11,53 +11,53 @@ describe("tidemark CLI", () => {
   });
   afterEach(() => dir.remove());
 
-  it.each(["run", "status", "local"])("%s --help shows usage and an example", (command) => {
-    const out = tidemark([command, "--help"]);
+  it.each(["run", "status", "local"])("%s --help shows usage and an example", async (command) => {
+    const out = await tidemark([command, "--help"]);
     expect(out.code).toBe(0);
     expect(out.stdout).toMatch(new RegExp(`^Usage: tidemark ${command}`));
     expect(out.stdout).toMatch(/Examples?:\n {2}tidemark /);
   });
 
-  it("lists the commands on --help", () => {
-    const out = tidemark(["--help"]);
+  it("lists the commands on --help", async () => {
+    const out = await tidemark(["--help"]);
     expect(out.code).toBe(0);
     expect(out.stdout).toContain("run");
     expect(out.stdout).toContain("status");
   });
 
-  it("refuses an unknown command and an unknown option with exit code 2 and one line", () => {
-    const unknown = tidemark(["frobnicate"]);
+  it("refuses an unknown command and an unknown option with exit code 2 and one line", async () => {
+    const unknown = await tidemark(["frobnicate"]);
     expect(unknown.code).toBe(2);
     expect(unknown.stderr).toBe('tidemark: unknown command "frobnicate" (commands: local, run, status)\n');
-    const option = tidemark(["status", "--bogus"]);
+    const option = await tidemark(["status", "--bogus"]);
     expect(option.code).toBe(2);
     expect(option.stderr).toMatch(/^tidemark: Unknown option '--bogus'.*see `tidemark status --help`/);
   });
 
-  it("says where it looked when there is no config", () => {
-    const out = tidemark(["status"], { cwd: dir.path, env: { TIDEMARK_CONFIG: "" } });
+  it("says where it looked when there is no config", async () => {
+    const out = await tidemark(["status"], { cwd: dir.path, env: { TIDEMARK_CONFIG: "" } });
     expect(out.code).toBe(1);
     expect(out.stderr).toContain(`no config file at ${join(dir.path, "tidemark.config.json")}`);
     expect(out.stderr.trim().split("\n")).toHaveLength(1);
   });
 
-  it("names the bad key of a wrong config", () => {
+  it("names the bad key of a wrong config", async () => {
     const file = join(dir.path, "c.json");
-    writeFileSync(file, JSON.stringify({ queueUrl: "http://127.0.0.1:9/q.fifo", bucket: "b", stateDir: "s", sets: [{ name: "../x", path: "." }] }));
-    const out = tidemark(["run", "--config", file]);
+    writeFileSync(file, JSON.stringify({ queueUrl: "http://127.0.0.1:9/q.fifo", bucket: "bucket", stateDir: "s", sets: [{ name: "../x", path: "." }] }));
+    const out = await tidemark(["run", "--config", file]);
     expect(out.code).toBe(1);
     expect(out.stderr).toMatch(/^tidemark: config file .*c\.json: sets\.0\.name: set name "\.\.\/x" may only hold/);
   });
 
-  it("refuses to run on an unreadable source folder", () => {
+  it("refuses to run on an unreadable source folder", async () => {
     const file = join(dir.path, "c.json");
     writeFileSync(file, JSON.stringify({ queueUrl: "http://127.0.0.1:9/q.fifo", bucket: "bucket", stateDir: "s", sets: [{ name: "x", path: "nope" }] }));
-    const out = tidemark(["run", "--config", file]);
+    const out = await tidemark(["run", "--config", file]);
     expect(out.code).toBe(1);
     expect(out.stderr).toMatch(/^tidemark: set "x": cannot read .*nope: ENOENT/);
   });
 
-  it("fails clearly when the endpoint is unreachable", () => {
+  it("fails clearly when the endpoint is unreachable", async () => {
     const file = join(dir.path, "c.json");
     writeFileSync(
       file,
@@ -69,18 +69,18 @@ describe("tidemark CLI", () => {
         sets: [{ name: "x", path: "." }],
       }),
     );
-    const out = tidemark(["run", "--config", file]);
+    const out = await tidemark(["run", "--config", file]);
     expect(out.code).toBe(1);
     expect(out.stderr).toMatch(/^tidemark: cannot reach the queue .* at http:\/\/127\.0\.0\.1:9: ECONNREFUSED \(is `tidemark local` running\?\)\n$/);
   });
 
-  it("shows an unreachable target in status instead of failing", () => {
+  it("shows an unreachable target in status instead of failing", async () => {
     const file = join(dir.path, "c.json");
     writeFileSync(
       file,
       JSON.stringify({ endpoint: "http://127.0.0.1:9", queueUrl: "http://127.0.0.1:9/000000000000/q.fifo", bucket: "bucket", stateDir: "s", sets: [{ name: "x", path: "." }] }),
     );
-    const out = tidemark(["status", "--json", "--config", file]);
+    const out = await tidemark(["status", "--json", "--config", file]);
     expect(out.code).toBe(0);
     const report = JSON.parse(out.stdout) as { sets: { set: string; target: { reachable: boolean }; inSync: boolean }[] };
     expect(report.sets[0]).toMatchObject({ set: "x", target: { reachable: false }, inSync: false });

@@ -1,0 +1,61 @@
+// The poller's own rules, against a scripted SQS client: what it does when the
+// queue bends FIFO's rules is not something an emulator can be made to show.
+
+import { DeleteMessageBatchCommand, ReceiveMessageCommand, type Message, type SQSClient } from "@aws-sdk/client-sqs";
+import type { SQSEvent } from "aws-lambda";
+import { expect, it } from "vitest";
+import { LocalPoller } from "../../lambdas/local/poller.ts";
+import { eventually } from "../support/local-cloud.ts";
+
+function scriptedSqs(receives: Message[][]) {
+  const deleted: string[] = [];
+  const client = {
+    send: async (command: unknown) => {
+      if (command instanceof ReceiveMessageCommand) return { Messages: receives.shift() ?? [] };
+      if (command instanceof DeleteMessageBatchCommand) {
+        deleted.push(...(command.input.Entries ?? []).map((e) => e.ReceiptHandle ?? ""));
+        return { Successful: command.input.Entries, Failed: [] };
+      }
+      throw new Error("unexpected command");
+    },
+  };
+  return { sqs: client as unknown as SQSClient, deleted };
+}
+
+const message = (id: string, group: string): Message => ({ MessageId: id, ReceiptHandle: `rh-${id}`, Body: id, Attributes: { MessageGroupId: group } });
+
+it("waits for a group's batch to finish before handing out the next one, even when the queue hands both out", async () => {
+  const { sqs, deleted } = scriptedSqs([[message("a1", "a")], [message("a2", "a"), message("b1", "b")]]);
+  const events: string[] = [];
+  const poller = new LocalPoller({
+    sqs,
+    queueUrl: "http://127.0.0.1:1/000000000000/q.fifo",
+    region: "us-east-1",
+    waitTimeSeconds: 0,
+    handler: async (event: SQSEvent) => {
+      const ids = event.Records.map((r) => r.messageId).join(",");
+      events.push(`start ${ids}`);
+      if (ids === "a1") await new Promise((resolve) => setTimeout(resolve, 200));
+      events.push(`end ${ids}`);
+      return { batchItemFailures: [] };
+    },
+  });
+  poller.start();
+  await eventually(async () => expect(deleted.sort()).toEqual(["rh-a1", "rh-a2", "rh-b1"]), 5_000, 20);
+  await poller.stop();
+  expect(events.indexOf("start a2")).toBeGreaterThan(events.indexOf("end a1"));
+  // Another group does not wait for group a.
+  expect(events.indexOf("start b1")).toBeLessThan(events.indexOf("end a1"));
+});
+
+it("deletes only the messages the handler did not report as failed", async () => {
+  const { sqs, deleted } = scriptedSqs([[message("m1", "g"), message("m2", "g"), message("m3", "g")]]);
+  const poller = new LocalPoller({
+    sqs,
+    queueUrl: "http://127.0.0.1:1/000000000000/q.fifo",
+    region: "us-east-1",
+    handler: async () => ({ batchItemFailures: [{ itemIdentifier: "m2" }, { itemIdentifier: "m3" }] }),
+  });
+  expect(await poller.pollOnce()).toBe(3);
+  expect(deleted).toEqual(["rh-m1"]);
+});
