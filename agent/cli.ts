@@ -4,12 +4,13 @@
 
 import { ConfigError } from "./config.ts";
 import { parseCommandArgs, UsageError, type Command } from "./commands/command.ts";
+import { initCommand } from "./commands/init.ts";
 import { localCommand } from "./commands/local.ts";
 import { runCommand } from "./commands/run.ts";
 import { statusCommand } from "./commands/status.ts";
 import { UnreachableError } from "./preflight.ts";
 
-const COMMANDS: readonly Command[] = [localCommand, runCommand, statusCommand];
+const COMMANDS: readonly Command[] = [localCommand, initCommand, runCommand, statusCommand];
 
 function overview(): string {
   const width = Math.max(...COMMANDS.map((c) => c.name.length));
@@ -55,7 +56,9 @@ main(process.argv.slice(2)).then(
   (error: unknown) => {
     const err = error instanceof Error ? error : new Error(String(error));
     const known = EXPECTED.some((kind) => err instanceof kind);
-    process.stderr.write(`tidemark: ${known ? err.message : `${err.name}: ${err.message}`}\n`);
+    // One line, whatever the message quoted (a JSON parser quotes the input, newlines and all).
+    const reason = (known ? err.message : `${err.name}: ${err.message}`).replace(/\s*\n\s*/g, " ");
+    process.stderr.write(`tidemark: ${reason}\n`);
     if (!known && process.env.TIDEMARK_DEBUG) process.stderr.write(`${err.stack}\n`);
     process.exitCode = err instanceof UsageError ? 2 : 1;
   },

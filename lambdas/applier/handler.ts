@@ -12,7 +12,7 @@ import { metricsLine } from "./metrics.ts";
 
 export type BatchHandler = (event: SQSEvent, context?: Context) => Promise<SQSBatchResponse>;
 
-export function createHandler(applier: Applier, emit: (line: string) => void = console.log): BatchHandler {
+export function createHandler(applier: Applier, emit: (line: string) => void = console.log, metricsNamespace?: string): BatchHandler {
   return async (event, context) => {
     const outcomes: MessageOutcome[] = [];
     const processor = new SqsFifoPartialProcessorAsync();
@@ -27,7 +27,7 @@ export function createHandler(applier: Applier, emit: (line: string) => void = c
         skipGroupOnError: true,
       });
     } finally {
-      emit(metricsLine(outcomes, Date.now()));
+      emit(metricsLine(outcomes, Date.now(), metricsNamespace));
     }
   };
 }
@@ -38,7 +38,7 @@ function fromEnvironment(): BatchHandler {
   const region = process.env.AWS_REGION ?? "us-east-1";
   const endpoint = process.env.TIDEMARK_S3_ENDPOINT;
   const store = new S3Store(makeS3Client({ region, ...(endpoint ? { endpoint } : {}) }), bucket);
-  return createHandler(new Applier({ store }));
+  return createHandler(new Applier({ store }), console.log, process.env.TIDEMARK_METRICS_NAMESPACE || undefined);
 }
 
 let cached: BatchHandler | undefined;

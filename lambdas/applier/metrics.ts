@@ -3,7 +3,10 @@
 
 import type { MessageOutcome } from "./applier.ts";
 
-export function metricsLine(outcomes: readonly MessageOutcome[], timestamp: number): string {
+/** The namespace when the deployment sets none (TIDEMARK_METRICS_NAMESPACE). */
+export const DEFAULT_METRICS_NAMESPACE = "Tidemark";
+
+export function metricsLine(outcomes: readonly MessageOutcome[], timestamp: number, namespace = DEFAULT_METRICS_NAMESPACE): string {
   let records = 0;
   let bytes = 0;
   let rejected = 0;
@@ -20,7 +23,7 @@ export function metricsLine(outcomes: readonly MessageOutcome[], timestamp: numb
       Timestamp: timestamp,
       CloudWatchMetrics: [
         {
-          Namespace: "Tidemark",
+          Namespace: namespace,
           Dimensions: [[]],
           Metrics: [
             { Name: "RecordsApplied", Unit: "Count" },

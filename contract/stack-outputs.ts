@@ -1,0 +1,16 @@
+// The names of the CDK stack's outputs: the stack writes them, and
+// `tidemark init --cdk-outputs` reads them from `cdk deploy --outputs-file`.
+// Renaming one breaks configs made from older outputs files.
+
+export const STACK_OUTPUT = {
+  queueUrl: "QueueUrl",
+  bucket: "BucketName",
+  region: "Region",
+  agentPolicyArn: "AgentPolicyArn",
+  deadLetterQueueUrl: "DeadLetterQueueUrl",
+  eventBus: "EventBusName",
+  dashboard: "DashboardName",
+  tasksEnabled: "TasksEnabled",
+  agentRoleArn: "AgentRoleArn",
+  agentUserName: "AgentUserName",
+} as const;

@@ -1,0 +1,93 @@
+// What a source host's agent may do in the target account: send to the
+// replication queue, write staging objects, and read the applier's status,
+// task results and snapshot manifests. Nothing else: an agent host that is
+// compromised cannot read or change the mirror.
+
+import { AccountPrincipal, ArnPrincipal, Effect, ManagedPolicy, PolicyStatement, Role, User } from "aws-cdk-lib/aws-iam";
+import type { IBucket } from "aws-cdk-lib/aws-s3";
+import type { IQueue } from "aws-cdk-lib/aws-sqs";
+import { Construct } from "constructs";
+import { acknowledge, bucketObjectsFinding } from "../nag.ts";
+import { PREFIX } from "../../contract/layout.ts";
+
+/** The prefixes an agent reads: status (tidemark status), task results and snapshot manifests (tidemark task). */
+export const AGENT_READ_PREFIXES = [PREFIX.state, PREFIX.tasks, PREFIX.snapshots] as const;
+
+export interface AgentAccessProps {
+  readonly queue: IQueue;
+  readonly bucket: IBucket;
+  /**
+   * Also create an IAM user with the policy (create its access keys yourself).
+   * @default false
+   */
+  readonly createUser?: boolean;
+  /**
+   * A principal allowed to assume an agent role with the policy: a 12-digit
+   * account id or an ARN (a role, a user, an IAM Roles Anywhere profile's role).
+   * @default no role
+   */
+  readonly roleTrust?: string;
+}
+
+export class AgentAccess extends Construct {
+  readonly policy: ManagedPolicy;
+  readonly user?: User;
+  readonly role?: Role;
+
+  constructor(scope: Construct, id: string, props: AgentAccessProps) {
+    super(scope, id);
+    const { queue, bucket } = props;
+    this.policy = new ManagedPolicy(this, "Policy", {
+      description: "tidemark agent: send to the replication queue, write staging objects, read status, task results and snapshot manifests",
+      statements: [
+        new PolicyStatement({
+          sid: "SendToReplicationQueue",
+          effect: Effect.ALLOW,
+          // GetQueueAttributes lets the agent check at start that its queue exists.
+          actions: ["sqs:SendMessage", "sqs:GetQueueAttributes"],
+          resources: [queue.queueArn],
+        }),
+        new PolicyStatement({
+          sid: "WriteStagingObjects",
+          effect: Effect.ALLOW,
+          actions: ["s3:PutObject"],
+          resources: [bucket.arnForObjects(`${PREFIX.staging}*`)],
+        }),
+        new PolicyStatement({
+          sid: "ReadStatusTasksSnapshots",
+          effect: Effect.ALLOW,
+          actions: ["s3:GetObject"],
+          resources: AGENT_READ_PREFIXES.map((prefix) => bucket.arnForObjects(`${prefix}*`)),
+        }),
+        new PolicyStatement({
+          // Without list access a missing status object reads as 403, not 404.
+          sid: "ListStatusTasksSnapshots",
+          effect: Effect.ALLOW,
+          actions: ["s3:ListBucket"],
+          resources: [bucket.bucketArn],
+          conditions: { StringLike: { "s3:prefix": AGENT_READ_PREFIXES.map((prefix) => `${prefix}*`) } },
+        }),
+      ],
+    });
+    acknowledge(this, [
+      {
+        id: bucketObjectsFinding(bucket, `${PREFIX.staging}*`),
+        reason: "Staging keys are derived from seq and sha256 at send time; the agent may write only under staging/.",
+      },
+      ...AGENT_READ_PREFIXES.map((prefix) => ({
+        id: bucketObjectsFinding(bucket, `${prefix}*`),
+        reason: `The agent reads the applier's ${prefix} objects of every set it replicates (status, task results, snapshot manifests), read-only.`,
+      })),
+    ]);
+    if (props.createUser) {
+      this.user = new User(this, "User", { managedPolicies: [this.policy] });
+    }
+    if (props.roleTrust) {
+      this.role = new Role(this, "Role", {
+        assumedBy: /^\d{12}$/.test(props.roleTrust) ? new AccountPrincipal(props.roleTrust) : new ArnPrincipal(props.roleTrust),
+        description: "tidemark agent role: assumed by source hosts",
+        managedPolicies: [this.policy],
+      });
+    }
+  }
+}

@@ -1,0 +1,111 @@
+// Alarms an operator needs (replication falling behind, messages given up on,
+// the applier failing, a set out of sync) and one dashboard with the stream.
+
+import { Duration } from "aws-cdk-lib";
+import { Alarm, ComparisonOperator, Dashboard, GraphWidget, type IMetric, Metric, SingleValueWidget, TreatMissingData } from "aws-cdk-lib/aws-cloudwatch";
+import { SnsAction } from "aws-cdk-lib/aws-cloudwatch-actions";
+import type { IFunction } from "aws-cdk-lib/aws-lambda";
+import { Topic } from "aws-cdk-lib/aws-sns";
+import type { IQueue } from "aws-cdk-lib/aws-sqs";
+import { Construct } from "constructs";
+
+export interface MonitoringProps {
+  readonly dashboardName: string;
+  readonly queue: IQueue;
+  readonly deadLetterQueue: IQueue;
+  readonly applier: IFunction;
+  /** Namespace of the applier's embedded metrics (RecordsApplied, BytesApplied, MessagesRejected, SetsOutOfSync). */
+  readonly metricsNamespace: string;
+  /**
+   * Alarm when the oldest message is older than this.
+   * @default 5 minutes
+   */
+  readonly maxMessageAge?: Duration;
+  /**
+   * SNS topic the alarms notify, on alarm and on recovery.
+   * @default none
+   */
+  readonly alarmTopicArn?: string;
+}
+
+export class Monitoring extends Construct {
+  readonly replicationLagAlarm: Alarm;
+  readonly deadLetterAlarm: Alarm;
+  readonly applierErrorsAlarm: Alarm;
+  readonly outOfSyncAlarm: Alarm;
+  readonly dashboard: Dashboard;
+
+  constructor(scope: Construct, id: string, props: MonitoringProps) {
+    super(scope, id);
+    const minute = Duration.minutes(1);
+    const applied = (name: string, statistic = "Sum") => new Metric({ namespace: props.metricsNamespace, metricName: name, statistic, period: minute });
+    const oldest = props.queue.metricApproximateAgeOfOldestMessage({ period: minute, statistic: "Maximum" });
+    const dead = props.deadLetterQueue.metricApproximateNumberOfMessagesVisible({ period: minute, statistic: "Maximum" });
+    const errors = props.applier.metricErrors({ period: minute, statistic: "Sum" });
+    const outOfSync = applied("SetsOutOfSync", "Maximum");
+    const maxAge = (props.maxMessageAge ?? Duration.minutes(5)).toSeconds();
+
+    const alarm = (name: string, metric: IMetric, threshold: number, description: string, evaluationPeriods = 1) =>
+      new Alarm(this, name, {
+        metric,
+        threshold,
+        evaluationPeriods,
+        comparisonOperator: ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+        treatMissingData: TreatMissingData.NOT_BREACHING,
+        alarmDescription: description,
+      });
+    this.replicationLagAlarm = alarm(
+      "ReplicationLag",
+      oldest,
+      maxAge,
+      `The oldest change waiting in the replication queue is over ${maxAge} s old: the applier is not keeping up or is failing.`,
+      3,
+    );
+    this.deadLetterAlarm = alarm(
+      "DeadLetters",
+      dead,
+      1,
+      "Messages reached the dead-letter queue: their set stops at that point until they are redriven or the set is resynced.",
+    );
+    this.applierErrorsAlarm = alarm("ApplierErrors", errors, 1, "The applier failed invocations; see its log group.");
+    this.outOfSyncAlarm = alarm(
+      "SetOutOfSync",
+      outOfSync,
+      1,
+      "A set is out of sync on the target (a seq gap or a diverged target); `tidemark status` names it, and the agent resyncs it.",
+    );
+
+    if (props.alarmTopicArn) {
+      const action = new SnsAction(Topic.fromTopicArn(this, "AlarmTopic", props.alarmTopicArn));
+      for (const a of [this.replicationLagAlarm, this.deadLetterAlarm, this.applierErrorsAlarm, this.outOfSyncAlarm]) {
+        a.addAlarmAction(action);
+        a.addOkAction(action);
+      }
+    }
+
+    this.dashboard = new Dashboard(this, "Dashboard", { dashboardName: props.dashboardName });
+    this.dashboard.addWidgets(
+      new GraphWidget({ title: "Replication lag (age of oldest message, s)", left: [oldest], width: 12 }),
+      new GraphWidget({
+        title: "Queue depth",
+        left: [props.queue.metricApproximateNumberOfMessagesVisible({ period: minute }), props.queue.metricApproximateNumberOfMessagesNotVisible({ period: minute })],
+        right: [dead],
+        width: 12,
+      }),
+    );
+    this.dashboard.addWidgets(
+      new GraphWidget({ title: "Records applied", left: [applied("RecordsApplied")], right: [applied("BytesApplied")], width: 12 }),
+      new GraphWidget({
+        title: "Applier",
+        left: [props.applier.metricInvocations({ period: minute }), errors],
+        right: [props.applier.metricDuration({ period: minute, statistic: "p99" })],
+        width: 12,
+      }),
+    );
+    this.dashboard.addWidgets(
+      new SingleValueWidget({ title: "Sets out of sync", metrics: [outOfSync], width: 6 }),
+      new SingleValueWidget({ title: "Messages rejected", metrics: [applied("MessagesRejected")], width: 6 }),
+      new SingleValueWidget({ title: "Dead letters", metrics: [dead], width: 6 }),
+    );
+  }
+}

@@ -1,0 +1,126 @@
+// What task markers' actions reach on the target: an EventBridge bus for
+// `event` markers, optionally an AWS Backup vault and role for `backup`
+// markers, EBS direct API access for `ebs-snapshot` markers of volume sets,
+// and `invoke` limited to an allow-list of functions.
+
+import { Stack } from "aws-cdk-lib";
+import { BackupVault } from "aws-cdk-lib/aws-backup";
+import { EventBus } from "aws-cdk-lib/aws-events";
+import { type IGrantable, ManagedPolicy, PolicyStatement, Role, ServicePrincipal } from "aws-cdk-lib/aws-iam";
+import { Construct } from "constructs";
+import { acknowledge } from "../nag.ts";
+
+export interface TaskActionsProps {
+  /** Prefix of the bus and vault names. */
+  readonly namePrefix: string;
+  /**
+   * Whether the applier runs markers' actions at all.
+   * @default true
+   */
+  readonly enabled?: boolean;
+  /**
+   * Lambda function ARNs an `invoke` marker may call.
+   * @default []
+   */
+  readonly invokeAllowList?: readonly string[];
+  /**
+   * Create a Backup vault and a role AWS Backup assumes to back up the target bucket.
+   * @default false
+   */
+  readonly backup?: boolean;
+  /**
+   * Allow EBS direct API snapshot writes for volume sets.
+   * @default false
+   */
+  readonly volumeSnapshots?: boolean;
+  /**
+   * Days snapshot manifests are retained.
+   * @default 30
+   */
+  readonly snapshotRetentionDays?: number;
+}
+
+/** The EBS direct APIs an `ebs-snapshot` marker writes and reads snapshots with. */
+export const EBS_DIRECT_ACTIONS = [
+  "ebs:StartSnapshot",
+  "ebs:PutSnapshotBlock",
+  "ebs:CompleteSnapshot",
+  "ebs:ListSnapshotBlocks",
+  "ebs:ListChangedBlocks",
+  "ebs:GetSnapshotBlock",
+] as const;
+
+export class TaskActions extends Construct {
+  readonly eventBus: EventBus;
+  readonly backupVault?: BackupVault;
+  readonly backupRole?: Role;
+  readonly invokeAllowList: readonly string[];
+  /** Environment the applier reads its action settings from. */
+  readonly environment: Record<string, string>;
+  readonly #volumeSnapshots: boolean;
+
+  constructor(scope: Construct, id: string, props: TaskActionsProps) {
+    super(scope, id);
+    this.invokeAllowList = [...(props.invokeAllowList ?? [])];
+    this.#volumeSnapshots = props.volumeSnapshots ?? false;
+    this.eventBus = new EventBus(this, "Bus", {
+      eventBusName: `${props.namePrefix}-events`,
+      description: "tidemark: an event per task marker reached, and per `event` marker",
+    });
+    if (props.backup) {
+      this.backupVault = new BackupVault(this, "Vault", { backupVaultName: `${props.namePrefix}-vault` });
+      this.backupRole = new Role(this, "BackupRole", {
+        assumedBy: new ServicePrincipal("backup.amazonaws.com"),
+        description: "tidemark: AWS Backup backs up the target bucket with this role at `backup` markers",
+        managedPolicies: [
+          ManagedPolicy.fromAwsManagedPolicyName("AWSBackupServiceRolePolicyForS3Backup"),
+          ManagedPolicy.fromAwsManagedPolicyName("AWSBackupServiceRolePolicyForS3Restore"),
+        ],
+      });
+      acknowledge(
+        this.backupRole,
+        ["AWSBackupServiceRolePolicyForS3Backup", "AWSBackupServiceRolePolicyForS3Restore"].map((name) => ({
+          id: `AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/${name}]`,
+          reason: "AWS Backup documents and maintains these service-role policies as exactly what backing up and restoring S3 needs.",
+        })),
+      );
+    }
+    this.environment = {
+      TIDEMARK_TASKS_ENABLED: String(props.enabled ?? true),
+      TIDEMARK_EVENT_BUS: this.eventBus.eventBusName,
+      TIDEMARK_INVOKE_ALLOW: this.invokeAllowList.join(","),
+      TIDEMARK_SNAPSHOT_RETENTION_DAYS: String(props.snapshotRetentionDays ?? 30),
+      TIDEMARK_VOLUME_SNAPSHOTS: String(this.#volumeSnapshots),
+      ...(this.backupVault && this.backupRole
+        ? { TIDEMARK_BACKUP_VAULT: this.backupVault.backupVaultName, TIDEMARK_BACKUP_ROLE_ARN: this.backupRole.roleArn }
+        : {}),
+    };
+  }
+
+  /** Gives the applier what the actions need, and nothing beyond it. */
+  grantTo(applier: IGrantable): void {
+    this.eventBus.grantPutEventsTo(applier);
+    if (this.invokeAllowList.length > 0) {
+      applier.grantPrincipal.addToPrincipalPolicy(new PolicyStatement({ actions: ["lambda:InvokeFunction"], resources: [...this.invokeAllowList] }));
+    }
+    if (this.backupVault && this.backupRole) {
+      applier.grantPrincipal.addToPrincipalPolicy(new PolicyStatement({ actions: ["backup:StartBackupJob"], resources: [this.backupVault.backupVaultArn] }));
+      this.backupRole.grantPassRole(applier.grantPrincipal);
+    }
+    if (this.#volumeSnapshots) {
+      // Snapshot ids do not exist before StartSnapshot; the resource is every snapshot of this account and region.
+      const snapshots = Stack.of(this).formatArn({ service: "ec2", account: "", resource: "snapshot", resourceName: "*" });
+      applier.grantPrincipal.addToPrincipalPolicy(new PolicyStatement({ actions: [...EBS_DIRECT_ACTIONS], resources: [snapshots] }));
+      // StartSnapshot tags the snapshot (set, task, label) as it creates it.
+      applier.grantPrincipal.addToPrincipalPolicy(new PolicyStatement({ actions: ["ec2:CreateTags"], resources: [snapshots] }));
+      if (Construct.isConstruct(applier.grantPrincipal)) {
+        acknowledge(applier.grantPrincipal, [
+          {
+            id: "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:ec2:<AWS::Region>::snapshot/*]",
+            reason: "EBS snapshot ids exist only once StartSnapshot created them, so the applier's EBS direct permissions name every snapshot of this account and region.",
+          },
+        ]);
+      }
+    }
+  }
+}

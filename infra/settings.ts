@@ -1,0 +1,156 @@
+// The stack's settings: every knob a platform engineer may turn, with its
+// default, read once from CDK context (cdk.json or `-c key=value`) and
+// validated, so a typo fails the synth with the key's name instead of
+// deploying something else.
+
+import { z } from "zod";
+
+export interface TidemarkSettings {
+  /**
+   * Prefix of every physical name (queue, bucket suffix, event bus, dashboard).
+   * @default "tidemark"
+   */
+  readonly namePrefix: string;
+  /**
+   * Whether the applier runs task markers' actions. With false, markers are
+   * still checkpointed and their results written, with the action skipped.
+   * @default true
+   */
+  readonly tasksEnabled: boolean;
+  /**
+   * ARNs of the Lambda functions an `invoke` marker may call. The applier's
+   * role gets lambda:InvokeFunction on these and nothing else.
+   * @default []
+   */
+  readonly invokeAllowList: readonly string[];
+  /**
+   * Days a point-in-time snapshot manifest (and the content only it keeps) is retained.
+   * @default 30
+   */
+  readonly snapshotRetentionDays: number;
+  /**
+   * Create an AWS Backup vault and a service role for `backup` markers.
+   * @default false
+   */
+  readonly backup: boolean;
+  /**
+   * Give the applier the EBS direct API permissions `ebs-snapshot` markers of volume sets need.
+   * @default false
+   */
+  readonly volumeSnapshots: boolean;
+  /**
+   * The most applier invocations at once (the event source mapping's maximum
+   * concurrency, 2..1000). Each active set needs one.
+   * @default 10
+   */
+  readonly applierConcurrency: number;
+  /**
+   * The applier's timeout in seconds; the queue's visibility timeout is six times this.
+   * @default 120
+   */
+  readonly applierTimeoutSeconds: number;
+  /**
+   * The applier's memory in MiB.
+   * @default 1024
+   */
+  readonly applierMemoryMiB: number;
+  /**
+   * Receives of one message before it goes to the dead-letter queue.
+   * @default 5
+   */
+  readonly maxReceiveCount: number;
+  /**
+   * Days noncurrent object versions are kept in the versioned target bucket.
+   * @default 30
+   */
+  readonly noncurrentVersionDays: number;
+  /**
+   * Alarm when the oldest message in the queue is older than this many seconds.
+   * @default 300
+   */
+  readonly maxMessageAgeSeconds: number;
+  /**
+   * An SNS topic ARN the alarms notify; without one, the alarms only show in CloudWatch.
+   * @default none
+   */
+  readonly alarmTopicArn?: string;
+  /**
+   * Create an IAM user with the agent policy (the keys are created by you, not by the stack).
+   * @default false
+   */
+  readonly agentUser: boolean;
+  /**
+   * A principal ARN (an account, a role, IAM Roles Anywhere) allowed to assume
+   * an agent role that carries the agent policy.
+   * @default none
+   */
+  readonly agentRoleTrust?: string;
+  /**
+   * Keep the target bucket (and its data) when the stack is destroyed.
+   * @default true
+   */
+  readonly retainData: boolean;
+}
+
+const lambdaArn = /^arn:aws[\w-]*:lambda:[a-z0-9-]+:\d{12}:function:[A-Za-z0-9_-]+(:[A-Za-z0-9$_-]+)?$/;
+
+const booleanish = z.union([z.boolean(), z.enum(["true", "false"]).transform((v) => v === "true")]);
+const integer = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
+
+const SettingsSchema = z
+  .object({
+    namePrefix: z
+      .string()
+      .regex(/^[a-z][a-z0-9-]{0,29}$/, "lower-case letters, digits and '-', starting with a letter, at most 30 characters")
+      .default("tidemark"),
+    tasksEnabled: booleanish.default(true),
+    invokeAllowList: z
+      .union([z.array(z.string()), z.string().transform((s) => s.split(",").map((a) => a.trim()).filter(Boolean))])
+      .pipe(z.array(z.string().regex(lambdaArn, "a Lambda function ARN")))
+      .default([]),
+    snapshotRetentionDays: integer(1, 3650).default(30),
+    backup: booleanish.default(false),
+    volumeSnapshots: booleanish.default(false),
+    applierConcurrency: integer(2, 1000).default(10),
+    applierTimeoutSeconds: integer(10, 900).default(120),
+    applierMemoryMiB: integer(256, 10240).default(1024),
+    maxReceiveCount: integer(1, 1000).default(5),
+    noncurrentVersionDays: integer(1, 3650).default(30),
+    maxMessageAgeSeconds: integer(60, 1_209_600).default(300),
+    alarmTopicArn: z.string().regex(/^arn:aws[\w-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]+$/, "an SNS topic ARN").optional(),
+    agentUser: booleanish.default(false),
+    agentRoleTrust: z.string().regex(/^(arn:aws[\w-]*:[a-z0-9-]*:[a-z0-9-]*:\d{12}:.+|\d{12})$/, "an ARN or an account id").optional(),
+    retainData: booleanish.default(true),
+  })
+  .strict();
+
+export const SETTING_KEYS = Object.keys(SettingsSchema.shape) as readonly (keyof TidemarkSettings)[];
+
+export class SettingsError extends Error {
+  override name = "SettingsError";
+}
+
+/** Settings from loose values (context strings or typed props), defaults filled in. */
+export function parseSettings(values: Record<string, unknown>): TidemarkSettings {
+  const result = SettingsSchema.safeParse(values);
+  if (!result.success) {
+    const issue = result.error.issues[0];
+    const key = issue?.path.join(".") || "settings";
+    const message = issue?.code === "unrecognized_keys" ? `unknown setting(s) ${issue.keys.join(", ")} (known: ${SETTING_KEYS.join(", ")})` : issue?.message;
+    throw new SettingsError(`tidemark setting ${key}: ${message ?? "invalid"}`);
+  }
+  return Object.freeze(result.data);
+}
+
+/**
+ * Settings from CDK context: each key under the `tidemark:` prefix, so
+ * `-c tidemark:backup=true` or `"tidemark:backup": true` in cdk.json.
+ */
+export function settingsFromContext(tryGetContext: (key: string) => unknown, contextKeys: readonly string[]): TidemarkSettings {
+  const values: Record<string, unknown> = {};
+  for (const key of contextKeys) {
+    if (!key.startsWith("tidemark:")) continue;
+    values[key.slice("tidemark:".length)] = tryGetContext(key);
+  }
+  return parseSettings(values);
+}

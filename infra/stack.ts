@@ -1,0 +1,95 @@
+// The target side of tidemark in one stack: the constructs assembled, and the
+// outputs an agent is configured from (`tidemark init --cdk-outputs`).
+
+import { CfnOutput, Duration, Stack, type StackProps } from "aws-cdk-lib";
+import type { Construct } from "constructs";
+import { STACK_OUTPUT } from "../contract/stack-outputs.ts";
+import { AgentAccess } from "./constructs/agent-access.ts";
+import { Applier } from "./constructs/applier.ts";
+import { Monitoring } from "./constructs/monitoring.ts";
+import { ReplicationQueue } from "./constructs/replication-queue.ts";
+import { TargetBucket } from "./constructs/target-bucket.ts";
+import { TaskActions } from "./constructs/task-actions.ts";
+import { parseSettings, type TidemarkSettings } from "./settings.ts";
+
+export interface TidemarkStackProps extends StackProps {
+  /**
+   * The stack's settings (see infra/settings.ts for each one's default).
+   * @default all defaults
+   */
+  readonly settings?: Partial<TidemarkSettings>;
+}
+
+export class TidemarkStack extends Stack {
+  readonly settings: TidemarkSettings;
+  readonly replication: ReplicationQueue;
+  readonly target: TargetBucket;
+  readonly actions: TaskActions;
+  readonly applier: Applier;
+  readonly agentAccess: AgentAccess;
+  readonly monitoring: Monitoring;
+
+  constructor(scope: Construct, id: string, props: TidemarkStackProps = {}) {
+    super(scope, id, props);
+    const settings = parseSettings({ ...props.settings });
+    this.settings = settings;
+    const applierTimeout = Duration.seconds(settings.applierTimeoutSeconds);
+    const metricsNamespace = `Tidemark/${settings.namePrefix}`;
+
+    this.replication = new ReplicationQueue(this, "Replication", {
+      queueName: settings.namePrefix,
+      consumerTimeout: applierTimeout,
+      maxReceiveCount: settings.maxReceiveCount,
+    });
+    this.target = new TargetBucket(this, "Target", {
+      noncurrentVersionDays: settings.noncurrentVersionDays,
+      retainData: settings.retainData,
+    });
+    this.actions = new TaskActions(this, "TaskActions", {
+      namePrefix: settings.namePrefix,
+      enabled: settings.tasksEnabled,
+      invokeAllowList: settings.invokeAllowList,
+      backup: settings.backup,
+      volumeSnapshots: settings.volumeSnapshots,
+      snapshotRetentionDays: settings.snapshotRetentionDays,
+    });
+    this.applier = new Applier(this, "Applier", {
+      queue: this.replication.queue,
+      bucket: this.target.bucket,
+      timeout: applierTimeout,
+      memoryMiB: settings.applierMemoryMiB,
+      maxConcurrency: settings.applierConcurrency,
+      metricsNamespace,
+      environment: this.actions.environment,
+    });
+    this.actions.grantTo(this.applier.function);
+    this.agentAccess = new AgentAccess(this, "AgentAccess", {
+      queue: this.replication.queue,
+      bucket: this.target.bucket,
+      createUser: settings.agentUser,
+      ...(settings.agentRoleTrust ? { roleTrust: settings.agentRoleTrust } : {}),
+    });
+    this.monitoring = new Monitoring(this, "Monitoring", {
+      dashboardName: `${settings.namePrefix}-replication`,
+      queue: this.replication.queue,
+      deadLetterQueue: this.replication.deadLetterQueue,
+      applier: this.applier.function,
+      metricsNamespace,
+      maxMessageAge: Duration.seconds(settings.maxMessageAgeSeconds),
+      ...(settings.alarmTopicArn ? { alarmTopicArn: settings.alarmTopicArn } : {}),
+    });
+
+    const output = (name: string, value: string, description: string) => new CfnOutput(this, name, { value, description });
+    output(STACK_OUTPUT.queueUrl, this.replication.queue.queueUrl, "queueUrl for the agent config");
+    output(STACK_OUTPUT.bucket, this.target.bucket.bucketName, "bucket for the agent config");
+    output(STACK_OUTPUT.region, this.region, "region for the agent config");
+    output(STACK_OUTPUT.agentPolicyArn, this.agentAccess.policy.managedPolicyArn, "attach to the identity the agent runs as");
+    output(STACK_OUTPUT.deadLetterQueueUrl, this.replication.deadLetterQueue.queueUrl, "messages the applier gave up on");
+    output(STACK_OUTPUT.eventBus, this.actions.eventBus.eventBusName, "task marker events");
+    output(STACK_OUTPUT.dashboard, this.monitoring.dashboard.dashboardName, "CloudWatch dashboard");
+    output(STACK_OUTPUT.tasksEnabled, String(settings.tasksEnabled), "whether the applier runs task markers' actions");
+    if (this.agentAccess.role) output(STACK_OUTPUT.agentRoleArn, this.agentAccess.role.roleArn, "role source hosts assume");
+    if (this.agentAccess.user) output(STACK_OUTPUT.agentUserName, this.agentAccess.user.userName, "IAM user for agents (create its access keys yourself)");
+
+  }
+}
