@@ -13,6 +13,12 @@ import { PREFIX } from "../../contract/layout.ts";
 /** The prefixes an agent reads: status (tidemark status), task results and snapshot manifests (tidemark task). */
 export const AGENT_READ_PREFIXES = [PREFIX.state, PREFIX.tasks, PREFIX.snapshots] as const;
 
+const READ_PURPOSE: Record<(typeof AGENT_READ_PREFIXES)[number], string> = {
+  [PREFIX.state]: "the applier's per-set status (for tidemark status)",
+  [PREFIX.tasks]: "the results of task markers",
+  [PREFIX.snapshots]: "snapshot manifests",
+};
+
 export interface AgentAccessProps {
   readonly queue: IQueue;
   readonly bucket: IBucket;
@@ -76,7 +82,7 @@ export class AgentAccess extends Construct {
       },
       ...AGENT_READ_PREFIXES.map((prefix) => ({
         id: bucketObjectsFinding(bucket, `${prefix}*`),
-        reason: `The agent reads the applier's ${prefix} objects of every set it replicates (status, task results, snapshot manifests), read-only.`,
+        reason: `Read-only: the agent reads ${READ_PURPOSE[prefix]} under ${prefix} for every set it replicates, whose names are not known at deploy time.`,
       })),
     ]);
     if (props.createUser) {

@@ -1,0 +1,112 @@
+// `npx cdk synth` as a platform engineer runs it, on this machine with no AWS
+// credentials and no network; then the applier bundle it produced, loaded the
+// way Lambda loads it, applies a message to a bucket on the emulator.
+
+import { spawn } from "node:child_process";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { makeS3Client } from "../../lambdas/aws-clients.ts";
+import { S3Store } from "../../lambdas/store/s3-store.ts";
+import { messageBody, putRecord } from "../support/messages.ts";
+import { startTestEmulator } from "../support/fauxqs.ts";
+import { tempDir } from "../support/tree.ts";
+
+const ROOT = fileURLToPath(new URL("../..", import.meta.url));
+
+function run(command: string, args: string[], options: { cwd: string; env: NodeJS.ProcessEnv }): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(command, args, { ...options, stdio: ["ignore", "pipe", "pipe"], timeout: 180_000 });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.setEncoding("utf8").on("data", (chunk: string) => (stdout += chunk));
+    child.stderr.setEncoding("utf8").on("data", (chunk: string) => (stderr += chunk));
+    child.once("error", reject);
+    child.once("close", (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+/** The environment of a machine with no AWS identity at all. */
+function withoutAws(extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = {};
+  for (const [key, value] of Object.entries(process.env)) if (!key.startsWith("AWS_") && !key.startsWith("CDK_")) env[key] = value;
+  return {
+    ...env,
+    AWS_CONFIG_FILE: "/nonexistent/aws-config",
+    AWS_SHARED_CREDENTIALS_FILE: "/nonexistent/aws-credentials",
+    AWS_EC2_METADATA_DISABLED: "true",
+    CDK_DISABLE_CLI_TELEMETRY: "true",
+    ...extra,
+  };
+}
+
+describe("cdk synth", () => {
+  const out = tempDir();
+  let synth: { code: number | null; stdout: string; stderr: string };
+
+  beforeAll(async () => {
+    synth = await run(process.execPath, [join(ROOT, "node_modules/aws-cdk/bin/cdk"), "synth", "--no-notices", "--quiet", "--output", out.path], {
+      cwd: ROOT,
+      env: withoutAws(),
+    });
+  }, 180_000);
+  afterAll(() => out.remove());
+
+  it("succeeds with no credentials, no network and no context lookups", () => {
+    expect(synth.stderr).not.toMatch(/AwsSolutions-|Error/);
+    expect(synth.code).toBe(0);
+    const template = JSON.parse(readFileSync(join(out.path, "Tidemark.template.json"), "utf8")) as { Resources: Record<string, { Type: string }> };
+    expect(Object.values(template.Resources).some((r) => r.Type === "AWS::Lambda::Function")).toBe(true);
+    const manifest = JSON.parse(readFileSync(join(out.path, "manifest.json"), "utf8")) as { missing?: unknown[] };
+    expect(manifest.missing ?? []).toEqual([]);
+  });
+
+  it("bundles an applier that Lambda's loader can run against a bucket", async () => {
+    const assets = JSON.parse(readFileSync(join(out.path, "Tidemark.assets.json"), "utf8")) as { files: Record<string, { source: { path: string; packaging: string } }> };
+    const bundle = Object.values(assets.files).find((f) => f.source.packaging === "zip");
+    expect(bundle).toBeDefined();
+    const index = join(out.path, bundle?.source.path ?? "", "index.js");
+    expect(existsSync(index)).toBe(true);
+
+    const emulator = await startTestEmulator();
+    try {
+      const bucket = emulator.newBucket();
+      const event = {
+        Records: [
+          {
+            messageId: "m-1",
+            receiptHandle: "rh-1",
+            body: messageBody("docs", [putRecord(1, "hello.txt", "from the bundled applier")]),
+            attributes: { ApproximateReceiveCount: "1", SentTimestamp: "0", SenderId: "x", ApproximateFirstReceiveTimestamp: "0", MessageGroupId: "docs" },
+            messageAttributes: {},
+            md5OfBody: "",
+            eventSource: "aws:sqs",
+            eventSourceARN: "arn:aws:sqs:us-east-1:000000000000:tidemark.fifo",
+            awsRegion: "us-east-1",
+          },
+        ],
+      };
+      // Lambda's Node.js runtime requires index.js and calls the exported handler.
+      const driver = join(out.path, "invoke.cjs");
+      writeFileSync(
+        driver,
+        `const { handler } = require(${JSON.stringify(index)});
+handler(JSON.parse(process.argv[2]), {}).then((r) => process.stdout.write(JSON.stringify(r)), (e) => { console.error(e); process.exit(1); });`,
+      );
+      const result = await run(process.execPath, [driver, JSON.stringify(event)], {
+        cwd: out.path,
+        env: withoutAws({ TIDEMARK_BUCKET: bucket, TIDEMARK_S3_ENDPOINT: emulator.endpoint, AWS_REGION: "us-east-1", TIDEMARK_METRICS_NAMESPACE: "Tidemark/test" }),
+      });
+      expect(result.stderr).toBe("");
+      expect(JSON.parse(result.stdout.slice(result.stdout.lastIndexOf('{"batchItemFailures"')))).toEqual({ batchItemFailures: [] });
+      expect(result.stdout).toContain('"Namespace":"Tidemark/test"');
+      const s3 = makeS3Client({ region: "us-east-1", endpoint: emulator.endpoint });
+      const stored = await new S3Store(s3, bucket).get("data/docs/hello.txt");
+      s3.destroy();
+      expect(stored?.body.toString()).toBe("from the bundled applier");
+    } finally {
+      await emulator.server.stop();
+    }
+  });
+});
