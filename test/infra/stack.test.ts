@@ -1,6 +1,7 @@
 // The stack's decisions, one assertion each, on the synthesized template.
 
-import { App, Stack } from "aws-cdk-lib";
+import type { Stack } from "aws-cdk-lib";
+import { App } from "aws-cdk-lib";
 import { Match, Template } from "aws-cdk-lib/assertions";
 import type { CfnBucket } from "aws-cdk-lib/aws-s3";
 import type { CfnQueue } from "aws-cdk-lib/aws-sqs";
