@@ -3,9 +3,12 @@
 // and a watch on the target's status that resyncs a set gone out of sync.
 // With monitorEnabled=false nothing runs in the background: tests step it.
 
+import { lstat, rm } from "node:fs/promises";
+import { join } from "node:path";
 import type { SetStatus } from "../contract/layout.ts";
+import { BLOCK_SIZE } from "../contract/wire.ts";
 import { capture } from "./capture.ts";
-import type { Change, Journal } from "./journal.ts";
+import type { Change, IndexEntry, Journal } from "./journal.ts";
 import { silentLogger, type Logger } from "./log.ts";
 import { barrierScan, type ScanReport } from "./scan.ts";
 import { sendNext } from "./sender.ts";
@@ -87,9 +90,13 @@ class SetRunner {
         if (cut > 0) paths.add(path.slice(0, cut));
       }
       this.#hints.clear();
+      const sorted = [...paths].sort();
+      // Large files that are gone from the source: if one reappears under another name, it moved.
+      const moved = await this.#vanishedLargeFiles(sorted);
       let journaled = 0;
       // Parents before children, so a new directory is journaled before what it holds.
-      for (const path of [...paths].sort()) {
+      for (const path of sorted) {
+        if (moved.has(path)) continue;
         const known = this.#journal.entry(this.spec.name, path);
         const result = await capture(this.#journal, this.spec, path);
         let changes: Change[] = result.changes;
@@ -98,12 +105,55 @@ class SetRunner {
           journaled += (await barrierScan(this.#journal, this.spec, path)).changes;
           changes = [];
         }
+        changes = await this.#asRenames(changes, moved);
+        this.#journal.append(this.spec.name, changes);
+        journaled += changes.length;
+      }
+      // What vanished and did not reappear was deleted.
+      for (const path of moved.keys()) {
+        const changes = (await capture(this.#journal, this.spec, path)).changes;
         this.#journal.append(this.spec.name, changes);
         journaled += changes.length;
       }
       if (journaled > 0) this.wake();
       return journaled;
     });
+  }
+
+  /** Indexed files of at least a block that no longer exist, by path. */
+  async #vanishedLargeFiles(paths: readonly string[]): Promise<Map<string, IndexEntry>> {
+    const vanished = new Map<string, IndexEntry>();
+    for (const path of paths) {
+      const known = this.#journal.entry(this.spec.name, path);
+      if (known?.kind !== "file" || known.sha256 === null || known.size < BLOCK_SIZE) continue;
+      try {
+        await lstat(join(this.spec.root, path));
+      } catch (error) {
+        const code = (error as NodeJS.ErrnoException).code;
+        if (code === "ENOENT" || code === "ENOTDIR") vanished.set(path, known);
+      }
+    }
+    return vanished;
+  }
+
+  /** A put of a new file with the content, mode and mtime of a vanished one becomes a rename of it. */
+  async #asRenames(changes: Change[], vanished: Map<string, IndexEntry>): Promise<Change[]> {
+    if (vanished.size === 0) return changes;
+    const out: Change[] = [];
+    for (const change of changes) {
+      const from =
+        change.op === "put" && !change.delta
+          ? [...vanished.values()].find((v) => v.sha256 === change.sha256 && v.size === change.size && v.mode === change.mode && v.mtimeNs === change.mtimeNs)
+          : undefined;
+      if (change.op !== "put" || !from) {
+        out.push(change);
+        continue;
+      }
+      vanished.delete(from.path);
+      if ("spool" in change.content) await rm(join(this.#journal.spoolDir, change.content.spool), { force: true });
+      out.push({ op: "rename", from: from.path, to: change.path });
+    }
+    return out;
   }
 
   /** Journals a resync record and a full mirror of the set behind it. */

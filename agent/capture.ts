@@ -8,7 +8,7 @@ import { lstat, open, readFile, readlink, rename, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { pipeline } from "node:stream/promises";
 import { Transform } from "node:stream";
-import { MAX_INLINE_DECODED_BYTES } from "../contract/wire.ts";
+import { BLOCK_SIZE, MAX_DELTA_FILE_BYTES, MAX_INLINE_DECODED_BYTES, blockCount, blockLength, deltaContentSize } from "../contract/wire.ts";
 import type { Change, IndexEntry, Journal } from "./journal.ts";
 import { isExcluded, type SetSpec } from "./set-spec.ts";
 
@@ -20,6 +20,8 @@ export interface CaptureResult {
   /** The entry is a directory that exists on the source (its children need scanning). */
   readonly isDirectory: boolean;
 }
+
+type PutChange = Extract<Change, { op: "put" }>;
 
 const mode = (st: BigIntStats) => Number(st.mode & 0o7777n);
 
@@ -75,7 +77,7 @@ export async function capture(journal: Journal, spec: SetSpec, path: string): Pr
   if (st.isFile()) {
     if (sameFile(known, st)) return { changes: [], isDirectory: false };
     const changes = replaced("file");
-    const put = await readStable(journal, abs, path, st);
+    const put = await readStable(journal, abs, path, st, known);
     if (put) changes.push(put);
     else changes.push(...deletesFor(journal, spec.name, path));
     return { changes, isDirectory: false };
@@ -84,59 +86,203 @@ export async function capture(journal: Journal, spec: SetSpec, path: string): Pr
   return { changes: [], isDirectory: false };
 }
 
+/** sha256 of a whole stream and of each BLOCK_SIZE block of it, fed in chunks of any size. */
+class BlockHasher {
+  readonly #whole = createHash("sha256");
+  readonly #blocks: Buffer[] = [];
+  #block = createHash("sha256");
+  #inBlock = 0;
+  size = 0;
+
+  update(chunk: Uint8Array): void {
+    this.#whole.update(chunk);
+    this.size += chunk.length;
+    let offset = 0;
+    while (offset < chunk.length) {
+      const take = Math.min(BLOCK_SIZE - this.#inBlock, chunk.length - offset);
+      this.#block.update(chunk.subarray(offset, offset + take));
+      this.#inBlock += take;
+      offset += take;
+      if (this.#inBlock === BLOCK_SIZE) this.#endBlock();
+    }
+  }
+
+  #endBlock(): void {
+    this.#blocks.push(this.#block.digest());
+    this.#block = createHash("sha256");
+    this.#inBlock = 0;
+  }
+
+  digest(): { sha256: string; blockHashes: Buffer } {
+    if (this.#inBlock > 0) this.#endBlock();
+    return { sha256: this.#whole.digest("hex"), blockHashes: Buffer.concat(this.#blocks) };
+  }
+}
+
+/** Block hashes are indexed for files of more than one block: only those can travel as deltas. */
+function indexedHashes(size: number, blockHashes: Buffer): Buffer | undefined {
+  return size > BLOCK_SIZE ? blockHashes : undefined;
+}
+
+function hashBytes(bytes: Uint8Array): { sha256: string; blockHashes: Buffer } {
+  const hasher = new BlockHasher();
+  hasher.update(bytes);
+  return hasher.digest();
+}
+
+async function hashFile(abs: string): Promise<{ sha256: string; blockHashes: Buffer; size: number }> {
+  const hasher = new BlockHasher();
+  for await (const chunk of createReadStream(abs, { highWaterMark: BLOCK_SIZE })) hasher.update(chunk as Buffer);
+  return { ...hasher.digest(), size: hasher.size };
+}
+
+/** Indices of the blocks of the new content that differ from the indexed ones (or lie past the old end). */
+function changedBlocks(size: number, now: Buffer, before: Uint8Array): number[] {
+  const changed: number[] = [];
+  const previous = Buffer.from(before);
+  for (let index = 0; index < blockCount(size); index++) {
+    const at = index * 32;
+    if (at + 32 > previous.length || !now.subarray(at, at + 32).equals(previous.subarray(at, at + 32))) changed.push(index);
+  }
+  return changed;
+}
+
+/**
+ * Reads the listed blocks into memory or a spool file, checking each against
+ * the hash the first read gave it; undefined when the file changed in between.
+ */
+async function readBlocks(
+  spoolDir: string,
+  abs: string,
+  size: number,
+  blocks: readonly number[],
+  expected: Buffer,
+): Promise<{ content: { bytes: Uint8Array } | { spool: string }; contentSha256: string } | undefined> {
+  const total = deltaContentSize(size, blocks);
+  const inMemory = total <= MAX_INLINE_DECODED_BYTES;
+  const name = randomUUID();
+  const temp = join(spoolDir, `${name}.tmp`);
+  const hash = createHash("sha256");
+  const parts: Buffer[] = [];
+  const source = await open(abs, "r");
+  const sink = inMemory ? undefined : await open(temp, "w");
+  let complete = false;
+  try {
+    const buffer = Buffer.alloc(BLOCK_SIZE);
+    for (const index of blocks) {
+      const length = blockLength(size, index);
+      const { bytesRead } = await source.read(buffer, 0, length, index * BLOCK_SIZE);
+      const block = buffer.subarray(0, bytesRead);
+      if (bytesRead !== length || !createHash("sha256").update(block).digest().equals(expected.subarray(index * 32, index * 32 + 32))) {
+        return undefined;
+      }
+      hash.update(block);
+      if (sink) await sink.write(block);
+      else parts.push(Buffer.from(block));
+    }
+    if (sink) await sink.sync();
+    complete = true;
+  } finally {
+    await source.close();
+    await sink?.close();
+    if (sink && !complete) await rm(temp, { force: true });
+  }
+  if (!sink) return { content: { bytes: Buffer.concat(parts) }, contentSha256: hash.digest("hex") };
+  await rename(temp, join(spoolDir, name));
+  await syncDir(spoolDir);
+  return { content: { spool: name }, contentSha256: hash.digest("hex") };
+}
+
+/** The delta of a file against its indexed blocks, when sending only the changed blocks is worth it. */
+async function readDelta(journal: Journal, abs: string, path: string, known: IndexEntry, st: BigIntStats): Promise<PutChange | "whole" | undefined> {
+  const { sha256, blockHashes, size } = await hashFile(abs);
+  if (size !== Number(st.size) || !known.blocks || !known.sha256) return "whole";
+  const blocks = changedBlocks(size, blockHashes, known.blocks);
+  // Past half the file, a delta saves little and costs the target a rebuild.
+  if (deltaContentSize(size, blocks) * 2 > size) return "whole";
+  const read = await readBlocks(journal.spoolDir, abs, size, blocks, blockHashes);
+  if (!read) return undefined;
+  return {
+    op: "put",
+    path,
+    size,
+    mode: mode(st),
+    mtimeNs: st.mtimeNs.toString(),
+    sha256,
+    content: read.content,
+    delta: { base: known.sha256, blocks, contentSha256: read.contentSha256 },
+    blockHashes,
+  };
+}
+
+function deltaCandidate(known: IndexEntry | undefined, st: BigIntStats): known is IndexEntry {
+  const size = Number(st.size);
+  return known?.kind === "file" && known.blocks !== null && known.sha256 !== null && size > BLOCK_SIZE && size <= MAX_DELTA_FILE_BYTES;
+}
+
+async function discard(journal: Journal, change: PutChange | undefined): Promise<void> {
+  if (change && "spool" in change.content) await rm(join(journal.spoolDir, change.content.spool), { force: true });
+}
+
 /**
  * Reads a file so that the bytes match the size and mtime recorded with them:
- * re-reads while the file changes underneath. Returns undefined when the file vanished.
+ * re-reads while the file changes underneath. A large file the index knows
+ * travels as the blocks that changed. Returns undefined when the file vanished.
  */
-async function readStable(journal: Journal, abs: string, path: string, first: BigIntStats): Promise<Change | undefined> {
-  let put: Change | undefined;
+async function readStable(journal: Journal, abs: string, path: string, first: BigIntStats, known?: IndexEntry): Promise<PutChange | undefined> {
+  let put: PutChange | undefined;
   for (let attempt = 0; attempt < STABLE_READ_ATTEMPTS; attempt++) {
     const before = attempt === 0 ? first : await statOrGone(abs);
     if (!before?.isFile()) return undefined;
-    let content: { bytes: Uint8Array } | { spool: string };
-    let sha256: string;
-    let size: number;
+    let next: PutChange | undefined;
     try {
-      if (before.size <= BigInt(MAX_INLINE_DECODED_BYTES)) {
-        const bytes = await readFile(abs);
-        content = { bytes };
-        size = bytes.length;
-        sha256 = createHash("sha256").update(bytes).digest("hex");
-      } else {
-        ({ content, sha256, size } = await spool(journal.spoolDir, abs));
-      }
+      const delta = deltaCandidate(known, before) ? await readDelta(journal, abs, path, known, before) : "whole";
+      if (delta === "whole") next = await readWhole(journal.spoolDir, abs, path, before);
+      else next = delta;
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code === "ENOENT") return undefined;
       throw error;
     }
     const after = await statOrGone(abs);
     if (!after?.isFile()) {
-      if ("spool" in content) await rm(join(journal.spoolDir, content.spool), { force: true });
+      await discard(journal, next);
       return undefined;
     }
-    if (put?.op === "put" && "spool" in put.content) await rm(join(journal.spoolDir, put.content.spool), { force: true });
-    put = { op: "put", path, size, mode: mode(after), mtimeNs: after.mtimeNs.toString(), sha256, content };
-    if (after.mtimeNs === before.mtimeNs && after.size === before.size && BigInt(size) === after.size) return put;
+    if (!next) continue;
+    await discard(journal, put);
+    put = { ...next, mode: mode(after), mtimeNs: after.mtimeNs.toString() };
+    if (after.mtimeNs === before.mtimeNs && after.size === before.size && BigInt(put.size) === after.size) return put;
   }
   // Still changing: journal what was read; the write in progress brings another event and another capture.
   return put;
 }
 
+/** The whole content: in memory when small, else copied into the spool. */
+async function readWhole(spoolDir: string, abs: string, path: string, st: BigIntStats): Promise<PutChange> {
+  if (st.size <= BigInt(MAX_INLINE_DECODED_BYTES)) {
+    const bytes = await readFile(abs);
+    const { sha256, blockHashes } = hashBytes(bytes);
+    const hashes = indexedHashes(bytes.length, blockHashes);
+    return { op: "put", path, size: bytes.length, mode: mode(st), mtimeNs: st.mtimeNs.toString(), sha256, content: { bytes }, ...(hashes ? { blockHashes: hashes } : {}) };
+  }
+  const { content, sha256, size, blockHashes } = await spool(spoolDir, abs);
+  const hashes = indexedHashes(size, blockHashes);
+  return { op: "put", path, size, mode: mode(st), mtimeNs: st.mtimeNs.toString(), sha256, content, ...(hashes ? { blockHashes: hashes } : {}) };
+}
+
 /** Copies a large file into the spool directory (fsynced), hashing it on the way. */
-async function spool(spoolDir: string, abs: string): Promise<{ content: { spool: string }; sha256: string; size: number }> {
+async function spool(spoolDir: string, abs: string): Promise<{ content: { spool: string }; sha256: string; size: number; blockHashes: Buffer }> {
   const name = randomUUID();
   const temp = join(spoolDir, `${name}.tmp`);
-  const hash = createHash("sha256");
-  let size = 0;
+  const hasher = new BlockHasher();
   const tap = new Transform({
     transform(chunk: Buffer, _encoding, done) {
-      hash.update(chunk);
-      size += chunk.length;
+      hasher.update(chunk);
       done(null, chunk);
     },
   });
   try {
-    await pipeline(createReadStream(abs), tap, createWriteStream(temp));
+    await pipeline(createReadStream(abs, { highWaterMark: BLOCK_SIZE }), tap, createWriteStream(temp));
     const handle = await open(temp, "r+");
     try {
       await handle.sync();
@@ -149,7 +295,8 @@ async function spool(spoolDir: string, abs: string): Promise<{ content: { spool:
     await rm(temp, { force: true });
     throw error;
   }
-  return { content: { spool: name }, sha256: hash.digest("hex"), size };
+  const { sha256, blockHashes } = hasher.digest();
+  return { content: { spool: name }, sha256, size: hasher.size, blockHashes };
 }
 
 async function syncDir(dir: string): Promise<void> {

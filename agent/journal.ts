@@ -9,6 +9,7 @@ import { join } from "node:path";
 import { DatabaseSync, type StatementSync } from "node:sqlite";
 import type { EntryKind } from "../contract/layout.ts";
 import { parentOf } from "../contract/paths.ts";
+import { deltaContentSize } from "../contract/wire.ts";
 
 /** A change as the agent journals it. Content is captured when journaled, so later writes cannot leak into it. */
 export type Change =
@@ -21,10 +22,16 @@ export type Change =
       sha256: string;
       /** Small content lives in the journal row; large content in a spool file under the state dir. */
       content: { bytes: Uint8Array } | { spool: string };
+      /** Only these blocks travel (content holds them); the target has the rest in the object whose sha256 is base. */
+      delta?: { base: string; blocks: number[]; contentSha256: string };
+      /** sha256 of each BLOCK_SIZE block, concatenated: kept in the index for the next delta, never sent. */
+      blockHashes?: Uint8Array;
     }
   | { op: "mkdir"; path: string; mode: number; mtimeNs: string }
   | { op: "symlink"; path: string; target: string; mtimeNs: string }
   | { op: "delete"; path: string }
+  /** A file moved: the target moves its object instead of receiving the bytes again. */
+  | { op: "rename"; from: string; to: string }
   | { op: "resync"; reason: string };
 
 export type JournalRecord = Change & { seq: number };
@@ -38,6 +45,8 @@ export interface IndexEntry {
   mtimeNs: string;
   sha256: string | null;
   link: string | null;
+  /** sha256 of each block of a large file, concatenated (32 bytes a block); null for small files. */
+  blocks: Uint8Array | null;
 }
 
 export interface SetCounters {
@@ -66,6 +75,7 @@ interface EntryRow {
   mtime_ns: string;
   sha256: string | null;
   link: string | null;
+  blocks: Uint8Array | null;
 }
 
 const SCHEMA = `
@@ -95,6 +105,7 @@ CREATE TABLE IF NOT EXISTS entries (
   mtime_ns TEXT NOT NULL,
   sha256 TEXT,
   link TEXT,
+  blocks BLOB,
   PRIMARY KEY (set_name, path)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS entries_by_parent ON entries (set_name, parent);
@@ -109,12 +120,14 @@ function toEntry(row: EntryRow): IndexEntry {
     mtimeNs: row.mtime_ns,
     sha256: row.sha256,
     link: row.link,
+    blocks: row.blocks,
   };
 }
 
-/** Bytes a change adds to the backlog: its content, or nothing for metadata-only changes. */
+/** Bytes a change adds to the backlog: the content it carries (a delta's blocks), or nothing for metadata-only changes. */
 function changeBytes(change: Change): number {
-  return change.op === "put" ? change.size : 0;
+  if (change.op !== "put") return 0;
+  return change.delta ? deltaContentSize(change.size, change.delta.blocks) : change.size;
 }
 
 function prepareStatements(db: DatabaseSync) {
@@ -136,10 +149,11 @@ function prepareStatements(db: DatabaseSync) {
     children: prepare("SELECT * FROM entries WHERE set_name = ? AND parent = ? ORDER BY path"),
     under: prepare("SELECT * FROM entries WHERE set_name = ? AND path > ? AND path < ? ORDER BY path DESC"),
     upsertEntry: prepare(
-      `INSERT INTO entries (set_name, path, parent, kind, size, mode, mtime_ns, sha256, link) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+      `INSERT INTO entries (set_name, path, parent, kind, size, mode, mtime_ns, sha256, link, blocks) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
        ON CONFLICT (set_name, path) DO UPDATE SET kind = excluded.kind, size = excluded.size, mode = excluded.mode,
-       mtime_ns = excluded.mtime_ns, sha256 = excluded.sha256, link = excluded.link`,
+       mtime_ns = excluded.mtime_ns, sha256 = excluded.sha256, link = excluded.link, blocks = excluded.blocks`,
     ),
+    moveEntry: prepare("UPDATE entries SET path = ?, parent = ? WHERE set_name = ? AND path = ?"),
     deleteEntry: prepare("DELETE FROM entries WHERE set_name = ? AND path = ?"),
     clearEntries: prepare("DELETE FROM entries WHERE set_name = ?"),
     countEntries: prepare("SELECT count(*) AS n FROM entries WHERE set_name = ?"),
@@ -170,6 +184,9 @@ export class Journal {
     db.exec("PRAGMA synchronous = FULL");
     db.exec("PRAGMA busy_timeout = 5000");
     db.exec(SCHEMA);
+    // Journals made before block hashes were indexed gain the column; their entries get hashes on the next put.
+    const columns = db.prepare("PRAGMA table_info(entries)").all() as { name: string }[];
+    if (!columns.some((c) => c.name === "blocks")) db.exec("ALTER TABLE entries ADD COLUMN blocks BLOB");
     return new Journal(db, spoolDir);
   }
 
@@ -214,17 +231,32 @@ export class Journal {
   }
 
   #storedForm(change: Change): { stored: Change; content: Uint8Array | null } {
-    if (change.op !== "put" || !("bytes" in change.content)) return { stored: change, content: null };
-    return { stored: { ...change, content: { bytes: new Uint8Array() } }, content: change.content.bytes };
+    if (change.op !== "put") return { stored: change, content: null };
+    // Block hashes belong to the index, not to the record that travels.
+    const { blockHashes: _index, ...put } = change;
+    if (!("bytes" in put.content)) return { stored: put, content: null };
+    return { stored: { ...put, content: { bytes: new Uint8Array() } }, content: put.content.bytes };
   }
 
   #index(set: string, change: Change): void {
     const s = this.#statements;
-    const upsert = (path: string, kind: EntryKind, size: number, mode: number, mtimeNs: string, sha: string | null, link: string | null) =>
-      s.upsertEntry.run(set, path, parentOf(path) ?? "", kind, size, mode, mtimeNs, sha, link);
+    const upsert = (
+      path: string,
+      kind: EntryKind,
+      size: number,
+      mode: number,
+      mtimeNs: string,
+      sha: string | null,
+      link: string | null,
+      blocks: Uint8Array | null = null,
+    ) => s.upsertEntry.run(set, path, parentOf(path) ?? "", kind, size, mode, mtimeNs, sha, link, blocks);
     switch (change.op) {
       case "put":
-        upsert(change.path, "file", change.size, change.mode, change.mtimeNs, change.sha256, null);
+        upsert(change.path, "file", change.size, change.mode, change.mtimeNs, change.sha256, null, change.blockHashes ?? null);
+        break;
+      case "rename":
+        s.deleteEntry.run(set, change.to);
+        s.moveEntry.run(change.to, parentOf(change.to) ?? "", set, change.from);
         break;
       case "mkdir":
         upsert(change.path, "dir", 0, change.mode, change.mtimeNs, null, null);

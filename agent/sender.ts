@@ -9,6 +9,7 @@ import {
   MAX_MESSAGE_BYTES,
   WIRE_VERSION,
   deduplicationId,
+  deltaContentSize,
   encodeInline,
   type WireRecord,
 } from "../contract/wire.ts";
@@ -31,23 +32,25 @@ export interface SendResult {
 const PAGE = 64;
 
 function toWire(set: string, spoolDir: string, record: JournalRecord): { wire: WireRecord; staged?: StagedPayload } {
-  switch (record.op) {
-    case "put": {
-      const { content, ...meta } = record;
-      const key = stagingKey(set, record.seq, record.sha256);
-      if ("bytes" in content) {
-        const inline = encodeInline(content.bytes);
-        if (inline.data.length <= MAX_INLINE_BYTES) return { wire: { ...meta, content: inline } };
-        return { wire: { ...meta, content: { kind: "staged" } }, staged: { set, key, sha256: record.sha256, size: record.size, source: { bytes: content.bytes } } };
-      }
-      return {
-        wire: { ...meta, content: { kind: "staged" } },
-        staged: { set, key, sha256: record.sha256, size: record.size, source: { file: join(spoolDir, content.spool) } },
-      };
-    }
-    default:
-      return { wire: record };
+  if (record.op !== "put") return { wire: record };
+  const { content, delta, blockHashes: _index, ...meta } = record;
+  const wireMeta = delta ? { ...meta, delta: { base: delta.base, blocks: delta.blocks } } : meta;
+  // A delta's staged object holds only its blocks: their size and hash, not the file's.
+  const stagedSize = delta ? deltaContentSize(record.size, delta.blocks) : record.size;
+  const stagedSha256 = delta ? delta.contentSha256 : record.sha256;
+  const key = stagingKey(set, record.seq, record.sha256);
+  if ("bytes" in content) {
+    const inline = encodeInline(content.bytes);
+    if (inline.data.length <= MAX_INLINE_BYTES) return { wire: { ...wireMeta, content: inline } };
+    return {
+      wire: { ...wireMeta, content: { kind: "staged" } },
+      staged: { set, key, sha256: stagedSha256, size: stagedSize, source: { bytes: content.bytes } },
+    };
   }
+  return {
+    wire: { ...wireMeta, content: { kind: "staged" } },
+    staged: { set, key, sha256: stagedSha256, size: stagedSize, source: { file: join(spoolDir, content.spool) } },
+  };
 }
 
 /** Packs the next message of a set from the journal, or returns undefined when nothing is pending. */

@@ -16,6 +16,29 @@ export const MAX_LINK_TARGET_BYTES = 4096;
 /** Largest file the agent inlines (before compression); bigger files are always staged. Bounds gunzip too. */
 export const MAX_INLINE_DECODED_BYTES = 1024 * 1024;
 
+/**
+ * Block size of delta puts (and of EBS volumes): a change inside a large file
+ * travels as the blocks that changed, each BLOCK_SIZE long but the file's last.
+ */
+export const BLOCK_SIZE = 512 * 1024;
+/** Largest file sent as a delta: the applier rebuilds it in memory. Larger files travel whole. */
+export const MAX_DELTA_FILE_BYTES = 512 * 1024 * 1024;
+
+/** Number of blocks of a file of this size. */
+export function blockCount(size: number): number {
+  return Math.ceil(size / BLOCK_SIZE);
+}
+
+/** Length of block index of a file of this size (the last block may be short). */
+export function blockLength(size: number, index: number): number {
+  return Math.max(0, Math.min(BLOCK_SIZE, size - index * BLOCK_SIZE));
+}
+
+/** Bytes a delta carries: the listed blocks of the new content, concatenated in order. */
+export function deltaContentSize(size: number, blocks: readonly number[]): number {
+  return blocks.reduce((sum, index) => sum + blockLength(size, index), 0);
+}
+
 export class BadMessageError extends Error {
   override name = "BadMessageError";
 }
@@ -45,16 +68,38 @@ const InlineContent = z.object({
 const StagedContent = z.object({ kind: z.literal("staged") });
 const Content = z.discriminatedUnion("kind", [InlineContent, StagedContent]);
 
-const PutRecord = z.object({
-  seq: Seq,
-  op: z.literal("put"),
-  path: SetPath,
-  size: Size,
-  mode: Mode,
-  mtimeNs: MtimeNs,
-  sha256: Sha256,
-  content: Content,
+/**
+ * A put that carries only some blocks: the rest come from the target's
+ * current object, whose sha256 must be `base`. The content holds the listed
+ * blocks of the new file, in order; `size` and `sha256` are the whole new file's.
+ */
+const Delta = z.object({
+  base: Sha256,
+  blocks: z.array(z.number().int().min(0)).max(blockCount(MAX_DELTA_FILE_BYTES)),
 });
+
+const PutRecord = z
+  .object({
+    seq: Seq,
+    op: z.literal("put"),
+    path: SetPath,
+    size: Size,
+    mode: Mode,
+    mtimeNs: MtimeNs,
+    sha256: Sha256,
+    content: Content,
+    delta: Delta.optional(),
+  })
+  .superRefine((put, ctx) => {
+    if (!put.delta) return;
+    if (put.size > MAX_DELTA_FILE_BYTES) ctx.addIssue({ code: "custom", path: ["delta"], message: `a delta put is limited to files of ${MAX_DELTA_FILE_BYTES} bytes` });
+    const count = blockCount(put.size);
+    put.delta.blocks.forEach((index, i) => {
+      const previous = put.delta?.blocks[i - 1];
+      if (index >= count) ctx.addIssue({ code: "custom", path: ["delta", "blocks", i], message: `block ${index} is past the end of a ${put.size}-byte file` });
+      if (previous !== undefined && index <= previous) ctx.addIssue({ code: "custom", path: ["delta", "blocks", i], message: "delta blocks must be listed in increasing order" });
+    });
+  });
 /** Creates the directory if missing and sets its mode and mtime. */
 const MkdirRecord = z.object({ seq: Seq, op: z.literal("mkdir"), path: SetPath, mode: Mode, mtimeNs: MtimeNs });
 const SymlinkRecord = z.object({
@@ -103,6 +148,7 @@ export const MessageSchema = z
 
 export type WireRecord = z.infer<typeof RecordSchema>;
 export type PutRecord = z.infer<typeof PutRecord>;
+export type Delta = z.infer<typeof Delta>;
 export type WireMessage = z.infer<typeof MessageSchema>;
 export type InlineContent = z.infer<typeof InlineContent>;
 

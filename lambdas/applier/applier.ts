@@ -3,9 +3,19 @@
 // redelivered message changes nothing (DESIGN 2).
 
 import { createHash } from "node:crypto";
-import { dataKey, dirKey, encodeMeta, stagingKey, statusKey, type SetStatus } from "../../contract/layout.ts";
+import { dataKey, dirKey, encodeMeta, META, stagingKey, statusKey, type SetStatus } from "../../contract/layout.ts";
 import { setNameProblem } from "../../contract/paths.ts";
-import { BadMessageError, decodeInline, parseMessage, type PutRecord, type WireRecord } from "../../contract/wire.ts";
+import {
+  BadMessageError,
+  BLOCK_SIZE,
+  blockCount,
+  blockLength,
+  decodeInline,
+  deltaContentSize,
+  parseMessage,
+  type PutRecord,
+  type WireRecord,
+} from "../../contract/wire.ts";
 import { readSetStatus } from "../store/set-status.ts";
 import type { TargetStore } from "../store/store.ts";
 
@@ -157,9 +167,11 @@ export class Applier {
     const prepared = new Map<number, PreparedPut>();
     for (const record of records) {
       if (record.op !== "put") continue;
+      // A delta carries only its blocks; a whole put carries the file.
+      const expected = record.delta ? deltaContentSize(record.size, record.delta.blocks) : record.size;
       if (record.content.kind === "inline") {
         const bytes = decodeInline(record.content);
-        if (bytes.length !== record.size || sha256(bytes) !== record.sha256) {
+        if (bytes.length !== expected || (!record.delta && sha256(bytes) !== record.sha256)) {
           throw new BadMessageError(`content of ${record.path} (seq ${record.seq}) does not match its size and sha256`);
         }
         prepared.set(record.seq, { record, bytes });
@@ -167,13 +179,43 @@ export class Applier {
         const key = stagingKey(set, record.seq, record.sha256);
         const head = await this.#store.head(key);
         if (!head) throw new BadMessageError(`staged content of ${record.path} (seq ${record.seq}) is missing at ${key}`);
-        if (head.size !== record.size) {
-          throw new BadMessageError(`staged content of ${record.path} (seq ${record.seq}) is ${head.size} bytes, expected ${record.size}`);
+        if (head.size !== expected) {
+          throw new BadMessageError(`staged content of ${record.path} (seq ${record.seq}) is ${head.size} bytes, expected ${expected}`);
         }
         prepared.set(record.seq, { record, staged: key });
       }
     }
     return prepared;
+  }
+
+  /**
+   * The new content of a delta put: changed blocks from the message, the rest
+   * from the object the target holds, which must be the delta's base.
+   */
+  async #rebuild(set: string, record: PutRecord & { delta: NonNullable<PutRecord["delta"]> }, put: PreparedPut): Promise<Buffer> {
+    const base = await this.#store.get(dataKey(set, record.path));
+    if (!base) throw new TargetDivergedError(record.seq, `delta base of ${record.path} is missing on the target`);
+    if (base.meta[META.sha256] !== record.delta.base) {
+      throw new TargetDivergedError(record.seq, `delta base of ${record.path} is not the content the agent changed`);
+    }
+    const blocks = "bytes" in put ? put.bytes : (await this.#store.get(put.staged))?.body;
+    if (!blocks) throw new TargetDivergedError(record.seq, `staged delta of ${record.path} vanished`);
+    const changed = new Set(record.delta.blocks);
+    const out = Buffer.alloc(record.size);
+    let offset = 0;
+    for (let index = 0; index < blockCount(record.size); index++) {
+      const length = blockLength(record.size, index);
+      const at = index * BLOCK_SIZE;
+      if (changed.has(index)) {
+        blocks.copy(out, at, offset, offset + length);
+        offset += length;
+      } else {
+        if (at + length > base.body.length) throw new TargetDivergedError(record.seq, `delta base of ${record.path} is shorter than block ${index}`);
+        base.body.copy(out, at, at, at + length);
+      }
+    }
+    if (sha256(out) !== record.sha256) throw new TargetDivergedError(record.seq, `rebuilt ${record.path} does not match its sha256`);
+    return out;
   }
 
   /** Applies one record; returns the content bytes it wrote. */
@@ -182,8 +224,20 @@ export class Applier {
       case "put": {
         const meta = encodeMeta({ kind: "file", mode: record.mode, mtimeNs: record.mtimeNs, sha256: record.sha256 });
         if (!put) throw new Error(`internal: put seq ${record.seq} was not prepared`);
-        if ("bytes" in put) await this.#store.put(dataKey(set, record.path), put.bytes, meta);
-        else await this.#store.copy(put.staged, dataKey(set, record.path), meta);
+        const key = dataKey(set, record.path);
+        if (record.delta) {
+          const { delta } = record;
+          if (delta.blocks.length === 0 && delta.base === record.sha256) {
+            // Same bytes, new mode or mtime: a server-side copy onto itself replaces the metadata.
+            if (!(await this.#store.head(key))) throw new TargetDivergedError(record.seq, `delta base of ${record.path} is missing on the target`);
+            await this.#store.copy(key, key, meta);
+          } else {
+            await this.#store.put(key, await this.#rebuild(set, { ...record, delta }, put), meta);
+          }
+          return deltaContentSize(record.size, delta.blocks);
+        }
+        if ("bytes" in put) await this.#store.put(key, put.bytes, meta);
+        else await this.#store.copy(put.staged, key, meta);
         return record.size;
       }
       case "mkdir":

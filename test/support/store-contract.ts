@@ -48,6 +48,14 @@ export function targetStoreContract(name: string, make: () => Promise<TargetStor
       await expect(store.copy("staging/s/none", "data/s/x", {})).rejects.toThrow(ObjectNotFoundError);
     });
 
+    it("copies an object onto itself to replace only its metadata", async () => {
+      await store.put("data/s/big", Buffer.from("same bytes"), { "tidemark-mode": "644" });
+      await store.copy("data/s/big", "data/s/big", { "tidemark-mode": "600" });
+      const object = await store.get("data/s/big");
+      expect(object?.body.toString()).toBe("same bytes");
+      expect(object?.meta).toEqual({ "tidemark-mode": "600" });
+    });
+
     it("deletes, and deleting a missing key succeeds", async () => {
       await store.put("k", Buffer.from("x"));
       await store.delete("k");
