@@ -6,7 +6,7 @@
 import { lstat, rm } from "node:fs/promises";
 import { join } from "node:path";
 import type { SetStatus } from "../contract/layout.ts";
-import { BLOCK_SIZE } from "../contract/wire.ts";
+import { BLOCK_SIZE, type Compression } from "../contract/wire.ts";
 import { capture } from "./capture.ts";
 import type { Change, IndexEntry, Journal } from "./journal.ts";
 import { silentLogger, type Logger } from "./log.ts";
@@ -28,6 +28,8 @@ export interface AgentOptions {
   readonly statusPollMs?: number;
   /** Absolute paths the watcher ignores (the agent's own state dir, when inside a set). */
   readonly ignorePaths?: readonly string[];
+  /** How inline content is compressed. @default "zstd" */
+  readonly compression?: Compression;
   readonly log?: Logger;
 }
 
@@ -179,10 +181,15 @@ class SetRunner {
   async drain(): Promise<number> {
     let total = 0;
     for (;;) {
-      const sent = await sendNext(this.#journal, this.#agent.options.transport, this.spec.name);
+      const sent = await this.#sendNext();
       if (sent.records === 0) return total;
       total += sent.records;
     }
+  }
+
+  #sendNext() {
+    const { transport, compression } = this.#agent.options;
+    return sendNext(this.#journal, transport, this.spec.name, compression ? { compression } : {});
   }
 
   wake(): void {
@@ -193,7 +200,7 @@ class SetRunner {
     while (!stopped()) {
       let sent = 0;
       try {
-        sent = (await sendNext(this.#journal, this.#agent.options.transport, this.spec.name)).records;
+        sent = (await this.#sendNext()).records;
       } catch (error) {
         if (stopped()) return;
         this.#agent.log.error("send failed", { set: this.spec.name, error: String(error) });

@@ -5,6 +5,7 @@ import { accessSync, constants, readFileSync, statSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 import { z } from "zod";
 import { setNameProblem } from "../contract/paths.ts";
+import { COMPRESSIONS, type Compression } from "../contract/wire.ts";
 import type { SetSpec } from "./set-spec.ts";
 
 export class ConfigError extends Error {
@@ -31,6 +32,8 @@ export const ConfigSchema = z
     stateDir: z.string().min(1),
     sets: z.array(SetConfigSchema).min(1, "at least one set is needed"),
     tasks: z.object({ enabled: z.boolean().default(true) }).default({ enabled: true }),
+    /** How inline content is compressed; content that does not shrink travels as it is. */
+    compression: z.enum(COMPRESSIONS).default("zstd"),
   })
   .superRefine((config, ctx) => {
     const names = new Set<string>();
@@ -52,6 +55,7 @@ export interface AgentConfig {
   readonly stateDir: string;
   readonly sets: readonly SetSpec[];
   readonly tasks: { readonly enabled: boolean };
+  readonly compression: Compression;
 }
 
 /** Which config file a command uses. */
@@ -96,6 +100,7 @@ export function loadConfig(file: string): AgentConfig {
     stateDir: resolve(base, c.stateDir),
     sets: Object.freeze(c.sets.map((s) => Object.freeze({ name: s.name, root: resolve(base, s.path), exclude: Object.freeze([...s.exclude]) }))),
     tasks: Object.freeze({ enabled: c.tasks.enabled }),
+    compression: c.compression,
   });
 }
 

@@ -69,6 +69,7 @@ export async function startAgent(config: AgentConfig, log: Logger, options: { ig
     transport,
     targetStatus: (set) => readSetStatus(store, set),
     ignorePaths: [config.stateDir, ...(options.ignorePaths ?? [])],
+    compression: config.compression,
     log,
   });
   await agent.start();

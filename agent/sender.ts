@@ -11,6 +11,7 @@ import {
   deduplicationId,
   deltaContentSize,
   encodeInline,
+  type Compression,
   type WireRecord,
 } from "../contract/wire.ts";
 import type { Journal, JournalRecord } from "./journal.ts";
@@ -31,7 +32,7 @@ export interface SendResult {
 /** Records read from the journal at a time while filling a message (bounds memory: content rides along). */
 const PAGE = 64;
 
-function toWire(set: string, spoolDir: string, record: JournalRecord): { wire: WireRecord; staged?: StagedPayload } {
+function toWire(set: string, spoolDir: string, record: JournalRecord, compression: Compression): { wire: WireRecord; staged?: StagedPayload } {
   if (record.op !== "put") return { wire: record };
   const { content, delta, blockHashes: _index, ...meta } = record;
   const wireMeta = delta ? { ...meta, delta: { base: delta.base, blocks: delta.blocks } } : meta;
@@ -40,7 +41,7 @@ function toWire(set: string, spoolDir: string, record: JournalRecord): { wire: W
   const stagedSha256 = delta ? delta.contentSha256 : record.sha256;
   const key = stagingKey(set, record.seq, record.sha256);
   if ("bytes" in content) {
-    const inline = encodeInline(content.bytes);
+    const inline = encodeInline(content.bytes, compression);
     if (inline.data.length <= MAX_INLINE_BYTES) return { wire: { ...wireMeta, content: inline } };
     return {
       wire: { ...wireMeta, content: { kind: "staged" } },
@@ -54,7 +55,16 @@ function toWire(set: string, spoolDir: string, record: JournalRecord): { wire: W
 }
 
 /** Packs the next message of a set from the journal, or returns undefined when nothing is pending. */
-export function packNext(journal: Journal, set: string, maxBytes = MAX_MESSAGE_BYTES): PackedMessage | undefined {
+export interface PackOptions {
+  /** @default MAX_MESSAGE_BYTES */
+  readonly maxBytes?: number;
+  /** @default "zstd" */
+  readonly compression?: Compression;
+}
+
+export function packNext(journal: Journal, set: string, options: PackOptions = {}): PackedMessage | undefined {
+  const maxBytes = options.maxBytes ?? MAX_MESSAGE_BYTES;
+  const compression = options.compression ?? "zstd";
   const envelope = JSON.stringify({ v: WIRE_VERSION, set, records: [] });
   let size = Buffer.byteLength(envelope);
   const parts: string[] = [];
@@ -66,7 +76,7 @@ export function packNext(journal: Journal, set: string, maxBytes = MAX_MESSAGE_B
     const page = journal.pending(set, after, PAGE);
     if (page.length === 0) break;
     for (const record of page) {
-      const { wire, staged: payload } = toWire(set, journal.spoolDir, record);
+      const { wire, staged: payload } = toWire(set, journal.spoolDir, record, compression);
       const json = JSON.stringify(wire);
       const length = Buffer.byteLength(json) + (parts.length > 0 ? 1 : 0);
       if (parts.length > 0 && size + length > maxBytes) break fill;
@@ -85,8 +95,8 @@ export function packNext(journal: Journal, set: string, maxBytes = MAX_MESSAGE_B
 }
 
 /** Sends the next message of a set; resolves with what left the journal (zero records when nothing was pending). */
-export async function sendNext(journal: Journal, transport: Transport, set: string): Promise<SendResult> {
-  const packed = packNext(journal, set);
+export async function sendNext(journal: Journal, transport: Transport, set: string, options: PackOptions = {}): Promise<SendResult> {
+  const packed = packNext(journal, set, options);
   if (!packed) return { records: 0, bytes: 0 };
   for (const payload of packed.staged) await transport.stage(payload);
   await transport.send(set, deduplicationId(set, packed.first, packed.last), packed.body);

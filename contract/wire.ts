@@ -2,7 +2,7 @@
 // of one set. The agent builds messages with these types; the applier accepts
 // nothing that `parseMessage` has not validated.
 
-import { gunzipSync, gzipSync } from "node:zlib";
+import { gunzipSync, gzipSync, zstdCompressSync, zstdDecompressSync } from "node:zlib";
 import { z } from "zod";
 import { setNameProblem, setPathProblem } from "./paths.ts";
 
@@ -61,7 +61,7 @@ const Size = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
 
 const InlineContent = z.object({
   kind: z.literal("inline"),
-  encoding: z.enum(["base64", "gzip+base64"]),
+  encoding: z.enum(["base64", "gzip+base64", "zstd+base64"]),
   data: z.string().max(MAX_MESSAGE_BYTES),
 });
 /** The bytes wait under stagingKey(set, seq, sha256): the key is derived, never taken from the message. */
@@ -192,12 +192,20 @@ export function deduplicationId(set: string, first: number, last: number): strin
   return `${set}:${first}-${last}`;
 }
 
-/** Inline form of small content: gzip when that saves space, base64 either way. */
-export function encodeInline(bytes: Uint8Array): InlineContent {
-  const packed = gzipSync(bytes);
-  return packed.length < bytes.length
-    ? { kind: "inline", encoding: "gzip+base64", data: packed.toString("base64") }
-    : { kind: "inline", encoding: "base64", data: Buffer.from(bytes).toString("base64") };
+/** How the agent compresses inline content; "none" sends it as it is. */
+export const COMPRESSIONS = ["zstd", "gzip", "none"] as const;
+export type Compression = (typeof COMPRESSIONS)[number];
+
+/** Content shorter than this is not worth a compressor's header. */
+const MIN_COMPRESS_BYTES = 64;
+
+/** Inline form of small content: compressed only when that saves space (never for random or already-compressed data), base64 either way. */
+export function encodeInline(bytes: Uint8Array, compression: Compression = "zstd"): InlineContent {
+  const raw: InlineContent = { kind: "inline", encoding: "base64", data: Buffer.from(bytes).toString("base64") };
+  if (compression === "none" || bytes.length < MIN_COMPRESS_BYTES) return raw;
+  const packed = compression === "zstd" ? zstdCompressSync(bytes) : gzipSync(bytes);
+  if (packed.length >= bytes.length) return raw;
+  return { kind: "inline", encoding: compression === "zstd" ? "zstd+base64" : "gzip+base64", data: packed.toString("base64") };
 }
 
 /** Bytes of inline content; throws BadMessageError when they do not decode. */
@@ -205,8 +213,10 @@ export function decodeInline(content: InlineContent): Buffer {
   const raw = Buffer.from(content.data, "base64");
   if (content.encoding === "base64") return raw;
   try {
-    return gunzipSync(raw, { maxOutputLength: MAX_INLINE_DECODED_BYTES });
+    return content.encoding === "zstd+base64"
+      ? zstdDecompressSync(raw, { maxOutputLength: MAX_INLINE_DECODED_BYTES })
+      : gunzipSync(raw, { maxOutputLength: MAX_INLINE_DECODED_BYTES });
   } catch (error) {
-    throw new BadMessageError(`inline content does not gunzip: ${(error as Error).message}`);
+    throw new BadMessageError(`inline content does not decompress (${content.encoding}): ${(error as Error).message}`);
   }
 }

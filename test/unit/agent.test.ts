@@ -109,6 +109,23 @@ describe("agent against an in-memory target", () => {
     for (const body of transport.bodies) expect(Buffer.byteLength(body)).toBeLessThanOrEqual(MAX_MESSAGE_BYTES);
   });
 
+  it.each([
+    ["zstd", /"encoding":"zstd\+base64"/],
+    ["none", /"encoding":"base64"/],
+  ] as const)("compresses inline content as configured (%s), and never what does not shrink", async (compression, encoding) => {
+    writeFileSync(join(src.path, "text.txt"), "compressible line\n".repeat(500));
+    writeFileSync(join(src.path, "random.bin"), randomBytes(2000));
+    const configured = new Agent({ sets: [{ name: SET, root: src.path, exclude: [] }], journal, transport, compression, monitorEnabled: false });
+    await configured.start();
+    await configured.drain(SET);
+    const body = transport.bodies.join("\n");
+    expect(body).toMatch(encoding);
+    expect(body).not.toMatch(compression === "none" ? /zstd|gzip/ : /gzip/);
+    expect(JSON.parse(transport.bodies[0] ?? "{}").records.find((r: { path?: string }) => r.path === "random.bin").content.encoding).toBe("base64");
+    expect(await pictureOfTarget(store, SET)).toEqual(await pictureOfSource(src.path));
+    await configured.stop();
+  });
+
   it("stages large files (spooled, then removed from the spool once sent)", async () => {
     const big = randomBytes(3 * 1024 * 1024 + 17);
     writeFileSync(join(src.path, "big.bin"), big);

@@ -1,3 +1,5 @@
+import { randomBytes } from "node:crypto";
+import { zstdCompressSync } from "node:zlib";
 import { describe, expect, it } from "vitest";
 import { setNameProblem, setPathProblem } from "../../contract/paths.ts";
 import { BadMessageError, decodeInline, encodeInline, parseMessage, serializeMessage, type WireMessage } from "../../contract/wire.ts";
@@ -84,18 +86,32 @@ describe("wire messages", () => {
     expect(() => parseMessage(body)).toThrow(pattern);
   });
 
-  it("compresses inline content only when it helps", () => {
+  it.each([
+    ["zstd", "zstd+base64"],
+    ["gzip", "gzip+base64"],
+  ] as const)("compresses inline content with %s only when it helps", (compression, encoding) => {
     const text = Buffer.from("hello ".repeat(1000));
-    const packed = encodeInline(text);
-    expect(packed.encoding).toBe("gzip+base64");
+    const packed = encodeInline(text, compression);
+    expect(packed.encoding).toBe(encoding);
+    expect(Buffer.from(packed.data, "base64").length).toBeLessThan(text.length / 10);
     expect(decodeInline(packed)).toEqual(text);
-    const random = Buffer.from(Array.from({ length: 64 }, (_, i) => (i * 151) % 256));
-    const raw = encodeInline(random);
+    const random = randomBytes(4096);
+    const raw = encodeInline(random, compression);
     expect(raw.encoding).toBe("base64");
     expect(decodeInline(raw)).toEqual(random);
   });
 
-  it("refuses inline content that does not gunzip", () => {
-    expect(() => decodeInline({ kind: "inline", encoding: "gzip+base64", data: "bm90IGd6aXA=" })).toThrow(BadMessageError);
+  it("sends content as it is with compression off", () => {
+    const text = Buffer.from("hello ".repeat(1000));
+    expect(encodeInline(text, "none").encoding).toBe("base64");
+  });
+
+  it.each(["gzip+base64", "zstd+base64"] as const)("refuses inline content that does not decompress (%s)", (encoding) => {
+    expect(() => decodeInline({ kind: "inline", encoding, data: "bm90IGNvbXByZXNzZWQ=" })).toThrow(BadMessageError);
+  });
+
+  it("refuses a compressed payload that expands past the inline limit", () => {
+    const bomb = zstdCompressSync(Buffer.alloc(8 * 1024 * 1024));
+    expect(() => decodeInline({ kind: "inline", encoding: "zstd+base64", data: bomb.toString("base64") })).toThrow(/does not decompress/);
   });
 });
