@@ -26,8 +26,8 @@ export interface TestCloud {
   stop(): Promise<void>;
 }
 
-export async function startTestCloud(options: { visibilityTimeoutSeconds?: number } = {}): Promise<TestCloud> {
-  const emulator = await startEmulator({ port: 0 });
+export async function startTestCloud(options: { visibilityTimeoutSeconds?: number; port?: number; dataDir?: string } = {}): Promise<TestCloud> {
+  const emulator = await startEmulator({ port: options.port ?? 0, ...(options.dataDir ? { dataDir: options.dataDir } : {}) });
   const target = await ensureTargetResources({
     endpoint: emulator.endpoint,
     region: REGION,
