@@ -5,16 +5,25 @@
 
 import { lstat, rm } from "node:fs/promises";
 import { join } from "node:path";
-import type { SetStatus } from "../contract/layout.ts";
+import { randomUUID } from "node:crypto";
+import type { OrphanPolicy, SetStatus, VerifyReport } from "../contract/layout.ts";
 import { BLOCK_SIZE, type Compression } from "../contract/wire.ts";
-import { capture } from "./capture.ts";
+import { blockRepair, capture } from "./capture.ts";
 import type { Change, IndexEntry, Journal } from "./journal.ts";
 import { silentLogger, type Logger } from "./log.ts";
+import { writeManifest } from "./manifest.ts";
 import { barrierScan, type ScanReport } from "./scan.ts";
 import { sendNext } from "./sender.ts";
 import type { SetSpec } from "./set-spec.ts";
 import type { Transport } from "./transport/transport.ts";
 import { watchSet, type SetWatcher } from "./watcher.ts";
+
+export interface VerifyOptions {
+  /** Hash every source file and have the target hash every object (a checksum mirror). */
+  readonly deep: boolean;
+  readonly orphans: OrphanPolicy;
+  readonly onProgress?: (report: Readonly<ScanReport>) => void;
+}
 
 export interface AgentOptions {
   readonly sets: readonly SetSpec[];
@@ -159,13 +168,65 @@ class SetRunner {
   }
 
   /** Journals a resync record and a full mirror of the set behind it. */
-  resync(reason: string): Promise<void> {
+  async resync(reason: string): Promise<void> {
+    await this.fullMirror(reason);
+  }
+
+  /**
+   * Brings the index in line with the source (hashing every file when deep),
+   * then journals a verify record carrying the index as manifest.
+   */
+  journalVerify(options: VerifyOptions): Promise<{ id: string; seq: number; scan: ScanReport }> {
+    return this.exclusive(async () => {
+      const scan = await barrierScan(this.#journal, this.spec, { rehash: options.deep, ...(options.onProgress ? { onProgress: options.onProgress } : {}) });
+      const manifest = await writeManifest(this.#journal, this.spec.name);
+      const id = randomUUID();
+      const [seq] = this.#journal.append(this.spec.name, [
+        { op: "verify", id, deep: options.deep, orphans: options.orphans, size: manifest.size, sha256: manifest.sha256, content: manifest.content },
+      ]);
+      this.wake();
+      return { id, seq: seq ?? 0, scan };
+    });
+  }
+
+  /**
+   * Journals what a verification found wrong: the source's current version of
+   * each missing or different entry, as only the differing blocks when a deep
+   * check named them and the source still holds what the index says.
+   */
+  repair(report: VerifyReport): Promise<number> {
+    return this.exclusive(async () => {
+      const set = this.spec.name;
+      let journaled = 0;
+      const paths = [...report.missing, ...report.different.map((d) => d.path)].sort();
+      const blocks = new Map(report.different.filter((d) => d.blocks && d.blocks.length > 0).map((d) => [d.path, d.blocks ?? []]));
+      for (const path of paths) {
+        const known = this.#journal.entry(set, path);
+        const delta = known && blocks.has(path) ? await blockRepair(this.#journal, this.spec, known, blocks.get(path) ?? []) : undefined;
+        let changes: Change[];
+        if (delta) changes = [delta];
+        else {
+          // Forget what the index says of the path: capture then journals the source's version in full.
+          if (known) this.#journal.forget(set, path);
+          changes = (await capture(this.#journal, this.spec, path)).changes;
+        }
+        this.#journal.append(set, changes);
+        journaled += changes.length;
+      }
+      if (journaled > 0) this.wake();
+      return journaled;
+    });
+  }
+
+  /** A full mirror: a resync record, the index forgotten, every entry journaled again. */
+  fullMirror(reason: string, onProgress?: (report: Readonly<ScanReport>) => void): Promise<ScanReport> {
     return this.exclusive(async () => {
       this.#journal.clearIndex(this.spec.name);
       const [seq] = this.#journal.append(this.spec.name, [{ op: "resync", reason }]);
       this.#resyncSeq = seq ?? 0;
-      await barrierScan(this.#journal, this.spec);
+      const report = await barrierScan(this.#journal, this.spec, onProgress ? { onProgress } : {});
       this.wake();
+      return report;
     });
   }
 
@@ -304,6 +365,25 @@ export class Agent {
 
   drain(set: string): Promise<number> {
     return this.#runner(set).drain();
+  }
+
+  /** Journals a verification of a set; its report appears on the target once the applier reaches it. */
+  journalVerify(set: string, options: VerifyOptions): Promise<{ id: string; seq: number; scan: ScanReport }> {
+    return this.#runner(set).journalVerify(options);
+  }
+
+  /** Journals the source's version of what a verification found missing or different. */
+  repair(set: string, report: VerifyReport): Promise<number> {
+    return this.#runner(set).repair(report);
+  }
+
+  fullMirror(set: string, reason: string, onProgress?: (report: Readonly<ScanReport>) => void): Promise<ScanReport> {
+    return this.#runner(set).fullMirror(reason, onProgress);
+  }
+
+  /** Names of the sets this agent replicates. */
+  get sets(): string[] {
+    return [...this.#runners.keys()];
   }
 
   /** Stops watching and sending; journaled records stay for the next start. */

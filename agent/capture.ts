@@ -47,8 +47,16 @@ function sameFile(known: IndexEntry | undefined, st: BigIntStats): boolean {
   return known?.kind === "file" && known.size === Number(st.size) && known.mtimeNs === st.mtimeNs.toString() && known.mode === mode(st);
 }
 
+export interface CaptureOptions {
+  /**
+   * Hash a file whose size and mtime match the index, to find content changed
+   * behind an unchanged stat (a checksum mirror).
+   */
+  readonly rehash?: boolean;
+}
+
 /** Changes that bring the index entry of path in line with the source; [] when it already is. */
-export async function capture(journal: Journal, spec: SetSpec, path: string): Promise<CaptureResult> {
+export async function capture(journal: Journal, spec: SetSpec, path: string, options: CaptureOptions = {}): Promise<CaptureResult> {
   const abs = join(spec.root, path);
   const st = isExcluded(spec, path) ? undefined : await statOrGone(abs);
   const known = journal.entry(spec.name, path);
@@ -75,7 +83,7 @@ export async function capture(journal: Journal, spec: SetSpec, path: string): Pr
     return { changes, isDirectory: false };
   }
   if (st.isFile()) {
-    if (sameFile(known, st)) return { changes: [], isDirectory: false };
+    if (sameFile(known, st) && (!options.rehash || (await hashFile(abs)).sha256 === known?.sha256)) return { changes: [], isDirectory: false };
     const changes = replaced("file");
     const put = await readStable(journal, abs, path, st, known);
     if (put) changes.push(put);
@@ -130,7 +138,7 @@ function hashBytes(bytes: Uint8Array): { sha256: string; blockHashes: Buffer } {
   return hasher.digest();
 }
 
-async function hashFile(abs: string): Promise<{ sha256: string; blockHashes: Buffer; size: number }> {
+export async function hashFile(abs: string): Promise<{ sha256: string; blockHashes: Buffer; size: number }> {
   const hasher = new BlockHasher();
   for await (const chunk of createReadStream(abs, { highWaterMark: BLOCK_SIZE })) hasher.update(chunk as Buffer);
   return { ...hasher.digest(), size: hasher.size };
@@ -212,6 +220,31 @@ async function readDelta(journal: Journal, abs: string, path: string, known: Ind
     content: read.content,
     delta: { base: known.sha256, blocks, contentSha256: read.contentSha256 },
     blockHashes,
+  };
+}
+
+/**
+ * A delta that rewrites the listed blocks of a file on the target with the
+ * source's, when the source still holds what the index says (else undefined:
+ * the caller sends the file whole).
+ */
+export async function blockRepair(journal: Journal, spec: SetSpec, known: IndexEntry, blocks: readonly number[]): Promise<PutChange | undefined> {
+  const abs = join(spec.root, known.path);
+  const st = await statOrGone(abs);
+  if (!st?.isFile() || !known.blocks || !known.sha256 || !sameFile(known, st)) return undefined;
+  const hashes = Buffer.from(known.blocks);
+  const read = await readBlocks(journal.spoolDir, abs, known.size, blocks, hashes);
+  if (!read) return undefined;
+  return {
+    op: "put",
+    path: known.path,
+    size: known.size,
+    mode: known.mode,
+    mtimeNs: known.mtimeNs,
+    sha256: known.sha256,
+    content: read.content,
+    delta: { base: known.sha256, blocks: [...blocks], contentSha256: read.contentSha256 },
+    blockHashes: hashes,
   };
 }
 

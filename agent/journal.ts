@@ -7,7 +7,7 @@
 import { mkdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { DatabaseSync, type StatementSync } from "node:sqlite";
-import type { EntryKind } from "../contract/layout.ts";
+import type { EntryKind, OrphanPolicy } from "../contract/layout.ts";
 import { parentOf } from "../contract/paths.ts";
 import { deltaContentSize } from "../contract/wire.ts";
 
@@ -32,6 +32,16 @@ export type Change =
   | { op: "delete"; path: string }
   /** A file moved: the target moves its object instead of receiving the bytes again. */
   | { op: "rename"; from: string; to: string }
+  /** Compare the target with this manifest of the set (gzip'ed JSON lines) when the applier reaches it. */
+  | {
+      op: "verify";
+      id: string;
+      deep: boolean;
+      orphans: OrphanPolicy;
+      size: number;
+      sha256: string;
+      content: { bytes: Uint8Array } | { spool: string };
+    }
   | { op: "resync"; reason: string };
 
 export type JournalRecord = Change & { seq: number };
@@ -126,6 +136,7 @@ function toEntry(row: EntryRow): IndexEntry {
 
 /** Bytes a change adds to the backlog: the content it carries (a delta's blocks), or nothing for metadata-only changes. */
 function changeBytes(change: Change): number {
+  if (change.op === "verify") return change.size;
   if (change.op !== "put") return 0;
   return change.delta ? deltaContentSize(change.size, change.delta.blocks) : change.size;
 }
@@ -157,6 +168,7 @@ function prepareStatements(db: DatabaseSync) {
     deleteEntry: prepare("DELETE FROM entries WHERE set_name = ? AND path = ?"),
     clearEntries: prepare("DELETE FROM entries WHERE set_name = ?"),
     countEntries: prepare("SELECT count(*) AS n FROM entries WHERE set_name = ?"),
+    all: prepare("SELECT * FROM entries WHERE set_name = ? ORDER BY path"),
   };
 }
 
@@ -231,6 +243,10 @@ export class Journal {
   }
 
   #storedForm(change: Change): { stored: Change; content: Uint8Array | null } {
+    if (change.op === "verify") {
+      if (!("bytes" in change.content)) return { stored: change, content: null };
+      return { stored: { ...change, content: { bytes: new Uint8Array() } }, content: change.content.bytes };
+    }
     if (change.op !== "put") return { stored: change, content: null };
     // Block hashes belong to the index, not to the record that travels.
     const { blockHashes: _index, ...put } = change;
@@ -268,6 +284,7 @@ export class Journal {
         s.deleteEntry.run(set, change.path);
         break;
       case "resync":
+      case "verify":
         break;
     }
   }
@@ -277,7 +294,7 @@ export class Journal {
     const rows = this.#statements.pending.all(set, afterSeq, limit) as unknown as RecordRow[];
     return rows.map((row) => {
       const change = JSON.parse(row.change) as Change;
-      if (change.op === "put" && "bytes" in change.content) change.content = { bytes: row.content ?? new Uint8Array() };
+      if ((change.op === "put" || change.op === "verify") && "bytes" in change.content) change.content = { bytes: row.content ?? new Uint8Array() };
       return { ...change, seq: row.seq };
     });
   }
@@ -289,7 +306,7 @@ export class Journal {
       const s = this.#statements;
       for (const row of s.sentRecords.all(set, lastSeq) as unknown as { change: string }[]) {
         const change = JSON.parse(row.change) as Change;
-        if (change.op === "put" && "spool" in change.content) spools.push(change.content.spool);
+        if ((change.op === "put" || change.op === "verify") && "spool" in change.content) spools.push(change.content.spool);
       }
       s.deleteSent.run(set, lastSeq);
       s.markSent.run(lastSeq, messageBytes, set);
@@ -335,8 +352,18 @@ export class Journal {
     return (this.#statements.under.all(set, `${dir}/`, `${dir}0`) as unknown as EntryRow[]).map(toEntry);
   }
 
+  /** Every index entry of a set, in path order, read lazily (sets may hold millions). */
+  *allEntries(set: string): Generator<IndexEntry> {
+    for (const row of this.#statements.all.iterate(set)) yield toEntry(row as unknown as EntryRow);
+  }
+
   entryCount(set: string): number {
     return (this.#statements.countEntries.get(set) as { n: number }).n;
+  }
+
+  /** Forgets one entry of the index: the next capture journals it in full. */
+  forget(set: string, path: string): void {
+    this.#statements.deleteEntry.run(set, path);
   }
 
   /** Forgets the index of a set (before a full resync): every entry will be journaled again. */

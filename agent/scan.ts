@@ -5,8 +5,9 @@
 
 import { readdir } from "node:fs/promises";
 import { join } from "node:path";
+import { mapConcurrent } from "../contract/async.ts";
 import { setPathProblem } from "../contract/paths.ts";
-import { capture, deletesFor } from "./capture.ts";
+import { capture, deletesFor, type CaptureOptions } from "./capture.ts";
 import type { Change, Journal } from "./journal.ts";
 import { isExcluded, type SetSpec } from "./set-spec.ts";
 
@@ -15,6 +16,8 @@ export interface ScanReport {
   entries: number;
   /** Changes journaled. */
   changes: number;
+  /** Bytes of the files journaled. */
+  bytes: number;
   /** Names that cannot be replicated (e.g. a backslash in a name), with why. */
   skipped: { path: string; reason: string }[];
 }
@@ -24,34 +27,31 @@ const APPEND_CHUNK = 500;
 /** Files read at once: enough to keep the disk and the thread pool busy, few enough to bound memory. */
 const CAPTURE_CONCURRENCY = 16;
 
-/** Maps items with at most `limit` calls in flight; results keep the items' order. */
-async function mapConcurrent<T, R>(items: readonly T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
-  const results = new Array<R>(items.length);
-  // One iterator shared by the workers: each takes the next item when it is free.
-  const queue = items.entries();
-  const worker = async () => {
-    for (const [index, item] of queue) results[index] = await fn(item);
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
-  return results;
-}
-
 function joinPath(dir: string, name: string): string {
   return dir === "" ? name : `${dir}/${name}`;
 }
 
-export async function barrierScan(journal: Journal, spec: SetSpec, from = ""): Promise<ScanReport> {
-  const report: ScanReport = { entries: 0, changes: 0, skipped: [] };
+export interface ScanOptions extends CaptureOptions {
+  /** Where to start: a directory of the set ("" for its root). */
+  readonly from?: string;
+  /** Called after each directory with the totals so far. */
+  readonly onProgress?: (report: Readonly<ScanReport>) => void;
+}
+
+export async function barrierScan(journal: Journal, spec: SetSpec, options: ScanOptions | string = {}): Promise<ScanReport> {
+  const { from = "", onProgress, ...captureOptions } = typeof options === "string" ? { from: options } : options;
+  const report: ScanReport = { entries: 0, changes: 0, bytes: 0, skipped: [] };
   const pending: Change[] = [];
   const flush = () => {
     journal.append(spec.name, pending);
     report.changes += pending.length;
+    for (const change of pending) if (change.op === "put") report.bytes += change.size;
     pending.length = 0;
   };
 
   if (from !== "") {
     // Scanning a subtree starts with the subtree's own root.
-    const top = await capture(journal, spec, from);
+    const top = await capture(journal, spec, from, captureOptions);
     pending.push(...top.changes);
     flush();
     if (!top.isDirectory) return report;
@@ -89,7 +89,7 @@ export async function barrierScan(journal: Journal, spec: SetSpec, from = ""): P
     report.entries += paths.length;
     // Entries of one directory are independent: read them in parallel, journal them in name order.
     for (let i = 0; i < paths.length; i += APPEND_CHUNK) {
-      const results = await mapConcurrent(paths.slice(i, i + APPEND_CHUNK), CAPTURE_CONCURRENCY, (path) => capture(journal, spec, path));
+      const results = await mapConcurrent(paths.slice(i, i + APPEND_CHUNK), CAPTURE_CONCURRENCY, (path) => capture(journal, spec, path, captureOptions));
       results.forEach((result, k) => {
         pending.push(...result.changes);
         if (result.isDirectory) subdirs.push(paths[i + k] ?? "");
@@ -100,6 +100,7 @@ export async function barrierScan(journal: Journal, spec: SetSpec, from = ""): P
       if (!seen.has(entry.path)) pending.push(...deletesFor(journal, spec.name, entry.path));
     }
     flush();
+    onProgress?.(report);
     // Depth-first, in name order: push in reverse so the first name is scanned first.
     for (const sub of subdirs.reverse()) dirs.push(sub);
   }

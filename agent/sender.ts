@@ -33,6 +33,17 @@ export interface SendResult {
 const PAGE = 64;
 
 function toWire(set: string, spoolDir: string, record: JournalRecord, compression: Compression): { wire: WireRecord; staged?: StagedPayload } {
+  if (record.op === "verify") {
+    // The manifest is gzip'ed already: it travels like a whole put's content.
+    const { content, ...meta } = record;
+    const key = stagingKey(set, record.seq, record.sha256);
+    const source = "bytes" in content ? { bytes: content.bytes } : { file: join(spoolDir, content.spool) };
+    if ("bytes" in content) {
+      const inline = encodeInline(content.bytes, "none");
+      if (inline.data.length <= MAX_INLINE_BYTES) return { wire: { ...meta, content: inline } };
+    }
+    return { wire: { ...meta, content: { kind: "staged" } }, staged: { set, key, sha256: record.sha256, size: record.size, source } };
+  }
   if (record.op !== "put") return { wire: record };
   const { content, delta, blockHashes: _index, ...meta } = record;
   const wireMeta = delta ? { ...meta, delta: { base: delta.base, blocks: delta.blocks } } : meta;

@@ -11,6 +11,8 @@ export const PREFIX = {
   blocks: "blocks/",
   tasks: "tasks/",
   state: "state/",
+  /** Objects found on the target that the source does not have, moved aside by a verification. */
+  orphans: "orphans/",
 } as const;
 
 /** Prefix of a set's live mirror. */
@@ -37,6 +39,38 @@ export function stagingKey(set: string, seq: number, sha256: string): string {
 export function statusKey(set: string): string {
   return `${PREFIX.state}${set}/status.json`;
 }
+
+/** Key of the report of a verification (a `verify` record) of a set. */
+export function verifyReportKey(set: string, id: string): string {
+  return `${PREFIX.state}${set}/verify/${id}.json`;
+}
+
+/** Where an orphan of a set goes when the orphan policy is "move-aside". */
+export function orphanKey(set: string, verifyId: string, targetKey: string): string {
+  return `${PREFIX.orphans}${set}/${verifyId}/${targetKey.slice(dataPrefix(set).length)}`;
+}
+
+export const ORPHAN_POLICIES = ["report", "delete", "move-aside"] as const;
+export type OrphanPolicy = (typeof ORPHAN_POLICIES)[number];
+
+/** What a verification found: the target compared with the source's manifest at the verify record's seq. */
+export const VerifyReportSchema = z.object({
+  id: z.string(),
+  set: z.string(),
+  seq: z.number().int(),
+  deep: z.boolean(),
+  at: z.string(),
+  /** Entries of the manifest compared. */
+  checked: z.number().int(),
+  /** In the manifest, not on the target. */
+  missing: z.array(z.string()),
+  /** On both, not the same; `blocks` lists the differing blocks when a deep check could tell. */
+  different: z.array(z.object({ path: z.string(), reason: z.string(), blocks: z.array(z.number().int()).optional() })),
+  /** On the target, not in the manifest. */
+  extra: z.array(z.string()),
+  orphans: z.enum(ORPHAN_POLICIES),
+});
+export type VerifyReport = z.infer<typeof VerifyReportSchema>;
 
 /** Metadata stored on every live-mirror object (S3 user metadata, lower-case keys). */
 export const META = {

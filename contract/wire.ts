@@ -4,6 +4,7 @@
 
 import { gunzipSync, gzipSync, zstdCompressSync, zstdDecompressSync } from "node:zlib";
 import { z } from "zod";
+import { ORPHAN_POLICIES } from "./layout.ts";
 import { setNameProblem, setPathProblem } from "./paths.ts";
 
 export const WIRE_VERSION = 1;
@@ -115,6 +116,22 @@ const SymlinkRecord = z.object({
 /** Removes a file, symlink or (empty) directory; the agent deletes a directory's entries before the directory. */
 const DeleteRecord = z.object({ seq: Seq, op: z.literal("delete"), path: SetPath });
 const RenameRecord = z.object({ seq: Seq, op: z.literal("rename"), from: SetPath, to: SetPath });
+/**
+ * Compares the target with the source's manifest as of this seq (the content:
+ * gzip'ed JSON lines of ManifestEntry, with its size and sha256) and writes a
+ * report under state/<set>/verify/<id>.json; orphans follow the policy.
+ */
+const VerifyRecord = z.object({
+  seq: Seq,
+  op: z.literal("verify"),
+  id: z.string().regex(/^[A-Za-z0-9-]{1,64}$/, "verify id must be 1-64 letters, digits or '-'"),
+  deep: z.boolean(),
+  orphans: z.enum(ORPHAN_POLICIES),
+  size: Size,
+  sha256: Sha256,
+  content: Content,
+});
+
 /** Restarts the seq chain after the set went out of sync: what follows is a mirror of the source. */
 const ResyncRecord = z.object({ seq: Seq, op: z.literal("resync"), reason: z.string().max(1000) });
 
@@ -125,6 +142,7 @@ export const RecordSchema = z.discriminatedUnion("op", [
   DeleteRecord,
   RenameRecord,
   ResyncRecord,
+  VerifyRecord,
 ]);
 
 export const MessageSchema = z
@@ -149,6 +167,21 @@ export const MessageSchema = z
 export type WireRecord = z.infer<typeof RecordSchema>;
 export type PutRecord = z.infer<typeof PutRecord>;
 export type Delta = z.infer<typeof Delta>;
+export type VerifyRecord = z.infer<typeof VerifyRecord>;
+
+/** One line of a verification manifest: an entry of the set as the source holds it. */
+export const ManifestEntrySchema = z.object({
+  path: SetPath,
+  kind: z.enum(["file", "dir", "symlink"]),
+  size: Size,
+  mode: Mode,
+  mtimeNs: MtimeNs,
+  sha256: Sha256.optional(),
+  link: z.string().optional(),
+  /** Block hashes of a large file, base64 of the concatenated 32-byte digests. */
+  blocks: z.string().optional(),
+});
+export type ManifestEntry = z.infer<typeof ManifestEntrySchema>;
 export type WireMessage = z.infer<typeof MessageSchema>;
 export type InlineContent = z.infer<typeof InlineContent>;
 

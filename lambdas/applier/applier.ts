@@ -3,7 +3,7 @@
 // redelivered message changes nothing (DESIGN 2).
 
 import { createHash } from "node:crypto";
-import { dataKey, dirKey, encodeMeta, META, stagingKey, statusKey, type SetStatus } from "../../contract/layout.ts";
+import { dataKey, dirKey, encodeMeta, META, stagingKey, statusKey, verifyReportKey, type SetStatus } from "../../contract/layout.ts";
 import { setNameProblem } from "../../contract/paths.ts";
 import {
   BadMessageError,
@@ -13,9 +13,12 @@ import {
   decodeInline,
   deltaContentSize,
   parseMessage,
+  type ManifestEntry,
   type PutRecord,
+  type VerifyRecord,
   type WireRecord,
 } from "../../contract/wire.ts";
+import { parseManifest, verifyTarget } from "./verify.ts";
 import { readSetStatus } from "../store/set-status.ts";
 import type { TargetStore } from "../store/store.ts";
 
@@ -52,6 +55,9 @@ export interface ApplierOptions {
 
 /** Content checked before anything is written: decoded inline bytes, or a staging object known to exist. */
 type PreparedPut = { record: PutRecord; bytes: Buffer } | { record: PutRecord; staged: string };
+/** A verification's manifest, parsed before anything is written. */
+type PreparedVerify = { record: VerifyRecord; entries: ManifestEntry[]; staged?: string };
+type Prepared = PreparedPut | PreparedVerify;
 
 const SYMLINK_MODE = 0o777;
 
@@ -119,9 +125,9 @@ export class Applier {
       }
     }
 
-    let prepared: Map<number, PreparedPut>;
+    let prepared: Map<number, Prepared>;
     try {
-      prepared = await this.#preparePuts(set, records);
+      prepared = await this.#prepareContent(set, records);
     } catch (error) {
       if (error instanceof BadMessageError) return this.#reject(incoming, error, status);
       throw error;
@@ -151,8 +157,8 @@ export class Applier {
     status.appliedBytes += bytes;
     await this.#writeStatus(status);
     // Staged payloads are only needed until the checkpoint covers them.
-    for (const put of prepared.values()) {
-      if ("staged" in put) await this.#store.delete(put.staged);
+    for (const content of prepared.values()) {
+      if ("staged" in content && content.staged !== undefined) await this.#store.delete(content.staged);
     }
     return { kind: "applied", set, first: records[0]?.seq ?? last, last, records: records.length, bytes };
   }
@@ -162,10 +168,15 @@ export class Applier {
     return readSetStatus(this.#store, set);
   }
 
-  /** Checks every put's content before anything is written, so a bad message writes nothing. */
-  async #preparePuts(set: string, records: readonly WireRecord[]): Promise<Map<number, PreparedPut>> {
-    const prepared = new Map<number, PreparedPut>();
+  /** Checks every put's content and parses every verify manifest before anything is written, so a bad message writes nothing. */
+  async #prepareContent(set: string, records: readonly WireRecord[]): Promise<Map<number, Prepared>> {
+    const prepared = new Map<number, Prepared>();
     for (const record of records) {
+      if (record.op === "verify") {
+        const { bytes, staged } = await this.#loadManifest(set, record);
+        prepared.set(record.seq, { record, entries: parseManifest(bytes), ...(staged ? { staged } : {}) });
+        continue;
+      }
       if (record.op !== "put") continue;
       // A delta carries only its blocks; a whole put carries the file.
       const expected = record.delta ? deltaContentSize(record.size, record.delta.blocks) : record.size;
@@ -188,17 +199,33 @@ export class Applier {
     return prepared;
   }
 
+  async #loadManifest(set: string, record: VerifyRecord): Promise<{ bytes: Buffer; staged?: string }> {
+    let bytes: Buffer;
+    let staged: string | undefined;
+    if (record.content.kind === "inline") bytes = decodeInline(record.content);
+    else {
+      staged = stagingKey(set, record.seq, record.sha256);
+      const object = await this.#store.get(staged);
+      if (!object) throw new BadMessageError(`verify manifest (seq ${record.seq}) is missing at ${staged}`);
+      bytes = object.body;
+    }
+    if (bytes.length !== record.size || sha256(bytes) !== record.sha256) {
+      throw new BadMessageError(`verify manifest (seq ${record.seq}) does not match its size and sha256`);
+    }
+    return staged ? { bytes, staged } : { bytes };
+  }
+
   /**
    * The new content of a delta put: changed blocks from the message, the rest
    * from the object the target holds, which must be the delta's base.
    */
-  async #rebuild(set: string, record: PutRecord & { delta: NonNullable<PutRecord["delta"]> }, put: PreparedPut): Promise<Buffer> {
+  async #rebuild(set: string, record: PutRecord & { delta: NonNullable<PutRecord["delta"]> }, put: Prepared): Promise<Buffer> {
     const base = await this.#store.get(dataKey(set, record.path));
     if (!base) throw new TargetDivergedError(record.seq, `delta base of ${record.path} is missing on the target`);
     if (base.meta[META.sha256] !== record.delta.base) {
       throw new TargetDivergedError(record.seq, `delta base of ${record.path} is not the content the agent changed`);
     }
-    const blocks = "bytes" in put ? put.bytes : (await this.#store.get(put.staged))?.body;
+    const blocks = "bytes" in put ? put.bytes : "staged" in put && put.staged ? (await this.#store.get(put.staged))?.body : undefined;
     if (!blocks) throw new TargetDivergedError(record.seq, `staged delta of ${record.path} vanished`);
     const changed = new Set(record.delta.blocks);
     const out = Buffer.alloc(record.size);
@@ -219,7 +246,7 @@ export class Applier {
   }
 
   /** Applies one record; returns the content bytes it wrote. */
-  async #applyRecord(set: string, record: WireRecord, put: PreparedPut | undefined): Promise<number> {
+  async #applyRecord(set: string, record: WireRecord, put: Prepared | undefined): Promise<number> {
     switch (record.op) {
       case "put": {
         const meta = encodeMeta({ kind: "file", mode: record.mode, mtimeNs: record.mtimeNs, sha256: record.sha256 });
@@ -237,7 +264,7 @@ export class Applier {
           return deltaContentSize(record.size, delta.blocks);
         }
         if ("bytes" in put) await this.#store.put(key, put.bytes, meta);
-        else await this.#store.copy(put.staged, key, meta);
+        else if ("staged" in put && put.staged) await this.#store.copy(put.staged, key, meta);
         return record.size;
       }
       case "mkdir":
@@ -268,6 +295,12 @@ export class Applier {
       }
       case "resync":
         return 0;
+      case "verify": {
+        if (!put || !("entries" in put)) throw new Error(`internal: verify seq ${record.seq} was not prepared`);
+        const report = await verifyTarget(this.#store, set, record, put.entries, this.#now());
+        await this.#store.put(verifyReportKey(set, record.id), Buffer.from(JSON.stringify(report)), {});
+        return 0;
+      }
     }
   }
 

@@ -1,0 +1,90 @@
+// Verification and mirror modes as an operator runs them (`tidemark verify`,
+// `tidemark mirror`): journal, wait for the target's report, repair.
+
+import type { OrphanPolicy, VerifyReport } from "../contract/layout.ts";
+import type { Agent } from "./agent.ts";
+import type { ScanReport } from "./scan.ts";
+
+export const MIRROR_MODES = ["full", "diff", "checksum"] as const;
+export type MirrorMode = (typeof MIRROR_MODES)[number];
+
+/** What a long operation reports while it runs. */
+export type Progress =
+  | { phase: "scan"; entries: number; changes: number; bytes: number; total?: number }
+  | { phase: "wait"; seq: number; appliedSeq: number }
+  | { phase: "repair"; entries: number };
+
+export interface OperationDeps {
+  readonly agent: Agent;
+  /** The report of a verification, once the target wrote it. */
+  readonly readReport: (set: string, id: string) => Promise<VerifyReport | undefined>;
+  /** The target's last applied seq of a set (for progress while waiting). */
+  readonly appliedSeq: (set: string) => Promise<number>;
+  readonly onProgress?: (progress: Progress) => void;
+  /** How long to wait for the target's report. @default 30 minutes */
+  readonly timeoutMs?: number;
+  readonly pollMs?: number;
+}
+
+export class OperationTimeoutError extends Error {
+  override name = "OperationTimeoutError";
+}
+
+export interface VerifyResult {
+  readonly report: VerifyReport;
+  /** Changes journaled to repair what differed (0 without --repair). */
+  readonly repaired: number;
+}
+
+async function waitForReport(deps: OperationDeps, set: string, id: string, seq: number): Promise<VerifyReport> {
+  const deadline = Date.now() + (deps.timeoutMs ?? 30 * 60_000);
+  for (;;) {
+    const report = await deps.readReport(set, id);
+    if (report) return report;
+    if (Date.now() > deadline) {
+      throw new OperationTimeoutError(`the target has not reached the verification of set "${set}" (seq ${seq}) yet; see \`tidemark status\``);
+    }
+    deps.onProgress?.({ phase: "wait", seq, appliedSeq: await deps.appliedSeq(set).catch(() => 0) });
+    await new Promise((resolve) => setTimeout(resolve, deps.pollMs ?? 500));
+  }
+}
+
+export async function runVerify(
+  deps: OperationDeps,
+  set: string,
+  options: { deep: boolean; repair: boolean; orphans: OrphanPolicy },
+): Promise<VerifyResult> {
+  const total = deps.agent.journal.entryCount(set);
+  const onProgress = (scan: Readonly<ScanReport>) => deps.onProgress?.({ phase: "scan", entries: scan.entries, changes: scan.changes, bytes: scan.bytes, total });
+  const { id, seq } = await deps.agent.journalVerify(set, { deep: options.deep, orphans: options.orphans, onProgress });
+  const report = await waitForReport(deps, set, id, seq);
+  if (!options.repair) return { report, repaired: 0 };
+  deps.onProgress?.({ phase: "repair", entries: report.missing.length + report.different.length });
+  return { report, repaired: await deps.agent.repair(set, report) };
+}
+
+export interface MirrorResult {
+  readonly mode: MirrorMode;
+  readonly scan?: ScanReport;
+  readonly verify?: VerifyResult;
+}
+
+/**
+ * full: every entry sent again behind a resync record, then orphans handled
+ * by a verification. diff: the target's
+ * sizes, mtimes and hashes compared with the source, what differs sent.
+ * checksum: both sides hashed, only differing blocks sent.
+ */
+export async function runMirror(deps: OperationDeps, set: string, mode: MirrorMode, orphans: OrphanPolicy): Promise<MirrorResult> {
+  if (mode === "full") {
+    const total = deps.agent.journal.entryCount(set);
+    const scan = await deps.agent.fullMirror(set, "full mirror requested", (s) =>
+      deps.onProgress?.({ phase: "scan", entries: s.entries, changes: s.changes, bytes: s.bytes, total }),
+    );
+    // Everything was sent again; a verification behind it finds what the target holds beyond the source.
+    const verify = await runVerify(deps, set, { deep: false, repair: true, orphans });
+    return { mode, scan, verify };
+  }
+  const verify = await runVerify(deps, set, { deep: mode === "checksum", repair: true, orphans });
+  return { mode, verify };
+}
