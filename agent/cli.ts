@@ -3,14 +3,18 @@
 // only dispatches and turns errors into one line on stderr and an exit code.
 
 import { ConfigError } from "./config.ts";
+import { ControlError } from "./control.ts";
+import { OperationTimeoutError } from "./operations.ts";
 import { parseCommandArgs, UsageError, type Command } from "./commands/command.ts";
 import { initCommand } from "./commands/init.ts";
 import { localCommand } from "./commands/local.ts";
+import { mirrorCommand } from "./commands/mirror.ts";
+import { verifyCommand } from "./commands/verify.ts";
 import { runCommand } from "./commands/run.ts";
 import { statusCommand } from "./commands/status.ts";
 import { UnreachableError } from "./preflight.ts";
 
-const COMMANDS: readonly Command[] = [localCommand, initCommand, runCommand, statusCommand];
+const COMMANDS: readonly Command[] = [localCommand, initCommand, runCommand, statusCommand, mirrorCommand, verifyCommand];
 
 function overview(): string {
   const width = Math.max(...COMMANDS.map((c) => c.name.length));
@@ -47,7 +51,7 @@ export async function main(argv: string[]): Promise<number> {
   return command.run(values, positionals);
 }
 
-const EXPECTED = [UsageError, ConfigError, UnreachableError];
+const EXPECTED = [UsageError, ConfigError, UnreachableError, ControlError, OperationTimeoutError];
 
 main(process.argv.slice(2)).then(
   (code) => {

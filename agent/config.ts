@@ -4,6 +4,7 @@
 import { accessSync, constants, readFileSync, statSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 import { z } from "zod";
+import { ORPHAN_POLICIES, type OrphanPolicy } from "../contract/layout.ts";
 import { setNameProblem } from "../contract/paths.ts";
 import { COMPRESSIONS, type Compression } from "../contract/wire.ts";
 import type { SetSpec } from "./set-spec.ts";
@@ -34,6 +35,8 @@ export const ConfigSchema = z
     tasks: z.object({ enabled: z.boolean().default(true) }).default({ enabled: true }),
     /** How inline content is compressed; content that does not shrink travels as it is. */
     compression: z.enum(COMPRESSIONS).default("zstd"),
+    /** What a verification does with objects on the target that the source does not have. */
+    orphans: z.enum(ORPHAN_POLICIES).default("report"),
   })
   .superRefine((config, ctx) => {
     const names = new Set<string>();
@@ -56,6 +59,7 @@ export interface AgentConfig {
   readonly sets: readonly SetSpec[];
   readonly tasks: { readonly enabled: boolean };
   readonly compression: Compression;
+  readonly orphans: OrphanPolicy;
 }
 
 /** Which config file a command uses. */
@@ -101,6 +105,7 @@ export function loadConfig(file: string): AgentConfig {
     sets: Object.freeze(c.sets.map((s) => Object.freeze({ name: s.name, root: resolve(base, s.path), exclude: Object.freeze([...s.exclude]) }))),
     tasks: Object.freeze({ enabled: c.tasks.enabled }),
     compression: c.compression,
+    orphans: c.orphans,
   });
 }
 

@@ -4,7 +4,11 @@
 import { makeS3Client, makeSqsClient } from "../lambdas/aws-clients.ts";
 import { readSetStatus } from "../lambdas/store/set-status.ts";
 import { S3Store } from "../lambdas/store/s3-store.ts";
+import { z } from "zod";
+import { VerifyReportSchema, verifyReportKey } from "../contract/layout.ts";
 import { Agent } from "./agent.ts";
+import { controlSocketPath, startControlServer, type ControlServer } from "./control.ts";
+import { MIRROR_MODES, runMirror, runVerify, type OperationDeps, type Progress } from "./operations.ts";
 import { checkSources, type AgentConfig } from "./config.ts";
 import { Journal } from "./journal.ts";
 import type { Logger } from "./log.ts";
@@ -15,8 +19,13 @@ import type { StagedPayload, Transport } from "./transport/transport.ts";
 
 export interface RunningAgent {
   readonly agent: Agent;
+  /** What verify and mirror need besides the agent: the target's reports and applied seqs. */
+  operations(onProgress?: (progress: Progress) => void): OperationDeps;
   stop(): Promise<void>;
 }
+
+const VerifyRequest = z.object({ set: z.string(), deep: z.boolean().default(false), repair: z.boolean().default(false) });
+const MirrorRequest = z.object({ set: z.string(), mode: z.enum(MIRROR_MODES) });
 
 /** Routes each set's calls through its own retry wrapper, so a failing set records its own error. */
 class PerSetRetry implements Transport {
@@ -72,10 +81,44 @@ export async function startAgent(config: AgentConfig, log: Logger, options: { ig
     compression: config.compression,
     log,
   });
+  const operations = (onProgress?: (progress: Progress) => void): OperationDeps => ({
+    agent,
+    readReport: async (set, id) => {
+      const object = await store.get(verifyReportKey(set, id));
+      return object && VerifyReportSchema.parse(JSON.parse(object.body.toString("utf8")));
+    },
+    appliedSeq: async (set) => (await readSetStatus(store, set)).lastSeq,
+    ...(onProgress ? { onProgress } : {}),
+  });
+  const knownSet = (set: string) => {
+    if (!agent.sets.includes(set)) throw new Error(`no set named "${set}" in ${config.file} (sets: ${agent.sets.join(", ")})`);
+    return set;
+  };
+  // The socket also keeps a second agent off this state dir: one process owns the journal.
+  let control: ControlServer;
+  try {
+    control = await startControlServer(controlSocketPath(config.stateDir), {
+      "/verify": async (body, progress) => {
+        const request = VerifyRequest.parse(body);
+        return runVerify(operations(progress), knownSet(request.set), { deep: request.deep, repair: request.repair, orphans: config.orphans });
+      },
+      "/mirror": async (body, progress) => {
+        const request = MirrorRequest.parse(body);
+        return runMirror(operations(progress), knownSet(request.set), request.mode, config.orphans);
+      },
+    });
+  } catch (error) {
+    journal.close();
+    sqs.destroy();
+    s3.destroy();
+    throw error;
+  }
   await agent.start();
   return {
     agent,
+    operations,
     async stop() {
+      await control.close();
       controller.abort();
       await agent.stop();
       journal.close();

@@ -1,0 +1,48 @@
+// Shared by `tidemark verify` and `tidemark mirror`: ask the running agent
+// over its control socket, or, when none runs, do the work in this process
+// (the agent started, the operation run, what it journaled sent, stopped).
+
+import type { AgentConfig } from "../config.ts";
+import { callControl, controlSocketPath, NoAgentError } from "../control.ts";
+import { silentLogger } from "../log.ts";
+import type { OperationDeps, Progress } from "../operations.ts";
+import { createProgressView } from "../progress.ts";
+import { startAgent } from "../runtime.ts";
+import { UsageError } from "./command.ts";
+
+export function checkSet(config: AgentConfig, set: string | undefined, command: string): string {
+  if (set === undefined) throw new UsageError(`name the set to ${command} (sets: ${config.sets.map((s) => s.name).join(", ")})`);
+  if (!config.sets.some((s) => s.name === set)) throw new UsageError(`no set named "${set}" in ${config.file} (sets: ${config.sets.map((s) => s.name).join(", ")})`);
+  return set;
+}
+
+export async function operate<T>(
+  config: AgentConfig,
+  route: string,
+  request: { set: string } & Record<string, unknown>,
+  inProcess: (deps: OperationDeps) => Promise<T>,
+  options: { quiet: boolean },
+): Promise<T> {
+  const view = options.quiet ? undefined : createProgressView({ tty: process.stderr.isTTY === true, write: (text) => process.stderr.write(text) });
+  const onProgress = (progress: Progress) => view?.update(progress);
+  try {
+    const result = (await callControl(controlSocketPath(config.stateDir), route, request, (event) => onProgress(event as Progress))) as T;
+    view?.done();
+    return result;
+  } catch (error) {
+    if (!(error instanceof NoAgentError)) {
+      view?.done();
+      throw error;
+    }
+  }
+  const running = await startAgent(config, silentLogger);
+  try {
+    const result = await inProcess(running.operations(onProgress));
+    // What the operation journaled (repairs, a full mirror) leaves before this process does.
+    await running.agent.drain(request.set);
+    return result;
+  } finally {
+    view?.done();
+    await running.stop();
+  }
+}

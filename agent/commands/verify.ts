@@ -1,0 +1,82 @@
+// `tidemark verify`: the target compared with the source, optionally repaired.
+
+import { runVerify, type VerifyResult } from "../operations.ts";
+import { configPath, loadConfig } from "../config.ts";
+import { stringOption, type Command } from "./command.ts";
+import { checkSet, operate } from "./operate.ts";
+
+/** Exit code when the target differs from the source and nothing was repaired. */
+export const DIFFERENCES_FOUND = 3;
+
+const LIST_LIMIT = 20;
+
+function list(label: string, paths: string[]): string[] {
+  if (paths.length === 0) return [];
+  const shown = paths.slice(0, LIST_LIMIT).map((p) => `  ${label} ${p}`);
+  return paths.length > LIST_LIMIT ? [...shown, `  ... and ${paths.length - LIST_LIMIT} more`] : shown;
+}
+
+export const verifyCommand: Command = {
+  name: "verify",
+  summary: "compare a set on the target with the source, and optionally repair it",
+  help: `Usage: tidemark verify SET [--deep] [--repair] [--json] [--config FILE]
+
+Compares the target's copy of a set with the source and reports what is
+missing on the target, what is different, and what the target has that the
+source does not (orphans). The comparison rides the replication stream: it
+happens when the target has applied everything journaled before it, so
+changes in flight are never reported as differences.
+
+Without --deep, sizes, mtimes, modes and recorded hashes are compared; with
+--deep every source file and every target object is hashed (block by block
+for large files), which finds content changed behind an unchanged size and
+mtime. Orphans are reported, deleted or moved aside under orphans/ as the
+config's "orphans" setting says (default: report).
+
+Uses the running agent (tidemark run) when there is one, else starts one for
+the duration. Exit code: 0 when the target matches (or --repair journaled
+the repairs), ${DIFFERENCES_FOUND} when differences were found and not repaired.
+
+Options:
+  --deep          hash both sides (slow: reads everything)
+  --repair        resend what is missing or different
+  --json          print the report as JSON
+  --config FILE   config file (default: $TIDEMARK_CONFIG, else ./tidemark.config.json)
+
+Examples:
+  tidemark verify docs
+  tidemark verify docs --deep --repair
+  tidemark verify docs --json | jq '.report.missing'`,
+  positionals: true,
+  options: { deep: { type: "boolean" }, repair: { type: "boolean" }, json: { type: "boolean" }, config: { type: "string" } },
+  async run(values, positionals) {
+    const config = loadConfig(configPath(stringOption(values.config)));
+    const set = checkSet(config, positionals[0], "verify");
+    const deep = values.deep === true;
+    const repair = values.repair === true;
+    const json = values.json === true;
+    const result = await operate<VerifyResult>(
+      config,
+      "/verify",
+      { set, deep, repair },
+      (deps) => runVerify(deps, set, { deep, repair, orphans: config.orphans }),
+      { quiet: json },
+    );
+    const { report, repaired } = result;
+    const differences = report.missing.length + report.different.length + report.extra.length;
+    if (json) process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
+    else {
+      const orphanNote = report.extra.length === 0 ? "" : ` (orphans ${report.orphans === "report" ? "reported" : report.orphans === "delete" ? "deleted" : "moved aside"})`;
+      const lines = [
+        `set ${set}: ${report.checked} entries compared at seq ${report.seq}${report.deep ? " (deep)" : ""}: ${report.missing.length} missing, ${report.different.length} different, ${report.extra.length} extra${orphanNote}`,
+        ...list("missing  ", report.missing),
+        ...list("different", report.different.map((d) => `${d.path} (${d.reason}${d.blocks ? `, blocks ${d.blocks.join(",")}` : ""})`)),
+        ...list("extra    ", report.extra),
+      ];
+      if (repair) lines.push(`${repaired} changes journaled to repair the target`);
+      else if (report.missing.length + report.different.length > 0) lines.push(`run \`tidemark verify ${set} --repair\` to resend them`);
+      process.stdout.write(`${lines.join("\n")}\n`);
+    }
+    return differences === 0 || repair ? 0 : DIFFERENCES_FOUND;
+  },
+};

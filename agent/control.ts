@@ -1,0 +1,136 @@
+// The agent's control socket (DESIGN 1): a Unix socket in the state dir over
+// which `tidemark mirror` / `verify` (and later `task`) ask the running agent
+// to act, so one process owns the journal. Requests are JSON; answers are
+// JSON lines: progress events, then one result or one error.
+
+import { existsSync, unlinkSync } from "node:fs";
+import { createServer, request, type IncomingMessage, type Server } from "node:http";
+import { connect } from "node:net";
+import { join } from "node:path";
+
+export const CONTROL_SOCKET = "control.sock";
+
+export function controlSocketPath(stateDir: string): string {
+  return join(stateDir, CONTROL_SOCKET);
+}
+
+/** No agent answers on the socket: the caller may do the work itself. */
+export class NoAgentError extends Error {
+  override name = "NoAgentError";
+}
+
+/** The agent answered with an error. */
+export class ControlError extends Error {
+  override name = "ControlError";
+}
+
+export type ControlHandler = (body: unknown, progress: (event: unknown) => void) => Promise<unknown>;
+
+function readBody(req: IncomingMessage): Promise<unknown> {
+  return new Promise((resolve, reject) => {
+    let text = "";
+    req.setEncoding("utf8");
+    req.on("data", (chunk: string) => {
+      text += chunk;
+      if (text.length > 1_000_000) req.destroy(new Error("request too large"));
+    });
+    req.on("end", () => {
+      try {
+        resolve(text === "" ? {} : JSON.parse(text));
+      } catch {
+        reject(new Error("request body is not JSON"));
+      }
+    });
+    req.on("error", reject);
+  });
+}
+
+/** True when something accepts connections on the socket. */
+function answering(path: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = connect(path);
+    socket.once("connect", () => {
+      socket.end();
+      resolve(true);
+    });
+    socket.once("error", () => resolve(false));
+  });
+}
+
+export interface ControlServer {
+  readonly path: string;
+  close(): Promise<void>;
+}
+
+export async function startControlServer(path: string, routes: Record<string, ControlHandler>): Promise<ControlServer> {
+  if (existsSync(path)) {
+    if (await answering(path)) throw new ControlError(`another agent is running on this state dir (${path} answers)`);
+    // Left by an agent that was killed: nobody listens on it.
+    unlinkSync(path);
+  }
+  const server: Server = createServer((req, res) => {
+    const route = routes[req.url ?? ""];
+    if (req.method !== "POST" || !route) {
+      res.writeHead(404, { "content-type": "application/json" }).end(`${JSON.stringify({ error: `no such request ${req.method} ${req.url}` })}\n`);
+      return;
+    }
+    res.writeHead(200, { "content-type": "application/x-ndjson" });
+    const send = (line: unknown) => res.write(`${JSON.stringify(line)}\n`);
+    readBody(req)
+      .then((body) => route(body, (event) => send({ progress: event })))
+      .then(
+        (result) => res.end(`${JSON.stringify({ result })}\n`),
+        (error: unknown) => res.end(`${JSON.stringify({ error: error instanceof Error ? error.message : String(error) })}\n`),
+      );
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(path, () => resolve());
+  });
+  return {
+    path,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
+}
+
+/** Sends a request to the agent on the socket; resolves with its result, calling onProgress for each progress event. */
+export function callControl(path: string, route: string, body: unknown, onProgress: (event: unknown) => void = () => {}): Promise<unknown> {
+  return new Promise((resolve, reject) => {
+    const req = request({ socketPath: path, path: route, method: "POST", headers: { "content-type": "application/json" } }, (res) => {
+      let buffer = "";
+      let settled = false;
+      res.setEncoding("utf8");
+      res.on("data", (chunk: string) => {
+        buffer += chunk;
+        let newline = buffer.indexOf("\n");
+        while (newline >= 0) {
+          const line = buffer.slice(0, newline);
+          buffer = buffer.slice(newline + 1);
+          newline = buffer.indexOf("\n");
+          if (line === "") continue;
+          const message = JSON.parse(line) as { progress?: unknown; result?: unknown; error?: string };
+          if ("progress" in message) onProgress(message.progress);
+          else if ("error" in message) {
+            settled = true;
+            reject(new ControlError(message.error ?? "the agent failed"));
+          } else {
+            settled = true;
+            resolve(message.result);
+          }
+        }
+      });
+      res.on("end", () => {
+        if (!settled) reject(new ControlError("the agent closed the connection without an answer"));
+      });
+    });
+    req.on("error", (error: NodeJS.ErrnoException) => {
+      if (error.code === "ENOENT" || error.code === "ECONNREFUSED") reject(new NoAgentError(`no agent is running on ${path}`));
+      else reject(error);
+    });
+    req.end(JSON.stringify(body));
+  });
+}
