@@ -39,12 +39,34 @@ export interface AgentOptions {
   readonly ignorePaths?: readonly string[];
   /** How inline content is compressed. @default "zstd" */
   readonly compression?: Compression;
+  /**
+   * Largest backlog of a set, in bytes of content. At the limit the set stops
+   * journaling (the source is not copied into an unbounded journal) and is out
+   * of sync; once the backlog drains below half, a catch-up scan journals
+   * everything that changed meanwhile. @default 8 GiB
+   */
+  readonly journalLimitBytes?: number;
+  /** A barrier scan of every set this often, behind the watcher. @default 15 minutes */
+  readonly rescanMs?: number;
+  /** How often a set is scanned once its watcher failed (inotify watches exhausted). @default 30 s */
+  readonly pollingScanMs?: number;
+  /** The watcher; tests inject one that fails. @default chokidar (watcher.ts) */
+  readonly watch?: typeof watchSet;
   readonly log?: Logger;
 }
 
 /** How long hints gather before they are captured: a burst of events becomes one transaction. */
 const HINT_DELAY_MS = 15;
 const IDLE_WAKE_MS = 1_000;
+const DEFAULT_JOURNAL_LIMIT_BYTES = 8 * 1024 ** 3;
+const DEFAULT_RESCAN_MS = 15 * 60_000;
+
+function formatDuration(ms: number): string {
+  return ms < 1000 ? `${ms} ms` : `${Math.round(ms / 1000)} s`;
+}
+const DEFAULT_POLLING_SCAN_MS = 30_000;
+/** Warn when the backlog passes this fraction of the limit. */
+const JOURNAL_WARN_FRACTION = 0.8;
 
 class SetRunner {
   readonly spec: SetSpec;
@@ -55,6 +77,9 @@ class SetRunner {
   #wake: (() => void) | undefined;
   /** Seq of the resync record in flight: no second resync until the target has applied it. */
   #resyncSeq = 0;
+  #warnedNearLimit = false;
+  /** The watcher failed: the set is kept up to date by frequent scans. */
+  degraded = false;
 
   constructor(agent: Agent, spec: SetSpec) {
     this.#agent = agent;
@@ -72,8 +97,38 @@ class SetRunner {
     return run;
   }
 
+  /** True when the set's backlog is at the journal limit (and marks it so); warns as it nears the limit. */
+  #journalFull(): boolean {
+    const limit = this.#agent.options.journalLimitBytes ?? DEFAULT_JOURNAL_LIMIT_BYTES;
+    const { backlogBytes, overflowed } = this.#journal.counters(this.spec.name);
+    if (overflowed) return true;
+    if (backlogBytes >= limit) {
+      this.#journal.setOverflowed(this.spec.name, true);
+      this.#agent.log.error("journal limit reached: the set is out of sync until the backlog drains, then a catch-up scan journals what changed", {
+        set: this.spec.name,
+        backlogBytes,
+        limit,
+      });
+      return true;
+    }
+    const near = backlogBytes >= limit * JOURNAL_WARN_FRACTION;
+    if (near && !this.#warnedNearLimit) this.#agent.log.warn("journal nearly full", { set: this.spec.name, backlogBytes, limit });
+    this.#warnedNearLimit = near;
+    return false;
+  }
+
+  /** After a send: a set that overflowed and drained below half the limit catches up with a scan. */
+  async #maybeCatchUp(): Promise<void> {
+    const limit = this.#agent.options.journalLimitBytes ?? DEFAULT_JOURNAL_LIMIT_BYTES;
+    const { backlogBytes, overflowed } = this.#journal.counters(this.spec.name);
+    if (!overflowed || backlogBytes > limit / 2) return;
+    this.#journal.setOverflowed(this.spec.name, false);
+    this.#agent.log.info("journal drained; catching up with a scan", { set: this.spec.name });
+    await this.scan();
+  }
+
   async scan(): Promise<ScanReport> {
-    const report = await this.exclusive(() => barrierScan(this.#journal, this.spec));
+    const report = await this.exclusive(() => barrierScan(this.#journal, this.spec, { shouldStop: () => this.#journalFull() }));
     for (const skipped of report.skipped) {
       this.#agent.log.warn("not replicated", { set: this.spec.name, path: skipped.path, reason: skipped.reason });
     }
@@ -94,6 +149,11 @@ class SetRunner {
   /** Captures every hinted path (and its parent directory, whose mtime moved). */
   processHints(): Promise<number> {
     return this.exclusive(async () => {
+      if (this.#journalFull()) {
+        // Not journaled: the index still holds the old state, so the catch-up scan finds these changes.
+        this.#hints.clear();
+        return 0;
+      }
       const paths = new Set<string>();
       for (const path of this.#hints) {
         paths.add(path);
@@ -243,7 +303,8 @@ class SetRunner {
     let total = 0;
     for (;;) {
       const sent = await this.#sendNext();
-      if (sent.records === 0) return total;
+      await this.#maybeCatchUp();
+      if (sent.records === 0 && this.#journal.counters(this.spec.name).backlogRecords === 0) return total;
       total += sent.records;
     }
   }
@@ -262,6 +323,7 @@ class SetRunner {
       let sent = 0;
       try {
         sent = (await this.#sendNext()).records;
+        await this.#maybeCatchUp();
       } catch (error) {
         if (stopped()) return;
         this.#agent.log.error("send failed", { set: this.spec.name, error: String(error) });
@@ -290,7 +352,8 @@ export class Agent {
   readonly journal: Journal;
   readonly log: Logger;
   readonly #runners: Map<string, SetRunner>;
-  #watchers: SetWatcher[] = [];
+  readonly #watchers = new Set<SetWatcher>();
+  readonly #rescanTimers = new Map<SetRunner, NodeJS.Timeout>();
   #loops: Promise<void>[] = [];
   #statusTimer: NodeJS.Timeout | undefined;
   #stopped = false;
@@ -312,25 +375,65 @@ export class Agent {
   async start(): Promise<void> {
     for (const runner of this.#runners.values()) {
       if (this.options.monitorEnabled) {
-        this.#watchers.push(
-          watchSet(
-            runner.spec,
-            {
-              hint: (path) => runner.hint(path),
-              error: (error) => {
-                this.log.warn("watcher error; rescanning the set", { set: runner.spec.name, error: error.message });
-                runner.scan().catch((e: unknown) => this.log.error("scan failed", { set: runner.spec.name, error: String(e) }));
-              },
-            },
-            this.options.ignorePaths,
-          ),
-        );
+        this.#watch(runner);
         this.#loops.push(runner.sendLoop(() => this.#stopped));
+        this.#scheduleRescan(runner);
       }
       const report = await runner.scan();
       this.log.info("set scanned", { set: runner.spec.name, entries: report.entries, journaled: report.changes });
     }
     if (this.options.monitorEnabled && this.options.targetStatus) this.#pollStatus();
+  }
+
+  #watch(runner: SetRunner): void {
+    const set = runner.spec.name;
+    const watch = this.options.watch ?? watchSet;
+    const watcher = watch(
+      runner.spec,
+      {
+        hint: (path) => runner.hint(path),
+        error: (error) => {
+          const code = (error as NodeJS.ErrnoException).code;
+          if (code === "ENOSPC" || code === "EMFILE" || code === "ENFILE") {
+            // The watch is incomplete from now on: scans take over, often enough to keep up.
+            const problem = `the watcher ran out of ${code === "ENOSPC" ? "inotify watches" : "file descriptors"}; scanning every ${formatDuration(this.#pollingScanMs)} instead (raise fs.inotify.max_user_watches, e.g. sysctl fs.inotify.max_user_watches=1048576, then restart the agent)`;
+            this.log.error(problem, { set, error: error.message });
+            this.journal.setWatcherProblem(set, problem);
+            runner.degraded = true;
+            this.#watchers.delete(watcher);
+            watcher.close().catch(() => undefined);
+            this.#scheduleRescan(runner);
+          } else {
+            this.log.warn("watcher error; rescanning the set", { set, error: error.message });
+          }
+          runner.scan().catch((e: unknown) => this.log.error("scan failed", { set, error: String(e) }));
+        },
+      },
+      this.options.ignorePaths,
+    );
+    this.#watchers.add(watcher);
+    this.journal.setWatcherProblem(set, null);
+  }
+
+  get #pollingScanMs(): number {
+    return this.options.pollingScanMs ?? DEFAULT_POLLING_SCAN_MS;
+  }
+
+  /** Barrier scans on a timer: a safety net behind the watcher, or the only source of changes once it failed. */
+  #scheduleRescan(runner: SetRunner): void {
+    clearTimeout(this.#rescanTimers.get(runner));
+    if (this.#stopped) return;
+    const every = runner.degraded ? this.#pollingScanMs : (this.options.rescanMs ?? DEFAULT_RESCAN_MS);
+    const timer = setTimeout(async () => {
+      try {
+        await runner.scan();
+      } catch (error) {
+        this.log.error("scan failed", { set: runner.spec.name, error: String(error) });
+      }
+      this.#scheduleRescan(runner);
+    }, every);
+    timer.unref();
+    this.#rescanTimers.set(runner, timer);
   }
 
   #pollStatus(): void {
@@ -394,7 +497,8 @@ export class Agent {
       runner.cancelHints();
       runner.wake();
     }
-    await Promise.all(this.#watchers.map((w) => w.close()));
+    for (const timer of this.#rescanTimers.values()) clearTimeout(timer);
+    await Promise.all([...this.#watchers].map((w) => w.close()));
     await Promise.allSettled(this.#loops);
     // Let captures already running finish before the journal closes.
     for (const runner of this.#runners.values()) await runner.exclusive(async () => undefined);

@@ -37,6 +37,12 @@ export const ConfigSchema = z
     compression: z.enum(COMPRESSIONS).default("zstd"),
     /** What a verification does with objects on the target that the source does not have. */
     orphans: z.enum(ORPHAN_POLICIES).default("report"),
+    /** Largest backlog of a set (bytes of content) before it stops journaling and catches up later. */
+    journalLimitBytes: z.number().int().min(1024 * 1024).default(8 * 1024 ** 3),
+    /** A full barrier scan of every set this often, behind the watcher. */
+    rescanSeconds: z.number().int().min(10).default(900),
+    /** How often a set is scanned once its watcher failed. */
+    fallbackScanSeconds: z.number().int().min(1).default(30),
   })
   .superRefine((config, ctx) => {
     const names = new Set<string>();
@@ -60,6 +66,9 @@ export interface AgentConfig {
   readonly tasks: { readonly enabled: boolean };
   readonly compression: Compression;
   readonly orphans: OrphanPolicy;
+  readonly journalLimitBytes: number;
+  readonly rescanSeconds: number;
+  readonly fallbackScanSeconds: number;
 }
 
 /** Which config file a command uses. */
@@ -106,6 +115,9 @@ export function loadConfig(file: string): AgentConfig {
     tasks: Object.freeze({ enabled: c.tasks.enabled }),
     compression: c.compression,
     orphans: c.orphans,
+    journalLimitBytes: c.journalLimitBytes,
+    rescanSeconds: c.rescanSeconds,
+    fallbackScanSeconds: c.fallbackScanSeconds,
   });
 }
 

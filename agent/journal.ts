@@ -69,6 +69,10 @@ export interface SetCounters {
   messagesSent: number;
   bytesSent: number;
   lastSendError: string | null;
+  /** The backlog hit the journal limit: changes since then are not journaled until a catch-up scan. */
+  overflowed: boolean;
+  /** Why the watcher of the set stopped working, while it does not. */
+  watcherProblem: string | null;
 }
 
 interface RecordRow {
@@ -95,7 +99,9 @@ CREATE TABLE IF NOT EXISTS sets (
   sent_seq INTEGER NOT NULL,
   messages_sent INTEGER NOT NULL DEFAULT 0,
   bytes_sent INTEGER NOT NULL DEFAULT 0,
-  last_send_error TEXT
+  last_send_error TEXT,
+  overflowed INTEGER NOT NULL DEFAULT 0,
+  watcher_problem TEXT
 );
 CREATE TABLE IF NOT EXISTS journal (
   set_name TEXT NOT NULL,
@@ -156,6 +162,8 @@ function prepareStatements(db: DatabaseSync) {
       "UPDATE sets SET sent_seq = ?, messages_sent = messages_sent + 1, bytes_sent = bytes_sent + ?, last_send_error = NULL WHERE name = ?",
     ),
     sendError: prepare("UPDATE sets SET last_send_error = ? WHERE name = ?"),
+    setOverflow: prepare("UPDATE sets SET overflowed = ? WHERE name = ?"),
+    setWatcherProblem: prepare("UPDATE sets SET watcher_problem = ? WHERE name = ?"),
     getEntry: prepare("SELECT * FROM entries WHERE set_name = ? AND path = ?"),
     children: prepare("SELECT * FROM entries WHERE set_name = ? AND parent = ? ORDER BY path"),
     under: prepare("SELECT * FROM entries WHERE set_name = ? AND path > ? AND path < ? ORDER BY path DESC"),
@@ -199,6 +207,9 @@ export class Journal {
     // Journals made before block hashes were indexed gain the column; their entries get hashes on the next put.
     const columns = db.prepare("PRAGMA table_info(entries)").all() as { name: string }[];
     if (!columns.some((c) => c.name === "blocks")) db.exec("ALTER TABLE entries ADD COLUMN blocks BLOB");
+    const setColumns = db.prepare("PRAGMA table_info(sets)").all() as { name: string }[];
+    if (!setColumns.some((c) => c.name === "overflowed")) db.exec("ALTER TABLE sets ADD COLUMN overflowed INTEGER NOT NULL DEFAULT 0");
+    if (!setColumns.some((c) => c.name === "watcher_problem")) db.exec("ALTER TABLE sets ADD COLUMN watcher_problem TEXT");
     return new Journal(db, spoolDir);
   }
 
@@ -322,7 +333,7 @@ export class Journal {
   counters(set: string): SetCounters {
     const s = this.#statements;
     const row = s.getSet.get(set) as
-      | { next_seq: number; sent_seq: number; messages_sent: number; bytes_sent: number; last_send_error: string | null }
+      | { next_seq: number; sent_seq: number; messages_sent: number; bytes_sent: number; last_send_error: string | null; overflowed: number; watcher_problem: string | null }
       | undefined;
     const backlog = s.backlog.get(set) as { records: number; bytes: number };
     return {
@@ -333,7 +344,21 @@ export class Journal {
       messagesSent: row?.messages_sent ?? 0,
       bytesSent: row?.bytes_sent ?? 0,
       lastSendError: row?.last_send_error ?? null,
+      overflowed: row?.overflowed === 1,
+      watcherProblem: row?.watcher_problem ?? null,
     };
+  }
+
+  /** Records why a set's watcher stopped working (null once it works), for `tidemark status`. */
+  setWatcherProblem(set: string, problem: string | null): void {
+    this.#statements.ensureSet.run(set);
+    this.#statements.setWatcherProblem.run(problem, set);
+  }
+
+  /** Marks (or clears) a set whose backlog reached the journal limit; kept across restarts. */
+  setOverflowed(set: string, overflowed: boolean): void {
+    this.#statements.ensureSet.run(set);
+    this.#statements.setOverflow.run(overflowed ? 1 : 0, set);
   }
 
   entry(set: string, path: string): IndexEntry | undefined {

@@ -79,6 +79,9 @@ export async function startAgent(config: AgentConfig, log: Logger, options: { ig
     targetStatus: (set) => readSetStatus(store, set),
     ignorePaths: [config.stateDir, ...(options.ignorePaths ?? [])],
     compression: config.compression,
+    journalLimitBytes: config.journalLimitBytes,
+    rescanMs: config.rescanSeconds * 1000,
+    pollingScanMs: config.fallbackScanSeconds * 1000,
     log,
   });
   const operations = (onProgress?: (progress: Progress) => void): OperationDeps => ({

@@ -20,6 +20,8 @@ export interface ScanReport {
   bytes: number;
   /** Names that cannot be replicated (e.g. a backslash in a name), with why. */
   skipped: { path: string; reason: string }[];
+  /** The scan stopped early (journal full); entries it did not reach were not compared. */
+  stopped?: boolean;
 }
 
 /** Journals in chunks so one huge directory does not make one huge transaction. */
@@ -36,10 +38,12 @@ export interface ScanOptions extends CaptureOptions {
   readonly from?: string;
   /** Called after each directory with the totals so far. */
   readonly onProgress?: (report: Readonly<ScanReport>) => void;
+  /** Checked before each directory: true stops the scan early (the journal is full); a later scan resumes from the index. */
+  readonly shouldStop?: () => boolean;
 }
 
 export async function barrierScan(journal: Journal, spec: SetSpec, options: ScanOptions | string = {}): Promise<ScanReport> {
-  const { from = "", onProgress, ...captureOptions } = typeof options === "string" ? { from: options } : options;
+  const { from = "", onProgress, shouldStop, ...captureOptions } = typeof options === "string" ? { from: options } : options;
   const report: ScanReport = { entries: 0, changes: 0, bytes: 0, skipped: [] };
   const pending: Change[] = [];
   const flush = () => {
@@ -59,6 +63,10 @@ export async function barrierScan(journal: Journal, spec: SetSpec, options: Scan
 
   const dirs = [from];
   while (dirs.length > 0) {
+    if (shouldStop?.()) {
+      report.stopped = true;
+      break;
+    }
     const dir = dirs.pop() ?? "";
     let listing;
     try {

@@ -14,6 +14,10 @@ export interface SetReport {
   backlog: { records: number; bytes: number };
   sent: { messages: number; bytes: number; lastSeq: number };
   lastSendError: string | null;
+  /** The backlog reached the journal limit: new changes wait for a catch-up scan once it drains. */
+  journalFull: boolean;
+  /** The watcher failed (inotify watches exhausted): the agent scans on a timer instead. */
+  watcherProblem: string | null;
   target:
     | { reachable: true; lastSeqApplied: number; state: SetStatus["state"]; reason?: string; lastRejected?: SetStatus["lastRejected"]; updatedAt: string }
     | { reachable: false; error: string };
@@ -23,7 +27,7 @@ export interface SetReport {
   caughtUp: boolean;
 }
 
-const EMPTY: SetCounters = { nextSeq: 1, sentSeq: 0, backlogRecords: 0, backlogBytes: 0, messagesSent: 0, bytesSent: 0, lastSendError: null };
+const EMPTY: SetCounters = { nextSeq: 1, sentSeq: 0, backlogRecords: 0, backlogBytes: 0, messagesSent: 0, bytesSent: 0, lastSendError: null, overflowed: false, watcherProblem: null };
 
 export async function collectStatus(configFile: string): Promise<SetReport[]> {
   const config = loadConfig(configFile);
@@ -48,12 +52,14 @@ export async function collectStatus(configFile: string): Promise<SetReport[]> {
         } catch (error) {
           target = { reachable: false, error: (error as Error).message || (error as Error).name };
         }
-        const inSync = target.reachable && target.state === "in-sync";
+        const inSync = target.reachable && target.state === "in-sync" && !counters.overflowed;
         return {
           set: spec.name,
           backlog: { records: counters.backlogRecords, bytes: counters.backlogBytes },
           sent: { messages: counters.messagesSent, bytes: counters.bytesSent, lastSeq: counters.sentSeq },
           lastSendError: counters.lastSendError,
+          journalFull: counters.overflowed,
+          watcherProblem: counters.watcherProblem,
           target,
           inSync,
           caughtUp: inSync && counters.backlogRecords === 0 && target.reachable && target.lastSeqApplied >= counters.sentSeq,
@@ -97,7 +103,7 @@ Examples:
       `${r.sent.messages} msgs, ${formatBytes(r.sent.bytes)}`,
       String(r.sent.lastSeq),
       r.target.reachable ? String(r.target.lastSeqApplied) : "?",
-      !r.target.reachable ? "target unreachable" : r.caughtUp ? "in sync, caught up" : r.inSync ? "in sync" : "OUT OF SYNC",
+      r.journalFull ? "OUT OF SYNC (journal full)" : !r.target.reachable ? "target unreachable" : r.caughtUp ? "in sync, caught up" : r.inSync ? "in sync" : "OUT OF SYNC",
     ]);
     process.stdout.write(`${table(["SET", "BACKLOG", "SENT", "LAST SENT", "LAST APPLIED", "STATE"], rows)}\n`);
     for (const r of reports) {
@@ -107,6 +113,8 @@ Examples:
         process.stdout.write(`${r.set}: last rejected message ${r.target.lastRejected.messageId} at ${r.target.lastRejected.at}: ${r.target.lastRejected.error}\n`);
       }
       if (r.lastSendError) process.stdout.write(`${r.set}: sending: ${r.lastSendError}\n`);
+      if (r.watcherProblem) process.stdout.write(`${r.set}: ${r.watcherProblem}\n`);
+      if (r.journalFull) process.stdout.write(`${r.set}: the journal reached its limit; changes are caught up by a scan once the backlog drains\n`);
     }
     return 0;
   },
