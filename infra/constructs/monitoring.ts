@@ -14,7 +14,7 @@ export interface MonitoringProps {
   readonly queue: IQueue;
   readonly deadLetterQueue: IQueue;
   readonly applier: IFunction;
-  /** Namespace of the applier's embedded metrics (RecordsApplied, BytesApplied, MessagesRejected, SetsOutOfSync). */
+  /** Namespace of the applier's embedded metrics (RecordsApplied, BytesApplied, MessagesRejected, SetsOutOfSync, ReplicationLag). */
   readonly metricsNamespace: string;
   /**
    * Alarm when the oldest message is older than this.
@@ -85,7 +85,14 @@ export class Monitoring extends Construct {
 
     this.dashboard = new Dashboard(this, "Dashboard", { dashboardName: props.dashboardName });
     this.dashboard.addWidgets(
-      new GraphWidget({ title: "Replication lag (age of oldest message, s)", left: [oldest], width: 12 }),
+      new GraphWidget({
+        title: "Replication lag",
+        left: [oldest],
+        right: [applied("ReplicationLag", "Maximum")],
+        leftYAxis: { label: "oldest message waiting (s)", showUnits: false },
+        rightYAxis: { label: "oldest message applied (ms)", showUnits: false },
+        width: 12,
+      }),
       new GraphWidget({
         title: "Queue depth",
         left: [props.queue.metricApproximateNumberOfMessagesVisible({ period: minute }), props.queue.metricApproximateNumberOfMessagesNotVisible({ period: minute })],

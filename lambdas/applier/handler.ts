@@ -27,7 +27,9 @@ export function createHandler(applier: Applier, emit: (line: string) => void = c
         skipGroupOnError: true,
       });
     } finally {
-      emit(metricsLine(outcomes, Date.now(), metricsNamespace));
+      const now = Date.now();
+      const oldest = Math.min(...event.Records.map((r) => Number(r.attributes.SentTimestamp) || now), now);
+      emit(metricsLine({ outcomes, lagMs: now - oldest, timestamp: now, ...(metricsNamespace ? { namespace: metricsNamespace } : {}) }));
     }
   };
 }

@@ -1,17 +1,27 @@
-// CloudWatch embedded metric format: one log line per batch becomes metrics
-// without any API call from the function.
+// One structured log line per batch, which CloudWatch also reads as metrics
+// (embedded metric format): no API call from the function.
 
 import type { MessageOutcome } from "./applier.ts";
 
 /** The namespace when the deployment sets none (TIDEMARK_METRICS_NAMESPACE). */
 export const DEFAULT_METRICS_NAMESPACE = "Tidemark";
 
-export function metricsLine(outcomes: readonly MessageOutcome[], timestamp: number, namespace = DEFAULT_METRICS_NAMESPACE): string {
+export interface BatchSummary {
+  readonly outcomes: readonly MessageOutcome[];
+  /** Age of the oldest message of the batch when it was handled: replication lag. */
+  readonly lagMs: number;
+  readonly timestamp: number;
+  readonly namespace?: string;
+}
+
+export function metricsLine(summary: BatchSummary): string {
   let records = 0;
   let bytes = 0;
   let rejected = 0;
   let outOfSync = 0;
-  for (const outcome of outcomes) {
+  const sets = new Set<string>();
+  for (const outcome of summary.outcomes) {
+    if (outcome.set !== undefined) sets.add(outcome.set);
     if (outcome.kind === "applied") {
       records += outcome.records;
       bytes += outcome.bytes;
@@ -19,17 +29,23 @@ export function metricsLine(outcomes: readonly MessageOutcome[], timestamp: numb
     else if (outcome.kind === "gap" || outcome.kind === "held") outOfSync = 1;
   }
   return JSON.stringify({
+    level: rejected > 0 || outOfSync > 0 ? "warn" : "info",
+    msg: "batch handled",
+    messages: summary.outcomes.length,
+    sets: [...sets].sort(),
+    outcomes: summary.outcomes.map((o) => o.kind),
     _aws: {
-      Timestamp: timestamp,
+      Timestamp: summary.timestamp,
       CloudWatchMetrics: [
         {
-          Namespace: namespace,
+          Namespace: summary.namespace ?? DEFAULT_METRICS_NAMESPACE,
           Dimensions: [[]],
           Metrics: [
             { Name: "RecordsApplied", Unit: "Count" },
             { Name: "BytesApplied", Unit: "Bytes" },
             { Name: "MessagesRejected", Unit: "Count" },
             { Name: "SetsOutOfSync", Unit: "Count" },
+            { Name: "ReplicationLag", Unit: "Milliseconds" },
           ],
         },
       ],
@@ -38,5 +54,6 @@ export function metricsLine(outcomes: readonly MessageOutcome[], timestamp: numb
     BytesApplied: bytes,
     MessagesRejected: rejected,
     SetsOutOfSync: outOfSync,
+    ReplicationLag: summary.lagMs,
   });
 }
