@@ -8,6 +8,7 @@ import { ORPHAN_POLICIES, type OrphanPolicy } from "../contract/layout.ts";
 import { setNameProblem } from "../contract/paths.ts";
 import { COMPRESSIONS, type Compression } from "../contract/wire.ts";
 import type { SetSpec } from "./set-spec.ts";
+import { BandwidthSchema, type Bandwidth } from "./transport/bandwidth.ts";
 
 export class ConfigError extends Error {
   override name = "ConfigError";
@@ -43,6 +44,8 @@ export const ConfigSchema = z
     rescanSeconds: z.number().int().min(10).default(900),
     /** How often a set is scanned once its watcher failed. */
     fallbackScanSeconds: z.number().int().min(1).default(30),
+    /** Cap on the bytes per second sent, optionally by time window. */
+    bandwidth: BandwidthSchema.optional(),
   })
   .superRefine((config, ctx) => {
     const names = new Set<string>();
@@ -69,6 +72,7 @@ export interface AgentConfig {
   readonly journalLimitBytes: number;
   readonly rescanSeconds: number;
   readonly fallbackScanSeconds: number;
+  readonly bandwidth?: Bandwidth;
 }
 
 /** Which config file a command uses. */
@@ -118,6 +122,7 @@ export function loadConfig(file: string): AgentConfig {
     journalLimitBytes: c.journalLimitBytes,
     rescanSeconds: c.rescanSeconds,
     fallbackScanSeconds: c.fallbackScanSeconds,
+    ...(c.bandwidth ? { bandwidth: c.bandwidth } : {}),
   });
 }
 

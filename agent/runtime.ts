@@ -14,6 +14,7 @@ import { Journal } from "./journal.ts";
 import type { Logger } from "./log.ts";
 import { checkTarget } from "./preflight.ts";
 import { AwsTransport } from "./transport/aws.ts";
+import { RateLimitedTransport } from "./transport/bandwidth.ts";
 import { RetryingTransport } from "./transport/retry.ts";
 import type { StagedPayload, Transport } from "./transport/transport.ts";
 
@@ -59,7 +60,9 @@ export async function startAgent(config: AgentConfig, log: Logger, options: { ig
 
   const journal = Journal.open(config.stateDir);
   const controller = new AbortController();
-  const inner = new AwsTransport({ sqs, s3, queueUrl: config.queueUrl, bucket: config.bucket });
+  const aws = new AwsTransport({ sqs, s3, queueUrl: config.queueUrl, bucket: config.bucket });
+  // One link for every set: the cap is shared, and each retry is paced too.
+  const inner = config.bandwidth ? new RateLimitedTransport(aws, config.bandwidth, { signal: controller.signal }) : aws;
   const transport = new PerSetRetry(
     (set) =>
       new RetryingTransport(inner, {

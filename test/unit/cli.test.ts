@@ -49,6 +49,15 @@ describe("tidemark CLI", () => {
     expect(out.stderr).toMatch(/^tidemark: config file .*c\.json: sets\.0\.name: set name "\.\.\/x" may only hold/);
   });
 
+  it("names the bad window of a bandwidth schedule", async () => {
+    const file = join(dir.path, "c.json");
+    const schedule = [{ from: "08:00", to: "18:00", bytesPerSecond: 1000 }, { from: "8pm", to: "06:00", bytesPerSecond: 0 }];
+    writeFileSync(file, JSON.stringify({ queueUrl: "http://127.0.0.1:9/q.fifo", bucket: "bucket", stateDir: "s", sets: [{ name: "x", path: "." }], bandwidth: { schedule } }));
+    const out = await tidemark(["run", "--config", file]);
+    expect(out.code).toBe(1);
+    expect(out.stderr).toMatch(/^tidemark: config file .*c\.json: bandwidth\.schedule\.1\.from: from must be HH:MM/);
+  });
+
   it("refuses to run on an unreadable source folder", async () => {
     const file = join(dir.path, "c.json");
     writeFileSync(file, JSON.stringify({ queueUrl: "http://127.0.0.1:9/q.fifo", bucket: "bucket", stateDir: "s", sets: [{ name: "x", path: "nope" }] }));
