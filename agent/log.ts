@@ -1,5 +1,8 @@
-// A small structured logger: one line per event on stderr, human-readable on
-// a terminal, JSON when --json or not a TTY asks for machine reading.
+// The agent's structured logger, on pino: one JSON object per line when asked
+// (--json-logs), and the same events as readable lines on a terminal. Lines
+// are written synchronously, so nothing is lost when the process exits.
+
+import { pino, stdSerializers, stdTimeFunctions, type Logger as PinoLogger } from "pino";
 
 export type Level = "debug" | "info" | "warn" | "error";
 export type Fields = Record<string, unknown>;
@@ -11,28 +14,48 @@ export interface Logger {
   error(msg: string, fields?: Fields): void;
 }
 
-const ORDER: Record<Level, number> = { debug: 10, info: 20, warn: 30, error: 40 };
+/** A pino JSON line as the human format reads it back. */
+interface Line {
+  time: string;
+  level: string;
+  msg: string;
+  [field: string]: unknown;
+}
+
+/** `2026-11-24T10:00:00.000Z info  set scanned set=docs entries=3`: strings bare, the rest as JSON. */
+export function humanLine(json: string): string {
+  const { time, level, msg, ...fields } = JSON.parse(json) as Line;
+  const extra = Object.entries(fields)
+    .map(([k, v]) => `${k}=${typeof v === "string" ? v : JSON.stringify(v)}`)
+    .join(" ");
+  return `${time} ${level.padEnd(5)} ${msg}${extra ? ` ${extra}` : ""}`;
+}
 
 export function createLogger(options: { json?: boolean; level?: Level; write?: (line: string) => void } = {}): Logger {
-  const min = ORDER[options.level ?? "info"];
   const write = options.write ?? ((line: string) => process.stderr.write(`${line}\n`));
-  const emit = (level: Level, msg: string, fields: Fields = {}) => {
-    if (ORDER[level] < min) return;
-    const time = new Date().toISOString();
-    if (options.json) {
-      write(JSON.stringify({ time, level, msg, ...fields }));
-      return;
-    }
-    const extra = Object.entries(fields)
-      .map(([k, v]) => `${k}=${typeof v === "string" ? v : JSON.stringify(v)}`)
-      .join(" ");
-    write(`${time} ${level.padEnd(5)} ${msg}${extra ? ` ${extra}` : ""}`);
+  const destination = {
+    write(chunk: string) {
+      const line = chunk.endsWith("\n") ? chunk.slice(0, -1) : chunk;
+      write(options.json ? line : humanLine(line));
+    },
   };
+  const logger: PinoLogger = pino(
+    {
+      level: options.level ?? "info",
+      base: undefined,
+      messageKey: "msg",
+      timestamp: stdTimeFunctions.isoTime,
+      formatters: { level: (label) => ({ level: label }) },
+      // An Error passed as a field keeps its message and stack.
+      serializers: { error: stdSerializers.err, err: stdSerializers.err },
+    },
+    destination,
+  );
   return {
-    debug: (msg, fields) => emit("debug", msg, fields),
-    info: (msg, fields) => emit("info", msg, fields),
-    warn: (msg, fields) => emit("warn", msg, fields),
-    error: (msg, fields) => emit("error", msg, fields),
+    debug: (msg, fields) => logger.debug(fields ?? {}, msg),
+    info: (msg, fields) => logger.info(fields ?? {}, msg),
+    warn: (msg, fields) => logger.warn(fields ?? {}, msg),
+    error: (msg, fields) => logger.error(fields ?? {}, msg),
   };
 }
 

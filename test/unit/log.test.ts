@@ -1,0 +1,43 @@
+// The agent's logger: JSON lines for machines, readable lines for people,
+// the same events either way.
+
+import { expect, it } from "vitest";
+import { createLogger } from "../../agent/log.ts";
+
+it("writes one JSON object per line with time, level, msg and the fields", () => {
+  const lines: string[] = [];
+  const log = createLogger({ json: true, write: (line) => lines.push(line) });
+  log.info("set scanned", { set: "docs", entries: 3 });
+  expect(lines).toHaveLength(1);
+  const event = JSON.parse(lines[0] ?? "") as Record<string, unknown>;
+  expect(event).toMatchObject({ level: "info", msg: "set scanned", set: "docs", entries: 3 });
+  expect(event.time).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
+  expect(lines[0]).not.toContain("\n");
+});
+
+it("keeps an error's message and stack", () => {
+  const lines: string[] = [];
+  createLogger({ json: true, write: (line) => lines.push(line) }).error("send failed", { error: new Error("connect ECONNREFUSED") });
+  const event = JSON.parse(lines[0] ?? "") as { error: { message: string; stack: string } };
+  expect(event.error.message).toBe("connect ECONNREFUSED");
+  expect(event.error.stack).toContain("log.test.ts");
+});
+
+it("filters by level", () => {
+  const lines: string[] = [];
+  const log = createLogger({ json: true, level: "warn", write: (line) => lines.push(line) });
+  log.debug("d");
+  log.info("i");
+  log.warn("w");
+  log.error("e");
+  expect(lines.map((l) => (JSON.parse(l) as { msg: string }).msg)).toEqual(["w", "e"]);
+  const verbose: string[] = [];
+  createLogger({ level: "debug", write: (line) => verbose.push(line) }).debug("details");
+  expect(verbose).toHaveLength(1);
+});
+
+it("prints readable lines for people", () => {
+  const lines: string[] = [];
+  createLogger({ write: (line) => lines.push(line) }).warn("send failed; retrying", { set: "docs", attempt: 2, error: "throttled" });
+  expect(lines[0]).toMatch(/^\d{4}-\d\d-\d\dT[\d:.]+Z warn  send failed; retrying set=docs attempt=2 error=throttled$/);
+});
