@@ -39,5 +39,5 @@ it("filters by level", () => {
 it("prints readable lines for people", () => {
   const lines: string[] = [];
   createLogger({ write: (line) => lines.push(line) }).warn("send failed; retrying", { set: "docs", attempt: 2, error: "throttled" });
-  expect(lines[0]).toMatch(/^\d{4}-\d\d-\d\dT[\d:.]+Z warn  send failed; retrying set=docs attempt=2 error=throttled$/);
+  expect(lines[0]).toMatch(/^\d{4}-\d\d-\d\dT[\d:.]+Z warn {2}send failed; retrying set=docs attempt=2 error=throttled$/);
 });
