@@ -50,6 +50,11 @@ export interface AgentOptions {
   readonly rescanMs?: number;
   /** How often a set is scanned once its watcher failed (inotify watches exhausted). @default 30 s */
   readonly pollingScanMs?: number;
+  /**
+   * How a set that went out of sync on the target is brought back; the
+   * runtime picks a mirror mode. @default a full mirror (resync)
+   */
+  readonly recover?: (set: string, reason: string) => Promise<void>;
   /** The watcher; tests inject one that fails. @default chokidar (watcher.ts) */
   readonly watch?: typeof watchSet;
   readonly log?: Logger;
@@ -294,8 +299,25 @@ class SetRunner {
     const status = await this.#agent.options.targetStatus?.(this.spec.name);
     if (!status || status.state !== "out-of-sync") return;
     if (this.#resyncSeq > status.lastSeq) return;
-    this.#agent.log.warn("target out of sync; resyncing with a full mirror", { set: this.spec.name, reason: status.reason });
-    await this.resync(status.reason ?? "target out of sync");
+    const reason = status.reason ?? "target out of sync";
+    const recover = this.#agent.options.recover;
+    if (!recover) {
+      this.#agent.log.warn("target out of sync; resyncing with a full mirror", { set: this.spec.name, reason });
+      await this.resync(reason);
+      return;
+    }
+    this.#agent.log.warn("target out of sync; recovering", { set: this.spec.name, reason });
+    await recover(this.spec.name, reason);
+  }
+
+  /** Restarts the target's seq chain without resending anything: a verification behind it finds what to repair. */
+  restartChain(reason: string): Promise<number> {
+    return this.exclusive(async () => {
+      const [seq] = this.#journal.append(this.spec.name, [{ op: "resync", reason }]);
+      this.#resyncSeq = seq ?? 0;
+      this.wake();
+      return this.#resyncSeq;
+    });
   }
 
   /** Sends until the journal of this set is empty. */
@@ -478,6 +500,10 @@ export class Agent {
   /** Journals the source's version of what a verification found missing or different. */
   repair(set: string, report: VerifyReport): Promise<number> {
     return this.#runner(set).repair(report);
+  }
+
+  restartChain(set: string, reason: string): Promise<number> {
+    return this.#runner(set).restartChain(reason);
   }
 
   fullMirror(set: string, reason: string, onProgress?: (report: Readonly<ScanReport>) => void): Promise<ScanReport> {

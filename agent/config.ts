@@ -9,6 +9,7 @@ import { setNameProblem } from "../contract/paths.ts";
 import { COMPRESSIONS, type Compression } from "../contract/wire.ts";
 import type { SetSpec } from "./set-spec.ts";
 import { BandwidthSchema, type Bandwidth } from "./transport/bandwidth.ts";
+import { MIRROR_MODES, type MirrorMode } from "./operations.ts";
 
 export class ConfigError extends Error {
   override name = "ConfigError";
@@ -46,6 +47,13 @@ export const ConfigSchema = z
     fallbackScanSeconds: z.number().int().min(1).default(30),
     /** Cap on the bytes per second sent, optionally by time window. */
     bandwidth: BandwidthSchema.optional(),
+    /** Mirror modes run without being asked: at start ("scan": a barrier scan against the journal's index) and after the target went out of sync. */
+    mirror: z
+      .object({
+        onStart: z.enum(["scan", ...MIRROR_MODES]).default("scan"),
+        afterOutOfSync: z.enum(MIRROR_MODES).default("diff"),
+      })
+      .default({ onStart: "scan", afterOutOfSync: "diff" }),
   })
   .superRefine((config, ctx) => {
     const names = new Set<string>();
@@ -73,6 +81,7 @@ export interface AgentConfig {
   readonly rescanSeconds: number;
   readonly fallbackScanSeconds: number;
   readonly bandwidth?: Bandwidth;
+  readonly mirror: { readonly onStart: "scan" | MirrorMode; readonly afterOutOfSync: MirrorMode };
 }
 
 /** Which config file a command uses. */
@@ -123,6 +132,7 @@ export function loadConfig(file: string): AgentConfig {
     rescanSeconds: c.rescanSeconds,
     fallbackScanSeconds: c.fallbackScanSeconds,
     ...(c.bandwidth ? { bandwidth: c.bandwidth } : {}),
+    mirror: Object.freeze({ ...c.mirror }),
   });
 }
 

@@ -63,6 +63,20 @@ export async function runVerify(
   return { report, repaired: await deps.agent.repair(set, report) };
 }
 
+/**
+ * Brings a set that went out of sync back: full resends everything behind a
+ * resync record; diff and checksum restart the seq chain and repair only
+ * what a verification finds missing or different.
+ */
+export async function recoverSet(deps: OperationDeps, set: string, reason: string, mode: MirrorMode, orphans: OrphanPolicy): Promise<void> {
+  if (mode === "full") {
+    await deps.agent.fullMirror(set, reason);
+    return;
+  }
+  await deps.agent.restartChain(set, reason);
+  await runVerify(deps, set, { deep: mode === "checksum", repair: true, orphans });
+}
+
 export interface MirrorResult {
   readonly mode: MirrorMode;
   readonly scan?: ScanReport;

@@ -8,7 +8,7 @@ import { z } from "zod";
 import { VerifyReportSchema, verifyReportKey } from "../contract/layout.ts";
 import { Agent } from "./agent.ts";
 import { controlSocketPath, startControlServer, type ControlServer } from "./control.ts";
-import { MIRROR_MODES, runMirror, runVerify, type OperationDeps, type Progress } from "./operations.ts";
+import { MIRROR_MODES, recoverSet, runMirror, runVerify, type OperationDeps, type Progress } from "./operations.ts";
 import { checkSources, type AgentConfig } from "./config.ts";
 import { Journal } from "./journal.ts";
 import type { Logger } from "./log.ts";
@@ -85,6 +85,13 @@ export async function startAgent(config: AgentConfig, log: Logger, options: { ig
     journalLimitBytes: config.journalLimitBytes,
     rescanMs: config.rescanSeconds * 1000,
     pollingScanMs: config.fallbackScanSeconds * 1000,
+    // Not awaited: a recovery waits on the stream, and the status poll of the other sets goes on meanwhile.
+    recover: async (set, reason) => {
+      recoverSet(operations(), set, reason, config.mirror.afterOutOfSync, config.orphans).then(
+        () => log.info("set recovered", { set, mode: config.mirror.afterOutOfSync }),
+        (error: unknown) => log.error("recovery failed; it is retried when the status is next read", { set, error: String(error) }),
+      );
+    },
     log,
   });
   const operations = (onProgress?: (progress: Progress) => void): OperationDeps => ({
@@ -120,6 +127,16 @@ export async function startAgent(config: AgentConfig, log: Logger, options: { ig
     throw error;
   }
   await agent.start();
+  if (config.mirror.onStart !== "scan") {
+    const mode = config.mirror.onStart;
+    // In the background: the agent replicates meanwhile, and the mirror's verification waits on the stream.
+    for (const set of agent.sets) {
+      runMirror(operations(), set, mode, config.orphans).then(
+        (result) => log.info("mirror on start done", { set, mode, repaired: result.verify?.repaired ?? 0 }),
+        (error: unknown) => log.error("mirror on start failed", { set, mode, error: String(error) }),
+      );
+    }
+  }
   return {
     agent,
     operations,

@@ -8,7 +8,7 @@ import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { Agent } from "../../agent/agent.ts";
 import { Journal } from "../../agent/journal.ts";
-import { runMirror, runVerify, type OperationDeps } from "../../agent/operations.ts";
+import { recoverSet, runMirror, runVerify, type OperationDeps } from "../../agent/operations.ts";
 import { encodeMeta, VerifyReportSchema, verifyReportKey, type OrphanPolicy } from "../../contract/layout.ts";
 import { BLOCK_SIZE } from "../../contract/wire.ts";
 import { Applier } from "../../lambdas/applier/applier.ts";
@@ -143,3 +143,64 @@ describe("mirror modes and verification", () => {
     expect((await store.get("data/srv/docs/same-stat.txt"))?.body.toString()).toBe("ORIGINAL-content");
   });
 });
+
+describe("recovery after the target went out of sync", () => {
+  it("restarts the chain and resends only what the target lacks (diff)", async () => {
+    const src = tempDir("tidemark-src-");
+    const state = tempDir("tidemark-state-");
+    const store = new MemoryStore();
+    const journal = Journal.open(state.path);
+    const transport = new MemoryTransport(new Applier({ store, log: () => {} }), store);
+    const big = randomBytes(3 * BLOCK_SIZE);
+    writeFileSync(join(src.path, "big.bin"), big);
+    let deps: OperationDeps | undefined;
+    const agent = new Agent({
+      sets: [{ name: SET, root: src.path, exclude: [] }],
+      journal,
+      transport,
+      targetStatus: (set) => readSetStatus(store, set),
+      recover: (set, reason) => recoverSet(deps ?? fail(), set, reason, "diff", "report"),
+      monitorEnabled: false,
+    });
+    deps = {
+      agent,
+      readReport: async (set, id) => {
+        await agent.drain(set);
+        const object = await store.get(verifyReportKey(set, id));
+        return object && VerifyReportSchema.parse(JSON.parse(object.body.toString()));
+      },
+      appliedSeq: async (set) => (await readSetStatus(store, set)).lastSeq,
+      pollMs: 1,
+    };
+    try {
+      await agent.start();
+      await agent.drain(SET);
+      // A message lost on the way: the next one leaves a gap.
+      transport.lose = 1;
+      writeFileSync(join(src.path, "lost.txt"), "in the lost message");
+      await agent.scan(SET);
+      await agent.drain(SET);
+      writeFileSync(join(src.path, "after.txt"), "after the gap");
+      await agent.scan(SET);
+      await agent.drain(SET);
+      expect((await readSetStatus(store, SET)).state).toBe("out-of-sync");
+
+      const before = journal.counters(SET).bytesSent;
+      await agent.checkTarget(SET);
+      await agent.drain(SET);
+      expect((await readSetStatus(store, SET)).state).toBe("in-sync");
+      expect(await pictureOfTarget(store, SET)).toEqual(await pictureOfSource(src.path));
+      // The large file the target already had is not sent again.
+      expect(journal.counters(SET).bytesSent - before).toBeLessThan(BLOCK_SIZE);
+    } finally {
+      await agent.stop();
+      journal.close();
+      src.remove();
+      state.remove();
+    }
+  });
+});
+
+function fail(): never {
+  throw new Error("deps are not ready");
+}
