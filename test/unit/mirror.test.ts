@@ -153,16 +153,16 @@ describe("recovery after the target went out of sync", () => {
     const transport = new MemoryTransport(new Applier({ store, log: () => {} }), store);
     const big = randomBytes(3 * BLOCK_SIZE);
     writeFileSync(join(src.path, "big.bin"), big);
-    let deps: OperationDeps | undefined;
     const agent = new Agent({
       sets: [{ name: SET, root: src.path, exclude: [] }],
       journal,
       transport,
       targetStatus: (set) => readSetStatus(store, set),
-      recover: (set, reason) => recoverSet(deps ?? fail(), set, reason, "diff", "report"),
+      // deps is defined below; the agent calls this only once started.
+      recover: (set, reason) => recoverSet(deps, set, reason, "diff", "report"),
       monitorEnabled: false,
     });
-    deps = {
+    const deps: OperationDeps = {
       agent,
       readReport: async (set, id) => {
         await agent.drain(set);
@@ -200,7 +200,3 @@ describe("recovery after the target went out of sync", () => {
     }
   });
 });
-
-function fail(): never {
-  throw new Error("deps are not ready");
-}
