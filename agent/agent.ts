@@ -145,9 +145,14 @@ class SetRunner {
     this.#hints.add(path);
     this.#hintTimer ??= setTimeout(() => {
       this.#hintTimer = undefined;
-      this.processHints().catch((error: unknown) =>
-        this.#agent.log.error("capture failed; a barrier scan will catch up", { set: this.spec.name, error: String(error) }),
-      );
+      this.processHints().catch((error: unknown) => {
+        // Nothing of a failed capture reached the index, so the next scan finds the same changes again.
+        const full = /ENOSPC|SQLITE_FULL|database or disk is full/.test(`${(error as NodeJS.ErrnoException).code ?? ""} ${String(error)}`);
+        const message = full
+          ? "the disk holding the journal is full; changes are caught up by the next scan once there is space"
+          : "capture failed; a barrier scan will catch up";
+        this.#agent.log.error(message, { set: this.spec.name, error: String(error) });
+      });
     }, HINT_DELAY_MS);
   }
 

@@ -51,6 +51,16 @@ it("verifies through the running agent, finds planted differences, and mirror --
   expect(mirror.code).toBe(0);
   expect(mirror.stdout).toContain("1 changes journaled to repair the target");
   await eventually(async () => expect((await cloud.store.get("data/web/sub/f3.txt"))?.body.toString()).toBe("file 3\n"));
+
+  // Content changed behind the applier's back, same size and metadata: only --deep sees it, --repair fixes it.
+  const f7 = await cloud.store.get("data/web/sub/f7.txt");
+  await cloud.store.put("data/web/sub/f7.txt", Buffer.from("FILE 7\n"), f7?.meta ?? {});
+  const repair = await tidemark(["verify", "web", "--deep", "--repair", "--config", config]);
+  expect(repair.code).toBe(0);
+  expect(repair.stdout).toMatch(/0 missing, 1 different, 1 extra/);
+  expect(repair.stdout).toContain("different sub/f7.txt (content)");
+  expect(repair.stdout).toContain("1 changes journaled to repair the target");
+  await eventually(async () => expect((await cloud.store.get("data/web/sub/f7.txt"))?.body.toString()).toBe("file 7\n"));
 });
 
 it("works without a running agent, and refuses an unknown set or mode", async () => {
