@@ -86,3 +86,20 @@ it("remembers a full journal across a restart", async () => {
   await agent.drain(SET);
   expect(await pictureOfTarget(store, SET)).toEqual(await pictureOfSource(src.path));
 });
+
+it("says so when the disk holding the journal is full, and catches up once there is space", async () => {
+  await agent.scan(SET);
+  await agent.drain(SET);
+  const append = journal.append.bind(journal);
+  journal.append = () => {
+    throw Object.assign(new Error("database or disk is full"), { code: "ERR_SQLITE_ERROR", errstr: "SQLITE_FULL" });
+  };
+  writeFileSync(join(src.path, "d1", "f1"), "written while the disk was full");
+  agent.hint(SET, "d1/f1");
+  await new Promise((resolve) => setTimeout(resolve, 100));
+  expect(logged).toContain("error the disk holding the journal is full; changes are caught up by the next scan once there is space");
+  journal.append = append;
+  await agent.scan(SET);
+  await agent.drain(SET);
+  expect(await pictureOfTarget(store, SET)).toEqual(await pictureOfSource(src.path));
+});
