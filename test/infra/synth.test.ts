@@ -2,30 +2,18 @@
 // credentials and no network; then the applier bundle it produced, loaded the
 // way Lambda loads it, applies a message to a bucket on the emulator.
 
-import { spawn } from "node:child_process";
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { makeS3Client } from "../../lambdas/aws-clients.ts";
 import { S3Store } from "../../lambdas/store/s3-store.ts";
+import { runProcess } from "../support/cli.ts";
 import { messageBody, putRecord } from "../support/messages.ts";
 import { startTestEmulator } from "../support/fauxqs.ts";
 import { tempDir } from "../support/tree.ts";
 
 const ROOT = fileURLToPath(new URL("../..", import.meta.url));
-
-function run(command: string, args: string[], options: { cwd: string; env: NodeJS.ProcessEnv }): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(command, args, { ...options, stdio: ["ignore", "pipe", "pipe"], timeout: 180_000 });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.setEncoding("utf8").on("data", (chunk: string) => (stdout += chunk));
-    child.stderr.setEncoding("utf8").on("data", (chunk: string) => (stderr += chunk));
-    child.once("error", reject);
-    child.once("close", (code) => resolve({ code, stdout, stderr }));
-  });
-}
 
 /** The environment of a machine with no AWS identity at all. */
 function withoutAws(extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
@@ -46,9 +34,10 @@ describe("cdk synth", () => {
   let synth: { code: number | null; stdout: string; stderr: string };
 
   beforeAll(async () => {
-    synth = await run(process.execPath, [join(ROOT, "node_modules/aws-cdk/bin/cdk"), "synth", "--no-notices", "--quiet", "--output", out.path], {
+    synth = await runProcess(process.execPath, [join(ROOT, "node_modules/aws-cdk/bin/cdk"), "synth", "--no-notices", "--quiet", "--output", out.path], {
       cwd: ROOT,
       env: withoutAws(),
+      timeoutMs: 180_000,
     });
   }, 180_000);
   afterAll(() => out.remove());
@@ -94,7 +83,7 @@ describe("cdk synth", () => {
         `const { handler } = require(${JSON.stringify(index)});
 handler(JSON.parse(process.argv[2]), {}).then((r) => process.stdout.write(JSON.stringify(r)), (e) => { console.error(e); process.exit(1); });`,
       );
-      const result = await run(process.execPath, [driver, JSON.stringify(event)], {
+      const result = await runProcess(process.execPath, [driver, JSON.stringify(event)], {
         cwd: out.path,
         env: withoutAws({ TIDEMARK_BUCKET: bucket, TIDEMARK_S3_ENDPOINT: emulator.endpoint, AWS_REGION: "us-east-1", TIDEMARK_METRICS_NAMESPACE: "Tidemark/test" }),
       });

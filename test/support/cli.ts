@@ -11,18 +11,10 @@ export interface CliResult {
   readonly stderr: string;
 }
 
-/**
- * Runs one command to completion. Asynchronous on purpose: a test's emulator
- * lives in the test process, and a blocking spawn would starve it.
- */
-export function tidemark(args: string[], options: { env?: NodeJS.ProcessEnv; cwd?: string } = {}): Promise<CliResult> {
+/** Runs a process to completion, collecting its output; asynchronous so an emulator in the test process keeps serving. */
+export function runProcess(command: string, args: string[], options: { env?: NodeJS.ProcessEnv; cwd?: string; timeoutMs?: number } = {}): Promise<CliResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI, ...args], {
-      env: { ...process.env, ...options.env },
-      cwd: options.cwd,
-      stdio: ["ignore", "pipe", "pipe"],
-      timeout: 60_000,
-    });
+    const child = spawn(command, args, { env: options.env ?? process.env, cwd: options.cwd, stdio: ["ignore", "pipe", "pipe"], timeout: options.timeoutMs ?? 60_000 });
     let stdout = "";
     let stderr = "";
     child.stdout.setEncoding("utf8").on("data", (chunk: string) => (stdout += chunk));
@@ -30,6 +22,14 @@ export function tidemark(args: string[], options: { env?: NodeJS.ProcessEnv; cwd
     child.once("error", reject);
     child.once("close", (code) => resolve({ code, stdout, stderr }));
   });
+}
+
+/**
+ * Runs one command to completion. Asynchronous on purpose: a test's emulator
+ * lives in the test process, and a blocking spawn would starve it.
+ */
+export function tidemark(args: string[], options: { env?: NodeJS.ProcessEnv; cwd?: string } = {}): Promise<CliResult> {
+  return runProcess(process.execPath, [CLI, ...args], { env: { ...process.env, ...options.env }, ...(options.cwd ? { cwd: options.cwd } : {}) });
 }
 
 /** Starts a long-running CLI command (run, local) in the background. */

@@ -4,65 +4,45 @@
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterEach, beforeEach, expect, it } from "vitest";
-import { Agent } from "../../agent/agent.ts";
-import { Journal } from "../../agent/journal.ts";
 import type { WatchHandlers } from "../../agent/watcher.ts";
-import { Applier } from "../../lambdas/applier/applier.ts";
-import { MemoryStore } from "../../lambdas/store/memory-store.ts";
 import { eventually } from "../support/local-cloud.ts";
-import { MemoryTransport } from "../support/memory-transport.ts";
-import { tempDir } from "../support/tree.ts";
+import { agentHarness, type Harness } from "../support/harness.ts";
 
 const SET = "big";
-let src: ReturnType<typeof tempDir>;
-let state: ReturnType<typeof tempDir>;
-let store: MemoryStore;
-let journal: Journal;
-let agent: Agent;
+let h: Harness;
 let handlers: WatchHandlers | undefined;
 let closed = 0;
 const errors: string[] = [];
 
 beforeEach(async () => {
-  src = tempDir("tidemark-src-");
-  state = tempDir("tidemark-state-");
-  store = new MemoryStore();
-  journal = Journal.open(state.path);
-  agent = new Agent({
-    sets: [{ name: SET, root: src.path, exclude: [] }],
-    journal,
-    transport: new MemoryTransport(new Applier({ store, log: () => {} }), store),
+  h = agentHarness(SET, {
+    monitorEnabled: true,
     pollingScanMs: 50,
     rescanMs: 60 * 60_000,
-    watch: (_spec, h) => {
-      handlers = h;
+    watch: (_spec, handlersOfSet) => {
+      handlers = handlersOfSet;
       return { close: async () => void (closed += 1) };
     },
     log: { debug() {}, info() {}, warn() {}, error: (msg) => errors.push(msg) },
   });
-  await agent.start();
+  await h.agent.start();
 });
 
-afterEach(async () => {
-  await agent.stop();
-  journal.close();
-  src.remove();
-  state.remove();
-});
+afterEach(() => h.close());
 
 it("reports exhausted inotify watches and keeps replicating by scanning", async () => {
   handlers?.error(Object.assign(new Error("ENOSPC: System limit for number of file watchers reached, watch '/srv'"), { code: "ENOSPC" }));
   expect(errors[0]).toMatch(/ran out of inotify watches; scanning every 50 ms instead \(raise fs\.inotify\.max_user_watches/);
-  expect(journal.counters(SET).watcherProblem).toMatch(/inotify watches/);
+  expect(h.journal.counters(SET).watcherProblem).toMatch(/inotify watches/);
   expect(closed).toBe(1);
   // No watcher event will come for this file: only the scans can find it.
-  writeFileSync(join(src.path, "after-failure.txt"), "found by a scan");
-  await eventually(async () => expect((await store.get("data/big/after-failure.txt"))?.body.toString()).toBe("found by a scan"), 10_000, 20);
+  writeFileSync(join(h.src.path, "after-failure.txt"), "found by a scan");
+  await eventually(async () => expect((await h.store.get("data/big/after-failure.txt"))?.body.toString()).toBe("found by a scan"), 10_000, 20);
 });
 
 it("rescans on any other watcher error", async () => {
-  writeFileSync(join(src.path, "missed.txt"), "an event the watcher lost");
+  writeFileSync(join(h.src.path, "missed.txt"), "an event the watcher lost");
   handlers?.error(new Error("watcher overflow"));
-  await eventually(async () => expect((await store.get("data/big/missed.txt"))?.body.toString()).toBe("an event the watcher lost"), 10_000, 20);
-  expect(journal.counters(SET).watcherProblem).toBeNull();
+  await eventually(async () => expect((await h.store.get("data/big/missed.txt"))?.body.toString()).toBe("an event the watcher lost"), 10_000, 20);
+  expect(h.journal.counters(SET).watcherProblem).toBeNull();
 });

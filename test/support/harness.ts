@@ -1,0 +1,72 @@
+// One set replicated by an agent into an in-memory target, with temp folders
+// for the source and the state: the setup most agent tests share.
+
+import { Agent, type AgentOptions } from "../../agent/agent.ts";
+import { Journal } from "../../agent/journal.ts";
+import type { OperationDeps } from "../../agent/operations.ts";
+import { VerifyReportSchema, verifyReportKey } from "../../contract/layout.ts";
+import { Applier } from "../../lambdas/applier/applier.ts";
+import { MemoryStore } from "../../lambdas/store/memory-store.ts";
+import { readSetStatus } from "../../lambdas/store/set-status.ts";
+import { MemoryTransport } from "./memory-transport.ts";
+import { tempDir } from "./tree.ts";
+
+export interface Harness {
+  readonly set: string;
+  readonly src: ReturnType<typeof tempDir>;
+  readonly state: ReturnType<typeof tempDir>;
+  readonly store: MemoryStore;
+  readonly transport: MemoryTransport;
+  journal: Journal;
+  agent: Agent;
+  /** Bytes the set sent so far (messages and staged content). */
+  sent(): number;
+  /** A new agent on the same journal and target (after `agent.stop()`), as after a restart. */
+  restart(options?: Partial<AgentOptions>): void;
+  /** What verify and mirror need, reading reports straight from the memory store (draining first: nothing sends in the background). */
+  operations(): OperationDeps;
+  close(): Promise<void>;
+}
+
+export function agentHarness(set: string, options: Partial<AgentOptions> = {}): Harness {
+  const src = tempDir("tidemark-src-");
+  const state = tempDir("tidemark-state-");
+  const store = new MemoryStore();
+  const transport = new MemoryTransport(new Applier({ store, log: () => {} }), store);
+  const make = (journal: Journal, extra: Partial<AgentOptions>) =>
+    new Agent({ sets: [{ name: set, root: src.path, exclude: [] }], journal, transport, monitorEnabled: false, ...options, ...extra });
+  const journal = Journal.open(state.path);
+  const harness: Harness = {
+    set,
+    src,
+    state,
+    store,
+    transport,
+    journal,
+    agent: make(journal, {}),
+    sent: () => harness.journal.counters(set).bytesSent,
+    restart(extra = {}) {
+      harness.journal.close();
+      harness.journal = Journal.open(state.path);
+      harness.agent = make(harness.journal, extra);
+    },
+    operations: () => ({
+      agent: harness.agent,
+      readReport: async (s, id) => {
+        await harness.agent.drain(s);
+        const object = await store.get(verifyReportKey(s, id));
+        return object && VerifyReportSchema.parse(JSON.parse(object.body.toString()));
+      },
+      appliedSeq: async (s) => (await readSetStatus(store, s)).lastSeq,
+      pollMs: 1,
+      timeoutMs: 5_000,
+    }),
+    async close() {
+      await harness.agent.stop();
+      harness.journal.close();
+      src.remove();
+      state.remove();
+    },
+  };
+  return harness;
+}
