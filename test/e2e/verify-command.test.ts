@@ -1,7 +1,7 @@
 // `tidemark verify` and `tidemark mirror` as an operator runs them: through
 // the running agent's control socket, and on their own when no agent runs.
 
-import { mkdirSync, writeFileSync } from "node:fs";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { loadConfig } from "../../agent/config.ts";
@@ -79,4 +79,18 @@ it("works without a running agent, and refuses an unknown set or mode", async ()
   const badMode = await tidemark(["mirror", "web", "--mode", "fast", "--config", config]);
   expect(badMode.code).toBe(2);
   expect(badMode.stderr).toBe('tidemark: --mode must be one of full, diff, checksum, got "fast"\n');
+});
+
+it("runs the configured mirror on start: a diff that repairs and removes orphans", async () => {
+  await agent?.stop();
+  await cloud.store.delete("data/web/sub/f5.txt");
+  await cloud.store.put("data/web/stray.txt", Buffer.from("x"), encodeMeta({ kind: "file", mode: 0o644, mtimeNs: "1", sha256: "0".repeat(64) }));
+  const withMirror = join(work.path, "mirror-on-start.json");
+  writeFileSync(withMirror, JSON.stringify({ ...JSON.parse(readFileSync(config, "utf8")), orphans: "delete", mirror: { onStart: "diff" } }));
+  agent = await startAgent(loadConfig(withMirror), silentLogger);
+  await eventually(async () => {
+    expect((await cloud.store.get("data/web/sub/f5.txt"))?.body.toString()).toBe("file 5\n");
+    expect(await cloud.store.head("data/web/stray.txt")).toBeUndefined();
+    expect(await cloud.store.head("data/web/orphan.txt")).toBeUndefined();
+  });
 });
