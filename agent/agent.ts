@@ -224,7 +224,15 @@ class SetRunner {
     for (const change of changes) {
       const from =
         change.op === "put" && !change.delta
-          ? [...vanished.values()].find((v) => v.sha256 === change.sha256 && v.size === change.size && v.mode === change.mode && v.mtimeNs === change.mtimeNs)
+          ? [...vanished.values()].find(
+              (v) =>
+                v.sha256 === change.sha256 &&
+                v.size === change.size &&
+                v.mode === change.mode &&
+                v.mtimeNs === change.mtimeNs &&
+                // Not already journaled as deleted (with a folder removed earlier in this batch).
+                this.#journal.entry(this.spec.name, v.path) !== undefined,
+            )
           : undefined;
       if (change.op !== "put" || !from) {
         out.push(change);

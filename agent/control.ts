@@ -3,15 +3,23 @@
 // to act, so one process owns the journal. Requests are JSON; answers are
 // JSON lines: progress events, then one result or one error.
 
+import { createHash } from "node:crypto";
 import { existsSync, unlinkSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { createServer, request, type IncomingMessage, type Server } from "node:http";
 import { connect } from "node:net";
 import { join } from "node:path";
 
 export const CONTROL_SOCKET = "control.sock";
 
+/** Unix socket paths are limited to about 107 bytes. */
+const MAX_SOCKET_PATH = 100;
+
+/** The socket of the agent on stateDir: inside it, or in the temp dir (named after it) when that path is too long. */
 export function controlSocketPath(stateDir: string): string {
-  return join(stateDir, CONTROL_SOCKET);
+  const inside = join(stateDir, CONTROL_SOCKET);
+  if (Buffer.byteLength(inside) <= MAX_SOCKET_PATH) return inside;
+  return join(tmpdir(), `tidemark-${createHash("sha256").update(stateDir).digest("hex").slice(0, 16)}.sock`);
 }
 
 /** No agent answers on the socket: the caller may do the work itself. */
@@ -100,7 +108,8 @@ export async function startControlServer(path: string, routes: Record<string, Co
 /** Sends a request to the agent on the socket; resolves with its result, calling onProgress for each progress event. */
 export function callControl(path: string, route: string, body: unknown, onProgress: (event: unknown) => void = () => {}): Promise<unknown> {
   return new Promise((resolve, reject) => {
-    const req = request({ socketPath: path, path: route, method: "POST", headers: { "content-type": "application/json" } }, (res) => {
+    // agent: false: a fresh connection each time, never a pooled one to an agent that has since stopped.
+    const req = request({ socketPath: path, path: route, method: "POST", agent: false, headers: { "content-type": "application/json" } }, (res) => {
       let buffer = "";
       let settled = false;
       res.setEncoding("utf8");

@@ -101,7 +101,9 @@ CREATE TABLE IF NOT EXISTS sets (
   bytes_sent INTEGER NOT NULL DEFAULT 0,
   last_send_error TEXT,
   overflowed INTEGER NOT NULL DEFAULT 0,
-  watcher_problem TEXT
+  watcher_problem TEXT,
+  backlog_records INTEGER NOT NULL DEFAULT 0,
+  backlog_bytes INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS journal (
   set_name TEXT NOT NULL,
@@ -152,14 +154,15 @@ function prepareStatements(db: DatabaseSync) {
   return {
     ensureSet: prepare("INSERT OR IGNORE INTO sets (name, next_seq, sent_seq) VALUES (?, 1, 0)"),
     getSet: prepare("SELECT * FROM sets WHERE name = ?"),
-    bumpSeq: prepare("UPDATE sets SET next_seq = ? WHERE name = ?"),
+    bumpSeq: prepare("UPDATE sets SET next_seq = ?, backlog_records = backlog_records + ?, backlog_bytes = backlog_bytes + ? WHERE name = ?"),
     insertRecord: prepare("INSERT INTO journal (set_name, seq, change, content, bytes) VALUES (?, ?, ?, ?, ?)"),
     pending: prepare("SELECT seq, change, content FROM journal WHERE set_name = ? AND seq > ? ORDER BY seq LIMIT ?"),
-    backlog: prepare("SELECT count(*) AS records, coalesce(sum(bytes), 0) AS bytes FROM journal WHERE set_name = ?"),
+    sentBacklog: prepare("SELECT count(*) AS records, coalesce(sum(bytes), 0) AS bytes FROM journal WHERE set_name = ? AND seq <= ?"),
     sentRecords: prepare("SELECT change FROM journal WHERE set_name = ? AND seq <= ?"),
     deleteSent: prepare("DELETE FROM journal WHERE set_name = ? AND seq <= ?"),
     markSent: prepare(
-      "UPDATE sets SET sent_seq = ?, messages_sent = messages_sent + 1, bytes_sent = bytes_sent + ?, last_send_error = NULL WHERE name = ?",
+      `UPDATE sets SET sent_seq = ?, messages_sent = messages_sent + 1, bytes_sent = bytes_sent + ?, last_send_error = NULL,
+       backlog_records = backlog_records - ?, backlog_bytes = backlog_bytes - ? WHERE name = ?`,
     ),
     sendError: prepare("UPDATE sets SET last_send_error = ? WHERE name = ?"),
     setOverflow: prepare("UPDATE sets SET overflowed = ? WHERE name = ?"),
@@ -176,7 +179,6 @@ function prepareStatements(db: DatabaseSync) {
     deleteEntry: prepare("DELETE FROM entries WHERE set_name = ? AND path = ?"),
     clearEntries: prepare("DELETE FROM entries WHERE set_name = ?"),
     countEntries: prepare("SELECT count(*) AS n FROM entries WHERE set_name = ?"),
-    all: prepare("SELECT * FROM entries WHERE set_name = ? ORDER BY path"),
   };
 }
 
@@ -210,6 +212,14 @@ export class Journal {
     const setColumns = db.prepare("PRAGMA table_info(sets)").all() as { name: string }[];
     if (!setColumns.some((c) => c.name === "overflowed")) db.exec("ALTER TABLE sets ADD COLUMN overflowed INTEGER NOT NULL DEFAULT 0");
     if (!setColumns.some((c) => c.name === "watcher_problem")) db.exec("ALTER TABLE sets ADD COLUMN watcher_problem TEXT");
+    if (!setColumns.some((c) => c.name === "backlog_bytes")) {
+      // Kept up to date by append and markSent from now on, so reading the backlog never sums the journal.
+      db.exec("ALTER TABLE sets ADD COLUMN backlog_records INTEGER NOT NULL DEFAULT 0");
+      db.exec("ALTER TABLE sets ADD COLUMN backlog_bytes INTEGER NOT NULL DEFAULT 0");
+      db.exec(`UPDATE sets SET
+        backlog_records = (SELECT count(*) FROM journal WHERE set_name = sets.name),
+        backlog_bytes = (SELECT coalesce(sum(bytes), 0) FROM journal WHERE set_name = sets.name)`);
+    }
     return new Journal(db, spoolDir);
   }
 
@@ -240,15 +250,17 @@ export class Journal {
       s.ensureSet.run(set);
       const row = s.getSet.get(set) as { next_seq: number };
       let seq = row.next_seq;
+      let bytes = 0;
       const seqs: number[] = [];
       for (const change of changes) {
         const { content, stored } = this.#storedForm(change);
         s.insertRecord.run(set, seq, JSON.stringify(stored), content, changeBytes(change));
+        bytes += changeBytes(change);
         this.#index(set, change);
         seqs.push(seq);
         seq += 1;
       }
-      s.bumpSeq.run(seq, set);
+      s.bumpSeq.run(seq, seqs.length, bytes, set);
       return seqs;
     });
   }
@@ -319,8 +331,9 @@ export class Journal {
         const change = JSON.parse(row.change) as Change;
         if ((change.op === "put" || change.op === "verify") && "spool" in change.content) spools.push(change.content.spool);
       }
+      const leaving = s.sentBacklog.get(set, lastSeq) as { records: number; bytes: number };
       s.deleteSent.run(set, lastSeq);
-      s.markSent.run(lastSeq, messageBytes, set);
+      s.markSent.run(lastSeq, messageBytes, leaving.records, leaving.bytes, set);
     });
     for (const spool of spools) rmSync(join(this.spoolDir, spool), { force: true });
   }
@@ -333,14 +346,23 @@ export class Journal {
   counters(set: string): SetCounters {
     const s = this.#statements;
     const row = s.getSet.get(set) as
-      | { next_seq: number; sent_seq: number; messages_sent: number; bytes_sent: number; last_send_error: string | null; overflowed: number; watcher_problem: string | null }
+      | {
+          next_seq: number;
+          sent_seq: number;
+          messages_sent: number;
+          bytes_sent: number;
+          last_send_error: string | null;
+          overflowed: number;
+          watcher_problem: string | null;
+          backlog_records: number;
+          backlog_bytes: number;
+        }
       | undefined;
-    const backlog = s.backlog.get(set) as { records: number; bytes: number };
     return {
       nextSeq: row?.next_seq ?? 1,
       sentSeq: row?.sent_seq ?? 0,
-      backlogRecords: backlog.records,
-      backlogBytes: backlog.bytes,
+      backlogRecords: row?.backlog_records ?? 0,
+      backlogBytes: row?.backlog_bytes ?? 0,
       messagesSent: row?.messages_sent ?? 0,
       bytesSent: row?.bytes_sent ?? 0,
       lastSendError: row?.last_send_error ?? null,
@@ -379,7 +401,9 @@ export class Journal {
 
   /** Every index entry of a set, in path order, read lazily (sets may hold millions). */
   *allEntries(set: string): Generator<IndexEntry> {
-    for (const row of this.#statements.all.iterate(set)) yield toEntry(row as unknown as EntryRow);
+    // A statement of its own: two manifests may be read at once.
+    const statement = this.#db.prepare("SELECT * FROM entries WHERE set_name = ? ORDER BY path");
+    for (const row of statement.iterate(set)) yield toEntry(row as unknown as EntryRow);
   }
 
   entryCount(set: string): number {

@@ -2,7 +2,7 @@
 // changed, a rename moves the object, and the applier rebuilds and checks.
 
 import { createHash, randomBytes } from "node:crypto";
-import { chmodSync, openSync, readFileSync, renameSync, truncateSync, writeFileSync, writeSync, closeSync, appendFileSync, readdirSync } from "node:fs";
+import { chmodSync, mkdirSync, rmSync, openSync, readFileSync, renameSync, truncateSync, writeFileSync, writeSync, closeSync, appendFileSync, readdirSync } from "node:fs";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { encodeMeta } from "../../contract/layout.ts";
@@ -95,6 +95,19 @@ describe("delta transfer", () => {
       closeSync(fd);
     });
     expect(changed).toBeLessThanOrEqual(BLOCK_SIZE + OVERHEAD);
+  });
+
+  it("sends a large file whole when it left a folder removed in the same batch, never renaming a deleted object", async () => {
+    mkdirSync(join(h.src.path, "sub"));
+    renameSync(join(h.src.path, "disk.img"), join(h.src.path, "sub", "disk.img"));
+    await converge();
+    renameSync(join(h.src.path, "sub", "disk.img"), join(h.src.path, "moved.img"));
+    rmSync(join(h.src.path, "sub"), { recursive: true });
+    for (const path of ["sub", "sub/disk.img", "moved.img"]) h.agent.hint(SET, path);
+    await h.agent.processHints(SET);
+    await h.agent.drain(SET);
+    expect((await readSetStatus(h.store, SET)).state).toBe("in-sync");
+    expect(await pictureOfTarget(h.store, SET)).toEqual(await pictureOfSource(h.src.path));
   });
 
   it("puts the set out of sync when the target lost the delta's base, and a resync repairs it", async () => {

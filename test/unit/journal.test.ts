@@ -1,5 +1,6 @@
 import { existsSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { DatabaseSync } from "node:sqlite";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { Journal, type Change } from "../../agent/journal.ts";
 import { tempDir } from "../support/tree.ts";
@@ -88,6 +89,35 @@ describe("journal", () => {
     journal.append("a", [{ op: "delete", path: "d/f" }]);
     expect(journal.entry("a", "d/f")).toBeUndefined();
     expect(journal.entryCount("a")).toBe(4);
+    journal.close();
+  });
+
+  it("keeps the backlog counters equal to what the journal holds, across sends and a reopen", () => {
+    const journal = Journal.open(dir.path);
+    journal.append("a", [put("1", "xx"), put("2", "yyy"), { op: "delete", path: "1" }, put("3", "zzzz")]);
+    expect(journal.counters("a")).toMatchObject({ backlogRecords: 4, backlogBytes: 9 });
+    journal.markSent("a", 2, 100);
+    expect(journal.counters("a")).toMatchObject({ backlogRecords: 2, backlogBytes: 4, sentSeq: 2 });
+    journal.close();
+    const again = Journal.open(dir.path);
+    expect(again.counters("a")).toMatchObject({ backlogRecords: 2, backlogBytes: 4 });
+    again.markSent("a", 4, 10);
+    expect(again.counters("a")).toMatchObject({ backlogRecords: 0, backlogBytes: 0 });
+    again.close();
+  });
+
+  it("counts the backlog of a journal written before the counters existed", () => {
+    const old = new DatabaseSync(join(dir.path, "journal.db"));
+    old.exec(`CREATE TABLE sets (name TEXT PRIMARY KEY, next_seq INTEGER NOT NULL, sent_seq INTEGER NOT NULL,
+      messages_sent INTEGER NOT NULL DEFAULT 0, bytes_sent INTEGER NOT NULL DEFAULT 0, last_send_error TEXT);
+      CREATE TABLE journal (set_name TEXT NOT NULL, seq INTEGER NOT NULL, change TEXT NOT NULL, content BLOB, bytes INTEGER NOT NULL,
+      PRIMARY KEY (set_name, seq)) WITHOUT ROWID;
+      INSERT INTO sets (name, next_seq, sent_seq) VALUES ('a', 3, 0);
+      INSERT INTO journal VALUES ('a', 1, '{"op":"delete","path":"x"}', NULL, 0), ('a', 2, '{"op":"delete","path":"y"}', NULL, 7);`);
+    old.close();
+    const journal = Journal.open(dir.path);
+    expect(journal.counters("a")).toMatchObject({ nextSeq: 3, backlogRecords: 2, backlogBytes: 7, overflowed: false, watcherProblem: null });
+    expect(journal.append("a", [put("z", "1")])).toEqual([3]);
     journal.close();
   });
 });
