@@ -56,7 +56,8 @@ export class AgentAccess extends Construct {
         new PolicyStatement({
           sid: "WriteStagingObjects",
           effect: Effect.ALLOW,
-          actions: ["s3:PutObject"],
+          // Large payloads go up in parts; a failed upload is aborted rather than left to the lifecycle rule.
+          actions: ["s3:PutObject", "s3:AbortMultipartUpload"],
           resources: [bucket.arnForObjects(`${PREFIX.staging}*`)],
         }),
         new PolicyStatement({

@@ -37,6 +37,8 @@ describe("pipeline on the emulator", () => {
         }
       }
     }
+    // Larger than one request to the emulator: staged in parts.
+    writeFileSync(join(src, "a0/huge.bin"), randomBytes(20 * 1024 * 1024));
     mkdirSync(join(src, "empty/nested-empty"), { recursive: true });
     symlinkSync("a0/b0/f1.dat", join(src, "link-to-file"));
     symlinkSync("a1", join(src, "link-to-dir"));

@@ -1,9 +1,9 @@
-import { createHash } from "node:crypto";
+import { createHash, randomBytes } from "node:crypto";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { ReceiveMessageCommand } from "@aws-sdk/client-sqs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { AwsTransport } from "../../agent/transport/aws.ts";
+import { AwsTransport, MULTIPART_THRESHOLD } from "../../agent/transport/aws.ts";
 import { isRetryable } from "../../agent/transport/retry.ts";
 import { META } from "../../contract/layout.ts";
 import { makeS3Client, makeSqsClient } from "../../lambdas/aws-clients.ts";
@@ -54,6 +54,25 @@ describe("AWS transport on the emulator", () => {
         const object = await store.get(key);
         expect(object?.body.equals(bytes)).toBe(true);
         expect(object?.meta[META.sha256]).toBe(sha256);
+      }
+    } finally {
+      dir.remove();
+    }
+  });
+
+  it("stages payloads larger than one request in parts, from a file and from memory", async () => {
+    const dir = tempDir();
+    try {
+      const big = randomBytes(2 * MULTIPART_THRESHOLD + 12345);
+      const file = join(dir.path, "spooled");
+      writeFileSync(file, big);
+      const sha = createHash("sha256").update(big).digest("hex");
+      await transport.stage({ set: "docs", key: "staging/docs/9.big", sha256: sha, size: big.length, source: { file } });
+      await transport.stage({ set: "docs", key: "staging/docs/10.big", sha256: sha, size: big.length, source: { bytes: big } });
+      for (const key of ["staging/docs/9.big", "staging/docs/10.big"]) {
+        const object = await store.get(key);
+        expect(object?.body.equals(big)).toBe(true);
+        expect(object?.meta[META.sha256]).toBe(sha);
       }
     } finally {
       dir.remove();

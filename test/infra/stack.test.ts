@@ -123,7 +123,7 @@ describe("TidemarkStack with its defaults", () => {
     const objects = (suffix: string) => ({ "Fn::Join": ["", [{ "Fn::GetAtt": [bucketId, "Arn"] }, `/${suffix}`]] });
     expect((policy.Properties.PolicyDocument as { Statement: unknown[] }).Statement).toEqual([
       { Sid: "SendToReplicationQueue", Effect: "Allow", Action: ["sqs:SendMessage", "sqs:GetQueueAttributes"], Resource: { "Fn::GetAtt": [queueId, "Arn"] } },
-      { Sid: "WriteStagingObjects", Effect: "Allow", Action: "s3:PutObject", Resource: objects("staging/*") },
+      { Sid: "WriteStagingObjects", Effect: "Allow", Action: ["s3:PutObject", "s3:AbortMultipartUpload"], Resource: objects("staging/*") },
       { Sid: "ReadStatusTasksSnapshots", Effect: "Allow", Action: "s3:GetObject", Resource: [objects("state/*"), objects("tasks/*"), objects("snapshots/*")] },
       {
         Sid: "ListStatusTasksSnapshots",
