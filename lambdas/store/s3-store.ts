@@ -9,6 +9,7 @@ import {
   PutObjectCommand,
   type S3Client,
 } from "@aws-sdk/client-s3";
+import { MULTIPART_THRESHOLD, putInParts } from "../s3-multipart.ts";
 import { ObjectNotFoundError, type ObjectInfo, type StoredObject, type TargetStore } from "./store.ts";
 
 function isNotFound(error: unknown): boolean {
@@ -52,6 +53,10 @@ export class S3Store implements TargetStore {
   }
 
   async put(key: string, body: Uint8Array, meta: Record<string, string> = {}): Promise<void> {
+    if (body.length > MULTIPART_THRESHOLD) {
+      await putInParts(this.client, { bucket: this.bucket, key, size: body.length, metadata: meta, read: async (offset, length) => body.subarray(offset, offset + length) });
+      return;
+    }
     await this.client.send(new PutObjectCommand({ Bucket: this.bucket, Key: key, Body: body, Metadata: meta }));
   }
 

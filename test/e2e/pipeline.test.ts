@@ -1,6 +1,6 @@
 // End to end on the emulator: agent (watching) -> SQS FIFO -> poller -> applier -> S3.
 
-import { chmodSync, mkdirSync, renameSync, rmSync, symlinkSync, utimesSync, writeFileSync } from "node:fs";
+import { chmodSync, closeSync, mkdirSync, openSync, renameSync, rmSync, symlinkSync, utimesSync, writeFileSync, writeSync } from "node:fs";
 import { randomBytes } from "node:crypto";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -66,6 +66,10 @@ describe("pipeline on the emulator", () => {
       renameSync(join(src, `a${a}/b4/f6.dat`), join(src, `a${a}/b4/f6-renamed.dat`));
       chmodSync(join(src, `a${a}/b5/f7.dat`), 0o640);
     }
+    // One byte inside a file larger than one request: a delta, rebuilt on the target and uploaded in parts.
+    const huge = openSync(join(src, "a0/huge.bin"), "r+");
+    writeSync(huge, Buffer.from([7]), 0, 1, 5 * 1024 * 1024);
+    closeSync(huge);
     renameSync(join(src, "a9/b9"), join(src, "a9/b9-moved"));
     rmSync(join(src, "a8"), { recursive: true });
     mkdirSync(join(src, "new-empty"));

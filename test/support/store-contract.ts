@@ -33,6 +33,15 @@ export function targetStoreContract(name: string, make: () => Promise<TargetStor
       expect(object?.meta).toMatchObject({ b: "2" });
     });
 
+    it("puts an object larger than one request (in parts)", async () => {
+      const body = Buffer.alloc(12 * 1024 * 1024 + 7);
+      for (let i = 0; i < body.length; i += 4096) body[i] = i % 251;
+      await store.put("data/s/large", body, { "tidemark-kind": "file" });
+      const object = await store.get("data/s/large");
+      expect(object?.body.equals(body)).toBe(true);
+      expect(object?.meta).toMatchObject({ "tidemark-kind": "file" });
+    });
+
     it("stores empty objects (directory markers)", async () => {
       await store.put("data/s/dir/", new Uint8Array(), { "tidemark-kind": "dir" });
       expect((await store.get("data/s/dir/"))?.body.length).toBe(0);

@@ -1,0 +1,51 @@
+// Objects too large for one PUT go up in parts: S3 takes at most 5 GiB in one
+// request, the local emulator about 11 MiB. Used by the agent (staging) and
+// the applier (rebuilt delta objects).
+
+import { createHash } from "node:crypto";
+import {
+  AbortMultipartUploadCommand,
+  CompleteMultipartUploadCommand,
+  CreateMultipartUploadCommand,
+  UploadPartCommand,
+  type S3Client,
+} from "@aws-sdk/client-s3";
+
+/** Bodies above this are uploaded in parts. */
+export const MULTIPART_THRESHOLD = 8 * 1024 * 1024;
+/** S3 allows 10,000 parts of at least 5 MiB; parts grow past 8 MiB only for objects over 80 GB. */
+const MAX_PARTS = 10_000;
+
+export function partSize(size: number): number {
+  return Math.max(MULTIPART_THRESHOLD, Math.ceil(size / MAX_PARTS));
+}
+
+export interface PartedUpload {
+  readonly bucket: string;
+  readonly key: string;
+  readonly size: number;
+  readonly metadata: Record<string, string>;
+  /** The bytes at [offset, offset + length). */
+  read(offset: number, length: number): Promise<Uint8Array>;
+}
+
+/** A multipart upload, each part checked by S3 against its SHA-256; aborted (no part left behind) when one fails. */
+export async function putInParts(s3: S3Client, upload: PartedUpload): Promise<void> {
+  const { bucket, key } = upload;
+  const { UploadId } = await s3.send(new CreateMultipartUploadCommand({ Bucket: bucket, Key: key, ChecksumAlgorithm: "SHA256", Metadata: upload.metadata }));
+  if (!UploadId) throw new Error(`S3 returned no upload id for ${key}`);
+  try {
+    const size = partSize(upload.size);
+    const parts: { PartNumber: number; ETag: string | undefined; ChecksumSHA256: string }[] = [];
+    for (let offset = 0, number = 1; offset < upload.size; offset += size, number++) {
+      const body = await upload.read(offset, Math.min(size, upload.size - offset));
+      const checksum = createHash("sha256").update(body).digest("base64");
+      const part = await s3.send(new UploadPartCommand({ Bucket: bucket, Key: key, UploadId, PartNumber: number, Body: body, ChecksumSHA256: checksum }));
+      parts.push({ PartNumber: number, ETag: part.ETag, ChecksumSHA256: part.ChecksumSHA256 ?? checksum });
+    }
+    await s3.send(new CompleteMultipartUploadCommand({ Bucket: bucket, Key: key, UploadId, MultipartUpload: { Parts: parts } }));
+  } catch (error) {
+    await s3.send(new AbortMultipartUploadCommand({ Bucket: bucket, Key: key, UploadId })).catch(() => undefined);
+    throw error;
+  }
+}
