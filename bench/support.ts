@@ -1,0 +1,168 @@
+// What every benchmark scenario needs: the emulator with the target's queue
+// and bucket, the applier driven by the local poller (recording when each
+// record reached the target), a counting proxy in front of the emulator for
+// the source side's requests, rclone pointed at the same proxy, and stats.
+
+import { spawn } from "node:child_process";
+import { createServer, request, type Server } from "node:http";
+import { cpus, totalmem } from "node:os";
+import type { WireRecord } from "../contract/wire.ts";
+import { makeS3Client, makeSqsClient } from "../lambdas/aws-clients.ts";
+import { Applier } from "../lambdas/applier/applier.ts";
+import { createHandler } from "../lambdas/applier/handler.ts";
+import { ensureTargetResources, startEmulator } from "../lambdas/local/emulator.ts";
+import { LocalPoller } from "../lambdas/local/poller.ts";
+import { S3Store } from "../lambdas/store/s3-store.ts";
+
+export const REGION = "us-east-1";
+
+/** Requests and request-body bytes that went through the proxy since the last reset. */
+export interface Counts {
+  requests: number;
+  bytes: number;
+}
+
+export interface CountingProxy {
+  readonly endpoint: string;
+  readonly counts: Counts;
+  reset(): void;
+  close(): Promise<void>;
+}
+
+/** An HTTP proxy that counts what a client sends to the emulator. */
+export async function countingProxy(target: string): Promise<CountingProxy> {
+  const { hostname, port } = new URL(target);
+  const counts: Counts = { requests: 0, bytes: 0 };
+  const server: Server = createServer((req, res) => {
+    counts.requests += 1;
+    req.on("data", (chunk: Buffer) => (counts.bytes += chunk.length));
+    const upstream = request({ hostname, port, method: req.method, path: req.url, headers: req.headers }, (reply) => {
+      res.writeHead(reply.statusCode ?? 502, reply.headers);
+      reply.pipe(res);
+    });
+    upstream.on("error", () => res.destroy());
+    req.pipe(upstream);
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const address = server.address() as { port: number };
+  return {
+    endpoint: `http://127.0.0.1:${address.port}`,
+    counts,
+    reset() {
+      counts.requests = 0;
+      counts.bytes = 0;
+    },
+    close: () => new Promise((resolve) => server.close(() => resolve())),
+  };
+}
+
+export interface BenchCloud {
+  readonly endpoint: string;
+  readonly queueUrl: string;
+  readonly bucket: string;
+  readonly store: S3Store;
+  /** When each record of a set reached the target (performance.now()), by "set:path". */
+  readonly appliedAt: Map<string, number>;
+  appliedRecords(set: string): number;
+  stop(): Promise<void>;
+}
+
+export async function startBenchCloud(): Promise<BenchCloud> {
+  const emulator = await startEmulator({ port: 0 });
+  const target = await ensureTargetResources({ endpoint: emulator.endpoint, region: REGION });
+  const s3 = makeS3Client({ region: REGION, endpoint: emulator.endpoint });
+  const sqs = makeSqsClient({ region: REGION, endpoint: emulator.endpoint });
+  const store = new S3Store(s3, target.bucket);
+  const appliedAt = new Map<string, number>();
+  const perSet = new Map<string, number>();
+  const applier = new Applier({
+    store,
+    log: () => {},
+    observer: {
+      applied(set: string, record: WireRecord) {
+        perSet.set(set, (perSet.get(set) ?? 0) + 1);
+        if ("path" in record) appliedAt.set(`${set}:${record.path}`, performance.now());
+      },
+    },
+  });
+  const poller = new LocalPoller({ sqs, queueUrl: target.queueUrl, region: REGION, handler: createHandler(applier, () => {}), waitTimeSeconds: 1 });
+  poller.start();
+  return {
+    endpoint: emulator.endpoint,
+    queueUrl: target.queueUrl,
+    bucket: target.bucket,
+    store,
+    appliedAt,
+    appliedRecords: (set) => perSet.get(set) ?? 0,
+    async stop() {
+      await poller.stop();
+      sqs.destroy();
+      s3.destroy();
+      await emulator.stop();
+    },
+  };
+}
+
+/** Runs rclone against the proxy; resolves with its wall time in ms, and why it failed if it did. */
+export async function rcloneRun(args: string[], endpoint: string): Promise<{ ms: number; error?: string }> {
+  // An AWS_CA_BUNDLE in the environment makes rclone's S3 backend refuse a plain-HTTP endpoint.
+  const env: NodeJS.ProcessEnv = Object.fromEntries(Object.entries(process.env).filter(([key]) => !key.startsWith("AWS_")));
+  Object.assign(env, {
+    RCLONE_CONFIG_BENCH_TYPE: "s3",
+    RCLONE_CONFIG_BENCH_PROVIDER: "Other",
+    RCLONE_CONFIG_BENCH_ENDPOINT: endpoint,
+    RCLONE_CONFIG_BENCH_ACCESS_KEY_ID: "bench",
+    RCLONE_CONFIG_BENCH_SECRET_ACCESS_KEY: "bench",
+    RCLONE_CONFIG_BENCH_REGION: REGION,
+    RCLONE_CONFIG_BENCH_FORCE_PATH_STYLE: "true",
+  });
+  const started = performance.now();
+  const error = await new Promise<string | undefined>((resolve, reject) => {
+    const child = spawn("rclone", [...args, "--s3-no-check-bucket", "--config", "/dev/null"], { env, stdio: ["ignore", "ignore", "pipe"] });
+    let stderr = "";
+    child.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
+    child.on("error", (e) => reject(new Error(`rclone could not start (apt-get install rclone): ${e.message}`)));
+    child.on("close", (code) => resolve(code === 0 ? undefined : `rclone ${args[0]} exited with ${code}: ${stderr.trim().split("\n").pop() ?? ""}`));
+  });
+  return { ms: performance.now() - started, ...(error ? { error } : {}) };
+}
+
+/** Runs rclone against the proxy and fails when it does; resolves with its wall time in ms. */
+export async function rclone(args: string[], endpoint: string): Promise<number> {
+  const { ms, error } = await rcloneRun(args, endpoint);
+  if (error) throw new Error(error);
+  return ms;
+}
+
+export function median(values: readonly number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = Math.floor(sorted.length / 2);
+  return sorted.length % 2 === 1 ? (sorted[mid] ?? 0) : ((sorted[mid - 1] ?? 0) + (sorted[mid] ?? 0)) / 2;
+}
+
+export function percentile(values: readonly number[], p: number): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)] ?? 0;
+}
+
+export async function until(check: () => boolean | Promise<boolean>, timeoutMs: number, what: string): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
+export function machine(): string {
+  return `${cpus().length} × ${cpus()[0]?.model ?? "cpu"}, ${Math.round(totalmem() / 1024 ** 3)} GiB, Node ${process.version}, ${process.platform}`;
+}
+
+/** One row of the results table: a scenario's measurement, its target, and whether it was met. */
+export interface Result {
+  readonly scenario: string;
+  readonly metric: string;
+  readonly tidemark: string;
+  readonly peer: string;
+  readonly target: string;
+  readonly met: boolean | undefined;
+}
