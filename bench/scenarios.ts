@@ -2,11 +2,13 @@
 // the emulator and, where there is one, rclone against the same emulator in
 // the same run, and reports medians over the runs.
 
+import { spawn, type ChildProcess } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
 import { closeSync, mkdirSync, openSync, readFileSync, writeFileSync, writeSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { loadConfig } from "../agent/config.ts";
 import { silentLogger } from "../agent/log.ts";
 import { startAgent, type RunningAgent } from "../agent/runtime.ts";
@@ -163,38 +165,56 @@ export async function deltaChange(runs: number): Promise<Result[]> {
   ];
 }
 
+/** `tidemark run` as a process of its own, as on a source host; resolves once it replicates. */
+async function agentProcess(config: string): Promise<ChildProcess> {
+  const child = spawn(process.execPath, [fileURLToPath(new URL("../agent/cli.ts", import.meta.url)), "run", "--config", config], { stdio: ["ignore", "ignore", "pipe"] });
+  await new Promise<void>((resolve, reject) => {
+    let stderr = "";
+    child.stderr?.on("data", (chunk: Buffer) => {
+      stderr += chunk.toString();
+      if (stderr.includes("replicating")) resolve();
+    });
+    child.once("exit", (code) => reject(new Error(`tidemark run exited with ${code}: ${stderr}`)));
+  });
+  return child;
+}
+
 export async function steadyLoad(scale: number, seconds: number): Promise<Result[]> {
   const files = Math.round(100_000 * scale);
   const rate = 500;
   const dir = await workDir();
   const tree = join(dir, "tree");
+  const paths: string[] = [];
   for (let i = 0; i < files; i++) {
     if (i % 1000 === 0) mkdirSync(join(tree, `d${i / 1000}`), { recursive: true });
-    writeFileSync(join(tree, `d${Math.floor(i / 1000)}`, `f${i}`), `initial ${i}\n`);
+    const path = `d${Math.floor(i / 1000)}/f${i}`;
+    writeFileSync(join(tree, path), `initial ${i}\n`);
+    paths.push(path);
   }
   const cloud = await startBenchCloud();
   const proxy = await countingProxy(cloud.endpoint);
+  let agent: ChildProcess | undefined;
   try {
-    const agent = await agentOn(cloud, proxy, dir, tree, "steady");
-    await caughtUp(cloud, agent, "steady", 1_800_000);
+    const config = join(dir, "steady.config.json");
+    writeFileSync(
+      config,
+      JSON.stringify({ region: REGION, endpoint: proxy.endpoint, queueUrl: cloud.queueUrl.replace(cloud.endpoint, proxy.endpoint), bucket: cloud.bucket, stateDir: join(dir, "state"), sets: [{ name: "steady", path: tree }] }),
+    );
+    agent = await agentProcess(config);
+    await until(() => paths.every((p) => cloud.appliedAt.has(`steady:${p}`)), 1_800_000, "the initial mirror");
     // Each change writes a file not written before in this run, so its first apply afterwards is its arrival.
-    const order = Array.from({ length: files }, (_, i) => i).sort(() => Math.random() - 0.5);
-    const total = Math.min(files, rate * seconds);
-    const writtenAt = new Map<string, number>();
-    const started = performance.now();
-    for (let k = 0; k < total; k++) {
-      const due = started + (k * 1000) / rate;
-      const wait = due - performance.now();
-      if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
-      const i = order[k] ?? 0;
-      const path = `d${Math.floor(i / 1000)}/f${i}`;
-      cloud.appliedAt.delete(`steady:${path}`);
-      writtenAt.set(path, performance.now());
-      writeFileSync(join(tree, path), `changed ${k}\n`);
-    }
-    await until(() => [...writtenAt.keys()].every((p) => cloud.appliedAt.has(`steady:${p}`)), 300_000, "every change to arrive");
-    const lags = [...writtenAt].map(([path, at]) => (cloud.appliedAt.get(`steady:${path}`) ?? at) - at);
-    await agent.stop();
+    const changed = [...paths].sort(() => Math.random() - 0.5).slice(0, Math.min(files, rate * seconds));
+    for (const path of changed) cloud.appliedAt.delete(`steady:${path}`);
+    writeFileSync(join(dir, "paths.json"), JSON.stringify(changed));
+    const out = join(dir, "written.json");
+    await new Promise<void>((resolve, reject) => {
+      const writer = spawn(process.execPath, [fileURLToPath(new URL("./writer.ts", import.meta.url)), tree, join(dir, "paths.json"), String(rate), out], { stdio: "inherit" });
+      writer.once("exit", (code) => (code === 0 ? resolve() : reject(new Error(`the writer exited with ${code}`))));
+    });
+    const writtenAt = JSON.parse(readFileSync(out, "utf8")) as Record<string, number>;
+    await until(() => changed.every((p) => cloud.appliedAt.has(`steady:${p}`)), 300_000, "every change to arrive");
+    const lags = changed.map((path) => (cloud.appliedAt.get(`steady:${path}`) ?? 0) - (writtenAt[path] ?? 0));
+    agent.kill("SIGINT");
     proxy.reset();
     const sync = await rclone(["sync", tree, `bench:${cloud.bucket}/rclone`, "--transfers", "8", "--checkers", "16"], proxy.endpoint);
     const p99 = percentile(lags, 99);
@@ -209,6 +229,7 @@ export async function steadyLoad(scale: number, seconds: number): Promise<Result
       },
     ];
   } finally {
+    agent?.kill("SIGKILL");
     await proxy.close();
     await cloud.stop();
     await rm(dir, { recursive: true, force: true });

@@ -61,7 +61,7 @@ export interface BenchCloud {
   readonly queueUrl: string;
   readonly bucket: string;
   readonly store: S3Store;
-  /** When each record of a set reached the target (performance.now()), by "set:path". */
+  /** When each record of a set reached the target (Date.now(), comparable across processes), by "set:path". */
   readonly appliedAt: Map<string, number>;
   appliedRecords(set: string): number;
   stop(): Promise<void>;
@@ -81,7 +81,7 @@ export async function startBenchCloud(): Promise<BenchCloud> {
     observer: {
       applied(set: string, record: WireRecord) {
         perSet.set(set, (perSet.get(set) ?? 0) + 1);
-        if ("path" in record) appliedAt.set(`${set}:${record.path}`, performance.now());
+        if ("path" in record) appliedAt.set(`${set}:${record.path}`, Date.now());
       },
     },
   });
