@@ -46,7 +46,8 @@ const headers = ["scenario", "metric", "tidemark", "peer (same run)", "target", 
 process.stdout.write(`${table(headers, rows)}\n`);
 
 if (!values["no-write"]) {
-  const command = `npm run bench -- ${process.argv.slice(2).join(" ")}`.trim();
+  const args = process.argv.slice(2);
+  const command = args.length > 0 ? `npm run bench -- ${args.join(" ")}` : "npm run bench";
   const markdown = [
     "# Benchmarks",
     "",
