@@ -175,27 +175,35 @@ class SetRunner {
       // Large files that are gone from the source: if one reappears under another name, it moved.
       const moved = await this.#vanishedLargeFiles(sorted);
       let journaled = 0;
+      // The batch is journaled in one transaction (one fsync), not one per file: under a burst of
+      // writes the commits, not the reads, would set the pace.
+      const pending: Change[] = [];
+      const deleted = new Set<string>();
+      const flush = () => {
+        this.#journal.append(this.spec.name, pending);
+        journaled += pending.length;
+        pending.length = 0;
+      };
       // Parents before children, so a new directory is journaled before what it holds.
       for (const path of sorted) {
         if (moved.has(path)) continue;
         const known = this.#journal.entry(this.spec.name, path);
         const result = await capture(this.#journal, this.spec, path);
-        let changes: Change[] = result.changes;
         if (result.isDirectory && !known) {
           // A directory new to the index: its contents may predate the watch on it.
+          flush();
           journaled += (await barrierScan(this.#journal, this.spec, path)).changes;
-          changes = [];
+          continue;
         }
-        changes = await this.#asRenames(changes, moved);
-        this.#journal.append(this.spec.name, changes);
-        journaled += changes.length;
+        const changes = await this.#asRenames(result.changes, moved, deleted);
+        for (const change of changes) if (change.op === "delete") deleted.add(change.path);
+        pending.push(...changes);
       }
       // What vanished and did not reappear was deleted.
       for (const path of moved.keys()) {
-        const changes = (await capture(this.#journal, this.spec, path)).changes;
-        this.#journal.append(this.spec.name, changes);
-        journaled += changes.length;
+        if (!deleted.has(path)) pending.push(...(await capture(this.#journal, this.spec, path)).changes);
       }
+      flush();
       if (journaled > 0) this.wake();
       return journaled;
     });
@@ -218,7 +226,7 @@ class SetRunner {
   }
 
   /** A put of a new file with the content, mode and mtime of a vanished one becomes a rename of it. */
-  async #asRenames(changes: Change[], vanished: Map<string, IndexEntry>): Promise<Change[]> {
+  async #asRenames(changes: Change[], vanished: Map<string, IndexEntry>, deleted: ReadonlySet<string>): Promise<Change[]> {
     if (vanished.size === 0) return changes;
     const out: Change[] = [];
     for (const change of changes) {
@@ -230,7 +238,8 @@ class SetRunner {
                 v.size === change.size &&
                 v.mode === change.mode &&
                 v.mtimeNs === change.mtimeNs &&
-                // Not already journaled as deleted (with a folder removed earlier in this batch).
+                // Not already deleted (with a folder removed earlier in this batch).
+                !deleted.has(v.path) &&
                 this.#journal.entry(this.spec.name, v.path) !== undefined,
             )
           : undefined;
