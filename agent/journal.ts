@@ -143,7 +143,7 @@ function toEntry(row: EntryRow): IndexEntry {
 }
 
 /** Bytes a change adds to the backlog: the content it carries (a delta's blocks), or nothing for metadata-only changes. */
-function changeBytes(change: Change): number {
+export function changeBytes(change: Change): number {
   if (change.op === "verify") return change.size;
   if (change.op !== "put") return 0;
   return change.delta ? deltaContentSize(change.size, change.delta.blocks) : change.size;

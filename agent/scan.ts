@@ -8,7 +8,7 @@ import { join } from "node:path";
 import { mapConcurrent } from "../contract/async.ts";
 import { setPathProblem } from "../contract/paths.ts";
 import { capture, deletesFor, type CaptureOptions } from "./capture.ts";
-import type { Change, Journal } from "./journal.ts";
+import { changeBytes, type Change, type Journal } from "./journal.ts";
 import { isExcluded, type SetSpec } from "./set-spec.ts";
 
 export interface ScanReport {
@@ -16,7 +16,7 @@ export interface ScanReport {
   entries: number;
   /** Changes journaled. */
   changes: number;
-  /** Bytes of the files journaled. */
+  /** Bytes of content journaled (a delta counts its blocks). */
   bytes: number;
   /** Names that cannot be replicated (e.g. a backslash in a name), with why. */
   skipped: { path: string; reason: string }[];
@@ -49,7 +49,7 @@ export async function barrierScan(journal: Journal, spec: SetSpec, options: Scan
   const flush = () => {
     journal.append(spec.name, pending);
     report.changes += pending.length;
-    for (const change of pending) if (change.op === "put") report.bytes += change.size;
+    for (const change of pending) report.bytes += changeBytes(change);
     pending.length = 0;
   };
 

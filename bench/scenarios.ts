@@ -25,8 +25,8 @@ async function workDir(): Promise<string> {
   return mkdtemp(join(tmpdir(), "tidemark-bench-"));
 }
 
-/** An agent on the tree, talking to the emulator through the proxy (so its requests are counted). */
-async function agentOn(cloud: BenchCloud, proxy: CountingProxy, dir: string, tree: string, set: string): Promise<RunningAgent> {
+/** An agent config for the tree that talks to the emulator through the proxy (so its requests are counted). */
+function agentConfig(cloud: BenchCloud, proxy: CountingProxy, dir: string, tree: string, set: string): string {
   const file = join(dir, `${set}.config.json`);
   writeFileSync(
     file,
@@ -39,7 +39,12 @@ async function agentOn(cloud: BenchCloud, proxy: CountingProxy, dir: string, tre
       sets: [{ name: set, path: tree }],
     }),
   );
-  return startAgent(loadConfig(file), silentLogger);
+  return file;
+}
+
+/** An agent on the tree in this process. */
+function agentOn(cloud: BenchCloud, proxy: CountingProxy, dir: string, tree: string, set: string): Promise<RunningAgent> {
+  return startAgent(loadConfig(agentConfig(cloud, proxy, dir, tree, set)), silentLogger);
 }
 
 /** Waits until the target applied every record the agent journaled for the set. */
@@ -195,12 +200,7 @@ export async function steadyLoad(scale: number, seconds: number): Promise<Result
   const proxy = await countingProxy(cloud.endpoint);
   let agent: ChildProcess | undefined;
   try {
-    const config = join(dir, "steady.config.json");
-    writeFileSync(
-      config,
-      JSON.stringify({ region: REGION, endpoint: proxy.endpoint, queueUrl: cloud.queueUrl.replace(cloud.endpoint, proxy.endpoint), bucket: cloud.bucket, stateDir: join(dir, "state"), sets: [{ name: "steady", path: tree }] }),
-    );
-    agent = await agentProcess(config);
+    agent = await agentProcess(agentConfig(cloud, proxy, dir, tree, "steady"));
     await until(() => paths.every((p) => cloud.appliedAt.has(`steady:${p}`)), 1_800_000, "the initial mirror");
     // Each change writes a file not written before in this run, so its first apply afterwards is its arrival.
     const changed = [...paths].sort(() => Math.random() - 0.5).slice(0, Math.min(files, rate * seconds));

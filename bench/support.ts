@@ -1,20 +1,14 @@
-// What every benchmark scenario needs: the emulator with the target's queue
-// and bucket, the applier driven by the local poller (recording when each
-// record reached the target), a counting proxy in front of the emulator for
+// What every benchmark scenario needs: the tests' local cloud (recording
+// when each record reached the target), a counting proxy in front of the emulator for
 // the source side's requests, rclone pointed at the same proxy, and stats.
 
 import { spawn } from "node:child_process";
 import { createServer, request, type Server } from "node:http";
 import { cpus, totalmem } from "node:os";
-import type { WireRecord } from "../contract/wire.ts";
-import { makeS3Client, makeSqsClient } from "../lambdas/aws-clients.ts";
-import { Applier } from "../lambdas/applier/applier.ts";
-import { createHandler } from "../lambdas/applier/handler.ts";
-import { ensureTargetResources, startEmulator } from "../lambdas/local/emulator.ts";
-import { LocalPoller } from "../lambdas/local/poller.ts";
-import { S3Store } from "../lambdas/store/s3-store.ts";
+import type { S3Store } from "../lambdas/store/s3-store.ts";
+import { REGION, startTestCloud } from "../test/support/local-cloud.ts";
 
-export const REGION = "us-east-1";
+export { REGION };
 
 /** Requests and request-body bytes that went through the proxy since the last reset. */
 export interface Counts {
@@ -67,39 +61,23 @@ export interface BenchCloud {
   stop(): Promise<void>;
 }
 
+/** The tests' local cloud, recording when each entry reached the target. */
 export async function startBenchCloud(): Promise<BenchCloud> {
-  const emulator = await startEmulator({ port: 0 });
-  const target = await ensureTargetResources({ endpoint: emulator.endpoint, region: REGION });
-  const s3 = makeS3Client({ region: REGION, endpoint: emulator.endpoint });
-  const sqs = makeSqsClient({ region: REGION, endpoint: emulator.endpoint });
-  const store = new S3Store(s3, target.bucket);
   const appliedAt = new Map<string, number>();
-  const perSet = new Map<string, number>();
-  const applier = new Applier({
-    store,
-    log: () => {},
-    observer: {
-      applied(set: string, record: WireRecord) {
-        perSet.set(set, (perSet.get(set) ?? 0) + 1);
-        if ("path" in record) appliedAt.set(`${set}:${record.path}`, Date.now());
-      },
+  const cloud = await startTestCloud({
+    visibilityTimeoutSeconds: 30,
+    onApplied: (set, record) => {
+      if ("path" in record) appliedAt.set(`${set}:${record.path}`, Date.now());
     },
   });
-  const poller = new LocalPoller({ sqs, queueUrl: target.queueUrl, region: REGION, handler: createHandler(applier, () => {}), waitTimeSeconds: 1 });
-  poller.start();
   return {
-    endpoint: emulator.endpoint,
-    queueUrl: target.queueUrl,
-    bucket: target.bucket,
-    store,
+    endpoint: cloud.endpoint,
+    queueUrl: cloud.queueUrl,
+    bucket: cloud.bucket,
+    store: cloud.store,
     appliedAt,
-    appliedRecords: (set) => perSet.get(set) ?? 0,
-    async stop() {
-      await poller.stop();
-      sqs.destroy();
-      s3.destroy();
-      await emulator.stop();
-    },
+    appliedRecords: (set) => cloud.applied.get(set)?.length ?? 0,
+    stop: () => cloud.stop(),
   };
 }
 

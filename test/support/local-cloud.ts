@@ -26,7 +26,9 @@ export interface TestCloud {
   stop(): Promise<void>;
 }
 
-export async function startTestCloud(options: { visibilityTimeoutSeconds?: number; port?: number; dataDir?: string } = {}): Promise<TestCloud> {
+export async function startTestCloud(
+  options: { visibilityTimeoutSeconds?: number; port?: number; dataDir?: string; onApplied?: (set: string, record: WireRecord) => void } = {},
+): Promise<TestCloud> {
   const emulator = await startEmulator({ port: options.port ?? 0, ...(options.dataDir ? { dataDir: options.dataDir } : {}) });
   const target = await ensureTargetResources({
     endpoint: emulator.endpoint,
@@ -46,6 +48,7 @@ export async function startTestCloud(options: { visibilityTimeoutSeconds?: numbe
         const list = applied.get(set) ?? [];
         list.push(record.seq);
         applied.set(set, list);
+        options.onApplied?.(set, record);
       },
     },
   });

@@ -56,6 +56,13 @@ describe("delta transfer", () => {
     expect(sha((await h.store.get("data/vm/disk.img"))?.body ?? Buffer.alloc(0))).toBe(sha(readFileSync(join(h.src.path, "disk.img"))));
   });
 
+  it("counts a delta's blocks, not the file, in what a scan reports journaled", async () => {
+    const fd = openSync(join(h.src.path, "disk.img"), "r+");
+    writeSync(fd, Buffer.from([1]), 0, 1, 3 * MiB);
+    closeSync(fd);
+    expect((await h.agent.scan(SET)).bytes).toBe(BLOCK_SIZE);
+  });
+
   it("sends only the tail of an append, and nothing but metadata for a chmod", async () => {
     const appended = await sentBy(() => appendFileSync(join(h.src.path, "disk.img"), randomBytes(700 * 1024)));
     // 64 MiB is a whole number of blocks: the append fills one new block and part of another.
