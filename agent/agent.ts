@@ -13,7 +13,9 @@ import type { Change, IndexEntry, Journal } from "./journal.ts";
 import { silentLogger, type Logger } from "./log.ts";
 import { writeManifest } from "./manifest.ts";
 import { barrierScan, type ScanReport } from "./scan.ts";
-import { sendNext } from "./sender.ts";
+import { sendNext, type PackedMarker } from "./sender.ts";
+import { newTaskId, type TaskFields } from "../contract/tasks.ts";
+import { describeHook, hookSucceeded, runHook, type HookResult } from "./hooks.ts";
 import type { SetSpec } from "./set-spec.ts";
 import type { Transport } from "./transport/transport.ts";
 import { watchSet, type SetWatcher } from "./watcher.ts";
@@ -23,6 +25,25 @@ export interface VerifyOptions {
   readonly deep: boolean;
   readonly orphans: OrphanPolicy;
   readonly onProgress?: (report: Readonly<ScanReport>) => void;
+}
+
+export interface MarkerRequest {
+  readonly fields: TaskFields;
+  /** @default a new time-ordered id */
+  readonly id?: string;
+  /** Run by the agent when the marker is in the journal (ONQUEUE). */
+  readonly onQueue?: string;
+  /** Run by the agent just before the message holding the marker is sent (ONTRANSMIT). */
+  readonly onTransmit?: string;
+  readonly onProgress?: (report: Readonly<ScanReport>) => void;
+}
+
+export interface QueuedMarker {
+  readonly id: string;
+  readonly seq: number;
+  /** What the barrier scan journaled ahead of the marker. */
+  readonly scan: ScanReport;
+  readonly onQueue?: HookResult;
 }
 
 export interface AgentOptions {
@@ -55,6 +76,8 @@ export interface AgentOptions {
    * runtime picks a mirror mode. @default a full mirror (resync)
    */
   readonly recover?: (set: string, reason: string) => Promise<void>;
+  /** Once the queue accepted a message holding markers (ONRECEIVE): the "task received" event. */
+  readonly announceReceived?: (set: string, markers: readonly PackedMarker[]) => Promise<void>;
   /** The watcher; tests inject one that fails. @default chokidar (watcher.ts) */
   readonly watch?: typeof watchSet;
   readonly log?: Logger;
@@ -72,6 +95,17 @@ function formatDuration(ms: number): string {
 const DEFAULT_POLLING_SCAN_MS = 30_000;
 /** Warn when the backlog passes this fraction of the limit. */
 const JOURNAL_WARN_FRACTION = 0.8;
+
+/** The environment of a marker's commands. */
+export function markerEnvironment(set: string, id: string, seq: number, fields: TaskFields): Record<string, string> {
+  return {
+    TIDEMARK_SET: set,
+    TIDEMARK_TASK_ID: id,
+    TIDEMARK_TASK_SEQ: String(seq),
+    TIDEMARK_TASK_ACTION: fields.action,
+    TIDEMARK_TASK_LABEL: fields.label ?? "",
+  };
+}
 
 class SetRunner {
   readonly spec: SetSpec;
@@ -332,6 +366,38 @@ class SetRunner {
     await recover(this.spec.name, reason);
   }
 
+  /**
+   * The barrier and the marker (DESIGN 3): a scan of the whole set against
+   * the index journals every change the watcher missed or has not delivered
+   * yet, and the marker takes the next seq right behind them. Nothing else of
+   * the set is journaled in between.
+   */
+  async insertMarker(request: MarkerRequest): Promise<QueuedMarker> {
+    const queued = await this.exclusive(async () => {
+      const scan = await barrierScan(this.#journal, this.spec, request.onProgress ? { onProgress: request.onProgress } : {});
+      const id = request.id ?? newTaskId();
+      const fields = { ...request.fields, insertedAt: request.fields.insertedAt ?? new Date().toISOString() };
+      const [seq] = this.#journal.append(this.spec.name, [{ op: "task", id, fields, ...(request.onTransmit ? { onTransmit: request.onTransmit } : {}) }]);
+      return { id, seq: seq ?? 0, scan };
+    });
+    this.wake();
+    this.#agent.log.info("task marker journaled", { set: this.spec.name, task: queued.id, seq: queued.seq, action: request.fields.action, barrierChanges: queued.scan.changes });
+    if (!request.onQueue) return queued;
+    const onQueue = await runHook(request.onQueue, { env: markerEnvironment(this.spec.name, queued.id, queued.seq, request.fields) });
+    if (!hookSucceeded(onQueue)) this.#agent.log.warn(describeHook("on-queue", onQueue), { set: this.spec.name, task: queued.id });
+    return { ...queued, onQueue };
+  }
+
+  /** Journals a prune of the set's snapshots (the applier keeps the newest `keep`). */
+  journalPrune(keep: number): Promise<{ id: string; seq: number }> {
+    return this.exclusive(async () => {
+      const id = randomUUID();
+      const [seq] = this.#journal.append(this.spec.name, [{ op: "prune", id, keep }]);
+      this.wake();
+      return { id, seq: seq ?? 0 };
+    });
+  }
+
   /** Restarts the target's seq chain without resending anything: a verification behind it finds what to repair. */
   restartChain(reason: string): Promise<number> {
     return this.exclusive(async () => {
@@ -354,8 +420,26 @@ class SetRunner {
   }
 
   #sendNext() {
-    const { transport, compression } = this.#agent.options;
-    return sendNext(this.#journal, transport, this.spec.name, compression ? { compression } : {});
+    const { transport, compression, announceReceived } = this.#agent.options;
+    return sendNext(this.#journal, transport, this.spec.name, {
+      ...(compression ? { compression } : {}),
+      beforeMarkers: (set, markers) => this.#beforeTransmit(markers),
+      ...(announceReceived ? { afterMarkers: announceReceived } : {}),
+    });
+  }
+
+  /** Markers whose on-transmit command ran in this process: a retried send does not run it again. */
+  readonly #transmitted = new Set<string>();
+
+  async #beforeTransmit(markers: readonly PackedMarker[]): Promise<void> {
+    for (const marker of markers) {
+      if (!marker.onTransmit || this.#transmitted.has(marker.id)) continue;
+      this.#transmitted.add(marker.id);
+      const result = await runHook(marker.onTransmit, { env: markerEnvironment(this.spec.name, marker.id, marker.seq, marker.fields) });
+      // The marker goes out either way: a hook never holds up replication.
+      if (hookSucceeded(result)) this.#agent.log.info("on-transmit command done", { set: this.spec.name, task: marker.id, ms: result.ms });
+      else this.#agent.log.warn(describeHook("on-transmit", result), { set: this.spec.name, task: marker.id });
+    }
   }
 
   wake(): void {
@@ -517,6 +601,15 @@ export class Agent {
   /** Journals a verification of a set; its report appears on the target once the applier reaches it. */
   journalVerify(set: string, options: VerifyOptions): Promise<{ id: string; seq: number; scan: ScanReport }> {
     return this.#runner(set).journalVerify(options);
+  }
+
+  /** Journals a task marker behind a barrier scan of the set. */
+  insertMarker(set: string, request: MarkerRequest): Promise<QueuedMarker> {
+    return this.#runner(set).insertMarker(request);
+  }
+
+  journalPrune(set: string, keep: number): Promise<{ id: string; seq: number }> {
+    return this.#runner(set).journalPrune(keep);
   }
 
   /** Journals the source's version of what a verification found missing or different. */

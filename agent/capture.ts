@@ -43,6 +43,13 @@ export function deletesFor(journal: Journal, set: string, path: string): Change[
   return [...below, known].map((entry) => ({ op: "delete", path: entry.path }));
 }
 
+/** Files modified this recently are hashed even when size and mtime match the index. */
+const RACY_WINDOW_NS = 2_000_000_000n;
+
+function modifiedRecently(st: BigIntStats): boolean {
+  return BigInt(Date.now()) * 1_000_000n - st.mtimeNs < RACY_WINDOW_NS;
+}
+
 function sameFile(known: IndexEntry | undefined, st: BigIntStats): boolean {
   return known?.kind === "file" && known.size === Number(st.size) && known.mtimeNs === st.mtimeNs.toString() && known.mode === mode(st);
 }
@@ -83,7 +90,10 @@ export async function capture(journal: Journal, spec: SetSpec, path: string, opt
     return { changes, isDirectory: false };
   }
   if (st.isFile()) {
-    if (sameFile(known, st) && (!options.rehash || (await hashFile(abs)).sha256 === known?.sha256)) return { changes: [], isDirectory: false };
+    // A file changed within the last moments may have been rewritten within the filesystem's timestamp tick, size
+    // unchanged: its stat cannot tell, so its content is compared (git's "racily clean" entries).
+    const recheck = options.rehash || modifiedRecently(st);
+    if (sameFile(known, st) && (!recheck || (await hashFile(abs)).sha256 === known?.sha256)) return { changes: [], isDirectory: false };
     const changes = replaced("file");
     const put = await readStable(journal, abs, path, st, known);
     if (put) changes.push(put);

@@ -10,6 +10,7 @@ import { DatabaseSync, type StatementSync } from "node:sqlite";
 import type { EntryKind, OrphanPolicy } from "../contract/layout.ts";
 import { parentOf } from "../contract/paths.ts";
 import { deltaContentSize } from "../contract/wire.ts";
+import type { TaskFields } from "../contract/tasks.ts";
 
 /** A change as the agent journals it. Content is captured when journaled, so later writes cannot leak into it. */
 export type Change =
@@ -42,7 +43,17 @@ export type Change =
       sha256: string;
       content: { bytes: Uint8Array } | { spool: string };
     }
-  | { op: "resync"; reason: string };
+  | { op: "resync"; reason: string }
+  /** A task marker: journaled right behind a barrier scan, so everything the source held before it is ahead of it. */
+  | {
+      op: "task";
+      id: string;
+      fields: TaskFields;
+      /** Run by the agent just before the message holding the marker is sent (ONTRANSMIT); never sent. */
+      onTransmit?: string;
+    }
+  /** Snapshots beyond the newest `keep` are deleted by the applier when it reaches this. */
+  | { op: "prune"; id: string; keep: number };
 
 export type JournalRecord = Change & { seq: number };
 
@@ -308,6 +319,8 @@ export class Journal {
         break;
       case "resync":
       case "verify":
+      case "task":
+      case "prune":
         break;
     }
   }

@@ -17,11 +17,15 @@ import {
 import type { Journal, JournalRecord } from "./journal.ts";
 import type { StagedPayload, Transport } from "./transport/transport.ts";
 
+/** A task marker in a packed message, with what the agent does around its sending. */
+export type PackedMarker = Extract<JournalRecord, { op: "task" }>;
+
 export interface PackedMessage {
   readonly body: string;
   readonly first: number;
   readonly last: number;
   readonly staged: StagedPayload[];
+  readonly markers: PackedMarker[];
 }
 
 export interface SendResult {
@@ -43,6 +47,10 @@ function toWire(set: string, spoolDir: string, record: JournalRecord, compressio
       if (inline.data.length <= MAX_INLINE_BYTES) return { wire: { ...meta, content: inline } };
     }
     return { wire: { ...meta, content: { kind: "staged" } }, staged: { set, key, sha256: record.sha256, size: record.size, source } };
+  }
+  if (record.op === "task") {
+    const { onTransmit: _sourceOnly, fields, ...marker } = record;
+    return { wire: { ...fields, ...marker } };
   }
   if (record.op !== "put") return { wire: record };
   const { content, delta, blockHashes: _index, ...meta } = record;
@@ -73,6 +81,13 @@ export interface PackOptions {
   readonly compression?: Compression;
 }
 
+export interface SendOptions extends PackOptions {
+  /** Before a message holding markers is sent (ONTRANSMIT). */
+  readonly beforeMarkers?: (set: string, markers: readonly PackedMarker[]) => Promise<void>;
+  /** Once the queue accepted a message holding markers (ONRECEIVE). */
+  readonly afterMarkers?: (set: string, markers: readonly PackedMarker[]) => Promise<void>;
+}
+
 export function packNext(journal: Journal, set: string, options: PackOptions = {}): PackedMessage | undefined {
   const maxBytes = options.maxBytes ?? MAX_MESSAGE_BYTES;
   const compression = options.compression ?? "zstd";
@@ -80,6 +95,7 @@ export function packNext(journal: Journal, set: string, options: PackOptions = {
   let size = Buffer.byteLength(envelope);
   const parts: string[] = [];
   const staged: StagedPayload[] = [];
+  const markers: PackedMarker[] = [];
   let first = 0;
   let last = 0;
   let after = 0;
@@ -94,6 +110,7 @@ export function packNext(journal: Journal, set: string, options: PackOptions = {
       parts.push(json);
       size += length;
       if (payload) staged.push(payload);
+      if (record.op === "task") markers.push(record);
       if (first === 0) first = record.seq;
       last = record.seq;
     }
@@ -102,16 +119,18 @@ export function packNext(journal: Journal, set: string, options: PackOptions = {
   if (parts.length === 0) return undefined;
   // The envelope ends in "[]}": splice the records in between the brackets.
   const body = `${envelope.slice(0, -2)}${parts.join(",")}]}`;
-  return { body, first, last, staged };
+  return { body, first, last, staged, markers };
 }
 
 /** Sends the next message of a set; resolves with what left the journal (zero records when nothing was pending). */
-export async function sendNext(journal: Journal, transport: Transport, set: string, options: PackOptions = {}): Promise<SendResult> {
+export async function sendNext(journal: Journal, transport: Transport, set: string, options: SendOptions = {}): Promise<SendResult> {
   const packed = packNext(journal, set, options);
   if (!packed) return { records: 0, bytes: 0 };
+  if (packed.markers.length > 0) await options.beforeMarkers?.(set, packed.markers);
   for (const payload of packed.staged) await transport.stage(payload);
   await transport.send(set, deduplicationId(set, packed.first, packed.last), packed.body);
   const bytes = Buffer.byteLength(packed.body) + packed.staged.reduce((sum, p) => sum + p.size, 0);
   journal.markSent(set, packed.last, bytes);
+  if (packed.markers.length > 0) await options.afterMarkers?.(set, packed.markers);
   return { records: packed.last - packed.first + 1, bytes };
 }

@@ -50,6 +50,36 @@ export function orphanKey(set: string, verifyId: string, targetKey: string): str
   return `${PREFIX.orphans}${set}/${verifyId}/${targetKey.slice(dataPrefix(set).length)}`;
 }
 
+/** Key of the result of a task marker. */
+export function taskResultKey(set: string, taskId: string): string {
+  return `${PREFIX.tasks}${set}/${taskId}.json`;
+}
+
+/** Prefix of a set's snapshots: one folder per snapshot. */
+export function snapshotsPrefix(set: string): string {
+  return `${PREFIX.snapshots}${set}/`;
+}
+
+/** Key of a snapshot's summary (what `tidemark snapshots` lists). */
+export function snapshotSummaryKey(set: string, snapshotId: string): string {
+  return `${snapshotsPrefix(set)}${snapshotId}/snapshot.json`;
+}
+
+/** Key of a snapshot's manifest: gzip'ed JSON lines, one SnapshotEntry per entry of the set. */
+export function snapshotManifestKey(set: string, snapshotId: string): string {
+  return `${snapshotsPrefix(set)}${snapshotId}/manifest.jsonl.gz`;
+}
+
+/** Key of content kept for snapshots after the live mirror overwrote or deleted it (DESIGN 4): once per content hash. */
+export function preservedKey(set: string, sha256: string): string {
+  return `${PREFIX.preserved}${set}/${sha256}`;
+}
+
+/** Key of the report of a `prune` record. */
+export function pruneReportKey(set: string, id: string): string {
+  return `${PREFIX.state}${set}/prune/${id}.json`;
+}
+
 export const ORPHAN_POLICIES = ["report", "delete", "move-aside"] as const;
 export type OrphanPolicy = (typeof ORPHAN_POLICIES)[number];
 
@@ -79,6 +109,8 @@ export const META = {
   mtimeNs: "tidemark-mtime-ns",
   sha256: "tidemark-sha256",
   linkTarget: "tidemark-link",
+  /** Snapshots of the set taken before this object was written: content older than the newest snapshot is preserved before it is replaced. */
+  gen: "tidemark-gen",
 } as const;
 
 export type EntryKind = "file" | "dir" | "symlink";
@@ -93,6 +125,8 @@ export interface EntryMeta {
   sha256?: string;
   /** Symlink target, for symlinks. */
   linkTarget?: string;
+  /** The set's snapshot generation when the object was written. */
+  gen?: number;
 }
 
 export function encodeMeta(meta: EntryMeta): Record<string, string> {
@@ -104,6 +138,7 @@ export function encodeMeta(meta: EntryMeta): Record<string, string> {
   if (meta.sha256 !== undefined) out[META.sha256] = meta.sha256;
   // S3 metadata travels in HTTP headers: keep it ASCII.
   if (meta.linkTarget !== undefined) out[META.linkTarget] = encodeURIComponent(meta.linkTarget);
+  if (meta.gen !== undefined && meta.gen > 0) out[META.gen] = String(meta.gen);
   return out;
 }
 
@@ -119,6 +154,8 @@ export function decodeMeta(raw: Record<string, string> | undefined): EntryMeta |
   if (sha256 !== undefined) meta.sha256 = sha256;
   const link = raw[META.linkTarget];
   if (link !== undefined) meta.linkTarget = decodeURIComponent(link);
+  const gen = Number(raw[META.gen] ?? "0");
+  if (Number.isInteger(gen) && gen > 0) meta.gen = gen;
   return meta;
 }
 
@@ -135,10 +172,14 @@ export const SetStatusSchema = z.object({
     .optional(),
   appliedRecords: z.number().int().min(0),
   appliedBytes: z.number().int().min(0),
+  /** Snapshots ever taken of the set: live objects written before the newest one are preserved before they are replaced. */
+  snapshotGen: z.number().int().min(0).default(0),
+  /** Snapshots the set keeps (after pruning); none kept means nothing needs preserving. */
+  snapshotsRetained: z.number().int().min(0).default(0),
   updatedAt: z.string(),
 });
 export type SetStatus = z.infer<typeof SetStatusSchema>;
 
 export function initialStatus(set: string): SetStatus {
-  return { set, lastSeq: 0, state: "in-sync", appliedRecords: 0, appliedBytes: 0, updatedAt: new Date(0).toISOString() };
+  return { set, lastSeq: 0, state: "in-sync", appliedRecords: 0, appliedBytes: 0, snapshotGen: 0, snapshotsRetained: 0, updatedAt: new Date(0).toISOString() };
 }

@@ -5,7 +5,8 @@
 import { gunzipSync, gzipSync, zstdCompressSync, zstdDecompressSync } from "node:zlib";
 import { z } from "zod";
 import { ORPHAN_POLICIES } from "./layout.ts";
-import { setNameProblem, setPathProblem } from "./paths.ts";
+import { TaskFieldsSchema, TaskIdSchema } from "./tasks.ts";
+import { ManifestEntrySchema, Mode, MtimeNs, Seq, SetName, SetPath, Sha256, Size, type ManifestEntry } from "./manifest-entry.ts";
 
 export const WIRE_VERSION = 1;
 
@@ -43,22 +44,6 @@ export function deltaContentSize(size: number, blocks: readonly number[]): numbe
 export class BadMessageError extends Error {
   override name = "BadMessageError";
 }
-
-const SetName = z.string().superRefine((value, ctx) => {
-  const problem = setNameProblem(value);
-  if (problem) ctx.addIssue({ code: "custom", message: problem });
-});
-
-const SetPath = z.string().superRefine((value, ctx) => {
-  const problem = setPathProblem(value);
-  if (problem) ctx.addIssue({ code: "custom", message: `${problem}: ${JSON.stringify(value.slice(0, 200))}` });
-});
-
-const Seq = z.number().int().min(1).max(Number.MAX_SAFE_INTEGER);
-const Mode = z.number().int().min(0).max(0o7777);
-const MtimeNs = z.string().regex(/^\d{1,20}$/, "mtimeNs must be a decimal count of nanoseconds");
-const Sha256 = z.string().regex(/^[0-9a-f]{64}$/, "sha256 must be 64 lower-case hex digits");
-const Size = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
 
 const InlineContent = z.object({
   kind: z.literal("inline"),
@@ -132,6 +117,21 @@ const VerifyRecord = z.object({
   content: Content,
 });
 
+/**
+ * A task marker journaled by the agent (DESIGN 3): when the applier reaches
+ * it, the target holds what the source held at the barrier before it, and the
+ * marker's action runs on that state.
+ */
+const TaskRecord = TaskFieldsSchema.extend({ seq: Seq, op: z.literal("task"), id: TaskIdSchema });
+
+/** Deletes snapshot manifests of the set beyond the newest `keep`, and the preserved content only they referred to. */
+const PruneRecord = z.object({
+  seq: Seq,
+  op: z.literal("prune"),
+  id: z.string().regex(/^[A-Za-z0-9-]{1,64}$/, "prune id must be 1-64 letters, digits or '-'"),
+  keep: z.number().int().min(0).max(1_000_000),
+});
+
 /** Restarts the seq chain after the set went out of sync: what follows is a mirror of the source. */
 const ResyncRecord = z.object({ seq: Seq, op: z.literal("resync"), reason: z.string().max(1000) });
 
@@ -143,6 +143,8 @@ export const RecordSchema = z.discriminatedUnion("op", [
   RenameRecord,
   ResyncRecord,
   VerifyRecord,
+  TaskRecord,
+  PruneRecord,
 ]);
 
 export const MessageSchema = z
@@ -164,29 +166,38 @@ export const MessageSchema = z
     });
   });
 
+/**
+ * A marker sent straight to the queue (AWS console, `aws sqs send-message`),
+ * with the set as MessageGroupId. It has no seq: the queue orders it, and the
+ * applier runs it when it reaches it. Without an id, the SQS message id is used.
+ */
+export const MarkerMessageSchema = z.object({
+  v: z.literal(WIRE_VERSION),
+  set: SetName,
+  task: TaskFieldsSchema.extend({ id: TaskIdSchema.optional() }).strict(),
+});
+
 export type WireRecord = z.infer<typeof RecordSchema>;
+export type TaskRecord = z.infer<typeof TaskRecord>;
+export type PruneRecord = z.infer<typeof PruneRecord>;
+export type MarkerMessage = z.infer<typeof MarkerMessageSchema>;
 export type PutRecord = z.infer<typeof PutRecord>;
 export type Delta = z.infer<typeof Delta>;
 export type VerifyRecord = z.infer<typeof VerifyRecord>;
 
-/** One line of a verification manifest: an entry of the set as the source holds it. */
-export const ManifestEntrySchema = z.object({
-  path: SetPath,
-  kind: z.enum(["file", "dir", "symlink"]),
-  size: Size,
-  mode: Mode,
-  mtimeNs: MtimeNs,
-  sha256: Sha256.optional(),
-  link: z.string().optional(),
-  /** Block hashes of a large file, base64 of the concatenated 32-byte digests. */
-  blocks: z.string().optional(),
-});
-export type ManifestEntry = z.infer<typeof ManifestEntrySchema>;
 export type WireMessage = z.infer<typeof MessageSchema>;
 export type InlineContent = z.infer<typeof InlineContent>;
+export { ManifestEntrySchema, type ManifestEntry };
 
-/** Parses and validates a message body; throws BadMessageError saying what is wrong. */
-export function parseMessage(body: string): WireMessage {
+function firstProblem(error: z.ZodError): string {
+  const issue = error.issues[0];
+  const where = issue?.path.length ? issue.path.join(".") : "message";
+  const more = error.issues.length > 1 ? ` (and ${error.issues.length - 1} more problems)` : "";
+  return `invalid message: ${where}: ${issue?.message ?? "does not match the schema"}${more}`;
+}
+
+/** Parses and validates a message body: a run of records, or a marker sent straight to the queue. Throws BadMessageError saying what is wrong. */
+export function parseMessage(body: string): WireMessage | MarkerMessage {
   if (body.length > MAX_MESSAGE_BYTES * 2) {
     throw new BadMessageError(`message body is ${body.length} characters, over the limit`);
   }
@@ -200,14 +211,19 @@ export function parseMessage(body: string): WireMessage {
   if (version !== WIRE_VERSION) {
     throw new BadMessageError(`unsupported wire version ${JSON.stringify(version)} (this applier reads v${WIRE_VERSION})`);
   }
-  const result = MessageSchema.safeParse(json);
-  if (!result.success) {
-    const issue = result.error.issues[0];
-    const where = issue?.path.length ? issue.path.join(".") : "message";
-    const more = result.error.issues.length > 1 ? ` (and ${result.error.issues.length - 1} more problems)` : "";
-    throw new BadMessageError(`invalid message: ${where}: ${issue?.message ?? "does not match the schema"}${more}`);
+  if (typeof json === "object" && json !== null && "task" in json) {
+    const marker = MarkerMessageSchema.safeParse(json);
+    if (!marker.success) throw new BadMessageError(firstProblem(marker.error));
+    return marker.data;
   }
+  const result = MessageSchema.safeParse(json);
+  if (!result.success) throw new BadMessageError(firstProblem(result.error));
   return result.data;
+}
+
+/** A marker message (no seq) rather than a run of records. */
+export function isMarkerMessage(message: WireMessage | MarkerMessage): message is MarkerMessage {
+  return "task" in message;
 }
 
 export function serializeMessage(message: WireMessage): string {

@@ -66,6 +66,7 @@ export class TidemarkStack extends Stack {
     this.agentAccess = new AgentAccess(this, "AgentAccess", {
       queue: this.replication.queue,
       bucket: this.target.bucket,
+      eventBus: this.actions.eventBus,
       createUser: settings.agentUser,
       ...(settings.agentRoleTrust ? { roleTrust: settings.agentRoleTrust } : {}),
     });

@@ -1,27 +1,37 @@
 // What a source host's agent may do in the target account: send to the
-// replication queue, write staging objects, and read the applier's status,
-// task results and snapshot manifests. Nothing else: an agent host that is
-// compromised cannot read or change the mirror.
+// replication queue, write staging objects, announce received markers on the
+// event bus, and read the applier's status, task results, snapshots and the
+// mirror (to restore its own data). Nothing else: an agent host that is
+// compromised cannot change or delete the mirror or its snapshots.
 
 import { AccountPrincipal, ArnPrincipal, Effect, ManagedPolicy, PolicyStatement, Role, User } from "aws-cdk-lib/aws-iam";
 import type { IBucket } from "aws-cdk-lib/aws-s3";
 import type { IQueue } from "aws-cdk-lib/aws-sqs";
+import type { IEventBus } from "aws-cdk-lib/aws-events";
 import { Construct } from "constructs";
 import { acknowledge, bucketObjectsFinding } from "../nag.ts";
 import { PREFIX } from "../../contract/layout.ts";
 
-/** The prefixes an agent reads: status (tidemark status), task results and snapshot manifests (tidemark task). */
-export const AGENT_READ_PREFIXES = [PREFIX.state, PREFIX.tasks, PREFIX.snapshots] as const;
+/**
+ * The prefixes an agent reads: status (tidemark status), task results
+ * (tidemark task --wait, tidemark tasks), snapshot manifests and the content
+ * they name (tidemark snapshots, tidemark restore).
+ */
+export const AGENT_READ_PREFIXES = [PREFIX.state, PREFIX.tasks, PREFIX.snapshots, PREFIX.data, PREFIX.preserved] as const;
 
 const READ_PURPOSE: Record<(typeof AGENT_READ_PREFIXES)[number], string> = {
   [PREFIX.state]: "the applier's per-set status (for tidemark status)",
   [PREFIX.tasks]: "the results of task markers",
   [PREFIX.snapshots]: "snapshot manifests",
+  [PREFIX.data]: "the live mirror (tidemark restore of a snapshot)",
+  [PREFIX.preserved]: "content kept for snapshots (tidemark restore)",
 };
 
 export interface AgentAccessProps {
   readonly queue: IQueue;
   readonly bucket: IBucket;
+  /** The bus the agent announces "task received" on (ONRECEIVE) once the queue accepted a marker. */
+  readonly eventBus?: IEventBus;
   /**
    * Also create an IAM user with the policy (create its access keys yourself).
    * @default false
@@ -44,7 +54,7 @@ export class AgentAccess extends Construct {
     super(scope, id);
     const { queue, bucket } = props;
     this.policy = new ManagedPolicy(this, "Policy", {
-      description: "tidemark agent: send to the replication queue, write staging objects, read status, task results and snapshot manifests",
+      description: "tidemark agent: send to the replication queue, write staging objects, read status, task results, snapshots and the mirror",
       statements: [
         new PolicyStatement({
           sid: "SendToReplicationQueue",
@@ -63,7 +73,8 @@ export class AgentAccess extends Construct {
         new PolicyStatement({
           sid: "ReadStatusTasksSnapshots",
           effect: Effect.ALLOW,
-          actions: ["s3:GetObject"],
+          // GetObjectVersion: snapshots on a versioned bucket name object versions.
+          actions: ["s3:GetObject", "s3:GetObjectVersion"],
           resources: AGENT_READ_PREFIXES.map((prefix) => bucket.arnForObjects(`${prefix}*`)),
         }),
         new PolicyStatement({
@@ -74,6 +85,9 @@ export class AgentAccess extends Construct {
           resources: [bucket.bucketArn],
           conditions: { StringLike: { "s3:prefix": AGENT_READ_PREFIXES.map((prefix) => `${prefix}*`) } },
         }),
+        ...(props.eventBus
+          ? [new PolicyStatement({ sid: "AnnounceReceivedTasks", effect: Effect.ALLOW, actions: ["events:PutEvents"], resources: [props.eventBus.eventBusArn] })]
+          : []),
       ],
     });
     acknowledge(this, [

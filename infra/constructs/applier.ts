@@ -72,6 +72,7 @@ export class Applier extends Construct {
       description: "tidemark applier: applies the replication stream to the target bucket in order",
       environment: {
         TIDEMARK_BUCKET: props.bucket.bucketName,
+        TIDEMARK_BUCKET_ARN: props.bucket.bucketArn,
         TIDEMARK_METRICS_NAMESPACE: props.metricsNamespace,
         NODE_OPTIONS: "--enable-source-maps",
         ...props.environment,
@@ -90,7 +91,8 @@ export class Applier extends Construct {
     this.role.addToPolicy(
       new PolicyStatement({ actions: ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"], resources: [props.bucket.arnForObjects("*")] }),
     );
-    this.role.addToPolicy(new PolicyStatement({ actions: ["s3:ListBucket"], resources: [props.bucket.bucketArn] }));
+    // GetBucketVersioning: a snapshot names object versions when the bucket keeps them.
+    this.role.addToPolicy(new PolicyStatement({ actions: ["s3:ListBucket", "s3:GetBucketVersioning"], resources: [props.bucket.bucketArn] }));
     acknowledge(this, [
       {
         id: bucketObjectsFinding(props.bucket, "*"),

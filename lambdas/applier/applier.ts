@@ -3,7 +3,8 @@
 // redelivered message changes nothing (DESIGN 2).
 
 import { createHash } from "node:crypto";
-import { dataKey, dirKey, encodeMeta, META, stagingKey, statusKey, verifyReportKey, type SetStatus } from "../../contract/layout.ts";
+import { dataKey, dirKey, encodeMeta, META, pruneReportKey, stagingKey, statusKey, verifyReportKey, type SetStatus } from "../../contract/layout.ts";
+import { snapshotIdFor, type PruneReport } from "../../contract/tasks.ts";
 import { setNameProblem } from "../../contract/paths.ts";
 import {
   BadMessageError,
@@ -12,13 +13,17 @@ import {
   blockLength,
   decodeInline,
   deltaContentSize,
+  isMarkerMessage,
   parseMessage,
   type ManifestEntry,
+  type MarkerMessage,
   type PutRecord,
   type VerifyRecord,
   type WireRecord,
 } from "../../contract/wire.ts";
 import { parseManifest, verifyTarget } from "./verify.ts";
+import { runMarker, type Marker, type TaskSettings } from "./markers.ts";
+import { preserveBeforeReplace, pruneSnapshots, takeSnapshot } from "../tasks/snapshots.ts";
 import { readSetStatus } from "../store/set-status.ts";
 import type { TargetStore } from "../store/store.ts";
 
@@ -38,7 +43,15 @@ export type MessageOutcome =
   /** The first new seq is not the next one, or the target diverged: the set is now out of sync. */
   | { kind: "gap"; set: string; expected: number; got: number }
   /** The set is out of sync and this message does not restart it. */
-  | { kind: "held"; set: string };
+  | { kind: "held"; set: string }
+  /** A marker sent straight to the queue was run (or skipped): its result is under tasks/. */
+  | { kind: "marker"; set: string; task: string; status: string };
+
+/** What the applier knows of the Lambda invocation it runs in. */
+export interface Invocation {
+  /** Milliseconds until the invocation times out. */
+  remainingMs(): number;
+}
 
 export interface ApplierObserver {
   /** Called after each record reached the store, in apply order. */
@@ -51,6 +64,8 @@ export interface ApplierOptions {
   readonly now?: () => Date;
   /** Where a rejected message is logged (one JSON line); CloudWatch Logs in Lambda. */
   readonly log?: (line: string) => void;
+  /** Task markers: the target's switch, the action runners, events. @default enabled, snapshot only */
+  readonly tasks?: TaskSettings;
 }
 
 /** Content checked before anything is written: decoded inline bytes, or a staging object known to exist. */
@@ -80,16 +95,25 @@ export class Applier {
   readonly #observer: ApplierObserver;
   readonly #now: () => Date;
   readonly #log: (line: string) => void;
+  readonly #tasks: TaskSettings;
+  /** Actions of markers that do not hold the stream (timeout 0), still running. */
+  readonly #background = new Set<Promise<unknown>>();
 
   constructor(options: ApplierOptions) {
     this.#store = options.store;
     this.#observer = options.observer ?? {};
     this.#now = options.now ?? (() => new Date());
     this.#log = options.log ?? ((line) => console.error(line));
+    this.#tasks = options.tasks ?? {};
+  }
+
+  /** Resolves once the actions of markers that did not hold the stream finished: the handler awaits this before its invocation ends. */
+  async settle(): Promise<void> {
+    while (this.#background.size > 0) await Promise.allSettled([...this.#background]);
   }
 
   /** Applies one message. Throws only for failures worth retrying (the store); a bad message is recorded, not thrown. */
-  async applyMessage(incoming: IncomingMessage): Promise<MessageOutcome> {
+  async applyMessage(incoming: IncomingMessage, invocation?: Invocation): Promise<MessageOutcome> {
     let message;
     try {
       message = parseMessage(incoming.body);
@@ -103,14 +127,17 @@ export class Applier {
 
     const set = message.set;
     const status = await this.readStatus(set);
+    if (isMarkerMessage(message)) return this.#applyMarkerMessage(incoming, message, status, invocation);
     let records = message.records;
     const resyncAt = records.findIndex((r) => r.op === "resync" && r.seq > status.lastSeq);
     if (resyncAt >= 0) {
       // Records before a resync are superseded by the mirror that follows it.
+      await this.#abandonMarkers(set, records.slice(0, resyncAt).filter((r) => r.seq > status.lastSeq), status);
       records = records.slice(resyncAt);
       status.state = "in-sync";
       delete status.reason;
     } else if (status.state === "out-of-sync") {
+      await this.#abandonMarkers(set, records, status);
       return { kind: "held", set };
     } else {
       records = records.filter((r) => r.seq > status.lastSeq);
@@ -135,32 +162,104 @@ export class Applier {
 
     let bytes = 0;
     let applied = 0;
+    let total = 0;
+    // Folds what was applied since the last checkpoint into the status.
+    const advance = (lastSeq: number) => {
+      status.lastSeq = lastSeq;
+      status.appliedRecords += applied;
+      status.appliedBytes += bytes;
+      total += bytes;
+      applied = 0;
+      bytes = 0;
+    };
     try {
       for (const record of records) {
-        bytes += await this.#applyRecord(set, record, prepared.get(record.seq));
+        if (record.op === "task") {
+          // Everything before the marker is applied: checkpoint it, so a retry of the message starts at the marker.
+          advance(record.seq - 1);
+          await this.#writeStatus(status);
+          await this.#runMarker({ set, id: record.id, seq: record.seq, fields: record }, status, invocation);
+        } else {
+          bytes += await this.#applyRecord(set, record, prepared.get(record.seq), status);
+        }
         applied += 1;
         this.#observer.applied?.(set, record);
       }
     } catch (error) {
       if (!(error instanceof TargetDivergedError)) throw error;
-      status.lastSeq = error.seq - 1;
-      status.appliedRecords += applied;
-      status.appliedBytes += bytes;
+      advance(error.seq - 1);
       status.state = "out-of-sync";
       status.reason = `${error.message} (seq ${error.seq}); set marked out of sync`;
       await this.#writeStatus(status);
       return { kind: "gap", set, expected: error.seq, got: error.seq };
     }
     const last = records[records.length - 1]?.seq ?? status.lastSeq;
-    status.lastSeq = last;
-    status.appliedRecords += applied;
-    status.appliedBytes += bytes;
+    advance(last);
     await this.#writeStatus(status);
     // Staged payloads are only needed until the checkpoint covers them.
     for (const content of prepared.values()) {
       if ("staged" in content && content.staged !== undefined) await this.#store.delete(content.staged);
     }
-    return { kind: "applied", set, first: records[0]?.seq ?? last, last, records: records.length, bytes };
+    return { kind: "applied", set, first: records[0]?.seq ?? last, last, records: records.length, bytes: total };
+  }
+
+  /** Markers the set's stream will never reach in order (it went out of sync before them): recorded as skipped, so no one waits for them. */
+  async #abandonMarkers(set: string, records: readonly WireRecord[], status: SetStatus): Promise<void> {
+    for (const record of records) {
+      if (record.op !== "task") continue;
+      const reason = `set "${set}" went out of sync before the target reached this marker (${status.reason ?? "a resync superseded it"}); the state it marked was not kept`;
+      await this.#runMarker({ set, id: record.id, seq: record.seq, fields: record }, status, undefined, reason);
+    }
+  }
+
+  /** A marker sent straight to the queue: run where the queue put it; the checkpoint does not move. */
+  async #applyMarkerMessage(incoming: IncomingMessage, message: MarkerMessage, status: SetStatus, invocation?: Invocation): Promise<MessageOutcome> {
+    const { id, ...fields } = message.task;
+    const marker: Marker = { set: message.set, id: id ?? `sqs-${incoming.messageId}`, seq: null, fields };
+    const skip =
+      status.state === "out-of-sync"
+        ? `set "${message.set}" is out of sync on the target (${status.reason ?? "no reason recorded"}): it does not hold a state of the source to run the action on`
+        : undefined;
+    const result = await this.#runMarker(marker, status, invocation, skip);
+    return { kind: "marker", set: message.set, task: marker.id, status: result };
+  }
+
+  /** Runs a marker's action on the set as it is now; a snapshot raises the set's generation before anything after it is applied. */
+  async #runMarker(marker: Marker, status: SetStatus, invocation: Invocation | undefined, skip?: string): Promise<string> {
+    const outcome = await runMarker(
+      {
+        store: this.#store,
+        settings: this.#tasks,
+        now: this.#now,
+        log: this.#log,
+        snapshot: (m, signal) =>
+          takeSnapshot(
+            this.#store,
+            m.set,
+            { id: snapshotIdFor(m.id), taskId: m.id, seq: m.seq, ...(m.fields.label !== undefined ? { label: m.fields.label } : {}) },
+            { now: this.#now(), signal },
+          ),
+        ...(invocation ? { remainingMs: () => invocation.remainingMs() } : {}),
+      },
+      marker,
+      skip,
+    );
+    if (outcome.background) {
+      const running = outcome.background.finally(() => this.#background.delete(running));
+      this.#background.add(running);
+    }
+    if (outcome.snapshot) {
+      // From here on, live content older than this snapshot is preserved before it is replaced.
+      status.snapshotGen += 1;
+      status.snapshotsRetained += 1;
+      const days = this.#tasks.retentionDays;
+      if (days !== undefined && days > 0) {
+        const pruned = await pruneSnapshots(this.#store, marker.set, { keep: Number.MAX_SAFE_INTEGER, olderThan: new Date(this.#now().getTime() - days * 86_400_000) });
+        status.snapshotsRetained = pruned.kept.length;
+      }
+      await this.#writeStatus(status);
+    }
+    return outcome.result.status;
   }
 
   /** The applier's checkpoint and status for a set (the initial one when the set was never seen). */
@@ -222,6 +321,8 @@ export class Applier {
   async #rebuild(set: string, record: PutRecord & { delta: NonNullable<PutRecord["delta"]> }, put: Prepared): Promise<Buffer> {
     const base = await this.#store.get(dataKey(set, record.path));
     if (!base) throw new TargetDivergedError(record.seq, `delta base of ${record.path} is missing on the target`);
+    // Applied already (a retried message whose checkpoint had not moved yet): the target holds the new content.
+    if (base.meta[META.sha256] === record.sha256 && sha256(base.body) === record.sha256) return base.body;
     if (base.meta[META.sha256] !== record.delta.base) {
       throw new TargetDivergedError(record.seq, `delta base of ${record.path} is not the content the agent changed`);
     }
@@ -246,12 +347,15 @@ export class Applier {
   }
 
   /** Applies one record; returns the content bytes it wrote. */
-  async #applyRecord(set: string, record: WireRecord, put: Prepared | undefined): Promise<number> {
+  async #applyRecord(set: string, record: WireRecord, put: Prepared | undefined, status: SetStatus): Promise<number> {
+    const gen = status.snapshotGen;
+    const preserve = (key: string) => preserveBeforeReplace(this.#store, set, key, status);
     switch (record.op) {
       case "put": {
-        const meta = encodeMeta({ kind: "file", mode: record.mode, mtimeNs: record.mtimeNs, sha256: record.sha256 });
+        const meta = encodeMeta({ kind: "file", mode: record.mode, mtimeNs: record.mtimeNs, sha256: record.sha256, gen });
         if (!put) throw new Error(`internal: put seq ${record.seq} was not prepared`);
         const key = dataKey(set, record.path);
+        await preserve(key);
         if (record.delta) {
           const { delta } = record;
           if (delta.blocks.length === 0 && delta.base === record.sha256) {
@@ -268,7 +372,7 @@ export class Applier {
         return record.size;
       }
       case "mkdir":
-        await this.#store.put(dirKey(set, record.path), new Uint8Array(), encodeMeta({ kind: "dir", mode: record.mode, mtimeNs: record.mtimeNs }));
+        await this.#store.put(dirKey(set, record.path), new Uint8Array(), encodeMeta({ kind: "dir", mode: record.mode, mtimeNs: record.mtimeNs, gen }));
         return 0;
       case "symlink": {
         const meta = encodeMeta({
@@ -277,11 +381,14 @@ export class Applier {
           mtimeNs: record.mtimeNs,
           sha256: sha256(record.target),
           linkTarget: record.target,
+          gen,
         });
+        await preserve(dataKey(set, record.path));
         await this.#store.put(dataKey(set, record.path), Buffer.from(record.target, "utf8"), meta);
         return 0;
       }
       case "delete":
+        await preserve(dataKey(set, record.path));
         await this.#store.delete(dataKey(set, record.path));
         await this.#store.delete(dirKey(set, record.path));
         return 0;
@@ -289,12 +396,24 @@ export class Applier {
         const from = dataKey(set, record.from);
         const object = await this.#store.head(from);
         if (!object) throw new TargetDivergedError(record.seq, `rename source ${record.from} is missing on the target`);
-        await this.#store.copy(from, dataKey(set, record.to), object.meta);
+        const to = dataKey(set, record.to);
+        await preserve(from);
+        await preserve(to);
+        await this.#store.copy(from, to, gen > 0 ? { ...object.meta, [META.gen]: String(gen) } : object.meta);
         await this.#store.delete(from);
         return 0;
       }
       case "resync":
         return 0;
+      case "task":
+        throw new Error(`internal: task seq ${record.seq} reached #applyRecord`);
+      case "prune": {
+        const pruned = await pruneSnapshots(this.#store, set, { keep: record.keep, sweep: true });
+        status.snapshotsRetained = pruned.kept.length;
+        const report: PruneReport = { id: record.id, set, keep: record.keep, at: this.#now().toISOString(), ...pruned };
+        await this.#store.put(pruneReportKey(set, record.id), Buffer.from(JSON.stringify(report, null, 2)), {});
+        return 0;
+      }
       case "verify": {
         if (!put || !("entries" in put)) throw new Error(`internal: verify seq ${record.seq} was not prepared`);
         const report = await verifyTarget(this.#store, set, record, put.entries, this.#now());

@@ -9,6 +9,7 @@ import { makeS3Client } from "../aws-clients.ts";
 import { S3Store } from "../store/s3-store.ts";
 import { Applier, type MessageOutcome } from "./applier.ts";
 import { metricsLine } from "./metrics.ts";
+import { taskSettingsFromEnvironment } from "../tasks/environment.ts";
 
 export type BatchHandler = (event: SQSEvent, context?: Context) => Promise<SQSBatchResponse>;
 
@@ -18,7 +19,10 @@ export function createHandler(applier: Applier, emit: (line: string) => void = c
     const processor = new SqsFifoPartialProcessorAsync();
     const recordHandler = async (record: SQSRecord): Promise<void> => {
       outcomes.push(
-        await applier.applyMessage({ messageId: record.messageId, groupId: record.attributes.MessageGroupId, body: record.body }),
+        await applier.applyMessage(
+          { messageId: record.messageId, groupId: record.attributes.MessageGroupId, body: record.body },
+          context ? { remainingMs: () => context.getRemainingTimeInMillis() } : undefined,
+        ),
       );
     };
     try {
@@ -27,6 +31,8 @@ export function createHandler(applier: Applier, emit: (line: string) => void = c
         skipGroupOnError: true,
       });
     } finally {
+      // Actions of markers that did not hold the stream finish inside this invocation, not in a frozen one.
+      await applier.settle();
       const now = Date.now();
       const oldest = Math.min(...event.Records.map((r) => Number(r.attributes.SentTimestamp) || now), now);
       emit(metricsLine({ outcomes, lagMs: now - oldest, timestamp: now, ...(metricsNamespace ? { namespace: metricsNamespace } : {}) }));
@@ -34,13 +40,13 @@ export function createHandler(applier: Applier, emit: (line: string) => void = c
   };
 }
 
-function fromEnvironment(): BatchHandler {
-  const bucket = process.env.TIDEMARK_BUCKET;
+function fromEnvironment(env: NodeJS.ProcessEnv = process.env): BatchHandler {
+  const bucket = env.TIDEMARK_BUCKET;
   if (!bucket) throw new Error("TIDEMARK_BUCKET is not set: the applier does not know its target bucket");
-  const region = process.env.AWS_REGION ?? "us-east-1";
-  const endpoint = process.env.TIDEMARK_S3_ENDPOINT;
+  const region = env.AWS_REGION ?? "us-east-1";
+  const endpoint = env.TIDEMARK_S3_ENDPOINT;
   const store = new S3Store(makeS3Client({ region, ...(endpoint ? { endpoint } : {}) }), bucket);
-  return createHandler(new Applier({ store }), console.log, process.env.TIDEMARK_METRICS_NAMESPACE || undefined);
+  return createHandler(new Applier({ store, tasks: taskSettingsFromEnvironment(env, region, bucket) }), console.log, env.TIDEMARK_METRICS_NAMESPACE || undefined);
 }
 
 let cached: BatchHandler | undefined;

@@ -1,28 +1,39 @@
 // In-memory target store: the reference implementation of the TargetStore
-// contract, and the fast store for unit tests.
+// contract, and the fast store for unit tests. With `versioned`, replaced and
+// deleted objects stay readable by version id, as on a versioned S3 bucket.
 
-import { ObjectNotFoundError, type ObjectInfo, type StoredObject, type TargetStore } from "./store.ts";
+import { ObjectNotFoundError, type ObjectHead, type ObjectInfo, type StoredObject, type TargetStore } from "./store.ts";
+
+type Versioned = StoredObject & { versionId?: string };
 
 export class MemoryStore implements TargetStore {
-  readonly objects = new Map<string, StoredObject>();
+  readonly objects = new Map<string, Versioned>();
+  readonly #versions = new Map<string, Versioned>();
+  readonly #versioned: boolean;
+  #nextVersion = 1;
 
-  async get(key: string): Promise<StoredObject | undefined> {
+  constructor(options: { versioned?: boolean } = {}) {
+    this.#versioned = options.versioned ?? false;
+  }
+
+  async get(key: string, versionId?: string): Promise<StoredObject | undefined> {
+    if (versionId !== undefined) return this.#versions.get(`${key}\0${versionId}`);
     return this.objects.get(key);
   }
 
-  async head(key: string): Promise<(ObjectInfo & { meta: Record<string, string> }) | undefined> {
+  async head(key: string): Promise<ObjectHead | undefined> {
     const object = this.objects.get(key);
-    return object && { key, size: object.body.length, meta: { ...object.meta } };
+    return object && { key, size: object.body.length, meta: { ...object.meta }, ...(object.versionId ? { versionId: object.versionId } : {}) };
   }
 
   async put(key: string, body: Uint8Array, meta: Record<string, string> = {}): Promise<void> {
-    this.objects.set(key, { key, body: Buffer.from(body), meta: { ...meta } });
+    this.#store({ key, body: Buffer.from(body), meta: { ...meta } });
   }
 
   async copy(from: string, to: string, meta: Record<string, string>): Promise<void> {
     const source = this.objects.get(from);
     if (!source) throw new ObjectNotFoundError(from);
-    this.objects.set(to, { key: to, body: source.body, meta: { ...meta } });
+    this.#store({ key: to, body: source.body, meta: { ...meta } });
   }
 
   async delete(key: string): Promise<void> {
@@ -37,5 +48,20 @@ export class MemoryStore implements TargetStore {
       const object = this.objects.get(key);
       if (object) yield { key, size: object.body.length };
     }
+  }
+
+  async versioned(): Promise<boolean> {
+    return this.#versioned;
+  }
+
+  #store(object: StoredObject): void {
+    if (!this.#versioned) {
+      this.objects.set(object.key, object);
+      return;
+    }
+    const versionId = `v${this.#nextVersion++}`;
+    const stored = { ...object, versionId };
+    this.objects.set(object.key, stored);
+    this.#versions.set(`${object.key}\0${versionId}`, stored);
   }
 }

@@ -3,6 +3,7 @@
 import {
   CopyObjectCommand,
   DeleteObjectCommand,
+  GetBucketVersioningCommand,
   GetObjectCommand,
   HeadObjectCommand,
   ListObjectsV2Command,
@@ -10,7 +11,7 @@ import {
   type S3Client,
 } from "@aws-sdk/client-s3";
 import { MULTIPART_THRESHOLD, putInParts } from "../s3-multipart.ts";
-import { ObjectNotFoundError, type ObjectInfo, type StoredObject, type TargetStore } from "./store.ts";
+import { ObjectNotFoundError, type ObjectHead, type ObjectInfo, type StoredObject, type TargetStore } from "./store.ts";
 
 function isNotFound(error: unknown): boolean {
   const e = error as { name?: string; $metadata?: { httpStatusCode?: number } };
@@ -25,15 +26,16 @@ function copySource(bucket: string, key: string): string {
 export class S3Store implements TargetStore {
   readonly client: S3Client;
   readonly bucket: string;
+  #versioning: Promise<boolean> | undefined;
 
   constructor(client: S3Client, bucket: string) {
     this.client = client;
     this.bucket = bucket;
   }
 
-  async get(key: string): Promise<StoredObject | undefined> {
+  async get(key: string, versionId?: string): Promise<StoredObject | undefined> {
     try {
-      const out = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: key }));
+      const out = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: key, ...(versionId !== undefined ? { VersionId: versionId } : {}) }));
       const bytes = out.Body ? await out.Body.transformToByteArray() : new Uint8Array();
       return { key, body: Buffer.from(bytes), meta: out.Metadata ?? {} };
     } catch (error) {
@@ -42,10 +44,12 @@ export class S3Store implements TargetStore {
     }
   }
 
-  async head(key: string): Promise<(ObjectInfo & { meta: Record<string, string> }) | undefined> {
+  async head(key: string): Promise<ObjectHead | undefined> {
     try {
       const out = await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: key }));
-      return { key, size: out.ContentLength ?? 0, meta: out.Metadata ?? {} };
+      // An unversioned bucket reports the version "null".
+      const versionId = out.VersionId && out.VersionId !== "null" ? out.VersionId : undefined;
+      return { key, size: out.ContentLength ?? 0, meta: out.Metadata ?? {}, ...(versionId ? { versionId } : {}) };
     } catch (error) {
       if (isNotFound(error)) return undefined;
       throw error;
@@ -92,5 +96,19 @@ export class S3Store implements TargetStore {
       }
       token = out.IsTruncated ? out.NextContinuationToken : undefined;
     } while (token);
+  }
+
+  /** Asked once per store: a bucket's versioning is switched on or off rarely, by hand. */
+  async versioned(): Promise<boolean> {
+    this.#versioning ??= this.client
+      .send(new GetBucketVersioningCommand({ Bucket: this.bucket }))
+      .then((out) => out.Status === "Enabled")
+      .catch((error: unknown) => {
+        this.#versioning = undefined;
+        // S3-compatible stores without versioning answer NotImplemented: they keep no versions.
+        if ((error as { name?: string }).name === "NotImplemented" || (error as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode === 501) return false;
+        throw error;
+      });
+    return this.#versioning;
   }
 }

@@ -14,11 +14,17 @@ export interface ObjectInfo {
   readonly size: number;
 }
 
+/** What head tells besides the size: the metadata, and the version on a versioned bucket. */
+export interface ObjectHead extends ObjectInfo {
+  readonly meta: Record<string, string>;
+  readonly versionId?: string;
+}
+
 export interface TargetStore {
-  /** The object at key, or undefined when there is none. Fails only when the store cannot be reached or read. */
-  get(key: string): Promise<StoredObject | undefined>;
-  /** Size and metadata of the object at key without its body, or undefined when there is none. */
-  head(key: string): Promise<(ObjectInfo & { meta: Record<string, string> }) | undefined>;
+  /** The object at key (that version of it, when given), or undefined when there is none. Fails only when the store cannot be reached or read. */
+  get(key: string, versionId?: string): Promise<StoredObject | undefined>;
+  /** Size, metadata and version of the object at key without its body, or undefined when there is none. */
+  head(key: string): Promise<ObjectHead | undefined>;
   /** Writes (replaces) the object at key with body and metadata. */
   put(key: string, body: Uint8Array, meta?: Record<string, string>): Promise<void>;
   /** Copies the object at from to key to, replacing its metadata with meta; throws ObjectNotFoundError when from is missing. */
@@ -27,6 +33,8 @@ export interface TargetStore {
   delete(key: string): Promise<void>;
   /** Every object whose key starts with prefix, in key order. */
   list(prefix: string): AsyncIterable<ObjectInfo>;
+  /** True when the store keeps replaced versions (S3 bucket versioning enabled): old content stays readable by version id. */
+  versioned(): Promise<boolean>;
 }
 
 export class ObjectNotFoundError extends Error {

@@ -1,0 +1,115 @@
+// Task markers (DESIGN 3): what a marker asks for, the result the applier
+// writes for it, and the snapshot it may leave. The agent, the applier and
+// the CLI's `tasks` / `snapshots` / `restore` read these shapes from here.
+
+import { randomBytes } from "node:crypto";
+import { z } from "zod";
+import { ManifestEntrySchema } from "./manifest-entry.ts";
+
+/** What the applier does at a marker. `ebs-snapshot` is for volume sets. */
+export const TASK_ACTIONS = ["snapshot", "invoke", "event", "backup"] as const;
+export type TaskAction = (typeof TASK_ACTIONS)[number];
+
+/** How long the applier holds later changes for an action, unless the marker says otherwise. */
+export const DEFAULT_TASK_TIMEOUT_SECONDS = 300;
+/** Longest hold a marker may ask for: a Lambda invocation's limit. */
+export const MAX_TASK_TIMEOUT_SECONDS = 900;
+
+export const TaskIdSchema = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$/, "a task id is 1-80 letters, digits, '.', '_' or '-', starting with a letter or digit");
+
+/** The fields of a marker, wherever it was inserted (agent journal, console, script). */
+export const TaskFieldsSchema = z.object({
+  action: z.enum(TASK_ACTIONS).default("snapshot"),
+  label: z.string().max(256).optional(),
+  /** Seconds the applier holds later changes while the action runs; 0 = do not hold. */
+  timeoutSeconds: z.number().int().min(0).max(MAX_TASK_TIMEOUT_SECONDS).default(DEFAULT_TASK_TIMEOUT_SECONDS),
+  /** `invoke`: the function's name or ARN (it must be on the target's allow-list). */
+  function: z.string().min(1).max(256).optional(),
+  /** `invoke`: a JSON object merged into the payload under "input". */
+  input: z.record(z.string(), z.unknown()).optional(),
+  /** `invoke`, `event`, `backup`: take a snapshot first; its id goes into the action's context. */
+  snapshot: z.boolean().optional(),
+  /** `backup`: the resource to back up. @default the target bucket */
+  resourceArn: z.string().min(1).max(2048).optional(),
+  /** When the marker was inserted (ISO 8601), as the inserter saw it. */
+  insertedAt: z.string().max(64).optional(),
+});
+export type TaskFields = z.infer<typeof TaskFieldsSchema>;
+
+export const TASK_STATUSES = ["running", "succeeded", "failed", "skipped", "timed-out"] as const;
+export type TaskStatus = (typeof TASK_STATUSES)[number];
+
+/** Written to tasks/<set>/<task id>.json: "running" while the action runs, then its outcome. */
+export const TaskResultSchema = z.object({
+  id: z.string(),
+  set: z.string(),
+  /** The marker's seq in the set's stream; null for a marker sent straight to the queue. */
+  seq: z.number().int().nullable(),
+  action: z.enum(TASK_ACTIONS),
+  label: z.string().optional(),
+  status: z.enum(TASK_STATUSES),
+  timeoutSeconds: z.number().int(),
+  insertedAt: z.string().optional(),
+  /** When the applier reached the marker. */
+  reachedAt: z.string(),
+  finishedAt: z.string().optional(),
+  /** Times the applier started the action (a Lambda that died mid-action runs it again once). */
+  attempts: z.number().int().min(1),
+  /** What the action produced: snapshotId, backupJobId, eventId, the invoked function's response. */
+  outputs: z.record(z.string(), z.unknown()),
+  error: z.string().optional(),
+});
+export type TaskResult = z.infer<typeof TaskResultSchema>;
+
+/** A task that will not change any more. */
+export function isFinished(result: TaskResult): boolean {
+  return result.status !== "running";
+}
+
+/** A new task id: sortable by time, unique enough to never collide on one host. */
+export function newTaskId(now = new Date()): string {
+  const stamp = now.toISOString().replace(/[-:]/g, "").replace(/\.\d+Z$/, "Z");
+  return `${stamp}-${randomBytes(3).toString("hex")}`;
+}
+
+/** The snapshot a `snapshot` marker takes has an id derived from the task's, so a retried action writes the same snapshot. */
+export function snapshotIdFor(taskId: string): string {
+  return `snap-${taskId}`;
+}
+
+/** snapshots/<set>/<id>/snapshot.json: what `tidemark snapshots` lists. */
+export const SnapshotSummarySchema = z.object({
+  id: z.string(),
+  set: z.string(),
+  taskId: z.string(),
+  label: z.string().optional(),
+  seq: z.number().int().nullable(),
+  takenAt: z.string(),
+  files: z.number().int(),
+  dirs: z.number().int(),
+  symlinks: z.number().int(),
+  bytes: z.number().int(),
+  /** Entries name object versions (a versioned bucket) instead of relying on preserved/ content. */
+  versioned: z.boolean(),
+  /** sha256 of the manifest object, checked before a restore trusts it. */
+  manifestSha256: z.string(),
+});
+export type SnapshotSummary = z.infer<typeof SnapshotSummarySchema>;
+
+/** One line of a snapshot manifest: a verification manifest's entry, plus the object version on a versioned bucket. */
+export const SnapshotEntrySchema = ManifestEntrySchema.extend({ versionId: z.string().optional() });
+export type SnapshotEntry = z.infer<typeof SnapshotEntrySchema>;
+
+/** What a `prune` record did, at state/<set>/prune/<id>.json. */
+export const PruneReportSchema = z.object({
+  id: z.string(),
+  set: z.string(),
+  keep: z.number().int(),
+  at: z.string(),
+  kept: z.array(z.string()),
+  deleted: z.array(z.string()),
+  /** Preserved content objects deleted because no kept snapshot refers to them. */
+  contentDeleted: z.number().int(),
+  contentBytesDeleted: z.number().int(),
+});
+export type PruneReport = z.infer<typeof PruneReportSchema>;

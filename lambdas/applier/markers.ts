@@ -1,0 +1,180 @@
+// A task marker reached by the applier (DESIGN 3): the target holds what the
+// source held at the marker, so the action runs now. While it runs (up to the
+// marker's timeout) nothing after the marker is applied; the outcome goes to
+// tasks/<set>/<task id>.json. A failing action never fails the message: data
+// after the marker is applied either way.
+
+import { taskResultKey } from "../../contract/layout.ts";
+import { isFinished, TaskResultSchema, type TaskFields, type TaskResult, type TaskStatus } from "../../contract/tasks.ts";
+import type { SnapshotSummary } from "../../contract/tasks.ts";
+import { ActionSkippedError, EVENT_TYPES, type ActionRunner, type EventSink, type TaskContext } from "../tasks/actions.ts";
+import type { TargetStore } from "../store/store.ts";
+
+export interface TaskSettings {
+  /** The target's switch: when off, markers are recorded as skipped and nothing runs. @default true */
+  readonly enabled?: boolean;
+  /** Runners of the actions other than `snapshot` (which the applier takes itself); a missing one skips. */
+  readonly actions?: Partial<Record<"invoke" | "event" | "backup", ActionRunner>>;
+  /** Where a "task finished" event goes for every marker. */
+  readonly events?: EventSink;
+  /** Snapshots older than this many days are deleted when a new one is taken. */
+  readonly retentionDays?: number;
+}
+
+export interface Marker {
+  readonly set: string;
+  readonly id: string;
+  readonly seq: number | null;
+  readonly fields: TaskFields;
+}
+
+export interface MarkerDeps {
+  readonly store: TargetStore;
+  readonly settings: TaskSettings;
+  readonly now: () => Date;
+  readonly log: (line: string) => void;
+  /** Takes the snapshot of the set as it is now (the applier raises the set's snapshot generation once it is written). */
+  readonly snapshot: (marker: Marker, signal: AbortSignal) => Promise<SnapshotSummary>;
+  /** Milliseconds left in this invocation (Lambda's deadline); unbounded when absent. */
+  readonly remainingMs?: () => number;
+}
+
+/** A marker whose action ran this many times without finishing (the applier died each time) is not run again. */
+const MAX_ATTEMPTS = 2;
+/** Kept free of the invocation's deadline: writing the result and the checkpoint after a timed-out action. */
+const DEADLINE_MARGIN_MS = 10_000;
+/** How long a timed-out action gets to notice its abort before the applier moves on. */
+const ABORT_GRACE_MS = 5_000;
+
+class ActionTimeoutError extends Error {
+  override name = "ActionTimeoutError";
+}
+
+async function readResult(store: TargetStore, key: string): Promise<TaskResult | undefined> {
+  const body = (await store.get(key))?.body;
+  if (!body) return undefined;
+  const parsed = TaskResultSchema.safeParse(JSON.parse(body.toString("utf8")));
+  return parsed.success ? parsed.data : undefined;
+}
+
+/** Resolves when signal aborts, with the abort's reason as a rejection. */
+function aborted(signal: AbortSignal): Promise<never> {
+  return new Promise((_, reject) => signal.addEventListener("abort", () => reject(signal.reason), { once: true }));
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms).unref());
+
+export interface MarkerOutcome {
+  readonly result: TaskResult;
+  /** The snapshot the action took, when it took one. */
+  readonly snapshot?: SnapshotSummary;
+  /** For a marker that does not hold the stream (timeout 0): its action, still running. */
+  readonly background?: Promise<unknown>;
+}
+
+export async function runMarker(deps: MarkerDeps, marker: Marker, skipReason?: string): Promise<MarkerOutcome> {
+  const { store, settings, now } = deps;
+  const { fields } = marker;
+  const key = taskResultKey(marker.set, marker.id);
+  const previous = await readResult(store, key);
+  // A redelivered marker that already ran is not run again.
+  if (previous && isFinished(previous)) return { result: previous };
+
+  const result: TaskResult = {
+    id: marker.id,
+    set: marker.set,
+    seq: marker.seq,
+    action: fields.action,
+    ...(fields.label !== undefined ? { label: fields.label } : {}),
+    status: "running",
+    timeoutSeconds: fields.timeoutSeconds,
+    ...(fields.insertedAt !== undefined ? { insertedAt: fields.insertedAt } : {}),
+    reachedAt: previous?.reachedAt ?? now().toISOString(),
+    attempts: (previous?.attempts ?? 0) + 1,
+    outputs: {},
+  };
+  const write = async () => {
+    await store.put(key, Buffer.from(JSON.stringify(result, null, 2)), {});
+  };
+  const finish = async (status: TaskStatus, error?: string): Promise<TaskResult> => {
+    result.status = status;
+    result.finishedAt = now().toISOString();
+    if (error !== undefined) result.error = error;
+    await write();
+    deps.log(JSON.stringify({ level: status === "succeeded" ? "info" : "warn", msg: "task finished", set: marker.set, task: marker.id, action: fields.action, status, error }));
+    if (settings.events) {
+      await settings.events.put(EVENT_TYPES.finished, { ...result }).catch((e: unknown) => {
+        deps.log(JSON.stringify({ level: "warn", msg: "task finished event not sent", set: marker.set, task: marker.id, error: String(e) }));
+      });
+    }
+    return result;
+  };
+
+  if (settings.enabled === false) {
+    return { result: await finish("skipped", "task markers are disabled on this target (stack setting tidemark:tasksEnabled=false)") };
+  }
+  if (skipReason !== undefined) return { result: await finish("skipped", skipReason) };
+  if (result.attempts > MAX_ATTEMPTS) {
+    return {
+      result: await finish("failed", `the applier stopped ${MAX_ATTEMPTS} times while this action ran (is the applier's timeout shorter than the action?); not run again`),
+    };
+  }
+  await write();
+
+  let snapshot: SnapshotSummary | undefined;
+  const context = (): TaskContext => ({
+    set: marker.set,
+    taskId: marker.id,
+    seq: marker.seq,
+    action: fields.action,
+    ...(fields.label !== undefined ? { label: fields.label } : {}),
+    ...(fields.insertedAt !== undefined ? { insertedAt: fields.insertedAt } : {}),
+    reachedAt: result.reachedAt,
+    ...(snapshot ? { snapshotId: snapshot.id } : {}),
+  });
+  const work = async (signal: AbortSignal): Promise<Record<string, unknown>> => {
+    if (fields.action === "snapshot" || fields.snapshot) snapshot = await deps.snapshot(marker, signal);
+    if (fields.action === "snapshot") return snapshot ? { snapshotId: snapshot.id, files: snapshot.files, bytes: snapshot.bytes } : {};
+    const runner = settings.actions?.[fields.action];
+    if (!runner) throw new ActionSkippedError(`the ${fields.action} action is not available on this target`);
+    const outputs = await runner.run({ context: context(), fields, signal });
+    return snapshot ? { snapshotId: snapshot.id, ...outputs } : outputs;
+  };
+
+  // A snapshot is the state at the marker: it is always taken before anything after the marker is applied.
+  const holds = fields.timeoutSeconds > 0 || fields.action === "snapshot" || fields.snapshot === true;
+  const remaining = deps.remainingMs ? Math.max(0, deps.remainingMs() - DEADLINE_MARGIN_MS) : Number.POSITIVE_INFINITY;
+  const limitMs = Math.min(fields.timeoutSeconds > 0 ? fields.timeoutSeconds * 1000 : Number.POSITIVE_INFINITY, remaining);
+
+  const execute = async (): Promise<MarkerOutcome> => {
+    const controller = new AbortController();
+    const timer = Number.isFinite(limitMs)
+      ? setTimeout(() => controller.abort(new ActionTimeoutError(`the action did not finish within ${Math.round(limitMs / 1000)} s`)), limitMs)
+      : undefined;
+    const running = work(controller.signal);
+    try {
+      result.outputs = await Promise.race([running, aborted(controller.signal)]);
+      return { result: await finish("succeeded"), ...(snapshot ? { snapshot } : {}) };
+    } catch (error) {
+      if (controller.signal.aborted) {
+        // An action that finishes as it is told to stop did finish: keep its outcome.
+        const late = await Promise.race([running.then((outputs) => ({ outputs }), () => undefined), sleep(ABORT_GRACE_MS).then(() => undefined)]);
+        if (late) {
+          result.outputs = late.outputs;
+          return { result: await finish("succeeded"), ...(snapshot ? { snapshot } : {}) };
+        }
+        return { result: await finish("timed-out", `${(controller.signal.reason as Error).message}; changes after the marker were applied without waiting for it`) };
+      }
+      const message = error instanceof Error ? error.message : String(error);
+      return { result: await finish(error instanceof ActionSkippedError ? "skipped" : "failed", message) };
+    } finally {
+      clearTimeout(timer);
+    }
+  };
+
+  if (holds) return execute();
+  const background = execute().catch((error: unknown) => {
+    deps.log(JSON.stringify({ level: "error", msg: "task result not written", set: marker.set, task: marker.id, error: String(error) }));
+  });
+  return { result, background };
+}

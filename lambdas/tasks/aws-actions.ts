@@ -1,0 +1,144 @@
+// The actions that call AWS: a user Lambda (`invoke`), EventBridge (the
+// `event` action's sink and the task events), AWS Backup (`backup`).
+
+import { appendFile } from "node:fs/promises";
+import { randomUUID } from "node:crypto";
+import { BackupClient, StartBackupJobCommand } from "@aws-sdk/client-backup";
+import { EventBridgeClient, PutEventsCommand } from "@aws-sdk/client-eventbridge";
+import { InvokeCommand, LambdaClient } from "@aws-sdk/client-lambda";
+import { ActionFailedError, ActionSkippedError, EVENT_SOURCE, type ActionRequest, type ActionRunner, type EventSink } from "./actions.ts";
+
+/** Largest function response kept in a task result; longer ones are cut. */
+const MAX_RESPONSE_CHARS = 64 * 1024;
+
+/** The name part of a function ARN (arn:aws:lambda:region:account:function:name[:qualifier]), or the name itself. */
+function functionName(nameOrArn: string): string {
+  const parts = nameOrArn.split(":");
+  return parts[0] === "arn" ? (parts[6] ?? nameOrArn) : nameOrArn;
+}
+
+/** True when the function is on the allow-list, by ARN or by name. */
+export function allowedFunction(allowList: readonly string[], requested: string): boolean {
+  return allowList.some((allowed) => allowed === requested || functionName(allowed) === functionName(requested));
+}
+
+function decodeResponse(payload: Uint8Array | undefined): unknown {
+  if (!payload || payload.length === 0) return null;
+  const text = Buffer.from(payload).toString("utf8");
+  if (text.length > MAX_RESPONSE_CHARS) return `${text.slice(0, MAX_RESPONSE_CHARS)}... (${text.length} characters, cut)`;
+  try {
+    return JSON.parse(text);
+  } catch {
+    return text;
+  }
+}
+
+/** `invoke`: a synchronous call of an allow-listed function with the marker's context; its response is kept. */
+export class InvokeAction implements ActionRunner {
+  readonly #client: LambdaClient;
+  readonly #allowList: readonly string[];
+
+  constructor(client: LambdaClient, allowList: readonly string[]) {
+    this.#client = client;
+    this.#allowList = allowList;
+  }
+
+  async run({ context, fields, signal }: ActionRequest): Promise<Record<string, unknown>> {
+    const name = fields.function;
+    if (!name) throw new ActionFailedError("an invoke marker must name a function (--function NAME)");
+    if (!allowedFunction(this.#allowList, name)) {
+      const list = this.#allowList.length > 0 ? this.#allowList.join(", ") : "empty";
+      throw new ActionFailedError(`function "${name}" is not on the target's invoke allow-list (${list}); add it to the stack setting tidemark:invokeAllowList`);
+    }
+    const payload = { source: EVENT_SOURCE, ...context, ...(fields.input ? { input: fields.input } : {}) };
+    const out = await this.#client.send(
+      new InvokeCommand({ FunctionName: name, InvocationType: "RequestResponse", Payload: Buffer.from(JSON.stringify(payload)) }),
+      { abortSignal: signal },
+    );
+    const response = decodeResponse(out.Payload);
+    if (out.FunctionError) {
+      const detail = typeof response === "object" && response !== null && "errorMessage" in response ? String(response.errorMessage) : JSON.stringify(response);
+      throw new ActionFailedError(`function ${name} failed (${out.FunctionError}): ${detail}`);
+    }
+    return { function: name, statusCode: out.StatusCode ?? 200, response, ...(out.ExecutedVersion ? { version: out.ExecutedVersion } : {}) };
+  }
+}
+
+/** Events on an EventBridge bus. */
+export class EventBridgeSink implements EventSink {
+  readonly #client: EventBridgeClient;
+  readonly #bus: string;
+
+  constructor(client: EventBridgeClient, bus: string) {
+    this.#client = client;
+    this.#bus = bus;
+  }
+
+  async put(detailType: string, detail: Record<string, unknown>, signal?: AbortSignal): Promise<string> {
+    const out = await this.#client.send(
+      new PutEventsCommand({ Entries: [{ EventBusName: this.#bus, Source: EVENT_SOURCE, DetailType: detailType, Detail: JSON.stringify(detail) }] }),
+      signal ? { abortSignal: signal } : {},
+    );
+    const entry = out.Entries?.[0];
+    if ((out.FailedEntryCount ?? 0) > 0 || !entry?.EventId) {
+      throw new Error(`EventBridge refused the event: ${entry?.ErrorCode ?? "unknown"} ${entry?.ErrorMessage ?? ""}`.trim());
+    }
+    return entry.EventId;
+  }
+}
+
+/** The local cloud's event bus: one JSON line per event in a file. */
+export class FileEventSink implements EventSink {
+  readonly #file: string;
+  constructor(file: string) {
+    this.#file = file;
+  }
+  async put(detailType: string, detail: Record<string, unknown>): Promise<string> {
+    const id = randomUUID();
+    const event = { id, time: new Date().toISOString(), source: EVENT_SOURCE, "detail-type": detailType, detail };
+    await appendFile(this.#file, `${JSON.stringify(event)}\n`);
+    return id;
+  }
+}
+
+export interface BackupSettings {
+  readonly vault: string;
+  readonly roleArn: string;
+  /** What a marker without --resource backs up: the target bucket. */
+  readonly defaultResourceArn: string;
+}
+
+/** `backup`: an AWS Backup on-demand job, idempotent per task. */
+export class BackupAction implements ActionRunner {
+  readonly #client: BackupClient;
+  readonly #settings: BackupSettings | undefined;
+
+  constructor(client: BackupClient, settings: BackupSettings | undefined) {
+    this.#client = client;
+    this.#settings = settings;
+  }
+
+  async run({ context, fields, signal }: ActionRequest): Promise<Record<string, unknown>> {
+    const settings = this.#settings;
+    if (!settings) throw new ActionSkippedError("AWS Backup is not set up on this target (deploy the stack with -c tidemark:backup=true)");
+    const resourceArn = fields.resourceArn ?? settings.defaultResourceArn;
+    const out = await this.#client.send(
+      new StartBackupJobCommand({
+        BackupVaultName: settings.vault,
+        ResourceArn: resourceArn,
+        IamRoleArn: settings.roleArn,
+        // The same task never starts two jobs, even when the applier runs it again.
+        IdempotencyToken: `${context.set}/${context.taskId}`,
+        RecoveryPointTags: { "tidemark:set": context.set, "tidemark:task": context.taskId, ...(context.label ? { "tidemark:label": context.label } : {}) },
+      }),
+      { abortSignal: signal },
+    );
+    if (!out.BackupJobId) throw new ActionFailedError("AWS Backup started no job");
+    return {
+      backupJobId: out.BackupJobId,
+      resourceArn,
+      ...(out.RecoveryPointArn ? { recoveryPointArn: out.RecoveryPointArn } : {}),
+      ...(out.CreationDate ? { creationDate: out.CreationDate.toISOString() } : {}),
+    };
+  }
+}

@@ -1,0 +1,211 @@
+// Snapshots (DESIGN 4): a `snapshot` marker writes a manifest of the live
+// mirror as it is at the marker. On a versioned bucket the manifest names
+// object versions. Without versioning, the applier copies live content that
+// a kept snapshot still needs to preserved/<set>/<sha256> (once per content
+// hash) before it overwrites or deletes it, so a snapshot restores
+// byte-for-byte after the mirror moved on. Retention deletes manifests and
+// the preserved content only they referred to.
+
+import { createHash } from "node:crypto";
+import { gunzipSync, gzipSync } from "node:zlib";
+import { mapConcurrent } from "../../contract/async.ts";
+import {
+  dataKey,
+  dataPrefix,
+  decodeMeta,
+  META,
+  PREFIX,
+  preservedKey,
+  snapshotManifestKey,
+  snapshotsPrefix,
+  snapshotSummaryKey,
+  type SetStatus,
+} from "../../contract/layout.ts";
+import { SnapshotEntrySchema, SnapshotSummarySchema, type SnapshotEntry, type SnapshotSummary } from "../../contract/tasks.ts";
+import type { StoredObject, TargetStore } from "../store/store.ts";
+
+/** Object heads at once while taking a snapshot. */
+const HEAD_CONCURRENCY = 32;
+
+export class SnapshotError extends Error {
+  override name = "SnapshotError";
+}
+
+const sha256 = (bytes: Uint8Array) => createHash("sha256").update(bytes).digest("hex");
+
+export interface SnapshotRequest {
+  readonly id: string;
+  readonly taskId: string;
+  readonly label?: string;
+  readonly seq: number | null;
+}
+
+/** Entries of the live mirror of a set, read from the objects' metadata; objects tidemark did not write are left out. */
+async function liveEntries(store: TargetStore, set: string, signal: AbortSignal | undefined): Promise<SnapshotEntry[]> {
+  const prefix = dataPrefix(set);
+  const keys: string[] = [];
+  for await (const object of store.list(prefix)) keys.push(object.key);
+  signal?.throwIfAborted();
+  const entries = await mapConcurrent(keys, HEAD_CONCURRENCY, async (key): Promise<SnapshotEntry | undefined> => {
+    signal?.throwIfAborted();
+    const head = await store.head(key);
+    const meta = decodeMeta(head?.meta);
+    if (!head || !meta) return undefined;
+    const path = key.slice(prefix.length).replace(/\/$/, "");
+    const version = head.versionId ? { versionId: head.versionId } : {};
+    if (meta.kind === "dir") return { path, kind: "dir", size: 0, mode: meta.mode, mtimeNs: meta.mtimeNs };
+    if (meta.kind === "symlink") return { path, kind: "symlink", size: 0, mode: meta.mode, mtimeNs: meta.mtimeNs, link: meta.linkTarget ?? "" };
+    if (!meta.sha256) return undefined;
+    return { path, kind: "file", size: head.size, mode: meta.mode, mtimeNs: meta.mtimeNs, sha256: meta.sha256, ...version };
+  });
+  return entries.filter((entry) => entry !== undefined).sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+}
+
+/**
+ * Writes a manifest of the set's live mirror as it is now. The caller applies
+ * nothing of the set meanwhile, and raises the set's snapshot generation once
+ * this resolved, so what the manifest names is preserved before it changes.
+ */
+export async function takeSnapshot(
+  store: TargetStore,
+  set: string,
+  request: SnapshotRequest,
+  options: { now: Date; signal?: AbortSignal },
+): Promise<SnapshotSummary> {
+  const versioned = await store.versioned();
+  const entries = await liveEntries(store, set, options.signal);
+  options.signal?.throwIfAborted();
+  const manifest = gzipSync(entries.map((entry) => `${JSON.stringify(entry)}\n`).join(""));
+  const summary: SnapshotSummary = {
+    id: request.id,
+    set,
+    taskId: request.taskId,
+    ...(request.label !== undefined ? { label: request.label } : {}),
+    seq: request.seq,
+    takenAt: options.now.toISOString(),
+    files: entries.filter((e) => e.kind === "file").length,
+    dirs: entries.filter((e) => e.kind === "dir").length,
+    symlinks: entries.filter((e) => e.kind === "symlink").length,
+    bytes: entries.reduce((sum, e) => sum + (e.kind === "file" ? e.size : 0), 0),
+    versioned,
+    manifestSha256: sha256(manifest),
+  };
+  await store.put(snapshotManifestKey(set, request.id), manifest, {});
+  // The summary last: a snapshot is listed only once its manifest is complete.
+  await store.put(snapshotSummaryKey(set, request.id), Buffer.from(JSON.stringify(summary, null, 2)), {});
+  return summary;
+}
+
+/** The set's snapshots, oldest first. */
+export async function listSnapshots(store: TargetStore, set: string): Promise<SnapshotSummary[]> {
+  const summaries: SnapshotSummary[] = [];
+  for await (const object of store.list(snapshotsPrefix(set))) {
+    if (!object.key.endsWith("/snapshot.json")) continue;
+    const body = (await store.get(object.key))?.body;
+    if (!body) continue;
+    const parsed = SnapshotSummarySchema.safeParse(JSON.parse(body.toString("utf8")));
+    if (parsed.success) summaries.push(parsed.data);
+  }
+  return summaries.sort((a, b) => (a.takenAt < b.takenAt ? -1 : a.takenAt > b.takenAt ? 1 : a.id < b.id ? -1 : 1));
+}
+
+/** The summary of one snapshot; throws SnapshotError naming the snapshots there are when it does not exist. */
+export async function readSnapshot(store: TargetStore, set: string, id: string): Promise<SnapshotSummary> {
+  const body = (await store.get(snapshotSummaryKey(set, id)))?.body;
+  if (!body) {
+    const known = (await listSnapshots(store, set)).map((s) => s.id);
+    throw new SnapshotError(`set "${set}" has no snapshot "${id}" (${known.length > 0 ? `snapshots: ${known.slice(-5).join(", ")}` : "it has no snapshots"}; see \`tidemark snapshots ${set}\`)`);
+  }
+  return SnapshotSummarySchema.parse(JSON.parse(body.toString("utf8")));
+}
+
+/** The entries of a snapshot, checked against the sha256 its summary recorded. */
+export async function readManifest(store: TargetStore, summary: SnapshotSummary): Promise<SnapshotEntry[]> {
+  const body = (await store.get(snapshotManifestKey(summary.set, summary.id)))?.body;
+  if (!body) throw new SnapshotError(`the manifest of snapshot ${summary.id} is missing`);
+  if (sha256(body) !== summary.manifestSha256) throw new SnapshotError(`the manifest of snapshot ${summary.id} does not match its recorded sha256`);
+  return gunzipSync(body)
+    .toString("utf8")
+    .split("\n")
+    .filter((line) => line !== "")
+    .map((line) => SnapshotEntrySchema.parse(JSON.parse(line)));
+}
+
+/**
+ * The bytes of a snapshot's file: its object version, else the live object
+ * while it still holds that content, else the preserved copy. Checked
+ * against the entry's sha256 either way.
+ */
+export async function snapshotContent(store: TargetStore, set: string, entry: SnapshotEntry): Promise<Buffer> {
+  const live = dataKey(set, entry.path);
+  let object: StoredObject | undefined;
+  if (entry.versionId !== undefined) object = await store.get(live, entry.versionId);
+  if (!object && entry.sha256) {
+    const head = await store.head(live);
+    if (head?.meta[META.sha256] === entry.sha256) object = await store.get(live);
+    if (!object || object.meta[META.sha256] !== entry.sha256) object = await store.get(preservedKey(set, entry.sha256));
+  }
+  if (!object) throw new SnapshotError(`the content of ${entry.path} (sha256 ${entry.sha256 ?? "?"}) is neither live nor preserved`);
+  if (sha256(object.body) !== entry.sha256) throw new SnapshotError(`the content found for ${entry.path} does not match the snapshot's sha256`);
+  return object.body;
+}
+
+/** True when live content written at generation `gen` may be named by a snapshot the set keeps. */
+function neededBySnapshots(status: SetStatus, gen: number): boolean {
+  return status.snapshotsRetained > 0 && gen < status.snapshotGen;
+}
+
+/**
+ * Before the live object at key is overwritten, moved or deleted: when a kept
+ * snapshot may name its content, copy it to preserved/ (once per content
+ * hash). Nothing to do on a versioned bucket, whose manifests name versions.
+ */
+export async function preserveBeforeReplace(store: TargetStore, set: string, key: string, status: SetStatus): Promise<void> {
+  if (status.snapshotsRetained === 0 || (await store.versioned())) return;
+  const head = await store.head(key);
+  const meta = decodeMeta(head?.meta);
+  if (!meta || meta.kind !== "file" || !meta.sha256 || !neededBySnapshots(status, meta.gen ?? 0)) return;
+  const target = preservedKey(set, meta.sha256);
+  if (await store.head(target)) return;
+  await store.copy(key, target, { [META.sha256]: meta.sha256 });
+}
+
+export interface PruneResult {
+  readonly kept: string[];
+  readonly deleted: string[];
+  readonly contentDeleted: number;
+  readonly contentBytesDeleted: number;
+}
+
+/**
+ * Deletes the set's snapshots beyond the newest `keep` (and, with
+ * olderThan, those taken before it), then the preserved content that no kept
+ * snapshot names: after a deletion, or always with `sweep`.
+ */
+export async function pruneSnapshots(store: TargetStore, set: string, options: { keep: number; olderThan?: Date; sweep?: boolean }): Promise<PruneResult> {
+  const all = await listSnapshots(store, set);
+  const cut = options.olderThan?.toISOString();
+  const kept = all.slice(Math.max(0, all.length - options.keep)).filter((s) => cut === undefined || s.takenAt >= cut);
+  const keptIds = new Set(kept.map((s) => s.id));
+  const deleted = all.filter((s) => !keptIds.has(s.id));
+  for (const snapshot of deleted) {
+    // The summary first: a half-deleted snapshot is no longer listed.
+    await store.delete(snapshotSummaryKey(set, snapshot.id));
+    await store.delete(snapshotManifestKey(set, snapshot.id));
+  }
+  if (deleted.length === 0 && !options.sweep) return { kept: kept.map((s) => s.id), deleted: [], contentDeleted: 0, contentBytesDeleted: 0 };
+  const referenced = new Set<string>();
+  for (const snapshot of kept) {
+    for (const entry of await readManifest(store, snapshot)) if (entry.sha256) referenced.add(entry.sha256);
+  }
+  let contentDeleted = 0;
+  let contentBytesDeleted = 0;
+  const preserved = `${PREFIX.preserved}${set}/`;
+  for await (const object of store.list(preserved)) {
+    if (referenced.has(object.key.slice(preserved.length))) continue;
+    await store.delete(object.key);
+    contentDeleted += 1;
+    contentBytesDeleted += object.size;
+  }
+  return { kept: kept.map((s) => s.id), deleted: deleted.map((s) => s.id), contentDeleted, contentBytesDeleted };
+}
