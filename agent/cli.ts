@@ -12,9 +12,26 @@ import { mirrorCommand } from "./commands/mirror.ts";
 import { verifyCommand } from "./commands/verify.ts";
 import { runCommand } from "./commands/run.ts";
 import { statusCommand } from "./commands/status.ts";
+import { QuiesceError, taskCommand, tasksCommand } from "./commands/task.ts";
+import { pruneCommand, restoreCommand, snapshotsCommand } from "./commands/snapshots.ts";
+import { TasksDisabledError } from "./operations.ts";
+import { RestoreError } from "./restore.ts";
+import { SnapshotError } from "../lambdas/tasks/snapshots.ts";
 import { UnreachableError } from "./preflight.ts";
 
-const COMMANDS: readonly Command[] = [localCommand, initCommand, runCommand, statusCommand, mirrorCommand, verifyCommand];
+const COMMANDS: readonly Command[] = [
+  localCommand,
+  initCommand,
+  runCommand,
+  statusCommand,
+  taskCommand,
+  tasksCommand,
+  snapshotsCommand,
+  restoreCommand,
+  pruneCommand,
+  mirrorCommand,
+  verifyCommand,
+];
 
 function overview(): string {
   const width = Math.max(...COMMANDS.map((c) => c.name.length));
@@ -51,7 +68,7 @@ export async function main(argv: string[]): Promise<number> {
   return command.run(values, positionals);
 }
 
-const EXPECTED = [UsageError, ConfigError, UnreachableError, ControlError, OperationTimeoutError];
+const EXPECTED = [UsageError, ConfigError, UnreachableError, ControlError, OperationTimeoutError, TasksDisabledError, QuiesceError, RestoreError, SnapshotError];
 
 main(process.argv.slice(2)).then(
   (code) => {

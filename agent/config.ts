@@ -34,7 +34,16 @@ export const ConfigSchema = z
     bucket: z.string().min(3).max(63),
     stateDir: z.string().min(1),
     sets: z.array(SetConfigSchema).min(1, "at least one set is needed"),
-    tasks: z.object({ enabled: z.boolean().default(true) }).default({ enabled: true }),
+    tasks: z
+      .object({
+        /** Whether `tidemark task` may insert markers from this host (markers from elsewhere run regardless). */
+        enabled: z.boolean().default(true),
+        /** EventBridge bus the agent announces "task received" on once the queue accepted a marker (the stack's EventBusName). */
+        eventBus: z.string().min(1).optional(),
+        /** The local cloud's event log (JSON lines), instead of a bus. */
+        eventsFile: z.string().min(1).optional(),
+      })
+      .default({ enabled: true }),
     /** How inline content is compressed; content that does not shrink travels as it is. */
     compression: z.enum(COMPRESSIONS).default("zstd"),
     /** What a verification does with objects on the target that the source does not have. */
@@ -74,7 +83,7 @@ export interface AgentConfig {
   /** Absolute; relative paths in the file are relative to the file's folder. */
   readonly stateDir: string;
   readonly sets: readonly SetSpec[];
-  readonly tasks: { readonly enabled: boolean };
+  readonly tasks: { readonly enabled: boolean; readonly eventBus?: string; readonly eventsFile?: string };
   readonly compression: Compression;
   readonly orphans: OrphanPolicy;
   readonly journalLimitBytes: number;
@@ -125,7 +134,11 @@ export function loadConfig(file: string): AgentConfig {
     bucket: c.bucket,
     stateDir: resolve(base, c.stateDir),
     sets: Object.freeze(c.sets.map((s) => Object.freeze({ name: s.name, root: resolve(base, s.path), exclude: Object.freeze([...s.exclude]) }))),
-    tasks: Object.freeze({ enabled: c.tasks.enabled }),
+    tasks: Object.freeze({
+      enabled: c.tasks.enabled,
+      ...(c.tasks.eventBus !== undefined ? { eventBus: c.tasks.eventBus } : {}),
+      ...(c.tasks.eventsFile !== undefined ? { eventsFile: resolve(base, c.tasks.eventsFile) } : {}),
+    }),
     compression: c.compression,
     orphans: c.orphans,
     journalLimitBytes: c.journalLimitBytes,

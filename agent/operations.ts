@@ -2,7 +2,9 @@
 // `tidemark mirror`): journal, wait for the target's report, repair.
 
 import type { OrphanPolicy, VerifyReport } from "../contract/layout.ts";
-import type { Agent } from "./agent.ts";
+import type { PruneReport } from "../contract/tasks.ts";
+import type { Agent, QueuedMarker } from "./agent.ts";
+import type { TaskFields } from "../contract/tasks.ts";
 import type { ScanReport } from "./scan.ts";
 
 export const MIRROR_MODES = ["full", "diff", "checksum"] as const;
@@ -12,12 +14,15 @@ export type MirrorMode = (typeof MIRROR_MODES)[number];
 export type Progress =
   | { phase: "scan"; entries: number; changes: number; bytes: number; total?: number }
   | { phase: "wait"; seq: number; appliedSeq: number }
-  | { phase: "repair"; entries: number };
+  | { phase: "repair"; entries: number }
+  | { phase: "restore"; files: number; totalFiles: number; bytes: number; totalBytes: number };
 
 export interface OperationDeps {
   readonly agent: Agent;
   /** The report of a verification, once the target wrote it. */
   readonly readReport: (set: string, id: string) => Promise<VerifyReport | undefined>;
+  /** The report of a prune, once the target wrote it. */
+  readonly readPruneReport: (set: string, id: string) => Promise<PruneReport | undefined>;
   /** The target's last applied seq of a set (for progress while waiting). */
   readonly appliedSeq: (set: string) => Promise<number>;
   readonly onProgress?: (progress: Progress) => void;
@@ -36,13 +41,13 @@ export interface VerifyResult {
   readonly repaired: number;
 }
 
-async function waitForReport(deps: OperationDeps, set: string, id: string, seq: number): Promise<VerifyReport> {
+async function waitForReport<T>(deps: OperationDeps, what: string, read: () => Promise<T | undefined>, set: string, seq: number): Promise<T> {
   const deadline = Date.now() + (deps.timeoutMs ?? 30 * 60_000);
   for (;;) {
-    const report = await deps.readReport(set, id);
+    const report = await read();
     if (report) return report;
     if (Date.now() > deadline) {
-      throw new OperationTimeoutError(`the target has not reached the verification of set "${set}" (seq ${seq}) yet; see \`tidemark status\``);
+      throw new OperationTimeoutError(`the target has not reached the ${what} of set "${set}" (seq ${seq}) yet; see \`tidemark status\``);
     }
     deps.onProgress?.({ phase: "wait", seq, appliedSeq: await deps.appliedSeq(set).catch(() => 0) });
     await new Promise((resolve) => setTimeout(resolve, deps.pollMs ?? 500));
@@ -57,7 +62,7 @@ export async function runVerify(
   const total = deps.agent.journal.entryCount(set);
   const onProgress = (scan: Readonly<ScanReport>) => deps.onProgress?.({ phase: "scan", entries: scan.entries, changes: scan.changes, bytes: scan.bytes, total });
   const { id, seq } = await deps.agent.journalVerify(set, { deep: options.deep, orphans: options.orphans, onProgress });
-  const report = await waitForReport(deps, set, id, seq);
+  const report = await waitForReport(deps, "verification", () => deps.readReport(set, id), set, seq);
   if (!options.repair) return { report, repaired: 0 };
   deps.onProgress?.({ phase: "repair", entries: report.missing.length + report.different.length });
   return { report, repaired: await deps.agent.repair(set, report) };
@@ -101,4 +106,37 @@ export async function runMirror(deps: OperationDeps, set: string, mode: MirrorMo
   }
   const verify = await runVerify(deps, set, { deep: mode === "checksum", repair: true, orphans });
   return { mode, verify };
+}
+
+/** Journals a prune (the applier keeps the newest `keep` snapshots) and waits for the target's report. */
+export async function runPrune(deps: OperationDeps, set: string, keep: number): Promise<PruneReport> {
+  const { id, seq } = await deps.agent.journalPrune(set, keep);
+  return waitForReport(deps, "prune", () => deps.readPruneReport(set, id), set, seq);
+}
+
+/** This agent does not insert task markers (config tasks.enabled is false). */
+export class TasksDisabledError extends Error {
+  override name = "TasksDisabledError";
+}
+
+export interface TaskRequest {
+  readonly fields: TaskFields;
+  readonly onQueue?: string;
+  readonly onTransmit?: string;
+}
+
+/** Journals a task marker behind a barrier scan of the set, unless this agent's config disables markers. */
+export async function queueTask(deps: OperationDeps, set: string, request: TaskRequest, config: { file: string; tasks: { enabled: boolean } }): Promise<QueuedMarker> {
+  if (!config.tasks.enabled) {
+    throw new TasksDisabledError(
+      `task markers are disabled for this agent (tasks.enabled is false in ${config.file}); markers sent to the queue from elsewhere still run on the target`,
+    );
+  }
+  const total = deps.agent.journal.entryCount(set);
+  return deps.agent.insertMarker(set, {
+    fields: request.fields,
+    ...(request.onQueue !== undefined ? { onQueue: request.onQueue } : {}),
+    ...(request.onTransmit !== undefined ? { onTransmit: request.onTransmit } : {}),
+    onProgress: (scan) => deps.onProgress?.({ phase: "scan", entries: scan.entries, changes: scan.changes, bytes: scan.bytes, total }),
+  });
 }

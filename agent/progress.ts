@@ -41,6 +41,13 @@ export function describeProgress(progress: Progress, elapsedMs: number, tty: boo
       return `waiting for the target: applied seq ${progress.appliedSeq} of ${progress.seq}`;
     case "repair":
       return `repairing ${progress.entries} entries`;
+    case "restore": {
+      const fraction = progress.totalBytes > 0 ? Math.min(progress.bytes / progress.totalBytes, 1) : progress.totalFiles > 0 ? progress.files / progress.totalFiles : 1;
+      const bar = tty ? `[${"#".repeat(Math.round(fraction * BAR_WIDTH)).padEnd(BAR_WIDTH, "-")}] ` : "";
+      const seconds = Math.max(elapsedMs / 1000, 0.001);
+      const eta = duration(fraction > 0 ? (seconds / fraction) * (1 - fraction) : Number.NaN);
+      return `restoring ${bar}${progress.files}/${progress.totalFiles} files  ${formatBytes(progress.bytes)} of ${formatBytes(progress.totalBytes)}  ${formatBytes(progress.bytes / seconds)}/s  ETA ${eta}`;
+    }
   }
 }
 

@@ -5,10 +5,14 @@ import { makeS3Client, makeSqsClient } from "../lambdas/aws-clients.ts";
 import { readSetStatus } from "../lambdas/store/set-status.ts";
 import { S3Store } from "../lambdas/store/s3-store.ts";
 import { z } from "zod";
-import { VerifyReportSchema, verifyReportKey } from "../contract/layout.ts";
+import { pruneReportKey, VerifyReportSchema, verifyReportKey } from "../contract/layout.ts";
+import { PruneReportSchema, TaskFieldsSchema } from "../contract/tasks.ts";
+import { EventBridgeClient } from "@aws-sdk/client-eventbridge";
+import { EVENT_TYPES, type EventSink } from "../lambdas/tasks/actions.ts";
+import { EventBridgeSink, FileEventSink } from "../lambdas/tasks/aws-actions.ts";
 import { Agent } from "./agent.ts";
 import { controlSocketPath, startControlServer, type ControlServer } from "./control.ts";
-import { MIRROR_MODES, recoverSet, runMirror, runVerify, type OperationDeps, type Progress } from "./operations.ts";
+import { MIRROR_MODES, queueTask, recoverSet, runMirror, runPrune, runVerify, type OperationDeps, type Progress } from "./operations.ts";
 import { checkSources, type AgentConfig } from "./config.ts";
 import { Journal } from "./journal.ts";
 import type { Logger } from "./log.ts";
@@ -27,6 +31,15 @@ export interface RunningAgent {
 
 const VerifyRequest = z.object({ set: z.string(), deep: z.boolean().default(false), repair: z.boolean().default(false) });
 const MirrorRequest = z.object({ set: z.string(), mode: z.enum(MIRROR_MODES) });
+const TaskRequest = z.object({ set: z.string(), fields: TaskFieldsSchema, onQueue: z.string().optional(), onTransmit: z.string().optional() });
+const PruneRequest = z.object({ set: z.string(), keep: z.number().int().min(0) });
+
+/** Where the agent announces received markers (ONRECEIVE): the stack's bus, or the local cloud's event log. */
+function receivedEvents(config: AgentConfig, clientOptions: { region: string; endpoint?: string }): EventSink | undefined {
+  if (config.tasks.eventsFile) return new FileEventSink(config.tasks.eventsFile);
+  if (config.tasks.eventBus) return new EventBridgeSink(new EventBridgeClient(clientOptions), config.tasks.eventBus);
+  return undefined;
+}
 
 /** Routes each set's calls through its own retry wrapper, so a failing set records its own error. */
 class PerSetRetry implements Transport {
@@ -75,6 +88,7 @@ export async function startAgent(config: AgentConfig, log: Logger, options: { ig
       }),
   );
   const store = new S3Store(s3, config.bucket);
+  const events = receivedEvents(config, { region: config.region, ...(config.endpoint ? { endpoint: config.endpoint } : {}) });
   const agent = new Agent({
     sets: config.sets,
     journal,
@@ -83,6 +97,17 @@ export async function startAgent(config: AgentConfig, log: Logger, options: { ig
     ignorePaths: [config.stateDir, ...(options.ignorePaths ?? [])],
     compression: config.compression,
     journalLimitBytes: config.journalLimitBytes,
+    ...(events
+      ? {
+          announceReceived: async (set, markers) => {
+            for (const marker of markers) {
+              const detail = { set, taskId: marker.id, seq: marker.seq, action: marker.fields.action, ...(marker.fields.label ? { label: marker.fields.label } : {}), insertedAt: marker.fields.insertedAt };
+              // The marker is in the queue whatever happens to its announcement.
+              await events.put(EVENT_TYPES.received, detail).catch((error: unknown) => log.warn("task received event not sent", { set, task: marker.id, error: String(error) }));
+            }
+          },
+        }
+      : {}),
     rescanMs: config.rescanSeconds * 1000,
     pollingScanMs: config.fallbackScanSeconds * 1000,
     // Not awaited: a recovery waits on the stream, and the status poll of the other sets goes on meanwhile.
@@ -99,6 +124,10 @@ export async function startAgent(config: AgentConfig, log: Logger, options: { ig
     readReport: async (set, id) => {
       const object = await store.get(verifyReportKey(set, id));
       return object && VerifyReportSchema.parse(JSON.parse(object.body.toString("utf8")));
+    },
+    readPruneReport: async (set, id) => {
+      const object = await store.get(pruneReportKey(set, id));
+      return object && PruneReportSchema.parse(JSON.parse(object.body.toString("utf8")));
     },
     appliedSeq: async (set) => (await readSetStatus(store, set)).lastSeq,
     ...(onProgress ? { onProgress } : {}),
@@ -118,6 +147,14 @@ export async function startAgent(config: AgentConfig, log: Logger, options: { ig
       "/mirror": async (body, progress) => {
         const request = MirrorRequest.parse(body);
         return runMirror(operations(progress), knownSet(request.set), request.mode, config.orphans);
+      },
+      "/task": async (body, progress) => {
+        const request = TaskRequest.parse(body);
+        return queueTask(operations(progress), knownSet(request.set), request, config);
+      },
+      "/prune": async (body, progress) => {
+        const request = PruneRequest.parse(body);
+        return runPrune(operations(progress), knownSet(request.set), request.keep);
       },
     });
   } catch (error) {

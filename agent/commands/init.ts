@@ -17,6 +17,7 @@ export interface StackOutputs {
   readonly agentPolicyArn?: string;
   readonly agentRoleArn?: string;
   readonly tasksEnabled: boolean;
+  readonly eventBus?: string;
 }
 
 /** Reads a `cdk deploy --outputs-file` file: `{ "<stack>": { "<output>": "<value>" } }`. */
@@ -55,6 +56,7 @@ export function readStackOutputs(file: string, stack?: string): StackOutputs {
   const optional = (key: string): string | undefined => (typeof outputs[key] === "string" && outputs[key] !== "" ? (outputs[key] as string) : undefined);
   const agentPolicyArn = optional(STACK_OUTPUT.agentPolicyArn);
   const agentRoleArn = optional(STACK_OUTPUT.agentRoleArn);
+  const eventBus = optional(STACK_OUTPUT.eventBus);
   return {
     stack: name,
     queueUrl: required(STACK_OUTPUT.queueUrl),
@@ -63,6 +65,7 @@ export function readStackOutputs(file: string, stack?: string): StackOutputs {
     ...(agentPolicyArn ? { agentPolicyArn } : {}),
     ...(agentRoleArn ? { agentRoleArn } : {}),
     tasksEnabled: optional(STACK_OUTPUT.tasksEnabled) !== "false",
+    ...(eventBus ? { eventBus } : {}),
   };
 }
 
@@ -138,7 +141,7 @@ Examples:
       bucket: outputs.bucket,
       stateDir: stateFlag !== undefined ? relative(dirname(file), resolve(stateFlag)) || "." : "tidemark-state",
       sets,
-      tasks: { enabled: outputs.tasksEnabled },
+      tasks: { enabled: outputs.tasksEnabled, ...(outputs.eventBus ? { eventBus: outputs.eventBus } : {}) },
     };
     const checked = ConfigSchema.safeParse(config);
     if (!checked.success) {

@@ -5,6 +5,7 @@ import { Applier } from "../../lambdas/applier/applier.ts";
 import { createHandler } from "../../lambdas/applier/handler.ts";
 import { ensureTargetResources, startEmulator } from "../../lambdas/local/emulator.ts";
 import { LocalPoller } from "../../lambdas/local/poller.ts";
+import { LOCAL_EVENTS_FILE, localTaskSettings } from "../../lambdas/local/tasks.ts";
 import { S3Store } from "../../lambdas/store/s3-store.ts";
 import { setNameProblem } from "../../contract/paths.ts";
 import { ConfigError, DEFAULT_CONFIG_FILE, loadConfig, type ConfigFile } from "../config.ts";
@@ -31,7 +32,7 @@ function writeLocalConfig(file: string, target: { endpoint: string; queueUrl: st
     }
   }
   if (source) sets = [...sets.filter((s) => s.name !== source.name), { name: source.name, path: source.path }];
-  const config: ConfigFile = { region: REGION, ...target, stateDir: "agent", sets, tasks: { enabled: true } };
+  const config: ConfigFile = { region: REGION, ...target, stateDir: "agent", sets, tasks: { enabled: true, eventsFile: LOCAL_EVENTS_FILE } };
   const temp = `${file}.tmp`;
   writeFileSync(temp, `${JSON.stringify(config, null, 2)}\n`);
   renameSync(temp, file);
@@ -95,7 +96,8 @@ Examples:
       const target = await ensureTargetResources({ endpoint: emulator.endpoint, region: REGION });
       const s3 = makeS3Client({ region: REGION, endpoint: emulator.endpoint });
       const sqs = makeSqsClient({ region: REGION, endpoint: emulator.endpoint });
-      const handler = createHandler(new Applier({ store: new S3Store(s3, target.bucket) }), (line) => log.debug("applier metrics", { emf: line }));
+      const applier = new Applier({ store: new S3Store(s3, target.bucket), tasks: localTaskSettings(join(stateDir, LOCAL_EVENTS_FILE)) });
+      const handler = createHandler(applier, (line) => log.debug("applier metrics", { emf: line }));
       const poller = new LocalPoller({
         sqs,
         queueUrl: target.queueUrl,
@@ -123,6 +125,7 @@ Examples:
           `  queue     ${target.queueUrl}`,
           `  bucket    ${target.bucket}`,
           `  config    ${configFile}`,
+          `  events    ${join(stateDir, LOCAL_EVENTS_FILE)} (task events, one JSON line each)`,
           "",
         ].join("\n"),
       );

@@ -4,7 +4,9 @@
 import { Agent, type AgentOptions } from "../../agent/agent.ts";
 import { Journal } from "../../agent/journal.ts";
 import type { OperationDeps } from "../../agent/operations.ts";
-import { VerifyReportSchema, verifyReportKey } from "../../contract/layout.ts";
+import { pruneReportKey, VerifyReportSchema, verifyReportKey } from "../../contract/layout.ts";
+import { PruneReportSchema } from "../../contract/tasks.ts";
+import type { TaskSettings } from "../../lambdas/applier/markers.ts";
 import { Applier } from "../../lambdas/applier/applier.ts";
 import { MemoryStore } from "../../lambdas/store/memory-store.ts";
 import { readSetStatus } from "../../lambdas/store/set-status.ts";
@@ -28,11 +30,11 @@ export interface Harness {
   close(): Promise<void>;
 }
 
-export function agentHarness(set: string, options: Partial<AgentOptions> = {}): Harness {
+export function agentHarness(set: string, options: Partial<AgentOptions> = {}, target: { tasks?: TaskSettings; store?: MemoryStore } = {}): Harness {
   const src = tempDir("tidemark-src-");
   const state = tempDir("tidemark-state-");
-  const store = new MemoryStore();
-  const transport = new MemoryTransport(new Applier({ store, log: () => {} }), store);
+  const store = target.store ?? new MemoryStore();
+  const transport = new MemoryTransport(new Applier({ store, log: () => {}, ...(target.tasks ? { tasks: target.tasks } : {}) }), store);
   const make = (journal: Journal, extra: Partial<AgentOptions>) =>
     new Agent({ sets: [{ name: set, root: src.path, exclude: [] }], journal, transport, monitorEnabled: false, ...options, ...extra });
   const journal = Journal.open(state.path);
@@ -56,6 +58,11 @@ export function agentHarness(set: string, options: Partial<AgentOptions> = {}): 
         await harness.agent.drain(s);
         const object = await store.get(verifyReportKey(s, id));
         return object && VerifyReportSchema.parse(JSON.parse(object.body.toString()));
+      },
+      readPruneReport: async (s, id) => {
+        await harness.agent.drain(s);
+        const object = await store.get(pruneReportKey(s, id));
+        return object && PruneReportSchema.parse(JSON.parse(object.body.toString()));
       },
       appliedSeq: async (s) => (await readSetStatus(store, s)).lastSeq,
       pollMs: 1,

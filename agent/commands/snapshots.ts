@@ -1,0 +1,141 @@
+// `tidemark snapshots`, `tidemark restore` and `tidemark prune`: the
+// recovery points `snapshot` markers left on the target.
+
+import { resolve } from "node:path";
+import type { PruneReport } from "../../contract/tasks.ts";
+import { listSnapshots, readSnapshot } from "../../lambdas/tasks/snapshots.ts";
+import { configPath, loadConfig } from "../config.ts";
+import { formatBytes, table } from "../format.ts";
+import { runPrune } from "../operations.ts";
+import { createProgressView } from "../progress.ts";
+import { restoreSnapshot } from "../restore.ts";
+import { stringOption, UsageError, type Command } from "./command.ts";
+import { checkSet, operate } from "./operate.ts";
+import { withTargetStore } from "./target-store.ts";
+
+const CONFIG_OPTION = "  --config FILE   config file (default: $TIDEMARK_CONFIG, else ./tidemark.config.json)";
+
+export const snapshotsCommand: Command = {
+  name: "snapshots",
+  summary: "list a set's snapshots (recovery points taken at task markers)",
+  help: `Usage: tidemark snapshots SET [--json] [--config FILE]
+
+Lists the snapshots \`snapshot\` markers took of a set, oldest first: snapshot
+id, the task that took it, label, when, and how many files and bytes it holds.
+Each restores byte for byte with \`tidemark restore\`, however far the live
+mirror has moved on since.
+
+Options:
+  --json          print the snapshots as a JSON array
+${CONFIG_OPTION}
+
+Examples:
+  tidemark snapshots db
+  tidemark snapshots db --json | jq -r '.[-1].id'`,
+  positionals: true,
+  options: { json: { type: "boolean" }, config: { type: "string" } },
+  async run(values, positionals) {
+    const config = loadConfig(configPath(stringOption(values.config)));
+    const set = checkSet(config, positionals[0], "list the snapshots of");
+    const snapshots = await withTargetStore(config, (store) => listSnapshots(store, set));
+    if (values.json === true) {
+      process.stdout.write(`${JSON.stringify(snapshots, null, 2)}\n`);
+      return 0;
+    }
+    if (snapshots.length === 0) {
+      process.stdout.write(`set ${set} has no snapshots yet (take one with \`tidemark task ${set} --wait\`)\n`);
+      return 0;
+    }
+    const rows = snapshots.map((s) => [s.id, s.taskId, s.label ?? "", s.takenAt, String(s.files), formatBytes(s.bytes)]);
+    process.stdout.write(`${table(["SNAPSHOT", "TASK", "LABEL", "TAKEN", "FILES", "BYTES"], rows)}\n`);
+    return 0;
+  },
+};
+
+export const restoreCommand: Command = {
+  name: "restore",
+  summary: "rebuild a snapshot of a set into a folder",
+  help: `Usage: tidemark restore SET --snapshot ID --to DIR [--force] [--json] [--config FILE]
+
+Writes the set as it was at the snapshot into DIR: file contents (each
+checked against its sha256), modes, modification times, symlinks and empty
+folders. DIR must be empty or missing unless --force is given; with --force,
+what the snapshot holds is written over DIR's content and other files stay.
+Reads from the target bucket with the agent's credentials.
+
+Options:
+  --snapshot ID   the snapshot (see \`tidemark snapshots SET\`); "latest" for the newest
+  --to DIR        where to restore
+  --force         write into a folder that is not empty
+  --json          print a summary as JSON
+${CONFIG_OPTION}
+
+Examples:
+  tidemark restore db --snapshot latest --to /srv/restore/db
+  tidemark restore db --snapshot snap-20261124T020000Z-3f9a1c --to ./db-before-upgrade`,
+  positionals: true,
+  options: { snapshot: { type: "string" }, to: { type: "string" }, force: { type: "boolean" }, json: { type: "boolean" }, config: { type: "string" } },
+  async run(values, positionals) {
+    const config = loadConfig(configPath(stringOption(values.config)));
+    const set = checkSet(config, positionals[0], "restore");
+    const id = stringOption(values.snapshot);
+    const to = stringOption(values.to);
+    if (id === undefined) throw new UsageError("name the snapshot with --snapshot ID (see `tidemark snapshots " + set + "`)");
+    if (to === undefined) throw new UsageError("name the folder to restore into with --to DIR");
+    const json = values.json === true;
+    const view = json ? undefined : createProgressView({ tty: process.stderr.isTTY === true, write: (text) => process.stderr.write(text) });
+    const result = await withTargetStore(config, async (store) => {
+      const summary = id === "latest" ? (await listSnapshots(store, set)).at(-1) : await readSnapshot(store, set, id);
+      if (!summary) throw new UsageError(`set "${set}" has no snapshots to restore`);
+      try {
+        return await restoreSnapshot(store, summary, resolve(to), { force: values.force === true, ...(view ? { onProgress: (p) => view.update(p) } : {}) });
+      } finally {
+        view?.done();
+      }
+    });
+    if (json) process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
+    else {
+      process.stdout.write(
+        `restored snapshot ${result.snapshot} of set ${set} to ${result.to}: ${result.files} files (${formatBytes(result.bytes)}), ${result.dirs} folders, ${result.symlinks} symlinks\n`,
+      );
+    }
+    return 0;
+  },
+};
+
+export const pruneCommand: Command = {
+  name: "prune",
+  summary: "delete old snapshots of a set and the content only they kept",
+  help: `Usage: tidemark prune SET --keep N [--json] [--config FILE]
+
+Keeps the newest N snapshots of a set and deletes the others, with the
+preserved content no kept snapshot refers to. The applier does the deleting
+when it reaches the request in the set's stream, so it never races a
+snapshot being taken. Uses the running agent when there is one.
+
+Options:
+  --keep N        snapshots to keep (0 deletes them all)
+  --json          print the report as JSON
+${CONFIG_OPTION}
+
+Examples:
+  tidemark prune db --keep 7`,
+  positionals: true,
+  options: { keep: { type: "string" }, json: { type: "boolean" }, config: { type: "string" } },
+  async run(values, positionals) {
+    const config = loadConfig(configPath(stringOption(values.config)));
+    const set = checkSet(config, positionals[0], "prune");
+    const keepText = stringOption(values.keep);
+    const keep = Number(keepText);
+    if (keepText === undefined || !Number.isInteger(keep) || keep < 0) throw new UsageError(`--keep must be a whole number of snapshots, got "${keepText ?? ""}"`);
+    const json = values.json === true;
+    const report = await operate<PruneReport>(config, "/prune", { set, keep }, (deps) => runPrune(deps, set, keep), { quiet: json });
+    if (json) process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
+    else {
+      process.stdout.write(
+        `set ${set}: kept ${report.kept.length} snapshots, deleted ${report.deleted.length}; ${report.contentDeleted} preserved objects (${formatBytes(report.contentBytesDeleted)}) no longer needed were deleted\n`,
+      );
+    }
+    return 0;
+  },
+};

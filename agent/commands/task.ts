@@ -1,0 +1,282 @@
+// `tidemark task` (the scripting command, DESIGN 3) and `tidemark tasks`
+// (the history of a set's markers).
+
+import { TASK_ACTIONS, MAX_TASK_TIMEOUT_SECONDS, DEFAULT_TASK_TIMEOUT_SECONDS, type TaskAction, type TaskFields, type TaskResult } from "../../contract/tasks.ts";
+import type { QueuedMarker } from "../agent.ts";
+import { configPath, loadConfig, type AgentConfig } from "../config.ts";
+import { formatBytes, table } from "../format.ts";
+import { describeHook, hookSucceeded, runHook, type HookResult } from "../hooks.ts";
+import { queueTask, TasksDisabledError } from "../operations.ts";
+import { createProgressView } from "../progress.ts";
+import { listTasks, waitForTask } from "../task-results.ts";
+import { stringOption, UsageError, type Command } from "./command.ts";
+import { checkSet, operate } from "./operate.ts";
+import { withTargetStore } from "./target-store.ts";
+
+/** Exit code of `task --wait` when the task failed, was skipped or timed out. */
+export const TASK_NOT_SUCCEEDED = 3;
+
+/** A quiesce command failed: no marker was inserted. */
+export class QuiesceError extends Error {
+  override name = "QuiesceError";
+}
+
+function seconds(value: unknown, flag: string, max: number): number | undefined {
+  const text = stringOption(value);
+  if (text === undefined) return undefined;
+  const n = Number(text);
+  if (!Number.isFinite(n) || n < 0 || n > max) throw new UsageError(`${flag} must be a number of seconds from 0 to ${max}, got "${text}"`);
+  return n;
+}
+
+function parseFields(values: Record<string, unknown>): TaskFields {
+  const action = stringOption(values.action) ?? "snapshot";
+  if (!TASK_ACTIONS.some((a) => a === action)) {
+    throw new UsageError(`--action must be one of ${TASK_ACTIONS.join(", ")}, got "${action}"${action === "ebs-snapshot" ? " (ebs-snapshot is for volume sets, not available yet)" : ""}`);
+  }
+  const timeout = seconds(values.timeout, "--timeout", MAX_TASK_TIMEOUT_SECONDS);
+  if (timeout !== undefined && !Number.isInteger(timeout)) throw new UsageError("--timeout must be a whole number of seconds");
+  const fn = stringOption(values.function);
+  if (action === "invoke" && fn === undefined) throw new UsageError("--action invoke needs --function NAME (a function on the target's allow-list)");
+  let input: Record<string, unknown> | undefined;
+  const inputText = stringOption(values.input);
+  if (inputText !== undefined) {
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(inputText);
+    } catch {
+      throw new UsageError(`--input must be a JSON object, got ${inputText}`);
+    }
+    if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) throw new UsageError(`--input must be a JSON object, got ${inputText}`);
+    input = Object.fromEntries(Object.entries(parsed));
+  }
+  const label = stringOption(values.label);
+  if (label !== undefined && label.length > 256) throw new UsageError("--label is limited to 256 characters");
+  const resource = stringOption(values.resource);
+  return {
+    action: action as TaskAction,
+    timeoutSeconds: timeout ?? DEFAULT_TASK_TIMEOUT_SECONDS,
+    ...(label !== undefined ? { label } : {}),
+    ...(fn !== undefined ? { function: fn } : {}),
+    ...(input !== undefined ? { input } : {}),
+    ...(resource !== undefined ? { resourceArn: resource } : {}),
+    ...(values.snapshot === true ? { snapshot: true } : {}),
+  };
+}
+
+export function describeResult(result: TaskResult): string {
+  const took =
+    result.finishedAt !== undefined ? ` in ${((Date.parse(result.finishedAt) - Date.parse(result.reachedAt)) / 1000).toFixed(1)} s` : "";
+  const outputs = result.outputs;
+  const what: string[] = [];
+  if (typeof outputs.snapshotId === "string") {
+    const size = typeof outputs.bytes === "number" ? `, ${formatBytes(outputs.bytes)}` : "";
+    what.push(`snapshot ${outputs.snapshotId}${typeof outputs.files === "number" ? ` (${outputs.files} files${size})` : ""}`);
+  }
+  if (typeof outputs.backupJobId === "string") what.push(`backup job ${outputs.backupJobId}`);
+  if (typeof outputs.eventId === "string") what.push(`event ${outputs.eventId}`);
+  if ("response" in outputs) what.push(`response ${JSON.stringify(outputs.response).slice(0, 200)}`);
+  const detail = result.error ?? what.join(", ");
+  return `task ${result.id} ${result.status}${took}${detail ? `: ${detail}` : ""}`;
+}
+
+async function hook(name: string, command: string | undefined, env: Record<string, string>, quiet: boolean): Promise<HookResult | undefined> {
+  if (command === undefined) return undefined;
+  return runHook(command, { env, ...(quiet ? {} : { echo: (chunk) => process.stderr.write(chunk) }) });
+}
+
+export const taskCommand: Command = {
+  name: "task",
+  summary: "insert a task marker: an application-consistent recovery point on the target",
+  help: `Usage: tidemark task SET [--action snapshot|invoke|event|backup] [--label TEXT]
+                     [--quiesce CMD] [--settle SEC] [--resume CMD]
+                     [--on-queue CMD] [--on-transmit CMD] [--timeout SEC]
+                     [--wait [--wait-timeout SEC]] [--json] [--config FILE]
+
+Inserts a task marker into the set's replication stream. In order:
+  1. runs --quiesce CMD (e.g. stop the application) and waits --settle seconds;
+  2. scans the whole set and journals every change not captured yet, so all
+     the source held at this moment is ahead of the marker (even when the
+     watcher is behind, or no agent was running);
+  3. journals the marker right after them, and runs --on-queue CMD;
+  4. runs --resume CMD (also when a step before it failed).
+When the applier reaches the marker, the target holds exactly what the source
+held at step 2, and it runs the action there:
+  snapshot  a point-in-time manifest, restorable with \`tidemark restore\`
+  invoke    calls --function NAME (on the target's allow-list) with the
+            marker's context (--input JSON adds to it; --snapshot takes a
+            snapshot first and passes its id)
+  event     puts an EventBridge event with the marker's context
+  backup    starts an AWS Backup job of the target bucket (or --resource ARN)
+While the action runs (up to --timeout seconds, default ${DEFAULT_TASK_TIMEOUT_SECONDS}; 0 = do not hold)
+the applier applies nothing after the marker; replication on the source goes on.
+The result lands in tasks/SET/ID.json on the target (\`tidemark tasks SET\`).
+
+Uses the running agent (tidemark run) when there is one, else starts one for
+the duration. Refused when the config sets tasks.enabled to false.
+
+Exit code: 0 when the marker was queued (with --wait: and the action
+succeeded), ${TASK_NOT_SUCCEEDED} with --wait when it failed, was skipped or timed out, 1 on
+errors (a failing --quiesce inserts no marker).
+
+Options:
+  --action A        snapshot (default), invoke, event or backup
+  --label TEXT      a name for the recovery point (kept in the result and snapshot)
+  --quiesce CMD     run before the marker (sh -c); a failure cancels the marker
+  --settle SEC      wait this long after --quiesce (default 0)
+  --resume CMD      run after the marker is journaled, whatever happened before
+  --on-queue CMD    run by the agent once the marker is in its journal
+  --on-transmit CMD run by the agent just before the marker is sent
+  --timeout SEC     how long the applier holds later changes for the action (0-${MAX_TASK_TIMEOUT_SECONDS})
+  --function NAME   invoke: the function to call
+  --input JSON      invoke: a JSON object passed as "input"
+  --snapshot        invoke, event, backup: take a snapshot first
+  --resource ARN    backup: what to back up (default: the target bucket)
+  --wait            wait until the target ran the action and print the result
+  --wait-timeout SEC  give up waiting after this long (the marker stays queued)
+  --json            print the outcome as JSON
+  --config FILE     config file (default: $TIDEMARK_CONFIG, else ./tidemark.config.json)
+
+The commands get TIDEMARK_SET, TIDEMARK_TASK_ID, TIDEMARK_TASK_SEQ,
+TIDEMARK_TASK_ACTION and TIDEMARK_TASK_LABEL in their environment (the
+--quiesce command only TIDEMARK_SET: the marker does not exist yet).
+
+Examples:
+  tidemark task db --quiesce 'systemctl stop postgresql' --resume 'systemctl start postgresql' --label nightly --wait
+  tidemark task www --action event --label deploy-42
+  tidemark task db --action invoke --function verify-restore --snapshot --timeout 600 --wait --json`,
+  positionals: true,
+  options: {
+    action: { type: "string" },
+    label: { type: "string" },
+    quiesce: { type: "string" },
+    settle: { type: "string" },
+    resume: { type: "string" },
+    "on-queue": { type: "string" },
+    "on-transmit": { type: "string" },
+    timeout: { type: "string" },
+    function: { type: "string" },
+    input: { type: "string" },
+    snapshot: { type: "boolean" },
+    resource: { type: "string" },
+    wait: { type: "boolean" },
+    "wait-timeout": { type: "string" },
+    json: { type: "boolean" },
+    config: { type: "string" },
+  },
+  async run(values, positionals) {
+    const started = Date.now();
+    const config = loadConfig(configPath(stringOption(values.config)));
+    const set = checkSet(config, positionals[0], "insert a task into");
+    const fields = parseFields(values);
+    const settle = seconds(values.settle, "--settle", 3600) ?? 0;
+    const waitTimeout = seconds(values["wait-timeout"], "--wait-timeout", 7 * 86_400);
+    if (waitTimeout !== undefined && values.wait !== true) throw new UsageError("--wait-timeout goes with --wait");
+    const json = values.json === true;
+    if (!config.tasks.enabled) {
+      throw new TasksDisabledError(
+        `task markers are disabled for this agent (tasks.enabled is false in ${config.file}); markers sent to the queue from elsewhere still run on the target`,
+      );
+    }
+    const resume = stringOption(values.resume);
+    const hooks: Record<string, HookResult | undefined> = {};
+    let queued: QueuedMarker | undefined;
+    try {
+      hooks.quiesce = await hook("quiesce", stringOption(values.quiesce), { TIDEMARK_SET: set }, json);
+      if (hooks.quiesce && !hookSucceeded(hooks.quiesce)) throw new QuiesceError(`${describeHook("quiesce", hooks.quiesce)}; no marker was inserted`);
+      if (settle > 0) await new Promise((resolve) => setTimeout(resolve, settle * 1000));
+      const onQueue = stringOption(values["on-queue"]);
+      const onTransmit = stringOption(values["on-transmit"]);
+      const request = { fields, ...(onQueue !== undefined ? { onQueue } : {}), ...(onTransmit !== undefined ? { onTransmit } : {}) };
+      queued = await operate<QueuedMarker>(config, "/task", { set, ...request }, (deps) => queueTask(deps, set, request, config), { quiet: json });
+      hooks.onQueue = queued.onQueue;
+    } finally {
+      hooks.resume = await hook("resume", resume, queued ? { TIDEMARK_SET: set, TIDEMARK_TASK_ID: queued.id, TIDEMARK_TASK_SEQ: String(queued.seq) } : { TIDEMARK_SET: set }, json);
+      if (hooks.resume && !hookSucceeded(hooks.resume)) process.stderr.write(`tidemark: ${describeHook("resume", hooks.resume)}\n`);
+    }
+    const journaledMs = Date.now() - started;
+    if (!json) {
+      process.stdout.write(`task ${queued.id} queued in set ${set} at seq ${queued.seq} (the barrier journaled ${queued.scan.changes} changes of ${queued.scan.entries} entries)\n`);
+      if (hooks.onQueue && !hookSucceeded(hooks.onQueue)) process.stdout.write(`warning: ${describeHook("on-queue", hooks.onQueue)}\n`);
+    }
+    let result: TaskResult | undefined;
+    if (values.wait === true) {
+      const view = json ? undefined : createProgressView({ tty: process.stderr.isTTY === true, write: (text) => process.stderr.write(text) });
+      const marker = queued;
+      try {
+        result = await withTargetStore(config, (store) =>
+          waitForTask(store, set, marker.id, {
+            seq: marker.seq,
+            ...(waitTimeout !== undefined ? { timeoutMs: waitTimeout * 1000 } : {}),
+            ...(view ? { onProgress: (p) => view.update(p) } : {}),
+          }),
+        );
+      } finally {
+        view?.done();
+      }
+      if (!json) process.stdout.write(`${describeResult(result)}\n`);
+    }
+    if (json) {
+      const summary = (h: HookResult | undefined) => h && { command: h.command, code: h.code, timedOut: h.timedOut, ms: h.ms };
+      process.stdout.write(
+        `${JSON.stringify(
+          {
+            set,
+            id: queued.id,
+            seq: queued.seq,
+            journaledMs,
+            barrier: { entries: queued.scan.entries, changes: queued.scan.changes, bytes: queued.scan.bytes },
+            hooks: { quiesce: summary(hooks.quiesce), onQueue: summary(hooks.onQueue), resume: summary(hooks.resume) },
+            ...(result ? { result } : {}),
+          },
+          null,
+          2,
+        )}\n`,
+      );
+    }
+    if (hooks.resume && !hookSucceeded(hooks.resume)) return 1;
+    return result && result.status !== "succeeded" ? TASK_NOT_SUCCEEDED : 0;
+  },
+};
+
+export const tasksCommand: Command = {
+  name: "tasks",
+  summary: "list a set's task markers and what became of them",
+  help: `Usage: tidemark tasks SET [--limit N] [--json] [--config FILE]
+
+Lists the task markers the target reached for a set, oldest first: id, seq
+(none for markers sent straight to the queue), action, label, status
+(running, succeeded, failed, skipped, timed-out), when, and the outcome
+(snapshot id, backup job, event id, the invoked function's response, or the
+error).
+
+Options:
+  --limit N       show the newest N (default 20; 0 = all)
+  --json          print the results as a JSON array
+  --config FILE   config file (default: $TIDEMARK_CONFIG, else ./tidemark.config.json)
+
+Examples:
+  tidemark tasks db
+  tidemark tasks db --json | jq '.[] | select(.status != "succeeded")'`,
+  positionals: true,
+  options: { limit: { type: "string" }, json: { type: "boolean" }, config: { type: "string" } },
+  async run(values, positionals) {
+    const config: AgentConfig = loadConfig(configPath(stringOption(values.config)));
+    const set = checkSet(config, positionals[0], "list the tasks of");
+    const limit = Number(stringOption(values.limit) ?? "20");
+    if (!Number.isInteger(limit) || limit < 0) throw new UsageError(`--limit must be a whole number, got "${String(values.limit)}"`);
+    const all = await withTargetStore(config, (store) => listTasks(store, set));
+    const shown = limit === 0 ? all : all.slice(-limit);
+    if (values.json === true) {
+      process.stdout.write(`${JSON.stringify(shown, null, 2)}\n`);
+      return 0;
+    }
+    if (shown.length === 0) {
+      process.stdout.write(`set ${set} has no task results yet\n`);
+      return 0;
+    }
+    const rows = shown.map((r) => [r.id, r.seq === null ? "-" : String(r.seq), r.action, r.label ?? "", r.status, r.reachedAt, describeResult(r).replace(/^task \S+ \S+( in [\d.]+ s)?:? ?/, "")]);
+    process.stdout.write(`${table(["TASK", "SEQ", "ACTION", "LABEL", "STATUS", "REACHED", "OUTCOME"], rows)}\n`);
+    return 0;
+  },
+};
