@@ -28,9 +28,13 @@ export interface RestoreResult {
 /** Files fetched at once. */
 const RESTORE_CONCURRENCY = 8;
 
-/** mtimeNs as the seconds utimes takes (µs precision survives a double). */
+/**
+ * mtimeNs as the seconds utimes takes. A double near 2^31 seconds resolves
+ * about a quarter of a microsecond and the conversion truncates: half a
+ * microsecond more lands on the right one.
+ */
 function seconds(mtimeNs: string): number {
-  return Number(BigInt(mtimeNs) / 1000n) / 1e6;
+  return (Number(BigInt(mtimeNs) / 1000n) + 0.5) / 1e6;
 }
 
 async function isEmptyDir(path: string): Promise<boolean> {

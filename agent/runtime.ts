@@ -1,7 +1,7 @@
 // Wires a running agent from a config: clients, journal, retrying transport,
 // target status reader. Shared by `tidemark run` and `tidemark local --source`.
 
-import { makeS3Client, makeSqsClient } from "../lambdas/aws-clients.ts";
+import { clientConfig, makeS3Client, makeSqsClient } from "../lambdas/aws-clients.ts";
 import { readSetStatus } from "../lambdas/store/set-status.ts";
 import { S3Store } from "../lambdas/store/s3-store.ts";
 import { z } from "zod";
@@ -37,7 +37,7 @@ const PruneRequest = z.object({ set: z.string(), keep: z.number().int().min(0) }
 /** Where the agent announces received markers (ONRECEIVE): the stack's bus, or the local cloud's event log. */
 function receivedEvents(config: AgentConfig, clientOptions: { region: string; endpoint?: string }): EventSink | undefined {
   if (config.tasks.eventsFile) return new FileEventSink(config.tasks.eventsFile);
-  if (config.tasks.eventBus) return new EventBridgeSink(new EventBridgeClient(clientOptions), config.tasks.eventBus);
+  if (config.tasks.eventBus) return new EventBridgeSink(new EventBridgeClient(clientConfig(clientOptions)), config.tasks.eventBus);
   return undefined;
 }
 

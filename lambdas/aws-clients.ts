@@ -16,7 +16,8 @@ export interface ClientOptions {
 /** Credentials used against a local endpoint when the environment has none: emulators accept anything. */
 const LOCAL_CREDENTIALS = { accessKeyId: "tidemark-local", secretAccessKey: "tidemark-local" };
 
-function common(options: ClientOptions) {
+/** Client settings any SDK client takes: region, attempts, and for a local endpoint the endpoint and stand-in credentials. */
+export function clientConfig(options: ClientOptions) {
   const local = options.endpoint !== undefined;
   return {
     region: options.region,
@@ -32,7 +33,7 @@ function common(options: ClientOptions) {
 
 export function makeS3Client(options: ClientOptions): S3Client {
   return new S3Client({
-    ...common(options),
+    ...clientConfig(options),
     forcePathStyle: options.endpoint !== undefined,
     requestChecksumCalculation: "WHEN_REQUIRED",
     responseChecksumValidation: "WHEN_REQUIRED",
@@ -40,5 +41,5 @@ export function makeS3Client(options: ClientOptions): S3Client {
 }
 
 export function makeSqsClient(options: ClientOptions): SQSClient {
-  return new SQSClient(common(options));
+  return new SQSClient(clientConfig(options));
 }

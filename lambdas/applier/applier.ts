@@ -148,6 +148,7 @@ export class Applier {
         status.state = "out-of-sync";
         status.reason = `seq gap: expected ${expected}, got ${first.seq}; set marked out of sync`;
         await this.#writeStatus(status);
+        await this.#abandonMarkers(set, records, status);
         return { kind: "gap", set, expected, got: first.seq };
       }
     }

@@ -5,15 +5,16 @@ import { BackupClient } from "@aws-sdk/client-backup";
 import { EventBridgeClient } from "@aws-sdk/client-eventbridge";
 import { LambdaClient } from "@aws-sdk/client-lambda";
 import type { TaskSettings } from "../applier/markers.ts";
+import { clientConfig } from "../aws-clients.ts";
 import { EventAction, unavailable } from "./actions.ts";
 import { BackupAction, EventBridgeSink, InvokeAction } from "./aws-actions.ts";
 
 /** Reads TIDEMARK_TASKS_ENABLED, _EVENT_BUS, _INVOKE_ALLOW, _BACKUP_VAULT, _BACKUP_ROLE_ARN, _BUCKET_ARN and _SNAPSHOT_RETENTION_DAYS. */
 export function taskSettingsFromEnvironment(env: NodeJS.ProcessEnv, region: string, bucket: string): TaskSettings {
   // One endpoint for the action APIs: a test's fake servers.
-  const endpoint = env.TIDEMARK_ACTIONS_ENDPOINT ? { endpoint: env.TIDEMARK_ACTIONS_ENDPOINT } : {};
+  const config = clientConfig({ region, ...(env.TIDEMARK_ACTIONS_ENDPOINT ? { endpoint: env.TIDEMARK_ACTIONS_ENDPOINT } : {}) });
   const bus = env.TIDEMARK_EVENT_BUS;
-  const events = bus ? new EventBridgeSink(new EventBridgeClient({ region, ...endpoint }), bus) : undefined;
+  const events = bus ? new EventBridgeSink(new EventBridgeClient(config), bus) : undefined;
   const allowList = (env.TIDEMARK_INVOKE_ALLOW ?? "").split(",").map((s) => s.trim()).filter((s) => s !== "");
   const vault = env.TIDEMARK_BACKUP_VAULT;
   const roleArn = env.TIDEMARK_BACKUP_ROLE_ARN;
@@ -21,10 +22,10 @@ export function taskSettingsFromEnvironment(env: NodeJS.ProcessEnv, region: stri
   return {
     enabled: env.TIDEMARK_TASKS_ENABLED !== "false",
     actions: {
-      invoke: new InvokeAction(new LambdaClient({ region, ...endpoint }), allowList),
+      invoke: new InvokeAction(new LambdaClient(config), allowList),
       event: events ? new EventAction(events) : unavailable("no event bus is configured on this target (TIDEMARK_EVENT_BUS)"),
       backup: new BackupAction(
-        new BackupClient({ region, ...endpoint }),
+        new BackupClient(config),
         vault && roleArn ? { vault, roleArn, defaultResourceArn: env.TIDEMARK_BUCKET_ARN ?? `arn:aws:s3:::${bucket}` } : undefined,
       ),
     },

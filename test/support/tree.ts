@@ -21,9 +21,11 @@ const sha = (bytes: Uint8Array | string) => createHash("sha256").update(bytes).d
 /** One line per entry: kind, mode, mtime and content hash (or link target). */
 export async function pictureOfSource(
   root: string,
-  options: { dirMtimes?: boolean; skip?: (path: string) => boolean } = {},
+  options: { dirMtimes?: boolean; skip?: (path: string) => boolean; microseconds?: boolean } = {},
 ): Promise<TreePicture> {
   const picture: TreePicture = {};
+  // A restore sets mtimes through utimes, which keeps microseconds, not nanoseconds.
+  const time = (ns: bigint) => (options.microseconds ? `${ns / 1000n}us` : String(ns));
   const walk = async (dir: string, prefix: string) => {
     for (const dirent of await readdir(dir, { withFileTypes: true })) {
       const abs = join(dir, dirent.name);
@@ -32,12 +34,12 @@ export async function pictureOfSource(
       const st = await lstat(abs, { bigint: true });
       const mode = (st.mode & 0o7777n).toString(8);
       if (st.isDirectory()) {
-        picture[path] = `dir ${mode}${options.dirMtimes ? ` ${st.mtimeNs}` : ""}`;
+        picture[path] = `dir ${mode}${options.dirMtimes ? ` ${time(st.mtimeNs)}` : ""}`;
         await walk(abs, path);
       } else if (st.isSymbolicLink()) {
-        picture[path] = `symlink -> ${await readlink(abs)} ${st.mtimeNs}`;
+        picture[path] = `symlink -> ${await readlink(abs)} ${time(st.mtimeNs)}`;
       } else if (st.isFile()) {
-        picture[path] = `file ${mode} ${st.mtimeNs} ${sha(await readFile(abs))}`;
+        picture[path] = `file ${mode} ${time(st.mtimeNs)} ${sha(await readFile(abs))}`;
       }
     }
   };
