@@ -5,6 +5,8 @@ import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { WireRecord } from "../../contract/wire.ts";
 import type { ConfigFile } from "../../agent/config.ts";
+import type { TaskSettings } from "../../lambdas/applier/markers.ts";
+import type { SQSClient } from "@aws-sdk/client-sqs";
 import { makeS3Client, makeSqsClient } from "../../lambdas/aws-clients.ts";
 import { Applier } from "../../lambdas/applier/applier.ts";
 import { createHandler } from "../../lambdas/applier/handler.ts";
@@ -22,12 +24,19 @@ export interface TestCloud {
   /** Seqs applied per set, in apply order. */
   readonly applied: Map<string, number[]>;
   readonly rejections: string[];
-  writeConfig(dir: string, sets: ConfigFile["sets"]): string;
+  readonly sqs: SQSClient;
+  writeConfig(dir: string, sets: ConfigFile["sets"], extra?: Partial<ConfigFile>): string;
   stop(): Promise<void>;
 }
 
 export async function startTestCloud(
-  options: { visibilityTimeoutSeconds?: number; port?: number; dataDir?: string; onApplied?: (set: string, record: WireRecord) => void } = {},
+  options: {
+    visibilityTimeoutSeconds?: number;
+    port?: number;
+    dataDir?: string;
+    onApplied?: (set: string, record: WireRecord) => void;
+    tasks?: TaskSettings;
+  } = {},
 ): Promise<TestCloud> {
   const emulator = await startEmulator({ port: options.port ?? 0, ...(options.dataDir ? { dataDir: options.dataDir } : {}) });
   const target = await ensureTargetResources({
@@ -42,7 +51,10 @@ export async function startTestCloud(
   const rejections: string[] = [];
   const applier = new Applier({
     store,
-    log: (line) => rejections.push(line),
+    ...(options.tasks ? { tasks: options.tasks } : {}),
+    log: (line) => {
+      if (line.includes('"message rejected"')) rejections.push(line);
+    },
     observer: {
       applied(set: string, record: WireRecord) {
         const list = applied.get(set) ?? [];
@@ -61,9 +73,10 @@ export async function startTestCloud(
     store,
     applied,
     rejections,
-    writeConfig(dir, sets) {
+    sqs,
+    writeConfig(dir, sets, extra = {}) {
       const file = join(dir, "tidemark.config.json");
-      const config: ConfigFile = { region: REGION, endpoint: emulator.endpoint, queueUrl: target.queueUrl, bucket: target.bucket, stateDir: "state", sets };
+      const config: ConfigFile = { region: REGION, endpoint: emulator.endpoint, queueUrl: target.queueUrl, bucket: target.bucket, stateDir: "state", sets, ...extra };
       writeFileSync(file, JSON.stringify(config, null, 2));
       return file;
     },

@@ -1,0 +1,167 @@
+// Task markers end to end on the emulator, with the CLI as a script runs it:
+// a busy application paused with SIGSTOP, `tidemark task --wait`, the
+// application resumed; the snapshot restored later equals the source as it
+// was while paused, file for file and byte for byte. Also: markers sent
+// straight to the queue, the recovery commands, and a disabled source.
+
+import { spawn, type ChildProcess } from "node:child_process";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { SendMessageCommand } from "@aws-sdk/client-sqs";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { loadConfig } from "../../agent/config.ts";
+import { silentLogger } from "../../agent/log.ts";
+import { startAgent, type RunningAgent } from "../../agent/runtime.ts";
+import { readTaskResult } from "../../agent/task-results.ts";
+import type { SnapshotSummary, TaskResult } from "../../contract/tasks.ts";
+import { tidemark } from "../support/cli.ts";
+import { eventually, startTestCloud, type TestCloud } from "../support/local-cloud.ts";
+import { pictureOfSource, pictureOfTarget, tempDir } from "../support/tree.ts";
+
+const WORKLOAD = fileURLToPath(new URL("../support/workload.ts", import.meta.url));
+const SET = "app";
+const SEEDS = [1, 2, 3, 4, 5];
+
+let cloud: TestCloud;
+let agent: RunningAgent | undefined;
+const work = tempDir();
+const src = join(work.path, "src");
+let config: string;
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+const exact = { microseconds: true, dirMtimes: true } as const;
+
+beforeAll(async () => {
+  cloud = await startTestCloud();
+  mkdirSync(src, { recursive: true });
+  writeFileSync(join(src, "README"), "the application's data\n");
+  config = cloud.writeConfig(work.path, [{ name: SET, path: "src" }]);
+  agent = await startAgent(loadConfig(config), silentLogger);
+});
+
+afterAll(async () => {
+  await agent?.stop();
+  await cloud?.stop();
+  work.remove();
+});
+
+describe("a snapshot marker is exact", () => {
+  it.each(SEEDS)("seed %i: the restored snapshot equals the source while the application was paused", async (seed) => {
+    const app: ChildProcess = spawn(process.execPath, [WORKLOAD, src, String(seed)], { stdio: "ignore" });
+    try {
+      await sleep(800 + seed * 150);
+      app.kill("SIGSTOP");
+      // SIGSTOP lands between system calls: what the application wrote is all on disk now.
+      await sleep(20);
+      const paused = await pictureOfSource(src, exact);
+      const task = await tidemark(["task", SET, "--label", `seed-${seed}`, "--wait", "--json", "--config", config]);
+      app.kill("SIGCONT");
+      expect(task.stderr).toBe("");
+      expect(task.code).toBe(0);
+      const outcome = JSON.parse(task.stdout) as { id: string; seq: number; result: TaskResult };
+      expect(outcome.result).toMatchObject({ status: "succeeded", seq: outcome.seq, label: `seed-${seed}` });
+
+      // The application keeps writing; the live mirror moves on.
+      await sleep(700);
+      expect(app.exitCode, "the workload died").toBeNull();
+      app.kill("SIGKILL");
+      const to = join(work.path, `restore-${seed}`);
+      const restore = await tidemark(["restore", SET, "--snapshot", String(outcome.result.outputs.snapshotId), "--to", to, "--config", config]);
+      expect(restore.code).toBe(0);
+      expect(restore.stdout).toMatch(/^restored snapshot snap-\S+ of set app to \S+: \d+ files/);
+      expect(await pictureOfSource(to, exact)).toEqual(paused);
+      expect(await pictureOfSource(src, exact)).not.toEqual(paused);
+    } finally {
+      app.kill("SIGKILL");
+    }
+  }, 60_000);
+});
+
+describe("markers and recovery from the command line", () => {
+  it("applies a marker sent straight to the queue in queue order", async () => {
+    await eventually(async () => expect(await pictureOfTarget(cloud.store, SET)).toEqual(await pictureOfSource(src)));
+    const before = await pictureOfSource(src, exact);
+    // What the README tells a console user to send.
+    await cloud.sqs.send(
+      new SendMessageCommand({
+        QueueUrl: cloud.queueUrl,
+        MessageGroupId: SET,
+        MessageDeduplicationId: "console-marker-1",
+        MessageBody: JSON.stringify({ v: 1, set: SET, task: { id: "console-1", action: "snapshot", label: "from the console" } }),
+      }),
+    );
+    // Journaled after the marker was queued: not in its snapshot.
+    writeFileSync(join(src, "after-console-marker.txt"), "later");
+    let result: TaskResult | undefined;
+    await eventually(async () => {
+      result = await readTaskResult(cloud.store, SET, "console-1");
+      expect(result?.status).toBe("succeeded");
+    });
+    expect(result).toMatchObject({ seq: null, label: "from the console", outputs: { snapshotId: "snap-console-1" } });
+    const to = join(work.path, "restore-console");
+    expect((await tidemark(["restore", SET, "--snapshot", "snap-console-1", "--to", to, "--config", config])).code).toBe(0);
+    expect(await pictureOfSource(to, exact)).toEqual(before);
+  });
+
+  it("lists tasks and snapshots, refuses a non-empty restore folder, and prunes", async () => {
+    const tasks = await tidemark(["tasks", SET, "--limit", "0", "--json", "--config", config]);
+    expect(tasks.code).toBe(0);
+    const results = JSON.parse(tasks.stdout) as TaskResult[];
+    expect(results.map((r) => r.label)).toEqual([...SEEDS.map((s) => `seed-${s}`), "from the console"]);
+    const human = await tidemark(["tasks", SET, "--config", config]);
+    expect(human.stdout).toMatch(/^TASK +SEQ +ACTION +LABEL +STATUS +REACHED +OUTCOME\n/);
+    expect(human.stdout).toMatch(/\nconsole-1 +- +snapshot +from the console +succeeded +\S+ +snapshot snap-console-1 \(\d+ files, /);
+
+    const listed = await tidemark(["snapshots", SET, "--json", "--config", config]);
+    const snapshots = JSON.parse(listed.stdout) as SnapshotSummary[];
+    expect(snapshots).toHaveLength(SEEDS.length + 1);
+    expect((await tidemark(["snapshots", SET, "--config", config])).stdout).toMatch(/^SNAPSHOT +TASK +LABEL +TAKEN +FILES +BYTES\n/);
+
+    const occupied = join(work.path, "restore-1");
+    const refused = await tidemark(["restore", SET, "--snapshot", "latest", "--to", occupied, "--config", config]);
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toMatch(/^tidemark: .*restore-1 is not empty; restore into an empty folder, or pass --force/);
+    const missing = await tidemark(["restore", SET, "--snapshot", "snap-nope", "--to", join(work.path, "x"), "--config", config]);
+    expect(missing.stderr).toMatch(/has no snapshot "snap-nope" \(snapshots: .*snap-console-1/);
+
+    const prune = await tidemark(["prune", SET, "--keep", "2", "--json", "--config", config]);
+    expect(prune.stderr).toBe("");
+    expect(JSON.parse(prune.stdout)).toMatchObject({ kept: snapshots.slice(-2).map((s) => s.id), deleted: snapshots.slice(0, -2).map((s) => s.id) });
+    expect(JSON.parse((await tidemark(["snapshots", SET, "--json", "--config", config])).stdout)).toHaveLength(2);
+  }, 60_000);
+
+  it("refuses to insert a marker when the config disables them, and says why", async () => {
+    const disabled = join(work.path, "disabled");
+    mkdirSync(disabled, { recursive: true });
+    const file = cloud.writeConfig(disabled, [{ name: SET, path: "../src" }], { tasks: { enabled: false } });
+    const refused = await tidemark(["task", SET, "--config", file]);
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toBe(
+      `tidemark: task markers are disabled for this agent (tasks.enabled is false in ${file}); markers sent to the queue from elsewhere still run on the target\n`,
+    );
+    expect(readFileSync(file, "utf8")).toContain('"enabled": false');
+  });
+
+  it("runs --resume even when --quiesce fails, and inserts no marker", async () => {
+    const log = join(work.path, "hooks.log");
+    const failed = await tidemark(["task", SET, "--quiesce", "exit 4", "--resume", `echo resumed >> ${log}`, "--config", config]);
+    expect(failed.code).toBe(1);
+    expect(failed.stderr).toMatch(/quiesce command `exit 4` exited with 4; no marker was inserted/);
+    expect(readFileSync(log, "utf8")).toBe("resumed\n");
+  });
+
+  it("inserts a marker when no agent runs: the command journals and sends it itself", async () => {
+    await agent?.stop();
+    agent = undefined;
+    writeFileSync(join(src, "while-no-agent-ran.txt"), "written with no agent running");
+    const expected = await pictureOfSource(src, exact);
+    const task = await tidemark(["task", SET, "--label", "no agent", "--wait", "--json", "--config", config]);
+    expect(task.code).toBe(0);
+    const outcome = JSON.parse(task.stdout) as { result: TaskResult };
+    expect(outcome.result.status).toBe("succeeded");
+    const to = join(work.path, "restore-no-agent");
+    expect((await tidemark(["restore", SET, "--snapshot", String(outcome.result.outputs.snapshotId), "--to", to, "--config", config])).code).toBe(0);
+    expect(await pictureOfSource(to, exact)).toEqual(expected);
+  }, 60_000);
+});
