@@ -3,9 +3,12 @@
 
 import { appendFile } from "node:fs/promises";
 import { randomUUID } from "node:crypto";
-import { BackupClient, StartBackupJobCommand } from "@aws-sdk/client-backup";
-import { EventBridgeClient, PutEventsCommand } from "@aws-sdk/client-eventbridge";
-import { InvokeCommand, LambdaClient } from "@aws-sdk/client-lambda";
+import type { BackupClient} from "@aws-sdk/client-backup";
+import { StartBackupJobCommand } from "@aws-sdk/client-backup";
+import type { EventBridgeClient} from "@aws-sdk/client-eventbridge";
+import { PutEventsCommand } from "@aws-sdk/client-eventbridge";
+import type { LambdaClient } from "@aws-sdk/client-lambda";
+import { InvokeCommand } from "@aws-sdk/client-lambda";
 import { ActionFailedError, ActionSkippedError, EVENT_SOURCE, type ActionRequest, type ActionRunner, type EventSink } from "./actions.ts";
 
 /** Largest function response kept in a task result; longer ones are cut. */

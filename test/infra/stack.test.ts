@@ -118,20 +118,26 @@ describe("TidemarkStack with its defaults", () => {
     }
   });
 
-  it("gives agents exactly: send to the queue, write staging/, read state/, tasks/ and snapshots/", () => {
+  it("gives agents exactly: send to the queue, write staging/, announce received markers, read state/, tasks/, snapshots/, data/ and preserved/", () => {
     const [, policy] = only(template, "AWS::IAM::ManagedPolicy");
     const objects = (suffix: string) => ({ "Fn::Join": ["", [{ "Fn::GetAtt": [bucketId, "Arn"] }, `/${suffix}`]] });
     expect((policy.Properties.PolicyDocument as { Statement: unknown[] }).Statement).toEqual([
       { Sid: "SendToReplicationQueue", Effect: "Allow", Action: ["sqs:SendMessage", "sqs:GetQueueAttributes"], Resource: { "Fn::GetAtt": [queueId, "Arn"] } },
       { Sid: "WriteStagingObjects", Effect: "Allow", Action: ["s3:PutObject", "s3:AbortMultipartUpload"], Resource: objects("staging/*") },
-      { Sid: "ReadStatusTasksSnapshots", Effect: "Allow", Action: "s3:GetObject", Resource: [objects("state/*"), objects("tasks/*"), objects("snapshots/*")] },
+      {
+        Sid: "ReadStatusTasksSnapshots",
+        Effect: "Allow",
+        Action: ["s3:GetObject", "s3:GetObjectVersion"],
+        Resource: [objects("state/*"), objects("tasks/*"), objects("snapshots/*"), objects("data/*"), objects("preserved/*")],
+      },
       {
         Sid: "ListStatusTasksSnapshots",
         Effect: "Allow",
         Action: "s3:ListBucket",
         Resource: { "Fn::GetAtt": [bucketId, "Arn"] },
-        Condition: { StringLike: { "s3:prefix": ["state/*", "tasks/*", "snapshots/*"] } },
+        Condition: { StringLike: { "s3:prefix": ["state/*", "tasks/*", "snapshots/*", "data/*", "preserved/*"] } },
       },
+      { Sid: "AnnounceReceivedTasks", Effect: "Allow", Action: "events:PutEvents", Resource: { "Fn::GetAtt": [only(template, "AWS::Events::EventBus")[0], "Arn"] } },
     ]);
     expect(template.findResources("AWS::IAM::User")).toEqual({});
   });
@@ -141,7 +147,7 @@ describe("TidemarkStack with its defaults", () => {
     expect(statements).toEqual(
       expect.arrayContaining([
         expect.objectContaining({ Action: ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"] }),
-        expect.objectContaining({ Action: "s3:ListBucket" }),
+        expect.objectContaining({ Action: ["s3:ListBucket", "s3:GetBucketVersioning"] }),
         expect.objectContaining({ Action: "events:PutEvents" }),
       ]),
     );

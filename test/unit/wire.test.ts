@@ -42,6 +42,26 @@ describe("set paths", () => {
   });
 });
 
+describe("markers sent straight to the queue", () => {
+  it("accepts the README's console marker, filling in the defaults", () => {
+    expect(parseMessage('{"v":1,"set":"db","task":{"action":"snapshot","label":"before-upgrade"}}')).toEqual({
+      v: 1,
+      set: "db",
+      task: { action: "snapshot", label: "before-upgrade", timeoutSeconds: 300 },
+    });
+    expect(parseMessage('{"v":1,"set":"db","task":{}}')).toMatchObject({ task: { action: "snapshot" } });
+  });
+
+  it.each([
+    ["an unknown action", { action: "format-disk" }, /task\.action/],
+    ["an unknown field", { action: "snapshot", command: "rm -rf /" }, /task/],
+    ["a timeout past Lambda's limit", { timeoutSeconds: 3600 }, /task\.timeoutSeconds/],
+    ["an id that could leave tasks/<set>/", { id: "../../state/db/status" }, /task\.id/],
+  ])("rejects %s", (_what, task, pattern) => {
+    expect(() => parseMessage(JSON.stringify({ v: 1, set: "db", task }))).toThrow(pattern);
+  });
+});
+
 describe("wire messages", () => {
   const put = { seq: 1, op: "put", path: "a.txt", size: 2, mode: 0o644, mtimeNs: "1", sha256: sha, content: { kind: "staged" } };
 
@@ -56,6 +76,8 @@ describe("wire messages", () => {
         { seq: 10, op: "delete", path: "old" },
         { seq: 11, op: "rename", from: "x", to: "y" },
         { seq: 12, op: "resync", reason: "test" },
+        { seq: 13, op: "task", id: "20261125T010203Z-abc123", action: "invoke", timeoutSeconds: 30, function: "f", label: "nightly" },
+        { seq: 14, op: "prune", id: "p-1", keep: 3 },
       ],
     };
     expect(parseMessage(serializeMessage(valid))).toEqual(valid);
