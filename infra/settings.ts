@@ -122,7 +122,17 @@ const SettingsSchema = z
     agentRoleTrust: z.string().regex(/^(arn:aws[\w-]*:[a-z0-9-]*:[a-z0-9-]*:\d{12}:.+|\d{12})$/, "an ARN or an account id").optional(),
     retainData: booleanish.default(true),
   })
-  .strict();
+  .strict()
+  .superRefine((settings, ctx) => {
+    // Snapshots on the versioned bucket name object versions: those must outlive the snapshots.
+    if (settings.snapshotRetentionDays > settings.noncurrentVersionDays) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["snapshotRetentionDays"],
+        message: `${settings.snapshotRetentionDays} days is longer than noncurrentVersionDays (${settings.noncurrentVersionDays}): snapshots name object versions, which would expire first; raise tidemark:noncurrentVersionDays too`,
+      });
+    }
+  });
 
 export const SETTING_KEYS = Object.keys(SettingsSchema.shape) as readonly (keyof TidemarkSettings)[];
 

@@ -264,6 +264,7 @@ describe("TidemarkStack settings", () => {
     [{ invokeAllowList: ["my-function"] }, /tidemark setting invokeAllowList\.0: a Lambda function ARN/],
     [{ backupp: true }, /unknown setting\(s\) backupp \(known: namePrefix, /],
     [{ namePrefix: "Tide Mark" }, /tidemark setting namePrefix: lower-case letters/],
+    [{ snapshotRetentionDays: 90 }, /tidemark setting snapshotRetentionDays: 90 days is longer than noncurrentVersionDays \(30\)/],
   ])("refuses the settings %j, naming the key", (values, message) => {
     expect(() => parseSettings(values)).toThrow(SettingsError);
     expect(() => parseSettings(values)).toThrow(message);

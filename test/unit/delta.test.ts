@@ -173,4 +173,18 @@ describe("delta messages on the wire", () => {
     expect(good).toMatchObject({ kind: "applied", bytes: BLOCK_SIZE });
     expect((await store.get("data/s/f.img"))?.body.equals(next)).toBe(true);
   });
+
+  it("applies a delta again without going out of sync when its message returns before the checkpoint moved", async () => {
+    const store = new MemoryStore();
+    const applier = new Applier({ store, log: () => {} });
+    const status = Buffer.from(JSON.stringify({ set: "s", lastSeq: 1, state: "in-sync", appliedRecords: 1, appliedBytes: 0, updatedAt: "x" }));
+    await store.put("data/s/f.img", base, encodeMeta({ kind: "file", mode: 0o644, mtimeNs: "1", sha256: sha(base) }));
+    await store.put("state/s/status.json", status);
+    expect((await applier.applyMessage({ messageId: "m1", groupId: "s", body: body(record([1], block1)) })).kind).toBe("applied");
+    // The invocation died after the write and before the checkpoint: the same message arrives again.
+    await store.put("state/s/status.json", status);
+    expect((await applier.applyMessage({ messageId: "m1", groupId: "s", body: body(record([1], block1)) })).kind).toBe("applied");
+    expect((await readSetStatus(store, "s")).state).toBe("in-sync");
+    expect((await store.get("data/s/f.img"))?.body.equals(next)).toBe(true);
+  });
 });
