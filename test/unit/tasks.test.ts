@@ -4,7 +4,7 @@
 // retention, and the actions against protocol-level fakes of AWS.
 
 import { randomBytes } from "node:crypto";
-import { chmodSync, mkdirSync, readFileSync, renameSync, rmSync, symlinkSync, utimesSync, writeFileSync } from "node:fs";
+import { chmodSync, lstatSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, symlinkSync, utimesSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { BackupClient } from "@aws-sdk/client-backup";
 import { EventBridgeClient } from "@aws-sdk/client-eventbridge";
@@ -300,6 +300,46 @@ describe("task markers", () => {
     await h.agent.drain(SET);
     expect(readFileSync(log, "utf8")).toBe(`queue ${SET} ${marker.id} ${marker.seq} l1\ntransmit ${marker.id}\n`);
     expect(announced).toEqual([marker.id]);
+  });
+
+  it("runs a marker whose applier died once again, fails it after a second death, and never holds past the invocation's deadline", async () => {
+    const applier = h.transport.applier;
+    const marker = (id: string, task: Record<string, unknown>) => ({ messageId: id, groupId: SET, body: JSON.stringify({ v: 1, set: SET, task: { id, ...task } }) });
+    const running = (id: string, attempts: number) =>
+      h.store.put(`tasks/${SET}/${id}.json`, Buffer.from(JSON.stringify({ id, set: SET, seq: null, action: "event", status: "running", timeoutSeconds: 300, reachedAt: "2026-01-01T00:00:00.000Z", attempts, outputs: {} })));
+    await running("died-once", 1);
+    await applier.applyMessage(marker("died-once", { action: "event" }));
+    expect(await result(h, "died-once")).toMatchObject({ status: "succeeded", attempts: 2, reachedAt: "2026-01-01T00:00:00.000Z" });
+    await running("died-twice", 2);
+    await applier.applyMessage(marker("died-twice", { action: "event" }));
+    expect(await result(h, "died-twice")).toMatchObject({ status: "failed", attempts: 3, error: expect.stringContaining("stopped 2 times") });
+    expect(aws.events.filter((e) => e.detailType === "Tidemark Task Marker")).toHaveLength(1);
+
+    aws.functions.set("slow", () => ({ delayMs: 5_000 }));
+    const started = Date.now();
+    await applier.applyMessage(marker("deadline", { action: "invoke", function: "slow", timeoutSeconds: 300 }), { remainingMs: () => 10_800 - (Date.now() - started) });
+    expect(Date.now() - started).toBeLessThan(4_000);
+    expect(await result(h, "deadline")).toMatchObject({ status: "timed-out", error: expect.stringContaining("within 1 s") });
+  });
+
+  it("restores nothing through a symlink that leads out of the restore folder", async () => {
+    mkdirSync(join(h.src.path, "docs"));
+    writeFileSync(join(h.src.path, "docs/a.txt"), "a");
+    const marker = await h.agent.insertMarker(SET, { fields: fields() });
+    await h.agent.drain(SET);
+    const outside = tempDir("tidemark-outside-");
+    const to = tempDir("tidemark-restore-");
+    try {
+      symlinkSync(outside.path, join(to.path, "docs"));
+      // The snapshot's folder replaces the link; nothing is written where the link pointed.
+      await restoreSnapshot(h.store, await readSnapshot(h.store, SET, `snap-${marker.id}`), to.path, { force: true });
+      expect(readdirSync(outside.path)).toEqual([]);
+      expect(lstatSync(join(to.path, "docs")).isDirectory()).toBe(true);
+      expect(readFileSync(join(to.path, "docs/a.txt"), "utf8")).toBe("a");
+    } finally {
+      outside.remove();
+      to.remove();
+    }
   });
 
   it("the barrier catches a file rewritten within the same timestamp tick, size unchanged", async () => {
