@@ -96,8 +96,12 @@ export const SnapshotSummarySchema = z.object({
 });
 export type SnapshotSummary = z.infer<typeof SnapshotSummarySchema>;
 
-/** One line of a snapshot manifest: a verification manifest's entry, plus the object version on a versioned bucket. */
-export const SnapshotEntrySchema = ManifestEntrySchema.extend({ versionId: z.string().optional() });
+/**
+ * One line of a snapshot manifest: a verification manifest's entry, plus the
+ * object version on a versioned bucket, and the object's content tag (the
+ * next snapshot reuses an entry whose object has not been written since).
+ */
+export const SnapshotEntrySchema = ManifestEntrySchema.extend({ versionId: z.string().optional(), etag: z.string().optional() });
 export type SnapshotEntry = z.infer<typeof SnapshotEntrySchema>;
 
 /** What a `prune` record did, at state/<set>/prune/<id>.json. */

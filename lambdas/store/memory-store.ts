@@ -2,9 +2,10 @@
 // contract, and the fast store for unit tests. With `versioned`, replaced and
 // deleted objects stay readable by version id, as on a versioned S3 bucket.
 
+import { createHash } from "node:crypto";
 import { ObjectNotFoundError, type ObjectHead, type ObjectInfo, type StoredObject, type TargetStore } from "./store.ts";
 
-type Versioned = StoredObject & { versionId?: string };
+type Versioned = StoredObject & { versionId?: string; etag: string; lastModified: Date };
 
 export class MemoryStore implements TargetStore {
   readonly objects = new Map<string, Versioned>();
@@ -27,13 +28,15 @@ export class MemoryStore implements TargetStore {
   }
 
   async put(key: string, body: Uint8Array, meta: Record<string, string> = {}): Promise<void> {
-    this.#store({ key, body: Buffer.from(body), meta: { ...meta } });
+    const bytes = Buffer.from(body);
+    this.#store({ key, body: bytes, meta: { ...meta }, etag: `"${createHash("md5").update(bytes).digest("hex")}"`, lastModified: new Date() });
   }
 
   async copy(from: string, to: string, meta: Record<string, string>): Promise<void> {
     const source = this.objects.get(from);
     if (!source) throw new ObjectNotFoundError(from);
-    this.#store({ key: to, body: source.body, meta: { ...meta } });
+    // As on S3: a copy keeps the content's tag and is written now.
+    this.#store({ key: to, body: source.body, meta: { ...meta }, etag: source.etag, lastModified: new Date() });
   }
 
   async delete(key: string): Promise<void> {
@@ -46,7 +49,7 @@ export class MemoryStore implements TargetStore {
       .sort((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b)));
     for (const key of keys) {
       const object = this.objects.get(key);
-      if (object) yield { key, size: object.body.length };
+      if (object) yield { key, size: object.body.length, etag: object.etag, lastModified: object.lastModified };
     }
   }
 
@@ -54,7 +57,7 @@ export class MemoryStore implements TargetStore {
     return this.#versioned;
   }
 
-  #store(object: StoredObject): void {
+  #store(object: Versioned): void {
     if (!this.#versioned) {
       this.objects.set(object.key, object);
       return;

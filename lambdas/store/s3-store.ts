@@ -92,7 +92,14 @@ export class S3Store implements TargetStore {
         new ListObjectsV2Command({ Bucket: this.bucket, Prefix: prefix, ContinuationToken: token }),
       );
       for (const object of out.Contents ?? []) {
-        if (object.Key !== undefined) yield { key: object.Key, size: object.Size ?? 0 };
+        if (object.Key !== undefined) {
+          yield {
+            key: object.Key,
+            size: object.Size ?? 0,
+            ...(object.ETag ? { etag: object.ETag } : {}),
+            ...(object.LastModified ? { lastModified: object.LastModified } : {}),
+          };
+        }
       }
       token = out.IsTruncated ? out.NextContinuationToken : undefined;
     } while (token);

@@ -12,6 +12,10 @@ export interface StoredObject {
 export interface ObjectInfo {
   readonly key: string;
   readonly size: number;
+  /** The store's content tag (S3: the ETag; a metadata-only copy keeps it). */
+  readonly etag?: string;
+  /** When the object was last written (a copy onto itself counts). */
+  readonly lastModified?: Date;
 }
 
 /** What head tells besides the size: the metadata, and the version on a versioned bucket. */

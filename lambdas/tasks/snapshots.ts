@@ -22,10 +22,10 @@ import {
   type SetStatus,
 } from "../../contract/layout.ts";
 import { SnapshotEntrySchema, SnapshotSummarySchema, type SnapshotEntry, type SnapshotSummary } from "../../contract/tasks.ts";
-import type { StoredObject, TargetStore } from "../store/store.ts";
+import type { ObjectInfo, StoredObject, TargetStore } from "../store/store.ts";
 
 /** Object heads at once while taking a snapshot. */
-const HEAD_CONCURRENCY = 32;
+const HEAD_CONCURRENCY = 64;
 
 export class SnapshotError extends Error {
   override name = "SnapshotError";
@@ -40,23 +40,64 @@ export interface SnapshotRequest {
   readonly seq: number | null;
 }
 
-/** Entries of the live mirror of a set, read from the objects' metadata; objects tidemark did not write are left out. */
-async function liveEntries(store: TargetStore, set: string, signal: AbortSignal | undefined): Promise<SnapshotEntry[]> {
+/** What a snapshot may take over from the set's previous one. */
+interface PreviousSnapshot {
+  /** Objects last written before this are unchanged since that snapshot when their tag and size match. */
+  readonly writtenBefore: number;
+  readonly entries: ReadonlyMap<string, SnapshotEntry>;
+}
+
+/**
+ * S3 keeps LastModified to the second, truncated: an object stamped before the
+ * second the previous snapshot was taken in was written before it. One more
+ * second covers the applier's clock running ahead of S3's.
+ */
+function writtenBefore(takenAt: string): number {
+  return Math.floor(Date.parse(takenAt) / 1000) * 1000 - 1000;
+}
+
+async function previousSnapshot(store: TargetStore, set: string): Promise<PreviousSnapshot | undefined> {
+  const latest = (await listSnapshots(store, set)).at(-1);
+  if (!latest) return undefined;
+  const entries = await readManifest(store, latest).catch(() => undefined);
+  if (!entries) return undefined;
+  return { writtenBefore: writtenBefore(latest.takenAt), entries: new Map(entries.map((e) => [e.path, e])) };
+}
+
+/**
+ * Entries of the live mirror of a set, read from the objects' metadata; objects
+ * tidemark did not write are left out. An object not written since the previous
+ * snapshot (same tag, same size, older) keeps that snapshot's entry without a
+ * HEAD: a snapshot costs a listing plus a request per changed object.
+ */
+async function liveEntries(store: TargetStore, set: string, signal: AbortSignal | undefined, previous: PreviousSnapshot | undefined): Promise<SnapshotEntry[]> {
   const prefix = dataPrefix(set);
-  const keys: string[] = [];
-  for await (const object of store.list(prefix)) keys.push(object.key);
+  const objects: ObjectInfo[] = [];
+  for await (const object of store.list(prefix)) objects.push(object);
   signal?.throwIfAborted();
-  const entries = await mapConcurrent(keys, HEAD_CONCURRENCY, async (key): Promise<SnapshotEntry | undefined> => {
+  const entries = await mapConcurrent(objects, HEAD_CONCURRENCY, async (object): Promise<SnapshotEntry | undefined> => {
+    const path = object.key.slice(prefix.length).replace(/\/$/, "");
+    const before = previous?.entries.get(path);
+    if (
+      before &&
+      object.etag !== undefined &&
+      before.etag === object.etag &&
+      before.size === object.size &&
+      (before.kind === "dir") === object.key.endsWith("/") &&
+      object.lastModified !== undefined &&
+      object.lastModified.getTime() < (previous?.writtenBefore ?? 0)
+    ) {
+      return before;
+    }
     signal?.throwIfAborted();
-    const head = await store.head(key);
+    const head = await store.head(object.key);
     const meta = decodeMeta(head?.meta);
     if (!head || !meta) return undefined;
-    const path = key.slice(prefix.length).replace(/\/$/, "");
-    const version = head.versionId ? { versionId: head.versionId } : {};
-    if (meta.kind === "dir") return { path, kind: "dir", size: 0, mode: meta.mode, mtimeNs: meta.mtimeNs };
-    if (meta.kind === "symlink") return { path, kind: "symlink", size: 0, mode: meta.mode, mtimeNs: meta.mtimeNs, link: meta.linkTarget ?? "" };
+    const tags = { ...(head.versionId ? { versionId: head.versionId } : {}), ...(object.etag ? { etag: object.etag } : {}) };
+    if (meta.kind === "dir") return { path, kind: "dir", size: 0, mode: meta.mode, mtimeNs: meta.mtimeNs, ...tags };
+    if (meta.kind === "symlink") return { path, kind: "symlink", size: 0, mode: meta.mode, mtimeNs: meta.mtimeNs, link: meta.linkTarget ?? "", ...tags };
     if (!meta.sha256) return undefined;
-    return { path, kind: "file", size: head.size, mode: meta.mode, mtimeNs: meta.mtimeNs, sha256: meta.sha256, ...version };
+    return { path, kind: "file", size: head.size, mode: meta.mode, mtimeNs: meta.mtimeNs, sha256: meta.sha256, ...tags };
   });
   return entries.filter((entry) => entry !== undefined).sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
 }
@@ -73,7 +114,7 @@ export async function takeSnapshot(
   options: { now: Date; signal?: AbortSignal },
 ): Promise<SnapshotSummary> {
   const versioned = await store.versioned();
-  const entries = await liveEntries(store, set, options.signal);
+  const entries = await liveEntries(store, set, options.signal, await previousSnapshot(store, set));
   options.signal?.throwIfAborted();
   const manifest = gzipSync(entries.map((entry) => `${JSON.stringify(entry)}\n`).join(""));
   const summary: SnapshotSummary = {

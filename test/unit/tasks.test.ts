@@ -131,6 +131,46 @@ describe.each([
   });
 });
 
+describe("snapshot cost", () => {
+  /** Counts the HEADs of live objects: what a snapshot spends per object. */
+  class CountingStore extends MemoryStore {
+    liveHeads = 0;
+    override async head(key: string) {
+      if (key.startsWith(PREFIX.data)) this.liveHeads += 1;
+      return super.head(key);
+    }
+  }
+
+  it("a snapshot reads only the objects written since the previous one, and still sees a chmod", async () => {
+    const store = new CountingStore();
+    const h = agentHarness(SET, {}, { store });
+    const out = tempDir("tidemark-restore-");
+    try {
+      for (let i = 0; i < 40; i++) writeFileSync(join(h.src.path, `f${i}.txt`), `file ${i}`);
+      await h.agent.start();
+      await h.agent.drain(SET);
+      // The mirror was written two seconds before the first snapshot: S3 stamps objects to the second.
+      await new Promise((resolve) => setTimeout(resolve, 2_100));
+      await h.agent.insertMarker(SET, { fields: fields() });
+      await h.agent.drain(SET);
+      expect(store.liveHeads).toBe(40);
+      writeFileSync(join(h.src.path, "f1.txt"), "changed");
+      chmodSync(join(h.src.path, "f2.txt"), 0o600);
+      store.liveHeads = 0;
+      const second = await h.agent.insertMarker(SET, { fields: fields() });
+      const expected = await pictureOfSource(h.src.path, { microseconds: true });
+      await h.agent.drain(SET);
+      // f1 and f2 (the chmod kept f2's content tag but restamped it), each once before it was replaced, once for the snapshot.
+      expect(store.liveHeads).toBe(4);
+      await restoreSnapshot(store, await readSnapshot(store, SET, `snap-${second.id}`), out.path);
+      expect(await pictureOfSource(out.path, { microseconds: true })).toEqual(expected);
+    } finally {
+      await h.close();
+      out.remove();
+    }
+  });
+});
+
 describe("task markers", () => {
   let h: Harness;
   let aws: FakeAws;
