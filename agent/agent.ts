@@ -117,6 +117,8 @@ class SetRunner {
   /** Seq of the resync record in flight: no second resync until the target has applied it. */
   #resyncSeq = 0;
   #warnedNearLimit = false;
+  /** Markers whose on-transmit command ran in this process: a retried send does not run it again. */
+  readonly #transmitted = new Set<string>();
   /** The watcher failed: the set is kept up to date by frequent scans. */
   degraded = false;
 
@@ -427,9 +429,6 @@ class SetRunner {
       ...(announceReceived ? { afterMarkers: announceReceived } : {}),
     });
   }
-
-  /** Markers whose on-transmit command ran in this process: a retried send does not run it again. */
-  readonly #transmitted = new Set<string>();
 
   async #beforeTransmit(markers: readonly PackedMarker[]): Promise<void> {
     for (const marker of markers) {

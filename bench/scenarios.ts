@@ -187,15 +187,7 @@ async function agentProcess(config: string): Promise<ChildProcess> {
 export async function steadyLoad(scale: number, seconds: number): Promise<Result[]> {
   const files = Math.round(100_000 * scale);
   const rate = 500;
-  const dir = await workDir();
-  const tree = join(dir, "tree");
-  const paths = flatTree(tree, files);
-  const cloud = await startBenchCloud();
-  const proxy = await countingProxy(cloud.endpoint);
-  let agent: ChildProcess | undefined;
-  try {
-    agent = await agentProcess(agentConfig(cloud, proxy, dir, tree, "steady"));
-    await until(() => paths.every((p) => cloud.appliedAt.has(`steady:${p}`)), 1_800_000, "the initial mirror");
+  return withReplicatedTree(files, "steady", async ({ dir, tree, paths, cloud, proxy, agent }) => {
     // Each change writes a file not written before in this run, so its first apply afterwards is its arrival.
     const changed = [...paths].sort(() => Math.random() - 0.5).slice(0, Math.min(files, rate * seconds));
     for (const path of changed) cloud.appliedAt.delete(`steady:${path}`);
@@ -222,12 +214,7 @@ export async function steadyLoad(scale: number, seconds: number): Promise<Result
         met: p99 <= 1000,
       },
     ];
-  } finally {
-    agent?.kill("SIGKILL");
-    await proxy.close();
-    await cloud.stop();
-    await rm(dir, { recursive: true, force: true });
-  }
+  });
 }
 
 /** A tree of `files` one-line files, 1,000 a folder; returns their paths. */
@@ -242,6 +229,31 @@ function flatTree(tree: string, files: number): string[] {
   return paths;
 }
 
+/** A flat tree of `files` files replicated by `tidemark run` (its own process) until the target has it all; cleaned up after `work`. */
+async function withReplicatedTree<T>(
+  files: number,
+  set: string,
+  work: (setup: { dir: string; tree: string; paths: string[]; cloud: BenchCloud; proxy: CountingProxy; config: string; agent: ChildProcess }) => Promise<T>,
+): Promise<T> {
+  const dir = await workDir();
+  const tree = join(dir, "tree");
+  const paths = flatTree(tree, files);
+  const cloud = await startBenchCloud();
+  const proxy = await countingProxy(cloud.endpoint);
+  let agent: ChildProcess | undefined;
+  try {
+    const config = agentConfig(cloud, proxy, dir, tree, set);
+    agent = await agentProcess(config);
+    await until(() => paths.every((p) => cloud.appliedAt.has(`${set}:${p}`)), 1_800_000, "the initial mirror");
+    return await work({ dir, tree, paths, cloud, proxy, config, agent });
+  } finally {
+    agent?.kill("SIGKILL");
+    await proxy.close();
+    await cloud.stop();
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
 /**
  * Marker latency: a quiesced 100,000-file set replicated by `tidemark run`,
  * then `tidemark task` as a script runs it. Measured: from the command's
@@ -251,16 +263,7 @@ function flatTree(tree: string, files: number): string[] {
  */
 export async function markerLatency(runs: number, scale: number): Promise<Result[]> {
   const files = Math.round(100_000 * scale);
-  const dir = await workDir();
-  const tree = join(dir, "tree");
-  const paths = flatTree(tree, files);
-  const cloud = await startBenchCloud();
-  const proxy = await countingProxy(cloud.endpoint);
-  let agent: ChildProcess | undefined;
-  try {
-    const config = agentConfig(cloud, proxy, dir, tree, "marker");
-    agent = await agentProcess(config);
-    await until(() => paths.every((p) => cloud.appliedAt.has(`marker:${p}`)), 1_800_000, "the initial mirror");
+  return withReplicatedTree(files, "marker", async ({ config }) => {
     const journaled: number[] = [];
     const done: number[] = [];
     for (let run = 0; run < runs; run++) {
@@ -282,12 +285,7 @@ export async function markerLatency(runs: number, scale: number): Promise<Result
         met: p50 <= 1000,
       },
     ];
-  } finally {
-    agent?.kill("SIGKILL");
-    await proxy.close();
-    await cloud.stop();
-    await rm(dir, { recursive: true, force: true });
-  }
+  });
 }
 
 /** Runs a tidemark command to completion and returns its stdout; throws with its stderr when it fails. */
