@@ -54,6 +54,19 @@ function sameFile(known: IndexEntry | undefined, st: BigIntStats): boolean {
   return known?.kind === "file" && known.size === Number(st.size) && known.mtimeNs === st.mtimeNs.toString() && known.mode === mode(st);
 }
 
+/**
+ * True when the stat shows the entry exactly as the index has it, with
+ * nothing to read: a scan may skip capture. A file changed in the last
+ * moments is never taken on its stat alone (see capture).
+ */
+export function unchangedInIndex(known: IndexEntry | undefined, st: BigIntStats): boolean {
+  if (!known) return false;
+  if (st.isDirectory()) return known.kind === "dir" && known.mode === mode(st) && known.mtimeNs === st.mtimeNs.toString();
+  // A symlink is replaced, never changed in place: a new target means a new mtime.
+  if (st.isSymbolicLink()) return known.kind === "symlink" && known.mtimeNs === st.mtimeNs.toString();
+  return st.isFile() && sameFile(known, st) && !modifiedRecently(st);
+}
+
 export interface CaptureOptions {
   /**
    * Hash a file whose size and mtime match the index, to find content changed
