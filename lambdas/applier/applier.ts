@@ -417,7 +417,7 @@ export class Applier {
       }
       case "verify": {
         if (!put || !("entries" in put)) throw new Error(`internal: verify seq ${record.seq} was not prepared`);
-        const report = await verifyTarget(this.#store, set, record, put.entries, this.#now());
+        const report = await verifyTarget(this.#store, set, record, put.entries, this.#now(), preserve);
         await this.#store.put(verifyReportKey(set, record.id), Buffer.from(JSON.stringify(report)), {});
         return 0;
       }

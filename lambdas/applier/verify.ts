@@ -74,6 +74,8 @@ export async function verifyTarget(
   record: VerifyRecord,
   entries: readonly ManifestEntry[],
   now: Date,
+  /** Called before an orphan is deleted or moved aside (a kept snapshot may still need its content). */
+  beforeRemove: (key: string) => Promise<void> = async () => {},
 ): Promise<VerifyReport> {
   const prefix = dataPrefix(set);
   const onTarget = new Map<string, number>();
@@ -94,6 +96,7 @@ export async function verifyTarget(
   const orphans = [...onTarget.keys()].filter((key) => !expected.has(key)).sort();
   report.extra = orphans.map((key) => key.slice(prefix.length).replace(/\/$/, ""));
   for (const key of orphans) {
+    if (record.orphans !== "report") await beforeRemove(key);
     if (record.orphans === "move-aside") {
       const head = await store.head(key);
       if (head) await store.copy(key, orphanKey(set, record.id, key), head.meta);

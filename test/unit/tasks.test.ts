@@ -10,7 +10,7 @@ import { BackupClient } from "@aws-sdk/client-backup";
 import { EventBridgeClient } from "@aws-sdk/client-eventbridge";
 import { LambdaClient } from "@aws-sdk/client-lambda";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { queueTask, runPrune, TasksDisabledError } from "../../agent/operations.ts";
+import { queueTask, runPrune, runVerify, TasksDisabledError } from "../../agent/operations.ts";
 import { restoreSnapshot } from "../../agent/restore.ts";
 import { readTaskResult } from "../../agent/task-results.ts";
 import { PREFIX, statusKey } from "../../contract/layout.ts";
@@ -104,6 +104,22 @@ describe.each([
     // Preserved content is only what the live mirror replaced while a snapshot named it, once per content hash:
     // a.txt v1 and v2, big.bin before each change, secret.txt (moved, then deleted: one copy), gone.txt.
     expect(keysUnder(h, PREFIX.preserved).length).toBe(versioned ? 0 : 6);
+  });
+
+  it("keeps a snapshot's content when a verification deletes it from the mirror as an orphan", async () => {
+    writeFileSync(join(h.src.path, "x.txt"), "in the snapshot");
+    await h.agent.start();
+    const marker = await h.agent.insertMarker(SET, { fields: fields() });
+    await h.agent.drain(SET);
+    const expected = await pictureOfSource(h.src.path, { microseconds: true, dirMtimes: true });
+    // The source loses the file without the agent journaling it: on the target it is now an orphan.
+    rmSync(join(h.src.path, "x.txt"));
+    h.journal.forget(SET, "x.txt");
+    await runVerify(h.operations(), SET, { deep: false, repair: false, orphans: "delete" });
+    expect(await h.store.head("data/app/x.txt")).toBeUndefined();
+    const to = join(out.path, "orphan");
+    await restoreSnapshot(h.store, await readSnapshot(h.store, SET, `snap-${marker.id}`), to);
+    expect((await pictureOfSource(to, { microseconds: true, dirMtimes: true }))["x.txt"]).toEqual(expected["x.txt"]);
   });
 
   it("prune keeps the newest snapshots and deletes only the preserved content no kept snapshot names", async () => {
