@@ -2,35 +2,24 @@
 // tidemark: the command line. Each command lives in commands/; this file
 // only dispatches and turns errors into one line on stderr and an exit code.
 
-import { ConfigError } from "./config.ts";
-import { ControlError } from "./control.ts";
-import { OperationTimeoutError } from "./operations.ts";
 import { parseCommandArgs, UsageError, type Command } from "./commands/command.ts";
-import { initCommand } from "./commands/init.ts";
-import { localCommand } from "./commands/local.ts";
-import { mirrorCommand } from "./commands/mirror.ts";
-import { verifyCommand } from "./commands/verify.ts";
-import { runCommand } from "./commands/run.ts";
-import { statusCommand } from "./commands/status.ts";
-import { QuiesceError, taskCommand, tasksCommand } from "./commands/task.ts";
-import { pruneCommand, restoreCommand, snapshotsCommand } from "./commands/snapshots.ts";
-import { TasksDisabledError } from "./operations.ts";
-import { RestoreError } from "./restore.ts";
-import { SnapshotError } from "../lambdas/tasks/snapshots.ts";
-import { UnreachableError } from "./preflight.ts";
 
-const COMMANDS: readonly Command[] = [
-  localCommand,
-  initCommand,
-  runCommand,
-  statusCommand,
-  taskCommand,
-  tasksCommand,
-  snapshotsCommand,
-  restoreCommand,
-  pruneCommand,
-  mirrorCommand,
-  verifyCommand,
+/**
+ * The commands, each loaded only when run: a script calling `tidemark task`
+ * should not pay for loading the emulator, the CDK reader and the AWS SDK.
+ */
+const COMMANDS: readonly { name: string; summary: string; load: () => Promise<Command> }[] = [
+  { name: "local", summary: "run the target side (queue, bucket, applier) on this machine, optionally with an agent", load: async () => (await import("./commands/local.ts")).localCommand },
+  { name: "init", summary: "write an agent config from the outputs of `cdk deploy`", load: async () => (await import("./commands/init.ts")).initCommand },
+  { name: "run", summary: "replicate the configured sets until stopped", load: async () => (await import("./commands/run.ts")).runCommand },
+  { name: "status", summary: "show backlog, sent and applied seqs, and sync state per set", load: async () => (await import("./commands/status.ts")).statusCommand },
+  { name: "task", summary: "insert a task marker: an application-consistent recovery point on the target", load: async () => (await import("./commands/task.ts")).taskCommand },
+  { name: "tasks", summary: "list a set's task markers and what became of them", load: async () => (await import("./commands/task.ts")).tasksCommand },
+  { name: "snapshots", summary: "list a set's snapshots (recovery points taken at task markers)", load: async () => (await import("./commands/snapshots.ts")).snapshotsCommand },
+  { name: "restore", summary: "rebuild a snapshot of a set into a folder", load: async () => (await import("./commands/snapshots.ts")).restoreCommand },
+  { name: "prune", summary: "delete old snapshots of a set and the content only they kept", load: async () => (await import("./commands/snapshots.ts")).pruneCommand },
+  { name: "mirror", summary: "mirror a set to the target again: full, diff or checksum", load: async () => (await import("./commands/mirror.ts")).mirrorCommand },
+  { name: "verify", summary: "compare a set on the target with the source, and optionally repair it", load: async () => (await import("./commands/verify.ts")).verifyCommand },
 ];
 
 function overview(): string {
@@ -58,8 +47,9 @@ export async function main(argv: string[]): Promise<number> {
     process.stdout.write("tidemark 0.1.0\n");
     return 0;
   }
-  const command = COMMANDS.find((c) => c.name === name);
-  if (!command) throw new UsageError(`unknown command "${name}" (commands: ${COMMANDS.map((c) => c.name).join(", ")})`);
+  const entry = COMMANDS.find((c) => c.name === name);
+  if (!entry) throw new UsageError(`unknown command "${name}" (commands: ${COMMANDS.map((c) => c.name).join(", ")})`);
+  const command = await entry.load();
   const { values, positionals } = parseCommandArgs(command, rest);
   if (values.help === true) {
     process.stdout.write(`${command.help}\n`);
@@ -68,7 +58,18 @@ export async function main(argv: string[]): Promise<number> {
   return command.run(values, positionals);
 }
 
-const EXPECTED = [UsageError, ConfigError, UnreachableError, ControlError, OperationTimeoutError, TasksDisabledError, QuiesceError, RestoreError, SnapshotError];
+/** Errors that are the user's to fix, by name (their classes live in modules loaded on demand): one line, no stack. */
+const EXPECTED = new Set([
+  "UsageError",
+  "ConfigError",
+  "UnreachableError",
+  "ControlError",
+  "OperationTimeoutError",
+  "TasksDisabledError",
+  "QuiesceError",
+  "RestoreError",
+  "SnapshotError",
+]);
 
 main(process.argv.slice(2)).then(
   (code) => {
@@ -76,7 +77,7 @@ main(process.argv.slice(2)).then(
   },
   (error: unknown) => {
     const err = error instanceof Error ? error : new Error(String(error));
-    const known = EXPECTED.some((kind) => err instanceof kind);
+    const known = EXPECTED.has(err.name);
     // One line, whatever the message quoted (a JSON parser quotes the input, newlines and all).
     const reason = (known ? err.message : `${err.name}: ${err.message}`).replace(/\s*\n\s*/g, " ");
     process.stderr.write(`tidemark: ${reason}\n`);

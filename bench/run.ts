@@ -5,7 +5,7 @@
 //   npm run bench -- --only delta       one scenario (initial, delta, steady, marker, applier)
 //   npm run bench -- --scale 0.1        smaller trees, for a quick look (not for BENCHMARKS.md)
 
-import { writeFileSync } from "node:fs";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { table } from "../agent/format.ts";
 import { applierThroughput, deltaChange, initialMirror, markerLatency, steadyLoad } from "./scenarios.ts";
@@ -34,32 +34,39 @@ const scenarios: [string, () => Promise<Result[]>][] = [
   ["applier", () => applierThroughput(runs)],
 ];
 
-const results: Result[] = [];
+const args = process.argv.slice(2);
+const command = args.length > 0 ? `npm run bench -- ${args.join(" ")}` : "npm run bench";
+const measured: Record<string, { rows: Result[]; command: string; date: string; machine: string }> = {};
 for (const [name, run] of scenarios) {
   if (!wanted(name)) continue;
   process.stderr.write(`running ${name}...\n`);
-  results.push(...(await run()));
+  measured[name] = { rows: await run(), command, date: new Date().toISOString().slice(0, 10), machine: machine() };
 }
 
 const verdict = (met: boolean | undefined) => (met === undefined ? "-" : met ? "met" : "MISSED");
-const rows = results.map((r) => [r.scenario, r.metric, r.tidemark, r.peer, r.target, verdict(r.met)]);
 const headers = ["scenario", "metric", "tidemark", "peer (same run)", "target", ""];
-process.stdout.write(`${table(headers, rows)}\n`);
+const cells = (r: Result) => [r.scenario, r.metric, r.tidemark, r.peer, r.target, verdict(r.met)];
+process.stdout.write(`${table(headers, Object.values(measured).flatMap((m) => m.rows.map(cells)))}\n`);
 
 if (!values["no-write"]) {
-  const args = process.argv.slice(2);
-  const command = args.length > 0 ? `npm run bench -- ${args.join(" ")}` : "npm run bench";
+  // Every scenario's latest measurement, with the command that produced it: a run of one scenario keeps the others.
+  const store = new URL("./results.json", import.meta.url);
+  const all = { ...(existsSync(store) ? (JSON.parse(readFileSync(store, "utf8")) as typeof measured) : {}), ...measured };
+  writeFileSync(store, `${JSON.stringify(all, null, 2)}\n`);
+  const ordered = scenarios.map(([name]) => [name, all[name]] as const).filter((entry) => entry[1] !== undefined);
   const markdown = [
     "# Benchmarks",
     "",
-    `Measured ${new Date().toISOString().slice(0, 10)} on ${machine()}, against the in-process emulator (fauxqs) on 127.0.0.1;`,
-    `rclone ${"v1.60"} from Debian against the same emulator, through the same counting proxy.`,
+    "Against the in-process emulator (fauxqs) on 127.0.0.1; rclone v1.60 from Debian against the same emulator, through the same counting proxy.",
+    "Medians over the runs of each scenario. Written by `npm run bench` (from bench/results.json and bench/notes.md); do not edit by hand.",
     "",
-    `Command: \`${command}\` (${runs} runs per scenario, medians; scale ${scale}).`,
+    `| ${[...headers, "measured"].join(" | ")} |`,
+    `| ${[...headers, "measured"].map(() => "---").join(" | ")} |`,
+    ...ordered.flatMap(([, m]) => (m ? m.rows.map((r) => `| ${[...cells(r), `${m.date}, \`${m.command}\``].join(" | ")} |`) : [])),
     "",
-    `| ${headers.join(" | ")} |`,
-    `| ${headers.map(() => "---").join(" | ")} |`,
-    ...rows.map((r) => `| ${r.join(" | ")} |`),
+    `Machine: ${[...new Set(ordered.map(([, m]) => m?.machine))].join("; ")}.`,
+    "",
+    readFileSync(new URL("./notes.md", import.meta.url), "utf8").trim(),
     "",
   ].join("\n");
   writeFileSync(new URL("../BENCHMARKS.md", import.meta.url), markdown);

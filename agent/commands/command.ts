@@ -9,7 +9,6 @@ export class UsageError extends Error {
 
 export interface Command {
   readonly name: string;
-  readonly summary: string;
   /** Full --help text: usage, options, examples. */
   readonly help: string;
   readonly options: ParseArgsOptionsConfig;

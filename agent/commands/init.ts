@@ -89,7 +89,6 @@ export function parseSetArgument(argument: string): { name: string; path: string
 
 export const initCommand: Command = {
   name: "init",
-  summary: "write an agent config from the outputs of `cdk deploy`",
   help: `Usage: tidemark init --cdk-outputs FILE --set NAME=PATH [--set NAME=PATH ...]
                      [--stack NAME] [--config FILE] [--state-dir DIR] [--force] [--json]
 

@@ -41,7 +41,6 @@ function writeLocalConfig(file: string, target: { endpoint: string; queueUrl: st
 
 export const localCommand: Command = {
   name: "local",
-  summary: "run the target side (queue, bucket, applier) on this machine, optionally with an agent",
   help: `Usage: tidemark local [--port 4566] [--state DIR] [--source DIR [--set NAME]] [--json-logs]
 
 Starts the local cloud on 127.0.0.1: an SQS/S3 emulator with the FIFO queue

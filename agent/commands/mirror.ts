@@ -9,7 +9,6 @@ import { checkSet, operate } from "./operate.ts";
 
 export const mirrorCommand: Command = {
   name: "mirror",
-  summary: "mirror a set to the target again: full, diff or checksum",
   help: `Usage: tidemark mirror SET --mode full|diff|checksum [--json] [--config FILE]
 
 Modes:

@@ -4,10 +4,8 @@
 
 import type { AgentConfig } from "../config.ts";
 import { callControl, controlSocketPath, NoAgentError } from "../control.ts";
-import { silentLogger } from "../log.ts";
 import type { OperationDeps, Progress } from "../operations.ts";
 import { createProgressView } from "../progress.ts";
-import { startAgent } from "../runtime.ts";
 import { UsageError } from "./command.ts";
 
 export function checkSet(config: AgentConfig, set: string | undefined, command: string): string {
@@ -35,6 +33,8 @@ export async function operate<T>(
       throw error;
     }
   }
+  // Loaded only now: with an agent running, a command never pays for the SDK, the watcher and the journal.
+  const [{ startAgent }, { silentLogger }] = await Promise.all([import("../runtime.ts"), import("../log.ts")]);
   const running = await startAgent(config, silentLogger);
   try {
     const result = await inProcess(running.operations(onProgress));

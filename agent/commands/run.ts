@@ -5,7 +5,6 @@ import { stringOption, untilSignal, type Command } from "./command.ts";
 
 export const runCommand: Command = {
   name: "run",
-  summary: "replicate the configured sets until stopped",
   help: `Usage: tidemark run [--config FILE] [--json-logs] [--verbose]
 
 Runs the agent: scans every set (a full mirror the first time, then what

@@ -17,7 +17,6 @@ const CONFIG_OPTION = "  --config FILE   config file (default: $TIDEMARK_CONFIG,
 
 export const snapshotsCommand: Command = {
   name: "snapshots",
-  summary: "list a set's snapshots (recovery points taken at task markers)",
   help: `Usage: tidemark snapshots SET [--json] [--config FILE]
 
 Lists the snapshots \`snapshot\` markers took of a set, oldest first: snapshot
@@ -54,7 +53,6 @@ Examples:
 
 export const restoreCommand: Command = {
   name: "restore",
-  summary: "rebuild a snapshot of a set into a folder",
   help: `Usage: tidemark restore SET --snapshot ID --to DIR [--force] [--json] [--config FILE]
 
 Writes the set as it was at the snapshot into DIR: file contents (each
@@ -105,7 +103,6 @@ Examples:
 
 export const pruneCommand: Command = {
   name: "prune",
-  summary: "delete old snapshots of a set and the content only they kept",
   help: `Usage: tidemark prune SET --keep N [--json] [--config FILE]
 
 Keeps the newest N snapshots of a set and deletes the others, with the

@@ -74,7 +74,6 @@ export async function collectStatus(configFile: string): Promise<SetReport[]> {
 
 export const statusCommand: Command = {
   name: "status",
-  summary: "show backlog, sent and applied seqs, and sync state per set",
   help: `Usage: tidemark status [--json] [--config FILE]
 
 Per set: the journal backlog (records and bytes not yet accepted by the

@@ -87,7 +87,6 @@ async function hook(name: string, command: string | undefined, env: Record<strin
 
 export const taskCommand: Command = {
   name: "task",
-  summary: "insert a task marker: an application-consistent recovery point on the target",
   help: `Usage: tidemark task SET [--action snapshot|invoke|event|backup] [--label TEXT]
                      [--quiesce CMD] [--settle SEC] [--resume CMD]
                      [--on-queue CMD] [--on-transmit CMD] [--timeout SEC]
@@ -241,7 +240,6 @@ Examples:
 
 export const tasksCommand: Command = {
   name: "tasks",
-  summary: "list a set's task markers and what became of them",
   help: `Usage: tidemark tasks SET [--limit N] [--json] [--config FILE]
 
 Lists the task markers the target reached for a set, oldest first: id, seq

@@ -18,7 +18,6 @@ function list(label: string, paths: string[]): string[] {
 
 export const verifyCommand: Command = {
   name: "verify",
-  summary: "compare a set on the target with the source, and optionally repair it",
   help: `Usage: tidemark verify SET [--deep] [--repair] [--json] [--config FILE]
 
 Compares the target's copy of a set with the source and reports what is
