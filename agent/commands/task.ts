@@ -1,7 +1,7 @@
 // `tidemark task` (the scripting command, DESIGN 3) and `tidemark tasks`
 // (the history of a set's markers).
 
-import { TASK_ACTIONS, MAX_TASK_TIMEOUT_SECONDS, DEFAULT_TASK_TIMEOUT_SECONDS, type TaskAction, type TaskFields, type TaskResult } from "../../contract/tasks.ts";
+import { TASK_ACTIONS, MAX_TASK_TIMEOUT_SECONDS, DEFAULT_TASK_TIMEOUT_SECONDS, type TaskFields, type TaskResult } from "../../contract/tasks.ts";
 import type { QueuedMarker } from "../agent.ts";
 import { configPath, loadConfig, type AgentConfig } from "../config.ts";
 import { formatBytes, table } from "../format.ts";
@@ -30,9 +30,10 @@ function seconds(value: unknown, flag: string, max: number): number | undefined 
 }
 
 function parseFields(values: Record<string, unknown>): TaskFields {
-  const action = stringOption(values.action) ?? "snapshot";
-  if (!TASK_ACTIONS.some((a) => a === action)) {
-    throw new UsageError(`--action must be one of ${TASK_ACTIONS.join(", ")}, got "${action}"${action === "ebs-snapshot" ? " (ebs-snapshot is for volume sets, not available yet)" : ""}`);
+  const given = stringOption(values.action) ?? "snapshot";
+  const action = TASK_ACTIONS.find((a) => a === given);
+  if (action === undefined) {
+    throw new UsageError(`--action must be one of ${TASK_ACTIONS.join(", ")}, got "${given}"${given === "ebs-snapshot" ? " (ebs-snapshot is for volume sets, not available yet)" : ""}`);
   }
   const timeout = seconds(values.timeout, "--timeout", MAX_TASK_TIMEOUT_SECONDS);
   if (timeout !== undefined && !Number.isInteger(timeout)) throw new UsageError("--timeout must be a whole number of seconds");
@@ -54,7 +55,7 @@ function parseFields(values: Record<string, unknown>): TaskFields {
   if (label !== undefined && label.length > 256) throw new UsageError("--label is limited to 256 characters");
   const resource = stringOption(values.resource);
   return {
-    action: action as TaskAction,
+    action,
     timeoutSeconds: timeout ?? DEFAULT_TASK_TIMEOUT_SECONDS,
     ...(label !== undefined ? { label } : {}),
     ...(fn !== undefined ? { function: fn } : {}),

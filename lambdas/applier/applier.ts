@@ -192,6 +192,7 @@ export class Applier {
       status.state = "out-of-sync";
       status.reason = `${error.message} (seq ${error.seq}); set marked out of sync`;
       await this.#writeStatus(status);
+      await this.#abandonMarkers(set, records.filter((r) => r.seq > error.seq), status);
       return { kind: "gap", set, expected: error.seq, got: error.seq };
     }
     const last = records[records.length - 1]?.seq ?? status.lastSeq;
@@ -233,13 +234,19 @@ export class Applier {
         settings: this.#tasks,
         now: this.#now,
         log: this.#log,
-        snapshot: (m, signal) =>
-          takeSnapshot(
+        snapshot: async (m, signal) => {
+          // Before the snapshot exists: from here on, live content older than it is preserved before it is
+          // replaced. Nothing is applied meanwhile, so a snapshot that then fails only costs spare copies.
+          status.snapshotGen += 1;
+          status.snapshotsRetained += 1;
+          await this.#writeStatus(status);
+          return takeSnapshot(
             this.#store,
             m.set,
             { id: snapshotIdFor(m.id), taskId: m.id, seq: m.seq, ...(m.fields.label !== undefined ? { label: m.fields.label } : {}) },
             { now: this.#now(), signal },
-          ),
+          );
+        },
         ...(invocation ? { remainingMs: () => invocation.remainingMs() } : {}),
       },
       marker,
@@ -249,15 +256,10 @@ export class Applier {
       const running = outcome.background.finally(() => this.#background.delete(running));
       this.#background.add(running);
     }
-    if (outcome.snapshot) {
-      // From here on, live content older than this snapshot is preserved before it is replaced.
-      status.snapshotGen += 1;
-      status.snapshotsRetained += 1;
-      const days = this.#tasks.retentionDays;
-      if (days !== undefined && days > 0) {
-        const pruned = await pruneSnapshots(this.#store, marker.set, { keep: Number.MAX_SAFE_INTEGER, olderThan: new Date(this.#now().getTime() - days * 86_400_000) });
-        status.snapshotsRetained = pruned.kept.length;
-      }
+    const days = this.#tasks.retentionDays;
+    if (outcome.snapshot && days !== undefined && days > 0) {
+      const pruned = await pruneSnapshots(this.#store, marker.set, { keep: Number.MAX_SAFE_INTEGER, olderThan: new Date(this.#now().getTime() - days * 86_400_000) });
+      status.snapshotsRetained = pruned.kept.length;
       await this.#writeStatus(status);
     }
     return outcome.result.status;

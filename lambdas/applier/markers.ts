@@ -146,30 +146,35 @@ export async function runMarker(deps: MarkerDeps, marker: Marker, skipReason?: s
   const remaining = deps.remainingMs ? Math.max(0, deps.remainingMs() - DEADLINE_MARGIN_MS) : Number.POSITIVE_INFINITY;
   const limitMs = Math.min(fields.timeoutSeconds > 0 ? fields.timeoutSeconds * 1000 : Number.POSITIVE_INFINITY, remaining);
 
+  /** Runs the action within the limit; what the action did decides the status, a failure to write the result is thrown (the message is retried). */
   const execute = async (): Promise<MarkerOutcome> => {
     const controller = new AbortController();
     const timer = Number.isFinite(limitMs)
       ? setTimeout(() => controller.abort(new ActionTimeoutError(`the action did not finish within ${Math.round(limitMs / 1000)} s`)), limitMs)
       : undefined;
     const running = work(controller.signal);
+    let status: TaskStatus = "succeeded";
+    let error: string | undefined;
     try {
       result.outputs = await Promise.race([running, aborted(controller.signal)]);
-      return { result: await finish("succeeded"), ...(snapshot ? { snapshot } : {}) };
-    } catch (error) {
+    } catch (thrown) {
       if (controller.signal.aborted) {
         // An action that finishes as it is told to stop did finish: keep its outcome.
         const late = await Promise.race([running.then((outputs) => ({ outputs }), () => undefined), sleep(ABORT_GRACE_MS).then(() => undefined)]);
-        if (late) {
-          result.outputs = late.outputs;
-          return { result: await finish("succeeded"), ...(snapshot ? { snapshot } : {}) };
+        if (late) result.outputs = late.outputs;
+        else {
+          status = "timed-out";
+          const reason: unknown = controller.signal.reason;
+          error = `${reason instanceof Error ? reason.message : String(reason)}; changes after the marker were applied without waiting for it`;
         }
-        return { result: await finish("timed-out", `${(controller.signal.reason as Error).message}; changes after the marker were applied without waiting for it`) };
+      } else {
+        status = thrown instanceof ActionSkippedError ? "skipped" : "failed";
+        error = thrown instanceof Error ? thrown.message : String(thrown);
       }
-      const message = error instanceof Error ? error.message : String(error);
-      return { result: await finish(error instanceof ActionSkippedError ? "skipped" : "failed", message) };
     } finally {
       clearTimeout(timer);
     }
+    return { result: await finish(status, error), ...(snapshot && status === "succeeded" ? { snapshot } : {}) };
   };
 
   if (holds) return execute();

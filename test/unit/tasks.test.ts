@@ -122,6 +122,30 @@ describe.each([
     expect((await pictureOfSource(to, { microseconds: true, dirMtimes: true }))["x.txt"]).toEqual(expected["x.txt"]);
   });
 
+  it("a snapshot whose invocation died before its result was written is taken again, and its content stays preserved", async () => {
+    const store = h.store;
+    let failResult = true;
+    const put = store.put.bind(store);
+    store.put = async (key, body, meta) => {
+      if (failResult && key.startsWith("tasks/") && body.toString().includes('"succeeded"')) {
+        failResult = false;
+        throw new Error("the invocation died");
+      }
+      return put(key, body, meta);
+    };
+    writeFileSync(join(h.src.path, "a.txt"), "before");
+    await h.agent.start();
+    const marker = await h.agent.insertMarker(SET, { fields: fields() });
+    const expected = await pictureOfSource(h.src.path, { microseconds: true, dirMtimes: true });
+    await expect(h.agent.drain(SET)).rejects.toThrow("the invocation died");
+    await h.agent.drain(SET);
+    expect(await result(h, marker.id)).toMatchObject({ status: "succeeded", attempts: 2 });
+    writeFileSync(join(h.src.path, "a.txt"), "after, longer");
+    await h.agent.scan(SET);
+    await h.agent.drain(SET);
+    expect(await restored(`snap-${marker.id}`)).toEqual(expected);
+  });
+
   it("prune keeps the newest snapshots and deletes only the preserved content no kept snapshot names", async () => {
     const src = h.src.path;
     writeFileSync(join(src, "a.txt"), "one");
