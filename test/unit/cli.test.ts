@@ -1,4 +1,4 @@
-import { writeFileSync } from "node:fs";
+import { existsSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { tidemark } from "../support/cli.ts";
@@ -11,11 +11,26 @@ describe("tidemark CLI", () => {
   });
   afterEach(() => dir.remove());
 
-  it.each(["run", "status", "local", "init", "mirror", "verify"])("%s --help shows usage and an example", async (command) => {
+  it.each(["run", "status", "local", "init", "mirror", "verify", "task", "tasks", "snapshots", "restore", "prune"])("%s --help shows usage and an example", async (command) => {
     const out = await tidemark([command, "--help"]);
     expect(out.code).toBe(0);
     expect(out.stdout).toMatch(new RegExp(`^Usage: tidemark ${command}`));
     expect(out.stdout).toMatch(/Examples?:\n {2}tidemark /);
+  });
+
+  it.each([
+    [["--action", "ebs-snapshot"], /--action must be one of snapshot, invoke, event, backup, got "ebs-snapshot" \(ebs-snapshot is for volume sets/],
+    [["--action", "invoke"], /--action invoke needs --function NAME/],
+    [["--timeout", "901"], /--timeout must be a number of seconds from 0 to 900/],
+    [["--input", "[1]"], /--input must be a JSON object/],
+    [["--wait-timeout", "5"], /--wait-timeout goes with --wait/],
+  ])("task %j is a usage error, before anything runs", async (args, message) => {
+    const config = join(dir.path, "tidemark.config.json");
+    writeFileSync(config, JSON.stringify({ queueUrl: "http://127.0.0.1:9/q.fifo", bucket: "b-b-b", stateDir: "state", sets: [{ name: "db", path: "." }] }));
+    const out = await tidemark(["task", "db", ...args, "--quiesce", `touch ${join(dir.path, "quiesced")}`, "--config", config]);
+    expect(out.code).toBe(2);
+    expect(out.stderr).toMatch(message);
+    expect(existsSync(join(dir.path, "quiesced"))).toBe(false);
   });
 
   it("lists the commands on --help", async () => {
