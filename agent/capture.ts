@@ -9,7 +9,7 @@ import { join } from "node:path";
 import { pipeline } from "node:stream/promises";
 import { Transform } from "node:stream";
 import { BLOCK_SIZE, MAX_DELTA_FILE_BYTES, MAX_INLINE_DECODED_BYTES, blockCount, blockLength, deltaContentSize } from "../contract/wire.ts";
-import type { Change, IndexEntry, Journal } from "./journal.ts";
+import type { Change, IndexEntry, IndexStat, Journal } from "./journal.ts";
 import { isExcluded, type SetSpec } from "./set-spec.ts";
 
 /** How often a file that keeps changing while read is re-read before the watcher is left to catch the next write. */
@@ -50,7 +50,7 @@ function modifiedRecently(st: BigIntStats): boolean {
   return BigInt(Date.now()) * 1_000_000n - st.mtimeNs < RACY_WINDOW_NS;
 }
 
-function sameFile(known: IndexEntry | undefined, st: BigIntStats): boolean {
+function sameFile(known: IndexStat | undefined, st: BigIntStats): boolean {
   return known?.kind === "file" && known.size === Number(st.size) && known.mtimeNs === st.mtimeNs.toString() && known.mode === mode(st);
 }
 
@@ -59,7 +59,7 @@ function sameFile(known: IndexEntry | undefined, st: BigIntStats): boolean {
  * nothing to read: a scan may skip capture. A file changed in the last
  * moments is never taken on its stat alone (see capture).
  */
-export function unchangedInIndex(known: IndexEntry | undefined, st: BigIntStats): boolean {
+export function unchangedInIndex(known: IndexStat | undefined, st: BigIntStats): boolean {
   if (!known) return false;
   if (st.isDirectory()) return known.kind === "dir" && known.mode === mode(st) && known.mtimeNs === st.mtimeNs.toString();
   // A symlink is replaced, never changed in place: a new target means a new mtime.

@@ -70,6 +70,9 @@ export interface IndexEntry {
   blocks: Uint8Array | null;
 }
 
+/** The part of an index entry a stat can be compared with. */
+export type IndexStat = Pick<IndexEntry, "kind" | "size" | "mode" | "mtimeNs">;
+
 export interface SetCounters {
   /** Seq the next change will get. */
   nextSeq: number;
@@ -138,12 +141,20 @@ CREATE TABLE IF NOT EXISTS entries (
   PRIMARY KEY (set_name, path)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS entries_by_parent ON entries (set_name, parent);
+-- Covers what a scan compares a folder's entries by: the scan reads no table rows.
+CREATE INDEX IF NOT EXISTS entries_stat_by_parent ON entries (set_name, parent, path, kind, size, mode, mtime_ns);
 `;
+
+/** The kind column holds what #index wrote: anything else is a damaged journal. */
+function entryKind(kind: string): EntryKind {
+  if (kind === "file" || kind === "dir" || kind === "symlink") return kind;
+  throw new Error(`journal index holds an entry of unknown kind "${kind}"`);
+}
 
 function toEntry(row: EntryRow): IndexEntry {
   return {
     path: row.path,
-    kind: row.kind as EntryKind,
+    kind: entryKind(row.kind),
     size: row.size,
     mode: row.mode,
     mtimeNs: row.mtime_ns,
@@ -181,6 +192,9 @@ function prepareStatements(db: DatabaseSync) {
     getEntry: prepare("SELECT * FROM entries WHERE set_name = ? AND path = ?"),
     // Without statistics the planner scans the whole set by primary key instead: a folder's entries cost the set's size.
     children: prepare("SELECT * FROM entries INDEXED BY entries_by_parent WHERE set_name = ? AND parent = ? ORDER BY path"),
+    childrenStat: prepare(
+      "SELECT path, kind, size, mode, mtime_ns FROM entries INDEXED BY entries_stat_by_parent WHERE set_name = ? AND parent = ?",
+    ),
     under: prepare("SELECT * FROM entries WHERE set_name = ? AND path > ? AND path < ? ORDER BY path DESC"),
     upsertEntry: prepare(
       `INSERT INTO entries (set_name, path, parent, kind, size, mode, mtime_ns, sha256, link, blocks) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
@@ -405,6 +419,12 @@ export class Journal {
   /** Index entries directly inside dir ("" for the set root). */
   children(set: string, dir: string): IndexEntry[] {
     return (this.#statements.children.all(set, dir) as unknown as EntryRow[]).map(toEntry);
+  }
+
+  /** What a scan compares the entries directly inside dir by (kind, size, mode, mtime), by path. */
+  childrenStat(set: string, dir: string): Map<string, IndexStat> {
+    const rows = this.#statements.childrenStat.all(set, dir) as unknown as { path: string; kind: string; size: number; mode: number; mtime_ns: string }[];
+    return new Map(rows.map((row) => [row.path, { kind: entryKind(row.kind), size: row.size, mode: row.mode, mtimeNs: row.mtime_ns }]));
   }
 
   /** Index entries strictly below dir, children before their parents (the order to delete them in). */

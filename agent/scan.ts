@@ -93,7 +93,7 @@ export async function barrierScan(journal: Journal, spec: SetSpec, options: Scan
     const subdirs: string[] = [];
     const paths: string[] = [];
     // The index of this folder in one query; entries whose stat matches it need no capture (the common case).
-    const indexed = new Map(journal.children(spec.name, dir).map((entry) => [entry.path, entry]));
+    const indexed = journal.childrenStat(spec.name, dir);
     listing.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
     for (const dirent of listing) {
       const path = joinPath(dir, dirent.name);
@@ -122,8 +122,8 @@ export async function barrierScan(journal: Journal, spec: SetSpec, options: Scan
       });
       if (pending.length >= APPEND_CHUNK) flush();
     }
-    for (const entry of indexed.values()) {
-      if (!seen.has(entry.path)) pending.push(...deletesFor(journal, spec.name, entry.path));
+    for (const path of indexed.keys()) {
+      if (!seen.has(path)) pending.push(...deletesFor(journal, spec.name, path));
     }
     flush();
     onProgress?.(report);
