@@ -2,13 +2,13 @@
 // BENCHMARKS.md with the machine, the exact command and the medians.
 //
 //   npm run bench                       every scenario, 3 runs each, full size
-//   npm run bench -- --only delta       one scenario (initial, delta, steady, marker, applier)
+//   npm run bench -- --only delta       one scenario (initial, delta, steady, marker, memory, applier)
 //   npm run bench -- --scale 0.1        smaller trees, for a quick look (not for BENCHMARKS.md)
 
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { table } from "../agent/format.ts";
-import { applierThroughput, deltaChange, initialMirror, markerLatency, steadyLoad } from "./scenarios.ts";
+import { agentMemory, applierThroughput, deltaChange, initialMirror, markerLatency, steadyLoad } from "./scenarios.ts";
 import { machine, type Result } from "./support.ts";
 
 const { values } = parseArgs({
@@ -31,6 +31,7 @@ const scenarios: [string, () => Promise<Result[]>][] = [
   ["delta", () => deltaChange(runs)],
   ["steady", () => steadyLoad(scale, seconds)],
   ["marker", () => markerLatency(runs, scale)],
+  ["memory", () => agentMemory(scale)],
   ["applier", () => applierThroughput(runs)],
 ];
 

@@ -288,6 +288,56 @@ export async function markerLatency(runs: number, scale: number): Promise<Result
   });
 }
 
+/** Resident set size of a process, from /proc (bytes). */
+function rssOf(pid: number): number {
+  const match = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
+  return Number(match?.[1] ?? 0) * 1024;
+}
+
+/**
+ * Agent memory: `tidemark run` on 1,000,000 one-line files in 10,000
+ * folders. Its RSS is sampled from start through the initial scan and the
+ * watch of every folder, then for 30 s of sending; the peak is reported.
+ */
+export async function agentMemory(scale: number): Promise<Result[]> {
+  const files = Math.round(1_000_000 * scale);
+  const dir = await workDir();
+  const tree = join(dir, "tree");
+  for (let i = 0; i < files; i++) {
+    if (i % 100 === 0) mkdirSync(join(tree, `d${Math.floor(i / 10_000)}`, `e${Math.floor(i / 100)}`), { recursive: true });
+    writeFileSync(join(tree, `d${Math.floor(i / 10_000)}`, `e${Math.floor(i / 100)}`, `f${i}`), `file ${i}\n`);
+  }
+  const cloud = await startBenchCloud();
+  const proxy = await countingProxy(cloud.endpoint);
+  let agent: ChildProcess | undefined;
+  let peak = 0;
+  const sampler = setInterval(() => {
+    if (agent?.pid !== undefined) peak = Math.max(peak, rssOf(agent.pid));
+  }, 250);
+  try {
+    const started = performance.now();
+    agent = await agentProcess(agentConfig(cloud, proxy, dir, tree, "memory"));
+    const ready = (performance.now() - started) / 1000;
+    await new Promise((resolve) => setTimeout(resolve, 30_000));
+    return [
+      {
+        scenario: `agent watching ${files} files in ${Math.ceil(files / 100)} folders (tidemark run: initial scan, watch, 30 s of sending)`,
+        metric: "peak RSS",
+        tidemark: `${formatBytes(peak)} (ready after ${ready.toFixed(0)} s)`,
+        peer: "-",
+        target: "≤ 512 MiB",
+        met: peak <= 512 * MiB,
+      },
+    ];
+  } finally {
+    clearInterval(sampler);
+    agent?.kill("SIGKILL");
+    await proxy.close();
+    await cloud.stop();
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
 /** Runs a tidemark command to completion and returns its stdout; throws with its stderr when it fails. */
 function runTidemark(args: string[]): Promise<string> {
   return new Promise((resolve, reject) => {
