@@ -1,4 +1,4 @@
-// The agent: for each set, a barrier scan at start, then chokidar hints
+// The agent: for each set, a barrier scan at start, then the watcher's hints
 // captured into the journal, a sender draining the journal into the queue,
 // and a watch on the target's status that resyncs a set gone out of sync.
 // With monitorEnabled=false nothing runs in the background: tests step it.
@@ -78,7 +78,7 @@ export interface AgentOptions {
   readonly recover?: (set: string, reason: string) => Promise<void>;
   /** Once the queue accepted a message holding markers (ONRECEIVE): the "task received" event. */
   readonly announceReceived?: (set: string, markers: readonly PackedMarker[]) => Promise<void>;
-  /** The watcher; tests inject one that fails. @default chokidar (watcher.ts) */
+  /** The watcher; tests inject one that fails. @default a watch per folder (watcher.ts) */
   readonly watch?: typeof watchSet;
   readonly log?: Logger;
 }
