@@ -60,3 +60,21 @@ export function createLogger(options: { json?: boolean; level?: Level; write?: (
 }
 
 export const silentLogger: Logger = { debug() {}, info() {}, warn() {}, error() {} };
+
+/** The applier logs one JSON line per event (CloudWatch Logs in Lambda); in the local cloud they go through this logger. */
+export function logJsonLine(log: Logger, line: string): void {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(line);
+  } catch {
+    log.info(line);
+    return;
+  }
+  const fields: Fields = typeof parsed === "object" && parsed !== null ? Object.fromEntries(Object.entries(parsed)) : {};
+  const { level, msg, ...rest } = fields;
+  const text = typeof msg === "string" ? msg : line;
+  if (level === "error") log.error(text, rest);
+  else if (level === "warn") log.warn(text, rest);
+  else if (level === "debug") log.debug(text, rest);
+  else log.info(text, rest);
+}

@@ -9,7 +9,7 @@ import { LOCAL_EVENTS_FILE, localTaskSettings } from "../../lambdas/local/tasks.
 import { S3Store } from "../../lambdas/store/s3-store.ts";
 import { setNameProblem } from "../../contract/paths.ts";
 import { ConfigError, DEFAULT_CONFIG_FILE, loadConfig, type ConfigFile } from "../config.ts";
-import { createLogger } from "../log.ts";
+import { createLogger, logJsonLine } from "../log.ts";
 import { startAgent, type RunningAgent } from "../runtime.ts";
 import { stringOption, untilSignal, UsageError, type Command } from "./command.ts";
 
@@ -95,7 +95,11 @@ Examples:
       const target = await ensureTargetResources({ endpoint: emulator.endpoint, region: REGION });
       const s3 = makeS3Client({ region: REGION, endpoint: emulator.endpoint });
       const sqs = makeSqsClient({ region: REGION, endpoint: emulator.endpoint });
-      const applier = new Applier({ store: new S3Store(s3, target.bucket), tasks: localTaskSettings(join(stateDir, LOCAL_EVENTS_FILE)) });
+      const applier = new Applier({
+        store: new S3Store(s3, target.bucket),
+        tasks: localTaskSettings(join(stateDir, LOCAL_EVENTS_FILE)),
+        log: (line) => logJsonLine(log, line),
+      });
       const handler = createHandler(applier, (line) => log.debug("applier metrics", { emf: line }));
       const poller = new LocalPoller({
         sqs,

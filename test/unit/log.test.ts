@@ -2,7 +2,7 @@
 // the same events either way.
 
 import { expect, it } from "vitest";
-import { createLogger } from "../../agent/log.ts";
+import { createLogger, logJsonLine } from "../../agent/log.ts";
 
 it("writes one JSON object per line with time, level, msg and the fields", () => {
   const lines: string[] = [];
@@ -40,4 +40,15 @@ it("prints readable lines for people", () => {
   const lines: string[] = [];
   createLogger({ write: (line) => lines.push(line) }).warn("send failed; retrying", { set: "docs", attempt: 2, error: "throttled" });
   expect(lines[0]).toMatch(/^\d{4}-\d\d-\d\dT[\d:.]+Z warn {2}send failed; retrying set=docs attempt=2 error=throttled$/);
+});
+
+it("passes the applier's JSON lines through at their level, and other lines as they are", () => {
+  const lines: string[] = [];
+  const log = createLogger({ json: true, write: (line) => lines.push(line) });
+  logJsonLine(log, JSON.stringify({ level: "warn", msg: "task finished", set: "db", status: "failed" }));
+  logJsonLine(log, "not json");
+  expect(lines.map((line) => JSON.parse(line))).toEqual([
+    expect.objectContaining({ level: "warn", msg: "task finished", set: "db", status: "failed" }),
+    expect.objectContaining({ level: "info", msg: "not json" }),
+  ]);
 });
