@@ -4,6 +4,7 @@
 //   npm run bench                       every scenario, 3 runs each, full size
 //   npm run bench -- --only delta       one scenario (initial, delta, steady, marker, memory, applier)
 //   npm run bench -- --scale 0.1        smaller trees, for a quick look (not for BENCHMARKS.md)
+//   npm run bench -- --rewrite          run nothing; write BENCHMARKS.md from the kept results and notes
 
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { parseArgs } from "node:util";
@@ -18,13 +19,15 @@ const { values } = parseArgs({
     seconds: { type: "string", default: "20" },
     only: { type: "string", multiple: true },
     "no-write": { type: "boolean" },
+    /** Run nothing: write BENCHMARKS.md again from bench/results.json and bench/notes.md. */
+    rewrite: { type: "boolean" },
   },
 });
 const runs = Number(values.runs);
 const scale = Number(values.scale);
 const seconds = Number(values.seconds);
 const only = new Set(values.only ?? []);
-const wanted = (name: string) => only.size === 0 || only.has(name);
+const wanted = (name: string) => values.rewrite !== true && (only.size === 0 || only.has(name));
 
 const scenarios: [string, () => Promise<Result[]>][] = [
   ["initial", () => initialMirror(runs, scale)],
