@@ -8,6 +8,7 @@
 
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { parseArgs } from "node:util";
+import { z } from "zod";
 import { table } from "../agent/format.ts";
 import { agentMemory, applierThroughput, deltaChange, initialMirror, markerLatency, steadyLoad } from "./scenarios.ts";
 import { machine, type Result } from "./support.ts";
@@ -38,6 +39,30 @@ const scenarios: [string, () => Promise<Result[]>][] = [
   ["applier", () => applierThroughput(runs)],
 ];
 
+/** bench/results.json: each scenario's latest rows, with how and where they were measured. */
+const KeptResults = z.record(
+  z.string(),
+  z.object({
+    rows: z.array(
+      z.object({
+        scenario: z.string(),
+        metric: z.string(),
+        tidemark: z.string(),
+        peer: z.string(),
+        target: z.string(),
+        // JSON has no undefined: a measurement without a target is stored without "met" (or as null).
+        met: z
+          .boolean()
+          .nullish()
+          .transform((met) => met ?? undefined),
+      }),
+    ),
+    command: z.string(),
+    date: z.string(),
+    machine: z.string(),
+  }),
+);
+
 const args = process.argv.slice(2);
 const command = args.length > 0 ? `npm run bench -- ${args.join(" ")}` : "npm run bench";
 const measured: Record<string, { rows: Result[]; command: string; date: string; machine: string }> = {};
@@ -55,7 +80,7 @@ process.stdout.write(`${table(headers, Object.values(measured).flatMap((m) => m.
 if (!values["no-write"]) {
   // Every scenario's latest measurement, with the command that produced it: a run of one scenario keeps the others.
   const store = new URL("./results.json", import.meta.url);
-  const all = { ...(existsSync(store) ? (JSON.parse(readFileSync(store, "utf8")) as typeof measured) : {}), ...measured };
+  const all = { ...(existsSync(store) ? KeptResults.parse(JSON.parse(readFileSync(store, "utf8"))) : {}), ...measured };
   writeFileSync(store, `${JSON.stringify(all, null, 2)}\n`);
   const ordered = scenarios.map(([name]) => [name, all[name]] as const).filter((entry) => entry[1] !== undefined);
   const markdown = [
