@@ -93,6 +93,23 @@ function formatDuration(ms: number): string {
   return ms < 1000 ? `${ms} ms` : `${Math.round(ms / 1000)} s`;
 }
 const DEFAULT_POLLING_SCAN_MS = 30_000;
+/** A send this soon after the previous one means changes are streaming in: wait LINGER_MS to gather more. */
+const STREAMING_WINDOW_MS = 150;
+const LINGER_MS = 50;
+/** A backlog this large fills messages by itself. */
+const LINGER_BELOW_RECORDS = 200;
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/**
+ * How long the sender waits before packing the next message. A lone change
+ * goes at once; while changes stream in (the previous send was moments ago)
+ * it waits a little so one message carries many: the target applies a set
+ * one message at a time, so its pace is set per message, not per record.
+ */
+export function lingerBeforeSend(sinceLastSendMs: number, backlogRecords: number): number {
+  const streaming = sinceLastSendMs < STREAMING_WINDOW_MS;
+  return streaming && backlogRecords > 0 && backlogRecords < LINGER_BELOW_RECORDS ? LINGER_MS : 0;
+}
 /** Warn when the backlog passes this fraction of the limit. */
 const JOURNAL_WARN_FRACTION = 0.8;
 
@@ -446,9 +463,13 @@ class SetRunner {
   }
 
   async sendLoop(stopped: () => boolean): Promise<void> {
+    let lastSend = 0;
     while (!stopped()) {
       let sent = 0;
       try {
+        const linger = lingerBeforeSend(Date.now() - lastSend, this.#journal.counters(this.spec.name).backlogRecords);
+        if (linger > 0) await sleep(linger);
+        lastSend = Date.now();
         sent = (await this.#sendNext()).records;
         await this.#maybeCatchUp();
       } catch (error) {

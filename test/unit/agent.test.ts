@@ -2,7 +2,7 @@ import { chmodSync, existsSync, mkdirSync, readdirSync, renameSync, rmSync, syml
 import { randomBytes } from "node:crypto";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { Agent } from "../../agent/agent.ts";
+import { Agent, lingerBeforeSend } from "../../agent/agent.ts";
 import { Journal } from "../../agent/journal.ts";
 import { RetryingTransport } from "../../agent/transport/retry.ts";
 import { TransportError } from "../../agent/transport/transport.ts";
@@ -185,5 +185,14 @@ describe("agent against an in-memory target", () => {
     await agent.drain(SET);
     expect(await pictureOfTarget(store, SET)).toEqual(await pictureOfSource(src.path));
     expect(existsSync(join(src.path, "a"))).toBe(false);
+  });
+});
+
+describe("packing under a stream of changes", () => {
+  it("sends a lone change at once, waits a moment while changes stream in, and not when a backlog fills messages anyway", () => {
+    expect(lingerBeforeSend(10_000, 1)).toBe(0);
+    expect(lingerBeforeSend(20, 8)).toBeGreaterThan(0);
+    expect(lingerBeforeSend(20, 0)).toBe(0);
+    expect(lingerBeforeSend(20, 5_000)).toBe(0);
   });
 });
