@@ -21,6 +21,7 @@ import {
   type VerifyRecord,
   type WireRecord,
 } from "../../contract/wire.ts";
+import { mapConcurrent } from "../../contract/async.ts";
 import { parseManifest, verifyTarget } from "./verify.ts";
 import { runMarker, type Marker, type TaskSettings } from "./markers.ts";
 import { preserveBeforeReplace, pruneSnapshots, takeSnapshot } from "../tasks/snapshots.ts";
@@ -75,6 +76,37 @@ type PreparedVerify = { record: VerifyRecord; entries: ManifestEntry[]; staged?:
 type Prepared = PreparedPut | PreparedVerify;
 
 const SYMLINK_MODE = 0o777;
+
+/** Puts of distinct files applied at once: a store's requests overlap instead of queueing one by one. */
+const APPLY_CONCURRENCY = 16;
+
+/**
+ * The records of a message in the order they must take effect: a run of puts
+ * of distinct files is one step (their order does not matter between
+ * markers), anything else is a step of its own, so a delete, rename, folder
+ * or marker sees everything before it done.
+ */
+function applySteps(records: readonly WireRecord[]): WireRecord[][] {
+  const steps: WireRecord[][] = [];
+  let run: WireRecord[] = [];
+  let paths = new Set<string>();
+  for (const record of records) {
+    if (record.op === "put" && !paths.has(record.path)) {
+      run.push(record);
+      paths.add(record.path);
+      continue;
+    }
+    if (run.length > 0) steps.push(run);
+    run = [];
+    paths = new Set();
+    if (record.op === "put") {
+      run.push(record);
+      paths.add(record.path);
+    } else steps.push([record]);
+  }
+  if (run.length > 0) steps.push(run);
+  return steps;
+}
 
 /** The target no longer holds what a record needs (e.g. the source of a rename): only a resync can repair it. */
 class TargetDivergedError extends Error {
@@ -174,17 +206,33 @@ export class Applier {
       bytes = 0;
     };
     try {
-      for (const record of records) {
-        if (record.op === "task") {
+      for (const step of applySteps(records)) {
+        if (step.length === 1 && step[0]?.op === "task") {
+          const record = step[0];
           // Everything before the marker is applied: checkpoint it, so a retry of the message starts at the marker.
           advance(record.seq - 1);
           await this.#writeStatus(status);
           await this.#runMarker({ set, id: record.id, seq: record.seq, fields: record }, status, invocation);
-        } else {
-          bytes += await this.#applyRecord(set, record, prepared.get(record.seq), status);
+          applied += 1;
+          this.#observer.applied?.(set, record);
+          continue;
         }
-        applied += 1;
-        this.#observer.applied?.(set, record);
+        // Puts of different files are independent: they go to the store at once. Every one settles before the
+        // step counts as applied, so a failure leaves no later record half-done behind the checkpoint.
+        const outcomes = await mapConcurrent(step, APPLY_CONCURRENCY, (record) =>
+          this.#applyRecord(set, record, prepared.get(record.seq), status).then(
+            (written) => ({ written }),
+            (error: unknown) => ({ error }),
+          ),
+        );
+        for (const [i, outcome] of outcomes.entries()) {
+          const record = step[i];
+          if (!record) continue;
+          if ("error" in outcome) throw outcome.error;
+          bytes += outcome.written;
+          applied += 1;
+          this.#observer.applied?.(set, record);
+        }
       }
     } catch (error) {
       if (!(error instanceof TargetDivergedError)) throw error;

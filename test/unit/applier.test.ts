@@ -37,6 +37,39 @@ describe("applier", () => {
     expect(await applier.readStatus("docs")).toMatchObject({ lastSeq: 4, state: "in-sync", appliedRecords: 4 });
   });
 
+  it("writes puts of different files at once, and keeps the order of what depends on order", async () => {
+    /** A store whose writes take a moment, counting how many overlap. */
+    class SlowStore extends MemoryStore {
+      writing = 0;
+      mostAtOnce = 0;
+      override async put(key: string, body: Uint8Array, meta?: Record<string, string>) {
+        if (!key.startsWith("data/")) return super.put(key, body, meta);
+        this.writing += 1;
+        this.mostAtOnce = Math.max(this.mostAtOnce, this.writing);
+        await new Promise((resolve) => setTimeout(resolve, 5));
+        this.writing -= 1;
+        return super.put(key, body, meta);
+      }
+    }
+    const slow = new SlowStore();
+    const order: number[] = [];
+    const a = new Applier({ store: slow, observer: { applied: (_set, record) => order.push(record.seq) }, log: () => {} });
+    const records: WireRecord[] = [
+      ...Array.from({ length: 20 }, (_, i) => putRecord(i + 1, `f${i}.txt`, `first ${i}`)),
+      putRecord(21, "f0.txt", "second"),
+      { seq: 22, op: "rename", from: "f1.txt", to: "moved.txt" },
+      putRecord(23, "f1.txt", "again"),
+      { seq: 24, op: "delete", path: "f2.txt" },
+    ];
+    expect(await a.applyMessage({ messageId: "m", groupId: "docs", body: messageBody("docs", records) })).toMatchObject({ kind: "applied", last: 24 });
+    expect(slow.mostAtOnce).toBeGreaterThan(1);
+    expect(order).toEqual(records.map((r) => r.seq));
+    expect((await slow.get(dataKey("docs", "f0.txt")))?.body.toString()).toBe("second");
+    expect((await slow.get(dataKey("docs", "moved.txt")))?.body.toString()).toBe("first 1");
+    expect((await slow.get(dataKey("docs", "f1.txt")))?.body.toString()).toBe("again");
+    expect(await slow.head(dataKey("docs", "f2.txt"))).toBeUndefined();
+  });
+
   it("ignores a redelivered message and the already-applied head of an overlapping one", async () => {
     await deliver("docs", [putRecord(1, "a", "v1"), putRecord(2, "a", "v2")]);
     expect(await deliver("docs", [putRecord(1, "a", "v1"), putRecord(2, "a", "v2")])).toEqual({ kind: "duplicate", set: "docs" });
