@@ -19,6 +19,7 @@ import { describeHook, hookSucceeded, runHook, type HookResult } from "./hooks.t
 import type { SetSpec } from "./set-spec.ts";
 import type { Transport } from "./transport/transport.ts";
 import { watchSet, type SetWatcher } from "./watcher.ts";
+import { volumeScan, VolumeError, watchVolume } from "./volume.ts";
 
 export interface VerifyOptions {
   /** Hash every source file and have the target hash every object (a checksum mirror). */
@@ -185,8 +186,19 @@ class SetRunner {
     await this.scan();
   }
 
+  /** What changed in the set since the index: a scan of the tree, or a read of the volume (all of it when `full`). */
+  #barrier(options: { full?: boolean; onProgress?: (report: Readonly<ScanReport>) => void; shouldStop?: () => boolean } = {}): Promise<ScanReport> {
+    const { full = false, ...rest } = options;
+    if (this.spec.volume) return volumeScan(this.#journal, this.spec, { full, ...rest });
+    return barrierScan(this.#journal, this.spec, rest);
+  }
+
+  #refuseVolume(what: string): void {
+    if (this.spec.volume) throw new VolumeError(`set "${this.spec.name}" is a volume: ${what} is for file sets (a marker's snapshot records and restores a volume)`);
+  }
+
   async scan(): Promise<ScanReport> {
-    const report = await this.exclusive(() => barrierScan(this.#journal, this.spec, { shouldStop: () => this.#journalFull() }));
+    const report = await this.exclusive(() => this.#barrier({ shouldStop: () => this.#journalFull() }));
     for (const skipped of report.skipped) {
       this.#agent.log.warn("not replicated", { set: this.spec.name, path: skipped.path, reason: skipped.reason });
     }
@@ -209,8 +221,12 @@ class SetRunner {
     }, HINT_DELAY_MS);
   }
 
-  /** Captures every hinted path (and its parent directory, whose mtime moved). */
+  /** Captures every hinted path (and its parent directory, whose mtime moved); a volume's hint reads the volume. */
   processHints(): Promise<number> {
+    if (this.spec.volume) {
+      this.#hints.clear();
+      return this.scan().then((report) => report.changes);
+    }
     return this.exclusive(async () => {
       if (this.#journalFull()) {
         // Not journaled: the index still holds the old state, so the catch-up scan finds these changes.
@@ -316,7 +332,8 @@ class SetRunner {
    * Brings the index in line with the source (hashing every file when deep),
    * then journals a verify record carrying the index as manifest.
    */
-  journalVerify(options: VerifyOptions): Promise<{ id: string; seq: number; scan: ScanReport }> {
+  async journalVerify(options: VerifyOptions): Promise<{ id: string; seq: number; scan: ScanReport }> {
+    this.#refuseVolume("verify");
     return this.exclusive(async () => {
       const scan = await barrierScan(this.#journal, this.spec, { rehash: options.deep, ...(options.onProgress ? { onProgress: options.onProgress } : {}) });
       const manifest = await writeManifest(this.#journal, this.spec.name);
@@ -334,7 +351,8 @@ class SetRunner {
    * each missing or different entry, as only the differing blocks when a deep
    * check named them and the source still holds what the index says.
    */
-  repair(report: VerifyReport): Promise<number> {
+  async repair(report: VerifyReport): Promise<number> {
+    this.#refuseVolume("repair");
     return this.exclusive(async () => {
       const set = this.spec.name;
       let journaled = 0;
@@ -364,7 +382,7 @@ class SetRunner {
       this.#journal.clearIndex(this.spec.name);
       const [seq] = this.#journal.append(this.spec.name, [{ op: "resync", reason }]);
       this.#resyncSeq = seq ?? 0;
-      const report = await barrierScan(this.#journal, this.spec, onProgress ? { onProgress } : {});
+      const report = await this.#barrier({ full: true, ...(onProgress ? { onProgress } : {}) });
       this.wake();
       return report;
     });
@@ -393,7 +411,7 @@ class SetRunner {
    */
   async insertMarker(request: MarkerRequest): Promise<QueuedMarker> {
     const queued = await this.exclusive(async () => {
-      const scan = await barrierScan(this.#journal, this.spec, request.onProgress ? { onProgress: request.onProgress } : {});
+      const scan = await this.#barrier({ full: true, ...(request.onProgress ? { onProgress: request.onProgress } : {}) });
       const id = request.id ?? newTaskId();
       const fields = { ...request.fields, insertedAt: request.fields.insertedAt ?? new Date().toISOString() };
       const [seq] = this.#journal.append(this.spec.name, [{ op: "task", id, fields, ...(request.onTransmit ? { onTransmit: request.onTransmit } : {}) }]);
@@ -535,7 +553,7 @@ export class Agent {
 
   #watch(runner: SetRunner): void {
     const set = runner.spec.name;
-    const watch = this.options.watch ?? watchSet;
+    const watch = runner.spec.volume ? watchVolume : (this.options.watch ?? watchSet);
     const watcher = watch(
       runner.spec,
       {
@@ -571,7 +589,9 @@ export class Agent {
   #scheduleRescan(runner: SetRunner): void {
     clearTimeout(this.#rescanTimers.get(runner));
     if (this.#stopped) return;
-    const every = runner.degraded ? this.#pollingScanMs : (this.options.rescanMs ?? DEFAULT_RESCAN_MS);
+    const volume = runner.spec.volume;
+    // A volume is read on its own interval: a device's writes raise no watcher events.
+    const every = volume ? volume.scanMs : runner.degraded ? this.#pollingScanMs : (this.options.rescanMs ?? DEFAULT_RESCAN_MS);
     const timer = setTimeout(async () => {
       try {
         await runner.scan();

@@ -17,19 +17,37 @@ export class ConfigError extends Error {
 
 export const DEFAULT_CONFIG_FILE = "tidemark.config.json";
 
-const SetConfigSchema = z.object({
-  name: z.string().superRefine((name, ctx) => {
-    const problem = setNameProblem(name);
-    if (problem) ctx.addIssue({ code: "custom", message: problem });
-  }),
+const SetName = z.string().superRefine((name, ctx) => {
+  const problem = setNameProblem(name);
+  if (problem) ctx.addIssue({ code: "custom", message: problem });
+});
+
+const TreeSetSchema = z.object({
+  name: SetName,
+  type: z.literal("tree").default("tree"),
   path: z.string().min(1, "path is empty"),
   exclude: z.array(z.string().min(1)).default([]),
 });
+
+/** A block device or disk image, replicated as 512 KiB blocks; `ebs-snapshot` markers cut EBS snapshots of it. */
+const VolumeSetSchema = z.object({
+  name: SetName,
+  type: z.literal("volume"),
+  path: z.string().min(1, "path is empty"),
+  /** Size of the volume at the target, when it differs from the device's or image's. */
+  sizeGiB: z.number().int().min(1).max(65_536).optional(),
+  /** How often the volume is read for changes besides watcher events (the only trigger for a device). */
+  scanSeconds: z.number().int().min(5).default(60),
+});
+
+const SetConfigSchema = z.union([VolumeSetSchema, TreeSetSchema]);
 
 export const ConfigSchema = z
   .object({
     region: z.string().min(1).default("us-east-1"),
     endpoint: z.url().optional(),
+    /** EBS direct API endpoint (the local cloud's stand-in); AWS's when absent. */
+    ebsEndpoint: z.url().optional(),
     queueUrl: z.url(),
     bucket: z.string().min(3).max(63),
     stateDir: z.string().min(1),
@@ -78,6 +96,7 @@ export interface AgentConfig {
   readonly file: string;
   readonly region: string;
   readonly endpoint?: string;
+  readonly ebsEndpoint?: string;
   readonly queueUrl: string;
   readonly bucket: string;
   /** Absolute; relative paths in the file are relative to the file's folder. */
@@ -130,10 +149,11 @@ export function loadConfig(file: string): AgentConfig {
     file,
     region: c.region,
     ...(c.endpoint !== undefined ? { endpoint: c.endpoint } : {}),
+    ...(c.ebsEndpoint !== undefined ? { ebsEndpoint: c.ebsEndpoint } : {}),
     queueUrl: c.queueUrl,
     bucket: c.bucket,
     stateDir: resolve(base, c.stateDir),
-    sets: Object.freeze(c.sets.map((s) => Object.freeze({ name: s.name, root: resolve(base, s.path), exclude: Object.freeze([...s.exclude]) }))),
+    sets: Object.freeze(c.sets.map((s) => setSpec(base, s))),
     tasks: Object.freeze({
       enabled: c.tasks.enabled,
       ...(c.tasks.eventBus !== undefined ? { eventBus: c.tasks.eventBus } : {}),
@@ -149,20 +169,46 @@ export function loadConfig(file: string): AgentConfig {
   });
 }
 
-/** Checks that every set's folder exists and is a readable directory (before `run` starts watching). */
+function setSpec(base: string, set: z.output<typeof SetConfigSchema>): SetSpec {
+  const root = resolve(base, set.path);
+  if (set.type === "tree") return Object.freeze({ name: set.name, root, exclude: Object.freeze([...set.exclude]) });
+  const volume = Object.freeze({ scanMs: set.scanSeconds * 1000, ...(set.sizeGiB !== undefined ? { sizeBytes: set.sizeGiB * 1024 ** 3 } : {}) });
+  return Object.freeze({ name: set.name, root, exclude: Object.freeze([]), volume });
+}
+
+/** Checks that every set's folder (or volume) exists and is readable (before `run` starts watching). */
 export function checkSources(config: AgentConfig): void {
   for (const set of config.sets) {
+    if (set.volume) {
+      checkVolume(set);
+      continue;
+    }
     let isDir: boolean;
     try {
       isDir = statSync(set.root).isDirectory();
     } catch (error) {
       throw new ConfigError(`set "${set.name}": cannot read ${set.root}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
     }
-    if (!isDir) throw new ConfigError(`set "${set.name}": ${set.root} is not a directory`);
+    if (!isDir) throw new ConfigError(`set "${set.name}": ${set.root} is not a directory (a disk or image file is a set of "type": "volume")`);
     try {
       accessSync(set.root, constants.R_OK | constants.X_OK);
     } catch {
       throw new ConfigError(`set "${set.name}": ${set.root} is not readable by this user`);
     }
+  }
+}
+
+function checkVolume(set: SetSpec): void {
+  let st;
+  try {
+    st = statSync(set.root);
+  } catch (error) {
+    throw new ConfigError(`set "${set.name}": cannot read ${set.root}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
+  }
+  if (!st.isFile() && !st.isBlockDevice()) throw new ConfigError(`set "${set.name}": ${set.root} is neither a block device nor an image file`);
+  try {
+    accessSync(set.root, constants.R_OK);
+  } catch {
+    throw new ConfigError(`set "${set.name}": ${set.root} is not readable by this user (a device usually needs root or the disk group)`);
   }
 }

@@ -9,7 +9,7 @@ import { join } from "node:path";
 import { DatabaseSync, type StatementSync } from "node:sqlite";
 import type { EntryKind, OrphanPolicy } from "../contract/layout.ts";
 import { parentOf } from "../contract/paths.ts";
-import { deltaContentSize } from "../contract/wire.ts";
+import { BLOCK_SIZE, deltaContentSize } from "../contract/wire.ts";
 import type { TaskFields } from "../contract/tasks.ts";
 
 /** A change as the agent journals it. Content is captured when journaled, so later writes cannot leak into it. */
@@ -53,7 +53,9 @@ export type Change =
       onTransmit?: string;
     }
   /** Snapshots beyond the newest `keep` are deleted by the applier when it reaches this. */
-  | { op: "prune"; id: string; keep: number };
+  | { op: "prune"; id: string; keep: number }
+  /** A block of a volume set as read (zeros travel as `zero`); volumeSize is the volume's size when it was read. */
+  | { op: "block"; index: number; volumeSize: number; sha256: string; content: { bytes: Uint8Array } | { zero: true } };
 
 export type JournalRecord = Change & { seq: number };
 
@@ -140,6 +142,18 @@ CREATE TABLE IF NOT EXISTS entries (
   blocks BLOB,
   PRIMARY KEY (set_name, path)
 ) WITHOUT ROWID;
+-- Volume sets: the sha256 of each block as journaled, and the volume's size and file stamp at the last full scan.
+CREATE TABLE IF NOT EXISTS volume_blocks (
+  set_name TEXT NOT NULL,
+  idx INTEGER NOT NULL,
+  sha256 TEXT NOT NULL,
+  PRIMARY KEY (set_name, idx)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS volumes (
+  set_name TEXT PRIMARY KEY,
+  size INTEGER NOT NULL,
+  stamp TEXT
+);
 CREATE INDEX IF NOT EXISTS entries_by_parent ON entries (set_name, parent);
 -- Covers what a scan compares a folder's entries by: the scan reads no table rows.
 CREATE INDEX IF NOT EXISTS entries_stat_by_parent ON entries (set_name, parent, path, kind, size, mode, mtime_ns);
@@ -167,6 +181,7 @@ function toEntry(row: EntryRow): IndexEntry {
 /** Bytes a change adds to the backlog: the content it carries (a delta's blocks), or nothing for metadata-only changes. */
 export function changeBytes(change: Change): number {
   if (change.op === "verify") return change.size;
+  if (change.op === "block") return "bytes" in change.content ? change.content.bytes.length : 0;
   if (change.op !== "put") return 0;
   return change.delta ? deltaContentSize(change.size, change.delta.blocks) : change.size;
 }
@@ -205,6 +220,14 @@ function prepareStatements(db: DatabaseSync) {
     deleteEntry: prepare("DELETE FROM entries WHERE set_name = ? AND path = ?"),
     clearEntries: prepare("DELETE FROM entries WHERE set_name = ?"),
     countEntries: prepare("SELECT count(*) AS n FROM entries WHERE set_name = ?"),
+    upsertBlock: prepare("INSERT INTO volume_blocks (set_name, idx, sha256) VALUES (?, ?, ?) ON CONFLICT (set_name, idx) DO UPDATE SET sha256 = excluded.sha256"),
+    blockRange: prepare("SELECT idx, sha256 FROM volume_blocks WHERE set_name = ? AND idx >= ? AND idx < ?"),
+    dropBlocksFrom: prepare("DELETE FROM volume_blocks WHERE set_name = ? AND idx >= ?"),
+    clearBlocks: prepare("DELETE FROM volume_blocks WHERE set_name = ?"),
+    getVolume: prepare("SELECT size, stamp FROM volumes WHERE set_name = ?"),
+    upsertVolumeSize: prepare("INSERT INTO volumes (set_name, size) VALUES (?, ?) ON CONFLICT (set_name) DO UPDATE SET size = excluded.size"),
+    setVolumeStamp: prepare("UPDATE volumes SET stamp = ? WHERE set_name = ?"),
+    clearVolume: prepare("DELETE FROM volumes WHERE set_name = ?"),
   };
 }
 
@@ -292,6 +315,10 @@ export class Journal {
   }
 
   #storedForm(change: Change): { stored: Change; content: Uint8Array | null } {
+    if (change.op === "block") {
+      if (!("bytes" in change.content)) return { stored: change, content: null };
+      return { stored: { ...change, content: { bytes: new Uint8Array() } }, content: change.content.bytes };
+    }
     if (change.op === "verify") {
       if (!("bytes" in change.content)) return { stored: change, content: null };
       return { stored: { ...change, content: { bytes: new Uint8Array() } }, content: change.content.bytes };
@@ -332,6 +359,11 @@ export class Journal {
       case "delete":
         s.deleteEntry.run(set, change.path);
         break;
+      case "block":
+        s.upsertBlock.run(set, change.index, change.sha256);
+        s.upsertVolumeSize.run(set, change.volumeSize);
+        s.dropBlocksFrom.run(set, Math.ceil(change.volumeSize / BLOCK_SIZE));
+        break;
       case "resync":
       case "verify":
       case "task":
@@ -345,7 +377,7 @@ export class Journal {
     const rows = this.#statements.pending.all(set, afterSeq, limit) as unknown as RecordRow[];
     return rows.map((row) => {
       const change = JSON.parse(row.change) as Change;
-      if ((change.op === "put" || change.op === "verify") && "bytes" in change.content) change.content = { bytes: row.content ?? new Uint8Array() };
+      if ((change.op === "put" || change.op === "verify" || change.op === "block") && "bytes" in change.content) change.content = { bytes: row.content ?? new Uint8Array() };
       return { ...change, seq: row.seq };
     });
   }
@@ -449,8 +481,26 @@ export class Journal {
     this.#statements.deleteEntry.run(set, path);
   }
 
-  /** Forgets the index of a set (before a full resync): every entry will be journaled again. */
+  /** Forgets the index of a set (before a full resync): every entry (or block) will be journaled again. */
   clearIndex(set: string): void {
     this.#statements.clearEntries.run(set);
+    this.#statements.clearBlocks.run(set);
+    this.#statements.clearVolume.run(set);
+  }
+
+  /** The sha256 of the blocks of a volume set in [from, to) as journaled, by index. */
+  volumeBlocks(set: string, from: number, to: number): Map<number, string> {
+    const rows = this.#statements.blockRange.all(set, from, to) as unknown as { idx: number; sha256: string }[];
+    return new Map(rows.map((row) => [row.idx, row.sha256]));
+  }
+
+  /** A volume set's size as last journaled, and the stamp of the file at the last complete scan (null: read it all next time). */
+  volume(set: string): { size: number; stamp: string | null } | undefined {
+    return this.#statements.getVolume.get(set) as { size: number; stamp: string | null } | undefined;
+  }
+
+  /** Records the volume file's stamp after a scan read all of it (null forgets it). */
+  setVolumeStamp(set: string, stamp: string | null): void {
+    this.#statements.setVolumeStamp.run(stamp, set);
   }
 }

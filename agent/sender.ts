@@ -48,6 +48,14 @@ function toWire(set: string, spoolDir: string, record: JournalRecord, compressio
     }
     return { wire: { ...meta, content: { kind: "staged" } }, staged: { set, key, sha256: record.sha256, size: record.size, source } };
   }
+  if (record.op === "block") {
+    const { content, ...meta } = record;
+    if (!("bytes" in content)) return { wire: { ...meta, content: { kind: "zero" } } };
+    const inline = encodeInline(content.bytes, compression);
+    if (inline.data.length <= MAX_INLINE_BYTES) return { wire: { ...meta, content: inline } };
+    const staged = { set, key: stagingKey(set, record.seq, record.sha256), sha256: record.sha256, size: content.bytes.length, source: { bytes: content.bytes } };
+    return { wire: { ...meta, content: { kind: "staged" } }, staged };
+  }
   if (record.op === "task") {
     const { onTransmit: _sourceOnly, fields, ...marker } = record;
     return { wire: { ...fields, ...marker } };

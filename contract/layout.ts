@@ -75,6 +75,34 @@ export function preservedKey(set: string, sha256: string): string {
   return `${PREFIX.preserved}${set}/${sha256}`;
 }
 
+/** Key of a volume set's block content: once per content hash (zero blocks are never stored). */
+export function blockDataKey(set: string, sha256: string): string {
+  return `${PREFIX.blocks}${set}/data/${sha256}`;
+}
+
+/** Prefix of a volume set's block content objects. */
+export function blockDataPrefix(set: string): string {
+  return `${PREFIX.blocks}${set}/data/`;
+}
+
+/** Blocks per page of a volume's block map: one page covers 2 GiB of the volume. */
+export const BLOCK_MAP_PAGE_BLOCKS = 4096;
+
+/** Key of one page of a volume set's live block map (block index -> sha256 of its content). */
+export function blockMapKey(set: string, page: number): string {
+  return `${PREFIX.blocks}${set}/map/${String(page).padStart(8, "0")}.json`;
+}
+
+/** Prefix of a volume set's block map pages. */
+export function blockMapPrefix(set: string): string {
+  return `${PREFIX.blocks}${set}/map/`;
+}
+
+/** Key of a volume set's state: its size, and the EBS snapshot the next one builds on. */
+export function volumeStateKey(set: string): string {
+  return `${PREFIX.blocks}${set}/volume.json`;
+}
+
 /** Key of the report of a `prune` record. */
 export function pruneReportKey(set: string, id: string): string {
   return `${PREFIX.state}${set}/prune/${id}.json`;
@@ -179,6 +207,26 @@ export const SetStatusSchema = z.object({
   updatedAt: z.string(),
 });
 export type SetStatus = z.infer<typeof SetStatusSchema>;
+
+/** blocks/<set>/volume.json: what the applier knows of a volume set beyond its block map. */
+export const VolumeStateSchema = z.object({
+  /** Bytes of the volume, as the agent last saw it. */
+  size: z.number().int().min(0),
+  /** The newest completed EBS snapshot of the volume: the parent of the next one. */
+  ebs: z
+    .object({
+      snapshotId: z.string(),
+      /** The tidemark snapshot whose blocks it holds: the next EBS snapshot uploads what differs from it. */
+      manifestSnapshotId: z.string(),
+      volumeSizeGiB: z.number().int().min(1),
+      taskId: z.string(),
+      completedAt: z.string(),
+    })
+    .optional(),
+  /** Block contents replaced since the last sweep of unreferenced content. */
+  replaced: z.number().int().min(0).default(0),
+});
+export type VolumeState = z.infer<typeof VolumeStateSchema>;
 
 export function initialStatus(set: string): SetStatus {
   return { set, lastSeq: 0, state: "in-sync", appliedRecords: 0, appliedBytes: 0, snapshotGen: 0, snapshotsRetained: 0, updatedAt: new Date(0).toISOString() };

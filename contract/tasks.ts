@@ -7,7 +7,7 @@ import { z } from "zod";
 import { ManifestEntrySchema } from "./manifest-entry.ts";
 
 /** What the applier does at a marker. `ebs-snapshot` is for volume sets. */
-export const TASK_ACTIONS = ["snapshot", "invoke", "event", "backup"] as const;
+export const TASK_ACTIONS = ["snapshot", "invoke", "event", "backup", "ebs-snapshot"] as const;
 export type TaskAction = (typeof TASK_ACTIONS)[number];
 
 /** How long the applier holds later changes for an action, unless the marker says otherwise. */
@@ -58,6 +58,8 @@ export const TaskResultSchema = z.object({
   /** What the action produced: snapshotId, backupJobId, eventId, the invoked function's response. */
   outputs: z.record(z.string(), z.unknown()),
   error: z.string().optional(),
+  /** The attempt that last saved progress (a resumable action, e.g. an EBS snapshot's upload): attempts before it do not count as failures. */
+  progressAttempt: z.number().int().min(1).optional(),
 });
 export type TaskResult = z.infer<typeof TaskResultSchema>;
 
@@ -93,6 +95,17 @@ export const SnapshotSummarySchema = z.object({
   versioned: z.boolean(),
   /** sha256 of the manifest object, checked before a restore trusts it. */
   manifestSha256: z.string(),
+  /** A volume set's snapshot: its manifest lists blocks (VolumeBlockEntry), not files. */
+  volume: z
+    .object({
+      /** Bytes of the volume. */
+      size: z.number().int().min(0),
+      /** Blocks holding data (zero blocks are not listed). */
+      blocks: z.number().int().min(0),
+      /** The EBS snapshot an `ebs-snapshot` marker cut from this state. */
+      ebsSnapshotId: z.string().optional(),
+    })
+    .optional(),
 });
 export type SnapshotSummary = z.infer<typeof SnapshotSummarySchema>;
 
@@ -103,6 +116,15 @@ export type SnapshotSummary = z.infer<typeof SnapshotSummarySchema>;
  */
 export const SnapshotEntrySchema = ManifestEntrySchema.extend({ versionId: z.string().optional(), etag: z.string().optional() });
 export type SnapshotEntry = z.infer<typeof SnapshotEntrySchema>;
+
+/** One line of a volume snapshot's manifest: a block holding data (blocks not listed are zeros). */
+export const VolumeBlockEntrySchema = z.object({
+  index: z.number().int().min(0),
+  /** sha256 (hex) of the block's bytes: also where they live, blocks/<set>/data/<sha256>. */
+  sha256: z.string().regex(/^[0-9a-f]{64}$/),
+  size: z.number().int().min(1),
+});
+export type VolumeBlockEntry = z.infer<typeof VolumeBlockEntrySchema>;
 
 /** What a `prune` record did, at state/<set>/prune/<id>.json. */
 export const PruneReportSchema = z.object({

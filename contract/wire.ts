@@ -2,6 +2,7 @@
 // of one set. The agent builds messages with these types; the applier accepts
 // nothing that `parseMessage` has not validated.
 
+import { createHash } from "node:crypto";
 import { gunzipSync, gzipSync, zstdCompressSync, zstdDecompressSync } from "node:zlib";
 import { z } from "zod";
 import { ORPHAN_POLICIES } from "./layout.ts";
@@ -132,6 +133,46 @@ const PruneRecord = z.object({
   keep: z.number().int().min(0).max(1_000_000),
 });
 
+/** Largest volume a volume set may replicate (EBS's largest volume, 64 TiB). */
+export const MAX_VOLUME_BYTES = 64 * 1024 ** 4;
+
+const zeroHashes = new Map<number, string>();
+
+/** sha256 of a block of `length` zero bytes. */
+export function zeroBlockSha256(length: number): string {
+  let hash = zeroHashes.get(length);
+  if (hash === undefined) {
+    hash = createHash("sha256").update(Buffer.alloc(length)).digest("hex");
+    // Only whole blocks recur; a volume's short last block is computed each time.
+    if (length === BLOCK_SIZE) zeroHashes.set(length, hash);
+  }
+  return hash;
+}
+
+/**
+ * One block of a volume set written (DESIGN 3, volumes): the block's content
+ * as the agent read it, BLOCK_SIZE long but the volume's last. A block of
+ * zeros travels as `zero`, not as data. `volumeSize` is the volume's size
+ * when the block was read: blocks past its end are dropped by the applier.
+ */
+const ZeroContent = z.object({ kind: z.literal("zero") });
+const BlockRecord = z
+  .object({
+    seq: Seq,
+    op: z.literal("block"),
+    index: z.number().int().min(0),
+    volumeSize: z.number().int().min(1).max(MAX_VOLUME_BYTES),
+    sha256: Sha256,
+    content: z.discriminatedUnion("kind", [InlineContent, StagedContent, ZeroContent]),
+  })
+  .superRefine((block, ctx) => {
+    if (block.index >= blockCount(block.volumeSize)) {
+      ctx.addIssue({ code: "custom", path: ["index"], message: `block ${block.index} is past the end of a ${block.volumeSize}-byte volume` });
+    } else if (block.content.kind === "zero" && block.sha256 !== zeroBlockSha256(blockLength(block.volumeSize, block.index))) {
+      ctx.addIssue({ code: "custom", path: ["sha256"], message: "a zero block's sha256 must be that of zeros" });
+    }
+  });
+
 /** Restarts the seq chain after the set went out of sync: what follows is a mirror of the source. */
 const ResyncRecord = z.object({ seq: Seq, op: z.literal("resync"), reason: z.string().max(1000) });
 
@@ -145,6 +186,7 @@ export const RecordSchema = z.discriminatedUnion("op", [
   VerifyRecord,
   TaskRecord,
   PruneRecord,
+  BlockRecord,
 ]);
 
 export const MessageSchema = z
@@ -184,6 +226,7 @@ export type MarkerMessage = z.infer<typeof MarkerMessageSchema>;
 export type PutRecord = z.infer<typeof PutRecord>;
 export type Delta = z.infer<typeof Delta>;
 export type VerifyRecord = z.infer<typeof VerifyRecord>;
+export type BlockRecord = z.infer<typeof BlockRecord>;
 
 export type WireMessage = z.infer<typeof MessageSchema>;
 export type InlineContent = z.infer<typeof InlineContent>;

@@ -2,16 +2,17 @@
 // recovery points `snapshot` markers left on the target.
 
 import { resolve } from "node:path";
-import type { PruneReport } from "../../contract/tasks.ts";
+import type { PruneReport, SnapshotSummary } from "../../contract/tasks.ts";
 import { listSnapshots, readSnapshot } from "../../lambdas/tasks/snapshots.ts";
 import { configPath, loadConfig } from "../config.ts";
 import { formatBytes, table } from "../format.ts";
-import { runPrune } from "../operations.ts";
+import { runPrune, type Progress } from "../operations.ts";
+import { isEbsSnapshotId, restoreEbsSnapshot, restoreVolumeSnapshot, type VolumeRestoreResult } from "../restore-volume.ts";
 import { createProgressView } from "../progress.ts";
 import { restoreSnapshot } from "../restore.ts";
 import { stringOption, UsageError, type Command } from "./command.ts";
 import { checkSet, operate } from "./operate.ts";
-import { withTargetStore } from "./target-store.ts";
+import { withEbsClient, withTargetStore } from "./target-store.ts";
 
 const CONFIG_OPTION = "  --config FILE   config file (default: $TIDEMARK_CONFIG, else ./tidemark.config.json)";
 
@@ -19,8 +20,10 @@ export const snapshotsCommand: Command = {
   name: "snapshots",
   help: `Usage: tidemark snapshots SET [--json] [--config FILE]
 
-Lists the snapshots \`snapshot\` markers took of a set, oldest first: snapshot
-id, the task that took it, label, when, and how many files and bytes it holds.
+Lists the snapshots \`snapshot\` and \`ebs-snapshot\` markers took of a set,
+oldest first: snapshot id, the task that took it, label, when, and how many
+files (or, for a volume set, blocks holding data, and the EBS snapshot cut
+from it) and bytes it holds.
 Each restores byte for byte with \`tidemark restore\`, however far the live
 mirror has moved on since.
 
@@ -45,32 +48,42 @@ Examples:
       process.stdout.write(`set ${set} has no snapshots yet (take one with \`tidemark task ${set} --wait\`)\n`);
       return 0;
     }
-    const rows = snapshots.map((s) => [s.id, s.taskId, s.label ?? "", s.takenAt, String(s.files), formatBytes(s.bytes)]);
-    process.stdout.write(`${table(["SNAPSHOT", "TASK", "LABEL", "TAKEN", "FILES", "BYTES"], rows)}\n`);
+    const content = (s: SnapshotSummary) =>
+      s.volume ? `${s.volume.blocks} blocks${s.volume.ebsSnapshotId ? ` (EBS ${s.volume.ebsSnapshotId})` : ""}` : `${s.files} files`;
+    const rows = snapshots.map((s) => [s.id, s.taskId, s.label ?? "", s.takenAt, content(s), formatBytes(s.bytes)]);
+    process.stdout.write(`${table(["SNAPSHOT", "TASK", "LABEL", "TAKEN", "HOLDS", "BYTES"], rows)}\n`);
     return 0;
   },
 };
 
 export const restoreCommand: Command = {
   name: "restore",
-  help: `Usage: tidemark restore SET --snapshot ID --to DIR [--force] [--json] [--config FILE]
+  help: `Usage: tidemark restore SET --snapshot ID --to DIR|FILE [--force] [--json] [--config FILE]
 
 Writes the set as it was at the snapshot into DIR: file contents (each
 checked against its sha256), modes, modification times, symlinks and empty
 folders. DIR must be empty or missing unless --force is given; with --force,
 what the snapshot holds is written over DIR's content and other files stay.
-Reads from the target bucket with the agent's credentials.
+
+A volume set restores to FILE: the disk image as it was at the marker,
+rebuilt from the block store (every block checked against its sha256; zeros
+left as holes). With an EBS snapshot id (snap- and 17 hex digits), the image
+is read back from EBS through ListSnapshotBlocks and GetSnapshotBlock. FILE
+must not exist unless --force is given (--force onto a block device writes
+the device in place). Reads with the agent's credentials.
 
 Options:
-  --snapshot ID   the snapshot (see \`tidemark snapshots SET\`); "latest" for the newest
-  --to DIR        where to restore
-  --force         write into a folder that is not empty
+  --snapshot ID   the snapshot (see \`tidemark snapshots SET\`); "latest" for the newest; or an EBS snapshot id
+  --to DIR|FILE   where to restore
+  --force         write into a folder that is not empty, or over an existing file or device
   --json          print a summary as JSON
 ${CONFIG_OPTION}
 
 Examples:
   tidemark restore db --snapshot latest --to /srv/restore/db
-  tidemark restore db --snapshot snap-20261124T020000Z-3f9a1c --to ./db-before-upgrade`,
+  tidemark restore db --snapshot snap-20261124T020000Z-3f9a1c --to ./db-before-upgrade
+  tidemark restore vm --snapshot latest --to ./vm-disk.img
+  tidemark restore vm --snapshot snap-0123456789abcdef0 --to ./vm-disk.img`,
   positionals: true,
   options: { snapshot: { type: "string" }, to: { type: "string" }, force: { type: "boolean" }, json: { type: "boolean" }, config: { type: "string" } },
   async run(values, positionals) {
@@ -82,16 +95,24 @@ Examples:
     if (to === undefined) throw new UsageError("name the folder to restore into with --to DIR");
     const json = values.json === true;
     const view = json ? undefined : createProgressView({ tty: process.stderr.isTTY === true, write: (text) => process.stderr.write(text) });
+    const options = { force: values.force === true, ...(view ? { onProgress: (p: Progress) => view.update(p) } : {}) };
+    if (isEbsSnapshotId(id)) {
+      const ebsResult = await withEbsClient(config, (ebs) => restoreEbsSnapshot(ebs, id, resolve(to), options)).finally(() => view?.done());
+      printVolumeRestore(set, ebsResult, json);
+      return 0;
+    }
     const result = await withTargetStore(config, async (store) => {
       const summary = id === "latest" ? (await listSnapshots(store, set)).at(-1) : await readSnapshot(store, set, id);
       if (!summary) throw new UsageError(`set "${set}" has no snapshots to restore`);
       try {
-        return await restoreSnapshot(store, summary, resolve(to), { force: values.force === true, ...(view ? { onProgress: (p) => view.update(p) } : {}) });
+        if (summary.volume) return await restoreVolumeSnapshot(store, summary, resolve(to), options);
+        return await restoreSnapshot(store, summary, resolve(to), options);
       } finally {
         view?.done();
       }
     });
-    if (json) process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
+    if ("source" in result) printVolumeRestore(set, result, json);
+    else if (json) process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
     else {
       process.stdout.write(
         `restored snapshot ${result.snapshot} of set ${set} to ${result.to}: ${result.files} files (${formatBytes(result.bytes)}), ${result.dirs} folders, ${result.symlinks} symlinks\n`,
@@ -100,6 +121,16 @@ Examples:
     return 0;
   },
 };
+
+function printVolumeRestore(set: string, result: VolumeRestoreResult, json: boolean): void {
+  if (json) process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
+  else {
+    const from = result.source === "ebs" ? "EBS snapshot" : "snapshot";
+    process.stdout.write(
+      `restored ${from} ${result.snapshot} of set ${set} to ${result.to}: ${formatBytes(result.size)} volume, ${result.blocks} blocks holding data (${formatBytes(result.bytes)})\n`,
+    );
+  }
+}
 
 export const pruneCommand: Command = {
   name: "prune",

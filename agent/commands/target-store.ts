@@ -1,6 +1,7 @@
 // The target bucket as the CLI reads it (task results, snapshots, restore),
 // with the agent's credentials and config.
 
+import type { EBSClient } from "@aws-sdk/client-ebs";
 import type { S3Store } from "../../lambdas/store/s3-store.ts";
 import type { AgentConfig } from "../config.ts";
 
@@ -12,5 +13,16 @@ export async function withTargetStore<T>(config: AgentConfig, work: (store: S3St
     return await work(new S3Store(s3, config.bucket));
   } finally {
     s3.destroy();
+  }
+}
+
+/** Runs work with an EBS direct API client (the config's ebsEndpoint, e.g. the local cloud's, else AWS), and closes it after. */
+export async function withEbsClient<T>(config: AgentConfig, work: (ebs: EBSClient) => Promise<T>): Promise<T> {
+  const [{ EBSClient }, { clientConfig }] = await Promise.all([import("@aws-sdk/client-ebs"), import("../../lambdas/aws-clients.ts")]);
+  const ebs = new EBSClient(clientConfig({ region: config.region, maxAttempts: 3, ...(config.ebsEndpoint ? { endpoint: config.ebsEndpoint } : {}) }));
+  try {
+    return await work(ebs);
+  } finally {
+    ebs.destroy();
   }
 }

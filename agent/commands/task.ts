@@ -33,7 +33,7 @@ function parseFields(values: Record<string, unknown>): TaskFields {
   const given = stringOption(values.action) ?? "snapshot";
   const action = TASK_ACTIONS.find((a) => a === given);
   if (action === undefined) {
-    throw new UsageError(`--action must be one of ${TASK_ACTIONS.join(", ")}, got "${given}"${given === "ebs-snapshot" ? " (ebs-snapshot is for volume sets, not available yet)" : ""}`);
+    throw new UsageError(`--action must be one of ${TASK_ACTIONS.join(", ")}, got "${given}"`);
   }
   const timeout = seconds(values.timeout, "--timeout", MAX_TASK_TIMEOUT_SECONDS);
   if (timeout !== undefined && !Number.isInteger(timeout)) throw new UsageError("--timeout must be a whole number of seconds");
@@ -88,7 +88,7 @@ async function hook(name: string, command: string | undefined, env: Record<strin
 
 export const taskCommand: Command = {
   name: "task",
-  help: `Usage: tidemark task SET [--action snapshot|invoke|event|backup] [--label TEXT]
+  help: `Usage: tidemark task SET [--action snapshot|invoke|event|backup|ebs-snapshot] [--label TEXT]
                      [--quiesce CMD] [--settle SEC] [--resume CMD]
                      [--on-queue CMD] [--on-transmit CMD] [--timeout SEC]
                      [--wait [--wait-timeout SEC]] [--json] [--config FILE]
@@ -108,6 +108,10 @@ held at step 2, and it runs the action there:
             snapshot first and passes its id)
   event     puts an EventBridge event with the marker's context
   backup    starts an AWS Backup job of the target bucket (or --resource ARN)
+  ebs-snapshot  (volume sets) an incremental EBS snapshot of the volume: the
+            blocks changed since the previous one, with it as parent; it
+            holds later changes until it is complete, over as many
+            invocations as the upload needs (--timeout does not cut it short)
 While the action runs (up to --timeout seconds, default ${DEFAULT_TASK_TIMEOUT_SECONDS}; 0 = do not hold)
 the applier applies nothing after the marker; replication on the source goes on.
 The result lands in tasks/SET/ID.json on the target (\`tidemark tasks SET\`).
@@ -120,7 +124,7 @@ succeeded), ${TASK_NOT_SUCCEEDED} with --wait when it failed, was skipped or tim
 errors (a failing --quiesce inserts no marker).
 
 Options:
-  --action A        snapshot (default), invoke, event or backup
+  --action A        snapshot (default), invoke, event, backup or ebs-snapshot
   --label TEXT      a name for the recovery point (kept in the result and snapshot)
   --quiesce CMD     run before the marker (sh -c); a failure cancels the marker
   --settle SEC      wait this long after --quiesce (default 0)
@@ -144,6 +148,7 @@ TIDEMARK_TASK_ACTION and TIDEMARK_TASK_LABEL in their environment (the
 Examples:
   tidemark task db --quiesce 'systemctl stop postgresql' --resume 'systemctl start postgresql' --label nightly --wait
   tidemark task www --action event --label deploy-42
+  tidemark task vm --action ebs-snapshot --quiesce 'virsh suspend vm1' --resume 'virsh resume vm1' --wait
   tidemark task db --action invoke --function verify-restore --snapshot --timeout 600 --wait --json`,
   positionals: true,
   options: {
@@ -169,6 +174,10 @@ Examples:
     const config = loadConfig(configPath(stringOption(values.config)));
     const set = checkSet(config, positionals[0], "insert a task into");
     const fields = parseFields(values);
+    const volume = config.sets.find((s) => s.name === set)?.volume !== undefined;
+    if (fields.action === "ebs-snapshot" && !volume) {
+      throw new UsageError(`--action ebs-snapshot needs a volume set; "${set}" is a file set (a disk or image is a set of "type": "volume")`);
+    }
     const settle = seconds(values.settle, "--settle", 3600) ?? 0;
     const waitTimeout = seconds(values["wait-timeout"], "--wait-timeout", 7 * 86_400);
     if (waitTimeout !== undefined && values.wait !== true) throw new UsageError("--wait-timeout goes with --wait");

@@ -3,7 +3,7 @@
 // redelivered message changes nothing (DESIGN 2).
 
 import { createHash } from "node:crypto";
-import { dataKey, dirKey, encodeMeta, META, pruneReportKey, stagingKey, statusKey, verifyReportKey, type SetStatus } from "../../contract/layout.ts";
+import { blockDataKey, dataKey, dirKey, encodeMeta, META, pruneReportKey, stagingKey, statusKey, verifyReportKey, type SetStatus } from "../../contract/layout.ts";
 import { snapshotIdFor, type PruneReport } from "../../contract/tasks.ts";
 import { setNameProblem } from "../../contract/paths.ts";
 import {
@@ -17,6 +17,7 @@ import {
   parseMessage,
   type ManifestEntry,
   type MarkerMessage,
+  type BlockRecord,
   type PutRecord,
   type VerifyRecord,
   type WireRecord,
@@ -26,6 +27,8 @@ import { parseManifest, verifyTarget } from "./verify.ts";
 import { runMarker, type Marker, type TaskSettings } from "./markers.ts";
 import { preserveBeforeReplace, pruneSnapshots, takeSnapshot } from "../tasks/snapshots.ts";
 import { readSetStatus } from "../store/set-status.ts";
+import { VolumeMap } from "../volumes/block-map.ts";
+import { takeVolumeSnapshot } from "../volumes/volume-snapshots.ts";
 import type { TargetStore } from "../store/store.ts";
 
 export interface IncomingMessage {
@@ -70,7 +73,7 @@ export interface ApplierOptions {
 }
 
 /** Content checked before anything is written: decoded inline bytes, or a staging object known to exist. */
-type PreparedPut = { record: PutRecord; bytes: Buffer } | { record: PutRecord; staged: string };
+type PreparedPut = { record: PutRecord | BlockRecord; bytes: Buffer } | { record: PutRecord | BlockRecord; staged: string };
 /** A verification's manifest, parsed before anything is written. */
 type PreparedVerify = { record: VerifyRecord; entries: ManifestEntry[]; staged?: string };
 type Prepared = PreparedPut | PreparedVerify;
@@ -89,19 +92,22 @@ const APPLY_CONCURRENCY = 16;
 function applySteps(records: readonly WireRecord[]): WireRecord[][] {
   const steps: WireRecord[][] = [];
   let run: WireRecord[] = [];
-  let paths = new Set<string>();
+  let targets = new Set<string>();
+  // What a record writes: a file, or a block of the volume (a name no path can take).
+  const target = (record: WireRecord) => (record.op === "put" ? record.path : record.op === "block" ? `\0${record.index}` : undefined);
   for (const record of records) {
-    if (record.op === "put" && !paths.has(record.path)) {
+    const writes = target(record);
+    if (writes !== undefined && !targets.has(writes)) {
       run.push(record);
-      paths.add(record.path);
+      targets.add(writes);
       continue;
     }
     if (run.length > 0) steps.push(run);
     run = [];
-    paths = new Set();
-    if (record.op === "put") {
+    targets = new Set();
+    if (writes !== undefined) {
       run.push(record);
-      paths.add(record.path);
+      targets.add(writes);
     } else steps.push([record]);
   }
   if (run.length > 0) steps.push(run);
@@ -205,8 +211,19 @@ export class Applier {
       applied = 0;
       bytes = 0;
     };
+    // A volume set's block map, read once per message and written back before each checkpoint.
+    let volume: Promise<VolumeMap> | undefined;
+    const volumeMap = () => (volume ??= VolumeMap.open(this.#store, set));
+    const flushVolume = async (): Promise<VolumeMap | undefined> => {
+      const map = await volume;
+      await map?.flush();
+      // Markers and prunes change the volume's state themselves: read it again after them.
+      volume = undefined;
+      return map;
+    };
     try {
       for (const step of applySteps(records)) {
+        if (step.length === 1 && step[0]?.op !== "put" && step[0]?.op !== "block") await flushVolume();
         if (step.length === 1 && step[0]?.op === "task") {
           const record = step[0];
           // Everything before the marker is applied: checkpoint it, so a retry of the message starts at the marker.
@@ -220,7 +237,7 @@ export class Applier {
         // Puts of different files are independent: they go to the store at once. Every one settles before the
         // step counts as applied, so a failure leaves no later record half-done behind the checkpoint.
         const outcomes = await mapConcurrent(step, APPLY_CONCURRENCY, (record) =>
-          this.#applyRecord(set, record, prepared.get(record.seq), status).then(
+          this.#applyRecord(set, record, prepared.get(record.seq), status, volumeMap).then(
             (written) => ({ written }),
             (error: unknown) => ({ error }),
           ),
@@ -236,6 +253,7 @@ export class Applier {
       }
     } catch (error) {
       if (!(error instanceof TargetDivergedError)) throw error;
+      await flushVolume();
       advance(error.seq - 1);
       status.state = "out-of-sync";
       status.reason = `${error.message} (seq ${error.seq}); set marked out of sync`;
@@ -243,6 +261,9 @@ export class Applier {
       await this.#abandonMarkers(set, records.filter((r) => r.seq > error.seq), status);
       return { kind: "gap", set, expected: error.seq, got: error.seq };
     }
+    const map = await flushVolume();
+    // Replaced block content nothing refers to any more goes once there is enough of it.
+    if (map?.sweepDue) await pruneSnapshots(this.#store, set, { keep: Number.MAX_SAFE_INTEGER, sweep: true });
     const last = records[records.length - 1]?.seq ?? status.lastSeq;
     advance(last);
     await this.#writeStatus(status);
@@ -283,17 +304,16 @@ export class Applier {
         now: this.#now,
         log: this.#log,
         snapshot: async (m, signal) => {
+          const request = { id: snapshotIdFor(m.id), taskId: m.id, seq: m.seq, ...(m.fields.label !== undefined ? { label: m.fields.label } : {}) };
+          const volume = await VolumeMap.open(this.#store, m.set);
+          // A volume's block content is never overwritten: its snapshots need no preservation.
+          if (volume.exists) return takeVolumeSnapshot(this.#store, volume, request, this.#now());
           // Before the snapshot exists: from here on, live content older than it is preserved before it is
           // replaced. Nothing is applied meanwhile, so a snapshot that then fails only costs spare copies.
           status.snapshotGen += 1;
           status.snapshotsRetained += 1;
           await this.#writeStatus(status);
-          return takeSnapshot(
-            this.#store,
-            m.set,
-            { id: snapshotIdFor(m.id), taskId: m.id, seq: m.seq, ...(m.fields.label !== undefined ? { label: m.fields.label } : {}) },
-            { now: this.#now(), signal },
-          );
+          return takeSnapshot(this.#store, m.set, request, { now: this.#now(), signal });
         },
         ...(invocation ? { remainingMs: () => invocation.remainingMs() } : {}),
       },
@@ -327,6 +347,11 @@ export class Applier {
         prepared.set(record.seq, { record, entries: parseManifest(bytes), ...(staged ? { staged } : {}) });
         continue;
       }
+      if (record.op === "block") {
+        if (record.content.kind === "zero") continue;
+        prepared.set(record.seq, await this.#prepareBlock(set, record, record.content));
+        continue;
+      }
       if (record.op !== "put") continue;
       // A delta carries only its blocks; a whole put carries the file.
       const expected = record.delta ? deltaContentSize(record.size, record.delta.blocks) : record.size;
@@ -347,6 +372,22 @@ export class Applier {
       }
     }
     return prepared;
+  }
+
+  async #prepareBlock(set: string, record: BlockRecord, content: Exclude<BlockRecord["content"], { kind: "zero" }>): Promise<PreparedPut> {
+    const expected = blockLength(record.volumeSize, record.index);
+    if (content.kind === "inline") {
+      const bytes = decodeInline(content);
+      if (bytes.length !== expected || sha256(bytes) !== record.sha256) {
+        throw new BadMessageError(`content of block ${record.index} (seq ${record.seq}) does not match its size and sha256`);
+      }
+      return { record, bytes };
+    }
+    const key = stagingKey(set, record.seq, record.sha256);
+    const head = await this.#store.head(key);
+    if (!head) throw new BadMessageError(`staged content of block ${record.index} (seq ${record.seq}) is missing at ${key}`);
+    if (head.size !== expected) throw new BadMessageError(`staged content of block ${record.index} (seq ${record.seq}) is ${head.size} bytes, expected ${expected}`);
+    return { record, staged: key };
   }
 
   async #loadManifest(set: string, record: VerifyRecord): Promise<{ bytes: Buffer; staged?: string }> {
@@ -398,7 +439,7 @@ export class Applier {
   }
 
   /** Applies one record; returns the content bytes it wrote. */
-  async #applyRecord(set: string, record: WireRecord, put: Prepared | undefined, status: SetStatus): Promise<number> {
+  async #applyRecord(set: string, record: WireRecord, put: Prepared | undefined, status: SetStatus, volume: () => Promise<VolumeMap>): Promise<number> {
     const gen = status.snapshotGen;
     const preserve = (key: string) => preserveBeforeReplace(this.#store, set, key, status);
     switch (record.op) {
@@ -454,8 +495,26 @@ export class Applier {
         await this.#store.delete(from);
         return 0;
       }
-      case "resync":
+      case "block": {
+        const map = await volume();
+        if (record.content.kind === "zero") {
+          await map.write(record.index, null, record.volumeSize);
+          return 0;
+        }
+        if (!put || "entries" in put) throw new Error(`internal: block seq ${record.seq} was not prepared`);
+        // Content is stored once per hash and never overwritten: snapshots that name it stay restorable.
+        const key = blockDataKey(set, record.sha256);
+        if ("bytes" in put) await this.#store.put(key, put.bytes, {});
+        else await this.#store.copy(put.staged, key, {});
+        await map.write(record.index, record.sha256, record.volumeSize);
+        return blockLength(record.volumeSize, record.index);
+      }
+      case "resync": {
+        // What follows is a mirror of the source: a volume's blocks start again from zeros.
+        const map = await volume();
+        if (map.exists) await map.clear();
         return 0;
+      }
       case "task":
         throw new Error(`internal: task seq ${record.seq} reached #applyRecord`);
       case "prune": {

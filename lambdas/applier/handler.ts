@@ -46,7 +46,7 @@ function fromEnvironment(env: NodeJS.ProcessEnv = process.env): BatchHandler {
   const region = env.AWS_REGION ?? "us-east-1";
   const endpoint = env.TIDEMARK_S3_ENDPOINT;
   const store = new S3Store(makeS3Client({ region, ...(endpoint ? { endpoint } : {}) }), bucket);
-  return createHandler(new Applier({ store, tasks: taskSettingsFromEnvironment(env, region, bucket) }), console.log, env.TIDEMARK_METRICS_NAMESPACE || undefined);
+  return createHandler(new Applier({ store, tasks: taskSettingsFromEnvironment(env, region, bucket, store) }), console.log, env.TIDEMARK_METRICS_NAMESPACE || undefined);
 }
 
 let cached: BatchHandler | undefined;

@@ -5,7 +5,7 @@
 // after the marker is applied either way.
 
 import { taskResultKey } from "../../contract/layout.ts";
-import { isFinished, TaskResultSchema, type TaskFields, type TaskResult, type TaskStatus } from "../../contract/tasks.ts";
+import { isFinished, TaskResultSchema, type TaskAction, type TaskFields, type TaskResult, type TaskStatus } from "../../contract/tasks.ts";
 import type { SnapshotSummary } from "../../contract/tasks.ts";
 import { ActionSkippedError, EVENT_TYPES, type ActionRunner, type EventSink, type TaskContext } from "../tasks/actions.ts";
 import type { TargetStore } from "../store/store.ts";
@@ -14,7 +14,7 @@ export interface TaskSettings {
   /** The target's switch: when off, markers are recorded as skipped and nothing runs. @default true */
   readonly enabled?: boolean;
   /** Runners of the actions other than `snapshot` (which the applier takes itself); a missing one skips. */
-  readonly actions?: Partial<Record<"invoke" | "event" | "backup", ActionRunner>>;
+  readonly actions?: Partial<Record<Exclude<TaskAction, "snapshot">, ActionRunner>>;
   /** Where a "task finished" event goes for every marker. */
   readonly events?: EventSink;
   /** Snapshots older than this many days are deleted when a new one is taken. */
@@ -50,6 +50,20 @@ class ActionTimeoutError extends Error {
   override name = "ActionTimeoutError";
 }
 
+/**
+ * A resumable action ran out of invocation: its progress is saved and the
+ * marker's message is retried, so the action goes on in the next invocation
+ * while nothing after the marker is applied.
+ */
+export class MarkerContinuesError extends Error {
+  override name = "MarkerContinuesError";
+}
+
+/** Actions that go on across invocations until they finish (they hold the set meanwhile; the marker's timeout does not end them). */
+function resumable(action: TaskAction): boolean {
+  return action === "ebs-snapshot";
+}
+
 async function readResult(store: TargetStore, key: string): Promise<TaskResult | undefined> {
   const body = (await store.get(key))?.body;
   if (!body) return undefined;
@@ -72,6 +86,11 @@ export interface MarkerOutcome {
   readonly background?: Promise<unknown>;
 }
 
+function snapshotOutputs(snapshot: SnapshotSummary): Record<string, unknown> {
+  if (snapshot.volume) return { snapshotId: snapshot.id, blocks: snapshot.volume.blocks, bytes: snapshot.bytes };
+  return { snapshotId: snapshot.id, files: snapshot.files, bytes: snapshot.bytes };
+}
+
 export async function runMarker(deps: MarkerDeps, marker: Marker, skipReason?: string): Promise<MarkerOutcome> {
   const { store, settings, now } = deps;
   const { fields } = marker;
@@ -91,7 +110,8 @@ export async function runMarker(deps: MarkerDeps, marker: Marker, skipReason?: s
     ...(fields.insertedAt !== undefined ? { insertedAt: fields.insertedAt } : {}),
     reachedAt: previous?.reachedAt ?? now().toISOString(),
     attempts: (previous?.attempts ?? 0) + 1,
-    outputs: {},
+    outputs: previous?.outputs ?? {},
+    ...(previous?.progressAttempt !== undefined ? { progressAttempt: previous.progressAttempt } : {}),
   };
   const write = async () => {
     await store.put(key, Buffer.from(JSON.stringify(result, null, 2)), {});
@@ -114,7 +134,8 @@ export async function runMarker(deps: MarkerDeps, marker: Marker, skipReason?: s
     return { result: await finish("skipped", "task markers are disabled on this target (stack setting tidemark:tasksEnabled=false)") };
   }
   if (skipReason !== undefined) return { result: await finish("skipped", skipReason) };
-  if (result.attempts > MAX_ATTEMPTS) {
+  // Attempts that saved progress (a resumable upload) moved the action on: only the ones since count.
+  if (result.attempts - (result.progressAttempt ?? 0) > MAX_ATTEMPTS) {
     return {
       result: await finish("failed", `the applier stopped ${MAX_ATTEMPTS} times while this action ran (is the applier's timeout shorter than the action?); not run again`),
     };
@@ -132,19 +153,26 @@ export async function runMarker(deps: MarkerDeps, marker: Marker, skipReason?: s
     reachedAt: result.reachedAt,
     ...(snapshot ? { snapshotId: snapshot.id } : {}),
   });
+  const saveProgress = async (outputs: Record<string, unknown>) => {
+    result.outputs = outputs;
+    result.progressAttempt = result.attempts;
+    await write();
+  };
   const work = async (signal: AbortSignal): Promise<Record<string, unknown>> => {
-    if (fields.action === "snapshot" || fields.snapshot) snapshot = await deps.snapshot(marker, signal);
-    if (fields.action === "snapshot") return snapshot ? { snapshotId: snapshot.id, files: snapshot.files, bytes: snapshot.bytes } : {};
+    // An EBS snapshot is cut from the block snapshot taken here, at the marker.
+    if (fields.action === "snapshot" || fields.action === "ebs-snapshot" || fields.snapshot) snapshot = await deps.snapshot(marker, signal);
+    if (fields.action === "snapshot") return snapshot ? snapshotOutputs(snapshot) : {};
     const runner = settings.actions?.[fields.action];
     if (!runner) throw new ActionSkippedError(`the ${fields.action} action is not available on this target`);
-    const outputs = await runner.run({ context: context(), fields, signal });
+    const outputs = await runner.run({ context: context(), fields, signal, saveProgress, ...(previous ? { previous: previous.outputs } : {}) });
     return snapshot ? { snapshotId: snapshot.id, ...outputs } : outputs;
   };
 
+  const continues = resumable(fields.action);
   // A snapshot is the state at the marker: it is always taken before anything after the marker is applied.
-  const holds = fields.timeoutSeconds > 0 || fields.action === "snapshot" || fields.snapshot === true;
+  const holds = continues || fields.timeoutSeconds > 0 || fields.action === "snapshot" || fields.snapshot === true;
   const remaining = deps.remainingMs ? Math.max(0, deps.remainingMs() - DEADLINE_MARGIN_MS) : Number.POSITIVE_INFINITY;
-  const limitMs = Math.min(fields.timeoutSeconds > 0 ? fields.timeoutSeconds * 1000 : Number.POSITIVE_INFINITY, remaining);
+  const limitMs = Math.min(fields.timeoutSeconds > 0 && !continues ? fields.timeoutSeconds * 1000 : Number.POSITIVE_INFINITY, remaining);
 
   /** Runs the action within the limit; what the action did decides the status, a failure to write the result is thrown (the message is retried). */
   const execute = async (): Promise<MarkerOutcome> => {
@@ -158,6 +186,12 @@ export async function runMarker(deps: MarkerDeps, marker: Marker, skipReason?: s
     try {
       result.outputs = await Promise.race([running, aborted(controller.signal)]);
     } catch (thrown) {
+      if (controller.signal.aborted && continues) {
+        // Progress is saved: the message is retried and the action goes on in the next invocation.
+        await running.catch(() => undefined);
+        await write();
+        throw new MarkerContinuesError(`the ${fields.action} action of task ${marker.id} goes on in the next invocation (the invocation's deadline is near)`);
+      }
       if (controller.signal.aborted) {
         // An action that finishes as it is told to stop did finish: keep its outcome.
         const late = await Promise.race([running.then((outputs) => ({ outputs }), () => undefined), sleep(ABORT_GRACE_MS).then(() => undefined)]);

@@ -24,6 +24,10 @@ export interface ActionRequest {
   readonly fields: TaskFields;
   /** Aborted when the marker's timeout passes: the runner stops waiting and rejects. */
   readonly signal: AbortSignal;
+  /** What the previous attempt saved with saveProgress (a resumable action continues from it). */
+  readonly previous?: Record<string, unknown>;
+  /** Saves outputs in the running task's result: an attempt that ends without finishing (the invocation's deadline, a killed Lambda) hands them to the next. */
+  readonly saveProgress: (outputs: Record<string, unknown>) => Promise<void>;
 }
 
 /**

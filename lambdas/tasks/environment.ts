@@ -2,15 +2,18 @@
 // TaskActions construct sets it (infra/constructs/task-actions.ts).
 
 import { BackupClient } from "@aws-sdk/client-backup";
+import { EBSClient } from "@aws-sdk/client-ebs";
 import { EventBridgeClient } from "@aws-sdk/client-eventbridge";
 import { LambdaClient } from "@aws-sdk/client-lambda";
 import type { TaskSettings } from "../applier/markers.ts";
 import { clientConfig } from "../aws-clients.ts";
 import { EventAction, unavailable } from "./actions.ts";
 import { BackupAction, EventBridgeSink, InvokeAction } from "./aws-actions.ts";
+import type { TargetStore } from "../store/store.ts";
+import { EbsSnapshotAction } from "../volumes/ebs-snapshot.ts";
 
-/** Reads TIDEMARK_TASKS_ENABLED, _EVENT_BUS, _INVOKE_ALLOW, _BACKUP_VAULT, _BACKUP_ROLE_ARN, _BUCKET_ARN and _SNAPSHOT_RETENTION_DAYS. */
-export function taskSettingsFromEnvironment(env: NodeJS.ProcessEnv, region: string, bucket: string): TaskSettings {
+/** Reads TIDEMARK_TASKS_ENABLED, _EVENT_BUS, _INVOKE_ALLOW, _BACKUP_VAULT, _BACKUP_ROLE_ARN, _BUCKET_ARN, _EBS_KMS_KEY_ARN and _SNAPSHOT_RETENTION_DAYS. */
+export function taskSettingsFromEnvironment(env: NodeJS.ProcessEnv, region: string, bucket: string, store: TargetStore): TaskSettings {
   // One endpoint for the action APIs: a test's fake servers.
   const config = clientConfig({ region, ...(env.TIDEMARK_ACTIONS_ENDPOINT ? { endpoint: env.TIDEMARK_ACTIONS_ENDPOINT } : {}) });
   const bus = env.TIDEMARK_EVENT_BUS;
@@ -28,6 +31,7 @@ export function taskSettingsFromEnvironment(env: NodeJS.ProcessEnv, region: stri
         new BackupClient(config),
         vault && roleArn ? { vault, roleArn, defaultResourceArn: env.TIDEMARK_BUCKET_ARN ?? `arn:aws:s3:::${bucket}` } : undefined,
       ),
+      "ebs-snapshot": new EbsSnapshotAction(new EBSClient(config), store, env.TIDEMARK_EBS_KMS_KEY_ARN ? { kmsKeyArn: env.TIDEMARK_EBS_KMS_KEY_ARN } : {}),
     },
     ...(events ? { events } : {}),
     ...(Number.isFinite(retention) && retention > 0 ? { retentionDays: retention } : {}),

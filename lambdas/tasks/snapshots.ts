@@ -21,8 +21,16 @@ import {
   snapshotSummaryKey,
   type SetStatus,
 } from "../../contract/layout.ts";
-import { SnapshotEntrySchema, SnapshotSummarySchema, type SnapshotEntry, type SnapshotSummary } from "../../contract/tasks.ts";
+import {
+  SnapshotEntrySchema,
+  SnapshotSummarySchema,
+  VolumeBlockEntrySchema,
+  type SnapshotEntry,
+  type SnapshotSummary,
+  type VolumeBlockEntry,
+} from "../../contract/tasks.ts";
 import type { ObjectInfo, StoredObject, TargetStore } from "../store/store.ts";
+import { VolumeMap } from "../volumes/block-map.ts";
 
 /** Object heads at once while taking a snapshot. */
 const HEAD_CONCURRENCY = 64;
@@ -116,8 +124,7 @@ export async function takeSnapshot(
   const versioned = await store.versioned();
   const entries = await liveEntries(store, set, options.signal, await previousSnapshot(store, set));
   options.signal?.throwIfAborted();
-  const manifest = gzipSync(entries.map((entry) => `${JSON.stringify(entry)}\n`).join(""));
-  const summary: SnapshotSummary = {
+  const summary = {
     id: request.id,
     set,
     taskId: request.taskId,
@@ -129,12 +136,8 @@ export async function takeSnapshot(
     symlinks: entries.filter((e) => e.kind === "symlink").length,
     bytes: entries.reduce((sum, e) => sum + (e.kind === "file" ? e.size : 0), 0),
     versioned,
-    manifestSha256: sha256(manifest),
   };
-  await store.put(snapshotManifestKey(set, request.id), manifest, {});
-  // The summary last: a snapshot is listed only once its manifest is complete.
-  await store.put(snapshotSummaryKey(set, request.id), Buffer.from(JSON.stringify(summary, null, 2)), {});
-  return summary;
+  return writeSnapshot(store, summary, entries);
 }
 
 /** The set's snapshots, oldest first. */
@@ -160,8 +163,8 @@ export async function readSnapshot(store: TargetStore, set: string, id: string):
   return SnapshotSummarySchema.parse(JSON.parse(body.toString("utf8")));
 }
 
-/** The entries of a snapshot, checked against the sha256 its summary recorded. */
-export async function readManifest(store: TargetStore, summary: SnapshotSummary): Promise<SnapshotEntry[]> {
+/** The lines of a snapshot's manifest, checked against the sha256 its summary recorded. */
+async function manifestLines(store: TargetStore, summary: SnapshotSummary): Promise<unknown[]> {
   const body = (await store.get(snapshotManifestKey(summary.set, summary.id)))?.body;
   if (!body) throw new SnapshotError(`the manifest of snapshot ${summary.id} is missing`);
   if (sha256(body) !== summary.manifestSha256) throw new SnapshotError(`the manifest of snapshot ${summary.id} does not match its recorded sha256`);
@@ -169,7 +172,28 @@ export async function readManifest(store: TargetStore, summary: SnapshotSummary)
     .toString("utf8")
     .split("\n")
     .filter((line) => line !== "")
-    .map((line) => SnapshotEntrySchema.parse(JSON.parse(line)));
+    .map((line): unknown => JSON.parse(line));
+}
+
+/** The entries of a file set's snapshot. */
+export async function readManifest(store: TargetStore, summary: SnapshotSummary): Promise<SnapshotEntry[]> {
+  if (summary.volume) throw new SnapshotError(`snapshot ${summary.id} is of a volume: it lists blocks, not files`);
+  return (await manifestLines(store, summary)).map((line) => SnapshotEntrySchema.parse(line));
+}
+
+/** The blocks holding data in a volume set's snapshot, in index order. */
+export async function readBlockManifest(store: TargetStore, summary: SnapshotSummary): Promise<VolumeBlockEntry[]> {
+  if (!summary.volume) throw new SnapshotError(`snapshot ${summary.id} is of a file set, not a volume`);
+  return (await manifestLines(store, summary)).map((line) => VolumeBlockEntrySchema.parse(line));
+}
+
+/** Writes a snapshot's manifest (gzip'ed JSON lines), then its summary: a snapshot is listed only once its manifest is complete. */
+export async function writeSnapshot(store: TargetStore, summary: Omit<SnapshotSummary, "manifestSha256">, lines: readonly unknown[]): Promise<SnapshotSummary> {
+  const manifest = gzipSync(lines.map((line) => `${JSON.stringify(line)}\n`).join(""));
+  const complete: SnapshotSummary = { ...summary, manifestSha256: sha256(manifest) };
+  await store.put(snapshotManifestKey(summary.set, summary.id), manifest, {});
+  await store.put(snapshotSummaryKey(summary.set, summary.id), Buffer.from(JSON.stringify(complete, null, 2)), {});
+  return complete;
 }
 
 /**
@@ -225,8 +249,11 @@ export interface PruneResult {
  */
 export async function pruneSnapshots(store: TargetStore, set: string, options: { keep: number; olderThan?: Date; sweep?: boolean }): Promise<PruneResult> {
   const all = await listSnapshots(store, set);
+  const volume = await VolumeMap.open(store, set);
+  // The newest EBS snapshot's blocks: the next one uploads what differs from them.
+  const ebsParent = volume.state.ebs?.manifestSnapshotId;
   const cut = options.olderThan?.toISOString();
-  const kept = all.slice(Math.max(0, all.length - options.keep)).filter((s) => cut === undefined || s.takenAt >= cut);
+  const kept = all.filter((s, i) => s.id === ebsParent || (i >= all.length - options.keep && (cut === undefined || s.takenAt >= cut)));
   const keptIds = new Set(kept.map((s) => s.id));
   const deleted = all.filter((s) => !keptIds.has(s.id));
   for (const snapshot of deleted) {
@@ -236,8 +263,10 @@ export async function pruneSnapshots(store: TargetStore, set: string, options: {
   }
   if (deleted.length === 0 && !options.sweep) return { kept: kept.map((s) => s.id), deleted: [], contentDeleted: 0, contentBytesDeleted: 0 };
   const referenced = new Set<string>();
+  const blocks = new Set<string>();
   for (const snapshot of kept) {
-    for (const entry of await readManifest(store, snapshot)) if (entry.sha256) referenced.add(entry.sha256);
+    if (snapshot.volume) for (const entry of await readBlockManifest(store, snapshot)) blocks.add(entry.sha256);
+    else for (const entry of await readManifest(store, snapshot)) if (entry.sha256) referenced.add(entry.sha256);
   }
   let contentDeleted = 0;
   let contentBytesDeleted = 0;
@@ -247,6 +276,11 @@ export async function pruneSnapshots(store: TargetStore, set: string, options: {
     await store.delete(object.key);
     contentDeleted += 1;
     contentBytesDeleted += object.size;
+  }
+  if (volume.exists) {
+    const swept = await volume.sweep(blocks);
+    contentDeleted += swept.deleted;
+    contentBytesDeleted += swept.bytes;
   }
   return { kept: kept.map((s) => s.id), deleted: deleted.map((s) => s.id), contentDeleted, contentBytesDeleted };
 }

@@ -19,7 +19,8 @@ describe("tidemark CLI", () => {
   });
 
   it.each([
-    [["--action", "ebs-snapshot"], /--action must be one of snapshot, invoke, event, backup, got "ebs-snapshot" \(ebs-snapshot is for volume sets/],
+    [["--action", "ebs"], /--action must be one of snapshot, invoke, event, backup, ebs-snapshot, got "ebs"/],
+    [["--action", "ebs-snapshot"], /--action ebs-snapshot needs a volume set; "db" is a file set/],
     [["--action", "invoke"], /--action invoke needs --function NAME/],
     [["--timeout", "901"], /--timeout must be a number of seconds from 0 to 900/],
     [["--input", "[1]"], /--input must be a JSON object/],

@@ -31,7 +31,7 @@ describe("task settings from the applier's environment", () => {
   afterEach(() => aws.stop());
 
   const applier = (env: Record<string, string>) =>
-    new Applier({ store, log: () => {}, tasks: taskSettingsFromEnvironment({ TIDEMARK_ACTIONS_ENDPOINT: aws.endpoint, ...env }, "us-east-1", "target-bucket") });
+    new Applier({ store, log: () => {}, tasks: taskSettingsFromEnvironment({ TIDEMARK_ACTIONS_ENDPOINT: aws.endpoint, ...env }, "us-east-1", "target-bucket", store) });
 
   it("sends events to the configured bus, backs up the bucket by its ARN, and invokes only allow-listed functions", async () => {
     aws.functions.set("hook", () => ({ response: "ok" }));
