@@ -39,6 +39,11 @@ export interface TidemarkSettings {
    */
   readonly volumeSnapshots: boolean;
   /**
+   * KMS key ARN the EBS snapshots are encrypted with (needs volumeSnapshots).
+   * @default the account's default EBS encryption
+   */
+  readonly ebsKmsKeyArn?: string;
+  /**
    * The most applier invocations at once (the event source mapping's maximum
    * concurrency, 2..1000). Each active set needs one.
    * @default 10
@@ -111,6 +116,7 @@ const SettingsSchema = z
     snapshotRetentionDays: integer(1, 3650).default(30),
     backup: booleanish.default(false),
     volumeSnapshots: booleanish.default(false),
+    ebsKmsKeyArn: z.string().regex(/^arn:aws[\w-]*:kms:[a-z0-9-]+:\d{12}:key\/[A-Za-z0-9-]+$/, "a KMS key ARN").optional(),
     applierConcurrency: integer(2, 1000).default(10),
     applierTimeoutSeconds: integer(10, 900).default(120),
     applierMemoryMiB: integer(256, 10240).default(1024),
@@ -124,6 +130,9 @@ const SettingsSchema = z
   })
   .strict()
   .superRefine((settings, ctx) => {
+    if (settings.ebsKmsKeyArn !== undefined && !settings.volumeSnapshots) {
+      ctx.addIssue({ code: "custom", path: ["ebsKmsKeyArn"], message: "an EBS snapshot key is only used by volume snapshots: set tidemark:volumeSnapshots=true too" });
+    }
     // Snapshots on the versioned bucket name object versions: those must outlive the snapshots.
     if (settings.snapshotRetentionDays > settings.noncurrentVersionDays) {
       ctx.addIssue({

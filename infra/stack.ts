@@ -51,6 +51,7 @@ export class TidemarkStack extends Stack {
       invokeAllowList: settings.invokeAllowList,
       backup: settings.backup,
       volumeSnapshots: settings.volumeSnapshots,
+      ...(settings.ebsKmsKeyArn ? { ebsKmsKeyArn: settings.ebsKmsKeyArn } : {}),
       snapshotRetentionDays: settings.snapshotRetentionDays,
     });
     this.applier = new Applier(this, "Applier", {
@@ -68,6 +69,7 @@ export class TidemarkStack extends Stack {
       bucket: this.target.bucket,
       eventBus: this.actions.eventBus,
       createUser: settings.agentUser,
+      readVolumeSnapshots: settings.volumeSnapshots,
       ...(settings.agentRoleTrust ? { roleTrust: settings.agentRoleTrust } : {}),
     });
     this.monitoring = new Monitoring(this, "Monitoring", {

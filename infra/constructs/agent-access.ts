@@ -4,6 +4,7 @@
 // mirror (to restore its own data). Nothing else: an agent host that is
 // compromised cannot change or delete the mirror or its snapshots.
 
+import { Stack } from "aws-cdk-lib";
 import { AccountPrincipal, ArnPrincipal, Effect, ManagedPolicy, PolicyStatement, Role, User } from "aws-cdk-lib/aws-iam";
 import type { IBucket } from "aws-cdk-lib/aws-s3";
 import type { IQueue } from "aws-cdk-lib/aws-sqs";
@@ -17,7 +18,7 @@ import { PREFIX } from "../../contract/layout.ts";
  * (tidemark task --wait, tidemark tasks), snapshot manifests and the content
  * they name (tidemark snapshots, tidemark restore).
  */
-export const AGENT_READ_PREFIXES = [PREFIX.state, PREFIX.tasks, PREFIX.snapshots, PREFIX.data, PREFIX.preserved] as const;
+export const AGENT_READ_PREFIXES = [PREFIX.state, PREFIX.tasks, PREFIX.snapshots, PREFIX.data, PREFIX.preserved, PREFIX.blocks] as const;
 
 const READ_PURPOSE: Record<(typeof AGENT_READ_PREFIXES)[number], string> = {
   [PREFIX.state]: "the applier's per-set status (for tidemark status)",
@@ -25,6 +26,7 @@ const READ_PURPOSE: Record<(typeof AGENT_READ_PREFIXES)[number], string> = {
   [PREFIX.snapshots]: "snapshot manifests",
   [PREFIX.data]: "the live mirror (tidemark restore of a snapshot)",
   [PREFIX.preserved]: "content kept for snapshots (tidemark restore)",
+  [PREFIX.blocks]: "volume sets' block content (tidemark restore of a volume)",
 };
 
 export interface AgentAccessProps {
@@ -43,6 +45,11 @@ export interface AgentAccessProps {
    * @default no role
    */
   readonly roleTrust?: string;
+  /**
+   * Let the agent read back the EBS snapshots `ebs-snapshot` markers cut (tidemark restore --snapshot snap-...), and only those.
+   * @default false
+   */
+  readonly readVolumeSnapshots?: boolean;
 }
 
 export class AgentAccess extends Construct {
@@ -88,9 +95,29 @@ export class AgentAccess extends Construct {
         ...(props.eventBus
           ? [new PolicyStatement({ sid: "AnnounceReceivedTasks", effect: Effect.ALLOW, actions: ["events:PutEvents"], resources: [props.eventBus.eventBusArn] })]
           : []),
+        ...(props.readVolumeSnapshots
+          ? [
+              new PolicyStatement({
+                sid: "ReadTidemarkEbsSnapshots",
+                effect: Effect.ALLOW,
+                actions: ["ebs:ListSnapshotBlocks", "ebs:GetSnapshotBlock"],
+                resources: [Stack.of(scope).formatArn({ service: "ec2", account: "", resource: "snapshot", resourceName: "*" })],
+                // Only snapshots the applier cut: they carry the set's tag.
+                conditions: { StringLike: { "aws:ResourceTag/tidemark:set": "*" } },
+              }),
+            ]
+          : []),
       ],
     });
     acknowledge(this, [
+      ...(props.readVolumeSnapshots
+        ? [
+            {
+              id: "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:ec2:<AWS::Region>::snapshot/*]",
+              reason: "EBS snapshot ids are made by StartSnapshot at each marker; the agent may read only those tagged tidemark:set (a condition on the statement).",
+            },
+          ]
+        : []),
       {
         id: bucketObjectsFinding(bucket, `${PREFIX.staging}*`),
         reason: "Staging keys are derived from seq and sha256 at send time; the agent may write only under staging/.",

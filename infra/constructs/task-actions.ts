@@ -34,6 +34,11 @@ export interface TaskActionsProps {
    */
   readonly volumeSnapshots?: boolean;
   /**
+   * KMS key the EBS snapshots are encrypted with.
+   * @default the account's default EBS encryption
+   */
+  readonly ebsKmsKeyArn?: string;
+  /**
    * Days snapshot manifests are retained.
    * @default 30
    */
@@ -58,11 +63,13 @@ export class TaskActions extends Construct {
   /** Environment the applier reads its action settings from. */
   readonly environment: Record<string, string>;
   readonly #volumeSnapshots: boolean;
+  readonly #ebsKmsKeyArn?: string;
 
   constructor(scope: Construct, id: string, props: TaskActionsProps) {
     super(scope, id);
     this.invokeAllowList = [...(props.invokeAllowList ?? [])];
     this.#volumeSnapshots = props.volumeSnapshots ?? false;
+    if (props.ebsKmsKeyArn) this.#ebsKmsKeyArn = props.ebsKmsKeyArn;
     this.eventBus = new EventBus(this, "Bus", {
       eventBusName: `${props.namePrefix}-events`,
       description: "tidemark: an event per task marker reached, and per `event` marker",
@@ -91,6 +98,7 @@ export class TaskActions extends Construct {
       TIDEMARK_INVOKE_ALLOW: this.invokeAllowList.join(","),
       TIDEMARK_SNAPSHOT_RETENTION_DAYS: String(props.snapshotRetentionDays ?? 30),
       TIDEMARK_VOLUME_SNAPSHOTS: String(this.#volumeSnapshots),
+      ...(this.#ebsKmsKeyArn ? { TIDEMARK_EBS_KMS_KEY_ARN: this.#ebsKmsKeyArn } : {}),
       ...(this.backupVault && this.backupRole
         ? { TIDEMARK_BACKUP_VAULT: this.backupVault.backupVaultName, TIDEMARK_BACKUP_ROLE_ARN: this.backupRole.roleArn }
         : {}),
@@ -113,6 +121,15 @@ export class TaskActions extends Construct {
       applier.grantPrincipal.addToPrincipalPolicy(new PolicyStatement({ actions: [...EBS_DIRECT_ACTIONS], resources: [snapshots] }));
       // StartSnapshot tags the snapshot (set, task, label) as it creates it.
       applier.grantPrincipal.addToPrincipalPolicy(new PolicyStatement({ actions: ["ec2:CreateTags"], resources: [snapshots] }));
+      if (this.#ebsKmsKeyArn) {
+        // What EBS asks of the caller's key when it encrypts the blocks of a snapshot written through the direct APIs.
+        applier.grantPrincipal.addToPrincipalPolicy(
+          new PolicyStatement({
+            actions: ["kms:GenerateDataKey", "kms:GenerateDataKeyWithoutPlaintext", "kms:ReEncrypt*", "kms:CreateGrant", "kms:DescribeKey", "kms:Decrypt", "kms:Encrypt"],
+            resources: [this.#ebsKmsKeyArn],
+          }),
+        );
+      }
       if (Construct.isConstruct(applier.grantPrincipal)) {
         acknowledge(applier.grantPrincipal, [
           {

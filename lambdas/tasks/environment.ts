@@ -12,7 +12,7 @@ import { BackupAction, EventBridgeSink, InvokeAction } from "./aws-actions.ts";
 import type { TargetStore } from "../store/store.ts";
 import { EbsSnapshotAction } from "../volumes/ebs-snapshot.ts";
 
-/** Reads TIDEMARK_TASKS_ENABLED, _EVENT_BUS, _INVOKE_ALLOW, _BACKUP_VAULT, _BACKUP_ROLE_ARN, _BUCKET_ARN, _EBS_KMS_KEY_ARN and _SNAPSHOT_RETENTION_DAYS. */
+/** Reads TIDEMARK_TASKS_ENABLED, _EVENT_BUS, _INVOKE_ALLOW, _BACKUP_VAULT, _BACKUP_ROLE_ARN, _BUCKET_ARN, _VOLUME_SNAPSHOTS, _EBS_KMS_KEY_ARN and _SNAPSHOT_RETENTION_DAYS. */
 export function taskSettingsFromEnvironment(env: NodeJS.ProcessEnv, region: string, bucket: string, store: TargetStore): TaskSettings {
   // One endpoint for the action APIs: a test's fake servers.
   const config = clientConfig({ region, ...(env.TIDEMARK_ACTIONS_ENDPOINT ? { endpoint: env.TIDEMARK_ACTIONS_ENDPOINT } : {}) });
@@ -31,7 +31,10 @@ export function taskSettingsFromEnvironment(env: NodeJS.ProcessEnv, region: stri
         new BackupClient(config),
         vault && roleArn ? { vault, roleArn, defaultResourceArn: env.TIDEMARK_BUCKET_ARN ?? `arn:aws:s3:::${bucket}` } : undefined,
       ),
-      "ebs-snapshot": new EbsSnapshotAction(new EBSClient(config), store, env.TIDEMARK_EBS_KMS_KEY_ARN ? { kmsKeyArn: env.TIDEMARK_EBS_KMS_KEY_ARN } : {}),
+      "ebs-snapshot":
+        env.TIDEMARK_VOLUME_SNAPSHOTS === "false"
+          ? unavailable("EBS snapshots are off on this target (stack setting tidemark:volumeSnapshots=false)")
+          : new EbsSnapshotAction(new EBSClient(config), store, env.TIDEMARK_EBS_KMS_KEY_ARN ? { kmsKeyArn: env.TIDEMARK_EBS_KMS_KEY_ARN } : {}),
     },
     ...(events ? { events } : {}),
     ...(Number.isFinite(retention) && retention > 0 ? { retentionDays: retention } : {}),

@@ -118,7 +118,7 @@ describe("TidemarkStack with its defaults", () => {
     }
   });
 
-  it("gives agents exactly: send to the queue, write staging/, announce received markers, read state/, tasks/, snapshots/, data/ and preserved/", () => {
+  it("gives agents exactly: send to the queue, write staging/, announce received markers, read state/, tasks/, snapshots/, data/, preserved/ and blocks/", () => {
     const [, policy] = only(template, "AWS::IAM::ManagedPolicy");
     const objects = (suffix: string) => ({ "Fn::Join": ["", [{ "Fn::GetAtt": [bucketId, "Arn"] }, `/${suffix}`]] });
     expect((policy.Properties.PolicyDocument as { Statement: unknown[] }).Statement).toEqual([
@@ -128,14 +128,14 @@ describe("TidemarkStack with its defaults", () => {
         Sid: "ReadStatusTasksSnapshots",
         Effect: "Allow",
         Action: ["s3:GetObject", "s3:GetObjectVersion"],
-        Resource: [objects("state/*"), objects("tasks/*"), objects("snapshots/*"), objects("data/*"), objects("preserved/*")],
+        Resource: [objects("state/*"), objects("tasks/*"), objects("snapshots/*"), objects("data/*"), objects("preserved/*"), objects("blocks/*")],
       },
       {
         Sid: "ListStatusTasksSnapshots",
         Effect: "Allow",
         Action: "s3:ListBucket",
         Resource: { "Fn::GetAtt": [bucketId, "Arn"] },
-        Condition: { StringLike: { "s3:prefix": ["state/*", "tasks/*", "snapshots/*", "data/*", "preserved/*"] } },
+        Condition: { StringLike: { "s3:prefix": ["state/*", "tasks/*", "snapshots/*", "data/*", "preserved/*", "blocks/*"] } },
       },
       { Sid: "AnnounceReceivedTasks", Effect: "Allow", Action: "events:PutEvents", Resource: { "Fn::GetAtt": [only(template, "AWS::Events::EventBus")[0], "Arn"] } },
     ]);
@@ -221,6 +221,29 @@ describe("TidemarkStack settings", () => {
       ["ebs:CompleteSnapshot", "ebs:GetSnapshotBlock", "ebs:ListChangedBlocks", "ebs:ListSnapshotBlocks", "ebs:PutSnapshotBlock", "ebs:StartSnapshot"].sort(),
     );
     expect(JSON.stringify(ebs?.Resource)).toContain("::snapshot/*");
+    expect(applierStatements(template).some((s) => [s.Action].flat().some((a) => String(a).startsWith("kms:")))).toBe(false);
+  });
+
+  it("encrypts EBS snapshots with the given key and grants the applier only that key", () => {
+    const key = "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab";
+    const { template } = synthStack({ volumeSnapshots: true, ebsKmsKeyArn: key });
+    const kms = applierStatements(template).find((s) => [s.Action].flat().includes("kms:GenerateDataKeyWithoutPlaintext"));
+    expect(kms?.Resource).toBe(key);
+    template.hasResourceProperties("AWS::Lambda::Function", {
+      Environment: { Variables: Match.objectLike({ TIDEMARK_EBS_KMS_KEY_ARN: key, TIDEMARK_VOLUME_SNAPSHOTS: "true" }) },
+    });
+    expect(() => synthStack({ ebsKmsKeyArn: key })).toThrow(/set tidemark:volumeSnapshots=true too/);
+  });
+
+  it("lets the agent read back only the EBS snapshots tidemark cut, and only with volume snapshots on", () => {
+    const statement = (template: ReturnType<typeof synthStack>["template"]) => {
+      const policies = Object.values(template.findResources("AWS::IAM::ManagedPolicy")) as { Properties: { PolicyDocument: { Statement: { Sid?: string; Action: unknown; Condition?: unknown }[] } } }[];
+      return policies.flatMap((p) => p.Properties.PolicyDocument.Statement).find((st) => st.Sid === "ReadTidemarkEbsSnapshots");
+    };
+    expect(statement(synthStack({}).template)).toBeUndefined();
+    const read = statement(synthStack({ volumeSnapshots: true }).template);
+    expect([read?.Action].flat().sort()).toEqual(["ebs:GetSnapshotBlock", "ebs:ListSnapshotBlocks"]);
+    expect(read?.Condition).toEqual({ StringLike: { "aws:ResourceTag/tidemark:set": "*" } });
   });
 
   it("creates an agent user and an assumable agent role on request, both with the agent policy", () => {
