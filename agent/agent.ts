@@ -665,6 +665,11 @@ export class Agent {
     return this.#runner(set).fullMirror(reason, onProgress);
   }
 
+  /** True when the set is a block volume rather than a tree. */
+  isVolume(set: string): boolean {
+    return this.#runner(set).spec.volume !== undefined;
+  }
+
   /** Names of the sets this agent replicates. */
   get sets(): string[] {
     return [...this.#runners.keys()];

@@ -69,6 +69,7 @@ const EXPECTED = new Set([
   "QuiesceError",
   "RestoreError",
   "SnapshotError",
+  "VolumeError",
 ]);
 
 main(process.argv.slice(2)).then(

@@ -15,7 +15,7 @@ export type Progress =
   | { phase: "scan"; entries: number; changes: number; bytes: number; total?: number }
   | { phase: "wait"; seq: number; appliedSeq: number }
   | { phase: "repair"; entries: number }
-  | { phase: "restore"; files: number; totalFiles: number; bytes: number; totalBytes: number };
+  | { phase: "restore"; files: number; totalFiles: number; bytes: number; totalBytes: number; unit?: "files" | "blocks" };
 
 export interface OperationDeps {
   readonly agent: Agent;
@@ -74,7 +74,8 @@ export async function runVerify(
  * what a verification finds missing or different.
  */
 export async function recoverSet(deps: OperationDeps, set: string, reason: string, mode: MirrorMode, orphans: OrphanPolicy): Promise<void> {
-  if (mode === "full") {
+  // A volume has no verification: every block is read again and the target's block map rebuilt.
+  if (mode === "full" || deps.agent.isVolume(set)) {
     await deps.agent.fullMirror(set, reason);
     return;
   }
@@ -95,6 +96,11 @@ export interface MirrorResult {
  * checksum: both sides hashed, only differing blocks sent.
  */
 export async function runMirror(deps: OperationDeps, set: string, mode: MirrorMode, orphans: OrphanPolicy): Promise<MirrorResult> {
+  if (deps.agent.isVolume(set)) {
+    // Every block read and hashed, and sent again over a cleared block map: a volume's only mirror, whatever the mode.
+    const scan = await deps.agent.fullMirror(set, `${mode} mirror requested`, (s) => deps.onProgress?.({ phase: "scan", entries: s.entries, changes: s.changes, bytes: s.bytes }));
+    return { mode, scan };
+  }
   if (mode === "full") {
     const total = deps.agent.journal.entryCount(set);
     const scan = await deps.agent.fullMirror(set, "full mirror requested", (s) =>

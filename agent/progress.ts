@@ -46,7 +46,7 @@ export function describeProgress(progress: Progress, elapsedMs: number, tty: boo
       const bar = tty ? `[${"#".repeat(Math.round(fraction * BAR_WIDTH)).padEnd(BAR_WIDTH, "-")}] ` : "";
       const seconds = Math.max(elapsedMs / 1000, 0.001);
       const eta = duration(fraction > 0 ? (seconds / fraction) * (1 - fraction) : Number.NaN);
-      return `restoring ${bar}${progress.files}/${progress.totalFiles} files  ${formatBytes(progress.bytes)} of ${formatBytes(progress.totalBytes)}  ${formatBytes(progress.bytes / seconds)}/s  ETA ${eta}`;
+      return `restoring ${bar}${progress.files}/${progress.totalFiles} ${progress.unit ?? "files"}  ${formatBytes(progress.bytes)} of ${formatBytes(progress.totalBytes)}  ${formatBytes(progress.bytes / seconds)}/s  ETA ${eta}`;
     }
   }
 }

@@ -84,7 +84,7 @@ async function writeVolume(
   const destination = await openDestination(to, size, options.force === true);
   let bytes = 0;
   let done = 0;
-  const report = () => options.onProgress?.({ phase: "restore", files: done, totalFiles: indexes.length, bytes, totalBytes: indexes.length * BLOCK_SIZE });
+  const report = () => options.onProgress?.({ phase: "restore", files: done, totalFiles: indexes.length, bytes, totalBytes: indexes.length * BLOCK_SIZE, unit: "blocks" });
   try {
     if (destination.device) {
       const listed = new Set(indexes);

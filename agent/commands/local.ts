@@ -1,5 +1,7 @@
-import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, renameSync, statSync, writeFileSync } from "node:fs";
 import { basename, join, resolve } from "node:path";
+import { ChangeMessageVisibilityCommand } from "@aws-sdk/client-sqs";
+import type { SQSRecord } from "aws-lambda";
 import { makeS3Client, makeSqsClient } from "../../lambdas/aws-clients.ts";
 import { Applier } from "../../lambdas/applier/applier.ts";
 import { createHandler } from "../../lambdas/applier/handler.ts";
@@ -21,8 +23,18 @@ export function setNameFor(folder: string): string {
   return name || "default";
 }
 
+/** A set for --source: a folder is a tree, a disk image or block device a volume. */
+function sourceSet(name: string, path: string): ConfigFile["sets"][number] {
+  const st = statSync(path);
+  return st.isFile() || st.isBlockDevice() ? { name, type: "volume", path } : { name, path };
+}
+
 /** The config `tidemark local` leaves for every other command; keeps sets added by hand to an earlier one. */
-function writeLocalConfig(file: string, target: { endpoint: string; queueUrl: string; bucket: string }, source?: { name: string; path: string }): ConfigFile {
+function writeLocalConfig(
+  file: string,
+  target: { endpoint: string; ebsEndpoint: string; queueUrl: string; bucket: string },
+  source?: { name: string; path: string },
+): ConfigFile {
   let sets: ConfigFile["sets"] = [];
   if (existsSync(file)) {
     try {
@@ -31,7 +43,7 @@ function writeLocalConfig(file: string, target: { endpoint: string; queueUrl: st
       throw new ConfigError(`${file} exists but is not valid JSON; move it aside and run again`);
     }
   }
-  if (source) sets = [...sets.filter((s) => s.name !== source.name), { name: source.name, path: source.path }];
+  if (source) sets = [...sets.filter((s) => s.name !== source.name), sourceSet(source.name, source.path)];
   const config: ConfigFile = { region: REGION, ...target, stateDir: "agent", sets, tasks: { enabled: true, eventsFile: LOCAL_EVENTS_FILE } };
   const temp = `${file}.tmp`;
   writeFileSync(temp, `${JSON.stringify(config, null, 2)}\n`);
@@ -44,24 +56,28 @@ export const localCommand: Command = {
   help: `Usage: tidemark local [--port 4566] [--state DIR] [--source DIR [--set NAME]] [--json-logs]
 
 Starts the local cloud on 127.0.0.1: an SQS/S3 emulator with the FIFO queue
-(and its dead-letter queue) and the target bucket, and the same applier that
+(and its dead-letter queue) and the target bucket, a stand-in for the EBS
+direct APIs (ebs-snapshot markers of volume sets), and the same applier that
 runs in Lambda, driven with the event source mapping's FIFO semantics. Writes
 DIR/tidemark.config.json, a config every other command can use, and prints
-the endpoint, queue URL and bucket. With --source it also runs the agent on
-that folder in the same process. Runs until SIGINT/SIGTERM.
+the endpoints, queue URL and bucket. With --source it also runs the agent on
+that folder (or disk image, as a volume set) in the same process. Runs until
+SIGINT/SIGTERM.
 
-Queue, bucket and journal live under the state dir and survive a restart.
+Queue, bucket, EBS snapshots and journal live under the state dir and survive
+a restart.
 
 Options:
   --port N        emulator port on 127.0.0.1 (default 4566)
   --state DIR     state dir (default ./.tidemark)
-  --source DIR    replicate this folder (adds it to the config as a set)
+  --source PATH   replicate this folder, or disk image as a volume set (adds it to the config)
   --set NAME      set name for --source (default: the folder's name)
   --json-logs     log one JSON object per line on stderr
 
 Examples:
   tidemark local --source ~/documents
   tidemark local --port 4600 --state /tmp/tm --source ./site --set www
+  tidemark local --source ./vm-disk.img --set vm
   # then, in another terminal:
   tidemark status --config .tidemark/tidemark.config.json`,
   options: {
@@ -88,6 +104,10 @@ Examples:
 
     const emulator = await startEmulator({ port, dataDir: join(stateDir, "emulator") });
     const stops: (() => Promise<void>)[] = [() => emulator.stop()];
+    // The EBS direct APIs have no emulator: the protocol-level stand-in the tests use, keeping its snapshots on disk.
+    const { startFakeEbs } = await import("../../test/support/ebs-fake.ts");
+    const ebs = await startFakeEbs({ dir: join(stateDir, "ebs") });
+    stops.push(() => ebs.stop());
     const stopAll = async () => {
       for (const stop of stops.reverse()) await stop();
     };
@@ -95,12 +115,17 @@ Examples:
       const target = await ensureTargetResources({ endpoint: emulator.endpoint, region: REGION });
       const s3 = makeS3Client({ region: REGION, endpoint: emulator.endpoint });
       const sqs = makeSqsClient({ region: REGION, endpoint: emulator.endpoint });
+      const store = new S3Store(s3, target.bucket);
       const applier = new Applier({
-        store: new S3Store(s3, target.bucket),
-        tasks: localTaskSettings(join(stateDir, LOCAL_EVENTS_FILE)),
+        store,
+        tasks: localTaskSettings(join(stateDir, LOCAL_EVENTS_FILE), { store, ebsEndpoint: ebs.endpoint, region: REGION }),
         log: (line) => logJsonLine(log, line),
       });
-      const handler = createHandler(applier, (line) => log.debug("applier metrics", { emf: line }));
+      // A marker whose action goes on in the next invocation comes back at once, as the deployed applier arranges.
+      const retrySoon = async (record: SQSRecord) => {
+        await sqs.send(new ChangeMessageVisibilityCommand({ QueueUrl: target.queueUrl, ReceiptHandle: record.receiptHandle, VisibilityTimeout: 0 }));
+      };
+      const handler = createHandler(applier, (line) => log.debug("applier metrics", { emf: line }), undefined, retrySoon);
       const poller = new LocalPoller({
         sqs,
         queueUrl: target.queueUrl,
@@ -118,7 +143,7 @@ Examples:
       const configFile = join(stateDir, DEFAULT_CONFIG_FILE);
       const written = writeLocalConfig(
         configFile,
-        { endpoint: emulator.endpoint, queueUrl: target.queueUrl, bucket: target.bucket },
+        { endpoint: emulator.endpoint, ebsEndpoint: ebs.endpoint, queueUrl: target.queueUrl, bucket: target.bucket },
         source !== undefined && setName !== undefined ? { name: setName, path: resolve(source) } : undefined,
       );
       process.stdout.write(
@@ -128,6 +153,7 @@ Examples:
           `  queue     ${target.queueUrl}`,
           `  bucket    ${target.bucket}`,
           `  config    ${configFile}`,
+          `  ebs       ${ebs.endpoint} (stand-in for the EBS direct APIs: ebs-snapshot markers)`,
           `  events    ${join(stateDir, LOCAL_EVENTS_FILE)} (task events, one JSON line each)`,
           "",
         ].join("\n"),

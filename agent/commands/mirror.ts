@@ -18,6 +18,8 @@ Modes:
             missing or different
   checksum  hash every file on both sides; send only the blocks that differ
             (finds content changed behind an unchanged size and mtime)
+A volume set is always mirrored in full, whatever the mode: every block read
+and hashed, and sent again over the target's cleared block map.
 
 Orphans (on the target, not on the source) are reported, deleted or moved
 aside as the config's "orphans" setting says. A progress bar shows on a

@@ -5,32 +5,53 @@
 
 import { processPartialResponse, SqsFifoPartialProcessorAsync } from "@aws-lambda-powertools/batch";
 import type { Context, SQSBatchResponse, SQSEvent, SQSRecord } from "aws-lambda";
-import { makeS3Client } from "../aws-clients.ts";
+import { ChangeMessageVisibilityCommand } from "@aws-sdk/client-sqs";
+import { makeS3Client, makeSqsClient } from "../aws-clients.ts";
 import { S3Store } from "../store/s3-store.ts";
 import { Applier, type MessageOutcome } from "./applier.ts";
 import { metricsLine } from "./metrics.ts";
 import { taskSettingsFromEnvironment } from "../tasks/environment.ts";
+import { MarkerContinuesError } from "./markers.ts";
 
 export type BatchHandler = (event: SQSEvent, context?: Context) => Promise<SQSBatchResponse>;
 
-export function createHandler(applier: Applier, emit: (line: string) => void = console.log, metricsNamespace?: string): BatchHandler {
+/** Makes a message visible again at once (ChangeMessageVisibility to 0). */
+export type RetrySoon = (record: SQSRecord) => Promise<void>;
+
+export function createHandler(applier: Applier, emit: (line: string) => void = console.log, metricsNamespace?: string, retrySoon?: RetrySoon): BatchHandler {
   return async (event, context) => {
     const outcomes: MessageOutcome[] = [];
     const processor = new SqsFifoPartialProcessorAsync();
+    /** Groups whose marker action goes on in the next invocation, from the record that carries it. */
+    const continuing = new Map<string, number>();
     const recordHandler = async (record: SQSRecord): Promise<void> => {
-      outcomes.push(
-        await applier.applyMessage(
-          { messageId: record.messageId, groupId: record.attributes.MessageGroupId, body: record.body },
-          context ? { remainingMs: () => context.getRemainingTimeInMillis() } : undefined,
-        ),
-      );
+      try {
+        outcomes.push(
+          await applier.applyMessage(
+            { messageId: record.messageId, groupId: record.attributes.MessageGroupId, body: record.body },
+            context ? { remainingMs: () => context.getRemainingTimeInMillis() } : undefined,
+          ),
+        );
+      } catch (error) {
+        if (error instanceof MarkerContinuesError) continuing.set(record.attributes.MessageGroupId ?? "", event.Records.indexOf(record));
+        throw error;
+      }
     };
     try {
       return await processPartialResponse(event, recordHandler, processor, {
         ...(context ? { context } : {}),
         skipGroupOnError: true,
+        // A batch that failed as a whole (its first message is a marker whose action goes on) is answered like any
+        // partial failure: every message comes back, in order.
+        throwOnFullBatchFailure: false,
       });
     } finally {
+      // The marker and the rest of its group come back now rather than after the visibility timeout (a FIFO
+      // group is held while any of its messages is in flight): the action goes on in the next invocation.
+      const released = event.Records.filter((r, i) => i >= (continuing.get(r.attributes.MessageGroupId ?? "") ?? Number.POSITIVE_INFINITY));
+      for (const record of retrySoon ? released : []) {
+        await retrySoon?.(record).catch((error: unknown) => emit(JSON.stringify({ level: "warn", msg: "message not released for an early retry", messageId: record.messageId, error: String(error) })));
+      }
       // Actions of markers that did not hold the stream finish inside this invocation, not in a frozen one.
       await applier.settle();
       const now = Date.now();
@@ -46,7 +67,19 @@ function fromEnvironment(env: NodeJS.ProcessEnv = process.env): BatchHandler {
   const region = env.AWS_REGION ?? "us-east-1";
   const endpoint = env.TIDEMARK_S3_ENDPOINT;
   const store = new S3Store(makeS3Client({ region, ...(endpoint ? { endpoint } : {}) }), bucket);
-  return createHandler(new Applier({ store, tasks: taskSettingsFromEnvironment(env, region, bucket, store) }), console.log, env.TIDEMARK_METRICS_NAMESPACE || undefined);
+  const sqs = makeSqsClient({ region, ...(env.TIDEMARK_SQS_ENDPOINT ? { endpoint: env.TIDEMARK_SQS_ENDPOINT } : {}) });
+  const retrySoon: RetrySoon = async (record) => {
+    await sqs.send(new ChangeMessageVisibilityCommand({ QueueUrl: queueUrlOf(record.eventSourceARN, env.TIDEMARK_SQS_ENDPOINT), ReceiptHandle: record.receiptHandle, VisibilityTimeout: 0 }));
+  };
+  return createHandler(new Applier({ store, tasks: taskSettingsFromEnvironment(env, region, bucket, store) }), console.log, env.TIDEMARK_METRICS_NAMESPACE || undefined, retrySoon);
+}
+
+/** The URL of the queue an event source ARN names (arn:aws:sqs:region:account:name). */
+export function queueUrlOf(queueArn: string, endpoint?: string): string {
+  const [, partition, , region, account, name] = queueArn.split(":");
+  if (!region || !account || !name) throw new Error(`not an SQS queue ARN: ${queueArn}`);
+  const host = endpoint ?? `https://sqs.${region}.amazonaws.com${partition === "aws-cn" ? ".cn" : ""}`;
+  return `${host}/${account}/${name}`;
 }
 
 let cached: BatchHandler | undefined;

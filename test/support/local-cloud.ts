@@ -6,7 +6,8 @@ import { join } from "node:path";
 import type { WireRecord } from "../../contract/wire.ts";
 import type { ConfigFile } from "../../agent/config.ts";
 import type { TaskSettings } from "../../lambdas/applier/markers.ts";
-import type { SQSClient } from "@aws-sdk/client-sqs";
+import { ChangeMessageVisibilityCommand, type SQSClient } from "@aws-sdk/client-sqs";
+import type { SQSRecord } from "aws-lambda";
 import { makeS3Client, makeSqsClient } from "../../lambdas/aws-clients.ts";
 import { Applier } from "../../lambdas/applier/applier.ts";
 import { createHandler } from "../../lambdas/applier/handler.ts";
@@ -35,7 +36,8 @@ export async function startTestCloud(
     port?: number;
     dataDir?: string;
     onApplied?: (set: string, record: WireRecord) => void;
-    tasks?: TaskSettings;
+    /** The target's task settings; a function gets the cloud's store (an ebs-snapshot action reads blocks from it). */
+    tasks?: TaskSettings | ((store: S3Store) => TaskSettings);
   } = {},
 ): Promise<TestCloud> {
   const emulator = await startEmulator({ port: options.port ?? 0, ...(options.dataDir ? { dataDir: options.dataDir } : {}) });
@@ -51,7 +53,7 @@ export async function startTestCloud(
   const rejections: string[] = [];
   const applier = new Applier({
     store,
-    ...(options.tasks ? { tasks: options.tasks } : {}),
+    ...(options.tasks ? { tasks: typeof options.tasks === "function" ? options.tasks(store) : options.tasks } : {}),
     log: (line) => {
       if (line.includes('"message rejected"')) rejections.push(line);
     },
@@ -64,7 +66,10 @@ export async function startTestCloud(
       },
     },
   });
-  const poller = new LocalPoller({ sqs, queueUrl: target.queueUrl, region: REGION, handler: createHandler(applier, () => {}), waitTimeSeconds: 1 });
+  const retrySoon = async (record: SQSRecord) => {
+    await sqs.send(new ChangeMessageVisibilityCommand({ QueueUrl: target.queueUrl, ReceiptHandle: record.receiptHandle, VisibilityTimeout: 0 }));
+  };
+  const poller = new LocalPoller({ sqs, queueUrl: target.queueUrl, region: REGION, handler: createHandler(applier, () => {}, undefined, retrySoon), waitTimeSeconds: 1 });
   poller.start();
   return {
     endpoint: emulator.endpoint,

@@ -7,19 +7,13 @@
 import { createHash } from "node:crypto";
 import { appendFileSync, existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, symlinkSync, truncateSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { seededRandom } from "./seeded-random.ts";
 
 const root = process.argv[2] ?? "";
 const seedText = process.argv[3] ?? "";
 if (root === "" || seedText === "") throw new Error("usage: workload.ts ROOT SEED");
 
-// xorshift32: the same seed makes the same sequence of operations.
-let state = Number(seedText) * 2654435761 || 1;
-function random(n: number): number {
-  state ^= state << 13;
-  state ^= state >>> 17;
-  state ^= state << 5;
-  return (state >>> 0) % n;
-}
+const random = seededRandom(Number(seedText));
 
 const DIRS = ["a", "b", "b/c", "d"];
 for (const dir of DIRS) mkdirSync(join(root, dir), { recursive: true });

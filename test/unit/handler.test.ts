@@ -5,7 +5,7 @@
 import type { SQSEvent, SQSRecord } from "aws-lambda";
 import { expect, it } from "vitest";
 import { Applier } from "../../lambdas/applier/applier.ts";
-import { createHandler } from "../../lambdas/applier/handler.ts";
+import { createHandler, queueUrlOf } from "../../lambdas/applier/handler.ts";
 import { MemoryStore } from "../../lambdas/store/memory-store.ts";
 import { messageBody, putRecord } from "../support/messages.ts";
 
@@ -70,4 +70,10 @@ it("counts a rejected message and a set out of sync, as a warning", async () => 
   const handler = createHandler(new Applier({ store: new MemoryStore(), log: () => {} }), (line) => lines.push(line));
   await handler({ Records: [record("x", "a", "not json", Date.now()), record("y", "b", messageBody("b", [putRecord(5, "f", "gap")]), Date.now())] });
   expect(JSON.parse(lines[0] ?? "{}")).toMatchObject({ level: "warn", MessagesRejected: 1, SetsOutOfSync: 1 });
+});
+
+it("names the queue of an event source ARN, on AWS and on a local endpoint", () => {
+  expect(queueUrlOf("arn:aws:sqs:eu-west-1:123456789012:tidemark.fifo")).toBe("https://sqs.eu-west-1.amazonaws.com/123456789012/tidemark.fifo");
+  expect(queueUrlOf("arn:aws:sqs:us-east-1:000000000000:tidemark.fifo", "http://127.0.0.1:4566")).toBe("http://127.0.0.1:4566/000000000000/tidemark.fifo");
+  expect(() => queueUrlOf("tidemark.fifo")).toThrow(/not an SQS queue ARN/);
 });

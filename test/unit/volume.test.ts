@@ -4,70 +4,16 @@
 // and sweeps of block content nothing refers to any more.
 
 import { randomBytes } from "node:crypto";
-import { closeSync, openSync, readFileSync, truncateSync, utimesSync, writeFileSync, writeSync } from "node:fs";
+import { closeSync, openSync, readFileSync, truncateSync, utimesSync, writeSync } from "node:fs";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { Agent } from "../../agent/agent.ts";
-import { Journal } from "../../agent/journal.ts";
+import { recoverSet, runMirror } from "../../agent/operations.ts";
 import { restoreVolumeSnapshot } from "../../agent/restore-volume.ts";
-import { readTaskResult } from "../../agent/task-results.ts";
-import type { SetSpec } from "../../agent/set-spec.ts";
 import { volumeScan } from "../../agent/volume.ts";
 import { blockDataPrefix, volumeStateKey } from "../../contract/layout.ts";
-import { DEFAULT_TASK_TIMEOUT_SECONDS } from "../../contract/tasks.ts";
 import { BLOCK_SIZE } from "../../contract/wire.ts";
-import { Applier } from "../../lambdas/applier/applier.ts";
-import type { TaskSettings } from "../../lambdas/applier/markers.ts";
-import { MemoryStore } from "../../lambdas/store/memory-store.ts";
 import { readSnapshot } from "../../lambdas/tasks/snapshots.ts";
-import { MemoryTransport } from "../support/memory-transport.ts";
-import { tempDir } from "../support/tree.ts";
-
-const SET = "disk";
-
-export interface VolumeHarness {
-  readonly image: string;
-  readonly spec: SetSpec;
-  readonly store: MemoryStore;
-  readonly transport: MemoryTransport;
-  readonly journal: Journal;
-  readonly agent: Agent;
-  readonly dir: ReturnType<typeof tempDir>;
-  /** Inserts a marker, sends everything, and returns the task's result. */
-  marker(action?: "snapshot" | "ebs-snapshot", label?: string): Promise<{ id: string; status: string; outputs: Record<string, unknown> }>;
-  close(): Promise<void>;
-}
-
-export function volumeHarness(image: Buffer, tasks?: TaskSettings, store = new MemoryStore()): VolumeHarness {
-  const dir = tempDir("tidemark-volume-");
-  const path = join(dir.path, "disk.img");
-  writeFileSync(path, image);
-  const spec: SetSpec = { name: SET, root: path, exclude: [], volume: { scanMs: 60_000 } };
-  const transport = new MemoryTransport(new Applier({ store, log: () => {}, ...(tasks ? { tasks } : {}) }), store);
-  const journal = Journal.open(join(dir.path, "state"));
-  const agent = new Agent({ sets: [spec], journal, transport, monitorEnabled: false });
-  return {
-    image: path,
-    spec,
-    store,
-    transport,
-    journal,
-    agent,
-    dir,
-    async marker(action = "snapshot", label) {
-      const queued = await agent.insertMarker(SET, { fields: { action, timeoutSeconds: DEFAULT_TASK_TIMEOUT_SECONDS, ...(label ? { label } : {}) } });
-      await agent.drain(SET);
-      const result = await readTaskResult(store, SET, queued.id);
-      if (!result) throw new Error(`no result for task ${queued.id}`);
-      return { id: queued.id, status: result.status, outputs: result.outputs };
-    },
-    async close() {
-      await agent.stop();
-      journal.close();
-      dir.remove();
-    },
-  };
-}
+import { VOLUME_SET as SET, volumeHarness, type VolumeHarness } from "../support/volume-harness.ts";
 
 /** An image of `blocks` blocks: random ones, and every third one zeros. */
 function imageOf(blocks: number, tail = 0): Buffer {
@@ -175,6 +121,20 @@ describe("volume sets", () => {
     await h.agent.journalPrune(SET, 1);
     await h.agent.drain(SET);
     expect(contentKeys()).toHaveLength(8);
+  });
+
+  it("recovers an out-of-sync volume, and mirrors one, by reading it all again whatever the mode", async () => {
+    const unused = async () => {
+      throw new Error("a volume has no verification");
+    };
+    const deps = { agent: h.agent, readReport: unused, readPruneReport: unused, appliedSeq: async () => 0, pollMs: 1, timeoutMs: 1000 };
+    writeAt(h.image, 6 * BLOCK_SIZE, randomBytes(BLOCK_SIZE));
+    await recoverSet(deps, SET, "test", "diff", "report");
+    const mirrored = await runMirror(deps, SET, "checksum", "report");
+    expect(mirrored.scan).toMatchObject({ entries: 12 });
+    await h.agent.drain(SET);
+    const snapshot = await h.marker();
+    expect((await restored(h, String(snapshot.outputs.snapshotId))).equals(readFileSync(h.image))).toBe(true);
   });
 
   it("refuses a verification of a volume set with a clear error", async () => {

@@ -1,0 +1,63 @@
+// A volume set replicated by an agent into an in-memory target: a disk image
+// in a temp folder, the journal beside it, markers stepped by hand.
+
+import { writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { Agent } from "../../agent/agent.ts";
+import { Journal } from "../../agent/journal.ts";
+import type { SetSpec } from "../../agent/set-spec.ts";
+import { readTaskResult } from "../../agent/task-results.ts";
+import { DEFAULT_TASK_TIMEOUT_SECONDS } from "../../contract/tasks.ts";
+import { Applier } from "../../lambdas/applier/applier.ts";
+import type { TaskSettings } from "../../lambdas/applier/markers.ts";
+import { MemoryStore } from "../../lambdas/store/memory-store.ts";
+import { MemoryTransport } from "./memory-transport.ts";
+import { tempDir } from "./tree.ts";
+
+export const VOLUME_SET = "disk";
+const SET = VOLUME_SET;
+
+export interface VolumeHarness {
+  readonly image: string;
+  readonly spec: SetSpec;
+  readonly store: MemoryStore;
+  readonly transport: MemoryTransport;
+  readonly journal: Journal;
+  readonly agent: Agent;
+  readonly dir: ReturnType<typeof tempDir>;
+  /** Inserts a marker, sends everything, and returns the task's result. */
+  marker(action?: "snapshot" | "ebs-snapshot", label?: string): Promise<{ id: string; status: string; outputs: Record<string, unknown> }>;
+  close(): Promise<void>;
+}
+
+export function volumeHarness(image: Buffer, tasks?: TaskSettings, store = new MemoryStore()): VolumeHarness {
+  const dir = tempDir("tidemark-volume-");
+  const path = join(dir.path, "disk.img");
+  writeFileSync(path, image);
+  const spec: SetSpec = { name: SET, root: path, exclude: [], volume: { scanMs: 60_000 } };
+  const transport = new MemoryTransport(new Applier({ store, log: () => {}, ...(tasks ? { tasks } : {}) }), store);
+  const journal = Journal.open(join(dir.path, "state"));
+  const agent = new Agent({ sets: [spec], journal, transport, monitorEnabled: false });
+  return {
+    image: path,
+    spec,
+    store,
+    transport,
+    journal,
+    agent,
+    dir,
+    async marker(action = "snapshot", label) {
+      const queued = await agent.insertMarker(SET, { fields: { action, timeoutSeconds: DEFAULT_TASK_TIMEOUT_SECONDS, ...(label ? { label } : {}) } });
+      await agent.drain(SET);
+      const result = await readTaskResult(store, SET, queued.id);
+      if (!result) throw new Error(`no result for task ${queued.id}`);
+      return { id: queued.id, status: result.status, outputs: result.outputs };
+    },
+    async close() {
+      await agent.stop();
+      journal.close();
+      dir.remove();
+    },
+  };
+}
+
