@@ -2,7 +2,7 @@
 // in a child process; an edit shows up in the bucket; Ctrl-C stops it cleanly;
 // a restart on the same state dir carries on where it left off.
 
-import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { closeSync, mkdirSync, openSync, readFileSync, readSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { GetObjectCommand } from "@aws-sdk/client-s3";
 import { afterEach, expect, it } from "vitest";
@@ -109,6 +109,46 @@ it("refuses a --source that does not exist with a one-line reason and exit code 
     expect(out.code).toBe(2);
     expect(out.stderr).toMatch(/^tidemark: --source .*missing does not exist/);
     expect(out.stderr.trim().split("\n")).toHaveLength(1);
+  } finally {
+    work.remove();
+  }
+});
+
+it("replicates a disk image as a volume set, cuts EBS snapshots on the local stand-in that survive a restart, and restores from them", async () => {
+  const work = tempDir();
+  try {
+    const image = join(work.path, "vm.img");
+    const content = Buffer.alloc(3 * 512 * 1024 + 4096);
+    content.write("boot sector", 0);
+    content.write("data at the end", content.length - 100);
+    writeFileSync(image, content);
+    const state = join(work.path, "state");
+
+    let local = await startLocal(["--state", state, "--source", image, "--set", "vm"]);
+    expect(local.stdout()).toMatch(/ebs +http:\/\/127\.0\.0\.1:\d+ \(stand-in for the EBS direct APIs/);
+    const written = JSON.parse(readFileSync(local.config, "utf8")) as { ebsEndpoint: string; sets: unknown[] };
+    expect(written.sets).toEqual([{ name: "vm", type: "volume", path: image }]);
+    expect(written.ebsEndpoint).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
+
+    const task = await tidemark(["task", "vm", "--action", "ebs-snapshot", "--wait", "--json", "--config", local.config]);
+    expect(task.stderr).toBe("");
+    expect(task.code).toBe(0);
+    const { result } = JSON.parse(task.stdout) as { result: { status: string; outputs: { ebsSnapshotId: string; changedBlocks: number } } };
+    expect(result.outputs.changedBlocks).toBe(2);
+    expect(await stop(local.child)).toBe(0);
+
+    // The EBS snapshot outlives the local cloud: it restores after a restart.
+    local = await startLocal(["--state", state]);
+    const to = join(work.path, "restored.img");
+    const restore = await tidemark(["restore", "vm", "--snapshot", result.outputs.ebsSnapshotId, "--to", to, "--json", "--config", local.config]);
+    expect(restore.code).toBe(0);
+    expect(JSON.parse(restore.stdout)).toMatchObject({ source: "ebs", blocks: 2, size: 1024 ** 3 });
+    const head = Buffer.alloc(content.length);
+    const fd = openSync(to, "r");
+    readSync(fd, head, 0, head.length, 0);
+    closeSync(fd);
+    expect(head.equals(content)).toBe(true);
+    expect(await stop(local.child)).toBe(0);
   } finally {
     work.remove();
   }
