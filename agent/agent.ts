@@ -81,6 +81,8 @@ export interface AgentOptions {
   readonly announceReceived?: (set: string, markers: readonly PackedMarker[]) => Promise<void>;
   /** The watcher; tests inject one that fails. @default a watch per folder (watcher.ts) */
   readonly watch?: typeof watchSet;
+  /** The watcher of a volume set's image; tests inject a blind one. @default a watch on the file (volume.ts) */
+  readonly watchVolume?: typeof watchVolume;
   readonly log?: Logger;
 }
 
@@ -553,7 +555,7 @@ export class Agent {
 
   #watch(runner: SetRunner): void {
     const set = runner.spec.name;
-    const watch = runner.spec.volume ? watchVolume : (this.options.watch ?? watchSet);
+    const watch = runner.spec.volume ? (this.options.watchVolume ?? watchVolume) : (this.options.watch ?? watchSet);
     const watcher = watch(
       runner.spec,
       {

@@ -3,7 +3,7 @@
 
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { Agent } from "../../agent/agent.ts";
+import { Agent, type AgentOptions } from "../../agent/agent.ts";
 import { Journal } from "../../agent/journal.ts";
 import type { SetSpec } from "../../agent/set-spec.ts";
 import { readTaskResult } from "../../agent/task-results.ts";
@@ -30,14 +30,19 @@ export interface VolumeHarness {
   close(): Promise<void>;
 }
 
-export function volumeHarness(image: Buffer, tasks?: TaskSettings, store = new MemoryStore()): VolumeHarness {
+export function volumeHarness(
+  image: Buffer,
+  tasks?: TaskSettings,
+  store = new MemoryStore(),
+  options: { monitorEnabled?: boolean; scanMs?: number; watchVolume?: AgentOptions["watchVolume"] } = {},
+): VolumeHarness {
   const dir = tempDir("tidemark-volume-");
   const path = join(dir.path, "disk.img");
   writeFileSync(path, image);
-  const spec: SetSpec = { name: SET, root: path, exclude: [], volume: { scanMs: 60_000 } };
+  const spec: SetSpec = { name: SET, root: path, exclude: [], volume: { scanMs: options.scanMs ?? 60_000 } };
   const transport = new MemoryTransport(new Applier({ store, log: () => {}, ...(tasks ? { tasks } : {}) }), store);
   const journal = Journal.open(join(dir.path, "state"));
-  const agent = new Agent({ sets: [spec], journal, transport, monitorEnabled: false });
+  const agent = new Agent({ sets: [spec], journal, transport, monitorEnabled: options.monitorEnabled ?? false, ...(options.watchVolume ? { watchVolume: options.watchVolume } : {}) });
   return {
     image: path,
     spec,

@@ -4,7 +4,7 @@
 // and sweeps of block content nothing refers to any more.
 
 import { randomBytes } from "node:crypto";
-import { closeSync, openSync, readFileSync, truncateSync, utimesSync, writeSync } from "node:fs";
+import { closeSync, openSync, readFileSync, renameSync, truncateSync, utimesSync, writeFileSync, writeSync } from "node:fs";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { recoverSet, runMirror } from "../../agent/operations.ts";
@@ -13,6 +13,7 @@ import { volumeScan } from "../../agent/volume.ts";
 import { blockDataPrefix, volumeStateKey } from "../../contract/layout.ts";
 import { BLOCK_SIZE } from "../../contract/wire.ts";
 import { readSnapshot } from "../../lambdas/tasks/snapshots.ts";
+import { eventually } from "../support/local-cloud.ts";
 import { VOLUME_SET as SET, volumeHarness, type VolumeHarness } from "../support/volume-harness.ts";
 
 /** An image of `blocks` blocks: random ones, and every third one zeros. */
@@ -140,5 +141,41 @@ describe("volume sets", () => {
   it("refuses a verification of a volume set with a clear error", async () => {
     await expect(h.agent.journalVerify(SET, { deep: false, orphans: "report" })).rejects.toThrow(/is a volume: verify is for file sets/);
     expect(h.store.objects.has(volumeStateKey(SET))).toBe(true);
+  });
+});
+
+describe("volume sets, watched", () => {
+  const applied = (h: VolumeHarness) => h.transport.outcomes.filter((o) => o.kind === "applied").length;
+
+  it("reads an image again as soon as the watcher sees a write to it", async () => {
+    const h = volumeHarness(imageOf(4), undefined, undefined, { monitorEnabled: true });
+    try {
+      await h.agent.start();
+      await h.agent.drain(SET);
+      const before = applied(h);
+      writeAt(h.image, BLOCK_SIZE + 10, randomBytes(100));
+      // The interval is a minute: only the watch can have noticed.
+      await eventually(async () => expect(applied(h)).toBeGreaterThan(before), 5_000, 20);
+    } finally {
+      await h.close();
+    }
+  });
+
+  it("reads it on the set's interval when no watcher event comes (a device, or an image replaced by a new file)", async () => {
+    const h = volumeHarness(imageOf(4), undefined, undefined, { monitorEnabled: true, scanMs: 300, watchVolume: () => ({ close: async () => undefined }) });
+    try {
+      await h.agent.start();
+      await h.agent.drain(SET);
+      const before = applied(h);
+      const replacement = Buffer.concat([readFileSync(h.image), randomBytes(BLOCK_SIZE)]);
+      writeFileSync(`${h.image}.new`, replacement);
+      renameSync(`${h.image}.new`, h.image);
+      await eventually(async () => expect(applied(h)).toBeGreaterThan(before), 5_000, 20);
+      await h.agent.stop();
+      const snapshot = await h.marker();
+      expect((await restored(h, String(snapshot.outputs.snapshotId))).equals(replacement)).toBe(true);
+    } finally {
+      await h.close();
+    }
   });
 });
