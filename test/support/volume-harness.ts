@@ -1,6 +1,7 @@
 // A volume set replicated by an agent into an in-memory target: a disk image
 // in a temp folder, the journal beside it, markers stepped by hand.
 
+import { execFileSync } from "node:child_process";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { Agent, type AgentOptions } from "../../agent/agent.ts";
@@ -15,6 +16,17 @@ import { MemoryTransport } from "./memory-transport.ts";
 import { tempDir } from "./tree.ts";
 
 export const VOLUME_SET = "disk";
+
+/** True where this process may attach loop devices (root, with losetup): block device tests run only there. */
+export function canUseLoopDevices(): boolean {
+  try {
+    if (process.getuid?.() !== 0) return false;
+    execFileSync("losetup", ["--find"], { stdio: "ignore" });
+    return true;
+  } catch {
+    return false;
+  }
+}
 const SET = VOLUME_SET;
 
 export interface VolumeHarness {
@@ -34,11 +46,13 @@ export function volumeHarness(
   image: Buffer,
   tasks?: TaskSettings,
   store = new MemoryStore(),
-  options: { monitorEnabled?: boolean; scanMs?: number; watchVolume?: AgentOptions["watchVolume"] } = {},
+  options: { monitorEnabled?: boolean; scanMs?: number; watchVolume?: AgentOptions["watchVolume"]; loopDevice?: boolean } = {},
 ): VolumeHarness {
   const dir = tempDir("tidemark-volume-");
-  const path = join(dir.path, "disk.img");
-  writeFileSync(path, image);
+  const file = join(dir.path, "disk.img");
+  writeFileSync(file, image);
+  // The set reads a loop device over the image: a real block device, whose size only sysfs tells.
+  const path = options.loopDevice ? execFileSync("losetup", ["--find", "--show", file], { encoding: "utf8" }).trim() : file;
   const spec: SetSpec = { name: SET, root: path, exclude: [], volume: { scanMs: options.scanMs ?? 60_000 } };
   const transport = new MemoryTransport(new Applier({ store, log: () => {}, ...(tasks ? { tasks } : {}) }), store);
   const journal = Journal.open(join(dir.path, "state"));
@@ -61,6 +75,7 @@ export function volumeHarness(
     async close() {
       await agent.stop();
       journal.close();
+      if (options.loopDevice) execFileSync("losetup", ["--detach", path]);
       dir.remove();
     },
   };

@@ -4,7 +4,7 @@
 // and sweeps of block content nothing refers to any more.
 
 import { randomBytes } from "node:crypto";
-import { closeSync, openSync, readFileSync, renameSync, truncateSync, utimesSync, writeFileSync, writeSync } from "node:fs";
+import { closeSync, openSync, readFileSync, readSync, renameSync, truncateSync, utimesSync, writeFileSync, writeSync } from "node:fs";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { recoverSet, runMirror } from "../../agent/operations.ts";
@@ -14,7 +14,7 @@ import { blockDataPrefix, volumeStateKey } from "../../contract/layout.ts";
 import { BLOCK_SIZE } from "../../contract/wire.ts";
 import { readSnapshot } from "../../lambdas/tasks/snapshots.ts";
 import { eventually } from "../support/local-cloud.ts";
-import { VOLUME_SET as SET, volumeHarness, type VolumeHarness } from "../support/volume-harness.ts";
+import { canUseLoopDevices, VOLUME_SET as SET, volumeHarness, type VolumeHarness } from "../support/volume-harness.ts";
 
 /** An image of `blocks` blocks: random ones, and every third one zeros. */
 function imageOf(blocks: number, tail = 0): Buffer {
@@ -174,6 +174,30 @@ describe("volume sets, watched", () => {
       await h.agent.stop();
       const snapshot = await h.marker();
       expect((await restored(h, String(snapshot.outputs.snapshotId))).equals(replacement)).toBe(true);
+    } finally {
+      await h.close();
+    }
+  });
+});
+
+describe.skipIf(!canUseLoopDevices())("a block device as a volume set", () => {
+  it("reads the device's size from sysfs, journals its blocks, and restores byte for byte", async () => {
+    const image = imageOf(8);
+    const h = volumeHarness(image, undefined, undefined, { loopDevice: true });
+    try {
+      expect(h.image).toMatch(/^\/dev\/loop\d+$/);
+      await h.agent.start();
+      await h.agent.drain(SET);
+      writeAt(h.image, 3 * BLOCK_SIZE, randomBytes(4096));
+      // A device's writes do not move its mtime: every scan reads it all.
+      expect(await volumeScan(h.journal, h.spec)).toMatchObject({ entries: 8, changes: 1 });
+      await h.agent.drain(SET);
+      const snapshot = await h.marker();
+      const device = Buffer.alloc(image.length);
+      const fd = openSync(h.image, "r");
+      readSync(fd, device, 0, device.length, 0);
+      closeSync(fd);
+      expect((await restored(h, String(snapshot.outputs.snapshotId))).equals(device)).toBe(true);
     } finally {
       await h.close();
     }
