@@ -11,7 +11,9 @@ import { recoverSet, runMirror } from "../../agent/operations.ts";
 import { restoreVolumeSnapshot } from "../../agent/restore-volume.ts";
 import { volumeScan } from "../../agent/volume.ts";
 import { blockDataPrefix, volumeStateKey } from "../../contract/layout.ts";
-import { BLOCK_SIZE } from "../../contract/wire.ts";
+import { BLOCK_SIZE, encodeInline, zeroBlockSha256 } from "../../contract/wire.ts";
+import { Applier } from "../../lambdas/applier/applier.ts";
+import { MemoryStore } from "../../lambdas/store/memory-store.ts";
 import { readSnapshot } from "../../lambdas/tasks/snapshots.ts";
 import { eventually } from "../support/local-cloud.ts";
 import { canUseLoopDevices, VOLUME_SET as SET, volumeHarness, type VolumeHarness } from "../support/volume-harness.ts";
@@ -201,5 +203,26 @@ describe.skipIf(!canUseLoopDevices())("a block device as a volume set", () => {
     } finally {
       await h.close();
     }
+  });
+});
+
+describe("block records the applier refuses", () => {
+  const block = (extra: Record<string, unknown>) => ({ seq: 1, op: "block", index: 0, volumeSize: 2 * BLOCK_SIZE, sha256: "0".repeat(64), content: { kind: "zero" }, ...extra });
+  const body = (records: unknown[]) => JSON.stringify({ v: 1, set: SET, records });
+
+  it.each([
+    ["a block past the volume's end", block({ index: 2 }), /block 2 is past the end of a 1048576-byte volume/],
+    ["a zero block whose hash is not that of zeros", block({}), /a zero block's sha256 must be that of zeros/],
+    ["content that does not match its hash", block({ sha256: "a".repeat(64), content: encodeInline(randomBytes(1000), "none") }), /content of block 0 \(seq 1\) does not match its size and sha256/],
+    ["staged content that is not there", block({ sha256: "a".repeat(64), content: { kind: "staged" } }), /staged content of block 0 \(seq 1\) is missing/],
+    ["a volume over 64 TiB", block({ volumeSize: 65 * 1024 ** 4 }), /volumeSize/],
+  ])("refuses %s, writing nothing", async (_what, record, reason) => {
+    const store = new MemoryStore();
+    const applier = new Applier({ store, log: () => {} });
+    const good = { ...block({ index: 1, sha256: zeroBlockSha256(BLOCK_SIZE) }), seq: 2 };
+    const outcome = await applier.applyMessage({ messageId: "m", groupId: SET, body: body([record, good]) });
+    expect(outcome.kind).toBe("rejected");
+    if (outcome.kind === "rejected") expect(outcome.error).toMatch(reason);
+    expect([...store.objects.keys()].filter((k) => !k.startsWith("state/"))).toEqual([]);
   });
 });
