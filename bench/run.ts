@@ -2,7 +2,7 @@
 // BENCHMARKS.md with the machine, the exact command and the medians.
 //
 //   npm run bench                       every scenario, 3 runs each, full size
-//   npm run bench -- --only delta       one scenario (initial, delta, steady, marker, memory, applier)
+//   npm run bench -- --only delta       one scenario (initial, delta, steady, marker, memory, applier, cost)
 //   npm run bench -- --scale 0.1        smaller trees, for a quick look (not for BENCHMARKS.md)
 //   npm run bench -- --rewrite          run nothing; write BENCHMARKS.md from the kept results and notes
 
@@ -10,6 +10,7 @@ import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { z } from "zod";
 import { table } from "../agent/format.ts";
+import { costModel } from "./cost.ts";
 import { agentMemory, applierThroughput, deltaChange, initialMirror, markerLatency, steadyLoad } from "./scenarios.ts";
 import { machine, type Result } from "./support.ts";
 
@@ -37,6 +38,7 @@ const scenarios: [string, () => Promise<Result[]>][] = [
   ["marker", () => markerLatency(runs, scale)],
   ["memory", () => agentMemory(scale)],
   ["applier", () => applierThroughput(runs)],
+  ["cost", () => costModel(scale)],
 ];
 
 /** bench/results.json: each scenario's latest rows, with how and where they were measured. */
