@@ -59,8 +59,9 @@ async function caughtUp(cloud: BenchCloud, agent: RunningAgent, set: string, tim
   );
 }
 
-function smallTree(root: string, files: number, large: number): number {
-  let bytes = 0;
+/** Writes the initial mirror's tree; returns the set paths of its files. */
+function smallTree(root: string, files: number, large: number): string[] {
+  const paths: string[] = [];
   for (let i = 0; i < files; i++) {
     const dir = join(root, `d${Math.floor(i / 100)}`);
     if (i % 100 === 0) mkdirSync(dir, { recursive: true });
@@ -68,13 +69,13 @@ function smallTree(root: string, files: number, large: number): number {
     // Half compressible text, half random: real trees hold both.
     const content = i % 2 === 0 ? Buffer.from(`line ${i} of a text file\n`.repeat(Math.ceil(size / 24))).subarray(0, size) : randomBytes(size);
     writeFileSync(join(dir, `f${i}.dat`), content);
-    bytes += size;
+    paths.push(`d${Math.floor(i / 100)}/f${i}.dat`);
   }
   for (let i = 0; i < large; i++) {
     writeFileSync(join(root, `large-${i}.bin`), randomBytes(8 * MiB));
-    bytes += 8 * MiB;
+    paths.push(`large-${i}.bin`);
   }
-  return bytes;
+  return paths;
 }
 
 export async function initialMirror(runs: number, scale: number): Promise<Result[]> {
@@ -84,16 +85,18 @@ export async function initialMirror(runs: number, scale: number): Promise<Result
   for (let run = 0; run < runs; run++) {
     const dir = await workDir();
     const tree = join(dir, "tree");
-    smallTree(tree, files, 5);
+    const paths = smallTree(tree, files, 5);
     const cloud = await startBenchCloud();
     const proxy = await countingProxy(cloud.endpoint);
     try {
+      // `tidemark run` as a process of its own, as rclone is: on a source host the agent never shares a thread with the target.
       const started = performance.now();
-      const agent = await agentOn(cloud, proxy, dir, tree, "initial");
-      await caughtUp(cloud, agent, "initial", 600_000);
+      const agent = await agentProcess(agentConfig(cloud, proxy, dir, tree, "initial"));
+      await until(() => paths.every((path) => cloud.appliedAt.has(`initial:${path}`)), 600_000, "every file to reach the target");
       times.tidemark.push(performance.now() - started);
       requests.tidemark.push(proxy.counts.requests);
-      await agent.stop();
+      agent.kill("SIGINT");
+      await new Promise((resolve) => agent.once("exit", resolve));
 
       proxy.reset();
       times.rclone.push(await rclone(["copy", tree, `bench:${cloud.bucket}/rclone`, "--transfers", "4", "--checkers", "8"], proxy.endpoint));
