@@ -102,7 +102,10 @@ export class VolumeMap {
     else page.set(index, sha256);
     if (previous !== sha256) {
       this.#dirty.add(pageOf(index));
-      if (previous !== undefined) this.#state.replaced += 1;
+      if (previous !== undefined) {
+        this.#state.replaced += 1;
+        this.#stateDirty = true;
+      }
     }
     return previous;
   }
@@ -135,6 +138,7 @@ export class VolumeMap {
       const page = await this.#page(number);
       if (page.size === 0) continue;
       this.#state.replaced += page.size;
+      this.#stateDirty = true;
       page.clear();
       this.#dirty.add(number);
     }

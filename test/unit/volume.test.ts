@@ -10,10 +10,11 @@ import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { recoverSet, runMirror } from "../../agent/operations.ts";
 import { restoreVolumeSnapshot } from "../../agent/restore-volume.ts";
 import { volumeScan } from "../../agent/volume.ts";
-import { blockDataPrefix, volumeStateKey } from "../../contract/layout.ts";
+import { blockDataKey, blockDataPrefix, volumeStateKey } from "../../contract/layout.ts";
 import { BLOCK_SIZE, encodeInline, zeroBlockSha256 } from "../../contract/wire.ts";
 import { Applier } from "../../lambdas/applier/applier.ts";
 import { MemoryStore } from "../../lambdas/store/memory-store.ts";
+import { VolumeMap } from "../../lambdas/volumes/block-map.ts";
 import { readSnapshot } from "../../lambdas/tasks/snapshots.ts";
 import { eventually } from "../support/local-cloud.ts";
 import { canUseLoopDevices, VOLUME_SET as SET, volumeHarness, type VolumeHarness } from "../support/volume-harness.ts";
@@ -224,5 +225,33 @@ describe("block records the applier refuses", () => {
     expect(outcome.kind).toBe("rejected");
     if (outcome.kind === "rejected") expect(outcome.error).toMatch(reason);
     expect([...store.objects.keys()].filter((k) => !k.startsWith("state/"))).toEqual([]);
+  });
+});
+
+describe("the block map", () => {
+  it("counts replaced content across messages, until a sweep is due, and a sweep keeps what the map names", async () => {
+    const store = new MemoryStore();
+    const sha = (n: number) => n.toString(16).padStart(64, "0");
+    const size = 100 * BLOCK_SIZE;
+    for (let round = 0; round < 12; round++) {
+      // One message's worth: 100 blocks rewritten, each with content of its own.
+      const map = await VolumeMap.open(store, SET);
+      for (let index = 0; index < 100; index++) {
+        const hash = sha(round * 1000 + index + 1);
+        await store.put(blockDataKey(SET, hash), Buffer.from("x"), {});
+        await map.write(index, hash, size);
+      }
+      await map.flush();
+      // 1,024 replaced contents make a sweep worth its listing.
+      expect(map.sweepDue).toBe(round * 100 >= 1024);
+    }
+    const map = await VolumeMap.open(store, SET);
+    expect(map.state.replaced).toBe(1100);
+    const kept = sha(5000 + 7);
+    const swept = await map.sweep(new Set([kept]));
+    // 1,200 contents written: the 100 the map names now and the one a kept snapshot names stay.
+    expect(swept.deleted).toBe(1099);
+    expect((await VolumeMap.open(store, SET)).state.replaced).toBe(0);
+    expect(store.objects.has(blockDataKey(SET, kept))).toBe(true);
   });
 });
