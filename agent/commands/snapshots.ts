@@ -3,7 +3,8 @@
 
 import { resolve } from "node:path";
 import type { PruneReport, SnapshotSummary } from "../../contract/tasks.ts";
-import { listSnapshots, readSnapshot } from "../../lambdas/tasks/snapshots.ts";
+import type { TargetStore } from "../../lambdas/store/store.ts";
+import { listSnapshots, readSnapshot, SnapshotError } from "../../lambdas/tasks/snapshots.ts";
 import { configPath, loadConfig } from "../config.ts";
 import { formatBytes, table } from "../format.ts";
 import { runPrune, type Progress } from "../operations.ts";
@@ -96,15 +97,12 @@ Examples:
     const json = values.json === true;
     const view = json ? undefined : createProgressView({ tty: process.stderr.isTTY === true, write: (text) => process.stderr.write(text) });
     const options = { force: values.force === true, ...(view ? { onProgress: (p: Progress) => view.update(p) } : {}) };
-    if (isEbsSnapshotId(id)) {
-      const ebsResult = await withEbsClient(config, (ebs) => restoreEbsSnapshot(ebs, id, resolve(to), options)).finally(() => view?.done());
-      printVolumeRestore(set, ebsResult, json);
-      return 0;
-    }
     const result = await withTargetStore(config, async (store) => {
-      const summary = id === "latest" ? (await listSnapshots(store, set)).at(-1) : await readSnapshot(store, set, id);
-      if (!summary) throw new UsageError(`set "${set}" has no snapshots to restore`);
+      // A tidemark snapshot first; an id that names none and looks like EBS's is read back from EBS.
+      const summary = id === "latest" ? (await listSnapshots(store, set)).at(-1) : await findSnapshot(store, set, id);
       try {
+        if (!summary && isEbsSnapshotId(id)) return await withEbsClient(config, (ebs) => restoreEbsSnapshot(ebs, id, resolve(to), options));
+        if (!summary) throw new UsageError(`set "${set}" has no snapshots to restore`);
         if (summary.volume) return await restoreVolumeSnapshot(store, summary, resolve(to), options);
         return await restoreSnapshot(store, summary, resolve(to), options);
       } finally {
@@ -121,6 +119,16 @@ Examples:
     return 0;
   },
 };
+
+/** The snapshot with this id; undefined when there is none and the id may be an EBS snapshot's. */
+async function findSnapshot(store: TargetStore, set: string, id: string): Promise<SnapshotSummary | undefined> {
+  try {
+    return await readSnapshot(store, set, id);
+  } catch (error) {
+    if (error instanceof SnapshotError && isEbsSnapshotId(id)) return undefined;
+    throw error;
+  }
+}
 
 function printVolumeRestore(set: string, result: VolumeRestoreResult, json: boolean): void {
   if (json) process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);

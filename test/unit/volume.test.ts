@@ -8,7 +8,7 @@ import { closeSync, openSync, readFileSync, readSync, renameSync, truncateSync, 
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { recoverSet, runMirror } from "../../agent/operations.ts";
-import { restoreVolumeSnapshot } from "../../agent/restore-volume.ts";
+import { isEbsSnapshotId, restoreVolumeSnapshot } from "../../agent/restore-volume.ts";
 import { volumeScan } from "../../agent/volume.ts";
 import { blockDataKey, blockDataPrefix, volumeStateKey } from "../../contract/layout.ts";
 import { BLOCK_SIZE, encodeInline, zeroBlockSha256 } from "../../contract/wire.ts";
@@ -254,4 +254,11 @@ describe("the block map", () => {
     expect((await VolumeMap.open(store, SET)).state.replaced).toBe(0);
     expect(store.objects.has(blockDataKey(SET, kept))).toBe(true);
   });
+});
+
+it("tells EBS snapshot ids from tidemark's", () => {
+  expect(isEbsSnapshotId("snap-0123456789abcdef0")).toBe(true);
+  expect(isEbsSnapshotId("snap-1234abcd")).toBe(true);
+  expect(isEbsSnapshotId("snap-20261125T045307Z-9a2480")).toBe(false);
+  expect(isEbsSnapshotId("snap-sqs-1234")).toBe(false);
 });
