@@ -86,7 +86,7 @@ export async function initialMirror(runs: number, scale: number): Promise<Result
     const dir = await workDir();
     const tree = join(dir, "tree");
     const paths = smallTree(tree, files, 5);
-    const cloud = await startBenchCloud();
+    const cloud = await startBenchCloud({ separateEmulator: true });
     const proxy = await countingProxy(cloud.endpoint);
     try {
       // `tidemark run` as a process of its own, as rclone is: on a source host the agent never shares a thread with the target.

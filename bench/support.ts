@@ -5,6 +5,7 @@
 import { spawn } from "node:child_process";
 import { createServer, request, type Server } from "node:http";
 import { cpus, totalmem } from "node:os";
+import { fileURLToPath } from "node:url";
 import type { S3Store } from "../lambdas/store/s3-store.ts";
 import { REGION, startTestCloud } from "../test/support/local-cloud.ts";
 
@@ -61,10 +62,38 @@ export interface BenchCloud {
   stop(): Promise<void>;
 }
 
-/** The tests' local cloud, recording when each entry reached the target. */
-export async function startBenchCloud(): Promise<BenchCloud> {
+/** The emulator in a process of its own; resolves with its endpoint and a way to stop it. */
+async function emulatorProcess(): Promise<{ endpoint: string; stop(): Promise<void> }> {
+  const child = spawn(process.execPath, [fileURLToPath(new URL("./emulator-process.ts", import.meta.url))], { stdio: ["ignore", "pipe", "inherit"] });
+  const endpoint = await new Promise<string>((resolve, reject) => {
+    let out = "";
+    child.stdout.on("data", (chunk: Buffer) => {
+      out += chunk.toString();
+      const line = out.split("\n")[0];
+      if (out.includes("\n") && line) resolve((JSON.parse(line) as { endpoint: string }).endpoint);
+    });
+    child.once("exit", (code) => reject(new Error(`the emulator process exited with ${code}`)));
+  });
+  return {
+    endpoint,
+    stop: () =>
+      new Promise<void>((resolve) => {
+        child.once("exit", () => resolve());
+        child.kill("SIGTERM");
+      }),
+  };
+}
+
+/**
+ * The tests' local cloud, recording when each entry reached the target. With
+ * `separateEmulator`, the emulator runs in a process of its own, so the
+ * applier does not share its thread (as on AWS).
+ */
+export async function startBenchCloud(options: { separateEmulator?: boolean } = {}): Promise<BenchCloud> {
   const appliedAt = new Map<string, number>();
+  const emulator = options.separateEmulator ? await emulatorProcess() : undefined;
   const cloud = await startTestCloud({
+    ...(emulator ? { emulatorEndpoint: emulator.endpoint } : {}),
     visibilityTimeoutSeconds: 30,
     onApplied: (set, record) => {
       if ("path" in record) appliedAt.set(`${set}:${record.path}`, Date.now());
@@ -77,7 +106,10 @@ export async function startBenchCloud(): Promise<BenchCloud> {
     store: cloud.store,
     appliedAt,
     appliedRecords: (set) => cloud.applied.get(set)?.length ?? 0,
-    stop: () => cloud.stop(),
+    async stop() {
+      await cloud.stop();
+      await emulator?.stop();
+    },
   };
 }
 

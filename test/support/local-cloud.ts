@@ -36,11 +36,15 @@ export async function startTestCloud(
     port?: number;
     dataDir?: string;
     onApplied?: (set: string, record: WireRecord) => void;
+    /** An emulator already running (in a process of its own) instead of one in this process. */
+    emulatorEndpoint?: string;
     /** The target's task settings; a function gets the cloud's store (an ebs-snapshot action reads blocks from it). */
     tasks?: TaskSettings | ((store: S3Store) => TaskSettings);
   } = {},
 ): Promise<TestCloud> {
-  const emulator = await startEmulator({ port: options.port ?? 0, ...(options.dataDir ? { dataDir: options.dataDir } : {}) });
+  const emulator = options.emulatorEndpoint
+    ? { endpoint: options.emulatorEndpoint, stop: async () => undefined }
+    : await startEmulator({ port: options.port ?? 0, ...(options.dataDir ? { dataDir: options.dataDir } : {}) });
   const target = await ensureTargetResources({
     endpoint: emulator.endpoint,
     region: REGION,
