@@ -64,7 +64,9 @@ export interface BenchCloud {
 
 /** The emulator in a process of its own; resolves with its endpoint and a way to stop it. */
 async function emulatorProcess(): Promise<{ endpoint: string; stop(): Promise<void> }> {
-  const child = spawn(process.execPath, [fileURLToPath(new URL("./emulator-process.ts", import.meta.url))], { stdio: ["ignore", "pipe", "inherit"] });
+  // BENCH_EMULATOR_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof" profiles the emulator during a scenario.
+  const extra = (process.env.BENCH_EMULATOR_ARGS ?? "").split(" ").filter(Boolean);
+  const child = spawn(process.execPath, [...extra, fileURLToPath(new URL("./emulator-process.ts", import.meta.url))], { stdio: ["ignore", "pipe", "inherit"] });
   const endpoint = await new Promise<string>((resolve, reject) => {
     let out = "";
     child.stdout.on("data", (chunk: Buffer) => {
