@@ -8,7 +8,6 @@
 import { randomBytes } from "node:crypto";
 import { mkdirSync, openSync, closeSync, writeSync, writeFileSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
-import { createServer, request, type Server } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { EBSClient } from "@aws-sdk/client-ebs";
@@ -25,7 +24,7 @@ import { LocalPoller } from "../lambdas/local/poller.ts";
 import { S3Store } from "../lambdas/store/s3-store.ts";
 import { EbsSnapshotAction } from "../lambdas/volumes/ebs-snapshot.ts";
 import { startFakeEbs } from "../test/support/ebs-fake.ts";
-import { REGION, until, type Result } from "./support.ts";
+import { countingProxy, REGION, until, type Result } from "./support.ts";
 
 /** us-east-1 list prices used by the model (USD). */
 export const PRICES = {
@@ -47,35 +46,21 @@ type Tally = Map<string, number>;
 
 /** A proxy in front of the emulator that counts what goes through it, by kind, and SQS's 64 KiB payload chunks. */
 async function tallyingProxy(target: string): Promise<{ endpoint: string; tally: Tally; close(): Promise<void> }> {
-  const { hostname, port } = new URL(target);
   const tally: Tally = new Map();
   const add = (kind: string, n = 1) => tally.set(kind, (tally.get(kind) ?? 0) + n);
-  const server: Server = createServer((req, res) => {
+  const proxy = await countingProxy(target, (req, bytes) => {
     const sqsAction = req.headers["x-amz-target"];
-    let bytes = 0;
-    req.on("data", (chunk: Buffer) => (bytes += chunk.length));
-    req.on("end", () => {
-      if (typeof sqsAction === "string") {
-        const action = sqsAction.replace(/^AmazonSQS\./, "");
-        add(`SQS ${action}`);
-        // Billed per 64 KiB chunk of the request.
-        add("SQS billed requests", Math.max(1, Math.ceil(bytes / 65_536)));
-      } else {
-        const url = new URL(req.url ?? "/", "http://x");
-        const kind = req.headers["x-amz-copy-source"] ? "COPY" : req.method === "GET" && url.searchParams.has("list-type") ? "LIST" : (req.method ?? "?");
-        add(`S3 ${kind}`);
-      }
-    });
-    const upstream = request({ hostname, port, method: req.method, path: req.url, headers: req.headers }, (reply) => {
-      res.writeHead(reply.statusCode ?? 502, reply.headers);
-      reply.pipe(res);
-    });
-    upstream.on("error", () => res.destroy());
-    req.pipe(upstream);
+    if (typeof sqsAction === "string") {
+      add(`SQS ${sqsAction.replace(/^AmazonSQS\./, "")}`);
+      // Billed per 64 KiB chunk of the request.
+      add("SQS billed requests", Math.max(1, Math.ceil(bytes / 65_536)));
+      return;
+    }
+    const url = new URL(req.url ?? "/", "http://x");
+    const kind = req.headers["x-amz-copy-source"] ? "COPY" : req.method === "GET" && url.searchParams.has("list-type") ? "LIST" : (req.method ?? "?");
+    add(`S3 ${kind}`);
   });
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const address = server.address() as { port: number };
-  return { endpoint: `http://127.0.0.1:${address.port}`, tally, close: () => new Promise((resolve) => server.close(() => resolve())) };
+  return { endpoint: proxy.endpoint, tally, close: () => proxy.close() };
 }
 
 interface Measured {

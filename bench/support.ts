@@ -3,7 +3,7 @@
 // the source side's requests, rclone pointed at the same proxy, and stats.
 
 import { spawn } from "node:child_process";
-import { createServer, request, type Server } from "node:http";
+import { createServer, request, type IncomingMessage, type Server } from "node:http";
 import { cpus, totalmem } from "node:os";
 import { fileURLToPath } from "node:url";
 import type { S3Store } from "../lambdas/store/s3-store.ts";
@@ -24,13 +24,18 @@ export interface CountingProxy {
   close(): Promise<void>;
 }
 
-/** An HTTP proxy that counts what a client sends to the emulator. */
-export async function countingProxy(target: string): Promise<CountingProxy> {
+/** An HTTP proxy that counts what a client sends to the emulator; `observe` sees each request once its body is in, with the body's size. */
+export async function countingProxy(target: string, observe?: (req: IncomingMessage, bytes: number) => void): Promise<CountingProxy> {
   const { hostname, port } = new URL(target);
   const counts: Counts = { requests: 0, bytes: 0 };
   const server: Server = createServer((req, res) => {
     counts.requests += 1;
-    req.on("data", (chunk: Buffer) => (counts.bytes += chunk.length));
+    let bytes = 0;
+    req.on("data", (chunk: Buffer) => {
+      counts.bytes += chunk.length;
+      bytes += chunk.length;
+    });
+    req.on("end", () => observe?.(req, bytes));
     const upstream = request({ hostname, port, method: req.method, path: req.url, headers: req.headers }, (reply) => {
       res.writeHead(reply.statusCode ?? 502, reply.headers);
       reply.pipe(res);

@@ -199,13 +199,14 @@ describe("an EBS snapshot larger than one invocation", () => {
   };
 
   it("stops near the deadline, comes back at once, and finishes the same snapshot without uploading a block twice", async () => {
-    ebs.beforePut = () => new Promise((resolve) => setTimeout(resolve, 100));
+    // A round of 32 blocks, 8 at a time, takes at least 4 × 150 ms: the deadline passes during the first one.
+    ebs.beforePut = () => new Promise((resolve) => setTimeout(resolve, 150));
     const released: string[] = [];
     const handler = createHandler(new Applier({ store, log: () => {}, tasks: ebsTasks(store) }), () => {}, undefined, async (record) => {
       released.push(record.messageId);
     });
-    // 10 s of the invocation are kept for writing results: 200 ms are left for the upload.
-    const deadline = Date.now() + 10_200;
+    // 10 s of the invocation are kept for writing results: 500 ms are left for the snapshot and the upload.
+    const deadline = Date.now() + 10_500;
     const first = await handler({ Records: records }, lambdaContext(() => deadline - Date.now()));
     const ids = records.map((r) => r.messageId);
     expect(first.batchItemFailures.map((f) => f.itemIdentifier)).toEqual(ids.slice(ids.length - first.batchItemFailures.length));
@@ -229,21 +230,28 @@ describe("an EBS snapshot larger than one invocation", () => {
   });
 
   it("finishes the same snapshot, with the right content, after the applier was killed mid-upload", async () => {
-    let hung = 0;
-    ebs.beforePut = () => (putCount() >= 10 ? new Promise<void>(() => (hung += 1)) : undefined);
+    // The dead applier's own client: once its Lambda is frozen, nothing it sends goes out any more.
+    const deadClient = new EBSClient(clientConfig({ region: "us-east-1", endpoint: ebs.endpoint }));
+    let frozen = false;
+    deadClient.middlewareStack.add((next) => async (args) => (frozen ? new Promise<never>(() => undefined) : next(args)), { step: "initialize", name: "frozenLambda" });
+    ebs.beforePut = () => {
+      if (putCount() >= 10) frozen = true;
+    };
     const marker = records.find((r) => r.body.includes('"op":"task"'));
     if (!marker) throw new Error("no message holds the marker");
-    const dead = new Applier({ store, log: () => {}, tasks: ebsTasks(store) });
-    // This applier never finishes: the Lambda running it timed out and was frozen.
+    const dead = new Applier({ store, log: () => {}, tasks: { actions: { "ebs-snapshot": new EbsSnapshotAction(deadClient, store) } } });
     void dead.applyMessage({ messageId: marker.messageId, groupId: SET, body: marker.body }).catch(() => undefined);
     const until = Date.now() + 10_000;
-    while (hung === 0 && Date.now() < until) await new Promise((resolve) => setTimeout(resolve, 10));
-    expect(hung).toBeGreaterThan(0);
-
+    while (!frozen && Date.now() < until) await new Promise((resolve) => setTimeout(resolve, 10));
+    expect(frozen).toBe(true);
+    // Requests already on the wire when it froze land; then the invocation's time is up.
+    await new Promise((resolve) => setTimeout(resolve, 200));
     ebs.beforePut = undefined;
+
     const successor = new Applier({ store, log: () => {}, tasks: ebsTasks(store) });
     for (const record of records) await successor.applyMessage({ messageId: record.messageId, groupId: SET, body: record.body });
     await expectComplete();
     expect(await readTaskResult(store, SET, taskId)).toMatchObject({ attempts: 2 });
+    deadClient.destroy();
   });
 });
