@@ -86,6 +86,12 @@ export class EbsSnapshotAction implements ActionRunner {
     this.#settings = settings;
   }
 
+  /** How the first snapshot of a chain is encrypted. */
+  #encryption(): { Encrypted?: boolean; KmsKeyArn?: string } {
+    if (this.#settings.kmsKeyArn) return { Encrypted: true, KmsKeyArn: this.#settings.kmsKeyArn };
+    return this.#settings.encrypted !== undefined ? { Encrypted: this.#settings.encrypted } : {};
+  }
+
   /** The block (padded to BLOCK_SIZE) EBS gets for a changed block. */
   async #blockData(set: string, block: ChangedBlock): Promise<Buffer> {
     if (!block.entry) return ZERO_BLOCK;
@@ -132,8 +138,8 @@ export class EbsSnapshotAction implements ActionRunner {
             { Key: "tidemark:task", Value: taskId },
             ...(context.label ? [{ Key: "tidemark:label", Value: context.label.slice(0, 256) }] : []),
           ],
-          ...(this.#settings.kmsKeyArn ? { KmsKeyArn: this.#settings.kmsKeyArn, Encrypted: true } : {}),
-          ...(this.#settings.encrypted !== undefined && !this.#settings.kmsKeyArn ? { Encrypted: this.#settings.encrypted } : {}),
+          // A child inherits its parent's encryption: EBS refuses Encrypted beside ParentSnapshotId.
+          ...(parent ? {} : this.#encryption()),
           Timeout: PENDING_TIMEOUT_MINUTES,
         }),
         { abortSignal: signal },

@@ -1,24 +1,30 @@
-// A protocol-level fake of the EBS direct APIs (REST-JSON, as
-// @aws-sdk/client-ebs speaks it) on 127.0.0.1. It checks what real EBS checks
-// of a writer: 512 KiB blocks with their SHA-256, a completed parent, the
-// count of changed blocks and the LINEAR aggregate checksum at completion,
-// and block tokens on reads. Refusals are recorded, so a test can assert that
-// the product sent nothing wrong. With `dir` its snapshots persist on disk
-// (what `tidemark local` uses).
+// A protocol-level fake of the EBS direct APIs, spoken as @aws-sdk/client-ebs
+// speaks them (REST-JSON, SigV4-signed) on 127.0.0.1. No emulator covers these
+// APIs and this fake is what proves the product's requests right, so it checks
+// what real EBS checks: the Smithy model's constraints, 512 KiB blocks with
+// their SHA-256, a completed parent and no encryption settings beside it, the
+// changed-block count and LINEAR aggregate at completion, block and page
+// tokens on reads, and the pending snapshot's Timeout. Every refusal is
+// recorded with why. With `dir` the snapshots persist (`tidemark local`).
 
-import { createHash, randomBytes } from "node:crypto";
-import { mkdirSync, readdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import { createHash, randomBytes, randomUUID } from "node:crypto";
+import { appendFileSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
-import type { AddressInfo, Socket } from "node:net";
 import { join } from "node:path";
 
 export const EBS_BLOCK_SIZE = 512 * 1024;
-const BLOCKS_PER_GIB = 2048;
+const BLOCKS_PER_GIB = (1024 * 1024 * 1024) / EBS_BLOCK_SIZE;
+const MAX_VOLUME_GIB = 65_536;
+const OWNER_ID = "000000000000";
+const DEFAULT_TIMEOUT_MINUTES = 60;
+const SNAPSHOT_ID = /^snap-[0-9a-f]+$/;
+const BASE64 = /^[A-Za-z0-9+/=]+$/;
+const KMS_KEY_ARN = /^arn:aws[a-z-]*:kms:.*:[0-9]{12}:key\//;
 
 export interface FakeEbsOptions {
-  /** Where snapshots persist (metadata as JSON, blocks as files); in memory when absent. */
+  /** Where snapshots persist (one JSON file per snapshot + block files); in memory when absent. */
   readonly dir?: string;
-  /** @default 0: any free port */
+  /** Port; 0 = any free one. @default 0 */
   readonly port?: number;
 }
 
@@ -30,71 +36,271 @@ export interface FakeEbsSnapshot {
   readonly parentId?: string;
   readonly clientToken?: string;
   readonly tags: Record<string, string>;
-  readonly description?: string;
+  /** The key named at the start, or the parent's. */
   readonly kmsKeyArn?: string;
-  readonly encrypted?: boolean;
+  /** Asked for at the start, or inherited from the parent. */
+  readonly encrypted: boolean;
+  readonly description?: string;
   readonly startTime: Date;
+  /** Minutes a pending snapshot may go without a block put before EBS cancels it (StartSnapshot's Timeout). */
+  readonly timeout: number;
+  /** The start, or the last block put: the pending Timeout counts from here. */
+  lastWriteTime: Date;
   changedBlocksCount?: number;
   /** Block index -> SHA-256 (base64) of the blocks put in this snapshot itself (not its ancestors). */
   readonly putBlocks: Map<number, string>;
 }
 
 export interface FakeEbs {
+  /** http://127.0.0.1:<port> */
   readonly endpoint: string;
   readonly snapshots: Map<string, FakeEbsSnapshot>;
-  /** Requests the fake refused, with why. */
+  /** Requests the fake refused, with why (a test asserts this stays empty when the client is correct). */
   readonly refused: string[];
-  /** Calls by API name. */
+  /** Counts of calls by API name (StartSnapshot, PutSnapshotBlock, ...). */
   readonly calls: Map<string, number>;
-  /** Runs before each PutSnapshotBlock is stored: a promise that never settles hangs the call (a Lambda frozen mid-upload), a throw answers 500. */
+  /** Test hook: called before each PutSnapshotBlock is stored; a promise that never settles hangs the call (a Lambda frozen mid-upload), a throw answers 500. */
   beforePut?: (snapshotId: string, blockIndex: number) => Promise<void> | void;
-  /** A snapshot's block, resolved through its parent chain; undefined when no snapshot of the chain wrote it (it reads as zeros). */
+  /** The full content of a snapshot's block, resolved through its parent chain; undefined when no snapshot of the chain wrote it (it reads as zeros). */
   readBlock(snapshotId: string, blockIndex: number): Buffer | undefined;
   stop(): Promise<void>;
 }
 
+type ErrorType = "ValidationException" | "ResourceNotFoundException" | "ConflictException" | "AccessDeniedException" | "InternalServerException" | "UnknownOperationException";
+
+/** An error answer as EBS gives it: the type in x-amzn-ErrorType, Message and Reason in the body. */
 class ApiError extends Error {
   readonly status: number;
-  readonly type: string;
-  constructor(status: number, type: string, message: string) {
+  readonly type: ErrorType;
+  readonly reason: string | undefined;
+  constructor(status: number, type: ErrorType, message: string, reason?: string) {
     super(message);
     this.status = status;
     this.type = type;
+    this.reason = reason;
   }
 }
 
-const validation = (message: string) => new ApiError(400, "ValidationException", message);
-const notFound = (message: string) => new ApiError(404, "ResourceNotFoundException", message);
+/** A failure the test asked for through beforePut: answered as a 500, but the client did nothing wrong. */
+class InjectedFailure extends ApiError {}
+
+/** The client went away mid-request: nothing to answer, nothing it did wrong. */
+class ClientGone extends Error {}
+
+const invalid = (reason: string, message: string) => new ApiError(400, "ValidationException", message, reason);
+const notFound = (id: string) => new ApiError(404, "ResourceNotFoundException", `snapshot ${id} does not exist`, "SNAPSHOT_NOT_FOUND");
+
+const sha256 = (bytes: Uint8Array) => createHash("sha256").update(bytes).digest();
+
+/** LINEAR: the SHA-256 of the blocks' raw SHA-256 digests, concatenated in ascending block index order. */
+function linearAggregate(blocks: Map<number, string>): string {
+  const digests = [...blocks.entries()].sort((a, b) => a[0] - b[0]).map(([, checksum]) => Buffer.from(checksum, "base64"));
+  return sha256(Buffer.concat(digests)).toString("base64");
+}
+
+// ---- reading requests
 
 function readBody(req: IncomingMessage): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     req.on("data", (chunk: Buffer) => chunks.push(chunk));
     req.on("end", () => resolve(Buffer.concat(chunks)));
-    req.on("error", reject);
+    req.on("error", () => reject(new ClientGone()));
+    req.on("close", () => {
+      if (!req.complete) reject(new ClientGone());
+    });
   });
 }
 
-const sha256 = (bytes: Uint8Array) => createHash("sha256").update(bytes).digest();
-
-interface StoredSnapshot {
-  id: string;
-  status: FakeEbsSnapshot["status"];
-  volumeSize: number;
-  parentId?: string;
-  clientToken?: string;
-  tags: Record<string, string>;
-  description?: string;
-  kmsKeyArn?: string;
-  encrypted?: boolean;
-  startTime: string;
-  changedBlocksCount?: number;
-  putBlocks: [number, string][];
+function header(req: IncomingMessage, name: string): string | undefined {
+  const value = req.headers[name.toLowerCase()];
+  return Array.isArray(value) ? value[0] : value;
 }
 
-/** Snapshots and blocks, in memory and (with a dir) on disk. */
+/** A header, query or label that holds an integer (the SDK writes them in decimal). */
+function integerText(text: string | null | undefined, what: string): number | undefined {
+  if (text === undefined || text === null) return undefined;
+  if (!/^-?\d+$/.test(text)) throw invalid("INVALID_PARAMETER_VALUE", `${what} must be an integer, got "${text}"`);
+  return Number(text);
+}
+
+function inRange(value: number | undefined, min: number, max: number, what: string, reason = "INVALID_PARAMETER_VALUE"): void {
+  if (value !== undefined && (value < min || value > max)) throw invalid(reason, `${what} must be ${min} to ${max}, got ${value}`);
+}
+
+function jsonObject(body: Buffer): Record<string, unknown> {
+  let value: unknown;
+  try {
+    value = body.length === 0 ? {} : JSON.parse(body.toString("utf8"));
+  } catch {
+    throw invalid("INVALID_PARAMETER_VALUE", "the body is not JSON");
+  }
+  if (typeof value !== "object" || value === null || Array.isArray(value)) throw invalid("INVALID_PARAMETER_VALUE", "the body is not a JSON object");
+  return Object.fromEntries(Object.entries(value));
+}
+
+function stringField(body: Record<string, unknown>, key: string): string | undefined {
+  const value = body[key];
+  if (value !== undefined && typeof value !== "string") throw invalid("INVALID_PARAMETER_VALUE", `${key} must be a string`);
+  return value;
+}
+
+function integerField(body: Record<string, unknown>, key: string): number | undefined {
+  const value = body[key];
+  if (value !== undefined && !Number.isInteger(value)) throw invalid("INVALID_PARAMETER_VALUE", `${key} must be an integer`);
+  return typeof value === "number" ? value : undefined;
+}
+
+function booleanField(body: Record<string, unknown>, key: string): boolean | undefined {
+  const value = body[key];
+  if (value !== undefined && typeof value !== "boolean") throw invalid("INVALID_PARAMETER_VALUE", `${key} must be a boolean`);
+  return value;
+}
+
+function snapshotIdText(id: string, what = "SnapshotId"): string {
+  if (id.length > 64 || !SNAPSHOT_ID.test(id)) throw invalid("INVALID_SNAPSHOT_ID", `${what} "${id}" is not a snapshot id`);
+  return id;
+}
+
+// ---- StartSnapshot's parameters
+
+interface StartRequest {
+  readonly volumeSize: number;
+  readonly parentId?: string;
+  readonly tags: Record<string, string>;
+  readonly description?: string;
+  readonly clientToken?: string;
+  readonly encrypted?: boolean;
+  readonly kmsKeyArn?: string;
+  readonly timeout: number;
+}
+
+function parseTags(value: unknown): Record<string, string> {
+  if (value === undefined) return {};
+  if (!Array.isArray(value)) throw invalid("INVALID_TAG", "Tags must be a list");
+  if (value.length > 50) throw invalid("INVALID_TAG", `at most 50 tags, got ${value.length}`);
+  const tags: Record<string, string> = {};
+  for (const item of value) {
+    const tag = typeof item === "object" && item !== null ? Object.fromEntries(Object.entries(item)) : {};
+    const key = tag.Key;
+    const text = tag.Value ?? "";
+    if (typeof key !== "string" || key.length < 1 || key.length > 127) throw invalid("INVALID_TAG", `a tag key must be 1 to 127 characters, got ${JSON.stringify(key)}`);
+    if (typeof text !== "string" || text.length > 255) throw invalid("INVALID_TAG", `tag ${key}: a value must be a string of at most 255 characters`);
+    if (key.toLowerCase().startsWith("aws:")) throw invalid("INVALID_TAG", `tag keys starting with aws: are reserved (${key})`);
+    if (key in tags) throw invalid("INVALID_TAG", `tag ${key} is given twice`);
+    tags[key] = text;
+  }
+  return tags;
+}
+
+/** The request's parameters, checked as the model and the encryption rules want; the parent's state is checked later. */
+function parseStart(body: Record<string, unknown>): StartRequest {
+  const volumeSize = integerField(body, "VolumeSize");
+  if (volumeSize === undefined) throw invalid("INVALID_VOLUME_SIZE", "VolumeSize is required");
+  inRange(volumeSize, 1, MAX_VOLUME_GIB, "VolumeSize (GiB)", "INVALID_VOLUME_SIZE");
+  const timeout = integerField(body, "Timeout") ?? DEFAULT_TIMEOUT_MINUTES;
+  inRange(timeout, 10, 4320, "Timeout (minutes)");
+  const parentId = stringField(body, "ParentSnapshotId");
+  if (parentId !== undefined) snapshotIdText(parentId, "ParentSnapshotId");
+  const description = stringField(body, "Description");
+  if (description !== undefined && description.length > 255) throw invalid("INVALID_PARAMETER_VALUE", `Description is ${description.length} characters, at most 255`);
+  // The user guide: "any string that includes up to 64 ASCII characters".
+  const clientToken = stringField(body, "ClientToken");
+  if (clientToken !== undefined && !/^[!-~]{1,64}$/.test(clientToken)) throw invalid("INVALID_PARAMETER_VALUE", `ClientToken must be 1 to 64 printable ASCII characters`);
+  const encrypted = booleanField(body, "Encrypted");
+  const kmsKeyArn = stringField(body, "KmsKeyArn");
+  if (kmsKeyArn !== undefined && (kmsKeyArn.length > 2048 || !KMS_KEY_ARN.test(kmsKeyArn))) throw invalid("INVALID_PARAMETER_VALUE", `KmsKeyArn ${kmsKeyArn} is not a KMS key ARN`);
+  // The encryption outcomes: a child takes its parent's encryption and key, and names neither itself.
+  if (parentId !== undefined && encrypted !== undefined) throw invalid("INVALID_PARAMETER_VALUE", "ParentSnapshotId and Encrypted cannot be given together");
+  if (parentId !== undefined && kmsKeyArn !== undefined) throw invalid("INVALID_PARAMETER_VALUE", "ParentSnapshotId and KmsKeyArn cannot be given together: a child is encrypted as its parent is");
+  if (parentId === undefined && kmsKeyArn !== undefined && encrypted !== true) throw invalid("INVALID_PARAMETER_VALUE", "KmsKeyArn needs Encrypted true");
+  return { volumeSize, timeout, tags: parseTags(body.Tags), parentId, description, clientToken, encrypted, kmsKeyArn };
+}
+
+/** What a client token stands for: the same token with other parameters is a conflict. */
+function requestKey(request: StartRequest): string {
+  const { clientToken: _token, tags, ...rest } = request;
+  return JSON.stringify({ ...rest, tags: Object.entries(tags).sort(([a], [b]) => a.localeCompare(b)) });
+}
+
+// ---- tokens
+
+/** A block token names the snapshot that wrote the block and the index, in base64 as the model's pattern wants: it reads that block only. */
+const blockToken = (ownerId: string, index: number) => Buffer.from(`block ${ownerId} ${index}`).toString("base64");
+
+/** A page token names the listing it continues and the block index the next page starts at. */
+const pageToken = (listing: string, next: number) => Buffer.from(`page ${listing} ${next}`).toString("base64");
+
+function pageStart(token: string, listing: string): number {
+  const match = BASE64.test(token) ? /^page (\S+) (\d+)$/.exec(Buffer.from(token, "base64").toString("utf8")) : null;
+  if (!match || match[1] !== listing) throw invalid("INVALID_PAGE_TOKEN", "the page token is not one this listing handed out");
+  return Number(match[2]);
+}
+
+interface ListQuery {
+  readonly maxResults: number;
+  readonly start: number;
+}
+
+/** maxResults (100 to 10,000), and where the page starts: the page token's index, else startingBlockIndex. */
+function listQuery(url: URL, listing: string): ListQuery {
+  const maxResults = integerText(url.searchParams.get("maxResults"), "maxResults") ?? 10_000;
+  inRange(maxResults, 100, 10_000, "maxResults");
+  const token = url.searchParams.get("pageToken");
+  const startingBlockIndex = integerText(url.searchParams.get("startingBlockIndex"), "startingBlockIndex") ?? 0;
+  inRange(startingBlockIndex, 0, Number.MAX_SAFE_INTEGER, "startingBlockIndex");
+  return { maxResults, start: token !== null ? pageStart(token, listing) : startingBlockIndex };
+}
+
+function page(indexes: number[], query: ListQuery, listing: string): { indexes: number[]; nextToken?: string } {
+  const from = indexes.filter((index) => index >= query.start).sort((a, b) => a - b);
+  const next = from[query.maxResults];
+  return { indexes: from.slice(0, query.maxResults), ...(next !== undefined ? { nextToken: pageToken(listing, next) } : {}) };
+}
+
+// ---- storage
+
+/** A snapshot's metadata file: written at the start and at the end; the blocks put in between go to a journal. */
+interface StoredSnapshot {
+  readonly id: string;
+  readonly status: FakeEbsSnapshot["status"];
+  readonly volumeSize: number;
+  readonly parentId?: string;
+  readonly clientToken?: string;
+  readonly tags: Record<string, string>;
+  readonly kmsKeyArn?: string;
+  readonly encrypted?: boolean;
+  readonly description?: string;
+  readonly startTime: string;
+  readonly timeout?: number;
+  readonly lastWriteTime?: string;
+  readonly changedBlocksCount?: number;
+  readonly putBlocks: [number, string][];
+  readonly request?: string;
+}
+
+function writeAtomically(file: string, data: string | Buffer): void {
+  writeFileSync(`${file}.tmp`, data);
+  renameSync(`${file}.tmp`, file);
+}
+
+/** The journal's lines, "<index> <checksum>"; a line torn by a crash is left out, as its put was never answered. */
+function readJournal(file: string): [number, string][] {
+  return readFileSync(file, "utf8")
+    .split("\n")
+    .map((line) => /^(\d+) ([A-Za-z0-9+/=]{44})$/.exec(line))
+    .filter((match) => match !== null)
+    .map((match) => [Number(match[1]), String(match[2])]);
+}
+
+/**
+ * Snapshots and their blocks, in memory and, with a dir, on disk: `<id>.json`
+ * (metadata), `<id>.puts` (blocks put since it was written) and `blocks/<id>.<index>`.
+ */
 class SnapshotStore {
   readonly snapshots = new Map<string, FakeEbsSnapshot>();
+  /** StartSnapshot's parameters by snapshot, for client tokens. */
+  readonly #requests = new Map<string, string>();
   readonly #blocks = new Map<string, Buffer>();
   readonly #dir: string | undefined;
 
@@ -102,297 +308,391 @@ class SnapshotStore {
     this.#dir = dir;
     if (!dir) return;
     mkdirSync(join(dir, "blocks"), { recursive: true });
-    for (const name of readdirSync(dir).filter((n) => n.endsWith(".json"))) {
-      const stored = JSON.parse(readFileSync(join(dir, name), "utf8")) as StoredSnapshot;
-      const { putBlocks, startTime, ...rest } = stored;
-      this.snapshots.set(stored.id, { ...rest, startTime: new Date(startTime), putBlocks: new Map(putBlocks) });
+    for (const name of readdirSync(dir).filter((n) => n.endsWith(".json"))) this.#load(join(dir, name));
+  }
+
+  #load(file: string): void {
+    const { putBlocks, startTime, lastWriteTime, timeout, encrypted, request, ...rest } = JSON.parse(readFileSync(file, "utf8")) as StoredSnapshot;
+    const snapshot: FakeEbsSnapshot = {
+      ...rest,
+      startTime: new Date(startTime),
+      lastWriteTime: new Date(lastWriteTime ?? startTime),
+      timeout: timeout ?? DEFAULT_TIMEOUT_MINUTES,
+      encrypted: encrypted ?? false,
+      putBlocks: new Map(putBlocks),
+    };
+    const journal = this.#journal(snapshot.id);
+    if (journal && existsSync(journal)) {
+      for (const [index, checksum] of readJournal(journal)) snapshot.putBlocks.set(index, checksum);
+      // The journal was last written by the last put: the pending Timeout counts from there.
+      snapshot.lastWriteTime = statSync(journal).mtime;
     }
+    this.snapshots.set(snapshot.id, snapshot);
+    if (request !== undefined) this.#requests.set(snapshot.id, request);
   }
 
-  save(snapshot: FakeEbsSnapshot): void {
-    if (!this.#dir) return;
-    const stored: StoredSnapshot = { ...snapshot, startTime: snapshot.startTime.toISOString(), putBlocks: [...snapshot.putBlocks.entries()] };
-    const file = join(this.#dir, `${snapshot.id}.json`);
-    writeFileSync(`${file}.tmp`, JSON.stringify(stored));
-    renameSync(`${file}.tmp`, file);
+  #journal(id: string): string | undefined {
+    return this.#dir ? join(this.#dir, `${id}.puts`) : undefined;
   }
 
-  putBlock(snapshotId: string, index: number, data: Buffer): void {
-    const key = `${snapshotId}.${index}`;
-    if (this.#dir) writeFileSync(join(this.#dir, "blocks", key), data);
-    else this.#blocks.set(key, data);
+  #blockFile(id: string, index: number): string | undefined {
+    return this.#dir ? join(this.#dir, "blocks", `${id}.${index}`) : undefined;
   }
 
-  block(snapshotId: string, index: number): Buffer | undefined {
-    const key = `${snapshotId}.${index}`;
-    if (!this.#dir) return this.#blocks.get(key);
-    try {
-      return readFileSync(join(this.#dir, "blocks", key));
-    } catch {
-      return undefined;
-    }
+  add(snapshot: FakeEbsSnapshot, request: string): void {
+    this.snapshots.set(snapshot.id, snapshot);
+    this.#requests.set(snapshot.id, request);
+    this.save(snapshot);
   }
 
-  /** The snapshot in the chain (this one, then its ancestors) that wrote the block last. */
-  owner(snapshotId: string, index: number): FakeEbsSnapshot | undefined {
-    for (let s = this.snapshots.get(snapshotId); s; s = s.parentId ? this.snapshots.get(s.parentId) : undefined) {
-      if (s.putBlocks.has(index)) return s;
+  /** The snapshot a client token started, with the parameters it was started with. */
+  byToken(token: string): { snapshot: FakeEbsSnapshot; request: string | undefined } | undefined {
+    for (const snapshot of this.snapshots.values()) {
+      if (snapshot.clientToken === token) return { snapshot, request: this.#requests.get(snapshot.id) };
     }
     return undefined;
   }
 
-  /** Every block written in the chain, with the snapshot that wrote it last. */
-  chainBlocks(snapshotId: string): Map<number, FakeEbsSnapshot> {
+  /** Rewrites the metadata, which then holds every block put so far: the journal goes. */
+  save(snapshot: FakeEbsSnapshot): void {
+    if (!this.#dir) return;
+    const stored: StoredSnapshot = {
+      ...snapshot,
+      startTime: snapshot.startTime.toISOString(),
+      lastWriteTime: snapshot.lastWriteTime.toISOString(),
+      putBlocks: [...snapshot.putBlocks.entries()],
+      request: this.#requests.get(snapshot.id),
+    };
+    writeAtomically(join(this.#dir, `${snapshot.id}.json`), JSON.stringify(stored));
+    rmSync(join(this.#dir, `${snapshot.id}.puts`), { force: true });
+  }
+
+  putBlock(snapshot: FakeEbsSnapshot, index: number, data: Buffer, checksum: string): void {
+    const file = this.#blockFile(snapshot.id, index);
+    const journal = this.#journal(snapshot.id);
+    if (file && journal) {
+      writeAtomically(file, data);
+      // A line per block rather than the whole metadata again: a snapshot of many blocks stays linear to write.
+      appendFileSync(journal, `${index} ${checksum}\n`);
+    } else this.#blocks.set(`${snapshot.id}.${index}`, data);
+    snapshot.putBlocks.set(index, checksum);
+    snapshot.lastWriteTime = new Date();
+  }
+
+  data(id: string, index: number): Buffer | undefined {
+    const file = this.#blockFile(id, index);
+    if (!file) return this.#blocks.get(`${id}.${index}`);
+    return existsSync(file) ? readFileSync(file) : undefined;
+  }
+
+  /** The snapshot and its ancestors, newest first. */
+  lineage(id: string): FakeEbsSnapshot[] {
     const chain: FakeEbsSnapshot[] = [];
-    for (let s = this.snapshots.get(snapshotId); s; s = s.parentId ? this.snapshots.get(s.parentId) : undefined) chain.unshift(s);
-    const out = new Map<number, FakeEbsSnapshot>();
-    for (const s of chain) for (const index of s.putBlocks.keys()) out.set(index, s);
-    return out;
+    for (let s = this.snapshots.get(id); s; s = s.parentId !== undefined ? this.snapshots.get(s.parentId) : undefined) chain.push(s);
+    return chain;
+  }
+
+  /** Every block written in the lineage, with the snapshot that wrote it last. */
+  owners(id: string): Map<number, FakeEbsSnapshot> {
+    const owners = new Map<number, FakeEbsSnapshot>();
+    for (const s of this.lineage(id).reverse()) for (const index of s.putBlocks.keys()) owners.set(index, s);
+    return owners;
+  }
+
+  owner(id: string, index: number): FakeEbsSnapshot | undefined {
+    return this.lineage(id).find((s) => s.putBlocks.has(index));
   }
 }
 
-/** A block token names the block's owner snapshot and index: it is valid only for that block. */
-function blockToken(owner: string, index: number): string {
-  return Buffer.from(`${owner}:${index}`).toString("base64url");
+// ---- the server
+
+interface ApiRequest {
+  readonly req: IncomingMessage;
+  readonly url: URL;
+  readonly body: Buffer;
+  /** The path's labels, decoded: snapshot id, block index. */
+  readonly labels: string[];
 }
 
-function page<T>(items: T[], url: URL): { items: T[]; next?: string } {
-  const max = Math.min(10_000, Math.max(100, Number(url.searchParams.get("maxResults") ?? "10000")));
-  const from = Number(url.searchParams.get("pageToken") ?? "0");
-  const next = from + max < items.length ? String(from + max) : undefined;
-  return { items: items.slice(from, from + max), ...(next ? { next } : {}) };
+interface Answer {
+  readonly status: number;
+  readonly headers?: Record<string, string>;
+  readonly json?: unknown;
+  readonly data?: Buffer;
+}
+
+interface Route {
+  readonly api: string;
+  readonly method: string;
+  readonly path: RegExp;
+  readonly handle: (request: ApiRequest) => Answer | Promise<Answer>;
+}
+
+function send(res: ServerResponse, answer: Answer): void {
+  const headers = { "x-amzn-RequestId": randomUUID(), ...answer.headers };
+  if (answer.data) {
+    res.writeHead(answer.status, { "content-type": "application/octet-stream", "content-length": String(answer.data.length), ...headers });
+    res.end(answer.data);
+  } else if (answer.json !== undefined) {
+    res.writeHead(answer.status, { "content-type": "application/json", ...headers });
+    res.end(JSON.stringify(answer.json));
+  } else {
+    res.writeHead(answer.status, headers);
+    res.end();
+  }
+}
+
+/** Signatures are not verified, but a request must be SigV4-signed, and for this service. */
+function checkSigned(req: IncomingMessage): void {
+  const authorization = header(req, "authorization") ?? "";
+  if (!/^AWS4-HMAC-SHA256 Credential=[^/]+\/\d{8}\/[^/]+\/ebs\/aws4_request,/.test(authorization)) {
+    throw new ApiError(403, "AccessDeniedException", "the request is not SigV4-signed for the ebs service", "UNAUTHORIZED_ACCOUNT");
+  }
 }
 
 export async function startFakeEbs(options: FakeEbsOptions = {}): Promise<FakeEbs> {
   const store = new SnapshotStore(options.dir);
   const refused: string[] = [];
   const calls = new Map<string, number>();
-  const sockets = new Set<Socket>();
-  const count = (api: string) => calls.set(api, (calls.get(api) ?? 0) + 1);
+
+  /** EBS cancels a pending snapshot that has had no block put for its Timeout. */
+  const expireIfIdle = (snapshot: FakeEbsSnapshot) => {
+    if (snapshot.status === "pending" && Date.now() - snapshot.lastWriteTime.getTime() > snapshot.timeout * 60_000) {
+      snapshot.status = "error";
+      store.save(snapshot);
+    }
+  };
 
   const snapshotOf = (id: string): FakeEbsSnapshot => {
-    const snapshot = store.snapshots.get(id);
-    if (!snapshot) throw notFound(`snapshot ${id} does not exist`);
+    const snapshot = store.snapshots.get(snapshotIdText(id));
+    if (!snapshot) throw notFound(id);
+    expireIfIdle(snapshot);
     return snapshot;
   };
 
-  const startSnapshot = async (req: IncomingMessage): Promise<[number, unknown]> => {
-    count("StartSnapshot");
-    const body = JSON.parse((await readBody(req)).toString("utf8") || "{}") as {
-      VolumeSize?: number;
-      ParentSnapshotId?: string;
-      ClientToken?: string;
-      Tags?: { Key?: string; Value?: string }[];
-      Description?: string;
-      Encrypted?: boolean;
-      KmsKeyArn?: string;
-    };
-    const size = body.VolumeSize;
-    if (!Number.isInteger(size) || size === undefined || size < 1 || size > 65_536) throw validation(`VolumeSize must be 1-65536 GiB, got ${String(size)}`);
-    const tags = Object.fromEntries((body.Tags ?? []).map((t) => [t.Key ?? "", t.Value ?? ""]));
-    if (body.ClientToken) {
-      const earlier = [...store.snapshots.values()].find((s) => s.clientToken === body.ClientToken);
-      if (earlier) {
-        if (earlier.volumeSize !== size || earlier.parentId !== body.ParentSnapshotId) {
-          throw new ApiError(409, "ConflictException", `client token ${body.ClientToken} was used with other parameters`);
-        }
-        return [201, describe(earlier)];
-      }
-    }
-    if (body.ParentSnapshotId !== undefined) {
-      const parent = snapshotOf(body.ParentSnapshotId);
-      if (parent.status !== "completed") throw validation(`parent snapshot ${parent.id} is ${parent.status}, not completed`);
-      if (parent.volumeSize > size) throw validation(`VolumeSize ${size} is smaller than the parent's ${parent.volumeSize}`);
-    }
-    const snapshot: FakeEbsSnapshot = {
-      id: `snap-${randomBytes(9).toString("hex").slice(0, 17)}`,
-      status: "pending",
-      volumeSize: size,
-      tags,
-      startTime: new Date(),
-      putBlocks: new Map(),
-      ...(body.ParentSnapshotId !== undefined ? { parentId: body.ParentSnapshotId } : {}),
-      ...(body.ClientToken ? { clientToken: body.ClientToken } : {}),
-      ...(body.Description !== undefined ? { description: body.Description } : {}),
-      ...(body.KmsKeyArn !== undefined ? { kmsKeyArn: body.KmsKeyArn } : {}),
-      ...(body.Encrypted !== undefined ? { encrypted: body.Encrypted } : {}),
-    };
-    store.snapshots.set(snapshot.id, snapshot);
-    store.save(snapshot);
-    return [201, describe(snapshot)];
+  const inState = (id: string, status: FakeEbsSnapshot["status"], why: string): FakeEbsSnapshot => {
+    const snapshot = snapshotOf(id);
+    if (snapshot.status !== status) throw invalid("INVALID_SNAPSHOT_ID", `snapshot ${id} is ${snapshot.status}: ${why}`);
+    return snapshot;
+  };
+  const pending = (id: string) => inState(id, "pending", "blocks go only into a pending snapshot, and only it can be completed");
+  const completed = (id: string) => inState(id, "completed", "only a completed snapshot can be read");
+
+  const blockIndex = (text: string, snapshot: FakeEbsSnapshot): number => {
+    const index = integerText(text, "BlockIndex") ?? 0;
+    inRange(index, 0, snapshot.volumeSize * BLOCKS_PER_GIB - 1, `BlockIndex of a ${snapshot.volumeSize} GiB volume`, "INVALID_BLOCK");
+    return index;
   };
 
   const describe = (s: FakeEbsSnapshot) => ({
     SnapshotId: s.id,
-    OwnerId: "000000000000",
+    OwnerId: OWNER_ID,
     Status: s.status,
     StartTime: s.startTime.getTime() / 1000,
     VolumeSize: s.volumeSize,
     BlockSize: EBS_BLOCK_SIZE,
     Tags: Object.entries(s.tags).map(([Key, Value]) => ({ Key, Value })),
-    ...(s.parentId ? { ParentSnapshotId: s.parentId } : {}),
+    SseType: s.encrypted ? "sse-ebs" : "none",
+    ...(s.parentId !== undefined ? { ParentSnapshotId: s.parentId } : {}),
     ...(s.description !== undefined ? { Description: s.description } : {}),
-    ...(s.kmsKeyArn ? { KmsKeyArn: s.kmsKeyArn } : {}),
+    ...(s.kmsKeyArn !== undefined ? { KmsKeyArn: s.kmsKeyArn } : {}),
   });
 
-  const putBlock = async (req: IncomingMessage, id: string, index: number, res: ServerResponse): Promise<[number, unknown]> => {
-    count("PutSnapshotBlock");
-    const data = await readBody(req);
-    const snapshot = snapshotOf(id);
-    if (snapshot.status !== "pending") throw validation(`snapshot ${id} is ${snapshot.status}: blocks go only into a pending snapshot`);
-    if (!Number.isInteger(index) || index < 0 || index >= snapshot.volumeSize * BLOCKS_PER_GIB) throw validation(`block index ${index} is outside a ${snapshot.volumeSize} GiB volume`);
-    const length = Number(req.headers["x-amz-data-length"]);
-    if (length !== EBS_BLOCK_SIZE || data.length !== EBS_BLOCK_SIZE) throw validation(`a block is ${EBS_BLOCK_SIZE} bytes; DataLength ${length}, body ${data.length}`);
-    if (req.headers["x-amz-checksum-algorithm"] !== "SHA256") throw validation("ChecksumAlgorithm must be SHA256");
-    const checksum = sha256(data).toString("base64");
-    if (req.headers["x-amz-checksum"] !== checksum) throw validation(`block ${index}: Checksum does not match the data`);
-    await fake.beforePut?.(id, index);
-    store.putBlock(id, index, data);
-    snapshot.putBlocks.set(index, checksum);
-    store.save(snapshot);
-    res.setHeader("x-amz-Checksum", checksum);
-    res.setHeader("x-amz-Checksum-Algorithm", "SHA256");
-    return [201, {}];
+  const startSnapshot = ({ body }: ApiRequest): Answer => {
+    const request = parseStart(jsonObject(body));
+    const key = requestKey(request);
+    const earlier = request.clientToken !== undefined ? store.byToken(request.clientToken) : undefined;
+    if (earlier) {
+      // Snapshots persisted before parameters were kept match any (lenient for old `tidemark local` state).
+      if (earlier.request !== undefined && earlier.request !== key) {
+        throw new ApiError(409, "ConflictException", `client token ${request.clientToken} was used by a request with other parameters`);
+      }
+      expireIfIdle(earlier.snapshot);
+      return { status: 201, json: describe(earlier.snapshot) };
+    }
+    const parent = request.parentId !== undefined ? snapshotOf(request.parentId) : undefined;
+    if (parent && parent.status !== "completed") throw invalid("INVALID_SNAPSHOT_ID", `parent snapshot ${parent.id} is ${parent.status}, not completed`);
+    if (parent && parent.volumeSize > request.volumeSize) throw invalid("INVALID_VOLUME_SIZE", `VolumeSize ${request.volumeSize} is smaller than the parent's ${parent.volumeSize}`);
+    const encrypted = parent ? parent.encrypted : request.encrypted === true;
+    const kmsKeyArn = parent ? parent.kmsKeyArn : request.kmsKeyArn;
+    const now = new Date();
+    const snapshot: FakeEbsSnapshot = {
+      id: `snap-${randomBytes(9).toString("hex").slice(0, 17)}`,
+      status: "pending",
+      volumeSize: request.volumeSize,
+      tags: request.tags,
+      encrypted,
+      startTime: now,
+      lastWriteTime: now,
+      timeout: request.timeout,
+      putBlocks: new Map(),
+      ...(request.parentId !== undefined ? { parentId: request.parentId } : {}),
+      ...(request.clientToken !== undefined ? { clientToken: request.clientToken } : {}),
+      ...(request.description !== undefined ? { description: request.description } : {}),
+      ...(kmsKeyArn !== undefined ? { kmsKeyArn } : {}),
+    };
+    store.add(snapshot, key);
+    return { status: 201, json: describe(snapshot) };
   };
 
-  const complete = (req: IncomingMessage, id: string): [number, unknown] => {
-    count("CompleteSnapshot");
-    const snapshot = snapshotOf(id);
-    if (snapshot.status !== "pending") throw validation(`snapshot ${id} is ${snapshot.status}`);
-    const changed = Number(req.headers["x-amz-changedblockscount"]);
-    if (changed !== snapshot.putBlocks.size) throw validation(`ChangedBlocksCount ${String(req.headers["x-amz-changedblockscount"])} but ${snapshot.putBlocks.size} blocks were put`);
-    const checksum = req.headers["x-amz-checksum"];
+  const putSnapshotBlock = async ({ req, body, labels: [id = "", indexText = ""] }: ApiRequest): Promise<Answer> => {
+    const snapshot = pending(id);
+    const index = blockIndex(indexText, snapshot);
+    const length = integerText(header(req, "x-amz-Data-Length"), "DataLength");
+    if (length !== EBS_BLOCK_SIZE) throw invalid("INVALID_PARAMETER_VALUE", `DataLength must be ${EBS_BLOCK_SIZE}, got ${String(length)}`);
+    if (body.length !== length) throw invalid("INVALID_BLOCK", `block ${index}: the body is ${body.length} bytes, DataLength says ${length}`);
+    if (header(req, "x-amz-Checksum-Algorithm") !== "SHA256") throw invalid("INVALID_PARAMETER_VALUE", "ChecksumAlgorithm must be SHA256");
+    const checksum = sha256(body).toString("base64");
+    if (header(req, "x-amz-Checksum") !== checksum) throw invalid("INVALID_BLOCK", `block ${index}: Checksum does not match the data`);
+    inRange(integerText(header(req, "x-amz-Progress"), "Progress"), 0, 100, "Progress");
+    try {
+      await fake.beforePut?.(id, index);
+    } catch (error) {
+      throw new InjectedFailure(500, "InternalServerException", `beforePut: ${error instanceof Error ? error.message : String(error)}`);
+    }
+    // The hook may have held the put while the snapshot was completed or timed out.
+    if (snapshot.status !== "pending") throw invalid("INVALID_SNAPSHOT_ID", `snapshot ${id} became ${snapshot.status} before block ${index} was stored`);
+    store.putBlock(snapshot, index, body, checksum);
+    return { status: 201, headers: { "x-amz-Checksum": checksum, "x-amz-Checksum-Algorithm": "SHA256" } };
+  };
+
+  const completeSnapshot = ({ req, labels: [id = ""] }: ApiRequest): Answer => {
+    const snapshot = pending(id);
+    const count = integerText(header(req, "x-amz-ChangedBlocksCount"), "ChangedBlocksCount");
+    if (count !== snapshot.putBlocks.size) throw invalid("INVALID_PARAMETER_VALUE", `ChangedBlocksCount ${String(count)} but ${snapshot.putBlocks.size} blocks were put`);
+    const checksum = header(req, "x-amz-Checksum");
     if (checksum !== undefined) {
-      if (req.headers["x-amz-checksum-algorithm"] !== "SHA256" || req.headers["x-amz-checksum-aggregation-method"] !== "LINEAR") {
-        throw validation("an aggregate checksum needs ChecksumAlgorithm SHA256 and ChecksumAggregationMethod LINEAR");
-      }
-      const digests = [...snapshot.putBlocks.entries()].sort((a, b) => a[0] - b[0]).map(([, b64]) => Buffer.from(b64, "base64"));
-      if (sha256(Buffer.concat(digests)).toString("base64") !== checksum) throw validation("the LINEAR aggregate checksum does not match the blocks put");
+      if (header(req, "x-amz-Checksum-Algorithm") !== "SHA256") throw invalid("INVALID_PARAMETER_VALUE", "an aggregate checksum needs ChecksumAlgorithm SHA256");
+      if (header(req, "x-amz-Checksum-Aggregation-Method") !== "LINEAR") throw invalid("INVALID_PARAMETER_VALUE", "an aggregate checksum needs ChecksumAggregationMethod LINEAR");
+      if (checksum !== linearAggregate(snapshot.putBlocks)) throw invalid("INVALID_PARAMETER_VALUE", "the LINEAR aggregate checksum does not match the blocks put");
     }
     snapshot.status = "completed";
-    snapshot.changedBlocksCount = changed;
+    snapshot.changedBlocksCount = count;
     store.save(snapshot);
-    return [202, { Status: "completed" }];
+    return { status: 202, json: { Status: "completed" } };
   };
 
-  const completedSnapshot = (id: string): FakeEbsSnapshot => {
-    const snapshot = snapshotOf(id);
-    if (snapshot.status !== "completed") throw validation(`snapshot ${id} is ${snapshot.status}: only completed snapshots can be read`);
-    return snapshot;
+  /** Block tokens are reported to expire (real EBS's tokens do) but never checked for it here. */
+  const expiryTime = () => Date.now() / 1000 + 24 * 3600;
+
+  const listSnapshotBlocks = ({ url, labels: [id = ""] }: ApiRequest): Answer => {
+    const snapshot = completed(id);
+    const owners = store.owners(id);
+    const { indexes, nextToken } = page([...owners.keys()], listQuery(url, id), id);
+    return {
+      status: 200,
+      json: {
+        Blocks: indexes.map((index) => ({ BlockIndex: index, BlockToken: blockToken(owners.get(index)?.id ?? "", index) })),
+        ExpiryTime: expiryTime(),
+        VolumeSize: snapshot.volumeSize,
+        BlockSize: EBS_BLOCK_SIZE,
+        ...(nextToken !== undefined ? { NextToken: nextToken } : {}),
+      },
+    };
   };
 
-  const listBlocks = (id: string, url: URL): [number, unknown] => {
-    count("ListSnapshotBlocks");
-    const snapshot = completedSnapshot(id);
-    const start = Number(url.searchParams.get("startingBlockIndex") ?? "0");
-    const blocks = [...store.chainBlocks(id).entries()].filter(([index]) => index >= start).sort((a, b) => a[0] - b[0]);
-    const { items, next } = page(blocks, url);
-    return [200, {
-      Blocks: items.map(([index, owner]) => ({ BlockIndex: index, BlockToken: blockToken(owner.id, index) })),
-      VolumeSize: snapshot.volumeSize,
-      BlockSize: EBS_BLOCK_SIZE,
-      ExpiryTime: Date.now() / 1000 + 3600,
-      ...(next ? { NextToken: next } : {}),
-    }];
-  };
-
-  const listChanged = (id: string, url: URL): [number, unknown] => {
-    count("ListChangedBlocks");
-    const second = completedSnapshot(id);
+  const listChangedBlocks = ({ url, labels: [id = ""] }: ApiRequest): Answer => {
+    const second = completed(id);
     const firstId = url.searchParams.get("firstSnapshotId");
-    const after = store.chainBlocks(id);
-    const before = firstId ? (completedSnapshot(firstId), store.chainBlocks(firstId)) : new Map<number, FakeEbsSnapshot>();
-    const changed = [...new Set([...after.keys(), ...before.keys()])]
-      .filter((index) => after.get(index)?.id !== before.get(index)?.id)
-      .sort((a, b) => a - b);
-    const { items, next } = page(changed, url);
-    return [200, {
-      ChangedBlocks: items.map((index) => {
-        const first = before.get(index);
-        const secondOwner = after.get(index);
-        return { BlockIndex: index, ...(first ? { FirstBlockToken: blockToken(first.id, index) } : {}), ...(secondOwner ? { SecondBlockToken: blockToken(secondOwner.id, index) } : {}) };
-      }),
-      VolumeSize: second.volumeSize,
-      BlockSize: EBS_BLOCK_SIZE,
-      ExpiryTime: Date.now() / 1000 + 3600,
-      ...(next ? { NextToken: next } : {}),
-    }];
-  };
-
-  const getBlock = (id: string, index: number, url: URL, res: ServerResponse): void => {
-    count("GetSnapshotBlock");
-    completedSnapshot(id);
-    const owner = store.owner(id, index);
-    const token = url.searchParams.get("blockToken");
-    if (!owner || token !== blockToken(owner.id, index)) throw validation(`block ${index} of ${id}: the block token is not one a listing handed out`);
-    const data = store.block(owner.id, index);
-    if (!data) throw notFound(`block ${index} of ${owner.id} is gone`);
-    res.writeHead(200, {
-      "content-type": "application/octet-stream",
-      "x-amz-Data-Length": String(data.length),
-      "x-amz-Checksum": sha256(data).toString("base64"),
-      "x-amz-Checksum-Algorithm": "SHA256",
-    });
-    res.end(data);
-  };
-
-  const route = async (req: IncomingMessage, res: ServerResponse): Promise<[number, unknown] | undefined> => {
-    const url = new URL(req.url ?? "/", "http://127.0.0.1");
-    const parts = url.pathname.split("/").filter(Boolean).map(decodeURIComponent);
-    if (!req.headers.authorization) throw new ApiError(403, "AccessDeniedException", "the request is not signed");
-    const [root, id, sub, index] = parts;
-    if (root !== "snapshots") throw notFound(`no API at ${req.method ?? ""} ${url.pathname}`);
-    if (req.method === "POST" && parts.length === 1) return startSnapshot(req);
-    if (req.method === "POST" && id === "completion" && sub !== undefined && parts.length === 3) return complete(req, sub);
-    if (id === undefined) throw notFound(`no API at ${req.method ?? ""} ${url.pathname}`);
-    if (sub === "blocks" && index !== undefined && parts.length === 4) {
-      if (req.method === "PUT") return putBlock(req, id, Number(index), res);
-      if (req.method === "GET") {
-        getBlock(id, Number(index), url, res);
-        return undefined;
-      }
+    const first = firstId !== null ? completed(firstId) : undefined;
+    if (first && !store.lineage(first.id).some((a) => store.lineage(second.id).includes(a))) {
+      throw invalid("UNRELATED_SNAPSHOTS", `snapshots ${first.id} and ${second.id} share no lineage`);
     }
-    if (req.method === "GET" && sub === "blocks" && parts.length === 3) return listBlocks(id, url);
-    if (req.method === "GET" && sub === "changedblocks" && parts.length === 3) return listChanged(id, url);
-    throw notFound(`no API at ${req.method ?? ""} ${url.pathname}`);
+    const after = store.owners(second.id);
+    const before = first ? store.owners(first.id) : new Map<number, FakeEbsSnapshot>();
+    const changed = [...new Set([...after.keys(), ...before.keys()])].filter((index) => after.get(index) !== before.get(index));
+    const listing = `${first?.id ?? ""}..${second.id}`;
+    const { indexes, nextToken } = page(changed, listQuery(url, listing), listing);
+    const token = (owners: Map<number, FakeEbsSnapshot>, index: number) => {
+      const owner = owners.get(index);
+      return owner ? blockToken(owner.id, index) : undefined;
+    };
+    return {
+      status: 200,
+      json: {
+        ChangedBlocks: indexes.map((index) => ({ BlockIndex: index, FirstBlockToken: token(before, index), SecondBlockToken: token(after, index) })),
+        ExpiryTime: expiryTime(),
+        VolumeSize: second.volumeSize,
+        BlockSize: EBS_BLOCK_SIZE,
+        ...(nextToken !== undefined ? { NextToken: nextToken } : {}),
+      },
+    };
   };
 
-  const server = createServer((req, res) => {
-    route(req, res).then(
-      (answer) => {
-        if (!answer) return;
-        const [status, body] = answer;
-        res.writeHead(status, { "content-type": "application/json" });
-        res.end(JSON.stringify(body));
-      },
-      (error: unknown) => {
-        const api = error instanceof ApiError ? error : new ApiError(500, "InternalServerException", error instanceof Error ? error.message : String(error));
-        refused.push(`${req.method ?? ""} ${req.url ?? ""}: ${api.type}: ${api.message}`);
-        if (res.headersSent) return res.destroy();
-        res.writeHead(api.status, { "content-type": "application/json", "x-amzn-ErrorType": api.type });
-        res.end(JSON.stringify({ message: api.message, Message: api.message }));
-      },
-    );
+  const getSnapshotBlock = ({ url, labels: [id = "", indexText = ""] }: ApiRequest): Answer => {
+    const snapshot = completed(id);
+    const index = blockIndex(indexText, snapshot);
+    const token = url.searchParams.get("blockToken");
+    if (token === null) throw invalid("INVALID_BLOCK_TOKEN", "blockToken is required");
+    const owner = store.owner(id, index);
+    if (!owner || token !== blockToken(owner.id, index)) throw invalid("INVALID_BLOCK_TOKEN", `block ${index} of ${id}: the block token is not one a listing handed out for it`);
+    const data = store.data(owner.id, index);
+    if (!data) throw new ApiError(500, "InternalServerException", `the data of block ${index} of ${owner.id} is gone`);
+    return {
+      status: 200,
+      headers: { "x-amz-Data-Length": String(data.length), "x-amz-Checksum": owner.putBlocks.get(index) ?? "", "x-amz-Checksum-Algorithm": "SHA256" },
+      data,
+    };
+  };
+
+  const routes: Route[] = [
+    { api: "StartSnapshot", method: "POST", path: /^\/snapshots$/, handle: startSnapshot },
+    { api: "CompleteSnapshot", method: "POST", path: /^\/snapshots\/completion\/([^/]+)$/, handle: completeSnapshot },
+    { api: "PutSnapshotBlock", method: "PUT", path: /^\/snapshots\/([^/]+)\/blocks\/([^/]+)$/, handle: putSnapshotBlock },
+    { api: "GetSnapshotBlock", method: "GET", path: /^\/snapshots\/([^/]+)\/blocks\/([^/]+)$/, handle: getSnapshotBlock },
+    { api: "ListSnapshotBlocks", method: "GET", path: /^\/snapshots\/([^/]+)\/blocks$/, handle: listSnapshotBlocks },
+    { api: "ListChangedBlocks", method: "GET", path: /^\/snapshots\/([^/]+)\/changedblocks$/, handle: listChangedBlocks },
+  ];
+
+  const serve = async (req: IncomingMessage, res: ServerResponse) => {
+    const url = new URL(req.url ?? "/", "http://127.0.0.1");
+    const route = routes.find((r) => r.method === req.method && r.path.test(url.pathname));
+    const what = route?.api ?? `${req.method ?? "?"} ${url.pathname}`;
+    try {
+      // The whole body first: an answer before it would cut the client's upload short.
+      const body = await readBody(req);
+      if (!route) throw new ApiError(404, "UnknownOperationException", "no EBS direct API at this method and path");
+      calls.set(route.api, (calls.get(route.api) ?? 0) + 1);
+      checkSigned(req);
+      let labels: string[];
+      try {
+        labels = (route.path.exec(url.pathname) ?? []).slice(1).map(decodeURIComponent);
+      } catch {
+        throw invalid("INVALID_PARAMETER_VALUE", "a path label is not valid percent-encoding");
+      }
+      send(res, await route.handle({ req, url, body, labels }));
+    } catch (error) {
+      if (error instanceof ClientGone) return;
+      const failure = error instanceof ApiError ? error : new ApiError(500, "InternalServerException", error instanceof Error ? error.message : String(error));
+      if (!(failure instanceof InjectedFailure)) refused.push(`${what}: ${failure.type}${failure.reason ? ` (${failure.reason})` : ""}: ${failure.message}`);
+      send(res, {
+        status: failure.status,
+        headers: { "x-amzn-ErrorType": failure.type },
+        json: { Message: failure.message, ...(failure.reason ? { Reason: failure.reason } : {}) },
+      });
+    }
+  };
+
+  const server = createServer((req, res) => void serve(req, res));
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(options.port ?? 0, "127.0.0.1", resolve);
   });
-  server.on("connection", (socket) => {
-    sockets.add(socket);
-    socket.on("close", () => sockets.delete(socket));
-  });
-  await new Promise<void>((resolve) => server.listen(options.port ?? 0, "127.0.0.1", resolve));
-  const { port } = server.address() as AddressInfo;
+  const address = server.address();
+  if (address === null || typeof address === "string") throw new Error("the fake EBS server has no TCP address");
 
   const fake: FakeEbs = {
-    endpoint: `http://127.0.0.1:${port}`,
+    endpoint: `http://127.0.0.1:${address.port}`,
     snapshots: store.snapshots,
     refused,
     calls,
     readBlock(snapshotId, blockIndex) {
       const owner = store.owner(snapshotId, blockIndex);
-      return owner ? store.block(owner.id, blockIndex) : undefined;
+      return owner ? store.data(owner.id, blockIndex) : undefined;
     },
     async stop() {
-      // Hung calls (a test's frozen Lambda) must not keep the server open.
-      for (const socket of sockets) socket.destroy();
+      // Calls a test hung in beforePut (a frozen Lambda) must not keep the server open.
+      server.closeAllConnections();
       await new Promise<void>((resolve) => server.close(() => resolve()));
     },
   };

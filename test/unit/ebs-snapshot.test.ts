@@ -123,6 +123,23 @@ describe("ebs-snapshot markers", () => {
     expect(readBack(String(third.outputs.ebsSnapshotId), BLOCKS * BLOCK_SIZE).equals(readFileSync(h.image))).toBe(true);
   });
 
+  it("encrypts the first snapshot of a chain with the configured key, and lets the next ones inherit it", async () => {
+    const key = "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab";
+    const encrypted = new MemoryStore();
+    const e = volumeHarness(randomImage(20), { actions: { "ebs-snapshot": new EbsSnapshotAction(client, encrypted, { kmsKeyArn: key }) } }, encrypted);
+    try {
+      await e.agent.start();
+      const first = await e.marker("ebs-snapshot");
+      overwriteBlock(e, 1);
+      const second = await e.marker("ebs-snapshot");
+      expect([first.status, second.status]).toEqual(["succeeded", "succeeded"]);
+      expect(ebs.refused).toEqual([]);
+      for (const outcome of [first, second]) expect(ebs.snapshots.get(String(outcome.outputs.ebsSnapshotId))).toMatchObject({ encrypted: true, kmsKeyArn: key });
+    } finally {
+      await e.close();
+    }
+  });
+
   it("refuses ebs-snapshot on a file set with a clear failure", async () => {
     const { agentHarness } = await import("../support/harness.ts");
     const target = new MemoryStore();
