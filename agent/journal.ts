@@ -9,7 +9,7 @@ import { join } from "node:path";
 import { DatabaseSync, type StatementSync } from "node:sqlite";
 import type { EntryKind, OrphanPolicy } from "../contract/layout.ts";
 import { parentOf } from "../contract/paths.ts";
-import { BLOCK_SIZE, deltaContentSize } from "../contract/wire.ts";
+import { blockCount, deltaContentSize } from "../contract/wire.ts";
 import type { TaskFields } from "../contract/tasks.ts";
 
 /** A change as the agent journals it. Content is captured when journaled, so later writes cannot leak into it. */
@@ -309,6 +309,12 @@ export class Journal {
         seqs.push(seq);
         seq += 1;
       }
+      // A volume's size once per append, not per block: the blocks of one scan all carry the same.
+      const sized = changes.findLast((change) => change.op === "block");
+      if (sized) {
+        s.upsertVolumeSize.run(set, sized.volumeSize);
+        s.dropBlocksFrom.run(set, blockCount(sized.volumeSize));
+      }
       s.bumpSeq.run(seq, seqs.length, bytes, set);
       return seqs;
     });
@@ -361,8 +367,6 @@ export class Journal {
         break;
       case "block":
         s.upsertBlock.run(set, change.index, change.sha256);
-        s.upsertVolumeSize.run(set, change.volumeSize);
-        s.dropBlocksFrom.run(set, Math.ceil(change.volumeSize / BLOCK_SIZE));
         break;
       case "resync":
       case "verify":

@@ -10,7 +10,7 @@ import { lstat, open, rename, rm, type FileHandle } from "node:fs/promises";
 import { GetSnapshotBlockCommand, ListSnapshotBlocksCommand, type EBSClient } from "@aws-sdk/client-ebs";
 import { mapConcurrent } from "../contract/async.ts";
 import type { SnapshotSummary } from "../contract/tasks.ts";
-import { BLOCK_SIZE, blockCount } from "../contract/wire.ts";
+import { BLOCK_SIZE, blockCount, blockLength } from "../contract/wire.ts";
 import type { TargetStore } from "../lambdas/store/store.ts";
 import { readBlockManifest } from "../lambdas/tasks/snapshots.ts";
 import { readBlock } from "../lambdas/volumes/volume-snapshots.ts";
@@ -90,12 +90,13 @@ async function writeVolume(
       const listed = new Set(indexes);
       const zeros = Buffer.alloc(BLOCK_SIZE);
       for (let index = 0; index < blockCount(size); index++) {
-        if (!listed.has(index)) await destination.handle.write(zeros, 0, Math.min(BLOCK_SIZE, size - index * BLOCK_SIZE), index * BLOCK_SIZE);
+        if (!listed.has(index)) await destination.handle.write(zeros, 0, blockLength(size, index), index * BLOCK_SIZE);
       }
     }
     await mapConcurrent(indexes, RESTORE_CONCURRENCY, async (index) => {
       const block = await fetch(index);
-      const length = Math.min(block.length, size - index * BLOCK_SIZE);
+      // An EBS block past the end of a smaller image is cut to the volume's size.
+      const length = Math.min(block.length, blockLength(size, index));
       await destination.handle.write(block, 0, length, index * BLOCK_SIZE);
       bytes += length;
       done += 1;

@@ -75,27 +75,27 @@ export function preservedKey(set: string, sha256: string): string {
   return `${PREFIX.preserved}${set}/${sha256}`;
 }
 
-/** Key of a volume set's block content: once per content hash (zero blocks are never stored). */
-export function blockDataKey(set: string, sha256: string): string {
-  return `${PREFIX.blocks}${set}/data/${sha256}`;
-}
-
 /** Prefix of a volume set's block content objects. */
 export function blockDataPrefix(set: string): string {
   return `${PREFIX.blocks}${set}/data/`;
 }
 
+/** Key of a volume set's block content: once per content hash (zero blocks are never stored). */
+export function blockDataKey(set: string, sha256: string): string {
+  return `${blockDataPrefix(set)}${sha256}`;
+}
+
 /** Blocks per page of a volume's block map: one page covers 2 GiB of the volume. */
 export const BLOCK_MAP_PAGE_BLOCKS = 4096;
-
-/** Key of one page of a volume set's live block map (block index -> sha256 of its content). */
-export function blockMapKey(set: string, page: number): string {
-  return `${PREFIX.blocks}${set}/map/${String(page).padStart(8, "0")}.json`;
-}
 
 /** Prefix of a volume set's block map pages. */
 export function blockMapPrefix(set: string): string {
   return `${PREFIX.blocks}${set}/map/`;
+}
+
+/** Key of one page of a volume set's live block map (block index -> sha256 of its content). */
+export function blockMapKey(set: string, page: number): string {
+  return `${blockMapPrefix(set)}${String(page).padStart(8, "0")}.json`;
 }
 
 /** Key of a volume set's state: its size, and the EBS snapshot the next one builds on. */

@@ -30,7 +30,8 @@ Without --deep, sizes, mtimes, modes and recorded hashes are compared; with
 --deep every source file and every target object is hashed (block by block
 for large files), which finds content changed behind an unchanged size and
 mtime. Orphans are reported, deleted or moved aside under orphans/ as the
-config's "orphans" setting says (default: report).
+config's "orphans" setting says (default: report). Volume sets have no
+verification: \`tidemark mirror\` reads and sends all their blocks again.
 
 Uses the running agent (tidemark run) when there is one, else starts one for
 the duration. Exit code: 0 when the target matches (or --repair journaled

@@ -26,10 +26,8 @@ const PROGRESS_EVERY_MS = 5_000;
 const PENDING_TIMEOUT_MINUTES = 4320;
 
 export interface EbsSnapshotSettings {
-  /** KMS key the snapshots are encrypted with; the account's default EBS key when absent. */
+  /** KMS key the snapshots are encrypted with; the account's EBS encryption default when absent. */
   readonly kmsKeyArn?: string;
-  /** Encrypt snapshots (with kmsKeyArn, or the default key). @default true when kmsKeyArn is set */
-  readonly encrypted?: boolean;
 }
 
 /** What a resumed upload takes over from the attempt before it (kept in the task result's outputs). */
@@ -56,7 +54,7 @@ interface ChangedBlock {
 }
 
 /** Blocks whose content differs between the parent's state and the new one; without a parent, every block holding data. */
-export function changedBlocks(current: readonly VolumeBlockEntry[], parent: readonly VolumeBlockEntry[] | undefined): ChangedBlock[] {
+function blocksToUpload(current: readonly VolumeBlockEntry[], parent: readonly VolumeBlockEntry[] | undefined): ChangedBlock[] {
   const now = new Map(current.map((e) => [e.index, e]));
   if (!parent) return current.map((entry) => ({ index: entry.index, entry }));
   const before = new Map(parent.map((e) => [e.index, e.sha256]));
@@ -84,12 +82,6 @@ export class EbsSnapshotAction implements ActionRunner {
     this.#ebs = ebs;
     this.#store = store;
     this.#settings = settings;
-  }
-
-  /** How the first snapshot of a chain is encrypted. */
-  #encryption(): { Encrypted?: boolean; KmsKeyArn?: string } {
-    if (this.#settings.kmsKeyArn) return { Encrypted: true, KmsKeyArn: this.#settings.kmsKeyArn };
-    return this.#settings.encrypted !== undefined ? { Encrypted: this.#settings.encrypted } : {};
   }
 
   /** The block (padded to BLOCK_SIZE) EBS gets for a changed block. */
@@ -122,7 +114,7 @@ export class EbsSnapshotAction implements ActionRunner {
     }
     const parent = await this.#parent(map);
     const current = await readBlockManifest(this.#store, summary);
-    const changed = changedBlocks(current, parent?.entries);
+    const changed = blocksToUpload(current, parent?.entries);
     const volumeSizeGiB = Math.max(1, Math.ceil(summary.volume.size / GIB), parent?.volumeSizeGiB ?? 1);
 
     let progress = progressFrom(previous);
@@ -139,7 +131,7 @@ export class EbsSnapshotAction implements ActionRunner {
             ...(context.label ? [{ Key: "tidemark:label", Value: context.label.slice(0, 256) }] : []),
           ],
           // A child inherits its parent's encryption: EBS refuses Encrypted beside ParentSnapshotId.
-          ...(parent ? {} : this.#encryption()),
+          ...(parent || !this.#settings.kmsKeyArn ? {} : { Encrypted: true, KmsKeyArn: this.#settings.kmsKeyArn }),
           Timeout: PENDING_TIMEOUT_MINUTES,
         }),
         { abortSignal: signal },

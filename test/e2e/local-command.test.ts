@@ -2,14 +2,14 @@
 // in a child process; an edit shows up in the bucket; Ctrl-C stops it cleanly;
 // a restart on the same state dir carries on where it left off.
 
-import { closeSync, mkdirSync, openSync, readFileSync, readSync, writeFileSync } from "node:fs";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { GetObjectCommand } from "@aws-sdk/client-s3";
 import { afterEach, expect, it } from "vitest";
 import { makeS3Client } from "../../lambdas/aws-clients.ts";
 import { spawnTidemark, tidemark } from "../support/cli.ts";
 import { eventually } from "../support/local-cloud.ts";
-import { tempDir } from "../support/tree.ts";
+import { readHead, tempDir } from "../support/tree.ts";
 
 type Child = ReturnType<typeof spawnTidemark>;
 const children: Child[] = [];
@@ -143,11 +143,17 @@ it("replicates a disk image as a volume set, cuts EBS snapshots on the local sta
     const restore = await tidemark(["restore", "vm", "--snapshot", result.outputs.ebsSnapshotId, "--to", to, "--json", "--config", local.config]);
     expect(restore.code).toBe(0);
     expect(JSON.parse(restore.stdout)).toMatchObject({ source: "ebs", blocks: 2, size: 1024 ** 3 });
-    const head = Buffer.alloc(content.length);
-    const fd = openSync(to, "r");
-    readSync(fd, head, 0, head.length, 0);
-    closeSync(fd);
-    expect(head.equals(content)).toBe(true);
+    expect((await readHead(to, content.length)).head.equals(content)).toBe(true);
+
+    // The same point, rebuilt from the block store instead of EBS.
+    const fromBlocks = join(work.path, "from-blocks.img");
+    const blocks = await tidemark(["restore", "vm", "--snapshot", "latest", "--to", fromBlocks, "--json", "--config", local.config]);
+    expect(blocks.code).toBe(0);
+    expect(JSON.parse(blocks.stdout)).toMatchObject({ source: "block-store", blocks: 2, size: content.length });
+    expect(readFileSync(fromBlocks).equals(content)).toBe(true);
+    const again = await tidemark(["restore", "vm", "--snapshot", "latest", "--to", fromBlocks, "--config", local.config]);
+    expect(again.code).toBe(1);
+    expect(again.stderr).toMatch(/exists; restore to a new file, or pass --force to replace it/);
     expect(await stop(local.child)).toBe(0);
   } finally {
     work.remove();

@@ -3,7 +3,7 @@
 
 import { createHash } from "node:crypto";
 import { mkdtempSync, rmSync } from "node:fs";
-import { lstat, readFile, readdir, readlink } from "node:fs/promises";
+import { lstat, open, readFile, readdir, readlink } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { dataPrefix, decodeMeta } from "../../contract/layout.ts";
@@ -14,6 +14,18 @@ export type TreePicture = Record<string, string>;
 export function tempDir(prefix = "tidemark-test-"): { path: string; remove(): void } {
   const path = mkdtempSync(join(tmpdir(), prefix));
   return { path, remove: () => rmSync(path, { recursive: true, force: true }) };
+}
+
+/** The first `length` bytes of a file, and its size: a restored volume is a sparse file of whole GiB, too large to read whole. */
+export async function readHead(path: string, length: number): Promise<{ head: Buffer; size: number }> {
+  const handle = await open(path, "r");
+  try {
+    const head = Buffer.alloc(length);
+    await handle.read(head, 0, length, 0);
+    return { head, size: (await handle.stat()).size };
+  } finally {
+    await handle.close();
+  }
 }
 
 const sha = (bytes: Uint8Array | string) => createHash("sha256").update(bytes).digest("hex");

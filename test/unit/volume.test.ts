@@ -4,9 +4,10 @@
 // and sweeps of block content nothing refers to any more.
 
 import { randomBytes } from "node:crypto";
-import { closeSync, openSync, readFileSync, readSync, renameSync, truncateSync, utimesSync, writeFileSync, writeSync } from "node:fs";
+import { closeSync, mkdirSync, openSync, readFileSync, readSync, renameSync, truncateSync, utimesSync, writeFileSync, writeSync } from "node:fs";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { checkSources, loadConfig } from "../../agent/config.ts";
 import { recoverSet, runMirror } from "../../agent/operations.ts";
 import { isEbsSnapshotId, restoreVolumeSnapshot } from "../../agent/restore-volume.ts";
 import { volumeScan } from "../../agent/volume.ts";
@@ -17,6 +18,7 @@ import { MemoryStore } from "../../lambdas/store/memory-store.ts";
 import { VolumeMap } from "../../lambdas/volumes/block-map.ts";
 import { readSnapshot } from "../../lambdas/tasks/snapshots.ts";
 import { eventually } from "../support/local-cloud.ts";
+import { tempDir } from "../support/tree.ts";
 import { canUseLoopDevices, VOLUME_SET as SET, volumeHarness, type VolumeHarness } from "../support/volume-harness.ts";
 
 /** An image of `blocks` blocks: random ones, and every third one zeros. */
@@ -141,6 +143,28 @@ describe("volume sets", () => {
     expect((await restored(h, String(snapshot.outputs.snapshotId))).equals(readFileSync(h.image))).toBe(true);
   });
 
+  it("replicates a volume larger than its image when sizeGiB says so, and refuses an image larger than sizeGiB", async () => {
+    const sized = { ...h.spec, volume: { scanMs: 60_000, sizeBytes: 1024 ** 3 } };
+    const report = await volumeScan(h.journal, sized, { full: true });
+    expect(report.entries).toBe(2048);
+    // Past the image it reads as zeros: only the last block, carrying the new size, is journaled.
+    expect(report.changes).toBe(1);
+    await h.agent.drain(SET);
+    expect((await VolumeMap.open(h.store, SET)).state.size).toBe(1024 ** 3);
+    await expect(volumeScan(h.journal, { ...h.spec, volume: { scanMs: 60_000, sizeBytes: BLOCK_SIZE } })).rejects.toThrow(/holds 6291456 bytes, more than the set's sizeGiB/);
+  });
+
+  it("restores an image only over nothing, unless forced", async () => {
+    const first = await h.marker();
+    const summary = await readSnapshot(h.store, SET, String(first.outputs.snapshotId));
+    const to = join(h.dir.path, "taken.img");
+    writeFileSync(to, "someone's file");
+    await expect(restoreVolumeSnapshot(h.store, summary, to)).rejects.toThrow(/exists; restore to a new file, or pass --force/);
+    expect(readFileSync(to, "utf8")).toBe("someone's file");
+    await restoreVolumeSnapshot(h.store, summary, to, { force: true });
+    expect(readFileSync(to).equals(image)).toBe(true);
+  });
+
   it("refuses a verification of a volume set with a clear error", async () => {
     await expect(h.agent.journalVerify(SET, { deep: false, orphans: "report" })).rejects.toThrow(/is a volume: verify is for file sets/);
     expect(h.store.objects.has(volumeStateKey(SET))).toBe(true);
@@ -261,4 +285,30 @@ it("tells EBS snapshot ids from tidemark's", () => {
   expect(isEbsSnapshotId("snap-1234abcd")).toBe(true);
   expect(isEbsSnapshotId("snap-20261125T045307Z-9a2480")).toBe(false);
   expect(isEbsSnapshotId("snap-sqs-1234")).toBe(false);
+});
+
+describe("volume sets in the config", () => {
+  it("reads a volume set's path, sizeGiB and interval, and checks its source before the agent runs", () => {
+    const dir = tempDir("tidemark-config-");
+    try {
+      writeFileSync(join(dir.path, "disk.img"), Buffer.alloc(1024));
+      mkdirSync(join(dir.path, "folder"));
+      const file = join(dir.path, "tidemark.config.json");
+      const write = (sets: unknown[]) => writeFileSync(file, JSON.stringify({ queueUrl: "http://127.0.0.1:9/q.fifo", bucket: "bucket", stateDir: "state", sets }));
+      write([{ name: "vm", type: "volume", path: "disk.img", sizeGiB: 2, scanSeconds: 30 }, { name: "www", path: "folder" }]);
+      const config = loadConfig(file);
+      expect(config.sets[0]).toMatchObject({ name: "vm", root: join(dir.path, "disk.img"), volume: { sizeBytes: 2 * 1024 ** 3, scanMs: 30_000 } });
+      expect(config.sets[1]?.volume).toBeUndefined();
+      expect(() => checkSources(config)).not.toThrow();
+
+      write([{ name: "vm", type: "volume", path: "folder" }]);
+      expect(() => checkSources(loadConfig(file))).toThrow(/set "vm": .*folder is neither a block device nor an image file/);
+      write([{ name: "www", path: "disk.img" }]);
+      expect(() => checkSources(loadConfig(file))).toThrow(/is not a directory \(a disk or image file is a set of "type": "volume"\)/);
+      write([{ name: "vm", type: "volume", path: "disk.img", scanSeconds: 1 }]);
+      expect(() => loadConfig(file)).toThrow(/sets\.0/);
+    } finally {
+      dir.remove();
+    }
+  });
 });
