@@ -3,6 +3,7 @@
 // errors that look transient and errors that need an operator.
 
 import { setTimeout as sleep } from "node:timers/promises";
+import { isTransientAwsError } from "../../lambdas/aws-errors.ts";
 import { TransportError, type StagedPayload, type Transport } from "./transport.ts";
 
 export interface RetryOptions {
@@ -16,20 +17,10 @@ export interface RetryOptions {
   readonly onRecovered?: () => void;
 }
 
-const CONNECTION_CODES = new Set(["ECONNREFUSED", "ECONNRESET", "ETIMEDOUT", "EPIPE", "ENOTFOUND", "EAI_AGAIN", "EHOSTUNREACH", "ENETUNREACH"]);
-
 /** Whether an error from an AWS SDK call (or a transport) is worth an immediate retry. */
 export function isRetryable(error: unknown): boolean {
   if (error instanceof TransportError) return error.retryable;
-  const e = error as { name?: string; code?: string; $metadata?: { httpStatusCode?: number }; $retryable?: unknown; cause?: unknown };
-  const status = e?.$metadata?.httpStatusCode;
-  if (status !== undefined && (status >= 500 || status === 429)) return true;
-  if (e?.$retryable) return true;
-  const name = e?.name ?? "";
-  if (/Throttl|SlowDown|RequestLimitExceeded|TooManyRequests|TimeoutError|RequestTimeout/.test(name)) return true;
-  if (e?.code && CONNECTION_CODES.has(e.code)) return true;
-  if (e?.cause) return isRetryable(e.cause);
-  return false;
+  return isTransientAwsError(error);
 }
 
 export class RetryingTransport implements Transport {

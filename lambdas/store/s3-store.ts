@@ -11,6 +11,7 @@ import {
   type S3Client,
 } from "@aws-sdk/client-s3";
 import { MULTIPART_THRESHOLD, putInParts } from "../s3-multipart.ts";
+import { metadataOf, S3ObjectRequests, type ObjectRequestOptions } from "../s3-object-requests.ts";
 import { ObjectNotFoundError, type ObjectHead, type ObjectInfo, type StoredObject, type TargetStore } from "./store.ts";
 
 function isNotFound(error: unknown): boolean {
@@ -23,18 +24,40 @@ function copySource(bucket: string, key: string): string {
   return `${bucket}/${key.split("/").map(encodeURIComponent).join("/")}`;
 }
 
+function objectHead(key: string, size: number, meta: Record<string, string>, versionId: string | undefined): ObjectHead {
+  // An unversioned bucket reports the version "null".
+  return { key, size, meta, ...(versionId && versionId !== "null" ? { versionId } : {}) };
+}
+
 export class S3Store implements TargetStore {
   readonly client: S3Client;
   readonly bucket: string;
   #versioning: Promise<boolean> | undefined;
+  /** Single-object requests go around the SDK's pipeline when the endpoint allows (s3-object-requests.ts). */
+  readonly #options: ObjectRequestOptions;
+  #direct: Promise<S3ObjectRequests | undefined> | undefined;
 
-  constructor(client: S3Client, bucket: string) {
+  constructor(client: S3Client, bucket: string, options: ObjectRequestOptions = {}) {
     this.client = client;
     this.bucket = bucket;
+    this.#options = options;
+  }
+
+  #directRequests(): Promise<S3ObjectRequests | undefined> {
+    this.#direct ??= S3ObjectRequests.open(this.client, this.bucket, this.#options).catch((error: unknown) => {
+      this.#direct = undefined;
+      throw error;
+    });
+    return this.#direct;
   }
 
   async get(key: string, versionId?: string): Promise<StoredObject | undefined> {
     try {
+      const direct = await this.#directRequests();
+      if (direct) {
+        const out = await direct.get(key, versionId);
+        return { key, body: out.body, meta: metadataOf(out.headers) };
+      }
       const out = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: key, ...(versionId !== undefined ? { VersionId: versionId } : {}) }));
       const bytes = out.Body ? await out.Body.transformToByteArray() : new Uint8Array();
       return { key, body: Buffer.from(bytes), meta: out.Metadata ?? {} };
@@ -46,10 +69,14 @@ export class S3Store implements TargetStore {
 
   async head(key: string): Promise<ObjectHead | undefined> {
     try {
+      const direct = await this.#directRequests();
+      if (direct) {
+        const out = await direct.head(key);
+        const version = out.headers["x-amz-version-id"];
+        return objectHead(key, Number(out.headers["content-length"] ?? 0), metadataOf(out.headers), typeof version === "string" ? version : undefined);
+      }
       const out = await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: key }));
-      // An unversioned bucket reports the version "null".
-      const versionId = out.VersionId && out.VersionId !== "null" ? out.VersionId : undefined;
-      return { key, size: out.ContentLength ?? 0, meta: out.Metadata ?? {}, ...(versionId ? { versionId } : {}) };
+      return objectHead(key, out.ContentLength ?? 0, out.Metadata ?? {}, out.VersionId);
     } catch (error) {
       if (isNotFound(error)) return undefined;
       throw error;
@@ -61,7 +88,9 @@ export class S3Store implements TargetStore {
       await putInParts(this.client, { bucket: this.bucket, key, size: body.length, metadata: meta, read: async (offset, length) => body.subarray(offset, offset + length) });
       return;
     }
-    await this.client.send(new PutObjectCommand({ Bucket: this.bucket, Key: key, Body: body, Metadata: meta }));
+    const direct = await this.#directRequests();
+    if (direct) await direct.put(key, body, meta);
+    else await this.client.send(new PutObjectCommand({ Bucket: this.bucket, Key: key, Body: body, Metadata: meta }));
   }
 
   async copy(from: string, to: string, meta: Record<string, string>): Promise<void> {
@@ -82,7 +111,9 @@ export class S3Store implements TargetStore {
   }
 
   async delete(key: string): Promise<void> {
-    await this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: key }));
+    const direct = await this.#directRequests();
+    if (direct) await direct.delete(key);
+    else await this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: key }));
   }
 
   async *list(prefix: string): AsyncIterable<ObjectInfo> {
