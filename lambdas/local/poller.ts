@@ -6,7 +6,7 @@
 import { DeleteMessageBatchCommand, ReceiveMessageCommand, type Message, type SQSClient } from "@aws-sdk/client-sqs";
 import type { SQSBatchResponse, SQSEvent, SQSMessageAttributes, SQSRecord } from "aws-lambda";
 
-/** Pause after a receive that found nothing. */
+/** Pause after a receive that found nothing (a batch finishing ends it: its group may have more). */
 const IDLE_PAUSE_MS = 50;
 
 export interface PollerOptions {
@@ -20,6 +20,8 @@ export interface PollerOptions {
   /** Batches of different message groups that may run at once. */
   readonly maxConcurrency?: number;
   readonly waitTimeSeconds?: number;
+  /** @default IDLE_PAUSE_MS */
+  readonly idlePauseMs?: number;
   readonly onError?: (error: Error) => void;
 }
 
@@ -76,6 +78,8 @@ export class LocalPoller {
   readonly #inFlight = new Set<Promise<void>>();
   #running = false;
   #loop: Promise<void> | undefined;
+  /** Ends the idle pause early. */
+  #wake: (() => void) | undefined;
 
   constructor(options: PollerOptions) {
     const batchSize = options.batchSize ?? 10;
@@ -89,6 +93,7 @@ export class LocalPoller {
       batchSize,
       maxConcurrency: options.maxConcurrency ?? 4,
       waitTimeSeconds: options.waitTimeSeconds ?? 1,
+      idlePauseMs: options.idlePauseMs ?? IDLE_PAUSE_MS,
       onError: options.onError,
       queueArn: options.queueArn ?? `arn:aws:sqs:${options.region}:000000000000:${queueName}`,
     });
@@ -103,6 +108,7 @@ export class LocalPoller {
   /** Stops receiving; resolves once the batches already handed to the handler have finished. */
   async stop(): Promise<void> {
     this.#running = false;
+    this.#wake?.();
     await this.#loop;
     await Promise.allSettled([...this.#inFlight]);
   }
@@ -117,14 +123,27 @@ export class LocalPoller {
         }
         const received = await this.#receiveAndDispatch();
         backoff = 100;
-        // An empty short poll would otherwise spin; a long poll has already waited.
-        if (received === 0) await new Promise((resolve) => setTimeout(resolve, IDLE_PAUSE_MS));
+        // An empty receive would otherwise spin: a short poll, or a long poll the emulator ended early (it
+        // wakes waiting receives on every send, even to a group that has a batch in flight, and answers them
+        // empty). A batch that finishes ends the pause: its group's next messages are ready now.
+        if (received === 0) await this.#idlePause();
       } catch (error) {
         this.#options.onError?.(error instanceof Error ? error : new Error(String(error)));
         await new Promise((resolve) => setTimeout(resolve, backoff));
         backoff = Math.min(backoff * 2, 5_000);
       }
     }
+  }
+
+  #idlePause(): Promise<void> {
+    return new Promise<void>((resolve) => {
+      const timer = setTimeout(() => this.#wake?.(), this.#options.idlePauseMs);
+      this.#wake = () => {
+        clearTimeout(timer);
+        this.#wake = undefined;
+        resolve();
+      };
+    });
   }
 
   /** One receive, dispatched, and waited for: lets a test step the poller without sleeping. */
@@ -164,6 +183,7 @@ export class LocalPoller {
         await this.#handle(batch);
       } finally {
         this.#busyGroups.delete(group);
+        this.#wake?.();
       }
     })();
     const tracked = task.catch((error: unknown) => this.#options.onError?.(error instanceof Error ? error : new Error(String(error))));

@@ -59,3 +59,30 @@ it("deletes only the messages the handler did not report as failed", async () =>
   expect(await poller.pollOnce()).toBe(3);
   expect(deleted).toEqual(["rh-m1"]);
 });
+
+it("receives again as soon as a batch finishes, not after the pause an empty receive starts", async () => {
+  // The emulator answers a long poll empty when a send wakes it while the group has a batch in flight:
+  // here the second receive comes back empty while a1 is handled, and a2 waits in the queue.
+  const receives = [[message("a1", "a")], [], [message("a2", "a")]];
+  const { sqs, deleted } = scriptedSqs(receives);
+  let releaseA1: () => void = () => undefined;
+  const poller = new LocalPoller({
+    sqs,
+    queueUrl: "http://127.0.0.1:1/000000000000/q.fifo",
+    region: "us-east-1",
+    waitTimeSeconds: 0,
+    // Far longer than the test may take: only the finished batch can end it.
+    idlePauseMs: 600_000,
+    handler: async (event: SQSEvent) => {
+      if (event.Records[0]?.messageId === "a1") await new Promise<void>((resolve) => (releaseA1 = resolve));
+      return { batchItemFailures: [] };
+    },
+  });
+  poller.start();
+  // The empty receive is done: the poller is in its pause, a1 still in the handler.
+  await eventually(async () => expect(receives).toHaveLength(1), 5_000, 20);
+  expect(deleted).toEqual([]);
+  releaseA1();
+  await eventually(async () => expect(deleted).toEqual(["rh-a1", "rh-a2"]), 10_000, 20);
+  await poller.stop();
+});
