@@ -3,6 +3,7 @@
 // lets the records leave the journal.
 
 import { join } from "node:path";
+import { mapConcurrent } from "../contract/async.ts";
 import { stagingKey } from "../contract/layout.ts";
 import {
   MAX_INLINE_BYTES,
@@ -35,6 +36,8 @@ export interface SendResult {
 
 /** Records read from the journal at a time while filling a message (bounds memory: content rides along). */
 const PAGE = 64;
+/** A message's staged payloads uploaded at once: one at a time leaves a link idle between objects. */
+export const STAGE_CONCURRENCY = 4;
 
 function toWire(set: string, spoolDir: string, record: JournalRecord, compression: Compression): { wire: WireRecord; staged?: StagedPayload } {
   if (record.op === "verify") {
@@ -135,7 +138,8 @@ export async function sendNext(journal: Journal, transport: Transport, set: stri
   const packed = packNext(journal, set, options);
   if (!packed) return { records: 0, bytes: 0 };
   if (packed.markers.length > 0) await options.beforeMarkers?.(set, packed.markers);
-  for (const payload of packed.staged) await transport.stage(payload);
+  // The message goes only once every payload it names is staged.
+  await mapConcurrent(packed.staged, STAGE_CONCURRENCY, (payload) => transport.stage(payload));
   await transport.send(set, deduplicationId(set, packed.first, packed.last), packed.body);
   const bytes = Buffer.byteLength(packed.body) + packed.staged.reduce((sum, p) => sum + p.size, 0);
   journal.markSent(set, packed.last, bytes);
