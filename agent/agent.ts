@@ -158,12 +158,12 @@ class SetRunner {
     return run;
   }
 
-  /** True when the set's backlog is at the journal limit (and marks it so); warns as it nears the limit. */
-  #journalFull(): boolean {
+  /** True when the set's backlog (with what a scan holds, not journaled yet) is at the journal limit (and marks it so); warns as it nears the limit. */
+  #journalFull(unjournaledBytes = 0): boolean {
     const limit = this.#agent.options.journalLimitBytes ?? DEFAULT_JOURNAL_LIMIT_BYTES;
     const { backlogBytes, overflowed } = this.#journal.counters(this.spec.name);
     if (overflowed) return true;
-    if (backlogBytes >= limit) {
+    if (backlogBytes + unjournaledBytes >= limit) {
       this.#journal.setOverflowed(this.spec.name, true);
       this.#agent.log.error("journal limit reached: the set is out of sync until the backlog drains, then a catch-up scan journals what changed", {
         set: this.spec.name,
@@ -189,7 +189,7 @@ class SetRunner {
   }
 
   /** What changed in the set since the index: a scan of the tree, or a read of the volume (all of it when `full`). */
-  #barrier(options: { full?: boolean; onProgress?: (report: Readonly<ScanReport>) => void; shouldStop?: () => boolean } = {}): Promise<ScanReport> {
+  #barrier(options: { full?: boolean; onProgress?: (report: Readonly<ScanReport>) => void; shouldStop?: (unjournaledBytes: number) => boolean } = {}): Promise<ScanReport> {
     const { full = false, ...rest } = options;
     if (this.spec.volume) return volumeScan(this.#journal, this.spec, { full, ...rest });
     return barrierScan(this.#journal, this.spec, rest);
@@ -200,7 +200,7 @@ class SetRunner {
   }
 
   async scan(): Promise<ScanReport> {
-    const report = await this.exclusive(() => this.#barrier({ shouldStop: () => this.#journalFull() }));
+    const report = await this.exclusive(() => this.#barrier({ shouldStop: (unjournaled) => this.#journalFull(unjournaled) }));
     for (const skipped of report.skipped) {
       this.#agent.log.warn("not replicated", { set: this.spec.name, path: skipped.path, reason: skipped.reason });
     }

@@ -25,8 +25,15 @@ export interface ScanReport {
   stopped?: boolean;
 }
 
-/** Journals in chunks so one huge directory does not make one huge transaction. */
+/**
+ * Journals in chunks of this many changes or bytes of content, across
+ * directories: each transaction is a synchronous fsync on the agent's thread,
+ * so one per directory of a tree of small folders held up sending. Chunks
+ * bound both a transaction and what waits in memory: a folder's captures are
+ * added 500 at a time, so a transaction holds fewer than twice APPEND_CHUNK.
+ */
 const APPEND_CHUNK = 500;
+const APPEND_BYTES = 8 * 1024 * 1024;
 /** Files read at once: enough to keep the disk and the thread pool busy, few enough to bound memory. */
 const CAPTURE_CONCURRENCY = 16;
 
@@ -48,32 +55,43 @@ export interface ScanOptions extends CaptureOptions {
   readonly from?: string;
   /** Called after each directory with the totals so far. */
   readonly onProgress?: (report: Readonly<ScanReport>) => void;
-  /** Checked before each directory: true stops the scan early (the journal is full); a later scan resumes from the index. */
-  readonly shouldStop?: () => boolean;
+  /** Checked before each directory, with the bytes captured but not yet journaled: true stops the scan early (the journal is full); a later scan resumes from the index. */
+  readonly shouldStop?: (unjournaledBytes: number) => boolean;
 }
 
 export async function barrierScan(journal: Journal, spec: SetSpec, options: ScanOptions | string = {}): Promise<ScanReport> {
   const { from = "", onProgress, shouldStop, ...captureOptions } = typeof options === "string" ? { from: options } : options;
   const report: ScanReport = { entries: 0, changes: 0, bytes: 0, skipped: [] };
   const pending: Change[] = [];
+  let pendingBytes = 0;
+  const queue = (changes: readonly Change[]) => {
+    for (const change of changes) {
+      pending.push(change);
+      pendingBytes += changeBytes(change);
+      report.changes += 1;
+      report.bytes += changeBytes(change);
+    }
+  };
   const flush = () => {
-    journal.append(spec.name, pending);
-    report.changes += pending.length;
-    for (const change of pending) report.bytes += changeBytes(change);
+    if (pending.length > 0) journal.append(spec.name, pending);
     pending.length = 0;
+    pendingBytes = 0;
+  };
+  const flushWhenFull = () => {
+    if (pending.length >= APPEND_CHUNK || pendingBytes >= APPEND_BYTES) flush();
   };
 
   if (from !== "") {
     // Scanning a subtree starts with the subtree's own root.
     const top = await capture(journal, spec, from, captureOptions);
-    pending.push(...top.changes);
+    queue(top.changes);
     flush();
     if (!top.isDirectory) return report;
   }
 
   const dirs = [from];
   while (dirs.length > 0) {
-    if (shouldStop?.()) {
+    if (shouldStop?.(pendingBytes)) {
       report.stopped = true;
       break;
     }
@@ -85,8 +103,8 @@ export async function barrierScan(journal: Journal, spec: SetSpec, options: Scan
       const code = (error as NodeJS.ErrnoException).code;
       if (code !== "ENOENT" && code !== "ENOTDIR") throw error;
       // The directory vanished while scanning: forget it and what was below.
-      if (dir !== "") pending.push(...deletesFor(journal, spec.name, dir));
-      flush();
+      if (dir !== "") queue(deletesFor(journal, spec.name, dir));
+      flushWhenFull();
       continue;
     }
     const seen = new Set<string>();
@@ -117,18 +135,19 @@ export async function barrierScan(journal: Journal, spec: SetSpec, options: Scan
     for (let i = 0; i < paths.length; i += APPEND_CHUNK) {
       const results = await mapConcurrent(paths.slice(i, i + APPEND_CHUNK), CAPTURE_CONCURRENCY, (path) => capture(journal, spec, path, captureOptions));
       results.forEach((result, k) => {
-        pending.push(...result.changes);
+        queue(result.changes);
         if (result.isDirectory) subdirs.push(paths[i + k] ?? "");
       });
-      if (pending.length >= APPEND_CHUNK) flush();
+      flushWhenFull();
     }
     for (const path of indexed.keys()) {
-      if (!seen.has(path)) pending.push(...deletesFor(journal, spec.name, path));
+      if (!seen.has(path)) queue(deletesFor(journal, spec.name, path));
     }
-    flush();
+    flushWhenFull();
     onProgress?.(report);
     // Depth-first, in name order: push in reverse so the first name is scanned first.
     for (const sub of subdirs.sort().reverse()) dirs.push(sub);
   }
+  flush();
   return report;
 }

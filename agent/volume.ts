@@ -22,8 +22,8 @@ export interface VolumeScanOptions {
   /** Read every block even when the image file looks unchanged (a marker's barrier). */
   readonly full?: boolean;
   readonly onProgress?: (report: Readonly<ScanReport>) => void;
-  /** Checked between chunks: true stops the scan early (the journal is full); the next scan goes on from the index. */
-  readonly shouldStop?: () => boolean;
+  /** Checked between chunks, with the bytes read but not yet journaled: true stops the scan early (the journal is full); the next scan goes on from the index. */
+  readonly shouldStop?: (unjournaledBytes: number) => boolean;
 }
 
 /** Blocks journaled per transaction: 32 MiB of content at most in memory. */
@@ -140,7 +140,7 @@ export async function volumeScan(journal: Journal, spec: SetSpec, options: Volum
       pending = [];
     };
     for (let from = 0; from < count; from += INDEX_CHUNK) {
-      if (options.shouldStop?.()) {
+      if (options.shouldStop?.(pending.reduce((sum, change) => sum + changeBytes(change), 0))) {
         report.stopped = true;
         break;
       }

@@ -1,0 +1,92 @@
+import { mkdirSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { afterEach, beforeEach, expect, it, vi } from "vitest";
+import { Journal } from "../../agent/journal.ts";
+import { barrierScan } from "../../agent/scan.ts";
+import { tempDir } from "../support/tree.ts";
+
+const SET = "docs";
+let src: ReturnType<typeof tempDir>;
+let state: ReturnType<typeof tempDir>;
+let journal: Journal;
+
+beforeEach(() => {
+  src = tempDir("tidemark-src-");
+  state = tempDir("tidemark-state-");
+  journal = Journal.open(state.path);
+});
+
+afterEach(() => {
+  journal.close();
+  src.remove();
+  state.remove();
+});
+
+/** The number of changes in each journal transaction of a scan. */
+async function transactionsOf(scan: () => Promise<unknown>): Promise<number[]> {
+  const original = journal.append.bind(journal);
+  const sizes: number[] = [];
+  // Counted at the call: the scan reuses its array once the changes are in.
+  const append = vi.spyOn(journal, "append").mockImplementation((set, changes) => {
+    sizes.push(changes.length);
+    return original(set, changes);
+  });
+  try {
+    await scan();
+    return sizes;
+  } finally {
+    append.mockRestore();
+  }
+}
+
+it("journals many small folders in a few transactions, not one per folder (each is an fsync on the agent's thread)", async () => {
+  for (let d = 0; d < 40; d++) {
+    mkdirSync(join(src.path, `d${d}`));
+    for (let f = 0; f < 3; f++) writeFileSync(join(src.path, `d${d}`, `f${f}`), `${d}/${f}`);
+  }
+  const transactions = await transactionsOf(() => barrierScan(journal, { name: SET, root: src.path, exclude: [] }));
+  expect(transactions).toEqual([160]);
+  expect(journal.counters(SET).backlogRecords).toBe(160);
+});
+
+it("still bounds a transaction: by changes, and by bytes of content", async () => {
+  mkdirSync(join(src.path, "many"));
+  for (let f = 0; f < 1_100; f++) writeFileSync(join(src.path, "many", `f${f}`), "x");
+  const byCount = await transactionsOf(() => barrierScan(journal, { name: SET, root: src.path, exclude: [] }));
+  // A chunk is 500 changes, and a folder's captures go in 500 at a time on top of what was waiting.
+  expect(byCount.length).toBeGreaterThanOrEqual(2);
+  expect(byCount.every((n) => n < 1_000)).toBe(true);
+  expect(byCount.reduce((a, b) => a + b, 0)).toBe(1_101);
+
+  // 12 MiB in twelve folders: a transaction closes once 8 MiB of content wait.
+  for (let d = 0; d < 12; d++) {
+    mkdirSync(join(src.path, `big${d}`));
+    writeFileSync(join(src.path, `big${d}`, "f"), Buffer.alloc(1024 * 1024, d));
+  }
+  const byBytes = await transactionsOf(() => barrierScan(journal, { name: SET, root: src.path, exclude: [] }));
+  expect(byBytes).toHaveLength(2);
+  expect(byBytes.reduce((a, b) => a + b, 0)).toBe(24);
+});
+
+it("tells shouldStop what it holds that is not journaled yet, and journals it when it stops", async () => {
+  for (let d = 0; d < 5; d++) {
+    mkdirSync(join(src.path, `d${d}`));
+    writeFileSync(join(src.path, `d${d}`, "f"), Buffer.alloc(1000));
+  }
+  const seen: number[] = [];
+  const report = await barrierScan(journal, {
+    name: SET,
+    root: src.path,
+    exclude: [],
+  }, {
+    shouldStop: (unjournaled) => {
+      seen.push(unjournaled);
+      return journal.counters(SET).backlogBytes + unjournaled >= 2000;
+    },
+  });
+  expect(report.stopped).toBe(true);
+  expect(seen.some((bytes) => bytes > 0)).toBe(true);
+  // What was captured before the stop is journaled, and reported.
+  expect(journal.counters(SET).backlogRecords).toBe(report.changes);
+  expect(journal.counters(SET).backlogBytes).toBeGreaterThanOrEqual(2000);
+});
