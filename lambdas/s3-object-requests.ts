@@ -10,7 +10,7 @@
 // An endpoint that needs more than plain SigV4 is not served here: open()
 // answers undefined and the caller uses the SDK.
 
-import { createHash, createHmac, type Hash, type Hmac } from "node:crypto";
+import { createHash, createHmac, createSecretKey, type Hash, type Hmac, type KeyObject } from "node:crypto";
 import http from "node:http";
 import https from "node:https";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -74,12 +74,28 @@ export function plainSigV4Endpoint(endpoint: EndpointV2): { url: URL; signingNam
   return { url: endpoint.url, signingName, signingRegion };
 }
 
+/** HMAC keys the signer uses again and again (the secret, the day's signing key), prepared once: preparing one costs more than the HMAC. */
+const hmacKeys = new Map<string, KeyObject>();
+const HMAC_KEYS_KEPT = 32;
+
+function hmacKey(secret: SourceData): KeyObject {
+  const bytes = bytesOf(secret);
+  const id = typeof bytes === "string" ? `s:${bytes}` : `b:${Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString("base64")}`;
+  let key = hmacKeys.get(id);
+  if (!key) {
+    if (hmacKeys.size >= HMAC_KEYS_KEPT) hmacKeys.clear();
+    key = createSecretKey(typeof bytes === "string" ? Buffer.from(bytes, "utf8") : bytes);
+    hmacKeys.set(id, key);
+  }
+  return key;
+}
+
 /** node:crypto SHA-256 (or HMAC-SHA-256 with a secret) in the shape the SigV4 signer takes. */
 class NodeSha256 {
   readonly #hash: Hash | Hmac;
 
   constructor(secret?: SourceData) {
-    this.#hash = secret === undefined ? createHash("sha256") : createHmac("sha256", bytesOf(secret));
+    this.#hash = secret === undefined ? createHash("sha256") : createHmac("sha256", hmacKey(secret));
   }
 
   update(data: SourceData): void {
