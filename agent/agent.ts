@@ -13,7 +13,7 @@ import type { Change, IndexEntry, Journal } from "./journal.ts";
 import { silentLogger, type Logger } from "./log.ts";
 import { writeManifest } from "./manifest.ts";
 import { barrierScan, type ScanReport } from "./scan.ts";
-import { sendNext, type PackedMarker } from "./sender.ts";
+import { PackedAhead, sendNext, type PackedMarker } from "./sender.ts";
 import { newTaskId, type TaskFields } from "../contract/tasks.ts";
 import { describeHook, hookSucceeded, runHook, type HookResult } from "./hooks.ts";
 import type { SetSpec } from "./set-spec.ts";
@@ -131,6 +131,8 @@ class SetRunner {
   readonly spec: SetSpec;
   readonly #agent: Agent;
   #chain: Promise<unknown> = Promise.resolve();
+  /** The next message, packed while the one before it is on the wire. */
+  readonly #ahead = new PackedAhead();
   #hints = new Set<string>();
   #hintTimer: NodeJS.Timeout | undefined;
   #wake: (() => void) | undefined;
@@ -462,6 +464,7 @@ class SetRunner {
     const { transport, compression, announceReceived } = this.#agent.options;
     return sendNext(this.#journal, transport, this.spec.name, {
       ...(compression ? { compression } : {}),
+      ahead: this.#ahead,
       beforeMarkers: (set, markers) => this.#beforeTransmit(markers),
       ...(announceReceived ? { afterMarkers: announceReceived } : {}),
     });

@@ -93,13 +93,16 @@ export interface PackOptions {
 }
 
 export interface SendOptions extends PackOptions {
+  /** Where the set's next message is packed while the one before it is on the wire; without it, each message is packed when it is sent. */
+  readonly ahead?: PackedAhead;
   /** Before a message holding markers is sent (ONTRANSMIT). */
   readonly beforeMarkers?: (set: string, markers: readonly PackedMarker[]) => Promise<void>;
   /** Once the queue accepted a message holding markers (ONRECEIVE). */
   readonly afterMarkers?: (set: string, markers: readonly PackedMarker[]) => Promise<void>;
 }
 
-export function packNext(journal: Journal, set: string, options: PackOptions = {}): PackedMessage | undefined {
+/** Packs the next message of a set: its oldest unsent records (those after seq `after`, when given). */
+export function packNext(journal: Journal, set: string, options: PackOptions = {}, after = 0): PackedMessage | undefined {
   const maxBytes = options.maxBytes ?? MAX_MESSAGE_BYTES;
   const compression = options.compression ?? "zstd";
   const envelope = JSON.stringify({ v: WIRE_VERSION, set, records: [] });
@@ -109,9 +112,9 @@ export function packNext(journal: Journal, set: string, options: PackOptions = {
   const markers: PackedMarker[] = [];
   let first = 0;
   let last = 0;
-  let after = 0;
+  let cursor = after;
   fill: for (;;) {
-    const page = journal.pending(set, after, PAGE);
+    const page = journal.pending(set, cursor, PAGE);
     if (page.length === 0) break;
     for (const record of page) {
       const { wire, staged: payload } = toWire(set, journal.spoolDir, record, compression);
@@ -125,7 +128,7 @@ export function packNext(journal: Journal, set: string, options: PackOptions = {
       if (first === 0) first = record.seq;
       last = record.seq;
     }
-    after = last;
+    cursor = last;
   }
   if (parts.length === 0) return undefined;
   // The envelope ends in "[]}": splice the records in between the brackets.
@@ -133,14 +136,55 @@ export function packNext(journal: Journal, set: string, options: PackOptions = {
   return { body, first, last, staged, markers };
 }
 
+/**
+ * A set's next message, packed while the one before it was on the wire.
+ * Records stay as they are until they are marked sent, so the message is
+ * what packNext would give, as long as the one before it is what was marked
+ * sent since, and (unless it was full) nothing was journaled since.
+ */
+export class PackedAhead {
+  #held: { after: number; nextSeq: number; message: PackedMessage } | undefined;
+
+  /** Packs the message after seq `after`, when more records wait than the one on the wire. */
+  pack(journal: Journal, set: string, options: PackOptions, after: number): void {
+    this.#held = undefined;
+    const { nextSeq } = journal.counters(set);
+    if (after >= nextSeq - 1) return;
+    const message = packNext(journal, set, options, after);
+    if (message) this.#held = { after, nextSeq, message };
+  }
+
+  /** The held message if it is still the set's next one; it is let go either way. */
+  take(journal: Journal, set: string): PackedMessage | undefined {
+    const held = this.#held;
+    this.#held = undefined;
+    if (!held) return undefined;
+    const { sentSeq, nextSeq } = journal.counters(set);
+    const full = held.message.last < held.nextSeq - 1;
+    return sentSeq === held.after && (full || nextSeq === held.nextSeq) ? held.message : undefined;
+  }
+}
+
 /** Sends the next message of a set; resolves with what left the journal (zero records when nothing was pending). */
 export async function sendNext(journal: Journal, transport: Transport, set: string, options: SendOptions = {}): Promise<SendResult> {
-  const packed = packNext(journal, set, options);
+  const packed = options.ahead?.take(journal, set) ?? packNext(journal, set, options);
   if (!packed) return { records: 0, bytes: 0 };
   if (packed.markers.length > 0) await options.beforeMarkers?.(set, packed.markers);
   // The message goes only once every payload it names is staged.
   await mapConcurrent(packed.staged, STAGE_CONCURRENCY, (payload) => transport.stage(payload));
-  await transport.send(set, deduplicationId(set, packed.first, packed.last), packed.body);
+  const sending = transport.send(set, deduplicationId(set, packed.first, packed.last), packed.body);
+  if (options.ahead) {
+    // Its failure is handled below, once the next message is packed.
+    sending.catch(() => undefined);
+    // Let the request leave before packing (synchronous work) the next message.
+    await new Promise((resolve) => setImmediate(resolve));
+    try {
+      options.ahead.pack(journal, set, options, packed.last);
+    } catch {
+      // Packed again when it is sent, where a failure is reported.
+    }
+  }
+  await sending;
   const bytes = Buffer.byteLength(packed.body) + packed.staged.reduce((sum, p) => sum + p.size, 0);
   journal.markSent(set, packed.last, bytes);
   if (packed.markers.length > 0) await options.afterMarkers?.(set, packed.markers);

@@ -1,11 +1,11 @@
 import { randomBytes } from "node:crypto";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { afterEach, beforeEach, expect, it } from "vitest";
+import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { Journal } from "../../agent/journal.ts";
 import { stagingKey } from "../../contract/layout.ts";
 import { barrierScan } from "../../agent/scan.ts";
-import { sendNext, STAGE_CONCURRENCY } from "../../agent/sender.ts";
+import { PackedAhead, packNext, sendNext, STAGE_CONCURRENCY } from "../../agent/sender.ts";
 import type { StagedPayload, Transport } from "../../agent/transport/transport.ts";
 import { tempDir } from "../support/tree.ts";
 
@@ -95,4 +95,127 @@ it("sends nothing, and keeps every record, when one payload fails to stage", asy
   await expect(sending).rejects.toThrow(/staging .* failed/);
   expect(transport.events).not.toContain("send");
   expect(journal.counters(SET).backlogRecords).toBe(6);
+});
+
+describe("packing the next message while one is on the wire", () => {
+  /** A transport whose sends wait until released, keeping each body. */
+  class HeldSends implements Transport {
+    readonly bodies: string[] = [];
+    fail: Error | undefined;
+    #release: (() => void) | undefined;
+    async stage(): Promise<void> {}
+    async send(_set: string, _id: string, body: string): Promise<void> {
+      this.bodies.push(body);
+      await new Promise<void>((resolve) => (this.#release = resolve));
+      if (this.fail) throw this.fail;
+    }
+    release(): void {
+      this.#release?.();
+    }
+  }
+
+  const seqsOf = (body: string) => (JSON.parse(body) as { records: { seq: number }[] }).records.map((r) => r.seq);
+  const until = async (check: () => boolean) => {
+    while (!check()) await new Promise((resolve) => setTimeout(resolve, 1));
+  };
+
+  beforeEach(async () => {
+    // Incompressible files that fill several messages, inline.
+    for (let i = 0; i < 40; i++) writeFileSync(join(src.path, `small-${String(i).padStart(2, "0")}.bin`), randomBytes(30 * 1024));
+    await barrierScan(journal, { name: SET, root: src.path, exclude: [] });
+    // Staged ones are in other tests; these only travel inline.
+    journal.markSent(SET, 6, 0);
+  });
+
+  it("packs the next message during the send, and sends it as packed", async () => {
+    const transport = new HeldSends();
+    const ahead = new PackedAhead();
+    const pending = vi.spyOn(journal, "pending");
+    const first = sendNext(journal, transport, SET, { compression: "none", ahead });
+    await until(() => transport.bodies.length === 1);
+    const firstLast = seqsOf(transport.bodies[0] ?? "").at(-1) ?? 0;
+    await until(() => pending.mock.calls.some(([, after]) => after === firstLast));
+    // The next message was read from the journal before the queue answered for this one.
+    transport.release();
+    await first;
+
+    const readsBefore = pending.mock.calls.length;
+    const expected = packNext(journal, SET, { compression: "none" });
+    const readsForExpected = pending.mock.calls.length - readsBefore;
+    const second = sendNext(journal, transport, SET, { compression: "none", ahead });
+    await until(() => transport.bodies.length === 2);
+    // Only the pack-ahead of the third message read the journal: the second was taken as held.
+    expect(pending.mock.calls.length - readsBefore - readsForExpected).toBeLessThanOrEqual(readsForExpected);
+    expect(transport.bodies[1]).toBe(expected?.body);
+    expect(seqsOf(transport.bodies[1] ?? "")[0]).toBe(firstLast + 1);
+    transport.release();
+    await second;
+    pending.mockRestore();
+  });
+
+  it("sends every record once and in order, the same messages as without packing ahead", async () => {
+    const drain = async (ahead?: PackedAhead) => {
+      const transport: Transport = { stage: async () => undefined, send: async (_s, _i, body) => void bodies.push(body) };
+      const bodies: string[] = [];
+      while ((await sendNext(journal, transport, SET, { compression: "none", ...(ahead ? { ahead } : {}) })).records > 0);
+      return bodies;
+    };
+    const sent = journal.counters(SET).sentSeq;
+    const withAhead = await drain(new PackedAhead());
+    const seqs = withAhead.flatMap(seqsOf);
+    expect(seqs).toEqual(Array.from({ length: seqs.length }, (_, i) => sent + 1 + i));
+    expect(withAhead.length).toBeGreaterThan(2);
+
+    // The same backlog again, without packing ahead: the same messages.
+    const again = tempDir("tidemark-state-");
+    const other = Journal.open(again.path);
+    try {
+      await barrierScan(other, { name: SET, root: src.path, exclude: [] });
+      other.markSent(SET, 6, 0);
+      const bodies: string[] = [];
+      while ((await sendNext(other, { stage: async () => undefined, send: async (_s, _i, body) => void bodies.push(body) }, SET, { compression: "none" })).records > 0);
+      expect(bodies).toEqual(withAhead);
+    } finally {
+      other.close();
+      again.remove();
+    }
+  });
+
+  it("packs again when what it holds is no longer the next message: a failed send, or records journaled behind a message that was not full", async () => {
+    const transport = new HeldSends();
+    const ahead = new PackedAhead();
+    transport.fail = new Error("queue unreachable");
+    const failing = sendNext(journal, transport, SET, { compression: "none", ahead });
+    await until(() => transport.bodies.length === 1);
+    await new Promise((resolve) => setImmediate(resolve));
+    transport.release();
+    await expect(failing).rejects.toThrow("queue unreachable");
+    // Nothing was marked sent: the same message goes again, not the one packed behind it.
+    transport.fail = undefined;
+    const retry = sendNext(journal, transport, SET, { compression: "none", ahead });
+    await until(() => transport.bodies.length === 2);
+    expect(transport.bodies[1]).toBe(transport.bodies[0]);
+    transport.release();
+    await retry;
+
+    // Drain to the last message, which is not full; while it is held, a change is journaled.
+    const drainUntilLast = async () => {
+      for (;;) {
+        const { sentSeq, nextSeq } = journal.counters(SET);
+        const next = packNext(journal, SET, { compression: "none" }, sentSeq);
+        if (!next || next.last === nextSeq - 1) return;
+        const sending = sendNext(journal, transport, SET, { compression: "none", ahead });
+        await until(() => transport.bodies.length > 0 && seqsOf(transport.bodies.at(-1) ?? "")[0] === sentSeq + 1);
+        transport.release();
+        await sending;
+      }
+    };
+    await drainUntilLast();
+    const [late] = journal.append(SET, [{ op: "mkdir", path: "late", mode: 0o755, mtimeNs: "0" }]);
+    const last = sendNext(journal, transport, SET, { compression: "none", ahead });
+    await until(() => seqsOf(transport.bodies.at(-1) ?? "").includes(late ?? -1));
+    transport.release();
+    await last;
+    expect(journal.counters(SET).backlogRecords).toBe(0);
+  });
 });
