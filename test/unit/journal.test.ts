@@ -62,6 +62,18 @@ describe("journal", () => {
     journal.close();
   });
 
+  it("removes the spool files of exactly the records sent, whatever their paths hold", () => {
+    const journal = Journal.open(dir.path);
+    const spooled = (path: string, spool: string): Change => ({ op: "put", path, size: 7, mode: 0o644, mtimeNs: "1", sha256: "0".repeat(64), content: { spool } });
+    for (const name of ["s1", "s2", "s3"]) writeFileSync(join(journal.spoolDir, name), "spooled");
+    journal.append("a", [spooled('a "spool":"s3" b', "s1"), put('"spool":"s2"', "x"), spooled("later", "s2"), spooled("other", "s3")]);
+    journal.markSent("a", 2, 100);
+    expect(["s1", "s2", "s3"].filter((name) => existsSync(join(journal.spoolDir, name)))).toEqual(["s2", "s3"]);
+    journal.markSent("a", 4, 100);
+    expect(["s1", "s2", "s3"].filter((name) => existsSync(join(journal.spoolDir, name)))).toEqual([]);
+    journal.close();
+  });
+
   it("does not lose a seq when a transaction fails half-way", () => {
     const journal = Journal.open(dir.path);
     journal.append("a", [put("x", "1")]);
