@@ -12,6 +12,7 @@ import {
   deduplicationId,
   deltaContentSize,
   encodeInline,
+  wireJson,
   type Compression,
   type WireRecord,
 } from "../contract/wire.ts";
@@ -118,7 +119,7 @@ export function packNext(journal: Journal, set: string, options: PackOptions = {
     if (page.length === 0) break;
     for (const record of page) {
       const { wire, staged: payload } = toWire(set, journal.spoolDir, record, compression);
-      const json = JSON.stringify(wire);
+      const json = wireJson(wire);
       const length = Buffer.byteLength(json) + (parts.length > 0 ? 1 : 0);
       if (parts.length > 0 && size + length > maxBytes) break fill;
       parts.push(json);

@@ -269,8 +269,17 @@ export function isMarkerMessage(message: WireMessage | MarkerMessage): message i
   return "task" in message;
 }
 
+/**
+ * JSON text of a message part, characters beyond U+FFFF written as \u escapes
+ * (their surrogate pairs): SQS takes them raw, but the local emulator refuses
+ * them in a message body, and JSON.parse reads both the same.
+ */
+export function wireJson(value: unknown): string {
+  return JSON.stringify(value).replace(/[\u{10000}-\u{10FFFF}]/gu, (c) => `\\u${c.charCodeAt(0).toString(16)}\\u${c.charCodeAt(1).toString(16)}`);
+}
+
 export function serializeMessage(message: WireMessage): string {
-  return JSON.stringify(message);
+  return wireJson(message);
 }
 
 /** First and last seq of a message. */

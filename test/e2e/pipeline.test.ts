@@ -40,6 +40,9 @@ describe("pipeline on the emulator", () => {
     // Larger than one request to the emulator: staged in parts.
     writeFileSync(join(src, "a0/huge.bin"), randomBytes(20 * 1024 * 1024));
     mkdirSync(join(src, "empty/nested-empty"), { recursive: true });
+    // Names with what paths, JSON and the queue treat specially (characters beyond U+FFFF included).
+    mkdirSync(join(src, "names ünï 日本 😀"));
+    writeFileSync(join(src, "names ünï 日本 😀", "a +%?#&=;'\"!()*~ 𝄞.txt"), "hostile name");
     symlinkSync("a0/b0/f1.dat", join(src, "link-to-file"));
     symlinkSync("a1", join(src, "link-to-dir"));
     utimesSync(join(src, "a0/b0/f2.dat"), new Date("2010-01-01T00:00:00Z"), new Date("2010-01-01T00:00:00Z"));

@@ -83,6 +83,15 @@ describe("wire messages", () => {
     expect(parseMessage(serializeMessage(valid))).toEqual(valid);
   });
 
+  it("writes characters beyond U+FFFF as escapes, which read back the same (the local emulator refuses them raw)", () => {
+    const message: WireMessage = { v: 1, set: "docs", records: [{ seq: 1, op: "mkdir", path: "😀 𝄞 日本 \"q\"", mode: 0o755, mtimeNs: "1" }] };
+    const text = serializeMessage(message);
+    expect(text).not.toMatch(/[\u{10000}-\u{10FFFF}]/u);
+    expect(text).toContain("\\ud83d\\ude00");
+    expect(text).toContain("日本");
+    expect(parseMessage(text)).toEqual(message);
+  });
+
   it.each([
     ["not JSON", "{", /not JSON/],
     ["another version", JSON.stringify({ v: 2, set: "docs", records: [] }), /unsupported wire version 2/],
