@@ -7,6 +7,7 @@ import { PutObjectCommand, type S3Client } from "@aws-sdk/client-s3";
 import { SendMessageCommand, type SQSClient } from "@aws-sdk/client-sqs";
 import { META } from "../../contract/layout.ts";
 import { MULTIPART_THRESHOLD, putInParts } from "../../lambdas/s3-multipart.ts";
+import { SqsSendRequests } from "./sqs-send.ts";
 import type { StagedPayload, Transport } from "./transport.ts";
 
 async function readPart(file: FileHandle, offset: number, length: number, key: string): Promise<Buffer> {
@@ -21,12 +22,22 @@ export class AwsTransport implements Transport {
   readonly #s3: S3Client;
   readonly #queueUrl: string;
   readonly #bucket: string;
+  /** Sends go around the SDK's pipeline when the endpoint allows (sqs-send.ts). */
+  #direct: Promise<SqsSendRequests | undefined> | undefined;
 
   constructor(options: { sqs: SQSClient; s3: S3Client; queueUrl: string; bucket: string }) {
     this.#sqs = options.sqs;
     this.#s3 = options.s3;
     this.#queueUrl = options.queueUrl;
     this.#bucket = options.bucket;
+  }
+
+  #directSends(): Promise<SqsSendRequests | undefined> {
+    this.#direct ??= SqsSendRequests.open(this.#sqs, this.#queueUrl).catch((error: unknown) => {
+      this.#direct = undefined;
+      throw error;
+    });
+    return this.#direct;
   }
 
   async stage(payload: StagedPayload): Promise<void> {
@@ -61,6 +72,11 @@ export class AwsTransport implements Transport {
   }
 
   async send(set: string, deduplicationId: string, body: string): Promise<void> {
+    const direct = await this.#directSends();
+    if (direct) {
+      await direct.send({ body, groupId: set, deduplicationId });
+      return;
+    }
     await this.#sqs.send(
       new SendMessageCommand({
         QueueUrl: this.#queueUrl,

@@ -1,12 +1,13 @@
-import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
-import type { AddressInfo } from "node:net";
+import type { ServerResponse } from "node:http";
 import { GetObjectCommand, HeadObjectCommand, PutObjectCommand, S3Client } from "@aws-sdk/client-s3";
 import { getEndpointFromInstructions } from "@smithy/core/endpoints";
 import type { EndpointV2 } from "@smithy/types";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { encodeKeyPath, plainSigV4Endpoint, S3ObjectRequests, S3RequestError } from "../../lambdas/s3-object-requests.ts";
+import { encodeKeyPath, S3ObjectRequests } from "../../lambdas/s3-object-requests.ts";
+import { AwsRequestError, plainSigV4Target } from "../../lambdas/signed-requests.ts";
 import { S3Store } from "../../lambdas/store/s3-store.ts";
 import { startTestEmulator } from "../support/fauxqs.ts";
+import { CaptureServer } from "../support/capture-server.ts";
 import { checkSigV4, type WireRequest } from "../support/sigv4.ts";
 
 const CREDENTIALS = { accessKeyId: "AKIDTIDEMARKTEST", secretAccessKey: "tidemark/secret+key" };
@@ -23,42 +24,6 @@ const HOSTILE_KEYS = [
   "new\nline\ttab",
   "back\\slash/\"quote\"<angle>`tick`^caret|pipe{brace}[bracket]",
 ];
-
-type Responder = (request: WireRequest, res: ServerResponse) => void;
-
-/** An HTTP server that keeps every request as it arrived and answers with the responder of the moment (200 when none). */
-class CaptureServer {
-  readonly requests: WireRequest[] = [];
-  responder: Responder | undefined;
-  readonly #server = createServer((req: IncomingMessage, res: ServerResponse) => {
-    const chunks: Buffer[] = [];
-    req.on("data", (chunk: Buffer) => chunks.push(chunk));
-    req.on("end", () => {
-      const request: WireRequest = { method: req.method ?? "", url: req.url ?? "", headers: req.headers, body: Buffer.concat(chunks) };
-      this.requests.push(request);
-      if (this.responder) this.responder(request, res);
-      else {
-        res.writeHead(200, { etag: '"0"' });
-        res.end();
-      }
-    });
-  });
-
-  static async start(): Promise<CaptureServer> {
-    const capture = new CaptureServer();
-    await new Promise<void>((resolve) => capture.#server.listen(0, "127.0.0.1", resolve));
-    return capture;
-  }
-
-  get endpoint(): string {
-    return `http://127.0.0.1:${(this.#server.address() as AddressInfo).port}`;
-  }
-
-  stop(): Promise<void> {
-    this.#server.closeAllConnections();
-    return new Promise((resolve) => this.#server.close(() => resolve()));
-  }
-}
 
 function clientFor(endpoint: string, settings: { maxAttempts?: number; credentials?: typeof CREDENTIALS } = {}): S3Client {
   return new S3Client({
@@ -206,7 +171,7 @@ describe("answers and retries", () => {
     const direct = await open(clientFor(server.endpoint));
     try {
       const error = await direct.put("k", Buffer.from("x"), {}).catch((e: unknown) => e);
-      expect(error).toBeInstanceOf(S3RequestError);
+      expect(error).toBeInstanceOf(AwsRequestError);
       expect(error).toMatchObject({ name: "AccessDenied", message: 'Access Denied to "k" & more', $metadata: { httpStatusCode: 403, requestId: "REQ123" } });
       expect(server.requests).toHaveLength(1);
     } finally {
@@ -270,17 +235,20 @@ describe("which endpoints are served directly", () => {
     ({ url, ...(headers ? { headers } : {}), properties: scheme ? { authSchemes: [scheme] } : {} }) as unknown as EndpointV2;
 
   it("takes a plain SigV4 endpoint and refuses one that needs more", () => {
-    expect(plainSigV4Endpoint(endpoint(sigv4))).toEqual({ url, signingName: "s3", signingRegion: "eu-west-1" });
-    expect(plainSigV4Endpoint(endpoint({ ...sigv4, name: "sigv4a", signingRegionSet: ["*"] }))).toBeUndefined();
-    expect(plainSigV4Endpoint(endpoint({ ...sigv4, name: "sigv4-s3express" }))).toBeUndefined();
-    expect(plainSigV4Endpoint(endpoint({ ...sigv4, disableDoubleEncoding: false }))).toBeUndefined();
-    expect(plainSigV4Endpoint(endpoint(sigv4, { "x-amz-extra": ["1"] }))).toBeUndefined();
-    expect(plainSigV4Endpoint(endpoint())).toBeUndefined();
+    expect(plainSigV4Target(endpoint(sigv4))).toEqual({ url, signingName: "s3", signingRegion: "eu-west-1" });
+    expect(plainSigV4Target(endpoint({ ...sigv4, name: "sigv4a", signingRegionSet: ["*"] }))).toBeUndefined();
+    expect(plainSigV4Target(endpoint({ ...sigv4, name: "sigv4-s3express" }))).toBeUndefined();
+    expect(plainSigV4Target(endpoint({ ...sigv4, disableDoubleEncoding: false }))).toBeUndefined();
+    expect(plainSigV4Target(endpoint(sigv4, { "x-amz-extra": ["1"] }))).toBeUndefined();
+    expect(plainSigV4Target(endpoint())).toBeUndefined();
+    // A service whose rules name no auth scheme (SQS) is signed as the caller says.
+    expect(plainSigV4Target(endpoint(), { signingName: "sqs", signingRegion: "eu-west-1" })).toEqual({ url, signingName: "sqs", signingRegion: "eu-west-1" });
+    expect(plainSigV4Target(endpoint({ ...sigv4, name: "sigv4a" }), { signingName: "sqs", signingRegion: "eu-west-1" })).toBeUndefined();
   });
 
   it("resolves AWS endpoints with the SDK's rules: a regional bucket directly, a multi-region access point (SigV4a) through the SDK", async () => {
     const client = new S3Client({ region: "eu-west-1", credentials: CREDENTIALS });
-    const regional = plainSigV4Endpoint(await getEndpointFromInstructions({ Bucket: "my-mirror", Key: "-" }, PutObjectCommand, client.config));
+    const regional = plainSigV4Target(await getEndpointFromInstructions({ Bucket: "my-mirror", Key: "-" }, PutObjectCommand, client.config));
     expect(regional?.url.host).toBe("my-mirror.s3.eu-west-1.amazonaws.com");
     expect(regional?.signingRegion).toBe("eu-west-1");
     expect(await S3ObjectRequests.open(client, "arn:aws:s3::123456789012:accesspoint/mfzwi23gnjvgw.mrap")).toBeUndefined();
