@@ -4,6 +4,7 @@
 
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
+import { afterAll, afterEach, beforeAll } from "vitest";
 import type { WireRequest } from "./sigv4.ts";
 
 export type Responder = (request: WireRequest, res: ServerResponse) => void;
@@ -36,9 +37,28 @@ export class CaptureServer {
     return `http://127.0.0.1:${(this.#server.address() as AddressInfo).port}`;
   }
 
+  /** Forgets the requests and the responder, for the next test. */
+  reset(): void {
+    this.requests.length = 0;
+    this.responder = undefined;
+  }
+
   stop(): Promise<void> {
     this.#server.closeAllConnections();
     return new Promise((resolve) => this.#server.close(() => resolve()));
   }
 }
 
+
+/** A capture server for the tests of a file (or describe block): started before them, reset after each, stopped after all. */
+export function captureServerForTests(): { readonly server: CaptureServer } {
+  const holder = {} as { server: CaptureServer };
+  beforeAll(async () => {
+    holder.server = await CaptureServer.start();
+  });
+  afterAll(async () => {
+    await holder.server.stop();
+  });
+  afterEach(() => holder.server.reset());
+  return holder;
+}

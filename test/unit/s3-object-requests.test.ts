@@ -2,12 +2,12 @@ import type { ServerResponse } from "node:http";
 import { GetObjectCommand, HeadObjectCommand, PutObjectCommand, S3Client } from "@aws-sdk/client-s3";
 import { getEndpointFromInstructions } from "@smithy/core/endpoints";
 import type { EndpointV2 } from "@smithy/types";
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { encodeKeyPath, S3ObjectRequests } from "../../lambdas/s3-object-requests.ts";
 import { AwsRequestError, plainSigV4Target } from "../../lambdas/signed-requests.ts";
 import { S3Store } from "../../lambdas/store/s3-store.ts";
 import { startTestEmulator } from "../support/fauxqs.ts";
-import { CaptureServer } from "../support/capture-server.ts";
+import { captureServerForTests } from "../support/capture-server.ts";
 import { checkSigV4, type WireRequest } from "../support/sigv4.ts";
 
 const CREDENTIALS = { accessKeyId: "AKIDTIDEMARKTEST", secretAccessKey: "tidemark/secret+key" };
@@ -53,28 +53,18 @@ async function open(client: S3Client): Promise<S3ObjectRequests> {
   return requests;
 }
 
-let server: CaptureServer;
-beforeAll(async () => {
-  server = await CaptureServer.start();
-});
-afterAll(async () => {
-  await server.stop();
-});
-afterEach(() => {
-  server.requests.length = 0;
-  server.responder = undefined;
-});
+const capture = captureServerForTests();
 
 describe("requests on the wire", () => {
   it("sends each hostile key on the path the SDK uses, signed so that S3's own check accepts it", async () => {
-    const client = clientFor(server.endpoint);
+    const client = clientFor(capture.server.endpoint);
     const direct = await open(client);
     try {
       for (const key of HOSTILE_KEYS) {
         const body = Buffer.from(`body of ${key}`);
         await client.send(new PutObjectCommand({ Bucket: BUCKET, Key: key, Body: body, Metadata: { mtime: "1700000000000", Mode: "420" } }));
         await direct.put(key, body, { mtime: "1700000000000", Mode: "420" });
-        const [viaSdk, viaDirect] = server.requests.splice(0, 2) as [WireRequest, WireRequest];
+        const [viaSdk, viaDirect] = capture.server.requests.splice(0, 2) as [WireRequest, WireRequest];
 
         expect(viaDirect.method).toBe("PUT");
         expect(viaDirect.url, key).toBe(withoutOperationId(viaSdk.url));
@@ -95,7 +85,7 @@ describe("requests on the wire", () => {
   });
 
   it("signs GET (with a version), HEAD and DELETE like the SDK, query included", async () => {
-    const client = clientFor(server.endpoint);
+    const client = clientFor(capture.server.endpoint);
     const direct = await open(client);
     const key = "query?hash#amp&eq=semi;colon,";
     try {
@@ -104,7 +94,7 @@ describe("requests on the wire", () => {
       await client.send(new HeadObjectCommand({ Bucket: BUCKET, Key: key }));
       await direct.head(key);
       await direct.delete(key);
-      const [sdkGet, directGet, sdkHead, directHead, directDelete] = server.requests as [WireRequest, WireRequest, WireRequest, WireRequest, WireRequest];
+      const [sdkGet, directGet, sdkHead, directHead, directDelete] = capture.server.requests as [WireRequest, WireRequest, WireRequest, WireRequest, WireRequest];
       expect(directGet.url).toBe(withoutOperationId(sdkGet.url));
       expect(directGet.url).toContain("versionId=v%2B1%2F%3D");
       expect(directHead.url).toBe(withoutOperationId(sdkHead.url));
@@ -120,10 +110,10 @@ describe("requests on the wire", () => {
   });
 
   it("would catch a wrong signature: the checker refuses a request signed with another secret", async () => {
-    const direct = await open(clientFor(server.endpoint, { credentials: { ...CREDENTIALS, secretAccessKey: "other" } }));
+    const direct = await open(clientFor(capture.server.endpoint, { credentials: { ...CREDENTIALS, secretAccessKey: "other" } }));
     try {
       await direct.put("k", Buffer.from("x"), {});
-      const [request] = server.requests;
+      const [request] = capture.server.requests;
       expect(request && checkSigV4(request, CREDENTIALS.secretAccessKey).ok).toBe(false);
     } finally {
       direct.close();
@@ -138,14 +128,14 @@ describe("requests on the wire", () => {
 describe("answers and retries", () => {
   it("retries SlowDown and goes on when S3 accepts", async () => {
     let answered = 0;
-    server.responder = (_request, res) => {
+    capture.server.responder = (_request, res) => {
       if (answered++ < 2) s3Error(res, 503, "SlowDown", "Please reduce your request rate.");
       else res.end();
     };
-    const direct = await open(clientFor(server.endpoint));
+    const direct = await open(clientFor(capture.server.endpoint));
     try {
       await direct.put("k", Buffer.from("x"), {});
-      expect(server.requests).toHaveLength(3);
+      expect(capture.server.requests).toHaveLength(3);
     } finally {
       direct.close();
     }
@@ -153,40 +143,40 @@ describe("answers and retries", () => {
 
   it("retries a dropped connection", async () => {
     let answered = 0;
-    server.responder = (_request, res) => {
+    capture.server.responder = (_request, res) => {
       if (answered++ === 0) res.socket?.destroy();
       else res.end();
     };
-    const direct = await open(clientFor(server.endpoint));
+    const direct = await open(clientFor(capture.server.endpoint));
     try {
       await direct.put("k", Buffer.from("x"), {});
-      expect(server.requests).toHaveLength(2);
+      expect(capture.server.requests).toHaveLength(2);
     } finally {
       direct.close();
     }
   });
 
   it("does not retry a refusal, and names it like the SDK would", async () => {
-    server.responder = (_request, res) => s3Error(res, 403, "AccessDenied", "Access Denied to &quot;k&quot; &amp; more");
-    const direct = await open(clientFor(server.endpoint));
+    capture.server.responder = (_request, res) => s3Error(res, 403, "AccessDenied", "Access Denied to &quot;k&quot; &amp; more");
+    const direct = await open(clientFor(capture.server.endpoint));
     try {
       const error = await direct.put("k", Buffer.from("x"), {}).catch((e: unknown) => e);
       expect(error).toBeInstanceOf(AwsRequestError);
       expect(error).toMatchObject({ name: "AccessDenied", message: 'Access Denied to "k" & more', $metadata: { httpStatusCode: 403, requestId: "REQ123" } });
-      expect(server.requests).toHaveLength(1);
+      expect(capture.server.requests).toHaveLength(1);
     } finally {
       direct.close();
     }
   });
 
   it("stops at the client's maxAttempts", async () => {
-    server.responder = (_request, res) => s3Error(res, 500, "InternalError", "We encountered an internal error.");
+    capture.server.responder = (_request, res) => s3Error(res, 500, "InternalError", "We encountered an internal error.");
     for (const [maxAttempts, expected] of [[1, 1], [3, 3]] as const) {
-      server.requests.length = 0;
-      const direct = await open(clientFor(server.endpoint, { maxAttempts }));
+      capture.server.requests.length = 0;
+      const direct = await open(clientFor(capture.server.endpoint, { maxAttempts }));
       try {
         await expect(direct.put("k", Buffer.from("x"), {})).rejects.toMatchObject({ name: "InternalError", $metadata: { httpStatusCode: 500 } });
-        expect(server.requests).toHaveLength(expected);
+        expect(capture.server.requests).toHaveLength(expected);
       } finally {
         direct.close();
       }
@@ -194,11 +184,11 @@ describe("answers and retries", () => {
   });
 
   it("names a body-less error from its status (HEAD of a missing object)", async () => {
-    server.responder = (_request, res) => {
+    capture.server.responder = (_request, res) => {
       res.writeHead(404);
       res.end();
     };
-    const direct = await open(clientFor(server.endpoint));
+    const direct = await open(clientFor(capture.server.endpoint));
     try {
       await expect(direct.head("missing")).rejects.toMatchObject({ name: "NotFound", $metadata: { httpStatusCode: 404 } });
     } finally {
@@ -208,18 +198,18 @@ describe("answers and retries", () => {
 
   it("corrects a skewed clock from S3's Date and signs the retry (and the SDK's later requests) with it", async () => {
     const serverAhead = 60 * 60_000;
-    server.responder = (request, res) => {
+    capture.server.responder = (request, res) => {
       const serverNow = Date.now() + serverAhead;
       const signedAt = Date.parse(String(request.headers["x-amz-date"]).replace(/^(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})Z$/, "$1-$2-$3T$4:$5:$6Z"));
       if (Math.abs(signedAt - serverNow) > 15 * 60_000) {
         s3Error(res, 403, "RequestTimeTooSkewed", "The difference between the request time and the current time is too large.", { date: new Date(serverNow).toUTCString() });
       } else res.end();
     };
-    const client = clientFor(server.endpoint);
+    const client = clientFor(capture.server.endpoint);
     const direct = await open(client);
     try {
       await direct.put("k", Buffer.from("x"), {});
-      expect(server.requests).toHaveLength(2);
+      expect(capture.server.requests).toHaveLength(2);
       expect(Math.abs(client.config.systemClockOffset - serverAhead)).toBeLessThan(5_000);
     } finally {
       direct.close();

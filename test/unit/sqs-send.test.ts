@@ -1,13 +1,13 @@
 import { createHash } from "node:crypto";
 import type { ServerResponse } from "node:http";
 import { ReceiveMessageCommand, SendMessageCommand, SQSClient } from "@aws-sdk/client-sqs";
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { AwsTransport } from "../../agent/transport/aws.ts";
 import { SqsSendRequests } from "../../agent/transport/sqs-send.ts";
 import { makeS3Client } from "../../lambdas/aws-clients.ts";
 import { AwsRequestError } from "../../lambdas/signed-requests.ts";
 import { wireJson } from "../../contract/wire.ts";
-import { CaptureServer } from "../support/capture-server.ts";
+import { captureServerForTests } from "../support/capture-server.ts";
 import { startTestEmulator } from "../support/fauxqs.ts";
 import { checkSigV4, type WireRequest } from "../support/sigv4.ts";
 
@@ -36,27 +36,17 @@ async function open(client: SQSClient, queueUrl: string): Promise<SqsSendRequest
 const BODY = wireJson({ v: 1, set: "docs", records: [{ seq: 1, op: "put", path: 'a "quoted"\\path/ünï 日本 😀\n', content: { kind: "inline", data: "AAEC/+/=" } }] });
 
 describe("SendMessage on the wire", () => {
-  let server: CaptureServer;
-  beforeAll(async () => {
-    server = await CaptureServer.start();
-  });
-  afterAll(async () => {
-    await server.stop();
-  });
-  afterEach(() => {
-    server.requests.length = 0;
-    server.responder = undefined;
-  });
+  const capture = captureServerForTests();
 
   it("sends what the SDK sends, signed so that SQS's check accepts it", async () => {
-    server.responder = (request, res) => answerSendMessage(request, res);
-    const client = clientFor(server.endpoint);
-    const queueUrl = `${server.endpoint}/000000000000/tidemark.fifo`;
+    capture.server.responder = (request, res) => answerSendMessage(request, res);
+    const client = clientFor(capture.server.endpoint);
+    const queueUrl = `${capture.server.endpoint}/000000000000/tidemark.fifo`;
     const direct = await open(client, queueUrl);
     try {
       await client.send(new SendMessageCommand({ QueueUrl: queueUrl, MessageBody: BODY, MessageGroupId: "docs", MessageDeduplicationId: "docs:1-1" }));
       expect(await direct.send({ body: BODY, groupId: "docs", deduplicationId: "docs:1-1" })).toBe("m-1");
-      const [viaSdk, viaDirect] = server.requests as [WireRequest, WireRequest];
+      const [viaSdk, viaDirect] = capture.server.requests as [WireRequest, WireRequest];
       expect(viaDirect.method).toBe("POST");
       expect(viaDirect.url).toBe(viaSdk.url);
       for (const name of ["content-type", "x-amz-target"]) expect(viaDirect.headers[name], name).toBe(viaSdk.headers[name]);
@@ -72,8 +62,8 @@ describe("SendMessage on the wire", () => {
   });
 
   it("refuses an answer whose MD5 is not the sent body's, as the SDK does", async () => {
-    server.responder = (request, res) => answerSendMessage(request, res, true);
-    const direct = await open(clientFor(server.endpoint), `${server.endpoint}/000000000000/tidemark.fifo`);
+    capture.server.responder = (request, res) => answerSendMessage(request, res, true);
+    const direct = await open(clientFor(capture.server.endpoint), `${capture.server.endpoint}/000000000000/tidemark.fifo`);
     try {
       const error = await direct.send({ body: BODY, groupId: "docs", deduplicationId: "docs:1-1" }).catch((e: unknown) => e);
       expect(error).toBeInstanceOf(AwsRequestError);
@@ -85,7 +75,7 @@ describe("SendMessage on the wire", () => {
 
   it("names SQS's JSON errors like the SDK, and retries only the transient ones", async () => {
     let answered = 0;
-    server.responder = (_request, res) => {
+    capture.server.responder = (_request, res) => {
       answered += 1;
       if (answered === 1) {
         res.writeHead(400, { "content-type": "application/x-amz-json-1.0", "x-amzn-query-error": "AWS.SimpleQueueService.NonExistentQueue;Sender" });
@@ -93,10 +83,10 @@ describe("SendMessage on the wire", () => {
       } else if (answered === 2) {
         res.writeHead(400, { "content-type": "application/x-amz-json-1.0" });
         res.end(JSON.stringify({ __type: "com.amazonaws.sqs#ThrottlingException", message: "Rate exceeded" }));
-      } else answerSendMessage(server.requests.at(-1) as WireRequest, res);
+      } else answerSendMessage(capture.server.requests.at(-1) as WireRequest, res);
     };
-    const client = clientFor(server.endpoint);
-    const queueUrl = `${server.endpoint}/000000000000/tidemark.fifo`;
+    const client = clientFor(capture.server.endpoint);
+    const queueUrl = `${capture.server.endpoint}/000000000000/tidemark.fifo`;
     const direct = await open(client, queueUrl);
     try {
       await expect(direct.send({ body: BODY, groupId: "docs", deduplicationId: "d" })).rejects.toMatchObject({
@@ -104,10 +94,10 @@ describe("SendMessage on the wire", () => {
         message: "The specified queue does not exist.",
         $metadata: { httpStatusCode: 400 },
       });
-      expect(server.requests).toHaveLength(1);
+      expect(capture.server.requests).toHaveLength(1);
       // Throttled, then accepted: one call.
       await direct.send({ body: BODY, groupId: "docs", deduplicationId: "d" });
-      expect(server.requests).toHaveLength(3);
+      expect(capture.server.requests).toHaveLength(3);
     } finally {
       direct.close();
     }
