@@ -3,8 +3,7 @@
 // It walks one directory at a time and reads the index one directory at a
 // time, so memory stays flat on large trees.
 
-import { lstatSync, type BigIntStats } from "node:fs";
-import { readdir } from "node:fs/promises";
+import { lstatSync, readdirSync, type BigIntStats, type Dirent } from "node:fs";
 import { join } from "node:path";
 import { mapConcurrent } from "../contract/async.ts";
 import { setPathProblem } from "../contract/paths.ts";
@@ -96,9 +95,12 @@ export async function barrierScan(journal: Journal, spec: SetSpec, options: Scan
       break;
     }
     const dir = dirs.pop() ?? "";
-    let listing;
+    const absolute = join(spec.root, dir);
+    let listing: Dirent[];
     try {
-      listing = await readdir(join(spec.root, dir), { withFileTypes: true });
+      // Synchronous, like the lstat of each entry below: a listing the kernel has cached costs less than a round
+      // trip through the thread pool, and a barrier scan of an unchanged tree is little else.
+      listing = readdirSync(absolute, { withFileTypes: true });
     } catch (error) {
       const code = (error as NodeJS.ErrnoException).code;
       if (code !== "ENOENT" && code !== "ENOTDIR") throw error;
@@ -112,6 +114,7 @@ export async function barrierScan(journal: Journal, spec: SetSpec, options: Scan
     const paths: string[] = [];
     // The index of this folder in one query; entries whose stat matches it need no capture (the common case).
     const indexed = journal.childrenStat(spec.name, dir);
+    const prefix = absolute.endsWith("/") ? absolute : `${absolute}/`;
     listing.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
     for (const dirent of listing) {
       const path = joinPath(dir, dirent.name);
@@ -124,7 +127,7 @@ export async function barrierScan(journal: Journal, spec: SetSpec, options: Scan
       seen.add(path);
       report.entries += 1;
       // A synchronous lstat: answered from the inode cache, far cheaper than a round trip through the thread pool.
-      const st = captureOptions.rehash ? undefined : lstatOrGone(join(spec.root, path));
+      const st = captureOptions.rehash ? undefined : lstatOrGone(prefix + dirent.name);
       if (st && unchangedInIndex(indexed.get(path), st)) {
         if (st.isDirectory()) subdirs.push(path);
         continue;
