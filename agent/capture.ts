@@ -9,6 +9,7 @@ import { join } from "node:path";
 import { pipeline } from "node:stream/promises";
 import { Transform } from "node:stream";
 import { BLOCK_SIZE, MAX_DELTA_FILE_BYTES, MAX_INLINE_DECODED_BYTES, blockCount, blockLength, deltaContentSize } from "../contract/wire.ts";
+import type { EntryStat } from "./folder-stats.ts";
 import type { Change, IndexEntry, IndexStat, Journal } from "./journal.ts";
 import { isExcluded, type SetSpec } from "./set-spec.ts";
 
@@ -23,7 +24,7 @@ export interface CaptureResult {
 
 type PutChange = Extract<Change, { op: "put" }>;
 
-const mode = (st: BigIntStats) => Number(st.mode & 0o7777n);
+const mode = (st: EntryStat) => Number(st.mode & 0o7777n);
 
 async function statOrGone(abs: string): Promise<BigIntStats | undefined> {
   try {
@@ -46,11 +47,11 @@ export function deletesFor(journal: Journal, set: string, path: string): Change[
 /** Files modified this recently are hashed even when size and mtime match the index. */
 const RACY_WINDOW_NS = 2_000_000_000n;
 
-function modifiedRecently(st: BigIntStats): boolean {
+function modifiedRecently(st: EntryStat): boolean {
   return BigInt(Date.now()) * 1_000_000n - st.mtimeNs < RACY_WINDOW_NS;
 }
 
-function sameFile(known: IndexStat | undefined, st: BigIntStats): boolean {
+function sameFile(known: IndexStat | undefined, st: EntryStat): boolean {
   return known?.kind === "file" && known.size === Number(st.size) && known.mtimeNs === st.mtimeNs.toString() && known.mode === mode(st);
 }
 
@@ -59,7 +60,7 @@ function sameFile(known: IndexStat | undefined, st: BigIntStats): boolean {
  * nothing to read: a scan may skip capture. A file changed in the last
  * moments is never taken on its stat alone (see capture).
  */
-export function unchangedInIndex(known: IndexStat | undefined, st: BigIntStats): boolean {
+export function unchangedInIndex(known: IndexStat | undefined, st: EntryStat): boolean {
   if (!known) return false;
   if (st.isDirectory()) return known.kind === "dir" && known.mode === mode(st) && known.mtimeNs === st.mtimeNs.toString();
   // A symlink is replaced, never changed in place: a new target means a new mtime.

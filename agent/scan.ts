@@ -3,11 +3,11 @@
 // It walks one directory at a time and reads the index one directory at a
 // time, so memory stays flat on large trees.
 
-import { lstatSync, readdirSync, type BigIntStats, type Dirent } from "node:fs";
 import { join } from "node:path";
 import { mapConcurrent } from "../contract/async.ts";
 import { setPathProblem } from "../contract/paths.ts";
 import { capture, deletesFor, unchangedInIndex, type CaptureOptions } from "./capture.ts";
+import { readFolder, type FolderEntry } from "./folder-stats.ts";
 import { changeBytes, type Change, type Journal } from "./journal.ts";
 import { isExcluded, type SetSpec } from "./set-spec.ts";
 
@@ -35,15 +35,8 @@ const APPEND_CHUNK = 500;
 const APPEND_BYTES = 8 * 1024 * 1024;
 /** Files read at once: enough to keep the disk and the thread pool busy, few enough to bound memory. */
 const CAPTURE_CONCURRENCY = 16;
-
-function lstatOrGone(abs: string): BigIntStats | undefined {
-  try {
-    return lstatSync(abs, { bigint: true });
-  } catch {
-    // Gone or unreadable: capture finds out which, and says so.
-    return undefined;
-  }
-}
+/** Folders whose listing and lstats are read ahead of the scan, on the folder-stats thread. */
+const READ_AHEAD = 8;
 
 function joinPath(dir: string, name: string): string {
   return dir === "" ? name : `${dir}/${name}`;
@@ -89,18 +82,31 @@ export async function barrierScan(journal: Journal, spec: SetSpec, options: Scan
   }
 
   const dirs = [from];
+  // Listings read ahead, by folder; each awaited (or dropped) once the scan reaches it.
+  const ahead = new Map<string, Promise<FolderEntry[]>>();
+  const read = (dir: string): Promise<FolderEntry[]> => {
+    const reading = ahead.get(dir) ?? readFolder(join(spec.root, dir));
+    ahead.delete(dir);
+    return reading;
+  };
+  const readAhead = () => {
+    for (const dir of dirs.slice(-READ_AHEAD)) {
+      if (ahead.has(dir)) continue;
+      const reading = readFolder(join(spec.root, dir));
+      // A folder that vanished fails when the scan reaches it, not before.
+      reading.catch(() => undefined);
+      ahead.set(dir, reading);
+    }
+  };
   while (dirs.length > 0) {
     if (shouldStop?.(pendingBytes)) {
       report.stopped = true;
       break;
     }
     const dir = dirs.pop() ?? "";
-    const absolute = join(spec.root, dir);
-    let listing: Dirent[];
+    let listing: FolderEntry[];
     try {
-      // Synchronous, like the lstat of each entry below: a listing the kernel has cached costs less than a round
-      // trip through the thread pool, and a barrier scan of an unchanged tree is little else.
-      listing = readdirSync(absolute, { withFileTypes: true });
+      listing = await read(dir);
     } catch (error) {
       const code = (error as NodeJS.ErrnoException).code;
       if (code !== "ENOENT" && code !== "ENOTDIR") throw error;
@@ -114,10 +120,9 @@ export async function barrierScan(journal: Journal, spec: SetSpec, options: Scan
     const paths: string[] = [];
     // The index of this folder in one query; entries whose stat matches it need no capture (the common case).
     const indexed = journal.childrenStat(spec.name, dir);
-    const prefix = absolute.endsWith("/") ? absolute : `${absolute}/`;
     listing.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
-    for (const dirent of listing) {
-      const path = joinPath(dir, dirent.name);
+    for (const entry of listing) {
+      const path = joinPath(dir, entry.name);
       const problem = setPathProblem(path);
       if (problem) {
         report.skipped.push({ path, reason: problem });
@@ -126,8 +131,7 @@ export async function barrierScan(journal: Journal, spec: SetSpec, options: Scan
       if (isExcluded(spec, path)) continue;
       seen.add(path);
       report.entries += 1;
-      // A synchronous lstat: answered from the inode cache, far cheaper than a round trip through the thread pool.
-      const st = captureOptions.rehash ? undefined : lstatOrGone(prefix + dirent.name);
+      const st = captureOptions.rehash ? undefined : entry.stat;
       if (st && unchangedInIndex(indexed.get(path), st)) {
         if (st.isDirectory()) subdirs.push(path);
         continue;
@@ -150,6 +154,7 @@ export async function barrierScan(journal: Journal, spec: SetSpec, options: Scan
     onProgress?.(report);
     // Depth-first, in name order: push in reverse so the first name is scanned first.
     for (const sub of subdirs.sort().reverse()) dirs.push(sub);
+    readAhead();
   }
   flush();
   return report;

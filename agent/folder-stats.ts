@@ -1,0 +1,189 @@
+// The listing of a folder and the lstat of each entry, read on a worker
+// thread. A barrier scan of an unchanged tree is an lstat per entry (the
+// kernel's work) and a read of the index with a comparison per entry (the
+// agent's): with the lstats on another thread, and folders read ahead of the
+// scan, the two run side by side instead of one after the other.
+
+import { lstatSync, readdirSync, type BigIntStats } from "node:fs";
+import { isMainThread, parentPort, Worker, workerData } from "node:worker_threads";
+
+/** What a scan compares an entry by (a BigIntStats is one). */
+export type EntryStat = Pick<BigIntStats, "isFile" | "isDirectory" | "isSymbolicLink" | "mode" | "size" | "mtimeNs">;
+
+export interface FolderEntry {
+  readonly name: string;
+  /** Undefined when the entry went away (or could not be read) between the listing and its lstat. */
+  readonly stat: EntryStat | undefined;
+}
+
+const ROLE = "tidemark-folder-stats";
+const GONE = 0;
+const FILE = 1;
+const DIRECTORY = 2;
+const SYMLINK = 3;
+const OTHER = 4;
+
+interface Listing {
+  readonly names: string[];
+  /** Per entry: GONE, FILE, DIRECTORY, SYMLINK or OTHER. */
+  readonly kinds: Uint8Array;
+  /** Per entry: mode, size, mtimeNs. */
+  readonly values: BigInt64Array;
+}
+
+interface Answer {
+  readonly id: number;
+  readonly listing?: Listing;
+  readonly error?: { readonly code?: string; readonly message: string };
+}
+
+function kindOf(st: BigIntStats): number {
+  if (st.isFile()) return FILE;
+  if (st.isDirectory()) return DIRECTORY;
+  if (st.isSymbolicLink()) return SYMLINK;
+  return OTHER;
+}
+
+/** The folder's listing with each entry's lstat, on the calling thread. */
+function listFolder(dir: string): Listing {
+  const names = readdirSync(dir);
+  const kinds = new Uint8Array(names.length);
+  const values = new BigInt64Array(names.length * 3);
+  const prefix = dir.endsWith("/") ? dir : `${dir}/`;
+  names.forEach((name, i) => {
+    try {
+      const st = lstatSync(`${prefix}${name}`, { bigint: true });
+      kinds[i] = kindOf(st);
+      values[i * 3] = st.mode;
+      values[i * 3 + 1] = st.size;
+      values[i * 3 + 2] = st.mtimeNs;
+    } catch {
+      // Gone or unreadable: capture finds out which, and says so.
+      kinds[i] = GONE;
+    }
+  });
+  return { names, kinds, values };
+}
+
+class PackedStat implements EntryStat {
+  readonly #kind: number;
+  readonly mode: bigint;
+  readonly size: bigint;
+  readonly mtimeNs: bigint;
+
+  constructor(kind: number, mode: bigint, size: bigint, mtimeNs: bigint) {
+    this.#kind = kind;
+    this.mode = mode;
+    this.size = size;
+    this.mtimeNs = mtimeNs;
+  }
+
+  isFile(): boolean {
+    return this.#kind === FILE;
+  }
+
+  isDirectory(): boolean {
+    return this.#kind === DIRECTORY;
+  }
+
+  isSymbolicLink(): boolean {
+    return this.#kind === SYMLINK;
+  }
+}
+
+function entriesOf(listing: Listing): FolderEntry[] {
+  const { names, kinds, values } = listing;
+  return names.map((name, i) => {
+    const kind = kinds[i] ?? GONE;
+    const stat = kind === GONE ? undefined : new PackedStat(kind, values[i * 3] ?? 0n, values[i * 3 + 1] ?? 0n, values[i * 3 + 2] ?? 0n);
+    return { name, stat };
+  });
+}
+
+function errorOf(answer: NonNullable<Answer["error"]>): Error {
+  return Object.assign(new Error(answer.message), answer.code !== undefined ? { code: answer.code } : {});
+}
+
+/** Reads folders on one worker thread, in the order asked; in this thread when the worker cannot run. */
+class FolderReader {
+  #worker: Worker | undefined;
+  #broken = false;
+  #nextId = 1;
+  readonly #waiting = new Map<number, { dir: string; resolve: (entries: FolderEntry[]) => void; reject: (error: unknown) => void }>();
+
+  read(dir: string): Promise<FolderEntry[]> {
+    const worker = this.#started();
+    if (!worker) return new Promise((resolve) => resolve(entriesOf(listFolder(dir))));
+    const id = this.#nextId++;
+    return new Promise((resolve, reject) => {
+      this.#waiting.set(id, { dir, resolve, reject });
+      // Keeps the process alive only while a read is waiting.
+      if (this.#waiting.size === 1) worker.ref();
+      worker.postMessage({ id, dir });
+    });
+  }
+
+  #started(): Worker | undefined {
+    if (this.#broken) return undefined;
+    if (this.#worker) return this.#worker;
+    try {
+      const worker = new Worker(new URL(import.meta.url), { workerData: { role: ROLE } });
+      worker.unref();
+      worker.on("message", (answer: Answer) => this.#answered(answer));
+      worker.on("error", () => this.#fail());
+      worker.on("exit", () => this.#fail());
+      this.#worker = worker;
+      return worker;
+    } catch {
+      this.#broken = true;
+      return undefined;
+    }
+  }
+
+  #answered(answer: Answer): void {
+    const waiting = this.#waiting.get(answer.id);
+    if (!waiting) return;
+    this.#waiting.delete(answer.id);
+    if (this.#waiting.size === 0) this.#worker?.unref();
+    if (answer.listing) waiting.resolve(entriesOf(answer.listing));
+    else waiting.reject(errorOf(answer.error ?? { message: `no listing of ${waiting.dir}` }));
+  }
+
+  /** The worker is gone: what it was asked is read here, and so is everything after. */
+  #fail(): void {
+    this.#broken = true;
+    this.#worker = undefined;
+    const waiting = [...this.#waiting.values()];
+    this.#waiting.clear();
+    for (const { dir, resolve, reject } of waiting) {
+      try {
+        resolve(entriesOf(listFolder(dir)));
+      } catch (error) {
+        reject(error);
+      }
+    }
+  }
+}
+
+let reader: FolderReader | undefined;
+
+/** A folder's entries with their lstat, read on the shared worker thread. Fails like readdir (ENOENT, ENOTDIR, ...). */
+export function readFolder(dir: string): Promise<FolderEntry[]> {
+  reader ??= new FolderReader();
+  return reader.read(dir);
+}
+
+if (!isMainThread && (workerData as { role?: string } | null)?.role === ROLE) {
+  parentPort?.on("message", ({ id, dir }: { id: number; dir: string }) => {
+    let answer: Answer;
+    try {
+      answer = { id, listing: listFolder(dir) };
+    } catch (error) {
+      const e = error as NodeJS.ErrnoException;
+      answer = { id, error: { ...(e.code !== undefined ? { code: e.code } : {}), message: e.message } };
+    }
+    // The arrays were made here, on plain ArrayBuffers: they move to the scan without a copy.
+    const transfer = answer.listing ? [answer.listing.kinds.buffer as ArrayBuffer, answer.listing.values.buffer as ArrayBuffer] : [];
+    parentPort?.postMessage(answer, transfer);
+  });
+}
