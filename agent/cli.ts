@@ -2,7 +2,13 @@
 // tidemark: the command line. Each command lives in commands/; this file
 // only dispatches and turns errors into one line on stderr and an exit code.
 
+import { enableCompileCache } from "node:module";
 import { parseCommandArgs, UsageError, type Command } from "./commands/command.ts";
+
+// Compiled code (and the sources with their types stripped) kept on disk between runs, under the OS's temporary
+// folder: `tidemark run` loads ~0.25 s faster (0.7 s to 0.45 s of modules before its first request). Node checks
+// each entry against the source, and NODE_DISABLE_COMPILE_CACHE=1 turns it off.
+enableCompileCache();
 
 /**
  * The commands, each loaded only when run: a script calling `tidemark task`

@@ -1,4 +1,4 @@
-import { existsSync, writeFileSync } from "node:fs";
+import { existsSync, readdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { tidemark } from "../support/cli.ts";
@@ -32,6 +32,17 @@ describe("tidemark CLI", () => {
     expect(out.code).toBe(2);
     expect(out.stderr).toMatch(message);
     expect(existsSync(join(dir.path, "quiesced"))).toBe(false);
+  });
+
+  it("keeps its compiled code in the OS's temporary folder between runs, unless told not to", async () => {
+    // Unset values are left out of the child's environment: neither this process's cache settings nor a test runner's apply.
+    const env = { TMPDIR: dir.path, NODE_COMPILE_CACHE: undefined, NODE_DISABLE_COMPILE_CACHE: undefined };
+    const off = await tidemark(["status", "--help"], { env: { ...env, NODE_DISABLE_COMPILE_CACHE: "1" } });
+    expect(off.code).toBe(0);
+    expect(existsSync(join(dir.path, "node-compile-cache"))).toBe(false);
+    const on = await tidemark(["status", "--help"], { env });
+    expect(on.code).toBe(0);
+    expect(readdirSync(join(dir.path, "node-compile-cache")).length).toBeGreaterThan(0);
   });
 
   it("lists the commands on --help", async () => {
