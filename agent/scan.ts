@@ -58,10 +58,11 @@ export async function barrierScan(journal: Journal, spec: SetSpec, options: Scan
   let pendingBytes = 0;
   const queue = (changes: readonly Change[]) => {
     for (const change of changes) {
+      const bytes = changeBytes(change);
       pending.push(change);
-      pendingBytes += changeBytes(change);
+      pendingBytes += bytes;
       report.changes += 1;
-      report.bytes += changeBytes(change);
+      report.bytes += bytes;
     }
   };
   const flush = () => {

@@ -1,5 +1,17 @@
 // Small async helpers both sides use.
 
+/** The first call's promise, shared by the calls after it; forgotten when it fails, so that the next call starts again. */
+export function sharedUntilFailure<T>(start: () => Promise<T>): () => Promise<T> {
+  let shared: Promise<T> | undefined;
+  return () => {
+    shared ??= start().catch((error: unknown) => {
+      shared = undefined;
+      throw error;
+    });
+    return shared;
+  };
+}
+
 /** Maps items with at most `limit` calls in flight; results keep the items' order. */
 export async function mapConcurrent<T, R>(items: readonly T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
   const results = new Array<R>(items.length);

@@ -5,6 +5,7 @@ import { createReadStream } from "node:fs";
 import { open, type FileHandle } from "node:fs/promises";
 import { PutObjectCommand, type S3Client } from "@aws-sdk/client-s3";
 import { SendMessageCommand, type SQSClient } from "@aws-sdk/client-sqs";
+import { sharedUntilFailure } from "../../contract/async.ts";
 import { META } from "../../contract/layout.ts";
 import { MULTIPART_THRESHOLD, putInParts } from "../../lambdas/s3-multipart.ts";
 import { SqsSendRequests } from "./sqs-send.ts";
@@ -23,21 +24,14 @@ export class AwsTransport implements Transport {
   readonly #queueUrl: string;
   readonly #bucket: string;
   /** Sends go around the SDK's pipeline when the endpoint allows (sqs-send.ts). */
-  #direct: Promise<SqsSendRequests | undefined> | undefined;
+  readonly #directSends: () => Promise<SqsSendRequests | undefined>;
 
   constructor(options: { sqs: SQSClient; s3: S3Client; queueUrl: string; bucket: string }) {
     this.#sqs = options.sqs;
     this.#s3 = options.s3;
     this.#queueUrl = options.queueUrl;
     this.#bucket = options.bucket;
-  }
-
-  #directSends(): Promise<SqsSendRequests | undefined> {
-    this.#direct ??= SqsSendRequests.open(this.#sqs, this.#queueUrl).catch((error: unknown) => {
-      this.#direct = undefined;
-      throw error;
-    });
-    return this.#direct;
+    this.#directSends = sharedUntilFailure(() => SqsSendRequests.open(options.sqs, options.queueUrl));
   }
 
   async stage(payload: StagedPayload): Promise<void> {

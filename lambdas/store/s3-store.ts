@@ -11,7 +11,8 @@ import {
   type S3Client,
 } from "@aws-sdk/client-s3";
 import { MULTIPART_THRESHOLD, putInParts } from "../s3-multipart.ts";
-import { metadataOf, S3ObjectRequests, type ObjectRequestOptions } from "../s3-object-requests.ts";
+import { sharedUntilFailure } from "../../contract/async.ts";
+import { encodeKeyPath, metadataOf, S3ObjectRequests, type ObjectRequestOptions } from "../s3-object-requests.ts";
 import { ObjectNotFoundError, type ObjectHead, type ObjectInfo, type StoredObject, type TargetStore } from "./store.ts";
 
 function isNotFound(error: unknown): boolean {
@@ -21,7 +22,7 @@ function isNotFound(error: unknown): boolean {
 
 /** S3 copy sources are URL-encoded "bucket/key". */
 function copySource(bucket: string, key: string): string {
-  return `${bucket}/${key.split("/").map(encodeURIComponent).join("/")}`;
+  return `${bucket}/${encodeKeyPath(key)}`;
 }
 
 function objectHead(key: string, size: number, meta: Record<string, string>, versionId: string | undefined): ObjectHead {
@@ -34,21 +35,12 @@ export class S3Store implements TargetStore {
   readonly bucket: string;
   #versioning: Promise<boolean> | undefined;
   /** Single-object requests go around the SDK's pipeline when the endpoint allows (s3-object-requests.ts). */
-  readonly #options: ObjectRequestOptions;
-  #direct: Promise<S3ObjectRequests | undefined> | undefined;
+  readonly #directRequests: () => Promise<S3ObjectRequests | undefined>;
 
   constructor(client: S3Client, bucket: string, options: ObjectRequestOptions = {}) {
     this.client = client;
     this.bucket = bucket;
-    this.#options = options;
-  }
-
-  #directRequests(): Promise<S3ObjectRequests | undefined> {
-    this.#direct ??= S3ObjectRequests.open(this.client, this.bucket, this.#options).catch((error: unknown) => {
-      this.#direct = undefined;
-      throw error;
-    });
-    return this.#direct;
+    this.#directRequests = sharedUntilFailure(() => S3ObjectRequests.open(client, bucket, options));
   }
 
   async get(key: string, versionId?: string): Promise<StoredObject | undefined> {
