@@ -5,12 +5,16 @@
 //   npm run bench -- --only delta       one scenario (initial, delta, steady, marker, memory, applier, cost)
 //   npm run bench -- --scale 0.1        smaller trees, for a quick look (not for BENCHMARKS.md)
 //   npm run bench -- --rewrite          run nothing; write BENCHMARKS.md from the kept results and notes
+//   npm run bench -- --only initial --wan-rtt-ms 40 --s3-latency-ms 20 --sqs-latency-ms 10 --lambda-cpu 0.6
+//                                       under the AWS-latency model (bench/latency.ts): initial, steady and
+//                                       applier; kept beside the loopback rows
 
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { z } from "zod";
 import { table } from "../agent/format.ts";
 import { costModel } from "./cost.ts";
+import { describeModel, hasLatency, type LatencyModel } from "./latency.ts";
 import { agentMemory, applierThroughput, deltaChange, initialMirror, markerLatency, steadyLoad } from "./scenarios.ts";
 import { machine, type Result } from "./support.ts";
 
@@ -21,6 +25,11 @@ const { values } = parseArgs({
     seconds: { type: "string", default: "20" },
     only: { type: "string", multiple: true },
     "no-write": { type: "boolean" },
+    "wan-rtt-ms": { type: "string", default: "0" },
+    "s3-latency-ms": { type: "string", default: "0" },
+    "sqs-latency-ms": { type: "string", default: "0" },
+    /** CPUs the applier's process may use (Lambda gives ~0.58 vCPU at 1,024 MB); needs root. */
+    "lambda-cpu": { type: "string", default: "0" },
     /** Run nothing: write BENCHMARKS.md again from bench/results.json and bench/notes.md. */
     rewrite: { type: "boolean" },
   },
@@ -29,17 +38,33 @@ const runs = Number(values.runs);
 const scale = Number(values.scale);
 const seconds = Number(values.seconds);
 const only = new Set(values.only ?? []);
-const wanted = (name: string) => values.rewrite !== true && (only.size === 0 || only.has(name));
+const number = (name: string, text: string) => {
+  const value = Number(text);
+  if (!Number.isFinite(value) || value < 0) throw new Error(`--${name} takes a number ≥ 0, not "${text}"`);
+  return value;
+};
+const model: LatencyModel = {
+  wanRttMs: number("wan-rtt-ms", values["wan-rtt-ms"]),
+  s3LatencyMs: number("s3-latency-ms", values["s3-latency-ms"]),
+  sqsLatencyMs: number("sqs-latency-ms", values["sqs-latency-ms"]),
+  lambdaCpu: number("lambda-cpu", values["lambda-cpu"]),
+};
+const modelled = hasLatency(model) || model.lambdaCpu > 0;
+/** Scenarios the latency model applies to; under a model, the others do not run. */
+const UNDER_MODEL = new Set(["initial", "steady", "applier"]);
+const wanted = (name: string) => values.rewrite !== true && (only.size === 0 || only.has(name)) && (!modelled || UNDER_MODEL.has(name));
 
 const scenarios: [string, () => Promise<Result[]>][] = [
-  ["initial", () => initialMirror(runs, scale)],
+  ["initial", () => initialMirror(runs, scale, model)],
   ["delta", () => deltaChange(runs)],
-  ["steady", () => steadyLoad(scale, seconds)],
+  ["steady", () => steadyLoad(scale, seconds, model)],
   ["marker", () => markerLatency(runs, scale)],
   ["memory", () => agentMemory(scale)],
-  ["applier", () => applierThroughput(runs)],
+  ["applier", () => applierThroughput(runs, model)],
   ["cost", () => costModel(scale)],
 ];
+/** Where a scenario's rows are kept: loopback rows and each model's rows side by side. */
+const keyOf = (name: string) => (modelled ? `${name} @ ${describeModel(model)}` : name);
 
 /** bench/results.json: each scenario's latest rows, with how and where they were measured. */
 const KeptResults = z.record(
@@ -71,7 +96,7 @@ const measured: Record<string, { rows: Result[]; command: string; date: string; 
 for (const [name, run] of scenarios) {
   if (!wanted(name)) continue;
   process.stderr.write(`running ${name}...\n`);
-  measured[name] = { rows: await run(), command, date: new Date().toISOString().slice(0, 10), machine: machine() };
+  measured[keyOf(name)] = { rows: await run(), command, date: new Date().toISOString().slice(0, 10), machine: machine() };
 }
 
 const verdict = (met: boolean | undefined) => (met === undefined ? "-" : met ? "met" : "MISSED");
@@ -84,11 +109,15 @@ if (!values["no-write"]) {
   const store = new URL("./results.json", import.meta.url);
   const all = { ...(existsSync(store) ? KeptResults.parse(JSON.parse(readFileSync(store, "utf8"))) : {}), ...measured };
   writeFileSync(store, `${JSON.stringify(all, null, 2)}\n`);
-  const ordered = scenarios.map(([name]) => [name, all[name]] as const).filter((entry) => entry[1] !== undefined);
+  // Each scenario's loopback rows, then its rows under each latency model measured.
+  const ordered = scenarios
+    .flatMap(([name]) => Object.keys(all).filter((key) => key === name || key.startsWith(`${name} @ `)).sort())
+    .map((key) => [key, all[key]] as const);
   const markdown = [
     "# Benchmarks",
     "",
-    "Against the in-process emulator (fauxqs) on 127.0.0.1; rclone v1.60 from Debian against the same emulator, through the same counting proxy.",
+    "Against the emulator (fauxqs) on 127.0.0.1; rclone from Debian against the same emulator, through the same path (nothing in one tool's path that the other does not pay).",
+    "Rows marked with a model (`WAN RTT …`) ran under the AWS-latency model of bench/latency.ts: every request of the source host (tidemark's and rclone's) waits the WAN round trip plus the service's latency, the applier's requests the service's latency, and the applier's process is held to the stated vCPU share; bandwidth is not modelled.",
     "Medians over the runs of each scenario. Written by `npm run bench` (from bench/results.json and bench/notes.md); do not edit by hand.",
     "",
     `| ${[...headers, "measured"].join(" | ")} |`,

@@ -1,6 +1,7 @@
 // What every benchmark scenario needs: the tests' local cloud (recording
-// when each record reached the target), a counting proxy in front of the emulator for
-// the source side's requests, rclone pointed at the same proxy, and stats.
+// when each record reached the target), optionally under the AWS-latency
+// model (bench/latency.ts), a counting proxy in front of the emulator for the
+// source side's requests, rclone, and stats.
 
 import { spawn } from "node:child_process";
 import { createServer, request, type IncomingMessage, type Server } from "node:http";
@@ -8,6 +9,7 @@ import { cpus, totalmem } from "node:os";
 import { fileURLToPath } from "node:url";
 import type { S3Store } from "../lambdas/store/s3-store.ts";
 import { REGION, startTestCloud } from "../test/support/local-cloud.ts";
+import { limitCpu, NO_LATENCY, releaseFromApplierCpu, type LatencyModel } from "./latency.ts";
 
 export { REGION };
 
@@ -59,6 +61,9 @@ export async function countingProxy(target: string, observe?: (req: IncomingMess
 export interface BenchCloud {
   readonly endpoint: string;
   readonly queueUrl: string;
+  /** Where the source host's requests go: the emulator, or the WAN side of the latency model. */
+  readonly sourceEndpoint: string;
+  readonly sourceQueueUrl: string;
   readonly bucket: string;
   readonly store: S3Store;
   /** When each record of a set reached the target (Date.now(), comparable across processes), by "set:path". */
@@ -67,22 +72,33 @@ export interface BenchCloud {
   stop(): Promise<void>;
 }
 
-/** The emulator in a process of its own; resolves with its endpoint and a way to stop it. */
-async function emulatorProcess(): Promise<{ endpoint: string; stop(): Promise<void> }> {
+interface EmulatorEndpoints {
+  readonly endpoint: string;
+  /** The latency model's proxy for the source host's requests (the emulator itself without a model). */
+  readonly source: string;
+  /** The latency model's proxy for the applier's requests. */
+  readonly applier: string;
+}
+
+/** The emulator (and the latency model's proxies) in a process of its own; resolves with its endpoints and a way to stop it. */
+async function emulatorProcess(model: LatencyModel): Promise<EmulatorEndpoints & { stop(): Promise<void> }> {
   // BENCH_EMULATOR_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof" profiles the emulator during a scenario.
   const extra = (process.env.BENCH_EMULATOR_ARGS ?? "").split(" ").filter(Boolean);
-  const child = spawn(process.execPath, [...extra, fileURLToPath(new URL("./emulator-process.ts", import.meta.url))], { stdio: ["ignore", "pipe", "inherit"] });
-  const endpoint = await new Promise<string>((resolve, reject) => {
+  const child = spawn(process.execPath, [...extra, fileURLToPath(new URL("./emulator-process.ts", import.meta.url)), JSON.stringify(model)], {
+    stdio: ["ignore", "pipe", "inherit"],
+  });
+  releaseFromApplierCpu(child.pid);
+  const endpoints = await new Promise<EmulatorEndpoints>((resolve, reject) => {
     let out = "";
     child.stdout.on("data", (chunk: Buffer) => {
       out += chunk.toString();
       const line = out.split("\n")[0];
-      if (out.includes("\n") && line) resolve((JSON.parse(line) as { endpoint: string }).endpoint);
+      if (out.includes("\n") && line) resolve(JSON.parse(line) as EmulatorEndpoints);
     });
     child.once("exit", (code) => reject(new Error(`the emulator process exited with ${code}`)));
   });
   return {
-    endpoint,
+    ...endpoints,
     stop: () =>
       new Promise<void>((resolve) => {
         child.once("exit", () => resolve());
@@ -94,27 +110,36 @@ async function emulatorProcess(): Promise<{ endpoint: string; stop(): Promise<vo
 /**
  * The tests' local cloud, recording when each entry reached the target. With
  * `separateEmulator`, the emulator runs in a process of its own, so the
- * applier does not share its thread (as on AWS).
+ * applier does not share its thread (as on AWS); a latency model implies it,
+ * puts its delay proxies beside the emulator, and holds this process (the
+ * applier's) to the model's CPU.
  */
-export async function startBenchCloud(options: { separateEmulator?: boolean } = {}): Promise<BenchCloud> {
+export async function startBenchCloud(options: { separateEmulator?: boolean; latency?: LatencyModel } = {}): Promise<BenchCloud> {
   const appliedAt = new Map<string, number>();
-  const emulator = options.separateEmulator ? await emulatorProcess() : undefined;
+  const model = options.latency ?? NO_LATENCY;
+  const emulator = options.separateEmulator || options.latency ? await emulatorProcess(model) : undefined;
+  const cpu = limitCpu(model.lambdaCpu);
+  if (cpu.problem) throw new Error(cpu.problem);
   const cloud = await startTestCloud({
-    ...(emulator ? { emulatorEndpoint: emulator.endpoint } : {}),
+    ...(emulator ? { emulatorEndpoint: emulator.endpoint, clientEndpoint: emulator.applier } : {}),
     visibilityTimeoutSeconds: 30,
     onApplied: (set, record) => {
       if ("path" in record) appliedAt.set(`${set}:${record.path}`, Date.now());
     },
   });
+  const sourceEndpoint = emulator?.source ?? cloud.endpoint;
   return {
     endpoint: cloud.endpoint,
     queueUrl: cloud.queueUrl,
+    sourceEndpoint,
+    sourceQueueUrl: cloud.queueUrl.replace(cloud.endpoint, sourceEndpoint),
     bucket: cloud.bucket,
     store: cloud.store,
     appliedAt,
     appliedRecords: (set) => cloud.applied.get(set)?.length ?? 0,
     async stop() {
       await cloud.stop();
+      cpu.lift();
       await emulator?.stop();
     },
   };
@@ -136,6 +161,7 @@ export async function rcloneRun(args: string[], endpoint: string): Promise<{ ms:
   const started = performance.now();
   const error = await new Promise<string | undefined>((resolve, reject) => {
     const child = spawn("rclone", [...args, "--s3-no-check-bucket", "--config", "/dev/null"], { env, stdio: ["ignore", "ignore", "pipe"] });
+    releaseFromApplierCpu(child.pid);
     let stderr = "";
     child.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
     child.on("error", (e) => reject(new Error(`rclone could not start (apt-get install rclone): ${e.message}`)));

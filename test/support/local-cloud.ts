@@ -38,6 +38,8 @@ export async function startTestCloud(
     onApplied?: (set: string, record: WireRecord) => void;
     /** An emulator already running (in a process of its own) instead of one in this process. */
     emulatorEndpoint?: string;
+    /** Where the target side's clients send their requests, when not straight to the emulator (the bench's latency proxy). */
+    clientEndpoint?: string;
     /** The target's task settings; a function gets the cloud's store (an ebs-snapshot action reads blocks from it). */
     tasks?: TaskSettings | ((store: S3Store) => TaskSettings);
   } = {},
@@ -50,8 +52,11 @@ export async function startTestCloud(
     region: REGION,
     visibilityTimeoutSeconds: options.visibilityTimeoutSeconds ?? 5,
   });
-  const s3 = makeS3Client({ region: REGION, endpoint: emulator.endpoint });
-  const sqs = makeSqsClient({ region: REGION, endpoint: emulator.endpoint });
+  const clientEndpoint = options.clientEndpoint ?? emulator.endpoint;
+  const s3 = makeS3Client({ region: REGION, endpoint: clientEndpoint });
+  const sqs = makeSqsClient({ region: REGION, endpoint: clientEndpoint });
+  // The SDK sends SQS requests to the queue URL's host: the clients' queue URL names their endpoint.
+  const clientQueueUrl = target.queueUrl.replace(emulator.endpoint, clientEndpoint);
   const store = new S3Store(s3, target.bucket);
   const applied = new Map<string, number[]>();
   const rejections: string[] = [];
@@ -71,9 +76,9 @@ export async function startTestCloud(
     },
   });
   const retrySoon = async (record: SQSRecord) => {
-    await sqs.send(new ChangeMessageVisibilityCommand({ QueueUrl: target.queueUrl, ReceiptHandle: record.receiptHandle, VisibilityTimeout: 0 }));
+    await sqs.send(new ChangeMessageVisibilityCommand({ QueueUrl: clientQueueUrl, ReceiptHandle: record.receiptHandle, VisibilityTimeout: 0 }));
   };
-  const poller = new LocalPoller({ sqs, queueUrl: target.queueUrl, region: REGION, handler: createHandler(applier, () => {}, undefined, retrySoon), waitTimeSeconds: 1 });
+  const poller = new LocalPoller({ sqs, queueUrl: clientQueueUrl, region: REGION, handler: createHandler(applier, () => {}, undefined, retrySoon), waitTimeSeconds: 1 });
   poller.start();
   return {
     endpoint: emulator.endpoint,
