@@ -23,7 +23,7 @@ import { ensureTargetResources, startEmulator } from "../lambdas/local/emulator.
 import { LocalPoller } from "../lambdas/local/poller.ts";
 import { S3Store } from "../lambdas/store/s3-store.ts";
 import { EbsSnapshotAction } from "../lambdas/volumes/ebs-snapshot.ts";
-import { startFakeEbs } from "../test/support/ebs-fake.ts";
+import { startFakeEbs } from "../lambdas/local/ebs-standin.ts";
 import { countingProxy, REGION, until, type Result } from "./support.ts";
 
 /** us-east-1 list prices used by the model (USD). */

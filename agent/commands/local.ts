@@ -104,8 +104,8 @@ Examples:
 
     const emulator = await startEmulator({ port, dataDir: join(stateDir, "emulator") });
     const stops: (() => Promise<void>)[] = [() => emulator.stop()];
-    // The EBS direct APIs have no emulator: the protocol-level stand-in the tests use, keeping its snapshots on disk.
-    const { startFakeEbs } = await import("../../test/support/ebs-fake.ts");
+    // The EBS direct APIs have no emulator: the local cloud's protocol-level stand-in (the tests use it too), keeping its snapshots on disk.
+    const { startFakeEbs } = await import("../../lambdas/local/ebs-standin.ts");
     const ebs = await startFakeEbs({ dir: join(stateDir, "ebs") });
     stops.push(() => ebs.stop());
     const stopAll = async () => {

@@ -20,7 +20,7 @@ import { BLOCK_SIZE } from "../../contract/wire.ts";
 import { clientConfig } from "../../lambdas/aws-clients.ts";
 import { EbsSnapshotAction } from "../../lambdas/volumes/ebs-snapshot.ts";
 import { tidemark } from "../support/cli.ts";
-import { startFakeEbs, type FakeEbs } from "../support/ebs-fake.ts";
+import { startFakeEbs, type FakeEbs } from "../../lambdas/local/ebs-standin.ts";
 import { eventually, REGION, startTestCloud, type TestCloud } from "../support/local-cloud.ts";
 import { pictureOfSource, pictureOfTarget, readHead, tempDir } from "../support/tree.ts";
 

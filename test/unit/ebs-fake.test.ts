@@ -17,7 +17,7 @@ import {
   type StartSnapshotCommandInput,
 } from "@aws-sdk/client-ebs";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
-import { EBS_BLOCK_SIZE, startFakeEbs, type FakeEbs } from "../support/ebs-fake.ts";
+import { EBS_BLOCK_SIZE, startFakeEbs, type FakeEbs } from "../../lambdas/local/ebs-standin.ts";
 import { tempDir } from "../support/tree.ts";
 
 const KEY_ARN = "arn:aws:kms:us-east-1:000000000000:key/1234abcd-12ab-34cd-56ef-1234567890ab";

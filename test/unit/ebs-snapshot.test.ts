@@ -21,7 +21,7 @@ import { MemoryStore } from "../../lambdas/store/memory-store.ts";
 import { readSetStatus } from "../../lambdas/store/set-status.ts";
 import { VolumeMap } from "../../lambdas/volumes/block-map.ts";
 import { EbsSnapshotAction } from "../../lambdas/volumes/ebs-snapshot.ts";
-import { startFakeEbs, type FakeEbs } from "../support/ebs-fake.ts";
+import { startFakeEbs, type FakeEbs } from "../../lambdas/local/ebs-standin.ts";
 import { readHead } from "../support/tree.ts";
 import { VOLUME_SET as SET, volumeHarness, type VolumeHarness } from "../support/volume-harness.ts";
 const BLOCKS = 40;

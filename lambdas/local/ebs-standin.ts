@@ -1,4 +1,4 @@
-// A protocol-level fake of the EBS direct APIs, spoken as @aws-sdk/client-ebs
+// The local cloud's stand-in for the EBS direct APIs: a protocol-level fake, spoken as @aws-sdk/client-ebs
 // speaks them (REST-JSON, SigV4-signed) on 127.0.0.1. No emulator covers these
 // APIs and this fake is what proves the product's requests right, so it checks
 // what real EBS checks: the Smithy model's constraints, 512 KiB blocks with
