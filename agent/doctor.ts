@@ -1,0 +1,219 @@
+// `tidemark doctor`: what a source host needs before it can replicate, checked
+// one line each, without changing anything a recovery point depends on. The
+// send check relies on SQS checking permissions before parameters: a
+// SendMessage without a MessageGroupId never enters a FIFO queue, and its
+// refusal says whether the caller may send.
+
+import { readdirSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { GetObjectCommand, HeadBucketCommand, PutObjectCommand, type S3Client } from "@aws-sdk/client-s3";
+import { GetQueueAttributesCommand, SendMessageCommand, type SQSClient } from "@aws-sdk/client-sqs";
+import { PREFIX, statusKey } from "../contract/layout.ts";
+import { makeS3Client, makeSqsClient } from "../lambdas/aws-clients.ts";
+import { checkSources, loadConfig, type AgentConfig } from "./config.ts";
+
+export type CheckLevel = "ok" | "warn" | "fail";
+
+export interface Check {
+  readonly name: string;
+  readonly level: CheckLevel;
+  readonly detail: string;
+}
+
+/** Node's major version the agent is built for, and the oldest it runs on. */
+const NODE_WANTED = 24;
+const NODE_OLDEST = 22;
+/** SigV4 refuses requests more than 15 minutes off; the SDK corrects smaller skews itself. */
+const SKEW_FAIL_MS = 15 * 60_000;
+const SKEW_WARN_MS = 60_000;
+/** Counting a set's folders stops here: a rough count is enough to compare with the inotify limit. */
+const FOLDER_COUNT_BUDGET_MS = 2_000;
+
+function errorName(error: unknown): string {
+  const e = error as { name?: string; Code?: string; message?: string; $metadata?: { httpStatusCode?: number } };
+  return e.Code ?? e.name ?? "Error";
+}
+
+function describe(error: unknown): string {
+  const e = error as { message?: string; code?: string };
+  const message = e.message && e.message !== "UnknownError" ? e.message : (e.code ?? "");
+  return `${errorName(error)}${message ? `: ${message}` : ""}`;
+}
+
+const isDenied = (error: unknown) => /AccessDenied|Forbidden|NotAuthorized|InvalidClientTokenId|SignatureDoesNotMatch/i.test(describe(error));
+
+export function checkNode(version: string = process.versions.node): Check {
+  const major = Number(version.split(".")[0]);
+  if (major >= NODE_WANTED) return { name: "node", level: "ok", detail: `v${version}` };
+  if (major >= NODE_OLDEST) return { name: "node", level: "warn", detail: `v${version}: tidemark is built and tested for Node ${NODE_WANTED}` };
+  return { name: "node", level: "fail", detail: `v${version}: tidemark needs Node ${NODE_WANTED}` };
+}
+
+async function checkCredentials(s3: S3Client, config: AgentConfig): Promise<Check> {
+  try {
+    const credentials = await s3.config.credentials();
+    const key = credentials.accessKeyId;
+    return { name: "credentials", level: "ok", detail: `access key …${key.slice(-4)}${config.endpoint ? ` (endpoint ${config.endpoint})` : ""}` };
+  } catch (error) {
+    return { name: "credentials", level: "fail", detail: `no AWS credentials found (${describe(error)}): set AWS_PROFILE, the AWS_* variables or an instance role` };
+  }
+}
+
+async function checkQueue(sqs: SQSClient, config: AgentConfig): Promise<Check> {
+  try {
+    const reply = await sqs.send(new GetQueueAttributesCommand({ QueueUrl: config.queueUrl, AttributeNames: ["FifoQueue"] }));
+    if (reply.Attributes?.FifoQueue !== "true") return { name: "queue", level: "fail", detail: `${config.queueUrl} is not a FIFO queue` };
+    return { name: "queue", level: "ok", detail: `${config.queueUrl} (FIFO)` };
+  } catch (error) {
+    return { name: "queue", level: "fail", detail: `cannot read ${config.queueUrl}: ${describe(error)}` };
+  }
+}
+
+async function checkSend(sqs: SQSClient, config: AgentConfig): Promise<Check> {
+  try {
+    // No MessageGroupId: a FIFO queue refuses it after checking the caller's permission, so nothing is ever queued.
+    await sqs.send(new SendMessageCommand({ QueueUrl: config.queueUrl, MessageBody: "{}" }));
+    return { name: "send", level: "fail", detail: `${config.queueUrl} accepted a message without a group id: it does not behave as a FIFO queue` };
+  } catch (error) {
+    if (isDenied(error)) return { name: "send", level: "fail", detail: `not allowed to send to ${config.queueUrl}: ${describe(error)}` };
+    if (/MissingParameter|InvalidParameterValue|MessageGroupId/i.test(describe(error))) return { name: "send", level: "ok", detail: "sqs:SendMessage allowed" };
+    return { name: "send", level: "fail", detail: `cannot send to ${config.queueUrl}: ${describe(error)}` };
+  }
+}
+
+async function checkBucket(s3: S3Client, config: AgentConfig): Promise<Check> {
+  try {
+    await s3.send(new HeadBucketCommand({ Bucket: config.bucket }));
+    return { name: "bucket", level: "ok", detail: config.bucket };
+  } catch (error) {
+    // The agent's policy does not grant HeadBucket on AWS: the object checks below say what it can do.
+    if (isDenied(error)) return { name: "bucket", level: "ok", detail: `${config.bucket} (exists; HeadBucket not granted)` };
+    return { name: "bucket", level: "fail", detail: `cannot reach bucket ${config.bucket}: ${describe(error)}` };
+  }
+}
+
+/** Stages a small object under the set's staging prefix: staging objects expire by lifecycle and count only when a message names them. */
+async function checkStage(s3: S3Client, config: AgentConfig, set: string): Promise<Check> {
+  const key = `${PREFIX.staging}${set}/doctor-${Date.now()}`;
+  try {
+    await s3.send(new PutObjectCommand({ Bucket: config.bucket, Key: key, Body: "tidemark doctor" }));
+    return { name: `stage ${set}`, level: "ok", detail: `may write ${PREFIX.staging}${set}/` };
+  } catch (error) {
+    return { name: `stage ${set}`, level: "fail", detail: `cannot write ${key}: ${describe(error)}` };
+  }
+}
+
+async function checkRead(s3: S3Client, config: AgentConfig, set: string): Promise<Check> {
+  const key = statusKey(set);
+  try {
+    await s3.send(new GetObjectCommand({ Bucket: config.bucket, Key: key }));
+    return { name: `read ${set}`, level: "ok", detail: `may read ${key}` };
+  } catch (error) {
+    if (/NoSuchKey|NotFound/.test(describe(error))) return { name: `read ${set}`, level: "ok", detail: `may read ${PREFIX.state}${set}/ (nothing applied yet)` };
+    return { name: `read ${set}`, level: "fail", detail: `cannot read ${key}: ${describe(error)}` };
+  }
+}
+
+/** The endpoint's clock from a response's Date header, against this host's. */
+async function checkClock(config: AgentConfig, now: () => number): Promise<Check> {
+  const url = config.endpoint ?? `https://s3.${config.region}.amazonaws.com/`;
+  try {
+    const sent = now();
+    const reply = await fetch(url, { method: "HEAD", signal: AbortSignal.timeout(10_000) });
+    const received = now();
+    const date = reply.headers.get("date");
+    if (!date) return { name: "clock", level: "warn", detail: `${url} sent no Date header to compare with` };
+    // The Date header has whole seconds: half a second either way is no skew.
+    const skew = Date.parse(date) + 500 - (sent + received) / 2;
+    const seconds = Math.round(skew / 1000);
+    const detail = `${Math.abs(seconds)} s ${skew >= 0 ? "behind" : "ahead of"} ${new URL(url).host}`;
+    if (Math.abs(skew) > SKEW_FAIL_MS) return { name: "clock", level: "fail", detail: `${detail}: AWS refuses requests signed more than 15 minutes off (fix NTP)` };
+    if (Math.abs(skew) > SKEW_WARN_MS) return { name: "clock", level: "warn", detail: `${detail}: the SDK corrects it, but marker times are this host's (fix NTP)` };
+    return { name: "clock", level: "ok", detail };
+  } catch (error) {
+    return { name: "clock", level: "warn", detail: `could not read ${url}'s clock: ${describe(error)}` };
+  }
+}
+
+/** Folders under root, counted until the budget runs out. */
+export function countFolders(root: string, budgetMs = FOLDER_COUNT_BUDGET_MS): { folders: number; complete: boolean } {
+  const deadline = Date.now() + budgetMs;
+  const pending = [root];
+  let folders = 0;
+  while (pending.length > 0) {
+    if (Date.now() > deadline) return { folders, complete: false };
+    const dir = pending.pop() ?? root;
+    folders += 1;
+    try {
+      for (const entry of readdirSync(dir, { withFileTypes: true })) if (entry.isDirectory()) pending.push(join(dir, entry.name));
+    } catch {
+      // An unreadable folder is the scan's to report; it costs no watch.
+    }
+  }
+  return { folders, complete: true };
+}
+
+/** One inotify watch per folder: the sets' folders against the kernel's per-user limit. */
+export function checkInotify(config: AgentConfig, limitFile = "/proc/sys/fs/inotify/max_user_watches"): Check {
+  const trees = config.sets.filter((set) => !set.volume);
+  if (trees.length === 0) return { name: "inotify", level: "ok", detail: "no folder sets" };
+  let limit: number;
+  try {
+    limit = Number(readFileSync(limitFile, "utf8").trim());
+  } catch {
+    return { name: "inotify", level: "warn", detail: `cannot read ${limitFile}: the watcher's limit is unknown here` };
+  }
+  let folders = 0;
+  let complete = true;
+  for (const set of trees) {
+    const counted = countFolders(set.root);
+    folders += counted.folders;
+    complete &&= counted.complete;
+  }
+  const count = `${complete ? "" : "at least "}${folders} folders`;
+  const fix = `raise it: sysctl fs.inotify.max_user_watches=${Math.max(limit * 2, folders * 2)} (else the agent falls back to timed scans)`;
+  if (folders > limit) return { name: "inotify", level: "fail", detail: `${count} to watch, limit ${limit}: ${fix}` };
+  if (folders > limit * 0.8) return { name: "inotify", level: "warn", detail: `${count} to watch, limit ${limit} (other programs share it): ${fix}` };
+  return { name: "inotify", level: "ok", detail: `${count} to watch, limit ${limit}` };
+}
+
+export interface DoctorOptions {
+  readonly nodeVersion?: string;
+  readonly now?: () => number;
+  readonly inotifyLimitFile?: string;
+}
+
+/** Runs every check; a check that cannot run (no config) leaves the ones that depend on it out. */
+export async function runDoctor(configFile: string, options: DoctorOptions = {}): Promise<Check[]> {
+  const checks: Check[] = [checkNode(options.nodeVersion)];
+  let config: AgentConfig;
+  try {
+    config = loadConfig(configFile);
+    checkSources(config);
+    checks.push({ name: "config", level: "ok", detail: `${configFile}: ${config.sets.map((s) => s.name).join(", ")}` });
+  } catch (error) {
+    checks.push({ name: "config", level: "fail", detail: (error as Error).message });
+    return checks;
+  }
+  const clientOptions = { region: config.region, maxAttempts: 1, ...(config.endpoint ? { endpoint: config.endpoint } : {}) };
+  const s3 = makeS3Client(clientOptions);
+  const sqs = makeSqsClient(clientOptions);
+  try {
+    const credentials = await checkCredentials(s3, config);
+    checks.push(credentials);
+    if (credentials.level === "fail") return checks;
+    const queue = await checkQueue(sqs, config);
+    checks.push(queue);
+    if (queue.level !== "fail") checks.push(await checkSend(sqs, config));
+    const bucket = await checkBucket(s3, config);
+    checks.push(bucket);
+    if (bucket.level !== "fail") {
+      for (const set of config.sets) checks.push(await checkStage(s3, config, set.name), await checkRead(s3, config, set.name));
+    }
+    checks.push(checkInotify(config, options.inotifyLimitFile), await checkClock(config, options.now ?? Date.now));
+    return checks;
+  } finally {
+    s3.destroy();
+    sqs.destroy();
+  }
+}
