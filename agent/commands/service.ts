@@ -29,9 +29,9 @@ Options:
   --json          print {"unitFile", "steps"}
 
 Examples:
+  tidemark service print --config /etc/tidemark/tidemark.config.json
   sudo tidemark service install --config /etc/tidemark/tidemark.config.json
-  journalctl -u tidemark -f
-  tidemark service print --config /etc/tidemark/tidemark.config.json`,
+  journalctl -u tidemark -f`,
   options: {
     config: { type: "string" },
     user: { type: "string" },
