@@ -6,6 +6,7 @@ import { CreateBucketCommand, HeadBucketCommand } from "@aws-sdk/client-s3";
 import { CreateQueueCommand, GetQueueAttributesCommand, GetQueueUrlCommand, type SQSClient } from "@aws-sdk/client-sqs";
 import { startFauxqs } from "fauxqs";
 import { makeS3Client, makeSqsClient } from "../aws-clients.ts";
+import { listInByteOrder } from "./emulator-listing.ts";
 
 export class PortInUseError extends Error {
   override name = "PortInUseError";
@@ -46,6 +47,7 @@ async function checkPortFree(port: number): Promise<void> {
 export async function startEmulator(options: { port?: number; dataDir?: string } = {}): Promise<Emulator> {
   const port = options.port ?? 4566;
   await checkPortFree(port);
+  await listInByteOrder();
   const server = await startFauxqs({
     port,
     host: HOST,

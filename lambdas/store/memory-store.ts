@@ -3,6 +3,7 @@
 // deleted objects stay readable by version id, as on a versioned S3 bucket.
 
 import { createHash } from "node:crypto";
+import { compareKeys } from "./key-order.ts";
 import { ObjectNotFoundError, type ObjectHead, type ObjectInfo, type StoredObject, type TargetStore } from "./store.ts";
 
 type Versioned = StoredObject & { versionId?: string; etag: string; lastModified: Date };
@@ -44,9 +45,7 @@ export class MemoryStore implements TargetStore {
   }
 
   async *list(prefix: string): AsyncIterable<ObjectInfo> {
-    const keys = [...this.objects.keys()].filter((key) => key.startsWith(prefix))
-      // S3 lists keys in UTF-8 byte order.
-      .sort((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b)));
+    const keys = [...this.objects.keys()].filter((key) => key.startsWith(prefix)).sort(compareKeys);
     for (const key of keys) {
       const object = this.objects.get(key);
       if (object) yield { key, size: object.body.length, etag: object.etag, lastModified: object.lastModified };

@@ -13,6 +13,7 @@ import {
 import { MULTIPART_THRESHOLD, putInParts } from "../s3-multipart.ts";
 import { sharedUntilFailure } from "../../contract/async.ts";
 import { encodeKeyPath, metadataOf, S3ObjectRequests, type ObjectRequestOptions } from "../s3-object-requests.ts";
+import { ListingCheck } from "./listing-check.ts";
 import { ObjectNotFoundError, type ObjectHead, type ObjectInfo, type StoredObject, type TargetStore } from "./store.ts";
 
 function isNotFound(error: unknown): boolean {
@@ -108,23 +109,25 @@ export class S3Store implements TargetStore {
     else await this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: key }));
   }
 
+  /** Checks the listing as it goes (listing-check.ts): a store that lists out of order, repeats or skips a page fails it with BrokenListingError. */
   async *list(prefix: string): AsyncIterable<ObjectInfo> {
+    const check = new ListingCheck(this.bucket, prefix);
     let token: string | undefined;
     do {
       const out = await this.client.send(
         new ListObjectsV2Command({ Bucket: this.bucket, Prefix: prefix, ContinuationToken: token }),
       );
       for (const object of out.Contents ?? []) {
-        if (object.Key !== undefined) {
-          yield {
-            key: object.Key,
-            size: object.Size ?? 0,
-            ...(object.ETag ? { etag: object.ETag } : {}),
-            ...(object.LastModified ? { lastModified: object.LastModified } : {}),
-          };
-        }
+        if (object.Key === undefined) continue;
+        check.key(object.Key);
+        yield {
+          key: object.Key,
+          size: object.Size ?? 0,
+          ...(object.ETag ? { etag: object.ETag } : {}),
+          ...(object.LastModified ? { lastModified: object.LastModified } : {}),
+        };
       }
-      token = out.IsTruncated ? out.NextContinuationToken : undefined;
+      token = check.nextPage(out.IsTruncated === true, out.NextContinuationToken);
     } while (token);
   }
 

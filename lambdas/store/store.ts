@@ -35,7 +35,7 @@ export interface TargetStore {
   copy(from: string, to: string, meta: Record<string, string>): Promise<void>;
   /** Removes the object at key; removing a missing object succeeds. */
   delete(key: string): Promise<void>;
-  /** Every object whose key starts with prefix, in key order. */
+  /** Every object whose key starts with prefix, each once, in S3's key order (UTF-8 bytes, key-order.ts); throws BrokenListingError when the store's listing proves incomplete. */
   list(prefix: string): AsyncIterable<ObjectInfo>;
   /** True when the store keeps replaced versions (S3 bucket versioning enabled): old content stays readable by version id. */
   versioned(): Promise<boolean>;

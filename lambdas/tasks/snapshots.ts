@@ -140,17 +140,34 @@ export async function takeSnapshot(
   return writeSnapshot(store, summary, entries);
 }
 
-/** The set's snapshots, oldest first. */
-export async function listSnapshots(store: TargetStore, set: string): Promise<SnapshotSummary[]> {
+function parseSummary(body: Buffer): SnapshotSummary | undefined {
+  try {
+    const parsed = SnapshotSummarySchema.safeParse(JSON.parse(body.toString("utf8")));
+    return parsed.success ? parsed.data : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** The set's readable snapshots, oldest first, and the keys of summaries that exist but cannot be read. */
+async function readSummaries(store: TargetStore, set: string): Promise<{ summaries: SnapshotSummary[]; unreadable: string[] }> {
   const summaries: SnapshotSummary[] = [];
+  const unreadable: string[] = [];
   for await (const object of store.list(snapshotsPrefix(set))) {
     if (!object.key.endsWith("/snapshot.json")) continue;
     const body = (await store.get(object.key))?.body;
     if (!body) continue;
-    const parsed = SnapshotSummarySchema.safeParse(JSON.parse(body.toString("utf8")));
-    if (parsed.success) summaries.push(parsed.data);
+    const summary = parseSummary(body);
+    if (summary) summaries.push(summary);
+    else unreadable.push(object.key);
   }
-  return summaries.sort((a, b) => (a.takenAt < b.takenAt ? -1 : a.takenAt > b.takenAt ? 1 : a.id < b.id ? -1 : 1));
+  summaries.sort((a, b) => (a.takenAt < b.takenAt ? -1 : a.takenAt > b.takenAt ? 1 : a.id < b.id ? -1 : 1));
+  return { summaries, unreadable };
+}
+
+/** The set's snapshots, oldest first (summaries that cannot be read left out). */
+export async function listSnapshots(store: TargetStore, set: string): Promise<SnapshotSummary[]> {
+  return (await readSummaries(store, set)).summaries;
 }
 
 /** The summary of one snapshot; throws SnapshotError naming the snapshots there are when it does not exist. */
@@ -240,6 +257,8 @@ export interface PruneResult {
   readonly deleted: string[];
   readonly contentDeleted: number;
   readonly contentBytesDeleted: number;
+  /** Summaries that could not be read: what their snapshots need is unknown, so no content was deleted. */
+  readonly unreadable?: string[];
 }
 
 /**
@@ -248,7 +267,7 @@ export interface PruneResult {
  * snapshot names: after a deletion, or always with `sweep`.
  */
 export async function pruneSnapshots(store: TargetStore, set: string, options: { keep: number; olderThan?: Date; sweep?: boolean }): Promise<PruneResult> {
-  const all = await listSnapshots(store, set);
+  const { summaries: all, unreadable } = await readSummaries(store, set);
   const volume = await VolumeMap.open(store, set);
   // The newest EBS snapshot's blocks: the next one uploads what differs from them.
   const ebsParent = volume.state.ebs?.manifestSnapshotId;
@@ -261,6 +280,7 @@ export async function pruneSnapshots(store: TargetStore, set: string, options: {
     await store.delete(snapshotSummaryKey(set, snapshot.id));
     await store.delete(snapshotManifestKey(set, snapshot.id));
   }
+  if (unreadable.length > 0) return { kept: kept.map((s) => s.id), deleted: deleted.map((s) => s.id), contentDeleted: 0, contentBytesDeleted: 0, unreadable };
   if (deleted.length === 0 && !options.sweep) return { kept: kept.map((s) => s.id), deleted: [], contentDeleted: 0, contentBytesDeleted: 0 };
   const referenced = new Set<string>();
   const blocks = new Set<string>();

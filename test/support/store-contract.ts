@@ -1,7 +1,42 @@
 // The TargetStore contract: every implementation passes the same suite.
 
+import { createHash } from "node:crypto";
 import { beforeEach, describe, expect, it } from "vitest";
 import { ObjectNotFoundError, type TargetStore } from "../../lambdas/store/store.ts";
+
+/** S3's listing order, computed independently of the code under test: the keys' UTF-8 bytes. */
+function byteOrder(keys: Iterable<string>): string[] {
+  return [...keys].sort((a, b) => Buffer.compare(Buffer.from(a, "utf8"), Buffer.from(b, "utf8")));
+}
+
+/**
+ * More than two pages of keys that tell byte order from other orders: the
+ * same names in upper and lower case, accents and CJK, characters above
+ * U+FFFF (before U+E000-U+FFFF in UTF-16, after them in UTF-8), digits that
+ * sort differently as numbers, and deep '/'-heavy paths.
+ */
+function awkwardKeys(prefix: string): string[] {
+  const stems = ["a", "A", "b", "B", "readme", "README", "Readme.md", "é", "E", "z", "Z", "_", "-", "~", "日本", "😀", "\ufffd", "\ue000", "ß", "ss"];
+  const keys = new Set<string>();
+  for (let i = 0; keys.size < 2_345; i++) {
+    const stem = stems[i % stems.length] ?? "x";
+    const other = stems[(i * 7 + 3) % stems.length] ?? "y";
+    const depth = i % 5;
+    const folders = Array.from({ length: depth }, (_, d) => `${d % 2 ? other : stem}${d}`).join("/");
+    keys.add(`${prefix}${folders ? `${folders}/` : ""}${stem}${i % 97}${other}${i % 3 ? ".JS" : ".js"}`);
+  }
+  return [...keys];
+}
+
+async function listed(store: TargetStore, prefix: string): Promise<string[]> {
+  const keys: string[] = [];
+  for await (const info of store.list(prefix)) keys.push(info.key);
+  return keys;
+}
+
+async function putAll(store: TargetStore, keys: string[]): Promise<void> {
+  for (let i = 0; i < keys.length; i += 64) await Promise.all(keys.slice(i, i + 64).map((key) => store.put(key, Buffer.from(key))));
+}
 
 export function targetStoreContract(name: string, make: () => Promise<TargetStore>): void {
   describe(`TargetStore contract: ${name}`, () => {
@@ -79,6 +114,47 @@ export function targetStoreContract(name: string, make: () => Promise<TargetStor
       const listed: string[] = [];
       for await (const info of store.list("data/s/")) listed.push(info.key);
       expect(listed).toEqual(keys);
+    });
+
+    it("lists more than two pages of mixed-case, unicode and deep keys in UTF-8 byte order, each key once", async () => {
+      const keys = awkwardKeys("data/s/");
+      // Neighbours outside the prefix must not leak in.
+      await putAll(store, [...keys, "data/s", "data/r/a", "data/s0/a", "data/S/a"]);
+      const result = await listed(store, "data/s/");
+      expect(result.length).toBe(keys.length);
+      expect(new Set(result).size).toBe(result.length);
+      expect(result).toEqual(byteOrder(keys));
+    });
+
+    it("lists a sub-prefix of deep keys completely, and nothing for a prefix without keys", async () => {
+      const keys = awkwardKeys("data/s/");
+      await putAll(store, keys);
+      const sub = "data/s/A0/";
+      const expected = byteOrder(keys.filter((key) => key.startsWith(sub)));
+      expect(expected.length).toBeGreaterThan(0);
+      expect(await listed(store, sub)).toEqual(expected);
+      expect(await listed(store, "data/none/")).toEqual([]);
+    });
+
+    it("lists each object's size, ETag and last-modified time; a new write changes the ETag, a copy keeps it", async () => {
+      const before = Date.now() - 5_000;
+      await store.put("data/s/one", Buffer.from("first"));
+      await store.put("data/s/two", Buffer.from("second!"));
+      const first = new Map<string, { size: number; etag?: string; lastModified?: Date }>();
+      for await (const info of store.list("data/s/")) first.set(info.key, info);
+      const md5 = (text: string) => `"${createHash("md5").update(text).digest("hex")}"`;
+      expect(first.get("data/s/one")).toMatchObject({ size: 5, etag: md5("first") });
+      expect(first.get("data/s/two")).toMatchObject({ size: 7, etag: md5("second!") });
+      const written = first.get("data/s/one")?.lastModified?.getTime() ?? 0;
+      expect(written).toBeGreaterThan(before);
+      expect(written).toBeLessThanOrEqual(Date.now() + 5_000);
+
+      await store.put("data/s/one", Buffer.from("changed"));
+      await store.copy("data/s/two", "data/s/three", {});
+      const second = new Map<string, { size: number; etag?: string }>();
+      for await (const info of store.list("data/s/")) second.set(info.key, info);
+      expect(second.get("data/s/one")?.etag).toBe(md5("changed"));
+      expect(second.get("data/s/three")).toMatchObject({ size: 7, etag: md5("second!") });
     });
   });
 }

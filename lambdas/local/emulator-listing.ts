@@ -1,0 +1,105 @@
+// fauxqs 2.x sorts a listing page with localeCompare (case-insensitive) but
+// continues the next page after the last key by code-unit comparison, so past
+// 1,000 keys of mixed case, keys at page boundaries are skipped or repeated.
+// S3 lists in UTF-8 byte order; this replaces the emulator's listing with one
+// that does, pages included. The patch applies to fauxqs's store class, once
+// per process, before an emulator serves a request.
+
+import { compareKeys } from "../store/key-order.ts";
+
+export class EmulatorPatchError extends Error {
+  override name = "EmulatorPatchError";
+}
+
+interface ListedObject {
+  readonly key: string;
+}
+
+interface ListOptions {
+  readonly prefix?: string;
+  readonly delimiter?: string;
+  readonly maxKeys?: number;
+  readonly startAfter?: string;
+  readonly marker?: string;
+}
+
+interface ListResult {
+  readonly objects: ListedObject[];
+  readonly commonPrefixes: string[];
+  readonly isTruncated: boolean;
+}
+
+/** The part of fauxqs's S3 store (dist/s3/s3Store.js) the listing reads. */
+interface EmulatorBucketStore {
+  readonly buckets: Map<string, Map<string, ListedObject>>;
+}
+
+type ListObjects = (this: EmulatorBucketStore, bucket: string, options?: ListOptions) => ListResult;
+
+interface EmulatorStorePrototype {
+  listObjects: ListObjects;
+}
+
+function isStorePrototype(value: unknown): value is EmulatorStorePrototype {
+  return typeof value === "object" && value !== null && "listObjects" in value && typeof value.listObjects === "function";
+}
+
+/** One page of keys after startAfter in byte order, with common prefixes rolled up as S3 does. */
+export function listPage(objects: Iterable<ListedObject>, options: ListOptions = {}): ListResult {
+  const prefix = options.prefix ?? "";
+  const maxKeys = options.maxKeys ?? 1000;
+  const startAfter = options.startAfter || options.marker || "";
+  const sorted = [...objects]
+    .filter((object) => object.key.startsWith(prefix) && (!startAfter || compareKeys(object.key, startAfter) > 0))
+    .sort((a, b) => compareKeys(a.key, b.key));
+  const page: ListedObject[] = [];
+  const commonPrefixes: string[] = [];
+  let prefixesAfterLastObject = 0;
+  const truncated = (): ListResult => {
+    // fauxqs continues after the page's last object when it has one: prefixes after it move to the next page.
+    if (page.length > 0) commonPrefixes.splice(commonPrefixes.length - prefixesAfterLastObject);
+    return { objects: page, commonPrefixes, isTruncated: true };
+  };
+  for (const object of sorted) {
+    const rest = object.key.slice(prefix.length);
+    const cut = options.delimiter ? rest.indexOf(options.delimiter) : -1;
+    if (options.delimiter && cut >= 0) {
+      const commonPrefix = prefix + rest.slice(0, cut + options.delimiter.length);
+      // Keys come in byte order, so a prefix's keys are contiguous: compare with the last one only.
+      if (commonPrefix === commonPrefixes.at(-1) || (startAfter && compareKeys(commonPrefix, startAfter) <= 0)) continue;
+      if (page.length + commonPrefixes.length >= maxKeys) return truncated();
+      commonPrefixes.push(commonPrefix);
+      prefixesAfterLastObject++;
+      continue;
+    }
+    if (page.length + commonPrefixes.length >= maxKeys) return truncated();
+    page.push(object);
+    prefixesAfterLastObject = 0;
+  }
+  return { objects: page, commonPrefixes, isTruncated: false };
+}
+
+async function patchListing(): Promise<void> {
+  // The store class is internal to fauxqs (not in its exports): reached by its file next to the entry point.
+  const storeModule: unknown = await import(new URL("./s3/s3Store.js", import.meta.resolve("fauxqs")).href);
+  const storeClass = typeof storeModule === "object" && storeModule !== null && "S3Store" in storeModule ? storeModule.S3Store : undefined;
+  const prototype: unknown = typeof storeClass === "function" ? storeClass.prototype : undefined;
+  if (!isStorePrototype(prototype)) {
+    throw new EmulatorPatchError("this fauxqs version has no S3Store.listObjects in dist/s3/s3Store.js: the local cloud cannot fix its listing order");
+  }
+  const original = prototype.listObjects;
+  prototype.listObjects = function listObjectsInByteOrder(bucket, options) {
+    const objects = this.buckets.get(bucket);
+    // A missing bucket: fauxqs's own listing answers NoSuchBucket.
+    if (!objects) return original.call(this, bucket, options);
+    return listPage(objects.values(), options);
+  };
+}
+
+let patched: Promise<void> | undefined;
+
+/** Makes every fauxqs emulator in this process list in S3's byte order; safe to call many times. */
+export function listInByteOrder(): Promise<void> {
+  patched ??= patchListing();
+  return patched;
+}
