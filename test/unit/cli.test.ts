@@ -55,10 +55,26 @@ describe("tidemark CLI", () => {
   it("refuses an unknown command and an unknown option with exit code 2 and one line", async () => {
     const unknown = await tidemark(["frobnicate"]);
     expect(unknown.code).toBe(2);
-    expect(unknown.stderr).toBe('tidemark: unknown command "frobnicate" (commands: local, init, run, status, task, tasks, snapshots, restore, prune, mirror, verify)\n');
+    expect(unknown.stderr).toMatch(/^tidemark: unknown command "frobnicate" \(commands: local, init, run, status, .*; see `tidemark --help`\)\n$/);
     const option = await tidemark(["status", "--bogus"]);
     expect(option.code).toBe(2);
-    expect(option.stderr).toMatch(/^tidemark: Unknown option '--bogus'.*see `tidemark status --help`/);
+    expect(option.stderr).toBe("tidemark: unknown option --bogus for `tidemark status` (see `tidemark status --help`)\n");
+  });
+
+  it.each([
+    [["stauts"], 'unknown command "stauts" (did you mean "status"?)'],
+    [["--verison"], 'unknown command "--verison" (did you mean --version?)'],
+    [["status", "--jsno"], "unknown option --jsno for `tidemark status` (did you mean --json?)"],
+    [["task", "db", "--lable", "x"], "unknown option --lable for `tidemark task` (did you mean --label?)"],
+    [["task", "db", "-q"], "unknown option -q for `tidemark task`"],
+    [["task", "db", "--label"], "option --label needs a value"],
+    [["status", "--json=yes"], "option --json takes no value"],
+    [["status", "extra"], 'tidemark status takes no argument "extra"'],
+  ])("says %j in its own words, with the closest known name, and exits 2", async (args, message) => {
+    const out = await tidemark(args);
+    expect(out.code).toBe(2);
+    expect(out.stderr).toContain(message);
+    expect(out.stderr.trim().split("\n")).toHaveLength(1);
   });
 
   it("says where it looked when there is no config", async () => {
