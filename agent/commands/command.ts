@@ -19,7 +19,7 @@ export interface Command {
 }
 
 export function parseCommandArgs(command: Command, argv: string[]) {
-  const options: ParseArgsOptionsConfig = { ...command.options, help: { type: "boolean", short: "h" } };
+  const options = { ...command.options, help: { type: "boolean", short: "h" } } as const;
   checkArgs(command, options, argv);
   try {
     return parseArgs({ args: argv, options, allowPositionals: command.positionals ?? false, strict: true });
