@@ -73,6 +73,7 @@ export async function main(argv: string[]): Promise<number> {
 const EXPECTED = new Set([
   "UsageError",
   "ConfigError",
+  "StateLockedError",
   "UnreachableError",
   "ControlError",
   "OperationTimeoutError",
