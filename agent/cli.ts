@@ -4,6 +4,7 @@
 
 import { enableCompileCache } from "node:module";
 import { parseCommandArgs, UsageError, type Command } from "./commands/command.ts";
+import { didYouMean } from "./suggest.ts";
 
 // Compiled code (and the sources with their types stripped) kept on disk between runs, under the OS's temporary
 // folder: `tidemark run` loads ~0.25 s faster (0.7 s to 0.45 s of modules before its first request). Node checks
@@ -56,7 +57,11 @@ export async function main(argv: string[]): Promise<number> {
     return 0;
   }
   const entry = COMMANDS.find((c) => c.name === name);
-  if (!entry) throw new UsageError(`unknown command "${name}" (commands: ${COMMANDS.map((c) => c.name).join(", ")})`);
+  if (!entry) {
+    const names = COMMANDS.map((c) => c.name);
+    const hint = name.startsWith("-") ? didYouMean(name, ["--help", "--version"], (w) => w) : didYouMean(name, names);
+    throw new UsageError(`unknown command "${name}"${hint} (commands: ${names.join(", ")}; see \`tidemark --help\`)`);
+  }
   const command = await entry.load();
   const { values, positionals } = parseCommandArgs(command, rest);
   if (values.help === true) {
@@ -70,6 +75,7 @@ export async function main(argv: string[]): Promise<number> {
 const EXPECTED = new Set([
   "UsageError",
   "ConfigError",
+  "StateLockedError",
   "UnreachableError",
   "ControlError",
   "OperationTimeoutError",

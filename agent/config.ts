@@ -1,8 +1,8 @@
 // The agent's config file: found by --config, else $TIDEMARK_CONFIG, else
 // ./tidemark.config.json; validated once into a frozen object with defaults.
 
-import { accessSync, constants, readFileSync, statSync } from "node:fs";
-import { dirname, resolve } from "node:path";
+import { accessSync, constants, readFileSync, realpathSync, statSync } from "node:fs";
+import { basename, dirname, join, resolve, sep } from "node:path";
 import { z } from "zod";
 import { ORPHAN_POLICIES, type OrphanPolicy } from "../contract/layout.ts";
 import { setNameProblem } from "../contract/paths.ts";
@@ -10,6 +10,7 @@ import { COMPRESSIONS, type Compression } from "../contract/wire.ts";
 import type { SetSpec } from "./set-spec.ts";
 import { BandwidthSchema, type Bandwidth } from "./transport/bandwidth.ts";
 import { MIRROR_MODES, type MirrorMode } from "./operations.ts";
+import { describeIssue, strictObject } from "./strict-schema.ts";
 
 export class ConfigError extends Error {
   override name = "ConfigError";
@@ -22,7 +23,7 @@ const SetName = z.string().superRefine((name, ctx) => {
   if (problem) ctx.addIssue({ code: "custom", message: problem });
 });
 
-const TreeSetSchema = z.object({
+const TreeSetSchema = strictObject({
   name: SetName,
   type: z.literal("tree").default("tree"),
   path: z.string().min(1, "path is empty"),
@@ -30,7 +31,7 @@ const TreeSetSchema = z.object({
 });
 
 /** A block device or disk image, replicated as 512 KiB blocks; `ebs-snapshot` markers cut EBS snapshots of it. */
-const VolumeSetSchema = z.object({
+const VolumeSetSchema = strictObject({
   name: SetName,
   type: z.literal("volume"),
   path: z.string().min(1, "path is empty"),
@@ -42,8 +43,7 @@ const VolumeSetSchema = z.object({
 
 const SetConfigSchema = z.union([VolumeSetSchema, TreeSetSchema]);
 
-export const ConfigSchema = z
-  .object({
+export const ConfigSchema = strictObject({
     region: z.string().min(1).default("us-east-1"),
     endpoint: z.url().optional(),
     /** EBS direct API endpoint (the local cloud's stand-in); AWS's when absent. */
@@ -52,8 +52,7 @@ export const ConfigSchema = z
     bucket: z.string().min(3).max(63),
     stateDir: z.string().min(1),
     sets: z.array(SetConfigSchema).min(1, "at least one set is needed"),
-    tasks: z
-      .object({
+    tasks: strictObject({
         /** Whether `tidemark task` may insert markers from this host (markers from elsewhere run regardless). */
         enabled: z.boolean().default(true),
         /** EventBridge bus the agent announces "task received" on once the queue accepted a marker (the stack's EventBusName). */
@@ -75,8 +74,7 @@ export const ConfigSchema = z
     /** Cap on the bytes per second sent, optionally by time window. */
     bandwidth: BandwidthSchema.optional(),
     /** Mirror modes run without being asked: at start ("scan": a barrier scan against the journal's index) and after the target went out of sync. */
-    mirror: z
-      .object({
+    mirror: strictObject({
         onStart: z.enum(["scan", ...MIRROR_MODES]).default("scan"),
         afterOutOfSync: z.enum(MIRROR_MODES).default("diff"),
       })
@@ -140,12 +138,12 @@ export function loadConfig(file: string): AgentConfig {
   const parsed = ConfigSchema.safeParse(json);
   if (!parsed.success) {
     const issue = parsed.error.issues[0];
-    const where = issue?.path.length ? issue.path.join(".") : "(top level)";
-    throw new ConfigError(`config file ${file}: ${where}: ${issue?.message ?? "invalid"}`);
+    const { path, message } = issue ? describeIssue(issue) : { path: "(top level)", message: "invalid" };
+    throw new ConfigError(`config file ${file}: ${path}: ${message}`);
   }
   const base = dirname(file);
   const c = parsed.data;
-  return Object.freeze({
+  const config: AgentConfig = Object.freeze({
     file,
     region: c.region,
     ...(c.endpoint !== undefined ? { endpoint: c.endpoint } : {}),
@@ -167,6 +165,57 @@ export function loadConfig(file: string): AgentConfig {
     ...(c.bandwidth ? { bandwidth: c.bandwidth } : {}),
     mirror: Object.freeze({ ...c.mirror }),
   });
+  checkPlaces(config);
+  return config;
+}
+
+/** The real path of a path that may not exist yet: its nearest existing ancestor resolved (symlinks included), the rest appended. */
+export function realPathOf(path: string): string {
+  const absolute = resolve(path);
+  try {
+    return realpathSync.native(absolute);
+  } catch (error) {
+    const parent = dirname(absolute);
+    if ((error as NodeJS.ErrnoException).code !== "ENOENT" || parent === absolute) return absolute;
+    return join(realPathOf(parent), basename(absolute));
+  }
+}
+
+/** True when `path` is `folder` or lies below it (both absolute and normalised). */
+export function pathWithin(path: string, folder: string): boolean {
+  return path === folder || path.startsWith(folder.endsWith(sep) ? folder : `${folder}${sep}`);
+}
+
+/**
+ * Each file belongs to one set at most, and the agent's own state to none: two
+ * sets on one folder, a set inside another (a folder or an image inside a tree
+ * set), and a state folder inside a set are refused, by real path.
+ */
+function checkPlaces(config: AgentConfig): void {
+  const where = (set: SetSpec) => (set.root === realPathOf(set.root) ? set.root : `${set.root} -> ${realPathOf(set.root)}`);
+  const sets = config.sets.map((set) => ({ set, real: realPathOf(set.root) }));
+  for (const [i, a] of sets.entries()) {
+    for (const b of sets.slice(i + 1)) {
+      if (a.real === b.real) {
+        throw new ConfigError(`config file ${config.file}: sets "${a.set.name}" and "${b.set.name}" are the same ${a.set.volume ? "volume" : "folder"} (${where(b.set)}); one set per folder`);
+      }
+      for (const [outer, inner] of [[a, b], [b, a]] as const) {
+        if (!outer.set.volume && pathWithin(inner.real, outer.real)) {
+          throw new ConfigError(
+            `config file ${config.file}: set "${inner.set.name}" (${where(inner.set)}) is inside set "${outer.set.name}" (${where(outer.set)}); sets may not nest: replicate the outer folder alone, or split it into sets side by side`,
+          );
+        }
+      }
+    }
+  }
+  const state = realPathOf(config.stateDir);
+  for (const { set, real } of sets) {
+    if (!set.volume && pathWithin(state, real)) {
+      throw new ConfigError(
+        `config file ${config.file}: stateDir ${config.stateDir} is inside set "${set.name}" (${where(set)}); the agent would replicate its own journal: put the state folder outside every set`,
+      );
+    }
+  }
 }
 
 function setSpec(base: string, set: z.output<typeof SetConfigSchema>): SetSpec {

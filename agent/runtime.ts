@@ -17,6 +17,7 @@ import { checkSources, type AgentConfig } from "./config.ts";
 import { Journal } from "./journal.ts";
 import type { Logger } from "./log.ts";
 import { checkTarget } from "./preflight.ts";
+import { acquireStateLock } from "./state-lock.ts";
 import { AwsTransport } from "./transport/aws.ts";
 import { RateLimitedTransport } from "./transport/bandwidth.ts";
 import { RetryingTransport } from "./transport/retry.ts";
@@ -71,7 +72,15 @@ export async function startAgent(config: AgentConfig, log: Logger, options: { ig
   const s3 = makeS3Client(clientOptions);
   await checkTarget({ sqs, s3, queueUrl: config.queueUrl, bucket: config.bucket, ...(config.endpoint ? { endpoint: config.endpoint } : {}) });
 
-  const journal = Journal.open(config.stateDir);
+  // Before anything in the state folder is written: one agent per state folder.
+  const lock = acquireStateLock(config.stateDir, "tidemark run");
+  let journal: Journal;
+  try {
+    journal = Journal.open(config.stateDir);
+  } catch (error) {
+    lock.release();
+    throw error;
+  }
   const controller = new AbortController();
   const aws = new AwsTransport({ sqs, s3, queueUrl: config.queueUrl, bucket: config.bucket });
   // One link for every set: the cap is shared, and each retry is paced too.
@@ -159,6 +168,7 @@ export async function startAgent(config: AgentConfig, log: Logger, options: { ig
     });
   } catch (error) {
     journal.close();
+    lock.release();
     sqs.destroy();
     s3.destroy();
     throw error;
@@ -182,6 +192,7 @@ export async function startAgent(config: AgentConfig, log: Logger, options: { ig
       controller.abort();
       await agent.stop();
       journal.close();
+      lock.release();
       sqs.destroy();
       s3.destroy();
     },

@@ -2,6 +2,7 @@
 // and a run that returns the exit code.
 
 import { parseArgs, type ParseArgsOptionsConfig } from "node:util";
+import { didYouMean } from "../suggest.ts";
 
 export class UsageError extends Error {
   override name = "UsageError";
@@ -18,15 +19,32 @@ export interface Command {
 }
 
 export function parseCommandArgs(command: Command, argv: string[]) {
+  const options = { ...command.options, help: { type: "boolean", short: "h" } } as const;
+  checkArgs(command, options, argv);
   try {
-    return parseArgs({
-      args: argv,
-      options: { ...command.options, help: { type: "boolean", short: "h" } },
-      allowPositionals: command.positionals ?? false,
-      strict: true,
-    });
+    return parseArgs({ args: argv, options, allowPositionals: command.positionals ?? false, strict: true });
   } catch (error) {
     throw new UsageError(`${(error as Error).message.split("\n")[0]} (see \`tidemark ${command.name} --help\`)`);
+  }
+}
+
+/** Our own words for what Node's strict parser would refuse: unknown options (with the closest known one), missing values, stray arguments. */
+function checkArgs(command: Command, options: ParseArgsOptionsConfig, argv: string[]): void {
+  const seeHelp = `see \`tidemark ${command.name} --help\``;
+  const { tokens } = parseArgs({ args: argv, options, allowPositionals: true, strict: false, tokens: true });
+  const known = Object.keys(options).map((name) => `--${name}`);
+  for (const token of tokens) {
+    if (token.kind === "positional" && !(command.positionals ?? false)) {
+      throw new UsageError(`tidemark ${command.name} takes no argument "${token.value}" (${seeHelp})`);
+    }
+    if (token.kind !== "option") continue;
+    const spec = options[token.name];
+    if (spec === undefined) {
+      const typed = token.rawName.startsWith("--") ? token.rawName : `-${token.name}`;
+      throw new UsageError(`unknown option ${typed} for \`tidemark ${command.name}\`${didYouMean(typed, known, (w) => w)} (${seeHelp})`);
+    }
+    if (spec.type === "string" && token.value === undefined) throw new UsageError(`option ${token.rawName} needs a value (${seeHelp})`);
+    if (spec.type === "boolean" && token.inlineValue === true) throw new UsageError(`option ${token.rawName} takes no value (${seeHelp})`);
   }
 }
 

@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync, readFileSync, renameSync, statSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync, renameSync, statSync, writeFileSync } from "node:fs";
 import { basename, join, resolve } from "node:path";
 import { ChangeMessageVisibilityCommand } from "@aws-sdk/client-sqs";
 import type { SQSRecord } from "aws-lambda";
@@ -10,9 +10,10 @@ import { LocalPoller } from "../../lambdas/local/poller.ts";
 import { LOCAL_EVENTS_FILE, localTaskSettings } from "../../lambdas/local/tasks.ts";
 import { S3Store } from "../../lambdas/store/s3-store.ts";
 import { setNameProblem } from "../../contract/paths.ts";
-import { ConfigError, DEFAULT_CONFIG_FILE, loadConfig, type ConfigFile } from "../config.ts";
+import { ConfigError, DEFAULT_CONFIG_FILE, loadConfig, pathWithin, realPathOf, type ConfigFile } from "../config.ts";
 import { createLogger, logJsonLine } from "../log.ts";
 import { startAgent, type RunningAgent } from "../runtime.ts";
+import { acquireStateLock } from "../state-lock.ts";
 import { stringOption, untilSignal, UsageError, type Command } from "./command.ts";
 
 const REGION = "us-east-1";
@@ -99,11 +100,22 @@ Examples:
     if (source !== undefined && !existsSync(source)) throw new UsageError(`--source ${source} does not exist`);
 
     const stateDir = resolve(stringOption(values.state) ?? ".tidemark");
-    mkdirSync(stateDir, { recursive: true });
+    if (source !== undefined && pathWithin(realPathOf(stateDir), realPathOf(source))) {
+      throw new UsageError(`the state folder ${stateDir} is inside --source ${resolve(source)}: the set would replicate its own journal; pass --state DIR outside it`);
+    }
+    // Before the emulator or the config is written: a second `tidemark local` on this state folder stops here.
+    const lock = acquireStateLock(stateDir, "tidemark local", "local.lock");
     const log = createLogger({ json: values["json-logs"] === true });
 
-    const emulator = await startEmulator({ port, dataDir: join(stateDir, "emulator") });
-    const stops: (() => Promise<void>)[] = [() => emulator.stop()];
+    const stops: (() => Promise<void>)[] = [async () => lock.release()];
+    let emulator: Awaited<ReturnType<typeof startEmulator>>;
+    try {
+      emulator = await startEmulator({ port, dataDir: join(stateDir, "emulator") });
+    } catch (error) {
+      lock.release();
+      throw error;
+    }
+    stops.push(() => emulator.stop());
     // The EBS direct APIs have no emulator: the local cloud's protocol-level stand-in (the tests use it too), keeping its snapshots on disk.
     const { startFakeEbs } = await import("../../lambdas/local/ebs-standin.ts");
     const ebs = await startFakeEbs({ dir: join(stateDir, "ebs") });

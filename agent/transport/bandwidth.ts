@@ -4,13 +4,14 @@
 
 import { setTimeout as sleep } from "node:timers/promises";
 import { z } from "zod";
+import { strictObject } from "../strict-schema.ts";
 import type { StagedPayload, Transport } from "./transport.ts";
 
 const DAYS = ["sun", "mon", "tue", "wed", "thu", "fri", "sat"] as const;
 type Day = (typeof DAYS)[number];
 const HHMM = /^([01]\d|2[0-3]):[0-5]\d$/;
 
-export const BandwidthWindowSchema = z.object({
+export const BandwidthWindowSchema = strictObject({
   days: z.array(z.enum(DAYS)).min(1).optional(),
   from: z.string().regex(HHMM, "from must be HH:MM (00:00 to 23:59)"),
   to: z.string().regex(HHMM, "to must be HH:MM (00:00 to 23:59)"),
@@ -19,7 +20,7 @@ export const BandwidthWindowSchema = z.object({
 });
 
 /** The config's "bandwidth" section. */
-export const BandwidthSchema = z.object({
+export const BandwidthSchema = strictObject({
   /** Outside every window (or without a schedule); 0 or absent: unlimited. */
   bytesPerSecond: z.number().int().min(0).optional(),
   schedule: z.array(BandwidthWindowSchema).optional(),

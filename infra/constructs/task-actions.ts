@@ -96,6 +96,8 @@ export class TaskActions extends Construct {
       TIDEMARK_TASKS_ENABLED: String(props.enabled ?? true),
       TIDEMARK_EVENT_BUS: this.eventBus.eventBusName,
       TIDEMARK_INVOKE_ALLOW: this.invokeAllowList.join(","),
+      // A marker naming a function without its ARN means this account's function, as Lambda reads the name.
+      TIDEMARK_ACCOUNT: Stack.of(this).account,
       TIDEMARK_SNAPSHOT_RETENTION_DAYS: String(props.snapshotRetentionDays ?? 30),
       TIDEMARK_VOLUME_SNAPSHOTS: String(this.#volumeSnapshots),
       ...(this.#ebsKmsKeyArn ? { TIDEMARK_EBS_KMS_KEY_ARN: this.#ebsKmsKeyArn } : {}),

@@ -10,20 +10,10 @@ import { PutEventsCommand } from "@aws-sdk/client-eventbridge";
 import type { LambdaClient } from "@aws-sdk/client-lambda";
 import { InvokeCommand } from "@aws-sdk/client-lambda";
 import { ActionFailedError, ActionSkippedError, EVENT_SOURCE, type ActionRequest, type ActionRunner, type EventSink } from "./actions.ts";
+import { allowedFunction, formatFunctionArn, FunctionRefError, resolveFunction, type FunctionArn, type FunctionHome } from "./function-arn.ts";
 
 /** Largest function response kept in a task result; longer ones are cut. */
 const MAX_RESPONSE_CHARS = 64 * 1024;
-
-/** The name part of a function ARN (arn:aws:lambda:region:account:function:name[:qualifier]), or the name itself. */
-function functionName(nameOrArn: string): string {
-  const parts = nameOrArn.split(":");
-  return parts[0] === "arn" ? (parts[6] ?? nameOrArn) : nameOrArn;
-}
-
-/** True when the function is on the allow-list, by ARN or by name. */
-export function allowedFunction(allowList: readonly string[], requested: string): boolean {
-  return allowList.some((allowed) => allowed === requested || functionName(allowed) === functionName(requested));
-}
 
 function decodeResponse(payload: Uint8Array | undefined): unknown {
   if (!payload || payload.length === 0) return null;
@@ -39,19 +29,40 @@ function decodeResponse(payload: Uint8Array | undefined): unknown {
 /** `invoke`: a synchronous call of an allow-listed function with the marker's context; its response is kept. */
 export class InvokeAction implements ActionRunner {
   readonly #client: LambdaClient;
+  readonly #home: FunctionHome;
   readonly #allowList: readonly string[];
+  readonly #allowed: readonly FunctionArn[];
 
-  constructor(client: LambdaClient, allowList: readonly string[]) {
+  /** `allowList` holds full function ARNs (a qualifier allows that version or alias only); `home` is the applier's own account and region. */
+  constructor(client: LambdaClient, allowList: readonly string[], home: FunctionHome) {
     this.#client = client;
+    this.#home = home;
     this.#allowList = allowList;
+    // An entry that names no function allows nothing (the stack's settings refuse such entries before deploying).
+    this.#allowed = allowList.flatMap((entry) => {
+      try {
+        return [resolveFunction(entry, home)];
+      } catch {
+        return [];
+      }
+    });
   }
 
   async run({ context, fields, signal }: ActionRequest): Promise<Record<string, unknown>> {
-    const name = fields.function;
-    if (!name) throw new ActionFailedError("an invoke marker must name a function (--function NAME)");
-    if (!allowedFunction(this.#allowList, name)) {
+    const requested = fields.function;
+    if (!requested) throw new ActionFailedError("an invoke marker must name a function (--function NAME)");
+    let target: FunctionArn;
+    try {
+      target = resolveFunction(requested, this.#home);
+    } catch (error) {
+      if (error instanceof FunctionRefError) throw new ActionFailedError(error.message);
+      throw error;
+    }
+    // What is invoked is the ARN that was checked, never the name as sent.
+    const name = formatFunctionArn(target);
+    if (!allowedFunction(this.#allowed, target)) {
       const list = this.#allowList.length > 0 ? this.#allowList.join(", ") : "empty";
-      throw new ActionFailedError(`function "${name}" is not on the target's invoke allow-list (${list}); add it to the stack setting tidemark:invokeAllowList`);
+      throw new ActionFailedError(`function ${name} is not on the target's invoke allow-list (${list}); add its full ARN to the stack setting tidemark:invokeAllowList`);
     }
     const payload = { source: EVENT_SOURCE, ...context, ...(fields.input ? { input: fields.input } : {}) };
     const out = await this.#client.send(

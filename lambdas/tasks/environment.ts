@@ -12,7 +12,7 @@ import { BackupAction, EventBridgeSink, InvokeAction } from "./aws-actions.ts";
 import type { TargetStore } from "../store/store.ts";
 import { EbsSnapshotAction } from "../volumes/ebs-snapshot.ts";
 
-/** Reads TIDEMARK_TASKS_ENABLED, _EVENT_BUS, _INVOKE_ALLOW, _BACKUP_VAULT, _BACKUP_ROLE_ARN, _BUCKET_ARN, _VOLUME_SNAPSHOTS, _EBS_KMS_KEY_ARN and _SNAPSHOT_RETENTION_DAYS. */
+/** Reads TIDEMARK_TASKS_ENABLED, _EVENT_BUS, _INVOKE_ALLOW, _ACCOUNT, _BACKUP_VAULT, _BACKUP_ROLE_ARN, _BUCKET_ARN, _VOLUME_SNAPSHOTS, _EBS_KMS_KEY_ARN and _SNAPSHOT_RETENTION_DAYS. */
 export function taskSettingsFromEnvironment(env: NodeJS.ProcessEnv, region: string, bucket: string, store: TargetStore): TaskSettings {
   // One endpoint for the action APIs: a test's fake servers.
   const config = clientConfig({ region, ...(env.TIDEMARK_ACTIONS_ENDPOINT ? { endpoint: env.TIDEMARK_ACTIONS_ENDPOINT } : {}) });
@@ -25,7 +25,7 @@ export function taskSettingsFromEnvironment(env: NodeJS.ProcessEnv, region: stri
   return {
     enabled: env.TIDEMARK_TASKS_ENABLED !== "false",
     actions: {
-      invoke: new InvokeAction(new LambdaClient(config), allowList),
+      invoke: new InvokeAction(new LambdaClient(config), allowList, { region, ...(env.TIDEMARK_ACCOUNT ? { account: env.TIDEMARK_ACCOUNT } : {}) }),
       event: events ? new EventAction(events) : unavailable("no event bus is configured on this target (TIDEMARK_EVENT_BUS)"),
       backup: new BackupAction(
         new BackupClient(config),

@@ -193,7 +193,7 @@ describe("TidemarkStack settings", () => {
     const invoke = applierStatements(template).filter((s) => [s.Action].flat().includes("lambda:InvokeFunction"));
     expect(invoke).toEqual([expect.objectContaining({ Action: "lambda:InvokeFunction", Resource: allowed })]);
     template.hasResourceProperties("AWS::Lambda::Function", {
-      Environment: { Variables: Match.objectLike({ TIDEMARK_INVOKE_ALLOW: allowed.join(",") }) },
+      Environment: { Variables: Match.objectLike({ TIDEMARK_INVOKE_ALLOW: allowed.join(","), TIDEMARK_ACCOUNT: { Ref: "AWS::AccountId" } }) },
     });
   });
 

@@ -7,7 +7,10 @@ import { randomUUID } from "node:crypto";
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
 
 export interface Invocation {
+  /** The function's name. */
   readonly function: string;
+  /** The FunctionName as the client sent it (a name or an ARN, with its qualifier). */
+  readonly requested: string;
   readonly payload: Record<string, unknown>;
 }
 
@@ -81,14 +84,16 @@ export async function startFakeAws(): Promise<FakeAws> {
     else send(res, status, { message, Type: "User" }, { "x-amzn-errortype": type });
   };
 
-  const invoke = async (req: IncomingMessage, res: ServerResponse, name: string) => {
+  const invoke = async (req: IncomingMessage, res: ServerResponse, requested: string) => {
+    // Functions are kept by name; an ARN (arn:...:function:NAME[:QUALIFIER]) names its function in field 7.
+    const name = requested.startsWith("arn:") ? (requested.split(":")[6] ?? requested) : requested;
     if (req.headers["x-amz-invocation-type"] !== "RequestResponse") {
       return refuse(res, 400, "InvalidParameterValueException", `expected a synchronous invoke, got ${String(req.headers["x-amz-invocation-type"])}`, "rest");
     }
     const fn = functions.get(name);
     if (!fn) return refuse(res, 404, "ResourceNotFoundException", `Function not found: ${name}`, "rest");
     const payload = record(await readJson(req));
-    invocations.push({ function: name, payload });
+    invocations.push({ function: name, requested, payload });
     const outcome = fn(payload);
     const answer = () => {
       if (res.destroyed) return;

@@ -1,4 +1,4 @@
-import { existsSync, readdirSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { tidemark } from "../support/cli.ts";
@@ -27,7 +27,7 @@ describe("tidemark CLI", () => {
     [["--wait-timeout", "5"], /--wait-timeout goes with --wait/],
   ])("task %j is a usage error, before anything runs", async (args, message) => {
     const config = join(dir.path, "tidemark.config.json");
-    writeFileSync(config, JSON.stringify({ queueUrl: "http://127.0.0.1:9/q.fifo", bucket: "b-b-b", stateDir: "state", sets: [{ name: "db", path: "." }] }));
+    writeFileSync(config, JSON.stringify({ queueUrl: "http://127.0.0.1:9/q.fifo", bucket: "b-b-b", stateDir: "state", sets: [{ name: "db", path: "db" }] }));
     const out = await tidemark(["task", "db", ...args, "--quiesce", `touch ${join(dir.path, "quiesced")}`, "--config", config]);
     expect(out.code).toBe(2);
     expect(out.stderr).toMatch(message);
@@ -55,10 +55,34 @@ describe("tidemark CLI", () => {
   it("refuses an unknown command and an unknown option with exit code 2 and one line", async () => {
     const unknown = await tidemark(["frobnicate"]);
     expect(unknown.code).toBe(2);
-    expect(unknown.stderr).toBe('tidemark: unknown command "frobnicate" (commands: local, init, run, status, task, tasks, snapshots, restore, prune, mirror, verify, service, doctor)\n');
+    expect(unknown.stderr).toMatch(/^tidemark: unknown command "frobnicate" \(commands: local, init, run, status, .*; see `tidemark --help`\)\n$/);
     const option = await tidemark(["status", "--bogus"]);
     expect(option.code).toBe(2);
-    expect(option.stderr).toMatch(/^tidemark: Unknown option '--bogus'.*see `tidemark status --help`/);
+    expect(option.stderr).toBe("tidemark: unknown option --bogus for `tidemark status` (see `tidemark status --help`)\n");
+  });
+
+  it.each([
+    [["stauts"], 'unknown command "stauts" (did you mean "status"?)'],
+    [["--verison"], 'unknown command "--verison" (did you mean --version?)'],
+    [["status", "--jsno"], "unknown option --jsno for `tidemark status` (did you mean --json?)"],
+    [["task", "db", "--lable", "x"], "unknown option --lable for `tidemark task` (did you mean --label?)"],
+    [["task", "db", "-q"], "unknown option -q for `tidemark task`"],
+    [["task", "db", "--label"], "option --label needs a value"],
+    [["status", "--json=yes"], "option --json takes no value"],
+    [["status", "extra"], 'tidemark status takes no argument "extra"'],
+  ])("says %j in its own words, with the closest known name, and exits 2", async (args, message) => {
+    const out = await tidemark(args);
+    expect(out.code).toBe(2);
+    expect(out.stderr).toContain(message);
+    expect(out.stderr.trim().split("\n")).toHaveLength(1);
+  });
+
+  it("refuses a local state folder inside --source before writing anything", async () => {
+    mkdirSync(join(dir.path, "src"));
+    const out = await tidemark(["local", "--port", "0", "--state", join(dir.path, "src", ".tidemark"), "--source", join(dir.path, "src")]);
+    expect(out.code).toBe(2);
+    expect(out.stderr).toMatch(/^tidemark: the state folder .*src\/\.tidemark is inside --source .*src: the set would replicate its own journal; pass --state DIR outside it\n$/);
+    expect(existsSync(join(dir.path, "src", ".tidemark"))).toBe(false);
   });
 
   it("says where it looked when there is no config", async () => {
@@ -95,6 +119,7 @@ describe("tidemark CLI", () => {
 
   it("fails clearly when the endpoint is unreachable", async () => {
     const file = join(dir.path, "c.json");
+    mkdirSync(join(dir.path, "x"));
     writeFileSync(
       file,
       JSON.stringify({
@@ -102,7 +127,7 @@ describe("tidemark CLI", () => {
         queueUrl: "http://127.0.0.1:9/000000000000/q.fifo",
         bucket: "bucket",
         stateDir: "s",
-        sets: [{ name: "x", path: "." }],
+        sets: [{ name: "x", path: "x" }],
       }),
     );
     const out = await tidemark(["run", "--config", file]);
@@ -114,7 +139,7 @@ describe("tidemark CLI", () => {
     const file = join(dir.path, "c.json");
     writeFileSync(
       file,
-      JSON.stringify({ endpoint: "http://127.0.0.1:9", queueUrl: "http://127.0.0.1:9/000000000000/q.fifo", bucket: "bucket", stateDir: "s", sets: [{ name: "x", path: "." }] }),
+      JSON.stringify({ endpoint: "http://127.0.0.1:9", queueUrl: "http://127.0.0.1:9/000000000000/q.fifo", bucket: "bucket", stateDir: "s", sets: [{ name: "x", path: "x" }] }),
     );
     const out = await tidemark(["status", "--json", "--config", file]);
     expect(out.code).toBe(0);

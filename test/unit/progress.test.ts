@@ -2,13 +2,47 @@
 // plain lines, not too many, otherwise.
 
 import { expect, it } from "vitest";
-import { createProgressView, describeProgress } from "../../agent/progress.ts";
+import type { Progress } from "../../agent/operations.ts";
+import { createProgressView, describeProgress, RateMeter } from "../../agent/progress.ts";
+
+const MiB = 1024 * 1024;
+const scan = (entries: number, bytes: number, total?: number): Progress => ({ phase: "scan", entries, changes: entries, bytes, ...(total ? { total } : {}) });
 
 it("shows files, bytes, rate and ETA, with a bar on a terminal", () => {
-  const line = describeProgress({ phase: "scan", entries: 250, total: 1000, changes: 250, bytes: 10 * 1024 * 1024 }, 10_000, true);
+  const line = describeProgress(scan(250, 10 * MiB, 1000), { elapsedMs: 10_000, bytesPerSecond: MiB, etaSeconds: 30 }, true);
   expect(line).toBe("scanning [######------------------] 250/1000 files  10.0 MiB journaled  1.0 MiB/s  ETA 0:30");
-  expect(describeProgress({ phase: "scan", entries: 250, changes: 3, bytes: 0 }, 1000, false)).toBe("scanning 250 files  0 B journaled  0 B/s");
-  expect(describeProgress({ phase: "wait", seq: 90, appliedSeq: 40 }, 0, true)).toBe("waiting for the target: applied seq 40 of 90");
+  expect(describeProgress(scan(250, 0), { elapsedMs: 1000 }, false)).toBe("scanning 250 files  0 B journaled");
+  expect(describeProgress({ phase: "wait", seq: 90, appliedSeq: 40 }, { elapsedMs: 0 }, true)).toBe("waiting for the target: applied seq 40 of 90");
+});
+
+it("tells no ETA until progress was watched long and far enough, then one from the rate observed in the phase", () => {
+  const meter = new RateMeter();
+  // The first update comes after hooks and connecting: the time before it is no part of the rate.
+  expect(meter.timing(scan(1, 0, 20_000), 60_000)).toEqual({ elapsedMs: 0 });
+  // A second later: too soon to tell (the old view said "ETA 33:20" here).
+  expect(meter.timing(scan(200, MiB, 20_000), 61_000).etaSeconds).toBeUndefined();
+  // 4 s in, 1% done: still too little seen.
+  expect(meter.timing(scan(150, MiB, 20_000), 64_000).etaSeconds).toBeUndefined();
+  // 4 s in, 2,000 more entries: 500 a second, and 17,999 left.
+  expect(meter.timing(scan(2_001, 4 * MiB, 20_000), 64_000)).toEqual({ elapsedMs: 4_000, bytesPerSecond: MiB, etaSeconds: 17_999 / 500 });
+  // A total that proved wrong gives no ETA.
+  expect(meter.timing(scan(25_000, 4 * MiB, 20_000), 65_000).etaSeconds).toBeUndefined();
+  // A new phase starts its own watch.
+  expect(meter.timing({ phase: "restore", files: 1, totalFiles: 10, bytes: MiB, totalBytes: 10 * MiB }, 70_000)).toEqual({ elapsedMs: 0 });
+  expect(meter.timing({ phase: "restore", files: 4, totalFiles: 10, bytes: 4 * MiB, totalBytes: 10 * MiB }, 73_000)).toEqual({ elapsedMs: 3_000, bytesPerSecond: MiB, etaSeconds: 6 });
+});
+
+it("shows a scan of seconds without an ETA of minutes", () => {
+  const out: string[] = [];
+  let clock = 0;
+  const view = createProgressView({ tty: true, write: (t) => out.push(t), now: () => clock });
+  // 20 s of quiesce and settle before the scan's first update, then 20,000 files in 2 s.
+  clock = 20_000;
+  for (let entries = 1; entries <= 20_001; entries += 1000) {
+    view.update(scan(entries, 0, 20_000));
+    clock += 100;
+  }
+  expect(out.filter((line) => line.includes("ETA"))).toEqual([]);
 });
 
 it("redraws in place on a terminal and ends the line when done", () => {

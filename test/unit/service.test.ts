@@ -1,5 +1,5 @@
 import { spawnSync } from "node:child_process";
-import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { loadConfig } from "../../agent/config.ts";
@@ -13,7 +13,8 @@ describe("tidemark service", () => {
   beforeEach(() => {
     dir = tempDir();
     configFile = join(dir.path, "my config.json");
-    writeFileSync(configFile, JSON.stringify({ queueUrl: "http://127.0.0.1:9/000000000000/q.fifo", bucket: "tidemark", stateDir: "state", sets: [{ name: "www", path: "." }] }));
+    mkdirSync(join(dir.path, "www"));
+    writeFileSync(configFile, JSON.stringify({ queueUrl: "http://127.0.0.1:9/000000000000/q.fifo", bucket: "tidemark", stateDir: "state", sets: [{ name: "www", path: "www" }] }));
   });
   afterEach(() => dir.remove());
 

@@ -39,6 +39,7 @@ describe("task settings from the applier's environment", () => {
     const a = applier({
       TIDEMARK_EVENT_BUS: "acme-events",
       TIDEMARK_INVOKE_ALLOW: "arn:aws:lambda:us-east-1:000000000000:function:hook",
+      TIDEMARK_ACCOUNT: "000000000000",
       TIDEMARK_BACKUP_VAULT: "acme-vault",
       TIDEMARK_BACKUP_ROLE_ARN: "arn:aws:iam::000000000000:role/backup",
       TIDEMARK_BUCKET_ARN: "arn:aws-cn:s3:::target-bucket",
@@ -53,6 +54,41 @@ describe("task settings from the applier's environment", () => {
     expect((await resultOf(store, "i2"))?.status).toBe("failed");
     expect(aws.invocations.map((i) => i.function)).toEqual(["hook"]);
     expect(aws.refused).toEqual([]);
+  });
+
+  it("invokes only the very function on the allow-list: same name in another account, region or qualifier is refused", async () => {
+    aws.functions.set("hook", () => ({ response: "ok" }));
+    const a = applier({
+      TIDEMARK_INVOKE_ALLOW: "arn:aws:lambda:us-east-1:000000000000:function:hook,arn:aws:lambda:us-east-1:000000000000:function:hook:prod",
+      TIDEMARK_ACCOUNT: "000000000000",
+    });
+    const refused = [
+      "arn:aws:lambda:us-east-1:111111111111:function:hook",
+      "arn:aws:lambda:eu-west-1:000000000000:function:hook",
+      "arn:aws:lambda:us-east-1:000000000000:function:hook:staging",
+      "hook:7",
+      "111111111111:function:hook",
+    ];
+    const accepted = ["hook", "hook:prod", "hook:$LATEST", "000000000000:function:hook", "arn:aws:lambda:us-east-1:000000000000:function:hook:prod"];
+    for (const [i, fn] of [...refused, ...accepted].entries()) await a.applyMessage(marker({ action: "invoke", function: fn, id: `i${i}` }, `m${i}`));
+    for (let i = 0; i < refused.length; i += 1) {
+      expect(await resultOf(store, `i${i}`)).toMatchObject({ status: "failed", error: expect.stringContaining("not on the target's invoke allow-list") });
+    }
+    for (let i = refused.length; i < refused.length + accepted.length; i += 1) expect((await resultOf(store, `i${i}`))?.status).toBe("succeeded");
+    expect(aws.invocations.map((i) => i.requested)).toEqual([
+      "arn:aws:lambda:us-east-1:000000000000:function:hook",
+      "arn:aws:lambda:us-east-1:000000000000:function:hook:prod",
+      "arn:aws:lambda:us-east-1:000000000000:function:hook",
+      "arn:aws:lambda:us-east-1:000000000000:function:hook",
+      "arn:aws:lambda:us-east-1:000000000000:function:hook:prod",
+    ]);
+  });
+
+  it("refuses a function named without its ARN when the applier's account is unknown", async () => {
+    aws.functions.set("hook", () => ({ response: "ok" }));
+    await applier({ TIDEMARK_INVOKE_ALLOW: "arn:aws:lambda:us-east-1:000000000000:function:hook" }).applyMessage(marker({ action: "invoke", function: "hook", id: "i1" }, "m1"));
+    expect(await resultOf(store, "i1")).toMatchObject({ status: "failed", error: expect.stringContaining("name it by its full ARN") });
+    expect(aws.invocations).toEqual([]);
   });
 
   it("skips a backup when no vault is configured and every marker when TIDEMARK_TASKS_ENABLED is false", async () => {

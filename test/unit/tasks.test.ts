@@ -224,7 +224,10 @@ describe("task markers", () => {
     settings = {
       events,
       actions: {
-        invoke: new InvokeAction(new LambdaClient(clients()), ["arn:aws:lambda:us-east-1:000000000000:function:after-marker", "slow"]),
+        invoke: new InvokeAction(new LambdaClient(clients()), ["arn:aws:lambda:us-east-1:000000000000:function:after-marker", "slow"], {
+          region: "us-east-1",
+          account: "000000000000",
+        }),
         event: new EventAction(events),
         backup: new BackupAction(new BackupClient(clients()), {
           vault: "tidemark-vault",
@@ -279,9 +282,10 @@ describe("task markers", () => {
     const snapshotId = `snap-${marker.id}`;
     expect(aws.invocations[0]).toEqual({
       function: "after-marker",
+      requested: "arn:aws:lambda:us-east-1:000000000000:function:after-marker",
       payload: expect.objectContaining({ source: "tidemark", set: SET, taskId: marker.id, seq: marker.seq, label: "nightly", action: "invoke", snapshotId, input: { mode: "check" } }),
     });
-    expect(await result(h, marker.id)).toMatchObject({ status: "succeeded", outputs: { snapshotId, function: "after-marker", response: { saw: snapshotId } } });
+    expect(await result(h, marker.id)).toMatchObject({ status: "succeeded", outputs: { snapshotId, function: "arn:aws:lambda:us-east-1:000000000000:function:after-marker", response: { saw: snapshotId } } });
     expect(aws.refused).toEqual([]);
   });
 

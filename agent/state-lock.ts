@@ -1,0 +1,129 @@
+// One process per state folder: a lock file holding the owner's pid, created
+// before anything else in the folder is written. A lock whose process is gone
+// (stopped, crashed, SIGKILLed) is taken over; a live one refuses.
+
+import { closeSync, mkdirSync, openSync, readFileSync, renameSync, unlinkSync, writeSync } from "node:fs";
+import { hostname } from "node:os";
+import { join } from "node:path";
+
+export class StateLockedError extends Error {
+  override name = "StateLockedError";
+}
+
+export interface StateLock {
+  readonly file: string;
+  /** Removes the lock file if it is still ours; safe to call twice. */
+  release(): void;
+}
+
+interface Owner {
+  readonly pid: number;
+  readonly host?: string;
+  readonly command?: string;
+}
+
+function readOwner(file: string): Owner | undefined {
+  try {
+    const parsed: unknown = JSON.parse(readFileSync(file, "utf8"));
+    if (typeof parsed !== "object" || parsed === null || !("pid" in parsed) || typeof parsed.pid !== "number") return undefined;
+    const host = "host" in parsed && typeof parsed.host === "string" ? parsed.host : undefined;
+    const command = "command" in parsed && typeof parsed.command === "string" ? parsed.command : undefined;
+    return { pid: parsed.pid, ...(host !== undefined ? { host } : {}), ...(command !== undefined ? { command } : {}) };
+  } catch {
+    // Unreadable or half-written by a process killed while writing it: nobody holds it.
+    return undefined;
+  }
+}
+
+/** Lock files this process holds: a second agent in the same process is refused too. */
+const heldHere = new Set<string>();
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    // EPERM: the process exists under another user.
+    return (error as NodeJS.ErrnoException).code === "EPERM";
+  }
+}
+
+/** Whether the owner still runs; a lock from another host (a state folder on shared storage) counts as held. */
+function held(owner: Owner | undefined): owner is Owner {
+  if (owner === undefined) return false;
+  if (owner.host !== undefined && owner.host !== hostname()) return true;
+  // Our own pid in a lock we did not take: a previous life of this pid (a container's agent is often pid 1 every time).
+  return owner.pid !== process.pid && alive(owner.pid);
+}
+
+function refuse(dir: string, file: string, owner: Owner): never {
+  const who = `${owner.command ?? "tidemark"} (pid ${owner.pid}${owner.host !== undefined && owner.host !== hostname() ? ` on ${owner.host}` : ""})`;
+  throw new StateLockedError(
+    `state folder ${dir} is in use by ${who}; stop it first, or give this one another state folder (the lock is ${file}; remove it only if that process is not running)`,
+  );
+}
+
+/**
+ * Takes the state folder for this process, creating the folder if needed.
+ * Throws StateLockedError when a live process holds it.
+ */
+export function acquireStateLock(dir: string, command: string, name = "tidemark.lock"): StateLock {
+  mkdirSync(dir, { recursive: true });
+  const file = join(dir, name);
+  if (heldHere.has(file)) refuse(dir, file, { pid: process.pid, command: "this process" });
+  const mine = `${JSON.stringify({ pid: process.pid, host: hostname(), command, since: new Date().toISOString() })}\n`;
+  for (let attempt = 0; attempt < 5; attempt += 1) {
+    let fd: number;
+    try {
+      fd = openSync(file, "wx", 0o644);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== "EEXIST") throw error;
+      const owner = readOwner(file);
+      if (held(owner)) refuse(dir, file, owner);
+      // Stale: move it aside under a name of our own, so of two processes taking it over only one moves it.
+      const aside = `${file}.stale-${process.pid}`;
+      try {
+        renameSync(file, aside);
+      } catch (moveError) {
+        if ((moveError as NodeJS.ErrnoException).code === "ENOENT") continue;
+        throw moveError;
+      }
+      const moved = readOwner(aside);
+      if (held(moved)) {
+        // Between our read and the move another process took the stale lock over: it is theirs.
+        renameSync(aside, file);
+        refuse(dir, file, moved);
+      }
+      unlinkSync(aside);
+      continue;
+    }
+    try {
+      writeSync(fd, mine);
+    } finally {
+      closeSync(fd);
+    }
+    heldHere.add(file);
+    return lockOf(file);
+  }
+  throw new StateLockedError(`state folder ${dir}: could not take ${file} (other processes keep taking it); try again`);
+}
+
+function lockOf(file: string): StateLock {
+  let released = false;
+  const release = () => {
+    if (released) return;
+    released = true;
+    heldHere.delete(file);
+    process.off("exit", release);
+    if (readOwner(file)?.pid === process.pid) {
+      try {
+        unlinkSync(file);
+      } catch {
+        // Already gone: nothing to release.
+      }
+    }
+  };
+  // A process that exits without stopping (an uncaught error) leaves no lock behind; a SIGKILL's is taken over.
+  process.on("exit", release);
+  return { file, release };
+}
