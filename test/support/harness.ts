@@ -64,7 +64,7 @@ export function agentHarness(set: string, options: Partial<AgentOptions> = {}, t
         const object = await store.get(pruneReportKey(s, id));
         return object && PruneReportSchema.parse(JSON.parse(object.body.toString()));
       },
-      appliedSeq: async (s) => (await readSetStatus(store, s)).lastSeq,
+      targetStatus: (s) => readSetStatus(store, s),
       pollMs: 1,
       timeoutMs: 5_000,
     }),
