@@ -427,7 +427,13 @@ class SetRunner {
     if (!reason) return;
     const generation = this.#journal.beginGeneration(set);
     this.#agent.log.warn("the target is ahead of this journal; beginning a new journal generation", { set, generation: generation.id, reason });
-    await this.#recover(`new journal generation ${generation.id}: ${reason}`);
+    // The recovery journals its resync at once; the rest of it (a verification) waits on the stream, which waits
+    // on this check: it goes on in the background, and only the resync (or full mirror) is awaited, so nothing
+    // of the new generation is sent ahead of it.
+    this.#recover(`new journal generation ${generation.id}: ${reason}`).catch((error: unknown) =>
+      this.#agent.log.error(`the mirror after a journal generation change failed; run \`tidemark mirror ${set} --mode diff\``, { set, error: String(error) }),
+    );
+    await this.exclusive(async () => undefined);
   }
 
   /** Brings the set back in line with a resync and a mirror behind it. */
