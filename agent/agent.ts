@@ -20,6 +20,7 @@ import type { SetSpec } from "./set-spec.ts";
 import type { Transport } from "./transport/transport.ts";
 import { watchSet, type SetWatcher } from "./watcher.ts";
 import { volumeScan, VolumeError, watchVolume } from "./volume.ts";
+import { awaitingGeneration, continuityBreak } from "./continuity.ts";
 
 export interface VerifyOptions {
   /** Hash every source file and have the target hash every object (a checksum mirror). */
@@ -42,6 +43,8 @@ export interface MarkerRequest {
 export interface QueuedMarker {
   readonly id: string;
   readonly seq: number;
+  /** The journal generation the marker belongs to: the target's seqs count only in it. */
+  readonly generation: string;
   /** What the barrier scan journaled ahead of the marker. */
   readonly scan: ScanReport;
   readonly onQueue?: HookResult;
@@ -143,6 +146,8 @@ class SetRunner {
   readonly #transmitted = new Set<string>();
   /** The watcher failed: the set is kept up to date by frequent scans. */
   degraded = false;
+  /** The check of the journal's continuity with the target, once it succeeded (or while it runs). */
+  #continuity: Promise<void> | undefined;
 
   constructor(agent: Agent, spec: SetSpec) {
     this.#agent = agent;
@@ -395,8 +400,44 @@ class SetRunner {
   async checkTarget(): Promise<void> {
     const status = await this.#agent.options.targetStatus?.(this.spec.name);
     if (!status || status.state !== "out-of-sync") return;
-    if (this.#resyncSeq > status.lastSeq) return;
-    const reason = status.reason ?? "target out of sync";
+    if (this.#resyncSeq > status.lastSeq || awaitingGeneration(this.#journal.generation(this.spec.name), status)) return;
+    await this.#recover(status.reason ?? "target out of sync");
+  }
+
+  /**
+   * Once, before the set's first send (DESIGN 8): a journal the target is
+   * ahead of begins a new generation, and the set is mirrored behind its
+   * resync, so no record of it is dropped as a duplicate. Retried on the next
+   * send when the target's status cannot be read.
+   */
+  checkContinuity(): Promise<void> {
+    this.#continuity ??= this.#checkContinuity().catch((error: unknown) => {
+      this.#continuity = undefined;
+      throw error;
+    });
+    return this.#continuity;
+  }
+
+  async #checkContinuity(): Promise<void> {
+    const targetStatus = this.#agent.options.targetStatus;
+    if (!targetStatus) return;
+    const set = this.spec.name;
+    const status = await targetStatus(set);
+    const reason = continuityBreak(this.#journal.generation(set), this.#journal.counters(set).nextSeq - 1, status);
+    if (!reason) return;
+    const generation = this.#journal.beginGeneration(set);
+    this.#agent.log.warn("the target is ahead of this journal; beginning a new journal generation", { set, generation: generation.id, reason });
+    // The recovery journals its resync at once; the rest of it (a verification) waits on the stream, which waits
+    // on this check: it goes on in the background, and only the resync (or full mirror) is awaited, so nothing
+    // of the new generation is sent ahead of it.
+    this.#recover(`new journal generation ${generation.id}: ${reason}`).catch((error: unknown) =>
+      this.#agent.log.error(`the mirror after a journal generation change failed; run \`tidemark mirror ${set} --mode diff\``, { set, error: String(error) }),
+    );
+    await this.exclusive(async () => undefined);
+  }
+
+  /** Brings the set back in line with a resync and a mirror behind it. */
+  async #recover(reason: string): Promise<void> {
     const recover = this.#agent.options.recover;
     if (!recover) {
       this.#agent.log.warn("target out of sync; resyncing with a full mirror", { set: this.spec.name, reason });
@@ -419,7 +460,7 @@ class SetRunner {
       const id = request.id ?? newTaskId();
       const fields = { ...request.fields, insertedAt: request.fields.insertedAt ?? new Date().toISOString() };
       const [seq] = this.#journal.append(this.spec.name, [{ op: "task", id, fields, ...(request.onTransmit ? { onTransmit: request.onTransmit } : {}) }]);
-      return { id, seq: seq ?? 0, scan };
+      return { id, seq: seq ?? 0, generation: this.#journal.generation(this.spec.name).id, scan };
     });
     this.wake();
     this.#agent.log.info("task marker journaled", { set: this.spec.name, task: queued.id, seq: queued.seq, action: request.fields.action, barrierChanges: queued.scan.changes });
@@ -460,7 +501,8 @@ class SetRunner {
     }
   }
 
-  #sendNext() {
+  async #sendNext() {
+    await this.checkContinuity();
     const { transport, compression, announceReceived } = this.#agent.options;
     return sendNext(this.#journal, transport, this.spec.name, {
       ...(compression ? { compression } : {}),
@@ -550,6 +592,10 @@ export class Agent {
         this.#loops.push(runner.sendLoop(() => this.#stopped));
         this.#scheduleRescan(runner);
       }
+      // Before the scan journals anything: a new generation's resync goes ahead of it.
+      await runner.checkContinuity().catch((error: unknown) =>
+        this.log.warn("target status not readable; the journal's continuity is checked before the first send", { set: runner.spec.name, error: String(error) }),
+      );
       const report = await runner.scan();
       this.log.info("set scanned", { set: runner.spec.name, entries: report.entries, journaled: report.changes });
     }
@@ -637,6 +683,11 @@ export class Agent {
 
   checkTarget(set: string): Promise<void> {
     return this.#runner(set).checkTarget();
+  }
+
+  /** Checks (once) that the set's journal continues the target's chain, beginning a new generation when not. */
+  checkContinuity(set: string): Promise<void> {
+    return this.#runner(set).checkContinuity();
   }
 
   drain(set: string): Promise<number> {

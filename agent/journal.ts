@@ -4,6 +4,7 @@
 // The same database holds the index: the state of every entry as journaled,
 // which barrier scans compare the source against.
 
+import { randomBytes } from "node:crypto";
 import { mkdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { DatabaseSync, type StatementSync } from "node:sqlite";
@@ -154,6 +155,12 @@ CREATE TABLE IF NOT EXISTS volumes (
   size INTEGER NOT NULL,
   stamp TEXT
 );
+-- Each set's journal generation (DESIGN 8): made with the journal, replaced when the target is found ahead of it.
+CREATE TABLE IF NOT EXISTS generations (
+  set_name TEXT PRIMARY KEY,
+  id TEXT NOT NULL,
+  since_seq INTEGER NOT NULL
+);
 CREATE INDEX IF NOT EXISTS entries_by_parent ON entries (set_name, parent);
 -- Covers what a scan compares a folder's entries by: the scan reads no table rows.
 CREATE INDEX IF NOT EXISTS entries_stat_by_parent ON entries (set_name, parent, path, kind, size, mode, mtime_ns);
@@ -232,10 +239,23 @@ function prepareStatements(db: DatabaseSync) {
     upsertVolumeSize: prepare("INSERT INTO volumes (set_name, size) VALUES (?, ?) ON CONFLICT (set_name) DO UPDATE SET size = excluded.size"),
     setVolumeStamp: prepare("UPDATE volumes SET stamp = ? WHERE set_name = ?"),
     clearVolume: prepare("DELETE FROM volumes WHERE set_name = ?"),
+    ensureGeneration: prepare("INSERT OR IGNORE INTO generations (set_name, id, since_seq) VALUES (?, ?, 0)"),
+    getGeneration: prepare("SELECT id, since_seq AS sinceSeq FROM generations WHERE set_name = ?"),
+    setGeneration: prepare("INSERT OR REPLACE INTO generations (set_name, id, since_seq) VALUES (?, ?, ?)"),
   };
 }
 
 type Statements = ReturnType<typeof prepareStatements>;
+
+/** A set's journal generation: its id, and the seq it began at (0: with the journal). */
+export interface JournalGeneration {
+  id: string;
+  sinceSeq: number;
+}
+
+function newGenerationId(): string {
+  return randomBytes(8).toString("hex");
+}
 
 export class Journal {
   readonly spoolDir: string;
@@ -502,6 +522,24 @@ export class Journal {
   /** A volume set's size as last journaled, and the stamp of the file at the last complete scan (null: read it all next time). */
   volume(set: string): { size: number; stamp: string | null } | undefined {
     return this.#statements.getVolume.get(set) as { size: number; stamp: string | null } | undefined;
+  }
+
+  /** The set's journal generation, made on first use: a journal made anew (lost, deleted) has a generation no target knows. */
+  generation(set: string): JournalGeneration {
+    this.#statements.ensureGeneration.run(set, newGenerationId());
+    return this.#statements.getGeneration.get(set) as unknown as JournalGeneration;
+  }
+
+  /** The set's journal generation when it has one, without making it (for readers such as `tidemark status`). */
+  knownGeneration(set: string): JournalGeneration | undefined {
+    return this.#statements.getGeneration.get(set) as unknown as JournalGeneration | undefined;
+  }
+
+  /** Begins a new generation of the set at its next seq: what the agent sends from now on restarts the target's chain. */
+  beginGeneration(set: string): JournalGeneration {
+    const generation = { id: newGenerationId(), sinceSeq: this.counters(set).nextSeq };
+    this.#statements.setGeneration.run(set, generation.id, generation.sinceSeq);
+    return generation;
   }
 
   /** Records the volume file's stamp after a scan read all of it (null forgets it). */

@@ -1,11 +1,12 @@
 // Verification and mirror modes as an operator runs them (`tidemark verify`,
 // `tidemark mirror`): journal, wait for the target's report, repair.
 
-import type { OrphanPolicy, VerifyReport } from "../contract/layout.ts";
+import type { OrphanPolicy, SetStatus, VerifyReport } from "../contract/layout.ts";
 import type { PruneReport } from "../contract/tasks.ts";
 import type { Agent, QueuedMarker } from "./agent.ts";
 import type { TaskFields } from "../contract/tasks.ts";
 import type { ScanReport } from "./scan.ts";
+import { waitOnTarget } from "./target-wait.ts";
 
 export const MIRROR_MODES = ["full", "diff", "checksum"] as const;
 export type MirrorMode = (typeof MIRROR_MODES)[number];
@@ -23,11 +24,13 @@ export interface OperationDeps {
   readonly readReport: (set: string, id: string) => Promise<VerifyReport | undefined>;
   /** The report of a prune, once the target wrote it. */
   readonly readPruneReport: (set: string, id: string) => Promise<PruneReport | undefined>;
-  /** The target's last applied seq of a set (for progress while waiting). */
-  readonly appliedSeq: (set: string) => Promise<number>;
+  /** The target's status of a set: its checkpoint and generation, while waiting. */
+  readonly targetStatus: (set: string) => Promise<SetStatus>;
   readonly onProgress?: (progress: Progress) => void;
   /** How long to wait for the target's report. @default 30 minutes */
   readonly timeoutMs?: number;
+  /** Give up when the target has not moved for this long. @default 10 minutes */
+  readonly stallMs?: number;
   readonly pollMs?: number;
 }
 
@@ -41,17 +44,22 @@ export interface VerifyResult {
   readonly repaired: number;
 }
 
-async function waitForReport<T>(deps: OperationDeps, what: string, read: () => Promise<T | undefined>, set: string, seq: number): Promise<T> {
-  const deadline = Date.now() + (deps.timeoutMs ?? 30 * 60_000);
-  for (;;) {
-    const report = await read();
-    if (report) return report;
-    if (Date.now() > deadline) {
-      throw new OperationTimeoutError(`the target has not reached the ${what} of set "${set}" (seq ${seq}) yet; see \`tidemark status\``);
-    }
-    deps.onProgress?.({ phase: "wait", seq, appliedSeq: await deps.appliedSeq(set).catch(() => 0) });
-    await new Promise((resolve) => setTimeout(resolve, deps.pollMs ?? 500));
-  }
+/** Waits for the target's report of a record journaled just now; fails with the reason when it will not come (target-wait.ts). */
+function waitForReport<T>(deps: OperationDeps, what: string, read: () => Promise<T | undefined>, set: string, seq: number): Promise<T> {
+  return waitOnTarget<T>(
+    { set, what: `the ${what} (seq ${seq})`, seq, generation: deps.agent.journal.generation(set).id },
+    async () => {
+      const report = await read();
+      return report ? { done: report } : undefined;
+    },
+    () => deps.targetStatus(set),
+    {
+      timeoutMs: deps.timeoutMs ?? 30 * 60_000,
+      ...(deps.stallMs !== undefined ? { stallMs: deps.stallMs } : {}),
+      ...(deps.pollMs !== undefined ? { pollMs: deps.pollMs } : {}),
+      ...(deps.onProgress ? { onProgress: deps.onProgress } : {}),
+    },
+  );
 }
 
 export async function runVerify(

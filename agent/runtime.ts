@@ -138,7 +138,7 @@ export async function startAgent(config: AgentConfig, log: Logger, options: { ig
       const object = await store.get(pruneReportKey(set, id));
       return object && PruneReportSchema.parse(JSON.parse(object.body.toString("utf8")));
     },
-    appliedSeq: async (set) => (await readSetStatus(store, set)).lastSeq,
+    targetStatus: (set) => readSetStatus(store, set),
     ...(onProgress ? { onProgress } : {}),
   });
   const knownSet = (set: string) => {

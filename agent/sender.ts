@@ -28,6 +28,8 @@ export interface PackedMessage {
   readonly last: number;
   readonly staged: StagedPayload[];
   readonly markers: PackedMarker[];
+  /** The journal generation the message carries (DESIGN 8). */
+  readonly gen: string;
 }
 
 export interface SendResult {
@@ -106,7 +108,8 @@ export interface SendOptions extends PackOptions {
 export function packNext(journal: Journal, set: string, options: PackOptions = {}, after = 0): PackedMessage | undefined {
   const maxBytes = options.maxBytes ?? MAX_MESSAGE_BYTES;
   const compression = options.compression ?? "zstd";
-  const envelope = JSON.stringify({ v: WIRE_VERSION, set, records: [] });
+  const gen = journal.generation(set).id;
+  const envelope = JSON.stringify({ v: WIRE_VERSION, set, gen, records: [] });
   let size = Buffer.byteLength(envelope);
   const parts: string[] = [];
   const staged: StagedPayload[] = [];
@@ -134,7 +137,7 @@ export function packNext(journal: Journal, set: string, options: PackOptions = {
   if (parts.length === 0) return undefined;
   // The envelope ends in "[]}": splice the records in between the brackets.
   const body = `${envelope.slice(0, -2)}${parts.join(",")}]}`;
-  return { body, first, last, staged, markers };
+  return { body, first, last, staged, markers, gen };
 }
 
 /**
@@ -162,7 +165,8 @@ export class PackedAhead {
     if (!held) return undefined;
     const { sentSeq, nextSeq } = journal.counters(set);
     const full = held.message.last < held.nextSeq - 1;
-    return sentSeq === held.after && (full || nextSeq === held.nextSeq) ? held.message : undefined;
+    const sameGeneration = held.message.gen === journal.generation(set).id;
+    return sentSeq === held.after && sameGeneration && (full || nextSeq === held.nextSeq) ? held.message : undefined;
   }
 }
 
@@ -173,7 +177,7 @@ export async function sendNext(journal: Journal, transport: Transport, set: stri
   if (packed.markers.length > 0) await options.beforeMarkers?.(set, packed.markers);
   // The message goes only once every payload it names is staged.
   await mapConcurrent(packed.staged, STAGE_CONCURRENCY, (payload) => transport.stage(payload));
-  const sending = transport.send(set, deduplicationId(set, packed.first, packed.last), packed.body);
+  const sending = transport.send(set, deduplicationId(set, packed.first, packed.last, packed.gen), packed.body);
   if (options.ahead) {
     // Its failure is handled below, once the next message is packed.
     sending.catch(() => undefined);

@@ -5,7 +5,7 @@ import { PREFIX, taskResultKey } from "../contract/layout.ts";
 import { isFinished, TaskResultSchema, type TaskResult } from "../contract/tasks.ts";
 import { readSetStatus } from "../lambdas/store/set-status.ts";
 import type { TargetStore } from "../lambdas/store/store.ts";
-import { OperationTimeoutError, type Progress } from "./operations.ts";
+import { waitOnTarget, type TargetWaitOptions } from "./target-wait.ts";
 
 export async function readTaskResult(store: TargetStore, set: string, id: string): Promise<TaskResult | undefined> {
   const body = (await store.get(taskResultKey(set, id)))?.body;
@@ -14,33 +14,29 @@ export async function readTaskResult(store: TargetStore, set: string, id: string
   return parsed.success ? parsed.data : undefined;
 }
 
-export interface WaitOptions {
-  /** The marker's seq, for progress while the target catches up. */
+export interface WaitOptions extends TargetWaitOptions {
+  /** The marker's seq: the wait ends when the target passed it without a result. */
   readonly seq?: number;
-  /** @default no limit */
-  readonly timeoutMs?: number;
-  readonly pollMs?: number;
-  readonly onProgress?: (progress: Progress) => void;
-  readonly signal?: AbortSignal;
+  /** The journal generation the marker was journaled in: the target's seqs count only in it. */
+  readonly generation?: string;
 }
 
-/** Resolves with the task's result once the target finished it. */
+/**
+ * Resolves with the task's result once the target finished it; fails when the
+ * target will never reach the marker, stops moving, or `timeoutMs` passes.
+ */
 export async function waitForTask(store: TargetStore, set: string, id: string, options: WaitOptions = {}): Promise<TaskResult> {
-  const deadline = options.timeoutMs !== undefined ? Date.now() + options.timeoutMs : Number.POSITIVE_INFINITY;
-  for (;;) {
-    const result = await readTaskResult(store, set, id);
-    if (result && isFinished(result)) return result;
-    if (Date.now() > deadline) {
-      const where = result ? "its action is still running" : "the target has not reached it yet";
-      throw new OperationTimeoutError(`task ${id} of set "${set}" has not finished: ${where}; see \`tidemark tasks ${set}\` later`);
-    }
-    if (options.seq !== undefined) {
-      const applied = await readSetStatus(store, set).then((s) => s.lastSeq, () => 0);
-      options.onProgress?.({ phase: "wait", seq: options.seq, appliedSeq: Math.min(applied, options.seq) });
-    }
-    options.signal?.throwIfAborted();
-    await new Promise((resolve) => setTimeout(resolve, options.pollMs ?? 500));
-  }
+  const what = `task ${id}${options.seq !== undefined ? ` (seq ${options.seq})` : ""}`;
+  return waitOnTarget<TaskResult>(
+    { set, what, ...(options.seq !== undefined ? { seq: options.seq } : {}), ...(options.generation !== undefined ? { generation: options.generation } : {}) },
+    async () => {
+      const result = await readTaskResult(store, set, id);
+      if (!result) return undefined;
+      return isFinished(result) ? { done: result } : { running: true };
+    },
+    () => readSetStatus(store, set),
+    options,
+  );
 }
 
 /** The set's task results, oldest first (by when the applier reached them). */

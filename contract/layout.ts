@@ -187,6 +187,17 @@ export function decodeMeta(raw: Record<string, string> | undefined): EntryMeta |
   return meta;
 }
 
+/** A set's chain moved to a new journal generation (lost or restored journal, rebuilt host). */
+export const GenerationChangeSchema = z.object({
+  id: z.string(),
+  /** When the target began it. */
+  since: z.string(),
+  /** The seq its chain starts at on the target. */
+  seq: z.number().int().min(0),
+  reason: z.string(),
+});
+export type GenerationChange = z.infer<typeof GenerationChangeSchema>;
+
 export const SetStatusSchema = z.object({
   set: z.string(),
   /** Last seq applied; 0 before anything was. */
@@ -204,6 +215,10 @@ export const SetStatusSchema = z.object({
   snapshotGen: z.number().int().min(0).default(0),
   /** Snapshots the set keeps (after pruning); none kept means nothing needs preserving. */
   snapshotsRetained: z.number().int().min(0).default(0),
+  /** The journal generation the set's seq chain belongs to (DESIGN 8); absent until an agent sends one. */
+  generation: z.string().optional(),
+  /** Every generation the set's chain has had, oldest first: when it began, at which seq, and why. */
+  generations: z.array(GenerationChangeSchema).optional(),
   updatedAt: z.string(),
 });
 export type SetStatus = z.infer<typeof SetStatusSchema>;

@@ -189,10 +189,15 @@ export const RecordSchema = z.discriminatedUnion("op", [
   BlockRecord,
 ]);
 
+/** A journal's generation id (DESIGN 8): random, made with the journal; a new one restarts the set's seq chain. */
+export const GenerationId = z.string().regex(/^[A-Za-z0-9]{1,16}$/, "a generation id is 1-16 letters or digits");
+
 export const MessageSchema = z
   .object({
     v: z.literal(WIRE_VERSION),
     set: SetName,
+    /** The generation of the journal the records come from; absent from agents that predate generations. */
+    gen: GenerationId.optional(),
     records: z.array(RecordSchema).min(1).max(10_000),
   })
   .superRefine((message, ctx) => {
@@ -288,9 +293,13 @@ export function seqRange(message: WireMessage): { first: number; last: number } 
   return { first, last: first + message.records.length - 1 };
 }
 
-/** FIFO deduplication id of a message: the same run of records always gets the same id. */
-export function deduplicationId(set: string, first: number, last: number): string {
-  return `${set}:${first}-${last}`;
+/**
+ * FIFO deduplication id of a message: the same run of records always gets the
+ * same id. The generation is part of it: a new journal reuses seqs, and its
+ * messages must not be taken for the old one's within the queue's window.
+ */
+export function deduplicationId(set: string, first: number, last: number, gen?: string): string {
+  return gen === undefined ? `${set}:${first}-${last}` : `${set}:${gen}:${first}-${last}`;
 }
 
 /** How the agent compresses inline content; "none" sends it as it is. */

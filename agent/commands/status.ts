@@ -5,7 +5,8 @@ import { readSetStatus } from "../../lambdas/store/set-status.ts";
 import { S3Store } from "../../lambdas/store/s3-store.ts";
 import type { SetStatus } from "../../contract/layout.ts";
 import { configPath, loadConfig } from "../config.ts";
-import { Journal, type SetCounters } from "../journal.ts";
+import { Journal, type JournalGeneration, type SetCounters } from "../journal.ts";
+import { caughtUp, findProblems, type Problem, type SetFacts } from "../set-health.ts";
 import { formatBytes, table } from "../format.ts";
 import { stringOption, type Command } from "./command.ts";
 
@@ -18,14 +19,33 @@ export interface SetReport {
   journalFull: boolean;
   /** The watcher failed (inotify watches exhausted): the agent scans on a timer instead. */
   watcherProblem: string | null;
+  /** This journal's generation of the set (absent before it sent anything). */
+  generation: string | null;
   target:
-    | { reachable: true; lastSeqApplied: number; state: SetStatus["state"]; reason?: string; lastRejected?: SetStatus["lastRejected"]; updatedAt: string }
+    | {
+        reachable: true;
+        lastSeqApplied: number;
+        state: SetStatus["state"];
+        reason?: string;
+        lastRejected?: SetStatus["lastRejected"];
+        /** The generation the target's chain is in, and when and why it last changed. */
+        generation?: string;
+        lastGenerationChange?: NonNullable<SetStatus["generations"]>[number];
+        updatedAt: string;
+      }
     | { reachable: false; error: string };
-  /** The target has no gap: everything it applied is in order. */
+  /** What is wrong with the set, one entry per problem (see set-health.ts); empty when nothing is. */
+  problems: Problem[];
+  /** No problems: the set is in sync or catching up. */
+  healthy: boolean;
+  /** Healthy, and the target applied everything this journal's generation holds: nothing held, skipped or rejected. */
   inSync: boolean;
-  /** In sync, nothing waiting in the journal, and the target applied everything sent. */
+  /** Nothing waiting in the journal, and the target applied everything journaled in this generation. */
   caughtUp: boolean;
 }
+
+/** Exit code of `tidemark status` when a set is not healthy (2 stays for usage errors). */
+export const STATUS_UNHEALTHY = 1;
 
 const EMPTY: SetCounters = { nextSeq: 1, sentSeq: 0, backlogRecords: 0, backlogBytes: 0, messagesSent: 0, bytesSent: 0, lastSendError: null, overflowed: false, watcherProblem: null };
 
@@ -38,21 +58,32 @@ export async function collectStatus(configFile: string): Promise<SetReport[]> {
     return await Promise.all(
       config.sets.map(async (spec): Promise<SetReport> => {
         const counters = journal?.counters(spec.name) ?? EMPTY;
+        const generation: JournalGeneration | undefined = journal?.knownGeneration(spec.name);
         let target: SetReport["target"];
+        let facts: SetFacts["target"];
         try {
           const status = await readSetStatus(store, spec.name);
+          facts = { status };
+          // The first generation a set had is no change; a later one is (a journal lost or replaced).
+          const change = (status.generations?.length ?? 0) > 1 ? status.generations?.at(-1) : undefined;
           target = {
             reachable: true,
             lastSeqApplied: status.lastSeq,
             state: status.state,
             ...(status.reason ? { reason: status.reason } : {}),
             ...(status.lastRejected ? { lastRejected: status.lastRejected } : {}),
+            ...(status.generation ? { generation: status.generation } : {}),
+            ...(change ? { lastGenerationChange: change } : {}),
             updatedAt: status.updatedAt,
           };
         } catch (error) {
-          target = { reachable: false, error: (error as Error).message || (error as Error).name };
+          const message = (error as Error).message || (error as Error).name;
+          facts = { error: message };
+          target = { reachable: false, error: message };
         }
-        const inSync = target.reachable && target.state === "in-sync" && !counters.overflowed;
+        const setFacts: SetFacts = { set: spec.name, counters, generation, target: facts, now: new Date() };
+        const problems = findProblems(setFacts);
+        const upToDate = caughtUp(setFacts);
         return {
           set: spec.name,
           backlog: { records: counters.backlogRecords, bytes: counters.backlogBytes },
@@ -60,9 +91,12 @@ export async function collectStatus(configFile: string): Promise<SetReport[]> {
           lastSendError: counters.lastSendError,
           journalFull: counters.overflowed,
           watcherProblem: counters.watcherProblem,
+          generation: generation?.id ?? null,
           target,
-          inSync,
-          caughtUp: inSync && counters.backlogRecords === 0 && target.reachable && target.lastSeqApplied >= counters.sentSeq,
+          problems,
+          healthy: problems.length === 0,
+          inSync: problems.length === 0 && upToDate,
+          caughtUp: upToDate,
         };
       }),
     );
@@ -78,9 +112,19 @@ export const statusCommand: Command = {
 
 Per set: the journal backlog (records and bytes not yet accepted by the
 queue), messages and bytes sent, the last seq sent, the last seq the target
-applied (read from the target bucket), and whether the set is in sync.
-"in sync" means the target has no gap; "caught up" means in sync, nothing
-waiting, and the target applied everything sent.
+applied (read from the target bucket), and the state:
+  in sync       the target applied everything this journal holds (in its
+                current generation) and nothing is wrong
+  catching up   nothing is wrong; the target has not applied all of it yet
+  NOT IN SYNC   something is wrong; each problem is listed below the table:
+                the target unreachable or holding the set out of sync, the
+                target ahead of the journal or in another generation (journal
+                lost or restored from an older copy), a message rejected in
+                the last 24 hours, a full journal, a failed watcher, a send
+                error
+
+Exit code: 0 when every set is healthy (in sync or catching up), ${STATUS_UNHEALTHY} when
+any set has a problem (or its target is unreachable), 2 on usage errors.
 
 Options:
   --json          print a JSON object (for scripts)
@@ -88,13 +132,15 @@ Options:
 
 Examples:
   tidemark status
-  tidemark status --json | jq '.sets[] | select(.inSync | not)'`,
+  tidemark status || alert "tidemark: a set is not healthy"
+  tidemark status --json | jq '.sets[] | select(.healthy | not) | .problems'`,
   options: { json: { type: "boolean" }, config: { type: "string" } },
   async run(values) {
     const reports = await collectStatus(configPath(stringOption(values.config)));
+    const code = reports.every((r) => r.healthy) ? 0 : STATUS_UNHEALTHY;
     if (values.json === true) {
       process.stdout.write(`${JSON.stringify({ sets: reports }, null, 2)}\n`);
-      return 0;
+      return code;
     }
     const rows = reports.map((r) => [
       r.set,
@@ -102,19 +148,20 @@ Examples:
       `${r.sent.messages} msgs, ${formatBytes(r.sent.bytes)}`,
       String(r.sent.lastSeq),
       r.target.reachable ? String(r.target.lastSeqApplied) : "?",
-      r.journalFull ? "OUT OF SYNC (journal full)" : !r.target.reachable ? "target unreachable" : r.caughtUp ? "in sync, caught up" : r.inSync ? "in sync" : "OUT OF SYNC",
+      r.inSync ? "in sync" : r.healthy ? "catching up" : `NOT IN SYNC (${r.problems.map((p) => p.kind).join(", ")})`,
     ]);
     process.stdout.write(`${table(["SET", "BACKLOG", "SENT", "LAST SENT", "LAST APPLIED", "STATE"], rows)}\n`);
     for (const r of reports) {
-      if (!r.target.reachable) process.stdout.write(`${r.set}: target: ${r.target.error}\n`);
-      else if (r.target.reason) process.stdout.write(`${r.set}: ${r.target.reason}\n`);
-      if (r.target.reachable && r.target.lastRejected) {
-        process.stdout.write(`${r.set}: last rejected message ${r.target.lastRejected.messageId} at ${r.target.lastRejected.at}: ${r.target.lastRejected.error}\n`);
+      for (const problem of r.problems) process.stdout.write(`${r.set}: ${problem.message}\n`);
+      const rejected = r.target.reachable ? r.target.lastRejected : undefined;
+      if (rejected && !r.problems.some((p) => p.kind === "rejected-message")) {
+        process.stdout.write(`${r.set}: last rejected message ${rejected.messageId} at ${rejected.at} (before the last 24 hours): ${rejected.error}\n`);
       }
-      if (r.lastSendError) process.stdout.write(`${r.set}: sending: ${r.lastSendError}\n`);
-      if (r.watcherProblem) process.stdout.write(`${r.set}: ${r.watcherProblem}\n`);
-      if (r.journalFull) process.stdout.write(`${r.set}: the journal reached its limit; changes are caught up by a scan once the backlog drains\n`);
+      if (r.target.reachable && r.target.lastGenerationChange) {
+        const change = r.target.lastGenerationChange;
+        process.stdout.write(`${r.set}: generation ${change.id} since ${change.since} (seq ${change.seq}): ${change.reason}\n`);
+      }
     }
-    return 0;
+    return code;
   },
 };

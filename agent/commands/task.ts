@@ -138,6 +138,9 @@ Options:
   --resource ARN    backup: what to back up (default: the target bucket)
   --wait            wait until the target ran the action and print the result
   --wait-timeout SEC  give up waiting after this long (the marker stays queued)
+                    --wait also gives up, exit code 1 with the reason, when the
+                    target left the marker's journal generation, passed it
+                    without a result, or did not move for 10 minutes
   --json            print the outcome as JSON
   --config FILE     config file (default: $TIDEMARK_CONFIG, else ./tidemark.config.json)
 
@@ -216,6 +219,7 @@ Examples:
         result = await withTargetStore(config, (store) =>
           waitForTask(store, set, marker.id, {
             seq: marker.seq,
+            generation: marker.generation,
             ...(waitTimeout !== undefined ? { timeoutMs: waitTimeout * 1000 } : {}),
             ...(view ? { onProgress: (p) => view.update(p) } : {}),
           }),

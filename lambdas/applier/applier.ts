@@ -25,6 +25,7 @@ import {
 import { mapConcurrent } from "../../contract/async.ts";
 import { parseManifest, verifyTarget } from "./verify.ts";
 import { runMarker, type Marker, type TaskSettings } from "./markers.ts";
+import { enterGeneration } from "./generations.ts";
 import { preserveBeforeReplace, pruneSnapshots, takeSnapshot } from "../tasks/snapshots.ts";
 import { readSetStatus } from "../store/set-status.ts";
 import { VolumeMap } from "../volumes/block-map.ts";
@@ -167,6 +168,10 @@ export class Applier {
     const status = await this.readStatus(set);
     if (isMarkerMessage(message)) return this.#applyMarkerMessage(incoming, message, status, invocation);
     let records = message.records;
+    const generation = enterGeneration(status, message.gen, records, this.#now());
+    if (generation.kind === "stale") return this.#reject(incoming, generation.error, status);
+    if (generation.kind === "unannounced") return this.#holdSet(set, records, status, generation.reason);
+    if (generation.kind === "restart") await this.#abandonMarkers(set, generation.superseded, status);
     const resyncAt = records.findIndex((r) => r.op === "resync" && r.seq > status.lastSeq);
     if (resyncAt >= 0) {
       // Records before a resync are superseded by the mirror that follows it.
@@ -272,6 +277,15 @@ export class Applier {
       if ("staged" in content && content.staged !== undefined) await this.#store.delete(content.staged);
     }
     return { kind: "applied", set, first: records[0]?.seq ?? last, last, records: records.length, bytes: total };
+  }
+
+  /** Marks the set out of sync, applying nothing of the message: the agent resyncs. */
+  async #holdSet(set: string, records: readonly WireRecord[], status: SetStatus, reason: string): Promise<MessageOutcome> {
+    status.state = "out-of-sync";
+    status.reason = reason;
+    await this.#writeStatus(status);
+    await this.#abandonMarkers(set, records, status);
+    return { kind: "held", set };
   }
 
   /** Markers the set's stream will never reach in order (it went out of sync before them): recorded as skipped, so no one waits for them. */

@@ -49,7 +49,8 @@ it("rejects bad messages without writing, and keeps other sets flowing", async (
     { name: "good", path: "." },
   ]);
   const out = await tidemark(["status", "--config", config]);
-  expect(out.code).toBe(0);
+  // A rejected message makes its set unhealthy: status exits 1 for cron and monitoring.
+  expect(out.code).toBe(1);
   expect(out.stdout).toMatch(/victim: last rejected message .*: message for set "good" arrived in message group "victim"/);
   const json = JSON.parse((await tidemark(["status", "--json", "--config", config])).stdout) as {
     sets: { set: string; target: { lastSeqApplied: number; lastRejected?: { error: string } } }[];

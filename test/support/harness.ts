@@ -25,6 +25,8 @@ export interface Harness {
   sent(): number;
   /** A new agent on the same journal and target (after `agent.stop()`), as after a restart. */
   restart(options?: Partial<AgentOptions>): void;
+  /** Stops the agent and closes the journal, as when the process exits: the state folder may then be changed by hand before `restart`. */
+  shutdown(): Promise<void>;
   /** What verify and mirror need, reading reports straight from the memory store (draining first: nothing sends in the background). */
   operations(): OperationDeps;
   close(): Promise<void>;
@@ -38,6 +40,7 @@ export function agentHarness(set: string, options: Partial<AgentOptions> = {}, t
   const make = (journal: Journal, extra: Partial<AgentOptions>) =>
     new Agent({ sets: [{ name: set, root: src.path, exclude: [] }], journal, transport, monitorEnabled: false, ...options, ...extra });
   const journal = Journal.open(state.path);
+  let journalOpen = true;
   const harness: Harness = {
     set,
     src,
@@ -48,8 +51,9 @@ export function agentHarness(set: string, options: Partial<AgentOptions> = {}, t
     agent: make(journal, {}),
     sent: () => harness.journal.counters(set).bytesSent,
     restart(extra = {}) {
-      harness.journal.close();
+      if (journalOpen) harness.journal.close();
       harness.journal = Journal.open(state.path);
+      journalOpen = true;
       harness.agent = make(harness.journal, extra);
     },
     operations: () => ({
@@ -64,13 +68,18 @@ export function agentHarness(set: string, options: Partial<AgentOptions> = {}, t
         const object = await store.get(pruneReportKey(s, id));
         return object && PruneReportSchema.parse(JSON.parse(object.body.toString()));
       },
-      appliedSeq: async (s) => (await readSetStatus(store, s)).lastSeq,
+      targetStatus: (s) => readSetStatus(store, s),
       pollMs: 1,
       timeoutMs: 5_000,
     }),
-    async close() {
+    async shutdown() {
       await harness.agent.stop();
       harness.journal.close();
+      journalOpen = false;
+    },
+    async close() {
+      await harness.agent.stop();
+      if (journalOpen) harness.journal.close();
       src.remove();
       state.remove();
     },

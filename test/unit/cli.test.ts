@@ -135,15 +135,15 @@ describe("tidemark CLI", () => {
     expect(out.stderr).toMatch(/^tidemark: cannot reach the queue .* at http:\/\/127\.0\.0\.1:9: ECONNREFUSED \(is `tidemark local` running\?\)\n$/);
   });
 
-  it("shows an unreachable target in status instead of failing", async () => {
+  it("shows an unreachable target in status, and exits 1 for it", async () => {
     const file = join(dir.path, "c.json");
     writeFileSync(
       file,
       JSON.stringify({ endpoint: "http://127.0.0.1:9", queueUrl: "http://127.0.0.1:9/000000000000/q.fifo", bucket: "bucket", stateDir: "s", sets: [{ name: "x", path: "x" }] }),
     );
     const out = await tidemark(["status", "--json", "--config", file]);
-    expect(out.code).toBe(0);
+    expect(out.code).toBe(1);
     const report = JSON.parse(out.stdout) as { sets: { set: string; target: { reachable: boolean }; inSync: boolean }[] };
-    expect(report.sets[0]).toMatchObject({ set: "x", target: { reachable: false }, inSync: false });
+    expect(report.sets[0]).toMatchObject({ set: "x", target: { reachable: false }, inSync: false, healthy: false, problems: [expect.objectContaining({ kind: "target-unreachable" })] });
   });
 });

@@ -11,7 +11,7 @@ import { checkSources, loadConfig } from "../../agent/config.ts";
 import { recoverSet, runMirror } from "../../agent/operations.ts";
 import { isEbsSnapshotId, restoreVolumeSnapshot } from "../../agent/restore-volume.ts";
 import { volumeScan } from "../../agent/volume.ts";
-import { blockDataKey, blockDataPrefix, volumeStateKey } from "../../contract/layout.ts";
+import { blockDataKey, blockDataPrefix, initialStatus, volumeStateKey } from "../../contract/layout.ts";
 import { BLOCK_SIZE, encodeInline, zeroBlockSha256 } from "../../contract/wire.ts";
 import { Applier } from "../../lambdas/applier/applier.ts";
 import { MemoryStore } from "../../lambdas/store/memory-store.ts";
@@ -133,7 +133,7 @@ describe("volume sets", () => {
     const unused = async () => {
       throw new Error("a volume has no verification");
     };
-    const deps = { agent: h.agent, readReport: unused, readPruneReport: unused, appliedSeq: async () => 0, pollMs: 1, timeoutMs: 1000 };
+    const deps = { agent: h.agent, readReport: unused, readPruneReport: unused, targetStatus: async (set: string) => initialStatus(set), pollMs: 1, timeoutMs: 1000 };
     writeAt(h.image, 6 * BLOCK_SIZE, randomBytes(BLOCK_SIZE));
     await recoverSet(deps, SET, "test", "diff", "report");
     const mirrored = await runMirror(deps, SET, "checksum", "report");

@@ -1,0 +1,103 @@
+// The journal deleted while `tidemark run` was stopped (issue 15), through the
+// whole pipeline: the restarted agent begins a new generation, the target
+// resyncs instead of dropping its records as duplicates, `tidemark status`
+// says what is wrong until it is repaired, and exits non-zero meanwhile.
+
+import { mkdirSync, rmSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import type { ChildProcess } from "node:child_process";
+import { afterAll, beforeAll, expect, it } from "vitest";
+import { spawnTidemark, tidemark } from "../support/cli.ts";
+import { eventually, startTestCloud, type TestCloud } from "../support/local-cloud.ts";
+import { pictureOfSource, pictureOfTarget, tempDir } from "../support/tree.ts";
+
+let cloud: TestCloud;
+let work: ReturnType<typeof tempDir>;
+let child: ChildProcess | undefined;
+
+function startAgentProcess(config: string): Promise<ChildProcess> {
+  const proc = spawnTidemark(["run", "--config", config]);
+  return new Promise((resolve, reject) => {
+    let err = "";
+    proc.stderr?.on("data", (chunk: Buffer) => {
+      err += chunk.toString();
+      if (err.includes("replicating")) resolve(proc);
+    });
+    proc.on("exit", (code) => reject(new Error(`agent exited with ${code} before replicating: ${err}`)));
+  });
+}
+
+async function stopAgent(): Promise<void> {
+  const proc = child;
+  child = undefined;
+  if (!proc || proc.exitCode !== null) return;
+  const exited = new Promise((resolve) => proc.once("exit", resolve));
+  proc.kill("SIGTERM");
+  await exited;
+}
+
+interface StatusJson {
+  sets: { set: string; inSync: boolean; healthy: boolean; problems: { kind: string; message: string }[]; target: { generation?: string; lastGenerationChange?: { reason: string } } }[];
+}
+
+async function status(config: string): Promise<{ code: number | null; json: StatusJson }> {
+  const out = await tidemark(["status", "--json", "--config", config]);
+  return { code: out.code, json: JSON.parse(out.stdout) as StatusJson };
+}
+
+beforeAll(async () => {
+  cloud = await startTestCloud();
+  work = tempDir();
+});
+
+afterAll(async () => {
+  await stopAgent();
+  await cloud?.stop();
+  work?.remove();
+});
+
+it("a journal deleted while the agent was stopped: a new generation, every later change and deletion reaches the target, and status never claims sync in between", async () => {
+  const src = join(work.path, "src");
+  mkdirSync(join(src, "d"), { recursive: true });
+  for (let i = 0; i < 40; i++) writeFileSync(join(src, "d", `f${i}.txt`), `file ${i}`);
+  const config = cloud.writeConfig(work.path, [{ name: "gen", path: "src" }], { orphans: "delete" });
+  const matches = async () => expect(await pictureOfTarget(cloud.store, "gen")).toEqual(await pictureOfSource(src));
+
+  child = await startAgentProcess(config);
+  await eventually(matches);
+  await eventually(async () => {
+    const now = await status(config);
+    expect(now.code).toBe(0);
+    expect(now.json.sets[0]).toMatchObject({ inSync: true, healthy: true, problems: [] });
+  });
+  const before = (await status(config)).json.sets[0]?.target.generation;
+  expect(before).toBeTruthy();
+
+  await stopAgent();
+  // Only the journal goes; the rest of the state folder stays.
+  for (const file of ["journal.db", "journal.db-wal", "journal.db-shm"]) rmSync(join(work.path, "state", file), { force: true });
+  rmSync(join(src, "d", "f3.txt"));
+  writeFileSync(join(src, "while-stopped.txt"), "written while the agent was stopped");
+
+  const stale = await status(config);
+  expect(stale.code).toBe(1);
+  expect(stale.json.sets[0]).toMatchObject({ inSync: false, healthy: false });
+  expect(stale.json.sets[0]?.problems.map((p) => p.kind)).toEqual(["other-generation"]);
+  const text = await tidemark(["status", "--config", config]);
+  expect(text.code).toBe(1);
+  expect(text.stdout).toMatch(/NOT IN SYNC \(other-generation\)/);
+  expect(text.stdout).toMatch(/gen: the target is on generation \w+ at seq \d+, this journal is new at seq 0: the journal was lost or replaced/);
+
+  child = await startAgentProcess(config);
+  writeFileSync(join(src, "after-restart.txt"), "written after the restart");
+  rmSync(join(src, "d", "f7.txt"));
+  await eventually(matches, 90_000);
+  await eventually(async () => {
+    const now = await status(config);
+    expect(now.code).toBe(0);
+    expect(now.json.sets[0]).toMatchObject({ inSync: true, healthy: true });
+  }, 60_000);
+  const after = (await status(config)).json.sets[0]?.target;
+  expect(after?.generation).not.toBe(before);
+  expect(after?.lastGenerationChange?.reason).toMatch(/the journal was lost or replaced/);
+});

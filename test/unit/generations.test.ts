@@ -1,0 +1,123 @@
+// Journal generations on the target (DESIGN 8): a new generation restarts the
+// set's chain instead of having its records dropped as duplicates; an older
+// one is refused.
+
+import { beforeEach, describe, expect, it } from "vitest";
+import { dataKey, taskResultKey } from "../../contract/layout.ts";
+import type { WireMessage, WireRecord } from "../../contract/wire.ts";
+import { Applier } from "../../lambdas/applier/applier.ts";
+import { MemoryStore } from "../../lambdas/store/memory-store.ts";
+import { continuityBreak, awaitingGeneration } from "../../agent/continuity.ts";
+import { initialStatus } from "../../contract/layout.ts";
+import { putRecord } from "../support/messages.ts";
+
+const SET = "docs";
+
+describe("applier generations", () => {
+  let store: MemoryStore;
+  let applier: Applier;
+  let n = 0;
+  const deliver = (gen: string | undefined, records: WireRecord[]) => {
+    const message: WireMessage = { v: 1, set: SET, ...(gen !== undefined ? { gen } : {}), records };
+    return applier.applyMessage({ messageId: `m${++n}`, groupId: SET, body: JSON.stringify(message) });
+  };
+  const text = async (path: string) => (await store.get(dataKey(SET, path)))?.body.toString();
+  const puts = (from: number, count: number, prefix = "f") => Array.from({ length: count }, (_, i) => putRecord(from + i, `${prefix}${from + i}`, `v${from + i}`));
+
+  beforeEach(() => {
+    store = new MemoryStore();
+    applier = new Applier({ store, log: () => {} });
+  });
+
+  it("takes the first generation of a set, and continues a chain that predates generations at its next seq", async () => {
+    await deliver(undefined, puts(1, 3));
+    expect(await deliver("gen1", puts(4, 2))).toMatchObject({ kind: "applied", first: 4, last: 5 });
+    const status = await applier.readStatus(SET);
+    expect(status).toMatchObject({ lastSeq: 5, state: "in-sync", generation: "gen1" });
+    expect(status.generations).toEqual([expect.objectContaining({ id: "gen1", seq: 4 })]);
+  });
+
+  it("restarts the chain at a new generation's resync: records with seqs the old chain already had are applied, not dropped", async () => {
+    await deliver("gen1", puts(1, 50));
+    const outcome = await deliver("gen2", [{ seq: 1, op: "resync", reason: "journal lost" }, putRecord(2, "new", "after the loss"), { seq: 3, op: "delete", path: "f7" }]);
+    expect(outcome).toMatchObject({ kind: "applied", first: 1, last: 3 });
+    expect(await text("new")).toBe("after the loss");
+    expect(await text("f7")).toBeUndefined();
+    const status = await applier.readStatus(SET);
+    expect(status).toMatchObject({ lastSeq: 3, state: "in-sync", generation: "gen2" });
+    expect(status.generations?.map((g) => g.id)).toEqual(["gen1", "gen2"]);
+    expect(status.generations?.[1]?.reason).toMatch(/replaces generation gen1 \(applied up to seq 50\): journal lost/);
+    // A redelivery of the new generation's message is a duplicate again.
+    expect(await deliver("gen2", [{ seq: 1, op: "resync", reason: "journal lost" }, putRecord(2, "new", "after the loss")])).toMatchObject({ kind: "duplicate" });
+    expect(await deliver("gen2", [putRecord(4, "later", "x")])).toMatchObject({ kind: "applied", first: 4 });
+  });
+
+  it("skips the markers a new generation's resync supersedes, so no one waits for them", async () => {
+    await deliver("gen1", puts(1, 10));
+    await deliver("gen2", [
+      { seq: 1, op: "task", id: "t-superseded", action: "snapshot", timeoutSeconds: 0, insertedAt: new Date(0).toISOString() },
+      { seq: 2, op: "resync", reason: "journal restored" },
+    ]);
+    const result = JSON.parse((await store.get(taskResultKey(SET, "t-superseded")))?.body.toString() ?? "{}") as { status?: string };
+    expect(result.status).toBe("skipped");
+  });
+
+  it("holds the set out of sync when a new generation arrives without a resync, and applies nothing of it", async () => {
+    await deliver("gen1", puts(1, 20));
+    const outcome = await deliver("gen2", [putRecord(1, "f1", "stale content")]);
+    expect(outcome).toMatchObject({ kind: "held" });
+    expect(await text("f1")).toBe("v1");
+    const status = await applier.readStatus(SET);
+    expect(status.state).toBe("out-of-sync");
+    expect(status.reason).toMatch(/generation gen2 .* without a resync/);
+    expect(status.generation).toBe("gen1");
+    // The agent's resync in the new generation brings the set back.
+    expect(await deliver("gen2", [{ seq: 2, op: "resync", reason: "recover" }, putRecord(3, "f1", "fresh")])).toMatchObject({ kind: "applied" });
+    expect(await applier.readStatus(SET)).toMatchObject({ state: "in-sync", generation: "gen2", lastSeq: 3 });
+    expect(await text("f1")).toBe("fresh");
+  });
+
+  it("refuses a message of a generation the set already left and records why", async () => {
+    await deliver("gen1", puts(1, 5));
+    await deliver("gen2", [{ seq: 1, op: "resync", reason: "new host" }, putRecord(2, "g", "gen2")]);
+    const outcome = await deliver("gen1", [putRecord(6, "old", "from the old journal")]);
+    expect(outcome).toMatchObject({ kind: "rejected" });
+    expect(await text("old")).toBeUndefined();
+    const status = await applier.readStatus(SET);
+    expect(status).toMatchObject({ state: "in-sync", generation: "gen2", lastSeq: 2 });
+    expect(status.lastRejected?.error).toMatch(/generation gen1, which set "docs" left for generation gen2/);
+  });
+
+  it("keeps today's rules for messages without a generation", async () => {
+    await deliver(undefined, puts(1, 5));
+    expect(await deliver(undefined, puts(1, 5))).toMatchObject({ kind: "duplicate" });
+    expect(await deliver(undefined, puts(8, 1))).toMatchObject({ kind: "gap", expected: 6, got: 8 });
+  });
+});
+
+describe("agent continuity check", () => {
+  const status = (patch: Partial<ReturnType<typeof initialStatus>>) => ({ ...initialStatus(SET), ...patch });
+
+  it("finds no break with a target that never applied anything, or one this journal is not behind", () => {
+    expect(continuityBreak({ id: "a", sinceSeq: 0 }, 0, undefined)).toBeUndefined();
+    expect(continuityBreak({ id: "a", sinceSeq: 0 }, 0, status({}))).toBeUndefined();
+    expect(continuityBreak({ id: "a", sinceSeq: 0 }, 90, status({ generation: "a", lastSeq: 90 }))).toBeUndefined();
+    // A chain that predates generations, continued by this journal.
+    expect(continuityBreak({ id: "a", sinceSeq: 0 }, 90, status({ lastSeq: 80 }))).toBeUndefined();
+  });
+
+  it("finds a lost journal, a journal restored from an older copy, and an older copy of a journal the target left", () => {
+    expect(continuityBreak({ id: "new", sinceSeq: 0 }, 0, status({ generation: "a", lastSeq: 57_689 }))).toMatch(/lost or replaced/);
+    expect(continuityBreak({ id: "new", sinceSeq: 0 }, 0, status({ lastSeq: 57_689 }))).toMatch(/lost or replaced/);
+    expect(continuityBreak({ id: "a", sinceSeq: 0 }, 6_394, status({ generation: "a", lastSeq: 57_689 }))).toMatch(/restored from an older copy/);
+    const left = status({ generation: "b", lastSeq: 3, generations: [{ id: "a", since: "", seq: 1, reason: "" }, { id: "b", since: "", seq: 1, reason: "" }] });
+    expect(continuityBreak({ id: "a", sinceSeq: 0 }, 9_000, left)).toMatch(/older copy/);
+  });
+
+  it("waits for a generation whose resync is on its way", () => {
+    const target = status({ generation: "a", lastSeq: 57_689 });
+    expect(awaitingGeneration({ id: "b", sinceSeq: 1 }, target)).toBe(true);
+    expect(continuityBreak({ id: "b", sinceSeq: 1 }, 3, target)).toBeUndefined();
+    expect(awaitingGeneration({ id: "a", sinceSeq: 0 }, target)).toBe(false);
+  });
+});
