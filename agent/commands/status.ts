@@ -5,7 +5,7 @@ import { readSetStatus } from "../../lambdas/store/set-status.ts";
 import { S3Store } from "../../lambdas/store/s3-store.ts";
 import type { SetStatus } from "../../contract/layout.ts";
 import { configPath, loadConfig } from "../config.ts";
-import { Journal, type SetCounters } from "../journal.ts";
+import { Journal, type SetCounters, type SkippedPath } from "../journal.ts";
 import { formatBytes, table } from "../format.ts";
 import { stringOption, type Command } from "./command.ts";
 
@@ -18,6 +18,8 @@ export interface SetReport {
   journalFull: boolean;
   /** The watcher failed (inotify watches exhausted): the agent scans on a timer instead. */
   watcherProblem: string | null;
+  /** Paths not replicated because the target refused their latest change; the target keeps their last good version. */
+  skipped: SkippedPath[];
   target:
     | { reachable: true; lastSeqApplied: number; state: SetStatus["state"]; reason?: string; lastRejected?: SetStatus["lastRejected"]; updatedAt: string }
     | { reachable: false; error: string };
@@ -52,7 +54,8 @@ export async function collectStatus(configFile: string): Promise<SetReport[]> {
         } catch (error) {
           target = { reachable: false, error: (error as Error).message || (error as Error).name };
         }
-        const inSync = target.reachable && target.state === "in-sync" && !counters.overflowed;
+        const skipped = journal?.skipped(spec.name) ?? [];
+        const inSync = target.reachable && target.state === "in-sync" && !counters.overflowed && skipped.length === 0;
         return {
           set: spec.name,
           backlog: { records: counters.backlogRecords, bytes: counters.backlogBytes },
@@ -60,6 +63,7 @@ export async function collectStatus(configFile: string): Promise<SetReport[]> {
           lastSendError: counters.lastSendError,
           journalFull: counters.overflowed,
           watcherProblem: counters.watcherProblem,
+          skipped,
           target,
           inSync,
           caughtUp: inSync && counters.backlogRecords === 0 && target.reachable && target.lastSeqApplied >= counters.sentSeq,
@@ -113,6 +117,7 @@ Examples:
       }
       if (r.lastSendError) process.stdout.write(`${r.set}: sending: ${r.lastSendError}\n`);
       if (r.watcherProblem) process.stdout.write(`${r.set}: ${r.watcherProblem}\n`);
+      for (const s of r.skipped) process.stdout.write(`${r.set}: not replicated since ${s.since}: ${JSON.stringify(s.path)}: ${s.reason}\n`);
       if (r.journalFull) process.stdout.write(`${r.set}: the journal reached its limit; changes are caught up by a scan once the backlog drains\n`);
     }
     return 0;
