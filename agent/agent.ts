@@ -509,6 +509,8 @@ class SetRunner {
       ahead: this.#ahead,
       beforeMarkers: (set, markers) => this.#beforeTransmit(markers),
       ...(announceReceived ? { afterMarkers: announceReceived } : {}),
+      onSkipped: (set, skipped, reason) =>
+        this.#agent.log.error("not replicated: the target refused a record for good; it keeps the last good version", { set, seq: skipped.seq, record: skipped.what, reason }),
     });
   }
 

@@ -12,6 +12,7 @@ import type { EntryKind, OrphanPolicy } from "../contract/layout.ts";
 import { parentOf } from "../contract/paths.ts";
 import { blockCount, deltaContentSize } from "../contract/wire.ts";
 import type { TaskFields } from "../contract/tasks.ts";
+import { journalFault } from "./journal-faults.ts";
 
 /** A change as the agent journals it. Content is captured when journaled, so later writes cannot leak into it. */
 export type Change =
@@ -53,6 +54,8 @@ export type Change =
       /** Run by the agent just before the message holding the marker is sent (ONTRANSMIT); never sent. */
       onTransmit?: string;
     }
+  /** A record the target refused for good, in its place: the seq travels so the chain stays contiguous (poison.ts). */
+  | { op: "skip"; path: string; reason: string }
   /** Snapshots beyond the newest `keep` are deleted by the applier when it reaches this. */
   | { op: "prune"; id: string; keep: number }
   /** A block of a volume set as read (zeros travel as `zero`); volumeSize is the volume's size when it was read. */
@@ -161,6 +164,15 @@ CREATE TABLE IF NOT EXISTS generations (
   id TEXT NOT NULL,
   since_seq INTEGER NOT NULL
 );
+-- Paths whose latest change the target refused for good: not replicated until a later change of them is delivered.
+CREATE TABLE IF NOT EXISTS skipped (
+  set_name TEXT NOT NULL,
+  path TEXT NOT NULL,
+  seq INTEGER NOT NULL,
+  reason TEXT NOT NULL,
+  since TEXT NOT NULL,
+  PRIMARY KEY (set_name, path)
+) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS entries_by_parent ON entries (set_name, parent);
 -- Covers what a scan compares a folder's entries by: the scan reads no table rows.
 CREATE INDEX IF NOT EXISTS entries_stat_by_parent ON entries (set_name, parent, path, kind, size, mode, mtime_ns);
@@ -242,6 +254,22 @@ function prepareStatements(db: DatabaseSync) {
     ensureGeneration: prepare("INSERT OR IGNORE INTO generations (set_name, id, since_seq) VALUES (?, ?, 0)"),
     getGeneration: prepare("SELECT id, since_seq AS sinceSeq FROM generations WHERE set_name = ?"),
     setGeneration: prepare("INSERT OR REPLACE INTO generations (set_name, id, since_seq) VALUES (?, ?, ?)"),
+    getRecord: prepare("SELECT seq, change, bytes FROM journal WHERE set_name = ? AND seq = ?"),
+    // Rare (a refused record, a sent skip): the json_extract over the set's unsent records is affordable then.
+    touching: prepare(
+      `SELECT seq, change, bytes FROM journal WHERE set_name = :set AND seq > :after AND seq <= :upto AND json_extract(change, '$.op') != 'skip'
+       AND (json_extract(change, '$.path') = :path OR json_extract(change, '$.from') = :path OR json_extract(change, '$.to') = :path) ORDER BY seq`,
+    ),
+    replaceRecord: prepare("UPDATE journal SET change = ?, content = NULL, bytes = ? WHERE set_name = ? AND seq = ?"),
+    addBacklogBytes: prepare("UPDATE sets SET backlog_bytes = backlog_bytes + ? WHERE name = ?"),
+    skippedOf: prepare("SELECT path, seq, reason, since FROM skipped WHERE set_name = ? ORDER BY path"),
+    upsertSkipped: prepare(
+      `INSERT INTO skipped (set_name, path, seq, reason, since) VALUES (?, ?, ?, ?, ?)
+       ON CONFLICT (set_name, path) DO UPDATE SET seq = excluded.seq, reason = excluded.reason`,
+    ),
+    deleteSkipped: prepare("DELETE FROM skipped WHERE set_name = ? AND path = ?"),
+    invalidateEntry: prepare("UPDATE entries SET mtime_ns = '-1', sha256 = NULL, blocks = NULL WHERE set_name = ? AND path = ?"),
+    probe: prepare("UPDATE sets SET next_seq = next_seq"),
   };
 }
 
@@ -257,23 +285,58 @@ function newGenerationId(): string {
   return randomBytes(8).toString("hex");
 }
 
+/** A path whose latest change the target refused: the target keeps its last good version until a later change is delivered. */
+export interface SkippedPath {
+  path: string;
+  /** Seq of the refused record (a skip record in its place). */
+  seq: number;
+  reason: string;
+  /** When the path was first skipped (ISO 8601). */
+  since: string;
+}
+
+/** A journaled record as stored, without its inline content. */
+export interface StoredRecord {
+  seq: number;
+  change: Change;
+  bytes: number;
+}
+
+export interface JournalOptions {
+  /** Called inside every write transaction before it commits: a test's fault injection throws from it (e.g. SQLITE_FULL). */
+  readonly onWrite?: () => void;
+}
+
 export class Journal {
   readonly spoolDir: string;
+  /** The database file: named in every error about it. */
+  readonly path: string;
   readonly #db: DatabaseSync;
   readonly #statements: Statements;
+  readonly #onWrite: (() => void) | undefined;
 
-  private constructor(db: DatabaseSync, spoolDir: string) {
+  private constructor(db: DatabaseSync, path: string, spoolDir: string, options: JournalOptions) {
     this.#db = db;
+    this.path = path;
     this.spoolDir = spoolDir;
     this.#statements = prepareStatements(db);
+    this.#onWrite = options.onWrite;
   }
 
-  /** Opens (creating if needed) the journal in stateDir. */
-  static open(stateDir: string): Journal {
+  /** Opens (creating if needed) the journal in stateDir; a damaged one throws JournalCorruptError, a full disk JournalDiskFullError. */
+  static open(stateDir: string, options: JournalOptions = {}): Journal {
     mkdirSync(stateDir, { recursive: true });
     const spoolDir = join(stateDir, "spool");
     mkdirSync(spoolDir, { recursive: true });
-    const db = new DatabaseSync(join(stateDir, "journal.db"));
+    const path = join(stateDir, "journal.db");
+    try {
+      return Journal.#setUp(new DatabaseSync(path), path, spoolDir, options);
+    } catch (error) {
+      throw journalFault(error, path);
+    }
+  }
+
+  static #setUp(db: DatabaseSync, path: string, spoolDir: string, options: JournalOptions): Journal {
     db.exec("PRAGMA journal_mode = WAL");
     // FULL: the WAL is fsynced at every commit, so a journaled change survives a power cut.
     db.exec("PRAGMA synchronous = FULL");
@@ -293,7 +356,9 @@ export class Journal {
         backlog_records = (SELECT count(*) FROM journal WHERE set_name = sets.name),
         backlog_bytes = (SELECT coalesce(sum(bytes), 0) FROM journal WHERE set_name = sets.name)`);
     }
-    return new Journal(db, spoolDir);
+    // Reads the sets table's pages: a journal damaged there fails here, at start, not later.
+    db.prepare("SELECT count(*) AS n, coalesce(sum(backlog_bytes), 0) AS bytes FROM sets").get();
+    return new Journal(db, path, spoolDir, options);
   }
 
   close(): void {
@@ -301,15 +366,31 @@ export class Journal {
   }
 
   #run<T>(work: () => T): T {
-    this.#db.exec("BEGIN IMMEDIATE");
     try {
-      const result = work();
-      this.#db.exec("COMMIT");
-      return result;
+      this.#db.exec("BEGIN IMMEDIATE");
+      try {
+        const result = work();
+        this.#onWrite?.();
+        this.#db.exec("COMMIT");
+        return result;
+      } catch (error) {
+        // SQLite rolls back by itself on some errors (a full disk): a second ROLLBACK would hide the real error.
+        if (this.#db.isTransaction) this.#db.exec("ROLLBACK");
+        throw error;
+      }
     } catch (error) {
-      this.#db.exec("ROLLBACK");
-      throw error;
+      throw journalFault(error, this.path);
     }
+  }
+
+  /** Runs work in one write transaction: all of it is journaled, or none. */
+  atomically<T>(work: () => T): T {
+    return this.#run(work);
+  }
+
+  /** Throws (JournalDiskFullError, ...) unless a write transaction commits: whether journaling can resume. */
+  checkWritable(): void {
+    this.#run(() => this.#statements.probe.run());
   }
 
   /**
@@ -396,6 +477,7 @@ export class Journal {
       case "verify":
       case "task":
       case "prune":
+      case "skip":
         break;
     }
   }
@@ -415,12 +497,60 @@ export class Journal {
     const spools: string[] = [];
     this.#run(() => {
       const s = this.#statements;
+      this.#resolveSkipped(set, lastSeq);
       for (const row of s.sentSpools.all(set, lastSeq) as unknown as { spool: string }[]) spools.push(row.spool);
       const leaving = s.sentBacklog.get(set, lastSeq) as { records: number; bytes: number };
       s.deleteSent.run(set, lastSeq);
       s.markSent.run(lastSeq, messageBytes, leaving.records, leaving.bytes, set);
     });
     for (const spool of spools) rmSync(join(this.spoolDir, spool), { force: true });
+  }
+
+  /** A skipped path is replicated again once a later change of it (a put, a delete, a move) is sent. */
+  #resolveSkipped(set: string, lastSeq: number): void {
+    const s = this.#statements;
+    for (const skipped of s.skippedOf.all(set) as unknown as SkippedPath[]) {
+      if (skipped.seq >= lastSeq) continue;
+      const later = s.touching.get({ set, after: skipped.seq, upto: lastSeq, path: skipped.path });
+      if (later) s.deleteSkipped.run(set, skipped.path);
+    }
+  }
+
+  /** A journaled record as stored (inline content left out), or undefined once sent. */
+  record(set: string, seq: number): StoredRecord | undefined {
+    const row = this.#statements.getRecord.get(set, seq) as { seq: number; change: string; bytes: number } | undefined;
+    return row && { seq: row.seq, change: JSON.parse(row.change) as Change, bytes: row.bytes };
+  }
+
+  /** Unsent records after afterSeq that change path (as path, rename source or target), oldest first; skips left out. */
+  recordsTouching(set: string, path: string, afterSeq: number): StoredRecord[] {
+    const rows = this.#statements.touching.all({ set, after: afterSeq, upto: Number.MAX_SAFE_INTEGER, path }) as unknown as { seq: number; change: string; bytes: number }[];
+    return rows.map((row) => ({ seq: row.seq, change: JSON.parse(row.change) as Change, bytes: row.bytes }));
+  }
+
+  /** Puts change in place of the unsent record at seq (its inline content dropped), keeping the backlog's byte count right. */
+  replaceRecord(set: string, seq: number, change: Change): void {
+    const s = this.#statements;
+    const old = s.getRecord.get(set, seq) as { bytes: number } | undefined;
+    if (!old) throw new Error(`journal holds no unsent record ${seq} of set "${set}"`);
+    const bytes = changeBytes(change);
+    s.replaceRecord.run(JSON.stringify(this.#storedForm(change).stored), bytes, set, seq);
+    s.addBacklogBytes.run(bytes - old.bytes, set);
+  }
+
+  /** Records a path as not replicated (keeping when it was first skipped). */
+  markSkipped(set: string, path: string, seq: number, reason: string): void {
+    this.#statements.upsertSkipped.run(set, path, seq, reason, new Date().toISOString());
+  }
+
+  /** Paths of a set that are not replicated because the target refused their latest change. */
+  skipped(set: string): SkippedPath[] {
+    return this.#statements.skippedOf.all(set) as unknown as SkippedPath[];
+  }
+
+  /** Makes the index disagree with any stat of path: the next scan or capture journals it again, in full. */
+  invalidate(set: string, path: string): void {
+    this.#statements.invalidateEntry.run(set, path);
   }
 
   recordSendError(set: string, error: string | null): void {

@@ -1,6 +1,7 @@
 // The sender: packs the oldest unsent journal records of a set into one FIFO
 // message, stages what is too large to travel inline, sends, and only then
-// lets the records leave the journal.
+// lets the records leave the journal. A record the target refuses for good is
+// taken out of the stream (poison.ts), so the rest of the set keeps flowing.
 
 import { join } from "node:path";
 import { mapConcurrent } from "../contract/async.ts";
@@ -17,16 +18,20 @@ import {
   type WireRecord,
 } from "../contract/wire.ts";
 import type { Journal, JournalRecord } from "./journal.ts";
-import type { StagedPayload, Transport } from "./transport/transport.ts";
+import { RecordRefusedError, skipRefusedRecord, type SkippedRecord } from "./poison.ts";
+import { DeliveryRefusedError, type StagedPayload, type Transport } from "./transport/transport.ts";
 
 /** A task marker in a packed message, with what the agent does around its sending. */
 export type PackedMarker = Extract<JournalRecord, { op: "task" }>;
+
+/** A staged payload and the seq of the record it belongs to. */
+export type PackedPayload = StagedPayload & { readonly seq: number };
 
 export interface PackedMessage {
   readonly body: string;
   readonly first: number;
   readonly last: number;
-  readonly staged: StagedPayload[];
+  readonly staged: PackedPayload[];
   readonly markers: PackedMarker[];
   /** The journal generation the message carries (DESIGN 8). */
   readonly gen: string;
@@ -66,6 +71,7 @@ function toWire(set: string, spoolDir: string, record: JournalRecord, compressio
     const { onTransmit: _sourceOnly, fields, ...marker } = record;
     return { wire: { ...fields, ...marker } };
   }
+  if (record.op === "skip") return { wire: { seq: record.seq, op: "skip" } };
   if (record.op !== "put") return { wire: record };
   const { content, delta, blockHashes: _index, ...meta } = record;
   const wireMeta = delta ? { ...meta, delta: { base: delta.base, blocks: delta.blocks } } : meta;
@@ -102,6 +108,8 @@ export interface SendOptions extends PackOptions {
   readonly beforeMarkers?: (set: string, markers: readonly PackedMarker[]) => Promise<void>;
   /** Once the queue accepted a message holding markers (ONRECEIVE). */
   readonly afterMarkers?: (set: string, markers: readonly PackedMarker[]) => Promise<void>;
+  /** A record the target refused for good left the stream (a skip record holds its seq). */
+  readonly onSkipped?: (set: string, skipped: SkippedRecord, reason: string) => void;
 }
 
 /** Packs the next message of a set: its oldest unsent records (those after seq `after`, when given). */
@@ -112,7 +120,7 @@ export function packNext(journal: Journal, set: string, options: PackOptions = {
   const envelope = JSON.stringify({ v: WIRE_VERSION, set, gen, records: [] });
   let size = Buffer.byteLength(envelope);
   const parts: string[] = [];
-  const staged: StagedPayload[] = [];
+  const staged: PackedPayload[] = [];
   const markers: PackedMarker[] = [];
   let first = 0;
   let last = 0;
@@ -127,7 +135,7 @@ export function packNext(journal: Journal, set: string, options: PackOptions = {
       if (parts.length > 0 && size + length > maxBytes) break fill;
       parts.push(json);
       size += length;
-      if (payload) staged.push(payload);
+      if (payload) staged.push({ ...payload, seq: record.seq });
       if (record.op === "task") markers.push(record);
       if (first === 0) first = record.seq;
       last = record.seq;
@@ -158,6 +166,11 @@ export class PackedAhead {
     if (message) this.#held = { after, nextSeq, message };
   }
 
+  /** Lets the held message go: the records it holds were changed. */
+  drop(): void {
+    this.#held = undefined;
+  }
+
   /** The held message if it is still the set's next one; it is let go either way. */
   take(journal: Journal, set: string): PackedMessage | undefined {
     const held = this.#held;
@@ -170,14 +183,47 @@ export class PackedAhead {
   }
 }
 
-/** Sends the next message of a set; resolves with what left the journal (zero records when nothing was pending). */
+/**
+ * Sends the next message of a set; resolves with what left the journal (zero
+ * records when nothing was pending). A record the target refuses for good is
+ * skipped, and the message is packed again without it.
+ */
 export async function sendNext(journal: Journal, transport: Transport, set: string, options: SendOptions = {}): Promise<SendResult> {
-  const packed = options.ahead?.take(journal, set) ?? packNext(journal, set, options);
+  for (;;) {
+    try {
+      return await sendPacked(journal, transport, set, options);
+    } catch (error) {
+      if (!(error instanceof RecordRefusedError)) throw error;
+      options.ahead?.drop();
+      const reason = error.cause instanceof Error ? error.cause.message : error.message;
+      const skipped = await skipRefusedRecord(journal, set, error.seq, reason);
+      // Already a skip (or sent): nothing left to take out, and trying again at once would spin.
+      if (!skipped) throw error;
+      options.onSkipped?.(set, skipped, reason);
+    }
+  }
+}
+
+/** A refusal of a payload names its record; anything else stays as it was. */
+function refusedRecord(seq: number) {
+  return (error: unknown): never => {
+    throw error instanceof DeliveryRefusedError ? new RecordRefusedError(seq, error) : error;
+  };
+}
+
+async function sendPacked(journal: Journal, transport: Transport, set: string, options: SendOptions, only?: number): Promise<SendResult> {
+  const packed = (only === undefined ? options.ahead?.take(journal, set) : undefined) ?? packNext(journal, set, only === undefined ? options : { ...options, maxBytes: 0 }, only ?? 0);
   if (!packed) return { records: 0, bytes: 0 };
   if (packed.markers.length > 0) await options.beforeMarkers?.(set, packed.markers);
   // The message goes only once every payload it names is staged.
-  await mapConcurrent(packed.staged, STAGE_CONCURRENCY, (payload) => transport.stage(payload));
-  const sending = transport.send(set, deduplicationId(set, packed.first, packed.last, packed.gen), packed.body);
+  await mapConcurrent(packed.staged, STAGE_CONCURRENCY, (payload) => transport.stage(payload).catch(refusedRecord(payload.seq)));
+  const sending = transport.send(set, deduplicationId(set, packed.first, packed.last, packed.gen), packed.body).catch(async (error: unknown) => {
+    if (!(error instanceof DeliveryRefusedError)) throw error;
+    if (packed.first === packed.last) throw new RecordRefusedError(packed.first, error);
+    // Which record the queue refused is not said: send them one a message, to find it.
+    options.ahead?.drop();
+    return sendOneByOne(journal, transport, set, options, packed.first, packed.last);
+  });
   if (options.ahead) {
     // Its failure is handled below, once the next message is packed.
     sending.catch(() => undefined);
@@ -189,9 +235,22 @@ export async function sendNext(journal: Journal, transport: Transport, set: stri
       // Packed again when it is sent, where a failure is reported.
     }
   }
-  await sending;
+  const alone = await sending;
+  if (alone) return alone;
   const bytes = Buffer.byteLength(packed.body) + packed.staged.reduce((sum, p) => sum + p.size, 0);
   journal.markSent(set, packed.last, bytes);
   if (packed.markers.length > 0) await options.afterMarkers?.(set, packed.markers);
   return { records: packed.last - packed.first + 1, bytes };
+}
+
+/** Sends the records first..last one a message; a refused one surfaces as RecordRefusedError once those before it are sent. */
+async function sendOneByOne(journal: Journal, transport: Transport, set: string, options: SendOptions, first: number, last: number): Promise<SendResult> {
+  let records = 0;
+  let bytes = 0;
+  for (let seq = first; seq <= last; seq++) {
+    const sent = await sendPacked(journal, transport, set, { ...options, ahead: undefined }, seq - 1);
+    records += sent.records;
+    bytes += sent.bytes;
+  }
+  return { records, bytes };
 }

@@ -5,7 +5,7 @@
 
 import type { SetStatus } from "../contract/layout.ts";
 import { awaitingGeneration } from "./continuity.ts";
-import type { JournalGeneration, SetCounters } from "./journal.ts";
+import type { JournalGeneration, SetCounters, SkippedPath } from "./journal.ts";
 
 /** One thing wrong with a set; `kind` is stable for scripts, `message` says what and why. */
 export interface Problem {
@@ -19,6 +19,8 @@ export interface SetFacts {
   readonly counters: SetCounters;
   /** The journal's generation of the set; undefined when the journal never sent anything of it. */
   readonly generation: JournalGeneration | undefined;
+  /** Paths whose latest change the target refused for good (the target keeps their last good version). */
+  readonly skipped?: readonly SkippedPath[];
   /** The target's status, or why it could not be read. */
   readonly target: { readonly status: SetStatus } | { readonly error: string };
   readonly now: Date;
@@ -95,8 +97,11 @@ const watcher: ProblemCheck = (facts) => (facts.counters.watcherProblem ? [{ kin
 
 const sending: ProblemCheck = (facts) => (facts.counters.lastSendError ? [{ kind: "send-error", message: `sending: ${facts.counters.lastSendError}` }] : []);
 
+const skippedPaths: ProblemCheck = (facts) =>
+  (facts.skipped ?? []).map((s) => ({ kind: "skipped-path", message: `not replicated since ${s.since}: ${JSON.stringify(s.path)}: ${s.reason}` }));
+
 /** Every check `tidemark status` runs, in the order its findings are listed. */
-export const PROBLEM_CHECKS: readonly ProblemCheck[] = [unreachable, outOfSync, continuity, rejected, journalFull, watcher, sending];
+export const PROBLEM_CHECKS: readonly ProblemCheck[] = [unreachable, outOfSync, continuity, rejected, journalFull, watcher, sending, skippedPaths];
 
 export function findProblems(facts: SetFacts, checks: readonly ProblemCheck[] = PROBLEM_CHECKS): Problem[] {
   return checks.flatMap((check) => check(facts));

@@ -173,6 +173,9 @@ const BlockRecord = z
     }
   });
 
+/** Holds the seq of a record the target refused for good (agent/poison.ts): applying it changes nothing. */
+const SkipRecord = z.object({ seq: Seq, op: z.literal("skip") });
+
 /** Restarts the seq chain after the set went out of sync: what follows is a mirror of the source. */
 const ResyncRecord = z.object({ seq: Seq, op: z.literal("resync"), reason: z.string().max(1000) });
 
@@ -187,6 +190,7 @@ export const RecordSchema = z.discriminatedUnion("op", [
   TaskRecord,
   PruneRecord,
   BlockRecord,
+  SkipRecord,
 ]);
 
 /** A journal's generation id (DESIGN 8): random, made with the journal; a new one restarts the set's seq chain. */

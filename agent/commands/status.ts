@@ -5,7 +5,7 @@ import { readSetStatus } from "../../lambdas/store/set-status.ts";
 import { S3Store } from "../../lambdas/store/s3-store.ts";
 import type { SetStatus } from "../../contract/layout.ts";
 import { configPath, loadConfig } from "../config.ts";
-import { Journal, type JournalGeneration, type SetCounters } from "../journal.ts";
+import { Journal, type JournalGeneration, type SetCounters, type SkippedPath } from "../journal.ts";
 import { caughtUp, findProblems, type Problem, type SetFacts } from "../set-health.ts";
 import { formatBytes, table } from "../format.ts";
 import { stringOption, type Command } from "./command.ts";
@@ -21,6 +21,8 @@ export interface SetReport {
   watcherProblem: string | null;
   /** This journal's generation of the set (absent before it sent anything). */
   generation: string | null;
+  /** Paths not replicated because the target refused their latest change; the target keeps their last good version. */
+  skipped: SkippedPath[];
   target:
     | {
         reachable: true;
@@ -81,7 +83,8 @@ export async function collectStatus(configFile: string): Promise<SetReport[]> {
           facts = { error: message };
           target = { reachable: false, error: message };
         }
-        const setFacts: SetFacts = { set: spec.name, counters, generation, target: facts, now: new Date() };
+        const skipped = journal?.skipped(spec.name) ?? [];
+        const setFacts: SetFacts = { set: spec.name, counters, generation, skipped, target: facts, now: new Date() };
         const problems = findProblems(setFacts);
         const upToDate = caughtUp(setFacts);
         return {
@@ -92,6 +95,7 @@ export async function collectStatus(configFile: string): Promise<SetReport[]> {
           journalFull: counters.overflowed,
           watcherProblem: counters.watcherProblem,
           generation: generation?.id ?? null,
+          skipped,
           target,
           problems,
           healthy: problems.length === 0,

@@ -2,20 +2,34 @@
 // queue, large payloads to staging/ in the target bucket.
 
 import { createReadStream } from "node:fs";
-import { open, type FileHandle } from "node:fs/promises";
+import { open, stat, type FileHandle } from "node:fs/promises";
 import { PutObjectCommand, type S3Client } from "@aws-sdk/client-s3";
 import { SendMessageCommand, type SQSClient } from "@aws-sdk/client-sqs";
 import { sharedUntilFailure } from "../../contract/async.ts";
 import { META } from "../../contract/layout.ts";
 import { MULTIPART_THRESHOLD, putInParts } from "../../lambdas/s3-multipart.ts";
 import { SqsSendRequests } from "./sqs-send.ts";
-import type { StagedPayload, Transport } from "./transport.ts";
+import { DeliveryRefusedError, type StagedPayload, type Transport } from "./transport.ts";
 
 async function readPart(file: FileHandle, offset: number, length: number, key: string): Promise<Buffer> {
   const body = Buffer.alloc(length);
   const { bytesRead } = await file.read(body, 0, length, offset);
-  if (bytesRead !== length) throw new Error(`the spooled content of ${key} is shorter than expected`);
+  if (bytesRead !== length) throw new DeliveryRefusedError(`the spooled content of ${key} is shorter than expected`);
   return body;
+}
+
+/** A spool file that is gone or of another size can never be sent: its record is refused, not retried forever. */
+async function checkSpool(payload: StagedPayload): Promise<void> {
+  if (!("file" in payload.source)) return;
+  const size = await stat(payload.source.file).then(
+    (st) => st.size,
+    (error: unknown) => {
+      if ((error as NodeJS.ErrnoException).code === "ENOENT") return undefined;
+      throw error;
+    },
+  );
+  if (size === undefined) throw new DeliveryRefusedError(`the spooled content of ${payload.key} is gone (${payload.source.file})`);
+  if (size !== payload.size) throw new DeliveryRefusedError(`the spooled content of ${payload.key} holds ${size} bytes, not ${payload.size}`);
 }
 
 export class AwsTransport implements Transport {
@@ -35,6 +49,7 @@ export class AwsTransport implements Transport {
   }
 
   async stage(payload: StagedPayload): Promise<void> {
+    await checkSpool(payload);
     if (payload.size > MULTIPART_THRESHOLD) return this.#stageInParts(payload);
     const body = "bytes" in payload.source ? payload.source.bytes : createReadStream(payload.source.file);
     await this.#s3.send(

@@ -1,14 +1,17 @@
-// Retry as a wrapper: a journaled record is never dropped, so every failure is
-// retried with exponential backoff and jitter; only the pace differs between
-// errors that look transient and errors that need an operator.
+// Retry as a wrapper: transient failures and failures that need an operator
+// are retried forever with exponential backoff and jitter (only the pace
+// differs); a refusal of the payload itself is tried a few times, so a blip is
+// not mistaken for one, then reported as DeliveryRefusedError.
 
 import { setTimeout as sleep } from "node:timers/promises";
-import { isTransientAwsError } from "../../lambdas/aws-errors.ts";
-import { TransportError, type StagedPayload, type Transport } from "./transport.ts";
+import { classifyFailure } from "./failure-kind.ts";
+import { DeliveryRefusedError, type StagedPayload, type Transport } from "./transport.ts";
 
 export interface RetryOptions {
   readonly baseDelayMs?: number;
   readonly maxDelayMs?: number;
+  /** Attempts a refused payload or message gets before DeliveryRefusedError. @default 3 */
+  readonly refusedAttempts?: number;
   /** Aborting stops retrying: the pending call rejects and the records stay journaled. */
   readonly signal?: AbortSignal;
   /** Called before each wait, with the failure and the attempt number (1 for the first failure). */
@@ -19,8 +22,7 @@ export interface RetryOptions {
 
 /** Whether an error from an AWS SDK call (or a transport) is worth an immediate retry. */
 export function isRetryable(error: unknown): boolean {
-  if (error instanceof TransportError) return error.retryable;
-  return isTransientAwsError(error);
+  return classifyFailure(error) === "transient";
 }
 
 export class RetryingTransport implements Transport {
@@ -29,7 +31,7 @@ export class RetryingTransport implements Transport {
 
   constructor(inner: Transport, options: RetryOptions = {}) {
     this.#inner = inner;
-    this.#options = { baseDelayMs: 200, maxDelayMs: 30_000, ...options };
+    this.#options = { baseDelayMs: 200, maxDelayMs: 30_000, refusedAttempts: 3, ...options };
   }
 
   stage(payload: StagedPayload): Promise<void> {
@@ -41,7 +43,7 @@ export class RetryingTransport implements Transport {
   }
 
   async #retry(call: () => Promise<void>): Promise<void> {
-    const { baseDelayMs, maxDelayMs, signal } = this.#options;
+    const { baseDelayMs, maxDelayMs, refusedAttempts, signal } = this.#options;
     for (let attempt = 1; ; attempt++) {
       signal?.throwIfAborted();
       try {
@@ -50,8 +52,12 @@ export class RetryingTransport implements Transport {
         return;
       } catch (error) {
         const err = error instanceof Error ? error : new Error(String(error));
+        const kind = classifyFailure(err);
+        if (kind === "refused" && attempt >= refusedAttempts) {
+          throw err instanceof DeliveryRefusedError ? err : new DeliveryRefusedError(`refused ${attempt} times: ${err.name}: ${err.message}`, { cause: err });
+        }
         // Errors that need an operator (access denied, no such queue) are retried at the slowest pace.
-        const ceiling = isRetryable(err) ? Math.min(maxDelayMs, baseDelayMs * 2 ** (attempt - 1)) : maxDelayMs;
+        const ceiling = kind === "operator" ? maxDelayMs : Math.min(maxDelayMs, baseDelayMs * 2 ** (attempt - 1));
         const delay = Math.round(ceiling / 2 + Math.random() * (ceiling / 2));
         this.#options.onRetry?.(err, attempt, delay);
         await sleep(delay, undefined, signal ? { signal } : {});

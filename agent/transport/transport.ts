@@ -12,9 +12,12 @@ export interface StagedPayload {
 }
 
 export interface Transport {
-  /** Stores a payload too large for a message; resolves once the store holds it. Storing the same key again is harmless. */
+  /**
+   * Stores a payload too large for a message; resolves once the store holds it. Storing the same key again is harmless.
+   * Rejects with DeliveryRefusedError when the store will never take this payload (too large, malformed).
+   */
   stage(payload: StagedPayload): Promise<void>;
-  /** Sends one message into the set's FIFO group; resolves once the queue accepted it. */
+  /** Sends one message into the set's FIFO group; resolves once the queue accepted it. Rejects with DeliveryRefusedError when the queue will never take it. */
   send(set: string, deduplicationId: string, body: string): Promise<void>;
 }
 
@@ -25,5 +28,17 @@ export class TransportError extends Error {
   constructor(message: string, retryable: boolean, options?: ErrorOptions) {
     super(message, options);
     this.retryable = retryable;
+  }
+}
+
+/**
+ * The target refused a payload or message for good (too large for the store,
+ * malformed in its eyes): sending it again will not help. The sender takes
+ * the record out of the stream and tracks its path as not replicated.
+ */
+export class DeliveryRefusedError extends TransportError {
+  override name = "DeliveryRefusedError";
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, false, options);
   }
 }

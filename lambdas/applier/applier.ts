@@ -529,6 +529,8 @@ export class Applier {
         if (map.exists) await map.clear();
         return 0;
       }
+      case "skip":
+        return 0;
       case "task":
         throw new Error(`internal: task seq ${record.seq} reached #applyRecord`);
       case "prune": {

@@ -3,7 +3,8 @@
 
 import { expect, it } from "vitest";
 import { isRetryable, RetryingTransport } from "../../agent/transport/retry.ts";
-import { TransportError, type StagedPayload, type Transport } from "../../agent/transport/transport.ts";
+import { classifyFailure } from "../../agent/transport/failure-kind.ts";
+import { DeliveryRefusedError, TransportError, type StagedPayload, type Transport } from "../../agent/transport/transport.ts";
 
 function awsError(name: string, status?: number, extra: Record<string, unknown> = {}): Error {
   return Object.assign(new Error(name), { name, ...(status !== undefined ? { $metadata: { httpStatusCode: status } } : {}), ...extra });
@@ -88,4 +89,33 @@ it("stops retrying when the agent stops, leaving the call failed", async () => {
   });
   await expect(retrying.send("docs", "docs:1-1", "{}")).rejects.toThrow(/abort/i);
   expect(calls).toHaveLength(3);
+});
+
+it.each([
+  ["a payload too large for the store", awsError("EntityTooLarge", 400)],
+  ["a part the store will not take", awsError("InvalidPart", 400)],
+  ["a message the queue will not take", awsError("InvalidParameterValue", 400)],
+  ["a 413", awsError("PayloadTooLarge", 413)],
+  ["a transport's own refusal", new DeliveryRefusedError("larger than the store allows")],
+])("gives up on %s after a few tries, as a refusal", async (_label, error) => {
+  expect(classifyFailure(error)).toBe("refused");
+  const { transport, calls } = flaky(Number.POSITIVE_INFINITY, error);
+  const retrying = new RetryingTransport(transport, { baseDelayMs: 1, maxDelayMs: 2 });
+  await expect(retrying.send("docs", "docs:1-1", "{}")).rejects.toBeInstanceOf(DeliveryRefusedError);
+  expect(calls).toHaveLength(3);
+});
+
+it("takes a refusal that goes away within a few tries for the blip it was", async () => {
+  const { transport, calls } = flaky(2, awsError("InvalidPart", 400));
+  await new RetryingTransport(transport, { baseDelayMs: 1, maxDelayMs: 2 }).send("docs", "docs:1-1", "{}");
+  expect(calls).toHaveLength(3);
+});
+
+it.each([
+  ["access denied", awsError("AccessDenied", 403)],
+  ["a missing queue", awsError("QueueDoesNotExist", 400)],
+  ["expired credentials", awsError("ExpiredToken", 400)],
+  ["a plain bug", new TypeError("x is undefined")],
+])("never takes %s for a refusal of the record", (_label, error) => {
+  expect(classifyFailure(error)).toBe("operator");
 });
