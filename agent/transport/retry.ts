@@ -4,7 +4,7 @@
 
 import { setTimeout as sleep } from "node:timers/promises";
 import { isTransientAwsError } from "../../lambdas/aws-errors.ts";
-import { TransportError, type StagedPayload, type Transport } from "./transport.ts";
+import { TransportError, type MessageAttributes, type StagedPayload, type Transport } from "./transport.ts";
 
 export interface RetryOptions {
   readonly baseDelayMs?: number;
@@ -36,8 +36,8 @@ export class RetryingTransport implements Transport {
     return this.#retry(() => this.#inner.stage(payload));
   }
 
-  send(set: string, deduplicationId: string, body: string): Promise<void> {
-    return this.#retry(() => this.#inner.send(set, deduplicationId, body));
+  send(set: string, deduplicationId: string, body: string, attributes?: MessageAttributes): Promise<void> {
+    return this.#retry(() => this.#inner.send(set, deduplicationId, body, attributes));
   }
 
   async #retry(call: () => Promise<void>): Promise<void> {
