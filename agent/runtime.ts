@@ -21,7 +21,9 @@ import { acquireStateLock } from "./state-lock.ts";
 import { AwsTransport } from "./transport/aws.ts";
 import { RateLimitedTransport } from "./transport/bandwidth.ts";
 import { RetryingTransport } from "./transport/retry.ts";
-import type { StagedPayload, Transport } from "./transport/transport.ts";
+import { SigningTransport } from "./transport/signing.ts";
+import { loadOrCreateOwnerKey, ownerKeyPath } from "./owner-key.ts";
+import type { MessageAttributes, StagedPayload, Transport } from "./transport/transport.ts";
 
 export interface RunningAgent {
   readonly agent: Agent;
@@ -60,8 +62,8 @@ class PerSetRetry implements Transport {
   stage(payload: StagedPayload): Promise<void> {
     return this.#for(payload.set).stage(payload);
   }
-  send(set: string, deduplicationId: string, body: string): Promise<void> {
-    return this.#for(set).send(set, deduplicationId, body);
+  send(set: string, deduplicationId: string, body: string, attributes?: MessageAttributes): Promise<void> {
+    return this.#for(set).send(set, deduplicationId, body, attributes);
   }
 }
 
@@ -75,7 +77,11 @@ export async function startAgent(config: AgentConfig, log: Logger, options: { ig
   // Before anything in the state folder is written: one agent per state folder.
   const lock = acquireStateLock(config.stateDir, "tidemark run");
   let journal: Journal;
+  let owner: ReturnType<typeof loadOrCreateOwnerKey>;
   try {
+    // Before the journal: a host that cannot prove it owns its sets sends nothing the target would take.
+    owner = loadOrCreateOwnerKey(config.stateDir);
+    if (owner.created) log.info("created this host's signing key: the target registers it as the owner of each new set", { file: ownerKeyPath(config.stateDir), keyId: owner.key.keyId });
     journal = Journal.open(config.stateDir);
   } catch (error) {
     lock.release();
@@ -85,7 +91,7 @@ export async function startAgent(config: AgentConfig, log: Logger, options: { ig
   const aws = new AwsTransport({ sqs, s3, queueUrl: config.queueUrl, bucket: config.bucket });
   // One link for every set: the cap is shared, and each retry is paced too.
   const inner = config.bandwidth ? new RateLimitedTransport(aws, config.bandwidth, { signal: controller.signal }) : aws;
-  const transport = new PerSetRetry(
+  const perSet = new PerSetRetry(
     (set) =>
       new RetryingTransport(inner, {
         signal: controller.signal,
@@ -96,6 +102,7 @@ export async function startAgent(config: AgentConfig, log: Logger, options: { ig
         onRecovered: () => log.info("sending again", { set }),
       }),
   );
+  const transport = new SigningTransport(perSet, owner.key);
   const store = new S3Store(s3, config.bucket);
   const events = receivedEvents(config, { region: config.region, ...(config.endpoint ? { endpoint: config.endpoint } : {}) });
   const agent = new Agent({

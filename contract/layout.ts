@@ -40,6 +40,11 @@ export function statusKey(set: string): string {
   return `${PREFIX.state}${set}/status.json`;
 }
 
+/** Key of the set's owner record (contract/signing.ts OwnerRecord): written by the applier on first use and by `tidemark adopt`, never by an agent. */
+export function ownerKey(set: string): string {
+  return `${PREFIX.state}${set}/owner.json`;
+}
+
 /** Key of the report of a verification (a `verify` record) of a set. */
 export function verifyReportKey(set: string, id: string): string {
   return `${PREFIX.state}${set}/verify/${id}.json`;
@@ -208,6 +213,13 @@ export const SetStatusSchema = z.object({
   /** The last message the applier refused, with why; kept after the set recovers, for the operator. */
   lastRejected: z
     .object({ at: z.string(), messageId: z.string(), error: z.string() })
+    .optional(),
+  /** Messages refused because they were not signed by the set's owner (ownership.ts): nothing of them was applied. */
+  refused: z
+    .object({
+      count: z.number().int().min(1),
+      last: z.object({ at: z.string(), messageId: z.string(), reason: z.string(), sender: z.string().optional(), keyId: z.string().optional() }),
+    })
     .optional(),
   appliedRecords: z.number().int().min(0),
   appliedBytes: z.number().int().min(0),

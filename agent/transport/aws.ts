@@ -9,7 +9,7 @@ import { sharedUntilFailure } from "../../contract/async.ts";
 import { META } from "../../contract/layout.ts";
 import { MULTIPART_THRESHOLD, putInParts } from "../../lambdas/s3-multipart.ts";
 import { SqsSendRequests } from "./sqs-send.ts";
-import { DeliveryRefusedError, type StagedPayload, type Transport } from "./transport.ts";
+import { DeliveryRefusedError, type MessageAttributes, type StagedPayload, type Transport } from "./transport.ts";
 
 async function readPart(file: FileHandle, offset: number, length: number, key: string): Promise<Buffer> {
   const body = Buffer.alloc(length);
@@ -80,10 +80,10 @@ export class AwsTransport implements Transport {
     }
   }
 
-  async send(set: string, deduplicationId: string, body: string): Promise<void> {
+  async send(set: string, deduplicationId: string, body: string, attributes?: MessageAttributes): Promise<void> {
     const direct = await this.#directSends();
     if (direct) {
-      await direct.send({ body, groupId: set, deduplicationId });
+      await direct.send({ body, groupId: set, deduplicationId, ...(attributes ? { attributes } : {}) });
       return;
     }
     await this.#sqs.send(
@@ -92,6 +92,7 @@ export class AwsTransport implements Transport {
         MessageBody: body,
         MessageGroupId: set,
         MessageDeduplicationId: deduplicationId,
+        ...(attributes ? { MessageAttributes: Object.fromEntries(Object.entries(attributes).map(([name, value]) => [name, { DataType: "String", StringValue: value }])) } : {}),
       }),
     );
   }

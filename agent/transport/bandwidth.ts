@@ -5,7 +5,7 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import { z } from "zod";
 import { strictObject } from "../strict-schema.ts";
-import type { StagedPayload, Transport } from "./transport.ts";
+import type { MessageAttributes, StagedPayload, Transport } from "./transport.ts";
 
 const DAYS = ["sun", "mon", "tue", "wed", "thu", "fri", "sat"] as const;
 type Day = (typeof DAYS)[number];
@@ -82,8 +82,8 @@ export class RateLimitedTransport implements Transport {
     return this.#paced(payload.size, () => this.#inner.stage(payload));
   }
 
-  send(set: string, deduplicationId: string, body: string): Promise<void> {
-    return this.#paced(Buffer.byteLength(body), () => this.#inner.send(set, deduplicationId, body));
+  send(set: string, deduplicationId: string, body: string, attributes?: MessageAttributes): Promise<void> {
+    return this.#paced(Buffer.byteLength(body), () => this.#inner.send(set, deduplicationId, body, attributes));
   }
 
   #refill(rate: number): void {

@@ -5,7 +5,7 @@
 
 import { setTimeout as sleep } from "node:timers/promises";
 import { classifyFailure } from "./failure-kind.ts";
-import { DeliveryRefusedError, type StagedPayload, type Transport } from "./transport.ts";
+import { DeliveryRefusedError, type MessageAttributes, type StagedPayload, type Transport } from "./transport.ts";
 
 export interface RetryOptions {
   readonly baseDelayMs?: number;
@@ -38,8 +38,8 @@ export class RetryingTransport implements Transport {
     return this.#retry(() => this.#inner.stage(payload));
   }
 
-  send(set: string, deduplicationId: string, body: string): Promise<void> {
-    return this.#retry(() => this.#inner.send(set, deduplicationId, body));
+  send(set: string, deduplicationId: string, body: string, attributes?: MessageAttributes): Promise<void> {
+    return this.#retry(() => this.#inner.send(set, deduplicationId, body, attributes));
   }
 
   async #retry(call: () => Promise<void>): Promise<void> {

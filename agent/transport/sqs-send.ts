@@ -20,6 +20,8 @@ export interface SendMessageInput {
   readonly body: string;
   readonly groupId: string;
   readonly deduplicationId: string;
+  /** Message attributes, all of type String. */
+  readonly attributes?: Readonly<Record<string, string>>;
 }
 
 export class SqsSendRequests {
@@ -50,6 +52,9 @@ export class SqsSendRequests {
       MessageBody: input.body,
       MessageGroupId: input.groupId,
       MessageDeduplicationId: input.deduplicationId,
+      ...(input.attributes
+        ? { MessageAttributes: Object.fromEntries(Object.entries(input.attributes).map(([name, value]) => [name, { DataType: "String", StringValue: value }])) }
+        : {}),
     };
     const response = await this.#requests.send("POST", "/", {
       body: Buffer.from(JSON.stringify(request), "utf8"),

@@ -11,14 +11,20 @@ export interface StagedPayload {
   readonly source: { readonly bytes: Uint8Array } | { readonly file: string };
 }
 
+/** SQS message attributes of a message, all of type String (the owner's signature, contract/signing.ts). */
+export type MessageAttributes = Readonly<Record<string, string>>;
+
 export interface Transport {
   /**
    * Stores a payload too large for a message; resolves once the store holds it. Storing the same key again is harmless.
    * Rejects with DeliveryRefusedError when the store will never take this payload (too large, malformed).
    */
   stage(payload: StagedPayload): Promise<void>;
-  /** Sends one message into the set's FIFO group; resolves once the queue accepted it. Rejects with DeliveryRefusedError when the queue will never take it. */
-  send(set: string, deduplicationId: string, body: string): Promise<void>;
+  /**
+   * Sends one message into the set's FIFO group, with these SQS message attributes (string values); resolves once the queue accepted it.
+   * Rejects with DeliveryRefusedError when the queue will never take it.
+   */
+  send(set: string, deduplicationId: string, body: string, attributes?: MessageAttributes): Promise<void>;
 }
 
 /** A transport call failed; retryable says whether trying again may succeed (throttling, 5xx, connection). */

@@ -31,12 +31,17 @@ import { readSetStatus } from "../store/set-status.ts";
 import { VolumeMap } from "../volumes/block-map.ts";
 import { takeVolumeSnapshot } from "../volumes/volume-snapshots.ts";
 import type { TargetStore } from "../store/store.ts";
+import { SignedOwnership, type OwnershipCheck, type Refusal } from "./ownership.ts";
 
 export interface IncomingMessage {
   readonly messageId: string;
   /** The SQS MessageGroupId: the set the sender claims the message is for. */
   readonly groupId: string | undefined;
   readonly body: string;
+  /** SQS message attributes (string values): the owner's signature travels here (ownership.ts). */
+  readonly attributes?: Readonly<Record<string, string>>;
+  /** The SQS SenderId attribute, where the queue tells it. */
+  readonly senderId?: string;
 }
 
 export type MessageOutcome =
@@ -71,6 +76,8 @@ export interface ApplierOptions {
   readonly log?: (line: string) => void;
   /** Task markers: the target's switch, the action runners, events. @default enabled, snapshot only */
   readonly tasks?: TaskSettings;
+  /** Who may change a set. @default SignedOwnership on the store: only messages signed by the set's owner */
+  readonly ownership?: OwnershipCheck;
 }
 
 /** Content checked before anything is written: decoded inline bytes, or a staging object known to exist. */
@@ -135,6 +142,7 @@ export class Applier {
   readonly #now: () => Date;
   readonly #log: (line: string) => void;
   readonly #tasks: TaskSettings;
+  readonly #ownership: OwnershipCheck;
   /** Actions of markers that do not hold the stream (timeout 0), still running. */
   readonly #background = new Set<Promise<unknown>>();
 
@@ -144,6 +152,7 @@ export class Applier {
     this.#now = options.now ?? (() => new Date());
     this.#log = options.log ?? ((line) => console.error(line));
     this.#tasks = options.tasks ?? {};
+    this.#ownership = options.ownership ?? new SignedOwnership(options.store, { now: this.#now });
   }
 
   /** Resolves once the actions of markers that did not hold the stream finished: the handler awaits this before its invocation ends. */
@@ -167,6 +176,8 @@ export class Applier {
     const set = message.set;
     const status = await this.readStatus(set);
     if (isMarkerMessage(message)) return this.#applyMarkerMessage(incoming, message, status, invocation);
+    const refusal = await this.#ownership.check(set, incoming, status);
+    if (refusal) return this.#refuse(incoming, refusal, status);
     let records = message.records;
     const generation = enterGeneration(status, message.gen, records, this.#now());
     if (generation.kind === "stale") return this.#reject(incoming, generation.error, status);
@@ -558,6 +569,14 @@ export class Applier {
       await this.#writeStatus(status);
     }
     return { kind: "rejected", set, error: error.message };
+  }
+
+  /** A message not from the set's owner: recorded with who sent it; the checkpoint and the sync state stay as they are. */
+  async #refuse(incoming: IncomingMessage, refusal: Refusal, status: SetStatus): Promise<MessageOutcome> {
+    this.#log(JSON.stringify({ level: "error", msg: "message refused", messageId: incoming.messageId, set: status.set, ...refusal }));
+    status.refused = { count: (status.refused?.count ?? 0) + 1, last: { at: this.#now().toISOString(), messageId: incoming.messageId, ...refusal } };
+    await this.#writeStatus(status);
+    return { kind: "rejected", set: status.set, error: refusal.reason };
   }
 
   async #writeStatus(status: SetStatus): Promise<void> {

@@ -12,6 +12,7 @@ import { Applier, type MessageOutcome } from "./applier.ts";
 import { metricsLine } from "./metrics.ts";
 import { taskSettingsFromEnvironment } from "../tasks/environment.ts";
 import { MarkerContinuesError } from "./markers.ts";
+import { setRolesFromEnvironment, SignedOwnership } from "./ownership.ts";
 
 export type BatchHandler = (event: SQSEvent, context?: Context) => Promise<SQSBatchResponse>;
 
@@ -28,7 +29,13 @@ export function createHandler(applier: Applier, emit: (line: string) => void = c
       try {
         outcomes.push(
           await applier.applyMessage(
-            { messageId: record.messageId, groupId: record.attributes.MessageGroupId, body: record.body },
+            {
+              messageId: record.messageId,
+              groupId: record.attributes.MessageGroupId,
+              body: record.body,
+              attributes: stringAttributes(record.messageAttributes),
+              ...(record.attributes.SenderId ? { senderId: record.attributes.SenderId } : {}),
+            },
             context ? { remainingMs: () => context.getRemainingTimeInMillis() } : undefined,
           ),
         );
@@ -61,6 +68,15 @@ export function createHandler(applier: Applier, emit: (line: string) => void = c
   };
 }
 
+/** The String message attributes of a record (the owner's signature is one). */
+export function stringAttributes(attributes: SQSRecord["messageAttributes"]): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [name, value] of Object.entries(attributes ?? {})) {
+    if (value.dataType === "String" && value.stringValue !== undefined) out[name] = value.stringValue;
+  }
+  return out;
+}
+
 function fromEnvironment(env: NodeJS.ProcessEnv = process.env): BatchHandler {
   const bucket = env.TIDEMARK_BUCKET;
   if (!bucket) throw new Error("TIDEMARK_BUCKET is not set: the applier does not know its target bucket");
@@ -71,7 +87,8 @@ function fromEnvironment(env: NodeJS.ProcessEnv = process.env): BatchHandler {
   const retrySoon: RetrySoon = async (record) => {
     await sqs.send(new ChangeMessageVisibilityCommand({ QueueUrl: queueUrlOf(record.eventSourceARN, env.TIDEMARK_SQS_ENDPOINT), ReceiptHandle: record.receiptHandle, VisibilityTimeout: 0 }));
   };
-  return createHandler(new Applier({ store, tasks: taskSettingsFromEnvironment(env, region, bucket, store) }), console.log, env.TIDEMARK_METRICS_NAMESPACE || undefined, retrySoon);
+  const ownership = new SignedOwnership(store, { setRoles: setRolesFromEnvironment(env) });
+  return createHandler(new Applier({ store, ownership, tasks: taskSettingsFromEnvironment(env, region, bucket, store) }), console.log, env.TIDEMARK_METRICS_NAMESPACE || undefined, retrySoon);
 }
 
 /** The URL of the queue an event source ARN names (arn:aws:sqs:region:account:name). */

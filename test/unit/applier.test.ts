@@ -3,7 +3,7 @@ import { dataKey, decodeMeta, dirKey, stagingKey, statusKey } from "../../contra
 import type { WireRecord } from "../../contract/wire.ts";
 import { Applier } from "../../lambdas/applier/applier.ts";
 import { MemoryStore } from "../../lambdas/store/memory-store.ts";
-import { messageBody, putRecord } from "../support/messages.ts";
+import { messageBody, putRecord, signedIncoming, TEST_KEY } from "../support/messages.ts";
 
 describe("applier", () => {
   let store: MemoryStore;
@@ -12,7 +12,7 @@ describe("applier", () => {
   let rejections: string[];
   let n = 0;
   const deliver = (set: string, records: WireRecord[], groupId: string = set) =>
-    applier.applyMessage({ messageId: `m${++n}`, groupId, body: messageBody(set, records) });
+    applier.applyMessage(signedIncoming(`m${++n}`, set, messageBody(set, records), TEST_KEY, groupId));
   const text = async (set: string, path: string) => (await store.get(dataKey(set, path)))?.body.toString();
 
   beforeEach(() => {
@@ -61,7 +61,7 @@ describe("applier", () => {
       putRecord(23, "f1.txt", "again"),
       { seq: 24, op: "delete", path: "f2.txt" },
     ];
-    expect(await a.applyMessage({ messageId: "m", groupId: "docs", body: messageBody("docs", records) })).toMatchObject({ kind: "applied", last: 24 });
+    expect(await a.applyMessage(signedIncoming("m", "docs", messageBody("docs", records)))).toMatchObject({ kind: "applied", last: 24 });
     expect(slow.mostAtOnce).toBeGreaterThan(1);
     expect(order).toEqual(records.map((r) => r.seq));
     expect((await slow.get(dataKey("docs", "f0.txt")))?.body.toString()).toBe("second");
@@ -104,7 +104,7 @@ describe("applier", () => {
     await deliver("docs", [putRecord(1, "ok", "fine")]);
     const before = new Map(store.objects);
     const hostile = messageBody("docs", [putRecord(2, "x", "y")]).replace('"path":"x"', '"path":"../../../etc/passwd"');
-    const outcome = await applier.applyMessage({ messageId: "evil", groupId: "docs", body: hostile });
+    const outcome = await applier.applyMessage(signedIncoming("evil", "docs", hostile));
     expect(outcome.kind).toBe("rejected");
     const status = await applier.readStatus("docs");
     expect(status.lastRejected).toMatchObject({ messageId: "evil" });

@@ -10,10 +10,11 @@ import { recoverSet, runVerify, OperationTimeoutError, type OperationDeps } from
 import { caughtUp, findProblems, type SetFacts } from "../../agent/set-health.ts";
 import { TargetMismatchError } from "../../agent/target-wait.ts";
 import { waitForTask } from "../../agent/task-results.ts";
-import { initialStatus, statusKey, type SetStatus } from "../../contract/layout.ts";
+import { initialStatus, ownerKey, statusKey, type SetStatus } from "../../contract/layout.ts";
 import { MemoryStore } from "../../lambdas/store/memory-store.ts";
 import { readSetStatus } from "../../lambdas/store/set-status.ts";
 import { agentHarness, type Harness } from "../support/harness.ts";
+import { ownerRecordFor } from "../support/messages.ts";
 import { pictureOfSource, pictureOfTarget } from "../support/tree.ts";
 
 const SET = "docs";
@@ -167,6 +168,11 @@ describe("waits on a target in another generation", () => {
     await h.close();
   });
 
+  /** The set's history was written by this host: its key is the registered owner (a set with history is never claimed by first use). */
+  async function ownedBy(store: MemoryStore, harness: Harness): Promise<void> {
+    await store.put(ownerKey(SET), Buffer.from(JSON.stringify(ownerRecordFor(SET, harness.transport.key))), {});
+  }
+
   /** A target 57,689 records into a generation this journal has never been part of. */
   async function aheadTarget(store: MemoryStore, patch: Partial<SetStatus> = {}): Promise<void> {
     const status: SetStatus = { ...initialStatus(SET), lastSeq: 57_689, generation: "elsewhere", generations: [{ id: "elsewhere", since: new Date(0).toISOString(), seq: 1, reason: "first" }], updatedAt: new Date(0).toISOString(), ...patch };
@@ -178,6 +184,7 @@ describe("waits on a target in another generation", () => {
     await aheadTarget(store);
     // No continuity check (an agent that does not read the target's status): the target holds the set.
     h = agentHarness(SET, {}, { store });
+    await ownedBy(store, h);
     write(h, "a.txt", "a");
     await h.agent.start();
     const progress: number[] = [];
@@ -193,6 +200,7 @@ describe("waits on a target in another generation", () => {
     const store = new MemoryStore();
     await aheadTarget(store);
     h = agentHarness(SET, { targetStatus: (set) => readSetStatus(store, set) }, { store });
+    await ownedBy(store, h);
     write(h, "a.txt", "a");
     await h.agent.start();
     const result = await runVerify({ ...h.operations(), stallMs: 5_000 }, SET, { deep: false, repair: false, orphans: "report" });

@@ -12,6 +12,8 @@ import { MemoryStore } from "../../lambdas/store/memory-store.ts";
 import { readSetStatus } from "../../lambdas/store/set-status.ts";
 import { agentHarness, type Harness } from "../support/harness.ts";
 import { pictureOfSource, pictureOfTarget } from "../support/tree.ts";
+import { ownerRecordFor, signedIncoming } from "../support/messages.ts";
+import { writeOwner } from "../../lambdas/applier/ownership.ts";
 
 const SET = "vm";
 const MiB = 1024 * 1024;
@@ -166,10 +168,11 @@ describe("delta messages on the wire", () => {
     const applier = new Applier({ store, log: () => {} });
     await store.put("data/s/f.img", base, encodeMeta({ kind: "file", mode: 0o644, mtimeNs: "1", sha256: sha(base) }));
     await store.put("state/s/status.json", Buffer.from(JSON.stringify({ set: "s", lastSeq: 1, state: "in-sync", appliedRecords: 1, appliedBytes: 0, updatedAt: "x" })));
-    const bad = await applier.applyMessage({ messageId: "m1", groupId: "s", body: body(record([1], block1.subarray(1))) });
+    await writeOwner(store, ownerRecordFor("s"));
+    const bad = await applier.applyMessage(signedIncoming("m1", "s", body(record([1], block1.subarray(1)))));
     expect(bad.kind).toBe("rejected");
     expect((await store.get("data/s/f.img"))?.body.equals(base)).toBe(true);
-    const good = await applier.applyMessage({ messageId: "m2", groupId: "s", body: body(record([1], block1)) });
+    const good = await applier.applyMessage(signedIncoming("m2", "s", body(record([1], block1))));
     expect(good).toMatchObject({ kind: "applied", bytes: BLOCK_SIZE });
     expect((await store.get("data/s/f.img"))?.body.equals(next)).toBe(true);
   });
@@ -180,10 +183,12 @@ describe("delta messages on the wire", () => {
     const status = Buffer.from(JSON.stringify({ set: "s", lastSeq: 1, state: "in-sync", appliedRecords: 1, appliedBytes: 0, updatedAt: "x" }));
     await store.put("data/s/f.img", base, encodeMeta({ kind: "file", mode: 0o644, mtimeNs: "1", sha256: sha(base) }));
     await store.put("state/s/status.json", status);
-    expect((await applier.applyMessage({ messageId: "m1", groupId: "s", body: body(record([1], block1)) })).kind).toBe("applied");
+    await writeOwner(store, ownerRecordFor("s"));
+    expect((await applier.applyMessage(signedIncoming("m1", "s", body(record([1], block1))))).kind).toBe("applied");
     // The invocation died after the write and before the checkpoint: the same message arrives again.
     await store.put("state/s/status.json", status);
-    expect((await applier.applyMessage({ messageId: "m1", groupId: "s", body: body(record([1], block1)) })).kind).toBe("applied");
+    await writeOwner(store, ownerRecordFor("s"));
+    expect((await applier.applyMessage(signedIncoming("m1", "s", body(record([1], block1))))).kind).toBe("applied");
     expect((await readSetStatus(store, "s")).state).toBe("in-sync");
     expect((await store.get("data/s/f.img"))?.body.equals(next)).toBe(true);
   });

@@ -24,6 +24,8 @@ import { EbsSnapshotAction } from "../../lambdas/volumes/ebs-snapshot.ts";
 import { startFakeEbs, type FakeEbs } from "../../lambdas/local/ebs-standin.ts";
 import { readHead } from "../support/tree.ts";
 import { VOLUME_SET as SET, volumeHarness, type VolumeHarness } from "../support/volume-harness.ts";
+import { signedIncoming, signedSqsAttributes } from "../support/messages.ts";
+import type { SigningKey } from "../../contract/signing.ts";
 const BLOCKS = 40;
 
 let ebs: FakeEbs;
@@ -156,13 +158,13 @@ describe("ebs-snapshot markers", () => {
   });
 });
 
-function sqsRecord(id: string, body: string): SQSRecord {
+function sqsRecord(id: string, body: string, key: SigningKey): SQSRecord {
   return {
     messageId: id,
     receiptHandle: `rh-${id}`,
     body,
     attributes: { ApproximateReceiveCount: "1", SentTimestamp: String(Date.now()), SenderId: "x", ApproximateFirstReceiveTimestamp: String(Date.now()), MessageGroupId: SET },
-    messageAttributes: {},
+    messageAttributes: signedSqsAttributes(SET, body, key),
     md5OfBody: "",
     eventSource: "aws:sqs",
     eventSourceARN: "arn:aws:sqs:us-east-1:000000000000:tidemark.fifo",
@@ -196,7 +198,7 @@ describe("an EBS snapshot larger than one invocation", () => {
     overwriteBlock(h, 0);
     await h.agent.scan(SET);
     await h.agent.drain(SET);
-    records = h.transport.bodies.slice(before).map((body, i) => sqsRecord(`m${i}`, body));
+    records = h.transport.bodies.slice(before).map((body, i) => sqsRecord(`m${i}`, body, h.transport.key));
     expect(records.length).toBeGreaterThanOrEqual(1);
   });
   afterEach(() => h.close());
@@ -256,7 +258,7 @@ describe("an EBS snapshot larger than one invocation", () => {
     const marker = records.find((r) => r.body.includes('"op":"task"'));
     if (!marker) throw new Error("no message holds the marker");
     const dead = new Applier({ store, log: () => {}, tasks: { actions: { "ebs-snapshot": new EbsSnapshotAction(deadClient, store) } } });
-    void dead.applyMessage({ messageId: marker.messageId, groupId: SET, body: marker.body }).catch(() => undefined);
+    void dead.applyMessage(signedIncoming(marker.messageId, SET, marker.body, h.transport.key)).catch(() => undefined);
     const until = Date.now() + 10_000;
     while (!frozen && Date.now() < until) await new Promise((resolve) => setTimeout(resolve, 10));
     expect(frozen).toBe(true);
@@ -265,7 +267,7 @@ describe("an EBS snapshot larger than one invocation", () => {
     ebs.beforePut = undefined;
 
     const successor = new Applier({ store, log: () => {}, tasks: ebsTasks(store) });
-    for (const record of records) await successor.applyMessage({ messageId: record.messageId, groupId: SET, body: record.body });
+    for (const record of records) await successor.applyMessage(signedIncoming(record.messageId, SET, record.body, h.transport.key));
     await expectComplete();
     expect(await readTaskResult(store, SET, taskId)).toMatchObject({ attempts: 2 });
     deadClient.destroy();

@@ -9,7 +9,7 @@ import { Applier } from "../../lambdas/applier/applier.ts";
 import { MemoryStore } from "../../lambdas/store/memory-store.ts";
 import { continuityBreak, awaitingGeneration } from "../../agent/continuity.ts";
 import { initialStatus } from "../../contract/layout.ts";
-import { putRecord } from "../support/messages.ts";
+import { putRecord, signedIncoming } from "../support/messages.ts";
 
 const SET = "docs";
 
@@ -19,7 +19,7 @@ describe("applier generations", () => {
   let n = 0;
   const deliver = (gen: string | undefined, records: WireRecord[]) => {
     const message: WireMessage = { v: 1, set: SET, ...(gen !== undefined ? { gen } : {}), records };
-    return applier.applyMessage({ messageId: `m${++n}`, groupId: SET, body: JSON.stringify(message) });
+    return applier.applyMessage(signedIncoming(`m${++n}`, SET, JSON.stringify(message)));
   };
   const text = async (path: string) => (await store.get(dataKey(SET, path)))?.body.toString();
   const puts = (from: number, count: number, prefix = "f") => Array.from({ length: count }, (_, i) => putRecord(from + i, `${prefix}${from + i}`, `v${from + i}`));

@@ -7,7 +7,7 @@ import { expect, it } from "vitest";
 import { Applier } from "../../lambdas/applier/applier.ts";
 import { createHandler, queueUrlOf } from "../../lambdas/applier/handler.ts";
 import { MemoryStore } from "../../lambdas/store/memory-store.ts";
-import { messageBody, putRecord } from "../support/messages.ts";
+import { messageBody, putRecord, signedSqsAttributes } from "../support/messages.ts";
 
 function record(id: string, group: string, body: string, sentAt: number): SQSRecord {
   return {
@@ -15,7 +15,7 @@ function record(id: string, group: string, body: string, sentAt: number): SQSRec
     receiptHandle: `rh-${id}`,
     body,
     attributes: { ApproximateReceiveCount: "1", SentTimestamp: String(sentAt), SenderId: "x", ApproximateFirstReceiveTimestamp: String(sentAt), MessageGroupId: group },
-    messageAttributes: {},
+    messageAttributes: signedSqsAttributes(group, body),
     md5OfBody: "",
     eventSource: "aws:sqs",
     eventSourceARN: "arn:aws:sqs:us-east-1:000000000000:tidemark.fifo",

@@ -20,6 +20,7 @@ import { readSnapshot } from "../../lambdas/tasks/snapshots.ts";
 import { eventually } from "../support/local-cloud.ts";
 import { tempDir } from "../support/tree.ts";
 import { canUseLoopDevices, VOLUME_SET as SET, volumeHarness, type VolumeHarness } from "../support/volume-harness.ts";
+import { signedIncoming } from "../support/messages.ts";
 
 /** An image of `blocks` blocks: random ones, and every third one zeros. */
 function imageOf(blocks: number, tail = 0): Buffer {
@@ -245,7 +246,7 @@ describe("block records the applier refuses", () => {
     const store = new MemoryStore();
     const applier = new Applier({ store, log: () => {} });
     const good = { ...block({ index: 1, sha256: zeroBlockSha256(BLOCK_SIZE) }), seq: 2 };
-    const outcome = await applier.applyMessage({ messageId: "m", groupId: SET, body: body([record, good]) });
+    const outcome = await applier.applyMessage(signedIncoming("m", SET, body([record, good])));
     expect(outcome.kind).toBe("rejected");
     if (outcome.kind === "rejected") expect(outcome.error).toMatch(reason);
     expect([...store.objects.keys()].filter((k) => !k.startsWith("state/"))).toEqual([]);

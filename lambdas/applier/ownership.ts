@@ -1,0 +1,139 @@
+// Which messages may change a set (DESIGN 8): only those signed by the key
+// registered as the set's owner (state/<set>/owner.json), and on AWS, when the
+// stack gives each host its own role, only those sent by that role. A new set
+// registers the key of its first signed message; moving a set to another key
+// is `tidemark adopt`, an operator's write to state/, never the applier's.
+
+import { ownerKey, type SetStatus } from "../../contract/layout.ts";
+import { BadSignatureError, OwnerRecordSchema, parseSignature, SIGNATURE_ATTRIBUTE, signatureValid, type OwnerRecord, type ParsedSignature } from "../../contract/signing.ts";
+import type { TargetStore } from "../store/store.ts";
+
+/** What the applier knows of who sent a message. */
+export interface MessageOrigin {
+  readonly messageId: string;
+  readonly body: string;
+  /** SQS message attributes (string values); the signature is SIGNATURE_ATTRIBUTE. */
+  readonly attributes?: Readonly<Record<string, string>>;
+  /** The SQS SenderId attribute: on AWS, "<role id>:<session>" for a role, the user id for a user. */
+  readonly senderId?: string;
+}
+
+/** Why a message may not change its set; nothing of it is applied. */
+export interface Refusal {
+  readonly reason: string;
+  readonly keyId?: string;
+  readonly sender?: string;
+}
+
+/** The seam the applier asks before it applies a set's records. */
+export interface OwnershipCheck {
+  /** Undefined when the message may change the set (registering the set's first owner if it has none); else why not. Throws only when the store fails. */
+  check(set: string, origin: MessageOrigin, status: SetStatus): Promise<Refusal | undefined>;
+}
+
+export class OwnerRecordError extends Error {
+  override name = "OwnerRecordError";
+}
+
+/** The set's owner record, or undefined when none was registered. Throws OwnerRecordError when it is unreadable. */
+export async function readOwner(store: TargetStore, set: string): Promise<OwnerRecord | undefined> {
+  const object = await store.get(ownerKey(set));
+  if (!object) return undefined;
+  let json: unknown;
+  try {
+    json = JSON.parse(object.body.toString("utf8"));
+  } catch (error) {
+    throw new OwnerRecordError(`${ownerKey(set)} is not JSON: ${(error as Error).message}`);
+  }
+  const parsed = OwnerRecordSchema.safeParse(json);
+  if (!parsed.success || parsed.data.set !== set) throw new OwnerRecordError(`${ownerKey(set)} is not an owner record of set "${set}"`);
+  return parsed.data;
+}
+
+export async function writeOwner(store: TargetStore, record: OwnerRecord): Promise<void> {
+  await store.put(ownerKey(record.set), Buffer.from(`${JSON.stringify(record, null, 2)}\n`), {});
+}
+
+/** The role id of a SenderId ("AROA...:session" for an assumed role). */
+function roleIdOf(senderId: string): string {
+  return senderId.split(":")[0] ?? senderId;
+}
+
+/** Environment variable with the stack's map of set -> role id of the host that owns it (JSON object). */
+export const SET_ROLES_ENV = "TIDEMARK_SET_ROLES";
+
+export class SetRolesError extends Error {
+  override name = "SetRolesError";
+}
+
+/** The set -> role id map the stack gives the applier; empty when every host shares one policy. */
+export function setRolesFromEnvironment(env: NodeJS.ProcessEnv): Map<string, string> {
+  const text = env[SET_ROLES_ENV];
+  if (!text) return new Map();
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (error) {
+    throw new SetRolesError(`${SET_ROLES_ENV} is not JSON: ${(error as Error).message}`);
+  }
+  if (typeof json !== "object" || json === null || Array.isArray(json) || Object.values(json).some((v) => typeof v !== "string" || v === "")) {
+    throw new SetRolesError(`${SET_ROLES_ENV} must be a JSON object of set name -> role id`);
+  }
+  return new Map(Object.entries(json as Record<string, string>));
+}
+
+export interface SignedOwnershipOptions {
+  readonly now?: () => Date;
+  /** Set -> the role id (RoleId, "AROA...") of the host role allowed to send its messages (the stack's `tidemark:hosts`). */
+  readonly setRoles?: ReadonlyMap<string, string>;
+}
+
+/** The product's check: a valid signature by the set's registered owner, and the host's role where one is assigned. */
+export class SignedOwnership implements OwnershipCheck {
+  readonly #store: TargetStore;
+  readonly #now: () => Date;
+  readonly #setRoles: ReadonlyMap<string, string>;
+
+  constructor(store: TargetStore, options: SignedOwnershipOptions = {}) {
+    this.#store = store;
+    this.#now = options.now ?? (() => new Date());
+    this.#setRoles = options.setRoles ?? new Map();
+  }
+
+  async check(set: string, origin: MessageOrigin, status: SetStatus): Promise<Refusal | undefined> {
+    const sender = origin.senderId || undefined;
+    const refuse = (reason: string, keyId?: string): Refusal => ({ reason, ...(keyId ? { keyId } : {}), ...(sender ? { sender } : {}) });
+    const role = this.#setRoles.get(set);
+    if (role !== undefined && (sender === undefined || roleIdOf(sender) !== role)) {
+      return refuse(`sent by ${sender ?? "an unknown sender"}, not by the role of the host that owns set "${set}" (${role})`);
+    }
+    const value = origin.attributes?.[SIGNATURE_ATTRIBUTE];
+    if (value === undefined) return refuse(`unsigned: a message that changes set "${set}" must carry its owner's signature (${SIGNATURE_ATTRIBUTE})`);
+    let signature: ParsedSignature;
+    try {
+      signature = parseSignature(value);
+    } catch (error) {
+      if (error instanceof BadSignatureError) return refuse(error.message);
+      throw error;
+    }
+    if (!signatureValid(signature, set, origin.body)) return refuse(`the signature by key ${signature.keyId} does not match the message`, signature.keyId);
+    let owner: OwnerRecord | undefined;
+    try {
+      owner = await readOwner(this.#store, set);
+    } catch (error) {
+      // Fail closed: an owner record no one can read accepts no one.
+      if (error instanceof OwnerRecordError) return refuse(`${error.message}; an operator registers the owner again with \`tidemark adopt\``, signature.keyId);
+      throw error;
+    }
+    if (owner) {
+      if (owner.publicKey === signature.publicKey) return undefined;
+      return refuse(`signed by key ${signature.keyId}, but set "${set}" belongs to key ${owner.keyId} (moving a set to another host is \`tidemark adopt\`)`, signature.keyId);
+    }
+    if (status.lastSeq > 0) {
+      // A set with history and no owner (replicated before owners were registered): no one claims it by sending first.
+      return refuse(`set "${set}" has history on the target but no registered owner; an operator registers it with \`tidemark adopt ${set}\` on the owning host`, signature.keyId);
+    }
+    await writeOwner(this.#store, { set, keyId: signature.keyId, publicKey: signature.publicKey, since: this.#now().toISOString(), how: "first-use", previous: [] });
+    return undefined;
+  }
+}
