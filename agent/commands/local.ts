@@ -14,7 +14,7 @@ import { ConfigError, DEFAULT_CONFIG_FILE, loadConfig, pathWithin, realPathOf, t
 import { createLogger, logJsonLine } from "../log.ts";
 import { startAgent, type RunningAgent } from "../runtime.ts";
 import { acquireStateLock } from "../state-lock.ts";
-import { stringOption, untilSignal, UsageError, type Command } from "./command.ts";
+import { stringOption, untilStopped, UsageError, type Command } from "./command.ts";
 
 const REGION = "us-east-1";
 
@@ -63,7 +63,8 @@ runs in Lambda, driven with the event source mapping's FIFO semantics. Writes
 DIR/tidemark.config.json, a config every other command can use, and prints
 the endpoints, queue URL and bucket. With --source it also runs the agent on
 that folder (or disk image, as a volume set) in the same process. Runs until
-SIGINT/SIGTERM.
+SIGINT/SIGTERM, or until the process that started it exits (Ctrl-C sent to
+\`npx\` alone stops it too).
 
 Queue, bucket, EBS snapshots and journal live under the state dir and survive
 a restart.
@@ -180,8 +181,8 @@ Examples:
         process.stdout.write(`  no sets yet: add one to ${configFile} and run \`tidemark run --config ${configFile}\`\n`);
       }
       process.stdout.write("Press Ctrl-C to stop.\n");
-      const signal = await untilSignal();
-      log.info("stopping", { signal });
+      const reason = await untilStopped();
+      log.info("stopping", { reason });
     } finally {
       await stopAll();
     }
