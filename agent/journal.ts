@@ -11,6 +11,7 @@ import type { EntryKind, OrphanPolicy } from "../contract/layout.ts";
 import { parentOf } from "../contract/paths.ts";
 import { blockCount, deltaContentSize } from "../contract/wire.ts";
 import type { TaskFields } from "../contract/tasks.ts";
+import { SkippedNames } from "./skipped-names.ts";
 
 /** A change as the agent journals it. Content is captured when journaled, so later writes cannot leak into it. */
 export type Change =
@@ -239,12 +240,15 @@ type Statements = ReturnType<typeof prepareStatements>;
 
 export class Journal {
   readonly spoolDir: string;
+  /** Entries of the sets that cannot be replicated under their names, for `status`. */
+  readonly skipped: SkippedNames;
   readonly #db: DatabaseSync;
   readonly #statements: Statements;
 
   private constructor(db: DatabaseSync, spoolDir: string) {
     this.#db = db;
     this.spoolDir = spoolDir;
+    this.skipped = new SkippedNames(db);
     this.#statements = prepareStatements(db);
   }
 

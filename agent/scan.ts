@@ -79,7 +79,10 @@ export async function barrierScan(journal: Journal, spec: SetSpec, options: Scan
     const top = await capture(journal, spec, from, captureOptions);
     queue(top.changes);
     flush();
-    if (!top.isDirectory) return report;
+    if (!top.isDirectory) {
+      journal.skipped.record(spec.name, from, [], true);
+      return report;
+    }
   }
 
   const dirs = [from];
@@ -158,5 +161,6 @@ export async function barrierScan(journal: Journal, spec: SetSpec, options: Scan
     readAhead();
   }
   flush();
+  journal.skipped.record(spec.name, from, report.skipped, report.stopped !== true);
   return report;
 }

@@ -6,7 +6,8 @@ import { S3Store } from "../../lambdas/store/s3-store.ts";
 import type { SetStatus } from "../../contract/layout.ts";
 import { configPath, loadConfig } from "../config.ts";
 import { Journal, type SetCounters } from "../journal.ts";
-import { formatBytes, table } from "../format.ts";
+import { escapeControl, formatBytes, table } from "../format.ts";
+import { skippedNow } from "../skipped-names.ts";
 import { stringOption, type Command } from "./command.ts";
 
 export interface SetReport {
@@ -18,6 +19,8 @@ export interface SetReport {
   journalFull: boolean;
   /** The watcher failed (inotify watches exhausted): the agent scans on a timer instead. */
   watcherProblem: string | null;
+  /** Entries not replicated because the target cannot carry their names (a newline in a name, ...), with why. */
+  skipped: { path: string; reason: string }[];
   target:
     | { reachable: true; lastSeqApplied: number; state: SetStatus["state"]; reason?: string; lastRejected?: SetStatus["lastRejected"]; updatedAt: string }
     | { reachable: false; error: string };
@@ -60,6 +63,7 @@ export async function collectStatus(configFile: string): Promise<SetReport[]> {
           lastSendError: counters.lastSendError,
           journalFull: counters.overflowed,
           watcherProblem: counters.watcherProblem,
+          skipped: journal ? skippedNow(journal.skipped, spec.name, spec.root).map(({ path, reason }) => ({ path, reason })) : [],
           target,
           inSync,
           caughtUp: inSync && counters.backlogRecords === 0 && target.reachable && target.lastSeqApplied >= counters.sentSeq,
@@ -114,6 +118,7 @@ Examples:
       if (r.lastSendError) process.stdout.write(`${r.set}: sending: ${r.lastSendError}\n`);
       if (r.watcherProblem) process.stdout.write(`${r.set}: ${r.watcherProblem}\n`);
       if (r.journalFull) process.stdout.write(`${r.set}: the journal reached its limit; changes are caught up by a scan once the backlog drains\n`);
+      for (const s of r.skipped) process.stdout.write(`${r.set}: not replicated: ${escapeControl(s.path)}: ${s.reason} (rename it to replicate it)\n`);
     }
     return 0;
   },
