@@ -5,7 +5,7 @@
 
 import { join } from "node:path";
 import { mapConcurrent } from "../contract/async.ts";
-import { setPathProblem } from "../contract/paths.ts";
+import { unreplicableName } from "./skipped-names.ts";
 import { capture, deletesFor, unchangedInIndex, type CaptureOptions } from "./capture.ts";
 import { readFolder, type FolderEntry } from "./folder-stats.ts";
 import { changeBytes, type Change, type Journal } from "./journal.ts";
@@ -127,7 +127,7 @@ export async function barrierScan(journal: Journal, spec: SetSpec, options: Scan
     listing.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
     for (const entry of listing) {
       const path = joinPath(dir, entry.name);
-      const problem = setPathProblem(path);
+      const problem = unreplicableName(spec.root, path);
       if (problem) {
         report.skipped.push({ path, reason: problem });
         continue;

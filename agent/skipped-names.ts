@@ -1,6 +1,6 @@
 // Entries a set holds but cannot replicate: names the target cannot carry (a
-// newline or another control character, a backslash, a path over S3's key
-// length). Kept in the journal's database so `tidemark status` names them; an
+// newline or another control character, a backslash, bytes that are not
+// UTF-8, a path over S3's key length). Kept in the journal's database so `tidemark status` names them; an
 // entry leaves the list once a scan no longer finds it under that name
 // (deleted, or renamed to a name that works), and status checks that each is
 // still there.
@@ -8,6 +8,28 @@
 import { lstatSync } from "node:fs";
 import { join } from "node:path";
 import type { DatabaseSync, StatementSync } from "node:sqlite";
+import { setPathProblem } from "../contract/paths.ts";
+
+function exists(path: string): boolean {
+  try {
+    lstatSync(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Why the entry at `path` in a set cannot be replicated under its name, or
+ * undefined when it can. Besides the set path rules: a name that is not valid
+ * UTF-8 reads back with U+FFFD in place of its bytes, and no file has that name.
+ */
+export function unreplicableName(root: string, path: string): string | undefined {
+  const problem = setPathProblem(path);
+  if (problem !== undefined) return problem;
+  if (path.includes("\uFFFD") && !exists(join(root, path))) return "name is not valid UTF-8 (S3 keys are UTF-8)";
+  return undefined;
+}
 
 export interface SkippedName {
   /** The entry's path in the set, as read from the disk. */
@@ -70,12 +92,6 @@ export class SkippedNames {
 
 /** The set's skipped entries that are still on the disk under that name (one deleted or renamed since the last scan is not listed). */
 export function skippedNow(names: SkippedNames, set: string, root: string): SkippedName[] {
-  return names.list(set).filter((entry) => {
-    try {
-      lstatSync(join(root, entry.path));
-      return true;
-    } catch {
-      return false;
-    }
-  });
+  // A name that is not UTF-8 cannot be looked up by its decoded form: it stays listed until a scan no longer finds it.
+  return names.list(set).filter((entry) => entry.path.includes("\uFFFD") || exists(join(root, entry.path)));
 }

@@ -63,6 +63,17 @@ describe("skipped names", () => {
     expect(paths()).toEqual([]);
   });
 
+  it("skips a name that is not UTF-8, which no scan could read back, instead of passing over it silently", async () => {
+    const bad = Buffer.concat([Buffer.from(join(src, "latin1-")), Buffer.from([0xe9]), Buffer.from(".txt")]);
+    writeFileSync(bad, "bytes");
+    const report = await barrierScan(journal, spec);
+    expect(report.skipped).toContainEqual({ path: "latin1-\uFFFD.txt", reason: "name is not valid UTF-8 (S3 keys are UTF-8)" });
+    expect(skippedNow(journal.skipped, "www", src).map((s) => s.path)).toContain("latin1-\uFFFD.txt");
+    rmSync(bad);
+    await barrierScan(journal, spec);
+    expect(paths().map(([p]) => p)).not.toContain("latin1-\uFFFD.txt");
+  });
+
   it("keeps entries below other folders when a subfolder is scanned, and keeps all when a scan stops early", async () => {
     await barrierScan(journal, spec);
     await barrierScan(journal, spec, "docs");
