@@ -1,4 +1,4 @@
-import { existsSync, readFileSync, renameSync, statSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { basename, join, resolve } from "node:path";
 import { ChangeMessageVisibilityCommand } from "@aws-sdk/client-sqs";
 import type { SQSRecord } from "aws-lambda";
@@ -48,6 +48,15 @@ function writeLocalConfig(
   const config: ConfigFile = { region: REGION, ...target, stateDir: "agent", sets, tasks: { enabled: true, eventsFile: LOCAL_EVENTS_FILE } };
   const temp = `${file}.tmp`;
   writeFileSync(temp, `${JSON.stringify(config, null, 2)}\n`);
+  if (source) {
+    // The set added must fit with those already there (no set on or inside another): a mistake leaves the config as it was.
+    try {
+      loadConfig(temp);
+    } catch (error) {
+      rmSync(temp, { force: true });
+      throw error instanceof ConfigError ? new ConfigError(error.message.replaceAll(temp, file)) : error;
+    }
+  }
   renameSync(temp, file);
   return config;
 }
