@@ -85,6 +85,8 @@ queue), messages and bytes sent, the last seq sent, the last seq the target
 applied (read from the target bucket), and whether the set is in sync.
 "in sync" means the target has no gap; "caught up" means in sync, nothing
 waiting, and the target applied everything sent.
+Entries not replicated because the target cannot carry their names (a
+newline in a name, say) are listed with the reason ("skipped" in --json).
 
 Options:
   --json          print a JSON object (for scripts)
