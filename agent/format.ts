@@ -17,3 +17,28 @@ export function table(headers: string[], rows: string[][]): string {
   const line = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i] ?? 0)).join("  ").trimEnd();
   return [line(headers), ...rows.map(line)].join("\n");
 }
+
+/**
+ * Text from a file name or a user's label, made safe to print: control
+ * characters (a newline, an escape sequence that would redraw the terminal) and
+ * bidirectional overrides become visible escapes (`\n`, `\x1b`, `\u202e`), and
+ * a backslash becomes `\\` so an escape is never ambiguous.
+ */
+export function escapeControl(text: string): string {
+  let out = "";
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charAt(i);
+    const code = text.charCodeAt(i);
+    if (c === "\\") out += "\\\\";
+    else if (c === "\n") out += "\\n";
+    else if (c === "\r") out += "\\r";
+    else if (c === "\t") out += "\\t";
+    else if (code < 0x20 || (code >= 0x7f && code <= 0x9f)) out += `\\x${code.toString(16).padStart(2, "0")}`;
+    else if (BIDI_CONTROLS.has(code)) out += `\\u${code.toString(16).padStart(4, "0")}`;
+    else out += c;
+  }
+  return out;
+}
+
+/** Marks that reorder how text is shown (a name could pose as "invoice.pdf"). */
+const BIDI_CONTROLS = new Set([0x061c, 0x200e, 0x200f, 0x202a, 0x202b, 0x202c, 0x202d, 0x202e, 0x2066, 0x2067, 0x2068, 0x2069]);

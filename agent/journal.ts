@@ -13,6 +13,7 @@ import { parentOf } from "../contract/paths.ts";
 import { blockCount, deltaContentSize } from "../contract/wire.ts";
 import type { TaskFields } from "../contract/tasks.ts";
 import { journalFault } from "./journal-faults.ts";
+import { SkippedNames } from "./skipped-names.ts";
 
 /** A change as the agent journals it. Content is captured when journaled, so later writes cannot leak into it. */
 export type Change =
@@ -311,6 +312,8 @@ export class Journal {
   readonly spoolDir: string;
   /** The database file: named in every error about it. */
   readonly path: string;
+  /** Entries of the sets that cannot be replicated under their names, for `status`. */
+  readonly skippedNames: SkippedNames;
   readonly #db: DatabaseSync;
   readonly #statements: Statements;
   readonly #onWrite: (() => void) | undefined;
@@ -319,6 +322,7 @@ export class Journal {
     this.#db = db;
     this.path = path;
     this.spoolDir = spoolDir;
+    this.skippedNames = new SkippedNames(db);
     this.#statements = prepareStatements(db);
     this.#onWrite = options.onWrite;
   }

@@ -5,7 +5,7 @@
 
 import { join } from "node:path";
 import { mapConcurrent } from "../contract/async.ts";
-import { setPathProblem } from "../contract/paths.ts";
+import { unreplicableName } from "./skipped-names.ts";
 import { capture, deletesFor, unchangedInIndex, type CaptureOptions } from "./capture.ts";
 import { readFolder, type FolderEntry } from "./folder-stats.ts";
 import { changeBytes, type Change, type Journal } from "./journal.ts";
@@ -79,7 +79,10 @@ export async function barrierScan(journal: Journal, spec: SetSpec, options: Scan
     const top = await capture(journal, spec, from, captureOptions);
     queue(top.changes);
     flush();
-    if (!top.isDirectory) return report;
+    if (!top.isDirectory) {
+      journal.skippedNames.record(spec.name, from, [], true);
+      return report;
+    }
   }
 
   const dirs = [from];
@@ -124,7 +127,7 @@ export async function barrierScan(journal: Journal, spec: SetSpec, options: Scan
     listing.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
     for (const entry of listing) {
       const path = joinPath(dir, entry.name);
-      const problem = setPathProblem(path);
+      const problem = unreplicableName(spec.root, path);
       if (problem) {
         report.skipped.push({ path, reason: problem });
         continue;
@@ -158,5 +161,6 @@ export async function barrierScan(journal: Journal, spec: SetSpec, options: Scan
     readAhead();
   }
   flush();
+  journal.skippedNames.record(spec.name, from, report.skipped, report.stopped !== true);
   return report;
 }

@@ -5,7 +5,15 @@
 
 import type { SetStatus } from "../contract/layout.ts";
 import { awaitingGeneration } from "./continuity.ts";
-import type { JournalGeneration, SetCounters, SkippedPath } from "./journal.ts";
+import { escapeControl } from "./format.ts";
+import type { JournalGeneration, SetCounters } from "./journal.ts";
+
+/** A path the set does not replicate, with why; `since` when the target refused its latest change (it keeps the last good version). */
+export interface NotReplicated {
+  readonly path: string;
+  readonly reason: string;
+  readonly since?: string;
+}
 
 /** One thing wrong with a set; `kind` is stable for scripts, `message` says what and why. */
 export interface Problem {
@@ -19,8 +27,8 @@ export interface SetFacts {
   readonly counters: SetCounters;
   /** The journal's generation of the set; undefined when the journal never sent anything of it. */
   readonly generation: JournalGeneration | undefined;
-  /** Paths whose latest change the target refused for good (the target keeps their last good version). */
-  readonly skipped?: readonly SkippedPath[];
+  /** Paths not replicated: their latest change refused for good by the target, or names the target cannot carry. */
+  readonly skipped?: readonly NotReplicated[];
   /** The target's status, or why it could not be read. */
   readonly target: { readonly status: SetStatus } | { readonly error: string };
   readonly now: Date;
@@ -98,7 +106,10 @@ const watcher: ProblemCheck = (facts) => (facts.counters.watcherProblem ? [{ kin
 const sending: ProblemCheck = (facts) => (facts.counters.lastSendError ? [{ kind: "send-error", message: `sending: ${facts.counters.lastSendError}` }] : []);
 
 const skippedPaths: ProblemCheck = (facts) =>
-  (facts.skipped ?? []).map((s) => ({ kind: "skipped-path", message: `not replicated since ${s.since}: ${JSON.stringify(s.path)}: ${s.reason}` }));
+  (facts.skipped ?? []).map((s) => ({
+    kind: "skipped-path",
+    message: s.since !== undefined ? `not replicated since ${s.since}: ${escapeControl(s.path)}: ${s.reason}` : `not replicated: ${escapeControl(s.path)}: ${s.reason} (rename it to replicate it)`,
+  }));
 
 /** Every check `tidemark status` runs, in the order its findings are listed. */
 export const PROBLEM_CHECKS: readonly ProblemCheck[] = [unreachable, outOfSync, continuity, rejected, journalFull, watcher, sending, skippedPaths];

@@ -64,3 +64,24 @@ export function untilSignal(): Promise<NodeJS.Signals> {
     process.on("SIGTERM", done);
   });
 }
+
+/** How often a long-running command checks that the process that started it is still there. */
+const PARENT_CHECK_MS = 1_000;
+
+/**
+ * Resolves when the process is asked to stop, or when the process that started
+ * it exits: Ctrl-C delivered to `npx` (or a script) alone must not leave the
+ * command running, orphaned. An orphan is re-parented, so its ppid changes.
+ */
+export function untilStopped(options: { checkMs?: number } = {}): Promise<NodeJS.Signals | "parent exited"> {
+  const parent = process.ppid;
+  let timer: NodeJS.Timeout | undefined;
+  const orphaned = new Promise<"parent exited">((resolve) => {
+    timer = setInterval(() => {
+      if (process.ppid !== parent) resolve("parent exited");
+    }, options.checkMs ?? PARENT_CHECK_MS);
+    // The command's own work keeps the process alive, not this check.
+    timer.unref();
+  });
+  return Promise.race([untilSignal(), orphaned]).finally(() => clearInterval(timer));
+}

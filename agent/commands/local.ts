@@ -1,4 +1,4 @@
-import { existsSync, readFileSync, renameSync, statSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { basename, join, resolve } from "node:path";
 import { ChangeMessageVisibilityCommand } from "@aws-sdk/client-sqs";
 import type { SQSRecord } from "aws-lambda";
@@ -14,7 +14,7 @@ import { ConfigError, DEFAULT_CONFIG_FILE, loadConfig, pathWithin, realPathOf, t
 import { createLogger, logJsonLine } from "../log.ts";
 import { startAgent, type RunningAgent } from "../runtime.ts";
 import { acquireStateLock } from "../state-lock.ts";
-import { stringOption, untilSignal, UsageError, type Command } from "./command.ts";
+import { stringOption, untilStopped, UsageError, type Command } from "./command.ts";
 
 const REGION = "us-east-1";
 
@@ -48,6 +48,15 @@ function writeLocalConfig(
   const config: ConfigFile = { region: REGION, ...target, stateDir: "agent", sets, tasks: { enabled: true, eventsFile: LOCAL_EVENTS_FILE } };
   const temp = `${file}.tmp`;
   writeFileSync(temp, `${JSON.stringify(config, null, 2)}\n`);
+  if (source) {
+    // The set added must fit with those already there (no set on or inside another): a mistake leaves the config as it was.
+    try {
+      loadConfig(temp);
+    } catch (error) {
+      rmSync(temp, { force: true });
+      throw error instanceof ConfigError ? new ConfigError(error.message.replaceAll(temp, file)) : error;
+    }
+  }
   renameSync(temp, file);
   return config;
 }
@@ -63,7 +72,8 @@ runs in Lambda, driven with the event source mapping's FIFO semantics. Writes
 DIR/tidemark.config.json, a config every other command can use, and prints
 the endpoints, queue URL and bucket. With --source it also runs the agent on
 that folder (or disk image, as a volume set) in the same process. Runs until
-SIGINT/SIGTERM.
+SIGINT/SIGTERM, or until the process that started it exits (Ctrl-C sent to
+\`npx\` alone stops it too).
 
 Queue, bucket, EBS snapshots and journal live under the state dir and survive
 a restart.
@@ -180,8 +190,8 @@ Examples:
         process.stdout.write(`  no sets yet: add one to ${configFile} and run \`tidemark run --config ${configFile}\`\n`);
       }
       process.stdout.write("Press Ctrl-C to stop.\n");
-      const signal = await untilSignal();
-      log.info("stopping", { signal });
+      const reason = await untilStopped();
+      log.info("stopping", { reason });
     } finally {
       await stopAll();
     }

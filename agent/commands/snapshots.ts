@@ -6,7 +6,7 @@ import type { PruneReport, SnapshotSummary } from "../../contract/tasks.ts";
 import type { TargetStore } from "../../lambdas/store/store.ts";
 import { listSnapshots, readSnapshot, SnapshotError } from "../../lambdas/tasks/snapshots.ts";
 import { configPath, loadConfig } from "../config.ts";
-import { formatBytes, table } from "../format.ts";
+import { escapeControl, formatBytes, table } from "../format.ts";
 import { runPrune, type Progress } from "../operations.ts";
 import { isEbsSnapshotId, restoreEbsSnapshot, restoreVolumeSnapshot, type VolumeRestoreResult } from "../restore-volume.ts";
 import { createProgressView } from "../progress.ts";
@@ -51,7 +51,7 @@ Examples:
     }
     const content = (s: SnapshotSummary) =>
       s.volume ? `${s.volume.blocks} blocks${s.volume.ebsSnapshotId ? ` (EBS ${s.volume.ebsSnapshotId})` : ""}` : `${s.files} files`;
-    const rows = snapshots.map((s) => [s.id, s.taskId, s.label ?? "", s.takenAt, content(s), formatBytes(s.bytes)]);
+    const rows = snapshots.map((s) => [s.id, s.taskId, escapeControl(s.label ?? ""), s.takenAt, content(s), formatBytes(s.bytes)]);
     process.stdout.write(`${table(["SNAPSHOT", "TASK", "LABEL", "TAKEN", "HOLDS", "BYTES"], rows)}\n`);
     return 0;
   },
@@ -113,7 +113,7 @@ Examples:
     else if (json) process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
     else {
       process.stdout.write(
-        `restored snapshot ${result.snapshot} of set ${set} to ${result.to}: ${result.files} files (${formatBytes(result.bytes)}), ${result.dirs} folders, ${result.symlinks} symlinks\n`,
+        `restored snapshot ${result.snapshot} of set ${set} to ${escapeControl(result.to)}: ${result.files} files (${formatBytes(result.bytes)}), ${result.dirs} folders, ${result.symlinks} symlinks\n`,
       );
     }
     return 0;
@@ -135,7 +135,7 @@ function printVolumeRestore(set: string, result: VolumeRestoreResult, json: bool
   else {
     const from = result.source === "ebs" ? "EBS snapshot" : "snapshot";
     process.stdout.write(
-      `restored ${from} ${result.snapshot} of set ${set} to ${result.to}: ${formatBytes(result.size)} volume, ${result.blocks} blocks holding data (${formatBytes(result.bytes)})\n`,
+      `restored ${from} ${result.snapshot} of set ${set} to ${escapeControl(result.to)}: ${formatBytes(result.size)} volume, ${result.blocks} blocks holding data (${formatBytes(result.bytes)})\n`,
     );
   }
 }

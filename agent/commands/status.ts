@@ -5,9 +5,10 @@ import { readSetStatus } from "../../lambdas/store/set-status.ts";
 import { S3Store } from "../../lambdas/store/s3-store.ts";
 import type { SetStatus } from "../../contract/layout.ts";
 import { configPath, loadConfig } from "../config.ts";
-import { Journal, type JournalGeneration, type SetCounters, type SkippedPath } from "../journal.ts";
-import { caughtUp, findProblems, type Problem, type SetFacts } from "../set-health.ts";
-import { formatBytes, table } from "../format.ts";
+import { Journal, type JournalGeneration, type SetCounters } from "../journal.ts";
+import { caughtUp, findProblems, type NotReplicated, type Problem, type SetFacts } from "../set-health.ts";
+import { escapeControl, formatBytes, table } from "../format.ts";
+import { skippedNow } from "../skipped-names.ts";
 import { stringOption, type Command } from "./command.ts";
 
 export interface SetReport {
@@ -21,8 +22,11 @@ export interface SetReport {
   watcherProblem: string | null;
   /** This journal's generation of the set (absent before it sent anything). */
   generation: string | null;
-  /** Paths not replicated because the target refused their latest change; the target keeps their last good version. */
-  skipped: SkippedPath[];
+  /**
+   * Paths not replicated, with why: the target refused their latest change (it keeps their last good version;
+   * `since` says when), or the target cannot carry their names (a newline in a name, ...).
+   */
+  skipped: NotReplicated[];
   target:
     | {
         reachable: true;
@@ -83,7 +87,9 @@ export async function collectStatus(configFile: string): Promise<SetReport[]> {
           facts = { error: message };
           target = { reachable: false, error: message };
         }
-        const skipped = journal?.skipped(spec.name) ?? [];
+        const skipped: NotReplicated[] = journal
+          ? [...journal.skipped(spec.name), ...skippedNow(journal.skippedNames, spec.name, spec.root).map(({ path, reason }) => ({ path, reason }))]
+          : [];
         const setFacts: SetFacts = { set: spec.name, counters, generation, skipped, target: facts, now: new Date() };
         const problems = findProblems(setFacts);
         const upToDate = caughtUp(setFacts);

@@ -4,7 +4,7 @@
 import { TASK_ACTIONS, MAX_TASK_TIMEOUT_SECONDS, DEFAULT_TASK_TIMEOUT_SECONDS, type TaskFields, type TaskResult } from "../../contract/tasks.ts";
 import type { QueuedMarker } from "../agent.ts";
 import { configPath, loadConfig, type AgentConfig } from "../config.ts";
-import { formatBytes, table } from "../format.ts";
+import { escapeControl, formatBytes, table } from "../format.ts";
 import { describeHook, hookSucceeded, runHook, type HookResult } from "../hooks.ts";
 import { queueTask, TasksDisabledError } from "../operations.ts";
 import { createProgressView } from "../progress.ts";
@@ -227,7 +227,7 @@ Examples:
       } finally {
         view?.done();
       }
-      if (!json) process.stdout.write(`${describeResult(result)}\n`);
+      if (!json) process.stdout.write(`${escapeControl(describeResult(result))}\n`);
     }
     if (json) {
       const summary = (h: HookResult | undefined) => h && { command: h.command, code: h.code, timedOut: h.timedOut, ms: h.ms };
@@ -287,7 +287,7 @@ Examples:
       process.stdout.write(`set ${set} has no task results yet\n`);
       return 0;
     }
-    const rows = shown.map((r) => [r.id, r.seq === null ? "-" : String(r.seq), r.action, r.label ?? "", r.status, r.reachedAt, describeResult(r).replace(/^task \S+ \S+( in [\d.]+ s)?:? ?/, "")]);
+    const rows = shown.map((r) => [r.id, r.seq === null ? "-" : String(r.seq), r.action, escapeControl(r.label ?? ""), r.status, r.reachedAt, escapeControl(describeResult(r).replace(/^task \S+ \S+( in [\d.]+ s)?:? ?/, ""))]);
     process.stdout.write(`${table(["TASK", "SEQ", "ACTION", "LABEL", "STATUS", "REACHED", "OUTCOME"], rows)}\n`);
     return 0;
   },

@@ -4,6 +4,7 @@ import { runVerify, type VerifyResult } from "../operations.ts";
 import { configPath, loadConfig } from "../config.ts";
 import { stringOption, type Command } from "./command.ts";
 import { checkSet, operate } from "./operate.ts";
+import { escapeControl } from "../format.ts";
 
 /** Exit code when the target differs from the source and nothing was repaired. */
 export const DIFFERENCES_FOUND = 3;
@@ -12,7 +13,7 @@ const LIST_LIMIT = 20;
 
 function list(label: string, paths: string[]): string[] {
   if (paths.length === 0) return [];
-  const shown = paths.slice(0, LIST_LIMIT).map((p) => `  ${label} ${p}`);
+  const shown = paths.slice(0, LIST_LIMIT).map((p) => `  ${label} ${escapeControl(p)}`);
   return paths.length > LIST_LIMIT ? [...shown, `  ... and ${paths.length - LIST_LIMIT} more`] : shown;
 }
 

@@ -45,8 +45,8 @@ it("rejects bad messages without writing, and keeps other sets flowing", async (
   expect(keys.sort()).toEqual(["data/good/one.txt", "data/good/two.txt", "state/good/status.json", "state/victim/status.json"]);
 
   const config = cloud.writeConfig(work.path, [
-    { name: "victim", path: "." },
-    { name: "good", path: "." },
+    { name: "victim", path: "victim" },
+    { name: "good", path: "good" },
   ]);
   const out = await tidemark(["status", "--config", config]);
   // A rejected message makes its set unhealthy: status exits 1 for cron and monitoring.

@@ -22,6 +22,8 @@ import { pictureOfSource, pictureOfTarget, tempDir } from "../support/tree.ts";
 const WORKLOAD = fileURLToPath(new URL("../support/workload.ts", import.meta.url));
 const SET = "app";
 const SEEDS = [1, 2, 3, 4, 5];
+/** A label sent from the console, with a newline and a terminal escape sequence in it. */
+const CONSOLE_LABEL = "from the console\n\x1b[2J";
 
 let cloud: TestCloud;
 let agent: RunningAgent | undefined;
@@ -88,7 +90,7 @@ describe("markers and recovery from the command line", () => {
         QueueUrl: cloud.queueUrl,
         MessageGroupId: SET,
         MessageDeduplicationId: "console-marker-1",
-        MessageBody: JSON.stringify({ v: 1, set: SET, task: { id: "console-1", action: "snapshot", label: "from the console" } }),
+        MessageBody: JSON.stringify({ v: 1, set: SET, task: { id: "console-1", action: "snapshot", label: CONSOLE_LABEL } }),
       }),
     );
     // Journaled after the marker was queued: not in its snapshot.
@@ -98,7 +100,7 @@ describe("markers and recovery from the command line", () => {
       result = await readTaskResult(cloud.store, SET, "console-1");
       expect(result?.status).toBe("succeeded");
     });
-    expect(result).toMatchObject({ seq: null, label: "from the console", outputs: { snapshotId: "snap-console-1" } });
+    expect(result).toMatchObject({ seq: null, label: CONSOLE_LABEL, outputs: { snapshotId: "snap-console-1" } });
     const to = join(work.path, "restore-console");
     expect((await tidemark(["restore", SET, "--snapshot", "snap-console-1", "--to", to, "--config", config])).code).toBe(0);
     expect(await pictureOfSource(to, exact)).toEqual(before);
@@ -108,15 +110,19 @@ describe("markers and recovery from the command line", () => {
     const tasks = await tidemark(["tasks", SET, "--limit", "0", "--json", "--config", config]);
     expect(tasks.code).toBe(0);
     const results = JSON.parse(tasks.stdout) as TaskResult[];
-    expect(results.map((r) => r.label)).toEqual([...SEEDS.map((s) => `seed-${s}`), "from the console"]);
+    expect(results.map((r) => r.label)).toEqual([...SEEDS.map((s) => `seed-${s}`), CONSOLE_LABEL]);
     const human = await tidemark(["tasks", SET, "--config", config]);
     expect(human.stdout).toMatch(/^TASK +SEQ +ACTION +LABEL +STATUS +REACHED +OUTCOME\n/);
-    expect(human.stdout).toMatch(/\nconsole-1 +- +snapshot +from the console +succeeded +\S+ +snapshot snap-console-1 \(\d+ files, /);
+    // The label's newline and escape sequence are shown, not obeyed.
+    expect(human.stdout).toMatch(/\nconsole-1 +- +snapshot +from the console\\n\\x1b\[2J +succeeded +\S+ +snapshot snap-console-1 \(\d+ files, /);
+    expect(human.stdout).not.toContain("\x1b");
 
     const listed = await tidemark(["snapshots", SET, "--json", "--config", config]);
     const snapshots = JSON.parse(listed.stdout) as SnapshotSummary[];
     expect(snapshots).toHaveLength(SEEDS.length + 1);
-    expect((await tidemark(["snapshots", SET, "--config", config])).stdout).toMatch(/^SNAPSHOT +TASK +LABEL +TAKEN +HOLDS +BYTES\n(.*\d+ files .*\n)+/);
+    const table = (await tidemark(["snapshots", SET, "--config", config])).stdout;
+    expect(table).toMatch(/^SNAPSHOT +TASK +LABEL +TAKEN +HOLDS +BYTES\n(.*\d+ files .*\n)+$/);
+    expect(table).toContain("from the console\\n\\x1b[2J");
 
     const occupied = join(work.path, "restore-1");
     const refused = await tidemark(["restore", SET, "--snapshot", "latest", "--to", occupied, "--config", config]);

@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync, readdirSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { tidemark } from "../support/cli.ts";
@@ -83,6 +83,20 @@ describe("tidemark CLI", () => {
     expect(out.code).toBe(2);
     expect(out.stderr).toMatch(/^tidemark: the state folder .*src\/\.tidemark is inside --source .*src: the set would replicate its own journal; pass --state DIR outside it\n$/);
     expect(existsSync(join(dir.path, "src", ".tidemark"))).toBe(false);
+  });
+
+  it("refuses a --source that is already a set under another name, and leaves the config as it was", async () => {
+    const state = join(dir.path, "state");
+    mkdirSync(join(dir.path, "docs"));
+    mkdirSync(state);
+    const config = join(state, "tidemark.config.json");
+    const before = JSON.stringify({ queueUrl: "http://127.0.0.1:9/q.fifo", bucket: "bucket", stateDir: "agent", sets: [{ name: "docs", path: join(dir.path, "docs") }] });
+    writeFileSync(config, before);
+    const out = await tidemark(["local", "--port", "0", "--state", state, "--source", join(dir.path, "docs"), "--set", "papers"]);
+    expect(out.code).toBe(1);
+    expect(out.stderr).toMatch(/^tidemark: config file .*state\/tidemark\.config\.json: sets "docs" and "papers" are the same folder/);
+    expect(readFileSync(config, "utf8")).toBe(before);
+    expect(existsSync(`${config}.tmp`)).toBe(false);
   });
 
   it("says where it looked when there is no config", async () => {

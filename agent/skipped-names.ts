@@ -1,0 +1,97 @@
+// Entries a set holds but cannot replicate: names the target cannot carry (a
+// newline or another control character, a backslash, bytes that are not
+// UTF-8, a path over S3's key length). Kept in the journal's database so `tidemark status` names them; an
+// entry leaves the list once a scan no longer finds it under that name
+// (deleted, or renamed to a name that works), and status checks that each is
+// still there.
+
+import { lstatSync } from "node:fs";
+import { join } from "node:path";
+import type { DatabaseSync, StatementSync } from "node:sqlite";
+import { setPathProblem } from "../contract/paths.ts";
+
+function exists(path: string): boolean {
+  try {
+    lstatSync(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Why the entry at `path` in a set cannot be replicated under its name, or
+ * undefined when it can. Besides the set path rules: a name that is not valid
+ * UTF-8 reads back with U+FFFD in place of its bytes, and no file has that name.
+ */
+export function unreplicableName(root: string, path: string): string | undefined {
+  const problem = setPathProblem(path);
+  if (problem !== undefined) return problem;
+  if (path.includes("\uFFFD") && !exists(join(root, path))) return "name is not valid UTF-8 (S3 keys are UTF-8)";
+  return undefined;
+}
+
+export interface SkippedName {
+  /** The entry's path in the set, as read from the disk. */
+  readonly path: string;
+  readonly reason: string;
+  /** When it was first found (ISO 8601). */
+  readonly since: string;
+}
+
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS skipped_names (
+  set_name TEXT NOT NULL,
+  path TEXT NOT NULL,
+  reason TEXT NOT NULL,
+  since TEXT NOT NULL,
+  PRIMARY KEY (set_name, path)
+) WITHOUT ROWID;`;
+
+/** The LIKE pattern of everything below a folder ("" is the set's root), with LIKE's wildcards escaped. */
+function below(folder: string): string {
+  return folder === "" ? "%" : `${folder.replace(/[\\%_]/g, (c) => `\\${c}`)}/%`;
+}
+
+export class SkippedNames {
+  readonly #db: DatabaseSync;
+  readonly #add: StatementSync;
+  readonly #list: StatementSync;
+  readonly #forgetBelow: StatementSync;
+
+  constructor(db: DatabaseSync) {
+    this.#db = db;
+    db.exec(SCHEMA);
+    this.#add = db.prepare("INSERT INTO skipped_names (set_name, path, reason, since) VALUES (?, ?, ?, ?) ON CONFLICT (set_name, path) DO UPDATE SET reason = excluded.reason");
+    this.#list = db.prepare("SELECT path, reason, since FROM skipped_names WHERE set_name = ? ORDER BY path");
+    this.#forgetBelow = db.prepare("DELETE FROM skipped_names WHERE set_name = ? AND path LIKE ? ESCAPE '\\'");
+  }
+
+  /**
+   * What a scan of `folder` found unreplicable. A scan that went through the
+   * whole folder replaces the list below it (what it did not find is gone or
+   * renamed); one that stopped early only adds.
+   */
+  record(set: string, folder: string, found: readonly { path: string; reason: string }[], complete: boolean): void {
+    const now = new Date().toISOString();
+    this.#db.exec("BEGIN IMMEDIATE");
+    try {
+      if (complete) this.#forgetBelow.run(set, below(folder));
+      for (const entry of found) this.#add.run(set, entry.path, entry.reason, now);
+      this.#db.exec("COMMIT");
+    } catch (error) {
+      if (this.#db.isTransaction) this.#db.exec("ROLLBACK");
+      throw error;
+    }
+  }
+
+  list(set: string): SkippedName[] {
+    return this.#list.all(set).map((row) => ({ path: String(row.path), reason: String(row.reason), since: String(row.since) }));
+  }
+}
+
+/** The set's skipped entries that are still on the disk under that name (one deleted or renamed since the last scan is not listed). */
+export function skippedNow(names: SkippedNames, set: string, root: string): SkippedName[] {
+  // A name that is not UTF-8 cannot be looked up by its decoded form: it stays listed until a scan no longer finds it.
+  return names.list(set).filter((entry) => entry.path.includes("\uFFFD") || exists(join(root, entry.path)));
+}

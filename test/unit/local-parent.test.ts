@@ -1,0 +1,59 @@
+// `tidemark local` stops with the process that started it: Ctrl-C sent to
+// `npx` alone (or a killed script) must not leave it running, orphaned.
+
+import { spawn } from "node:child_process";
+import { existsSync } from "node:fs";
+import { join } from "node:path";
+import { afterEach, expect, it } from "vitest";
+import { CLI } from "../support/cli.ts";
+import { tempDir } from "../support/tree.ts";
+
+const dir = tempDir("tidemark-local-parent-");
+const pids: number[] = [];
+afterEach(() => {
+  for (const pid of pids.splice(0)) {
+    try {
+      process.kill(pid, "SIGKILL");
+    } catch {
+      // Already gone.
+    }
+  }
+  dir.remove();
+});
+
+const running = (pid: number) => {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+};
+
+it("exits, releasing its state folder, when its parent is killed", async () => {
+  const state = join(dir.path, "state");
+  // A parent like npx: it starts `tidemark local`, says its pid, and waits.
+  const script = `const { spawn } = require("node:child_process");
+const child = spawn(process.execPath, ${JSON.stringify([CLI, "local", "--port", "0", "--state", state])}, { stdio: "inherit" });
+process.stdout.write("child " + child.pid + "\\n");
+setInterval(() => {}, 1000);`;
+  const parent = spawn(process.execPath, ["-e", script], { stdio: ["ignore", "pipe", "inherit"] });
+  pids.push(parent.pid ?? 0);
+  let out = "";
+  const child = await new Promise<number>((resolve, reject) => {
+    parent.stdout.setEncoding("utf8").on("data", (chunk: string) => {
+      out += chunk;
+      const pid = /child (\d+)/.exec(out);
+      if (pid && out.includes("Press Ctrl-C to stop")) resolve(Number(pid[1]));
+    });
+    parent.once("exit", () => reject(new Error(`parent exited early: ${out}`)));
+  });
+  pids.push(child);
+  expect(existsSync(join(state, "local.lock"))).toBe(true);
+
+  parent.kill("SIGKILL");
+  // Bounded wait: the child checks every second.
+  for (let i = 0; i < 300 && running(child); i += 1) await new Promise((resolve) => setTimeout(resolve, 100));
+  expect(running(child)).toBe(false);
+  expect(existsSync(join(state, "local.lock"))).toBe(false);
+});
