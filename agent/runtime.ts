@@ -17,6 +17,7 @@ import { checkSources, type AgentConfig } from "./config.ts";
 import { Journal } from "./journal.ts";
 import type { Logger } from "./log.ts";
 import { checkTarget } from "./preflight.ts";
+import { markerRunning } from "./task-results.ts";
 import { AwsTransport } from "./transport/aws.ts";
 import { RateLimitedTransport } from "./transport/bandwidth.ts";
 import { RetryingTransport } from "./transport/retry.ts";
@@ -130,6 +131,7 @@ export async function startAgent(config: AgentConfig, log: Logger, options: { ig
       return object && PruneReportSchema.parse(JSON.parse(object.body.toString("utf8")));
     },
     targetStatus: (set) => readSetStatus(store, set),
+    markerRunning: (set) => markerRunning(store, set),
     ...(onProgress ? { onProgress } : {}),
   });
   const knownSet = (set: string) => {
