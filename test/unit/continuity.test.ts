@@ -121,7 +121,10 @@ describe("journal continuity", () => {
     expect(findProblems(await facts(h)).map((p) => p.kind)).toEqual(["target-ahead"]);
 
     await h.agent.start();
+    // A new generation is begun; until the target reaches its resync, status names that.
+    expect(findProblems(await facts(h)).map((p) => p.kind)).toEqual(["generation-change"]);
     await h.agent.drain(SET);
+    expect((await readSetStatus(store, SET)).generation).toBe(h.journal.generation(SET).id);
     rmSync(join(h.src.path, "a.txt"));
     rmSync(join(h.src.path, "made-after-backup.txt"));
     write(h, "c.txt", "changed after the restore");
