@@ -71,6 +71,7 @@ const EXPECTED = new Set([
   "UnreachableError",
   "ControlError",
   "OperationTimeoutError",
+  "TargetMismatchError",
   "TasksDisabledError",
   "QuiesceError",
   "RestoreError",
