@@ -79,6 +79,7 @@ const EXPECTED = new Set([
   "UnreachableError",
   "ControlError",
   "OperationTimeoutError",
+  "TargetMismatchError",
   "TasksDisabledError",
   "QuiesceError",
   "RestoreError",

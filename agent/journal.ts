@@ -252,7 +252,6 @@ function prepareStatements(db: DatabaseSync) {
     upsertVolumeSize: prepare("INSERT INTO volumes (set_name, size) VALUES (?, ?) ON CONFLICT (set_name) DO UPDATE SET size = excluded.size"),
     setVolumeStamp: prepare("UPDATE volumes SET stamp = ? WHERE set_name = ?"),
     clearVolume: prepare("DELETE FROM volumes WHERE set_name = ?"),
-    ensureGeneration: prepare("INSERT OR IGNORE INTO generations (set_name, id, since_seq) VALUES (?, ?, 0)"),
     getGeneration: prepare("SELECT id, since_seq AS sinceSeq FROM generations WHERE set_name = ?"),
     setGeneration: prepare("INSERT OR REPLACE INTO generations (set_name, id, since_seq) VALUES (?, ?, ?)"),
     getRecord: prepare("SELECT seq, change, bytes FROM journal WHERE set_name = ? AND seq = ?"),
@@ -660,8 +659,12 @@ export class Journal {
 
   /** The set's journal generation, made on first use: a journal made anew (lost, deleted) has a generation no target knows. */
   generation(set: string): JournalGeneration {
-    this.#statements.ensureGeneration.run(set, newGenerationId());
-    return this.#statements.getGeneration.get(set) as unknown as JournalGeneration;
+    // Read first: every message packed asks, and a write would take the database's lock each time.
+    const known = this.knownGeneration(set);
+    if (known) return known;
+    const made = { id: newGenerationId(), sinceSeq: 0 };
+    this.#statements.setGeneration.run(set, made.id, made.sinceSeq);
+    return made;
   }
 
   /** The set's journal generation when it has one, without making it (for readers such as `tidemark status`). */

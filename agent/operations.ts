@@ -31,6 +31,8 @@ export interface OperationDeps {
   readonly timeoutMs?: number;
   /** Give up when the target has not moved for this long. @default 10 minutes */
   readonly stallMs?: number;
+  /** True when a marker's action holds the set's stream: a wait behind it is not stalled. */
+  readonly markerRunning?: (set: string) => Promise<boolean>;
   readonly pollMs?: number;
 }
 
@@ -56,6 +58,7 @@ function waitForReport<T>(deps: OperationDeps, what: string, read: () => Promise
     {
       timeoutMs: deps.timeoutMs ?? 30 * 60_000,
       ...(deps.stallMs !== undefined ? { stallMs: deps.stallMs } : {}),
+      ...(deps.markerRunning ? { busy: () => deps.markerRunning?.(set) ?? Promise.resolve(false) } : {}),
       ...(deps.pollMs !== undefined ? { pollMs: deps.pollMs } : {}),
       ...(deps.onProgress ? { onProgress: deps.onProgress } : {}),
     },

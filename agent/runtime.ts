@@ -18,6 +18,7 @@ import { Journal } from "./journal.ts";
 import type { Logger } from "./log.ts";
 import { checkTarget } from "./preflight.ts";
 import { acquireStateLock } from "./state-lock.ts";
+import { markerRunning } from "./task-results.ts";
 import { AwsTransport } from "./transport/aws.ts";
 import { RateLimitedTransport } from "./transport/bandwidth.ts";
 import { RetryingTransport } from "./transport/retry.ts";
@@ -146,6 +147,7 @@ export async function startAgent(config: AgentConfig, log: Logger, options: { ig
       return object && PruneReportSchema.parse(JSON.parse(object.body.toString("utf8")));
     },
     targetStatus: (set) => readSetStatus(store, set),
+    markerRunning: (set) => markerRunning(store, set),
     ...(onProgress ? { onProgress } : {}),
   });
   const knownSet = (set: string) => {

@@ -5,7 +5,6 @@
 
 import type { SetStatus } from "../contract/layout.ts";
 import { awaitingGeneration } from "./continuity.ts";
-import { escapeControl } from "./format.ts";
 import type { JournalGeneration, SetCounters } from "./journal.ts";
 
 /** A path the set does not replicate, with why; `since` when the target refused its latest change (it keeps the last good version). */
@@ -108,7 +107,7 @@ const sending: ProblemCheck = (facts) => (facts.counters.lastSendError ? [{ kind
 const skippedPaths: ProblemCheck = (facts) =>
   (facts.skipped ?? []).map((s) => ({
     kind: "skipped-path",
-    message: s.since !== undefined ? `not replicated since ${s.since}: ${escapeControl(s.path)}: ${s.reason}` : `not replicated: ${escapeControl(s.path)}: ${s.reason} (rename it to replicate it)`,
+    message: s.since !== undefined ? `not replicated since ${s.since}: ${s.path}: ${s.reason}` : `not replicated: ${s.path}: ${s.reason} (rename it to replicate it)`,
   }));
 
 /** Every check `tidemark status` runs, in the order its findings are listed. */

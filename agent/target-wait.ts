@@ -50,6 +50,8 @@ export interface TargetWaitOptions {
   /** Give up when the target's status has not changed for this long while the record is not reached. @default 10 minutes */
   readonly stallMs?: number;
   readonly pollMs?: number;
+  /** Asked once the target seems stalled: true when a marker's action holds the set's stream, which restarts the stall clock. */
+  readonly busy?: () => Promise<boolean>;
   readonly onProgress?: (progress: Progress) => void;
   readonly signal?: AbortSignal;
 }
@@ -112,6 +114,7 @@ export async function waitOnTarget<T>(
       stamp = now;
       movedAt = Date.now();
     }
+    if (Date.now() - movedAt > stallMs && (await options.busy?.().catch(() => false))) movedAt = Date.now();
     if (Date.now() - movedAt > stallMs) {
       throw new OperationTimeoutError(`gave up waiting for ${record.what} of set "${record.set}": the target has not moved for ${minutes(stallMs)} (${says}); see \`tidemark status\``);
     }

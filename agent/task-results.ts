@@ -35,8 +35,13 @@ export async function waitForTask(store: TargetStore, set: string, id: string, o
       return isFinished(result) ? { done: result } : { running: true };
     },
     () => readSetStatus(store, set),
-    options,
+    { busy: () => markerRunning(store, set), ...options },
   );
+}
+
+/** True when a marker's action of the set is running (it may hold the set's stream). */
+export async function markerRunning(store: TargetStore, set: string): Promise<boolean> {
+  return (await listTasks(store, set)).some((result) => !isFinished(result));
 }
 
 /** The set's task results, oldest first (by when the applier reached them). */

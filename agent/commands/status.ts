@@ -162,7 +162,7 @@ Examples:
     ]);
     process.stdout.write(`${table(["SET", "BACKLOG", "SENT", "LAST SENT", "LAST APPLIED", "STATE"], rows)}\n`);
     for (const r of reports) {
-      for (const problem of r.problems) process.stdout.write(`${r.set}: ${problem.message}\n`);
+      for (const problem of r.problems) process.stdout.write(`${r.set}: ${escapeControl(problem.message)}\n`);
       const rejected = r.target.reachable ? r.target.lastRejected : undefined;
       if (rejected && !r.problems.some((p) => p.kind === "rejected-message")) {
         process.stdout.write(`${r.set}: last rejected message ${rejected.messageId} at ${rejected.at} (before the last 24 hours): ${rejected.error}\n`);

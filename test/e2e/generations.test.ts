@@ -3,7 +3,7 @@
 // resyncs instead of dropping its records as duplicates, `tidemark status`
 // says what is wrong until it is repaired, and exits non-zero meanwhile.
 
-import { mkdirSync, rmSync, writeFileSync } from "node:fs";
+import { cpSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { ChildProcess } from "node:child_process";
 import { afterAll, beforeAll, expect, it } from "vitest";
@@ -100,4 +100,45 @@ it("a journal deleted while the agent was stopped: a new generation, every later
   const after = (await status(config)).json.sets[0]?.target;
   expect(after?.generation).not.toBe(before);
   expect(after?.lastGenerationChange?.reason).toMatch(/the journal was lost or replaced/);
+});
+
+it("a state folder restored from an older copy: the agent finds the target ahead of its journal, begins a new generation, and later changes and deletions reach the target", async () => {
+  const dir = join(work.path, "restored");
+  const src = join(dir, "src");
+  mkdirSync(src, { recursive: true });
+  for (let i = 0; i < 10; i++) writeFileSync(join(src, `f${i}.txt`), `file ${i}`);
+  const config = cloud.writeConfig(dir, [{ name: "restored", path: "src" }]);
+  const matches = async () => expect(await pictureOfTarget(cloud.store, "restored")).toEqual(await pictureOfSource(src));
+
+  child = await startAgentProcess(config);
+  await eventually(matches);
+  await stopAgent();
+  const backup = join(work.path, "restored-backup");
+  cpSync(join(dir, "state"), backup, { recursive: true });
+
+  child = await startAgentProcess(config);
+  for (let i = 0; i < 10; i++) writeFileSync(join(src, `f${i}.txt`), `file ${i}, second version`);
+  rmSync(join(src, "f1.txt"));
+  writeFileSync(join(src, "after-backup.txt"), "made after the backup");
+  await eventually(matches);
+  await stopAgent();
+
+  rmSync(join(dir, "state"), { recursive: true, force: true });
+  cpSync(backup, join(dir, "state"), { recursive: true });
+  const stale = await status(config);
+  expect(stale.code).toBe(1);
+  expect(stale.json.sets[0]?.problems.map((p) => p.kind)).toEqual(["target-ahead"]);
+
+  child = await startAgentProcess(config);
+  rmSync(join(src, "f2.txt"));
+  rmSync(join(src, "after-backup.txt"));
+  writeFileSync(join(src, "f3.txt"), "changed after the restore");
+  writeFileSync(join(src, "after-restore.txt"), "made after the restore");
+  await eventually(matches, 90_000);
+  await eventually(async () => {
+    const now = await status(config);
+    expect(now.code).toBe(0);
+    expect(now.json.sets[0]).toMatchObject({ inSync: true, healthy: true });
+  }, 60_000);
+  expect((await status(config)).json.sets[0]?.target.lastGenerationChange?.reason).toMatch(/restored from an older copy/);
 });

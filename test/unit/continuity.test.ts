@@ -8,9 +8,10 @@ import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { recoverSet, runVerify, OperationTimeoutError, type OperationDeps } from "../../agent/operations.ts";
 import { caughtUp, findProblems, type SetFacts } from "../../agent/set-health.ts";
-import { TargetMismatchError } from "../../agent/target-wait.ts";
-import { waitForTask } from "../../agent/task-results.ts";
-import { initialStatus, ownerKey, statusKey, type SetStatus } from "../../contract/layout.ts";
+import { TargetMismatchError, waitOnTarget } from "../../agent/target-wait.ts";
+import { markerRunning, waitForTask } from "../../agent/task-results.ts";
+import { initialStatus, ownerKey, statusKey, taskResultKey, type SetStatus } from "../../contract/layout.ts";
+import type { TaskResult } from "../../contract/tasks.ts";
 import { MemoryStore } from "../../lambdas/store/memory-store.ts";
 import { readSetStatus } from "../../lambdas/store/set-status.ts";
 import { agentHarness, type Harness } from "../support/harness.ts";
@@ -121,7 +122,10 @@ describe("journal continuity", () => {
     expect(findProblems(await facts(h)).map((p) => p.kind)).toEqual(["target-ahead"]);
 
     await h.agent.start();
+    // A new generation is begun; until the target reaches its resync, status names that.
+    expect(findProblems(await facts(h)).map((p) => p.kind)).toEqual(["generation-change"]);
     await h.agent.drain(SET);
+    expect((await readSetStatus(store, SET)).generation).toBe(h.journal.generation(SET).id);
     rmSync(join(h.src.path, "a.txt"));
     rmSync(join(h.src.path, "made-after-backup.txt"));
     write(h, "c.txt", "changed after the restore");
@@ -224,5 +228,34 @@ describe("waits on a target in another generation", () => {
     await expect(waitForTask(store, SET, "t3", { seq: 3, generation: "mine", pollMs: 1, stallMs: 30 })).rejects.toThrow(
       /gave up waiting for task t3 \(seq 3\) of set "docs": the target has not moved .*applied seq 57689 of generation elsewhere, out-of-sync: seq gap/,
     );
+  });
+
+  it("does not give up behind a marker whose action holds the stream", async () => {
+    const store = new MemoryStore();
+    h = agentHarness(SET, {}, { store });
+    await aheadTarget(store, { generation: "mine", lastSeq: 4 });
+    const running: TaskResult = { id: "t-before", set: SET, seq: 5, action: "snapshot", status: "running", timeoutSeconds: 900, reachedAt: new Date(0).toISOString(), attempts: 1, outputs: {} };
+    await store.put(taskResultKey(SET, running.id), Buffer.from(JSON.stringify(running)), {});
+    expect(await markerRunning(store, SET)).toBe(true);
+    let excused = 0;
+    let done = false;
+    const result = await waitOnTarget(
+      { set: SET, what: "task t-after (seq 6)", seq: 6, generation: "mine" },
+      async () => (done ? { done: "finished" } : undefined),
+      () => readSetStatus(store, SET),
+      {
+        pollMs: 1,
+        stallMs: 1,
+        busy: async () => {
+          // The stall clock ran out three times while the earlier marker held the stream; then ours finishes.
+          excused += 1;
+          if (excused === 3) done = true;
+          return markerRunning(store, SET);
+        },
+      },
+    );
+    expect(result).toBe("finished");
+    await store.put(taskResultKey(SET, running.id), Buffer.from(JSON.stringify({ ...running, status: "succeeded", finishedAt: new Date(1).toISOString() })), {});
+    expect(await markerRunning(store, SET)).toBe(false);
   });
 });

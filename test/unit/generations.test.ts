@@ -9,7 +9,9 @@ import { Applier } from "../../lambdas/applier/applier.ts";
 import { MemoryStore } from "../../lambdas/store/memory-store.ts";
 import { continuityBreak, awaitingGeneration } from "../../agent/continuity.ts";
 import { initialStatus } from "../../contract/layout.ts";
+import { Journal } from "../../agent/journal.ts";
 import { putRecord, signedIncoming } from "../support/messages.ts";
+import { tempDir } from "../support/tree.ts";
 
 const SET = "docs";
 
@@ -119,5 +121,33 @@ describe("agent continuity check", () => {
     expect(awaitingGeneration({ id: "b", sinceSeq: 1 }, target)).toBe(true);
     expect(continuityBreak({ id: "b", sinceSeq: 1 }, 3, target)).toBeUndefined();
     expect(awaitingGeneration({ id: "a", sinceSeq: 0 }, target)).toBe(false);
+  });
+});
+
+describe("journal generations", () => {
+  it("keeps a set's generation across reopenings, gives a new journal a new one, and begins another at the next seq", () => {
+    const state = tempDir("tidemark-state-");
+    const other = tempDir("tidemark-state-");
+    try {
+      const journal = Journal.open(state.path);
+      expect(journal.knownGeneration(SET)).toBeUndefined();
+      const first = journal.generation(SET);
+      expect(first).toEqual({ id: expect.stringMatching(/^[0-9a-f]{16}$/), sinceSeq: 0 });
+      journal.append(SET, [{ op: "mkdir", path: "d", mode: 0o755, mtimeNs: "1" }]);
+      journal.close();
+      const reopened = Journal.open(state.path);
+      expect(reopened.generation(SET)).toEqual(first);
+      const next = reopened.beginGeneration(SET);
+      expect(next.id).not.toBe(first.id);
+      expect(next.sinceSeq).toBe(2);
+      expect(reopened.generation(SET)).toEqual(next);
+      reopened.close();
+      const fresh = Journal.open(other.path);
+      expect(fresh.generation(SET).id).not.toBe(first.id);
+      fresh.close();
+    } finally {
+      state.remove();
+      other.remove();
+    }
   });
 });

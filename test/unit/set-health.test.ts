@@ -1,0 +1,61 @@
+// What `tidemark status` names as wrong with a set, check by check.
+
+import { describe, expect, it } from "vitest";
+import { caughtUp, findProblems, REJECTED_RECENT_MS, type SetFacts } from "../../agent/set-health.ts";
+import type { SetCounters } from "../../agent/journal.ts";
+import { initialStatus, type SetStatus } from "../../contract/layout.ts";
+
+const NOW = new Date("2026-01-02T00:00:00Z");
+const COUNTERS: SetCounters = { nextSeq: 11, sentSeq: 10, backlogRecords: 0, backlogBytes: 0, messagesSent: 3, bytesSent: 100, lastSendError: null, overflowed: false, watcherProblem: null };
+
+function facts(target: Partial<SetStatus> | { error: string }, counters: Partial<SetCounters> = {}, generation = { id: "g1", sinceSeq: 0 }): SetFacts {
+  return {
+    set: "s",
+    counters: { ...COUNTERS, ...counters },
+    generation,
+    target: "error" in target ? { error: target.error } : { status: { ...initialStatus("s"), lastSeq: 10, generation: "g1", ...target } },
+    now: NOW,
+  };
+}
+
+const kinds = (f: SetFacts) => findProblems(f).map((p) => p.kind);
+
+describe("set health", () => {
+  it("is in sync only when nothing is wrong and the target applied everything of this generation", () => {
+    expect(kinds(facts({}))).toEqual([]);
+    expect(caughtUp(facts({}))).toBe(true);
+    // Sent but not applied yet, or not sent yet: healthy, catching up.
+    expect(caughtUp(facts({ lastSeq: 8 }))).toBe(false);
+    expect(caughtUp(facts({}, { nextSeq: 13, backlogRecords: 2 }))).toBe(false);
+    expect(kinds(facts({ lastSeq: 8 }))).toEqual([]);
+  });
+
+  it("names each problem", () => {
+    expect(kinds(facts({ error: "connect ECONNREFUSED" }))).toEqual(["target-unreachable"]);
+    expect(kinds(facts({ state: "out-of-sync", reason: "seq gap: expected 5, got 9" }))).toEqual(["target-out-of-sync"]);
+    expect(findProblems(facts({ state: "out-of-sync", reason: "seq gap: expected 5, got 9" }))[0]?.message).toMatch(/seq gap: expected 5, got 9/);
+    expect(kinds(facts({ lastSeq: 57_689 }))).toEqual(["target-ahead"]);
+    expect(kinds(facts({ generation: "g0", lastSeq: 57_689 }))).toEqual(["other-generation"]);
+    expect(kinds(facts({ generation: "g0", lastSeq: 57_689 }, {}, { id: "g1", sinceSeq: 4 }))).toEqual(["generation-change"]);
+    const left = { generation: "g2", generations: [{ id: "g1", since: "", seq: 1, reason: "" }, { id: "g2", since: "", seq: 1, reason: "" }] };
+    expect(kinds(facts(left))).toEqual(["generation-left"]);
+    expect(kinds(facts({}, { overflowed: true }))).toEqual(["journal-full"]);
+    expect(kinds(facts({}, { watcherProblem: "the watcher ran out of inotify watches" }))).toEqual(["watcher-failed"]);
+    expect(kinds(facts({}, { lastSendError: "AccessDenied" }))).toEqual(["send-error"]);
+    // Everything at once, in a stable order.
+    expect(kinds(facts({ state: "out-of-sync", lastSeq: 99 }, { overflowed: true, lastSendError: "x" }))).toEqual(["target-out-of-sync", "target-ahead", "journal-full", "send-error"]);
+  });
+
+  it("counts a rejected message for a day", () => {
+    const at = (ms: number) => ({ lastRejected: { at: new Date(NOW.getTime() - ms).toISOString(), messageId: "m1", error: "invalid message" } });
+    expect(kinds(facts(at(60_000)))).toEqual(["rejected-message"]);
+    expect(findProblems(facts(at(60_000)))[0]?.message).toMatch(/last rejected message m1 at .*: invalid message/);
+    expect(kinds(facts(at(REJECTED_RECENT_MS + 1)))).toEqual([]);
+  });
+
+  it("compares a target that has seen no generation yet by seq", () => {
+    expect(kinds(facts({ generation: undefined }))).toEqual([]);
+    expect(caughtUp(facts({ generation: undefined }))).toBe(true);
+    expect(kinds(facts({ generation: undefined, lastSeq: 500 }))).toEqual(["target-ahead"]);
+  });
+});
