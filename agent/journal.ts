@@ -27,6 +27,8 @@ export type Change =
       delta?: { base: string; blocks: number[]; contentSha256: string };
       /** sha256 of each BLOCK_SIZE block, concatenated: kept in the index for the next delta, never sent. */
       blockHashes?: Uint8Array;
+      /** Shared by files that were hard links of one another when read (restored as links). */
+      linkGroup?: string;
     }
   | { op: "mkdir"; path: string; mode: number; mtimeNs: string }
   | { op: "symlink"; path: string; target: string; mtimeNs: string }

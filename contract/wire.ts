@@ -7,7 +7,7 @@ import { gunzipSync, gzipSync, zstdCompressSync, zstdDecompressSync } from "node
 import { z } from "zod";
 import { ORPHAN_POLICIES } from "./layout.ts";
 import { TaskFieldsSchema, TaskIdSchema } from "./tasks.ts";
-import { ManifestEntrySchema, Mode, MtimeNs, Seq, SetName, SetPath, Sha256, Size, type ManifestEntry } from "./manifest-entry.ts";
+import { LinkGroup, ManifestEntrySchema, Mode, MtimeNs, Seq, SetName, SetPath, Sha256, Size, type ManifestEntry } from "./manifest-entry.ts";
 
 export const WIRE_VERSION = 1;
 
@@ -76,6 +76,8 @@ const PutRecord = z
     sha256: Sha256,
     content: Content,
     delta: Delta.optional(),
+    /** The file had other hard links in the set when read: they share this id (optional; older agents send none). */
+    linkGroup: LinkGroup.optional(),
   })
   .superRefine((put, ctx) => {
     if (!put.delta) return;

@@ -444,7 +444,7 @@ export class Applier {
     const preserve = (key: string) => preserveBeforeReplace(this.#store, set, key, status);
     switch (record.op) {
       case "put": {
-        const meta = encodeMeta({ kind: "file", mode: record.mode, mtimeNs: record.mtimeNs, sha256: record.sha256, gen });
+        const meta = encodeMeta({ kind: "file", mode: record.mode, mtimeNs: record.mtimeNs, sha256: record.sha256, gen, ...(record.linkGroup ? { linkGroup: record.linkGroup } : {}) });
         if (!put) throw new Error(`internal: put seq ${record.seq} was not prepared`);
         const key = dataKey(set, record.path);
         await preserve(key);
