@@ -11,6 +11,7 @@ import type { EntryKind, OrphanPolicy } from "../contract/layout.ts";
 import { parentOf } from "../contract/paths.ts";
 import { blockCount, deltaContentSize } from "../contract/wire.ts";
 import type { TaskFields } from "../contract/tasks.ts";
+import type { DrillReport } from "../contract/drills.ts";
 
 /** A change as the agent journals it. Content is captured when journaled, so later writes cannot leak into it. */
 export type Change =
@@ -56,6 +57,8 @@ export type Change =
     }
   /** Snapshots beyond the newest `keep` are deleted by the applier when it reaches this. */
   | { op: "prune"; id: string; keep: number }
+  /** A recovery drill's report, written to the target by the applier. */
+  | { op: "drill"; report: DrillReport }
   /** A block of a volume set as read (zeros travel as `zero`); volumeSize is the volume's size when it was read. */
   | { op: "block"; index: number; volumeSize: number; sha256: string; content: { bytes: Uint8Array } | { zero: true } };
 
@@ -378,6 +381,7 @@ export class Journal {
       case "verify":
       case "task":
       case "prune":
+      case "drill":
         break;
     }
   }

@@ -48,6 +48,11 @@ export function describeProgress(progress: Progress, elapsedMs: number, tty: boo
       const eta = duration(fraction > 0 ? (seconds / fraction) * (1 - fraction) : Number.NaN);
       return `restoring ${bar}${progress.files}/${progress.totalFiles} ${progress.unit ?? "files"}  ${formatBytes(progress.bytes)} of ${formatBytes(progress.totalBytes)}  ${formatBytes(progress.bytes / seconds)}/s  ETA ${eta}`;
     }
+    case "check": {
+      const fraction = progress.totalEntries > 0 ? Math.min(progress.entries / progress.totalEntries, 1) : 1;
+      const bar = tty ? `[${"#".repeat(Math.round(fraction * BAR_WIDTH)).padEnd(BAR_WIDTH, "-")}] ` : "";
+      return `checking ${bar}${progress.entries}/${progress.totalEntries} entries against the recovery point`;
+    }
   }
 }
 

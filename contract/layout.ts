@@ -13,6 +13,8 @@ export const PREFIX = {
   state: "state/",
   /** Objects found on the target that the source does not have, moved aside by a verification. */
   orphans: "orphans/",
+  /** Reports of recovery drills (`tidemark drill`). */
+  drills: "drills/",
 } as const;
 
 /** Prefix of a set's live mirror. */
@@ -106,6 +108,16 @@ export function volumeStateKey(set: string): string {
 /** Key of the report of a `prune` record. */
 export function pruneReportKey(set: string, id: string): string {
   return `${PREFIX.state}${set}/prune/${id}.json`;
+}
+
+/** Prefix of a set's drill reports. */
+export function drillsPrefix(set: string): string {
+  return `${PREFIX.drills}${set}/`;
+}
+
+/** Key of the report of a recovery drill of a set. */
+export function drillReportKey(set: string, id: string): string {
+  return `${drillsPrefix(set)}${id}.json`;
 }
 
 export const ORPHAN_POLICIES = ["report", "delete", "move-aside"] as const;

@@ -7,6 +7,7 @@ import { gunzipSync, gzipSync, zstdCompressSync, zstdDecompressSync } from "node
 import { z } from "zod";
 import { ORPHAN_POLICIES } from "./layout.ts";
 import { TaskFieldsSchema, TaskIdSchema } from "./tasks.ts";
+import { DrillReportSchema } from "./drills.ts";
 import { LinkGroup, ManifestEntrySchema, Mode, MtimeNs, Seq, SetName, SetPath, Sha256, Size, type ManifestEntry } from "./manifest-entry.ts";
 
 export const WIRE_VERSION = 1;
@@ -135,6 +136,9 @@ const PruneRecord = z.object({
   keep: z.number().int().min(0).max(1_000_000),
 });
 
+/** The report of a recovery drill the agent ran: the applier writes it to drills/<set>/<id>.json. */
+const DrillRecord = z.object({ seq: Seq, op: z.literal("drill"), report: DrillReportSchema });
+
 /** Largest volume a volume set may replicate (EBS's largest volume, 64 TiB). */
 export const MAX_VOLUME_BYTES = 64 * 1024 ** 4;
 
@@ -189,6 +193,7 @@ export const RecordSchema = z.discriminatedUnion("op", [
   TaskRecord,
   PruneRecord,
   BlockRecord,
+  DrillRecord,
 ]);
 
 export const MessageSchema = z
@@ -229,6 +234,7 @@ export type PutRecord = z.infer<typeof PutRecord>;
 export type Delta = z.infer<typeof Delta>;
 export type VerifyRecord = z.infer<typeof VerifyRecord>;
 export type BlockRecord = z.infer<typeof BlockRecord>;
+export type DrillRecord = z.infer<typeof DrillRecord>;
 
 export type WireMessage = z.infer<typeof MessageSchema>;
 export type InlineContent = z.infer<typeof InlineContent>;

@@ -7,6 +7,7 @@ import type { SetStatus } from "../../contract/layout.ts";
 import { configPath, loadConfig } from "../config.ts";
 import { Journal, type SetCounters } from "../journal.ts";
 import { formatBytes, table } from "../format.ts";
+import { latestDrillReport } from "../drill-reports.ts";
 import { stringOption, type Command } from "./command.ts";
 
 export interface SetReport {
@@ -25,6 +26,8 @@ export interface SetReport {
   inSync: boolean;
   /** In sync, nothing waiting in the journal, and the target applied everything sent. */
   caughtUp: boolean;
+  /** The newest recovery drill the target holds a report of; null when none (or unreadable). */
+  lastDrill: { id: string; passed: boolean; finishedAt: string; ageSeconds: number; problems: number } | null;
 }
 
 const EMPTY: SetCounters = { nextSeq: 1, sentSeq: 0, backlogRecords: 0, backlogBytes: 0, messagesSent: 0, bytesSent: 0, lastSendError: null, overflowed: false, watcherProblem: null };
@@ -53,6 +56,7 @@ export async function collectStatus(configFile: string): Promise<SetReport[]> {
           target = { reachable: false, error: (error as Error).message || (error as Error).name };
         }
         const inSync = target.reachable && target.state === "in-sync" && !counters.overflowed;
+        const drill = await latestDrillReport(store, spec.name).catch(() => undefined);
         return {
           set: spec.name,
           backlog: { records: counters.backlogRecords, bytes: counters.backlogBytes },
@@ -63,6 +67,15 @@ export async function collectStatus(configFile: string): Promise<SetReport[]> {
           target,
           inSync,
           caughtUp: inSync && counters.backlogRecords === 0 && target.reachable && target.lastSeqApplied >= counters.sentSeq,
+          lastDrill: drill
+            ? {
+                id: drill.id,
+                passed: drill.passed,
+                finishedAt: drill.finishedAt,
+                ageSeconds: Math.max(0, Math.round((Date.now() - Date.parse(drill.finishedAt)) / 1000)),
+                problems: drill.problemCount,
+              }
+            : null,
         };
       }),
     );
@@ -78,7 +91,8 @@ export const statusCommand: Command = {
 
 Per set: the journal backlog (records and bytes not yet accepted by the
 queue), messages and bytes sent, the last seq sent, the last seq the target
-applied (read from the target bucket), and whether the set is in sync.
+applied (read from the target bucket), whether the set is in sync, and the
+result and age of its last recovery drill (\`tidemark drill\`).
 "in sync" means the target has no gap; "caught up" means in sync, nothing
 waiting, and the target applied everything sent.
 
@@ -114,6 +128,11 @@ Examples:
       if (r.lastSendError) process.stdout.write(`${r.set}: sending: ${r.lastSendError}\n`);
       if (r.watcherProblem) process.stdout.write(`${r.set}: ${r.watcherProblem}\n`);
       if (r.journalFull) process.stdout.write(`${r.set}: the journal reached its limit; changes are caught up by a scan once the backlog drains\n`);
+      if (r.lastDrill) {
+        const d = r.lastDrill;
+        const age = d.ageSeconds < 7200 ? `${Math.round(d.ageSeconds / 60)} min` : `${(d.ageSeconds / 3600).toFixed(1)} h`;
+        process.stdout.write(`${r.set}: last drill ${d.passed ? "passed" : `FAILED (${d.problems} bad paths)`} ${age} ago (${d.id})\n`);
+      }
     }
     return 0;
   },

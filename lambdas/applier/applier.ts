@@ -3,7 +3,7 @@
 // redelivered message changes nothing (DESIGN 2).
 
 import { createHash } from "node:crypto";
-import { blockDataKey, dataKey, dirKey, encodeMeta, META, pruneReportKey, stagingKey, statusKey, verifyReportKey, type SetStatus } from "../../contract/layout.ts";
+import { blockDataKey, dataKey, dirKey, drillReportKey, encodeMeta, META, pruneReportKey, stagingKey, statusKey, verifyReportKey, type SetStatus } from "../../contract/layout.ts";
 import { snapshotIdFor, type PruneReport } from "../../contract/tasks.ts";
 import { setNameProblem } from "../../contract/paths.ts";
 import {
@@ -24,6 +24,7 @@ import {
 } from "../../contract/wire.ts";
 import { mapConcurrent } from "../../contract/async.ts";
 import { parseManifest, verifyTarget } from "./verify.ts";
+import { drillMetricsLine } from "./metrics.ts";
 import { runMarker, type Marker, type TaskSettings } from "./markers.ts";
 import { preserveBeforeReplace, pruneSnapshots, takeSnapshot } from "../tasks/snapshots.ts";
 import { readSetStatus } from "../store/set-status.ts";
@@ -70,6 +71,8 @@ export interface ApplierOptions {
   readonly log?: (line: string) => void;
   /** Task markers: the target's switch, the action runners, events. @default enabled, snapshot only */
   readonly tasks?: TaskSettings;
+  /** Namespace of the metrics logged for drill reports. @default DEFAULT_METRICS_NAMESPACE */
+  readonly metricsNamespace?: string;
 }
 
 /** Content checked before anything is written: decoded inline bytes, or a staging object known to exist. */
@@ -134,6 +137,7 @@ export class Applier {
   readonly #now: () => Date;
   readonly #log: (line: string) => void;
   readonly #tasks: TaskSettings;
+  readonly #metricsNamespace: string | undefined;
   /** Actions of markers that do not hold the stream (timeout 0), still running. */
   readonly #background = new Set<Promise<unknown>>();
 
@@ -143,6 +147,7 @@ export class Applier {
     this.#now = options.now ?? (() => new Date());
     this.#log = options.log ?? ((line) => console.error(line));
     this.#tasks = options.tasks ?? {};
+    this.#metricsNamespace = options.metricsNamespace;
   }
 
   /** Resolves once the actions of markers that did not hold the stream finished: the handler awaits this before its invocation ends. */
@@ -528,6 +533,13 @@ export class Applier {
         if (!put || !("entries" in put)) throw new Error(`internal: verify seq ${record.seq} was not prepared`);
         const report = await verifyTarget(this.#store, set, record, put.entries, this.#now(), preserve);
         await this.#store.put(verifyReportKey(set, record.id), Buffer.from(JSON.stringify(report)), {});
+        return 0;
+      }
+      case "drill": {
+        // The set is the stream's, whatever the report claims.
+        const report = { ...record.report, set };
+        await this.#store.put(drillReportKey(set, report.id), Buffer.from(JSON.stringify(report, null, 2)), {});
+        this.#log(drillMetricsLine(report, this.#now().getTime(), this.#metricsNamespace));
         return 0;
       }
     }
