@@ -10,7 +10,7 @@ import { createReadStream } from "node:fs";
 import { chmod, lstat, mkdtemp, readdir, readlink, rm } from "node:fs/promises";
 import { hostname, tmpdir } from "node:os";
 import { join, resolve } from "node:path";
-import { MAX_CHECK_OUTPUT_CHARS, MAX_REPORTED_PROBLEMS, type DrillReport } from "../contract/drills.ts";
+import { MAX_CHECK_OUTPUT_CHARS, MAX_REPORTED_PROBLEM_BYTES, MAX_REPORTED_PROBLEMS, type DrillReport } from "../contract/drills.ts";
 import { newTaskId } from "../contract/tasks.ts";
 import type { TargetStore } from "../lambdas/store/store.ts";
 import { hookSucceeded, runHook } from "./hooks.ts";
@@ -168,6 +168,19 @@ export async function removeTree(path: string): Promise<void> {
   await rm(path, { recursive: true, force: true });
 }
 
+/** The first problems, as many as fit a report that travels inside one queue message. */
+export function reportedProblems(problems: readonly RestoreFailure[]): RestoreFailure[] {
+  const kept: RestoreFailure[] = [];
+  let bytes = 0;
+  for (const problem of problems.slice(0, MAX_REPORTED_PROBLEMS)) {
+    const entry = { path: problem.path.slice(0, 4096), reason: problem.reason.slice(0, 1024) };
+    bytes += Buffer.byteLength(JSON.stringify(entry));
+    if (bytes > MAX_REPORTED_PROBLEM_BYTES) break;
+    kept.push(entry);
+  }
+  return kept;
+}
+
 /** How far behind the source the target was when it reached the snapshot's marker (insert to apply), when the task result tells. */
 async function lagAtPoint(store: TargetStore, set: string, taskId: string | undefined): Promise<number | null> {
   if (taskId === undefined) return null;
@@ -227,7 +240,7 @@ export async function runDrill(store: TargetStore, set: string, options: DrillOp
       rpo: { ageMs: started.getTime() - Date.parse(description.takenAt), lagMs: await lagAtPoint(store, set, description.taskId) },
       entries: point.entries.length,
       bytes: restored.bytes,
-      problems: problems.slice(0, MAX_REPORTED_PROBLEMS).map((p) => ({ path: p.path.slice(0, 4096), reason: p.reason.slice(0, 1024) })),
+      problems: reportedProblems(problems),
       problemCount: problems.length,
       ...(check ? { check } : {}),
       scratch: { path: restored.to, kept: options.keep === true },

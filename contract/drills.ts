@@ -8,6 +8,8 @@ import { z } from "zod";
 
 /** Paths named in a report that travels; the agent prints them all, the bucket keeps the first ones. */
 export const MAX_REPORTED_PROBLEMS = 200;
+/** Bytes of JSON the problems of a report may take: the report travels inside one queue message. */
+export const MAX_REPORTED_PROBLEM_BYTES = 96 * 1024;
 /** Characters of the application check's output kept in a report. */
 export const MAX_CHECK_OUTPUT_CHARS = 4096;
 

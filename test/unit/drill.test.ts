@@ -8,7 +8,7 @@ import { existsSync, mkdirSync, readdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { ConfigError, loadConfig } from "../../agent/config.ts";
-import { runDrill } from "../../agent/drill.ts";
+import { reportedProblems, runDrill } from "../../agent/drill.ts";
 import { latestDrillReport } from "../../agent/drill-reports.ts";
 import { DrillScheduler } from "../../agent/drill-schedule.ts";
 import { DrillReportSchema, type DrillReport } from "../../contract/drills.ts";
@@ -133,6 +133,17 @@ describe("a drill record on the target", () => {
     expect(JSON.parse((await store.get(drillReportKey(SET, report.id)))?.body.toString() ?? "null")).toEqual({ ...report, set: SET });
     const metric = JSON.parse(lines.find((line) => line.includes("DrillFailed")) ?? "{}");
     expect(metric).toMatchObject({ DrillPassed: 0, DrillFailed: 1, DrillRecoveryTime: 1000, _aws: { CloudWatchMetrics: [{ Namespace: "Tidemark/test" }] } });
+  });
+});
+
+describe("a drill report's problems", () => {
+  it("keep as many paths as fit one queue message, however many and however long they are", () => {
+    const problems = Array.from({ length: 1000 }, (_, i) => ({ path: `${"p".repeat(880)}${i}`, reason: "r".repeat(2000) }));
+    const kept = reportedProblems(problems);
+    expect(kept.length).toBeGreaterThan(0);
+    expect(kept.length).toBeLessThan(200);
+    expect(Buffer.byteLength(JSON.stringify(kept))).toBeLessThanOrEqual(96 * 1024 + kept.length);
+    expect(kept[0]).toEqual({ path: problems[0]?.path, reason: "r".repeat(1024) });
   });
 });
 
