@@ -1,5 +1,5 @@
 // `tidemark drill` and `tidemark restore` as an operator runs them on the
-// local cloud with no agent running: the drill's report reaches
+// local cloud, and drills a running agent runs on schedule. With no agent running: the drill's report reaches
 // drills/<set>/<id>.json through the stream and shows in `tidemark status`;
 // an object altered in the bucket makes the drill exit 3 naming it, and a
 // restore write everything else and exit 3 listing it in --json.
@@ -7,6 +7,10 @@
 import { linkSync, mkdirSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, expect, it } from "vitest";
+import { loadConfig } from "../../agent/config.ts";
+import { latestDrillReport } from "../../agent/drill-reports.ts";
+import { silentLogger } from "../../agent/log.ts";
+import { startAgent } from "../../agent/runtime.ts";
 import { DrillReportSchema } from "../../contract/drills.ts";
 import { dataKey, drillReportKey } from "../../contract/layout.ts";
 import { tidemark } from "../support/cli.ts";
@@ -32,6 +36,16 @@ beforeAll(async () => {
 afterAll(async () => {
   await cloud?.stop();
   work.remove();
+});
+
+it("a running agent runs the drills its config schedules", async () => {
+  const scheduled = cloud.writeConfig(work.path, [{ name: "web", path: "src" }], { drills: [{ set: "web", every: "24h", check: "test -f a.txt" }] });
+  const running = await startAgent(loadConfig(scheduled), silentLogger);
+  try {
+    await eventually(async () => expect(await latestDrillReport(cloud.store, "web")).toMatchObject({ passed: true, check: { command: "test -f a.txt", passed: true } }));
+  } finally {
+    await running.stop();
+  }
 });
 
 it("drills a healthy set: exit 0, the report reaches drills/<set>/<id>.json and `tidemark status` shows it", async () => {
