@@ -536,9 +536,11 @@ export class Applier {
         return 0;
       }
       case "drill": {
-        // The set is the stream's, whatever the report claims.
+        // The set is the stream's, whatever the report claims; a report once written is never replaced.
         const report = { ...record.report, set };
-        await this.#store.put(drillReportKey(set, report.id), Buffer.from(JSON.stringify(report, null, 2)), {});
+        const key = drillReportKey(set, report.id);
+        if (await this.#store.head(key)) return 0;
+        await this.#store.put(key, Buffer.from(JSON.stringify(report, null, 2)), {});
         this.#log(drillMetricsLine(report, this.#now().getTime(), this.#metricsNamespace));
         return 0;
       }

@@ -109,7 +109,7 @@ describe("tidemark drill", () => {
 });
 
 describe("a drill record on the target", () => {
-  it("is written to drills/<set>/<id>.json under the stream's set, with a DrillPassed/DrillFailed metric line", async () => {
+  it("is written to drills/<set>/<id>.json under the stream's set, once, with a DrillPassed/DrillFailed metric line", async () => {
     const store = new MemoryStore();
     const lines: string[] = [];
     const applier = new Applier({ store, log: (line) => lines.push(line), metricsNamespace: "Tidemark/test" });
@@ -133,6 +133,12 @@ describe("a drill record on the target", () => {
     expect(JSON.parse((await store.get(drillReportKey(SET, report.id)))?.body.toString() ?? "null")).toEqual({ ...report, set: SET });
     const metric = JSON.parse(lines.find((line) => line.includes("DrillFailed")) ?? "{}");
     expect(metric).toMatchObject({ DrillPassed: 0, DrillFailed: 1, DrillRecoveryTime: 1000, _aws: { CloudWatchMetrics: [{ Namespace: "Tidemark/test" }] } });
+
+    // A later record with the same id does not turn the failed drill into a pass.
+    const forged = JSON.stringify({ v: 1, set: SET, records: [{ seq: 2, op: "drill", report: { ...report, passed: true, problems: [], problemCount: 0 } }] });
+    expect(await applier.applyMessage({ messageId: "m2", groupId: SET, body: forged })).toMatchObject({ kind: "applied" });
+    expect(JSON.parse((await store.get(drillReportKey(SET, report.id)))?.body.toString() ?? "null")).toMatchObject({ passed: false });
+    expect(lines.filter((line) => line.includes("DrillPassed")).map((line) => JSON.parse(line).DrillPassed)).toEqual([0]);
   });
 });
 
