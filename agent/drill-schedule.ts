@@ -16,8 +16,8 @@ export interface DrillPlan {
 
 export interface DrillSchedulerOptions {
   readonly plans: readonly DrillPlan[];
-  /** Runs one drill and sends its report to the target. */
-  readonly run: (plan: DrillPlan) => Promise<DrillReport>;
+  /** Runs one drill and sends its report to the target; the signal aborts it when the schedule stops. */
+  readonly run: (plan: DrillPlan, signal: AbortSignal) => Promise<DrillReport>;
   /** When the set's last drill started, as the target knows it (undefined: never). */
   readonly lastDrill: (set: string) => Promise<Date | undefined>;
   readonly now?: () => Date;
@@ -35,6 +35,7 @@ export class DrillScheduler {
   #timer: NodeJS.Timeout | undefined;
   #running: Promise<unknown> = Promise.resolve();
   #stopped = false;
+  readonly #abort = new AbortController();
 
   constructor(options: DrillSchedulerOptions) {
     this.#options = options;
@@ -59,7 +60,7 @@ export class DrillScheduler {
       if (last !== undefined && now - last < plan.everyMs) continue;
       this.#started.set(plan.set, now);
       try {
-        const report = await this.#options.run(plan);
+        const report = await this.#options.run(plan, this.#abort.signal);
         const fields = { set: plan.set, drill: report.id, problems: report.problemCount, rtoMs: report.rto.totalMs };
         if (report.passed) this.#log.info("drill passed", fields);
         else this.#log.error("drill FAILED; see its report", fields);
@@ -84,10 +85,11 @@ export class DrillScheduler {
     tick();
   }
 
-  /** Stops the schedule; a drill already running finishes first. */
+  /** Stops the schedule; a drill running is aborted (its scratch folder removed). */
   async stop(): Promise<void> {
     this.#stopped = true;
     clearTimeout(this.#timer);
+    this.#abort.abort(new Error("the agent is stopping"));
     await this.#running.catch(() => undefined);
   }
 }

@@ -34,6 +34,8 @@ export interface DrillOptions {
   readonly checkTimeoutMs?: number;
   readonly onProgress?: (progress: Progress) => void;
   readonly now?: () => Date;
+  /** Stops the restore (the scratch folder is removed all the same). */
+  readonly signal?: AbortSignal;
 }
 
 export interface DrillOutcome {
@@ -207,7 +209,10 @@ export async function runDrill(store: TargetStore, set: string, options: DrillOp
   const clock = () => now().getTime();
   try {
     const t0 = clock();
-    const restored = await writeRecoveryPoint(point, scratch, options.onProgress ? { onProgress: options.onProgress } : {});
+    const restored = await writeRecoveryPoint(point, scratch, {
+      ...(options.onProgress ? { onProgress: options.onProgress } : {}),
+      ...(options.signal ? { signal: options.signal } : {}),
+    });
     const t1 = clock();
     const problems = await checkRestoredTree(restored.to, point.entries, restored.failures, options.onProgress);
     const t2 = clock();

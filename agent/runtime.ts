@@ -188,8 +188,8 @@ export async function startAgent(config: AgentConfig, log: Logger, options: { ig
     options.scheduleDrills !== false && config.drills.length > 0
       ? new DrillScheduler({
           plans: config.drills,
-          run: async (plan) => {
-            const { report } = await runDrill(store, plan.set, plan.check !== undefined ? { check: plan.check } : {});
+          run: async (plan, signal) => {
+            const { report } = await runDrill(store, plan.set, { signal, ...(plan.check !== undefined ? { check: plan.check } : {}) });
             await agent.journalDrill(plan.set, report);
             return report;
           },

@@ -106,6 +106,30 @@ describe("tidemark drill", () => {
     expect(second?.passed).toBe(true);
     expect(await latestDrillReport(h.store, SET)).toEqual(second);
   });
+
+  it("stops without waiting out a drill in progress: the drill is aborted and its scratch folder removed", async () => {
+    const to = tempDir("tidemark-drill-abort-");
+    const where = join(to.path, "restored");
+    let started: () => void = () => undefined;
+    const running = new Promise<void>((resolve) => (started = resolve));
+    const scheduler = new DrillScheduler({
+      plans: [{ set: SET, everyMs: 3_600_000 }],
+      lastDrill: async () => undefined,
+      run: async (plan, signal) => {
+        started();
+        await new Promise((resolve) => signal.addEventListener("abort", resolve));
+        return (await runDrill(h.store, plan.set, { to: where, signal })).report;
+      },
+    });
+    try {
+      scheduler.start();
+      await running;
+      await scheduler.stop();
+      expect(existsSync(where)).toBe(false);
+    } finally {
+      to.remove();
+    }
+  });
 });
 
 describe("a drill record on the target", () => {
