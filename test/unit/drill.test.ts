@@ -4,11 +4,13 @@
 // application check fails it; the report travels the stream to
 // drills/<set>/<id>.json with a metric; the schedule runs drills when due.
 
-import { existsSync, mkdirSync, readdirSync, writeFileSync } from "node:fs";
+import { createHash } from "node:crypto";
+import { chmodSync, existsSync, lutimesSync, mkdirSync, readdirSync, symlinkSync, unlinkSync, utimesSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { ConfigError, loadConfig } from "../../agent/config.ts";
-import { reportedProblems, runDrill } from "../../agent/drill.ts";
+import { checkRestoredTree, reportedProblems, runDrill } from "../../agent/drill.ts";
+import type { RecoveryEntry } from "../../agent/restore-writer.ts";
 import { latestDrillReport } from "../../agent/drill-reports.ts";
 import { DrillScheduler } from "../../agent/drill-schedule.ts";
 import { DrillReportSchema, type DrillReport } from "../../contract/drills.ts";
@@ -163,6 +165,53 @@ describe("a drill record on the target", () => {
     expect(await applier.applyMessage({ messageId: "m2", groupId: SET, body: forged })).toMatchObject({ kind: "applied" });
     expect(JSON.parse((await store.get(drillReportKey(SET, report.id)))?.body.toString() ?? "null")).toMatchObject({ passed: false });
     expect(lines.filter((line) => line.includes("DrillPassed")).map((line) => JSON.parse(line).DrillPassed)).toEqual([0]);
+  });
+});
+
+describe("comparing a restored tree with its recovery point", () => {
+  it("names a wrong mode, mtime, link target, kind, a lost hard link and an extra entry; a matching tree has none", async () => {
+    const root = tempDir("tidemark-check-");
+    try {
+      const at = new Date("2026-11-30T10:00:00Z");
+      const mtimeNs = String(BigInt(at.getTime()) * 1_000_000n);
+      const sha = (text: string) => createHash("sha256").update(text).digest("hex");
+      const file = (path: string, extra: Partial<RecoveryEntry> = {}): RecoveryEntry => ({ path, kind: "file", size: 1, mode: 0o644, mtimeNs, sha256: sha("x"), ...extra });
+      const entries: RecoveryEntry[] = [
+        file("mode"),
+        file("mtime"),
+        { path: "link", kind: "symlink", size: 0, mode: 0o777, mtimeNs, link: "mode" },
+        file("kind"),
+        file("one", { linkGroup: "0123456789abcdef" }),
+        file("two", { linkGroup: "0123456789abcdef" }),
+      ];
+      for (const path of ["mode", "mtime", "one", "two"]) writeFileSync(join(root.path, path), "x", { mode: 0o644 });
+      symlinkSync("mode", join(root.path, "link"));
+      mkdirSync(join(root.path, "kind"));
+      for (const path of ["mode", "mtime", "one", "two", "kind"]) utimesSync(join(root.path, path), at, at);
+      lutimesSync(join(root.path, "link"), at, at);
+      chmodSync(join(root.path, "kind"), 0o644);
+      const healthy = entries.filter((e) => e.path !== "kind" && e.path !== "two");
+      expect(await checkRestoredTree(root.path, [...healthy, { ...file("kind"), kind: "dir" }, file("two")], [])).toEqual([]);
+
+      chmodSync(join(root.path, "mode"), 0o600);
+      utimesSync(join(root.path, "mtime"), new Date(at.getTime() + 1000), new Date(at.getTime() + 1000));
+      unlinkSync(join(root.path, "link"));
+      symlinkSync("elsewhere", join(root.path, "link"));
+      lutimesSync(join(root.path, "link"), at, at);
+      writeFileSync(join(root.path, "extra.txt"), "not in the point");
+      const problems = await checkRestoredTree(root.path, entries, [{ path: "gone", reason: "its content is neither live nor preserved" }]);
+      expect(problems).toEqual([
+        { path: "extra.txt", reason: "in the restored tree, not in the recovery point" },
+        { path: "gone", reason: "not restored: its content is neither live nor preserved" },
+        { path: "kind", reason: "restored as a dir, the recovery point has a file" },
+        { path: "link", reason: 'links to "elsewhere", the recovery point to "mode"' },
+        { path: "mode", reason: "mode 600, the recovery point has 644" },
+        { path: "mtime", reason: expect.stringMatching(/^mtime \d+ ns, the recovery point has \d+ ns$/) },
+        { path: "two", reason: "not a hard link of one, as it was on the source" },
+      ]);
+    } finally {
+      root.remove();
+    }
   });
 });
 
