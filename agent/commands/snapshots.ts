@@ -11,6 +11,7 @@ import { runPrune, type Progress } from "../operations.ts";
 import { isEbsSnapshotId, restoreEbsSnapshot, restoreVolumeSnapshot, type VolumeRestoreResult } from "../restore-volume.ts";
 import { createProgressView } from "../progress.ts";
 import { RestoreError, restoreSnapshot, type RestoreResult } from "../restore.ts";
+import type { WriteOptions } from "../restore-writer.ts";
 import { stringOption, UsageError, type Command } from "./command.ts";
 import { checkSet, operate } from "./operate.ts";
 import { withEbsClient, withTargetStore } from "./target-store.ts";
@@ -115,17 +116,7 @@ Examples:
     if (to === undefined) throw new UsageError("name the folder to restore into with --to DIR");
     const json = values.json === true;
     const view = json ? undefined : createProgressView({ tty: process.stderr.isTTY === true, write: (text) => process.stderr.write(text) });
-    // Interrupted: the writer stops and removes its temp files before the process ends.
-    const interrupt = new AbortController();
-    const stop = () => interrupt.abort(new RestoreError("restore interrupted; what was written so far stays, no temp files"));
-    process.once("SIGINT", stop);
-    process.once("SIGTERM", stop);
-    const options = {
-      force: values.force === true,
-      delete: values.delete === true,
-      signal: interrupt.signal,
-      ...(view ? { onProgress: (p: Progress) => view.update(p) } : {}),
-    };
+    const options = { force: values.force === true, ...(view ? { onProgress: (p: Progress) => view.update(p) } : {}) };
     const result = await withTargetStore(config, async (store) => {
       // A tidemark snapshot first; an id that names none and looks like EBS's is read back from EBS.
       const summary = id === "latest" ? (await listSnapshots(store, set)).at(-1) : await findSnapshot(store, set, id);
@@ -133,11 +124,9 @@ Examples:
         if (!summary && isEbsSnapshotId(id)) return await withEbsClient(config, (ebs) => restoreEbsSnapshot(ebs, id, resolve(to), options));
         if (!summary) throw new UsageError(`set "${set}" has no snapshots to restore`);
         if (summary.volume) return await restoreVolumeSnapshot(store, summary, resolve(to), options);
-        return await restoreSnapshot(store, summary, resolve(to), options);
+        return await restoreFileSet(store, summary, resolve(to), { ...options, delete: values.delete === true });
       } finally {
         view?.done();
-        process.off("SIGINT", stop);
-        process.off("SIGTERM", stop);
       }
     });
     if ("source" in result) {
@@ -147,6 +136,20 @@ Examples:
     return printRestore(set, result, json);
   },
 };
+
+/** A file set's restore; interrupted (SIGINT, SIGTERM), the writer stops and removes its temp files before the process ends. */
+async function restoreFileSet(store: TargetStore, summary: SnapshotSummary, to: string, options: WriteOptions): Promise<RestoreResult> {
+  const interrupt = new AbortController();
+  const stop = () => interrupt.abort(new RestoreError("restore interrupted; what was written so far stays, no temp files"));
+  process.once("SIGINT", stop);
+  process.once("SIGTERM", stop);
+  try {
+    return await restoreSnapshot(store, summary, to, { ...options, signal: interrupt.signal });
+  } finally {
+    process.off("SIGINT", stop);
+    process.off("SIGTERM", stop);
+  }
+}
 
 /** Prints a file set's restore; exit code 3 when any entry was not restored. */
 function printRestore(set: string, result: RestoreResult, json: boolean): number {
