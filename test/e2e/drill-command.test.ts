@@ -38,11 +38,15 @@ afterAll(async () => {
   work.remove();
 });
 
-it("a running agent runs the drills its config schedules", async () => {
+it("a running agent runs the drills its config schedules, and sends the report of a drill run from the command line", async () => {
   const scheduled = cloud.writeConfig(work.path, [{ name: "web", path: "src" }], { drills: [{ set: "web", every: "24h", check: "test -f a.txt" }] });
   const running = await startAgent(loadConfig(scheduled), silentLogger);
   try {
     await eventually(async () => expect(await latestDrillReport(cloud.store, "web")).toMatchObject({ passed: true, check: { command: "test -f a.txt", passed: true } }));
+    const drill = await tidemark(["drill", "web", "--json", "--config", scheduled]);
+    expect(drill.code, drill.stderr).toBe(0);
+    const { id } = DrillReportSchema.parse(JSON.parse(drill.stdout));
+    await eventually(async () => expect(await cloud.store.get(drillReportKey("web", id))).toBeDefined());
   } finally {
     await running.stop();
   }
