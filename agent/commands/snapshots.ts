@@ -89,7 +89,7 @@ Options:
   --json          print a summary as JSON (its "failures" list what was not written)
 ${CONFIG_OPTION}
 
-Exit codes: 0 restored, 3 some entries not restored (named), 1 nothing restored.
+Exit codes: 0 restored, 3 some entries not restored (each named), 1 the restore could not run.
 
 Examples:
   tidemark restore db --snapshot latest --to /srv/restore/db
