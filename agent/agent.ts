@@ -15,6 +15,7 @@ import { writeManifest } from "./manifest.ts";
 import { barrierScan, type ScanReport } from "./scan.ts";
 import { PackedAhead, sendNext, type PackedMarker } from "./sender.ts";
 import { newTaskId, type TaskFields } from "../contract/tasks.ts";
+import type { DrillReport } from "../contract/drills.ts";
 import { describeHook, hookSucceeded, runHook, type HookResult } from "./hooks.ts";
 import type { SetSpec } from "./set-spec.ts";
 import type { Transport } from "./transport/transport.ts";
@@ -480,6 +481,15 @@ class SetRunner {
     });
   }
 
+  /** Journals a drill's report: the applier writes it to drills/<set>/<id>.json. */
+  journalDrill(report: DrillReport): Promise<number> {
+    return this.exclusive(async () => {
+      const [seq] = this.#journal.append(this.spec.name, [{ op: "drill", report }]);
+      this.wake();
+      return seq ?? 0;
+    });
+  }
+
   /** Restarts the target's seq chain without resending anything: a verification behind it finds what to repair. */
   restartChain(reason: string): Promise<number> {
     return this.exclusive(async () => {
@@ -717,6 +727,11 @@ export class Agent {
 
   restartChain(set: string, reason: string): Promise<number> {
     return this.#runner(set).restartChain(reason);
+  }
+
+  /** Journals a drill's report (its seq); the target writes it when it reaches it. */
+  journalDrill(set: string, report: DrillReport): Promise<number> {
+    return this.#runner(set).journalDrill(report);
   }
 
   fullMirror(set: string, reason: string, onProgress?: (report: Readonly<ScanReport>) => void): Promise<ScanReport> {

@@ -36,6 +36,16 @@ async function statOrGone(abs: string): Promise<BigIntStats | undefined> {
   }
 }
 
+/**
+ * A file with other hard links carries an id derived from its device and
+ * inode: every name of it in the set gets the same one, and a restore links
+ * them again. A hash, so the wire holds no inode numbers.
+ */
+function linkGroupOf(st: BigIntStats): { linkGroup?: string } {
+  if (st.nlink < 2n) return {};
+  return { linkGroup: createHash("sha256").update(`${st.dev}:${st.ino}`).digest("hex").slice(0, 16) };
+}
+
 /** Deletes for an indexed entry and everything below it, children first. */
 export function deletesFor(journal: Journal, set: string, path: string): Change[] {
   const known = journal.entry(set, path);
@@ -307,7 +317,7 @@ async function readStable(journal: Journal, abs: string, path: string, first: Bi
     }
     if (!next) continue;
     await discard(journal, put);
-    put = { ...next, mode: mode(after), mtimeNs: after.mtimeNs.toString() };
+    put = { ...next, mode: mode(after), mtimeNs: after.mtimeNs.toString(), ...linkGroupOf(after) };
     if (after.mtimeNs === before.mtimeNs && after.size === before.size && BigInt(put.size) === after.size) return put;
   }
   // Still changing: journal what was read; the write in progress brings another event and another capture.

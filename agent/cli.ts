@@ -24,6 +24,7 @@ const COMMANDS: readonly { name: string; summary: string; load: () => Promise<Co
   { name: "tasks", summary: "list a set's task markers and what became of them", load: async () => (await import("./commands/task.ts")).tasksCommand },
   { name: "snapshots", summary: "list a set's snapshots (recovery points taken at task markers)", load: async () => (await import("./commands/snapshots.ts")).snapshotsCommand },
   { name: "restore", summary: "rebuild a snapshot of a set into a folder", load: async () => (await import("./commands/snapshots.ts")).restoreCommand },
+  { name: "drill", summary: "restore a recovery point into a scratch folder, check it, time it (RTO/RPO)", load: async () => (await import("./commands/drill.ts")).drillCommand },
   { name: "prune", summary: "delete old snapshots of a set and the content only they kept", load: async () => (await import("./commands/snapshots.ts")).pruneCommand },
   { name: "mirror", summary: "mirror a set to the target again: full, diff or checksum", load: async () => (await import("./commands/mirror.ts")).mirrorCommand },
   { name: "verify", summary: "compare a set on the target with the source, and optionally repair it", load: async () => (await import("./commands/verify.ts")).verifyCommand },
@@ -86,6 +87,8 @@ const EXPECTED = new Set([
   "SnapshotError",
   "VolumeError",
   "ServiceError",
+  "DrillError",
+  "RecoveryPointError",
 ]);
 
 main(process.argv.slice(2)).then(

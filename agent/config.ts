@@ -11,6 +11,7 @@ import type { SetSpec } from "./set-spec.ts";
 import { BandwidthSchema, type Bandwidth } from "./transport/bandwidth.ts";
 import { MIRROR_MODES, type MirrorMode } from "./operations.ts";
 import { describeIssue, strictObject } from "./strict-schema.ts";
+import type { DrillPlan } from "./drill-schedule.ts";
 
 export class ConfigError extends Error {
   override name = "ConfigError";
@@ -42,6 +43,28 @@ const VolumeSetSchema = strictObject({
 });
 
 const SetConfigSchema = z.union([VolumeSetSchema, TreeSetSchema]);
+
+const DURATION_UNITS_MS = new Map([
+  ["s", 1000],
+  ["m", 60_000],
+  ["h", 3_600_000],
+  ["d", 86_400_000],
+]);
+
+/** "90s", "15m", "24h", "7d" in milliseconds. */
+const Every = z
+  .string()
+  .regex(/^[1-9]\d{0,5}[smhd]$/, 'a duration such as "30m", "24h" or "7d"')
+  .transform((text) => Number(text.slice(0, -1)) * (DURATION_UNITS_MS.get(text.slice(-1)) ?? Number.NaN))
+  .refine((ms) => ms >= 60_000, "drills run at most once a minute");
+
+/** A recovery drill the running agent runs on a schedule (`tidemark drill`). */
+const DrillConfigSchema = strictObject({
+  set: SetName,
+  every: Every,
+  /** Application check run inside the restored tree; a non-zero exit fails the drill. */
+  check: z.string().min(1).optional(),
+});
 
 export const ConfigSchema = strictObject({
     region: z.string().min(1).default("us-east-1"),
@@ -79,12 +102,19 @@ export const ConfigSchema = strictObject({
         afterOutOfSync: z.enum(MIRROR_MODES).default("diff"),
       })
       .default({ onStart: "scan", afterOutOfSync: "diff" }),
+    /** Recovery drills the running agent runs on a schedule. */
+    drills: z.array(DrillConfigSchema).default([]),
   })
   .superRefine((config, ctx) => {
     const names = new Set<string>();
     config.sets.forEach((set, i) => {
       if (names.has(set.name)) ctx.addIssue({ code: "custom", path: ["sets", i, "name"], message: `set "${set.name}" is defined twice` });
       names.add(set.name);
+    });
+    config.drills.forEach((drill, i) => {
+      const set = config.sets.find((s) => s.name === drill.set);
+      if (!set) ctx.addIssue({ code: "custom", path: ["drills", i, "set"], message: `no set named "${drill.set}" to drill` });
+      else if (set.type === "volume") ctx.addIssue({ code: "custom", path: ["drills", i, "set"], message: `set "${drill.set}" is a volume: drills restore file sets` });
     });
   });
 
@@ -108,6 +138,7 @@ export interface AgentConfig {
   readonly fallbackScanSeconds: number;
   readonly bandwidth?: Bandwidth;
   readonly mirror: { readonly onStart: "scan" | MirrorMode; readonly afterOutOfSync: MirrorMode };
+  readonly drills: readonly DrillPlan[];
 }
 
 /** Which config file a command uses. */
@@ -164,6 +195,7 @@ export function loadConfig(file: string): AgentConfig {
     fallbackScanSeconds: c.fallbackScanSeconds,
     ...(c.bandwidth ? { bandwidth: c.bandwidth } : {}),
     mirror: Object.freeze({ ...c.mirror }),
+    drills: Object.freeze(c.drills.map((d) => Object.freeze({ set: d.set, everyMs: d.every, ...(d.check !== undefined ? { check: d.check } : {}) }))),
   });
   checkPlaces(config);
   return config;

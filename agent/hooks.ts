@@ -22,6 +22,8 @@ export interface HookOptions {
   readonly timeoutMs?: number;
   /** Passes the command's output through (the CLI); otherwise it is only kept. */
   readonly echo?: (chunk: Buffer) => void;
+  /** Where the command runs. @default this process's working folder */
+  readonly cwd?: string;
 }
 
 /** Output kept per hook. */
@@ -40,7 +42,7 @@ export function describeHook(name: string, result: HookResult): string {
 export function runHook(command: string, options: HookOptions = {}): Promise<HookResult> {
   const started = Date.now();
   return new Promise((resolve) => {
-    const child = spawn("sh", ["-c", command], { env: { ...process.env, ...options.env }, stdio: ["ignore", "pipe", "pipe"] });
+    const child = spawn("sh", ["-c", command], { env: { ...process.env, ...options.env }, stdio: ["ignore", "pipe", "pipe"], ...(options.cwd ? { cwd: options.cwd } : {}) });
     let output = "";
     let timedOut = false;
     const keep = (chunk: Buffer) => {

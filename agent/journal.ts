@@ -14,6 +14,7 @@ import { blockCount, deltaContentSize } from "../contract/wire.ts";
 import type { TaskFields } from "../contract/tasks.ts";
 import { journalFault } from "./journal-faults.ts";
 import { SkippedNames } from "./skipped-names.ts";
+import type { DrillReport } from "../contract/drills.ts";
 
 /** A change as the agent journals it. Content is captured when journaled, so later writes cannot leak into it. */
 export type Change =
@@ -30,6 +31,8 @@ export type Change =
       delta?: { base: string; blocks: number[]; contentSha256: string };
       /** sha256 of each BLOCK_SIZE block, concatenated: kept in the index for the next delta, never sent. */
       blockHashes?: Uint8Array;
+      /** Shared by files that were hard links of one another when read (restored as links). */
+      linkGroup?: string;
     }
   | { op: "mkdir"; path: string; mode: number; mtimeNs: string }
   | { op: "symlink"; path: string; target: string; mtimeNs: string }
@@ -59,6 +62,8 @@ export type Change =
   | { op: "skip"; path: string; reason: string }
   /** Snapshots beyond the newest `keep` are deleted by the applier when it reaches this. */
   | { op: "prune"; id: string; keep: number }
+  /** A recovery drill's report, written to the target by the applier. */
+  | { op: "drill"; report: DrillReport }
   /** A block of a volume set as read (zeros travel as `zero`); volumeSize is the volume's size when it was read. */
   | { op: "block"; index: number; volumeSize: number; sha256: string; content: { bytes: Uint8Array } | { zero: true } };
 
@@ -481,6 +486,7 @@ export class Journal {
       case "task":
       case "prune":
       case "skip":
+      case "drill":
         break;
     }
   }

@@ -16,7 +16,9 @@ export type Progress =
   | { phase: "scan"; entries: number; changes: number; bytes: number; total?: number }
   | { phase: "wait"; seq: number; appliedSeq: number }
   | { phase: "repair"; entries: number }
-  | { phase: "restore"; files: number; totalFiles: number; bytes: number; totalBytes: number; unit?: "files" | "blocks" };
+  | { phase: "restore"; files: number; totalFiles: number; bytes: number; totalBytes: number; unit?: "files" | "blocks" }
+  /** A drill comparing the restored tree with its recovery point. */
+  | { phase: "check"; entries: number; totalEntries: number };
 
 export interface OperationDeps {
   readonly agent: Agent;

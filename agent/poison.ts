@@ -41,6 +41,8 @@ function describe(change: Change): string {
       return `block ${change.index}`;
     case "resync":
       return "resync";
+    case "drill":
+      return `drill ${change.report.id}`;
     default:
       return `${change.op} ${change.path}`;
   }

@@ -102,6 +102,11 @@ export function describeProgress(progress: Progress, timing: Timing, tty: boolea
       const bar = tty ? `${drawBar(fraction)} ` : "";
       return `restoring ${bar}${progress.files}/${progress.totalFiles} ${progress.unit ?? "files"}  ${formatBytes(progress.bytes)} of ${formatBytes(progress.totalBytes)}${rate}${eta}`;
     }
+    case "check": {
+      const fraction = progress.totalEntries > 0 ? Math.min(progress.entries / progress.totalEntries, 1) : 1;
+      const bar = tty ? `[${"#".repeat(Math.round(fraction * BAR_WIDTH)).padEnd(BAR_WIDTH, "-")}] ` : "";
+      return `checking ${bar}${progress.entries}/${progress.totalEntries} entries against the recovery point`;
+    }
   }
 }
 

@@ -11,6 +11,10 @@ import { EventBridgeClient } from "@aws-sdk/client-eventbridge";
 import { EVENT_TYPES, type EventSink } from "../lambdas/tasks/actions.ts";
 import { EventBridgeSink, FileEventSink } from "../lambdas/tasks/aws-actions.ts";
 import { Agent } from "./agent.ts";
+import { DrillReportSchema } from "../contract/drills.ts";
+import { runDrill } from "./drill.ts";
+import { latestDrillReport } from "./drill-reports.ts";
+import { DrillScheduler } from "./drill-schedule.ts";
 import { controlSocketPath, startControlServer, type ControlServer } from "./control.ts";
 import { MIRROR_MODES, queueTask, recoverSet, runMirror, runPrune, runVerify, type OperationDeps, type Progress } from "./operations.ts";
 import { checkSources, type AgentConfig } from "./config.ts";
@@ -37,6 +41,7 @@ const VerifyRequest = z.object({ set: z.string(), deep: z.boolean().default(fals
 const MirrorRequest = z.object({ set: z.string(), mode: z.enum(MIRROR_MODES) });
 const TaskRequest = z.object({ set: z.string(), fields: TaskFieldsSchema, onQueue: z.string().optional(), onTransmit: z.string().optional() });
 const PruneRequest = z.object({ set: z.string(), keep: z.number().int().min(0) });
+const DrillReportRequest = z.object({ set: z.string(), report: DrillReportSchema });
 
 /** Where the agent announces received markers (ONRECEIVE): the stack's bus, or the local cloud's event log. */
 function receivedEvents(config: AgentConfig, clientOptions: { region: string; endpoint?: string }): EventSink | undefined {
@@ -68,7 +73,7 @@ class PerSetRetry implements Transport {
   }
 }
 
-export async function startAgent(config: AgentConfig, log: Logger, options: { ignorePaths?: string[] } = {}): Promise<RunningAgent> {
+export async function startAgent(config: AgentConfig, log: Logger, options: { ignorePaths?: string[]; scheduleDrills?: boolean } = {}): Promise<RunningAgent> {
   checkSources(config);
   const clientOptions = { region: config.region, maxAttempts: 1, ...(config.endpoint ? { endpoint: config.endpoint } : {}) };
   const sqs = makeSqsClient(clientOptions);
@@ -174,6 +179,10 @@ export async function startAgent(config: AgentConfig, log: Logger, options: { ig
         const request = PruneRequest.parse(body);
         return runPrune(operations(progress), knownSet(request.set), request.keep);
       },
+      "/drill-report": async (body) => {
+        const request = DrillReportRequest.parse(body);
+        return { seq: await agent.journalDrill(knownSet(request.set), request.report) };
+      },
     });
   } catch (error) {
     journal.close();
@@ -193,10 +202,29 @@ export async function startAgent(config: AgentConfig, log: Logger, options: { ig
       );
     }
   }
+  // Scheduled drills (config `drills`) run in the agent that replicates, not in one a command started for itself.
+  const drills =
+    options.scheduleDrills !== false && config.drills.length > 0
+      ? new DrillScheduler({
+          plans: config.drills,
+          run: async (plan, signal) => {
+            const { report } = await runDrill(store, plan.set, { signal, ...(plan.check !== undefined ? { check: plan.check } : {}) });
+            await agent.journalDrill(plan.set, report);
+            return report;
+          },
+          lastDrill: async (set) => {
+            const last = await latestDrillReport(store, set);
+            return last && new Date(last.startedAt);
+          },
+          log,
+        })
+      : undefined;
+  drills?.start();
   return {
     agent,
     operations,
     async stop() {
+      await drills?.stop();
       await control.close();
       controller.abort();
       await agent.stop();

@@ -13,6 +13,8 @@ export const PREFIX = {
   state: "state/",
   /** Objects found on the target that the source does not have, moved aside by a verification. */
   orphans: "orphans/",
+  /** Reports of recovery drills (`tidemark drill`). */
+  drills: "drills/",
 } as const;
 
 /** Prefix of a set's live mirror. */
@@ -113,6 +115,16 @@ export function pruneReportKey(set: string, id: string): string {
   return `${PREFIX.state}${set}/prune/${id}.json`;
 }
 
+/** Prefix of a set's drill reports. */
+export function drillsPrefix(set: string): string {
+  return `${PREFIX.drills}${set}/`;
+}
+
+/** Key of the report of a recovery drill of a set. */
+export function drillReportKey(set: string, id: string): string {
+  return `${drillsPrefix(set)}${id}.json`;
+}
+
 export const ORPHAN_POLICIES = ["report", "delete", "move-aside"] as const;
 export type OrphanPolicy = (typeof ORPHAN_POLICIES)[number];
 
@@ -142,6 +154,8 @@ export const META = {
   mtimeNs: "tidemark-mtime-ns",
   sha256: "tidemark-sha256",
   linkTarget: "tidemark-link",
+  /** Files that were hard links of one another on the source share this id. */
+  linkGroup: "tidemark-link-group",
   /** Snapshots of the set taken before this object was written: content older than the newest snapshot is preserved before it is replaced. */
   gen: "tidemark-gen",
 } as const;
@@ -160,6 +174,8 @@ export interface EntryMeta {
   linkTarget?: string;
   /** The set's snapshot generation when the object was written. */
   gen?: number;
+  /** Hard-link group of a file (see PutRecord.linkGroup). */
+  linkGroup?: string;
 }
 
 export function encodeMeta(meta: EntryMeta): Record<string, string> {
@@ -172,6 +188,7 @@ export function encodeMeta(meta: EntryMeta): Record<string, string> {
   // S3 metadata travels in HTTP headers: keep it ASCII.
   if (meta.linkTarget !== undefined) out[META.linkTarget] = encodeURIComponent(meta.linkTarget);
   if (meta.gen !== undefined && meta.gen > 0) out[META.gen] = String(meta.gen);
+  if (meta.linkGroup !== undefined) out[META.linkGroup] = meta.linkGroup;
   return out;
 }
 
@@ -189,6 +206,8 @@ export function decodeMeta(raw: Record<string, string> | undefined): EntryMeta |
   if (link !== undefined) meta.linkTarget = decodeURIComponent(link);
   const gen = Number(raw[META.gen] ?? "0");
   if (Number.isInteger(gen) && gen > 0) meta.gen = gen;
+  const linkGroup = raw[META.linkGroup];
+  if (linkGroup !== undefined && /^[0-9a-f]{16}$/.test(linkGroup)) meta.linkGroup = linkGroup;
   return meta;
 }
 

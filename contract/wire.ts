@@ -7,7 +7,8 @@ import { gunzipSync, gzipSync, zstdCompressSync, zstdDecompressSync } from "node
 import { z } from "zod";
 import { ORPHAN_POLICIES } from "./layout.ts";
 import { TaskFieldsSchema, TaskIdSchema } from "./tasks.ts";
-import { ManifestEntrySchema, Mode, MtimeNs, Seq, SetName, SetPath, Sha256, Size, type ManifestEntry } from "./manifest-entry.ts";
+import { DrillReportSchema } from "./drills.ts";
+import { LinkGroup, ManifestEntrySchema, Mode, MtimeNs, Seq, SetName, SetPath, Sha256, Size, type ManifestEntry } from "./manifest-entry.ts";
 
 export const WIRE_VERSION = 1;
 
@@ -76,6 +77,8 @@ const PutRecord = z
     sha256: Sha256,
     content: Content,
     delta: Delta.optional(),
+    /** The file had other hard links in the set when read: they share this id (optional; older agents send none). */
+    linkGroup: LinkGroup.optional(),
   })
   .superRefine((put, ctx) => {
     if (!put.delta) return;
@@ -132,6 +135,9 @@ const PruneRecord = z.object({
   id: z.string().regex(/^[A-Za-z0-9-]{1,64}$/, "prune id must be 1-64 letters, digits or '-'"),
   keep: z.number().int().min(0).max(1_000_000),
 });
+
+/** The report of a recovery drill the agent ran: the applier writes it to drills/<set>/<id>.json. */
+const DrillRecord = z.object({ seq: Seq, op: z.literal("drill"), report: DrillReportSchema });
 
 /** Largest volume a volume set may replicate (EBS's largest volume, 64 TiB). */
 export const MAX_VOLUME_BYTES = 64 * 1024 ** 4;
@@ -191,6 +197,7 @@ export const RecordSchema = z.discriminatedUnion("op", [
   PruneRecord,
   BlockRecord,
   SkipRecord,
+  DrillRecord,
 ]);
 
 /** A journal's generation id (DESIGN 8): random, made with the journal; a new one restarts the set's seq chain. */
@@ -236,6 +243,7 @@ export type PutRecord = z.infer<typeof PutRecord>;
 export type Delta = z.infer<typeof Delta>;
 export type VerifyRecord = z.infer<typeof VerifyRecord>;
 export type BlockRecord = z.infer<typeof BlockRecord>;
+export type DrillRecord = z.infer<typeof DrillRecord>;
 
 export type WireMessage = z.infer<typeof MessageSchema>;
 export type InlineContent = z.infer<typeof InlineContent>;

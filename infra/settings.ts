@@ -75,6 +75,12 @@ export interface TidemarkSettings {
    */
   readonly maxMessageAgeSeconds: number;
   /**
+   * Alarm when no recovery drill (`tidemark drill`, or the agent's `drills`
+   * schedule) passed within this many hours (1-168); 0 turns the alarm off.
+   * @default 48
+   */
+  readonly drillMaxAgeHours: number;
+  /**
    * An SNS topic ARN the alarms notify; without one, the alarms only show in CloudWatch.
    * @default none
    */
@@ -123,6 +129,8 @@ const SettingsSchema = z
     maxReceiveCount: integer(1, 1000).default(5),
     noncurrentVersionDays: integer(1, 3650).default(30),
     maxMessageAgeSeconds: integer(60, 1_209_600).default(300),
+    // CloudWatch evaluates an alarm over at most 7 days: one hourly datapoint per hour of the window.
+    drillMaxAgeHours: integer(0, 168).default(48),
     alarmTopicArn: z.string().regex(/^arn:aws[\w-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]+$/, "an SNS topic ARN").optional(),
     agentUser: booleanish.default(false),
     agentRoleTrust: z.string().regex(/^(arn:aws[\w-]*:[a-z0-9-]*:[a-z0-9-]*:\d{12}:.+|\d{12})$/, "an ARN or an account id").optional(),

@@ -79,6 +79,7 @@ export class TidemarkStack extends Stack {
       applier: this.applier.function,
       metricsNamespace,
       maxMessageAge: Duration.seconds(settings.maxMessageAgeSeconds),
+      drillMaxAgeHours: settings.drillMaxAgeHours,
       ...(settings.alarmTopicArn ? { alarmTopicArn: settings.alarmTopicArn } : {}),
     });
 

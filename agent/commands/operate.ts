@@ -35,7 +35,7 @@ export async function operate<T>(
   }
   // Loaded only now: with an agent running, a command never pays for the SDK, the watcher and the journal.
   const [{ startAgent }, { silentLogger }] = await Promise.all([import("../runtime.ts"), import("../log.ts")]);
-  const running = await startAgent(config, silentLogger);
+  const running = await startAgent(config, silentLogger, { scheduleDrills: false });
   try {
     const result = await inProcess(running.operations(onProgress));
     // What the operation journaled (repairs, a full mirror) leaves before this process does.

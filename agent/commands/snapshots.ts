@@ -10,7 +10,8 @@ import { escapeControl, formatBytes, table } from "../format.ts";
 import { runPrune, type Progress } from "../operations.ts";
 import { isEbsSnapshotId, restoreEbsSnapshot, restoreVolumeSnapshot, type VolumeRestoreResult } from "../restore-volume.ts";
 import { createProgressView } from "../progress.ts";
-import { restoreSnapshot } from "../restore.ts";
+import { RestoreError, restoreSnapshot, type RestoreResult } from "../restore.ts";
+import type { WriteOptions } from "../restore-writer.ts";
 import { stringOption, UsageError, type Command } from "./command.ts";
 import { checkSet, operate } from "./operate.ts";
 import { withEbsClient, withTargetStore } from "./target-store.ts";
@@ -59,12 +60,19 @@ Examples:
 
 export const restoreCommand: Command = {
   name: "restore",
-  help: `Usage: tidemark restore SET --snapshot ID --to DIR|FILE [--force] [--json] [--config FILE]
+  help: `Usage: tidemark restore SET --snapshot ID --to DIR|FILE [--force [--delete]] [--json] [--config FILE]
 
 Writes the set as it was at the snapshot into DIR: file contents (each
-checked against its sha256), modes, modification times, symlinks and empty
-folders. DIR must be empty or missing unless --force is given; with --force,
-what the snapshot holds is written over DIR's content and other files stay.
+checked against its sha256), modes, modification times, symlinks (as links,
+never followed), files that were hard links of one another (as hard links)
+and empty folders. DIR must be empty or missing unless --force is given;
+with --force, what the snapshot holds is written over DIR's content, and
+what DIR holds beyond it is listed and left alone, or removed with --delete.
+
+An entry that cannot be written (its content missing or altered in the
+bucket, a name the filesystem refuses, a path below a symlink) does not stop
+the restore: everything else is written, each failure is named with why,
+and the exit code is 3. No temp file is left behind, also when interrupted.
 
 A volume set restores to FILE: the disk image as it was at the marker,
 rebuilt from the block store (every block checked against its sha256; zeros
@@ -77,19 +85,31 @@ Options:
   --snapshot ID   the snapshot (see \`tidemark snapshots SET\`); "latest" for the newest; or an EBS snapshot id
   --to DIR|FILE   where to restore
   --force         write into a folder that is not empty, or over an existing file or device
-  --json          print a summary as JSON
+  --delete        with --force: remove what the snapshot does not hold from DIR
+  --json          print a summary as JSON (its "failures" list what was not written)
 ${CONFIG_OPTION}
+
+Exit codes: 0 restored, 3 some entries not restored (each named), 1 the restore could not run.
 
 Examples:
   tidemark restore db --snapshot latest --to /srv/restore/db
+  tidemark restore db --snapshot latest --to /srv/db --force --delete
   tidemark restore db --snapshot snap-20261124T020000Z-3f9a1c --to ./db-before-upgrade
   tidemark restore vm --snapshot latest --to ./vm-disk.img
   tidemark restore vm --snapshot snap-0123456789abcdef0 --to ./vm-disk.img`,
   positionals: true,
-  options: { snapshot: { type: "string" }, to: { type: "string" }, force: { type: "boolean" }, json: { type: "boolean" }, config: { type: "string" } },
+  options: {
+    snapshot: { type: "string" },
+    to: { type: "string" },
+    force: { type: "boolean" },
+    delete: { type: "boolean" },
+    json: { type: "boolean" },
+    config: { type: "string" },
+  },
   async run(values, positionals) {
     const config = loadConfig(configPath(stringOption(values.config)));
     const set = checkSet(config, positionals[0], "restore");
+    if (values.delete === true && values.force !== true) throw new UsageError("--delete removes what the snapshot does not hold from a folder that is not empty: it needs --force");
     const id = stringOption(values.snapshot);
     const to = stringOption(values.to);
     if (id === undefined) throw new UsageError("name the snapshot with --snapshot ID (see `tidemark snapshots " + set + "`)");
@@ -104,21 +124,52 @@ Examples:
         if (!summary && isEbsSnapshotId(id)) return await withEbsClient(config, (ebs) => restoreEbsSnapshot(ebs, id, resolve(to), options));
         if (!summary) throw new UsageError(`set "${set}" has no snapshots to restore`);
         if (summary.volume) return await restoreVolumeSnapshot(store, summary, resolve(to), options);
-        return await restoreSnapshot(store, summary, resolve(to), options);
+        return await restoreFileSet(store, summary, resolve(to), { ...options, delete: values.delete === true });
       } finally {
         view?.done();
       }
     });
-    if ("source" in result) printVolumeRestore(set, result, json);
-    else if (json) process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
-    else {
-      process.stdout.write(
-        `restored snapshot ${result.snapshot} of set ${set} to ${escapeControl(result.to)}: ${result.files} files (${formatBytes(result.bytes)}), ${result.dirs} folders, ${result.symlinks} symlinks\n`,
-      );
+    if ("source" in result) {
+      printVolumeRestore(set, result, json);
+      return 0;
     }
-    return 0;
+    return printRestore(set, result, json);
   },
 };
+
+/** A file set's restore; interrupted (SIGINT, SIGTERM), the writer stops and removes its temp files before the process ends. */
+async function restoreFileSet(store: TargetStore, summary: SnapshotSummary, to: string, options: WriteOptions): Promise<RestoreResult> {
+  const interrupt = new AbortController();
+  const stop = () => interrupt.abort(new RestoreError("restore interrupted; what was written so far stays, no temp files"));
+  process.once("SIGINT", stop);
+  process.once("SIGTERM", stop);
+  try {
+    return await restoreSnapshot(store, summary, to, { ...options, signal: interrupt.signal });
+  } finally {
+    process.off("SIGINT", stop);
+    process.off("SIGTERM", stop);
+  }
+}
+
+/** Prints a file set's restore; exit code 3 when any entry was not restored. */
+function printRestore(set: string, result: RestoreResult, json: boolean): number {
+  if (json) process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
+  else {
+    const links = result.hardLinks > 0 ? ` (${result.hardLinks} as hard links)` : "";
+    process.stdout.write(
+      `restored snapshot ${result.snapshot} of set ${set} to ${escapeControl(result.to)}: ${result.files} files${links} (${formatBytes(result.bytes)}), ${result.dirs} folders, ${result.symlinks} symlinks\n`,
+    );
+    for (const path of result.deleted) process.stdout.write(`removed (not in the snapshot): ${JSON.stringify(path)}\n`);
+    if (result.extra.length > 0) {
+      process.stdout.write(`left alone, not in the snapshot (--delete removes them): ${result.extra.length} entries\n`);
+      for (const path of result.extra.slice(0, 50)) process.stdout.write(`  ${JSON.stringify(path)}\n`);
+      if (result.extra.length > 50) process.stdout.write(`  ... and ${result.extra.length - 50} more (--json lists them all)\n`);
+    }
+    for (const failure of result.failures) process.stderr.write(`not restored: ${JSON.stringify(failure.path)}: ${failure.reason}\n`);
+    if (result.failures.length > 0) process.stderr.write(`${result.failures.length} entries not restored; everything else was\n`);
+  }
+  return result.failures.length > 0 ? 3 : 0;
+}
 
 /** The snapshot with this id; undefined when there is none and the id may be an EBS snapshot's. */
 async function findSnapshot(store: TargetStore, set: string, id: string): Promise<SnapshotSummary | undefined> {

@@ -9,6 +9,7 @@ import { Journal, type JournalGeneration, type SetCounters } from "../journal.ts
 import { caughtUp, findProblems, type NotReplicated, type Problem, type SetFacts } from "../set-health.ts";
 import { escapeControl, formatBytes, table } from "../format.ts";
 import { skippedNow } from "../skipped-names.ts";
+import { latestDrillReport } from "../drill-reports.ts";
 import { stringOption, type Command } from "./command.ts";
 
 export interface SetReport {
@@ -48,6 +49,8 @@ export interface SetReport {
   inSync: boolean;
   /** Nothing waiting in the journal, and the target applied everything journaled in this generation. */
   caughtUp: boolean;
+  /** The newest recovery drill the target holds a report of; null when none (or unreadable). */
+  lastDrill: { id: string; passed: boolean; finishedAt: string; ageSeconds: number; problems: number } | null;
 }
 
 /** Exit code of `tidemark status` when a set is not healthy (2 stays for usage errors). */
@@ -87,10 +90,11 @@ export async function collectStatus(configFile: string): Promise<SetReport[]> {
           facts = { error: message };
           target = { reachable: false, error: message };
         }
+        const drill = await latestDrillReport(store, spec.name).catch(() => undefined);
         const skipped: NotReplicated[] = journal
           ? [...journal.skipped(spec.name), ...skippedNow(journal.skippedNames, spec.name, spec.root).map(({ path, reason }) => ({ path, reason }))]
           : [];
-        const setFacts: SetFacts = { set: spec.name, counters, generation, skipped, target: facts, now: new Date() };
+        const setFacts: SetFacts = { set: spec.name, counters, generation, skipped, drill, target: facts, now: new Date() };
         const problems = findProblems(setFacts);
         const upToDate = caughtUp(setFacts);
         return {
@@ -107,6 +111,15 @@ export async function collectStatus(configFile: string): Promise<SetReport[]> {
           healthy: problems.length === 0,
           inSync: problems.length === 0 && upToDate,
           caughtUp: upToDate,
+          lastDrill: drill
+            ? {
+                id: drill.id,
+                passed: drill.passed,
+                finishedAt: drill.finishedAt,
+                ageSeconds: Math.max(0, Math.round((Date.now() - Date.parse(drill.finishedAt)) / 1000)),
+                problems: drill.problemCount,
+              }
+            : null,
         };
       }),
     );
@@ -131,7 +144,8 @@ applied (read from the target bucket), and the state:
                 target ahead of the journal or in another generation (journal
                 lost or restored from an older copy), a message rejected in
                 the last 24 hours, a full journal, a failed watcher, a send
-                error
+                error, paths not replicated, a failed recovery drill
+The last recovery drill's result and age (\`tidemark drill\`) are shown too.
 
 Exit code: 0 when every set is healthy (in sync or catching up), ${STATUS_UNHEALTHY} when
 any set has a problem (or its target is unreachable), 2 on usage errors.
@@ -170,6 +184,11 @@ Examples:
       if (r.target.reachable && r.target.lastGenerationChange) {
         const change = r.target.lastGenerationChange;
         process.stdout.write(`${r.set}: generation ${change.id} since ${change.since} (seq ${change.seq}): ${change.reason}\n`);
+      }
+      if (r.lastDrill) {
+        const d = r.lastDrill;
+        const age = d.ageSeconds < 7200 ? `${Math.round(d.ageSeconds / 60)} min` : `${(d.ageSeconds / 3600).toFixed(1)} h`;
+        process.stdout.write(`${r.set}: last drill ${d.passed ? "passed" : `FAILED (${d.problems} bad paths)`} ${age} ago (${d.id})\n`);
       }
     }
     return code;

@@ -16,9 +16,10 @@ import { PREFIX } from "../../contract/layout.ts";
 /**
  * The prefixes an agent reads: status (tidemark status), task results
  * (tidemark task --wait, tidemark tasks), snapshot manifests and the content
- * they name (tidemark snapshots, tidemark restore).
+ * they name (tidemark snapshots, tidemark restore), drill reports (tidemark
+ * status, the drill schedule).
  */
-export const AGENT_READ_PREFIXES = [PREFIX.state, PREFIX.tasks, PREFIX.snapshots, PREFIX.data, PREFIX.preserved, PREFIX.blocks] as const;
+export const AGENT_READ_PREFIXES = [PREFIX.state, PREFIX.tasks, PREFIX.snapshots, PREFIX.data, PREFIX.preserved, PREFIX.blocks, PREFIX.drills] as const;
 
 const READ_PURPOSE: Record<(typeof AGENT_READ_PREFIXES)[number], string> = {
   [PREFIX.state]: "the applier's per-set status (for tidemark status)",
@@ -27,6 +28,7 @@ const READ_PURPOSE: Record<(typeof AGENT_READ_PREFIXES)[number], string> = {
   [PREFIX.data]: "the live mirror (tidemark restore of a snapshot)",
   [PREFIX.preserved]: "content kept for snapshots (tidemark restore)",
   [PREFIX.blocks]: "volume sets' block content (tidemark restore of a volume)",
+  [PREFIX.drills]: "recovery drill reports (tidemark status, the drill schedule)",
 };
 
 export interface AgentAccessProps {

@@ -22,6 +22,11 @@ export interface MonitoringProps {
    */
   readonly maxMessageAge?: Duration;
   /**
+   * Alarm when no drill passed within this many hours (1-168); 0: no such alarm.
+   * @default 48
+   */
+  readonly drillMaxAgeHours?: number;
+  /**
    * SNS topic the alarms notify, on alarm and on recovery.
    * @default none
    */
@@ -33,6 +38,9 @@ export class Monitoring extends Construct {
   readonly deadLetterAlarm: Alarm;
   readonly applierErrorsAlarm: Alarm;
   readonly outOfSyncAlarm: Alarm;
+  readonly drillFailedAlarm: Alarm;
+  /** Absent when drillMaxAgeHours is 0. */
+  readonly noRecentDrillAlarm?: Alarm;
   readonly dashboard: Dashboard;
 
   constructor(scope: Construct, id: string, props: MonitoringProps) {
@@ -75,9 +83,30 @@ export class Monitoring extends Construct {
       "A set is out of sync on the target (a seq gap or a diverged target); `tidemark status` names it, and the agent resyncs it.",
     );
 
+    this.drillFailedAlarm = alarm(
+      "DrillFailed",
+      applied("DrillFailed"),
+      1,
+      "A recovery drill failed: a recovery point did not restore as recorded. Its report under drills/<set>/ names every bad path.",
+    );
+    const drillHours = props.drillMaxAgeHours ?? 48;
+    if (drillHours > 0) {
+      // One datapoint an hour, missing ones breaching: in alarm when none of the last N hours had a drill that passed.
+      this.noRecentDrillAlarm = new Alarm(this, "NoRecentDrill", {
+        metric: new Metric({ namespace: props.metricsNamespace, metricName: "DrillPassed", statistic: "Sum", period: Duration.hours(1) }),
+        threshold: 1,
+        evaluationPeriods: drillHours,
+        datapointsToAlarm: drillHours,
+        comparisonOperator: ComparisonOperator.LESS_THAN_THRESHOLD,
+        treatMissingData: TreatMissingData.BREACHING,
+        alarmDescription: `No recovery drill passed in the last ${drillHours} hours: run \`tidemark drill SET\`, or schedule drills in the agent config ("drills").`,
+      });
+    }
+
     if (props.alarmTopicArn) {
       const action = new SnsAction(Topic.fromTopicArn(this, "AlarmTopic", props.alarmTopicArn));
-      for (const a of [this.replicationLagAlarm, this.deadLetterAlarm, this.applierErrorsAlarm, this.outOfSyncAlarm]) {
+      const drillAlarms = [this.drillFailedAlarm, ...(this.noRecentDrillAlarm ? [this.noRecentDrillAlarm] : [])];
+      for (const a of [this.replicationLagAlarm, this.deadLetterAlarm, this.applierErrorsAlarm, this.outOfSyncAlarm, ...drillAlarms]) {
         a.addAlarmAction(action);
         a.addOkAction(action);
       }
@@ -113,6 +142,7 @@ export class Monitoring extends Construct {
       new SingleValueWidget({ title: "Sets out of sync", metrics: [outOfSync], width: 6 }),
       new SingleValueWidget({ title: "Messages rejected", metrics: [applied("MessagesRejected")], width: 6 }),
       new SingleValueWidget({ title: "Dead letters", metrics: [dead], width: 6 }),
+      new SingleValueWidget({ title: "Drills passed / failed (24 h)", metrics: [applied("DrillPassed"), applied("DrillFailed")].map((m) => m.with({ period: Duration.days(1) })), width: 6 }),
     );
   }
 }

@@ -3,7 +3,7 @@
 // redelivered message changes nothing (DESIGN 2).
 
 import { createHash } from "node:crypto";
-import { blockDataKey, dataKey, dirKey, encodeMeta, META, pruneReportKey, stagingKey, statusKey, verifyReportKey, type SetStatus } from "../../contract/layout.ts";
+import { blockDataKey, dataKey, dirKey, drillReportKey, encodeMeta, META, pruneReportKey, stagingKey, statusKey, verifyReportKey, type SetStatus } from "../../contract/layout.ts";
 import { snapshotIdFor, type PruneReport } from "../../contract/tasks.ts";
 import { setNameProblem } from "../../contract/paths.ts";
 import {
@@ -24,6 +24,7 @@ import {
 } from "../../contract/wire.ts";
 import { mapConcurrent } from "../../contract/async.ts";
 import { parseManifest, verifyTarget } from "./verify.ts";
+import { drillMetricsLine } from "./metrics.ts";
 import { runMarker, type Marker, type TaskSettings } from "./markers.ts";
 import { enterGeneration } from "./generations.ts";
 import { preserveBeforeReplace, pruneSnapshots, takeSnapshot } from "../tasks/snapshots.ts";
@@ -78,6 +79,8 @@ export interface ApplierOptions {
   readonly tasks?: TaskSettings;
   /** Who may change a set. @default SignedOwnership on the store: only messages signed by the set's owner */
   readonly ownership?: OwnershipCheck;
+  /** Namespace of the metrics logged for drill reports. @default DEFAULT_METRICS_NAMESPACE */
+  readonly metricsNamespace?: string;
 }
 
 /** Content checked before anything is written: decoded inline bytes, or a staging object known to exist. */
@@ -143,6 +146,7 @@ export class Applier {
   readonly #log: (line: string) => void;
   readonly #tasks: TaskSettings;
   readonly #ownership: OwnershipCheck;
+  readonly #metricsNamespace: string | undefined;
   /** Actions of markers that do not hold the stream (timeout 0), still running. */
   readonly #background = new Set<Promise<unknown>>();
 
@@ -153,6 +157,7 @@ export class Applier {
     this.#log = options.log ?? ((line) => console.error(line));
     this.#tasks = options.tasks ?? {};
     this.#ownership = options.ownership ?? new SignedOwnership(options.store, { now: this.#now });
+    this.#metricsNamespace = options.metricsNamespace;
   }
 
   /** Resolves once the actions of markers that did not hold the stream finished: the handler awaits this before its invocation ends. */
@@ -469,7 +474,7 @@ export class Applier {
     const preserve = (key: string) => preserveBeforeReplace(this.#store, set, key, status);
     switch (record.op) {
       case "put": {
-        const meta = encodeMeta({ kind: "file", mode: record.mode, mtimeNs: record.mtimeNs, sha256: record.sha256, gen });
+        const meta = encodeMeta({ kind: "file", mode: record.mode, mtimeNs: record.mtimeNs, sha256: record.sha256, gen, ...(record.linkGroup ? { linkGroup: record.linkGroup } : {}) });
         if (!put) throw new Error(`internal: put seq ${record.seq} was not prepared`);
         const key = dataKey(set, record.path);
         await preserve(key);
@@ -555,6 +560,15 @@ export class Applier {
         if (!put || !("entries" in put)) throw new Error(`internal: verify seq ${record.seq} was not prepared`);
         const report = await verifyTarget(this.#store, set, record, put.entries, this.#now(), preserve);
         await this.#store.put(verifyReportKey(set, record.id), Buffer.from(JSON.stringify(report)), {});
+        return 0;
+      }
+      case "drill": {
+        // The set is the stream's, whatever the report claims; a report once written is never replaced.
+        const report = { ...record.report, set };
+        const key = drillReportKey(set, report.id);
+        if (await this.#store.head(key)) return 0;
+        await this.#store.put(key, Buffer.from(JSON.stringify(report, null, 2)), {});
+        this.#log(drillMetricsLine(report, this.#now().getTime(), this.#metricsNamespace));
         return 0;
       }
     }

@@ -88,7 +88,9 @@ function fromEnvironment(env: NodeJS.ProcessEnv = process.env): BatchHandler {
     await sqs.send(new ChangeMessageVisibilityCommand({ QueueUrl: queueUrlOf(record.eventSourceARN, env.TIDEMARK_SQS_ENDPOINT), ReceiptHandle: record.receiptHandle, VisibilityTimeout: 0 }));
   };
   const ownership = new SignedOwnership(store, { setRoles: setRolesFromEnvironment(env) });
-  return createHandler(new Applier({ store, ownership, tasks: taskSettingsFromEnvironment(env, region, bucket, store) }), console.log, env.TIDEMARK_METRICS_NAMESPACE || undefined, retrySoon);
+  const metricsNamespace = env.TIDEMARK_METRICS_NAMESPACE || undefined;
+  const applier = new Applier({ store, ownership, tasks: taskSettingsFromEnvironment(env, region, bucket, store), ...(metricsNamespace ? { metricsNamespace } : {}) });
+  return createHandler(applier, console.log, metricsNamespace, retrySoon);
 }
 
 /** The URL of the queue an event source ARN names (arn:aws:sqs:region:account:name). */

@@ -1,6 +1,7 @@
 // One structured log line per batch, which CloudWatch also reads as metrics
 // (embedded metric format): no API call from the function.
 
+import type { DrillReport } from "../../contract/drills.ts";
 import type { MessageOutcome } from "./applier.ts";
 
 /** The namespace when the deployment sets none (TIDEMARK_METRICS_NAMESPACE). */
@@ -55,5 +56,34 @@ export function metricsLine(summary: BatchSummary): string {
     MessagesRejected: rejected,
     SetsOutOfSync: outOfSync,
     ReplicationLag: summary.lagMs,
+  });
+}
+
+/** One line per drill report the applier writes: DrillPassed or DrillFailed, which the stack alarms on. */
+export function drillMetricsLine(report: DrillReport, timestamp: number, namespace?: string): string {
+  return JSON.stringify({
+    level: report.passed ? "info" : "warn",
+    msg: "drill report",
+    set: report.set,
+    drill: report.id,
+    passed: report.passed,
+    problems: report.problemCount,
+    _aws: {
+      Timestamp: timestamp,
+      CloudWatchMetrics: [
+        {
+          Namespace: namespace ?? DEFAULT_METRICS_NAMESPACE,
+          Dimensions: [[]],
+          Metrics: [
+            { Name: "DrillPassed", Unit: "Count" },
+            { Name: "DrillFailed", Unit: "Count" },
+            { Name: "DrillRecoveryTime", Unit: "Milliseconds" },
+          ],
+        },
+      ],
+    },
+    DrillPassed: report.passed ? 1 : 0,
+    DrillFailed: report.passed ? 0 : 1,
+    DrillRecoveryTime: report.rto.totalMs,
   });
 }

@@ -105,7 +105,8 @@ async function liveEntries(store: TargetStore, set: string, signal: AbortSignal 
     if (meta.kind === "dir") return { path, kind: "dir", size: 0, mode: meta.mode, mtimeNs: meta.mtimeNs, ...tags };
     if (meta.kind === "symlink") return { path, kind: "symlink", size: 0, mode: meta.mode, mtimeNs: meta.mtimeNs, link: meta.linkTarget ?? "", ...tags };
     if (!meta.sha256) return undefined;
-    return { path, kind: "file", size: head.size, mode: meta.mode, mtimeNs: meta.mtimeNs, sha256: meta.sha256, ...tags };
+    const linkGroup = meta.linkGroup ? { linkGroup: meta.linkGroup } : {};
+    return { path, kind: "file", size: head.size, mode: meta.mode, mtimeNs: meta.mtimeNs, sha256: meta.sha256, ...linkGroup, ...tags };
   });
   return entries.filter((entry) => entry !== undefined).sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
 }

@@ -118,7 +118,7 @@ describe("TidemarkStack with its defaults", () => {
     }
   });
 
-  it("gives agents exactly: send to the queue, write staging/, announce received markers, read state/, tasks/, snapshots/, data/, preserved/ and blocks/", () => {
+  it("gives agents exactly: send to the queue, write staging/, announce received markers, read state/, tasks/, snapshots/, data/, preserved/, blocks/ and drills/", () => {
     const [, policy] = only(template, "AWS::IAM::ManagedPolicy");
     const objects = (suffix: string) => ({ "Fn::Join": ["", [{ "Fn::GetAtt": [bucketId, "Arn"] }, `/${suffix}`]] });
     expect((policy.Properties.PolicyDocument as { Statement: unknown[] }).Statement).toEqual([
@@ -128,14 +128,14 @@ describe("TidemarkStack with its defaults", () => {
         Sid: "ReadStatusTasksSnapshots",
         Effect: "Allow",
         Action: ["s3:GetObject", "s3:GetObjectVersion"],
-        Resource: [objects("state/*"), objects("tasks/*"), objects("snapshots/*"), objects("data/*"), objects("preserved/*"), objects("blocks/*")],
+        Resource: [objects("state/*"), objects("tasks/*"), objects("snapshots/*"), objects("data/*"), objects("preserved/*"), objects("blocks/*"), objects("drills/*")],
       },
       {
         Sid: "ListStatusTasksSnapshots",
         Effect: "Allow",
         Action: "s3:ListBucket",
         Resource: { "Fn::GetAtt": [bucketId, "Arn"] },
-        Condition: { StringLike: { "s3:prefix": ["state/*", "tasks/*", "snapshots/*", "data/*", "preserved/*", "blocks/*"] } },
+        Condition: { StringLike: { "s3:prefix": ["state/*", "tasks/*", "snapshots/*", "data/*", "preserved/*", "blocks/*", "drills/*"] } },
       },
       { Sid: "AnnounceReceivedTasks", Effect: "Allow", Action: "events:PutEvents", Resource: { "Fn::GetAtt": [only(template, "AWS::Events::EventBus")[0], "Arn"] } },
     ]);
@@ -156,14 +156,40 @@ describe("TidemarkStack with its defaults", () => {
     expect(template.findResources("AWS::Backup::BackupVault")).toEqual({});
   });
 
-  it("alarms on lag, dead letters, applier errors and sets out of sync, and has a dashboard", () => {
+  it("alarms on lag, dead letters, applier errors, sets out of sync and drills, and has a dashboard", () => {
     const alarms = Object.values(template.findResources("AWS::CloudWatch::Alarm")) as Resource[];
-    expect(alarms.map((a) => a.Properties.MetricName).sort()).toEqual(["ApproximateAgeOfOldestMessage", "ApproximateNumberOfMessagesVisible", "Errors", "SetsOutOfSync"]);
+    expect(alarms.map((a) => a.Properties.MetricName).sort()).toEqual([
+      "ApproximateAgeOfOldestMessage",
+      "ApproximateNumberOfMessagesVisible",
+      "DrillFailed",
+      "DrillPassed",
+      "Errors",
+      "SetsOutOfSync",
+    ]);
     const outOfSync = alarms.find((a) => a.Properties.MetricName === "SetsOutOfSync");
     expect(outOfSync?.Properties).toMatchObject({ Namespace: "Tidemark/tidemark", Threshold: 1 });
     expect(alarms.find((a) => a.Properties.MetricName === "ApproximateAgeOfOldestMessage")?.Properties.Threshold).toBe(300);
     expect(alarms.every((a) => a.Properties.AlarmActions === undefined)).toBe(true);
     template.resourceCountIs("AWS::CloudWatch::Dashboard", 1);
+  });
+
+  it("alarms when no drill passed within tidemark:drillMaxAgeHours (48 by default): every hour of the window without a DrillPassed, missing data breaching", () => {
+    const [, alarm] = only(template, "AWS::CloudWatch::Alarm", { MetricName: "DrillPassed" });
+    expect(alarm.Properties).toMatchObject({
+      Namespace: "Tidemark/tidemark",
+      Statistic: "Sum",
+      Period: 3600,
+      EvaluationPeriods: 48,
+      DatapointsToAlarm: 48,
+      Threshold: 1,
+      ComparisonOperator: "LessThanThreshold",
+      TreatMissingData: "breaching",
+    });
+    const custom = synthStack({ drillMaxAgeHours: 24 }).template;
+    expect(only(custom, "AWS::CloudWatch::Alarm", { MetricName: "DrillPassed" })[1].Properties).toMatchObject({ EvaluationPeriods: 24, DatapointsToAlarm: 24 });
+    expect(synthStack({ drillMaxAgeHours: 0 }).template.findResources("AWS::CloudWatch::Alarm", { Properties: { MetricName: "DrillPassed" } })).toEqual({});
+    expect(() => parseSettings({ drillMaxAgeHours: 169 })).toThrow(/drillMaxAgeHours/);
+    expect(settingsFromContext((key) => (key === "tidemark:drillMaxAgeHours" ? "12" : undefined), ["tidemark:drillMaxAgeHours"]).drillMaxAgeHours).toBe(12);
   });
 
   it("outputs what `tidemark init` reads", () => {

@@ -83,6 +83,31 @@ describe("wire messages", () => {
     expect(parseMessage(serializeMessage(valid))).toEqual(valid);
   });
 
+  it("carries a put's hard-link group when it has one, and refuses a malformed one", () => {
+    expect(parseMessage(message([{ ...put, linkGroup: "0123456789abcdef" }]))).toMatchObject({ records: [{ linkGroup: "0123456789abcdef" }] });
+    expect(() => parseMessage(message([{ ...put, linkGroup: "../../x" }]))).toThrow(/records.0.linkGroup/);
+  });
+
+  it("carries a drill's report, and refuses one whose id could leave drills/<set>/", () => {
+    const report = {
+      id: "20261130T120000Z-abcdef",
+      set: "docs",
+      passed: true,
+      startedAt: "2026-11-30T12:00:00.000Z",
+      finishedAt: "2026-11-30T12:00:01.000Z",
+      recoveryPoint: { kind: "snapshot", id: "snap-x", takenAt: "2026-11-30T11:00:00.000Z" },
+      rto: { restoreMs: 1, verifyMs: 1, checkMs: 0, totalMs: 2 },
+      rpo: { ageMs: 10, lagMs: null },
+      entries: 0,
+      bytes: 0,
+      problems: [],
+      problemCount: 0,
+      scratch: { path: "/tmp/x", kept: false },
+    };
+    expect(parseMessage(message([{ seq: 1, op: "drill", report }]))).toMatchObject({ records: [{ op: "drill", report }] });
+    expect(() => parseMessage(message([{ seq: 1, op: "drill", report: { ...report, id: "../../state/docs/status" } }]))).toThrow(/report.id/);
+  });
+
   it("writes characters beyond U+FFFF as escapes, which read back the same (the local emulator refuses them raw)", () => {
     const message: WireMessage = { v: 1, set: "docs", records: [{ seq: 1, op: "mkdir", path: "😀 𝄞 日本 \"q\"", mode: 0o755, mtimeNs: "1" }] };
     const text = serializeMessage(message);

@@ -1,0 +1,41 @@
+// Which recovery point a drill (or a restore) writes: a snapshot by id or the
+// newest one, or a moment in time. Point-in-time recovery points are wired in
+// here, at pointInTimeRecoveryPoint, once they exist.
+
+import type { DrillReport } from "../contract/drills.ts";
+import type { TargetStore } from "../lambdas/store/store.ts";
+import { listSnapshots, readSnapshot } from "../lambdas/tasks/snapshots.ts";
+import { snapshotRecoveryPoint } from "./restore.ts";
+import type { RecoveryEntry, RecoveryPoint } from "./restore-writer.ts";
+
+export class RecoveryPointError extends Error {
+  override name = "RecoveryPointError";
+}
+
+export interface ResolvedRecoveryPoint {
+  readonly point: RecoveryPoint<RecoveryEntry>;
+  /** What the point is, for reports. */
+  readonly description: DrillReport["recoveryPoint"];
+}
+
+/**
+ * The set as it was at `at`, built from the target's history. Not available
+ * yet: this is the one place to wire point-in-time restore in.
+ */
+export async function pointInTimeRecoveryPoint(_store: TargetStore, set: string, at: string): Promise<ResolvedRecoveryPoint> {
+  throw new RecoveryPointError(`point-in-time restore is not available yet (asked for set "${set}" at ${at}); drill a snapshot instead: --snapshot latest or --snapshot ID`);
+}
+
+/** The recovery point a drill of `set` writes: --at TIME, else --snapshot ID, else the newest snapshot. */
+export async function resolveRecoveryPoint(store: TargetStore, set: string, choice: { snapshot?: string; at?: string }): Promise<ResolvedRecoveryPoint> {
+  if (choice.at !== undefined && choice.snapshot !== undefined) throw new RecoveryPointError("--snapshot and --at name two recovery points: give one");
+  if (choice.at !== undefined) return pointInTimeRecoveryPoint(store, set, choice.at);
+  const id = choice.snapshot ?? "latest";
+  const summary = id === "latest" ? (await listSnapshots(store, set)).at(-1) : await readSnapshot(store, set, id);
+  if (!summary) throw new RecoveryPointError(`set "${set}" has no snapshots to drill yet (take one with \`tidemark task ${set} --wait\`)`);
+  if (summary.volume) throw new RecoveryPointError(`snapshot ${summary.id} is of a volume set: drills restore file sets (restore a volume with \`tidemark restore ${set} --snapshot ${summary.id} --to FILE\`)`);
+  return {
+    point: await snapshotRecoveryPoint(store, summary),
+    description: { kind: "snapshot", id: summary.id, takenAt: summary.takenAt, taskId: summary.taskId, seq: summary.seq },
+  };
+}

@@ -1,0 +1,428 @@
+// Writes a recovery point (a list of entries and a way to read each file's
+// bytes) into a folder. Whatever can be written is; every entry that cannot
+// is reported with why, and the rest goes on. Nothing is ever written through
+// a symlink: every folder on an entry's way is lstat'ed and must be a real
+// folder inside the restore folder, and the recovery point's own symlinks are
+// made last, after no entry may lie below one. Snapshots (restore.ts) and
+// point-in-time restores both write through here.
+
+import { createHash, randomBytes } from "node:crypto";
+import { chmod, link, lstat, lutimes, mkdir, open, readdir, realpath, rename, rm, symlink, utimes } from "node:fs/promises";
+import { join } from "node:path";
+import { mapConcurrent } from "../contract/async.ts";
+import { parentOf, setPathProblem } from "../contract/paths.ts";
+import type { Progress } from "./operations.ts";
+
+export class RestoreError extends Error {
+  override name = "RestoreError";
+}
+
+/** One entry of a recovery point, as a snapshot manifest (or a point-in-time history) lists it. */
+export interface RecoveryEntry {
+  readonly path: string;
+  readonly kind: "file" | "dir" | "symlink";
+  readonly size: number;
+  /** Permission bits (0o7777 mask). */
+  readonly mode: number;
+  /** Nanoseconds since the epoch, decimal. */
+  readonly mtimeNs: string;
+  /** Files: sha256 of the content (checked as it is written). */
+  readonly sha256?: string;
+  /** Symlinks: the target, written as it is (never followed). */
+  readonly link?: string;
+  /** Files that were hard links of one another on the source share a group. */
+  readonly linkGroup?: string;
+}
+
+/** A file's bytes: whole, or as a stream of chunks. */
+export type EntryContent = Uint8Array | AsyncIterable<Uint8Array>;
+
+/** What a restore writes from: its entries, and where each file's bytes come from. */
+export interface RecoveryPoint<E extends RecoveryEntry = RecoveryEntry> {
+  readonly entries: readonly E[];
+  /** The bytes of a file entry; throws (with why) when they cannot be had. */
+  content(entry: E): Promise<EntryContent>;
+}
+
+export interface WriteOptions {
+  /** Write into a folder that is not empty. */
+  readonly force?: boolean;
+  /** With force: remove what the recovery point does not hold. */
+  readonly delete?: boolean;
+  readonly onProgress?: (progress: Progress) => void;
+  /** Stops the restore (temp files removed) when aborted. */
+  readonly signal?: AbortSignal;
+}
+
+export interface RestoreFailure {
+  readonly path: string;
+  readonly reason: string;
+}
+
+export interface WriteReport {
+  readonly to: string;
+  readonly files: number;
+  readonly dirs: number;
+  readonly symlinks: number;
+  /** Files written as a hard link of another file of their group. */
+  readonly hardLinks: number;
+  readonly bytes: number;
+  /** Entries that could not be written, with why. */
+  readonly failures: RestoreFailure[];
+  /** What the folder held that the recovery point does not (left alone without --delete). */
+  readonly extra: string[];
+  /** Extra entries removed (--delete). */
+  readonly deleted: string[];
+}
+
+/** Files written at once. */
+const WRITE_CONCURRENCY = 8;
+
+/** Why one entry could not be written. */
+class EntryError extends Error {
+  override name = "EntryError";
+}
+
+/**
+ * mtimeNs as the seconds utimes takes. A double near 2^31 seconds resolves
+ * about a quarter of a microsecond and the conversion truncates: half a
+ * microsecond more lands on the right one.
+ */
+function seconds(mtimeNs: string): number {
+  return (Number(BigInt(mtimeNs) / 1000n) + 0.5) / 1e6;
+}
+
+function reasonOf(error: unknown): string {
+  if (error instanceof Error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    // A system error's message repeats the absolute path; its code and what it means are enough.
+    if (code && (error as NodeJS.ErrnoException).syscall) return `${code}: ${error.message.split(",")[0]?.replace(`${code}: `, "") ?? code}`;
+    return error.message;
+  }
+  return String(error);
+}
+
+async function isEmptyDir(path: string): Promise<boolean> {
+  try {
+    return (await readdir(path)).length === 0;
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === "ENOENT") return true;
+    throw error;
+  }
+}
+
+/** A short temp name in the same folder: a 255-byte name plus a suffix would not fit NAME_MAX. */
+function tempName(): string {
+  return `.tm-${randomBytes(6).toString("hex")}`;
+}
+
+interface Planned<E extends RecoveryEntry> {
+  readonly dirs: E[];
+  /** Files by the group they are written as: hard links of one file, or a file alone. */
+  readonly fileGroups: E[][];
+  readonly links: E[];
+  readonly failures: RestoreFailure[];
+  readonly known: Set<string>;
+}
+
+/**
+ * Sorts the entries by kind and refuses those that cannot be written safely:
+ * bad paths, a path listed twice, anything below a path the recovery point
+ * holds as a file or symlink (it would be written through the link).
+ */
+function plan<E extends RecoveryEntry>(entries: readonly E[]): Planned<E> {
+  const failures: RestoreFailure[] = [];
+  const kinds = new Map<string, RecoveryEntry["kind"]>();
+  const accepted: E[] = [];
+  for (const entry of entries) {
+    const problem = setPathProblem(entry.path);
+    if (problem) failures.push({ path: entry.path, reason: `not a name this restore writes: ${problem}` });
+    else if (kinds.has(entry.path)) failures.push({ path: entry.path, reason: "listed twice in the recovery point; the first one was kept" });
+    else if (entry.kind === "file" && entry.sha256 === undefined) failures.push({ path: entry.path, reason: "a file without a sha256 in the recovery point" });
+    else if (entry.kind === "symlink" && !entry.link) failures.push({ path: entry.path, reason: "a symlink without a target in the recovery point" });
+    else {
+      kinds.set(entry.path, entry.kind);
+      accepted.push(entry);
+    }
+  }
+  const dirs: E[] = [];
+  const links: E[] = [];
+  const groups = new Map<string, E[]>();
+  for (const entry of accepted) {
+    let blocker: string | undefined;
+    for (let parent = parentOf(entry.path); parent !== undefined; parent = parentOf(parent)) {
+      const kind = kinds.get(parent);
+      if (kind !== undefined && kind !== "dir") blocker = `${parent} (a ${kind})`;
+    }
+    if (blocker) {
+      failures.push({ path: entry.path, reason: `lies below ${blocker} in the recovery point; nothing is written through it` });
+      continue;
+    }
+    if (entry.kind === "dir") dirs.push(entry);
+    else if (entry.kind === "symlink") links.push(entry);
+    else {
+      // Only members that agree on content, mode and mtime are one file on disk: a stale group id links nothing wrong.
+      const key = entry.linkGroup !== undefined ? `${entry.linkGroup}\0${entry.sha256}\0${entry.mode}\0${entry.mtimeNs}` : `\0${entry.path}`;
+      const group = groups.get(key);
+      if (group) group.push(entry);
+      else groups.set(key, [entry]);
+    }
+  }
+  // Parents before children.
+  dirs.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+  return { dirs, fileGroups: [...groups.values()], links, failures, known: new Set(entries.map((e) => e.path)) };
+}
+
+/** Writes a recovery point into `to`; returns what was written and every entry that was not. */
+export async function writeRecoveryPoint<E extends RecoveryEntry>(point: RecoveryPoint<E>, to: string, options: WriteOptions = {}): Promise<WriteReport> {
+  const wasEmpty = await isEmptyDir(to);
+  if (!options.force && !wasEmpty) {
+    throw new RestoreError(`${to} is not empty; restore into an empty folder, or pass --force to write over what is there`);
+  }
+  await mkdir(to, { recursive: true });
+  const root = await realpath(to);
+  const planned = plan(point.entries);
+  const writer = new TreeWriter(root, options.signal);
+  const failures = [...planned.failures];
+  // Once aborted, every entry left fails fast and quietly; the restore throws when all writes have settled.
+  const fail = (path: string, error: unknown) => {
+    if (!options.signal?.aborted) failures.push({ path, reason: reasonOf(error) });
+  };
+  const totalFiles = planned.fileGroups.reduce((sum, group) => sum + group.length, 0);
+  const totalBytes = planned.fileGroups.reduce((sum, group) => sum + group.reduce((s, e) => s + e.size, 0), 0);
+  let files = 0;
+  let hardLinks = 0;
+  let bytes = 0;
+  let done = 0;
+  const report = () => options.onProgress?.({ phase: "restore", files: done, totalFiles, bytes, totalBytes });
+  const written = { dirs: 0, symlinks: 0 };
+  const dirsMade: E[] = [];
+  try {
+    // Folders first (writable while filled), parents before children.
+    for (const dir of planned.dirs) {
+      try {
+        await writer.dir(dir);
+        dirsMade.push(dir);
+      } catch (error) {
+        fail(dir.path, error);
+      }
+    }
+    await mapConcurrent(planned.fileGroups, WRITE_CONCURRENCY, async (group) => {
+      // The first member written holds the bytes; the others become links to it.
+      let first: E | undefined;
+      for (const entry of group) {
+        try {
+          if (first && (await writer.hardLink(first, entry))) hardLinks += 1;
+          else {
+            bytes += await writer.file(entry, await point.content(entry));
+            first ??= entry;
+          }
+          files += 1;
+        } catch (error) {
+          fail(entry.path, error);
+        }
+        done += 1;
+        report();
+      }
+    });
+    for (const entry of planned.links) {
+      try {
+        await writer.symlink(entry);
+        written.symlinks += 1;
+      } catch (error) {
+        fail(entry.path, error);
+      }
+    }
+    // Folder modes and mtimes last, deepest first: filling a folder moves its mtime.
+    for (const dir of dirsMade.reverse()) {
+      try {
+        await writer.finishDir(dir);
+        written.dirs += 1;
+      } catch (error) {
+        fail(dir.path, error);
+      }
+    }
+  } finally {
+    await writer.removeTemps();
+  }
+  options.signal?.throwIfAborted();
+  const extra = wasEmpty ? [] : await extraEntries(root, planned.known);
+  const deleted: string[] = [];
+  if (options.delete) {
+    for (const path of extra) {
+      try {
+        await rm(join(root, path), { recursive: true, force: true });
+        deleted.push(path);
+      } catch (error) {
+        fail(path, new EntryError(`extra entry not removed: ${reasonOf(error)}`));
+      }
+    }
+  }
+  report();
+  failures.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+  return { to: root, files, dirs: written.dirs, symlinks: written.symlinks, hardLinks, bytes, failures, extra: options.delete ? [] : extra, deleted };
+}
+
+/** Paths in the folder the recovery point does not hold: the topmost of each, symlinks never followed. */
+async function extraEntries(root: string, known: ReadonlySet<string>): Promise<string[]> {
+  const extra: string[] = [];
+  const walk = async (dir: string) => {
+    for (const dirent of await readdir(join(root, dir), { withFileTypes: true })) {
+      const path = dir === "" ? dirent.name : `${dir}/${dirent.name}`;
+      if (!known.has(path)) extra.push(path);
+      else if (dirent.isDirectory()) await walk(path);
+    }
+  };
+  await walk("");
+  return extra.sort();
+}
+
+/** The writes of one restore, confined to its root. */
+class TreeWriter {
+  readonly #root: string;
+  readonly #signal: AbortSignal | undefined;
+  /** Folders (relative) checked to be real folders, not symlinks. */
+  readonly #checked = new Set<string>([""]);
+  /** Temp files not yet renamed into place. */
+  readonly #temps = new Set<string>();
+
+  constructor(root: string, signal: AbortSignal | undefined) {
+    this.#root = root;
+    this.#signal = signal;
+  }
+
+  /**
+   * The absolute path of an entry, once every folder on its way is a real
+   * folder (missing ones are made); a symlink or a file on the way fails the entry.
+   */
+  async #place(path: string): Promise<{ abs: string; dir: string }> {
+    this.#signal?.throwIfAborted();
+    const parent = parentOf(path) ?? "";
+    if (!this.#checked.has(parent)) {
+      let walked = "";
+      for (const name of parent.split("/")) {
+        walked = walked === "" ? name : `${walked}/${name}`;
+        if (this.#checked.has(walked)) continue;
+        const abs = join(this.#root, walked);
+        const st = await lstat(abs).catch((error: NodeJS.ErrnoException) => {
+          if (error.code === "ENOENT") return undefined;
+          throw error;
+        });
+        if (!st) await mkdir(abs, { mode: 0o755 });
+        else if (st.isSymbolicLink()) throw new EntryError(`${walked} is a symlink; nothing is written through it`);
+        else if (!st.isDirectory()) throw new EntryError(`${walked} is not a folder`);
+        this.#checked.add(walked);
+      }
+    }
+    const dir = join(this.#root, parent);
+    return { abs: join(this.#root, path), dir };
+  }
+
+  #temp(dir: string): string {
+    const temp = join(dir, tempName());
+    this.#temps.add(temp);
+    return temp;
+  }
+
+  async #settle(temp: string, target: string): Promise<void> {
+    const existing = await lstat(target).catch(() => undefined);
+    // A folder where the recovery point has a file or link: the recovery point wins (the caller asked for --force).
+    if (existing?.isDirectory()) await rm(target, { recursive: true, force: true });
+    await rename(temp, target);
+    this.#temps.delete(temp);
+  }
+
+  async #discard(temp: string): Promise<void> {
+    await rm(temp, { force: true });
+    this.#temps.delete(temp);
+  }
+
+  async dir(entry: RecoveryEntry): Promise<void> {
+    const { abs } = await this.#place(entry.path);
+    const existing = await lstat(abs).catch(() => undefined);
+    // A symlink or file where the recovery point has a folder is replaced (rm on a link removes the link, not its target).
+    if (existing && !existing.isDirectory()) await rm(abs, { force: true });
+    if (!existing?.isDirectory()) await mkdir(abs, { mode: 0o700 });
+    await chmod(abs, entry.mode | 0o700);
+    this.#checked.add(entry.path);
+  }
+
+  async finishDir(entry: RecoveryEntry): Promise<void> {
+    const abs = join(this.#root, entry.path);
+    await chmod(abs, entry.mode);
+    await utimes(abs, seconds(entry.mtimeNs), seconds(entry.mtimeNs));
+  }
+
+  /** Writes a file through a temp name, checking its bytes against the entry; returns the bytes written. */
+  async file(entry: RecoveryEntry, content: EntryContent): Promise<number> {
+    const { abs, dir } = await this.#place(entry.path);
+    const temp = this.#temp(dir);
+    try {
+      const hash = createHash("sha256");
+      let size = 0;
+      const handle = await open(temp, "wx", 0o600);
+      try {
+        const chunks: AsyncIterable<Uint8Array> | Iterable<Uint8Array> = content instanceof Uint8Array ? [content] : content;
+        for await (const chunk of chunks) {
+          this.#signal?.throwIfAborted();
+          hash.update(chunk);
+          size += chunk.length;
+          await handle.write(chunk);
+        }
+        if (size !== entry.size || hash.digest("hex") !== entry.sha256) {
+          throw new EntryError(`the content read is not the recovery point's (${size} bytes, expected ${entry.size}; sha256 differs or not)`);
+        }
+        await handle.chmod(entry.mode);
+        await handle.sync();
+      } finally {
+        await handle.close();
+      }
+      await this.#settle(temp, abs);
+      await utimes(abs, seconds(entry.mtimeNs), seconds(entry.mtimeNs));
+      return size;
+    } catch (error) {
+      await this.#discard(temp);
+      throw error;
+    }
+  }
+
+  /** Makes entry a hard link of first (written already); false when the filesystem cannot link them (the caller writes it whole). */
+  async hardLink(first: RecoveryEntry, entry: RecoveryEntry): Promise<boolean> {
+    const { abs, dir } = await this.#place(entry.path);
+    const temp = this.#temp(dir);
+    try {
+      await link(join(this.#root, first.path), temp);
+    } catch (error) {
+      this.#temps.delete(temp);
+      const code = (error as NodeJS.ErrnoException).code;
+      if (code === "EXDEV" || code === "EMLINK" || code === "EPERM" || code === "ENOTSUP") return false;
+      throw error;
+    }
+    try {
+      await this.#settle(temp, abs);
+      return true;
+    } catch (error) {
+      await this.#discard(temp);
+      throw error;
+    }
+  }
+
+  async symlink(entry: RecoveryEntry): Promise<void> {
+    const { abs, dir } = await this.#place(entry.path);
+    const temp = this.#temp(dir);
+    try {
+      await symlink(entry.link ?? "", temp);
+      await lutimes(temp, seconds(entry.mtimeNs), seconds(entry.mtimeNs));
+      await this.#settle(temp, abs);
+    } catch (error) {
+      await this.#discard(temp);
+      throw error;
+    }
+  }
+
+  /** Removes temp files a failure or an abort left (each write removes its own; this is the backstop). */
+  async removeTemps(): Promise<void> {
+    for (const temp of this.#temps) await rm(temp, { force: true });
+    this.#temps.clear();
+  }
+}

@@ -1,0 +1,100 @@
+// `tidemark drill` and `tidemark restore` as an operator runs them on the
+// local cloud, and drills a running agent runs on schedule. With no agent running: the drill's report reaches
+// drills/<set>/<id>.json through the stream and shows in `tidemark status`;
+// an object altered in the bucket makes the drill exit 3 naming it, and a
+// restore write everything else and exit 3 listing it in --json.
+
+import { linkSync, mkdirSync, statSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { afterAll, beforeAll, expect, it } from "vitest";
+import { loadConfig } from "../../agent/config.ts";
+import { latestDrillReport } from "../../agent/drill-reports.ts";
+import { silentLogger } from "../../agent/log.ts";
+import { startAgent } from "../../agent/runtime.ts";
+import { DrillReportSchema } from "../../contract/drills.ts";
+import { dataKey, drillReportKey } from "../../contract/layout.ts";
+import { tidemark } from "../support/cli.ts";
+import { eventually, startTestCloud, type TestCloud } from "../support/local-cloud.ts";
+import { tempDir } from "../support/tree.ts";
+
+let cloud: TestCloud;
+const work = tempDir();
+const src = join(work.path, "src");
+let config: string;
+
+beforeAll(async () => {
+  cloud = await startTestCloud();
+  mkdirSync(join(src, "db"), { recursive: true });
+  writeFileSync(join(src, "db/app.db"), "rows");
+  writeFileSync(join(src, "a.txt"), "alpha");
+  linkSync(join(src, "a.txt"), join(src, "db/a-link.txt"));
+  config = cloud.writeConfig(work.path, [{ name: "web", path: "src" }]);
+  const task = await tidemark(["task", "web", "--wait", "--json", "--config", config]);
+  expect(task.code, task.stderr).toBe(0);
+});
+
+afterAll(async () => {
+  await cloud?.stop();
+  work.remove();
+});
+
+it("a running agent runs the drills its config schedules, and sends the report of a drill run from the command line", async () => {
+  const scheduled = cloud.writeConfig(work.path, [{ name: "web", path: "src" }], { drills: [{ set: "web", every: "24h", check: "test -f a.txt" }] });
+  const running = await startAgent(loadConfig(scheduled), silentLogger);
+  try {
+    await eventually(async () => expect(await latestDrillReport(cloud.store, "web")).toMatchObject({ passed: true, check: { command: "test -f a.txt", passed: true } }));
+    const drill = await tidemark(["drill", "web", "--json", "--config", scheduled]);
+    expect(drill.code, drill.stderr).toBe(0);
+    const { id } = DrillReportSchema.parse(JSON.parse(drill.stdout));
+    await eventually(async () => expect(await cloud.store.get(drillReportKey("web", id))).toBeDefined());
+  } finally {
+    await running.stop();
+  }
+});
+
+it("drills a healthy set: exit 0, the report reaches drills/<set>/<id>.json and `tidemark status` shows it", async () => {
+  const drill = await tidemark(["drill", "web", "--json", "--check", "test -f db/app.db", "--config", config]);
+  expect(drill.code, drill.stderr).toBe(0);
+  const report = DrillReportSchema.parse(JSON.parse(drill.stdout));
+  expect(report).toMatchObject({ passed: true, problemCount: 0, check: { passed: true } });
+  await eventually(async () => expect(await cloud.store.get(drillReportKey("web", report.id))).toBeDefined());
+  const status = await tidemark(["status", "--json", "--config", config]);
+  expect(JSON.parse(status.stdout).sets[0].lastDrill).toMatchObject({ id: report.id, passed: true, problems: 0 });
+
+  const human = await tidemark(["drill", "web", "--config", config]);
+  expect(human.code).toBe(0);
+  expect(human.stdout).toMatch(/^drill \S+ of set web: PASSED\n {2}recovery point: snapshot snap-/);
+  expect(human.stdout).toMatch(/RTO: .*restore/);
+  expect(human.stdout).toContain(`report: sent to the target, written to drills/web/`);
+});
+
+it("an object altered behind the applier's back: the drill exits 3 naming it, restore writes the rest and exits 3", async () => {
+  const live = await cloud.store.get(dataKey("web", "db/app.db"));
+  await cloud.store.put(dataKey("web", "db/app.db"), Buffer.from("ROWS"), live?.meta ?? {});
+
+  const drill = await tidemark(["drill", "web", "--config", config]);
+  expect(drill.code).toBe(3);
+  expect(drill.stdout).toContain("FAILED");
+  expect(drill.stdout).toMatch(/"db\/app\.db": not restored: .*does not match/);
+
+  const to = join(work.path, "restored");
+  const restore = await tidemark(["restore", "web", "--snapshot", "latest", "--to", to, "--json", "--config", config]);
+  expect(restore.code).toBe(3);
+  const result = JSON.parse(restore.stdout) as { failures: { path: string; reason: string }[]; hardLinks: number };
+  expect(result.failures.map((f) => f.path)).toEqual(["db/app.db"]);
+  expect(result.hardLinks).toBe(1);
+  expect(statSync(join(to, "a.txt")).ino).toBe(statSync(join(to, "db/a-link.txt")).ino);
+
+  const human = await tidemark(["restore", "web", "--snapshot", "latest", "--to", join(work.path, "again"), "--config", config]);
+  expect(human.code).toBe(3);
+  expect(human.stderr).toMatch(/not restored: "db\/app\.db": .*\n1 entries not restored; everything else was\n/);
+});
+
+it("refuses --at until point-in-time restore exists, and --delete without --force", async () => {
+  const at = await tidemark(["drill", "web", "--at", "2026-11-30T00:00:00Z", "--config", config]);
+  expect(at.code).toBe(1);
+  expect(at.stderr).toMatch(/^tidemark: point-in-time restore is not available yet/);
+  const del = await tidemark(["restore", "web", "--snapshot", "latest", "--to", join(work.path, "x"), "--delete", "--config", config]);
+  expect(del.code).toBe(2);
+  expect(del.stderr).toMatch(/--delete .* needs --force/);
+});
