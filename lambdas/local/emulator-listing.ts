@@ -6,10 +6,7 @@
 // per process, before an emulator serves a request.
 
 import { compareKeys } from "../store/key-order.ts";
-
-export class EmulatorPatchError extends Error {
-  override name = "EmulatorPatchError";
-}
+import { fauxqsPrototype } from "./fauxqs-internals.ts";
 
 interface ListedObject {
   readonly key: string;
@@ -38,10 +35,6 @@ type ListObjects = (this: EmulatorBucketStore, bucket: string, options?: ListOpt
 
 interface EmulatorStorePrototype {
   listObjects: ListObjects;
-}
-
-function isStorePrototype(value: unknown): value is EmulatorStorePrototype {
-  return typeof value === "object" && value !== null && "listObjects" in value && typeof value.listObjects === "function";
 }
 
 /** One page of keys after startAfter in byte order, with common prefixes rolled up as S3 does. */
@@ -80,13 +73,7 @@ export function listPage(objects: Iterable<ListedObject>, options: ListOptions =
 }
 
 async function patchListing(): Promise<void> {
-  // The store class is internal to fauxqs (not in its exports): reached by its file next to the entry point.
-  const storeModule: unknown = await import(new URL("./s3/s3Store.js", import.meta.resolve("fauxqs")).href);
-  const storeClass = typeof storeModule === "object" && storeModule !== null && "S3Store" in storeModule ? storeModule.S3Store : undefined;
-  const prototype: unknown = typeof storeClass === "function" ? storeClass.prototype : undefined;
-  if (!isStorePrototype(prototype)) {
-    throw new EmulatorPatchError("this fauxqs version has no S3Store.listObjects in dist/s3/s3Store.js: the local cloud cannot fix its listing order");
-  }
+  const prototype = await fauxqsPrototype<EmulatorStorePrototype>("./s3/s3Store.js", "S3Store", ["listObjects"]);
   const original = prototype.listObjects;
   prototype.listObjects = function listObjectsInByteOrder(bucket, options) {
     const objects = this.buckets.get(bucket);

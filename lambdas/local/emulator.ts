@@ -6,6 +6,7 @@ import { CreateBucketCommand, HeadBucketCommand } from "@aws-sdk/client-s3";
 import { CreateQueueCommand, GetQueueAttributesCommand, GetQueueUrlCommand, type SQSClient } from "@aws-sdk/client-sqs";
 import { startFauxqs } from "fauxqs";
 import { makeS3Client, makeSqsClient } from "../aws-clients.ts";
+import { keepLargeBodiesInFiles } from "./emulator-large-objects.ts";
 import { listInByteOrder } from "./emulator-listing.ts";
 
 export class PortInUseError extends Error {
@@ -47,7 +48,9 @@ async function checkPortFree(port: number): Promise<void> {
 export async function startEmulator(options: { port?: number; dataDir?: string } = {}): Promise<Emulator> {
   const port = options.port ?? 4566;
   await checkPortFree(port);
+  // Corrections of fauxqs's listing order and of its persisted bodies' size limit (see each module).
   await listInByteOrder();
+  await keepLargeBodiesInFiles();
   const server = await startFauxqs({
     port,
     host: HOST,
