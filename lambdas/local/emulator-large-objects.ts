@@ -13,9 +13,9 @@
 // an emulator restarted in the middle of an upload has lost it, and the
 // uploader (agent or applier) starts it again, as after any failed upload.
 //
-// The emulator still holds an object in memory while it is uploaded, copied
-// or read (fauxqs's objects are Buffers): about twice the object's size during
-// CompleteMultipartUpload, once during a copy or a GET.
+// The emulator still holds an object in memory while it is copied or read
+// (fauxqs's objects are Buffers); uploads in parts are joined on disk
+// (emulator-multipart.ts).
 
 import { createHash, randomUUID } from "node:crypto";
 import { closeSync, existsSync, fstatSync, fsyncSync, mkdirSync, openSync, readSync, renameSync, rmSync, writeSync } from "node:fs";
@@ -33,26 +33,32 @@ interface PersistedObject {
 }
 
 /** The part of fauxqs's SQLite persistence (dist/persistence.js) that stores object bodies. */
-interface PersistenceManager {
+export interface PersistenceManager {
   readonly db: { location(): string | null };
   upsertObject(bucket: string, object: PersistedObject): void;
   readBody(bucket: string, key: string): Buffer;
   deleteObject(bucket: string, key: string): void;
   renameObject(bucket: string, sourceKey: string, destKey: string): void;
   upsertMultipartPart(uploadId: string, part: unknown): void;
+  deleteMultipartUpload(uploadId: string): void;
   deleteObjectsByBucket(bucket: string): void;
   deleteAllObjects(): void;
   clearMessagesAndObjects(): void;
   purgeAll(): void;
 }
 
-function bodiesDir(persistence: PersistenceManager): string {
+/** fauxqs's SQLite persistence, the one whose bodies this module moves to files. */
+export function isPersistenceManager(value: unknown): value is PersistenceManager {
+  return typeof value === "object" && value !== null && "db" in value && typeof value.db === "object" && value.db !== null && "location" in value.db && "upsertObject" in value;
+}
+
+export function bodiesDir(persistence: PersistenceManager): string {
   const location = persistence.db.location();
   if (!location) throw new Error("the emulator's database has no file: it cannot keep large objects beside it");
   return join(dirname(location), "large-objects");
 }
 
-function bodyPath(persistence: PersistenceManager, bucket: string, key: string): string {
+export function bodyPath(persistence: PersistenceManager, bucket: string, key: string): string {
   return join(bodiesDir(persistence), bucket, createHash("sha256").update(key).digest("hex"));
 }
 
@@ -99,6 +105,7 @@ async function patchLargeBodies(): Promise<void> {
     "deleteObject",
     "renameObject",
     "upsertMultipartPart",
+    "deleteMultipartUpload",
     "deleteObjectsByBucket",
     "deleteAllObjects",
     "clearMessagesAndObjects",
@@ -114,6 +121,7 @@ async function patchLargeBodies(): Promise<void> {
     clearMessagesAndObjects: prototype.clearMessagesAndObjects,
     purgeAll: prototype.purgeAll,
   };
+  upsertRow = original.upsertObject;
   const removeAll = (persistence: PersistenceManager) => rmSync(bodiesDir(persistence), { recursive: true, force: true });
 
   prototype.upsertObject = function upsertObject(bucket, object) {
@@ -160,6 +168,16 @@ async function patchLargeBodies(): Promise<void> {
   };
 }
 
+/** The database row of an object whose body is the file at `file`, written by the caller; the file moves to its place. */
+export function recordObjectInFile(persistence: PersistenceManager, bucket: string, object: PersistedObject, file: string): void {
+  const path = bodyPath(persistence, bucket, object.key);
+  mkdirSync(dirname(path), { recursive: true });
+  renameSync(file, path);
+  if (!upsertRow) throw new Error("internal: large bodies are not patched in yet");
+  upsertRow.call(persistence, bucket, { ...object, body: Buffer.alloc(0) });
+}
+
+let upsertRow: PersistenceManager["upsertObject"] | undefined;
 let patched: Promise<void> | undefined;
 
 /** Makes every persisted fauxqs emulator in this process keep large bodies in files; safe to call many times. */

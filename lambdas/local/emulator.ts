@@ -7,6 +7,7 @@ import { CreateQueueCommand, GetQueueAttributesCommand, GetQueueUrlCommand, type
 import { startFauxqs } from "fauxqs";
 import { makeS3Client, makeSqsClient } from "../aws-clients.ts";
 import { keepLargeBodiesInFiles } from "./emulator-large-objects.ts";
+import { joinPartsOnDisk, removeLeftoverParts } from "./emulator-multipart.ts";
 import { listInByteOrder } from "./emulator-listing.ts";
 
 export class PortInUseError extends Error {
@@ -48,9 +49,11 @@ async function checkPortFree(port: number): Promise<void> {
 export async function startEmulator(options: { port?: number; dataDir?: string } = {}): Promise<Emulator> {
   const port = options.port ?? 4566;
   await checkPortFree(port);
-  // Corrections of fauxqs's listing order and of its persisted bodies' size limit (see each module).
+  // Corrections of fauxqs's listing order, its persisted bodies' size limit and its in-memory uploads (see each module).
   await listInByteOrder();
   await keepLargeBodiesInFiles();
+  await joinPartsOnDisk();
+  if (options.dataDir) removeLeftoverParts(options.dataDir);
   const server = await startFauxqs({
     port,
     host: HOST,
