@@ -38,7 +38,7 @@ interface EmulatorStorePrototype {
 }
 
 /** One page of keys after startAfter in byte order, with common prefixes rolled up as S3 does. */
-export function listPage(objects: Iterable<ListedObject>, options: ListOptions = {}): ListResult {
+function listPage(objects: Iterable<ListedObject>, options: ListOptions = {}): ListResult {
   const prefix = options.prefix ?? "";
   const maxKeys = options.maxKeys ?? 1000;
   const startAfter = options.startAfter || options.marker || "";
