@@ -37,14 +37,23 @@ interface EmulatorStorePrototype {
   listObjects: ListObjects;
 }
 
+/** Code units from which UTF-16 order and UTF-8 byte order differ (key-order.ts). */
+const SURROGATES_AND_ABOVE = /[\ud800-\uffff]/;
+
+/** The objects after startAfter, in byte order: by the engine's own string order when no key needs more. */
+function inByteOrder(objects: ListedObject[], startAfter: string): ListedObject[] {
+  if (!SURROGATES_AND_ABOVE.test(startAfter) && !objects.some((object) => SURROGATES_AND_ABOVE.test(object.key))) {
+    return objects.filter((object) => object.key > startAfter).sort((a, b) => (a.key < b.key ? -1 : 1));
+  }
+  return objects.filter((object) => compareKeys(object.key, startAfter) > 0).sort((a, b) => compareKeys(a.key, b.key));
+}
+
 /** One page of keys after startAfter in byte order, with common prefixes rolled up as S3 does. */
 function listPage(objects: Iterable<ListedObject>, options: ListOptions = {}): ListResult {
   const prefix = options.prefix ?? "";
   const maxKeys = options.maxKeys ?? 1000;
   const startAfter = options.startAfter || options.marker || "";
-  const sorted = [...objects]
-    .filter((object) => object.key.startsWith(prefix) && (!startAfter || compareKeys(object.key, startAfter) > 0))
-    .sort((a, b) => compareKeys(a.key, b.key));
+  const sorted = inByteOrder([...objects].filter((object) => object.key.startsWith(prefix)), startAfter);
   const page: ListedObject[] = [];
   const commonPrefixes: string[] = [];
   let prefixesAfterLastObject = 0;
