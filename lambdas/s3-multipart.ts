@@ -1,6 +1,7 @@
 // Objects too large for one PUT go up in parts: S3 takes at most 5 GiB in one
 // request, the local emulator about 11 MiB. Used by the agent (staging) and
-// the applier (rebuilt delta objects).
+// the applier (rebuilt delta objects). Likewise CopyObject copies at most
+// 5 GiB: larger objects are copied server-side part by part.
 
 import { createHash } from "node:crypto";
 import {
@@ -8,6 +9,7 @@ import {
   CompleteMultipartUploadCommand,
   CreateMultipartUploadCommand,
   UploadPartCommand,
+  UploadPartCopyCommand,
   type S3Client,
 } from "@aws-sdk/client-s3";
 
@@ -42,6 +44,56 @@ export async function putInParts(s3: S3Client, upload: PartedUpload): Promise<vo
       const checksum = createHash("sha256").update(body).digest("base64");
       const part = await s3.send(new UploadPartCommand({ Bucket: bucket, Key: key, UploadId, PartNumber: number, Body: body, ChecksumSHA256: checksum }));
       parts.push({ PartNumber: number, ETag: part.ETag, ChecksumSHA256: part.ChecksumSHA256 ?? checksum });
+    }
+    await s3.send(new CompleteMultipartUploadCommand({ Bucket: bucket, Key: key, UploadId, MultipartUpload: { Parts: parts } }));
+  } catch (error) {
+    await s3.send(new AbortMultipartUploadCommand({ Bucket: bucket, Key: key, UploadId })).catch(() => undefined);
+    throw error;
+  }
+}
+
+/** Bytes per part of a server-side copy: S3 takes up to 5 GiB a part; big parts mean few requests. */
+export const COPY_PART_BYTES = 512 * 1024 * 1024;
+
+/** S3's answer to a CopyObject whose source is over 5 GiB (400 InvalidRequest); the copy must go in parts. */
+export function isCopySourceTooLarge(error: unknown): boolean {
+  return error instanceof Error && error.name === "InvalidRequest" && /larger than the maximum allowable size for a copy source/i.test(error.message);
+}
+
+export interface PartedCopy {
+  readonly bucket: string;
+  readonly key: string;
+  /** The source as CopyObject takes it: URL-encoded "bucket/key". */
+  readonly copySource: string;
+  readonly size: number;
+  /** The source's ETag: every part copies from that version of it, or fails. */
+  readonly etag?: string;
+  readonly metadata: Record<string, string>;
+  readonly partBytes?: number;
+}
+
+/** A server-side copy by UploadPartCopy, range by range; aborted (no part left behind) when one fails. */
+export async function copyInParts(s3: S3Client, copy: PartedCopy): Promise<void> {
+  const { bucket, key } = copy;
+  const { UploadId } = await s3.send(new CreateMultipartUploadCommand({ Bucket: bucket, Key: key, Metadata: copy.metadata }));
+  if (!UploadId) throw new Error(`S3 returned no upload id for ${key}`);
+  try {
+    const size = Math.max(copy.partBytes ?? COPY_PART_BYTES, Math.ceil(copy.size / MAX_PARTS));
+    const parts: { PartNumber: number; ETag: string | undefined }[] = [];
+    for (let offset = 0, number = 1; offset < copy.size; offset += size, number++) {
+      const last = Math.min(offset + size, copy.size) - 1;
+      const part = await s3.send(
+        new UploadPartCopyCommand({
+          Bucket: bucket,
+          Key: key,
+          UploadId,
+          PartNumber: number,
+          CopySource: copy.copySource,
+          CopySourceRange: `bytes=${offset}-${last}`,
+          ...(copy.etag ? { CopySourceIfMatch: copy.etag } : {}),
+        }),
+      );
+      parts.push({ PartNumber: number, ETag: part.CopyPartResult?.ETag });
     }
     await s3.send(new CompleteMultipartUploadCommand({ Bucket: bucket, Key: key, UploadId, MultipartUpload: { Parts: parts } }));
   } catch (error) {

@@ -6,10 +6,7 @@
 // per process, before an emulator serves a request.
 
 import { compareKeys } from "../store/key-order.ts";
-
-export class EmulatorPatchError extends Error {
-  override name = "EmulatorPatchError";
-}
+import { fauxqsPrototype } from "./fauxqs-internals.ts";
 
 interface ListedObject {
   readonly key: string;
@@ -40,18 +37,23 @@ interface EmulatorStorePrototype {
   listObjects: ListObjects;
 }
 
-function isStorePrototype(value: unknown): value is EmulatorStorePrototype {
-  return typeof value === "object" && value !== null && "listObjects" in value && typeof value.listObjects === "function";
+/** Code units from which UTF-16 order and UTF-8 byte order differ (key-order.ts). */
+const SURROGATES_AND_ABOVE = /[\ud800-\uffff]/;
+
+/** The objects after startAfter, in byte order: by the engine's own string order when no key needs more. */
+function inByteOrder(objects: ListedObject[], startAfter: string): ListedObject[] {
+  if (!SURROGATES_AND_ABOVE.test(startAfter) && !objects.some((object) => SURROGATES_AND_ABOVE.test(object.key))) {
+    return objects.filter((object) => object.key > startAfter).sort((a, b) => (a.key < b.key ? -1 : 1));
+  }
+  return objects.filter((object) => compareKeys(object.key, startAfter) > 0).sort((a, b) => compareKeys(a.key, b.key));
 }
 
 /** One page of keys after startAfter in byte order, with common prefixes rolled up as S3 does. */
-export function listPage(objects: Iterable<ListedObject>, options: ListOptions = {}): ListResult {
+function listPage(objects: Iterable<ListedObject>, options: ListOptions = {}): ListResult {
   const prefix = options.prefix ?? "";
   const maxKeys = options.maxKeys ?? 1000;
   const startAfter = options.startAfter || options.marker || "";
-  const sorted = [...objects]
-    .filter((object) => object.key.startsWith(prefix) && (!startAfter || compareKeys(object.key, startAfter) > 0))
-    .sort((a, b) => compareKeys(a.key, b.key));
+  const sorted = inByteOrder([...objects].filter((object) => object.key.startsWith(prefix)), startAfter);
   const page: ListedObject[] = [];
   const commonPrefixes: string[] = [];
   let prefixesAfterLastObject = 0;
@@ -80,13 +82,7 @@ export function listPage(objects: Iterable<ListedObject>, options: ListOptions =
 }
 
 async function patchListing(): Promise<void> {
-  // The store class is internal to fauxqs (not in its exports): reached by its file next to the entry point.
-  const storeModule: unknown = await import(new URL("./s3/s3Store.js", import.meta.resolve("fauxqs")).href);
-  const storeClass = typeof storeModule === "object" && storeModule !== null && "S3Store" in storeModule ? storeModule.S3Store : undefined;
-  const prototype: unknown = typeof storeClass === "function" ? storeClass.prototype : undefined;
-  if (!isStorePrototype(prototype)) {
-    throw new EmulatorPatchError("this fauxqs version has no S3Store.listObjects in dist/s3/s3Store.js: the local cloud cannot fix its listing order");
-  }
+  const prototype = await fauxqsPrototype<EmulatorStorePrototype>("./s3/s3Store.js", "S3Store", ["listObjects"]);
   const original = prototype.listObjects;
   prototype.listObjects = function listObjectsInByteOrder(bucket, options) {
     const objects = this.buckets.get(bucket);

@@ -6,6 +6,8 @@ import { CreateBucketCommand, HeadBucketCommand } from "@aws-sdk/client-s3";
 import { CreateQueueCommand, GetQueueAttributesCommand, GetQueueUrlCommand, type SQSClient } from "@aws-sdk/client-sqs";
 import { startFauxqs } from "fauxqs";
 import { makeS3Client, makeSqsClient } from "../aws-clients.ts";
+import { keepLargeBodiesInFiles } from "./emulator-large-objects.ts";
+import { joinPartsOnDisk, removeLeftoverParts } from "./emulator-multipart.ts";
 import { listInByteOrder } from "./emulator-listing.ts";
 
 export class PortInUseError extends Error {
@@ -47,7 +49,11 @@ async function checkPortFree(port: number): Promise<void> {
 export async function startEmulator(options: { port?: number; dataDir?: string } = {}): Promise<Emulator> {
   const port = options.port ?? 4566;
   await checkPortFree(port);
+  // Corrections of fauxqs's listing order, its persisted bodies' size limit and its in-memory uploads (see each module).
   await listInByteOrder();
+  await keepLargeBodiesInFiles();
+  await joinPartsOnDisk();
+  if (options.dataDir) removeLeftoverParts(options.dataDir);
   const server = await startFauxqs({
     port,
     host: HOST,

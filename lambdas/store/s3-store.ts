@@ -10,7 +10,7 @@ import {
   PutObjectCommand,
   type S3Client,
 } from "@aws-sdk/client-s3";
-import { MULTIPART_THRESHOLD, putInParts } from "../s3-multipart.ts";
+import { copyInParts, isCopySourceTooLarge, MULTIPART_THRESHOLD, putInParts } from "../s3-multipart.ts";
 import { sharedUntilFailure } from "../../contract/async.ts";
 import { encodeKeyPath, metadataOf, S3ObjectRequests, type ObjectRequestOptions } from "../s3-object-requests.ts";
 import { ListingCheck } from "./listing-check.ts";
@@ -86,6 +86,7 @@ export class S3Store implements TargetStore {
     else await this.client.send(new PutObjectCommand({ Bucket: this.bucket, Key: key, Body: body, Metadata: meta }));
   }
 
+  /** CopyObject, or for a source over 5 GiB (which S3 refuses to CopyObject) a copy in parts. */
   async copy(from: string, to: string, meta: Record<string, string>): Promise<void> {
     try {
       await this.client.send(
@@ -99,8 +100,23 @@ export class S3Store implements TargetStore {
       );
     } catch (error) {
       if (isNotFound(error)) throw new ObjectNotFoundError(from);
-      throw error;
+      if (!isCopySourceTooLarge(error)) throw error;
+      await this.#copyInParts(from, to, meta);
     }
+  }
+
+  async #copyInParts(from: string, to: string, meta: Record<string, string>): Promise<void> {
+    const head = await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: from })).catch((error: unknown) => {
+      throw isNotFound(error) ? new ObjectNotFoundError(from) : error;
+    });
+    await copyInParts(this.client, {
+      bucket: this.bucket,
+      key: to,
+      copySource: copySource(this.bucket, from),
+      size: head.ContentLength ?? 0,
+      ...(head.ETag ? { etag: head.ETag } : {}),
+      metadata: meta,
+    });
   }
 
   async delete(key: string): Promise<void> {

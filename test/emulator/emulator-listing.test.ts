@@ -79,6 +79,21 @@ describe("the emulator's listing pages", () => {
     expect(keys).toEqual(byteOrder(KEYS));
   });
 
+  it("pages ASCII-only mixed-case keys (the listing's fast path) in byte order too", async () => {
+    const bucket = "ascii-only";
+    await s3.send(new CreateBucketCommand({ Bucket: bucket }));
+    const ascii = Array.from({ length: 60 }, (_, i) => `${["a", "B", "b", "A", "_", "~", "Z"][i % 7]}/${i % 2 ? "X" : "x"}${i}`);
+    for (const key of ascii) await s3.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: key }));
+    const keys: string[] = [];
+    let token: string | undefined;
+    do {
+      const page = await s3.send(new ListObjectsV2Command({ Bucket: bucket, MaxKeys: 7, ContinuationToken: token }));
+      keys.push(...(page.Contents ?? []).map((object) => object.Key ?? ""));
+      token = page.IsTruncated ? page.NextContinuationToken : undefined;
+    } while (token);
+    expect(keys).toEqual(byteOrder(ascii));
+  });
+
   it("lists under a prefix after a start key in byte order", async () => {
     const page = await s3.send(new ListObjectsV2Command({ Bucket: BUCKET, Prefix: "a/", StartAfter: "a/Y1" }));
     expect((page.Contents ?? []).map((object) => object.Key)).toEqual(byteOrder(KEYS.filter((k) => k.startsWith("a/") && Buffer.compare(Buffer.from(k), Buffer.from("a/Y1")) > 0)));

@@ -1,0 +1,205 @@
+// fauxqs holds a multipart upload's parts in memory and joins them into one
+// Buffer at CompleteMultipartUpload: twice the object's size at the peak, 2 GiB
+// for a 1 GiB file. On a persisted emulator each part goes to a file as it
+// arrives instead, and an object over LARGE_BODY_BYTES is joined file to file
+// (a slice at a time) into the body file emulator-large-objects.ts reads.
+// Smaller objects, other checksum algorithms and invalid part lists take
+// fauxqs's own path with the parts read back, so its answers stay its own.
+
+import { createHash } from "node:crypto";
+import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, readSync, rmSync, writeFileSync, writeSync } from "node:fs";
+import { join } from "node:path";
+import { bodiesDir, isPersistenceManager, LARGE_BODY_BYTES, recordObjectInFile, type PersistenceManager } from "./emulator-large-objects.ts";
+import { fauxqsPrototype } from "./fauxqs-internals.ts";
+
+const MIN_PART_BYTES = 5 * 1024 * 1024;
+const SLICE = 8 * 1024 * 1024;
+
+interface Part {
+  readonly partNumber: number;
+  readonly body: Buffer;
+  readonly etag: string;
+  readonly lastModified: Date;
+  readonly checksumValue?: string;
+}
+
+interface Upload {
+  readonly uploadId: string;
+  readonly bucket: string;
+  readonly key: string;
+  readonly contentType: string;
+  readonly metadata: Record<string, string>;
+  readonly parts: Map<number, Part>;
+  readonly checksumAlgorithm?: string;
+  readonly contentLanguage?: string;
+  readonly contentDisposition?: string;
+  readonly cacheControl?: string;
+  readonly contentEncoding?: string;
+}
+
+interface PartSpec {
+  readonly partNumber: number;
+  readonly etag: string;
+}
+
+/** The part of fauxqs's S3 store (dist/s3/s3Store.js) that runs multipart uploads. */
+interface EmulatorS3Store {
+  readonly buckets: Map<string, Map<string, object>>;
+  readonly multipartUploads: Map<string, Upload>;
+  readonly multipartUploadsByBucket: Map<string, Set<string>>;
+  readonly persistence?: unknown;
+  uploadPart(uploadId: string, partNumber: number, body: Buffer, checksumValue?: string): unknown;
+  completeMultipartUpload(uploadId: string, specs: PartSpec[]): object;
+  abortMultipartUpload(uploadId: string): void;
+}
+
+/** Part sizes of the parts kept in files, by part object. */
+const spilled = new WeakMap<Part, number>();
+
+function uploadDir(persistence: PersistenceManager, uploadId: string): string {
+  // Bucket names never start with "_": no clash with a bucket's folder.
+  return join(bodiesDir(persistence), "_uploads", uploadId);
+}
+
+const partFile = (dir: string, partNumber: number) => join(dir, String(partNumber));
+
+/** Appends the file at `from` to the open file `fd`, a slice at a time. */
+function append(fd: number, from: string, buffer: Buffer): void {
+  const source = openSync(from, "r");
+  try {
+    for (;;) {
+      const read = readSync(source, buffer, 0, buffer.length, null);
+      if (read === 0) return;
+      for (let written = 0; written < read; ) written += writeSync(fd, buffer, written, read - written);
+    }
+  } finally {
+    closeSync(source);
+  }
+}
+
+/** The multipart ETag S3 gives: md5 of the parts' md5s, and their count. */
+function multipartEtag(parts: readonly Part[]): string {
+  const digests = Buffer.concat(parts.map((part) => Buffer.from(part.etag.replaceAll('"', ""), "hex")));
+  return `"${createHash("md5").update(digests).digest("hex")}-${parts.length}"`;
+}
+
+/** The parts of specs, when every one is kept in a file, matches its ETag, is in order and big enough; else undefined. */
+function validParts(upload: Upload, specs: readonly PartSpec[]): Part[] | undefined {
+  const parts: Part[] = [];
+  for (const [i, spec] of specs.entries()) {
+    const part = upload.parts.get(spec.partNumber);
+    const size = part && spilled.get(part);
+    if (!part || size === undefined || part.etag.replaceAll('"', "") !== spec.etag.replaceAll('"', "")) return undefined;
+    if (i > 0 && spec.partNumber <= (specs[i - 1]?.partNumber ?? 0)) return undefined;
+    if (i < specs.length - 1 && size < MIN_PART_BYTES) return undefined;
+    parts.push(part);
+  }
+  return parts.length > 0 ? parts : undefined;
+}
+
+async function patchMultipart(): Promise<void> {
+  const prototype = await fauxqsPrototype<EmulatorS3Store>("./s3/s3Store.js", "S3Store", ["uploadPart", "completeMultipartUpload", "abortMultipartUpload"]);
+  const original = {
+    uploadPart: prototype.uploadPart,
+    completeMultipartUpload: prototype.completeMultipartUpload,
+    abortMultipartUpload: prototype.abortMultipartUpload,
+  };
+
+  prototype.uploadPart = function uploadPartToFile(uploadId, partNumber, body, checksumValue) {
+    const result = original.uploadPart.call(this, uploadId, partNumber, body, checksumValue);
+    const persistence = this.persistence;
+    const part = this.multipartUploads.get(uploadId)?.parts.get(partNumber);
+    if (!isPersistenceManager(persistence) || !part) return result;
+    const dir = uploadDir(persistence, uploadId);
+    mkdirSync(dir, { recursive: true });
+    writeFileSync(partFile(dir, partNumber), body);
+    const kept: Part = { ...part, body: Buffer.alloc(0) };
+    spilled.set(kept, body.length);
+    this.multipartUploads.get(uploadId)?.parts.set(partNumber, kept);
+    return result;
+  };
+
+  prototype.completeMultipartUpload = function completeMultipartUploadFromFiles(uploadId, specs) {
+    const upload = this.multipartUploads.get(uploadId);
+    const persistence = this.persistence;
+    if (!upload || !isPersistenceManager(persistence)) return original.completeMultipartUpload.call(this, uploadId, specs);
+    const dir = uploadDir(persistence, uploadId);
+    const parts = validParts(upload, specs);
+    const size = parts?.reduce((sum, part) => sum + (spilled.get(part) ?? 0), 0) ?? 0;
+    const streamable = parts && size > LARGE_BODY_BYTES && (upload.checksumAlgorithm === undefined || upload.checksumAlgorithm === "SHA256");
+    if (!streamable) {
+      // fauxqs's own path (and its errors), with the bodies back in memory.
+      for (const [number, part] of upload.parts) {
+        if (spilled.has(part)) upload.parts.set(number, { ...part, body: readFileSync(partFile(dir, number)) });
+      }
+      const object = original.completeMultipartUpload.call(this, uploadId, specs);
+      rmSync(dir, { recursive: true, force: true });
+      return object;
+    }
+    const joined = join(dir, "object");
+    const fd = openSync(joined, "w");
+    try {
+      const buffer = Buffer.allocUnsafe(SLICE);
+      for (const part of parts) append(fd, partFile(dir, part.partNumber), buffer);
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+    let offset = 0;
+    const boundaries = parts.map((part) => {
+      const length = spilled.get(part) ?? 0;
+      const boundary = { partNumber: part.partNumber, offset, length };
+      offset += length;
+      return boundary;
+    });
+    const checksums = parts.map((part) => part.checksumValue).filter((value) => value !== undefined);
+    const object = {
+      key: upload.key,
+      body: Buffer.alloc(0),
+      contentType: upload.contentType,
+      contentLength: size,
+      etag: multipartEtag(parts),
+      lastModified: new Date(),
+      metadata: upload.metadata,
+      parts: boundaries,
+      ...(upload.contentLanguage && { contentLanguage: upload.contentLanguage }),
+      ...(upload.contentDisposition && { contentDisposition: upload.contentDisposition }),
+      ...(upload.cacheControl && { cacheControl: upload.cacheControl }),
+      ...(upload.contentEncoding && { contentEncoding: upload.contentEncoding }),
+      ...(upload.checksumAlgorithm && checksums.length > 0
+        ? {
+            checksumAlgorithm: upload.checksumAlgorithm,
+            // As fauxqs and S3 compute a composite checksum: over the parts' checksums.
+            checksumValue: `${createHash("sha256").update(Buffer.concat(checksums.map((c) => Buffer.from(c, "base64")))).digest("base64")}-${checksums.length}`,
+            checksumType: "COMPOSITE",
+            partChecksums: checksums,
+          }
+        : {}),
+    };
+    recordObjectInFile(persistence, upload.bucket, object, joined);
+    persistence.deleteMultipartUpload(uploadId);
+    this.buckets.get(upload.bucket)?.set(upload.key, object);
+    this.multipartUploads.delete(uploadId);
+    this.multipartUploadsByBucket.get(upload.bucket)?.delete(uploadId);
+    rmSync(dir, { recursive: true, force: true });
+    return object;
+  };
+
+  prototype.abortMultipartUpload = function abortMultipartUploadWithFiles(uploadId) {
+    original.abortMultipartUpload.call(this, uploadId);
+    if (isPersistenceManager(this.persistence)) rmSync(uploadDir(this.persistence, uploadId), { recursive: true, force: true });
+  };
+}
+
+let patched: Promise<void> | undefined;
+
+/** Makes every persisted fauxqs emulator in this process keep multipart parts in files and join large objects on disk; safe to call many times. */
+export function joinPartsOnDisk(): Promise<void> {
+  patched ??= patchMultipart();
+  return patched;
+}
+
+/** Parts of uploads an earlier run of the emulator left (its uploads do not outlive it: their uploaders start again). */
+export function removeLeftoverParts(dataDir: string): void {
+  rmSync(join(dataDir, "large-objects", "_uploads"), { recursive: true, force: true });
+}

@@ -1,0 +1,28 @@
+// The local cloud corrects two faults of the fauxqs emulator in its classes
+// (emulator-listing.ts, emulator-large-objects.ts). Those classes are not in
+// fauxqs's exports: they are reached by their files next to its entry point,
+// and checked for the methods a patch replaces, so a fauxqs release that moved
+// them fails the local cloud's start with a clear error instead of running
+// unpatched.
+
+export class EmulatorPatchError extends Error {
+  override name = "EmulatorPatchError";
+}
+
+function member(value: unknown, name: string): unknown {
+  return (typeof value === "object" && value !== null) || typeof value === "function" ? Reflect.get(value, name) : undefined;
+}
+
+function hasMethods<T extends object>(value: unknown, methods: readonly (keyof T & string)[]): value is T {
+  return typeof value === "object" && value !== null && methods.every((method) => typeof member(value, method) === "function");
+}
+
+/** The prototype of fauxqs's class `name` in dist/`file`, checked to have every method in `methods`. */
+export async function fauxqsPrototype<T extends object>(file: string, name: string, methods: readonly (keyof T & string)[]): Promise<T> {
+  const module: unknown = await import(new URL(file, import.meta.resolve("fauxqs")).href);
+  const prototype = member(member(module, name), "prototype");
+  if (!hasMethods<T>(prototype, methods)) {
+    throw new EmulatorPatchError(`this fauxqs version has no ${name} with ${methods.join(", ")} in dist/${file.replace(/^\.\//, "")}: the local cloud cannot correct its emulator (lambdas/local/)`);
+  }
+  return prototype;
+}
