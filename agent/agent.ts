@@ -10,6 +10,9 @@ import type { OrphanPolicy, SetStatus, VerifyReport } from "../contract/layout.t
 import { BLOCK_SIZE, type Compression } from "../contract/wire.ts";
 import { blockRepair, capture } from "./capture.ts";
 import type { Change, IndexEntry, Journal } from "./journal.ts";
+import { journalFault, type JournalCorruptError } from "./journal-faults.ts";
+import { JournalHealth } from "./journal-health.ts";
+import type { AgentProblem } from "./problem-file.ts";
 import { silentLogger, type Logger } from "./log.ts";
 import { writeManifest } from "./manifest.ts";
 import { barrierScan, type ScanReport } from "./scan.ts";
@@ -83,6 +86,10 @@ export interface AgentOptions {
   readonly watch?: typeof watchSet;
   /** The watcher of a volume set's image; tests inject a blind one. @default a watch on the file (volume.ts) */
   readonly watchVolume?: typeof watchVolume;
+  /** The journal is corrupt: the agent cannot go on, and its owner stops the process (exit non-zero). */
+  readonly onFatal?: (error: JournalCorruptError) => void;
+  /** The disk holding the journal filled up (or has space again: null), for `tidemark status`. */
+  readonly onJournalProblem?: (problem: AgentProblem | null) => void;
   readonly log?: Logger;
 }
 
@@ -202,6 +209,8 @@ class SetRunner {
   }
 
   async scan(): Promise<ScanReport> {
+    // Nothing can be journaled: the catch-up scan after the disk has space again does this one's work.
+    if (this.#agent.health.full) return { entries: 0, changes: 0, bytes: 0, skipped: [], stopped: true };
     const report = await this.exclusive(() => this.#barrier({ shouldStop: (unjournaled) => this.#journalFull(unjournaled) }));
     for (const skipped of report.skipped) {
       this.#agent.log.warn("not replicated", { set: this.spec.name, path: skipped.path, reason: skipped.reason });
@@ -215,12 +224,8 @@ class SetRunner {
     this.#hintTimer ??= setTimeout(() => {
       this.#hintTimer = undefined;
       this.processHints().catch((error: unknown) => {
-        // Nothing of a failed capture reached the index, so the next scan finds the same changes again.
-        const full = /ENOSPC|SQLITE_FULL|database or disk is full/.test(`${(error as NodeJS.ErrnoException).code ?? ""} ${String(error)}`);
-        const message = full
-          ? "the disk holding the journal is full; changes are caught up by the next scan once there is space"
-          : "capture failed; a barrier scan will catch up";
-        this.#agent.log.error(message, { set: this.spec.name, error: String(error) });
+        // Nothing of a failed capture reached the index, so the next scan (after a full disk: the catch-up scan) finds it again.
+        if (!this.#agent.health.handle(error)) this.#agent.log.error("capture failed; a barrier scan will catch up", { set: this.spec.name, error: String(error) });
       });
     }, HINT_DELAY_MS);
   }
@@ -232,7 +237,7 @@ class SetRunner {
       return this.scan().then((report) => report.changes);
     }
     return this.exclusive(async () => {
-      if (this.#journalFull()) {
+      if (this.#agent.health.full || this.#journalFull()) {
         // Not journaled: the index still holds the old state, so the catch-up scan finds these changes.
         this.#hints.clear();
         return 0;
@@ -495,11 +500,12 @@ class SetRunner {
         const linger = lingerBeforeSend(Date.now() - lastSend, this.#journal.counters(this.spec.name).backlogRecords);
         if (linger > 0) await sleep(linger);
         lastSend = Date.now();
-        sent = (await this.#sendNext()).records;
+        // While the disk is full, marking a message sent would fail: sending it would only send it twice.
+        sent = this.#agent.health.full ? 0 : (await this.#sendNext()).records;
         await this.#maybeCatchUp();
       } catch (error) {
         if (stopped()) return;
-        this.#agent.log.error("send failed", { set: this.spec.name, error: String(error) });
+        if (!this.#agent.health.handle(error)) this.#agent.log.error("send failed", { set: this.spec.name, error: String(error) });
       }
       if (sent === 0 && !stopped()) {
         await new Promise<void>((resolve) => {
@@ -524,6 +530,8 @@ export class Agent {
   readonly options: AgentOptions;
   readonly journal: Journal;
   readonly log: Logger;
+  /** A full disk pauses journaling until a probe write commits; a corrupt journal is fatal. */
+  readonly health: JournalHealth;
   readonly #runners: Map<string, SetRunner>;
   readonly #watchers = new Set<SetWatcher>();
   readonly #rescanTimers = new Map<SetRunner, NodeJS.Timeout>();
@@ -536,6 +544,31 @@ export class Agent {
     this.journal = options.journal;
     this.log = options.log ?? silentLogger;
     this.#runners = new Map(options.sets.map((spec) => [spec.name, new SetRunner(this, spec)]));
+    this.health = new JournalHealth({
+      journal: this.journal,
+      log: this.log,
+      monitorEnabled: this.options.monitorEnabled ?? true,
+      onResumed: () => this.#catchUp(),
+      onCorrupt: (error) => this.options.onFatal?.(error),
+      ...(options.onJournalProblem ? { onProblem: options.onJournalProblem } : {}),
+    });
+  }
+
+  /** After a full disk: a scan of every set journals what changed while nothing could be. */
+  async #catchUp(): Promise<void> {
+    for (const runner of this.#runners.values()) {
+      try {
+        await runner.scan();
+      } catch (error) {
+        if (!this.health.handle(error)) this.log.error("scan failed", { set: runner.spec.name, error: String(error) });
+      }
+      runner.wake();
+    }
+  }
+
+  /** Tries a journal write now (a full disk's probe): true when journaling works, after the catch-up scan. */
+  probeJournal(): Promise<boolean> {
+    return this.health.probe();
   }
 
   #runner(set: string): SetRunner {
@@ -552,7 +585,14 @@ export class Agent {
         this.#loops.push(runner.sendLoop(() => this.#stopped));
         this.#scheduleRescan(runner);
       }
-      const report = await runner.scan();
+      let report: ScanReport;
+      try {
+        report = await runner.scan();
+      } catch (error) {
+        // A full disk at start: the agent waits for space and catches up then, like a supervisor would want.
+        if (this.health.handle(error) && this.health.full) continue;
+        throw journalFault(error, this.journal.path);
+      }
       this.log.info("set scanned", { set: runner.spec.name, entries: report.entries, journaled: report.changes });
     }
     if (this.options.monitorEnabled && this.options.targetStatus) this.#pollStatus();
@@ -579,7 +619,7 @@ export class Agent {
           } else {
             this.log.warn("watcher error; rescanning the set", { set, error: error.message });
           }
-          runner.scan().catch((e: unknown) => this.log.error("scan failed", { set, error: String(e) }));
+          runner.scan().catch((e: unknown) => this.health.handle(e) || this.log.error("scan failed", { set, error: String(e) }));
         },
       },
       this.options.ignorePaths,
@@ -603,7 +643,7 @@ export class Agent {
       try {
         await runner.scan();
       } catch (error) {
-        this.log.error("scan failed", { set: runner.spec.name, error: String(error) });
+        if (!this.health.handle(error)) this.log.error("scan failed", { set: runner.spec.name, error: String(error) });
       }
       this.#scheduleRescan(runner);
     }, every);
@@ -686,6 +726,7 @@ export class Agent {
   async stop(): Promise<void> {
     this.#stopped = true;
     clearTimeout(this.#statusTimer);
+    this.health.stop();
     for (const runner of this.#runners.values()) {
       runner.cancelHints();
       runner.wake();

@@ -76,6 +76,8 @@ const EXPECTED = new Set([
   "RestoreError",
   "SnapshotError",
   "VolumeError",
+  "JournalCorruptError",
+  "JournalDiskFullError",
 ]);
 
 main(process.argv.slice(2)).then(

@@ -15,6 +15,8 @@ import { controlSocketPath, startControlServer, type ControlServer } from "./con
 import { MIRROR_MODES, queueTask, recoverSet, runMirror, runPrune, runVerify, type OperationDeps, type Progress } from "./operations.ts";
 import { checkSources, type AgentConfig } from "./config.ts";
 import { Journal } from "./journal.ts";
+import { journalFault } from "./journal-faults.ts";
+import { ProblemFile } from "./problem-file.ts";
 import type { Logger } from "./log.ts";
 import { checkTarget } from "./preflight.ts";
 import { AwsTransport } from "./transport/aws.ts";
@@ -26,6 +28,8 @@ export interface RunningAgent {
   readonly agent: Agent;
   /** What verify and mirror need besides the agent: the target's reports and applied seqs. */
   operations(onProgress?: (progress: Progress) => void): OperationDeps;
+  /** Resolves with the reason when the agent cannot go on (a corrupt journal): stop it and exit non-zero. */
+  readonly failed: Promise<Error>;
   stop(): Promise<void>;
 }
 
@@ -64,14 +68,35 @@ class PerSetRetry implements Transport {
   }
 }
 
+/** The file status reads a full disk from; an agent started on a disk already full goes on without it. */
+function openProblemFile(stateDir: string, log: Logger): ProblemFile | undefined {
+  try {
+    return ProblemFile.open(stateDir);
+  } catch (error) {
+    log.warn("cannot record problems for status in the state folder", { stateDir, error: String(error) });
+    return undefined;
+  }
+}
+
 export async function startAgent(config: AgentConfig, log: Logger, options: { ignorePaths?: string[] } = {}): Promise<RunningAgent> {
   checkSources(config);
   const clientOptions = { region: config.region, maxAttempts: 1, ...(config.endpoint ? { endpoint: config.endpoint } : {}) };
+  // First: a corrupt journal is named (with its remedy) whatever the state of the target.
+  const journal = Journal.open(config.stateDir);
   const sqs = makeSqsClient(clientOptions);
   const s3 = makeS3Client(clientOptions);
-  await checkTarget({ sqs, s3, queueUrl: config.queueUrl, bucket: config.bucket, ...(config.endpoint ? { endpoint: config.endpoint } : {}) });
-
-  const journal = Journal.open(config.stateDir);
+  try {
+    await checkTarget({ sqs, s3, queueUrl: config.queueUrl, bucket: config.bucket, ...(config.endpoint ? { endpoint: config.endpoint } : {}) });
+  } catch (error) {
+    journal.close();
+    sqs.destroy();
+    s3.destroy();
+    throw error;
+  }
+  // Opened once this process owns the state folder (the control socket): a second agent must not clear it.
+  const problems: { file?: ProblemFile } = {};
+  let fail: (error: Error) => void = () => undefined;
+  const failed = new Promise<Error>((resolve) => (fail = resolve));
   const controller = new AbortController();
   const aws = new AwsTransport({ sqs, s3, queueUrl: config.queueUrl, bucket: config.bucket });
   // One link for every set: the cap is shared, and each retry is paced too.
@@ -108,6 +133,8 @@ export async function startAgent(config: AgentConfig, log: Logger, options: { ig
           },
         }
       : {}),
+    onFatal: (error) => fail(error),
+    onJournalProblem: (problem) => problems.file?.write(problem),
     rescanMs: config.rescanSeconds * 1000,
     pollingScanMs: config.fallbackScanSeconds * 1000,
     // Not awaited: a recovery waits on the stream, and the status poll of the other sets goes on meanwhile.
@@ -163,7 +190,24 @@ export async function startAgent(config: AgentConfig, log: Logger, options: { ig
     s3.destroy();
     throw error;
   }
-  await agent.start();
+  const opened = openProblemFile(config.stateDir, log);
+  if (opened) problems.file = opened;
+  const stop = async () => {
+    await control.close();
+    controller.abort();
+    await agent.stop();
+    journal.close();
+    problems.file?.close();
+    sqs.destroy();
+    s3.destroy();
+  };
+  try {
+    await agent.start();
+  } catch (error) {
+    // Nothing may keep the process alive after a failed start (a corrupt journal): a supervisor must see it exit.
+    await stop().catch(() => undefined);
+    throw journalFault(error, journal.path);
+  }
   if (config.mirror.onStart !== "scan") {
     const mode = config.mirror.onStart;
     // In the background: the agent replicates meanwhile, and the mirror's verification waits on the stream.
@@ -177,13 +221,7 @@ export async function startAgent(config: AgentConfig, log: Logger, options: { ig
   return {
     agent,
     operations,
-    async stop() {
-      await control.close();
-      controller.abort();
-      await agent.stop();
-      journal.close();
-      sqs.destroy();
-      s3.destroy();
-    },
+    failed,
+    stop,
   };
 }

@@ -7,6 +7,7 @@ import type { SetStatus } from "../../contract/layout.ts";
 import { configPath, loadConfig } from "../config.ts";
 import { Journal, type SetCounters, type SkippedPath } from "../journal.ts";
 import { formatBytes, table } from "../format.ts";
+import { readProblem, type AgentProblem } from "../problem-file.ts";
 import { stringOption, type Command } from "./command.ts";
 
 export interface SetReport {
@@ -20,6 +21,8 @@ export interface SetReport {
   watcherProblem: string | null;
   /** Paths not replicated because the target refused their latest change; the target keeps their last good version. */
   skipped: SkippedPath[];
+  /** The agent cannot journal (the disk holding its state folder is full): changes wait for the catch-up scan once there is space. */
+  journalProblem: AgentProblem | null;
   target:
     | { reachable: true; lastSeqApplied: number; state: SetStatus["state"]; reason?: string; lastRejected?: SetStatus["lastRejected"]; updatedAt: string }
     | { reachable: false; error: string };
@@ -34,6 +37,7 @@ const EMPTY: SetCounters = { nextSeq: 1, sentSeq: 0, backlogRecords: 0, backlogB
 export async function collectStatus(configFile: string): Promise<SetReport[]> {
   const config = loadConfig(configFile);
   const journal = existsSync(join(config.stateDir, "journal.db")) ? Journal.open(config.stateDir) : undefined;
+  const journalProblem = readProblem(config.stateDir);
   const s3 = makeS3Client({ region: config.region, maxAttempts: 2, ...(config.endpoint ? { endpoint: config.endpoint } : {}) });
   const store = new S3Store(s3, config.bucket);
   try {
@@ -55,7 +59,7 @@ export async function collectStatus(configFile: string): Promise<SetReport[]> {
           target = { reachable: false, error: (error as Error).message || (error as Error).name };
         }
         const skipped = journal?.skipped(spec.name) ?? [];
-        const inSync = target.reachable && target.state === "in-sync" && !counters.overflowed && skipped.length === 0;
+        const inSync = target.reachable && target.state === "in-sync" && !counters.overflowed && skipped.length === 0 && journalProblem === null;
         return {
           set: spec.name,
           backlog: { records: counters.backlogRecords, bytes: counters.backlogBytes },
@@ -64,6 +68,7 @@ export async function collectStatus(configFile: string): Promise<SetReport[]> {
           journalFull: counters.overflowed,
           watcherProblem: counters.watcherProblem,
           skipped,
+          journalProblem,
           target,
           inSync,
           caughtUp: inSync && counters.backlogRecords === 0 && target.reachable && target.lastSeqApplied >= counters.sentSeq,
@@ -117,6 +122,7 @@ Examples:
       }
       if (r.lastSendError) process.stdout.write(`${r.set}: sending: ${r.lastSendError}\n`);
       if (r.watcherProblem) process.stdout.write(`${r.set}: ${r.watcherProblem}\n`);
+      if (r.journalProblem) process.stdout.write(`${r.set}: since ${r.journalProblem.since}: ${r.journalProblem.problem}\n`);
       for (const s of r.skipped) process.stdout.write(`${r.set}: not replicated since ${s.since}: ${JSON.stringify(s.path)}: ${s.reason}\n`);
       if (r.journalFull) process.stdout.write(`${r.set}: the journal reached its limit; changes are caught up by a scan once the backlog drains\n`);
     }
