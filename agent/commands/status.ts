@@ -88,8 +88,10 @@ export const statusCommand: Command = {
 Per set: the journal backlog (records and bytes not yet accepted by the
 queue), messages and bytes sent, the last seq sent, the last seq the target
 applied (read from the target bucket), and whether the set is in sync.
-"in sync" means the target has no gap; "caught up" means in sync, nothing
-waiting, and the target applied everything sent.
+"in sync" means the target has no gap, no path is skipped and the disk
+holding the journal is not full; "caught up" means in sync, nothing waiting,
+and the target applied everything sent. Paths the target refused for good
+are listed with the reason (the target keeps their last good version).
 
 Options:
   --json          print a JSON object (for scripts)
