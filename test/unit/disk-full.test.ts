@@ -122,8 +122,11 @@ describe.skipIf(!root)("on a real full tmpfs (as root)", () => {
     await t.agent.stop();
     // The state folder becomes a small tmpfs; the agent starts on it with a new journal (restart closes the old one).
     execFileSync("mount", ["-t", "tmpfs", "-o", "size=8m", "tmpfs", t.state.path]);
+    let problemFile: ProblemFile | undefined;
     try {
-      t.restart({ log });
+      const file = ProblemFile.open(t.state.path);
+      problemFile = file;
+      t.restart({ log, onJournalProblem: (problem) => file.write(problem) });
       for (let i = 0; i < 5; i++) writeFileSync(join(t.src.path, `seed-${i}`), `seed ${i}`);
       await t.agent.scan(SET);
       await t.agent.drain(SET);
@@ -138,15 +141,19 @@ describe.skipIf(!root)("on a real full tmpfs (as root)", () => {
       t.agent.hint(SET, "inline.bin");
       await vi.waitFor(() => expect(t.agent.health.full).toBe(true));
       expect(t.agent.health.problem?.problem).toMatch(new RegExp(`^disk full writing ${t.state.path}/`));
+      // Status reads it from the file rewritten in place: no new space needed.
+      expect(readProblem(t.state.path)?.problem).toMatch(/^disk full writing /);
       expect(await t.agent.probeJournal()).toBe(false);
 
       rmSync(filler);
       expect(await t.agent.probeJournal()).toBe(true);
+      expect(readProblem(t.state.path)).toBeNull();
       await t.agent.drain(SET);
       expect(await pictureOfTarget(t.store, SET)).toEqual(await pictureOfSource(t.src.path));
     } finally {
       await t.agent.stop();
       t.journal.close();
+      problemFile?.close();
       execFileSync("umount", [t.state.path]);
       t.src.remove();
       t.state.remove();
