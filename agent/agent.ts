@@ -9,10 +9,14 @@ import { randomUUID } from "node:crypto";
 import type { OrphanPolicy, SetStatus, VerifyReport } from "../contract/layout.ts";
 import { BLOCK_SIZE, type Compression } from "../contract/wire.ts";
 import { blockRepair, capture } from "./capture.ts";
-import type { Change, IndexEntry, Journal } from "./journal.ts";
+import { changeBytes, type Change, type IndexEntry, type Journal } from "./journal.ts";
+import { journalFault, type JournalCorruptError } from "./journal-faults.ts";
+import { JournalHealth } from "./journal-health.ts";
+import type { AgentProblem } from "./problem-file.ts";
 import { silentLogger, type Logger } from "./log.ts";
 import { writeManifest } from "./manifest.ts";
-import { barrierScan, type ScanReport } from "./scan.ts";
+import { barrierScan, type ScanOptions, type ScanReport } from "./scan.ts";
+import { BusyFiles } from "./busy-files.ts";
 import { PackedAhead, sendNext, type PackedMarker } from "./sender.ts";
 import { newTaskId, type TaskFields } from "../contract/tasks.ts";
 import type { DrillReport } from "../contract/drills.ts";
@@ -74,6 +78,8 @@ export interface AgentOptions {
   readonly journalLimitBytes?: number;
   /** A barrier scan of every set this often, behind the watcher. @default 15 minutes */
   readonly rescanMs?: number;
+  /** Files at least this large that keep changing are coalesced: one unsent version at a time (busy-files.ts). @default 16 MiB */
+  readonly coalesceBytes?: number;
   /** How often a set is scanned once its watcher failed (inotify watches exhausted). @default 30 s */
   readonly pollingScanMs?: number;
   /**
@@ -87,6 +93,10 @@ export interface AgentOptions {
   readonly watch?: typeof watchSet;
   /** The watcher of a volume set's image; tests inject a blind one. @default a watch on the file (volume.ts) */
   readonly watchVolume?: typeof watchVolume;
+  /** The journal is corrupt: the agent cannot go on, and its owner stops the process (exit non-zero). */
+  readonly onFatal?: (error: JournalCorruptError) => void;
+  /** The disk holding the journal filled up (or has space again: null), for `tidemark status`. */
+  readonly onJournalProblem?: (problem: AgentProblem | null) => void;
   readonly log?: Logger;
 }
 
@@ -95,6 +105,7 @@ const HINT_DELAY_MS = 15;
 const IDLE_WAKE_MS = 1_000;
 const DEFAULT_JOURNAL_LIMIT_BYTES = 8 * 1024 ** 3;
 const DEFAULT_RESCAN_MS = 15 * 60_000;
+const DEFAULT_COALESCE_BYTES = 16 * 1024 * 1024;
 
 function formatDuration(ms: number): string {
   return ms < 1000 ? `${ms} ms` : `${Math.round(ms / 1000)} s`;
@@ -149,10 +160,12 @@ class SetRunner {
   degraded = false;
   /** The check of the journal's continuity with the target, once it succeeded (or while it runs). */
   #continuity: Promise<void> | undefined;
+  readonly #busy: BusyFiles;
 
   constructor(agent: Agent, spec: SetSpec) {
     this.#agent = agent;
     this.spec = spec;
+    this.#busy = new BusyFiles(agent.options.coalesceBytes ?? DEFAULT_COALESCE_BYTES);
   }
 
   get #journal(): Journal {
@@ -166,12 +179,17 @@ class SetRunner {
     return run;
   }
 
-  /** True when the set's backlog (with what a scan holds, not journaled yet) is at the journal limit (and marks it so); warns as it nears the limit. */
-  #journalFull(unjournaledBytes = 0): boolean {
+  /**
+   * True when the set's backlog (with what a scan holds, not journaled yet) is at the journal limit, or would pass
+   * it with a change of nextBytes (and marks it so); warns as it nears the limit. A change larger than the limit is
+   * journaled once nothing else is held: it goes alone, else it could never be sent.
+   */
+  #journalFull(unjournaledBytes = 0, nextBytes = 0): boolean {
     const limit = this.#agent.options.journalLimitBytes ?? DEFAULT_JOURNAL_LIMIT_BYTES;
     const { backlogBytes, overflowed } = this.#journal.counters(this.spec.name);
     if (overflowed) return true;
-    if (backlogBytes + unjournaledBytes >= limit) {
+    const held = backlogBytes + unjournaledBytes;
+    if (held >= limit || (held > 0 && held + nextBytes > limit)) {
       this.#journal.setOverflowed(this.spec.name, true);
       this.#agent.log.error("journal limit reached: the set is out of sync until the backlog drains, then a catch-up scan journals what changed", {
         set: this.spec.name,
@@ -197,10 +215,10 @@ class SetRunner {
   }
 
   /** What changed in the set since the index: a scan of the tree, or a read of the volume (all of it when `full`). */
-  #barrier(options: { full?: boolean; onProgress?: (report: Readonly<ScanReport>) => void; shouldStop?: (unjournaledBytes: number) => boolean } = {}): Promise<ScanReport> {
-    const { full = false, ...rest } = options;
+  #barrier(options: Pick<ScanOptions, "onProgress" | "shouldStop" | "defer"> & { full?: boolean } = {}): Promise<ScanReport> {
+    const { full = false, defer, ...rest } = options;
     if (this.spec.volume) return volumeScan(this.#journal, this.spec, { full, ...rest });
-    return barrierScan(this.#journal, this.spec, rest);
+    return barrierScan(this.#journal, this.spec, { ...rest, ...(defer ? { defer } : {}), onJournaled: (changes, seqs) => this.#busy.journaled(changes, seqs) });
   }
 
   #refuseVolume(what: string): void {
@@ -208,7 +226,12 @@ class SetRunner {
   }
 
   async scan(): Promise<ScanReport> {
-    const report = await this.exclusive(() => this.#barrier({ shouldStop: (unjournaled) => this.#journalFull(unjournaled) }));
+    // Nothing can be journaled: the catch-up scan after the disk has space again does this one's work.
+    if (this.#agent.health.full) return { entries: 0, changes: 0, bytes: 0, skipped: [], stopped: true };
+    const report = await this.exclusive(() => {
+      const { sentSeq } = this.#journal.counters(this.spec.name);
+      return this.#barrier({ shouldStop: (unjournaled, next) => this.#journalFull(unjournaled, next), defer: (path) => this.#busy.defer(path, sentSeq) });
+    });
     for (const skipped of report.skipped) {
       this.#agent.log.warn("not replicated", { set: this.spec.name, path: skipped.path, reason: skipped.reason });
     }
@@ -221,12 +244,8 @@ class SetRunner {
     this.#hintTimer ??= setTimeout(() => {
       this.#hintTimer = undefined;
       this.processHints().catch((error: unknown) => {
-        // Nothing of a failed capture reached the index, so the next scan finds the same changes again.
-        const full = /ENOSPC|SQLITE_FULL|database or disk is full/.test(`${(error as NodeJS.ErrnoException).code ?? ""} ${String(error)}`);
-        const message = full
-          ? "the disk holding the journal is full; changes are caught up by the next scan once there is space"
-          : "capture failed; a barrier scan will catch up";
-        this.#agent.log.error(message, { set: this.spec.name, error: String(error) });
+        // Nothing of a failed capture reached the index, so the next scan (after a full disk: the catch-up scan) finds it again.
+        if (!this.#agent.health.handle(error)) this.#agent.log.error("capture failed; a barrier scan will catch up", { set: this.spec.name, error: String(error) });
       });
     }, HINT_DELAY_MS);
   }
@@ -238,7 +257,7 @@ class SetRunner {
       return this.scan().then((report) => report.changes);
     }
     return this.exclusive(async () => {
-      if (this.#journalFull()) {
+      if (this.#agent.health.full || this.#journalFull()) {
         // Not journaled: the index still holds the old state, so the catch-up scan finds these changes.
         this.#hints.clear();
         return 0;
@@ -257,26 +276,39 @@ class SetRunner {
       // The batch is journaled in one transaction (one fsync), not one per file: under a burst of
       // writes the commits, not the reads, would set the pace.
       const pending: Change[] = [];
+      let pendingBytes = 0;
       const deleted = new Set<string>();
       const flush = () => {
-        this.#journal.append(this.spec.name, pending);
+        this.#busy.journaled(pending, this.#journal.append(this.spec.name, pending));
         journaled += pending.length;
         pending.length = 0;
+        pendingBytes = 0;
       };
+      const { sentSeq } = this.#journal.counters(this.spec.name);
+      const shouldStop = (unjournaled: number, next = 0) => this.#journalFull(unjournaled, next);
       // Parents before children, so a new directory is journaled before what it holds.
       for (const path of sorted) {
-        if (moved.has(path)) continue;
+        if (moved.has(path) || this.#busy.defer(path, sentSeq)) continue;
         const known = this.#journal.entry(this.spec.name, path);
         const result = await capture(this.#journal, this.spec, path);
         if (result.isDirectory && !known) {
           // A directory new to the index: its contents may predate the watch on it.
           flush();
-          journaled += (await barrierScan(this.#journal, this.spec, path)).changes;
+          const report = await barrierScan(this.#journal, this.spec, { from: path, shouldStop, onJournaled: (changes, seqs) => this.#busy.journaled(changes, seqs) });
+          journaled += report.changes;
+          if (report.stopped) break;
           continue;
         }
         const changes = await this.#asRenames(result.changes, moved, deleted);
+        const bytes = changes.reduce((sum, change) => sum + changeBytes(change), 0);
+        if (bytes > 0 && shouldStop(pendingBytes, bytes)) {
+          // Not journaled (the index still holds the old state): the catch-up scan after the backlog drains finds it.
+          await Promise.all(changes.map((change) => change.op === "put" && "spool" in change.content && rm(join(this.#journal.spoolDir, change.content.spool), { force: true })));
+          break;
+        }
         for (const change of changes) if (change.op === "delete") deleted.add(change.path);
         pending.push(...changes);
+        pendingBytes += bytes;
       }
       // What vanished and did not reappear was deleted.
       for (const path of moved.keys()) {
@@ -500,12 +532,21 @@ class SetRunner {
     });
   }
 
+  /** Captures the large files that waited for their previous version to be sent, once it is. */
+  async #captureWaiting(): Promise<void> {
+    const ready = this.#busy.ready(this.#journal.counters(this.spec.name).sentSeq);
+    if (ready.length === 0) return;
+    for (const path of ready) this.#hints.add(path);
+    await this.processHints();
+  }
+
   /** Sends until the journal of this set is empty. */
   async drain(): Promise<number> {
     let total = 0;
     for (;;) {
       const sent = await this.#sendNext();
       await this.#maybeCatchUp();
+      await this.#captureWaiting();
       if (sent.records === 0 && this.#journal.counters(this.spec.name).backlogRecords === 0) return total;
       total += sent.records;
     }
@@ -547,11 +588,13 @@ class SetRunner {
         const linger = lingerBeforeSend(Date.now() - lastSend, this.#journal.counters(this.spec.name).backlogRecords);
         if (linger > 0) await sleep(linger);
         lastSend = Date.now();
-        sent = (await this.#sendNext()).records;
+        // While the disk is full, marking a message sent would fail: sending it would only send it twice.
+        sent = this.#agent.health.full ? 0 : (await this.#sendNext()).records;
         await this.#maybeCatchUp();
+        await this.#captureWaiting();
       } catch (error) {
         if (stopped()) return;
-        this.#agent.log.error("send failed", { set: this.spec.name, error: String(error) });
+        if (!this.#agent.health.handle(error)) this.#agent.log.error("send failed", { set: this.spec.name, error: String(error) });
       }
       if (sent === 0 && !stopped()) {
         await new Promise<void>((resolve) => {
@@ -576,6 +619,8 @@ export class Agent {
   readonly options: AgentOptions;
   readonly journal: Journal;
   readonly log: Logger;
+  /** A full disk pauses journaling until a probe write commits; a corrupt journal is fatal. */
+  readonly health: JournalHealth;
   readonly #runners: Map<string, SetRunner>;
   readonly #watchers = new Set<SetWatcher>();
   readonly #rescanTimers = new Map<SetRunner, NodeJS.Timeout>();
@@ -588,6 +633,31 @@ export class Agent {
     this.journal = options.journal;
     this.log = options.log ?? silentLogger;
     this.#runners = new Map(options.sets.map((spec) => [spec.name, new SetRunner(this, spec)]));
+    this.health = new JournalHealth({
+      journal: this.journal,
+      log: this.log,
+      monitorEnabled: this.options.monitorEnabled ?? true,
+      onResumed: () => this.#catchUp(),
+      onCorrupt: (error) => this.options.onFatal?.(error),
+      ...(options.onJournalProblem ? { onProblem: options.onJournalProblem } : {}),
+    });
+  }
+
+  /** After a full disk: a scan of every set journals what changed while nothing could be. */
+  async #catchUp(): Promise<void> {
+    for (const runner of this.#runners.values()) {
+      try {
+        await runner.scan();
+      } catch (error) {
+        if (!this.health.handle(error)) this.log.error("scan failed", { set: runner.spec.name, error: String(error) });
+      }
+      runner.wake();
+    }
+  }
+
+  /** Tries a journal write now (a full disk's probe): true when journaling works, after the catch-up scan. */
+  probeJournal(): Promise<boolean> {
+    return this.health.probe();
   }
 
   #runner(set: string): SetRunner {
@@ -608,7 +678,14 @@ export class Agent {
       await runner.checkContinuity().catch((error: unknown) =>
         this.log.warn("target status not readable; the journal's continuity is checked before the first send", { set: runner.spec.name, error: String(error) }),
       );
-      const report = await runner.scan();
+      let report: ScanReport;
+      try {
+        report = await runner.scan();
+      } catch (error) {
+        // A full disk at start: the agent waits for space and catches up then, like a supervisor would want.
+        if (this.health.handle(error) && this.health.full) continue;
+        throw journalFault(error, this.journal.path);
+      }
       this.log.info("set scanned", { set: runner.spec.name, entries: report.entries, journaled: report.changes });
     }
     if (this.options.monitorEnabled && this.options.targetStatus) this.#pollStatus();
@@ -635,7 +712,7 @@ export class Agent {
           } else {
             this.log.warn("watcher error; rescanning the set", { set, error: error.message });
           }
-          runner.scan().catch((e: unknown) => this.log.error("scan failed", { set, error: String(e) }));
+          runner.scan().catch((e: unknown) => this.health.handle(e) || this.log.error("scan failed", { set, error: String(e) }));
         },
       },
       this.options.ignorePaths,
@@ -659,7 +736,7 @@ export class Agent {
       try {
         await runner.scan();
       } catch (error) {
-        this.log.error("scan failed", { set: runner.spec.name, error: String(error) });
+        if (!this.health.handle(error)) this.log.error("scan failed", { set: runner.spec.name, error: String(error) });
       }
       this.#scheduleRescan(runner);
     }, every);
@@ -752,6 +829,7 @@ export class Agent {
   async stop(): Promise<void> {
     this.#stopped = true;
     clearTimeout(this.#statusTimer);
+    this.health.stop();
     for (const runner of this.#runners.values()) {
       runner.cancelHints();
       runner.wake();

@@ -89,6 +89,8 @@ const EXPECTED = new Set([
   "ServiceError",
   "DrillError",
   "RecoveryPointError",
+  "JournalCorruptError",
+  "JournalDiskFullError",
 ]);
 
 main(process.argv.slice(2)).then(

@@ -61,10 +61,9 @@ export class JournalDiskFullError extends Error {
   override name = "JournalDiskFullError";
   readonly path: string;
 
-  constructor(path: string, cause: unknown, needed?: number) {
+  constructor(path: string, cause: unknown) {
     const free = freeBytes(path);
-    const want = needed !== undefined ? `, ${needed} bytes needed` : "";
-    super(`disk full writing ${path} (${reasonOf(cause)}${want}${free !== undefined ? `, ${free} bytes free` : ""})`, { cause });
+    super(`disk full writing ${path} (${reasonOf(cause)}${free !== undefined ? `, ${free} bytes free` : ""})`, { cause });
     this.path = path;
   }
 }

@@ -19,6 +19,8 @@ import { controlSocketPath, startControlServer, type ControlServer } from "./con
 import { MIRROR_MODES, queueTask, recoverSet, runMirror, runPrune, runVerify, type OperationDeps, type Progress } from "./operations.ts";
 import { checkSources, type AgentConfig } from "./config.ts";
 import { Journal } from "./journal.ts";
+import { journalFault } from "./journal-faults.ts";
+import { ProblemFile } from "./problem-file.ts";
 import type { Logger } from "./log.ts";
 import { checkTarget } from "./preflight.ts";
 import { acquireStateLock } from "./state-lock.ts";
@@ -34,6 +36,8 @@ export interface RunningAgent {
   readonly agent: Agent;
   /** What verify and mirror need besides the agent: the target's reports and applied seqs. */
   operations(onProgress?: (progress: Progress) => void): OperationDeps;
+  /** Resolves with the reason when the agent cannot go on (a corrupt journal): stop it and exit non-zero. */
+  readonly failed: Promise<Error>;
   stop(): Promise<void>;
 }
 
@@ -73,26 +77,48 @@ class PerSetRetry implements Transport {
   }
 }
 
+/** The file status reads a full disk from; an agent started on a disk already full goes on without it. */
+function openProblemFile(stateDir: string, log: Logger): ProblemFile | undefined {
+  try {
+    return ProblemFile.open(stateDir);
+  } catch (error) {
+    log.warn("cannot record problems for status in the state folder", { stateDir, error: String(error) });
+    return undefined;
+  }
+}
+
 export async function startAgent(config: AgentConfig, log: Logger, options: { ignorePaths?: string[]; scheduleDrills?: boolean } = {}): Promise<RunningAgent> {
   checkSources(config);
   const clientOptions = { region: config.region, maxAttempts: 1, ...(config.endpoint ? { endpoint: config.endpoint } : {}) };
-  const sqs = makeSqsClient(clientOptions);
-  const s3 = makeS3Client(clientOptions);
-  await checkTarget({ sqs, s3, queueUrl: config.queueUrl, bucket: config.bucket, ...(config.endpoint ? { endpoint: config.endpoint } : {}) });
-
   // Before anything in the state folder is written: one agent per state folder.
   const lock = acquireStateLock(config.stateDir, "tidemark run");
   let journal: Journal;
-  let owner: ReturnType<typeof loadOrCreateOwnerKey>;
   try {
-    // Before the journal: a host that cannot prove it owns its sets sends nothing the target would take.
-    owner = loadOrCreateOwnerKey(config.stateDir);
-    if (owner.created) log.info("created this host's signing key: the target registers it as the owner of each new set", { file: ownerKeyPath(config.stateDir), keyId: owner.key.keyId });
+    // Before the target is asked: a corrupt journal is named (with its remedy) whatever the state of the target.
     journal = Journal.open(config.stateDir);
   } catch (error) {
     lock.release();
     throw error;
   }
+  const sqs = makeSqsClient(clientOptions);
+  const s3 = makeS3Client(clientOptions);
+  let owner: ReturnType<typeof loadOrCreateOwnerKey>;
+  try {
+    await checkTarget({ sqs, s3, queueUrl: config.queueUrl, bucket: config.bucket, ...(config.endpoint ? { endpoint: config.endpoint } : {}) });
+    // A host that cannot prove it owns its sets sends nothing the target would take.
+    owner = loadOrCreateOwnerKey(config.stateDir);
+    if (owner.created) log.info("created this host's signing key: the target registers it as the owner of each new set", { file: ownerKeyPath(config.stateDir), keyId: owner.key.keyId });
+  } catch (error) {
+    journal.close();
+    lock.release();
+    sqs.destroy();
+    s3.destroy();
+    throw error;
+  }
+  // Opened once this process owns the state folder (the control socket): a second agent must not clear it.
+  const problems: { file?: ProblemFile } = {};
+  let fail: (error: Error) => void = () => undefined;
+  const failed = new Promise<Error>((resolve) => (fail = resolve));
   const controller = new AbortController();
   const aws = new AwsTransport({ sqs, s3, queueUrl: config.queueUrl, bucket: config.bucket });
   // One link for every set: the cap is shared, and each retry is paced too.
@@ -130,6 +156,8 @@ export async function startAgent(config: AgentConfig, log: Logger, options: { ig
           },
         }
       : {}),
+    onFatal: (error) => fail(error),
+    onJournalProblem: (problem) => problems.file?.write(problem),
     rescanMs: config.rescanSeconds * 1000,
     pollingScanMs: config.fallbackScanSeconds * 1000,
     // Not awaited: a recovery waits on the stream, and the status poll of the other sets goes on meanwhile.
@@ -191,7 +219,28 @@ export async function startAgent(config: AgentConfig, log: Logger, options: { ig
     s3.destroy();
     throw error;
   }
-  await agent.start();
+  const opened = openProblemFile(config.stateDir, log);
+  if (opened) problems.file = opened;
+  // Scheduled drills (config `drills`) run in the agent that replicates, not in one a command started for itself.
+  let drills: DrillScheduler | undefined;
+  const stop = async () => {
+    await drills?.stop();
+    await control.close();
+    controller.abort();
+    await agent.stop();
+    journal.close();
+    problems.file?.close();
+    lock.release();
+    sqs.destroy();
+    s3.destroy();
+  };
+  try {
+    await agent.start();
+  } catch (error) {
+    // Nothing may keep the process alive after a failed start (a corrupt journal): a supervisor must see it exit.
+    await stop().catch(() => undefined);
+    throw journalFault(error, journal.path);
+  }
   if (config.mirror.onStart !== "scan") {
     const mode = config.mirror.onStart;
     // In the background: the agent replicates meanwhile, and the mirror's verification waits on the stream.
@@ -202,36 +251,21 @@ export async function startAgent(config: AgentConfig, log: Logger, options: { ig
       );
     }
   }
-  // Scheduled drills (config `drills`) run in the agent that replicates, not in one a command started for itself.
-  const drills =
-    options.scheduleDrills !== false && config.drills.length > 0
-      ? new DrillScheduler({
-          plans: config.drills,
-          run: async (plan, signal) => {
-            const { report } = await runDrill(store, plan.set, { signal, ...(plan.check !== undefined ? { check: plan.check } : {}) });
-            await agent.journalDrill(plan.set, report);
-            return report;
-          },
-          lastDrill: async (set) => {
-            const last = await latestDrillReport(store, set);
-            return last && new Date(last.startedAt);
-          },
-          log,
-        })
-      : undefined;
-  drills?.start();
-  return {
-    agent,
-    operations,
-    async stop() {
-      await drills?.stop();
-      await control.close();
-      controller.abort();
-      await agent.stop();
-      journal.close();
-      lock.release();
-      sqs.destroy();
-      s3.destroy();
-    },
-  };
+  if (options.scheduleDrills !== false && config.drills.length > 0) {
+    drills = new DrillScheduler({
+      plans: config.drills,
+      run: async (plan, signal) => {
+        const { report } = await runDrill(store, plan.set, { signal, ...(plan.check !== undefined ? { check: plan.check } : {}) });
+        await agent.journalDrill(plan.set, report);
+        return report;
+      },
+      lastDrill: async (set) => {
+        const last = await latestDrillReport(store, set);
+        return last && new Date(last.startedAt);
+      },
+      log,
+    });
+    drills.start();
+  }
+  return { agent, operations, failed, stop };
 }

@@ -3,6 +3,7 @@
 // It walks one directory at a time and reads the index one directory at a
 // time, so memory stays flat on large trees.
 
+import { rm } from "node:fs/promises";
 import { join } from "node:path";
 import { mapConcurrent } from "../contract/async.ts";
 import { unreplicableName } from "./skipped-names.ts";
@@ -47,12 +48,28 @@ export interface ScanOptions extends CaptureOptions {
   readonly from?: string;
   /** Called after each directory with the totals so far. */
   readonly onProgress?: (report: Readonly<ScanReport>) => void;
-  /** Checked before each directory, with the bytes captured but not yet journaled: true stops the scan early (the journal is full); a later scan resumes from the index. */
-  readonly shouldStop?: (unjournaledBytes: number) => boolean;
+  /**
+   * Checked before each directory, with the bytes captured but not yet
+   * journaled, and before each captured change with content, with its bytes
+   * as nextBytes: true stops the scan early (the journal is full) without
+   * that change; a later scan resumes from the index.
+   */
+  readonly shouldStop?: (unjournaledBytes: number, nextBytes?: number) => boolean;
+  /** Files left for later (a large file whose previous version is not sent yet): not captured by this scan. */
+  readonly defer?: (path: string) => boolean;
+  /** After each append, with what was journaled and the seqs it got. */
+  readonly onJournaled?: (changes: readonly Change[], seqs: readonly number[]) => void;
+}
+
+/** Removes the spool files of captured changes that will not be journaled. */
+async function discardCaptured(journal: Journal, changes: readonly Change[]): Promise<void> {
+  for (const change of changes) {
+    if ((change.op === "put" || change.op === "verify") && "spool" in change.content) await rm(join(journal.spoolDir, change.content.spool), { force: true });
+  }
 }
 
 export async function barrierScan(journal: Journal, spec: SetSpec, options: ScanOptions | string = {}): Promise<ScanReport> {
-  const { from = "", onProgress, shouldStop, ...captureOptions } = typeof options === "string" ? { from: options } : options;
+  const { from = "", onProgress, shouldStop, defer, onJournaled, ...captureOptions } = typeof options === "string" ? { from: options } : options;
   const report: ScanReport = { entries: 0, changes: 0, bytes: 0, skipped: [] };
   const pending: Change[] = [];
   let pendingBytes = 0;
@@ -66,7 +83,10 @@ export async function barrierScan(journal: Journal, spec: SetSpec, options: Scan
     }
   };
   const flush = () => {
-    if (pending.length > 0) journal.append(spec.name, pending);
+    if (pending.length > 0) {
+      const seqs = journal.append(spec.name, pending);
+      onJournaled?.(pending.slice(), seqs);
+    }
     pending.length = 0;
     pendingBytes = 0;
   };
@@ -102,7 +122,7 @@ export async function barrierScan(journal: Journal, spec: SetSpec, options: Scan
       ahead.set(dir, reading);
     }
   };
-  while (dirs.length > 0) {
+  while (dirs.length > 0 && !report.stopped) {
     if (shouldStop?.(pendingBytes)) {
       report.stopped = true;
       break;
@@ -140,17 +160,27 @@ export async function barrierScan(journal: Journal, spec: SetSpec, options: Scan
         if (st.isDirectory()) subdirs.push(path);
         continue;
       }
+      if (defer && st?.isFile() && defer(path)) continue;
       paths.push(path);
     }
     // Entries of one directory are independent: read them in parallel, journal them in name order.
-    for (let i = 0; i < paths.length; i += APPEND_CHUNK) {
+    for (let i = 0; i < paths.length && !report.stopped; i += APPEND_CHUNK) {
       const results = await mapConcurrent(paths.slice(i, i + APPEND_CHUNK), CAPTURE_CONCURRENCY, (path) => capture(journal, spec, path, captureOptions));
-      results.forEach((result, k) => {
+      for (const [k, result] of results.entries()) {
+        // Change by change, not only between folders: a folder of large files must not carry the backlog past the limit.
+        const bytes = result.changes.reduce((sum, change) => sum + changeBytes(change), 0);
+        if (bytes > 0 && shouldStop?.(pendingBytes, bytes)) {
+          report.stopped = true;
+          await discardCaptured(journal, results.slice(k).flatMap((r) => r.changes));
+          break;
+        }
         queue(result.changes);
         if (result.isDirectory) subdirs.push(paths[i + k] ?? "");
-      });
+      }
       flushWhenFull();
     }
+    // A folder left part way: its entries not reached are not deleted, and its subfolders wait for the next scan.
+    if (report.stopped) break;
     for (const path of indexed.keys()) {
       if (!seen.has(path)) queue(deletesFor(journal, spec.name, path));
     }

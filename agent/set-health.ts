@@ -28,6 +28,8 @@ export interface SetFacts {
   readonly generation: JournalGeneration | undefined;
   /** Paths not replicated: their latest change refused for good by the target, or names the target cannot carry. */
   readonly skipped?: readonly NotReplicated[];
+  /** What keeps the agent from journaling (a full disk under its state folder), from the problem file; null when nothing does. */
+  readonly journalProblem?: { readonly since: string; readonly problem: string } | null;
   /** The set's last recovery drill (`tidemark drill`), when one ran. */
   readonly drill?: { readonly id: string; readonly passed: boolean; readonly finishedAt: string; readonly problemCount: number };
   /** The target's status, or why it could not be read. */
@@ -112,13 +114,16 @@ const skippedPaths: ProblemCheck = (facts) =>
     message: s.since !== undefined ? `not replicated since ${s.since}: ${s.path}: ${s.reason}` : `not replicated: ${s.path}: ${s.reason} (rename it to replicate it)`,
   }));
 
+const journalProblem: ProblemCheck = (facts) =>
+  facts.journalProblem ? [{ kind: "journal-problem", message: `since ${facts.journalProblem.since}: ${facts.journalProblem.problem}` }] : [];
+
 const drillFailed: ProblemCheck = (facts) =>
   facts.drill && !facts.drill.passed
     ? [{ kind: "drill-failed", message: `the last recovery drill ${facts.drill.id} (${facts.drill.finishedAt}) failed with ${facts.drill.problemCount} bad paths: see drills/${facts.set}/${facts.drill.id}.json` }]
     : [];
 
 /** Every check `tidemark status` runs, in the order its findings are listed. */
-export const PROBLEM_CHECKS: readonly ProblemCheck[] = [unreachable, outOfSync, continuity, rejected, journalFull, watcher, sending, skippedPaths, drillFailed];
+export const PROBLEM_CHECKS: readonly ProblemCheck[] = [unreachable, outOfSync, continuity, rejected, journalFull, journalProblem, watcher, sending, skippedPaths, drillFailed];
 
 export function findProblems(facts: SetFacts, checks: readonly ProblemCheck[] = PROBLEM_CHECKS): Problem[] {
   return checks.flatMap((check) => check(facts));

@@ -10,7 +10,9 @@ export const runCommand: Command = {
 Runs the agent: scans every set (a full mirror the first time, then what
 changed while the agent was down), watches the trees, journals every change
 and sends it in order to the target queue. Runs until SIGINT/SIGTERM; what is
-journaled but not yet sent is sent at the next start.
+journaled but not yet sent is sent at the next start. A full disk pauses
+journaling until there is space again (then a scan catches up); a corrupt
+journal stops the agent with exit code 1, naming the file and the remedy.
 
 Options:
   --config FILE   config file (default: $TIDEMARK_CONFIG, else ./tidemark.config.json)
@@ -25,8 +27,13 @@ Example:
     const log = createLogger({ json: values["json-logs"] === true, level: values.verbose === true ? "debug" : "info" });
     const running = await startAgent(config, log);
     log.info("replicating", { sets: config.sets.map((s) => s.name).join(","), queue: config.queueUrl });
-    const signal = await untilSignal();
-    log.info("stopping", { signal });
+    const outcome = await Promise.race([untilSignal(), running.failed]);
+    if (outcome instanceof Error) {
+      // The journal is what failed: stopping may fail on it too, and the reason to report is the first one.
+      await running.stop().catch(() => undefined);
+      throw outcome;
+    }
+    log.info("stopping", { signal: outcome });
     await running.stop();
     return 0;
   },

@@ -10,6 +10,7 @@ import { caughtUp, findProblems, type NotReplicated, type Problem, type SetFacts
 import { escapeControl, formatBytes, table } from "../format.ts";
 import { skippedNow } from "../skipped-names.ts";
 import { latestDrillReport } from "../drill-reports.ts";
+import { readProblem, type AgentProblem } from "../problem-file.ts";
 import { stringOption, type Command } from "./command.ts";
 
 export interface SetReport {
@@ -28,6 +29,8 @@ export interface SetReport {
    * `since` says when), or the target cannot carry their names (a newline in a name, ...).
    */
   skipped: NotReplicated[];
+  /** The agent cannot journal (the disk holding its state folder is full): changes wait for the catch-up scan once there is space. */
+  journalProblem: AgentProblem | null;
   target:
     | {
         reachable: true;
@@ -61,6 +64,7 @@ const EMPTY: SetCounters = { nextSeq: 1, sentSeq: 0, backlogRecords: 0, backlogB
 export async function collectStatus(configFile: string): Promise<SetReport[]> {
   const config = loadConfig(configFile);
   const journal = existsSync(join(config.stateDir, "journal.db")) ? Journal.open(config.stateDir) : undefined;
+  const journalProblem = readProblem(config.stateDir);
   const s3 = makeS3Client({ region: config.region, maxAttempts: 2, ...(config.endpoint ? { endpoint: config.endpoint } : {}) });
   const store = new S3Store(s3, config.bucket);
   try {
@@ -94,7 +98,7 @@ export async function collectStatus(configFile: string): Promise<SetReport[]> {
         const skipped: NotReplicated[] = journal
           ? [...journal.skipped(spec.name), ...skippedNow(journal.skippedNames, spec.name, spec.root).map(({ path, reason }) => ({ path, reason }))]
           : [];
-        const setFacts: SetFacts = { set: spec.name, counters, generation, skipped, drill, target: facts, now: new Date() };
+        const setFacts: SetFacts = { set: spec.name, counters, generation, skipped, drill, journalProblem, target: facts, now: new Date() };
         const problems = findProblems(setFacts);
         const upToDate = caughtUp(setFacts);
         return {
@@ -106,6 +110,7 @@ export async function collectStatus(configFile: string): Promise<SetReport[]> {
           watcherProblem: counters.watcherProblem,
           generation: generation?.id ?? null,
           skipped,
+          journalProblem,
           target,
           problems,
           healthy: problems.length === 0,
@@ -144,7 +149,10 @@ applied (read from the target bucket), and the state:
                 target ahead of the journal or in another generation (journal
                 lost or restored from an older copy), a message rejected in
                 the last 24 hours, a full journal, a failed watcher, a send
-                error, paths not replicated, a failed recovery drill
+                error, paths not replicated (the target refused their latest change
+                for good and keeps their last good version, or cannot carry
+                their names), a full disk under the journal, a failed
+                recovery drill
 The last recovery drill's result and age (\`tidemark drill\`) are shown too.
 
 Exit code: 0 when every set is healthy (in sync or catching up), ${STATUS_UNHEALTHY} when

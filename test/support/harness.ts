@@ -2,7 +2,7 @@
 // for the source and the state: the setup most agent tests share.
 
 import { Agent, type AgentOptions } from "../../agent/agent.ts";
-import { Journal } from "../../agent/journal.ts";
+import { Journal, type JournalOptions } from "../../agent/journal.ts";
 import type { OperationDeps } from "../../agent/operations.ts";
 import { pruneReportKey, VerifyReportSchema, verifyReportKey } from "../../contract/layout.ts";
 import { PruneReportSchema } from "../../contract/tasks.ts";
@@ -24,7 +24,7 @@ export interface Harness {
   /** Bytes the set sent so far (messages and staged content). */
   sent(): number;
   /** A new agent on the same journal and target (after `agent.stop()`), as after a restart. */
-  restart(options?: Partial<AgentOptions>): void;
+  restart(options?: Partial<AgentOptions>, journalOptions?: JournalOptions): void;
   /** Stops the agent and closes the journal, as when the process exits: the state folder may then be changed by hand before `restart`. */
   shutdown(): Promise<void>;
   /** What verify and mirror need, reading reports straight from the memory store (draining first: nothing sends in the background). */
@@ -50,9 +50,9 @@ export function agentHarness(set: string, options: Partial<AgentOptions> = {}, t
     journal,
     agent: make(journal, {}),
     sent: () => harness.journal.counters(set).bytesSent,
-    restart(extra = {}) {
+    restart(extra = {}, journalOptions = {}) {
       if (journalOpen) harness.journal.close();
-      harness.journal = Journal.open(state.path);
+      harness.journal = Journal.open(state.path, journalOptions);
       journalOpen = true;
       harness.agent = make(harness.journal, extra);
     },

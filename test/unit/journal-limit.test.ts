@@ -60,20 +60,3 @@ it("remembers a full journal across a restart", async () => {
   await h.agent.drain(SET);
   expect(await pictureOfTarget(h.store, SET)).toEqual(await pictureOfSource(h.src.path));
 });
-
-it("says so when the disk holding the journal is full, and catches up once there is space", async () => {
-  await h.agent.scan(SET);
-  await h.agent.drain(SET);
-  const append = h.journal.append.bind(h.journal);
-  h.journal.append = () => {
-    throw Object.assign(new Error("database or disk is full"), { code: "ERR_SQLITE_ERROR", errstr: "SQLITE_FULL" });
-  };
-  writeFileSync(join(h.src.path, "d1", "f1"), "written while the disk was full");
-  h.agent.hint(SET, "d1/f1");
-  await new Promise((resolve) => setTimeout(resolve, 100));
-  expect(logged).toContain("error the disk holding the journal is full; changes are caught up by the next scan once there is space");
-  h.journal.append = append;
-  await h.agent.scan(SET);
-  await h.agent.drain(SET);
-  expect(await pictureOfTarget(h.store, SET)).toEqual(await pictureOfSource(h.src.path));
-});

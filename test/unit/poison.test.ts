@@ -8,9 +8,11 @@ import { rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterEach, beforeEach, expect, it } from "vitest";
 import type { Logger } from "../../agent/log.ts";
+import { AwsTransport } from "../../agent/transport/aws.ts";
 import { RetryingTransport } from "../../agent/transport/retry.ts";
-import type { StagedPayload, Transport } from "../../agent/transport/transport.ts";
+import { DeliveryRefusedError, type StagedPayload, type Transport } from "../../agent/transport/transport.ts";
 import { dataKey } from "../../contract/layout.ts";
+import { makeS3Client, makeSqsClient } from "../../lambdas/aws-clients.ts";
 import { readSetStatus } from "../../lambdas/store/set-status.ts";
 import { agentHarness, type Harness } from "../support/harness.ts";
 import { pictureOfSource, pictureOfTarget } from "../support/tree.ts";
@@ -184,4 +186,17 @@ it("never skips a record for errors that need an operator", async () => {
   await expect(h.agent.drain(SET)).rejects.toThrow();
   expect(h.journal.skipped(SET)).toEqual([]);
   expect(h.journal.counters(SET).backlogRecords).toBeGreaterThan(0);
+});
+
+it("refuses a payload whose spool file is gone, rather than retrying it forever", async () => {
+  const s3 = makeS3Client({ region: "us-east-1", endpoint: "http://127.0.0.1:9", maxAttempts: 1 });
+  const sqs = makeSqsClient({ region: "us-east-1", endpoint: "http://127.0.0.1:9", maxAttempts: 1 });
+  try {
+    const aws = new AwsTransport({ s3, sqs, queueUrl: "http://127.0.0.1:9/q.fifo", bucket: "b" });
+    const gone = { set: SET, key: "staging/docs/1.abc", sha256: "abc", size: 5, source: { file: join(h.state.path, "spool", "gone") } };
+    await expect(aws.stage(gone)).rejects.toBeInstanceOf(DeliveryRefusedError);
+  } finally {
+    s3.destroy();
+    sqs.destroy();
+  }
 });

@@ -1,0 +1,109 @@
+// Large busy files: one unsent version at a time (a marker's barrier still
+// captures the file as it is), and a backlog that never passes the journal
+// limit by more than a block, whatever the size of the files changing.
+
+import { randomBytes } from "node:crypto";
+import { mkdirSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { afterEach, expect, it } from "vitest";
+import { BLOCK_SIZE } from "../../contract/wire.ts";
+import { agentHarness, type Harness } from "../support/harness.ts";
+import { pictureOfSource, pictureOfTarget } from "../support/tree.ts";
+
+const SET = "db";
+let h: Harness;
+
+afterEach(() => h.close());
+
+const write = (name: string, content: string | Buffer) => writeFileSync(join(h.src.path, name), content);
+/** Unsent records that change path. */
+const unsentOf = (path: string) => h.journal.recordsTouching(SET, path, h.journal.counters(SET).sentSeq);
+
+it("holds one unsent version of a large file that keeps changing, and sends the latest once the previous one went", async () => {
+  h = agentHarness(SET, { coalesceBytes: 256 * 1024 });
+  write("big.db", randomBytes(300 * 1024));
+  write("small.txt", "v0");
+  await h.agent.scan(SET);
+  expect(unsentOf("big.db")).toHaveLength(1);
+
+  // Nothing is sent meanwhile: every later change of the large file waits for the first to go.
+  for (let version = 1; version <= 5; version++) {
+    write("big.db", randomBytes(300 * 1024));
+    write("small.txt", `v${version}`);
+    h.agent.hint(SET, "big.db");
+    h.agent.hint(SET, "small.txt");
+    await h.agent.processHints(SET);
+    await h.agent.scan(SET);
+  }
+  expect(unsentOf("big.db")).toHaveLength(1);
+  // Small files are not held back.
+  expect(unsentOf("small.txt")).toHaveLength(6);
+
+  await h.agent.drain(SET);
+  expect(await pictureOfTarget(h.store, SET)).toEqual(await pictureOfSource(h.src.path));
+  // Two versions of the large file travelled: the first, and the latest once the first had gone.
+  const puts = h.transport.bodies.flatMap((body) => (JSON.parse(body) as { records: { op: string; path?: string }[] }).records).filter((r) => r.op === "put" && r.path === "big.db");
+  expect(puts).toHaveLength(2);
+});
+
+it("lets a marker's barrier capture a large file that waits, so the marker sees it as it was", async () => {
+  h = agentHarness(SET, { coalesceBytes: 256 * 1024 });
+  write("big.db", randomBytes(300 * 1024));
+  await h.agent.scan(SET);
+  const atBarrier = randomBytes(300 * 1024);
+  write("big.db", atBarrier);
+  const marker = await h.agent.insertMarker(SET, { fields: { action: "snapshot", timeoutSeconds: 0 } });
+  const unsent = unsentOf("big.db");
+  expect(unsent).toHaveLength(2);
+  expect(unsent.every((r) => r.seq < marker.seq)).toBe(true);
+  await h.agent.drain(SET);
+  expect(await pictureOfTarget(h.store, SET)).toEqual(await pictureOfSource(h.src.path));
+});
+
+it("does not coalesce files below the threshold", async () => {
+  h = agentHarness(SET, { coalesceBytes: 1024 * 1024 });
+  write("big.db", randomBytes(300 * 1024));
+  await h.agent.scan(SET);
+  write("big.db", randomBytes(300 * 1024));
+  h.agent.hint(SET, "big.db");
+  await h.agent.processHints(SET);
+  expect(unsentOf("big.db")).toHaveLength(2);
+});
+
+const LIMIT = 1024 * 1024;
+
+it("keeps a scan's backlog within a block of the limit, even in one folder of large files", async () => {
+  h = agentHarness(SET, { journalLimitBytes: LIMIT });
+  mkdirSync(join(h.src.path, "one-folder"));
+  for (let i = 0; i < 12; i++) writeFileSync(join(h.src.path, "one-folder", `f${i}.bin`), randomBytes(300 * 1024));
+  const report = await h.agent.scan(SET);
+  expect(report.stopped).toBe(true);
+  expect(h.journal.counters(SET).backlogBytes).toBeLessThanOrEqual(LIMIT + BLOCK_SIZE);
+  await h.agent.drain(SET);
+  expect(await pictureOfTarget(h.store, SET)).toEqual(await pictureOfSource(h.src.path));
+});
+
+it("keeps the watcher's captures within a block of the limit", async () => {
+  h = agentHarness(SET, { journalLimitBytes: LIMIT });
+  await h.agent.scan(SET);
+  for (let i = 0; i < 12; i++) {
+    write(`f${i}.bin`, randomBytes(300 * 1024));
+    h.agent.hint(SET, `f${i}.bin`);
+  }
+  await h.agent.processHints(SET);
+  const counters = h.journal.counters(SET);
+  expect(counters.overflowed).toBe(true);
+  expect(counters.backlogBytes).toBeGreaterThan(0);
+  expect(counters.backlogBytes).toBeLessThanOrEqual(LIMIT + BLOCK_SIZE);
+  await h.agent.drain(SET);
+  expect(await pictureOfTarget(h.store, SET)).toEqual(await pictureOfSource(h.src.path));
+});
+
+it("journals a file larger than the limit on its own, so it can still be sent", async () => {
+  h = agentHarness(SET, { journalLimitBytes: LIMIT });
+  write("huge.bin", randomBytes(LIMIT + 300 * 1024));
+  await h.agent.scan(SET);
+  expect(h.journal.counters(SET).backlogRecords).toBe(1);
+  await h.agent.drain(SET);
+  expect(await pictureOfTarget(h.store, SET)).toEqual(await pictureOfSource(h.src.path));
+});
