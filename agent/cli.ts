@@ -25,6 +25,7 @@ const COMMANDS: readonly { name: string; summary: string; load: () => Promise<Co
   { name: "restore", summary: "rebuild a snapshot of a set into a folder", load: async () => (await import("./commands/snapshots.ts")).restoreCommand },
   { name: "prune", summary: "delete old snapshots of a set and the content only they kept", load: async () => (await import("./commands/snapshots.ts")).pruneCommand },
   { name: "mirror", summary: "mirror a set to the target again: full, diff or checksum", load: async () => (await import("./commands/mirror.ts")).mirrorCommand },
+  { name: "adopt", summary: "make this host the owner of a set on the target (an operator's action)", load: async () => (await import("./commands/adopt.ts")).adoptCommand },
   { name: "verify", summary: "compare a set on the target with the source, and optionally repair it", load: async () => (await import("./commands/verify.ts")).verifyCommand },
 ];
 
@@ -76,6 +77,7 @@ const EXPECTED = new Set([
   "RestoreError",
   "SnapshotError",
   "VolumeError",
+  "OwnerKeyError",
 ]);
 
 main(process.argv.slice(2)).then(

@@ -7,6 +7,7 @@ import { STACK_OUTPUT } from "../../contract/stack-outputs.ts";
 import { setNameProblem } from "../../contract/paths.ts";
 import { ConfigError, ConfigSchema, configPath, type ConfigFile } from "../config.ts";
 import { stringOption, UsageError, type Command } from "./command.ts";
+import { loadOrCreateOwnerKey } from "../owner-key.ts";
 
 /** The outputs of one deployed tidemark stack. */
 export interface StackOutputs {
@@ -150,14 +151,17 @@ Examples:
     const temp = `${file}.tmp`;
     writeFileSync(temp, `${JSON.stringify(config, null, 2)}\n`, { mode: 0o600 });
     renameSync(temp, file);
+    // The host's signing key now, so that the first message of each set registers this host as its owner.
+    const { key } = loadOrCreateOwnerKey(resolve(dirname(file), config.stateDir));
 
     if (values.json === true) {
-      process.stdout.write(`${JSON.stringify({ config: file, stack: outputs.stack, ...config, agentPolicyArn: outputs.agentPolicyArn ?? null }, null, 2)}\n`);
+      process.stdout.write(`${JSON.stringify({ config: file, stack: outputs.stack, ...config, agentPolicyArn: outputs.agentPolicyArn ?? null, ownerKeyId: key.keyId }, null, 2)}\n`);
       return 0;
     }
     const lines = [
       `wrote ${file} for stack ${outputs.stack} (${outputs.region})`,
       ...sets.map((set) => `  set ${set.name}  ${set.path}`),
+      `this host's signing key: ${key.keyId} (in the state folder; the target takes each new set's changes from this key only)`,
       "Next:",
       outputs.agentRoleArn
         ? `  run the agent as the role ${outputs.agentRoleArn}`

@@ -2,6 +2,7 @@ import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { makeS3Client } from "../../lambdas/aws-clients.ts";
 import { readSetStatus } from "../../lambdas/store/set-status.ts";
+import { OwnerRecordError, readOwner } from "../../lambdas/applier/ownership.ts";
 import { S3Store } from "../../lambdas/store/s3-store.ts";
 import type { SetStatus } from "../../contract/layout.ts";
 import { configPath, loadConfig } from "../config.ts";
@@ -19,7 +20,18 @@ export interface SetReport {
   /** The watcher failed (inotify watches exhausted): the agent scans on a timer instead. */
   watcherProblem: string | null;
   target:
-    | { reachable: true; lastSeqApplied: number; state: SetStatus["state"]; reason?: string; lastRejected?: SetStatus["lastRejected"]; updatedAt: string }
+    | {
+        reachable: true;
+        lastSeqApplied: number;
+        state: SetStatus["state"];
+        reason?: string;
+        lastRejected?: SetStatus["lastRejected"];
+        /** Messages refused as not the owner's, and the last of them. */
+        refused?: SetStatus["refused"];
+        /** The key the target takes the set's changes from (state/<set>/owner.json); this host's is ownerKeyId. */
+        owner?: { keyId: string; since: string; how: string } | { error: string };
+        updatedAt: string;
+      }
     | { reachable: false; error: string };
   /** The target has no gap: everything it applied is in order. */
   inSync: boolean;
@@ -28,6 +40,16 @@ export interface SetReport {
 }
 
 const EMPTY: SetCounters = { nextSeq: 1, sentSeq: 0, backlogRecords: 0, backlogBytes: 0, messagesSent: 0, bytesSent: 0, lastSendError: null, overflowed: false, watcherProblem: null };
+
+async function ownerOf(store: S3Store, set: string): Promise<{ owner?: { keyId: string; since: string; how: string } | { error: string } }> {
+  try {
+    const owner = await readOwner(store, set);
+    return owner ? { owner: { keyId: owner.keyId, since: owner.since, how: owner.how } } : {};
+  } catch (error) {
+    if (error instanceof OwnerRecordError) return { owner: { error: error.message } };
+    throw error;
+  }
+}
 
 export async function collectStatus(configFile: string): Promise<SetReport[]> {
   const config = loadConfig(configFile);
@@ -47,6 +69,8 @@ export async function collectStatus(configFile: string): Promise<SetReport[]> {
             state: status.state,
             ...(status.reason ? { reason: status.reason } : {}),
             ...(status.lastRejected ? { lastRejected: status.lastRejected } : {}),
+            ...(status.refused ? { refused: status.refused } : {}),
+            ...(await ownerOf(store, spec.name)),
             updatedAt: status.updatedAt,
           };
         } catch (error) {
@@ -110,6 +134,11 @@ Examples:
       else if (r.target.reason) process.stdout.write(`${r.set}: ${r.target.reason}\n`);
       if (r.target.reachable && r.target.lastRejected) {
         process.stdout.write(`${r.set}: last rejected message ${r.target.lastRejected.messageId} at ${r.target.lastRejected.at}: ${r.target.lastRejected.error}\n`);
+      }
+      if (r.target.reachable && r.target.refused) {
+        const last = r.target.refused.last;
+        const who = [last.sender ? `sender ${last.sender}` : "", last.keyId ? `key ${last.keyId}` : ""].filter(Boolean).join(", ");
+        process.stdout.write(`${r.set}: refused ${r.target.refused.count} message(s) not from the set's owner; last ${last.messageId} at ${last.at}${who ? ` (${who})` : ""}: ${last.reason}\n`);
       }
       if (r.lastSendError) process.stdout.write(`${r.set}: sending: ${r.lastSendError}\n`);
       if (r.watcherProblem) process.stdout.write(`${r.set}: ${r.watcherProblem}\n`);
