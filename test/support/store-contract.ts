@@ -1,5 +1,6 @@
 // The TargetStore contract: every implementation passes the same suite.
 
+import { createHash } from "node:crypto";
 import { beforeEach, describe, expect, it } from "vitest";
 import { ObjectNotFoundError, type TargetStore } from "../../lambdas/store/store.ts";
 
@@ -63,6 +64,17 @@ export function targetStoreContract(name: string, make: () => Promise<TargetStor
       const object = await store.get("data/s/big");
       expect(object?.body.toString()).toBe("same bytes");
       expect(object?.meta).toEqual({ "tidemark-mode": "600" });
+    });
+
+    it("names an object's content by its SHA-256 and the ETag of that version, and copies that version", async () => {
+      const body = Buffer.from("staged bytes");
+      await store.put("staging/s/1.x", body);
+      const content = await store.contentSha256("staging/s/1.x");
+      expect(content).toMatchObject({ sha256: createHash("sha256").update(body).digest("hex"), size: body.length });
+      expect(content?.etag).toBeTruthy();
+      await store.copy("staging/s/1.x", "data/s/f", { a: "1" }, { ifMatch: content?.etag ?? "" });
+      expect((await store.get("data/s/f"))?.body.equals(body)).toBe(true);
+      expect(await store.contentSha256("staging/s/missing")).toBeUndefined();
     });
 
     it("deletes, and deleting a missing key succeeds", async () => {
