@@ -13,4 +13,6 @@ export const STACK_OUTPUT = {
   tasksEnabled: "TasksEnabled",
   agentRoleArn: "AgentRoleArn",
   agentUserName: "AgentUserName",
+  /** Followed by the host's name in PascalCase (web-1 -> HostRoleArnWeb1): one per host of `tidemark:hosts`. */
+  hostRoleArnPrefix: "HostRoleArn",
 } as const;
