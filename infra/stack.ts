@@ -3,9 +3,9 @@
 
 import { CfnOutput, Duration, Stack, type StackProps } from "aws-cdk-lib";
 import type { Construct } from "constructs";
-import { STACK_OUTPUT } from "../contract/stack-outputs.ts";
+import { hostRoleOutput, STACK_OUTPUT } from "../contract/stack-outputs.ts";
 import { AgentAccess } from "./constructs/agent-access.ts";
-import { HostRoles, hostIdPart } from "./constructs/host-roles.ts";
+import { HostRoles } from "./constructs/host-roles.ts";
 import { Applier } from "./constructs/applier.ts";
 import { Monitoring } from "./constructs/monitoring.ts";
 import { ReplicationQueue } from "./constructs/replication-queue.ts";
@@ -102,7 +102,7 @@ export class TidemarkStack extends Stack {
     output(STACK_OUTPUT.dashboard, this.monitoring.dashboard.dashboardName, "CloudWatch dashboard");
     output(STACK_OUTPUT.tasksEnabled, String(settings.tasksEnabled), "whether the applier runs task markers' actions");
     if (this.agentAccess.role) output(STACK_OUTPUT.agentRoleArn, this.agentAccess.role.roleArn, "role source hosts assume");
-    for (const [name, role] of this.hostRoles.roles) output(`${STACK_OUTPUT.hostRoleArnPrefix}${hostIdPart(name)}`, role.roleArn, `role source host ${name} assumes (its sets only)`);
+    for (const [name, role] of this.hostRoles.roles) output(hostRoleOutput(name), role.roleArn, `role source host ${name} assumes (its sets only)`);
     if (this.agentAccess.user) output(STACK_OUTPUT.agentUserName, this.agentAccess.user.userName, "IAM user for agents (create its access keys yourself)");
 
   }

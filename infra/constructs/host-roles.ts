@@ -11,6 +11,7 @@ import type { IQueue } from "aws-cdk-lib/aws-sqs";
 import type { IEventBus } from "aws-cdk-lib/aws-events";
 import { Construct } from "constructs";
 import { PREFIX } from "../../contract/layout.ts";
+import { hostRoleOutput, STACK_OUTPUT } from "../../contract/stack-outputs.ts";
 import { SET_ROLES_ENV } from "../../lambdas/applier/ownership.ts";
 import { acknowledge, bucketObjectsFinding } from "../nag.ts";
 import type { HostSettings } from "../settings.ts";
@@ -34,14 +35,6 @@ export interface HostRolesProps {
   readonly readVolumeSnapshots?: boolean;
 }
 
-/** `web-1` -> `Web1`: a name CloudFormation takes in logical ids and output names. */
-export function hostIdPart(name: string): string {
-  return name
-    .split("-")
-    .map((part) => part.charAt(0).toUpperCase() + part.slice(1))
-    .join("");
-}
-
 export class HostRoles extends Construct {
   /** Each host's role, by host name. */
   readonly roles: ReadonlyMap<string, Role>;
@@ -54,7 +47,8 @@ export class HostRoles extends Construct {
     const roles = new Map<string, Role>();
     const setRoles: Record<string, string> = {};
     for (const host of props.hosts) {
-      const part = hostIdPart(host.name);
+      // web-1 -> Web1: a name CloudFormation takes in logical ids.
+      const part = hostRoleOutput(host.name).slice(STACK_OUTPUT.hostRoleArnPrefix.length);
       const trust = host.trust ?? props.defaultTrust ?? stack.account;
       const role = new Role(this, part, {
         assumedBy: trust.startsWith("arn:") ? new ArnPrincipal(trust) : new AccountPrincipal(trust),
