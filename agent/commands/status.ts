@@ -104,7 +104,9 @@ Per set: the journal backlog (records and bytes not yet accepted by the
 queue), messages and bytes sent, the last seq sent, the last seq the target
 applied (read from the target bucket), and whether the set is in sync.
 "in sync" means the target has no gap; "caught up" means in sync, nothing
-waiting, and the target applied everything sent.
+waiting, and the target applied everything sent. Messages the target refused
+because they were not signed by the set's owner are named with their sender
+and key (nothing of them was applied), and --json shows the owner's key id.
 
 Options:
   --json          print a JSON object (for scripts)
