@@ -146,6 +146,16 @@ describe("ownership of a set", () => {
     expect(await readSetStatus(h.store, SET)).toMatchObject({ state: "in-sync" });
   });
 
+  it("lets an unsigned console marker add a recovery point, and nothing that rides along with it", async () => {
+    const status = await readSetStatus(h.store, SET);
+    const data = [...h.store.objects.keys()].filter((key) => key.startsWith("data/"));
+    const body = JSON.stringify({ v: 1, set: SET, task: { label: "from the console" }, records: [{ seq: 9_000_000_000_000_000, op: "resync", reason: "x" }, { seq: status.lastSeq + 1, op: "prune", id: "p", keep: 0 }] });
+    expect(await h.transport.applier.applyMessage({ messageId: "console", groupId: SET, body })).toMatchObject({ kind: "marker", status: "succeeded" });
+    expect(await readSetStatus(h.store, SET)).toMatchObject({ lastSeq: status.lastSeq, state: "in-sync" });
+    expect([...h.store.objects.keys()].filter((key) => key.startsWith("data/"))).toEqual(data);
+    expect(await listSnapshots(h.store, SET)).toHaveLength(2);
+  });
+
   it("takes an adopted key from then on and refuses the old one", async () => {
     const successor = generateSigningKey();
     const old = await readOwner(h.store, SET);
