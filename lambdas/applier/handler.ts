@@ -69,7 +69,7 @@ export function createHandler(applier: Applier, emit: (line: string) => void = c
 }
 
 /** The String message attributes of a record (the owner's signature is one). */
-export function stringAttributes(attributes: SQSRecord["messageAttributes"]): Record<string, string> {
+function stringAttributes(attributes: SQSRecord["messageAttributes"]): Record<string, string> {
   const out: Record<string, string> = {};
   for (const [name, value] of Object.entries(attributes ?? {})) {
     if (value.dataType === "String" && value.stringValue !== undefined) out[name] = value.stringValue;
