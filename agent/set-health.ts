@@ -99,6 +99,20 @@ const rejected: ProblemCheck = (facts) => {
   return [{ kind: "rejected-message", message: `last rejected message ${last.messageId} at ${last.at}: ${last.error}` }];
 };
 
+/** Messages refused as not the set's owner's: another host (or a forger) is sending under this set's name. */
+const refusedSenders: ProblemCheck = (facts) => {
+  const refused = targetStatus(facts)?.refused;
+  if (!refused || facts.now.getTime() - Date.parse(refused.last.at) > REJECTED_RECENT_MS) return [];
+  const last = refused.last;
+  const who = [last.sender ? `sender ${last.sender}` : "", last.keyId ? `key ${last.keyId}` : ""].filter(Boolean).join(", ");
+  return [
+    {
+      kind: "refused-sender",
+      message: `refused ${refused.count} message(s) not from the set's owner; last ${last.messageId} at ${last.at}${who ? ` (${who})` : ""}: ${last.reason}`,
+    },
+  ];
+};
+
 const journalFull: ProblemCheck = (facts) =>
   facts.counters.overflowed
     ? [{ kind: "journal-full", message: "the journal reached its limit: changes since then are not journaled until the backlog drains and a catch-up scan runs" }]
@@ -123,7 +137,7 @@ const drillFailed: ProblemCheck = (facts) =>
     : [];
 
 /** Every check `tidemark status` runs, in the order its findings are listed. */
-export const PROBLEM_CHECKS: readonly ProblemCheck[] = [unreachable, outOfSync, continuity, rejected, journalFull, journalProblem, watcher, sending, skippedPaths, drillFailed];
+export const PROBLEM_CHECKS: readonly ProblemCheck[] = [unreachable, outOfSync, continuity, rejected, refusedSenders, journalFull, journalProblem, watcher, sending, skippedPaths, drillFailed];
 
 export function findProblems(facts: SetFacts, checks: readonly ProblemCheck[] = PROBLEM_CHECKS): Problem[] {
   return checks.flatMap((check) => check(facts));

@@ -4,6 +4,20 @@
 // deploying something else.
 
 import { z } from "zod";
+import { setNameProblem } from "../contract/paths.ts";
+
+/** A source host of `tidemark:hosts`. */
+export interface HostSettings {
+  /** Names the host's role and its stack output (HostRoleArn<Name>): lower-case letters, digits and '-'. */
+  readonly name: string;
+  /** The sets this host replicates; a set belongs to one host. */
+  readonly sets: readonly string[];
+  /**
+   * Who may assume the host's role: an account id or a principal ARN (e.g. the host's IAM Roles Anywhere role).
+   * @default tidemark:agentRoleTrust, else this account
+   */
+  readonly trust?: string;
+}
 
 export interface TidemarkSettings {
   /**
@@ -97,6 +111,14 @@ export interface TidemarkSettings {
    */
   readonly agentRoleTrust?: string;
   /**
+   * Source hosts, each with its own IAM role scoped to its own sets (staging
+   * writes, reads for restore and status, its EBS snapshots by tag), and the
+   * applier taking a set's messages only from its host's role. Without hosts,
+   * every agent uses the one shared agent policy.
+   * @default []
+   */
+  readonly hosts: readonly HostSettings[];
+  /**
    * Keep the target bucket (and its data) when the stack is destroyed.
    * @default true
    */
@@ -104,6 +126,47 @@ export interface TidemarkSettings {
 }
 
 const lambdaArn = /^arn:aws[\w-]*:lambda:[a-z0-9-]+:\d{12}:function:[A-Za-z0-9_-]+(:[A-Za-z0-9$_-]+)?$/;
+
+const principal = z.string().regex(/^(arn:aws[\w-]*:[a-z0-9-]*:[a-z0-9-]*:\d{12}:.+|\d{12})$/, "an ARN or an account id");
+
+const HostSchema = z
+  .object({
+    name: z.string().regex(/^[a-z][a-z0-9-]{0,31}$/, "lower-case letters, digits and '-', starting with a letter, at most 32 characters"),
+    sets: z
+      .array(
+        z.string().superRefine((name, ctx) => {
+          const problem = setNameProblem(name);
+          if (problem) ctx.addIssue({ code: "custom", message: problem });
+        }),
+      )
+      .min(1, "a host needs at least one set"),
+    trust: principal.optional(),
+  })
+  .strict();
+
+/** Hosts from context: a JSON text (`-c tidemark:hosts='[...]'`) or the array itself (cdk.json). */
+const Hosts = z
+  .preprocess((value, ctx) => {
+    if (typeof value !== "string") return value;
+    try {
+      const parsed: unknown = JSON.parse(value);
+      return parsed;
+    } catch {
+      ctx.addIssue({ code: "custom", message: 'a JSON array of hosts, e.g. [{"name":"web1","sets":["www"]}]' });
+      return z.NEVER;
+    }
+  }, z.array(HostSchema))
+  .superRefine((hosts, ctx) => {
+    const owners = new Map<string, string>();
+    hosts.forEach((host, i) => {
+      if (hosts.findIndex((other) => other.name === host.name) !== i) ctx.addIssue({ code: "custom", path: [i, "name"], message: `host "${host.name}" is given twice` });
+      for (const set of host.sets) {
+        const owner = owners.get(set);
+        if (owner !== undefined && owner !== host.name) ctx.addIssue({ code: "custom", path: [i, "sets"], message: `set "${set}" belongs to host "${owner}" and "${host.name}": a set has one host` });
+        owners.set(set, host.name);
+      }
+    });
+  });
 
 const booleanish = z.union([z.boolean(), z.enum(["true", "false"]).transform((v) => v === "true")]);
 const integer = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
@@ -133,7 +196,8 @@ const SettingsSchema = z
     drillMaxAgeHours: integer(0, 168).default(48),
     alarmTopicArn: z.string().regex(/^arn:aws[\w-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]+$/, "an SNS topic ARN").optional(),
     agentUser: booleanish.default(false),
-    agentRoleTrust: z.string().regex(/^(arn:aws[\w-]*:[a-z0-9-]*:[a-z0-9-]*:\d{12}:.+|\d{12})$/, "an ARN or an account id").optional(),
+    agentRoleTrust: principal.optional(),
+    hosts: Hosts.default([]),
     retainData: booleanish.default(true),
   })
   .strict()

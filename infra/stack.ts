@@ -3,8 +3,9 @@
 
 import { CfnOutput, Duration, Stack, type StackProps } from "aws-cdk-lib";
 import type { Construct } from "constructs";
-import { STACK_OUTPUT } from "../contract/stack-outputs.ts";
+import { hostRoleOutput, STACK_OUTPUT } from "../contract/stack-outputs.ts";
 import { AgentAccess } from "./constructs/agent-access.ts";
+import { HostRoles } from "./constructs/host-roles.ts";
 import { Applier } from "./constructs/applier.ts";
 import { Monitoring } from "./constructs/monitoring.ts";
 import { ReplicationQueue } from "./constructs/replication-queue.ts";
@@ -27,6 +28,7 @@ export class TidemarkStack extends Stack {
   readonly actions: TaskActions;
   readonly applier: Applier;
   readonly agentAccess: AgentAccess;
+  readonly hostRoles: HostRoles;
   readonly monitoring: Monitoring;
 
   constructor(scope: Construct, id: string, props: TidemarkStackProps = {}) {
@@ -54,6 +56,14 @@ export class TidemarkStack extends Stack {
       ...(settings.ebsKmsKeyArn ? { ebsKmsKeyArn: settings.ebsKmsKeyArn } : {}),
       snapshotRetentionDays: settings.snapshotRetentionDays,
     });
+    this.hostRoles = new HostRoles(this, "HostRoles", {
+      hosts: settings.hosts,
+      queue: this.replication.queue,
+      bucket: this.target.bucket,
+      eventBus: this.actions.eventBus,
+      readVolumeSnapshots: settings.volumeSnapshots,
+      ...(settings.agentRoleTrust ? { defaultTrust: settings.agentRoleTrust } : {}),
+    });
     this.applier = new Applier(this, "Applier", {
       queue: this.replication.queue,
       bucket: this.target.bucket,
@@ -61,7 +71,7 @@ export class TidemarkStack extends Stack {
       memoryMiB: settings.applierMemoryMiB,
       maxConcurrency: settings.applierConcurrency,
       metricsNamespace,
-      environment: this.actions.environment,
+      environment: { ...this.actions.environment, ...this.hostRoles.environment },
     });
     this.actions.grantTo(this.applier.function);
     this.agentAccess = new AgentAccess(this, "AgentAccess", {
@@ -93,6 +103,7 @@ export class TidemarkStack extends Stack {
     output(STACK_OUTPUT.dashboard, this.monitoring.dashboard.dashboardName, "CloudWatch dashboard");
     output(STACK_OUTPUT.tasksEnabled, String(settings.tasksEnabled), "whether the applier runs task markers' actions");
     if (this.agentAccess.role) output(STACK_OUTPUT.agentRoleArn, this.agentAccess.role.roleArn, "role source hosts assume");
+    for (const [name, role] of this.hostRoles.roles) output(hostRoleOutput(name), role.roleArn, `role source host ${name} assumes (its sets only)`);
     if (this.agentAccess.user) output(STACK_OUTPUT.agentUserName, this.agentAccess.user.userName, "IAM user for agents (create its access keys yourself)");
 
   }

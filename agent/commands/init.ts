@@ -3,10 +3,11 @@
 
 import { existsSync, readFileSync, renameSync, statSync, writeFileSync } from "node:fs";
 import { dirname, relative, resolve } from "node:path";
-import { STACK_OUTPUT } from "../../contract/stack-outputs.ts";
+import { hostRoleOutput, STACK_OUTPUT } from "../../contract/stack-outputs.ts";
 import { setNameProblem } from "../../contract/paths.ts";
 import { ConfigError, ConfigSchema, configPath, type ConfigFile } from "../config.ts";
 import { stringOption, UsageError, type Command } from "./command.ts";
+import { loadOrCreateOwnerKey } from "../owner-key.ts";
 
 /** The outputs of one deployed tidemark stack. */
 export interface StackOutputs {
@@ -21,7 +22,7 @@ export interface StackOutputs {
 }
 
 /** Reads a `cdk deploy --outputs-file` file: `{ "<stack>": { "<output>": "<value>" } }`. */
-export function readStackOutputs(file: string, stack?: string): StackOutputs {
+export function readStackOutputs(file: string, stack?: string, host?: string): StackOutputs {
   let json: unknown;
   try {
     json = JSON.parse(readFileSync(file, "utf8"));
@@ -57,13 +58,17 @@ export function readStackOutputs(file: string, stack?: string): StackOutputs {
   const agentPolicyArn = optional(STACK_OUTPUT.agentPolicyArn);
   const agentRoleArn = optional(STACK_OUTPUT.agentRoleArn);
   const eventBus = optional(STACK_OUTPUT.eventBus);
+  const hostRoleArn = host !== undefined ? optional(hostRoleOutput(host)) : undefined;
+  if (host !== undefined && hostRoleArn === undefined) {
+    throw new ConfigError(`outputs file ${file}: stack ${name} has no role for host "${host}" (no ${hostRoleOutput(host)} output; hosts come from the stack's tidemark:hosts setting)`);
+  }
   return {
     stack: name,
     queueUrl: required(STACK_OUTPUT.queueUrl),
     bucket: required(STACK_OUTPUT.bucket),
     region: required(STACK_OUTPUT.region),
     ...(agentPolicyArn ? { agentPolicyArn } : {}),
-    ...(agentRoleArn ? { agentRoleArn } : {}),
+    ...(hostRoleArn ? { agentRoleArn: hostRoleArn } : agentRoleArn ? { agentRoleArn } : {}),
     tasksEnabled: optional(STACK_OUTPUT.tasksEnabled) !== "false",
     ...(eventBus ? { eventBus } : {}),
   };
@@ -90,7 +95,8 @@ export function parseSetArgument(argument: string): { name: string; path: string
 export const initCommand: Command = {
   name: "init",
   help: `Usage: tidemark init --cdk-outputs FILE --set NAME=PATH [--set NAME=PATH ...]
-                     [--stack NAME] [--config FILE] [--state-dir DIR] [--force] [--json]
+                     [--stack NAME] [--host NAME] [--config FILE] [--state-dir DIR]
+                     [--force] [--json]
 
 Writes an agent config (queue URL, bucket and region of the deployed stack,
 and the folders to protect) from the file that
@@ -102,6 +108,8 @@ Options:
   --cdk-outputs FILE  the outputs file of \`cdk deploy --outputs-file\`
   --set NAME=PATH     a set to replicate: its name and its folder (repeatable)
   --stack NAME        the stack to use when the file holds several
+  --host NAME         this host's name in the stack's tidemark:hosts: the agent
+                      runs as that host's role, which reaches only its sets
   --config FILE       where to write the config
   --state-dir DIR     the agent's journal folder (default: tidemark-state next to the config)
   --force             replace an existing config
@@ -110,12 +118,14 @@ Options:
 Examples:
   tidemark init --cdk-outputs cdk-outputs.json --set docs=/srv/docs --set www=/var/www
   # cdk-outputs.json comes from: npx cdk deploy --outputs-file cdk-outputs.json
+  tidemark init --cdk-outputs cdk-outputs.json --host web-1 --set www=/var/www
   tidemark init --cdk-outputs cdk-outputs.json --stack TidemarkProd --set db=/var/lib/app \
                 --config /etc/tidemark.json --state-dir /var/lib/tidemark`,
   options: {
     "cdk-outputs": { type: "string" },
     set: { type: "string", multiple: true },
     stack: { type: "string" },
+    host: { type: "string" },
     config: { type: "string" },
     "state-dir": { type: "string" },
     force: { type: "boolean" },
@@ -130,7 +140,7 @@ Examples:
     const duplicate = sets.find((set, i) => sets.findIndex((other) => other.name === set.name) !== i);
     if (duplicate) throw new UsageError(`set "${duplicate.name}" is given twice`);
 
-    const outputs = readStackOutputs(resolve(outputsFile), stringOption(values.stack));
+    const outputs = readStackOutputs(resolve(outputsFile), stringOption(values.stack), stringOption(values.host));
     const file = configPath(stringOption(values.config));
     if (existsSync(file) && values.force !== true) throw new ConfigError(`${file} already exists; pass --force to replace it`);
     const stateFlag = stringOption(values["state-dir"]);
@@ -150,14 +160,17 @@ Examples:
     const temp = `${file}.tmp`;
     writeFileSync(temp, `${JSON.stringify(config, null, 2)}\n`, { mode: 0o600 });
     renameSync(temp, file);
+    // The host's signing key now, so that the first message of each set registers this host as its owner.
+    const { key } = loadOrCreateOwnerKey(resolve(dirname(file), config.stateDir));
 
     if (values.json === true) {
-      process.stdout.write(`${JSON.stringify({ config: file, stack: outputs.stack, ...config, agentPolicyArn: outputs.agentPolicyArn ?? null }, null, 2)}\n`);
+      process.stdout.write(`${JSON.stringify({ config: file, stack: outputs.stack, ...config, agentPolicyArn: outputs.agentPolicyArn ?? null, ownerKeyId: key.keyId }, null, 2)}\n`);
       return 0;
     }
     const lines = [
       `wrote ${file} for stack ${outputs.stack} (${outputs.region})`,
       ...sets.map((set) => `  set ${set.name}  ${set.path}`),
+      `this host's signing key: ${key.keyId} (in the state folder; the target takes each new set's changes from this key only)`,
       "Next:",
       outputs.agentRoleArn
         ? `  run the agent as the role ${outputs.agentRoleArn}`

@@ -2,6 +2,7 @@ import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { makeS3Client } from "../../lambdas/aws-clients.ts";
 import { readSetStatus } from "../../lambdas/store/set-status.ts";
+import { OwnerRecordError, readOwner } from "../../lambdas/applier/ownership.ts";
 import { S3Store } from "../../lambdas/store/s3-store.ts";
 import type { SetStatus } from "../../contract/layout.ts";
 import { configPath, loadConfig } from "../config.ts";
@@ -41,6 +42,10 @@ export interface SetReport {
         /** The generation the target's chain is in, and when and why it last changed. */
         generation?: string;
         lastGenerationChange?: NonNullable<SetStatus["generations"]>[number];
+        /** Messages refused as not the owner's, and the last of them. */
+        refused?: SetStatus["refused"];
+        /** The key the target takes the set's changes from (state/<set>/owner.json); this host's is ownerKeyId. */
+        owner?: { keyId: string; since: string; how: string } | { error: string };
         updatedAt: string;
       }
     | { reachable: false; error: string };
@@ -60,6 +65,16 @@ export interface SetReport {
 export const STATUS_UNHEALTHY = 1;
 
 const EMPTY: SetCounters = { nextSeq: 1, sentSeq: 0, backlogRecords: 0, backlogBytes: 0, messagesSent: 0, bytesSent: 0, lastSendError: null, overflowed: false, watcherProblem: null };
+
+async function ownerOf(store: S3Store, set: string): Promise<{ owner?: { keyId: string; since: string; how: string } | { error: string } }> {
+  try {
+    const owner = await readOwner(store, set);
+    return owner ? { owner: { keyId: owner.keyId, since: owner.since, how: owner.how } } : {};
+  } catch (error) {
+    if (error instanceof OwnerRecordError) return { owner: { error: error.message } };
+    throw error;
+  }
+}
 
 export async function collectStatus(configFile: string): Promise<SetReport[]> {
   const config = loadConfig(configFile);
@@ -87,6 +102,8 @@ export async function collectStatus(configFile: string): Promise<SetReport[]> {
             ...(status.lastRejected ? { lastRejected: status.lastRejected } : {}),
             ...(status.generation ? { generation: status.generation } : {}),
             ...(change ? { lastGenerationChange: change } : {}),
+            ...(status.refused ? { refused: status.refused } : {}),
+            ...(await ownerOf(store, spec.name)),
             updatedAt: status.updatedAt,
           };
         } catch (error) {
@@ -152,7 +169,9 @@ applied (read from the target bucket), and the state:
                 error, paths not replicated (the target refused their latest change
                 for good and keeps their last good version, or cannot carry
                 their names), a full disk under the journal, a failed
-                recovery drill
+                recovery drill, messages refused as not the owner's in the
+                last 24 hours (named with their sender and key; nothing of
+                them was applied)
 The last recovery drill's result and age (\`tidemark drill\`) are shown too.
 
 Exit code: 0 when every set is healthy (in sync or catching up), ${STATUS_UNHEALTHY} when

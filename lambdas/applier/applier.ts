@@ -33,6 +33,7 @@ import { VolumeMap } from "../volumes/block-map.ts";
 import { takeVolumeSnapshot } from "../volumes/volume-snapshots.ts";
 import type { TargetStore } from "../store/store.ts";
 import { SignedOwnership, type OwnershipCheck, type Refusal } from "./ownership.ts";
+import { checkStaged } from "./staged-content.ts";
 
 export interface IncomingMessage {
   readonly messageId: string;
@@ -84,7 +85,7 @@ export interface ApplierOptions {
 }
 
 /** Content checked before anything is written: decoded inline bytes, or a staging object known to exist. */
-type PreparedPut = { record: PutRecord | BlockRecord; bytes: Buffer } | { record: PutRecord | BlockRecord; staged: string };
+type PreparedPut = { record: PutRecord | BlockRecord; bytes: Buffer } | { record: PutRecord | BlockRecord; staged: string; etag?: string };
 /** A verification's manifest, parsed before anything is written. */
 type PreparedVerify = { record: VerifyRecord; entries: ManifestEntry[]; staged?: string };
 type Prepared = PreparedPut | PreparedVerify;
@@ -133,6 +134,11 @@ class TargetDivergedError extends Error {
     super(message);
     this.seq = seq;
   }
+}
+
+/** The version of a staged object its check saw: the copy takes that one or fails. */
+function stagedVersion(put: Prepared): { ifMatch?: string } {
+  return "etag" in put && put.etag !== undefined ? { ifMatch: put.etag } : {};
 }
 
 function sha256(bytes: Uint8Array | string): string {
@@ -392,13 +398,9 @@ export class Applier {
         }
         prepared.set(record.seq, { record, bytes });
       } else {
+        // A delta's staged blocks have no hash of their own: the file rebuilt from them is checked against its sha256.
         const key = stagingKey(set, record.seq, record.sha256);
-        const head = await this.#store.head(key);
-        if (!head) throw new BadMessageError(`staged content of ${record.path} (seq ${record.seq}) is missing at ${key}`);
-        if (head.size !== expected) {
-          throw new BadMessageError(`staged content of ${record.path} (seq ${record.seq}) is ${head.size} bytes, expected ${expected}`);
-        }
-        prepared.set(record.seq, { record, staged: key });
+        prepared.set(record.seq, record.delta ? await this.#prepareStagedDelta(key, record, expected) : await checkStaged(this.#store, key, record, `${record.path} (seq ${record.seq})`, expected));
       }
     }
     return prepared;
@@ -413,10 +415,13 @@ export class Applier {
       }
       return { record, bytes };
     }
-    const key = stagingKey(set, record.seq, record.sha256);
+    return checkStaged(this.#store, stagingKey(set, record.seq, record.sha256), record, `block ${record.index} (seq ${record.seq})`, expected);
+  }
+
+  async #prepareStagedDelta(key: string, record: PutRecord, expected: number): Promise<PreparedPut> {
     const head = await this.#store.head(key);
-    if (!head) throw new BadMessageError(`staged content of block ${record.index} (seq ${record.seq}) is missing at ${key}`);
-    if (head.size !== expected) throw new BadMessageError(`staged content of block ${record.index} (seq ${record.seq}) is ${head.size} bytes, expected ${expected}`);
+    if (!head) throw new BadMessageError(`staged content of ${record.path} (seq ${record.seq}) is missing at ${key}`);
+    if (head.size !== expected) throw new BadMessageError(`staged content of ${record.path} (seq ${record.seq}) is ${head.size} bytes, expected ${expected}`);
     return { record, staged: key };
   }
 
@@ -490,7 +495,7 @@ export class Applier {
           return deltaContentSize(record.size, delta.blocks);
         }
         if ("bytes" in put) await this.#store.put(key, put.bytes, meta);
-        else if ("staged" in put && put.staged) await this.#store.copy(put.staged, key, meta);
+        else if ("staged" in put && put.staged) await this.#store.copy(put.staged, key, meta, stagedVersion(put));
         return record.size;
       }
       case "mkdir":
@@ -535,7 +540,7 @@ export class Applier {
         // Content is stored once per hash and never overwritten: snapshots that name it stay restorable.
         const key = blockDataKey(set, record.sha256);
         if ("bytes" in put) await this.#store.put(key, put.bytes, {});
-        else await this.#store.copy(put.staged, key, {});
+        else await this.#store.copy(put.staged, key, {}, stagedVersion(put));
         await map.write(record.index, record.sha256, record.volumeSize);
         return blockLength(record.volumeSize, record.index);
       }

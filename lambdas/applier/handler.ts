@@ -69,7 +69,7 @@ export function createHandler(applier: Applier, emit: (line: string) => void = c
 }
 
 /** The String message attributes of a record (the owner's signature is one). */
-export function stringAttributes(attributes: SQSRecord["messageAttributes"]): Record<string, string> {
+function stringAttributes(attributes: SQSRecord["messageAttributes"]): Record<string, string> {
   const out: Record<string, string> = {};
   for (const [name, value] of Object.entries(attributes ?? {})) {
     if (value.dataType === "String" && value.stringValue !== undefined) out[name] = value.stringValue;
@@ -82,7 +82,8 @@ function fromEnvironment(env: NodeJS.ProcessEnv = process.env): BatchHandler {
   if (!bucket) throw new Error("TIDEMARK_BUCKET is not set: the applier does not know its target bucket");
   const region = env.AWS_REGION ?? "us-east-1";
   const endpoint = env.TIDEMARK_S3_ENDPOINT;
-  const store = new S3Store(makeS3Client({ region, ...(endpoint ? { endpoint } : {}) }), bucket);
+  // S3 itself checks the SHA-256 an uploader sends; an endpoint of our own (an emulator) may not.
+  const store = new S3Store(makeS3Client({ region, ...(endpoint ? { endpoint } : {}) }), bucket, { storedChecksumsVerified: !endpoint });
   const sqs = makeSqsClient({ region, ...(env.TIDEMARK_SQS_ENDPOINT ? { endpoint: env.TIDEMARK_SQS_ENDPOINT } : {}) });
   const retrySoon: RetrySoon = async (record) => {
     await sqs.send(new ChangeMessageVisibilityCommand({ QueueUrl: queueUrlOf(record.eventSourceARN, env.TIDEMARK_SQS_ENDPOINT), ReceiptHandle: record.receiptHandle, VisibilityTimeout: 0 }));

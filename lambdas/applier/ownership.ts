@@ -4,7 +4,8 @@
 // registers the key of its first signed message; moving a set to another key
 // is `tidemark adopt`, an operator's write to state/, never the applier's.
 
-import { ownerKey, type SetStatus } from "../../contract/layout.ts";
+import { ownerKey, statusKey, type SetStatus } from "../../contract/layout.ts";
+import { readSetStatus } from "../store/set-status.ts";
 import { BadSignatureError, OwnerRecordSchema, parseSignature, SIGNATURE_ATTRIBUTE, signatureValid, type OwnerRecord, type ParsedSignature } from "../../contract/signing.ts";
 import type { TargetStore } from "../store/store.ts";
 
@@ -136,4 +137,34 @@ export class SignedOwnership implements OwnershipCheck {
     await writeOwner(this.#store, { set, keyId: signature.keyId, publicKey: signature.publicKey, since: this.#now().toISOString(), how: "first-use", previous: [] });
     return undefined;
   }
+}
+
+/** What `tidemark adopt` did: the set's new owner, and the one it replaced. */
+export interface Adoption {
+  readonly owner: OwnerRecord;
+  readonly previous?: OwnerRecord;
+}
+
+/**
+ * Makes key the owner of set (an operator's action: it needs the right to write state/). The checkpoint restarts
+ * and the set is out of sync until the new owner's agent mirrors it: the new host's journal does not continue
+ * the old one's seqs, and none of its records may be dropped as already applied.
+ */
+export async function adoptSet(store: TargetStore, set: string, key: { keyId: string; publicKey: string }, now: Date = new Date()): Promise<Adoption> {
+  const previous = await readOwner(store, set).catch((error: unknown) => {
+    // An unreadable record is what adoption repairs.
+    if (error instanceof OwnerRecordError) return undefined;
+    throw error;
+  });
+  const at = now.toISOString();
+  const history = previous ? [...previous.previous, { keyId: previous.keyId, since: previous.since, until: at, how: previous.how }] : [];
+  const owner: OwnerRecord = { set, keyId: key.keyId, publicKey: key.publicKey, since: at, how: "adopt", previous: history };
+  await writeOwner(store, owner);
+  const status = await readSetStatus(store, set);
+  status.lastSeq = 0;
+  status.state = "out-of-sync";
+  status.reason = `adopted by key ${key.keyId} at ${at}${previous ? ` (was key ${previous.keyId})` : ""}: waiting for the new owner's mirror`;
+  status.updatedAt = at;
+  await store.put(statusKey(set), Buffer.from(JSON.stringify(status, null, 2)), {});
+  return previous ? { owner, previous } : { owner };
 }

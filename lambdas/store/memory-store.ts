@@ -4,7 +4,7 @@
 
 import { createHash } from "node:crypto";
 import { compareKeys } from "./key-order.ts";
-import { ObjectNotFoundError, type ObjectHead, type ObjectInfo, type StoredObject, type TargetStore } from "./store.ts";
+import { ObjectNotFoundError, SourceChangedError, type ContentHash, type CopyOptions, type ObjectHead, type ObjectInfo, type StoredObject, type TargetStore } from "./store.ts";
 
 type Versioned = StoredObject & { versionId?: string; etag: string; lastModified: Date };
 
@@ -33,11 +33,17 @@ export class MemoryStore implements TargetStore {
     this.#store({ key, body: bytes, meta: { ...meta }, etag: `"${createHash("md5").update(bytes).digest("hex")}"`, lastModified: new Date() });
   }
 
-  async copy(from: string, to: string, meta: Record<string, string>): Promise<void> {
+  async copy(from: string, to: string, meta: Record<string, string>, options: CopyOptions = {}): Promise<void> {
     const source = this.objects.get(from);
     if (!source) throw new ObjectNotFoundError(from);
+    if (options.ifMatch !== undefined && options.ifMatch !== source.etag) throw new SourceChangedError(from, options.ifMatch);
     // As on S3: a copy keeps the content's tag and is written now.
     this.#store({ key: to, body: source.body, meta: { ...meta }, etag: source.etag, lastModified: new Date() });
+  }
+
+  async contentSha256(key: string): Promise<ContentHash | undefined> {
+    const object = this.objects.get(key);
+    return object && { sha256: createHash("sha256").update(object.body).digest("hex"), size: object.body.length, etag: object.etag };
   }
 
   async delete(key: string): Promise<void> {

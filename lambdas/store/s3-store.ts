@@ -13,8 +13,9 @@ import {
 import { copyInParts, isCopySourceTooLarge, MULTIPART_THRESHOLD, putInParts } from "../s3-multipart.ts";
 import { sharedUntilFailure } from "../../contract/async.ts";
 import { encodeKeyPath, metadataOf, S3ObjectRequests, type ObjectRequestOptions } from "../s3-object-requests.ts";
+import { createHash } from "node:crypto";
 import { ListingCheck } from "./listing-check.ts";
-import { ObjectNotFoundError, type ObjectHead, type ObjectInfo, type StoredObject, type TargetStore } from "./store.ts";
+import { ObjectNotFoundError, SourceChangedError, type ContentHash, type CopyOptions, type ObjectHead, type ObjectInfo, type StoredObject, type TargetStore } from "./store.ts";
 
 function isNotFound(error: unknown): boolean {
   const e = error as { name?: string; $metadata?: { httpStatusCode?: number } };
@@ -31,16 +32,32 @@ function objectHead(key: string, size: number, meta: Record<string, string>, ver
   return { key, size, meta, ...(versionId && versionId !== "null" ? { versionId } : {}) };
 }
 
+export interface S3StoreOptions extends ObjectRequestOptions {
+  /**
+   * The store checked every x-amz-checksum-sha256 it was sent against the bytes (S3 does; the local emulator
+   * stores what it is told): a stored full-object SHA-256 then names the content without reading it.
+   * @default false
+   */
+  readonly storedChecksumsVerified?: boolean;
+}
+
+function isPreconditionFailed(error: unknown): boolean {
+  const e = error as { name?: string; $metadata?: { httpStatusCode?: number } };
+  return e?.name === "PreconditionFailed" || e?.$metadata?.httpStatusCode === 412;
+}
+
 export class S3Store implements TargetStore {
   readonly client: S3Client;
   readonly bucket: string;
   #versioning: Promise<boolean> | undefined;
+  readonly #storedChecksumsVerified: boolean;
   /** Single-object requests go around the SDK's pipeline when the endpoint allows (s3-object-requests.ts). */
   readonly #directRequests: () => Promise<S3ObjectRequests | undefined>;
 
-  constructor(client: S3Client, bucket: string, options: ObjectRequestOptions = {}) {
+  constructor(client: S3Client, bucket: string, options: S3StoreOptions = {}) {
     this.client = client;
     this.bucket = bucket;
+    this.#storedChecksumsVerified = options.storedChecksumsVerified ?? false;
     this.#directRequests = sharedUntilFailure(() => S3ObjectRequests.open(client, bucket, options));
   }
 
@@ -86,8 +103,8 @@ export class S3Store implements TargetStore {
     else await this.client.send(new PutObjectCommand({ Bucket: this.bucket, Key: key, Body: body, Metadata: meta }));
   }
 
-  /** CopyObject, or for a source over 5 GiB (which S3 refuses to CopyObject) a copy in parts. */
-  async copy(from: string, to: string, meta: Record<string, string>): Promise<void> {
+  /** CopyObject, or for a source over 5 GiB (which S3 refuses to CopyObject) a copy in parts; with ifMatch, only of that version of the source. */
+  async copy(from: string, to: string, meta: Record<string, string>, options: CopyOptions = {}): Promise<void> {
     try {
       await this.client.send(
         new CopyObjectCommand({
@@ -96,19 +113,50 @@ export class S3Store implements TargetStore {
           CopySource: copySource(this.bucket, from),
           Metadata: meta,
           MetadataDirective: "REPLACE",
+          ...(options.ifMatch !== undefined ? { CopySourceIfMatch: options.ifMatch } : {}),
         }),
       );
     } catch (error) {
       if (isNotFound(error)) throw new ObjectNotFoundError(from);
+      if (options.ifMatch !== undefined && isPreconditionFailed(error)) throw new SourceChangedError(from, options.ifMatch);
       if (!isCopySourceTooLarge(error)) throw error;
-      await this.#copyInParts(from, to, meta);
+      await this.#copyInParts(from, to, meta, options.ifMatch);
     }
   }
 
-  async #copyInParts(from: string, to: string, meta: Record<string, string>): Promise<void> {
+  async contentSha256(key: string): Promise<ContentHash | undefined> {
+    try {
+      if (this.#storedChecksumsVerified) {
+        const head = await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: key, ChecksumMode: "ENABLED" }));
+        // A multipart object's checksum is of its parts' checksums (type COMPOSITE): only a whole object's one names its content.
+        if (head.ChecksumSHA256 && head.ChecksumType !== "COMPOSITE" && !head.ChecksumSHA256.includes("-") && head.ETag) {
+          return { sha256: Buffer.from(head.ChecksumSHA256, "base64").toString("hex"), size: head.ContentLength ?? 0, etag: head.ETag };
+        }
+      }
+      const out = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: key }));
+      const hash = createHash("sha256");
+      let size = 0;
+      // Streamed: a staged object may be larger than the function's memory.
+      if (out.Body) {
+        for await (const chunk of out.Body.transformToWebStream()) {
+          hash.update(chunk);
+          size += chunk.length;
+        }
+      }
+      if (!out.ETag) throw new Error(`S3 answered GetObject of ${key} without an ETag`);
+      return { sha256: hash.digest("hex"), size, etag: out.ETag };
+    } catch (error) {
+      if (isNotFound(error)) return undefined;
+      throw error;
+    }
+  }
+
+  async #copyInParts(from: string, to: string, meta: Record<string, string>, ifMatch: string | undefined): Promise<void> {
     const head = await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: from })).catch((error: unknown) => {
       throw isNotFound(error) ? new ObjectNotFoundError(from) : error;
     });
+    // Each part is tied to the ETag copied: the version checked, when the caller names one.
+    if (ifMatch !== undefined && head.ETag !== ifMatch) throw new SourceChangedError(from, ifMatch);
     await copyInParts(this.client, {
       bucket: this.bucket,
       key: to,

@@ -31,14 +31,41 @@ export interface TargetStore {
   head(key: string): Promise<ObjectHead | undefined>;
   /** Writes (replaces) the object at key with body and metadata. */
   put(key: string, body: Uint8Array, meta?: Record<string, string>): Promise<void>;
-  /** Copies the object at from to key to, replacing its metadata with meta; throws ObjectNotFoundError when from is missing. */
-  copy(from: string, to: string, meta: Record<string, string>): Promise<void>;
+  /**
+   * Copies the object at from to key to, replacing its metadata with meta; throws ObjectNotFoundError when from is
+   * missing, and SourceChangedError when options.ifMatch is given and from's ETag is no longer that one.
+   */
+  copy(from: string, to: string, meta: Record<string, string>, options?: CopyOptions): Promise<void>;
+  /** The SHA-256 (hex) of the object's content and the ETag of the version it belongs to, or undefined when there is none. */
+  contentSha256(key: string): Promise<ContentHash | undefined>;
   /** Removes the object at key; removing a missing object succeeds. */
   delete(key: string): Promise<void>;
   /** Every object whose key starts with prefix, each once, in S3's key order (UTF-8 bytes, key-order.ts); throws BrokenListingError when the store's listing proves incomplete. */
   list(prefix: string): AsyncIterable<ObjectInfo>;
   /** True when the store keeps replaced versions (S3 bucket versioning enabled): old content stays readable by version id. */
   versioned(): Promise<boolean>;
+}
+
+export interface CopyOptions {
+  /** Copy only the version with this ETag (S3's x-amz-copy-source-if-match). */
+  readonly ifMatch?: string;
+}
+
+/** What an object holds, as far as a check needs it: its content's SHA-256, its size, and the ETag of that version. */
+export interface ContentHash {
+  readonly sha256: string;
+  readonly size: number;
+  readonly etag: string;
+}
+
+/** A conditional copy found another version at the source than the one it was asked to copy. */
+export class SourceChangedError extends Error {
+  override name = "SourceChangedError";
+  readonly key: string;
+  constructor(key: string, etag: string) {
+    super(`${key} changed after it was checked (its ETag is no longer ${etag}); nothing was copied`);
+    this.key = key;
+  }
 }
 
 export class ObjectNotFoundError extends Error {

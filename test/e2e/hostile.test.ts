@@ -4,7 +4,8 @@
 import { SendMessageCommand } from "@aws-sdk/client-sqs";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { makeSqsClient } from "../../lambdas/aws-clients.ts";
-import { messageBody, putRecord } from "../support/messages.ts";
+import { messageBody, putRecord, TEST_KEY } from "../support/messages.ts";
+import { SIGNATURE_ATTRIBUTE, signMessage } from "../../contract/signing.ts";
 import { tidemark } from "../support/cli.ts";
 import { eventually, REGION, startTestCloud, type TestCloud } from "../support/local-cloud.ts";
 import { tempDir } from "../support/tree.ts";
@@ -24,8 +25,17 @@ afterAll(async () => {
 it("rejects bad messages without writing, and keeps other sets flowing", async () => {
   const sqs = makeSqsClient({ region: REGION, endpoint: cloud.endpoint });
   let n = 0;
+  // Signed as the set's owner would sign them: what is refused here is refused for what the message says.
   const send = (group: string, body: string) =>
-    sqs.send(new SendMessageCommand({ QueueUrl: cloud.queueUrl, MessageGroupId: group, MessageDeduplicationId: `d${++n}`, MessageBody: body }));
+    sqs.send(
+      new SendMessageCommand({
+        QueueUrl: cloud.queueUrl,
+        MessageGroupId: group,
+        MessageDeduplicationId: `d${++n}`,
+        MessageBody: body,
+        MessageAttributes: { [SIGNATURE_ATTRIBUTE]: { DataType: "String", StringValue: signMessage(TEST_KEY, group, body) } },
+      }),
+    );
 
   await send("good", messageBody("good", [putRecord(1, "one.txt", "one")]));
   await send("victim", "this is not json");
@@ -42,7 +52,7 @@ it("rejects bad messages without writing, and keeps other sets flowing", async (
   expect((await cloud.store.get("data/good/one.txt"))?.body.toString()).toBe("one");
   const keys: string[] = [];
   for await (const info of cloud.store.list("")) keys.push(info.key);
-  expect(keys.sort()).toEqual(["data/good/one.txt", "data/good/two.txt", "state/good/status.json", "state/victim/status.json"]);
+  expect(keys.sort()).toEqual(["data/good/one.txt", "data/good/two.txt", "state/good/owner.json", "state/good/status.json", "state/victim/status.json"]);
 
   const config = cloud.writeConfig(work.path, [
     { name: "victim", path: "victim" },

@@ -41,6 +41,16 @@ describe("cdk-nag AwsSolutions", () => {
         tasksEnabled: false,
       },
     ],
+    [
+      "per-host roles with volume snapshots",
+      {
+        volumeSnapshots: true,
+        hosts: [
+          { name: "web-1", sets: ["www", "db"] },
+          { name: "files", sets: ["docs"], trust: "arn:aws:iam::123456789012:role/onprem-files" },
+        ],
+      },
+    ],
   ])("finds nothing unacknowledged with %s", (_label, settings) => {
     const app = new App(noBundling);
     const stack = new TidemarkStack(app, "Tidemark", { settings });

@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { makeS3Client } from "../../lambdas/aws-clients.ts";
 import { S3Store } from "../../lambdas/store/s3-store.ts";
 import { runProcess } from "../support/cli.ts";
-import { messageBody, putRecord } from "../support/messages.ts";
+import { messageBody, putRecord, signedSqsAttributes } from "../support/messages.ts";
 import { startTestEmulator } from "../support/fauxqs.ts";
 import { tempDir } from "../support/tree.ts";
 
@@ -61,14 +61,15 @@ describe("cdk synth", () => {
     const emulator = await startTestEmulator();
     try {
       const bucket = emulator.newBucket();
+      const body = messageBody("docs", [putRecord(1, "hello.txt", "from the bundled applier")]);
       const event = {
         Records: [
           {
             messageId: "m-1",
             receiptHandle: "rh-1",
-            body: messageBody("docs", [putRecord(1, "hello.txt", "from the bundled applier")]),
+            body,
             attributes: { ApproximateReceiveCount: "1", SentTimestamp: "0", SenderId: "x", ApproximateFirstReceiveTimestamp: "0", MessageGroupId: "docs" },
-            messageAttributes: {},
+            messageAttributes: signedSqsAttributes("docs", body),
             md5OfBody: "",
             eventSource: "aws:sqs",
             eventSourceARN: "arn:aws:sqs:us-east-1:000000000000:tidemark.fifo",

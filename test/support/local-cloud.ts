@@ -25,6 +25,8 @@ export interface TestCloud {
   /** Seqs applied per set, in apply order. */
   readonly applied: Map<string, number[]>;
   readonly rejections: string[];
+  /** Log lines of messages refused as not from their set's owner. */
+  readonly refusals: string[];
   readonly sqs: SQSClient;
   writeConfig(dir: string, sets: ConfigFile["sets"], extra?: Partial<ConfigFile>): string;
   stop(): Promise<void>;
@@ -60,11 +62,13 @@ export async function startTestCloud(
   const store = new S3Store(s3, target.bucket);
   const applied = new Map<string, number[]>();
   const rejections: string[] = [];
+  const refusals: string[] = [];
   const applier = new Applier({
     store,
     ...(options.tasks ? { tasks: typeof options.tasks === "function" ? options.tasks(store) : options.tasks } : {}),
     log: (line) => {
       if (line.includes('"message rejected"')) rejections.push(line);
+      if (line.includes('"message refused"')) refusals.push(line);
     },
     observer: {
       applied(set: string, record: WireRecord) {
@@ -87,6 +91,7 @@ export async function startTestCloud(
     store,
     applied,
     rejections,
+    refusals,
     sqs,
     writeConfig(dir, sets, extra = {}) {
       const file = join(dir, "tidemark.config.json");

@@ -100,6 +100,17 @@ export function targetStoreContract(name: string, make: () => Promise<TargetStor
       expect(object?.meta).toEqual({ "tidemark-mode": "600" });
     });
 
+    it("names an object's content by its SHA-256 and the ETag of that version, and copies that version", async () => {
+      const body = Buffer.from("staged bytes");
+      await store.put("staging/s/1.x", body);
+      const content = await store.contentSha256("staging/s/1.x");
+      expect(content).toMatchObject({ sha256: createHash("sha256").update(body).digest("hex"), size: body.length });
+      expect(content?.etag).toBeTruthy();
+      await store.copy("staging/s/1.x", "data/s/f", { a: "1" }, { ifMatch: content?.etag ?? "" });
+      expect((await store.get("data/s/f"))?.body.equals(body)).toBe(true);
+      expect(await store.contentSha256("staging/s/missing")).toBeUndefined();
+    });
+
     it("deletes, and deleting a missing key succeeds", async () => {
       await store.put("k", Buffer.from("x"));
       await store.delete("k");

@@ -4,7 +4,8 @@ import { mkdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { loadConfig } from "../../agent/config.ts";
-import { STACK_OUTPUT } from "../../contract/stack-outputs.ts";
+import { hostRoleOutput, STACK_OUTPUT } from "../../contract/stack-outputs.ts";
+import { ownerKeyPath, readOwnerKey } from "../../agent/owner-key.ts";
 import { tidemark } from "../support/cli.ts";
 import { tempDir } from "../support/tree.ts";
 
@@ -65,6 +66,22 @@ describe("tidemark init", () => {
     expect(config.region).toBe("us-east-2");
     expect(config.tasks.enabled).toBe(false);
     expect(config.stateDir).toBe(join(dir.path, "var"));
+  });
+
+  it("creates this host's signing key, and with --host points the agent at that host's own role", async () => {
+    const roleArn = "arn:aws:iam::123456789012:role/Tidemark-HostRolesWeb1";
+    writeFileSync(outputs, JSON.stringify({ Tidemark: stackOutputs({ [hostRoleOutput("web-1")]: roleArn }) }));
+    const file = join(dir.path, "c.json");
+    const out = await tidemark(["init", "--cdk-outputs", outputs, "--host", "web-1", "--set", `docs=${docs}`, "--config", file]);
+    expect(out.code).toBe(0);
+    expect(out.stdout).toContain(`run the agent as the role ${roleArn}`);
+    const key = readOwnerKey(join(dir.path, "tidemark-state"));
+    expect(key).toBeDefined();
+    expect(out.stdout).toContain(`this host's signing key: ${key?.keyId}`);
+    expect(statSync(ownerKeyPath(join(dir.path, "tidemark-state"))).mode & 0o077).toBe(0);
+    const unknown = await tidemark(["init", "--cdk-outputs", outputs, "--host", "db-2", "--set", `docs=${docs}`, "--config", file, "--force"]);
+    expect(unknown.code).toBe(1);
+    expect(unknown.stderr).toContain('has no role for host "db-2" (no HostRoleArnDb2 output');
   });
 
   it("asks for --stack when the file holds several tidemark stacks", async () => {

@@ -7,7 +7,8 @@ import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { gzipSync } from "node:zlib";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { ownerKey, statusKey } from "../../contract/layout.ts";
+import { dataKey, ownerKey, stagingKey, statusKey } from "../../contract/layout.ts";
+import { SourceChangedError } from "../../lambdas/store/store.ts";
 import { generateSigningKey, keyIdOf, OwnerRecordSchema, parseSignature, SIGNATURE_ATTRIBUTE, signatureValid, signMessage } from "../../contract/signing.ts";
 import { encodeInline, type WireRecord } from "../../contract/wire.ts";
 import { Applier } from "../../lambdas/applier/applier.ts";
@@ -145,6 +146,16 @@ describe("ownership of a set", () => {
     expect(await readSetStatus(h.store, SET)).toMatchObject({ state: "in-sync" });
   });
 
+  it("lets an unsigned console marker add a recovery point, and nothing that rides along with it", async () => {
+    const status = await readSetStatus(h.store, SET);
+    const data = [...h.store.objects.keys()].filter((key) => key.startsWith("data/"));
+    const body = JSON.stringify({ v: 1, set: SET, task: { label: "from the console" }, records: [{ seq: 9_000_000_000_000_000, op: "resync", reason: "x" }, { seq: status.lastSeq + 1, op: "prune", id: "p", keep: 0 }] });
+    expect(await h.transport.applier.applyMessage({ messageId: "console", groupId: SET, body })).toMatchObject({ kind: "marker", status: "succeeded" });
+    expect(await readSetStatus(h.store, SET)).toMatchObject({ lastSeq: status.lastSeq, state: "in-sync" });
+    expect([...h.store.objects.keys()].filter((key) => key.startsWith("data/"))).toEqual(data);
+    expect(await listSnapshots(h.store, SET)).toHaveLength(2);
+  });
+
   it("takes an adopted key from then on and refuses the old one", async () => {
     const successor = generateSigningKey();
     const old = await readOwner(h.store, SET);
@@ -194,5 +205,47 @@ describe("host roles", () => {
     expect(await readOwner(store, SET)).toBeUndefined();
     expect(await applier.applyMessage({ ...signedIncoming("m2", SET, body), senderId: "AROAWEB1:i-0def" })).toMatchObject({ kind: "applied" });
     expect(() => setRolesFromEnvironment({ TIDEMARK_SET_ROLES: "[1]" })).toThrow(/JSON object of set name -> role id/);
+  });
+});
+
+describe("staged objects", () => {
+  const content = Buffer.alloc(300 * 1024, 1);
+  const sha = createHash("sha256").update(content).digest("hex");
+  const put: WireRecord = { seq: 1, op: "put", path: "big.bin", size: content.length, mode: 0o644, mtimeNs: "1", sha256: sha, content: { kind: "staged" } };
+  const body = messageBody(SET, [put]);
+
+  it("are not written when their content is not what the signed message names", async () => {
+    const store = new MemoryStore();
+    await store.put(stagingKey(SET, 1, sha), Buffer.alloc(content.length, 2));
+    const outcome = await new Applier({ store, log: () => {} }).applyMessage(signedIncoming("m", SET, body));
+    expect(outcome).toMatchObject({ kind: "rejected", error: expect.stringMatching(/has sha256 [0-9a-f]{64}, not the [0-9a-f]{64} its message names/) });
+    expect(await store.get(dataKey(SET, "big.bin"))).toBeUndefined();
+  });
+
+  it("are copied only in the version that was checked: one swapped after the check is not written", async () => {
+    /** A store whose staged object is replaced right after the applier checked it. */
+    class SwappingStore extends MemoryStore {
+      override async contentSha256(key: string) {
+        const checked = await super.contentSha256(key);
+        await this.put(key, Buffer.alloc(content.length, 3));
+        return checked;
+      }
+    }
+    const store = new SwappingStore();
+    await store.put(stagingKey(SET, 1, sha), content);
+    const applier = new Applier({ store, log: () => {} });
+    await expect(applier.applyMessage(signedIncoming("m", SET, body))).rejects.toThrow(SourceChangedError);
+    expect(await store.get(dataKey(SET, "big.bin"))).toBeUndefined();
+    expect((await readSetStatus(store, SET)).lastSeq).toBe(0);
+    // Redelivered: the check now sees the swapped bytes and refuses them.
+    expect(await applier.applyMessage(signedIncoming("m", SET, body))).toMatchObject({ kind: "rejected" });
+    expect(await store.get(dataKey(SET, "big.bin"))).toBeUndefined();
+  });
+
+  it("count when they hold what the message names", async () => {
+    const store = new MemoryStore();
+    await store.put(stagingKey(SET, 1, sha), content);
+    expect(await new Applier({ store, log: () => {} }).applyMessage(signedIncoming("m", SET, body))).toMatchObject({ kind: "applied" });
+    expect((await store.get(dataKey(SET, "big.bin")))?.body.equals(content)).toBe(true);
   });
 });

@@ -44,8 +44,9 @@ describe("SendMessage on the wire", () => {
     const queueUrl = `${capture.server.endpoint}/000000000000/tidemark.fifo`;
     const direct = await open(client, queueUrl);
     try {
-      await client.send(new SendMessageCommand({ QueueUrl: queueUrl, MessageBody: BODY, MessageGroupId: "docs", MessageDeduplicationId: "docs:1-1" }));
-      expect(await direct.send({ body: BODY, groupId: "docs", deduplicationId: "docs:1-1" })).toBe("m-1");
+      const signature = { "tidemark-sig": { DataType: "String", StringValue: "v1.key.sig" } };
+      await client.send(new SendMessageCommand({ QueueUrl: queueUrl, MessageBody: BODY, MessageGroupId: "docs", MessageDeduplicationId: "docs:1-1", MessageAttributes: signature }));
+      expect(await direct.send({ body: BODY, groupId: "docs", deduplicationId: "docs:1-1", attributes: { "tidemark-sig": "v1.key.sig" } })).toBe("m-1");
       const [viaSdk, viaDirect] = capture.server.requests as [WireRequest, WireRequest];
       expect(viaDirect.method).toBe("POST");
       expect(viaDirect.url).toBe(viaSdk.url);
