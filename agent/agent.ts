@@ -13,6 +13,7 @@ import type { Change, IndexEntry, Journal } from "./journal.ts";
 import { silentLogger, type Logger } from "./log.ts";
 import { writeManifest } from "./manifest.ts";
 import { barrierScan, type ScanReport } from "./scan.ts";
+import { markerDigest } from "./marker-digest.ts";
 import { PackedAhead, sendNext, type PackedMarker } from "./sender.ts";
 import { newTaskId, type TaskFields } from "../contract/tasks.ts";
 import { describeHook, hookSucceeded, runHook, type HookResult } from "./hooks.ts";
@@ -418,7 +419,9 @@ class SetRunner {
       const scan = await this.#barrier({ full: true, ...(request.onProgress ? { onProgress: request.onProgress } : {}) });
       const id = request.id ?? newTaskId();
       const fields = { ...request.fields, insertedAt: request.fields.insertedAt ?? new Date().toISOString() };
-      const [seq] = this.#journal.append(this.spec.name, [{ op: "task", id, fields, ...(request.onTransmit ? { onTransmit: request.onTransmit } : {}) }]);
+      // What the index holds now is what the target must hold at the marker.
+      const digest = await markerDigest(this.#journal, this.spec, fields);
+      const [seq] = this.#journal.append(this.spec.name, [{ op: "task", id, fields, ...digest, ...(request.onTransmit ? { onTransmit: request.onTransmit } : {}) }]);
       return { id, seq: seq ?? 0, scan };
     });
     this.wake();

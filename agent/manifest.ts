@@ -32,7 +32,8 @@ function toManifestEntry(entry: IndexEntry): ManifestEntry {
   };
 }
 
-export async function writeManifest(journal: Journal, set: string): Promise<Manifest> {
+/** Writes the set's index as a manifest; `onEntry` sees each index entry as it is written (in path order). */
+export async function writeManifest(journal: Journal, set: string, onEntry?: (entry: IndexEntry) => void): Promise<Manifest> {
   const name = randomUUID();
   const temp = join(journal.spoolDir, `${name}.tmp`);
   const hash = createHash("sha256");
@@ -42,6 +43,7 @@ export async function writeManifest(journal: Journal, set: string): Promise<Mani
     (function* () {
       for (const entry of journal.allEntries(set)) {
         entries += 1;
+        onEntry?.(entry);
         yield `${JSON.stringify(toManifestEntry(entry))}\n`;
       }
     })(),

@@ -66,7 +66,8 @@ function fromEnvironment(env: NodeJS.ProcessEnv = process.env): BatchHandler {
   if (!bucket) throw new Error("TIDEMARK_BUCKET is not set: the applier does not know its target bucket");
   const region = env.AWS_REGION ?? "us-east-1";
   const endpoint = env.TIDEMARK_S3_ENDPOINT;
-  const store = new S3Store(makeS3Client({ region, ...(endpoint ? { endpoint } : {}) }), bucket);
+  // S3 itself checks and keeps checksums; an S3-compatible endpoint is not trusted to.
+  const store = new S3Store(makeS3Client({ region, ...(endpoint ? { endpoint } : {}) }), bucket, { storeVerifiesChecksums: endpoint === undefined });
   const sqs = makeSqsClient({ region, ...(env.TIDEMARK_SQS_ENDPOINT ? { endpoint: env.TIDEMARK_SQS_ENDPOINT } : {}) });
   const retrySoon: RetrySoon = async (record) => {
     await sqs.send(new ChangeMessageVisibilityCommand({ QueueUrl: queueUrlOf(record.eventSourceARN, env.TIDEMARK_SQS_ENDPOINT), ReceiptHandle: record.receiptHandle, VisibilityTimeout: 0 }));

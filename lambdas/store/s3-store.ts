@@ -10,6 +10,7 @@ import {
   PutObjectCommand,
   type S3Client,
 } from "@aws-sdk/client-s3";
+import { createHash } from "node:crypto";
 import { MULTIPART_THRESHOLD, putInParts } from "../s3-multipart.ts";
 import { sharedUntilFailure } from "../../contract/async.ts";
 import { encodeKeyPath, metadataOf, S3ObjectRequests, type ObjectRequestOptions } from "../s3-object-requests.ts";
@@ -25,9 +26,22 @@ function copySource(bucket: string, key: string): string {
   return `${bucket}/${encodeKeyPath(key)}`;
 }
 
-function objectHead(key: string, size: number, meta: Record<string, string>, versionId: string | undefined): ObjectHead {
-  // An unversioned bucket reports the version "null".
-  return { key, size, meta, ...(versionId && versionId !== "null" ? { versionId } : {}) };
+function objectHead(key: string, size: number, meta: Record<string, string>, versionId: string | undefined, checksum: string | undefined): ObjectHead {
+  // An unversioned bucket reports the version "null"; an object put in parts a checksum of its parts' ("...-N").
+  const whole = checksum !== undefined && /^[A-Za-z0-9+/]{43}=$/.test(checksum) ? Buffer.from(checksum, "base64").toString("hex") : undefined;
+  return { key, size, meta, ...(versionId && versionId !== "null" ? { versionId } : {}), ...(whole ? { checksumSha256: whole } : {}) };
+}
+
+const checksumOf = (body: Uint8Array) => createHash("sha256").update(body).digest("base64");
+
+export interface S3StoreOptions extends ObjectRequestOptions {
+  /**
+   * The store checks the SHA-256 sent with a write and keeps it (S3 does):
+   * heads report it as checksumSha256. An emulator that records the writer's
+   * claim unchecked must not be trusted with it.
+   * @default false
+   */
+  readonly storeVerifiesChecksums?: boolean;
 }
 
 export class S3Store implements TargetStore {
@@ -37,9 +51,12 @@ export class S3Store implements TargetStore {
   /** Single-object requests go around the SDK's pipeline when the endpoint allows (s3-object-requests.ts). */
   readonly #directRequests: () => Promise<S3ObjectRequests | undefined>;
 
-  constructor(client: S3Client, bucket: string, options: ObjectRequestOptions = {}) {
+  readonly #checksumsVerified: boolean;
+
+  constructor(client: S3Client, bucket: string, options: S3StoreOptions = {}) {
     this.client = client;
     this.bucket = bucket;
+    this.#checksumsVerified = options.storeVerifiesChecksums ?? false;
     this.#directRequests = sharedUntilFailure(() => S3ObjectRequests.open(client, bucket, options));
   }
 
@@ -65,10 +82,17 @@ export class S3Store implements TargetStore {
       if (direct) {
         const out = await direct.head(key);
         const version = out.headers["x-amz-version-id"];
-        return objectHead(key, Number(out.headers["content-length"] ?? 0), metadataOf(out.headers), typeof version === "string" ? version : undefined);
+        const checksum = out.headers["x-amz-checksum-sha256"];
+        return objectHead(
+          key,
+          Number(out.headers["content-length"] ?? 0),
+          metadataOf(out.headers),
+          typeof version === "string" ? version : undefined,
+          this.#checksumsVerified && typeof checksum === "string" ? checksum : undefined,
+        );
       }
-      const out = await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: key }));
-      return objectHead(key, out.ContentLength ?? 0, out.Metadata ?? {}, out.VersionId);
+      const out = await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: key, ChecksumMode: "ENABLED" }));
+      return objectHead(key, out.ContentLength ?? 0, out.Metadata ?? {}, out.VersionId, this.#checksumsVerified ? out.ChecksumSHA256 : undefined);
     } catch (error) {
       if (isNotFound(error)) return undefined;
       throw error;
@@ -80,9 +104,11 @@ export class S3Store implements TargetStore {
       await putInParts(this.client, { bucket: this.bucket, key, size: body.length, metadata: meta, read: async (offset, length) => body.subarray(offset, offset + length) });
       return;
     }
+    // S3 checks the body against its SHA-256 and keeps it: a snapshot's verification reads it back with a HEAD.
+    const checksum = checksumOf(body);
     const direct = await this.#directRequests();
-    if (direct) await direct.put(key, body, meta);
-    else await this.client.send(new PutObjectCommand({ Bucket: this.bucket, Key: key, Body: body, Metadata: meta }));
+    if (direct) await direct.put(key, body, meta, checksum);
+    else await this.client.send(new PutObjectCommand({ Bucket: this.bucket, Key: key, Body: body, Metadata: meta, ChecksumSHA256: checksum }));
   }
 
   async copy(from: string, to: string, meta: Record<string, string>): Promise<void> {
@@ -94,6 +120,8 @@ export class S3Store implements TargetStore {
           CopySource: copySource(this.bucket, from),
           Metadata: meta,
           MetadataDirective: "REPLACE",
+          // S3 computes the copy's SHA-256 from the bytes it copies.
+          ChecksumAlgorithm: "SHA256",
         }),
       );
     } catch (error) {

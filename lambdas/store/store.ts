@@ -22,6 +22,12 @@ export interface ObjectInfo {
 export interface ObjectHead extends ObjectInfo {
   readonly meta: Record<string, string>;
   readonly versionId?: string;
+  /**
+   * SHA-256 (hex) of the whole object as the store itself computed or checked
+   * it when the object was written; absent when it keeps none, keeps one per
+   * part, or only records what the writer claimed (an emulator).
+   */
+  readonly checksumSha256?: string;
 }
 
 export interface TargetStore {
