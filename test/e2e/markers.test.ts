@@ -116,7 +116,7 @@ describe("markers and recovery from the command line", () => {
     const listed = await tidemark(["snapshots", SET, "--json", "--config", config]);
     const snapshots = JSON.parse(listed.stdout) as SnapshotSummary[];
     expect(snapshots).toHaveLength(SEEDS.length + 1);
-    expect((await tidemark(["snapshots", SET, "--config", config])).stdout).toMatch(/^SNAPSHOT +TASK +LABEL +TAKEN +HOLDS +BYTES\n(.*\d+ files .*\n)+/);
+    expect((await tidemark(["snapshots", SET, "--config", config])).stdout).toMatch(/^SNAPSHOT +TASK +LABEL +TAKEN +HOLDS +BYTES +DIGEST +CHECK\n(.*\d+ files .* (matched|unverified) +verified\n)+/);
 
     const occupied = join(work.path, "restore-1");
     const refused = await tidemark(["restore", SET, "--snapshot", "latest", "--to", occupied, "--config", config]);

@@ -30,11 +30,11 @@ export interface Harness {
   close(): Promise<void>;
 }
 
-export function agentHarness(set: string, options: Partial<AgentOptions> = {}, target: { tasks?: TaskSettings; store?: MemoryStore } = {}): Harness {
+export function agentHarness(set: string, options: Partial<AgentOptions> = {}, target: { tasks?: TaskSettings; store?: MemoryStore; log?: (line: string) => void } = {}): Harness {
   const src = tempDir("tidemark-src-");
   const state = tempDir("tidemark-state-");
   const store = target.store ?? new MemoryStore();
-  const transport = new MemoryTransport(new Applier({ store, log: () => {}, ...(target.tasks ? { tasks: target.tasks } : {}) }), store);
+  const transport = new MemoryTransport(new Applier({ store, log: target.log ?? (() => {}), ...(target.tasks ? { tasks: target.tasks } : {}) }), store);
   const make = (journal: Journal, extra: Partial<AgentOptions>) =>
     new Agent({ sets: [{ name: set, root: src.path, exclude: [] }], journal, transport, monitorEnabled: false, ...options, ...extra });
   const journal = Journal.open(state.path);
