@@ -101,22 +101,20 @@ async function currentTags(store: TargetStore, prefixes: readonly string[]): Pro
 type Checked = { how: "trusted" | "checksum" | "read"; problem?: string };
 
 async function checkItem(store: TargetStore, item: Item, tag: string | undefined, proven: readonly [string, string] | undefined): Promise<Checked> {
-  if (item.versionId === undefined && tag !== undefined && proven && proven[0] === tag && proven[1] === item.sha256) return { how: "trusted" };
-  if (item.versionId !== undefined) {
-    const object = await store.get(item.key, item.versionId);
-    if (!object) return { how: "read", problem: `version ${item.versionId} of ${item.key} is missing` };
-    return sha256Of(object.body) === item.sha256 ? { how: "read" } : { how: "read", problem: `version ${item.versionId} of ${item.key} does not match sha256 ${item.sha256}` };
-  }
+  // A snapshot just taken names the objects' current versions: the tag the store lists now is theirs.
+  if (tag !== undefined && proven && proven[0] === tag && proven[1] === item.sha256) return { how: "trusted" };
   const head = await store.head(item.key);
-  if (!head) return { how: "read", problem: `${item.key} is missing` };
-  if (item.size !== undefined && head.size !== item.size) return { how: "read", problem: `${item.key} is ${head.size} bytes, the snapshot says ${item.size}` };
-  if (head.checksumSha256 !== undefined) {
-    return head.checksumSha256 === item.sha256 ? { how: "checksum" } : { how: "checksum", problem: `${item.key} has sha256 ${head.checksumSha256} (the store's checksum), the snapshot says ${item.sha256}` };
+  const current = head && (item.versionId === undefined || head.versionId === item.versionId) ? head : undefined;
+  if (current && item.size !== undefined && current.size !== item.size) return { how: "read", problem: `${item.key} is ${current.size} bytes, the snapshot says ${item.size}` };
+  if (current?.checksumSha256 !== undefined) {
+    return current.checksumSha256 === item.sha256 ? { how: "checksum" } : { how: "checksum", problem: `${item.key} has sha256 ${current.checksumSha256} (the store's checksum), the snapshot says ${item.sha256}` };
   }
-  const object = await store.get(item.key);
-  if (!object) return { how: "read", problem: `${item.key} is missing` };
+  const what = item.versionId !== undefined ? `version ${item.versionId} of ${item.key}` : item.key;
+  if (!current && item.versionId === undefined) return { how: "read", problem: `${what} is missing` };
+  const object = await store.get(item.key, item.versionId);
+  if (!object) return { how: "read", problem: `${what} is missing` };
   const actual = sha256Of(object.body);
-  return actual === item.sha256 ? { how: "read" } : { how: "read", problem: `${item.key} has sha256 ${actual}, the snapshot says ${item.sha256}` };
+  return actual === item.sha256 ? { how: "read" } : { how: "read", problem: `${what} has sha256 ${actual}, the snapshot says ${item.sha256}` };
 }
 
 /** The paths of the set's snapshots whose content has this sha256 (to name what damaged preserved content breaks). */
@@ -175,7 +173,7 @@ export async function verifySnapshot(store: TargetStore, summary: SnapshotSummar
       if (result.problem !== undefined) {
         state.failureCount += 1;
         if (state.failures.length < MAX_NAMED_PATHS) state.failures.push({ path: item.label, key: item.key, problem: result.problem });
-      } else if (tag !== undefined && item.versionId === undefined) proof.set(item.key, [tag, item.sha256]);
+      } else if (tag !== undefined) proof.set(item.key, [tag, item.sha256]);
     });
     next += chunk.length;
     sinceSave += chunk.length;

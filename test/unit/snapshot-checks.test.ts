@@ -121,6 +121,53 @@ describe("a file set's snapshot at a marker", () => {
   });
 });
 
+describe("a large set's digest and a versioned bucket's verification", () => {
+  it("names the path from the marker's staged list of a set too large to travel inline, and deletes that list once read", async () => {
+    const h = agentHarness(SET);
+    try {
+      // 4,000 entries: their gzip'ed list is larger than a message takes inline.
+      for (let d = 0; d < 40; d++) {
+        mkdirSync(join(h.src.path, `d${d}`));
+        for (let i = 0; i < 100; i++) writeFileSync(join(h.src.path, `d${d}`, `file-${i}.txt`), `${d}/${i}`);
+      }
+      await h.agent.start();
+      expect((await marker(h)).status).toBe("succeeded");
+      await h.store.delete(dataKey(SET, "d17/file-42.txt"));
+      const staged = h.transport.stagedBytes;
+      const { status, error, snapshot } = await marker(h);
+      // Nothing changed on the source: what was staged is the list (its base64 is over the 192 KiB a message carries inline).
+      expect(h.transport.stagedBytes - staged).toBeGreaterThan(144 * 1024);
+      expect(status).toBe("failed");
+      expect(error).toContain("d17/file-42.txt: missing on the target");
+      expect(snapshot.digest).toMatchObject({ status: "mismatch", differenceCount: 1, source: { entries: 4040 }, target: { entries: 4039 } });
+      expect([...h.store.objects.keys()].filter((key) => key.startsWith("staging/"))).toEqual([]);
+    } finally {
+      await h.close();
+    }
+  });
+
+  it("on a versioned bucket, trusts the objects the previous verification proved and checks the rest by their versions' checksums", async () => {
+    const h = agentHarness(SET, {}, { store: new MemoryStore({ versioned: true }) });
+    try {
+      for (let i = 0; i < 20; i++) writeFileSync(join(h.src.path, `f${i}.txt`), `file ${i}`);
+      await h.agent.start();
+      expect((await marker(h)).snapshot.verification).toMatchObject({ status: "verified", objects: 20, byChecksum: 20, trusted: 0 });
+      writeFileSync(join(h.src.path, "f3.txt"), "changed");
+      await h.agent.scan(SET);
+      const second = await marker(h);
+      expect(second.snapshot.verification).toMatchObject({ status: "verified", objects: 20, byChecksum: 1, trusted: 19 });
+      // A version the snapshot names, altered in place behind the applier's back (a new current version).
+      const key = dataKey(SET, "f5.txt");
+      await h.store.put(key, Buffer.from("file X"), (await h.store.head(key))?.meta);
+      const third = await marker(h);
+      expect(third.status).toBe("failed");
+      expect(third.snapshot.verification?.failures).toEqual([{ path: "f5.txt", key, problem: expect.stringContaining("the snapshot says") }]);
+    } finally {
+      await h.close();
+    }
+  });
+});
+
 describe("a volume set's snapshot at a marker", () => {
   const image = () => Buffer.concat([randomBytes(BLOCK_SIZE), Buffer.alloc(BLOCK_SIZE), randomBytes(BLOCK_SIZE), randomBytes(1000)]);
 
