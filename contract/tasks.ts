@@ -123,6 +123,8 @@ export const SnapshotVerificationSchema = z.object({
   failureCount: z.number().int().min(0),
   /** While pending: the next item to check. */
   next: z.number().int().min(0).optional(),
+  /** sha256 of what it proved (snapshotProofKey), checked before the next verification trusts it. */
+  proofSha256: z.string().optional(),
 });
 export type SnapshotVerification = z.infer<typeof SnapshotVerificationSchema>;
 

@@ -46,11 +46,17 @@ export interface VerifySnapshotOptions {
 
 const sha256Of = (bytes: Uint8Array) => createHash("sha256").update(bytes).digest("hex");
 
-async function readProof(store: TargetStore, set: string, id: string): Promise<Proof> {
+/** What a verification proved; nothing when its proof is missing, damaged or not the one it recorded (then every object is checked again). */
+async function readProof(store: TargetStore, set: string, id: string, sha256?: string): Promise<Proof> {
   const body = (await store.get(snapshotProofKey(set, id)))?.body;
-  if (!body) return new Map();
-  const parsed: unknown = JSON.parse(gunzipSync(body).toString("utf8"));
   const proof: Proof = new Map();
+  if (!body || (sha256 !== undefined && sha256Of(body) !== sha256)) return proof;
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(gunzipSync(body).toString("utf8"));
+  } catch {
+    return proof;
+  }
   if (typeof parsed !== "object" || parsed === null) return proof;
   for (const [key, value] of Object.entries(parsed)) {
     if (Array.isArray(value) && typeof value[0] === "string" && typeof value[1] === "string") proof.set(key, [value[0], value[1]]);
@@ -58,8 +64,11 @@ async function readProof(store: TargetStore, set: string, id: string): Promise<P
   return proof;
 }
 
-async function writeProof(store: TargetStore, set: string, id: string, proof: Proof): Promise<void> {
-  await store.put(snapshotProofKey(set, id), gzipSync(JSON.stringify(Object.fromEntries(proof))), {});
+/** Writes what a verification proved; resolves with its sha256. */
+async function writeProof(store: TargetStore, set: string, id: string, proof: Proof): Promise<string> {
+  const body = gzipSync(JSON.stringify(Object.fromEntries(proof)));
+  await store.put(snapshotProofKey(set, id), body, {});
+  return sha256Of(body);
 }
 
 /** The content objects of a snapshot, in a fixed order: its files (or distinct blocks), then the set's preserved content. */
@@ -137,10 +146,11 @@ async function pathsWithContent(store: TargetStore, set: string, sha256: string)
 export async function verifySnapshot(store: TargetStore, summary: SnapshotSummary, options: VerifySnapshotOptions): Promise<SnapshotVerification> {
   const { set } = summary;
   const before = summary.verification?.status === "pending" ? summary.verification : undefined;
-  const trustedFrom = (await listSnapshots(store, set))
-    .filter((s) => s.id !== summary.id && s.verification?.status === "verified" && (s.volume !== undefined) === (summary.volume !== undefined))
-    .at(-1)?.id;
-  const previous = trustedFrom !== undefined ? await readProof(store, set, trustedFrom) : new Map<string, readonly [string, string]>();
+  const trusted = (await listSnapshots(store, set))
+    .filter((s) => s.id !== summary.id && s.verification?.status === "verified" && s.verification.proofSha256 !== undefined && (s.volume !== undefined) === (summary.volume !== undefined))
+    .at(-1);
+  const trustedFrom = trusted?.id;
+  const previous = trusted ? await readProof(store, set, trusted.id, trusted.verification?.proofSha256) : new Map<string, readonly [string, string]>();
   const proof = before ? await readProof(store, set, summary.id) : new Map<string, readonly [string, string]>();
   const { items, prefixes } = await itemsOf(store, summary);
   const tags = await currentTags(store, prefixes);
@@ -190,7 +200,6 @@ export async function verifySnapshot(store: TargetStore, summary: SnapshotSummar
     if (paths.length > 0) failure.path = paths.slice(0, 10).join(", ");
   }
   const { next: _done, ...finished } = state;
-  const result: SnapshotVerification = { ...finished, status: state.failureCount > 0 ? "failed" : "verified", at: options.now().toISOString() };
-  await writeProof(store, set, summary.id, proof);
-  return result;
+  const proofSha256 = await writeProof(store, set, summary.id, proof);
+  return { ...finished, status: state.failureCount > 0 ? "failed" : "verified", at: options.now().toISOString(), proofSha256 };
 }

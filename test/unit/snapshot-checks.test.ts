@@ -4,12 +4,13 @@
 // done behind the applier's back, and across invocations.
 
 import { randomBytes } from "node:crypto";
+import { gunzipSync, gzipSync } from "node:zlib";
 import { mkdirSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { readTaskResult } from "../../agent/task-results.ts";
 import { fileSetDigest } from "../../contract/digest.ts";
-import { blockDataKey, dataKey, preservedKey, statusKey } from "../../contract/layout.ts";
+import { blockDataKey, dataKey, preservedKey, snapshotProofKey, statusKey } from "../../contract/layout.ts";
 import { DEFAULT_TASK_TIMEOUT_SECONDS, type SnapshotSummary, type TaskFields } from "../../contract/tasks.ts";
 import { BLOCK_SIZE } from "../../contract/wire.ts";
 import { MarkerContinuesError } from "../../lambdas/applier/markers.ts";
@@ -92,6 +93,20 @@ describe("a file set's snapshot at a marker", () => {
     expect(status).toBe("failed");
     expect(error).toContain("docs/a.txt");
     expect(snapshot.verification).toMatchObject({ status: "failed", failureCount: 1, failures: [{ path: "docs/a.txt", key, problem: expect.stringContaining("the snapshot says") }] });
+  });
+
+  it("does not trust a previous verification's proof that was changed after it was recorded", async () => {
+    const first = await marker(h);
+    const key = dataKey(SET, "docs/a.txt");
+    await h.store.put(key, Buffer.from("version 0ne"), (await h.store.head(key))?.meta);
+    // Behind the applier's back, the proof now vouches for the altered object's tag.
+    const proofKey = snapshotProofKey(SET, first.snapshot.id);
+    const proof = JSON.parse(gunzipSync((await h.store.get(proofKey))?.body ?? Buffer.alloc(0)).toString("utf8")) as Record<string, [string, string]>;
+    proof[key] = [h.store.objects.get(key)?.etag ?? "", proof[key]?.[1] ?? ""];
+    await h.store.put(proofKey, gzipSync(JSON.stringify(proof)));
+    const { status, snapshot } = await marker(h);
+    expect(status).toBe("failed");
+    expect(snapshot.verification).toMatchObject({ status: "failed", trusted: 0, failures: [{ path: "docs/a.txt" }] });
   });
 
   it("fails verification, naming the path, when preserved content an older snapshot needs was altered", async () => {
