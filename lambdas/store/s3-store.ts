@@ -76,6 +76,23 @@ export class S3Store implements TargetStore {
     }
   }
 
+  async hash(key: string, versionId?: string): Promise<{ sha256: string; size: number } | undefined> {
+    try {
+      const out = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: key, ...(versionId !== undefined ? { VersionId: versionId } : {}) }));
+      const hash = createHash("sha256");
+      let size = 0;
+      const reader = out.Body?.transformToWebStream().getReader();
+      for (let chunk = await reader?.read(); chunk && !chunk.done; chunk = await reader?.read()) {
+        hash.update(chunk.value);
+        size += chunk.value.length;
+      }
+      return { sha256: hash.digest("hex"), size };
+    } catch (error) {
+      if (isNotFound(error)) return undefined;
+      throw error;
+    }
+  }
+
   async head(key: string): Promise<ObjectHead | undefined> {
     try {
       const direct = await this.#directRequests();

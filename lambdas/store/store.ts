@@ -43,6 +43,12 @@ export interface TargetStore {
   delete(key: string): Promise<void>;
   /** Every object whose key starts with prefix, in key order. */
   list(prefix: string): AsyncIterable<ObjectInfo>;
+  /**
+   * SHA-256 (hex) and size of the object's bytes (of that version, when
+   * given), read as a stream so that no object is held in memory whole;
+   * undefined when there is none. Stores that cannot stream leave it out.
+   */
+  hash?(key: string, versionId?: string): Promise<{ sha256: string; size: number } | undefined>;
   /** True when the store keeps replaced versions (S3 bucket versioning enabled): old content stays readable by version id. */
   versioned(): Promise<boolean>;
 }

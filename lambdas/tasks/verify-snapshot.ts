@@ -109,6 +109,13 @@ async function currentTags(store: TargetStore, prefixes: readonly string[]): Pro
 
 type Checked = { how: "trusted" | "checksum" | "read"; problem?: string };
 
+/** The object's SHA-256, streamed where the store can (a large file is never held whole). */
+async function readHash(store: TargetStore, key: string, versionId: string | undefined): Promise<{ sha256: string } | undefined> {
+  if (store.hash) return store.hash(key, versionId);
+  const object = await store.get(key, versionId);
+  return object && { sha256: sha256Of(object.body) };
+}
+
 async function checkItem(store: TargetStore, item: Item, tag: string | undefined, proven: readonly [string, string] | undefined): Promise<Checked> {
   // A snapshot just taken names the objects' current versions: the tag the store lists now is theirs.
   if (tag !== undefined && proven && proven[0] === tag && proven[1] === item.sha256) return { how: "trusted" };
@@ -120,9 +127,9 @@ async function checkItem(store: TargetStore, item: Item, tag: string | undefined
   }
   const what = item.versionId !== undefined ? `version ${item.versionId} of ${item.key}` : item.key;
   if (!current && item.versionId === undefined) return { how: "read", problem: `${what} is missing` };
-  const object = await store.get(item.key, item.versionId);
-  if (!object) return { how: "read", problem: `${what} is missing` };
-  const actual = sha256Of(object.body);
+  const read = await readHash(store, item.key, item.versionId);
+  if (!read) return { how: "read", problem: `${what} is missing` };
+  const actual = read.sha256;
   return actual === item.sha256 ? { how: "read" } : { how: "read", problem: `${what} has sha256 ${actual}, the snapshot says ${item.sha256}` };
 }
 
