@@ -105,8 +105,9 @@ held at step 2, and it runs the action there:
   snapshot  a point-in-time manifest, restorable with \`tidemark restore\`;
             checked against a digest of what step 2 saw (a difference fails
             the task, naming the paths), then its content verified (every
-            object present, its SHA-256 right), over as many invocations as
-            that needs
+            object present, its SHA-256 right); it holds later changes until
+            both are done, over as many invocations as that needs (--timeout
+            does not cut it short)
   invoke    calls --function NAME (on the target's allow-list) with the
             marker's context (--input JSON adds to it; --snapshot takes a
             snapshot first and passes its id)
