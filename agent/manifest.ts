@@ -41,11 +41,18 @@ export async function writeManifest(journal: Journal, set: string, onEntry?: (en
   let entries = 0;
   const lines = Readable.from(
     (function* () {
+      // Lines go to gzip some 64 KiB at a time: a stream chunk per line costs more than the line.
+      let chunk = "";
       for (const entry of journal.allEntries(set)) {
         entries += 1;
         onEntry?.(entry);
-        yield `${JSON.stringify(toManifestEntry(entry))}\n`;
+        chunk += `${JSON.stringify(toManifestEntry(entry))}\n`;
+        if (chunk.length >= 65_536) {
+          yield chunk;
+          chunk = "";
+        }
       }
+      if (chunk !== "") yield chunk;
     })(),
   );
   const tap = new Transform({
