@@ -17,6 +17,7 @@ import { silentLogger, type Logger } from "./log.ts";
 import { writeManifest } from "./manifest.ts";
 import { barrierScan, type ScanOptions, type ScanReport } from "./scan.ts";
 import { BusyFiles } from "./busy-files.ts";
+import { markerDigest } from "./marker-digest.ts";
 import { PackedAhead, sendNext, type PackedMarker } from "./sender.ts";
 import { newTaskId, type TaskFields } from "../contract/tasks.ts";
 import type { DrillReport } from "../contract/drills.ts";
@@ -492,7 +493,9 @@ class SetRunner {
       const scan = await this.#barrier({ full: true, ...(request.onProgress ? { onProgress: request.onProgress } : {}) });
       const id = request.id ?? newTaskId();
       const fields = { ...request.fields, insertedAt: request.fields.insertedAt ?? new Date().toISOString() };
-      const [seq] = this.#journal.append(this.spec.name, [{ op: "task", id, fields, ...(request.onTransmit ? { onTransmit: request.onTransmit } : {}) }]);
+      // What the index holds now is what the target must hold at the marker.
+      const digest = await markerDigest(this.#journal, this.spec, fields);
+      const [seq] = this.#journal.append(this.spec.name, [{ op: "task", id, fields, ...digest, ...(request.onTransmit ? { onTransmit: request.onTransmit } : {}) }]);
       return { id, seq: seq ?? 0, generation: this.#journal.generation(this.spec.name).id, scan };
     });
     this.wake();

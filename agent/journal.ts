@@ -15,6 +15,7 @@ import type { TaskFields } from "../contract/tasks.ts";
 import { journalFault } from "./journal-faults.ts";
 import { SkippedNames } from "./skipped-names.ts";
 import type { DrillReport } from "../contract/drills.ts";
+import type { SetDigest } from "../contract/digest.ts";
 
 /** A change as the agent journals it. Content is captured when journaled, so later writes cannot leak into it. */
 export type Change =
@@ -57,6 +58,9 @@ export type Change =
       fields: TaskFields;
       /** Run by the agent just before the message holding the marker is sent (ONTRANSMIT); never sent. */
       onTransmit?: string;
+      /** What the index held at the barrier (agent/marker-digest.ts); `content` holds the digest's list. */
+      digest?: SetDigest & { list?: { size: number; sha256: string } };
+      content?: { bytes: Uint8Array } | { spool: string };
     }
   /** A record the target refused for good, in its place: the seq travels so the chain stays contiguous (poison.ts). */
   | { op: "skip"; path: string; reason: string }
@@ -206,6 +210,7 @@ function toEntry(row: EntryRow): IndexEntry {
 /** Bytes a change adds to the backlog: the content it carries (a delta's blocks), or nothing for metadata-only changes. */
 export function changeBytes(change: Change): number {
   if (change.op === "verify") return change.size;
+  if (change.op === "task") return change.digest?.list?.size ?? 0;
   if (change.op === "block") return "bytes" in change.content ? change.content.bytes.length : 0;
   if (change.op !== "put") return 0;
   return change.delta ? deltaContentSize(change.size, change.delta.blocks) : change.size;
@@ -438,8 +443,8 @@ export class Journal {
       if (!("bytes" in change.content)) return { stored: change, content: null };
       return { stored: { ...change, content: { bytes: new Uint8Array() } }, content: change.content.bytes };
     }
-    if (change.op === "verify") {
-      if (!("bytes" in change.content)) return { stored: change, content: null };
+    if (change.op === "verify" || (change.op === "task" && change.content)) {
+      if (!change.content || !("bytes" in change.content)) return { stored: change, content: null };
       return { stored: { ...change, content: { bytes: new Uint8Array() } }, content: change.content.bytes };
     }
     if (change.op !== "put") return { stored: change, content: null };
@@ -496,7 +501,9 @@ export class Journal {
     const rows = this.#statements.pending.all(set, afterSeq, limit) as unknown as RecordRow[];
     return rows.map((row) => {
       const change = JSON.parse(row.change) as Change;
-      if ((change.op === "put" || change.op === "verify" || change.op === "block") && "bytes" in change.content) change.content = { bytes: row.content ?? new Uint8Array() };
+      if ((change.op === "put" || change.op === "verify" || change.op === "block" || change.op === "task") && change.content && "bytes" in change.content) {
+        change.content = { bytes: row.content ?? new Uint8Array() };
+      }
       return { ...change, seq: row.seq };
     });
   }

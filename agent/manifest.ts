@@ -32,7 +32,8 @@ function toManifestEntry(entry: IndexEntry): ManifestEntry {
   };
 }
 
-export async function writeManifest(journal: Journal, set: string): Promise<Manifest> {
+/** Writes the set's index as a manifest; `onEntry` sees each index entry as it is written (in path order). */
+export async function writeManifest(journal: Journal, set: string, onEntry?: (entry: IndexEntry) => void): Promise<Manifest> {
   const name = randomUUID();
   const temp = join(journal.spoolDir, `${name}.tmp`);
   const hash = createHash("sha256");
@@ -40,10 +41,18 @@ export async function writeManifest(journal: Journal, set: string): Promise<Mani
   let entries = 0;
   const lines = Readable.from(
     (function* () {
+      // Lines go to gzip some 64 KiB at a time: a stream chunk per line costs more than the line.
+      let chunk = "";
       for (const entry of journal.allEntries(set)) {
         entries += 1;
-        yield `${JSON.stringify(toManifestEntry(entry))}\n`;
+        onEntry?.(entry);
+        chunk += `${JSON.stringify(toManifestEntry(entry))}\n`;
+        if (chunk.length >= 65_536) {
+          yield chunk;
+          chunk = "";
+        }
       }
+      if (chunk !== "") yield chunk;
     })(),
   );
   const tap = new Transform({

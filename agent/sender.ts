@@ -68,8 +68,18 @@ function toWire(set: string, spoolDir: string, record: JournalRecord, compressio
     return { wire: { ...meta, content: { kind: "staged" } }, staged };
   }
   if (record.op === "task") {
-    const { onTransmit: _sourceOnly, fields, ...marker } = record;
-    return { wire: { ...fields, ...marker } };
+    const { onTransmit: _sourceOnly, fields, content, digest, ...marker } = record;
+    if (!digest) return { wire: { ...fields, ...marker } };
+    const { list, ...counts } = digest;
+    if (!list || !content) return { wire: { ...fields, ...marker, digest: counts } };
+    // The digest's list is gzip'ed already: it travels like a verify manifest.
+    if ("bytes" in content) {
+      const inline = encodeInline(content.bytes, "none");
+      if (inline.data.length <= MAX_INLINE_BYTES) return { wire: { ...fields, ...marker, digest: { ...counts, list: { ...list, content: inline } } } };
+    }
+    const key = stagingKey(set, record.seq, list.sha256);
+    const source = "bytes" in content ? { bytes: content.bytes } : { file: join(spoolDir, content.spool) };
+    return { wire: { ...fields, ...marker, digest: { ...counts, list: { ...list, content: { kind: "staged" } } } }, staged: { set, key, sha256: list.sha256, size: list.size, source } };
   }
   if (record.op === "skip") return { wire: { seq: record.seq, op: "skip" } };
   if (record.op !== "put") return { wire: record };

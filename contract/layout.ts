@@ -77,6 +77,11 @@ export function snapshotManifestKey(set: string, snapshotId: string): string {
   return `${snapshotsPrefix(set)}${snapshotId}/manifest.jsonl.gz`;
 }
 
+/** Key of what a snapshot's verification proved: gzip'ed JSON of the content objects it checked, with the tag each had (the next verification trusts an object whose tag has not changed). */
+export function snapshotProofKey(set: string, snapshotId: string): string {
+  return `${snapshotsPrefix(set)}${snapshotId}/verified.json.gz`;
+}
+
 /** Key of content kept for snapshots after the live mirror overwrote or deleted it (DESIGN 4): once per content hash. */
 export function preservedKey(set: string, sha256: string): string {
   return `${PREFIX.preserved}${set}/${sha256}`;

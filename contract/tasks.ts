@@ -5,6 +5,7 @@
 import { randomBytes } from "node:crypto";
 import { z } from "zod";
 import { ManifestEntrySchema } from "./manifest-entry.ts";
+import { SetDigestSchema } from "./digest.ts";
 
 /** What the applier does at a marker. `ebs-snapshot` is for volume sets. */
 export const TASK_ACTIONS = ["snapshot", "invoke", "event", "backup", "ebs-snapshot"] as const;
@@ -79,6 +80,54 @@ export function snapshotIdFor(taskId: string): string {
   return `snap-${taskId}`;
 }
 
+/** Most paths a snapshot's summary names (of a digest's differences, of a verification's failures); the counts say how many there were. */
+export const MAX_NAMED_PATHS = 100;
+
+const NamedPath = z.object({ path: z.string(), problem: z.string() });
+
+/**
+ * How a snapshot compares with the digest its marker carried (DESIGN 8b):
+ * `matched`, `mismatch` (the differing paths named), or `unverified` when the
+ * marker carried none (sent straight to the queue: no barrier scan saw the source).
+ */
+export const SnapshotDigestCheckSchema = z.object({
+  status: z.enum(["matched", "mismatch", "unverified"]),
+  reason: z.string().optional(),
+  /** The marker's digest: what the source held at the barrier. */
+  source: SetDigestSchema.optional(),
+  /** The same digest over the snapshot's manifest. */
+  target: SetDigestSchema,
+  differences: z.array(NamedPath).optional(),
+  differenceCount: z.number().int().min(0).optional(),
+});
+export type SnapshotDigestCheck = z.infer<typeof SnapshotDigestCheckSchema>;
+
+/**
+ * The check of a snapshot's content right after it was taken: every object
+ * it names exists and has its SHA-256. `pending` while it goes on (across
+ * invocations), then `verified` or `failed` (the paths named); `unverified`
+ * when it could not run.
+ */
+export const SnapshotVerificationSchema = z.object({
+  status: z.enum(["pending", "verified", "failed", "unverified"]),
+  reason: z.string().optional(),
+  /** When it finished. */
+  at: z.string().optional(),
+  /** Content objects checked so far, and how: by the checksum the store keeps, by reading them, or unchanged since the snapshot named in trustedFrom was verified. */
+  objects: z.number().int().min(0),
+  byChecksum: z.number().int().min(0),
+  read: z.number().int().min(0),
+  trusted: z.number().int().min(0),
+  trustedFrom: z.string().optional(),
+  failures: z.array(NamedPath.extend({ key: z.string() })),
+  failureCount: z.number().int().min(0),
+  /** While pending: the next item to check. */
+  next: z.number().int().min(0).optional(),
+  /** sha256 of what it proved (snapshotProofKey), checked before the next verification trusts it. */
+  proofSha256: z.string().optional(),
+});
+export type SnapshotVerification = z.infer<typeof SnapshotVerificationSchema>;
+
 /** snapshots/<set>/<id>/snapshot.json: what `tidemark snapshots` lists. */
 export const SnapshotSummarySchema = z.object({
   id: z.string(),
@@ -106,6 +155,10 @@ export const SnapshotSummarySchema = z.object({
       ebsSnapshotId: z.string().optional(),
     })
     .optional(),
+  /** The marker's digest checked against the manifest (absent on snapshots taken before digests existed). */
+  digest: SnapshotDigestCheckSchema.optional(),
+  /** The content check right after the snapshot was taken. */
+  verification: SnapshotVerificationSchema.optional(),
 });
 export type SnapshotSummary = z.infer<typeof SnapshotSummarySchema>;
 

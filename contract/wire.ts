@@ -9,6 +9,7 @@ import { ORPHAN_POLICIES } from "./layout.ts";
 import { TaskFieldsSchema, TaskIdSchema } from "./tasks.ts";
 import { DrillReportSchema } from "./drills.ts";
 import { LinkGroup, ManifestEntrySchema, Mode, MtimeNs, Seq, SetName, SetPath, Sha256, Size, type ManifestEntry } from "./manifest-entry.ts";
+import { SetDigestSchema } from "./digest.ts";
 
 export const WIRE_VERSION = 1;
 
@@ -122,11 +123,19 @@ const VerifyRecord = z.object({
 });
 
 /**
+ * What the agent's index held at the marker's barrier (contract/digest.ts).
+ * `list` is that index as a verification manifest (gzip'ed JSON lines of
+ * ManifestEntry), read by the applier only when its snapshot's digest differs,
+ * to name the paths; a volume's digest carries none.
+ */
+const MarkerDigest = SetDigestSchema.extend({ list: z.object({ size: Size, sha256: Sha256, content: Content }).optional() });
+
+/**
  * A task marker journaled by the agent (DESIGN 3): when the applier reaches
  * it, the target holds what the source held at the barrier before it, and the
  * marker's action runs on that state.
  */
-const TaskRecord = TaskFieldsSchema.extend({ seq: Seq, op: z.literal("task"), id: TaskIdSchema });
+const TaskRecord = TaskFieldsSchema.extend({ seq: Seq, op: z.literal("task"), id: TaskIdSchema, digest: MarkerDigest.optional() });
 
 /** Deletes snapshot manifests of the set beyond the newest `keep`, and the preserved content only they referred to. */
 const PruneRecord = z.object({
@@ -237,6 +246,7 @@ export const MarkerMessageSchema = z.object({
 
 export type WireRecord = z.infer<typeof RecordSchema>;
 export type TaskRecord = z.infer<typeof TaskRecord>;
+export type MarkerDigest = z.infer<typeof MarkerDigest>;
 export type PruneRecord = z.infer<typeof PruneRecord>;
 export type MarkerMessage = z.infer<typeof MarkerMessageSchema>;
 export type PutRecord = z.infer<typeof PutRecord>;

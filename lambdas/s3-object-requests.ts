@@ -40,9 +40,9 @@ export class S3ObjectRequests {
     return target ? new S3ObjectRequests(new SignedRequests(client.config, target, s3ErrorOf, options)) : undefined;
   }
 
-  /** PutObject; the body must fit one request (the caller sends larger ones in parts). */
-  async put(key: string, body: Uint8Array, meta: Record<string, string>): Promise<void> {
-    const headers: Record<string, string> = { "content-type": "application/octet-stream" };
+  /** PutObject; the body must fit one request (the caller sends larger ones in parts). With its SHA-256 (base64), S3 checks the body on write and keeps the checksum. */
+  async put(key: string, body: Uint8Array, meta: Record<string, string>, checksumSha256?: string): Promise<void> {
+    const headers: Record<string, string> = { "content-type": "application/octet-stream", ...(checksumSha256 ? { "x-amz-checksum-sha256": checksumSha256 } : {}) };
     for (const [name, value] of Object.entries(meta)) headers[`x-amz-meta-${name.toLowerCase()}`] = value;
     await this.send("PUT", key, { body, headers });
   }
@@ -52,9 +52,9 @@ export class S3ObjectRequests {
     return this.send("GET", key, versionId !== undefined ? { query: { versionId } } : {});
   }
 
-  /** HeadObject; a missing object throws AwsRequestError NotFound (404). */
+  /** HeadObject, with the checksum the store keeps; a missing object throws AwsRequestError NotFound (404). */
   head(key: string): Promise<ObjectResponse> {
-    return this.send("HEAD", key, {});
+    return this.send("HEAD", key, { headers: { "x-amz-checksum-mode": "ENABLED" } });
   }
 
   async delete(key: string): Promise<void> {

@@ -29,13 +29,21 @@ from it) and bytes it holds.
 Each restores byte for byte with \`tidemark restore\`, however far the live
 mirror has moved on since.
 
+DIGEST compares the snapshot with what the source held at the marker:
+matched, MISMATCH (the task failed; --json names the paths), or unverified
+(a marker sent straight to the queue: no barrier scan saw the source).
+CHECK is the verification of its content right after it was taken (every
+object present, its SHA-256 right): verified, FAILED (the paths in --json),
+pending while it runs, or unverified.
+
 Options:
   --json          print the snapshots as a JSON array
 ${CONFIG_OPTION}
 
 Examples:
   tidemark snapshots db
-  tidemark snapshots db --json | jq -r '.[-1].id'`,
+  tidemark snapshots db --json | jq -r '.[-1].id'
+  tidemark snapshots db --json | jq '.[] | select(.verification.status == "failed") | .verification.failures'`,
   positionals: true,
   options: { json: { type: "boolean" }, config: { type: "string" } },
   async run(values, positionals) {
@@ -52,8 +60,8 @@ Examples:
     }
     const content = (s: SnapshotSummary) =>
       s.volume ? `${s.volume.blocks} blocks${s.volume.ebsSnapshotId ? ` (EBS ${s.volume.ebsSnapshotId})` : ""}` : `${s.files} files`;
-    const rows = snapshots.map((s) => [s.id, s.taskId, escapeControl(s.label ?? ""), s.takenAt, content(s), formatBytes(s.bytes)]);
-    process.stdout.write(`${table(["SNAPSHOT", "TASK", "LABEL", "TAKEN", "HOLDS", "BYTES"], rows)}\n`);
+    const rows = snapshots.map((s) => [s.id, s.taskId, escapeControl(s.label ?? ""), s.takenAt, content(s), formatBytes(s.bytes), digestColumn(s), checkColumn(s)]);
+    process.stdout.write(`${table(["SNAPSHOT", "TASK", "LABEL", "TAKEN", "HOLDS", "BYTES", "DIGEST", "CHECK"], rows)}\n`);
     return 0;
   },
 };
@@ -169,6 +177,23 @@ function printRestore(set: string, result: RestoreResult, json: boolean): number
     if (result.failures.length > 0) process.stderr.write(`${result.failures.length} entries not restored; everything else was\n`);
   }
   return result.failures.length > 0 ? 3 : 0;
+}
+
+/** The digest check of a snapshot, as the table shows it ("-" for a snapshot taken before digests). */
+function digestColumn(s: SnapshotSummary): string {
+  if (!s.digest) return "-";
+  if (s.digest.status !== "mismatch") return s.digest.status;
+  const count = s.digest.differenceCount;
+  return count !== undefined ? `MISMATCH (${count} paths)` : "MISMATCH";
+}
+
+/** The content check of a snapshot, as the table shows it. */
+function checkColumn(s: SnapshotSummary): string {
+  const v = s.verification;
+  if (!v) return "-";
+  if (v.status === "failed") return `FAILED (${v.failureCount} of ${v.objects})`;
+  if (v.status === "pending") return `pending (${v.objects} checked)`;
+  return v.status;
 }
 
 /** The snapshot with this id; undefined when there is none and the id may be an EBS snapshot's. */

@@ -102,7 +102,12 @@ Inserts a task marker into the set's replication stream. In order:
   4. runs --resume CMD (also when a step before it failed).
 When the applier reaches the marker, the target holds exactly what the source
 held at step 2, and it runs the action there:
-  snapshot  a point-in-time manifest, restorable with \`tidemark restore\`
+  snapshot  a point-in-time manifest, restorable with \`tidemark restore\`;
+            checked against a digest of what step 2 saw (a difference fails
+            the task, naming the paths), then its content verified (every
+            object present, its SHA-256 right); it holds later changes until
+            both are done, over as many invocations as that needs (--timeout
+            does not cut it short)
   invoke    calls --function NAME (on the target's allow-list) with the
             marker's context (--input JSON adds to it; --snapshot takes a
             snapshot first and passes its id)

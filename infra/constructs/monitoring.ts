@@ -8,13 +8,14 @@ import type { IFunction } from "aws-cdk-lib/aws-lambda";
 import { Topic } from "aws-cdk-lib/aws-sns";
 import type { IQueue } from "aws-cdk-lib/aws-sqs";
 import { Construct } from "constructs";
+import { SNAPSHOT_CHECKS_FAILED_METRIC } from "../../lambdas/applier/metrics.ts";
 
 export interface MonitoringProps {
   readonly dashboardName: string;
   readonly queue: IQueue;
   readonly deadLetterQueue: IQueue;
   readonly applier: IFunction;
-  /** Namespace of the applier's embedded metrics (RecordsApplied, BytesApplied, MessagesRejected, SetsOutOfSync, ReplicationLag). */
+  /** Namespace of the applier's embedded metrics (RecordsApplied, BytesApplied, MessagesRejected, SetsOutOfSync, ReplicationLag, SnapshotChecksFailed). */
   readonly metricsNamespace: string;
   /**
    * Alarm when the oldest message is older than this.
@@ -41,6 +42,8 @@ export class Monitoring extends Construct {
   readonly drillFailedAlarm: Alarm;
   /** Absent when drillMaxAgeHours is 0. */
   readonly noRecentDrillAlarm?: Alarm;
+  /** A snapshot failed its digest or its verification: that recovery point cannot be relied on. */
+  readonly snapshotCheckAlarm: Alarm;
   readonly dashboard: Dashboard;
 
   constructor(scope: Construct, id: string, props: MonitoringProps) {
@@ -82,6 +85,13 @@ export class Monitoring extends Construct {
       1,
       "A set is out of sync on the target (a seq gap or a diverged target); `tidemark status` names it, and the agent resyncs it.",
     );
+    const snapshotChecks = applied(SNAPSHOT_CHECKS_FAILED_METRIC);
+    this.snapshotCheckAlarm = alarm(
+      "SnapshotCheckFailed",
+      snapshotChecks,
+      1,
+      "A snapshot differs from what the source held at its marker, or its content is missing or damaged in the bucket: that recovery point cannot be relied on. `tidemark snapshots SET --json` names the paths.",
+    );
 
     this.drillFailedAlarm = alarm(
       "DrillFailed",
@@ -106,7 +116,7 @@ export class Monitoring extends Construct {
     if (props.alarmTopicArn) {
       const action = new SnsAction(Topic.fromTopicArn(this, "AlarmTopic", props.alarmTopicArn));
       const drillAlarms = [this.drillFailedAlarm, ...(this.noRecentDrillAlarm ? [this.noRecentDrillAlarm] : [])];
-      for (const a of [this.replicationLagAlarm, this.deadLetterAlarm, this.applierErrorsAlarm, this.outOfSyncAlarm, ...drillAlarms]) {
+      for (const a of [this.replicationLagAlarm, this.deadLetterAlarm, this.applierErrorsAlarm, this.outOfSyncAlarm, this.snapshotCheckAlarm, ...drillAlarms]) {
         a.addAlarmAction(action);
         a.addOkAction(action);
       }
@@ -143,6 +153,7 @@ export class Monitoring extends Construct {
       new SingleValueWidget({ title: "Messages rejected", metrics: [applied("MessagesRejected")], width: 6 }),
       new SingleValueWidget({ title: "Dead letters", metrics: [dead], width: 6 }),
       new SingleValueWidget({ title: "Drills passed / failed (24 h)", metrics: [applied("DrillPassed"), applied("DrillFailed")].map((m) => m.with({ period: Duration.days(1) })), width: 6 }),
+      new SingleValueWidget({ title: "Snapshot checks failed", metrics: [snapshotChecks], width: 6 }),
     );
   }
 }

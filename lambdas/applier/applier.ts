@@ -4,7 +4,7 @@
 
 import { createHash } from "node:crypto";
 import { blockDataKey, dataKey, dirKey, drillReportKey, encodeMeta, META, pruneReportKey, stagingKey, statusKey, verifyReportKey, type SetStatus } from "../../contract/layout.ts";
-import { snapshotIdFor, type PruneReport } from "../../contract/tasks.ts";
+import { snapshotIdFor, type PruneReport, type SnapshotSummary } from "../../contract/tasks.ts";
 import { setNameProblem } from "../../contract/paths.ts";
 import {
   BadMessageError,
@@ -31,6 +31,7 @@ import { preserveBeforeReplace, pruneSnapshots, takeSnapshot } from "../tasks/sn
 import { readSetStatus } from "../store/set-status.ts";
 import { VolumeMap } from "../volumes/block-map.ts";
 import { takeVolumeSnapshot } from "../volumes/volume-snapshots.ts";
+import { checkSnapshot } from "../tasks/snapshot-checks.ts";
 import type { TargetStore } from "../store/store.ts";
 import { SignedOwnership, type OwnershipCheck, type Refusal } from "./ownership.ts";
 import { checkStaged } from "./staged-content.ts";
@@ -256,7 +257,7 @@ export class Applier {
           // Everything before the marker is applied: checkpoint it, so a retry of the message starts at the marker.
           advance(record.seq - 1);
           await this.#writeStatus(status);
-          await this.#runMarker({ set, id: record.id, seq: record.seq, fields: record }, status, invocation);
+          await this.#runMarker({ set, id: record.id, seq: record.seq, fields: record, ...(record.digest ? { digest: record.digest } : {}) }, status, invocation);
           applied += 1;
           this.#observer.applied?.(set, record);
           continue;
@@ -339,17 +340,18 @@ export class Applier {
         settings: this.#tasks,
         now: this.#now,
         log: this.#log,
-        snapshot: async (m, signal) => {
+        snapshot: async (m, signal, saveProgress) => {
           const request = { id: snapshotIdFor(m.id), taskId: m.id, seq: m.seq, ...(m.fields.label !== undefined ? { label: m.fields.label } : {}) };
           const volume = await VolumeMap.open(this.#store, m.set);
           // A volume's block content is never overwritten: its snapshots need no preservation.
-          if (volume.exists) return takeVolumeSnapshot(this.#store, volume, request, this.#now());
+          const checks = { now: this.#now, signal, progress: (s: SnapshotSummary) => saveProgress({ snapshotId: s.id, verified: s.verification?.objects ?? 0 }) };
+          if (volume.exists) return checkSnapshot(this.#store, await takeVolumeSnapshot(this.#store, volume, request, this.#now()), m, checks);
           // Before the snapshot exists: from here on, live content older than it is preserved before it is
           // replaced. Nothing is applied meanwhile, so a snapshot that then fails only costs spare copies.
           status.snapshotGen += 1;
           status.snapshotsRetained += 1;
           await this.#writeStatus(status);
-          return takeSnapshot(this.#store, m.set, request, { now: this.#now(), signal });
+          return checkSnapshot(this.#store, await takeSnapshot(this.#store, m.set, request, { now: this.#now(), signal }), m, checks);
         },
         ...(invocation ? { remainingMs: () => invocation.remainingMs() } : {}),
       },

@@ -82,8 +82,8 @@ function fromEnvironment(env: NodeJS.ProcessEnv = process.env): BatchHandler {
   if (!bucket) throw new Error("TIDEMARK_BUCKET is not set: the applier does not know its target bucket");
   const region = env.AWS_REGION ?? "us-east-1";
   const endpoint = env.TIDEMARK_S3_ENDPOINT;
-  // S3 itself checks the SHA-256 an uploader sends; an endpoint of our own (an emulator) may not.
-  const store = new S3Store(makeS3Client({ region, ...(endpoint ? { endpoint } : {}) }), bucket, { storedChecksumsVerified: !endpoint });
+  // S3 itself checks and keeps checksums; an S3-compatible endpoint is not trusted to.
+  const store = new S3Store(makeS3Client({ region, ...(endpoint ? { endpoint } : {}) }), bucket, { storeVerifiesChecksums: endpoint === undefined });
   const sqs = makeSqsClient({ region, ...(env.TIDEMARK_SQS_ENDPOINT ? { endpoint: env.TIDEMARK_SQS_ENDPOINT } : {}) });
   const retrySoon: RetrySoon = async (record) => {
     await sqs.send(new ChangeMessageVisibilityCommand({ QueueUrl: queueUrlOf(record.eventSourceARN, env.TIDEMARK_SQS_ENDPOINT), ReceiptHandle: record.receiptHandle, VisibilityTimeout: 0 }));

@@ -7,8 +7,11 @@
 import { taskResultKey } from "../../contract/layout.ts";
 import { isFinished, TaskResultSchema, type TaskAction, type TaskFields, type TaskResult, type TaskStatus } from "../../contract/tasks.ts";
 import type { SnapshotSummary } from "../../contract/tasks.ts";
-import { ActionSkippedError, EVENT_TYPES, type ActionRunner, type EventSink, type TaskContext } from "../tasks/actions.ts";
+import { ActionFailedError, ActionSkippedError, EVENT_TYPES, type ActionRunner, type EventSink, type TaskContext } from "../tasks/actions.ts";
 import type { TargetStore } from "../store/store.ts";
+import type { MarkerDigest } from "../../contract/wire.ts";
+import { snapshotProblem } from "../tasks/snapshot-checks.ts";
+import { snapshotCheckMetricsLine } from "./metrics.ts";
 
 export interface TaskSettings {
   /** The target's switch: when off, markers are recorded as skipped and nothing runs. @default true */
@@ -19,6 +22,8 @@ export interface TaskSettings {
   readonly events?: EventSink;
   /** Snapshots older than this many days are deleted when a new one is taken. */
   readonly retentionDays?: number;
+  /** Namespace of the metric a failed snapshot check puts (embedded metric format). @default "Tidemark" */
+  readonly metricsNamespace?: string;
 }
 
 export interface Marker {
@@ -26,6 +31,8 @@ export interface Marker {
   readonly id: string;
   readonly seq: number | null;
   readonly fields: TaskFields;
+  /** What the source held at the barrier, when the agent journaled the marker. */
+  readonly digest?: MarkerDigest;
 }
 
 export interface MarkerDeps {
@@ -33,8 +40,8 @@ export interface MarkerDeps {
   readonly settings: TaskSettings;
   readonly now: () => Date;
   readonly log: (line: string) => void;
-  /** Takes the snapshot of the set as it is now (the applier raises the set's snapshot generation once it is written). */
-  readonly snapshot: (marker: Marker, signal: AbortSignal) => Promise<SnapshotSummary>;
+  /** Takes and checks the snapshot of the set as it is now (the applier raises the set's snapshot generation once it is written); a check that goes on across invocations calls saveProgress. */
+  readonly snapshot: (marker: Marker, signal: AbortSignal, saveProgress: (outputs: Record<string, unknown>) => Promise<void>) => Promise<SnapshotSummary>;
   /** Milliseconds left in this invocation (Lambda's deadline); unbounded when absent. */
   readonly remainingMs?: () => number;
 }
@@ -59,9 +66,9 @@ export class MarkerContinuesError extends Error {
   override name = "MarkerContinuesError";
 }
 
-/** Actions that go on across invocations until they finish (they hold the set meanwhile; the marker's timeout does not end them). */
+/** Actions that go on across invocations until they finish (they hold the set meanwhile; the marker's timeout does not end them): a snapshot's verification too. */
 function resumable(action: TaskAction): boolean {
-  return action === "ebs-snapshot";
+  return action === "ebs-snapshot" || action === "snapshot";
 }
 
 async function readResult(store: TargetStore, key: string): Promise<TaskResult | undefined> {
@@ -87,8 +94,12 @@ export interface MarkerOutcome {
 }
 
 function snapshotOutputs(snapshot: SnapshotSummary): Record<string, unknown> {
-  if (snapshot.volume) return { snapshotId: snapshot.id, blocks: snapshot.volume.blocks, bytes: snapshot.bytes };
-  return { snapshotId: snapshot.id, files: snapshot.files, bytes: snapshot.bytes };
+  const checks = {
+    ...(snapshot.digest ? { digest: snapshot.digest.status } : {}),
+    ...(snapshot.verification ? { verification: snapshot.verification.status } : {}),
+  };
+  if (snapshot.volume) return { snapshotId: snapshot.id, blocks: snapshot.volume.blocks, bytes: snapshot.bytes, ...checks };
+  return { snapshotId: snapshot.id, files: snapshot.files, bytes: snapshot.bytes, ...checks };
 }
 
 export async function runMarker(deps: MarkerDeps, marker: Marker, skipReason?: string): Promise<MarkerOutcome> {
@@ -160,7 +171,17 @@ export async function runMarker(deps: MarkerDeps, marker: Marker, skipReason?: s
   };
   const work = async (signal: AbortSignal): Promise<Record<string, unknown>> => {
     // An EBS snapshot is cut from the block snapshot taken here, at the marker.
-    if (fields.action === "snapshot" || fields.action === "ebs-snapshot" || fields.snapshot) snapshot = await deps.snapshot(marker, signal);
+    if (fields.action === "snapshot" || fields.action === "ebs-snapshot" || fields.snapshot) {
+      const taken = await deps.snapshot(marker, signal, saveProgress);
+      snapshot = taken;
+      // A snapshot that differs from the source or lost content is no recovery point: nothing is built on it.
+      const problem = snapshotProblem(taken);
+      if (problem !== undefined) {
+        result.outputs = snapshotOutputs(taken);
+        deps.log(snapshotCheckMetricsLine({ set: marker.set, snapshot: taken, timestamp: now().getTime(), ...(settings.metricsNamespace ? { namespace: settings.metricsNamespace } : {}) }));
+        throw new ActionFailedError(problem);
+      }
+    }
     if (fields.action === "snapshot") return snapshot ? snapshotOutputs(snapshot) : {};
     const runner = settings.actions?.[fields.action];
     if (!runner) throw new ActionSkippedError(`the ${fields.action} action is not available on this target`);

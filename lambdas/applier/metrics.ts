@@ -3,6 +3,7 @@
 
 import type { DrillReport } from "../../contract/drills.ts";
 import type { MessageOutcome } from "./applier.ts";
+import type { SnapshotSummary } from "../../contract/tasks.ts";
 
 /** The namespace when the deployment sets none (TIDEMARK_METRICS_NAMESPACE). */
 export const DEFAULT_METRICS_NAMESPACE = "Tidemark";
@@ -85,5 +86,26 @@ export function drillMetricsLine(report: DrillReport, timestamp: number, namespa
     DrillPassed: report.passed ? 1 : 0,
     DrillFailed: report.passed ? 0 : 1,
     DrillRecoveryTime: report.rto.totalMs,
+  });
+}
+
+/** The metric a snapshot that failed its digest or its verification puts (the stack alarms on it). */
+export const SNAPSHOT_CHECKS_FAILED_METRIC = "SnapshotChecksFailed";
+
+/** One log line, read by CloudWatch as the metric SnapshotChecksFailed = 1, naming the set and the snapshot. */
+export function snapshotCheckMetricsLine(failure: { set: string; snapshot: SnapshotSummary; timestamp: number; namespace?: string }): string {
+  const { snapshot } = failure;
+  return JSON.stringify({
+    level: "error",
+    msg: "snapshot check failed",
+    set: failure.set,
+    snapshot: snapshot.id,
+    digest: snapshot.digest?.status,
+    verification: snapshot.verification?.status,
+    _aws: {
+      Timestamp: failure.timestamp,
+      CloudWatchMetrics: [{ Namespace: failure.namespace ?? DEFAULT_METRICS_NAMESPACE, Dimensions: [[]], Metrics: [{ Name: SNAPSHOT_CHECKS_FAILED_METRIC, Unit: "Count" }] }],
+    },
+    [SNAPSHOT_CHECKS_FAILED_METRIC]: 1,
   });
 }

@@ -25,7 +25,9 @@ export class MemoryStore implements TargetStore {
 
   async head(key: string): Promise<ObjectHead | undefined> {
     const object = this.objects.get(key);
-    return object && { key, size: object.body.length, meta: { ...object.meta }, ...(object.versionId ? { versionId: object.versionId } : {}) };
+    // Computed here, from the bytes held: the reference store verifies every write.
+    const checksumSha256 = object && createHash("sha256").update(object.body).digest("hex");
+    return object && { key, size: object.body.length, meta: { ...object.meta }, ...(object.versionId ? { versionId: object.versionId } : {}), ...(checksumSha256 ? { checksumSha256 } : {}) };
   }
 
   async put(key: string, body: Uint8Array, meta: Record<string, string> = {}): Promise<void> {

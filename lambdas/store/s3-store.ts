@@ -10,10 +10,10 @@ import {
   PutObjectCommand,
   type S3Client,
 } from "@aws-sdk/client-s3";
+import { createHash } from "node:crypto";
 import { copyInParts, isCopySourceTooLarge, MULTIPART_THRESHOLD, putInParts } from "../s3-multipart.ts";
 import { sharedUntilFailure } from "../../contract/async.ts";
 import { encodeKeyPath, metadataOf, S3ObjectRequests, type ObjectRequestOptions } from "../s3-object-requests.ts";
-import { createHash } from "node:crypto";
 import { ListingCheck } from "./listing-check.ts";
 import { ObjectNotFoundError, SourceChangedError, type ContentHash, type CopyOptions, type ObjectHead, type ObjectInfo, type StoredObject, type TargetStore } from "./store.ts";
 
@@ -27,19 +27,24 @@ function copySource(bucket: string, key: string): string {
   return `${bucket}/${encodeKeyPath(key)}`;
 }
 
-function objectHead(key: string, size: number, meta: Record<string, string>, versionId: string | undefined): ObjectHead {
-  // An unversioned bucket reports the version "null".
-  return { key, size, meta, ...(versionId && versionId !== "null" ? { versionId } : {}) };
+function objectHead(key: string, size: number, meta: Record<string, string>, versionId: string | undefined, checksum: string | undefined): ObjectHead {
+  // An unversioned bucket reports the version "null"; an object put in parts a checksum of its parts' ("...-N").
+  const whole = checksum !== undefined && /^[A-Za-z0-9+/]{43}=$/.test(checksum) ? Buffer.from(checksum, "base64").toString("hex") : undefined;
+  return { key, size, meta, ...(versionId && versionId !== "null" ? { versionId } : {}), ...(whole ? { checksumSha256: whole } : {}) };
 }
+
+const checksumOf = (body: Uint8Array) => createHash("sha256").update(body).digest("base64");
 
 export interface S3StoreOptions extends ObjectRequestOptions {
   /**
-   * The store checked every x-amz-checksum-sha256 it was sent against the bytes (S3 does; the local emulator
-   * stores what it is told): a stored full-object SHA-256 then names the content without reading it.
+   * The store checks the SHA-256 sent with a write and keeps it (S3 does):
+   * heads report it as checksumSha256. An emulator that records the writer's
+   * claim unchecked must not be trusted with it.
    * @default false
    */
-  readonly storedChecksumsVerified?: boolean;
+  readonly storeVerifiesChecksums?: boolean;
 }
+
 
 function isPreconditionFailed(error: unknown): boolean {
   const e = error as { name?: string; $metadata?: { httpStatusCode?: number } };
@@ -50,14 +55,15 @@ export class S3Store implements TargetStore {
   readonly client: S3Client;
   readonly bucket: string;
   #versioning: Promise<boolean> | undefined;
-  readonly #storedChecksumsVerified: boolean;
   /** Single-object requests go around the SDK's pipeline when the endpoint allows (s3-object-requests.ts). */
   readonly #directRequests: () => Promise<S3ObjectRequests | undefined>;
+
+  readonly #checksumsVerified: boolean;
 
   constructor(client: S3Client, bucket: string, options: S3StoreOptions = {}) {
     this.client = client;
     this.bucket = bucket;
-    this.#storedChecksumsVerified = options.storedChecksumsVerified ?? false;
+    this.#checksumsVerified = options.storeVerifiesChecksums ?? false;
     this.#directRequests = sharedUntilFailure(() => S3ObjectRequests.open(client, bucket, options));
   }
 
@@ -77,16 +83,40 @@ export class S3Store implements TargetStore {
     }
   }
 
+  async hash(key: string, versionId?: string): Promise<{ sha256: string; size: number } | undefined> {
+    try {
+      const out = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: key, ...(versionId !== undefined ? { VersionId: versionId } : {}) }));
+      const hash = createHash("sha256");
+      let size = 0;
+      const reader = out.Body?.transformToWebStream().getReader();
+      for (let chunk = await reader?.read(); chunk && !chunk.done; chunk = await reader?.read()) {
+        hash.update(chunk.value);
+        size += chunk.value.length;
+      }
+      return { sha256: hash.digest("hex"), size };
+    } catch (error) {
+      if (isNotFound(error)) return undefined;
+      throw error;
+    }
+  }
+
   async head(key: string): Promise<ObjectHead | undefined> {
     try {
       const direct = await this.#directRequests();
       if (direct) {
         const out = await direct.head(key);
         const version = out.headers["x-amz-version-id"];
-        return objectHead(key, Number(out.headers["content-length"] ?? 0), metadataOf(out.headers), typeof version === "string" ? version : undefined);
+        const checksum = out.headers["x-amz-checksum-sha256"];
+        return objectHead(
+          key,
+          Number(out.headers["content-length"] ?? 0),
+          metadataOf(out.headers),
+          typeof version === "string" ? version : undefined,
+          this.#checksumsVerified && typeof checksum === "string" ? checksum : undefined,
+        );
       }
-      const out = await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: key }));
-      return objectHead(key, out.ContentLength ?? 0, out.Metadata ?? {}, out.VersionId);
+      const out = await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: key, ChecksumMode: "ENABLED" }));
+      return objectHead(key, out.ContentLength ?? 0, out.Metadata ?? {}, out.VersionId, this.#checksumsVerified ? out.ChecksumSHA256 : undefined);
     } catch (error) {
       if (isNotFound(error)) return undefined;
       throw error;
@@ -98,9 +128,11 @@ export class S3Store implements TargetStore {
       await putInParts(this.client, { bucket: this.bucket, key, size: body.length, metadata: meta, read: async (offset, length) => body.subarray(offset, offset + length) });
       return;
     }
+    // S3 checks the body against its SHA-256 and keeps it: a snapshot's verification reads it back with a HEAD.
+    const checksum = checksumOf(body);
     const direct = await this.#directRequests();
-    if (direct) await direct.put(key, body, meta);
-    else await this.client.send(new PutObjectCommand({ Bucket: this.bucket, Key: key, Body: body, Metadata: meta }));
+    if (direct) await direct.put(key, body, meta, checksum);
+    else await this.client.send(new PutObjectCommand({ Bucket: this.bucket, Key: key, Body: body, Metadata: meta, ChecksumSHA256: checksum }));
   }
 
   /** CopyObject, or for a source over 5 GiB (which S3 refuses to CopyObject) a copy in parts; with ifMatch, only of that version of the source. */
@@ -114,6 +146,8 @@ export class S3Store implements TargetStore {
           Metadata: meta,
           MetadataDirective: "REPLACE",
           ...(options.ifMatch !== undefined ? { CopySourceIfMatch: options.ifMatch } : {}),
+          // S3 computes the copy's SHA-256 from the bytes it copies.
+          ChecksumAlgorithm: "SHA256",
         }),
       );
     } catch (error) {
@@ -126,7 +160,7 @@ export class S3Store implements TargetStore {
 
   async contentSha256(key: string): Promise<ContentHash | undefined> {
     try {
-      if (this.#storedChecksumsVerified) {
+      if (this.#checksumsVerified) {
         const head = await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: key, ChecksumMode: "ENABLED" }));
         // A multipart object's checksum is of its parts' checksums (type COMPOSITE): only a whole object's one names its content.
         if (head.ChecksumSHA256 && head.ChecksumType !== "COMPOSITE" && !head.ChecksumSHA256.includes("-") && head.ETag) {

@@ -22,6 +22,12 @@ export interface ObjectInfo {
 export interface ObjectHead extends ObjectInfo {
   readonly meta: Record<string, string>;
   readonly versionId?: string;
+  /**
+   * SHA-256 (hex) of the whole object as the store itself computed or checked
+   * it when the object was written; absent when it keeps none, keeps one per
+   * part, or only records what the writer claimed (an emulator).
+   */
+  readonly checksumSha256?: string;
 }
 
 export interface TargetStore {
@@ -42,6 +48,12 @@ export interface TargetStore {
   delete(key: string): Promise<void>;
   /** Every object whose key starts with prefix, each once, in S3's key order (UTF-8 bytes, key-order.ts); throws BrokenListingError when the store's listing proves incomplete. */
   list(prefix: string): AsyncIterable<ObjectInfo>;
+  /**
+   * SHA-256 (hex) and size of the object's bytes (of that version, when
+   * given), read as a stream so that no object is held in memory whole;
+   * undefined when there is none. Stores that cannot stream leave it out.
+   */
+  hash?(key: string, versionId?: string): Promise<{ sha256: string; size: number } | undefined>;
   /** True when the store keeps replaced versions (S3 bucket versioning enabled): old content stays readable by version id. */
   versioned(): Promise<boolean>;
 }

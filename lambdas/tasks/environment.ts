@@ -12,7 +12,7 @@ import { BackupAction, EventBridgeSink, InvokeAction } from "./aws-actions.ts";
 import type { TargetStore } from "../store/store.ts";
 import { EbsSnapshotAction } from "../volumes/ebs-snapshot.ts";
 
-/** Reads TIDEMARK_TASKS_ENABLED, _EVENT_BUS, _INVOKE_ALLOW, _ACCOUNT, _BACKUP_VAULT, _BACKUP_ROLE_ARN, _BUCKET_ARN, _VOLUME_SNAPSHOTS, _EBS_KMS_KEY_ARN and _SNAPSHOT_RETENTION_DAYS. */
+/** Reads TIDEMARK_TASKS_ENABLED, _EVENT_BUS, _INVOKE_ALLOW, _ACCOUNT, _BACKUP_VAULT, _BACKUP_ROLE_ARN, _BUCKET_ARN, _VOLUME_SNAPSHOTS, _EBS_KMS_KEY_ARN, _SNAPSHOT_RETENTION_DAYS and _METRICS_NAMESPACE. */
 export function taskSettingsFromEnvironment(env: NodeJS.ProcessEnv, region: string, bucket: string, store: TargetStore): TaskSettings {
   // One endpoint for the action APIs: a test's fake servers.
   const config = clientConfig({ region, ...(env.TIDEMARK_ACTIONS_ENDPOINT ? { endpoint: env.TIDEMARK_ACTIONS_ENDPOINT } : {}) });
@@ -38,5 +38,6 @@ export function taskSettingsFromEnvironment(env: NodeJS.ProcessEnv, region: stri
     },
     ...(events ? { events } : {}),
     ...(Number.isFinite(retention) && retention > 0 ? { retentionDays: retention } : {}),
+    ...(env.TIDEMARK_METRICS_NAMESPACE ? { metricsNamespace: env.TIDEMARK_METRICS_NAMESPACE } : {}),
   };
 }

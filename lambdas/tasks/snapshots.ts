@@ -17,6 +17,7 @@ import {
   PREFIX,
   preservedKey,
   snapshotManifestKey,
+  snapshotProofKey,
   snapshotsPrefix,
   snapshotSummaryKey,
   type SetStatus,
@@ -122,6 +123,9 @@ export async function takeSnapshot(
   request: SnapshotRequest,
   options: { now: Date; signal?: AbortSignal },
 ): Promise<SnapshotSummary> {
+  // Written already (a marker whose checks go on in this invocation): nothing after the marker was applied since.
+  const existing = (await store.get(snapshotSummaryKey(set, request.id)))?.body;
+  if (existing) return SnapshotSummarySchema.parse(JSON.parse(existing.toString("utf8")));
   const versioned = await store.versioned();
   const entries = await liveEntries(store, set, options.signal, await previousSnapshot(store, set));
   options.signal?.throwIfAborted();
@@ -280,6 +284,7 @@ export async function pruneSnapshots(store: TargetStore, set: string, options: {
     // The summary first: a half-deleted snapshot is no longer listed.
     await store.delete(snapshotSummaryKey(set, snapshot.id));
     await store.delete(snapshotManifestKey(set, snapshot.id));
+    await store.delete(snapshotProofKey(set, snapshot.id));
   }
   if (unreadable.length > 0) return { kept: kept.map((s) => s.id), deleted: deleted.map((s) => s.id), contentDeleted: 0, contentBytesDeleted: 0, unreadable };
   if (deleted.length === 0 && !options.sweep) return { kept: kept.map((s) => s.id), deleted: [], contentDeleted: 0, contentBytesDeleted: 0 };

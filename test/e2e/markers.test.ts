@@ -121,7 +121,7 @@ describe("markers and recovery from the command line", () => {
     const snapshots = JSON.parse(listed.stdout) as SnapshotSummary[];
     expect(snapshots).toHaveLength(SEEDS.length + 1);
     const table = (await tidemark(["snapshots", SET, "--config", config])).stdout;
-    expect(table).toMatch(/^SNAPSHOT +TASK +LABEL +TAKEN +HOLDS +BYTES\n(.*\d+ files .*\n)+$/);
+    expect(table).toMatch(/^SNAPSHOT +TASK +LABEL +TAKEN +HOLDS +BYTES +DIGEST +CHECK\n(.*\d+ files .* (matched|unverified) +verified\n)+/);
     expect(table).toContain("from the console\\n\\x1b[2J");
 
     const occupied = join(work.path, "restore-1");

@@ -30,7 +30,7 @@ describe("S3Store: what a staged object holds", () => {
     await upload(store);
     expect((await store.contentSha256("staging/s/1.x"))?.sha256).toBe(createHash("sha256").update(body).digest("hex"));
     // On S3 the stored checksum was checked on arrival: it is taken without reading the object.
-    const trusting = new S3Store(store.client, store.bucket, { storedChecksumsVerified: true });
+    const trusting = new S3Store(store.client, store.bucket, { storeVerifiesChecksums: true });
     expect((await trusting.contentSha256("staging/s/1.x"))?.sha256).toBe(claimed.toString("hex"));
   });
 

@@ -156,7 +156,7 @@ describe("TidemarkStack with its defaults", () => {
     expect(template.findResources("AWS::Backup::BackupVault")).toEqual({});
   });
 
-  it("alarms on lag, dead letters, applier errors, sets out of sync and drills, and has a dashboard", () => {
+  it("alarms on lag, dead letters, applier errors, sets out of sync, drills and failed snapshot checks, and has a dashboard", () => {
     const alarms = Object.values(template.findResources("AWS::CloudWatch::Alarm")) as Resource[];
     expect(alarms.map((a) => a.Properties.MetricName).sort()).toEqual([
       "ApproximateAgeOfOldestMessage",
@@ -165,9 +165,18 @@ describe("TidemarkStack with its defaults", () => {
       "DrillPassed",
       "Errors",
       "SetsOutOfSync",
+      "SnapshotChecksFailed",
     ]);
     const outOfSync = alarms.find((a) => a.Properties.MetricName === "SetsOutOfSync");
     expect(outOfSync?.Properties).toMatchObject({ Namespace: "Tidemark/tidemark", Threshold: 1 });
+    // The applier puts SnapshotChecksFailed (one per failed snapshot) in the namespace its environment names.
+    expect(alarms.find((a) => a.Properties.MetricName === "SnapshotChecksFailed")?.Properties).toMatchObject({
+      Namespace: "Tidemark/tidemark",
+      Statistic: "Sum",
+      Threshold: 1,
+      ComparisonOperator: "GreaterThanOrEqualToThreshold",
+      TreatMissingData: "notBreaching",
+    });
     expect(alarms.find((a) => a.Properties.MetricName === "ApproximateAgeOfOldestMessage")?.Properties.Threshold).toBe(300);
     expect(alarms.every((a) => a.Properties.AlarmActions === undefined)).toBe(true);
     template.resourceCountIs("AWS::CloudWatch::Dashboard", 1);

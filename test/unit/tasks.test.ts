@@ -193,15 +193,19 @@ describe("snapshot cost", () => {
       await new Promise((resolve) => setTimeout(resolve, 2_100));
       await h.agent.insertMarker(SET, { fields: fields() });
       await h.agent.drain(SET);
-      expect(store.liveHeads).toBe(40);
+      // 40 for the snapshot, 40 for its verification (the first one has no verified snapshot to trust).
+      expect(store.liveHeads).toBe(80);
       writeFileSync(join(h.src.path, "f1.txt"), "changed");
       chmodSync(join(h.src.path, "f2.txt"), 0o600);
       store.liveHeads = 0;
       const second = await h.agent.insertMarker(SET, { fields: fields() });
       const expected = await pictureOfSource(h.src.path, { microseconds: true });
       await h.agent.drain(SET);
-      // f1 and f2 (the chmod kept f2's content tag but restamped it), each once before it was replaced, once for the snapshot.
-      expect(store.liveHeads).toBe(4);
+      // f1 and f2 (the chmod kept f2's content tag but restamped it), each once before it was replaced, once for the snapshot;
+      // the verification reads the checksums of f1 and of the two preserved copies of the first snapshot's f1 and f2,
+      // and trusts the 39 objects whose tags the first verification proved.
+      expect(store.liveHeads).toBe(5);
+      expect((await readSnapshot(store, SET, `snap-${second.id}`)).verification).toMatchObject({ status: "verified", objects: 42, byChecksum: 3, trusted: 39, read: 0 });
       await restoreSnapshot(store, await readSnapshot(store, SET, `snap-${second.id}`), out.path);
       expect(await pictureOfSource(out.path, { microseconds: true })).toEqual(expected);
     } finally {

@@ -1,0 +1,128 @@
+// The checks of a marker's snapshot (DESIGN 8b): its manifest against the
+// digest the marker carried (what the source held at the barrier), then its
+// content (verify-snapshot.ts). Both are recorded in the snapshot's summary;
+// either failing fails the marker's task, naming the paths.
+
+import { createHash } from "node:crypto";
+import { digestDifferences, fileSetDigest, sameDigest, volumeDigest, type SetDigest } from "../../contract/digest.ts";
+import { snapshotSummaryKey, stagingKey } from "../../contract/layout.ts";
+import { MAX_NAMED_PATHS, type SnapshotDigestCheck, type SnapshotSummary, type SnapshotVerification } from "../../contract/tasks.ts";
+import { BadMessageError, decodeInline, type MarkerDigest } from "../../contract/wire.ts";
+import { parseManifest } from "../applier/verify.ts";
+import type { TargetStore } from "../store/store.ts";
+import { readBlockManifest, readManifest } from "./snapshots.ts";
+import { verifySnapshot } from "./verify-snapshot.ts";
+
+/** The marker a snapshot was taken at, as far as its checks need it. */
+export interface CheckedMarker {
+  readonly set: string;
+  readonly seq: number | null;
+  readonly digest?: MarkerDigest;
+}
+
+export interface SnapshotCheckOptions {
+  readonly now: () => Date;
+  readonly signal?: AbortSignal;
+  /** Told each time the verification saved its progress (the marker's result records the attempt that moved it on). */
+  readonly progress?: (summary: SnapshotSummary) => Promise<void>;
+}
+
+const sha256Of = (bytes: Uint8Array) => createHash("sha256").update(bytes).digest("hex");
+
+async function saveSummary(store: TargetStore, summary: SnapshotSummary): Promise<void> {
+  await store.put(snapshotSummaryKey(summary.set, summary.id), Buffer.from(JSON.stringify(summary, null, 2)), {});
+}
+
+/** The marker's list of the source's entries (inline or staged); undefined, with why, when it cannot be read. */
+async function sourceList(store: TargetStore, marker: CheckedMarker, list: NonNullable<MarkerDigest["list"]>): Promise<{ bytes: Buffer; staged?: string } | { missing: string }> {
+  let bytes: Buffer;
+  let staged: string | undefined;
+  if (list.content.kind === "inline") bytes = decodeInline(list.content);
+  else {
+    staged = stagingKey(marker.set, marker.seq ?? 0, list.sha256);
+    const object = await store.get(staged);
+    if (!object) return { missing: `the marker's list of the source's entries is missing at ${staged}` };
+    bytes = object.body;
+  }
+  if (bytes.length !== list.size || sha256Of(bytes) !== list.sha256) return { missing: "the marker's list of the source's entries does not match its size and sha256" };
+  return staged !== undefined ? { bytes, staged } : { bytes };
+}
+
+/** The snapshot's manifest against the marker's digest. */
+export async function checkDigest(store: TargetStore, summary: SnapshotSummary, marker: CheckedMarker): Promise<SnapshotDigestCheck> {
+  const entries = summary.volume ? undefined : await readManifest(store, summary);
+  const target: SetDigest = summary.volume ? volumeDigest(summary.volume.size, await readBlockManifest(store, summary)) : fileSetDigest(entries ?? []);
+  if (!marker.digest) {
+    const reason =
+      marker.seq === null
+        ? "the marker was sent straight to the queue: no barrier scan saw the source, so there is no digest to check the snapshot against"
+        : "the marker carried no digest (an agent older than digests journaled it)";
+    return { status: "unverified", reason, target };
+  }
+  const { list, ...source } = marker.digest;
+  if (sameDigest(source, target)) {
+    if (list?.content.kind === "staged") await store.delete(stagingKey(marker.set, marker.seq ?? 0, list.sha256));
+    return { status: "matched", source, target };
+  }
+  const counts = `the source held ${source.entries} entries (${source.files} files, ${source.bytes} bytes), the snapshot has ${target.entries} (${target.files} files, ${target.bytes} bytes)`;
+  if (summary.volume) {
+    const size = source.volumeSize !== target.volumeSize ? `; the volume is ${source.volumeSize ?? "?"} bytes on the source, ${target.volumeSize ?? "?"} on the target` : "";
+    return { status: "mismatch", reason: `the block map differs from the source's: ${counts.replace(/entries/g, "blocks")}${size}`, source, target };
+  }
+  if (!list) return { status: "mismatch", reason: `${counts}; the marker carried no list to name the paths`, source, target };
+  const read = await sourceList(store, marker, list);
+  if ("missing" in read) return { status: "mismatch", reason: `${counts}; ${read.missing}`, source, target };
+  let differences;
+  try {
+    differences = digestDifferences(parseManifest(read.bytes), entries ?? []);
+  } catch (error) {
+    if (!(error instanceof BadMessageError)) throw error;
+    return { status: "mismatch", reason: `${counts}; the marker's list does not parse: ${error.message}`, source, target };
+  }
+  if (read.staged !== undefined) await store.delete(read.staged);
+  return { status: "mismatch", reason: counts, source, target, differences: differences.slice(0, MAX_NAMED_PATHS), differenceCount: differences.length };
+}
+
+/**
+ * Checks a snapshot just taken at a marker: its digest (once), then its
+ * content (going on from saved progress). Resolves with the summary as saved;
+ * rejects with the signal's reason, progress saved, when the signal aborts.
+ */
+export async function checkSnapshot(store: TargetStore, taken: SnapshotSummary, marker: CheckedMarker, options: SnapshotCheckOptions): Promise<SnapshotSummary> {
+  let summary = taken;
+  if (!summary.digest) {
+    summary = { ...summary, digest: await checkDigest(store, summary, marker) };
+    await saveSummary(store, summary);
+  }
+  if (summary.verification && summary.verification.status !== "pending") return summary;
+  const verification = await verifySnapshot(store, summary, {
+    now: options.now,
+    ...(options.signal ? { signal: options.signal } : {}),
+    save: async (pending: SnapshotVerification) => {
+      summary = { ...summary, verification: pending };
+      await saveSummary(store, summary);
+      await options.progress?.(summary);
+    },
+  });
+  summary = { ...summary, verification };
+  await saveSummary(store, summary);
+  return summary;
+}
+
+/** Why a checked snapshot is not a recovery point to rely on, naming the paths; undefined when it is (or its digest could not be checked). */
+export function snapshotProblem(summary: SnapshotSummary): string | undefined {
+  const problems: string[] = [];
+  const named = (items: readonly { path: string; problem: string }[], total: number) => {
+    const shown = items.slice(0, 20).map((item) => `${item.path}: ${item.problem}`);
+    return `${shown.join("; ")}${total > shown.length ? `; and ${total - shown.length} more (see the snapshot's summary)` : ""}`;
+  };
+  const { digest, verification } = summary;
+  if (digest?.status === "mismatch") {
+    const paths = digest.differences && digest.differences.length > 0 ? `: ${named(digest.differences, digest.differenceCount ?? digest.differences.length)}` : "";
+    problems.push(`snapshot ${summary.id} does not match the source at the marker (${digest.reason ?? "digests differ"})${paths}`);
+  }
+  if (verification?.status === "failed") {
+    problems.push(`snapshot ${summary.id} failed verification, ${verification.failureCount} of ${verification.objects} content objects bad: ${named(verification.failures, verification.failureCount)}`);
+  }
+  return problems.length > 0 ? problems.join(". ") : undefined;
+}
