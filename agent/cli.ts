@@ -22,7 +22,8 @@ const COMMANDS: readonly { name: string; summary: string; load: () => Promise<Co
   { name: "task", summary: "insert a task marker: an application-consistent recovery point on the target", load: async () => (await import("./commands/task.ts")).taskCommand },
   { name: "tasks", summary: "list a set's task markers and what became of them", load: async () => (await import("./commands/task.ts")).tasksCommand },
   { name: "snapshots", summary: "list a set's snapshots (recovery points taken at task markers)", load: async () => (await import("./commands/snapshots.ts")).snapshotsCommand },
-  { name: "restore", summary: "rebuild a snapshot of a set into a folder", load: async () => (await import("./commands/snapshots.ts")).restoreCommand },
+  { name: "restore", summary: "rebuild a snapshot of a set, or any moment of the last days, into a folder", load: async () => (await import("./commands/snapshots.ts")).restoreCommand },
+  { name: "timeline", summary: "show the moments of a set that restore (restore --at) and the markers among them", load: async () => (await import("./commands/timeline.ts")).timelineCommand },
   { name: "prune", summary: "delete old snapshots of a set and the content only they kept", load: async () => (await import("./commands/snapshots.ts")).pruneCommand },
   { name: "mirror", summary: "mirror a set to the target again: full, diff or checksum", load: async () => (await import("./commands/mirror.ts")).mirrorCommand },
   { name: "verify", summary: "compare a set on the target with the source, and optionally repair it", load: async () => (await import("./commands/verify.ts")).verifyCommand },
@@ -76,6 +77,8 @@ const EXPECTED = new Set([
   "RestoreError",
   "SnapshotError",
   "VolumeError",
+  "HistoryError",
+  "TimeSpecError",
 ]);
 
 main(process.argv.slice(2)).then(

@@ -57,7 +57,8 @@ export type Change =
   /** A block of a volume set as read (zeros travel as `zero`); volumeSize is the volume's size when it was read. */
   | { op: "block"; index: number; volumeSize: number; sha256: string; content: { bytes: Uint8Array } | { zero: true } };
 
-export type JournalRecord = Change & { seq: number };
+/** A journaled change: its seq, and when it was journaled (ms since the epoch; absent in rows of older agents). */
+export type JournalRecord = Change & { seq: number; at?: number };
 
 /** What the index knows of one entry of a set: its state as last journaled. */
 export interface IndexEntry {
@@ -241,15 +242,18 @@ export class Journal {
   readonly spoolDir: string;
   readonly #db: DatabaseSync;
   readonly #statements: Statements;
+  /** Stamps each journaled record (`restore --at` goes by it); a test's clock in tests. */
+  readonly #now: () => number;
 
-  private constructor(db: DatabaseSync, spoolDir: string) {
+  private constructor(db: DatabaseSync, spoolDir: string, now: () => number) {
     this.#db = db;
     this.spoolDir = spoolDir;
     this.#statements = prepareStatements(db);
+    this.#now = now;
   }
 
   /** Opens (creating if needed) the journal in stateDir. */
-  static open(stateDir: string): Journal {
+  static open(stateDir: string, options: { now?: () => number } = {}): Journal {
     mkdirSync(stateDir, { recursive: true });
     const spoolDir = join(stateDir, "spool");
     mkdirSync(spoolDir, { recursive: true });
@@ -273,7 +277,7 @@ export class Journal {
         backlog_records = (SELECT count(*) FROM journal WHERE set_name = sets.name),
         backlog_bytes = (SELECT coalesce(sum(bytes), 0) FROM journal WHERE set_name = sets.name)`);
     }
-    return new Journal(db, spoolDir);
+    return new Journal(db, spoolDir, options.now ?? Date.now);
   }
 
   close(): void {
@@ -305,9 +309,10 @@ export class Journal {
       let seq = row.next_seq;
       let bytes = 0;
       const seqs: number[] = [];
+      const at = this.#now();
       for (const change of changes) {
         const { content, stored } = this.#storedForm(change);
-        s.insertRecord.run(set, seq, JSON.stringify(stored), content, changeBytes(change));
+        s.insertRecord.run(set, seq, JSON.stringify({ ...stored, at }), content, changeBytes(change));
         bytes += changeBytes(change);
         this.#index(set, change);
         seqs.push(seq);
@@ -384,7 +389,7 @@ export class Journal {
   pending(set: string, afterSeq: number, limit: number): JournalRecord[] {
     const rows = this.#statements.pending.all(set, afterSeq, limit) as unknown as RecordRow[];
     return rows.map((row) => {
-      const change = JSON.parse(row.change) as Change;
+      const change = JSON.parse(row.change) as Change & { at?: number };
       if ((change.op === "put" || change.op === "verify" || change.op === "block") && "bytes" in change.content) change.content = { bytes: row.content ?? new Uint8Array() };
       return { ...change, seq: row.seq };
     });

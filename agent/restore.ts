@@ -64,18 +64,33 @@ async function replaceWithDir(path: string, mode: number): Promise<void> {
   await chmod(path, mode | 0o700);
 }
 
-export async function restoreSnapshot(
-  store: TargetStore,
-  summary: SnapshotSummary,
-  to: string,
-  options: { force?: boolean; onProgress?: (progress: Progress) => void } = {},
-): Promise<RestoreResult> {
+export interface RestoreOptions {
+  readonly force?: boolean;
+  readonly onProgress?: (progress: Progress) => void;
+}
+
+export async function restoreSnapshot(store: TargetStore, summary: SnapshotSummary, to: string, options: RestoreOptions = {}): Promise<RestoreResult> {
+  await checkDestination(to, options);
+  const entries = await readManifest(store, summary);
+  return { snapshot: summary.id, ...(await writeEntries(entries, (entry) => snapshotContent(store, summary.set, entry), to, options)) };
+}
+
+/** Refuses a destination that is not empty unless forced, before anything is read or written. */
+export async function checkDestination(to: string, options: RestoreOptions): Promise<void> {
   if (!options.force && !(await isEmptyDir(to))) {
     throw new RestoreError(`${to} is not empty; restore into an empty folder, or pass --force to write over what is there`);
   }
+}
+
+/** Writes a list of entries (folders before what they hold) into `to`, each file's bytes from `content`. */
+export async function writeEntries(
+  entries: readonly SnapshotEntry[],
+  content: (entry: SnapshotEntry) => Promise<Buffer>,
+  to: string,
+  options: RestoreOptions,
+): Promise<Omit<RestoreResult, "snapshot">> {
   await mkdir(to, { recursive: true });
   const root = await realpath(to);
-  const entries = await readManifest(store, summary);
   const dirs = entries.filter((e) => e.kind === "dir");
   const files = entries.filter((e) => e.kind === "file");
   const links = entries.filter((e) => e.kind === "symlink");
@@ -89,7 +104,7 @@ export async function restoreSnapshot(
   await mapConcurrent(files, RESTORE_CONCURRENCY, async (entry: SnapshotEntry) => {
     const target = await inside(root, entry.path);
     await mkdir(dirname(target), { recursive: true });
-    const body = await snapshotContent(store, summary.set, entry);
+    const body = await content(entry);
     const temp = `${target}.tidemark-restore`;
     const handle = await open(temp, "w", entry.mode);
     try {
@@ -120,5 +135,5 @@ export async function restoreSnapshot(
     await utimes(target, seconds(dir.mtimeNs), seconds(dir.mtimeNs));
   }
   report();
-  return { snapshot: summary.id, to: root, files: files.length, dirs: dirs.length, symlinks: links.length, bytes };
+  return { to: root, files: files.length, dirs: dirs.length, symlinks: links.length, bytes };
 }

@@ -2,6 +2,7 @@
 // the applier, the CDK policies and the operators' tools all rely on them.
 
 import { z } from "zod";
+import { HISTORY_PREFIX, HistoryCursorSchema } from "./history.ts";
 
 export const PREFIX = {
   data: "data/",
@@ -13,6 +14,8 @@ export const PREFIX = {
   state: "state/",
   /** Objects found on the target that the source does not have, moved aside by a verification. */
   orphans: "orphans/",
+  /** Point-in-time history: checkpoints and per-message change segments (contract/history.ts). */
+  history: HISTORY_PREFIX,
 } as const;
 
 /** Prefix of a set's live mirror. */
@@ -204,6 +207,8 @@ export const SetStatusSchema = z.object({
   snapshotGen: z.number().int().min(0).default(0),
   /** Snapshots the set keeps (after pruning); none kept means nothing needs preserving. */
   snapshotsRetained: z.number().int().min(0).default(0),
+  /** Where the set's point-in-time history stands; absent until the applier first recorded it. */
+  history: HistoryCursorSchema.optional(),
   updatedAt: z.string(),
 });
 export type SetStatus = z.infer<typeof SetStatusSchema>;

@@ -46,6 +46,12 @@ export class BadMessageError extends Error {
   override name = "BadMessageError";
 }
 
+/**
+ * When the agent journaled the record (ms since the epoch): what `restore --at`
+ * goes by. Optional, so messages of older agents still parse.
+ */
+const RecordAt = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER).optional();
+
 const InlineContent = z.object({
   kind: z.literal("inline"),
   encoding: z.enum(["base64", "gzip+base64", "zstd+base64"]),
@@ -68,6 +74,7 @@ const Delta = z.object({
 const PutRecord = z
   .object({
     seq: Seq,
+    at: RecordAt,
     op: z.literal("put"),
     path: SetPath,
     size: Size,
@@ -88,9 +95,10 @@ const PutRecord = z
     });
   });
 /** Creates the directory if missing and sets its mode and mtime. */
-const MkdirRecord = z.object({ seq: Seq, op: z.literal("mkdir"), path: SetPath, mode: Mode, mtimeNs: MtimeNs });
+const MkdirRecord = z.object({ seq: Seq, at: RecordAt, op: z.literal("mkdir"), path: SetPath, mode: Mode, mtimeNs: MtimeNs });
 const SymlinkRecord = z.object({
   seq: Seq,
+  at: RecordAt,
   op: z.literal("symlink"),
   path: SetPath,
   target: z
@@ -100,8 +108,8 @@ const SymlinkRecord = z.object({
   mtimeNs: MtimeNs,
 });
 /** Removes a file, symlink or (empty) directory; the agent deletes a directory's entries before the directory. */
-const DeleteRecord = z.object({ seq: Seq, op: z.literal("delete"), path: SetPath });
-const RenameRecord = z.object({ seq: Seq, op: z.literal("rename"), from: SetPath, to: SetPath });
+const DeleteRecord = z.object({ seq: Seq, at: RecordAt, op: z.literal("delete"), path: SetPath });
+const RenameRecord = z.object({ seq: Seq, at: RecordAt, op: z.literal("rename"), from: SetPath, to: SetPath });
 /**
  * Compares the target with the source's manifest as of this seq (the content:
  * gzip'ed JSON lines of ManifestEntry, with its size and sha256) and writes a
@@ -109,6 +117,7 @@ const RenameRecord = z.object({ seq: Seq, op: z.literal("rename"), from: SetPath
  */
 const VerifyRecord = z.object({
   seq: Seq,
+  at: RecordAt,
   op: z.literal("verify"),
   id: z.string().regex(/^[A-Za-z0-9-]{1,64}$/, "verify id must be 1-64 letters, digits or '-'"),
   deep: z.boolean(),
@@ -123,11 +132,12 @@ const VerifyRecord = z.object({
  * it, the target holds what the source held at the barrier before it, and the
  * marker's action runs on that state.
  */
-const TaskRecord = TaskFieldsSchema.extend({ seq: Seq, op: z.literal("task"), id: TaskIdSchema });
+const TaskRecord = TaskFieldsSchema.extend({ seq: Seq, at: RecordAt, op: z.literal("task"), id: TaskIdSchema });
 
 /** Deletes snapshot manifests of the set beyond the newest `keep`, and the preserved content only they referred to. */
 const PruneRecord = z.object({
   seq: Seq,
+  at: RecordAt,
   op: z.literal("prune"),
   id: z.string().regex(/^[A-Za-z0-9-]{1,64}$/, "prune id must be 1-64 letters, digits or '-'"),
   keep: z.number().int().min(0).max(1_000_000),
@@ -159,6 +169,7 @@ const ZeroContent = z.object({ kind: z.literal("zero") });
 const BlockRecord = z
   .object({
     seq: Seq,
+    at: RecordAt,
     op: z.literal("block"),
     index: z.number().int().min(0),
     volumeSize: z.number().int().min(1).max(MAX_VOLUME_BYTES),
@@ -174,7 +185,7 @@ const BlockRecord = z
   });
 
 /** Restarts the seq chain after the set went out of sync: what follows is a mirror of the source. */
-const ResyncRecord = z.object({ seq: Seq, op: z.literal("resync"), reason: z.string().max(1000) });
+const ResyncRecord = z.object({ seq: Seq, at: RecordAt, op: z.literal("resync"), reason: z.string().max(1000) });
 
 export const RecordSchema = z.discriminatedUnion("op", [
   PutRecord,

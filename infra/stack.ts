@@ -61,7 +61,7 @@ export class TidemarkStack extends Stack {
       memoryMiB: settings.applierMemoryMiB,
       maxConcurrency: settings.applierConcurrency,
       metricsNamespace,
-      environment: this.actions.environment,
+      environment: { ...this.actions.environment, TIDEMARK_POINT_IN_TIME_DAYS: String(settings.pointInTimeDays) },
     });
     this.actions.grantTo(this.applier.function);
     this.agentAccess = new AgentAccess(this, "AgentAccess", {

@@ -30,6 +30,8 @@ import { readSetStatus } from "../store/set-status.ts";
 import { VolumeMap } from "../volumes/block-map.ts";
 import { takeVolumeSnapshot } from "../volumes/volume-snapshots.ts";
 import type { TargetStore } from "../store/store.ts";
+import { DAY_MS, DEFAULT_POINT_IN_TIME_DAYS } from "../../contract/history.ts";
+import { HistoryRecorder, type HistorySettings, type PreservedCache } from "../history/recorder.ts";
 
 export interface IncomingMessage {
   readonly messageId: string;
@@ -70,6 +72,8 @@ export interface ApplierOptions {
   readonly log?: (line: string) => void;
   /** Task markers: the target's switch, the action runners, events. @default enabled, snapshot only */
   readonly tasks?: TaskSettings;
+  /** Point-in-time history (tidemark:pointInTimeDays). @default 7 days */
+  readonly history?: HistorySettings;
 }
 
 /** Content checked before anything is written: decoded inline bytes, or a staging object known to exist. */
@@ -134,6 +138,8 @@ export class Applier {
   readonly #now: () => Date;
   readonly #log: (line: string) => void;
   readonly #tasks: TaskSettings;
+  readonly #history: HistorySettings;
+  readonly #preserved: PreservedCache = new Map();
   /** Actions of markers that do not hold the stream (timeout 0), still running. */
   readonly #background = new Set<Promise<unknown>>();
 
@@ -143,6 +149,7 @@ export class Applier {
     this.#now = options.now ?? (() => new Date());
     this.#log = options.log ?? ((line) => console.error(line));
     this.#tasks = options.tasks ?? {};
+    this.#history = options.history ?? { days: DEFAULT_POINT_IN_TIME_DAYS };
   }
 
   /** Resolves once the actions of markers that did not hold the stream finished: the handler awaits this before its invocation ends. */
@@ -198,6 +205,7 @@ export class Applier {
       if (error instanceof BadMessageError) return this.#reject(incoming, error, status);
       throw error;
     }
+    const history = await this.#openHistory(set, status, records);
 
     let bytes = 0;
     let applied = 0;
@@ -228,16 +236,18 @@ export class Applier {
           const record = step[0];
           // Everything before the marker is applied: checkpoint it, so a retry of the message starts at the marker.
           advance(record.seq - 1);
+          await history?.flush();
           await this.#writeStatus(status);
           await this.#runMarker({ set, id: record.id, seq: record.seq, fields: record }, status, invocation);
           applied += 1;
+          history?.applied(record);
           this.#observer.applied?.(set, record);
           continue;
         }
         // Puts of different files are independent: they go to the store at once. Every one settles before the
         // step counts as applied, so a failure leaves no later record half-done behind the checkpoint.
         const outcomes = await mapConcurrent(step, APPLY_CONCURRENCY, (record) =>
-          this.#applyRecord(set, record, prepared.get(record.seq), status, volumeMap).then(
+          this.#applyRecord(set, record, prepared.get(record.seq), status, volumeMap, history).then(
             (written) => ({ written }),
             (error: unknown) => ({ error }),
           ),
@@ -248,6 +258,7 @@ export class Applier {
           if ("error" in outcome) throw outcome.error;
           bytes += outcome.written;
           applied += 1;
+          history?.applied(record);
           this.#observer.applied?.(set, record);
         }
       }
@@ -257,15 +268,18 @@ export class Applier {
       advance(error.seq - 1);
       status.state = "out-of-sync";
       status.reason = `${error.message} (seq ${error.seq}); set marked out of sync`;
+      await history?.flush();
       await this.#writeStatus(status);
       await this.#abandonMarkers(set, records.filter((r) => r.seq > error.seq), status);
       return { kind: "gap", set, expected: error.seq, got: error.seq };
     }
     const map = await flushVolume();
     // Replaced block content nothing refers to any more goes once there is enough of it.
-    if (map?.sweepDue) await pruneSnapshots(this.#store, set, { keep: Number.MAX_SAFE_INTEGER, sweep: true });
+    // With history on, its retention sweeps (it knows which blocks the window needs).
+    if (map?.sweepDue && !history) await pruneSnapshots(this.#store, set, { keep: Number.MAX_SAFE_INTEGER, sweep: true });
     const last = records[records.length - 1]?.seq ?? status.lastSeq;
     advance(last);
+    await history?.finish();
     await this.#writeStatus(status);
     // Staged payloads are only needed until the checkpoint covers them.
     for (const content of prepared.values()) {
@@ -326,11 +340,27 @@ export class Applier {
     }
     const days = this.#tasks.retentionDays;
     if (outcome.snapshot && days !== undefined && days > 0) {
-      const pruned = await pruneSnapshots(this.#store, marker.set, { keep: Number.MAX_SAFE_INTEGER, olderThan: new Date(this.#now().getTime() - days * 86_400_000) });
+      const pruned = await pruneSnapshots(this.#store, marker.set, {
+        keep: Number.MAX_SAFE_INTEGER,
+        olderThan: new Date(this.#now().getTime() - days * 86_400_000),
+        ...this.#protectWindow(),
+      });
       status.snapshotsRetained = pruned.kept.length;
       await this.#writeStatus(status);
     }
     return outcome.result.status;
+  }
+
+  /** The history recorder of a message, unless history is off. */
+  async #openHistory(set: string, status: SetStatus, records: readonly WireRecord[]): Promise<HistoryRecorder | undefined> {
+    if (this.#history.days <= 0) return undefined;
+    return HistoryRecorder.open(this.#store, set, status, this.#history, { now: this.#now, records, cache: this.#preserved, persist: () => this.#writeStatus(status) });
+  }
+
+  /** Prune options that keep what the protection window needs: no snapshot taken inside it, no content (history retention sweeps). */
+  #protectWindow(): { protectFrom?: Date; leaveContent?: boolean } {
+    if (this.#history.days <= 0) return {};
+    return { protectFrom: new Date(this.#now().getTime() - this.#history.days * DAY_MS), leaveContent: true };
   }
 
   /** The applier's checkpoint and status for a set (the initial one when the set was never seen). */
@@ -439,9 +469,16 @@ export class Applier {
   }
 
   /** Applies one record; returns the content bytes it wrote. */
-  async #applyRecord(set: string, record: WireRecord, put: Prepared | undefined, status: SetStatus, volume: () => Promise<VolumeMap>): Promise<number> {
+  async #applyRecord(
+    set: string,
+    record: WireRecord,
+    put: Prepared | undefined,
+    status: SetStatus,
+    volume: () => Promise<VolumeMap>,
+    history: HistoryRecorder | undefined,
+  ): Promise<number> {
     const gen = status.snapshotGen;
-    const preserve = (key: string) => preserveBeforeReplace(this.#store, set, key, status);
+    const preserve = (key: string) => (history ? history.preserve(key) : preserveBeforeReplace(this.#store, set, key, status));
     switch (record.op) {
       case "put": {
         const meta = encodeMeta({ kind: "file", mode: record.mode, mtimeNs: record.mtimeNs, sha256: record.sha256, gen });
@@ -518,15 +555,16 @@ export class Applier {
       case "task":
         throw new Error(`internal: task seq ${record.seq} reached #applyRecord`);
       case "prune": {
-        const pruned = await pruneSnapshots(this.#store, set, { keep: record.keep, sweep: true });
+        const pruned = await pruneSnapshots(this.#store, set, { keep: record.keep, sweep: true, ...this.#protectWindow() });
         status.snapshotsRetained = pruned.kept.length;
-        const report: PruneReport = { id: record.id, set, keep: record.keep, at: this.#now().toISOString(), ...pruned };
+        const window = this.#history.days > 0 ? { windowDays: this.#history.days } : {};
+        const report: PruneReport = { id: record.id, set, keep: record.keep, at: this.#now().toISOString(), ...pruned, ...window };
         await this.#store.put(pruneReportKey(set, record.id), Buffer.from(JSON.stringify(report, null, 2)), {});
         return 0;
       }
       case "verify": {
         if (!put || !("entries" in put)) throw new Error(`internal: verify seq ${record.seq} was not prepared`);
-        const report = await verifyTarget(this.#store, set, record, put.entries, this.#now(), preserve);
+        const report = await verifyTarget(this.#store, set, record, put.entries, this.#now(), history ? (key) => history.removing(key, record) : preserve);
         await this.#store.put(verifyReportKey(set, record.id), Buffer.from(JSON.stringify(report)), {});
         return 0;
       }

@@ -12,6 +12,7 @@ import { Applier, type MessageOutcome } from "./applier.ts";
 import { metricsLine } from "./metrics.ts";
 import { taskSettingsFromEnvironment } from "../tasks/environment.ts";
 import { MarkerContinuesError } from "./markers.ts";
+import { historySettingsFromEnvironment } from "../history/settings.ts";
 
 export type BatchHandler = (event: SQSEvent, context?: Context) => Promise<SQSBatchResponse>;
 
@@ -71,7 +72,7 @@ function fromEnvironment(env: NodeJS.ProcessEnv = process.env): BatchHandler {
   const retrySoon: RetrySoon = async (record) => {
     await sqs.send(new ChangeMessageVisibilityCommand({ QueueUrl: queueUrlOf(record.eventSourceARN, env.TIDEMARK_SQS_ENDPOINT), ReceiptHandle: record.receiptHandle, VisibilityTimeout: 0 }));
   };
-  return createHandler(new Applier({ store, tasks: taskSettingsFromEnvironment(env, region, bucket, store) }), console.log, env.TIDEMARK_METRICS_NAMESPACE || undefined, retrySoon);
+  return createHandler(new Applier({ store, tasks: taskSettingsFromEnvironment(env, region, bucket, store), history: historySettingsFromEnvironment(env) }), console.log, env.TIDEMARK_METRICS_NAMESPACE || undefined, retrySoon);
 }
 
 /** The URL of the queue an event source ARN names (arn:aws:sqs:region:account:name). */
