@@ -18,7 +18,7 @@ import { PREFIX } from "../../contract/layout.ts";
  * (tidemark task --wait, tidemark tasks), snapshot manifests and the content
  * they name (tidemark snapshots, tidemark restore).
  */
-export const AGENT_READ_PREFIXES = [PREFIX.state, PREFIX.tasks, PREFIX.snapshots, PREFIX.data, PREFIX.preserved, PREFIX.blocks] as const;
+export const AGENT_READ_PREFIXES = [PREFIX.state, PREFIX.tasks, PREFIX.snapshots, PREFIX.data, PREFIX.preserved, PREFIX.blocks, PREFIX.history] as const;
 
 const READ_PURPOSE: Record<(typeof AGENT_READ_PREFIXES)[number], string> = {
   [PREFIX.state]: "the applier's per-set status (for tidemark status)",
@@ -27,6 +27,7 @@ const READ_PURPOSE: Record<(typeof AGENT_READ_PREFIXES)[number], string> = {
   [PREFIX.data]: "the live mirror (tidemark restore of a snapshot)",
   [PREFIX.preserved]: "content kept for snapshots (tidemark restore)",
   [PREFIX.blocks]: "volume sets' block content (tidemark restore of a volume)",
+  [PREFIX.history]: "point-in-time history (tidemark restore --at, tidemark timeline)",
 };
 
 export interface AgentAccessProps {

@@ -11,7 +11,7 @@ describe("tidemark CLI", () => {
   });
   afterEach(() => dir.remove());
 
-  it.each(["run", "status", "local", "init", "mirror", "verify", "task", "tasks", "snapshots", "restore", "prune"])("%s --help shows usage and an example", async (command) => {
+  it.each(["run", "status", "local", "init", "mirror", "verify", "task", "tasks", "snapshots", "restore", "timeline", "prune"])("%s --help shows usage and an example", async (command) => {
     const out = await tidemark([command, "--help"]);
     expect(out.code).toBe(0);
     expect(out.stdout).toMatch(new RegExp(`^Usage: tidemark ${command}`));
@@ -55,7 +55,7 @@ describe("tidemark CLI", () => {
   it("refuses an unknown command and an unknown option with exit code 2 and one line", async () => {
     const unknown = await tidemark(["frobnicate"]);
     expect(unknown.code).toBe(2);
-    expect(unknown.stderr).toBe('tidemark: unknown command "frobnicate" (commands: local, init, run, status, task, tasks, snapshots, restore, prune, mirror, verify)\n');
+    expect(unknown.stderr).toBe('tidemark: unknown command "frobnicate" (commands: local, init, run, status, task, tasks, snapshots, restore, timeline, prune, mirror, verify)\n');
     const option = await tidemark(["status", "--bogus"]);
     expect(option.code).toBe(2);
     expect(option.stderr).toMatch(/^tidemark: Unknown option '--bogus'.*see `tidemark status --help`/);
