@@ -306,6 +306,7 @@ export class Applier {
         ? `set "${message.set}" is out of sync on the target (${status.reason ?? "no reason recorded"}): it does not hold a state of the source to run the action on`
         : undefined;
     const result = await this.#runMarker(marker, status, invocation, skip);
+    await this.#logMarker(marker, status);
     return { kind: "marker", set: message.set, task: marker.id, status: result };
   }
 
@@ -355,6 +356,15 @@ export class Applier {
   async #openHistory(set: string, status: SetStatus, records: readonly WireRecord[]): Promise<HistoryRecorder | undefined> {
     if (this.#history.days <= 0) return undefined;
     return HistoryRecorder.open(this.#store, set, status, this.#history, { now: this.#now, records, cache: this.#preserved, persist: () => this.#writeStatus(status) });
+  }
+
+  /** A marker sent straight to the queue goes into the set's history too: `tidemark timeline` lists it. */
+  async #logMarker(marker: Marker, status: SetStatus): Promise<void> {
+    const history = await this.#openHistory(marker.set, status, []);
+    if (!history) return;
+    history.marked({ id: marker.id, action: marker.fields.action, ...(marker.fields.label !== undefined ? { label: marker.fields.label } : {}) }, status.lastSeq);
+    await history.flush();
+    await this.#writeStatus(status);
   }
 
   /** Prune options that keep what the protection window needs: no snapshot taken inside it, no content (history retention sweeps). */

@@ -104,6 +104,11 @@ export class HistoryRecorder {
     this.#entries.push({ op: "delete", seq: by.seq, at: this.#stamp(by.at), path });
   }
 
+  /** A marker sent straight to the queue (no seq of its own) was reached, after the set's seq `after`. */
+  marked(marker: { id: string; action: string; label?: string }, after: number): void {
+    this.#entries.push({ op: "marker", seq: after, at: this.#stamp(undefined), id: marker.id, action: marker.action, ...(marker.label !== undefined ? { label: marker.label } : {}) });
+  }
+
   /** A record reached the store (called in seq order). */
   applied(record: WireRecord): void {
     const entry = this.#entryOf(record);

@@ -324,6 +324,22 @@ describe("what a source host can send cannot shorten history", () => {
     expect((await readTimeline(store, SET)).changes).toBe(3);
   });
 
+  it("prune deletes a snapshot older than the window, never one inside it", async () => {
+    const store = new MemoryStore();
+    const clock = testClock();
+    const applier = new Applier({ store, log: () => {}, now: () => new Date(clock.now()), history: { days: 7 } });
+    const send = (records: WireMessage["records"]) => applier.applyMessage({ messageId: `m${records[0]?.seq ?? 0}`, groupId: SET, body: messageBody(SET, records) });
+    clock.advance(1000);
+    await send([putRecord(1, "a.txt", "old"), { seq: 2, op: "task", id: "old-one", action: "snapshot", timeoutSeconds: 60 }]);
+    clock.advance(8 * DAY_MS);
+    await send([putRecord(3, "a.txt", "new"), { seq: 4, op: "task", id: "new-one", action: "snapshot", timeoutSeconds: 60 }]);
+    await send([{ seq: 5, op: "prune", id: "keep-none", keep: 0 }]);
+    expect((await listSnapshots(store, SET)).map((s) => s.taskId)).toEqual(["new-one"]);
+    const report = JSON.parse((await store.get(`${PREFIX.state}${SET}/prune/keep-none.json`))?.body.toString() ?? "{}");
+    expect(report).toMatchObject({ deleted: ["snap-old-one"], protected: ["snap-new-one"], windowDays: 7 });
+    expect(describePrune(SET, report)).toContain("the target kept 1 more (snap-new-one): taken inside its 7-day protection window");
+  });
+
   it("retention past the window is the applier's: old history and content no moment needs go, the window stays whole", async () => {
     const store = new MemoryStore();
     const clock = testClock();
@@ -439,6 +455,14 @@ describe("timeline", () => {
     const text = describeTimeline(timeline);
     expect(text).toContain(`any moment from ${new Date(first - 1).toISOString()} to ${new Date(last).toISOString()} restores`);
     expect(text).toContain("nightly");
+  });
+
+  it("lists a marker sent straight to the queue too", async () => {
+    const store = new MemoryStore();
+    const applier = new Applier({ store, log: () => {}, history: { days: 7 } });
+    await applier.applyMessage({ messageId: "m1", groupId: SET, body: messageBody(SET, [putRecord(1, "a.txt", "a")]) });
+    await applier.applyMessage({ messageId: "m2", groupId: SET, body: JSON.stringify({ v: 1, set: SET, task: { id: "from-console", label: "console" } }) });
+    expect((await readTimeline(store, SET)).markers).toEqual([expect.objectContaining({ seq: 1, id: "from-console", action: "snapshot", label: "console" })]);
   });
 
   it("says so when a set has no history", async () => {
