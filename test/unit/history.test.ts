@@ -234,8 +234,11 @@ describe("restore --at: any moment of the window", () => {
     expect(await restoredPicture(store, marker)).toEqual(moments.find((m) => m.at === marker)?.tree);
   });
 
-  it("gives back the tree from before a ransomware pass, even after the source host pruned every snapshot, repaired with orphans deleted and mirrored", async () => {
-    const store = new MemoryStore();
+  it.each([
+    ["an unversioned bucket", false],
+    ["a versioned bucket", true],
+  ])("gives back the tree from before a ransomware pass, even after the source host pruned every snapshot, repaired with orphans deleted and mirrored (%s)", async (_name, versioned) => {
+    const store = new MemoryStore({ versioned });
     const clock = testClock();
     const h = harness(store, clock);
     const src = h.src.path;
