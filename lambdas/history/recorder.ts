@@ -10,7 +10,7 @@ import type { WireRecord } from "../../contract/wire.ts";
 import type { TargetStore } from "../store/store.ts";
 import { liveManifest } from "../tasks/snapshots.ts";
 import { VolumeMap } from "../volumes/block-map.ts";
-import { writeCheckpoint, writeSegment } from "./history-store.ts";
+import { listCheckpoints, readCheckpointEntries, writeCheckpoint, writeSegment } from "./history-store.ts";
 import { applyHistoryRetention } from "./retention.ts";
 
 export interface HistorySettings {
@@ -175,8 +175,10 @@ export class HistoryRecorder {
       const map = await VolumeMap.open(this.#store, this.#set);
       await writeCheckpoint(this.#store, { ...summary, kind: "volume", volumeSize: map.state.size }, await map.entries());
     } else {
-      // Every object is read again: reusing the last checkpoint's entries would trust the store's clock to match ours.
-      await writeCheckpoint(this.#store, { ...summary, kind: "files" }, await liveManifest(this.#store, this.#set));
+      // Like a snapshot: objects not written since the previous checkpoint keep its entries, without a HEAD each.
+      const previous = (await listCheckpoints(this.#store, this.#set)).at(-1);
+      const known = previous?.kind === "files" ? { takenAt: new Date(previous.writtenAt).toISOString(), entries: await readCheckpointEntries(this.#store, previous) } : undefined;
+      await writeCheckpoint(this.#store, { ...summary, kind: "files" }, await liveManifest(this.#store, this.#set, known));
     }
     this.#cursor.checkpointSegment = this.#cursor.segment;
     this.#cursor.checkpointWrittenAt = writtenAt;

@@ -110,9 +110,13 @@ async function liveEntries(store: TargetStore, set: string, signal: AbortSignal 
   return entries.filter((entry) => entry !== undefined).sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
 }
 
-/** Entries of the live mirror of a set now, each object read (a history checkpoint). */
-export async function liveManifest(store: TargetStore, set: string): Promise<SnapshotEntry[]> {
-  return liveEntries(store, set, undefined, undefined);
+/**
+ * Entries of the live mirror of a set now (a history checkpoint); `previous`,
+ * a manifest taken at `takenAt`, spares the HEADs of objects not written since.
+ */
+export async function liveManifest(store: TargetStore, set: string, previous?: { takenAt: string; entries: readonly SnapshotEntry[] }): Promise<SnapshotEntry[]> {
+  const known = previous && { writtenBefore: writtenBefore(previous.takenAt), entries: new Map(previous.entries.map((e) => [e.path, e])) };
+  return liveEntries(store, set, undefined, known);
 }
 
 /**

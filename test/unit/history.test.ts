@@ -400,6 +400,34 @@ describe("what a source host can send cannot shorten history", () => {
   });
 });
 
+describe("checkpoints", () => {
+  it("read only the objects written since the previous checkpoint, and still see a chmod", async () => {
+    class CountingStore extends MemoryStore {
+      liveHeads = 0;
+      override async head(key: string) {
+        if (key.startsWith(`${PREFIX.data}${SET}/`)) this.liveHeads += 1;
+        return super.head(key);
+      }
+    }
+    const store = new CountingStore();
+    const applier = new Applier({ store, log: () => {}, history: { days: 7, checkpointEvery: 1 } });
+    await applier.applyMessage({ messageId: "m1", groupId: SET, body: messageBody(SET, Array.from({ length: 40 }, (_, i) => putRecord(i + 1, `f${i}.txt`, `file ${i}`))) });
+    // S3 stamps objects to the second: the next checkpoint trusts only objects written a second before this one.
+    await new Promise((resolve) => setTimeout(resolve, 2_100));
+    await applier.applyMessage({ messageId: "m2", groupId: SET, body: messageBody(SET, [putRecord(41, "g.txt", "g")]) });
+    store.liveHeads = 0;
+    await applier.applyMessage({ messageId: "m3", groupId: SET, body: messageBody(SET, [putRecord(42, "f1.txt", "changed"), putRecord(43, "f2.txt", "file 2", 0o600)]) });
+    // Two HEADs before replacing (preservation), three for the checkpoint (the two, and g.txt written with the last one): not 41.
+    expect(store.liveHeads).toBe(5);
+    const out = tempDir("tidemark-at-");
+    cleanups.push(() => out.remove());
+    await restoreAt(store, SET, Date.now(), out.path, { force: true });
+    expect(readFileSync(join(out.path, "f1.txt"), "utf8")).toBe("changed");
+    expect((await picture(out.path))["f2.txt"]).toMatch(/^file 600 /);
+    expect(Object.keys(await picture(out.path))).toHaveLength(41);
+  });
+});
+
 describe("volume sets", () => {
   it("restore --at rebuilds the image as it was at each moment", async () => {
     const clock = testClock();
