@@ -222,7 +222,9 @@ describe("restore --at: any moment of the window", () => {
     expect(await restoredPicture(store, start - 1)).toEqual({});
     await expect(restoreAt(store, SET, start - 2, join(h.state.path, "too-early"))).rejects.toThrow(HistoryError);
     // Every moment, and a moment between each and the next, restores to the source's exact state then.
-    const sample = moments.filter((_, i) => i === 0 || i === moments.length - 1 || random(3) === 0);
+    // Every rename, delete and truncation, and a random third of the rest.
+    const sample = moments.filter((m, i) => i === 0 || i === moments.length - 1 || /^(rename|delete|truncate)/.test(m.what) || random(3) === 0);
+    expect(sample.filter((m) => /^(rename|delete|truncate)/.test(m.what)).length).toBeGreaterThan(5);
     for (const moment of sample) {
       expect(await restoredPicture(store, moment.at), `at step "${moment.what}"`).toEqual(moment.tree);
       expect(await restoredPicture(store, moment.at + 999), `just before the step after "${moment.what}"`).toEqual(moment.tree);
