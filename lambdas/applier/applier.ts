@@ -30,8 +30,8 @@ import { readSetStatus } from "../store/set-status.ts";
 import { VolumeMap } from "../volumes/block-map.ts";
 import { takeVolumeSnapshot } from "../volumes/volume-snapshots.ts";
 import type { TargetStore } from "../store/store.ts";
-import { DAY_MS, DEFAULT_POINT_IN_TIME_DAYS } from "../../contract/history.ts";
-import { HistoryRecorder, type HistorySettings, type PreservedCache } from "../history/recorder.ts";
+import { DEFAULT_POINT_IN_TIME_DAYS } from "../../contract/history.ts";
+import { HistoryRecorder, windowPruneOptions, type HistorySettings, type PreservedCache } from "../history/recorder.ts";
 
 export interface IncomingMessage {
   readonly messageId: string;
@@ -306,7 +306,8 @@ export class Applier {
         ? `set "${message.set}" is out of sync on the target (${status.reason ?? "no reason recorded"}): it does not hold a state of the source to run the action on`
         : undefined;
     const result = await this.#runMarker(marker, status, invocation, skip);
-    await this.#logMarker(marker, status);
+    // Into the set's history too: `tidemark timeline` lists it.
+    await (await this.#openHistory(message.set, status, []))?.recordMarker(marker, status.lastSeq, () => this.#writeStatus(status));
     return { kind: "marker", set: message.set, task: marker.id, status: result };
   }
 
@@ -344,7 +345,7 @@ export class Applier {
       const pruned = await pruneSnapshots(this.#store, marker.set, {
         keep: Number.MAX_SAFE_INTEGER,
         olderThan: new Date(this.#now().getTime() - days * 86_400_000),
-        ...this.#protectWindow(),
+        ...windowPruneOptions(this.#history, this.#now()),
       });
       status.snapshotsRetained = pruned.kept.length;
       await this.#writeStatus(status);
@@ -356,21 +357,6 @@ export class Applier {
   async #openHistory(set: string, status: SetStatus, records: readonly WireRecord[]): Promise<HistoryRecorder | undefined> {
     if (this.#history.days <= 0) return undefined;
     return HistoryRecorder.open(this.#store, set, status, this.#history, { now: this.#now, records, cache: this.#preserved, persist: () => this.#writeStatus(status) });
-  }
-
-  /** A marker sent straight to the queue goes into the set's history too: `tidemark timeline` lists it. */
-  async #logMarker(marker: Marker, status: SetStatus): Promise<void> {
-    const history = await this.#openHistory(marker.set, status, []);
-    if (!history) return;
-    history.marked({ id: marker.id, action: marker.fields.action, ...(marker.fields.label !== undefined ? { label: marker.fields.label } : {}) }, status.lastSeq);
-    await history.flush();
-    await this.#writeStatus(status);
-  }
-
-  /** Prune options that keep what the protection window needs: no snapshot taken inside it, no content (history retention sweeps). */
-  #protectWindow(): { protectFrom?: Date; leaveContent?: boolean } {
-    if (this.#history.days <= 0) return {};
-    return { protectFrom: new Date(this.#now().getTime() - this.#history.days * DAY_MS), leaveContent: true };
   }
 
   /** The applier's checkpoint and status for a set (the initial one when the set was never seen). */
@@ -565,7 +551,7 @@ export class Applier {
       case "task":
         throw new Error(`internal: task seq ${record.seq} reached #applyRecord`);
       case "prune": {
-        const pruned = await pruneSnapshots(this.#store, set, { keep: record.keep, sweep: true, ...this.#protectWindow() });
+        const pruned = await pruneSnapshots(this.#store, set, { keep: record.keep, sweep: true, ...windowPruneOptions(this.#history, this.#now()) });
         status.snapshotsRetained = pruned.kept.length;
         const window = this.#history.days > 0 ? { windowDays: this.#history.days } : {};
         const report: PruneReport = { id: record.id, set, keep: record.keep, at: this.#now().toISOString(), ...pruned, ...window };

@@ -23,6 +23,12 @@ export interface HistorySettings {
 }
 
 const DEFAULT_CHECKPOINT_EVERY = 10_000;
+
+/** Prune options that keep what the protection window needs: no snapshot taken inside it, no content (history retention sweeps it). */
+export function windowPruneOptions(settings: HistorySettings, now: Date): { protectFrom?: Date; leaveContent?: boolean } {
+  if (settings.days <= 0) return {};
+  return { protectFrom: new Date(now.getTime() - settings.days * DAY_MS), leaveContent: true };
+}
 /** Content hashes known to be preserved, per set, before the cache starts over (bounds memory). */
 const PRESERVED_CACHE_LIMIT = 100_000;
 
@@ -104,9 +110,12 @@ export class HistoryRecorder {
     this.#entries.push({ op: "delete", seq: by.seq, at: this.#stamp(by.at), path });
   }
 
-  /** A marker sent straight to the queue (no seq of its own) was reached, after the set's seq `after`. */
-  marked(marker: { id: string; action: string; label?: string }, after: number): void {
-    this.#entries.push({ op: "marker", seq: after, at: this.#stamp(undefined), id: marker.id, action: marker.action, ...(marker.label !== undefined ? { label: marker.label } : {}) });
+  /** A marker sent straight to the queue (no seq of its own) was reached after the set's seq `after`: its own segment, then the status. */
+  async recordMarker(marker: { id: string; fields: { action: string; label?: string } }, after: number, writeStatus: () => Promise<void>): Promise<void> {
+    const label = marker.fields.label !== undefined ? { label: marker.fields.label } : {};
+    this.#entries.push({ op: "marker", seq: after, at: this.#stamp(undefined), id: marker.id, action: marker.fields.action, ...label });
+    await this.flush();
+    await writeStatus();
   }
 
   /** A record reached the store (called in seq order). */
