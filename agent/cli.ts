@@ -23,7 +23,8 @@ const COMMANDS: readonly { name: string; summary: string; load: () => Promise<Co
   { name: "task", summary: "insert a task marker: an application-consistent recovery point on the target", load: async () => (await import("./commands/task.ts")).taskCommand },
   { name: "tasks", summary: "list a set's task markers and what became of them", load: async () => (await import("./commands/task.ts")).tasksCommand },
   { name: "snapshots", summary: "list a set's snapshots (recovery points taken at task markers)", load: async () => (await import("./commands/snapshots.ts")).snapshotsCommand },
-  { name: "restore", summary: "rebuild a snapshot of a set into a folder", load: async () => (await import("./commands/snapshots.ts")).restoreCommand },
+  { name: "restore", summary: "rebuild a snapshot of a set, or any moment of the last days, into a folder", load: async () => (await import("./commands/snapshots.ts")).restoreCommand },
+  { name: "timeline", summary: "show the moments of a set that restore (restore --at) and the markers among them", load: async () => (await import("./commands/timeline.ts")).timelineCommand },
   { name: "drill", summary: "restore a recovery point into a scratch folder, check it, time it (RTO/RPO)", load: async () => (await import("./commands/drill.ts")).drillCommand },
   { name: "prune", summary: "delete old snapshots of a set and the content only they kept", load: async () => (await import("./commands/snapshots.ts")).pruneCommand },
   { name: "mirror", summary: "mirror a set to the target again: full, diff or checksum", load: async () => (await import("./commands/mirror.ts")).mirrorCommand },
@@ -93,6 +94,8 @@ const EXPECTED = new Set([
   "JournalCorruptError",
   "JournalDiskFullError",
   "OwnerKeyError",
+  "HistoryError",
+  "TimeSpecError",
 ]);
 
 main(process.argv.slice(2)).then(

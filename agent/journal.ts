@@ -71,7 +71,8 @@ export type Change =
   /** A block of a volume set as read (zeros travel as `zero`); volumeSize is the volume's size when it was read. */
   | { op: "block"; index: number; volumeSize: number; sha256: string; content: { bytes: Uint8Array } | { zero: true } };
 
-export type JournalRecord = Change & { seq: number };
+/** A journaled change: its seq, and when it was journaled (ms since the epoch; absent in rows of older agents). */
+export type JournalRecord = Change & { seq: number; at?: number };
 
 /** What the index knows of one entry of a set: its state as last journaled. */
 export interface IndexEntry {
@@ -315,6 +316,8 @@ export interface StoredRecord {
 export interface JournalOptions {
   /** Called inside every write transaction before it commits: a test's fault injection throws from it (e.g. SQLITE_FULL). */
   readonly onWrite?: () => void;
+  /** The clock records are stamped with (ms since the epoch). @default Date.now */
+  readonly now?: () => number;
 }
 
 export class Journal {
@@ -326,6 +329,8 @@ export class Journal {
   readonly #db: DatabaseSync;
   readonly #statements: Statements;
   readonly #onWrite: (() => void) | undefined;
+  /** Stamps each journaled record (`restore --at` goes by it); a test's clock in tests. */
+  readonly #now: () => number;
 
   private constructor(db: DatabaseSync, path: string, spoolDir: string, options: JournalOptions) {
     this.#db = db;
@@ -334,6 +339,7 @@ export class Journal {
     this.skippedNames = new SkippedNames(db);
     this.#statements = prepareStatements(db);
     this.#onWrite = options.onWrite;
+    this.#now = options.now ?? Date.now;
   }
 
   /** Opens (creating if needed) the journal in stateDir; a damaged one throws JournalCorruptError, a full disk JournalDiskFullError. */
@@ -419,9 +425,10 @@ export class Journal {
       let seq = row.next_seq;
       let bytes = 0;
       const seqs: number[] = [];
+      const at = this.#now();
       for (const change of changes) {
         const { content, stored } = this.#storedForm(change);
-        s.insertRecord.run(set, seq, JSON.stringify(stored), content, changeBytes(change));
+        s.insertRecord.run(set, seq, JSON.stringify({ ...stored, at }), content, changeBytes(change));
         bytes += changeBytes(change);
         this.#index(set, change);
         seqs.push(seq);
@@ -500,7 +507,7 @@ export class Journal {
   pending(set: string, afterSeq: number, limit: number): JournalRecord[] {
     const rows = this.#statements.pending.all(set, afterSeq, limit) as unknown as RecordRow[];
     return rows.map((row) => {
-      const change = JSON.parse(row.change) as Change;
+      const change = JSON.parse(row.change) as Change & { at?: number };
       if ((change.op === "put" || change.op === "verify" || change.op === "block" || change.op === "task") && change.content && "bytes" in change.content) {
         change.content = { bytes: row.content ?? new Uint8Array() };
       }

@@ -1,11 +1,11 @@
 // Which recovery point a drill (or a restore) writes: a snapshot by id or the
-// newest one, or a moment in time. Point-in-time recovery points are wired in
-// here, at pointInTimeRecoveryPoint, once they exist.
+// newest one, or a moment in time of the protection window.
 
 import type { DrillReport } from "../contract/drills.ts";
 import type { TargetStore } from "../lambdas/store/store.ts";
 import { listSnapshots, readSnapshot } from "../lambdas/tasks/snapshots.ts";
 import { snapshotRecoveryPoint } from "./restore.ts";
+import { parseMoment, pointInTime } from "./restore-at.ts";
 import type { RecoveryEntry, RecoveryPoint } from "./restore-writer.ts";
 
 export class RecoveryPointError extends Error {
@@ -18,12 +18,15 @@ export interface ResolvedRecoveryPoint {
   readonly description: DrillReport["recoveryPoint"];
 }
 
-/**
- * The set as it was at `at`, built from the target's history. Not available
- * yet: this is the one place to wire point-in-time restore in.
- */
-export async function pointInTimeRecoveryPoint(_store: TargetStore, set: string, at: string): Promise<ResolvedRecoveryPoint> {
-  throw new RecoveryPointError(`point-in-time restore is not available yet (asked for set "${set}" at ${at}); drill a snapshot instead: --snapshot latest or --snapshot ID`);
+/** The set as it was at `at` (ISO 8601 or a span ago, as `restore --at` reads it), replayed from the target's history. */
+export async function pointInTimeRecoveryPoint(store: TargetStore, set: string, at: string): Promise<ResolvedRecoveryPoint> {
+  const moment = parseMoment(at);
+  const { found, point } = await pointInTime(store, set, moment);
+  if (!point) throw new RecoveryPointError(`set "${set}" is a volume: drills restore file sets (restore an image with \`tidemark restore ${set} --at ${at} --to FILE\`)`);
+  return {
+    point,
+    description: { kind: "point-in-time", id: new Date(moment).toISOString(), takenAt: new Date(found.lastChangeAt).toISOString(), ...(found.lastSeq !== undefined ? { seq: found.lastSeq } : {}) },
+  };
 }
 
 /** The recovery point a drill of `set` writes: --at TIME, else --snapshot ID, else the newest snapshot. */

@@ -74,7 +74,7 @@ async function openDestination(to: string, size: number, force: boolean): Promis
 }
 
 /** Writes blocks (index -> bytes, fetched by `fetch`) into `to`; zeros for every other block when `to` is a device. */
-async function writeVolume(
+export async function writeVolume(
   to: string,
   size: number,
   indexes: readonly number[],

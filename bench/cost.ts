@@ -22,6 +22,7 @@ import { clientConfig, makeS3Client, makeSqsClient } from "../lambdas/aws-client
 import { ensureTargetResources, startEmulator } from "../lambdas/local/emulator.ts";
 import { LocalPoller } from "../lambdas/local/poller.ts";
 import { S3Store } from "../lambdas/store/s3-store.ts";
+import { historySettingsFromEnvironment } from "../lambdas/history/settings.ts";
 import { EbsSnapshotAction } from "../lambdas/volumes/ebs-snapshot.ts";
 import { startFakeEbs } from "../lambdas/local/ebs-standin.ts";
 import { countingProxy, REGION, until, type Result } from "./support.ts";
@@ -93,6 +94,8 @@ async function counted(
     log: () => {},
     tasks: { actions: { "ebs-snapshot": new EbsSnapshotAction(ebsClient, store) } },
     observer: { applied: (set, record) => applied.set(set, Math.max(applied.get(set) ?? 0, record.seq)) },
+    // As deployed: TIDEMARK_POINT_IN_TIME_DAYS (7 days unless set; 0 prices a target without point-in-time history).
+    history: historySettingsFromEnvironment(process.env),
   });
   const handler = createHandler(applier, () => {});
   let invocations = 0;

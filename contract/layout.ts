@@ -2,6 +2,7 @@
 // the applier, the CDK policies and the operators' tools all rely on them.
 
 import { z } from "zod";
+import { HISTORY_PREFIX, HistoryCursorSchema } from "./history.ts";
 
 export const PREFIX = {
   data: "data/",
@@ -15,6 +16,8 @@ export const PREFIX = {
   orphans: "orphans/",
   /** Reports of recovery drills (`tidemark drill`). */
   drills: "drills/",
+  /** Point-in-time history: checkpoints and per-message change segments (contract/history.ts). */
+  history: HISTORY_PREFIX,
 } as const;
 
 /** Prefix of a set's live mirror. */
@@ -255,6 +258,8 @@ export const SetStatusSchema = z.object({
   generation: z.string().optional(),
   /** Every generation the set's chain has had, oldest first: when it began, at which seq, and why. */
   generations: z.array(GenerationChangeSchema).optional(),
+  /** Where the set's point-in-time history stands; absent until the applier first recorded it. */
+  history: HistoryCursorSchema.optional(),
   updatedAt: z.string(),
 });
 export type SetStatus = z.infer<typeof SetStatusSchema>;

@@ -187,6 +187,10 @@ export const PruneReportSchema = z.object({
   at: z.string(),
   kept: z.array(z.string()),
   deleted: z.array(z.string()),
+  /** Snapshots beyond `keep` the target kept anyway: taken inside its protection window (tidemark:pointInTimeDays). */
+  protected: z.array(z.string()).optional(),
+  /** The target's protection window in days; content it needs is deleted only by the target's own retention. */
+  windowDays: z.number().optional(),
   /** Preserved content objects deleted because no kept snapshot refers to them. */
   contentDeleted: z.number().int(),
   contentBytesDeleted: z.number().int(),

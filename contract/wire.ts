@@ -48,6 +48,12 @@ export class BadMessageError extends Error {
   override name = "BadMessageError";
 }
 
+/**
+ * When the agent journaled the record (ms since the epoch): what `restore --at`
+ * goes by. Optional, so messages of older agents still parse.
+ */
+const RecordAt = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER).optional();
+
 const InlineContent = z.object({
   kind: z.literal("inline"),
   encoding: z.enum(["base64", "gzip+base64", "zstd+base64"]),
@@ -70,6 +76,7 @@ const Delta = z.object({
 const PutRecord = z
   .object({
     seq: Seq,
+    at: RecordAt,
     op: z.literal("put"),
     path: SetPath,
     size: Size,
@@ -92,9 +99,10 @@ const PutRecord = z
     });
   });
 /** Creates the directory if missing and sets its mode and mtime. */
-const MkdirRecord = z.object({ seq: Seq, op: z.literal("mkdir"), path: SetPath, mode: Mode, mtimeNs: MtimeNs });
+const MkdirRecord = z.object({ seq: Seq, at: RecordAt, op: z.literal("mkdir"), path: SetPath, mode: Mode, mtimeNs: MtimeNs });
 const SymlinkRecord = z.object({
   seq: Seq,
+  at: RecordAt,
   op: z.literal("symlink"),
   path: SetPath,
   target: z
@@ -104,8 +112,8 @@ const SymlinkRecord = z.object({
   mtimeNs: MtimeNs,
 });
 /** Removes a file, symlink or (empty) directory; the agent deletes a directory's entries before the directory. */
-const DeleteRecord = z.object({ seq: Seq, op: z.literal("delete"), path: SetPath });
-const RenameRecord = z.object({ seq: Seq, op: z.literal("rename"), from: SetPath, to: SetPath });
+const DeleteRecord = z.object({ seq: Seq, at: RecordAt, op: z.literal("delete"), path: SetPath });
+const RenameRecord = z.object({ seq: Seq, at: RecordAt, op: z.literal("rename"), from: SetPath, to: SetPath });
 /**
  * Compares the target with the source's manifest as of this seq (the content:
  * gzip'ed JSON lines of ManifestEntry, with its size and sha256) and writes a
@@ -113,6 +121,7 @@ const RenameRecord = z.object({ seq: Seq, op: z.literal("rename"), from: SetPath
  */
 const VerifyRecord = z.object({
   seq: Seq,
+  at: RecordAt,
   op: z.literal("verify"),
   id: z.string().regex(/^[A-Za-z0-9-]{1,64}$/, "verify id must be 1-64 letters, digits or '-'"),
   deep: z.boolean(),
@@ -135,18 +144,19 @@ const MarkerDigest = SetDigestSchema.extend({ list: z.object({ size: Size, sha25
  * it, the target holds what the source held at the barrier before it, and the
  * marker's action runs on that state.
  */
-const TaskRecord = TaskFieldsSchema.extend({ seq: Seq, op: z.literal("task"), id: TaskIdSchema, digest: MarkerDigest.optional() });
+const TaskRecord = TaskFieldsSchema.extend({ seq: Seq, at: RecordAt, op: z.literal("task"), id: TaskIdSchema, digest: MarkerDigest.optional() });
 
 /** Deletes snapshot manifests of the set beyond the newest `keep`, and the preserved content only they referred to. */
 const PruneRecord = z.object({
   seq: Seq,
+  at: RecordAt,
   op: z.literal("prune"),
   id: z.string().regex(/^[A-Za-z0-9-]{1,64}$/, "prune id must be 1-64 letters, digits or '-'"),
   keep: z.number().int().min(0).max(1_000_000),
 });
 
 /** The report of a recovery drill the agent ran: the applier writes it to drills/<set>/<id>.json. */
-const DrillRecord = z.object({ seq: Seq, op: z.literal("drill"), report: DrillReportSchema });
+const DrillRecord = z.object({ seq: Seq, at: RecordAt, op: z.literal("drill"), report: DrillReportSchema });
 
 /** Largest volume a volume set may replicate (EBS's largest volume, 64 TiB). */
 export const MAX_VOLUME_BYTES = 64 * 1024 ** 4;
@@ -174,6 +184,7 @@ const ZeroContent = z.object({ kind: z.literal("zero") });
 const BlockRecord = z
   .object({
     seq: Seq,
+    at: RecordAt,
     op: z.literal("block"),
     index: z.number().int().min(0),
     volumeSize: z.number().int().min(1).max(MAX_VOLUME_BYTES),
@@ -189,10 +200,10 @@ const BlockRecord = z
   });
 
 /** Holds the seq of a record the target refused for good (agent/poison.ts): applying it changes nothing. */
-const SkipRecord = z.object({ seq: Seq, op: z.literal("skip") });
+const SkipRecord = z.object({ seq: Seq, at: RecordAt, op: z.literal("skip") });
 
 /** Restarts the seq chain after the set went out of sync: what follows is a mirror of the source. */
-const ResyncRecord = z.object({ seq: Seq, op: z.literal("resync"), reason: z.string().max(1000) });
+const ResyncRecord = z.object({ seq: Seq, at: RecordAt, op: z.literal("resync"), reason: z.string().max(1000) });
 
 export const RecordSchema = z.discriminatedUnion("op", [
   PutRecord,

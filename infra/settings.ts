@@ -43,6 +43,13 @@ export interface TidemarkSettings {
    */
   readonly snapshotRetentionDays: number;
   /**
+   * The protection window: every moment of the last N days restores
+   * (`tidemark restore --at`), and nothing a source host sends removes what
+   * it needs. 0 turns point-in-time history off.
+   * @default 7
+   */
+  readonly pointInTimeDays: number;
+  /**
    * Create an AWS Backup vault and a service role for `backup` markers.
    * @default false
    */
@@ -183,6 +190,7 @@ const SettingsSchema = z
       .pipe(z.array(z.string().regex(lambdaArn, "a Lambda function ARN")))
       .default([]),
     snapshotRetentionDays: integer(1, 3650).default(30),
+    pointInTimeDays: integer(0, 3650).default(7),
     backup: booleanish.default(false),
     volumeSnapshots: booleanish.default(false),
     ebsKmsKeyArn: z.string().regex(/^arn:aws[\w-]*:kms:[a-z0-9-]+:\d{12}:key\/[A-Za-z0-9-]+$/, "a KMS key ARN").optional(),

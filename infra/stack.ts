@@ -71,7 +71,7 @@ export class TidemarkStack extends Stack {
       memoryMiB: settings.applierMemoryMiB,
       maxConcurrency: settings.applierConcurrency,
       metricsNamespace,
-      environment: { ...this.actions.environment, ...this.hostRoles.environment },
+      environment: { ...this.actions.environment, ...this.hostRoles.environment, TIDEMARK_POINT_IN_TIME_DAYS: String(settings.pointInTimeDays) },
     });
     this.actions.grantTo(this.applier.function);
     this.agentAccess = new AgentAccess(this, "AgentAccess", {

@@ -7,6 +7,7 @@ import { Applier } from "../../lambdas/applier/applier.ts";
 import { createHandler } from "../../lambdas/applier/handler.ts";
 import { ensureTargetResources, startEmulator } from "../../lambdas/local/emulator.ts";
 import { LocalPoller } from "../../lambdas/local/poller.ts";
+import { historySettingsFromEnvironment } from "../../lambdas/history/settings.ts";
 import { LOCAL_EVENTS_FILE, localTaskSettings } from "../../lambdas/local/tasks.ts";
 import { S3Store } from "../../lambdas/store/s3-store.ts";
 import { setNameProblem } from "../../contract/paths.ts";
@@ -141,6 +142,8 @@ Examples:
       const applier = new Applier({
         store,
         tasks: localTaskSettings(join(stateDir, LOCAL_EVENTS_FILE), { store, ebsEndpoint: ebs.endpoint, region: REGION }),
+        // The same protection window as a deployed target: TIDEMARK_POINT_IN_TIME_DAYS, 7 days unless set.
+        history: historySettingsFromEnvironment(process.env),
         log: (line) => logJsonLine(log, line),
       });
       // A marker whose action goes on in the next invocation comes back at once, as the deployed applier arranges.

@@ -5,13 +5,14 @@ import { resolve } from "node:path";
 import type { PruneReport, SnapshotSummary } from "../../contract/tasks.ts";
 import type { TargetStore } from "../../lambdas/store/store.ts";
 import { listSnapshots, readSnapshot, SnapshotError } from "../../lambdas/tasks/snapshots.ts";
-import { configPath, loadConfig } from "../config.ts";
+import { configPath, loadConfig, type AgentConfig } from "../config.ts";
 import { escapeControl, formatBytes, table } from "../format.ts";
 import { runPrune, type Progress } from "../operations.ts";
 import { isEbsSnapshotId, restoreEbsSnapshot, restoreVolumeSnapshot, type VolumeRestoreResult } from "../restore-volume.ts";
 import { createProgressView } from "../progress.ts";
 import { RestoreError, restoreSnapshot, type RestoreResult } from "../restore.ts";
 import type { WriteOptions } from "../restore-writer.ts";
+import { parseMoment, restoreAt } from "../restore-at.ts";
 import { stringOption, UsageError, type Command } from "./command.ts";
 import { checkSet, operate } from "./operate.ts";
 import { withEbsClient, withTargetStore } from "./target-store.ts";
@@ -69,6 +70,7 @@ Examples:
 export const restoreCommand: Command = {
   name: "restore",
   help: `Usage: tidemark restore SET --snapshot ID --to DIR|FILE [--force [--delete]] [--json] [--config FILE]
+       tidemark restore SET --at TIME --to DIR|FILE [--force [--delete]] [--json] [--config FILE]
 
 Writes the set as it was at the snapshot into DIR: file contents (each
 checked against its sha256), modes, modification times, symlinks (as links,
@@ -89,8 +91,15 @@ is read back from EBS through ListSnapshotBlocks and GetSnapshotBlock. FILE
 must not exist unless --force is given (--force onto a block device writes
 the device in place). Reads with the agent's credentials.
 
+With --at, the set as it was at any moment of the target's protection window
+(tidemark:pointInTimeDays, 7 days by default; see \`tidemark timeline SET\`):
+every change the agent journaled at or before TIME and nothing after. Such a
+moment is crash-consistent, like a journal replay; a marker's snapshot is the
+application-consistent point.
+
 Options:
   --snapshot ID   the snapshot (see \`tidemark snapshots SET\`); "latest" for the newest; or an EBS snapshot id
+  --at TIME       a moment instead: ISO 8601 (2026-11-30T10:15:02.250Z; local time without a zone) or a span ago (15m, 2h, 3d)
   --to DIR|FILE   where to restore
   --force         write into a folder that is not empty, or over an existing file or device
   --delete        with --force: remove what the snapshot does not hold from DIR
@@ -104,10 +113,13 @@ Examples:
   tidemark restore db --snapshot latest --to /srv/db --force --delete
   tidemark restore db --snapshot snap-20261124T020000Z-3f9a1c --to ./db-before-upgrade
   tidemark restore vm --snapshot latest --to ./vm-disk.img
-  tidemark restore vm --snapshot snap-0123456789abcdef0 --to ./vm-disk.img`,
+  tidemark restore vm --snapshot snap-0123456789abcdef0 --to ./vm-disk.img
+  tidemark restore db --at 2026-11-30T10:15:02Z --to ./db-before-the-incident
+  tidemark restore db --at 15m --to ./db-a-quarter-hour-ago`,
   positionals: true,
   options: {
     snapshot: { type: "string" },
+    at: { type: "string" },
     to: { type: "string" },
     force: { type: "boolean" },
     delete: { type: "boolean" },
@@ -119,10 +131,14 @@ Examples:
     const set = checkSet(config, positionals[0], "restore");
     if (values.delete === true && values.force !== true) throw new UsageError("--delete removes what the snapshot does not hold from a folder that is not empty: it needs --force");
     const id = stringOption(values.snapshot);
+    const at = stringOption(values.at);
     const to = stringOption(values.to);
-    if (id === undefined) throw new UsageError("name the snapshot with --snapshot ID (see `tidemark snapshots " + set + "`)");
+    if (id !== undefined && at !== undefined) throw new UsageError("give --snapshot ID or --at TIME, not both");
+    if (id === undefined && at === undefined) throw new UsageError("name the snapshot with --snapshot ID (see `tidemark snapshots " + set + "`), or a moment with --at TIME");
     if (to === undefined) throw new UsageError("name the folder to restore into with --to DIR");
     const json = values.json === true;
+    if (at !== undefined) return runRestoreAt(config, set, parseMoment(at), resolve(to), { force: values.force === true, delete: values.delete === true, json });
+    if (id === undefined) throw new UsageError("name the snapshot with --snapshot ID");
     const view = json ? undefined : createProgressView({ tty: process.stderr.isTTY === true, write: (text) => process.stderr.write(text) });
     const options = { force: values.force === true, ...(view ? { onProgress: (p: Progress) => view.update(p) } : {}) };
     const result = await withTargetStore(config, async (store) => {
@@ -196,6 +212,59 @@ function checkColumn(s: SnapshotSummary): string {
   return v.status;
 }
 
+/** `restore --at`: the set at a moment of the protection window; exit code 3 when any entry was not restored. */
+async function runRestoreAt(config: AgentConfig, set: string, at: number, to: string, options: { force: boolean; delete: boolean; json: boolean }): Promise<number> {
+  const view = options.json ? undefined : createProgressView({ tty: process.stderr.isTTY === true, write: (text) => process.stderr.write(text) });
+  const interrupt = new AbortController();
+  const stop = () => interrupt.abort(new RestoreError("restore interrupted; what was written so far stays, no temp files"));
+  process.once("SIGINT", stop);
+  process.once("SIGTERM", stop);
+  const result = await withTargetStore(config, async (store) => {
+    try {
+      const write: WriteOptions = { force: options.force, delete: options.delete, signal: interrupt.signal, ...(view ? { onProgress: (p: Progress) => view.update(p) } : {}) };
+      return await restoreAt(store, set, at, to, write);
+    } finally {
+      process.off("SIGINT", stop);
+      process.off("SIGTERM", stop);
+      view?.done();
+    }
+  });
+  const failures = result.failures ?? [];
+  if (options.json) {
+    process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
+    return failures.length > 0 ? 3 : 0;
+  }
+  const links = (result.hardLinks ?? 0) > 0 ? ` (${result.hardLinks} as hard links)` : "";
+  const holds =
+    result.kind === "volume"
+      ? `${formatBytes(result.size ?? 0)} volume, ${result.blocks ?? 0} blocks holding data (${formatBytes(result.bytes)})`
+      : `${result.files} files${links} (${formatBytes(result.bytes)}), ${result.dirs} folders, ${result.symlinks} symlinks`;
+  process.stdout.write(
+    `restored set ${set} as it was at ${result.at} (last change ${result.lastChangeAt}${result.lastSeq !== undefined ? `, seq ${result.lastSeq}` : ""}) to ${escapeControl(result.to)}: ${holds}\n`,
+  );
+  if (result.newestChangeAt !== undefined) {
+    process.stdout.write(`note: the target's newest change is from ${result.newestChangeAt}; changes journaled after it may still be on their way (see \`tidemark status\`)\n`);
+  }
+  for (const path of result.deleted ?? []) process.stdout.write(`removed (not in the recovery point): ${JSON.stringify(path)}\n`);
+  if ((result.extra ?? []).length > 0) process.stdout.write(`left alone, not in the recovery point (--delete removes them): ${result.extra?.length ?? 0} entries\n`);
+  for (const failure of failures) process.stderr.write(`not restored: ${JSON.stringify(failure.path)}: ${failure.reason}\n`);
+  if (failures.length > 0) process.stderr.write(`${failures.length} entries not restored; everything else was\n`);
+  return failures.length > 0 ? 3 : 0;
+}
+
+/** What a prune did, and what the target kept despite it. */
+export function describePrune(set: string, report: PruneReport): string {
+  const lines = [`set ${set}: kept ${report.kept.length} snapshots, deleted ${report.deleted.length}`];
+  if (report.windowDays !== undefined) {
+    const held = report.protected?.length ?? 0;
+    if (held > 0) lines.push(`the target kept ${held} more (${report.protected?.join(", ")}): taken inside its ${report.windowDays}-day protection window`);
+    lines.push(`preserved content and point-in-time history are deleted only by the target's own retention, once older than ${report.windowDays} days`);
+  } else {
+    lines.push(`${report.contentDeleted} preserved objects (${formatBytes(report.contentBytesDeleted)}) no longer needed were deleted`);
+  }
+  return lines.join("\n");
+}
+
 /** The snapshot with this id; undefined when there is none and the id may be an EBS snapshot's. */
 async function findSnapshot(store: TargetStore, set: string, id: string): Promise<SnapshotSummary | undefined> {
   try {
@@ -220,10 +289,16 @@ export const pruneCommand: Command = {
   name: "prune",
   help: `Usage: tidemark prune SET --keep N [--json] [--config FILE]
 
-Keeps the newest N snapshots of a set and deletes the others, with the
-preserved content no kept snapshot refers to. The applier does the deleting
-when it reaches the request in the set's stream, so it never races a
-snapshot being taken. Uses the running agent when there is one.
+Keeps the newest N snapshots of a set and deletes the others. The applier
+does the deleting when it reaches the request in the set's stream, so it
+never races a snapshot being taken. Uses the running agent when there is one.
+
+What the target will not delete on a source host's word: a snapshot taken
+inside its protection window (tidemark:pointInTimeDays, 7 days by default)
+is kept whatever N says, and so is every byte a moment of the window needs.
+Preserved content and older history go only by the target's own retention,
+once the window no longer needs them. With the window off (0 days), the
+content no kept snapshot refers to is deleted here too.
 
 Options:
   --keep N        snapshots to keep (0 deletes them all)
@@ -243,11 +318,7 @@ Examples:
     const json = values.json === true;
     const report = await operate<PruneReport>(config, "/prune", { set, keep }, (deps) => runPrune(deps, set, keep), { quiet: json });
     if (json) process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
-    else {
-      process.stdout.write(
-        `set ${set}: kept ${report.kept.length} snapshots, deleted ${report.deleted.length}; ${report.contentDeleted} preserved objects (${formatBytes(report.contentBytesDeleted)}) no longer needed were deleted\n`,
-      );
-    }
+    else process.stdout.write(`${describePrune(set, report)}\n`);
     return 0;
   },
 };

@@ -19,7 +19,7 @@ import { PREFIX } from "../../contract/layout.ts";
  * they name (tidemark snapshots, tidemark restore), drill reports (tidemark
  * status, the drill schedule).
  */
-export const AGENT_READ_PREFIXES = [PREFIX.state, PREFIX.tasks, PREFIX.snapshots, PREFIX.data, PREFIX.preserved, PREFIX.blocks, PREFIX.drills] as const;
+export const AGENT_READ_PREFIXES = [PREFIX.state, PREFIX.tasks, PREFIX.snapshots, PREFIX.data, PREFIX.preserved, PREFIX.blocks, PREFIX.drills, PREFIX.history] as const;
 
 const READ_PURPOSE: Record<(typeof AGENT_READ_PREFIXES)[number], string> = {
   [PREFIX.state]: "the applier's per-set status (for tidemark status)",
@@ -29,6 +29,7 @@ const READ_PURPOSE: Record<(typeof AGENT_READ_PREFIXES)[number], string> = {
   [PREFIX.preserved]: "content kept for snapshots (tidemark restore)",
   [PREFIX.blocks]: "volume sets' block content (tidemark restore of a volume)",
   [PREFIX.drills]: "recovery drill reports (tidemark status, the drill schedule)",
+  [PREFIX.history]: "point-in-time history (tidemark restore --at, tidemark timeline)",
 };
 
 export interface AgentAccessProps {

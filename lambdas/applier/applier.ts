@@ -35,6 +35,8 @@ import { checkSnapshot } from "../tasks/snapshot-checks.ts";
 import type { TargetStore } from "../store/store.ts";
 import { SignedOwnership, type OwnershipCheck, type Refusal } from "./ownership.ts";
 import { checkStaged } from "./staged-content.ts";
+import { DEFAULT_POINT_IN_TIME_DAYS } from "../../contract/history.ts";
+import { HistoryRecorder, windowPruneOptions, type HistorySettings, type PreservedCache } from "../history/recorder.ts";
 
 export interface IncomingMessage {
   readonly messageId: string;
@@ -83,6 +85,8 @@ export interface ApplierOptions {
   readonly ownership?: OwnershipCheck;
   /** Namespace of the metrics logged for drill reports. @default DEFAULT_METRICS_NAMESPACE */
   readonly metricsNamespace?: string;
+  /** Point-in-time history (tidemark:pointInTimeDays). @default 7 days */
+  readonly history?: HistorySettings;
 }
 
 /** Content checked before anything is written: decoded inline bytes, or a staging object known to exist. */
@@ -154,6 +158,8 @@ export class Applier {
   readonly #tasks: TaskSettings;
   readonly #ownership: OwnershipCheck;
   readonly #metricsNamespace: string | undefined;
+  readonly #history: HistorySettings;
+  readonly #preserved: PreservedCache = new Map();
   /** Actions of markers that do not hold the stream (timeout 0), still running. */
   readonly #background = new Set<Promise<unknown>>();
 
@@ -165,6 +171,7 @@ export class Applier {
     this.#tasks = options.tasks ?? {};
     this.#ownership = options.ownership ?? new SignedOwnership(options.store, { now: this.#now });
     this.#metricsNamespace = options.metricsNamespace;
+    this.#history = options.history ?? { days: DEFAULT_POINT_IN_TIME_DAYS };
   }
 
   /** Resolves once the actions of markers that did not hold the stream finished: the handler awaits this before its invocation ends. */
@@ -226,6 +233,7 @@ export class Applier {
       if (error instanceof BadMessageError) return this.#reject(incoming, error, status);
       throw error;
     }
+    const history = await this.#openHistory(set, status, records);
 
     let bytes = 0;
     let applied = 0;
@@ -256,16 +264,18 @@ export class Applier {
           const record = step[0];
           // Everything before the marker is applied: checkpoint it, so a retry of the message starts at the marker.
           advance(record.seq - 1);
+          await history?.flush();
           await this.#writeStatus(status);
           await this.#runMarker({ set, id: record.id, seq: record.seq, fields: record, ...(record.digest ? { digest: record.digest } : {}) }, status, invocation);
           applied += 1;
+          history?.applied(record);
           this.#observer.applied?.(set, record);
           continue;
         }
         // Puts of different files are independent: they go to the store at once. Every one settles before the
         // step counts as applied, so a failure leaves no later record half-done behind the checkpoint.
         const outcomes = await mapConcurrent(step, APPLY_CONCURRENCY, (record) =>
-          this.#applyRecord(set, record, prepared.get(record.seq), status, volumeMap).then(
+          this.#applyRecord(set, record, prepared.get(record.seq), status, volumeMap, history).then(
             (written) => ({ written }),
             (error: unknown) => ({ error }),
           ),
@@ -276,6 +286,7 @@ export class Applier {
           if ("error" in outcome) throw outcome.error;
           bytes += outcome.written;
           applied += 1;
+          history?.applied(record);
           this.#observer.applied?.(set, record);
         }
       }
@@ -285,15 +296,18 @@ export class Applier {
       advance(error.seq - 1);
       status.state = "out-of-sync";
       status.reason = `${error.message} (seq ${error.seq}); set marked out of sync`;
+      await history?.flush();
       await this.#writeStatus(status);
       await this.#abandonMarkers(set, records.filter((r) => r.seq > error.seq), status);
       return { kind: "gap", set, expected: error.seq, got: error.seq };
     }
     const map = await flushVolume();
     // Replaced block content nothing refers to any more goes once there is enough of it.
-    if (map?.sweepDue) await pruneSnapshots(this.#store, set, { keep: Number.MAX_SAFE_INTEGER, sweep: true });
+    // With history on, its retention sweeps (it knows which blocks the window needs).
+    if (map?.sweepDue && !history) await pruneSnapshots(this.#store, set, { keep: Number.MAX_SAFE_INTEGER, sweep: true });
     const last = records[records.length - 1]?.seq ?? status.lastSeq;
     advance(last);
+    await history?.finish();
     await this.#writeStatus(status);
     // Staged payloads are only needed until the checkpoint covers them.
     for (const content of prepared.values()) {
@@ -329,6 +343,8 @@ export class Applier {
         ? `set "${message.set}" is out of sync on the target (${status.reason ?? "no reason recorded"}): it does not hold a state of the source to run the action on`
         : undefined;
     const result = await this.#runMarker(marker, status, invocation, skip);
+    // Into the set's history too: `tidemark timeline` lists it.
+    await (await this.#openHistory(message.set, status, []))?.recordMarker(marker, status.lastSeq, () => this.#writeStatus(status));
     return { kind: "marker", set: message.set, task: marker.id, status: result };
   }
 
@@ -364,11 +380,21 @@ export class Applier {
     }
     const days = this.#tasks.retentionDays;
     if (outcome.snapshot && days !== undefined && days > 0) {
-      const pruned = await pruneSnapshots(this.#store, marker.set, { keep: Number.MAX_SAFE_INTEGER, olderThan: new Date(this.#now().getTime() - days * 86_400_000) });
+      const pruned = await pruneSnapshots(this.#store, marker.set, {
+        keep: Number.MAX_SAFE_INTEGER,
+        olderThan: new Date(this.#now().getTime() - days * 86_400_000),
+        ...windowPruneOptions(this.#history, this.#now()),
+      });
       status.snapshotsRetained = pruned.kept.length;
       await this.#writeStatus(status);
     }
     return outcome.result.status;
+  }
+
+  /** The history recorder of a message, unless history is off. */
+  async #openHistory(set: string, status: SetStatus, records: readonly WireRecord[]): Promise<HistoryRecorder | undefined> {
+    if (this.#history.days <= 0) return undefined;
+    return HistoryRecorder.open(this.#store, set, status, this.#history, { now: this.#now, records, cache: this.#preserved, persist: () => this.#writeStatus(status) });
   }
 
   /** The applier's checkpoint and status for a set (the initial one when the set was never seen). */
@@ -476,9 +502,16 @@ export class Applier {
   }
 
   /** Applies one record; returns the content bytes it wrote. */
-  async #applyRecord(set: string, record: WireRecord, put: Prepared | undefined, status: SetStatus, volume: () => Promise<VolumeMap>): Promise<number> {
+  async #applyRecord(
+    set: string,
+    record: WireRecord,
+    put: Prepared | undefined,
+    status: SetStatus,
+    volume: () => Promise<VolumeMap>,
+    history: HistoryRecorder | undefined,
+  ): Promise<number> {
     const gen = status.snapshotGen;
-    const preserve = (key: string) => preserveBeforeReplace(this.#store, set, key, status);
+    const preserve = (key: string) => (history ? history.preserve(key) : preserveBeforeReplace(this.#store, set, key, status));
     switch (record.op) {
       case "put": {
         const meta = encodeMeta({ kind: "file", mode: record.mode, mtimeNs: record.mtimeNs, sha256: record.sha256, gen, ...(record.linkGroup ? { linkGroup: record.linkGroup } : {}) });
@@ -557,15 +590,16 @@ export class Applier {
       case "task":
         throw new Error(`internal: task seq ${record.seq} reached #applyRecord`);
       case "prune": {
-        const pruned = await pruneSnapshots(this.#store, set, { keep: record.keep, sweep: true });
+        const pruned = await pruneSnapshots(this.#store, set, { keep: record.keep, sweep: true, ...windowPruneOptions(this.#history, this.#now()) });
         status.snapshotsRetained = pruned.kept.length;
-        const report: PruneReport = { id: record.id, set, keep: record.keep, at: this.#now().toISOString(), ...pruned };
+        const window = this.#history.days > 0 ? { windowDays: this.#history.days } : {};
+        const report: PruneReport = { id: record.id, set, keep: record.keep, at: this.#now().toISOString(), ...pruned, ...window };
         await this.#store.put(pruneReportKey(set, record.id), Buffer.from(JSON.stringify(report, null, 2)), {});
         return 0;
       }
       case "verify": {
         if (!put || !("entries" in put)) throw new Error(`internal: verify seq ${record.seq} was not prepared`);
-        const report = await verifyTarget(this.#store, set, record, put.entries, this.#now(), preserve);
+        const report = await verifyTarget(this.#store, set, record, put.entries, this.#now(), history ? (key) => history.removing(key, record) : preserve);
         await this.#store.put(verifyReportKey(set, record.id), Buffer.from(JSON.stringify(report)), {});
         return 0;
       }

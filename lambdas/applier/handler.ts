@@ -13,6 +13,7 @@ import { metricsLine } from "./metrics.ts";
 import { taskSettingsFromEnvironment } from "../tasks/environment.ts";
 import { MarkerContinuesError } from "./markers.ts";
 import { setRolesFromEnvironment, SignedOwnership } from "./ownership.ts";
+import { historySettingsFromEnvironment } from "../history/settings.ts";
 
 export type BatchHandler = (event: SQSEvent, context?: Context) => Promise<SQSBatchResponse>;
 
@@ -90,7 +91,13 @@ function fromEnvironment(env: NodeJS.ProcessEnv = process.env): BatchHandler {
   };
   const ownership = new SignedOwnership(store, { setRoles: setRolesFromEnvironment(env) });
   const metricsNamespace = env.TIDEMARK_METRICS_NAMESPACE || undefined;
-  const applier = new Applier({ store, ownership, tasks: taskSettingsFromEnvironment(env, region, bucket, store), ...(metricsNamespace ? { metricsNamespace } : {}) });
+  const applier = new Applier({
+    store,
+    ownership,
+    tasks: taskSettingsFromEnvironment(env, region, bucket, store),
+    history: historySettingsFromEnvironment(env),
+    ...(metricsNamespace ? { metricsNamespace } : {}),
+  });
   return createHandler(applier, console.log, metricsNamespace, retrySoon);
 }
 

@@ -113,6 +113,15 @@ async function liveEntries(store: TargetStore, set: string, signal: AbortSignal 
 }
 
 /**
+ * Entries of the live mirror of a set now (a history checkpoint); `previous`,
+ * a manifest taken at `takenAt`, spares the HEADs of objects not written since.
+ */
+export async function liveManifest(store: TargetStore, set: string, previous?: { takenAt: string; entries: readonly SnapshotEntry[] }): Promise<SnapshotEntry[]> {
+  const known = previous && { writtenBefore: writtenBefore(previous.takenAt), entries: new Map(previous.entries.map((e) => [e.path, e])) };
+  return liveEntries(store, set, undefined, known);
+}
+
+/**
  * Writes a manifest of the set's live mirror as it is now. The caller applies
  * nothing of the set meanwhile, and raises the set's snapshot generation once
  * this resolved, so what the manifest names is preserved before it changes.
@@ -260,24 +269,43 @@ export async function preserveBeforeReplace(store: TargetStore, set: string, key
 export interface PruneResult {
   readonly kept: string[];
   readonly deleted: string[];
+  /** Snapshots beyond `keep` kept anyway: taken inside the protection window. */
+  readonly protected?: string[];
   readonly contentDeleted: number;
   readonly contentBytesDeleted: number;
   /** Summaries that could not be read: what their snapshots need is unknown, so no content was deleted. */
   readonly unreadable?: string[];
 }
 
+export interface PruneOptions {
+  readonly keep: number;
+  readonly olderThan?: Date;
+  readonly sweep?: boolean;
+  /** Snapshots taken at or after this are kept whatever `keep` says (the protection window's start). */
+  readonly protectFrom?: Date;
+  /** Deletes manifests only: content is left to the history's retention, which knows what the window needs. */
+  readonly leaveContent?: boolean;
+  /** Content hashes to keep besides those of kept snapshots (what the point-in-time history needs). */
+  readonly alsoNeeded?: { readonly files: ReadonlySet<string>; readonly blocks: ReadonlySet<string> };
+}
+
 /**
  * Deletes the set's snapshots beyond the newest `keep` (and, with
- * olderThan, those taken before it), then the preserved content that no kept
- * snapshot names: after a deletion, or always with `sweep`.
+ * olderThan, those taken before it), never one taken at or after
+ * `protectFrom`, then the preserved content that no kept snapshot names:
+ * after a deletion, or always with `sweep`.
  */
-export async function pruneSnapshots(store: TargetStore, set: string, options: { keep: number; olderThan?: Date; sweep?: boolean }): Promise<PruneResult> {
+export async function pruneSnapshots(store: TargetStore, set: string, options: PruneOptions): Promise<PruneResult> {
   const { summaries: all, unreadable } = await readSummaries(store, set);
   const volume = await VolumeMap.open(store, set);
   // The newest EBS snapshot's blocks: the next one uploads what differs from them.
   const ebsParent = volume.state.ebs?.manifestSnapshotId;
   const cut = options.olderThan?.toISOString();
-  const kept = all.filter((s, i) => s.id === ebsParent || (i >= all.length - options.keep && (cut === undefined || s.takenAt >= cut)));
+  const protectFrom = options.protectFrom?.toISOString();
+  const wanted = (s: SnapshotSummary, i: number) => s.id === ebsParent || (i >= all.length - options.keep && (cut === undefined || s.takenAt >= cut));
+  const inWindow = (s: SnapshotSummary) => protectFrom !== undefined && s.takenAt >= protectFrom;
+  const kept = all.filter((s, i) => wanted(s, i) || inWindow(s));
+  const protectedIds = all.filter((s, i) => !wanted(s, i) && inWindow(s)).map((s) => s.id);
   const keptIds = new Set(kept.map((s) => s.id));
   const deleted = all.filter((s) => !keptIds.has(s.id));
   for (const snapshot of deleted) {
@@ -286,10 +314,14 @@ export async function pruneSnapshots(store: TargetStore, set: string, options: {
     await store.delete(snapshotManifestKey(set, snapshot.id));
     await store.delete(snapshotProofKey(set, snapshot.id));
   }
-  if (unreadable.length > 0) return { kept: kept.map((s) => s.id), deleted: deleted.map((s) => s.id), contentDeleted: 0, contentBytesDeleted: 0, unreadable };
-  if (deleted.length === 0 && !options.sweep) return { kept: kept.map((s) => s.id), deleted: [], contentDeleted: 0, contentBytesDeleted: 0 };
-  const referenced = new Set<string>();
-  const blocks = new Set<string>();
+  const clamped = protectFrom !== undefined ? { protected: protectedIds } : {};
+  // A summary that cannot be read may be a snapshot that still needs its content: nothing is swept then.
+  if (unreadable.length > 0) return { kept: kept.map((s) => s.id), deleted: deleted.map((s) => s.id), ...clamped, contentDeleted: 0, contentBytesDeleted: 0, unreadable };
+  if ((deleted.length === 0 && !options.sweep) || options.leaveContent) {
+    return { kept: kept.map((s) => s.id), deleted: deleted.map((s) => s.id), ...clamped, contentDeleted: 0, contentBytesDeleted: 0 };
+  }
+  const referenced = new Set<string>(options.alsoNeeded?.files);
+  const blocks = new Set<string>(options.alsoNeeded?.blocks);
   for (const snapshot of kept) {
     if (snapshot.volume) for (const entry of await readBlockManifest(store, snapshot)) blocks.add(entry.sha256);
     else for (const entry of await readManifest(store, snapshot)) if (entry.sha256) referenced.add(entry.sha256);
@@ -308,5 +340,5 @@ export async function pruneSnapshots(store: TargetStore, set: string, options: {
     contentDeleted += swept.deleted;
     contentBytesDeleted += swept.bytes;
   }
-  return { kept: kept.map((s) => s.id), deleted: deleted.map((s) => s.id), contentDeleted, contentBytesDeleted };
+  return { kept: kept.map((s) => s.id), deleted: deleted.map((s) => s.id), ...clamped, contentDeleted, contentBytesDeleted };
 }

@@ -131,10 +131,13 @@ describe("markers and recovery from the command line", () => {
     const missing = await tidemark(["restore", SET, "--snapshot", "snap-nope", "--to", join(work.path, "x"), "--config", config]);
     expect(missing.stderr).toMatch(/has no snapshot "snap-nope" \(snapshots: .*snap-console-1/);
 
+    // Every snapshot here is inside the target's protection window: the target keeps them, and says so.
     const prune = await tidemark(["prune", SET, "--keep", "2", "--json", "--config", config]);
     expect(prune.stderr).toBe("");
-    expect(JSON.parse(prune.stdout)).toMatchObject({ kept: snapshots.slice(-2).map((s) => s.id), deleted: snapshots.slice(0, -2).map((s) => s.id) });
-    expect(JSON.parse((await tidemark(["snapshots", SET, "--json", "--config", config])).stdout)).toHaveLength(2);
+    expect(JSON.parse(prune.stdout)).toMatchObject({ deleted: [], protected: snapshots.slice(0, -2).map((s) => s.id), windowDays: 7 });
+    expect(JSON.parse((await tidemark(["snapshots", SET, "--json", "--config", config])).stdout)).toHaveLength(SEEDS.length + 1);
+    const said = await tidemark(["prune", SET, "--keep", "2", "--config", config]);
+    expect(said.stdout).toContain(`the target kept ${SEEDS.length - 1} more`);
   }, 60_000);
 
   it("refuses to insert a marker when the config disables them, and says why", async () => {

@@ -128,14 +128,14 @@ describe("TidemarkStack with its defaults", () => {
         Sid: "ReadStatusTasksSnapshots",
         Effect: "Allow",
         Action: ["s3:GetObject", "s3:GetObjectVersion"],
-        Resource: [objects("state/*"), objects("tasks/*"), objects("snapshots/*"), objects("data/*"), objects("preserved/*"), objects("blocks/*"), objects("drills/*")],
+        Resource: [objects("state/*"), objects("tasks/*"), objects("snapshots/*"), objects("data/*"), objects("preserved/*"), objects("blocks/*"), objects("drills/*"), objects("history/*")],
       },
       {
         Sid: "ListStatusTasksSnapshots",
         Effect: "Allow",
         Action: "s3:ListBucket",
         Resource: { "Fn::GetAtt": [bucketId, "Arn"] },
-        Condition: { StringLike: { "s3:prefix": ["state/*", "tasks/*", "snapshots/*", "data/*", "preserved/*", "blocks/*", "drills/*"] } },
+        Condition: { StringLike: { "s3:prefix": ["state/*", "tasks/*", "snapshots/*", "data/*", "preserved/*", "blocks/*", "drills/*", "history/*"] } },
       },
       { Sid: "AnnounceReceivedTasks", Effect: "Allow", Action: "events:PutEvents", Resource: { "Fn::GetAtt": [only(template, "AWS::Events::EventBus")[0], "Arn"] } },
     ]);
@@ -222,6 +222,13 @@ function applierStatements(template: Template): Statement[] {
 }
 
 describe("TidemarkStack settings", () => {
+  it("passes the protection window (tidemark:pointInTimeDays, 7 by default) to the applier", () => {
+    synthStack().template.hasResourceProperties("AWS::Lambda::Function", { Environment: { Variables: Match.objectLike({ TIDEMARK_POINT_IN_TIME_DAYS: "7" }) } });
+    const { template: longer } = synthStack({ pointInTimeDays: 30 });
+    longer.hasResourceProperties("AWS::Lambda::Function", { Environment: { Variables: Match.objectLike({ TIDEMARK_POINT_IN_TIME_DAYS: "30" }) } });
+    expect(() => synthStack({ pointInTimeDays: -1 })).toThrow(/pointInTimeDays/);
+  });
+
   it("limits invoke to the allow-listed functions", () => {
     const allowed = ["arn:aws:lambda:eu-west-1:123456789012:function:quiesce-db", "arn:aws:lambda:eu-west-1:123456789012:function:notify:live"];
     const { template } = synthStack({ invokeAllowList: allowed });

@@ -8,6 +8,7 @@ import { pruneReportKey, VerifyReportSchema, verifyReportKey } from "../../contr
 import { PruneReportSchema } from "../../contract/tasks.ts";
 import type { TaskSettings } from "../../lambdas/applier/markers.ts";
 import { Applier } from "../../lambdas/applier/applier.ts";
+import type { HistorySettings } from "../../lambdas/history/recorder.ts";
 import { MemoryStore } from "../../lambdas/store/memory-store.ts";
 import { readSetStatus } from "../../lambdas/store/set-status.ts";
 import { MemoryTransport } from "./memory-transport.ts";
@@ -32,14 +33,25 @@ export interface Harness {
   close(): Promise<void>;
 }
 
-export function agentHarness(set: string, options: Partial<AgentOptions> = {}, target: { tasks?: TaskSettings; store?: MemoryStore; log?: (line: string) => void } = {}): Harness {
+export function agentHarness(
+  set: string,
+  options: Partial<AgentOptions> = {},
+  target: { tasks?: TaskSettings; store?: MemoryStore; history?: HistorySettings; now?: () => number; log?: (line: string) => void } = {},
+): Harness {
   const src = tempDir("tidemark-src-");
   const state = tempDir("tidemark-state-");
   const store = target.store ?? new MemoryStore();
-  const transport = new MemoryTransport(new Applier({ store, log: target.log ?? (() => {}), ...(target.tasks ? { tasks: target.tasks } : {}) }), store);
+  // One clock (when given) for the agent's journal and the applier: what `restore --at` goes by.
+  const clock = target.now;
+  const applierNow = clock ? { now: () => new Date(clock()) } : {};
+  const journalNow = clock ? { now: clock } : {};
+  const transport = new MemoryTransport(
+    new Applier({ store, log: target.log ?? (() => {}), ...(target.tasks ? { tasks: target.tasks } : {}), ...(target.history ? { history: target.history } : {}), ...applierNow }),
+    store,
+  );
   const make = (journal: Journal, extra: Partial<AgentOptions>) =>
     new Agent({ sets: [{ name: set, root: src.path, exclude: [] }], journal, transport, monitorEnabled: false, ...options, ...extra });
-  const journal = Journal.open(state.path);
+  const journal = Journal.open(state.path, journalNow);
   let journalOpen = true;
   const harness: Harness = {
     set,
@@ -52,7 +64,7 @@ export function agentHarness(set: string, options: Partial<AgentOptions> = {}, t
     sent: () => harness.journal.counters(set).bytesSent,
     restart(extra = {}, journalOptions = {}) {
       if (journalOpen) harness.journal.close();
-      harness.journal = Journal.open(state.path, journalOptions);
+      harness.journal = Journal.open(state.path, { ...journalNow, ...journalOptions });
       journalOpen = true;
       harness.agent = make(harness.journal, extra);
     },

@@ -1,6 +1,7 @@
 // A volume set replicated by an agent into an in-memory target: a disk image
 // in a temp folder, the journal beside it, markers stepped by hand.
 
+import type { HistorySettings } from "../../lambdas/history/recorder.ts";
 import { execFileSync } from "node:child_process";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
@@ -46,7 +47,7 @@ export function volumeHarness(
   image: Buffer,
   tasks?: TaskSettings,
   store = new MemoryStore(),
-  options: { monitorEnabled?: boolean; scanMs?: number; watchVolume?: AgentOptions["watchVolume"]; loopDevice?: boolean } = {},
+  options: { monitorEnabled?: boolean; scanMs?: number; watchVolume?: AgentOptions["watchVolume"]; loopDevice?: boolean; history?: HistorySettings; now?: () => number } = {},
 ): VolumeHarness {
   const dir = tempDir("tidemark-volume-");
   const file = join(dir.path, "disk.img");
@@ -54,8 +55,8 @@ export function volumeHarness(
   // The set reads a loop device over the image: a real block device, whose size only sysfs tells.
   const path = options.loopDevice ? execFileSync("losetup", ["--find", "--show", file], { encoding: "utf8" }).trim() : file;
   const spec: SetSpec = { name: SET, root: path, exclude: [], volume: { scanMs: options.scanMs ?? 60_000 } };
-  const transport = new MemoryTransport(new Applier({ store, log: () => {}, ...(tasks ? { tasks } : {}) }), store);
-  const journal = Journal.open(join(dir.path, "state"));
+  const transport = new MemoryTransport(new Applier({ store, log: () => {}, ...(tasks ? { tasks } : {}), ...(options.history ? { history: options.history } : {}), ...(options.now ? { now: () => new Date(options.now?.() ?? 0) } : {}) }), store);
+  const journal = Journal.open(join(dir.path, "state"), options.now ? { now: options.now } : {});
   const agent = new Agent({ sets: [spec], journal, transport, monitorEnabled: options.monitorEnabled ?? false, ...(options.watchVolume ? { watchVolume: options.watchVolume } : {}) });
   return {
     image: path,

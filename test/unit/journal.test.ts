@@ -35,6 +35,22 @@ describe("journal", () => {
     journal.close();
   });
 
+  it("stamps each record with when it was journaled, kept across a reopen (what restore --at goes by)", () => {
+    let now = 1_764_500_000_000;
+    const first = Journal.open(dir.path, { now: () => now });
+    first.append("a", [put("1", "x"), put("2", "y")]);
+    now += 250;
+    first.append("a", [{ op: "delete", path: "1" }]);
+    first.close();
+    const again = Journal.open(dir.path);
+    expect(again.pending("a", 0, 10).map((r) => [r.seq, r.at])).toEqual([
+      [1, 1_764_500_000_000],
+      [2, 1_764_500_000_000],
+      [3, 1_764_500_000_250],
+    ]);
+    again.close();
+  });
+
   it("keeps records and content across a reopen (durable before sent)", () => {
     const first = Journal.open(dir.path);
     first.append("a", [put("f", "content one"), { op: "mkdir", path: "d", mode: 0o755, mtimeNs: "5" }]);

@@ -43,11 +43,13 @@ class GatedTransport implements Transport {
 let src: ReturnType<typeof tempDir>;
 let state: ReturnType<typeof tempDir>;
 let journal: Journal;
+const JOURNALED_AT = Date.parse("2026-11-30T10:00:00Z");
 
 beforeEach(async () => {
   src = tempDir("tidemark-src-");
   state = tempDir("tidemark-state-");
-  journal = Journal.open(state.path);
+  // One clock for every journal here: records carry when they were journaled, and two journals of the same changes compare equal.
+  journal = Journal.open(state.path, { now: () => JOURNALED_AT });
   // Too large to travel inline, small enough that one message names them all.
   for (let i = 0; i < 6; i++) writeFileSync(join(src.path, `large-${i}.bin`), randomBytes(300 * 1024));
   await barrierScan(journal, { name: SET, root: src.path, exclude: [] });
@@ -167,7 +169,7 @@ describe("packing the next message while one is on the wire", () => {
 
     // The same backlog again, without packing ahead: the same messages.
     const again = tempDir("tidemark-state-");
-    const other = Journal.open(again.path);
+    const other = Journal.open(again.path, { now: () => JOURNALED_AT });
     try {
       await barrierScan(other, { name: SET, root: src.path, exclude: [] });
       other.markSent(SET, 6, 0);

@@ -46,7 +46,8 @@ describe.each([
   let out: ReturnType<typeof tempDir>;
 
   beforeEach(async () => {
-    h = agentHarness(SET, {}, { store: new MemoryStore({ versioned }) });
+    // Snapshots alone: with point-in-time history on, prune leaves content to the history's retention (history.test.ts).
+    h = agentHarness(SET, {}, { store: new MemoryStore({ versioned }), history: { days: 0 } });
     out = tempDir("tidemark-restore-");
   });
   afterEach(async () => {
@@ -183,7 +184,8 @@ describe("snapshot cost", () => {
 
   it("a snapshot reads only the objects written since the previous one, and still sees a chmod", async () => {
     const store = new CountingStore();
-    const h = agentHarness(SET, {}, { store });
+    // Snapshots alone: the history's preservation HEADs every replaced object (its cost is counted in history.test.ts).
+    const h = agentHarness(SET, {}, { store, history: { days: 0 } });
     const out = tempDir("tidemark-restore-");
     try {
       for (let i = 0; i < 40; i++) writeFileSync(join(h.src.path, `f${i}.txt`), `file ${i}`);

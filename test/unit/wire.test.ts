@@ -65,6 +65,14 @@ describe("markers sent straight to the queue", () => {
 describe("wire messages", () => {
   const put = { seq: 1, op: "put", path: "a.txt", size: 2, mode: 0o644, mtimeNs: "1", sha256: sha, content: { kind: "staged" } };
 
+  it("carries when a record was journaled, optionally: a whole number of ms, never negative", () => {
+    const body = (at: unknown) => JSON.stringify({ v: 1, set: "docs", records: [{ ...put, ...(at === undefined ? {} : { at }) }] });
+    expect(parseMessage(body(1_764_500_000_000))).toMatchObject({ records: [{ at: 1_764_500_000_000 }] });
+    expect(parseMessage(body(undefined))).toMatchObject({ records: [{ seq: 1 }] });
+    expect(() => parseMessage(body(-1))).toThrow(BadMessageError);
+    expect(() => parseMessage(body("yesterday"))).toThrow(/records\.0\.at/);
+  });
+
   it("round-trips a valid message", () => {
     const valid: WireMessage = {
       v: 1,
