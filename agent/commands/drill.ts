@@ -66,7 +66,7 @@ on a schedule from the config's "drills" list in a running agent.
 
 Options:
   --snapshot ID   the snapshot to drill, or "latest" (default)
-  --at TIME       a moment in time (point-in-time restore; refused until it is available)
+  --at TIME       a moment of the protection window instead (as \`restore --at\`: ISO 8601 or 15m, 2h, 3d ago)
   --to DIR        restore into DIR (empty or missing) instead of a temporary folder
   --check CMD     shell command run with the restored tree as its working folder;
                   a non-zero exit fails the drill (its output is in the report)

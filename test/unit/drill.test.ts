@@ -82,8 +82,20 @@ describe("tidemark drill", () => {
     }
   });
 
-  it("refuses --at clearly until point-in-time restore exists", async () => {
-    await expect(runDrill(h.store, SET, { at: "2026-11-30T00:00:00Z" })).rejects.toThrow(/point-in-time restore is not available yet/);
+  it("drills a moment of the protection window with --at: the tree as the agent journaled it then", async () => {
+    const pause = () => new Promise((resolve) => setTimeout(resolve, 30));
+    await pause();
+    const before = new Date().toISOString();
+    await pause();
+    writeFileSync(join(h.src.path, "readme.txt"), "changed");
+    await h.agent.scan(SET);
+    await h.agent.drain(SET);
+    const then = await runDrill(h.store, SET, { at: before, check: "grep -qx hello readme.txt" });
+    expect(then.problems).toEqual([]);
+    expect(then.report).toMatchObject({ passed: true, entries: 3, recoveryPoint: { kind: "point-in-time", id: before }, check: { passed: true } });
+    const now = await runDrill(h.store, SET, { at: new Date().toISOString(), check: "grep -qx hello readme.txt" });
+    expect(now.report).toMatchObject({ passed: false, problemCount: 0, check: { passed: false } });
+    await expect(runDrill(h.store, SET, { at: before, snapshot: "latest" })).rejects.toThrow(/give one/);
   });
 
   it("runs scheduled drills when they are due, and not again before the interval passed", async () => {

@@ -38,7 +38,7 @@ import { historySettingsFromEnvironment } from "../../lambdas/history/settings.t
 import { MemoryStore } from "../../lambdas/store/memory-store.ts";
 import { listSnapshots } from "../../lambdas/tasks/snapshots.ts";
 import { agentHarness, type Harness } from "../support/harness.ts";
-import { messageBody, putRecord } from "../support/messages.ts";
+import { messageBody, putRecord, signedIncoming } from "../support/messages.ts";
 import { seededRandom } from "../support/seeded-random.ts";
 import { pictureOfSource, tempDir, type TreePicture } from "../support/tree.ts";
 import { VOLUME_SET, volumeHarness } from "../support/volume-harness.ts";
@@ -291,7 +291,7 @@ describe("what a source host can send cannot shorten history", () => {
     const store = new MemoryStore();
     const clock = testClock();
     const applier = new Applier({ store, log: () => {}, now: () => new Date(clock.now()), history: { days: 7 } });
-    const send = (records: WireMessage["records"]) => applier.applyMessage({ messageId: `m${records[0]?.seq ?? 0}`, groupId: SET, body: messageBody(SET, records) });
+    const send = (records: WireMessage["records"]) => applier.applyMessage(signedIncoming(`m${records[0]?.seq ?? 0}`, SET, messageBody(SET, records)));
     const t1 = clock.advance(1000);
     await send([{ ...putRecord(1, "a.txt", "first"), at: t1 }]);
     const t2 = clock.advance(1000);
@@ -333,7 +333,7 @@ describe("what a source host can send cannot shorten history", () => {
     const store = new MemoryStore();
     const clock = testClock();
     const applier = new Applier({ store, log: () => {}, now: () => new Date(clock.now()), history: { days: 7 } });
-    const send = (records: WireMessage["records"]) => applier.applyMessage({ messageId: `m${records[0]?.seq ?? 0}`, groupId: SET, body: messageBody(SET, records) });
+    const send = (records: WireMessage["records"]) => applier.applyMessage(signedIncoming(`m${records[0]?.seq ?? 0}`, SET, messageBody(SET, records)));
     clock.advance(1000);
     await send([putRecord(1, "a.txt", "old"), { seq: 2, op: "task", id: "old-one", action: "snapshot", timeoutSeconds: 60 }]);
     clock.advance(8 * DAY_MS);
@@ -353,7 +353,7 @@ describe("what a source host can send cannot shorten history", () => {
     const put = async (path: string, text: string) => {
       seq += 1;
       const at = clock.advance(3_600_000);
-      await applier.applyMessage({ messageId: `m${seq}`, groupId: SET, body: messageBody(SET, [{ ...putRecord(seq, path, text), at }]) });
+      await applier.applyMessage(signedIncoming(`m${seq}`, SET, messageBody(SET, [{ ...putRecord(seq, path, text), at }])));
       return at;
     };
     const moments: { at: number; text: string }[] = [];
@@ -390,13 +390,13 @@ describe("what a source host can send cannot shorten history", () => {
     const store = new CountingStore();
     const applier = new Applier({ store, log: () => {}, history: { days: 7 } });
     const records = Array.from({ length: 50 }, (_, i) => putRecord(i + 1, `f${i}.txt`, `file ${i}`));
-    await applier.applyMessage({ messageId: "first", groupId: SET, body: messageBody(SET, records) });
+    await applier.applyMessage(signedIncoming("first", SET, messageBody(SET, records)));
     // The first message of a set also writes its first checkpoint (summary and manifest).
     expect(store.writes).toBe(3);
     store.writes = 0;
     for (let m = 0; m < 5; m++) {
       const batch = Array.from({ length: 50 }, (_, i) => putRecord(51 + m * 50 + i, `f${i}.txt`, `file ${i} v${m}`));
-      await applier.applyMessage({ messageId: `m${m}`, groupId: SET, body: messageBody(SET, batch) });
+      await applier.applyMessage(signedIncoming(`m${m}`, SET, messageBody(SET, batch)));
     }
     expect(store.writes).toBe(5);
   });
@@ -413,12 +413,12 @@ describe("checkpoints", () => {
     }
     const store = new CountingStore();
     const applier = new Applier({ store, log: () => {}, history: { days: 7, checkpointEvery: 1 } });
-    await applier.applyMessage({ messageId: "m1", groupId: SET, body: messageBody(SET, Array.from({ length: 40 }, (_, i) => putRecord(i + 1, `f${i}.txt`, `file ${i}`))) });
+    await applier.applyMessage(signedIncoming("m1", SET, messageBody(SET, Array.from({ length: 40 }, (_, i) => putRecord(i + 1, `f${i}.txt`, `file ${i}`)))));
     // S3 stamps objects to the second: the next checkpoint trusts only objects written a second before this one.
     await new Promise((resolve) => setTimeout(resolve, 2_100));
-    await applier.applyMessage({ messageId: "m2", groupId: SET, body: messageBody(SET, [putRecord(41, "g.txt", "g")]) });
+    await applier.applyMessage(signedIncoming("m2", SET, messageBody(SET, [putRecord(41, "g.txt", "g")])));
     store.liveHeads = 0;
-    await applier.applyMessage({ messageId: "m3", groupId: SET, body: messageBody(SET, [putRecord(42, "f1.txt", "changed"), putRecord(43, "f2.txt", "file 2", 0o600)]) });
+    await applier.applyMessage(signedIncoming("m3", SET, messageBody(SET, [putRecord(42, "f1.txt", "changed"), putRecord(43, "f2.txt", "file 2", 0o600)])));
     // Two HEADs before replacing (preservation), three for the checkpoint (the two, and g.txt written with the last one): not 41.
     expect(store.liveHeads).toBe(5);
     const out = tempDir("tidemark-at-");
@@ -493,7 +493,7 @@ describe("timeline", () => {
   it("lists a marker sent straight to the queue too", async () => {
     const store = new MemoryStore();
     const applier = new Applier({ store, log: () => {}, history: { days: 7 } });
-    await applier.applyMessage({ messageId: "m1", groupId: SET, body: messageBody(SET, [putRecord(1, "a.txt", "a")]) });
+    await applier.applyMessage(signedIncoming("m1", SET, messageBody(SET, [putRecord(1, "a.txt", "a")])));
     await applier.applyMessage({ messageId: "m2", groupId: SET, body: JSON.stringify({ v: 1, set: SET, task: { id: "from-console", label: "console" } }) });
     expect((await readTimeline(store, SET)).markers).toEqual([expect.objectContaining({ seq: 1, id: "from-console", action: "snapshot", label: "console" })]);
   });
