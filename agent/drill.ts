@@ -16,7 +16,7 @@ import type { TargetStore } from "../lambdas/store/store.ts";
 import { hookSucceeded, runHook } from "./hooks.ts";
 import type { Progress } from "./operations.ts";
 import { resolveRecoveryPoint } from "./recovery-points.ts";
-import { writeRecoveryPoint, type RecoveryEntry, type RestoreFailure } from "./restore-writer.ts";
+import { extraEntries, writeRecoveryPoint, type RecoveryEntry, type RestoreFailure } from "./restore-writer.ts";
 import { readTaskResult } from "./task-results.ts";
 
 export interface DrillOptions {
@@ -98,20 +98,6 @@ async function entryProblem(root: string, entry: RecoveryEntry): Promise<string 
   return undefined;
 }
 
-/** Paths in the restored tree the recovery point does not hold (topmost of each). */
-async function extraPaths(root: string, known: ReadonlySet<string>): Promise<string[]> {
-  const extra: string[] = [];
-  const walk = async (dir: string) => {
-    for (const dirent of await readdir(join(root, dir), { withFileTypes: true })) {
-      const path = dir === "" ? dirent.name : `${dir}/${dirent.name}`;
-      if (!known.has(path)) extra.push(path);
-      else if (dirent.isDirectory()) await walk(path);
-    }
-  };
-  await walk("");
-  return extra;
-}
-
 /**
  * Compares a restored tree with the recovery point: every entry, the hard-link
  * groups, and nothing more than it holds. Entries the restore reported are
@@ -154,7 +140,7 @@ export async function checkRestoredTree(
       if ((await lstat(join(root, member.path), { bigint: true })).ino !== ino) problems.set(member.path, `not a hard link of ${first.path}, as it was on the source`);
     }
   }
-  for (const path of await extraPaths(root, new Set(unique.keys()))) problems.set(path, "in the restored tree, not in the recovery point");
+  for (const path of await extraEntries(root, new Set(unique.keys()))) problems.set(path, "in the restored tree, not in the recovery point");
   return [...problems].map(([path, reason]) => ({ path, reason })).sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
 }
 

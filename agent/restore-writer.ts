@@ -264,7 +264,7 @@ export async function writeRecoveryPoint<E extends RecoveryEntry>(point: Recover
 }
 
 /** Paths in the folder the recovery point does not hold: the topmost of each, symlinks never followed. */
-async function extraEntries(root: string, known: ReadonlySet<string>): Promise<string[]> {
+export async function extraEntries(root: string, known: ReadonlySet<string>): Promise<string[]> {
   const extra: string[] = [];
   const walk = async (dir: string) => {
     for (const dirent of await readdir(join(root, dir), { withFileTypes: true })) {

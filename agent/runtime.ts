@@ -102,6 +102,13 @@ export async function startAgent(config: AgentConfig, log: Logger, options: { ig
   }
   const sqs = makeSqsClient(clientOptions);
   const s3 = makeS3Client(clientOptions);
+  /** What a failed start gives back before it throws. */
+  const releaseAll = () => {
+    journal.close();
+    lock.release();
+    sqs.destroy();
+    s3.destroy();
+  };
   let owner: ReturnType<typeof loadOrCreateOwnerKey>;
   try {
     await checkTarget({ sqs, s3, queueUrl: config.queueUrl, bucket: config.bucket, ...(config.endpoint ? { endpoint: config.endpoint } : {}) });
@@ -109,10 +116,7 @@ export async function startAgent(config: AgentConfig, log: Logger, options: { ig
     owner = loadOrCreateOwnerKey(config.stateDir);
     if (owner.created) log.info("created this host's signing key: the target registers it as the owner of each new set", { file: ownerKeyPath(config.stateDir), keyId: owner.key.keyId });
   } catch (error) {
-    journal.close();
-    lock.release();
-    sqs.destroy();
-    s3.destroy();
+    releaseAll();
     throw error;
   }
   // Opened once this process owns the state folder (the control socket): a second agent must not clear it.
@@ -213,10 +217,7 @@ export async function startAgent(config: AgentConfig, log: Logger, options: { ig
       },
     });
   } catch (error) {
-    journal.close();
-    lock.release();
-    sqs.destroy();
-    s3.destroy();
+    releaseAll();
     throw error;
   }
   const opened = openProblemFile(config.stateDir, log);

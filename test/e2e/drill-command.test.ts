@@ -90,10 +90,13 @@ it("an object altered behind the applier's back: the drill exits 3 naming it, re
   expect(human.stderr).toMatch(/not restored: "db\/app\.db": .*\n1 entries not restored; everything else was\n/);
 });
 
-it("refuses --at until point-in-time restore exists, and --delete without --force", async () => {
-  const at = await tidemark(["drill", "web", "--at", "2026-11-30T00:00:00Z", "--config", config]);
-  expect(at.code).toBe(1);
-  expect(at.stderr).toMatch(/^tidemark: point-in-time restore is not available yet/);
+it("refuses a moment before the set's history and a moment it cannot read, and --delete without --force", async () => {
+  const before = await tidemark(["drill", "web", "--at", "2020-01-01T00:00:00Z", "--config", config]);
+  expect(before.code).toBe(1);
+  expect(before.stderr).toMatch(/^tidemark: 2020-01-01T00:00:00\.000Z is before the point-in-time history of set "web" begins .*; see `tidemark timeline web`\n$/);
+  const unreadable = await tidemark(["drill", "web", "--at", "yesterday-ish", "--config", config]);
+  expect(unreadable.code).not.toBe(0);
+  expect(unreadable.stderr).toMatch(/"yesterday-ish" is not a moment/);
   const del = await tidemark(["restore", "web", "--snapshot", "latest", "--to", join(work.path, "x"), "--delete", "--config", config]);
   expect(del.code).toBe(2);
   expect(del.stderr).toMatch(/--delete .* needs --force/);

@@ -47,6 +47,6 @@ it("lists skipped paths with their reason and a full disk, and the set is not in
 
   const human = await tidemark(["status", "--config", config]);
   expect(human.stdout).toContain("docs: not replicated since");
-  expect(human.stdout).toContain(`"big.bin": EntityTooLarge: refused`);
+  expect(human.stdout).toContain("big.bin: EntityTooLarge: refused");
   expect(human.stdout).toContain("disk full writing /state/journal.db");
 });
