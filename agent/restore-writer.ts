@@ -214,7 +214,9 @@ export async function writeRecoveryPoint<E extends RecoveryEntry>(point: Recover
         try {
           if (first && (await writer.hardLink(first, entry))) hardLinks += 1;
           else {
-            bytes += await writer.file(entry, await point.content(entry));
+            // Awaited before the sum: `bytes += await …` would add to the value read before other files' writes finished.
+            const written = await writer.file(entry, await point.content(entry));
+            bytes += written;
             first ??= entry;
           }
           files += 1;

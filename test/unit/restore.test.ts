@@ -130,6 +130,13 @@ describe("the recovery point writer", () => {
     content: async (entry: RecoveryEntry & { body?: string }) => Buffer.from(entry.body ?? ""),
   });
 
+  it("counts every file's bytes when files are written at once", async () => {
+    const entries = Array.from({ length: 20 }, (_, i) => file(`f${i}.txt`, "x".repeat(i + 1)));
+    const report = await writeRecoveryPoint(point(entries), join(out.path, "t"));
+    expect(report.files).toBe(20);
+    expect(report.bytes).toBe(entries.reduce((sum, e) => sum + e.size, 0));
+  });
+
   it("never writes through a symlink of the recovery point: a file below it is reported, nothing lands outside", async () => {
     const link: RecoveryEntry = { path: "a", kind: "symlink", size: 0, mode: 0o777, mtimeNs: "1700000000000000000", link: outside.path };
     const result = await writeRecoveryPoint(point([link, file("a/passwd", "root::0:0")]), out.path);
