@@ -68,13 +68,16 @@ export function untilSignal(): Promise<NodeJS.Signals> {
 /** How often a long-running command checks that the process that started it is still there. */
 const PARENT_CHECK_MS = 1_000;
 
+/** The process that started this one, read when the CLI loads: a parent that exits during a slow start still counts. */
+const STARTED_BY = process.ppid;
+
 /**
  * Resolves when the process is asked to stop, or when the process that started
  * it exits: Ctrl-C delivered to `npx` (or a script) alone must not leave the
  * command running, orphaned. An orphan is re-parented, so its ppid changes.
  */
 export function untilStopped(options: { checkMs?: number } = {}): Promise<NodeJS.Signals | "parent exited"> {
-  const parent = process.ppid;
+  const parent = STARTED_BY;
   let timer: NodeJS.Timeout | undefined;
   const orphaned = new Promise<"parent exited">((resolve) => {
     timer = setInterval(() => {

@@ -57,3 +57,25 @@ setInterval(() => {}, 1000);`;
   expect(running(child)).toBe(false);
   expect(existsSync(join(state, "local.lock"))).toBe(false);
 });
+
+it("exits when its parent is gone before it finished starting", async () => {
+  const state = join(dir.path, "state-early");
+  const lock = join(state, "local.lock");
+  // A parent that leaves while local is still starting: once the state folder's lock is taken, before the emulator listens.
+  const script = `const { spawn } = require("node:child_process");
+const { existsSync } = require("node:fs");
+const child = spawn(process.execPath, ${JSON.stringify([CLI, "local", "--port", "0", "--state", state])}, { stdio: "ignore", detached: true });
+process.stdout.write("child " + child.pid + "\\n");
+const wait = setInterval(() => { if (existsSync(${JSON.stringify(lock)})) { clearInterval(wait); process.exit(0); } }, 5);`;
+  const parent = spawn(process.execPath, ["-e", script], { stdio: ["ignore", "pipe", "inherit"] });
+  pids.push(parent.pid ?? 0);
+  let out = "";
+  parent.stdout.setEncoding("utf8").on("data", (chunk: string) => (out += chunk));
+  await new Promise((resolve) => parent.once("exit", resolve));
+  const child = Number(/child (\d+)/.exec(out)?.[1]);
+  pids.push(child);
+  // Bounded wait: starting takes seconds, then the child checks every second.
+  for (let i = 0; i < 600 && running(child); i += 1) await new Promise((resolve) => setTimeout(resolve, 100));
+  expect(running(child)).toBe(false);
+  expect(existsSync(lock)).toBe(false);
+});
