@@ -131,13 +131,23 @@ const skippedPaths: ProblemCheck = (facts) =>
 const journalProblem: ProblemCheck = (facts) =>
   facts.journalProblem ? [{ kind: "journal-problem", message: `since ${facts.journalProblem.since}: ${facts.journalProblem.problem}` }] : [];
 
+/** The newest snapshot failed its digest or its content check: that recovery point is not what the source held. */
+const snapshotCheck: ProblemCheck = (facts) => {
+  const last = targetStatus(facts)?.lastSnapshot;
+  if (!last || (last.digest !== "mismatch" && last.verification !== "failed")) return [];
+  const what = [last.digest === "mismatch" ? "its digest does not match what the source held" : "", last.verification === "failed" ? "content it names is missing or altered" : ""]
+    .filter(Boolean)
+    .join(", and ");
+  return [{ kind: "snapshot-check-failed", message: `the newest snapshot ${last.id} (${last.takenAt}) failed its checks: ${what}; see \`tidemark snapshots ${facts.set} --json\`` }];
+};
+
 const drillFailed: ProblemCheck = (facts) =>
   facts.drill && !facts.drill.passed
     ? [{ kind: "drill-failed", message: `the last recovery drill ${facts.drill.id} (${facts.drill.finishedAt}) failed with ${facts.drill.problemCount} bad paths: see drills/${facts.set}/${facts.drill.id}.json` }]
     : [];
 
 /** Every check `tidemark status` runs, in the order its findings are listed. */
-export const PROBLEM_CHECKS: readonly ProblemCheck[] = [unreachable, outOfSync, continuity, rejected, refusedSenders, journalFull, journalProblem, watcher, sending, skippedPaths, drillFailed];
+export const PROBLEM_CHECKS: readonly ProblemCheck[] = [unreachable, outOfSync, continuity, rejected, refusedSenders, journalFull, journalProblem, watcher, sending, skippedPaths, snapshotCheck, drillFailed];
 
 export function findProblems(facts: SetFacts, checks: readonly ProblemCheck[] = PROBLEM_CHECKS): Problem[] {
   return checks.flatMap((check) => check(facts));

@@ -241,6 +241,15 @@ export const SetStatusSchema = z.object({
   lastRejected: z
     .object({ at: z.string(), messageId: z.string(), error: z.string() })
     .optional(),
+  /** The set's newest snapshot and how its checks came out, so `tidemark status` names a recovery point that cannot be relied on. */
+  lastSnapshot: z
+    .object({
+      id: z.string(),
+      takenAt: z.string(),
+      digest: z.enum(["matched", "mismatch", "unverified"]),
+      verification: z.enum(["pending", "verified", "failed", "unverified"]),
+    })
+    .optional(),
   /** Messages refused because they were not signed by the set's owner (ownership.ts): nothing of them was applied. */
   refused: z
     .object({

@@ -44,6 +44,8 @@ export interface SetReport {
         lastGenerationChange?: NonNullable<SetStatus["generations"]>[number];
         /** Messages refused as not the owner's, and the last of them. */
         refused?: SetStatus["refused"];
+        /** The newest snapshot and how its digest and content checks came out. */
+        lastSnapshot?: SetStatus["lastSnapshot"];
         /** The key the target takes the set's changes from (state/<set>/owner.json); this host's is ownerKeyId. */
         owner?: { keyId: string; since: string; how: string } | { error: string };
         updatedAt: string;
@@ -100,6 +102,7 @@ export async function collectStatus(configFile: string): Promise<SetReport[]> {
             state: status.state,
             ...(status.reason ? { reason: status.reason } : {}),
             ...(status.lastRejected ? { lastRejected: status.lastRejected } : {}),
+            ...(status.lastSnapshot ? { lastSnapshot: status.lastSnapshot } : {}),
             ...(status.generation ? { generation: status.generation } : {}),
             ...(change ? { lastGenerationChange: change } : {}),
             ...(status.refused ? { refused: status.refused } : {}),
@@ -169,7 +172,8 @@ applied (read from the target bucket), and the state:
                 error, paths not replicated (the target refused their latest change
                 for good and keeps their last good version, or cannot carry
                 their names), a full disk under the journal, a failed
-                recovery drill, messages refused as not the owner's in the
+                recovery drill, a newest snapshot that failed its digest or
+                content check, messages refused as not the owner's in the
                 last 24 hours (named with their sender and key; nothing of
                 them was applied)
 The last recovery drill's result and age (\`tidemark drill\`) are shown too.

@@ -378,6 +378,11 @@ export class Applier {
       const running = outcome.background.finally(() => this.#background.delete(running));
       this.#background.add(running);
     }
+    if (outcome.taken) {
+      const { id, takenAt, digest, verification } = outcome.taken;
+      status.lastSnapshot = { id, takenAt, digest: digest?.status ?? "unverified", verification: verification?.status ?? "unverified" };
+      await this.#writeStatus(status);
+    }
     const days = this.#tasks.retentionDays;
     if (outcome.snapshot && days !== undefined && days > 0) {
       const pruned = await pruneSnapshots(this.#store, marker.set, {

@@ -87,8 +87,10 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms).u
 
 export interface MarkerOutcome {
   readonly result: TaskResult;
-  /** The snapshot the action took, when it took one. */
+  /** The snapshot the action took, when it took one and the task succeeded. */
   readonly snapshot?: SnapshotSummary;
+  /** The snapshot the action took, whatever became of the task (a failed digest or content check included). */
+  readonly taken?: SnapshotSummary;
   /** For a marker that does not hold the stream (timeout 0): its action, still running. */
   readonly background?: Promise<unknown>;
 }
@@ -229,7 +231,7 @@ export async function runMarker(deps: MarkerDeps, marker: Marker, skipReason?: s
     } finally {
       clearTimeout(timer);
     }
-    return { result: await finish(status, error), ...(snapshot && status === "succeeded" ? { snapshot } : {}) };
+    return { result: await finish(status, error), ...(snapshot ? { taken: snapshot } : {}), ...(snapshot && status === "succeeded" ? { snapshot } : {}) };
   };
 
   if (holds) return execute();

@@ -55,6 +55,10 @@ describe("snapshot checks on the local cloud", () => {
     expect(result.error).toContain("README.md: missing on the target");
     const listed = (await tidemark(["snapshots", SET, "--config", config])).stdout;
     expect(listed).toMatch(/\n\S+ .* MISMATCH \(1 paths\) +verified\n$/);
+    // status does not call the set in sync while its newest recovery point is not what the source held.
+    const status = await tidemark(["status", "--config", config]);
+    expect(status.code).toBe(1);
+    expect(status.stdout).toMatch(/failed its checks: its digest does not match what the source held/);
   }, 60_000);
 
   it("an object altered behind the applier's back (metadata kept): the next task --wait exits 3 naming it", async () => {

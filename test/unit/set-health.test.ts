@@ -30,6 +30,15 @@ describe("set health", () => {
     expect(kinds(facts({ lastSeq: 8 }))).toEqual([]);
   });
 
+  it("names a newest snapshot that failed its digest or its content check, and not one that passed", () => {
+    const last = { id: "snap-1", takenAt: "2026-01-01T00:00:00Z" };
+    expect(kinds(facts({ lastSnapshot: { ...last, digest: "matched", verification: "verified" } }))).toEqual([]);
+    expect(kinds(facts({ lastSnapshot: { ...last, digest: "unverified", verification: "pending" } }))).toEqual([]);
+    expect(kinds(facts({ lastSnapshot: { ...last, digest: "mismatch", verification: "verified" } }))).toEqual(["snapshot-check-failed"]);
+    expect(findProblems(facts({ lastSnapshot: { ...last, digest: "matched", verification: "failed" } }))[0]?.message).toMatch(/snap-1 .* content it names is missing or altered/);
+    expect(caughtUp(facts({ lastSnapshot: { ...last, digest: "mismatch", verification: "failed" } }))).toBe(true);
+  });
+
   it("names each problem", () => {
     expect(kinds(facts({ error: "connect ECONNREFUSED" }))).toEqual(["target-unreachable"]);
     expect(kinds(facts({ state: "out-of-sync", reason: "seq gap: expected 5, got 9" }))).toEqual(["target-out-of-sync"]);

@@ -18,6 +18,7 @@ import { Applier } from "../../lambdas/applier/applier.ts";
 import { SNAPSHOT_CHECKS_FAILED_METRIC } from "../../lambdas/applier/metrics.ts";
 import { MemoryStore } from "../../lambdas/store/memory-store.ts";
 import { readManifest, readSnapshot } from "../../lambdas/tasks/snapshots.ts";
+import { readSetStatus } from "../../lambdas/store/set-status.ts";
 import { VolumeMap } from "../../lambdas/volumes/block-map.ts";
 import { agentHarness, type Harness } from "../support/harness.ts";
 import { signedIncoming } from "../support/messages.ts";
@@ -81,6 +82,8 @@ describe("a file set's snapshot at a marker", () => {
     expect(snapshot.digest).toMatchObject({ status: "mismatch", differenceCount: 1, differences: [{ path: "docs/B.txt", problem: expect.stringContaining("missing on the target") }] });
     const metric = logged.map((line) => JSON.parse(line) as Record<string, unknown>).find((line) => line[SNAPSHOT_CHECKS_FAILED_METRIC] === 1);
     expect(metric).toMatchObject({ set: SET, snapshot: snapshot.id, digest: "mismatch", _aws: { CloudWatchMetrics: [{ Namespace: "Tidemark", Metrics: [{ Name: SNAPSHOT_CHECKS_FAILED_METRIC }] }] } });
+    // The set's status keeps it, so `tidemark status` names the failed recovery point.
+    expect((await readSetStatus(h.store, SET)).lastSnapshot).toEqual({ id: snapshot.id, takenAt: snapshot.takenAt, digest: "mismatch", verification: "verified" });
   });
 
   it("fails verification, naming the path, when an object's bytes were altered behind the applier's back (its metadata kept)", async () => {
