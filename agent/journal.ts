@@ -274,6 +274,9 @@ function prepareStatements(db: DatabaseSync) {
     replaceRecord: prepare("UPDATE journal SET change = ?, content = NULL, bytes = ? WHERE set_name = ? AND seq = ?"),
     addBacklogBytes: prepare("UPDATE sets SET backlog_bytes = backlog_bytes + ? WHERE name = ?"),
     skippedOf: prepare("SELECT path, seq, reason, since FROM skipped WHERE set_name = ? ORDER BY path"),
+    lastResyncIn: prepare(
+      `SELECT max(seq) AS seq FROM journal WHERE set_name = :set AND seq > :after AND seq <= :upto AND json_extract(change, '$.op') = 'resync'`,
+    ),
     upsertSkipped: prepare(
       `INSERT INTO skipped (set_name, path, seq, reason, since) VALUES (?, ?, ?, ?, ?)
        ON CONFLICT (set_name, path) DO UPDATE SET seq = excluded.seq, reason = excluded.reason`,
@@ -529,12 +532,20 @@ export class Journal {
     for (const spool of spools) rmSync(join(this.spoolDir, spool), { force: true });
   }
 
-  /** A skipped path is replicated again once a later change of it (a put, a delete, a move) is sent. */
+  /**
+   * A skipped path is replicated again once a later change of it (a put, a delete, a move) is sent, and
+   * anything skipped before a resync once the resync is sent: the mirror behind it sends it again (and a
+   * refusal of that is recorded anew).
+   */
   #resolveSkipped(set: string, lastSeq: number): void {
     const s = this.#statements;
-    for (const skipped of s.skippedOf.all(set) as unknown as SkippedPath[]) {
+    const rows = s.skippedOf.all(set) as unknown as SkippedPath[];
+    if (rows.length === 0) return;
+    const after = Math.min(...rows.map((row) => row.seq));
+    const resync = (s.lastResyncIn.get({ set, after, upto: lastSeq }) as { seq: number | null }).seq;
+    for (const skipped of rows) {
       if (skipped.seq >= lastSeq) continue;
-      const later = s.touching.get({ set, after: skipped.seq, upto: lastSeq, path: skipped.path });
+      const later = (resync !== null && resync > skipped.seq) || s.touching.get({ set, after: skipped.seq, upto: lastSeq, path: skipped.path });
       if (later) s.deleteSkipped.run(set, skipped.path);
     }
   }

@@ -100,6 +100,11 @@ export async function skipRefusedRecord(journal: Journal, set: string, seq: numb
     } else {
       replace(seq, change, { op: "skip", path: "path" in change ? change.path : what, reason });
       if ("path" in change) broken(change.path, seq, reason);
+      // The target's image keeps the block's old content: listed until a resync's full mirror sends it again.
+      else if (change.op === "block") {
+        paths.push(what);
+        journal.markSkipped(set, what, seq, `${reason}; the target's image differs in this block until \`tidemark mirror ${set} --mode full\``);
+      }
     }
     return { seq, paths, what };
   });

@@ -8,6 +8,7 @@ import { rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterEach, beforeEach, expect, it } from "vitest";
 import type { Logger } from "../../agent/log.ts";
+import { skipRefusedRecord } from "../../agent/poison.ts";
 import { AwsTransport } from "../../agent/transport/aws.ts";
 import { RetryingTransport } from "../../agent/transport/retry.ts";
 import { DeliveryRefusedError, type StagedPayload, type Transport } from "../../agent/transport/transport.ts";
@@ -199,4 +200,19 @@ it("refuses a payload whose spool file is gone, rather than retrying it forever"
     s3.destroy();
     sqs.destroy();
   }
+});
+
+it("lists a refused block of a volume as not replicated, and clears what was skipped once a resync's mirror is sent", async () => {
+  const journal = h.journal;
+  const [block] = journal.append("vol", [{ op: "block", index: 3, volumeSize: 4 * 512 * 1024, sha256: "a".repeat(64), content: { zero: true } }]);
+  const skipped = await skipRefusedRecord(journal, "vol", block ?? 0, "EntityTooLarge: refused");
+  expect(skipped?.paths).toEqual(["block 3"]);
+  expect(journal.skipped("vol")).toEqual([expect.objectContaining({ path: "block 3", reason: expect.stringMatching(/EntityTooLarge: refused; the target's image differs in this block until `tidemark mirror vol --mode full`/) })]);
+  // Sending later records that do not touch it leaves it listed; sending a resync (a full mirror follows) clears it.
+  const [other] = journal.append("vol", [{ op: "mkdir", path: "unrelated", mode: 0o755, mtimeNs: "1" }]);
+  journal.markSent("vol", other ?? 0, 100);
+  expect(journal.skipped("vol").map((s) => s.path)).toEqual(["block 3"]);
+  const [resync] = journal.append("vol", [{ op: "resync", reason: "full mirror" }]);
+  journal.markSent("vol", resync ?? 0, 100);
+  expect(journal.skipped("vol")).toEqual([]);
 });
