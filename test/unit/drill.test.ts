@@ -147,6 +147,33 @@ describe("tidemark drill", () => {
   });
 });
 
+describe("the latest drill report", () => {
+  it("is the one that finished last, also among drills of the same second", async () => {
+    const store = new MemoryStore();
+    const report = (id: string, finishedAt: string, passed: boolean): DrillReport => ({
+      id,
+      set: SET,
+      passed,
+      startedAt: "2026-11-30T12:00:00.000Z",
+      finishedAt,
+      recoveryPoint: { kind: "snapshot", id: "snap-x", takenAt: "2026-11-30T11:00:00.000Z" },
+      rto: { restoreMs: 1, verifyMs: 1, checkMs: 0, totalMs: 2 },
+      rpo: { ageMs: 1, lagMs: null },
+      entries: 1,
+      bytes: 1,
+      problems: [],
+      problemCount: 0,
+      scratch: { path: "/tmp/x", kept: false },
+    });
+    const put = (r: DrillReport) => store.put(drillReportKey(SET, r.id), Buffer.from(JSON.stringify(r)), {});
+    await put(report("20261130T115959Z-ffffff", "2026-11-30T11:59:59.900Z", true));
+    // Same second: the random suffix sorts the later drill first.
+    await put(report("20261130T120000Z-zzzzzz", "2026-11-30T12:00:00.100Z", true));
+    await put(report("20261130T120000Z-aaaaaa", "2026-11-30T12:00:00.700Z", false));
+    expect((await latestDrillReport(store, SET))?.id).toBe("20261130T120000Z-aaaaaa");
+  });
+});
+
 describe("a drill record on the target", () => {
   it("is written to drills/<set>/<id>.json under the stream's set, once, with a DrillPassed/DrillFailed metric line", async () => {
     const store = new MemoryStore();
