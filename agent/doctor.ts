@@ -9,7 +9,7 @@ import { join } from "node:path";
 import { GetObjectCommand, HeadBucketCommand, PutObjectCommand, type S3Client } from "@aws-sdk/client-s3";
 import { GetQueueAttributesCommand, SendMessageCommand, type SQSClient } from "@aws-sdk/client-sqs";
 import { PREFIX, statusKey } from "../contract/layout.ts";
-import { makeS3Client, makeSqsClient } from "../lambdas/aws-clients.ts";
+import { makeS3Client, makeSqsClient } from "../lambdas/target/index.ts";
 import { checkSources, loadConfig, type AgentConfig } from "./config.ts";
 
 export type CheckLevel = "ok" | "warn" | "fail";

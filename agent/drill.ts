@@ -12,12 +12,11 @@ import { hostname, tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { MAX_CHECK_OUTPUT_CHARS, MAX_REPORTED_PROBLEM_BYTES, MAX_REPORTED_PROBLEMS, type DrillReport } from "../contract/drills.ts";
 import { newTaskId } from "../contract/tasks.ts";
-import type { TargetStore } from "../lambdas/store/store.ts";
+import { readTaskResult, type TargetStore } from "../lambdas/target/index.ts";
 import { hookSucceeded, runHook } from "./hooks.ts";
 import type { Progress } from "./operations.ts";
 import { resolveRecoveryPoint } from "./recovery-points.ts";
 import { extraEntries, writeRecoveryPoint, type RecoveryEntry, type RestoreFailure } from "./restore-writer.ts";
-import { readTaskResult } from "./task-results.ts";
 
 export interface DrillOptions {
   /** A snapshot id, or "latest". @default "latest" */

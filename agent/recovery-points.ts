@@ -2,8 +2,7 @@
 // newest one, or a moment in time of the protection window.
 
 import type { DrillReport } from "../contract/drills.ts";
-import type { TargetStore } from "../lambdas/store/store.ts";
-import { listSnapshots, readSnapshot } from "../lambdas/tasks/snapshots.ts";
+import { listSnapshots, readSnapshot, type TargetStore } from "../lambdas/target/index.ts";
 import { snapshotRecoveryPoint } from "./restore.ts";
 import { parseMoment, pointInTime } from "./restore-at.ts";
 import type { RecoveryEntry, RecoveryPoint } from "./restore-writer.ts";

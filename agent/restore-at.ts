@@ -4,10 +4,7 @@
 // crash-consistent; a marker's snapshot is the application-consistent point.
 
 import type { SnapshotEntry } from "../contract/tasks.ts";
-import type { TargetStore } from "../lambdas/store/store.ts";
-import { stateAt, type StateAt } from "../lambdas/history/replay.ts";
-import { snapshotContent } from "../lambdas/tasks/snapshots.ts";
-import { readBlock } from "../lambdas/volumes/volume-snapshots.ts";
+import { readBlock, snapshotContent, stateAt, type StateAt, type TargetStore } from "../lambdas/target/index.ts";
 import { RestoreError, writeRecoveryPoint, type RecoveryPoint, type WriteOptions, type WriteReport } from "./restore-writer.ts";
 import { writeVolume } from "./restore-volume.ts";
 

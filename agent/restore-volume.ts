@@ -11,9 +11,7 @@ import { GetSnapshotBlockCommand, ListSnapshotBlocksCommand, type EBSClient } fr
 import { mapConcurrent } from "../contract/async.ts";
 import type { SnapshotSummary } from "../contract/tasks.ts";
 import { BLOCK_SIZE, blockCount, blockLength } from "../contract/wire.ts";
-import type { TargetStore } from "../lambdas/store/store.ts";
-import { readBlockManifest } from "../lambdas/tasks/snapshots.ts";
-import { readBlock } from "../lambdas/volumes/volume-snapshots.ts";
+import { readBlock, readBlockManifest, type TargetStore } from "../lambdas/target/index.ts";
 import type { Progress } from "./operations.ts";
 import { RestoreError } from "./restore.ts";
 

@@ -4,8 +4,7 @@
 // folders; what cannot be written is reported, not fatal.
 
 import type { SnapshotEntry, SnapshotSummary } from "../contract/tasks.ts";
-import { readManifest, snapshotContent } from "../lambdas/tasks/snapshots.ts";
-import type { TargetStore } from "../lambdas/store/store.ts";
+import { readManifest, snapshotContent, type TargetStore } from "../lambdas/target/index.ts";
 import { writeRecoveryPoint, type RecoveryPoint, type WriteOptions, type WriteReport } from "./restore-writer.ts";
 
 export { RestoreError } from "./restore-writer.ts";

@@ -1,19 +1,13 @@
 // Wires a running agent from a config: clients, journal, retrying transport,
 // target status reader. Shared by `tidemark run` and `tidemark local --source`.
 
-import { clientConfig, makeS3Client, makeSqsClient } from "../lambdas/aws-clients.ts";
-import { readSetStatus } from "../lambdas/store/set-status.ts";
-import { S3Store } from "../lambdas/store/s3-store.ts";
+import { clientConfig, EVENT_TYPES, EventBridgeSink, type EventSink, FileEventSink, latestDrillReport, makeS3Client, makeSqsClient, readPruneReport, readSetStatus, readVerifyReport, S3Store } from "../lambdas/target/index.ts";
 import { z } from "zod";
-import { pruneReportKey, VerifyReportSchema, verifyReportKey } from "../contract/layout.ts";
-import { PruneReportSchema, TaskFieldsSchema } from "../contract/tasks.ts";
+import { TaskFieldsSchema } from "../contract/tasks.ts";
 import { EventBridgeClient } from "@aws-sdk/client-eventbridge";
-import { EVENT_TYPES, type EventSink } from "../lambdas/tasks/actions.ts";
-import { EventBridgeSink, FileEventSink } from "../lambdas/tasks/aws-actions.ts";
 import { Agent } from "./agent.ts";
 import { DrillReportSchema } from "../contract/drills.ts";
 import { runDrill } from "./drill.ts";
-import { latestDrillReport } from "./drill-reports.ts";
 import { DrillScheduler } from "./drill-schedule.ts";
 import { controlSocketPath, startControlServer, type ControlServer } from "./control.ts";
 import { MIRROR_MODES, queueTask, recoverSet, runMirror, runPrune, runVerify, type OperationDeps, type Progress } from "./operations.ts";
@@ -175,14 +169,8 @@ export async function startAgent(config: AgentConfig, log: Logger, options: { ig
   });
   const operations = (onProgress?: (progress: Progress) => void): OperationDeps => ({
     agent,
-    readReport: async (set, id) => {
-      const object = await store.get(verifyReportKey(set, id));
-      return object && VerifyReportSchema.parse(JSON.parse(object.body.toString("utf8")));
-    },
-    readPruneReport: async (set, id) => {
-      const object = await store.get(pruneReportKey(set, id));
-      return object && PruneReportSchema.parse(JSON.parse(object.body.toString("utf8")));
-    },
+    readReport: (set, id) => readVerifyReport(store, set, id),
+    readPruneReport: (set, id) => readPruneReport(store, set, id),
     targetStatus: (set) => readSetStatus(store, set),
     markerRunning: (set) => markerRunning(store, set),
     ...(onProgress ? { onProgress } : {}),

@@ -1,18 +1,9 @@
 // Reading task results from the target: `tidemark task --wait` waits for
 // one, `tidemark tasks` lists a set's history.
 
-import { PREFIX, taskResultKey } from "../contract/layout.ts";
-import { isFinished, TaskResultSchema, type TaskResult } from "../contract/tasks.ts";
-import { readSetStatus } from "../lambdas/store/set-status.ts";
-import type { TargetStore } from "../lambdas/store/store.ts";
+import { isFinished, type TaskResult } from "../contract/tasks.ts";
+import { listTasks, readSetStatus, readTaskResult, type TargetStore } from "../lambdas/target/index.ts";
 import { waitOnTarget, type TargetWaitOptions } from "./target-wait.ts";
-
-export async function readTaskResult(store: TargetStore, set: string, id: string): Promise<TaskResult | undefined> {
-  const body = (await store.get(taskResultKey(set, id)))?.body;
-  if (!body) return undefined;
-  const parsed = TaskResultSchema.safeParse(JSON.parse(body.toString("utf8")));
-  return parsed.success ? parsed.data : undefined;
-}
 
 export interface WaitOptions extends TargetWaitOptions {
   /** The marker's seq: the wait ends when the target passed it without a result. */
@@ -42,16 +33,4 @@ export async function waitForTask(store: TargetStore, set: string, id: string, o
 /** True when a marker's action of the set is running (it may hold the set's stream). */
 export async function markerRunning(store: TargetStore, set: string): Promise<boolean> {
   return (await listTasks(store, set)).some((result) => !isFinished(result));
-}
-
-/** The set's task results, oldest first (by when the applier reached them). */
-export async function listTasks(store: TargetStore, set: string): Promise<TaskResult[]> {
-  const results: TaskResult[] = [];
-  const prefix = `${PREFIX.tasks}${set}/`;
-  for await (const object of store.list(prefix)) {
-    if (!object.key.endsWith(".json")) continue;
-    const result = await readTaskResult(store, set, object.key.slice(prefix.length, -".json".length));
-    if (result) results.push(result);
-  }
-  return results.sort((a, b) => (a.reachedAt < b.reachedAt ? -1 : a.reachedAt > b.reachedAt ? 1 : 0));
 }

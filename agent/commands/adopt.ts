@@ -42,7 +42,7 @@ Examples:
     const profile = stringOption(values.profile);
     if (profile !== undefined) process.env.AWS_PROFILE = profile;
     const { key } = loadOrCreateOwnerKey(config.stateDir);
-    const { adoptSet } = await import("../../lambdas/applier/ownership.ts");
+    const { adoptSet } = await import("../../lambdas/target/index.ts");
     const adoption = await withTargetStore(config, (store) => adoptSet(store, set, key));
     if (values.json === true) {
       process.stdout.write(`${JSON.stringify({ set, owner: adoption.owner, previous: adoption.previous ?? null }, null, 2)}\n`);

@@ -3,8 +3,7 @@
 
 import { resolve } from "node:path";
 import type { PruneReport, SnapshotSummary } from "../../contract/tasks.ts";
-import type { TargetStore } from "../../lambdas/store/store.ts";
-import { listSnapshots, readSnapshot, SnapshotError } from "../../lambdas/tasks/snapshots.ts";
+import { listSnapshots, readSnapshot, SnapshotError, type TargetStore } from "../../lambdas/target/index.ts";
 import { configPath, loadConfig, type AgentConfig } from "../config.ts";
 import { escapeControl, formatBytes, table } from "../format.ts";
 import { runPrune, type Progress } from "../operations.ts";

@@ -1,16 +1,12 @@
 import { existsSync } from "node:fs";
 import { join } from "node:path";
-import { makeS3Client } from "../../lambdas/aws-clients.ts";
-import { readSetStatus } from "../../lambdas/store/set-status.ts";
-import { OwnerRecordError, readOwner } from "../../lambdas/applier/ownership.ts";
-import { S3Store } from "../../lambdas/store/s3-store.ts";
+import { latestDrillReport, makeS3Client, OwnerRecordError, readOwner, readSetStatus, S3Store } from "../../lambdas/target/index.ts";
 import type { SetStatus } from "../../contract/layout.ts";
 import { configPath, loadConfig } from "../config.ts";
 import { Journal, type JournalGeneration, type SetCounters } from "../journal.ts";
 import { caughtUp, findProblems, type NotReplicated, type Problem, type SetFacts } from "../set-health.ts";
 import { escapeControl, formatBytes, table } from "../format.ts";
 import { skippedNow } from "../skipped-names.ts";
-import { latestDrillReport } from "../drill-reports.ts";
 import { readProblem, type AgentProblem } from "../problem-file.ts";
 import { stringOption, type Command } from "./command.ts";
 

@@ -2,12 +2,12 @@
 // with the agent's credentials and config.
 
 import type { EBSClient } from "@aws-sdk/client-ebs";
-import type { S3Store } from "../../lambdas/store/s3-store.ts";
+import type { S3Store } from "../../lambdas/target/index.ts";
 import type { AgentConfig } from "../config.ts";
 
 /** Runs work with a store on the config's bucket, and closes the client after. The SDK loads only when a command reads the bucket. */
 export async function withTargetStore<T>(config: AgentConfig, work: (store: S3Store) => Promise<T>): Promise<T> {
-  const [{ makeS3Client }, { S3Store }] = await Promise.all([import("../../lambdas/aws-clients.ts"), import("../../lambdas/store/s3-store.ts")]);
+  const { makeS3Client, S3Store } = await import("../../lambdas/target/index.ts");
   const s3 = makeS3Client({ region: config.region, maxAttempts: 3, ...(config.endpoint ? { endpoint: config.endpoint } : {}) });
   try {
     return await work(new S3Store(s3, config.bucket));
@@ -18,7 +18,7 @@ export async function withTargetStore<T>(config: AgentConfig, work: (store: S3St
 
 /** Runs work with an EBS direct API client (the config's ebsEndpoint, e.g. the local cloud's, else AWS), and closes it after. */
 export async function withEbsClient<T>(config: AgentConfig, work: (ebs: EBSClient) => Promise<T>): Promise<T> {
-  const [{ EBSClient }, { clientConfig }] = await Promise.all([import("@aws-sdk/client-ebs"), import("../../lambdas/aws-clients.ts")]);
+  const [{ EBSClient }, { clientConfig }] = await Promise.all([import("@aws-sdk/client-ebs"), import("../../lambdas/target/index.ts")]);
   const ebs = new EBSClient(clientConfig({ region: config.region, maxAttempts: 3, ...(config.ebsEndpoint ? { endpoint: config.ebsEndpoint } : {}) }));
   try {
     return await work(ebs);

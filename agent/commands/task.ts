@@ -8,7 +8,6 @@ import { escapeControl, formatBytes, table } from "../format.ts";
 import { describeHook, hookSucceeded, runHook, type HookResult } from "../hooks.ts";
 import { queueTask, TasksDisabledError } from "../operations.ts";
 import { createProgressView } from "../progress.ts";
-import { listTasks, waitForTask } from "../task-results.ts";
 import { stringOption, UsageError, type Command } from "./command.ts";
 import { checkSet, operate } from "./operate.ts";
 import { withTargetStore } from "./target-store.ts";
@@ -221,6 +220,7 @@ Examples:
       const view = json ? undefined : createProgressView({ tty: process.stderr.isTTY === true, write: (text) => process.stderr.write(text) });
       const marker = queued;
       try {
+        const { waitForTask } = await import("../task-results.ts");
         result = await withTargetStore(config, (store) =>
           waitForTask(store, set, marker.id, {
             seq: marker.seq,
@@ -282,6 +282,7 @@ Examples:
     const set = checkSet(config, positionals[0], "list the tasks of");
     const limit = Number(stringOption(values.limit) ?? "20");
     if (!Number.isInteger(limit) || limit < 0) throw new UsageError(`--limit must be a whole number, got "${String(values.limit)}"`);
+    const { listTasks } = await import("../../lambdas/target/index.ts");
     const all = await withTargetStore(config, (store) => listTasks(store, set));
     const shown = limit === 0 ? all : all.slice(-limit);
     if (values.json === true) {

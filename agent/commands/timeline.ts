@@ -1,7 +1,7 @@
 // `tidemark timeline`: the moments of a set the target can restore
 // (`tidemark restore --at`) and the markers inside that range.
 
-import { readTimeline, type Timeline } from "../../lambdas/history/replay.ts";
+import { readTimeline, type Timeline } from "../../lambdas/target/index.ts";
 import { configPath, loadConfig } from "../config.ts";
 import { table } from "../format.ts";
 import { stringOption, type Command } from "./command.ts";

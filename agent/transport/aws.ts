@@ -7,7 +7,7 @@ import { PutObjectCommand, type S3Client } from "@aws-sdk/client-s3";
 import { SendMessageCommand, type SQSClient } from "@aws-sdk/client-sqs";
 import { sharedUntilFailure } from "../../contract/async.ts";
 import { META } from "../../contract/layout.ts";
-import { MULTIPART_THRESHOLD, putInParts } from "../../lambdas/s3-multipart.ts";
+import { MULTIPART_THRESHOLD, putInParts } from "../../lambdas/target/index.ts";
 import { SqsSendRequests } from "./sqs-send.ts";
 import { DeliveryRefusedError, type MessageAttributes, type StagedPayload, type Transport } from "./transport.ts";
 

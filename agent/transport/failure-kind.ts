@@ -5,7 +5,7 @@
 // (a 4xx about the request itself, a size limit) will not change however
 // often they are retried, so after a few tries that record leaves the stream.
 
-import { isTransientAwsError } from "../../lambdas/aws-errors.ts";
+import { isTransientAwsError } from "../../lambdas/target/index.ts";
 import { DeliveryRefusedError, TransportError } from "./transport.ts";
 
 export type FailureKind = "transient" | "operator" | "refused";

@@ -4,9 +4,9 @@
 // registers the key of its first signed message; moving a set to another key
 // is `tidemark adopt`, an operator's write to state/, never the applier's.
 
-import { ownerKey, statusKey, type SetStatus } from "../../contract/layout.ts";
-import { readSetStatus } from "../store/set-status.ts";
-import { BadSignatureError, OwnerRecordSchema, parseSignature, SIGNATURE_ATTRIBUTE, signatureValid, type OwnerRecord, type ParsedSignature } from "../../contract/signing.ts";
+import type { SetStatus } from "../../contract/layout.ts";
+import { OwnerRecordError, readOwner, writeOwner } from "../target/owner.ts";
+import { BadSignatureError, parseSignature, SIGNATURE_ATTRIBUTE, signatureValid, type OwnerRecord, type ParsedSignature } from "../../contract/signing.ts";
 import type { TargetStore } from "../store/store.ts";
 
 /** What the applier knows of who sent a message. */
@@ -30,29 +30,6 @@ export interface Refusal {
 export interface OwnershipCheck {
   /** Undefined when the message may change the set (registering the set's first owner if it has none); else why not. Throws only when the store fails. */
   check(set: string, origin: MessageOrigin, status: SetStatus): Promise<Refusal | undefined>;
-}
-
-export class OwnerRecordError extends Error {
-  override name = "OwnerRecordError";
-}
-
-/** The set's owner record, or undefined when none was registered. Throws OwnerRecordError when it is unreadable. */
-export async function readOwner(store: TargetStore, set: string): Promise<OwnerRecord | undefined> {
-  const object = await store.get(ownerKey(set));
-  if (!object) return undefined;
-  let json: unknown;
-  try {
-    json = JSON.parse(object.body.toString("utf8"));
-  } catch (error) {
-    throw new OwnerRecordError(`${ownerKey(set)} is not JSON: ${(error as Error).message}`);
-  }
-  const parsed = OwnerRecordSchema.safeParse(json);
-  if (!parsed.success || parsed.data.set !== set) throw new OwnerRecordError(`${ownerKey(set)} is not an owner record of set "${set}"`);
-  return parsed.data;
-}
-
-export async function writeOwner(store: TargetStore, record: OwnerRecord): Promise<void> {
-  await store.put(ownerKey(record.set), Buffer.from(`${JSON.stringify(record, null, 2)}\n`), {});
 }
 
 /** The role id of a SenderId ("AROA...:session" for an assumed role). */
@@ -137,34 +114,4 @@ export class SignedOwnership implements OwnershipCheck {
     await writeOwner(this.#store, { set, keyId: signature.keyId, publicKey: signature.publicKey, since: this.#now().toISOString(), how: "first-use", previous: [] });
     return undefined;
   }
-}
-
-/** What `tidemark adopt` did: the set's new owner, and the one it replaced. */
-export interface Adoption {
-  readonly owner: OwnerRecord;
-  readonly previous?: OwnerRecord;
-}
-
-/**
- * Makes key the owner of set (an operator's action: it needs the right to write state/). The checkpoint restarts
- * and the set is out of sync until the new owner's agent mirrors it: the new host's journal does not continue
- * the old one's seqs, and none of its records may be dropped as already applied.
- */
-export async function adoptSet(store: TargetStore, set: string, key: { keyId: string; publicKey: string }, now: Date = new Date()): Promise<Adoption> {
-  const previous = await readOwner(store, set).catch((error: unknown) => {
-    // An unreadable record is what adoption repairs.
-    if (error instanceof OwnerRecordError) return undefined;
-    throw error;
-  });
-  const at = now.toISOString();
-  const history = previous ? [...previous.previous, { keyId: previous.keyId, since: previous.since, until: at, how: previous.how }] : [];
-  const owner: OwnerRecord = { set, keyId: key.keyId, publicKey: key.publicKey, since: at, how: "adopt", previous: history };
-  await writeOwner(store, owner);
-  const status = await readSetStatus(store, set);
-  status.lastSeq = 0;
-  status.state = "out-of-sync";
-  status.reason = `adopted by key ${key.keyId} at ${at}${previous ? ` (was key ${previous.keyId})` : ""}: waiting for the new owner's mirror`;
-  status.updatedAt = at;
-  await store.put(statusKey(set), Buffer.from(JSON.stringify(status, null, 2)), {});
-  return previous ? { owner, previous } : { owner };
 }

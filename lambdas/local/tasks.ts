@@ -9,7 +9,7 @@ import { clientConfig } from "../aws-clients.ts";
 import type { TargetStore } from "../store/store.ts";
 import { EbsSnapshotAction } from "../volumes/ebs-snapshot.ts";
 import { EventAction, unavailable } from "../tasks/actions.ts";
-import { FileEventSink } from "../tasks/aws-actions.ts";
+import { FileEventSink } from "../tasks/event-sinks.ts";
 
 /** The local cloud's event log, in its state dir (next to the config). */
 export const LOCAL_EVENTS_FILE = "events.jsonl";

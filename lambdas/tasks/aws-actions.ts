@@ -1,15 +1,11 @@
 // The actions that call AWS: a user Lambda (`invoke`), EventBridge (the
 // `event` action's sink and the task events), AWS Backup (`backup`).
 
-import { appendFile } from "node:fs/promises";
-import { randomUUID } from "node:crypto";
 import type { BackupClient} from "@aws-sdk/client-backup";
 import { StartBackupJobCommand } from "@aws-sdk/client-backup";
-import type { EventBridgeClient} from "@aws-sdk/client-eventbridge";
-import { PutEventsCommand } from "@aws-sdk/client-eventbridge";
 import type { LambdaClient } from "@aws-sdk/client-lambda";
 import { InvokeCommand } from "@aws-sdk/client-lambda";
-import { ActionFailedError, ActionSkippedError, EVENT_SOURCE, type ActionRequest, type ActionRunner, type EventSink } from "./actions.ts";
+import { ActionFailedError, ActionSkippedError, EVENT_SOURCE, type ActionRequest, type ActionRunner } from "./actions.ts";
 import { allowedFunction, formatFunctionArn, FunctionRefError, resolveFunction, type FunctionArn, type FunctionHome } from "./function-arn.ts";
 
 /** Largest function response kept in a task result; longer ones are cut. */
@@ -75,43 +71,6 @@ export class InvokeAction implements ActionRunner {
       throw new ActionFailedError(`function ${name} failed (${out.FunctionError}): ${detail}`);
     }
     return { function: name, statusCode: out.StatusCode ?? 200, response, ...(out.ExecutedVersion ? { version: out.ExecutedVersion } : {}) };
-  }
-}
-
-/** Events on an EventBridge bus. */
-export class EventBridgeSink implements EventSink {
-  readonly #client: EventBridgeClient;
-  readonly #bus: string;
-
-  constructor(client: EventBridgeClient, bus: string) {
-    this.#client = client;
-    this.#bus = bus;
-  }
-
-  async put(detailType: string, detail: Record<string, unknown>, signal?: AbortSignal): Promise<string> {
-    const out = await this.#client.send(
-      new PutEventsCommand({ Entries: [{ EventBusName: this.#bus, Source: EVENT_SOURCE, DetailType: detailType, Detail: JSON.stringify(detail) }] }),
-      signal ? { abortSignal: signal } : {},
-    );
-    const entry = out.Entries?.[0];
-    if ((out.FailedEntryCount ?? 0) > 0 || !entry?.EventId) {
-      throw new Error(`EventBridge refused the event: ${entry?.ErrorCode ?? "unknown"} ${entry?.ErrorMessage ?? ""}`.trim());
-    }
-    return entry.EventId;
-  }
-}
-
-/** The local cloud's event bus: one JSON line per event in a file. */
-export class FileEventSink implements EventSink {
-  readonly #file: string;
-  constructor(file: string) {
-    this.#file = file;
-  }
-  async put(detailType: string, detail: Record<string, unknown>): Promise<string> {
-    const id = randomUUID();
-    const event = { id, time: new Date().toISOString(), source: EVENT_SOURCE, "detail-type": detailType, detail };
-    await appendFile(this.#file, `${JSON.stringify(event)}\n`);
-    return id;
   }
 }
 

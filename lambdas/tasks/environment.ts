@@ -8,7 +8,8 @@ import { LambdaClient } from "@aws-sdk/client-lambda";
 import type { TaskSettings } from "../applier/markers.ts";
 import { clientConfig } from "../aws-clients.ts";
 import { EventAction, unavailable } from "./actions.ts";
-import { BackupAction, EventBridgeSink, InvokeAction } from "./aws-actions.ts";
+import { BackupAction, InvokeAction } from "./aws-actions.ts";
+import { EventBridgeSink } from "./event-sinks.ts";
 import type { TargetStore } from "../store/store.ts";
 import { EbsSnapshotAction } from "../volumes/ebs-snapshot.ts";
 

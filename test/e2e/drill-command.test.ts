@@ -8,7 +8,7 @@ import { linkSync, mkdirSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { loadConfig } from "../../agent/config.ts";
-import { latestDrillReport } from "../../agent/drill-reports.ts";
+import { latestDrillReport } from "../../lambdas/target/index.ts";
 import { silentLogger } from "../../agent/log.ts";
 import { startAgent } from "../../agent/runtime.ts";
 import { DrillReportSchema } from "../../contract/drills.ts";

@@ -13,7 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { loadConfig } from "../../agent/config.ts";
 import { silentLogger } from "../../agent/log.ts";
 import { startAgent, type RunningAgent } from "../../agent/runtime.ts";
-import { readTaskResult } from "../../agent/task-results.ts";
+import { readTaskResult } from "../../lambdas/target/index.ts";
 import type { SnapshotSummary, TaskResult } from "../../contract/tasks.ts";
 import { tidemark } from "../support/cli.ts";
 import { eventually, startTestCloud, type TestCloud } from "../support/local-cloud.ts";

@@ -8,7 +8,7 @@ import { join } from "node:path";
 import { Agent, type AgentOptions } from "../../agent/agent.ts";
 import { Journal } from "../../agent/journal.ts";
 import type { SetSpec } from "../../agent/set-spec.ts";
-import { readTaskResult } from "../../agent/task-results.ts";
+import { readTaskResult } from "../../lambdas/target/index.ts";
 import { DEFAULT_TASK_TIMEOUT_SECONDS } from "../../contract/tasks.ts";
 import { Applier } from "../../lambdas/applier/applier.ts";
 import type { TaskSettings } from "../../lambdas/applier/markers.ts";

@@ -13,7 +13,7 @@ import { readSetStatus } from "../../lambdas/store/set-status.ts";
 import { agentHarness, type Harness } from "../support/harness.ts";
 import { pictureOfSource, pictureOfTarget } from "../support/tree.ts";
 import { ownerRecordFor, signedIncoming } from "../support/messages.ts";
-import { writeOwner } from "../../lambdas/applier/ownership.ts";
+import { writeOwner } from "../../lambdas/target/owner.ts";
 
 const SET = "vm";
 const MiB = 1024 * 1024;

@@ -11,7 +11,7 @@ import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { ConfigError, loadConfig } from "../../agent/config.ts";
 import { checkRestoredTree, reportedProblems, runDrill } from "../../agent/drill.ts";
 import type { RecoveryEntry } from "../../agent/restore-writer.ts";
-import { latestDrillReport } from "../../agent/drill-reports.ts";
+import { latestDrillReport } from "../../lambdas/target/index.ts";
 import { DrillScheduler } from "../../agent/drill-schedule.ts";
 import { DrillReportSchema, type DrillReport } from "../../contract/drills.ts";
 import { dataKey, drillReportKey } from "../../contract/layout.ts";

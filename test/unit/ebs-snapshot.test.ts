@@ -11,7 +11,7 @@ import { EBSClient } from "@aws-sdk/client-ebs";
 import type { Context, SQSRecord } from "aws-lambda";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { restoreEbsSnapshot } from "../../agent/restore-volume.ts";
-import { readTaskResult } from "../../agent/task-results.ts";
+import { readTaskResult } from "../../lambdas/target/index.ts";
 import { BLOCK_SIZE } from "../../contract/wire.ts";
 import { Applier } from "../../lambdas/applier/applier.ts";
 import { createHandler } from "../../lambdas/applier/handler.ts";

@@ -8,7 +8,7 @@ import { gunzipSync, gzipSync } from "node:zlib";
 import { mkdirSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { readTaskResult } from "../../agent/task-results.ts";
+import { readTaskResult } from "../../lambdas/target/index.ts";
 import { fileSetDigest } from "../../contract/digest.ts";
 import { blockDataKey, dataKey, preservedKey, snapshotProofKey, statusKey } from "../../contract/layout.ts";
 import { DEFAULT_TASK_TIMEOUT_SECONDS, type SnapshotSummary, type TaskFields } from "../../contract/tasks.ts";

@@ -1,0 +1,20 @@
+// The target-side library, as the agent sees it: the store and its S3
+// implementation, the AWS clients, uploads in parts, and typed readers of
+// what the applier keeps in the bucket (status, task results, snapshots,
+// history, verify/prune/drill reports, owner records). The agent imports the
+// target side only from here (test/unit/layers.test.ts); the handlers and the
+// applier stay behind it.
+
+export type { ObjectHead, ObjectInfo, StoredObject, TargetStore } from "../store/store.ts";
+export { S3Store } from "../store/s3-store.ts";
+export * from "../aws-clients.ts";
+export { isTransientAwsError } from "../aws-errors.ts";
+export { MULTIPART_THRESHOLD, putInParts } from "../s3-multipart.ts";
+
+export { latestDrillReport, listTasks, readPruneReport, readSetStatus, readTaskResult, readVerifyReport } from "./readers.ts";
+export { adoptSet, OwnerRecordError, readOwner, type Adoption } from "./owner.ts";
+export { listSnapshots, readBlockManifest, readManifest, readSnapshot, snapshotContent, SnapshotError } from "../tasks/snapshots.ts";
+export { readBlock } from "../volumes/volume-snapshots.ts";
+export { readTimeline, stateAt, type StateAt, type Timeline } from "../history/replay.ts";
+export { EVENT_TYPES, type EventSink } from "../tasks/actions.ts";
+export { EventBridgeSink, FileEventSink } from "../tasks/event-sinks.ts";
