@@ -21,7 +21,7 @@ beforeAll(async () => {
   cloud = await startTestCloud();
   mkdirSync(join(src, "sub", "empty"), { recursive: true });
   for (let i = 0; i < 10; i++) writeFileSync(join(src, "sub", `f${i}.txt`), `version one of file ${i}\n`);
-  config = cloud.writeConfig(work.path, [{ name: "web", path: "src" }]);
+  config = cloud.writeConfig(work.path, [{ name: "web", path: "src" }], { orphans: "delete" });
   agent = await startAgent(loadConfig(config), silentLogger);
   await eventually(async () => expect(await pictureOfTarget(cloud.store, "web")).toEqual(await pictureOfSource(src)));
 });
@@ -32,7 +32,9 @@ afterAll(async () => {
   work.remove();
 });
 
-it("restores the folder as it was before later overwrites and deletes, and shows the timeline", async () => {
+it("restores the folder as it was before a ransomware pass, even after the source host pruned, repaired and mirrored, and shows the timeline", async () => {
+  const marker = await tidemark(["task", "web", "--wait", "--json", "--config", config]);
+  expect(marker.code).toBe(0);
   const before = await pictureOfSource(src, { microseconds: true });
   // Everything before this moment was journaled (the target holds it); everything after is journaled later.
   const moment = new Date().toISOString();
@@ -40,6 +42,12 @@ it("restores the folder as it was before later overwrites and deletes, and shows
   for (let i = 0; i < 10; i++) writeFileSync(join(src, "sub", `f${i}.txt`), `encrypted ${i}`);
   rmSync(join(src, "sub", "f3.txt"));
   await eventually(async () => expect(await pictureOfTarget(cloud.store, "web")).toEqual(await pictureOfSource(src)));
+  // What the compromised host can still ask for: none of it may cost the moment before the pass.
+  expect((await tidemark(["prune", "web", "--keep", "0", "--json", "--config", config])).code).toBe(0);
+  expect((await tidemark(["verify", "web", "--repair", "--json", "--config", config])).code).toBe(0);
+  expect((await tidemark(["mirror", "web", "--mode", "full", "--json", "--config", config])).code).toBe(0);
+  const snapshots = await tidemark(["snapshots", "web", "--json", "--config", config]);
+  expect(JSON.stringify(JSON.parse(snapshots.stdout))).toContain(JSON.parse(marker.stdout).id);
 
   const out = join(work.path, "restored");
   const restore = await tidemark(["restore", "web", "--at", moment, "--to", out, "--json", "--config", config]);
