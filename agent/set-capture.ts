@@ -1,0 +1,199 @@
+// How one set's changes reach its journal: the watcher's hints gathered for a
+// moment and captured in one transaction (a vanished large file that
+// reappears under another name becomes a rename), barrier scans of the whole
+// set, and large busy files held back until their previous version is sent.
+
+import { lstat, rm } from "node:fs/promises";
+import { join } from "node:path";
+import { BLOCK_SIZE } from "../contract/wire.ts";
+import { BusyFiles } from "./busy-files.ts";
+import { capture } from "./capture.ts";
+import { changeBytes, type Change, type IndexEntry } from "./journal.ts";
+import { barrierScan, type ScanOptions, type ScanReport } from "./scan.ts";
+import type { Backlog } from "./set-backlog.ts";
+import type { SetContext } from "./set-context.ts";
+import { volumeScan } from "./volume.ts";
+
+/** How long hints gather before they are captured: a burst of events becomes one transaction. */
+const HINT_DELAY_MS = 15;
+
+export class SetCapture {
+  readonly #context: SetContext;
+  readonly #backlog: Backlog;
+  readonly #busy: BusyFiles;
+  #hints = new Set<string>();
+  #hintTimer: NodeJS.Timeout | undefined;
+
+  constructor(context: SetContext, backlog: Backlog, coalesceBytes: number) {
+    this.#context = context;
+    this.#backlog = backlog;
+    this.#busy = new BusyFiles(coalesceBytes);
+  }
+
+  /** What changed in the set since the index: a scan of the tree, or a read of the volume (all of it when `full`). Run inside the set's lane. */
+  barrier(options: Pick<ScanOptions, "onProgress" | "shouldStop" | "defer"> & { full?: boolean } = {}): Promise<ScanReport> {
+    const { journal, spec } = this.#context;
+    const { full = false, defer, ...rest } = options;
+    if (spec.volume) return volumeScan(journal, spec, { full, ...rest });
+    return barrierScan(journal, spec, { ...rest, ...(defer ? { defer } : {}), onJournaled: (changes, seqs) => this.#busy.journaled(changes, seqs) });
+  }
+
+  /** A barrier scan within the journal limit; wakes the sender when it journaled anything. */
+  async scan(): Promise<ScanReport> {
+    const { journal, spec, health, log } = this.#context;
+    // Nothing can be journaled: the catch-up scan after the disk has space again does this one's work.
+    if (health.full) return { entries: 0, changes: 0, bytes: 0, skipped: [], stopped: true };
+    const report = await this.#context.exclusive(() => {
+      const { sentSeq } = journal.counters(spec.name);
+      return this.barrier({ shouldStop: (unjournaled, next) => this.#backlog.full(unjournaled, next), defer: (path) => this.#busy.defer(path, sentSeq) });
+    });
+    for (const skipped of report.skipped) log.warn("not replicated", { set: spec.name, path: skipped.path, reason: skipped.reason });
+    if (report.changes > 0) this.#context.wake();
+    return report;
+  }
+
+  hint(path: string): void {
+    this.#hints.add(path);
+    this.#hintTimer ??= setTimeout(() => {
+      this.#hintTimer = undefined;
+      this.processHints().catch((error: unknown) => {
+        // Nothing of a failed capture reached the index, so the next scan (after a full disk: the catch-up scan) finds it again.
+        if (!this.#context.health.handle(error)) this.#context.log.error("capture failed; a barrier scan will catch up", { set: this.#context.spec.name, error: String(error) });
+      });
+    }, HINT_DELAY_MS);
+  }
+
+  cancelHints(): void {
+    clearTimeout(this.#hintTimer);
+    this.#hintTimer = undefined;
+  }
+
+  /** Captures the large files that waited for their previous version to be sent, once it is. */
+  async captureWaiting(): Promise<void> {
+    const { journal, spec } = this.#context;
+    const ready = this.#busy.ready(journal.counters(spec.name).sentSeq);
+    if (ready.length === 0) return;
+    for (const path of ready) this.#hints.add(path);
+    await this.processHints();
+  }
+
+  /** Captures every hinted path (and its parent directory, whose mtime moved); a volume's hint reads the volume. */
+  processHints(): Promise<number> {
+    if (this.#context.spec.volume) {
+      this.#hints.clear();
+      return this.scan().then((report) => report.changes);
+    }
+    return this.#context.exclusive(() => this.#captureHinted());
+  }
+
+  async #captureHinted(): Promise<number> {
+    const { journal, spec, health } = this.#context;
+    if (health.full || this.#backlog.full()) {
+      // Not journaled: the index still holds the old state, so the catch-up scan finds these changes.
+      this.#hints.clear();
+      return 0;
+    }
+    const paths = new Set<string>();
+    for (const path of this.#hints) {
+      paths.add(path);
+      const cut = path.lastIndexOf("/");
+      if (cut > 0) paths.add(path.slice(0, cut));
+    }
+    this.#hints.clear();
+    const sorted = [...paths].sort();
+    // Large files that are gone from the source: if one reappears under another name, it moved.
+    const moved = await this.#vanishedLargeFiles(sorted);
+    let journaled = 0;
+    // The batch is journaled in one transaction (one fsync), not one per file: under a burst of
+    // writes the commits, not the reads, would set the pace.
+    const pending: Change[] = [];
+    let pendingBytes = 0;
+    const deleted = new Set<string>();
+    const flush = () => {
+      this.#busy.journaled(pending, journal.append(spec.name, pending));
+      journaled += pending.length;
+      pending.length = 0;
+      pendingBytes = 0;
+    };
+    const { sentSeq } = journal.counters(spec.name);
+    const shouldStop = (unjournaled: number, next = 0) => this.#backlog.full(unjournaled, next);
+    // Parents before children, so a new directory is journaled before what it holds.
+    for (const path of sorted) {
+      if (moved.has(path) || this.#busy.defer(path, sentSeq)) continue;
+      const known = journal.entry(spec.name, path);
+      const result = await capture(journal, spec, path);
+      if (result.isDirectory && !known) {
+        // A directory new to the index: its contents may predate the watch on it.
+        flush();
+        const report = await barrierScan(journal, spec, { from: path, shouldStop, onJournaled: (changes, seqs) => this.#busy.journaled(changes, seqs) });
+        journaled += report.changes;
+        if (report.stopped) break;
+        continue;
+      }
+      const changes = await this.#asRenames(result.changes, moved, deleted);
+      const bytes = changes.reduce((sum, change) => sum + changeBytes(change), 0);
+      if (bytes > 0 && shouldStop(pendingBytes, bytes)) {
+        // Not journaled (the index still holds the old state): the catch-up scan after the backlog drains finds it.
+        await Promise.all(changes.map((change) => change.op === "put" && "spool" in change.content && rm(join(journal.spoolDir, change.content.spool), { force: true })));
+        break;
+      }
+      for (const change of changes) if (change.op === "delete") deleted.add(change.path);
+      pending.push(...changes);
+      pendingBytes += bytes;
+    }
+    // What vanished and did not reappear was deleted.
+    for (const path of moved.keys()) {
+      if (!deleted.has(path)) pending.push(...(await capture(journal, spec, path)).changes);
+    }
+    flush();
+    if (journaled > 0) this.#context.wake();
+    return journaled;
+  }
+
+  /** Indexed files of at least a block that no longer exist, by path. */
+  async #vanishedLargeFiles(paths: readonly string[]): Promise<Map<string, IndexEntry>> {
+    const { journal, spec } = this.#context;
+    const vanished = new Map<string, IndexEntry>();
+    for (const path of paths) {
+      const known = journal.entry(spec.name, path);
+      if (known?.kind !== "file" || known.sha256 === null || known.size < BLOCK_SIZE) continue;
+      try {
+        await lstat(join(spec.root, path));
+      } catch (error) {
+        const code = (error as NodeJS.ErrnoException).code;
+        if (code === "ENOENT" || code === "ENOTDIR") vanished.set(path, known);
+      }
+    }
+    return vanished;
+  }
+
+  /** A put of a new file with the content, mode and mtime of a vanished one becomes a rename of it. */
+  async #asRenames(changes: Change[], vanished: Map<string, IndexEntry>, deleted: ReadonlySet<string>): Promise<Change[]> {
+    if (vanished.size === 0) return changes;
+    const { journal, spec } = this.#context;
+    const out: Change[] = [];
+    for (const change of changes) {
+      const from =
+        change.op === "put" && !change.delta
+          ? [...vanished.values()].find(
+              (v) =>
+                v.sha256 === change.sha256 &&
+                v.size === change.size &&
+                v.mode === change.mode &&
+                v.mtimeNs === change.mtimeNs &&
+                // Not already deleted (with a folder removed earlier in this batch).
+                !deleted.has(v.path) &&
+                journal.entry(spec.name, v.path) !== undefined,
+            )
+          : undefined;
+      if (change.op !== "put" || !from) {
+        out.push(change);
+        continue;
+      }
+      vanished.delete(from.path);
+      if ("spool" in change.content) await rm(join(journal.spoolDir, change.content.spool), { force: true });
+      out.push({ op: "rename", from: from.path, to: change.path });
+    }
+    return out;
+  }
+}

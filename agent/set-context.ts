@@ -1,0 +1,32 @@
+// What the parts of one set's work share (set-capture, set-operations,
+// set-recovery, set-sender): the set, the journal, the log and the journal's
+// health, one lane that keeps the set's scans, captures and resyncs from
+// interleaving, and a way to wake the set's sender.
+
+import type { Journal } from "./journal.ts";
+import type { JournalHealth } from "./journal-health.ts";
+import type { Logger } from "./log.ts";
+import type { SetSpec } from "./set-spec.ts";
+
+export interface SetContext {
+  readonly spec: SetSpec;
+  readonly journal: Journal;
+  readonly log: Logger;
+  /** A full disk pauses journaling; a corrupt journal is fatal. */
+  readonly health: JournalHealth;
+  /** Runs work after everything queued before it on this set. */
+  exclusive<T>(work: () => Promise<T>): Promise<T>;
+  /** Something was journaled: the set's sender looks at once instead of at its next idle wake-up. */
+  wake(): void;
+}
+
+/** One set's queue of journal-changing work: each piece runs after everything queued before it, failed or not. */
+export class SetLane {
+  #chain: Promise<unknown> = Promise.resolve();
+
+  exclusive<T>(work: () => Promise<T>): Promise<T> {
+    const run = this.#chain.then(work, work);
+    this.#chain = run.catch(() => undefined);
+    return run;
+  }
+}

@@ -1,0 +1,200 @@
+// What an operator or the agent asks of one set beyond replication, each
+// journaled in the set's stream so the target does it in order: markers
+// behind a barrier scan, verifications and their repairs, full mirrors and
+// chain restarts, prunes and drill reports.
+
+import { randomUUID } from "node:crypto";
+import type { OrphanPolicy, VerifyReport } from "../contract/layout.ts";
+import type { DrillReport } from "../contract/drills.ts";
+import { newTaskId, type TaskFields } from "../contract/tasks.ts";
+import { blockRepair, capture } from "./capture.ts";
+import { describeHook, hookSucceeded, runHook, type HookResult } from "./hooks.ts";
+import type { Change } from "./journal.ts";
+import { writeManifest } from "./manifest.ts";
+import { markerDigest } from "./marker-digest.ts";
+import { barrierScan, type ScanReport } from "./scan.ts";
+import type { SetCapture } from "./set-capture.ts";
+import type { SetContext } from "./set-context.ts";
+import { VolumeError } from "./volume.ts";
+
+export interface VerifyOptions {
+  /** Hash every source file and have the target hash every object (a checksum mirror). */
+  readonly deep: boolean;
+  readonly orphans: OrphanPolicy;
+  readonly onProgress?: (report: Readonly<ScanReport>) => void;
+}
+
+export interface MarkerRequest {
+  readonly fields: TaskFields;
+  /** @default a new time-ordered id */
+  readonly id?: string;
+  /** Run by the agent when the marker is in the journal (ONQUEUE). */
+  readonly onQueue?: string;
+  /** Run by the agent just before the message holding the marker is sent (ONTRANSMIT). */
+  readonly onTransmit?: string;
+  readonly onProgress?: (report: Readonly<ScanReport>) => void;
+}
+
+export interface QueuedMarker {
+  readonly id: string;
+  readonly seq: number;
+  /** The journal generation the marker belongs to: the target's seqs count only in it. */
+  readonly generation: string;
+  /** What the barrier scan journaled ahead of the marker. */
+  readonly scan: ScanReport;
+  readonly onQueue?: HookResult;
+}
+
+/** The environment of a marker's commands. */
+export function markerEnvironment(set: string, id: string, seq: number, fields: TaskFields): Record<string, string> {
+  return {
+    TIDEMARK_SET: set,
+    TIDEMARK_TASK_ID: id,
+    TIDEMARK_TASK_SEQ: String(seq),
+    TIDEMARK_TASK_ACTION: fields.action,
+    TIDEMARK_TASK_LABEL: fields.label ?? "",
+  };
+}
+
+export class SetOperations {
+  readonly #context: SetContext;
+  readonly #capture: SetCapture;
+  #resyncSeq = 0;
+
+  constructor(context: SetContext, capture: SetCapture) {
+    this.#context = context;
+    this.#capture = capture;
+  }
+
+  /** Seq of the resync record in flight: no second resync until the target has applied it. */
+  get resyncSeq(): number {
+    return this.#resyncSeq;
+  }
+
+  #refuseVolume(what: string): void {
+    const { spec } = this.#context;
+    if (spec.volume) throw new VolumeError(`set "${spec.name}" is a volume: ${what} is for file sets (a marker's snapshot records and restores a volume)`);
+  }
+
+  /** Journals the next records of the set after everything queued before them, and wakes the sender. */
+  #journal(records: Parameters<SetContext["journal"]["append"]>[1]): Promise<number> {
+    return this.#context.exclusive(async () => {
+      const [seq] = this.#context.journal.append(this.#context.spec.name, records);
+      this.#context.wake();
+      return seq ?? 0;
+    });
+  }
+
+  /** Journals a resync record and a full mirror of the set behind it. */
+  async resync(reason: string): Promise<void> {
+    await this.fullMirror(reason);
+  }
+
+  /**
+   * Brings the index in line with the source (hashing every file when deep),
+   * then journals a verify record carrying the index as manifest.
+   */
+  async journalVerify(options: VerifyOptions): Promise<{ id: string; seq: number; scan: ScanReport }> {
+    this.#refuseVolume("verify");
+    const { journal, spec } = this.#context;
+    return this.#context.exclusive(async () => {
+      const scan = await barrierScan(journal, spec, { rehash: options.deep, ...(options.onProgress ? { onProgress: options.onProgress } : {}) });
+      const manifest = await writeManifest(journal, spec.name);
+      const id = randomUUID();
+      const [seq] = journal.append(spec.name, [{ op: "verify", id, deep: options.deep, orphans: options.orphans, size: manifest.size, sha256: manifest.sha256, content: manifest.content }]);
+      this.#context.wake();
+      return { id, seq: seq ?? 0, scan };
+    });
+  }
+
+  /**
+   * Journals what a verification found wrong: the source's current version of
+   * each missing or different entry, as only the differing blocks when a deep
+   * check named them and the source still holds what the index says.
+   */
+  async repair(report: VerifyReport): Promise<number> {
+    this.#refuseVolume("repair");
+    const { journal, spec } = this.#context;
+    return this.#context.exclusive(async () => {
+      const set = spec.name;
+      let journaled = 0;
+      const paths = [...report.missing, ...report.different.map((d) => d.path)].sort();
+      const blocks = new Map(report.different.filter((d) => d.blocks && d.blocks.length > 0).map((d) => [d.path, d.blocks ?? []]));
+      for (const path of paths) {
+        const known = journal.entry(set, path);
+        const delta = known && blocks.has(path) ? await blockRepair(journal, spec, known, blocks.get(path) ?? []) : undefined;
+        let changes: Change[];
+        if (delta) changes = [delta];
+        else {
+          // Forget what the index says of the path: capture then journals the source's version in full.
+          if (known) journal.forget(set, path);
+          changes = (await capture(journal, spec, path)).changes;
+        }
+        journal.append(set, changes);
+        journaled += changes.length;
+      }
+      if (journaled > 0) this.#context.wake();
+      return journaled;
+    });
+  }
+
+  /** A full mirror: a resync record, the index forgotten, every entry journaled again. */
+  fullMirror(reason: string, onProgress?: (report: Readonly<ScanReport>) => void): Promise<ScanReport> {
+    const { journal, spec } = this.#context;
+    return this.#context.exclusive(async () => {
+      journal.clearIndex(spec.name);
+      const [seq] = journal.append(spec.name, [{ op: "resync", reason }]);
+      this.#resyncSeq = seq ?? 0;
+      const report = await this.#capture.barrier({ full: true, ...(onProgress ? { onProgress } : {}) });
+      this.#context.wake();
+      return report;
+    });
+  }
+
+  /**
+   * The barrier and the marker (DESIGN 3): a scan of the whole set against
+   * the index journals every change the watcher missed or has not delivered
+   * yet, and the marker takes the next seq right behind them. Nothing else of
+   * the set is journaled in between.
+   */
+  async insertMarker(request: MarkerRequest): Promise<QueuedMarker> {
+    const { journal, spec, log } = this.#context;
+    const queued = await this.#context.exclusive(async () => {
+      const scan = await this.#capture.barrier({ full: true, ...(request.onProgress ? { onProgress: request.onProgress } : {}) });
+      const id = request.id ?? newTaskId();
+      const fields = { ...request.fields, insertedAt: request.fields.insertedAt ?? new Date().toISOString() };
+      // What the index holds now is what the target must hold at the marker.
+      const digest = await markerDigest(journal, spec, fields);
+      const [seq] = journal.append(spec.name, [{ op: "task", id, fields, ...digest, ...(request.onTransmit ? { onTransmit: request.onTransmit } : {}) }]);
+      return { id, seq: seq ?? 0, generation: journal.generation(spec.name).id, scan };
+    });
+    this.#context.wake();
+    log.info("task marker journaled", { set: spec.name, task: queued.id, seq: queued.seq, action: request.fields.action, barrierChanges: queued.scan.changes });
+    if (!request.onQueue) return queued;
+    const onQueue = await runHook(request.onQueue, { env: markerEnvironment(spec.name, queued.id, queued.seq, request.fields) });
+    if (!hookSucceeded(onQueue)) log.warn(describeHook("on-queue", onQueue), { set: spec.name, task: queued.id });
+    return { ...queued, onQueue };
+  }
+
+  /** Journals a prune of the set's snapshots (the applier keeps the newest `keep`). */
+  async journalPrune(keep: number): Promise<{ id: string; seq: number }> {
+    const id = randomUUID();
+    return { id, seq: await this.#journal([{ op: "prune", id, keep }]) };
+  }
+
+  /** Journals a drill's report: the applier writes it to drills/<set>/<id>.json. */
+  journalDrill(report: DrillReport): Promise<number> {
+    return this.#journal([{ op: "drill", report }]);
+  }
+
+  /** Restarts the target's seq chain without resending anything: a verification behind it finds what to repair. */
+  restartChain(reason: string): Promise<number> {
+    const { journal, spec } = this.#context;
+    return this.#context.exclusive(async () => {
+      const [seq] = journal.append(spec.name, [{ op: "resync", reason }]);
+      this.#resyncSeq = seq ?? 0;
+      this.#context.wake();
+      return this.#resyncSeq;
+    });
+  }
+}

@@ -1,0 +1,85 @@
+// Keeping one set's journal and the target's checkpoint in one chain: before
+// the first send, a journal the target is ahead of begins a new generation;
+// afterwards, a set the target marks out of sync is brought back with a
+// resync and a mirror behind it.
+
+import type { SetStatus } from "../contract/layout.ts";
+import { awaitingGeneration, continuityBreak } from "./continuity.ts";
+import type { SetContext } from "./set-context.ts";
+import type { SetOperations } from "./set-operations.ts";
+
+export interface RecoveryOptions {
+  /** Reads the applier's status of the set; without it there is nothing to check. */
+  readonly targetStatus?: (set: string) => Promise<SetStatus | undefined>;
+  /** How the set is brought back; @default a full mirror (resync). */
+  readonly recover?: (set: string, reason: string) => Promise<void>;
+}
+
+export class SetRecovery {
+  readonly #context: SetContext;
+  readonly #operations: SetOperations;
+  readonly #options: RecoveryOptions;
+  /** The check of the journal's continuity with the target, once it succeeded (or while it runs). */
+  #continuity: Promise<void> | undefined;
+
+  constructor(context: SetContext, operations: SetOperations, options: RecoveryOptions) {
+    this.#context = context;
+    this.#operations = operations;
+    this.#options = options;
+  }
+
+  /** Recovers the set when the target marks it out of sync, unless a resync or a new generation is already on its way. */
+  async checkTarget(): Promise<void> {
+    const { journal, spec } = this.#context;
+    const status = await this.#options.targetStatus?.(spec.name);
+    if (!status || status.state !== "out-of-sync") return;
+    if (this.#operations.resyncSeq > status.lastSeq || awaitingGeneration(journal.generation(spec.name), status)) return;
+    await this.#recover(status.reason ?? "target out of sync");
+  }
+
+  /**
+   * Once, before the set's first send (DESIGN 8): a journal the target is
+   * ahead of begins a new generation, and the set is mirrored behind its
+   * resync, so no record of it is dropped as a duplicate. Retried on the next
+   * send when the target's status cannot be read.
+   */
+  checkContinuity(): Promise<void> {
+    this.#continuity ??= this.#checkContinuity().catch((error: unknown) => {
+      this.#continuity = undefined;
+      throw error;
+    });
+    return this.#continuity;
+  }
+
+  async #checkContinuity(): Promise<void> {
+    const targetStatus = this.#options.targetStatus;
+    if (!targetStatus) return;
+    const { journal, spec, log } = this.#context;
+    const set = spec.name;
+    const status = await targetStatus(set);
+    const reason = continuityBreak(journal.generation(set), journal.counters(set).nextSeq - 1, status);
+    if (!reason) return;
+    const generation = journal.beginGeneration(set);
+    log.warn("the target is ahead of this journal; beginning a new journal generation", { set, generation: generation.id, reason });
+    // The recovery journals its resync at once; the rest of it (a verification) waits on the stream, which waits
+    // on this check: it goes on in the background, and only the resync (or full mirror) is awaited, so nothing
+    // of the new generation is sent ahead of it.
+    this.#recover(`new journal generation ${generation.id}: ${reason}`).catch((error: unknown) =>
+      log.error(`the mirror after a journal generation change failed; run \`tidemark mirror ${set} --mode diff\``, { set, error: String(error) }),
+    );
+    await this.#context.exclusive(async () => undefined);
+  }
+
+  /** Brings the set back in line with a resync and a mirror behind it. */
+  async #recover(reason: string): Promise<void> {
+    const { spec, log } = this.#context;
+    const recover = this.#options.recover;
+    if (!recover) {
+      log.warn("target out of sync; resyncing with a full mirror", { set: spec.name, reason });
+      await this.#operations.resync(reason);
+      return;
+    }
+    log.warn("target out of sync; recovering", { set: spec.name, reason });
+    await recover(spec.name, reason);
+  }
+}

@@ -1,0 +1,127 @@
+// One set's sender: drains the set's journal into the queue a message at a
+// time, packing the next message while the one before it is on the wire,
+// lingering a moment while changes stream in, running markers' on-transmit
+// commands, and sleeping until woken when there is nothing to send.
+
+import type { Compression } from "../contract/wire.ts";
+import { describeHook, hookSucceeded, runHook } from "./hooks.ts";
+import { PackedAhead, sendNext, type PackedMarker } from "./sender.ts";
+import type { SetContext } from "./set-context.ts";
+import { markerEnvironment } from "./set-operations.ts";
+import type { Transport } from "./transport/transport.ts";
+
+const IDLE_WAKE_MS = 1_000;
+/** A send this soon after the previous one means changes are streaming in: wait LINGER_MS to gather more. */
+const STREAMING_WINDOW_MS = 150;
+const LINGER_MS = 50;
+/** A backlog this large fills messages by itself. */
+const LINGER_BELOW_RECORDS = 200;
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/**
+ * How long the sender waits before packing the next message. A lone change
+ * goes at once; while changes stream in (the previous send was moments ago)
+ * it waits a little so one message carries many: the target applies a set
+ * one message at a time, so its pace is set per message, not per record.
+ */
+export function lingerBeforeSend(sinceLastSendMs: number, backlogRecords: number): number {
+  const streaming = sinceLastSendMs < STREAMING_WINDOW_MS;
+  return streaming && backlogRecords > 0 && backlogRecords < LINGER_BELOW_RECORDS ? LINGER_MS : 0;
+}
+
+export interface SetSenderOptions {
+  /** Wrapped with retries by the caller: a send that throws stops the loop until the next wake-up. */
+  readonly transport: Transport;
+  readonly compression?: Compression;
+  /** Once the queue accepted a message holding markers (ONRECEIVE). */
+  readonly announceReceived?: (set: string, markers: readonly PackedMarker[]) => Promise<void>;
+  /** Before each send (the journal's continuity with the target, checked once). */
+  readonly beforeSend: () => Promise<void>;
+  /** After each send (a catch-up scan once an overflowed backlog drained; large files that waited). */
+  readonly afterSend: () => Promise<void>;
+}
+
+export class SetSender {
+  readonly #context: SetContext;
+  readonly #options: SetSenderOptions;
+  /** The next message, packed while the one before it is on the wire. */
+  readonly #ahead = new PackedAhead();
+  /** Markers whose on-transmit command ran in this process: a retried send does not run it again. */
+  readonly #transmitted = new Set<string>();
+  #wake: (() => void) | undefined;
+
+  constructor(context: SetContext, options: SetSenderOptions) {
+    this.#context = context;
+    this.#options = options;
+  }
+
+  wake(): void {
+    this.#wake?.();
+  }
+
+  /** Sends until the journal of this set is empty. */
+  async drain(): Promise<number> {
+    const { journal, spec } = this.#context;
+    let total = 0;
+    for (;;) {
+      const sent = await this.#sendNext();
+      await this.#options.afterSend();
+      if (sent.records === 0 && journal.counters(spec.name).backlogRecords === 0) return total;
+      total += sent.records;
+    }
+  }
+
+  async sendLoop(stopped: () => boolean): Promise<void> {
+    const { journal, spec, health, log } = this.#context;
+    let lastSend = 0;
+    while (!stopped()) {
+      let sent = 0;
+      try {
+        const linger = lingerBeforeSend(Date.now() - lastSend, journal.counters(spec.name).backlogRecords);
+        if (linger > 0) await sleep(linger);
+        lastSend = Date.now();
+        // While the disk is full, marking a message sent would fail: sending it would only send it twice.
+        sent = health.full ? 0 : (await this.#sendNext()).records;
+        await this.#options.afterSend();
+      } catch (error) {
+        if (stopped()) return;
+        if (!health.handle(error)) log.error("send failed", { set: spec.name, error: String(error) });
+      }
+      if (sent === 0 && !stopped()) {
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(resolve, IDLE_WAKE_MS);
+          this.#wake = () => {
+            clearTimeout(timer);
+            resolve();
+          };
+        });
+        this.#wake = undefined;
+      }
+    }
+  }
+
+  async #sendNext() {
+    await this.#options.beforeSend();
+    const { journal, spec, log } = this.#context;
+    const { transport, compression, announceReceived } = this.#options;
+    return sendNext(journal, transport, spec.name, {
+      ...(compression ? { compression } : {}),
+      ahead: this.#ahead,
+      beforeMarkers: (set, markers) => this.#beforeTransmit(markers),
+      ...(announceReceived ? { afterMarkers: announceReceived } : {}),
+      onSkipped: (set, skipped, reason) => log.error("not replicated: the target refused a record for good; it keeps the last good version", { set, seq: skipped.seq, record: skipped.what, reason }),
+    });
+  }
+
+  async #beforeTransmit(markers: readonly PackedMarker[]): Promise<void> {
+    const { spec, log } = this.#context;
+    for (const marker of markers) {
+      if (!marker.onTransmit || this.#transmitted.has(marker.id)) continue;
+      this.#transmitted.add(marker.id);
+      const result = await runHook(marker.onTransmit, { env: markerEnvironment(spec.name, marker.id, marker.seq, marker.fields) });
+      // The marker goes out either way: a hook never holds up replication.
+      if (hookSucceeded(result)) log.info("on-transmit command done", { set: spec.name, task: marker.id, ms: result.ms });
+      else log.warn(describeHook("on-transmit", result), { set: spec.name, task: marker.id });
+    }
+  }
+}
