@@ -41,8 +41,9 @@ function grants(pattern: string, action: string): boolean {
   return regex.test(action);
 }
 
-/** What would let a principal shorten, lift or work around a lock. */
+/** What would let a principal remove a version or snapshot, or shorten, lift or work around a lock. */
 const LOCK_CHANGING_ACTIONS = [
+  "s3:DeleteObjectVersion",
   "s3:BypassGovernanceRetention",
   "s3:PutObjectRetention",
   "s3:PutObjectLegalHold",
@@ -120,7 +121,7 @@ describe("nobody the stack creates can change a lock", () => {
   it.each<[string, Partial<TidemarkSettings>]>([
     ["the defaults", {}],
     ["every lock and role on", everything],
-  ])("no identity policy grants BypassGovernanceRetention, PutObjectRetention, PutObjectLegalHold, PutBucketObjectLockConfiguration, UnlockSnapshot or DeleteSnapshot (%s)", (_label, settings) => {
+  ])("no identity policy grants DeleteObjectVersion, BypassGovernanceRetention, PutObjectRetention, PutObjectLegalHold, PutBucketObjectLockConfiguration, UnlockSnapshot or DeleteSnapshot (%s)", (_label, settings) => {
     const statements = allowStatements(synthStack(settings).template);
     expect(statements.length).toBeGreaterThan(5);
     const offending = statements.flatMap(({ where, statement }) =>
