@@ -282,7 +282,10 @@ function lockProblems(settings: { immutableDays: number; noncurrentVersionDays: 
   }
 }
 
-/** A lock mode given without its days would silently lock nothing. */
+/**
+ * Compliance mode asked for without its days would silently lock nothing. (Governance is the default, which
+ * the stack's own second parse of already parsed settings also passes: it cannot tell it was asked for.)
+ */
 const MODE_NEEDS_DAYS = [
   ["immutableMode", "immutableDays"],
   ["snapshotLockMode", "snapshotLockDays"],
@@ -304,7 +307,7 @@ export function parseSettings(values: Record<string, unknown>): TidemarkSettings
     throw new SettingsError(`tidemark setting ${key}: ${message ?? "invalid"}`);
   }
   for (const [mode, days] of MODE_NEEDS_DAYS) {
-    if (values[mode] !== undefined && result.data[days] === 0) {
+    if (values[mode] === "compliance" && result.data[days] === 0) {
       throw new SettingsError(`tidemark setting ${mode}: locks nothing while ${days} is 0; set tidemark:${days} too`);
     }
   }

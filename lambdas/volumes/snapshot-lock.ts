@@ -9,7 +9,7 @@ import type { EBSClient } from "@aws-sdk/client-ebs";
 import { StartSnapshotCommand } from "@aws-sdk/client-ebs";
 import { getEndpointFromInstructions } from "@smithy/core/endpoints";
 import { sharedUntilFailure } from "../../contract/async.ts";
-import { AwsRequestError, SignedRequests, type SignedResponse } from "../signed-requests.ts";
+import { AwsRequestError, SignedRequests, type SignedResponse, type SigningTarget } from "../signed-requests.ts";
 
 export const EC2_API_VERSION = "2016-11-15";
 
@@ -36,6 +36,12 @@ export function ec2EndpointOf(ebsEndpoint: URL): URL {
   return url;
 }
 
+/** Where EC2 requests of the EBS client's account go, and how they are signed. */
+export async function ec2SigningTarget(ebs: EBSClient): Promise<SigningTarget> {
+  const endpoint = await getEndpointFromInstructions({}, StartSnapshotCommand, ebs.config);
+  return { url: ec2EndpointOf(endpoint.url), signingName: "ec2", signingRegion: await ebs.config.region() };
+}
+
 /** The XML text of one element of an EC2 answer, unescaped. */
 function element(xml: string, name: string): string | undefined {
   const text = new RegExp(`<${name}>([^<]*)</${name}>`).exec(xml)?.[1];
@@ -53,11 +59,7 @@ export class Ec2SnapshotLocks {
   readonly #requests: () => Promise<SignedRequests>;
 
   constructor(ebs: EBSClient) {
-    this.#requests = sharedUntilFailure(async () => {
-      const endpoint = await getEndpointFromInstructions({}, StartSnapshotCommand, ebs.config);
-      const region = await ebs.config.region();
-      return new SignedRequests(ebs.config, { url: ec2EndpointOf(endpoint.url), signingName: "ec2", signingRegion: region }, ec2ErrorOf);
-    });
+    this.#requests = sharedUntilFailure(async () => new SignedRequests(ebs.config, await ec2SigningTarget(ebs), ec2ErrorOf));
   }
 
   /**

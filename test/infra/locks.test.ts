@@ -170,6 +170,12 @@ describe("lock settings", () => {
     expect(() => parseSettings(values)).toThrow(message);
   });
 
+  it("pass again through the stack once parsed, as infra/app.ts hands them over", () => {
+    for (const values of [{}, { immutableDays: 7, immutableMode: "compliance" }, { volumeSnapshots: true, snapshotLockDays: 3, snapshotLockMode: "compliance" }]) {
+      expect(synthStack(parseSettings(values)).stack.settings).toEqual(parseSettings(values));
+    }
+  });
+
   it("allow a lock as long as the noncurrent versions are kept", () => {
     expect(parseSettings({ immutableDays: 90, noncurrentVersionDays: 90 })).toMatchObject({ immutableDays: 90 });
   });

@@ -15,7 +15,7 @@ import { MemoryStore } from "../../lambdas/store/memory-store.ts";
 import { snapshotLockFromEnvironment, TaskEnvironmentError, taskSettingsFromEnvironment } from "../../lambdas/tasks/environment.ts";
 import { VolumeMap } from "../../lambdas/volumes/block-map.ts";
 import { EbsSnapshotAction } from "../../lambdas/volumes/ebs-snapshot.ts";
-import { Ec2SnapshotLocks, ec2EndpointOf, EC2_API_VERSION, type SnapshotLockSettings } from "../../lambdas/volumes/snapshot-lock.ts";
+import { Ec2SnapshotLocks, ec2EndpointOf, ec2SigningTarget, EC2_API_VERSION, type SnapshotLockSettings } from "../../lambdas/volumes/snapshot-lock.ts";
 import { tempDir } from "../support/tree.ts";
 import { VOLUME_SET as SET, volumeHarness, type VolumeHarness } from "../support/volume-harness.ts";
 
@@ -237,5 +237,19 @@ describe("where the lock settings come from", () => {
     expect(ec2EndpointOf(new URL("https://ebs.cn-north-1.amazonaws.com.cn")).href).toBe("https://ec2.cn-north-1.amazonaws.com.cn/");
     expect(ec2EndpointOf(new URL("https://ebs-fips.us-gov-west-1.amazonaws.com")).href).toBe("https://ec2-fips.us-gov-west-1.amazonaws.com/");
     expect(ec2EndpointOf(new URL("http://127.0.0.1:4566")).href).toBe("http://127.0.0.1:4566/");
+  });
+
+  it("an EBS client on AWS signs its EC2 requests for ec2 in its region, at the region's EC2 endpoint", async () => {
+    const credentials = { accessKeyId: "a", secretAccessKey: "b" };
+    const plain = new EBSClient({ region: "eu-west-1", credentials });
+    const fips = new EBSClient({ region: "us-east-1", useFipsEndpoint: true, credentials });
+    try {
+      expect(await ec2SigningTarget(plain)).toEqual({ url: new URL("https://ec2.eu-west-1.amazonaws.com"), signingName: "ec2", signingRegion: "eu-west-1" });
+      expect((await ec2SigningTarget(fips)).url.href).toBe("https://ec2-fips.us-east-1.amazonaws.com/");
+      expect((await ec2SigningTarget(client)).url.href).toBe(`${ebs.endpoint}/`);
+    } finally {
+      plain.destroy();
+      fips.destroy();
+    }
   });
 });
