@@ -143,7 +143,7 @@ describe("the stand-in's LockSnapshot", () => {
       .finally(() => requests.close());
   };
 
-  it("refuses what EC2 refuses: no mode, both or neither of duration and date, a cooling-off outside compliance, a past date, an unknown snapshot, another service's signature", async () => {
+  it("refuses what EC2 refuses: no mode, both or neither of duration and date, a cooling-off outside compliance, a past date, an unknown snapshot, another service's signature, another action or API version", async () => {
     const id = await completedSnapshot();
     const cases: [Record<string, string>, string, string?][] = [
       [{ SnapshotId: id, LockDuration: "1" }, "InvalidParameterValue"],
@@ -155,6 +155,8 @@ describe("the stand-in's LockSnapshot", () => {
       [{ SnapshotId: "snap-0123456789abcdef0", LockMode: "governance", LockDuration: "1" }, "InvalidSnapshot.NotFound"],
       [{ LockMode: "governance", LockDuration: "1" }, "MissingParameter"],
       [{ SnapshotId: id, LockMode: "governance", LockDuration: "1" }, "AuthFailure", "ebs"],
+      [{ Action: "DeleteSnapshot", SnapshotId: id }, "InvalidAction"],
+      [{ Version: "2014-10-01", SnapshotId: id, LockMode: "governance", LockDuration: "1" }, "InvalidParameterValue"],
     ];
     for (const [params, code, service] of cases) {
       await expect(query(params, service), JSON.stringify(params)).rejects.toMatchObject({ name: code });
