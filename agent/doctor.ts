@@ -4,6 +4,7 @@
 // SendMessage without a MessageGroupId never enters a FIFO queue, and its
 // refusal says whether the caller may send.
 
+import { createHash } from "node:crypto";
 import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { GetObjectCommand, HeadBucketCommand, PutObjectCommand, type S3Client } from "@aws-sdk/client-s3";
@@ -92,11 +93,15 @@ async function checkBucket(s3: S3Client, config: AgentConfig): Promise<Check> {
   }
 }
 
-/** Stages a small object under the set's staging prefix: staging objects expire by lifecycle and count only when a message names them. */
-async function checkStage(s3: S3Client, config: AgentConfig, set: string): Promise<Check> {
+/**
+ * Stages a small object under the set's staging prefix: staging objects expire by lifecycle and count only when a message names them.
+ * With its SHA-256, as every upload carries one: a bucket with Object Lock refuses content without a checksum.
+ */
+export async function checkStage(s3: S3Client, config: Pick<AgentConfig, "bucket">, set: string): Promise<Check> {
   const key = `${PREFIX.staging}${set}/doctor-${Date.now()}`;
+  const body = "tidemark doctor";
   try {
-    await s3.send(new PutObjectCommand({ Bucket: config.bucket, Key: key, Body: "tidemark doctor" }));
+    await s3.send(new PutObjectCommand({ Bucket: config.bucket, Key: key, Body: body, ChecksumSHA256: createHash("sha256").update(body).digest("base64") }));
     return { name: `stage ${set}`, level: "ok", detail: `may write ${PREFIX.staging}${set}/` };
   } catch (error) {
     return { name: `stage ${set}`, level: "fail", detail: `cannot write ${key}: ${describe(error)}` };

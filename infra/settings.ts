@@ -130,7 +130,35 @@ export interface TidemarkSettings {
    * @default true
    */
   readonly retainData: boolean;
+  /**
+   * S3 Object Lock on the target bucket: every object version written is
+   * kept at least this many days, whatever anyone asks (see immutableMode).
+   * 0 leaves Object Lock off. Set only when the bucket is created.
+   * @default 0
+   */
+  readonly immutableDays: number;
+  /**
+   * Object Lock's retention mode: "governance" (principals with
+   * s3:BypassGovernanceRetention may still delete) or "compliance" (nobody,
+   * the account's root included, until the days passed).
+   * @default "governance"
+   */
+  readonly immutableMode: LockMode;
+  /**
+   * EBS snapshot lock: each EBS snapshot an `ebs-snapshot` marker cuts is
+   * locked against deletion for this many days (needs volumeSnapshots). 0 = off.
+   * @default 0
+   */
+  readonly snapshotLockDays: number;
+  /**
+   * The EBS snapshot lock's mode: "governance" or "compliance" (no cooling-off period).
+   * @default "governance"
+   */
+  readonly snapshotLockMode: LockMode;
 }
+
+/** How a lock holds: "governance" can be lifted by principals allowed to, "compliance" by nobody. */
+export type LockMode = "governance" | "compliance";
 
 const lambdaArn = /^arn:aws[\w-]*:lambda:[a-z0-9-]+:\d{12}:function:[A-Za-z0-9_-]+(:[A-Za-z0-9$_-]+)?$/;
 
@@ -175,6 +203,10 @@ const Hosts = z
     });
   });
 
+/** S3 and EBS both take at most 36,500 days (100 years) of retention. */
+const MAX_LOCK_DAYS = 36_500;
+const lockMode = z.enum(["governance", "compliance"], { error: 'either "governance" or "compliance"' });
+
 const booleanish = z.union([z.boolean(), z.enum(["true", "false"]).transform((v) => v === "true")]);
 const integer = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
 
@@ -207,6 +239,10 @@ const SettingsSchema = z
     agentRoleTrust: principal.optional(),
     hosts: Hosts.default([]),
     retainData: booleanish.default(true),
+    immutableDays: integer(0, MAX_LOCK_DAYS).default(0),
+    immutableMode: lockMode.default("governance"),
+    snapshotLockDays: integer(0, MAX_LOCK_DAYS).default(0),
+    snapshotLockMode: lockMode.default("governance"),
   })
   .strict()
   .superRefine((settings, ctx) => {
@@ -221,7 +257,39 @@ const SettingsSchema = z
         message: `${settings.snapshotRetentionDays} days is longer than noncurrentVersionDays (${settings.noncurrentVersionDays}): snapshots name object versions, which would expire first; raise tidemark:noncurrentVersionDays too`,
       });
     }
+    lockProblems(settings, ctx);
   });
+
+/** Object Lock and EBS snapshot lock settings that would not do what they say. */
+function lockProblems(settings: { immutableDays: number; noncurrentVersionDays: number; retainData: boolean; snapshotLockDays: number; volumeSnapshots: boolean }, ctx: z.RefinementCtx): void {
+  // Lifecycle cannot expire a locked version: it would stay until its lock ends, not noncurrentVersionDays.
+  if (settings.immutableDays > settings.noncurrentVersionDays) {
+    ctx.addIssue({
+      code: "custom",
+      path: ["immutableDays"],
+      message: `${settings.immutableDays} days is longer than noncurrentVersionDays (${settings.noncurrentVersionDays}): S3 lifecycle cannot expire a locked version, so old versions would be kept ${settings.immutableDays} days, not ${settings.noncurrentVersionDays}; raise tidemark:noncurrentVersionDays to at least ${settings.immutableDays}`,
+    });
+  }
+  if (settings.immutableDays > 0 && !settings.retainData) {
+    ctx.addIssue({
+      code: "custom",
+      path: ["retainData"],
+      message: "false cannot work with Object Lock (tidemark:immutableDays > 0): locked versions cannot be deleted with the stack; keep tidemark:retainData=true",
+    });
+  }
+  if (settings.snapshotLockDays > 0 && !settings.volumeSnapshots) {
+    ctx.addIssue({ code: "custom", path: ["snapshotLockDays"], message: "EBS snapshot locks apply to the snapshots of ebs-snapshot markers: set tidemark:volumeSnapshots=true too" });
+  }
+}
+
+/**
+ * Compliance mode asked for without its days would silently lock nothing. (Governance is the default, which
+ * the stack's own second parse of already parsed settings also passes: it cannot tell it was asked for.)
+ */
+const MODE_NEEDS_DAYS = [
+  ["immutableMode", "immutableDays"],
+  ["snapshotLockMode", "snapshotLockDays"],
+] as const;
 
 export const SETTING_KEYS = Object.keys(SettingsSchema.shape) as readonly (keyof TidemarkSettings)[];
 
@@ -237,6 +305,11 @@ export function parseSettings(values: Record<string, unknown>): TidemarkSettings
     const key = issue?.path.join(".") || "settings";
     const message = issue?.code === "unrecognized_keys" ? `unknown setting(s) ${issue.keys.join(", ")} (known: ${SETTING_KEYS.join(", ")})` : issue?.message;
     throw new SettingsError(`tidemark setting ${key}: ${message ?? "invalid"}`);
+  }
+  for (const [mode, days] of MODE_NEEDS_DAYS) {
+    if (values[mode] === "compliance" && result.data[days] === 0) {
+      throw new SettingsError(`tidemark setting ${mode}: locks nothing while ${days} is 0; set tidemark:${days} too`);
+    }
   }
   return Object.freeze(result.data);
 }

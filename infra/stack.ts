@@ -46,6 +46,7 @@ export class TidemarkStack extends Stack {
     this.target = new TargetBucket(this, "Target", {
       noncurrentVersionDays: settings.noncurrentVersionDays,
       retainData: settings.retainData,
+      ...(settings.immutableDays > 0 ? { objectLock: { days: settings.immutableDays, mode: settings.immutableMode } } : {}),
     });
     this.actions = new TaskActions(this, "TaskActions", {
       namePrefix: settings.namePrefix,
@@ -55,6 +56,7 @@ export class TidemarkStack extends Stack {
       volumeSnapshots: settings.volumeSnapshots,
       ...(settings.ebsKmsKeyArn ? { ebsKmsKeyArn: settings.ebsKmsKeyArn } : {}),
       snapshotRetentionDays: settings.snapshotRetentionDays,
+      ...(settings.snapshotLockDays > 0 ? { snapshotLock: { days: settings.snapshotLockDays, mode: settings.snapshotLockMode } } : {}),
     });
     this.hostRoles = new HostRoles(this, "HostRoles", {
       hosts: settings.hosts,

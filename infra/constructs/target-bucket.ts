@@ -3,9 +3,10 @@
 // tasks/, state/), plus the bucket its access logs go to.
 
 import { Duration, RemovalPolicy } from "aws-cdk-lib";
-import { BlockPublicAccess, Bucket, BucketEncryption, ObjectOwnership } from "aws-cdk-lib/aws-s3";
+import { BlockPublicAccess, Bucket, BucketEncryption, ObjectLockRetention, ObjectOwnership } from "aws-cdk-lib/aws-s3";
 import { Construct } from "constructs";
 import { PREFIX } from "../../contract/layout.ts";
+import type { LockMode } from "../settings.ts";
 
 /**
  * Days an unapplied staging object is kept: longer than the queue keeps the
@@ -25,6 +26,13 @@ export interface TargetBucketProps {
    * @default true
    */
   readonly retainData?: boolean;
+  /**
+   * S3 Object Lock with this default retention on every version written. Only
+   * a bucket created with it gets it: CloudFormation does not switch Object
+   * Lock on for a bucket it created without.
+   * @default no Object Lock
+   */
+  readonly objectLock?: { readonly days: number; readonly mode: LockMode };
 }
 
 export class TargetBucket extends Construct {
@@ -52,10 +60,17 @@ export class TargetBucket extends Construct {
       // Server access logs only arrive in a bucket encrypted with SSE-S3, which `secure` sets.
       lifecycleRules: [{ id: "expire-access-logs", expiration: Duration.days(90) }],
     });
+    const lock = props.objectLock;
     this.bucket = new Bucket(this, "Bucket", {
       ...secure,
       ...removal,
       versioned: true,
+      ...(lock
+        ? {
+            objectLockEnabled: true,
+            objectLockDefaultRetention: (lock.mode === "compliance" ? ObjectLockRetention.compliance : ObjectLockRetention.governance)(Duration.days(lock.days)),
+          }
+        : {}),
       serverAccessLogsBucket: this.accessLogs,
       serverAccessLogsPrefix: "target/",
       lifecycleRules: [

@@ -9,6 +9,7 @@ import { EventBus } from "aws-cdk-lib/aws-events";
 import { type IGrantable, ManagedPolicy, PolicyStatement, Role, ServicePrincipal } from "aws-cdk-lib/aws-iam";
 import { Construct } from "constructs";
 import { acknowledge } from "../nag.ts";
+import type { LockMode } from "../settings.ts";
 
 export interface TaskActionsProps {
   /** Prefix of the bus and vault names. */
@@ -43,6 +44,11 @@ export interface TaskActionsProps {
    * @default 30
    */
   readonly snapshotRetentionDays?: number;
+  /**
+   * Lock each EBS snapshot an `ebs-snapshot` marker cuts (EC2 LockSnapshot) for this many days, in this mode.
+   * @default no lock
+   */
+  readonly snapshotLock?: { readonly days: number; readonly mode: LockMode };
 }
 
 /** The EBS direct APIs an `ebs-snapshot` marker writes and reads snapshots with. */
@@ -64,12 +70,14 @@ export class TaskActions extends Construct {
   readonly environment: Record<string, string>;
   readonly #volumeSnapshots: boolean;
   readonly #ebsKmsKeyArn?: string;
+  readonly #snapshotLock: boolean;
 
   constructor(scope: Construct, id: string, props: TaskActionsProps) {
     super(scope, id);
     this.invokeAllowList = [...(props.invokeAllowList ?? [])];
     this.#volumeSnapshots = props.volumeSnapshots ?? false;
     if (props.ebsKmsKeyArn) this.#ebsKmsKeyArn = props.ebsKmsKeyArn;
+    this.#snapshotLock = this.#volumeSnapshots && props.snapshotLock !== undefined;
     this.eventBus = new EventBus(this, "Bus", {
       eventBusName: `${props.namePrefix}-events`,
       description: "tidemark: an event per task marker reached, and per `event` marker",
@@ -101,6 +109,9 @@ export class TaskActions extends Construct {
       TIDEMARK_SNAPSHOT_RETENTION_DAYS: String(props.snapshotRetentionDays ?? 30),
       TIDEMARK_VOLUME_SNAPSHOTS: String(this.#volumeSnapshots),
       ...(this.#ebsKmsKeyArn ? { TIDEMARK_EBS_KMS_KEY_ARN: this.#ebsKmsKeyArn } : {}),
+      ...(this.#snapshotLock && props.snapshotLock
+        ? { TIDEMARK_SNAPSHOT_LOCK_DAYS: String(props.snapshotLock.days), TIDEMARK_SNAPSHOT_LOCK_MODE: props.snapshotLock.mode }
+        : {}),
       ...(this.backupVault && this.backupRole
         ? { TIDEMARK_BACKUP_VAULT: this.backupVault.backupVaultName, TIDEMARK_BACKUP_ROLE_ARN: this.backupRole.roleArn }
         : {}),
@@ -123,6 +134,12 @@ export class TaskActions extends Construct {
       applier.grantPrincipal.addToPrincipalPolicy(new PolicyStatement({ actions: [...EBS_DIRECT_ACTIONS], resources: [snapshots] }));
       // StartSnapshot tags the snapshot (set, task, label) as it creates it.
       applier.grantPrincipal.addToPrincipalPolicy(new PolicyStatement({ actions: ["ec2:CreateTags"], resources: [snapshots] }));
+      if (this.#snapshotLock) {
+        // Locking only, never UnlockSnapshot, and only snapshots StartSnapshot tagged as tidemark's.
+        applier.grantPrincipal.addToPrincipalPolicy(
+          new PolicyStatement({ actions: ["ec2:LockSnapshot"], resources: [snapshots], conditions: { StringLike: { "aws:ResourceTag/tidemark:set": "*" } } }),
+        );
+      }
       if (this.#ebsKmsKeyArn) {
         // What EBS asks of the caller's key when it encrypts the blocks of a snapshot written through the direct APIs.
         applier.grantPrincipal.addToPrincipalPolicy(

@@ -6,6 +6,8 @@
 // changed-block count and LINEAR aggregate at completion, block and page
 // tokens on reads, and the pending snapshot's Timeout. Every refusal is
 // recorded with why. With `dir` the snapshots persist (`tidemark local`).
+// The same endpoint answers EC2's LockSnapshot (Query protocol, signed for
+// ec2), the one EC2 call tidemark makes on the snapshots it cut.
 
 import { createHash, randomBytes, randomUUID } from "node:crypto";
 import { appendFileSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
@@ -49,6 +51,21 @@ export interface FakeEbsSnapshot {
   changedBlocksCount?: number;
   /** Block index -> SHA-256 (base64) of the blocks put in this snapshot itself (not its ancestors). */
   readonly putBlocks: Map<number, string>;
+  /** Its EC2 snapshot lock, once LockSnapshot locked it. */
+  lock?: FakeSnapshotLock;
+}
+
+/** A snapshot lock as EC2 keeps it; times are ISO 8601 (they persist as they are). */
+export interface FakeSnapshotLock {
+  readonly mode: "governance" | "compliance";
+  readonly createdOn: string;
+  /** Asked for as LockDuration: counted from when the snapshot completes. */
+  readonly durationDays?: number;
+  durationStartTime?: string;
+  /** Unknown for a duration lock of a snapshot still pending. */
+  expiresOn?: string;
+  readonly coolOffHours?: number;
+  readonly coolOffExpiresOn?: string;
 }
 
 export interface FakeEbs {
@@ -79,6 +96,31 @@ class ApiError extends Error {
     this.type = type;
     this.reason = reason;
   }
+}
+
+/** An error answer as EC2's Query API gives it: XML with a Code and a Message. */
+class Ec2Error extends Error {
+  readonly status: number;
+  readonly code: string;
+  constructor(code: string, message: string, status = 400) {
+    super(message);
+    this.code = code;
+    this.status = status;
+  }
+}
+
+const EC2_API_VERSION = "2016-11-15";
+const EC2_XMLNS = `http://ec2.amazonaws.com/doc/${EC2_API_VERSION}/`;
+const MAX_LOCK_DAYS = 36_500;
+const MAX_COOL_OFF_HOURS = 72;
+
+const xmlEscape = (text: string) => text.replace(/[<>&"']/g, (c) => ({ "<": "&lt;", ">": "&gt;", "&": "&amp;", '"': "&quot;", "'": "&apos;" })[c] ?? c);
+
+/** EC2's lockState: compliance-cooloff while the cooling-off period runs, expired once the lock ended. */
+function lockState(lock: FakeSnapshotLock, now: number): string {
+  if (lock.expiresOn !== undefined && Date.parse(lock.expiresOn) <= now) return "expired";
+  if (lock.mode === "compliance" && lock.coolOffExpiresOn !== undefined && Date.parse(lock.coolOffExpiresOn) > now) return "compliance-cooloff";
+  return lock.mode;
 }
 
 /** A failure the test asked for through beforePut: answered as a 500, but the client did nothing wrong. */
@@ -418,11 +460,15 @@ interface Answer {
   readonly status: number;
   readonly headers?: Record<string, string>;
   readonly json?: unknown;
+  /** An EC2 Query answer. */
+  readonly xml?: string;
   readonly data?: Buffer;
 }
 
 interface Route {
   readonly api: string;
+  /** The service the request must be signed for, and whose error format it gets. @default "ebs" */
+  readonly service?: "ebs" | "ec2";
   readonly method: string;
   readonly path: RegExp;
   readonly handle: (request: ApiRequest) => Answer | Promise<Answer>;
@@ -433,6 +479,9 @@ function send(res: ServerResponse, answer: Answer): void {
   if (answer.data) {
     res.writeHead(answer.status, { "content-type": "application/octet-stream", "content-length": String(answer.data.length), ...headers });
     res.end(answer.data);
+  } else if (answer.xml !== undefined) {
+    res.writeHead(answer.status, { "content-type": "text/xml;charset=UTF-8", ...headers });
+    res.end(answer.xml);
   } else if (answer.json !== undefined) {
     res.writeHead(answer.status, { "content-type": "application/json", ...headers });
     res.end(JSON.stringify(answer.json));
@@ -442,10 +491,11 @@ function send(res: ServerResponse, answer: Answer): void {
   }
 }
 
-/** Signatures are not verified, but a request must be SigV4-signed, and for this service. */
-function checkSigned(req: IncomingMessage): void {
+/** Signatures are not verified, but a request must be SigV4-signed, and for the service it calls. */
+function checkSigned(req: IncomingMessage, service: "ebs" | "ec2"): void {
   const authorization = header(req, "authorization") ?? "";
-  if (!/^AWS4-HMAC-SHA256 Credential=[^/]+\/\d{8}\/[^/]+\/ebs\/aws4_request,/.test(authorization)) {
+  if (!new RegExp(`^AWS4-HMAC-SHA256 Credential=[^/]+/\\d{8}/[^/]+/${service}/aws4_request,`).test(authorization)) {
+    if (service === "ec2") throw new Ec2Error("AuthFailure", "the request is not SigV4-signed for the ec2 service", 401);
     throw new ApiError(403, "AccessDeniedException", "the request is not SigV4-signed for the ebs service", "UNAUTHORIZED_ACCOUNT");
   }
 }
@@ -568,6 +618,12 @@ export async function startFakeEbs(options: FakeEbsOptions = {}): Promise<FakeEb
     }
     snapshot.status = "completed";
     snapshot.changedBlocksCount = count;
+    // A lock by duration taken while pending starts counting now.
+    const lock = snapshot.lock;
+    if (lock?.durationDays !== undefined && lock.durationStartTime === undefined) {
+      lock.durationStartTime = new Date().toISOString();
+      lock.expiresOn = new Date(Date.now() + lock.durationDays * 86_400_000).toISOString();
+    }
     store.save(snapshot);
     return { status: 202, json: { Status: "completed" } };
   };
@@ -635,6 +691,77 @@ export async function startFakeEbs(options: FakeEbsOptions = {}): Promise<FakeEb
     };
   };
 
+  /** EC2 LockSnapshot: the API reference's parameters and rules for changing a lock that is already there. */
+  const lockSnapshot = ({ req, body }: ApiRequest): Answer => {
+    if (!(header(req, "content-type") ?? "").startsWith("application/x-www-form-urlencoded")) throw new Ec2Error("InvalidParameterValue", "an EC2 Query request is a form");
+    const params = new URLSearchParams(body.toString("utf8"));
+    const action = params.get("Action");
+    if (action !== "LockSnapshot") throw new Ec2Error("InvalidAction", `The action ${String(action)} is not valid for this web service.`);
+    if (params.get("Version") !== EC2_API_VERSION) throw new Ec2Error("InvalidParameterValue", `Version must be ${EC2_API_VERSION}`);
+    const id = params.get("SnapshotId");
+    if (id === null) throw new Ec2Error("MissingParameter", "The request must contain the parameter SnapshotId");
+    const snapshot = SNAPSHOT_ID.test(id) ? store.snapshots.get(id) : undefined;
+    if (!snapshot) throw new Ec2Error("InvalidSnapshot.NotFound", `The snapshot '${id}' does not exist.`);
+    expireIfIdle(snapshot);
+    if (snapshot.status === "error") throw new Ec2Error("IncorrectState", `snapshot ${id} is in the error state: only a pending or completed snapshot can be locked`);
+    const mode = params.get("LockMode");
+    if (mode !== "governance" && mode !== "compliance") throw new Ec2Error("InvalidParameterValue", `LockMode must be governance or compliance, not ${String(mode)}`);
+    const durationText = params.get("LockDuration");
+    const expirationText = params.get("ExpirationDate");
+    if ((durationText === null) === (expirationText === null)) throw new Ec2Error("InvalidParameterCombination", "specify either LockDuration or ExpirationDate, not both and not neither");
+    const coolOffText = params.get("CoolOffPeriod");
+    if (coolOffText !== null && mode !== "compliance") throw new Ec2Error("InvalidParameterCombination", "CoolOffPeriod applies only to compliance mode");
+    const coolOffHours = coolOffText !== null ? Number(coolOffText) : undefined;
+    if (coolOffHours !== undefined && !(Number.isInteger(coolOffHours) && coolOffHours >= 1 && coolOffHours <= MAX_COOL_OFF_HOURS)) {
+      throw new Ec2Error("InvalidParameterValue", `CoolOffPeriod must be 1 to ${MAX_COOL_OFF_HOURS} hours`);
+    }
+    const now = Date.now();
+    let durationDays: number | undefined;
+    let expiresOn: string | undefined;
+    if (durationText !== null) {
+      durationDays = Number(durationText);
+      if (!(Number.isInteger(durationDays) && durationDays >= 1 && durationDays <= MAX_LOCK_DAYS)) throw new Ec2Error("InvalidParameterValue", `LockDuration must be 1 to ${MAX_LOCK_DAYS} days`);
+      // A pending snapshot's lock duration starts once it completes.
+      if (snapshot.status === "completed") expiresOn = new Date(now + durationDays * 86_400_000).toISOString();
+    } else {
+      const expiration = Date.parse(expirationText ?? "");
+      if (!/^\d{4}-\d{2}-\d{2}T/.test(expirationText ?? "") || Number.isNaN(expiration)) throw new Ec2Error("InvalidParameterValue", `ExpirationDate ${String(expirationText)} is not an ISO 8601 time`);
+      if (expiration <= now) throw new Ec2Error("InvalidParameterValue", "ExpirationDate must be in the future");
+      if (expiration > now + MAX_LOCK_DAYS * 86_400_000) throw new Ec2Error("InvalidParameterValue", `ExpirationDate is more than ${MAX_LOCK_DAYS} days away`);
+      expiresOn = new Date(expiration).toISOString();
+    }
+    const earlier = snapshot.lock;
+    if (earlier && lockState(earlier, now) === "compliance") {
+      // Past its cooling-off period a compliance lock can only be extended.
+      if (mode !== "compliance") throw new Ec2Error("IncorrectState", `snapshot ${id} is locked in compliance mode: its mode cannot change`);
+      const before = earlier.expiresOn !== undefined ? Date.parse(earlier.expiresOn) : undefined;
+      const after = expiresOn !== undefined ? Date.parse(expiresOn) : undefined;
+      if (before !== undefined && (after === undefined || after < before)) throw new Ec2Error("IncorrectState", `snapshot ${id} is locked in compliance mode until ${earlier.expiresOn ?? ""}: a lock can only be extended`);
+    }
+    const lock: FakeSnapshotLock = {
+      mode,
+      createdOn: new Date(now).toISOString(),
+      ...(durationDays !== undefined ? { durationDays } : {}),
+      ...(expiresOn !== undefined ? { expiresOn } : {}),
+      ...(durationDays !== undefined && snapshot.status === "completed" ? { durationStartTime: new Date(now).toISOString() } : {}),
+      ...(coolOffHours !== undefined ? { coolOffHours, coolOffExpiresOn: new Date(now + coolOffHours * 3_600_000).toISOString() } : {}),
+    };
+    snapshot.lock = lock;
+    store.save(snapshot);
+    const fields: [string, string | number | undefined][] = [
+      ["snapshotId", snapshot.id],
+      ["lockState", lockState(lock, now)],
+      ["lockDuration", lock.durationDays],
+      ["coolOffPeriod", lock.coolOffHours],
+      ["coolOffPeriodExpiresOn", lock.coolOffExpiresOn],
+      ["lockCreatedOn", lock.createdOn],
+      ["lockExpiresOn", lock.expiresOn],
+      ["lockDurationStartTime", lock.durationStartTime],
+    ];
+    const elements = fields.filter(([, value]) => value !== undefined).map(([name, value]) => `<${name}>${xmlEscape(String(value))}</${name}>`);
+    return { status: 200, xml: `<?xml version="1.0" encoding="UTF-8"?>\n<LockSnapshotResponse xmlns="${EC2_XMLNS}"><requestId>${randomUUID()}</requestId>${elements.join("")}</LockSnapshotResponse>` };
+  };
+
   const routes: Route[] = [
     { api: "StartSnapshot", method: "POST", path: /^\/snapshots$/, handle: startSnapshot },
     { api: "CompleteSnapshot", method: "POST", path: /^\/snapshots\/completion\/([^/]+)$/, handle: completeSnapshot },
@@ -642,6 +769,7 @@ export async function startFakeEbs(options: FakeEbsOptions = {}): Promise<FakeEb
     { api: "GetSnapshotBlock", method: "GET", path: /^\/snapshots\/([^/]+)\/blocks\/([^/]+)$/, handle: getSnapshotBlock },
     { api: "ListSnapshotBlocks", method: "GET", path: /^\/snapshots\/([^/]+)\/blocks$/, handle: listSnapshotBlocks },
     { api: "ListChangedBlocks", method: "GET", path: /^\/snapshots\/([^/]+)\/changedblocks$/, handle: listChangedBlocks },
+    { api: "LockSnapshot", service: "ec2", method: "POST", path: /^\/$/, handle: lockSnapshot },
   ];
 
   const serve = async (req: IncomingMessage, res: ServerResponse) => {
@@ -653,7 +781,7 @@ export async function startFakeEbs(options: FakeEbsOptions = {}): Promise<FakeEb
       const body = await readBody(req);
       if (!route) throw new ApiError(404, "UnknownOperationException", "no EBS direct API at this method and path");
       calls.set(route.api, (calls.get(route.api) ?? 0) + 1);
-      checkSigned(req);
+      checkSigned(req, route.service ?? "ebs");
       let labels: string[];
       try {
         labels = (route.path.exec(url.pathname) ?? []).slice(1).map(decodeURIComponent);
@@ -663,6 +791,11 @@ export async function startFakeEbs(options: FakeEbsOptions = {}): Promise<FakeEb
       send(res, await route.handle({ req, url, body, labels }));
     } catch (error) {
       if (error instanceof ClientGone) return;
+      if (error instanceof Ec2Error) {
+        refused.push(`${what}: ${error.code}: ${error.message}`);
+        send(res, { status: error.status, xml: `<?xml version="1.0" encoding="UTF-8"?>\n<Response><Errors><Error><Code>${xmlEscape(error.code)}</Code><Message>${xmlEscape(error.message)}</Message></Error></Errors><RequestID>${randomUUID()}</RequestID></Response>` });
+        return;
+      }
       const failure = error instanceof ApiError ? error : new ApiError(500, "InternalServerException", error instanceof Error ? error.message : String(error));
       if (!(failure instanceof InjectedFailure)) refused.push(`${what}: ${failure.type}${failure.reason ? ` (${failure.reason})` : ""}: ${failure.message}`);
       send(res, {

@@ -12,8 +12,23 @@ import { BackupAction, InvokeAction } from "./aws-actions.ts";
 import { EventBridgeSink } from "./event-sinks.ts";
 import type { TargetStore } from "../store/store.ts";
 import { EbsSnapshotAction } from "../volumes/ebs-snapshot.ts";
+import type { SnapshotLockSettings } from "../volumes/snapshot-lock.ts";
 
-/** Reads TIDEMARK_TASKS_ENABLED, _EVENT_BUS, _INVOKE_ALLOW, _ACCOUNT, _BACKUP_VAULT, _BACKUP_ROLE_ARN, _BUCKET_ARN, _VOLUME_SNAPSHOTS, _EBS_KMS_KEY_ARN, _SNAPSHOT_RETENTION_DAYS and _METRICS_NAMESPACE. */
+export class TaskEnvironmentError extends Error {
+  override name = "TaskEnvironmentError";
+}
+
+/** TIDEMARK_SNAPSHOT_LOCK_DAYS (0 or absent: no lock) and _MODE; a value the stack would never set stops the applier rather than lock less than asked. */
+export function snapshotLockFromEnvironment(env: NodeJS.ProcessEnv): { lock: SnapshotLockSettings } | Record<string, never> {
+  const days = Number(env.TIDEMARK_SNAPSHOT_LOCK_DAYS ?? "0");
+  if (!Number.isInteger(days) || days < 0) throw new TaskEnvironmentError(`TIDEMARK_SNAPSHOT_LOCK_DAYS must be a whole number of days, not "${env.TIDEMARK_SNAPSHOT_LOCK_DAYS ?? ""}"`);
+  if (days === 0) return {};
+  const mode = env.TIDEMARK_SNAPSHOT_LOCK_MODE ?? "governance";
+  if (mode !== "governance" && mode !== "compliance") throw new TaskEnvironmentError(`TIDEMARK_SNAPSHOT_LOCK_MODE must be governance or compliance, not "${mode}"`);
+  return { lock: { days, mode } };
+}
+
+/** Reads TIDEMARK_TASKS_ENABLED, _EVENT_BUS, _INVOKE_ALLOW, _ACCOUNT, _BACKUP_VAULT, _BACKUP_ROLE_ARN, _BUCKET_ARN, _VOLUME_SNAPSHOTS, _EBS_KMS_KEY_ARN, _SNAPSHOT_LOCK_DAYS, _SNAPSHOT_LOCK_MODE, _SNAPSHOT_RETENTION_DAYS and _METRICS_NAMESPACE. */
 export function taskSettingsFromEnvironment(env: NodeJS.ProcessEnv, region: string, bucket: string, store: TargetStore): TaskSettings {
   // One endpoint for the action APIs: a test's fake servers.
   const config = clientConfig({ region, ...(env.TIDEMARK_ACTIONS_ENDPOINT ? { endpoint: env.TIDEMARK_ACTIONS_ENDPOINT } : {}) });
@@ -35,7 +50,10 @@ export function taskSettingsFromEnvironment(env: NodeJS.ProcessEnv, region: stri
       "ebs-snapshot":
         env.TIDEMARK_VOLUME_SNAPSHOTS === "false"
           ? unavailable("EBS snapshots are off on this target (stack setting tidemark:volumeSnapshots=false)")
-          : new EbsSnapshotAction(new EBSClient(config), store, env.TIDEMARK_EBS_KMS_KEY_ARN ? { kmsKeyArn: env.TIDEMARK_EBS_KMS_KEY_ARN } : {}),
+          : new EbsSnapshotAction(new EBSClient(config), store, {
+              ...(env.TIDEMARK_EBS_KMS_KEY_ARN ? { kmsKeyArn: env.TIDEMARK_EBS_KMS_KEY_ARN } : {}),
+              ...snapshotLockFromEnvironment(env),
+            }),
     },
     ...(events ? { events } : {}),
     ...(Number.isFinite(retention) && retention > 0 ? { retentionDays: retention } : {}),

@@ -4,6 +4,7 @@
 // state are uploaded; the previous snapshot is the new one's parent. The
 // upload resumes across invocations: progress is saved in the task result,
 // and StartSnapshot's client token gives a resumed upload the same snapshot.
+// With a snapshot lock set, each completed snapshot is locked (snapshot-lock.ts).
 
 import { createHash } from "node:crypto";
 import { CompleteSnapshotCommand, PutSnapshotBlockCommand, StartSnapshotCommand, type EBSClient } from "@aws-sdk/client-ebs";
@@ -15,6 +16,7 @@ import type { TargetStore } from "../store/store.ts";
 import { ActionFailedError, type ActionRequest, type ActionRunner } from "../tasks/actions.ts";
 import { readBlockManifest, readSnapshot } from "../tasks/snapshots.ts";
 import { VolumeMap } from "./block-map.ts";
+import { Ec2SnapshotLocks, type SnapshotLockRecord, type SnapshotLockSettings } from "./snapshot-lock.ts";
 import { readBlock } from "./volume-snapshots.ts";
 
 const GIB = 1024 ** 3;
@@ -28,7 +30,11 @@ const PENDING_TIMEOUT_MINUTES = 4320;
 export interface EbsSnapshotSettings {
   /** KMS key the snapshots are encrypted with; the account's EBS encryption default when absent. */
   readonly kmsKeyArn?: string;
+  /** Lock each completed snapshot for this many days from its completion (EC2 LockSnapshot); none when absent. */
+  readonly lock?: SnapshotLockSettings;
 }
+
+const DAY_MS = 86_400_000;
 
 /** What a resumed upload takes over from the attempt before it (kept in the task result's outputs). */
 interface UploadProgress {
@@ -77,11 +83,29 @@ export class EbsSnapshotAction implements ActionRunner {
   readonly #ebs: EBSClient;
   readonly #store: TargetStore;
   readonly #settings: EbsSnapshotSettings;
+  readonly #locks: Ec2SnapshotLocks | undefined;
 
   constructor(ebs: EBSClient, store: TargetStore, settings: EbsSnapshotSettings = {}) {
     this.#ebs = ebs;
     this.#store = store;
     this.#settings = settings;
+    this.#locks = settings.lock ? new Ec2SnapshotLocks(ebs) : undefined;
+  }
+
+  /**
+   * Locks a completed snapshot until `days` after its completion: the same
+   * expiration each time, so locking it again (a retried marker) neither
+   * shortens nor stretches a lock already there.
+   */
+  async #lock(snapshotId: string, completedAt: Date): Promise<{ lock: SnapshotLockRecord } | Record<string, never>> {
+    const settings = this.#settings.lock;
+    if (!settings || !this.#locks) return {};
+    try {
+      return { lock: await this.#locks.lock(snapshotId, settings.mode, new Date(completedAt.getTime() + settings.days * DAY_MS)) };
+    } catch (error) {
+      const why = error instanceof Error ? `${error.name}: ${error.message}` : String(error);
+      throw new ActionFailedError(`EBS snapshot ${snapshotId} is complete but not locked (${settings.mode}, ${settings.days} days): ${why}`);
+    }
   }
 
   /** The block (padded to BLOCK_SIZE) EBS gets for a changed block. */
@@ -109,8 +133,8 @@ export class EbsSnapshotAction implements ActionRunner {
     const map = await VolumeMap.open(this.#store, set);
     const done = map.state.ebs;
     if (done?.manifestSnapshotId === summary.id) {
-      // Completed by an attempt whose result was not written: report it again.
-      return { snapshotId: summary.id, ebsSnapshotId: done.snapshotId, volumeSizeGiB: done.volumeSizeGiB };
+      // Completed by an attempt whose result was not written: report it again (locked, as that attempt may not have got to it).
+      return { snapshotId: summary.id, ebsSnapshotId: done.snapshotId, volumeSizeGiB: done.volumeSizeGiB, ...(await this.#lock(done.snapshotId, new Date(done.completedAt))) };
     }
     const parent = await this.#parent(map);
     const current = await readBlockManifest(this.#store, summary);
@@ -183,13 +207,16 @@ export class EbsSnapshotAction implements ActionRunner {
         ChecksumAggregationMethod: "LINEAR",
       }),
     );
-    map.setEbs({ snapshotId, manifestSnapshotId: summary.id, volumeSizeGiB, taskId, completedAt: new Date().toISOString() });
+    const completedAt = new Date();
+    map.setEbs({ snapshotId, manifestSnapshotId: summary.id, volumeSizeGiB, taskId, completedAt: completedAt.toISOString() });
     await map.flush();
     await this.#store.put(
       snapshotSummaryKey(set, summary.id),
       Buffer.from(JSON.stringify({ ...summary, volume: { ...summary.volume, ebsSnapshotId: snapshotId } } satisfies SnapshotSummary, null, 2)),
       {},
     );
+    // After the snapshot is recorded as the next one's parent: a lock that fails fails the task, not the chain.
+    const lock = await this.#lock(snapshotId, completedAt);
     return {
       snapshotId: summary.id,
       ebsSnapshotId: snapshotId,
@@ -198,6 +225,7 @@ export class EbsSnapshotAction implements ActionRunner {
       changedBlocks: changed.length,
       uploadedBlocks: changed.length,
       ebsStatus: completed.Status ?? "unknown",
+      ...lock,
     };
   }
 

@@ -42,6 +42,17 @@ describe("cdk-nag AwsSolutions", () => {
       },
     ],
     [
+      "Object Lock and EBS snapshot lock in compliance mode",
+      {
+        immutableDays: 14,
+        immutableMode: "compliance",
+        volumeSnapshots: true,
+        snapshotLockDays: 30,
+        snapshotLockMode: "compliance",
+        hosts: [{ name: "web-1", sets: ["www"] }],
+      },
+    ],
+    [
       "per-host roles with volume snapshots",
       {
         volumeSnapshots: true,
