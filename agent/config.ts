@@ -11,6 +11,7 @@ import type { SetSpec } from "./set-spec.ts";
 import { BandwidthSchema, type Bandwidth } from "./transport/bandwidth.ts";
 import { MIRROR_MODES, type MirrorMode } from "./operations.ts";
 import { describeIssue, strictObject } from "./strict-schema.ts";
+import { readCaBundle } from "../lambdas/target/index.ts";
 import type { DrillPlan } from "./drill-schedule.ts";
 
 export class ConfigError extends Error {
@@ -71,6 +72,10 @@ export const ConfigSchema = strictObject({
     endpoint: z.url().optional(),
     /** EBS direct API endpoint (the local cloud's stand-in); AWS's when absent. */
     ebsEndpoint: z.url().optional(),
+    /** HTTP(S) proxy for every AWS request, http:// or https://; else HTTPS_PROXY / HTTP_PROXY. NO_PROXY applies either way. */
+    proxy: z.url({ protocol: /^https?$/, error: "an http:// or https:// URL such as \"http://proxy.example.com:3128\"" }).optional(),
+    /** PEM file of certificate authorities trusted besides Node's (e.g. a TLS-inspecting proxy's); else AWS_CA_BUNDLE. */
+    caBundle: z.string().min(1).optional(),
     queueUrl: z.url(),
     bucket: z.string().min(3).max(63),
     stateDir: z.string().min(1),
@@ -125,6 +130,9 @@ export interface AgentConfig {
   readonly region: string;
   readonly endpoint?: string;
   readonly ebsEndpoint?: string;
+  readonly proxy?: string;
+  /** Absolute; read and checked when the config is loaded. */
+  readonly caBundle?: string;
   readonly queueUrl: string;
   readonly bucket: string;
   /** Absolute; relative paths in the file are relative to the file's folder. */
@@ -179,6 +187,8 @@ export function loadConfig(file: string): AgentConfig {
     region: c.region,
     ...(c.endpoint !== undefined ? { endpoint: c.endpoint } : {}),
     ...(c.ebsEndpoint !== undefined ? { ebsEndpoint: c.ebsEndpoint } : {}),
+    ...(c.proxy !== undefined ? { proxy: c.proxy } : {}),
+    ...(c.caBundle !== undefined ? { caBundle: resolve(base, c.caBundle) } : {}),
     queueUrl: c.queueUrl,
     bucket: c.bucket,
     stateDir: resolve(base, c.stateDir),
@@ -198,7 +208,18 @@ export function loadConfig(file: string): AgentConfig {
     drills: Object.freeze(c.drills.map((d) => Object.freeze({ set: d.set, everyMs: d.every, ...(d.check !== undefined ? { check: d.check } : {}) }))),
   });
   checkPlaces(config);
+  checkCaBundle(config);
   return config;
+}
+
+/** A CA bundle that cannot be read or holds no certificate is refused now, not at the first request. */
+function checkCaBundle(config: AgentConfig): void {
+  if (config.caBundle === undefined) return;
+  try {
+    readCaBundle(config.caBundle, "caBundle");
+  } catch (error) {
+    throw new ConfigError(`config file ${config.file}: caBundle: ${(error as Error).message}`);
+  }
 }
 
 /** The real path of a path that may not exist yet: its nearest existing ancestor resolved (symlinks included), the rest appended. */

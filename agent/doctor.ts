@@ -6,11 +6,14 @@
 
 import { createHash } from "node:crypto";
 import { readdirSync, readFileSync } from "node:fs";
+import http from "node:http";
+import https from "node:https";
 import { join } from "node:path";
 import { GetObjectCommand, HeadBucketCommand, PutObjectCommand, type S3Client } from "@aws-sdk/client-s3";
 import { GetQueueAttributesCommand, SendMessageCommand, type SQSClient } from "@aws-sdk/client-sqs";
 import { PREFIX, statusKey } from "../contract/layout.ts";
-import { makeS3Client, makeSqsClient } from "../lambdas/target/index.ts";
+import { agentFor, bypassesProxy, CaBundleError, caBundleFile, makeS3Client, makeSqsClient, proxyFor, proxyPlan, readCaBundle, redactProxy } from "../lambdas/target/index.ts";
+import { clientOptionsOf } from "./aws-options.ts";
 import { checkSources, loadConfig, type AgentConfig } from "./config.ts";
 
 export type CheckLevel = "ok" | "warn" | "fail";
@@ -119,14 +122,28 @@ async function checkRead(s3: S3Client, config: AgentConfig, set: string): Promis
   }
 }
 
+/** A HEAD request's Date header, through the agent's proxy and CA bundle like its AWS requests. */
+function headDate(url: URL, agent: http.Agent): Promise<string | undefined> {
+  const transport = url.protocol === "https:" ? https : http;
+  return new Promise((resolve, reject) => {
+    const request = transport.request(url, { method: "HEAD", agent, signal: AbortSignal.timeout(10_000) }, (reply) => {
+      reply.resume();
+      resolve(reply.headers.date);
+    });
+    request.on("error", reject);
+    request.end();
+  });
+}
+
 /** The endpoint's clock from a response's Date header, against this host's. */
 async function checkClock(config: AgentConfig, now: () => number): Promise<Check> {
   const url = config.endpoint ?? `https://s3.${config.region}.amazonaws.com/`;
+  let agent: http.Agent | undefined;
   try {
+    agent = agentFor(new URL(url), clientOptionsOf(config).http ?? {});
     const sent = now();
-    const reply = await fetch(url, { method: "HEAD", signal: AbortSignal.timeout(10_000) });
+    const date = await headDate(new URL(url), agent);
     const received = now();
-    const date = reply.headers.get("date");
     if (!date) return { name: "clock", level: "warn", detail: `${url} sent no Date header to compare with` };
     // The Date header has whole seconds: half a second either way is no skew.
     const skew = Date.parse(date) + 500 - (sent + received) / 2;
@@ -137,7 +154,26 @@ async function checkClock(config: AgentConfig, now: () => number): Promise<Check
     return { name: "clock", level: "ok", detail };
   } catch (error) {
     return { name: "clock", level: "warn", detail: `could not read ${url}'s clock: ${describe(error)}` };
+  } finally {
+    agent?.destroy();
   }
+}
+
+/** Which proxy AWS requests go through (the config's, else the environment's), endpoint by endpoint, and the CA bundle added. */
+export function checkProxy(config: AgentConfig, env: NodeJS.ProcessEnv = process.env): Check {
+  const settings = clientOptionsOf(config).http ?? {};
+  const plan = proxyPlan(settings, env);
+  const bundle = caBundleFile(settings, env);
+  const ca = bundle ? `; CA bundle ${bundle.file} (${bundle.source}, ${readCaBundle(bundle.file, bundle.source).length} certificates)` : "";
+  if (!plan) return { name: "proxy", level: "ok", detail: `none: AWS is reached directly${ca}` };
+  const endpoints = [config.queueUrl, config.endpoint ?? `https://s3.${config.region}.amazonaws.com/`, ...(config.ebsEndpoint ? [config.ebsEndpoint] : [])].map((url) => new URL(url));
+  const routes = [...new Set(endpoints.map((url) => url.origin))].map((origin) => {
+    const url = new URL(origin);
+    const proxy = proxyFor(url, plan);
+    if (proxy) return `${url.host} through ${redactProxy(proxy)}`;
+    return `${url.host} direct (${bypassesProxy(url, plan.noProxy) ? "NO_PROXY" : `no proxy for ${url.protocol.slice(0, -1)}`})`;
+  });
+  return { name: "proxy", level: "ok", detail: `${plan.source}${plan.noProxy ? `, NO_PROXY=${plan.noProxy}` : ""}: ${routes.join("; ")}${ca}` };
 }
 
 /** Folders under root, counted until the budget runs out. */
@@ -200,9 +236,17 @@ export async function runDoctor(configFile: string, options: DoctorOptions = {})
     checks.push({ name: "config", level: "fail", detail: (error as Error).message });
     return checks;
   }
-  const clientOptions = { region: config.region, maxAttempts: 1, ...(config.endpoint ? { endpoint: config.endpoint } : {}) };
-  const s3 = makeS3Client(clientOptions);
-  const sqs = makeSqsClient(clientOptions);
+  const clientOptions = clientOptionsOf(config, { maxAttempts: 1 });
+  let s3: S3Client;
+  let sqs: SQSClient;
+  try {
+    checks.push(checkProxy(config));
+    s3 = makeS3Client(clientOptions);
+    sqs = makeSqsClient(clientOptions);
+  } catch (error) {
+    checks.push({ name: error instanceof CaBundleError ? "ca bundle" : "proxy", level: "fail", detail: (error as Error).message });
+    return checks;
+  }
   try {
     const credentials = await checkCredentials(s3, config);
     checks.push(credentials);

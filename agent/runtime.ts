@@ -1,11 +1,13 @@
 // Wires a running agent from a config: clients, journal, retrying transport,
 // target status reader. Shared by `tidemark run` and `tidemark local --source`.
 
-import { clientConfig, EVENT_TYPES, EventBridgeSink, type EventSink, FileEventSink, latestDrillReport, makeS3Client, makeSqsClient, readPruneReport, readSetStatus, readVerifyReport, S3Store } from "../lambdas/target/index.ts";
+import { EVENT_TYPES, EventBridgeSink, type EventSink, FileEventSink, latestDrillReport, makeClient, makeS3Client, makeSqsClient, readPruneReport, readSetStatus, readVerifyReport, S3Store, type ClientOptions } from "../lambdas/target/index.ts";
 import { z } from "zod";
 import { TaskFieldsSchema } from "../contract/tasks.ts";
 import { EventBridgeClient } from "@aws-sdk/client-eventbridge";
 import { Agent } from "./agent.ts";
+import { clientOptionsOf } from "./aws-options.ts";
+import { STAGE_CONCURRENCY } from "./sender.ts";
 import { DrillReportSchema } from "../contract/drills.ts";
 import { runDrill } from "./drill.ts";
 import { DrillScheduler } from "./drill-schedule.ts";
@@ -42,9 +44,9 @@ const PruneRequest = z.object({ set: z.string(), keep: z.number().int().min(0) }
 const DrillReportRequest = z.object({ set: z.string(), report: DrillReportSchema });
 
 /** Where the agent announces received markers (ONRECEIVE): the stack's bus, or the local cloud's event log. */
-function receivedEvents(config: AgentConfig, clientOptions: { region: string; endpoint?: string }): EventSink | undefined {
+function receivedEvents(config: AgentConfig, clientOptions: ClientOptions): EventSink | undefined {
   if (config.tasks.eventsFile) return new FileEventSink(config.tasks.eventsFile);
-  if (config.tasks.eventBus) return new EventBridgeSink(new EventBridgeClient(clientConfig(clientOptions)), config.tasks.eventBus);
+  if (config.tasks.eventBus) return new EventBridgeSink(makeClient(EventBridgeClient, clientOptions), config.tasks.eventBus);
   return undefined;
 }
 
@@ -83,7 +85,8 @@ function openProblemFile(stateDir: string, log: Logger): ProblemFile | undefined
 
 export async function startAgent(config: AgentConfig, log: Logger, options: { ignorePaths?: string[]; scheduleDrills?: boolean } = {}): Promise<RunningAgent> {
   checkSources(config);
-  const clientOptions = { region: config.region, maxAttempts: 1, ...(config.endpoint ? { endpoint: config.endpoint } : {}) };
+  // Every set may stage its payloads at once, besides status reads, verifications and drills.
+  const clientOptions = clientOptionsOf(config, { maxAttempts: 1, maxSockets: config.sets.length * (STAGE_CONCURRENCY + 1) + 16 });
   // Before anything in the state folder is written: one agent per state folder.
   const lock = acquireStateLock(config.stateDir, "tidemark run");
   let journal: Journal;
@@ -133,8 +136,8 @@ export async function startAgent(config: AgentConfig, log: Logger, options: { ig
       }),
   );
   const transport = new SigningTransport(perSet, owner.key);
-  const store = new S3Store(s3, config.bucket);
-  const events = receivedEvents(config, { region: config.region, ...(config.endpoint ? { endpoint: config.endpoint } : {}) });
+  const store = new S3Store(s3, config.bucket, { directRequests: false });
+  const events = receivedEvents(config, clientOptionsOf(config));
   const agent = new Agent({
     sets: config.sets,
     journal,

@@ -10,7 +10,9 @@ export const doctorCommand: Command = {
   help: `Usage: tidemark doctor [--json] [--config FILE]
 
 Checks, one line each, what this host needs to replicate: the Node version,
-the config and the sets' sources, AWS credentials, the queue (and that it is
+the config and the sets' sources, the proxy each AWS endpoint goes through
+(config proxy, else HTTPS_PROXY / HTTP_PROXY, less NO_PROXY) and the CA
+bundle, AWS credentials, the queue (and that it is
 FIFO), permission to send to it (nothing is queued: the check's message has
 no group id, which a FIFO queue refuses after checking the permission), the
 bucket, writing each set's staging/ prefix (a small object the bucket's

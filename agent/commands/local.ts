@@ -2,7 +2,7 @@ import { existsSync, readFileSync, renameSync, rmSync, statSync, writeFileSync }
 import { basename, join, resolve } from "node:path";
 import { ChangeMessageVisibilityCommand } from "@aws-sdk/client-sqs";
 import type { SQSRecord } from "aws-lambda";
-import { makeS3Client, makeSqsClient } from "../../lambdas/aws-clients.ts";
+import { IN_PROCESS, makeS3Client, makeSqsClient } from "../../lambdas/aws-clients.ts";
 import { Applier } from "../../lambdas/applier/applier.ts";
 import { createHandler } from "../../lambdas/applier/handler.ts";
 import { ensureTargetResources, startEmulator } from "../../lambdas/local/emulator.ts";
@@ -136,8 +136,8 @@ Examples:
     };
     try {
       const target = await ensureTargetResources({ endpoint: emulator.endpoint, region: REGION });
-      const s3 = makeS3Client({ region: REGION, endpoint: emulator.endpoint });
-      const sqs = makeSqsClient({ region: REGION, endpoint: emulator.endpoint });
+      const s3 = makeS3Client({ region: REGION, endpoint: emulator.endpoint, http: IN_PROCESS });
+      const sqs = makeSqsClient({ region: REGION, endpoint: emulator.endpoint, http: IN_PROCESS });
       const store = new S3Store(s3, target.bucket);
       const applier = new Applier({
         store,

@@ -2,6 +2,7 @@ import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { latestDrillReport, makeS3Client, OwnerRecordError, readOwner, readSetStatus, S3Store } from "../../lambdas/target/index.ts";
 import type { SetStatus } from "../../contract/layout.ts";
+import { clientOptionsOf } from "../aws-options.ts";
 import { configPath, loadConfig } from "../config.ts";
 import { Journal, type JournalGeneration, type SetCounters } from "../journal.ts";
 import { caughtUp, findProblems, type NotReplicated, type Problem, type SetFacts } from "../set-health.ts";
@@ -78,8 +79,8 @@ export async function collectStatus(configFile: string): Promise<SetReport[]> {
   const config = loadConfig(configFile);
   const journal = existsSync(join(config.stateDir, "journal.db")) ? Journal.open(config.stateDir) : undefined;
   const journalProblem = readProblem(config.stateDir);
-  const s3 = makeS3Client({ region: config.region, maxAttempts: 2, ...(config.endpoint ? { endpoint: config.endpoint } : {}) });
-  const store = new S3Store(s3, config.bucket);
+  const s3 = makeS3Client(clientOptionsOf(config, { maxAttempts: 2 }));
+  const store = new S3Store(s3, config.bucket, { directRequests: false });
   try {
     return await Promise.all(
       config.sets.map(async (spec): Promise<SetReport> => {

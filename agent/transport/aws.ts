@@ -5,10 +5,8 @@ import { createReadStream } from "node:fs";
 import { open, stat, type FileHandle } from "node:fs/promises";
 import { PutObjectCommand, type S3Client } from "@aws-sdk/client-s3";
 import { SendMessageCommand, type SQSClient } from "@aws-sdk/client-sqs";
-import { sharedUntilFailure } from "../../contract/async.ts";
 import { META } from "../../contract/layout.ts";
 import { MULTIPART_THRESHOLD, putInParts } from "../../lambdas/target/index.ts";
-import { SqsSendRequests } from "./sqs-send.ts";
 import { DeliveryRefusedError, type MessageAttributes, type StagedPayload, type Transport } from "./transport.ts";
 
 async function readPart(file: FileHandle, offset: number, length: number, key: string): Promise<Buffer> {
@@ -37,15 +35,12 @@ export class AwsTransport implements Transport {
   readonly #s3: S3Client;
   readonly #queueUrl: string;
   readonly #bucket: string;
-  /** Sends go around the SDK's pipeline when the endpoint allows (sqs-send.ts). */
-  readonly #directSends: () => Promise<SqsSendRequests | undefined>;
 
   constructor(options: { sqs: SQSClient; s3: S3Client; queueUrl: string; bucket: string }) {
     this.#sqs = options.sqs;
     this.#s3 = options.s3;
     this.#queueUrl = options.queueUrl;
     this.#bucket = options.bucket;
-    this.#directSends = sharedUntilFailure(() => SqsSendRequests.open(options.sqs, options.queueUrl));
   }
 
   async stage(payload: StagedPayload): Promise<void> {
@@ -81,11 +76,6 @@ export class AwsTransport implements Transport {
   }
 
   async send(set: string, deduplicationId: string, body: string, attributes?: MessageAttributes): Promise<void> {
-    const direct = await this.#directSends();
-    if (direct) {
-      await direct.send({ body, groupId: set, deduplicationId, ...(attributes ? { attributes } : {}) });
-      return;
-    }
     await this.#sqs.send(
       new SendMessageCommand({
         QueueUrl: this.#queueUrl,

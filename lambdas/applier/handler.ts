@@ -7,6 +7,7 @@ import { processPartialResponse, SqsFifoPartialProcessorAsync } from "@aws-lambd
 import type { Context, SQSBatchResponse, SQSEvent, SQSRecord } from "aws-lambda";
 import { ChangeMessageVisibilityCommand } from "@aws-sdk/client-sqs";
 import { makeS3Client, makeSqsClient } from "../aws-clients.ts";
+import { customisedHttp } from "../http-settings.ts";
 import { S3Store } from "../store/s3-store.ts";
 import { Applier, type MessageOutcome } from "./applier.ts";
 import { metricsLine } from "./metrics.ts";
@@ -84,8 +85,9 @@ function fromEnvironment(env: NodeJS.ProcessEnv = process.env): BatchHandler {
   const region = env.AWS_REGION ?? "us-east-1";
   const endpoint = env.TIDEMARK_S3_ENDPOINT;
   // S3 itself checks and keeps checksums; an S3-compatible endpoint is not trusted to.
-  const store = new S3Store(makeS3Client({ region, ...(endpoint ? { endpoint } : {}) }), bucket, { storeVerifiesChecksums: endpoint === undefined });
-  const sqs = makeSqsClient({ region, ...(env.TIDEMARK_SQS_ENDPOINT ? { endpoint: env.TIDEMARK_SQS_ENDPOINT } : {}) });
+  // Behind a proxy or with a CA bundle, every request takes the SDK's handler, which applies them.
+  const store = new S3Store(makeS3Client({ region, ...(endpoint ? { endpoint } : {}) }, env), bucket, { storeVerifiesChecksums: endpoint === undefined, directRequests: !customisedHttp({}, env) });
+  const sqs = makeSqsClient({ region, ...(env.TIDEMARK_SQS_ENDPOINT ? { endpoint: env.TIDEMARK_SQS_ENDPOINT } : {}) }, env);
   const retrySoon: RetrySoon = async (record) => {
     await sqs.send(new ChangeMessageVisibilityCommand({ QueueUrl: queueUrlOf(record.eventSourceARN, env.TIDEMARK_SQS_ENDPOINT), ReceiptHandle: record.receiptHandle, VisibilityTimeout: 0 }));
   };

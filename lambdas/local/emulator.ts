@@ -5,7 +5,7 @@ import { createServer } from "node:net";
 import { CreateBucketCommand, HeadBucketCommand } from "@aws-sdk/client-s3";
 import { CreateQueueCommand, GetQueueAttributesCommand, GetQueueUrlCommand, type SQSClient } from "@aws-sdk/client-sqs";
 import { startFauxqs } from "fauxqs";
-import { makeS3Client, makeSqsClient } from "../aws-clients.ts";
+import { IN_PROCESS, makeS3Client, makeSqsClient } from "../aws-clients.ts";
 import { keepLargeBodiesInFiles } from "./emulator-large-objects.ts";
 import { joinPartsOnDisk, removeLeftoverParts } from "./emulator-multipart.ts";
 import { listInByteOrder } from "./emulator-listing.ts";
@@ -93,8 +93,8 @@ export async function ensureTargetResources(options: {
   const queueName = options.queueName ?? "tidemark.fifo";
   const dlqName = options.dlqName ?? "tidemark-dlq.fifo";
   const bucket = options.bucket ?? "tidemark";
-  const sqs = makeSqsClient({ region: options.region, endpoint: options.endpoint });
-  const s3 = makeS3Client({ region: options.region, endpoint: options.endpoint });
+  const sqs = makeSqsClient({ region: options.region, endpoint: options.endpoint, http: IN_PROCESS });
+  const s3 = makeS3Client({ region: options.region, endpoint: options.endpoint, http: IN_PROCESS });
   try {
     const fifo = {
       FifoQueue: "true",

@@ -5,7 +5,7 @@
 
 import { EBSClient } from "@aws-sdk/client-ebs";
 import type { TaskSettings } from "../applier/markers.ts";
-import { clientConfig } from "../aws-clients.ts";
+import { IN_PROCESS, makeClient } from "../aws-clients.ts";
 import type { TargetStore } from "../store/store.ts";
 import { EbsSnapshotAction } from "../volumes/ebs-snapshot.ts";
 import { EventAction, unavailable } from "../tasks/actions.ts";
@@ -31,7 +31,7 @@ export function localTaskSettings(eventsFile: string, ebs?: LocalEbs): TaskSetti
       invoke: unavailable("invoke is not available locally: the local cloud runs no Lambda functions (deploy the stack to invoke one)"),
       backup: unavailable("backup is not available locally: AWS Backup needs the deployed stack"),
       "ebs-snapshot": ebs
-        ? new EbsSnapshotAction(new EBSClient(clientConfig({ region: ebs.region, endpoint: ebs.ebsEndpoint })), ebs.store)
+        ? new EbsSnapshotAction(makeClient(EBSClient, { region: ebs.region, endpoint: ebs.ebsEndpoint, http: IN_PROCESS }), ebs.store)
         : unavailable("ebs-snapshot needs the local EBS stand-in (tidemark local starts one)"),
     },
   };

@@ -43,6 +43,12 @@ export interface S3StoreOptions extends ObjectRequestOptions {
    * @default false
    */
   readonly storeVerifiesChecksums?: boolean;
+  /**
+   * Single-object requests may go around the SDK (s3-object-requests.ts): for the applier's hot path only. Off, every
+   * request takes the SDK client's handler (proxy, CA bundle, User-Agent), as the agent's must.
+   * @default true
+   */
+  readonly directRequests?: boolean;
 }
 
 
@@ -64,7 +70,7 @@ export class S3Store implements TargetStore {
     this.client = client;
     this.bucket = bucket;
     this.#checksumsVerified = options.storeVerifiesChecksums ?? false;
-    this.#directRequests = sharedUntilFailure(() => S3ObjectRequests.open(client, bucket, options));
+    this.#directRequests = options.directRequests === false ? async () => undefined : sharedUntilFailure(() => S3ObjectRequests.open(client, bucket, options));
   }
 
   async get(key: string, versionId?: string): Promise<StoredObject | undefined> {

@@ -6,13 +6,16 @@ import { EBSClient } from "@aws-sdk/client-ebs";
 import { EventBridgeClient } from "@aws-sdk/client-eventbridge";
 import { LambdaClient } from "@aws-sdk/client-lambda";
 import type { TaskSettings } from "../applier/markers.ts";
-import { clientConfig } from "../aws-clients.ts";
+import { makeClient } from "../aws-clients.ts";
 import { EventAction, unavailable } from "./actions.ts";
 import { BackupAction, InvokeAction } from "./aws-actions.ts";
 import { EventBridgeSink } from "./event-sinks.ts";
 import type { TargetStore } from "../store/store.ts";
 import { EbsSnapshotAction } from "../volumes/ebs-snapshot.ts";
 import type { SnapshotLockSettings } from "../volumes/snapshot-lock.ts";
+
+/** A synchronous invoke holds its connection silent while the function runs (up to Lambda's 15 minutes): no idle limit below that. */
+const INVOKE_IDLE_TIMEOUT_MS = 16 * 60_000;
 
 export class TaskEnvironmentError extends Error {
   override name = "TaskEnvironmentError";
@@ -31,9 +34,9 @@ export function snapshotLockFromEnvironment(env: NodeJS.ProcessEnv): { lock: Sna
 /** Reads TIDEMARK_TASKS_ENABLED, _EVENT_BUS, _INVOKE_ALLOW, _ACCOUNT, _BACKUP_VAULT, _BACKUP_ROLE_ARN, _BUCKET_ARN, _VOLUME_SNAPSHOTS, _EBS_KMS_KEY_ARN, _SNAPSHOT_LOCK_DAYS, _SNAPSHOT_LOCK_MODE, _SNAPSHOT_RETENTION_DAYS and _METRICS_NAMESPACE. */
 export function taskSettingsFromEnvironment(env: NodeJS.ProcessEnv, region: string, bucket: string, store: TargetStore): TaskSettings {
   // One endpoint for the action APIs: a test's fake servers.
-  const config = clientConfig({ region, ...(env.TIDEMARK_ACTIONS_ENDPOINT ? { endpoint: env.TIDEMARK_ACTIONS_ENDPOINT } : {}) });
+  const config = { region, ...(env.TIDEMARK_ACTIONS_ENDPOINT ? { endpoint: env.TIDEMARK_ACTIONS_ENDPOINT } : {}) };
   const bus = env.TIDEMARK_EVENT_BUS;
-  const events = bus ? new EventBridgeSink(new EventBridgeClient(config), bus) : undefined;
+  const events = bus ? new EventBridgeSink(makeClient(EventBridgeClient, config, env), bus) : undefined;
   const allowList = (env.TIDEMARK_INVOKE_ALLOW ?? "").split(",").map((s) => s.trim()).filter((s) => s !== "");
   const vault = env.TIDEMARK_BACKUP_VAULT;
   const roleArn = env.TIDEMARK_BACKUP_ROLE_ARN;
@@ -41,16 +44,16 @@ export function taskSettingsFromEnvironment(env: NodeJS.ProcessEnv, region: stri
   return {
     enabled: env.TIDEMARK_TASKS_ENABLED !== "false",
     actions: {
-      invoke: new InvokeAction(new LambdaClient(config), allowList, { region, ...(env.TIDEMARK_ACCOUNT ? { account: env.TIDEMARK_ACCOUNT } : {}) }),
+      invoke: new InvokeAction(makeClient(LambdaClient, { ...config, http: { idleTimeoutMs: INVOKE_IDLE_TIMEOUT_MS } }, env), allowList, { region, ...(env.TIDEMARK_ACCOUNT ? { account: env.TIDEMARK_ACCOUNT } : {}) }),
       event: events ? new EventAction(events) : unavailable("no event bus is configured on this target (TIDEMARK_EVENT_BUS)"),
       backup: new BackupAction(
-        new BackupClient(config),
+        makeClient(BackupClient, config, env),
         vault && roleArn ? { vault, roleArn, defaultResourceArn: env.TIDEMARK_BUCKET_ARN ?? `arn:aws:s3:::${bucket}` } : undefined,
       ),
       "ebs-snapshot":
         env.TIDEMARK_VOLUME_SNAPSHOTS === "false"
           ? unavailable("EBS snapshots are off on this target (stack setting tidemark:volumeSnapshots=false)")
-          : new EbsSnapshotAction(new EBSClient(config), store, {
+          : new EbsSnapshotAction(makeClient(EBSClient, config, env), store, {
               ...(env.TIDEMARK_EBS_KMS_KEY_ARN ? { kmsKeyArn: env.TIDEMARK_EBS_KMS_KEY_ARN } : {}),
               ...snapshotLockFromEnvironment(env),
             }),
