@@ -11,7 +11,7 @@ import type { SetSpec } from "./set-spec.ts";
 import { BandwidthSchema, type Bandwidth } from "./transport/bandwidth.ts";
 import { MIRROR_MODES, type MirrorMode } from "./operations.ts";
 import { describeIssue, strictObject } from "./strict-schema.ts";
-import { readCaBundle } from "../lambdas/target/index.ts";
+import { readCaBundle } from "../lambdas/target/http-settings.ts";
 import type { DrillPlan } from "./drill-schedule.ts";
 
 export class ConfigError extends Error {

@@ -7,9 +7,9 @@
 import { S3Client } from "@aws-sdk/client-s3";
 import { SQSClient } from "@aws-sdk/client-sqs";
 import packageJson from "../package.json" with { type: "json" };
-import { requestHandlerOptions, type HttpSettings } from "./http-settings.ts";
+import { requestHandlerOptions, type HttpSettings } from "./target/http-settings.ts";
 
-export type { HttpSettings } from "./http-settings.ts";
+export type { HttpSettings } from "./target/http-settings.ts";
 
 /** What every request of tidemark says it is (after the SDK's own parts of the User-Agent). */
 export const USER_AGENT = `tidemark/${packageJson.version}`;

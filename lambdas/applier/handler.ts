@@ -7,7 +7,7 @@ import { processPartialResponse, SqsFifoPartialProcessorAsync } from "@aws-lambd
 import type { Context, SQSBatchResponse, SQSEvent, SQSRecord } from "aws-lambda";
 import { ChangeMessageVisibilityCommand } from "@aws-sdk/client-sqs";
 import { makeS3Client, makeSqsClient } from "../aws-clients.ts";
-import { customisedHttp } from "../http-settings.ts";
+import { customisedHttp } from "../target/http-settings.ts";
 import { S3Store } from "../store/s3-store.ts";
 import { Applier, type MessageOutcome } from "./applier.ts";
 import { metricsLine } from "./metrics.ts";

@@ -8,7 +8,7 @@
 export type { ObjectHead, ObjectInfo, StoredObject, TargetStore } from "../store/store.ts";
 export { S3Store } from "../store/s3-store.ts";
 export * from "../aws-clients.ts";
-export * from "../http-settings.ts";
+export * from "./http-settings.ts";
 export { isTransientAwsError } from "../aws-errors.ts";
 export { MULTIPART_THRESHOLD, putInParts } from "../s3-multipart.ts";
 

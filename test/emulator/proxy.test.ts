@@ -20,7 +20,7 @@ import { checkProxy } from "../../agent/doctor.ts";
 import { AwsTransport } from "../../agent/transport/aws.ts";
 import { stagingKey } from "../../contract/layout.ts";
 import { makeS3Client, makeSqsClient, USER_AGENT } from "../../lambdas/aws-clients.ts";
-import { CaBundleError, customisedHttp, ProxySettingError, proxyPlan } from "../../lambdas/http-settings.ts";
+import { CaBundleError, customisedHttp, ProxySettingError, proxyPlan } from "../../lambdas/target/http-settings.ts";
 import packageJson from "../../package.json" with { type: "json" };
 import { CountingProxy } from "../support/counting-proxy.ts";
 import { startTestEmulator } from "../support/fauxqs.ts";
