@@ -89,7 +89,7 @@ describe.skipIf(noNpm !== undefined)(`the packed tidemark, installed with produc
     expect(files.filter((f) => /^(test|infra|bench)\//.test(f))).toEqual([]);
 
     const modules = join(installed(), "node_modules");
-    for (const dev of ["aws-cdk-lib", "aws-cdk", "vitest", "typescript", "esbuild", "eslint", "@types/node", "cdk-nag"]) {
+    for (const dev of ["aws-cdk-lib", "aws-cdk", "constructs", "cdk-nag", "vitest", "typescript", "typescript-eslint", "esbuild", "eslint", "@types/node", "@types/aws-lambda"]) {
       expect(existsSync(join(modules, dev)), `${dev} installed`).toBe(false);
     }
     // What the compiled code imports is a production dependency, and installed.
