@@ -3,7 +3,9 @@
 // gets one line saying what is needed and how to get it, instead of failing to
 // load the TypeScript sources (ERR_UNKNOWN_FILE_EXTENSION ".ts").
 
+import { existsSync } from "node:fs";
 import process from "node:process";
+import { URL } from "node:url";
 
 // Keep in step with "engines" in package.json (test/unit/launcher.test.ts checks it).
 const REQUIRED_NODE_MAJOR = 24;
@@ -16,5 +18,8 @@ if (major < REQUIRED_NODE_MAJOR) {
   );
   process.exitCode = 1;
 } else {
-  await import("../cli.ts");
+  // A checkout runs its TypeScript sources as they are. The installed package holds only their compiled
+  // JavaScript (npm run build, run by npm pack): Node does not strip types under node_modules.
+  const source = new URL("../cli.ts", import.meta.url);
+  await import(existsSync(source) ? source.href : new URL("../../dist/agent/cli.js", import.meta.url).href);
 }

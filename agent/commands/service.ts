@@ -1,9 +1,11 @@
+import { extname } from "node:path";
 import { fileURLToPath } from "node:url";
 import { configPath, loadConfig } from "../config.ts";
 import { DEFAULT_SERVICE_USER, DEFAULT_UNIT_DIR, installService, renderUnit, UNIT_NAME } from "../service.ts";
 import { stringOption, UsageError, type Command } from "./command.ts";
 
-const CLI = fileURLToPath(new URL("../cli.ts", import.meta.url));
+// The CLI beside this module: agent/cli.ts in a checkout, dist/agent/cli.js in the installed package.
+const CLI = fileURLToPath(new URL(`../cli${extname(import.meta.filename)}`, import.meta.url));
 
 export const serviceCommand: Command = {
   name: "service",
