@@ -153,7 +153,10 @@ class VersionTable {
   readonly #body;
   readonly #all;
 
+  readonly #db: DatabaseSync;
+
   constructor(db: DatabaseSync) {
+    this.#db = db;
     db.exec(SCHEMA);
     this.#insert = db.prepare("INSERT OR REPLACE INTO tidemark_s3_versions (bucket, key, version_id, delete_marker, last_modified, etag, size) VALUES (?, ?, ?, ?, ?, ?, ?)");
     this.#retire = db.prepare("UPDATE tidemark_s3_versions SET object = ?, body = ?, in_file = ? WHERE id = ?");
@@ -161,6 +164,18 @@ class VersionTable {
     this.#remove = db.prepare("DELETE FROM tidemark_s3_versions WHERE id = ?");
     this.#body = db.prepare("SELECT body FROM tidemark_s3_versions WHERE id = ?");
     this.#all = db.prepare("SELECT * FROM tidemark_s3_versions ORDER BY id");
+  }
+
+  /** Runs writes in one transaction: a first versioned start records every object at once. */
+  batch(writes: () => void): void {
+    this.#db.exec("BEGIN");
+    try {
+      writes();
+      this.#db.exec("COMMIT");
+    } catch (error) {
+      this.#db.exec("ROLLBACK");
+      throw error;
+    }
   }
 
   insert(bucket: string, key: string, version: Version): number {
@@ -218,8 +233,12 @@ export class BucketVersions {
     const db: unknown = this.#persistence?.db;
     if (this.#persistence && !(db instanceof DatabaseSync)) throw new Error("internal: fauxqs's database is not a node:sqlite database");
     this.#table = db instanceof DatabaseSync ? new VersionTable(db) : undefined;
-    if (this.#table) this.#load(this.#table);
-    this.#adoptCurrentObjects();
+    if (this.#table) {
+      this.#load(this.#table);
+      this.#table.batch(() => this.#adoptCurrentObjects());
+    } else {
+      this.#adoptCurrentObjects();
+    }
   }
 
   /** The versions of key, newest first (empty when it has none). */
@@ -336,6 +355,7 @@ export class BucketVersions {
     if (version.versionId === NULL_VERSION) {
       const older = versions.findIndex((v) => v.versionId === NULL_VERSION);
       const removed = older >= 0 ? versions.splice(older, 1)[0] : undefined;
+      if (removed?.row !== undefined) this.#table?.remove(removed.row);
       if (removed?.noncurrent?.file) rmSync(removed.noncurrent.file, { force: true });
     }
     if (this.#table) version.row = this.#table.insert(bucket, key, version);

@@ -13,12 +13,16 @@ import {
   CopyObjectCommand,
   CreateBucketCommand,
   CreateMultipartUploadCommand,
+  DeleteBucketCommand,
   DeleteObjectCommand,
+  DeleteObjectsCommand,
   GetBucketVersioningCommand,
   GetObjectCommand,
+  HeadBucketCommand,
   HeadObjectCommand,
   ListObjectsV2Command,
   ListObjectVersionsCommand,
+  PutBucketVersioningCommand,
   PutObjectCommand,
   S3Client,
   S3ServiceException,
@@ -254,6 +258,26 @@ describe("a versioned local cloud", () => {
     expect([...(prefixed.Versions ?? []), ...(prefixed.DeleteMarkers ?? [])].map((v) => v.Key).sort()).toEqual(expected.filter((e) => e.key.startsWith("a/")).map((e) => e.key).sort());
   });
 
+  it("refuses what it does not emulate, and a bucket with versions left, with S3's errors", async () => {
+    const bucket = await newBucket(s3);
+    await s3.send(new PutBucketVersioningCommand({ Bucket: bucket, VersioningConfiguration: { Status: "Enabled" } }));
+    expect(await failure(s3.send(new PutBucketVersioningCommand({ Bucket: bucket, VersioningConfiguration: { Status: "Suspended" } })))).toMatchObject({ name: "NotImplemented", status: 501 });
+    expect((await s3.send(new GetBucketVersioningCommand({ Bucket: bucket }))).Status).toBe("Enabled");
+    expect(await failure(s3.send(new GetBucketVersioningCommand({ Bucket: "no-such-bucket" })))).toMatchObject({ name: "NoSuchBucket", status: 404 });
+    const version = await put(s3, bucket, "k", "one");
+    const named = s3.send(new DeleteObjectsCommand({ Bucket: bucket, Delete: { Objects: [{ Key: "k", VersionId: version }] } }));
+    expect(await failure(named)).toMatchObject({ name: "NotImplemented", status: 501 });
+    expect(await text(s3, bucket, "k")).toEqual({ body: "one", versionId: version });
+
+    // Deleting the object leaves its version and a marker: the bucket is not empty until both go.
+    await s3.send(new DeleteObjectCommand({ Bucket: bucket, Key: "k" }));
+    expect(await failure(s3.send(new DeleteBucketCommand({ Bucket: bucket })))).toMatchObject({ name: "BucketNotEmpty", status: 409 });
+    const listing = await s3.send(new ListObjectVersionsCommand({ Bucket: bucket }));
+    for (const v of [...(listing.Versions ?? []), ...(listing.DeleteMarkers ?? [])]) await s3.send(new DeleteObjectCommand({ Bucket: bucket, Key: v.Key, VersionId: v.VersionId }));
+    await s3.send(new DeleteBucketCommand({ Bucket: bucket }));
+    expect(await failure(s3.send(new HeadBucketCommand({ Bucket: bucket })))).toMatchObject({ status: 404 });
+  });
+
   it("pages ListObjectVersions past 1,000 versions, each version once", async () => {
     const bucket = await newBucket(s3);
     const history = new Map<string, { versionId: string; marker: boolean }[]>();
@@ -382,4 +406,45 @@ describe("a persisted versioned emulator", () => {
       await emulator.stop();
     }
   }, 240_000);
+
+  it("gives objects written unversioned the version \"null\", and forgets a current version an unversioned run replaced", async () => {
+    const state = tempDir();
+    const start = async (versioned: boolean) => {
+      const emulator = await startEmulator({ port: 0, dataDir: state.path, versioned });
+      return { emulator, s3: s3Client(emulator.endpoint) };
+    };
+    const stop = async (run: { emulator: Emulator; s3: S3Client }) => {
+      run.s3.destroy();
+      await run.emulator.stop();
+    };
+    try {
+      let run = await start(false);
+      const { bucket } = await ensureTargetResources({ endpoint: run.emulator.endpoint, region: "us-east-1" });
+      await run.s3.send(new PutObjectCommand({ Bucket: bucket, Key: "k", Body: "plain" }));
+      await stop(run);
+
+      run = await start(true);
+      expect(await text(run.s3, bucket, "k")).toEqual({ body: "plain", versionId: "null" });
+      const versioned = await put(run.s3, bucket, "k", "versioned");
+      const kept = await put(run.s3, bucket, "kept", "kept one");
+      await put(run.s3, bucket, "kept", "kept two");
+      expect(await text(run.s3, bucket, "k", "null")).toEqual({ body: "plain", versionId: "null" });
+      await stop(run);
+
+      run = await start(false);
+      await run.s3.send(new PutObjectCommand({ Bucket: bucket, Key: "k", Body: "plain again" }));
+      await stop(run);
+
+      // The version an unversioned write replaced is gone with its body; the new object is "null" in its place, kept versions stay.
+      run = await start(true);
+      expect(await text(run.s3, bucket, "k")).toEqual({ body: "plain again", versionId: "null" });
+      expect(await failure(run.s3.send(new GetObjectCommand({ Bucket: bucket, Key: "k", VersionId: versioned })))).toMatchObject({ name: "NoSuchVersion" });
+      expect(await text(run.s3, bucket, "kept", kept)).toEqual({ body: "kept one", versionId: kept });
+      const listing = await run.s3.send(new ListObjectVersionsCommand({ Bucket: bucket, Prefix: "k" }));
+      expect(listing.Versions?.map((v) => [v.Key, v.VersionId])).toEqual([["k", "null"], ["kept", expect.any(String)], ["kept", kept]]);
+      await stop(run);
+    } finally {
+      state.remove();
+    }
+  }, 120_000);
 });
