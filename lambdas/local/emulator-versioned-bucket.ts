@@ -124,6 +124,14 @@ function userMetadata(request: http.IncomingMessage): Record<string, string> {
   return metadata;
 }
 
+/** A copy's x-amz-copy-source-if-match against the source's ETag. */
+function checkCopySourceIfMatch(request: http.IncomingMessage, source: EmulatorObject): void {
+  const ifMatch = header(request, "x-amz-copy-source-if-match");
+  if (ifMatch !== undefined && ifMatch.replaceAll('"', "") !== source.etag.replaceAll('"', "")) {
+    throw new S3ErrorAnswer("PreconditionFailed", "At least one of the pre-conditions you specified did not hold", 412);
+  }
+}
+
 /** The headers S3 answers a GET or HEAD of object with. */
 function objectHeaders(object: EmulatorObject, versionId: string, checksumMode: boolean): http.OutgoingHttpHeaders {
   const headers: http.OutgoingHttpHeaders = {
@@ -279,6 +287,9 @@ class VersionedBucketServer {
 
   /** PutObject, CopyObject or CompleteMultipartUpload by fauxqs, answered with the version written. */
   #write(request: http.IncomingMessage, response: http.ServerResponse, bucket: string, key: string, source: { bucket: string; key: string } | undefined): Promise<void> {
+    // fauxqs ignores x-amz-copy-source-if-match; S3 refuses to copy a source that changed.
+    const sourceObject = source && this.#store.buckets.get(source.bucket)?.get(source.key);
+    if (sourceObject) checkCopySourceIfMatch(request, sourceObject);
     const sourceVersion = source && this.#currentObjectVersion(source.bucket, source.key);
     return this.#forward(request, response, {
       onAnswer: (status) => {
@@ -363,10 +374,7 @@ class VersionedBucketServer {
     const from = version.noncurrent
       ? { ...version.noncurrent.object, body: this.#versions.bodyOf(version, readVersionFile) }
       : this.#store.getObject(source.bucket, source.key);
-    const ifMatch = header(request, "x-amz-copy-source-if-match");
-    if (ifMatch !== undefined && ifMatch.replaceAll('"', "") !== from.etag.replaceAll('"', "")) {
-      throw new S3ErrorAnswer("PreconditionFailed", "At least one of the pre-conditions you specified did not hold", 412);
-    }
+    checkCopySourceIfMatch(request, from);
     // As fauxqs copies: COPY keeps the source's metadata and checksum, REPLACE takes the request's.
     const replace = header(request, "x-amz-metadata-directive") === "REPLACE";
     const requestChecksum = Object.entries(request.headers).find(([name]) => /^x-amz-checksum-(crc32|crc32c|crc64nvme|sha1|sha256)$/.test(name));

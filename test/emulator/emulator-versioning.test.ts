@@ -189,6 +189,9 @@ describe("a versioned local cloud", () => {
     expect(await text(s3, bucket, "docs/a.txt", second)).toEqual({ body: "two!", versionId: second });
     const staleMatch = s3.send(new CopyObjectCommand({ Bucket: bucket, Key: "docs/b.txt", CopySource: `${bucket}/docs/a.txt?versionId=${first}`, CopySourceIfMatch: '"0000"' }));
     expect(await failure(staleMatch)).toMatchObject({ name: "PreconditionFailed", status: 412 });
+    const staleCurrent = s3.send(new CopyObjectCommand({ Bucket: bucket, Key: "docs/b.txt", CopySource: `${bucket}/docs/a.txt`, CopySourceIfMatch: '"0000"' }));
+    expect(await failure(staleCurrent)).toMatchObject({ name: "PreconditionFailed", status: 412 });
+    expect(await failure(s3.send(new HeadObjectCommand({ Bucket: bucket, Key: "docs/b.txt" })))).toMatchObject({ status: 404 });
 
     // An upload in parts replaces the object like a put.
     const { UploadId } = await s3.send(new CreateMultipartUploadCommand({ Bucket: bucket, Key: "docs/a.txt" }));
