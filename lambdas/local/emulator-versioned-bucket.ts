@@ -174,11 +174,17 @@ export interface VersionedFront {
 
 /** Serves fauxqs `server` on host:port with every bucket versioned. */
 export async function serveVersionedBuckets(server: FauxqsServer, options: { host: string; port: number }): Promise<VersionedFront> {
-  const versions = await versionStore(server);
-  const front = new VersionedBucketServer(versions, server.port);
-  const http = await front.listen(options.host, options.port);
+  let port: number;
+  let front: VersionedBucketServer;
+  try {
+    front = new VersionedBucketServer(await versionStore(server), server.port);
+    port = await front.listen(options.host, options.port);
+  } catch (error) {
+    await server.stop();
+    throw error;
+  }
   return {
-    port: http,
+    port,
     stop: async () => {
       await front.close();
       await server.stop();
