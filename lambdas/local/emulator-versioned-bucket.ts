@@ -109,7 +109,12 @@ function copySourceOf(request: http.IncomingMessage): { bucket: string; key: str
   const raw = header(request, "x-amz-copy-source");
   if (!raw) return undefined;
   const query = raw.indexOf("?");
-  const path = decodeURIComponent(query >= 0 ? raw.slice(0, query) : raw).replace(/^\//, "");
+  let path: string;
+  try {
+    path = decodeURIComponent(query >= 0 ? raw.slice(0, query) : raw).replace(/^\//, "");
+  } catch {
+    throw new S3ErrorAnswer("InvalidArgument", `x-amz-copy-source is not URL-encoded: ${raw}`, 400);
+  }
   const versionId = query >= 0 ? (new URLSearchParams(raw.slice(query + 1)).get("versionId") ?? undefined) : undefined;
   const slash = path.indexOf("/");
   if (slash <= 0) throw new S3ErrorAnswer("InvalidArgument", "Invalid copy source bucket name", 400);

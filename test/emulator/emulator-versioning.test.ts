@@ -271,6 +271,7 @@ describe("a versioned local cloud", () => {
     const named = s3.send(new DeleteObjectsCommand({ Bucket: bucket, Delete: { Objects: [{ Key: "k", VersionId: version }] } }));
     expect(await failure(named)).toMatchObject({ name: "NotImplemented", status: 501 });
     expect(await text(s3, bucket, "k")).toEqual({ body: "one", versionId: version });
+    expect(await failure(s3.send(new CopyObjectCommand({ Bucket: bucket, Key: "c", CopySource: `${bucket}/%E0%A4%A` })))).toMatchObject({ name: "InvalidArgument", status: 400 });
 
     // Deleting the object leaves its version and a marker: the bucket is not empty until both go.
     await s3.send(new DeleteObjectCommand({ Bucket: bucket, Key: "k" }));
