@@ -64,7 +64,7 @@ function writeLocalConfig(
 
 export const localCommand: Command = {
   name: "local",
-  help: `Usage: tidemark local [--port 4566] [--state DIR] [--source DIR [--set NAME]] [--json-logs]
+  help: `Usage: tidemark local [--port 4566] [--state DIR] [--source DIR [--set NAME]] [--versioned-bucket] [--json-logs]
 
 Starts the local cloud on 127.0.0.1: an SQS/S3 emulator with the FIFO queue
 (and its dead-letter queue) and the target bucket, a stand-in for the EBS
@@ -84,12 +84,17 @@ Options:
   --state DIR     state dir (default ./.tidemark)
   --source PATH   replicate this folder, or disk image as a volume set (adds it to the config)
   --set NAME      set name for --source (default: the folder's name)
+  --versioned-bucket
+                  keep the bucket's object versions, as the AWS stack's
+                  versioned bucket does (default: unversioned); the choice
+                  holds for that run, the versions kept stay in the state dir
   --json-logs     log one JSON object per line on stderr
 
 Examples:
   tidemark local --source ~/documents
   tidemark local --port 4600 --state /tmp/tm --source ./site --set www
   tidemark local --source ./vm-disk.img --set vm
+  tidemark local --versioned-bucket --source ~/documents
   # then, in another terminal:
   tidemark status --config .tidemark/tidemark.config.json`,
   options: {
@@ -97,6 +102,7 @@ Examples:
     state: { type: "string" },
     source: { type: "string" },
     set: { type: "string" },
+    "versioned-bucket": { type: "boolean" },
     "json-logs": { type: "boolean" },
   },
   async run(values) {
@@ -121,7 +127,7 @@ Examples:
     const stops: (() => Promise<void>)[] = [async () => lock.release()];
     let emulator: Awaited<ReturnType<typeof startEmulator>>;
     try {
-      emulator = await startEmulator({ port, dataDir: join(stateDir, "emulator") });
+      emulator = await startEmulator({ port, dataDir: join(stateDir, "emulator"), versioned: values["versioned-bucket"] === true });
     } catch (error) {
       lock.release();
       throw error;

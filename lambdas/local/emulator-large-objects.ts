@@ -77,7 +77,7 @@ function writeBody(path: string, body: Buffer): void {
 }
 
 /** The body in the file at path, or undefined when there is none. */
-function readBody(path: string): Buffer | undefined {
+export function readBodyFile(path: string): Buffer | undefined {
   let fd: number;
   try {
     fd = openSync(path, "r");
@@ -138,7 +138,7 @@ async function patchLargeBodies(): Promise<void> {
   // fauxqs reads a body only for an object whose length is not 0: an empty row is one kept in a file.
   prototype.readBody = function readLargeOrSmallBody(bucket, key) {
     const body = original.readBody.call(this, bucket, key);
-    return body.length > 0 ? body : (readBody(bodyPath(this, bucket, key)) ?? body);
+    return body.length > 0 ? body : (readBodyFile(bodyPath(this, bucket, key)) ?? body);
   };
   prototype.deleteObject = function deleteObject(bucket, key) {
     original.deleteObject.call(this, bucket, key);

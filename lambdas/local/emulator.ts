@@ -9,6 +9,7 @@ import { IN_PROCESS, makeS3Client, makeSqsClient } from "../aws-clients.ts";
 import { keepLargeBodiesInFiles } from "./emulator-large-objects.ts";
 import { joinPartsOnDisk, removeLeftoverParts } from "./emulator-multipart.ts";
 import { listInByteOrder } from "./emulator-listing.ts";
+import { serveVersionedBuckets } from "./emulator-versioned-bucket.ts";
 
 export class PortInUseError extends Error {
   override name = "PortInUseError";
@@ -46,7 +47,12 @@ async function checkPortFree(port: number): Promise<void> {
   });
 }
 
-export async function startEmulator(options: { port?: number; dataDir?: string } = {}): Promise<Emulator> {
+/**
+ * Starts the emulator on 127.0.0.1:port (default 4566); with dataDir its state
+ * survives a restart. With versioned, every bucket keeps its versions as the
+ * stack's versioned bucket does (emulator-versioned-bucket.ts).
+ */
+export async function startEmulator(options: { port?: number; dataDir?: string; versioned?: boolean } = {}): Promise<Emulator> {
   const port = options.port ?? 4566;
   await checkPortFree(port);
   // Corrections of fauxqs's listing order, its persisted bodies' size limit and its in-memory uploads (see each module).
@@ -55,11 +61,16 @@ export async function startEmulator(options: { port?: number; dataDir?: string }
   await joinPartsOnDisk();
   if (options.dataDir) removeLeftoverParts(options.dataDir);
   const server = await startFauxqs({
-    port,
+    // A versioned emulator serves port from its front server, with fauxqs behind it.
+    port: options.versioned ? 0 : port,
     host: HOST,
     logger: false,
     ...(options.dataDir ? { dataDir: options.dataDir } : {}),
   });
+  if (options.versioned) {
+    const front = await serveVersionedBuckets(server, { host: HOST, port });
+    return { endpoint: `http://${HOST}:${front.port}`, port: front.port, stop: () => front.stop() };
+  }
   return { endpoint: `http://${HOST}:${server.port}`, port: server.port, stop: () => server.stop() };
 }
 

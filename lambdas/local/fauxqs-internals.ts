@@ -1,5 +1,6 @@
-// The local cloud corrects two faults of the fauxqs emulator in its classes
-// (emulator-listing.ts, emulator-large-objects.ts). Those classes are not in
+// The local cloud corrects faults of the fauxqs emulator in its classes
+// (emulator-listing.ts, emulator-large-objects.ts, emulator-multipart.ts) and
+// adds bucket versioning to its store (emulator-versions.ts). Those classes are not in
 // fauxqs's exports: they are reached by their files next to its entry point,
 // and checked for the methods a patch replaces, so a fauxqs release that moved
 // them fails the local cloud's start with a clear error instead of running

@@ -1,0 +1,505 @@
+// The HTTP side of the local cloud's versioned buckets: a server in front of
+// fauxqs that answers what fauxqs has no route for (GetBucketVersioning,
+// ListObjectVersions, reads, copies and deletes of one version, deletes that
+// leave a delete marker) from the versions emulator-versions.ts keeps, adds
+// x-amz-version-id to fauxqs's answers to writes and reads, and passes
+// everything else (SQS, uploads of parts, listings) through unchanged, bodies
+// streamed. It runs only for startEmulator({ versioned: true }): the default,
+// unversioned emulator is fauxqs alone.
+//
+// A write to a key and the version id its answer names are one step: the
+// requests that change or read a key's current version run one at a time
+// per key (parts of an upload do not wait).
+
+import { randomUUID } from "node:crypto";
+import { createReadStream } from "node:fs";
+import http from "node:http";
+import type { FauxqsServer } from "fauxqs";
+import { readBodyFile } from "./emulator-large-objects.ts";
+import { escapeXml, listVersionPage, versionPageXml, type VersionListOptions } from "./emulator-version-listing.ts";
+import { versionStore, type BucketVersions, type ChecksumData, type EmulatorObject, type Version } from "./emulator-versions.ts";
+
+/** An S3 error answer: its code, message and HTTP status. */
+export class S3ErrorAnswer extends Error {
+  override name = "S3ErrorAnswer";
+  readonly code: string;
+  readonly status: number;
+  constructor(code: string, message: string, status: number) {
+    super(message);
+    this.code = code;
+    this.status = status;
+  }
+}
+
+const NO_SUCH_BUCKET = (bucket: string) => new S3ErrorAnswer("NoSuchBucket", `The specified bucket does not exist: ${bucket}`, 404);
+
+/** An error fauxqs's store threw (its S3Error), as an answer. */
+function answerOf(error: unknown): S3ErrorAnswer | undefined {
+  if (error instanceof S3ErrorAnswer) return error;
+  if (!(error instanceof Error) || !("code" in error) || !("statusCode" in error)) return undefined;
+  const { code, statusCode } = error;
+  return typeof code === "string" && typeof statusCode === "number" ? new S3ErrorAnswer(code, error.message, statusCode) : undefined;
+}
+
+/** A large version's body, read whole (for a copy). */
+function readVersionFile(file: string): Buffer {
+  const body = readBodyFile(file);
+  if (!body) throw new Error(`the body file of a kept version is missing: ${file}`);
+  return body;
+}
+
+const requestId = () => randomUUID().replaceAll("-", "").toUpperCase().slice(0, 16);
+
+/** Runs the work for one key at a time, in arrival order. */
+class KeyLocks {
+  readonly #tails = new Map<string, Promise<unknown>>();
+
+  async run<T>(id: string, work: () => Promise<T>): Promise<T> {
+    const before = this.#tails.get(id) ?? Promise.resolve();
+    const done = Promise.withResolvers<undefined>();
+    const tail = before.then(() => done.promise);
+    this.#tails.set(id, tail);
+    await before;
+    try {
+      return await work();
+    } finally {
+      done.resolve(undefined);
+      if (this.#tails.get(id) === tail) this.#tails.delete(id);
+    }
+  }
+}
+
+/** Headers that belong to one connection, not to the request passed on. */
+const HOP_BY_HOP = new Set(["connection", "keep-alive", "proxy-connection", "upgrade", "expect", "te", "trailer"]);
+
+function passedOn(headers: http.IncomingHttpHeaders): http.OutgoingHttpHeaders {
+  const out: http.OutgoingHttpHeaders = {};
+  for (const [name, value] of Object.entries(headers)) if (value !== undefined && !HOP_BY_HOP.has(name)) out[name] = value;
+  return out;
+}
+
+function header(request: http.IncomingMessage, name: string): string | undefined {
+  const value = request.headers[name];
+  return typeof value === "string" ? value : undefined;
+}
+
+async function readAll(request: http.IncomingMessage): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of request) chunks.push(Buffer.isBuffer(chunk) ? chunk : Buffer.from(String(chunk)));
+  return Buffer.concat(chunks);
+}
+
+/** bucket and key of a request, path-style or (as fauxqs reads it) virtual-hosted-style. */
+function target(request: http.IncomingMessage, pathname: string): { bucket: string; key: string } | undefined {
+  const hostname = (header(request, "host") ?? "").split(":")[0] ?? "";
+  const contentType = header(request, "content-type") ?? "";
+  const virtual = hostname.includes(".") && !/^\d+\.\d+\.\d+\.\d+$/.test(hostname) && !/x-www-form-urlencoded|x-amz-json-1\.0/.test(contentType);
+  const path = virtual ? `/${hostname.slice(0, hostname.indexOf("."))}${pathname}` : pathname;
+  const match = /^\/([^/]+)(?:\/(.*))?$/.exec(path);
+  if (!match?.[1]) return undefined;
+  try {
+    return { bucket: decodeURIComponent(match[1]), key: decodeURIComponent(match[2] ?? "") };
+  } catch {
+    return undefined;
+  }
+}
+
+/** The source of a CopyObject or UploadPartCopy: bucket, key and version id when named. */
+function copySourceOf(request: http.IncomingMessage): { bucket: string; key: string; versionId?: string } | undefined {
+  const raw = header(request, "x-amz-copy-source");
+  if (!raw) return undefined;
+  const query = raw.indexOf("?");
+  let path: string;
+  try {
+    path = decodeURIComponent(query >= 0 ? raw.slice(0, query) : raw).replace(/^\//, "");
+  } catch {
+    throw new S3ErrorAnswer("InvalidArgument", `x-amz-copy-source is not URL-encoded: ${raw}`, 400);
+  }
+  const versionId = query >= 0 ? (new URLSearchParams(raw.slice(query + 1)).get("versionId") ?? undefined) : undefined;
+  const slash = path.indexOf("/");
+  if (slash <= 0) throw new S3ErrorAnswer("InvalidArgument", "Invalid copy source bucket name", 400);
+  return { bucket: path.slice(0, slash), key: path.slice(slash + 1), ...(versionId !== undefined ? { versionId } : {}) };
+}
+
+function userMetadata(request: http.IncomingMessage): Record<string, string> {
+  const metadata: Record<string, string> = {};
+  for (const [name, value] of Object.entries(request.headers)) {
+    if (name.startsWith("x-amz-meta-") && typeof value === "string") metadata[name.slice("x-amz-meta-".length)] = value;
+  }
+  return metadata;
+}
+
+/** A copy's x-amz-copy-source-if-match against the source's ETag. */
+function checkCopySourceIfMatch(request: http.IncomingMessage, source: EmulatorObject): void {
+  const ifMatch = header(request, "x-amz-copy-source-if-match");
+  if (ifMatch !== undefined && ifMatch.replaceAll('"', "") !== source.etag.replaceAll('"', "")) {
+    throw new S3ErrorAnswer("PreconditionFailed", "At least one of the pre-conditions you specified did not hold", 412);
+  }
+}
+
+/** The headers S3 answers a GET or HEAD of object with. */
+function objectHeaders(object: EmulatorObject, versionId: string, checksumMode: boolean): http.OutgoingHttpHeaders {
+  const headers: http.OutgoingHttpHeaders = {
+    "content-type": object.contentType,
+    etag: object.etag,
+    "last-modified": object.lastModified.toUTCString(),
+    "accept-ranges": "bytes",
+    "x-amz-version-id": versionId,
+  };
+  for (const [name, value] of Object.entries(object.metadata)) headers[`x-amz-meta-${name}`] = value;
+  if (object.contentLanguage) headers["content-language"] = object.contentLanguage;
+  if (object.contentDisposition) headers["content-disposition"] = object.contentDisposition;
+  if (object.cacheControl) headers["cache-control"] = object.cacheControl;
+  if (object.contentEncoding) headers["content-encoding"] = object.contentEncoding;
+  if (object.parts) headers["x-amz-mp-parts-count"] = String(object.parts.length);
+  if (checksumMode && object.checksumAlgorithm && object.checksumValue) {
+    headers[`x-amz-checksum-${object.checksumAlgorithm.toLowerCase()}`] = object.checksumValue;
+    if (object.checksumType) headers["x-amz-checksum-type"] = object.checksumType;
+  }
+  return headers;
+}
+
+/** The bytes of "bytes=a-b", "bytes=a-" or "bytes=-n" within total, or undefined when not satisfiable. */
+function byteRange(range: string, total: number): { start: number; end: number } | undefined {
+  const match = /^bytes=(\d*)-(\d*)$/.exec(range);
+  if (!match || (match[1] === "" && match[2] === "")) return undefined;
+  if (match[1] === "") {
+    const suffix = Number(match[2]);
+    return suffix > 0 && total > 0 ? { start: Math.max(0, total - suffix), end: total - 1 } : undefined;
+  }
+  const start = Number(match[1]);
+  const end = match[2] === "" ? total - 1 : Math.min(Number(match[2]), total - 1);
+  return start < total && start <= end ? { start, end } : undefined;
+}
+
+export interface VersionedFront {
+  readonly port: number;
+  stop(): Promise<void>;
+}
+
+/** Serves fauxqs `server` on host:port with every bucket versioned. */
+export async function serveVersionedBuckets(server: FauxqsServer, options: { host: string; port: number }): Promise<VersionedFront> {
+  let port: number;
+  let front: VersionedBucketServer;
+  try {
+    front = new VersionedBucketServer(await versionStore(server), server.port);
+    port = await front.listen(options.host, options.port);
+  } catch (error) {
+    await server.stop();
+    throw error;
+  }
+  return {
+    port,
+    stop: async () => {
+      await front.close();
+      await server.stop();
+    },
+  };
+}
+
+class VersionedBucketServer {
+  readonly #versions: BucketVersions;
+  readonly #upstreamPort: number;
+  readonly #agent = new http.Agent({ keepAlive: true });
+  readonly #locks = new KeyLocks();
+  readonly #server: http.Server;
+
+  constructor(versions: BucketVersions, upstreamPort: number) {
+    this.#versions = versions;
+    this.#upstreamPort = upstreamPort;
+    this.#server = http.createServer((request, response) => {
+      this.#handle(request, response).catch((error: unknown) => this.#fail(response, error));
+    });
+  }
+
+  listen(host: string, port: number): Promise<number> {
+    return new Promise((resolve, reject) => {
+      this.#server.once("error", reject);
+      this.#server.listen(port, host, () => {
+        const address = this.#server.address();
+        resolve(typeof address === "object" && address ? address.port : port);
+      });
+    });
+  }
+
+  async close(): Promise<void> {
+    this.#server.closeAllConnections();
+    await new Promise<void>((resolve) => this.#server.close(() => resolve()));
+    this.#agent.destroy();
+  }
+
+  get #store() {
+    return this.#versions.store;
+  }
+
+  async #handle(request: http.IncomingMessage, response: http.ServerResponse): Promise<void> {
+    const url = new URL(request.url ?? "/", "http://emulator");
+    const at = target(request, url.pathname);
+    const query = url.searchParams;
+    // fauxqs takes PUT /bucket?versioning for CreateBucket: a bucket it does not hold has no versioning either.
+    if (at && at.key === "" && !this.#store.buckets.has(at.bucket) && (query.has("versioning") || query.has("versions"))) throw NO_SUCH_BUCKET(at.bucket);
+    // SQS, fauxqs's own routes and buckets it does not hold: its answers as they are.
+    if (!at || !this.#store.buckets.has(at.bucket)) return this.#forward(request, response);
+    return at.key === "" ? this.#bucketRequest(request, response, at.bucket, query) : this.#objectRequest(request, response, at.bucket, at.key, query);
+  }
+
+  async #bucketRequest(request: http.IncomingMessage, response: http.ServerResponse, bucket: string, query: URLSearchParams): Promise<void> {
+    const method = request.method ?? "GET";
+    if (method === "GET" && query.has("versioning")) {
+      const xml = `<?xml version="1.0" encoding="UTF-8"?>\n<VersioningConfiguration xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Status>Enabled</Status></VersioningConfiguration>`;
+      return this.#answer(response, 200, { "content-type": "application/xml" }, xml);
+    }
+    if (method === "PUT" && query.has("versioning")) {
+      const body = (await readAll(request)).toString("utf8");
+      if (/<Status>\s*Enabled\s*<\/Status>/.test(body)) return this.#answer(response, 200, {});
+      throw new S3ErrorAnswer("NotImplemented", "the local cloud's versioned emulator keeps every bucket versioned (Enabled): it cannot suspend versioning", 501);
+    }
+    if (method === "GET" && query.has("versions")) return this.#listVersions(response, bucket, query);
+    if (method === "DELETE" && !query.has("lifecycle")) {
+      if (this.#versions.holdsVersions(bucket)) throw new S3ErrorAnswer("BucketNotEmpty", "The bucket you tried to delete is not empty. You must delete all versions in the bucket.", 409);
+      return this.#forward(request, response, {
+        onAnswer: (status) => {
+          if (status === 204) this.#versions.forgetBucket(bucket);
+          return {};
+        },
+      });
+    }
+    if (method === "POST" && query.has("delete")) {
+      const body = await readAll(request);
+      if (/<VersionId>/.test(body.toString("utf8"))) {
+        throw new S3ErrorAnswer("NotImplemented", "the local cloud does not emulate DeleteObjects of named versions: delete each version with DeleteObject", 501);
+      }
+      return this.#forward(request, response, { body });
+    }
+    return this.#forward(request, response);
+  }
+
+  async #objectRequest(request: http.IncomingMessage, response: http.ServerResponse, bucket: string, key: string, query: URLSearchParams): Promise<void> {
+    const method = request.method ?? "GET";
+    const lock = <T>(work: () => Promise<T>) => this.#locks.run(`${bucket}\0${key}`, work);
+    const versionId = query.get("versionId") ?? undefined;
+    const plain = [...query.keys()].every((name) => name === "versionId" || name === "partNumber" || name.startsWith("response-") || name.startsWith("X-Amz-") || name === "x-id");
+    if ((method === "GET" || method === "HEAD") && plain) {
+      return lock(() => (versionId !== undefined ? this.#readVersion(request, response, bucket, key, versionId, query) : this.#readCurrent(request, response, bucket, key)));
+    }
+    if (method === "DELETE" && !query.has("uploadId")) return lock(() => this.#delete(request, response, bucket, key, versionId));
+    if (method === "PUT" && query.has("uploadId")) {
+      if (copySourceOf(request)?.versionId !== undefined) throw new S3ErrorAnswer("NotImplemented", "the local cloud does not emulate UploadPartCopy from a named version", 501);
+      return this.#forward(request, response);
+    }
+    if (method === "PUT" && plain) {
+      const source = copySourceOf(request);
+      if (source?.versionId !== undefined) return lock(() => this.#copyVersion(request, response, bucket, key, { ...source, versionId: source.versionId ?? "" }));
+      return lock(() => this.#write(request, response, bucket, key, source));
+    }
+    if (method === "POST" && query.has("uploadId")) return lock(() => this.#write(request, response, bucket, key, undefined));
+    return this.#forward(request, response);
+  }
+
+  /** PutObject, CopyObject or CompleteMultipartUpload by fauxqs, answered with the version written. */
+  #write(request: http.IncomingMessage, response: http.ServerResponse, bucket: string, key: string, source: { bucket: string; key: string } | undefined): Promise<void> {
+    // fauxqs ignores x-amz-copy-source-if-match; S3 refuses to copy a source that changed.
+    const sourceObject = source && this.#store.buckets.get(source.bucket)?.get(source.key);
+    if (sourceObject) checkCopySourceIfMatch(request, sourceObject);
+    const sourceVersion = source && this.#currentObjectVersion(source.bucket, source.key);
+    return this.#forward(request, response, {
+      onAnswer: (status) => {
+        const written = status === 200 ? this.#currentObjectVersion(bucket, key) : undefined;
+        return {
+          ...(written ? { "x-amz-version-id": written.versionId } : {}),
+          ...(written && sourceVersion ? { "x-amz-copy-source-version-id": sourceVersion.versionId } : {}),
+        };
+      },
+    });
+  }
+
+  async #readCurrent(request: http.IncomingMessage, response: http.ServerResponse, bucket: string, key: string): Promise<void> {
+    const newest = this.#versions.versions(bucket, key)[0];
+    if (newest?.deleteMarker) {
+      const headers = { "x-amz-delete-marker": "true", "x-amz-version-id": newest.versionId, "last-modified": newest.lastModified.toUTCString() };
+      return this.#error(request, response, new S3ErrorAnswer("NoSuchKey", "The specified key does not exist.", 404), headers);
+    }
+    return this.#forward(request, response, { onAnswer: (status): Record<string, string> => (newest && status < 400 ? { "x-amz-version-id": newest.versionId } : {}) });
+  }
+
+  async #readVersion(request: http.IncomingMessage, response: http.ServerResponse, bucket: string, key: string, versionId: string, query: URLSearchParams): Promise<void> {
+    const versions = this.#versions.versions(bucket, key);
+    const version = versions.find((v) => v.versionId === versionId);
+    if (!version) throw new S3ErrorAnswer("NoSuchVersion", "The specified version does not exist.", 404);
+    if (version.deleteMarker) {
+      const headers = { "x-amz-delete-marker": "true", "x-amz-version-id": version.versionId, "last-modified": version.lastModified.toUTCString(), allow: "DELETE" };
+      return this.#error(request, response, new S3ErrorAnswer("MethodNotAllowed", "The specified method is not allowed against this resource.", 405), headers);
+    }
+    const noncurrent = version.noncurrent;
+    if (!noncurrent) {
+      // The current version: fauxqs's own answer (ranges, parts, conditions), with its version id.
+      query.delete("versionId");
+      const path = (request.url ?? "/").split("?")[0] ?? "/";
+      const search = query.toString();
+      return this.#forward(request, response, { path: search ? `${path}?${search}` : path, onAnswer: () => ({ "x-amz-version-id": versionId }) });
+    }
+    if (query.has("partNumber")) throw new S3ErrorAnswer("NotImplemented", "the local cloud does not emulate GetObject of one part of a noncurrent version", 501);
+    const object = noncurrent.object;
+    const range = header(request, "range");
+    const headers = objectHeaders(object, versionId, header(request, "x-amz-checksum-mode")?.toUpperCase() === "ENABLED" && !range);
+    if (request.method === "HEAD") return this.#answer(response, 200, { ...headers, "content-length": String(object.contentLength) });
+    let start = 0;
+    let end = object.contentLength - 1;
+    if (range) {
+      const bytes = byteRange(range, object.contentLength);
+      if (!bytes) throw new S3ErrorAnswer("InvalidRange", "The requested range is not satisfiable", 416);
+      ({ start, end } = bytes);
+      headers["content-range"] = `bytes ${start}-${end}/${object.contentLength}`;
+    }
+    const status = range ? 206 : 200;
+    const length = Math.max(0, end - start + 1);
+    if (noncurrent.file) {
+      // A large version streams from its file.
+      response.writeHead(status, { ...headers, "content-length": String(length), "x-amz-request-id": requestId() });
+      if (length === 0) return void response.end();
+      createReadStream(noncurrent.file, { start, end }).on("error", (error) => response.destroy(error)).pipe(response);
+      return;
+    }
+    const body = this.#versions.bodyOf(version, readVersionFile);
+    return this.#answer(response, status, headers, body.subarray(start, start + length));
+  }
+
+  async #delete(request: http.IncomingMessage, response: http.ServerResponse, bucket: string, key: string, versionId: string | undefined): Promise<void> {
+    await readAll(request);
+    if (versionId !== undefined) {
+      const removed = this.#versions.removeVersion(bucket, key, versionId);
+      return this.#answer(response, 204, { "x-amz-version-id": versionId, ...(removed?.deleteMarker ? { "x-amz-delete-marker": "true" } : {}) });
+    }
+    this.#store.deleteObject(bucket, key);
+    const marker = this.#versions.versions(bucket, key)[0];
+    return this.#answer(response, 204, { "x-amz-delete-marker": "true", ...(marker ? { "x-amz-version-id": marker.versionId } : {}) });
+  }
+
+  /** CopyObject of a named version of the source (fauxqs reads only current objects). */
+  async #copyVersion(request: http.IncomingMessage, response: http.ServerResponse, bucket: string, key: string, source: { bucket: string; key: string; versionId: string }): Promise<void> {
+    await readAll(request);
+    if (!this.#store.buckets.has(source.bucket)) throw NO_SUCH_BUCKET(source.bucket);
+    const version = this.#versions.versions(source.bucket, source.key).find((v) => v.versionId === source.versionId);
+    if (!version) throw new S3ErrorAnswer("NoSuchVersion", "The specified version does not exist.", 404);
+    if (version.deleteMarker) throw new S3ErrorAnswer("InvalidRequest", "The source of a copy request may not specifically refer to a delete marker by version id.", 400);
+    const from = version.noncurrent
+      ? { ...version.noncurrent.object, body: this.#versions.bodyOf(version, readVersionFile) }
+      : this.#store.getObject(source.bucket, source.key);
+    checkCopySourceIfMatch(request, from);
+    // As fauxqs copies: COPY keeps the source's metadata and checksum, REPLACE takes the request's.
+    const replace = header(request, "x-amz-metadata-directive") === "REPLACE";
+    const requestChecksum = Object.entries(request.headers).find(([name]) => /^x-amz-checksum-(crc32|crc32c|crc64nvme|sha1|sha256)$/.test(name));
+    const checksum: ChecksumData | undefined = replace
+      ? requestChecksum && typeof requestChecksum[1] === "string"
+        ? { algorithm: requestChecksum[0].slice("x-amz-checksum-".length).toUpperCase(), value: requestChecksum[1], type: "FULL_OBJECT" }
+        : undefined
+      : from.checksumAlgorithm && from.checksumValue && from.checksumType
+        ? { algorithm: from.checksumAlgorithm, value: from.checksumValue, type: from.checksumType, ...(from.partChecksums ? { partChecksums: from.partChecksums } : {}) }
+        : undefined;
+    const system = replace
+      ? {
+          ...(header(request, "content-language") ? { contentLanguage: header(request, "content-language") } : {}),
+          ...(header(request, "content-disposition") ? { contentDisposition: header(request, "content-disposition") } : {}),
+          ...(header(request, "cache-control") ? { cacheControl: header(request, "cache-control") } : {}),
+          ...(header(request, "content-encoding") ? { contentEncoding: header(request, "content-encoding") } : {}),
+        }
+      : { contentLanguage: from.contentLanguage, contentDisposition: from.contentDisposition, cacheControl: from.cacheControl, contentEncoding: from.contentEncoding };
+    const written = this.#store.putObject(
+      bucket,
+      key,
+      from.body,
+      replace ? (header(request, "content-type") ?? "application/octet-stream") : from.contentType,
+      replace ? userMetadata(request) : from.metadata,
+      system,
+      checksum,
+    );
+    const newVersion = this.#currentObjectVersion(bucket, key);
+    const xml = `<?xml version="1.0" encoding="UTF-8"?>\n<CopyObjectResult><ETag>${escapeXml(written.etag)}</ETag><LastModified>${written.lastModified.toISOString()}</LastModified></CopyObjectResult>`;
+    return this.#answer(
+      response,
+      200,
+      { "content-type": "application/xml", "x-amz-copy-source-version-id": source.versionId, ...(newVersion ? { "x-amz-version-id": newVersion.versionId } : {}) },
+      xml,
+    );
+  }
+
+  #listVersions(response: http.ServerResponse, bucket: string, query: URLSearchParams): void {
+    if (query.has("encoding-type")) throw new S3ErrorAnswer("NotImplemented", "the local cloud lists versions without encoding-type", 501);
+    const maxKeysText = query.get("max-keys");
+    const maxKeys = maxKeysText === null ? 1000 : Number(maxKeysText);
+    if (!Number.isInteger(maxKeys) || maxKeys < 0) throw new S3ErrorAnswer("InvalidArgument", "Provided max-keys not an integer or within integer range", 400);
+    const keyMarker = query.get("key-marker") || undefined;
+    const versionIdMarker = query.get("version-id-marker") || undefined;
+    if (versionIdMarker !== undefined && keyMarker === undefined) throw new S3ErrorAnswer("InvalidArgument", "A version-id marker cannot be specified without a key marker.", 400);
+    const options: VersionListOptions = {
+      prefix: query.get("prefix") ?? "",
+      maxKeys: Math.min(maxKeys, 1000),
+      ...(query.get("delimiter") ? { delimiter: query.get("delimiter") ?? "" } : {}),
+      ...(keyMarker !== undefined ? { keyMarker } : {}),
+      ...(versionIdMarker !== undefined ? { versionIdMarker } : {}),
+    };
+    const page = listVersionPage(this.#versions.keys(bucket), options);
+    this.#answer(response, 200, { "content-type": "application/xml" }, versionPageXml(bucket, options, page));
+  }
+
+  #currentObjectVersion(bucket: string, key: string): Version | undefined {
+    const newest = this.#versions.versions(bucket, key)[0];
+    return newest && !newest.deleteMarker && !newest.noncurrent ? newest : undefined;
+  }
+
+  /**
+   * Passes the request to fauxqs and its answer back, with the headers
+   * onAnswer adds for its status; settles once the answer's head is sent.
+   */
+  #forward(
+    request: http.IncomingMessage,
+    response: http.ServerResponse,
+    options: { path?: string; body?: Buffer; onAnswer?: (status: number) => Record<string, string> } = {},
+  ): Promise<void> {
+    return new Promise<void>((resolve) => {
+      const upstream = http.request(
+        { host: "127.0.0.1", port: this.#upstreamPort, method: request.method, path: options.path ?? request.url, headers: passedOn(request.headers), agent: this.#agent },
+        (answer) => {
+          const status = answer.statusCode ?? 502;
+          response.writeHead(status, { ...passedOn(answer.headers), ...options.onAnswer?.(status) });
+          answer.on("error", (error) => response.destroy(error));
+          answer.pipe(response);
+          resolve();
+        },
+      );
+      upstream.on("error", (error) => {
+        this.#fail(response, error);
+        resolve();
+      });
+      request.on("error", () => upstream.destroy());
+      response.on("close", () => {
+        if (!response.writableFinished) upstream.destroy();
+      });
+      if (options.body) upstream.end(options.body);
+      else request.pipe(upstream);
+    });
+  }
+
+  #answer(response: http.ServerResponse, status: number, headers: http.OutgoingHttpHeaders, body?: string | Buffer): void {
+    const bytes = body === undefined ? undefined : Buffer.isBuffer(body) ? body : Buffer.from(body, "utf8");
+    response.writeHead(status, { ...headers, ...(bytes ? { "content-length": String(bytes.length) } : {}), "x-amz-request-id": requestId(), "x-amz-id-2": "tidemark-local" });
+    response.end(bytes);
+  }
+
+  #error(request: http.IncomingMessage, response: http.ServerResponse, error: S3ErrorAnswer, headers: Record<string, string> = {}): void {
+    // A HEAD answer has no body: the status (and headers) say it all.
+    if (request.method === "HEAD") return this.#answer(response, error.status, headers);
+    const xml = `<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>${escapeXml(error.code)}</Code><Message>${escapeXml(error.message)}</Message><RequestId>${requestId()}</RequestId></Error>`;
+    this.#answer(response, error.status, { ...headers, "content-type": "application/xml" }, xml);
+  }
+
+  #fail(response: http.ServerResponse, error: unknown): void {
+    if (response.headersSent) {
+      response.destroy(error instanceof Error ? error : undefined);
+      return;
+    }
+    const answer = answerOf(error) ?? new S3ErrorAnswer("InternalError", `the local cloud's versioned bucket failed: ${error instanceof Error ? error.message : String(error)}`, 500);
+    const request = response.req;
+    this.#error(request, response, answer);
+  }
+}
