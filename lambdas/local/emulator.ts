@@ -10,6 +10,7 @@ import { keepLargeBodiesInFiles } from "./emulator-large-objects.ts";
 import { joinPartsOnDisk, removeLeftoverParts } from "./emulator-multipart.ts";
 import { listInByteOrder } from "./emulator-listing.ts";
 import { serveVersionedBuckets } from "./emulator-versioned-bucket.ts";
+import { listeningOnlyOn } from "./emulator-loopback.ts";
 
 export class PortInUseError extends Error {
   override name = "PortInUseError";
@@ -60,13 +61,15 @@ export async function startEmulator(options: { port?: number; dataDir?: string; 
   await keepLargeBodiesInFiles();
   await joinPartsOnDisk();
   if (options.dataDir) removeLeftoverParts(options.dataDir);
-  const server = await startFauxqs({
-    // A versioned emulator serves port from its front server, with fauxqs behind it.
-    port: options.versioned ? 0 : port,
-    host: HOST,
-    logger: false,
-    ...(options.dataDir ? { dataDir: options.dataDir } : {}),
-  });
+  const server = await listeningOnlyOn(HOST, () =>
+    startFauxqs({
+      // A versioned emulator serves port from its front server, with fauxqs behind it.
+      port: options.versioned ? 0 : port,
+      host: HOST,
+      logger: false,
+      ...(options.dataDir ? { dataDir: options.dataDir } : {}),
+    }),
+  );
   if (options.versioned) {
     const front = await serveVersionedBuckets(server, { host: HOST, port });
     return { endpoint: `http://${HOST}:${front.port}`, port: front.port, stop: () => front.stop() };

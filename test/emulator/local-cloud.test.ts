@@ -2,6 +2,7 @@
 // resources (the poller's event source mapping semantics for FIFO are in
 // queue-consumer-contract.test.ts).
 
+import { existsSync, readdirSync, readFileSync, readlinkSync } from "node:fs";
 import { createServer, type Server } from "node:net";
 import { GetQueueAttributesCommand, ReceiveMessageCommand, SendMessageCommand } from "@aws-sdk/client-sqs";
 import { describe, expect, it } from "vitest";
@@ -10,6 +11,32 @@ import { ensureTargetResources, PortInUseError, startEmulator } from "../../lamb
 import { tempDir } from "../support/tree.ts";
 
 const REGION = "us-east-1";
+
+/** Ports this process listens on at every address (0.0.0.0 or ::), from the kernel's socket tables and its open sockets. */
+function portsOnEveryAddress(): Set<number> {
+  const mine = new Set(
+    readdirSync("/proc/self/fd").flatMap((fd) => {
+      try {
+        return [/^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/self/fd/${fd}`))?.[1] ?? ""];
+      } catch {
+        return []; // closed meanwhile
+      }
+    }),
+  );
+  const ports = new Set<number>();
+  for (const table of ["/proc/net/tcp", "/proc/net/tcp6"]) {
+    if (!existsSync(table)) continue;
+    for (const line of readFileSync(table, "utf8").split("\n").slice(1)) {
+      const fields = line.trim().split(/\s+/);
+      const [, local, , state] = fields;
+      // 0A: LISTEN. An address of only zeros is every address.
+      if (state !== "0A" || !local || !mine.has(fields[9] ?? "")) continue;
+      const [address, port] = local.split(":");
+      if (address && /^0+$/.test(address) && port) ports.add(Number.parseInt(port, 16));
+    }
+  }
+  return ports;
+}
 
 describe("local emulator", () => {
   it("creates the FIFO queue, its FIFO DLQ and the bucket, and finds them again", async () => {
@@ -30,6 +57,19 @@ describe("local emulator", () => {
     } finally {
       sqs.destroy();
       await emulator.stop();
+    }
+  });
+
+  it.runIf(existsSync("/proc/net/tcp"))("listens on 127.0.0.1 only, versioned or not (it takes any credentials)", async () => {
+    const before = portsOnEveryAddress();
+    const plain = await startEmulator({ port: 0 });
+    const versioned = await startEmulator({ port: 0, versioned: true });
+    try {
+      const opened = [...portsOnEveryAddress()].filter((port) => !before.has(port));
+      expect(opened).toEqual([]);
+    } finally {
+      await versioned.stop();
+      await plain.stop();
     }
   });
 
