@@ -5,6 +5,7 @@
 
 import { z } from "zod";
 import { setNameProblem } from "../contract/paths.ts";
+import { REPLICATION_QUEUE } from "../contract/queue.ts";
 
 /** A source host of `tidemark:hosts`. */
 export interface HostSettings {
@@ -197,7 +198,7 @@ const SettingsSchema = z
     applierConcurrency: integer(2, 1000).default(10),
     applierTimeoutSeconds: integer(10, 900).default(120),
     applierMemoryMiB: integer(256, 10240).default(1024),
-    maxReceiveCount: integer(1, 1000).default(5),
+    maxReceiveCount: integer(1, 1000).default(REPLICATION_QUEUE.maxReceiveCount),
     noncurrentVersionDays: integer(1, 3650).default(30),
     maxMessageAgeSeconds: integer(60, 1_209_600).default(300),
     // CloudWatch evaluates an alarm over at most 7 days: one hourly datapoint per hour of the window.
