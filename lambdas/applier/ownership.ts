@@ -8,6 +8,7 @@ import { ownerKey, statusKey, type SetStatus } from "../../contract/layout.ts";
 import { readSetStatus } from "../store/set-status.ts";
 import { BadSignatureError, OwnerRecordSchema, parseSignature, SIGNATURE_ATTRIBUTE, signatureValid, type OwnerRecord, type ParsedSignature } from "../../contract/signing.ts";
 import type { TargetStore } from "../store/store.ts";
+import { APPLIER_ENV } from "../environment.ts";
 
 /** What the applier knows of who sent a message. */
 export interface MessageOrigin {
@@ -61,7 +62,7 @@ function roleIdOf(senderId: string): string {
 }
 
 /** Environment variable with the stack's map of set -> role id of the host that owns it (JSON object). */
-export const SET_ROLES_ENV = "TIDEMARK_SET_ROLES";
+export const SET_ROLES_ENV = APPLIER_ENV.setRoles;
 
 export class SetRolesError extends Error {
   override name = "SetRolesError";
