@@ -4,6 +4,7 @@
 // deploying something else.
 
 import { z } from "zod";
+import { DEFAULT_POINT_IN_TIME_DAYS } from "../contract/history.ts";
 import { setNameProblem } from "../contract/paths.ts";
 import { REPLICATION_QUEUE } from "../contract/queue.ts";
 
@@ -191,7 +192,7 @@ const SettingsSchema = z
       .pipe(z.array(z.string().regex(lambdaArn, "a Lambda function ARN")))
       .default([]),
     snapshotRetentionDays: integer(1, 3650).default(30),
-    pointInTimeDays: integer(0, 3650).default(7),
+    pointInTimeDays: integer(0, 3650).default(DEFAULT_POINT_IN_TIME_DAYS),
     backup: booleanish.default(false),
     volumeSnapshots: booleanish.default(false),
     ebsKmsKeyArn: z.string().regex(/^arn:aws[\w-]*:kms:[a-z0-9-]+:\d{12}:key\/[A-Za-z0-9-]+$/, "a KMS key ARN").optional(),
