@@ -1,5 +1,5 @@
-// The target side on the emulator for a test: queue, bucket, and the applier
-// driven by the local poller, with a record of every applied seq.
+// The target side on the emulator for a test: the local cloud's target
+// (startLocalTarget), with a record of every applied seq, rejection and refusal.
 
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
