@@ -13,8 +13,10 @@ import {
   deduplicationId,
   deltaContentSize,
   encodeInline,
+  joinMessage,
   wireJson,
   type Compression,
+  type MessageHeader,
   type WireRecord,
 } from "../contract/wire.ts";
 import type { Journal, JournalRecord } from "./journal.ts";
@@ -127,8 +129,8 @@ export function packNext(journal: Journal, set: string, options: PackOptions = {
   const maxBytes = options.maxBytes ?? MAX_MESSAGE_BYTES;
   const compression = options.compression ?? "zstd";
   const gen = journal.generation(set).id;
-  const envelope = JSON.stringify({ v: WIRE_VERSION, set, gen, records: [] });
-  let size = Buffer.byteLength(envelope);
+  const header: MessageHeader = { v: WIRE_VERSION, set, gen };
+  let size = Buffer.byteLength(joinMessage(header, []));
   const parts: string[] = [];
   const staged: PackedPayload[] = [];
   const markers: PackedMarker[] = [];
@@ -153,8 +155,7 @@ export function packNext(journal: Journal, set: string, options: PackOptions = {
     cursor = last;
   }
   if (parts.length === 0) return undefined;
-  // The envelope ends in "[]}": splice the records in between the brackets.
-  const body = `${envelope.slice(0, -2)}${parts.join(",")}]}`;
+  const body = joinMessage(header, parts);
   return { body, first, last, staged, markers, gen };
 }
 

@@ -10,21 +10,14 @@ import { mkdirSync, openSync, closeSync, writeSync, writeFileSync } from "node:f
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { EBSClient } from "@aws-sdk/client-ebs";
 import type { SQSBatchResponse, SQSEvent } from "aws-lambda";
 import { loadConfig } from "../agent/config.ts";
 import { silentLogger } from "../agent/log.ts";
 import { startAgent, type RunningAgent } from "../agent/runtime.ts";
 import { BLOCK_SIZE } from "../contract/wire.ts";
-import { Applier } from "../lambdas/applier/applier.ts";
-import { createHandler } from "../lambdas/applier/handler.ts";
-import { clientConfig, makeS3Client, makeSqsClient } from "../lambdas/aws-clients.ts";
-import { ensureTargetResources, startEmulator } from "../lambdas/local/emulator.ts";
-import { LocalPoller } from "../lambdas/local/poller.ts";
-import { S3Store } from "../lambdas/store/s3-store.ts";
-import { historySettingsFromEnvironment } from "../lambdas/history/settings.ts";
-import { EbsSnapshotAction } from "../lambdas/volumes/ebs-snapshot.ts";
-import { startFakeEbs } from "../lambdas/local/ebs-standin.ts";
+import { startEmulator } from "../lambdas/local/emulator.ts";
+import { startLocalTarget } from "../lambdas/local/target.ts";
+import { LOCAL_EVENTS_FILE, localTaskSettings } from "../lambdas/local/tasks.ts";
 import { countingProxy, REGION, until, type Result } from "./support.ts";
 
 /** us-east-1 list prices used by the model (USD). */
@@ -80,41 +73,39 @@ async function counted(
 ): Promise<Measured> {
   const dir = await mkdtemp(join(tmpdir(), "tidemark-cost-"));
   const emulator = await startEmulator({ port: 0 });
-  const resources = await ensureTargetResources({ endpoint: emulator.endpoint, region: REGION, visibilityTimeoutSeconds: 30 });
   const sourceProxy = await tallyingProxy(emulator.endpoint);
   const targetProxy = await tallyingProxy(emulator.endpoint);
-  const ebs = await startFakeEbs();
-  const s3 = makeS3Client({ region: REGION, endpoint: targetProxy.endpoint });
-  const sqs = makeSqsClient({ region: REGION, endpoint: targetProxy.endpoint });
-  const ebsClient = new EBSClient(clientConfig({ region: REGION, endpoint: ebs.endpoint }));
-  const store = new S3Store(s3, resources.bucket);
   const applied = new Map<string, number>();
-  const applier = new Applier({
-    store,
-    log: () => {},
-    tasks: { actions: { "ebs-snapshot": new EbsSnapshotAction(ebsClient, store) } },
-    observer: { applied: (set, record) => applied.set(set, Math.max(applied.get(set) ?? 0, record.seq)) },
-    // As deployed: TIDEMARK_POINT_IN_TIME_DAYS (7 days unless set; 0 prices a target without point-in-time history).
-    history: historySettingsFromEnvironment(process.env),
-  });
-  const handler = createHandler(applier, () => {});
   let invocations = 0;
   let invocationMs = 0;
   let inFlight = 0;
-  const timed = async (event: SQSEvent): Promise<SQSBatchResponse> => {
-    const started = performance.now();
-    inFlight += 1;
-    try {
-      return await handler(event);
-    } finally {
-      inFlight -= 1;
-      invocations += 1;
-      invocationMs += performance.now() - started;
-    }
-  };
-  const queueUrl = resources.queueUrl.replace(emulator.endpoint, targetProxy.endpoint);
-  const poller = new LocalPoller({ sqs, queueUrl, region: REGION, handler: timed, waitTimeSeconds: 1 });
-  poller.start();
+  const timed =
+    (handler: (event: SQSEvent) => Promise<SQSBatchResponse>) =>
+    async (event: SQSEvent): Promise<SQSBatchResponse> => {
+      const started = performance.now();
+      inFlight += 1;
+      try {
+        return await handler(event);
+      } finally {
+        inFlight -= 1;
+        invocations += 1;
+        invocationMs += performance.now() - started;
+      }
+    };
+  // The emulator is started here, not by the target: the agent's requests go to it through a proxy of their own.
+  const target = await startLocalTarget({
+    emulator: { endpoint: emulator.endpoint },
+    clientEndpoint: targetProxy.endpoint,
+    visibilityTimeoutSeconds: 30,
+    ebs: {},
+    tasks: ({ ebs }) => localTaskSettings(join(dir, LOCAL_EVENTS_FILE), ebs),
+    observer: { applied: (set, record) => applied.set(set, Math.max(applied.get(set) ?? 0, record.seq)) },
+    // As deployed: TIDEMARK_POINT_IN_TIME_DAYS (7 days unless set; 0 prices a target without point-in-time history).
+    history: "environment",
+    wrapHandler: timed,
+    poller: { waitTimeSeconds: 1 },
+  });
+  const { ebs } = target;
   let agent: RunningAgent | undefined;
   try {
     setup(dir);
@@ -124,8 +115,8 @@ async function counted(
       JSON.stringify({
         region: REGION,
         endpoint: sourceProxy.endpoint,
-        queueUrl: resources.queueUrl.replace(emulator.endpoint, sourceProxy.endpoint),
-        bucket: resources.bucket,
+        queueUrl: target.queueUrl.replace(emulator.endpoint, sourceProxy.endpoint),
+        bucket: target.bucket,
         stateDir: join(dir, "state"),
         sets,
         ebsEndpoint: ebs.endpoint,
@@ -160,11 +151,7 @@ async function counted(
     return { source: new Map(sourceProxy.tally), target: new Map(targetProxy.tally), ebs: new Map(ebs.calls), invocations, invocationMs };
   } finally {
     await agent?.stop();
-    await poller.stop();
-    sqs.destroy();
-    s3.destroy();
-    ebsClient.destroy();
-    await ebs.stop();
+    await target.stop();
     await sourceProxy.close();
     await targetProxy.close();
     await emulator.stop();

@@ -14,9 +14,9 @@ import { silentLogger } from "../agent/log.ts";
 import { startAgent, type RunningAgent } from "../agent/runtime.ts";
 import { formatBytes } from "../agent/format.ts";
 import { BLOCK_SIZE } from "../contract/wire.ts";
-import { messageBody, putRecord, signedSqsAttributes } from "../test/support/messages.ts";
 import { Applier } from "../lambdas/applier/applier.ts";
 import { createHandler } from "../lambdas/applier/handler.ts";
+import { inlinePut, messageBody, signedSqsAttributes } from "./messages.ts";
 import { describeModel, hasLatency, NO_LATENCY, releaseFromApplierCpu, type LatencyModel } from "./latency.ts";
 import { countingProxy, median, percentile, rclone, rcloneRun, REGION, startBenchCloud, until, type BenchCloud, type CountingProxy, type Result } from "./support.ts";
 
@@ -404,7 +404,7 @@ export async function applierThroughput(runs: number, model: LatencyModel = NO_L
           "throughput",
           Array.from({ length: records }, () => {
             seq += 1;
-            return putRecord(seq, `dir${seq % 20}/file-${seq}`, randomBytes(512).toString("hex"));
+            return inlinePut(seq, `dir${seq % 20}/file-${seq}`, Buffer.from(randomBytes(512).toString("hex")));
           }),
         ),
         attributes: { ApproximateReceiveCount: "1", SentTimestamp: String(Date.now()), SenderId: "bench", ApproximateFirstReceiveTimestamp: String(Date.now()), MessageGroupId: "throughput" },

@@ -1,4 +1,4 @@
-// What every benchmark scenario needs: the tests' local cloud (recording
+// What every benchmark scenario needs: the local cloud's target (recording
 // when each record reached the target), optionally under the AWS-latency
 // model (bench/latency.ts), a counting proxy in front of the emulator for the
 // source side's requests, rclone, and stats.
@@ -7,11 +7,11 @@ import { spawn } from "node:child_process";
 import { createServer, request, type IncomingMessage, type Server } from "node:http";
 import { cpus, totalmem } from "node:os";
 import { fileURLToPath } from "node:url";
+import { LOCAL_REGION, startLocalTarget } from "../lambdas/local/target.ts";
 import type { S3Store } from "../lambdas/store/s3-store.ts";
-import { REGION, startTestCloud } from "../test/support/local-cloud.ts";
 import { limitCpu, NO_LATENCY, releaseFromApplierCpu, type LatencyModel } from "./latency.ts";
 
-export { REGION };
+export const REGION = LOCAL_REGION;
 
 /** Requests and request-body bytes that went through the proxy since the last reset. */
 export interface Counts {
@@ -108,7 +108,7 @@ async function emulatorProcess(model: LatencyModel): Promise<EmulatorEndpoints &
 }
 
 /**
- * The tests' local cloud, recording when each entry reached the target. With
+ * The local cloud's target, recording when each entry reached the target. With
  * `separateEmulator`, the emulator runs in a process of its own, so the
  * applier does not share its thread (as on AWS); a latency model implies it,
  * puts its delay proxies beside the emulator, and holds this process (the
@@ -116,16 +116,22 @@ async function emulatorProcess(model: LatencyModel): Promise<EmulatorEndpoints &
  */
 export async function startBenchCloud(options: { separateEmulator?: boolean; latency?: LatencyModel } = {}): Promise<BenchCloud> {
   const appliedAt = new Map<string, number>();
+  const appliedCount = new Map<string, number>();
   const model = options.latency ?? NO_LATENCY;
   const emulator = options.separateEmulator || options.latency ? await emulatorProcess(model) : undefined;
   const cpu = limitCpu(model.lambdaCpu);
   if (cpu.problem) throw new Error(cpu.problem);
-  const cloud = await startTestCloud({
-    ...(emulator ? { emulatorEndpoint: emulator.endpoint, clientEndpoint: emulator.applier } : {}),
+  const cloud = await startLocalTarget({
+    emulator: emulator ? { endpoint: emulator.endpoint } : { port: 0 },
+    ...(emulator ? { clientEndpoint: emulator.applier } : {}),
     visibilityTimeoutSeconds: 30,
-    onApplied: (set, record) => {
-      if ("path" in record) appliedAt.set(`${set}:${record.path}`, Date.now());
+    observer: {
+      applied: (set, record) => {
+        appliedCount.set(set, (appliedCount.get(set) ?? 0) + 1);
+        if ("path" in record) appliedAt.set(`${set}:${record.path}`, Date.now());
+      },
     },
+    poller: { waitTimeSeconds: 1 },
   });
   const sourceEndpoint = emulator?.source ?? cloud.endpoint;
   return {
@@ -136,7 +142,7 @@ export async function startBenchCloud(options: { separateEmulator?: boolean; lat
     bucket: cloud.bucket,
     store: cloud.store,
     appliedAt,
-    appliedRecords: (set) => cloud.applied.get(set)?.length ?? 0,
+    appliedRecords: (set) => appliedCount.get(set) ?? 0,
     async stop() {
       await cloud.stop();
       cpu.lift();

@@ -317,7 +317,21 @@ export function wireJson(value: unknown): string {
 }
 
 export function serializeMessage(message: WireMessage): string {
-  return wireJson(message);
+  const { records, ...header } = message;
+  return joinMessage(header, records.map(wireJson));
+}
+
+/** A message but its records. */
+export type MessageHeader = Omit<WireMessage, "records">;
+
+/**
+ * The message serializeMessage writes, from its records' JSON text (wireJson
+ * of each): the agent measures each record's text as it packs a message, and
+ * joins them without writing them again.
+ */
+export function joinMessage(header: MessageHeader, recordsJson: readonly string[]): string {
+  // The header's text ends in "[]}": the records go between the brackets.
+  return `${wireJson({ ...header, records: [] }).slice(0, -2)}${recordsJson.join(",")}]}`;
 }
 
 /** First and last seq of a message. */

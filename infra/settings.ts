@@ -4,7 +4,9 @@
 // deploying something else.
 
 import { z } from "zod";
+import { DEFAULT_POINT_IN_TIME_DAYS } from "../contract/history.ts";
 import { setNameProblem } from "../contract/paths.ts";
+import { REPLICATION_QUEUE } from "../contract/queue.ts";
 
 /** A source host of `tidemark:hosts`. */
 export interface HostSettings {
@@ -222,14 +224,14 @@ const SettingsSchema = z
       .pipe(z.array(z.string().regex(lambdaArn, "a Lambda function ARN")))
       .default([]),
     snapshotRetentionDays: integer(1, 3650).default(30),
-    pointInTimeDays: integer(0, 3650).default(7),
+    pointInTimeDays: integer(0, 3650).default(DEFAULT_POINT_IN_TIME_DAYS),
     backup: booleanish.default(false),
     volumeSnapshots: booleanish.default(false),
     ebsKmsKeyArn: z.string().regex(/^arn:aws[\w-]*:kms:[a-z0-9-]+:\d{12}:key\/[A-Za-z0-9-]+$/, "a KMS key ARN").optional(),
     applierConcurrency: integer(2, 1000).default(10),
     applierTimeoutSeconds: integer(10, 900).default(120),
     applierMemoryMiB: integer(256, 10240).default(1024),
-    maxReceiveCount: integer(1, 1000).default(5),
+    maxReceiveCount: integer(1, 1000).default(REPLICATION_QUEUE.maxReceiveCount),
     noncurrentVersionDays: integer(1, 3650).default(30),
     maxMessageAgeSeconds: integer(60, 1_209_600).default(300),
     // CloudWatch evaluates an alarm over at most 7 days: one hourly datapoint per hour of the window.

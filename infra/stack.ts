@@ -4,6 +4,7 @@
 import { CfnOutput, Duration, Stack, type StackProps } from "aws-cdk-lib";
 import type { Construct } from "constructs";
 import { hostRoleOutput, STACK_OUTPUT } from "../contract/stack-outputs.ts";
+import { APPLIER_ENV } from "../lambdas/environment.ts";
 import { AgentAccess } from "./constructs/agent-access.ts";
 import { HostRoles } from "./constructs/host-roles.ts";
 import { Applier } from "./constructs/applier.ts";
@@ -73,7 +74,7 @@ export class TidemarkStack extends Stack {
       memoryMiB: settings.applierMemoryMiB,
       maxConcurrency: settings.applierConcurrency,
       metricsNamespace,
-      environment: { ...this.actions.environment, ...this.hostRoles.environment, TIDEMARK_POINT_IN_TIME_DAYS: String(settings.pointInTimeDays) },
+      environment: { ...this.actions.environment, ...this.hostRoles.environment, [APPLIER_ENV.pointInTimeDays]: String(settings.pointInTimeDays) },
     });
     this.actions.grantTo(this.applier.function);
     this.agentAccess = new AgentAccess(this, "AgentAccess", {

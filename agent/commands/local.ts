@@ -1,15 +1,8 @@
 import { existsSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { basename, join, resolve } from "node:path";
-import { ChangeMessageVisibilityCommand } from "@aws-sdk/client-sqs";
-import type { SQSRecord } from "aws-lambda";
-import { IN_PROCESS, makeS3Client, makeSqsClient } from "../../lambdas/aws-clients.ts";
-import { Applier } from "../../lambdas/applier/applier.ts";
-import { createHandler } from "../../lambdas/applier/handler.ts";
-import { ensureTargetResources, startEmulator } from "../../lambdas/local/emulator.ts";
-import { LocalPoller } from "../../lambdas/local/poller.ts";
-import { historySettingsFromEnvironment } from "../../lambdas/history/settings.ts";
 import { LOCAL_EVENTS_FILE, localTaskSettings } from "../../lambdas/local/tasks.ts";
-import { S3Store } from "../../lambdas/store/s3-store.ts";
+import type { FakeEbs } from "../../lambdas/local/ebs-standin.ts";
+import { LOCAL_REGION, startLocalTarget, type LocalTarget } from "../../lambdas/local/target.ts";
 import { setNameProblem } from "../../contract/paths.ts";
 import { ConfigError, DEFAULT_CONFIG_FILE, loadConfig, pathWithin, realPathOf, type ConfigFile } from "../config.ts";
 import { createLogger, logJsonLine } from "../log.ts";
@@ -17,7 +10,7 @@ import { startAgent, type RunningAgent } from "../runtime.ts";
 import { acquireStateLock } from "../state-lock.ts";
 import { stringOption, untilStopped, UsageError, type Command } from "./command.ts";
 
-const REGION = "us-east-1";
+const REGION = LOCAL_REGION;
 
 /** A set name from a folder name: invalid characters become '-'. */
 export function setNameFor(folder: string): string {
@@ -125,66 +118,44 @@ Examples:
     const log = createLogger({ json: values["json-logs"] === true });
 
     const stops: (() => Promise<void>)[] = [async () => lock.release()];
-    let emulator: Awaited<ReturnType<typeof startEmulator>>;
+    let target: LocalTarget & { readonly ebs: FakeEbs };
     try {
-      emulator = await startEmulator({ port, dataDir: join(stateDir, "emulator"), versioned: values["versioned-bucket"] === true });
+      target = await startLocalTarget({
+        region: REGION,
+        emulator: { port, dataDir: join(stateDir, "emulator"), versioned: values["versioned-bucket"] === true },
+        // The EBS direct APIs have no emulator: the local cloud's protocol-level stand-in (the tests use it too), keeping its snapshots on disk.
+        ebs: { dir: join(stateDir, "ebs") },
+        tasks: ({ ebs }) => localTaskSettings(join(stateDir, LOCAL_EVENTS_FILE), ebs),
+        // The same protection window as a deployed target: TIDEMARK_POINT_IN_TIME_DAYS, 7 days unless set.
+        history: "environment",
+        log: (line) => logJsonLine(log, line),
+        metrics: (line) => log.debug("applier metrics", { emf: line }),
+        poller: { onError: (error) => log.warn("poller", { error: error.message }) },
+      });
     } catch (error) {
       lock.release();
       throw error;
     }
-    stops.push(() => emulator.stop());
-    // The EBS direct APIs have no emulator: the local cloud's protocol-level stand-in (the tests use it too), keeping its snapshots on disk.
-    const { startFakeEbs } = await import("../../lambdas/local/ebs-standin.ts");
-    const ebs = await startFakeEbs({ dir: join(stateDir, "ebs") });
-    stops.push(() => ebs.stop());
+    stops.push(() => target.stop());
     const stopAll = async () => {
       for (const stop of stops.reverse()) await stop();
     };
     try {
-      const target = await ensureTargetResources({ endpoint: emulator.endpoint, region: REGION });
-      const s3 = makeS3Client({ region: REGION, endpoint: emulator.endpoint, http: IN_PROCESS });
-      const sqs = makeSqsClient({ region: REGION, endpoint: emulator.endpoint, http: IN_PROCESS });
-      const store = new S3Store(s3, target.bucket);
-      const applier = new Applier({
-        store,
-        tasks: localTaskSettings(join(stateDir, LOCAL_EVENTS_FILE), { store, ebsEndpoint: ebs.endpoint, region: REGION }),
-        // The same protection window as a deployed target: TIDEMARK_POINT_IN_TIME_DAYS, 7 days unless set.
-        history: historySettingsFromEnvironment(process.env),
-        log: (line) => logJsonLine(log, line),
-      });
-      // A marker whose action goes on in the next invocation comes back at once, as the deployed applier arranges.
-      const retrySoon = async (record: SQSRecord) => {
-        await sqs.send(new ChangeMessageVisibilityCommand({ QueueUrl: target.queueUrl, ReceiptHandle: record.receiptHandle, VisibilityTimeout: 0 }));
-      };
-      const handler = createHandler(applier, (line) => log.debug("applier metrics", { emf: line }), undefined, retrySoon);
-      const poller = new LocalPoller({
-        sqs,
-        queueUrl: target.queueUrl,
-        region: REGION,
-        handler,
-        onError: (error) => log.warn("poller", { error: error.message }),
-      });
-      poller.start();
-      stops.push(async () => {
-        await poller.stop();
-        sqs.destroy();
-        s3.destroy();
-      });
-
+      const ebsEndpoint = target.ebs.endpoint;
       const configFile = join(stateDir, DEFAULT_CONFIG_FILE);
       const written = writeLocalConfig(
         configFile,
-        { endpoint: emulator.endpoint, ebsEndpoint: ebs.endpoint, queueUrl: target.queueUrl, bucket: target.bucket },
+        { endpoint: target.endpoint, ebsEndpoint, queueUrl: target.queueUrl, bucket: target.bucket },
         source !== undefined && setName !== undefined ? { name: setName, path: resolve(source) } : undefined,
       );
       process.stdout.write(
         [
           `tidemark local is running`,
-          `  endpoint  ${emulator.endpoint}`,
+          `  endpoint  ${target.endpoint}`,
           `  queue     ${target.queueUrl}`,
           `  bucket    ${target.bucket}`,
           `  config    ${configFile}`,
-          `  ebs       ${ebs.endpoint} (stand-in for the EBS direct APIs: ebs-snapshot markers)`,
+          `  ebs       ${ebsEndpoint} (stand-in for the EBS direct APIs: ebs-snapshot markers)`,
           `  events    ${join(stateDir, LOCAL_EVENTS_FILE)} (task events, one JSON line each)`,
           "",
         ].join("\n"),

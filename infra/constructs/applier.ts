@@ -12,6 +12,7 @@ import { LogGroup, RetentionDays } from "aws-cdk-lib/aws-logs";
 import type { IBucket } from "aws-cdk-lib/aws-s3";
 import type { IQueue } from "aws-cdk-lib/aws-sqs";
 import { Construct } from "constructs";
+import { APPLIER_ENV } from "../../lambdas/environment.ts";
 import { acknowledge, bucketObjectsFinding } from "../nag.ts";
 
 /** The largest batch a FIFO event source mapping takes. */
@@ -71,9 +72,9 @@ export class Applier extends Construct {
       logGroup: this.logGroup,
       description: "tidemark applier: applies the replication stream to the target bucket in order",
       environment: {
-        TIDEMARK_BUCKET: props.bucket.bucketName,
-        TIDEMARK_BUCKET_ARN: props.bucket.bucketArn,
-        TIDEMARK_METRICS_NAMESPACE: props.metricsNamespace,
+        [APPLIER_ENV.bucket]: props.bucket.bucketName,
+        [APPLIER_ENV.bucketArn]: props.bucket.bucketArn,
+        [APPLIER_ENV.metricsNamespace]: props.metricsNamespace,
         NODE_OPTIONS: "--enable-source-maps",
         ...props.environment,
       },

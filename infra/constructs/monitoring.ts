@@ -8,7 +8,7 @@ import type { IFunction } from "aws-cdk-lib/aws-lambda";
 import { Topic } from "aws-cdk-lib/aws-sns";
 import type { IQueue } from "aws-cdk-lib/aws-sqs";
 import { Construct } from "constructs";
-import { SNAPSHOT_CHECKS_FAILED_METRIC } from "../../lambdas/applier/metrics.ts";
+import { METRIC } from "../../lambdas/applier/metrics.ts";
 
 export interface MonitoringProps {
   readonly dashboardName: string;
@@ -53,7 +53,7 @@ export class Monitoring extends Construct {
     const oldest = props.queue.metricApproximateAgeOfOldestMessage({ period: minute, statistic: "Maximum" });
     const dead = props.deadLetterQueue.metricApproximateNumberOfMessagesVisible({ period: minute, statistic: "Maximum" });
     const errors = props.applier.metricErrors({ period: minute, statistic: "Sum" });
-    const outOfSync = applied("SetsOutOfSync", "Maximum");
+    const outOfSync = applied(METRIC.setsOutOfSync, "Maximum");
     const maxAge = (props.maxMessageAge ?? Duration.minutes(5)).toSeconds();
 
     const alarm = (name: string, metric: IMetric, threshold: number, description: string, evaluationPeriods = 1) =>
@@ -85,7 +85,7 @@ export class Monitoring extends Construct {
       1,
       "A set is out of sync on the target (a seq gap or a diverged target); `tidemark status` names it, and the agent resyncs it.",
     );
-    const snapshotChecks = applied(SNAPSHOT_CHECKS_FAILED_METRIC);
+    const snapshotChecks = applied(METRIC.snapshotChecksFailed);
     this.snapshotCheckAlarm = alarm(
       "SnapshotCheckFailed",
       snapshotChecks,
@@ -95,7 +95,7 @@ export class Monitoring extends Construct {
 
     this.drillFailedAlarm = alarm(
       "DrillFailed",
-      applied("DrillFailed"),
+      applied(METRIC.drillFailed),
       1,
       "A recovery drill failed: a recovery point did not restore as recorded. Its report under drills/<set>/ names every bad path.",
     );
@@ -103,7 +103,7 @@ export class Monitoring extends Construct {
     if (drillHours > 0) {
       // One datapoint an hour, missing ones breaching: in alarm when none of the last N hours had a drill that passed.
       this.noRecentDrillAlarm = new Alarm(this, "NoRecentDrill", {
-        metric: new Metric({ namespace: props.metricsNamespace, metricName: "DrillPassed", statistic: "Sum", period: Duration.hours(1) }),
+        metric: new Metric({ namespace: props.metricsNamespace, metricName: METRIC.drillPassed, statistic: "Sum", period: Duration.hours(1) }),
         threshold: 1,
         evaluationPeriods: drillHours,
         datapointsToAlarm: drillHours,
@@ -127,7 +127,7 @@ export class Monitoring extends Construct {
       new GraphWidget({
         title: "Replication lag",
         left: [oldest],
-        right: [applied("ReplicationLag", "Maximum")],
+        right: [applied(METRIC.replicationLag, "Maximum")],
         leftYAxis: { label: "oldest message waiting (s)", showUnits: false },
         rightYAxis: { label: "oldest message applied (ms)", showUnits: false },
         width: 12,
@@ -140,7 +140,7 @@ export class Monitoring extends Construct {
       }),
     );
     this.dashboard.addWidgets(
-      new GraphWidget({ title: "Records applied", left: [applied("RecordsApplied")], right: [applied("BytesApplied")], width: 12 }),
+      new GraphWidget({ title: "Records applied", left: [applied(METRIC.recordsApplied)], right: [applied(METRIC.bytesApplied)], width: 12 }),
       new GraphWidget({
         title: "Applier",
         left: [props.applier.metricInvocations({ period: minute }), errors],
@@ -150,9 +150,9 @@ export class Monitoring extends Construct {
     );
     this.dashboard.addWidgets(
       new SingleValueWidget({ title: "Sets out of sync", metrics: [outOfSync], width: 6 }),
-      new SingleValueWidget({ title: "Messages rejected", metrics: [applied("MessagesRejected")], width: 6 }),
+      new SingleValueWidget({ title: "Messages rejected", metrics: [applied(METRIC.messagesRejected)], width: 6 }),
       new SingleValueWidget({ title: "Dead letters", metrics: [dead], width: 6 }),
-      new SingleValueWidget({ title: "Drills passed / failed (24 h)", metrics: [applied("DrillPassed"), applied("DrillFailed")].map((m) => m.with({ period: Duration.days(1) })), width: 6 }),
+      new SingleValueWidget({ title: "Drills passed / failed (24 h)", metrics: [applied(METRIC.drillPassed), applied(METRIC.drillFailed)].map((m) => m.with({ period: Duration.days(1) })), width: 6 }),
       new SingleValueWidget({ title: "Snapshot checks failed", metrics: [snapshotChecks], width: 6 }),
     );
   }

@@ -4,9 +4,11 @@
 import { Duration } from "aws-cdk-lib";
 import { DeduplicationScope, FifoThroughputLimit, Queue, QueueEncryption } from "aws-cdk-lib/aws-sqs";
 import { Construct } from "constructs";
+import { REPLICATION_QUEUE, replicationQueueNames } from "../../contract/queue.ts";
 
-/** SQS's largest message; the agent packs well under it (contract/wire.ts). */
-export const MAX_MESSAGE_SIZE_BYTES = 1_048_576;
+/** CDK's names of the shared definition's values (contract/queue.ts). */
+const DEDUPLICATION_SCOPE = { messageGroup: DeduplicationScope.MESSAGE_GROUP, queue: DeduplicationScope.QUEUE } as const;
+const FIFO_THROUGHPUT_LIMIT = { perMessageGroupId: FifoThroughputLimit.PER_MESSAGE_GROUP_ID, perQueue: FifoThroughputLimit.PER_QUEUE } as const;
 
 /** AWS's advice for a queue a Lambda function reads: at least six times the function's timeout. */
 export const VISIBILITY_TIMEOUT_FACTOR = 6;
@@ -18,7 +20,7 @@ export interface ReplicationQueueProps {
   readonly consumerTimeout: Duration;
   /**
    * Receives before a message moves to the dead-letter queue.
-   * @default 5
+   * @default REPLICATION_QUEUE.maxReceiveCount (5)
    */
   readonly maxReceiveCount?: number;
 }
@@ -29,25 +31,24 @@ export class ReplicationQueue extends Construct {
 
   constructor(scope: Construct, id: string, props: ReplicationQueueProps) {
     super(scope, id);
-    const retention = Duration.days(14);
+    const names = replicationQueueNames(props.queueName);
+    // The queues the local cloud creates too (contract/queue.ts); encryption and the HTTPS-only policy are AWS's alone.
     const common = {
-      fifo: true,
-      // Markers sent from the console carry no deduplication id; content-based
-      // deduplication covers them. The agent always sends its own id.
-      contentBasedDeduplication: true,
-      deduplicationScope: DeduplicationScope.MESSAGE_GROUP,
-      fifoThroughputLimit: FifoThroughputLimit.PER_MESSAGE_GROUP_ID,
-      maxMessageSizeBytes: MAX_MESSAGE_SIZE_BYTES,
-      retentionPeriod: retention,
+      fifo: REPLICATION_QUEUE.fifoQueue,
+      contentBasedDeduplication: REPLICATION_QUEUE.contentBasedDeduplication,
+      deduplicationScope: DEDUPLICATION_SCOPE[REPLICATION_QUEUE.deduplicationScope],
+      fifoThroughputLimit: FIFO_THROUGHPUT_LIMIT[REPLICATION_QUEUE.fifoThroughputLimit],
+      maxMessageSizeBytes: REPLICATION_QUEUE.maximumMessageSizeBytes,
+      retentionPeriod: Duration.seconds(REPLICATION_QUEUE.messageRetentionSeconds),
       encryption: QueueEncryption.SQS_MANAGED,
       enforceSSL: true,
     };
-    this.deadLetterQueue = new Queue(this, "DeadLetterQueue", { ...common, queueName: `${props.queueName}-dlq.fifo` });
+    this.deadLetterQueue = new Queue(this, "DeadLetterQueue", { ...common, queueName: names.deadLetterQueue });
     this.queue = new Queue(this, "Queue", {
       ...common,
-      queueName: `${props.queueName}.fifo`,
+      queueName: names.queue,
       visibilityTimeout: Duration.seconds(props.consumerTimeout.toSeconds() * VISIBILITY_TIMEOUT_FACTOR),
-      deadLetterQueue: { queue: this.deadLetterQueue, maxReceiveCount: props.maxReceiveCount ?? 5 },
+      deadLetterQueue: { queue: this.deadLetterQueue, maxReceiveCount: props.maxReceiveCount ?? REPLICATION_QUEUE.maxReceiveCount },
     });
   }
 }

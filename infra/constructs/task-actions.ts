@@ -8,6 +8,7 @@ import { BackupVault } from "aws-cdk-lib/aws-backup";
 import { EventBus } from "aws-cdk-lib/aws-events";
 import { type IGrantable, ManagedPolicy, PolicyStatement, Role, ServicePrincipal } from "aws-cdk-lib/aws-iam";
 import { Construct } from "constructs";
+import { APPLIER_ENV } from "../../lambdas/environment.ts";
 import { acknowledge } from "../nag.ts";
 import type { LockMode } from "../settings.ts";
 
@@ -101,19 +102,19 @@ export class TaskActions extends Construct {
       );
     }
     this.environment = {
-      TIDEMARK_TASKS_ENABLED: String(props.enabled ?? true),
-      TIDEMARK_EVENT_BUS: this.eventBus.eventBusName,
-      TIDEMARK_INVOKE_ALLOW: this.invokeAllowList.join(","),
+      [APPLIER_ENV.tasksEnabled]: String(props.enabled ?? true),
+      [APPLIER_ENV.eventBus]: this.eventBus.eventBusName,
+      [APPLIER_ENV.invokeAllow]: this.invokeAllowList.join(","),
       // A marker naming a function without its ARN means this account's function, as Lambda reads the name.
-      TIDEMARK_ACCOUNT: Stack.of(this).account,
-      TIDEMARK_SNAPSHOT_RETENTION_DAYS: String(props.snapshotRetentionDays ?? 30),
-      TIDEMARK_VOLUME_SNAPSHOTS: String(this.#volumeSnapshots),
-      ...(this.#ebsKmsKeyArn ? { TIDEMARK_EBS_KMS_KEY_ARN: this.#ebsKmsKeyArn } : {}),
+      [APPLIER_ENV.account]: Stack.of(this).account,
+      [APPLIER_ENV.snapshotRetentionDays]: String(props.snapshotRetentionDays ?? 30),
+      [APPLIER_ENV.volumeSnapshots]: String(this.#volumeSnapshots),
+      ...(this.#ebsKmsKeyArn ? { [APPLIER_ENV.ebsKmsKeyArn]: this.#ebsKmsKeyArn } : {}),
       ...(this.#snapshotLock && props.snapshotLock
-        ? { TIDEMARK_SNAPSHOT_LOCK_DAYS: String(props.snapshotLock.days), TIDEMARK_SNAPSHOT_LOCK_MODE: props.snapshotLock.mode }
+        ? { [APPLIER_ENV.snapshotLockDays]: String(props.snapshotLock.days), [APPLIER_ENV.snapshotLockMode]: props.snapshotLock.mode }
         : {}),
       ...(this.backupVault && this.backupRole
-        ? { TIDEMARK_BACKUP_VAULT: this.backupVault.backupVaultName, TIDEMARK_BACKUP_ROLE_ARN: this.backupRole.roleArn }
+        ? { [APPLIER_ENV.backupVault]: this.backupVault.backupVaultName, [APPLIER_ENV.backupRoleArn]: this.backupRole.roleArn }
         : {}),
     };
   }

@@ -7,6 +7,7 @@ import { processPartialResponse, SqsFifoPartialProcessorAsync } from "@aws-lambd
 import type { Context, SQSBatchResponse, SQSEvent, SQSRecord } from "aws-lambda";
 import { ChangeMessageVisibilityCommand } from "@aws-sdk/client-sqs";
 import { makeS3Client, makeSqsClient } from "../aws-clients.ts";
+import { APPLIER_ENDPOINT_ENV, APPLIER_ENV } from "../environment.ts";
 import { customisedHttp } from "../target/http-settings.ts";
 import { S3Store } from "../store/s3-store.ts";
 import { Applier, type MessageOutcome } from "./applier.ts";
@@ -80,19 +81,20 @@ function stringAttributes(attributes: SQSRecord["messageAttributes"]): Record<st
 }
 
 function fromEnvironment(env: NodeJS.ProcessEnv = process.env): BatchHandler {
-  const bucket = env.TIDEMARK_BUCKET;
-  if (!bucket) throw new Error("TIDEMARK_BUCKET is not set: the applier does not know its target bucket");
+  const bucket = env[APPLIER_ENV.bucket];
+  if (!bucket) throw new Error(`${APPLIER_ENV.bucket} is not set: the applier does not know its target bucket`);
   const region = env.AWS_REGION ?? "us-east-1";
-  const endpoint = env.TIDEMARK_S3_ENDPOINT;
+  const endpoint = env[APPLIER_ENDPOINT_ENV.s3];
   // S3 itself checks and keeps checksums; an S3-compatible endpoint is not trusted to.
   // Behind a proxy or with a CA bundle, every request takes the SDK's handler, which applies them.
   const store = new S3Store(makeS3Client({ region, ...(endpoint ? { endpoint } : {}) }, env), bucket, { storeVerifiesChecksums: endpoint === undefined, directRequests: !customisedHttp({}, env) });
-  const sqs = makeSqsClient({ region, ...(env.TIDEMARK_SQS_ENDPOINT ? { endpoint: env.TIDEMARK_SQS_ENDPOINT } : {}) }, env);
+  const sqsEndpoint = env[APPLIER_ENDPOINT_ENV.sqs];
+  const sqs = makeSqsClient({ region, ...(sqsEndpoint ? { endpoint: sqsEndpoint } : {}) }, env);
   const retrySoon: RetrySoon = async (record) => {
-    await sqs.send(new ChangeMessageVisibilityCommand({ QueueUrl: queueUrlOf(record.eventSourceARN, env.TIDEMARK_SQS_ENDPOINT), ReceiptHandle: record.receiptHandle, VisibilityTimeout: 0 }));
+    await sqs.send(new ChangeMessageVisibilityCommand({ QueueUrl: queueUrlOf(record.eventSourceARN, sqsEndpoint), ReceiptHandle: record.receiptHandle, VisibilityTimeout: 0 }));
   };
   const ownership = new SignedOwnership(store, { setRoles: setRolesFromEnvironment(env) });
-  const metricsNamespace = env.TIDEMARK_METRICS_NAMESPACE || undefined;
+  const metricsNamespace = env[APPLIER_ENV.metricsNamespace] || undefined;
   const applier = new Applier({
     store,
     ownership,

@@ -8,6 +8,19 @@ import type { SnapshotSummary } from "../../contract/tasks.ts";
 /** The namespace when the deployment sets none (TIDEMARK_METRICS_NAMESPACE). */
 export const DEFAULT_METRICS_NAMESPACE = "Tidemark";
 
+/** The metrics the applier puts, by the names the stack's alarms and dashboard read (infra/constructs/monitoring.ts). */
+export const METRIC = {
+  recordsApplied: "RecordsApplied",
+  bytesApplied: "BytesApplied",
+  messagesRejected: "MessagesRejected",
+  setsOutOfSync: "SetsOutOfSync",
+  replicationLag: "ReplicationLag",
+  drillPassed: "DrillPassed",
+  drillFailed: "DrillFailed",
+  drillRecoveryTime: "DrillRecoveryTime",
+  snapshotChecksFailed: "SnapshotChecksFailed",
+} as const;
+
 export interface BatchSummary {
   readonly outcomes: readonly MessageOutcome[];
   /** Age of the oldest message of the batch when it was handled: replication lag. */
@@ -43,20 +56,20 @@ export function metricsLine(summary: BatchSummary): string {
           Namespace: summary.namespace ?? DEFAULT_METRICS_NAMESPACE,
           Dimensions: [[]],
           Metrics: [
-            { Name: "RecordsApplied", Unit: "Count" },
-            { Name: "BytesApplied", Unit: "Bytes" },
-            { Name: "MessagesRejected", Unit: "Count" },
-            { Name: "SetsOutOfSync", Unit: "Count" },
-            { Name: "ReplicationLag", Unit: "Milliseconds" },
+            { Name: METRIC.recordsApplied, Unit: "Count" },
+            { Name: METRIC.bytesApplied, Unit: "Bytes" },
+            { Name: METRIC.messagesRejected, Unit: "Count" },
+            { Name: METRIC.setsOutOfSync, Unit: "Count" },
+            { Name: METRIC.replicationLag, Unit: "Milliseconds" },
           ],
         },
       ],
     },
-    RecordsApplied: records,
-    BytesApplied: bytes,
-    MessagesRejected: rejected,
-    SetsOutOfSync: outOfSync,
-    ReplicationLag: summary.lagMs,
+    [METRIC.recordsApplied]: records,
+    [METRIC.bytesApplied]: bytes,
+    [METRIC.messagesRejected]: rejected,
+    [METRIC.setsOutOfSync]: outOfSync,
+    [METRIC.replicationLag]: summary.lagMs,
   });
 }
 
@@ -76,21 +89,21 @@ export function drillMetricsLine(report: DrillReport, timestamp: number, namespa
           Namespace: namespace ?? DEFAULT_METRICS_NAMESPACE,
           Dimensions: [[]],
           Metrics: [
-            { Name: "DrillPassed", Unit: "Count" },
-            { Name: "DrillFailed", Unit: "Count" },
-            { Name: "DrillRecoveryTime", Unit: "Milliseconds" },
+            { Name: METRIC.drillPassed, Unit: "Count" },
+            { Name: METRIC.drillFailed, Unit: "Count" },
+            { Name: METRIC.drillRecoveryTime, Unit: "Milliseconds" },
           ],
         },
       ],
     },
-    DrillPassed: report.passed ? 1 : 0,
-    DrillFailed: report.passed ? 0 : 1,
-    DrillRecoveryTime: report.rto.totalMs,
+    [METRIC.drillPassed]: report.passed ? 1 : 0,
+    [METRIC.drillFailed]: report.passed ? 0 : 1,
+    [METRIC.drillRecoveryTime]: report.rto.totalMs,
   });
 }
 
 /** The metric a snapshot that failed its digest or its verification puts (the stack alarms on it). */
-export const SNAPSHOT_CHECKS_FAILED_METRIC = "SnapshotChecksFailed";
+export const SNAPSHOT_CHECKS_FAILED_METRIC = METRIC.snapshotChecksFailed;
 
 /** One log line, read by CloudWatch as the metric SnapshotChecksFailed = 1, naming the set and the snapshot. */
 export function snapshotCheckMetricsLine(failure: { set: string; snapshot: SnapshotSummary; timestamp: number; namespace?: string }): string {

@@ -8,6 +8,7 @@ import type { SetStatus } from "../../contract/layout.ts";
 import { OwnerRecordError, readOwner, writeOwner } from "../target/owner.ts";
 import { BadSignatureError, parseSignature, SIGNATURE_ATTRIBUTE, signatureValid, type OwnerRecord, type ParsedSignature } from "../../contract/signing.ts";
 import type { TargetStore } from "../store/store.ts";
+import { APPLIER_ENV } from "../environment.ts";
 
 /** What the applier knows of who sent a message. */
 export interface MessageOrigin {
@@ -38,7 +39,7 @@ function roleIdOf(senderId: string): string {
 }
 
 /** Environment variable with the stack's map of set -> role id of the host that owns it (JSON object). */
-export const SET_ROLES_ENV = "TIDEMARK_SET_ROLES";
+export const SET_ROLES_ENV = APPLIER_ENV.setRoles;
 
 export class SetRolesError extends Error {
   override name = "SetRolesError";

@@ -3,8 +3,9 @@
 
 import { createServer } from "node:net";
 import { CreateBucketCommand, HeadBucketCommand } from "@aws-sdk/client-s3";
-import { CreateQueueCommand, GetQueueAttributesCommand, GetQueueUrlCommand, type SQSClient } from "@aws-sdk/client-sqs";
+import { CreateQueueCommand, GetQueueAttributesCommand, GetQueueUrlCommand, SetQueueAttributesCommand, type SQSClient } from "@aws-sdk/client-sqs";
 import { startFauxqs } from "fauxqs";
+import { deadLetterQueueAttributes, replicationQueueAttributes, replicationQueueNames } from "../../contract/queue.ts";
 import { IN_PROCESS, makeS3Client, makeSqsClient } from "../aws-clients.ts";
 import { keepLargeBodiesInFiles } from "./emulator-large-objects.ts";
 import { joinPartsOnDisk, removeLeftoverParts } from "./emulator-multipart.ts";
@@ -84,6 +85,12 @@ async function ensureQueue(sqs: SQSClient, name: string, attributes: Record<stri
   } catch (error) {
     if (!/NonExistentQueue|QueueDoesNotExist/.test((error as Error).name)) throw error;
   }
+  if (url) {
+    // A queue kept from an earlier run takes today's definition; FifoQueue never changes, and fauxqs takes the
+    // high-throughput pair only at creation (which every local queue had).
+    const { FifoQueue, DeduplicationScope, FifoThroughputLimit, ...changeable } = attributes;
+    await sqs.send(new SetQueueAttributesCommand({ QueueUrl: url, Attributes: changeable }));
+  }
   url ??= (await sqs.send(new CreateQueueCommand({ QueueName: name, Attributes: attributes }))).QueueUrl;
   if (!url) throw new Error(`the emulator returned no URL for queue ${name}`);
   const arn = (await sqs.send(new GetQueueAttributesCommand({ QueueUrl: url, AttributeNames: ["QueueArn"] }))).Attributes?.QueueArn;
@@ -93,7 +100,8 @@ async function ensureQueue(sqs: SQSClient, name: string, attributes: Record<stri
 
 /**
  * Creates (or finds, on a persisted emulator) the FIFO queue with its FIFO
- * dead-letter queue and the bucket, with the attributes the CDK stack sets.
+ * dead-letter queue and the bucket, with the attributes the CDK stack sets
+ * (contract/queue.ts).
  */
 export async function ensureTargetResources(options: {
   endpoint: string;
@@ -104,25 +112,23 @@ export async function ensureTargetResources(options: {
   visibilityTimeoutSeconds?: number;
   maxReceiveCount?: number;
 }): Promise<TargetResources> {
-  const queueName = options.queueName ?? "tidemark.fifo";
-  const dlqName = options.dlqName ?? "tidemark-dlq.fifo";
+  const names = replicationQueueNames("tidemark");
+  const queueName = options.queueName ?? names.queue;
+  const dlqName = options.dlqName ?? names.deadLetterQueue;
   const bucket = options.bucket ?? "tidemark";
   const sqs = makeSqsClient({ region: options.region, endpoint: options.endpoint, http: IN_PROCESS });
   const s3 = makeS3Client({ region: options.region, endpoint: options.endpoint, http: IN_PROCESS });
   try {
-    const fifo = {
-      FifoQueue: "true",
-      DeduplicationScope: "messageGroup",
-      FifoThroughputLimit: "perMessageGroupId",
-      MaximumMessageSize: "1048576",
-      MessageRetentionPeriod: "1209600",
-    };
-    const dlq = await ensureQueue(sqs, dlqName, fifo);
-    await ensureQueue(sqs, queueName, {
-      ...fifo,
-      VisibilityTimeout: String(options.visibilityTimeoutSeconds ?? 30),
-      RedrivePolicy: JSON.stringify({ deadLetterTargetArn: dlq.arn, maxReceiveCount: options.maxReceiveCount ?? 5 }),
-    });
+    const dlq = await ensureQueue(sqs, dlqName, deadLetterQueueAttributes());
+    await ensureQueue(
+      sqs,
+      queueName,
+      replicationQueueAttributes({
+        visibilityTimeoutSeconds: options.visibilityTimeoutSeconds ?? 30,
+        deadLetterTargetArn: dlq.arn,
+        ...(options.maxReceiveCount !== undefined ? { maxReceiveCount: options.maxReceiveCount } : {}),
+      }),
+    );
     try {
       await s3.send(new HeadBucketCommand({ Bucket: bucket }));
     } catch {

@@ -3,6 +3,8 @@
 // account, name and qualifier all count. A name alone means the function of
 // that name in the applier's own account and region, as Lambda itself reads it.
 
+import { APPLIER_ENV } from "../environment.ts";
+
 /** Where a bare function name or partial ARN points: the applier's own account and region. */
 export interface FunctionHome {
   readonly region: string;
@@ -48,7 +50,7 @@ export function resolveFunction(ref: string, home: FunctionHome): FunctionArn {
   const named = NAME.exec(ref);
   if (!named) throw new FunctionRefError(`"${ref}" is neither a Lambda function name nor a function ARN`);
   if (home.account === undefined) {
-    throw new FunctionRefError(`cannot tell which account function "${ref}" is in (the applier's account is not configured: TIDEMARK_ACCOUNT); name it by its full ARN`);
+    throw new FunctionRefError(`cannot tell which account function "${ref}" is in (the applier's account is not configured: ${APPLIER_ENV.account}); name it by its full ARN`);
   }
   return arn(partitionOf(home.region), home.region, home.account, named[1] ?? "", named[2]);
 }

@@ -84,12 +84,11 @@ describe("markers and recovery from the command line", () => {
   it("applies a marker sent straight to the queue in queue order", async () => {
     await eventually(async () => expect(await pictureOfTarget(cloud.store, SET)).toEqual(await pictureOfSource(src)));
     const before = await pictureOfSource(src, exact);
-    // What the README tells a console user to send.
+    // What the README tells a console user to send: no deduplication id, the queue deduplicates by content (as on AWS).
     await cloud.sqs.send(
       new SendMessageCommand({
         QueueUrl: cloud.queueUrl,
         MessageGroupId: SET,
-        MessageDeduplicationId: "console-marker-1",
         MessageBody: JSON.stringify({ v: 1, set: SET, task: { id: "console-1", action: "snapshot", label: CONSOLE_LABEL } }),
       }),
     );

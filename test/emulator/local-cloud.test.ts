@@ -4,8 +4,9 @@
 
 import { existsSync, readdirSync, readFileSync, readlinkSync } from "node:fs";
 import { createServer, type Server } from "node:net";
-import { GetQueueAttributesCommand, ReceiveMessageCommand, SendMessageCommand } from "@aws-sdk/client-sqs";
+import { CreateQueueCommand, GetQueueAttributesCommand, ReceiveMessageCommand, SendMessageCommand } from "@aws-sdk/client-sqs";
 import { describe, expect, it } from "vitest";
+import { deadLetterQueueAttributes, replicationQueueAttributes } from "../../contract/queue.ts";
 import { makeSqsClient } from "../../lambdas/aws-clients.ts";
 import { ensureTargetResources, PortInUseError, startEmulator } from "../../lambdas/local/emulator.ts";
 import { tempDir } from "../support/tree.ts";
@@ -52,8 +53,13 @@ describe("local emulator", () => {
       const redrive = JSON.parse(attributes.RedrivePolicy ?? "{}") as { deadLetterTargetArn?: string; maxReceiveCount?: number | string };
       expect(redrive.deadLetterTargetArn).toMatch(/tidemark-dlq\.fifo$/);
       expect(Number(redrive.maxReceiveCount)).toBe(3);
-      const dlq = (await sqs.send(new GetQueueAttributesCommand({ QueueUrl: first.dlqUrl, AttributeNames: ["FifoQueue"] }))).Attributes;
+      const dlq = (await sqs.send(new GetQueueAttributesCommand({ QueueUrl: first.dlqUrl, AttributeNames: ["All"] }))).Attributes;
       expect(dlq?.FifoQueue).toBe("true");
+      // The stack's definition, shared (contract/queue.ts; test/infra/stack.test.ts holds the template to it).
+      const { RedrivePolicy, ...shared } = replicationQueueAttributes({ visibilityTimeoutSeconds: 30, deadLetterTargetArn: redrive.deadLetterTargetArn ?? "", maxReceiveCount: 3 });
+      expect(attributes).toMatchObject(shared);
+      expect(JSON.parse(RedrivePolicy ?? "{}")).toEqual({ ...redrive, maxReceiveCount: Number(redrive.maxReceiveCount) });
+      expect(dlq).toMatchObject(deadLetterQueueAttributes());
     } finally {
       sqs.destroy();
       await emulator.stop();
@@ -82,6 +88,29 @@ describe("local emulator", () => {
       await expect(startEmulator({ port })).rejects.toThrow(`port ${port} on 127.0.0.1 is already in use`);
     } finally {
       blocker.close();
+    }
+  });
+
+  it("takes a marker sent as the README shows, without a deduplication id, on a queue kept from before content-based deduplication", async () => {
+    const emulator = await startEmulator({ port: 0 });
+    const sqs = makeSqsClient({ region: REGION, endpoint: emulator.endpoint });
+    try {
+      // The local queue of an earlier release: FIFO without content-based deduplication refuses such a send.
+      const earlier = await sqs.send(new CreateQueueCommand({ QueueName: "tidemark.fifo", Attributes: { FifoQueue: "true" } }));
+      const marker = JSON.stringify({ v: 1, set: "db", task: { id: "before-upgrade-1", action: "snapshot" } });
+      await expect(sqs.send(new SendMessageCommand({ QueueUrl: earlier.QueueUrl, MessageGroupId: "db", MessageBody: marker }))).rejects.toThrow(/ContentBasedDeduplication/);
+
+      const target = await ensureTargetResources({ endpoint: emulator.endpoint, region: REGION });
+      const attributes = (await sqs.send(new GetQueueAttributesCommand({ QueueUrl: target.queueUrl, AttributeNames: ["ContentBasedDeduplication"] }))).Attributes;
+      expect(attributes?.ContentBasedDeduplication).toBe("true");
+      await sqs.send(new SendMessageCommand({ QueueUrl: target.queueUrl, MessageGroupId: "db", MessageBody: marker }));
+      // The same body again within the window is the same message, as on AWS.
+      await sqs.send(new SendMessageCommand({ QueueUrl: target.queueUrl, MessageGroupId: "db", MessageBody: marker }));
+      const out = await sqs.send(new ReceiveMessageCommand({ QueueUrl: target.queueUrl, MaxNumberOfMessages: 10, WaitTimeSeconds: 1 }));
+      expect(out.Messages?.map((m) => m.Body)).toEqual([marker]);
+    } finally {
+      sqs.destroy();
+      await emulator.stop();
     }
   });
 

@@ -6,6 +6,7 @@ import { Match, Template } from "aws-cdk-lib/assertions";
 import type { CfnBucket } from "aws-cdk-lib/aws-s3";
 import type { CfnQueue } from "aws-cdk-lib/aws-sqs";
 import { beforeAll, describe, expect, it } from "vitest";
+import { deadLetterQueueAttributes, replicationQueueAttributes, replicationQueueNames } from "../../contract/queue.ts";
 import { STACK_OUTPUT } from "../../contract/stack-outputs.ts";
 import { parseSettings, SettingsError, settingsFromContext } from "../../infra/settings.ts";
 import { TidemarkStack } from "../../infra/stack.ts";
@@ -59,6 +60,20 @@ describe("TidemarkStack with its defaults", () => {
     expect(dlq.Properties).toMatchObject({ FifoQueue: true, SqsManagedSseEnabled: true });
     const [, queue] = only(template, "AWS::SQS::Queue", { QueueName: "tidemark.fifo" });
     expect(queue.Properties.RedrivePolicy).toEqual({ deadLetterTargetArn: { "Fn::GetAtt": [dlqId, "Arn"] }, maxReceiveCount: 5 });
+  });
+
+  it("creates both queues as the shared definition the local cloud creates them (contract/queue.ts)", () => {
+    // CloudFormation's properties are SQS's attribute names, typed; the local cloud sends them as CreateQueue strings.
+    const asAttributes = (properties: Record<string, unknown>, names: readonly string[]) =>
+      Object.fromEntries(names.map((name) => [name, properties[name] === undefined ? undefined : String(properties[name])]));
+    const [, dlq] = only(template, "AWS::SQS::Queue", { QueueName: "tidemark-dlq.fifo" });
+    const shared = deadLetterQueueAttributes();
+    expect(asAttributes(dlq.Properties, Object.keys(shared))).toEqual(shared);
+    const [, queue] = only(template, "AWS::SQS::Queue", { QueueName: "tidemark.fifo" });
+    const { RedrivePolicy, ...attributes } = replicationQueueAttributes({ visibilityTimeoutSeconds: Number(queue.Properties.VisibilityTimeout), deadLetterTargetArn: "dlq" });
+    expect(asAttributes(queue.Properties, Object.keys(attributes))).toEqual(attributes);
+    expect(queue.Properties.RedrivePolicy).toMatchObject({ maxReceiveCount: (JSON.parse(RedrivePolicy ?? "{}") as { maxReceiveCount: number }).maxReceiveCount });
+    expect(replicationQueueNames("tidemark")).toEqual({ queue: queue.Properties.QueueName, deadLetterQueue: dlq.Properties.QueueName });
   });
 
   it("keeps a message invisible for at least six times the applier's timeout", () => {

@@ -1,21 +1,16 @@
-// The target side on the emulator for a test: queue, bucket, and the applier
-// driven by the local poller, with a record of every applied seq.
+// The target side on the emulator for a test: the local cloud's target
+// (startLocalTarget), with a record of every applied seq, rejection and refusal.
 
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
+import type { SQSClient } from "@aws-sdk/client-sqs";
 import type { WireRecord } from "../../contract/wire.ts";
 import type { ConfigFile } from "../../agent/config.ts";
 import type { TaskSettings } from "../../lambdas/applier/markers.ts";
-import { ChangeMessageVisibilityCommand, type SQSClient } from "@aws-sdk/client-sqs";
-import type { SQSRecord } from "aws-lambda";
-import { makeS3Client, makeSqsClient } from "../../lambdas/aws-clients.ts";
-import { Applier } from "../../lambdas/applier/applier.ts";
-import { createHandler } from "../../lambdas/applier/handler.ts";
-import { ensureTargetResources, startEmulator } from "../../lambdas/local/emulator.ts";
-import { LocalPoller } from "../../lambdas/local/poller.ts";
-import { S3Store } from "../../lambdas/store/s3-store.ts";
+import { LOCAL_REGION, startLocalTarget } from "../../lambdas/local/target.ts";
+import type { S3Store } from "../../lambdas/store/s3-store.ts";
 
-export const REGION = "us-east-1";
+export const REGION = LOCAL_REGION;
 
 export interface TestCloud {
   readonly endpoint: string;
@@ -38,34 +33,18 @@ export async function startTestCloud(
     port?: number;
     dataDir?: string;
     onApplied?: (set: string, record: WireRecord) => void;
-    /** An emulator already running (in a process of its own) instead of one in this process. */
-    emulatorEndpoint?: string;
-    /** Where the target side's clients send their requests, when not straight to the emulator (the bench's latency proxy). */
-    clientEndpoint?: string;
     /** The target's task settings; a function gets the cloud's store (an ebs-snapshot action reads blocks from it). */
     tasks?: TaskSettings | ((store: S3Store) => TaskSettings);
   } = {},
 ): Promise<TestCloud> {
-  const emulator = options.emulatorEndpoint
-    ? { endpoint: options.emulatorEndpoint, stop: async () => undefined }
-    : await startEmulator({ port: options.port ?? 0, ...(options.dataDir ? { dataDir: options.dataDir } : {}) });
-  const target = await ensureTargetResources({
-    endpoint: emulator.endpoint,
-    region: REGION,
-    visibilityTimeoutSeconds: options.visibilityTimeoutSeconds ?? 5,
-  });
-  const clientEndpoint = options.clientEndpoint ?? emulator.endpoint;
-  const s3 = makeS3Client({ region: REGION, endpoint: clientEndpoint });
-  const sqs = makeSqsClient({ region: REGION, endpoint: clientEndpoint });
-  // The SDK sends SQS requests to the queue URL's host: the clients' queue URL names their endpoint.
-  const clientQueueUrl = target.queueUrl.replace(emulator.endpoint, clientEndpoint);
-  const store = new S3Store(s3, target.bucket);
   const applied = new Map<string, number[]>();
   const rejections: string[] = [];
   const refusals: string[] = [];
-  const applier = new Applier({
-    store,
-    ...(options.tasks ? { tasks: typeof options.tasks === "function" ? options.tasks(store) : options.tasks } : {}),
+  const { tasks } = options;
+  const target = await startLocalTarget({
+    emulator: { port: options.port ?? 0, ...(options.dataDir ? { dataDir: options.dataDir } : {}) },
+    visibilityTimeoutSeconds: options.visibilityTimeoutSeconds ?? 5,
+    ...(tasks ? { tasks: typeof tasks === "function" ? ({ store }) => tasks(store) : tasks } : {}),
     log: (line) => {
       if (line.includes('"message rejected"')) rejections.push(line);
       if (line.includes('"message refused"')) refusals.push(line);
@@ -78,33 +57,24 @@ export async function startTestCloud(
         options.onApplied?.(set, record);
       },
     },
+    poller: { waitTimeSeconds: 1 },
   });
-  const retrySoon = async (record: SQSRecord) => {
-    await sqs.send(new ChangeMessageVisibilityCommand({ QueueUrl: clientQueueUrl, ReceiptHandle: record.receiptHandle, VisibilityTimeout: 0 }));
-  };
-  const poller = new LocalPoller({ sqs, queueUrl: clientQueueUrl, region: REGION, handler: createHandler(applier, () => {}, undefined, retrySoon), waitTimeSeconds: 1 });
-  poller.start();
   return {
-    endpoint: emulator.endpoint,
+    endpoint: target.endpoint,
     queueUrl: target.queueUrl,
     bucket: target.bucket,
-    store,
+    store: target.store,
     applied,
     rejections,
     refusals,
-    sqs,
+    sqs: target.sqs,
     writeConfig(dir, sets, extra = {}) {
       const file = join(dir, "tidemark.config.json");
-      const config: ConfigFile = { region: REGION, endpoint: emulator.endpoint, queueUrl: target.queueUrl, bucket: target.bucket, stateDir: "state", sets, ...extra };
+      const config: ConfigFile = { region: REGION, endpoint: target.endpoint, queueUrl: target.queueUrl, bucket: target.bucket, stateDir: "state", sets, ...extra };
       writeFileSync(file, JSON.stringify(config, null, 2));
       return file;
     },
-    async stop() {
-      await poller.stop();
-      sqs.destroy();
-      s3.destroy();
-      await emulator.stop();
-    },
+    stop: () => target.stop(),
   };
 }
 

@@ -1,5 +1,6 @@
 // The layers import only downward (STYLE.md): contract <- target side (lambdas/)
-// <- agent / local cloud <- infra, and no product file leans on test/ or bench/.
+// <- agent / local cloud <- infra, and no product file leans on test/ or bench/;
+// the bench measures the product, so it leans on product code only, not test/.
 // Static and dynamic imports alike; a stand-in the product runs is product code.
 
 import { readdirSync, readFileSync } from "node:fs";
@@ -26,12 +27,13 @@ export function importedLayers(file: string, text: string): { specifier: string;
   return found;
 }
 
-/** Which layers each product layer may not import. */
+/** Which layers each product layer (and the bench) may not import. */
 const FORBIDDEN: Record<string, readonly string[]> = {
   contract: ["agent", "lambdas", "infra", "test", "bench"],
   lambdas: ["agent", "infra", "test", "bench"],
   agent: ["infra", "test", "bench"],
   infra: ["agent", "test", "bench"],
+  bench: ["test"],
 };
 
 describe("layers", () => {

@@ -6,6 +6,7 @@ import { Journal } from "../../agent/journal.ts";
 import { stagingKey } from "../../contract/layout.ts";
 import { barrierScan } from "../../agent/scan.ts";
 import { PackedAhead, packNext, sendNext, STAGE_CONCURRENCY } from "../../agent/sender.ts";
+import { parseMessage, serializeMessage, type WireMessage } from "../../contract/wire.ts";
 import type { StagedPayload, Transport } from "../../agent/transport/transport.ts";
 import { tempDir } from "../support/tree.ts";
 
@@ -59,6 +60,23 @@ afterEach(() => {
   journal.close();
   src.remove();
   state.remove();
+});
+
+it("packs the very text serializeMessage writes for the message, which the contract's parser reads back whole", () => {
+  const small = Buffer.from("small 😀 content, inline");
+  journal.append(SET, [
+    { op: "mkdir", path: "😀 𝄞 日本 \"q\"", mode: 0o755, mtimeNs: "1" },
+    { op: "put", path: "😀 𝄞 日本 \"q\"/note.txt", size: small.length, mode: 0o644, mtimeNs: "2", sha256: "a".repeat(64), content: { bytes: small } },
+    { op: "symlink", path: "link \"to\"", target: "../😀", mtimeNs: "3" },
+    { op: "delete", path: "gone 𝄞" },
+  ]);
+  const packed = packNext(journal, SET);
+  if (!packed) throw new Error("nothing was packed");
+  const parsed = parseMessage(packed.body) as WireMessage;
+  // Staged payloads and inline records alike, the header first: nothing the parser drops, nothing the contract would write otherwise.
+  expect(parsed.records.map((r) => r.op)).toEqual(["put", "put", "put", "put", "put", "put", "mkdir", "put", "symlink", "delete"]);
+  expect(parsed).toEqual(JSON.parse(packed.body));
+  expect(packed.body).toBe(serializeMessage({ v: 1, set: SET, gen: packed.gen, records: (JSON.parse(packed.body) as WireMessage).records }));
 });
 
 /** Releases stage calls as they come until the send settles. */

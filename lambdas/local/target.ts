@@ -1,0 +1,146 @@
+// The local cloud's target side, wired once: the emulator's queue and bucket,
+// the same applier and handler that run in Lambda, the early release of a
+// marker's message that the deployed applier arranges, and the poller with
+// the event source mapping's FIFO semantics; the EBS stand-in when asked.
+// `tidemark local`, the tests and the bench all start it here.
+
+import { ChangeMessageVisibilityCommand, type SQSClient } from "@aws-sdk/client-sqs";
+import type { S3Client } from "@aws-sdk/client-s3";
+import type { SQSRecord } from "aws-lambda";
+import { Applier, type ApplierObserver } from "../applier/applier.ts";
+import { createHandler, type BatchHandler } from "../applier/handler.ts";
+import type { TaskSettings } from "../applier/markers.ts";
+import { IN_PROCESS, makeS3Client, makeSqsClient } from "../aws-clients.ts";
+import type { HistorySettings } from "../history/recorder.ts";
+import { historySettingsFromEnvironment } from "../history/settings.ts";
+import { S3Store } from "../store/s3-store.ts";
+import { startFakeEbs, type FakeEbs } from "./ebs-standin.ts";
+import { ensureTargetResources, startEmulator } from "./emulator.ts";
+import { LocalPoller, type PollerOptions } from "./poller.ts";
+import type { LocalEbs } from "./tasks.ts";
+
+/** The local cloud's region: the emulator answers for any, the config names this one. */
+export const LOCAL_REGION = "us-east-1";
+
+/** The emulator's own options (port, data dir, ...), passed to startEmulator as they are. */
+export type LocalEmulatorOptions = NonNullable<Parameters<typeof startEmulator>[0]>;
+
+export interface LocalTargetOptions {
+  /**
+   * The emulator to start, or the endpoint of one already running (in a process of its own).
+   * @default startEmulator's defaults (port 4566, in memory)
+   */
+  readonly emulator?: LocalEmulatorOptions | { readonly endpoint: string };
+  /** @default LOCAL_REGION */
+  readonly region?: string;
+  /** Where the target side's clients send their requests, when not straight to the emulator (a proxy that counts or delays them). */
+  readonly clientEndpoint?: string;
+  /** The queue's visibility timeout. @default ensureTargetResources's */
+  readonly visibilityTimeoutSeconds?: number;
+  /** Receives before a message moves to the dead-letter queue. @default the stack's */
+  readonly maxReceiveCount?: number;
+  /**
+   * Start the stand-in for the EBS direct APIs; `dir` keeps its snapshots on disk.
+   * @default not started
+   */
+  readonly ebs?: { readonly dir?: string };
+  /** The applier's task settings; a function gets the target's store and the EBS stand-in (when started). @default the applier's */
+  readonly tasks?: TaskSettings | ((target: { store: S3Store; ebs?: LocalEbs }) => TaskSettings);
+  /** The protection window; "environment" reads it as a deployed applier does (TIDEMARK_POINT_IN_TIME_DAYS). @default the applier's (7 days) */
+  readonly history?: HistorySettings | "environment";
+  /** The applier's log lines (rejections, refusals). @default dropped */
+  readonly log?: (line: string) => void;
+  /** The handler's metrics lines, one per batch. @default dropped */
+  readonly metrics?: (line: string) => void;
+  readonly observer?: ApplierObserver;
+  /** Wraps the handler the poller drives (the bench times each invocation). */
+  readonly wrapHandler?: (handler: BatchHandler) => BatchHandler;
+  /** The poller's knobs. @default the poller's */
+  readonly poller?: Pick<PollerOptions, "waitTimeSeconds" | "batchSize" | "maxConcurrency" | "idlePauseMs" | "onError">;
+}
+
+export interface LocalTarget {
+  /** The emulator's endpoint (what an agent's config names). */
+  readonly endpoint: string;
+  readonly queueUrl: string;
+  readonly dlqUrl: string;
+  readonly bucket: string;
+  readonly region: string;
+  /** The store the applier writes through (through clientEndpoint when given). */
+  readonly store: S3Store;
+  /** The target side's SQS client (through clientEndpoint when given). */
+  readonly sqs: SQSClient;
+  /** The EBS stand-in, when asked for. */
+  readonly ebs?: FakeEbs;
+  /** Stops the poller (after the batches in the handler finish), the stand-in and the emulator it started. */
+  stop(): Promise<void>;
+}
+
+/** Starts the local target; on a failure half way, stops what it had started and throws. */
+export function startLocalTarget(options: LocalTargetOptions & { readonly ebs: { readonly dir?: string } }): Promise<LocalTarget & { readonly ebs: FakeEbs }>;
+export function startLocalTarget(options?: LocalTargetOptions): Promise<LocalTarget>;
+export async function startLocalTarget(options: LocalTargetOptions = {}): Promise<LocalTarget> {
+  const region = options.region ?? LOCAL_REGION;
+  const stops: (() => Promise<void>)[] = [];
+  const stopAll = async () => {
+    for (const stop of stops.splice(0).reverse()) await stop();
+  };
+  try {
+    const emulatorOptions = options.emulator ?? {};
+    const endpoint = "endpoint" in emulatorOptions ? emulatorOptions.endpoint : await startOwnEmulator(emulatorOptions, stops);
+    const ebs = options.ebs ? await startFakeEbs(options.ebs.dir !== undefined ? { dir: options.ebs.dir } : {}) : undefined;
+    if (ebs) stops.push(() => ebs.stop());
+    const resources = await ensureTargetResources({
+      endpoint,
+      region,
+      ...(options.visibilityTimeoutSeconds !== undefined ? { visibilityTimeoutSeconds: options.visibilityTimeoutSeconds } : {}),
+      ...(options.maxReceiveCount !== undefined ? { maxReceiveCount: options.maxReceiveCount } : {}),
+    });
+    const clientEndpoint = options.clientEndpoint ?? endpoint;
+    const s3: S3Client = makeS3Client({ region, endpoint: clientEndpoint, http: IN_PROCESS });
+    const sqs = makeSqsClient({ region, endpoint: clientEndpoint, http: IN_PROCESS });
+    stops.push(async () => {
+      sqs.destroy();
+      s3.destroy();
+    });
+    // The SDK sends SQS requests to the queue URL's host: the clients' queue URL names their endpoint.
+    const clientQueueUrl = resources.queueUrl.replace(endpoint, clientEndpoint);
+    const store = new S3Store(s3, resources.bucket);
+    const tasks = typeof options.tasks === "function" ? options.tasks({ store, ...(ebs ? { ebs: { store, ebsEndpoint: ebs.endpoint, region } } : {}) }) : options.tasks;
+    const applier = new Applier({
+      store,
+      log: options.log ?? (() => {}),
+      ...(tasks ? { tasks } : {}),
+      ...(options.history ? { history: options.history === "environment" ? historySettingsFromEnvironment(process.env) : options.history } : {}),
+      ...(options.observer ? { observer: options.observer } : {}),
+    });
+    // A marker whose action goes on in the next invocation comes back at once, as the deployed applier arranges.
+    const retrySoon = async (record: SQSRecord) => {
+      await sqs.send(new ChangeMessageVisibilityCommand({ QueueUrl: clientQueueUrl, ReceiptHandle: record.receiptHandle, VisibilityTimeout: 0 }));
+    };
+    const handler = createHandler(applier, options.metrics ?? (() => {}), undefined, retrySoon);
+    const poller = new LocalPoller({ ...options.poller, sqs, queueUrl: clientQueueUrl, region, handler: options.wrapHandler ? options.wrapHandler(handler) : handler });
+    poller.start();
+    stops.push(() => poller.stop());
+    return {
+      endpoint,
+      queueUrl: resources.queueUrl,
+      dlqUrl: resources.dlqUrl,
+      bucket: resources.bucket,
+      region,
+      store,
+      sqs,
+      ...(ebs ? { ebs } : {}),
+      stop: stopAll,
+    };
+  } catch (error) {
+    await stopAll();
+    throw error;
+  }
+}
+
+async function startOwnEmulator(options: LocalEmulatorOptions, stops: (() => Promise<void>)[]): Promise<string> {
+  const emulator = await startEmulator(options);
+  stops.push(() => emulator.stop());
+  return emulator.endpoint;
+}
