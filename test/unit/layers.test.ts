@@ -17,14 +17,20 @@ function sources(dir: string): string[] {
 }
 
 /** The top-level folder each relative import of a file resolves into. */
-export function importedLayers(file: string, text: string): { specifier: string; layer: string }[] {
-  const found: { specifier: string; layer: string }[] = [];
+export function importedLayers(file: string, text: string): { specifier: string; layer: string; target: string }[] {
+  const found: { specifier: string; layer: string; target: string }[] = [];
   for (const match of text.matchAll(/(?:\bfrom\s*|\bimport\s*\(\s*|\bimport\s+)["'](\.{1,2}\/[^"']+)["']/g)) {
     const specifier = match[1] ?? "";
     const target = relative(root, resolve(root, dirname(file), specifier));
-    found.push({ specifier, layer: target.split("/")[0] ?? "" });
+    found.push({ specifier, layer: target.split("/")[0] ?? "", target });
   }
   return found;
+}
+
+/** Where in lambdas/ an agent file may import from: the target library, and (tidemark local only) the local cloud. */
+function agentMayImport(file: string, target: string): boolean {
+  if (target.startsWith("lambdas/target/")) return true;
+  return file === "agent/commands/local.ts" && target.startsWith("lambdas/local/");
 }
 
 /** Which layers each product layer (and the bench) may not import. */
@@ -52,4 +58,13 @@ describe("layers", () => {
       expect(offending).toEqual([]);
     });
   }
+
+  it("agent/ reaches the target side only through the target library (lambdas/target/)", () => {
+    const offending = sources("agent").flatMap((file) =>
+      importedLayers(file, readFileSync(join(root, file), "utf8"))
+        .filter((i) => i.layer === "lambdas" && !agentMayImport(file, i.target))
+        .map((i) => `${file}: ${i.specifier}`),
+    );
+    expect(offending).toEqual([]);
+  });
 });
