@@ -25,6 +25,8 @@ const EVERYTHING: Partial<TidemarkSettings> = {
   ebsKmsKeyArn: "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab",
   invokeAllowList: ["arn:aws:lambda:us-east-1:123456789012:function:quiesce"],
   hosts: [{ name: "web1", sets: ["www"] }],
+  snapshotLockDays: 7,
+  snapshotLockMode: "compliance",
 };
 
 function template(settings: Partial<TidemarkSettings>): Template {
