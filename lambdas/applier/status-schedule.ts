@@ -1,0 +1,43 @@
+// When the applier writes a set's status object. The status is the
+// checkpoint that makes a redelivered message change nothing, and what
+// `tidemark status` and `task --wait` read; with history on, each message's
+// segment already carries the checkpoint durably (store/status-checkpoint.ts),
+// so after a message that only moved the counters the status write may wait:
+// at most one a second per set, and at once whenever anything else in the
+// status changed (state, reason, markers, rejections, generation, snapshots,
+// the history's checkpoint and retention).
+
+import type { SetStatus } from "../../contract/layout.ts";
+
+/** The least time between two status writes of a set that only move its counters. */
+export const STATUS_WRITE_INTERVAL_MS = 1_000;
+
+/** The status without what every applied message moves (and its segment carries): equal projections differ only in progress. */
+export function settledFields(status: SetStatus): string {
+  const { lastSeq: _seq, appliedRecords: _records, appliedBytes: _bytes, updatedAt: _updated, history, ...rest } = status;
+  if (!history) return JSON.stringify(rest);
+  const { segment: _segment, at: _at, ...cursor } = history;
+  return JSON.stringify({ ...rest, history: cursor });
+}
+
+export class StatusSchedule {
+  /** When this applier last wrote each set's status (ms, its clock). */
+  readonly #written = new Map<string, number>();
+
+  /** A status write of the set reached the store at `at`. */
+  wrote(set: string, at: number): void {
+    this.#written.set(set, at);
+  }
+
+  /**
+   * True when the write at the end of a message may wait: its segment holds
+   * the checkpoint (`covered`), nothing but the counters changed since the
+   * message began (`settledAtStart` against the status now), and this applier
+   * wrote the set's status less than STATUS_WRITE_INTERVAL_MS ago.
+   */
+  mayDefer(status: SetStatus, settledAtStart: string, covered: boolean, now: number): boolean {
+    const last = this.#written.get(status.set);
+    if (!covered || last === undefined || now < last || now - last >= STATUS_WRITE_INTERVAL_MS) return false;
+    return settledFields(status) === settledAtStart;
+  }
+}
