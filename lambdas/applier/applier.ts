@@ -3,7 +3,7 @@
 // redelivered message changes nothing (DESIGN 2).
 
 import { createHash } from "node:crypto";
-import { blockDataKey, dataKey, dirKey, drillReportKey, encodeMeta, META, pruneReportKey, stagingKey, statusKey, verifyReportKey, type SetStatus } from "../../contract/layout.ts";
+import { blockDataKey, dataKey, dirKey, drillReportKey, encodeMeta, initialStatus, META, pruneReportKey, stagingKey, statusKey, verifyReportKey, type SetStatus } from "../../contract/layout.ts";
 import { snapshotIdFor, type PruneReport, type SnapshotSummary } from "../../contract/tasks.ts";
 import { setNameProblem } from "../../contract/paths.ts";
 import {
@@ -28,7 +28,8 @@ import { drillMetricsLine } from "./metrics.ts";
 import { runMarker, type Marker, type TaskSettings } from "./markers.ts";
 import { enterGeneration } from "./generations.ts";
 import { preserveBeforeReplace, pruneSnapshots, takeSnapshot } from "../tasks/snapshots.ts";
-import { readSetStatus } from "../store/set-status.ts";
+import { readStoredStatus } from "../store/set-status.ts";
+import { foldSegments } from "../store/status-checkpoint.ts";
 import { VolumeMap } from "../volumes/block-map.ts";
 import { takeVolumeSnapshot } from "../volumes/volume-snapshots.ts";
 import { checkSnapshot } from "../tasks/snapshot-checks.ts";
@@ -315,7 +316,8 @@ export class Applier {
     advance(last);
     await history?.finish();
     // The segment holds the checkpoint: the status itself is written at most once a second unless more than progress changed.
-    if (!this.#statusWrites.mayDefer(status, settled, history?.covers() ?? false, this.#now().getTime())) await this.#writeStatus(status);
+    if (this.#statusWrites.mayDefer(status, settled, history?.covers() ?? false, this.#now().getTime())) this.#statusWrites.deferred(status);
+    else await this.#writeStatus(status);
     // Staged payloads are only needed until the checkpoint covers them.
     for (const content of prepared.values()) {
       if ("staged" in content && content.staged !== undefined) await this.#store.delete(content.staged);
@@ -410,8 +412,10 @@ export class Applier {
   }
 
   /** The applier's checkpoint and status for a set (the initial one when the set was never seen). */
-  readStatus(set: string): Promise<SetStatus> {
-    return readSetStatus(this.#store, set);
+  async readStatus(set: string): Promise<SetStatus> {
+    const stored = await readStoredStatus(this.#store, set);
+    // Segments this applier wrote after its own last status write need no reading again: it knows what they hold.
+    return foldSegments(this.#store, this.#statusWrites.known(set, stored?.text) ?? stored?.status ?? initialStatus(set));
   }
 
   /** Checks every put's content and parses every verify manifest before anything is written, so a bad message writes nothing. */
@@ -656,7 +660,8 @@ export class Applier {
   async #writeStatus(status: SetStatus): Promise<void> {
     const now = this.#now();
     status.updatedAt = now.toISOString();
-    await this.#store.put(statusKey(status.set), Buffer.from(JSON.stringify(status, null, 2)), {});
-    this.#statusWrites.wrote(status.set, now.getTime());
+    const text = JSON.stringify(status, null, 2);
+    await this.#store.put(statusKey(status.set), Buffer.from(text), {});
+    this.#statusWrites.wrote(status, text, now.getTime());
   }
 }

@@ -5,7 +5,9 @@
 // so after a message that only moved the counters the status write may wait:
 // at most one a second per set, and at once whenever anything else in the
 // status changed (state, reason, markers, rejections, generation, snapshots,
-// the history's checkpoint and retention).
+// the history's checkpoint and retention). It also remembers where each set
+// stood after this applier's last message, so reading the status again does
+// not fold segments it wrote itself.
 
 import type { SetStatus } from "../../contract/layout.ts";
 
@@ -20,13 +22,39 @@ export function settledFields(status: SetStatus): string {
   return JSON.stringify({ ...rest, history: cursor });
 }
 
-export class StatusSchedule {
-  /** When this applier last wrote each set's status (ms, its clock). */
-  readonly #written = new Map<string, number>();
+interface Written {
+  /** When (ms, this applier's clock). */
+  readonly at: number;
+  /** The text written: the stored object is still this applier's while it reads the same. */
+  readonly text: string;
+  /** The set as this applier left it: that write, or a message applied after it whose status write waited. */
+  latest: SetStatus;
+}
 
-  /** A status write of the set reached the store at `at`. */
-  wrote(set: string, at: number): void {
-    this.#written.set(set, at);
+export class StatusSchedule {
+  /** This applier's last status write of each set. */
+  readonly #written = new Map<string, Written>();
+
+  /** A status write of the set reached the store at `at` with `text`. */
+  wrote(status: SetStatus, text: string, at: number): void {
+    this.#written.set(status.set, { at, text, latest: structuredClone(status) });
+  }
+
+  /** A message was applied and its status write waited: the next read starts from here. */
+  deferred(status: SetStatus): void {
+    const written = this.#written.get(status.set);
+    if (written) written.latest = structuredClone(status);
+  }
+
+  /**
+   * Where the set stood after this applier's last message, when the stored
+   * status object (`storedText`) is still the one this applier wrote: no other
+   * writer changed it since, so only segments after `latest` can be new (the
+   * caller folds them). Undefined otherwise.
+   */
+  known(set: string, storedText: string | undefined): SetStatus | undefined {
+    const written = this.#written.get(set);
+    return written && written.text === storedText ? structuredClone(written.latest) : undefined;
   }
 
   /**
@@ -36,7 +64,7 @@ export class StatusSchedule {
    * wrote the set's status less than STATUS_WRITE_INTERVAL_MS ago.
    */
   mayDefer(status: SetStatus, settledAtStart: string, covered: boolean, now: number): boolean {
-    const last = this.#written.get(status.set);
+    const last = this.#written.get(status.set)?.at;
     if (!covered || last === undefined || now < last || now - last >= STATUS_WRITE_INTERVAL_MS) return false;
     return settledFields(status) === settledAtStart;
   }

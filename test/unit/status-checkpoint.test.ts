@@ -56,13 +56,49 @@ describe("the set's status checkpoint", () => {
     // A redelivered message is a duplicate there too.
     expect(await deliver(other, [putRecord(5, "d/c.txt", "c")])).toEqual({ kind: "duplicate", set: SET });
 
-    // A second after its last write, the first applier writes again.
+    // The first applier sees that another one wrote the status since its own write, and reads on from there.
     c.t += 100;
-    await deliver(applier, [putRecord(7, "d/f.txt", "f")]);
+    expect(await deliver(applier, [putRecord(7, "d/f.txt", "f")])).toMatchObject({ kind: "applied", first: 7, last: 7 });
     expect((await storedStatus(store)).lastSeq).toBe(6);
     c.t += 1_000;
     await deliver(applier, [putRecord(8, "d/g.txt", "g")]);
     expect(await storedStatus(store)).toMatchObject({ lastSeq: 8, appliedRecords: 8 });
+  });
+
+  it("reads one segment key past what it knows per message, and still finds a segment its own dead invocation left", async () => {
+    class CountingStore extends MemoryStore {
+      heads: string[] = [];
+      failNextSegment = false;
+      override async head(key: string) {
+        this.heads.push(key);
+        return super.head(key);
+      }
+      override async put(key: string, body: Uint8Array, meta?: Record<string, string>) {
+        await super.put(key, body, meta);
+        // Dies right after the segment reached the store, before the message returns.
+        if (this.failNextSegment && key.startsWith(segmentsPrefix(SET))) {
+          this.failNextSegment = false;
+          throw new Error("injected crash after the segment");
+        }
+      }
+    }
+    const store = new CountingStore();
+    const c = clock();
+    const applier = new Applier({ store, now: c.now, log: () => {} });
+    await deliver(applier, [putRecord(1, "a.txt", "a")]);
+    for (let seq = 2; seq <= 5; seq++) {
+      c.t += 100;
+      store.heads = [];
+      await deliver(applier, [putRecord(seq, `f${seq}.txt`, "x")]);
+      // Its own deferred segments are not read again: one HEAD of the next segment key (and the put path's, for the history).
+      expect(store.heads.filter((key) => key.startsWith(segmentsPrefix(SET)))).toHaveLength(1);
+    }
+    expect((await storedStatus(store)).lastSeq).toBe(1);
+    store.failNextSegment = true;
+    const body = messageBody(SET, [putRecord(6, "g.txt", "g")]);
+    await expect(applier.applyMessage(signedIncoming("m-dies", SET, body))).rejects.toThrow(/injected crash/);
+    expect(await applier.applyMessage(signedIncoming("m-dies", SET, body))).toEqual({ kind: "duplicate", set: SET });
+    expect(await deliver(applier, [putRecord(7, "h.txt", "h")])).toMatchObject({ kind: "applied", first: 7 });
   });
 
   it("is written at once when more than progress changes, and after every message without history", async () => {
