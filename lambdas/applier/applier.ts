@@ -3,7 +3,7 @@
 // redelivered message changes nothing (DESIGN 2).
 
 import { createHash } from "node:crypto";
-import { blockDataKey, dataKey, dirKey, drillReportKey, encodeMeta, META, pruneReportKey, stagingKey, statusKey, verifyReportKey, type SetStatus } from "../../contract/layout.ts";
+import { blockDataKey, dataKey, dirKey, drillReportKey, encodeMeta, initialStatus, META, pruneReportKey, stagingKey, statusKey, verifyReportKey, type SetStatus } from "../../contract/layout.ts";
 import { snapshotIdFor, type PruneReport, type SnapshotSummary } from "../../contract/tasks.ts";
 import { setNameProblem } from "../../contract/paths.ts";
 import {
@@ -28,7 +28,8 @@ import { drillMetricsLine } from "./metrics.ts";
 import { runMarker, type Marker, type TaskSettings } from "./markers.ts";
 import { enterGeneration } from "./generations.ts";
 import { preserveBeforeReplace, pruneSnapshots, takeSnapshot } from "../tasks/snapshots.ts";
-import { readSetStatus } from "../store/set-status.ts";
+import { readStoredStatus } from "../store/set-status.ts";
+import { foldSegments } from "../store/status-checkpoint.ts";
 import { VolumeMap } from "../volumes/block-map.ts";
 import { takeVolumeSnapshot } from "../volumes/volume-snapshots.ts";
 import { checkSnapshot } from "../tasks/snapshot-checks.ts";
@@ -37,6 +38,9 @@ import { SignedOwnership, type OwnershipCheck, type Refusal } from "./ownership.
 import { checkStaged } from "./staged-content.ts";
 import { DEFAULT_POINT_IN_TIME_DAYS } from "../../contract/history.ts";
 import { HistoryRecorder, windowPruneOptions, type HistorySettings, type PreservedCache } from "../history/recorder.ts";
+import { settledFields, StatusSchedule } from "./status-schedule.ts";
+import { supersededFolderWrites } from "./folder-writes.ts";
+import { RENAMED_BY, renamedAlready, renameMark } from "./renames.ts";
 
 export interface IncomingMessage {
   readonly messageId: string;
@@ -160,6 +164,7 @@ export class Applier {
   readonly #metricsNamespace: string | undefined;
   readonly #history: HistorySettings;
   readonly #preserved: PreservedCache = new Map();
+  readonly #statusWrites = new StatusSchedule();
   /** Actions of markers that do not hold the stream (timeout 0), still running. */
   readonly #background = new Set<Promise<unknown>>();
 
@@ -194,6 +199,7 @@ export class Applier {
 
     const set = message.set;
     const status = await this.readStatus(set);
+    const settled = settledFields(status);
     if (isMarkerMessage(message)) return this.#applyMarkerMessage(incoming, message, status, invocation);
     const refusal = await this.#ownership.check(set, incoming, status);
     if (refusal) return this.#refuse(incoming, refusal, status);
@@ -234,6 +240,7 @@ export class Applier {
       throw error;
     }
     const history = await this.#openHistory(set, status, records);
+    const superseded = supersededFolderWrites(records);
 
     let bytes = 0;
     let applied = 0;
@@ -275,7 +282,7 @@ export class Applier {
         // Puts of different files are independent: they go to the store at once. Every one settles before the
         // step counts as applied, so a failure leaves no later record half-done behind the checkpoint.
         const outcomes = await mapConcurrent(step, APPLY_CONCURRENCY, (record) =>
-          this.#applyRecord(set, record, prepared.get(record.seq), status, volumeMap, history).then(
+          (superseded.has(record.seq) ? Promise.resolve(0) : this.#applyRecord(set, record, prepared.get(record.seq), status, volumeMap, history)).then(
             (written) => ({ written }),
             (error: unknown) => ({ error }),
           ),
@@ -308,7 +315,9 @@ export class Applier {
     const last = records[records.length - 1]?.seq ?? status.lastSeq;
     advance(last);
     await history?.finish();
-    await this.#writeStatus(status);
+    // The segment holds the checkpoint: the status itself is written at most once a second unless more than progress changed.
+    if (this.#statusWrites.mayDefer(status, settled, history?.covers() ?? false, this.#now().getTime())) this.#statusWrites.deferred(status);
+    else await this.#writeStatus(status);
     // Staged payloads are only needed until the checkpoint covers them.
     for (const content of prepared.values()) {
       if ("staged" in content && content.staged !== undefined) await this.#store.delete(content.staged);
@@ -403,8 +412,10 @@ export class Applier {
   }
 
   /** The applier's checkpoint and status for a set (the initial one when the set was never seen). */
-  readStatus(set: string): Promise<SetStatus> {
-    return readSetStatus(this.#store, set);
+  async readStatus(set: string): Promise<SetStatus> {
+    const stored = await readStoredStatus(this.#store, set);
+    // Segments this applier wrote after its own last status write need no reading again: it knows what they hold.
+    return foldSegments(this.#store, this.#statusWrites.known(set, stored?.text) ?? stored?.status ?? initialStatus(set));
   }
 
   /** Checks every put's content and parses every verify manifest before anything is written, so a bad message writes nothing. */
@@ -562,11 +573,18 @@ export class Applier {
       case "rename": {
         const from = dataKey(set, record.from);
         const object = await this.#store.head(from);
-        if (!object) throw new TargetDivergedError(record.seq, `rename source ${record.from} is missing on the target`);
         const to = dataKey(set, record.to);
+        const mark = renameMark(status.generation, record.seq);
+        if (await renamedAlready(this.#store, to, mark)) {
+          // Applied before this delivery: only the source's removal may be left to do.
+          if (object) await preserve(from);
+          await this.#store.delete(from);
+          return 0;
+        }
+        if (!object) throw new TargetDivergedError(record.seq, `rename source ${record.from} is missing on the target`);
         await preserve(from);
         await preserve(to);
-        await this.#store.copy(from, to, gen > 0 ? { ...object.meta, [META.gen]: String(gen) } : object.meta);
+        await this.#store.copy(from, to, { ...object.meta, ...(gen > 0 ? { [META.gen]: String(gen) } : {}), [RENAMED_BY]: mark });
         await this.#store.delete(from);
         return 0;
       }
@@ -640,7 +658,10 @@ export class Applier {
   }
 
   async #writeStatus(status: SetStatus): Promise<void> {
-    status.updatedAt = this.#now().toISOString();
-    await this.#store.put(statusKey(status.set), Buffer.from(JSON.stringify(status, null, 2)), {});
+    const now = this.#now();
+    status.updatedAt = now.toISOString();
+    const text = JSON.stringify(status, null, 2);
+    await this.#store.put(statusKey(status.set), Buffer.from(text), {});
+    this.#statusWrites.wrote(status, text, now.getTime());
   }
 }

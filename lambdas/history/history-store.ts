@@ -43,9 +43,9 @@ function parseLines(body: Buffer, what: string): unknown[] {
     .map((line): unknown => JSON.parse(line));
 }
 
-/** Writes segment n of a set (replacing what a retried message wrote there before). */
-export async function writeSegment(store: TargetStore, set: string, n: number, entries: readonly HistoryEntry[]): Promise<void> {
-  await store.put(segmentKey(set, n), jsonLines(entries), {});
+/** Writes segment n of a set (replacing what a retried message wrote there before); meta carries the set's checkpoint after it. */
+export async function writeSegment(store: TargetStore, set: string, n: number, entries: readonly HistoryEntry[], meta: Record<string, string> = {}): Promise<void> {
+  await store.put(segmentKey(set, n), jsonLines(entries), meta);
 }
 
 /** The entries of segment n; throws HistoryError when it is missing or unreadable. */

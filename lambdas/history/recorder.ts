@@ -12,6 +12,7 @@ import { liveManifest } from "../tasks/snapshots.ts";
 import { VolumeMap } from "../volumes/block-map.ts";
 import { listCheckpoints, readCheckpointEntries, writeCheckpoint, writeSegment } from "./history-store.ts";
 import { applyHistoryRetention } from "./retention.ts";
+import { checkpointMeta, checkpointOf, sameCheckpoint, type SegmentCheckpoint } from "../store/status-checkpoint.ts";
 
 export interface HistorySettings {
   /** Days every moment of a set restores (tidemark:pointInTimeDays); 0 turns history off. */
@@ -44,6 +45,8 @@ export class HistoryRecorder {
   readonly #cursor: HistoryCursor;
   readonly #preserved: Set<string>;
   #entries: HistoryEntry[] = [];
+  /** The checkpoint the newest segment written here carries. */
+  #covered: SegmentCheckpoint | undefined;
 
   private constructor(store: TargetStore, set: string, status: SetStatus, settings: HistorySettings, now: () => Date, cursor: HistoryCursor, preserved: Set<string>) {
     this.#store = store;
@@ -155,10 +158,18 @@ export class HistoryRecorder {
   /** Writes what was recorded since the last flush as the next segment; the caller then writes the status, which names it. */
   async flush(): Promise<void> {
     if (this.#entries.length === 0) return;
-    await writeSegment(this.#store, this.#set, this.#cursor.segment, this.#entries);
+    // The segment carries the checkpoint as it stands once its records count: readers fold it if the status waits.
+    const checkpoint = checkpointOf({ ...this.#status, history: { ...this.#cursor, segment: this.#cursor.segment + 1 } }, this.#now().toISOString());
+    await writeSegment(this.#store, this.#set, this.#cursor.segment, this.#entries, checkpointMeta(checkpoint));
     this.#cursor.segment += 1;
     this.#entries = [];
     this.#status.history = this.#cursor;
+    this.#covered = checkpoint;
+  }
+
+  /** True when the newest segment written here holds the status's checkpoint as it is now: its own write may wait. */
+  covers(): boolean {
+    return this.#covered !== undefined && sameCheckpoint(this.#covered, checkpointOf(this.#status, this.#covered.updatedAt));
   }
 
   /** At the end of a message: the last segment, then a checkpoint and retention when due. */
