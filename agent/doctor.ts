@@ -164,7 +164,8 @@ export function checkProxy(config: AgentConfig, env: NodeJS.ProcessEnv = process
   const settings = clientOptionsOf(config).http ?? {};
   const plan = proxyPlan(settings, env);
   const bundle = caBundleFile(settings, env);
-  const ca = bundle ? `; CA bundle ${bundle.file} (${bundle.source}, ${readCaBundle(bundle.file, bundle.source).length} certificates)` : "";
+  const certificates = bundle ? readCaBundle(bundle.file, bundle.source).length : 0;
+  const ca = bundle ? `; CA bundle ${bundle.file} (${bundle.source}, ${certificates} certificate${certificates === 1 ? "" : "s"})` : "";
   if (!plan) return { name: "proxy", level: "ok", detail: `none: AWS is reached directly${ca}` };
   const endpoints = [config.queueUrl, config.endpoint ?? `https://s3.${config.region}.amazonaws.com/`, ...(config.ebsEndpoint ? [config.ebsEndpoint] : [])].map((url) => new URL(url));
   const routes = [...new Set(endpoints.map((url) => url.origin))].map((origin) => {

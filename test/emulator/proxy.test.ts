@@ -143,6 +143,8 @@ describe("the agent's requests through a proxy to the local emulator", () => {
     const httpOnly = checkProxy(loadConfig(writeConfig({})), { HTTPS_PROXY: proxy.url });
     expect(httpOnly.detail).toBe(`HTTPS_PROXY: emulator.invalid:${port} direct (no proxy for http)`);
     expect(checkProxy(loadConfig(writeConfig({})), {}).detail).toBe("none: AWS is reached directly");
+    expect(checkProxy(loadConfig(writeConfig({})), { AWS_CA_BUNDLE: CERT_FILE }).detail).toBe(`none: AWS is reached directly; CA bundle ${CERT_FILE} (AWS_CA_BUNDLE, 1 certificate)`);
+    expect(() => checkProxy(loadConfig(writeConfig({})), { AWS_CA_BUNDLE: join(dir.path, "gone.pem") })).toThrow(CaBundleError);
   });
 });
 
