@@ -214,7 +214,7 @@ export class Agent {
             // The watch is incomplete from now on: scans take over, often enough to keep up.
             const problem = `the watcher ran out of ${code === "ENOSPC" ? "inotify watches" : "file descriptors"}; scanning every ${formatDuration(this.#pollingScanMs)} instead (raise fs.inotify.max_user_watches, e.g. sysctl fs.inotify.max_user_watches=1048576, then restart the agent)`;
             this.log.error(problem, { set, error: error.message });
-            this.journal.setWatcherProblem(set, problem);
+            this.journal.sets.setWatcherProblem(set, problem);
             runner.degraded = true;
             this.#watchers.delete(watcher);
             watcher.close().catch(() => undefined);
@@ -228,7 +228,7 @@ export class Agent {
       this.options.ignorePaths,
     );
     this.#watchers.add(watcher);
-    this.journal.setWatcherProblem(set, null);
+    this.journal.sets.setWatcherProblem(set, null);
   }
 
   get #pollingScanMs(): number {

@@ -48,9 +48,9 @@ function linkGroupOf(st: BigIntStats): { linkGroup?: string } {
 
 /** Deletes for an indexed entry and everything below it, children first. */
 export function deletesFor(journal: Journal, set: string, path: string): Change[] {
-  const known = journal.entry(set, path);
+  const known = journal.index.entry(set, path);
   if (!known) return [];
-  const below = known.kind === "dir" ? journal.descendants(set, path) : [];
+  const below = known.kind === "dir" ? journal.index.descendants(set, path) : [];
   return [...below, known].map((entry) => ({ op: "delete", path: entry.path }));
 }
 
@@ -90,7 +90,7 @@ export interface CaptureOptions {
 export async function capture(journal: Journal, spec: SetSpec, path: string, options: CaptureOptions = {}): Promise<CaptureResult> {
   const abs = join(spec.root, path);
   const st = isExcluded(spec, path) ? undefined : await statOrGone(abs);
-  const known = journal.entry(spec.name, path);
+  const known = journal.index.entry(spec.name, path);
   if (!st) return { changes: deletesFor(journal, spec.name, path), isDirectory: false };
 
   // A path that changed kind (file -> dir, dir -> symlink ...) is deleted first, with whatever was below it.

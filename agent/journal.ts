@@ -1,19 +1,25 @@
 // The agent's durable journal (DESIGN 2): every change gets the next seq of
 // its set and is on disk (SQLite WAL, fsync on commit) before anything is
 // sent; a record leaves only after the queue accepted the message holding it.
-// The same database holds the index: the state of every entry as journaled,
-// which barrier scans compare the source against.
+// This file is the outbox and the database's transactions; the same database
+// holds the index of entries as journaled (journal-index.ts), the volumes'
+// blocks (journal-volumes.ts) and each set's counters, flags and generation
+// (journal-sets.ts), each written in the append's transaction.
 
-import { randomBytes } from "node:crypto";
 import { mkdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { DatabaseSync, type StatementSync } from "node:sqlite";
-import type { EntryKind, OrphanPolicy } from "../contract/layout.ts";
-import { parentOf } from "../contract/paths.ts";
-import { blockCount, deltaContentSize } from "../contract/wire.ts";
+import type { OrphanPolicy } from "../contract/layout.ts";
+import { deltaContentSize } from "../contract/wire.ts";
 import type { TaskFields } from "../contract/tasks.ts";
 import { journalFault } from "./journal-faults.ts";
 import { SkippedNames } from "./skipped-names.ts";
+import { EntryIndex } from "./journal-index.ts";
+import { SetStates } from "./journal-sets.ts";
+import { VolumeStamps } from "./journal-volumes.ts";
+
+export type { IndexEntry, IndexStat } from "./journal-index.ts";
+export type { JournalGeneration, SetCounters } from "./journal-sets.ts";
 import type { DrillReport } from "../contract/drills.ts";
 import type { SetDigest } from "../contract/digest.ts";
 
@@ -74,53 +80,10 @@ export type Change =
 /** A journaled change: its seq, and when it was journaled (ms since the epoch; absent in rows of older agents). */
 export type JournalRecord = Change & { seq: number; at?: number };
 
-/** What the index knows of one entry of a set: its state as last journaled. */
-export interface IndexEntry {
-  path: string;
-  kind: EntryKind;
-  size: number;
-  mode: number;
-  mtimeNs: string;
-  sha256: string | null;
-  link: string | null;
-  /** sha256 of each block of a large file, concatenated (32 bytes a block); null for small files. */
-  blocks: Uint8Array | null;
-}
-
-/** The part of an index entry a stat can be compared with. */
-export type IndexStat = Pick<IndexEntry, "kind" | "size" | "mode" | "mtimeNs">;
-
-export interface SetCounters {
-  /** Seq the next change will get. */
-  nextSeq: number;
-  /** Last seq the queue accepted. */
-  sentSeq: number;
-  backlogRecords: number;
-  backlogBytes: number;
-  messagesSent: number;
-  bytesSent: number;
-  lastSendError: string | null;
-  /** The backlog hit the journal limit: changes since then are not journaled until a catch-up scan. */
-  overflowed: boolean;
-  /** Why the watcher of the set stopped working, while it does not. */
-  watcherProblem: string | null;
-}
-
 interface RecordRow {
   seq: number;
   change: string;
   content: Uint8Array | null;
-}
-
-interface EntryRow {
-  path: string;
-  kind: string;
-  size: number;
-  mode: number;
-  mtime_ns: string;
-  sha256: string | null;
-  link: string | null;
-  blocks: Uint8Array | null;
 }
 
 const SCHEMA = `
@@ -189,25 +152,6 @@ CREATE INDEX IF NOT EXISTS entries_by_parent ON entries (set_name, parent);
 CREATE INDEX IF NOT EXISTS entries_stat_by_parent ON entries (set_name, parent, path, kind, size, mode, mtime_ns);
 `;
 
-/** The kind column holds what #index wrote: anything else is a damaged journal. */
-function entryKind(kind: string): EntryKind {
-  if (kind === "file" || kind === "dir" || kind === "symlink") return kind;
-  throw new Error(`journal index holds an entry of unknown kind "${kind}"`);
-}
-
-function toEntry(row: EntryRow): IndexEntry {
-  return {
-    path: row.path,
-    kind: entryKind(row.kind),
-    size: row.size,
-    mode: row.mode,
-    mtimeNs: row.mtime_ns,
-    sha256: row.sha256,
-    link: row.link,
-    blocks: row.blocks,
-  };
-}
-
 /** Bytes a change adds to the backlog: the content it carries (a delta's blocks), or nothing for metadata-only changes. */
 export function changeBytes(change: Change): number {
   if (change.op === "verify") return change.size;
@@ -220,9 +164,6 @@ export function changeBytes(change: Change): number {
 function prepareStatements(db: DatabaseSync) {
   const prepare = (sql: string): StatementSync => db.prepare(sql);
   return {
-    ensureSet: prepare("INSERT OR IGNORE INTO sets (name, next_seq, sent_seq) VALUES (?, 1, 0)"),
-    getSet: prepare("SELECT * FROM sets WHERE name = ?"),
-    bumpSeq: prepare("UPDATE sets SET next_seq = ?, backlog_records = backlog_records + ?, backlog_bytes = backlog_bytes + ? WHERE name = ?"),
     insertRecord: prepare("INSERT INTO journal (set_name, seq, change, content, bytes) VALUES (?, ?, ?, ?, ?)"),
     pending: prepare("SELECT seq, change, content FROM journal WHERE set_name = ? AND seq > ? ORDER BY seq LIMIT ?"),
     sentBacklog: prepare("SELECT count(*) AS records, coalesce(sum(bytes), 0) AS bytes FROM journal WHERE set_name = ? AND seq <= ?"),
@@ -232,39 +173,6 @@ function prepareStatements(db: DatabaseSync) {
        WHERE set_name = ? AND seq <= ? AND change LIKE '%"spool":%' AND json_extract(change, '$.content.spool') IS NOT NULL`,
     ),
     deleteSent: prepare("DELETE FROM journal WHERE set_name = ? AND seq <= ?"),
-    markSent: prepare(
-      `UPDATE sets SET sent_seq = ?, messages_sent = messages_sent + 1, bytes_sent = bytes_sent + ?, last_send_error = NULL,
-       backlog_records = backlog_records - ?, backlog_bytes = backlog_bytes - ? WHERE name = ?`,
-    ),
-    sendError: prepare("UPDATE sets SET last_send_error = ? WHERE name = ?"),
-    setOverflow: prepare("UPDATE sets SET overflowed = ? WHERE name = ?"),
-    setWatcherProblem: prepare("UPDATE sets SET watcher_problem = ? WHERE name = ?"),
-    getEntry: prepare("SELECT * FROM entries WHERE set_name = ? AND path = ?"),
-    // Without statistics the planner scans the whole set by primary key instead: a folder's entries cost the set's size.
-    children: prepare("SELECT * FROM entries INDEXED BY entries_by_parent WHERE set_name = ? AND parent = ? ORDER BY path"),
-    childrenStat: prepare(
-      "SELECT path, kind, size, mode, mtime_ns FROM entries INDEXED BY entries_stat_by_parent WHERE set_name = ? AND parent = ?",
-    ),
-    under: prepare("SELECT * FROM entries WHERE set_name = ? AND path > ? AND path < ? ORDER BY path DESC"),
-    upsertEntry: prepare(
-      `INSERT INTO entries (set_name, path, parent, kind, size, mode, mtime_ns, sha256, link, blocks) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-       ON CONFLICT (set_name, path) DO UPDATE SET kind = excluded.kind, size = excluded.size, mode = excluded.mode,
-       mtime_ns = excluded.mtime_ns, sha256 = excluded.sha256, link = excluded.link, blocks = excluded.blocks`,
-    ),
-    moveEntry: prepare("UPDATE entries SET path = ?, parent = ? WHERE set_name = ? AND path = ?"),
-    deleteEntry: prepare("DELETE FROM entries WHERE set_name = ? AND path = ?"),
-    clearEntries: prepare("DELETE FROM entries WHERE set_name = ?"),
-    countEntries: prepare("SELECT count(*) AS n FROM entries WHERE set_name = ?"),
-    upsertBlock: prepare("INSERT INTO volume_blocks (set_name, idx, sha256) VALUES (?, ?, ?) ON CONFLICT (set_name, idx) DO UPDATE SET sha256 = excluded.sha256"),
-    blockRange: prepare("SELECT idx, sha256 FROM volume_blocks WHERE set_name = ? AND idx >= ? AND idx < ?"),
-    dropBlocksFrom: prepare("DELETE FROM volume_blocks WHERE set_name = ? AND idx >= ?"),
-    clearBlocks: prepare("DELETE FROM volume_blocks WHERE set_name = ?"),
-    getVolume: prepare("SELECT size, stamp FROM volumes WHERE set_name = ?"),
-    upsertVolumeSize: prepare("INSERT INTO volumes (set_name, size) VALUES (?, ?) ON CONFLICT (set_name) DO UPDATE SET size = excluded.size"),
-    setVolumeStamp: prepare("UPDATE volumes SET stamp = ? WHERE set_name = ?"),
-    clearVolume: prepare("DELETE FROM volumes WHERE set_name = ?"),
-    getGeneration: prepare("SELECT id, since_seq AS sinceSeq FROM generations WHERE set_name = ?"),
-    setGeneration: prepare("INSERT OR REPLACE INTO generations (set_name, id, since_seq) VALUES (?, ?, ?)"),
     getRecord: prepare("SELECT seq, change, bytes FROM journal WHERE set_name = ? AND seq = ?"),
     // Rare (a refused record, a sent skip): the json_extract over the set's unsent records is affordable then.
     touching: prepare(
@@ -272,7 +180,6 @@ function prepareStatements(db: DatabaseSync) {
        AND (json_extract(change, '$.path') = :path OR json_extract(change, '$.from') = :path OR json_extract(change, '$.to') = :path) ORDER BY seq`,
     ),
     replaceRecord: prepare("UPDATE journal SET change = ?, content = NULL, bytes = ? WHERE set_name = ? AND seq = ?"),
-    addBacklogBytes: prepare("UPDATE sets SET backlog_bytes = backlog_bytes + ? WHERE name = ?"),
     skippedOf: prepare("SELECT path, seq, reason, since FROM skipped WHERE set_name = ? ORDER BY path"),
     lastResyncIn: prepare(
       `SELECT max(seq) AS seq FROM journal WHERE set_name = :set AND seq > :after AND seq <= :upto AND json_extract(change, '$.op') = 'resync'`,
@@ -282,22 +189,10 @@ function prepareStatements(db: DatabaseSync) {
        ON CONFLICT (set_name, path) DO UPDATE SET seq = excluded.seq, reason = excluded.reason`,
     ),
     deleteSkipped: prepare("DELETE FROM skipped WHERE set_name = ? AND path = ?"),
-    invalidateEntry: prepare("UPDATE entries SET mtime_ns = '-1', sha256 = NULL, blocks = NULL WHERE set_name = ? AND path = ?"),
-    probe: prepare("UPDATE sets SET next_seq = next_seq"),
   };
 }
 
 type Statements = ReturnType<typeof prepareStatements>;
-
-/** A set's journal generation: its id, and the seq it began at (0: with the journal). */
-export interface JournalGeneration {
-  id: string;
-  sinceSeq: number;
-}
-
-function newGenerationId(): string {
-  return randomBytes(8).toString("hex");
-}
 
 /** A path whose latest change the target refused: the target keeps its last good version until a later change is delivered. */
 export interface SkippedPath {
@@ -329,6 +224,12 @@ export class Journal {
   readonly path: string;
   /** Entries of the sets that cannot be replicated under their names, for `status`. */
   readonly skippedNames: SkippedNames;
+  /** Every entry of a set as last journaled. */
+  readonly index: EntryIndex;
+  /** Volume sets' blocks, size and file stamp. */
+  readonly volumes: VolumeStamps;
+  /** Each set's counters, flags and journal generation. */
+  readonly sets: SetStates;
   readonly #db: DatabaseSync;
   readonly #statements: Statements;
   readonly #onWrite: (() => void) | undefined;
@@ -340,6 +241,9 @@ export class Journal {
     this.path = path;
     this.spoolDir = spoolDir;
     this.skippedNames = new SkippedNames(db);
+    this.index = new EntryIndex(db);
+    this.volumes = new VolumeStamps(db);
+    this.sets = new SetStates(db);
     this.#statements = prepareStatements(db);
     this.#onWrite = options.onWrite;
     this.#now = options.now ?? Date.now;
@@ -412,7 +316,7 @@ export class Journal {
 
   /** Throws (JournalDiskFullError, ...) unless a write transaction commits: whether journaling can resume. */
   checkWritable(): void {
-    this.#run(() => this.#statements.probe.run());
+    this.#run(() => this.sets.probe());
   }
 
   /**
@@ -422,28 +326,20 @@ export class Journal {
   append(set: string, changes: readonly Change[]): number[] {
     if (changes.length === 0) return [];
     return this.#run(() => {
-      const s = this.#statements;
-      s.ensureSet.run(set);
-      const row = s.getSet.get(set) as { next_seq: number };
-      let seq = row.next_seq;
+      let seq = this.sets.nextSeq(set);
       let bytes = 0;
       const seqs: number[] = [];
       const at = this.#now();
       for (const change of changes) {
         const { content, stored } = this.#storedForm(change);
-        s.insertRecord.run(set, seq, JSON.stringify({ ...stored, at }), content, changeBytes(change));
+        this.#statements.insertRecord.run(set, seq, JSON.stringify({ ...stored, at }), content, changeBytes(change));
         bytes += changeBytes(change);
-        this.#index(set, change);
+        this.index.apply(set, change);
         seqs.push(seq);
         seq += 1;
       }
-      // A volume's size once per append, not per block: the blocks of one scan all carry the same.
-      const sized = changes.findLast((change) => change.op === "block");
-      if (sized) {
-        s.upsertVolumeSize.run(set, sized.volumeSize);
-        s.dropBlocksFrom.run(set, blockCount(sized.volumeSize));
-      }
-      s.bumpSeq.run(seq, seqs.length, bytes, set);
+      this.volumes.apply(set, changes);
+      this.sets.advance(set, seq, seqs.length, bytes);
       return seqs;
     });
   }
@@ -462,48 +358,6 @@ export class Journal {
     const { blockHashes: _index, ...put } = change;
     if (!("bytes" in put.content)) return { stored: put, content: null };
     return { stored: { ...put, content: { bytes: new Uint8Array() } }, content: put.content.bytes };
-  }
-
-  #index(set: string, change: Change): void {
-    const s = this.#statements;
-    const upsert = (
-      path: string,
-      kind: EntryKind,
-      size: number,
-      mode: number,
-      mtimeNs: string,
-      sha: string | null,
-      link: string | null,
-      blocks: Uint8Array | null = null,
-    ) => s.upsertEntry.run(set, path, parentOf(path) ?? "", kind, size, mode, mtimeNs, sha, link, blocks);
-    switch (change.op) {
-      case "put":
-        upsert(change.path, "file", change.size, change.mode, change.mtimeNs, change.sha256, null, change.blockHashes ?? null);
-        break;
-      case "rename":
-        s.deleteEntry.run(set, change.to);
-        s.moveEntry.run(change.to, parentOf(change.to) ?? "", set, change.from);
-        break;
-      case "mkdir":
-        upsert(change.path, "dir", 0, change.mode, change.mtimeNs, null, null);
-        break;
-      case "symlink":
-        upsert(change.path, "symlink", 0, 0o777, change.mtimeNs, null, change.target);
-        break;
-      case "delete":
-        s.deleteEntry.run(set, change.path);
-        break;
-      case "block":
-        s.upsertBlock.run(set, change.index, change.sha256);
-        break;
-      case "resync":
-      case "verify":
-      case "task":
-      case "prune":
-      case "skip":
-      case "drill":
-        break;
-    }
   }
 
   /** Unsent records of a set after afterSeq, oldest first. */
@@ -527,7 +381,7 @@ export class Journal {
       for (const row of s.sentSpools.all(set, lastSeq) as unknown as { spool: string }[]) spools.push(row.spool);
       const leaving = s.sentBacklog.get(set, lastSeq) as { records: number; bytes: number };
       s.deleteSent.run(set, lastSeq);
-      s.markSent.run(lastSeq, messageBytes, leaving.records, leaving.bytes, set);
+      this.sets.sent(set, lastSeq, messageBytes, leaving.records, leaving.bytes);
     });
     for (const spool of spools) rmSync(join(this.spoolDir, spool), { force: true });
   }
@@ -569,7 +423,7 @@ export class Journal {
     if (!old) throw new Error(`journal holds no unsent record ${seq} of set "${set}"`);
     const bytes = changeBytes(change);
     s.replaceRecord.run(JSON.stringify(this.#storedForm(change).stored), bytes, set, seq);
-    s.addBacklogBytes.run(bytes - old.bytes, set);
+    this.sets.addBacklogBytes(set, bytes - old.bytes);
   }
 
   /** Records a path as not replicated (keeping when it was first skipped). */
@@ -582,136 +436,9 @@ export class Journal {
     return this.#statements.skippedOf.all(set) as unknown as SkippedPath[];
   }
 
-  /** Makes the index disagree with any stat of path: the next scan or capture journals it again, in full. */
-  invalidate(set: string, path: string): void {
-    this.#statements.invalidateEntry.run(set, path);
-  }
-
-  recordSendError(set: string, error: string | null): void {
-    this.#statements.ensureSet.run(set);
-    this.#statements.sendError.run(error, set);
-  }
-
-  counters(set: string): SetCounters {
-    const s = this.#statements;
-    const row = s.getSet.get(set) as
-      | {
-          next_seq: number;
-          sent_seq: number;
-          messages_sent: number;
-          bytes_sent: number;
-          last_send_error: string | null;
-          overflowed: number;
-          watcher_problem: string | null;
-          backlog_records: number;
-          backlog_bytes: number;
-        }
-      | undefined;
-    return {
-      nextSeq: row?.next_seq ?? 1,
-      sentSeq: row?.sent_seq ?? 0,
-      backlogRecords: row?.backlog_records ?? 0,
-      backlogBytes: row?.backlog_bytes ?? 0,
-      messagesSent: row?.messages_sent ?? 0,
-      bytesSent: row?.bytes_sent ?? 0,
-      lastSendError: row?.last_send_error ?? null,
-      overflowed: row?.overflowed === 1,
-      watcherProblem: row?.watcher_problem ?? null,
-    };
-  }
-
-  /** Records why a set's watcher stopped working (null once it works), for `tidemark status`. */
-  setWatcherProblem(set: string, problem: string | null): void {
-    this.#statements.ensureSet.run(set);
-    this.#statements.setWatcherProblem.run(problem, set);
-  }
-
-  /** Marks (or clears) a set whose backlog reached the journal limit; kept across restarts. */
-  setOverflowed(set: string, overflowed: boolean): void {
-    this.#statements.ensureSet.run(set);
-    this.#statements.setOverflow.run(overflowed ? 1 : 0, set);
-  }
-
-  entry(set: string, path: string): IndexEntry | undefined {
-    const row = this.#statements.getEntry.get(set, path) as EntryRow | undefined;
-    return row && toEntry(row);
-  }
-
-  /** Index entries directly inside dir ("" for the set root). */
-  children(set: string, dir: string): IndexEntry[] {
-    return (this.#statements.children.all(set, dir) as unknown as EntryRow[]).map(toEntry);
-  }
-
-  /** What a scan compares the entries directly inside dir by (kind, size, mode, mtime), by path. */
-  childrenStat(set: string, dir: string): Map<string, IndexStat> {
-    const rows = this.#statements.childrenStat.all(set, dir) as unknown as { path: string; kind: string; size: number; mode: number; mtime_ns: string }[];
-    return new Map(rows.map((row) => [row.path, { kind: entryKind(row.kind), size: row.size, mode: row.mode, mtimeNs: row.mtime_ns }]));
-  }
-
-  /** Index entries strictly below dir, children before their parents (the order to delete them in). */
-  descendants(set: string, dir: string): IndexEntry[] {
-    // '/' is 0x2F and '0' is 0x30: [dir/, dir0) holds exactly the paths below dir.
-    return (this.#statements.under.all(set, `${dir}/`, `${dir}0`) as unknown as EntryRow[]).map(toEntry);
-  }
-
-  /** Every index entry of a set, in path order, read lazily (sets may hold millions). */
-  *allEntries(set: string): Generator<IndexEntry> {
-    // A statement of its own: two manifests may be read at once.
-    const statement = this.#db.prepare("SELECT * FROM entries WHERE set_name = ? ORDER BY path");
-    for (const row of statement.iterate(set)) yield toEntry(row as unknown as EntryRow);
-  }
-
-  entryCount(set: string): number {
-    return (this.#statements.countEntries.get(set) as { n: number }).n;
-  }
-
-  /** Forgets one entry of the index: the next capture journals it in full. */
-  forget(set: string, path: string): void {
-    this.#statements.deleteEntry.run(set, path);
-  }
-
   /** Forgets the index of a set (before a full resync): every entry (or block) will be journaled again. */
   clearIndex(set: string): void {
-    this.#statements.clearEntries.run(set);
-    this.#statements.clearBlocks.run(set);
-    this.#statements.clearVolume.run(set);
-  }
-
-  /** The sha256 of the blocks of a volume set in [from, to) as journaled, by index. */
-  volumeBlocks(set: string, from: number, to: number): Map<number, string> {
-    const rows = this.#statements.blockRange.all(set, from, to) as unknown as { idx: number; sha256: string }[];
-    return new Map(rows.map((row) => [row.idx, row.sha256]));
-  }
-
-  /** A volume set's size as last journaled, and the stamp of the file at the last complete scan (null: read it all next time). */
-  volume(set: string): { size: number; stamp: string | null } | undefined {
-    return this.#statements.getVolume.get(set) as { size: number; stamp: string | null } | undefined;
-  }
-
-  /** The set's journal generation, made on first use: a journal made anew (lost, deleted) has a generation no target knows. */
-  generation(set: string): JournalGeneration {
-    // Read first: every message packed asks, and a write would take the database's lock each time.
-    const known = this.knownGeneration(set);
-    if (known) return known;
-    const made = { id: newGenerationId(), sinceSeq: 0 };
-    this.#statements.setGeneration.run(set, made.id, made.sinceSeq);
-    return made;
-  }
-
-  /** The set's journal generation when it has one, without making it (for readers such as `tidemark status`). */
-  knownGeneration(set: string): JournalGeneration | undefined {
-    return this.#statements.getGeneration.get(set) as unknown as JournalGeneration | undefined;
-  }
-
-  /** Begins a new generation of the set at its next seq: what the agent sends from now on restarts the target's chain. */
-  beginGeneration(set: string): JournalGeneration {
-    const generation = { id: newGenerationId(), sinceSeq: this.counters(set).nextSeq };
-    this.#statements.setGeneration.run(set, generation.id, generation.sinceSeq);
-    return generation;
-  }
-
-  /** Records the volume file's stamp after a scan read all of it (null forgets it). */
-  setVolumeStamp(set: string, stamp: string | null): void {
-    this.#statements.setVolumeStamp.run(stamp, set);
+    this.index.clear(set);
+    this.volumes.clear(set);
   }
 }

@@ -43,7 +43,7 @@ export async function writeManifest(journal: Journal, set: string, onEntry?: (en
     (function* () {
       // Lines go to gzip some 64 KiB at a time: a stream chunk per line costs more than the line.
       let chunk = "";
-      for (const entry of journal.allEntries(set)) {
+      for (const entry of journal.index.allEntries(set)) {
         entries += 1;
         onEntry?.(entry);
         chunk += `${JSON.stringify(toManifestEntry(entry))}\n`;

@@ -31,9 +31,9 @@ export async function fileSetMarkerDigest(journal: Journal, set: string): Promis
 
 /** The digest of a volume set's block map as journaled: the blocks that hold data (the target lists no zero blocks). */
 export function volumeMarkerDigest(journal: Journal, set: string): MarkerDigestFields {
-  const size = journal.volume(set)?.size ?? 0;
+  const size = journal.volumes.volume(set)?.size ?? 0;
   const blocks: DigestBlock[] = [];
-  for (const [index, sha256] of journal.volumeBlocks(set, 0, blockCount(size))) {
+  for (const [index, sha256] of journal.volumes.blocks(set, 0, blockCount(size))) {
     const length = blockLength(size, index);
     if (sha256 !== zeroBlockSha256(length)) blocks.push({ index, sha256, size: length });
   }

@@ -51,7 +51,7 @@ export interface VerifyResult {
 /** Waits for the target's report of a record journaled just now; fails with the reason when it will not come (target-wait.ts). */
 function waitForReport<T>(deps: OperationDeps, what: string, read: () => Promise<T | undefined>, set: string, seq: number): Promise<T> {
   return waitOnTarget<T>(
-    { set, what: `the ${what} (seq ${seq})`, seq, generation: deps.agent.journal.generation(set).id },
+    { set, what: `the ${what} (seq ${seq})`, seq, generation: deps.agent.journal.sets.generation(set).id },
     async () => {
       const report = await read();
       return report ? { done: report } : undefined;
@@ -72,7 +72,7 @@ export async function runVerify(
   set: string,
   options: { deep: boolean; repair: boolean; orphans: OrphanPolicy },
 ): Promise<VerifyResult> {
-  const total = deps.agent.journal.entryCount(set);
+  const total = deps.agent.journal.index.entryCount(set);
   const onProgress = (scan: Readonly<ScanReport>) => deps.onProgress?.({ phase: "scan", entries: scan.entries, changes: scan.changes, bytes: scan.bytes, total });
   const { id, seq } = await deps.agent.journalVerify(set, { deep: options.deep, orphans: options.orphans, onProgress });
   const report = await waitForReport(deps, "verification", () => deps.readReport(set, id), set, seq);
@@ -115,7 +115,7 @@ export async function runMirror(deps: OperationDeps, set: string, mode: MirrorMo
     return { mode, scan };
   }
   if (mode === "full") {
-    const total = deps.agent.journal.entryCount(set);
+    const total = deps.agent.journal.index.entryCount(set);
     const scan = await deps.agent.fullMirror(set, "full mirror requested", (s) =>
       deps.onProgress?.({ phase: "scan", entries: s.entries, changes: s.changes, bytes: s.bytes, total }),
     );
@@ -151,7 +151,7 @@ export async function queueTask(deps: OperationDeps, set: string, request: TaskR
       `task markers are disabled for this agent (tasks.enabled is false in ${config.file}); markers sent to the queue from elsewhere still run on the target`,
     );
   }
-  const total = deps.agent.journal.entryCount(set);
+  const total = deps.agent.journal.index.entryCount(set);
   return deps.agent.insertMarker(set, {
     fields: request.fields,
     ...(request.onQueue !== undefined ? { onQueue: request.onQueue } : {}),

@@ -91,7 +91,7 @@ export async function skipRefusedRecord(journal: Journal, set: string, seq: numb
         // A whole put, a delete, a new link or folder, a move onto the path: what follows no longer needs the refused version.
         return;
       }
-      journal.invalidate(set, path);
+      journal.index.invalidate(set, path);
     };
     if (change.op === "rename") {
       // The source is gone on the source host: deleting it keeps the target true; the moved file is sent again.

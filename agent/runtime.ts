@@ -129,7 +129,7 @@ export async function startAgent(config: AgentConfig, log: Logger, options: { ig
       new RetryingTransport(inner, {
         signal: controller.signal,
         onRetry: (error, attempt, delayMs) => {
-          journal.recordSendError(set, error.message);
+          journal.sets.recordSendError(set, error.message);
           if (attempt === 1 || attempt % 10 === 0) log.warn("send failed; retrying", { set, attempt, delayMs, error: error.message });
         },
         onRecovered: () => log.info("sending again", { set }),

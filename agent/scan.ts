@@ -143,7 +143,7 @@ export async function barrierScan(journal: Journal, spec: SetSpec, options: Scan
     const subdirs: string[] = [];
     const paths: string[] = [];
     // The index of this folder in one query; entries whose stat matches it need no capture (the common case).
-    const indexed = journal.childrenStat(spec.name, dir);
+    const indexed = journal.index.childrenStat(spec.name, dir);
     listing.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
     for (const entry of listing) {
       const path = joinPath(dir, entry.name);

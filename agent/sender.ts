@@ -128,7 +128,7 @@ export interface SendOptions extends PackOptions {
 export function packNext(journal: Journal, set: string, options: PackOptions = {}, after = 0): PackedMessage | undefined {
   const maxBytes = options.maxBytes ?? MAX_MESSAGE_BYTES;
   const compression = options.compression ?? "zstd";
-  const gen = journal.generation(set).id;
+  const gen = journal.sets.generation(set).id;
   const header: MessageHeader = { v: WIRE_VERSION, set, gen };
   let size = Buffer.byteLength(joinMessage(header, []));
   const parts: string[] = [];
@@ -171,7 +171,7 @@ export class PackedAhead {
   /** Packs the message after seq `after`, when more records wait than the one on the wire. */
   pack(journal: Journal, set: string, options: PackOptions, after: number): void {
     this.#held = undefined;
-    const { nextSeq } = journal.counters(set);
+    const { nextSeq } = journal.sets.counters(set);
     if (after >= nextSeq - 1) return;
     const message = packNext(journal, set, options, after);
     if (message) this.#held = { after, nextSeq, message };
@@ -187,9 +187,9 @@ export class PackedAhead {
     const held = this.#held;
     this.#held = undefined;
     if (!held) return undefined;
-    const { sentSeq, nextSeq } = journal.counters(set);
+    const { sentSeq, nextSeq } = journal.sets.counters(set);
     const full = held.message.last < held.nextSeq - 1;
-    const sameGeneration = held.message.gen === journal.generation(set).id;
+    const sameGeneration = held.message.gen === journal.sets.generation(set).id;
     return sentSeq === held.after && sameGeneration && (full || nextSeq === held.nextSeq) ? held.message : undefined;
   }
 }

@@ -24,11 +24,11 @@ export class Backlog {
    */
   full(unjournaledBytes = 0, nextBytes = 0): boolean {
     const { journal, spec, log } = this.#context;
-    const { backlogBytes, overflowed } = journal.counters(spec.name);
+    const { backlogBytes, overflowed } = journal.sets.counters(spec.name);
     if (overflowed) return true;
     const held = backlogBytes + unjournaledBytes;
     if (held >= this.#limit || (held > 0 && held + nextBytes > this.#limit)) {
-      journal.setOverflowed(spec.name, true);
+      journal.sets.setOverflowed(spec.name, true);
       log.error("journal limit reached: the set is out of sync until the backlog drains, then a catch-up scan journals what changed", {
         set: spec.name,
         backlogBytes,
@@ -45,9 +45,9 @@ export class Backlog {
   /** After a send: true once a set that overflowed has drained below half the limit (it is no longer marked; the caller scans). */
   drained(): boolean {
     const { journal, spec, log } = this.#context;
-    const { backlogBytes, overflowed } = journal.counters(spec.name);
+    const { backlogBytes, overflowed } = journal.sets.counters(spec.name);
     if (!overflowed || backlogBytes > this.#limit / 2) return false;
-    journal.setOverflowed(spec.name, false);
+    journal.sets.setOverflowed(spec.name, false);
     log.info("journal drained; catching up with a scan", { set: spec.name });
     return true;
   }

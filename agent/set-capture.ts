@@ -44,7 +44,7 @@ export class SetCapture {
     // Nothing can be journaled: the catch-up scan after the disk has space again does this one's work.
     if (health.full) return { entries: 0, changes: 0, bytes: 0, skipped: [], stopped: true };
     const report = await this.#context.exclusive(() => {
-      const { sentSeq } = journal.counters(spec.name);
+      const { sentSeq } = journal.sets.counters(spec.name);
       return this.barrier({ shouldStop: (unjournaled, next) => this.#backlog.full(unjournaled, next), defer: (path) => this.#busy.defer(path, sentSeq) });
     });
     for (const skipped of report.skipped) log.warn("not replicated", { set: spec.name, path: skipped.path, reason: skipped.reason });
@@ -71,7 +71,7 @@ export class SetCapture {
   /** Captures the large files that waited for their previous version to be sent, once it is. */
   async captureWaiting(): Promise<void> {
     const { journal, spec } = this.#context;
-    const ready = this.#busy.ready(journal.counters(spec.name).sentSeq);
+    const ready = this.#busy.ready(journal.sets.counters(spec.name).sentSeq);
     if (ready.length === 0) return;
     for (const path of ready) this.#hints.add(path);
     await this.processHints();
@@ -115,12 +115,12 @@ export class SetCapture {
       pending.length = 0;
       pendingBytes = 0;
     };
-    const { sentSeq } = journal.counters(spec.name);
+    const { sentSeq } = journal.sets.counters(spec.name);
     const shouldStop = (unjournaled: number, next = 0) => this.#backlog.full(unjournaled, next);
     // Parents before children, so a new directory is journaled before what it holds.
     for (const path of sorted) {
       if (moved.has(path) || this.#busy.defer(path, sentSeq)) continue;
-      const known = journal.entry(spec.name, path);
+      const known = journal.index.entry(spec.name, path);
       const result = await capture(journal, spec, path);
       if (result.isDirectory && !known) {
         // A directory new to the index: its contents may predate the watch on it.
@@ -155,7 +155,7 @@ export class SetCapture {
     const { journal, spec } = this.#context;
     const vanished = new Map<string, IndexEntry>();
     for (const path of paths) {
-      const known = journal.entry(spec.name, path);
+      const known = journal.index.entry(spec.name, path);
       if (known?.kind !== "file" || known.sha256 === null || known.size < BLOCK_SIZE) continue;
       try {
         await lstat(join(spec.root, path));
@@ -183,7 +183,7 @@ export class SetCapture {
                 v.mtimeNs === change.mtimeNs &&
                 // Not already deleted (with a folder removed earlier in this batch).
                 !deleted.has(v.path) &&
-                journal.entry(spec.name, v.path) !== undefined,
+                journal.index.entry(spec.name, v.path) !== undefined,
             )
           : undefined;
       if (change.op !== "put" || !from) {

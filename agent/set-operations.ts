@@ -121,13 +121,13 @@ export class SetOperations {
       const paths = [...report.missing, ...report.different.map((d) => d.path)].sort();
       const blocks = new Map(report.different.filter((d) => d.blocks && d.blocks.length > 0).map((d) => [d.path, d.blocks ?? []]));
       for (const path of paths) {
-        const known = journal.entry(set, path);
+        const known = journal.index.entry(set, path);
         const delta = known && blocks.has(path) ? await blockRepair(journal, spec, known, blocks.get(path) ?? []) : undefined;
         let changes: Change[];
         if (delta) changes = [delta];
         else {
           // Forget what the index says of the path: capture then journals the source's version in full.
-          if (known) journal.forget(set, path);
+          if (known) journal.index.forget(set, path);
           changes = (await capture(journal, spec, path)).changes;
         }
         journal.append(set, changes);
@@ -166,7 +166,7 @@ export class SetOperations {
       // What the index holds now is what the target must hold at the marker.
       const digest = await markerDigest(journal, spec, fields);
       const [seq] = journal.append(spec.name, [{ op: "task", id, fields, ...digest, ...(request.onTransmit ? { onTransmit: request.onTransmit } : {}) }]);
-      return { id, seq: seq ?? 0, generation: journal.generation(spec.name).id, scan };
+      return { id, seq: seq ?? 0, generation: journal.sets.generation(spec.name).id, scan };
     });
     this.#context.wake();
     log.info("task marker journaled", { set: spec.name, task: queued.id, seq: queued.seq, action: request.fields.action, barrierChanges: queued.scan.changes });

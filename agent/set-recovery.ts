@@ -33,7 +33,7 @@ export class SetRecovery {
     const { journal, spec } = this.#context;
     const status = await this.#options.targetStatus?.(spec.name);
     if (!status || status.state !== "out-of-sync") return;
-    if (this.#operations.resyncSeq > status.lastSeq || awaitingGeneration(journal.generation(spec.name), status)) return;
+    if (this.#operations.resyncSeq > status.lastSeq || awaitingGeneration(journal.sets.generation(spec.name), status)) return;
     await this.#recover(status.reason ?? "target out of sync");
   }
 
@@ -57,9 +57,9 @@ export class SetRecovery {
     const { journal, spec, log } = this.#context;
     const set = spec.name;
     const status = await targetStatus(set);
-    const reason = continuityBreak(journal.generation(set), journal.counters(set).nextSeq - 1, status);
+    const reason = continuityBreak(journal.sets.generation(set), journal.sets.counters(set).nextSeq - 1, status);
     if (!reason) return;
-    const generation = journal.beginGeneration(set);
+    const generation = journal.sets.beginGeneration(set);
     log.warn("the target is ahead of this journal; beginning a new journal generation", { set, generation: generation.id, reason });
     // The recovery journals its resync at once; the rest of it (a verification) waits on the stream, which waits
     // on this check: it goes on in the background, and only the resync (or full mirror) is awaited, so nothing

@@ -66,7 +66,7 @@ export class SetSender {
     for (;;) {
       const sent = await this.#sendNext();
       await this.#options.afterSend();
-      if (sent.records === 0 && journal.counters(spec.name).backlogRecords === 0) return total;
+      if (sent.records === 0 && journal.sets.counters(spec.name).backlogRecords === 0) return total;
       total += sent.records;
     }
   }
@@ -77,7 +77,7 @@ export class SetSender {
     while (!stopped()) {
       let sent = 0;
       try {
-        const linger = lingerBeforeSend(Date.now() - lastSend, journal.counters(spec.name).backlogRecords);
+        const linger = lingerBeforeSend(Date.now() - lastSend, journal.sets.counters(spec.name).backlogRecords);
         if (linger > 0) await sleep(linger);
         lastSend = Date.now();
         // While the disk is full, marking a message sent would fail: sending it would only send it twice.

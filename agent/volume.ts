@@ -127,7 +127,7 @@ export async function volumeScan(journal: Journal, spec: SetSpec, options: Volum
   const started = Date.now();
   const volume = await openVolume(spec);
   try {
-    const known = journal.volume(spec.name);
+    const known = journal.volumes.volume(spec.name);
     if (!options.full && volume.stamp !== undefined && known?.stamp === volume.stamp && known.size === volume.size) return report;
     const count = blockCount(volume.size);
     const resized = known?.size !== volume.size;
@@ -145,7 +145,7 @@ export async function volumeScan(journal: Journal, spec: SetSpec, options: Volum
         break;
       }
       const to = Math.min(count, from + INDEX_CHUNK);
-      const hashes = journal.volumeBlocks(spec.name, from, to);
+      const hashes = journal.volumes.blocks(spec.name, from, to);
       for (let index = from; index < to; index++) {
         const block = await readBlock(volume, index, buffer);
         report.entries += 1;
@@ -162,7 +162,7 @@ export async function volumeScan(journal: Journal, spec: SetSpec, options: Volum
     }
     if (!report.stopped && volume.stamp !== undefined) {
       // An image written within the timestamp's resolution of this read may hide a write behind the same stamp.
-      journal.setVolumeStamp(spec.name, started - volume.mtimeMs > RACY_MS ? volume.stamp : null);
+      journal.volumes.setStamp(spec.name, started - volume.mtimeMs > RACY_MS ? volume.stamp : null);
     }
     return report;
   } finally {

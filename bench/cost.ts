@@ -130,7 +130,7 @@ async function counted(
       await running.agent.scan(set);
       await until(
         () => {
-          const counters = running.agent.journal.counters(set);
+          const counters = running.agent.journal.sets.counters(set);
           return counters.backlogRecords === 0 && (applied.get(set) ?? 0) >= counters.nextSeq - 1 && inFlight === 0;
         },
         600_000,

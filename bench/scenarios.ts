@@ -52,7 +52,7 @@ function agentOn(cloud: BenchCloud, proxy: CountingProxy, dir: string, tree: str
 async function caughtUp(cloud: BenchCloud, agent: RunningAgent, set: string, timeoutMs: number): Promise<void> {
   await until(
     () => {
-      const counters = agent.agent.journal.counters(set);
+      const counters = agent.agent.journal.sets.counters(set);
       return counters.backlogRecords === 0 && cloud.appliedRecords(set) >= counters.nextSeq - 1;
     },
     timeoutMs,
@@ -169,14 +169,14 @@ export async function deltaChange(runs: number): Promise<Result[]> {
       const first = await rcloneRun(["copy", tree, `bench:${cloud.bucket}/rclone`, ...once], proxy.endpoint);
       if (first.error) peerNote = " (the emulator refused rclone's multipart completion)";
 
-      const before = agent.agent.journal.counters("delta").bytesSent;
+      const before = agent.agent.journal.sets.counters("delta").bytesSent;
       const fd = openSync(file, "r+");
       writeSync(fd, randomBytes(64 * 1024), 0, 64 * 1024, 100 * MiB + 12345);
       closeSync(fd);
       agent.agent.hint("delta", "disk.img");
       await agent.agent.processHints("delta");
       await caughtUp(cloud, agent, "delta", 600_000);
-      sent.tidemark.push(agent.agent.journal.counters("delta").bytesSent - before);
+      sent.tidemark.push(agent.agent.journal.sets.counters("delta").bytesSent - before);
       const object = await cloud.store.get("data/delta/disk.img");
       const hash = (b: Uint8Array) => createHash("sha256").update(b).digest("hex");
       if (!object || hash(object.body) !== hash(readFileSync(file))) throw new Error("the target does not hold the changed file");

@@ -84,8 +84,8 @@ export async function collectStatus(configFile: string): Promise<SetReport[]> {
   try {
     return await Promise.all(
       config.sets.map(async (spec): Promise<SetReport> => {
-        const counters = journal?.counters(spec.name) ?? EMPTY;
-        const generation: JournalGeneration | undefined = journal?.knownGeneration(spec.name);
+        const counters = journal?.sets.counters(spec.name) ?? EMPTY;
+        const generation: JournalGeneration | undefined = journal?.sets.knownGeneration(spec.name);
         let target: SetReport["target"];
         let facts: SetFacts["target"];
         try {

@@ -57,7 +57,7 @@ it("journals through an outage and drains in order when the target returns", asy
   writeFileSync(join(src, "during.txt"), "written while the target was down");
   // Long enough for several failed sends and a growing backoff.
   await sleep(3_000);
-  const counters = agent.agent.journal.counters("outage");
+  const counters = agent.agent.journal.sets.counters("outage");
   expect(counters.backlogRecords).toBeGreaterThan(0);
   expect(counters.lastSendError).toMatch(/ECONNREFUSED|connect/);
 
@@ -65,10 +65,10 @@ it("journals through an outage and drains in order when the target returns", asy
   cloud = second;
   await eventually(async () => {
     expect(await pictureOfTarget(second.store, "outage")).toEqual(await pictureOfSource(src));
-    expect(agent?.agent.journal.counters("outage").backlogRecords).toBe(0);
+    expect(agent?.agent.journal.sets.counters("outage").backlogRecords).toBe(0);
   }, 90_000);
   applied.push(...(second.applied.get("outage") ?? []));
   // Nothing lost, nothing applied twice, in seq order across the outage.
   expect(applied).toEqual(Array.from({ length: applied.length }, (_, i) => i + 1));
-  expect(applied.length).toBe(agent.agent.journal.counters("outage").sentSeq);
+  expect(applied.length).toBe(agent.agent.journal.sets.counters("outage").sentSeq);
 }, 180_000);

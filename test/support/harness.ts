@@ -61,7 +61,7 @@ export function agentHarness(
     transport,
     journal,
     agent: make(journal, {}),
-    sent: () => harness.journal.counters(set).bytesSent,
+    sent: () => harness.journal.sets.counters(set).bytesSent,
     restart(extra = {}, journalOptions = {}) {
       if (journalOpen) harness.journal.close();
       harness.journal = Journal.open(state.path, { ...journalNow, ...journalOptions });

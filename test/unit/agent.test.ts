@@ -151,7 +151,7 @@ describe("agent against an in-memory target", () => {
     await flaky.drain(SET);
     expect(transport.failures).toEqual([]);
     expect(await pictureOfTarget(store, SET)).toEqual(await pictureOfSource(src.path));
-    expect(journal.counters(SET).backlogRecords).toBe(0);
+    expect(journal.sets.counters(SET).backlogRecords).toBe(0);
   });
 
   it("resyncs with a full mirror when the target went out of sync", async () => {

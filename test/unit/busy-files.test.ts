@@ -17,7 +17,7 @@ afterEach(() => h.close());
 
 const write = (name: string, content: string | Buffer) => writeFileSync(join(h.src.path, name), content);
 /** Unsent records that change path. */
-const unsentOf = (path: string) => h.journal.recordsTouching(SET, path, h.journal.counters(SET).sentSeq);
+const unsentOf = (path: string) => h.journal.recordsTouching(SET, path, h.journal.sets.counters(SET).sentSeq);
 
 it("holds one unsent version of a large file that keeps changing, and sends the latest once the previous one went", async () => {
   h = agentHarness(SET, { coalesceBytes: 256 * 1024 });
@@ -78,7 +78,7 @@ it("keeps a scan's backlog within a block of the limit, even in one folder of la
   for (let i = 0; i < 12; i++) writeFileSync(join(h.src.path, "one-folder", `f${i}.bin`), randomBytes(300 * 1024));
   const report = await h.agent.scan(SET);
   expect(report.stopped).toBe(true);
-  expect(h.journal.counters(SET).backlogBytes).toBeLessThanOrEqual(LIMIT + BLOCK_SIZE);
+  expect(h.journal.sets.counters(SET).backlogBytes).toBeLessThanOrEqual(LIMIT + BLOCK_SIZE);
   await h.agent.drain(SET);
   expect(await pictureOfTarget(h.store, SET)).toEqual(await pictureOfSource(h.src.path));
 });
@@ -91,7 +91,7 @@ it("keeps the watcher's captures within a block of the limit", async () => {
     h.agent.hint(SET, `f${i}.bin`);
   }
   await h.agent.processHints(SET);
-  const counters = h.journal.counters(SET);
+  const counters = h.journal.sets.counters(SET);
   expect(counters.overflowed).toBe(true);
   expect(counters.backlogBytes).toBeGreaterThan(0);
   expect(counters.backlogBytes).toBeLessThanOrEqual(LIMIT + BLOCK_SIZE);
@@ -103,7 +103,7 @@ it("journals a file larger than the limit on its own, so it can still be sent", 
   h = agentHarness(SET, { journalLimitBytes: LIMIT });
   write("huge.bin", randomBytes(LIMIT + 300 * 1024));
   await h.agent.scan(SET);
-  expect(h.journal.counters(SET).backlogRecords).toBe(1);
+  expect(h.journal.sets.counters(SET).backlogRecords).toBe(1);
   await h.agent.drain(SET);
   expect(await pictureOfTarget(h.store, SET)).toEqual(await pictureOfSource(h.src.path));
 });

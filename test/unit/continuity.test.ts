@@ -24,8 +24,8 @@ const SET = "docs";
 async function facts(h: Harness): Promise<SetFacts> {
   return {
     set: SET,
-    counters: h.journal.counters(SET),
-    generation: h.journal.knownGeneration(SET),
+    counters: h.journal.sets.counters(SET),
+    generation: h.journal.sets.knownGeneration(SET),
     target: { status: await readSetStatus(h.store, SET) },
     now: new Date(),
   };
@@ -125,7 +125,7 @@ describe("journal continuity", () => {
     // A new generation is begun; until the target reaches its resync, status names that.
     expect(findProblems(await facts(h)).map((p) => p.kind)).toEqual(["generation-change"]);
     await h.agent.drain(SET);
-    expect((await readSetStatus(store, SET)).generation).toBe(h.journal.generation(SET).id);
+    expect((await readSetStatus(store, SET)).generation).toBe(h.journal.sets.generation(SET).id);
     rmSync(join(h.src.path, "a.txt"));
     rmSync(join(h.src.path, "made-after-backup.txt"));
     write(h, "c.txt", "changed after the restore");
@@ -209,7 +209,7 @@ describe("waits on a target in another generation", () => {
     await h.agent.start();
     const result = await runVerify({ ...h.operations(), stallMs: 5_000 }, SET, { deep: false, repair: false, orphans: "report" });
     expect(result.report.missing).toEqual([]);
-    expect((await readSetStatus(store, SET)).generation).toBe(h.journal.generation(SET).id);
+    expect((await readSetStatus(store, SET)).generation).toBe(h.journal.sets.generation(SET).id);
   });
 
   it("task --wait fails at once when the target left the marker's generation, and when it passed the marker without a result", async () => {

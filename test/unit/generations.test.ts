@@ -130,20 +130,20 @@ describe("journal generations", () => {
     const other = tempDir("tidemark-state-");
     try {
       const journal = Journal.open(state.path);
-      expect(journal.knownGeneration(SET)).toBeUndefined();
-      const first = journal.generation(SET);
+      expect(journal.sets.knownGeneration(SET)).toBeUndefined();
+      const first = journal.sets.generation(SET);
       expect(first).toEqual({ id: expect.stringMatching(/^[0-9a-f]{16}$/), sinceSeq: 0 });
       journal.append(SET, [{ op: "mkdir", path: "d", mode: 0o755, mtimeNs: "1" }]);
       journal.close();
       const reopened = Journal.open(state.path);
-      expect(reopened.generation(SET)).toEqual(first);
-      const next = reopened.beginGeneration(SET);
+      expect(reopened.sets.generation(SET)).toEqual(first);
+      const next = reopened.sets.beginGeneration(SET);
       expect(next.id).not.toBe(first.id);
       expect(next.sinceSeq).toBe(2);
-      expect(reopened.generation(SET)).toEqual(next);
+      expect(reopened.sets.generation(SET)).toEqual(next);
       reopened.close();
       const fresh = Journal.open(other.path);
-      expect(fresh.generation(SET).id).not.toBe(first.id);
+      expect(fresh.sets.generation(SET).id).not.toBe(first.id);
       fresh.close();
     } finally {
       state.remove();

@@ -34,7 +34,7 @@ afterEach(() => h.close());
 it("stops journaling at the limit, is out of sync, and catches up without losing anything", async () => {
   const report = await h.agent.scan(SET);
   expect(report.stopped).toBe(true);
-  const counters = h.journal.counters(SET);
+  const counters = h.journal.sets.counters(SET);
   expect(counters.overflowed).toBe(true);
   // One directory's worth past the limit at most: the check runs between directories.
   expect(counters.backlogBytes).toBeLessThanOrEqual(LIMIT + 3000);
@@ -47,7 +47,7 @@ it("stops journaling at the limit, is out of sync, and catches up without losing
 
   // ...and arrives anyway: draining brings the backlog down, and the catch-up scan finds it.
   await h.agent.drain(SET);
-  expect(h.journal.counters(SET)).toMatchObject({ overflowed: false, backlogRecords: 0 });
+  expect(h.journal.sets.counters(SET)).toMatchObject({ overflowed: false, backlogRecords: 0 });
   expect(await pictureOfTarget(h.store, SET)).toEqual(await pictureOfSource(h.src.path));
   expect(logged.some((l) => l.startsWith("info journal drained; catching up with a scan"))).toBe(true);
 });
@@ -56,7 +56,7 @@ it("remembers a full journal across a restart", async () => {
   await h.agent.scan(SET);
   await h.agent.stop();
   h.restart();
-  expect(h.journal.counters(SET).overflowed).toBe(true);
+  expect(h.journal.sets.counters(SET).overflowed).toBe(true);
   await h.agent.drain(SET);
   expect(await pictureOfTarget(h.store, SET)).toEqual(await pictureOfSource(h.src.path));
 });

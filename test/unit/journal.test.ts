@@ -74,7 +74,7 @@ describe("journal", () => {
     journal.markSent("a", 1, 100);
     expect(existsSync(join(journal.spoolDir, "big"))).toBe(false);
     expect(journal.pending("a", 0, 10).map((r) => r.seq)).toEqual([2]);
-    expect(journal.counters("a")).toMatchObject({ nextSeq: 3, sentSeq: 1, backlogRecords: 1, backlogBytes: 1, messagesSent: 1, bytesSent: 100 });
+    expect(journal.sets.counters("a")).toMatchObject({ nextSeq: 3, sentSeq: 1, backlogRecords: 1, backlogBytes: 1, messagesSent: 1, bytesSent: 100 });
     journal.close();
   });
 
@@ -96,7 +96,7 @@ describe("journal", () => {
     const bad = { op: "put", path: "y", size: 1, mode: 0o644, mtimeNs: "1", sha256: "0".repeat(64), content: { bytes: Symbol("bad") } } as unknown as Change;
     expect(() => journal.append("a", [put("z", "2"), bad])).toThrow();
     expect(journal.pending("a", 0, 10).map((r) => r.seq)).toEqual([1]);
-    expect(journal.entry("a", "z")).toBeUndefined();
+    expect(journal.index.entry("a", "z")).toBeUndefined();
     expect(journal.append("a", [put("z", "2")])).toEqual([2]);
     journal.close();
   });
@@ -110,27 +110,27 @@ describe("journal", () => {
       put("d/e/g", "y"),
       { op: "symlink", path: "l", target: "d/f", mtimeNs: "3" },
     ]);
-    expect(journal.entry("a", "d/f")).toMatchObject({ kind: "file", size: 1 });
-    expect(journal.children("a", "d").map((e) => e.path)).toEqual(["d/e", "d/f"]);
-    expect(journal.descendants("a", "d").map((e) => e.path)).toEqual(["d/f", "d/e/g", "d/e"]);
-    expect(journal.entry("a", "l")).toMatchObject({ kind: "symlink", link: "d/f" });
+    expect(journal.index.entry("a", "d/f")).toMatchObject({ kind: "file", size: 1 });
+    expect(journal.index.children("a", "d").map((e) => e.path)).toEqual(["d/e", "d/f"]);
+    expect(journal.index.descendants("a", "d").map((e) => e.path)).toEqual(["d/f", "d/e/g", "d/e"]);
+    expect(journal.index.entry("a", "l")).toMatchObject({ kind: "symlink", link: "d/f" });
     journal.append("a", [{ op: "delete", path: "d/f" }]);
-    expect(journal.entry("a", "d/f")).toBeUndefined();
-    expect(journal.entryCount("a")).toBe(4);
+    expect(journal.index.entry("a", "d/f")).toBeUndefined();
+    expect(journal.index.entryCount("a")).toBe(4);
     journal.close();
   });
 
   it("keeps the backlog counters equal to what the journal holds, across sends and a reopen", () => {
     const journal = Journal.open(dir.path);
     journal.append("a", [put("1", "xx"), put("2", "yyy"), { op: "delete", path: "1" }, put("3", "zzzz")]);
-    expect(journal.counters("a")).toMatchObject({ backlogRecords: 4, backlogBytes: 9 });
+    expect(journal.sets.counters("a")).toMatchObject({ backlogRecords: 4, backlogBytes: 9 });
     journal.markSent("a", 2, 100);
-    expect(journal.counters("a")).toMatchObject({ backlogRecords: 2, backlogBytes: 4, sentSeq: 2 });
+    expect(journal.sets.counters("a")).toMatchObject({ backlogRecords: 2, backlogBytes: 4, sentSeq: 2 });
     journal.close();
     const again = Journal.open(dir.path);
-    expect(again.counters("a")).toMatchObject({ backlogRecords: 2, backlogBytes: 4 });
+    expect(again.sets.counters("a")).toMatchObject({ backlogRecords: 2, backlogBytes: 4 });
     again.markSent("a", 4, 10);
-    expect(again.counters("a")).toMatchObject({ backlogRecords: 0, backlogBytes: 0 });
+    expect(again.sets.counters("a")).toMatchObject({ backlogRecords: 0, backlogBytes: 0 });
     again.close();
   });
 
@@ -144,7 +144,7 @@ describe("journal", () => {
       INSERT INTO journal VALUES ('a', 1, '{"op":"delete","path":"x"}', NULL, 0), ('a', 2, '{"op":"delete","path":"y"}', NULL, 7);`);
     old.close();
     const journal = Journal.open(dir.path);
-    expect(journal.counters("a")).toMatchObject({ nextSeq: 3, backlogRecords: 2, backlogBytes: 7, overflowed: false, watcherProblem: null });
+    expect(journal.sets.counters("a")).toMatchObject({ nextSeq: 3, backlogRecords: 2, backlogBytes: 7, overflowed: false, watcherProblem: null });
     expect(journal.append("a", [put("z", "1")])).toEqual([3]);
     journal.close();
   });

@@ -90,8 +90,8 @@ it("skips a record the store refuses, and the rest of the set keeps flowing behi
   // No gap on the target: the skip record held the refused record's seq.
   const status = await readSetStatus(h.store, SET);
   expect(status.state).toBe("in-sync");
-  expect(status.lastSeq).toBe(h.journal.counters(SET).sentSeq);
-  expect(h.journal.counters(SET)).toMatchObject({ backlogRecords: 0, backlogBytes: 0 });
+  expect(status.lastSeq).toBe(h.journal.sets.counters(SET).sentSeq);
+  expect(h.journal.sets.counters(SET)).toMatchObject({ backlogRecords: 0, backlogBytes: 0 });
 
   // Later changes keep arriving.
   write("later.txt", "written after the refusal");
@@ -142,7 +142,7 @@ it("does not apply deltas built on a refused version: they are skipped, and the 
   write("db.bin", content);
   await sync();
   // Two changes journaled before either is sent: the second is a delta against the first.
-  const refused = h.journal.counters(SET).nextSeq;
+  const refused = h.journal.sets.counters(SET).nextSeq;
   content.fill(1, 0, 512 * 1024);
   write("db.bin", content);
   await h.agent.scan(SET);
@@ -186,7 +186,7 @@ it("never skips a record for errors that need an operator", async () => {
   await h.agent.scan(SET);
   await expect(h.agent.drain(SET)).rejects.toThrow();
   expect(h.journal.skipped(SET)).toEqual([]);
-  expect(h.journal.counters(SET).backlogRecords).toBeGreaterThan(0);
+  expect(h.journal.sets.counters(SET).backlogRecords).toBeGreaterThan(0);
 });
 
 it("refuses a payload whose spool file is gone, rather than retrying it forever", async () => {

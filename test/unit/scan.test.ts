@@ -46,7 +46,7 @@ it("journals many small folders in a few transactions, not one per folder (each 
   }
   const transactions = await transactionsOf(() => barrierScan(journal, { name: SET, root: src.path, exclude: [] }));
   expect(transactions).toEqual([160]);
-  expect(journal.counters(SET).backlogRecords).toBe(160);
+  expect(journal.sets.counters(SET).backlogRecords).toBe(160);
 });
 
 it("still bounds a transaction: by changes, and by bytes of content", async () => {
@@ -81,12 +81,12 @@ it("tells shouldStop what it holds that is not journaled yet, and journals it wh
   }, {
     shouldStop: (unjournaled) => {
       seen.push(unjournaled);
-      return journal.counters(SET).backlogBytes + unjournaled >= 2000;
+      return journal.sets.counters(SET).backlogBytes + unjournaled >= 2000;
     },
   });
   expect(report.stopped).toBe(true);
   expect(seen.some((bytes) => bytes > 0)).toBe(true);
   // What was captured before the stop is journaled, and reported.
-  expect(journal.counters(SET).backlogRecords).toBe(report.changes);
-  expect(journal.counters(SET).backlogBytes).toBeGreaterThanOrEqual(2000);
+  expect(journal.sets.counters(SET).backlogRecords).toBe(report.changes);
+  expect(journal.sets.counters(SET).backlogBytes).toBeGreaterThanOrEqual(2000);
 });

@@ -102,7 +102,7 @@ it("stages a message's payloads a few at a time, and sends the message only once
   expect(transport.events.filter((e) => e.startsWith("stage"))).toHaveLength(6);
   expect(transport.events.at(-1)).toBe("send");
   expect(transport.maxInFlight).toBe(STAGE_CONCURRENCY);
-  expect(journal.counters(SET).backlogRecords).toBe(0);
+  expect(journal.sets.counters(SET).backlogRecords).toBe(0);
 });
 
 it("sends nothing, and keeps every record, when one payload fails to stage", async () => {
@@ -114,7 +114,7 @@ it("sends nothing, and keeps every record, when one payload fails to stage", asy
   await settle(transport, sending);
   await expect(sending).rejects.toThrow(/staging .* failed/);
   expect(transport.events).not.toContain("send");
-  expect(journal.counters(SET).backlogRecords).toBe(6);
+  expect(journal.sets.counters(SET).backlogRecords).toBe(6);
 });
 
 describe("packing the next message while one is on the wire", () => {
@@ -179,7 +179,7 @@ describe("packing the next message while one is on the wire", () => {
       while ((await sendNext(journal, transport, SET, { compression: "none", ...(ahead ? { ahead } : {}) })).records > 0);
       return bodies;
     };
-    const sent = journal.counters(SET).sentSeq;
+    const sent = journal.sets.counters(SET).sentSeq;
     const withAhead = await drain(new PackedAhead());
     const seqs = withAhead.flatMap(seqsOf);
     expect(seqs).toEqual(Array.from({ length: seqs.length }, (_, i) => sent + 1 + i));
@@ -222,7 +222,7 @@ describe("packing the next message while one is on the wire", () => {
     // Drain to the last message, which is not full; while it is held, a change is journaled.
     const drainUntilLast = async () => {
       for (;;) {
-        const { sentSeq, nextSeq } = journal.counters(SET);
+        const { sentSeq, nextSeq } = journal.sets.counters(SET);
         const next = packNext(journal, SET, { compression: "none" }, sentSeq);
         if (!next || next.last === nextSeq - 1) return;
         const sending = sendNext(journal, transport, SET, { compression: "none", ahead });
@@ -237,6 +237,6 @@ describe("packing the next message while one is on the wire", () => {
     await until(() => seqsOf(transport.bodies.at(-1) ?? "").includes(late ?? -1));
     transport.release();
     await last;
-    expect(journal.counters(SET).backlogRecords).toBe(0);
+    expect(journal.sets.counters(SET).backlogRecords).toBe(0);
   });
 });

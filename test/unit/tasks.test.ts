@@ -116,7 +116,7 @@ describe.each([
     const expected = await pictureOfSource(h.src.path, { microseconds: true, dirMtimes: true });
     // The source loses the file without the agent journaling it: on the target it is now an orphan.
     rmSync(join(h.src.path, "x.txt"));
-    h.journal.forget(SET, "x.txt");
+    h.journal.index.forget(SET, "x.txt");
     await runVerify(h.operations(), SET, { deep: false, repair: false, orphans: "delete" });
     expect(await h.store.head("data/app/x.txt")).toBeUndefined();
     const to = join(out.path, "orphan");
@@ -347,9 +347,9 @@ describe("task markers", () => {
   });
 
   it("refuses to insert a marker when the agent's config disables them", async () => {
-    const before = h.journal.counters(SET).nextSeq;
+    const before = h.journal.sets.counters(SET).nextSeq;
     await expect(queueTask(h.operations(), SET, { fields: fields() }, { file: "tidemark.config.json", tasks: { enabled: false } })).rejects.toThrow(TasksDisabledError);
-    expect(h.journal.counters(SET).nextSeq).toBe(before);
+    expect(h.journal.sets.counters(SET).nextSeq).toBe(before);
   });
 
   it("runs a marker sent straight to the queue where the queue put it, without moving the checkpoint", async () => {

@@ -33,7 +33,7 @@ afterEach(() => h.close());
 it("reports exhausted inotify watches and keeps replicating by scanning", async () => {
   handlers?.error(Object.assign(new Error("ENOSPC: System limit for number of file watchers reached, watch '/srv'"), { code: "ENOSPC" }));
   expect(errors[0]).toMatch(/ran out of inotify watches; scanning every 50 ms instead \(raise fs\.inotify\.max_user_watches/);
-  expect(h.journal.counters(SET).watcherProblem).toMatch(/inotify watches/);
+  expect(h.journal.sets.counters(SET).watcherProblem).toMatch(/inotify watches/);
   expect(closed).toBe(1);
   // No watcher event will come for this file: only the scans can find it.
   writeFileSync(join(h.src.path, "after-failure.txt"), "found by a scan");
@@ -44,5 +44,5 @@ it("rescans on any other watcher error", async () => {
   writeFileSync(join(h.src.path, "missed.txt"), "an event the watcher lost");
   handlers?.error(new Error("watcher overflow"));
   await eventually(async () => expect((await h.store.get("data/big/missed.txt"))?.body.toString()).toBe("an event the watcher lost"), 10_000, 20);
-  expect(h.journal.counters(SET).watcherProblem).toBeNull();
+  expect(h.journal.sets.counters(SET).watcherProblem).toBeNull();
 });

@@ -1,0 +1,167 @@
+// The journal's index (DESIGN 2): the state of every entry of a set as last
+// journaled, which barrier scans and captures compare the source against.
+// Written by Journal.append in the same transaction as the records it
+// follows; read by scans, captures, manifests and digests.
+
+import type { DatabaseSync, StatementSync } from "node:sqlite";
+import type { EntryKind } from "../contract/layout.ts";
+import { parentOf } from "../contract/paths.ts";
+import type { Change } from "./journal.ts";
+
+/** What the index knows of one entry of a set: its state as last journaled. */
+export interface IndexEntry {
+  path: string;
+  kind: EntryKind;
+  size: number;
+  mode: number;
+  mtimeNs: string;
+  sha256: string | null;
+  link: string | null;
+  /** sha256 of each block of a large file, concatenated (32 bytes a block); null for small files. */
+  blocks: Uint8Array | null;
+}
+
+/** The part of an index entry a stat can be compared with. */
+export type IndexStat = Pick<IndexEntry, "kind" | "size" | "mode" | "mtimeNs">;
+
+interface EntryRow {
+  path: string;
+  kind: string;
+  size: number;
+  mode: number;
+  mtime_ns: string;
+  sha256: string | null;
+  link: string | null;
+  blocks: Uint8Array | null;
+}
+
+/** The kind column holds what apply wrote: anything else is a damaged journal. */
+function entryKind(kind: string): EntryKind {
+  if (kind === "file" || kind === "dir" || kind === "symlink") return kind;
+  throw new Error(`journal index holds an entry of unknown kind "${kind}"`);
+}
+
+function toEntry(row: EntryRow): IndexEntry {
+  return {
+    path: row.path,
+    kind: entryKind(row.kind),
+    size: row.size,
+    mode: row.mode,
+    mtimeNs: row.mtime_ns,
+    sha256: row.sha256,
+    link: row.link,
+    blocks: row.blocks,
+  };
+}
+
+function prepare(db: DatabaseSync) {
+  const statement = (sql: string): StatementSync => db.prepare(sql);
+  return {
+    get: statement("SELECT * FROM entries WHERE set_name = ? AND path = ?"),
+    // Without statistics the planner scans the whole set by primary key instead: a folder's entries cost the set's size.
+    children: statement("SELECT * FROM entries INDEXED BY entries_by_parent WHERE set_name = ? AND parent = ? ORDER BY path"),
+    childrenStat: statement("SELECT path, kind, size, mode, mtime_ns FROM entries INDEXED BY entries_stat_by_parent WHERE set_name = ? AND parent = ?"),
+    under: statement("SELECT * FROM entries WHERE set_name = ? AND path > ? AND path < ? ORDER BY path DESC"),
+    upsert: statement(
+      `INSERT INTO entries (set_name, path, parent, kind, size, mode, mtime_ns, sha256, link, blocks) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+       ON CONFLICT (set_name, path) DO UPDATE SET kind = excluded.kind, size = excluded.size, mode = excluded.mode,
+       mtime_ns = excluded.mtime_ns, sha256 = excluded.sha256, link = excluded.link, blocks = excluded.blocks`,
+    ),
+    move: statement("UPDATE entries SET path = ?, parent = ? WHERE set_name = ? AND path = ?"),
+    remove: statement("DELETE FROM entries WHERE set_name = ? AND path = ?"),
+    clear: statement("DELETE FROM entries WHERE set_name = ?"),
+    count: statement("SELECT count(*) AS n FROM entries WHERE set_name = ?"),
+    invalidate: statement("UPDATE entries SET mtime_ns = '-1', sha256 = NULL, blocks = NULL WHERE set_name = ? AND path = ?"),
+  };
+}
+
+export class EntryIndex {
+  readonly #db: DatabaseSync;
+  readonly #s: ReturnType<typeof prepare>;
+
+  constructor(db: DatabaseSync) {
+    this.#db = db;
+    this.#s = prepare(db);
+  }
+
+  /** Brings the index in line with a journaled change (inside the append's transaction). */
+  apply(set: string, change: Change): void {
+    const s = this.#s;
+    const upsert = (path: string, kind: EntryKind, size: number, mode: number, mtimeNs: string, sha: string | null, link: string | null, blocks: Uint8Array | null = null) =>
+      s.upsert.run(set, path, parentOf(path) ?? "", kind, size, mode, mtimeNs, sha, link, blocks);
+    switch (change.op) {
+      case "put":
+        upsert(change.path, "file", change.size, change.mode, change.mtimeNs, change.sha256, null, change.blockHashes ?? null);
+        break;
+      case "rename":
+        s.remove.run(set, change.to);
+        s.move.run(change.to, parentOf(change.to) ?? "", set, change.from);
+        break;
+      case "mkdir":
+        upsert(change.path, "dir", 0, change.mode, change.mtimeNs, null, null);
+        break;
+      case "symlink":
+        upsert(change.path, "symlink", 0, 0o777, change.mtimeNs, null, change.target);
+        break;
+      case "delete":
+        s.remove.run(set, change.path);
+        break;
+      case "block":
+      case "resync":
+      case "verify":
+      case "task":
+      case "prune":
+      case "skip":
+      case "drill":
+        break;
+    }
+  }
+
+  entry(set: string, path: string): IndexEntry | undefined {
+    const row = this.#s.get.get(set, path) as EntryRow | undefined;
+    return row && toEntry(row);
+  }
+
+  /** Index entries directly inside dir ("" for the set root). */
+  children(set: string, dir: string): IndexEntry[] {
+    return (this.#s.children.all(set, dir) as unknown as EntryRow[]).map(toEntry);
+  }
+
+  /** What a scan compares the entries directly inside dir by (kind, size, mode, mtime), by path. */
+  childrenStat(set: string, dir: string): Map<string, IndexStat> {
+    const rows = this.#s.childrenStat.all(set, dir) as unknown as { path: string; kind: string; size: number; mode: number; mtime_ns: string }[];
+    return new Map(rows.map((row) => [row.path, { kind: entryKind(row.kind), size: row.size, mode: row.mode, mtimeNs: row.mtime_ns }]));
+  }
+
+  /** Index entries strictly below dir, children before their parents (the order to delete them in). */
+  descendants(set: string, dir: string): IndexEntry[] {
+    // '/' is 0x2F and '0' is 0x30: [dir/, dir0) holds exactly the paths below dir.
+    return (this.#s.under.all(set, `${dir}/`, `${dir}0`) as unknown as EntryRow[]).map(toEntry);
+  }
+
+  /** Every index entry of a set, in path order, read lazily (sets may hold millions). */
+  *allEntries(set: string): Generator<IndexEntry> {
+    // A statement of its own: two manifests may be read at once.
+    const statement = this.#db.prepare("SELECT * FROM entries WHERE set_name = ? ORDER BY path");
+    for (const row of statement.iterate(set)) yield toEntry(row as unknown as EntryRow);
+  }
+
+  entryCount(set: string): number {
+    return (this.#s.count.get(set) as { n: number }).n;
+  }
+
+  /** Forgets one entry: the next capture journals it in full. */
+  forget(set: string, path: string): void {
+    this.#s.remove.run(set, path);
+  }
+
+  /** Forgets every entry of a set (before a full resync). */
+  clear(set: string): void {
+    this.#s.clear.run(set);
+  }
+
+  /** Makes the index disagree with any stat of path: the next scan or capture journals it again, in full. */
+  invalidate(set: string, path: string): void {
+    this.#s.invalidate.run(set, path);
+  }
+}

@@ -1,0 +1,154 @@
+// Each set's state in the journal beside its records: seq counters and the
+// backlog (kept up to date by Journal.append and markSent, so reading them
+// never sums the journal), the last send error, the journal-limit and
+// watcher flags `tidemark status` shows, and the journal generation
+// (DESIGN 8).
+
+import { randomBytes } from "node:crypto";
+import type { DatabaseSync, StatementSync } from "node:sqlite";
+
+export interface SetCounters {
+  /** Seq the next change will get. */
+  nextSeq: number;
+  /** Last seq the queue accepted. */
+  sentSeq: number;
+  backlogRecords: number;
+  backlogBytes: number;
+  messagesSent: number;
+  bytesSent: number;
+  lastSendError: string | null;
+  /** The backlog hit the journal limit: changes since then are not journaled until a catch-up scan. */
+  overflowed: boolean;
+  /** Why the watcher of the set stopped working, while it does not. */
+  watcherProblem: string | null;
+}
+
+/** A set's journal generation: its id, and the seq it began at (0: with the journal). */
+export interface JournalGeneration {
+  id: string;
+  sinceSeq: number;
+}
+
+interface SetRow {
+  next_seq: number;
+  sent_seq: number;
+  messages_sent: number;
+  bytes_sent: number;
+  last_send_error: string | null;
+  overflowed: number;
+  watcher_problem: string | null;
+  backlog_records: number;
+  backlog_bytes: number;
+}
+
+function newGenerationId(): string {
+  return randomBytes(8).toString("hex");
+}
+
+function prepare(db: DatabaseSync) {
+  const statement = (sql: string): StatementSync => db.prepare(sql);
+  return {
+    ensure: statement("INSERT OR IGNORE INTO sets (name, next_seq, sent_seq) VALUES (?, 1, 0)"),
+    get: statement("SELECT * FROM sets WHERE name = ?"),
+    advance: statement("UPDATE sets SET next_seq = ?, backlog_records = backlog_records + ?, backlog_bytes = backlog_bytes + ? WHERE name = ?"),
+    sent: statement(
+      `UPDATE sets SET sent_seq = ?, messages_sent = messages_sent + 1, bytes_sent = bytes_sent + ?, last_send_error = NULL,
+       backlog_records = backlog_records - ?, backlog_bytes = backlog_bytes - ? WHERE name = ?`,
+    ),
+    sendError: statement("UPDATE sets SET last_send_error = ? WHERE name = ?"),
+    overflow: statement("UPDATE sets SET overflowed = ? WHERE name = ?"),
+    watcherProblem: statement("UPDATE sets SET watcher_problem = ? WHERE name = ?"),
+    addBacklogBytes: statement("UPDATE sets SET backlog_bytes = backlog_bytes + ? WHERE name = ?"),
+    getGeneration: statement("SELECT id, since_seq AS sinceSeq FROM generations WHERE set_name = ?"),
+    setGeneration: statement("INSERT OR REPLACE INTO generations (set_name, id, since_seq) VALUES (?, ?, ?)"),
+    probe: statement("UPDATE sets SET next_seq = next_seq"),
+  };
+}
+
+export class SetStates {
+  readonly #s: ReturnType<typeof prepare>;
+
+  constructor(db: DatabaseSync) {
+    this.#s = prepare(db);
+  }
+
+  /** The seq the set's next change gets (the set is made on first use). */
+  nextSeq(set: string): number {
+    this.#s.ensure.run(set);
+    return (this.#s.get.get(set) as unknown as SetRow).next_seq;
+  }
+
+  /** Records appended up to nextSeq - 1: the backlog grows by records and bytes. */
+  advance(set: string, nextSeq: number, records: number, bytes: number): void {
+    this.#s.advance.run(nextSeq, records, bytes, set);
+  }
+
+  /** The queue accepted everything up to lastSeq: records and bytes left the backlog. */
+  sent(set: string, lastSeq: number, messageBytes: number, records: number, bytes: number): void {
+    this.#s.sent.run(lastSeq, messageBytes, records, bytes, set);
+  }
+
+  /** A record's content changed size in place (a replaced record). */
+  addBacklogBytes(set: string, bytes: number): void {
+    this.#s.addBacklogBytes.run(bytes, set);
+  }
+
+  counters(set: string): SetCounters {
+    const row = this.#s.get.get(set) as SetRow | undefined;
+    return {
+      nextSeq: row?.next_seq ?? 1,
+      sentSeq: row?.sent_seq ?? 0,
+      backlogRecords: row?.backlog_records ?? 0,
+      backlogBytes: row?.backlog_bytes ?? 0,
+      messagesSent: row?.messages_sent ?? 0,
+      bytesSent: row?.bytes_sent ?? 0,
+      lastSendError: row?.last_send_error ?? null,
+      overflowed: row?.overflowed === 1,
+      watcherProblem: row?.watcher_problem ?? null,
+    };
+  }
+
+  recordSendError(set: string, error: string | null): void {
+    this.#s.ensure.run(set);
+    this.#s.sendError.run(error, set);
+  }
+
+  /** Records why a set's watcher stopped working (null once it works), for `tidemark status`. */
+  setWatcherProblem(set: string, problem: string | null): void {
+    this.#s.ensure.run(set);
+    this.#s.watcherProblem.run(problem, set);
+  }
+
+  /** Marks (or clears) a set whose backlog reached the journal limit; kept across restarts. */
+  setOverflowed(set: string, overflowed: boolean): void {
+    this.#s.ensure.run(set);
+    this.#s.overflow.run(overflowed ? 1 : 0, set);
+  }
+
+  /** The set's journal generation, made on first use: a journal made anew (lost, deleted) has a generation no target knows. */
+  generation(set: string): JournalGeneration {
+    // Read first: every message packed asks, and a write would take the database's lock each time.
+    const known = this.knownGeneration(set);
+    if (known) return known;
+    const made = { id: newGenerationId(), sinceSeq: 0 };
+    this.#s.setGeneration.run(set, made.id, made.sinceSeq);
+    return made;
+  }
+
+  /** The set's journal generation when it has one, without making it (for readers such as `tidemark status`). */
+  knownGeneration(set: string): JournalGeneration | undefined {
+    return this.#s.getGeneration.get(set) as unknown as JournalGeneration | undefined;
+  }
+
+  /** Begins a new generation of the set at its next seq: what the agent sends from now on restarts the target's chain. */
+  beginGeneration(set: string): JournalGeneration {
+    const generation = { id: newGenerationId(), sinceSeq: this.counters(set).nextSeq };
+    this.#s.setGeneration.run(set, generation.id, generation.sinceSeq);
+    return generation;
+  }
+
+  /** A write that changes nothing: whether a write transaction commits. */
+  probe(): void {
+    this.#s.probe.run();
+  }
+}
