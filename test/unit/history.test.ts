@@ -36,6 +36,7 @@ import { HistoryError } from "../../lambdas/history/history-store.ts";
 import { readTimeline } from "../../lambdas/history/replay.ts";
 import { historySettingsFromEnvironment } from "../../lambdas/history/settings.ts";
 import { MemoryStore } from "../../lambdas/store/memory-store.ts";
+import type { WriteResult } from "../../lambdas/store/store.ts";
 import { listSnapshots } from "../../lambdas/tasks/snapshots.ts";
 import { agentHarness, type Harness } from "../support/harness.ts";
 import { messageBody, putRecord, signedIncoming } from "../support/messages.ts";
@@ -61,12 +62,12 @@ class KillableStore extends MemoryStore {
     throw new Error("applier killed mid-message");
   }
 
-  override async put(key: string, body: Uint8Array, meta?: Record<string, string>): Promise<void> {
+  override async put(key: string, body: Uint8Array, meta?: Record<string, string>): Promise<WriteResult> {
     this.#write();
     return super.put(key, body, meta);
   }
 
-  override async copy(from: string, to: string, meta: Record<string, string>): Promise<void> {
+  override async copy(from: string, to: string, meta: Record<string, string>): Promise<WriteResult> {
     this.#write();
     return super.copy(from, to, meta);
   }
@@ -382,7 +383,7 @@ describe("what a source host can send cannot shorten history", () => {
   it("PITR costs at most one request per applied message beyond the mirror's own, plus preserving replaced content", async () => {
     class CountingStore extends MemoryStore {
       writes = 0;
-      override async put(key: string, body: Uint8Array, meta?: Record<string, string>): Promise<void> {
+      override async put(key: string, body: Uint8Array, meta?: Record<string, string>): Promise<WriteResult> {
         if (key.startsWith(historyPrefix(SET))) this.writes += 1;
         return super.put(key, body, meta);
       }
