@@ -86,7 +86,9 @@ export interface TidemarkSettings {
    */
   readonly maxReceiveCount: number;
   /**
-   * Days noncurrent object versions are kept in the versioned target bucket.
+   * Days noncurrent object versions are kept in the versioned target bucket:
+   * at least snapshotRetentionDays, and pointInTimeDays + 1 (point-in-time
+   * history reads replaced content from them).
    * @default 30
    */
   readonly noncurrentVersionDays: number;
@@ -219,6 +221,14 @@ const SettingsSchema = z
         code: "custom",
         path: ["snapshotRetentionDays"],
         message: `${settings.snapshotRetentionDays} days is longer than noncurrentVersionDays (${settings.noncurrentVersionDays}): snapshots name object versions, which would expire first; raise tidemark:noncurrentVersionDays too`,
+      });
+    }
+    // The history names the versions a replace leaves behind: each must outlive the window, plus the day S3's lifecycle rounds to.
+    if (settings.pointInTimeDays > 0 && settings.noncurrentVersionDays < settings.pointInTimeDays + 1) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["pointInTimeDays"],
+        message: `a ${settings.pointInTimeDays}-day protection window needs noncurrentVersionDays of at least ${settings.pointInTimeDays + 1} (it is ${settings.noncurrentVersionDays}): point-in-time history reads replaced content from the versions the bucket keeps, which would expire inside the window; raise tidemark:noncurrentVersionDays too`,
       });
     }
   });
