@@ -9,7 +9,7 @@
 import { dataKey, dataPrefix, decodeMeta, META, preservedKey, type SetStatus } from "../../contract/layout.ts";
 import { DAY_MS, type HistoryCursor, type HistoryEntry } from "../../contract/history.ts";
 import type { WireRecord } from "../../contract/wire.ts";
-import type { TargetStore, WriteResult } from "../store/store.ts";
+import { ObjectNotFoundError, type TargetStore, type WriteResult } from "../store/store.ts";
 import { liveManifest } from "../tasks/snapshots.ts";
 import { VolumeMap } from "../volumes/block-map.ts";
 import { listCheckpoints, readCheckpointEntries, writeCheckpoint, writeSegment } from "./history-store.ts";
@@ -109,12 +109,25 @@ export class HistoryRecorder {
    */
   async preserve(key: string): Promise<void> {
     if (this.#versioned) return;
-    let sha256 = this.#live.contentAt(key);
-    if (sha256 === undefined) {
-      const meta = decodeMeta((await this.#store.head(key))?.meta);
-      sha256 = meta?.kind === "file" && meta.sha256 ? meta.sha256 : null;
-      this.#live.learn(key, sha256);
+    const known = this.#live.contentAt(key);
+    try {
+      await this.#preserveContent(key, known ?? (await this.#contentOf(key)));
+    } catch (error) {
+      // The object went behind this applier's back (removed by hand): ask the store what is there.
+      if (!(error instanceof ObjectNotFoundError) || known === undefined) throw error;
+      await this.#preserveContent(key, await this.#contentOf(key));
     }
+  }
+
+  /** The hash of the file at key as its metadata names it (null: nothing to preserve), remembered. */
+  async #contentOf(key: string): Promise<string | null> {
+    const meta = decodeMeta((await this.#store.head(key))?.meta);
+    const sha256 = meta?.kind === "file" && meta.sha256 ? meta.sha256 : null;
+    this.#live.learn(key, sha256);
+    return sha256;
+  }
+
+  async #preserveContent(key: string, sha256: string | null): Promise<void> {
     if (sha256 === null || this.#live.isPreserved(sha256)) return;
     const target = preservedKey(this.#set, sha256);
     if (!(await this.#store.head(target))) await this.#store.copy(key, target, { [META.sha256]: sha256 });

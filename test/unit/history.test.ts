@@ -515,6 +515,15 @@ describe("what the history costs per applied message", () => {
     }
   });
 
+  it("a file removed from the target behind a warm applier's back does not hold up the next change of its path (unversioned bucket)", async () => {
+    const store = new MemoryStore();
+    const applier = new Applier({ store, log: () => {}, history: { days: 7 } });
+    await applier.applyMessage(signedIncoming("m1", SET, messageBody(SET, [putRecord(1, "a.txt", "one"), putRecord(2, "b.txt", "two")])));
+    await store.delete(`${PREFIX.data}${SET}/a.txt`);
+    expect(await applier.applyMessage(signedIncoming("m2", SET, messageBody(SET, [putRecord(3, "a.txt", "three")])))).toMatchObject({ kind: "applied" });
+    expect((await store.get(`${PREFIX.data}${SET}/a.txt`))?.body.toString()).toBe("three");
+  });
+
   it("an instance that applied a set before another one did forgets what it knew of it (unversioned bucket)", async () => {
     const store = new MemoryStore();
     const clock = testClock();
