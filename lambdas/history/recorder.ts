@@ -111,7 +111,8 @@ export class HistoryRecorder {
     if (this.#versioned) return;
     const known = this.#live.contentAt(key);
     try {
-      await this.#preserveContent(key, known ?? (await this.#contentOf(key)));
+      // null is an answer too (nothing to preserve there): only an unknown key is asked about.
+      await this.#preserveContent(key, known !== undefined ? known : await this.#contentOf(key));
     } catch (error) {
       // The object went behind this applier's back (removed by hand): ask the store what is there.
       if (!(error instanceof ObjectNotFoundError) || known === undefined) throw error;

@@ -524,6 +524,32 @@ describe("what the history costs per applied message", () => {
     expect((await store.get(`${PREFIX.data}${SET}/a.txt`))?.body.toString()).toBe("three");
   });
 
+  it("on a versioned store that answers writes without their version, the history asks for it and still restores each moment", async () => {
+    class Reticent extends MemoryStore {
+      override async put(key: string, body: Uint8Array, meta?: Record<string, string>): Promise<WriteResult> {
+        const { etag } = await super.put(key, body, meta);
+        return etag !== undefined ? { etag } : {};
+      }
+    }
+    const store = new Reticent({ versioned: true });
+    const clock = testClock();
+    const applier = new Applier({ store, log: () => {}, now: () => new Date(clock.now()), history: { days: 7 } });
+    const moments: number[] = [];
+    for (let m = 0; m < 3; m++) {
+      moments.push(clock.advance(1000));
+      await applier.applyMessage(signedIncoming(`m${m}`, SET, messageBody(SET, [{ ...putRecord(m + 1, "a.txt", `version ${m}`), at: clock.now() }])));
+    }
+    for (const [m, at] of moments.entries()) {
+      const out = tempDir("tidemark-at-");
+      try {
+        await restoreAt(store, SET, at, out.path, { force: true });
+        expect(readFileSync(join(out.path, "a.txt"), "utf8")).toBe(`version ${m}`);
+      } finally {
+        out.remove();
+      }
+    }
+  });
+
   it("an instance that applied a set before another one did forgets what it knew of it (unversioned bucket)", async () => {
     const store = new MemoryStore();
     const clock = testClock();
