@@ -190,14 +190,15 @@ function describeCounts(m: Measured): string {
   return `source: ${show(m.source)}; target: ${show(m.target)}${m.ebs.size > 0 ? `; EBS: ${show(m.ebs)}` : ""}; ${m.invocations} invocations, ${Math.round(m.invocationMs)} ms`;
 }
 
-/** Small files written `perSecond` at a time for `count` files. */
-async function smallChanges(count: number, perSecond: number): Promise<Measured> {
+/** Small files written `perSecond` at a time for `count` files: new ones, or with `existing`, files of the mirror overwritten (round robin). */
+async function smallChanges(count: number, perSecond: number, existing = 0): Promise<Measured> {
+  const name = (i: number) => `f${existing > 0 ? i % existing : i}.txt`;
   return counted(
     [{ name: "files", path: "tree" }],
     async (agent, dir, caughtUp) => {
       const started = performance.now();
       for (let i = 0; i < count; i++) {
-        writeFileSync(join(dir, "tree", `d${i % 50}`, `f${i}.txt`), randomBytes(300).toString("hex"));
+        writeFileSync(join(dir, "tree", `d${i % 50}`, name(i)), randomBytes(300).toString("hex"));
         const due = started + ((i + 1) * 1000) / perSecond;
         const wait = due - performance.now();
         if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
@@ -206,6 +207,7 @@ async function smallChanges(count: number, perSecond: number): Promise<Measured>
     },
     (dir) => {
       for (let d = 0; d < 50; d++) mkdirSync(join(dir, "tree", `d${d}`), { recursive: true });
+      for (let i = 0; i < existing; i++) writeFileSync(join(dir, "tree", `d${i % 50}`, name(i)), `before ${i}`);
     },
   );
 }
@@ -243,6 +245,8 @@ export async function costModel(scale: number): Promise<Result[]> {
   const count = Math.max(200, Math.round(5000 * scale));
   const busy = await smallChanges(count, 1000);
   const trickle = await smallChanges(Math.max(50, Math.round(count / 20)), 5);
+  // Point-in-time history keeps what each overwrite replaces: on an unversioned bucket (this emulator) a copy to preserved/.
+  const overwrites = await smallChanges(count, 1000, count);
   const blocks = 512;
   const changed = Math.max(32, Math.round(256 * scale));
   const volume = await volumeChanges(blocks, changed);
@@ -259,6 +263,7 @@ export async function costModel(scale: number): Promise<Result[]> {
   return [
     row(`cost, ${count} small-file changes at 1,000/s`, "per million changes", perMillion(busy, count), busy),
     row(`cost, ${Math.max(50, Math.round(count / 20))} small-file changes at 5/s`, "per million changes", perMillion(trickle, Math.max(50, Math.round(count / 20))), trickle),
+    row(`cost, ${count} small files overwritten at 1,000/s`, "per million changes", perMillion(overwrites, count), overwrites),
     row(`cost, ${changed} changed 512 KiB blocks of a volume + an ebs-snapshot marker`, "per GiB changed", perGiB(volume), volume),
   ];
 }

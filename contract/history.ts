@@ -61,15 +61,18 @@ const At = z.number().int().min(0);
  * One change as the applier applied it, at the time the agent journaled it
  * (clamped by the applier: never earlier than the entry before it, never
  * later than the applier's clock). Content is named by sha256: live, or
- * preserved under preserved/<set>/<sha256> before it was replaced.
+ * preserved under preserved/<set>/<sha256> before it was replaced, and on a
+ * versioned bucket by the object version a put or rename wrote.
  */
 export const HistoryEntrySchema = z.discriminatedUnion("op", [
-  z.object({ op: z.literal("put"), seq: z.number().int(), at: At, path: z.string(), size: Size, mode: Mode, mtimeNs: MtimeNs, sha256: Sha256 }),
+  /** versionId: on a versioned bucket, the object version the put wrote (the content stays readable by it after it is replaced). */
+  z.object({ op: z.literal("put"), seq: z.number().int(), at: At, path: z.string(), size: Size, mode: Mode, mtimeNs: MtimeNs, sha256: Sha256, versionId: z.string().optional() }),
   z.object({ op: z.literal("mkdir"), seq: z.number().int(), at: At, path: z.string(), mode: Mode, mtimeNs: MtimeNs }),
   z.object({ op: z.literal("symlink"), seq: z.number().int(), at: At, path: z.string(), target: z.string(), mtimeNs: MtimeNs }),
   /** A file, symlink or folder removed: by the agent, or as an orphan by a verification. */
   z.object({ op: z.literal("delete"), seq: z.number().int(), at: At, path: z.string() }),
-  z.object({ op: z.literal("rename"), seq: z.number().int(), at: At, from: z.string(), to: z.string() }),
+  /** versionId: on a versioned bucket, the version the copy wrote at `to`. */
+  z.object({ op: z.literal("rename"), seq: z.number().int(), at: At, from: z.string(), to: z.string(), versionId: z.string().optional() }),
   /** A block of a volume set written; sha256 null for zeros. */
   z.object({ op: z.literal("block"), seq: z.number().int(), at: At, index: z.number().int().min(0), volumeSize: z.number().int().min(1), sha256: Sha256.nullable() }),
   /** A volume's blocks start again from zeros (a resync). */

@@ -88,7 +88,9 @@ export interface TidemarkSettings {
    */
   readonly maxReceiveCount: number;
   /**
-   * Days noncurrent object versions are kept in the versioned target bucket.
+   * Days noncurrent object versions are kept in the versioned target bucket:
+   * at least snapshotRetentionDays, and pointInTimeDays + 1 (point-in-time
+   * history reads replaced content from them).
    * @default 30
    */
   readonly noncurrentVersionDays: number;
@@ -260,6 +262,14 @@ const SettingsSchema = z
       });
     }
     lockProblems(settings, ctx);
+    // The history names the versions a replace leaves behind: each must outlive the window, plus the day S3's lifecycle rounds to.
+    if (settings.pointInTimeDays > 0 && settings.noncurrentVersionDays < settings.pointInTimeDays + 1) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["pointInTimeDays"],
+        message: `a ${settings.pointInTimeDays}-day protection window needs noncurrentVersionDays of at least ${settings.pointInTimeDays + 1} (it is ${settings.noncurrentVersionDays}): point-in-time history reads replaced content from the versions the bucket keeps, which would expire inside the window; raise tidemark:noncurrentVersionDays too`,
+      });
+    }
   });
 
 /** Object Lock and EBS snapshot lock settings that would not do what they say. */

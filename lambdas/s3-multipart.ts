@@ -12,6 +12,7 @@ import {
   UploadPartCopyCommand,
   type S3Client,
 } from "@aws-sdk/client-s3";
+import type { WriteResult } from "./store/store.ts";
 
 /** Bodies above this are uploaded in parts. */
 export const MULTIPART_THRESHOLD = 8 * 1024 * 1024;
@@ -31,8 +32,13 @@ export interface PartedUpload {
   read(offset: number, length: number): Promise<Uint8Array>;
 }
 
+/** What CompleteMultipartUpload made: the new object's version (an unversioned bucket's "null" left out) and ETag. */
+function completed(out: { VersionId?: string; ETag?: string }): WriteResult {
+  return { ...(out.VersionId && out.VersionId !== "null" ? { versionId: out.VersionId } : {}), ...(out.ETag ? { etag: out.ETag } : {}) };
+}
+
 /** A multipart upload, each part checked by S3 against its SHA-256; aborted (no part left behind) when one fails. */
-export async function putInParts(s3: S3Client, upload: PartedUpload): Promise<void> {
+export async function putInParts(s3: S3Client, upload: PartedUpload): Promise<WriteResult> {
   const { bucket, key } = upload;
   const { UploadId } = await s3.send(new CreateMultipartUploadCommand({ Bucket: bucket, Key: key, ChecksumAlgorithm: "SHA256", Metadata: upload.metadata }));
   if (!UploadId) throw new Error(`S3 returned no upload id for ${key}`);
@@ -45,7 +51,7 @@ export async function putInParts(s3: S3Client, upload: PartedUpload): Promise<vo
       const part = await s3.send(new UploadPartCommand({ Bucket: bucket, Key: key, UploadId, PartNumber: number, Body: body, ChecksumSHA256: checksum }));
       parts.push({ PartNumber: number, ETag: part.ETag, ChecksumSHA256: part.ChecksumSHA256 ?? checksum });
     }
-    await s3.send(new CompleteMultipartUploadCommand({ Bucket: bucket, Key: key, UploadId, MultipartUpload: { Parts: parts } }));
+    return completed(await s3.send(new CompleteMultipartUploadCommand({ Bucket: bucket, Key: key, UploadId, MultipartUpload: { Parts: parts } })));
   } catch (error) {
     await s3.send(new AbortMultipartUploadCommand({ Bucket: bucket, Key: key, UploadId })).catch(() => undefined);
     throw error;
@@ -73,7 +79,7 @@ export interface PartedCopy {
 }
 
 /** A server-side copy by UploadPartCopy, range by range; aborted (no part left behind) when one fails. */
-export async function copyInParts(s3: S3Client, copy: PartedCopy): Promise<void> {
+export async function copyInParts(s3: S3Client, copy: PartedCopy): Promise<WriteResult> {
   const { bucket, key } = copy;
   const { UploadId } = await s3.send(new CreateMultipartUploadCommand({ Bucket: bucket, Key: key, Metadata: copy.metadata }));
   if (!UploadId) throw new Error(`S3 returned no upload id for ${key}`);
@@ -95,7 +101,7 @@ export async function copyInParts(s3: S3Client, copy: PartedCopy): Promise<void>
       );
       parts.push({ PartNumber: number, ETag: part.CopyPartResult?.ETag });
     }
-    await s3.send(new CompleteMultipartUploadCommand({ Bucket: bucket, Key: key, UploadId, MultipartUpload: { Parts: parts } }));
+    return completed(await s3.send(new CompleteMultipartUploadCommand({ Bucket: bucket, Key: key, UploadId, MultipartUpload: { Parts: parts } })));
   } catch (error) {
     await s3.send(new AbortMultipartUploadCommand({ Bucket: bucket, Key: key, UploadId })).catch(() => undefined);
     throw error;

@@ -7,6 +7,7 @@
 import type http from "node:http";
 import { PutObjectCommand, type S3Client } from "@aws-sdk/client-s3";
 import { getEndpointFromInstructions } from "@smithy/core/endpoints";
+import type { WriteResult } from "./store/store.ts";
 import { AwsRequestError, plainSigV4Target, requestIdOf, SignedRequests, uriEncode, type SignedRequest, type SignedRequestOptions, type SignedResponse } from "./signed-requests.ts";
 
 export type ObjectResponse = SignedResponse;
@@ -19,6 +20,13 @@ export function metadataOf(headers: http.IncomingHttpHeaders): Record<string, st
     if (name.startsWith("x-amz-meta-") && typeof value === "string") meta[name.slice("x-amz-meta-".length)] = value;
   }
   return meta;
+}
+
+/** The version (an unversioned bucket's "null" left out) and ETag a write's answer names. */
+export function writeResultOf(headers: http.IncomingHttpHeaders): WriteResult {
+  const version = headers["x-amz-version-id"];
+  const etag = headers.etag;
+  return { ...(typeof version === "string" && version !== "" && version !== "null" ? { versionId: version } : {}), ...(typeof etag === "string" && etag !== "" ? { etag } : {}) };
 }
 
 /** A key as S3's REST paths carry it: each segment percent-encoded, slashes kept. */
@@ -40,11 +48,14 @@ export class S3ObjectRequests {
     return target ? new S3ObjectRequests(new SignedRequests(client.config, target, s3ErrorOf, options)) : undefined;
   }
 
-  /** PutObject; the body must fit one request (the caller sends larger ones in parts). With its SHA-256 (base64), S3 checks the body on write and keeps the checksum. */
-  async put(key: string, body: Uint8Array, meta: Record<string, string>, checksumSha256?: string): Promise<void> {
+  /**
+   * PutObject; the body must fit one request (the caller sends larger ones in parts). With its SHA-256 (base64), S3
+   * checks the body on write and keeps the checksum. Resolves to the version (x-amz-version-id) and ETag written.
+   */
+  async put(key: string, body: Uint8Array, meta: Record<string, string>, checksumSha256?: string): Promise<WriteResult> {
     const headers: Record<string, string> = { "content-type": "application/octet-stream", ...(checksumSha256 ? { "x-amz-checksum-sha256": checksumSha256 } : {}) };
     for (const [name, value] of Object.entries(meta)) headers[`x-amz-meta-${name.toLowerCase()}`] = value;
-    await this.send("PUT", key, { body, headers });
+    return writeResultOf((await this.send("PUT", key, { body, headers })).headers);
   }
 
   /** GetObject (of one version when given); a missing object throws AwsRequestError NoSuchKey (404). */

@@ -33,11 +33,12 @@ import { foldSegments } from "../store/status-checkpoint.ts";
 import { VolumeMap } from "../volumes/block-map.ts";
 import { takeVolumeSnapshot } from "../volumes/volume-snapshots.ts";
 import { checkSnapshot } from "../tasks/snapshot-checks.ts";
-import type { TargetStore } from "../store/store.ts";
+import type { TargetStore, WriteResult } from "../store/store.ts";
 import { SignedOwnership, type OwnershipCheck, type Refusal } from "./ownership.ts";
 import { checkStaged } from "./staged-content.ts";
 import { DEFAULT_POINT_IN_TIME_DAYS } from "../../contract/history.ts";
-import { HistoryRecorder, windowPruneOptions, type HistorySettings, type PreservedCache } from "../history/recorder.ts";
+import { HistoryRecorder, windowPruneOptions, type HistorySettings } from "../history/recorder.ts";
+import { HistoryMemory } from "../history/live-content.ts";
 import { settledFields, StatusSchedule } from "./status-schedule.ts";
 import { supersededFolderWrites } from "./folder-writes.ts";
 import { RENAMED_BY, renamedAlready, renameMark } from "./renames.ts";
@@ -163,8 +164,8 @@ export class Applier {
   readonly #ownership: OwnershipCheck;
   readonly #metricsNamespace: string | undefined;
   readonly #history: HistorySettings;
-  readonly #preserved: PreservedCache = new Map();
   readonly #statusWrites = new StatusSchedule();
+  readonly #historyMemory = new HistoryMemory();
   /** Actions of markers that do not hold the stream (timeout 0), still running. */
   readonly #background = new Set<Promise<unknown>>();
 
@@ -408,7 +409,7 @@ export class Applier {
   /** The history recorder of a message, unless history is off. */
   async #openHistory(set: string, status: SetStatus, records: readonly WireRecord[]): Promise<HistoryRecorder | undefined> {
     if (this.#history.days <= 0) return undefined;
-    return HistoryRecorder.open(this.#store, set, status, this.#history, { now: this.#now, records, cache: this.#preserved, persist: () => this.#writeStatus(status) });
+    return HistoryRecorder.open(this.#store, set, status, this.#history, { now: this.#now, records, memory: this.#historyMemory, persist: () => this.#writeStatus(status) });
   }
 
   /** The applier's checkpoint and status for a set (the initial one when the set was never seen). */
@@ -528,6 +529,11 @@ export class Applier {
   ): Promise<number> {
     const gen = status.snapshotGen;
     const preserve = (key: string) => (history ? history.preserve(key) : preserveBeforeReplace(this.#store, set, key, status));
+    // The history's entry names the version a write made (versioned buckets).
+    const written = async (key: string, write: Promise<WriteResult>) => {
+      const result = await write;
+      await history?.written(key, result);
+    };
     switch (record.op) {
       case "put": {
         const meta = encodeMeta({ kind: "file", mode: record.mode, mtimeNs: record.mtimeNs, sha256: record.sha256, gen, ...(record.linkGroup ? { linkGroup: record.linkGroup } : {}) });
@@ -539,14 +545,14 @@ export class Applier {
           if (delta.blocks.length === 0 && delta.base === record.sha256) {
             // Same bytes, new mode or mtime: a server-side copy onto itself replaces the metadata.
             if (!(await this.#store.head(key))) throw new TargetDivergedError(record.seq, `delta base of ${record.path} is missing on the target`);
-            await this.#store.copy(key, key, meta);
+            await written(key, this.#store.copy(key, key, meta));
           } else {
-            await this.#store.put(key, await this.#rebuild(set, { ...record, delta }, put), meta);
+            await written(key, this.#store.put(key, await this.#rebuild(set, { ...record, delta }, put), meta));
           }
           return deltaContentSize(record.size, delta.blocks);
         }
-        if ("bytes" in put) await this.#store.put(key, put.bytes, meta);
-        else if ("staged" in put && put.staged) await this.#store.copy(put.staged, key, meta, stagedVersion(put));
+        if ("bytes" in put) await written(key, this.#store.put(key, put.bytes, meta));
+        else if ("staged" in put && put.staged) await written(key, this.#store.copy(put.staged, key, meta, stagedVersion(put)));
         return record.size;
       }
       case "mkdir":
@@ -584,7 +590,7 @@ export class Applier {
         if (!object) throw new TargetDivergedError(record.seq, `rename source ${record.from} is missing on the target`);
         await preserve(from);
         await preserve(to);
-        await this.#store.copy(from, to, { ...object.meta, ...(gen > 0 ? { [META.gen]: String(gen) } : {}), [RENAMED_BY]: mark });
+        await written(to, this.#store.copy(from, to, { ...object.meta, ...(gen > 0 ? { [META.gen]: String(gen) } : {}), [RENAMED_BY]: mark }));
         await this.#store.delete(from);
         return 0;
       }

@@ -1,16 +1,19 @@
 // The applier's side of point-in-time history: per applied message, one
-// segment of what changed (at most one extra request per message), content
-// preserved before it is replaced, and now and then a checkpoint of the live
-// mirror, so a restore is a checkpoint plus a short replay. Retention past the
-// window runs here, on the applier's schedule, never on an agent's word.
+// segment of what changed (at most one extra request per message), and now
+// and then a checkpoint of the live mirror, so a restore is a checkpoint plus
+// a short replay. Replaced content stays restorable: on a versioned bucket as
+// the noncurrent version the segment names (no request at all), on an
+// unversioned one copied to preserved/ before it is replaced. Retention past
+// the window runs here, on the applier's schedule, never on an agent's word.
 
-import { dataPrefix, decodeMeta, META, preservedKey, type SetStatus } from "../../contract/layout.ts";
+import { dataKey, dataPrefix, decodeMeta, META, preservedKey, type SetStatus } from "../../contract/layout.ts";
 import { DAY_MS, type HistoryCursor, type HistoryEntry } from "../../contract/history.ts";
 import type { WireRecord } from "../../contract/wire.ts";
-import type { TargetStore } from "../store/store.ts";
+import { ObjectNotFoundError, type TargetStore, type WriteResult } from "../store/store.ts";
 import { liveManifest } from "../tasks/snapshots.ts";
 import { VolumeMap } from "../volumes/block-map.ts";
 import { listCheckpoints, readCheckpointEntries, writeCheckpoint, writeSegment } from "./history-store.ts";
+import type { HistoryMemory, LiveContent } from "./live-content.ts";
 import { applyHistoryRetention } from "./retention.ts";
 import { checkpointMeta, checkpointOf, sameCheckpoint, type SegmentCheckpoint } from "../store/status-checkpoint.ts";
 
@@ -30,12 +33,6 @@ export function windowPruneOptions(settings: HistorySettings, now: Date): { prot
   if (settings.days <= 0) return {};
   return { protectFrom: new Date(now.getTime() - settings.days * DAY_MS), leaveContent: true };
 }
-/** Content hashes known to be preserved, per set, before the cache starts over (bounds memory). */
-const PRESERVED_CACHE_LIMIT = 100_000;
-
-/** Hashes already under preserved/ (per set): a hash is copied there once. */
-export type PreservedCache = Map<string, Set<string>>;
-
 export class HistoryRecorder {
   readonly #store: TargetStore;
   readonly #set: string;
@@ -43,19 +40,34 @@ export class HistoryRecorder {
   readonly #settings: HistorySettings;
   readonly #now: () => Date;
   readonly #cursor: HistoryCursor;
-  readonly #preserved: Set<string>;
+  readonly #memory: HistoryMemory;
+  readonly #live: LiveContent;
+  /** The bucket keeps replaced versions: nothing is preserved, entries name the versions written. */
+  readonly #versioned: boolean;
+  /** What each write of this message made, by data key, until its record is recorded. */
+  readonly #writes = new Map<string, WriteResult>();
   #entries: HistoryEntry[] = [];
   /** The checkpoint the newest segment written here carries. */
   #covered: SegmentCheckpoint | undefined;
 
-  private constructor(store: TargetStore, set: string, status: SetStatus, settings: HistorySettings, now: () => Date, cursor: HistoryCursor, preserved: Set<string>) {
+  private constructor(
+    store: TargetStore,
+    set: string,
+    status: SetStatus,
+    settings: HistorySettings,
+    now: () => Date,
+    cursor: HistoryCursor,
+    memory: { history: HistoryMemory; live: LiveContent; versioned: boolean },
+  ) {
     this.#store = store;
     this.#set = set;
     this.#status = status;
     this.#settings = settings;
     this.#now = now;
     this.#cursor = cursor;
-    this.#preserved = preserved;
+    this.#memory = memory.history;
+    this.#live = memory.live;
+    this.#versioned = memory.versioned;
   }
 
   /**
@@ -68,17 +80,16 @@ export class HistoryRecorder {
     set: string,
     status: SetStatus,
     settings: HistorySettings,
-    options: { now: () => Date; records: readonly WireRecord[]; cache: PreservedCache; persist: () => Promise<void> },
+    options: { now: () => Date; records: readonly WireRecord[]; memory: HistoryMemory; persist: () => Promise<void> },
   ): Promise<HistoryRecorder> {
-    let preserved = options.cache.get(set);
-    if (!preserved || preserved.size > PRESERVED_CACHE_LIMIT) options.cache.set(set, (preserved = new Set()));
-    if (status.history) return new HistoryRecorder(store, set, status, settings, options.now, status.history, preserved);
+    const memory = { history: options.memory, live: options.memory.open(set, status), versioned: await options.memory.versioned(store) };
+    if (status.history) return new HistoryRecorder(store, set, status, settings, options.now, status.history, memory);
     const now = options.now().getTime();
     const first = options.records[0]?.at ?? now;
     const at = Math.max(0, Math.min(first, now) - 1);
     const volume = options.records.some((r) => r.op === "block") || (await VolumeMap.open(store, set)).exists;
     const cursor: HistoryCursor = { segment: 0, at, checkpointSegment: 0, checkpointWrittenAt: now, sweptAt: now, days: settings.days };
-    const recorder = new HistoryRecorder(store, set, status, settings, options.now, cursor, preserved);
+    const recorder = new HistoryRecorder(store, set, status, settings, options.now, cursor, memory);
     await recorder.#checkpoint(volume);
     status.history = cursor;
     await options.persist();
@@ -93,22 +104,55 @@ export class HistoryRecorder {
   }
 
   /**
-   * Before the live object at key is overwritten, moved or deleted: its
-   * content goes to preserved/<set>/<sha256> (once per hash), so every moment
-   * of the window that held it still restores.
+   * Before the live object at key is overwritten, moved or deleted: on an
+   * unversioned bucket its content goes to preserved/<set>/<sha256> (once per
+   * hash), so every moment of the window that held it still restores. The
+   * HEAD that finds its hash is spared where this instance knows it. On a
+   * versioned bucket nothing: the replaced version stays as a noncurrent one.
    */
   async preserve(key: string): Promise<void> {
-    const head = await this.#store.head(key);
-    const meta = decodeMeta(head?.meta);
-    if (!meta || meta.kind !== "file" || !meta.sha256 || this.#preserved.has(meta.sha256)) return;
-    const target = preservedKey(this.#set, meta.sha256);
-    if (!(await this.#store.head(target))) await this.#store.copy(key, target, { [META.sha256]: meta.sha256 });
-    this.#preserved.add(meta.sha256);
+    if (this.#versioned) return;
+    const known = this.#live.contentAt(key);
+    try {
+      // null is an answer too (nothing to preserve there): only an unknown key is asked about.
+      await this.#preserveContent(key, known !== undefined ? known : await this.#contentOf(key));
+    } catch (error) {
+      // The object went behind this applier's back (removed by hand): ask the store what is there.
+      if (!(error instanceof ObjectNotFoundError) || known === undefined) throw error;
+      await this.#preserveContent(key, await this.#contentOf(key));
+    }
+  }
+
+  /** The hash of the file at key as its metadata names it (null: nothing to preserve), remembered. */
+  async #contentOf(key: string): Promise<string | null> {
+    const meta = decodeMeta((await this.#store.head(key))?.meta);
+    const sha256 = meta?.kind === "file" && meta.sha256 ? meta.sha256 : null;
+    this.#live.learn(key, sha256);
+    return sha256;
+  }
+
+  async #preserveContent(key: string, sha256: string | null): Promise<void> {
+    if (sha256 === null || this.#live.isPreserved(sha256)) return;
+    const target = preservedKey(this.#set, sha256);
+    if (!(await this.#store.head(target))) await this.#store.copy(key, target, { [META.sha256]: sha256 });
+    this.#live.preserved(sha256);
+  }
+
+  /**
+   * What a write to the live object at key made (called before its record is
+   * applied): on a versioned bucket the version the record's entry names. A
+   * store that answers a versioned write without its version is asked.
+   */
+  async written(key: string, result: WriteResult): Promise<void> {
+    if (!this.#versioned) return;
+    const versionId = result.versionId ?? (await this.#store.head(key))?.versionId;
+    this.#writes.set(key, versionId !== undefined ? { ...result, versionId } : result);
   }
 
   /** An orphan a verification is about to delete or move aside: preserved, and its removal logged. */
   async removing(key: string, by: WireRecord): Promise<void> {
     await this.preserve(key);
+    this.#live.learn(key, null);
     const path = key.slice(dataPrefix(this.#set).length).replace(/\/$/, "");
     this.#entries.push({ op: "delete", seq: by.seq, at: this.#stamp(by.at), path });
   }
@@ -119,19 +163,41 @@ export class HistoryRecorder {
     this.#entries.push({ op: "marker", seq: after, at: this.#stamp(undefined), id: marker.id, action: marker.fields.action, ...label });
     await this.flush();
     await writeStatus();
+    this.#memory.finished(this.#live, this.#status);
   }
 
   /** A record reached the store (called in seq order). */
   applied(record: WireRecord): void {
     const entry = this.#entryOf(record);
     if (entry) this.#entries.push(entry);
+    this.#learn(record);
+  }
+
+  /** What the live mirror holds after a record, for the next preserve. */
+  #learn(record: WireRecord): void {
+    if (this.#versioned) return;
+    const key = (path: string) => dataKey(this.#set, path);
+    if (record.op === "put") this.#live.learn(key(record.path), record.sha256);
+    else if (record.op === "symlink" || record.op === "delete") this.#live.learn(key(record.path), null);
+    else if (record.op === "rename") {
+      this.#live.learn(key(record.to), this.#live.contentAt(key(record.from)));
+      this.#live.learn(key(record.from), null);
+    }
+  }
+
+  /** The version a write of this message made at the path's live object, once. */
+  #versionAt(path: string): { versionId?: string } {
+    const key = dataKey(this.#set, path);
+    const versionId = this.#writes.get(key)?.versionId;
+    this.#writes.delete(key);
+    return versionId !== undefined ? { versionId } : {};
   }
 
   #entryOf(record: WireRecord): HistoryEntry | undefined {
     const base = { seq: record.seq, at: this.#stamp(record.at) };
     switch (record.op) {
       case "put":
-        return { ...base, op: "put", path: record.path, size: record.size, mode: record.mode, mtimeNs: record.mtimeNs, sha256: record.sha256 };
+        return { ...base, op: "put", path: record.path, size: record.size, mode: record.mode, mtimeNs: record.mtimeNs, sha256: record.sha256, ...this.#versionAt(record.path) };
       case "mkdir":
         return { ...base, op: "mkdir", path: record.path, mode: record.mode, mtimeNs: record.mtimeNs };
       case "symlink":
@@ -139,7 +205,7 @@ export class HistoryRecorder {
       case "delete":
         return { ...base, op: "delete", path: record.path };
       case "rename":
-        return { ...base, op: "rename", from: record.from, to: record.to };
+        return { ...base, op: "rename", from: record.from, to: record.to, ...this.#versionAt(record.to) };
       case "block":
         return { ...base, op: "block", index: record.index, volumeSize: record.volumeSize, sha256: record.content.kind === "zero" ? null : record.sha256 };
       case "resync":
@@ -174,6 +240,11 @@ export class HistoryRecorder {
 
   /** At the end of a message: the last segment, then a checkpoint and retention when due. */
   async finish(): Promise<void> {
+    await this.#finish();
+    this.#memory.finished(this.#live, this.#status);
+  }
+
+  async #finish(): Promise<void> {
     await this.flush();
     const now = this.#now().getTime();
     const since = this.#cursor.segment - this.#cursor.checkpointSegment;
@@ -184,6 +255,7 @@ export class HistoryRecorder {
     this.#cursor.days = this.#settings.days;
     if (now - this.#cursor.sweptAt >= (this.#settings.retentionEveryMs ?? DAY_MS)) {
       await applyHistoryRetention(this.#store, this.#set, this.#settings.days, this.#now());
+      this.#live.forgetPreserved();
       this.#cursor.sweptAt = now;
     }
     this.#status.history = this.#cursor;
@@ -200,7 +272,9 @@ export class HistoryRecorder {
       // Like a snapshot: objects not written since the previous checkpoint keep its entries, without a HEAD each.
       const previous = (await listCheckpoints(this.#store, this.#set)).at(-1);
       const known = previous?.kind === "files" ? { takenAt: new Date(previous.writtenAt).toISOString(), entries: await readCheckpointEntries(this.#store, previous) } : undefined;
-      await writeCheckpoint(this.#store, { ...summary, kind: "files" }, await liveManifest(this.#store, this.#set, known));
+      const entries = await liveManifest(this.#store, this.#set, known);
+      await writeCheckpoint(this.#store, { ...summary, kind: "files" }, entries);
+      if (!this.#versioned) this.#live.seed(entries, (path) => dataKey(this.#set, path));
     }
     this.#cursor.checkpointSegment = this.#cursor.segment;
     this.#cursor.checkpointWrittenAt = writtenAt;

@@ -61,7 +61,7 @@ function segmentsFrom(set: string, segments: readonly number[], from: number): n
 function replayFile(state: Map<string, SnapshotEntry>, entry: HistoryEntry): void {
   switch (entry.op) {
     case "put":
-      state.set(entry.path, { path: entry.path, kind: "file", size: entry.size, mode: entry.mode, mtimeNs: entry.mtimeNs, sha256: entry.sha256 });
+      state.set(entry.path, { path: entry.path, kind: "file", size: entry.size, mode: entry.mode, mtimeNs: entry.mtimeNs, sha256: entry.sha256, ...(entry.versionId !== undefined ? { versionId: entry.versionId } : {}) });
       return;
     case "mkdir":
       state.set(entry.path, { path: entry.path, kind: "dir", size: 0, mode: entry.mode, mtimeNs: entry.mtimeNs });
@@ -77,8 +77,9 @@ function replayFile(state: Map<string, SnapshotEntry>, entry: HistoryEntry): voi
       // Missing: a checkpoint written while a retried message was half applied already holds the move.
       if (!moved) return;
       state.delete(entry.from);
+      // The content moved to another object: the version the copy wrote there, when the history names it.
       const { versionId: _old, etag: _etag, ...rest } = moved;
-      state.set(entry.to, { ...rest, path: entry.to });
+      state.set(entry.to, { ...rest, path: entry.to, ...(entry.versionId !== undefined ? { versionId: entry.versionId } : {}) });
       return;
     }
     case "block":

@@ -4,7 +4,7 @@
 
 import { createHash } from "node:crypto";
 import { compareKeys } from "./key-order.ts";
-import { ObjectNotFoundError, SourceChangedError, type ContentHash, type CopyOptions, type ObjectHead, type ObjectInfo, type StoredObject, type TargetStore } from "./store.ts";
+import { ObjectNotFoundError, SourceChangedError, type ContentHash, type CopyOptions, type ObjectHead, type ObjectInfo, type StoredObject, type TargetStore, type WriteResult } from "./store.ts";
 
 type Versioned = StoredObject & { versionId?: string; etag: string; lastModified: Date };
 
@@ -30,17 +30,17 @@ export class MemoryStore implements TargetStore {
     return object && { key, size: object.body.length, meta: { ...object.meta }, ...(object.versionId ? { versionId: object.versionId } : {}), ...(checksumSha256 ? { checksumSha256 } : {}) };
   }
 
-  async put(key: string, body: Uint8Array, meta: Record<string, string> = {}): Promise<void> {
+  async put(key: string, body: Uint8Array, meta: Record<string, string> = {}): Promise<WriteResult> {
     const bytes = Buffer.from(body);
-    this.#store({ key, body: bytes, meta: { ...meta }, etag: `"${createHash("md5").update(bytes).digest("hex")}"`, lastModified: new Date() });
+    return this.#store({ key, body: bytes, meta: { ...meta }, etag: `"${createHash("md5").update(bytes).digest("hex")}"`, lastModified: new Date() });
   }
 
-  async copy(from: string, to: string, meta: Record<string, string>, options: CopyOptions = {}): Promise<void> {
+  async copy(from: string, to: string, meta: Record<string, string>, options: CopyOptions = {}): Promise<WriteResult> {
     const source = this.objects.get(from);
     if (!source) throw new ObjectNotFoundError(from);
     if (options.ifMatch !== undefined && options.ifMatch !== source.etag) throw new SourceChangedError(from, options.ifMatch);
     // As on S3: a copy keeps the content's tag and is written now.
-    this.#store({ key: to, body: source.body, meta: { ...meta }, etag: source.etag, lastModified: new Date() });
+    return this.#store({ key: to, body: source.body, meta: { ...meta }, etag: source.etag, lastModified: new Date() });
   }
 
   async contentSha256(key: string): Promise<ContentHash | undefined> {
@@ -64,14 +64,15 @@ export class MemoryStore implements TargetStore {
     return this.#versioned;
   }
 
-  #store(object: Versioned): void {
+  #store(object: Versioned): WriteResult {
     if (!this.#versioned) {
       this.objects.set(object.key, object);
-      return;
+      return { etag: object.etag };
     }
     const versionId = `v${this.#nextVersion++}`;
     const stored = { ...object, versionId };
     this.objects.set(object.key, stored);
     this.#versions.set(`${object.key}\0${versionId}`, stored);
+    return { versionId, etag: object.etag };
   }
 }

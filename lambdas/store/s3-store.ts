@@ -15,7 +15,7 @@ import { copyInParts, isCopySourceTooLarge, MULTIPART_THRESHOLD, putInParts } fr
 import { sharedUntilFailure } from "../../contract/async.ts";
 import { encodeKeyPath, metadataOf, S3ObjectRequests, type ObjectRequestOptions } from "../s3-object-requests.ts";
 import { ListingCheck } from "./listing-check.ts";
-import { ObjectNotFoundError, SourceChangedError, type ContentHash, type CopyOptions, type ObjectHead, type ObjectInfo, type StoredObject, type TargetStore } from "./store.ts";
+import { ObjectNotFoundError, SourceChangedError, type ContentHash, type CopyOptions, type ObjectHead, type ObjectInfo, type StoredObject, type TargetStore, type WriteResult } from "./store.ts";
 
 function isNotFound(error: unknown): boolean {
   const e = error as { name?: string; $metadata?: { httpStatusCode?: number } };
@@ -31,6 +31,11 @@ function objectHead(key: string, size: number, meta: Record<string, string>, ver
   // An unversioned bucket reports the version "null"; an object put in parts a checksum of its parts' ("...-N").
   const whole = checksum !== undefined && /^[A-Za-z0-9+/]{43}=$/.test(checksum) ? Buffer.from(checksum, "base64").toString("hex") : undefined;
   return { key, size, meta, ...(versionId && versionId !== "null" ? { versionId } : {}), ...(whole ? { checksumSha256: whole } : {}) };
+}
+
+/** A version and ETag from the SDK's answer; an unversioned bucket's version "null" left out. */
+function written(versionId: string | undefined, etag: string | undefined): WriteResult {
+  return { ...(versionId && versionId !== "null" ? { versionId } : {}), ...(etag ? { etag } : {}) };
 }
 
 const checksumOf = (body: Uint8Array) => createHash("sha256").update(body).digest("base64");
@@ -129,22 +134,22 @@ export class S3Store implements TargetStore {
     }
   }
 
-  async put(key: string, body: Uint8Array, meta: Record<string, string> = {}): Promise<void> {
+  async put(key: string, body: Uint8Array, meta: Record<string, string> = {}): Promise<WriteResult> {
     if (body.length > MULTIPART_THRESHOLD) {
-      await putInParts(this.client, { bucket: this.bucket, key, size: body.length, metadata: meta, read: async (offset, length) => body.subarray(offset, offset + length) });
-      return;
+      return putInParts(this.client, { bucket: this.bucket, key, size: body.length, metadata: meta, read: async (offset, length) => body.subarray(offset, offset + length) });
     }
     // S3 checks the body against its SHA-256 and keeps it: a snapshot's verification reads it back with a HEAD.
     const checksum = checksumOf(body);
     const direct = await this.#directRequests();
-    if (direct) await direct.put(key, body, meta, checksum);
-    else await this.client.send(new PutObjectCommand({ Bucket: this.bucket, Key: key, Body: body, Metadata: meta, ChecksumSHA256: checksum }));
+    if (direct) return direct.put(key, body, meta, checksum);
+    const out = await this.client.send(new PutObjectCommand({ Bucket: this.bucket, Key: key, Body: body, Metadata: meta, ChecksumSHA256: checksum }));
+    return written(out.VersionId, out.ETag);
   }
 
   /** CopyObject, or for a source over 5 GiB (which S3 refuses to CopyObject) a copy in parts; with ifMatch, only of that version of the source. */
-  async copy(from: string, to: string, meta: Record<string, string>, options: CopyOptions = {}): Promise<void> {
+  async copy(from: string, to: string, meta: Record<string, string>, options: CopyOptions = {}): Promise<WriteResult> {
     try {
-      await this.client.send(
+      const out = await this.client.send(
         new CopyObjectCommand({
           Bucket: this.bucket,
           Key: to,
@@ -156,11 +161,12 @@ export class S3Store implements TargetStore {
           ChecksumAlgorithm: "SHA256",
         }),
       );
+      return written(out.VersionId, out.CopyObjectResult?.ETag);
     } catch (error) {
       if (isNotFound(error)) throw new ObjectNotFoundError(from);
       if (options.ifMatch !== undefined && isPreconditionFailed(error)) throw new SourceChangedError(from, options.ifMatch);
       if (!isCopySourceTooLarge(error)) throw error;
-      await this.#copyInParts(from, to, meta, options.ifMatch);
+      return this.#copyInParts(from, to, meta, options.ifMatch);
     }
   }
 
@@ -191,13 +197,13 @@ export class S3Store implements TargetStore {
     }
   }
 
-  async #copyInParts(from: string, to: string, meta: Record<string, string>, ifMatch: string | undefined): Promise<void> {
+  async #copyInParts(from: string, to: string, meta: Record<string, string>, ifMatch: string | undefined): Promise<WriteResult> {
     const head = await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: from })).catch((error: unknown) => {
       throw isNotFound(error) ? new ObjectNotFoundError(from) : error;
     });
     // Each part is tied to the ETag copied: the version checked, when the caller names one.
     if (ifMatch !== undefined && head.ETag !== ifMatch) throw new SourceChangedError(from, ifMatch);
-    await copyInParts(this.client, {
+    return copyInParts(this.client, {
       bucket: this.bucket,
       key: to,
       copySource: copySource(this.bucket, from),

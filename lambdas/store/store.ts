@@ -30,18 +30,26 @@ export interface ObjectHead extends ObjectInfo {
   readonly checksumSha256?: string;
 }
 
+/** What a write (put, copy) made: the new object's version on a versioned store, and its ETag. */
+export interface WriteResult {
+  /** The version the write created; absent on an unversioned store. */
+  readonly versionId?: string;
+  readonly etag?: string;
+}
+
 export interface TargetStore {
   /** The object at key (that version of it, when given), or undefined when there is none. Fails only when the store cannot be reached or read. */
   get(key: string, versionId?: string): Promise<StoredObject | undefined>;
   /** Size, metadata and version of the object at key without its body, or undefined when there is none. */
   head(key: string): Promise<ObjectHead | undefined>;
-  /** Writes (replaces) the object at key with body and metadata. */
-  put(key: string, body: Uint8Array, meta?: Record<string, string>): Promise<void>;
+  /** Writes (replaces) the object at key with body and metadata; resolves to the version and ETag written. */
+  put(key: string, body: Uint8Array, meta?: Record<string, string>): Promise<WriteResult>;
   /**
    * Copies the object at from to key to, replacing its metadata with meta; throws ObjectNotFoundError when from is
-   * missing, and SourceChangedError when options.ifMatch is given and from's ETag is no longer that one.
+   * missing, and SourceChangedError when options.ifMatch is given and from's ETag is no longer that one. Resolves to
+   * the version and ETag written at to.
    */
-  copy(from: string, to: string, meta: Record<string, string>, options?: CopyOptions): Promise<void>;
+  copy(from: string, to: string, meta: Record<string, string>, options?: CopyOptions): Promise<WriteResult>;
   /** The SHA-256 (hex) of the object's content and the ETag of the version it belongs to, or undefined when there is none. */
   contentSha256(key: string): Promise<ContentHash | undefined>;
   /** Removes the object at key; removing a missing object succeeds. */

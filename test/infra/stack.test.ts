@@ -239,9 +239,12 @@ function applierStatements(template: Template): Statement[] {
 describe("TidemarkStack settings", () => {
   it("passes the protection window (tidemark:pointInTimeDays, 7 by default) to the applier", () => {
     synthStack().template.hasResourceProperties("AWS::Lambda::Function", { Environment: { Variables: Match.objectLike({ TIDEMARK_POINT_IN_TIME_DAYS: "7" }) } });
-    const { template: longer } = synthStack({ pointInTimeDays: 30 });
+    // Replaced content is read from noncurrent versions: they are kept a day past the window.
+    const { template: longer } = synthStack({ pointInTimeDays: 30, noncurrentVersionDays: 31 });
     longer.hasResourceProperties("AWS::Lambda::Function", { Environment: { Variables: Match.objectLike({ TIDEMARK_POINT_IN_TIME_DAYS: "30" }) } });
     expect(() => synthStack({ pointInTimeDays: -1 })).toThrow(/pointInTimeDays/);
+    expect(parseSettings({ pointInTimeDays: 0, noncurrentVersionDays: 1, snapshotRetentionDays: 1 })).toMatchObject({ pointInTimeDays: 0, noncurrentVersionDays: 1 });
+    expect(parseSettings({ pointInTimeDays: 29 })).toMatchObject({ pointInTimeDays: 29, noncurrentVersionDays: 30 });
   });
 
   it("limits invoke to the allow-listed functions", () => {
@@ -345,6 +348,8 @@ describe("TidemarkStack settings", () => {
     [{ backupp: true }, /unknown setting\(s\) backupp \(known: namePrefix, /],
     [{ namePrefix: "Tide Mark" }, /tidemark setting namePrefix: lower-case letters/],
     [{ snapshotRetentionDays: 90 }, /tidemark setting snapshotRetentionDays: 90 days is longer than noncurrentVersionDays \(30\)/],
+    [{ pointInTimeDays: 30 }, /tidemark setting pointInTimeDays: a 30-day protection window needs noncurrentVersionDays of at least 31 \(it is 30\)/],
+    [{ pointInTimeDays: 10, noncurrentVersionDays: 10, snapshotRetentionDays: 10 }, /needs noncurrentVersionDays of at least 11 \(it is 10\)/],
   ])("refuses the settings %j, naming the key", (values, message) => {
     expect(() => parseSettings(values)).toThrow(SettingsError);
     expect(() => parseSettings(values)).toThrow(message);

@@ -71,7 +71,8 @@ export function targetStoreContract(name: string, make: () => Promise<TargetStor
     it("puts an object larger than one request (in parts)", async () => {
       const body = Buffer.alloc(12 * 1024 * 1024 + 7);
       for (let i = 0; i < body.length; i += 4096) body[i] = i % 251;
-      await store.put("data/s/large", body, { "tidemark-kind": "file" });
+      const written = await store.put("data/s/large", body, { "tidemark-kind": "file" });
+      expect(written.etag).toBeTruthy();
       const object = await store.get("data/s/large");
       expect(object?.body.equals(body)).toBe(true);
       expect(object?.meta).toMatchObject({ "tidemark-kind": "file" });
@@ -109,6 +110,34 @@ export function targetStoreContract(name: string, make: () => Promise<TargetStor
       await store.copy("staging/s/1.x", "data/s/f", { a: "1" }, { ifMatch: content?.etag ?? "" });
       expect((await store.get("data/s/f"))?.body.equals(body)).toBe(true);
       expect(await store.contentSha256("staging/s/missing")).toBeUndefined();
+    });
+
+    it("answers a put and a copy with the ETag written (a copy keeps its source's)", async () => {
+      const md5 = (text: string) => `"${createHash("md5").update(text).digest("hex")}"`;
+      expect((await store.put("data/s/w", Buffer.from("written"))).etag).toBe(md5("written"));
+      expect((await store.copy("data/s/w", "data/s/c", { a: "1" })).etag).toBe(md5("written"));
+    });
+
+    it("on a versioned store, answers each put and copy with the version it made, readable after it is replaced and deleted", async (ctx) => {
+      if (!(await store.versioned())) return ctx.skip();
+      const first = await store.put("data/s/v", Buffer.from("one"));
+      const second = await store.put("data/s/v", Buffer.from("two"));
+      const copied = await store.copy("data/s/v", "data/s/w", {});
+      const ids = [first.versionId, second.versionId, copied.versionId];
+      for (const id of ids) expect(id).toBeTruthy();
+      expect(new Set(ids).size).toBe(3);
+      expect((await store.head("data/s/w"))?.versionId).toBe(copied.versionId);
+      await store.delete("data/s/v");
+      await store.put("data/s/w", Buffer.from("three"));
+      expect((await store.get("data/s/v", first.versionId))?.body.toString()).toBe("one");
+      expect((await store.get("data/s/v", second.versionId))?.body.toString()).toBe("two");
+      expect((await store.get("data/s/w", copied.versionId))?.body.toString()).toBe("two");
+    });
+
+    it("on an unversioned store, answers writes without a version", async (ctx) => {
+      if (await store.versioned()) return ctx.skip();
+      expect((await store.put("data/s/u", Buffer.from("one"))).versionId).toBeUndefined();
+      expect((await store.copy("data/s/u", "data/s/u2", {})).versionId).toBeUndefined();
     });
 
     it("deletes, and deleting a missing key succeeds", async () => {

@@ -7,6 +7,7 @@ import { expect, it } from "vitest";
 import { Applier } from "../../lambdas/applier/applier.ts";
 import { createHandler, queueUrlOf } from "../../lambdas/applier/handler.ts";
 import { MemoryStore } from "../../lambdas/store/memory-store.ts";
+import type { WriteResult } from "../../lambdas/store/store.ts";
 import { messageBody, putRecord, signedSqsAttributes } from "../support/messages.ts";
 
 function record(id: string, group: string, body: string, sentAt: number): SQSRecord {
@@ -26,7 +27,7 @@ function record(id: string, group: string, body: string, sentAt: number): SQSRec
 /** A store whose writes under one prefix fail, as S3 does when it throttles. */
 class ThrottledStore extends MemoryStore {
   failing = "data/a/two";
-  override async put(key: string, body: Uint8Array, meta?: Record<string, string>): Promise<void> {
+  override async put(key: string, body: Uint8Array, meta?: Record<string, string>): Promise<WriteResult> {
     if (key.startsWith(this.failing)) throw Object.assign(new Error("SlowDown"), { name: "SlowDown", $metadata: { httpStatusCode: 503 } });
     return super.put(key, body, meta);
   }

@@ -36,6 +36,7 @@ import { HistoryError } from "../../lambdas/history/history-store.ts";
 import { readTimeline } from "../../lambdas/history/replay.ts";
 import { historySettingsFromEnvironment } from "../../lambdas/history/settings.ts";
 import { MemoryStore } from "../../lambdas/store/memory-store.ts";
+import type { CopyOptions, WriteResult } from "../../lambdas/store/store.ts";
 import { listSnapshots } from "../../lambdas/tasks/snapshots.ts";
 import { agentHarness, type Harness } from "../support/harness.ts";
 import { messageBody, putRecord, signedIncoming } from "../support/messages.ts";
@@ -61,12 +62,12 @@ class KillableStore extends MemoryStore {
     throw new Error("applier killed mid-message");
   }
 
-  override async put(key: string, body: Uint8Array, meta?: Record<string, string>): Promise<void> {
+  override async put(key: string, body: Uint8Array, meta?: Record<string, string>): Promise<WriteResult> {
     this.#write();
     return super.put(key, body, meta);
   }
 
-  override async copy(from: string, to: string, meta: Record<string, string>): Promise<void> {
+  override async copy(from: string, to: string, meta: Record<string, string>): Promise<WriteResult> {
     this.#write();
     return super.copy(from, to, meta);
   }
@@ -74,6 +75,34 @@ class KillableStore extends MemoryStore {
   override async delete(key: string): Promise<void> {
     this.#write();
     return super.delete(key);
+  }
+}
+
+/** A memory store that logs each request as "METHOD key". */
+class RequestLog extends MemoryStore {
+  readonly requests: string[] = [];
+  override async put(key: string, body: Uint8Array, meta?: Record<string, string>): Promise<WriteResult> {
+    this.requests.push(`PUT ${key}`);
+    return super.put(key, body, meta);
+  }
+  override async copy(from: string, to: string, meta: Record<string, string>, options?: CopyOptions): Promise<WriteResult> {
+    this.requests.push(`COPY ${to}`);
+    return super.copy(from, to, meta, options);
+  }
+  override async head(key: string) {
+    this.requests.push(`HEAD ${key}`);
+    return super.head(key);
+  }
+  override async get(key: string, versionId?: string) {
+    this.requests.push(`GET ${key}`);
+    return super.get(key, versionId);
+  }
+  override async delete(key: string): Promise<void> {
+    this.requests.push(`DELETE ${key}`);
+    return super.delete(key);
+  }
+  clear(): void {
+    this.requests.length = 0;
   }
 }
 
@@ -180,8 +209,11 @@ function workloadStep(root: string, random: (n: number) => number, step: number)
 }
 
 describe("restore --at: any moment of the window", () => {
-  it("gives back the exact tree of random moments of a workload without markers, through kills of the applier mid-message", async () => {
-    const store = new KillableStore();
+  it.each([
+    ["an unversioned bucket (replaced content preserved)", false],
+    ["a versioned bucket (replaced content read by the versions the history names)", true],
+  ])("gives back the exact tree of random moments of a workload without markers, through kills of the applier mid-message, on %s", async (_what, versioned) => {
+    const store = new KillableStore({ versioned });
     const clock = testClock();
     const h = harness(store, clock);
     const random = seededRandom(1313);
@@ -215,6 +247,10 @@ describe("restore --at: any moment of the window", () => {
     await h.agent.drain(SET);
     expect(store.kills).toBeGreaterThan(0);
     expect(marker).toBeGreaterThan(0);
+    // A versioned bucket keeps what was replaced as noncurrent versions: nothing is copied aside.
+    const preserved = [...store.objects.keys()].filter((k) => k.startsWith(PREFIX.preserved));
+    if (versioned) expect(preserved).toEqual([]);
+    else expect(preserved.length).toBeGreaterThan(5);
     // Several checkpoints were written after the first: restores start from one of them.
     expect([...store.objects.keys()].filter((k) => k.startsWith(checkpointsPrefix(SET)) && k.endsWith(".json")).length).toBeGreaterThan(2);
 
@@ -345,8 +381,11 @@ describe("what a source host can send cannot shorten history", () => {
     expect(describePrune(SET, report)).toContain("the target kept 1 more (snap-new-one): taken inside its 7-day protection window");
   });
 
-  it("retention past the window is the applier's: old history and content no moment needs go, the window stays whole", async () => {
-    const store = new MemoryStore();
+  it.each([
+    ["an unversioned bucket", false],
+    ["a versioned bucket (the bucket's lifecycle expires replaced versions; retention copies and deletes none)", true],
+  ])("retention past the window is the applier's: old history and content no moment needs go, the window stays whole (%s)", async (_what, versioned) => {
+    const store = new RequestLog({ versioned });
     const clock = testClock();
     const applier = new Applier({ store, log: () => {}, now: () => new Date(clock.now()), history: { days: 1, checkpointEvery: 2, retentionEveryMs: 0 } });
     let seq = 0;
@@ -361,9 +400,14 @@ describe("what a source host can send cannot shorten history", () => {
     const now = clock.now();
     const inWindow = moments.filter((m) => m.at >= now - DAY_MS);
     const preserved = [...store.objects.keys()].filter((k) => k.startsWith(`${PREFIX.preserved}${SET}/`));
-    // 60 versions over 60 hours: only what the last day (and the checkpoint before it) needs is kept.
-    expect(preserved.length).toBeLessThan(30);
-    expect(preserved.length).toBeGreaterThanOrEqual(inWindow.length - 1);
+    if (versioned) {
+      expect(preserved).toEqual([]);
+      expect(store.requests.filter((r) => r.startsWith("COPY ") || r.startsWith(`DELETE ${PREFIX.data}`))).toEqual([]);
+    } else {
+      // 60 versions over 60 hours: only what the last day (and the checkpoint before it) needs is kept.
+      expect(preserved.length).toBeLessThan(30);
+      expect(preserved.length).toBeGreaterThanOrEqual(inWindow.length - 1);
+    }
     const segments = [...store.objects.keys()].filter((k) => k.startsWith(segmentsPrefix(SET)));
     expect(segments.length).toBeLessThan(30);
     for (const moment of inWindow) {
@@ -382,7 +426,7 @@ describe("what a source host can send cannot shorten history", () => {
   it("PITR costs at most one request per applied message beyond the mirror's own, plus preserving replaced content", async () => {
     class CountingStore extends MemoryStore {
       writes = 0;
-      override async put(key: string, body: Uint8Array, meta?: Record<string, string>): Promise<void> {
+      override async put(key: string, body: Uint8Array, meta?: Record<string, string>): Promise<WriteResult> {
         if (key.startsWith(historyPrefix(SET))) this.writes += 1;
         return super.put(key, body, meta);
       }
@@ -399,6 +443,136 @@ describe("what a source host can send cannot shorten history", () => {
       await applier.applyMessage(signedIncoming(`m${m}`, SET, messageBody(SET, batch)));
     }
     expect(store.writes).toBe(5);
+  });
+});
+
+describe("what the history costs per applied message", () => {
+  const files = (n: number, seq0: number, version: string) => Array.from({ length: n }, (_, i) => putRecord(seq0 + i, `d/f${i}.txt`, `file ${i} ${version}`));
+  const dataKeys = (requests: string[], method: string) => requests.filter((r) => r.startsWith(`${method} ${PREFIX.data}`));
+
+  it("on a versioned bucket: N overwrites cost N PUTs and one segment PUT, no HEAD and no COPY; every moment restores from the versions", async () => {
+    const store = new RequestLog({ versioned: true });
+    const clock = testClock();
+    const applier = new Applier({ store, log: () => {}, now: () => new Date(clock.now()), history: { days: 7 } });
+    const n = 20;
+    const moments: number[] = [];
+    for (let m = 0; m < 4; m++) {
+      moments.push(clock.advance(1000));
+      store.clear();
+      const records = files(n, 1 + m * n, `v${m}`).map((r) => ({ ...r, at: clock.now() }));
+      expect(await applier.applyMessage(signedIncoming(`m${m}`, SET, messageBody(SET, records)))).toMatchObject({ kind: "applied" });
+      if (m === 0) continue;
+      expect(store.requests.filter((r) => r.startsWith("HEAD ") || r.startsWith("COPY "))).toEqual([]);
+      expect(dataKeys(store.requests, "PUT")).toHaveLength(n);
+      expect(store.requests.filter((r) => r.startsWith(`PUT ${historyPrefix(SET)}`))).toEqual([expect.stringMatching(/segments\/0+\d\.jsonl\.gz$/)]);
+    }
+    expect([...store.objects.keys()].filter((k) => k.startsWith(PREFIX.preserved))).toEqual([]);
+    for (const [m, at] of moments.entries()) {
+      const out = tempDir("tidemark-at-");
+      try {
+        await restoreAt(store, SET, at, out.path, { force: true });
+        expect(readFileSync(join(out.path, "d/f7.txt"), "utf8")).toBe(`file 7 v${m}`);
+      } finally {
+        out.remove();
+      }
+    }
+  });
+
+  it("on an unversioned bucket: no HEAD for new paths of a new set nor for paths this applier wrote; a cold applier HEADs what it replaces", async () => {
+    const store = new RequestLog();
+    const clock = testClock();
+    const history = { days: 7 };
+    const warm = new Applier({ store, log: () => {}, now: () => new Date(clock.now()), history });
+    const n = 20;
+    const send = async (applier: Applier, m: number) => {
+      const at = clock.advance(1000);
+      store.clear();
+      const records = files(n, 1 + m * n, `v${m}`).map((r) => ({ ...r, at }));
+      expect(await applier.applyMessage(signedIncoming(`m${m}`, SET, messageBody(SET, records)))).toMatchObject({ kind: "applied" });
+      return at;
+    };
+    const moments = [await send(warm, 0)];
+    // The set's first checkpoint listed the (empty) mirror: the initial mirror HEADs nothing before its puts.
+    expect(dataKeys(store.requests, "HEAD")).toEqual([]);
+    moments.push(await send(warm, 1));
+    // What it replaces it wrote itself: its hash is known, only its preserved copy is looked for and made.
+    expect(dataKeys(store.requests, "HEAD")).toEqual([]);
+    expect(store.requests.filter((r) => r.startsWith(`COPY ${PREFIX.preserved}`))).toHaveLength(n);
+    moments.push(await send(warm, 2));
+    expect(dataKeys(store.requests, "HEAD")).toEqual([]);
+    // A new instance knows nothing: it asks before it replaces.
+    const cold = new Applier({ store, log: () => {}, now: () => new Date(clock.now()), history });
+    moments.push(await send(cold, 3));
+    expect(dataKeys(store.requests, "HEAD")).toHaveLength(n);
+    for (const [m, at] of moments.entries()) {
+      const out = tempDir("tidemark-at-");
+      try {
+        await restoreAt(store, SET, at, out.path, { force: true });
+        expect(readFileSync(join(out.path, "d/f3.txt"), "utf8")).toBe(`file 3 v${m}`);
+      } finally {
+        out.remove();
+      }
+    }
+  });
+
+  it("a file removed from the target behind a warm applier's back does not hold up the next change of its path (unversioned bucket)", async () => {
+    const store = new MemoryStore();
+    const applier = new Applier({ store, log: () => {}, history: { days: 7 } });
+    await applier.applyMessage(signedIncoming("m1", SET, messageBody(SET, [putRecord(1, "a.txt", "one"), putRecord(2, "b.txt", "two")])));
+    await store.delete(`${PREFIX.data}${SET}/a.txt`);
+    expect(await applier.applyMessage(signedIncoming("m2", SET, messageBody(SET, [putRecord(3, "a.txt", "three")])))).toMatchObject({ kind: "applied" });
+    expect((await store.get(`${PREFIX.data}${SET}/a.txt`))?.body.toString()).toBe("three");
+  });
+
+  it("on a versioned store that answers writes without their version, the history asks for it and still restores each moment", async () => {
+    class Reticent extends MemoryStore {
+      override async put(key: string, body: Uint8Array, meta?: Record<string, string>): Promise<WriteResult> {
+        const { etag } = await super.put(key, body, meta);
+        return etag !== undefined ? { etag } : {};
+      }
+    }
+    const store = new Reticent({ versioned: true });
+    const clock = testClock();
+    const applier = new Applier({ store, log: () => {}, now: () => new Date(clock.now()), history: { days: 7 } });
+    const moments: number[] = [];
+    for (let m = 0; m < 3; m++) {
+      moments.push(clock.advance(1000));
+      await applier.applyMessage(signedIncoming(`m${m}`, SET, messageBody(SET, [{ ...putRecord(m + 1, "a.txt", `version ${m}`), at: clock.now() }])));
+    }
+    for (const [m, at] of moments.entries()) {
+      const out = tempDir("tidemark-at-");
+      try {
+        await restoreAt(store, SET, at, out.path, { force: true });
+        expect(readFileSync(join(out.path, "a.txt"), "utf8")).toBe(`version ${m}`);
+      } finally {
+        out.remove();
+      }
+    }
+  });
+
+  it("an instance that applied a set before another one did forgets what it knew of it (unversioned bucket)", async () => {
+    const store = new MemoryStore();
+    const clock = testClock();
+    const history = { days: 7 };
+    const a = new Applier({ store, log: () => {}, now: () => new Date(clock.now()), history });
+    const b = new Applier({ store, log: () => {}, now: () => new Date(clock.now()), history });
+    const moments: { at: number; text: string }[] = [];
+    // Lambda hands the set's message group to whichever instance polls: a, b, a, b, a.
+    for (const [i, applier] of [a, b, a, b, a, a].entries()) {
+      const at = clock.advance(1000);
+      const text = `version ${i}`;
+      await applier.applyMessage(signedIncoming(`m${i}`, SET, messageBody(SET, [{ ...putRecord(i + 1, "a.txt", text), at }])));
+      moments.push({ at, text });
+    }
+    for (const moment of moments) {
+      const out = tempDir("tidemark-at-");
+      try {
+        await restoreAt(store, SET, moment.at, out.path, { force: true });
+        expect(readFileSync(join(out.path, "a.txt"), "utf8")).toBe(moment.text);
+      } finally {
+        out.remove();
+      }
+    }
   });
 });
 
@@ -419,8 +593,9 @@ describe("checkpoints", () => {
     await applier.applyMessage(signedIncoming("m2", SET, messageBody(SET, [putRecord(41, "g.txt", "g")])));
     store.liveHeads = 0;
     await applier.applyMessage(signedIncoming("m3", SET, messageBody(SET, [putRecord(42, "f1.txt", "changed"), putRecord(43, "f2.txt", "file 2", 0o600)])));
-    // Two HEADs before replacing (preservation), three for the checkpoint (the two, and g.txt written with the last one): not 41.
-    expect(store.liveHeads).toBe(5);
+    // Three HEADs for the checkpoint (the two, and g.txt written with the last one): not 41. None before replacing: this
+    // applier wrote f1 and f2, so it knows what they held.
+    expect(store.liveHeads).toBe(3);
     const out = tempDir("tidemark-at-");
     cleanups.push(() => out.remove());
     await restoreAt(store, SET, Date.now(), out.path, { force: true });

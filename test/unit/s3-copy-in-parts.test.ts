@@ -44,7 +44,7 @@ function serveLargeSource(): void {
       return xml(200, `<CopyPartResult><ETag>"part-${url.searchParams.get("partNumber")}"</ETag><LastModified>2026-01-01T00:00:00.000Z</LastModified></CopyPartResult>`);
     }
     if (request.method === "POST" && url.searchParams.has("uploadId")) {
-      return xml(200, `<CompleteMultipartUploadResult><Bucket>b</Bucket><Key>k</Key><ETag>"done-24"</ETag></CompleteMultipartUploadResult>`);
+      return xml(200, `<CompleteMultipartUploadResult><Bucket>b</Bucket><Key>k</Key><ETag>"done-24"</ETag></CompleteMultipartUploadResult>`, { "x-amz-version-id": "version-of-copy" });
     }
     xml(500, "<Error><Code>Unexpected</Code></Error>");
   };
@@ -53,7 +53,9 @@ function serveLargeSource(): void {
 describe("S3Store.copy of a source over 5 GiB", () => {
   it("copies it in contiguous ranges of the source's version, with the new metadata", async () => {
     serveLargeSource();
-    await new S3Store(fakeClient(), "b").copy("staging/s/big file", "data/s/dest", { "tidemark-kind": "file" });
+    const written = await new S3Store(fakeClient(), "b").copy("staging/s/big file", "data/s/dest", { "tidemark-kind": "file" });
+    // What CompleteMultipartUpload made: the history names that version.
+    expect(written).toEqual({ versionId: "version-of-copy", etag: '"done-24"' });
     const requests = capture.server.requests.map((r) => ({ ...r, url: new URL(r.url, "http://x") }));
     expect(requests.map((r) => `${r.method} ${r.url.searchParams.has("partNumber") ? "part" : r.url.searchParams.has("uploads") ? "create" : r.url.searchParams.has("uploadId") ? "complete" : "object"}`)).toEqual([
       "PUT object",

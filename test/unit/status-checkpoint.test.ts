@@ -74,12 +74,13 @@ describe("the set's status checkpoint", () => {
         return super.head(key);
       }
       override async put(key: string, body: Uint8Array, meta?: Record<string, string>) {
-        await super.put(key, body, meta);
+        const written = await super.put(key, body, meta);
         // Dies right after the segment reached the store, before the message returns.
         if (this.failNextSegment && key.startsWith(segmentsPrefix(SET))) {
           this.failNextSegment = false;
           throw new Error("injected crash after the segment");
         }
+        return written;
       }
     }
     const store = new CountingStore();
