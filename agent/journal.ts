@@ -10,10 +10,12 @@ import { join } from "node:path";
 import { DatabaseSync, type StatementSync } from "node:sqlite";
 import type { EntryKind, OrphanPolicy } from "../contract/layout.ts";
 import { parentOf } from "../contract/paths.ts";
-import { blockCount, deltaContentSize } from "../contract/wire.ts";
+import { blockCount, deltaBytes } from "../contract/wire.ts";
+import type { ByteRange } from "../contract/delta-ranges.ts";
 import type { TaskFields } from "../contract/tasks.ts";
 import { journalFault } from "./journal-faults.ts";
 import { SkippedNames } from "./skipped-names.ts";
+import { ChunkIndex } from "./chunk-index.ts";
 import type { DrillReport } from "../contract/drills.ts";
 import type { SetDigest } from "../contract/digest.ts";
 
@@ -28,10 +30,12 @@ export type Change =
       sha256: string;
       /** Small content lives in the journal row; large content in a spool file under the state dir. */
       content: { bytes: Uint8Array } | { spool: string };
-      /** Only these blocks travel (content holds them); the target has the rest in the object whose sha256 is base. */
-      delta?: { base: string; blocks: number[]; contentSha256: string };
+      /** Only these blocks (or byte ranges, blocks then empty) travel (content holds them); the target has the rest in the object whose sha256 is base. */
+      delta?: { base: string; blocks: number[]; ranges?: ByteRange[]; contentSha256: string };
       /** sha256 of each BLOCK_SIZE block, concatenated: kept in the index for the next delta, never sent. */
       blockHashes?: Uint8Array;
+      /** Fingerprint of each 4 KiB chunk (chunk-hash.ts): kept in the chunk index for the next delta, never sent. */
+      chunkHashes?: Uint8Array;
       /** Shared by files that were hard links of one another when read (restored as links). */
       linkGroup?: string;
     }
@@ -214,7 +218,7 @@ export function changeBytes(change: Change): number {
   if (change.op === "task") return change.digest?.list?.size ?? 0;
   if (change.op === "block") return "bytes" in change.content ? change.content.bytes.length : 0;
   if (change.op !== "put") return 0;
-  return change.delta ? deltaContentSize(change.size, change.delta.blocks) : change.size;
+  return change.delta ? deltaBytes(change.size, change.delta) : change.size;
 }
 
 function prepareStatements(db: DatabaseSync) {
@@ -329,6 +333,7 @@ export class Journal {
   readonly path: string;
   /** Entries of the sets that cannot be replicated under their names, for `status`. */
   readonly skippedNames: SkippedNames;
+  readonly #chunks: ChunkIndex;
   readonly #db: DatabaseSync;
   readonly #statements: Statements;
   readonly #onWrite: (() => void) | undefined;
@@ -340,6 +345,7 @@ export class Journal {
     this.path = path;
     this.spoolDir = spoolDir;
     this.skippedNames = new SkippedNames(db);
+    this.#chunks = new ChunkIndex(db);
     this.#statements = prepareStatements(db);
     this.#onWrite = options.onWrite;
     this.#now = options.now ?? Date.now;
@@ -459,7 +465,7 @@ export class Journal {
     }
     if (change.op !== "put") return { stored: change, content: null };
     // Block hashes belong to the index, not to the record that travels.
-    const { blockHashes: _index, ...put } = change;
+    const { blockHashes: _index, chunkHashes: _chunks, ...put } = change;
     if (!("bytes" in put.content)) return { stored: put, content: null };
     return { stored: { ...put, content: { bytes: new Uint8Array() } }, content: put.content.bytes };
   }
@@ -479,10 +485,12 @@ export class Journal {
     switch (change.op) {
       case "put":
         upsert(change.path, "file", change.size, change.mode, change.mtimeNs, change.sha256, null, change.blockHashes ?? null);
+        this.#chunks.set(set, change.path, change.sha256, change.chunkHashes);
         break;
       case "rename":
         s.deleteEntry.run(set, change.to);
         s.moveEntry.run(change.to, parentOf(change.to) ?? "", set, change.from);
+        this.#chunks.move(set, change.from, change.to);
         break;
       case "mkdir":
         upsert(change.path, "dir", 0, change.mode, change.mtimeNs, null, null);
@@ -492,6 +500,7 @@ export class Journal {
         break;
       case "delete":
         s.deleteEntry.run(set, change.path);
+        this.#chunks.remove(set, change.path);
         break;
       case "block":
         s.upsertBlock.run(set, change.index, change.sha256);
@@ -665,6 +674,11 @@ export class Journal {
     return (this.#statements.countEntries.get(set) as { n: number }).n;
   }
 
+  /** The chunk fingerprints indexed for path's content with this sha256, if any (chunk-index.ts). */
+  chunkFingerprints(set: string, path: string, sha256: string): Uint8Array | undefined {
+    return this.#chunks.get(set, path, sha256);
+  }
+
   /** Forgets one entry of the index: the next capture journals it in full. */
   forget(set: string, path: string): void {
     this.#statements.deleteEntry.run(set, path);
@@ -673,6 +687,7 @@ export class Journal {
   /** Forgets the index of a set (before a full resync): every entry (or block) will be journaled again. */
   clearIndex(set: string): void {
     this.#statements.clearEntries.run(set);
+    this.#chunks.clear(set);
     this.#statements.clearBlocks.run(set);
     this.#statements.clearVolume.run(set);
   }
