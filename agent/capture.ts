@@ -11,7 +11,7 @@ import { Transform } from "node:stream";
 import { BLOCK_SIZE, MAX_INLINE_DECODED_BYTES, blockLength, deltaContentSize } from "../contract/wire.ts";
 import { MAX_DELTA_RANGES, MAX_RANGED_FILE_BYTES, MIN_DELTA_FILE_BYTES, capRanges, rangesBytes } from "../contract/delta-ranges.ts";
 import { ChunkHasher } from "./chunk-hash.ts";
-import { readRanges, scanAgainst, syncDir } from "./chunk-delta.ts";
+import { ContentSink, readRanges, scanAgainst, syncDir, type RangeContent } from "./chunk-delta.ts";
 import type { EntryStat } from "./folder-stats.ts";
 import type { Change, IndexEntry, IndexStat, Journal } from "./journal.ts";
 import { isExcluded, type SetSpec } from "./set-spec.ts";
@@ -242,13 +242,26 @@ async function readBlocks(
  */
 async function readDelta(journal: Journal, set: string, abs: string, path: string, known: IndexEntry & { sha256: string }, st: BigIntStats): Promise<PutChange | "whole" | undefined> {
   const chunks = journal.chunkFingerprints(set, path, known.sha256);
-  const scan = await scanAgainst(abs, { size: known.size, blocks: known.blocks, chunks });
-  const { size, sha256, chunkHashes } = scan;
-  if (size !== Number(st.size)) return "whole";
-  const ranges = capRanges(scan.ranges, MAX_DELTA_RANGES);
+  // Nothing to compare with (indexed before fingerprints, and too small for block hashes): no delta to find.
+  if (!chunks && !known.blocks) return "whole";
   // Past half the file, a delta saves little and costs the target a rebuild.
-  if (rangesBytes(ranges) * 2 > size) return "whole";
-  const read = await readRanges(journal.spoolDir, abs, ranges, chunkHashes);
+  const sink = new ContentSink(journal.spoolDir, Number(st.size) / 2);
+  const scan = await scanAgainst(abs, { size: known.size, blocks: known.blocks, chunks }, sink).catch(async (error: unknown) => {
+    await sink.discard();
+    throw error;
+  });
+  if (!scan) return "whole";
+  const { size, sha256, chunkHashes } = scan;
+  let ranges = scan.ranges;
+  let read: RangeContent | undefined;
+  if (ranges.length <= MAX_DELTA_RANGES) read = await sink.finish();
+  else {
+    // Too many to list: joined across the smallest gaps, whose bytes are read now (and checked against the scan).
+    await sink.discard();
+    ranges = capRanges(ranges, MAX_DELTA_RANGES);
+    if (rangesBytes(ranges) * 2 > size) return "whole";
+    read = await readRanges(journal.spoolDir, abs, ranges, chunkHashes);
+  }
   if (!read) return undefined;
   const hashes = indexedHashes(size, scan.blockHashes);
   return {
@@ -275,6 +288,7 @@ export async function blockRepair(journal: Journal, spec: SetSpec, known: IndexE
   const st = await statOrGone(abs);
   if (!st?.isFile() || !known.blocks || !known.sha256 || !sameFile(known, st)) return undefined;
   const hashes = Buffer.from(known.blocks);
+  const chunks = journal.chunkFingerprints(spec.name, known.path, known.sha256);
   const read = await readBlocks(journal.spoolDir, abs, known.size, blocks, hashes);
   if (!read) return undefined;
   return {
@@ -287,6 +301,8 @@ export async function blockRepair(journal: Journal, spec: SetSpec, known: IndexE
     content: read.content,
     delta: { base: known.sha256, blocks: [...blocks], contentSha256: read.contentSha256 },
     blockHashes: hashes,
+    // The content stays what the index holds: so do its chunks' fingerprints.
+    ...(chunks ? { chunkHashes: chunks } : {}),
   };
 }
 

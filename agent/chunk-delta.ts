@@ -2,8 +2,10 @@
 // read once: its SHA-256 (what the target checks the rebuilt file against),
 // the fingerprint of each 4 KiB chunk, compared with the indexed ones, and the
 // SHA-256 of each 512 KiB block (kept for verification), taken from the index
-// for a block whose chunks all match and computed only for the others. Then
-// only the changed chunks are read again, into the delta's content.
+// for a block whose chunks all match and computed only for the others. The
+// changed chunks are kept as they are read (a second read could find them
+// written again: a busy database rewrites pages all the time), so the delta's
+// content is exactly the bytes the SHA-256 was taken over.
 //
 // Without indexed fingerprints (a journal from before them), blocks are
 // compared by SHA-256 as before: the changed blocks travel, as byte ranges.
@@ -74,8 +76,72 @@ function sameBytes(a: Uint8Array, aAt: number, b: Uint8Array, bAt: number, lengt
   return true;
 }
 
-/** Reads the file once and compares it with the base (see the top of this file). */
-export async function scanAgainst(abs: string, base: DeltaBase): Promise<ScannedFile> {
+/** The changed bytes as a scan reads them: in memory, or spooled once past MAX_INLINE_DECODED_BYTES; dropped past `limit`. */
+export class ContentSink {
+  readonly #spoolDir: string;
+  readonly #limit: number;
+  readonly #name = randomUUID();
+  readonly #hash = createHash("sha256");
+  #parts: Buffer[] = [];
+  #size = 0;
+  #file: FileHandle | undefined;
+  /** More than `limit` bytes were offered: nothing is kept. */
+  over = false;
+
+  constructor(spoolDir: string, limit: number) {
+    this.#spoolDir = spoolDir;
+    this.#limit = limit;
+  }
+
+  get #temp(): string {
+    return join(this.#spoolDir, `${this.#name}.tmp`);
+  }
+
+  async add(bytes: Uint8Array): Promise<void> {
+    if (this.over) return;
+    if (this.#size + bytes.length > this.#limit) {
+      this.over = true;
+      await this.discard();
+      return;
+    }
+    this.#hash.update(bytes);
+    this.#size += bytes.length;
+    if (!this.#file && this.#size > MAX_INLINE_DECODED_BYTES) {
+      this.#file = await open(this.#temp, "w");
+      for (const part of this.#parts) await this.#file.write(part);
+      this.#parts = [];
+    }
+    if (this.#file) await this.#file.write(bytes);
+    else this.#parts.push(Buffer.from(bytes));
+  }
+
+  /** What was kept: in memory, or a spool file (fsynced) named in the content. */
+  async finish(): Promise<RangeContent> {
+    const contentSha256 = this.#hash.digest("hex");
+    if (!this.#file) return { content: { bytes: Buffer.concat(this.#parts) }, contentSha256 };
+    await this.#file.sync();
+    await this.#file.close();
+    this.#file = undefined;
+    await rename(this.#temp, join(this.#spoolDir, this.#name));
+    await syncDir(this.#spoolDir);
+    return { content: { spool: this.#name }, contentSha256 };
+  }
+
+  async discard(): Promise<void> {
+    this.#parts = [];
+    if (!this.#file) return;
+    await this.#file.close();
+    this.#file = undefined;
+    await rm(this.#temp, { force: true });
+  }
+}
+
+/**
+ * Reads the file once and compares it with the base (see the top of this
+ * file), handing the changed bytes to sink; undefined when the sink took
+ * more than its limit (the file is better sent whole).
+ */
+export async function scanAgainst(abs: string, base: DeltaBase, sink?: ContentSink): Promise<ScannedFile | undefined> {
   const file = await open(abs, "r");
   try {
     const expected = (await file.stat()).size;
@@ -105,7 +171,9 @@ export async function scanAgainst(abs: string, base: DeltaBase): Promise<Scanned
             if (sameBytes(fingerprints, chunk * FINGERPRINT_BYTES, base.chunks, chunk * FINGERPRINT_BYTES, FINGERPRINT_BYTES)) continue;
             changed = true;
             const end = Math.min(offset + CHUNK_SIZE, position + read);
-            addRange(ranges, appendedFrom(data, offset - position, end - offset, base, chunk) ?? offset, end);
+            const from = appendedFrom(data, offset - position, end - offset, base, chunk) ?? offset;
+            addRange(ranges, from, end);
+            await sink?.add(data.subarray(from - position, end - position));
           }
         }
         // Every chunk of the block as indexed: so is the block's SHA-256.
@@ -113,8 +181,10 @@ export async function scanAgainst(abs: string, base: DeltaBase): Promise<Scanned
         const hash = indexed?.length === 32 ? Buffer.from(indexed) : createHash("sha256").update(block).digest();
         if (!base.chunks && !(base.blocks && sameBytes(hash, 0, base.blocks, index * 32, 32) && blockLength(base.size, index) === length)) {
           addRange(ranges, position + at, position + at + length);
+          await sink?.add(block);
         }
         blockHashes.push(hash);
+        if (sink?.over) return undefined;
       }
       position += read;
       if (read < READ_BYTES) break;
