@@ -8,6 +8,7 @@ import { createServer, request, type IncomingMessage, type Server } from "node:h
 import { cpus, totalmem } from "node:os";
 import { fileURLToPath } from "node:url";
 import type { S3Store } from "../lambdas/store/s3-store.ts";
+import type { HistorySettings } from "../lambdas/history/recorder.ts";
 import { REGION, startTestCloud } from "../test/support/local-cloud.ts";
 import { limitCpu, NO_LATENCY, releaseFromApplierCpu, type LatencyModel } from "./latency.ts";
 
@@ -114,7 +115,7 @@ async function emulatorProcess(model: LatencyModel): Promise<EmulatorEndpoints &
  * puts its delay proxies beside the emulator, and holds this process (the
  * applier's) to the model's CPU.
  */
-export async function startBenchCloud(options: { separateEmulator?: boolean; latency?: LatencyModel } = {}): Promise<BenchCloud> {
+export async function startBenchCloud(options: { separateEmulator?: boolean; latency?: LatencyModel; history?: HistorySettings } = {}): Promise<BenchCloud> {
   const appliedAt = new Map<string, number>();
   const model = options.latency ?? NO_LATENCY;
   const emulator = options.separateEmulator || options.latency ? await emulatorProcess(model) : undefined;
@@ -123,6 +124,7 @@ export async function startBenchCloud(options: { separateEmulator?: boolean; lat
   const cloud = await startTestCloud({
     ...(emulator ? { emulatorEndpoint: emulator.endpoint, clientEndpoint: emulator.applier } : {}),
     visibilityTimeoutSeconds: 30,
+    ...(options.history ? { history: options.history } : {}),
     onApplied: (set, record) => {
       if ("path" in record) appliedAt.set(`${set}:${record.path}`, Date.now());
     },

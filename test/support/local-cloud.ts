@@ -6,6 +6,7 @@ import { join } from "node:path";
 import type { WireRecord } from "../../contract/wire.ts";
 import type { ConfigFile } from "../../agent/config.ts";
 import type { TaskSettings } from "../../lambdas/applier/markers.ts";
+import type { HistorySettings } from "../../lambdas/history/recorder.ts";
 import { ChangeMessageVisibilityCommand, type SQSClient } from "@aws-sdk/client-sqs";
 import type { SQSRecord } from "aws-lambda";
 import { makeS3Client, makeSqsClient } from "../../lambdas/aws-clients.ts";
@@ -44,6 +45,8 @@ export async function startTestCloud(
     clientEndpoint?: string;
     /** The target's task settings; a function gets the cloud's store (an ebs-snapshot action reads blocks from it). */
     tasks?: TaskSettings | ((store: S3Store) => TaskSettings);
+    /** The applier's point-in-time history. @default the applier's */
+    history?: HistorySettings;
   } = {},
 ): Promise<TestCloud> {
   const emulator = options.emulatorEndpoint
@@ -66,6 +69,7 @@ export async function startTestCloud(
   const applier = new Applier({
     store,
     ...(options.tasks ? { tasks: typeof options.tasks === "function" ? options.tasks(store) : options.tasks } : {}),
+    ...(options.history ? { history: options.history } : {}),
     log: (line) => {
       if (line.includes('"message rejected"')) rejections.push(line);
       if (line.includes('"message refused"')) refusals.push(line);
