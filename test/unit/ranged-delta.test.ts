@@ -3,7 +3,7 @@
 // file (in memory, or streamed for a large one) and checks it end to end.
 
 import { createHash, randomBytes } from "node:crypto";
-import { appendFileSync, closeSync, ftruncateSync, openSync, readFileSync, writeFileSync, writeSync } from "node:fs";
+import { appendFileSync, closeSync, ftruncateSync, openSync, readFileSync, readdirSync, writeFileSync, writeSync } from "node:fs";
 import { join } from "node:path";
 import { DatabaseSync } from "node:sqlite";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
@@ -93,6 +93,17 @@ describe("ranged deltas from the agent", () => {
     expect(bytes).toBeLessThanOrEqual(Math.ceil((3 * CHUNK_SIZE * 4) / 3) + OVERHEAD);
     await targetHolds(harness, "pages.db");
     expect((await readSetStatus(harness.store, SET)).state).toBe("in-sync");
+
+    // More than 1 MiB of pages: spooled while the file is read, staged, read back by the applier a window at a time.
+    const many = Array.from({ length: 400 }, (_, i) => (i * 40 + 1) * CHUNK_SIZE);
+    const spooled = await step(harness, () => {
+      for (const offset of many) writeAt(join(harness.src.path, "pages.db"), offset, randomBytes(CHUNK_SIZE));
+    });
+    const ranges = spooled.puts.flatMap((p) => (p.op === "put" && p.delta?.ranges) || []);
+    expect(ranges).toEqual(many.map((offset) => [offset, CHUNK_SIZE]));
+    expect(spooled.bytes).toBeLessThanOrEqual(many.length * CHUNK_SIZE + 4 * OVERHEAD);
+    expect(readdirSync(harness.journal.spoolDir)).toEqual([]);
+    await targetHolds(harness, "pages.db");
   });
 
   it("sends what an append added, from the old end of the file (also inside a chunk), never the file again", async () => {
