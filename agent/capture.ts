@@ -8,13 +8,18 @@ import { lstat, open, readFile, readlink, rename, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { pipeline } from "node:stream/promises";
 import { Transform } from "node:stream";
-import { BLOCK_SIZE, MAX_DELTA_FILE_BYTES, MAX_INLINE_DECODED_BYTES, blockCount, blockLength, deltaContentSize } from "../contract/wire.ts";
+import { BLOCK_SIZE, MAX_INLINE_DECODED_BYTES, blockLength, deltaContentSize } from "../contract/wire.ts";
+import { MAX_DELTA_RANGES, MAX_RANGED_FILE_BYTES, MIN_DELTA_FILE_BYTES, capRanges, rangesBytes } from "../contract/delta-ranges.ts";
+import { ChunkHasher } from "./chunk-hash.ts";
+import { ContentSink, readRanges, scanAgainst, syncDir, type RangeContent } from "./chunk-delta.ts";
 import type { EntryStat } from "./folder-stats.ts";
 import type { Change, IndexEntry, IndexStat, Journal } from "./journal.ts";
 import { isExcluded, type SetSpec } from "./set-spec.ts";
 
 /** How often a file that keeps changing while read is re-read before the watcher is left to catch the next write. */
 const STABLE_READ_ATTEMPTS = 5;
+/** Files above this are read at most twice in a capture: each read costs the whole file, and a busy database never holds still. */
+const LARGE_READ_BYTES = 64 * 1024 * 1024;
 
 export interface CaptureResult {
   readonly changes: Change[];
@@ -119,7 +124,7 @@ export async function capture(journal: Journal, spec: SetSpec, path: string, opt
     const recheck = options.rehash || modifiedRecently(st);
     if (sameFile(known, st) && (!recheck || (await hashFile(abs)).sha256 === known?.sha256)) return { changes: [], isDirectory: false };
     const changes = replaced("file");
-    const put = await readStable(journal, abs, path, st, known);
+    const put = await readStable(journal, spec.name, abs, path, st, known);
     if (put) changes.push(put);
     else changes.push(...deletesFor(journal, spec.name, path));
     return { changes, isDirectory: false };
@@ -128,16 +133,22 @@ export async function capture(journal: Journal, spec: SetSpec, path: string, opt
   return { changes: [], isDirectory: false };
 }
 
-/** sha256 of a whole stream and of each BLOCK_SIZE block of it, fed in chunks of any size. */
+/** sha256 of a whole stream and of each BLOCK_SIZE block of it (and, when asked, each chunk's fingerprint), fed in chunks of any size. */
 class BlockHasher {
   readonly #whole = createHash("sha256");
   readonly #blocks: Buffer[] = [];
+  readonly #chunks: ChunkHasher | undefined;
   #block = createHash("sha256");
   #inBlock = 0;
   size = 0;
 
+  constructor(withChunks: boolean) {
+    this.#chunks = withChunks ? new ChunkHasher() : undefined;
+  }
+
   update(chunk: Uint8Array): void {
     this.#whole.update(chunk);
+    this.#chunks?.update(chunk);
     this.size += chunk.length;
     let offset = 0;
     while (offset < chunk.length) {
@@ -155,9 +166,10 @@ class BlockHasher {
     this.#inBlock = 0;
   }
 
-  digest(): { sha256: string; blockHashes: Buffer } {
+  digest(): { sha256: string; blockHashes: Buffer; chunkHashes?: Buffer } {
     if (this.#inBlock > 0) this.#endBlock();
-    return { sha256: this.#whole.digest("hex"), blockHashes: Buffer.concat(this.#blocks) };
+    const chunks = this.#chunks && this.size >= MIN_DELTA_FILE_BYTES ? { chunkHashes: this.#chunks.digest() } : {};
+    return { sha256: this.#whole.digest("hex"), blockHashes: Buffer.concat(this.#blocks), ...chunks };
   }
 }
 
@@ -166,27 +178,16 @@ function indexedHashes(size: number, blockHashes: Buffer): Buffer | undefined {
   return size > BLOCK_SIZE ? blockHashes : undefined;
 }
 
-function hashBytes(bytes: Uint8Array): { sha256: string; blockHashes: Buffer } {
-  const hasher = new BlockHasher();
+function hashBytes(bytes: Uint8Array): { sha256: string; blockHashes: Buffer; chunkHashes?: Buffer } {
+  const hasher = new BlockHasher(bytes.length >= MIN_DELTA_FILE_BYTES);
   hasher.update(bytes);
   return hasher.digest();
 }
 
 export async function hashFile(abs: string): Promise<{ sha256: string; blockHashes: Buffer; size: number }> {
-  const hasher = new BlockHasher();
+  const hasher = new BlockHasher(false);
   for await (const chunk of createReadStream(abs, { highWaterMark: BLOCK_SIZE })) hasher.update(chunk as Buffer);
   return { ...hasher.digest(), size: hasher.size };
-}
-
-/** Indices of the blocks of the new content that differ from the indexed ones (or lie past the old end). */
-function changedBlocks(size: number, now: Buffer, before: Uint8Array): number[] {
-  const changed: number[] = [];
-  const previous = Buffer.from(before);
-  for (let index = 0; index < blockCount(size); index++) {
-    const at = index * 32;
-    if (at + 32 > previous.length || !now.subarray(at, at + 32).equals(previous.subarray(at, at + 32))) changed.push(index);
-  }
-  return changed;
 }
 
 /**
@@ -235,15 +236,34 @@ async function readBlocks(
   return { content: { spool: name }, contentSha256: hash.digest("hex") };
 }
 
-/** The delta of a file against its indexed blocks, when sending only the changed blocks is worth it. */
-async function readDelta(journal: Journal, abs: string, path: string, known: IndexEntry, st: BigIntStats): Promise<PutChange | "whole" | undefined> {
-  const { sha256, blockHashes, size } = await hashFile(abs);
-  if (size !== Number(st.size) || !known.blocks || !known.sha256) return "whole";
-  const blocks = changedBlocks(size, blockHashes, known.blocks);
+/**
+ * The delta of a file against what the index holds of it (chunk-delta.ts):
+ * the byte ranges that changed, when sending only those is worth it.
+ */
+async function readDelta(journal: Journal, set: string, abs: string, path: string, known: IndexEntry & { sha256: string }, st: BigIntStats): Promise<PutChange | "whole" | undefined> {
+  const chunks = journal.index.chunkFingerprints(set, path, known.sha256);
+  // Nothing to compare with (indexed before fingerprints, and too small for block hashes): no delta to find.
+  if (!chunks && !known.blocks) return "whole";
   // Past half the file, a delta saves little and costs the target a rebuild.
-  if (deltaContentSize(size, blocks) * 2 > size) return "whole";
-  const read = await readBlocks(journal.spoolDir, abs, size, blocks, blockHashes);
+  const sink = new ContentSink(journal.spoolDir, Number(st.size) / 2);
+  const scan = await scanAgainst(abs, { size: known.size, blocks: known.blocks, chunks }, sink).catch(async (error: unknown) => {
+    await sink.discard();
+    throw error;
+  });
+  if (!scan) return "whole";
+  const { size, sha256, chunkHashes } = scan;
+  let ranges = scan.ranges;
+  let read: RangeContent | undefined;
+  if (ranges.length <= MAX_DELTA_RANGES) read = await sink.finish();
+  else {
+    // Too many to list: joined across the smallest gaps, whose bytes are read now (and checked against the scan).
+    await sink.discard();
+    ranges = capRanges(ranges, MAX_DELTA_RANGES);
+    if (rangesBytes(ranges) * 2 > size) return "whole";
+    read = await readRanges(journal.spoolDir, abs, ranges, chunkHashes);
+  }
   if (!read) return undefined;
+  const hashes = indexedHashes(size, scan.blockHashes);
   return {
     op: "put",
     path,
@@ -252,8 +272,9 @@ async function readDelta(journal: Journal, abs: string, path: string, known: Ind
     mtimeNs: st.mtimeNs.toString(),
     sha256,
     content: read.content,
-    delta: { base: known.sha256, blocks, contentSha256: read.contentSha256 },
-    blockHashes,
+    delta: { base: known.sha256, blocks: [], ranges, contentSha256: read.contentSha256 },
+    ...(hashes ? { blockHashes: hashes } : {}),
+    chunkHashes,
   };
 }
 
@@ -267,6 +288,7 @@ export async function blockRepair(journal: Journal, spec: SetSpec, known: IndexE
   const st = await statOrGone(abs);
   if (!st?.isFile() || !known.blocks || !known.sha256 || !sameFile(known, st)) return undefined;
   const hashes = Buffer.from(known.blocks);
+  const chunks = journal.index.chunkFingerprints(spec.name, known.path, known.sha256);
   const read = await readBlocks(journal.spoolDir, abs, known.size, blocks, hashes);
   if (!read) return undefined;
   return {
@@ -279,12 +301,15 @@ export async function blockRepair(journal: Journal, spec: SetSpec, known: IndexE
     content: read.content,
     delta: { base: known.sha256, blocks: [...blocks], contentSha256: read.contentSha256 },
     blockHashes: hashes,
+    // The content stays what the index holds: so do its chunks' fingerprints.
+    ...(chunks ? { chunkHashes: chunks } : {}),
   };
 }
 
-function deltaCandidate(known: IndexEntry | undefined, st: BigIntStats): known is IndexEntry {
+/** A file the index knows the content of, large enough for a delta to save anything. */
+function deltaCandidate(known: IndexEntry | undefined, st: BigIntStats): known is IndexEntry & { sha256: string } {
   const size = Number(st.size);
-  return known?.kind === "file" && known.blocks !== null && known.sha256 !== null && size > BLOCK_SIZE && size <= MAX_DELTA_FILE_BYTES;
+  return known?.kind === "file" && known.sha256 !== null && known.size >= MIN_DELTA_FILE_BYTES && size >= MIN_DELTA_FILE_BYTES && size <= MAX_RANGED_FILE_BYTES;
 }
 
 async function discard(journal: Journal, change: PutChange | undefined): Promise<void> {
@@ -296,14 +321,17 @@ async function discard(journal: Journal, change: PutChange | undefined): Promise
  * re-reads while the file changes underneath. A large file the index knows
  * travels as the blocks that changed. Returns undefined when the file vanished.
  */
-async function readStable(journal: Journal, abs: string, path: string, first: BigIntStats, known?: IndexEntry): Promise<PutChange | undefined> {
+async function readStable(journal: Journal, set: string, abs: string, path: string, first: BigIntStats, known?: IndexEntry): Promise<PutChange | undefined> {
   let put: PutChange | undefined;
-  for (let attempt = 0; attempt < STABLE_READ_ATTEMPTS; attempt++) {
+  let readSince = first.mtimeNs;
+  const attempts = first.size > BigInt(LARGE_READ_BYTES) ? 2 : STABLE_READ_ATTEMPTS;
+  for (let attempt = 0; attempt < attempts; attempt++) {
     const before = attempt === 0 ? first : await statOrGone(abs);
     if (!before?.isFile()) return undefined;
+    readSince = before.mtimeNs;
     let next: PutChange | undefined;
     try {
-      const delta = deltaCandidate(known, before) ? await readDelta(journal, abs, path, known, before) : "whole";
+      const delta = deltaCandidate(known, before) ? await readDelta(journal, set, abs, path, known, before) : "whole";
       if (delta === "whole") next = await readWhole(journal.spoolDir, abs, path, before);
       else next = delta;
     } catch (error) {
@@ -320,28 +348,38 @@ async function readStable(journal: Journal, abs: string, path: string, first: Bi
     put = { ...next, mode: mode(after), mtimeNs: after.mtimeNs.toString(), ...linkGroupOf(after) };
     if (after.mtimeNs === before.mtimeNs && after.size === before.size && BigInt(put.size) === after.size) return put;
   }
-  // Still changing: journal what was read; the write in progress brings another event and another capture.
-  return put;
+  // Still changing: journal what was read, stamped with the mtime from before the read, so that the next capture
+  // (the write in progress brings an event) finds the stat changed and reads the file again.
+  if (put) return { ...put, mtimeNs: readSince.toString() };
+  // Every delta raced a write between its two reads: the file travels whole, as read.
+  const st = await statOrGone(abs);
+  if (!st?.isFile()) return undefined;
+  try {
+    return { ...(await readWhole(journal.spoolDir, abs, path, st)), ...linkGroupOf(st) };
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === "ENOENT") return undefined;
+    throw error;
+  }
 }
 
 /** The whole content: in memory when small, else copied into the spool. */
 async function readWhole(spoolDir: string, abs: string, path: string, st: BigIntStats): Promise<PutChange> {
   if (st.size <= BigInt(MAX_INLINE_DECODED_BYTES)) {
     const bytes = await readFile(abs);
-    const { sha256, blockHashes } = hashBytes(bytes);
+    const { sha256, blockHashes, chunkHashes } = hashBytes(bytes);
     const hashes = indexedHashes(bytes.length, blockHashes);
-    return { op: "put", path, size: bytes.length, mode: mode(st), mtimeNs: st.mtimeNs.toString(), sha256, content: { bytes }, ...(hashes ? { blockHashes: hashes } : {}) };
+    return { op: "put", path, size: bytes.length, mode: mode(st), mtimeNs: st.mtimeNs.toString(), sha256, content: { bytes }, ...(hashes ? { blockHashes: hashes } : {}), ...(chunkHashes ? { chunkHashes } : {}) };
   }
-  const { content, sha256, size, blockHashes } = await spool(spoolDir, abs);
+  const { content, sha256, size, blockHashes, chunkHashes } = await spool(spoolDir, abs);
   const hashes = indexedHashes(size, blockHashes);
-  return { op: "put", path, size, mode: mode(st), mtimeNs: st.mtimeNs.toString(), sha256, content, ...(hashes ? { blockHashes: hashes } : {}) };
+  return { op: "put", path, size, mode: mode(st), mtimeNs: st.mtimeNs.toString(), sha256, content, ...(hashes ? { blockHashes: hashes } : {}), ...(chunkHashes ? { chunkHashes } : {}) };
 }
 
 /** Copies a large file into the spool directory (fsynced), hashing it on the way. */
-async function spool(spoolDir: string, abs: string): Promise<{ content: { spool: string }; sha256: string; size: number; blockHashes: Buffer }> {
+async function spool(spoolDir: string, abs: string): Promise<{ content: { spool: string }; sha256: string; size: number; blockHashes: Buffer; chunkHashes?: Buffer }> {
   const name = randomUUID();
   const temp = join(spoolDir, `${name}.tmp`);
-  const hasher = new BlockHasher();
+  const hasher = new BlockHasher(true);
   const tap = new Transform({
     transform(chunk: Buffer, _encoding, done) {
       hasher.update(chunk);
@@ -362,15 +400,5 @@ async function spool(spoolDir: string, abs: string): Promise<{ content: { spool:
     await rm(temp, { force: true });
     throw error;
   }
-  const { sha256, blockHashes } = hasher.digest();
-  return { content: { spool: name }, sha256, size: hasher.size, blockHashes };
-}
-
-async function syncDir(dir: string): Promise<void> {
-  const handle = await open(dir, "r");
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
+  return { content: { spool: name }, size: hasher.size, ...hasher.digest() };
 }

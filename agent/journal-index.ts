@@ -6,6 +6,7 @@
 import type { DatabaseSync, StatementSync } from "node:sqlite";
 import type { EntryKind } from "../contract/layout.ts";
 import { parentOf } from "../contract/paths.ts";
+import { ChunkIndex } from "./chunk-index.ts";
 import type { Change } from "./journal.ts";
 
 /** What the index knows of one entry of a set: its state as last journaled. */
@@ -78,10 +79,13 @@ function prepare(db: DatabaseSync) {
 export class EntryIndex {
   readonly #db: DatabaseSync;
   readonly #s: ReturnType<typeof prepare>;
+  /** Large files' chunk fingerprints, beside their entries (chunk-index.ts). */
+  readonly #chunks: ChunkIndex;
 
   constructor(db: DatabaseSync) {
     this.#db = db;
     this.#s = prepare(db);
+    this.#chunks = new ChunkIndex(db);
   }
 
   /** Brings the index in line with a journaled change (inside the append's transaction). */
@@ -92,10 +96,12 @@ export class EntryIndex {
     switch (change.op) {
       case "put":
         upsert(change.path, "file", change.size, change.mode, change.mtimeNs, change.sha256, null, change.blockHashes ?? null);
+        this.#chunks.set(set, change.path, change.sha256, change.chunkHashes);
         break;
       case "rename":
         s.remove.run(set, change.to);
         s.move.run(change.to, parentOf(change.to) ?? "", set, change.from);
+        this.#chunks.move(set, change.from, change.to);
         break;
       case "mkdir":
         upsert(change.path, "dir", 0, change.mode, change.mtimeNs, null, null);
@@ -105,6 +111,7 @@ export class EntryIndex {
         break;
       case "delete":
         s.remove.run(set, change.path);
+        this.#chunks.remove(set, change.path);
         break;
       case "block":
       case "resync":
@@ -158,6 +165,12 @@ export class EntryIndex {
   /** Forgets every entry of a set (before a full resync). */
   clear(set: string): void {
     this.#s.clear.run(set);
+    this.#chunks.clear(set);
+  }
+
+  /** The chunk fingerprints indexed for path's content with this sha256, if any (chunk-index.ts). */
+  chunkFingerprints(set: string, path: string, sha256: string): Uint8Array | undefined {
+    return this.#chunks.get(set, path, sha256);
   }
 
   /** Makes the index disagree with any stat of path: the next scan or capture journals it again, in full. */

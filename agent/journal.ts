@@ -10,7 +10,8 @@ import { mkdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { DatabaseSync, type StatementSync } from "node:sqlite";
 import type { OrphanPolicy } from "../contract/layout.ts";
-import { deltaContentSize } from "../contract/wire.ts";
+import { deltaBytes } from "../contract/wire.ts";
+import type { ByteRange } from "../contract/delta-ranges.ts";
 import type { TaskFields } from "../contract/tasks.ts";
 import { journalFault } from "./journal-faults.ts";
 import { SkippedNames } from "./skipped-names.ts";
@@ -34,10 +35,12 @@ export type Change =
       sha256: string;
       /** Small content lives in the journal row; large content in a spool file under the state dir. */
       content: { bytes: Uint8Array } | { spool: string };
-      /** Only these blocks travel (content holds them); the target has the rest in the object whose sha256 is base. */
-      delta?: { base: string; blocks: number[]; contentSha256: string };
+      /** Only these blocks (or byte ranges, blocks then empty) travel (content holds them); the target has the rest in the object whose sha256 is base. */
+      delta?: { base: string; blocks: number[]; ranges?: ByteRange[]; contentSha256: string };
       /** sha256 of each BLOCK_SIZE block, concatenated: kept in the index for the next delta, never sent. */
       blockHashes?: Uint8Array;
+      /** Fingerprint of each 4 KiB chunk (chunk-hash.ts): kept in the chunk index for the next delta, never sent. */
+      chunkHashes?: Uint8Array;
       /** Shared by files that were hard links of one another when read (restored as links). */
       linkGroup?: string;
     }
@@ -158,7 +161,7 @@ export function changeBytes(change: Change): number {
   if (change.op === "task") return change.digest?.list?.size ?? 0;
   if (change.op === "block") return "bytes" in change.content ? change.content.bytes.length : 0;
   if (change.op !== "put") return 0;
-  return change.delta ? deltaContentSize(change.size, change.delta.blocks) : change.size;
+  return change.delta ? deltaBytes(change.size, change.delta) : change.size;
 }
 
 function prepareStatements(db: DatabaseSync) {
@@ -355,7 +358,7 @@ export class Journal {
     }
     if (change.op !== "put") return { stored: change, content: null };
     // Block hashes belong to the index, not to the record that travels.
-    const { blockHashes: _index, ...put } = change;
+    const { blockHashes: _index, chunkHashes: _chunks, ...put } = change;
     if (!("bytes" in put.content)) return { stored: put, content: null };
     return { stored: { ...put, content: { bytes: new Uint8Array() } }, content: put.content.bytes };
   }

@@ -11,7 +11,7 @@ import {
   MAX_MESSAGE_BYTES,
   WIRE_VERSION,
   deduplicationId,
-  deltaContentSize,
+  deltaBytes,
   encodeInline,
   joinMessage,
   wireJson,
@@ -85,10 +85,10 @@ function toWire(set: string, spoolDir: string, record: JournalRecord, compressio
   }
   if (record.op === "skip") return { wire: { seq: record.seq, op: "skip" } };
   if (record.op !== "put") return { wire: record };
-  const { content, delta, blockHashes: _index, ...meta } = record;
-  const wireMeta = delta ? { ...meta, delta: { base: delta.base, blocks: delta.blocks } } : meta;
-  // A delta's staged object holds only its blocks: their size and hash, not the file's.
-  const stagedSize = delta ? deltaContentSize(record.size, delta.blocks) : record.size;
+  const { content, delta, blockHashes: _index, chunkHashes: _chunks, ...meta } = record;
+  const wireMeta = delta ? { ...meta, delta: { base: delta.base, blocks: delta.blocks, ...(delta.ranges ? { ranges: delta.ranges } : {}) } } : meta;
+  // A delta's staged object holds only its blocks (or ranges): their size and hash, not the file's.
+  const stagedSize = delta ? deltaBytes(record.size, delta) : record.size;
   const stagedSha256 = delta ? delta.contentSha256 : record.sha256;
   const key = stagingKey(set, record.seq, record.sha256);
   if ("bytes" in content) {

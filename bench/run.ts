@@ -2,7 +2,8 @@
 // BENCHMARKS.md with the machine, the exact command and the medians.
 //
 //   npm run bench                       every scenario, 3 runs each, full size
-//   npm run bench -- --only delta       one scenario (initial, delta, steady, marker, memory, applier, cost)
+//   npm run bench -- --only delta       one scenario (initial, delta, steady, marker, memory, applier, cost, db, append)
+//   npm run bench -- --only db --db-gib 4   the page-write scenario on a 4 GiB file (default 1 GiB, --db-seconds 30)
 //   npm run bench -- --scale 0.1        smaller trees, for a quick look (not for BENCHMARKS.md)
 //   npm run bench -- --rewrite          run nothing; write BENCHMARKS.md from the kept results and notes
 //   npm run bench -- --only initial --wan-rtt-ms 40 --s3-latency-ms 20 --sqs-latency-ms 10 --lambda-cpu 0.6
@@ -15,6 +16,7 @@ import { z } from "zod";
 import { table } from "../agent/format.ts";
 import { costModel } from "./cost.ts";
 import { describeModel, hasLatency, type LatencyModel } from "./latency.ts";
+import { databasePages, logAppends } from "./db.ts";
 import { agentMemory, applierThroughput, deltaChange, initialMirror, markerLatency, steadyLoad } from "./scenarios.ts";
 import { machine, type Result } from "./support.ts";
 
@@ -23,6 +25,9 @@ const { values } = parseArgs({
     runs: { type: "string", default: "3" },
     scale: { type: "string", default: "1" },
     seconds: { type: "string", default: "20" },
+    "db-gib": { type: "string", default: "1" },
+    "db-seconds": { type: "string", default: "30" },
+    "append-seconds": { type: "string", default: "60" },
     only: { type: "string", multiple: true },
     "no-write": { type: "boolean" },
     "wan-rtt-ms": { type: "string", default: "0" },
@@ -62,6 +67,8 @@ const scenarios: [string, () => Promise<Result[]>][] = [
   ["memory", () => agentMemory(scale)],
   ["applier", () => applierThroughput(runs, model)],
   ["cost", () => costModel(scale)],
+  ["db", () => databasePages(number("db-gib", values["db-gib"]), number("db-seconds", values["db-seconds"]))],
+  ["append", () => logAppends(number("append-seconds", values["append-seconds"]))],
 ];
 /** Where a scenario's rows are kept: loopback rows and each model's rows side by side. */
 const keyOf = (name: string) => (modelled ? `${name} @ ${describeModel(model)}` : name);

@@ -27,7 +27,7 @@ async function workDir(): Promise<string> {
 }
 
 /** An agent config for the tree that sends its requests to `endpoint` (a counting proxy, the latency model's source side, or the emulator). */
-function agentConfig(cloud: BenchCloud, endpoint: string, dir: string, tree: string, set: string): string {
+export function agentConfig(cloud: BenchCloud, endpoint: string, dir: string, tree: string, set: string): string {
   const file = join(dir, `${set}.config.json`);
   writeFileSync(
     file,
@@ -205,7 +205,7 @@ export async function deltaChange(runs: number): Promise<Result[]> {
 }
 
 /** `tidemark run` as a process of its own, as on a source host; resolves once it replicates. */
-async function agentProcess(config: string): Promise<ChildProcess> {
+export async function agentProcess(config: string): Promise<ChildProcess> {
   const child = spawn(process.execPath, [fileURLToPath(new URL("../agent/cli.ts", import.meta.url)), "run", "--config", config], { stdio: ["ignore", "ignore", "pipe"] });
   releaseFromApplierCpu(child.pid);
   await new Promise<void>((resolve, reject) => {

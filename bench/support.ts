@@ -9,6 +9,7 @@ import { cpus, totalmem } from "node:os";
 import { fileURLToPath } from "node:url";
 import { LOCAL_REGION, startLocalTarget } from "../lambdas/local/target.ts";
 import type { S3Store } from "../lambdas/store/s3-store.ts";
+import type { HistorySettings } from "../lambdas/history/recorder.ts";
 import { limitCpu, NO_LATENCY, releaseFromApplierCpu, type LatencyModel } from "./latency.ts";
 
 export const REGION = LOCAL_REGION;
@@ -114,7 +115,7 @@ async function emulatorProcess(model: LatencyModel): Promise<EmulatorEndpoints &
  * puts its delay proxies beside the emulator, and holds this process (the
  * applier's) to the model's CPU.
  */
-export async function startBenchCloud(options: { separateEmulator?: boolean; latency?: LatencyModel } = {}): Promise<BenchCloud> {
+export async function startBenchCloud(options: { separateEmulator?: boolean; latency?: LatencyModel; history?: HistorySettings } = {}): Promise<BenchCloud> {
   const appliedAt = new Map<string, number>();
   const appliedCount = new Map<string, number>();
   const model = options.latency ?? NO_LATENCY;
@@ -125,6 +126,7 @@ export async function startBenchCloud(options: { separateEmulator?: boolean; lat
     emulator: emulator ? { endpoint: emulator.endpoint } : { port: 0 },
     ...(emulator ? { clientEndpoint: emulator.applier } : {}),
     visibilityTimeoutSeconds: 30,
+    ...(options.history ? { history: options.history } : {}),
     observer: {
       applied: (set, record) => {
         appliedCount.set(set, (appliedCount.get(set) ?? 0) + 1);

@@ -10,6 +10,7 @@ import { TaskFieldsSchema, TaskIdSchema } from "./tasks.ts";
 import { DrillReportSchema } from "./drills.ts";
 import { LinkGroup, ManifestEntrySchema, Mode, MtimeNs, Seq, SetName, SetPath, Sha256, Size, type ManifestEntry } from "./manifest-entry.ts";
 import { SetDigestSchema } from "./digest.ts";
+import { MAX_DELTA_RANGES, MAX_RANGED_FILE_BYTES, rangesBytes, rangesProblem, type ByteRange } from "./delta-ranges.ts";
 
 export const WIRE_VERSION = 1;
 
@@ -26,7 +27,7 @@ export const MAX_INLINE_DECODED_BYTES = 1024 * 1024;
  * travels as the blocks that changed, each BLOCK_SIZE long but the file's last.
  */
 export const BLOCK_SIZE = 512 * 1024;
-/** Largest file sent as a delta: the applier rebuilds it in memory. Larger files travel whole. */
+/** Largest file a delta of blocks may describe; a ranged delta (delta-ranges.ts) goes up to MAX_RANGED_FILE_BYTES. */
 export const MAX_DELTA_FILE_BYTES = 512 * 1024 * 1024;
 
 /** Number of blocks of a file of this size. */
@@ -42,6 +43,22 @@ export function blockLength(size: number, index: number): number {
 /** Bytes a delta carries: the listed blocks of the new content, concatenated in order. */
 export function deltaContentSize(size: number, blocks: readonly number[]): number {
   return blocks.reduce((sum, index) => sum + blockLength(size, index), 0);
+}
+
+/** What a delta says about the content it carries: blocks, or byte ranges (then its blocks are empty). */
+export interface DeltaShape {
+  readonly blocks: readonly number[];
+  readonly ranges?: readonly ByteRange[] | undefined;
+}
+
+/** The byte ranges of the new file a delta carries, in order. */
+export function deltaRanges(size: number, delta: DeltaShape): readonly ByteRange[] {
+  return delta.ranges ?? delta.blocks.map((index): ByteRange => [index * BLOCK_SIZE, blockLength(size, index)]);
+}
+
+/** Bytes a delta carries: its ranges (or blocks) of the new content, concatenated in order. */
+export function deltaBytes(size: number, delta: DeltaShape): number {
+  return delta.ranges ? rangesBytes(delta.ranges) : deltaContentSize(size, delta.blocks);
 }
 
 export class BadMessageError extends Error {
@@ -71,6 +88,15 @@ const Content = z.discriminatedUnion("kind", [InlineContent, StagedContent]);
 const Delta = z.object({
   base: Sha256,
   blocks: z.array(z.number().int().min(0)).max(blockCount(MAX_DELTA_FILE_BYTES)),
+  /**
+   * The [offset, length] byte ranges the content holds instead of blocks
+   * (blocks then empty), for files up to MAX_RANGED_FILE_BYTES. Optional:
+   * older agents send blocks only.
+   */
+  ranges: z
+    .array(z.tuple([z.number().int().min(0), z.number().int().min(1)]))
+    .max(MAX_DELTA_RANGES)
+    .optional(),
 });
 
 const PutRecord = z
@@ -90,6 +116,13 @@ const PutRecord = z
   })
   .superRefine((put, ctx) => {
     if (!put.delta) return;
+    if (put.delta.ranges) {
+      if (put.delta.blocks.length > 0) ctx.addIssue({ code: "custom", path: ["delta", "blocks"], message: "a delta lists ranges or blocks, not both" });
+      if (put.size > MAX_RANGED_FILE_BYTES) ctx.addIssue({ code: "custom", path: ["delta"], message: `a ranged delta is limited to files of ${MAX_RANGED_FILE_BYTES} bytes` });
+      const problem = rangesProblem(put.size, put.delta.ranges);
+      if (problem) ctx.addIssue({ code: "custom", path: ["delta", "ranges"], message: problem });
+      return;
+    }
     if (put.size > MAX_DELTA_FILE_BYTES) ctx.addIssue({ code: "custom", path: ["delta"], message: `a delta put is limited to files of ${MAX_DELTA_FILE_BYTES} bytes` });
     const count = blockCount(put.size);
     put.delta.blocks.forEach((index, i) => {

@@ -30,6 +30,8 @@ export interface PartedUpload {
   readonly metadata: Record<string, string>;
   /** The bytes at [offset, offset + length). */
   read(offset: number, length: number): Promise<Uint8Array>;
+  /** Called with the SHA-256 (hex) of every byte uploaded, before the upload completes: throwing aborts it. */
+  beforeComplete?(sha256: string): void;
 }
 
 /** What CompleteMultipartUpload made: the new object's version (an unversioned bucket's "null" left out) and ETag. */
@@ -45,12 +47,15 @@ export async function putInParts(s3: S3Client, upload: PartedUpload): Promise<Wr
   try {
     const size = partSize(upload.size);
     const parts: { PartNumber: number; ETag: string | undefined; ChecksumSHA256: string }[] = [];
+    const whole = createHash("sha256");
     for (let offset = 0, number = 1; offset < upload.size; offset += size, number++) {
       const body = await upload.read(offset, Math.min(size, upload.size - offset));
+      whole.update(body);
       const checksum = createHash("sha256").update(body).digest("base64");
       const part = await s3.send(new UploadPartCommand({ Bucket: bucket, Key: key, UploadId, PartNumber: number, Body: body, ChecksumSHA256: checksum }));
       parts.push({ PartNumber: number, ETag: part.ETag, ChecksumSHA256: part.ChecksumSHA256 ?? checksum });
     }
+    upload.beforeComplete?.(whole.digest("hex"));
     return completed(await s3.send(new CompleteMultipartUploadCommand({ Bucket: bucket, Key: key, UploadId, MultipartUpload: { Parts: parts } })));
   } catch (error) {
     await s3.send(new AbortMultipartUploadCommand({ Bucket: bucket, Key: key, UploadId })).catch(() => undefined);

@@ -8,11 +8,9 @@ import { snapshotIdFor, type PruneReport, type SnapshotSummary } from "../../con
 import { setNameProblem } from "../../contract/paths.ts";
 import {
   BadMessageError,
-  BLOCK_SIZE,
-  blockCount,
   blockLength,
   decodeInline,
-  deltaContentSize,
+  deltaBytes,
   isMarkerMessage,
   parseMessage,
   type ManifestEntry,
@@ -36,6 +34,7 @@ import { checkSnapshot } from "../tasks/snapshot-checks.ts";
 import type { TargetStore, WriteResult } from "../store/store.ts";
 import { SignedOwnership, type OwnershipCheck, type Refusal } from "./ownership.ts";
 import { checkStaged } from "./staged-content.ts";
+import { applyDelta, DeltaBaseError } from "./delta-rebuild.ts";
 import { DEFAULT_POINT_IN_TIME_DAYS } from "../../contract/history.ts";
 import { HistoryRecorder, windowPruneOptions, type HistorySettings } from "../history/recorder.ts";
 import { HistoryMemory } from "../history/live-content.ts";
@@ -435,7 +434,7 @@ export class Applier {
       }
       if (record.op !== "put") continue;
       // A delta carries only its blocks; a whole put carries the file.
-      const expected = record.delta ? deltaContentSize(record.size, record.delta.blocks) : record.size;
+      const expected = record.delta ? deltaBytes(record.size, record.delta) : record.size;
       if (record.content.kind === "inline") {
         const bytes = decodeInline(record.content);
         if (bytes.length !== expected || (!record.delta && sha256(bytes) !== record.sha256)) {
@@ -486,38 +485,6 @@ export class Applier {
     return staged ? { bytes, staged } : { bytes };
   }
 
-  /**
-   * The new content of a delta put: changed blocks from the message, the rest
-   * from the object the target holds, which must be the delta's base.
-   */
-  async #rebuild(set: string, record: PutRecord & { delta: NonNullable<PutRecord["delta"]> }, put: Prepared): Promise<Buffer> {
-    const base = await this.#store.get(dataKey(set, record.path));
-    if (!base) throw new TargetDivergedError(record.seq, `delta base of ${record.path} is missing on the target`);
-    // Applied already (a retried message whose checkpoint had not moved yet): the target holds the new content.
-    if (base.meta[META.sha256] === record.sha256 && sha256(base.body) === record.sha256) return base.body;
-    if (base.meta[META.sha256] !== record.delta.base) {
-      throw new TargetDivergedError(record.seq, `delta base of ${record.path} is not the content the agent changed`);
-    }
-    const blocks = "bytes" in put ? put.bytes : "staged" in put && put.staged ? (await this.#store.get(put.staged))?.body : undefined;
-    if (!blocks) throw new TargetDivergedError(record.seq, `staged delta of ${record.path} vanished`);
-    const changed = new Set(record.delta.blocks);
-    const out = Buffer.alloc(record.size);
-    let offset = 0;
-    for (let index = 0; index < blockCount(record.size); index++) {
-      const length = blockLength(record.size, index);
-      const at = index * BLOCK_SIZE;
-      if (changed.has(index)) {
-        blocks.copy(out, at, offset, offset + length);
-        offset += length;
-      } else {
-        if (at + length > base.body.length) throw new TargetDivergedError(record.seq, `delta base of ${record.path} is shorter than block ${index}`);
-        base.body.copy(out, at, at, at + length);
-      }
-    }
-    if (sha256(out) !== record.sha256) throw new TargetDivergedError(record.seq, `rebuilt ${record.path} does not match its sha256`);
-    return out;
-  }
-
   /** Applies one record; returns the content bytes it wrote. */
   async #applyRecord(
     set: string,
@@ -542,14 +509,22 @@ export class Applier {
         await preserve(key);
         if (record.delta) {
           const { delta } = record;
-          if (delta.blocks.length === 0 && delta.base === record.sha256) {
+          const carried = deltaBytes(record.size, delta);
+          if (carried === 0 && delta.base === record.sha256) {
             // Same bytes, new mode or mtime: a server-side copy onto itself replaces the metadata.
             if (!(await this.#store.head(key))) throw new TargetDivergedError(record.seq, `delta base of ${record.path} is missing on the target`);
             await written(key, this.#store.copy(key, key, meta));
           } else {
-            await written(key, this.#store.put(key, await this.#rebuild(set, { ...record, delta }, put), meta));
+            const content = "bytes" in put ? { bytes: put.bytes } : "staged" in put && put.staged ? { staged: put.staged } : undefined;
+            if (!content) throw new Error(`internal: delta seq ${record.seq} was not prepared`);
+            await written(
+              key,
+              applyDelta(this.#store, key, { ...record, delta }, content, meta).catch((error: unknown) => {
+                throw error instanceof DeltaBaseError ? new TargetDivergedError(record.seq, error.message) : error;
+              }),
+            );
           }
-          return deltaContentSize(record.size, delta.blocks);
+          return carried;
         }
         if ("bytes" in put) await written(key, this.#store.put(key, put.bytes, meta));
         else if ("staged" in put && put.staged) await written(key, this.#store.copy(put.staged, key, meta, stagedVersion(put)));

@@ -4,7 +4,7 @@
 
 import { createHash } from "node:crypto";
 import { compareKeys } from "./key-order.ts";
-import { ObjectNotFoundError, SourceChangedError, type ContentHash, type CopyOptions, type ObjectHead, type ObjectInfo, type StoredObject, type TargetStore, type WriteResult } from "./store.ts";
+import { ContentMismatchError, ObjectNotFoundError, SourceChangedError, type ContentHash, type CopyOptions, type ObjectHead, type ObjectInfo, type StoredObject, type StreamedBody, type TargetStore, type WriteResult } from "./store.ts";
 
 type Versioned = StoredObject & { versionId?: string; etag: string; lastModified: Date };
 
@@ -41,6 +41,20 @@ export class MemoryStore implements TargetStore {
     if (options.ifMatch !== undefined && options.ifMatch !== source.etag) throw new SourceChangedError(from, options.ifMatch);
     // As on S3: a copy keeps the content's tag and is written now.
     return this.#store({ key: to, body: source.body, meta: { ...meta }, etag: source.etag, lastModified: new Date() });
+  }
+
+  async getRange(key: string, offset: number, length: number): Promise<Buffer | undefined> {
+    return this.objects.get(key)?.body.subarray(offset, offset + length);
+  }
+
+  async putStreamed(key: string, body: StreamedBody, meta: Record<string, string>): Promise<WriteResult> {
+    const parts: Uint8Array[] = [];
+    const step = 1024 * 1024;
+    for (let offset = 0; offset < body.size; offset += step) parts.push(await body.read(offset, Math.min(step, body.size - offset)));
+    const bytes = Buffer.concat(parts);
+    const sha256 = createHash("sha256").update(bytes).digest("hex");
+    if (sha256 !== body.sha256) throw new ContentMismatchError(key, body.sha256, sha256);
+    return this.put(key, bytes, meta);
   }
 
   async contentSha256(key: string): Promise<ContentHash | undefined> {

@@ -15,7 +15,7 @@ import { copyInParts, isCopySourceTooLarge, MULTIPART_THRESHOLD, putInParts } fr
 import { sharedUntilFailure } from "../../contract/async.ts";
 import { encodeKeyPath, metadataOf, S3ObjectRequests, type ObjectRequestOptions } from "../s3-object-requests.ts";
 import { ListingCheck } from "./listing-check.ts";
-import { ObjectNotFoundError, SourceChangedError, type ContentHash, type CopyOptions, type ObjectHead, type ObjectInfo, type StoredObject, type TargetStore, type WriteResult } from "./store.ts";
+import { ContentMismatchError, ObjectNotFoundError, SourceChangedError, type ContentHash, type CopyOptions, type ObjectHead, type ObjectInfo, type StoredObject, type StreamedBody, type TargetStore, type WriteResult } from "./store.ts";
 
 function isNotFound(error: unknown): boolean {
   const e = error as { name?: string; $metadata?: { httpStatusCode?: number } };
@@ -144,6 +144,30 @@ export class S3Store implements TargetStore {
     if (direct) return direct.put(key, body, meta, checksum);
     const out = await this.client.send(new PutObjectCommand({ Bucket: this.bucket, Key: key, Body: body, Metadata: meta, ChecksumSHA256: checksum }));
     return written(out.VersionId, out.ETag);
+  }
+
+  async getRange(key: string, offset: number, length: number): Promise<Buffer | undefined> {
+    if (length <= 0) return Buffer.alloc(0);
+    try {
+      const out = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: key, Range: `bytes=${offset}-${offset + length - 1}` }));
+      return Buffer.from(out.Body ? await out.Body.transformToByteArray() : new Uint8Array());
+    } catch (error) {
+      if (isNotFound(error)) return undefined;
+      throw error;
+    }
+  }
+
+  /** One PUT for a small body; else an upload in parts, each checked by S3 against its SHA-256, completed only when the whole body's matches. */
+  async putStreamed(key: string, body: StreamedBody, meta: Record<string, string>): Promise<WriteResult> {
+    const check = (sha256: string) => {
+      if (sha256 !== body.sha256) throw new ContentMismatchError(key, body.sha256, sha256);
+    };
+    if (body.size <= MULTIPART_THRESHOLD) {
+      const bytes = await body.read(0, body.size);
+      check(createHash("sha256").update(bytes).digest("hex"));
+      return this.put(key, bytes, meta);
+    }
+    return putInParts(this.client, { bucket: this.bucket, key, size: body.size, metadata: meta, read: (offset, length) => body.read(offset, length), beforeComplete: check });
   }
 
   /** CopyObject, or for a source over 5 GiB (which S3 refuses to CopyObject) a copy in parts; with ifMatch, only of that version of the source. */

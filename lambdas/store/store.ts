@@ -64,6 +64,31 @@ export interface TargetStore {
   hash?(key: string, versionId?: string): Promise<{ sha256: string; size: number } | undefined>;
   /** True when the store keeps replaced versions (S3 bucket versioning enabled): old content stays readable by version id. */
   versioned(): Promise<boolean>;
+  /** Bytes [offset, offset + length) of the object at key (fewer past its end), or undefined when there is none. Stores that cannot read ranges leave it out. */
+  getRange?(key: string, offset: number, length: number): Promise<Buffer | undefined>;
+  /**
+   * Writes key from body.read, called in order and never for the whole body
+   * at once, and only when those bytes have body.sha256: otherwise throws
+   * ContentMismatchError and key keeps what it held. Stores that cannot stream leave it out.
+   */
+  putStreamed?(key: string, body: StreamedBody, meta: Record<string, string>): Promise<WriteResult>;
+}
+
+/** A body written piece by piece (TargetStore.putStreamed). */
+export interface StreamedBody {
+  readonly size: number;
+  /** SHA-256 (hex) the bytes must have for the write to take place. */
+  readonly sha256: string;
+  /** The bytes at [offset, offset + length), asked for in increasing order. */
+  read(offset: number, length: number): Promise<Uint8Array>;
+}
+
+/** A streamed write's bytes did not have the SHA-256 they had to: nothing was written. */
+export class ContentMismatchError extends Error {
+  override name = "ContentMismatchError";
+  constructor(key: string, expected: string, got: string) {
+    super(`the bytes for ${key} have sha256 ${got}, not ${expected}; nothing was written`);
+  }
 }
 
 export interface CopyOptions {

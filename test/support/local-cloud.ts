@@ -7,6 +7,7 @@ import type { SQSClient } from "@aws-sdk/client-sqs";
 import type { WireRecord } from "../../contract/wire.ts";
 import type { ConfigFile } from "../../agent/config.ts";
 import type { TaskSettings } from "../../lambdas/applier/markers.ts";
+import type { HistorySettings } from "../../lambdas/history/recorder.ts";
 import { LOCAL_REGION, startLocalTarget } from "../../lambdas/local/target.ts";
 import type { S3Store } from "../../lambdas/store/s3-store.ts";
 
@@ -35,6 +36,8 @@ export async function startTestCloud(
     onApplied?: (set: string, record: WireRecord) => void;
     /** The target's task settings; a function gets the cloud's store (an ebs-snapshot action reads blocks from it). */
     tasks?: TaskSettings | ((store: S3Store) => TaskSettings);
+    /** The applier's point-in-time history. @default the applier's */
+    history?: HistorySettings;
   } = {},
 ): Promise<TestCloud> {
   const applied = new Map<string, number[]>();
@@ -45,6 +48,7 @@ export async function startTestCloud(
     emulator: { port: options.port ?? 0, ...(options.dataDir ? { dataDir: options.dataDir } : {}) },
     visibilityTimeoutSeconds: options.visibilityTimeoutSeconds ?? 5,
     ...(tasks ? { tasks: typeof tasks === "function" ? ({ store }) => tasks(store) : tasks } : {}),
+    ...(options.history ? { history: options.history } : {}),
     log: (line) => {
       if (line.includes('"message rejected"')) rejections.push(line);
       if (line.includes('"message refused"')) refusals.push(line);

@@ -2,7 +2,7 @@
 
 import { createHash } from "node:crypto";
 import { beforeEach, describe, expect, it } from "vitest";
-import { ObjectNotFoundError, type TargetStore } from "../../lambdas/store/store.ts";
+import { ContentMismatchError, ObjectNotFoundError, type TargetStore } from "../../lambdas/store/store.ts";
 
 /** S3's listing order, computed independently of the code under test: the keys' UTF-8 bytes. */
 function byteOrder(keys: Iterable<string>): string[] {
@@ -43,6 +43,33 @@ export function targetStoreContract(name: string, make: () => Promise<TargetStor
     let store: TargetStore;
     beforeEach(async () => {
       store = await make();
+    });
+
+    it("reads a range of an object, and nothing of a missing one", async () => {
+      if (!store.getRange) return;
+      const body = Buffer.from(Array.from({ length: 1000 }, (_, i) => i % 251));
+      await store.put("data/s/ranged", body);
+      expect((await store.getRange("data/s/ranged", 100, 50))?.equals(body.subarray(100, 150))).toBe(true);
+      expect((await store.getRange("data/s/ranged", 990, 50))?.equals(body.subarray(990))).toBe(true);
+      expect(await store.getRange("data/s/missing", 0, 10)).toBeUndefined();
+    });
+
+    it("writes a streamed body only when its bytes have the SHA-256 they must, in parts above 8 MiB", async () => {
+      if (!store.putStreamed) return;
+      const body = Buffer.alloc(17 * 1024 * 1024 + 3);
+      for (let i = 0; i + 4 <= body.length; i += 4096) body.writeUInt32LE(i, i);
+      const sha256 = createHash("sha256").update(body).digest("hex");
+      const read = async (offset: number, length: number) => body.subarray(offset, offset + length);
+      await store.put("data/s/streamed", Buffer.from("before"));
+      await expect(store.putStreamed("data/s/streamed", { size: body.length, sha256: "0".repeat(64), read }, {})).rejects.toThrow(ContentMismatchError);
+      expect((await store.get("data/s/streamed"))?.body.toString()).toBe("before");
+      await store.putStreamed("data/s/streamed", { size: body.length, sha256, read }, { "tidemark-mode": "600" });
+      const written = await store.get("data/s/streamed");
+      expect(written?.body.equals(body)).toBe(true);
+      expect(written?.meta).toMatchObject({ "tidemark-mode": "600" });
+      const small = Buffer.from("a small body in one request");
+      await store.putStreamed("data/s/small", { size: small.length, sha256: createHash("sha256").update(small).digest("hex"), read: async (o, l) => small.subarray(o, o + l) }, {});
+      expect((await store.get("data/s/small"))?.body.equals(small)).toBe(true);
     });
 
     it("returns undefined for a missing key, from get and head", async () => {

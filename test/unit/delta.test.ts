@@ -7,6 +7,7 @@ import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { encodeMeta } from "../../contract/layout.ts";
 import { BLOCK_SIZE, encodeInline, parseMessage, BadMessageError } from "../../contract/wire.ts";
+import { CHUNK_SIZE } from "../../contract/delta-ranges.ts";
 import { Applier } from "../../lambdas/applier/applier.ts";
 import { MemoryStore } from "../../lambdas/store/memory-store.ts";
 import { readSetStatus } from "../../lambdas/store/set-status.ts";
@@ -47,22 +48,22 @@ describe("delta transfer", () => {
 
   afterEach(() => h.close());
 
-  it("sends one block for a 1-byte change in a 64 MiB file", async () => {
+  it("sends one 4 KiB chunk for a 1-byte change in a 64 MiB file", async () => {
     const bytes = await sentBy(() => {
       const fd = openSync(join(h.src.path, "disk.img"), "r+");
       writeSync(fd, Buffer.from([0x5a]), 0, 1, 40 * MiB + 123);
       closeSync(fd);
     });
-    expect(bytes).toBeGreaterThanOrEqual(BLOCK_SIZE);
-    expect(bytes).toBeLessThanOrEqual(BLOCK_SIZE + OVERHEAD);
+    expect(bytes).toBeGreaterThanOrEqual(CHUNK_SIZE);
+    expect(bytes).toBeLessThanOrEqual(CHUNK_SIZE + OVERHEAD);
     expect(sha((await h.store.get("data/vm/disk.img"))?.body ?? Buffer.alloc(0))).toBe(sha(readFileSync(join(h.src.path, "disk.img"))));
   });
 
-  it("counts a delta's blocks, not the file, in what a scan reports journaled", async () => {
+  it("counts a delta's chunks, not the file, in what a scan reports journaled", async () => {
     const fd = openSync(join(h.src.path, "disk.img"), "r+");
     writeSync(fd, Buffer.from([1]), 0, 1, 3 * MiB);
     closeSync(fd);
-    expect((await h.agent.scan(SET)).bytes).toBe(BLOCK_SIZE);
+    expect((await h.agent.scan(SET)).bytes).toBe(CHUNK_SIZE);
   });
 
   it("sends only the tail of an append, and nothing but metadata for a chmod", async () => {
@@ -76,8 +77,8 @@ describe("delta transfer", () => {
 
   it("follows a truncation without resending the part that stayed", async () => {
     const bytes = await sentBy(() => truncateSync(join(h.src.path, "disk.img"), 10 * MiB + 5));
-    // Only the new, shorter last block travels.
-    expect(bytes).toBeLessThanOrEqual(BLOCK_SIZE + OVERHEAD);
+    // Only the new, shorter last chunk travels.
+    expect(bytes).toBeLessThanOrEqual(CHUNK_SIZE + OVERHEAD);
   });
 
   it("sends the whole file when most of it changed", async () => {
@@ -103,7 +104,7 @@ describe("delta transfer", () => {
       writeSync(fd, Buffer.from("x"), 0, 1, 5);
       closeSync(fd);
     });
-    expect(changed).toBeLessThanOrEqual(BLOCK_SIZE + OVERHEAD);
+    expect(changed).toBeLessThanOrEqual(CHUNK_SIZE + OVERHEAD);
   });
 
   it("sends a large file whole when it left a folder removed in the same batch, never renaming a deleted object", async () => {

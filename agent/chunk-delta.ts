@@ -1,0 +1,253 @@
+// Finding what changed inside a file (issue 17). A file the index knows is
+// read once: its SHA-256 (what the target checks the rebuilt file against),
+// the fingerprint of each 4 KiB chunk, compared with the indexed ones, and the
+// SHA-256 of each 512 KiB block (kept for verification), taken from the index
+// for a block whose chunks all match and computed only for the others. The
+// changed chunks are kept as they are read (a second read could find them
+// written again: a busy database rewrites pages all the time), so the delta's
+// content is exactly the bytes the SHA-256 was taken over.
+//
+// Without indexed fingerprints (a journal from before them), blocks are
+// compared by SHA-256 as before: the changed blocks travel, as byte ranges.
+
+import { createHash, randomUUID } from "node:crypto";
+import { open, rename, rm, type FileHandle } from "node:fs/promises";
+import { join } from "node:path";
+import { CHUNK_SIZE, type ByteRange } from "../contract/delta-ranges.ts";
+import { BLOCK_SIZE, MAX_INLINE_DECODED_BYTES, blockCount, blockLength } from "../contract/wire.ts";
+import { ChunkHasher, FINGERPRINT_BYTES, chunkFingerprints } from "./chunk-hash.ts";
+
+/** Bytes read at a time: a whole number of blocks (and so of chunks). */
+const READ_BYTES = 8 * BLOCK_SIZE;
+
+/** What the index holds of the file's previous content. */
+export interface DeltaBase {
+  readonly size: number;
+  /** SHA-256 of each block of the previous content, concatenated; null when none were indexed. */
+  readonly blocks: Uint8Array | null;
+  /** Fingerprint of each chunk of the previous content; undefined when none were indexed. */
+  readonly chunks: Uint8Array | undefined;
+}
+
+export interface ScannedFile {
+  readonly size: number;
+  readonly sha256: string;
+  /** SHA-256 of each block, concatenated. */
+  readonly blockHashes: Buffer;
+  /** Fingerprint of each chunk, concatenated. */
+  readonly chunkHashes: Buffer;
+  /** The bytes that differ from the base (or lie past its end), chunk-aligned, in order. */
+  readonly ranges: ByteRange[];
+}
+
+/** Fills buffer from position on; fewer bytes only at the end of the file. */
+async function readFull(file: FileHandle, buffer: Buffer, position: number): Promise<number> {
+  let filled = 0;
+  while (filled < buffer.length) {
+    const { bytesRead } = await file.read(buffer, filled, buffer.length - filled, position + filled);
+    if (bytesRead === 0) break;
+    filled += bytesRead;
+  }
+  return filled;
+}
+
+/** Adds the bytes [from, to) to the ranges, joining the last one when they touch. */
+function addRange(ranges: ByteRange[], from: number, to: number): void {
+  const last = ranges[ranges.length - 1];
+  if (last && last[0] + last[1] === from) last[1] = to - last[0];
+  else ranges.push([from, to - from]);
+}
+
+/**
+ * Where an append starts inside the base's short last chunk: when the chunk
+ * (at `at` in data, `length` bytes) begins with what the base's last chunk
+ * held, only what follows is new. Undefined otherwise.
+ */
+function appendedFrom(data: Buffer, at: number, length: number, base: DeltaBase, chunk: number): number | undefined {
+  const kept = base.size % CHUNK_SIZE;
+  if (!base.chunks || kept === 0 || chunk !== Math.floor(base.size / CHUNK_SIZE) || length <= kept) return undefined;
+  const prefix = chunkFingerprints(data.subarray(at, at + kept));
+  return sameBytes(prefix, 0, base.chunks, chunk * FINGERPRINT_BYTES, FINGERPRINT_BYTES) ? base.size : undefined;
+}
+
+function sameBytes(a: Uint8Array, aAt: number, b: Uint8Array, bAt: number, length: number): boolean {
+  if (aAt + length > a.length || bAt + length > b.length) return false;
+  for (let k = 0; k < length; k++) if (a[aAt + k] !== b[bAt + k]) return false;
+  return true;
+}
+
+/** The changed bytes as a scan reads them: in memory, or spooled once past MAX_INLINE_DECODED_BYTES; dropped past `limit`. */
+export class ContentSink {
+  readonly #spoolDir: string;
+  readonly #limit: number;
+  readonly #name = randomUUID();
+  readonly #hash = createHash("sha256");
+  #parts: Buffer[] = [];
+  #size = 0;
+  #file: FileHandle | undefined;
+  /** More than `limit` bytes were offered: nothing is kept. */
+  over = false;
+
+  constructor(spoolDir: string, limit: number) {
+    this.#spoolDir = spoolDir;
+    this.#limit = limit;
+  }
+
+  get #temp(): string {
+    return join(this.#spoolDir, `${this.#name}.tmp`);
+  }
+
+  async add(bytes: Uint8Array): Promise<void> {
+    if (this.over) return;
+    if (this.#size + bytes.length > this.#limit) {
+      this.over = true;
+      await this.discard();
+      return;
+    }
+    this.#hash.update(bytes);
+    this.#size += bytes.length;
+    if (!this.#file && this.#size > MAX_INLINE_DECODED_BYTES) {
+      this.#file = await open(this.#temp, "w");
+      for (const part of this.#parts) await this.#file.write(part);
+      this.#parts = [];
+    }
+    if (this.#file) await this.#file.write(bytes);
+    else this.#parts.push(Buffer.from(bytes));
+  }
+
+  /** What was kept: in memory, or a spool file (fsynced) named in the content. */
+  async finish(): Promise<RangeContent> {
+    const contentSha256 = this.#hash.digest("hex");
+    if (!this.#file) return { content: { bytes: Buffer.concat(this.#parts) }, contentSha256 };
+    await this.#file.sync();
+    await this.#file.close();
+    this.#file = undefined;
+    await rename(this.#temp, join(this.#spoolDir, this.#name));
+    await syncDir(this.#spoolDir);
+    return { content: { spool: this.#name }, contentSha256 };
+  }
+
+  async discard(): Promise<void> {
+    this.#parts = [];
+    if (!this.#file) return;
+    await this.#file.close();
+    this.#file = undefined;
+    await rm(this.#temp, { force: true });
+  }
+}
+
+/**
+ * Reads the file once and compares it with the base (see the top of this
+ * file), handing the changed bytes to sink; undefined when the sink took
+ * more than its limit (the file is better sent whole).
+ */
+export async function scanAgainst(abs: string, base: DeltaBase, sink?: ContentSink): Promise<ScannedFile | undefined> {
+  const file = await open(abs, "r");
+  try {
+    const expected = (await file.stat()).size;
+    const buffer = Buffer.allocUnsafeSlow(READ_BYTES);
+    const whole = createHash("sha256");
+    const chunks = new ChunkHasher(expected);
+    const blockHashes: Buffer[] = [];
+    const ranges: ByteRange[] = [];
+    const baseBlocks = blockCount(base.size);
+    let position = 0;
+    for (;;) {
+      const read = await readFull(file, buffer, position);
+      if (read === 0) break;
+      const data = buffer.subarray(0, read);
+      whole.update(data);
+      chunks.update(data);
+      // A short read is the end: the last, partial chunk gets its fingerprint now.
+      const fingerprints = read < READ_BYTES ? chunks.digest() : chunks.view();
+      for (let at = 0; at < read; at += BLOCK_SIZE) {
+        const index = (position + at) / BLOCK_SIZE;
+        const length = Math.min(BLOCK_SIZE, read - at);
+        const block = data.subarray(at, at + length);
+        let changed = false;
+        if (base.chunks) {
+          for (let offset = position + at; offset < position + at + length; offset += CHUNK_SIZE) {
+            const chunk = offset / CHUNK_SIZE;
+            if (sameBytes(fingerprints, chunk * FINGERPRINT_BYTES, base.chunks, chunk * FINGERPRINT_BYTES, FINGERPRINT_BYTES)) continue;
+            changed = true;
+            const end = Math.min(offset + CHUNK_SIZE, position + read);
+            const from = appendedFrom(data, offset - position, end - offset, base, chunk) ?? offset;
+            addRange(ranges, from, end);
+            await sink?.add(data.subarray(from - position, end - position));
+          }
+        }
+        // Every chunk of the block as indexed: so is the block's SHA-256.
+        const indexed = base.chunks && !changed && index < baseBlocks && blockLength(base.size, index) === length ? base.blocks?.subarray(index * 32, index * 32 + 32) : undefined;
+        const hash = indexed?.length === 32 ? Buffer.from(indexed) : createHash("sha256").update(block).digest();
+        if (!base.chunks && !(base.blocks && sameBytes(hash, 0, base.blocks, index * 32, 32) && blockLength(base.size, index) === length)) {
+          addRange(ranges, position + at, position + at + length);
+          await sink?.add(block);
+        }
+        blockHashes.push(hash);
+        if (sink?.over) return undefined;
+      }
+      position += read;
+      if (read < READ_BYTES) break;
+    }
+    return { size: position, sha256: whole.digest("hex"), blockHashes: Buffer.concat(blockHashes), chunkHashes: chunks.digest(), ranges };
+  } finally {
+    await file.close();
+  }
+}
+
+export async function syncDir(dir: string): Promise<void> {
+  const handle = await open(dir, "r");
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
+export interface RangeContent {
+  readonly content: { bytes: Uint8Array } | { spool: string };
+  readonly contentSha256: string;
+}
+
+/**
+ * Reads the ranges into memory or a spool file, checking each chunk they
+ * touch (read whole for that) against the fingerprint the scan gave it;
+ * undefined when the file changed in between (the caller reads it again).
+ */
+export async function readRanges(spoolDir: string, abs: string, ranges: readonly ByteRange[], fingerprints: Uint8Array): Promise<RangeContent | undefined> {
+  const total = ranges.reduce((sum, [, length]) => sum + length, 0);
+  const inMemory = total <= MAX_INLINE_DECODED_BYTES;
+  const name = randomUUID();
+  const temp = join(spoolDir, `${name}.tmp`);
+  const hash = createHash("sha256");
+  const parts: Buffer[] = [];
+  const source = await open(abs, "r");
+  const sink = inMemory ? undefined : await open(temp, "w");
+  let complete = false;
+  try {
+    const buffer = Buffer.allocUnsafeSlow(READ_BYTES);
+    for (const [offset, length] of ranges) {
+      // A range starts on a chunk, but an append's may start inside the base's short last chunk.
+      for (let at = offset - (offset % CHUNK_SIZE); at < offset + length; at += READ_BYTES) {
+        const want = Math.min(READ_BYTES, offset + length - at);
+        const { bytesRead } = await source.read(buffer, 0, want, at);
+        const now = chunkFingerprints(buffer.subarray(0, bytesRead));
+        if (bytesRead !== want || !sameBytes(now, 0, fingerprints, (at / CHUNK_SIZE) * FINGERPRINT_BYTES, now.length)) return undefined;
+        const piece = buffer.subarray(Math.max(0, offset - at), bytesRead);
+        hash.update(piece);
+        if (sink) await sink.write(piece);
+        else parts.push(Buffer.from(piece));
+      }
+    }
+    if (sink) await sink.sync();
+    complete = true;
+  } finally {
+    await source.close();
+    await sink?.close();
+    if (sink && !complete) await rm(temp, { force: true });
+  }
+  if (!sink) return { content: { bytes: Buffer.concat(parts) }, contentSha256: hash.digest("hex") };
+  await rename(temp, join(spoolDir, name));
+  await syncDir(spoolDir);
+  return { content: { spool: name }, contentSha256: hash.digest("hex") };
+}
