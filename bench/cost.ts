@@ -17,6 +17,7 @@ import { startAgent, type RunningAgent } from "../agent/runtime.ts";
 import { BLOCK_SIZE } from "../contract/wire.ts";
 import { startEmulator } from "../lambdas/local/emulator.ts";
 import { startLocalTarget } from "../lambdas/local/target.ts";
+import { benchBucketVersioned } from "./latency.ts";
 import { LOCAL_EVENTS_FILE, localTaskSettings } from "../lambdas/local/tasks.ts";
 import { countingProxy, REGION, until, type Result } from "./support.ts";
 
@@ -72,7 +73,7 @@ async function counted(
   setup: (dir: string) => void,
 ): Promise<Measured> {
   const dir = await mkdtemp(join(tmpdir(), "tidemark-cost-"));
-  const emulator = await startEmulator({ port: 0 });
+  const emulator = await startEmulator({ port: 0, versioned: benchBucketVersioned() });
   const sourceProxy = await tallyingProxy(emulator.endpoint);
   const targetProxy = await tallyingProxy(emulator.endpoint);
   const applied = new Map<string, number>();

@@ -7,10 +7,10 @@
 // Run: node bench/emulator-process.ts ['{"wanRttMs":40,...}']
 
 import { startEmulator } from "../lambdas/local/emulator.ts";
-import { delayProxy, hasLatency, NO_LATENCY, type LatencyModel } from "./latency.ts";
+import { benchBucketVersioned, delayProxy, hasLatency, NO_LATENCY, type LatencyModel } from "./latency.ts";
 
 const model: LatencyModel = process.argv[2] ? { ...NO_LATENCY, ...(JSON.parse(process.argv[2]) as Partial<LatencyModel>) } : NO_LATENCY;
-const emulator = await startEmulator({ port: 0 });
+const emulator = await startEmulator({ port: 0, versioned: benchBucketVersioned() });
 const proxies = hasLatency(model) ? [await delayProxy(emulator.endpoint, model, "source"), await delayProxy(emulator.endpoint, model, "applier")] : [];
 process.stdout.write(
   `${JSON.stringify({ endpoint: emulator.endpoint, source: proxies[0]?.endpoint ?? emulator.endpoint, applier: proxies[1]?.endpoint ?? emulator.endpoint })}\n`,

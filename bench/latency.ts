@@ -19,6 +19,17 @@ export interface LatencyModel {
   readonly lambdaCpu: number;
 }
 
+/**
+ * The stack's bucket is versioned; the local cloud's is not unless asked.
+ * `npm run bench -- --versioned-bucket` sets this for the bench and the
+ * emulator processes it starts, so a scenario pays what it would on AWS.
+ */
+export const VERSIONED_BUCKET_ENV = "TIDEMARK_BENCH_VERSIONED_BUCKET";
+
+export function benchBucketVersioned(): boolean {
+  return process.env[VERSIONED_BUCKET_ENV] === "1";
+}
+
 export const NO_LATENCY: LatencyModel = { wanRttMs: 0, s3LatencyMs: 0, sqsLatencyMs: 0, lambdaCpu: 0 };
 
 export function hasLatency(model: LatencyModel): boolean {

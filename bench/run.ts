@@ -6,6 +6,8 @@
 //   npm run bench -- --only db --db-gib 4   the page-write scenario on a 4 GiB file (default 1 GiB, --db-seconds 30)
 //   npm run bench -- --scale 0.1        smaller trees, for a quick look (not for BENCHMARKS.md)
 //   npm run bench -- --rewrite          run nothing; write BENCHMARKS.md from the kept results and notes
+//   npm run bench -- --only cost --versioned-bucket
+//                                       against a versioned bucket, as the stack's is; kept beside the other rows
 //   npm run bench -- --only initial --wan-rtt-ms 40 --s3-latency-ms 20 --sqs-latency-ms 10 --lambda-cpu 0.6
 //                                       under the AWS-latency model (bench/latency.ts): initial, steady and
 //                                       applier; kept beside the loopback rows
@@ -15,7 +17,7 @@ import { parseArgs } from "node:util";
 import { z } from "zod";
 import { table } from "../agent/format.ts";
 import { costModel } from "./cost.ts";
-import { describeModel, hasLatency, type LatencyModel } from "./latency.ts";
+import { describeModel, hasLatency, VERSIONED_BUCKET_ENV, type LatencyModel } from "./latency.ts";
 import { databasePages, logAppends } from "./db.ts";
 import { agentMemory, applierThroughput, deltaChange, initialMirror, markerLatency, steadyLoad } from "./scenarios.ts";
 import { machine, type Result } from "./support.ts";
@@ -35,6 +37,8 @@ const { values } = parseArgs({
     "sqs-latency-ms": { type: "string", default: "0" },
     /** CPUs the applier's process may use (Lambda gives ~0.58 vCPU at 1,024 MB); needs root. */
     "lambda-cpu": { type: "string", default: "0" },
+    /** A versioned target bucket, as the stack's is (the local cloud's is not by default). */
+    "versioned-bucket": { type: "boolean" },
     /** Run nothing: write BENCHMARKS.md again from bench/results.json and bench/notes.md. */
     rewrite: { type: "boolean" },
   },
@@ -55,6 +59,8 @@ const model: LatencyModel = {
   lambdaCpu: number("lambda-cpu", values["lambda-cpu"]),
 };
 const modelled = hasLatency(model) || model.lambdaCpu > 0;
+// Read by every emulator the bench starts, in this process and in the ones it spawns.
+if (values["versioned-bucket"] === true) process.env[VERSIONED_BUCKET_ENV] = "1";
 /** Scenarios the latency model applies to; under a model, the others do not run. */
 const UNDER_MODEL = new Set(["initial", "steady", "applier"]);
 const wanted = (name: string) => values.rewrite !== true && (only.size === 0 || only.has(name)) && (!modelled || UNDER_MODEL.has(name));
@@ -71,7 +77,10 @@ const scenarios: [string, () => Promise<Result[]>][] = [
   ["append", () => logAppends(number("append-seconds", values["append-seconds"]))],
 ];
 /** Where a scenario's rows are kept: loopback rows and each model's rows side by side. */
-const keyOf = (name: string) => (modelled ? `${name} @ ${describeModel(model)}` : name);
+const keyOf = (name: string) => {
+  const where = [...(modelled ? [describeModel(model)] : []), ...(values["versioned-bucket"] === true ? ["versioned bucket"] : [])];
+  return where.length > 0 ? `${name} @ ${where.join(", ")}` : name;
+};
 
 /** bench/results.json: each scenario's latest rows, with how and where they were measured. */
 const KeptResults = z.record(
