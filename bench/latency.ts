@@ -30,6 +30,13 @@ export function benchBucketVersioned(): boolean {
   return process.env[VERSIONED_BUCKET_ENV] === "1";
 }
 
+/** `npm run bench -- --applier-sdk-only`: the applier's S3 requests all through the SDK (no direct path), to weigh the direct path. */
+export const APPLIER_SDK_ONLY_ENV = "TIDEMARK_BENCH_APPLIER_SDK_ONLY";
+
+export function applierDirectRequests(): boolean {
+  return process.env[APPLIER_SDK_ONLY_ENV] !== "1";
+}
+
 export const NO_LATENCY: LatencyModel = { wanRttMs: 0, s3LatencyMs: 0, sqsLatencyMs: 0, lambdaCpu: 0 };
 
 export function hasLatency(model: LatencyModel): boolean {

@@ -17,7 +17,7 @@ import { parseArgs } from "node:util";
 import { z } from "zod";
 import { table } from "../agent/format.ts";
 import { costModel } from "./cost.ts";
-import { describeModel, hasLatency, VERSIONED_BUCKET_ENV, type LatencyModel } from "./latency.ts";
+import { APPLIER_SDK_ONLY_ENV, describeModel, hasLatency, VERSIONED_BUCKET_ENV, type LatencyModel } from "./latency.ts";
 import { databasePages, logAppends } from "./db.ts";
 import { agentMemory, applierThroughput, deltaChange, initialMirror, markerLatency, steadyLoad } from "./scenarios.ts";
 import { machine, type Result } from "./support.ts";
@@ -37,6 +37,8 @@ const { values } = parseArgs({
     "sqs-latency-ms": { type: "string", default: "0" },
     /** CPUs the applier's process may use (Lambda gives ~0.58 vCPU at 1,024 MB); needs root. */
     "lambda-cpu": { type: "string", default: "0" },
+    /** The applier's S3 requests all through the SDK, without its direct path (to weigh the direct path). */
+    "applier-sdk-only": { type: "boolean" },
     /** A versioned target bucket, as the stack's is (the local cloud's is not by default). */
     "versioned-bucket": { type: "boolean" },
     /** Run nothing: write BENCHMARKS.md again from bench/results.json and bench/notes.md. */
@@ -61,6 +63,7 @@ const model: LatencyModel = {
 const modelled = hasLatency(model) || model.lambdaCpu > 0;
 // Read by every emulator the bench starts, in this process and in the ones it spawns.
 if (values["versioned-bucket"] === true) process.env[VERSIONED_BUCKET_ENV] = "1";
+if (values["applier-sdk-only"] === true) process.env[APPLIER_SDK_ONLY_ENV] = "1";
 /** Scenarios the latency model applies to; under a model, the others do not run. */
 const UNDER_MODEL = new Set(["initial", "steady", "applier"]);
 const wanted = (name: string) => values.rewrite !== true && (only.size === 0 || only.has(name)) && (!modelled || UNDER_MODEL.has(name));
@@ -78,7 +81,7 @@ const scenarios: [string, () => Promise<Result[]>][] = [
 ];
 /** Where a scenario's rows are kept: loopback rows and each model's rows side by side. */
 const keyOf = (name: string) => {
-  const where = [...(modelled ? [describeModel(model)] : []), ...(values["versioned-bucket"] === true ? ["versioned bucket"] : [])];
+  const where = [...(modelled ? [describeModel(model)] : []), ...(values["versioned-bucket"] === true ? ["versioned bucket"] : []), ...(values["applier-sdk-only"] === true ? ["applier through the SDK only"] : [])];
   return where.length > 0 ? `${name} @ ${where.join(", ")}` : name;
 };
 

@@ -10,7 +10,7 @@ import { fileURLToPath } from "node:url";
 import { LOCAL_REGION, startLocalTarget } from "../lambdas/local/target.ts";
 import type { S3Store } from "../lambdas/store/s3-store.ts";
 import type { HistorySettings } from "../lambdas/history/recorder.ts";
-import { benchBucketVersioned, limitCpu, NO_LATENCY, releaseFromApplierCpu, type LatencyModel } from "./latency.ts";
+import { applierDirectRequests, benchBucketVersioned, limitCpu, NO_LATENCY, releaseFromApplierCpu, type LatencyModel } from "./latency.ts";
 
 export const REGION = LOCAL_REGION;
 
@@ -126,6 +126,7 @@ export async function startBenchCloud(options: { separateEmulator?: boolean; lat
     emulator: emulator ? { endpoint: emulator.endpoint } : { port: 0, versioned: benchBucketVersioned() },
     ...(emulator ? { clientEndpoint: emulator.applier } : {}),
     visibilityTimeoutSeconds: 30,
+    directRequests: applierDirectRequests(),
     ...(options.history ? { history: options.history } : {}),
     observer: {
       applied: (set, record) => {

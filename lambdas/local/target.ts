@@ -53,6 +53,8 @@ export interface LocalTargetOptions {
   /** The handler's metrics lines, one per batch. @default dropped */
   readonly metrics?: (line: string) => void;
   readonly observer?: ApplierObserver;
+  /** The applier's single-object S3 requests signed and sent directly (S3Store's direct path) rather than through the SDK. @default true, as deployed */
+  readonly directRequests?: boolean;
   /** Wraps the handler the poller drives (the bench times each invocation). */
   readonly wrapHandler?: (handler: BatchHandler) => BatchHandler;
   /** The poller's knobs. @default the poller's */
@@ -105,7 +107,7 @@ export async function startLocalTarget(options: LocalTargetOptions = {}): Promis
     });
     // The SDK sends SQS requests to the queue URL's host: the clients' queue URL names their endpoint.
     const clientQueueUrl = resources.queueUrl.replace(endpoint, clientEndpoint);
-    const store = new S3Store(s3, resources.bucket);
+    const store = new S3Store(s3, resources.bucket, options.directRequests === false ? { directRequests: false } : {});
     const tasks = typeof options.tasks === "function" ? options.tasks({ store, ...(ebs ? { ebs: { store, ebsEndpoint: ebs.endpoint, region } } : {}) }) : options.tasks;
     const applier = new Applier({
       store,
