@@ -462,7 +462,10 @@ describe("what the history costs per applied message", () => {
       const records = files(n, 1 + m * n, `v${m}`).map((r) => ({ ...r, at: clock.now() }));
       expect(await applier.applyMessage(signedIncoming(`m${m}`, SET, messageBody(SET, records)))).toMatchObject({ kind: "applied" });
       if (m === 0) continue;
-      expect(store.requests.filter((r) => r.startsWith("HEAD ") || r.startsWith("COPY "))).toEqual([]);
+      // Nothing before a replace; the one HEAD allowed is of the next segment's key (a checkpoint the status does not show yet).
+      const nextSegment = (r: string) => r.startsWith(`HEAD ${segmentsPrefix(SET)}`);
+      expect(store.requests.filter((r) => (r.startsWith("HEAD ") && !nextSegment(r)) || r.startsWith("COPY "))).toEqual([]);
+      expect(store.requests.filter(nextSegment).length).toBeLessThanOrEqual(1);
       expect(dataKeys(store.requests, "PUT")).toHaveLength(n);
       expect(store.requests.filter((r) => r.startsWith(`PUT ${historyPrefix(SET)}`))).toEqual([expect.stringMatching(/segments\/0+\d\.jsonl\.gz$/)]);
     }
