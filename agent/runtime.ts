@@ -136,7 +136,7 @@ export async function startAgent(config: AgentConfig, log: Logger, options: { ig
       }),
   );
   const transport = new SigningTransport(perSet, owner.key);
-  const store = new S3Store(s3, config.bucket, { directRequests: false });
+  const store = new S3Store(s3, config.bucket);
   const events = receivedEvents(config, clientOptionsOf(config));
   const agent = new Agent({
     sets: config.sets,

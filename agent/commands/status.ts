@@ -80,7 +80,7 @@ export async function collectStatus(configFile: string): Promise<SetReport[]> {
   const journal = existsSync(join(config.stateDir, "journal.db")) ? Journal.open(config.stateDir) : undefined;
   const journalProblem = readProblem(config.stateDir);
   const s3 = makeS3Client(clientOptionsOf(config, { maxAttempts: 2 }));
-  const store = new S3Store(s3, config.bucket, { directRequests: false });
+  const store = new S3Store(s3, config.bucket);
   try {
     return await Promise.all(
       config.sets.map(async (spec): Promise<SetReport> => {

@@ -11,7 +11,7 @@ export async function withTargetStore<T>(config: AgentConfig, work: (store: S3St
   const { makeS3Client, S3Store } = await import("../../lambdas/target/index.ts");
   const s3 = makeS3Client(clientOptionsOf(config, { maxAttempts: 3 }));
   try {
-    return await work(new S3Store(s3, config.bucket, { directRequests: false }));
+    return await work(new S3Store(s3, config.bucket));
   } finally {
     s3.destroy();
   }

@@ -9,6 +9,7 @@ import { ChangeMessageVisibilityCommand } from "@aws-sdk/client-sqs";
 import { makeS3Client, makeSqsClient } from "../aws-clients.ts";
 import { APPLIER_ENDPOINT_ENV, APPLIER_ENV } from "../environment.ts";
 import { customisedHttp } from "../target/http-settings.ts";
+import { DirectS3Store } from "../store/direct-s3-store.ts";
 import { S3Store } from "../store/s3-store.ts";
 import { Applier, type MessageOutcome } from "./applier.ts";
 import { metricsLine } from "./metrics.ts";
@@ -87,7 +88,9 @@ function fromEnvironment(env: NodeJS.ProcessEnv = process.env): BatchHandler {
   const endpoint = env[APPLIER_ENDPOINT_ENV.s3];
   // S3 itself checks and keeps checksums; an S3-compatible endpoint is not trusted to.
   // Behind a proxy or with a CA bundle, every request takes the SDK's handler, which applies them.
-  const store = new S3Store(makeS3Client({ region, ...(endpoint ? { endpoint } : {}) }, env), bucket, { storeVerifiesChecksums: endpoint === undefined, directRequests: !customisedHttp({}, env) });
+  const s3 = makeS3Client({ region, ...(endpoint ? { endpoint } : {}) }, env);
+  const storeOptions = { storeVerifiesChecksums: endpoint === undefined };
+  const store = customisedHttp({}, env) ? new S3Store(s3, bucket, storeOptions) : new DirectS3Store(s3, bucket, storeOptions);
   const sqsEndpoint = env[APPLIER_ENDPOINT_ENV.sqs];
   const sqs = makeSqsClient({ region, ...(sqsEndpoint ? { endpoint: sqsEndpoint } : {}) }, env);
   const retrySoon: RetrySoon = async (record) => {

@@ -13,6 +13,7 @@ import type { TaskSettings } from "../applier/markers.ts";
 import { IN_PROCESS, makeS3Client, makeSqsClient } from "../aws-clients.ts";
 import type { HistorySettings } from "../history/recorder.ts";
 import { historySettingsFromEnvironment } from "../history/settings.ts";
+import { DirectS3Store } from "../store/direct-s3-store.ts";
 import { S3Store } from "../store/s3-store.ts";
 import { startFakeEbs, type FakeEbs } from "./ebs-standin.ts";
 import { ensureTargetResources, startEmulator } from "./emulator.ts";
@@ -107,7 +108,7 @@ export async function startLocalTarget(options: LocalTargetOptions = {}): Promis
     });
     // The SDK sends SQS requests to the queue URL's host: the clients' queue URL names their endpoint.
     const clientQueueUrl = resources.queueUrl.replace(endpoint, clientEndpoint);
-    const store = new S3Store(s3, resources.bucket, options.directRequests === false ? { directRequests: false } : {});
+    const store = options.directRequests === false ? new S3Store(s3, resources.bucket) : new DirectS3Store(s3, resources.bucket);
     const tasks = typeof options.tasks === "function" ? options.tasks({ store, ...(ebs ? { ebs: { store, ebsEndpoint: ebs.endpoint, region } } : {}) }) : options.tasks;
     const applier = new Applier({
       store,

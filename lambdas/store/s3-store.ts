@@ -12,12 +12,11 @@ import {
 } from "@aws-sdk/client-s3";
 import { createHash } from "node:crypto";
 import { copyInParts, isCopySourceTooLarge, MULTIPART_THRESHOLD, putInParts } from "../s3-multipart.ts";
-import { sharedUntilFailure } from "../../contract/async.ts";
-import { encodeKeyPath, metadataOf, S3ObjectRequests, type ObjectRequestOptions } from "../s3-object-requests.ts";
+import { encodeKeyPath } from "../s3-object-requests.ts";
 import { ListingCheck } from "./listing-check.ts";
 import { ContentMismatchError, ObjectNotFoundError, SourceChangedError, type ContentHash, type CopyOptions, type ObjectHead, type ObjectInfo, type StoredObject, type StreamedBody, type TargetStore, type WriteResult } from "./store.ts";
 
-function isNotFound(error: unknown): boolean {
+export function isNotFound(error: unknown): boolean {
   const e = error as { name?: string; $metadata?: { httpStatusCode?: number } };
   return e?.name === "NoSuchKey" || e?.name === "NotFound" || e?.$metadata?.httpStatusCode === 404;
 }
@@ -27,7 +26,7 @@ function copySource(bucket: string, key: string): string {
   return `${bucket}/${encodeKeyPath(key)}`;
 }
 
-function objectHead(key: string, size: number, meta: Record<string, string>, versionId: string | undefined, checksum: string | undefined): ObjectHead {
+export function objectHead(key: string, size: number, meta: Record<string, string>, versionId: string | undefined, checksum: string | undefined): ObjectHead {
   // An unversioned bucket reports the version "null"; an object put in parts a checksum of its parts' ("...-N").
   const whole = checksum !== undefined && /^[A-Za-z0-9+/]{43}=$/.test(checksum) ? Buffer.from(checksum, "base64").toString("hex") : undefined;
   return { key, size, meta, ...(versionId && versionId !== "null" ? { versionId } : {}), ...(whole ? { checksumSha256: whole } : {}) };
@@ -38,9 +37,9 @@ function written(versionId: string | undefined, etag: string | undefined): Write
   return { ...(versionId && versionId !== "null" ? { versionId } : {}), ...(etag ? { etag } : {}) };
 }
 
-const checksumOf = (body: Uint8Array) => createHash("sha256").update(body).digest("base64");
+export const checksumOf = (body: Uint8Array) => createHash("sha256").update(body).digest("base64");
 
-export interface S3StoreOptions extends ObjectRequestOptions {
+export interface S3StoreOptions {
   /**
    * The store checks the SHA-256 sent with a write and keeps it (S3 does):
    * heads report it as checksumSha256. An emulator that records the writer's
@@ -48,12 +47,6 @@ export interface S3StoreOptions extends ObjectRequestOptions {
    * @default false
    */
   readonly storeVerifiesChecksums?: boolean;
-  /**
-   * Single-object requests may go around the SDK (s3-object-requests.ts): for the applier's hot path only. Off, every
-   * request takes the SDK client's handler (proxy, CA bundle, User-Agent), as the agent's must.
-   * @default true
-   */
-  readonly directRequests?: boolean;
 }
 
 
@@ -62,29 +55,22 @@ function isPreconditionFailed(error: unknown): boolean {
   return e?.name === "PreconditionFailed" || e?.$metadata?.httpStatusCode === 412;
 }
 
+/** The store on S3 through the SDK client: every request takes its configured handler (proxy, CA bundle, User-Agent, retries). */
 export class S3Store implements TargetStore {
   readonly client: S3Client;
   readonly bucket: string;
   #versioning: Promise<boolean> | undefined;
-  /** Single-object requests go around the SDK's pipeline when the endpoint allows (s3-object-requests.ts). */
-  readonly #directRequests: () => Promise<S3ObjectRequests | undefined>;
-
-  readonly #checksumsVerified: boolean;
+  /** Heads report the SHA-256 the store kept (S3StoreOptions.storeVerifiesChecksums). */
+  protected readonly checksumsVerified: boolean;
 
   constructor(client: S3Client, bucket: string, options: S3StoreOptions = {}) {
     this.client = client;
     this.bucket = bucket;
-    this.#checksumsVerified = options.storeVerifiesChecksums ?? false;
-    this.#directRequests = options.directRequests === false ? async () => undefined : sharedUntilFailure(() => S3ObjectRequests.open(client, bucket, options));
+    this.checksumsVerified = options.storeVerifiesChecksums ?? false;
   }
 
   async get(key: string, versionId?: string): Promise<StoredObject | undefined> {
     try {
-      const direct = await this.#directRequests();
-      if (direct) {
-        const out = await direct.get(key, versionId);
-        return { key, body: out.body, meta: metadataOf(out.headers) };
-      }
       const out = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: key, ...(versionId !== undefined ? { VersionId: versionId } : {}) }));
       const bytes = out.Body ? await out.Body.transformToByteArray() : new Uint8Array();
       return { key, body: Buffer.from(bytes), meta: out.Metadata ?? {} };
@@ -113,21 +99,8 @@ export class S3Store implements TargetStore {
 
   async head(key: string): Promise<ObjectHead | undefined> {
     try {
-      const direct = await this.#directRequests();
-      if (direct) {
-        const out = await direct.head(key);
-        const version = out.headers["x-amz-version-id"];
-        const checksum = out.headers["x-amz-checksum-sha256"];
-        return objectHead(
-          key,
-          Number(out.headers["content-length"] ?? 0),
-          metadataOf(out.headers),
-          typeof version === "string" ? version : undefined,
-          this.#checksumsVerified && typeof checksum === "string" ? checksum : undefined,
-        );
-      }
       const out = await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: key, ChecksumMode: "ENABLED" }));
-      return objectHead(key, out.ContentLength ?? 0, out.Metadata ?? {}, out.VersionId, this.#checksumsVerified ? out.ChecksumSHA256 : undefined);
+      return objectHead(key, out.ContentLength ?? 0, out.Metadata ?? {}, out.VersionId, this.checksumsVerified ? out.ChecksumSHA256 : undefined);
     } catch (error) {
       if (isNotFound(error)) return undefined;
       throw error;
@@ -140,8 +113,6 @@ export class S3Store implements TargetStore {
     }
     // S3 checks the body against its SHA-256 and keeps it: a snapshot's verification reads it back with a HEAD.
     const checksum = checksumOf(body);
-    const direct = await this.#directRequests();
-    if (direct) return direct.put(key, body, meta, checksum);
     const out = await this.client.send(new PutObjectCommand({ Bucket: this.bucket, Key: key, Body: body, Metadata: meta, ChecksumSHA256: checksum }));
     return written(out.VersionId, out.ETag);
   }
@@ -196,7 +167,7 @@ export class S3Store implements TargetStore {
 
   async contentSha256(key: string): Promise<ContentHash | undefined> {
     try {
-      if (this.#checksumsVerified) {
+      if (this.checksumsVerified) {
         const head = await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: key, ChecksumMode: "ENABLED" }));
         // A multipart object's checksum is of its parts' checksums (type COMPOSITE): only a whole object's one names its content.
         if (head.ChecksumSHA256 && head.ChecksumType !== "COMPOSITE" && !head.ChecksumSHA256.includes("-") && head.ETag) {
@@ -238,9 +209,7 @@ export class S3Store implements TargetStore {
   }
 
   async delete(key: string): Promise<void> {
-    const direct = await this.#directRequests();
-    if (direct) await direct.delete(key);
-    else await this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: key }));
+    await this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: key }));
   }
 
   /** Checks the listing as it goes (listing-check.ts): a store that lists out of order, repeats or skips a page fails it with BrokenListingError. */

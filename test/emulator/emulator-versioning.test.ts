@@ -32,6 +32,7 @@ import {
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { LARGE_BODY_BYTES } from "../../lambdas/local/emulator-large-objects.ts";
 import { ensureTargetResources, startEmulator, type Emulator } from "../../lambdas/local/emulator.ts";
+import { DirectS3Store } from "../../lambdas/store/direct-s3-store.ts";
 import { S3Store } from "../../lambdas/store/s3-store.ts";
 import { targetStoreContract } from "../support/store-contract.ts";
 import { tempDir } from "../support/tree.ts";
@@ -303,6 +304,7 @@ describe("a versioned local cloud", () => {
 });
 
 targetStoreContract("S3 on the versioned emulator", async () => new S3Store(versionedS3(), await newBucket(versionedS3())));
+targetStoreContract("S3 on the versioned emulator, direct requests", async () => new DirectS3Store(versionedS3(), await newBucket(versionedS3())));
 
 let shared: { emulator: Emulator; s3: S3Client } | undefined;
 function versionedS3(): S3Client {

@@ -3,6 +3,7 @@ import { PutObjectCommand } from "@aws-sdk/client-s3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { SourceChangedError } from "../../lambdas/store/store.ts";
 import { makeS3Client } from "../../lambdas/aws-clients.ts";
+import { DirectS3Store } from "../../lambdas/store/direct-s3-store.ts";
 import { S3Store } from "../../lambdas/store/s3-store.ts";
 import { startTestEmulator } from "../support/fauxqs.ts";
 import { targetStoreContract } from "../support/store-contract.ts";
@@ -17,6 +18,11 @@ afterAll(async () => {
 
 targetStoreContract("S3 on the emulator", async () =>
   new S3Store(makeS3Client({ region: "us-east-1", endpoint: emulator.endpoint }), emulator.newBucket()),
+);
+
+// The applier's store: its single-object requests around the SDK, the same contract.
+targetStoreContract("S3 on the emulator, direct requests", async () =>
+  new DirectS3Store(makeS3Client({ region: "us-east-1", endpoint: emulator.endpoint }), emulator.newBucket()),
 );
 
 describe("S3Store: what a staged object holds", () => {

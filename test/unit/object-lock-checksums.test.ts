@@ -17,7 +17,7 @@ import { checkStage } from "../../agent/doctor.ts";
 import type { AgentConfig } from "../../agent/config.ts";
 import { AwsTransport } from "../../agent/transport/aws.ts";
 import { MULTIPART_THRESHOLD } from "../../lambdas/s3-multipart.ts";
-import { S3Store } from "../../lambdas/store/s3-store.ts";
+import { DirectS3Store } from "../../lambdas/store/direct-s3-store.ts";
 import { captureServerForTests } from "../support/capture-server.ts";
 import type { WireRequest } from "../support/sigv4.ts";
 import { tempDir } from "../support/tree.ts";
@@ -91,7 +91,7 @@ describe("writes to a bucket with Object Lock", () => {
   it("the applier's: single puts (direct requests), puts in parts, copies", async () => {
     capture.server.responder = objectLockBucket;
     const s3 = s3Client(capture.server.endpoint);
-    const store = new S3Store(s3, BUCKET, { retryBaseMs: 1 });
+    const store = new DirectS3Store(s3, BUCKET, { retryBaseMs: 1 });
     await store.put("data/www/index.html", Buffer.from("<h1>hello</h1>"), { "tidemark-mode": "644" });
     await store.put("state/www/status.json", Buffer.from("{}"));
     await store.put("data/www/empty/", new Uint8Array());

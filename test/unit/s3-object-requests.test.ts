@@ -5,7 +5,7 @@ import type { EndpointV2 } from "@smithy/types";
 import { describe, expect, it } from "vitest";
 import { encodeKeyPath, S3ObjectRequests } from "../../lambdas/s3-object-requests.ts";
 import { AwsRequestError, plainSigV4Target } from "../../lambdas/signed-requests.ts";
-import { S3Store } from "../../lambdas/store/s3-store.ts";
+import { DirectS3Store } from "../../lambdas/store/direct-s3-store.ts";
 import { startTestEmulator } from "../support/fauxqs.ts";
 import { captureServerForTests } from "../support/capture-server.ts";
 import { checkSigV4, type WireRequest } from "../support/sigv4.ts";
@@ -248,7 +248,7 @@ describe("which endpoints are served directly", () => {
     const emulator = await startTestEmulator();
     try {
       const client = clientFor(emulator.endpoint);
-      const store = new S3Store(client, emulator.newBucket());
+      const store = new DirectS3Store(client, emulator.newBucket());
       let sdkRequests = 0;
       const send = client.send.bind(client);
       client.send = ((command: Parameters<typeof send>[0]) => {
