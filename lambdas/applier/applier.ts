@@ -102,7 +102,7 @@ type Prepared = PreparedPut | PreparedVerify;
 const SYMLINK_MODE = 0o777;
 
 /** Puts of distinct files applied at once: a store's requests overlap instead of queueing one by one. */
-const APPLY_CONCURRENCY = 16;
+const APPLY_CONCURRENCY = 32;
 
 /**
  * The records of a message in the order they must take effect: a run of puts
