@@ -8,7 +8,7 @@ import { lstat, open, readFile, readlink, rename, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { pipeline } from "node:stream/promises";
 import { Transform } from "node:stream";
-import { BLOCK_SIZE, MAX_INLINE_DECODED_BYTES, blockLength, deltaContentSize } from "../contract/wire.ts";
+import { BLOCK_SIZE, MAX_INLINE_DECODED_BYTES, blockLength } from "../contract/wire.ts";
 import { MAX_DELTA_RANGES, MAX_RANGED_FILE_BYTES, MIN_DELTA_FILE_BYTES, capRanges, rangesBytes } from "../contract/delta-ranges.ts";
 import { ChunkHasher } from "./chunk-hash.ts";
 import { ContentSink, readRanges, scanAgainst, syncDir, type RangeContent } from "./chunk-delta.ts";
@@ -194,21 +194,9 @@ export async function hashFile(abs: string): Promise<{ sha256: string; blockHash
  * Reads the listed blocks into memory or a spool file, checking each against
  * the hash the first read gave it; undefined when the file changed in between.
  */
-async function readBlocks(
-  spoolDir: string,
-  abs: string,
-  size: number,
-  blocks: readonly number[],
-  expected: Buffer,
-): Promise<{ content: { bytes: Uint8Array } | { spool: string }; contentSha256: string } | undefined> {
-  const total = deltaContentSize(size, blocks);
-  const inMemory = total <= MAX_INLINE_DECODED_BYTES;
-  const name = randomUUID();
-  const temp = join(spoolDir, `${name}.tmp`);
-  const hash = createHash("sha256");
-  const parts: Buffer[] = [];
+async function readBlocks(spoolDir: string, abs: string, size: number, blocks: readonly number[], expected: Buffer): Promise<RangeContent | undefined> {
+  const sink = new ContentSink(spoolDir, Number.POSITIVE_INFINITY);
   const source = await open(abs, "r");
-  const sink = inMemory ? undefined : await open(temp, "w");
   let complete = false;
   try {
     const buffer = Buffer.alloc(BLOCK_SIZE);
@@ -219,21 +207,14 @@ async function readBlocks(
       if (bytesRead !== length || !createHash("sha256").update(block).digest().equals(expected.subarray(index * 32, index * 32 + 32))) {
         return undefined;
       }
-      hash.update(block);
-      if (sink) await sink.write(block);
-      else parts.push(Buffer.from(block));
+      await sink.add(block);
     }
-    if (sink) await sink.sync();
     complete = true;
   } finally {
     await source.close();
-    await sink?.close();
-    if (sink && !complete) await rm(temp, { force: true });
+    if (!complete) await sink.discard();
   }
-  if (!sink) return { content: { bytes: Buffer.concat(parts) }, contentSha256: hash.digest("hex") };
-  await rename(temp, join(spoolDir, name));
-  await syncDir(spoolDir);
-  return { content: { spool: name }, contentSha256: hash.digest("hex") };
+  return sink.finish();
 }
 
 /**

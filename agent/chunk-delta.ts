@@ -215,14 +215,8 @@ export interface RangeContent {
  * undefined when the file changed in between (the caller reads it again).
  */
 export async function readRanges(spoolDir: string, abs: string, ranges: readonly ByteRange[], fingerprints: Uint8Array): Promise<RangeContent | undefined> {
-  const total = ranges.reduce((sum, [, length]) => sum + length, 0);
-  const inMemory = total <= MAX_INLINE_DECODED_BYTES;
-  const name = randomUUID();
-  const temp = join(spoolDir, `${name}.tmp`);
-  const hash = createHash("sha256");
-  const parts: Buffer[] = [];
+  const sink = new ContentSink(spoolDir, Number.POSITIVE_INFINITY);
   const source = await open(abs, "r");
-  const sink = inMemory ? undefined : await open(temp, "w");
   let complete = false;
   try {
     const buffer = Buffer.allocUnsafeSlow(READ_BYTES);
@@ -233,21 +227,13 @@ export async function readRanges(spoolDir: string, abs: string, ranges: readonly
         const { bytesRead } = await source.read(buffer, 0, want, at);
         const now = chunkFingerprints(buffer.subarray(0, bytesRead));
         if (bytesRead !== want || !sameBytes(now, 0, fingerprints, (at / CHUNK_SIZE) * FINGERPRINT_BYTES, now.length)) return undefined;
-        const piece = buffer.subarray(Math.max(0, offset - at), bytesRead);
-        hash.update(piece);
-        if (sink) await sink.write(piece);
-        else parts.push(Buffer.from(piece));
+        await sink.add(buffer.subarray(Math.max(0, offset - at), bytesRead));
       }
     }
-    if (sink) await sink.sync();
     complete = true;
   } finally {
     await source.close();
-    await sink?.close();
-    if (sink && !complete) await rm(temp, { force: true });
+    if (!complete) await sink.discard();
   }
-  if (!sink) return { content: { bytes: Buffer.concat(parts) }, contentSha256: hash.digest("hex") };
-  await rename(temp, join(spoolDir, name));
-  await syncDir(spoolDir);
-  return { content: { spool: name }, contentSha256: hash.digest("hex") };
+  return sink.finish();
 }
