@@ -56,6 +56,8 @@ export interface AgentOptions {
   readonly coalesceBytes?: number;
   /** How often a set is scanned once its watcher failed (inotify watches exhausted). @default 30 s */
   readonly pollingScanMs?: number;
+  /** How long changes arriving at an idle sender wait for more before they are sent (config `lingerMs`). @default 0 */
+  readonly lingerMs?: number;
   /**
    * How a set that went out of sync on the target is brought back; the
    * runtime picks a mirror mode. @default a full mirror (resync)
@@ -107,7 +109,8 @@ class SetRunner {
     };
     const backlog = new Backlog(context, options.journalLimitBytes ?? DEFAULT_JOURNAL_LIMIT_BYTES);
     this.capture = new SetCapture(context, backlog, options.coalesceBytes ?? DEFAULT_COALESCE_BYTES);
-    this.operations = new SetOperations(context, this.capture);
+    // What operations journal (markers, verifications, resyncs, ...) someone waits on: it is sent without lingering.
+    this.operations = new SetOperations({ ...context, wake: () => this.sender.hurry() }, this.capture);
     this.recovery = new SetRecovery(context, this.operations, {
       ...(options.targetStatus ? { targetStatus: options.targetStatus } : {}),
       ...(options.recover ? { recover: options.recover } : {}),
@@ -115,6 +118,7 @@ class SetRunner {
     this.sender = new SetSender(context, {
       transport: options.transport,
       ...(options.compression ? { compression: options.compression } : {}),
+      ...(options.lingerMs !== undefined ? { lingerMs: options.lingerMs } : {}),
       ...(options.announceReceived ? { announceReceived: options.announceReceived } : {}),
       beforeSend: () => this.recovery.checkContinuity(),
       afterSend: async () => {
@@ -291,6 +295,11 @@ export class Agent {
 
   drain(set: string): Promise<number> {
     return this.#runner(set).sender.drain();
+  }
+
+  /** True while the set's changes wait for more to share their message (lingerMs). */
+  isLingering(set: string): boolean {
+    return this.#runner(set).sender.lingering;
   }
 
   /** Journals a verification of a set; its report appears on the target once the applier reaches it. */

@@ -10,6 +10,7 @@ import { COMPRESSIONS, type Compression } from "../contract/wire.ts";
 import type { SetSpec } from "./set-spec.ts";
 import { BandwidthSchema, type Bandwidth } from "./transport/bandwidth.ts";
 import { MIRROR_MODES, type MirrorMode } from "./operations.ts";
+import { DEFAULT_LINGER_MS } from "./set-sender.ts";
 import { describeIssue, strictObject } from "./strict-schema.ts";
 import { readCaBundle } from "../lambdas/target/http-settings.ts";
 import type { DrillPlan } from "./drill-schedule.ts";
@@ -95,6 +96,13 @@ export const ConfigSchema = strictObject({
     orphans: z.enum(ORPHAN_POLICIES).default("report"),
     /** Largest backlog of a set (bytes of content) before it stops journaling and catches up later. */
     journalLimitBytes: z.number().int().min(1024 * 1024).default(8 * 1024 ** 3),
+    /** How long a change arriving at an idle sender waits for more to share its message (a latency/cost trade; 0 sends at once). */
+    lingerMs: z
+      .number({ error: "a number of milliseconds, such as 2000 (0 sends every change at once)" })
+      .int("whole milliseconds, such as 2000")
+      .min(0, "0 or more milliseconds (0 sends every change at once)")
+      .max(60_000, "at most 60000 ms: a change should not wait more than a minute to be sent")
+      .default(DEFAULT_LINGER_MS),
     /** A full barrier scan of every set this often, behind the watcher. */
     rescanSeconds: z.number().int().min(10).default(900),
     /** How often a set is scanned once its watcher failed. */
@@ -142,6 +150,8 @@ export interface AgentConfig {
   readonly compression: Compression;
   readonly orphans: OrphanPolicy;
   readonly journalLimitBytes: number;
+  /** How long changes arriving at an idle sender wait for more (ms; 0: at once). */
+  readonly lingerMs: number;
   readonly rescanSeconds: number;
   readonly fallbackScanSeconds: number;
   readonly bandwidth?: Bandwidth;
@@ -201,6 +211,7 @@ export function loadConfig(file: string): AgentConfig {
     compression: c.compression,
     orphans: c.orphans,
     journalLimitBytes: c.journalLimitBytes,
+    lingerMs: c.lingerMs,
     rescanSeconds: c.rescanSeconds,
     fallbackScanSeconds: c.fallbackScanSeconds,
     ...(c.bandwidth ? { bandwidth: c.bandwidth } : {}),

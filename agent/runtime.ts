@@ -146,6 +146,7 @@ export async function startAgent(config: AgentConfig, log: Logger, options: { ig
     ignorePaths: [config.stateDir, ...(options.ignorePaths ?? [])],
     compression: config.compression,
     journalLimitBytes: config.journalLimitBytes,
+    lingerMs: config.lingerMs,
     ...(events
       ? {
           announceReceived: async (set, markers) => {

@@ -1,9 +1,10 @@
 // One set's sender: drains the set's journal into the queue a message at a
 // time, packing the next message while the one before it is on the wire,
-// lingering a moment while changes stream in, running markers' on-transmit
-// commands, and sleeping until woken when there is nothing to send.
+// lingering a moment while changes stream in (and, after being idle, up to
+// lingerMs so trickling changes share a message), running markers'
+// on-transmit commands, and sleeping until woken when there is nothing to send.
 
-import type { Compression } from "../contract/wire.ts";
+import { MAX_MESSAGE_BYTES, type Compression } from "../contract/wire.ts";
 import { describeHook, hookSucceeded, runHook } from "./hooks.ts";
 import { PackedAhead, sendNext, type PackedMarker } from "./sender.ts";
 import type { SetContext } from "./set-context.ts";
@@ -17,6 +18,17 @@ const LINGER_MS = 50;
 /** A backlog this large fills messages by itself. */
 const LINGER_BELOW_RECORDS = 200;
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/**
+ * How long a change that arrives at an idle sender waits for more before it
+ * is sent (config `lingerMs`). Each message costs about as much as two
+ * changes' PUTs (queue requests, an invocation, the applier's reads and its
+ * history segment: bench/notes.md), so at 5 changes/s a lone change per
+ * message costs 2-3× the floor; 2 s packs ~10 and costs ~1.2×.
+ */
+export const DEFAULT_LINGER_MS = 2_000;
+/** A backlog this large pays for its message: it goes without lingering. */
+export const PACKED_ENOUGH_RECORDS = 32;
 
 /**
  * How long the sender waits before packing the next message. A lone change
@@ -39,6 +51,8 @@ export interface SetSenderOptions {
   readonly beforeSend: () => Promise<void>;
   /** After each send (a catch-up scan once an overflowed backlog drained; large files that waited). */
   readonly afterSend: () => Promise<void>;
+  /** How long changes arriving at an idle sender wait for more before they are sent. @default 0 (at once) */
+  readonly lingerMs?: number;
 }
 
 export class SetSender {
@@ -49,6 +63,9 @@ export class SetSender {
   /** Markers whose on-transmit command ran in this process: a retried send does not run it again. */
   readonly #transmitted = new Set<string>();
   #wake: (() => void) | undefined;
+  /** Something a user waits on was journaled since the last send: no lingering. */
+  #hurried = false;
+  #lingering = false;
 
   constructor(context: SetContext, options: SetSenderOptions) {
     this.#context = context;
@@ -57,6 +74,17 @@ export class SetSender {
 
   wake(): void {
     this.#wake?.();
+  }
+
+  /** Something a user waits on was journaled (a marker, a verification, a resync ...): it goes without lingering. */
+  hurry(): void {
+    this.#hurried = true;
+    this.#wake?.();
+  }
+
+  /** True while changes wait for more to share their message. */
+  get lingering(): boolean {
+    return this.#lingering;
   }
 
   /** Sends until the journal of this set is empty. */
@@ -74,12 +102,16 @@ export class SetSender {
   async sendLoop(stopped: () => boolean): Promise<void> {
     const { journal, spec, health, log } = this.#context;
     let lastSend = 0;
+    let idle = false;
     while (!stopped()) {
       let sent = 0;
       try {
+        if (idle) await this.#lingerAfterIdle(stopped);
+        if (stopped()) return;
         const linger = lingerBeforeSend(Date.now() - lastSend, journal.sets.counters(spec.name).backlogRecords);
         if (linger > 0) await sleep(linger);
         lastSend = Date.now();
+        this.#hurried = false;
         // While the disk is full, marking a message sent would fail: sending it would only send it twice.
         sent = health.full ? 0 : (await this.#sendNext()).records;
         await this.#options.afterSend();
@@ -87,6 +119,7 @@ export class SetSender {
         if (stopped()) return;
         if (!health.handle(error)) log.error("send failed", { set: spec.name, error: String(error) });
       }
+      idle = sent === 0;
       if (sent === 0 && !stopped()) {
         await new Promise<void>((resolve) => {
           const timer = setTimeout(resolve, IDLE_WAKE_MS);
@@ -98,6 +131,35 @@ export class SetSender {
         this.#wake = undefined;
       }
     }
+  }
+
+  /**
+   * Changes that arrived while the sender was idle wait up to lingerMs for
+   * more, so a trickle shares messages. They go at once when enough are
+   * waiting to fill or pay for a message, when something a user waits on is
+   * journaled (hurry), and when the agent stops.
+   */
+  async #lingerAfterIdle(stopped: () => boolean): Promise<void> {
+    const { journal, spec } = this.#context;
+    const ms = this.#options.lingerMs ?? 0;
+    const done = () => {
+      const { backlogRecords, backlogBytes } = journal.sets.counters(spec.name);
+      return stopped() || this.#hurried || backlogRecords === 0 || backlogRecords >= PACKED_ENOUGH_RECORDS || backlogBytes >= MAX_MESSAGE_BYTES;
+    };
+    if (ms <= 0 || done()) return;
+    this.#lingering = true;
+    await new Promise<void>((resolve) => {
+      const end = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+      const timer = setTimeout(end, ms);
+      this.#wake = () => {
+        if (done()) end();
+      };
+    });
+    this.#wake = undefined;
+    this.#lingering = false;
   }
 
   async #sendNext() {

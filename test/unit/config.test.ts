@@ -45,6 +45,21 @@ describe("strict configuration", () => {
     expect(() => loadConfig(file)).toThrow(message);
   });
 
+  it("lingers 2 s by default before sending a trickle, takes 0 for at once, and refuses what is not whole milliseconds up to a minute", () => {
+    write({});
+    expect(loadConfig(file).lingerMs).toBe(2000);
+    write({ lingerMs: 0 });
+    expect(loadConfig(file).lingerMs).toBe(0);
+    write({ lingerMs: -1 });
+    expect(() => loadConfig(file)).toThrow(/lingerMs: 0 or more milliseconds \(0 sends every change at once\)/);
+    write({ lingerMs: 1.5 });
+    expect(() => loadConfig(file)).toThrow(/lingerMs: whole milliseconds, such as 2000/);
+    write({ lingerMs: 120_000 });
+    expect(() => loadConfig(file)).toThrow(/lingerMs: at most 60000 ms/);
+    write({ lingerMs: "2s" });
+    expect(() => loadConfig(file)).toThrow(/lingerMs: a number of milliseconds, such as 2000/);
+  });
+
   it("makes every object of the config strict, keys added later included", () => {
     // Whoever adds a section with z.object instead of strictObject makes this fail.
     const schema = z.toJSONSchema(ConfigSchema, { io: "input", unrepresentable: "any" });
