@@ -269,6 +269,8 @@ export const SetStatusSchema = z.object({
   generations: z.array(GenerationChangeSchema).optional(),
   /** Where the set's point-in-time history stands; absent until the applier first recorded it. */
   history: HistoryCursorSchema.optional(),
+  /** The first history segment holding folder changes the applier has not written to the folder objects yet; absent when there are none. */
+  folderWritesFrom: z.number().int().min(0).optional(),
   updatedAt: z.string(),
 });
 export type SetStatus = z.infer<typeof SetStatusSchema>;

@@ -39,7 +39,7 @@ import { DEFAULT_POINT_IN_TIME_DAYS } from "../../contract/history.ts";
 import { HistoryRecorder, windowPruneOptions, type HistorySettings } from "../history/recorder.ts";
 import { HistoryMemory } from "../history/live-content.ts";
 import { settledFields, StatusSchedule } from "./status-schedule.ts";
-import { supersededFolderWrites } from "./folder-writes.ts";
+import { DeferredFolders, readsFolders } from "./folder-writes.ts";
 import { RENAMED_BY, renamedAlready, renameMark } from "./renames.ts";
 
 export interface IncomingMessage {
@@ -164,6 +164,7 @@ export class Applier {
   readonly #metricsNamespace: string | undefined;
   readonly #history: HistorySettings;
   readonly #statusWrites = new StatusSchedule();
+  readonly #folders = new DeferredFolders();
   readonly #historyMemory = new HistoryMemory();
   /** Actions of markers that do not hold the stream (timeout 0), still running. */
   readonly #background = new Set<Promise<unknown>>();
@@ -240,7 +241,7 @@ export class Applier {
       throw error;
     }
     const history = await this.#openHistory(set, status, records);
-    const superseded = supersededFolderWrites(records);
+    const superseded = this.#folders.begin(set, records);
 
     let bytes = 0;
     let applied = 0;
@@ -267,6 +268,7 @@ export class Applier {
     try {
       for (const step of applySteps(records)) {
         if (step.length === 1 && step[0]?.op !== "put" && step[0]?.op !== "block") await flushVolume();
+        if (step.length === 1 && step[0] && readsFolders(step[0])) await this.#folders.flush(this.#store, status);
         if (step.length === 1 && step[0]?.op === "task") {
           const record = step[0];
           // Everything before the marker is applied: checkpoint it, so a retry of the message starts at the marker.
@@ -301,6 +303,7 @@ export class Applier {
       if (!(error instanceof TargetDivergedError)) throw error;
       await flushVolume();
       advance(error.seq - 1);
+      await this.#folders.commit(this.#store, status, true, this.#now().getTime());
       status.state = "out-of-sync";
       status.reason = `${error.message} (seq ${error.seq}); set marked out of sync`;
       await history?.flush();
@@ -314,6 +317,7 @@ export class Applier {
     if (map?.sweepDue && !history) await pruneSnapshots(this.#store, set, { keep: Number.MAX_SAFE_INTEGER, sweep: true });
     const last = records[records.length - 1]?.seq ?? status.lastSeq;
     advance(last);
+    await this.#folders.commit(this.#store, status, history?.checkpointDue() ?? true, this.#now().getTime());
     await history?.finish();
     // The segment holds the checkpoint: the status itself is written at most once a second unless more than progress changed.
     if (this.#statusWrites.mayDefer(status, settled, history?.covers() ?? false, this.#now().getTime())) this.#statusWrites.deferred(status);
@@ -366,6 +370,8 @@ export class Applier {
         now: this.#now,
         log: this.#log,
         snapshot: async (m, signal, saveProgress) => {
+          // The snapshot reads the folder objects: every folder write left for later goes first.
+          await this.#folders.flush(this.#store, status);
           const request = { id: snapshotIdFor(m.id), taskId: m.id, seq: m.seq, ...(m.fields.label !== undefined ? { label: m.fields.label } : {}) };
           const volume = await VolumeMap.open(this.#store, m.set);
           // A volume's block content is never overwritten: its snapshots need no preservation.
@@ -415,7 +421,11 @@ export class Applier {
   async readStatus(set: string): Promise<SetStatus> {
     const stored = await readStoredStatus(this.#store, set);
     // Segments this applier wrote after its own last status write need no reading again: it knows what they hold.
-    return foldSegments(this.#store, this.#statusWrites.known(set, stored?.text) ?? stored?.status ?? initialStatus(set));
+    const known = this.#statusWrites.known(set, stored?.text);
+    const status = await foldSegments(this.#store, known ?? structuredClone(stored?.status) ?? initialStatus(set));
+    // Not its own status: folder writes another writer (or this one, before a crash) left for later are in the segments.
+    if (!known) await this.#folders.recover(this.#store, stored?.status, status);
+    return status;
   }
 
   /** Checks every put's content and parses every verify manifest before anything is written, so a bad message writes nothing. */
@@ -531,6 +541,11 @@ export class Applier {
         return record.size;
       }
       case "mkdir":
+        // The segment records it: the folder object is written later, before anything reads it (folder-writes.ts).
+        if (history) {
+          this.#folders.defer(set, record.path, { mode: record.mode, mtimeNs: record.mtimeNs }, history.nextSegment);
+          return 0;
+        }
         await this.#store.put(dirKey(set, record.path), new Uint8Array(), encodeMeta({ kind: "dir", mode: record.mode, mtimeNs: record.mtimeNs, gen }));
         return 0;
       case "symlink": {
@@ -641,6 +656,7 @@ export class Applier {
   async #writeStatus(status: SetStatus): Promise<void> {
     const now = this.#now();
     status.updatedAt = now.toISOString();
+    this.#folders.note(status);
     const text = JSON.stringify(status, null, 2);
     await this.#store.put(statusKey(status.set), Buffer.from(text), {});
     this.#statusWrites.wrote(status, text, now.getTime());

@@ -244,12 +244,21 @@ export class HistoryRecorder {
     this.#memory.finished(this.#live, this.#status);
   }
 
+  /** The history segment this message's records go into next. */
+  get nextSegment(): number {
+    return this.#cursor.segment;
+  }
+
+  /** True when finishing the message now writes a checkpoint of the live mirror (it reads every object, folders included). */
+  checkpointDue(): boolean {
+    const since = this.#cursor.segment + (this.#entries.length > 0 ? 1 : 0) - this.#cursor.checkpointSegment;
+    return since >= (this.#settings.checkpointEvery ?? DEFAULT_CHECKPOINT_EVERY) || (since > 0 && this.#now().getTime() - this.#cursor.checkpointWrittenAt >= DAY_MS);
+  }
+
   async #finish(): Promise<void> {
     await this.flush();
     const now = this.#now().getTime();
-    const since = this.#cursor.segment - this.#cursor.checkpointSegment;
-    const due = since >= (this.#settings.checkpointEvery ?? DEFAULT_CHECKPOINT_EVERY) || (since > 0 && now - this.#cursor.checkpointWrittenAt >= DAY_MS);
-    if (!due) return;
+    if (!this.checkpointDue()) return;
     const volume = (await VolumeMap.open(this.#store, this.#set)).exists;
     await this.#checkpoint(volume);
     this.#cursor.days = this.#settings.days;

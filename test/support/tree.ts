@@ -8,6 +8,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { dataPrefix, decodeMeta } from "../../contract/layout.ts";
 import type { TargetStore } from "../../lambdas/store/store.ts";
+import { pendingFolderWrites } from "../../lambdas/applier/folder-writes.ts";
 
 export type TreePicture = Record<string, string>;
 
@@ -73,5 +74,7 @@ export async function pictureOfTarget(store: TargetStore, set: string, options: 
     else if (meta.kind === "symlink") picture[path] = `symlink -> ${object.body.toString("utf8")} ${meta.mtimeNs}`;
     else picture[path] = `file ${mode} ${meta.mtimeNs} ${sha(object.body)}`;
   }
+  // Folder writes the applier left for later are part of the live mirror as its readers see it.
+  for (const [path, write] of await pendingFolderWrites(store, set)) picture[path] = `dir ${write.mode.toString(8)}${options.dirMtimes ? ` ${write.mtimeNs}` : ""}`;
   return picture;
 }

@@ -1,7 +1,8 @@
 import { beforeEach, describe, expect, it } from "vitest";
-import { dataKey, decodeMeta, dirKey, stagingKey, statusKey } from "../../contract/layout.ts";
+import { dataKey, decodeMeta, stagingKey, statusKey } from "../../contract/layout.ts";
 import type { WireRecord } from "../../contract/wire.ts";
 import { Applier } from "../../lambdas/applier/applier.ts";
+import { pendingFolderWrites } from "../../lambdas/applier/folder-writes.ts";
 import { MemoryStore } from "../../lambdas/store/memory-store.ts";
 import { messageBody, putRecord, signedIncoming, TEST_KEY } from "../support/messages.ts";
 
@@ -32,7 +33,8 @@ describe("applier", () => {
     expect(applied).toEqual([1, 2, 3, 4]);
     expect(await text("docs", "d/a.txt")).toBe("second");
     expect(decodeMeta((await store.get(dataKey("docs", "d/a.txt")))?.meta)).toMatchObject({ kind: "file", mode: 0o640 });
-    expect(decodeMeta((await store.get(dirKey("docs", "d")))?.meta)).toMatchObject({ kind: "dir", mode: 0o750, mtimeNs: "10" });
+    // The folder's write waits (folder-writes.ts); the bucket tells it to every reader of the live mirror.
+    expect((await pendingFolderWrites(store, "docs")).get("d")).toEqual({ mode: 0o750, mtimeNs: "10" });
     expect(decodeMeta((await store.get(dataKey("docs", "d/link")))?.meta)).toMatchObject({ kind: "symlink", linkTarget: "a.txt" });
     expect(await applier.readStatus("docs")).toMatchObject({ lastSeq: 4, state: "in-sync", appliedRecords: 4 });
   });

@@ -3,8 +3,9 @@ import { dataKey, decodeMeta, dirKey, PREFIX, SetStatusSchema, statusKey, type S
 import { segmentsPrefix } from "../../contract/history.ts";
 import { encodeInline, type WireRecord } from "../../contract/wire.ts";
 import { Applier } from "../../lambdas/applier/applier.ts";
-import { supersededFolderWrites } from "../../lambdas/applier/folder-writes.ts";
+import { FOLDER_WRITE_INTERVAL_MS, pendingFolderWrites, supersededFolderWrites } from "../../lambdas/applier/folder-writes.ts";
 import { readSegment } from "../../lambdas/history/history-store.ts";
+import { listSnapshots, readManifest } from "../../lambdas/tasks/snapshots.ts";
 import { MemoryStore } from "../../lambdas/store/memory-store.ts";
 import { readSetStatus } from "../../lambdas/store/set-status.ts";
 import { waitForTask } from "../../agent/task-results.ts";
@@ -200,6 +201,10 @@ describe("the set's status checkpoint", () => {
         const redelivered = await make().applyMessage(signedIncoming("m-crash", SET, body));
         expect(redelivered, JSON.stringify([redelivered, await readSetStatus(store, SET)])).toMatchObject({ kind: "applied", last: 17 });
         expect(await make().applyMessage(signedIncoming("m-crash", SET, body))).toEqual({ kind: "duplicate", set: SET });
+        // With history, folder writes wait: a later (cold) invocation finds them in the segments and writes them.
+        c.t += FOLDER_WRITE_INTERVAL_MS;
+        await deliver(make(), [putRecord(18, "later.txt", "later")]);
+        expect(await pendingFolderWrites(store, SET)).toEqual(new Map());
         return store;
       };
       const clean = await run("none");
@@ -208,7 +213,7 @@ describe("the set's status checkpoint", () => {
       expect(objectsUnder(crashed, segmentsPrefix(SET))).toEqual(objectsUnder(clean, segmentsPrefix(SET)));
       expect(objectsUnder(crashed, `${PREFIX.snapshots}${SET}/`)).toEqual(objectsUnder(clean, `${PREFIX.snapshots}${SET}/`));
       const status = await readSetStatus(crashed, SET);
-      expect(status).toMatchObject({ lastSeq: 17, state: "in-sync", appliedRecords: (await readSetStatus(clean, SET)).appliedRecords });
+      expect(status).toMatchObject({ lastSeq: 18, state: "in-sync", appliedRecords: (await readSetStatus(clean, SET)).appliedRecords });
       expect((await crashed.get(dataKey(SET, "d/a.txt")))?.body.toString()).toBe("three");
       expect((await crashed.get(dataKey(SET, "e/c.txt")))?.body.toString()).toBe("two");
       expect((await crashed.get(dataKey(SET, "d/c.txt")))?.body.toString()).toBe("new c");
@@ -239,9 +244,9 @@ describe("folder writes", () => {
         messageBody(SET, [mkdir(1, "10"), putRecord(2, "d/a.txt", "a"), mkdir(3, "11"), putRecord(4, "d/b.txt", "b"), mkdir(5, "12"), { seq: 6, op: "delete", path: "d/a.txt" }, mkdir(7, "13")]),
       ),
     );
-    // The delete could see the folder: the write before it stays; the ones a later write replaces go.
-    expect(store.folderWrites).toEqual(["12", "13"]);
-    expect(decodeMeta((await store.head(dirKey(SET, "d")))?.meta)).toMatchObject({ mtimeNs: "13" });
+    // The delete could see the folder: the write before it goes first; the ones a later write replaces never go, the last waits.
+    expect(store.folderWrites).toEqual(["12"]);
+    expect((await pendingFolderWrites(store, SET)).get("d")).toEqual({ mode: 0o755, mtimeNs: "13" });
     const segment = await readSegment(store, SET, ((await readSetStatus(store, SET)).history?.segment ?? 0) - 1);
     expect(segment.filter((e) => e.op === "mkdir").map((e) => ("mtimeNs" in e ? e.mtimeNs : ""))).toEqual(["10", "11", "12", "13"]);
   });
@@ -254,5 +259,96 @@ describe("folder writes", () => {
     expect([...supersededFolderWrites([mkdir(1), delta, mkdir(4)])]).toEqual([]);
     expect([...supersededFolderWrites([mkdir(1), { seq: 2, op: "task", id: "t", action: "snapshot", timeoutSeconds: 0 }, mkdir(3)])]).toEqual([]);
     expect([...supersededFolderWrites([mkdir(1), { seq: 2, op: "rename", from: "x", to: "y" }, mkdir(3)])]).toEqual([]);
+  });
+});
+
+describe("folder writes left for later (history on)", () => {
+  const START_MS = START;
+  class FolderCountingStore extends MemoryStore {
+    folderPuts: string[] = [];
+    segmentGets = 0;
+    override async put(key: string, body: Uint8Array, meta?: Record<string, string>) {
+      if (key.startsWith(`${PREFIX.data}${SET}/`) && key.endsWith("/")) this.folderPuts.push(`${key.slice(`${PREFIX.data}${SET}/`.length)}@${decodeMeta(meta)?.mtimeNs ?? "?"}`);
+      return super.put(key, body, meta);
+    }
+    override async get(key: string) {
+      if (key.startsWith(segmentsPrefix(SET))) this.segmentGets += 1;
+      return super.get(key);
+    }
+  }
+  const mkdir = (seq: number, path: string, mtimeNs: string): WireRecord => ({ seq, op: "mkdir", path, mode: 0o755, mtimeNs });
+  /** Five messages of one new file each in folders d0..d4, every one changing its folder's mtime, 300 ms apart. */
+  const trickle = async (applier: Applier, clock: { t: number }) => {
+    await applier.applyMessage(signedIncoming("m0", SET, messageBody(SET, [0, 1, 2, 3, 4].map((i) => mkdir(i + 1, `d${i}`, "1")))));
+    for (let i = 0; i < 5; i++) {
+      clock.t += 300;
+      const seq = 6 + 2 * i;
+      await applier.applyMessage(signedIncoming(`m${seq}`, SET, messageBody(SET, [putRecord(seq, `d${i}/f.txt`, `file ${i}`), mkdir(seq + 1, `d${i}`, String(100 + i))])));
+    }
+  };
+
+  it("costs a trickle of new files no folder PUT, and a marker's snapshot still sees every folder's exact mtime", async () => {
+    const store = new FolderCountingStore();
+    const clock = { t: START_MS };
+    const applier = new Applier({ store, now: () => new Date(clock.t), log: () => {} });
+    await trickle(applier, clock);
+    expect(store.folderPuts).toEqual([]);
+    expect(await storedStatus(store)).toMatchObject({ folderWritesFrom: 0 });
+    expect((await pendingFolderWrites(store, SET)).get("d3")).toEqual({ mode: 0o755, mtimeNs: "103" });
+
+    await applier.applyMessage(signedIncoming("m-marker", SET, messageBody(SET, [{ seq: 16, op: "task", id: "t-folders", action: "snapshot", timeoutSeconds: 60 }])));
+    expect(store.folderPuts.sort()).toEqual(["d0/@100", "d1/@101", "d2/@102", "d3/@103", "d4/@104"]);
+    const [summary] = await listSnapshots(store, SET);
+    const manifest = summary ? await readManifest(store, summary) : [];
+    expect(manifest.filter((e) => e.kind === "dir").map((e) => `${e.path}@${e.mtimeNs}`).sort()).toEqual(["d0@100", "d1@101", "d2@102", "d3@103", "d4@104"]);
+    expect((await storedStatus(store)).folderWritesFrom).toBeUndefined();
+  });
+
+  it("writes them once the oldest waited FOLDER_WRITE_INTERVAL_MS, each folder once", async () => {
+    const store = new FolderCountingStore();
+    const clock = { t: START_MS };
+    const applier = new Applier({ store, now: () => new Date(clock.t), log: () => {} });
+    await trickle(applier, clock);
+    clock.t = START_MS + FOLDER_WRITE_INTERVAL_MS;
+    await applier.applyMessage(signedIncoming("m-late", SET, messageBody(SET, [putRecord(16, "late.txt", "late")])));
+    expect(store.folderPuts.sort()).toEqual(["d0/@100", "d1/@101", "d2/@102", "d3/@103", "d4/@104"]);
+    expect(await pendingFolderWrites(store, SET)).toEqual(new Map());
+    expect((await storedStatus(store)).folderWritesFrom).toBeUndefined();
+  });
+
+  it("a cold invocation after a crash finds the folder writes in the segments and writes them, as the warm one would have", async () => {
+    const run = async (crash: boolean) => {
+      const store = new FolderCountingStore();
+      const clock = { t: START_MS };
+      const first = new Applier({ store, now: () => new Date(clock.t), log: () => {} });
+      await trickle(first, clock);
+      // A crash loses what the first applier kept in memory: a new one (a cold container) goes on.
+      const next = crash ? new Applier({ store, now: () => new Date(clock.t), log: () => {} }) : first;
+      clock.t += 300;
+      store.segmentGets = 0;
+      await next.applyMessage(signedIncoming("m-next", SET, messageBody(SET, [putRecord(16, "d0/g.txt", "g"), mkdir(17, "d0", "200")])));
+      return store;
+    };
+    const crashed = await run(true);
+    // Its folders went at the end of its first message: d0 with the mtime the last segment gave it.
+    expect(crashed.folderPuts.sort()).toEqual(["d0/@200", "d1/@101", "d2/@102", "d3/@103", "d4/@104"]);
+    expect(crashed.segmentGets).toBeGreaterThan(0);
+    expect(await pendingFolderWrites(crashed, SET)).toEqual(new Map());
+    // The warm applier writes the same objects once their time comes, byte for byte.
+    const warm = await run(false);
+    expect(warm.folderPuts).toEqual([]);
+    expect(warm.segmentGets).toBe(0);
+    await new Applier({ store: warm, now: () => new Date(START_MS + FOLDER_WRITE_INTERVAL_MS * 2), log: () => {} }).applyMessage(
+      signedIncoming("m-flush", SET, messageBody(SET, [putRecord(18, "x.txt", "x")])),
+    );
+    const folders = (store: MemoryStore) => new Map([...objectsUnder(store, PREFIX.data)].filter(([key]) => key.endsWith("/")));
+    expect(folders(crashed)).toEqual(folders(warm));
+  });
+
+  it("writes folders at once without history: no segment holds them", async () => {
+    const store = new FolderCountingStore();
+    const applier = new Applier({ store, log: () => {}, history: { days: 0 } });
+    await applier.applyMessage(signedIncoming("m1", SET, messageBody(SET, [mkdir(1, "d", "5")])));
+    expect(store.folderPuts).toEqual(["d/@5"]);
   });
 });
