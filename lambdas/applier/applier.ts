@@ -319,7 +319,7 @@ export class Applier {
     advance(last);
     await this.#folders.commit(this.#store, status, history?.checkpointDue() ?? true, this.#now().getTime());
     await history?.finish();
-    // The segment holds the checkpoint: the status itself is written at most once a second unless more than progress changed.
+    // The segment holds the checkpoint: the status itself waits (status-schedule.ts) unless more than progress changed.
     if (this.#statusWrites.mayDefer(status, settled, history?.covers() ?? false, this.#now().getTime())) this.#statusWrites.deferred(status);
     else await this.#writeStatus(status);
     // Staged payloads are only needed until the checkpoint covers them.

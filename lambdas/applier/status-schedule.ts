@@ -3,16 +3,27 @@
 // `tidemark status` and `task --wait` read; with history on, each message's
 // segment already carries the checkpoint durably (store/status-checkpoint.ts),
 // so after a message that only moved the counters the status write may wait:
-// at most one a second per set, and at once whenever anything else in the
-// status changed (state, reason, markers, rejections, generation, snapshots,
+// up to STATUS_WRITE_INTERVAL_MS or STATUS_MAX_DEFERRED_MESSAGES messages per
+// set, and at once whenever anything else in the status changed (state, reason, markers, rejections, generation, snapshots,
 // the history's checkpoint and retention). It also remembers where each set
 // stood after this applier's last message, so reading the status again does
 // not fold segments it wrote itself.
 
 import type { SetStatus } from "../../contract/layout.ts";
 
-/** The least time between two status writes of a set that only move its counters. */
-export const STATUS_WRITE_INTERVAL_MS = 1_000;
+/**
+ * The least time between two status writes of a set that only move its
+ * counters. A trickle packed by the agent's linger (a message every ~2 s)
+ * then writes the status one message in five instead of after every one
+ * (bench/notes.md, "Cost at the floor, packed").
+ */
+export const STATUS_WRITE_INTERVAL_MS = 10_000;
+/**
+ * Messages whose status write may wait in a row: what a reader of the status
+ * folds (a HEAD per segment), and a cold applier reads again for the folder
+ * writes they hold, stays this short under a stream of messages.
+ */
+export const STATUS_MAX_DEFERRED_MESSAGES = 8;
 
 /** The status without what every applied message moves (and its segment carries): equal projections differ only in progress. */
 export function settledFields(status: SetStatus): string {
@@ -29,6 +40,8 @@ interface Written {
   readonly text: string;
   /** The set as this applier left it: that write, or a message applied after it whose status write waited. */
   latest: SetStatus;
+  /** Messages applied since that write whose status write waited. */
+  deferred: number;
 }
 
 export class StatusSchedule {
@@ -37,13 +50,15 @@ export class StatusSchedule {
 
   /** A status write of the set reached the store at `at` with `text`. */
   wrote(status: SetStatus, text: string, at: number): void {
-    this.#written.set(status.set, { at, text, latest: structuredClone(status) });
+    this.#written.set(status.set, { at, text, latest: structuredClone(status), deferred: 0 });
   }
 
   /** A message was applied and its status write waited: the next read starts from here. */
   deferred(status: SetStatus): void {
     const written = this.#written.get(status.set);
-    if (written) written.latest = structuredClone(status);
+    if (!written) return;
+    written.latest = structuredClone(status);
+    written.deferred += 1;
   }
 
   /**
@@ -61,11 +76,12 @@ export class StatusSchedule {
    * True when the write at the end of a message may wait: its segment holds
    * the checkpoint (`covered`), nothing but the counters changed since the
    * message began (`settledAtStart` against the status now), and this applier
-   * wrote the set's status less than STATUS_WRITE_INTERVAL_MS ago.
+   * wrote the set's status less than STATUS_WRITE_INTERVAL_MS and
+   * STATUS_MAX_DEFERRED_MESSAGES messages ago.
    */
   mayDefer(status: SetStatus, settledAtStart: string, covered: boolean, now: number): boolean {
-    const last = this.#written.get(status.set)?.at;
-    if (!covered || last === undefined || now < last || now - last >= STATUS_WRITE_INTERVAL_MS) return false;
+    const written = this.#written.get(status.set);
+    if (!covered || !written || now < written.at || now - written.at >= STATUS_WRITE_INTERVAL_MS || written.deferred >= STATUS_MAX_DEFERRED_MESSAGES) return false;
     return settledFields(status) === settledAtStart;
   }
 }

@@ -2,8 +2,9 @@
 // metadata holds the status counters as they stood once its records were
 // applied, so the checkpoint is durable with the segment (one PUT the message
 // makes anyway) and the status object need not be rewritten after every
-// message: the applier writes it at most once a second per set, and at once
-// whenever anything else in it changes (applier/status-schedule.ts). Every
+// message: the applier writes it at most every few seconds or messages per
+// set (applier/status-schedule.ts), and at once
+// whenever anything else in it changes. Every
 // reader of the status (readSetStatus) folds the segments written after it.
 
 import { segmentKey } from "../../contract/history.ts";

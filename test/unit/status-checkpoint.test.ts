@@ -5,6 +5,7 @@ import { encodeInline, type WireRecord } from "../../contract/wire.ts";
 import { Applier } from "../../lambdas/applier/applier.ts";
 import { FOLDER_WRITE_INTERVAL_MS, pendingFolderWrites, supersededFolderWrites } from "../../lambdas/applier/folder-writes.ts";
 import { readSegment } from "../../lambdas/history/history-store.ts";
+import { STATUS_MAX_DEFERRED_MESSAGES, STATUS_WRITE_INTERVAL_MS } from "../../lambdas/applier/status-schedule.ts";
 import { listSnapshots, readManifest } from "../../lambdas/tasks/snapshots.ts";
 import { MemoryStore } from "../../lambdas/store/memory-store.ts";
 import { readSetStatus } from "../../lambdas/store/set-status.ts";
@@ -33,7 +34,7 @@ describe("the set's status checkpoint", () => {
   let n = 0;
   const deliver = (applier: Applier, records: WireRecord[]) => applier.applyMessage(signedIncoming(`m${++n}`, SET, messageBody(SET, records)));
 
-  it("is written at most once a second while only progress moves; readers, task --wait and another applier take the rest from the segments", async () => {
+  it("is written at most every STATUS_WRITE_INTERVAL_MS while only progress moves; readers, task --wait and another applier take the rest from the segments", async () => {
     const store = new MemoryStore();
     const c = clock();
     const applier = new Applier({ store, now: c.now, log: () => {} });
@@ -61,9 +62,38 @@ describe("the set's status checkpoint", () => {
     c.t += 100;
     expect(await deliver(applier, [putRecord(7, "d/f.txt", "f")])).toMatchObject({ kind: "applied", first: 7, last: 7 });
     expect((await storedStatus(store)).lastSeq).toBe(6);
-    c.t += 1_000;
+    c.t += STATUS_WRITE_INTERVAL_MS;
     await deliver(applier, [putRecord(8, "d/g.txt", "g")]);
     expect(await storedStatus(store)).toMatchObject({ lastSeq: 8, appliedRecords: 8 });
+  });
+
+  it("writes a trickle's status (a message every 2 s, as the agent's linger packs it) one message in five", async () => {
+    const store = new MemoryStore();
+    const c = clock();
+    const applier = new Applier({ store, now: c.now, log: () => {} });
+    const written: number[] = [];
+    for (let seq = 1; seq <= 11; seq++) {
+      await deliver(applier, [putRecord(seq, `f${seq}.txt`, "x")]);
+      if ((await storedStatus(store)).lastSeq === seq) written.push(seq);
+      c.t += 2_000;
+    }
+    expect(written).toEqual([1, 6, 11]);
+  });
+
+  it("waits at most STATUS_MAX_DEFERRED_MESSAGES messages in a row, so a reader folds few segments under a stream", async () => {
+    const store = new MemoryStore();
+    const c = clock();
+    const applier = new Applier({ store, now: c.now, log: () => {} });
+    await deliver(applier, [putRecord(1, "a.txt", "a")]);
+    let seq = 1;
+    for (let i = 0; i < STATUS_MAX_DEFERRED_MESSAGES; i++) {
+      c.t += 10;
+      await deliver(applier, [putRecord(++seq, `f${seq}.txt`, "x")]);
+    }
+    expect((await storedStatus(store)).lastSeq).toBe(1);
+    c.t += 10;
+    await deliver(applier, [putRecord(++seq, `f${seq}.txt`, "x")]);
+    expect((await storedStatus(store)).lastSeq).toBe(seq);
   });
 
   it("reads one segment key past what it knows per message, and still finds a segment its own dead invocation left", async () => {
