@@ -60,7 +60,7 @@ it("stops at once while changes linger, keeping them journaled for the next star
   expect(h.journal.sets.counters(SET).backlogRecords).toBe(1);
 });
 
-it("drains without lingering (flush and every command that waits for the target)", async () => {
+it("drains without lingering (what a command run without a running agent does before it exits)", async () => {
   writeFileSync(join(h.src.path, "now.txt"), "now");
   await h.agent.scan(SET);
   await h.agent.drain(SET);
