@@ -105,12 +105,14 @@ export class SetSender {
     let idle = false;
     while (!stopped()) {
       let sent = 0;
+      let hurried = false;
       try {
         if (idle) await this.#lingerAfterIdle(stopped);
         if (stopped()) return;
         const linger = lingerBeforeSend(Date.now() - lastSend, journal.sets.counters(spec.name).backlogRecords);
         if (linger > 0) await sleep(linger);
         lastSend = Date.now();
+        hurried = this.#hurried;
         this.#hurried = false;
         // While the disk is full, marking a message sent would fail: sending it would only send it twice.
         sent = health.full ? 0 : (await this.#sendNext()).records;
@@ -119,6 +121,8 @@ export class SetSender {
         if (stopped()) return;
         if (!health.handle(error)) log.error("send failed", { set: spec.name, error: String(error) });
       }
+      // What someone waits on is still unsent (a failed send, a full disk): the next try does not linger either.
+      if (hurried && sent === 0) this.#hurried = true;
       idle = sent === 0;
       if (sent === 0 && !stopped()) {
         await new Promise<void>((resolve) => {

@@ -44,6 +44,14 @@ it("holds changes arriving one by one at an idle sender, and sends them in one m
   expect(recordsOf(sent[0] ?? "")).toEqual(["put a.txt", "put b.txt", "put c.txt", "task"]);
 });
 
+it("does not linger when it tries again to send a marker whose send failed", async () => {
+  writeFileSync(join(h.src.path, "a.txt"), "a");
+  h.transport.failures.push(new Error("queue unreachable"));
+  await h.agent.insertMarker(SET, { fields: { action: "snapshot", timeoutSeconds: 0 } });
+  await eventually(async () => expect(h.journal.sets.counters(SET).backlogRecords).toBe(0), 20_000, 20);
+  expect(h.transport.failures).toHaveLength(0);
+});
+
 it("sends without lingering once the backlog pays for its message", async () => {
   const before = h.transport.bodies.length;
   for (let i = 0; i < PACKED_ENOUGH_RECORDS; i++) writeFileSync(join(h.src.path, `f${String(i).padStart(2, "0")}.txt`), `file ${i}`);
