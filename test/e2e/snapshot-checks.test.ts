@@ -45,7 +45,7 @@ describe("snapshot checks on the local cloud", () => {
     expect(result).toMatchObject({ status: "succeeded", outputs: { files: 13, digest: "matched", verification: "verified" } });
     const [snapshot] = JSON.parse((await tidemark(["snapshots", SET, "--json", "--config", config])).stdout) as SnapshotSummary[];
     expect(snapshot?.verification).toMatchObject({ status: "verified", objects: 13, read: 13, byChecksum: 0 });
-  }, 60_000);
+  });
 
   it("an object deleted behind the applier's back: the next task --wait exits 3 naming it", async () => {
     await cloud.store.delete(dataKey(SET, "README.md"));
@@ -59,7 +59,7 @@ describe("snapshot checks on the local cloud", () => {
     const status = await tidemark(["status", "--config", config]);
     expect(status.code).toBe(1);
     expect(status.stdout).toMatch(/failed its checks: its digest does not match what the source held/);
-  }, 60_000);
+  });
 
   it("an object altered behind the applier's back (metadata kept): the next task --wait exits 3 naming it", async () => {
     // The source writes README.md again: its put brings it back, and the set matches once more.
@@ -74,5 +74,5 @@ describe("snapshot checks on the local cloud", () => {
     const snapshots = JSON.parse((await tidemark(["snapshots", SET, "--json", "--config", config])).stdout) as SnapshotSummary[];
     expect(snapshots.at(-1)?.verification).toMatchObject({ status: "failed", failures: [{ path: "Docs/file-3.txt", key }] });
     expect((await tidemark(["snapshots", SET, "--config", config])).stdout).toMatch(/matched +FAILED \(1 of \d+\)\n$/);
-  }, 60_000);
+  });
 });

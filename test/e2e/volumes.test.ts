@@ -1,12 +1,12 @@
 // Volume sets end to end on the emulator, with the CLI as a script runs it: a
-// 256 MiB disk image written at random by a busy process, paused with SIGSTOP
+// 64 MiB disk image written at random by a busy process, paused with SIGSTOP
 // around `tidemark task --action ebs-snapshot --wait`, resumed. Each EBS
 // snapshot, read back block by block through the EBS direct API fake, equals
 // the image as it was at its marker; the second holds only the blocks that
 // changed since the first. A file set replicates alongside.
 
 import { spawn, type ChildProcess } from "node:child_process";
-import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { mkdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { open } from "node:fs/promises";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -25,7 +25,7 @@ import { eventually, REGION, startTestCloud, type TestCloud } from "../support/l
 import { pictureOfSource, pictureOfTarget, readHead, tempDir } from "../support/tree.ts";
 
 const WORKLOAD = fileURLToPath(new URL("../support/disk-workload.ts", import.meta.url));
-const IMAGE_BYTES = 256 * 1024 * 1024;
+const IMAGE_BYTES = 64 * 1024 * 1024;
 const GIB = 1024 ** 3;
 
 let cloud: TestCloud;
@@ -97,12 +97,16 @@ describe("ebs-snapshot markers on a busy disk image", () => {
     const app: ChildProcess = spawn(process.execPath, [WORKLOAD, image, "7"], { stdio: "ignore" });
     const taken: { id: string; picture: Buffer }[] = [];
     try {
+      let stamp = statSync(image, { bigint: true }).mtimeNs;
       for (const round of [1, 2]) {
-        await sleep(1_500);
+        // The workload wrote since the last picture (a node slow to start on a busy machine has not), then writes on.
+        await eventually(async () => expect(statSync(image, { bigint: true }).mtimeNs).not.toBe(stamp), 60_000, 50);
+        await sleep(1_000);
         app.kill("SIGSTOP");
         // SIGSTOP lands between system calls: every write the process made is in the page cache now.
         await sleep(20);
         const picture = readFileSync(image);
+        stamp = statSync(image, { bigint: true }).mtimeNs;
         writeFileSync(join(src, `round-${round}.txt`), `round ${round}\n`);
         const task = await tidemark(["task", "vm", "--action", "ebs-snapshot", "--label", `round-${round}`, "--wait", "--json", "--config", config]);
         app.kill("SIGCONT");

@@ -68,7 +68,7 @@ it("applies what reaches its queue, runs markers' actions with the EBS stand-in,
   expect(await listening(target.endpoint)).toBe(false);
   expect(await listening(target.ebs.endpoint)).toBe(false);
   dir.remove();
-}, 60_000);
+});
 
 it("stops what it had started when a later step fails", async () => {
   const servers = () => process.getActiveResourcesInfo().filter((kind) => kind === "TCPServerWrap").length;
@@ -77,4 +77,4 @@ it("stops what it had started when a later step fails", async () => {
   await expect(startLocalTarget({ emulator: { endpoint: "http://127.0.0.1:9" }, ebs: {} })).rejects.toThrow();
   // A closed server's handle goes on the next turn of the event loop.
   await eventually(async () => expect(servers()).toBe(before), 5_000, 20);
-}, 60_000);
+});

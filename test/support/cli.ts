@@ -11,10 +11,13 @@ export interface CliResult {
   readonly stderr: string;
 }
 
-/** Runs a process to completion, collecting its output; asynchronous so an emulator in the test process keeps serving. */
+/**
+ * Runs a process to completion, collecting its output; asynchronous so an emulator in the test process keeps serving.
+ * Killed after `timeoutMs` (default just under the test's own limit in vitest.config.ts, so a hang shows its output).
+ */
 export function runProcess(command: string, args: string[], options: { env?: NodeJS.ProcessEnv; cwd?: string; timeoutMs?: number } = {}): Promise<CliResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(command, args, { env: options.env ?? process.env, cwd: options.cwd, stdio: ["ignore", "pipe", "pipe"], timeout: options.timeoutMs ?? 60_000 });
+    const child = spawn(command, args, { env: options.env ?? process.env, cwd: options.cwd, stdio: ["ignore", "pipe", "pipe"], timeout: options.timeoutMs ?? 110_000 });
     let stdout = "";
     let stderr = "";
     child.stdout.setEncoding("utf8").on("data", (chunk: string) => (stdout += chunk));
