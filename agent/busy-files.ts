@@ -4,51 +4,100 @@
 // a file, not a whole copy per change, and each capture reads the file once
 // per send rather than once per write. A marker's barrier scan does not wait:
 // the marker must see every file as it was at the barrier.
+//
+// Paced (issue 17): the target rebuilds every version of a large file whole
+// (delta-rebuild.ts), so a busy database sent as fast as it is read builds a
+// backlog there. The next version of a busy file is also held until the target
+// can have rebuilt the previous one (its size at `bytesPerSecond`), unless the
+// file went quiet (no write for `quietMs`): then the version after the last
+// write is captured at once.
 
 import type { Change } from "./journal.ts";
 
+/** How busy large files are paced; loose options, defaulted at the boundary. */
+export interface BusyFileOptions {
+  /** Bytes a second the target is assumed to rebuild a large file at: the next version waits size / this. @default 64 MiB */
+  readonly bytesPerSecond?: number;
+  /** A waiting file without a write for this long is captured at once. @default 300 ms */
+  readonly quietMs?: number;
+  /** Clock (ms); tests step it by hand. @default Date.now */
+  readonly now?: () => number;
+}
+
+const DEFAULT_BYTES_PER_SECOND = 64 * 1024 * 1024;
+const DEFAULT_QUIET_MS = 300;
+
+interface Unsent {
+  readonly seq: number;
+  /** When the next version may be captured even while the file keeps changing. */
+  readonly paceUntil: number;
+}
+
 export class BusyFiles {
   readonly #threshold: number;
-  /** Path -> seq of its latest large put, until it is sent. */
-  readonly #unsent = new Map<string, number>();
-  /** Paths whose capture waits for their put to be sent. */
-  readonly #waiting = new Set<string>();
+  readonly #bytesPerSecond: number;
+  readonly #quietMs: number;
+  readonly #now: () => number;
+  /** Path -> its latest large put, until it is sent and its pace has passed. */
+  readonly #unsent = new Map<string, Unsent>();
+  /** Paths whose capture waits, with when each last asked (its last write seen). */
+  readonly #waiting = new Map<string, number>();
 
   /** Files of at least thresholdBytes are coalesced. */
-  constructor(thresholdBytes: number) {
+  constructor(thresholdBytes: number, options: BusyFileOptions = {}) {
     this.#threshold = thresholdBytes;
+    this.#bytesPerSecond = options.bytesPerSecond ?? DEFAULT_BYTES_PER_SECOND;
+    this.#quietMs = options.quietMs ?? DEFAULT_QUIET_MS;
+    this.#now = options.now ?? Date.now;
   }
 
-  /** Notes what was journaled: a put of a large file holds later captures of its path until it is sent. */
+  /** Notes what was journaled: a put of a large file holds later captures of its path until it is sent and paced. */
   journaled(changes: readonly Change[], seqs: readonly number[]): void {
+    const now = this.#now();
     changes.forEach((change, i) => {
       const seq = seqs[i];
-      if (seq !== undefined && change.op === "put" && change.size >= this.#threshold) this.#unsent.set(change.path, seq);
+      if (seq === undefined || change.op !== "put" || change.size < this.#threshold) return;
+      this.#unsent.set(change.path, { seq, paceUntil: now + (change.size * 1000) / this.#bytesPerSecond });
     });
   }
 
-  /** True when path's large put is not sent yet (sentSeq is the last seq sent): its capture waits, and is remembered. */
+  /** True when path's capture waits (sentSeq is the last seq sent), and is remembered: see the top of this file. */
   defer(path: string, sentSeq: number): boolean {
-    const seq = this.#unsent.get(path);
-    if (seq === undefined) return false;
-    if (seq <= sentSeq) {
+    const unsent = this.#unsent.get(path);
+    if (unsent === undefined) return false;
+    const now = this.#now();
+    if (unsent.seq <= sentSeq && now >= unsent.paceUntil) {
       this.#unsent.delete(path);
+      this.#waiting.delete(path);
       return false;
     }
-    this.#waiting.add(path);
+    this.#waiting.set(path, now);
     return true;
   }
 
-  /** Paths that waited and whose put has been sent since: to capture now. */
+  /** Paths that waited and are due now (previous put sent; paced, or quiet): to capture now. */
   ready(sentSeq: number): string[] {
+    const now = this.#now();
     const ready: string[] = [];
-    for (const path of this.#waiting) {
-      const seq = this.#unsent.get(path);
-      if (seq !== undefined && seq > sentSeq) continue;
+    for (const [path, askedAt] of this.#waiting) {
+      const unsent = this.#unsent.get(path);
+      if (unsent !== undefined && (unsent.seq > sentSeq || now < Math.min(unsent.paceUntil, askedAt + this.#quietMs))) continue;
       this.#waiting.delete(path);
       this.#unsent.delete(path);
       ready.push(path);
     }
     return ready;
+  }
+
+  /** Ms from now until the next waiting path is due (sends permitting), or undefined when none waits. */
+  nextDueMs(): number | undefined {
+    const now = this.#now();
+    let due: number | undefined;
+    for (const [path, askedAt] of this.#waiting) {
+      const unsent = this.#unsent.get(path);
+      const at = unsent ? Math.min(unsent.paceUntil, askedAt + this.#quietMs) : now;
+      due = Math.min(due ?? at, at);
+    }
+    return due === undefined ? undefined : Math.max(0, due - now);
   }
 }

@@ -46,6 +46,45 @@ it("holds one unsent version of a large file that keeps changing, and sends the 
   expect(puts).toHaveLength(2);
 });
 
+/** The puts of path that travelled, in order. */
+const sentPuts = (path: string) => h.transport.bodies.flatMap((body) => (JSON.parse(body) as { records: { op: string; path?: string }[] }).records).filter((r) => r.op === "put" && r.path === path);
+
+it("paces a busy large file by its size even once its last version is sent, and sends the version after the last write once the file is quiet", async () => {
+  let now = 1_000_000;
+  // 300 KiB at 30 KiB/s: the next version of the file waits 10 s unless it goes quiet for 300 ms.
+  h = agentHarness(SET, { coalesceBytes: 256 * 1024, busyFiles: { bytesPerSecond: 30 * 1024, quietMs: 300, now: () => now } });
+  write("big.db", randomBytes(300 * 1024));
+  await h.agent.scan(SET);
+  await h.agent.drain(SET);
+  expect(sentPuts("big.db")).toHaveLength(1);
+
+  const change = async (ms: number) => {
+    now += ms;
+    write("big.db", randomBytes(300 * 1024));
+    h.agent.hint(SET, "big.db");
+    await h.agent.processHints(SET);
+    await h.agent.drain(SET);
+  };
+  // Sent, but written again within its pace: the version waits.
+  await change(100);
+  await change(200);
+  expect(unsentOf("big.db")).toHaveLength(0);
+  expect(sentPuts("big.db")).toHaveLength(1);
+  // Quiet for longer than quietMs: the version after the last write goes at once, the one before it never.
+  now += 400;
+  await h.agent.drain(SET);
+  expect(sentPuts("big.db")).toHaveLength(2);
+  expect(await pictureOfTarget(h.store, SET)).toEqual(await pictureOfSource(h.src.path));
+
+  // Written every 250 ms for 11.25 s: never quiet, so one version when the 10 s pace is over.
+  for (let i = 0; i < 45; i++) await change(250);
+  expect(sentPuts("big.db")).toHaveLength(3);
+  now += 400;
+  await h.agent.drain(SET);
+  expect(sentPuts("big.db")).toHaveLength(4);
+  expect(await pictureOfTarget(h.store, SET)).toEqual(await pictureOfSource(h.src.path));
+});
+
 it("lets a marker's barrier capture a large file that waits, so the marker sees it as it was", async () => {
   h = agentHarness(SET, { coalesceBytes: 256 * 1024 });
   write("big.db", randomBytes(300 * 1024));
