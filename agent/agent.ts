@@ -114,6 +114,7 @@ class SetRunner {
     this.recovery = new SetRecovery(context, this.operations, {
       ...(options.targetStatus ? { targetStatus: options.targetStatus } : {}),
       ...(options.recover ? { recover: options.recover } : {}),
+      onTargetStatus: (status) => this.capture.targetApplied(status.lastSeq),
     });
     this.sender = new SetSender(context, {
       transport: options.transport,

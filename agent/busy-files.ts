@@ -10,7 +10,11 @@
 // backlog there. The next version of a busy file is also held until the target
 // can have rebuilt the previous one (its size at `bytesPerSecond`), unless the
 // file went quiet (no write for `quietMs`): then the version after the last
-// write is captured at once.
+// write is captured at once. Once the target's checkpoint is known (the
+// agent polls the set's status), the next version waits for the target to
+// have applied the previous one instead, up to WAIT_FACTOR times that pace:
+// the checkpoint is only a hint (another generation's, or late), never a
+// reason to hold a file for good.
 
 import type { Change } from "./journal.ts";
 
@@ -26,11 +30,15 @@ export interface BusyFileOptions {
 
 const DEFAULT_BYTES_PER_SECOND = 64 * 1024 * 1024;
 const DEFAULT_QUIET_MS = 300;
+/** With the target's checkpoint known, a busy file waits at most this many times its pace for the previous version to be applied. */
+const WAIT_FACTOR = 8;
 
 interface Unsent {
   readonly seq: number;
-  /** When the next version may be captured even while the file keeps changing. */
+  /** When the next version may be captured even while the file keeps changing (the target's checkpoint unknown). */
   readonly paceUntil: number;
+  /** The latest it waits for the target to apply this version, the checkpoint known. */
+  readonly waitUntil: number;
 }
 
 export class BusyFiles {
@@ -42,6 +50,8 @@ export class BusyFiles {
   readonly #unsent = new Map<string, Unsent>();
   /** Paths whose capture waits, with when each last asked (its last write seen). */
   readonly #waiting = new Map<string, number>();
+  /** The target's checkpoint (last seq applied), once known. */
+  #applied: number | undefined;
 
   /** Files of at least thresholdBytes are coalesced. */
   constructor(thresholdBytes: number, options: BusyFileOptions = {}) {
@@ -57,7 +67,8 @@ export class BusyFiles {
     changes.forEach((change, i) => {
       const seq = seqs[i];
       if (seq === undefined || change.op !== "put" || change.size < this.#threshold) return;
-      this.#unsent.set(change.path, { seq, paceUntil: now + (change.size * 1000) / this.#bytesPerSecond });
+      const pace = (change.size * 1000) / this.#bytesPerSecond;
+      this.#unsent.set(change.path, { seq, paceUntil: now + pace, waitUntil: now + pace * WAIT_FACTOR });
     });
   }
 
@@ -66,7 +77,7 @@ export class BusyFiles {
     const unsent = this.#unsent.get(path);
     if (unsent === undefined) return false;
     const now = this.#now();
-    if (unsent.seq <= sentSeq && now >= unsent.paceUntil) {
+    if (unsent.seq <= sentSeq && this.#paced(unsent, now)) {
       this.#unsent.delete(path);
       this.#waiting.delete(path);
       return false;
@@ -81,12 +92,23 @@ export class BusyFiles {
     const ready: string[] = [];
     for (const [path, askedAt] of this.#waiting) {
       const unsent = this.#unsent.get(path);
-      if (unsent !== undefined && (unsent.seq > sentSeq || now < Math.min(unsent.paceUntil, askedAt + this.#quietMs))) continue;
+      if (unsent !== undefined && (unsent.seq > sentSeq || (!this.#paced(unsent, now) && now < askedAt + this.#quietMs))) continue;
       this.#waiting.delete(path);
       this.#unsent.delete(path);
       ready.push(path);
     }
     return ready;
+  }
+
+  /** Notes the target's checkpoint: a busy file whose previous version it applied may go. */
+  applied(seq: number): void {
+    this.#applied = Math.max(this.#applied ?? seq, seq);
+  }
+
+  /** True when the target can have rebuilt the version: applied, when the checkpoint is known; else its pace passed. */
+  #paced(unsent: Unsent, now: number): boolean {
+    if (this.#applied === undefined) return now >= unsent.paceUntil;
+    return this.#applied >= unsent.seq || now >= unsent.waitUntil;
   }
 
   /** Ms from now until the next waiting path is due (sends permitting), or undefined when none waits. */
@@ -95,7 +117,7 @@ export class BusyFiles {
     let due: number | undefined;
     for (const [path, askedAt] of this.#waiting) {
       const unsent = this.#unsent.get(path);
-      const at = unsent ? Math.min(unsent.paceUntil, askedAt + this.#quietMs) : now;
+      const at = unsent ? Math.min(this.#applied === undefined ? unsent.paceUntil : unsent.waitUntil, askedAt + this.#quietMs) : now;
       due = Math.min(due ?? at, at);
     }
     return due === undefined ? undefined : Math.max(0, due - now);

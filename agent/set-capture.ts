@@ -85,6 +85,14 @@ export class SetCapture {
     this.#wakeWhenDue();
   }
 
+  /** The target applied up to seq: a busy file whose last version it rebuilt may be captured again. */
+  targetApplied(seq: number): void {
+    this.#busy.applied(seq);
+    this.captureWaiting().catch((error: unknown) => {
+      if (!this.#context.health.handle(error)) this.#context.log.error("capture failed; a barrier scan will catch up", { set: this.#context.spec.name, error: String(error) });
+    });
+  }
+
   /** A busy file waits for its pace or quiet moment: captureWaiting runs then (a send runs it too). */
   #wakeWhenDue(): void {
     const due = this.#busy.nextDueMs();
