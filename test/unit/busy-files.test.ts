@@ -5,8 +5,10 @@
 import { randomBytes } from "node:crypto";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { afterEach, expect, it } from "vitest";
+import { afterEach, expect, it, vi } from "vitest";
 import { BLOCK_SIZE } from "../../contract/wire.ts";
+import { MemoryStore } from "../../lambdas/store/memory-store.ts";
+import { readSetStatus } from "../../lambdas/store/set-status.ts";
 import { agentHarness, type Harness } from "../support/harness.ts";
 import { pictureOfSource, pictureOfTarget } from "../support/tree.ts";
 
@@ -82,6 +84,31 @@ it("paces a busy large file by its size even once its last version is sent, and 
   now += 400;
   await h.agent.drain(SET);
   expect(sentPuts("big.db")).toHaveLength(4);
+  expect(await pictureOfTarget(h.store, SET)).toEqual(await pictureOfSource(h.src.path));
+});
+
+it("holds a busy file's next version until the target's status shows the last one applied, then captures it", async () => {
+  let now = 1_000_000;
+  const store = new MemoryStore();
+  // The applier's checkpoint as the agent's status poll would read it, held back by hand.
+  let reported = 0;
+  const targetStatus = async (set: string) => ({ ...(await readSetStatus(store, set)), lastSeq: reported });
+  h = agentHarness(SET, { coalesceBytes: 256 * 1024, targetStatus, busyFiles: { bytesPerSecond: 300 * 1024, quietMs: 300, now: () => now } }, { store });
+  write("big.db", randomBytes(300 * 1024));
+  await h.agent.scan(SET);
+  await h.agent.drain(SET);
+  await h.agent.checkTarget(SET);
+  // Its 1 s pace is over, but the target has not applied it yet: the next version waits.
+  now += 2000;
+  write("big.db", randomBytes(300 * 1024));
+  h.agent.hint(SET, "big.db");
+  await h.agent.processHints(SET);
+  await h.agent.drain(SET);
+  expect(sentPuts("big.db")).toHaveLength(1);
+  reported = h.journal.sets.counters(SET).sentSeq;
+  await h.agent.checkTarget(SET);
+  await vi.waitFor(() => expect(sentPuts("big.db").length + unsentOf("big.db").length).toBe(2));
+  await h.agent.drain(SET);
   expect(await pictureOfTarget(h.store, SET)).toEqual(await pictureOfSource(h.src.path));
 });
 
