@@ -15,6 +15,7 @@ import type { AgentProblem } from "./problem-file.ts";
 import { silentLogger, type Logger } from "./log.ts";
 import type { ScanReport } from "./scan.ts";
 import type { PackedMarker } from "./sender.ts";
+import type { BusyFileOptions } from "./busy-files.ts";
 import { Backlog } from "./set-backlog.ts";
 import { SetCapture } from "./set-capture.ts";
 import { SetLane, type SetContext } from "./set-context.ts";
@@ -54,6 +55,8 @@ export interface AgentOptions {
   readonly rescanMs?: number;
   /** Files at least this large that keep changing are coalesced: one unsent version at a time (busy-files.ts). @default 16 MiB */
   readonly coalesceBytes?: number;
+  /** How coalesced files are paced: the next version waits for the target's rebuild of the last, unless the file went quiet (busy-files.ts). */
+  readonly busyFiles?: BusyFileOptions;
   /** How often a set is scanned once its watcher failed (inotify watches exhausted). @default 30 s */
   readonly pollingScanMs?: number;
   /** How long changes arriving at an idle sender wait for more before they are sent (config `lingerMs`). @default 0 */
@@ -108,12 +111,13 @@ class SetRunner {
       wake: () => this.sender.wake(),
     };
     const backlog = new Backlog(context, options.journalLimitBytes ?? DEFAULT_JOURNAL_LIMIT_BYTES);
-    this.capture = new SetCapture(context, backlog, options.coalesceBytes ?? DEFAULT_COALESCE_BYTES);
+    this.capture = new SetCapture(context, backlog, options.coalesceBytes ?? DEFAULT_COALESCE_BYTES, options.busyFiles);
     // What operations journal (markers, verifications, resyncs, ...) someone waits on: it is sent without lingering.
     this.operations = new SetOperations({ ...context, wake: () => this.sender.hurry() }, this.capture);
     this.recovery = new SetRecovery(context, this.operations, {
       ...(options.targetStatus ? { targetStatus: options.targetStatus } : {}),
       ...(options.recover ? { recover: options.recover } : {}),
+      onTargetStatus: (status) => this.capture.targetApplied(status.lastSeq),
     });
     this.sender = new SetSender(context, {
       transport: options.transport,

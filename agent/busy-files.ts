@@ -4,51 +4,122 @@
 // a file, not a whole copy per change, and each capture reads the file once
 // per send rather than once per write. A marker's barrier scan does not wait:
 // the marker must see every file as it was at the barrier.
+//
+// Paced (issue 17): the target rebuilds every version of a large file whole
+// (delta-rebuild.ts), so a busy database sent as fast as it is read builds a
+// backlog there. The next version of a busy file is also held until the target
+// can have rebuilt the previous one (its size at `bytesPerSecond`), unless the
+// file went quiet (no write for `quietMs`): then the version after the last
+// write is captured at once. Once the target's checkpoint is known (the
+// agent polls the set's status), the next version waits for the target to
+// have applied the previous one instead, up to WAIT_FACTOR times that pace:
+// the checkpoint is only a hint (another generation's, or late), never a
+// reason to hold a file for good.
 
 import type { Change } from "./journal.ts";
 
+/** How busy large files are paced; loose options, defaulted at the boundary. */
+export interface BusyFileOptions {
+  /** Bytes a second the target is assumed to rebuild a large file at: the next version waits size / this. @default 64 MiB */
+  readonly bytesPerSecond?: number;
+  /** A waiting file without a write for this long is captured at once. @default 300 ms */
+  readonly quietMs?: number;
+  /** Clock (ms); tests step it by hand. @default Date.now */
+  readonly now?: () => number;
+}
+
+const DEFAULT_BYTES_PER_SECOND = 64 * 1024 * 1024;
+const DEFAULT_QUIET_MS = 300;
+/** With the target's checkpoint known, a busy file waits at most this many times its pace for the previous version to be applied. */
+const WAIT_FACTOR = 8;
+
+interface Unsent {
+  readonly seq: number;
+  /** When the next version may be captured even while the file keeps changing (the target's checkpoint unknown). */
+  readonly paceUntil: number;
+  /** The latest it waits for the target to apply this version, the checkpoint known. */
+  readonly waitUntil: number;
+}
+
 export class BusyFiles {
   readonly #threshold: number;
-  /** Path -> seq of its latest large put, until it is sent. */
-  readonly #unsent = new Map<string, number>();
-  /** Paths whose capture waits for their put to be sent. */
-  readonly #waiting = new Set<string>();
+  readonly #bytesPerSecond: number;
+  readonly #quietMs: number;
+  readonly #now: () => number;
+  /** Path -> its latest large put, until it is sent and its pace has passed. */
+  readonly #unsent = new Map<string, Unsent>();
+  /** Paths whose capture waits, with when each last asked (its last write seen). */
+  readonly #waiting = new Map<string, number>();
+  /** The target's checkpoint (last seq applied), once known. */
+  #applied: number | undefined;
 
   /** Files of at least thresholdBytes are coalesced. */
-  constructor(thresholdBytes: number) {
+  constructor(thresholdBytes: number, options: BusyFileOptions = {}) {
     this.#threshold = thresholdBytes;
+    this.#bytesPerSecond = options.bytesPerSecond ?? DEFAULT_BYTES_PER_SECOND;
+    this.#quietMs = options.quietMs ?? DEFAULT_QUIET_MS;
+    this.#now = options.now ?? Date.now;
   }
 
-  /** Notes what was journaled: a put of a large file holds later captures of its path until it is sent. */
+  /** Notes what was journaled: a put of a large file holds later captures of its path until it is sent and paced. */
   journaled(changes: readonly Change[], seqs: readonly number[]): void {
+    const now = this.#now();
     changes.forEach((change, i) => {
       const seq = seqs[i];
-      if (seq !== undefined && change.op === "put" && change.size >= this.#threshold) this.#unsent.set(change.path, seq);
+      if (seq === undefined || change.op !== "put" || change.size < this.#threshold) return;
+      const pace = (change.size * 1000) / this.#bytesPerSecond;
+      this.#unsent.set(change.path, { seq, paceUntil: now + pace, waitUntil: now + pace * WAIT_FACTOR });
     });
   }
 
-  /** True when path's large put is not sent yet (sentSeq is the last seq sent): its capture waits, and is remembered. */
+  /** True when path's capture waits (sentSeq is the last seq sent), and is remembered: see the top of this file. */
   defer(path: string, sentSeq: number): boolean {
-    const seq = this.#unsent.get(path);
-    if (seq === undefined) return false;
-    if (seq <= sentSeq) {
+    const unsent = this.#unsent.get(path);
+    if (unsent === undefined) return false;
+    const now = this.#now();
+    if (unsent.seq <= sentSeq && this.#paced(unsent, now)) {
       this.#unsent.delete(path);
+      this.#waiting.delete(path);
       return false;
     }
-    this.#waiting.add(path);
+    this.#waiting.set(path, now);
     return true;
   }
 
-  /** Paths that waited and whose put has been sent since: to capture now. */
+  /** Paths that waited and are due now (previous put sent; paced, or quiet): to capture now. */
   ready(sentSeq: number): string[] {
+    const now = this.#now();
     const ready: string[] = [];
-    for (const path of this.#waiting) {
-      const seq = this.#unsent.get(path);
-      if (seq !== undefined && seq > sentSeq) continue;
+    for (const [path, askedAt] of this.#waiting) {
+      const unsent = this.#unsent.get(path);
+      if (unsent !== undefined && (unsent.seq > sentSeq || (!this.#paced(unsent, now) && now < askedAt + this.#quietMs))) continue;
       this.#waiting.delete(path);
       this.#unsent.delete(path);
       ready.push(path);
     }
     return ready;
+  }
+
+  /** Notes the target's checkpoint: a busy file whose previous version it applied may go. */
+  applied(seq: number): void {
+    this.#applied = Math.max(this.#applied ?? seq, seq);
+  }
+
+  /** True when the target can have rebuilt the version: applied, when the checkpoint is known; else its pace passed. */
+  #paced(unsent: Unsent, now: number): boolean {
+    if (this.#applied === undefined) return now >= unsent.paceUntil;
+    return this.#applied >= unsent.seq || now >= unsent.waitUntil;
+  }
+
+  /** Ms from now until the next waiting path is due (sends permitting), or undefined when none waits. */
+  nextDueMs(): number | undefined {
+    const now = this.#now();
+    let due: number | undefined;
+    for (const [path, askedAt] of this.#waiting) {
+      const unsent = this.#unsent.get(path);
+      const at = unsent ? Math.min(this.#applied === undefined ? unsent.paceUntil : unsent.waitUntil, askedAt + this.#quietMs) : now;
+      due = Math.min(due ?? at, at);
+    }
+    return due === undefined ? undefined : Math.max(0, due - now);
   }
 }

@@ -1,12 +1,13 @@
 // How one set's changes reach its journal: the watcher's hints gathered for a
 // moment and captured in one transaction (a vanished large file that
 // reappears under another name becomes a rename), barrier scans of the whole
-// set, and large busy files held back until their previous version is sent.
+// set, and large busy files held back until their previous version is sent
+// and paced (busy-files.ts).
 
 import { lstat, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { BLOCK_SIZE } from "../contract/wire.ts";
-import { BusyFiles } from "./busy-files.ts";
+import { BusyFiles, type BusyFileOptions } from "./busy-files.ts";
 import { capture } from "./capture.ts";
 import { changeBytes, type Change, type IndexEntry } from "./journal.ts";
 import { barrierScan, type ScanOptions, type ScanReport } from "./scan.ts";
@@ -23,11 +24,13 @@ export class SetCapture {
   readonly #busy: BusyFiles;
   #hints = new Set<string>();
   #hintTimer: NodeJS.Timeout | undefined;
+  /** Wakes captureWaiting when the next busy file is due. */
+  #dueTimer: NodeJS.Timeout | undefined;
 
-  constructor(context: SetContext, backlog: Backlog, coalesceBytes: number) {
+  constructor(context: SetContext, backlog: Backlog, coalesceBytes: number, busy: BusyFileOptions = {}) {
     this.#context = context;
     this.#backlog = backlog;
-    this.#busy = new BusyFiles(coalesceBytes);
+    this.#busy = new BusyFiles(coalesceBytes, busy);
   }
 
   /** What changed in the set since the index: a scan of the tree, or a read of the volume (all of it when `full`). Run inside the set's lane. */
@@ -49,6 +52,7 @@ export class SetCapture {
     });
     for (const skipped of report.skipped) log.warn("not replicated", { set: spec.name, path: skipped.path, reason: skipped.reason });
     if (report.changes > 0) this.#context.wake();
+    this.#wakeWhenDue();
     return report;
   }
 
@@ -66,15 +70,40 @@ export class SetCapture {
   cancelHints(): void {
     clearTimeout(this.#hintTimer);
     this.#hintTimer = undefined;
+    clearTimeout(this.#dueTimer);
+    this.#dueTimer = undefined;
   }
 
-  /** Captures the large files that waited for their previous version to be sent, once it is. */
+  /** Captures the large files that waited for their previous version to be sent (and paced), once it is. */
   async captureWaiting(): Promise<void> {
     const { journal, spec } = this.#context;
     const ready = this.#busy.ready(journal.sets.counters(spec.name).sentSeq);
-    if (ready.length === 0) return;
-    for (const path of ready) this.#hints.add(path);
-    await this.processHints();
+    if (ready.length > 0) {
+      for (const path of ready) this.#hints.add(path);
+      await this.processHints();
+    }
+    this.#wakeWhenDue();
+  }
+
+  /** The target applied up to seq: a busy file whose last version it rebuilt may be captured again. */
+  targetApplied(seq: number): void {
+    this.#busy.applied(seq);
+    this.captureWaiting().catch((error: unknown) => {
+      if (!this.#context.health.handle(error)) this.#context.log.error("capture failed; a barrier scan will catch up", { set: this.#context.spec.name, error: String(error) });
+    });
+  }
+
+  /** A busy file waits for its pace or quiet moment: captureWaiting runs then (a send runs it too). */
+  #wakeWhenDue(): void {
+    const due = this.#busy.nextDueMs();
+    if (due === undefined || this.#dueTimer) return;
+    this.#dueTimer = setTimeout(() => {
+      this.#dueTimer = undefined;
+      this.captureWaiting().catch((error: unknown) => {
+        if (!this.#context.health.handle(error)) this.#context.log.error("capture failed; a barrier scan will catch up", { set: this.#context.spec.name, error: String(error) });
+      });
+    }, due);
+    this.#dueTimer.unref();
   }
 
   /** Captures every hinted path (and its parent directory, whose mtime moved); a volume's hint reads the volume. */
@@ -147,6 +176,7 @@ export class SetCapture {
     }
     flush();
     if (journaled > 0) this.#context.wake();
+    this.#wakeWhenDue();
     return journaled;
   }
 

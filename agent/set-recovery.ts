@@ -13,6 +13,8 @@ export interface RecoveryOptions {
   readonly targetStatus?: (set: string) => Promise<SetStatus | undefined>;
   /** How the set is brought back; @default a full mirror (resync). */
   readonly recover?: (set: string, reason: string) => Promise<void>;
+  /** Told every status read, for what follows the target's progress (busy files wait for their last version to be applied). */
+  readonly onTargetStatus?: (status: SetStatus) => void;
 }
 
 export class SetRecovery {
@@ -32,6 +34,7 @@ export class SetRecovery {
   async checkTarget(): Promise<void> {
     const { journal, spec } = this.#context;
     const status = await this.#options.targetStatus?.(spec.name);
+    if (status) this.#options.onTargetStatus?.(status);
     if (!status || status.state !== "out-of-sync") return;
     if (this.#operations.resyncSeq > status.lastSeq || awaitingGeneration(journal.sets.generation(spec.name), status)) return;
     await this.#recover(status.reason ?? "target out of sync");

@@ -71,6 +71,8 @@ interface Measured {
   readonly lagMs: number;
   readonly cpu: number;
   readonly initialMs: number;
+  /** Records the applier applied from the first write on: the versions of the file it rebuilt (and its folder's). */
+  readonly applied: number;
   readonly rsync: { total: number; literal: number };
 }
 
@@ -94,15 +96,17 @@ async function measure(set: string, name: string, make: (path: string) => void, 
       execFileSync("cp", ["--sparse=always", file, stale]);
       proxy.reset();
       const cpuBefore = cpuSeconds(agent.pid ?? 0);
+      const appliedBefore = cloud.appliedRecords(set);
       const written = await runWriter(mode, file, rate, seconds, join(dir, "written.json"));
       await holds(cloud, set, name, await sha256OfFile(file), 600_000);
       const lagMs = (cloud.appliedAt.get(`${set}:${name}`) ?? Number.NaN) - written.last;
+      const applied = cloud.appliedRecords(set) - appliedBefore;
       const wire = proxy.counts.bytes;
       const cpu = cpuSeconds(agent.pid ?? 0) - cpuBefore;
       // The bytes themselves, not only the metadata the applier wrote.
       const stored = await cloud.store.hash(dataKey(set, name));
       if (stored?.sha256 !== (await sha256OfFile(file))) throw new Error(`the target's ${name} is not the source's`);
-      return { written, wire, lagMs, cpu, initialMs, rsync: rsyncBytes(file, stale) };
+      return { written, wire, lagMs, cpu, initialMs, applied, rsync: rsyncBytes(file, stale) };
     } finally {
       agent.kill("SIGINT");
     }
@@ -142,7 +146,7 @@ export async function databasePages(gib: number, seconds: number): Promise<Resul
       target: "≤ 4×",
       met: ratio <= 4,
     },
-    { scenario, metric: "last write to the exact file on the target (s)", tidemark: lag.toFixed(1), peer: "-", target: "≤ 5", met: lag <= 5 },
+    { scenario, metric: "last write to the exact file on the target (s)", tidemark: `${lag.toFixed(1)} (${m.applied} records applied meanwhile)`, peer: "-", target: "≤ 5", met: lag <= 5 },
     { scenario, metric: "agent CPU per second of writing", tidemark: `${(m.cpu / writing).toFixed(2)} s/s (${m.cpu.toFixed(1)} s over ${writing.toFixed(1)} s)`, peer: "-", target: "(stated)", met: undefined },
     { scenario, metric: `initial copy of the ${gib} GiB file (s)`, tidemark: (m.initialMs / 1000).toFixed(1), peer: "-", target: "(measured)", met: undefined },
   ];

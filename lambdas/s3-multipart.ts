@@ -32,6 +32,20 @@ export interface PartedUpload {
   read(offset: number, length: number): Promise<Uint8Array>;
   /** Called with the SHA-256 (hex) of every byte uploaded, before the upload completes: throwing aborts it. */
   beforeComplete?(sha256: string): void;
+  /** Parts that hold the same bytes at the same offset in another object are copied from it server-side (still read, for the SHA-256). */
+  readonly copy?: PartCopies;
+}
+
+export interface PartCopies {
+  /** The object copied from, as CopyObject takes it: URL-encoded "bucket/key". */
+  readonly copySource: string;
+  /** True when the bytes at [offset, offset + length) are the copy source's at the same offset. */
+  untouched(offset: number, length: number): boolean;
+}
+
+/** S3's SHA-256 of a copied part is not that of the bytes read for it: the source changed in between. */
+export class CopiedPartMismatchError extends Error {
+  override name = "CopiedPartMismatchError";
 }
 
 /** What CompleteMultipartUpload made: the new object's version (an unversioned bucket's "null" left out) and ETag. */
@@ -46,11 +60,15 @@ export async function putInParts(s3: S3Client, upload: PartedUpload): Promise<Wr
   if (!UploadId) throw new Error(`S3 returned no upload id for ${key}`);
   try {
     const size = partSize(upload.size);
-    const parts: { PartNumber: number; ETag: string | undefined; ChecksumSHA256: string }[] = [];
+    const parts: { PartNumber: number; ETag: string | undefined; ChecksumSHA256?: string }[] = [];
     const whole = createHash("sha256");
     for (let offset = 0, number = 1; offset < upload.size; offset += size, number++) {
       const body = await upload.read(offset, Math.min(size, upload.size - offset));
       whole.update(body);
+      if (upload.copy?.untouched(offset, body.length)) {
+        parts.push(await copyPart(s3, { bucket, key, UploadId, number, offset, body, copySource: upload.copy.copySource }));
+        continue;
+      }
       const checksum = createHash("sha256").update(body).digest("base64");
       const part = await s3.send(new UploadPartCommand({ Bucket: bucket, Key: key, UploadId, PartNumber: number, Body: body, ChecksumSHA256: checksum }));
       parts.push({ PartNumber: number, ETag: part.ETag, ChecksumSHA256: part.ChecksumSHA256 ?? checksum });
@@ -61,6 +79,33 @@ export async function putInParts(s3: S3Client, upload: PartedUpload): Promise<Wr
     await s3.send(new AbortMultipartUploadCommand({ Bucket: bucket, Key: key, UploadId })).catch(() => undefined);
     throw error;
   }
+}
+
+/**
+ * Part `number` copied server-side from the same range of the copy source.
+ * S3 computes the copied bytes' SHA-256 (the upload names the algorithm):
+ * when it reports one, it must be that of the bytes read for the whole
+ * object's SHA-256, so the check still covers the bytes stored.
+ */
+async function copyPart(
+  s3: S3Client,
+  part: { bucket: string; key: string; UploadId: string; number: number; offset: number; body: Uint8Array; copySource: string },
+): Promise<{ PartNumber: number; ETag: string | undefined; ChecksumSHA256?: string }> {
+  const out = await s3.send(
+    new UploadPartCopyCommand({
+      Bucket: part.bucket,
+      Key: part.key,
+      UploadId: part.UploadId,
+      PartNumber: part.number,
+      CopySource: part.copySource,
+      CopySourceRange: `bytes=${part.offset}-${part.offset + part.body.length - 1}`,
+    }),
+  );
+  const reported = out.CopyPartResult?.ChecksumSHA256;
+  if (reported !== undefined && reported !== createHash("sha256").update(part.body).digest("base64")) {
+    throw new CopiedPartMismatchError(`part ${part.number} of ${part.key} copied from ${part.copySource} is not the bytes read for it: the source changed during the copy`);
+  }
+  return { PartNumber: part.number, ETag: out.CopyPartResult?.ETag, ...(reported ? { ChecksumSHA256: reported } : {}) };
 }
 
 /** Bytes per part of a server-side copy: S3 takes up to 5 GiB a part; big parts mean few requests. */

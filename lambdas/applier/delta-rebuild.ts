@@ -2,13 +2,17 @@
 // with the delta's ranges (or blocks) written over it, checked against the
 // record's SHA-256 before it replaces anything. A file up to
 // IN_MEMORY_REBUILD_BYTES is rebuilt in memory; a larger one is streamed
-// part by part (ranged reads of the base, a multipart upload whose SHA-256 is
-// checked before it completes), so no file is ever held whole.
+// part by part (a ranged read of the base per part, a multipart upload whose
+// SHA-256 is checked before it completes), so no file is ever held whole.
+// Parts no range touches are copied server-side from the base (UploadPartCopy)
+// rather than uploaded: the bytes are still read for the SHA-256, but a page
+// write or two after a busy database went quiet uploads a part or two.
 
 import { createHash } from "node:crypto";
 import { deltaPieces, type Piece } from "../../contract/delta-ranges.ts";
 import { META } from "../../contract/layout.ts";
 import { deltaBytes, deltaRanges, type PutRecord } from "../../contract/wire.ts";
+import { CopiedPartMismatchError } from "../s3-multipart.ts";
 import { ContentMismatchError, type TargetStore, type WriteResult } from "../store/store.ts";
 
 /** Files up to this size are rebuilt in memory: one GET of the base, one PUT. */
@@ -48,7 +52,7 @@ export async function applyDelta(store: TargetStore, key: string, record: DeltaP
   if (head.meta[META.sha256] !== record.delta.base) throw new DeltaBaseError(`delta base of ${record.path} is not the content the agent changed`);
   const baseEnd = pieces.reduce((end, piece) => (piece.source === "base" ? piece.offset + piece.length : end), 0);
   if (baseEnd > head.size) throw new DeltaBaseError(`delta base of ${record.path} is ${head.size} bytes, shorter than the ${baseEnd} the delta keeps`);
-  if (streamed) return rebuildStreamed(store, key, record, content, pieces, meta);
+  if (streamed) return rebuildStreamed(store, key, record, content, pieces, head.size, meta);
   return rebuildInMemory(store, key, record, content, pieces, meta);
 }
 
@@ -74,7 +78,35 @@ async function rebuildInMemory(store: TargetStore, key: string, record: DeltaPut
   return store.put(key, out, meta);
 }
 
-async function rebuildStreamed(store: TargetStore, key: string, record: DeltaPut, content: DeltaContent, pieces: readonly Piece[], meta: Record<string, string>): Promise<WriteResult> {
+/** True when some piece of delta content lies in [offset, offset + length) (pieces in order: a binary search). */
+function deltaWithin(pieces: readonly Piece[], offset: number, length: number): boolean {
+  let low = 0;
+  let high = pieces.length;
+  while (low < high) {
+    const mid = (low + high) >>> 1;
+    const piece = pieces[mid];
+    if (piece && piece.offset + piece.length <= offset) low = mid + 1;
+    else high = mid;
+  }
+  for (let i = low; i < pieces.length; i++) {
+    const piece = pieces[i];
+    if (!piece || piece.offset >= offset + length) return false;
+    if (piece.source === "delta") return true;
+  }
+  return false;
+}
+
+/** True when a piece of base lies among pieces[from...] before end. */
+function baseWithin(pieces: readonly Piece[], from: number, end: number): boolean {
+  for (let i = from; i < pieces.length; i++) {
+    const piece = pieces[i];
+    if (!piece || piece.offset >= end) return false;
+    if (piece.source === "base") return true;
+  }
+  return false;
+}
+
+async function rebuildStreamed(store: TargetStore, key: string, record: DeltaPut, content: DeltaContent, pieces: readonly Piece[], baseSize: number, meta: Record<string, string>): Promise<WriteResult> {
   const { getRange, putStreamed } = store;
   if (!getRange || !putStreamed) throw new Error("internal: a streamed rebuild needs a store that reads ranges and writes streams");
   const ranged = async (from: string, offset: number, length: number, what: string) => {
@@ -93,28 +125,32 @@ async function rebuildStreamed(store: TargetStore, key: string, record: DeltaPut
   // The upload reads forward only: one cursor over the pieces.
   let next = 0;
   const read = async (offset: number, length: number): Promise<Uint8Array> => {
-    const out = Buffer.allocUnsafe(length);
-    let at = offset;
-    while (at < offset + length) {
-      while ((pieces[next]?.offset ?? Infinity) + (pieces[next]?.length ?? 0) <= at) next += 1;
-      const piece = pieces[next];
-      if (!piece) throw new Error(`internal: no piece of ${record.path} holds byte ${at}`);
-      const take = Math.min(piece.offset + piece.length, offset + length) - at;
-      const bytes =
-        piece.source === "base"
-          ? await ranged(key, at, take, "delta base")
-          : "bytes" in content
-            ? content.bytes.subarray(piece.from + at - piece.offset, piece.from + at - piece.offset + take)
-            : await staged(content.staged, piece.from + at - piece.offset, take);
+    const end = offset + length;
+    while ((pieces[next]?.offset ?? Infinity) + (pieces[next]?.length ?? 0) <= offset) next += 1;
+    // The base under the whole stretch in one ranged read (not one per piece: a page write every few KiB makes
+    // thousands), with the delta's bytes written over it.
+    const fromBase = Math.min(end, baseSize) - offset;
+    const base = fromBase > 0 && baseWithin(pieces, next, end) ? await ranged(key, offset, fromBase, "delta base") : undefined;
+    const out = base && fromBase === length ? base : Buffer.alloc(length);
+    if (base && out !== base) base.copy(out);
+    for (let i = next; i < pieces.length; i++) {
+      const piece = pieces[i];
+      if (!piece || piece.offset >= end) break;
+      if (piece.source === "base") continue;
+      const at = Math.max(piece.offset, offset);
+      const take = Math.min(piece.offset + piece.length, end) - at;
+      const from = piece.from + at - piece.offset;
+      const bytes = "bytes" in content ? content.bytes.subarray(from, from + take) : await staged(content.staged, from, take);
       bytes.copy(out, at - offset);
-      at += take;
     }
     return out;
   };
+  // Parts no delta range touches are the base's bytes: a store that can copies them server-side.
+  const untouched = (offset: number, length: number) => offset + length <= baseSize && !deltaWithin(pieces, offset, length);
   try {
-    return await putStreamed.call(store, key, { size: record.size, sha256: record.sha256, read }, meta);
+    return await putStreamed.call(store, key, { size: record.size, sha256: record.sha256, read, copyFrom: { key, untouched } }, meta);
   } catch (error) {
-    if (error instanceof ContentMismatchError) throw new DeltaBaseError(`rebuilt ${record.path} does not match its sha256`);
+    if (error instanceof ContentMismatchError || error instanceof CopiedPartMismatchError) throw new DeltaBaseError(`rebuilt ${record.path} does not match its sha256`);
     throw error;
   }
 }

@@ -128,7 +128,10 @@ export class S3Store implements TargetStore {
     }
   }
 
-  /** One PUT for a small body; else an upload in parts, each checked by S3 against its SHA-256, completed only when the whole body's matches. */
+  /**
+   * One PUT for a small body; else an upload in parts, each checked by S3 against its SHA-256 (the untouched ones of
+   * body.copyFrom copied server-side), completed only when the whole body's matches.
+   */
   async putStreamed(key: string, body: StreamedBody, meta: Record<string, string>): Promise<WriteResult> {
     const check = (sha256: string) => {
       if (sha256 !== body.sha256) throw new ContentMismatchError(key, body.sha256, sha256);
@@ -138,7 +141,9 @@ export class S3Store implements TargetStore {
       check(createHash("sha256").update(bytes).digest("hex"));
       return this.put(key, bytes, meta);
     }
-    return putInParts(this.client, { bucket: this.bucket, key, size: body.size, metadata: meta, read: (offset, length) => body.read(offset, length), beforeComplete: check });
+    const { copyFrom } = body;
+    const copy = copyFrom ? { copy: { copySource: copySource(this.bucket, copyFrom.key), untouched: (offset: number, length: number) => copyFrom.untouched(offset, length) } } : {};
+    return putInParts(this.client, { bucket: this.bucket, key, size: body.size, metadata: meta, read: (offset, length) => body.read(offset, length), beforeComplete: check, ...copy });
   }
 
   /** CopyObject, or for a source over 5 GiB (which S3 refuses to CopyObject) a copy in parts; with ifMatch, only of that version of the source. */

@@ -81,6 +81,13 @@ export interface StreamedBody {
   readonly sha256: string;
   /** The bytes at [offset, offset + length), asked for in increasing order. */
   read(offset: number, length: number): Promise<Uint8Array>;
+  /**
+   * Where the body is mostly another object's bytes (a file's previous
+   * version): a store that copies parts server-side may copy the parts of
+   * which untouched() is true from key, instead of uploading them. Every
+   * part is still read, for the SHA-256 check.
+   */
+  readonly copyFrom?: { readonly key: string; untouched(offset: number, length: number): boolean };
 }
 
 /** A streamed write's bytes did not have the SHA-256 they had to: nothing was written. */

@@ -5,8 +5,10 @@
 import { randomBytes } from "node:crypto";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { afterEach, expect, it } from "vitest";
+import { afterEach, expect, it, vi } from "vitest";
 import { BLOCK_SIZE } from "../../contract/wire.ts";
+import { MemoryStore } from "../../lambdas/store/memory-store.ts";
+import { readSetStatus } from "../../lambdas/store/set-status.ts";
 import { agentHarness, type Harness } from "../support/harness.ts";
 import { pictureOfSource, pictureOfTarget } from "../support/tree.ts";
 
@@ -44,6 +46,70 @@ it("holds one unsent version of a large file that keeps changing, and sends the 
   // Two versions of the large file travelled: the first, and the latest once the first had gone.
   const puts = h.transport.bodies.flatMap((body) => (JSON.parse(body) as { records: { op: string; path?: string }[] }).records).filter((r) => r.op === "put" && r.path === "big.db");
   expect(puts).toHaveLength(2);
+});
+
+/** The puts of path that travelled, in order. */
+const sentPuts = (path: string) => h.transport.bodies.flatMap((body) => (JSON.parse(body) as { records: { op: string; path?: string }[] }).records).filter((r) => r.op === "put" && r.path === path);
+
+it("paces a busy large file by its size even once its last version is sent, and sends the version after the last write once the file is quiet", async () => {
+  let now = 1_000_000;
+  // 300 KiB at 30 KiB/s: the next version of the file waits 10 s unless it goes quiet for 300 ms.
+  h = agentHarness(SET, { coalesceBytes: 256 * 1024, busyFiles: { bytesPerSecond: 30 * 1024, quietMs: 300, now: () => now } });
+  write("big.db", randomBytes(300 * 1024));
+  await h.agent.scan(SET);
+  await h.agent.drain(SET);
+  expect(sentPuts("big.db")).toHaveLength(1);
+
+  const change = async (ms: number) => {
+    now += ms;
+    write("big.db", randomBytes(300 * 1024));
+    h.agent.hint(SET, "big.db");
+    await h.agent.processHints(SET);
+    await h.agent.drain(SET);
+  };
+  // Sent, but written again within its pace: the version waits.
+  await change(100);
+  await change(200);
+  expect(unsentOf("big.db")).toHaveLength(0);
+  expect(sentPuts("big.db")).toHaveLength(1);
+  // Quiet for longer than quietMs: the version after the last write goes at once, the one before it never.
+  now += 400;
+  await h.agent.drain(SET);
+  expect(sentPuts("big.db")).toHaveLength(2);
+  expect(await pictureOfTarget(h.store, SET)).toEqual(await pictureOfSource(h.src.path));
+
+  // Written every 250 ms for 11.25 s: never quiet, so one version when the 10 s pace is over.
+  for (let i = 0; i < 45; i++) await change(250);
+  expect(sentPuts("big.db")).toHaveLength(3);
+  now += 400;
+  await h.agent.drain(SET);
+  expect(sentPuts("big.db")).toHaveLength(4);
+  expect(await pictureOfTarget(h.store, SET)).toEqual(await pictureOfSource(h.src.path));
+});
+
+it("holds a busy file's next version until the target's status shows the last one applied, then captures it", async () => {
+  let now = 1_000_000;
+  const store = new MemoryStore();
+  // The applier's checkpoint as the agent's status poll would read it, held back by hand.
+  let reported = 0;
+  const targetStatus = async (set: string) => ({ ...(await readSetStatus(store, set)), lastSeq: reported });
+  h = agentHarness(SET, { coalesceBytes: 256 * 1024, targetStatus, busyFiles: { bytesPerSecond: 300 * 1024, quietMs: 300, now: () => now } }, { store });
+  write("big.db", randomBytes(300 * 1024));
+  await h.agent.scan(SET);
+  await h.agent.drain(SET);
+  await h.agent.checkTarget(SET);
+  // Its 1 s pace is over, but the target has not applied it yet: the next version waits.
+  now += 2000;
+  write("big.db", randomBytes(300 * 1024));
+  h.agent.hint(SET, "big.db");
+  await h.agent.processHints(SET);
+  await h.agent.drain(SET);
+  expect(sentPuts("big.db")).toHaveLength(1);
+  reported = h.journal.sets.counters(SET).sentSeq;
+  await h.agent.checkTarget(SET);
+  await vi.waitFor(() => expect(sentPuts("big.db").length + unsentOf("big.db").length).toBe(2));
+  await h.agent.drain(SET);
+  expect(await pictureOfTarget(h.store, SET)).toEqual(await pictureOfSource(h.src.path));
 });
 
 it("lets a marker's barrier capture a large file that waits, so the marker sees it as it was", async () => {
