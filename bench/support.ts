@@ -125,7 +125,9 @@ export async function startBenchCloud(options: { separateEmulator?: boolean; lat
   const cloud = await startLocalTarget({
     emulator: emulator ? { endpoint: emulator.endpoint } : { port: 0, versioned: benchBucketVersioned() },
     ...(emulator ? { clientEndpoint: emulator.applier } : {}),
-    visibilityTimeoutSeconds: 30,
+    // The stack's: six times the applier's default timeout of 120 s. A batch of ten large messages of the initial
+    // mirror can take longer than 30 s at the model's CPU, and would be handed out again while it is applied.
+    visibilityTimeoutSeconds: 720,
     directRequests: applierDirectRequests(),
     ...(options.history ? { history: options.history } : {}),
     observer: {
