@@ -18,7 +18,7 @@ import { Applier } from "../lambdas/applier/applier.ts";
 import { createHandler } from "../lambdas/applier/handler.ts";
 import { inlinePut, messageBody, signedSqsAttributes } from "./messages.ts";
 import { describeModel, hasLatency, NO_LATENCY, releaseFromApplierCpu, type LatencyModel } from "./latency.ts";
-import { countingProxy, median, percentile, rclone, rcloneRun, REGION, startBenchCloud, until, type BenchCloud, type CountingProxy, type Result } from "./support.ts";
+import { appliedAll, countingProxy, median, percentile, rclone, rcloneRun, REGION, startBenchCloud, until, type BenchCloud, type CountingProxy, type Result } from "./support.ts";
 
 const MiB = 1024 * 1024;
 
@@ -238,7 +238,7 @@ export async function steadyLoad(scale: number, seconds: number, model: LatencyM
       writer.once("exit", (code) => (code === 0 ? resolve() : reject(new Error(`the writer exited with ${code}`))));
     });
     const writtenAt = JSON.parse(readFileSync(out, "utf8")) as Record<string, number>;
-    await until(() => changed.every((p) => cloud.appliedAt.has(`steady:${p}`)), 300_000, "every change to arrive");
+    await until(appliedAll(cloud, "steady", changed), 300_000, "every change to arrive");
     const lags = changed.map((path) => (cloud.appliedAt.get(`steady:${path}`) ?? 0) - (writtenAt[path] ?? 0));
     agent.kill("SIGINT");
     // --checksum: the listing's ETags (MD5) find the changes, not a HEAD of every object for its mtime.
@@ -287,7 +287,7 @@ async function withReplicatedTree<T>(
   try {
     const config = agentConfig(cloud, cloud.sourceEndpoint, dir, tree, set);
     agent = await agentProcess(config);
-    await until(() => paths.every((p) => cloud.appliedAt.has(`${set}:${p}`)), 1_800_000, "the initial mirror");
+    await until(appliedAll(cloud, set, paths), 1_800_000, "the initial mirror");
     return await work({ dir, tree, paths, cloud, config, agent });
   } finally {
     agent?.kill("SIGKILL");

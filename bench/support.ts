@@ -199,6 +199,19 @@ export function percentile(values: readonly number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)] ?? 0;
 }
 
+/**
+ * A check that every path of the set reached the target, cheap to call every few milliseconds: it resumes at the
+ * first path not seen yet. Under the latency model the bench's process is the applier's, held to its CPU: a check of
+ * every path on every call took a tenth of that CPU in the steady-load run (100,000 paths through the initial mirror).
+ */
+export function appliedAll(cloud: Pick<BenchCloud, "appliedAt">, set: string, paths: readonly string[]): () => boolean {
+  let next = 0;
+  return () => {
+    while (next < paths.length && cloud.appliedAt.has(`${set}:${paths[next] ?? ""}`)) next += 1;
+    return next === paths.length;
+  };
+}
+
 export async function until(check: () => boolean | Promise<boolean>, timeoutMs: number, what: string): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!(await check())) {
