@@ -18,7 +18,7 @@ import { Applier } from "../lambdas/applier/applier.ts";
 import { createHandler } from "../lambdas/applier/handler.ts";
 import { inlinePut, messageBody, signedSqsAttributes } from "./messages.ts";
 import { describeModel, hasLatency, NO_LATENCY, releaseFromApplierCpu, type LatencyModel } from "./latency.ts";
-import { countingProxy, median, percentile, rclone, rcloneRun, REGION, startBenchCloud, until, type BenchCloud, type CountingProxy, type Result } from "./support.ts";
+import { appliedAll, countingProxy, median, percentile, rclone, rcloneRun, REGION, startBenchCloud, until, type BenchCloud, type CountingProxy, type Result } from "./support.ts";
 
 const MiB = 1024 * 1024;
 
@@ -227,6 +227,10 @@ export async function steadyLoad(scale: number, seconds: number, model: LatencyM
     const changed = [...paths].sort(() => Math.random() - 0.5).slice(0, Math.min(files, rate * seconds));
     for (const path of changed) cloud.appliedAt.delete(`steady:${path}`);
     writeFileSync(join(dir, "paths.json"), JSON.stringify(changed));
+    // rclone's copy of the tree starts from the tree as it is now, copied untimed and straight to the emulator (under
+    // the latency model a first copy of 100,000 files through the WAN side takes most of an hour): the timed sync
+    // below is the one that finds and copies the changes, as a periodic sync would.
+    await rclone(["copy", tree, `bench:${cloud.bucket}/rclone`, "--transfers", "16", "--checkers", "16"], cloud.endpoint);
     const out = join(dir, "written.json");
     await new Promise<void>((resolve, reject) => {
       const writer = spawn(process.execPath, [fileURLToPath(new URL("./writer.ts", import.meta.url)), tree, join(dir, "paths.json"), String(rate), out], { stdio: "inherit" });
@@ -234,17 +238,18 @@ export async function steadyLoad(scale: number, seconds: number, model: LatencyM
       writer.once("exit", (code) => (code === 0 ? resolve() : reject(new Error(`the writer exited with ${code}`))));
     });
     const writtenAt = JSON.parse(readFileSync(out, "utf8")) as Record<string, number>;
-    await until(() => changed.every((p) => cloud.appliedAt.has(`steady:${p}`)), 300_000, "every change to arrive");
+    await until(appliedAll(cloud, "steady", changed), 300_000, "every change to arrive");
     const lags = changed.map((path) => (cloud.appliedAt.get(`steady:${path}`) ?? 0) - (writtenAt[path] ?? 0));
     agent.kill("SIGINT");
-    const sync = await rclone(["sync", tree, `bench:${cloud.bucket}/rclone`, "--transfers", "8", "--checkers", "16"], cloud.sourceEndpoint);
+    // --checksum: the listing's ETags (MD5) find the changes, not a HEAD of every object for its mtime.
+    const sync = await rclone(["sync", tree, `bench:${cloud.bucket}/rclone`, "--transfers", "8", "--checkers", "16", "--checksum"], cloud.sourceEndpoint);
     const p99 = percentile(lags, 99);
     return [
       {
         scenario: `steady load, ${rate} changes/s over ${files} files for ${seconds} s (${describeModel(model)})`,
         metric: "write-to-target lag p50 / p99 (ms)",
         tidemark: `${percentile(lags, 50).toFixed(0)} / ${p99.toFixed(0)}`,
-        peer: `rclone sync of the tree ${(sync / 1000).toFixed(1)} s`,
+        peer: `rclone sync --checksum of the changed tree ${(sync / 1000).toFixed(1)} s`,
         target: "p99 ≤ 1000",
         met: p99 <= 1000,
       },
@@ -282,7 +287,7 @@ async function withReplicatedTree<T>(
   try {
     const config = agentConfig(cloud, cloud.sourceEndpoint, dir, tree, set);
     agent = await agentProcess(config);
-    await until(() => paths.every((p) => cloud.appliedAt.has(`${set}:${p}`)), 1_800_000, "the initial mirror");
+    await until(appliedAll(cloud, set, paths), 1_800_000, "the initial mirror");
     return await work({ dir, tree, paths, cloud, config, agent });
   } finally {
     agent?.kill("SIGKILL");

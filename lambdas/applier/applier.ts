@@ -41,6 +41,8 @@ import { HistoryMemory } from "../history/live-content.ts";
 import { settledFields, StatusSchedule } from "./status-schedule.ts";
 import { DeferredFolders, readsFolders } from "./folder-writes.ts";
 import { RENAMED_BY, renamedAlready, renameMark } from "./renames.ts";
+import type { BatchMemory } from "./batch-memory.ts";
+import { readOwner } from "../target/owner.ts";
 
 export interface IncomingMessage {
   readonly messageId: string;
@@ -185,8 +187,24 @@ export class Applier {
     while (this.#background.size > 0) await Promise.allSettled([...this.#background]);
   }
 
-  /** Applies one message. Throws only for failures worth retrying (the store); a bad message is recorded, not thrown. */
-  async applyMessage(incoming: IncomingMessage, invocation?: Invocation): Promise<MessageOutcome> {
+  /**
+   * Applies one message. Throws only for failures worth retrying (the store); a bad message is recorded, not thrown.
+   * `batch`: what the invocation's earlier messages of the set left (batch-memory.ts).
+   */
+  async applyMessage(incoming: IncomingMessage, invocation?: Invocation, batch?: BatchMemory): Promise<MessageOutcome> {
+    let outcome: MessageOutcome;
+    try {
+      outcome = await this.#applyMessage(incoming, invocation, batch);
+    } catch (error) {
+      if (incoming.groupId !== undefined) batch?.forget(incoming.groupId);
+      throw error;
+    }
+    // A rejection before the status was read reads and writes it apart from the batch's copy.
+    if (outcome.kind === "rejected" && incoming.groupId !== undefined) batch?.forget(incoming.groupId);
+    return outcome;
+  }
+
+  async #applyMessage(incoming: IncomingMessage, invocation: Invocation | undefined, batch: BatchMemory | undefined): Promise<MessageOutcome> {
     let message;
     try {
       message = parseMessage(incoming.body);
@@ -199,10 +217,10 @@ export class Applier {
     }
 
     const set = message.set;
-    const status = await this.readStatus(set);
+    const status = batch ? await batch.status(set, () => this.readStatus(set), () => readOwner(this.#store, set)) : await this.readStatus(set);
     const settled = settledFields(status);
     if (isMarkerMessage(message)) return this.#applyMarkerMessage(incoming, message, status, invocation);
-    const refusal = await this.#ownership.check(set, incoming, status);
+    const refusal = await this.#ownership.check(set, incoming, status, batch);
     if (refusal) return this.#refuse(incoming, refusal, status);
     let records = message.records;
     const generation = enterGeneration(status, message.gen, records, this.#now());

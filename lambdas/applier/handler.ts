@@ -12,6 +12,7 @@ import { customisedHttp } from "../target/http-settings.ts";
 import { DirectS3Store } from "../store/direct-s3-store.ts";
 import { S3Store } from "../store/s3-store.ts";
 import { Applier, type MessageOutcome } from "./applier.ts";
+import { BatchMemory } from "./batch-memory.ts";
 import { metricsLine } from "./metrics.ts";
 import { taskSettingsFromEnvironment } from "../tasks/environment.ts";
 import { MarkerContinuesError } from "./markers.ts";
@@ -27,6 +28,8 @@ export function createHandler(applier: Applier, emit: (line: string) => void = c
   return async (event, context) => {
     const outcomes: MessageOutcome[] = [];
     const processor = new SqsFifoPartialProcessorAsync();
+    // A set's status and owner are read once per invocation, not per message.
+    const batch = new BatchMemory();
     /** Groups whose marker action goes on in the next invocation, from the record that carries it. */
     const continuing = new Map<string, number>();
     const recordHandler = async (record: SQSRecord): Promise<void> => {
@@ -41,6 +44,7 @@ export function createHandler(applier: Applier, emit: (line: string) => void = c
               ...(record.attributes.SenderId ? { senderId: record.attributes.SenderId } : {}),
             },
             context ? { remainingMs: () => context.getRemainingTimeInMillis() } : undefined,
+            batch,
           ),
         );
       } catch (error) {

@@ -9,6 +9,7 @@ import { OwnerRecordError, readOwner, writeOwner } from "../target/owner.ts";
 import { BadSignatureError, parseSignature, SIGNATURE_ATTRIBUTE, signatureValid, type OwnerRecord, type ParsedSignature } from "../../contract/signing.ts";
 import type { TargetStore } from "../store/store.ts";
 import { APPLIER_ENV } from "../environment.ts";
+import type { OwnerReads } from "./batch-memory.ts";
 
 /** What the applier knows of who sent a message. */
 export interface MessageOrigin {
@@ -29,8 +30,11 @@ export interface Refusal {
 
 /** The seam the applier asks before it applies a set's records. */
 export interface OwnershipCheck {
-  /** Undefined when the message may change the set (registering the set's first owner if it has none); else why not. Throws only when the store fails. */
-  check(set: string, origin: MessageOrigin, status: SetStatus): Promise<Refusal | undefined>;
+  /**
+   * Undefined when the message may change the set (registering the set's first owner if it has none); else why not.
+   * Throws only when the store fails. `owners`: where the owner record is read once per batch (batch-memory.ts).
+   */
+  check(set: string, origin: MessageOrigin, status: SetStatus, owners?: OwnerReads): Promise<Refusal | undefined>;
 }
 
 /** The role id of a SenderId ("AROA...:session" for an assumed role). */
@@ -79,7 +83,7 @@ export class SignedOwnership implements OwnershipCheck {
     this.#setRoles = options.setRoles ?? new Map();
   }
 
-  async check(set: string, origin: MessageOrigin, status: SetStatus): Promise<Refusal | undefined> {
+  async check(set: string, origin: MessageOrigin, status: SetStatus, owners?: OwnerReads): Promise<Refusal | undefined> {
     const sender = origin.senderId || undefined;
     const refuse = (reason: string, keyId?: string): Refusal => ({ reason, ...(keyId ? { keyId } : {}), ...(sender ? { sender } : {}) });
     const role = this.#setRoles.get(set);
@@ -98,7 +102,7 @@ export class SignedOwnership implements OwnershipCheck {
     if (!signatureValid(signature, set, origin.body)) return refuse(`the signature by key ${signature.keyId} does not match the message`, signature.keyId);
     let owner: OwnerRecord | undefined;
     try {
-      owner = await readOwner(this.#store, set);
+      owner = await (owners ? owners.owner(set, () => readOwner(this.#store, set)) : readOwner(this.#store, set));
     } catch (error) {
       // Fail closed: an owner record no one can read accepts no one.
       if (error instanceof OwnerRecordError) return refuse(`${error.message}; an operator registers the owner again with \`tidemark adopt\``, signature.keyId);
@@ -112,7 +116,9 @@ export class SignedOwnership implements OwnershipCheck {
       // A set with history and no owner (replicated before owners were registered): no one claims it by sending first.
       return refuse(`set "${set}" has history on the target but no registered owner; an operator registers it with \`tidemark adopt ${set}\` on the owning host`, signature.keyId);
     }
-    await writeOwner(this.#store, { set, keyId: signature.keyId, publicKey: signature.publicKey, since: this.#now().toISOString(), how: "first-use", previous: [] });
+    const first: OwnerRecord = { set, keyId: signature.keyId, publicKey: signature.publicKey, since: this.#now().toISOString(), how: "first-use", previous: [] };
+    await writeOwner(this.#store, first);
+    owners?.wrote(first);
     return undefined;
   }
 }

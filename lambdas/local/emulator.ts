@@ -10,6 +10,7 @@ import { IN_PROCESS, makeS3Client, makeSqsClient } from "../aws-clients.ts";
 import { keepLargeBodiesInFiles } from "./emulator-large-objects.ts";
 import { joinPartsOnDisk, removeLeftoverParts } from "./emulator-multipart.ts";
 import { listInByteOrder } from "./emulator-listing.ts";
+import { receiveFifoBatches } from "./emulator-fifo-batches.ts";
 import { serveVersionedBuckets } from "./emulator-versioned-bucket.ts";
 import { listeningOnlyOn } from "./emulator-loopback.ts";
 
@@ -57,8 +58,9 @@ async function checkPortFree(port: number): Promise<void> {
 export async function startEmulator(options: { port?: number; dataDir?: string; versioned?: boolean } = {}): Promise<Emulator> {
   const port = options.port ?? 4566;
   await checkPortFree(port);
-  // Corrections of fauxqs's listing order, its persisted bodies' size limit and its in-memory uploads (see each module).
+  // Corrections of fauxqs's listing order, its FIFO receive, its persisted bodies' size limit and its in-memory uploads (see each module).
   await listInByteOrder();
+  await receiveFifoBatches();
   await keepLargeBodiesInFiles();
   await joinPartsOnDisk();
   if (options.dataDir) removeLeftoverParts(options.dataDir);

@@ -73,6 +73,41 @@ export function queueConsumerContract(name: string, makeQueues: MakeQueues, skip
       expect(left.Messages ?? []).toEqual([]);
     });
 
+    it("hands several waiting messages of a group to the handler in one batch, in order, and one batch of a group at a time", async () => {
+      const queues = await fresh();
+      const bodies = Array.from({ length: 12 }, (_, i) => `m${String(i).padStart(2, "0")}`);
+      await send(queues, "g", bodies);
+      const batches: string[][] = [];
+      let inHandler = 0;
+      let overlapped = false;
+      start(queues, async (event: SQSEvent) => {
+        inHandler += 1;
+        overlapped ||= inHandler > 1;
+        batches.push(event.Records.map((r) => r.body));
+        await new Promise((resolve) => setTimeout(resolve, 20));
+        inHandler -= 1;
+        return { batchItemFailures: [] };
+      });
+      await eventually(async () => expect(batches.flat()).toEqual(bodies), 30_000, 50);
+      expect(overlapped).toBe(false);
+      expect(Math.max(...batches.map((b) => b.length))).toBeGreaterThan(1);
+      expect(Math.max(...batches.map((b) => b.length))).toBeLessThanOrEqual(10);
+    });
+
+    it("a batch that fails whole comes back whole and in order after the visibility timeout", async () => {
+      const queues = await fresh({ visibilityTimeoutSeconds: 1 });
+      await send(queues, "g", ["x1", "x2", "x3", "x4"]);
+      const deliveries: string[][] = [];
+      start(queues, async (event: SQSEvent): Promise<SQSBatchResponse> => {
+        deliveries.push(event.Records.map((r) => r.body));
+        // The first delivery of x1 fails, and with it everything after it in the group.
+        if (deliveries.flat().filter((b) => b === "x1").length === 1) return { batchItemFailures: event.Records.map((r) => ({ itemIdentifier: r.messageId })) };
+        return { batchItemFailures: [] };
+      });
+      // Whatever the first batch held comes back first, in the same order, followed by the rest of the group.
+      await eventually(async () => expect(deliveries.flat().slice(deliveries[0]?.length ?? 0)).toEqual(["x1", "x2", "x3", "x4"]), 30_000, 100);
+    });
+
     it("on a partial batch failure holds back the failed record and the rest of its group, while other groups go on", async () => {
       // Held back for good unless released: nothing here waits for a timeout.
       const queues = await fresh({ visibilityTimeoutSeconds: 600 });
@@ -111,16 +146,16 @@ export function queueConsumerContract(name: string, makeQueues: MakeQueues, skip
       let released = false;
       start(queues, async (event: SQSEvent): Promise<SQSBatchResponse> => {
         const failures: { itemIdentifier: string }[] = [];
+        const releasing = !released;
         for (const r of event.Records) {
           if (failures.length === 0 && (released || r.body !== "marker")) {
             handled.push({ body: r.body, receives: r.attributes.ApproximateReceiveCount });
             continue;
           }
-          if (!released) {
-            // What the applier does for a marker whose action goes on in the next invocation.
-            await queues.sqs.send(new ChangeMessageVisibilityCommand({ QueueUrl: queues.queueUrl, ReceiptHandle: r.receiptHandle, VisibilityTimeout: 0 }));
-            released = true;
-          }
+          // What the applier does for a marker whose action goes on in the next invocation: the marker and every
+          // record after it in its batch are released (the group is held while any of them is in flight).
+          if (releasing) await queues.sqs.send(new ChangeMessageVisibilityCommand({ QueueUrl: queues.queueUrl, ReceiptHandle: r.receiptHandle, VisibilityTimeout: 0 }));
+          released = true;
           failures.push({ itemIdentifier: r.messageId });
         }
         return { batchItemFailures: failures };
@@ -149,7 +184,9 @@ export function queueConsumerContract(name: string, makeQueues: MakeQueues, skip
 
     it("moves a record that keeps failing to the dead-letter queue after maxReceiveCount deliveries, and the group goes on", async () => {
       const queues = await fresh({ visibilityTimeoutSeconds: 1, maxReceiveCount: 2 });
-      await send(queues, "g", ["poison", "next"]);
+      // "next" is sent once the poison is in the dead-letter queue: a record that rode in the poison's failed batches
+      // would have counted those receives too, and with Lambda's batches may reach the dead-letter queue with it.
+      await send(queues, "g", ["poison"]);
       let attempts = 0;
       const handled: string[] = [];
       start(queues, async (event: SQSEvent) => {
@@ -170,6 +207,7 @@ export function queueConsumerContract(name: string, makeQueues: MakeQueues, skip
         250,
       );
       expect(attempts).toBe(2);
+      await send(queues, "g", ["next"]);
       await eventually(async () => expect(handled).toEqual(["next"]), 30_000, 100);
     });
   });

@@ -1,6 +1,7 @@
 import { createServer } from "node:http";
 import { afterEach, describe, expect, it } from "vitest";
 import { delayProxy, describeModel, requestDelayMs, type DelayProxy, type LatencyModel } from "../../bench/latency.ts";
+import { appliedAll } from "../../bench/support.ts";
 
 const model: LatencyModel = { wanRttMs: 40, s3LatencyMs: 20, sqsLatencyMs: 10, lambdaCpu: 0.6 };
 
@@ -38,5 +39,21 @@ describe("the bench's AWS-latency model", () => {
     expect(reply.status).toBe(207);
     expect(reply.headers.get("x-seen")).toBe("PUT /bucket/a%20key?x=1 AmazonSQS.SendMessage");
     expect(await reply.text()).toBe("echo:payload");
+  });
+});
+
+describe("the bench's wait for changes to arrive", () => {
+  it("is done only once every path of the set was applied, whatever order they arrive in", () => {
+    const appliedAt = new Map<string, number>();
+    const done = appliedAll({ appliedAt }, "s", ["a", "b", "c"]);
+    expect(done()).toBe(false);
+    appliedAt.set("s:c", 1);
+    appliedAt.set("other:a", 1);
+    expect(done()).toBe(false);
+    appliedAt.set("s:a", 2);
+    expect(done()).toBe(false);
+    appliedAt.set("s:b", 3);
+    expect(done()).toBe(true);
+    expect(appliedAll({ appliedAt }, "s", [])()).toBe(true);
   });
 });

@@ -1,0 +1,60 @@
+// What the applier carries from one message of an invocation to the next
+// message of the same set. SQS hands a FIFO group's messages to one batch at a
+// time and a batch to one invocation, so while a batch runs nothing but this
+// applier applies to the set: the status it left after a message is the one the
+// next message starts from (no GET of the status and HEAD of the next segment
+// per message), and the owner record is read once per batch, at the same time
+// as the status. Each message's signature is still checked against it. A
+// message that throws (a store failure, a marker going on in the next
+// invocation) makes the set be read again. An operator's change of the owner
+// (`tidemark adopt`) or of the status reaches the applier at its next batch.
+
+import type { SetStatus } from "../../contract/layout.ts";
+import type { OwnerRecord } from "../../contract/signing.ts";
+
+/** Where an ownership check gets a set's owner record from (ownership.ts): the store, or once per batch. */
+export interface OwnerReads {
+  /** The set's owner record (undefined: none registered); `read` fetches it from the store when not known. */
+  owner(set: string, read: () => Promise<OwnerRecord | undefined>): Promise<OwnerRecord | undefined>;
+  /** The check registered the set's first owner. */
+  wrote(record: OwnerRecord): void;
+}
+
+export class BatchMemory implements OwnerReads {
+  /** Each set's status as the applier holds it: the object a message mutates, left as its message finished. */
+  readonly #statuses = new Map<string, SetStatus>();
+  readonly #owners = new Map<string, Promise<OwnerRecord | undefined>>();
+
+  /**
+   * The set's status: the one the batch's previous message of the set left,
+   * or else read (`read`), together with the owner record (`readOwner`,
+   * which the ownership check then finds here).
+   */
+  async status(set: string, read: () => Promise<SetStatus>, readOwner: () => Promise<OwnerRecord | undefined>): Promise<SetStatus> {
+    const known = this.#statuses.get(set);
+    if (known) return known;
+    // A failed owner read is the check's to report; here it only must not go unhandled.
+    const [status] = await Promise.all([read(), this.owner(set, readOwner).catch(() => undefined)]);
+    this.#statuses.set(set, status);
+    return status;
+  }
+
+  owner(set: string, read: () => Promise<OwnerRecord | undefined>): Promise<OwnerRecord | undefined> {
+    let owner = this.#owners.get(set);
+    if (!owner) {
+      owner = read();
+      this.#owners.set(set, owner);
+    }
+    return owner;
+  }
+
+  wrote(record: OwnerRecord): void {
+    this.#owners.set(record.set, Promise.resolve(record));
+  }
+
+  /** A message of the set failed part way: what is held may be ahead of the store or stale. */
+  forget(set: string): void {
+    this.#statuses.delete(set);
+    this.#owners.delete(set);
+  }
+}
