@@ -33,7 +33,7 @@ import { takeVolumeSnapshot } from "../volumes/volume-snapshots.ts";
 import { checkSnapshot } from "../tasks/snapshot-checks.ts";
 import type { TargetStore, WriteResult } from "../store/store.ts";
 import { SignedOwnership, type OwnershipCheck, type Refusal } from "./ownership.ts";
-import { checkStaged } from "./staged-content.ts";
+import { checkInOrder, checkStaged } from "./staged-content.ts";
 import { applyDelta, DeltaBaseError } from "./delta-rebuild.ts";
 import { DEFAULT_POINT_IN_TIME_DAYS } from "../../contract/history.ts";
 import { HistoryRecorder, windowPruneOptions, type HistorySettings } from "../history/recorder.ts";
@@ -418,21 +418,21 @@ export class Applier {
     return foldSegments(this.#store, this.#statusWrites.known(set, stored?.text) ?? stored?.status ?? initialStatus(set));
   }
 
-  /** Checks every put's content and parses every verify manifest before anything is written, so a bad message writes nothing. */
+  /**
+   * Checks every put's content and parses every verify manifest before anything is written, so a bad message writes
+   * nothing. Staged objects are read several at a time (checkInOrder); a failure is reported for the first bad record.
+   */
   async #prepareContent(set: string, records: readonly WireRecord[]): Promise<Map<number, Prepared>> {
-    const prepared = new Map<number, Prepared>();
-    for (const record of records) {
+    const checks: (() => Promise<[number, Prepared] | undefined>)[] = records.map((record) => async () => {
       if (record.op === "verify") {
         const { bytes, staged } = await this.#loadManifest(set, record);
-        prepared.set(record.seq, { record, entries: parseManifest(bytes), ...(staged ? { staged } : {}) });
-        continue;
+        return [record.seq, { record, entries: parseManifest(bytes), ...(staged ? { staged } : {}) }];
       }
       if (record.op === "block") {
-        if (record.content.kind === "zero") continue;
-        prepared.set(record.seq, await this.#prepareBlock(set, record, record.content));
-        continue;
+        if (record.content.kind === "zero") return undefined;
+        return [record.seq, await this.#prepareBlock(set, record, record.content)];
       }
-      if (record.op !== "put") continue;
+      if (record.op !== "put") return undefined;
       // A delta carries only its blocks; a whole put carries the file.
       const expected = record.delta ? deltaBytes(record.size, record.delta) : record.size;
       if (record.content.kind === "inline") {
@@ -440,13 +440,14 @@ export class Applier {
         if (bytes.length !== expected || (!record.delta && sha256(bytes) !== record.sha256)) {
           throw new BadMessageError(`content of ${record.path} (seq ${record.seq}) does not match its size and sha256`);
         }
-        prepared.set(record.seq, { record, bytes });
-      } else {
-        // A delta's staged blocks have no hash of their own: the file rebuilt from them is checked against its sha256.
-        const key = stagingKey(set, record.seq, record.sha256);
-        prepared.set(record.seq, record.delta ? await this.#prepareStagedDelta(key, record, expected) : await checkStaged(this.#store, key, record, `${record.path} (seq ${record.seq})`, expected));
+        return [record.seq, { record, bytes }];
       }
-    }
+      // A delta's staged blocks have no hash of their own: the file rebuilt from them is checked against its sha256.
+      const key = stagingKey(set, record.seq, record.sha256);
+      return [record.seq, record.delta ? await this.#prepareStagedDelta(key, record, expected) : await checkStaged(this.#store, key, record, `${record.path} (seq ${record.seq})`, expected)];
+    });
+    const prepared = new Map<number, Prepared>();
+    for (const entry of await checkInOrder(checks)) if (entry) prepared.set(entry[0], entry[1]);
     return prepared;
   }
 
