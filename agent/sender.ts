@@ -29,7 +29,7 @@ import { PACK_HEADER_BYTES, packWhen, type PackWriter } from "./message-pack.ts"
 export type PackedMarker = Extract<JournalRecord, { op: "task" }>;
 
 /** A staged payload and the seq of the record it belongs to. */
-export type PackedPayload = StagedPayload & { readonly seq: number };
+export type PackedPayload = StagedPayload & { readonly seq: number; /** The message's pack (message-pack.ts), not one record's content. */ readonly pack?: true };
 
 export interface PackedMessage {
   readonly body: string;
@@ -167,7 +167,7 @@ export function packNext(journal: Journal, set: string, options: PackOptions = {
   }
   if (parts.length === 0) return undefined;
   const packed = pack?.finish(set, first);
-  if (packed) staged.push({ ...packed.payload, seq: first });
+  if (packed) staged.push({ ...packed.payload, seq: first, pack: true });
   const body = joinMessage(packed ? { ...header, pack: packed.pack } : header, parts);
   return { body, first, last, staged, markers, gen };
 }
@@ -213,10 +213,17 @@ export class PackedAhead {
  * skipped, and the message is packed again without it.
  */
 export async function sendNext(journal: Journal, transport: Transport, set: string, options: SendOptions = {}): Promise<SendResult> {
+  let attempt = options;
   for (;;) {
     try {
-      return await sendPacked(journal, transport, set, options);
+      return await sendPacked(journal, transport, set, attempt);
     } catch (error) {
+      if (error instanceof PackRefusedError && attempt.packBytes !== 0) {
+        // No record is at fault: the same records go without a pack, their content inline or staged one by one.
+        options.ahead?.drop();
+        attempt = { ...options, ahead: undefined, packBytes: 0 };
+        continue;
+      }
       if (!(error instanceof RecordRefusedError)) throw error;
       options.ahead?.drop();
       const reason = error.cause instanceof Error ? error.cause.message : error.message;
@@ -228,10 +235,16 @@ export async function sendNext(journal: Journal, transport: Transport, set: stri
   }
 }
 
-/** A refusal of a payload names its record; anything else stays as it was. */
-function refusedRecord(seq: number) {
+/** The target refused a message's pack for good: the message goes again without one. */
+class PackRefusedError extends Error {
+  override name = "PackRefusedError";
+}
+
+/** A refusal of a payload names its record (or the pack); anything else stays as it was. */
+function refusedRecord(payload: PackedPayload) {
   return (error: unknown): never => {
-    throw error instanceof DeliveryRefusedError ? new RecordRefusedError(seq, error) : error;
+    if (!(error instanceof DeliveryRefusedError)) throw error;
+    throw payload.pack ? new PackRefusedError(`the pack ${payload.key} was refused: ${error.message}`, { cause: error }) : new RecordRefusedError(payload.seq, error);
   };
 }
 
@@ -240,7 +253,7 @@ async function sendPacked(journal: Journal, transport: Transport, set: string, o
   if (!packed) return { records: 0, bytes: 0 };
   if (packed.markers.length > 0) await options.beforeMarkers?.(set, packed.markers);
   // The message goes only once every payload it names is staged.
-  await mapConcurrent(packed.staged, STAGE_CONCURRENCY, (payload) => transport.stage(payload).catch(refusedRecord(payload.seq)));
+  await mapConcurrent(packed.staged, STAGE_CONCURRENCY, (payload) => transport.stage(payload).catch(refusedRecord(payload)));
   const sending = transport.send(set, deduplicationId(set, packed.first, packed.last, packed.gen), packed.body).catch(async (error: unknown) => {
     if (!(error instanceof DeliveryRefusedError)) throw error;
     if (packed.first === packed.last) throw new RecordRefusedError(packed.first, error);

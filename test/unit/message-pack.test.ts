@@ -11,6 +11,7 @@ import { stagingKey } from "../../contract/layout.ts";
 import { MAX_MESSAGE_BYTES, parseMessage, serializeMessage, type WireMessage, type WireRecord } from "../../contract/wire.ts";
 import { Applier } from "../../lambdas/applier/applier.ts";
 import { MemoryStore } from "../../lambdas/store/memory-store.ts";
+import { DeliveryRefusedError, type Transport } from "../../agent/transport/transport.ts";
 import { MemoryTransport } from "../support/memory-transport.ts";
 import { messageBody, signedIncoming } from "../support/messages.ts";
 import { tempDir } from "../support/tree.ts";
@@ -94,6 +95,31 @@ describe("the agent packing a message", () => {
       expect(transport.bodies.length).toBeLessThan(10);
       for (const [path, bytes] of files) expect((await store.get(`data/${SET}/${path}`))?.body.equals(bytes)).toBe(true);
       expect([...store.objects.keys()].filter((key) => key.startsWith("staging/"))).toEqual([]);
+    }),
+  );
+});
+
+describe("a pack the target refuses for good", () => {
+  it(
+    "sends the same records without a pack, none of them skipped",
+    withJournal(async (journal) => {
+      const files = journalFiles(journal, 300, 6 * 1024);
+      const store = new MemoryStore();
+      const inner = new MemoryTransport(new Applier({ store, log: () => {} }), store);
+      const refused: string[] = [];
+      // Only packs are staged here (every file is small): each is refused, as a store that never takes it would.
+      const transport: Transport = {
+        stage: async (payload) => {
+          refused.push(payload.key);
+          throw new DeliveryRefusedError(`refusing ${payload.key}`);
+        },
+        send: (set, id, body, attributes) => inner.send(set, id, body, attributes),
+      };
+      while ((await sendNext(journal, transport, SET)).records > 0);
+      expect(refused.length).toBeGreaterThan(0);
+      expect(journal.skipped(SET)).toEqual([]);
+      expect(inner.outcomes.every((o) => o.kind === "applied")).toBe(true);
+      for (const [path, bytes] of files) expect((await store.get(`data/${SET}/${path}`))?.body.equals(bytes)).toBe(true);
     }),
   );
 });
