@@ -22,12 +22,14 @@ import {
 import type { Journal, JournalRecord } from "./journal.ts";
 import { RecordRefusedError, skipRefusedRecord, type SkippedRecord } from "./poison.ts";
 import { DeliveryRefusedError, type StagedPayload, type Transport } from "./transport/transport.ts";
+import { MAX_PACK_BYTES } from "../contract/packed-content.ts";
+import { PACK_HEADER_BYTES, packWhen, type PackWriter } from "./message-pack.ts";
 
 /** A task marker in a packed message, with what the agent does around its sending. */
 export type PackedMarker = Extract<JournalRecord, { op: "task" }>;
 
 /** A staged payload and the seq of the record it belongs to. */
-export type PackedPayload = StagedPayload & { readonly seq: number };
+export type PackedPayload = StagedPayload & { readonly seq: number; /** The message's pack (message-pack.ts), not one record's content. */ readonly pack?: true };
 
 export interface PackedMessage {
   readonly body: string;
@@ -49,7 +51,7 @@ const PAGE = 64;
 /** A message's staged payloads uploaded at once: one at a time leaves a link idle between objects. */
 export const STAGE_CONCURRENCY = 4;
 
-function toWire(set: string, spoolDir: string, record: JournalRecord, compression: Compression): { wire: WireRecord; staged?: StagedPayload } {
+function toWire(set: string, spoolDir: string, record: JournalRecord, compression: Compression, pack?: PackWriter): { wire: WireRecord; staged?: StagedPayload } {
   if (record.op === "verify") {
     // The manifest is gzip'ed already: it travels like a whole put's content.
     const { content, ...meta } = record;
@@ -92,6 +94,8 @@ function toWire(set: string, spoolDir: string, record: JournalRecord, compressio
   const stagedSha256 = delta ? delta.contentSha256 : record.sha256;
   const key = stagingKey(set, record.seq, record.sha256);
   if ("bytes" in content) {
+    const packed = pack?.add(content.bytes, compression);
+    if (packed) return { wire: { ...wireMeta, content: packed } };
     const inline = encodeInline(content.bytes, compression);
     if (inline.data.length <= MAX_INLINE_BYTES) return { wire: { ...wireMeta, content: inline } };
     return {
@@ -109,6 +113,8 @@ function toWire(set: string, spoolDir: string, record: JournalRecord, compressio
 export interface PackOptions {
   /** @default MAX_MESSAGE_BYTES */
   readonly maxBytes?: number;
+  /** Largest pack of a message (packed-content.ts); 0 never packs. @default MAX_PACK_BYTES */
+  readonly packBytes?: number;
   /** @default "zstd" */
   readonly compression?: Compression;
 }
@@ -130,7 +136,8 @@ export function packNext(journal: Journal, set: string, options: PackOptions = {
   const compression = options.compression ?? "zstd";
   const gen = journal.sets.generation(set).id;
   const header: MessageHeader = { v: WIRE_VERSION, set, gen };
-  let size = Buffer.byteLength(joinMessage(header, []));
+  const pack = packWhen(journal, set, maxBytes, options.packBytes ?? MAX_PACK_BYTES);
+  let size = Buffer.byteLength(joinMessage(header, [])) + (pack ? PACK_HEADER_BYTES : 0);
   const parts: string[] = [];
   const staged: PackedPayload[] = [];
   const markers: PackedMarker[] = [];
@@ -141,10 +148,14 @@ export function packNext(journal: Journal, set: string, options: PackOptions = {
     const page = journal.pending(set, cursor, PAGE);
     if (page.length === 0) break;
     for (const record of page) {
-      const { wire, staged: payload } = toWire(set, journal.spoolDir, record, compression);
+      const packedBefore = pack?.size ?? 0;
+      const { wire, staged: payload } = toWire(set, journal.spoolDir, record, compression, pack);
       const json = wireJson(wire);
       const length = Buffer.byteLength(json) + (parts.length > 0 ? 1 : 0);
-      if (parts.length > 0 && size + length > maxBytes) break fill;
+      if (parts.length > 0 && size + length > maxBytes) {
+        pack?.truncate(packedBefore);
+        break fill;
+      }
       parts.push(json);
       size += length;
       if (payload) staged.push({ ...payload, seq: record.seq });
@@ -155,7 +166,9 @@ export function packNext(journal: Journal, set: string, options: PackOptions = {
     cursor = last;
   }
   if (parts.length === 0) return undefined;
-  const body = joinMessage(header, parts);
+  const packed = pack?.finish(set, first);
+  if (packed) staged.push({ ...packed.payload, seq: first, pack: true });
+  const body = joinMessage(packed ? { ...header, pack: packed.pack } : header, parts);
   return { body, first, last, staged, markers, gen };
 }
 
@@ -200,10 +213,17 @@ export class PackedAhead {
  * skipped, and the message is packed again without it.
  */
 export async function sendNext(journal: Journal, transport: Transport, set: string, options: SendOptions = {}): Promise<SendResult> {
+  let attempt = options;
   for (;;) {
     try {
-      return await sendPacked(journal, transport, set, options);
+      return await sendPacked(journal, transport, set, attempt);
     } catch (error) {
+      if (error instanceof PackRefusedError && attempt.packBytes !== 0) {
+        // No record is at fault: the same records go without a pack, their content inline or staged one by one.
+        options.ahead?.drop();
+        attempt = { ...options, ahead: undefined, packBytes: 0 };
+        continue;
+      }
       if (!(error instanceof RecordRefusedError)) throw error;
       options.ahead?.drop();
       const reason = error.cause instanceof Error ? error.cause.message : error.message;
@@ -215,10 +235,16 @@ export async function sendNext(journal: Journal, transport: Transport, set: stri
   }
 }
 
-/** A refusal of a payload names its record; anything else stays as it was. */
-function refusedRecord(seq: number) {
+/** The target refused a message's pack for good: the message goes again without one. */
+class PackRefusedError extends Error {
+  override name = "PackRefusedError";
+}
+
+/** A refusal of a payload names its record (or the pack); anything else stays as it was. */
+function refusedRecord(payload: PackedPayload) {
   return (error: unknown): never => {
-    throw error instanceof DeliveryRefusedError ? new RecordRefusedError(seq, error) : error;
+    if (!(error instanceof DeliveryRefusedError)) throw error;
+    throw payload.pack ? new PackRefusedError(`the pack ${payload.key} was refused: ${error.message}`, { cause: error }) : new RecordRefusedError(payload.seq, error);
   };
 }
 
@@ -227,7 +253,7 @@ async function sendPacked(journal: Journal, transport: Transport, set: string, o
   if (!packed) return { records: 0, bytes: 0 };
   if (packed.markers.length > 0) await options.beforeMarkers?.(set, packed.markers);
   // The message goes only once every payload it names is staged.
-  await mapConcurrent(packed.staged, STAGE_CONCURRENCY, (payload) => transport.stage(payload).catch(refusedRecord(payload.seq)));
+  await mapConcurrent(packed.staged, STAGE_CONCURRENCY, (payload) => transport.stage(payload).catch(refusedRecord(payload)));
   const sending = transport.send(set, deduplicationId(set, packed.first, packed.last, packed.gen), packed.body).catch(async (error: unknown) => {
     if (!(error instanceof DeliveryRefusedError)) throw error;
     if (packed.first === packed.last) throw new RecordRefusedError(packed.first, error);

@@ -11,6 +11,7 @@ import { DrillReportSchema } from "./drills.ts";
 import { LinkGroup, ManifestEntrySchema, Mode, MtimeNs, Seq, SetName, SetPath, Sha256, Size, type ManifestEntry } from "./manifest-entry.ts";
 import { SetDigestSchema } from "./digest.ts";
 import { MAX_DELTA_RANGES, MAX_RANGED_FILE_BYTES, rangesBytes, rangesProblem, type ByteRange } from "./delta-ranges.ts";
+import { MessagePack, PackedContent } from "./packed-content.ts";
 
 export const WIRE_VERSION = 1;
 
@@ -79,6 +80,8 @@ const InlineContent = z.object({
 /** The bytes wait under stagingKey(set, seq, sha256): the key is derived, never taken from the message. */
 const StagedContent = z.object({ kind: z.literal("staged") });
 const Content = z.discriminatedUnion("kind", [InlineContent, StagedContent]);
+/** A put's content may also be a slice of the message's pack (packed-content.ts). */
+const PutContent = z.discriminatedUnion("kind", [InlineContent, StagedContent, PackedContent]);
 
 /**
  * A put that carries only some blocks: the rest come from the target's
@@ -109,7 +112,7 @@ const PutRecord = z
     mode: Mode,
     mtimeNs: MtimeNs,
     sha256: Sha256,
-    content: Content,
+    content: PutContent,
     delta: Delta.optional(),
     /** The file had other hard links in the set when read: they share this id (optional; older agents send none). */
     linkGroup: LinkGroup.optional(),
@@ -263,9 +266,14 @@ export const MessageSchema = z
     /** The generation of the journal the records come from; absent from agents that predate generations. */
     gen: GenerationId.optional(),
     records: z.array(RecordSchema).min(1).max(10_000),
+    /** The staging object holding the packed records' bytes; absent when none is packed (and from older agents). */
+    pack: MessagePack.optional(),
   })
   .superRefine((message, ctx) => {
     message.records.forEach((record, i) => {
+      if (record.op === "put" && record.content.kind === "packed" && record.content.offset + record.content.length > (message.pack?.size ?? 0)) {
+        ctx.addIssue({ code: "custom", path: ["records", i, "content"], message: message.pack ? `packed content ends past the pack's ${message.pack.size} bytes` : "packed content in a message without a pack" });
+      }
       const previous = message.records[i - 1];
       if (previous && record.seq !== previous.seq + 1) {
         ctx.addIssue({

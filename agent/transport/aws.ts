@@ -7,6 +7,7 @@ import { PutObjectCommand, type S3Client } from "@aws-sdk/client-s3";
 import { SendMessageCommand, type SQSClient } from "@aws-sdk/client-sqs";
 import { META } from "../../contract/layout.ts";
 import { MULTIPART_THRESHOLD, putInParts } from "../../lambdas/target/index.ts";
+import { messageBodyAsJson } from "./message-body.ts";
 import { DeliveryRefusedError, type MessageAttributes, type StagedPayload, type Transport } from "./transport.ts";
 
 async function readPart(file: FileHandle, offset: number, length: number, key: string): Promise<Buffer> {
@@ -76,14 +77,14 @@ export class AwsTransport implements Transport {
   }
 
   async send(set: string, deduplicationId: string, body: string, attributes?: MessageAttributes): Promise<void> {
-    await this.#sqs.send(
-      new SendMessageCommand({
-        QueueUrl: this.#queueUrl,
-        MessageBody: body,
-        MessageGroupId: set,
-        MessageDeduplicationId: deduplicationId,
-        ...(attributes ? { MessageAttributes: Object.fromEntries(Object.entries(attributes).map(([name, value]) => [name, { DataType: "String", StringValue: value }])) } : {}),
-      }),
-    );
+    const command = new SendMessageCommand({
+      QueueUrl: this.#queueUrl,
+      MessageBody: body,
+      MessageGroupId: set,
+      MessageDeduplicationId: deduplicationId,
+      ...(attributes ? { MessageAttributes: Object.fromEntries(Object.entries(attributes).map(([name, value]) => [name, { DataType: "String", StringValue: value }])) } : {}),
+    });
+    command.middlewareStack.use(messageBodyAsJson);
+    await this.#sqs.send(command);
   }
 }

@@ -33,7 +33,8 @@ import { takeVolumeSnapshot } from "../volumes/volume-snapshots.ts";
 import { checkSnapshot } from "../tasks/snapshot-checks.ts";
 import type { TargetStore, WriteResult } from "../store/store.ts";
 import { SignedOwnership, type OwnershipCheck, type Refusal } from "./ownership.ts";
-import { checkStaged } from "./staged-content.ts";
+import { checkInOrder, checkStaged } from "./staged-content.ts";
+import { MessagePackReader } from "./packed-content.ts";
 import { applyDelta, DeltaBaseError } from "./delta-rebuild.ts";
 import { DEFAULT_POINT_IN_TIME_DAYS } from "../../contract/history.ts";
 import { HistoryRecorder, windowPruneOptions, type HistorySettings } from "../history/recorder.ts";
@@ -252,8 +253,9 @@ export class Applier {
     }
 
     let prepared: Map<number, Prepared>;
+    const pack = new MessagePackReader(this.#store, message);
     try {
-      prepared = await this.#prepareContent(set, records);
+      prepared = await this.#prepareContent(set, records, pack);
     } catch (error) {
       if (error instanceof BadMessageError) return this.#reject(incoming, error, status);
       throw error;
@@ -344,6 +346,7 @@ export class Applier {
     for (const content of prepared.values()) {
       if ("staged" in content && content.staged !== undefined) await this.#store.delete(content.staged);
     }
+    if (pack.read && pack.key !== undefined) await this.#store.delete(pack.key);
     return { kind: "applied", set, first: records[0]?.seq ?? last, last, records: records.length, bytes: total };
   }
 
@@ -446,35 +449,36 @@ export class Applier {
     return status;
   }
 
-  /** Checks every put's content and parses every verify manifest before anything is written, so a bad message writes nothing. */
-  async #prepareContent(set: string, records: readonly WireRecord[]): Promise<Map<number, Prepared>> {
-    const prepared = new Map<number, Prepared>();
-    for (const record of records) {
+  /**
+   * Checks every put's content and parses every verify manifest before anything is written, so a bad message writes
+   * nothing. Staged objects are read several at a time (checkInOrder); a failure is reported for the first bad record.
+   */
+  async #prepareContent(set: string, records: readonly WireRecord[], pack: MessagePackReader): Promise<Map<number, Prepared>> {
+    const checks: (() => Promise<[number, Prepared] | undefined>)[] = records.map((record) => async () => {
       if (record.op === "verify") {
         const { bytes, staged } = await this.#loadManifest(set, record);
-        prepared.set(record.seq, { record, entries: parseManifest(bytes), ...(staged ? { staged } : {}) });
-        continue;
+        return [record.seq, { record, entries: parseManifest(bytes), ...(staged ? { staged } : {}) }];
       }
       if (record.op === "block") {
-        if (record.content.kind === "zero") continue;
-        prepared.set(record.seq, await this.#prepareBlock(set, record, record.content));
-        continue;
+        if (record.content.kind === "zero") return undefined;
+        return [record.seq, await this.#prepareBlock(set, record, record.content)];
       }
-      if (record.op !== "put") continue;
+      if (record.op !== "put") return undefined;
       // A delta carries only its blocks; a whole put carries the file.
       const expected = record.delta ? deltaBytes(record.size, record.delta) : record.size;
-      if (record.content.kind === "inline") {
-        const bytes = decodeInline(record.content);
+      if (record.content.kind === "inline" || record.content.kind === "packed") {
+        const bytes = record.content.kind === "inline" ? decodeInline(record.content) : await pack.bytesOf(record.content, `${record.path} (seq ${record.seq})`);
         if (bytes.length !== expected || (!record.delta && sha256(bytes) !== record.sha256)) {
           throw new BadMessageError(`content of ${record.path} (seq ${record.seq}) does not match its size and sha256`);
         }
-        prepared.set(record.seq, { record, bytes });
-      } else {
-        // A delta's staged blocks have no hash of their own: the file rebuilt from them is checked against its sha256.
-        const key = stagingKey(set, record.seq, record.sha256);
-        prepared.set(record.seq, record.delta ? await this.#prepareStagedDelta(key, record, expected) : await checkStaged(this.#store, key, record, `${record.path} (seq ${record.seq})`, expected));
+        return [record.seq, { record, bytes }];
       }
-    }
+      // A delta's staged blocks have no hash of their own: the file rebuilt from them is checked against its sha256.
+      const key = stagingKey(set, record.seq, record.sha256);
+      return [record.seq, record.delta ? await this.#prepareStagedDelta(key, record, expected) : await checkStaged(this.#store, key, record, `${record.path} (seq ${record.seq})`, expected)];
+    });
+    const prepared = new Map<number, Prepared>();
+    for (const entry of await checkInOrder(checks)) if (entry) prepared.set(entry[0], entry[1]);
     return prepared;
   }
 

@@ -2,6 +2,7 @@
 // (DESIGN 8): its SHA-256 is checked against the record's before anything is
 // written, and the copy later takes exactly the version that was checked.
 
+import { mapConcurrent } from "../../contract/async.ts";
 import { BadMessageError, type BlockRecord, type PutRecord } from "../../contract/wire.ts";
 import type { TargetStore } from "../store/store.ts";
 
@@ -21,4 +22,24 @@ export async function checkStaged(store: TargetStore, key: string, record: PutRe
     throw new BadMessageError(`staged content of ${what} at ${key} has sha256 ${content.sha256}, not the ${record.sha256} its message names; it was not written`);
   }
   return { record, staged: key, etag: content.etag };
+}
+
+/** A message's content checks in flight at once: each staged one is a read of the whole object, mostly waiting on S3. */
+export const CHECKS_IN_FLIGHT = 8;
+
+/**
+ * Runs a message's checks, CHECKS_IN_FLIGHT at a time, and resolves with their results in order; when any fails, it
+ * rejects (once every check has settled) with the failure of the first one in order, as checking one after the other would.
+ */
+export async function checkInOrder<T>(checks: readonly (() => Promise<T>)[]): Promise<T[]> {
+  const settled = await mapConcurrent(checks, CHECKS_IN_FLIGHT, (check) =>
+    check().then(
+      (value) => ({ ok: true as const, value }),
+      (error: unknown) => ({ ok: false as const, error }),
+    ),
+  );
+  return settled.map((outcome) => {
+    if (!outcome.ok) throw outcome.error;
+    return outcome.value;
+  });
 }

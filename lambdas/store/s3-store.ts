@@ -13,6 +13,7 @@ import {
 import { createHash } from "node:crypto";
 import { copyInParts, isCopySourceTooLarge, MULTIPART_THRESHOLD, putInParts } from "../s3-multipart.ts";
 import { encodeKeyPath } from "../s3-object-requests.ts";
+import { bodyChunks } from "./body-chunks.ts";
 import { ListingCheck } from "./listing-check.ts";
 import { ContentMismatchError, ObjectNotFoundError, SourceChangedError, type ContentHash, type CopyOptions, type ObjectHead, type ObjectInfo, type StoredObject, type StreamedBody, type TargetStore, type WriteResult } from "./store.ts";
 
@@ -85,10 +86,9 @@ export class S3Store implements TargetStore {
       const out = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: key, ...(versionId !== undefined ? { VersionId: versionId } : {}) }));
       const hash = createHash("sha256");
       let size = 0;
-      const reader = out.Body?.transformToWebStream().getReader();
-      for (let chunk = await reader?.read(); chunk && !chunk.done; chunk = await reader?.read()) {
-        hash.update(chunk.value);
-        size += chunk.value.length;
+      for await (const chunk of bodyChunks(out.Body)) {
+        hash.update(chunk);
+        size += chunk.length;
       }
       return { sha256: hash.digest("hex"), size };
     } catch (error) {
@@ -183,11 +183,9 @@ export class S3Store implements TargetStore {
       const hash = createHash("sha256");
       let size = 0;
       // Streamed: a staged object may be larger than the function's memory.
-      if (out.Body) {
-        for await (const chunk of out.Body.transformToWebStream()) {
-          hash.update(chunk);
-          size += chunk.length;
-        }
+      for await (const chunk of bodyChunks(out.Body)) {
+        hash.update(chunk);
+        size += chunk.length;
       }
       if (!out.ETag) throw new Error(`S3 answered GetObject of ${key} without an ETag`);
       return { sha256: hash.digest("hex"), size, etag: out.ETag };

@@ -76,7 +76,9 @@ it("packs the very text serializeMessage writes for the message, which the contr
   // Staged payloads and inline records alike, the header first: nothing the parser drops, nothing the contract would write otherwise.
   expect(parsed.records.map((r) => r.op)).toEqual(["put", "put", "put", "put", "put", "put", "mkdir", "put", "symlink", "delete"]);
   expect(parsed).toEqual(JSON.parse(packed.body));
-  expect(packed.body).toBe(serializeMessage({ v: 1, set: SET, gen: packed.gen, records: (JSON.parse(packed.body) as WireMessage).records }));
+  // The small file goes in the message's pack here: the backlog of large files is larger than messages carry inline.
+  expect(parsed.pack).toBeDefined();
+  expect(packed.body).toBe(serializeMessage({ v: 1, set: SET, gen: packed.gen, ...(parsed.pack ? { pack: parsed.pack } : {}), records: (JSON.parse(packed.body) as WireMessage).records }));
 });
 
 /** Releases stage calls as they come until the send settles. */
@@ -140,7 +142,7 @@ describe("packing the next message while one is on the wire", () => {
   };
 
   beforeEach(async () => {
-    // Incompressible files that fill several messages, inline.
+    // Incompressible files that fill several messages, inline (not packed: packing ahead is about messages, packs are tested apart).
     for (let i = 0; i < 40; i++) writeFileSync(join(src.path, `small-${String(i).padStart(2, "0")}.bin`), randomBytes(30 * 1024));
     await barrierScan(journal, { name: SET, root: src.path, exclude: [] });
     // Staged ones are in other tests; these only travel inline.
@@ -151,7 +153,7 @@ describe("packing the next message while one is on the wire", () => {
     const transport = new HeldSends();
     const ahead = new PackedAhead();
     const pending = vi.spyOn(journal, "pending");
-    const first = sendNext(journal, transport, SET, { compression: "none", ahead });
+    const first = sendNext(journal, transport, SET, { compression: "none", packBytes: 0, ahead });
     await until(() => transport.bodies.length === 1);
     const firstLast = seqsOf(transport.bodies[0] ?? "").at(-1) ?? 0;
     await until(() => pending.mock.calls.some(([, after]) => after === firstLast));
@@ -159,9 +161,9 @@ describe("packing the next message while one is on the wire", () => {
     transport.release();
     await first;
 
-    const expected = packNext(journal, SET, { compression: "none" });
+    const expected = packNext(journal, SET, { compression: "none", packBytes: 0 });
     pending.mockClear();
-    const second = sendNext(journal, transport, SET, { compression: "none", ahead });
+    const second = sendNext(journal, transport, SET, { compression: "none", packBytes: 0, ahead });
     await until(() => transport.bodies.length === 2);
     // Taken as held: the journal was not read again from its oldest unsent record (only past it, packing the third).
     expect(pending.mock.calls.filter(([, after]) => after === 0)).toEqual([]);
@@ -176,7 +178,7 @@ describe("packing the next message while one is on the wire", () => {
     const drain = async (ahead?: PackedAhead) => {
       const transport: Transport = { stage: async () => undefined, send: async (_s, _i, body) => void bodies.push(body) };
       const bodies: string[] = [];
-      while ((await sendNext(journal, transport, SET, { compression: "none", ...(ahead ? { ahead } : {}) })).records > 0);
+      while ((await sendNext(journal, transport, SET, { compression: "none", packBytes: 0, ...(ahead ? { ahead } : {}) })).records > 0);
       return bodies;
     };
     const sent = journal.sets.counters(SET).sentSeq;
@@ -192,7 +194,7 @@ describe("packing the next message while one is on the wire", () => {
       await barrierScan(other, { name: SET, root: src.path, exclude: [] });
       other.markSent(SET, 6, 0);
       const bodies: string[] = [];
-      while ((await sendNext(other, { stage: async () => undefined, send: async (_s, _i, body) => void bodies.push(body) }, SET, { compression: "none" })).records > 0);
+      while ((await sendNext(other, { stage: async () => undefined, send: async (_s, _i, body) => void bodies.push(body) }, SET, { compression: "none", packBytes: 0 })).records > 0);
       // Each journal has a generation of its own: the records are what must match.
       const records = (all: string[]) => all.map((body) => (JSON.parse(body) as { records: unknown }).records);
       expect(records(bodies)).toEqual(records(withAhead));
@@ -206,14 +208,14 @@ describe("packing the next message while one is on the wire", () => {
     const transport = new HeldSends();
     const ahead = new PackedAhead();
     transport.fail = new Error("queue unreachable");
-    const failing = sendNext(journal, transport, SET, { compression: "none", ahead });
+    const failing = sendNext(journal, transport, SET, { compression: "none", packBytes: 0, ahead });
     await until(() => transport.bodies.length === 1);
     await new Promise((resolve) => setImmediate(resolve));
     transport.release();
     await expect(failing).rejects.toThrow("queue unreachable");
     // Nothing was marked sent: the same message goes again, not the one packed behind it.
     transport.fail = undefined;
-    const retry = sendNext(journal, transport, SET, { compression: "none", ahead });
+    const retry = sendNext(journal, transport, SET, { compression: "none", packBytes: 0, ahead });
     await until(() => transport.bodies.length === 2);
     expect(transport.bodies[1]).toBe(transport.bodies[0]);
     transport.release();
@@ -223,9 +225,9 @@ describe("packing the next message while one is on the wire", () => {
     const drainUntilLast = async () => {
       for (;;) {
         const { sentSeq, nextSeq } = journal.sets.counters(SET);
-        const next = packNext(journal, SET, { compression: "none" }, sentSeq);
+        const next = packNext(journal, SET, { compression: "none", packBytes: 0 }, sentSeq);
         if (!next || next.last === nextSeq - 1) return;
-        const sending = sendNext(journal, transport, SET, { compression: "none", ahead });
+        const sending = sendNext(journal, transport, SET, { compression: "none", packBytes: 0, ahead });
         await until(() => transport.bodies.length > 0 && seqsOf(transport.bodies.at(-1) ?? "")[0] === sentSeq + 1);
         transport.release();
         await sending;
@@ -233,7 +235,7 @@ describe("packing the next message while one is on the wire", () => {
     };
     await drainUntilLast();
     const [late] = journal.append(SET, [{ op: "mkdir", path: "late", mode: 0o755, mtimeNs: "0" }]);
-    const last = sendNext(journal, transport, SET, { compression: "none", ahead });
+    const last = sendNext(journal, transport, SET, { compression: "none", packBytes: 0, ahead });
     await until(() => seqsOf(transport.bodies.at(-1) ?? "").includes(late ?? -1));
     transport.release();
     await last;

@@ -1,0 +1,63 @@
+// The pack of a message (contract/packed-content.ts): the small files' bytes
+// of one message in one staging object, when the set's backlog is larger than
+// messages carry inline. A lone change still travels inline: a pack costs a
+// staging PUT (and the target a GET and a DELETE) that only pays off when it
+// saves many messages.
+
+import { createHash } from "node:crypto";
+import { stagingKey } from "../contract/layout.ts";
+import { encodePacked, MAX_PACK_BYTES, type MessagePack, type PackedContent } from "../contract/packed-content.ts";
+import { MAX_INLINE_BYTES, MAX_INLINE_DECODED_BYTES, wireJson, type Compression } from "../contract/wire.ts";
+import type { Journal } from "./journal.ts";
+import type { StagedPayload } from "./transport/transport.ts";
+
+/** What the pack adds to a message's header, at most. */
+export const PACK_HEADER_BYTES = Buffer.byteLength(wireJson({ pack: { size: MAX_PACK_BYTES, sha256: "0".repeat(64) } }));
+
+/** Packs when the set's unsent content would fill more than two messages inline. */
+export function packWhen(journal: Journal, set: string, maxBytes: number, packBytes: number): PackWriter | undefined {
+  if (packBytes <= 0 || maxBytes <= 0) return undefined;
+  return journal.sets.counters(set).backlogBytes > 2 * maxBytes ? new PackWriter(Math.min(packBytes, MAX_PACK_BYTES)) : undefined;
+}
+
+export class PackWriter {
+  readonly #limit: number;
+  #pieces: Uint8Array[] = [];
+  #size = 0;
+
+  constructor(limit: number) {
+    this.#limit = limit;
+  }
+
+  get size(): number {
+    return this.#size;
+  }
+
+  /** Adds a file's bytes, when they are small enough to travel inline and the pack has room; else undefined. */
+  add(bytes: Uint8Array, compression: Compression): PackedContent | undefined {
+    if (bytes.length > MAX_INLINE_DECODED_BYTES) return undefined;
+    const { encoding, data } = encodePacked(bytes, compression);
+    if (data.length > MAX_INLINE_BYTES || this.#size + data.length > this.#limit) return undefined;
+    const offset = this.#size;
+    this.#pieces.push(data);
+    this.#size += data.length;
+    return { kind: "packed", encoding, offset, length: data.length };
+  }
+
+  /** Drops what was added after the pack was `size` bytes long (a record that did not fit the message). */
+  truncate(size: number): void {
+    while (this.#size > size) {
+      const last = this.#pieces.pop();
+      if (!last) break;
+      this.#size -= last.length;
+    }
+  }
+
+  /** The pack of the message whose first record is `first`, to stage before the message is sent; undefined when empty. */
+  finish(set: string, first: number): { pack: MessagePack; payload: StagedPayload } | undefined {
+    if (this.#size === 0) return undefined;
+    const bytes = Buffer.concat(this.#pieces);
+    const sha256 = createHash("sha256").update(bytes).digest("hex");
+    return { pack: { size: bytes.length, sha256 }, payload: { set, key: stagingKey(set, first, sha256), sha256, size: bytes.length, source: { bytes } } };
+  }
+}
