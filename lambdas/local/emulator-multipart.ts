@@ -1,15 +1,16 @@
 // fauxqs holds a multipart upload's parts in memory and joins them into one
 // Buffer at CompleteMultipartUpload: twice the object's size at the peak, 2 GiB
-// for a 1 GiB file. On a persisted emulator each part goes to a file as it
-// arrives instead, and an object over LARGE_BODY_BYTES is joined file to file
-// (a slice at a time) into the body file emulator-large-objects.ts reads.
+// for a 1 GiB file. Here each part goes to a file as it arrives instead (a
+// copied part too: emulator-file-bodies.ts), and an object over the store's
+// large-body threshold is joined file to file (a slice at a time) into the
+// body file of its BodyHome (emulator-large-objects.ts).
 // Smaller objects, other checksum algorithms and invalid part lists take
 // fauxqs's own path with the parts read back, so its answers stay its own.
 
 import { createHash } from "node:crypto";
 import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, readSync, rmSync, writeFileSync, writeSync } from "node:fs";
 import { join } from "node:path";
-import { bodiesDir, isPersistenceManager, LARGE_BODY_BYTES, recordObjectInFile, type PersistenceManager } from "./emulator-large-objects.ts";
+import { homeOf, type BodyHome } from "./emulator-large-objects.ts";
 import { fauxqsPrototype } from "./fauxqs-internals.ts";
 
 const MIN_PART_BYTES = 5 * 1024 * 1024;
@@ -56,12 +57,26 @@ interface EmulatorS3Store {
 /** Part sizes of the parts kept in files, by part object. */
 const spilled = new WeakMap<Part, number>();
 
-function uploadDir(persistence: PersistenceManager, uploadId: string): string {
+function uploadDir(home: BodyHome, uploadId: string): string {
   // Bucket names never start with "_": no clash with a bucket's folder.
-  return join(bodiesDir(persistence), "_uploads", uploadId);
+  return join(home.dir, "_uploads", uploadId);
 }
 
 const partFile = (dir: string, partNumber: number) => join(dir, String(partNumber));
+
+/** Where part partNumber of an upload is kept (its folder is made). */
+export function partPath(home: BodyHome, uploadId: string, partNumber: number): string {
+  const dir = uploadDir(home, uploadId);
+  mkdirSync(dir, { recursive: true });
+  return partFile(dir, partNumber);
+}
+
+/** Records among an upload's parts one written to partPath() by the caller (an UploadPartCopy). */
+export function recordPartInFile(parts: Map<number, object>, partNumber: number, size: number, etag: string): void {
+  const part: Part = { partNumber, body: Buffer.alloc(0), etag, lastModified: new Date() };
+  spilled.set(part, size);
+  parts.set(partNumber, part);
+}
 
 /** Appends the file at `from` to the open file `fd`, a slice at a time. */
 function append(fd: number, from: string, buffer: Buffer): void {
@@ -107,12 +122,10 @@ async function patchMultipart(): Promise<void> {
 
   prototype.uploadPart = function uploadPartToFile(uploadId, partNumber, body, checksumValue) {
     const result = original.uploadPart.call(this, uploadId, partNumber, body, checksumValue);
-    const persistence = this.persistence;
+    const home = homeOf(this.persistence);
     const part = this.multipartUploads.get(uploadId)?.parts.get(partNumber);
-    if (!isPersistenceManager(persistence) || !part) return result;
-    const dir = uploadDir(persistence, uploadId);
-    mkdirSync(dir, { recursive: true });
-    writeFileSync(partFile(dir, partNumber), body);
+    if (!home || !part) return result;
+    writeFileSync(partPath(home, uploadId, partNumber), body);
     const kept: Part = { ...part, body: Buffer.alloc(0) };
     spilled.set(kept, body.length);
     this.multipartUploads.get(uploadId)?.parts.set(partNumber, kept);
@@ -121,12 +134,12 @@ async function patchMultipart(): Promise<void> {
 
   prototype.completeMultipartUpload = function completeMultipartUploadFromFiles(uploadId, specs) {
     const upload = this.multipartUploads.get(uploadId);
-    const persistence = this.persistence;
-    if (!upload || !isPersistenceManager(persistence)) return original.completeMultipartUpload.call(this, uploadId, specs);
-    const dir = uploadDir(persistence, uploadId);
+    const home = homeOf(this.persistence);
+    if (!upload || !home) return original.completeMultipartUpload.call(this, uploadId, specs);
+    const dir = uploadDir(home, uploadId);
     const parts = validParts(upload, specs);
     const size = parts?.reduce((sum, part) => sum + (spilled.get(part) ?? 0), 0) ?? 0;
-    const streamable = parts && size > LARGE_BODY_BYTES && (upload.checksumAlgorithm === undefined || upload.checksumAlgorithm === "SHA256");
+    const streamable = parts && size > home.largeBodyBytes && (upload.checksumAlgorithm === undefined || upload.checksumAlgorithm === "SHA256");
     if (!streamable) {
       // fauxqs's own path (and its errors), with the bodies back in memory.
       for (const [number, part] of upload.parts) {
@@ -176,8 +189,8 @@ async function patchMultipart(): Promise<void> {
           }
         : {}),
     };
-    recordObjectInFile(persistence, upload.bucket, object, joined);
-    persistence.deleteMultipartUpload(uploadId);
+    home.recordInFile(upload.bucket, object, joined);
+    home.deleteMultipartUpload(uploadId);
     this.buckets.get(upload.bucket)?.set(upload.key, object);
     this.multipartUploads.delete(uploadId);
     this.multipartUploadsByBucket.get(upload.bucket)?.delete(uploadId);
@@ -187,13 +200,14 @@ async function patchMultipart(): Promise<void> {
 
   prototype.abortMultipartUpload = function abortMultipartUploadWithFiles(uploadId) {
     original.abortMultipartUpload.call(this, uploadId);
-    if (isPersistenceManager(this.persistence)) rmSync(uploadDir(this.persistence, uploadId), { recursive: true, force: true });
+    const home = homeOf(this.persistence);
+    if (home) rmSync(uploadDir(home, uploadId), { recursive: true, force: true });
   };
 }
 
 let patched: Promise<void> | undefined;
 
-/** Makes every persisted fauxqs emulator in this process keep multipart parts in files and join large objects on disk; safe to call many times. */
+/** Makes every fauxqs emulator in this process with a BodyHome keep multipart parts in files and join large objects on disk; safe to call many times. */
 export function joinPartsOnDisk(): Promise<void> {
   patched ??= patchMultipart();
   return patched;
@@ -202,4 +216,6 @@ export function joinPartsOnDisk(): Promise<void> {
 /** Parts of uploads an earlier run of the emulator left (its uploads do not outlive it: their uploaders start again). */
 export function removeLeftoverParts(dataDir: string): void {
   rmSync(join(dataDir, "large-objects", "_uploads"), { recursive: true, force: true });
+  // Copies a crash interrupted (emulator-file-bodies.ts).
+  rmSync(join(dataDir, "large-objects", "_copies"), { recursive: true, force: true });
 }
