@@ -181,17 +181,17 @@ type Answer = (response: http.ServerResponse) => Promise<void>;
 const isReadParameter = (name: string) => name === "partNumber" || name === "versionId" || name === "x-id" || name.startsWith("response-") || name.startsWith("X-Amz-");
 
 export interface FileBodyOptions {
-  /** @default MAX_COPY_BYTES */
-  readonly maxCopyBytes?: number;
+  /** The largest source CopyObject takes (an UploadPartCopy takes MAX_COPY_BYTES whatever this is). @default MAX_COPY_BYTES */
+  readonly maxCopyObjectBytes?: number;
 }
 
 class FileBodyServer {
   readonly #store: FileBodyStore;
-  readonly #maxCopyBytes: number;
+  readonly #maxCopyObjectBytes: number;
 
   constructor(store: FileBodyStore, options: FileBodyOptions) {
     this.#store = store;
-    this.#maxCopyBytes = options.maxCopyBytes ?? MAX_COPY_BYTES;
+    this.#maxCopyObjectBytes = options.maxCopyObjectBytes ?? MAX_COPY_BYTES;
   }
 
   /** How this module answers request, or undefined when fauxqs answers it. */
@@ -225,7 +225,7 @@ class FileBodyServer {
       return body && ((response) => this.#copyPart(request, response, home, uploadId, partNumber, body.object, body.path));
     }
     if (![...query.keys()].every((name) => name === "x-id")) return undefined;
-    if (!body && from.contentLength <= this.#maxCopyBytes) return undefined;
+    if (!body && from.contentLength <= this.#maxCopyObjectBytes) return undefined;
     return (response) => this.#copyObject(request, response, home, at, from, body?.path);
   }
 
@@ -275,8 +275,8 @@ class FileBodyServer {
   async #copyObject(request: http.IncomingMessage, response: http.ServerResponse, home: BodyHome, to: { bucket: string; key: string }, from: EmulatorObject, path: string | undefined): Promise<void> {
     if (!this.#store.buckets.has(to.bucket)) throw NO_SUCH_BUCKET(to.bucket);
     checkCopySourceIfMatch(request, from);
-    if (from.contentLength > this.#maxCopyBytes || !path) {
-      throw new S3ErrorAnswer("InvalidRequest", `The specified copy source is larger than the maximum allowable size for a copy source: ${this.#maxCopyBytes}`, 400);
+    if (from.contentLength > this.#maxCopyObjectBytes || !path) {
+      throw new S3ErrorAnswer("InvalidRequest", `The specified copy source is larger than the maximum allowable size for a copy source: ${this.#maxCopyObjectBytes}`, 400);
     }
     const args = copyArguments(request, from);
     const file = await copyRange(openBody(path), 0, from.contentLength - 1, copyTarget(home));
@@ -303,7 +303,7 @@ class FileBodyServer {
       end = Number(match[2]);
       if (start > end || end >= from.contentLength) throw new S3ErrorAnswer("InvalidArgument", `Range specified is not valid for source object of size: ${from.contentLength}`, 400);
     }
-    if (end - start + 1 > this.#maxCopyBytes) throw new S3ErrorAnswer("EntityTooLarge", "Your proposed upload exceeds the maximum allowed size", 400);
+    if (end - start + 1 > MAX_COPY_BYTES) throw new S3ErrorAnswer("EntityTooLarge", "Your proposed upload exceeds the maximum allowed size", 400);
     const file = await copyRange(openBody(path), start, end, partPath(home, uploadId, partNumber));
     const upload = this.#store.multipartUploads.get(uploadId);
     if (!upload) {

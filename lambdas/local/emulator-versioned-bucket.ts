@@ -67,11 +67,11 @@ export interface VersionedFront {
 }
 
 /** Serves fauxqs `server` on host:port with every bucket versioned. */
-export async function serveVersionedBuckets(server: FauxqsServer, options: { host: string; port: number; maxCopyBytes?: number }): Promise<VersionedFront> {
+export async function serveVersionedBuckets(server: FauxqsServer, options: { host: string; port: number; maxCopyObjectBytes?: number }): Promise<VersionedFront> {
   let port: number;
   let front: VersionedBucketServer;
   try {
-    front = new VersionedBucketServer(await versionStore(server), server.port, options.maxCopyBytes ?? MAX_COPY_BYTES);
+    front = new VersionedBucketServer(await versionStore(server), server.port, options.maxCopyObjectBytes ?? MAX_COPY_BYTES);
     port = await front.listen(options.host, options.port);
   } catch (error) {
     await server.stop();
@@ -89,15 +89,15 @@ export async function serveVersionedBuckets(server: FauxqsServer, options: { hos
 class VersionedBucketServer {
   readonly #versions: BucketVersions;
   readonly #upstreamPort: number;
-  readonly #maxCopyBytes: number;
+  readonly #maxCopyObjectBytes: number;
   readonly #agent = new http.Agent({ keepAlive: true });
   readonly #locks = new KeyLocks();
   readonly #server: http.Server;
 
-  constructor(versions: BucketVersions, upstreamPort: number, maxCopyBytes: number) {
+  constructor(versions: BucketVersions, upstreamPort: number, maxCopyObjectBytes: number) {
     this.#versions = versions;
     this.#upstreamPort = upstreamPort;
-    this.#maxCopyBytes = maxCopyBytes;
+    this.#maxCopyObjectBytes = maxCopyObjectBytes;
     this.#server = http.createServer((request, response) => {
       this.#handle(request, response).catch((error: unknown) => this.#fail(response, error));
     });
@@ -287,8 +287,8 @@ class VersionedBucketServer {
     let written: EmulatorObject;
     if (noncurrent.file && home) {
       // A large version is copied file to file, never read whole.
-      if (from.contentLength > this.#maxCopyBytes) {
-        throw new S3ErrorAnswer("InvalidRequest", `The specified copy source is larger than the maximum allowable size for a copy source: ${this.#maxCopyBytes}`, 400);
+      if (from.contentLength > this.#maxCopyObjectBytes) {
+        throw new S3ErrorAnswer("InvalidRequest", `The specified copy source is larger than the maximum allowable size for a copy source: ${this.#maxCopyObjectBytes}`, 400);
       }
       const file = await copyRange(openSync(noncurrent.file, "r"), 0, from.contentLength - 1, copyTarget(home));
       written = putObjectFromFile(this.#store, bucket, key, file, args);

@@ -62,8 +62,8 @@ export interface EmulatorOptions {
   readonly versioned?: boolean;
   /** Bodies over this many bytes are kept in files, never whole in memory. @default LARGE_BODY_BYTES */
   readonly largeBodyBytes?: number;
-  /** The largest source CopyObject and UploadPartCopy take. @default MAX_COPY_BYTES (S3's 5 GiB) */
-  readonly maxCopyBytes?: number;
+  /** The largest source CopyObject takes (larger ones are copied in parts). @default MAX_COPY_BYTES (S3's 5 GiB) */
+  readonly maxCopyObjectBytes?: number;
 }
 
 /** Starts the emulator on 127.0.0.1:port. */
@@ -99,7 +99,7 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Emul
     if (isPersistenceManager(store.persistence)) setLargeBodyBytes(store.persistence, largeBodyBytes);
     else store.persistence = memory = new MemoryBodies({ largeBodyBytes });
     if (!fauxqsHttp) throw new Error("internal: fauxqs opened no HTTP server");
-    serveBodiesFromFiles(fauxqsHttp, store, options.maxCopyBytes !== undefined ? { maxCopyBytes: options.maxCopyBytes } : {});
+    serveBodiesFromFiles(fauxqsHttp, store, options.maxCopyObjectBytes !== undefined ? { maxCopyObjectBytes: options.maxCopyObjectBytes } : {});
   } catch (error) {
     await server.stop();
     memory?.close();
@@ -113,7 +113,7 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Emul
     }
   };
   if (options.versioned) {
-    const front = await serveVersionedBuckets(server, { host: HOST, port, ...(options.maxCopyBytes !== undefined ? { maxCopyBytes: options.maxCopyBytes } : {}) }).catch((error: unknown) => {
+    const front = await serveVersionedBuckets(server, { host: HOST, port, ...(options.maxCopyObjectBytes !== undefined ? { maxCopyObjectBytes: options.maxCopyObjectBytes } : {}) }).catch((error: unknown) => {
       memory?.close();
       throw error;
     });
