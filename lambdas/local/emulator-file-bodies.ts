@@ -4,9 +4,10 @@
 // its store's large-body threshold: emulator-large-objects.ts,
 // emulator-memory-bodies.ts) is served here from its file instead, before
 // fauxqs sees the request, in the same process and on the same port: a GET
-// streams the bytes asked for, a copy goes file to file in slices (with its
-// MD5 for the ETag), and an UploadPartCopy writes the range into the part's
-// file (emulator-multipart.ts joins it on disk). Everything else, and any
+// streams the bytes asked for, a CopyObject links the new object to the same
+// file (bodies in files are never changed in place), and an UploadPartCopy
+// copies the range in slices into the part's file, with its MD5 for the ETag
+// (emulator-multipart.ts joins it on disk). Everything else, and any
 // request whose object is not in a file, is fauxqs's.
 //
 // As S3 does, CopyObject refuses a source over 5 GiB (the applier then copies
@@ -15,7 +16,7 @@
 // part to the source's ETag.
 
 import { createHash, randomUUID } from "node:crypto";
-import { closeSync, createReadStream, createWriteStream, existsSync, mkdirSync, openSync, renameSync, rmSync } from "node:fs";
+import { closeSync, createReadStream, createWriteStream, existsSync, linkSync, mkdirSync, openSync, renameSync, rmSync } from "node:fs";
 import type http from "node:http";
 import { join } from "node:path";
 import { pipeline } from "node:stream/promises";
@@ -93,9 +94,9 @@ export function copyTarget(home: BodyHome): string {
 
 /**
  * Copies bytes [start, end] of the open file fd (closed after) to a new file
- * at `to`, a slice at a time, flushed; its size and MD5 ETag.
+ * at `to`, a slice at a time, flushed when durable; its size and MD5 ETag.
  */
-export async function copyRange(fd: number, start: number, end: number, to: string): Promise<BodyFile> {
+export async function copyRange(fd: number, start: number, end: number, to: string, durable: boolean): Promise<BodyFile> {
   const md5 = createHash("md5");
   let size = 0;
   const temp = `${to}.${randomUUID()}.tmp`;
@@ -109,7 +110,7 @@ export async function copyRange(fd: number, start: number, end: number, to: stri
           yield chunk;
         }
       },
-      createWriteStream(temp, { flush: true }),
+      createWriteStream(temp, { flush: durable }),
     );
     renameSync(temp, to);
   } catch (error) {
@@ -118,6 +119,23 @@ export async function copyRange(fd: number, start: number, end: number, to: stri
   }
   if (size !== end - start + 1) throw new Error(`a body file ended early: ${size} of ${end - start + 1} bytes copied`);
   return { path: to, size, etag: `"${md5.digest("hex")}"` };
+}
+
+/**
+ * A whole copy as a hard link to the source's file, or undefined where the
+ * file system has none: a body file is never changed in place (every write
+ * makes a new file and renames it), so both objects can share it. The copy
+ * has the source's ETag (its MD5, for an object not uploaded in parts).
+ */
+export function linkedCopy(path: string, from: EmulatorObject, home: BodyHome): BodyFile | undefined {
+  const to = copyTarget(home);
+  try {
+    linkSync(path, to);
+  } catch (error) {
+    if (error instanceof Error && "code" in error && error.code === "ENOENT") throw new S3ErrorAnswer("NoSuchKey", "The specified key does not exist.", 404);
+    return undefined;
+  }
+  return { path: to, size: from.contentLength, etag: from.etag };
 }
 
 let pending: BodyFile | undefined;
@@ -279,7 +297,7 @@ class FileBodyServer {
       throw new S3ErrorAnswer("InvalidRequest", `The specified copy source is larger than the maximum allowable size for a copy source: ${this.#maxCopyObjectBytes}`, 400);
     }
     const args = copyArguments(request, from);
-    const file = await copyRange(openBody(path), 0, from.contentLength - 1, copyTarget(home));
+    const file = linkedCopy(path, from, home) ?? (await copyRange(openBody(path), 0, from.contentLength - 1, copyTarget(home), home.durable));
     const written = putObjectFromFile(this.#store, to.bucket, to.key, file, args);
     const xml = `<?xml version="1.0" encoding="UTF-8"?>\n<CopyObjectResult><ETag>${written.etag}</ETag><LastModified>${written.lastModified.toISOString()}</LastModified></CopyObjectResult>`;
     answerXml(response, xml);
@@ -304,13 +322,13 @@ class FileBodyServer {
       if (start > end || end >= from.contentLength) throw new S3ErrorAnswer("InvalidArgument", `Range specified is not valid for source object of size: ${from.contentLength}`, 400);
     }
     if (end - start + 1 > MAX_COPY_BYTES) throw new S3ErrorAnswer("EntityTooLarge", "Your proposed upload exceeds the maximum allowed size", 400);
-    const file = await copyRange(openBody(path), start, end, partPath(home, uploadId, partNumber));
+    const file = await copyRange(openBody(path), start, end, partPath(home, uploadId, partNumber), home.durable);
     const upload = this.#store.multipartUploads.get(uploadId);
     if (!upload) {
       rmSync(file.path, { force: true });
       throw noSuchUpload();
     }
-    recordPartInFile(upload.parts, partNumber, file.size, file.etag);
+    recordPartInFile(upload.parts, partNumber, file.path, file.size, file.etag);
     answerXml(response, `<?xml version="1.0" encoding="UTF-8"?>\n<CopyPartResult><ETag>${file.etag}</ETag><LastModified>${new Date().toISOString()}</LastModified></CopyPartResult>`);
   }
 }

@@ -38,6 +38,8 @@ export interface BodyHome {
   readonly dir: string;
   /** Bodies above this many bytes are kept in files. */
   readonly largeBodyBytes: number;
+  /** Whether its files must survive a crash (fsync'd): those of a persisted emulator. */
+  readonly durable: boolean;
   /** An object's body, read whole (from its file for a large one). */
   readBody(bucket: string, key: string): Buffer;
   /** Keeps an object's body: in a file when it is large. */
@@ -73,6 +75,7 @@ export function homeOf(persistence: unknown): BodyHome | undefined {
   if (home || !isPersistenceManager(persistence)) return home;
   const adapter: BodyHome = {
     dir: bodiesDir(persistence),
+    durable: true,
     get largeBodyBytes() {
       return largeBodyBytesOf(persistence);
     },

@@ -17,6 +17,8 @@ const EMPTY = Buffer.alloc(0);
 export class MemoryBodies implements BodyHome {
   readonly dir: string;
   readonly largeBodyBytes: number;
+  /** A temp folder: nothing in it outlives the emulator. */
+  readonly durable = false;
   /** bucket → key → body, for bodies up to the threshold. */
   readonly #small = new Map<string, Map<string, Buffer>>();
   /** bucket → keys whose body is in a file (a small write then costs no file system call). */

@@ -14,7 +14,7 @@
 import { createReadStream, openSync } from "node:fs";
 import http from "node:http";
 import type { FauxqsServer } from "fauxqs";
-import { copyArguments, copyRange, copyTarget, MAX_COPY_BYTES, putObjectFromFile } from "./emulator-file-bodies.ts";
+import { copyArguments, copyRange, copyTarget, linkedCopy, MAX_COPY_BYTES, putObjectFromFile } from "./emulator-file-bodies.ts";
 import { homeOf, readBodyFile } from "./emulator-large-objects.ts";
 import { answerOf, byteRange, checkCopySourceIfMatch, copySourceOf, errorXml, header, NO_SUCH_BUCKET, objectHeaders, requestId, S3ErrorAnswer, target } from "./emulator-s3-http.ts";
 import { escapeXml, listVersionPage, versionPageXml, type VersionListOptions } from "./emulator-version-listing.ts";
@@ -286,11 +286,11 @@ class VersionedBucketServer {
     const home = homeOf(this.#store.persistence);
     let written: EmulatorObject;
     if (noncurrent.file && home) {
-      // A large version is copied file to file, never read whole.
+      // A large version is linked (or copied file to file), never read whole.
       if (from.contentLength > this.#maxCopyObjectBytes) {
         throw new S3ErrorAnswer("InvalidRequest", `The specified copy source is larger than the maximum allowable size for a copy source: ${this.#maxCopyObjectBytes}`, 400);
       }
-      const file = await copyRange(openSync(noncurrent.file, "r"), 0, from.contentLength - 1, copyTarget(home));
+      const file = linkedCopy(noncurrent.file, from, home) ?? (await copyRange(openSync(noncurrent.file, "r"), 0, from.contentLength - 1, copyTarget(home), home.durable));
       written = putObjectFromFile(this.#store, bucket, key, file, args);
     } else {
       const body = this.#versions.bodyOf(version, readVersionFile);

@@ -147,6 +147,21 @@ describe("bodies in files on an unpersisted emulator", () => {
     expect(bodyFilesReadWhole()).toBe(before);
   });
 
+  it("joins parts sent out of order or sent again (not appended as they came) into the object the part list names", async () => {
+    const { s3, bucket } = await open();
+    const one = randomBytes(5 * MiB);
+    const two = randomBytes(2 * MiB + 1);
+    const again = randomBytes(5 * MiB);
+    const { UploadId } = await s3.send(new CreateMultipartUploadCommand({ Bucket: bucket, Key: "k" }));
+    const send = (PartNumber: number, Body: Buffer) => s3.send(new UploadPartCommand({ Bucket: bucket, Key: "k", UploadId, PartNumber, Body }));
+    await send(2, two);
+    await send(1, one);
+    const first = await send(1, again);
+    const second = await send(2, two);
+    await s3.send(new CompleteMultipartUploadCommand({ Bucket: bucket, Key: "k", UploadId, MultipartUpload: { Parts: [{ PartNumber: 1, ETag: first.ETag }, { PartNumber: 2, ETag: second.ETag }] } }));
+    expect((await bytesOf(await s3.send(new GetObjectCommand({ Bucket: bucket, Key: "k" })))).equals(Buffer.concat([again, two]))).toBe(true);
+  });
+
   it("answers UploadPartCopy's errors as S3 does: a changed source, a range past the end, a part number out of range, an unknown upload", async () => {
     const { s3, bucket } = await open();
     const body = randomBytes(2 * MiB);
