@@ -21,7 +21,7 @@ import type http from "node:http";
 import { join } from "node:path";
 import { pipeline } from "node:stream/promises";
 import { bodyPath, homeOf, type BodyHome } from "./emulator-large-objects.ts";
-import { partPath, recordPartInFile } from "./emulator-multipart.ts";
+import { contentMd5Of, partPath, recordPartInFile } from "./emulator-multipart.ts";
 import { answerOf, byteRange, checkCopySourceIfMatch, copySourceOf, errorXml, header, NO_SUCH_BUCKET, objectHeaders, requestId, S3ErrorAnswer, target, userMetadata } from "./emulator-s3-http.ts";
 import type { ChecksumData, EmulatorObject, SystemMetadata } from "./emulator-versions.ts";
 import { fauxqsPrototype } from "./fauxqs-internals.ts";
@@ -123,11 +123,13 @@ export async function copyRange(fd: number, start: number, end: number, to: stri
 
 /**
  * A whole copy as a hard link to the source's file, or undefined where the
- * file system has none: a body file is never changed in place (every write
- * makes a new file and renames it), so both objects can share it. The copy
- * has the source's ETag (its MD5, for an object not uploaded in parts).
+ * file system has none or the bytes' MD5 (the copy's ETag on S3) is not known
+ * without reading them: a body file is never changed in place (every write
+ * makes a new file and renames it), so both objects can share it.
  */
 export function linkedCopy(path: string, from: EmulatorObject, home: BodyHome): BodyFile | undefined {
+  const etag = from.etag.includes("-") ? contentMd5Of(from) : from.etag;
+  if (etag === undefined) return undefined;
   const to = copyTarget(home);
   try {
     linkSync(path, to);
@@ -135,7 +137,7 @@ export function linkedCopy(path: string, from: EmulatorObject, home: BodyHome): 
     if (error instanceof Error && "code" in error && error.code === "ENOENT") throw new S3ErrorAnswer("NoSuchKey", "The specified key does not exist.", 404);
     return undefined;
   }
-  return { path: to, size: from.contentLength, etag: from.etag };
+  return { path: to, size: from.contentLength, etag };
 }
 
 let pending: BodyFile | undefined;

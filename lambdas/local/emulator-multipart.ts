@@ -13,7 +13,7 @@
 // Smaller objects, other checksum algorithms and invalid part lists take
 // fauxqs's own path with the parts read back, so its answers stay its own.
 
-import { createHash } from "node:crypto";
+import { createHash, type Hash } from "node:crypto";
 import { closeSync, fsyncSync, mkdirSync, openSync, readSync, rmSync, writeFileSync, writeSync } from "node:fs";
 import { join } from "node:path";
 import { homeOf, type BodyHome } from "./emulator-large-objects.ts";
@@ -69,14 +69,22 @@ interface PartBytes {
 
 const spilled = new WeakMap<Part, PartBytes>();
 
-/** The parts 1..next-1 of an upload, appended in order to one file of `size` bytes. */
+/** The parts 1..next-1 of an upload, appended in order to one file of `size` bytes, and their MD5. */
 interface Running {
   readonly path: string;
+  readonly md5: Hash;
   size: number;
   next: number;
 }
 
 const running = new Map<string, Running>();
+/** The MD5 of a joined object's bytes (its ETag is of its parts'), known when it was joined as it arrived. */
+const contentMd5 = new WeakMap<object, string>();
+
+/** The quoted MD5 of an object's bytes, when known without reading them (a copy's ETag, as S3 gives it). */
+export function contentMd5Of(object: object): string | undefined {
+  return contentMd5.get(object);
+}
 
 function uploadDir(home: BodyHome, uploadId: string): string {
   // Bucket names never start with "_": no clash with a bucket's folder.
@@ -164,10 +172,11 @@ async function patchMultipart(): Promise<void> {
     if (!home || !part) return result;
     const kept: Part = { ...part, body: Buffer.alloc(0) };
     let state = running.get(uploadId);
-    if (!state) running.set(uploadId, (state = { path: join(uploadDir(home, uploadId), "running"), size: 0, next: 1 }));
+    if (!state) running.set(uploadId, (state = { path: join(uploadDir(home, uploadId), "running"), md5: createHash("md5"), size: 0, next: 1 }));
     if (partNumber === state.next) {
       mkdirSync(uploadDir(home, uploadId), { recursive: true });
       writeFileSync(state.path, body, { flag: "a" });
+      state.md5.update(body);
       spilled.set(kept, { file: state.path, offset: state.size, size: body.length });
       state.size += body.length;
       state.next += 1;
@@ -250,6 +259,7 @@ async function patchMultipart(): Promise<void> {
           }
         : {}),
     };
+    if (joined === state?.path) contentMd5.set(object, `"${state.md5.digest("hex")}"`);
     home.recordInFile(upload.bucket, object, joined);
     home.deleteMultipartUpload(uploadId);
     this.buckets.get(upload.bucket)?.set(upload.key, object);
