@@ -2,8 +2,11 @@
 // BENCHMARKS.md with the machine, the exact command and the medians.
 //
 //   npm run bench                       every scenario, 3 runs each, full size
-//   npm run bench -- --only delta       one scenario (initial, delta, steady, marker, memory, applier, cost, db, append)
+//   npm run bench -- --only delta       one scenario (initial, delta, steady, marker, memory, applier, cost, db, append, large)
 //   npm run bench -- --only db --db-gib 4   the page-write scenario on a 4 GiB file (default 1 GiB, --db-seconds 30)
+//   npm run bench -- --only large --large-gib 4
+//                                       one large file's initial copy: time, and the peak RSS of the emulator,
+//                                       agent and applier (bench/large.ts; default 4 GiB)
 //   npm run bench -- --scale 0.1        smaller trees, for a quick look (not for BENCHMARKS.md)
 //   npm run bench -- --rewrite          run nothing; write BENCHMARKS.md from the kept results and notes
 //   npm run bench -- --only cost --versioned-bucket
@@ -19,6 +22,7 @@ import { table } from "../agent/format.ts";
 import { costModel } from "./cost.ts";
 import { APPLIER_SDK_ONLY_ENV, describeModel, hasLatency, VERSIONED_BUCKET_ENV, type LatencyModel } from "./latency.ts";
 import { databasePages, logAppends } from "./db.ts";
+import { largeFile } from "./large.ts";
 import { agentMemory, applierThroughput, deltaChange, initialMirror, markerLatency, steadyLoad } from "./scenarios.ts";
 import { machine, type Result } from "./support.ts";
 
@@ -29,6 +33,7 @@ const { values } = parseArgs({
     seconds: { type: "string", default: "20" },
     "db-gib": { type: "string", default: "1" },
     "db-seconds": { type: "string", default: "30" },
+    "large-gib": { type: "string", default: "4" },
     "append-seconds": { type: "string", default: "60" },
     only: { type: "string", multiple: true },
     "no-write": { type: "boolean" },
@@ -78,6 +83,7 @@ const scenarios: [string, () => Promise<Result[]>][] = [
   ["cost", () => costModel(scale)],
   ["db", () => databasePages(number("db-gib", values["db-gib"]), number("db-seconds", values["db-seconds"]))],
   ["append", () => logAppends(number("append-seconds", values["append-seconds"]))],
+  ["large", () => largeFile(number("large-gib", values["large-gib"]))],
 ];
 /** Where a scenario's rows are kept: loopback rows and each model's rows side by side. */
 const keyOf = (name: string) => {

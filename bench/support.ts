@@ -67,6 +67,8 @@ export interface BenchCloud {
   readonly sourceQueueUrl: string;
   readonly bucket: string;
   readonly store: S3Store;
+  /** The emulator's process, when it runs in one of its own. */
+  readonly emulatorPid?: number;
   /** When each record of a set reached the target (Date.now(), comparable across processes), by "set:path". */
   readonly appliedAt: Map<string, number>;
   appliedRecords(set: string): number;
@@ -82,7 +84,7 @@ interface EmulatorEndpoints {
 }
 
 /** The emulator (and the latency model's proxies) in a process of its own; resolves with its endpoints and a way to stop it. */
-async function emulatorProcess(model: LatencyModel): Promise<EmulatorEndpoints & { stop(): Promise<void> }> {
+async function emulatorProcess(model: LatencyModel): Promise<EmulatorEndpoints & { pid: number | undefined; stop(): Promise<void> }> {
   // BENCH_EMULATOR_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof" profiles the emulator during a scenario.
   const extra = (process.env.BENCH_EMULATOR_ARGS ?? "").split(" ").filter(Boolean);
   const child = spawn(process.execPath, [...extra, fileURLToPath(new URL("./emulator-process.ts", import.meta.url)), JSON.stringify(model)], {
@@ -100,6 +102,7 @@ async function emulatorProcess(model: LatencyModel): Promise<EmulatorEndpoints &
   });
   return {
     ...endpoints,
+    pid: child.pid,
     stop: () =>
       new Promise<void>((resolve) => {
         child.once("exit", () => resolve());
@@ -146,6 +149,7 @@ export async function startBenchCloud(options: { separateEmulator?: boolean; lat
     sourceQueueUrl: cloud.queueUrl.replace(cloud.endpoint, sourceEndpoint),
     bucket: cloud.bucket,
     store: cloud.store,
+    ...(emulator?.pid !== undefined ? { emulatorPid: emulator.pid } : {}),
     appliedAt,
     appliedRecords: (set) => appliedCount.get(set) ?? 0,
     async stop() {

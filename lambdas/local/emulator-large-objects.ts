@@ -13,9 +13,10 @@
 // an emulator restarted in the middle of an upload has lost it, and the
 // uploader (agent or applier) starts it again, as after any failed upload.
 //
-// The emulator still holds an object in memory while it is copied or read
-// (fauxqs's objects are Buffers); uploads in parts are joined on disk
-// (emulator-multipart.ts).
+// An unpersisted emulator keeps its large bodies in files too, in a temp
+// folder (emulator-memory-bodies.ts); both kinds are a BodyHome. Uploads in
+// parts are joined on disk (emulator-multipart.ts), and reads and copies of
+// a body in a file are served from the file (emulator-file-bodies.ts).
 
 import { createHash, randomUUID } from "node:crypto";
 import { closeSync, existsSync, fstatSync, fsyncSync, mkdirSync, openSync, readSync, renameSync, rmSync, writeSync } from "node:fs";
@@ -27,9 +28,64 @@ export const LARGE_BODY_BYTES = 64 * 1024 * 1024;
 /** Bytes per read or write system call (Node's limit is 2 GiB). */
 const SLICE = 256 * 1024 * 1024;
 
-interface PersistedObject {
+export interface PersistedObject {
   readonly key: string;
   readonly body: Buffer;
+}
+
+/** Where a store keeps the bodies over its threshold, each in a file of its own: <dir>/<bucket>/<sha256 of the key>. */
+export interface BodyHome {
+  readonly dir: string;
+  /** Bodies above this many bytes are kept in files. */
+  readonly largeBodyBytes: number;
+  /** Whether its files must survive a crash (fsync'd): those of a persisted emulator. */
+  readonly durable: boolean;
+  /** An object's body, read whole (from its file for a large one). */
+  readBody(bucket: string, key: string): Buffer;
+  /** Keeps an object's body: in a file when it is large. */
+  upsertObject(bucket: string, object: PersistedObject): void;
+  /** Records an object whose body is the file at `file`, written by the caller; the file moves to its place. */
+  recordInFile(bucket: string, object: PersistedObject, file: string): void;
+  /** Forgets an upload's row, if the store keeps one. */
+  deleteMultipartUpload(uploadId: string): void;
+}
+
+/** Thresholds other than LARGE_BODY_BYTES, by persistence (startEmulator's largeBodyBytes, for tests). */
+const thresholds = new WeakMap<object, number>();
+const homes = new WeakMap<object, BodyHome>();
+
+/** A persistence that is its own BodyHome (emulator-memory-bodies.ts). */
+export function registerBodyHome(persistence: object, home: BodyHome): void {
+  homes.set(persistence, home);
+}
+
+/** Sets the threshold of a persisted emulator's bodies. */
+export function setLargeBodyBytes(persistence: PersistenceManager, bytes: number): void {
+  thresholds.set(persistence, bytes);
+}
+
+function largeBodyBytesOf(persistence: object): number {
+  return thresholds.get(persistence) ?? LARGE_BODY_BYTES;
+}
+
+/** The BodyHome of a fauxqs store's persistence, or undefined when it has none. */
+export function homeOf(persistence: unknown): BodyHome | undefined {
+  if (typeof persistence !== "object" || persistence === null) return undefined;
+  const home = homes.get(persistence);
+  if (home || !isPersistenceManager(persistence)) return home;
+  const adapter: BodyHome = {
+    dir: bodiesDir(persistence),
+    durable: true,
+    get largeBodyBytes() {
+      return largeBodyBytesOf(persistence);
+    },
+    readBody: (bucket, key) => persistence.readBody(bucket, key),
+    upsertObject: (bucket, object) => persistence.upsertObject(bucket, object),
+    recordInFile: (bucket, object, file) => recordObjectInFile(persistence, bucket, object, file),
+    deleteMultipartUpload: (uploadId) => persistence.deleteMultipartUpload(uploadId),
+  };
+  homes.set(persistence, adapter);
+  return adapter;
 }
 
 /** The part of fauxqs's SQLite persistence (dist/persistence.js) that stores object bodies. */
@@ -52,18 +108,26 @@ export function isPersistenceManager(value: unknown): value is PersistenceManage
   return typeof value === "object" && value !== null && "db" in value && typeof value.db === "object" && value.db !== null && "location" in value.db && "upsertObject" in value;
 }
 
-export function bodiesDir(persistence: PersistenceManager): string {
+function bodiesDir(persistence: PersistenceManager): string {
   const location = persistence.db.location();
   if (!location) throw new Error("the emulator's database has no file: it cannot keep large objects beside it");
   return join(dirname(location), "large-objects");
 }
 
-export function bodyPath(persistence: PersistenceManager, bucket: string, key: string): string {
-  return join(bodiesDir(persistence), bucket, createHash("sha256").update(key).digest("hex"));
+/** The file of key's body in home (there is one only for a large body). */
+export function bodyPath(home: BodyHome, bucket: string, key: string): string {
+  return join(home.dir, bucket, createHash("sha256").update(key).digest("hex"));
+}
+
+let wholeReads = 0;
+
+/** How many times a body in a file was read whole into memory in this process (the paths that do not stream it). */
+export function bodyFilesReadWhole(): number {
+  return wholeReads;
 }
 
 /** Temp file, fsync, rename: a crash leaves the old body or the new one. */
-function writeBody(path: string, body: Buffer): void {
+export function writeBody(path: string, body: Buffer): void {
   mkdirSync(dirname(path), { recursive: true });
   const temp = `${path}.${randomUUID()}.tmp`;
   const fd = openSync(temp, "w");
@@ -86,6 +150,7 @@ export function readBodyFile(path: string): Buffer | undefined {
     throw error;
   }
   try {
+    wholeReads += 1;
     const body = Buffer.allocUnsafe(fstatSync(fd).size);
     for (let offset = 0; offset < body.length; ) {
       const read = readSync(fd, body, offset, Math.min(SLICE, body.length - offset), offset);
@@ -123,10 +188,11 @@ async function patchLargeBodies(): Promise<void> {
   };
   upsertRow = original.upsertObject;
   const removeAll = (persistence: PersistenceManager) => rmSync(bodiesDir(persistence), { recursive: true, force: true });
+  const pathOf = (persistence: PersistenceManager, bucket: string, key: string) => join(bodiesDir(persistence), bucket, createHash("sha256").update(key).digest("hex"));
 
   prototype.upsertObject = function upsertObject(bucket, object) {
-    const path = bodyPath(this, bucket, object.key);
-    if (object.body.length <= LARGE_BODY_BYTES) {
+    const path = pathOf(this, bucket, object.key);
+    if (object.body.length <= largeBodyBytesOf(this)) {
       // A small object replacing a large one: its file must not answer for it.
       rmSync(path, { force: true });
       original.upsertObject.call(this, bucket, object);
@@ -138,16 +204,16 @@ async function patchLargeBodies(): Promise<void> {
   // fauxqs reads a body only for an object whose length is not 0: an empty row is one kept in a file.
   prototype.readBody = function readLargeOrSmallBody(bucket, key) {
     const body = original.readBody.call(this, bucket, key);
-    return body.length > 0 ? body : (readBodyFile(bodyPath(this, bucket, key)) ?? body);
+    return body.length > 0 ? body : (readBodyFile(pathOf(this, bucket, key)) ?? body);
   };
   prototype.deleteObject = function deleteObject(bucket, key) {
     original.deleteObject.call(this, bucket, key);
-    rmSync(bodyPath(this, bucket, key), { force: true });
+    rmSync(pathOf(this, bucket, key), { force: true });
   };
   prototype.renameObject = function renameObject(bucket, sourceKey, destKey) {
     original.renameObject.call(this, bucket, sourceKey, destKey);
-    const from = bodyPath(this, bucket, sourceKey);
-    if (sourceKey !== destKey && existsSync(from)) renameSync(from, bodyPath(this, bucket, destKey));
+    const from = pathOf(this, bucket, sourceKey);
+    if (sourceKey !== destKey && existsSync(from)) renameSync(from, pathOf(this, bucket, destKey));
   };
   prototype.upsertMultipartPart = function keepPartInMemoryOnly() {};
   prototype.deleteObjectsByBucket = function deleteObjectsByBucket(bucket) {
@@ -169,8 +235,8 @@ async function patchLargeBodies(): Promise<void> {
 }
 
 /** The database row of an object whose body is the file at `file`, written by the caller; the file moves to its place. */
-export function recordObjectInFile(persistence: PersistenceManager, bucket: string, object: PersistedObject, file: string): void {
-  const path = bodyPath(persistence, bucket, object.key);
+function recordObjectInFile(persistence: PersistenceManager, bucket: string, object: PersistedObject, file: string): void {
+  const path = join(bodiesDir(persistence), bucket, createHash("sha256").update(object.key).digest("hex"));
   mkdirSync(dirname(path), { recursive: true });
   renameSync(file, path);
   if (!upsertRow) throw new Error("internal: large bodies are not patched in yet");

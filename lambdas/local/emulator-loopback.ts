@@ -11,10 +11,11 @@ function isListenOptions(value: unknown): value is ListenOptions {
   return typeof value === "object" && value !== null && !Array.isArray(value);
 }
 
-/** Runs start with every server it opens on all addresses bound to host instead. */
-export async function listeningOnlyOn<T>(host: string, start: () => Promise<T>): Promise<T> {
+/** Runs start with every server it opens on all addresses bound to host instead; onListen sees each server before it listens. */
+export async function listeningOnlyOn<T>(host: string, start: () => Promise<T>, onListen?: (server: Server) => void): Promise<T> {
   const listen = Server.prototype.listen;
   function loopbackListen(this: Server, ...args: unknown[]): Server {
+    onListen?.(this);
     const [first] = args;
     if (isListenOptions(first) && first.host !== undefined && EVERY_ADDRESS.has(first.host)) args[0] = { ...first, host };
     return Reflect.apply(listen, this, args) as Server;

@@ -1,15 +1,22 @@
 // fauxqs holds a multipart upload's parts in memory and joins them into one
 // Buffer at CompleteMultipartUpload: twice the object's size at the peak, 2 GiB
-// for a 1 GiB file. On a persisted emulator each part goes to a file as it
-// arrives instead, and an object over LARGE_BODY_BYTES is joined file to file
-// (a slice at a time) into the body file emulator-large-objects.ts reads.
+// for a 1 GiB file. Here each part goes to a file as it arrives instead (a
+// copied part too: emulator-file-bodies.ts), and an object over the store's
+// large-body threshold is joined file to file (a slice at a time) into the
+// body file of its BodyHome (emulator-large-objects.ts).
+//
+// Parts uploaded in order (1, 2, 3, ..., as the agent and the applier send
+// them) are appended to one running file as they arrive, so completing the
+// upload only renames that file: joining 4 GiB at CompleteMultipartUpload
+// took longer than the SDK waits for an answer (60 s) on a busy machine, and
+// the uploader started over. Other parts are joined at completion.
 // Smaller objects, other checksum algorithms and invalid part lists take
 // fauxqs's own path with the parts read back, so its answers stay its own.
 
-import { createHash } from "node:crypto";
-import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, readSync, rmSync, writeFileSync, writeSync } from "node:fs";
+import { createHash, type Hash } from "node:crypto";
+import { closeSync, fsyncSync, mkdirSync, openSync, readSync, rmSync, writeFileSync, writeSync } from "node:fs";
 import { join } from "node:path";
-import { bodiesDir, isPersistenceManager, LARGE_BODY_BYTES, recordObjectInFile, type PersistenceManager } from "./emulator-large-objects.ts";
+import { homeOf, type BodyHome } from "./emulator-large-objects.ts";
 import { fauxqsPrototype } from "./fauxqs-internals.ts";
 
 const MIN_PART_BYTES = 5 * 1024 * 1024;
@@ -53,28 +60,81 @@ interface EmulatorS3Store {
   abortMultipartUpload(uploadId: string): void;
 }
 
-/** Part sizes of the parts kept in files, by part object. */
-const spilled = new WeakMap<Part, number>();
+/** Where each part kept on disk is: its own file, or a range of the upload's running file. */
+interface PartBytes {
+  readonly file: string;
+  readonly offset: number;
+  readonly size: number;
+}
 
-function uploadDir(persistence: PersistenceManager, uploadId: string): string {
+const spilled = new WeakMap<Part, PartBytes>();
+
+/** The parts 1..next-1 of an upload, appended in order to one file of `size` bytes, and their MD5. */
+interface Running {
+  readonly path: string;
+  readonly md5: Hash;
+  size: number;
+  next: number;
+}
+
+const running = new Map<string, Running>();
+/** The MD5 of a joined object's bytes (its ETag is of its parts'), known when it was joined as it arrived. */
+const contentMd5 = new WeakMap<object, string>();
+
+/** The quoted MD5 of an object's bytes, when known without reading them (a copy's ETag, as S3 gives it). */
+export function contentMd5Of(object: object): string | undefined {
+  return contentMd5.get(object);
+}
+
+function uploadDir(home: BodyHome, uploadId: string): string {
   // Bucket names never start with "_": no clash with a bucket's folder.
-  return join(bodiesDir(persistence), "_uploads", uploadId);
+  return join(home.dir, "_uploads", uploadId);
 }
 
 const partFile = (dir: string, partNumber: number) => join(dir, String(partNumber));
 
-/** Appends the file at `from` to the open file `fd`, a slice at a time. */
-function append(fd: number, from: string, buffer: Buffer): void {
-  const source = openSync(from, "r");
+/** Where part partNumber of an upload is kept (its folder is made). */
+export function partPath(home: BodyHome, uploadId: string, partNumber: number): string {
+  const dir = uploadDir(home, uploadId);
+  mkdirSync(dir, { recursive: true });
+  return partFile(dir, partNumber);
+}
+
+/** Records among an upload's parts one written to partPath() by the caller (an UploadPartCopy). */
+export function recordPartInFile(parts: Map<number, object>, partNumber: number, file: string, size: number, etag: string): void {
+  const part: Part = { partNumber, body: Buffer.alloc(0), etag, lastModified: new Date() };
+  spilled.set(part, { file, offset: 0, size });
+  parts.set(partNumber, part);
+}
+
+/** Appends a part's bytes to the open file `fd`, a slice at a time. */
+function append(fd: number, from: PartBytes, buffer: Buffer): void {
+  const source = openSync(from.file, "r");
   try {
-    for (;;) {
-      const read = readSync(source, buffer, 0, buffer.length, null);
-      if (read === 0) return;
+    for (let done = 0; done < from.size; ) {
+      const read = readSync(source, buffer, 0, Math.min(buffer.length, from.size - done), from.offset + done);
+      if (read === 0) throw new Error(`a part file ended early: ${from.file}`);
       for (let written = 0; written < read; ) written += writeSync(fd, buffer, written, read - written);
+      done += read;
     }
   } finally {
     closeSync(source);
   }
+}
+
+function readPart(from: PartBytes): Buffer {
+  const body = Buffer.allocUnsafe(from.size);
+  const fd = openSync(from.file, "r");
+  try {
+    for (let done = 0; done < from.size; ) {
+      const read = readSync(fd, body, done, from.size - done, from.offset + done);
+      if (read === 0) throw new Error(`a part file ended early: ${from.file}`);
+      done += read;
+    }
+  } finally {
+    closeSync(fd);
+  }
+  return body;
 }
 
 /** The multipart ETag S3 gives: md5 of the parts' md5s, and their count. */
@@ -88,7 +148,7 @@ function validParts(upload: Upload, specs: readonly PartSpec[]): Part[] | undefi
   const parts: Part[] = [];
   for (const [i, spec] of specs.entries()) {
     const part = upload.parts.get(spec.partNumber);
-    const size = part && spilled.get(part);
+    const size = part && spilled.get(part)?.size;
     if (!part || size === undefined || part.etag.replaceAll('"', "") !== spec.etag.replaceAll('"', "")) return undefined;
     if (i > 0 && spec.partNumber <= (specs[i - 1]?.partNumber ?? 0)) return undefined;
     if (i < specs.length - 1 && size < MIN_PART_BYTES) return undefined;
@@ -107,47 +167,70 @@ async function patchMultipart(): Promise<void> {
 
   prototype.uploadPart = function uploadPartToFile(uploadId, partNumber, body, checksumValue) {
     const result = original.uploadPart.call(this, uploadId, partNumber, body, checksumValue);
-    const persistence = this.persistence;
+    const home = homeOf(this.persistence);
     const part = this.multipartUploads.get(uploadId)?.parts.get(partNumber);
-    if (!isPersistenceManager(persistence) || !part) return result;
-    const dir = uploadDir(persistence, uploadId);
-    mkdirSync(dir, { recursive: true });
-    writeFileSync(partFile(dir, partNumber), body);
+    if (!home || !part) return result;
     const kept: Part = { ...part, body: Buffer.alloc(0) };
-    spilled.set(kept, body.length);
+    let state = running.get(uploadId);
+    if (!state) running.set(uploadId, (state = { path: join(uploadDir(home, uploadId), "running"), md5: createHash("md5"), size: 0, next: 1 }));
+    if (partNumber === state.next) {
+      mkdirSync(uploadDir(home, uploadId), { recursive: true });
+      writeFileSync(state.path, body, { flag: "a" });
+      state.md5.update(body);
+      spilled.set(kept, { file: state.path, offset: state.size, size: body.length });
+      state.size += body.length;
+      state.next += 1;
+    } else {
+      const file = partPath(home, uploadId, partNumber);
+      writeFileSync(file, body);
+      spilled.set(kept, { file, offset: 0, size: body.length });
+    }
     this.multipartUploads.get(uploadId)?.parts.set(partNumber, kept);
     return result;
   };
 
   prototype.completeMultipartUpload = function completeMultipartUploadFromFiles(uploadId, specs) {
     const upload = this.multipartUploads.get(uploadId);
-    const persistence = this.persistence;
-    if (!upload || !isPersistenceManager(persistence)) return original.completeMultipartUpload.call(this, uploadId, specs);
-    const dir = uploadDir(persistence, uploadId);
+    const home = homeOf(this.persistence);
+    if (!upload || !home) return original.completeMultipartUpload.call(this, uploadId, specs);
+    const dir = uploadDir(home, uploadId);
     const parts = validParts(upload, specs);
-    const size = parts?.reduce((sum, part) => sum + (spilled.get(part) ?? 0), 0) ?? 0;
-    const streamable = parts && size > LARGE_BODY_BYTES && (upload.checksumAlgorithm === undefined || upload.checksumAlgorithm === "SHA256");
+    const size = parts?.reduce((sum, part) => sum + (spilled.get(part)?.size ?? 0), 0) ?? 0;
+    const state = running.get(uploadId);
+    const streamable = parts && size > home.largeBodyBytes && (upload.checksumAlgorithm === undefined || upload.checksumAlgorithm === "SHA256");
     if (!streamable) {
       // fauxqs's own path (and its errors), with the bodies back in memory.
       for (const [number, part] of upload.parts) {
-        if (spilled.has(part)) upload.parts.set(number, { ...part, body: readFileSync(partFile(dir, number)) });
+        const bytes = spilled.get(part);
+        if (bytes) upload.parts.set(number, { ...part, body: readPart(bytes) });
       }
       const object = original.completeMultipartUpload.call(this, uploadId, specs);
+      running.delete(uploadId);
       rmSync(dir, { recursive: true, force: true });
       return object;
     }
-    const joined = join(dir, "object");
-    const fd = openSync(joined, "w");
+    // The running file is the object when it holds exactly the parts named, in order.
+    let at = 0;
+    const inRunning = parts.every((part) => {
+      const bytes = spilled.get(part);
+      const next = bytes?.file === state?.path && bytes?.offset === at;
+      at += bytes?.size ?? 0;
+      return next;
+    });
+    const joined = inRunning && state && at === state.size ? state.path : join(dir, "object");
+    const fd = openSync(joined, joined === state?.path ? "r+" : "w");
     try {
       const buffer = Buffer.allocUnsafe(SLICE);
-      for (const part of parts) append(fd, partFile(dir, part.partNumber), buffer);
-      fsyncSync(fd);
+      if (joined !== state?.path) for (const part of parts) append(fd, spilled.get(part) ?? { file: partFile(dir, part.partNumber), offset: 0, size: 0 }, buffer);
+      // A temp folder's bodies (an unpersisted emulator) need not survive a crash.
+      if (home.durable) fsyncSync(fd);
     } finally {
       closeSync(fd);
     }
+    running.delete(uploadId);
     let offset = 0;
     const boundaries = parts.map((part) => {
-      const length = spilled.get(part) ?? 0;
+      const length = spilled.get(part)?.size ?? 0;
       const boundary = { partNumber: part.partNumber, offset, length };
       offset += length;
       return boundary;
@@ -176,8 +259,9 @@ async function patchMultipart(): Promise<void> {
           }
         : {}),
     };
-    recordObjectInFile(persistence, upload.bucket, object, joined);
-    persistence.deleteMultipartUpload(uploadId);
+    if (joined === state?.path) contentMd5.set(object, `"${state.md5.digest("hex")}"`);
+    home.recordInFile(upload.bucket, object, joined);
+    home.deleteMultipartUpload(uploadId);
     this.buckets.get(upload.bucket)?.set(upload.key, object);
     this.multipartUploads.delete(uploadId);
     this.multipartUploadsByBucket.get(upload.bucket)?.delete(uploadId);
@@ -187,13 +271,15 @@ async function patchMultipart(): Promise<void> {
 
   prototype.abortMultipartUpload = function abortMultipartUploadWithFiles(uploadId) {
     original.abortMultipartUpload.call(this, uploadId);
-    if (isPersistenceManager(this.persistence)) rmSync(uploadDir(this.persistence, uploadId), { recursive: true, force: true });
+    running.delete(uploadId);
+    const home = homeOf(this.persistence);
+    if (home) rmSync(uploadDir(home, uploadId), { recursive: true, force: true });
   };
 }
 
 let patched: Promise<void> | undefined;
 
-/** Makes every persisted fauxqs emulator in this process keep multipart parts in files and join large objects on disk; safe to call many times. */
+/** Makes every fauxqs emulator in this process with a BodyHome keep multipart parts in files and join large objects on disk; safe to call many times. */
 export function joinPartsOnDisk(): Promise<void> {
   patched ??= patchMultipart();
   return patched;
@@ -202,4 +288,6 @@ export function joinPartsOnDisk(): Promise<void> {
 /** Parts of uploads an earlier run of the emulator left (its uploads do not outlive it: their uploaders start again). */
 export function removeLeftoverParts(dataDir: string): void {
   rmSync(join(dataDir, "large-objects", "_uploads"), { recursive: true, force: true });
+  // Copies a crash interrupted (emulator-file-bodies.ts).
+  rmSync(join(dataDir, "large-objects", "_copies"), { recursive: true, force: true });
 }

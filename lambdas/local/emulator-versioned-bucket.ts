@@ -11,35 +11,14 @@
 // requests that change or read a key's current version run one at a time
 // per key (parts of an upload do not wait).
 
-import { randomUUID } from "node:crypto";
-import { createReadStream } from "node:fs";
+import { createReadStream, openSync } from "node:fs";
 import http from "node:http";
 import type { FauxqsServer } from "fauxqs";
-import { readBodyFile } from "./emulator-large-objects.ts";
+import { copyArguments, copyRange, copyTarget, linkedCopy, MAX_COPY_BYTES, putObjectFromFile } from "./emulator-file-bodies.ts";
+import { homeOf, readBodyFile } from "./emulator-large-objects.ts";
+import { answerOf, byteRange, checkCopySourceIfMatch, copySourceOf, errorXml, header, NO_SUCH_BUCKET, objectHeaders, requestId, S3ErrorAnswer, target } from "./emulator-s3-http.ts";
 import { escapeXml, listVersionPage, versionPageXml, type VersionListOptions } from "./emulator-version-listing.ts";
-import { versionStore, type BucketVersions, type ChecksumData, type EmulatorObject, type Version } from "./emulator-versions.ts";
-
-/** An S3 error answer: its code, message and HTTP status. */
-export class S3ErrorAnswer extends Error {
-  override name = "S3ErrorAnswer";
-  readonly code: string;
-  readonly status: number;
-  constructor(code: string, message: string, status: number) {
-    super(message);
-    this.code = code;
-    this.status = status;
-  }
-}
-
-const NO_SUCH_BUCKET = (bucket: string) => new S3ErrorAnswer("NoSuchBucket", `The specified bucket does not exist: ${bucket}`, 404);
-
-/** An error fauxqs's store threw (its S3Error), as an answer. */
-function answerOf(error: unknown): S3ErrorAnswer | undefined {
-  if (error instanceof S3ErrorAnswer) return error;
-  if (!(error instanceof Error) || !("code" in error) || !("statusCode" in error)) return undefined;
-  const { code, statusCode } = error;
-  return typeof code === "string" && typeof statusCode === "number" ? new S3ErrorAnswer(code, error.message, statusCode) : undefined;
-}
+import { versionStore, type BucketVersions, type EmulatorObject, type Version } from "./emulator-versions.ts";
 
 /** A large version's body, read whole (for a copy). */
 function readVersionFile(file: string): Buffer {
@@ -47,8 +26,6 @@ function readVersionFile(file: string): Buffer {
   if (!body) throw new Error(`the body file of a kept version is missing: ${file}`);
   return body;
 }
-
-const requestId = () => randomUUID().replaceAll("-", "").toUpperCase().slice(0, 16);
 
 /** Runs the work for one key at a time, in arrival order. */
 class KeyLocks {
@@ -78,98 +55,10 @@ function passedOn(headers: http.IncomingHttpHeaders): http.OutgoingHttpHeaders {
   return out;
 }
 
-function header(request: http.IncomingMessage, name: string): string | undefined {
-  const value = request.headers[name];
-  return typeof value === "string" ? value : undefined;
-}
-
 async function readAll(request: http.IncomingMessage): Promise<Buffer> {
   const chunks: Buffer[] = [];
   for await (const chunk of request) chunks.push(Buffer.isBuffer(chunk) ? chunk : Buffer.from(String(chunk)));
   return Buffer.concat(chunks);
-}
-
-/** bucket and key of a request, path-style or (as fauxqs reads it) virtual-hosted-style. */
-function target(request: http.IncomingMessage, pathname: string): { bucket: string; key: string } | undefined {
-  const hostname = (header(request, "host") ?? "").split(":")[0] ?? "";
-  const contentType = header(request, "content-type") ?? "";
-  const virtual = hostname.includes(".") && !/^\d+\.\d+\.\d+\.\d+$/.test(hostname) && !/x-www-form-urlencoded|x-amz-json-1\.0/.test(contentType);
-  const path = virtual ? `/${hostname.slice(0, hostname.indexOf("."))}${pathname}` : pathname;
-  const match = /^\/([^/]+)(?:\/(.*))?$/.exec(path);
-  if (!match?.[1]) return undefined;
-  try {
-    return { bucket: decodeURIComponent(match[1]), key: decodeURIComponent(match[2] ?? "") };
-  } catch {
-    return undefined;
-  }
-}
-
-/** The source of a CopyObject or UploadPartCopy: bucket, key and version id when named. */
-function copySourceOf(request: http.IncomingMessage): { bucket: string; key: string; versionId?: string } | undefined {
-  const raw = header(request, "x-amz-copy-source");
-  if (!raw) return undefined;
-  const query = raw.indexOf("?");
-  let path: string;
-  try {
-    path = decodeURIComponent(query >= 0 ? raw.slice(0, query) : raw).replace(/^\//, "");
-  } catch {
-    throw new S3ErrorAnswer("InvalidArgument", `x-amz-copy-source is not URL-encoded: ${raw}`, 400);
-  }
-  const versionId = query >= 0 ? (new URLSearchParams(raw.slice(query + 1)).get("versionId") ?? undefined) : undefined;
-  const slash = path.indexOf("/");
-  if (slash <= 0) throw new S3ErrorAnswer("InvalidArgument", "Invalid copy source bucket name", 400);
-  return { bucket: path.slice(0, slash), key: path.slice(slash + 1), ...(versionId !== undefined ? { versionId } : {}) };
-}
-
-function userMetadata(request: http.IncomingMessage): Record<string, string> {
-  const metadata: Record<string, string> = {};
-  for (const [name, value] of Object.entries(request.headers)) {
-    if (name.startsWith("x-amz-meta-") && typeof value === "string") metadata[name.slice("x-amz-meta-".length)] = value;
-  }
-  return metadata;
-}
-
-/** A copy's x-amz-copy-source-if-match against the source's ETag. */
-function checkCopySourceIfMatch(request: http.IncomingMessage, source: EmulatorObject): void {
-  const ifMatch = header(request, "x-amz-copy-source-if-match");
-  if (ifMatch !== undefined && ifMatch.replaceAll('"', "") !== source.etag.replaceAll('"', "")) {
-    throw new S3ErrorAnswer("PreconditionFailed", "At least one of the pre-conditions you specified did not hold", 412);
-  }
-}
-
-/** The headers S3 answers a GET or HEAD of object with. */
-function objectHeaders(object: EmulatorObject, versionId: string, checksumMode: boolean): http.OutgoingHttpHeaders {
-  const headers: http.OutgoingHttpHeaders = {
-    "content-type": object.contentType,
-    etag: object.etag,
-    "last-modified": object.lastModified.toUTCString(),
-    "accept-ranges": "bytes",
-    "x-amz-version-id": versionId,
-  };
-  for (const [name, value] of Object.entries(object.metadata)) headers[`x-amz-meta-${name}`] = value;
-  if (object.contentLanguage) headers["content-language"] = object.contentLanguage;
-  if (object.contentDisposition) headers["content-disposition"] = object.contentDisposition;
-  if (object.cacheControl) headers["cache-control"] = object.cacheControl;
-  if (object.contentEncoding) headers["content-encoding"] = object.contentEncoding;
-  if (object.parts) headers["x-amz-mp-parts-count"] = String(object.parts.length);
-  if (checksumMode && object.checksumAlgorithm && object.checksumValue) {
-    headers[`x-amz-checksum-${object.checksumAlgorithm.toLowerCase()}`] = object.checksumValue;
-    if (object.checksumType) headers["x-amz-checksum-type"] = object.checksumType;
-  }
-  return headers;
-}
-
-/** The bytes of "bytes=a-b", "bytes=a-" or "bytes=-n" within total, or undefined when not satisfiable. */
-function byteRange(range: string, total: number): { start: number; end: number } | undefined {
-  const match = /^bytes=(\d*)-(\d*)$/.exec(range);
-  if (!match || (match[1] === "" && match[2] === "")) return undefined;
-  if (match[1] === "") {
-    const suffix = Number(match[2]);
-    return suffix > 0 && total > 0 ? { start: Math.max(0, total - suffix), end: total - 1 } : undefined;
-  }
-  const start = Number(match[1]);
-  const end = match[2] === "" ? total - 1 : Math.min(Number(match[2]), total - 1);
-  return start < total && start <= end ? { start, end } : undefined;
 }
 
 export interface VersionedFront {
@@ -178,11 +67,11 @@ export interface VersionedFront {
 }
 
 /** Serves fauxqs `server` on host:port with every bucket versioned. */
-export async function serveVersionedBuckets(server: FauxqsServer, options: { host: string; port: number }): Promise<VersionedFront> {
+export async function serveVersionedBuckets(server: FauxqsServer, options: { host: string; port: number; maxCopyObjectBytes?: number }): Promise<VersionedFront> {
   let port: number;
   let front: VersionedBucketServer;
   try {
-    front = new VersionedBucketServer(await versionStore(server), server.port);
+    front = new VersionedBucketServer(await versionStore(server), server.port, options.maxCopyObjectBytes ?? MAX_COPY_BYTES);
     port = await front.listen(options.host, options.port);
   } catch (error) {
     await server.stop();
@@ -200,13 +89,15 @@ export async function serveVersionedBuckets(server: FauxqsServer, options: { hos
 class VersionedBucketServer {
   readonly #versions: BucketVersions;
   readonly #upstreamPort: number;
+  readonly #maxCopyObjectBytes: number;
   readonly #agent = new http.Agent({ keepAlive: true });
   readonly #locks = new KeyLocks();
   readonly #server: http.Server;
 
-  constructor(versions: BucketVersions, upstreamPort: number) {
+  constructor(versions: BucketVersions, upstreamPort: number, maxCopyObjectBytes: number) {
     this.#versions = versions;
     this.#upstreamPort = upstreamPort;
+    this.#maxCopyObjectBytes = maxCopyObjectBytes;
     this.#server = http.createServer((request, response) => {
       this.#handle(request, response).catch((error: unknown) => this.#fail(response, error));
     });
@@ -377,42 +268,34 @@ class VersionedBucketServer {
 
   /** CopyObject of a named version of the source (fauxqs reads only current objects). */
   async #copyVersion(request: http.IncomingMessage, response: http.ServerResponse, bucket: string, key: string, source: { bucket: string; key: string; versionId: string }): Promise<void> {
-    await readAll(request);
     if (!this.#store.buckets.has(source.bucket)) throw NO_SUCH_BUCKET(source.bucket);
     const version = this.#versions.versions(source.bucket, source.key).find((v) => v.versionId === source.versionId);
     if (!version) throw new S3ErrorAnswer("NoSuchVersion", "The specified version does not exist.", 404);
     if (version.deleteMarker) throw new S3ErrorAnswer("InvalidRequest", "The source of a copy request may not specifically refer to a delete marker by version id.", 400);
-    const from = version.noncurrent
-      ? { ...version.noncurrent.object, body: this.#versions.bodyOf(version, readVersionFile) }
-      : this.#store.getObject(source.bucket, source.key);
+    const noncurrent = version.noncurrent;
+    if (!noncurrent) {
+      // The current version: fauxqs's own copy (or emulator-file-bodies.ts's, of a body in a file), named without the version.
+      request.headers["x-amz-copy-source"] = `${encodeURIComponent(source.bucket)}/${source.key.split("/").map(encodeURIComponent).join("/")}`;
+      return this.#write(request, response, bucket, key, source);
+    }
+    await readAll(request);
+    const from = noncurrent.object;
     checkCopySourceIfMatch(request, from);
     // As fauxqs copies: COPY keeps the source's metadata and checksum, REPLACE takes the request's.
-    const replace = header(request, "x-amz-metadata-directive") === "REPLACE";
-    const requestChecksum = Object.entries(request.headers).find(([name]) => /^x-amz-checksum-(crc32|crc32c|crc64nvme|sha1|sha256)$/.test(name));
-    const checksum: ChecksumData | undefined = replace
-      ? requestChecksum && typeof requestChecksum[1] === "string"
-        ? { algorithm: requestChecksum[0].slice("x-amz-checksum-".length).toUpperCase(), value: requestChecksum[1], type: "FULL_OBJECT" }
-        : undefined
-      : from.checksumAlgorithm && from.checksumValue && from.checksumType
-        ? { algorithm: from.checksumAlgorithm, value: from.checksumValue, type: from.checksumType, ...(from.partChecksums ? { partChecksums: from.partChecksums } : {}) }
-        : undefined;
-    const system = replace
-      ? {
-          ...(header(request, "content-language") ? { contentLanguage: header(request, "content-language") } : {}),
-          ...(header(request, "content-disposition") ? { contentDisposition: header(request, "content-disposition") } : {}),
-          ...(header(request, "cache-control") ? { cacheControl: header(request, "cache-control") } : {}),
-          ...(header(request, "content-encoding") ? { contentEncoding: header(request, "content-encoding") } : {}),
-        }
-      : { contentLanguage: from.contentLanguage, contentDisposition: from.contentDisposition, cacheControl: from.cacheControl, contentEncoding: from.contentEncoding };
-    const written = this.#store.putObject(
-      bucket,
-      key,
-      from.body,
-      replace ? (header(request, "content-type") ?? "application/octet-stream") : from.contentType,
-      replace ? userMetadata(request) : from.metadata,
-      system,
-      checksum,
-    );
+    const args = copyArguments(request, from);
+    const home = homeOf(this.#store.persistence);
+    let written: EmulatorObject;
+    if (noncurrent.file && home) {
+      // A large version is linked (or copied file to file), never read whole.
+      if (from.contentLength > this.#maxCopyObjectBytes) {
+        throw new S3ErrorAnswer("InvalidRequest", `The specified copy source is larger than the maximum allowable size for a copy source: ${this.#maxCopyObjectBytes}`, 400);
+      }
+      const file = linkedCopy(noncurrent.file, from, home) ?? (await copyRange(openSync(noncurrent.file, "r"), 0, from.contentLength - 1, copyTarget(home), home.durable));
+      written = putObjectFromFile(this.#store, bucket, key, file, args);
+    } else {
+      const body = this.#versions.bodyOf(version, readVersionFile);
+      written = this.#store.putObject(bucket, key, body, args.contentType, args.metadata, args.system, args.checksum);
+    }
     const newVersion = this.#currentObjectVersion(bucket, key);
     const xml = `<?xml version="1.0" encoding="UTF-8"?>\n<CopyObjectResult><ETag>${escapeXml(written.etag)}</ETag><LastModified>${written.lastModified.toISOString()}</LastModified></CopyObjectResult>`;
     return this.#answer(
@@ -489,8 +372,7 @@ class VersionedBucketServer {
   #error(request: http.IncomingMessage, response: http.ServerResponse, error: S3ErrorAnswer, headers: Record<string, string> = {}): void {
     // A HEAD answer has no body: the status (and headers) say it all.
     if (request.method === "HEAD") return this.#answer(response, error.status, headers);
-    const xml = `<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>${escapeXml(error.code)}</Code><Message>${escapeXml(error.message)}</Message><RequestId>${requestId()}</RequestId></Error>`;
-    this.#answer(response, error.status, { ...headers, "content-type": "application/xml" }, xml);
+    this.#answer(response, error.status, { ...headers, "content-type": "application/xml" }, errorXml(error));
   }
 
   #fail(response: http.ServerResponse, error: unknown): void {

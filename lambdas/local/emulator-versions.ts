@@ -8,9 +8,10 @@
 // older versions, ListObjectVersions) is emulator-versioned-bucket.ts.
 //
 // On a persisted emulator the versions are rows of a table in fauxqs's
-// database, a noncurrent body in its row or, above LARGE_BODY_BYTES, in a file
-// of its own: a hard link to the current object's body file made before fauxqs
-// replaces or removes that file, so keeping a large version copies no bytes.
+// database, a noncurrent body in its row (in memory on an unpersisted one)
+// or, above the large-body threshold, in a file of its own: a hard link to
+// the current object's body file made before fauxqs replaces or removes that
+// file, so keeping a large version copies no bytes.
 // Objects written while the emulator was not versioned have the version id
 // "null", as on S3.
 
@@ -18,8 +19,8 @@ import { randomBytes, createHash } from "node:crypto";
 import { copyFileSync, existsSync, linkSync, mkdirSync, rmSync } from "node:fs";
 import { DatabaseSync, type SQLOutputValue } from "node:sqlite";
 import { dirname, join } from "node:path";
-import { bodiesDir, bodyPath, isPersistenceManager, LARGE_BODY_BYTES, recordObjectInFile, type PersistenceManager } from "./emulator-large-objects.ts";
-import { fauxqsPrototype } from "./fauxqs-internals.ts";
+import { bodyPath, homeOf, isPersistenceManager, type BodyHome } from "./emulator-large-objects.ts";
+import { fauxqsPrototype, s3StoreOf } from "./fauxqs-internals.ts";
 
 /** An object as fauxqs's S3 store (dist/s3/s3Store.js) holds it; `body` is empty on a persisted emulator. */
 export interface EmulatorObject {
@@ -223,15 +224,15 @@ export class BucketVersions {
   readonly store: EmulatorS3Store;
   /** bucket → key → versions, newest first. The newest is current unless it is a delete marker. */
   readonly #keys = new Map<string, Map<string, Version[]>>();
-  readonly #persistence: PersistenceManager | undefined;
+  readonly #home: BodyHome | undefined;
   readonly #table: VersionTable | undefined;
 
   constructor(store: EmulatorS3Store) {
     this.store = store;
     const persistence = store.persistence;
-    this.#persistence = isPersistenceManager(persistence) ? persistence : undefined;
-    const db: unknown = this.#persistence?.db;
-    if (this.#persistence && !(db instanceof DatabaseSync)) throw new Error("internal: fauxqs's database is not a node:sqlite database");
+    this.#home = homeOf(persistence);
+    const db: unknown = isPersistenceManager(persistence) ? persistence.db : undefined;
+    if (isPersistenceManager(persistence) && !(db instanceof DatabaseSync)) throw new Error("internal: fauxqs's database is not a node:sqlite database");
     this.#table = db instanceof DatabaseSync ? new VersionTable(db) : undefined;
     if (this.#table) {
       this.#load(this.#table);
@@ -275,11 +276,11 @@ export class BucketVersions {
     const object = this.store.buckets.get(bucket)?.get(key);
     if (!object) return undefined;
     const versionId = this.#currentObject(bucket, key)?.versionId ?? NULL_VERSION;
-    const persistence = this.#persistence;
-    if (!persistence) return { versionId, object };
-    const current = bodyPath(persistence, bucket, key);
-    if (object.contentLength > LARGE_BODY_BYTES && existsSync(current)) {
-      const file = this.#versionFile(persistence, bucket, key, versionId);
+    const home = this.#home;
+    if (!home) return { versionId, object };
+    const current = bodyPath(home, bucket, key);
+    if (object.contentLength > home.largeBodyBytes && existsSync(current)) {
+      const file = this.#versionFile(home, bucket, key, versionId);
       mkdirSync(dirname(file), { recursive: true });
       rmSync(file, { force: true });
       try {
@@ -290,7 +291,7 @@ export class BucketVersions {
       }
       return { versionId, object, file };
     }
-    return { versionId, object, body: object.contentLength > 0 ? persistence.readBody(bucket, key) : EMPTY };
+    return { versionId, object, body: object.contentLength > 0 ? home.readBody(bucket, key) : EMPTY };
   }
 
   /** Undoes keep() when fauxqs refused the write. */
@@ -305,7 +306,9 @@ export class BucketVersions {
     if (!version) {
       version = this.#push(bucket, key, { versionId: NULL_VERSION, deleteMarker: false, lastModified: kept.object.lastModified, etag: kept.object.etag, size: kept.object.contentLength });
     }
-    version.noncurrent = { object: kept.object, ...(kept.file ? { file: kept.file } : {}) };
+    // Without a table, a small noncurrent body stays with its object.
+    const object = !this.#table && kept.body ? { ...kept.object, body: kept.body } : kept.object;
+    version.noncurrent = { object, ...(kept.file ? { file: kept.file } : {}) };
     if (this.#table && version.row !== undefined) this.#table.retire(version.row, kept.object, kept.body, kept.file !== undefined);
   }
 
@@ -368,29 +371,29 @@ export class BucketVersions {
     const noncurrent = version.noncurrent;
     const objects = this.store.buckets.get(bucket);
     if (!noncurrent || !objects) return;
-    const persistence = this.#persistence;
-    if (!persistence) {
+    const home = this.#home;
+    if (!home) {
       objects.set(key, noncurrent.object);
     } else if (noncurrent.file) {
-      recordObjectInFile(persistence, bucket, noncurrent.object, noncurrent.file);
+      home.recordInFile(bucket, noncurrent.object, noncurrent.file);
       objects.set(key, { ...noncurrent.object, body: EMPTY });
     } else {
-      persistence.upsertObject(bucket, { ...noncurrent.object, body: this.bodyOf(version, () => EMPTY) });
+      home.upsertObject(bucket, { ...noncurrent.object, body: this.bodyOf(version, () => EMPTY) });
       objects.set(key, { ...noncurrent.object, body: EMPTY });
     }
     version.noncurrent = undefined;
     if (version.row !== undefined) this.#table?.restore(version.row);
   }
 
-  #versionFile(persistence: PersistenceManager, bucket: string, key: string, versionId: string): string {
+  #versionFile(home: BodyHome, bucket: string, key: string, versionId: string): string {
     // Bucket names never start with "_": no clash with a bucket's folder.
-    return join(bodiesDir(persistence), "_versions", bucket, `${createHash("sha256").update(key).digest("hex")}.${versionId}`);
+    return join(home.dir, "_versions", bucket, `${createHash("sha256").update(key).digest("hex")}.${versionId}`);
   }
 
   #load(table: VersionTable): void {
     for (const { bucket, key, version, inFile } of table.rows()) {
-      if (inFile && version.noncurrent && this.#persistence) {
-        version.noncurrent = { object: version.noncurrent.object, file: this.#versionFile(this.#persistence, bucket, key, version.versionId) };
+      if (inFile && version.noncurrent && this.#home) {
+        version.noncurrent = { object: version.noncurrent.object, file: this.#versionFile(this.#home, bucket, key, version.versionId) };
       }
       let keys = this.#keys.get(bucket);
       if (!keys) this.#keys.set(bucket, (keys = new Map()));
@@ -430,12 +433,11 @@ const versioning = new WeakMap<object, BucketVersions>();
 
 /** Wraps the writes of fauxqs's store: on a versioned store, what they replace or remove stays as a version. */
 async function patchStore(): Promise<void> {
-  const prototype = await fauxqsPrototype<EmulatorS3Store>("./s3/s3Store.js", "S3Store", ["putObject", "getObject", "completeMultipartUpload", "deleteObject", "emptyBucket"]);
+  const prototype = await fauxqsPrototype<EmulatorS3Store>("./s3/s3Store.js", "S3Store", ["putObject", "getObject", "completeMultipartUpload", "deleteObject"]);
   const original = {
     putObject: prototype.putObject,
     completeMultipartUpload: prototype.completeMultipartUpload,
     deleteObject: prototype.deleteObject,
-    emptyBucket: prototype.emptyBucket,
   };
   deleteUnversioned = original.deleteObject;
 
@@ -475,17 +477,8 @@ async function patchStore(): Promise<void> {
     keeping(versions, bucket, key, () => original.deleteObject.call(this, bucket, key));
     versions.addDeleteMarker(bucket, key);
   };
-  // fauxqs's server hands out no store: its emptyBucket(name) calls the store's, which answers here while claiming.
-  prototype.emptyBucket = function emptyBucketOrClaim(name) {
-    if (claiming) {
-      claiming(this);
-      return;
-    }
-    original.emptyBucket.call(this, name);
-  };
 }
 
-let claiming: ((store: EmulatorS3Store) => void) | undefined;
 /** fauxqs's own DeleteObject, which removes the current object and keeps nothing. */
 let deleteUnversioned: EmulatorS3Store["deleteObject"] | undefined;
 let patched: Promise<void> | undefined;
@@ -494,16 +487,7 @@ let patched: Promise<void> | undefined;
 export async function versionStore(server: { emptyBucket(name: string): void }): Promise<BucketVersions> {
   patched ??= patchStore();
   await patched;
-  let store: EmulatorS3Store | undefined;
-  claiming = (claimed) => {
-    store = claimed;
-  };
-  try {
-    server.emptyBucket("");
-  } finally {
-    claiming = undefined;
-  }
-  if (!store) throw new Error("internal: the fauxqs server did not hand out its S3 store");
+  const store = await s3StoreOf<EmulatorS3Store>(server, ["putObject", "getObject", "deleteObject"]);
   const versions = new BucketVersions(store);
   versioning.set(store, versions);
   return versions;

@@ -1,13 +1,17 @@
 // The local cloud's emulator: fauxqs (SQS + S3) in this process, on
 // 127.0.0.1 only, and the target resources the stack would create on AWS.
 
+import http from "node:http";
 import { createServer } from "node:net";
 import { CreateBucketCommand, HeadBucketCommand } from "@aws-sdk/client-s3";
 import { CreateQueueCommand, GetQueueAttributesCommand, GetQueueUrlCommand, SetQueueAttributesCommand, type SQSClient } from "@aws-sdk/client-sqs";
 import { startFauxqs } from "fauxqs";
 import { deadLetterQueueAttributes, replicationQueueAttributes, replicationQueueNames } from "../../contract/queue.ts";
 import { IN_PROCESS, makeS3Client, makeSqsClient } from "../aws-clients.ts";
-import { keepLargeBodiesInFiles } from "./emulator-large-objects.ts";
+import { isPersistenceManager, keepLargeBodiesInFiles, LARGE_BODY_BYTES, setLargeBodyBytes } from "./emulator-large-objects.ts";
+import { putBodiesFromFiles, serveBodiesFromFiles, type FileBodyStore } from "./emulator-file-bodies.ts";
+import { MemoryBodies } from "./emulator-memory-bodies.ts";
+import { s3StoreOf } from "./fauxqs-internals.ts";
 import { joinPartsOnDisk, removeLeftoverParts } from "./emulator-multipart.ts";
 import { listInByteOrder } from "./emulator-listing.ts";
 import { receiveFifoBatches } from "./emulator-fifo-batches.ts";
@@ -50,34 +54,74 @@ async function checkPortFree(port: number): Promise<void> {
   });
 }
 
-/**
- * Starts the emulator on 127.0.0.1:port (default 4566); with dataDir its state
- * survives a restart. With versioned, every bucket keeps its versions as the
- * stack's versioned bucket does (emulator-versioned-bucket.ts).
- */
-export async function startEmulator(options: { port?: number; dataDir?: string; versioned?: boolean } = {}): Promise<Emulator> {
+export interface EmulatorOptions {
+  /** @default 4566 */
+  readonly port?: number;
+  /** With a folder, the emulator's state survives a restart. */
+  readonly dataDir?: string;
+  /** Every bucket keeps its versions as the stack's versioned bucket does (emulator-versioned-bucket.ts). */
+  readonly versioned?: boolean;
+  /** Bodies over this many bytes are kept in files, never whole in memory. @default LARGE_BODY_BYTES */
+  readonly largeBodyBytes?: number;
+  /** The largest source CopyObject takes (larger ones are copied in parts). @default MAX_COPY_BYTES (S3's 5 GiB) */
+  readonly maxCopyObjectBytes?: number;
+}
+
+/** Starts the emulator on 127.0.0.1:port. */
+export async function startEmulator(options: EmulatorOptions = {}): Promise<Emulator> {
   const port = options.port ?? 4566;
   await checkPortFree(port);
-  // Corrections of fauxqs's listing order, its FIFO receive, its persisted bodies' size limit and its in-memory uploads (see each module).
+  // Corrections of fauxqs's listing order, its FIFO receive, its persisted bodies' size limit and its in-memory bodies and uploads (see each module).
   await listInByteOrder();
   await receiveFifoBatches();
   await keepLargeBodiesInFiles();
   await joinPartsOnDisk();
+  await putBodiesFromFiles();
   if (options.dataDir) removeLeftoverParts(options.dataDir);
-  const server = await listeningOnlyOn(HOST, () =>
-    startFauxqs({
-      // A versioned emulator serves port from its front server, with fauxqs behind it.
-      port: options.versioned ? 0 : port,
-      host: HOST,
-      logger: false,
-      ...(options.dataDir ? { dataDir: options.dataDir } : {}),
-    }),
+  let fauxqsHttp: http.Server | undefined;
+  const server = await listeningOnlyOn(
+    HOST,
+    () =>
+      startFauxqs({
+        // A versioned emulator serves port from its front server, with fauxqs behind it.
+        port: options.versioned ? 0 : port,
+        host: HOST,
+        logger: false,
+        ...(options.dataDir ? { dataDir: options.dataDir } : {}),
+      }),
+    (opened) => {
+      if (opened instanceof http.Server) fauxqsHttp ??= opened;
+    },
   );
-  if (options.versioned) {
-    const front = await serveVersionedBuckets(server, { host: HOST, port });
-    return { endpoint: `http://${HOST}:${front.port}`, port: front.port, stop: () => front.stop() };
+  // Large bodies stay out of memory also without a dataDir: in a temp folder, removed on stop.
+  let memory: MemoryBodies | undefined;
+  try {
+    const store = await s3StoreOf<FileBodyStore>(server, ["putObject"]);
+    const largeBodyBytes = options.largeBodyBytes ?? LARGE_BODY_BYTES;
+    if (isPersistenceManager(store.persistence)) setLargeBodyBytes(store.persistence, largeBodyBytes);
+    else store.persistence = memory = new MemoryBodies({ largeBodyBytes });
+    if (!fauxqsHttp) throw new Error("internal: fauxqs opened no HTTP server");
+    serveBodiesFromFiles(fauxqsHttp, store, options.maxCopyObjectBytes !== undefined ? { maxCopyObjectBytes: options.maxCopyObjectBytes } : {});
+  } catch (error) {
+    await server.stop();
+    memory?.close();
+    throw error;
   }
-  return { endpoint: `http://${HOST}:${server.port}`, port: server.port, stop: () => server.stop() };
+  const stopping = async (stop: () => Promise<void>) => {
+    try {
+      await stop();
+    } finally {
+      memory?.close();
+    }
+  };
+  if (options.versioned) {
+    const front = await serveVersionedBuckets(server, { host: HOST, port, ...(options.maxCopyObjectBytes !== undefined ? { maxCopyObjectBytes: options.maxCopyObjectBytes } : {}) }).catch((error: unknown) => {
+      memory?.close();
+      throw error;
+    });
+    return { endpoint: `http://${HOST}:${front.port}`, port: front.port, stop: () => stopping(() => front.stop()) };
+  }
+  return { endpoint: `http://${HOST}:${server.port}`, port: server.port, stop: () => stopping(() => server.stop()) };
 }
 
 async function ensureQueue(sqs: SQSClient, name: string, attributes: Record<string, string>): Promise<{ url: string; arn: string }> {

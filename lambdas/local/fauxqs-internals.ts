@@ -27,3 +27,40 @@ export async function fauxqsPrototype<T extends object>(file: string, name: stri
   }
   return prototype;
 }
+
+interface ClaimableStore {
+  emptyBucket(this: object, name: string): void;
+}
+
+let claiming: ((store: object) => void) | undefined;
+let claimPatched: Promise<void> | undefined;
+
+async function patchClaim(): Promise<void> {
+  const prototype = await fauxqsPrototype<ClaimableStore>("./s3/s3Store.js", "S3Store", ["emptyBucket"]);
+  const emptyBucket = prototype.emptyBucket;
+  // fauxqs's server hands out no store: its emptyBucket(name) calls the store's, which answers here while claiming.
+  prototype.emptyBucket = function emptyBucketOrClaim(name) {
+    if (claiming) {
+      claiming(this);
+      return;
+    }
+    emptyBucket.call(this, name);
+  };
+}
+
+/** The S3 store of a started fauxqs server, checked to have `methods`. */
+export async function s3StoreOf<T extends object>(server: { emptyBucket(name: string): void }, methods: readonly (keyof T & string)[]): Promise<T> {
+  claimPatched ??= patchClaim();
+  await claimPatched;
+  let store: object | undefined;
+  claiming = (claimed) => {
+    store = claimed;
+  };
+  try {
+    server.emptyBucket("");
+  } finally {
+    claiming = undefined;
+  }
+  if (!hasMethods<T>(store, methods)) throw new EmulatorPatchError("the fauxqs server did not hand out its S3 store: the local cloud cannot correct its emulator (lambdas/local/)");
+  return store;
+}

@@ -3,9 +3,9 @@
 // CompleteMultipartUpload (SQLite's 1,000,000,000-byte BLOB limit), the agent
 // retried it forever and every later change of the set waited behind it.
 // Now it arrives byte for byte, and small files written beside it too.
-// Cost: the file is sparse (3 MiB of random data), but the emulator holds the
-// object in memory while it copies it into data/ and serves it: the test
-// process peaks at about 1.3 GiB, with about 70 s of CPU.
+// Cost: the file is sparse (3 MiB of random data); the emulator keeps the
+// object in a file and copies and serves it from there (emulator-file-bodies.ts),
+// so the test process does not hold it in memory.
 
 import { createHash, randomBytes } from "node:crypto";
 import { closeSync, createReadStream, ftruncateSync, mkdirSync, openSync, readdirSync, writeFileSync, writeSync } from "node:fs";

@@ -100,7 +100,8 @@ describe("multipart uploads on a persisted emulator", () => {
     const s3 = store.client;
     const { UploadId } = await s3.send(new CreateMultipartUploadCommand({ Bucket: store.bucket, Key: "bad" }));
     const part = await s3.send(new UploadPartCommand({ Bucket: store.bucket, Key: "bad", UploadId, PartNumber: 1, Body: randomBytes(1024) }));
-    expect(readdirSync(join(dir.path, "large-objects", "_uploads", UploadId ?? ""))).toEqual(["1"]);
+    // Part 1, in order: appended to the upload's running file.
+    expect(readdirSync(join(dir.path, "large-objects", "_uploads", UploadId ?? ""))).toEqual(["running"]);
     await expect(
       s3.send(new CompleteMultipartUploadCommand({ Bucket: store.bucket, Key: "bad", UploadId, MultipartUpload: { Parts: [{ PartNumber: 1, ETag: '"0000"' }] } })),
     ).rejects.toMatchObject({ name: "InvalidPart" });
