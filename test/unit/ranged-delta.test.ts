@@ -52,8 +52,10 @@ describe("ranged deltas from the agent", () => {
   let h: Harness | undefined;
   afterEach(() => h?.close());
 
+  /** The busy-file pacing's clock (busy-files.ts): each step comes long after the version before it was sent. */
+  let clock = 0;
   const open = async (name: string, write: (path: string) => void) => {
-    const harness = agentHarness(SET, { targetStatus: (set) => readSetStatus(harness.store, set) });
+    const harness = agentHarness(SET, { targetStatus: (set) => readSetStatus(harness.store, set), busyFiles: { now: () => clock } });
     h = harness;
     write(join(harness.src.path, name));
     await harness.agent.start();
@@ -64,6 +66,7 @@ describe("ranged deltas from the agent", () => {
     const bodies = harness.transport.bodies.length;
     const before = harness.sent();
     change();
+    clock += 3_600_000;
     await harness.agent.scan(SET);
     await harness.agent.drain(SET);
     return { bytes: harness.sent() - before, puts: putsSince(harness, bodies) };
