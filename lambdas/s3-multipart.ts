@@ -62,12 +62,18 @@ export async function putInParts(s3: S3Client, upload: PartedUpload): Promise<Wr
     const size = partSize(upload.size);
     const parts: { PartNumber: number; ETag: string | undefined; ChecksumSHA256?: string }[] = [];
     const whole = createHash("sha256");
+    // Cleared when the store does not report a copied part's SHA-256: the rest goes up as bytes.
+    let copy = upload.copy;
     for (let offset = 0, number = 1; offset < upload.size; offset += size, number++) {
       const body = await upload.read(offset, Math.min(size, upload.size - offset));
       whole.update(body);
-      if (upload.copy?.untouched(offset, body.length)) {
-        parts.push(await copyPart(s3, { bucket, key, UploadId, number, offset, body, copySource: upload.copy.copySource }));
-        continue;
+      if (copy?.untouched(offset, body.length)) {
+        const copied = await copyPart(s3, { bucket, key, UploadId, number, offset, body, copySource: copy.copySource });
+        if (copied) {
+          parts.push(copied);
+          continue;
+        }
+        copy = undefined;
       }
       const checksum = createHash("sha256").update(body).digest("base64");
       const part = await s3.send(new UploadPartCommand({ Bucket: bucket, Key: key, UploadId, PartNumber: number, Body: body, ChecksumSHA256: checksum }));
@@ -84,13 +90,14 @@ export async function putInParts(s3: S3Client, upload: PartedUpload): Promise<Wr
 /**
  * Part `number` copied server-side from the same range of the copy source.
  * S3 computes the copied bytes' SHA-256 (the upload names the algorithm):
- * when it reports one, it must be that of the bytes read for the whole
- * object's SHA-256, so the check still covers the bytes stored.
+ * it must be that of the bytes read for the whole object's SHA-256, so the
+ * check still covers the bytes stored. Undefined when the store reports
+ * none: it has not proven what it copied, and the caller uploads the bytes.
  */
 async function copyPart(
   s3: S3Client,
   part: { bucket: string; key: string; UploadId: string; number: number; offset: number; body: Uint8Array; copySource: string },
-): Promise<{ PartNumber: number; ETag: string | undefined; ChecksumSHA256?: string }> {
+): Promise<{ PartNumber: number; ETag: string | undefined; ChecksumSHA256?: string } | undefined> {
   const out = await s3.send(
     new UploadPartCopyCommand({
       Bucket: part.bucket,
@@ -102,10 +109,11 @@ async function copyPart(
     }),
   );
   const reported = out.CopyPartResult?.ChecksumSHA256;
-  if (reported !== undefined && reported !== createHash("sha256").update(part.body).digest("base64")) {
+  if (reported === undefined) return undefined;
+  if (reported !== createHash("sha256").update(part.body).digest("base64")) {
     throw new CopiedPartMismatchError(`part ${part.number} of ${part.key} copied from ${part.copySource} is not the bytes read for it: the source changed during the copy`);
   }
-  return { PartNumber: part.number, ETag: out.CopyPartResult?.ETag, ...(reported ? { ChecksumSHA256: reported } : {}) };
+  return { PartNumber: part.number, ETag: out.CopyPartResult?.ETag, ChecksumSHA256: reported };
 }
 
 /** Bytes per part of a server-side copy: S3 takes up to 5 GiB a part; big parts mean few requests. */

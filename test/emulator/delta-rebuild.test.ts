@@ -26,8 +26,12 @@ afterAll(async () => {
   await emulator.server.stop();
 });
 
-/** The applier's store on a fresh bucket, counting the S3 commands it sends; `copiedChecksum` stands in for S3's SHA-256 of a copied part. */
-function countingStore(copiedChecksum?: string): { store: DirectS3Store; commands: string[] } {
+/**
+ * The applier's store on a fresh bucket, counting the S3 commands it sends. The emulator reports no SHA-256 of a
+ * copied part; `copiedChecksum` stands in for S3's: the SHA-256 of the copied range of `source` (what S3 answers), or a
+ * fixed one.
+ */
+function countingStore(copiedChecksum?: { source: Buffer } | string): { store: DirectS3Store; commands: string[] } {
   const client = makeS3Client({ region: "us-east-1", endpoint: emulator.endpoint });
   const commands: string[] = [];
   client.middlewareStack.add(
@@ -35,7 +39,12 @@ function countingStore(copiedChecksum?: string): { store: DirectS3Store; command
       commands.push(context.commandName ?? "");
       const out = await next(args);
       const result = (out.output as { CopyPartResult?: { ChecksumSHA256?: string } }).CopyPartResult;
-      if (result && copiedChecksum !== undefined) result.ChecksumSHA256 = copiedChecksum;
+      if (!result || copiedChecksum === undefined) return out;
+      if (typeof copiedChecksum === "string") result.ChecksumSHA256 = copiedChecksum;
+      else {
+        const [from, to] = ((args.input as { CopySourceRange?: string }).CopySourceRange ?? "").replace("bytes=", "").split("-").map(Number);
+        result.ChecksumSHA256 = createHash("sha256").update(copiedChecksum.source.subarray(from, (to ?? -1) + 1)).digest("base64");
+      }
       return out;
     },
     { step: "initialize", name: "countCommands" },
@@ -69,7 +78,7 @@ describe("streamed delta rebuild on the emulator", () => {
   const next = Buffer.from(base);
   for (const [offset, length] of ranges) randomBytes(length).copy(next, offset);
   const meta = encodeMeta({ kind: "file", mode: 0o644, mtimeNs: "5", sha256: sha(next) });
-  const withBase = async (copiedChecksum?: string) => {
+  const withBase = async (copiedChecksum?: { source: Buffer } | string) => {
     const counted = countingStore(copiedChecksum);
     await counted.store.put(KEY, base, encodeMeta({ kind: "file", mode: 0o644, mtimeNs: "1", sha256: sha(base) }));
     counted.commands.length = 0;
@@ -77,13 +86,25 @@ describe("streamed delta rebuild on the emulator", () => {
   };
 
   it("uploads only the part a range touches, copies the others server-side, and reads the base once per part", async () => {
-    const { store, commands } = await withBase();
+    const { store, commands } = await withBase({ source: base });
     const { put, carried } = deltaPut(base, next, ranges);
     await applyDelta(store, KEY, put, { bytes: carried }, meta, { inMemoryBytes: 0 });
     const sent = [...commands];
     expect((await store.hash(KEY))?.sha256).toBe(sha(next));
     expect(count(sent, "UploadPartCommand")).toBe(1);
     expect(count(sent, "UploadPartCopyCommand")).toBe(4);
+    expect(count(sent, "GetObjectCommand")).toBe(5);
+  });
+
+  it("uploads the bytes it read when the store does not report a copied part's SHA-256 (nothing proves what it copied)", async () => {
+    const { store, commands } = await withBase();
+    const { put, carried } = deltaPut(base, next, ranges);
+    await applyDelta(store, KEY, put, { bytes: carried }, meta, { inMemoryBytes: 0 });
+    const sent = [...commands];
+    expect((await store.hash(KEY))?.sha256).toBe(sha(next));
+    // The first copy answered without a SHA-256: that part and every later one go up as the bytes read.
+    expect(count(sent, "UploadPartCopyCommand")).toBe(1);
+    expect(count(sent, "UploadPartCommand")).toBe(5);
     expect(count(sent, "GetObjectCommand")).toBe(5);
   });
 
