@@ -28,6 +28,9 @@ export interface BusyFileOptions {
   readonly now?: () => number;
 }
 
+/** A path whose capture waits: behind the version journaled as seq, until it is sent, paced, or applied by the target (`until` at the latest, ms). */
+export type BusyHold = { readonly path: string; readonly seq: number } & ({ readonly waitsFor: "send" } | { readonly waitsFor: "pace" | "apply"; readonly until: number });
+
 const DEFAULT_BYTES_PER_SECOND = 64 * 1024 * 1024;
 const DEFAULT_QUIET_MS = 300;
 /** With the target's checkpoint known, a busy file waits at most this many times its pace for the previous version to be applied. */
@@ -109,6 +112,17 @@ export class BusyFiles {
   #paced(unsent: Unsent, now: number): boolean {
     if (this.#applied === undefined) return now >= unsent.paceUntil;
     return this.#applied >= unsent.seq || now >= unsent.waitUntil;
+  }
+
+  /** The paths whose capture waits, each with the seq of the version it waits behind and for what (until when at most), for `tidemark status`. */
+  held(sentSeq: number): BusyHold[] {
+    return [...this.#waiting.keys()].flatMap((path): BusyHold[] => {
+      const unsent = this.#unsent.get(path);
+      if (unsent === undefined) return [];
+      if (unsent.seq > sentSeq) return [{ path, seq: unsent.seq, waitsFor: "send" }];
+      if (this.#applied === undefined) return [{ path, seq: unsent.seq, waitsFor: "pace", until: unsent.paceUntil }];
+      return [{ path, seq: unsent.seq, waitsFor: "apply", until: unsent.waitUntil }];
+    });
   }
 
   /** Ms from now until the next waiting path is due (sends permitting), or undefined when none waits. */

@@ -16,6 +16,7 @@ import type { TaskFields } from "../contract/tasks.ts";
 import { journalFault } from "./journal-faults.ts";
 import { SkippedNames } from "./skipped-names.ts";
 import { EntryIndex } from "./journal-index.ts";
+import { HeldFiles } from "./held-files.ts";
 import { SetStates } from "./journal-sets.ts";
 import { VolumeStamps } from "./journal-volumes.ts";
 
@@ -233,6 +234,8 @@ export class Journal {
   readonly volumes: VolumeStamps;
   /** Each set's counters, flags and journal generation. */
   readonly sets: SetStates;
+  /** Files the running agent holds back (busy-files.ts), for `status`. */
+  readonly held: HeldFiles;
   readonly #db: DatabaseSync;
   readonly #statements: Statements;
   readonly #onWrite: (() => void) | undefined;
@@ -247,6 +250,7 @@ export class Journal {
     this.index = new EntryIndex(db);
     this.volumes = new VolumeStamps(db);
     this.sets = new SetStates(db);
+    this.held = new HeldFiles(db);
     this.#statements = prepareStatements(db);
     this.#onWrite = options.onWrite;
     this.#now = options.now ?? Date.now;

@@ -2,13 +2,15 @@
 // moment and captured in one transaction (a vanished large file that
 // reappears under another name becomes a rename), barrier scans of the whole
 // set, and large busy files held back until their previous version is sent
-// and paced (busy-files.ts).
+// and paced (busy-files.ts), named in the journal while they wait
+// (held-files.ts).
 
 import { lstat, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { BLOCK_SIZE } from "../contract/wire.ts";
 import { BusyFiles, type BusyFileOptions } from "./busy-files.ts";
 import { capture } from "./capture.ts";
+import { HeldFileRecord } from "./held-files.ts";
 import { changeBytes, type Change, type IndexEntry } from "./journal.ts";
 import { barrierScan, type ScanOptions, type ScanReport } from "./scan.ts";
 import type { Backlog } from "./set-backlog.ts";
@@ -22,6 +24,10 @@ export class SetCapture {
   readonly #context: SetContext;
   readonly #backlog: Backlog;
   readonly #busy: BusyFiles;
+  /** The busy files held back, as `tidemark status` reads them. */
+  readonly #held: HeldFileRecord;
+  /** Busy files the pacing released, until their capture ran: still held. */
+  readonly #capturing = new Set<string>();
   #hints = new Set<string>();
   #hintTimer: NodeJS.Timeout | undefined;
   /** Wakes captureWaiting when the next busy file is due. */
@@ -31,6 +37,7 @@ export class SetCapture {
     this.#context = context;
     this.#backlog = backlog;
     this.#busy = new BusyFiles(coalesceBytes, busy);
+    this.#held = new HeldFileRecord(context.journal, context.spec.name, busy.now);
   }
 
   /** What changed in the set since the index: a scan of the tree, or a read of the volume (all of it when `full`). Run inside the set's lane. */
@@ -79,8 +86,15 @@ export class SetCapture {
     const { journal, spec } = this.#context;
     const ready = this.#busy.ready(journal.sets.counters(spec.name).sentSeq);
     if (ready.length > 0) {
-      for (const path of ready) this.#hints.add(path);
-      await this.processHints();
+      for (const path of ready) {
+        this.#hints.add(path);
+        this.#capturing.add(path);
+      }
+      try {
+        await this.processHints();
+      } finally {
+        for (const path of ready) this.#capturing.delete(path);
+      }
     }
     this.#wakeWhenDue();
   }
@@ -93,8 +107,10 @@ export class SetCapture {
     });
   }
 
-  /** A busy file waits for its pace or quiet moment: captureWaiting runs then (a send runs it too). */
+  /** A busy file waits for its pace or quiet moment: the journal names it, and captureWaiting runs then (a send runs it too). */
   #wakeWhenDue(): void {
+    const { journal, spec } = this.#context;
+    this.#held.record(this.#busy.held(journal.sets.counters(spec.name).sentSeq), this.#capturing);
     const due = this.#busy.nextDueMs();
     if (due === undefined || this.#dueTimer) return;
     this.#dueTimer = setTimeout(() => {

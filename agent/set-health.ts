@@ -5,6 +5,7 @@
 
 import type { SetStatus } from "../contract/layout.ts";
 import { awaitingGeneration } from "./continuity.ts";
+import type { HeldReport } from "./held-files.ts";
 import type { JournalGeneration, SetCounters } from "./journal.ts";
 
 /** A path the set does not replicate, with why; `since` when the target refused its latest change (it keeps the last good version). */
@@ -28,6 +29,8 @@ export interface SetFacts {
   readonly generation: JournalGeneration | undefined;
   /** Paths not replicated: their latest change refused for good by the target, or names the target cannot carry. */
   readonly skipped?: readonly NotReplicated[];
+  /** Busy files whose newest version the agent holds back (held-files.ts): the target lacks it, though no record waits. */
+  readonly held?: readonly HeldReport[];
   /** What keeps the agent from journaling (a full disk under its state folder), from the problem file; null when nothing does. */
   readonly journalProblem?: { readonly since: string; readonly problem: string } | null;
   /** The set's last recovery drill (`tidemark drill`), when one ran. */
@@ -153,8 +156,14 @@ export function findProblems(facts: SetFacts, checks: readonly ProblemCheck[] = 
   return checks.flatMap((check) => check(facts));
 }
 
-/** The target applied everything this journal's generation holds, and nothing waits to be sent. */
+/** The target applied everything this journal's generation holds, nothing waits to be sent, and the agent holds no file back. */
 export function caughtUp(facts: SetFacts): boolean {
   const status = targetStatus(facts);
-  return status !== undefined && sameGeneration(facts) && facts.counters.backlogRecords === 0 && status.lastSeq === facts.counters.nextSeq - 1;
+  return (
+    status !== undefined &&
+    sameGeneration(facts) &&
+    facts.counters.backlogRecords === 0 &&
+    status.lastSeq === facts.counters.nextSeq - 1 &&
+    (facts.held ?? []).length === 0
+  );
 }

@@ -8,6 +8,7 @@ import { Journal, type JournalGeneration, type SetCounters } from "../journal.ts
 import { caughtUp, findProblems, type NotReplicated, type Problem, type SetFacts } from "../set-health.ts";
 import { escapeControl, formatBytes, table } from "../format.ts";
 import { skippedNow } from "../skipped-names.ts";
+import { heldNow, type HeldReport } from "../held-files.ts";
 import { readProblem, type AgentProblem } from "../problem-file.ts";
 import { stringOption, type Command } from "./command.ts";
 
@@ -27,6 +28,8 @@ export interface SetReport {
    * `since` says when), or the target cannot carry their names (a newline in a name, ...).
    */
   skipped: NotReplicated[];
+  /** Busy large files whose newest version the agent holds back (paced): the set is not in sync while any is. */
+  held: HeldReport[];
   /** The agent cannot journal (the disk holding its state folder is full): changes wait for the catch-up scan once there is space. */
   journalProblem: AgentProblem | null;
   target:
@@ -115,7 +118,8 @@ export async function collectStatus(configFile: string): Promise<SetReport[]> {
         const skipped: NotReplicated[] = journal
           ? [...journal.skipped(spec.name), ...skippedNow(journal.skippedNames, spec.name, spec.root).map(({ path, reason }) => ({ path, reason }))]
           : [];
-        const setFacts: SetFacts = { set: spec.name, counters, generation, skipped, drill, journalProblem, target: facts, now: new Date() };
+        const held = journal ? heldNow(journal.held, spec.name) : [];
+        const setFacts: SetFacts = { set: spec.name, counters, generation, skipped, held, drill, journalProblem, target: facts, now: new Date() };
         const problems = findProblems(setFacts);
         const upToDate = caughtUp(setFacts);
         return {
@@ -127,6 +131,7 @@ export async function collectStatus(configFile: string): Promise<SetReport[]> {
           watcherProblem: counters.watcherProblem,
           generation: generation?.id ?? null,
           skipped,
+          held,
           journalProblem,
           target,
           problems,
@@ -160,7 +165,13 @@ queue), messages and bytes sent, the last seq sent, the last seq the target
 applied (read from the target bucket), and the state:
   in sync       the target applied everything this journal holds (in its
                 current generation) and nothing is wrong
-  catching up   nothing is wrong; the target has not applied all of it yet
+  catching up   nothing is wrong; the target has not applied all of it yet,
+                or the agent holds back the newest version of a busy large
+                file until its previous one is sent and rebuilt by the
+                target: shown as "catching up (N held)", each file named
+                below the table with since when and why (\`held\` in --json,
+                with whether the agent holding it still runs; a stopped
+                agent's next start captures the file)
   NOT IN SYNC   something is wrong; each problem is listed below the table:
                 the target unreachable or holding the set out of sync, the
                 target ahead of the journal or in another generation (journal
@@ -200,11 +211,15 @@ Examples:
       `${r.sent.messages} msgs, ${formatBytes(r.sent.bytes)}`,
       String(r.sent.lastSeq),
       r.target.reachable ? String(r.target.lastSeqApplied) : "?",
-      r.inSync ? "in sync" : r.healthy ? "catching up" : `NOT IN SYNC (${r.problems.map((p) => p.kind).join(", ")})`,
+      r.inSync ? "in sync" : r.healthy ? (r.held.length > 0 ? `catching up (${r.held.length} held)` : "catching up") : `NOT IN SYNC (${r.problems.map((p) => p.kind).join(", ")})`,
     ]);
     process.stdout.write(`${table(["SET", "BACKLOG", "SENT", "LAST SENT", "LAST APPLIED", "STATE"], rows)}\n`);
     for (const r of reports) {
       for (const problem of r.problems) process.stdout.write(`${r.set}: ${escapeControl(problem.message)}\n`);
+      for (const file of r.held) {
+        const stopped = file.agentRunning ? "" : " (the agent holding it is not running: its next start captures the file)";
+        process.stdout.write(`${r.set}: held back since ${file.since}: ${escapeControl(file.path)}: ${file.reason}${stopped}\n`);
+      }
       const rejected = r.target.reachable ? r.target.lastRejected : undefined;
       if (rejected && !r.problems.some((p) => p.kind === "rejected-message")) {
         process.stdout.write(`${r.set}: last rejected message ${rejected.messageId} at ${rejected.at} (before the last 24 hours): ${rejected.error}\n`);

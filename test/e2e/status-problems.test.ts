@@ -1,8 +1,11 @@
 // `tidemark status` names what the agent could not replicate: paths whose
 // latest change the target refused (skipped), and a full disk under the
-// state folder; the set is not "in sync" while either holds.
+// state folder; the set is not "in sync" while either holds. Busy files the
+// agent holds back are named too: the set is catching up meanwhile.
 
+import { spawnSync } from "node:child_process";
 import { mkdirSync } from "node:fs";
+import { hostname } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { Journal } from "../../agent/journal.ts";
@@ -49,4 +52,31 @@ it("lists skipped paths with their reason and a full disk, and the set is not in
   expect(human.stdout).toContain("docs: not replicated since");
   expect(human.stdout).toContain("big.bin: EntityTooLarge: refused");
   expect(human.stdout).toContain("disk full writing /state/journal.db");
+});
+
+it("names the busy files the agent holds back, says when their agent is not running, and the set is catching up, not in sync", async () => {
+  const dir = tempDir();
+  try {
+    mkdirSync(join(dir.path, "src"));
+    const config = cloud.writeConfig(dir.path, [{ name: "db", path: "src" }]);
+    const journal = Journal.open(join(dir.path, "state"));
+    const since = "2026-11-30T01:00:00.000Z";
+    // This process stands for a running agent; a pid that exited for one that stopped.
+    journal.held.hold("db", { path: "app.db", reason: "its previous version (seq 4) is not sent yet; the newest is captured once it is", since, pid: process.pid, host: hostname() });
+    journal.held.hold("db", { path: "old.db", reason: "its newest version is being captured", since, pid: spawnSync(process.execPath, ["-e", ""]).pid, host: hostname() });
+    journal.close();
+
+    const json = await tidemark(["status", "--json", "--config", config]);
+    expect(json.code).toBe(0);
+    const report = (JSON.parse(json.stdout) as { sets: { inSync: boolean; healthy: boolean; caughtUp: boolean; held: { path: string; agentRunning: boolean }[] }[] }).sets[0];
+    expect(report).toMatchObject({ inSync: false, healthy: true, caughtUp: false });
+    expect(report?.held).toEqual([expect.objectContaining({ path: "app.db", since, agentRunning: true }), expect.objectContaining({ path: "old.db", agentRunning: false })]);
+
+    const human = await tidemark(["status", "--config", config]);
+    expect(human.stdout).toContain("catching up (2 held)");
+    expect(human.stdout).toContain(`db: held back since ${since}: app.db: its previous version (seq 4) is not sent yet`);
+    expect(human.stdout).toMatch(/db: held back since .*: old\.db: .*\(the agent holding it is not running: its next start captures the file\)/);
+  } finally {
+    dir.remove();
+  }
 });

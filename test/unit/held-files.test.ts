@@ -1,0 +1,130 @@
+// A busy large file whose newest version the agent holds back (busy-files.ts)
+// is named in the journal while it waits (held-files.ts), so `tidemark
+// status`, which reads the journal, does not call the set in sync; the name
+// goes once that version is journaled, and a stopped agent's names are shown
+// as such and replaced when it starts again. Clocks are stepped by hand.
+
+import { spawnSync } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { afterEach, expect, it } from "vitest";
+import { BusyFiles } from "../../agent/busy-files.ts";
+import { heldNow } from "../../agent/held-files.ts";
+import { Journal } from "../../agent/journal.ts";
+import { caughtUp, findProblems, type SetFacts } from "../../agent/set-health.ts";
+import { readSetStatus } from "../../lambdas/store/set-status.ts";
+import { agentHarness, type Harness } from "../support/harness.ts";
+import { pictureOfSource, pictureOfTarget } from "../support/tree.ts";
+
+const SET = "db";
+let h: Harness;
+let opened: Harness | undefined;
+
+afterEach(async () => {
+  await opened?.close();
+  opened = undefined;
+});
+
+function harness(now: () => number): Harness {
+  h = agentHarness(SET, { coalesceBytes: 256 * 1024, busyFiles: { bytesPerSecond: 30 * 1024, quietMs: 300, now } });
+  opened = h;
+  return h;
+}
+
+const write = (name: string, content: string | Buffer) => writeFileSync(join(h.src.path, name), content);
+
+async function change(path: string): Promise<void> {
+  write(path, randomBytes(300 * 1024));
+  h.agent.hint(SET, path);
+  await h.agent.processHints(SET);
+}
+
+/** What `tidemark status` judges the set by, read from the journal and the target as it does. */
+async function facts(): Promise<SetFacts> {
+  return {
+    set: SET,
+    counters: h.journal.sets.counters(SET),
+    generation: h.journal.sets.knownGeneration(SET),
+    held: heldNow(h.journal.held, SET),
+    target: { status: await readSetStatus(h.store, SET) },
+    now: new Date(),
+  };
+}
+
+it("names a busy file whose newest version waits in the journal, with why, until that version is journaled; the set is not in sync meanwhile", async () => {
+  let now = 1_000_000;
+  // 300 KiB at 30 KiB/s: a pace of 10 s, unless the file goes quiet for 300 ms.
+  harness(() => now);
+  write("big.db", randomBytes(300 * 1024));
+  write("small.txt", "small");
+  await h.agent.scan(SET);
+  expect(heldNow(h.journal.held, SET)).toEqual([]);
+
+  // The first version is not sent yet: the next one waits for it.
+  await change("big.db");
+  expect(heldNow(h.journal.held, SET)).toEqual([{ path: "big.db", reason: expect.stringContaining("(seq 1) is not sent yet") as string, since: new Date(now).toISOString(), agentRunning: true }]);
+
+  // Sent and applied, but within its pace: everything journaled is on the target, and still the set is not in sync.
+  await h.agent.drain(SET);
+  const [held] = heldNow(h.journal.held, SET);
+  expect(held?.reason).toContain(`the target rebuilds its previous version (seq 1); the newest is captured by ${new Date(now + 10_000).toISOString()}`);
+  expect(held?.since).toBe(new Date(now).toISOString());
+  const waiting = await facts();
+  expect(waiting.counters.backlogRecords).toBe(0);
+  expect(findProblems(waiting)).toEqual([]);
+  expect(caughtUp(waiting)).toBe(false);
+  expect(caughtUp({ ...waiting, held: [] })).toBe(true);
+
+  // Quiet: the newest version is journaled (and sent), and the name goes with it.
+  now += 400;
+  await h.agent.drain(SET);
+  expect(heldNow(h.journal.held, SET)).toEqual([]);
+  expect(caughtUp(await facts())).toBe(true);
+  expect(await pictureOfTarget(h.store, SET)).toEqual(await pictureOfSource(h.src.path));
+});
+
+it("shows a name a stopped agent left as such, and the next start replaces it once its scan captured the file", async () => {
+  let now = 1_000_000;
+  harness(() => now);
+  write("big.db", randomBytes(300 * 1024));
+  await h.agent.scan(SET);
+  await h.agent.drain(SET);
+  await change("big.db");
+  expect(heldNow(h.journal.held, SET).map((f) => f.path)).toEqual(["big.db"]);
+  await h.shutdown();
+
+  // The agent's process is gone (a pid that exited stands for it): the row says so instead of claiming a wait.
+  const journal = Journal.open(h.state.path);
+  const [row] = journal.held.of(SET);
+  if (!row) throw new Error("no held row");
+  const gone = spawnSync(process.execPath, ["-e", ""]).pid;
+  journal.held.hold(SET, { ...row, pid: gone });
+  expect(heldNow(journal.held, SET)).toEqual([expect.objectContaining({ path: "big.db", agentRunning: false })]);
+  journal.close();
+
+  // Started again: its first scan journals the newest version, and nothing is named held any more.
+  now += 60_000;
+  h.restart({ busyFiles: { bytesPerSecond: 30 * 1024, quietMs: 300, now: () => now } });
+  expect(heldNow(h.journal.held, SET).map((f) => f.path)).toEqual(["big.db"]);
+  await h.agent.scan(SET);
+  expect(heldNow(h.journal.held, SET)).toEqual([]);
+  await h.agent.drain(SET);
+  expect(await pictureOfTarget(h.store, SET)).toEqual(await pictureOfSource(h.src.path));
+});
+
+it("tells what a held file waits for: its previous version sent, paced, or applied by the target", () => {
+  // 1 MiB at 1 MiB/s: a pace of 1 s, 8 s at the most for the target to apply it; the clock stands still.
+  const busy = new BusyFiles(1024, { bytesPerSecond: 1024 * 1024, quietMs: 300, now: () => 0 });
+  const put = { op: "put", path: "app.db", size: 1024 * 1024, mode: 0o644, mtimeNs: "1", sha256: "0".repeat(64), content: { bytes: new Uint8Array() } } as const;
+  busy.journaled([put], [7]);
+  expect(busy.held(6)).toEqual([]);
+  expect(busy.defer("app.db", 6)).toBe(true);
+  expect(busy.held(6)).toEqual([{ path: "app.db", seq: 7, waitsFor: "send" }]);
+  expect(busy.held(7)).toEqual([{ path: "app.db", seq: 7, waitsFor: "pace", until: 1000 }]);
+  busy.applied(6);
+  expect(busy.held(7)).toEqual([{ path: "app.db", seq: 7, waitsFor: "apply", until: 8000 }]);
+  busy.applied(7);
+  expect(busy.ready(7)).toEqual(["app.db"]);
+  expect(busy.held(7)).toEqual([]);
+});
