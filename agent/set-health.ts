@@ -144,13 +144,26 @@ const snapshotCheck: ProblemCheck = (facts) => {
   return [{ kind: "snapshot-check-failed", message: `the newest snapshot ${last.id} (${last.takenAt}) failed its checks: ${what}; see \`tidemark snapshots ${facts.set} --json\`` }];
 };
 
+/** History segments the applier could not read when it replayed the folder writes left for later: the live folders may lack what they held. */
+const folderWritesLost: ProblemCheck = (facts) => {
+  const lost = targetStatus(facts)?.folderWritesLost;
+  if (!lost) return [];
+  const segments = lost.first === lost.last ? `history segment ${lost.first}` : `${lost.unreadable} history segment(s) between ${lost.first} and ${lost.last}`;
+  return [
+    {
+      kind: "folder-writes-lost",
+      message: `${segments} could not be read when the applier replayed the folder changes left for later (${lost.at}: ${lost.error}): folder modes and mtimes they held may be missing from the live mirror; \`tidemark mirror ${facts.set} --mode full\` writes every folder again`,
+    },
+  ];
+};
+
 const drillFailed: ProblemCheck = (facts) =>
   facts.drill && !facts.drill.passed
     ? [{ kind: "drill-failed", message: `the last recovery drill ${facts.drill.id} (${facts.drill.finishedAt}) failed with ${facts.drill.problemCount} bad paths: see drills/${facts.set}/${facts.drill.id}.json` }]
     : [];
 
 /** Every check `tidemark status` runs, in the order its findings are listed. */
-export const PROBLEM_CHECKS: readonly ProblemCheck[] = [unreachable, outOfSync, continuity, rejected, refusedSenders, journalFull, journalProblem, watcher, sending, skippedPaths, snapshotCheck, drillFailed];
+export const PROBLEM_CHECKS: readonly ProblemCheck[] = [unreachable, outOfSync, continuity, rejected, refusedSenders, journalFull, journalProblem, watcher, sending, skippedPaths, snapshotCheck, folderWritesLost, drillFailed];
 
 export function findProblems(facts: SetFacts, checks: readonly ProblemCheck[] = PROBLEM_CHECKS): Problem[] {
   return checks.flatMap((check) => check(facts));

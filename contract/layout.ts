@@ -271,6 +271,14 @@ export const SetStatusSchema = z.object({
   history: HistoryCursorSchema.optional(),
   /** The first history segment holding folder changes the applier has not written to the folder objects yet; absent when there are none. */
   folderWritesFrom: z.number().int().min(0).optional(),
+  /**
+   * History segments (first..last, `unreadable` of them) the applier could not read when it replayed the folder writes
+   * left for later (retention removed them, or they are damaged): the folder modes and mtimes they held may be missing
+   * from the live mirror. Kept until a resync (a full mirror writes every folder again).
+   */
+  folderWritesLost: z
+    .object({ at: z.string(), first: z.number().int().min(0), last: z.number().int().min(0), unreadable: z.number().int().min(1), error: z.string() })
+    .optional(),
   updatedAt: z.string(),
 });
 export type SetStatus = z.infer<typeof SetStatusSchema>;

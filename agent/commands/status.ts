@@ -46,6 +46,8 @@ export interface SetReport {
         refused?: SetStatus["refused"];
         /** The newest snapshot and how its digest and content checks came out. */
         lastSnapshot?: SetStatus["lastSnapshot"];
+        /** History segments the applier could not read when it replayed folder writes: the live folders may lack what they held. */
+        folderWritesLost?: SetStatus["folderWritesLost"];
         /** The key the target takes the set's changes from (state/<set>/owner.json); this host's is ownerKeyId. */
         owner?: { keyId: string; since: string; how: string } | { error: string };
         updatedAt: string;
@@ -103,6 +105,7 @@ export async function collectStatus(configFile: string): Promise<SetReport[]> {
             ...(status.reason ? { reason: status.reason } : {}),
             ...(status.lastRejected ? { lastRejected: status.lastRejected } : {}),
             ...(status.lastSnapshot ? { lastSnapshot: status.lastSnapshot } : {}),
+            ...(status.folderWritesLost ? { folderWritesLost: status.folderWritesLost } : {}),
             ...(status.generation ? { generation: status.generation } : {}),
             ...(change ? { lastGenerationChange: change } : {}),
             ...(status.refused ? { refused: status.refused } : {}),
@@ -181,9 +184,11 @@ applied (read from the target bucket), and the state:
                 for good and keeps their last good version, or cannot carry
                 their names), a full disk under the journal, a failed
                 recovery drill, a newest snapshot that failed its digest or
-                content check, messages refused as not the owner's in the
-                last 24 hours (named with their sender and key; nothing of
-                them was applied)
+                content check, history segments the target could not read
+                when it replayed folder changes (the live folders may lack
+                them until \`tidemark mirror SET --mode full\`), messages
+                refused as not the owner's in the last 24 hours (named with
+                their sender and key; nothing of them was applied)
 The last recovery drill's result and age (\`tidemark drill\`) are shown too.
 
 Exit code: 0 when every set is healthy (in sync or catching up), ${STATUS_UNHEALTHY} when

@@ -235,6 +235,8 @@ export class Applier {
       records = records.slice(resyncAt);
       status.state = "in-sync";
       delete status.reason;
+      // The mirror behind the resync writes every folder again.
+      delete status.folderWritesLost;
     } else if (status.state === "out-of-sync") {
       await this.#abandonMarkers(set, records, status);
       return { kind: "held", set };
@@ -445,7 +447,7 @@ export class Applier {
     const known = this.#statusWrites.known(set, stored?.text);
     const status = await foldSegments(this.#store, known ?? structuredClone(stored?.status) ?? initialStatus(set));
     // Not its own status: folder writes another writer (or this one, before a crash) left for later are in the segments.
-    if (!known) await this.#folders.recover(this.#store, stored?.status, status);
+    if (!known) await this.#folders.recover(this.#store, stored?.status, status, this.#now());
     return status;
   }
 

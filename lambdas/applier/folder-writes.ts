@@ -6,6 +6,7 @@
 // With history on, folder writes also wait across messages (DeferredFolders):
 // a trickle of new files would otherwise cost a folder PUT per file.
 
+import { ZodError } from "zod";
 import { mapConcurrent } from "../../contract/async.ts";
 import { dirKey, encodeMeta, type SetStatus } from "../../contract/layout.ts";
 import type { WireRecord } from "../../contract/wire.ts";
@@ -79,17 +80,31 @@ export function firstUnwrittenSegment(stored: SetStatus | undefined): number | u
   return left === undefined ? after : Math.min(after, left);
 }
 
-/** Folder writes the history segments from..end-1 hold, in order: the last of each path, none for a folder deleted after. */
-export async function replayFolderWrites(store: TargetStore, set: string, from: number, end: number): Promise<Map<string, FolderWrite>> {
+/** A segment that is missing (retention removed it) or cannot be parsed: it cannot be replayed, and no retry changes that. */
+function unreadableSegment(error: unknown): error is Error {
+  return error instanceof HistoryError || error instanceof SyntaxError || error instanceof ZodError;
+}
+
+/**
+ * Folder writes the history segments from..end-1 hold, in order: the last of each path, none for a folder deleted after.
+ * A segment it cannot read is passed over and told to `unreadable`: the folder writes it held are lost.
+ */
+export async function replayFolderWrites(
+  store: TargetStore,
+  set: string,
+  from: number,
+  end: number,
+  unreadable: (segment: number, error: Error) => void = () => undefined,
+): Promise<Map<string, FolderWrite>> {
   const writes = new Map<string, FolderWrite>();
   for (let n = from; n < end; n++) {
     let entries;
     try {
       entries = await readSegment(store, set, n);
     } catch (error) {
-      // Retention removed it (the set was idle past the window): its folders were written by then or are lost either way.
-      if (error instanceof HistoryError) continue;
-      throw error;
+      if (!unreadableSegment(error)) throw error;
+      unreadable(n, error);
+      continue;
     }
     for (const entry of entries) {
       if (entry.op === "mkdir") writes.set(entry.path, { mode: entry.mode, mtimeNs: entry.mtimeNs });
@@ -204,13 +219,17 @@ export class DeferredFolders {
    * be stale, and another writer (or this one before a crash) may have left
    * folder writes in segments. They are found there again (`stored` as read,
    * `folded` with the segments after it), to be written like any other.
+   * Segments it cannot read are named in `folded` (folderWritesLost); the status is written with this message,
+   * as the folder writes it names (`folderWritesFrom`) go.
    */
-  async recover(store: TargetStore, stored: SetStatus | undefined, folded: SetStatus): Promise<void> {
+  async recover(store: TargetStore, stored: SetStatus | undefined, folded: SetStatus, now: Date = new Date()): Promise<void> {
     this.#sets.delete(folded.set);
     const from = firstUnwrittenSegment(stored);
     const end = folded.history?.segment;
     if (from === undefined || end === undefined || from >= end) return;
-    const writes = await replayFolderWrites(store, folded.set, from, end);
+    const lost: { segment: number; error: Error }[] = [];
+    const writes = await replayFolderWrites(store, folded.set, from, end, (segment, error) => lost.push({ segment, error }));
+    noteLostFolderWrites(folded, lost, now);
     if (writes.size === 0) return;
     const folders = this.#of(folded.set);
     for (const [path, write] of writes) folders.pending.set(path, write);
@@ -218,6 +237,26 @@ export class DeferredFolders {
     // How long they waited is not known: they go at the end of this message.
     folders.since = Number.NEGATIVE_INFINITY;
   }
+}
+
+/**
+ * Names in the status the segments a replay could not read (`folderWritesLost`), joined with those named before:
+ * `tidemark status` shows them until a resync writes every folder again.
+ */
+export function noteLostFolderWrites(status: SetStatus, lost: readonly { segment: number; error: Error }[], now: Date): void {
+  const [first] = lost;
+  const last = lost.at(-1);
+  if (!first || !last) return;
+  const before = status.folderWritesLost;
+  // A replay after a failed message reads the same segments again: overlapping ranges are not counted twice.
+  const overlaps = before !== undefined && before.first <= last.segment && first.segment <= before.last;
+  status.folderWritesLost = {
+    at: now.toISOString(),
+    first: Math.min(before?.first ?? first.segment, first.segment),
+    last: Math.max(before?.last ?? last.segment, last.segment),
+    unreadable: before === undefined ? lost.length : overlaps ? Math.max(before.unreadable, lost.length) : before.unreadable + lost.length,
+    error: first.error.message,
+  };
 }
 
 /** Folder objects written at once when they go. */

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { dataKey, decodeMeta, dirKey, PREFIX, SetStatusSchema, statusKey, type SetStatus } from "../../contract/layout.ts";
-import { segmentsPrefix } from "../../contract/history.ts";
+import { segmentKey, segmentsPrefix } from "../../contract/history.ts";
 import { encodeInline, type WireRecord } from "../../contract/wire.ts";
 import { Applier } from "../../lambdas/applier/applier.ts";
 import { FOLDER_WRITE_INTERVAL_MS, pendingFolderWrites, supersededFolderWrites } from "../../lambdas/applier/folder-writes.ts";
@@ -11,6 +11,7 @@ import { MemoryStore } from "../../lambdas/store/memory-store.ts";
 import { readSetStatus } from "../../lambdas/store/set-status.ts";
 import { waitForTask } from "../../agent/task-results.ts";
 import { TargetMismatchError } from "../../agent/target-wait.ts";
+import { findProblems } from "../../agent/set-health.ts";
 import { messageBody, putRecord, signedIncoming } from "../support/messages.ts";
 
 const SET = "docs";
@@ -373,6 +374,35 @@ describe("folder writes left for later (history on)", () => {
     );
     const folders = (store: MemoryStore) => new Map([...objectsUnder(store, PREFIX.data)].filter(([key]) => key.endsWith("/")));
     expect(folders(crashed)).toEqual(folders(warm));
+  });
+
+  it("names in the status the history segments a cold invocation could not read for the folder writes left for later, until a resync", async () => {
+    const store = new FolderCountingStore();
+    const clock = { t: START_MS };
+    const warm = new Applier({ store, now: () => new Date(clock.t), log: () => {} });
+    await trickle(warm, clock);
+    // The status is written again (its interval passed) while the folder writes still wait: they start at segment 0.
+    clock.t += STATUS_WRITE_INTERVAL_MS;
+    await warm.applyMessage(signedIncoming("m16", SET, messageBody(SET, [putRecord(16, "x.txt", "x")])));
+    const before = await storedStatus(store);
+    expect(before).toMatchObject({ lastSeq: 16, folderWritesFrom: 0 });
+    expect(before.history?.segment).toBeGreaterThan(2);
+    // Retention removed segment 2 (d1's mtime 101), and the warm applier is gone: a cold one replays the rest.
+    await store.delete(segmentKey(SET, 2));
+    clock.t += 300;
+    const cold = new Applier({ store, now: () => new Date(clock.t), log: () => {} });
+    expect(await cold.applyMessage(signedIncoming("m17", SET, messageBody(SET, [putRecord(17, "y.txt", "y")])))).toMatchObject({ kind: "applied", last: 17 });
+    expect(store.folderPuts.sort()).toEqual(["d0/@100", "d1/@1", "d2/@102", "d3/@103", "d4/@104"]);
+    expect((await storedStatus(store)).folderWritesLost).toEqual({ at: new Date(clock.t).toISOString(), first: 2, last: 2, unreadable: 1, error: expect.stringContaining("history segment 2") as string });
+    const facts = { set: SET, counters: { nextSeq: 18, sentSeq: 17, backlogRecords: 0, backlogBytes: 0, messagesSent: 0, bytesSent: 0, lastSendError: null, overflowed: false, watcherProblem: null }, generation: undefined, now: new Date(clock.t) };
+    const problems = findProblems({ ...facts, target: { status: await readSetStatus(store, SET) } });
+    expect(problems).toEqual([{ kind: "folder-writes-lost", message: expect.stringMatching(/^history segment 2 could not be read .*`tidemark mirror docs --mode full` writes every folder again$/) as string }]);
+
+    // A resync (and the full mirror behind it) writes every folder again: nothing is named lost any more.
+    clock.t += 300;
+    await cold.applyMessage(signedIncoming("m18", SET, messageBody(SET, [{ seq: 18, op: "resync", reason: "full mirror" }, { seq: 19, op: "mkdir", path: "d1", mode: 0o755, mtimeNs: "101" }])));
+    expect((await storedStatus(store)).folderWritesLost).toBeUndefined();
+    expect(findProblems({ ...facts, counters: { ...facts.counters, nextSeq: 20, sentSeq: 19 }, target: { status: await readSetStatus(store, SET) } })).toEqual([]);
   });
 
   it("writes folders at once without history: no segment holds them", async () => {
