@@ -1,9 +1,10 @@
+import { gzipSync } from "node:zlib";
 import { describe, expect, it } from "vitest";
 import { dataKey, decodeMeta, dirKey, PREFIX, SetStatusSchema, statusKey, type SetStatus } from "../../contract/layout.ts";
 import { segmentKey, segmentsPrefix } from "../../contract/history.ts";
 import { encodeInline, type WireRecord } from "../../contract/wire.ts";
 import { Applier } from "../../lambdas/applier/applier.ts";
-import { FOLDER_WRITE_INTERVAL_MS, pendingFolderWrites, supersededFolderWrites } from "../../lambdas/applier/folder-writes.ts";
+import { FOLDER_WRITE_INTERVAL_MS, pendingFolderWrites, replayFolderWrites, supersededFolderWrites } from "../../lambdas/applier/folder-writes.ts";
 import { readSegment } from "../../lambdas/history/history-store.ts";
 import { STATUS_MAX_DEFERRED_MESSAGES, STATUS_WRITE_INTERVAL_MS } from "../../lambdas/applier/status-schedule.ts";
 import { listSnapshots, readManifest } from "../../lambdas/tasks/snapshots.ts";
@@ -403,6 +404,21 @@ describe("folder writes left for later (history on)", () => {
     await cold.applyMessage(signedIncoming("m18", SET, messageBody(SET, [{ seq: 18, op: "resync", reason: "full mirror" }, { seq: 19, op: "mkdir", path: "d1", mode: 0o755, mtimeNs: "101" }])));
     expect((await storedStatus(store)).folderWritesLost).toBeUndefined();
     expect(findProblems({ ...facts, counters: { ...facts.counters, nextSeq: 20, sentSeq: 19 }, target: { status: await readSetStatus(store, SET) } })).toEqual([]);
+  });
+
+  it("replays past a damaged segment and names it, instead of failing every message of the set", async () => {
+    const store = new FolderCountingStore();
+    const clock = { t: START_MS };
+    await trickle(new Applier({ store, now: () => new Date(clock.t), log: () => {} }), clock);
+    const unreadable: string[] = [];
+    const replay = () => replayFolderWrites(store, SET, 0, 6, (segment, error) => unreadable.push(`${segment}: ${error.name}`));
+    await store.put(segmentKey(SET, 3), gzipSync("not json\n"), {});
+    await store.put(segmentKey(SET, 4), gzipSync(`${JSON.stringify({ op: "mkdir", path: 7 })}\n`), {});
+    await store.put(segmentKey(SET, 5), Buffer.from("not gzip"), {});
+    const writes = await replay();
+    expect(unreadable).toEqual(["3: SyntaxError", "4: ZodError", "5: HistoryError"]);
+    expect(writes.get("d1")).toEqual({ mode: 0o755, mtimeNs: "101" });
+    expect(writes.get("d2")).toEqual({ mode: 0o755, mtimeNs: "1" });
   });
 
   it("writes folders at once without history: no segment holds them", async () => {
