@@ -6,7 +6,7 @@
 import { rm } from "node:fs/promises";
 import { join } from "node:path";
 import { mapConcurrent } from "../contract/async.ts";
-import { unreplicableName } from "./skipped-names.ts";
+import { specialFileProblem, unreplicableName } from "./skipped-names.ts";
 import { capture, deletesFor, unchangedInIndex, type CaptureOptions } from "./capture.ts";
 import { readFolder, type FolderEntry } from "./folder-stats.ts";
 import { changeBytes, type Change, type Journal } from "./journal.ts";
@@ -153,6 +153,11 @@ export async function barrierScan(journal: Journal, spec: SetSpec, options: Scan
         continue;
       }
       if (isExcluded(spec, path)) continue;
+      const special = specialFileProblem(entry.stat);
+      if (special) {
+        report.skipped.push({ path, reason: special });
+        continue;
+      }
       seen.add(path);
       report.entries += 1;
       const st = captureOptions.rehash ? undefined : entry.stat;

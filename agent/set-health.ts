@@ -6,6 +6,7 @@
 import type { SetStatus } from "../contract/layout.ts";
 import { awaitingGeneration } from "./continuity.ts";
 import type { HeldReport } from "./held-files.ts";
+import { skippedRemedy } from "./skipped-names.ts";
 import type { JournalGeneration, SetCounters } from "./journal.ts";
 
 /** A path the set does not replicate, with why; `since` when the target refused its latest change (it keeps the last good version). */
@@ -128,7 +129,7 @@ const sending: ProblemCheck = (facts) => (facts.counters.lastSendError ? [{ kind
 const skippedPaths: ProblemCheck = (facts) =>
   (facts.skipped ?? []).map((s) => ({
     kind: "skipped-path",
-    message: s.since !== undefined ? `not replicated since ${s.since}: ${s.path}: ${s.reason}` : `not replicated: ${s.path}: ${s.reason} (rename it to replicate it)`,
+    message: s.since !== undefined ? `not replicated since ${s.since}: ${s.path}: ${s.reason}` : `not replicated: ${s.path}: ${s.reason} (${skippedRemedy(s.reason)})`,
   }));
 
 const journalProblem: ProblemCheck = (facts) =>

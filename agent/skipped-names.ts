@@ -1,6 +1,7 @@
 // Entries a set holds but cannot replicate: names the target cannot carry (a
 // newline or another control character, a backslash, bytes that are not
-// UTF-8, a path over S3's key length). Kept in the journal's database so `tidemark status` names them; an
+// UTF-8, a path over S3's key length), and sockets, FIFOs and devices (no
+// content to replicate; excluding them accepts that). Kept in the journal's database so `tidemark status` names them; an
 // entry leaves the list once a scan no longer finds it under that name
 // (deleted, or renamed to a name that works), and status checks that each is
 // still there.
@@ -9,6 +10,7 @@ import { lstatSync } from "node:fs";
 import { join } from "node:path";
 import type { DatabaseSync, StatementSync } from "node:sqlite";
 import { setPathProblem } from "../contract/paths.ts";
+import type { EntryStat } from "./folder-stats.ts";
 
 function exists(path: string): boolean {
   try {
@@ -29,6 +31,28 @@ export function unreplicableName(root: string, path: string): string | undefined
   if (problem !== undefined) return problem;
   if (path.includes("\uFFFD") && !exists(join(root, path))) return "name is not valid UTF-8 (S3 keys are UTF-8)";
   return undefined;
+}
+
+/** File type bits of a mode (S_IFMT) and the special types under them. */
+const S_IFMT = 0o170000n;
+const SPECIAL_TYPES: readonly (readonly [bigint, string])[] = [
+  [0o140000n, "a socket"],
+  [0o010000n, "a FIFO"],
+  [0o060000n, "a block device"],
+  [0o020000n, "a character device"],
+];
+const NO_CONTENT = ": no content to replicate";
+
+/** Why an entry that is neither a file, a folder nor a symlink is not replicated; undefined for one that is (or is gone). */
+export function specialFileProblem(stat: EntryStat | undefined): string | undefined {
+  if (!stat || stat.isFile() || stat.isDirectory() || stat.isSymbolicLink()) return undefined;
+  const type = SPECIAL_TYPES.find(([bits]) => (stat.mode & S_IFMT) === bits)?.[1] ?? "a special file";
+  return `${type}${NO_CONTENT}`;
+}
+
+/** What a user does about a skipped entry: a special file is excluded (accepting it is not replicated), a name renamed. */
+export function skippedRemedy(reason: string): string {
+  return reason.endsWith(NO_CONTENT) ? "exclude it in the set's config to accept that" : "rename it to replicate it";
 }
 
 export interface SkippedName {

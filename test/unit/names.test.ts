@@ -1,13 +1,17 @@
-// Names: entries whose names the target cannot carry are listed as skipped
-// (journal, status) until deleted or renamed; control characters in names and
+// Names: entries whose names the target cannot carry, and sockets, FIFOs and
+// devices, are listed as skipped (journal, status) until deleted, renamed or
+// excluded; control characters in names and
 // labels are escaped in what the CLI prints.
 
+import { execFileSync } from "node:child_process";
 import { mkdirSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { createServer } from "node:net";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { escapeControl } from "../../agent/format.ts";
 import { Journal } from "../../agent/journal.ts";
 import { barrierScan } from "../../agent/scan.ts";
+import { findProblems } from "../../agent/set-health.ts";
 import type { SetSpec } from "../../agent/set-spec.ts";
 import { skippedNow } from "../../agent/skipped-names.ts";
 import { tidemark } from "../support/cli.ts";
@@ -72,6 +76,34 @@ describe("skipped names", () => {
     rmSync(bad);
     await barrierScan(journal, spec);
     expect(paths().map(([p]) => p)).not.toContain("latin1-\uFFFD.txt");
+  });
+
+  it("names sockets and FIFOs (no content to replicate) with the remedy, until they are excluded", async () => {
+    execFileSync("mkfifo", [join(src, "docs", "pipe")]);
+    const server = createServer();
+    await new Promise<void>((resolve) => server.listen(join(src, "app.sock"), resolve));
+    try {
+      await barrierScan(journal, spec);
+      expect(paths()).toEqual([
+        ["app.sock", "a socket: no content to replicate"],
+        ["bad\nname.txt", "path contains a control character"],
+        ["docs/back\\slash.txt", "path contains a backslash"],
+        ["docs/pipe", "a FIFO: no content to replicate"],
+      ]);
+      const counters = { nextSeq: 1, sentSeq: 0, backlogRecords: 0, backlogBytes: 0, messagesSent: 0, bytesSent: 0, lastSendError: null, overflowed: false, watcherProblem: null };
+      // As `tidemark status` passes them: a name problem has no "since" (it lasts until the entry changes).
+      const skipped = skippedNow(journal.skippedNames, "www", src).map(({ path, reason }) => ({ path, reason }));
+      const messages = findProblems({ set: "www", counters, generation: undefined, skipped, target: { error: "not asked" }, now: new Date() })
+        .filter((p) => p.kind === "skipped-path")
+        .map((p) => p.message);
+      expect(messages).toContain("not replicated: app.sock: a socket: no content to replicate (exclude it in the set's config to accept that)");
+      expect(messages).toContain("not replicated: bad\nname.txt: path contains a control character (rename it to replicate it)");
+      // Excluded: accepted as not replicated, and no longer named.
+      await barrierScan(journal, { ...spec, exclude: ["*.sock", "docs/pipe"] });
+      expect(paths().map(([p]) => p)).toEqual(["bad\nname.txt", "docs/back\\slash.txt"]);
+    } finally {
+      server.close();
+    }
   });
 
   it("keeps entries below other folders when a subfolder is scanned, and keeps all when a scan stops early", async () => {
