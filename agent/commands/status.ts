@@ -46,6 +46,8 @@ export interface SetReport {
         refused?: SetStatus["refused"];
         /** The newest snapshot and how its digest and content checks came out. */
         lastSnapshot?: SetStatus["lastSnapshot"];
+        /** Folder changes from this history segment on are applied (in the history) but not written to the live folder objects yet. */
+        folderWritesFrom?: number;
         /** History segments the applier could not read when it replayed folder writes: the live folders may lack what they held. */
         folderWritesLost?: SetStatus["folderWritesLost"];
         /** The key the target takes the set's changes from (state/<set>/owner.json); this host's is ownerKeyId. */
@@ -105,6 +107,7 @@ export async function collectStatus(configFile: string): Promise<SetReport[]> {
             ...(status.reason ? { reason: status.reason } : {}),
             ...(status.lastRejected ? { lastRejected: status.lastRejected } : {}),
             ...(status.lastSnapshot ? { lastSnapshot: status.lastSnapshot } : {}),
+            ...(status.folderWritesFrom !== undefined ? { folderWritesFrom: status.folderWritesFrom } : {}),
             ...(status.folderWritesLost ? { folderWritesLost: status.folderWritesLost } : {}),
             ...(status.generation ? { generation: status.generation } : {}),
             ...(change ? { lastGenerationChange: change } : {}),
@@ -189,7 +192,10 @@ applied (read from the target bucket), and the state:
                 them until \`tidemark mirror SET --mode full\`), messages
                 refused as not the owner's in the last 24 hours (named with
                 their sender and key; nothing of them was applied)
-The last recovery drill's result and age (\`tidemark drill\`) are shown too.
+The last recovery drill's result and age (\`tidemark drill\`) are shown too, and
+folder changes the target applied (in its history) but has not yet written
+to the live mirror's folder objects (a set that goes quiet keeps them until
+its next message, a snapshot or a verification).
 
 Exit code: 0 when every set is healthy (in sync or catching up), ${STATUS_UNHEALTHY} when
 any set has a problem (or its target is unreachable), 2 on usage errors.
@@ -228,6 +234,11 @@ Examples:
       const rejected = r.target.reachable ? r.target.lastRejected : undefined;
       if (rejected && !r.problems.some((p) => p.kind === "rejected-message")) {
         process.stdout.write(`${r.set}: last rejected message ${rejected.messageId} at ${rejected.at} (before the last 24 hours): ${rejected.error}\n`);
+      }
+      if (r.target.reachable && r.target.folderWritesFrom !== undefined) {
+        process.stdout.write(
+          `${r.set}: folder changes from history segment ${r.target.folderWritesFrom} on are applied (restores and snapshots have them) but not yet written to the live mirror's folder objects: they go with a later message of the set (once a few minutes old), or before a snapshot or verification\n`,
+        );
       }
       if (r.target.reachable && r.target.lastGenerationChange) {
         const change = r.target.lastGenerationChange;

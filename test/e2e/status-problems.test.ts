@@ -9,6 +9,7 @@ import { hostname } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { Journal } from "../../agent/journal.ts";
+import { initialStatus, statusKey, type SetStatus } from "../../contract/layout.ts";
 import { ProblemFile } from "../../agent/problem-file.ts";
 import { tidemark } from "../support/cli.ts";
 import { startTestCloud, type TestCloud } from "../support/local-cloud.ts";
@@ -76,6 +77,32 @@ it("names the busy files the agent holds back, says when their agent is not runn
     expect(human.stdout).toContain("catching up (2 held)");
     expect(human.stdout).toContain(`db: held back since ${since}: app.db: its previous version (seq 4) is not sent yet`);
     expect(human.stdout).toMatch(/db: held back since .*: old\.db: .*\(the agent holding it is not running: its next start captures the file\)/);
+  } finally {
+    dir.remove();
+  }
+});
+
+it("names folder changes applied but not yet on the live folders, and history segments the target could not replay (a problem until a resync)", async () => {
+  const dir = tempDir();
+  try {
+    mkdirSync(join(dir.path, "src"));
+    const config = cloud.writeConfig(dir.path, [{ name: "www", path: "src" }]);
+    const lost = { at: "2026-11-30T02:00:00.000Z", first: 3, last: 5, unreadable: 2, error: 'history segment 3 of set "www" is missing' };
+    const status: SetStatus = { ...initialStatus("www"), folderWritesFrom: 6, folderWritesLost: lost };
+    await cloud.store.put(statusKey("www"), Buffer.from(JSON.stringify(status)), {});
+
+    const json = await tidemark(["status", "--json", "--config", config]);
+    expect(json.code).toBe(1);
+    const report = (JSON.parse(json.stdout) as { sets: { inSync: boolean; problems: { kind: string; message: string }[]; target: { folderWritesFrom?: number; folderWritesLost?: unknown } }[] }).sets[0];
+    expect(report?.target).toMatchObject({ folderWritesFrom: 6, folderWritesLost: lost });
+    expect(report?.problems.map((p) => p.kind)).toEqual(["folder-writes-lost"]);
+    expect(report?.inSync).toBe(false);
+
+    const human = await tidemark(["status", "--config", config]);
+    expect(human.stdout).toContain("NOT IN SYNC (folder-writes-lost)");
+    expect(human.stdout).toContain("www: 2 history segment(s) between 3 and 5 could not be read when the applier replayed the folder changes left for later");
+    expect(human.stdout).toContain("`tidemark mirror www --mode full` writes every folder again");
+    expect(human.stdout).toContain("www: folder changes from history segment 6 on are applied (restores and snapshots have them) but not yet written to the live mirror's folder objects");
   } finally {
     dir.remove();
   }
