@@ -6,8 +6,8 @@
 import { rm } from "node:fs/promises";
 import { join } from "node:path";
 import { mapConcurrent } from "../contract/async.ts";
-import { specialFileProblem, unreplicableName } from "./skipped-names.ts";
-import { capture, deletesFor, unchangedInIndex, type CaptureOptions } from "./capture.ts";
+import { specialFileProblem, unreadableProblem, unreplicableName } from "./skipped-names.ts";
+import { capture, deletesFor, unchangedInIndex, type CaptureOptions, type CaptureResult } from "./capture.ts";
 import { readFolder, type FolderEntry } from "./folder-stats.ts";
 import { changeBytes, type Change, type Journal } from "./journal.ts";
 import { isExcluded, type SetSpec } from "./set-spec.ts";
@@ -170,7 +170,15 @@ export async function barrierScan(journal: Journal, spec: SetSpec, options: Scan
     }
     // Entries of one directory are independent: read them in parallel, journal them in name order.
     for (let i = 0; i < paths.length && !report.stopped; i += APPEND_CHUNK) {
-      const results = await mapConcurrent(paths.slice(i, i + APPEND_CHUNK), CAPTURE_CONCURRENCY, (path) => capture(journal, spec, path, captureOptions));
+      const results = await mapConcurrent(paths.slice(i, i + APPEND_CHUNK), CAPTURE_CONCURRENCY, (path) =>
+        capture(journal, spec, path, captureOptions).catch((error: unknown): CaptureResult => {
+          // One file the agent may not read is named, not a scan that fails every time (its last good version stays).
+          const reason = unreadableProblem(error);
+          if (reason === undefined) throw error;
+          report.skipped.push({ path, reason });
+          return { changes: [], isDirectory: false };
+        }),
+      );
       for (const [k, result] of results.entries()) {
         // Change by change, not only between folders: a folder of large files must not carry the backlog past the limit.
         const bytes = result.changes.reduce((sum, change) => sum + changeBytes(change), 0);

@@ -9,8 +9,9 @@ import { lstat, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { BLOCK_SIZE } from "../contract/wire.ts";
 import { BusyFiles, type BusyFileOptions } from "./busy-files.ts";
-import { capture } from "./capture.ts";
+import { capture, type CaptureResult } from "./capture.ts";
 import { HeldFileRecord } from "./held-files.ts";
+import { unreadableProblem } from "./skipped-names.ts";
 import { changeBytes, type Change, type IndexEntry } from "./journal.ts";
 import { barrierScan, type ScanOptions, type ScanReport } from "./scan.ts";
 import type { Backlog } from "./set-backlog.ts";
@@ -166,7 +167,18 @@ export class SetCapture {
     for (const path of sorted) {
       if (moved.has(path) || this.#busy.defer(path, sentSeq)) continue;
       const known = journal.index.entry(spec.name, path);
-      const result = await capture(journal, spec, path);
+      let result: CaptureResult;
+      try {
+        result = await capture(journal, spec, path);
+      } catch (error) {
+        // A file the agent may not read is named (its last good version stays), and the rest of the batch goes on.
+        const reason = unreadableProblem(error);
+        if (reason === undefined) throw error;
+        journal.skippedNames.record(spec.name, path, [{ path, reason }], false);
+        this.#context.log.warn("not replicated", { set: spec.name, path, reason });
+        continue;
+      }
+      journal.skippedNames.captured(spec.name, path);
       if (result.isDirectory && !known) {
         // A directory new to the index: its contents may predate the watch on it.
         flush();

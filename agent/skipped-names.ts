@@ -1,7 +1,8 @@
 // Entries a set holds but cannot replicate: names the target cannot carry (a
 // newline or another control character, a backslash, bytes that are not
-// UTF-8, a path over S3's key length), and sockets, FIFOs and devices (no
-// content to replicate; excluding them accepts that). Kept in the journal's database so `tidemark status` names them; an
+// UTF-8, a path over S3's key length), sockets, FIFOs and devices (no
+// content to replicate; excluding them accepts that), and files the agent is
+// not allowed to read (the scan goes on past them). Kept in the journal's database so `tidemark status` names them; an
 // entry leaves the list once a scan no longer finds it under that name
 // (deleted, or renamed to a name that works), and status checks that each is
 // still there.
@@ -50,9 +51,22 @@ export function specialFileProblem(stat: EntryStat | undefined): string | undefi
   return `${type}${NO_CONTENT}`;
 }
 
-/** What a user does about a skipped entry: a special file is excluded (accepting it is not replicated), a name renamed. */
+/** Errors reading an entry that are the entry's own (its permissions, what it is): one such entry must not stop a scan. */
+const UNREADABLE_CODES: ReadonlySet<string> = new Set(["EACCES", "EPERM", "ENXIO", "ENODEV"]);
+const UNREADABLE = "cannot be read: ";
+
+/** Why an entry is not replicated when reading it failed with error; undefined for errors that are not the entry's (a full disk, ...). */
+export function unreadableProblem(error: unknown): string | undefined {
+  if (!(error instanceof Error)) return undefined;
+  const code = (error as NodeJS.ErrnoException).code;
+  return code !== undefined && UNREADABLE_CODES.has(code) ? `${UNREADABLE}${error.message}` : undefined;
+}
+
+/** What a user does about a skipped entry: a special file is excluded (accepting it is not replicated), an unreadable one made readable, a name renamed. */
 export function skippedRemedy(reason: string): string {
-  return reason.endsWith(NO_CONTENT) ? "exclude it in the set's config to accept that" : "rename it to replicate it";
+  if (reason.endsWith(NO_CONTENT)) return "exclude it in the set's config to accept that";
+  if (reason.startsWith(UNREADABLE)) return "let the agent read it, or exclude it";
+  return "rename it to replicate it";
 }
 
 export interface SkippedName {
@@ -82,6 +96,8 @@ export class SkippedNames {
   readonly #add: StatementSync;
   readonly #list: StatementSync;
   readonly #forgetBelow: StatementSync;
+  readonly #listed: StatementSync;
+  readonly #forget: StatementSync;
 
   constructor(db: DatabaseSync) {
     this.#db = db;
@@ -89,6 +105,9 @@ export class SkippedNames {
     this.#add = db.prepare("INSERT INTO skipped_names (set_name, path, reason, since) VALUES (?, ?, ?, ?) ON CONFLICT (set_name, path) DO UPDATE SET reason = excluded.reason");
     this.#list = db.prepare("SELECT path, reason, since FROM skipped_names WHERE set_name = ? ORDER BY path");
     this.#forgetBelow = db.prepare("DELETE FROM skipped_names WHERE set_name = ? AND path LIKE ? ESCAPE '\\'");
+    // Only entries listed as unreadable: a name the target cannot carry stays listed however it was captured.
+    this.#listed = db.prepare("SELECT 1 AS listed FROM skipped_names WHERE set_name = ? AND path = ? AND substr(reason, 1, ?) = ?");
+    this.#forget = db.prepare("DELETE FROM skipped_names WHERE set_name = ? AND path = ? AND substr(reason, 1, ?) = ?");
   }
 
   /**
@@ -107,6 +126,11 @@ export class SkippedNames {
       if (this.#db.isTransaction) this.#db.exec("ROLLBACK");
       throw error;
     }
+  }
+
+  /** A file listed as unreadable was captured after all: it leaves the list (a read first: most captured paths were never listed). */
+  captured(set: string, path: string): void {
+    if (this.#listed.get(set, path, UNREADABLE.length, UNREADABLE) !== undefined) this.#forget.run(set, path, UNREADABLE.length, UNREADABLE);
   }
 
   list(set: string): SkippedName[] {
