@@ -133,6 +133,12 @@ export async function barrierScan(journal: Journal, spec: SetSpec, options: Scan
       listing = await read(dir);
     } catch (error) {
       const code = (error as NodeJS.ErrnoException).code;
+      // A folder the agent may not list is named, and what was below it stays as it was on the target.
+      const unreadable = dir === "" ? undefined : unreadableProblem(error);
+      if (unreadable !== undefined) {
+        report.skipped.push({ path: dir, reason: unreadable });
+        continue;
+      }
       if (code !== "ENOENT" && code !== "ENOTDIR") throw error;
       // The directory vanished while scanning: forget it and what was below.
       if (dir !== "") queue(deletesFor(journal, spec.name, dir));

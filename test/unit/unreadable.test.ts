@@ -3,25 +3,37 @@
 // stops at it: the rest of the set keeps flowing. The read error is made by
 // hand, as permissions do not stop the root user these tests may run as.
 
-import { writeFileSync } from "node:fs";
+import { mkdirSync, writeFileSync } from "node:fs";
 import type * as FsPromises from "node:fs/promises";
 import { join } from "node:path";
 import { afterEach, expect, it, vi } from "vitest";
+import type * as FolderStats from "../../agent/folder-stats.ts";
 import { findProblems } from "../../agent/set-health.ts";
 import { skippedNow } from "../../agent/skipped-names.ts";
 import { agentHarness, type Harness } from "../support/harness.ts";
 import { pictureOfSource, pictureOfTarget } from "../support/tree.ts";
 
 const locked = new Set<string>();
+const lockedFolders = new Set<string>();
+const denied = (what: string, path: string) => Object.assign(new Error(`EACCES: permission denied, ${what} '${path}'`), { code: "EACCES" });
 
 vi.mock("node:fs/promises", async (importOriginal) => {
   const actual = await importOriginal<typeof FsPromises>();
   const readFile = async (...args: Parameters<typeof actual.readFile>) => {
     const [file] = args;
-    if (typeof file === "string" && locked.has(file)) throw Object.assign(new Error(`EACCES: permission denied, open '${file}'`), { code: "EACCES" });
+    if (typeof file === "string" && locked.has(file)) throw denied("open", file);
     return actual.readFile(...args);
   };
   return { ...actual, readFile };
+});
+
+vi.mock("../../agent/folder-stats.ts", async (importOriginal) => {
+  const actual = await importOriginal<typeof FolderStats>();
+  const readFolder = async (dir: string) => {
+    if (lockedFolders.has(dir)) throw denied("scandir", dir);
+    return actual.readFolder(dir);
+  };
+  return { ...actual, readFolder };
 });
 
 const SET = "www";
@@ -29,6 +41,7 @@ let h: Harness;
 
 afterEach(async () => {
   locked.clear();
+  lockedFolders.clear();
   await h.close();
 });
 
@@ -67,6 +80,30 @@ it("names a file the agent may not read, keeps scanning and capturing the rest, 
   write("secret.txt", "v3");
   h.agent.hint(SET, "secret.txt");
   await h.agent.processHints(SET);
+  expect(skipped()).toEqual([]);
+  await h.agent.drain(SET);
+  expect(await pictureOfTarget(h.store, SET)).toEqual(await pictureOfSource(h.src.path));
+});
+
+it("names a folder the agent may not list, keeps what was below it on the target, and scans the rest", async () => {
+  h = agentHarness(SET);
+  mkdirSync(join(h.src.path, "docs"));
+  write("docs/a.txt", "a");
+  write("other.txt", "o");
+  await h.agent.scan(SET);
+  await h.agent.drain(SET);
+
+  lockedFolders.add(join(h.src.path, "docs"));
+  write("docs/b.txt", "b");
+  write("other2.txt", "o2");
+  const report = await h.agent.scan(SET);
+  expect(report.skipped).toEqual([{ path: "docs", reason: expect.stringContaining("cannot be read: EACCES: permission denied, scandir") as string }]);
+  await h.agent.drain(SET);
+  expect(Object.keys(await pictureOfTarget(h.store, SET)).sort()).toEqual(["docs", "docs/a.txt", "other.txt", "other2.txt"]);
+  expect(skipped().map((s) => s.path)).toEqual(["docs"]);
+
+  lockedFolders.clear();
+  await h.agent.scan(SET);
   expect(skipped()).toEqual([]);
   await h.agent.drain(SET);
   expect(await pictureOfTarget(h.store, SET)).toEqual(await pictureOfSource(h.src.path));
