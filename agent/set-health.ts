@@ -30,6 +30,8 @@ export interface SetFacts {
   readonly generation: JournalGeneration | undefined;
   /** Paths not replicated: their latest change refused for good by the target, or names the target cannot carry. */
   readonly skipped?: readonly NotReplicated[];
+  /** Where the journal would be, when there is none (the agent never ran with this state folder). */
+  readonly journalMissing?: string;
   /** Busy files whose newest version the agent holds back (held-files.ts): the target lacks it, though no record waits. */
   readonly held?: readonly HeldReport[];
   /** What keeps the agent from journaling (a full disk under its state folder), from the problem file; null when nothing does. */
@@ -57,6 +59,21 @@ export function sameGeneration(facts: SetFacts): boolean {
 }
 
 const unreachable: ProblemCheck = (facts) => ("error" in facts.target ? [{ kind: "target-unreachable", message: `target unreachable: ${facts.target.error}` }] : []);
+
+/**
+ * No journal, and a target that never applied anything of the set: nothing was ever replicated, which is not
+ * "in sync". (With a target that holds the set, the continuity check names the lost journal.)
+ */
+const noJournal: ProblemCheck = (facts) => {
+  const status = targetStatus(facts);
+  if (facts.journalMissing === undefined || !status || status.lastSeq > 0 || status.generation !== undefined) return [];
+  return [
+    {
+      kind: "no-journal",
+      message: `no journal at ${facts.journalMissing}: the agent has not run with this state folder yet (start it: \`tidemark run\`), or this config names another state folder than the agent's; nothing of the set was replicated`,
+    },
+  ];
+};
 
 const outOfSync: ProblemCheck = (facts) => {
   const status = targetStatus(facts);
@@ -164,7 +181,7 @@ const drillFailed: ProblemCheck = (facts) =>
     : [];
 
 /** Every check `tidemark status` runs, in the order its findings are listed. */
-export const PROBLEM_CHECKS: readonly ProblemCheck[] = [unreachable, outOfSync, continuity, rejected, refusedSenders, journalFull, journalProblem, watcher, sending, skippedPaths, snapshotCheck, folderWritesLost, drillFailed];
+export const PROBLEM_CHECKS: readonly ProblemCheck[] = [unreachable, noJournal, outOfSync, continuity, rejected, refusedSenders, journalFull, journalProblem, watcher, sending, skippedPaths, snapshotCheck, folderWritesLost, drillFailed];
 
 export function findProblems(facts: SetFacts, checks: readonly ProblemCheck[] = PROBLEM_CHECKS): Problem[] {
   return checks.flatMap((check) => check(facts));

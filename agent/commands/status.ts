@@ -125,7 +125,8 @@ export async function collectStatus(configFile: string): Promise<SetReport[]> {
           ? [...journal.skipped(spec.name), ...skippedNow(journal.skippedNames, spec.name, spec.root).map(({ path, reason }) => ({ path, reason }))]
           : [];
         const held = journal ? heldNow(journal.held, spec.name) : [];
-        const setFacts: SetFacts = { set: spec.name, counters, generation, skipped, held, drill, journalProblem, target: facts, now: new Date() };
+        const journalMissing = journal ? {} : { journalMissing: join(config.stateDir, "journal.db") };
+        const setFacts: SetFacts = { set: spec.name, counters, generation, skipped, held, ...journalMissing, drill, journalProblem, target: facts, now: new Date() };
         const problems = findProblems(setFacts);
         const upToDate = caughtUp(setFacts);
         return {
@@ -181,7 +182,8 @@ applied (read from the target bucket), and the state:
   NOT IN SYNC   something is wrong; each problem is listed below the table:
                 the target unreachable or holding the set out of sync, the
                 target ahead of the journal or in another generation (journal
-                lost or restored from an older copy), a message rejected in
+                lost or restored from an older copy), no journal at all (the
+                agent never ran with this state folder), a message rejected in
                 the last 24 hours, a full journal, a failed watcher, a send
                 error, paths not replicated (the target refused their latest change
                 for good and keeps their last good version, or cannot carry

@@ -30,6 +30,16 @@ describe("set health", () => {
     expect(kinds(facts({ lastSeq: 8 }))).toEqual([]);
   });
 
+  it("does not call a set the agent never ran for in sync: no journal, and a target that never applied anything of it", () => {
+    const never: SetFacts = { ...facts({ lastSeq: 0, generation: undefined }, { nextSeq: 1, sentSeq: 0 }), generation: undefined, journalMissing: "/var/lib/tidemark/journal.db" };
+    expect(caughtUp(never)).toBe(true);
+    expect(findProblems(never)).toEqual([{ kind: "no-journal", message: expect.stringContaining("no journal at /var/lib/tidemark/journal.db: the agent has not run") as string }]);
+    // A target that holds the set: the lost journal is the continuity check's to name.
+    expect(kinds({ ...facts({}, { nextSeq: 1, sentSeq: 0 }), generation: undefined, journalMissing: "/j" })).toEqual(["other-generation"]);
+    // A journal, and nothing sent yet: nothing is wrong.
+    expect(kinds({ ...facts({ lastSeq: 0, generation: undefined }, { nextSeq: 1, sentSeq: 0 }), generation: undefined })).toEqual([]);
+  });
+
   it("names a newest snapshot that failed its digest or its content check, and not one that passed", () => {
     const last = { id: "snap-1", takenAt: "2026-01-01T00:00:00Z" };
     expect(kinds(facts({ lastSnapshot: { ...last, digest: "matched", verification: "verified" } }))).toEqual([]);
