@@ -1,11 +1,12 @@
 // Entries a set holds but cannot replicate: names the target cannot carry (a
 // newline or another control character, a backslash, bytes that are not
 // UTF-8, a path over S3's key length), sockets, FIFOs and devices (no
-// content to replicate; excluding them accepts that), and files the agent is
-// not allowed to read (the scan goes on past them). Kept in the journal's database so `tidemark status` names them; an
-// entry leaves the list once a scan no longer finds it under that name
-// (deleted, or renamed to a name that works), and status checks that each is
-// still there.
+// content to replicate; excluding them accepts that), and files or folders
+// the agent may not read (scans and captures go on past them). Kept in the
+// journal's database so `tidemark status` names them; an entry leaves the
+// list once a scan no longer finds it under that name (deleted, renamed to a
+// name that works, excluded) or reads it after all, and status checks that
+// each is still there.
 
 import { lstatSync } from "node:fs";
 import { join } from "node:path";

@@ -187,7 +187,9 @@ applied (read from the target bucket), and the state:
                 the last 24 hours, a full journal, a failed watcher, a send
                 error, paths not replicated (the target refused their latest change
                 for good and keeps their last good version, or cannot carry
-                their names), a full disk under the journal, a failed
+                their names, or the agent may not read them, or they are
+                sockets, FIFOs or devices; each with what to do), a full
+                disk under the journal, a failed
                 recovery drill, a newest snapshot that failed its digest or
                 content check, history segments the target could not read
                 when it replayed folder changes (the live folders may lack
