@@ -87,6 +87,7 @@ it("names folder changes applied but not yet on the live folders, and history se
   try {
     mkdirSync(join(dir.path, "src"));
     const config = cloud.writeConfig(dir.path, [{ name: "www", path: "src" }]);
+    Journal.open(join(dir.path, "state")).close();
     const lost = { at: "2026-11-30T02:00:00.000Z", first: 3, last: 5, unreadable: 2, error: 'history segment 3 of set "www" is missing' };
     const status: SetStatus = { ...initialStatus("www"), folderWritesFrom: 6, folderWritesLost: lost };
     await cloud.store.put(statusKey("www"), Buffer.from(JSON.stringify(status)), {});
