@@ -1,8 +1,9 @@
 // Each set's state in the journal beside its records: seq counters and the
 // backlog (kept up to date by Journal.append and markSent, so reading them
 // never sums the journal), the last send error, the journal-limit and
-// watcher flags `tidemark status` shows, and the journal generation
-// (DESIGN 8).
+// watcher flags `tidemark status` shows, the journal generation
+// (DESIGN 8), and when recent messages were sent (status names a target that
+// has not applied a message sent long ago and has not moved since).
 
 import { randomBytes } from "node:crypto";
 import type { DatabaseSync, StatementSync } from "node:sqlite";
@@ -45,6 +46,18 @@ function newGenerationId(): string {
   return randomBytes(8).toString("hex");
 }
 
+/** Each message's last seq and when the queue accepted it (ms), kept SENDS_KEPT_MS: status finds the oldest one the target has not applied. */
+const SENDS_SCHEMA = `
+CREATE TABLE IF NOT EXISTS sends (
+  set_name TEXT NOT NULL,
+  seq INTEGER NOT NULL,
+  at INTEGER NOT NULL,
+  PRIMARY KEY (set_name, seq)
+) WITHOUT ROWID;`;
+
+/** How long send times are kept: longer than status waits before it calls a target stalled. */
+const SENDS_KEPT_MS = 2 * 3_600_000;
+
 function prepare(db: DatabaseSync) {
   const statement = (sql: string): StatementSync => db.prepare(sql);
   return {
@@ -62,14 +75,20 @@ function prepare(db: DatabaseSync) {
     getGeneration: statement("SELECT id, since_seq AS sinceSeq FROM generations WHERE set_name = ?"),
     setGeneration: statement("INSERT OR REPLACE INTO generations (set_name, id, since_seq) VALUES (?, ?, ?)"),
     probe: statement("UPDATE sets SET next_seq = next_seq"),
+    recordSend: statement("INSERT OR REPLACE INTO sends (set_name, seq, at) VALUES (?, ?, ?)"),
+    forgetSends: statement("DELETE FROM sends WHERE set_name = ? AND at < ?"),
+    firstSendAfter: statement("SELECT seq, at FROM sends WHERE set_name = ? AND seq > ? ORDER BY seq LIMIT 1"),
   };
 }
 
 export class SetStates {
   readonly #s: ReturnType<typeof prepare>;
+  readonly #now: () => number;
 
-  constructor(db: DatabaseSync) {
+  constructor(db: DatabaseSync, now: () => number = Date.now) {
+    db.exec(SENDS_SCHEMA);
     this.#s = prepare(db);
+    this.#now = now;
   }
 
   /** The seq the set's next change gets (the set is made on first use). */
@@ -86,6 +105,15 @@ export class SetStates {
   /** The queue accepted everything up to lastSeq: records and bytes left the backlog. */
   sent(set: string, lastSeq: number, messageBytes: number, records: number, bytes: number): void {
     this.#s.sent.run(lastSeq, messageBytes, records, bytes, set);
+    const now = this.#now();
+    this.#s.recordSend.run(set, lastSeq, now);
+    this.#s.forgetSends.run(set, now - SENDS_KEPT_MS);
+  }
+
+  /** The first message sent (in the last SENDS_KEPT_MS, or since, when none was sent after it) that holds a seq after afterSeq: its last seq and when it was sent. */
+  firstSendAfter(set: string, afterSeq: number): { seq: number; at: number } | undefined {
+    const row = this.#s.firstSendAfter.get(set, afterSeq) as { seq: number; at: number } | undefined;
+    return row && { seq: row.seq, at: row.at };
   }
 
   /** A record's content changed size in place (a replaced record). */

@@ -249,7 +249,7 @@ export class Journal {
     this.skippedNames = new SkippedNames(db);
     this.index = new EntryIndex(db);
     this.volumes = new VolumeStamps(db);
-    this.sets = new SetStates(db);
+    this.sets = new SetStates(db, options.now);
     this.held = new HeldFiles(db);
     this.#statements = prepareStatements(db);
     this.#onWrite = options.onWrite;

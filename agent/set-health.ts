@@ -30,6 +30,10 @@ export interface SetFacts {
   readonly generation: JournalGeneration | undefined;
   /** Paths not replicated: their latest change refused for good by the target, or names the target cannot carry. */
   readonly skipped?: readonly NotReplicated[];
+  /** The oldest message sent that the target has not applied all of: its last seq and when the queue took it (ms). */
+  readonly unapplied?: { readonly seq: number; readonly at: number };
+  /** A marker's action of the set is running: it may hold the set's stream on purpose. */
+  readonly markerRunning?: boolean;
   /** Where the journal would be, when there is none (the agent never ran with this state folder). */
   readonly journalMissing?: string;
   /** Busy files whose newest version the agent holds back (held-files.ts): the target lacks it, though no record waits. */
@@ -47,6 +51,9 @@ export type ProblemCheck = (facts: SetFacts) => Problem[];
 
 /** A rejected message counts against the set this long: its records are lost unless a resync followed. */
 export const REJECTED_RECENT_MS = 24 * 3_600_000;
+
+/** A target that has not applied a message sent this long ago, and has applied nothing for this long, is stalled (no message takes it). */
+export const STALLED_MS = 30 * 60_000;
 
 const targetStatus = (facts: SetFacts): SetStatus | undefined => ("status" in facts.target ? facts.target.status : undefined);
 
@@ -110,6 +117,24 @@ const continuity: ProblemCheck = (facts) => {
     {
       kind: "other-generation",
       message: `the target is on generation ${status.generation ?? "(none)"} at seq ${status.lastSeq}, this journal is ${generation ? `generation ${generation.id}` : "new"} at seq ${lastSeq}: the journal was lost or replaced; the agent begins a new generation when it starts`,
+    },
+  ];
+};
+
+/**
+ * A message sent long ago is not applied, and the target has not moved since long before now: the applier is failing
+ * on it (retried until the dead-letter queue takes it) or not running. "Catching up" would never end.
+ */
+const stalled: ProblemCheck = (facts) => {
+  const status = targetStatus(facts);
+  const sent = facts.unapplied;
+  if (!status || !sent || status.state === "out-of-sync" || !sameGeneration(facts) || facts.markerRunning === true) return [];
+  const now = facts.now.getTime();
+  if (now - sent.at < STALLED_MS || now - Date.parse(status.updatedAt) < STALLED_MS) return [];
+  return [
+    {
+      kind: "target-stalled",
+      message: `the target has not applied seq ${sent.seq}, sent at ${new Date(sent.at).toISOString()}, and applied nothing since ${status.updatedAt}: the applier is failing on it or not running (see its logs, and the dead-letter queue)`,
     },
   ];
 };
@@ -181,7 +206,7 @@ const drillFailed: ProblemCheck = (facts) =>
     : [];
 
 /** Every check `tidemark status` runs, in the order its findings are listed. */
-export const PROBLEM_CHECKS: readonly ProblemCheck[] = [unreachable, noJournal, outOfSync, continuity, rejected, refusedSenders, journalFull, journalProblem, watcher, sending, skippedPaths, snapshotCheck, folderWritesLost, drillFailed];
+export const PROBLEM_CHECKS: readonly ProblemCheck[] = [unreachable, noJournal, outOfSync, continuity, stalled, rejected, refusedSenders, journalFull, journalProblem, watcher, sending, skippedPaths, snapshotCheck, folderWritesLost, drillFailed];
 
 export function findProblems(facts: SetFacts, checks: readonly ProblemCheck[] = PROBLEM_CHECKS): Problem[] {
   return checks.flatMap((check) => check(facts));

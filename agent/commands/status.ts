@@ -5,7 +5,8 @@ import type { SetStatus } from "../../contract/layout.ts";
 import { clientOptionsOf } from "../aws-options.ts";
 import { configPath, loadConfig } from "../config.ts";
 import { Journal, type JournalGeneration, type SetCounters } from "../journal.ts";
-import { caughtUp, findProblems, type NotReplicated, type Problem, type SetFacts } from "../set-health.ts";
+import { caughtUp, findProblems, STALLED_MS, type NotReplicated, type Problem, type SetFacts } from "../set-health.ts";
+import { markerRunning } from "../task-results.ts";
 import { escapeControl, formatBytes, table } from "../format.ts";
 import { skippedNow } from "../skipped-names.ts";
 import { heldNow, type HeldReport } from "../held-files.ts";
@@ -82,6 +83,14 @@ async function ownerOf(store: S3Store, set: string): Promise<{ owner?: { keyId: 
   }
 }
 
+/** The oldest message the target has not applied, and (only when it is old enough to matter) whether a marker's action holds the stream. */
+async function stallFacts(journal: Journal | undefined, store: S3Store, set: string, target: SetReport["target"]): Promise<Pick<SetFacts, "unapplied" | "markerRunning">> {
+  const unapplied = target.reachable ? journal?.sets.firstSendAfter(set, target.lastSeqApplied) : undefined;
+  if (!unapplied) return {};
+  if (Date.now() - unapplied.at < STALLED_MS) return { unapplied };
+  return { unapplied, markerRunning: await markerRunning(store, set).catch(() => false) };
+}
+
 export async function collectStatus(configFile: string): Promise<SetReport[]> {
   const config = loadConfig(configFile);
   const journal = existsSync(join(config.stateDir, "journal.db")) ? Journal.open(config.stateDir) : undefined;
@@ -126,7 +135,8 @@ export async function collectStatus(configFile: string): Promise<SetReport[]> {
           : [];
         const held = journal ? heldNow(journal.held, spec.name) : [];
         const journalMissing = journal ? {} : { journalMissing: join(config.stateDir, "journal.db") };
-        const setFacts: SetFacts = { set: spec.name, counters, generation, skipped, held, ...journalMissing, drill, journalProblem, target: facts, now: new Date() };
+        const stall = await stallFacts(journal, store, spec.name, target);
+        const setFacts: SetFacts = { set: spec.name, counters, generation, skipped, held, ...journalMissing, ...stall, drill, journalProblem, target: facts, now: new Date() };
         const problems = findProblems(setFacts);
         const upToDate = caughtUp(setFacts);
         return {
@@ -183,7 +193,10 @@ applied (read from the target bucket), and the state:
                 the target unreachable or holding the set out of sync, the
                 target ahead of the journal or in another generation (journal
                 lost or restored from an older copy), no journal at all (the
-                agent never ran with this state folder), a message rejected in
+                agent never ran with this state folder), a target that has
+                not applied a message sent over 30 minutes ago nor anything
+                else since (the applier failing on it, or not running; a
+                running marker action excepted), a message rejected in
                 the last 24 hours, a full journal, a failed watcher, a send
                 error, paths not replicated (the target refused their latest change
                 for good and keeps their last good version, or cannot carry
