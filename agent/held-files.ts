@@ -3,9 +3,11 @@
 // version: the agent names them in the journal's database, beside the set's
 // counters, so `tidemark status` (which reads the journal, not the agent)
 // lists them and does not say "in sync". A row goes once the file's newest
-// version is journaled. Each row carries the agent's pid and host: a row an
-// agent left when it stopped is shown as such, and the agent's next start
-// replaces the set's rows (its first scan captures those files).
+// version is journaled. A scan of the whole set in progress is named the
+// same way: what it has not reached yet is not journaled, and the backlog may
+// drain behind it. Each row carries the agent's pid and host: a row an agent
+// left when it stopped is shown as such, and the agent's next start replaces
+// the set's rows (its first scan captures those files).
 
 import { hostname } from "node:os";
 import type { DatabaseSync, StatementSync } from "node:sqlite";
@@ -33,7 +35,20 @@ CREATE TABLE IF NOT EXISTS held_files (
   pid INTEGER NOT NULL,
   host TEXT NOT NULL,
   PRIMARY KEY (set_name, path)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS scans (
+  set_name TEXT PRIMARY KEY,
+  since TEXT NOT NULL,
+  pid INTEGER NOT NULL,
+  host TEXT NOT NULL
 ) WITHOUT ROWID;`;
+
+/** A scan of a whole set the agent runs: when it began, and the agent process. */
+export interface SetScan {
+  readonly since: string;
+  readonly pid: number;
+  readonly host: string;
+}
 
 /** The held_files table: what the running agent holds back, per set. */
 export class HeldFiles {
@@ -41,6 +56,9 @@ export class HeldFiles {
   readonly #release: StatementSync;
   readonly #releaseAll: StatementSync;
   readonly #list: StatementSync;
+  readonly #scanBegins: StatementSync;
+  readonly #scanEnds: StatementSync;
+  readonly #scanOf: StatementSync;
 
   constructor(db: DatabaseSync) {
     db.exec(SCHEMA);
@@ -51,6 +69,23 @@ export class HeldFiles {
     this.#release = db.prepare("DELETE FROM held_files WHERE set_name = ? AND path = ?");
     this.#releaseAll = db.prepare("DELETE FROM held_files WHERE set_name = ?");
     this.#list = db.prepare("SELECT path, reason, since, pid, host FROM held_files WHERE set_name = ? ORDER BY path");
+    this.#scanBegins = db.prepare("INSERT OR REPLACE INTO scans (set_name, since, pid, host) VALUES (?, ?, ?, ?)");
+    this.#scanEnds = db.prepare("DELETE FROM scans WHERE set_name = ?");
+    this.#scanOf = db.prepare("SELECT since, pid, host FROM scans WHERE set_name = ?");
+  }
+
+  scanBegins(set: string, scan: SetScan): void {
+    this.#scanBegins.run(set, scan.since, scan.pid, scan.host);
+  }
+
+  scanEnds(set: string): void {
+    this.#scanEnds.run(set);
+  }
+
+  /** The scan of the set in progress (or left by an agent that stopped during it), if any. */
+  scanOf(set: string): SetScan | undefined {
+    const row = this.#scanOf.get(set);
+    return row && { since: String(row.since), pid: Number(row.pid), host: String(row.host) };
   }
 
   /** Records (or updates the reason of) a held file, keeping when it was first held. */
@@ -122,6 +157,17 @@ export class HeldFileRecord {
   }
 }
 
+/**
+ * Runs a scan of the whole set with the journal naming it meanwhile. A full disk that keeps the end from being
+ * recorded leaves the row: it names a scan that did not finish, which stays true until the next one.
+ */
+export async function namedScan<T>(journal: Journal, set: string, now: () => number, scan: () => Promise<T>): Promise<T> {
+  journal.atomically(() => journal.held.scanBegins(set, { since: new Date(now()).toISOString(), pid: process.pid, host: hostname() }));
+  const result = await scan();
+  journal.atomically(() => journal.held.scanEnds(set));
+  return result;
+}
+
 /** Whether the agent that wrote a held row still runs; one on another host (shared storage) is taken to. */
 export function holderRuns(file: Pick<HeldFile, "pid" | "host">): boolean {
   if (file.host !== hostname()) return true;
@@ -140,6 +186,12 @@ export interface HeldReport {
   readonly reason: string;
   readonly since: string;
   readonly agentRunning: boolean;
+}
+
+/** The set's scan in progress as `tidemark status` reports it, judged like a held file. */
+export function scanNow(held: HeldFiles, set: string): { since: string; agentRunning: boolean } | null {
+  const scan = held.scanOf(set);
+  return scan ? { since: scan.since, agentRunning: holderRuns(scan) } : null;
 }
 
 /** The set's held files, each judged by whether the agent holding it still runs. */

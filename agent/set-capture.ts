@@ -10,7 +10,7 @@ import { join } from "node:path";
 import { BLOCK_SIZE } from "../contract/wire.ts";
 import { BusyFiles, type BusyFileOptions } from "./busy-files.ts";
 import { capture, type CaptureResult } from "./capture.ts";
-import { HeldFileRecord } from "./held-files.ts";
+import { HeldFileRecord, namedScan } from "./held-files.ts";
 import { unreadableProblem } from "./skipped-names.ts";
 import { changeBytes, type Change, type IndexEntry } from "./journal.ts";
 import { barrierScan, type ScanOptions, type ScanReport } from "./scan.ts";
@@ -29,6 +29,7 @@ export class SetCapture {
   readonly #held: HeldFileRecord;
   /** Busy files the pacing released, until their capture ran: still held. */
   readonly #capturing = new Set<string>();
+  readonly #now: () => number;
   #hints = new Set<string>();
   #hintTimer: NodeJS.Timeout | undefined;
   /** Wakes captureWaiting when the next busy file is due. */
@@ -38,15 +39,19 @@ export class SetCapture {
     this.#context = context;
     this.#backlog = backlog;
     this.#busy = new BusyFiles(coalesceBytes, busy);
-    this.#held = new HeldFileRecord(context.journal, context.spec.name, busy.now);
+    this.#now = busy.now ?? Date.now;
+    this.#held = new HeldFileRecord(context.journal, context.spec.name, this.#now);
   }
 
   /** What changed in the set since the index: a scan of the tree, or a read of the volume (all of it when `full`). Run inside the set's lane. */
   barrier(options: Pick<ScanOptions, "onProgress" | "shouldStop" | "defer"> & { full?: boolean } = {}): Promise<ScanReport> {
     const { journal, spec } = this.#context;
     const { full = false, defer, ...rest } = options;
-    if (spec.volume) return volumeScan(journal, spec, { full, ...rest });
-    return barrierScan(journal, spec, { ...rest, ...(defer ? { defer } : {}), onJournaled: (changes, seqs) => this.#busy.journaled(changes, seqs) });
+    // Named in the journal while it runs: the backlog may drain behind it, and `tidemark status` must not say "in sync" then.
+    return namedScan(journal, spec.name, this.#now, () => {
+      if (spec.volume) return volumeScan(journal, spec, { full, ...rest });
+      return barrierScan(journal, spec, { ...rest, ...(defer ? { defer } : {}), onJournaled: (changes, seqs) => this.#busy.journaled(changes, seqs) });
+    });
   }
 
   /** A barrier scan within the journal limit; wakes the sender when it journaled anything. */

@@ -34,6 +34,8 @@ export interface SetFacts {
   readonly unapplied?: { readonly seq: number; readonly at: number };
   /** A marker's action of the set is running: it may hold the set's stream on purpose. */
   readonly markerRunning?: boolean;
+  /** A scan of the whole set that has not finished (running, or left by an agent that stopped): what it has not reached is not journaled. */
+  readonly scanning?: { readonly since: string; readonly agentRunning: boolean } | null;
   /** Where the journal would be, when there is none (the agent never ran with this state folder). */
   readonly journalMissing?: string;
   /** Busy files whose newest version the agent holds back (held-files.ts): the target lacks it, though no record waits. */
@@ -212,7 +214,7 @@ export function findProblems(facts: SetFacts, checks: readonly ProblemCheck[] = 
   return checks.flatMap((check) => check(facts));
 }
 
-/** The target applied everything this journal's generation holds, nothing waits to be sent, and the agent holds no file back. */
+/** The target applied everything this journal's generation holds, nothing waits to be sent, the agent holds no file back and no scan is unfinished. */
 export function caughtUp(facts: SetFacts): boolean {
   const status = targetStatus(facts);
   return (
@@ -220,6 +222,7 @@ export function caughtUp(facts: SetFacts): boolean {
     sameGeneration(facts) &&
     facts.counters.backlogRecords === 0 &&
     status.lastSeq === facts.counters.nextSeq - 1 &&
-    (facts.held ?? []).length === 0
+    (facts.held ?? []).length === 0 &&
+    !facts.scanning
   );
 }

@@ -9,7 +9,7 @@ import { caughtUp, findProblems, STALLED_MS, type NotReplicated, type Problem, t
 import { markerRunning } from "../task-results.ts";
 import { escapeControl, formatBytes, table } from "../format.ts";
 import { skippedNow } from "../skipped-names.ts";
-import { heldNow, type HeldReport } from "../held-files.ts";
+import { heldNow, scanNow, type HeldReport } from "../held-files.ts";
 import { readProblem, type AgentProblem } from "../problem-file.ts";
 import { stringOption, type Command } from "./command.ts";
 
@@ -31,6 +31,8 @@ export interface SetReport {
   skipped: NotReplicated[];
   /** Busy large files whose newest version the agent holds back (paced): the set is not in sync while any is. */
   held: HeldReport[];
+  /** A scan of the whole set that has not finished (what it has not reached is not journaled yet), or null. */
+  scanning: { since: string; agentRunning: boolean } | null;
   /** The agent cannot journal (the disk holding its state folder is full): changes wait for the catch-up scan once there is space. */
   journalProblem: AgentProblem | null;
   target:
@@ -134,9 +136,10 @@ export async function collectStatus(configFile: string): Promise<SetReport[]> {
           ? [...journal.skipped(spec.name), ...skippedNow(journal.skippedNames, spec.name, spec.root).map(({ path, reason }) => ({ path, reason }))]
           : [];
         const held = journal ? heldNow(journal.held, spec.name) : [];
+        const scanning = journal ? scanNow(journal.held, spec.name) : null;
         const journalMissing = journal ? {} : { journalMissing: join(config.stateDir, "journal.db") };
         const stall = await stallFacts(journal, store, spec.name, target);
-        const setFacts: SetFacts = { set: spec.name, counters, generation, skipped, held, ...journalMissing, ...stall, drill, journalProblem, target: facts, now: new Date() };
+        const setFacts: SetFacts = { set: spec.name, counters, generation, skipped, held, scanning, ...journalMissing, ...stall, drill, journalProblem, target: facts, now: new Date() };
         const problems = findProblems(setFacts);
         const upToDate = caughtUp(setFacts);
         return {
@@ -149,6 +152,7 @@ export async function collectStatus(configFile: string): Promise<SetReport[]> {
           generation: generation?.id ?? null,
           skipped,
           held,
+          scanning,
           journalProblem,
           target,
           problems,
@@ -173,6 +177,12 @@ export async function collectStatus(configFile: string): Promise<SetReport[]> {
   }
 }
 
+/** "catching up", with what keeps the set from being in sync besides the target's progress. */
+function catchingUp(r: SetReport): string {
+  const why = [r.scanning ? "scanning" : "", r.held.length > 0 ? `${r.held.length} held` : ""].filter(Boolean);
+  return why.length > 0 ? `catching up (${why.join(", ")})` : "catching up";
+}
+
 export const statusCommand: Command = {
   name: "status",
   help: `Usage: tidemark status [--json] [--config FILE]
@@ -188,7 +198,9 @@ applied (read from the target bucket), and the state:
                 target: shown as "catching up (N held)", each file named
                 below the table with since when and why (\`held\` in --json,
                 with whether the agent holding it still runs; a stopped
-                agent's next start captures the file)
+                agent's next start captures the file), or a scan of the
+                whole set has not finished ("catching up (scanning)": what
+                it has not reached is not journaled yet)
   NOT IN SYNC   something is wrong; each problem is listed below the table:
                 the target unreachable or holding the set out of sync, the
                 target ahead of the journal or in another generation (journal
@@ -239,11 +251,15 @@ Examples:
       `${r.sent.messages} msgs, ${formatBytes(r.sent.bytes)}`,
       String(r.sent.lastSeq),
       r.target.reachable ? String(r.target.lastSeqApplied) : "?",
-      r.inSync ? "in sync" : r.healthy ? (r.held.length > 0 ? `catching up (${r.held.length} held)` : "catching up") : `NOT IN SYNC (${r.problems.map((p) => p.kind).join(", ")})`,
+      r.inSync ? "in sync" : r.healthy ? catchingUp(r) : `NOT IN SYNC (${r.problems.map((p) => p.kind).join(", ")})`,
     ]);
     process.stdout.write(`${table(["SET", "BACKLOG", "SENT", "LAST SENT", "LAST APPLIED", "STATE"], rows)}\n`);
     for (const r of reports) {
       for (const problem of r.problems) process.stdout.write(`${r.set}: ${escapeControl(problem.message)}\n`);
+      if (r.scanning) {
+        const stopped = r.scanning.agentRunning ? "" : " (the agent running it is not running: its next start scans again)";
+        process.stdout.write(`${r.set}: a scan of the set began at ${r.scanning.since} and has not finished: what it has not reached is not journaled yet${stopped}\n`);
+      }
       for (const file of r.held) {
         const stopped = file.agentRunning ? "" : " (the agent holding it is not running: its next start captures the file)";
         process.stdout.write(`${r.set}: held back since ${file.since}: ${escapeControl(file.path)}: ${file.reason}${stopped}\n`);

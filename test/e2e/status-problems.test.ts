@@ -55,7 +55,7 @@ it("lists skipped paths with their reason and a full disk, and the set is not in
   expect(human.stdout).toContain("disk full writing /state/journal.db");
 });
 
-it("names the busy files the agent holds back, says when their agent is not running, and the set is catching up, not in sync", async () => {
+it("names the busy files the agent holds back and an unfinished scan, says when their agent is not running, and the set is catching up, not in sync", async () => {
   const dir = tempDir();
   try {
     mkdirSync(join(dir.path, "src"));
@@ -64,17 +64,20 @@ it("names the busy files the agent holds back, says when their agent is not runn
     const since = "2026-11-30T01:00:00.000Z";
     // This process stands for a running agent; a pid that exited for one that stopped.
     journal.held.hold("db", { path: "app.db", reason: "its previous version (seq 4) is not sent yet; the newest is captured once it is", since, pid: process.pid, host: hostname() });
-    journal.held.hold("db", { path: "old.db", reason: "its newest version is being captured", since, pid: spawnSync(process.execPath, ["-e", ""]).pid, host: hostname() });
+    const gone = spawnSync(process.execPath, ["-e", ""]).pid;
+    journal.held.hold("db", { path: "old.db", reason: "its newest version is being captured", since, pid: gone, host: hostname() });
+    journal.held.scanBegins("db", { since, pid: gone, host: hostname() });
     journal.close();
 
     const json = await tidemark(["status", "--json", "--config", config]);
     expect(json.code).toBe(0);
     const report = (JSON.parse(json.stdout) as { sets: { inSync: boolean; healthy: boolean; caughtUp: boolean; held: { path: string; agentRunning: boolean }[] }[] }).sets[0];
-    expect(report).toMatchObject({ inSync: false, healthy: true, caughtUp: false });
+    expect(report).toMatchObject({ inSync: false, healthy: true, caughtUp: false, scanning: { since, agentRunning: false } });
     expect(report?.held).toEqual([expect.objectContaining({ path: "app.db", since, agentRunning: true }), expect.objectContaining({ path: "old.db", agentRunning: false })]);
 
     const human = await tidemark(["status", "--config", config]);
-    expect(human.stdout).toContain("catching up (2 held)");
+    expect(human.stdout).toContain("catching up (scanning, 2 held)");
+    expect(human.stdout).toContain(`db: a scan of the set began at ${since} and has not finished: what it has not reached is not journaled yet (the agent running it is not running: its next start scans again)`);
     expect(human.stdout).toContain(`db: held back since ${since}: app.db: its previous version (seq 4) is not sent yet`);
     expect(human.stdout).toMatch(/db: held back since .*: old\.db: .*\(the agent holding it is not running: its next start captures the file\)/);
   } finally {

@@ -10,7 +10,7 @@ import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterEach, expect, it } from "vitest";
 import { BusyFiles } from "../../agent/busy-files.ts";
-import { heldNow } from "../../agent/held-files.ts";
+import { heldNow, scanNow } from "../../agent/held-files.ts";
 import { Journal } from "../../agent/journal.ts";
 import { caughtUp, findProblems, type SetFacts } from "../../agent/set-health.ts";
 import { readSetStatus } from "../../lambdas/store/set-status.ts";
@@ -47,6 +47,7 @@ async function facts(): Promise<SetFacts> {
     counters: h.journal.sets.counters(SET),
     generation: h.journal.sets.knownGeneration(SET),
     held: heldNow(h.journal.held, SET),
+    scanning: scanNow(h.journal.held, SET),
     target: { status: await readSetStatus(h.store, SET) },
     now: new Date(),
   };
@@ -127,4 +128,23 @@ it("tells what a held file waits for: its previous version sent, paced, or appli
   busy.applied(7);
   expect(busy.ready(7)).toEqual(["app.db"]);
   expect(busy.held(7)).toEqual([]);
+});
+
+it("names a scan of the whole set while it runs, so status does not say in sync while the backlog drains behind it", async () => {
+  harness(() => 1_000_000);
+  write("a.txt", "a");
+  await h.agent.scan(SET);
+  await h.agent.drain(SET);
+  expect(scanNow(h.journal.held, SET)).toBeNull();
+  expect(caughtUp(await facts())).toBe(true);
+
+  // A full mirror: everything it journaled so far is sent and applied, yet it has not finished.
+  const during: ReturnType<typeof scanNow>[] = [];
+  await h.agent.fullMirror(SET, "test", () => during.push(scanNow(h.journal.held, SET)));
+  expect(during.length).toBeGreaterThan(0);
+  expect(during[0]).toEqual({ since: new Date(1_000_000).toISOString(), agentRunning: true });
+  expect(scanNow(h.journal.held, SET)).toBeNull();
+  await h.agent.drain(SET);
+  expect(caughtUp(await facts())).toBe(true);
+  expect(caughtUp({ ...(await facts()), scanning: { since: new Date(1_000_000).toISOString(), agentRunning: true } })).toBe(false);
 });
