@@ -83,8 +83,7 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Emul
     HOST,
     () =>
       startFauxqs({
-        // A versioned emulator serves port from its front server, with fauxqs behind it.
-        port: options.versioned ? 0 : port,
+        port,
         host: HOST,
         logger: false,
         ...(options.dataDir ? { dataDir: options.dataDir } : {}),
@@ -101,7 +100,10 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Emul
     if (isPersistenceManager(store.persistence)) setLargeBodyBytes(store.persistence, largeBodyBytes);
     else store.persistence = memory = new MemoryBodies({ largeBodyBytes });
     if (!fauxqsHttp) throw new Error("internal: fauxqs opened no HTTP server");
-    serveBodiesFromFiles(fauxqsHttp, store, options.maxCopyObjectBytes !== undefined ? { maxCopyObjectBytes: options.maxCopyObjectBytes } : {});
+    const copyLimit = options.maxCopyObjectBytes !== undefined ? { maxCopyObjectBytes: options.maxCopyObjectBytes } : {};
+    serveBodiesFromFiles(fauxqsHttp, store, copyLimit);
+    // The versioned layer answers first, in the same server: one HTTP hop per request.
+    if (options.versioned) await serveVersionedBuckets(server, fauxqsHttp, copyLimit);
   } catch (error) {
     await server.stop();
     memory?.close();
@@ -114,13 +116,6 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Emul
       memory?.close();
     }
   };
-  if (options.versioned) {
-    const front = await serveVersionedBuckets(server, { host: HOST, port, ...(options.maxCopyObjectBytes !== undefined ? { maxCopyObjectBytes: options.maxCopyObjectBytes } : {}) }).catch((error: unknown) => {
-      memory?.close();
-      throw error;
-    });
-    return { endpoint: `http://${HOST}:${front.port}`, port: front.port, stop: () => stopping(() => front.stop()) };
-  }
   return { endpoint: `http://${HOST}:${server.port}`, port: server.port, stop: () => stopping(() => server.stop()) };
 }
 
