@@ -77,15 +77,16 @@ type RequestListener = (request: http.IncomingMessage, response: http.ServerResp
  * it) get what this layer passes on.
  */
 export async function serveVersionedBuckets(server: FauxqsServer, fauxqsHttp: http.Server, options: { maxCopyObjectBytes?: number } = {}): Promise<void> {
-  const behind: RequestListener[] = fauxqsHttp.listeners("request").map((listener) => (request, response) => Reflect.apply(listener, fauxqsHttp, [request, response]));
-  const front = new VersionedBucketServer(await versionStore(server), (request, response) => {
-    for (const listener of behind) listener(request, response);
-  }, options.maxCopyObjectBytes ?? MAX_COPY_BYTES);
+  const behind = fauxqsHttp.listeners("request");
+  const fauxqs: RequestListener = (request, response) => {
+    for (const listener of behind) Reflect.apply(listener, fauxqsHttp, [request, response]);
+  };
+  const layer = new VersionedBucketLayer(await versionStore(server), fauxqs, options.maxCopyObjectBytes ?? MAX_COPY_BYTES);
   fauxqsHttp.removeAllListeners("request");
-  fauxqsHttp.on("request", (request: http.IncomingMessage, response: http.ServerResponse) => front.handle(request, response));
+  fauxqsHttp.on("request", (request: http.IncomingMessage, response: http.ServerResponse) => layer.handle(request, response));
 }
 
-class VersionedBucketServer {
+class VersionedBucketLayer {
   readonly #versions: BucketVersions;
   readonly #fauxqs: RequestListener;
   readonly #maxCopyObjectBytes: number;
