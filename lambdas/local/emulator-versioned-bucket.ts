@@ -15,12 +15,11 @@
 
 import { createReadStream, openSync } from "node:fs";
 import http from "node:http";
-import type { FauxqsServer } from "fauxqs";
 import { copyArguments, copyRange, copyTarget, linkedCopy, MAX_COPY_BYTES, putObjectFromFile } from "./emulator-file-bodies.ts";
 import { homeOf, readBodyFile } from "./emulator-large-objects.ts";
 import { answerOf, byteRange, checkCopySourceIfMatch, copySourceOf, errorXml, header, NO_SUCH_BUCKET, objectHeaders, requestId, S3ErrorAnswer, target } from "./emulator-s3-http.ts";
 import { escapeXml, listVersionPage, versionPageXml, type VersionListOptions } from "./emulator-version-listing.ts";
-import { versionStore, type BucketVersions, type EmulatorObject, type Version } from "./emulator-versions.ts";
+import { type BucketVersions, type EmulatorObject, type Version } from "./emulator-versions.ts";
 
 /** A large version's body, read whole (for a copy). */
 function readVersionFile(file: string): Buffer {
@@ -72,16 +71,16 @@ function replayed(request: http.IncomingMessage, body: Buffer): http.IncomingMes
 type RequestListener = (request: http.IncomingMessage, response: http.ServerResponse) => void;
 
 /**
- * Serves every bucket of fauxqs `server` versioned, from fauxqs's own HTTP
- * server `fauxqsHttp`: its request listeners (fauxqs's, and any layer before
- * it) get what this layer passes on.
+ * Serves every bucket versioned (`versions`, from versionStore) from fauxqs's
+ * own HTTP server `fauxqsHttp`: its request listeners (fauxqs's, and any
+ * layer before it) get what this layer passes on.
  */
-export async function serveVersionedBuckets(server: FauxqsServer, fauxqsHttp: http.Server, options: { maxCopyObjectBytes?: number } = {}): Promise<void> {
+export function serveVersionedBuckets(fauxqsHttp: http.Server, versions: BucketVersions, options: { maxCopyObjectBytes?: number } = {}): void {
   const behind = fauxqsHttp.listeners("request");
   const fauxqs: RequestListener = (request, response) => {
     for (const listener of behind) Reflect.apply(listener, fauxqsHttp, [request, response]);
   };
-  const layer = new VersionedBucketLayer(await versionStore(server), fauxqs, options.maxCopyObjectBytes ?? MAX_COPY_BYTES);
+  const layer = new VersionedBucketLayer(versions, fauxqs, options.maxCopyObjectBytes ?? MAX_COPY_BYTES);
   fauxqsHttp.removeAllListeners("request");
   fauxqsHttp.on("request", (request: http.IncomingMessage, response: http.ServerResponse) => layer.handle(request, response));
 }
