@@ -179,6 +179,11 @@ function indexedHashes(size: number, blockHashes: Buffer): Buffer | undefined {
 }
 
 function hashBytes(bytes: Uint8Array): { sha256: string; blockHashes: Buffer; chunkHashes?: Buffer } {
+  if (bytes.length > 0 && bytes.length <= BLOCK_SIZE && bytes.length < MIN_DELTA_FILE_BYTES) {
+    // One block and no fingerprints: the block's hash is the file's, read once (most files of a tree).
+    const digest = createHash("sha256").update(bytes).digest();
+    return { sha256: digest.toString("hex"), blockHashes: digest };
+  }
   const hasher = new BlockHasher(bytes.length >= MIN_DELTA_FILE_BYTES);
   hasher.update(bytes);
   return hasher.digest();

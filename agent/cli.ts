@@ -8,7 +8,8 @@ import { didYouMean } from "./suggest.ts";
 
 // Compiled code (and the sources with their types stripped) kept on disk between runs, under the OS's temporary
 // folder: `tidemark run` loads ~0.25 s faster (0.7 s to 0.45 s of modules before its first request). Node checks
-// each entry against the source, and NODE_DISABLE_COMPILE_CACHE=1 turns it off.
+// each entry against the source, and NODE_DISABLE_COMPILE_CACHE=1 turns it off. The bin (bin/tidemark.js) turns it on
+// before this file is read; here it covers `node agent/cli.ts`.
 enableCompileCache();
 
 /**

@@ -204,9 +204,12 @@ export async function deltaChange(runs: number): Promise<Result[]> {
   ];
 }
 
+/** The `tidemark` command as users start it (the bin's launcher, not cli.ts: it turns the compile cache on first). */
+const TIDEMARK = fileURLToPath(new URL("../agent/bin/tidemark.js", import.meta.url));
+
 /** `tidemark run` as a process of its own, as on a source host; resolves once it replicates. */
 export async function agentProcess(config: string): Promise<ChildProcess> {
-  const child = spawn(process.execPath, [fileURLToPath(new URL("../agent/cli.ts", import.meta.url)), "run", "--config", config], { stdio: ["ignore", "ignore", "pipe"] });
+  const child = spawn(process.execPath, [TIDEMARK, "run", "--config", config], { stdio: ["ignore", "ignore", "pipe"] });
   releaseFromApplierCpu(child.pid);
   await new Promise<void>((resolve, reject) => {
     let stderr = "";
@@ -383,7 +386,7 @@ export async function agentMemory(scale: number): Promise<Result[]> {
 /** Runs a tidemark command to completion and returns its stdout; throws with its stderr when it fails. */
 function runTidemark(args: string[]): Promise<string> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [fileURLToPath(new URL("../agent/cli.ts", import.meta.url)), ...args], { stdio: ["ignore", "pipe", "pipe"] });
+    const child = spawn(process.execPath, [TIDEMARK, ...args], { stdio: ["ignore", "pipe", "pipe"] });
     releaseFromApplierCpu(child.pid);
     let stdout = "";
     let stderr = "";

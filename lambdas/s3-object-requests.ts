@@ -55,7 +55,9 @@ export class S3ObjectRequests {
   async put(key: string, body: Uint8Array, meta: Record<string, string>, checksumSha256?: string): Promise<WriteResult> {
     const headers: Record<string, string> = { "content-type": "application/octet-stream", ...(checksumSha256 ? { "x-amz-checksum-sha256": checksumSha256 } : {}) };
     for (const [name, value] of Object.entries(meta)) headers[`x-amz-meta-${name.toLowerCase()}`] = value;
-    return writeResultOf((await this.send("PUT", key, { body, headers })).headers);
+    // The checksum is the payload's hash too: the body is hashed once, and S3 checks both against it.
+    const payloadSha256 = checksumSha256 ? Buffer.from(checksumSha256, "base64").toString("hex") : undefined;
+    return writeResultOf((await this.send("PUT", key, { body, headers, ...(payloadSha256 ? { payloadSha256 } : {}) })).headers);
   }
 
   /** GetObject (of one version when given); a missing object throws AwsRequestError NoSuchKey (404). */

@@ -124,6 +124,8 @@ function bytesOf(data: SourceData): Uint8Array | string {
 
 export interface SignedRequest {
   readonly body?: Uint8Array;
+  /** The body's SHA-256 (hex) when the caller has it already: signed as the payload's hash, which AWS checks. */
+  readonly payloadSha256?: string;
   readonly headers?: Record<string, string>;
   readonly query?: Record<string, string>;
 }
@@ -167,7 +169,7 @@ export class SignedRequests {
   async send(method: string, path: string, request: SignedRequest): Promise<SignedResponse> {
     const maxAttempts = await this.#settings.maxAttempts();
     const body = request.body ?? new Uint8Array();
-    const payloadHash = body.length > 0 ? createHash("sha256").update(body).digest("hex") : EMPTY_SHA256;
+    const payloadHash = request.payloadSha256 ?? (body.length > 0 ? createHash("sha256").update(body).digest("hex") : EMPTY_SHA256);
     const fullPath = `${this.#basePath}${path}`;
     const query = request.query ?? {};
     const search = Object.entries(query)

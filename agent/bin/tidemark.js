@@ -4,6 +4,7 @@
 // load the TypeScript sources (ERR_UNKNOWN_FILE_EXTENSION ".ts").
 
 import { existsSync } from "node:fs";
+import module from "node:module";
 import process from "node:process";
 import { URL } from "node:url";
 
@@ -18,6 +19,10 @@ if (major < REQUIRED_NODE_MAJOR) {
   );
   process.exitCode = 1;
 } else {
+  // The compile cache (see cli.ts) on before the first TypeScript module loads: enabled in cli.ts, it came after
+  // cli.ts and its imports were read, and stripping their types loaded Node's TypeScript compiler on every run
+  // (~0.3-0.5 s of CPU before the first request).
+  module.enableCompileCache();
   // A checkout runs its TypeScript sources as they are. The installed package holds only their compiled
   // JavaScript (npm run build, run by npm pack): Node does not strip types under node_modules.
   const source = new URL("../cli.ts", import.meta.url);

@@ -1,11 +1,13 @@
-// The HTTP side of the local cloud's versioned buckets: a server in front of
-// fauxqs that answers what fauxqs has no route for (GetBucketVersioning,
+// The HTTP side of the local cloud's versioned buckets: a layer in front of
+// fauxqs, in fauxqs's own HTTP server, that answers what fauxqs has no route
+// for (GetBucketVersioning,
 // ListObjectVersions, reads, copies and deletes of one version, deletes that
 // leave a delete marker) from the versions emulator-versions.ts keeps, adds
 // x-amz-version-id to fauxqs's answers to writes and reads, and passes
-// everything else (SQS, uploads of parts, listings) through unchanged, bodies
-// streamed. It runs only for startEmulator({ versioned: true }): the default,
-// unversioned emulator is fauxqs alone.
+// everything else (SQS, uploads of parts, listings) to fauxqs's handler in this
+// process: no second HTTP hop, whose socket writes cost as much CPU as the
+// request itself. It runs only for startEmulator({ versioned: true }): the
+// default, unversioned emulator is fauxqs alone.
 //
 // A write to a key and the version id its answer names are one step: the
 // requests that change or read a key's current version run one at a time
@@ -13,12 +15,11 @@
 
 import { createReadStream, openSync } from "node:fs";
 import http from "node:http";
-import type { FauxqsServer } from "fauxqs";
 import { copyArguments, copyRange, copyTarget, linkedCopy, MAX_COPY_BYTES, putObjectFromFile } from "./emulator-file-bodies.ts";
 import { homeOf, readBodyFile } from "./emulator-large-objects.ts";
 import { answerOf, byteRange, checkCopySourceIfMatch, copySourceOf, errorXml, header, NO_SUCH_BUCKET, objectHeaders, requestId, S3ErrorAnswer, target } from "./emulator-s3-http.ts";
 import { escapeXml, listVersionPage, versionPageXml, type VersionListOptions } from "./emulator-version-listing.ts";
-import { versionStore, type BucketVersions, type EmulatorObject, type Version } from "./emulator-versions.ts";
+import { type BucketVersions, type EmulatorObject, type Version } from "./emulator-versions.ts";
 
 /** A large version's body, read whole (for a copy). */
 function readVersionFile(file: string): Buffer {
@@ -46,77 +47,58 @@ class KeyLocks {
   }
 }
 
-/** Headers that belong to one connection, not to the request passed on. */
-const HOP_BY_HOP = new Set(["connection", "keep-alive", "proxy-connection", "upgrade", "expect", "te", "trailer"]);
-
-function passedOn(headers: http.IncomingHttpHeaders): http.OutgoingHttpHeaders {
-  const out: http.OutgoingHttpHeaders = {};
-  for (const [name, value] of Object.entries(headers)) if (value !== undefined && !HOP_BY_HOP.has(name)) out[name] = value;
-  return out;
-}
-
 async function readAll(request: http.IncomingMessage): Promise<Buffer> {
   const chunks: Buffer[] = [];
   for await (const chunk of request) chunks.push(Buffer.isBuffer(chunk) ? chunk : Buffer.from(String(chunk)));
   return Buffer.concat(chunks);
 }
 
-export interface VersionedFront {
-  readonly port: number;
-  stop(): Promise<void>;
+/** The request again, its body the bytes read from it already. */
+function replayed(request: http.IncomingMessage, body: Buffer): http.IncomingMessage {
+  const again = new http.IncomingMessage(request.socket);
+  again.method = request.method;
+  again.url = request.url;
+  again.httpVersionMajor = request.httpVersionMajor;
+  again.httpVersionMinor = request.httpVersionMinor;
+  again.httpVersion = request.httpVersion;
+  again.headers = request.headers;
+  again.rawHeaders = request.rawHeaders;
+  again.push(body);
+  again.push(null);
+  return again;
 }
 
-/** Serves fauxqs `server` on host:port with every bucket versioned. */
-export async function serveVersionedBuckets(server: FauxqsServer, options: { host: string; port: number; maxCopyObjectBytes?: number }): Promise<VersionedFront> {
-  let port: number;
-  let front: VersionedBucketServer;
-  try {
-    front = new VersionedBucketServer(await versionStore(server), server.port, options.maxCopyObjectBytes ?? MAX_COPY_BYTES);
-    port = await front.listen(options.host, options.port);
-  } catch (error) {
-    await server.stop();
-    throw error;
-  }
-  return {
-    port,
-    stop: async () => {
-      await front.close();
-      await server.stop();
-    },
+type RequestListener = (request: http.IncomingMessage, response: http.ServerResponse) => void;
+
+/**
+ * Serves every bucket versioned (`versions`, from versionStore) from fauxqs's
+ * own HTTP server `fauxqsHttp`: its request listeners (fauxqs's, and any
+ * layer before it) get what this layer passes on.
+ */
+export function serveVersionedBuckets(fauxqsHttp: http.Server, versions: BucketVersions, options: { maxCopyObjectBytes?: number } = {}): void {
+  const behind = fauxqsHttp.listeners("request");
+  const fauxqs: RequestListener = (request, response) => {
+    for (const listener of behind) Reflect.apply(listener, fauxqsHttp, [request, response]);
   };
+  const layer = new VersionedBucketLayer(versions, fauxqs, options.maxCopyObjectBytes ?? MAX_COPY_BYTES);
+  fauxqsHttp.removeAllListeners("request");
+  fauxqsHttp.on("request", (request: http.IncomingMessage, response: http.ServerResponse) => layer.handle(request, response));
 }
 
-class VersionedBucketServer {
+class VersionedBucketLayer {
   readonly #versions: BucketVersions;
-  readonly #upstreamPort: number;
+  readonly #fauxqs: RequestListener;
   readonly #maxCopyObjectBytes: number;
-  readonly #agent = new http.Agent({ keepAlive: true });
   readonly #locks = new KeyLocks();
-  readonly #server: http.Server;
 
-  constructor(versions: BucketVersions, upstreamPort: number, maxCopyObjectBytes: number) {
+  constructor(versions: BucketVersions, fauxqs: RequestListener, maxCopyObjectBytes: number) {
     this.#versions = versions;
-    this.#upstreamPort = upstreamPort;
+    this.#fauxqs = fauxqs;
     this.#maxCopyObjectBytes = maxCopyObjectBytes;
-    this.#server = http.createServer((request, response) => {
-      this.#handle(request, response).catch((error: unknown) => this.#fail(response, error));
-    });
   }
 
-  listen(host: string, port: number): Promise<number> {
-    return new Promise((resolve, reject) => {
-      this.#server.once("error", reject);
-      this.#server.listen(port, host, () => {
-        const address = this.#server.address();
-        resolve(typeof address === "object" && address ? address.port : port);
-      });
-    });
-  }
-
-  async close(): Promise<void> {
-    this.#server.closeAllConnections();
-    await new Promise<void>((resolve) => this.#server.close(() => resolve()));
-    this.#agent.destroy();
+  handle(request: http.IncomingMessage, response: http.ServerResponse): void {
+    this.#handle(request, response).catch((error: unknown) => this.#fail(response, error));
   }
 
   get #store() {
@@ -331,8 +313,9 @@ class VersionedBucketServer {
   }
 
   /**
-   * Passes the request to fauxqs and its answer back, with the headers
-   * onAnswer adds for its status; settles once the answer's head is sent.
+   * Hands the request to fauxqs (with the body given, when this layer read it
+   * already), its answer with the headers onAnswer adds for its status;
+   * settles once the answer's head is written, or the answer is dropped.
    */
   #forward(
     request: http.IncomingMessage,
@@ -340,26 +323,23 @@ class VersionedBucketServer {
     options: { path?: string; body?: Buffer; onAnswer?: (status: number) => Record<string, string> } = {},
   ): Promise<void> {
     return new Promise<void>((resolve) => {
-      const upstream = http.request(
-        { host: "127.0.0.1", port: this.#upstreamPort, method: request.method, path: options.path ?? request.url, headers: passedOn(request.headers), agent: this.#agent },
-        (answer) => {
-          const status = answer.statusCode ?? 502;
-          response.writeHead(status, { ...passedOn(answer.headers), ...options.onAnswer?.(status) });
-          answer.on("error", (error) => response.destroy(error));
-          answer.pipe(response);
+      const { onAnswer } = options;
+      const writeHead = response.writeHead;
+      // ServerResponse writes its head through writeHead, also when it is not called (end() without it).
+      Object.defineProperty(response, "writeHead", {
+        configurable: true,
+        writable: true,
+        value: (status: number, ...rest: unknown[]) => {
+          Object.defineProperty(response, "writeHead", { configurable: true, writable: true, value: writeHead });
+          for (const [name, value] of Object.entries(onAnswer?.(status) ?? {})) response.setHeader(name, value);
           resolve();
+          return Reflect.apply(writeHead, response, [status, ...rest]);
         },
-      );
-      upstream.on("error", (error) => {
-        this.#fail(response, error);
-        resolve();
       });
-      request.on("error", () => upstream.destroy());
-      response.on("close", () => {
-        if (!response.writableFinished) upstream.destroy();
-      });
-      if (options.body) upstream.end(options.body);
-      else request.pipe(upstream);
+      response.once("close", () => resolve());
+      const passed = options.body ? replayed(request, options.body) : request;
+      if (options.path !== undefined) passed.url = options.path;
+      this.#fauxqs(passed, response);
     });
   }
 

@@ -16,6 +16,8 @@ import { joinPartsOnDisk, removeLeftoverParts } from "./emulator-multipart.ts";
 import { listInByteOrder } from "./emulator-listing.ts";
 import { receiveFifoBatches } from "./emulator-fifo-batches.ts";
 import { serveVersionedBuckets } from "./emulator-versioned-bucket.ts";
+import { versionStore } from "./emulator-versions.ts";
+import { holdRequests } from "./emulator-request-hold.ts";
 import { listeningOnlyOn } from "./emulator-loopback.ts";
 
 export class PortInUseError extends Error {
@@ -79,18 +81,21 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Emul
   await putBodiesFromFiles();
   if (options.dataDir) removeLeftoverParts(options.dataDir);
   let fauxqsHttp: http.Server | undefined;
+  let release: ReturnType<typeof holdRequests> | undefined;
   const server = await listeningOnlyOn(
     HOST,
     () =>
       startFauxqs({
-        // A versioned emulator serves port from its front server, with fauxqs behind it.
-        port: options.versioned ? 0 : port,
+        port,
         host: HOST,
         logger: false,
         ...(options.dataDir ? { dataDir: options.dataDir } : {}),
       }),
     (opened) => {
-      if (opened instanceof http.Server) fauxqsHttp ??= opened;
+      if (opened instanceof http.Server && !fauxqsHttp) {
+        fauxqsHttp = opened;
+        release = holdRequests(opened);
+      }
     },
   );
   // Large bodies stay out of memory also without a dataDir: in a temp folder, removed on stop.
@@ -100,8 +105,15 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Emul
     const largeBodyBytes = options.largeBodyBytes ?? LARGE_BODY_BYTES;
     if (isPersistenceManager(store.persistence)) setLargeBodyBytes(store.persistence, largeBodyBytes);
     else store.persistence = memory = new MemoryBodies({ largeBodyBytes });
-    if (!fauxqsHttp) throw new Error("internal: fauxqs opened no HTTP server");
-    serveBodiesFromFiles(fauxqsHttp, store, options.maxCopyObjectBytes !== undefined ? { maxCopyObjectBytes: options.maxCopyObjectBytes } : {});
+    if (!fauxqsHttp || !release) throw new Error("internal: fauxqs opened no HTTP server");
+    const httpServer = fauxqsHttp;
+    const copyLimit = options.maxCopyObjectBytes !== undefined ? { maxCopyObjectBytes: options.maxCopyObjectBytes } : {};
+    const versions = options.versioned ? await versionStore(server) : undefined;
+    release(() => {
+      serveBodiesFromFiles(httpServer, store, copyLimit);
+      // The versioned layer answers first, in the same server: one HTTP hop per request.
+      if (versions) serveVersionedBuckets(httpServer, versions, copyLimit);
+    });
   } catch (error) {
     await server.stop();
     memory?.close();
@@ -114,13 +126,6 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Emul
       memory?.close();
     }
   };
-  if (options.versioned) {
-    const front = await serveVersionedBuckets(server, { host: HOST, port, ...(options.maxCopyObjectBytes !== undefined ? { maxCopyObjectBytes: options.maxCopyObjectBytes } : {}) }).catch((error: unknown) => {
-      memory?.close();
-      throw error;
-    });
-    return { endpoint: `http://${HOST}:${front.port}`, port: front.port, stop: () => stopping(() => front.stop()) };
-  }
   return { endpoint: `http://${HOST}:${server.port}`, port: server.port, stop: () => stopping(() => server.stop()) };
 }
 

@@ -2,7 +2,9 @@
 // failure to load TypeScript), on a current one the CLI itself.
 
 import { execFileSync } from "node:child_process";
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
 import { runProcess } from "../support/cli.ts";
@@ -47,6 +49,22 @@ describe("the tidemark bin", () => {
     expect(version).toMatchObject({ code: 0, stdout: "tidemark 0.1.0\n" });
     const usage = await runProcess(process.execPath, [LAUNCHER, "stauts"]);
     expect(usage.code).toBe(2);
+  });
+
+  it("loads no TypeScript compiler once the compile cache holds the sources (it is on before the first .ts module)", async () => {
+    // The cache's default folder is under the OS's temporary folder: a fresh one, so the first run fills it.
+    const temp = mkdtempSync(join(tmpdir(), "tidemark-launcher-"));
+    const { NODE_COMPILE_CACHE: _dir, NODE_DISABLE_COMPILE_CACHE: _off, ...inherited } = process.env;
+    const env = { ...inherited, TMPDIR: temp };
+    const report = `data:text/javascript,process.on("exit",()=>process.stderr.write("typescript compiler loaded: "+process.moduleLoadList.some((m)=>m.includes("amaro"))+"\\n"))`;
+    try {
+      const first = await runProcess(process.execPath, ["--import", report, LAUNCHER, "--version"], { env });
+      expect(first).toMatchObject({ code: 0, stderr: "typescript compiler loaded: true\n" });
+      const second = await runProcess(process.execPath, ["--import", report, LAUNCHER, "--version"], { env });
+      expect(second).toMatchObject({ code: 0, stdout: "tidemark 0.1.0\n", stderr: "typescript compiler loaded: false\n" });
+    } finally {
+      rmSync(temp, { recursive: true, force: true });
+    }
   });
 
   it.skipIf(older === undefined)("says in one line what an older Node.js lacks and how to get it, and exits 1", async () => {

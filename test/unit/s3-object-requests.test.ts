@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto";
 import type { ServerResponse } from "node:http";
 import { GetObjectCommand, HeadObjectCommand, PutObjectCommand, S3Client } from "@aws-sdk/client-s3";
 import { getEndpointFromInstructions } from "@smithy/core/endpoints";
@@ -115,6 +116,27 @@ describe("requests on the wire", () => {
       await direct.put("k", Buffer.from("x"), {});
       const [request] = capture.server.requests;
       expect(request && checkSigV4(request, CREDENTIALS.secretAccessKey).ok).toBe(false);
+    } finally {
+      direct.close();
+    }
+  });
+
+  it("signs a PUT's SHA-256 checksum as its payload hash, so that S3 checks the body against the one hash twice (it is not hashed again)", async () => {
+    const direct = await open(clientFor(capture.server.endpoint));
+    try {
+      const body = Buffer.from("the bytes the applier checked");
+      const sha256 = createHash("sha256").update(body).digest();
+      await direct.put("checked", body, {}, sha256.toString("base64"));
+      // A claim that does not match the body is signed as it is: S3 refuses it (XAmzContentSHA256Mismatch, BadDigest).
+      const other = createHash("sha256").update("other bytes").digest();
+      await direct.put("claimed", body, {}, other.toString("base64"));
+      const [checked, claimed] = capture.server.requests.splice(0, 2) as [WireRequest, WireRequest];
+      expect(checked.headers["x-amz-content-sha256"]).toBe(sha256.toString("hex"));
+      expect(checked.headers["x-amz-checksum-sha256"]).toBe(sha256.toString("base64"));
+      expect(claimed.headers["x-amz-content-sha256"]).toBe(other.toString("hex"));
+      const check = checkSigV4(checked, CREDENTIALS.secretAccessKey);
+      expect(check.ok, check.reason).toBe(true);
+      expect(check.signedHeaders).toContain("x-amz-content-sha256");
     } finally {
       direct.close();
     }
