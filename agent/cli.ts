@@ -11,6 +11,14 @@ import { didYouMean } from "./suggest.ts";
 // each entry against the source, and NODE_DISABLE_COMPILE_CACHE=1 turns it off.
 enableCompileCache();
 
+// A reader that stops early (`tidemark status | head -1`) closes the pipe: the rest of the output has nowhere to go,
+// which is no failure of the command's, so it finishes with its own exit code instead of a stack trace.
+for (const stream of [process.stdout, process.stderr]) {
+  stream.on("error", (error: NodeJS.ErrnoException) => {
+    if (error.code !== "EPIPE") throw error;
+  });
+}
+
 /**
  * The commands, each loaded only when run: a script calling `tidemark task`
  * should not pay for loading the emulator, the CDK reader and the AWS SDK.
