@@ -36,6 +36,8 @@ export interface OperationDeps {
   /** True when a marker's action holds the set's stream: a wait behind it is not stalled. */
   readonly markerRunning?: (set: string) => Promise<boolean>;
   readonly pollMs?: number;
+  /** Ends a wait on the target at once: the agent is stopping, and no wait may keep its process alive. */
+  readonly signal?: AbortSignal;
 }
 
 export class OperationTimeoutError extends Error {
@@ -63,6 +65,7 @@ function waitForReport<T>(deps: OperationDeps, what: string, read: () => Promise
       ...(deps.markerRunning ? { busy: () => deps.markerRunning?.(set) ?? Promise.resolve(false) } : {}),
       ...(deps.pollMs !== undefined ? { pollMs: deps.pollMs } : {}),
       ...(deps.onProgress ? { onProgress: deps.onProgress } : {}),
+      ...(deps.signal ? { signal: deps.signal } : {}),
     },
   );
 }
