@@ -104,6 +104,7 @@ const EXPECTED = new Set([
   "OwnerKeyError",
   "HistoryError",
   "TimeSpecError",
+  "PortInUseError",
 ]);
 
 main(process.argv.slice(2)).then(
