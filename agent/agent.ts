@@ -5,6 +5,7 @@
 // set-recovery, set-sender); this file wires them and runs them per set.
 // With monitorEnabled=false nothing runs in the background: tests step it.
 
+import { dirname } from "node:path";
 import type { SetStatus, VerifyReport } from "../contract/layout.ts";
 import type { Compression } from "../contract/wire.ts";
 import type { DrillReport } from "../contract/drills.ts";
@@ -14,6 +15,7 @@ import { JournalHealth } from "./journal-health.ts";
 import type { AgentProblem } from "./problem-file.ts";
 import { silentLogger, type Logger } from "./log.ts";
 import type { ScanReport } from "./scan.ts";
+import { beginScan, endScan } from "./scan-progress.ts";
 import type { PackedMarker } from "./sender.ts";
 import type { BusyFileOptions } from "./busy-files.ts";
 import { Backlog } from "./set-backlog.ts";
@@ -197,12 +199,16 @@ export class Agent {
         this.log.warn("target status not readable; the journal's continuity is checked before the first send", { set: runner.spec.name, error: String(error) }),
       );
       let report: ScanReport;
+      const stateDir = dirname(this.journal.path);
+      beginScan(stateDir, runner.spec.name);
       try {
         report = await runner.capture.scan();
       } catch (error) {
         // A full disk at start: the agent waits for space and catches up then, like a supervisor would want.
         if (this.health.handle(error) && this.health.full) continue;
         throw journalFault(error, this.journal.path);
+      } finally {
+        endScan(stateDir, runner.spec.name);
       }
       this.log.info("set scanned", { set: runner.spec.name, entries: report.entries, journaled: report.changes });
     }

@@ -35,6 +35,8 @@ export interface SetFacts {
   /** The target's status, or why it could not be read. */
   readonly target: { readonly status: SetStatus } | { readonly error: string };
   readonly now: Date;
+  /** Since when the agent's start scan of the set runs (scan-progress.ts): the journal does not hold all the source holds yet. */
+  readonly scanningSince?: string;
 }
 
 export type ProblemCheck = (facts: SetFacts) => Problem[];
@@ -156,5 +158,5 @@ export function findProblems(facts: SetFacts, checks: readonly ProblemCheck[] = 
 /** The target applied everything this journal's generation holds, and nothing waits to be sent. */
 export function caughtUp(facts: SetFacts): boolean {
   const status = targetStatus(facts);
-  return status !== undefined && sameGeneration(facts) && facts.counters.backlogRecords === 0 && status.lastSeq === facts.counters.nextSeq - 1;
+  return status !== undefined && facts.scanningSince === undefined && sameGeneration(facts) && facts.counters.backlogRecords === 0 && status.lastSeq === facts.counters.nextSeq - 1;
 }

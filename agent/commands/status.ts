@@ -9,6 +9,7 @@ import { caughtUp, findProblems, type NotReplicated, type Problem, type SetFacts
 import { escapeControl, formatBytes, table } from "../format.ts";
 import { skippedNow } from "../skipped-names.ts";
 import { readProblem, type AgentProblem } from "../problem-file.ts";
+import { scanningSince } from "../scan-progress.ts";
 import { stringOption, type Command } from "./command.ts";
 
 export interface SetReport {
@@ -115,7 +116,8 @@ export async function collectStatus(configFile: string): Promise<SetReport[]> {
         const skipped: NotReplicated[] = journal
           ? [...journal.skipped(spec.name), ...skippedNow(journal.skippedNames, spec.name, spec.root).map(({ path, reason }) => ({ path, reason }))]
           : [];
-        const setFacts: SetFacts = { set: spec.name, counters, generation, skipped, drill, journalProblem, target: facts, now: new Date() };
+        const scanning = scanningSince(config.stateDir, spec.name);
+        const setFacts: SetFacts = { set: spec.name, counters, generation, skipped, drill, journalProblem, target: facts, now: new Date(), ...(scanning ? { scanningSince: scanning } : {}) };
         const problems = findProblems(setFacts);
         const upToDate = caughtUp(setFacts);
         return {
@@ -160,7 +162,9 @@ queue), messages and bytes sent, the last seq sent, the last seq the target
 applied (read from the target bucket), and the state:
   in sync       the target applied everything this journal holds (in its
                 current generation) and nothing is wrong
-  catching up   nothing is wrong; the target has not applied all of it yet
+  catching up   nothing is wrong; the target has not applied all of it yet,
+                or the agent's scan at start (a first mirror) is still
+                journaling the tree
   NOT IN SYNC   something is wrong; each problem is listed below the table:
                 the target unreachable or holding the set out of sync, the
                 target ahead of the journal or in another generation (journal
