@@ -129,8 +129,8 @@ export async function capture(journal: Journal, spec: SetSpec, path: string, opt
     else changes.push(...deletesFor(journal, spec.name, path));
     return { changes, isDirectory: false };
   }
-  // Sockets, FIFOs and devices have no content to replicate.
-  return { changes: [], isDirectory: false };
+  // Sockets, FIFOs and devices have no content to replicate: what the path held before is gone from the source.
+  return { changes: known ? deletesFor(journal, spec.name, path) : [], isDirectory: false };
 }
 
 /** sha256 of a whole stream and of each BLOCK_SIZE block of it (and, when asked, each chunk's fingerprint), fed in chunks of any size. */

@@ -12,6 +12,14 @@ import { didYouMean } from "./suggest.ts";
 // before this file is read; here it covers `node agent/cli.ts`.
 enableCompileCache();
 
+// A reader that stops early (`tidemark status | head -1`) closes the pipe: the rest of the output has nowhere to go,
+// which is no failure of the command's, so it finishes with its own exit code instead of a stack trace.
+for (const stream of [process.stdout, process.stderr]) {
+  stream.on("error", (error: NodeJS.ErrnoException) => {
+    if (error.code !== "EPIPE") throw error;
+  });
+}
+
 /**
  * The commands, each loaded only when run: a script calling `tidemark task`
  * should not pay for loading the emulator, the CDK reader and the AWS SDK.
@@ -97,6 +105,7 @@ const EXPECTED = new Set([
   "OwnerKeyError",
   "HistoryError",
   "TimeSpecError",
+  "PortInUseError",
 ]);
 
 main(process.argv.slice(2)).then(

@@ -3,6 +3,7 @@
 // are written synchronously, so nothing is lost when the process exits.
 
 import { pino, stdSerializers, stdTimeFunctions, type Logger as PinoLogger } from "pino";
+import { escapeControl } from "./format.ts";
 
 export type Level = "debug" | "info" | "warn" | "error";
 export type Fields = Record<string, unknown>;
@@ -22,13 +23,16 @@ interface Line {
   [field: string]: unknown;
 }
 
-/** `2026-11-24T10:00:00.000Z info  set scanned set=docs entries=3`: strings bare, the rest as JSON. */
+/**
+ * `2026-11-24T10:00:00.000Z info  set scanned set=docs entries=3`: strings bare, the rest as JSON. Control
+ * characters are shown escaped, so a file named "x\n2026-... error ..." cannot forge a line of the log.
+ */
 export function humanLine(json: string): string {
   const { time, level, msg, ...fields } = JSON.parse(json) as Line;
   const extra = Object.entries(fields)
-    .map(([k, v]) => `${k}=${typeof v === "string" ? v : JSON.stringify(v)}`)
+    .map(([k, v]) => `${k}=${typeof v === "string" ? escapeControl(v) : JSON.stringify(v)}`)
     .join(" ");
-  return `${time} ${level.padEnd(5)} ${msg}${extra ? ` ${extra}` : ""}`;
+  return `${time} ${level.padEnd(5)} ${escapeControl(msg)}${extra ? ` ${extra}` : ""}`;
 }
 
 export function createLogger(options: { json?: boolean; level?: Level; write?: (line: string) => void } = {}): Logger {

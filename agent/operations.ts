@@ -36,6 +36,8 @@ export interface OperationDeps {
   /** True when a marker's action holds the set's stream: a wait behind it is not stalled. */
   readonly markerRunning?: (set: string) => Promise<boolean>;
   readonly pollMs?: number;
+  /** Ends a wait on the target at once: the agent is stopping, and no wait may keep its process alive. */
+  readonly signal?: AbortSignal;
 }
 
 export class OperationTimeoutError extends Error {
@@ -63,6 +65,7 @@ function waitForReport<T>(deps: OperationDeps, what: string, read: () => Promise
       ...(deps.markerRunning ? { busy: () => deps.markerRunning?.(set) ?? Promise.resolve(false) } : {}),
       ...(deps.pollMs !== undefined ? { pollMs: deps.pollMs } : {}),
       ...(deps.onProgress ? { onProgress: deps.onProgress } : {}),
+      ...(deps.signal ? { signal: deps.signal } : {}),
     },
   );
 }
@@ -84,7 +87,8 @@ export async function runVerify(
 /**
  * Brings a set that went out of sync back: full resends everything behind a
  * resync record; diff and checksum restart the seq chain and repair only
- * what a verification finds missing or different.
+ * what a verification finds missing or different, and delete (or move
+ * aside) what the source no longer holds.
  */
 export async function recoverSet(deps: OperationDeps, set: string, reason: string, mode: MirrorMode, orphans: OrphanPolicy): Promise<void> {
   // A volume has no verification: every block is read again and the target's block map rebuilt.
@@ -92,8 +96,12 @@ export async function recoverSet(deps: OperationDeps, set: string, reason: strin
     await deps.agent.fullMirror(set, reason);
     return;
   }
+  // Whatever the target holds of the set came from its stream: what the source no longer holds is a deletion the
+  // target missed (made while no journal saw it, or in a lost message). A recovery applies it, or moves it aside
+  // when the config says so, rather than only reporting it; the history keeps it restorable for the window.
+  const missed: OrphanPolicy = orphans === "move-aside" ? "move-aside" : "delete";
   await deps.agent.restartChain(set, reason);
-  await runVerify(deps, set, { deep: mode === "checksum", repair: true, orphans });
+  await runVerify(deps, set, { deep: mode === "checksum", repair: true, orphans: missed });
 }
 
 export interface MirrorResult {

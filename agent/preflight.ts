@@ -13,6 +13,19 @@ function describe(error: unknown): string {
   return e?.code ?? e?.cause?.code ?? e?.name ?? e?.message ?? String(error);
 }
 
+const NETWORK_FAILURE = /ECONN|ENOTFOUND|EAI_AGAIN|ETIMEDOUT|EHOSTUNREACH|ENETUNREACH|TimeoutError/;
+
+/**
+ * A network failure of a command reading the target, as an UnreachableError naming what it tried to reach and
+ * what to check (the SDK's own "connect ECONNREFUSED 127.0.0.1:4566" says neither); any other error as it was.
+ */
+export function unreachableOr(error: unknown, what: string, endpoint: string | undefined): unknown {
+  if (!NETWORK_FAILURE.test(describe(error))) return error;
+  const detail = error instanceof Error && error.message ? error.message : describe(error);
+  const local = endpoint ? "is `tidemark local` running? " : "";
+  return new UnreachableError(`cannot reach ${what} at ${endpoint ?? "AWS"}: ${detail} (${local}\`tidemark doctor\` checks the endpoint, proxy and credentials)`);
+}
+
 export async function checkTarget(options: {
   sqs: SQSClient;
   s3: S3Client;

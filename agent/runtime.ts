@@ -166,7 +166,10 @@ export async function startAgent(config: AgentConfig, log: Logger, options: { ig
     recover: async (set, reason) => {
       recoverSet(operations(), set, reason, config.mirror.afterOutOfSync, config.orphans).then(
         () => log.info("set recovered", { set, mode: config.mirror.afterOutOfSync }),
-        (error: unknown) => log.error("recovery failed; it is retried when the status is next read", { set, error: String(error) }),
+        (error: unknown) => {
+          // Stopping ends the recovery's wait on the target; the next start recovers the set again.
+          if (!controller.signal.aborted) log.error("recovery failed; it is retried when the status is next read", { set, error: String(error) });
+        },
       );
     },
     log,
@@ -178,6 +181,8 @@ export async function startAgent(config: AgentConfig, log: Logger, options: { ig
     targetStatus: (set) => readSetStatus(store, set),
     markerRunning: (set) => markerRunning(store, set),
     ...(onProgress ? { onProgress } : {}),
+    // A recovery, verification or prune waiting on a target that does not move must not keep a stopped agent alive.
+    signal: controller.signal,
   });
   const knownSet = (set: string) => {
     if (!agent.sets.includes(set)) throw new Error(`no set named "${set}" in ${config.file} (sets: ${agent.sets.join(", ")})`);

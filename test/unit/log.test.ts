@@ -52,3 +52,13 @@ it("passes the applier's JSON lines through at their level, and other lines as t
     expect.objectContaining({ level: "info", msg: "not json" }),
   ]);
 });
+
+it("shows control characters of a name escaped, so a file name cannot forge a line of the readable log", () => {
+  const lines: string[] = [];
+  const forged = "x\n2026-11-30T10:00:00.000Z info  set recovered set=www";
+  createLogger({ write: (line) => lines.push(line) }).warn(`not replicated: ${forged}`, { set: "www", path: `${forged}\u202e\x1b[2J` });
+  expect(lines).toHaveLength(1);
+  for (const raw of ["\n", "\x1b", "\u202e"]) expect(lines[0]).not.toContain(raw);
+  expect(lines[0]).toContain("not replicated: x\\n2026-11-30T10:00:00.000Z info  set recovered set=www set=www path=x\\n2026");
+  expect(lines[0]).toMatch(/\\u202e\\x1b\[2J$/);
+});
