@@ -9,6 +9,8 @@ export interface ClientUse {
   readonly maxAttempts?: number;
   /** Requests the caller keeps in flight at once. */
   readonly maxSockets?: number;
+  /** A request that sends and receives nothing for this long is abandoned (the SDK's default otherwise: a minute). */
+  readonly idleTimeoutMs?: number;
 }
 
 /** `endpoint` is the config's S3 and SQS endpoint unless another API's is given (the EBS direct API's `ebsEndpoint`; undefined for AWS's). */
@@ -21,6 +23,7 @@ export function clientOptionsOf(config: AgentConfig, use: ClientUse = {}, endpoi
       ...(config.proxy !== undefined ? { proxy: config.proxy } : {}),
       ...(config.caBundle !== undefined ? { caBundle: config.caBundle } : {}),
       ...(use.maxSockets !== undefined ? { maxSockets: use.maxSockets } : {}),
+      ...(use.idleTimeoutMs !== undefined ? { idleTimeoutMs: use.idleTimeoutMs } : {}),
     },
   };
 }

@@ -93,11 +93,19 @@ async function stallFacts(journal: Journal | undefined, store: S3Store, set: str
   return { unapplied, markerRunning: await markerRunning(store, set).catch(() => false) };
 }
 
+/**
+ * A status read is a few small objects: an endpoint that accepts the
+ * connection and never answers (a black-holed route, a stuck proxy) fails it
+ * in this long per attempt rather than the SDK's minute, so cron and
+ * monitoring get an answer in well under a minute.
+ */
+export const STATUS_IDLE_TIMEOUT_MS = 15_000;
+
 export async function collectStatus(configFile: string): Promise<SetReport[]> {
   const config = loadConfig(configFile);
   const journal = existsSync(join(config.stateDir, "journal.db")) ? Journal.open(config.stateDir) : undefined;
   const journalProblem = readProblem(config.stateDir);
-  const s3 = makeS3Client(clientOptionsOf(config, { maxAttempts: 2 }));
+  const s3 = makeS3Client(clientOptionsOf(config, { maxAttempts: 2, idleTimeoutMs: STATUS_IDLE_TIMEOUT_MS }));
   const store = new S3Store(s3, config.bucket);
   try {
     return await Promise.all(
@@ -131,7 +139,8 @@ export async function collectStatus(configFile: string): Promise<SetReport[]> {
           facts = { error: message };
           target = { reachable: false, error: message };
         }
-        const drill = await latestDrillReport(store, spec.name).catch(() => undefined);
+        // A target that did not answer the status read is not asked again for the drill report (each read waits its timeout).
+        const drill = target.reachable ? await latestDrillReport(store, spec.name).catch(() => undefined) : undefined;
         const skipped: NotReplicated[] = journal
           ? [...journal.skipped(spec.name), ...skippedNow(journal.skippedNames, spec.name, spec.root).map(({ path, reason }) => ({ path, reason }))]
           : [];
