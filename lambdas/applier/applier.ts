@@ -343,10 +343,9 @@ export class Applier {
     await this.#folders.commit(this.#store, status, history?.checkpointDue() ?? true, this.#now().getTime());
     // Staged payloads are only needed until the checkpoint covers them.
     const removeStaged = async () => {
-      for (const content of prepared.values()) {
-        if ("staged" in content && content.staged !== undefined) await this.#store.delete(content.staged);
-      }
-      if (pack.read && pack.key !== undefined) await this.#store.delete(pack.key);
+      const staged = [...prepared.values()].flatMap((content) => ("staged" in content && content.staged !== undefined ? [content.staged] : []));
+      if (pack.read && pack.key !== undefined) staged.push(pack.key);
+      await mapConcurrent(staged, APPLY_CONCURRENCY, (key) => this.#store.delete(key));
     };
     if (batch && history) {
       // The entries wait for the batch's one segment (batch-segments.ts); a status that changed beyond progress is written now, after them.

@@ -67,8 +67,8 @@ export class BatchSegments {
         try {
           for (const waiting of list) {
             await waiting.recorder.flush();
-            if (!waiting.abandoned) await settle(waiting.status, waiting.recorder);
-            for (const work of waiting.after) await work();
+            // Once the segment is durable, the status write and the removal of what it covers need not wait for each other.
+            await Promise.all([waiting.abandoned ? undefined : settle(waiting.status, waiting.recorder), ...waiting.after.map((work) => work())]);
           }
         } catch (error) {
           failed.set(set, error);

@@ -12,7 +12,7 @@ import type { SQSRecord } from "aws-lambda";
 import { expect, it } from "vitest";
 import { restoreAt } from "../../agent/restore-at.ts";
 import { segmentsPrefix } from "../../contract/history.ts";
-import { stagingKey } from "../../contract/layout.ts";
+import { stagingKey, statusKey } from "../../contract/layout.ts";
 import { generateSigningKey, type SigningKey } from "../../contract/signing.ts";
 import { encodeInline, type WireRecord } from "../../contract/wire.ts";
 import { Applier } from "../../lambdas/applier/applier.ts";
@@ -200,4 +200,51 @@ it.each([
   expect(status.lastSeq).toBe(8);
   expect(await recordedSeqs(store)).toEqual(Array.from({ length: 8 }, (_, i) => i + 1));
   for (let seq = 3; seq <= 8; seq++) expect(await restoredAt(store, at(seq))).toEqual(expectedAfter(seq));
+});
+
+it("once the batch's segment is durable, writes the status and removes the staged payloads it covers at once, never before", async () => {
+  /** Logs when each write starts and ends; each takes a turn of the event loop, so writes issued together overlap. */
+  class OverlapStore extends WatchedStore {
+    readonly log: string[] = [];
+    async #track<T>(key: string, write: () => Promise<T>): Promise<T> {
+      this.log.push(`start ${key}`);
+      await new Promise((resolve) => setImmediate(resolve));
+      try {
+        return await write();
+      } finally {
+        this.log.push(`end ${key}`);
+      }
+    }
+    override put(key: string, body: Uint8Array, meta?: Record<string, string>): Promise<WriteResult> {
+      return this.#track(key, () => super.put(key, body, meta));
+    }
+    override delete(key: string): Promise<void> {
+      return this.#track(key, () => super.delete(key));
+    }
+  }
+  const store = new OverlapStore();
+  const now = () => new Date(T0 + 1_000_000);
+  expect((await createHandler(new Applier({ store, log: () => {}, now }), () => {})({ Records: [message(1)] })).batchItemFailures).toEqual([]);
+  const records = [put(3, "s3", "staged 3"), put(4, "s4", "staged 4"), put(5, "s5", "staged 5")];
+  for (const record of records) if (record.op === "put") await store.put(stagingKey(SET, record.seq, record.sha256), Buffer.from(`staged ${record.seq}`));
+  const staged = records.map((r) => ({ ...r, content: { kind: "staged" as const } }));
+  store.log.length = 0;
+  // A cold applier: it writes the status at the end of the batch rather than leaving it to the segment.
+  const handler = createHandler(new Applier({ store, log: () => {}, now }), () => {});
+  expect((await handler({ Records: [sqsRecord("m3", messageBody(SET, staged)), message(6)] })).batchItemFailures).toEqual([]);
+  expect((await readSetStatus(store, SET)).lastSeq).toBe(7);
+
+  const segmentEnd = store.log.findIndex((line) => line.startsWith(`end ${segmentsPrefix(SET)}`));
+  const after = (prefix: string) => store.log.flatMap((line, i) => (line.startsWith(`start ${prefix}`) ? [i] : []));
+  const removals = after(`staging/${SET}/`);
+  const statusWrites = after(statusKey(SET));
+  expect(removals).toHaveLength(3);
+  expect(statusWrites).toHaveLength(1);
+  // Nothing that relies on the segment starts before it is durable...
+  expect(segmentEnd).toBeGreaterThanOrEqual(0);
+  for (const i of [...removals, ...statusWrites]) expect(i).toBeGreaterThan(segmentEnd);
+  // ...and then all of it is in flight together.
+  const lastStart = Math.max(...removals, ...statusWrites);
+  const firstEnd = store.log.findIndex((line, i) => i > segmentEnd && (line.startsWith(`end staging/${SET}/`) || line.startsWith(`end ${statusKey(SET)}`)));
+  expect(lastStart).toBeLessThan(firstEnd);
 });
