@@ -228,13 +228,19 @@ export class HistoryRecorder {
 
   /** Writes what was recorded since the last flush as the next segment; the caller then writes the status, which names it. */
   async flush(): Promise<void> {
-    if (this.#entries.length === 0) return;
+    // Nothing recorded: the status written next carries the checkpoint. After an abandoned message nothing is
+    // written but the segment, which then holds the checkpoint of the messages that ended even if they recorded nothing.
+    if (this.#entries.length === 0 && this.#pinned === undefined) {
+      this.#ended = undefined;
+      return;
+    }
     // The segment carries the checkpoint as it stands once its records count: readers fold it if the status waits.
     const checkpoint = this.#pinned ?? this.#nextCheckpoint();
     await writeSegment(this.#store, this.#set, this.#cursor.segment, this.#entries, checkpointMeta(checkpoint));
     this.#cursor.segment += 1;
     this.#entries = [];
     this.#ended = undefined;
+    this.#pinned = undefined;
     this.#status.history = this.#cursor;
     this.#covered = checkpoint;
   }

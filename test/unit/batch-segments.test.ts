@@ -248,3 +248,21 @@ it("once the batch's segment is durable, writes the status and removes the stage
   const firstEnd = store.log.findIndex((line, i) => i > segmentEnd && (line.startsWith(`end staging/${SET}/`) || line.startsWith(`end ${statusKey(SET)}`)));
   expect(lastStart).toBeLessThan(firstEnd);
 });
+
+it("keeps the checkpoint of messages that recorded no history (skipped records) when a later message of the batch fails", async () => {
+  const { store, handler } = setup();
+  expect((await handler({ Records: [message(1)] })).batchItemFailures).toEqual([]);
+  const skips = sqsRecord("m3", messageBody(SET, [{ seq: 3, at: at(3), op: "skip" }, { seq: 4, at: at(4), op: "skip" }]));
+  store.failing = (key) => key.endsWith("/g5");
+  const response = await handler({ Records: [skips, message(5)] });
+  expect(response.batchItemFailures).toEqual([{ itemIdentifier: "m5" }]);
+  // m3 is acknowledged: its seqs count, or the redelivered m5 would find a gap.
+  expect((await readSetStatus(store, SET)).lastSeq).toBe(4);
+
+  store.failing = undefined;
+  expect((await handler({ Records: [message(5)] })).batchItemFailures).toEqual([]);
+  const status = await readSetStatus(store, SET);
+  expect(status.state).toBe("in-sync");
+  expect(status.lastSeq).toBe(6);
+  expect(await restoredAt(store, at(6))).toEqual({ f: "f at 5", g1: "g 1", g5: "g 5" });
+});
