@@ -79,7 +79,7 @@ export function createHandler(applier: Applier, emit: (line: string) => void = c
 }
 
 /** The response with every message of the groups in `failed` reported failed too, in the batch's order. */
-export function withGroupsFailed(event: SQSEvent, response: SQSBatchResponse, failed: ReadonlySet<string>): SQSBatchResponse {
+function withGroupsFailed(event: SQSEvent, response: SQSBatchResponse, failed: ReadonlySet<string>): SQSBatchResponse {
   if (failed.size === 0) return response;
   const ids = new Set(response.batchItemFailures.map((f) => f.itemIdentifier));
   for (const record of event.Records) if (failed.has(record.attributes.MessageGroupId ?? "")) ids.add(record.messageId);
