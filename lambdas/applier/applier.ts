@@ -41,7 +41,7 @@ import { HistoryRecorder, windowPruneOptions, type HistorySettings } from "../hi
 import { HistoryMemory } from "../history/live-content.ts";
 import { settledFields, StatusSchedule } from "./status-schedule.ts";
 import { DeferredFolders, readsFolders } from "./folder-writes.ts";
-import { RENAMED_BY, renamedAlready, renameMark } from "./renames.ts";
+import { RENAMED_BY, renamedBefore, renameMark } from "./renames.ts";
 import type { BatchMemory } from "./batch-memory.ts";
 import { readOwner } from "../target/owner.ts";
 
@@ -632,8 +632,10 @@ export class Applier {
         const object = await this.#store.head(from);
         const to = dataKey(set, record.to);
         const mark = renameMark(status.generation, record.seq);
-        if (await renamedAlready(this.#store, to, mark)) {
-          // Applied before this delivery: only the source's removal may be left to do.
+        const before = await renamedBefore(this.#store, to, mark);
+        if (before) {
+          // Applied before this delivery: only the source's removal may be left to do, and the history names the version moved then.
+          await written(to, Promise.resolve(before));
           if (object) await preserve(from);
           await this.#store.delete(from);
           return 0;

@@ -22,6 +22,7 @@ import { readSetStatus } from "../../lambdas/store/set-status.ts";
 import { MemoryStore } from "../../lambdas/store/memory-store.ts";
 import type { CopyOptions, WriteResult } from "../../lambdas/store/store.ts";
 import { messageBody, putRecord, signedSqsAttributes } from "../support/messages.ts";
+import { seededRandom } from "../support/seeded-random.ts";
 import { tempDir } from "../support/tree.ts";
 
 const SET = "docs";
@@ -265,4 +266,101 @@ it("keeps the checkpoint of messages that recorded no history (skipped records) 
   expect(status.state).toBe("in-sync");
   expect(status.lastSeq).toBe(6);
   expect(await restoredAt(store, at(6))).toEqual({ f: "f at 5", g1: "g 1", g5: "g 5" });
+});
+
+/** Writes fail once, from the n-th on while `failAfter` is set: an applier killed anywhere in a batch. */
+class KillableStore extends MemoryStore {
+  failAfter: number | undefined;
+  kills = 0;
+  #writes = 0;
+  #write(): void {
+    if (this.failAfter === undefined) return;
+    this.#writes += 1;
+    if (this.#writes < this.failAfter) return;
+    this.failAfter = undefined;
+    this.#writes = 0;
+    this.kills += 1;
+    throw new Error("applier killed mid-batch");
+  }
+  override async put(key: string, body: Uint8Array, meta?: Record<string, string>): Promise<WriteResult> {
+    this.#write();
+    return super.put(key, body, meta);
+  }
+  override async copy(from: string, to: string, meta: Record<string, string>, options?: CopyOptions): Promise<WriteResult> {
+    this.#write();
+    return super.copy(from, to, meta, options);
+  }
+  override async delete(key: string): Promise<void> {
+    this.#write();
+    return super.delete(key);
+  }
+}
+
+it.each([
+  ["an unversioned bucket", false],
+  ["a versioned bucket", true],
+])("restores every moment of random batches applied through kills anywhere in them, redelivered as SQS does (%s)", async (_what, versioned) => {
+  const store = new KillableStore({ versioned });
+  const handler = createHandler(new Applier({ store, log: () => {}, now: () => new Date(T0 + 10_000_000) }), () => {});
+  const random = seededRandom(versioned ? 17 : 29);
+  // The source as each seq left it, and the queue of messages not yet acknowledged.
+  const tree = new Map<string, string>();
+  const moments: Record<string, string>[] = [{}];
+  const queue: SQSRecord[] = [];
+  const skips = new Set<number>();
+  let seq = 0;
+  for (let m = 0; m < 60; m++) {
+    const records: WireRecord[] = [];
+    for (let r = 1 + random(3); r > 0; r--) {
+      seq += 1;
+      const files = [...tree.keys()];
+      const pick = random(10);
+      const from = files[random(Math.max(files.length, 1))];
+      if (pick < 5 || from === undefined) {
+        const path = `f${random(8)}`;
+        const text = `${path} at ${seq}`;
+        records.push(put(seq, path, text));
+        tree.set(path, text);
+      } else if (pick < 7) {
+        records.push({ seq, at: at(seq), op: "delete", path: from });
+        tree.delete(from);
+      } else if (pick < 9) {
+        const to = `f${random(8)}`;
+        if (to === from) {
+          records.push({ seq, at: at(seq), op: "skip" });
+          skips.add(seq);
+        } else {
+          records.push({ seq, at: at(seq), op: "rename", from, to });
+          tree.set(to, tree.get(from) ?? "");
+          tree.delete(from);
+        }
+      } else {
+        records.push({ seq, at: at(seq), op: "skip" });
+        skips.add(seq);
+      }
+      moments.push(Object.fromEntries([...tree].sort()));
+    }
+    queue.push(sqsRecord(`m${m}`, messageBody(SET, records)));
+  }
+  let rounds = 0;
+  while (queue.length > 0) {
+    rounds += 1;
+    if (rounds > 200) throw new Error("the queue does not drain");
+    const batch = queue.slice(0, 1 + random(10));
+    // Killed in one batch out of two, anywhere: a record, the segment, the status.
+    if (random(2) === 0) store.failAfter = 1 + random(3 * batch.length + 2);
+    const failed = new Set((await handler({ Records: batch })).batchItemFailures.map((f) => f.itemIdentifier));
+    store.failAfter = undefined;
+    // A FIFO group's failed messages come back before anything after them.
+    const acknowledged = batch.filter((r) => !failed.has(r.messageId)).length;
+    expect(batch.slice(acknowledged).every((r) => failed.has(r.messageId))).toBe(true);
+    queue.splice(0, acknowledged);
+  }
+  expect(store.kills).toBeGreaterThan(3);
+  const status = await readSetStatus(store, SET);
+  expect(status.state).toBe("in-sync");
+  expect(status.lastSeq).toBe(seq);
+  // Every record once in the history, skips aside (they change nothing), however often its message was applied.
+  expect(await recordedSeqs(store)).toEqual(Array.from({ length: seq }, (_, i) => i + 1).filter((s) => !skips.has(s)));
+  for (let s = 1; s <= seq; s++) expect(await restoredAt(store, at(s)), `the moment of seq ${s}`).toEqual(moments[s]);
 });
