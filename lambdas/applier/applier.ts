@@ -350,6 +350,9 @@ export class Applier {
     if (batch && history) {
       // The entries wait for the batch's one segment (batch-segments.ts); a status that changed beyond progress is written now, after them.
       await history.endMessage();
+      // A rename applied again after a later record replaced its target finds its source gone (renames.ts): a message
+      // with renames gets its segment now, so a kill later in the batch does not apply them again.
+      if (records.some((r) => r.op === "rename")) await history.flush();
       if (settledFields(status) === settled) batch.segments.after(status, removeStaged);
       else {
         await this.#writeStatus(status);

@@ -53,12 +53,12 @@ const message = (first: number): SQSRecord => sqsRecord(`m${first}`, messageBody
 /** Segment PUTs counted; `failing` makes every write of keys it matches fail as a killed applier's would. */
 class WatchedStore extends MemoryStore {
   segmentPuts = 0;
-  failing: ((key: string) => boolean) | undefined;
-  #check(key: string): void {
-    if (this.failing?.(key)) throw Object.assign(new Error(`injected failure writing ${key}`), { name: "InternalError", $metadata: { httpStatusCode: 500 } });
+  failing: ((key: string, meta?: Record<string, string>) => boolean) | undefined;
+  #check(key: string, meta?: Record<string, string>): void {
+    if (this.failing?.(key, meta)) throw Object.assign(new Error(`injected failure writing ${key}`), { name: "InternalError", $metadata: { httpStatusCode: 500 } });
   }
   override async put(key: string, body: Uint8Array, meta?: Record<string, string>): Promise<WriteResult> {
-    this.#check(key);
+    this.#check(key, meta);
     if (key.startsWith(segmentsPrefix(SET))) this.segmentPuts += 1;
     return super.put(key, body, meta);
   }
@@ -363,4 +363,21 @@ it.each([
   // Every record once in the history, skips aside (they change nothing), however often its message was applied.
   expect(await recordedSeqs(store)).toEqual(Array.from({ length: seq }, (_, i) => i + 1).filter((s) => !skips.has(s)));
   for (let s = 1; s <= seq; s++) expect(await restoredAt(store, at(s)), `the moment of seq ${s}`).toEqual(moments[s]);
+});
+
+it("a rename whose target a later message of the batch replaces is not applied again after a kill before the batch's segment", async () => {
+  const { store, handler } = setup();
+  expect((await handler({ Records: [message(1)] })).batchItemFailures).toEqual([]);
+  const batch = [sqsRecord("m3", messageBody(SET, [{ seq: 3, at: at(3), op: "rename", from: "g1", to: "h" }])), sqsRecord("m4", messageBody(SET, [put(4, "h", "h at 4")]))];
+  // Killed writing the segment that holds the put: both messages come back.
+  store.failing = (key, meta) => key.startsWith(segmentsPrefix(SET)) && meta?.["tidemark-checkpoint-seq"] === "4";
+  expect((await handler({ Records: batch })).batchItemFailures).toEqual(batch.map((r) => ({ itemIdentifier: r.messageId })));
+  store.failing = undefined;
+  expect((await handler({ Records: batch })).batchItemFailures).toEqual([]);
+  const status = await readSetStatus(store, SET);
+  expect(status.reason).toBeUndefined();
+  expect(status.state).toBe("in-sync");
+  expect(status.lastSeq).toBe(4);
+  expect(await restoredAt(store, at(3))).toEqual({ f: "f at 1", h: "g 1" });
+  expect(await restoredAt(store, at(4))).toEqual({ f: "f at 1", h: "h at 4" });
 });
