@@ -8,7 +8,9 @@
 // A crash before the segment is written loses nothing: no message of the
 // batch was deleted, so all come back and are applied again, which changes
 // nothing the checkpoint counts twice. A message that fails part way is
-// dropped from the segment; the messages before it keep theirs.
+// dropped from the segment; the messages before it keep theirs. A message
+// with renames is written at its end instead (applier.ts): a rename is the
+// one record that cannot always be applied twice.
 
 import type { SetStatus } from "../../contract/layout.ts";
 import type { HistoryRecorder } from "../history/recorder.ts";
