@@ -41,7 +41,7 @@ import { HistoryRecorder, windowPruneOptions, type HistorySettings } from "../hi
 import { HistoryMemory } from "../history/live-content.ts";
 import { settledFields, StatusSchedule } from "./status-schedule.ts";
 import { DeferredFolders, readsFolders } from "./folder-writes.ts";
-import { RENAMED_BY, renamedAlready, renameMark } from "./renames.ts";
+import { RENAMED_BY, renamedBefore, renameMark } from "./renames.ts";
 import type { BatchMemory } from "./batch-memory.ts";
 import { readOwner } from "../target/owner.ts";
 
@@ -169,6 +169,8 @@ export class Applier {
   readonly #statusWrites = new StatusSchedule();
   readonly #folders = new DeferredFolders();
   readonly #historyMemory = new HistoryMemory();
+  /** Recorders whose entries wait for their batch's segment, by the status they record for: a write of it writes them first. */
+  readonly #waiting = new WeakMap<SetStatus, HistoryRecorder>();
   /** Actions of markers that do not hold the stream (timeout 0), still running. */
   readonly #background = new Set<Promise<unknown>>();
 
@@ -213,14 +215,15 @@ export class Applier {
         throw new BadMessageError(`message for set "${message.set}" arrived in message group "${incoming.groupId ?? "(none)"}"`);
       }
     } catch (error) {
-      if (error instanceof BadMessageError) return this.#reject(incoming, error);
+      // The batch's copy of the set, when it holds one: its waiting history is written before the rejection.
+      if (error instanceof BadMessageError) return this.#reject(incoming, error, incoming.groupId !== undefined ? batch?.held(incoming.groupId) : undefined);
       throw error;
     }
 
     const set = message.set;
     const status = batch ? await batch.status(set, () => this.readStatus(set), () => readOwner(this.#store, set)) : await this.readStatus(set);
     const settled = settledFields(status);
-    if (isMarkerMessage(message)) return this.#applyMarkerMessage(incoming, message, status, invocation);
+    if (isMarkerMessage(message)) return this.#applyMarkerMessage(incoming, message, status, invocation, batch);
     const refusal = await this.#ownership.check(set, incoming, status, batch);
     if (refusal) return this.#refuse(incoming, refusal, status);
     let records = message.records;
@@ -262,7 +265,7 @@ export class Applier {
       if (error instanceof BadMessageError) return this.#reject(incoming, error, status);
       throw error;
     }
-    const history = await this.#openHistory(set, status, records);
+    const history = await this.#openHistory(set, status, records, batch);
     const superseded = this.#folders.begin(set, records);
 
     let bytes = 0;
@@ -340,15 +343,31 @@ export class Applier {
     const last = records[records.length - 1]?.seq ?? status.lastSeq;
     advance(last);
     await this.#folders.commit(this.#store, status, history?.checkpointDue() ?? true, this.#now().getTime());
+    // Staged payloads are only needed until the checkpoint covers them.
+    const removeStaged = async () => {
+      const staged = [...prepared.values()].flatMap((content) => ("staged" in content && content.staged !== undefined ? [content.staged] : []));
+      if (pack.read && pack.key !== undefined) staged.push(pack.key);
+      await mapConcurrent(staged, APPLY_CONCURRENCY, (key) => this.#store.delete(key));
+    };
+    if (batch && history) {
+      // The entries wait for the batch's one segment (batch-segments.ts); a status that changed beyond progress is written now, after them.
+      await history.endMessage();
+      // A rename applied again after a later record replaced its target finds its source gone (renames.ts), and a delta
+      // applied again after a later one changed its file finds another base (a resync for nothing): a message with
+      // either gets its segment now, so a kill later in the batch does not apply it again.
+      if (records.some((r) => r.op === "rename" || (r.op === "put" && r.delta !== undefined))) await history.flush();
+      if (settledFields(status) === settled) batch.segments.after(status, removeStaged);
+      else {
+        await this.#writeStatus(status);
+        await removeStaged();
+      }
+      return { kind: "applied", set, first: records[0]?.seq ?? last, last, records: records.length, bytes: total };
+    }
     await history?.finish();
     // The segment holds the checkpoint: the status itself waits (status-schedule.ts) unless more than progress changed.
     if (this.#statusWrites.mayDefer(status, settled, history?.covers() ?? false, this.#now().getTime())) this.#statusWrites.deferred(status);
     else await this.#writeStatus(status);
-    // Staged payloads are only needed until the checkpoint covers them.
-    for (const content of prepared.values()) {
-      if ("staged" in content && content.staged !== undefined) await this.#store.delete(content.staged);
-    }
-    if (pack.read && pack.key !== undefined) await this.#store.delete(pack.key);
+    await removeStaged();
     return { kind: "applied", set, first: records[0]?.seq ?? last, last, records: records.length, bytes: total };
   }
 
@@ -371,7 +390,7 @@ export class Applier {
   }
 
   /** A marker sent straight to the queue: run where the queue put it; the checkpoint does not move. */
-  async #applyMarkerMessage(incoming: IncomingMessage, message: MarkerMessage, status: SetStatus, invocation?: Invocation): Promise<MessageOutcome> {
+  async #applyMarkerMessage(incoming: IncomingMessage, message: MarkerMessage, status: SetStatus, invocation?: Invocation, batch?: BatchMemory): Promise<MessageOutcome> {
     const { id, ...fields } = message.task;
     const marker: Marker = { set: message.set, id: id ?? `sqs-${incoming.messageId}`, seq: null, fields };
     const skip =
@@ -380,7 +399,7 @@ export class Applier {
         : undefined;
     const result = await this.#runMarker(marker, status, invocation, skip);
     // Into the set's history too: `tidemark timeline` lists it.
-    await (await this.#openHistory(message.set, status, []))?.recordMarker(marker, status.lastSeq, () => this.#writeStatus(status));
+    await (await this.#openHistory(message.set, status, [], batch))?.recordMarker(marker, status.lastSeq, () => this.#writeStatus(status));
     return { kind: "marker", set: message.set, task: marker.id, status: result };
   }
 
@@ -434,10 +453,34 @@ export class Applier {
     return outcome.result.status;
   }
 
-  /** The history recorder of a message, unless history is off. */
-  async #openHistory(set: string, status: SetStatus, records: readonly WireRecord[]): Promise<HistoryRecorder | undefined> {
+  /** The history recorder of a message, unless history is off: in a batch, the one its earlier messages of the set record in. */
+  async #openHistory(set: string, status: SetStatus, records: readonly WireRecord[], batch?: BatchMemory): Promise<HistoryRecorder | undefined> {
     if (this.#history.days <= 0) return undefined;
-    return HistoryRecorder.open(this.#store, set, status, this.#history, { now: this.#now, records, memory: this.#historyMemory, persist: () => this.#writeStatus(status) });
+    const open = batch?.segments.recorder(status);
+    if (open) return open;
+    const recorder = await HistoryRecorder.open(this.#store, set, status, this.#history, { now: this.#now, records, memory: this.#historyMemory, persist: () => this.#writeStatus(status) });
+    if (batch) {
+      batch.segments.opened(status, recorder);
+      this.#waiting.set(status, recorder);
+    }
+    return recorder;
+  }
+
+  /**
+   * Ends a batch (handler.ts): each set's history segment, then its status
+   * when due, then the staged payloads it covers are removed. Resolves with
+   * the sets whose writes failed: all their messages must come back.
+   */
+  async finishBatch(batch: BatchMemory): Promise<Set<string>> {
+    const failed = await batch.segments.finish(async (status, recorder) => {
+      recorder.finished();
+      if (this.#statusWrites.mayDefer(status, settledFields(status), recorder.covers(), this.#now().getTime())) this.#statusWrites.deferred(status);
+      else await this.#writeStatus(status);
+    });
+    for (const [set, error] of failed) {
+      this.#log(JSON.stringify({ level: "error", msg: "history segment or status of the batch not written: its messages come back", set, error: String(error) }));
+    }
+    return new Set(failed.keys());
   }
 
   /** The applier's checkpoint and status for a set (the initial one when the set was never seen). */
@@ -595,8 +638,10 @@ export class Applier {
         const object = await this.#store.head(from);
         const to = dataKey(set, record.to);
         const mark = renameMark(status.generation, record.seq);
-        if (await renamedAlready(this.#store, to, mark)) {
-          // Applied before this delivery: only the source's removal may be left to do.
+        const before = await renamedBefore(this.#store, to, mark);
+        if (before) {
+          // Applied before this delivery: only the source's removal may be left to do, and the history names the version moved then.
+          await written(to, Promise.resolve(before));
           if (object) await preserve(from);
           await this.#store.delete(from);
           return 0;
@@ -678,6 +723,8 @@ export class Applier {
   }
 
   async #writeStatus(status: SetStatus): Promise<void> {
+    // The checkpoint never covers a record whose history is not durable.
+    await this.#waiting.get(status)?.flush();
     const now = this.#now();
     status.updatedAt = now.toISOString();
     this.#folders.note(status);

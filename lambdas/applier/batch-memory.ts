@@ -8,9 +8,12 @@
 // message that throws (a store failure, a marker going on in the next
 // invocation) makes the set be read again. An operator's change of the owner
 // (`tidemark adopt`) or of the status reaches the applier at its next batch.
+// The history entries of a set's messages wait for one segment at the end of
+// the batch (batch-segments.ts).
 
 import type { SetStatus } from "../../contract/layout.ts";
 import type { OwnerRecord } from "../../contract/signing.ts";
+import { BatchSegments } from "./batch-segments.ts";
 
 /** Where an ownership check gets a set's owner record from (ownership.ts): the store, or once per batch. */
 export interface OwnerReads {
@@ -24,6 +27,8 @@ export class BatchMemory implements OwnerReads {
   /** Each set's status as the applier holds it: the object a message mutates, left as its message finished. */
   readonly #statuses = new Map<string, SetStatus>();
   readonly #owners = new Map<string, Promise<OwnerRecord | undefined>>();
+  /** Each set's history segment, written when the batch ends. */
+  readonly segments = new BatchSegments();
 
   /**
    * The set's status: the one the batch's previous message of the set left,
@@ -37,6 +42,11 @@ export class BatchMemory implements OwnerReads {
     const [status] = await Promise.all([read(), this.owner(set, readOwner).catch(() => undefined)]);
     this.#statuses.set(set, status);
     return status;
+  }
+
+  /** The set's status as the batch holds it (undefined: not read in this batch, or let go). */
+  held(set: string): SetStatus | undefined {
+    return this.#statuses.get(set);
   }
 
   owner(set: string, read: () => Promise<OwnerRecord | undefined>): Promise<OwnerRecord | undefined> {
@@ -54,6 +64,7 @@ export class BatchMemory implements OwnerReads {
 
   /** A message of the set failed part way: what is held may be ahead of the store or stale. */
   forget(set: string): void {
+    this.segments.abandon(set);
     this.#statuses.delete(set);
     this.#owners.delete(set);
   }

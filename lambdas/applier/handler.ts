@@ -53,13 +53,15 @@ export function createHandler(applier: Applier, emit: (line: string) => void = c
       }
     };
     try {
-      return await processPartialResponse(event, recordHandler, processor, {
+      const response = await processPartialResponse(event, recordHandler, processor, {
         ...(context ? { context } : {}),
         skipGroupOnError: true,
         // A batch that failed as a whole (its first message is a marker whose action goes on) is answered like any
         // partial failure: every message comes back, in order.
         throwOnFullBatchFailure: false,
       });
+      // Each set's one history segment of the batch, before any message is acknowledged (batch-segments.ts).
+      return withGroupsFailed(event, response, await applier.finishBatch(batch));
     } finally {
       // The marker and the rest of its group come back now rather than after the visibility timeout (a FIFO
       // group is held while any of its messages is in flight): the action goes on in the next invocation.
@@ -74,6 +76,14 @@ export function createHandler(applier: Applier, emit: (line: string) => void = c
       emit(metricsLine({ outcomes, lagMs: now - oldest, timestamp: now, ...(metricsNamespace ? { namespace: metricsNamespace } : {}) }));
     }
   };
+}
+
+/** The response with every message of the groups in `failed` reported failed too, in the batch's order. */
+function withGroupsFailed(event: SQSEvent, response: SQSBatchResponse, failed: ReadonlySet<string>): SQSBatchResponse {
+  if (failed.size === 0) return response;
+  const ids = new Set(response.batchItemFailures.map((f) => f.itemIdentifier));
+  for (const record of event.Records) if (failed.has(record.attributes.MessageGroupId ?? "")) ids.add(record.messageId);
+  return { batchItemFailures: event.Records.filter((r) => ids.has(r.messageId)).map((r) => ({ itemIdentifier: r.messageId })) };
 }
 
 /** The String message attributes of a record (the owner's signature is one). */

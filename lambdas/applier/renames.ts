@@ -5,7 +5,7 @@
 // with its own seq, so applying it again recognises its own work instead of
 // calling the target diverged or moving the wrong content.
 
-import type { TargetStore } from "../store/store.ts";
+import type { TargetStore, WriteResult } from "../store/store.ts";
 
 /** Object metadata naming the rename that moved the object there: "<journal generation>:<seq>". */
 export const RENAMED_BY = "tidemark-renamed-by";
@@ -15,7 +15,13 @@ export function renameMark(generation: string | undefined, seq: number): string 
   return `${generation ?? ""}:${seq}`;
 }
 
-/** True when the object at key is what this very rename moved there (the rename was applied before). */
-export async function renamedAlready(store: TargetStore, key: string, mark: string): Promise<boolean> {
-  return (await store.head(key))?.meta[RENAMED_BY] === mark;
+/**
+ * When the object at key is what this very rename moved there (the rename
+ * was applied before), what that copy wrote: the history names its version.
+ * Undefined when the rename was not applied before.
+ */
+export async function renamedBefore(store: TargetStore, key: string, mark: string): Promise<WriteResult | undefined> {
+  const head = await store.head(key);
+  if (head?.meta[RENAMED_BY] !== mark) return undefined;
+  return head.versionId !== undefined ? { versionId: head.versionId } : {};
 }

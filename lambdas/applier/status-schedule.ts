@@ -19,9 +19,10 @@ import type { SetStatus } from "../../contract/layout.ts";
  */
 export const STATUS_WRITE_INTERVAL_MS = 10_000;
 /**
- * Messages whose status write may wait in a row: what a reader of the status
- * folds (a HEAD per segment), and a cold applier reads again for the folder
- * writes they hold, stays this short under a stream of messages.
+ * Status writes that may wait in a row (one per batch of a set's messages,
+ * or per message outside a batch): what a reader of the status folds (a HEAD
+ * per segment), and a cold applier reads again for the folder writes they
+ * hold, stays this short under a stream of messages.
  */
 export const STATUS_MAX_DEFERRED_MESSAGES = 8;
 

@@ -1,5 +1,6 @@
-// The applier's side of point-in-time history: per applied message, one
-// segment of what changed (at most one extra request per message), and now
+// The applier's side of point-in-time history: per batch of a set's messages
+// (per message outside a batch), one segment of what changed (at most one
+// extra request per batch, applier/batch-segments.ts), and now
 // and then a checkpoint of the live mirror, so a restore is a checkpoint plus
 // a short replay. Replaced content stays restorable: on a versioned bucket as
 // the noncurrent version the segment names (no request at all), on an
@@ -49,6 +50,10 @@ export class HistoryRecorder {
   #entries: HistoryEntry[] = [];
   /** The checkpoint the newest segment written here carries. */
   #covered: SegmentCheckpoint | undefined;
+  /** Entries of the messages that ended since the last flush (the first `entries`), and the checkpoint after them. */
+  #ended: { entries: number; checkpoint: SegmentCheckpoint } | undefined;
+  /** The message under way was abandoned: the next segment carries the checkpoint of the messages that ended. */
+  #pinned: SegmentCheckpoint | undefined;
 
   private constructor(
     store: TargetStore,
@@ -223,14 +228,52 @@ export class HistoryRecorder {
 
   /** Writes what was recorded since the last flush as the next segment; the caller then writes the status, which names it. */
   async flush(): Promise<void> {
-    if (this.#entries.length === 0) return;
+    // Nothing recorded: the status written next carries the checkpoint. After an abandoned message nothing is
+    // written but the segment, which then holds the checkpoint of the messages that ended even if they recorded nothing.
+    if (this.#entries.length === 0 && this.#pinned === undefined) {
+      this.#ended = undefined;
+      return;
+    }
     // The segment carries the checkpoint as it stands once its records count: readers fold it if the status waits.
-    const checkpoint = checkpointOf({ ...this.#status, history: { ...this.#cursor, segment: this.#cursor.segment + 1 } }, this.#now().toISOString());
+    const checkpoint = this.#pinned ?? this.#nextCheckpoint();
     await writeSegment(this.#store, this.#set, this.#cursor.segment, this.#entries, checkpointMeta(checkpoint));
     this.#cursor.segment += 1;
     this.#entries = [];
+    this.#ended = undefined;
+    this.#pinned = undefined;
     this.#status.history = this.#cursor;
     this.#covered = checkpoint;
+  }
+
+  /** The checkpoint of the status as it is now, once the next segment counts. */
+  #nextCheckpoint(): SegmentCheckpoint {
+    return checkpointOf({ ...this.#status, history: { ...this.#cursor, segment: this.#cursor.segment + 1 } }, this.#now().toISOString());
+  }
+
+  /**
+   * At the end of a message whose entries wait for the batch's segment
+   * (applier/batch-segments.ts): they stay here, counted as complete, with
+   * the checkpoint after them. A due checkpoint of the live mirror is written
+   * now (it needs every segment before it written).
+   */
+  async endMessage(): Promise<void> {
+    if (this.checkpointDue()) await this.#finish();
+    this.#ended = { entries: this.#entries.length, checkpoint: this.#nextCheckpoint() };
+  }
+
+  /**
+   * The message under way failed part way (it will be delivered again): its
+   * entries go, and the next flush writes those of the messages that ended,
+   * with the checkpoint after the last of them.
+   */
+  abandon(): void {
+    this.#entries = this.#entries.slice(0, this.#ended?.entries ?? 0);
+    this.#pinned = this.#ended?.checkpoint;
+  }
+
+  /** The batch's segment is written and its status follows: the next message of the set may trust this instance's memory of its live content. */
+  finished(): void {
+    this.#memory.finished(this.#live, this.#status);
   }
 
   /** True when the newest segment written here holds the status's checkpoint as it is now: its own write may wait. */
