@@ -14,7 +14,11 @@
 // agent polls the set's status), the next version waits for the target to
 // have applied the previous one instead, up to WAIT_FACTOR times that pace:
 // the checkpoint is only a hint (another generation's, or late), never a
-// reason to hold a file for good.
+// reason to hold a file for good. The pace follows the target: once it applied
+// a version, the time it took (journaled to seen applied) is the least a
+// version of that size is assumed to take. Without that, a target slower than
+// bytesPerSecond (a loaded host, a large file) was sent a version at every
+// cap, and after the last write rebuilt every queued version in turn.
 
 import type { Change } from "./journal.ts";
 
@@ -35,9 +39,14 @@ const DEFAULT_BYTES_PER_SECOND = 64 * 1024 * 1024;
 const DEFAULT_QUIET_MS = 300;
 /** With the target's checkpoint known, a busy file waits at most this many times its pace for the previous version to be applied. */
 const WAIT_FACTOR = 8;
+/** A target seen slower than bytesPerSecond stretches the pace, to at most this many times bytesPerSecond's. */
+const MAX_SLOWDOWN = 16;
 
 interface Unsent {
   readonly seq: number;
+  readonly size: number;
+  /** When it was journaled. */
+  readonly at: number;
   /** When the next version may be captured even while the file keeps changing (the target's checkpoint unknown). */
   readonly paceUntil: number;
   /** The latest it waits for the target to apply this version, the checkpoint known. */
@@ -55,6 +64,8 @@ export class BusyFiles {
   readonly #waiting = new Map<string, number>();
   /** The target's checkpoint (last seq applied), once known. */
   #applied: number | undefined;
+  /** Ms per byte a version took from journaled to applied, the last time one was seen applied. */
+  #targetMsPerByte = 0;
 
   /** Files of at least thresholdBytes are coalesced. */
   constructor(thresholdBytes: number, options: BusyFileOptions = {}) {
@@ -70,8 +81,9 @@ export class BusyFiles {
     changes.forEach((change, i) => {
       const seq = seqs[i];
       if (seq === undefined || change.op !== "put" || change.size < this.#threshold) return;
-      const pace = (change.size * 1000) / this.#bytesPerSecond;
-      this.#unsent.set(change.path, { seq, paceUntil: now + pace, waitUntil: now + pace * WAIT_FACTOR });
+      const configured = 1000 / this.#bytesPerSecond;
+      const pace = change.size * Math.min(Math.max(configured, this.#targetMsPerByte), configured * MAX_SLOWDOWN);
+      this.#unsent.set(change.path, { seq, size: change.size, at: now, paceUntil: now + pace, waitUntil: now + pace * WAIT_FACTOR });
     });
   }
 
@@ -105,7 +117,13 @@ export class BusyFiles {
 
   /** Notes the target's checkpoint: a busy file whose previous version it applied may go. */
   applied(seq: number): void {
+    const before = this.#applied;
     this.#applied = Math.max(this.#applied ?? seq, seq);
+    if (before === undefined) return;
+    const now = this.#now();
+    for (const unsent of this.#unsent.values()) {
+      if (unsent.seq > before && unsent.seq <= seq && unsent.size > 0) this.#targetMsPerByte = (now - unsent.at) / unsent.size;
+    }
   }
 
   /** True when the target can have rebuilt the version: applied, when the checkpoint is known; else its pace passed. */

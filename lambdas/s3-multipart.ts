@@ -28,7 +28,7 @@ export interface PartedUpload {
   readonly key: string;
   readonly size: number;
   readonly metadata: Record<string, string>;
-  /** The bytes at [offset, offset + length). */
+  /** The bytes at [offset, offset + length); a few parts are read at once (PARTS_IN_FLIGHT), each once, started in order. */
   read(offset: number, length: number): Promise<Uint8Array>;
   /** Called with the SHA-256 (hex) of every byte uploaded, before the upload completes: throwing aborts it. */
   beforeComplete?(sha256: string): void;
@@ -53,35 +53,98 @@ function completed(out: { VersionId?: string; ETag?: string }): WriteResult {
   return { ...(out.VersionId && out.VersionId !== "null" ? { versionId: out.VersionId } : {}), ...(out.ETag ? { etag: out.ETag } : {}) };
 }
 
-/** A multipart upload, each part checked by S3 against its SHA-256; aborted (no part left behind) when one fails. */
+/** Parts read ahead and uploaded at once: a streamed upload holds at most this many parts (8 MiB each below 80 GB). */
+export const PARTS_IN_FLIGHT = 4;
+
+type UploadedPart = { PartNumber: number; ETag: string | undefined; ChecksumSHA256?: string };
+
+/**
+ * A part's SHA-256 is computed once: S3 checks it as the part's checksum, and
+ * the request's signature covers it as the payload hash (x-amz-content-sha256,
+ * which S3 also checks); the SDK would otherwise hash every body again to sign it.
+ */
+function signedWithPayloadHash(command: UploadPartCommand, sha256Hex: string): UploadPartCommand {
+  command.middlewareStack.add(
+    (next) => async (args) => {
+      const { request } = args;
+      if (typeof request === "object" && request !== null && "headers" in request && typeof request.headers === "object" && request.headers !== null) {
+        Object.assign(request.headers, { "x-amz-content-sha256": sha256Hex });
+      }
+      return next(args);
+    },
+    { step: "build", name: "tidemarkPartPayloadHash" },
+  );
+  return command;
+}
+
+/**
+ * A multipart upload, each part checked by S3 against its SHA-256; aborted (no
+ * part left behind) when one fails. Up to PARTS_IN_FLIGHT parts are read and
+ * uploaded at once (reads start in order, each range once), so reading, hashing
+ * and uploading overlap while memory stays at a few parts; the whole object's
+ * SHA-256 takes the parts in order.
+ */
 export async function putInParts(s3: S3Client, upload: PartedUpload): Promise<WriteResult> {
   const { bucket, key } = upload;
   const { UploadId } = await s3.send(new CreateMultipartUploadCommand({ Bucket: bucket, Key: key, ChecksumAlgorithm: "SHA256", Metadata: upload.metadata }));
   if (!UploadId) throw new Error(`S3 returned no upload id for ${key}`);
+  const running = new Set<Promise<void>>();
   try {
     const size = partSize(upload.size);
-    const parts: { PartNumber: number; ETag: string | undefined; ChecksumSHA256?: string }[] = [];
+    const parts: UploadedPart[] = [];
     const whole = createHash("sha256");
     // Cleared when the store does not report a copied part's SHA-256: the rest goes up as bytes.
     let copy = upload.copy;
-    for (let offset = 0, number = 1; offset < upload.size; offset += size, number++) {
-      const body = await upload.read(offset, Math.min(size, upload.size - offset));
-      whole.update(body);
-      if (copy?.untouched(offset, body.length)) {
-        const copied = await copyPart(s3, { bucket, key, UploadId, number, offset, body, copySource: copy.copySource });
-        if (copied) {
-          parts.push(copied);
-          continue;
-        }
-        copy = undefined;
+    // The first part copy shows whether the store proves its copies: the parts copied after it wait for that answer.
+    let firstCopy: Promise<void> | undefined;
+    const copied = async (number: number, offset: number, length: number, sha256: string): Promise<UploadedPart | undefined> => {
+      if (!copy?.untouched(offset, length)) return undefined;
+      if (firstCopy) await firstCopy;
+      if (!copy) return undefined;
+      const attempt = copyPart(s3, { bucket, key, UploadId, number, offset, length, sha256, copySource: copy.copySource });
+      firstCopy ??= attempt.then(
+        () => undefined,
+        () => undefined,
+      );
+      const part = await attempt;
+      if (!part) copy = undefined;
+      return part;
+    };
+    let hashedBefore: Promise<void> = Promise.resolve();
+    const store = async (number: number, offset: number, body: Uint8Array): Promise<void> => {
+      const digest = createHash("sha256").update(body).digest();
+      const copy = await copied(number, offset, body.length, digest.toString("base64"));
+      if (copy) {
+        parts.push(copy);
+        return;
       }
-      const checksum = createHash("sha256").update(body).digest("base64");
-      const part = await s3.send(new UploadPartCommand({ Bucket: bucket, Key: key, UploadId, PartNumber: number, Body: body, ChecksumSHA256: checksum }));
+      const checksum = digest.toString("base64");
+      const part = await s3.send(signedWithPayloadHash(new UploadPartCommand({ Bucket: bucket, Key: key, UploadId, PartNumber: number, Body: body, ChecksumSHA256: checksum }), digest.toString("hex")));
       parts.push({ PartNumber: number, ETag: part.ETag, ChecksumSHA256: part.ChecksumSHA256 ?? checksum });
+    };
+    for (let offset = 0, number = 1; offset < upload.size; offset += size, number++) {
+      if (running.size >= PARTS_IN_FLIGHT) await Promise.race(running);
+      const read = upload.read(offset, Math.min(size, upload.size - offset));
+      // A failed read is reported by its part's task (below), even when an earlier part failed first.
+      read.catch(() => undefined);
+      const hashed = hashedBefore.then(async () => {
+        whole.update(await read);
+      });
+      hashedBefore = hashed;
+      const task = hashed.then(async () => store(number, offset, await read));
+      running.add(task);
+      task.then(
+        () => running.delete(task),
+        () => undefined,
+      );
     }
+    await Promise.all(running);
     upload.beforeComplete?.(whole.digest("hex"));
+    parts.sort((a, b) => a.PartNumber - b.PartNumber);
     return completed(await s3.send(new CompleteMultipartUploadCommand({ Bucket: bucket, Key: key, UploadId, MultipartUpload: { Parts: parts } })));
   } catch (error) {
+    // No part may land after the abort: the parts still in flight settle first.
+    await Promise.allSettled(running);
     await s3.send(new AbortMultipartUploadCommand({ Bucket: bucket, Key: key, UploadId })).catch(() => undefined);
     throw error;
   }
@@ -96,8 +159,8 @@ export async function putInParts(s3: S3Client, upload: PartedUpload): Promise<Wr
  */
 async function copyPart(
   s3: S3Client,
-  part: { bucket: string; key: string; UploadId: string; number: number; offset: number; body: Uint8Array; copySource: string },
-): Promise<{ PartNumber: number; ETag: string | undefined; ChecksumSHA256?: string } | undefined> {
+  part: { bucket: string; key: string; UploadId: string; number: number; offset: number; length: number; sha256: string; copySource: string },
+): Promise<UploadedPart | undefined> {
   const out = await s3.send(
     new UploadPartCopyCommand({
       Bucket: part.bucket,
@@ -105,12 +168,12 @@ async function copyPart(
       UploadId: part.UploadId,
       PartNumber: part.number,
       CopySource: part.copySource,
-      CopySourceRange: `bytes=${part.offset}-${part.offset + part.body.length - 1}`,
+      CopySourceRange: `bytes=${part.offset}-${part.offset + part.length - 1}`,
     }),
   );
   const reported = out.CopyPartResult?.ChecksumSHA256;
   if (reported === undefined) return undefined;
-  if (reported !== createHash("sha256").update(part.body).digest("base64")) {
+  if (reported !== part.sha256) {
     throw new CopiedPartMismatchError(`part ${part.number} of ${part.key} copied from ${part.copySource} is not the bytes read for it: the source changed during the copy`);
   }
   return { PartNumber: part.number, ETag: out.CopyPartResult?.ETag, ChecksumSHA256: reported };

@@ -78,8 +78,8 @@ async function rebuildInMemory(store: TargetStore, key: string, record: DeltaPut
   return store.put(key, out, meta);
 }
 
-/** True when some piece of delta content lies in [offset, offset + length) (pieces in order: a binary search). */
-function deltaWithin(pieces: readonly Piece[], offset: number, length: number): boolean {
+/** Index of the first piece that ends after offset (pieces in order: a binary search). */
+function firstPieceAfter(pieces: readonly Piece[], offset: number): number {
   let low = 0;
   let high = pieces.length;
   while (low < high) {
@@ -88,7 +88,12 @@ function deltaWithin(pieces: readonly Piece[], offset: number, length: number): 
     if (piece && piece.offset + piece.length <= offset) low = mid + 1;
     else high = mid;
   }
-  for (let i = low; i < pieces.length; i++) {
+  return low;
+}
+
+/** True when some piece of delta content lies in [offset, offset + length). */
+function deltaWithin(pieces: readonly Piece[], offset: number, length: number): boolean {
+  for (let i = firstPieceAfter(pieces, offset); i < pieces.length; i++) {
     const piece = pieces[i];
     if (!piece || piece.offset >= offset + length) return false;
     if (piece.source === "delta") return true;
@@ -122,11 +127,10 @@ async function rebuildStreamed(store: TargetStore, key: string, record: DeltaPut
     }
     return window.bytes.subarray(at - window.start, at - window.start + length);
   };
-  // The upload reads forward only: one cursor over the pieces.
-  let next = 0;
+  // Several parts are read at once (putInParts): each finds its own first piece.
   const read = async (offset: number, length: number): Promise<Uint8Array> => {
     const end = offset + length;
-    while ((pieces[next]?.offset ?? Infinity) + (pieces[next]?.length ?? 0) <= offset) next += 1;
+    const next = firstPieceAfter(pieces, offset);
     // The base under the whole stretch in one ranged read (not one per piece: a page write every few KiB makes
     // thousands), with the delta's bytes written over it.
     const fromBase = Math.min(end, baseSize) - offset;

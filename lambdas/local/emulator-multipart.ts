@@ -6,7 +6,8 @@
 // body file of its BodyHome (emulator-large-objects.ts).
 //
 // Parts uploaded in order (1, 2, 3, ..., as the agent and the applier send
-// them) are appended to one running file as they arrive, so completing the
+// them; a part that arrives ahead of the one before waits in a file of its
+// own and follows it) are appended to one running file, so completing the
 // upload only renames that file: joining 4 GiB at CompleteMultipartUpload
 // took longer than the SDK waits for an answer (60 s) on a busy machine, and
 // the uploader started over. Other parts are joined at completion.
@@ -137,6 +138,15 @@ function readPart(from: PartBytes): Buffer {
   return body;
 }
 
+/** Appends part (its bytes `body`) to the upload's running file, the next part in order. */
+function appendRunning(state: Running, part: Part, body: Buffer): void {
+  writeFileSync(state.path, body, { flag: "a" });
+  state.md5.update(body);
+  spilled.set(part, { file: state.path, offset: state.size, size: body.length });
+  state.size += body.length;
+  state.next += 1;
+}
+
 /** The multipart ETag S3 gives: md5 of the parts' md5s, and their count. */
 function multipartEtag(parts: readonly Part[]): string {
   const digests = Buffer.concat(parts.map((part) => Buffer.from(part.etag.replaceAll('"', ""), "hex")));
@@ -173,19 +183,24 @@ async function patchMultipart(): Promise<void> {
     const kept: Part = { ...part, body: Buffer.alloc(0) };
     let state = running.get(uploadId);
     if (!state) running.set(uploadId, (state = { path: join(uploadDir(home, uploadId), "running"), md5: createHash("md5"), size: 0, next: 1 }));
+    const parts = this.multipartUploads.get(uploadId)?.parts;
     if (partNumber === state.next) {
       mkdirSync(uploadDir(home, uploadId), { recursive: true });
-      writeFileSync(state.path, body, { flag: "a" });
-      state.md5.update(body);
-      spilled.set(kept, { file: state.path, offset: state.size, size: body.length });
-      state.size += body.length;
-      state.next += 1;
+      appendRunning(state, kept, body);
+      parts?.set(partNumber, kept);
+      // Parts that arrived ahead of this one (an uploader sends a few at once) follow it now, in order.
+      for (let ahead = parts?.get(state.next); ahead; ahead = parts?.get(state.next)) {
+        const bytes = spilled.get(ahead);
+        if (!bytes || bytes.file === state.path) break;
+        appendRunning(state, ahead, readPart(bytes));
+        rmSync(bytes.file, { force: true });
+      }
     } else {
       const file = partPath(home, uploadId, partNumber);
       writeFileSync(file, body);
       spilled.set(kept, { file, offset: 0, size: body.length });
+      parts?.set(partNumber, kept);
     }
-    this.multipartUploads.get(uploadId)?.parts.set(partNumber, kept);
     return result;
   };
 

@@ -121,7 +121,9 @@ export class S3Store implements TargetStore {
     if (length <= 0) return Buffer.alloc(0);
     try {
       const out = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: key, Range: `bytes=${offset}-${offset + length - 1}` }));
-      return Buffer.from(out.Body ? await out.Body.transformToByteArray() : new Uint8Array());
+      const bytes = out.Body ? await out.Body.transformToByteArray() : new Uint8Array();
+      // A view of the bytes read, not a copy: a delta rebuild reads its whole base this way.
+      return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
     } catch (error) {
       if (isNotFound(error)) return undefined;
       throw error;

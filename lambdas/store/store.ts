@@ -67,8 +67,8 @@ export interface TargetStore {
   /** Bytes [offset, offset + length) of the object at key (fewer past its end), or undefined when there is none. Stores that cannot read ranges leave it out. */
   getRange?(key: string, offset: number, length: number): Promise<Buffer | undefined>;
   /**
-   * Writes key from body.read, called in order and never for the whole body
-   * at once, and only when those bytes have body.sha256: otherwise throws
+   * Writes key from body.read, called in order (a few ranges at once) and
+   * never for the whole body at once, and only when those bytes have body.sha256: otherwise throws
    * ContentMismatchError and key keeps what it held. Stores that cannot stream leave it out.
    */
   putStreamed?(key: string, body: StreamedBody, meta: Record<string, string>): Promise<WriteResult>;
@@ -79,7 +79,7 @@ export interface StreamedBody {
   readonly size: number;
   /** SHA-256 (hex) the bytes must have for the write to take place. */
   readonly sha256: string;
-  /** The bytes at [offset, offset + length), asked for in increasing order. */
+  /** The bytes at [offset, offset + length), each range asked for once, in increasing order; a few may be read at once. */
   read(offset: number, length: number): Promise<Uint8Array>;
   /**
    * Where the body is mostly another object's bytes (a file's previous

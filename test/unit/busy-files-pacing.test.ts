@@ -16,9 +16,39 @@ it("once the target's checkpoint is known, holds a busy file's next version unti
   busy.applied(7);
   expect(busy.ready(7)).toEqual(["app.db"]);
 
-  // A checkpoint that never moves holds a version for at most 8 paces.
+  // A checkpoint that never moves holds a version for at most 8 paces (the pace now what seq 7 took: 2.1 s).
+  expect(now).toBe(2100);
   busy.journaled([put], [8]);
   const from = now;
-  for (; now < from + 8000; now += 100) expect(busy.defer("app.db", 8)).toBe(true);
+  for (; now < from + 8 * 2100; now += 100) expect(busy.defer("app.db", 8)).toBe(true);
   expect(busy.ready(8)).toEqual(["app.db"]);
+});
+
+it("stretches the pace to what the target took to apply the last version, so a slow target is not sent a version at every cap (at most 16 times the configured pace)", () => {
+  let now = 0;
+  // 1 MiB at 1 MiB/s: a configured pace of 1 s, a cap of 8 s.
+  const busy = new BusyFiles(1024, { bytesPerSecond: 1024 * 1024, quietMs: 300, now: () => now });
+  const put = { op: "put", path: "app.db", size: 1024 * 1024, mode: 0o644, mtimeNs: "1", sha256: "0".repeat(64), content: { bytes: new Uint8Array() } } as const;
+  busy.applied(6);
+  busy.journaled([put], [7]);
+  // The target takes 5 s to apply seq 7 (the file written all the while).
+  for (now = 0; now < 5000; now += 100) expect(busy.defer("app.db", 7)).toBe(true);
+  busy.applied(7);
+  expect(busy.ready(7)).toEqual(["app.db"]);
+
+  // The next version waits for the target past the configured cap of 8 s: up to 8 times the 5 s it took.
+  busy.journaled([put], [8]);
+  const from = now;
+  for (; now < from + 40_000; now += 100) expect(busy.defer("app.db", 8)).toBe(true);
+  expect(busy.ready(8)).toEqual(["app.db"]);
+
+  // A target that took far longer stretches the pace to 16 s at most: a cap of 128 s.
+  busy.journaled([put], [9]);
+  now += 1_000_000;
+  busy.applied(9);
+  expect(busy.ready(9)).toEqual([]);
+  busy.journaled([put], [10]);
+  const last = now;
+  for (; now < last + 128_000; now += 1000) expect(busy.defer("app.db", 10)).toBe(true);
+  expect(busy.ready(10)).toEqual(["app.db"]);
 });
