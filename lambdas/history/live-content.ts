@@ -1,10 +1,12 @@
 // What one applier instance remembers of a set's live mirror between
 // messages, so that history on an unversioned bucket does not HEAD what it
 // already knows before preserving it: the content hash at each data key it
-// wrote or looked at, and the hashes under preserved/ (all of them, once it
-// listed them and copied every one since). Trusted only
-// while nobody else applied to the set since this instance last finished a
-// message of it (Lambda moves a message group between instances), and
+// wrote or looked at (with the object's ETag where a write or HEAD told it),
+// and the hashes under preserved/ (all of them, once it listed them and
+// copied every one since). Trusted only while nobody else finished a message
+// of the set since this instance last did (Lambda moves a message group
+// between instances; one that died mid-message moves nothing, which the ETag
+// a copy is conditional on catches, preserved-content.ts), and
 // bounded: when it grows too large it starts over, and a key it does not know
 // costs a HEAD, as on a cold instance.
 
