@@ -246,7 +246,8 @@ export async function costModel(scale: number): Promise<Result[]> {
   const count = Math.max(200, Math.round(5000 * scale));
   const busy = await smallChanges(count, 1000);
   const trickle = await smallChanges(Math.max(50, Math.round(count / 20)), 5);
-  // Point-in-time history keeps what each overwrite replaces: on an unversioned bucket (this emulator) a copy to preserved/.
+  // Point-in-time history keeps what each overwrite replaces: on a versioned bucket the noncurrent version (no request),
+  // on an unversioned one (--unversioned-bucket) a copy to preserved/.
   const overwrites = await smallChanges(count, 1000, count);
   const blocks = 512;
   const changed = Math.max(32, Math.round(256 * scale));

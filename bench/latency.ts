@@ -20,14 +20,15 @@ export interface LatencyModel {
 }
 
 /**
- * The stack's bucket is versioned; the local cloud's is not unless asked.
- * `npm run bench -- --versioned-bucket` sets this for the bench and the
- * emulator processes it starts, so a scenario pays what it would on AWS.
+ * The bench's bucket is versioned, as the stack's and the local cloud's are.
+ * `npm run bench -- --unversioned-bucket` sets this for the bench and the
+ * emulator processes it starts, to measure an S3-compatible store without
+ * versioning (history then copies what each overwrite replaces to preserved/).
  */
-export const VERSIONED_BUCKET_ENV = "TIDEMARK_BENCH_VERSIONED_BUCKET";
+export const UNVERSIONED_BUCKET_ENV = "TIDEMARK_BENCH_UNVERSIONED_BUCKET";
 
 export function benchBucketVersioned(): boolean {
-  return process.env[VERSIONED_BUCKET_ENV] === "1";
+  return process.env[UNVERSIONED_BUCKET_ENV] !== "1";
 }
 
 /** `npm run bench -- --applier-sdk-only`: the applier's S3 requests all through the SDK (no direct path), to weigh the direct path. */

@@ -9,8 +9,9 @@
 //                                       agent and applier (bench/large.ts; default 4 GiB)
 //   npm run bench -- --scale 0.1        smaller trees, for a quick look (not for BENCHMARKS.md)
 //   npm run bench -- --rewrite          run nothing; write BENCHMARKS.md from the kept results and notes
-//   npm run bench -- --only cost --versioned-bucket
-//                                       against a versioned bucket, as the stack's is; kept beside the other rows
+//   npm run bench -- --only steady --unversioned-bucket
+//                                       against an unversioned bucket (the default is versioned, as the stack's and
+//                                       the local cloud's are); kept beside the other rows
 //   npm run bench -- --only initial --wan-rtt-ms 40 --s3-latency-ms 20 --sqs-latency-ms 10 --lambda-cpu 0.6
 //                                       under the AWS-latency model (bench/latency.ts): initial, steady and
 //                                       applier; kept beside the loopback rows
@@ -20,7 +21,7 @@ import { parseArgs } from "node:util";
 import { z } from "zod";
 import { table } from "../agent/format.ts";
 import { costModel } from "./cost.ts";
-import { APPLIER_SDK_ONLY_ENV, describeModel, hasLatency, VERSIONED_BUCKET_ENV, type LatencyModel } from "./latency.ts";
+import { APPLIER_SDK_ONLY_ENV, describeModel, hasLatency, UNVERSIONED_BUCKET_ENV, type LatencyModel } from "./latency.ts";
 import { databasePages, logAppends } from "./db.ts";
 import { largeFile } from "./large.ts";
 import { agentMemory, applierThroughput, deltaChange, initialMirror, markerLatency, steadyLoad } from "./scenarios.ts";
@@ -44,7 +45,9 @@ const { values } = parseArgs({
     "lambda-cpu": { type: "string", default: "0" },
     /** The applier's S3 requests all through the SDK, without its direct path (to weigh the direct path). */
     "applier-sdk-only": { type: "boolean" },
-    /** A versioned target bucket, as the stack's is (the local cloud's is not by default). */
+    /** An unversioned target bucket, as an S3-compatible store without versioning (the default is versioned, as the stack's). */
+    "unversioned-bucket": { type: "boolean" },
+    /** The default since the bench's bucket is versioned: accepted so earlier commands still run as they did. */
     "versioned-bucket": { type: "boolean" },
     /** Run nothing: write BENCHMARKS.md again from bench/results.json and bench/notes.md. */
     rewrite: { type: "boolean" },
@@ -67,7 +70,8 @@ const model: LatencyModel = {
 };
 const modelled = hasLatency(model) || model.lambdaCpu > 0;
 // Read by every emulator the bench starts, in this process and in the ones it spawns.
-if (values["versioned-bucket"] === true) process.env[VERSIONED_BUCKET_ENV] = "1";
+if (values["versioned-bucket"] === true && values["unversioned-bucket"] === true) throw new Error("--versioned-bucket and --unversioned-bucket exclude each other");
+if (values["unversioned-bucket"] === true) process.env[UNVERSIONED_BUCKET_ENV] = "1";
 if (values["applier-sdk-only"] === true) process.env[APPLIER_SDK_ONLY_ENV] = "1";
 /** Scenarios the latency model applies to; under a model, the others do not run. */
 const UNDER_MODEL = new Set(["initial", "steady", "applier"]);
@@ -87,7 +91,7 @@ const scenarios: [string, () => Promise<Result[]>][] = [
 ];
 /** Where a scenario's rows are kept: loopback rows and each model's rows side by side. */
 const keyOf = (name: string) => {
-  const where = [...(modelled ? [describeModel(model)] : []), ...(values["versioned-bucket"] === true ? ["versioned bucket"] : []), ...(values["applier-sdk-only"] === true ? ["applier through the SDK only"] : [])];
+  const where = [...(modelled ? [describeModel(model)] : []), ...(values["unversioned-bucket"] === true ? ["unversioned bucket"] : []), ...(values["applier-sdk-only"] === true ? ["applier through the SDK only"] : [])];
   return where.length > 0 ? `${name} @ ${where.join(", ")}` : name;
 };
 
@@ -141,7 +145,7 @@ if (!values["no-write"]) {
   const markdown = [
     "# Benchmarks",
     "",
-    "Against the emulator (fauxqs) on 127.0.0.1; rclone from Debian against the same emulator, through the same path (nothing in one tool's path that the other does not pay).",
+    "Against the emulator (fauxqs) on 127.0.0.1, its bucket versioned as the stack's is unless a row says `unversioned bucket`; rclone from Debian against the same emulator, through the same path (nothing in one tool's path that the other does not pay).",
     "Rows marked with a model (`WAN RTT …`) ran under the AWS-latency model of bench/latency.ts: every request of the source host (tidemark's and rclone's) waits the WAN round trip plus the service's latency, the applier's requests the service's latency, and the applier's process is held to the stated vCPU share; bandwidth is not modelled.",
     "Medians over the runs of each scenario. Written by `npm run bench` (from bench/results.json and bench/notes.md); do not edit by hand.",
     "",

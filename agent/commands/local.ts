@@ -3,6 +3,7 @@ import { basename, join, resolve } from "node:path";
 import { LOCAL_EVENTS_FILE, localTaskSettings } from "../../lambdas/local/tasks.ts";
 import type { FakeEbs } from "../../lambdas/local/ebs-standin.ts";
 import { LOCAL_REGION, startLocalTarget, type LocalTarget } from "../../lambdas/local/target.ts";
+import { BucketVersioningMismatchError, BucketVersioningRecordError, type SettledVersioning } from "../../lambdas/local/bucket-versioning.ts";
 import { setNameProblem } from "../../contract/paths.ts";
 import { ConfigError, DEFAULT_CONFIG_FILE, loadConfig, pathWithin, realPathOf, type ConfigFile } from "../config.ts";
 import { createLogger, logJsonLine } from "../log.ts";
@@ -55,9 +56,33 @@ function writeLocalConfig(
   return config;
 }
 
+/** What --versioned-bucket / --unversioned-bucket ask for: undefined leaves it to the state dir (versioned when new). */
+function askedVersioning(values: Record<string, unknown>): boolean | undefined {
+  const versioned = values["versioned-bucket"] === true;
+  const unversioned = values["unversioned-bucket"] === true;
+  if (versioned && unversioned) throw new UsageError("--versioned-bucket and --unversioned-bucket exclude each other");
+  return versioned ? true : unversioned ? false : undefined;
+}
+
+/** The banner's line on the bucket's versioning: what it is and why. */
+export function versioningLine(settled: SettledVersioning): string {
+  const what = settled.versioned ? "versioned" : "unversioned";
+  switch (settled.why) {
+    case "default":
+      return `${what} (the default, as the AWS stack's bucket)`;
+    case "asked":
+      return `${what} (as asked)`;
+    case "recorded":
+    case "found":
+      return settled.versioned
+        ? `${what} (kept from this state dir's first run)`
+        : `${what} (kept: this state dir was created with an unversioned bucket, and its snapshots and history rely on preserved/; a new --state DIR gets a versioned one)`;
+  }
+}
+
 export const localCommand: Command = {
   name: "local",
-  help: `Usage: tidemark local [--port 4566] [--state DIR] [--source DIR [--set NAME]] [--versioned-bucket] [--json-logs]
+  help: `Usage: tidemark local [--port 4566] [--state DIR] [--source DIR [--set NAME]] [--unversioned-bucket] [--json-logs]
 
 Starts the local cloud on 127.0.0.1: an SQS/S3 emulator with the FIFO queue
 (and its dead-letter queue) and the target bucket, a stand-in for the EBS
@@ -72,22 +97,31 @@ SIGINT/SIGTERM, or until the process that started it exits (Ctrl-C sent to
 Queue, bucket, EBS snapshots and journal live under the state dir and survive
 a restart.
 
+The bucket keeps object versions, as the AWS stack's versioned bucket does:
+snapshots and point-in-time history name the versions an overwrite or delete
+leaves. --unversioned-bucket runs it without versions, as an S3-compatible
+store without versioning would be: then the applier copies what each
+overwrite replaces to preserved/ first. A state dir keeps the versioning it
+was created with (its snapshots and history rely on it): one created
+unversioned, by this option or by a tidemark before versioned became the
+default, stays unversioned, and asking it for the other is refused.
+
 Options:
   --port N        emulator port on 127.0.0.1 (default 4566)
   --state DIR     state dir (default ./.tidemark)
   --source PATH   replicate this folder, or disk image as a volume set (adds it to the config)
   --set NAME      set name for --source (default: the folder's name)
+  --unversioned-bucket
+                  a bucket without object versions (only for a new state dir)
   --versioned-bucket
-                  keep the bucket's object versions, as the AWS stack's
-                  versioned bucket does (default: unversioned); the choice
-                  holds for that run, the versions kept stay in the state dir
+                  the default; accepted, refused on a state dir created unversioned
   --json-logs     log one JSON object per line on stderr
 
 Examples:
   tidemark local --source ~/documents
   tidemark local --port 4600 --state /tmp/tm --source ./site --set www
   tidemark local --source ./vm-disk.img --set vm
-  tidemark local --versioned-bucket --source ~/documents
+  tidemark local --unversioned-bucket --state /tmp/tm-plain --source ~/documents
   # then, in another terminal:
   tidemark status --config .tidemark/tidemark.config.json`,
   options: {
@@ -96,6 +130,7 @@ Examples:
     source: { type: "string" },
     set: { type: "string" },
     "versioned-bucket": { type: "boolean" },
+    "unversioned-bucket": { type: "boolean" },
     "json-logs": { type: "boolean" },
   },
   async run(values) {
@@ -108,6 +143,7 @@ Examples:
     const problem = setName !== undefined ? setNameProblem(setName) : undefined;
     if (problem) throw new UsageError(`--set: ${problem}`);
     if (source !== undefined && !existsSync(source)) throw new UsageError(`--source ${source} does not exist`);
+    const versioned = askedVersioning(values);
 
     const stateDir = resolve(stringOption(values.state) ?? ".tidemark");
     if (source !== undefined && pathWithin(realPathOf(stateDir), realPathOf(source))) {
@@ -122,7 +158,7 @@ Examples:
     try {
       target = await startLocalTarget({
         region: REGION,
-        emulator: { port, dataDir: join(stateDir, "emulator"), versioned: values["versioned-bucket"] === true },
+        emulator: { port, dataDir: join(stateDir, "emulator"), ...(versioned !== undefined ? { versioned } : {}) },
         // The EBS direct APIs have no emulator: the local cloud's protocol-level stand-in (the tests use it too), keeping its snapshots on disk.
         ebs: { dir: join(stateDir, "ebs") },
         tasks: ({ ebs }) => localTaskSettings(join(stateDir, LOCAL_EVENTS_FILE), ebs),
@@ -134,9 +170,23 @@ Examples:
       });
     } catch (error) {
       lock.release();
+      if (error instanceof BucketVersioningMismatchError) {
+        const [option, had, relies, other] = error.kept
+          ? ["--unversioned-bucket", "a versioned bucket", "object versions", "unversioned"]
+          : ["--versioned-bucket", "an unversioned bucket", "copies under preserved/", "versioned"];
+        throw new UsageError(
+          `${option}: the state dir ${stateDir} was created with ${had}, and its snapshots and history rely on ${relies}; ` +
+            `run without ${option} to keep it as it is, or pass a new --state DIR for an ${other} bucket`,
+        );
+      }
+      if (error instanceof BucketVersioningRecordError) throw new ConfigError(error.message);
       throw error;
     }
     stops.push(() => target.stop());
+    const kept = target.bucketVersioning;
+    if (kept && !kept.versioned && (kept.why === "recorded" || kept.why === "found")) {
+      log.info("bucket kept unversioned: the state dir was created so, and its snapshots and history rely on preserved/", { bucket: target.bucket, stateDir });
+    }
     const stopAll = async () => {
       for (const stop of stops.reverse()) await stop();
     };
@@ -154,6 +204,7 @@ Examples:
           `  endpoint  ${target.endpoint}`,
           `  queue     ${target.queueUrl}`,
           `  bucket    ${target.bucket}`,
+          ...(target.bucketVersioning ? [`  versions  ${versioningLine(target.bucketVersioning)}`] : []),
           `  config    ${configFile}`,
           `  ebs       ${ebsEndpoint} (stand-in for the EBS direct APIs: ebs-snapshot markers)`,
           `  events    ${join(stateDir, LOCAL_EVENTS_FILE)} (task events, one JSON line each)`,

@@ -1,9 +1,12 @@
 // What one applier instance remembers of a set's live mirror between
 // messages, so that history on an unversioned bucket does not HEAD what it
 // already knows before preserving it: the content hash at each data key it
-// wrote or looked at, and the hashes already under preserved/. Trusted only
-// while nobody else applied to the set since this instance last finished a
-// message of it (Lambda moves a message group between instances), and
+// wrote or looked at (with the object's ETag where a write or HEAD told it),
+// and the hashes under preserved/ (all of them, once it listed them and
+// copied every one since). Trusted only while nobody else finished a message
+// of the set since this instance last did (Lambda moves a message group
+// between instances; one that died mid-message moves nothing, which the ETag
+// a copy is conditional on catches, preserved-content.ts), and
 // bounded: when it grows too large it starts over, and a key it does not know
 // costs a HEAD, as on a cold instance.
 
@@ -26,9 +29,17 @@ function stampOf(status: SetStatus): string {
 export class LiveContent {
   /** Data key → sha256 of the file there, or null when nothing there needs preserving (no object, a folder, a symlink). */
   readonly #live = new Map<string, string | null>();
+  /** Data key → the ETag of the object whose hash #live names, where a write's answer or a HEAD told it: a copy from there is made only of that object. */
+  readonly #etags = new Map<string, string>();
+  /** ETags told (tagged) and not yet learned with their hash. */
+  readonly #tagged = new Map<string, string>();
   /** True while #live names every file of the set (it was seeded from a checkpoint): a key it lacks holds nothing to preserve. */
   #complete = false;
   readonly #preserved = new Set<string>();
+  /** True while #preserved names every object under the set's preserved/ (listed, then kept up by this instance's copies). */
+  #preservedComplete = false;
+  /** Copies to preserved/ under way, by hash: a second file with the same content waits for the first. */
+  readonly #copying = new Map<string, Promise<void>>();
   /** stampOf(status) when this instance last finished a message of the set; undefined while one is under way. */
   stamp: string | undefined;
 
@@ -39,8 +50,23 @@ export class LiveContent {
     return this.#complete ? null : undefined;
   }
 
+  /** The ETag of the object at key, when this instance knows it. */
+  etagAt(key: string): string | undefined {
+    return this.#etags.get(key);
+  }
+
+  /** The object at key now has this ETag (a write's answer, a HEAD's): it goes with the hash learned next for key. */
+  tagged(key: string, etag: string | undefined): void {
+    if (etag !== undefined) this.#tagged.set(key, etag);
+    else this.#tagged.delete(key);
+  }
+
   /** The object at key now holds the file with this sha256 (null: nothing to preserve; undefined: unknown). */
   learn(key: string, sha256: string | null | undefined): void {
+    const etag = this.#tagged.get(key);
+    this.#tagged.delete(key);
+    if (etag !== undefined && typeof sha256 === "string") this.#etags.set(key, etag);
+    else this.#etags.delete(key);
     if (sha256 === undefined) {
       this.#live.delete(key);
       // A complete map would read the missing key as "nothing there".
@@ -53,6 +79,7 @@ export class LiveContent {
       this.#live.clear();
       this.#complete = false;
     }
+    if (this.#etags.size > KEYS_PER_SET) this.#etags.clear();
   }
 
   /** The file entries of a checkpoint of the whole live mirror (dataKey of each path): from now on an unnamed key holds nothing to preserve. */
@@ -64,20 +91,44 @@ export class LiveContent {
     for (const entry of files) this.#live.set(keyOf(entry.path), entry.sha256 ?? null);
   }
 
-  isPreserved(sha256: string): boolean {
-    return this.#preserved.has(sha256);
+  /** True: preserved/<sha256> is there; false: it is not (every preserved hash is known); undefined: unknown (ask the store). */
+  preservedKnown(sha256: string): boolean | undefined {
+    if (this.#preserved.has(sha256)) return true;
+    return this.#preservedComplete ? false : undefined;
   }
 
   preserved(sha256: string): void {
-    if (this.#preserved.size >= KEYS_PER_SET) this.#preserved.clear();
+    if (this.#preserved.size >= KEYS_PER_SET) {
+      this.#preserved.clear();
+      this.#preservedComplete = false;
+    }
     this.#preserved.add(sha256);
   }
 
-  /** Retention may have deleted preserved content: what was known to be there no longer is. */
-  forgetPreserved(): void {
+  /**
+   * The hashes a listing of the set's preserved/ found, all of them (undefined:
+   * too many to remember): what was known before no longer counts, since
+   * retention may have deleted some.
+   */
+  seedPreserved(hashes: readonly string[] | undefined): void {
     this.#preserved.clear();
+    this.#preservedComplete = hashes !== undefined && hashes.length <= KEYS_PER_SET;
+    if (!this.#preservedComplete || !hashes) return;
+    for (const sha256 of hashes) this.#preserved.add(sha256);
+  }
+
+  /** Runs the copy of sha256 to preserved/ unless one is under way, which it waits for instead. */
+  async copyOnce(sha256: string, copy: () => Promise<void>): Promise<void> {
+    const running = this.#copying.get(sha256);
+    if (running) return running;
+    const done = copy().finally(() => this.#copying.delete(sha256));
+    this.#copying.set(sha256, done);
+    return done;
   }
 }
+
+/** Preserved hashes a listing remembers at most: beyond, the listing stops and the store is asked per hash. */
+export const PRESERVED_LISTED = KEYS_PER_SET;
 
 /** What one applier instance keeps between messages for the history: whether the bucket keeps versions, and each set's LiveContent. */
 export class HistoryMemory {

@@ -7,14 +7,15 @@
 // unversioned one copied to preserved/ before it is replaced. Retention past
 // the window runs here, on the applier's schedule, never on an agent's word.
 
-import { dataKey, dataPrefix, decodeMeta, META, preservedKey, type SetStatus } from "../../contract/layout.ts";
+import { dataKey, dataPrefix, decodeMeta, type SetStatus } from "../../contract/layout.ts";
 import { DAY_MS, type HistoryCursor, type HistoryEntry } from "../../contract/history.ts";
 import type { WireRecord } from "../../contract/wire.ts";
-import { ObjectNotFoundError, type TargetStore, type WriteResult } from "../store/store.ts";
+import { ObjectNotFoundError, SourceChangedError, type TargetStore, type WriteResult } from "../store/store.ts";
 import { liveManifest } from "../tasks/snapshots.ts";
 import { VolumeMap } from "../volumes/block-map.ts";
 import { listCheckpoints, readCheckpointEntries, writeCheckpoint, writeSegment } from "./history-store.ts";
 import type { HistoryMemory, LiveContent } from "./live-content.ts";
+import { listPreserved, preserveContent } from "./preserved-content.ts";
 import { applyHistoryRetention } from "./retention.ts";
 import { checkpointMeta, checkpointOf, sameCheckpoint, type SegmentCheckpoint } from "../store/status-checkpoint.ts";
 
@@ -122,25 +123,24 @@ export class HistoryRecorder {
       // null is an answer too (nothing to preserve there): only an unknown key is asked about.
       await this.#preserveContent(key, known !== undefined ? known : await this.#contentOf(key));
     } catch (error) {
-      // The object went behind this applier's back (removed by hand): ask the store what is there.
-      if (!(error instanceof ObjectNotFoundError) || known === undefined) throw error;
+      // The object went or changed behind this applier's back (by hand, or another instance's partial apply): ask the store what is there.
+      if (!(error instanceof ObjectNotFoundError || error instanceof SourceChangedError) || known === undefined) throw error;
       await this.#preserveContent(key, await this.#contentOf(key));
     }
   }
 
   /** The hash of the file at key as its metadata names it (null: nothing to preserve), remembered. */
   async #contentOf(key: string): Promise<string | null> {
-    const meta = decodeMeta((await this.#store.head(key))?.meta);
+    const head = await this.#store.head(key);
+    const meta = decodeMeta(head?.meta);
     const sha256 = meta?.kind === "file" && meta.sha256 ? meta.sha256 : null;
+    this.#live.tagged(key, head?.etag);
     this.#live.learn(key, sha256);
     return sha256;
   }
 
   async #preserveContent(key: string, sha256: string | null): Promise<void> {
-    if (sha256 === null || this.#live.isPreserved(sha256)) return;
-    const target = preservedKey(this.#set, sha256);
-    if (!(await this.#store.head(target))) await this.#store.copy(key, target, { [META.sha256]: sha256 });
-    this.#live.preserved(sha256);
+    if (sha256 !== null) await preserveContent(this.#store, this.#set, key, sha256, this.#live);
   }
 
   /**
@@ -149,7 +149,7 @@ export class HistoryRecorder {
    * store that answers a versioned write without its version is asked.
    */
   async written(key: string, result: WriteResult): Promise<void> {
-    if (!this.#versioned) return;
+    if (!this.#versioned) return this.#live.tagged(key, result.etag);
     const versionId = result.versionId ?? (await this.#store.head(key))?.versionId;
     this.#writes.set(key, versionId !== undefined ? { ...result, versionId } : result);
   }
@@ -307,7 +307,7 @@ export class HistoryRecorder {
     this.#cursor.days = this.#settings.days;
     if (now - this.#cursor.sweptAt >= (this.#settings.retentionEveryMs ?? DAY_MS)) {
       await applyHistoryRetention(this.#store, this.#set, this.#settings.days, this.#now());
-      this.#live.forgetPreserved();
+      if (!this.#versioned) await listPreserved(this.#store, this.#set, this.#live);
       this.#cursor.sweptAt = now;
     }
     this.#status.history = this.#cursor;
@@ -326,7 +326,10 @@ export class HistoryRecorder {
       const known = previous?.kind === "files" ? { takenAt: new Date(previous.writtenAt).toISOString(), entries: await readCheckpointEntries(this.#store, previous) } : undefined;
       const entries = await liveManifest(this.#store, this.#set, known);
       await writeCheckpoint(this.#store, { ...summary, kind: "files" }, entries);
-      if (!this.#versioned) this.#live.seed(entries, (path) => dataKey(this.#set, path));
+      if (!this.#versioned) {
+        this.#live.seed(entries, (path) => dataKey(this.#set, path));
+        await listPreserved(this.#store, this.#set, this.#live);
+      }
     }
     this.#cursor.checkpointSegment = this.#cursor.segment;
     this.#cursor.checkpointWrittenAt = writtenAt;

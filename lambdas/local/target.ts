@@ -15,6 +15,7 @@ import type { HistorySettings } from "../history/recorder.ts";
 import { historySettingsFromEnvironment } from "../history/settings.ts";
 import { DirectS3Store } from "../store/direct-s3-store.ts";
 import { S3Store } from "../store/s3-store.ts";
+import { recordBucketVersioning, settleBucketVersioning, type SettledVersioning } from "./bucket-versioning.ts";
 import { startFakeEbs, type FakeEbs } from "./ebs-standin.ts";
 import { ensureTargetResources, startEmulator } from "./emulator.ts";
 import { LocalPoller, type PollerOptions } from "./poller.ts";
@@ -29,7 +30,9 @@ export type LocalEmulatorOptions = NonNullable<Parameters<typeof startEmulator>[
 export interface LocalTargetOptions {
   /**
    * The emulator to start, or the endpoint of one already running (in a process of its own).
-   * @default startEmulator's defaults (port 4566, in memory)
+   * Unlike startEmulator's, its bucket is versioned unless `versioned: false`, as the stack's is; a
+   * persisted one keeps the versioning it was created with (bucket-versioning.ts).
+   * @default startEmulator's other defaults (port 4566, in memory)
    */
   readonly emulator?: LocalEmulatorOptions | { readonly endpoint: string };
   /** @default LOCAL_REGION */
@@ -75,6 +78,8 @@ export interface LocalTarget {
   readonly sqs: SQSClient;
   /** The EBS stand-in, when asked for. */
   readonly ebs?: FakeEbs;
+  /** The started emulator's bucket versioning and why (none for an emulator given by endpoint). */
+  readonly bucketVersioning?: SettledVersioning;
   /** Stops the poller (after the batches in the handler finish), the stand-in and the emulator it started. */
   stop(): Promise<void>;
 }
@@ -90,7 +95,14 @@ export async function startLocalTarget(options: LocalTargetOptions = {}): Promis
   };
   try {
     const emulatorOptions = options.emulator ?? {};
-    const endpoint = "endpoint" in emulatorOptions ? emulatorOptions.endpoint : await startOwnEmulator(emulatorOptions, stops);
+    let endpoint: string;
+    let versioning: SettledVersioning | undefined;
+    if ("endpoint" in emulatorOptions) endpoint = emulatorOptions.endpoint;
+    else {
+      // An emulator of its own: versioned unless asked not to, and a persisted one as it was created.
+      versioning = settleBucketVersioning(emulatorOptions.dataDir, emulatorOptions.versioned);
+      endpoint = await startOwnEmulator({ ...emulatorOptions, versioned: versioning.versioned }, stops);
+    }
     const ebs = options.ebs ? await startFakeEbs(options.ebs.dir !== undefined ? { dir: options.ebs.dir } : {}) : undefined;
     if (ebs) stops.push(() => ebs.stop());
     const resources = await ensureTargetResources({
@@ -99,6 +111,7 @@ export async function startLocalTarget(options: LocalTargetOptions = {}): Promis
       ...(options.visibilityTimeoutSeconds !== undefined ? { visibilityTimeoutSeconds: options.visibilityTimeoutSeconds } : {}),
       ...(options.maxReceiveCount !== undefined ? { maxReceiveCount: options.maxReceiveCount } : {}),
     });
+    if (versioning) recordBucketVersioning(versioning);
     const clientEndpoint = options.clientEndpoint ?? endpoint;
     const s3: S3Client = makeS3Client({ region, endpoint: clientEndpoint, http: IN_PROCESS });
     const sqs = makeSqsClient({ region, endpoint: clientEndpoint, http: IN_PROCESS });
@@ -134,6 +147,7 @@ export async function startLocalTarget(options: LocalTargetOptions = {}): Promis
       store,
       sqs,
       ...(ebs ? { ebs } : {}),
+      ...(versioning ? { bucketVersioning: versioning } : {}),
       stop: stopAll,
     };
   } catch (error) {

@@ -38,6 +38,11 @@ export async function startTestCloud(
     tasks?: TaskSettings | ((store: S3Store) => TaskSettings);
     /** The applier's point-in-time history. @default the applier's */
     history?: HistorySettings;
+    /**
+     * A versioned bucket, as the stack's and `tidemark local`'s. @default false: these tests were written
+     * against the unversioned bucket, where history and snapshots copy replaced content to preserved/.
+     */
+    versioned?: boolean;
   } = {},
 ): Promise<TestCloud> {
   const applied = new Map<string, number[]>();
@@ -45,7 +50,7 @@ export async function startTestCloud(
   const refusals: string[] = [];
   const { tasks } = options;
   const target = await startLocalTarget({
-    emulator: { port: options.port ?? 0, ...(options.dataDir ? { dataDir: options.dataDir } : {}) },
+    emulator: { port: options.port ?? 0, versioned: options.versioned ?? false, ...(options.dataDir ? { dataDir: options.dataDir } : {}) },
     visibilityTimeoutSeconds: options.visibilityTimeoutSeconds ?? 5,
     ...(tasks ? { tasks: typeof tasks === "function" ? ({ store }) => tasks(store) : tasks } : {}),
     ...(options.history ? { history: options.history } : {}),
