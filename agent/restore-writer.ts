@@ -280,6 +280,22 @@ export async function extraEntries(root: string, known: ReadonlySet<string>): Pr
 }
 
 /** The writes of one restore, confined to its root. */
+/**
+ * Makes a folder that files written at once may all need: another write that
+ * made it first (EEXIST) is as good, once it proves a real folder (not a
+ * symlink or a file put there meanwhile).
+ */
+async function makeFolder(abs: string, path: string, mode = 0o755): Promise<void> {
+  try {
+    await mkdir(abs, { mode });
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== "EEXIST") throw error;
+    const st = await lstat(abs);
+    if (st.isSymbolicLink()) throw new EntryError(`${path} is a symlink; nothing is written through it`);
+    if (!st.isDirectory()) throw new EntryError(`${path} is not a folder`);
+  }
+}
+
 class TreeWriter {
   readonly #root: string;
   readonly #signal: AbortSignal | undefined;
@@ -310,7 +326,7 @@ class TreeWriter {
           if (error.code === "ENOENT") return undefined;
           throw error;
         });
-        if (!st) await mkdir(abs, { mode: 0o755 });
+        if (!st) await makeFolder(abs, walked);
         else if (st.isSymbolicLink()) throw new EntryError(`${walked} is a symlink; nothing is written through it`);
         else if (!st.isDirectory()) throw new EntryError(`${walked} is not a folder`);
         this.#checked.add(walked);
@@ -344,7 +360,7 @@ class TreeWriter {
     const existing = await lstat(abs).catch(() => undefined);
     // A symlink or file where the recovery point has a folder is replaced (rm on a link removes the link, not its target).
     if (existing && !existing.isDirectory()) await rm(abs, { force: true });
-    if (!existing?.isDirectory()) await mkdir(abs, { mode: 0o700 });
+    if (!existing?.isDirectory()) await makeFolder(abs, entry.path, 0o700);
     await chmod(abs, entry.mode | 0o700);
     this.#checked.add(entry.path);
   }
