@@ -162,6 +162,17 @@ describe("bodies in files on an unpersisted emulator", () => {
     expect((await bytesOf(await s3.send(new GetObjectCommand({ Bucket: bucket, Key: "k" })))).equals(Buffer.concat([again, two]))).toBe(true);
   });
 
+  it("refuses to copy a small (in-memory) source whose ETag is not the one the copy names, as S3 does, on an unversioned bucket", async () => {
+    const { s3, bucket } = await open();
+    const body = Buffer.from("what the source holds now");
+    await s3.send(new PutObjectCommand({ Bucket: bucket, Key: "small", Body: body }));
+    const copy = (ifMatch: string) => s3.send(new CopyObjectCommand({ Bucket: bucket, Key: "kept", CopySource: `${bucket}/small`, CopySourceIfMatch: ifMatch }));
+    await expect(copy('"not-it"')).rejects.toMatchObject({ name: "PreconditionFailed" });
+    await expect(s3.send(new HeadObjectCommand({ Bucket: bucket, Key: "kept" }))).rejects.toMatchObject({ name: "NotFound" });
+    await copy(md5(body));
+    expect((await bytesOf(await s3.send(new GetObjectCommand({ Bucket: bucket, Key: "kept" })))).equals(body)).toBe(true);
+  });
+
   it("answers UploadPartCopy's errors as S3 does: a changed source, a range past the end, a part number out of range, an unknown upload", async () => {
     const { s3, bucket } = await open();
     const body = randomBytes(2 * MiB);
