@@ -44,6 +44,8 @@ export interface SetFacts {
   readonly journalProblem?: { readonly since: string; readonly problem: string } | null;
   /** The set's last recovery drill (`tidemark drill`), when one ran. */
   readonly drill?: { readonly id: string; readonly passed: boolean; readonly finishedAt: string; readonly problemCount: number };
+  /** The target's owner of the set is another key than this host's: the target refuses this host's messages. */
+  readonly notOwner?: { readonly ownerKeyId: string; readonly ownerSince: string; readonly hostKeyId: string };
   /** The target's status, or why it could not be read. */
   readonly target: { readonly status: SetStatus } | { readonly error: string };
   readonly now: Date;
@@ -67,7 +69,21 @@ export function sameGeneration(facts: SetFacts): boolean {
   return status.generation === undefined || status.generation === facts.generation?.id;
 }
 
-const unreachable: ProblemCheck = (facts) => ("error" in facts.target ? [{ kind: "target-unreachable", message: `target unreachable: ${facts.target.error}` }] : []);
+const unreachable: ProblemCheck = (facts) =>
+  "error" in facts.target
+    ? [{ kind: "target-unreachable", message: `target unreachable: ${facts.target.error} (is the endpoint up? \`tidemark doctor\` checks the endpoint, proxy and credentials)` }]
+    : [];
+
+/** Another host owns the set on the target: every message of this one is refused, whatever its journal says. */
+const notOwner: ProblemCheck = (facts) =>
+  facts.notOwner
+    ? [
+        {
+          kind: "not-owner",
+          message: `this host (key ${facts.notOwner.hostKeyId}) does not own the set on the target: key ${facts.notOwner.ownerKeyId} does since ${facts.notOwner.ownerSince}, and the target refuses this host's messages; if this host should replicate it now, run \`tidemark adopt ${facts.set}\` here (operator credentials)`,
+        },
+      ]
+    : [];
 
 /**
  * No journal, and a target that never applied anything of the set: nothing was ever replicated, which is not
@@ -92,7 +108,8 @@ const outOfSync: ProblemCheck = (facts) => {
 
 const continuity: ProblemCheck = (facts) => {
   const status = targetStatus(facts);
-  if (!status) return [];
+  // A host that does not own the set never reaches its resync: not-owner says what to do.
+  if (!status || facts.notOwner) return [];
   const lastSeq = facts.counters.nextSeq - 1;
   if (sameGeneration(facts)) {
     if (status.lastSeq <= lastSeq) return [];
@@ -208,7 +225,7 @@ const drillFailed: ProblemCheck = (facts) =>
     : [];
 
 /** Every check `tidemark status` runs, in the order its findings are listed. */
-export const PROBLEM_CHECKS: readonly ProblemCheck[] = [unreachable, noJournal, outOfSync, continuity, stalled, rejected, refusedSenders, journalFull, journalProblem, watcher, sending, skippedPaths, snapshotCheck, folderWritesLost, drillFailed];
+export const PROBLEM_CHECKS: readonly ProblemCheck[] = [unreachable, notOwner, noJournal, outOfSync, continuity, stalled, rejected, refusedSenders, journalFull, journalProblem, watcher, sending, skippedPaths, snapshotCheck, folderWritesLost, drillFailed];
 
 export function findProblems(facts: SetFacts, checks: readonly ProblemCheck[] = PROBLEM_CHECKS): Problem[] {
   return checks.flatMap((check) => check(facts));

@@ -11,6 +11,7 @@ import { escapeControl, formatBytes, table } from "../format.ts";
 import { skippedNow } from "../skipped-names.ts";
 import { heldNow, scanNow, type HeldReport } from "../held-files.ts";
 import { readProblem, type AgentProblem } from "../problem-file.ts";
+import { readOwnerKey } from "../owner-key.ts";
 import { stringOption, type Command } from "./command.ts";
 
 export interface SetReport {
@@ -105,6 +106,14 @@ export async function collectStatus(configFile: string): Promise<SetReport[]> {
   const config = loadConfig(configFile);
   const journal = existsSync(join(config.stateDir, "journal.db")) ? Journal.open(config.stateDir) : undefined;
   const journalProblem = readProblem(config.stateDir);
+  // This host's key, to tell a set another host owns (a key file the agent cannot read is the agent's to report).
+  const hostKeyId = ((): string | undefined => {
+    try {
+      return readOwnerKey(config.stateDir)?.keyId;
+    } catch {
+      return undefined;
+    }
+  })();
   const s3 = makeS3Client(clientOptionsOf(config, { maxAttempts: 2, idleTimeoutMs: STATUS_IDLE_TIMEOUT_MS }));
   const store = new S3Store(s3, config.bucket);
   try {
@@ -148,7 +157,9 @@ export async function collectStatus(configFile: string): Promise<SetReport[]> {
         const scanning = journal ? scanNow(journal.held, spec.name) : null;
         const journalMissing = journal ? {} : { journalMissing: join(config.stateDir, "journal.db") };
         const stall = await stallFacts(journal, store, spec.name, target);
-        const setFacts: SetFacts = { set: spec.name, counters, generation, skipped, held, scanning, ...journalMissing, ...stall, drill, journalProblem, target: facts, now: new Date() };
+        const owner = target.reachable ? target.owner : undefined;
+        const notOwner = hostKeyId !== undefined && owner !== undefined && "keyId" in owner && owner.keyId !== hostKeyId ? { notOwner: { ownerKeyId: owner.keyId, ownerSince: owner.since, hostKeyId } } : {};
+        const setFacts: SetFacts = { set: spec.name, counters, generation, skipped, held, scanning, ...journalMissing, ...stall, ...notOwner, drill, journalProblem, target: facts, now: new Date() };
         const problems = findProblems(setFacts);
         const upToDate = caughtUp(setFacts);
         return {
@@ -211,7 +222,9 @@ applied (read from the target bucket), and the state:
                 whole set has not finished ("catching up (scanning)": what
                 it has not reached is not journaled yet)
   NOT IN SYNC   something is wrong; each problem is listed below the table:
-                the target unreachable or holding the set out of sync, the
+                the target unreachable or holding the set out of sync,
+                another host owning the set on the target (this host's
+                messages are refused; \`tidemark adopt SET\` moves it), the
                 target ahead of the journal or in another generation (journal
                 lost or restored from an older copy), no journal at all (the
                 agent never ran with this state folder), a target that has

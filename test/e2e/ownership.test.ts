@@ -88,6 +88,14 @@ it("refuses a second agent on the same set, ignores a planted staged object, and
   expect(shown.stdout).toMatch(/www: refused \d+ message\(s\) not from the set's owner; last .* \(.*key [0-9a-f]{16}\)/);
   const json = JSON.parse((await tidemark(["status", "--json", "--config", ownerConfig])).stdout) as { sets: { target: { owner: { keyId: string } } }[] };
   expect(json.sets[0]?.target.owner.keyId).toBe(ownerKey.keyId);
+  // The rogue's own status says it does not own the set and what moves it, not that a resync is coming.
+  const problemsOf = async (config: string) =>
+    (JSON.parse((await tidemark(["status", "--json", "--config", config])).stdout) as { sets: { problems: { kind: string; message: string }[] }[] }).sets[0]?.problems ?? [];
+  const rogueProblems = await problemsOf(rogueConfig);
+  expect(rogueProblems.map((p) => p.kind)).toContain("not-owner");
+  expect(rogueProblems.map((p) => p.kind)).not.toContain("generation-change");
+  expect(rogueProblems.find((p) => p.kind === "not-owner")?.message).toContain(`key ${ownerKey.keyId} does since`);
+  expect((await problemsOf(ownerConfig)).map((p) => p.kind)).not.toContain("not-owner");
 
   // The operator moves the set to the other host, whose agent is then (re)started: its folder becomes the set,
   // the first owner is refused.
@@ -102,6 +110,7 @@ it("refuses a second agent on the same set, ignores a planted staged object, and
   writeFileSync(join(ownerDir, "site", "too-late.html"), "refused");
   await eventually(async () => expect((await readSetStatus(cloud.store, SET)).refused?.last.keyId).toBe(ownerKey.keyId));
   expect(await cloud.store.head("data/www/too-late.html")).toBeUndefined();
+  expect((await problemsOf(ownerConfig)).map((p) => p.kind)).toContain("not-owner");
 }, 240_000);
 
 async function send(key: SigningKey, body: string, id: string): Promise<void> {

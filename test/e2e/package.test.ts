@@ -56,7 +56,8 @@ function packagesImported(dir: string): Set<string> {
   const names = new Set<string>();
   for (const file of filesUnder(dir).filter((f) => f.endsWith(".js"))) {
     const text = readFileSync(join(dir, file), "utf8");
-    for (const match of text.matchAll(/(?:\bfrom\s*|\bimport\s*\(\s*|\bimport\s+)"([^"./][^"]*)"/g)) {
+    // Not a "from" that is itself a string (a header name in a list): `"from", "keep-alive"` imports nothing.
+    for (const match of text.matchAll(/(?:(?<!["'])\bfrom\s*|\bimport\s*\(\s*|\bimport\s+)"([^"./][^"]*)"/g)) {
       const specifier = match[1] ?? "";
       if (specifier.startsWith("node:")) continue;
       const parts = specifier.split("/");

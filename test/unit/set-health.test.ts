@@ -65,6 +65,14 @@ describe("set health", () => {
     expect(kinds(facts({ state: "out-of-sync", lastSeq: 99 }, { overflowed: true, lastSendError: "x" }))).toEqual(["target-out-of-sync", "target-ahead", "journal-full", "send-error"]);
   });
 
+  it("names a set another host owns on the target, and no resync it will never reach", () => {
+    const notOwner = { ownerKeyId: "aaaaaaaaaaaaaaaa", ownerSince: "2026-01-01T00:00:00Z", hostKeyId: "bbbbbbbbbbbbbbbb" };
+    const rogue: SetFacts = { ...facts({ generation: "g0", lastSeq: 57_689 }, {}, { id: "g1", sinceSeq: 4 }), notOwner };
+    expect(kinds(rogue)).toEqual(["not-owner"]);
+    expect(findProblems(rogue)[0]?.message).toMatch(/key bbbbbbbbbbbbbbbb\) does not own the set on the target: key aaaaaaaaaaaaaaaa does since .* `tidemark adopt s`/);
+    expect(kinds(facts({}))).not.toContain("not-owner");
+  });
+
   it("counts a rejected message for a day", () => {
     const at = (ms: number) => ({ lastRejected: { at: new Date(NOW.getTime() - ms).toISOString(), messageId: "m1", error: "invalid message" } });
     expect(kinds(facts(at(60_000)))).toEqual(["rejected-message"]);
