@@ -91,7 +91,9 @@ const scenarios: [string, () => Promise<Result[]>][] = [
 ];
 /** Where a scenario's rows are kept: loopback rows and each model's rows side by side. */
 const keyOf = (name: string) => {
-  const where = [...(modelled ? [describeModel(model)] : []), ...(values["unversioned-bucket"] === true ? ["unversioned bucket"] : []), ...(values["applier-sdk-only"] === true ? ["applier through the SDK only"] : [])];
+  // A page-write run on another file size than the default keeps its rows beside the 1 GiB ones.
+  const size = name === "db" && number("db-gib", values["db-gib"]) !== 1 ? [`${values["db-gib"]} GiB file`] : [];
+  const where = [...size, ...(modelled ? [describeModel(model)] : []), ...(values["unversioned-bucket"] === true ? ["unversioned bucket"] : []), ...(values["applier-sdk-only"] === true ? ["applier through the SDK only"] : [])];
   return where.length > 0 ? `${name} @ ${where.join(", ")}` : name;
 };
 
