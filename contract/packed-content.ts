@@ -6,9 +6,9 @@
 // per-message work and the source host's round trips are paid per thousand.
 // The pack's SHA-256 is in the signed message, each record's in its record.
 
-import { zstdCompressSync, gzipSync } from "node:zlib";
 import { z } from "zod";
 import { Sha256 } from "./manifest-entry.ts";
+import { compressed, type Compression } from "./compression.ts";
 
 /** Largest pack: the applier holds it in memory while it applies the message. */
 export const MAX_PACK_BYTES = 8 * 1024 * 1024;
@@ -26,14 +26,8 @@ export type PackedContent = z.infer<typeof PackedContent>;
 export const MessagePack = z.object({ size: z.number().int().min(1).max(MAX_PACK_BYTES), sha256: Sha256 });
 export type MessagePack = z.infer<typeof MessagePack>;
 
-/** Content shorter than this is not worth a compressor's header (as inline content). */
-const MIN_COMPRESS_BYTES = 64;
-
-/** A file's bytes as they go into a pack: compressed only when that saves space. */
-export function encodePacked(bytes: Uint8Array, compression: "zstd" | "gzip" | "none"): { encoding: PackedContent["encoding"]; data: Uint8Array } {
-  if (compression === "none" || bytes.length < MIN_COMPRESS_BYTES) return { encoding: "raw", data: bytes };
-  // The size given up front sizes zstd's tables to the file (the frame is the same byte for byte): a small file
-  // compressed ~2x faster when incompressible, where allocating tables for any size dominated.
-  const packed = compression === "zstd" ? zstdCompressSync(bytes, { pledgedSrcSize: bytes.length }) : gzipSync(bytes);
-  return packed.length >= bytes.length ? { encoding: "raw", data: bytes } : { encoding: compression, data: packed };
+/** A file's bytes as they go into a pack: compressed only when that saves space (as inline content). */
+export function encodePacked(bytes: Uint8Array, compression: Compression): { encoding: PackedContent["encoding"]; data: Uint8Array } {
+  const packed = compressed(bytes, compression);
+  return packed ? { encoding: packed.codec, data: packed.data } : { encoding: "raw", data: bytes };
 }

@@ -3,7 +3,6 @@
 // nothing that `parseMessage` has not validated.
 
 import { createHash } from "node:crypto";
-import { gunzipSync, gzipSync, zstdCompressSync, zstdDecompressSync } from "node:zlib";
 import { z } from "zod";
 import { ORPHAN_POLICIES } from "./layout.ts";
 import { TaskFieldsSchema, TaskIdSchema } from "./tasks.ts";
@@ -12,6 +11,7 @@ import { LinkGroup, ManifestEntrySchema, Mode, MtimeNs, Seq, SetName, SetPath, S
 import { SetDigestSchema } from "./digest.ts";
 import { MAX_DELTA_RANGES, MAX_RANGED_FILE_BYTES, rangesBytes, rangesProblem, type ByteRange } from "./delta-ranges.ts";
 import { MessagePack, PackedContent } from "./packed-content.ts";
+import { compressed, decompressed, type Compression } from "./compression.ts";
 
 export const WIRE_VERSION = 1;
 
@@ -391,21 +391,13 @@ export function deduplicationId(set: string, first: number, last: number, gen?: 
 }
 
 /** How the agent compresses inline content; "none" sends it as it is. */
-export const COMPRESSIONS = ["zstd", "gzip", "none"] as const;
-export type Compression = (typeof COMPRESSIONS)[number];
-
-/** Content shorter than this is not worth a compressor's header. */
-const MIN_COMPRESS_BYTES = 64;
+export { COMPRESSIONS, type Compression } from "./compression.ts";
 
 /** Inline form of small content: compressed only when that saves space (never for random or already-compressed data), base64 either way. */
 export function encodeInline(bytes: Uint8Array, compression: Compression = "zstd"): InlineContent {
-  const raw: InlineContent = { kind: "inline", encoding: "base64", data: Buffer.from(bytes).toString("base64") };
-  if (compression === "none" || bytes.length < MIN_COMPRESS_BYTES) return raw;
-  // The size given up front sizes zstd's tables to the file (the frame is the same byte for byte): a small file
-  // compressed ~2x faster when incompressible, where allocating tables for any size dominated.
-  const packed = compression === "zstd" ? zstdCompressSync(bytes, { pledgedSrcSize: bytes.length }) : gzipSync(bytes);
-  if (packed.length >= bytes.length) return raw;
-  return { kind: "inline", encoding: compression === "zstd" ? "zstd+base64" : "gzip+base64", data: packed.toString("base64") };
+  const packed = compressed(bytes, compression);
+  if (!packed) return { kind: "inline", encoding: "base64", data: Buffer.from(bytes).toString("base64") };
+  return { kind: "inline", encoding: packed.codec === "zstd" ? "zstd+base64" : "gzip+base64", data: packed.data.toString("base64") };
 }
 
 /** Bytes of inline content; throws BadMessageError when they do not decode. */
@@ -413,9 +405,7 @@ export function decodeInline(content: InlineContent): Buffer {
   const raw = Buffer.from(content.data, "base64");
   if (content.encoding === "base64") return raw;
   try {
-    return content.encoding === "zstd+base64"
-      ? zstdDecompressSync(raw, { maxOutputLength: MAX_INLINE_DECODED_BYTES })
-      : gunzipSync(raw, { maxOutputLength: MAX_INLINE_DECODED_BYTES });
+    return decompressed(raw, content.encoding === "zstd+base64" ? "zstd" : "gzip", MAX_INLINE_DECODED_BYTES);
   } catch (error) {
     throw new BadMessageError(`inline content does not decompress (${content.encoding}): ${(error as Error).message}`);
   }

@@ -3,9 +3,9 @@
 // counts only as what the signed message says it is (size and SHA-256); each
 // record's slice is then checked like inline content.
 
-import { gunzipSync, zstdDecompressSync } from "node:zlib";
 import { createHash } from "node:crypto";
 import { stagingKey } from "../../contract/layout.ts";
+import { decompressed } from "../../contract/compression.ts";
 import type { MessagePack, PackedContent } from "../../contract/packed-content.ts";
 import { BadMessageError, MAX_INLINE_DECODED_BYTES, type WireMessage } from "../../contract/wire.ts";
 import type { TargetStore } from "../store/store.ts";
@@ -35,7 +35,7 @@ export class MessagePackReader {
     const slice = pack.subarray(content.offset, content.offset + content.length);
     if (content.encoding === "raw") return slice;
     try {
-      return content.encoding === "zstd" ? zstdDecompressSync(slice, { maxOutputLength: MAX_INLINE_DECODED_BYTES }) : gunzipSync(slice, { maxOutputLength: MAX_INLINE_DECODED_BYTES });
+      return decompressed(slice, content.encoding, MAX_INLINE_DECODED_BYTES);
     } catch (error) {
       throw new BadMessageError(`packed content of ${what} does not decompress (${content.encoding}): ${(error as Error).message}`);
     }
