@@ -8,38 +8,12 @@ import { GetBucketVersioningCommand, GetObjectCommand, ListObjectVersionsCommand
 import { afterEach, expect, it } from "vitest";
 import { makeS3Client } from "../../lambdas/aws-clients.ts";
 import { BUCKET_VERSIONING_FILE } from "../../lambdas/local/bucket-versioning.ts";
-import { spawnTidemark, tidemark } from "../support/cli.ts";
+import { tidemark } from "../support/cli.ts";
 import { eventually } from "../support/local-cloud.ts";
+import { startLocal, stopLocal, stopLocals } from "../support/local-command.ts";
 import { tempDir } from "../support/tree.ts";
 
-type Child = ReturnType<typeof spawnTidemark>;
-const children: Child[] = [];
-afterEach(() => {
-  for (const child of children.splice(0)) if (child.exitCode === null) child.kill("SIGKILL");
-});
-
-/** Starts `tidemark local` and waits for its banner: its endpoint and bucket. */
-async function startLocal(args: string[]): Promise<{ child: Child; endpoint: string; bucket: string; versions: string }> {
-  const child = spawnTidemark(["local", "--port", "0", ...args]);
-  children.push(child);
-  let stdout = "";
-  let stderr = "";
-  child.stdout.setEncoding("utf8").on("data", (chunk: string) => (stdout += chunk));
-  child.stderr.setEncoding("utf8").on("data", (chunk: string) => (stderr += chunk));
-  await eventually(async () => {
-    if (child.exitCode !== null) throw new Error(`tidemark local exited with ${child.exitCode}: ${stderr}`);
-    expect(stdout).toContain("Press Ctrl-C to stop.");
-  }, 30_000, 50);
-  const field = (name: string) => new RegExp(`^ {2}${name} +(\\S+)$`, "m").exec(stdout)?.[1] ?? "";
-  return { child, endpoint: field("endpoint"), bucket: field("bucket"), versions: /^ {2}versions +(.+)$/m.exec(stdout)?.[1] ?? "" };
-}
-
-function stop(child: Child): Promise<number | null> {
-  return new Promise((resolve) => {
-    child.once("exit", (code) => resolve(code));
-    child.kill("SIGINT");
-  });
-}
+afterEach(stopLocals);
 
 async function bucketVersioning(local: { endpoint: string; bucket: string }): Promise<string | undefined> {
   const s3 = makeS3Client({ region: "us-east-1", endpoint: local.endpoint });
@@ -65,7 +39,7 @@ it("keeps every version the applier replaces by default, and none with --unversi
     mkdirSync(source);
     writeFileSync(join(source, "page.txt"), "first");
     const local = await startLocal(["--state", join(work.path, "state"), "--source", source]);
-    expect(local.versions).toBe("versioned (the default, as the AWS stack's bucket)");
+    expect(local.line("versions")).toBe("versioned (the default, as the AWS stack's bucket)");
     const s3 = makeS3Client({ region: "us-east-1", endpoint: local.endpoint });
     try {
       expect(await bucketVersioning(local)).toBe("Enabled");
@@ -84,17 +58,17 @@ it("keeps every version the applier replaces by default, and none with --unversi
     } finally {
       s3.destroy();
     }
-    expect(await stop(local.child)).toBe(0);
+    expect(await stopLocal(local.child)).toBe(0);
 
     const plain = await startLocal(["--unversioned-bucket", "--state", join(work.path, "plain")]);
-    expect(plain.versions).toBe("unversioned (as asked)");
+    expect(plain.line("versions")).toBe("unversioned (as asked)");
     expect(await bucketVersioning(plain)).toBeUndefined();
-    expect(await stop(plain.child)).toBe(0);
+    expect(await stopLocal(plain.child)).toBe(0);
 
     // --versioned-bucket, the old way to ask for it, still runs: the default it names.
     const asked = await startLocal(["--versioned-bucket", "--state", join(work.path, "asked")]);
     expect(await bucketVersioning(asked)).toBe("Enabled");
-    expect(await stop(asked.child)).toBe(0);
+    expect(await stopLocal(asked.child)).toBe(0);
   } finally {
     work.remove();
   }
@@ -117,13 +91,13 @@ it("keeps a state dir created unversioned as it is, and refuses to switch either
     } finally {
       s3.destroy();
     }
-    expect(await stop(first.child)).toBe(0);
+    expect(await stopLocal(first.child)).toBe(0);
 
     // Without an option: still unversioned, and the banner says why.
     const again = await startLocal(["--state", state]);
-    expect(again.versions).toMatch(/^unversioned \(kept: this state dir was created with an unversioned bucket/);
+    expect(again.line("versions")).toMatch(/^unversioned \(kept: this state dir was created with an unversioned bucket/);
     expect(await bucketVersioning(again)).toBeUndefined();
-    expect(await stop(again.child)).toBe(0);
+    expect(await stopLocal(again.child)).toBe(0);
 
     // Asking it for versions is refused with a one-line reason, and starts nothing.
     const refused = await tidemark(["local", "--port", "0", "--state", state, "--versioned-bucket"]);
@@ -135,9 +109,9 @@ it("keeps a state dir created unversioned as it is, and refuses to switch either
     // A state dir from before the record (created unversioned, the old default) is read for what it holds.
     rmSync(join(state, "emulator", BUCKET_VERSIONING_FILE));
     const legacy = await startLocal(["--state", state]);
-    expect(legacy.versions).toMatch(/^unversioned \(kept/);
+    expect(legacy.line("versions")).toMatch(/^unversioned \(kept/);
     expect(await bucketVersioning(legacy)).toBeUndefined();
-    expect(await stop(legacy.child)).toBe(0);
+    expect(await stopLocal(legacy.child)).toBe(0);
     expect(existsSync(join(state, "emulator", BUCKET_VERSIONING_FILE))).toBe(true);
   } finally {
     work.remove();
@@ -149,7 +123,7 @@ it("does not switch a versioned state dir off, and takes only one of the two opt
   try {
     const versionedState = join(work.path, "versioned");
     const versioned = await startLocal(["--state", versionedState]);
-    expect(await stop(versioned.child)).toBe(0);
+    expect(await stopLocal(versioned.child)).toBe(0);
     const off = await tidemark(["local", "--port", "0", "--state", versionedState, "--unversioned-bucket"]);
     expect(off.code).toBe(2);
     expect(off.stderr).toContain(`--unversioned-bucket: the state dir ${versionedState} was created with a versioned bucket`);

@@ -7,49 +7,12 @@ import { join } from "node:path";
 import { GetObjectCommand } from "@aws-sdk/client-s3";
 import { afterEach, expect, it } from "vitest";
 import { makeS3Client } from "../../lambdas/aws-clients.ts";
-import { spawnTidemark, tidemark } from "../support/cli.ts";
+import { tidemark } from "../support/cli.ts";
 import { eventually } from "../support/local-cloud.ts";
+import { startLocal, stopLocal, stopLocals } from "../support/local-command.ts";
 import { readHead, tempDir } from "../support/tree.ts";
 
-type Child = ReturnType<typeof spawnTidemark>;
-const children: Child[] = [];
-afterEach(() => {
-  for (const child of children.splice(0)) if (child.exitCode === null) child.kill("SIGKILL");
-});
-
-interface Started {
-  readonly child: Child;
-  readonly endpoint: string;
-  readonly bucket: string;
-  readonly config: string;
-  readonly stdout: () => string;
-  readonly stderr: () => string;
-}
-
-/** Starts `tidemark local` and waits for its banner. */
-async function startLocal(args: string[]): Promise<Started> {
-  const child = spawnTidemark(["local", "--port", "0", ...args]);
-  children.push(child);
-  let stdout = "";
-  let stderr = "";
-  child.stdout.setEncoding("utf8").on("data", (chunk: string) => (stdout += chunk));
-  child.stderr.setEncoding("utf8").on("data", (chunk: string) => (stderr += chunk));
-  await eventually(async () => {
-    if (child.exitCode !== null) throw new Error(`tidemark local exited with ${child.exitCode}: ${stderr}`);
-    expect(stdout).toContain("Press Ctrl-C to stop.");
-  }, 30_000, 50).catch((error: unknown) => {
-    throw new Error(`tidemark local did not start: ${String(error)}\nstdout: ${stdout}\nstderr: ${stderr}`);
-  });
-  const field = (name: string) => new RegExp(`^ {2}${name} +(\\S+)$`, "m").exec(stdout)?.[1] ?? "";
-  return { child, endpoint: field("endpoint"), bucket: field("bucket"), config: field("config"), stdout: () => stdout, stderr: () => stderr };
-}
-
-function stop(child: Child): Promise<number | null> {
-  return new Promise((resolve) => {
-    child.once("exit", (code) => resolve(code));
-    child.kill("SIGINT");
-  });
-}
+afterEach(stopLocals);
 
 async function objectText(endpoint: string, bucket: string, key: string): Promise<string> {
   const s3 = makeS3Client({ region: "us-east-1", endpoint });
@@ -88,14 +51,14 @@ it("replicates a folder with one command, stops on Ctrl-C, and resumes on the sa
       expect(report.sets).toEqual([expect.objectContaining({ set: "my-folder", inSync: true })]);
     });
 
-    expect(await stop(local.child)).toBe(0);
+    expect(await stopLocal(local.child)).toBe(0);
 
     // Changed while stopped: picked up by the scan on restart, on the persisted queue and bucket.
     writeFileSync(join(source, "while-stopped.txt"), "changed while stopped");
     local = await startLocal(["--state", state, "--source", source]);
     await eventually(async () => expect(await objectText(local.endpoint, local.bucket, "data/my-folder/while-stopped.txt")).toBe("changed while stopped"));
     expect(await objectText(local.endpoint, local.bucket, "data/my-folder/edited.txt")).toBe("hello from the source");
-    expect(await stop(local.child)).toBe(0);
+    expect(await stopLocal(local.child)).toBe(0);
     expect(local.stderr()).not.toMatch(/error/i);
   } finally {
     work.remove();
@@ -135,7 +98,7 @@ it("replicates a disk image as a volume set, cuts EBS snapshots on the local sta
     expect(task.code).toBe(0);
     const { result } = JSON.parse(task.stdout) as { result: { status: string; outputs: { ebsSnapshotId: string; changedBlocks: number } } };
     expect(result.outputs.changedBlocks).toBe(2);
-    expect(await stop(local.child)).toBe(0);
+    expect(await stopLocal(local.child)).toBe(0);
 
     // The EBS snapshot outlives the local cloud: it restores after a restart.
     local = await startLocal(["--state", state]);
@@ -154,7 +117,7 @@ it("replicates a disk image as a volume set, cuts EBS snapshots on the local sta
     const again = await tidemark(["restore", "vm", "--snapshot", "latest", "--to", fromBlocks, "--config", local.config]);
     expect(again.code).toBe(1);
     expect(again.stderr).toMatch(/exists; restore to a new file, or pass --force to replace it/);
-    expect(await stop(local.child)).toBe(0);
+    expect(await stopLocal(local.child)).toBe(0);
   } finally {
     work.remove();
   }
