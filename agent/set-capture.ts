@@ -187,7 +187,8 @@ export class SetCapture {
       if (result.isDirectory && !known) {
         // A directory new to the index: its contents may predate the watch on it.
         flush();
-        const report = await barrierScan(journal, spec, { from: path, shouldStop, onJournaled: (changes, seqs) => this.#busy.journaled(changes, seqs) });
+        // Named like a whole-set scan: a large tree moved in is journaled in steps the sender drains behind.
+        const report = await namedScan(journal, spec.name, this.#now, () => barrierScan(journal, spec, { from: path, shouldStop, onJournaled: (changes, seqs) => this.#busy.journaled(changes, seqs) }));
         journaled += report.changes;
         if (report.stopped) break;
         continue;

@@ -12,6 +12,7 @@ import { describeHook, hookSucceeded, runHook, type HookResult } from "./hooks.t
 import type { Change } from "./journal.ts";
 import { writeManifest } from "./manifest.ts";
 import { markerDigest } from "./marker-digest.ts";
+import { namedScan } from "./held-files.ts";
 import { barrierScan, type ScanReport } from "./scan.ts";
 import type { SetCapture } from "./set-capture.ts";
 import type { SetContext } from "./set-context.ts";
@@ -98,7 +99,8 @@ export class SetOperations {
     this.#refuseVolume("verify");
     const { journal, spec } = this.#context;
     return this.#context.exclusive(async () => {
-      const scan = await barrierScan(journal, spec, { rehash: options.deep, ...(options.onProgress ? { onProgress: options.onProgress } : {}) });
+      // Named while it runs, as every scan of the whole set (held-files.ts): status must not say in sync behind it.
+      const scan = await namedScan(journal, spec.name, Date.now, () => barrierScan(journal, spec, { rehash: options.deep, ...(options.onProgress ? { onProgress: options.onProgress } : {}) }));
       const manifest = await writeManifest(journal, spec.name);
       const id = randomUUID();
       const [seq] = journal.append(spec.name, [{ op: "verify", id, deep: options.deep, orphans: options.orphans, size: manifest.size, sha256: manifest.sha256, content: manifest.content }]);

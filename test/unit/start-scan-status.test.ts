@@ -3,7 +3,7 @@
 // fraction of the tree on the target (1,519 of 13,093 entries, minutes
 // before the scan ended). While the start scan runs, the set is catching up.
 
-import { writeFileSync } from "node:fs";
+import { mkdirSync, renameSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterEach, expect, it, vi } from "vitest";
 import { scanNow } from "../../agent/held-files.ts";
@@ -50,4 +50,51 @@ it("status does not call a set caught up while the agent's start scan is still j
   expect(scanNow(harness.journal.held, SET)).toBeNull();
   await harness.agent.drain(SET);
   expect(caughtUp(await facts())).toBe(true);
+});
+
+it("status does not call a set caught up while a folder moved into it is still being journaled", async () => {
+  const harness = agentHarness(SET);
+  h = harness;
+  await harness.agent.start();
+  await harness.agent.drain(SET);
+  // A tree moved in whole: the watcher sees one new folder, and the agent scans what it holds.
+  const outside = join(harness.src.path, "..", `moved-in-${process.pid}`);
+  mkdirSync(outside, { recursive: true });
+  for (let i = 0; i < 20; i++) writeFileSync(join(outside, `f${i}.js`), `module.exports = ${i};`);
+  renameSync(outside, join(harness.src.path, "vendor"));
+  let midScan: ReturnType<typeof scanNow> | undefined;
+  const append = harness.journal.append.bind(harness.journal);
+  const spy = vi.spyOn(harness.journal, "append").mockImplementation((set, changes) => {
+    midScan ??= scanNow(harness.journal.held, SET);
+    return append(set, changes);
+  });
+  try {
+    harness.agent.hint(SET, "vendor");
+    await harness.agent.processHints(SET);
+  } finally {
+    spy.mockRestore();
+  }
+  expect(midScan?.since).toMatch(/^\d{4}-\d\d-\d\dT/);
+  expect(scanNow(harness.journal.held, SET)).toBeNull();
+});
+
+it("status does not call a set caught up while a verification's scan is journaling what it finds", async () => {
+  const harness = agentHarness(SET);
+  h = harness;
+  await harness.agent.start();
+  await harness.agent.drain(SET);
+  writeFileSync(join(harness.src.path, "unwatched.js"), "module.exports = 'seen by the scan';");
+  let midScan: ReturnType<typeof scanNow> | undefined;
+  const append = harness.journal.append.bind(harness.journal);
+  const spy = vi.spyOn(harness.journal, "append").mockImplementation((set, changes) => {
+    midScan ??= scanNow(harness.journal.held, SET);
+    return append(set, changes);
+  });
+  try {
+    await harness.agent.journalVerify(SET, { deep: false, orphans: "report" });
+  } finally {
+    spy.mockRestore();
+  }
+  expect(midScan?.since).toMatch(/^\d{4}-\d\d-\d\dT/);
+  expect(scanNow(harness.journal.held, SET)).toBeNull();
 });
