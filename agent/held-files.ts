@@ -13,6 +13,7 @@ import { hostname } from "node:os";
 import type { DatabaseSync, StatementSync } from "node:sqlite";
 import type { BusyHold } from "./busy-files.ts";
 import type { Journal } from "./journal.ts";
+import { processRuns } from "./state-lock.ts";
 
 /** A file whose newest version the agent holds back, as `tidemark status` reads it. */
 export interface HeldFile {
@@ -170,14 +171,7 @@ export async function namedScan<T>(journal: Journal, set: string, now: () => num
 
 /** Whether the agent that wrote a held row still runs; one on another host (shared storage) is taken to. */
 export function holderRuns(file: Pick<HeldFile, "pid" | "host">): boolean {
-  if (file.host !== hostname()) return true;
-  try {
-    process.kill(file.pid, 0);
-    return true;
-  } catch (error) {
-    // EPERM: the process exists under another user.
-    return (error as NodeJS.ErrnoException).code === "EPERM";
-  }
+  return processRuns(file.pid, file.host);
 }
 
 /** A held file as `tidemark status` reports it: `agentRunning` is false when the agent holding it stopped (its next start captures the file). */

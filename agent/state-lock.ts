@@ -38,7 +38,9 @@ function readOwner(file: string): Owner | undefined {
 /** Lock files this process holds: a second agent in the same process is refused too. */
 const heldHere = new Set<string>();
 
-function alive(pid: number): boolean {
+/** Whether the process `pid` on `host` still runs; one on another host (a state folder on shared storage) is taken to. */
+export function processRuns(pid: number, host: string | undefined): boolean {
+  if (host !== undefined && host !== hostname()) return true;
   try {
     process.kill(pid, 0);
     return true;
@@ -48,12 +50,11 @@ function alive(pid: number): boolean {
   }
 }
 
-/** Whether the owner still runs; a lock from another host (a state folder on shared storage) counts as held. */
+/** Whether the owner still runs; a lock from another host counts as held. */
 function held(owner: Owner | undefined): owner is Owner {
   if (owner === undefined) return false;
-  if (owner.host !== undefined && owner.host !== hostname()) return true;
   // Our own pid in a lock we did not take: a previous life of this pid (a container's agent is often pid 1 every time).
-  return owner.pid !== process.pid && alive(owner.pid);
+  return (owner.pid !== process.pid || (owner.host !== undefined && owner.host !== hostname())) && processRuns(owner.pid, owner.host);
 }
 
 function refuse(dir: string, file: string, owner: Owner): never {
