@@ -84,11 +84,18 @@ export class LiveContent {
 
   /** The file entries of a checkpoint of the whole live mirror (dataKey of each path): from now on an unnamed key holds nothing to preserve. */
   seed(entries: readonly SnapshotEntry[], keyOf: (path: string) => string): void {
+    const before = new Map(this.#live);
     this.#live.clear();
+    this.#tagged.clear();
     const files = entries.filter((e) => e.kind === "file" && e.sha256 !== undefined);
     this.#complete = files.length <= KEYS_PER_SET;
-    if (!this.#complete) return;
-    for (const entry of files) this.#live.set(keyOf(entry.path), entry.sha256 ?? null);
+    if (this.#complete) for (const entry of files) this.#live.set(keyOf(entry.path), entry.sha256 ?? null);
+    // An ETag goes with the hash it was learned with: where the checkpoint names another (or none), the pairing is
+    // gone, and a copy made on the strength of it would put that object's bytes under the wrong hash in preserved/.
+    for (const key of [...this.#etags.keys()]) {
+      const hash = this.#live.get(key);
+      if (hash === undefined || hash !== before.get(key)) this.#etags.delete(key);
+    }
   }
 
   /** True: preserved/<sha256> is there; false: it is not (every preserved hash is known); undefined: unknown (ask the store). */

@@ -214,3 +214,17 @@ it("a listing of preserved/ longer than it remembers leaves every hash to be ask
   expect(live.preservedKnown(sha("x"))).toBeUndefined();
   expect(live.preservedKnown(sha("other"))).toBeUndefined();
 });
+
+it("forgets an object's ETag when a checkpoint names another content at its key than the one the ETag was learned with", () => {
+  const live = new LiveContent();
+  const entry = (path: string, text: string) => ({ path, kind: "file" as const, size: text.length, mode: 0o644, mtimeNs: "1", sha256: sha(text) });
+  const key = (path: string) => `data/${SET}/${path}`;
+  for (const [path, text] of [["same.txt", "same"], ["moved.txt", "old"]] as const) {
+    live.tagged(key(path), `"etag-${path}"`);
+    live.learn(key(path), sha(text));
+  }
+  live.seed([entry("same.txt", "same"), entry("moved.txt", "new")], key);
+  expect(live.etagAt(key("same.txt"))).toBe('"etag-same.txt"');
+  expect(live.contentAt(key("moved.txt"))).toBe(sha("new"));
+  expect(live.etagAt(key("moved.txt"))).toBeUndefined();
+});
