@@ -76,10 +76,10 @@ export class SigV4Signer {
     headers["x-amz-date"] = longDate;
     if (credentials.sessionToken) headers["x-amz-security-token"] = credentials.sessionToken;
     const canonical = new Map<string, string>();
-    for (const name of Object.keys(headers).sort()) {
+    for (const name of Object.keys(headers)) {
       const lower = name.toLowerCase();
       if (UNSIGNABLE.has(lower) || lower.startsWith("proxy-") || lower.startsWith("sec-")) continue;
-      canonical.set(lower, (headers[name] ?? "").replace(/[\r\n]/g, " ").replace(/[ \t]+/g, " ").replace(/^ | $/g, ""));
+      canonical.set(lower, (headers[name] ?? "").trim().replace(/\s+/g, " "));
     }
     const signed = [...canonical.keys()].sort();
     const payloadHash = Object.entries(headers).find(([name]) => name.toLowerCase() === "x-amz-content-sha256")?.[1];

@@ -211,7 +211,8 @@ Per set: the journal backlog (records and bytes not yet accepted by the
 queue), messages and bytes sent, the last seq sent, the last seq the target
 applied (read from the target bucket), and the state:
   in sync       the target applied everything this journal holds (in its
-                current generation) and nothing is wrong
+                current generation), the agent holds no file back, no scan
+                is unfinished, and nothing is wrong
   catching up   nothing is wrong; the target has not applied all of it yet,
                 or the agent holds back the newest version of a busy large
                 file until its previous one is sent and rebuilt by the
