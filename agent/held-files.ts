@@ -159,11 +159,15 @@ export class HeldFileRecord {
 }
 
 /**
- * Runs a scan of the whole set with the journal naming it meanwhile. A full disk that keeps the end from being
+ * Runs a scan of the whole set with the journal naming it meanwhile (`begun` runs in the transaction that names it). A full disk that keeps the end from being
  * recorded leaves the row: it names a scan that did not finish, which stays true until the next one.
  */
-export async function namedScan<T>(journal: Journal, set: string, now: () => number, scan: () => Promise<T>): Promise<T> {
-  journal.atomically(() => journal.held.scanBegins(set, { since: new Date(now()).toISOString(), pid: process.pid, host: hostname() }));
+export async function namedScan<T>(journal: Journal, set: string, now: () => number, scan: () => Promise<T>, begun?: () => void): Promise<T> {
+  journal.atomically(() => {
+    journal.held.scanBegins(set, { since: new Date(now()).toISOString(), pid: process.pid, host: hostname() });
+    // In the same transaction: what `begun` clears (a full journal's mark) is never unnamed.
+    begun?.();
+  });
   const result = await scan();
   journal.atomically(() => journal.held.scanEnds(set));
   return result;

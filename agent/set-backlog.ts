@@ -42,13 +42,23 @@ export class Backlog {
     return false;
   }
 
-  /** After a send: true once a set that overflowed has drained below half the limit (it is no longer marked; the caller scans). */
+  /**
+   * After a send: true once a set that overflowed has drained below half the limit (the caller scans). The set stays
+   * marked until that scan has begun (catchUpBegins): status says the journal is full, then that a scan runs.
+   */
   drained(): boolean {
+    const { backlogBytes, overflowed } = this.#context.journal.sets.counters(this.#context.spec.name);
+    return overflowed && backlogBytes <= this.#limit / 2;
+  }
+
+  /**
+   * Called by a scan within the limit in the transaction that names it (held-files.ts namedScan): a set that overflowed
+   * and has drained is no longer marked, since this scan journals what changed meanwhile.
+   */
+  catchUpBegins(): void {
     const { journal, spec, log } = this.#context;
-    const { backlogBytes, overflowed } = journal.sets.counters(spec.name);
-    if (!overflowed || backlogBytes > this.#limit / 2) return false;
+    if (!this.drained()) return;
     journal.sets.setOverflowed(spec.name, false);
     log.info("journal drained; catching up with a scan", { set: spec.name });
-    return true;
   }
 }

@@ -44,14 +44,14 @@ export class SetCapture {
   }
 
   /** What changed in the set since the index: a scan of the tree, or a read of the volume (all of it when `full`). Run inside the set's lane. */
-  barrier(options: Pick<ScanOptions, "onProgress" | "shouldStop" | "defer"> & { full?: boolean } = {}): Promise<ScanReport> {
+  barrier(options: Pick<ScanOptions, "onProgress" | "shouldStop" | "defer"> & { full?: boolean; begun?: () => void } = {}): Promise<ScanReport> {
     const { journal, spec } = this.#context;
-    const { full = false, defer, ...rest } = options;
+    const { full = false, defer, begun, ...rest } = options;
     // Named in the journal while it runs: the backlog may drain behind it, and `tidemark status` must not say "in sync" then.
     return namedScan(journal, spec.name, this.#now, () => {
       if (spec.volume) return volumeScan(journal, spec, { full, ...rest });
       return barrierScan(journal, spec, { ...rest, ...(defer ? { defer } : {}), onJournaled: (changes, seqs) => this.#busy.journaled(changes, seqs) });
-    });
+    }, begun);
   }
 
   /** A barrier scan within the journal limit; wakes the sender when it journaled anything. */
@@ -61,7 +61,8 @@ export class SetCapture {
     if (health.full) return { entries: 0, changes: 0, bytes: 0, skipped: [], stopped: true };
     const report = await this.#context.exclusive(() => {
       const { sentSeq } = journal.sets.counters(spec.name);
-      return this.barrier({ shouldStop: (unjournaled, next) => this.#backlog.full(unjournaled, next), defer: (path) => this.#busy.defer(path, sentSeq) });
+      // The catch-up scan of a drained journal: the full mark goes only once this scan is named.
+      return this.barrier({ shouldStop: (unjournaled, next) => this.#backlog.full(unjournaled, next), defer: (path) => this.#busy.defer(path, sentSeq), begun: () => this.#backlog.catchUpBegins() });
     });
     for (const skipped of report.skipped) log.warn("not replicated", { set: spec.name, path: skipped.path, reason: skipped.reason });
     if (report.changes > 0) this.#context.wake();

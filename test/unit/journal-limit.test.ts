@@ -2,9 +2,10 @@
 // out of sync), and once it drains a catch-up scan journals what changed.
 // Nothing is lost.
 
-import { mkdirSync, writeFileSync } from "node:fs";
+import { mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { afterEach, beforeEach, expect, it } from "vitest";
+import { afterEach, beforeEach, expect, it, vi } from "vitest";
+import { scanNow } from "../../agent/held-files.ts";
 import type { Logger } from "../../agent/log.ts";
 import { agentHarness, type Harness } from "../support/harness.ts";
 import { pictureOfSource, pictureOfTarget } from "../support/tree.ts";
@@ -57,6 +58,38 @@ it("remembers a full journal across a restart", async () => {
   await h.agent.stop();
   h.restart();
   expect(h.journal.sets.counters(SET).overflowed).toBe(true);
+  await h.agent.drain(SET);
+  expect(await pictureOfTarget(h.store, SET)).toEqual(await pictureOfSource(h.src.path));
+});
+
+it("keeps the set marked full until the catch-up scan is named: status never sees neither", async () => {
+  await h.agent.scan(SET);
+  expect(h.journal.sets.counters(SET).overflowed).toBe(true);
+  // Whenever the mark is cleared, the scan that catches up must already be named (the two in one transaction).
+  const scanNamedAtClear: boolean[] = [];
+  const setOverflowed = h.journal.sets.setOverflowed.bind(h.journal.sets);
+  const spy = vi.spyOn(h.journal.sets, "setOverflowed").mockImplementation((set, overflowed) => {
+    if (!overflowed) scanNamedAtClear.push(scanNow(h.journal.held, SET) !== null);
+    setOverflowed(set, overflowed);
+  });
+  try {
+    await h.agent.drain(SET);
+  } finally {
+    spy.mockRestore();
+  }
+  expect(scanNamedAtClear.length).toBeGreaterThan(0);
+  expect(scanNamedAtClear.every(Boolean)).toBe(true);
+  expect(h.journal.sets.counters(SET).overflowed).toBe(false);
+  expect(await pictureOfTarget(h.store, SET)).toEqual(await pictureOfSource(h.src.path));
+});
+
+it("a set marked full whose backlog drained catches up at its next scan, with no send to prompt it", async () => {
+  // As after a restart once the backlog had been sent: nothing left to send, so no send's catch-up would ever run.
+  for (let d = 1; d < 10; d++) rmSync(join(h.src.path, `d${d}`), { recursive: true });
+  h.journal.sets.setOverflowed(SET, true);
+  const report = await h.agent.scan(SET);
+  expect(report.stopped).toBeUndefined();
+  expect(h.journal.sets.counters(SET).overflowed).toBe(false);
   await h.agent.drain(SET);
   expect(await pictureOfTarget(h.store, SET)).toEqual(await pictureOfSource(h.src.path));
 });
