@@ -42,6 +42,15 @@ CREATE TABLE IF NOT EXISTS scans (
   since TEXT NOT NULL,
   pid INTEGER NOT NULL,
   host TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS scan_failures (
+  set_name TEXT PRIMARY KEY,
+  folder TEXT NOT NULL,
+  since TEXT NOT NULL,
+  failed_at TEXT NOT NULL,
+  error TEXT NOT NULL,
+  pid INTEGER NOT NULL,
+  host TEXT NOT NULL
 ) WITHOUT ROWID;`;
 
 /** A scan of a whole set the agent runs: when it began, and the agent process. */
@@ -49,6 +58,14 @@ export interface SetScan {
   readonly since: string;
   readonly pid: number;
   readonly host: string;
+}
+
+/** The set's last scan that failed (threw), until a later scan of the whole set (or of the same folder) succeeds. */
+export interface ScanFailure extends SetScan {
+  /** The folder scanned ("" for the whole set). */
+  readonly folder: string;
+  readonly failedAt: string;
+  readonly error: string;
 }
 
 /** The held_files table: what the running agent holds back, per set. */
@@ -60,6 +77,9 @@ export class HeldFiles {
   readonly #scanBegins: StatementSync;
   readonly #scanEnds: StatementSync;
   readonly #scanOf: StatementSync;
+  readonly #scanFailed: StatementSync;
+  readonly #scanSucceeded: StatementSync;
+  readonly #failedScanOf: StatementSync;
 
   constructor(db: DatabaseSync) {
     db.exec(SCHEMA);
@@ -73,6 +93,27 @@ export class HeldFiles {
     this.#scanBegins = db.prepare("INSERT OR REPLACE INTO scans (set_name, since, pid, host) VALUES (?, ?, ?, ?)");
     this.#scanEnds = db.prepare("DELETE FROM scans WHERE set_name = ?");
     this.#scanOf = db.prepare("SELECT since, pid, host FROM scans WHERE set_name = ?");
+    this.#scanFailed = db.prepare("INSERT OR REPLACE INTO scan_failures (set_name, folder, since, failed_at, error, pid, host) VALUES (?, ?, ?, ?, ?, ?, ?)");
+    // A whole set's scan covers any folder's; a folder's covers only its own failure.
+    this.#scanSucceeded = db.prepare("DELETE FROM scan_failures WHERE set_name = ? AND (? = '' OR folder = ?)");
+    this.#failedScanOf = db.prepare("SELECT folder, since, failed_at, error, pid, host FROM scan_failures WHERE set_name = ?");
+  }
+
+  /** A scan of the set (or of one folder of it) threw: named until a later one succeeds. */
+  scanFailed(set: string, failure: ScanFailure): void {
+    this.#scanFailed.run(set, failure.folder, failure.since, failure.failedAt, failure.error, failure.pid, failure.host);
+  }
+
+  scanSucceeded(set: string, folder: string): void {
+    this.#scanSucceeded.run(set, folder, folder);
+  }
+
+  /** The set's last failed scan not yet followed by one that succeeded, if any. */
+  failedScanOf(set: string): ScanFailure | undefined {
+    const row = this.#failedScanOf.get(set);
+    return (
+      row && { folder: String(row.folder), since: String(row.since), failedAt: String(row.failed_at), error: String(row.error), pid: Number(row.pid), host: String(row.host) }
+    );
   }
 
   scanBegins(set: string, scan: SetScan): void {
@@ -158,18 +199,45 @@ export class HeldFileRecord {
   }
 }
 
+export interface NamedScanOptions {
+  /** Runs in the transaction that names the scan (a full journal's mark is cleared there). */
+  readonly begun?: () => void;
+  /** The folder scanned, when not the whole set (a folder moved in). */
+  readonly folder?: string;
+}
+
 /**
- * Runs a scan of the whole set with the journal naming it meanwhile (`begun` runs in the transaction that names it). A full disk that keeps the end from being
- * recorded leaves the row: it names a scan that did not finish, which stays true until the next one.
+ * Runs a scan of the whole set (or of a folder) with the journal naming it meanwhile. A full disk that keeps the end
+ * from being recorded leaves the row: it names a scan that did not finish, which stays true until the next one. A
+ * scan that throws is named as failed, with its error, until a later one succeeds: what it had not reached is not
+ * journaled.
  */
-export async function namedScan<T>(journal: Journal, set: string, now: () => number, scan: () => Promise<T>, begun?: () => void): Promise<T> {
+export async function namedScan<T>(journal: Journal, set: string, now: () => number, scan: () => Promise<T>, options: NamedScanOptions = {}): Promise<T> {
+  const { begun, folder = "" } = options;
+  const since = new Date(now()).toISOString();
   journal.atomically(() => {
-    journal.held.scanBegins(set, { since: new Date(now()).toISOString(), pid: process.pid, host: hostname() });
-    // In the same transaction: what `begun` clears (a full journal's mark) is never unnamed.
+    journal.held.scanBegins(set, { since, pid: process.pid, host: hostname() });
     begun?.();
   });
-  const result = await scan();
-  journal.atomically(() => journal.held.scanEnds(set));
+  let result: T;
+  try {
+    result = await scan();
+  } catch (error) {
+    const failure = { folder, since, failedAt: new Date(now()).toISOString(), error: String(error), pid: process.pid, host: hostname() };
+    try {
+      journal.atomically(() => {
+        journal.held.scanEnds(set);
+        journal.held.scanFailed(set, failure);
+      });
+    } catch {
+      // The journal cannot record it (a full disk, which status names): the scan's own error is what the caller handles.
+    }
+    throw error;
+  }
+  journal.atomically(() => {
+    journal.held.scanEnds(set);
+    journal.held.scanSucceeded(set, folder);
+  });
   return result;
 }
 
@@ -190,6 +258,20 @@ export interface HeldReport {
 export function scanNow(held: HeldFiles, set: string): { since: string; agentRunning: boolean } | null {
   const scan = held.scanOf(set);
   return scan ? { since: scan.since, agentRunning: holderRuns(scan) } : null;
+}
+
+/** The set's last failed scan as `tidemark status` reports it: `agentRunning` is false when the agent that ran it stopped (its next start scans again). */
+export interface ScanFailureReport {
+  readonly folder: string;
+  readonly since: string;
+  readonly failedAt: string;
+  readonly error: string;
+  readonly agentRunning: boolean;
+}
+
+export function scanFailureNow(held: HeldFiles, set: string): ScanFailureReport | null {
+  const failure = held.failedScanOf(set);
+  return failure ? { folder: failure.folder, since: failure.since, failedAt: failure.failedAt, error: failure.error, agentRunning: holderRuns(failure) } : null;
 }
 
 /** The set's held files, each judged by whether the agent holding it still runs. */

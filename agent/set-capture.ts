@@ -51,7 +51,7 @@ export class SetCapture {
     return namedScan(journal, spec.name, this.#now, () => {
       if (spec.volume) return volumeScan(journal, spec, { full, ...rest });
       return barrierScan(journal, spec, { ...rest, ...(defer ? { defer } : {}), onJournaled: (changes, seqs) => this.#busy.journaled(changes, seqs) });
-    }, begun);
+    }, begun ? { begun } : {});
   }
 
   /** A barrier scan within the journal limit; wakes the sender when it journaled anything. */
@@ -189,7 +189,7 @@ export class SetCapture {
         // A directory new to the index: its contents may predate the watch on it.
         flush();
         // Named like a whole-set scan: a large tree moved in is journaled in steps the sender drains behind.
-        const report = await namedScan(journal, spec.name, this.#now, () => barrierScan(journal, spec, { from: path, shouldStop, onJournaled: (changes, seqs) => this.#busy.journaled(changes, seqs) }));
+        const report = await namedScan(journal, spec.name, this.#now, () => barrierScan(journal, spec, { from: path, shouldStop, onJournaled: (changes, seqs) => this.#busy.journaled(changes, seqs) }), { folder: path });
         journaled += report.changes;
         if (report.stopped) break;
         continue;

@@ -5,7 +5,7 @@
 
 import type { SetStatus } from "../contract/layout.ts";
 import { awaitingGeneration } from "./continuity.ts";
-import type { HeldReport } from "./held-files.ts";
+import type { HeldReport, ScanFailureReport } from "./held-files.ts";
 import { skippedRemedy } from "./skipped-names.ts";
 import type { JournalGeneration, SetCounters } from "./journal.ts";
 
@@ -36,6 +36,8 @@ export interface SetFacts {
   readonly markerRunning?: boolean;
   /** A scan of the whole set that has not finished (running, or left by an agent that stopped): what it has not reached is not journaled. */
   readonly scanning?: { readonly since: string; readonly agentRunning: boolean } | null;
+  /** The set's last scan that failed, not yet followed by one that succeeded: what it had not reached is not journaled. */
+  readonly scanFailed?: ScanFailureReport | null;
   /** Where the journal would be, when there is none (the agent never ran with this state folder). */
   readonly journalMissing?: string;
   /** Busy files whose newest version the agent holds back (held-files.ts): the target lacks it, though no record waits. */
@@ -183,6 +185,17 @@ const journalFull: ProblemCheck = (facts) =>
     ? [{ kind: "journal-full", message: "the journal reached its limit: changes since then are not journaled until the backlog drains and a catch-up scan runs" }]
     : [];
 
+/** A scan that threw: the changes it had not reached are in no journal record, and nothing else would name them. */
+const scanFailed: ProblemCheck = (facts) => {
+  const failed = facts.scanFailed;
+  if (!failed) return [];
+  const what = failed.folder === "" ? "the scan of the whole set" : `the scan of folder ${failed.folder} (new in the set)`;
+  const retry = failed.agentRunning
+    ? "the agent scans the whole set again at its next rescan (rescanSeconds in the config) and when it restarts; the agent's log names the cause"
+    : "the agent that ran it is not running: its next start scans the set again";
+  return [{ kind: "scan-failed", message: `${what} that began at ${failed.since} failed at ${failed.failedAt}: ${failed.error}; what it had not reached is not journaled: ${retry}` }];
+};
+
 const watcher: ProblemCheck = (facts) => (facts.counters.watcherProblem ? [{ kind: "watcher-failed", message: facts.counters.watcherProblem }] : []);
 
 const sending: ProblemCheck = (facts) => (facts.counters.lastSendError ? [{ kind: "send-error", message: `sending: ${facts.counters.lastSendError}` }] : []);
@@ -225,13 +238,13 @@ const drillFailed: ProblemCheck = (facts) =>
     : [];
 
 /** Every check `tidemark status` runs, in the order its findings are listed. */
-export const PROBLEM_CHECKS: readonly ProblemCheck[] = [unreachable, notOwner, noJournal, outOfSync, continuity, stalled, rejected, refusedSenders, journalFull, journalProblem, watcher, sending, skippedPaths, snapshotCheck, folderWritesLost, drillFailed];
+export const PROBLEM_CHECKS: readonly ProblemCheck[] = [unreachable, notOwner, noJournal, outOfSync, continuity, stalled, rejected, refusedSenders, journalFull, journalProblem, scanFailed, watcher, sending, skippedPaths, snapshotCheck, folderWritesLost, drillFailed];
 
 export function findProblems(facts: SetFacts, checks: readonly ProblemCheck[] = PROBLEM_CHECKS): Problem[] {
   return checks.flatMap((check) => check(facts));
 }
 
-/** The target applied everything this journal's generation holds, nothing waits to be sent, the agent holds no file back and no scan is unfinished. */
+/** The target applied everything this journal's generation holds, nothing waits to be sent, the agent holds no file back and no scan is unfinished or failed. */
 export function caughtUp(facts: SetFacts): boolean {
   const status = targetStatus(facts);
   return (
@@ -240,6 +253,7 @@ export function caughtUp(facts: SetFacts): boolean {
     facts.counters.backlogRecords === 0 &&
     status.lastSeq === facts.counters.nextSeq - 1 &&
     (facts.held ?? []).length === 0 &&
-    !facts.scanning
+    !facts.scanning &&
+    !facts.scanFailed
   );
 }

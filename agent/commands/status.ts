@@ -9,7 +9,7 @@ import { caughtUp, findProblems, STALLED_MS, type NotReplicated, type Problem, t
 import { markerRunning } from "../task-results.ts";
 import { escapeControl, formatBytes, table } from "../format.ts";
 import { skippedNow } from "../skipped-names.ts";
-import { heldNow, scanNow, type HeldReport } from "../held-files.ts";
+import { heldNow, scanFailureNow, scanNow, type HeldReport, type ScanFailureReport } from "../held-files.ts";
 import { readProblem, type AgentProblem } from "../problem-file.ts";
 import { readOwnerKey } from "../owner-key.ts";
 import { stringOption, type Command } from "./command.ts";
@@ -34,6 +34,8 @@ export interface SetReport {
   held: HeldReport[];
   /** A scan of the whole set that has not finished (what it has not reached is not journaled yet), or null. */
   scanning: { since: string; agentRunning: boolean } | null;
+  /** The last scan that failed (threw), until a later one succeeds: what it had not reached is not journaled (a `scan-failed` problem). */
+  scanFailed: ScanFailureReport | null;
   /** The agent cannot journal (the disk holding its state folder is full): changes wait for the catch-up scan once there is space. */
   journalProblem: AgentProblem | null;
   target:
@@ -155,11 +157,12 @@ export async function collectStatus(configFile: string): Promise<SetReport[]> {
           : [];
         const held = journal ? heldNow(journal.held, spec.name) : [];
         const scanning = journal ? scanNow(journal.held, spec.name) : null;
+        const scanFailed = journal ? scanFailureNow(journal.held, spec.name) : null;
         const journalMissing = journal ? {} : { journalMissing: join(config.stateDir, "journal.db") };
         const stall = await stallFacts(journal, store, spec.name, target);
         const owner = target.reachable ? target.owner : undefined;
         const notOwner = hostKeyId !== undefined && owner !== undefined && "keyId" in owner && owner.keyId !== hostKeyId ? { notOwner: { ownerKeyId: owner.keyId, ownerSince: owner.since, hostKeyId } } : {};
-        const setFacts: SetFacts = { set: spec.name, counters, generation, skipped, held, scanning, ...journalMissing, ...stall, ...notOwner, drill, journalProblem, target: facts, now: new Date() };
+        const setFacts: SetFacts = { set: spec.name, counters, generation, skipped, held, scanning, scanFailed, ...journalMissing, ...stall, ...notOwner, drill, journalProblem, target: facts, now: new Date() };
         const problems = findProblems(setFacts);
         const upToDate = caughtUp(setFacts);
         return {
@@ -173,6 +176,7 @@ export async function collectStatus(configFile: string): Promise<SetReport[]> {
           skipped,
           held,
           scanning,
+          scanFailed,
           journalProblem,
           target,
           problems,
@@ -232,8 +236,9 @@ applied (read from the target bucket), and the state:
                 not applied a message sent over 30 minutes ago nor anything
                 else since (the applier failing on it, or not running; a
                 running marker action excepted), a message rejected in
-                the last 24 hours, a full journal, a failed watcher, a send
-                error, paths not replicated (the target refused their latest change
+                the last 24 hours, a full journal, a failed watcher, a
+                scan that failed (what, when, its error; named until a
+                later scan succeeds), a send error, paths not replicated (the target refused their latest change
                 for good and keeps their last good version, or cannot carry
                 their names, or the agent may not read them, or they are
                 sockets, FIFOs or devices; each with what to do), a full

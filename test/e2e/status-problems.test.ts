@@ -29,7 +29,7 @@ afterAll(async () => {
 });
 
 interface StatusJson {
-  sets: { set: string; inSync: boolean; skipped: { path: string; reason: string }[]; journalProblem: { problem: string } | null }[];
+  sets: { set: string; inSync: boolean; skipped: { path: string; reason: string }[]; journalProblem: { problem: string } | null; scanFailed: unknown }[];
 }
 
 it("lists skipped paths with their reason and a full disk, and the set is not in sync", async () => {
@@ -38,6 +38,7 @@ it("lists skipped paths with their reason and a full disk, and the set is not in
   const stateDir = join(work.path, "state");
   const journal = Journal.open(stateDir);
   journal.markSkipped("docs", "big.bin", 7, "EntityTooLarge: refused");
+  journal.held.scanFailed("docs", { folder: "", since: "2026-11-30T00:59:00.000Z", failedAt: "2026-11-30T01:00:00.000Z", error: "Error: EIO: i/o error, scandir", pid: process.pid, host: hostname() });
   journal.close();
   const problems = ProblemFile.open(stateDir);
   problems.write({ problem: "disk full writing /state/journal.db (database or disk is full)", since: "2026-11-30T01:00:00.000Z" });
@@ -48,8 +49,11 @@ it("lists skipped paths with their reason and a full disk, and the set is not in
   expect(report?.skipped).toEqual([expect.objectContaining({ path: "big.bin", reason: "EntityTooLarge: refused" })]);
   expect(report?.journalProblem?.problem).toContain("disk full writing /state/journal.db");
   expect(report?.inSync).toBe(false);
+  expect(report?.scanFailed).toEqual({ folder: "", since: "2026-11-30T00:59:00.000Z", failedAt: "2026-11-30T01:00:00.000Z", error: "Error: EIO: i/o error, scandir", agentRunning: true });
 
   const human = await tidemark(["status", "--config", config]);
+  expect(human.stdout).toContain("scan-failed");
+  expect(human.stdout).toContain("docs: the scan of the whole set that began at 2026-11-30T00:59:00.000Z failed at 2026-11-30T01:00:00.000Z: Error: EIO: i/o error, scandir; what it had not reached is not journaled");
   expect(human.stdout).toContain("docs: not replicated since");
   expect(human.stdout).toContain("big.bin: EntityTooLarge: refused");
   expect(human.stdout).toContain("disk full writing /state/journal.db");
