@@ -143,19 +143,31 @@ const continuity: ProblemCheck = (facts) => {
 };
 
 /**
- * A message sent long ago is not applied, and the target has not moved since long before now: the applier is failing
- * on it (retried until the dead-letter queue takes it) or not running. "Catching up" would never end.
+ * When the target last applied anything: its appliedAt, which refusals and rejections (that also refresh updatedAt)
+ * leave alone; never, for a target that records it and applied nothing yet; updatedAt from an applier that does not
+ * record it.
+ */
+function lastApplied(status: SetStatus): string | undefined {
+  if (status.appliedAt !== undefined) return status.appliedAt;
+  return status.lastSeq === 0 ? undefined : status.updatedAt;
+}
+
+/**
+ * A message sent long ago is not applied, and the target has applied nothing since long before now: the applier is
+ * failing on it (retried until the dead-letter queue takes it) or not running, or refuses everything. "Catching up"
+ * would never end.
  */
 const stalled: ProblemCheck = (facts) => {
   const status = targetStatus(facts);
   const sent = facts.unapplied;
   if (!status || !sent || status.state === "out-of-sync" || !sameGeneration(facts) || facts.markerRunning === true) return [];
   const now = facts.now.getTime();
-  if (now - sent.at < STALLED_MS || now - Date.parse(status.updatedAt) < STALLED_MS) return [];
+  const applied = lastApplied(status);
+  if (now - sent.at < STALLED_MS || (applied !== undefined && now - Date.parse(applied) < STALLED_MS)) return [];
   return [
     {
       kind: "target-stalled",
-      message: `the target has not applied seq ${sent.seq}, sent at ${new Date(sent.at).toISOString()}, and applied nothing since ${status.updatedAt}: the applier is failing on it or not running (see its logs, and the dead-letter queue)`,
+      message: `the target has not applied seq ${sent.seq}, sent at ${new Date(sent.at).toISOString()}, and applied nothing ${applied === undefined ? "yet" : `since ${applied}`}: the applier is failing on it or not running (see its logs, and the dead-letter queue)`,
     },
   ];
 };

@@ -279,6 +279,11 @@ export const SetStatusSchema = z.object({
   folderWritesLost: z
     .object({ at: z.string(), first: z.number().int().min(0), last: z.number().int().min(0), unreadable: z.number().int().min(1), error: z.string() })
     .optional(),
+  /**
+   * When the applier last moved lastSeq (its clock): what it applied, where updatedAt also moves for refusals and
+   * rejections. Absent until a message was applied by an applier that records it.
+   */
+  appliedAt: z.string().optional(),
   updatedAt: z.string(),
 });
 export type SetStatus = z.infer<typeof SetStatusSchema>;

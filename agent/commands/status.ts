@@ -58,6 +58,8 @@ export interface SetReport {
         folderWritesLost?: SetStatus["folderWritesLost"];
         /** The key the target takes the set's changes from (state/<set>/owner.json); this host's is ownerKeyId. */
         owner?: { keyId: string; since: string; how: string } | { error: string };
+        /** When the target last applied anything (absent: nothing yet, or an applier that does not record it); updatedAt also moves with refusals. */
+        appliedAt?: string;
         updatedAt: string;
       }
     | { reachable: false; error: string };
@@ -143,6 +145,7 @@ export async function collectStatus(configFile: string): Promise<SetReport[]> {
             ...(change ? { lastGenerationChange: change } : {}),
             ...(status.refused ? { refused: status.refused } : {}),
             ...(await ownerOf(store, spec.name)),
+            ...(status.appliedAt ? { appliedAt: status.appliedAt } : {}),
             updatedAt: status.updatedAt,
           };
         } catch (error) {

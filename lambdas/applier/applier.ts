@@ -273,6 +273,7 @@ export class Applier {
     let total = 0;
     // Folds what was applied since the last checkpoint into the status.
     const advance = (lastSeq: number) => {
+      if (lastSeq !== status.lastSeq) status.appliedAt = this.#now().toISOString();
       status.lastSeq = lastSeq;
       status.appliedRecords += applied;
       status.appliedBytes += bytes;

@@ -28,7 +28,7 @@ export const STATUS_MAX_DEFERRED_MESSAGES = 8;
 
 /** The status without what every applied message moves (and its segment carries): equal projections differ only in progress. */
 export function settledFields(status: SetStatus): string {
-  const { lastSeq: _seq, appliedRecords: _records, appliedBytes: _bytes, updatedAt: _updated, history, ...rest } = status;
+  const { lastSeq: _seq, appliedRecords: _records, appliedBytes: _bytes, appliedAt: _appliedAt, updatedAt: _updated, history, ...rest } = status;
   if (!history) return JSON.stringify(rest);
   const { segment: _segment, at: _at, ...cursor } = history;
   return JSON.stringify({ ...rest, history: cursor });

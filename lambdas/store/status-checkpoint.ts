@@ -91,6 +91,8 @@ export async function foldSegments(store: TargetStore, status: SetStatus): Promi
   for (let cursor = status.history; cursor; cursor = status.history) {
     const checkpoint = parseCheckpointMeta((await store.head(segmentKey(status.set, cursor.segment)))?.meta);
     if (!checkpoint || checkpoint.generation !== status.generation || checkpoint.appliedRecords < status.appliedRecords) break;
+    // The segment was written once its records were applied.
+    if (checkpoint.lastSeq !== status.lastSeq) status.appliedAt = checkpoint.updatedAt;
     status.lastSeq = checkpoint.lastSeq;
     status.appliedRecords = checkpoint.appliedRecords;
     status.appliedBytes = checkpoint.appliedBytes;

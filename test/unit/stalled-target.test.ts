@@ -71,5 +71,19 @@ describe("a stalled target", () => {
     expect(kinds(facts({ updatedAt: new Date(NOW.getTime() - 60_000).toISOString() }, { unapplied: longAgo }))).toEqual([]);
     expect(kinds(facts({}, { unapplied: longAgo, markerRunning: true }))).toEqual([]);
     expect(kinds(facts({ state: "out-of-sync", reason: "seq gap" }, { unapplied: longAgo }))).toEqual(["target-out-of-sync"]);
+    // What it applied recently, by its applied time.
+    expect(kinds(facts({ appliedAt: new Date(NOW.getTime() - 60_000).toISOString() }, { unapplied: longAgo }))).toEqual([]);
+  });
+
+  it("is judged by what the target applied, not by a status refreshed by refusals or rejections", () => {
+    // Refusing (or rejecting) every message for an hour writes the status each time; it applied nothing since T0.
+    const refusing = { appliedAt: new Date(T0).toISOString(), updatedAt: new Date(NOW.getTime() - 1000).toISOString() };
+    const [problem] = findProblems(facts(refusing, { unapplied: longAgo }));
+    expect(problem?.kind).toBe("target-stalled");
+    expect(problem?.message).toContain(`and applied nothing since ${new Date(T0).toISOString()}:`);
+    // A target that never applied anything, however fresh its status.
+    const never = findProblems(facts({ lastSeq: 0, updatedAt: new Date(NOW.getTime() - 1000).toISOString() }, { unapplied: { seq: 10, at: T0 + 1000 } }));
+    expect(never.map((p) => p.kind)).toEqual(["target-stalled"]);
+    expect(never[0]?.message).toContain("and applied nothing yet:");
   });
 });

@@ -13,6 +13,7 @@ import { readSetStatus } from "../../lambdas/store/set-status.ts";
 import { waitForTask } from "../../agent/task-results.ts";
 import { TargetMismatchError } from "../../agent/target-wait.ts";
 import { findProblems } from "../../agent/set-health.ts";
+import { generateSigningKey } from "../../contract/signing.ts";
 import { messageBody, putRecord, signedIncoming } from "../support/messages.ts";
 
 const SET = "docs";
@@ -426,5 +427,30 @@ describe("folder writes left for later (history on)", () => {
     const applier = new Applier({ store, log: () => {}, history: { days: 0 } });
     await applier.applyMessage(signedIncoming("m1", SET, messageBody(SET, [mkdir(1, "d", "5")])));
     expect(store.folderPuts).toEqual(["d/@5"]);
+  });
+});
+
+describe("when the target last applied anything", () => {
+  it("moves with what is applied (folded from the segments when the status write waits), not with refusals or rejections", async () => {
+    const store = new MemoryStore();
+    const c = { t: START };
+    const applier = new Applier({ store, now: () => new Date(c.t), log: () => {} });
+    await applier.applyMessage(signedIncoming("a1", SET, messageBody(SET, [putRecord(1, "a.txt", "a")])));
+    expect(await readSetStatus(store, SET)).toMatchObject({ lastSeq: 1, appliedAt: new Date(START).toISOString() });
+
+    // A deferred status write: the reader takes the time from the segment.
+    c.t += 300;
+    await applier.applyMessage(signedIncoming("a2", SET, messageBody(SET, [putRecord(2, "b.txt", "b")])));
+    expect((await storedStatus(store)).lastSeq).toBe(1);
+    expect(await readSetStatus(store, SET)).toMatchObject({ lastSeq: 2, appliedAt: new Date(START + 300).toISOString() });
+
+    // Refused (another key) and rejected (a bad message) later on: the status is written, nothing is applied.
+    c.t += 60 * 60_000;
+    expect(await applier.applyMessage(signedIncoming("rogue", SET, messageBody(SET, [putRecord(3, "c.txt", "c")]), generateSigningKey()))).toMatchObject({ kind: "rejected" });
+    c.t += 60_000;
+    expect(await applier.applyMessage(signedIncoming("bad", SET, "not a message"))).toMatchObject({ kind: "rejected" });
+    const after = await readSetStatus(store, SET);
+    expect(after).toMatchObject({ lastSeq: 2, appliedAt: new Date(START + 300).toISOString() });
+    expect(Date.parse(after.updatedAt)).toBeGreaterThan(START + 60 * 60_000);
   });
 });
