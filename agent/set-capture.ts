@@ -12,6 +12,7 @@ import { BusyFiles, type BusyFileOptions } from "./busy-files.ts";
 import { capture, type CaptureResult } from "./capture.ts";
 import { HeldFileRecord, namedScan } from "./held-files.ts";
 import { unreadableProblem } from "./skipped-names.ts";
+import { SkippedLog } from "./skipped-log.ts";
 import { changeBytes, type Change, type IndexEntry } from "./journal.ts";
 import { barrierScan, type ScanOptions, type ScanReport } from "./scan.ts";
 import type { Backlog } from "./set-backlog.ts";
@@ -30,6 +31,8 @@ export class SetCapture {
   /** Busy files the pacing released, until their capture ran: still held. */
   readonly #capturing = new Set<string>();
   readonly #now: () => number;
+  /** Paths not replicated that the log already named: not again at every rescan. */
+  readonly #skippedLog = new SkippedLog();
   #hints = new Set<string>();
   #hintTimer: NodeJS.Timeout | undefined;
   /** Wakes captureWaiting when the next busy file is due. */
@@ -64,7 +67,7 @@ export class SetCapture {
       // The catch-up scan of a drained journal: the full mark goes only once this scan is named.
       return this.barrier({ shouldStop: (unjournaled, next) => this.#backlog.full(unjournaled, next), defer: (path) => this.#busy.defer(path, sentSeq), begun: () => this.#backlog.catchUpBegins() });
     });
-    for (const skipped of report.skipped) log.warn("not replicated", { set: spec.name, path: skipped.path, reason: skipped.reason });
+    for (const skipped of this.#skippedLog.scanned(report.skipped, report.stopped !== true)) log.warn("not replicated", { set: spec.name, path: skipped.path, reason: skipped.reason });
     if (report.changes > 0) this.#context.wake();
     this.#wakeWhenDue();
     return report;
@@ -181,10 +184,11 @@ export class SetCapture {
         const reason = unreadableProblem(error);
         if (reason === undefined) throw error;
         journal.skippedNames.record(spec.name, path, [{ path, reason }], false);
-        this.#context.log.warn("not replicated", { set: spec.name, path, reason });
+        if (this.#skippedLog.noted({ path, reason })) this.#context.log.warn("not replicated", { set: spec.name, path, reason });
         continue;
       }
       journal.skippedNames.captured(spec.name, path);
+      this.#skippedLog.captured(path);
       if (result.isDirectory && !known) {
         // A directory new to the index: its contents may predate the watch on it.
         flush();
