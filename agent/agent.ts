@@ -25,6 +25,7 @@ import { SetSender } from "./set-sender.ts";
 import type { SetSpec } from "./set-spec.ts";
 import type { Transport } from "./transport/transport.ts";
 import { watchSet, type SetWatcher } from "./watcher.ts";
+import { StartInterruptedError, throwIfInterrupted } from "./interrupt.ts";
 import { watchVolume } from "./volume.ts";
 
 export type { MarkerRequest, QueuedMarker, VerifyOptions } from "./set-operations.ts";
@@ -185,8 +186,9 @@ export class Agent {
   }
 
   /** Starts watching, scans every set (the initial mirror, or what changed while the agent was down) and starts sending. */
-  async start(): Promise<void> {
+  async start(signal?: AbortSignal): Promise<void> {
     for (const runner of this.#runners.values()) {
+      throwIfInterrupted(signal, "starting");
       if (this.options.monitorEnabled) {
         this.#watch(runner);
         this.#loops.push(runner.sender.sendLoop(() => this.#stopped));
@@ -198,8 +200,9 @@ export class Agent {
       );
       let report: ScanReport;
       try {
-        report = await runner.capture.scan();
+        report = await runner.capture.scan(signal);
       } catch (error) {
+        if (error instanceof StartInterruptedError) throw error;
         // A full disk at start: the agent waits for space and catches up then, like a supervisor would want.
         if (this.health.handle(error) && this.health.full) continue;
         throw journalFault(error, this.journal.path);

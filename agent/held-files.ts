@@ -12,6 +12,7 @@
 import { hostname } from "node:os";
 import type { DatabaseSync, StatementSync } from "node:sqlite";
 import type { BusyHold } from "./busy-files.ts";
+import { StartInterruptedError } from "./interrupt.ts";
 import type { Journal } from "./journal.ts";
 import { processRuns } from "./state-lock.ts";
 
@@ -223,6 +224,8 @@ export async function namedScan<T>(journal: Journal, set: string, now: () => num
   try {
     result = await scan();
   } catch (error) {
+    // Stopped, not failed: the row names a scan that did not finish (its agent exits; its next start scans again).
+    if (error instanceof StartInterruptedError) throw error;
     const failure = { folder, since, failedAt: new Date(now()).toISOString(), error: String(error), pid: process.pid, host: hostname() };
     try {
       journal.atomically(() => {

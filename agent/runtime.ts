@@ -16,6 +16,7 @@ import { MIRROR_MODES, queueTask, recoverSet, runMirror, runPrune, runVerify, ty
 import { checkSources, type AgentConfig } from "./config.ts";
 import { Journal } from "./journal.ts";
 import { journalFault } from "./journal-faults.ts";
+import { interruptible } from "./interrupt.ts";
 import { ProblemFile } from "./problem-file.ts";
 import type { Logger } from "./log.ts";
 import { checkTarget } from "./preflight.ts";
@@ -83,7 +84,11 @@ function openProblemFile(stateDir: string, log: Logger): ProblemFile | undefined
   }
 }
 
-export async function startAgent(config: AgentConfig, log: Logger, options: { ignorePaths?: string[]; scheduleDrills?: boolean } = {}): Promise<RunningAgent> {
+/**
+ * Starts the agent. `signal` (SIGINT/SIGTERM while it starts) interrupts the start at its next step, a target that
+ * does not answer included: everything is released and StartInterruptedError thrown.
+ */
+export async function startAgent(config: AgentConfig, log: Logger, options: { ignorePaths?: string[]; scheduleDrills?: boolean; signal?: AbortSignal } = {}): Promise<RunningAgent> {
   checkSources(config);
   // Every set may stage its payloads at once, besides status reads, verifications and drills.
   const clientOptions = clientOptionsOf(config, { maxAttempts: 1, maxSockets: config.sets.length * (STAGE_CONCURRENCY + 1) + 16 });
@@ -108,7 +113,7 @@ export async function startAgent(config: AgentConfig, log: Logger, options: { ig
   };
   let owner: ReturnType<typeof loadOrCreateOwnerKey>;
   try {
-    await checkTarget({ sqs, s3, queueUrl: config.queueUrl, bucket: config.bucket, ...(config.endpoint ? { endpoint: config.endpoint } : {}) });
+    await interruptible(checkTarget({ sqs, s3, queueUrl: config.queueUrl, bucket: config.bucket, ...(config.endpoint ? { endpoint: config.endpoint } : {}) }), options.signal, "checking the target");
     // A host that cannot prove it owns its sets sends nothing the target would take.
     owner = loadOrCreateOwnerKey(config.stateDir);
     if (owner.created) log.info("created this host's signing key: the target registers it as the owner of each new set", { file: ownerKeyPath(config.stateDir), keyId: owner.key.keyId });
@@ -233,7 +238,7 @@ export async function startAgent(config: AgentConfig, log: Logger, options: { ig
     s3.destroy();
   };
   try {
-    await agent.start();
+    await agent.start(options.signal);
   } catch (error) {
     // Nothing may keep the process alive after a failed start (a corrupt journal): a supervisor must see it exit.
     await stop().catch(() => undefined);

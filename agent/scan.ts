@@ -10,6 +10,7 @@ import { specialFileProblem, unreadableProblem, unreplicableName } from "./skipp
 import { capture, deletesFor, unchangedInIndex, type CaptureOptions, type CaptureResult } from "./capture.ts";
 import { readFolder, type FolderEntry } from "./folder-stats.ts";
 import { changeBytes, type Change, type Journal } from "./journal.ts";
+import { throwIfInterrupted } from "./interrupt.ts";
 import { isExcluded, type SetSpec } from "./set-spec.ts";
 
 export interface ScanReport {
@@ -59,6 +60,8 @@ export interface ScanOptions extends CaptureOptions {
   readonly defer?: (path: string) => boolean;
   /** After each append, with what was journaled and the seqs it got. */
   readonly onJournaled?: (changes: readonly Change[], seqs: readonly number[]) => void;
+  /** Checked before each directory: once aborted (the agent stops while it starts), the scan journals what it captured and throws StartInterruptedError. */
+  readonly signal?: AbortSignal;
 }
 
 /** Removes the spool files of captured changes that will not be journaled. */
@@ -69,7 +72,7 @@ async function discardCaptured(journal: Journal, changes: readonly Change[]): Pr
 }
 
 export async function barrierScan(journal: Journal, spec: SetSpec, options: ScanOptions | string = {}): Promise<ScanReport> {
-  const { from = "", onProgress, shouldStop, defer, onJournaled, ...captureOptions } = typeof options === "string" ? { from: options } : options;
+  const { from = "", onProgress, shouldStop, defer, onJournaled, signal, ...captureOptions } = typeof options === "string" ? { from: options } : options;
   const report: ScanReport = { entries: 0, changes: 0, bytes: 0, skipped: [] };
   const pending: Change[] = [];
   let pendingBytes = 0;
@@ -123,6 +126,8 @@ export async function barrierScan(journal: Journal, spec: SetSpec, options: Scan
     }
   };
   while (dirs.length > 0 && !report.stopped) {
+    if (signal?.aborted) flush();
+    throwIfInterrupted(signal, "scanning the set");
     if (shouldStop?.(pendingBytes)) {
       report.stopped = true;
       break;

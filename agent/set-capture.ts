@@ -47,7 +47,7 @@ export class SetCapture {
   }
 
   /** What changed in the set since the index: a scan of the tree, or a read of the volume (all of it when `full`). Run inside the set's lane. */
-  barrier(options: Pick<ScanOptions, "onProgress" | "shouldStop" | "defer"> & { full?: boolean; begun?: () => void } = {}): Promise<ScanReport> {
+  barrier(options: Pick<ScanOptions, "onProgress" | "shouldStop" | "defer" | "signal"> & { full?: boolean; begun?: () => void } = {}): Promise<ScanReport> {
     const { journal, spec } = this.#context;
     const { full = false, defer, begun, ...rest } = options;
     // Named in the journal while it runs: the backlog may drain behind it, and `tidemark status` must not say "in sync" then.
@@ -58,14 +58,14 @@ export class SetCapture {
   }
 
   /** A barrier scan within the journal limit; wakes the sender when it journaled anything. */
-  async scan(): Promise<ScanReport> {
+  async scan(signal?: AbortSignal): Promise<ScanReport> {
     const { journal, spec, health, log } = this.#context;
     // Nothing can be journaled: the catch-up scan after the disk has space again does this one's work.
     if (health.full) return { entries: 0, changes: 0, bytes: 0, skipped: [], stopped: true };
     const report = await this.#context.exclusive(() => {
       const { sentSeq } = journal.sets.counters(spec.name);
       // The catch-up scan of a drained journal: the full mark goes only once this scan is named.
-      return this.barrier({ shouldStop: (unjournaled, next) => this.#backlog.full(unjournaled, next), defer: (path) => this.#busy.defer(path, sentSeq), begun: () => this.#backlog.catchUpBegins() });
+      return this.barrier({ shouldStop: (unjournaled, next) => this.#backlog.full(unjournaled, next), defer: (path) => this.#busy.defer(path, sentSeq), begun: () => this.#backlog.catchUpBegins(), ...(signal ? { signal } : {}) });
     });
     for (const skipped of this.#skippedLog.scanned(report.skipped, report.stopped !== true)) log.warn("not replicated", { set: spec.name, path: skipped.path, reason: skipped.reason });
     if (report.changes > 0) this.#context.wake();

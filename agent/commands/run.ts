@@ -1,6 +1,7 @@
 import { configPath, loadConfig } from "../config.ts";
+import { StartInterruptedError } from "../interrupt.ts";
 import { createLogger } from "../log.ts";
-import { startAgent } from "../runtime.ts";
+import { startAgent, type RunningAgent } from "../runtime.ts";
 import { stringOption, untilSignal, type Command } from "./command.ts";
 
 export const runCommand: Command = {
@@ -9,7 +10,8 @@ export const runCommand: Command = {
 
 Runs the agent: scans every set (a full mirror the first time, then what
 changed while the agent was down), watches the trees, journals every change
-and sends it in order to the target queue. Runs until SIGINT/SIGTERM; what is
+and sends it in order to the target queue. Runs until SIGINT/SIGTERM (also
+while it starts: it then stops at its next step, exit code 0); what is
 journaled but not yet sent is sent at the next start. A full disk pauses
 journaling until there is space again (then a scan catches up); a corrupt
 journal stops the agent with exit code 1, naming the file and the remedy.
@@ -25,9 +27,20 @@ Example:
   async run(values) {
     const config = loadConfig(configPath(stringOption(values.config)));
     const log = createLogger({ json: values["json-logs"] === true, level: values.verbose === true ? "debug" : "info" });
-    const running = await startAgent(config, log);
+    // Listening from the first moment: a signal while the agent starts stops it as cleanly as one after.
+    const stopping = untilSignal();
+    const interrupt = new AbortController();
+    void stopping.then(() => interrupt.abort());
+    let running: RunningAgent;
+    try {
+      running = await startAgent(config, log, { signal: interrupt.signal });
+    } catch (error) {
+      if (!(error instanceof StartInterruptedError)) throw error;
+      log.info("stopping", { signal: await stopping, while: error.what });
+      return 0;
+    }
     log.info("replicating", { sets: config.sets.map((s) => s.name).join(","), queue: config.queueUrl });
-    const outcome = await Promise.race([untilSignal(), running.failed]);
+    const outcome = await Promise.race([stopping, running.failed]);
     if (outcome instanceof Error) {
       // The journal is what failed: stopping may fail on it too, and the reason to report is the first one.
       await running.stop().catch(() => undefined);

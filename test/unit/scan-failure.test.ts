@@ -10,6 +10,7 @@ import { hostname } from "node:os";
 import { join } from "node:path";
 import { afterEach, expect, it, vi } from "vitest";
 import { scanFailureNow, scanNow } from "../../agent/held-files.ts";
+import { StartInterruptedError } from "../../agent/interrupt.ts";
 import { caughtUp, findProblems, type SetFacts } from "../../agent/set-health.ts";
 import { readSetStatus } from "../../lambdas/store/set-status.ts";
 import { agentHarness, type Harness } from "../support/harness.ts";
@@ -106,4 +107,28 @@ it("says when the agent that ran a failed scan is not running", () => {
   expect(failed?.agentRunning).toBe(false);
   const [problem] = findProblems({ set: SET, counters: harness.journal.sets.counters(SET), generation: undefined, target: { error: "x" }, now: new Date(), scanFailed: failed }).filter((p) => p.kind === "scan-failed");
   expect(problem?.message).toContain("the agent that ran it is not running: its next start scans the set again");
+});
+
+it("a start scan interrupted by a stop is named as unfinished, not as failed, and keeps what it captured", async () => {
+  const harness = agentHarness(SET);
+  h = harness;
+  mkdirSync(join(harness.src.path, "a"));
+  mkdirSync(join(harness.src.path, "b"));
+  for (const dir of ["a", "b"]) for (let i = 0; i < 3; i++) writeFileSync(join(harness.src.path, dir, `f${i}.txt`), `${dir} ${i}`);
+  const stop = new AbortController();
+  // The stop arrives once the scan has read the set's root folder.
+  const childrenStat = harness.journal.index.childrenStat.bind(harness.journal.index);
+  const spy = vi.spyOn(harness.journal.index, "childrenStat").mockImplementation((set, dir) => {
+    stop.abort();
+    return childrenStat(set, dir);
+  });
+  try {
+    await expect(harness.agent.start(stop.signal)).rejects.toThrow(StartInterruptedError);
+  } finally {
+    spy.mockRestore();
+  }
+  expect(scanNow(harness.journal.held, SET)).toMatchObject({ agentRunning: true });
+  expect(scanFailureNow(harness.journal.held, SET)).toBeNull();
+  // What the root's listing found (its two folders) was journaled, not dropped.
+  expect(harness.journal.sets.counters(SET).nextSeq).toBe(3);
 });
