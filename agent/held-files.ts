@@ -7,13 +7,16 @@
 // same way: what it has not reached yet is not journaled, and the backlog may
 // drain behind it. Each row carries the agent's pid and host: a row an agent
 // left when it stopped is shown as such, and the agent's next start replaces
-// the set's rows (its first scan captures those files).
+// the set's rows (its first scan captures those files). Rows also carry the
+// process's start time (process-identity.ts): a pid reused by another process
+// after the agent stopped does not pass for the agent.
 
 import { hostname } from "node:os";
 import type { DatabaseSync, StatementSync } from "node:sqlite";
 import type { BusyHold } from "./busy-files.ts";
 import { StartInterruptedError } from "./interrupt.ts";
 import type { Journal } from "./journal.ts";
+import { ownStart } from "./process-identity.ts";
 import { processRuns } from "./state-lock.ts";
 
 /** A file whose newest version the agent holds back, as `tidemark status` reads it. */
@@ -26,6 +29,8 @@ export interface HeldFile {
   /** The agent process holding it. */
   readonly pid: number;
   readonly host: string;
+  /** When that process started (process-identity.ts); absent in rows of agents before it was recorded. */
+  readonly started?: string;
 }
 
 const SCHEMA = `
@@ -51,14 +56,30 @@ CREATE TABLE IF NOT EXISTS scan_failures (
   failed_at TEXT NOT NULL,
   error TEXT NOT NULL,
   pid INTEGER NOT NULL,
-  host TEXT NOT NULL
+  host TEXT NOT NULL,
+  started TEXT
 ) WITHOUT ROWID;`;
+
+/** Adds the process start column to a table made before it existed. */
+function ensureStarted(db: DatabaseSync, table: string): void {
+  const columns = db.prepare(`PRAGMA table_info(${table})`).all();
+  if (!columns.some((column) => column.name === "started")) db.exec(`ALTER TABLE ${table} ADD COLUMN started TEXT`);
+}
+
+/** This process, as a row names the agent that wrote it. */
+function thisProcess(): { pid: number; host: string; started?: string } {
+  const started = ownStart();
+  return { pid: process.pid, host: hostname(), ...(started !== undefined ? { started } : {}) };
+}
+
+const startedOf = (value: unknown): { started?: string } => (typeof value === "string" ? { started: value } : {});
 
 /** A scan of a whole set the agent runs: when it began, and the agent process. */
 export interface SetScan {
   readonly since: string;
   readonly pid: number;
   readonly host: string;
+  readonly started?: string;
 }
 
 /** The set's last scan that failed (threw), until a later scan of the whole set (or of the same folder) succeeds. */
@@ -84,25 +105,27 @@ export class HeldFiles {
 
   constructor(db: DatabaseSync) {
     db.exec(SCHEMA);
+    ensureStarted(db, "held_files");
+    ensureStarted(db, "scans");
     this.#hold = db.prepare(
-      `INSERT INTO held_files (set_name, path, reason, since, pid, host) VALUES (?, ?, ?, ?, ?, ?)
-       ON CONFLICT (set_name, path) DO UPDATE SET reason = excluded.reason, pid = excluded.pid, host = excluded.host`,
+      `INSERT INTO held_files (set_name, path, reason, since, pid, host, started) VALUES (?, ?, ?, ?, ?, ?, ?)
+       ON CONFLICT (set_name, path) DO UPDATE SET reason = excluded.reason, pid = excluded.pid, host = excluded.host, started = excluded.started`,
     );
     this.#release = db.prepare("DELETE FROM held_files WHERE set_name = ? AND path = ?");
     this.#releaseAll = db.prepare("DELETE FROM held_files WHERE set_name = ?");
-    this.#list = db.prepare("SELECT path, reason, since, pid, host FROM held_files WHERE set_name = ? ORDER BY path");
-    this.#scanBegins = db.prepare("INSERT OR REPLACE INTO scans (set_name, since, pid, host) VALUES (?, ?, ?, ?)");
+    this.#list = db.prepare("SELECT path, reason, since, pid, host, started FROM held_files WHERE set_name = ? ORDER BY path");
+    this.#scanBegins = db.prepare("INSERT OR REPLACE INTO scans (set_name, since, pid, host, started) VALUES (?, ?, ?, ?, ?)");
     this.#scanEnds = db.prepare("DELETE FROM scans WHERE set_name = ?");
-    this.#scanOf = db.prepare("SELECT since, pid, host FROM scans WHERE set_name = ?");
-    this.#scanFailed = db.prepare("INSERT OR REPLACE INTO scan_failures (set_name, folder, since, failed_at, error, pid, host) VALUES (?, ?, ?, ?, ?, ?, ?)");
+    this.#scanOf = db.prepare("SELECT since, pid, host, started FROM scans WHERE set_name = ?");
+    this.#scanFailed = db.prepare("INSERT OR REPLACE INTO scan_failures (set_name, folder, since, failed_at, error, pid, host, started) VALUES (?, ?, ?, ?, ?, ?, ?, ?)");
     // A whole set's scan covers any folder's; a folder's covers only its own failure.
     this.#scanSucceeded = db.prepare("DELETE FROM scan_failures WHERE set_name = ? AND (? = '' OR folder = ?)");
-    this.#failedScanOf = db.prepare("SELECT folder, since, failed_at, error, pid, host FROM scan_failures WHERE set_name = ?");
+    this.#failedScanOf = db.prepare("SELECT folder, since, failed_at, error, pid, host, started FROM scan_failures WHERE set_name = ?");
   }
 
   /** A scan of the set (or of one folder of it) threw: named until a later one succeeds. */
   scanFailed(set: string, failure: ScanFailure): void {
-    this.#scanFailed.run(set, failure.folder, failure.since, failure.failedAt, failure.error, failure.pid, failure.host);
+    this.#scanFailed.run(set, failure.folder, failure.since, failure.failedAt, failure.error, failure.pid, failure.host, failure.started ?? null);
   }
 
   scanSucceeded(set: string, folder: string): void {
@@ -113,12 +136,12 @@ export class HeldFiles {
   failedScanOf(set: string): ScanFailure | undefined {
     const row = this.#failedScanOf.get(set);
     return (
-      row && { folder: String(row.folder), since: String(row.since), failedAt: String(row.failed_at), error: String(row.error), pid: Number(row.pid), host: String(row.host) }
+      row && { folder: String(row.folder), since: String(row.since), failedAt: String(row.failed_at), error: String(row.error), pid: Number(row.pid), host: String(row.host), ...startedOf(row.started) }
     );
   }
 
   scanBegins(set: string, scan: SetScan): void {
-    this.#scanBegins.run(set, scan.since, scan.pid, scan.host);
+    this.#scanBegins.run(set, scan.since, scan.pid, scan.host, scan.started ?? null);
   }
 
   scanEnds(set: string): void {
@@ -128,12 +151,12 @@ export class HeldFiles {
   /** The scan of the set in progress (or left by an agent that stopped during it), if any. */
   scanOf(set: string): SetScan | undefined {
     const row = this.#scanOf.get(set);
-    return row && { since: String(row.since), pid: Number(row.pid), host: String(row.host) };
+    return row && { since: String(row.since), pid: Number(row.pid), host: String(row.host), ...startedOf(row.started) };
   }
 
   /** Records (or updates the reason of) a held file, keeping when it was first held. */
   hold(set: string, file: HeldFile): void {
-    this.#hold.run(set, file.path, file.reason, file.since, file.pid, file.host);
+    this.#hold.run(set, file.path, file.reason, file.since, file.pid, file.host, file.started ?? null);
   }
 
   release(set: string, path: string): void {
@@ -145,7 +168,7 @@ export class HeldFiles {
   }
 
   of(set: string): HeldFile[] {
-    return this.#list.all(set).map((row) => ({ path: String(row.path), reason: String(row.reason), since: String(row.since), pid: Number(row.pid), host: String(row.host) }));
+    return this.#list.all(set).map((row) => ({ path: String(row.path), reason: String(row.reason), since: String(row.since), pid: Number(row.pid), host: String(row.host), ...startedOf(row.started) }));
   }
 }
 
@@ -193,7 +216,7 @@ export class HeldFileRecord {
       if (!written) held.releaseAll(this.#set);
       else for (const path of written.keys()) if (!reasons.has(path)) held.release(this.#set, path);
       for (const [path, reason] of reasons) {
-        if (written?.get(path) !== reason) held.hold(this.#set, { path, reason, since, pid: process.pid, host: hostname() });
+        if (written?.get(path) !== reason) held.hold(this.#set, { path, reason, since, ...thisProcess() });
       }
     });
     this.#written = reasons;
@@ -217,7 +240,7 @@ export async function namedScan<T>(journal: Journal, set: string, now: () => num
   const { begun, folder = "" } = options;
   const since = new Date(now()).toISOString();
   journal.atomically(() => {
-    journal.held.scanBegins(set, { since, pid: process.pid, host: hostname() });
+    journal.held.scanBegins(set, { since, ...thisProcess() });
     begun?.();
   });
   let result: T;
@@ -226,7 +249,7 @@ export async function namedScan<T>(journal: Journal, set: string, now: () => num
   } catch (error) {
     // Stopped, not failed: the row names a scan that did not finish (its agent exits; its next start scans again).
     if (error instanceof StartInterruptedError) throw error;
-    const failure = { folder, since, failedAt: new Date(now()).toISOString(), error: String(error), pid: process.pid, host: hostname() };
+    const failure = { folder, since, failedAt: new Date(now()).toISOString(), error: String(error), ...thisProcess() };
     try {
       journal.atomically(() => {
         journal.held.scanEnds(set);
@@ -245,8 +268,8 @@ export async function namedScan<T>(journal: Journal, set: string, now: () => num
 }
 
 /** Whether the agent that wrote a held row still runs; one on another host (shared storage) is taken to. */
-export function holderRuns(file: Pick<HeldFile, "pid" | "host">): boolean {
-  return processRuns(file.pid, file.host);
+export function holderRuns(file: Pick<HeldFile, "pid" | "host" | "started">): boolean {
+  return processRuns(file.pid, file.host, file.started);
 }
 
 /** A held file as `tidemark status` reports it: `agentRunning` is false when the agent holding it stopped (its next start captures the file). */

@@ -5,6 +5,7 @@
 import { closeSync, mkdirSync, openSync, readFileSync, renameSync, unlinkSync, writeSync } from "node:fs";
 import { hostname } from "node:os";
 import { join } from "node:path";
+import { ownStart, sameProcess } from "./process-identity.ts";
 
 export class StateLockedError extends Error {
   override name = "StateLockedError";
@@ -20,6 +21,8 @@ interface Owner {
   readonly pid: number;
   readonly host?: string;
   readonly command?: string;
+  /** When the process started (process-identity.ts): a live pid started at another time is another process. */
+  readonly started?: string;
 }
 
 function readOwner(file: string): Owner | undefined {
@@ -28,7 +31,8 @@ function readOwner(file: string): Owner | undefined {
     if (typeof parsed !== "object" || parsed === null || !("pid" in parsed) || typeof parsed.pid !== "number") return undefined;
     const host = "host" in parsed && typeof parsed.host === "string" ? parsed.host : undefined;
     const command = "command" in parsed && typeof parsed.command === "string" ? parsed.command : undefined;
-    return { pid: parsed.pid, ...(host !== undefined ? { host } : {}), ...(command !== undefined ? { command } : {}) };
+    const started = "started" in parsed && typeof parsed.started === "string" ? parsed.started : undefined;
+    return { pid: parsed.pid, ...(host !== undefined ? { host } : {}), ...(command !== undefined ? { command } : {}), ...(started !== undefined ? { started } : {}) };
   } catch {
     // Unreadable or half-written by a process killed while writing it: nobody holds it.
     return undefined;
@@ -38,23 +42,26 @@ function readOwner(file: string): Owner | undefined {
 /** Lock files this process holds: a second agent in the same process is refused too. */
 const heldHere = new Set<string>();
 
-/** Whether the process `pid` on `host` still runs; one on another host (a state folder on shared storage) is taken to. */
-export function processRuns(pid: number, host: string | undefined): boolean {
+/**
+ * Whether the process `pid` on `host` still runs; one on another host (a state folder on shared storage) is taken to.
+ * With `started` (process-identity.ts), a pid now held by a process started at another time does not count.
+ */
+export function processRuns(pid: number, host: string | undefined, started?: string): boolean {
   if (host !== undefined && host !== hostname()) return true;
   try {
     process.kill(pid, 0);
-    return true;
   } catch (error) {
     // EPERM: the process exists under another user.
-    return (error as NodeJS.ErrnoException).code === "EPERM";
+    if ((error as NodeJS.ErrnoException).code !== "EPERM") return false;
   }
+  return sameProcess(pid, started);
 }
 
 /** Whether the owner still runs; a lock from another host counts as held. */
 function held(owner: Owner | undefined): owner is Owner {
   if (owner === undefined) return false;
   // Our own pid in a lock we did not take: a previous life of this pid (a container's agent is often pid 1 every time).
-  return (owner.pid !== process.pid || (owner.host !== undefined && owner.host !== hostname())) && processRuns(owner.pid, owner.host);
+  return (owner.pid !== process.pid || (owner.host !== undefined && owner.host !== hostname())) && processRuns(owner.pid, owner.host, owner.started);
 }
 
 function refuse(dir: string, file: string, owner: Owner): never {
@@ -72,7 +79,8 @@ export function acquireStateLock(dir: string, command: string, name = "tidemark.
   mkdirSync(dir, { recursive: true });
   const file = join(dir, name);
   if (heldHere.has(file)) refuse(dir, file, { pid: process.pid, command: "this process" });
-  const mine = `${JSON.stringify({ pid: process.pid, host: hostname(), command, since: new Date().toISOString() })}\n`;
+  const started = ownStart();
+  const mine = `${JSON.stringify({ pid: process.pid, host: hostname(), command, since: new Date().toISOString(), ...(started !== undefined ? { started } : {}) })}\n`;
   for (let attempt = 0; attempt < 5; attempt += 1) {
     let fd: number;
     try {

@@ -7,15 +7,18 @@
 import { spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { writeFileSync } from "node:fs";
+import { hostname } from "node:os";
 import { join } from "node:path";
+import { DatabaseSync } from "node:sqlite";
 import { afterEach, expect, it } from "vitest";
 import { BusyFiles } from "../../agent/busy-files.ts";
-import { heldNow, scanNow } from "../../agent/held-files.ts";
+import { HeldFiles, heldNow, scanNow } from "../../agent/held-files.ts";
+import { processStart } from "../../agent/process-identity.ts";
 import { Journal } from "../../agent/journal.ts";
 import { caughtUp, findProblems, type SetFacts } from "../../agent/set-health.ts";
 import { readSetStatus } from "../../lambdas/store/set-status.ts";
 import { agentHarness, type Harness } from "../support/harness.ts";
-import { pictureOfSource, pictureOfTarget } from "../support/tree.ts";
+import { pictureOfSource, pictureOfTarget, tempDir } from "../support/tree.ts";
 
 const SET = "db";
 let h: Harness;
@@ -102,6 +105,12 @@ it("shows a name a stopped agent left as such, and the next start replaces it on
   const gone = spawnSync(process.execPath, ["-e", ""]).pid;
   journal.held.hold(SET, { ...row, pid: gone });
   expect(heldNow(journal.held, SET)).toEqual([expect.objectContaining({ path: "big.db", agentRunning: false })]);
+  // A live pid is not the agent when it started at another time (the agent's pid reused): its row was written with its start.
+  expect(row.started).toBe(processStart(process.pid));
+  journal.held.hold(SET, { ...row, pid: process.pid, started: "another-boot:1" });
+  expect(heldNow(journal.held, SET)).toEqual([expect.objectContaining({ path: "big.db", agentRunning: false })]);
+  journal.held.hold(SET, { ...row, pid: process.pid });
+  expect(heldNow(journal.held, SET)).toEqual([expect.objectContaining({ path: "big.db", agentRunning: true })]);
   journal.close();
 
   // Started again: its first scan journals the newest version, and nothing is named held any more.
@@ -147,4 +156,23 @@ it("names a scan of the whole set while it runs, so status does not say in sync 
   await h.agent.drain(SET);
   expect(caughtUp(await facts())).toBe(true);
   expect(caughtUp({ ...(await facts()), scanning: { since: new Date(1_000_000).toISOString(), agentRunning: true } })).toBe(false);
+});
+
+it("opens a journal whose held-file and scan tables predate the process start column, and judges their rows by pid alone", () => {
+  const dir = tempDir();
+  try {
+    const db = new DatabaseSync(join(dir.path, "old.db"));
+    db.exec(`CREATE TABLE held_files (set_name TEXT NOT NULL, path TEXT NOT NULL, reason TEXT NOT NULL, since TEXT NOT NULL, pid INTEGER NOT NULL, host TEXT NOT NULL, PRIMARY KEY (set_name, path)) WITHOUT ROWID;
+      CREATE TABLE scans (set_name TEXT PRIMARY KEY, since TEXT NOT NULL, pid INTEGER NOT NULL, host TEXT NOT NULL) WITHOUT ROWID;`);
+    db.prepare("INSERT INTO held_files VALUES (?, ?, ?, ?, ?, ?)").run(SET, "old.db", "waits", "2026-11-30T01:00:00.000Z", process.pid, hostname());
+    db.prepare("INSERT INTO scans VALUES (?, ?, ?, ?)").run(SET, "2026-11-30T01:00:00.000Z", process.pid, hostname());
+    const held = new HeldFiles(db);
+    expect(heldNow(held, SET)).toEqual([expect.objectContaining({ path: "old.db", agentRunning: true })]);
+    expect(scanNow(held, SET)).toEqual({ since: "2026-11-30T01:00:00.000Z", agentRunning: true });
+    held.scanBegins(SET, { since: "2026-11-30T02:00:00.000Z", pid: process.pid, host: hostname(), started: "another-boot:1" });
+    expect(scanNow(held, SET)?.agentRunning).toBe(false);
+    db.close();
+  } finally {
+    dir.remove();
+  }
 });

@@ -7,7 +7,8 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { acquireStateLock, StateLockedError } from "../../agent/state-lock.ts";
+import { processStart } from "../../agent/process-identity.ts";
+import { acquireStateLock, processRuns, StateLockedError } from "../../agent/state-lock.ts";
 import { spawnTidemark, tidemark } from "../support/cli.ts";
 import { tempDir } from "../support/tree.ts";
 
@@ -78,6 +79,21 @@ describe("state folder lock", () => {
     acquireStateLock(dir.path, "after a stop").release();
     writeFileSync(join(dir.path, "tidemark.lock"), '{"pid": 12');
     acquireStateLock(dir.path, "after a crash").release();
+  });
+
+  it("takes over a lock whose pid now belongs to another process (started at another time), and refuses the one that wrote it", async () => {
+    const child = await holder(dir.path);
+    children.push(child);
+    const pid = child.pid ?? 0;
+    const file = join(dir.path, "tidemark.lock");
+    // The holder recorded its own start.
+    expect(JSON.parse(readFileSync(file, "utf8"))).toMatchObject({ pid, started: processStart(pid) });
+    expect(() => acquireStateLock(dir.path, "tidemark run")).toThrow(StateLockedError);
+    expect(processRuns(pid, undefined, processStart(pid))).toBe(true);
+    // The same pid with another start: an agent that stopped, its pid taken by this (unrelated) process since.
+    writeFileSync(file, JSON.stringify({ pid, command: "tidemark run", started: `${processStart(pid)}0` }));
+    expect(processRuns(pid, undefined, `${processStart(pid)}0`)).toBe(false);
+    acquireStateLock(dir.path, "after a reused pid").release();
   });
 
   it("refuses a second `tidemark local` on the same state folder before it writes anything, and a `tidemark run` on its agent's state", async () => {
