@@ -63,7 +63,13 @@ CREATE TABLE IF NOT EXISTS scan_failures (
 /** Adds the process start column to a table made before it existed. */
 function ensureStarted(db: DatabaseSync, table: string): void {
   const columns = db.prepare(`PRAGMA table_info(${table})`).all();
-  if (!columns.some((column) => column.name === "started")) db.exec(`ALTER TABLE ${table} ADD COLUMN started TEXT`);
+  if (columns.some((column) => column.name === "started")) return;
+  try {
+    db.exec(`ALTER TABLE ${table} ADD COLUMN started TEXT`);
+  } catch (error) {
+    // The agent and `tidemark status` may open the journal at the same moment: one of them adds it.
+    if (!/duplicate column/.test(String(error))) throw error;
+  }
 }
 
 /** This process, as a row names the agent that wrote it. */
