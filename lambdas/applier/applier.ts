@@ -42,6 +42,7 @@ import { HistoryMemory } from "../history/live-content.ts";
 import { settledFields, StatusSchedule } from "./status-schedule.ts";
 import { DeferredFolders, readsFolders } from "./folder-writes.ts";
 import { RENAMED_BY, renamedBefore, renameMark } from "./renames.ts";
+import { ReapplyGuard } from "./reapply.ts";
 import type { BatchMemory } from "./batch-memory.ts";
 import { readOwner } from "../target/owner.ts";
 
@@ -267,6 +268,7 @@ export class Applier {
     }
     const history = await this.#openHistory(set, status, records, batch);
     const superseded = this.#folders.begin(set, records);
+    const reapply = new ReapplyGuard(records);
 
     let bytes = 0;
     let applied = 0;
@@ -292,6 +294,14 @@ export class Applier {
     };
     try {
       for (const step of applySteps(records)) {
+        // Applied again after a kill, this step could undo a rename or delta before it (reapply.ts): the checkpoint passes them first.
+        const first = step[0];
+        if (first && reapply.before(step)) {
+          advance(first.seq - 1);
+          if (history) await history.flush();
+          else await this.#writeStatus(status);
+          reapply.covered();
+        }
         if (step.length === 1 && step[0]?.op !== "put" && step[0]?.op !== "block") await flushVolume();
         if (step.length === 1 && step[0] && readsFolders(step[0])) await this.#folders.flush(this.#store, status);
         if (step.length === 1 && step[0]?.op === "task") {
@@ -309,7 +319,7 @@ export class Applier {
         // Puts of different files are independent: they go to the store at once. Every one settles before the
         // step counts as applied, so a failure leaves no later record half-done behind the checkpoint.
         const outcomes = await mapConcurrent(step, APPLY_CONCURRENCY, (record) =>
-          (superseded.has(record.seq) ? Promise.resolve(0) : this.#applyRecord(set, record, prepared.get(record.seq), status, volumeMap, history)).then(
+          (superseded.has(record.seq) ? Promise.resolve(0) : this.#applyRecord(set, record, prepared.get(record.seq), status, volumeMap, history, reapply)).then(
             (written) => ({ written }),
             (error: unknown) => ({ error }),
           ),
@@ -320,6 +330,7 @@ export class Applier {
           if ("error" in outcome) throw outcome.error;
           bytes += outcome.written;
           applied += 1;
+          reapply.applied(record);
           history?.applied(record);
           this.#observer.applied?.(set, record);
         }
@@ -570,6 +581,7 @@ export class Applier {
     status: SetStatus,
     volume: () => Promise<VolumeMap>,
     history: HistoryRecorder | undefined,
+    reapply: ReapplyGuard,
   ): Promise<number> {
     const gen = status.snapshotGen;
     const preserve = (key: string) => (history ? history.preserve(key) : preserveBeforeReplace(this.#store, set, key, status));
@@ -594,12 +606,16 @@ export class Applier {
           } else {
             const content = "bytes" in put ? { bytes: put.bytes } : "staged" in put && put.staged ? { staged: put.staged } : undefined;
             if (!content) throw new Error(`internal: delta seq ${record.seq} was not prepared`);
-            await written(
-              key,
-              applyDelta(this.#store, key, { ...record, delta }, content, meta).catch((error: unknown) => {
-                throw error instanceof DeltaBaseError ? new TargetDivergedError(record.seq, error.message) : error;
-              }),
-            );
+            let result: WriteResult;
+            try {
+              result = await applyDelta(this.#store, key, { ...record, delta }, content, meta);
+            } catch (error) {
+              if (!(error instanceof DeltaBaseError)) throw error;
+              // Applied before this delivery, and a later put of the message already changed the file again.
+              if (await reapply.supersededDelta(this.#store, key, record)) return carried;
+              throw new TargetDivergedError(record.seq, error.message);
+            }
+            await written(key, Promise.resolve(result));
           }
           return carried;
         }
