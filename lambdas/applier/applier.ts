@@ -44,6 +44,7 @@ import { DeferredFolders, readsFolders } from "./folder-writes.ts";
 import { RENAMED_BY, renamedBefore, renameMark } from "./renames.ts";
 import { ReapplyGuard } from "./reapply.ts";
 import type { BatchMemory } from "./batch-memory.ts";
+import { BatchSegments } from "./batch-segments.ts";
 import { readOwner } from "../target/owner.ts";
 
 export interface IncomingMessage {
@@ -170,8 +171,6 @@ export class Applier {
   readonly #statusWrites = new StatusSchedule();
   readonly #folders = new DeferredFolders();
   readonly #historyMemory = new HistoryMemory();
-  /** Recorders whose entries wait for their batch's segment, by the status they record for: a write of it writes them first. */
-  readonly #waiting = new WeakMap<SetStatus, HistoryRecorder>();
   /** Actions of markers that do not hold the stream (timeout 0), still running. */
   readonly #background = new Set<Promise<unknown>>();
 
@@ -470,10 +469,7 @@ export class Applier {
     const open = batch?.segments.recorder(status);
     if (open) return open;
     const recorder = await HistoryRecorder.open(this.#store, set, status, this.#history, { now: this.#now, records, memory: this.#historyMemory, persist: () => this.#writeStatus(status) });
-    if (batch) {
-      batch.segments.opened(status, recorder);
-      this.#waiting.set(status, recorder);
-    }
+    batch?.segments.opened(status, recorder);
     return recorder;
   }
 
@@ -485,7 +481,9 @@ export class Applier {
   async finishBatch(batch: BatchMemory): Promise<Set<string>> {
     const failed = await batch.segments.finish(async (status, recorder) => {
       recorder.finished();
-      if (this.#statusWrites.mayDefer(status, settledFields(status), recorder.covers(), this.#now().getTime())) this.#statusWrites.deferred(status);
+      // Compared with what the batch read: a change no message of it wrote is written now.
+      const settled = batch.settledAtStart(status.set);
+      if (settled !== undefined && this.#statusWrites.mayDefer(status, settled, recorder.covers(), this.#now().getTime())) this.#statusWrites.deferred(status);
       else await this.#writeStatus(status);
     });
     for (const [set, error] of failed) {
@@ -740,7 +738,7 @@ export class Applier {
 
   async #writeStatus(status: SetStatus): Promise<void> {
     // The checkpoint never covers a record whose history is not durable.
-    await this.#waiting.get(status)?.flush();
+    await BatchSegments.waitingFor(status)?.flush();
     const now = this.#now();
     status.updatedAt = now.toISOString();
     this.#folders.note(status);
