@@ -87,12 +87,12 @@ export async function runVerify(
 /**
  * Brings a set that went out of sync back: full resends everything behind a
  * resync record; diff and checksum restart the seq chain and repair only
- * what a verification finds missing or different, and delete (or move
- * aside) what the source no longer holds.
+ * what a verification finds missing or different. Each ends with that
+ * verification deleting (or moving aside) what the source no longer holds.
  */
 export async function recoverSet(deps: OperationDeps, set: string, reason: string, mode: MirrorMode, orphans: OrphanPolicy): Promise<void> {
   // A volume has no verification: every block is read again and the target's block map rebuilt.
-  if (mode === "full" || deps.agent.isVolume(set)) {
+  if (deps.agent.isVolume(set)) {
     await deps.agent.fullMirror(set, reason);
     return;
   }
@@ -100,7 +100,8 @@ export async function recoverSet(deps: OperationDeps, set: string, reason: strin
   // target missed (made while no journal saw it, or in a lost message). A recovery applies it, or moves it aside
   // when the config says so, rather than only reporting it; the history keeps it restorable for the window.
   const missed: OrphanPolicy = orphans === "move-aside" ? "move-aside" : "delete";
-  await deps.agent.restartChain(set, reason);
+  if (mode === "full") await deps.agent.fullMirror(set, reason);
+  else await deps.agent.restartChain(set, reason);
   await runVerify(deps, set, { deep: mode === "checksum", repair: true, orphans: missed });
 }
 

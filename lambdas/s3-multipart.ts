@@ -89,6 +89,14 @@ export async function putInParts(s3: S3Client, upload: PartedUpload): Promise<Wr
   const { UploadId } = await s3.send(new CreateMultipartUploadCommand({ Bucket: bucket, Key: key, ChecksumAlgorithm: "SHA256", Metadata: upload.metadata }));
   if (!UploadId) throw new Error(`S3 returned no upload id for ${key}`);
   const running = new Set<Promise<void>>();
+  // The first failure of any part (its read, hash or upload): nothing is read or uploaded after it.
+  let failure: { error: unknown } | undefined;
+  const fail = (error: unknown) => {
+    failure ??= { error };
+  };
+  const stopped = () => {
+    if (failure) throw failure.error;
+  };
   try {
     const size = partSize(upload.size);
     const parts: UploadedPart[] = [];
@@ -101,6 +109,7 @@ export async function putInParts(s3: S3Client, upload: PartedUpload): Promise<Wr
       if (!copy?.untouched(offset, length)) return undefined;
       if (firstCopy) await firstCopy;
       if (!copy) return undefined;
+      stopped();
       const attempt = copyPart(s3, { bucket, key, UploadId, number, offset, length, sha256, copySource: copy.copySource });
       firstCopy ??= attempt.then(
         () => undefined,
@@ -112,31 +121,31 @@ export async function putInParts(s3: S3Client, upload: PartedUpload): Promise<Wr
     };
     let hashedBefore: Promise<void> = Promise.resolve();
     const store = async (number: number, offset: number, body: Uint8Array): Promise<void> => {
+      stopped();
       const digest = createHash("sha256").update(body).digest();
       const copy = await copied(number, offset, body.length, digest.toString("base64"));
       if (copy) {
         parts.push(copy);
         return;
       }
+      stopped();
       const checksum = digest.toString("base64");
       const part = await s3.send(signedWithPayloadHash(new UploadPartCommand({ Bucket: bucket, Key: key, UploadId, PartNumber: number, Body: body, ChecksumSHA256: checksum }), digest.toString("hex")));
       parts.push({ PartNumber: number, ETag: part.ETag, ChecksumSHA256: part.ChecksumSHA256 ?? checksum });
     };
     for (let offset = 0, number = 1; offset < upload.size; offset += size, number++) {
       if (running.size >= PARTS_IN_FLIGHT) await Promise.race(running);
+      stopped();
       const read = upload.read(offset, Math.min(size, upload.size - offset));
-      // A failed read is reported by its part's task (below), even when an earlier part failed first.
-      read.catch(() => undefined);
+      // Known at once, though its part's task reports it only once the parts before it are hashed.
+      read.catch(fail);
       const hashed = hashedBefore.then(async () => {
         whole.update(await read);
       });
       hashedBefore = hashed;
       const task = hashed.then(async () => store(number, offset, await read));
       running.add(task);
-      task.then(
-        () => running.delete(task),
-        () => undefined,
-      );
+      task.then(() => running.delete(task), fail);
     }
     await Promise.all(running);
     upload.beforeComplete?.(whole.digest("hex"));

@@ -42,7 +42,9 @@ import { HistoryMemory } from "../history/live-content.ts";
 import { settledFields, StatusSchedule } from "./status-schedule.ts";
 import { DeferredFolders, readsFolders } from "./folder-writes.ts";
 import { RENAMED_BY, renamedBefore, renameMark } from "./renames.ts";
+import { ReapplyGuard } from "./reapply.ts";
 import type { BatchMemory } from "./batch-memory.ts";
+import { BatchSegments } from "./batch-segments.ts";
 import { readOwner } from "../target/owner.ts";
 
 export interface IncomingMessage {
@@ -169,8 +171,6 @@ export class Applier {
   readonly #statusWrites = new StatusSchedule();
   readonly #folders = new DeferredFolders();
   readonly #historyMemory = new HistoryMemory();
-  /** Recorders whose entries wait for their batch's segment, by the status they record for: a write of it writes them first. */
-  readonly #waiting = new WeakMap<SetStatus, HistoryRecorder>();
   /** Actions of markers that do not hold the stream (timeout 0), still running. */
   readonly #background = new Set<Promise<unknown>>();
 
@@ -267,6 +267,7 @@ export class Applier {
     }
     const history = await this.#openHistory(set, status, records, batch);
     const superseded = this.#folders.begin(set, records);
+    const reapply = new ReapplyGuard(records);
 
     let bytes = 0;
     let applied = 0;
@@ -293,6 +294,14 @@ export class Applier {
     };
     try {
       for (const step of applySteps(records)) {
+        // Applied again after a kill, this step could undo a rename or delta before it (reapply.ts): the checkpoint passes them first.
+        const first = step[0];
+        if (first && reapply.before(step)) {
+          advance(first.seq - 1);
+          if (history) await history.flush();
+          else await this.#writeStatus(status);
+          reapply.covered();
+        }
         if (step.length === 1 && step[0]?.op !== "put" && step[0]?.op !== "block") await flushVolume();
         if (step.length === 1 && step[0] && readsFolders(step[0])) await this.#folders.flush(this.#store, status);
         if (step.length === 1 && step[0]?.op === "task") {
@@ -310,7 +319,7 @@ export class Applier {
         // Puts of different files are independent: they go to the store at once. Every one settles before the
         // step counts as applied, so a failure leaves no later record half-done behind the checkpoint.
         const outcomes = await mapConcurrent(step, APPLY_CONCURRENCY, (record) =>
-          (superseded.has(record.seq) ? Promise.resolve(0) : this.#applyRecord(set, record, prepared.get(record.seq), status, volumeMap, history)).then(
+          (superseded.has(record.seq) ? Promise.resolve(0) : this.#applyRecord(set, record, prepared.get(record.seq), status, volumeMap, history, reapply)).then(
             (written) => ({ written }),
             (error: unknown) => ({ error }),
           ),
@@ -321,6 +330,7 @@ export class Applier {
           if ("error" in outcome) throw outcome.error;
           bytes += outcome.written;
           applied += 1;
+          reapply.applied(record);
           history?.applied(record);
           this.#observer.applied?.(set, record);
         }
@@ -460,10 +470,7 @@ export class Applier {
     const open = batch?.segments.recorder(status);
     if (open) return open;
     const recorder = await HistoryRecorder.open(this.#store, set, status, this.#history, { now: this.#now, records, memory: this.#historyMemory, persist: () => this.#writeStatus(status) });
-    if (batch) {
-      batch.segments.opened(status, recorder);
-      this.#waiting.set(status, recorder);
-    }
+    batch?.segments.opened(status, recorder);
     return recorder;
   }
 
@@ -475,7 +482,9 @@ export class Applier {
   async finishBatch(batch: BatchMemory): Promise<Set<string>> {
     const failed = await batch.segments.finish(async (status, recorder) => {
       recorder.finished();
-      if (this.#statusWrites.mayDefer(status, settledFields(status), recorder.covers(), this.#now().getTime())) this.#statusWrites.deferred(status);
+      // Compared with what the batch read: a change no message of it wrote is written now.
+      const settled = batch.settledAtStart(status.set);
+      if (settled !== undefined && this.#statusWrites.mayDefer(status, settled, recorder.covers(), this.#now().getTime())) this.#statusWrites.deferred(status);
       else await this.#writeStatus(status);
     });
     for (const [set, error] of failed) {
@@ -571,6 +580,7 @@ export class Applier {
     status: SetStatus,
     volume: () => Promise<VolumeMap>,
     history: HistoryRecorder | undefined,
+    reapply: ReapplyGuard,
   ): Promise<number> {
     const gen = status.snapshotGen;
     const preserve = (key: string) => (history ? history.preserve(key) : preserveBeforeReplace(this.#store, set, key, status));
@@ -595,12 +605,16 @@ export class Applier {
           } else {
             const content = "bytes" in put ? { bytes: put.bytes } : "staged" in put && put.staged ? { staged: put.staged } : undefined;
             if (!content) throw new Error(`internal: delta seq ${record.seq} was not prepared`);
-            await written(
-              key,
-              applyDelta(this.#store, key, { ...record, delta }, content, meta).catch((error: unknown) => {
-                throw error instanceof DeltaBaseError ? new TargetDivergedError(record.seq, error.message) : error;
-              }),
-            );
+            let result: WriteResult;
+            try {
+              result = await applyDelta(this.#store, key, { ...record, delta }, content, meta);
+            } catch (error) {
+              if (!(error instanceof DeltaBaseError)) throw error;
+              // Applied before this delivery, and a later put of the message already changed the file again.
+              if (await reapply.supersededDelta(this.#store, key, record)) return carried;
+              throw new TargetDivergedError(record.seq, error.message);
+            }
+            await written(key, Promise.resolve(result));
           }
           return carried;
         }
@@ -725,7 +739,7 @@ export class Applier {
 
   async #writeStatus(status: SetStatus): Promise<void> {
     // The checkpoint never covers a record whose history is not durable.
-    await this.#waiting.get(status)?.flush();
+    await BatchSegments.waitingFor(status)?.flush();
     const now = this.#now();
     status.updatedAt = now.toISOString();
     this.#folders.note(status);

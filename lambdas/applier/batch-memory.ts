@@ -14,6 +14,7 @@
 import type { SetStatus } from "../../contract/layout.ts";
 import type { OwnerRecord } from "../../contract/signing.ts";
 import { BatchSegments } from "./batch-segments.ts";
+import { settledFields } from "./status-schedule.ts";
 
 /** Where an ownership check gets a set's owner record from (ownership.ts): the store, or once per batch. */
 export interface OwnerReads {
@@ -27,6 +28,8 @@ export class BatchMemory implements OwnerReads {
   /** Each set's status as the applier holds it: the object a message mutates, left as its message finished. */
   readonly #statuses = new Map<string, SetStatus>();
   readonly #owners = new Map<string, Promise<OwnerRecord | undefined>>();
+  /** Each set's settled fields (status-schedule.ts) as the batch read its status. */
+  readonly #settled = new Map<string, string>();
   /** Each set's history segment, written when the batch ends. */
   readonly segments = new BatchSegments();
 
@@ -41,7 +44,17 @@ export class BatchMemory implements OwnerReads {
     // A failed owner read is the check's to report; here it only must not go unhandled.
     const [status] = await Promise.all([read(), this.owner(set, readOwner).catch(() => undefined)]);
     this.#statuses.set(set, status);
+    this.#settled.set(set, settledFields(status));
     return status;
+  }
+
+  /**
+   * The set's settled fields when the batch read its status: what the stored
+   * status holds of them, unless a message of the batch wrote it since.
+   * Undefined when the batch holds no status of the set.
+   */
+  settledAtStart(set: string): string | undefined {
+    return this.#settled.get(set);
   }
 
   /** The set's status as the batch holds it (undefined: not read in this batch, or let go). */
@@ -66,6 +79,7 @@ export class BatchMemory implements OwnerReads {
   forget(set: string): void {
     this.segments.abandon(set);
     this.#statuses.delete(set);
+    this.#settled.delete(set);
     this.#owners.delete(set);
   }
 }

@@ -27,7 +27,19 @@ interface Waiting {
 }
 
 export class BatchSegments {
+  /** Every batch's waiting recorders by the status object they record for (a status object belongs to one batch). */
+  static readonly #byStatus = new WeakMap<SetStatus, Waiting>();
   readonly #waiting: Waiting[] = [];
+
+  /**
+   * The recorder whose entries wait for a batch's segment and that this
+   * status object counts, until the batch ends: every write of the status
+   * writes them first (the checkpoint never covers a record whose history is
+   * not durable).
+   */
+  static waitingFor(status: SetStatus): HistoryRecorder | undefined {
+    return BatchSegments.#byStatus.get(status)?.recorder;
+  }
 
   /** The recorder the batch's earlier messages of the set opened for this status object, if it still records. */
   recorder(status: SetStatus): HistoryRecorder | undefined {
@@ -36,7 +48,9 @@ export class BatchSegments {
 
   /** A recorder opened for the set's status: its entries wait for the end of the batch. */
   opened(status: SetStatus, recorder: HistoryRecorder): void {
-    this.#waiting.push({ status, recorder, after: [], abandoned: false });
+    const waiting = { status, recorder, after: [], abandoned: false };
+    this.#waiting.push(waiting);
+    BatchSegments.#byStatus.set(status, waiting);
   }
 
   /** Work to run once the set's segment is durable. */
@@ -63,7 +77,11 @@ export class BatchSegments {
    */
   async finish(settle: (status: SetStatus, recorder: HistoryRecorder) => Promise<void>): Promise<Map<string, unknown>> {
     const bySet = new Map<string, Waiting[]>();
-    for (const waiting of this.#waiting.splice(0)) bySet.set(waiting.status.set, [...(bySet.get(waiting.status.set) ?? []), waiting]);
+    for (const waiting of this.#waiting.splice(0)) {
+      bySet.set(waiting.status.set, [...(bySet.get(waiting.status.set) ?? []), waiting]);
+      // Flushed below, before its status is written: nothing waits for the batch any more.
+      BatchSegments.#byStatus.delete(waiting.status);
+    }
     const failed = new Map<string, unknown>();
     await Promise.all(
       [...bySet].map(async ([set, list]) => {

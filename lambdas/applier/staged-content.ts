@@ -28,18 +28,27 @@ export async function checkStaged(store: TargetStore, key: string, record: PutRe
 export const CHECKS_IN_FLIGHT = 8;
 
 /**
- * Runs a message's checks, CHECKS_IN_FLIGHT at a time, and resolves with their results in order; when any fails, it
- * rejects (once every check has settled) with the failure of the first one in order, as checking one after the other would.
+ * Runs a message's checks, CHECKS_IN_FLIGHT at a time, and resolves with their results in order. Once one fails, no
+ * further check starts (the message is rejected: reading the rest is wasted); those in flight settle, and it rejects
+ * with the failure of the first one in order, as checking one after the other would.
  */
 export async function checkInOrder<T>(checks: readonly (() => Promise<T>)[]): Promise<T[]> {
-  const settled = await mapConcurrent(checks, CHECKS_IN_FLIGHT, (check) =>
-    check().then(
-      (value) => ({ ok: true as const, value }),
-      (error: unknown) => ({ ok: false as const, error }),
-    ),
-  );
+  type Outcome = { kind: "passed"; value: T } | { kind: "failed"; error: unknown } | { kind: "not started" };
+  let failed = false;
+  // Checks start in order: those never started all come after a failure.
+  const settled = await mapConcurrent(checks, CHECKS_IN_FLIGHT, (check): Promise<Outcome> => {
+    if (failed) return Promise.resolve({ kind: "not started" });
+    return check().then(
+      (value) => ({ kind: "passed", value }),
+      (error: unknown) => {
+        failed = true;
+        return { kind: "failed", error };
+      },
+    );
+  });
   return settled.map((outcome) => {
-    if (!outcome.ok) throw outcome.error;
+    if (outcome.kind === "failed") throw outcome.error;
+    if (outcome.kind === "not started") throw new Error("internal: a check was not started with no failure before it");
     return outcome.value;
   });
 }

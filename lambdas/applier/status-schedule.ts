@@ -76,7 +76,7 @@ export class StatusSchedule {
   /**
    * True when the write at the end of a message may wait: its segment holds
    * the checkpoint (`covered`), nothing but the counters changed since the
-   * message began (`settledAtStart` against the status now), and this applier
+   * message (or the batch) began (`settledAtStart` against the status now), and this applier
    * wrote the set's status less than STATUS_WRITE_INTERVAL_MS and
    * STATUS_MAX_DEFERRED_MESSAGES messages ago.
    */

@@ -79,6 +79,18 @@ function serveHeldParts(): { maxWaiting: () => number; answered: () => number; c
   return { maxWaiting: () => max, answered: () => answered, completeBody: () => complete };
 }
 
+/** Answers like S3, every part at once. */
+const answerAtOnce = (request: { method: string; url: string }, res: ServerResponse): void => {
+  const url = new URL(request.url, "http://x");
+  if (request.method === "POST" && url.searchParams.has("uploads")) {
+    res.writeHead(200, { "content-type": "application/xml" });
+    res.end(`<?xml version="1.0" encoding="UTF-8"?><InitiateMultipartUploadResult><Bucket>b</Bucket><Key>k</Key><UploadId>U1</UploadId></InitiateMultipartUploadResult>`);
+    return;
+  }
+  res.writeHead(request.method === "DELETE" ? 204 : 200, { etag: `"part-${url.searchParams.get("partNumber") ?? ""}"` });
+  res.end();
+};
+
 describe("putInParts", () => {
   it("reads and uploads a few parts at once, never more than PARTS_IN_FLIGHT, and hashes the whole object in order", async () => {
     const served = serveHeldParts();
@@ -120,5 +132,63 @@ describe("putInParts", () => {
     }
     // The SDK hashed none of the parts' bytes again (only its signing strings and the small XML bodies).
     expect(sdkHashedBytes).toBeLessThan(MULTIPART_THRESHOLD);
+  });
+
+  it("reads and uploads nothing after a part's read failed, though the parts before it are still being read", async () => {
+    capture.server.responder = answerAtOnce;
+    const reads: number[] = [];
+    const upload = putInParts(client(), {
+      bucket: "b",
+      key: "k",
+      size: SIZE,
+      metadata: {},
+      read: async (offset, length) => {
+        const part = offset / MULTIPART_THRESHOLD + 1;
+        reads.push(part);
+        // Part 3 fails at once; part 2 is read slowly, so part 3's own task reports the failure only after it.
+        if (part === 3) throw new Error("unreadable part 3");
+        if (part === 2) await new Promise((resolve) => setTimeout(resolve, 200));
+        return bytesAt(offset, length);
+      },
+    });
+    await expect(upload).rejects.toThrow(/unreadable part 3/);
+    // The parts read ahead before the failure, and nothing after it: no part 5, and part 1 not uploaded for nothing.
+    expect(reads).toEqual([1, 2, 3, 4]);
+    expect(capture.server.requests.filter((r) => r.method === "PUT").map((r) => new URL(r.url, "http://x").searchParams.get("partNumber"))).toEqual([]);
+    expect(capture.server.requests.filter((r) => r.method === "DELETE")).toHaveLength(1);
+  });
+
+  it("aborts only once the parts in flight when one failed are answered: no part lands after AbortMultipartUpload", async () => {
+    const events: string[] = [];
+    const held: ServerResponse[] = [];
+    const answer = (res: ServerResponse, number: string) => {
+      events.push(`answered ${number}`);
+      res.writeHead(200, { etag: `"part-${number}"` });
+      res.end();
+    };
+    capture.server.responder = (request, res) => {
+      const url = new URL(request.url, "http://x");
+      if (request.method === "POST" && url.searchParams.has("uploads")) return answerAtOnce(request, res);
+      if (request.method === "PUT") {
+        const number = url.searchParams.get("partNumber") ?? "";
+        events.push(`part ${number}`);
+        held.push(res);
+        if (held.length < PARTS_IN_FLIGHT) return;
+        // Part 1 fails; the others stay in flight a while longer, then succeed.
+        const [first, ...rest] = held.splice(0);
+        events.push("failed 1");
+        first?.writeHead(500);
+        first?.end();
+        setTimeout(() => rest.forEach((r, i) => answer(r, String(i + 2))), 100);
+        return;
+      }
+      events.push(request.method === "DELETE" ? "abort" : `${request.method} ${url.search}`);
+      res.writeHead(204);
+      res.end();
+    };
+    await expect(putInParts(client(), { bucket: "b", key: "k", size: SIZE, metadata: {}, read: async (offset, length) => bytesAt(offset, length) })).rejects.toThrow();
+    expect(events.at(-1)).toBe("abort");
+    expect(events.filter((e) => e.startsWith("answered"))).toEqual(["answered 2", "answered 3", "answered 4"]);
+    expect(events.filter((e) => e.startsWith("part"))).toEqual(["part 1", "part 2", "part 3", "part 4"]);
   });
 });

@@ -27,9 +27,11 @@ function stagedPut(seq: number, path: string, text: string): PutRecord {
 class SlowChecks extends MemoryStore {
   checking = 0;
   mostAtOnce = 0;
+  started = 0;
   readonly delays = new Map<string, number>();
   override async contentSha256(key: string): Promise<ContentHash | undefined> {
     this.checking += 1;
+    this.started += 1;
     this.mostAtOnce = Math.max(this.mostAtOnce, this.checking);
     await new Promise((resolve) => setTimeout(resolve, this.delays.get(key) ?? 5));
     this.checking -= 1;
@@ -67,6 +69,18 @@ describe("a message's staged content checks", () => {
     expect(outcome).toMatchObject({ kind: "rejected" });
     expect((outcome as { error: string }).error).toMatch(/staged content of a\.bin \(seq 1\) is \d+ bytes/);
     expect([...store.objects.keys()].filter((key) => key.startsWith("data/"))).toEqual([]);
+  });
+
+  it("start no further check once one failed: the message is rejected, the rest is not read", async () => {
+    const store = new SlowChecks();
+    const records = Array.from({ length: 3 * CHECKS_IN_FLIGHT }, (_, i) => stagedPut(i + 1, `big-${i}.bin`, `content of file ${i}`));
+    for (const [i, record] of records.entries()) if (i !== 1) await store.put(stagingKey("docs", record.seq, record.sha256), Buffer.from(`content of file ${i}`));
+    // The second is missing and found so at once; the others take a while.
+    for (const record of records) store.delays.set(stagingKey("docs", record.seq, record.sha256), record.seq === 2 ? 0 : 30);
+    const outcome = await deliver(store, records);
+    expect(outcome).toMatchObject({ kind: "rejected", error: expect.stringMatching(/big-1\.bin \(seq 2\) is missing/) });
+    // Those started with it, and none after.
+    expect(store.started).toBe(CHECKS_IN_FLIGHT);
   });
 });
 
