@@ -15,7 +15,8 @@
 
 import { createReadStream, openSync } from "node:fs";
 import http from "node:http";
-import { copyArguments, copyRange, copyTarget, linkedCopy, MAX_COPY_BYTES, putObjectFromFile } from "./emulator-file-bodies.ts";
+import { MAX_COPY_BYTES } from "./emulator-copies.ts";
+import { copyArguments, copyRange, copyTarget, linkedCopy, putObjectFromFile } from "./emulator-file-bodies.ts";
 import { homeOf, readBodyFile } from "./emulator-large-objects.ts";
 import { answerOf, byteRange, checkCopySourceIfMatch, copySourceOf, errorXml, header, NO_SUCH_BUCKET, objectHeaders, requestId, S3ErrorAnswer, target } from "./emulator-s3-http.ts";
 import { escapeXml, listVersionPage, versionPageXml, type VersionListOptions } from "./emulator-version-listing.ts";

@@ -175,7 +175,8 @@ describe("bodies in files on an unpersisted emulator", () => {
 
   it("answers UploadPartCopy's errors as S3 does: a changed source, a range past the end, a part number out of range, an unknown upload", async () => {
     const { s3, bucket } = await open();
-    const body = randomBytes(2 * MiB);
+    // S3 copies a range only of a source over 5 MB.
+    const body = randomBytes(5 * MiB + 1);
     await s3.send(new PutObjectCommand({ Bucket: bucket, Key: "src", Body: body }));
     const { UploadId } = await s3.send(new CreateMultipartUploadCommand({ Bucket: bucket, Key: "dest" }));
     const part = (extra: { PartNumber?: number; CopySourceRange?: string; CopySourceIfMatch?: string; UploadId?: string }) =>
