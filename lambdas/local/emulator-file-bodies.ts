@@ -25,7 +25,7 @@ import { pipeline } from "node:stream/promises";
 import { bodyPath, homeOf, type BodyHome } from "./emulator-large-objects.ts";
 import { copiedPartNumber, copiedRange, copyObjectResultXml, copyPartResultXml, copySourceTooLarge, MAX_COPY_BYTES, noSuchUpload, partChecksum, type PartChecksum } from "./emulator-copies.ts";
 import { contentMd5Of, partPath, recordPartInFile } from "./emulator-multipart.ts";
-import { answerOf, byteRange, checkCopySourceIfMatch, copySourceOf, errorXml, header, NO_SUCH_BUCKET, objectHeaders, requestId, S3ErrorAnswer, target, userMetadata } from "./emulator-s3-http.ts";
+import { answerOf, byteRange, checkCopySourceIfMatch, copySourceOf, errorXml, header, NO_SUCH_BUCKET, NO_SUCH_KEY, objectHeaders, requestId, S3ErrorAnswer, target, userMetadata } from "./emulator-s3-http.ts";
 import type { ChecksumData, EmulatorObject, SystemMetadata } from "./emulator-versions.ts";
 import { fauxqsPrototype } from "./fauxqs-internals.ts";
 
@@ -140,7 +140,7 @@ export function linkedCopy(path: string, from: EmulatorObject, home: BodyHome): 
   try {
     linkSync(path, to);
   } catch (error) {
-    if (error instanceof Error && "code" in error && error.code === "ENOENT") throw new S3ErrorAnswer("NoSuchKey", "The specified key does not exist.", 404);
+    if (error instanceof Error && "code" in error && error.code === "ENOENT") throw NO_SUCH_KEY();
     return undefined;
   }
   return { path: to, size: from.contentLength, etag };
@@ -196,7 +196,7 @@ function openBody(path: string): number {
   try {
     return openSync(path, "r");
   } catch (error) {
-    if (error instanceof Error && "code" in error && error.code === "ENOENT") throw new S3ErrorAnswer("NoSuchKey", "The specified key does not exist.", 404);
+    if (error instanceof Error && "code" in error && error.code === "ENOENT") throw NO_SUCH_KEY();
     throw error;
   }
 }
@@ -352,8 +352,8 @@ function answerXml(response: http.ServerResponse, xml: string): void {
   response.end(bytes);
 }
 
-/** Streams bytes [start, end] of the file at path as the answer. */
-async function sendFile(response: http.ServerResponse, status: number, headers: http.OutgoingHttpHeaders, path: string, start: number, end: number): Promise<void> {
+/** Streams bytes [start, end] of the file at path as the answer (NoSuchKey when the file is gone). */
+export async function sendFile(response: http.ServerResponse, status: number, headers: http.OutgoingHttpHeaders, path: string, start: number, end: number): Promise<void> {
   const fd = openBody(path);
   const length = Math.max(0, end - start + 1);
   response.writeHead(status, { ...headers, "content-length": String(length), "x-amz-request-id": requestId(), "x-amz-id-2": "tidemark-local" });
