@@ -137,6 +137,7 @@ describe("the applier's streamed upload on the emulator", () => {
   for (const where of [
     { name: "in memory", options: {} },
     { name: "in a file", options: { largeBodyBytes: MiB } },
+    { name: "in a file, on a versioned bucket as `tidemark local` runs it", options: { largeBodyBytes: MiB, versioned: true } },
   ]) {
     it(`copies the parts no change touches from the old object (${where.name}) server-side and uploads only the changed one`, async () => {
       const { s3, bucket, commands } = await open(where.options);
