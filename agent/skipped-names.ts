@@ -99,6 +99,9 @@ export class SkippedNames {
   readonly #forgetBelow: StatementSync;
   readonly #listed: StatementSync;
   readonly #forget: StatementSync;
+  readonly #anyUnreadable: StatementSync;
+  /** Per set, whether it lists any unreadable entry, as last read (this instance is the only writer while the agent runs). */
+  readonly #hasUnreadable = new Map<string, boolean>();
 
   constructor(db: DatabaseSync) {
     this.#db = db;
@@ -109,6 +112,7 @@ export class SkippedNames {
     // Only entries listed as unreadable: a name the target cannot carry stays listed however it was captured.
     this.#listed = db.prepare("SELECT 1 AS listed FROM skipped_names WHERE set_name = ? AND path = ? AND substr(reason, 1, ?) = ?");
     this.#forget = db.prepare("DELETE FROM skipped_names WHERE set_name = ? AND path = ? AND substr(reason, 1, ?) = ?");
+    this.#anyUnreadable = db.prepare("SELECT 1 AS listed FROM skipped_names WHERE set_name = ? AND substr(reason, 1, ?) = ? LIMIT 1");
   }
 
   /**
@@ -118,6 +122,7 @@ export class SkippedNames {
    */
   record(set: string, folder: string, found: readonly { path: string; reason: string }[], complete: boolean): void {
     const now = new Date().toISOString();
+    this.#hasUnreadable.delete(set);
     this.#db.exec("BEGIN IMMEDIATE");
     try {
       if (complete) this.#forgetBelow.run(set, below(folder));
@@ -129,9 +134,16 @@ export class SkippedNames {
     }
   }
 
-  /** A file listed as unreadable was captured after all: it leaves the list (a read first: most captured paths were never listed). */
+  /**
+   * A file listed as unreadable was captured after all: it leaves the list. Most captured paths were never
+   * listed, and most sets list no unreadable entry at all: then no query is made.
+   */
   captured(set: string, path: string): void {
-    if (this.#listed.get(set, path, UNREADABLE.length, UNREADABLE) !== undefined) this.#forget.run(set, path, UNREADABLE.length, UNREADABLE);
+    let any = this.#hasUnreadable.get(set);
+    if (any === undefined) this.#hasUnreadable.set(set, (any = this.#anyUnreadable.get(set, UNREADABLE.length, UNREADABLE) !== undefined));
+    if (!any || this.#listed.get(set, path, UNREADABLE.length, UNREADABLE) === undefined) return;
+    this.#forget.run(set, path, UNREADABLE.length, UNREADABLE);
+    this.#hasUnreadable.delete(set);
   }
 
   list(set: string): SkippedName[] {

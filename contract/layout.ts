@@ -85,9 +85,14 @@ export function snapshotProofKey(set: string, snapshotId: string): string {
   return `${snapshotsPrefix(set)}${snapshotId}/verified.json.gz`;
 }
 
+/** Prefix of a set's preserved content: every key under it is preservedKey(set, sha256). */
+export function preservedPrefix(set: string): string {
+  return `${PREFIX.preserved}${set}/`;
+}
+
 /** Key of content kept for snapshots after the live mirror overwrote or deleted it (DESIGN 4): once per content hash. */
 export function preservedKey(set: string, sha256: string): string {
-  return `${PREFIX.preserved}${set}/${sha256}`;
+  return `${preservedPrefix(set)}${sha256}`;
 }
 
 /** Prefix of a volume set's block content objects. */

@@ -14,7 +14,7 @@
 // copy onto an existing preserved/<sha256> writes the same bytes again.
 // Files of one step that hold the same content make one copy between them.
 
-import { META, PREFIX, preservedKey } from "../../contract/layout.ts";
+import { META, preservedKey, preservedPrefix } from "../../contract/layout.ts";
 import type { TargetStore } from "../store/store.ts";
 import { PRESERVED_LISTED, type LiveContent } from "./live-content.ts";
 
@@ -41,7 +41,7 @@ export async function preserveContent(store: TargetStore, set: string, key: stri
  * stops and the store is asked per hash, as on a cold instance.
  */
 export async function listPreserved(store: TargetStore, set: string, live: LiveContent, limit = PRESERVED_LISTED): Promise<void> {
-  const prefix = `${PREFIX.preserved}${set}/`;
+  const prefix = preservedPrefix(set);
   const hashes: string[] = [];
   for await (const object of store.list(prefix)) {
     if (hashes.length >= limit) {

@@ -7,8 +7,10 @@
 // streams the bytes asked for, a CopyObject links the new object to the same
 // file (bodies in files are never changed in place), and an UploadPartCopy
 // copies the range in slices into the part's file, with its MD5 for the ETag
-// (emulator-multipart.ts joins it on disk). Everything else, and any
-// request whose object is not in a file, is fauxqs's.
+// and the checksum the upload asks for (emulator-multipart.ts joins it on
+// disk). An UploadPartCopy of a body in memory is answered here too, to name
+// the copied part's checksum as S3 does (emulator-copies.ts). Everything
+// else, and any other request whose object is not in a file, is fauxqs's.
 //
 // As S3 does, CopyObject refuses a source over 5 GiB (the applier then copies
 // in parts: lambdas/s3-multipart.ts), an UploadPartCopy takes at most 5 GiB
@@ -21,29 +23,31 @@ import type http from "node:http";
 import { join } from "node:path";
 import { pipeline } from "node:stream/promises";
 import { bodyPath, homeOf, type BodyHome } from "./emulator-large-objects.ts";
+import { copiedPartNumber, copiedRange, copyObjectResultXml, copyPartResultXml, copySourceTooLarge, MAX_COPY_BYTES, noSuchUpload, partChecksum, type PartChecksum } from "./emulator-copies.ts";
 import { contentMd5Of, partPath, recordPartInFile } from "./emulator-multipart.ts";
-import { answerOf, byteRange, checkCopySourceIfMatch, copySourceOf, errorXml, header, NO_SUCH_BUCKET, objectHeaders, requestId, S3ErrorAnswer, target, userMetadata } from "./emulator-s3-http.ts";
+import { answerOf, byteRange, checkCopySourceIfMatch, copySourceOf, errorXml, header, NO_SUCH_BUCKET, NO_SUCH_KEY, objectHeaders, requestId, S3ErrorAnswer, target, userMetadata } from "./emulator-s3-http.ts";
 import type { ChecksumData, EmulatorObject, SystemMetadata } from "./emulator-versions.ts";
 import { fauxqsPrototype } from "./fauxqs-internals.ts";
 
-/** S3 copies at most 5 GiB in one CopyObject or one UploadPartCopy. */
-export const MAX_COPY_BYTES = 5 * 1024 ** 3;
-const MAX_PART_NUMBER = 10_000;
 const EMPTY = Buffer.alloc(0);
 
 /** The part of fauxqs's S3 store (dist/s3/s3Store.js) this module reads and writes through. */
 export interface FileBodyStore {
   readonly buckets: Map<string, Map<string, EmulatorObject>>;
-  readonly multipartUploads: Map<string, { readonly parts: Map<number, object> }>;
+  readonly multipartUploads: Map<string, { readonly parts: Map<number, object>; readonly checksumAlgorithm?: string }>;
   persistence?: unknown;
+  uploadPart(uploadId: string, partNumber: number, body: Buffer, checksumValue?: string): { readonly etag: string };
+  /** The object with its body (read from the persistence, where it keeps bodies). */
+  getObject(bucket: string, key: string): EmulatorObject;
   putObject(bucket: string, key: string, body: Buffer, contentType?: string, metadata?: Record<string, string>, systemMetadata?: SystemMetadata, checksumData?: ChecksumData): EmulatorObject;
 }
 
-/** A body written to a file of the store's BodyHome, with its size and MD5 ETag. */
+/** A body written to a file of the store's BodyHome, with its size and MD5 ETag (and the checksum asked for, base64). */
 export interface BodyFile {
   readonly path: string;
   readonly size: number;
   readonly etag: string;
+  readonly checksum?: string;
 }
 
 /** What a copy writes besides the bytes: S3's COPY keeps the source's metadata and checksum, REPLACE takes the request's. */
@@ -94,9 +98,10 @@ export function copyTarget(home: BodyHome): string {
 
 /**
  * Copies bytes [start, end] of the open file fd (closed after) to a new file
- * at `to`, a slice at a time, flushed when durable; its size and MD5 ETag.
+ * at `to`, a slice at a time, flushed when durable; its size, MD5 ETag and,
+ * given one, the checksum.
  */
-export async function copyRange(fd: number, start: number, end: number, to: string, durable: boolean): Promise<BodyFile> {
+export async function copyRange(fd: number, start: number, end: number, to: string, durable: boolean, checksum?: PartChecksum): Promise<BodyFile> {
   const md5 = createHash("md5");
   let size = 0;
   const temp = `${to}.${randomUUID()}.tmp`;
@@ -106,6 +111,7 @@ export async function copyRange(fd: number, start: number, end: number, to: stri
       async function* hashing(source: AsyncIterable<Buffer>) {
         for await (const chunk of source) {
           md5.update(chunk);
+          checksum?.update(chunk);
           size += chunk.length;
           yield chunk;
         }
@@ -118,7 +124,7 @@ export async function copyRange(fd: number, start: number, end: number, to: stri
     throw error;
   }
   if (size !== end - start + 1) throw new Error(`a body file ended early: ${size} of ${end - start + 1} bytes copied`);
-  return { path: to, size, etag: `"${md5.digest("hex")}"` };
+  return { path: to, size, etag: `"${md5.digest("hex")}"`, ...(checksum ? { checksum: checksum.digest() } : {}) };
 }
 
 /**
@@ -134,7 +140,7 @@ export function linkedCopy(path: string, from: EmulatorObject, home: BodyHome): 
   try {
     linkSync(path, to);
   } catch (error) {
-    if (error instanceof Error && "code" in error && error.code === "ENOENT") throw new S3ErrorAnswer("NoSuchKey", "The specified key does not exist.", 404);
+    if (error instanceof Error && "code" in error && error.code === "ENOENT") throw NO_SUCH_KEY();
     return undefined;
   }
   return { path: to, size: from.contentLength, etag };
@@ -190,7 +196,7 @@ function openBody(path: string): number {
   try {
     return openSync(path, "r");
   } catch (error) {
-    if (error instanceof Error && "code" in error && error.code === "ENOENT") throw new S3ErrorAnswer("NoSuchKey", "The specified key does not exist.", 404);
+    if (error instanceof Error && "code" in error && error.code === "ENOENT") throw NO_SUCH_KEY();
     throw error;
   }
 }
@@ -242,7 +248,11 @@ class FileBodyServer {
     const uploadId = query.get("uploadId");
     const partNumber = query.get("partNumber");
     if (uploadId !== null && partNumber !== null) {
-      return body && ((response) => this.#copyPart(request, response, home, uploadId, partNumber, body.object, body.path));
+      if (body) return (response) => this.#copyPart(request, response, home, uploadId, partNumber, body.object, body.path);
+      const held = this.#store.getObject(source.bucket, source.key);
+      // A body neither in memory nor in its file (removed meanwhile): fauxqs's answer.
+      if (held.body.length !== held.contentLength) return undefined;
+      return (response) => this.#copyPart(request, response, home, uploadId, partNumber, held, undefined);
     }
     if (![...query.keys()].every((name) => name === "x-id")) return undefined;
     if (!body && from.contentLength <= this.#maxCopyObjectBytes) {
@@ -303,43 +313,36 @@ class FileBodyServer {
   async #copyObject(request: http.IncomingMessage, response: http.ServerResponse, home: BodyHome, to: { bucket: string; key: string }, from: EmulatorObject, path: string | undefined): Promise<void> {
     if (!this.#store.buckets.has(to.bucket)) throw NO_SUCH_BUCKET(to.bucket);
     checkCopySourceIfMatch(request, from);
-    if (from.contentLength > this.#maxCopyObjectBytes || !path) {
-      throw new S3ErrorAnswer("InvalidRequest", `The specified copy source is larger than the maximum allowable size for a copy source: ${this.#maxCopyObjectBytes}`, 400);
-    }
+    if (from.contentLength > this.#maxCopyObjectBytes || !path) throw copySourceTooLarge(this.#maxCopyObjectBytes);
     const args = copyArguments(request, from);
     const file = linkedCopy(path, from, home) ?? (await copyRange(openBody(path), 0, from.contentLength - 1, copyTarget(home), home.durable));
-    const written = putObjectFromFile(this.#store, to.bucket, to.key, file, args);
-    const xml = `<?xml version="1.0" encoding="UTF-8"?>\n<CopyObjectResult><ETag>${written.etag}</ETag><LastModified>${written.lastModified.toISOString()}</LastModified></CopyObjectResult>`;
-    answerXml(response, xml);
+    answerXml(response, copyObjectResultXml(putObjectFromFile(this.#store, to.bucket, to.key, file, args)));
   }
 
-  async #copyPart(request: http.IncomingMessage, response: http.ServerResponse, home: BodyHome, uploadId: string, partNumberText: string, from: EmulatorObject, path: string): Promise<void> {
-    const noSuchUpload = () => new S3ErrorAnswer("NoSuchUpload", "The specified multipart upload does not exist. The upload ID may be invalid, or the upload may have been aborted or completed.", 404);
-    if (!this.#store.multipartUploads.has(uploadId)) throw noSuchUpload();
-    const partNumber = Number(partNumberText);
-    if (!Number.isInteger(partNumber) || partNumber < 1 || partNumber > MAX_PART_NUMBER) {
-      throw new S3ErrorAnswer("InvalidArgument", `Part number must be an integer between 1 and ${MAX_PART_NUMBER}, inclusive`, 400);
-    }
-    checkCopySourceIfMatch(request, from);
-    let start = 0;
-    let end = from.contentLength - 1;
-    const range = header(request, "x-amz-copy-source-range");
-    if (range !== undefined) {
-      const match = /^bytes=(\d+)-(\d+)$/.exec(range);
-      if (!match) throw new S3ErrorAnswer("InvalidArgument", "Invalid x-amz-copy-source-range", 400);
-      start = Number(match[1]);
-      end = Number(match[2]);
-      if (start > end || end >= from.contentLength) throw new S3ErrorAnswer("InvalidArgument", `Range specified is not valid for source object of size: ${from.contentLength}`, 400);
-    }
-    if (end - start + 1 > MAX_COPY_BYTES) throw new S3ErrorAnswer("EntityTooLarge", "Your proposed upload exceeds the maximum allowed size", 400);
-    const file = await copyRange(openBody(path), start, end, partPath(home, uploadId, partNumber), home.durable);
+  /** UploadPartCopy of `from`, its body in the file at path or (without one) in from.body. */
+  async #copyPart(request: http.IncomingMessage, response: http.ServerResponse, home: BodyHome, uploadId: string, partNumberText: string, from: EmulatorObject, path: string | undefined): Promise<void> {
     const upload = this.#store.multipartUploads.get(uploadId);
-    if (!upload) {
+    if (!upload) throw noSuchUpload();
+    const partNumber = copiedPartNumber(partNumberText);
+    checkCopySourceIfMatch(request, from);
+    const { start, end } = copiedRange(request, from.contentLength);
+    const checksum = partChecksum(upload.checksumAlgorithm);
+    if (!path) {
+      // fauxqs's store keeps the part (emulator-multipart.ts moves it to a file), with its checksum for the composite one.
+      const bytes = from.body.subarray(start, end + 1);
+      checksum?.update(bytes);
+      const value = checksum?.digest();
+      const { etag } = this.#store.uploadPart(uploadId, partNumber, bytes, value);
+      return answerXml(response, copyPartResultXml(etag, checksum && value ? { element: checksum.element, value } : undefined));
+    }
+    const file = await copyRange(openBody(path), start, end, partPath(home, uploadId, partNumber), home.durable, checksum);
+    const kept = this.#store.multipartUploads.get(uploadId);
+    if (!kept) {
       rmSync(file.path, { force: true });
       throw noSuchUpload();
     }
-    recordPartInFile(upload.parts, partNumber, file.path, file.size, file.etag);
-    answerXml(response, `<?xml version="1.0" encoding="UTF-8"?>\n<CopyPartResult><ETag>${file.etag}</ETag><LastModified>${new Date().toISOString()}</LastModified></CopyPartResult>`);
+    recordPartInFile(kept.parts, partNumber, file.path, file.size, file.etag, file.checksum);
+    answerXml(response, copyPartResultXml(file.etag, checksum && file.checksum ? { element: checksum.element, value: file.checksum } : undefined));
   }
 }
 
@@ -349,8 +352,8 @@ function answerXml(response: http.ServerResponse, xml: string): void {
   response.end(bytes);
 }
 
-/** Streams bytes [start, end] of the file at path as the answer. */
-async function sendFile(response: http.ServerResponse, status: number, headers: http.OutgoingHttpHeaders, path: string, start: number, end: number): Promise<void> {
+/** Streams bytes [start, end] of the file at path as the answer (NoSuchKey when the file is gone). */
+export async function sendFile(response: http.ServerResponse, status: number, headers: http.OutgoingHttpHeaders, path: string, start: number, end: number): Promise<void> {
   const fd = openBody(path);
   const length = Math.max(0, end - start + 1);
   response.writeHead(status, { ...headers, "content-length": String(length), "x-amz-request-id": requestId(), "x-amz-id-2": "tidemark-local" });

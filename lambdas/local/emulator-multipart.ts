@@ -101,9 +101,9 @@ export function partPath(home: BodyHome, uploadId: string, partNumber: number): 
   return partFile(dir, partNumber);
 }
 
-/** Records among an upload's parts one written to partPath() by the caller (an UploadPartCopy). */
-export function recordPartInFile(parts: Map<number, object>, partNumber: number, file: string, size: number, etag: string): void {
-  const part: Part = { partNumber, body: Buffer.alloc(0), etag, lastModified: new Date() };
+/** Records among an upload's parts one written to partPath() by the caller (an UploadPartCopy), with its checksum when the upload asks for one. */
+export function recordPartInFile(parts: Map<number, object>, partNumber: number, file: string, size: number, etag: string, checksumValue?: string): void {
+  const part: Part = { partNumber, body: Buffer.alloc(0), etag, lastModified: new Date(), ...(checksumValue !== undefined ? { checksumValue } : {}) };
   spilled.set(part, { file, offset: 0, size });
   parts.set(partNumber, part);
 }

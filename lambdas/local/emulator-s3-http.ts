@@ -21,6 +21,7 @@ export class S3ErrorAnswer extends Error {
 }
 
 export const NO_SUCH_BUCKET = (bucket: string) => new S3ErrorAnswer("NoSuchBucket", `The specified bucket does not exist: ${bucket}`, 404);
+export const NO_SUCH_KEY = () => new S3ErrorAnswer("NoSuchKey", "The specified key does not exist.", 404);
 
 /** An error fauxqs's store threw (its S3Error), as an answer. */
 export function answerOf(error: unknown): S3ErrorAnswer | undefined {

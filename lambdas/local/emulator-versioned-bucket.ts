@@ -13,12 +13,13 @@
 // requests that change or read a key's current version run one at a time
 // per key (parts of an upload do not wait).
 
-import { createReadStream, openSync } from "node:fs";
+import { openSync } from "node:fs";
 import http from "node:http";
-import { copyArguments, copyRange, copyTarget, linkedCopy, MAX_COPY_BYTES, putObjectFromFile } from "./emulator-file-bodies.ts";
+import { copyObjectResultXml, copySourceTooLarge, MAX_COPY_BYTES } from "./emulator-copies.ts";
+import { copyArguments, copyRange, copyTarget, linkedCopy, putObjectFromFile, sendFile } from "./emulator-file-bodies.ts";
 import { homeOf, readBodyFile } from "./emulator-large-objects.ts";
-import { answerOf, byteRange, checkCopySourceIfMatch, copySourceOf, errorXml, header, NO_SUCH_BUCKET, objectHeaders, requestId, S3ErrorAnswer, target } from "./emulator-s3-http.ts";
-import { escapeXml, listVersionPage, versionPageXml, type VersionListOptions } from "./emulator-version-listing.ts";
+import { answerOf, byteRange, checkCopySourceIfMatch, copySourceOf, errorXml, header, NO_SUCH_BUCKET, NO_SUCH_KEY, objectHeaders, requestId, S3ErrorAnswer, target } from "./emulator-s3-http.ts";
+import { listVersionPage, versionPageXml, type VersionListOptions } from "./emulator-version-listing.ts";
 import { type BucketVersions, type EmulatorObject, type Version } from "./emulator-versions.ts";
 
 /** A large version's body, read whole (for a copy). */
@@ -190,7 +191,7 @@ class VersionedBucketLayer {
     const newest = this.#versions.versions(bucket, key)[0];
     if (newest?.deleteMarker) {
       const headers = { "x-amz-delete-marker": "true", "x-amz-version-id": newest.versionId, "last-modified": newest.lastModified.toUTCString() };
-      return this.#error(request, response, new S3ErrorAnswer("NoSuchKey", "The specified key does not exist.", 404), headers);
+      return this.#error(request, response, NO_SUCH_KEY(), headers);
     }
     return this.#forward(request, response, { onAnswer: (status): Record<string, string> => (newest && status < 400 ? { "x-amz-version-id": newest.versionId } : {}) });
   }
@@ -226,13 +227,8 @@ class VersionedBucketLayer {
     }
     const status = range ? 206 : 200;
     const length = Math.max(0, end - start + 1);
-    if (noncurrent.file) {
-      // A large version streams from its file.
-      response.writeHead(status, { ...headers, "content-length": String(length), "x-amz-request-id": requestId() });
-      if (length === 0) return void response.end();
-      createReadStream(noncurrent.file, { start, end }).on("error", (error) => response.destroy(error)).pipe(response);
-      return;
-    }
+    // A large version streams from its file.
+    if (noncurrent.file) return sendFile(response, status, headers, noncurrent.file, start, end);
     const body = this.#versions.bodyOf(version, readVersionFile);
     return this.#answer(response, status, headers, body.subarray(start, start + length));
   }
@@ -269,9 +265,7 @@ class VersionedBucketLayer {
     let written: EmulatorObject;
     if (noncurrent.file && home) {
       // A large version is linked (or copied file to file), never read whole.
-      if (from.contentLength > this.#maxCopyObjectBytes) {
-        throw new S3ErrorAnswer("InvalidRequest", `The specified copy source is larger than the maximum allowable size for a copy source: ${this.#maxCopyObjectBytes}`, 400);
-      }
+      if (from.contentLength > this.#maxCopyObjectBytes) throw copySourceTooLarge(this.#maxCopyObjectBytes);
       const file = linkedCopy(noncurrent.file, from, home) ?? (await copyRange(openSync(noncurrent.file, "r"), 0, from.contentLength - 1, copyTarget(home), home.durable));
       written = putObjectFromFile(this.#store, bucket, key, file, args);
     } else {
@@ -279,7 +273,7 @@ class VersionedBucketLayer {
       written = this.#store.putObject(bucket, key, body, args.contentType, args.metadata, args.system, args.checksum);
     }
     const newVersion = this.#currentObjectVersion(bucket, key);
-    const xml = `<?xml version="1.0" encoding="UTF-8"?>\n<CopyObjectResult><ETag>${escapeXml(written.etag)}</ETag><LastModified>${written.lastModified.toISOString()}</LastModified></CopyObjectResult>`;
+    const xml = copyObjectResultXml(written);
     return this.#answer(
       response,
       200,

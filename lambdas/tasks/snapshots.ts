@@ -14,7 +14,7 @@ import {
   dataPrefix,
   decodeMeta,
   META,
-  PREFIX,
+  preservedPrefix,
   preservedKey,
   snapshotManifestKey,
   snapshotProofKey,
@@ -328,7 +328,7 @@ export async function pruneSnapshots(store: TargetStore, set: string, options: P
   }
   let contentDeleted = 0;
   let contentBytesDeleted = 0;
-  const preserved = `${PREFIX.preserved}${set}/`;
+  const preserved = preservedPrefix(set);
   for await (const object of store.list(preserved)) {
     if (referenced.has(object.key.slice(preserved.length))) continue;
     await store.delete(object.key);

@@ -14,7 +14,7 @@
 import { createHash } from "node:crypto";
 import { gunzipSync, gzipSync } from "node:zlib";
 import { mapConcurrent } from "../../contract/async.ts";
-import { blockDataKey, blockDataPrefix, dataKey, dataPrefix, PREFIX, snapshotProofKey } from "../../contract/layout.ts";
+import { blockDataKey, blockDataPrefix, dataKey, dataPrefix, preservedPrefix, snapshotProofKey } from "../../contract/layout.ts";
 import { MAX_NAMED_PATHS, type SnapshotSummary, type SnapshotVerification } from "../../contract/tasks.ts";
 import type { TargetStore } from "../store/store.ts";
 import { listSnapshots, readBlockManifest, readManifest } from "./snapshots.ts";
@@ -90,7 +90,7 @@ async function itemsOf(store: TargetStore, summary: SnapshotSummary): Promise<{ 
     items.push({ key: dataKey(set, entry.path), sha256: entry.sha256, size: entry.size, ...(entry.versionId !== undefined ? { versionId: entry.versionId } : {}), label: entry.path });
   }
   // Older snapshots restore from preserved content: it is checked too (cheaply, while its tag stays the same).
-  const preserved = `${PREFIX.preserved}${set}/`;
+  const preserved = preservedPrefix(set);
   for await (const object of store.list(preserved)) {
     const sha256 = object.key.slice(preserved.length);
     if (/^[0-9a-f]{64}$/.test(sha256)) items.push({ key: object.key, sha256, label: `preserved content ${sha256}` });
@@ -202,7 +202,7 @@ export async function verifySnapshot(store: TargetStore, summary: SnapshotSummar
   }
   // Damaged preserved content is named by the paths of the snapshots that need it.
   for (const failure of state.failures) {
-    if (!failure.key.startsWith(PREFIX.preserved)) continue;
+    if (!failure.key.startsWith(preservedPrefix(set))) continue;
     const paths = await pathsWithContent(store, set, failure.key.slice(failure.key.lastIndexOf("/") + 1));
     if (paths.length > 0) failure.path = paths.slice(0, 10).join(", ");
   }

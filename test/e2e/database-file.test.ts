@@ -1,10 +1,14 @@
 // A database file past the applier's in-memory limit on the local cloud:
 // page writes travel as the pages written, and the applier streams the
 // rebuild through the emulator (ranged GETs of the old object, a multipart
-// upload checked against the file's SHA-256 before it completes).
+// upload checked against the file's SHA-256 before it completes). The parts
+// no page write touched are copied server-side (UploadPartCopy): the emulator
+// names each copied part's SHA-256 as S3 does, which proves the copy.
 
 import { createHash, randomBytes } from "node:crypto";
+import { subscribe, unsubscribe } from "node:diagnostics_channel";
 import { closeSync, createReadStream, ftruncateSync, mkdirSync, openSync, writeSync } from "node:fs";
+import { IncomingMessage } from "node:http";
 import { join } from "node:path";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { loadConfig } from "../../agent/config.ts";
@@ -13,6 +17,7 @@ import { startAgent, type RunningAgent } from "../../agent/runtime.ts";
 import { CHUNK_SIZE } from "../../contract/delta-ranges.ts";
 import { dataKey, META } from "../../contract/layout.ts";
 import { IN_MEMORY_REBUILD_BYTES } from "../../lambdas/applier/delta-rebuild.ts";
+import { partSize } from "../../lambdas/s3-multipart.ts";
 import { eventually, startTestCloud, type TestCloud } from "../support/local-cloud.ts";
 import { tempDir } from "../support/tree.ts";
 
@@ -65,4 +70,40 @@ it("sends the pages written into a database file past the in-memory limit, and t
   expect(sent() - before).toBeLessThanOrEqual(3 * CHUNK_SIZE * 2 + 8192);
   // The bytes themselves, read back as a stream.
   expect(await cloud.store.hash(dataKey(SET, "app.db"))).toEqual({ sha256: expected, size: SIZE });
+}, 600_000);
+
+/** The part uploads (UploadPart, UploadPartCopy) the emulator in this process receives for key while `during` runs. */
+async function partRequests(key: string, during: () => Promise<void>): Promise<{ uploaded: number; copied: number }> {
+  const counted = { uploaded: 0, copied: 0 };
+  const onRequest = (message: unknown) => {
+    const request = message !== null && typeof message === "object" && "request" in message ? message.request : undefined;
+    if (!(request instanceof IncomingMessage) || request.method !== "PUT") return;
+    const url = new URL(request.url ?? "/", "http://emulator");
+    if (!url.searchParams.has("uploadId") || !decodeURIComponent(url.pathname).endsWith(`/${key}`)) return;
+    if (request.headers["x-amz-copy-source"] === undefined) counted.uploaded++;
+    else counted.copied++;
+  };
+  subscribe("http.server.request.start", onRequest);
+  try {
+    await during();
+  } finally {
+    unsubscribe("http.server.request.start", onRequest);
+  }
+  return counted;
+}
+
+it("copies the parts no page write touched server-side, proven by the emulator's SHA-256 of each copy, and the file arrives exact", async () => {
+  await arrived(await sha256OfFile(file));
+  const part = partSize(SIZE);
+  const parts = Math.ceil(SIZE / part);
+  // A page in the first part and one in the sixth: the other parts hold the bytes the target has.
+  const pages = [2 * MiB, 5 * part + 3 * CHUNK_SIZE];
+  const requests = await partRequests(dataKey(SET, "app.db"), async () => {
+    const fd = openSync(file, "r+");
+    for (const offset of pages) writeSync(fd, randomBytes(CHUNK_SIZE), 0, CHUNK_SIZE, offset);
+    closeSync(fd);
+    await arrived(await sha256OfFile(file));
+  });
+  expect(requests).toEqual({ uploaded: pages.length, copied: parts - pages.length });
+  expect(await cloud.store.hash(dataKey(SET, "app.db"))).toEqual({ sha256: await sha256OfFile(file), size: SIZE });
 }, 600_000);

@@ -175,7 +175,8 @@ describe("bodies in files on an unpersisted emulator", () => {
 
   it("answers UploadPartCopy's errors as S3 does: a changed source, a range past the end, a part number out of range, an unknown upload", async () => {
     const { s3, bucket } = await open();
-    const body = randomBytes(2 * MiB);
+    // S3 copies a range only of a source over 5 MB.
+    const body = randomBytes(5 * MiB + 1);
     await s3.send(new PutObjectCommand({ Bucket: bucket, Key: "src", Body: body }));
     const { UploadId } = await s3.send(new CreateMultipartUploadCommand({ Bucket: bucket, Key: "dest" }));
     const part = (extra: { PartNumber?: number; CopySourceRange?: string; CopySourceIfMatch?: string; UploadId?: string }) =>
@@ -253,6 +254,19 @@ describe("bodies in files on a versioned emulator", () => {
     expect((await bytesOf(await s3.send(new GetObjectCommand({ Bucket: bucket, Key: "current copy" })))).equals(second)).toBe(true);
 
     expect(bodyFilesReadWhole()).toBe(before);
+  });
+
+  it("answers a copy of an old version over the copy limit, and of an old version's bytes, as it answers one of a current object", async () => {
+    const { s3, bucket } = await open({ versioned: true });
+    const old = randomBytes(7 * MiB);
+    const v1 = (await s3.send(new PutObjectCommand({ Bucket: bucket, Key: "db", Body: old }))).VersionId;
+    await s3.send(new PutObjectCommand({ Bucket: bucket, Key: "db", Body: Buffer.from("new") }));
+
+    const refused = await s3.send(new CopyObjectCommand({ Bucket: bucket, Key: "x", CopySource: `${bucket}/db?versionId=${v1}` })).catch((error: unknown) => error);
+    expect(isCopySourceTooLarge(refused)).toBe(true);
+    const empty = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: "db", VersionId: v1, Range: `bytes=${old.length - 1}-` }));
+    expect(empty.ContentRange).toBe(`bytes ${old.length - 1}-${old.length - 1}/${old.length}`);
+    expect((await bytesOf(empty)).equals(old.subarray(old.length - 1))).toBe(true);
   });
 });
 
