@@ -6,6 +6,7 @@
 import { rm } from "node:fs/promises";
 import { join } from "node:path";
 import { mapConcurrent } from "../contract/async.ts";
+import { MAX_INLINE_DECODED_BYTES } from "../contract/wire.ts";
 import { specialFileProblem, unreadableProblem, unreplicableName } from "./skipped-names.ts";
 import { capture, deletesFor, unchangedInIndex, type CaptureOptions, type CaptureResult } from "./capture.ts";
 import { readFolder, type FolderEntry } from "./folder-stats.ts";
@@ -39,6 +40,13 @@ const APPEND_BYTES = 8 * 1024 * 1024;
 const CAPTURE_CONCURRENCY = 16;
 /** Folders whose listing and lstats are read ahead of the scan, on the folder-stats thread. */
 const READ_AHEAD = 8;
+/**
+ * Files too large to travel inline (each is spooled, staged and checked on the target on its own) are captured once
+ * the rest of the scan is journaled, up to this many held back at once: an initial mirror's first messages then carry
+ * small files the target can write at once, and the large ones are read, staged and verified while it does, instead
+ * of every later record waiting behind them. The scan's records are the state it found, not a write order.
+ */
+const DEFERRED_LARGE_FILES = 1_000;
 
 function joinPath(dir: string, name: string): string {
   return dir === "" ? name : `${dir}/${name}`;
@@ -108,7 +116,36 @@ export async function barrierScan(journal: Journal, spec: SetSpec, options: Scan
     }
   }
 
+  // Entries of one directory are independent: read them in parallel, journal them in the order given.
+  const captureAll = async (paths: readonly string[], isDirectory: (path: string) => void) => {
+    for (let i = 0; i < paths.length && !report.stopped; i += APPEND_CHUNK) {
+      const results = await mapConcurrent(paths.slice(i, i + APPEND_CHUNK), CAPTURE_CONCURRENCY, (path) =>
+        capture(journal, spec, path, captureOptions).catch((error: unknown): CaptureResult => {
+          // One file the agent may not read is named, not a scan that fails every time (its last good version stays).
+          const reason = unreadableProblem(error);
+          if (reason === undefined) throw error;
+          report.skipped.push({ path, reason });
+          return { changes: [], isDirectory: false };
+        }),
+      );
+      for (const [k, result] of results.entries()) {
+        // Change by change, not only between folders: a folder of large files must not carry the backlog past the limit.
+        const bytes = result.changes.reduce((sum, change) => sum + changeBytes(change), 0);
+        if (bytes > 0 && shouldStop?.(pendingBytes, bytes)) {
+          report.stopped = true;
+          await discardCaptured(journal, results.slice(k).flatMap((r) => r.changes));
+          break;
+        }
+        queue(result.changes);
+        if (result.isDirectory) isDirectory(paths[i + k] ?? "");
+      }
+      flushWhenFull();
+    }
+  };
+
   const dirs = [from];
+  // Large files held back until the rest of the scan is journaled (DEFERRED_LARGE_FILES).
+  const large: string[] = [];
   // Listings read ahead, by folder; each awaited (or dropped) once the scan reaches it.
   const ahead = new Map<string, Promise<FolderEntry[]>>();
   const read = (dir: string): Promise<FolderEntry[]> => {
@@ -125,9 +162,15 @@ export async function barrierScan(journal: Journal, spec: SetSpec, options: Scan
       ahead.set(dir, reading);
     }
   };
-  while (dirs.length > 0 && !report.stopped) {
+  while (!report.stopped) {
     if (signal?.aborted) flush();
     throwIfInterrupted(signal, "scanning the set");
+    if (dirs.length === 0) {
+      // Every folder is journaled: the large files held back go last (one found to be a folder now is scanned too).
+      if (large.length === 0) break;
+      await captureAll(large.splice(0), (path) => dirs.push(path));
+      continue;
+    }
     if (shouldStop?.(pendingBytes)) {
       report.stopped = true;
       break;
@@ -177,32 +220,11 @@ export async function barrierScan(journal: Journal, spec: SetSpec, options: Scan
         continue;
       }
       if (defer && st?.isFile() && defer(path)) continue;
-      paths.push(path);
+      if (entry.stat?.isFile() && entry.stat.size > BigInt(MAX_INLINE_DECODED_BYTES)) large.push(path);
+      else paths.push(path);
     }
-    // Entries of one directory are independent: read them in parallel, journal them in name order.
-    for (let i = 0; i < paths.length && !report.stopped; i += APPEND_CHUNK) {
-      const results = await mapConcurrent(paths.slice(i, i + APPEND_CHUNK), CAPTURE_CONCURRENCY, (path) =>
-        capture(journal, spec, path, captureOptions).catch((error: unknown): CaptureResult => {
-          // One file the agent may not read is named, not a scan that fails every time (its last good version stays).
-          const reason = unreadableProblem(error);
-          if (reason === undefined) throw error;
-          report.skipped.push({ path, reason });
-          return { changes: [], isDirectory: false };
-        }),
-      );
-      for (const [k, result] of results.entries()) {
-        // Change by change, not only between folders: a folder of large files must not carry the backlog past the limit.
-        const bytes = result.changes.reduce((sum, change) => sum + changeBytes(change), 0);
-        if (bytes > 0 && shouldStop?.(pendingBytes, bytes)) {
-          report.stopped = true;
-          await discardCaptured(journal, results.slice(k).flatMap((r) => r.changes));
-          break;
-        }
-        queue(result.changes);
-        if (result.isDirectory) subdirs.push(paths[i + k] ?? "");
-      }
-      flushWhenFull();
-    }
+    await captureAll(paths, (path) => subdirs.push(path));
+    if (large.length >= DEFERRED_LARGE_FILES) await captureAll(large.splice(0), (path) => subdirs.push(path));
     // A folder left part way: its entries not reached are not deleted, and its subfolders wait for the next scan.
     if (report.stopped) break;
     for (const path of indexed.keys()) {

@@ -2,7 +2,7 @@ import { execFileSync } from "node:child_process";
 import { lstatSync, mkdirSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterEach, beforeEach, expect, it } from "vitest";
-import { readFolder } from "../../agent/folder-stats.ts";
+import { folderWorkerOptions, readFolder } from "../../agent/folder-stats.ts";
 import { tempDir } from "../support/tree.ts";
 
 let dir: ReturnType<typeof tempDir>;
@@ -43,4 +43,12 @@ it("answers many reads at once, each with its own folder", async () => {
     expect(entries).toHaveLength(i + 1);
     for (const { name, stat } of entries) expect(stat?.size).toBe(BigInt(Number(name.slice(1))));
   });
+});
+
+it("starts its worker with the compile cache the agent turned on (a worker does not inherit it), and with the same environment otherwise", () => {
+  const cached = folderWorkerOptions("/var/cache/node-compile");
+  expect(cached.env).toEqual({ ...process.env, NODE_COMPILE_CACHE: "/var/cache/node-compile" });
+  expect(cached.workerData).toEqual(folderWorkerOptions(undefined).workerData);
+  // Without a cache the worker gets the default: the environment as it is.
+  expect(folderWorkerOptions(undefined).env).toBeUndefined();
 });

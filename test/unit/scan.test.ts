@@ -90,3 +90,17 @@ it("tells shouldStop what it holds that is not journaled yet, and journals it wh
   expect(journal.sets.counters(SET).backlogRecords).toBe(report.changes);
   expect(journal.sets.counters(SET).backlogBytes).toBeGreaterThanOrEqual(2000);
 });
+
+it("journals files too large to travel inline after the rest of the tree, so that small files do not wait behind them", async () => {
+  mkdirSync(join(src.path, "a"));
+  writeFileSync(join(src.path, "a", "f.txt"), "small");
+  writeFileSync(join(src.path, "big.bin"), Buffer.alloc(1024 * 1024 + 1, 1));
+  writeFileSync(join(src.path, "c.txt"), "small too");
+  mkdirSync(join(src.path, "d"));
+  writeFileSync(join(src.path, "d", "g.txt"), "small");
+  await barrierScan(journal, { name: SET, root: src.path, exclude: [] });
+  const journaled = journal.pending(SET, 0, 100).map((record) => ("path" in record ? record.path : record.op));
+  expect(journaled).toEqual(["a", "c.txt", "d", "a/f.txt", "d/g.txt", "big.bin"]);
+  // Held back, not left out: a second scan finds nothing to do.
+  expect((await barrierScan(journal, { name: SET, root: src.path, exclude: [] })).changes).toBe(0);
+});
