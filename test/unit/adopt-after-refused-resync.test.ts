@@ -39,7 +39,10 @@ it("resyncs after an adoption when the new generation's resync was refused, inst
   expect(h.transport.outcomes.some((o) => o.kind === "rejected")).toBe(true);
   expect(await pictureOfTarget(store, SET)).not.toEqual(await pictureOfSource(h.src.path));
 
+  expect((await readSetStatus(store, SET)).refused?.last.keyId).toBe(h.transport.key.keyId);
   await adoptSet(store, SET, h.transport.key);
+  // Those refusals are answered by the adoption: status does not name them as another sender for a day.
+  expect((await readSetStatus(store, SET)).refused).toBeUndefined();
   writeFileSync(join(h.src.path, "b.txt"), "after the adoption");
   await h.agent.scan(SET);
   await h.agent.drain(SET);
@@ -53,4 +56,13 @@ it("resyncs after an adoption when the new generation's resync was refused, inst
   await h.agent.drain(SET);
   expect(await readSetStatus(store, SET)).toMatchObject({ state: "in-sync", generation: h.journal.sets.generation(SET).id });
   expect(await pictureOfTarget(store, SET)).toEqual(await pictureOfSource(h.src.path));
+});
+
+it("keeps another key's refusals named when a set is adopted", async () => {
+  const store = new MemoryStore();
+  h = agentHarness(SET, {}, { store });
+  const rogue = { at: new Date(0).toISOString(), messageId: "m1", reason: "signed by key r", keyId: "rogue" };
+  await store.put(statusKey(SET), Buffer.from(JSON.stringify({ ...initialStatus(SET), refused: { count: 2, last: rogue }, updatedAt: rogue.at })), {});
+  await adoptSet(store, SET, h.transport.key);
+  expect((await readSetStatus(store, SET)).refused).toEqual({ count: 2, last: rogue });
 });
