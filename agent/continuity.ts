@@ -27,7 +27,15 @@ export function continuityBreak(generation: JournalGeneration, lastSeq: number, 
   return `the target's chain is generation ${status.generation ?? "(none)"} at seq ${status.lastSeq}, this journal is generation ${generation.id} at seq ${lastSeq}: the journal was lost or replaced`;
 }
 
-/** True while the resync that began this journal's generation is on its way to a target still in another one. */
+/**
+ * True while the resync that began this journal's generation is on its way to a target still in another one; not once
+ * the target held the generation's later records without it (the resync was refused, e.g. before an adoption).
+ */
 export function awaitingGeneration(generation: JournalGeneration, status: SetStatus): boolean {
-  return generation.sinceSeq > 0 && status.generation !== generation.id && !status.generations?.some((g) => g.id === generation.id);
+  return (
+    generation.sinceSeq > 0 &&
+    status.generation !== generation.id &&
+    status.heldGeneration?.id !== generation.id &&
+    !status.generations?.some((g) => g.id === generation.id)
+  );
 }

@@ -14,7 +14,8 @@ export type MirrorMode = (typeof MIRROR_MODES)[number];
 /** What a long operation reports while it runs. */
 export type Progress =
   | { phase: "scan"; entries: number; changes: number; bytes: number; total?: number }
-  | { phase: "wait"; seq: number; appliedSeq: number }
+  /** `running`: the target reached the marker and its action (a snapshot and its checks included) still runs. */
+  | { phase: "wait"; seq: number; appliedSeq: number; running?: boolean }
   | { phase: "repair"; entries: number }
   | { phase: "restore"; files: number; totalFiles: number; bytes: number; totalBytes: number; unit?: "files" | "blocks" }
   /** A drill comparing the restored tree with its recovery point. */

@@ -94,7 +94,10 @@ export function describeProgress(progress: Progress, timing: Timing, tty: boolea
       return `scanning ${bar}${files}  ${formatBytes(progress.bytes)} journaled${rate}${eta}`;
     }
     case "wait":
-      return `waiting for the target: applied seq ${progress.appliedSeq} of ${progress.seq}`;
+      // A marker's seq is applied only once its action is done: "applied N-1 of N" alone reads as a stuck target.
+      return progress.running
+        ? `waiting for the target: it reached the marker (seq ${progress.seq}); its action is still running`
+        : `waiting for the target: applied seq ${progress.appliedSeq} of ${progress.seq}`;
     case "repair":
       return `repairing ${progress.entries} entries`;
     case "restore": {

@@ -36,7 +36,10 @@ export class SetRecovery {
     const status = await this.#options.targetStatus?.(spec.name);
     if (status) this.#options.onTargetStatus?.(status);
     if (!status || status.state !== "out-of-sync") return;
-    if (this.#operations.resyncSeq > status.lastSeq || awaitingGeneration(journal.sets.generation(spec.name), status)) return;
+    const generation = journal.sets.generation(spec.name);
+    // Held for records of this generation that came without its resync: only a resync sent after them is on its way.
+    const heldFrom = status.heldGeneration?.id === generation.id ? status.heldGeneration.seq : undefined;
+    if (heldFrom !== undefined ? this.#operations.resyncSeq > heldFrom : this.#operations.resyncSeq > status.lastSeq || awaitingGeneration(generation, status)) return;
     await this.#recover(status.reason ?? "target out of sync");
   }
 

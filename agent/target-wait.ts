@@ -101,7 +101,10 @@ export async function waitOnTarget<T>(
           );
         }
       }
-      if (record.seq !== undefined) options.onProgress?.({ phase: "wait", seq: record.seq, appliedSeq: position.kind === "coming" ? Math.min(position.appliedSeq, record.seq) : record.seq });
+      if (record.seq !== undefined) {
+        const appliedSeq = position.kind === "coming" ? Math.min(position.appliedSeq, record.seq) : record.seq;
+        options.onProgress?.({ phase: "wait", seq: record.seq, appliedSeq, ...(found ? { running: true } : {}) });
+      }
       says = describeTarget(status);
       now = `${status.generation}:${status.lastSeq}:${status.state}:${status.updatedAt}`;
     } catch (error) {

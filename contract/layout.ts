@@ -270,6 +270,12 @@ export const SetStatusSchema = z.object({
   snapshotsRetained: z.number().int().min(0).default(0),
   /** The journal generation the set's seq chain belongs to (DESIGN 8); absent until an agent sends one. */
   generation: z.string().optional(),
+  /**
+   * A generation whose records (from `seq`) arrived without the resync that begins it (refused as not the owner's
+   * before an adoption, or lost): the set is held out of sync for it, and its agent must resync rather than wait for
+   * that resync.
+   */
+  heldGeneration: z.object({ id: z.string(), seq: z.number().int().min(0) }).optional(),
   /** Every generation the set's chain has had, oldest first: when it began, at which seq, and why. */
   generations: z.array(GenerationChangeSchema).optional(),
   /** Where the set's point-in-time history stands; absent until the applier first recorded it. */

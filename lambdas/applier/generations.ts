@@ -27,6 +27,7 @@ export type GenerationVerdict =
 
 function begin(status: SetStatus, id: string, seq: number, now: Date, reason: string): void {
   status.generation = id;
+  delete status.heldGeneration;
   status.generations = [...(status.generations ?? []), { id, since: now.toISOString(), seq, reason }].slice(-MAX_GENERATIONS_KEPT);
 }
 
@@ -57,6 +58,8 @@ export function enterGeneration(status: SetStatus, gen: string | undefined, reco
     begin(status, gen, status.lastSeq + 1, now, status.lastSeq === 0 ? "first generation of the set" : `continues the chain at seq ${status.lastSeq + 1}`);
     return { kind: "continue" };
   }
+  // Its agent may take the resync for on its way (continuity.ts): this tells it that it will not come.
+  status.heldGeneration = { id: gen, seq: records[0]?.seq ?? 0 };
   return {
     kind: "unannounced",
     reason: `records of journal generation ${gen} (seq ${records[0]?.seq ?? "?"}) arrived while the set's chain is generation ${current} at seq ${status.lastSeq}, without a resync to restart it (journal lost or replaced on the source); set marked out of sync until the agent resyncs`,

@@ -55,6 +55,8 @@ export async function adoptSet(store: TargetStore, set: string, key: { keyId: st
   status.lastSeq = 0;
   status.state = "out-of-sync";
   status.reason = `adopted by key ${key.keyId} at ${at}${previous ? ` (was key ${previous.keyId})` : ""}: waiting for the new owner's mirror`;
+  // Refused because this key did not own the set yet: the adoption answers them (another key's refusals stay named).
+  if (status.refused?.last.keyId === key.keyId) delete status.refused;
   status.updatedAt = at;
   await store.put(statusKey(set), Buffer.from(JSON.stringify(status, null, 2)), {});
   return previous ? { owner, previous } : { owner };

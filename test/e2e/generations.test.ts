@@ -101,6 +101,8 @@ it("a journal deleted while the agent was stopped: a new generation, every later
   const after = (await status(config)).json.sets[0]?.target;
   expect(after?.generation).not.toBe(before);
   expect(after?.lastGenerationChange?.reason).toMatch(/the journal was lost or replaced/);
+  // The next test starts its own agent in `child`: this one would be left running past the suite.
+  await stopAgent();
 });
 
 it("a state folder restored from an older copy: the agent finds the target ahead of its journal, begins a new generation, and later changes and deletions reach the target", async () => {

@@ -6,9 +6,9 @@
 import { cpSync, existsSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
-import { recoverSet, runVerify, OperationTimeoutError, type OperationDeps } from "../../agent/operations.ts";
+import { recoverSet, runVerify, OperationTimeoutError, type OperationDeps, type Progress } from "../../agent/operations.ts";
 import { caughtUp, findProblems, type SetFacts } from "../../agent/set-health.ts";
-import { TargetMismatchError, waitOnTarget } from "../../agent/target-wait.ts";
+import { TargetMismatchError, waitOnTarget, type Found } from "../../agent/target-wait.ts";
 import { markerRunning, waitForTask } from "../../agent/task-results.ts";
 import { initialStatus, ownerKey, statusKey, taskResultKey, type SetStatus } from "../../contract/layout.ts";
 import type { TaskResult } from "../../contract/tasks.ts";
@@ -228,6 +228,23 @@ describe("waits on a target in another generation", () => {
     await expect(waitForTask(store, SET, "t3", { seq: 3, generation: "mine", pollMs: 1, stallMs: 30 })).rejects.toThrow(
       /gave up waiting for task t3 \(seq 3\) of set "docs": the target has not moved .*applied seq 57689 of generation elsewhere, out-of-sync: seq gap/,
     );
+  });
+
+  it("reports a marker the target reached whose action still runs as running, not as a seq not yet applied", async () => {
+    const store = new MemoryStore();
+    h = agentHarness(SET, {}, { store });
+    await aheadTarget(store, { generation: "mine", lastSeq: 5 });
+    const reads: Array<Found<string>> = [undefined, { running: true }, { done: "finished" }];
+    const seen: Progress[] = [];
+    const result = await waitOnTarget({ set: SET, what: "task t6 (seq 6)", seq: 6, generation: "mine" }, async () => reads.shift(), () => readSetStatus(store, SET), {
+      pollMs: 1,
+      onProgress: (progress) => seen.push(progress),
+    });
+    expect(result).toBe("finished");
+    expect(seen).toEqual([
+      { phase: "wait", seq: 6, appliedSeq: 5 },
+      { phase: "wait", seq: 6, appliedSeq: 5, running: true },
+    ]);
   });
 
   it("does not give up behind a marker whose action holds the stream", async () => {

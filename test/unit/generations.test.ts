@@ -73,9 +73,13 @@ describe("applier generations", () => {
     expect(status.state).toBe("out-of-sync");
     expect(status.reason).toMatch(/generation gen2 .* without a resync/);
     expect(status.generation).toBe("gen1");
+    // Named, so the agent of gen2 resyncs instead of waiting for a resync that will not come.
+    expect(status.heldGeneration).toEqual({ id: "gen2", seq: 1 });
+    expect(awaitingGeneration({ id: "gen2", sinceSeq: 1 }, status)).toBe(false);
     // The agent's resync in the new generation brings the set back.
     expect(await deliver("gen2", [{ seq: 2, op: "resync", reason: "recover" }, putRecord(3, "f1", "fresh")])).toMatchObject({ kind: "applied" });
     expect(await applier.readStatus(SET)).toMatchObject({ state: "in-sync", generation: "gen2", lastSeq: 3 });
+    expect((await applier.readStatus(SET)).heldGeneration).toBeUndefined();
     expect(await text("f1")).toBe("fresh");
   });
 

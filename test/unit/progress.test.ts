@@ -13,6 +13,10 @@ it("shows files, bytes, rate and ETA, with a bar on a terminal", () => {
   expect(line).toBe("scanning [######------------------] 250/1000 files  10.0 MiB journaled  1.0 MiB/s  ETA 0:30");
   expect(describeProgress(scan(250, 0), { elapsedMs: 1000 }, false)).toBe("scanning 250 files  0 B journaled");
   expect(describeProgress({ phase: "wait", seq: 90, appliedSeq: 40 }, { elapsedMs: 0 }, true)).toBe("waiting for the target: applied seq 40 of 90");
+  // A marker's seq counts as applied only once its action finished: while it runs, say so, not "applied 89 of 90".
+  expect(describeProgress({ phase: "wait", seq: 90, appliedSeq: 89, running: true }, { elapsedMs: 0 }, false)).toBe(
+    "waiting for the target: it reached the marker (seq 90); its action is still running",
+  );
 });
 
 it("tells no ETA until progress was watched long and far enough, then one from the rate observed in the phase", () => {
