@@ -19,7 +19,11 @@
 // version of that size is assumed to take. Without that, a target slower than
 // bytesPerSecond (a loaded host, a large file) was sent a version at every
 // cap, and after the last write rebuilt every queued version in turn.
+//
+// Smaller files that keep changing are captured at most once per interval
+// (capture-interval.ts); they wait here like the large ones.
 
+import { CaptureInterval } from "./capture-interval.ts";
 import type { Change } from "./journal.ts";
 
 /** How busy large files are paced; loose options, defaulted at the boundary. */
@@ -28,12 +32,14 @@ export interface BusyFileOptions {
   readonly bytesPerSecond?: number;
   /** A waiting file without a write for this long is captured at once. @default 300 ms */
   readonly quietMs?: number;
+  /** A smaller file that keeps changing is captured at most once this often (capture-interval.ts); 0: every change at once. @default 0 */
+  readonly intervalMs?: number;
   /** Clock (ms); tests step it by hand. @default Date.now */
   readonly now?: () => number;
 }
 
-/** A path whose capture waits: behind the version journaled as seq, until it is sent, paced, or applied by the target (`until` at the latest, ms). */
-export type BusyHold = { readonly path: string; readonly seq: number } & ({ readonly waitsFor: "send" } | { readonly waitsFor: "pace" | "apply"; readonly until: number });
+/** A path whose capture waits: behind the version journaled as seq, until it is sent, paced, or applied by the target (`until` at the latest, ms), or until its capture interval passed. */
+export type BusyHold = { readonly path: string; readonly seq: number } & ({ readonly waitsFor: "send" } | { readonly waitsFor: "pace" | "apply" | "interval"; readonly until: number });
 
 const DEFAULT_BYTES_PER_SECOND = 64 * 1024 * 1024;
 const DEFAULT_QUIET_MS = 300;
@@ -62,6 +68,8 @@ export class BusyFiles {
   readonly #unsent = new Map<string, Unsent>();
   /** Paths whose capture waits, with when each last asked (its last write seen). */
   readonly #waiting = new Map<string, number>();
+  /** Smaller files captured recently. */
+  readonly #interval: CaptureInterval;
   /** The target's checkpoint (last seq applied), once known. */
   #applied: number | undefined;
   /** Ms per byte a version took from journaled to applied, the last time one was seen applied. */
@@ -73,6 +81,7 @@ export class BusyFiles {
     this.#bytesPerSecond = options.bytesPerSecond ?? DEFAULT_BYTES_PER_SECOND;
     this.#quietMs = options.quietMs ?? DEFAULT_QUIET_MS;
     this.#now = options.now ?? Date.now;
+    this.#interval = new CaptureInterval(options.intervalMs ?? 0, this.#now);
   }
 
   /** Notes what was journaled: a put of a large file holds later captures of its path until it is sent and paced. */
@@ -80,7 +89,11 @@ export class BusyFiles {
     const now = this.#now();
     changes.forEach((change, i) => {
       const seq = seqs[i];
-      if (seq === undefined || change.op !== "put" || change.size < this.#threshold) return;
+      if (seq === undefined || change.op !== "put") return;
+      if (change.size < this.#threshold) {
+        this.#interval.captured(change.path, seq);
+        return;
+      }
       const configured = 1000 / this.#bytesPerSecond;
       const pace = change.size * Math.min(Math.max(configured, this.#targetMsPerByte), configured * MAX_SLOWDOWN);
       this.#unsent.set(change.path, { seq, size: change.size, at: now, paceUntil: now + pace, waitUntil: now + pace * WAIT_FACTOR });
@@ -90,7 +103,11 @@ export class BusyFiles {
   /** True when path's capture waits (sentSeq is the last seq sent), and is remembered: see the top of this file. */
   defer(path: string, sentSeq: number): boolean {
     const unsent = this.#unsent.get(path);
-    if (unsent === undefined) return false;
+    if (unsent === undefined) {
+      if (this.#interval.waitsUntil(path) === undefined) return false;
+      this.#waiting.set(path, this.#now());
+      return true;
+    }
     const now = this.#now();
     if (unsent.seq <= sentSeq && this.#paced(unsent, now)) {
       this.#unsent.delete(path);
@@ -108,6 +125,7 @@ export class BusyFiles {
     for (const [path, askedAt] of this.#waiting) {
       const unsent = this.#unsent.get(path);
       if (unsent !== undefined && (unsent.seq > sentSeq || (!this.#paced(unsent, now) && now < askedAt + this.#quietMs))) continue;
+      if (unsent === undefined && this.#interval.waitsUntil(path) !== undefined) continue;
       this.#waiting.delete(path);
       this.#unsent.delete(path);
       ready.push(path);
@@ -136,7 +154,10 @@ export class BusyFiles {
   held(sentSeq: number): BusyHold[] {
     return [...this.#waiting.keys()].flatMap((path): BusyHold[] => {
       const unsent = this.#unsent.get(path);
-      if (unsent === undefined) return [];
+      if (unsent === undefined) {
+        const interval = this.#interval.waitsUntil(path);
+        return interval ? [{ path, seq: interval.seq, waitsFor: "interval", until: interval.until }] : [];
+      }
       if (unsent.seq > sentSeq) return [{ path, seq: unsent.seq, waitsFor: "send" }];
       if (this.#applied === undefined) return [{ path, seq: unsent.seq, waitsFor: "pace", until: unsent.paceUntil }];
       return [{ path, seq: unsent.seq, waitsFor: "apply", until: unsent.waitUntil }];
@@ -149,7 +170,7 @@ export class BusyFiles {
     let due: number | undefined;
     for (const [path, askedAt] of this.#waiting) {
       const unsent = this.#unsent.get(path);
-      const at = unsent ? Math.min(this.#applied === undefined ? unsent.paceUntil : unsent.waitUntil, askedAt + this.#quietMs) : now;
+      const at = unsent ? Math.min(this.#applied === undefined ? unsent.paceUntil : unsent.waitUntil, askedAt + this.#quietMs) : (this.#interval.waitsUntil(path)?.until ?? now);
       due = Math.min(due ?? at, at);
     }
     return due === undefined ? undefined : Math.max(0, due - now);

@@ -11,6 +11,7 @@ import type { SetSpec } from "./set-spec.ts";
 import { BandwidthSchema, type Bandwidth } from "./transport/bandwidth.ts";
 import { MIRROR_MODES, type MirrorMode } from "./operations.ts";
 import { DEFAULT_LINGER_MS } from "./set-sender.ts";
+import { DEFAULT_CAPTURE_INTERVAL_MS } from "./capture-interval.ts";
 import { describeIssue, strictObject } from "./strict-schema.ts";
 import { readCaBundle } from "../lambdas/target/http-settings.ts";
 import type { DrillPlan } from "./drill-schedule.ts";
@@ -103,6 +104,13 @@ export const ConfigSchema = strictObject({
       .min(0, "0 or more milliseconds (0 sends every change at once)")
       .max(60_000, "at most 60000 ms: a change should not wait more than a minute to be sent")
       .default(DEFAULT_LINGER_MS),
+    /** A small file that keeps changing is captured at most once this often (0: every change as soon as it is seen). */
+    captureIntervalMs: z
+      .number({ error: "a number of milliseconds, such as 500 (0 captures every change at once)" })
+      .int("whole milliseconds, such as 500")
+      .min(0, "0 or more milliseconds (0 captures every change at once)")
+      .max(60_000, "at most 60000 ms: a file that keeps changing should reach the target at least once a minute")
+      .default(DEFAULT_CAPTURE_INTERVAL_MS),
     /** A full barrier scan of every set this often, behind the watcher. */
     rescanSeconds: z.number().int().min(10).default(900),
     /** How often a set is scanned once its watcher failed. */
@@ -152,6 +160,8 @@ export interface AgentConfig {
   readonly journalLimitBytes: number;
   /** How long changes arriving at an idle sender wait for more (ms; 0: at once). */
   readonly lingerMs: number;
+  /** A small file that keeps changing is captured at most once this often (ms; 0: every change). */
+  readonly captureIntervalMs: number;
   readonly rescanSeconds: number;
   readonly fallbackScanSeconds: number;
   readonly bandwidth?: Bandwidth;
@@ -212,6 +222,7 @@ export function loadConfig(file: string): AgentConfig {
     orphans: c.orphans,
     journalLimitBytes: c.journalLimitBytes,
     lingerMs: c.lingerMs,
+    captureIntervalMs: c.captureIntervalMs,
     rescanSeconds: c.rescanSeconds,
     fallbackScanSeconds: c.fallbackScanSeconds,
     ...(c.bandwidth ? { bandwidth: c.bandwidth } : {}),

@@ -187,6 +187,8 @@ export function holdReason(hold: BusyHold | { readonly path: string; readonly wa
       return `its previous version (seq ${hold.seq}) is not sent yet; the newest is captured once it is`;
     case "pace":
       return `the target rebuilds its previous version (seq ${hold.seq}); the newest is captured by ${new Date(hold.until).toISOString()}, or once the file is quiet`;
+    case "interval":
+      return `it keeps changing: captured at most once per captureIntervalMs (its previous version is seq ${hold.seq}); the newest is captured by ${new Date(hold.until).toISOString()}`;
     case "apply":
       return `the target has not applied its previous version (seq ${hold.seq}) yet; the newest is captured once it has (by ${new Date(hold.until).toISOString()} at the latest), or once the file is quiet`;
   }

@@ -152,6 +152,7 @@ export async function startAgent(config: AgentConfig, log: Logger, options: { ig
     compression: config.compression,
     journalLimitBytes: config.journalLimitBytes,
     lingerMs: config.lingerMs,
+    busyFiles: { intervalMs: config.captureIntervalMs },
     ...(events
       ? {
           announceReceived: async (set, markers) => {

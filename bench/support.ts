@@ -27,18 +27,20 @@ export interface CountingProxy {
   close(): Promise<void>;
 }
 
-/** An HTTP proxy that counts what a client sends to the emulator; `observe` sees each request once its body is in, with the body's size. */
-export async function countingProxy(target: string, observe?: (req: IncomingMessage, bytes: number) => void): Promise<CountingProxy> {
+/** An HTTP proxy that counts what a client sends to the emulator; `observe` sees each request once its body is in, with the body's size (and the body itself when `keepBody` asks for it). */
+export async function countingProxy(target: string, observe?: (req: IncomingMessage, bytes: number, body?: Buffer) => void, keepBody?: (req: IncomingMessage) => boolean): Promise<CountingProxy> {
   const { hostname, port } = new URL(target);
   const counts: Counts = { requests: 0, bytes: 0 };
   const server: Server = createServer((req, res) => {
     counts.requests += 1;
     let bytes = 0;
+    const kept: Buffer[] | undefined = keepBody?.(req) ? [] : undefined;
     req.on("data", (chunk: Buffer) => {
       counts.bytes += chunk.length;
       bytes += chunk.length;
+      kept?.push(chunk);
     });
-    req.on("end", () => observe?.(req, bytes));
+    req.on("end", () => observe?.(req, bytes, kept && Buffer.concat(kept)));
     const upstream = request({ hostname, port, method: req.method, path: req.url, headers: req.headers }, (reply) => {
       res.writeHead(reply.statusCode ?? 502, reply.headers);
       reply.pipe(res);

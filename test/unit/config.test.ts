@@ -60,6 +60,21 @@ describe("strict configuration", () => {
     expect(() => loadConfig(file)).toThrow(/lingerMs: a number of milliseconds, such as 2000/);
   });
 
+  it("captures a busy small file at most every 500 ms by default, takes 0 for every change, and refuses what is not whole milliseconds up to a minute", () => {
+    write({});
+    expect(loadConfig(file).captureIntervalMs).toBe(500);
+    write({ captureIntervalMs: 0 });
+    expect(loadConfig(file).captureIntervalMs).toBe(0);
+    write({ captureIntervalMs: -1 });
+    expect(() => loadConfig(file)).toThrow(/captureIntervalMs: 0 or more milliseconds \(0 captures every change at once\)/);
+    write({ captureIntervalMs: 2.5 });
+    expect(() => loadConfig(file)).toThrow(/captureIntervalMs: whole milliseconds, such as 500/);
+    write({ captureIntervalMs: 61_000 });
+    expect(() => loadConfig(file)).toThrow(/captureIntervalMs: at most 60000 ms/);
+    write({ captureIntervalMs: "1s" });
+    expect(() => loadConfig(file)).toThrow(/captureIntervalMs: a number of milliseconds, such as 500/);
+  });
+
   it("makes every object of the config strict, keys added later included", () => {
     // Whoever adds a section with z.object instead of strictObject makes this fail.
     const schema = z.toJSONSchema(ConfigSchema, { io: "input", unrepresentable: "any" });
