@@ -68,6 +68,8 @@ export interface ScanOptions extends CaptureOptions {
   readonly defer?: (path: string) => boolean;
   /** Turns a captured entry's changes into what is journaled (a put of a file that moved here into its rename). */
   readonly renames?: (changes: Change[]) => Promise<Change[]>;
+  /** An indexed entry the scan no longer finds: true holds back its deletes to the end of the scan, after the renames of what it held. */
+  readonly vanish?: (path: string) => boolean;
   /** After each append, with what was journaled and the seqs it got. */
   readonly onJournaled?: (changes: readonly Change[], seqs: readonly number[]) => void;
   /** Checked before each directory: once aborted (the agent stops while it starts), the scan journals what it captured and throws StartInterruptedError. */
@@ -82,7 +84,7 @@ async function discardCaptured(journal: Journal, changes: readonly Change[]): Pr
 }
 
 export async function barrierScan(journal: Journal, spec: SetSpec, options: ScanOptions | string = {}): Promise<ScanReport> {
-  const { from = "", onProgress, shouldStop, defer, renames, onJournaled, signal, ...captureOptions } = typeof options === "string" ? { from: options } : options;
+  const { from = "", onProgress, shouldStop, defer, renames, vanish, onJournaled, signal, ...captureOptions } = typeof options === "string" ? { from: options } : options;
   const report: ScanReport = { entries: 0, changes: 0, bytes: 0, skipped: [] };
   const pending: Change[] = [];
   let pendingBytes = 0;
@@ -147,6 +149,8 @@ export async function barrierScan(journal: Journal, spec: SetSpec, options: Scan
   };
 
   const dirs = [from];
+  // Vanished entries whose deletes wait for the end of the scan (vanish).
+  const held: string[] = [];
   // Large files held back until the rest of the scan is journaled (DEFERRED_LARGE_FILES).
   const large: string[] = [];
   // Listings read ahead, by folder; each awaited (or dropped) once the scan reaches it.
@@ -231,7 +235,9 @@ export async function barrierScan(journal: Journal, spec: SetSpec, options: Scan
     // A folder left part way: its entries not reached are not deleted, and its subfolders wait for the next scan.
     if (report.stopped) break;
     for (const path of indexed.keys()) {
-      if (!seen.has(path)) queue(deletesFor(journal, spec.name, path));
+      if (seen.has(path)) continue;
+      if (vanish?.(path)) held.push(path);
+      else queue(deletesFor(journal, spec.name, path));
     }
     flushWhenFull();
     onProgress?.(report);
@@ -239,6 +245,9 @@ export async function barrierScan(journal: Journal, spec: SetSpec, options: Scan
     for (const sub of subdirs.sort().reverse()) dirs.push(sub);
     readAhead();
   }
+  flush();
+  // A scan that stopped leaves them in the index: the next one finds them again.
+  if (!report.stopped) for (const path of held) queue(deletesFor(journal, spec.name, path));
   flush();
   journal.skippedNames.record(spec.name, from, report.skipped, report.stopped !== true);
   return report;

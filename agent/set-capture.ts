@@ -54,7 +54,10 @@ export class SetCapture {
     // Named in the journal while it runs: the backlog may drain behind it, and `tidemark status` must not say "in sync" then.
     return namedScan(journal, spec.name, this.#now, () => {
       if (spec.volume) return volumeScan(journal, spec, { full, ...rest });
-      return barrierScan(journal, spec, { ...rest, ...(defer ? { defer } : {}), onJournaled: (changes, seqs) => this.#busy.journaled(changes, seqs) });
+      // Files of at least a block that moved within the set (found gone at one name, new at another) travel as renames.
+      const moved = new VanishedEntries();
+      const moves = { vanish: (path: string) => moved.vanish(journal, spec.name, path), renames: (changes: Change[]) => this.#asRenames(changes, moved, new Set(), new Set()) };
+      return barrierScan(journal, spec, { ...rest, ...moves, ...(defer ? { defer } : {}), onJournaled: (changes, seqs) => this.#busy.journaled(changes, seqs) });
     }, begun ? { begun } : {});
   }
 

@@ -4,7 +4,8 @@
 // folder count too, so a folder moved within the set moves its large files on
 // the target instead of sending their content again; the folder's deletes are
 // journaled after the batch's renames (DESIGN 2: a rename before the delete of
-// its source).
+// its source). A barrier scan finds the same as it goes (`vanish`), and
+// journals the deletes it held back at its end.
 
 import { lstat } from "node:fs/promises";
 import { join } from "node:path";
@@ -45,15 +46,26 @@ export class VanishedEntries {
       if (path === "" || vanished.isBelowFolder(path)) continue;
       const known = journal.index.entry(spec.name, path);
       if (!known || (known.kind !== "dir" && !isLarge(known))) continue;
-      if (!(await isGone(join(spec.root, path)))) continue;
-      if (known.kind === "file") {
-        vanished.#add(known);
-        continue;
-      }
-      vanished.folders.push(path);
-      for (const entry of journal.index.descendants(spec.name, path)) if (isLarge(entry)) vanished.#add(entry);
+      if (await isGone(join(spec.root, path))) vanished.#hold(journal, spec.name, known);
     }
     return vanished;
+  }
+
+  /** An indexed entry found gone: true when it is held (a folder or a large file), its deletes left to the caller once the renames are journaled. */
+  vanish(journal: Journal, set: string, path: string): boolean {
+    const known = journal.index.entry(set, path);
+    if (!known || (known.kind !== "dir" && !isLarge(known))) return false;
+    this.#hold(journal, set, known);
+    return true;
+  }
+
+  #hold(journal: Journal, set: string, known: IndexEntry): void {
+    if (known.kind === "file") {
+      this.#add(known);
+      return;
+    }
+    this.folders.push(known.path);
+    for (const entry of journal.index.descendants(set, known.path)) if (isLarge(entry)) this.#add(entry);
   }
 
   #add(entry: IndexEntry): void {

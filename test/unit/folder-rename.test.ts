@@ -79,6 +79,25 @@ describe("a folder moved within the set", () => {
     expect((await h.agent.scan(SET)).changes).toBe(0);
   });
 
+  it("finds the move in a barrier scan too (the agent was not watching), deleting the old folder after the renames", async () => {
+    const before = h.sent();
+    renameSync(join(h.src.path, "lib"), join(h.src.path, "lib2"));
+    const { sentSeq } = h.journal.sets.counters(SET);
+    await h.agent.scan(SET);
+    const records: Change[] = h.journal.pending(SET, sentSeq, 100_000);
+    expect(renamesIn(records).sort((a, b) => (a.from < b.from ? -1 : 1))).toEqual([
+      { from: "lib/db.bin", to: "lib2/db.bin" },
+      { from: "lib/deep/model.bin", to: "lib2/deep/model.bin" },
+    ]);
+    const lastRename = Math.max(...records.flatMap((change, at) => (change.op === "rename" ? [at] : [])));
+    expect(index(records, (change) => change.op === "delete" && change.path.startsWith("lib/"))).toBeGreaterThan(lastRename);
+    expect(records.filter((change) => change.op === "put" && change.size >= BLOCK_SIZE)).toEqual([]);
+    expect(readdirSync(h.journal.spoolDir)).toEqual([]);
+    await h.agent.drain(SET);
+    expect(await pictureOfTarget(h.store, SET)).toEqual(await pictureOfSource(h.src.path));
+    expect(h.sent() - before).toBeLessThan(BLOCK_SIZE / 4);
+  });
+
   it("moves a folder into another folder of the set the same way", async () => {
     mkdirSync(join(h.src.path, "vendor"));
     await converge();
