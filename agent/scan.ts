@@ -66,6 +66,10 @@ export interface ScanOptions extends CaptureOptions {
   readonly shouldStop?: (unjournaledBytes: number, nextBytes?: number) => boolean;
   /** Files left for later (a large file whose previous version is not sent yet): not captured by this scan. */
   readonly defer?: (path: string) => boolean;
+  /** Turns a captured entry's changes into what is journaled (a put of a file that moved here into its rename). */
+  readonly renames?: (changes: Change[]) => Promise<Change[]>;
+  /** An indexed entry the scan no longer finds: true holds back its deletes to the end of the scan, after the renames of what it held. */
+  readonly vanish?: (path: string) => boolean;
   /** After each append, with what was journaled and the seqs it got. */
   readonly onJournaled?: (changes: readonly Change[], seqs: readonly number[]) => void;
   /** Checked before each directory: once aborted (the agent stops while it starts), the scan journals what it captured and throws StartInterruptedError. */
@@ -80,7 +84,7 @@ async function discardCaptured(journal: Journal, changes: readonly Change[]): Pr
 }
 
 export async function barrierScan(journal: Journal, spec: SetSpec, options: ScanOptions | string = {}): Promise<ScanReport> {
-  const { from = "", onProgress, shouldStop, defer, onJournaled, signal, ...captureOptions } = typeof options === "string" ? { from: options } : options;
+  const { from = "", onProgress, shouldStop, defer, renames, vanish, onJournaled, signal, ...captureOptions } = typeof options === "string" ? { from: options } : options;
   const report: ScanReport = { entries: 0, changes: 0, bytes: 0, skipped: [] };
   const pending: Change[] = [];
   let pendingBytes = 0;
@@ -119,7 +123,7 @@ export async function barrierScan(journal: Journal, spec: SetSpec, options: Scan
   // Entries of one directory are independent: read them in parallel, journal them in the order given.
   const captureAll = async (paths: readonly string[], isDirectory: (path: string) => void) => {
     for (let i = 0; i < paths.length && !report.stopped; i += APPEND_CHUNK) {
-      const results = await mapConcurrent(paths.slice(i, i + APPEND_CHUNK), CAPTURE_CONCURRENCY, (path) =>
+      const captured = await mapConcurrent(paths.slice(i, i + APPEND_CHUNK), CAPTURE_CONCURRENCY, (path) =>
         capture(journal, spec, path, captureOptions).catch((error: unknown): CaptureResult => {
           // One file the agent may not read is named, not a scan that fails every time (its last good version stays).
           const reason = unreadableProblem(error);
@@ -128,6 +132,7 @@ export async function barrierScan(journal: Journal, spec: SetSpec, options: Scan
           return { changes: [], isDirectory: false };
         }),
       );
+      const results = renames ? await Promise.all(captured.map(async (result) => ({ ...result, changes: await renames(result.changes) }))) : captured;
       for (const [k, result] of results.entries()) {
         // Change by change, not only between folders: a folder of large files must not carry the backlog past the limit.
         const bytes = result.changes.reduce((sum, change) => sum + changeBytes(change), 0);
@@ -144,6 +149,8 @@ export async function barrierScan(journal: Journal, spec: SetSpec, options: Scan
   };
 
   const dirs = [from];
+  // Vanished entries whose deletes wait for the end of the scan (vanish).
+  const held: string[] = [];
   // Large files held back until the rest of the scan is journaled (DEFERRED_LARGE_FILES).
   const large: string[] = [];
   // Listings read ahead, by folder; each awaited (or dropped) once the scan reaches it.
@@ -228,7 +235,9 @@ export async function barrierScan(journal: Journal, spec: SetSpec, options: Scan
     // A folder left part way: its entries not reached are not deleted, and its subfolders wait for the next scan.
     if (report.stopped) break;
     for (const path of indexed.keys()) {
-      if (!seen.has(path)) queue(deletesFor(journal, spec.name, path));
+      if (seen.has(path)) continue;
+      if (vanish?.(path)) held.push(path);
+      else queue(deletesFor(journal, spec.name, path));
     }
     flushWhenFull();
     onProgress?.(report);
@@ -236,6 +245,9 @@ export async function barrierScan(journal: Journal, spec: SetSpec, options: Scan
     for (const sub of subdirs.sort().reverse()) dirs.push(sub);
     readAhead();
   }
+  flush();
+  // A scan that stopped leaves them in the index: the next one finds them again.
+  if (!report.stopped) for (const path of held) queue(deletesFor(journal, spec.name, path));
   flush();
   journal.skippedNames.record(spec.name, from, report.skipped, report.stopped !== true);
   return report;

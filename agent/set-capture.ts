@@ -1,22 +1,23 @@
 // How one set's changes reach its journal: the watcher's hints gathered for a
 // moment and captured in one transaction (a vanished large file that
-// reappears under another name becomes a rename), barrier scans of the whole
+// reappears under another name, also inside a folder moved within the set,
+// becomes a rename: vanished-entries.ts), barrier scans of the whole
 // set, and large busy files held back until their previous version is sent
 // and paced (busy-files.ts), named in the journal while they wait
 // (held-files.ts).
 
-import { lstat, rm } from "node:fs/promises";
+import { rm } from "node:fs/promises";
 import { join } from "node:path";
-import { BLOCK_SIZE } from "../contract/wire.ts";
 import { BusyFiles, type BusyFileOptions } from "./busy-files.ts";
-import { capture, type CaptureResult } from "./capture.ts";
+import { capture, deletesFor, type CaptureResult } from "./capture.ts";
 import { HeldFileRecord, namedScan } from "./held-files.ts";
 import { unreadableProblem } from "./skipped-names.ts";
 import { SkippedLog } from "./skipped-log.ts";
-import { changeBytes, type Change, type IndexEntry } from "./journal.ts";
+import { changeBytes, type Change } from "./journal.ts";
 import { barrierScan, type ScanOptions, type ScanReport } from "./scan.ts";
 import type { Backlog } from "./set-backlog.ts";
 import type { SetContext } from "./set-context.ts";
+import { VanishedEntries } from "./vanished-entries.ts";
 import { volumeScan } from "./volume.ts";
 
 /** How long hints gather before they are captured: a burst of events becomes one transaction. */
@@ -53,7 +54,10 @@ export class SetCapture {
     // Named in the journal while it runs: the backlog may drain behind it, and `tidemark status` must not say "in sync" then.
     return namedScan(journal, spec.name, this.#now, () => {
       if (spec.volume) return volumeScan(journal, spec, { full, ...rest });
-      return barrierScan(journal, spec, { ...rest, ...(defer ? { defer } : {}), onJournaled: (changes, seqs) => this.#busy.journaled(changes, seqs) });
+      // Files of at least a block that moved within the set (found gone at one name, new at another) travel as renames.
+      const moved = new VanishedEntries();
+      const moves = { vanish: (path: string) => moved.vanish(journal, spec.name, path), renames: (changes: Change[]) => this.#asRenames(changes, moved, new Set(), new Set()) };
+      return barrierScan(journal, spec, { ...rest, ...moves, ...(defer ? { defer } : {}), onJournaled: (changes, seqs) => this.#busy.journaled(changes, seqs) });
     }, begun ? { begun } : {});
   }
 
@@ -156,14 +160,17 @@ export class SetCapture {
     }
     this.#hints.clear();
     const sorted = [...paths].sort();
-    // Large files that are gone from the source: if one reappears under another name, it moved.
-    const moved = await this.#vanishedLargeFiles(sorted);
+    // Large files (also inside folders) that are gone from the source: if one reappears under another name, it moved.
+    const moved = await VanishedEntries.of(journal, spec, sorted);
     let journaled = 0;
     // The batch is journaled in one transaction (one fsync), not one per file: under a burst of
     // writes the commits, not the reads, would set the pace.
     const pending: Change[] = [];
     let pendingBytes = 0;
     const deleted = new Set<string>();
+    // Sources of renames not journaled yet: the index still holds them under their old names.
+    const renamed = new Set<string>();
+    const asRenames = (changes: Change[]) => this.#asRenames(changes, moved, deleted, renamed);
     const flush = () => {
       this.#busy.journaled(pending, journal.append(spec.name, pending));
       journaled += pending.length;
@@ -174,7 +181,8 @@ export class SetCapture {
     const shouldStop = (unjournaled: number, next = 0) => this.#backlog.full(unjournaled, next);
     // Parents before children, so a new directory is journaled before what it holds.
     for (const path of sorted) {
-      if (moved.has(path) || this.#busy.defer(path, sentSeq)) continue;
+      // A vanished folder is deleted after the batch, once its large files that reappeared are renamed.
+      if (moved.has(path) || moved.inFolder(path) || this.#busy.defer(path, sentSeq)) continue;
       const known = journal.index.entry(spec.name, path);
       let result: CaptureResult;
       try {
@@ -193,12 +201,12 @@ export class SetCapture {
         // A directory new to the index: its contents may predate the watch on it.
         flush();
         // Named like a whole-set scan: a large tree moved in is journaled in steps the sender drains behind.
-        const report = await namedScan(journal, spec.name, this.#now, () => barrierScan(journal, spec, { from: path, shouldStop, onJournaled: (changes, seqs) => this.#busy.journaled(changes, seqs) }), { folder: path });
+        const report = await namedScan(journal, spec.name, this.#now, () => barrierScan(journal, spec, { from: path, shouldStop, renames: asRenames, onJournaled: (changes, seqs) => this.#busy.journaled(changes, seqs) }), { folder: path });
         journaled += report.changes;
         if (report.stopped) break;
         continue;
       }
-      const changes = await this.#asRenames(result.changes, moved, deleted);
+      const changes = await asRenames(result.changes);
       const bytes = changes.reduce((sum, change) => sum + changeBytes(change), 0);
       if (bytes > 0 && shouldStop(pendingBytes, bytes)) {
         // Not journaled (the index still holds the old state): the catch-up scan after the backlog drains finds it.
@@ -210,8 +218,11 @@ export class SetCapture {
       pendingBytes += bytes;
     }
     // What vanished and did not reappear was deleted.
-    for (const path of moved.keys()) {
-      if (!deleted.has(path)) pending.push(...(await capture(journal, spec, path)).changes);
+    for (const path of moved.paths()) {
+      if (!deleted.has(path) && !moved.isBelowFolder(path)) pending.push(...(await capture(journal, spec, path)).changes);
+    }
+    for (const folder of moved.folders) {
+      for (const change of deletesFor(journal, spec.name, folder)) if (change.op === "delete" && !renamed.has(change.path) && !deleted.has(change.path)) pending.push(change);
     }
     flush();
     if (journaled > 0) this.#context.wake();
@@ -219,47 +230,20 @@ export class SetCapture {
     return journaled;
   }
 
-  /** Indexed files of at least a block that no longer exist, by path. */
-  async #vanishedLargeFiles(paths: readonly string[]): Promise<Map<string, IndexEntry>> {
-    const { journal, spec } = this.#context;
-    const vanished = new Map<string, IndexEntry>();
-    for (const path of paths) {
-      const known = journal.index.entry(spec.name, path);
-      if (known?.kind !== "file" || known.sha256 === null || known.size < BLOCK_SIZE) continue;
-      try {
-        await lstat(join(spec.root, path));
-      } catch (error) {
-        const code = (error as NodeJS.ErrnoException).code;
-        if (code === "ENOENT" || code === "ENOTDIR") vanished.set(path, known);
-      }
-    }
-    return vanished;
-  }
-
   /** A put of a new file with the content, mode and mtime of a vanished one becomes a rename of it. */
-  async #asRenames(changes: Change[], vanished: Map<string, IndexEntry>, deleted: ReadonlySet<string>): Promise<Change[]> {
+  async #asRenames(changes: Change[], vanished: VanishedEntries, deleted: ReadonlySet<string>, renamed: Set<string>): Promise<Change[]> {
     if (vanished.size === 0) return changes;
     const { journal, spec } = this.#context;
+    // Not already deleted (with a folder removed earlier in this batch).
+    const usable = (entry: { path: string }) => !deleted.has(entry.path) && journal.index.entry(spec.name, entry.path) !== undefined;
     const out: Change[] = [];
     for (const change of changes) {
-      const from =
-        change.op === "put" && !change.delta
-          ? [...vanished.values()].find(
-              (v) =>
-                v.sha256 === change.sha256 &&
-                v.size === change.size &&
-                v.mode === change.mode &&
-                v.mtimeNs === change.mtimeNs &&
-                // Not already deleted (with a folder removed earlier in this batch).
-                !deleted.has(v.path) &&
-                journal.index.entry(spec.name, v.path) !== undefined,
-            )
-          : undefined;
+      const from = change.op === "put" && !change.delta ? vanished.take(change, usable) : undefined;
       if (change.op !== "put" || !from) {
         out.push(change);
         continue;
       }
-      vanished.delete(from.path);
+      renamed.add(from.path);
       if ("spool" in change.content) await rm(join(journal.spoolDir, change.content.spool), { force: true });
       out.push({ op: "rename", from: from.path, to: change.path });
     }

@@ -107,10 +107,11 @@ describe("delta transfer", () => {
     expect(changed).toBeLessThanOrEqual(CHUNK_SIZE + OVERHEAD);
   });
 
-  it("sends a large file whole when it left a folder removed in the same batch, never renaming a deleted object", async () => {
+  it("renames a large file that left a folder removed in the same batch before the folder's deletes", async () => {
     mkdirSync(join(h.src.path, "sub"));
     renameSync(join(h.src.path, "disk.img"), join(h.src.path, "sub", "disk.img"));
     await converge();
+    const before = h.sent();
     renameSync(join(h.src.path, "sub", "disk.img"), join(h.src.path, "moved.img"));
     rmSync(join(h.src.path, "sub"), { recursive: true });
     for (const path of ["sub", "sub/disk.img", "moved.img"]) h.agent.hint(SET, path);
@@ -118,6 +119,7 @@ describe("delta transfer", () => {
     await h.agent.drain(SET);
     expect((await readSetStatus(h.store, SET)).state).toBe("in-sync");
     expect(await pictureOfTarget(h.store, SET)).toEqual(await pictureOfSource(h.src.path));
+    expect(h.sent() - before).toBeLessThanOrEqual(OVERHEAD);
   });
 
   it("puts the set out of sync when the target lost the delta's base, and a resync repairs it", async () => {
