@@ -56,10 +56,17 @@ export class OwnerHold {
     return this.#checks;
   }
 
-  /** Whether the sends are held, reading the owner record first when the last read is older than the re-check interval. */
+  /**
+   * Whether the sends are held, reading the owner record again when the last read is older than the re-check
+   * interval: waiting for that read before the first send and while held; a set that sends goes on meanwhile, so
+   * the read adds no wait to its stream (a record found to name another key holds the next send).
+   */
   async holds(): Promise<boolean> {
     const now = (this.#options.now ?? Date.now)();
-    if (now - this.#checkedAt >= (this.#options.recheckMs ?? OWNER_RECHECK_MS)) await this.recheck();
+    if (now - this.#checkedAt >= (this.#options.recheckMs ?? OWNER_RECHECK_MS)) {
+      const reading = this.recheck();
+      if (this.#checks === 0 || this.held) await reading;
+    }
     return this.held;
   }
 

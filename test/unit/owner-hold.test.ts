@@ -173,3 +173,31 @@ it("reads the owner record again only once the re-check interval passed", async 
   await hold.refusedBy({ count: 3, last: { keyId: "mine" } });
   expect(reads).toBe(before + 1);
 });
+
+it("does not wait for a due re-read while the set sends, and holds the send after it once the record names another key", async () => {
+  let now = 0;
+  let answer: (owner: OwnerFact | undefined) => void = () => undefined;
+  let reads = 0;
+  const hold = new OwnerHold({
+    set: SET,
+    hostKeyId: "mine",
+    lookup: () => {
+      reads++;
+      return new Promise<OwnerFact | undefined>((resolve) => (answer = resolve));
+    },
+    log: silentLogger,
+    recheckMs: 1_000,
+    now: () => now,
+  });
+  // The first read is waited for: nothing is sent before the record was read once.
+  const first = hold.holds();
+  answer({ keyId: "mine", since: "then" });
+  expect(await first).toBe(false);
+  now = 1_000;
+  // Due again: the read starts, the send does not wait for it.
+  expect(await hold.holds()).toBe(false);
+  expect(reads).toBe(2);
+  answer({ keyId: "other", since: "adopted" });
+  await hold.recheck();
+  expect(await hold.holds()).toBe(true);
+});
