@@ -22,6 +22,7 @@ import { SetLane, type SetContext } from "./set-context.ts";
 import { SetOperations, type MarkerRequest, type QueuedMarker, type VerifyOptions } from "./set-operations.ts";
 import { SetRecovery } from "./set-recovery.ts";
 import { SetSender } from "./set-sender.ts";
+import { OwnerHold, type OwnerLookup } from "./owner-hold.ts";
 import type { SetSpec } from "./set-spec.ts";
 import type { Transport } from "./transport/transport.ts";
 import { watchSet, type SetWatcher } from "./watcher.ts";
@@ -78,6 +79,8 @@ export interface AgentOptions {
   /** The disk holding the journal filled up (or has space again: null), for `tidemark status`. */
   readonly onJournalProblem?: (problem: AgentProblem | null) => void;
   readonly log?: Logger;
+  /** The target's owner record of a set and this host's key id: a set whose record names another key is not sent (owner-hold.ts). */
+  readonly owner?: { readonly hostKeyId: string; readonly lookup: OwnerLookup; readonly recheckMs?: number };
 }
 
 const DEFAULT_JOURNAL_LIMIT_BYTES = 8 * 1024 ** 3;
@@ -97,6 +100,7 @@ class SetRunner {
   readonly operations: SetOperations;
   readonly recovery: SetRecovery;
   readonly sender: SetSender;
+  readonly ownerHold: OwnerHold | undefined;
   /** The watcher failed: the set is kept up to date by frequent scans. */
   degraded = false;
 
@@ -112,16 +116,23 @@ class SetRunner {
       wake: () => this.sender.wake(),
     };
     const backlog = new Backlog(context, options.journalLimitBytes ?? DEFAULT_JOURNAL_LIMIT_BYTES);
+    const owner = options.owner;
+    this.ownerHold = owner ? new OwnerHold({ set: spec.name, hostKeyId: owner.hostKeyId, lookup: owner.lookup, log: agent.log, ...(owner.recheckMs !== undefined ? { recheckMs: owner.recheckMs } : {}) }) : undefined;
     this.capture = new SetCapture(context, backlog, options.coalesceBytes ?? DEFAULT_COALESCE_BYTES, options.busyFiles);
     // What operations journal (markers, verifications, resyncs, ...) someone waits on: it is sent without lingering.
     this.operations = new SetOperations({ ...context, wake: () => this.sender.hurry() }, this.capture);
     this.recovery = new SetRecovery(context, this.operations, {
       ...(options.targetStatus ? { targetStatus: options.targetStatus } : {}),
       ...(options.recover ? { recover: options.recover } : {}),
-      onTargetStatus: (status) => this.capture.targetApplied(status.lastSeq),
+      onTargetStatus: (status) => {
+        this.capture.targetApplied(status.lastSeq);
+        this.ownerHold?.refusedBy(status.refused).catch(() => undefined);
+      },
     });
+    const hold = this.ownerHold;
     this.sender = new SetSender(context, {
       transport: options.transport,
+      ...(hold ? { held: () => hold.holds() } : {}),
       ...(options.compression ? { compression: options.compression } : {}),
       ...(options.lingerMs !== undefined ? { lingerMs: options.lingerMs } : {}),
       ...(options.announceReceived ? { announceReceived: options.announceReceived } : {}),
@@ -259,10 +270,18 @@ export class Agent {
       } catch (error) {
         if (!this.health.handle(error)) this.log.error("scan failed", { set: runner.spec.name, error: String(error) });
       }
+      await this.#recheckOwner(runner);
       this.#scheduleRescan(runner);
     }, every);
     timer.unref();
     this.#rescanTimers.set(runner, timer);
+  }
+
+  /** A held set's owner record is read again at each rescan; an adoption found resumes its sends at once. */
+  async #recheckOwner(runner: SetRunner): Promise<void> {
+    if (!runner.ownerHold?.held) return;
+    await runner.ownerHold.recheck();
+    if (!runner.ownerHold.held) runner.sender.wake();
   }
 
   #pollStatus(): void {
@@ -302,6 +321,11 @@ export class Agent {
 
   drain(set: string): Promise<number> {
     return this.#runner(set).sender.drain();
+  }
+
+  /** True while the set's sends are held: the target's owner record names another key than this host's. */
+  sendsHeld(set: string): boolean {
+    return this.#runner(set).ownerHold?.held ?? false;
   }
 
   /** True while the set's changes wait for more to share their message (lingerMs). */

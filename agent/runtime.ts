@@ -1,7 +1,7 @@
 // Wires a running agent from a config: clients, journal, retrying transport,
 // target status reader. Shared by `tidemark run` and `tidemark local --source`.
 
-import { EVENT_TYPES, EventBridgeSink, type EventSink, FileEventSink, latestDrillReport, makeClient, makeS3Client, makeSqsClient, readPruneReport, readSetStatus, readVerifyReport, S3Store, type ClientOptions } from "../lambdas/target/index.ts";
+import { EVENT_TYPES, EventBridgeSink, type EventSink, FileEventSink, latestDrillReport, makeClient, makeS3Client, makeSqsClient, readOwner, readPruneReport, readSetStatus, readVerifyReport, S3Store, type ClientOptions } from "../lambdas/target/index.ts";
 import { z } from "zod";
 import { TaskFieldsSchema } from "../contract/tasks.ts";
 import { EventBridgeClient } from "@aws-sdk/client-eventbridge";
@@ -148,6 +148,7 @@ export async function startAgent(config: AgentConfig, log: Logger, options: { ig
     journal,
     transport,
     targetStatus: (set) => readSetStatus(store, set),
+    owner: { hostKeyId: owner.key.keyId, lookup: (set) => readOwner(store, set) },
     ignorePaths: [config.stateDir, ...(options.ignorePaths ?? [])],
     compression: config.compression,
     journalLimitBytes: config.journalLimitBytes,

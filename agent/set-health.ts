@@ -48,6 +48,8 @@ export interface SetFacts {
   readonly drill?: { readonly id: string; readonly passed: boolean; readonly finishedAt: string; readonly problemCount: number };
   /** The target's owner of the set is another key than this host's: the target refuses this host's messages. */
   readonly notOwner?: { readonly ownerKeyId: string; readonly ownerSince: string; readonly hostKeyId: string };
+  /** Why the target's owner record of the set cannot be read (the applier refuses the set's messages meanwhile). */
+  readonly ownerUnreadable?: string;
   /** The target's status, or why it could not be read. */
   readonly target: { readonly status: SetStatus } | { readonly error: string };
   readonly now: Date;
@@ -82,7 +84,18 @@ const notOwner: ProblemCheck = (facts) =>
     ? [
         {
           kind: "not-owner",
-          message: `this host (key ${facts.notOwner.hostKeyId}) does not own the set on the target: key ${facts.notOwner.ownerKeyId} does since ${facts.notOwner.ownerSince}, and the target refuses this host's messages; if this host should replicate it now, run \`tidemark adopt ${facts.set}\` here (operator credentials)`,
+          message: `this host (key ${facts.notOwner.hostKeyId}) does not own the set on the target: key ${facts.notOwner.ownerKeyId} does since ${facts.notOwner.ownerSince}, and the target refuses this host's messages; the agent holds the set's sends (its journal keeps recording) until \`tidemark adopt ${facts.set}\` is run here (operator credentials), if this host should replicate it now`,
+        },
+      ]
+    : [];
+
+/** An owner record that cannot be read: the applier refuses every message of the set; the agent does not hold on it. */
+const ownerUnreadable: ProblemCheck = (facts) =>
+  facts.ownerUnreadable !== undefined
+    ? [
+        {
+          kind: "owner-unreadable",
+          message: `the target's owner record of the set cannot be read (${facts.ownerUnreadable}): the applier refuses the set's messages and the agent keeps sending them; an operator registers the owner again with \`tidemark adopt ${facts.set}\` on the host that should replicate it`,
         },
       ]
     : [];
@@ -250,7 +263,7 @@ const drillFailed: ProblemCheck = (facts) =>
     : [];
 
 /** Every check `tidemark status` runs, in the order its findings are listed. */
-export const PROBLEM_CHECKS: readonly ProblemCheck[] = [unreachable, notOwner, noJournal, outOfSync, continuity, stalled, rejected, refusedSenders, journalFull, journalProblem, scanFailed, watcher, sending, skippedPaths, snapshotCheck, folderWritesLost, drillFailed];
+export const PROBLEM_CHECKS: readonly ProblemCheck[] = [unreachable, notOwner, ownerUnreadable, noJournal, outOfSync, continuity, stalled, rejected, refusedSenders, journalFull, journalProblem, scanFailed, watcher, sending, skippedPaths, snapshotCheck, folderWritesLost, drillFailed];
 
 export function findProblems(facts: SetFacts, checks: readonly ProblemCheck[] = PROBLEM_CHECKS): Problem[] {
   return checks.flatMap((check) => check(facts));

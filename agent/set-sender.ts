@@ -53,6 +53,8 @@ export interface SetSenderOptions {
   readonly afterSend: () => Promise<void>;
   /** How long changes arriving at an idle sender wait for more before they are sent. @default 0 (at once) */
   readonly lingerMs?: number;
+  /** True while the set's sends are held (owner-hold.ts: the target's owner record names another key); the journal keeps them. */
+  readonly held?: () => Promise<boolean>;
 }
 
 export class SetSender {
@@ -115,7 +117,7 @@ export class SetSender {
         hurried = this.#hurried;
         this.#hurried = false;
         // While the disk is full, marking a message sent would fail: sending it would only send it twice.
-        sent = health.full ? 0 : (await this.#sendNext()).records;
+        sent = health.full || (await this.#options.held?.()) === true ? 0 : (await this.#sendNext()).records;
         await this.#options.afterSend();
       } catch (error) {
         if (stopped()) return;

@@ -8,6 +8,7 @@ import { setNameProblem } from "../../contract/paths.ts";
 import { ConfigError, DEFAULT_CONFIG_FILE, loadConfig, pathWithin, realPathOf, type ConfigFile } from "../config.ts";
 import { createLogger, logJsonLine } from "../log.ts";
 import { startAgent, type RunningAgent } from "../runtime.ts";
+import { startSourceAgent } from "./local-source.ts";
 import { acquireStateLock } from "../state-lock.ts";
 import { stringOption, untilStopped, UsageError, type Command } from "./command.ts";
 
@@ -90,9 +91,10 @@ direct APIs (ebs-snapshot markers of volume sets), and the same applier that
 runs in Lambda, driven with the event source mapping's FIFO semantics. Writes
 DIR/tidemark.config.json, a config every other command can use, and prints
 the endpoints, queue URL and bucket. With --source it also runs the agent on
-that folder (or disk image, as a volume set) in the same process. Runs until
-SIGINT/SIGTERM, or until the process that started it exits (Ctrl-C sent to
-\`npx\` alone stops it too).
+that folder (or disk image, as a volume set) in the same process; its first
+scan of a large tree can take minutes (\`tidemark status\` shows progress).
+Runs until SIGINT/SIGTERM, or until the process that started it exits
+(Ctrl-C sent to \`npx\` alone stops it too, also during that first scan).
 
 Queue, bucket, EBS snapshots and journal live under the state dir and survive
 a restart.
@@ -212,16 +214,31 @@ Examples:
         ].join("\n"),
       );
 
+      // Listening before the agent's first scan, which can take minutes: a stop or a launcher gone during it ends it.
+      const stopping = untilStopped();
       let agent: RunningAgent | undefined;
-      if (source !== undefined) {
-        agent = await startAgent(loadConfig(configFile), log, { ignorePaths: [stateDir] });
+      if (source !== undefined && setName !== undefined) {
+        const config = loadConfig(configFile);
+        const started = await startSourceAgent({
+          source: resolve(source),
+          setName,
+          configFile,
+          write: (text) => process.stdout.write(text),
+          start: (signal) => startAgent(config, log, { ignorePaths: [stateDir], signal }),
+          stopping,
+        });
+        if ("stoppedBy" in started) {
+          log.info("stopping", { reason: started.stoppedBy, while: started.while });
+          return 0;
+        }
+        agent = started.agent;
         stops.push(() => agent?.stop() ?? Promise.resolve());
         process.stdout.write(`  replicating ${resolve(source)} as set "${setName}" -> s3://${target.bucket}/data/${setName}/\n`);
       } else if (written.sets.length === 0) {
         process.stdout.write(`  no sets yet: add one to ${configFile} and run \`tidemark run --config ${configFile}\`\n`);
       }
       process.stdout.write("Press Ctrl-C to stop.\n");
-      const reason = await untilStopped();
+      const reason = await stopping;
       log.info("stopping", { reason });
     } finally {
       await stopAll();

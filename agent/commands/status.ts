@@ -165,7 +165,8 @@ export async function collectStatus(configFile: string): Promise<SetReport[]> {
         const stall = await stallFacts(journal, store, spec.name, target);
         const owner = target.reachable ? target.owner : undefined;
         const notOwner = hostKeyId !== undefined && owner !== undefined && "keyId" in owner && owner.keyId !== hostKeyId ? { notOwner: { ownerKeyId: owner.keyId, ownerSince: owner.since, hostKeyId } } : {};
-        const setFacts: SetFacts = { set: spec.name, counters, generation, skipped, held, scanning, scanFailed, ...journalMissing, ...stall, ...notOwner, drill, journalProblem, target: facts, now: new Date() };
+        const ownerUnreadable = owner !== undefined && "error" in owner ? { ownerUnreadable: owner.error } : {};
+        const setFacts: SetFacts = { set: spec.name, counters, generation, skipped, held, scanning, scanFailed, ...journalMissing, ...stall, ...notOwner, ...ownerUnreadable, drill, journalProblem, target: facts, now: new Date() };
         const problems = findProblems(setFacts);
         const upToDate = caughtUp(setFacts);
         return {

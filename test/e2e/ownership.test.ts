@@ -1,5 +1,6 @@
 // Two real agents with the same credentials claim one set on the local
-// cloud: the owner's stream goes on, the rogue's messages are refused and
+// cloud: the owner's stream goes on, the rogue's agent holds its sends (the
+// owner record names another key), messages sent anyway are refused and
 // named by `tidemark status`, a planted staged object is not written, and
 // `tidemark adopt` moves the set for good.
 
@@ -23,6 +24,8 @@ const SET = "www";
 let cloud: TestCloud;
 let work: ReturnType<typeof tempDir>;
 const children: ChildProcess[] = [];
+/** Each agent's log (stderr) so far. */
+const logs = new Map<ChildProcess, string>();
 
 function startAgent(config: string): Promise<ChildProcess> {
   const proc = spawnTidemark(["run", "--config", config]);
@@ -31,6 +34,7 @@ function startAgent(config: string): Promise<ChildProcess> {
     let err = "";
     proc.stderr?.on("data", (chunk: Buffer) => {
       err += chunk.toString();
+      logs.set(proc, err);
       if (err.includes("replicating")) resolve(proc);
     });
     proc.on("exit", (code) => reject(new Error(`agent exited with ${code} before replicating: ${err}`)));
@@ -54,7 +58,7 @@ it("refuses a second agent on the same set, ignores a planted staged object, and
   mkdirSync(join(rogueDir, "site"), { recursive: true });
   writeFileSync(join(ownerDir, "site", "index.html"), "<h1>genuine</h1>");
   const ownerConfig = cloud.writeConfig(ownerDir, [{ name: SET, path: "site" }]);
-  await startAgent(ownerConfig);
+  const ownerAgent = await startAgent(ownerConfig);
   await eventually(async () => expect(await pictureOfTarget(cloud.store, SET)).toEqual(await pictureOfSource(join(ownerDir, "site"))));
   const ownerKey = readOwnerKey(join(ownerDir, "state"));
   if (!ownerKey) throw new Error("the owner's agent made no key");
@@ -65,6 +69,12 @@ it("refuses a second agent on the same set, ignores a planted staged object, and
   const rogueAgent = await startAgent(rogueConfig);
   const rogueKey = readOwnerKey(join(rogueDir, "state"));
   if (!rogueKey) throw new Error("the rogue's agent made no key");
+  // The rogue's agent knows it is not the owner: it holds its sends rather than ship what would be refused.
+  await eventually(async () => expect(logs.get(rogueAgent)).toContain("sends held"));
+  expect(cloud.refusals.some((line) => line.includes(rogueKey.keyId))).toBe(false);
+  // A rogue that sends anyway (not through the agent) is refused.
+  const before = await readSetStatus(cloud.store, SET);
+  await send(rogueKey, JSON.stringify({ v: 1, set: SET, records: [{ seq: before.lastSeq + 1, op: "delete", path: "index.html" }] }), "rogue");
   await eventually(async () => expect(cloud.refusals.some((line) => line.includes(rogueKey.keyId))).toBe(true));
 
   // A staged object planted under the name a genuine message gives, with a SHA-256 header that lies about it.
@@ -112,8 +122,10 @@ it("refuses a second agent on the same set, ignores a planted staged object, and
     expect((await cloud.store.get("data/www/index.html"))?.body.toString()).toBe("<h1>defaced</h1>");
     expect(await readSetStatus(cloud.store, SET)).toMatchObject({ state: "in-sync" });
   }, 90_000);
-  writeFileSync(join(ownerDir, "site", "too-late.html"), "refused");
-  await eventually(async () => expect((await readSetStatus(cloud.store, SET)).refused?.last.keyId).toBe(ownerKey.keyId));
+  // The first owner's agent finds it is not the owner any more (at its periodic read of the owner record, or when
+  // the target refuses what it sent meanwhile) and holds its sends from then on.
+  writeFileSync(join(ownerDir, "site", "too-late.html"), "held or refused");
+  await eventually(async () => expect(logs.get(ownerAgent)).toContain("sends held"), 90_000);
   expect(await cloud.store.head("data/www/too-late.html")).toBeUndefined();
   expect((await problemsOf(ownerConfig)).map((p) => p.kind)).toContain("not-owner");
 }, 240_000);

@@ -1,7 +1,7 @@
 // `tidemark run` stops on SIGINT also while a recovery waits on the target.
 // A second host's agent on a set another host owns begins a new generation
-// and waits for its verification, which the target never runs (its messages
-// are refused): that wait kept the process alive up to 10 minutes after the
+// and waits for its verification, which the target never runs (the agent
+// holds its sends, which the target would refuse): that wait kept the process alive up to 10 minutes after the
 // signal, and a supervisor had to kill it.
 
 import { mkdirSync, writeFileSync } from "node:fs";
