@@ -599,8 +599,16 @@ export class Applier {
           const { delta } = record;
           const carried = deltaBytes(record.size, delta);
           if (carried === 0 && delta.base === record.sha256) {
-            // Same bytes, new mode or mtime: a server-side copy onto itself replaces the metadata.
-            if (!(await this.#store.head(key))) throw new TargetDivergedError(record.seq, `delta base of ${record.path} is missing on the target`);
+            // Same bytes, new mode or mtime: a server-side copy onto itself replaces the metadata, only when the live
+            // object is the content the record names (its SHA-256 stamped by a write that proved it, and its size):
+            // otherwise the live object's sha256 would name bytes it does not hold, and history would preserve them
+            // under that content's hash.
+            const head = await this.#store.head(key);
+            if (!head) throw new TargetDivergedError(record.seq, `delta base of ${record.path} is missing on the target`);
+            if (head.meta[META.sha256] !== delta.base || head.size !== record.size) {
+              if (await reapply.supersededDelta(this.#store, key, record)) return carried;
+              throw new TargetDivergedError(record.seq, `delta base of ${record.path} is not the content the agent changed (the target holds ${head.meta[META.sha256] ?? "no SHA-256"}, ${head.size} bytes)`);
+            }
             await written(key, this.#store.copy(key, key, meta));
           } else {
             const content = "bytes" in put ? { bytes: put.bytes } : "staged" in put && put.staged ? { staged: put.staged } : undefined;

@@ -5,7 +5,7 @@ import { createHash, randomBytes } from "node:crypto";
 import { chmodSync, mkdirSync, rmSync, openSync, readFileSync, renameSync, truncateSync, writeFileSync, writeSync, closeSync, appendFileSync, readdirSync } from "node:fs";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { encodeMeta } from "../../contract/layout.ts";
+import { encodeMeta, META } from "../../contract/layout.ts";
 import { BLOCK_SIZE, encodeInline, parseMessage, BadMessageError } from "../../contract/wire.ts";
 import { CHUNK_SIZE } from "../../contract/delta-ranges.ts";
 import { Applier } from "../../lambdas/applier/applier.ts";
@@ -178,6 +178,29 @@ describe("delta messages on the wire", () => {
     const good = await applier.applyMessage(signedIncoming("m2", "s", body(record([1], block1))));
     expect(good).toMatchObject({ kind: "applied", bytes: BLOCK_SIZE });
     expect((await store.get("data/s/f.img"))?.body.equals(next)).toBe(true);
+  });
+
+  it("refuses a metadata-only delta whose base is not the live object, so no object's sha256 names bytes it does not hold", async () => {
+    const store = new MemoryStore();
+    const applier = new Applier({ store, log: () => {} });
+    await store.put("data/s/f.img", base, encodeMeta({ kind: "file", mode: 0o644, mtimeNs: "1", sha256: sha(base) }));
+    await store.put("state/s/status.json", Buffer.from(JSON.stringify({ set: "s", lastSeq: 1, state: "in-sync", appliedRecords: 1, appliedBytes: 0, updatedAt: "x" })));
+    await writeOwner(store, ownerRecordFor("s"));
+    // Names another content (held by some other file) as both base and result, carrying no bytes.
+    const other = sha(Buffer.from("another file's content"));
+    const forged = record([], Buffer.alloc(0), { size: base.length, sha256: other, delta: { base: other, blocks: [] } });
+    await applier.applyMessage(signedIncoming("m1", "s", body(forged)));
+    const live = await store.get("data/s/f.img");
+    expect(live?.body.equals(base)).toBe(true);
+    expect(live?.meta[META.sha256]).toBe(sha(base));
+    const status = await readSetStatus(store, "s");
+    expect(status.state).toBe("out-of-sync");
+    expect(status.reason).toMatch(/delta base of f\.img is not the content the agent changed/);
+    // The same record naming the live content (a chmod) still only replaces the metadata.
+    const chmod = record([], Buffer.alloc(0), { seq: 1, size: base.length, mode: 0o600, sha256: sha(base), delta: { base: sha(base), blocks: [] } });
+    await store.put("state/s/status.json", Buffer.from(JSON.stringify({ set: "s", lastSeq: 0, state: "in-sync", appliedRecords: 0, appliedBytes: 0, updatedAt: "x" })));
+    expect((await applier.applyMessage(signedIncoming("m2", "s", body(chmod)))).kind).toBe("applied");
+    expect((await store.get("data/s/f.img"))?.body.equals(base)).toBe(true);
   });
 
   it("applies a delta again without going out of sync when its message returns before the checkpoint moved", async () => {
