@@ -235,6 +235,8 @@ export const GenerationChangeSchema = z.object({
 });
 export type GenerationChange = z.infer<typeof GenerationChangeSchema>;
 
+const RefusalSchema = z.object({ at: z.string(), messageId: z.string(), reason: z.string(), sender: z.string().optional(), keyId: z.string().optional() });
+
 export const SetStatusSchema = z.object({
   set: z.string(),
   /** Last seq applied; 0 before anything was. */
@@ -259,7 +261,12 @@ export const SetStatusSchema = z.object({
   refused: z
     .object({
       count: z.number().int().min(1),
-      last: z.object({ at: z.string(), messageId: z.string(), reason: z.string(), sender: z.string().optional(), keyId: z.string().optional() }),
+      last: RefusalSchema,
+      /**
+       * The same refusals per sending key id ("unsigned" for none; "others" folds the keys beyond the first 16 and
+       * what a status written before byKey counted), so an adoption answers only its key's (lambdas/applier/refusals.ts).
+       */
+      byKey: z.record(z.string(), z.object({ count: z.number().int().min(1), last: RefusalSchema })).optional(),
     })
     .optional(),
   appliedRecords: z.number().int().min(0),

@@ -33,6 +33,7 @@ import { takeVolumeSnapshot } from "../volumes/volume-snapshots.ts";
 import { checkSnapshot } from "../tasks/snapshot-checks.ts";
 import type { TargetStore, WriteResult } from "../store/store.ts";
 import { SignedOwnership, type OwnershipCheck, type Refusal } from "./ownership.ts";
+import { withRefusal } from "./refusals.ts";
 import { checkInOrder, checkStaged } from "./staged-content.ts";
 import { MessagePackReader } from "./packed-content.ts";
 import { applyDelta, DeltaBaseError } from "./delta-rebuild.ts";
@@ -740,7 +741,7 @@ export class Applier {
   /** A message not from the set's owner: recorded with who sent it; the checkpoint and the sync state stay as they are. */
   async #refuse(incoming: IncomingMessage, refusal: Refusal, status: SetStatus): Promise<MessageOutcome> {
     this.#log(JSON.stringify({ level: "error", msg: "message refused", messageId: incoming.messageId, set: status.set, ...refusal }));
-    status.refused = { count: (status.refused?.count ?? 0) + 1, last: { at: this.#now().toISOString(), messageId: incoming.messageId, ...refusal } };
+    status.refused = withRefusal(status.refused, { at: this.#now().toISOString(), messageId: incoming.messageId, ...refusal });
     await this.#writeStatus(status);
     return { kind: "rejected", set: status.set, error: refusal.reason };
   }

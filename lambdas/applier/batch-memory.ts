@@ -14,7 +14,7 @@
 import type { SetStatus } from "../../contract/layout.ts";
 import type { OwnerRecord } from "../../contract/signing.ts";
 import { BatchSegments } from "./batch-segments.ts";
-import { settledFields } from "./status-schedule.ts";
+import { settledFields, settledWhenWritten } from "./status-schedule.ts";
 
 /** Where an ownership check gets a set's owner record from (ownership.ts): the store, or once per batch. */
 export interface OwnerReads {
@@ -49,12 +49,14 @@ export class BatchMemory implements OwnerReads {
   }
 
   /**
-   * The set's settled fields when the batch read its status: what the stored
-   * status holds of them, unless a message of the batch wrote it since.
-   * Undefined when the batch holds no status of the set.
+   * What the stored status holds of the set's settled fields: as the batch
+   * read them, or as a message of the batch last wrote them (the status
+   * object the batch holds was written since). Undefined when the batch holds
+   * no status of the set.
    */
   settledAtStart(set: string): string | undefined {
-    return this.#settled.get(set);
+    const status = this.#statuses.get(set);
+    return (status && settledWhenWritten(status)) ?? this.#settled.get(set);
   }
 
   /** The set's status as the batch holds it (undefined: not read in this batch, or let go). */

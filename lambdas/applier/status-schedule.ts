@@ -34,6 +34,14 @@ export function settledFields(status: SetStatus): string {
   return JSON.stringify({ ...rest, history: cursor });
 }
 
+/** The settled fields of each status object as it was last written: what the stored status holds of them (batch-memory.ts). */
+const settledWritten = new WeakMap<SetStatus, string>();
+
+/** The settled fields the store holds since this status object was last written; undefined when it was not written. */
+export function settledWhenWritten(status: SetStatus): string | undefined {
+  return settledWritten.get(status);
+}
+
 interface Written {
   /** When (ms, this applier's clock). */
   readonly at: number;
@@ -52,6 +60,7 @@ export class StatusSchedule {
   /** A status write of the set reached the store at `at` with `text`. */
   wrote(status: SetStatus, text: string, at: number): void {
     this.#written.set(status.set, { at, text, latest: structuredClone(status), deferred: 0 });
+    settledWritten.set(status, settledFields(status));
   }
 
   /** A message was applied and its status write waited: the next read starts from here. */

@@ -13,12 +13,16 @@
 // the uploader started over. Other parts are joined at completion.
 // Smaller objects, other checksum algorithms and invalid part lists take
 // fauxqs's own path with the parts read back, so its answers stay its own.
+// On both paths an upload created with a checksum algorithm completes only
+// when every part named has its checksum, as S3 does: fauxqs would build the
+// composite over the others.
 
 import { createHash, type Hash } from "node:crypto";
 import { closeSync, fsyncSync, mkdirSync, openSync, readSync, rmSync, writeFileSync, writeSync } from "node:fs";
 import { join } from "node:path";
+import { crc32 } from "node:zlib";
 import { homeOf, type BodyHome } from "./emulator-large-objects.ts";
-import { fauxqsPrototype } from "./fauxqs-internals.ts";
+import { fauxqsPrototype, fauxqsS3Error } from "./fauxqs-internals.ts";
 
 const MIN_PART_BYTES = 5 * 1024 * 1024;
 const SLICE = 8 * 1024 * 1024;
@@ -153,6 +157,30 @@ function multipartEtag(parts: readonly Part[]): string {
   return `"${createHash("md5").update(digests).digest("hex")}-${parts.length}"`;
 }
 
+/** The checksum of bytes in an algorithm the streamed join builds a composite checksum in, base64. */
+const CHECKSUMS: ReadonlyMap<string, (bytes: Buffer) => string> = new Map([
+  ["SHA256", (bytes: Buffer) => createHash("sha256").update(bytes).digest("base64")],
+  ["SHA1", (bytes: Buffer) => createHash("sha1").update(bytes).digest("base64")],
+  [
+    "CRC32",
+    (bytes: Buffer) => {
+      const value = Buffer.alloc(4);
+      value.writeUInt32BE(crc32(bytes));
+      return value.toString("base64");
+    },
+  ],
+]);
+
+/** S3's answer to completing an upload created with a checksum algorithm when a part named lacks its checksum; undefined when none does. */
+function missingChecksum(upload: Upload, specs: readonly PartSpec[]): string | undefined {
+  if (upload.checksumAlgorithm === undefined) return undefined;
+  const missing = specs.find((spec) => {
+    const part = upload.parts.get(spec.partNumber);
+    return part !== undefined && part.checksumValue === undefined;
+  });
+  return missing && `The upload was created using a ${upload.checksumAlgorithm.toLowerCase()} checksum. The complete request must include the checksum for each part. It was missing for part ${missing.partNumber} in the request.`;
+}
+
 /** The parts of specs, when every one is kept in a file, matches its ETag, is in order and big enough; else undefined. */
 function validParts(upload: Upload, specs: readonly PartSpec[]): Part[] | undefined {
   const parts: Part[] = [];
@@ -169,6 +197,7 @@ function validParts(upload: Upload, specs: readonly PartSpec[]): Part[] | undefi
 
 async function patchMultipart(): Promise<void> {
   const prototype = await fauxqsPrototype<EmulatorS3Store>("./s3/s3Store.js", "S3Store", ["uploadPart", "completeMultipartUpload", "abortMultipartUpload"]);
+  const s3Error = await fauxqsS3Error();
   const original = {
     uploadPart: prototype.uploadPart,
     completeMultipartUpload: prototype.completeMultipartUpload,
@@ -206,13 +235,15 @@ async function patchMultipart(): Promise<void> {
 
   prototype.completeMultipartUpload = function completeMultipartUploadFromFiles(uploadId, specs) {
     const upload = this.multipartUploads.get(uploadId);
+    const missing = upload && missingChecksum(upload, specs);
+    if (missing) throw s3Error("InvalidRequest", missing, 400);
     const home = homeOf(this.persistence);
     if (!upload || !home) return original.completeMultipartUpload.call(this, uploadId, specs);
     const dir = uploadDir(home, uploadId);
     const parts = validParts(upload, specs);
     const size = parts?.reduce((sum, part) => sum + (spilled.get(part)?.size ?? 0), 0) ?? 0;
     const state = running.get(uploadId);
-    const streamable = parts && size > home.largeBodyBytes && (upload.checksumAlgorithm === undefined || upload.checksumAlgorithm === "SHA256");
+    const streamable = parts && size > home.largeBodyBytes && (upload.checksumAlgorithm === undefined || CHECKSUMS.has(upload.checksumAlgorithm));
     if (!streamable) {
       // fauxqs's own path (and its errors), with the bodies back in memory.
       for (const [number, part] of upload.parts) {
@@ -250,7 +281,9 @@ async function patchMultipart(): Promise<void> {
       offset += length;
       return boundary;
     });
-    const checksums = parts.map((part) => part.checksumValue).filter((value) => value !== undefined);
+    // Every part has its checksum (missingChecksum), so the composite's -N and partChecksums[i] are the parts'.
+    const checksums = parts.flatMap((part) => part.checksumValue ?? []);
+    const checksum = upload.checksumAlgorithm ? CHECKSUMS.get(upload.checksumAlgorithm) : undefined;
     const object = {
       key: upload.key,
       body: Buffer.alloc(0),
@@ -264,11 +297,11 @@ async function patchMultipart(): Promise<void> {
       ...(upload.contentDisposition && { contentDisposition: upload.contentDisposition }),
       ...(upload.cacheControl && { cacheControl: upload.cacheControl }),
       ...(upload.contentEncoding && { contentEncoding: upload.contentEncoding }),
-      ...(upload.checksumAlgorithm && checksums.length > 0
+      ...(upload.checksumAlgorithm && checksum
         ? {
             checksumAlgorithm: upload.checksumAlgorithm,
-            // As fauxqs and S3 compute a composite checksum: over the parts' checksums.
-            checksumValue: `${createHash("sha256").update(Buffer.concat(checksums.map((c) => Buffer.from(c, "base64")))).digest("base64")}-${checksums.length}`,
+            // As S3 computes a composite checksum: in the upload's algorithm, over the parts' checksums.
+            checksumValue: `${checksum(Buffer.concat(checksums.map((c) => Buffer.from(c, "base64"))))}-${checksums.length}`,
             checksumType: "COMPOSITE",
             partChecksums: checksums,
           }

@@ -28,6 +28,18 @@ export async function fauxqsPrototype<T extends object>(file: string, name: stri
   return prototype;
 }
 
+/** Makes fauxqs's S3Error (dist/common/errors.js): the only error its S3 routes answer as an S3 error rather than a 500. */
+export async function fauxqsS3Error(): Promise<(code: string, message: string, status: number) => Error> {
+  const module: unknown = await import(new URL("./common/errors.js", import.meta.resolve("fauxqs")).href);
+  const S3Error = member(module, "S3Error");
+  if (typeof S3Error !== "function") throw new EmulatorPatchError("this fauxqs version has no S3Error in dist/common/errors.js: the local cloud cannot correct its emulator (lambdas/local/)");
+  return (code, message, status) => {
+    const error: unknown = Reflect.construct(S3Error, [code, message, status]);
+    if (!(error instanceof Error)) throw new EmulatorPatchError("fauxqs's S3Error made no Error: the local cloud cannot correct its emulator (lambdas/local/)");
+    return error;
+  };
+}
+
 interface ClaimableStore {
   emptyBucket(this: object, name: string): void;
 }

@@ -4,6 +4,7 @@
 
 import { ownerKey, statusKey } from "../../contract/layout.ts";
 import { OwnerRecordSchema, type OwnerRecord } from "../../contract/signing.ts";
+import { withoutKey } from "../applier/refusals.ts";
 import { readSetStatus } from "../store/set-status.ts";
 import type { TargetStore } from "../store/store.ts";
 
@@ -56,7 +57,9 @@ export async function adoptSet(store: TargetStore, set: string, key: { keyId: st
   status.state = "out-of-sync";
   status.reason = `adopted by key ${key.keyId} at ${at}${previous ? ` (was key ${previous.keyId})` : ""}: waiting for the new owner's mirror`;
   // Refused because this key did not own the set yet: the adoption answers them (another key's refusals stay named).
-  if (status.refused?.last.keyId === key.keyId) delete status.refused;
+  const refused = withoutKey(status.refused, key.keyId);
+  if (refused) status.refused = refused;
+  else delete status.refused;
   status.updatedAt = at;
   await store.put(statusKey(set), Buffer.from(JSON.stringify(status, null, 2)), {});
   return previous ? { owner, previous } : { owner };

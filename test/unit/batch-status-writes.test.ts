@@ -1,7 +1,8 @@
 // When a batch ends (Applier.finishBatch), each set's status write may wait
 // only while nothing but its progress changed since the batch read it: the
 // comparison is with the settled fields the batch started from, not with the
-// status as it is at the end (which always equals itself).
+// status as it is at the end (which always equals itself), or with what a
+// message of the batch wrote, when one did.
 
 import { expect, it } from "vitest";
 import { statusKey } from "../../contract/layout.ts";
@@ -43,4 +44,25 @@ it("a batch that only moved the set's progress leaves its status write for later
   });
   const status = JSON.parse((await store.get(statusKey(SET)))?.body.toString() ?? "{}") as { lastSeq?: number; reason?: string };
   expect(status).toMatchObject({ lastSeq: 3, reason: "changed after the message" });
+});
+
+it("a batch whose message wrote the status with its settled change does not write it again at its end", async () => {
+  const store = new MemoryStore();
+  const statusPuts: string[] = [];
+  const put = store.put.bind(store);
+  store.put = (key, body, meta) => {
+    if (key === statusKey(SET)) statusPuts.push(new TextDecoder().decode(body));
+    return put(key, body, meta);
+  };
+  const applier = new Applier({ store, log: () => {}, now });
+  await applyBatch(applier, 1);
+  statusPuts.length = 0;
+  const batch = new BatchMemory();
+  // A folder's change waits for the folder writes (folder-writes.ts): folderWritesFrom, a settled field, is written with the message.
+  const body = messageBody(SET, [{ seq: 2, op: "mkdir", path: "d", mode: 0o755, mtimeNs: "1700000000000000000" }, putRecord(3, "d/x", "x")]);
+  expect((await applier.applyMessage(signedIncoming("m2", SET, body), undefined, batch)).kind).toBe("applied");
+  expect(statusPuts.map((text) => JSON.parse(text) as unknown)).toEqual([expect.objectContaining({ lastSeq: 3, folderWritesFrom: 1 })]);
+  expect(await applier.finishBatch(batch)).toEqual(new Set());
+  expect(statusPuts).toHaveLength(1);
+  expect(await readSetStatus(store, SET)).toMatchObject({ lastSeq: 3, folderWritesFrom: 1 });
 });
