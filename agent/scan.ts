@@ -132,16 +132,17 @@ export async function barrierScan(journal: Journal, spec: SetSpec, options: Scan
           return { changes: [], isDirectory: false };
         }),
       );
-      const results = renames ? await Promise.all(captured.map(async (result) => ({ ...result, changes: await renames(result.changes) }))) : captured;
-      for (const [k, result] of results.entries()) {
+      for (const [k, result] of captured.entries()) {
+        // Result by result, so a rename is claimed only for a change that is queued (one the scan stops before is not).
+        const changes = renames ? await renames(result.changes) : result.changes;
         // Change by change, not only between folders: a folder of large files must not carry the backlog past the limit.
-        const bytes = result.changes.reduce((sum, change) => sum + changeBytes(change), 0);
+        const bytes = changes.reduce((sum, change) => sum + changeBytes(change), 0);
         if (bytes > 0 && shouldStop?.(pendingBytes, bytes)) {
           report.stopped = true;
-          await discardCaptured(journal, results.slice(k).flatMap((r) => r.changes));
+          await discardCaptured(journal, [...changes, ...captured.slice(k + 1).flatMap((r) => r.changes)]);
           break;
         }
-        queue(result.changes);
+        queue(changes);
         if (result.isDirectory) isDirectory(paths[i + k] ?? "");
       }
       flushWhenFull();
