@@ -72,7 +72,7 @@ export interface ScanOptions extends CaptureOptions {
   readonly vanish?: (path: string) => boolean;
   /** After each append, with what was journaled and the seqs it got. */
   readonly onJournaled?: (changes: readonly Change[], seqs: readonly number[]) => void;
-  /** Checked before each directory: once aborted (the agent stops while it starts), the scan journals what it captured and throws StartInterruptedError. */
+  /** Checked before each directory, file and chunk of files: once aborted (the agent stops while it starts), the scan journals what it captured and throws StartInterruptedError. */
   readonly signal?: AbortSignal;
 }
 
@@ -121,10 +121,11 @@ export async function barrierScan(journal: Journal, spec: SetSpec, options: Scan
   }
 
   // Entries of one directory are independent: read them in parallel, journal them in the order given.
-  const captureAll = async (paths: readonly string[], isDirectory: (path: string) => void) => {
+  // `large`: files held back for their size, each long to read: none is read once the scan is interrupted.
+  const captureAll = async (paths: readonly string[], isDirectory: (path: string) => void, large = false) => {
     for (let i = 0; i < paths.length && !report.stopped; i += APPEND_CHUNK) {
-      const captured = await mapConcurrent(paths.slice(i, i + APPEND_CHUNK), CAPTURE_CONCURRENCY, (path) =>
-        capture(journal, spec, path, captureOptions).catch((error: unknown): CaptureResult => {
+      const captured = await mapConcurrent(paths.slice(i, i + APPEND_CHUNK), CAPTURE_CONCURRENCY, async (path): Promise<CaptureResult> =>
+        large && signal?.aborted ? { changes: [], isDirectory: false } : capture(journal, spec, path, captureOptions).catch((error: unknown): CaptureResult => {
           // One file the agent may not read is named, not a scan that fails every time (its last good version stays).
           const reason = unreadableProblem(error);
           if (reason === undefined) throw error;
@@ -146,6 +147,9 @@ export async function barrierScan(journal: Journal, spec: SetSpec, options: Scan
         if (result.isDirectory) isDirectory(paths[i + k] ?? "");
       }
       flushWhenFull();
+      // Between chunks too, not only between folders: what was captured is journaled, the rest waits for the next scan.
+      if (signal?.aborted) flush();
+      throwIfInterrupted(signal, "scanning the set");
     }
   };
 
@@ -176,7 +180,7 @@ export async function barrierScan(journal: Journal, spec: SetSpec, options: Scan
     if (dirs.length === 0) {
       // Every folder is journaled: the large files held back go last (one found to be a folder now is scanned too).
       if (large.length === 0) break;
-      await captureAll(large.splice(0), (path) => dirs.push(path));
+      await captureAll(large.splice(0), (path) => dirs.push(path), true);
       continue;
     }
     if (shouldStop?.(pendingBytes)) {
@@ -232,7 +236,7 @@ export async function barrierScan(journal: Journal, spec: SetSpec, options: Scan
       else paths.push(path);
     }
     await captureAll(paths, (path) => subdirs.push(path));
-    if (large.length >= DEFERRED_LARGE_FILES) await captureAll(large.splice(0), (path) => subdirs.push(path));
+    if (large.length >= DEFERRED_LARGE_FILES) await captureAll(large.splice(0), (path) => subdirs.push(path), true);
     // A folder left part way: its entries not reached are not deleted, and its subfolders wait for the next scan.
     if (report.stopped) break;
     for (const path of indexed.keys()) {
