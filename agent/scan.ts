@@ -6,7 +6,7 @@
 import { rm } from "node:fs/promises";
 import { join } from "node:path";
 import { mapConcurrent } from "../contract/async.ts";
-import { MAX_INLINE_DECODED_BYTES } from "../contract/wire.ts";
+import { BLOCK_SIZE, MAX_INLINE_DECODED_BYTES } from "../contract/wire.ts";
 import { specialFileProblem, unreadableProblem, unreplicableName } from "./skipped-names.ts";
 import { capture, deletesFor, unchangedInIndex, type CaptureOptions, type CaptureResult } from "./capture.ts";
 import { readFolder, type FolderEntry } from "./folder-stats.ts";
@@ -153,6 +153,9 @@ export async function barrierScan(journal: Journal, spec: SetSpec, options: Scan
     }
   };
 
+  // Held back too when moves are looked for: a file that can move as a rename (a block or more) is read once the scan
+  // knows what vanished, also when it found the file's new folder before the one it left.
+  const deferAbove = vanish ? BigInt(BLOCK_SIZE - 1) : BigInt(MAX_INLINE_DECODED_BYTES);
   const dirs = [from];
   // Vanished entries whose deletes wait for the end of the scan (vanish).
   const held: string[] = [];
@@ -232,7 +235,7 @@ export async function barrierScan(journal: Journal, spec: SetSpec, options: Scan
         continue;
       }
       if (defer && st?.isFile() && defer(path)) continue;
-      if (entry.stat?.isFile() && entry.stat.size > BigInt(MAX_INLINE_DECODED_BYTES)) large.push(path);
+      if (entry.stat?.isFile() && entry.stat.size > deferAbove) large.push(path);
       else paths.push(path);
     }
     await captureAll(paths, (path) => subdirs.push(path));
