@@ -132,7 +132,7 @@ class SetRunner {
     const hold = this.ownerHold;
     this.sender = new SetSender(context, {
       transport: options.transport,
-      ...(hold ? { held: () => hold.holds() } : {}),
+      ...(hold ? { held: () => hold.holds(), heldReason: () => hold.reason } : {}),
       ...(options.compression ? { compression: options.compression } : {}),
       ...(options.lingerMs !== undefined ? { lingerMs: options.lingerMs } : {}),
       ...(options.announceReceived ? { announceReceived: options.announceReceived } : {}),

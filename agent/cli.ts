@@ -106,6 +106,7 @@ const EXPECTED = new Set([
   "HistoryError",
   "TimeSpecError",
   "PortInUseError",
+  "SendsHeldError",
 ]);
 
 main(process.argv.slice(2)).then(

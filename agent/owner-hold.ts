@@ -30,10 +30,22 @@ export interface OwnerHoldOptions {
   readonly now?: () => number;
 }
 
+/** A drain (an in-process `tidemark task`, `verify`, `mirror` ...) found the set's sends held: what it journaled stays unsent. */
+export class SendsHeldError extends Error {
+  override readonly name = "SendsHeldError";
+  constructor(set: string, records: number, reason: string) {
+    super(
+      `set "${set}": ${records} record(s) journaled, not sent: ${reason}, and would refuse them; the journal keeps them; run \`tidemark adopt ${set}\` on this host if it should replicate the set (they are sent then)`,
+    );
+  }
+}
+
 export class OwnerHold {
   readonly #options: OwnerHoldOptions;
   /** The owner key that holds the sends; undefined when they go. */
   #heldBy: string | undefined;
+  /** Since when the owner record names that key. */
+  #heldSince = "?";
   #checkedAt = Number.NEGATIVE_INFINITY;
   #checking: Promise<void> | undefined;
   /** The last read's error, logged once per distinct message. */
@@ -49,6 +61,12 @@ export class OwnerHold {
   /** True while the target's owner record (as last read) names another key. */
   get held(): boolean {
     return this.#heldBy !== undefined;
+  }
+
+  /** Why the sends are held (undefined when they go): the key the owner record names instead of this host's. */
+  get reason(): string | undefined {
+    if (this.#heldBy === undefined) return undefined;
+    return `the target's owner record names key ${this.#heldBy} (since ${this.#heldSince}), not this host's key ${this.#options.hostKeyId}`;
   }
 
   /** How many times the owner record was read (or its read failed). */
@@ -102,11 +120,13 @@ export class OwnerHold {
       this.#checkedAt = (this.#options.now ?? Date.now)();
     }
     const heldBy = owner !== undefined && owner.keyId !== hostKeyId ? owner.keyId : undefined;
-    if (heldBy !== undefined && this.#heldBy === undefined) {
-      log.warn(`sends held: the target's owner record names key ${heldBy} (since ${owner?.since ?? "?"}), not this host's key ${hostKeyId}, and would refuse them; the journal keeps recording; run \`tidemark adopt ${set}\` on this host if it should replicate the set`, { set });
-    } else if (heldBy === undefined && this.#heldBy !== undefined) {
+    const wasHeld = this.#heldBy !== undefined;
+    this.#heldBy = heldBy;
+    this.#heldSince = owner?.since ?? "?";
+    if (heldBy !== undefined && !wasHeld) {
+      log.warn(`sends held: ${this.reason ?? ""}, and would refuse them; the journal keeps recording; run \`tidemark adopt ${set}\` on this host if it should replicate the set`, { set });
+    } else if (heldBy === undefined && wasHeld) {
       log.info("sends resume: the target's owner record no longer names another key", { set, ownerKeyId: owner?.keyId ?? null });
     }
-    this.#heldBy = heldBy;
   }
 }

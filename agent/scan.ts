@@ -6,7 +6,7 @@
 import { rm } from "node:fs/promises";
 import { join } from "node:path";
 import { mapConcurrent } from "../contract/async.ts";
-import { MAX_INLINE_DECODED_BYTES } from "../contract/wire.ts";
+import { BLOCK_SIZE, MAX_INLINE_DECODED_BYTES } from "../contract/wire.ts";
 import { specialFileProblem, unreadableProblem, unreplicableName } from "./skipped-names.ts";
 import { capture, deletesFor, unchangedInIndex, type CaptureOptions, type CaptureResult } from "./capture.ts";
 import { readFolder, type FolderEntry } from "./folder-stats.ts";
@@ -72,7 +72,7 @@ export interface ScanOptions extends CaptureOptions {
   readonly vanish?: (path: string) => boolean;
   /** After each append, with what was journaled and the seqs it got. */
   readonly onJournaled?: (changes: readonly Change[], seqs: readonly number[]) => void;
-  /** Checked before each directory: once aborted (the agent stops while it starts), the scan journals what it captured and throws StartInterruptedError. */
+  /** Checked before each directory, file and chunk of files: once aborted (the agent stops while it starts), the scan journals what it captured and throws StartInterruptedError. */
   readonly signal?: AbortSignal;
 }
 
@@ -121,10 +121,11 @@ export async function barrierScan(journal: Journal, spec: SetSpec, options: Scan
   }
 
   // Entries of one directory are independent: read them in parallel, journal them in the order given.
-  const captureAll = async (paths: readonly string[], isDirectory: (path: string) => void) => {
+  // `large`: files held back for their size, each long to read: none is read once the scan is interrupted.
+  const captureAll = async (paths: readonly string[], isDirectory: (path: string) => void, large = false) => {
     for (let i = 0; i < paths.length && !report.stopped; i += APPEND_CHUNK) {
-      const captured = await mapConcurrent(paths.slice(i, i + APPEND_CHUNK), CAPTURE_CONCURRENCY, (path) =>
-        capture(journal, spec, path, captureOptions).catch((error: unknown): CaptureResult => {
+      const captured = await mapConcurrent(paths.slice(i, i + APPEND_CHUNK), CAPTURE_CONCURRENCY, async (path): Promise<CaptureResult> =>
+        large && signal?.aborted ? { changes: [], isDirectory: false } : capture(journal, spec, path, captureOptions).catch((error: unknown): CaptureResult => {
           // One file the agent may not read is named, not a scan that fails every time (its last good version stays).
           const reason = unreadableProblem(error);
           if (reason === undefined) throw error;
@@ -132,22 +133,29 @@ export async function barrierScan(journal: Journal, spec: SetSpec, options: Scan
           return { changes: [], isDirectory: false };
         }),
       );
-      const results = renames ? await Promise.all(captured.map(async (result) => ({ ...result, changes: await renames(result.changes) }))) : captured;
-      for (const [k, result] of results.entries()) {
+      for (const [k, result] of captured.entries()) {
+        // Result by result, so a rename is claimed only for a change that is queued (one the scan stops before is not).
+        const changes = renames ? await renames(result.changes) : result.changes;
         // Change by change, not only between folders: a folder of large files must not carry the backlog past the limit.
-        const bytes = result.changes.reduce((sum, change) => sum + changeBytes(change), 0);
+        const bytes = changes.reduce((sum, change) => sum + changeBytes(change), 0);
         if (bytes > 0 && shouldStop?.(pendingBytes, bytes)) {
           report.stopped = true;
-          await discardCaptured(journal, results.slice(k).flatMap((r) => r.changes));
+          await discardCaptured(journal, [...changes, ...captured.slice(k + 1).flatMap((r) => r.changes)]);
           break;
         }
-        queue(result.changes);
+        queue(changes);
         if (result.isDirectory) isDirectory(paths[i + k] ?? "");
       }
       flushWhenFull();
+      // Between chunks too, not only between folders: what was captured is journaled, the rest waits for the next scan.
+      if (signal?.aborted) flush();
+      throwIfInterrupted(signal, "scanning the set");
     }
   };
 
+  // Held back too when moves are looked for: a file that can move as a rename (a block or more) is read once the scan
+  // knows what vanished, also when it found the file's new folder before the one it left.
+  const deferAbove = vanish ? BigInt(BLOCK_SIZE - 1) : BigInt(MAX_INLINE_DECODED_BYTES);
   const dirs = [from];
   // Vanished entries whose deletes wait for the end of the scan (vanish).
   const held: string[] = [];
@@ -175,7 +183,7 @@ export async function barrierScan(journal: Journal, spec: SetSpec, options: Scan
     if (dirs.length === 0) {
       // Every folder is journaled: the large files held back go last (one found to be a folder now is scanned too).
       if (large.length === 0) break;
-      await captureAll(large.splice(0), (path) => dirs.push(path));
+      await captureAll(large.splice(0), (path) => dirs.push(path), true);
       continue;
     }
     if (shouldStop?.(pendingBytes)) {
@@ -227,11 +235,11 @@ export async function barrierScan(journal: Journal, spec: SetSpec, options: Scan
         continue;
       }
       if (defer && st?.isFile() && defer(path)) continue;
-      if (entry.stat?.isFile() && entry.stat.size > BigInt(MAX_INLINE_DECODED_BYTES)) large.push(path);
+      if (entry.stat?.isFile() && entry.stat.size > deferAbove) large.push(path);
       else paths.push(path);
     }
     await captureAll(paths, (path) => subdirs.push(path));
-    if (large.length >= DEFERRED_LARGE_FILES) await captureAll(large.splice(0), (path) => subdirs.push(path));
+    if (large.length >= DEFERRED_LARGE_FILES) await captureAll(large.splice(0), (path) => subdirs.push(path), true);
     // A folder left part way: its entries not reached are not deleted, and its subfolders wait for the next scan.
     if (report.stopped) break;
     for (const path of indexed.keys()) {

@@ -179,6 +179,7 @@ export class SetCapture {
     };
     const { sentSeq } = journal.sets.counters(spec.name);
     const shouldStop = (unjournaled: number, next = 0) => this.#backlog.full(unjournaled, next);
+    let stopped = false;
     // Parents before children, so a new directory is journaled before what it holds.
     for (const path of sorted) {
       // A vanished folder is deleted after the batch, once its large files that reappeared are renamed.
@@ -203,7 +204,10 @@ export class SetCapture {
         // Named like a whole-set scan: a large tree moved in is journaled in steps the sender drains behind.
         const report = await namedScan(journal, spec.name, this.#now, () => barrierScan(journal, spec, { from: path, shouldStop, renames: asRenames, onJournaled: (changes, seqs) => this.#busy.journaled(changes, seqs) }), { folder: path });
         journaled += report.changes;
-        if (report.stopped) break;
+        if (report.stopped) {
+          stopped = true;
+          break;
+        }
         continue;
       }
       const changes = await asRenames(result.changes);
@@ -211,17 +215,19 @@ export class SetCapture {
       if (bytes > 0 && shouldStop(pendingBytes, bytes)) {
         // Not journaled (the index still holds the old state): the catch-up scan after the backlog drains finds it.
         await Promise.all(changes.map((change) => change.op === "put" && "spool" in change.content && rm(join(journal.spoolDir, change.content.spool), { force: true })));
+        stopped = true;
         break;
       }
       for (const change of changes) if (change.op === "delete") deleted.add(change.path);
       pending.push(...changes);
       pendingBytes += bytes;
     }
-    // What vanished and did not reappear was deleted.
-    for (const path of moved.paths()) {
+    // What vanished and did not reappear was deleted. Not once the batch stopped at the limit: what it did not reach
+    // may be what vanished, so the index keeps the vanished entries and the catch-up scan finds them again (`vanish`).
+    for (const path of stopped ? [] : moved.paths()) {
       if (!deleted.has(path) && !moved.isBelowFolder(path)) pending.push(...(await capture(journal, spec, path)).changes);
     }
-    for (const folder of moved.folders) {
+    for (const folder of stopped ? [] : moved.folders) {
       for (const change of deletesFor(journal, spec.name, folder)) if (change.op === "delete" && !renamed.has(change.path) && !deleted.has(change.path)) pending.push(change);
     }
     flush();

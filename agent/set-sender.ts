@@ -8,6 +8,7 @@ import { MAX_MESSAGE_BYTES, type Compression } from "../contract/wire.ts";
 import { describeHook, hookSucceeded, runHook } from "./hooks.ts";
 import { PackedAhead, sendNext, type PackedMarker } from "./sender.ts";
 import type { SetContext } from "./set-context.ts";
+import { SendsHeldError } from "./owner-hold.ts";
 import { markerEnvironment } from "./set-operations.ts";
 import type { Transport } from "./transport/transport.ts";
 
@@ -55,6 +56,8 @@ export interface SetSenderOptions {
   readonly lingerMs?: number;
   /** True while the set's sends are held (owner-hold.ts: the target's owner record names another key); the journal keeps them. */
   readonly held?: () => Promise<boolean>;
+  /** Why the sends are held, for the error a drain throws then. */
+  readonly heldReason?: () => string | undefined;
 }
 
 export class SetSender {
@@ -89,11 +92,15 @@ export class SetSender {
     return this.#lingering;
   }
 
-  /** Sends until the journal of this set is empty. */
+  /** Sends until the journal of this set is empty; throws SendsHeldError while the set's sends are held (nothing is sent to be refused). */
   async drain(): Promise<number> {
     const { journal, spec } = this.#context;
     let total = 0;
     for (;;) {
+      const { backlogRecords } = journal.sets.counters(spec.name);
+      if (backlogRecords > 0 && (await this.#options.held?.()) === true) {
+        throw new SendsHeldError(spec.name, backlogRecords, this.#options.heldReason?.() ?? "the target's owner record names another key than this host's");
+      }
       const sent = await this.#sendNext();
       await this.#options.afterSend();
       if (sent.records === 0 && journal.sets.counters(spec.name).backlogRecords === 0) return total;

@@ -9,6 +9,7 @@ import { readFileSync, watch, type FSWatcher } from "node:fs";
 import { open, type FileHandle } from "node:fs/promises";
 import { createHash } from "node:crypto";
 import { BLOCK_SIZE, blockCount, blockLength, MAX_VOLUME_BYTES, zeroBlockSha256 } from "../contract/wire.ts";
+import { throwIfInterrupted } from "./interrupt.ts";
 import { changeBytes, type Change, type Journal } from "./journal.ts";
 import type { ScanReport } from "./scan.ts";
 import type { SetSpec } from "./set-spec.ts";
@@ -24,6 +25,8 @@ export interface VolumeScanOptions {
   readonly onProgress?: (report: Readonly<ScanReport>) => void;
   /** Checked between chunks, with the bytes read but not yet journaled: true stops the scan early (the journal is full); the next scan goes on from the index. */
   readonly shouldStop?: (unjournaledBytes: number) => boolean;
+  /** Checked before each block: once aborted (the agent stops while it starts), the scan journals what it read and throws StartInterruptedError. */
+  readonly signal?: AbortSignal;
 }
 
 /** Blocks journaled per transaction: 32 MiB of content at most in memory. */
@@ -147,6 +150,9 @@ export async function volumeScan(journal: Journal, spec: SetSpec, options: Volum
       const to = Math.min(count, from + INDEX_CHUNK);
       const hashes = journal.volumes.blocks(spec.name, from, to);
       for (let index = from; index < to; index++) {
+        // A large image takes long to read: a stop gives way at once, the blocks not read wait for the next scan.
+        if (options.signal?.aborted) flush();
+        throwIfInterrupted(options.signal, "reading the volume");
         const block = await readBlock(volume, index, buffer);
         report.entries += 1;
         const zero = isZero(block);

@@ -125,3 +125,27 @@ describe("a folder moved within the set", () => {
     expect(await pictureOfTarget(h.store, SET)).toEqual(await pictureOfSource(h.src.path));
   });
 });
+
+describe("a folder moved ahead of where it was, found by a barrier scan", () => {
+  let h: Harness;
+  afterEach(() => h.close());
+
+  it("renames a file of a block to a megabyte (it travels inline) though the scan reads its new folder before it finds the old one gone", async () => {
+    h = agentHarness(SET);
+    mkdirSync(join(h.src.path, "lib/deep"), { recursive: true });
+    writeFileSync(join(h.src.path, "lib/deep/model.bin"), randomBytes(BLOCK_SIZE));
+    await h.agent.start();
+    await h.agent.scan(SET);
+    await h.agent.drain(SET);
+    // "a" sorts before "lib": the scan reaches a/deep before it lists lib and finds lib/deep gone.
+    mkdirSync(join(h.src.path, "a"));
+    renameSync(join(h.src.path, "lib/deep"), join(h.src.path, "a/deep"));
+    const { sentSeq } = h.journal.sets.counters(SET);
+    await h.agent.scan(SET);
+    const records: Change[] = h.journal.pending(SET, sentSeq, 100_000);
+    expect(records.flatMap((change) => (change.op === "rename" ? [{ from: change.from, to: change.to }] : []))).toEqual([{ from: "lib/deep/model.bin", to: "a/deep/model.bin" }]);
+    expect(records.filter((change) => change.op === "put" && change.size >= BLOCK_SIZE)).toEqual([]);
+    await h.agent.drain(SET);
+    expect(await pictureOfTarget(h.store, SET)).toEqual(await pictureOfSource(h.src.path));
+  });
+});

@@ -10,7 +10,7 @@ import { afterEach, expect, it } from "vitest";
 import { initialStatus, ownerKey } from "../../contract/layout.ts";
 import { findProblems, type SetFacts } from "../../agent/set-health.ts";
 import { generateSigningKey, type SigningKey } from "../../contract/signing.ts";
-import { OwnerHold, type OwnerFact } from "../../agent/owner-hold.ts";
+import { OwnerHold, SendsHeldError, type OwnerFact } from "../../agent/owner-hold.ts";
 import { silentLogger } from "../../agent/log.ts";
 import { adoptSet, readOwner, writeOwner } from "../../lambdas/target/owner.ts";
 import { MemoryStore } from "../../lambdas/store/memory-store.ts";
@@ -200,4 +200,35 @@ it("does not wait for a due re-read while the set sends, and holds the send afte
   answer({ keyId: "other", since: "adopted" });
   await hold.recheck();
   expect(await hold.holds()).toBe(true);
+});
+
+it("a drain (in-process task, verify, mirror) sends nothing while held and says why, and sends once the set is adopted", async () => {
+  const store = new MemoryStore();
+  const other = generateSigningKey();
+  await writeOwner(store, ownerRecordFor(SET, other));
+  const { harness } = agentOf(store, { recheckMs: 0, rescanMs: HOUR_MS });
+  for (let i = 0; i < 5; i++) writeFileSync(join(harness.src.path, `f${i}.txt`), `file ${i}`);
+  await harness.agent.start();
+  await harness.agent.scan(SET);
+  const records = harness.journal.sets.counters(SET).backlogRecords;
+  expect(records).toBeGreaterThan(0);
+
+  const held = await harness.agent.drain(SET).then(
+    () => undefined,
+    (error: unknown) => error,
+  );
+  expect(held).toBeInstanceOf(SendsHeldError);
+  const message = held instanceof Error ? held.message : "";
+  expect(message).toContain(`set "${SET}": ${records} record(s) journaled, not sent`);
+  expect(message).toContain(`names key ${other.keyId}`);
+  expect(message).toContain(`not this host's key ${harness.transport.key.keyId}`);
+  expect(message).toContain(`tidemark adopt ${SET}`);
+  expect(harness.transport.bodies).toHaveLength(0);
+  expect(harness.journal.sets.counters(SET).backlogRecords).toBe(records);
+
+  await adoptSet(store, SET, harness.transport.key);
+  await harness.agent.drain(SET);
+  expect(harness.transport.bodies.length).toBeGreaterThan(0);
+  // The adoption asks the new owner for a full mirror: the agent's recovery sends it.
+  await eventually(async () => expect(await pictureOfTarget(store, SET)).toEqual(await pictureOfSource(harness.src.path)), 20_000, 20);
 });
