@@ -24,6 +24,7 @@ import type { CopyOptions, WriteResult } from "../../lambdas/store/store.ts";
 import { messageBody, putRecord, signedSqsAttributes } from "../support/messages.ts";
 import { seededRandom } from "../support/seeded-random.ts";
 import { tempDir } from "../support/tree.ts";
+import { KillableStore } from "../support/killable-store.ts";
 
 const SET = "docs";
 /** Record times: every moment of the test lies before the applier's clock. */
@@ -268,33 +269,6 @@ it("keeps the checkpoint of messages that recorded no history (skipped records) 
   expect(await restoredAt(store, at(6))).toEqual({ f: "f at 5", g1: "g 1", g5: "g 5" });
 });
 
-/** Writes fail once, from the n-th on while `failAfter` is set: an applier killed anywhere in a batch. */
-class KillableStore extends MemoryStore {
-  failAfter: number | undefined;
-  kills = 0;
-  #writes = 0;
-  #write(): void {
-    if (this.failAfter === undefined) return;
-    this.#writes += 1;
-    if (this.#writes < this.failAfter) return;
-    this.failAfter = undefined;
-    this.#writes = 0;
-    this.kills += 1;
-    throw new Error("applier killed mid-batch");
-  }
-  override async put(key: string, body: Uint8Array, meta?: Record<string, string>): Promise<WriteResult> {
-    this.#write();
-    return super.put(key, body, meta);
-  }
-  override async copy(from: string, to: string, meta: Record<string, string>, options?: CopyOptions): Promise<WriteResult> {
-    this.#write();
-    return super.copy(from, to, meta, options);
-  }
-  override async delete(key: string): Promise<void> {
-    this.#write();
-    return super.delete(key);
-  }
-}
 
 it.each([
   ["an unversioned bucket", false],

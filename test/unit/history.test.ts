@@ -43,40 +43,10 @@ import { messageBody, putRecord, signedIncoming } from "../support/messages.ts";
 import { seededRandom } from "../support/seeded-random.ts";
 import { pictureOfSource, tempDir, type TreePicture } from "../support/tree.ts";
 import { VOLUME_SET, volumeHarness } from "../support/volume-harness.ts";
+import { KillableStore } from "../support/killable-store.ts";
 
 const SET = "docs";
 
-/** A store whose writes fail from the n-th on while `failAfter` is set: an applier killed mid-message. */
-class KillableStore extends MemoryStore {
-  failAfter: number | undefined;
-  #writes = 0;
-  kills = 0;
-
-  #write(): void {
-    if (this.failAfter === undefined) return;
-    this.#writes += 1;
-    if (this.#writes < this.failAfter) return;
-    this.failAfter = undefined;
-    this.#writes = 0;
-    this.kills += 1;
-    throw new Error("applier killed mid-message");
-  }
-
-  override async put(key: string, body: Uint8Array, meta?: Record<string, string>): Promise<WriteResult> {
-    this.#write();
-    return super.put(key, body, meta);
-  }
-
-  override async copy(from: string, to: string, meta: Record<string, string>): Promise<WriteResult> {
-    this.#write();
-    return super.copy(from, to, meta);
-  }
-
-  override async delete(key: string): Promise<void> {
-    this.#write();
-    return super.delete(key);
-  }
-}
 
 /** A memory store that logs each request as "METHOD key". */
 class RequestLog extends MemoryStore {

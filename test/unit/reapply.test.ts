@@ -15,43 +15,16 @@ import { encodeInline, type WireRecord } from "../../contract/wire.ts";
 import { Applier } from "../../lambdas/applier/applier.ts";
 import { createHandler } from "../../lambdas/applier/handler.ts";
 import { readSetStatus } from "../../lambdas/store/set-status.ts";
-import { MemoryStore } from "../../lambdas/store/memory-store.ts";
-import type { CopyOptions, WriteResult } from "../../lambdas/store/store.ts";
+import type { MemoryStore } from "../../lambdas/store/memory-store.ts";
 import { messageBody, putRecord, signedIncoming, signedSqsAttributes } from "../support/messages.ts";
 import { tempDir } from "../support/tree.ts";
+import { KillableStore } from "../support/killable-store.ts";
 
 const SET = "docs";
 const T0 = 1_800_000_000_000;
 const at = (seq: number) => T0 + seq * 1000;
 const sha = (text: string) => createHash("sha256").update(text).digest("hex");
 
-/** Writes fail from the n-th on, once, while `failAfter` is set: an applier killed there. */
-class KillableStore extends MemoryStore {
-  failAfter: number | undefined;
-  kills = 0;
-  #writes = 0;
-  #write(): void {
-    if (this.failAfter === undefined) return;
-    this.#writes += 1;
-    if (this.#writes < this.failAfter) return;
-    this.failAfter = undefined;
-    this.#writes = 0;
-    this.kills += 1;
-    throw new Error("applier killed");
-  }
-  override async put(key: string, body: Uint8Array, meta?: Record<string, string>): Promise<WriteResult> {
-    this.#write();
-    return super.put(key, body, meta);
-  }
-  override async copy(from: string, to: string, meta: Record<string, string>, options?: CopyOptions): Promise<WriteResult> {
-    this.#write();
-    return super.copy(from, to, meta, options);
-  }
-  override async delete(key: string): Promise<void> {
-    this.#write();
-    return super.delete(key);
-  }
-}
 
 type Tree = Map<string, string>;
 type Step = (seq: number, tree: Tree) => WireRecord;
