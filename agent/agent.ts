@@ -328,11 +328,6 @@ export class Agent {
     return this.#runner(set).ownerHold?.held ?? false;
   }
 
-  /** Why the set's sends are held (the owner record names another key), undefined while they go. */
-  sendsHeldReason(set: string): string | undefined {
-    return this.#runner(set).ownerHold?.reason;
-  }
-
   /** True while the set's changes wait for more to share their message (lingerMs). */
   isLingering(set: string): boolean {
     return this.#runner(set).sender.lingering;

@@ -64,7 +64,6 @@ function waitForReport<T>(deps: OperationDeps, what: string, read: () => Promise
       timeoutMs: deps.timeoutMs ?? 30 * 60_000,
       ...(deps.stallMs !== undefined ? { stallMs: deps.stallMs } : {}),
       ...(deps.markerRunning ? { busy: () => deps.markerRunning?.(set) ?? Promise.resolve(false) } : {}),
-      held: () => deps.agent.sendsHeldReason(set),
       ...(deps.pollMs !== undefined ? { pollMs: deps.pollMs } : {}),
       ...(deps.onProgress ? { onProgress: deps.onProgress } : {}),
       ...(deps.signal ? { signal: deps.signal } : {}),

@@ -52,8 +52,6 @@ export interface TargetWaitOptions {
   readonly pollMs?: number;
   /** Asked once the target seems stalled: true when a marker's action holds the set's stream, which restarts the stall clock. */
   readonly busy?: () => Promise<boolean>;
-  /** Why this host's sends of the set are held (owner-hold.ts), undefined while they go: a record not sent is never reached. */
-  readonly held?: () => string | undefined;
   readonly onProgress?: (progress: Progress) => void;
   readonly signal?: AbortSignal;
 }
@@ -87,12 +85,6 @@ export async function waitOnTarget<T>(
   for (;;) {
     const found = await read();
     if (found && "done" in found) return found.done;
-    const heldBecause = found ? undefined : options.held?.();
-    if (heldBecause !== undefined) {
-      throw new TargetMismatchError(
-        `${record.what} of set "${record.set}" will not be reached while this host's sends are held: ${heldBecause}; the journal keeps it; run \`tidemark adopt ${record.set}\` on this host if it should replicate the set`,
-      );
-    }
     let says: string;
     let now: string;
     try {
