@@ -275,6 +275,15 @@ export async function namedScan<T>(journal: Journal, set: string, now: () => num
   return result;
 }
 
+/**
+ * Changes the watcher reported that could not be captured (nothing of them reached the index): named like a failed
+ * scan of the whole set, so status does not say in sync until a later whole-set scan, which finds them, succeeds.
+ */
+export function captureFailed(journal: Journal, set: string, now: () => number, error: unknown): void {
+  const at = new Date(now()).toISOString();
+  journal.held.scanFailed(set, { folder: "", since: at, failedAt: at, error: `capturing the changes the watcher reported: ${String(error)}`, ...thisProcess() });
+}
+
 /** Whether the agent that wrote a held row still runs; one on another host (shared storage) is taken to. */
 export function holderRuns(file: Pick<HeldFile, "pid" | "host" | "started">): boolean {
   return processRuns(file.pid, file.host, file.started);

@@ -10,7 +10,7 @@ import { rm } from "node:fs/promises";
 import { join } from "node:path";
 import { BusyFiles, type BusyFileOptions } from "./busy-files.ts";
 import { capture, deletesFor, type CaptureResult } from "./capture.ts";
-import { HeldFileRecord, namedScan } from "./held-files.ts";
+import { captureFailed, HeldFileRecord, namedScan } from "./held-files.ts";
 import { unreadableProblem } from "./skipped-names.ts";
 import { SkippedLog } from "./skipped-log.ts";
 import { changeBytes, type Change } from "./journal.ts";
@@ -81,10 +81,7 @@ export class SetCapture {
     this.#hints.add(path);
     this.#hintTimer ??= setTimeout(() => {
       this.#hintTimer = undefined;
-      this.processHints().catch((error: unknown) => {
-        // Nothing of a failed capture reached the index, so the next scan (after a full disk: the catch-up scan) finds it again.
-        if (!this.#context.health.handle(error)) this.#context.log.error("capture failed; a barrier scan will catch up", { set: this.#context.spec.name, error: String(error) });
-      });
+      this.processHints().catch((error: unknown) => this.#failed(error));
     }, HINT_DELAY_MS);
   }
 
@@ -116,9 +113,22 @@ export class SetCapture {
   /** The target applied up to seq: a busy file whose last version it rebuilt may be captured again. */
   targetApplied(seq: number): void {
     this.#busy.applied(seq);
-    this.captureWaiting().catch((error: unknown) => {
-      if (!this.#context.health.handle(error)) this.#context.log.error("capture failed; a barrier scan will catch up", { set: this.#context.spec.name, error: String(error) });
-    });
+    this.captureWaiting().catch((error: unknown) => this.#failed(error));
+  }
+
+  /**
+   * A capture of hinted or waiting paths failed: nothing of it reached the index, so the next whole-set scan (after a
+   * full disk: the catch-up scan) finds it again; until then status names it as a failed scan, never in sync.
+   */
+  #failed(error: unknown): void {
+    const { health, journal, spec, log } = this.#context;
+    if (health.handle(error)) return;
+    log.error("capture failed; a barrier scan will catch up", { set: spec.name, error: String(error) });
+    try {
+      captureFailed(journal, spec.name, this.#now, error);
+    } catch {
+      // The journal cannot record it either (status names a journal it cannot use).
+    }
   }
 
   /** A busy file waits for its pace or quiet moment: the journal names it, and captureWaiting runs then (a send runs it too). */
@@ -129,9 +139,7 @@ export class SetCapture {
     if (due === undefined || this.#dueTimer) return;
     this.#dueTimer = setTimeout(() => {
       this.#dueTimer = undefined;
-      this.captureWaiting().catch((error: unknown) => {
-        if (!this.#context.health.handle(error)) this.#context.log.error("capture failed; a barrier scan will catch up", { set: this.#context.spec.name, error: String(error) });
-      });
+      this.captureWaiting().catch((error: unknown) => this.#failed(error));
     }, due);
     this.#dueTimer.unref();
   }

@@ -14,6 +14,8 @@ import { StartInterruptedError } from "../../agent/interrupt.ts";
 import { caughtUp, findProblems, type SetFacts } from "../../agent/set-health.ts";
 import { readSetStatus } from "../../lambdas/store/set-status.ts";
 import { agentHarness, type Harness } from "../support/harness.ts";
+import { eventually } from "../support/local-cloud.ts";
+import { pictureOfSource, pictureOfTarget } from "../support/tree.ts";
 
 const SET = "docs";
 let h: Harness | undefined;
@@ -131,4 +133,23 @@ it("a start scan interrupted by a stop is named as unfinished, not as failed, an
   expect(scanFailureNow(harness.journal.held, SET)).toBeNull();
   // What the root's listing found (its two folders) was journaled, not dropped.
   expect(harness.journal.sets.counters(SET).nextSeq).toBe(3);
+});
+
+it("names a failed capture of the watcher's changes like a failed scan, until a whole-set scan finds what it lost", async () => {
+  const harness = agentHarness(SET);
+  h = harness;
+  await harness.agent.start();
+  await harness.agent.drain(SET);
+  writeFileSync(join(harness.src.path, "late.txt"), "reported by the watcher");
+  failNextAppend(harness);
+  harness.agent.hint(SET, "late.txt");
+  await eventually(async () => expect(scanFailureNow(harness.journal.held, SET)).toMatchObject({ folder: "", error: expect.stringContaining("disk I/O error") }), 5_000, 5);
+  // Nothing of it was journaled, so nothing is waiting: without the failure named, status would say in sync.
+  expect(harness.journal.sets.counters(SET).backlogRecords).toBe(0);
+  expect(findProblems(await facts(harness)).map((p) => p.kind)).toEqual(["scan-failed"]);
+
+  await harness.agent.scan(SET);
+  await harness.agent.drain(SET);
+  expect(scanFailureNow(harness.journal.held, SET)).toBeNull();
+  expect(await pictureOfTarget(harness.store, SET)).toEqual(await pictureOfSource(harness.src.path));
 });
