@@ -44,6 +44,7 @@ import { settledFields, StatusSchedule } from "./status-schedule.ts";
 import { DeferredFolders, readsFolders } from "./folder-writes.ts";
 import { RENAMED_BY, renamedBefore, renameMark } from "./renames.ts";
 import { ReapplyGuard } from "./reapply.ts";
+import { WRITTEN_BY, writeStamp } from "./write-stamps.ts";
 import type { BatchMemory } from "./batch-memory.ts";
 import { BatchSegments } from "./batch-segments.ts";
 import { readOwner } from "../target/owner.ts";
@@ -592,7 +593,10 @@ export class Applier {
     };
     switch (record.op) {
       case "put": {
-        const meta = encodeMeta({ kind: "file", mode: record.mode, mtimeNs: record.mtimeNs, sha256: record.sha256, gen, ...(record.linkGroup ? { linkGroup: record.linkGroup } : {}) });
+        const meta = {
+          ...encodeMeta({ kind: "file", mode: record.mode, mtimeNs: record.mtimeNs, sha256: record.sha256, gen, ...(record.linkGroup ? { linkGroup: record.linkGroup } : {}) }),
+          ...writeStamp(status.generation, record.seq),
+        };
         if (!put) throw new Error(`internal: put seq ${record.seq} was not prepared`);
         const key = dataKey(set, record.path);
         await preserve(key);
@@ -607,7 +611,7 @@ export class Applier {
             const head = await this.#store.head(key);
             if (!head) throw new TargetDivergedError(record.seq, `delta base of ${record.path} is missing on the target`);
             if (head.meta[META.sha256] !== delta.base || head.size !== record.size) {
-              if (await reapply.supersededDelta(this.#store, key, record)) return carried;
+              if (await reapply.supersededDelta(this.#store, key, record, status.generation)) return carried;
               throw new TargetDivergedError(record.seq, `delta base of ${record.path} is not the content the agent changed (the target holds ${head.meta[META.sha256] ?? "no SHA-256"}, ${head.size} bytes)`);
             }
             await written(key, this.#store.copy(key, key, meta));
@@ -620,7 +624,7 @@ export class Applier {
             } catch (error) {
               if (!(error instanceof DeltaBaseError)) throw error;
               // Applied before this delivery, and a later put of the message already changed the file again.
-              if (await reapply.supersededDelta(this.#store, key, record)) return carried;
+              if (await reapply.supersededDelta(this.#store, key, record, status.generation)) return carried;
               throw new TargetDivergedError(record.seq, error.message);
             }
             await written(key, Promise.resolve(result));
@@ -649,7 +653,7 @@ export class Applier {
           gen,
         });
         await preserve(dataKey(set, record.path));
-        await this.#store.put(dataKey(set, record.path), Buffer.from(record.target, "utf8"), meta);
+        await this.#store.put(dataKey(set, record.path), Buffer.from(record.target, "utf8"), { ...meta, ...writeStamp(status.generation, record.seq) });
         return 0;
       }
       case "delete":
@@ -673,7 +677,7 @@ export class Applier {
         if (!object) throw new TargetDivergedError(record.seq, `rename source ${record.from} is missing on the target`);
         await preserve(from);
         await preserve(to);
-        await written(to, this.#store.copy(from, to, { ...object.meta, ...(gen > 0 ? { [META.gen]: String(gen) } : {}), [RENAMED_BY]: mark }));
+        await written(to, this.#store.copy(from, to, { ...object.meta, ...(gen > 0 ? { [META.gen]: String(gen) } : {}), [RENAMED_BY]: mark, [WRITTEN_BY]: mark }));
         await this.#store.delete(from);
         return 0;
       }

@@ -14,6 +14,7 @@ import { META } from "../../contract/layout.ts";
 import { deltaBytes, deltaRanges, type PutRecord } from "../../contract/wire.ts";
 import { CopiedPartMismatchError } from "../s3-multipart.ts";
 import { ContentMismatchError, type TargetStore, type WriteResult } from "../store/store.ts";
+import { writtenBy } from "./write-stamps.ts";
 
 /** Files up to this size are rebuilt in memory: one GET of the base, one PUT. */
 export const IN_MEMORY_REBUILD_BYTES = 64 * 1024 * 1024;
@@ -45,8 +46,9 @@ export async function applyDelta(store: TargetStore, key: string, record: DeltaP
   if (!head) throw new DeltaBaseError(`delta base of ${record.path} is missing on the target`);
   const pieces = deltaPieces(record.size, deltaRanges(record.size, record.delta));
   const streamed = record.size > (options.inMemoryBytes ?? IN_MEMORY_REBUILD_BYTES) && store.getRange !== undefined && store.putStreamed !== undefined;
-  // Applied already (a retried message whose checkpoint had not moved yet): the target holds the new content.
-  if (head.meta[META.sha256] === record.sha256 && (await holds(store, key, record.sha256, streamed))) {
+  // Applied already (a retried message whose checkpoint had not moved yet): the target holds the new content. An object
+  // this very record wrote says so in its stamp (that write checked the content); any other is read to tell.
+  if (head.meta[META.sha256] === record.sha256 && (writtenBy(head.meta, meta) || (await holds(store, key, record.sha256, streamed)))) {
     return store.copy(key, key, meta);
   }
   if (head.meta[META.sha256] !== record.delta.base) throw new DeltaBaseError(`delta base of ${record.path} is not the content the agent changed`);

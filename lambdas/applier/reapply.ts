@@ -10,12 +10,16 @@
 // without history; rare: a rename's paths are seldom written again in the
 // same message). A delta followed by a later delta or put of its file (a busy
 // file's versions, common) costs nothing up front: applied again, a delta
-// whose file holds the content a later put of the message gives it was
-// applied before, and that later put makes the file exact.
+// whose file was written by it or a later record of the message (the object's
+// stamp, write-stamps.ts) was applied before, and that later put makes the
+// file exact. A file written before stamps carries none: the delta counts as
+// applied before when the file holds the content a later put of the message
+// gives it (which a stale target can hold without the delta ever applied).
 
 import { META } from "../../contract/layout.ts";
 import type { WireRecord } from "../../contract/wire.ts";
 import type { TargetStore } from "../store/store.ts";
+import { judgeStamp } from "./write-stamps.ts";
 
 /** The set's paths a record reads or changes; "all" for one that looks at the whole set. */
 function touched(record: WireRecord): readonly string[] | "all" {
@@ -40,7 +44,7 @@ export class ReapplyGuard {
   readonly #renamed = new Set<string>();
   /** Files of deltas applied since then: later puts of them are judged on the way (supersededDelta), anything else waits. */
   readonly #deltas = new Set<string>();
-  /** For each delta's seq: the SHA-256s later puts of its file in the message give it. */
+  /** For each delta's seq: the SHA-256s later puts of its file in the message give it (for files written before stamps). */
   readonly #laterContent = new Map<number, Set<string>>();
 
   constructor(records: readonly WireRecord[]) {
@@ -81,14 +85,19 @@ export class ReapplyGuard {
   }
 
   /**
-   * For a delta whose base the object at key no longer is: true when the
-   * object holds what a later put of the message gives the file, so this
-   * delta was applied before and that put makes the file exact.
+   * For a delta whose base the object at key no longer is: true when this
+   * delta was applied before (a later record of the message changed the file
+   * since, and makes it exact again). The object's stamp decides: written by
+   * this record or a later one of `generation`. An object without a stamp
+   * (written before stamps) counts when it holds what a later put of the
+   * message gives the file.
    */
-  async supersededDelta(store: TargetStore, key: string, record: WireRecord): Promise<boolean> {
-    const later = this.#laterContent.get(record.seq);
-    if (!later || later.size === 0) return false;
-    const sha256 = (await store.head(key))?.meta[META.sha256];
-    return sha256 !== undefined && later.has(sha256);
+  async supersededDelta(store: TargetStore, key: string, record: WireRecord, generation: string | undefined): Promise<boolean> {
+    const head = await store.head(key);
+    if (!head) return false;
+    const stamp = judgeStamp(head.meta, generation, record.seq);
+    if (stamp !== "unstamped") return stamp === "applied";
+    const sha256 = head.meta[META.sha256];
+    return sha256 !== undefined && (this.#laterContent.get(record.seq)?.has(sha256) ?? false);
   }
 }

@@ -10,6 +10,7 @@ import type { ByteRange } from "../../contract/delta-ranges.ts";
 import { encodeMeta } from "../../contract/layout.ts";
 import { encodeInline, isMarkerMessage, parseMessage } from "../../contract/wire.ts";
 import { applyDelta, DeltaBaseError, type DeltaPut } from "../../lambdas/applier/delta-rebuild.ts";
+import { WRITTEN_BY, writeStamp } from "../../lambdas/applier/write-stamps.ts";
 import { makeS3Client } from "../../lambdas/aws-clients.ts";
 import { DirectS3Store } from "../../lambdas/store/direct-s3-store.ts";
 import { startTestEmulator } from "../support/fauxqs.ts";
@@ -77,7 +78,8 @@ describe("streamed delta rebuild on the emulator", () => {
   ];
   const next = Buffer.from(base);
   for (const [offset, length] of ranges) randomBytes(length).copy(next, offset);
-  const meta = encodeMeta({ kind: "file", mode: 0o644, mtimeNs: "5", sha256: sha(next) });
+  // Stamped as the applier stamps what a record writes (write-stamps.ts): the multipart upload carries it.
+  const meta = { ...encodeMeta({ kind: "file", mode: 0o644, mtimeNs: "5", sha256: sha(next) }), ...writeStamp("G1", 2) };
   const withBase = async (copiedChecksum?: { source: Buffer } | string) => {
     const counted = countingStore(copiedChecksum);
     await counted.store.put(KEY, base, encodeMeta({ kind: "file", mode: 0o644, mtimeNs: "1", sha256: sha(base) }));
@@ -91,6 +93,7 @@ describe("streamed delta rebuild on the emulator", () => {
     await applyDelta(store, KEY, put, { bytes: carried }, meta, { inMemoryBytes: 0 });
     const sent = [...commands];
     expect((await store.hash(KEY))?.sha256).toBe(sha(next));
+    expect((await store.head(KEY))?.meta[WRITTEN_BY]).toBe("G1:2");
     expect(count(sent, "UploadPartCommand")).toBe(1);
     expect(count(sent, "UploadPartCopyCommand")).toBe(4);
     expect(count(sent, "GetObjectCommand")).toBe(5);

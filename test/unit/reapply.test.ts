@@ -71,6 +71,7 @@ const SCENARIOS: [string, Step[]][] = [
   ["a rename, then the deletion of its target", [rename("a", "b"), remove("b")]],
   ["a rename, then its target renamed on", [rename("a", "b"), rename("b", "c")]],
   ["a delta, then a put of its file", [DELTA_FIRST, put("p", "p at 5"), put("q", "q at 6")]],
+  ["a delta, then a put reverting its file", [DELTA_FIRST, put("p", "p at 3"), put("q", "q at 6")]],
   ["two deltas of one file", [DELTA_FIRST, delta("p", "P at 5")]],
   ["a delta, then its file renamed", [DELTA_FIRST, rename("p", "q")]],
   ["a delta, then its file deleted and put again", [DELTA_FIRST, remove("p"), put("p", "p at 6")]],
