@@ -653,7 +653,7 @@ export class Applier {
           gen,
         });
         await preserve(dataKey(set, record.path));
-        await this.#store.put(dataKey(set, record.path), Buffer.from(record.target, "utf8"), { ...meta, ...writeStamp(status.generation, record.seq) });
+        await this.#store.put(dataKey(set, record.path), Buffer.from(record.target, "utf8"), meta);
         return 0;
       }
       case "delete":

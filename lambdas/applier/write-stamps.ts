@@ -1,6 +1,8 @@
 // The record that wrote a live object: every file the applier writes for a
-// record (put, delta, symlink, rename) carries "<journal generation>:<seq>"
-// in its metadata, set in the same write. A message applied again from its
+// record (a put, a delta, a rename) carries "<journal generation>:<seq>" in
+// its metadata, set in the same write (a symlink's needs none: a delta is
+// checkpointed before a later record other than a put touches its file,
+// reapply.ts). A message applied again from its
 // checkpoint (redelivered after a kill) may find a delta's base gone because
 // it, or a later record of the message, changed the file already: the stamp
 // tells. Records apply in seq order, so an object stamped by this record or a

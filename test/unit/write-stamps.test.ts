@@ -166,7 +166,7 @@ describe.each<[Mode, boolean]>([
 });
 
 describe("the stamp of each write path", () => {
-  it("puts (inline, packed, staged), deltas (inline, staged, metadata only), symlinks and renames carry their record's generation:seq", async () => {
+  it("puts (inline, packed, staged), deltas (inline, staged, metadata only) and renames carry their record's generation:seq", async () => {
     const store = new MemoryStore();
     const deliver = deliverer(store, "message");
     const staged = put(3, "staged", "staged v1");
@@ -184,12 +184,11 @@ describe("the stamp of each write path", () => {
       delta(4, "inline", "inline v1", "inline v2"),
       { ...stagedDelta, content: { kind: "staged" } },
       metadataDelta(6, "packed", "packed v1"),
-      { seq: 7, op: "symlink", path: "link", target: "inline", mtimeNs: "1700000000000000007" },
-      { seq: 8, op: "rename", from: "staged", to: "moved" },
+      { seq: 7, op: "rename", from: "staged", to: "moved" },
     ];
     expect(await deliver("m2", body(records))).toBe(true);
     expect((await readSetStatus(store, SET)).reason).toBeUndefined();
-    expect([await stampOf(store, "inline"), await stampOf(store, "moved"), await stampOf(store, "packed"), await stampOf(store, "link")]).toEqual(["G1:4", "G1:8", "G1:6", "G1:7"]);
+    expect([await stampOf(store, "inline"), await stampOf(store, "moved"), await stampOf(store, "packed")]).toEqual(["G1:4", "G1:7", "G1:6"]);
   });
 
   it("a delta rebuilt as a stream (a large file) writes the stamp it is given", async () => {
