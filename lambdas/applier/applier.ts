@@ -42,9 +42,9 @@ import { HistoryRecorder, windowPruneOptions, type HistorySettings } from "../hi
 import { HistoryMemory } from "../history/live-content.ts";
 import { settledFields, StatusSchedule } from "./status-schedule.ts";
 import { DeferredFolders, readsFolders } from "./folder-writes.ts";
-import { RENAMED_BY, renamedBefore, renameMark } from "./renames.ts";
+import { renamedBefore } from "./renames.ts";
 import { ReapplyGuard } from "./reapply.ts";
-import { WRITTEN_BY, writeStamp } from "./write-stamps.ts";
+import { renameStamps, writeStamp } from "./write-stamps.ts";
 import type { BatchMemory } from "./batch-memory.ts";
 import { BatchSegments } from "./batch-segments.ts";
 import { readOwner } from "../target/owner.ts";
@@ -665,8 +665,7 @@ export class Applier {
         const from = dataKey(set, record.from);
         const object = await this.#store.head(from);
         const to = dataKey(set, record.to);
-        const mark = renameMark(status.generation, record.seq);
-        const before = await renamedBefore(this.#store, to, mark);
+        const before = await renamedBefore(this.#store, to, status.generation, record, object);
         if (before) {
           // Applied before this delivery: only the source's removal may be left to do, and the history names the version moved then.
           await written(to, Promise.resolve(before));
@@ -677,7 +676,7 @@ export class Applier {
         if (!object) throw new TargetDivergedError(record.seq, `rename source ${record.from} is missing on the target`);
         await preserve(from);
         await preserve(to);
-        await written(to, this.#store.copy(from, to, { ...object.meta, ...(gen > 0 ? { [META.gen]: String(gen) } : {}), [RENAMED_BY]: mark, [WRITTEN_BY]: mark }));
+        await written(to, this.#store.copy(from, to, { ...object.meta, ...(gen > 0 ? { [META.gen]: String(gen) } : {}), ...renameStamps(status.generation, record, object.meta) }));
         await this.#store.delete(from);
         return 0;
       }

@@ -10,14 +10,15 @@
 // without history; rare: a rename's paths are seldom written again in the
 // same message). A delta followed by a later delta or put of its file (a busy
 // file's versions, common) costs nothing up front: applied again, a delta
-// whose file was written by it or a later record of the message (the object's
-// stamp, write-stamps.ts) was applied before, and that later put makes the
-// file exact. A file written before stamps carries none: the delta counts as
+// whose file was written by it, or by a later put of its file in the message,
+// and holds what that record gives it (the object's stamp and SHA-256,
+// write-stamps.ts) was applied before, and that later put makes the file
+// exact. A file written before stamps carries none: the delta counts as
 // applied before when the file holds the content a later put of the message
 // gives it (which a stale target can hold without the delta ever applied).
 
 import { META } from "../../contract/layout.ts";
-import type { WireRecord } from "../../contract/wire.ts";
+import type { PutRecord, WireRecord } from "../../contract/wire.ts";
 import type { TargetStore } from "../store/store.ts";
 import { judgeStamp } from "./write-stamps.ts";
 
@@ -44,18 +45,18 @@ export class ReapplyGuard {
   readonly #renamed = new Set<string>();
   /** Files of deltas applied since then: later puts of them are judged on the way (supersededDelta), anything else waits. */
   readonly #deltas = new Set<string>();
-  /** For each delta's seq: the SHA-256s later puts of its file in the message give it (for files written before stamps). */
-  readonly #laterContent = new Map<number, Set<string>>();
+  /** For each delta's seq: the later puts of its file in the message, seq -> the SHA-256 each gives it. */
+  readonly #laterPuts = new Map<number, Map<number, string>>();
 
   constructor(records: readonly WireRecord[]) {
-    const deltas: { seq: number; path: string; later: Set<string> }[] = [];
+    const deltas: { path: string; later: Map<number, string> }[] = [];
     for (const record of records) {
       if (record.op !== "put") continue;
-      for (const delta of deltas) if (delta.path === record.path) delta.later.add(record.sha256);
+      for (const delta of deltas) if (delta.path === record.path) delta.later.set(record.seq, record.sha256);
       if (record.delta) {
-        const later = new Set<string>();
-        deltas.push({ seq: record.seq, path: record.path, later });
-        this.#laterContent.set(record.seq, later);
+        const later = new Map<number, string>();
+        deltas.push({ path: record.path, later });
+        this.#laterPuts.set(record.seq, later);
       }
     }
   }
@@ -88,16 +89,18 @@ export class ReapplyGuard {
    * For a delta whose base the object at key no longer is: true when this
    * delta was applied before (a later record of the message changed the file
    * since, and makes it exact again). The object's stamp decides: written by
-   * this record or a later one of `generation`. An object without a stamp
-   * (written before stamps) counts when it holds what a later put of the
-   * message gives the file.
+   * this record of `generation` and holding its result, or by a later put of
+   * the file in this message and holding what that put gives it. An object
+   * without a stamp (written before stamps) counts when it holds what a later
+   * put of the message gives the file.
    */
-  async supersededDelta(store: TargetStore, key: string, record: WireRecord, generation: string | undefined): Promise<boolean> {
+  async supersededDelta(store: TargetStore, key: string, record: PutRecord, generation: string | undefined): Promise<boolean> {
     const head = await store.head(key);
     if (!head) return false;
-    const stamp = judgeStamp(head.meta, generation, record.seq);
+    const later = this.#laterPuts.get(record.seq) ?? new Map<number, string>();
+    const stamp = judgeStamp(head.meta, generation, record, later);
     if (stamp !== "unstamped") return stamp === "applied";
     const sha256 = head.meta[META.sha256];
-    return sha256 !== undefined && (this.#laterContent.get(record.seq)?.has(sha256) ?? false);
+    return sha256 !== undefined && [...later.values()].includes(sha256);
   }
 }

@@ -89,17 +89,30 @@ async function stampOf(store: MemoryStore, path: string): Promise<string | undef
 }
 
 describe("judgeStamp", () => {
-  it.each<[string, Record<string, string>, string | undefined, number, string]>([
-    ["no stamp", {}, GEN, 5, "unstamped"],
-    ["this record", { [WRITTEN_BY]: "G1:5" }, GEN, 5, "applied"],
-    ["a later record", { [WRITTEN_BY]: "G1:9" }, GEN, 5, "applied"],
-    ["an earlier record", { [WRITTEN_BY]: "G1:4" }, GEN, 5, "not applied"],
-    ["a later seq of another generation", { [WRITTEN_BY]: "G0:900" }, GEN, 5, "not applied"],
-    ["a chain without generations", { [WRITTEN_BY]: ":9" }, undefined, 5, "applied"],
-    ["a chain without generations, judged in one", { [WRITTEN_BY]: ":9" }, GEN, 5, "not applied"],
-    ["a stamp the applier never writes", { [WRITTEN_BY]: "G-1:9" }, GEN, 5, "unstamped"],
-  ])("%s", (_what, meta, generation, seq, verdict) => {
-    expect(judgeStamp(meta, generation, seq)).toBe(verdict);
+  const MINE = sha("mine");
+  const LATER = sha("later");
+  const OTHER = sha("other");
+  const BIG = Number.MAX_SAFE_INTEGER;
+  // The delta at seq 5 gives the file MINE; a later put of the file in its message, at seq 9, gives it LATER.
+  const later = new Map([[9, LATER]]);
+  it.each<[string, string | undefined, string, string | undefined, number, string]>([
+    ["no stamp", undefined, MINE, GEN, 5, "unstamped"],
+    ["this record, holding its result", "G1:5", MINE, GEN, 5, "applied"],
+    ["this record's seq, holding other content (another record at a reused seq)", "G1:5", OTHER, GEN, 5, "not applied"],
+    ["a later put of the file in the message, holding its result", "G1:9", LATER, GEN, 5, "applied"],
+    ["a later put of the file in the message, holding other content", "G1:9", OTHER, GEN, 5, "not applied"],
+    ["a later seq that is no later put of the file in the message", "G1:7", LATER, GEN, 5, "not applied"],
+    ["an earlier record", "G1:4", MINE, GEN, 5, "not applied"],
+    ["a later seq of another generation", "G0:9", LATER, GEN, 5, "not applied"],
+    ["a chain without generations", ":5", MINE, undefined, 5, "applied"],
+    ["a chain without generations, judged in one", ":5", MINE, GEN, 5, "not applied"],
+    ["a stamp the applier never writes", "G-1:5", MINE, GEN, 5, "unstamped"],
+    ["a seq with a leading zero, which the applier never writes", "G1:05", MINE, GEN, 5, "unstamped"],
+    ["the largest seq the wire accepts (16 digits)", `G1:${BIG}`, MINE, GEN, BIG, "applied"],
+    ["a seq beyond what the wire accepts", "G1:9999999999999999", MINE, GEN, BIG, "unstamped"],
+  ])("%s", (_what, stamp, held, generation, seq, verdict) => {
+    const meta = { "tidemark-sha256": held, ...(stamp === undefined ? {} : { [WRITTEN_BY]: stamp }) };
+    expect(judgeStamp(meta, generation, { seq, sha256: MINE }, later)).toBe(verdict);
   });
 });
 
@@ -189,6 +202,22 @@ describe("the stamp of each write path", () => {
     expect(await deliver("m2", body(records))).toBe(true);
     expect((await readSetStatus(store, SET)).reason).toBeUndefined();
     expect([await stampOf(store, "inline"), await stampOf(store, "moved"), await stampOf(store, "packed")]).toEqual(["G1:4", "G1:7", "G1:6"]);
+  });
+
+  it("a renamed symlink carries no stamp (a long link target fills most of S3's 2 KB of metadata); a renamed file does", async () => {
+    const store = new MemoryStore();
+    const deliver = deliverer(store, "message");
+    const link: WireRecord = { seq: 1, at: T0 + 1000, op: "symlink", path: "link", target: "t".repeat(1500), mtimeNs: "1" };
+    expect(await deliver("m1", body([link, put(2, "file", "file v1")]))).toBe(true);
+    const records: WireRecord[] = [
+      { seq: 3, op: "rename", from: "link", to: "moved-link" },
+      { seq: 4, op: "rename", from: "file", to: "moved-file" },
+    ];
+    expect(await deliver("m2", body(records))).toBe(true);
+    expect((await readSetStatus(store, SET)).reason).toBeUndefined();
+    expect((await store.head(dataKey(SET, "moved-link")))?.meta["tidemark-kind"]).toBe("symlink");
+    expect(await stampOf(store, "moved-link")).toBeUndefined();
+    expect(await stampOf(store, "moved-file")).toBe("G1:4");
   });
 
   it("a delta rebuilt as a stream (a large file) writes the stamp it is given", async () => {
