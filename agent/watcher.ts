@@ -70,7 +70,7 @@ export function watchSet(spec: SetSpec, handlers: WatchHandlers, ignoreAbsolute:
     // A folder appeared (watch it and what it holds) or vanished (stop watching it).
     lstat(join(spec.root, path)).then(
       (st) => {
-        if (st.isDirectory() && !watchers.has(path)) return watchTree(path);
+        if (st.isDirectory() && !watchers.has(path)) return watchTree(path, true);
         return undefined;
       },
       (error: unknown) => {
@@ -99,8 +99,12 @@ export function watchSet(spec: SetSpec, handlers: WatchHandlers, ignoreAbsolute:
     return true;
   };
 
-  /** Watches a folder and every folder below it, parents first (so nothing created meanwhile goes unseen). */
-  const watchTree = async (top: string): Promise<void> => {
+  /**
+   * Watches a folder and every folder below it, parents first (so nothing created meanwhile goes unseen). For a folder
+   * that appeared (`appeared`), what each listing holds is hinted: an entry made before its folder's watch began raised
+   * no event, and the capture's scan of the new folder may have listed it before that entry was made.
+   */
+  const watchTree = async (top: string, appeared = false): Promise<void> => {
     const pending = [top];
     while (pending.length > 0 && !closed) {
       const dir = pending.pop() ?? "";
@@ -114,7 +118,9 @@ export function watchSet(spec: SetSpec, handlers: WatchHandlers, ignoreAbsolute:
       }
       for (const entry of entries) {
         const path = child(dir, entry.name);
-        if (entry.isDirectory() && !ignored(path)) pending.push(path);
+        if (ignored(path)) continue;
+        if (appeared && !closed) handlers.hint(path);
+        if (entry.isDirectory()) pending.push(path);
       }
     }
   };
