@@ -43,11 +43,6 @@ export class CaptureRetry {
     this.#waitMs = this.#firstMs;
   }
 
-  /** True while a catch-up scan is due. */
-  get pending(): boolean {
-    return this.#timer !== undefined;
-  }
-
   /** A capture or scan failed: a catch-up scan runs after the current wait (one at a time), and the next wait doubles. Returns the wait (ms). */
   failed(): number {
     const wait = this.#waitMs;

@@ -172,8 +172,8 @@ export class SetCapture {
 
   /** Captures every hinted path (and its parent directory, whose mtime moved); a volume's hint reads the volume. */
   processHints(): Promise<number> {
-    // Called directly (an operation, a test): what was gathered is captured now, not again by the timer, which would take
-    // hints added meanwhile from under this call.
+    // Called directly (not by the hints' timer): what was gathered is captured now, not again by the timer, which would
+    // take hints added meanwhile from under this call.
     clearTimeout(this.#hintTimer);
     this.#hintTimer = undefined;
     if (this.#context.spec.volume) {
