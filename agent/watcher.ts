@@ -57,7 +57,7 @@ export function watchSet(spec: SetSpec, handlers: WatchHandlers, ignoreAbsolute:
     }
   };
 
-  const onEvent = (dir: string, name: string | Buffer | null) => {
+  const onEvent = (dir: string, event: string, name: string | Buffer | null) => {
     if (closed) return;
     if (name === null) {
       // The kernel did not say which entry: only a scan of the folder can tell.
@@ -70,7 +70,11 @@ export function watchSet(spec: SetSpec, handlers: WatchHandlers, ignoreAbsolute:
     // A folder appeared (watch it and what it holds) or vanished (stop watching it).
     lstat(join(spec.root, path)).then(
       (st) => {
-        if (st.isDirectory() && !watchers.has(path)) return watchTree(path, true);
+        if (!st.isDirectory()) return undefined;
+        // The folder's entry was made, removed or moved ("rename"): a watch it had may be on a folder removed meanwhile
+        // (rm -r, then mkdir, before this look), which reports nothing of the one there now.
+        if (event === "rename") forget(path);
+        if (!watchers.has(path)) return watchTree(path, true);
         return undefined;
       },
       (error: unknown) => {
@@ -84,7 +88,7 @@ export function watchSet(spec: SetSpec, handlers: WatchHandlers, ignoreAbsolute:
     if (closed || watchers.has(dir)) return false;
     let watcher: FSWatcher;
     try {
-      watcher = watch(join(spec.root, dir), { persistent: true }, (_event, name) => onEvent(dir, name));
+      watcher = watch(join(spec.root, dir), { persistent: true }, (event, name) => onEvent(dir, event, name));
     } catch (error) {
       if (isGone(error)) return false;
       // ENOSPC (out of inotify watches), EMFILE: the agent falls back to timed scans.

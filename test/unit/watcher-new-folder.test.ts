@@ -4,7 +4,7 @@
 // under load), so the watcher hints what its own listing of the new folder
 // holds: its listing comes after the watch began, and closes that window.
 
-import { mkdirSync, writeFileSync } from "node:fs";
+import { mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, afterEach, expect, it } from "vitest";
 import { watchSet, type SetWatcher } from "../../agent/watcher.ts";
@@ -44,5 +44,28 @@ it("does not hint what the set held when the watch began (the start's scan cover
   writeFileSync(join(root.path, "old/b.txt"), "b");
   await eventually(async () => expect(hints).toContain("old/b.txt"), 5_000, 10);
   expect(hints.filter((h) => h !== "old/b.txt")).toEqual([]);
+  root.remove();
+});
+
+it("watches a folder removed and made again before the watcher looked at either event", async () => {
+  const root = tempDir();
+  mkdirSync(join(root.path, "build"));
+  const hints = new Set<string>();
+  const errors: Error[] = [];
+  let ready = false;
+  watcher = watchSet({ name: "s", root: root.path, exclude: [] }, { hint: (p) => hints.add(p), error: (e) => errors.push(e), ready: () => (ready = true) });
+  await eventually(async () => expect(ready).toBe(true), 5_000, 10);
+  // In one go: the watcher's look at "build" (after both events) finds a folder, but not the one it watched.
+  rmSync(join(root.path, "build"), { recursive: true });
+  mkdirSync(join(root.path, "build"));
+  await eventually(
+    async () => {
+      writeFileSync(join(root.path, "build/out.txt"), String(Date.now()));
+      expect([...hints]).toContain("build/out.txt");
+    },
+    5_000,
+    50,
+  );
+  expect(errors).toEqual([]);
   root.remove();
 });
