@@ -10,6 +10,7 @@ import { join } from "node:path";
 import { afterEach, expect, it, vi } from "vitest";
 import { CaptureRetry, type CaptureRetryOptions } from "../../agent/capture-retry.ts";
 import { heldNow, scanFailureNow } from "../../agent/held-files.ts";
+import type { WatchHandlers } from "../../agent/watcher.ts";
 import { findProblems } from "../../agent/set-health.ts";
 import { agentHarness, type Harness } from "../support/harness.ts";
 import { eventually } from "../support/local-cloud.ts";
@@ -197,4 +198,29 @@ it("captures what was hinted when asked directly, though the hints' own timer fi
   } finally {
     vi.useRealTimers();
   }
+});
+
+it("scans again soon when the scan after a watcher error fails", async () => {
+  const timers = new RecordedTimers();
+  let handlers: WatchHandlers | undefined;
+  const harness = agentHarness(SET, {
+    monitorEnabled: true,
+    rescanMs: 60 * 60_000,
+    captureRetry: { firstMs: 1000, setTimer: timers.setTimer },
+    watch: (_spec, handlersOfSet) => {
+      handlers = handlersOfSet;
+      return { close: async () => undefined };
+    },
+  });
+  h = harness;
+  await harness.agent.start();
+  writeFileSync(join(harness.src.path, "missed.txt"), "an event the watcher lost");
+  failAppends(harness, 1);
+  handlers?.error(new Error("watcher overflow"));
+  await eventually(async () => expect(timers.waits).toEqual([1000]), 10_000, 10);
+  expect(scanFailureNow(harness.journal.held, SET)).toMatchObject({ folder: "", error: "Error: disk I/O error" });
+  timers.fire();
+  await eventually(async () => expect(harness.journal.index.entry(SET, "missed.txt")).toBeDefined(), 10_000, 10);
+  await eventually(async () => expect(scanFailureNow(harness.journal.held, SET)).toBeNull(), 10_000, 10);
+  await harness.agent.stop();
 });
