@@ -18,8 +18,8 @@ import { pictureOfSource, pictureOfTarget } from "../support/tree.ts";
 
 const SET = "app";
 let h: Harness | undefined;
-afterEach(() => {
-  h?.close();
+afterEach(async () => {
+  await h?.close();
   h = undefined;
 });
 
