@@ -18,6 +18,7 @@ import type { PackedMarker } from "./sender.ts";
 import type { BusyFileOptions } from "./busy-files.ts";
 import { Backlog } from "./set-backlog.ts";
 import { SetCapture } from "./set-capture.ts";
+import type { CaptureRetryOptions } from "./capture-retry.ts";
 import { SetLane, type SetContext } from "./set-context.ts";
 import { SetOperations, type MarkerRequest, type QueuedMarker, type VerifyOptions } from "./set-operations.ts";
 import { SetRecovery } from "./set-recovery.ts";
@@ -59,6 +60,8 @@ export interface AgentOptions {
   readonly coalesceBytes?: number;
   /** How coalesced files are paced: the next version waits for the target's rebuild of the last, unless the file went quiet (busy-files.ts). */
   readonly busyFiles?: BusyFileOptions;
+  /** When a set is scanned again after a failed capture of the watcher's changes or a failed background scan (capture-retry.ts). @default 1 s, doubling to 5 minutes */
+  readonly captureRetry?: CaptureRetryOptions;
   /** How often a set is scanned once its watcher failed (inotify watches exhausted). @default 30 s */
   readonly pollingScanMs?: number;
   /** How long changes arriving at an idle sender wait for more before they are sent (config `lingerMs`). @default 0 */
@@ -118,7 +121,7 @@ class SetRunner {
     const backlog = new Backlog(context, options.journalLimitBytes ?? DEFAULT_JOURNAL_LIMIT_BYTES);
     const owner = options.owner;
     this.ownerHold = owner ? new OwnerHold({ set: spec.name, hostKeyId: owner.hostKeyId, lookup: owner.lookup, log: agent.log, ...(owner.recheckMs !== undefined ? { recheckMs: owner.recheckMs } : {}) }) : undefined;
-    this.capture = new SetCapture(context, backlog, options.coalesceBytes ?? DEFAULT_COALESCE_BYTES, options.busyFiles);
+    this.capture = new SetCapture(context, backlog, options.coalesceBytes ?? DEFAULT_COALESCE_BYTES, options.busyFiles, options.captureRetry);
     // What operations journal (markers, verifications, resyncs, ...) someone waits on: it is sent without lingering.
     this.operations = new SetOperations({ ...context, wake: () => this.sender.hurry() }, this.capture);
     this.recovery = new SetRecovery(context, this.operations, {
@@ -138,7 +141,7 @@ class SetRunner {
       ...(options.announceReceived ? { announceReceived: options.announceReceived } : {}),
       beforeSend: () => this.recovery.checkContinuity(),
       afterSend: async () => {
-        if (backlog.drained()) await this.capture.scan();
+        if (backlog.drained()) await this.capture.rescan();
         await this.capture.captureWaiting();
       },
     });
@@ -176,11 +179,7 @@ export class Agent {
   /** After a full disk: a scan of every set journals what changed while nothing could be. */
   async #catchUp(): Promise<void> {
     for (const runner of this.#runners.values()) {
-      try {
-        await runner.capture.scan();
-      } catch (error) {
-        if (!this.health.handle(error)) this.log.error("scan failed", { set: runner.spec.name, error: String(error) });
-      }
+      await runner.capture.rescan();
       runner.sender.wake();
     }
   }
@@ -244,7 +243,7 @@ export class Agent {
           } else {
             this.log.warn("watcher error; rescanning the set", { set, error: error.message });
           }
-          runner.capture.scan().catch((e: unknown) => this.health.handle(e) || this.log.error("scan failed", { set, error: String(e) }));
+          void runner.capture.rescan();
         },
       },
       this.options.ignorePaths,
@@ -265,11 +264,7 @@ export class Agent {
     // A volume is read on its own interval: a device's writes raise no watcher events.
     const every = volume ? volume.scanMs : runner.degraded ? this.#pollingScanMs : (this.options.rescanMs ?? DEFAULT_RESCAN_MS);
     const timer = setTimeout(async () => {
-      try {
-        await runner.capture.scan();
-      } catch (error) {
-        if (!this.health.handle(error)) this.log.error("scan failed", { set: runner.spec.name, error: String(error) });
-      }
+      await runner.capture.rescan();
       await this.#recheckOwner(runner);
       this.#scheduleRescan(runner);
     }, every);

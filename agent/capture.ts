@@ -93,6 +93,19 @@ export interface CaptureOptions {
 
 /** Changes that bring the index entry of path in line with the source; [] when it already is. */
 export async function capture(journal: Journal, spec: SetSpec, path: string, options: CaptureOptions = {}): Promise<CaptureResult> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await captureEntry(journal, spec, path, options);
+    } catch (error) {
+      // Removed or replaced between its lstat and its read (an application renaming its files): what is there now counts.
+      // Thrown, the error failed a whole batch of the watcher's changes, or a scan, for one entry that moved on.
+      const code = (error as NodeJS.ErrnoException).code;
+      if ((code !== "ENOENT" && code !== "ENOTDIR") || attempt >= STABLE_READ_ATTEMPTS) throw error;
+    }
+  }
+}
+
+async function captureEntry(journal: Journal, spec: SetSpec, path: string, options: CaptureOptions): Promise<CaptureResult> {
   const abs = join(spec.root, path);
   const st = isExcluded(spec, path) ? undefined : await statOrGone(abs);
   const known = journal.index.entry(spec.name, path);

@@ -10,6 +10,7 @@ import { rm } from "node:fs/promises";
 import { join } from "node:path";
 import { BusyFiles, type BusyFileOptions } from "./busy-files.ts";
 import { capture, deletesFor, type CaptureResult } from "./capture.ts";
+import { CaptureRetry, type CaptureRetryOptions } from "./capture-retry.ts";
 import { captureFailed, HeldFileRecord, namedScan } from "./held-files.ts";
 import { unreadableProblem } from "./skipped-names.ts";
 import { SkippedLog } from "./skipped-log.ts";
@@ -38,13 +39,16 @@ export class SetCapture {
   #hintTimer: NodeJS.Timeout | undefined;
   /** Wakes captureWaiting when the next busy file is due. */
   #dueTimer: NodeJS.Timeout | undefined;
+  /** The catch-up scan after a failed capture or background scan: within seconds, not at the next rescan. */
+  readonly #retry: CaptureRetry;
 
-  constructor(context: SetContext, backlog: Backlog, coalesceBytes: number, busy: BusyFileOptions = {}) {
+  constructor(context: SetContext, backlog: Backlog, coalesceBytes: number, busy: BusyFileOptions = {}, retry: CaptureRetryOptions = {}) {
     this.#context = context;
     this.#backlog = backlog;
     this.#busy = new BusyFiles(coalesceBytes, busy);
     this.#now = busy.now ?? Date.now;
     this.#held = new HeldFileRecord(context.journal, context.spec.name, this.#now);
+    this.#retry = new CaptureRetry(() => this.rescan(), retry);
   }
 
   /** What changed in the set since the index: a scan of the tree, or a read of the volume (all of it when `full`). Run inside the set's lane. */
@@ -52,13 +56,18 @@ export class SetCapture {
     const { journal, spec } = this.#context;
     const { full = false, defer, begun, ...rest } = options;
     // Named in the journal while it runs: the backlog may drain behind it, and `tidemark status` must not say "in sync" then.
-    return namedScan(journal, spec.name, this.#now, () => {
+    const report = namedScan(journal, spec.name, this.#now, () => {
       if (spec.volume) return volumeScan(journal, spec, { full, ...rest });
       // Files of at least a block that moved within the set (found gone at one name, new at another) travel as renames.
       const moved = new VanishedEntries();
       const moves = { vanish: (path: string) => moved.vanish(journal, spec.name, path), renames: (changes: Change[]) => this.#asRenames(changes, moved, new Set(), new Set()) };
       return barrierScan(journal, spec, { ...rest, ...moves, ...(defer ? { defer } : {}), onJournaled: (changes, seqs) => this.#busy.journaled(changes, seqs) });
     }, begun ? { begun } : {});
+    // A whole-set scan that finished journaled whatever a failed capture left out: no catch-up scan is due then.
+    return report.then((done) => {
+      if (done.stopped !== true) this.#retry.succeeded();
+      return done;
+    });
   }
 
   /** A barrier scan within the journal limit; wakes the sender when it journaled anything. */
@@ -77,6 +86,18 @@ export class SetCapture {
     return report;
   }
 
+  /** A scan behind the watcher (its error, the periodic rescan, a catch-up): a failure is logged, and scanned again soon. */
+  async rescan(): Promise<void> {
+    try {
+      await this.scan();
+    } catch (error) {
+      const { health, spec, log } = this.#context;
+      if (health.handle(error)) return;
+      // namedScan named it in the journal: status says scan-failed until a whole-set scan succeeds.
+      log.error("scan failed; scanning the set again soon", { set: spec.name, error: String(error), retryMs: this.#retry.failed() });
+    }
+  }
+
   hint(path: string): void {
     this.#hints.add(path);
     this.#hintTimer ??= setTimeout(() => {
@@ -90,6 +111,7 @@ export class SetCapture {
     this.#hintTimer = undefined;
     clearTimeout(this.#dueTimer);
     this.#dueTimer = undefined;
+    this.#retry.stop();
   }
 
   /** Captures the large files that waited for their previous version to be sent (and paced), once it is. */
@@ -103,6 +125,9 @@ export class SetCapture {
       }
       try {
         await this.processHints();
+      } catch (error) {
+        // Not thrown to a send's afterSend, which would only log it: these paths left the busy files' waiting list.
+        this.#failed(error);
       } finally {
         for (const path of ready) this.#capturing.delete(path);
       }
@@ -117,13 +142,14 @@ export class SetCapture {
   }
 
   /**
-   * A capture of hinted or waiting paths failed: nothing of it reached the index, so the next whole-set scan (after a
-   * full disk: the catch-up scan) finds it again; until then status names it as a failed scan, never in sync.
+   * A capture of hinted or waiting paths failed: nothing of it reached the index, so a whole-set scan (after a full
+   * disk: the catch-up scan) finds it again, within seconds (CaptureRetry); until then status names it as a failed
+   * scan, never in sync.
    */
   #failed(error: unknown): void {
     const { health, journal, spec, log } = this.#context;
     if (health.handle(error)) return;
-    log.error("capture failed; a barrier scan will catch up", { set: spec.name, error: String(error) });
+    log.error("capture failed; a scan of the set catches up", { set: spec.name, error: String(error), retryMs: this.#retry.failed() });
     try {
       captureFailed(journal, spec.name, this.#now, error);
     } catch {
@@ -146,6 +172,10 @@ export class SetCapture {
 
   /** Captures every hinted path (and its parent directory, whose mtime moved); a volume's hint reads the volume. */
   processHints(): Promise<number> {
+    // Called directly (not by the hints' timer): what was gathered is captured now, not again by the timer, which would
+    // take hints added meanwhile from under this call.
+    clearTimeout(this.#hintTimer);
+    this.#hintTimer = undefined;
     if (this.#context.spec.volume) {
       this.#hints.clear();
       return this.scan().then((report) => report.changes);

@@ -216,7 +216,7 @@ const scanFailed: ProblemCheck = (facts) => {
   if (!failed) return [];
   const what = failed.folder === "" ? "the scan of the whole set" : `the scan of folder ${failed.folder} (new in the set)`;
   const retry = failed.agentRunning
-    ? "the agent scans the whole set again at its next rescan (rescanSeconds in the config) and when it restarts; the agent's log names the cause"
+    ? "the agent scans the whole set again soon (within seconds after a failed capture or background scan, waiting twice as long, up to 5 minutes, while that keeps failing; at the latest at its next rescan, rescanSeconds in the config) and when it restarts; the agent's log names the cause"
     : "the agent that ran it is not running: its next start scans the set again";
   return [{ kind: "scan-failed", message: `${what} that began at ${failed.since} failed at ${failed.failedAt}: ${failed.error}; what it had not reached is not journaled: ${retry}` }];
 };

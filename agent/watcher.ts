@@ -57,7 +57,7 @@ export function watchSet(spec: SetSpec, handlers: WatchHandlers, ignoreAbsolute:
     }
   };
 
-  const onEvent = (dir: string, name: string | Buffer | null) => {
+  const onEvent = (dir: string, event: string, name: string | Buffer | null) => {
     if (closed) return;
     if (name === null) {
       // The kernel did not say which entry: only a scan of the folder can tell.
@@ -70,7 +70,11 @@ export function watchSet(spec: SetSpec, handlers: WatchHandlers, ignoreAbsolute:
     // A folder appeared (watch it and what it holds) or vanished (stop watching it).
     lstat(join(spec.root, path)).then(
       (st) => {
-        if (st.isDirectory() && !watchers.has(path)) return watchTree(path);
+        if (!st.isDirectory()) return undefined;
+        // The folder's entry was made, removed or moved ("rename"): a watch it had may be on a folder removed meanwhile
+        // (rm -r, then mkdir, before this look), which reports nothing of the one there now.
+        if (event === "rename") forget(path);
+        if (!watchers.has(path)) return watchTree(path, true);
         return undefined;
       },
       (error: unknown) => {
@@ -84,7 +88,7 @@ export function watchSet(spec: SetSpec, handlers: WatchHandlers, ignoreAbsolute:
     if (closed || watchers.has(dir)) return false;
     let watcher: FSWatcher;
     try {
-      watcher = watch(join(spec.root, dir), { persistent: true }, (_event, name) => onEvent(dir, name));
+      watcher = watch(join(spec.root, dir), { persistent: true }, (event, name) => onEvent(dir, event, name));
     } catch (error) {
       if (isGone(error)) return false;
       // ENOSPC (out of inotify watches), EMFILE: the agent falls back to timed scans.
@@ -99,8 +103,12 @@ export function watchSet(spec: SetSpec, handlers: WatchHandlers, ignoreAbsolute:
     return true;
   };
 
-  /** Watches a folder and every folder below it, parents first (so nothing created meanwhile goes unseen). */
-  const watchTree = async (top: string): Promise<void> => {
+  /**
+   * Watches a folder and every folder below it, parents first (so nothing created meanwhile goes unseen). For a folder
+   * that appeared (`appeared`), what each listing holds is hinted: an entry made before its folder's watch began raised
+   * no event, and the capture's scan of the new folder may have listed it before that entry was made.
+   */
+  const watchTree = async (top: string, appeared = false): Promise<void> => {
     const pending = [top];
     while (pending.length > 0 && !closed) {
       const dir = pending.pop() ?? "";
@@ -114,7 +122,9 @@ export function watchSet(spec: SetSpec, handlers: WatchHandlers, ignoreAbsolute:
       }
       for (const entry of entries) {
         const path = child(dir, entry.name);
-        if (entry.isDirectory() && !ignored(path)) pending.push(path);
+        if (ignored(path)) continue;
+        if (appeared && !closed) handlers.hint(path);
+        if (entry.isDirectory()) pending.push(path);
       }
     }
   };

@@ -57,7 +57,7 @@ it("names a whole-set scan that failed, with when and its error, until a later s
   const problems = findProblems(afterFailure);
   expect(problems.map((p) => p.kind)).toEqual(["scan-failed"]);
   expect(problems[0]?.message).toContain(`the scan of the whole set that began at ${failed?.since} failed at ${failed?.failedAt}: Error: disk I/O error`);
-  expect(problems[0]?.message).toContain("the agent scans the whole set again at its next rescan");
+  expect(problems[0]?.message).toContain("the agent scans the whole set again soon (within seconds after a failed capture or background scan");
   expect(caughtUp(afterFailure)).toBe(false);
 
   // The next scan succeeds: the failure is no longer named, and once the target applied it all the set is in sync.
