@@ -107,6 +107,7 @@ const EXPECTED = new Set([
   "TimeSpecError",
   "PortInUseError",
   "SendsHeldError",
+  "HeldWaitError",
 ]);
 
 main(process.argv.slice(2)).then(

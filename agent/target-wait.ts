@@ -5,6 +5,7 @@
 // wait at once, and a target that stops moving ends it after a bound.
 
 import type { SetStatus } from "../contract/layout.ts";
+import { decideWhileHeld, HeldWaitError, type HeldBy, type HeldDecision, type WhileHeld } from "./held-wait.ts";
 import { OperationTimeoutError, type Progress } from "./operations.ts";
 
 /** The target will never produce what the wait is for. */
@@ -52,6 +53,11 @@ export interface TargetWaitOptions {
   readonly pollMs?: number;
   /** Asked once the target seems stalled: true when a marker's action holds the set's stream, which restarts the stall clock. */
   readonly busy?: () => Promise<boolean>;
+  /**
+   * Who holds this host's sends of the set (held-wait.ts), undefined while they go, and what the wait does then:
+   * an operator's fails at once, the agent's own (a recovery) waits with its stall clock and deadline stopped.
+   */
+  readonly held?: { readonly by: () => Promise<HeldBy | undefined>; readonly policy: WhileHeld };
   readonly onProgress?: (progress: Progress) => void;
   readonly signal?: AbortSignal;
 }
@@ -79,18 +85,21 @@ export async function waitOnTarget<T>(
 ): Promise<T> {
   const started = Date.now();
   const stallMs = options.stallMs ?? DEFAULT_STALL_MS;
-  const deadline = options.timeoutMs !== undefined ? started + options.timeoutMs : Number.POSITIVE_INFINITY;
+  let deadline = options.timeoutMs !== undefined ? started + options.timeoutMs : Number.POSITIVE_INFINITY;
   let stamp: string | undefined;
   let movedAt = started;
+  let polledAt = started;
   for (;;) {
     const found = await read();
     if (found && "done" in found) return found.done;
+    let reached = found !== undefined;
     let says: string;
     let now: string;
     try {
       const status = await readStatus();
       const position = targetPosition(status, record);
       if (position.kind === "never") throw new TargetMismatchError(`${record.what} of set "${record.set}" will never be reached: ${position.reason}; see \`tidemark status\``);
+      if (position.kind === "passed") reached = true;
       if (position.kind === "passed" && !found) {
         // Read again: the result may have been written between the two reads.
         const again = await read();
@@ -117,6 +126,15 @@ export async function waitOnTarget<T>(
       stamp = now;
       movedAt = Date.now();
     }
+    const heldBy = options.held && !reached ? await options.held.by().catch(() => undefined) : undefined;
+    const decision: HeldDecision = options.held ? decideWhileHeld(heldBy, reached, options.held.policy) : { kind: "go" };
+    if (decision.kind === "fail") throw new HeldWaitError(record.what, decision.held);
+    if (decision.kind === "pause") {
+      // The target cannot move while this host sends nothing: the time held counts toward neither limit.
+      movedAt = Date.now();
+      deadline += Date.now() - polledAt;
+    }
+    polledAt = Date.now();
     if (Date.now() - movedAt > stallMs && (await options.busy?.().catch(() => false))) movedAt = Date.now();
     if (Date.now() - movedAt > stallMs) {
       throw new OperationTimeoutError(`gave up waiting for ${record.what} of set "${record.set}": the target has not moved for ${minutes(stallMs)} (${says}); see \`tidemark status\``);

@@ -13,7 +13,7 @@ import { RestoreError, restoreSnapshot, type RestoreResult } from "../restore.ts
 import type { WriteOptions } from "../restore-writer.ts";
 import { parseMoment, restoreAt } from "../restore-at.ts";
 import { stringOption, UsageError, type Command } from "./command.ts";
-import { checkSet, operate } from "./operate.ts";
+import { checkSet, heldAsJson, operate } from "./operate.ts";
 import { withEbsClient, withTargetStore } from "./target-store.ts";
 
 const CONFIG_OPTION = "  --config FILE   config file (default: $TIDEMARK_CONFIG, else ./tidemark.config.json)";
@@ -315,7 +315,12 @@ Examples:
     const keep = Number(keepText);
     if (keepText === undefined || !Number.isInteger(keep) || keep < 0) throw new UsageError(`--keep must be a whole number of snapshots, got "${keepText ?? ""}"`);
     const json = values.json === true;
-    const report = await operate<PruneReport>(config, "/prune", { set, keep }, (deps) => runPrune(deps, set, keep), { quiet: json });
+    let report: PruneReport;
+    try {
+      report = await operate<PruneReport>(config, "/prune", { set, keep }, (deps) => runPrune(deps, set, keep), { quiet: json });
+    } catch (error) {
+      return heldAsJson(error, json);
+    }
     if (json) process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
     else process.stdout.write(`${describePrune(set, report)}\n`);
     return 0;
