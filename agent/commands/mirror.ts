@@ -24,7 +24,9 @@ and hashed, and sent again over the target's cleared block map.
 Orphans (on the target, not on the source) are reported, deleted or moved
 aside as the config's "orphans" setting says. A progress bar shows on a
 terminal; plain lines otherwise. Uses the running agent when there is one,
-else starts one for the duration.
+else starts one for the duration. Exits 1 at once when another key owns the
+set on the target (this host's sends are held until \`tidemark adopt SET\`;
+--json prints "error": "sends-held").
 
 Options:
   --mode MODE     full, diff or checksum (required)

@@ -291,6 +291,9 @@ export const pruneCommand: Command = {
 Keeps the newest N snapshots of a set and deletes the others. The applier
 does the deleting when it reaches the request in the set's stream, so it
 never races a snapshot being taken. Uses the running agent when there is one.
+Exits 1 at once when another key owns the set on the target (this host's
+sends are held until \`tidemark adopt SET\`; --json prints "error":
+"sends-held").
 
 What the target will not delete on a source host's word: a snapshot taken
 inside its protection window (tidemark:pointInTimeDays, 7 days by default)

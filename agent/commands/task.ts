@@ -156,7 +156,9 @@ Options:
   --wait-timeout SEC  give up waiting after this long (the marker stays queued)
                     --wait also gives up, exit code 1 with the reason, when the
                     target left the marker's journal generation, passed it
-                    without a result, or did not move for 10 minutes
+                    without a result, or did not move for 10 minutes, and at
+                    once when another key owns the set (this host's sends are
+                    held until \`tidemark adopt SET\`; --json: "held")
   --json            print the outcome as JSON
   --config FILE     config file (default: $TIDEMARK_CONFIG, else ./tidemark.config.json)
 

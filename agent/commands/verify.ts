@@ -36,7 +36,10 @@ verification: \`tidemark mirror\` reads and sends all their blocks again.
 
 Uses the running agent (tidemark run) when there is one, else starts one for
 the duration. Exit code: 0 when the target matches (or --repair journaled
-the repairs), ${DIFFERENCES_FOUND} when differences were found and not repaired.
+the repairs), ${DIFFERENCES_FOUND} when differences were found and not repaired,
+1 on errors: at once when another key owns the set on the target (this
+host's sends are held until \`tidemark adopt SET\`; --json prints "error":
+"sends-held").
 
 Options:
   --deep          hash both sides (slow: reads everything)
