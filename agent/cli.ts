@@ -108,6 +108,7 @@ const EXPECTED = new Set([
   "PortInUseError",
   "SendsHeldError",
   "HeldWaitError",
+  "RecordNotSentError",
 ]);
 
 main(process.argv.slice(2)).then(

@@ -54,8 +54,8 @@ function readBody(req: IncomingMessage): Promise<unknown> {
   });
 }
 
-/** True when something accepts connections on the socket. */
-function answering(path: string): Promise<boolean> {
+/** True when something accepts connections on the socket (an agent runs on its state dir). */
+export function answering(path: string): Promise<boolean> {
   return new Promise((resolve) => {
     const socket = connect(path);
     socket.once("connect", () => {

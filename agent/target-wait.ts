@@ -22,6 +22,11 @@ export interface AwaitedRecord {
   readonly generation?: string;
 }
 
+/** The record will not reach the target: nothing runs that would send it. */
+export class RecordNotSentError extends Error {
+  override name = "RecordNotSentError";
+}
+
 /** Where the target stands with respect to a record of a journal generation. */
 export type TargetPosition =
   | { kind: "coming"; appliedSeq: number }
@@ -58,6 +63,8 @@ export interface TargetWaitOptions {
    * an operator's fails at once, the agent's own (a recovery) waits with its stall clock and deadline stopped.
    */
   readonly held?: { readonly by: () => Promise<HeldBy | undefined>; readonly policy: WhileHeld };
+  /** Why the record will not be sent (no agent runs to send it), undefined while it may be; asked while the target has not reached it. */
+  readonly unsent?: () => Promise<string | undefined>;
   readonly onProgress?: (progress: Progress) => void;
   readonly signal?: AbortSignal;
 }
@@ -129,6 +136,8 @@ export async function waitOnTarget<T>(
     const heldBy = options.held && !reached ? await options.held.by().catch(() => undefined) : undefined;
     const decision: HeldDecision = options.held ? decideWhileHeld(heldBy, reached, options.held.policy) : { kind: "go" };
     if (decision.kind === "fail") throw new HeldWaitError(record.what, decision.held);
+    const unsent = options.unsent && !reached ? await options.unsent() : undefined;
+    if (unsent !== undefined) throw new RecordNotSentError(`${record.what} of set "${record.set}" will not be reached: ${unsent}`);
     if (decision.kind === "pause") {
       // The target cannot move while this host sends nothing: the time held counts toward neither limit.
       movedAt = Date.now();

@@ -237,7 +237,7 @@ Examples:
       // Another key owning the set holds this host's sends: the marker would never reach the target.
       const hostKey = readHostKey(config.stateDir);
       try {
-        const { heldByOwnerRecord, waitForTask } = await import("../task-results.ts");
+        const { heldByOwnerRecord, unsentWithoutAgent, waitForTask } = await import("../task-results.ts");
         result = await withTargetStore(config, (store) =>
           waitForTask(store, set, marker.id, {
             seq: marker.seq,
@@ -245,6 +245,8 @@ Examples:
             ...(waitTimeout !== undefined ? { timeoutMs: waitTimeout * 1000 } : {}),
             ...(view ? { onProgress: (p) => view.update(p) } : {}),
             ...(hostKey ? { held: { by: heldByOwnerRecord(store, set, hostKey.keyId), policy: "fail" } } : {}),
+            // An agent that stops during the wait leaves an unsent marker unsent: said at once, not after the stall limit.
+            unsent: unsentWithoutAgent(config.stateDir, set, marker),
           }),
         );
       } catch (error) {

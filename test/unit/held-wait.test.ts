@@ -11,10 +11,11 @@ import { generateSigningKey } from "../../contract/signing.ts";
 import { callControl, controlSocketPath, startControlServer } from "../../agent/control.ts";
 import { decideWhileHeld, HeldWaitError, type HeldBy, type WhileHeld } from "../../agent/held-wait.ts";
 import { OperationTimeoutError } from "../../agent/operations.ts";
-import { heldByOwnerRecord, waitForTask } from "../../agent/task-results.ts";
-import { waitOnTarget, type Found } from "../../agent/target-wait.ts";
+import { heldByOwnerRecord, unsentWithoutAgent, waitForTask } from "../../agent/task-results.ts";
+import { RecordNotSentError, waitOnTarget, type Found } from "../../agent/target-wait.ts";
 import { writeOwner } from "../../lambdas/target/owner.ts";
 import { MemoryStore } from "../../lambdas/store/memory-store.ts";
+import { agentHarness } from "../support/harness.ts";
 import { eventually } from "../support/local-cloud.ts";
 import { ownerRecordFor } from "../support/messages.ts";
 import { tempDir } from "../support/tree.ts";
@@ -167,5 +168,32 @@ it("carries a held wait over the control socket as the same error, so the comman
     expect(failed instanceof Error ? failed.message : "").toBe(new HeldWaitError("the verification (seq 5)", HELD).message);
   } finally {
     await server.close();
+  }
+});
+
+it("task --wait: an agent that stopped with the marker unsent ends the wait with the reason; a sent marker, or an agent answering, waits on", async () => {
+  const h = agentHarness(SET);
+  try {
+    await h.agent.start();
+    const marker = await h.agent.insertMarker(SET, { fields: { action: "snapshot", timeoutSeconds: 0 } });
+    const unsent = unsentWithoutAgent(h.state.path, SET, marker, 0);
+    // Nobody answers on the state folder's control socket and the journal has not sent the marker.
+    expect(await unsent()).toContain(`no agent is running on ${h.state.path} to send it (the journal sent up to seq 0)`);
+    const failed = await waitForTask(h.store, SET, marker.id, { seq: marker.seq, generation: marker.generation, pollMs: 1, stallMs: 60_000, unsent }).catch((error: unknown) => error);
+    expect(failed).toBeInstanceOf(RecordNotSentError);
+    expect(failed instanceof Error ? failed.message : "").toContain(`task ${marker.id} (seq ${marker.seq}) of set "${SET}" will not be reached: no agent is running`);
+
+    // An agent answering sends it.
+    const server = await startControlServer(controlSocketPath(h.state.path), {});
+    try {
+      expect(await unsent()).toBeUndefined();
+    } finally {
+      await server.close();
+    }
+    // Sent: the target gets it whether or not an agent still runs.
+    await h.agent.drain(SET);
+    expect(await unsent()).toBeUndefined();
+  } finally {
+    await h.close();
   }
 });
