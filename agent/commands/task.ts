@@ -158,7 +158,9 @@ Options:
                     target left the marker's journal generation, passed it
                     without a result, or did not move for 10 minutes, and at
                     once when another key owns the set (this host's sends are
-                    held until \`tidemark adopt SET\`; --json: "held")
+                    held until \`tidemark adopt SET\`; --json: "held") or
+                    when no agent runs to send the marker (the agent stopped
+                    during the wait: it is sent when \`tidemark run\` starts)
   --json            print the outcome as JSON
   --config FILE     config file (default: $TIDEMARK_CONFIG, else ./tidemark.config.json)
 
