@@ -72,6 +72,10 @@ function waitForReport<T>(deps: OperationDeps, what: string, read: () => Promise
       ...(deps.stallMs !== undefined ? { stallMs: deps.stallMs } : {}),
       ...(deps.markerRunning ? { busy: () => deps.markerRunning?.(set) ?? Promise.resolve(false) } : {}),
       held: { by: () => deps.agent.sendsHeldBy(set), policy: deps.whileHeld ?? "fail" },
+      stuck: () => {
+        const error = deps.agent.journal.sets.counters(set).lastSendError;
+        return error === null ? undefined : `this host's sends of the set fail (retried): ${error}`;
+      },
       ...(deps.pollMs !== undefined ? { pollMs: deps.pollMs } : {}),
       ...(deps.onProgress ? { onProgress: deps.onProgress } : {}),
       ...(deps.signal ? { signal: deps.signal } : {}),

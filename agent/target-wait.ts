@@ -63,6 +63,8 @@ export interface TargetWaitOptions {
    * an operator's fails at once, the agent's own (a recovery) waits with its stall clock and deadline stopped.
    */
   readonly held?: { readonly by: () => Promise<HeldBy | undefined>; readonly policy: WhileHeld };
+  /** What this host knows of why the target does not move (its sends failing): said when the wait gives up. */
+  readonly stuck?: () => string | undefined;
   /** Why the record will not be sent (no agent runs to send it), undefined while it may be; asked while the target has not reached it. */
   readonly unsent?: () => Promise<string | undefined>;
   readonly onProgress?: (progress: Progress) => void;
@@ -76,6 +78,11 @@ const DEFAULT_STALL_MS = 10 * 60_000;
 
 function minutes(ms: number): string {
   return ms >= 60_000 ? `${Math.round(ms / 60_000)} min` : `${Math.round(ms / 1000)} s`;
+}
+
+function stuckNote(options: TargetWaitOptions): string {
+  const stuck = options.stuck?.();
+  return stuck ? `; ${stuck}` : "";
 }
 
 /**
@@ -146,11 +153,11 @@ export async function waitOnTarget<T>(
     polledAt = Date.now();
     if (Date.now() - movedAt > stallMs && (await options.busy?.().catch(() => false))) movedAt = Date.now();
     if (Date.now() - movedAt > stallMs) {
-      throw new OperationTimeoutError(`gave up waiting for ${record.what} of set "${record.set}": the target has not moved for ${minutes(stallMs)} (${says}); see \`tidemark status\``);
+      throw new OperationTimeoutError(`gave up waiting for ${record.what} of set "${record.set}": the target has not moved for ${minutes(stallMs)} (${says})${stuckNote(options)}; see \`tidemark status\``);
     }
     if (Date.now() > deadline) {
       const where = found ? "it is still running" : "the target has not reached it";
-      throw new OperationTimeoutError(`${record.what} of set "${record.set}" is not done: ${where} (${says}); see \`tidemark status\``);
+      throw new OperationTimeoutError(`${record.what} of set "${record.set}" is not done: ${where} (${says})${stuckNote(options)}; see \`tidemark status\``);
     }
     options.signal?.throwIfAborted();
     await new Promise((resolve) => setTimeout(resolve, options.pollMs ?? 500));

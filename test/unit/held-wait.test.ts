@@ -3,14 +3,16 @@
 // begins, with the owner's key and `tidemark adopt`; the agent's own wait
 // (a recovery) goes on, its stall clock and deadline stopped, and ends with
 // the result once the hold ends. A record the target already reached is not
-// affected by the hold.
+// affected by the hold. Other waits that could only run out the stall limit:
+// `task --wait` after the agent stopped with the marker unsent ends at once,
+// and a wait that gives up says when this host's sends are failing.
 
 import { afterEach, beforeEach, expect, it } from "vitest";
 import { initialStatus, type SetStatus } from "../../contract/layout.ts";
 import { generateSigningKey } from "../../contract/signing.ts";
 import { callControl, controlSocketPath, startControlServer } from "../../agent/control.ts";
 import { decideWhileHeld, HeldWaitError, type HeldBy, type WhileHeld } from "../../agent/held-wait.ts";
-import { OperationTimeoutError } from "../../agent/operations.ts";
+import { OperationTimeoutError, runVerify } from "../../agent/operations.ts";
 import { heldByOwnerRecord, unsentWithoutAgent, waitForTask } from "../../agent/task-results.ts";
 import { RecordNotSentError, waitOnTarget, type Found } from "../../agent/target-wait.ts";
 import { writeOwner } from "../../lambdas/target/owner.ts";
@@ -193,6 +195,20 @@ it("task --wait: an agent that stopped with the marker unsent ends the wait with
     // Sent: the target gets it whether or not an agent still runs.
     await h.agent.drain(SET);
     expect(await unsent()).toBeUndefined();
+  } finally {
+    await h.close();
+  }
+});
+
+it("a verification that gives up on a target that does not move says why this host's sends do not reach it", async () => {
+  const h = agentHarness(SET);
+  try {
+    await h.agent.start();
+    h.journal.sets.recordSendError(SET, "connect ECONNREFUSED 127.0.0.1:9");
+    const deps = { ...h.operations(), readReport: async () => undefined, stallMs: 20 };
+    const failed = await runVerify(deps, SET, { deep: false, repair: false, orphans: "delete" }).catch((error: unknown) => error);
+    expect(failed).toBeInstanceOf(OperationTimeoutError);
+    expect(failed instanceof Error ? failed.message : "").toMatch(/the target has not moved for 0 s \(.*\); this host's sends of the set fail \(retried\): connect ECONNREFUSED 127\.0\.0\.1:9; see `tidemark status`/);
   } finally {
     await h.close();
   }
