@@ -29,6 +29,7 @@ import type { Transport } from "./transport/transport.ts";
 import { watchSet, type SetWatcher } from "./watcher.ts";
 import { StartInterruptedError, throwIfInterrupted } from "./interrupt.ts";
 import { watchVolume } from "./volume.ts";
+import { heldNow, type HeldBy } from "./held-wait.ts";
 
 export type { MarkerRequest, QueuedMarker, VerifyOptions } from "./set-operations.ts";
 export { lingerBeforeSend } from "./set-sender.ts";
@@ -321,6 +322,12 @@ export class Agent {
   /** True while the set's sends are held: the target's owner record names another key than this host's. */
   sendsHeld(set: string): boolean {
     return this.#runner(set).ownerHold?.held ?? false;
+  }
+
+  /** Who holds the set's sends (another key owns it), undefined while they go; the owner record is read again when due. */
+  sendsHeldBy(set: string): Promise<HeldBy | undefined> {
+    const hold = this.#runner(set).ownerHold;
+    return hold ? heldNow(hold) : Promise.resolve(undefined);
   }
 
   /** True while the set's changes wait for more to share their message (lingerMs). */

@@ -107,6 +107,8 @@ const EXPECTED = new Set([
   "TimeSpecError",
   "PortInUseError",
   "SendsHeldError",
+  "HeldWaitError",
+  "RecordNotSentError",
 ]);
 
 main(process.argv.slice(2)).then(

@@ -9,6 +9,7 @@ import { tmpdir } from "node:os";
 import { createServer, request, type IncomingMessage, type Server } from "node:http";
 import { connect } from "node:net";
 import { join } from "node:path";
+import { HeldWaitError, HeldWaitReportSchema, heldWaitErrorOf } from "./held-wait.ts";
 
 export const CONTROL_SOCKET = "control.sock";
 
@@ -53,8 +54,8 @@ function readBody(req: IncomingMessage): Promise<unknown> {
   });
 }
 
-/** True when something accepts connections on the socket. */
-function answering(path: string): Promise<boolean> {
+/** True when something accepts connections on the socket (an agent runs on its state dir). */
+export function answering(path: string): Promise<boolean> {
   return new Promise((resolve) => {
     const socket = connect(path);
     socket.once("connect", () => {
@@ -88,7 +89,8 @@ export async function startControlServer(path: string, routes: Record<string, Co
       .then((body) => route(body, (event) => send({ progress: event })))
       .then(
         (result) => res.end(`${JSON.stringify({ result })}\n`),
-        (error: unknown) => res.end(`${JSON.stringify({ error: error instanceof Error ? error.message : String(error) })}\n`),
+        (error: unknown) =>
+          res.end(`${JSON.stringify({ error: error instanceof Error ? error.message : String(error), ...(error instanceof HeldWaitError ? { heldWait: error.toJSON() } : {}) })}\n`),
       );
   });
   await new Promise<void>((resolve, reject) => {
@@ -121,11 +123,13 @@ export function callControl(path: string, route: string, body: unknown, onProgre
           buffer = buffer.slice(newline + 1);
           newline = buffer.indexOf("\n");
           if (line === "") continue;
-          const message = JSON.parse(line) as { progress?: unknown; result?: unknown; error?: string };
+          const message = JSON.parse(line) as { progress?: unknown; result?: unknown; error?: string; heldWait?: unknown };
           if ("progress" in message) onProgress(message.progress);
           else if ("error" in message) {
             settled = true;
-            reject(new ControlError(message.error ?? "the agent failed"));
+            // A set held by another key's ownership is named as such, so a command can say it (and print it as JSON).
+            const held = HeldWaitReportSchema.safeParse(message.heldWait);
+            reject(held.success ? heldWaitErrorOf(held.data) : new ControlError(message.error ?? "the agent failed"));
           } else {
             settled = true;
             resolve(message.result);

@@ -6,6 +6,7 @@ import type { PruneReport } from "../contract/tasks.ts";
 import type { Agent, QueuedMarker } from "./agent.ts";
 import type { TaskFields } from "../contract/tasks.ts";
 import type { ScanReport } from "./scan.ts";
+import type { WhileHeld } from "./held-wait.ts";
 import { waitOnTarget } from "./target-wait.ts";
 
 export const MIRROR_MODES = ["full", "diff", "checksum"] as const;
@@ -39,6 +40,12 @@ export interface OperationDeps {
   readonly pollMs?: number;
   /** Ends a wait on the target at once: the agent is stopping, and no wait may keep its process alive. */
   readonly signal?: AbortSignal;
+  /**
+   * What a wait on the target does while the set's sends are held (another key owns it, held-wait.ts): an
+   * operator's operation fails at once, the agent's own (recoverSet, the mirror on start) waits for the hold to end.
+   * @default "fail"
+   */
+  readonly whileHeld?: WhileHeld;
 }
 
 export class OperationTimeoutError extends Error {
@@ -64,6 +71,11 @@ function waitForReport<T>(deps: OperationDeps, what: string, read: () => Promise
       timeoutMs: deps.timeoutMs ?? 30 * 60_000,
       ...(deps.stallMs !== undefined ? { stallMs: deps.stallMs } : {}),
       ...(deps.markerRunning ? { busy: () => deps.markerRunning?.(set) ?? Promise.resolve(false) } : {}),
+      held: { by: () => deps.agent.sendsHeldBy(set), policy: deps.whileHeld ?? "fail" },
+      stuck: () => {
+        const error = deps.agent.journal.sets.counters(set).lastSendError;
+        return error === null ? undefined : `this host's sends of the set fail (retried): ${error}`;
+      },
       ...(deps.pollMs !== undefined ? { pollMs: deps.pollMs } : {}),
       ...(deps.onProgress ? { onProgress: deps.onProgress } : {}),
       ...(deps.signal ? { signal: deps.signal } : {}),
@@ -91,7 +103,10 @@ export async function runVerify(
  * what a verification finds missing or different. Each ends with that
  * verification deleting (or moving aside) what the source no longer holds.
  */
-export async function recoverSet(deps: OperationDeps, set: string, reason: string, mode: MirrorMode, orphans: OrphanPolicy): Promise<void> {
+export async function recoverSet(given: OperationDeps, set: string, reason: string, mode: MirrorMode, orphans: OrphanPolicy): Promise<void> {
+  // The agent's own wait: a hold (another key owns the set) pauses it until `tidemark adopt`, whatever the caller
+  // asked; failing it would only journal the recovery again at the next status read.
+  const deps: OperationDeps = { ...given, whileHeld: "wait" };
   // A volume has no verification: every block is read again and the target's block map rebuilt.
   if (deps.agent.isVolume(set)) {
     await deps.agent.fullMirror(set, reason);

@@ -6,6 +6,7 @@
 // a record read and naming another key holds: none (a set's first use), an
 // unreadable one or a failed read never does.
 
+import { describeHold, type HeldBy } from "./held-wait.ts";
 import type { Logger } from "./log.ts";
 
 /** What the hold needs of a set's owner record; undefined when the target has none. */
@@ -65,8 +66,14 @@ export class OwnerHold {
 
   /** Why the sends are held (undefined when they go): the key the owner record names instead of this host's. */
   get reason(): string | undefined {
+    const held = this.heldBy;
+    return held && describeHold(held);
+  }
+
+  /** Who holds the sends (undefined when they go): the key the owner record names, and this host's. */
+  get heldBy(): HeldBy | undefined {
     if (this.#heldBy === undefined) return undefined;
-    return `the target's owner record names key ${this.#heldBy} (since ${this.#heldSince}), not this host's key ${this.#options.hostKeyId}`;
+    return { set: this.#options.set, ownerKeyId: this.#heldBy, ownerSince: this.#heldSince, hostKeyId: this.#options.hostKeyId };
   }
 
   /** How many times the owner record was read (or its read failed). */

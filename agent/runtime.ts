@@ -248,9 +248,10 @@ export async function startAgent(config: AgentConfig, log: Logger, options: { ig
   }
   if (config.mirror.onStart !== "scan") {
     const mode = config.mirror.onStart;
-    // In the background: the agent replicates meanwhile, and the mirror's verification waits on the stream.
+    // In the background: the agent replicates meanwhile, and the mirror's verification waits on the stream (while
+    // another key owns the set too: the agent's own wait goes on once `tidemark adopt` ends the hold).
     for (const set of agent.sets) {
-      runMirror(operations(), set, mode, config.orphans).then(
+      runMirror({ ...operations(), whileHeld: "wait" }, set, mode, config.orphans).then(
         (result) => log.info("mirror on start done", { set, mode, repaired: result.verify?.repaired ?? 0 }),
         (error: unknown) => log.error("mirror on start failed", { set, mode, error: String(error) }),
       );

@@ -5,6 +5,7 @@
 // wait at once, and a target that stops moving ends it after a bound.
 
 import type { SetStatus } from "../contract/layout.ts";
+import { decideWhileHeld, HeldWaitError, type HeldBy, type HeldDecision, type WhileHeld } from "./held-wait.ts";
 import { OperationTimeoutError, type Progress } from "./operations.ts";
 
 /** The target will never produce what the wait is for. */
@@ -19,6 +20,11 @@ export interface AwaitedRecord {
   readonly seq?: number;
   /** The journal generation the record was journaled in; without it, seqs are compared as they are. */
   readonly generation?: string;
+}
+
+/** The record will not reach the target: nothing runs that would send it. */
+export class RecordNotSentError extends Error {
+  override name = "RecordNotSentError";
 }
 
 /** Where the target stands with respect to a record of a journal generation. */
@@ -52,6 +58,15 @@ export interface TargetWaitOptions {
   readonly pollMs?: number;
   /** Asked once the target seems stalled: true when a marker's action holds the set's stream, which restarts the stall clock. */
   readonly busy?: () => Promise<boolean>;
+  /**
+   * Who holds this host's sends of the set (held-wait.ts), undefined while they go, and what the wait does then:
+   * an operator's fails at once, the agent's own (a recovery) waits with its stall clock and deadline stopped.
+   */
+  readonly held?: { readonly by: () => Promise<HeldBy | undefined>; readonly policy: WhileHeld };
+  /** What this host knows of why the target does not move (its sends failing): said when the wait gives up. */
+  readonly stuck?: () => string | undefined;
+  /** Why the record will not be sent (no agent runs to send it), undefined while it may be; asked while the target has not reached it. */
+  readonly unsent?: () => Promise<string | undefined>;
   readonly onProgress?: (progress: Progress) => void;
   readonly signal?: AbortSignal;
 }
@@ -63,6 +78,11 @@ const DEFAULT_STALL_MS = 10 * 60_000;
 
 function minutes(ms: number): string {
   return ms >= 60_000 ? `${Math.round(ms / 60_000)} min` : `${Math.round(ms / 1000)} s`;
+}
+
+function stuckNote(options: TargetWaitOptions): string {
+  const stuck = options.stuck?.();
+  return stuck ? `; ${stuck}` : "";
 }
 
 /**
@@ -79,18 +99,21 @@ export async function waitOnTarget<T>(
 ): Promise<T> {
   const started = Date.now();
   const stallMs = options.stallMs ?? DEFAULT_STALL_MS;
-  const deadline = options.timeoutMs !== undefined ? started + options.timeoutMs : Number.POSITIVE_INFINITY;
+  let deadline = options.timeoutMs !== undefined ? started + options.timeoutMs : Number.POSITIVE_INFINITY;
   let stamp: string | undefined;
   let movedAt = started;
+  let polledAt = started;
   for (;;) {
     const found = await read();
     if (found && "done" in found) return found.done;
+    let reached = found !== undefined;
     let says: string;
     let now: string;
     try {
       const status = await readStatus();
       const position = targetPosition(status, record);
       if (position.kind === "never") throw new TargetMismatchError(`${record.what} of set "${record.set}" will never be reached: ${position.reason}; see \`tidemark status\``);
+      if (position.kind === "passed") reached = true;
       if (position.kind === "passed" && !found) {
         // Read again: the result may have been written between the two reads.
         const again = await read();
@@ -117,13 +140,24 @@ export async function waitOnTarget<T>(
       stamp = now;
       movedAt = Date.now();
     }
+    const heldBy = options.held && !reached ? await options.held.by().catch(() => undefined) : undefined;
+    const decision: HeldDecision = options.held ? decideWhileHeld(heldBy, reached, options.held.policy) : { kind: "go" };
+    if (decision.kind === "fail") throw new HeldWaitError(record.what, decision.held);
+    const unsent = options.unsent && !reached ? await options.unsent() : undefined;
+    if (unsent !== undefined) throw new RecordNotSentError(`${record.what} of set "${record.set}" will not be reached: ${unsent}`);
+    if (decision.kind === "pause") {
+      // The target cannot move while this host sends nothing: the time held counts toward neither limit.
+      movedAt = Date.now();
+      deadline += Date.now() - polledAt;
+    }
+    polledAt = Date.now();
     if (Date.now() - movedAt > stallMs && (await options.busy?.().catch(() => false))) movedAt = Date.now();
     if (Date.now() - movedAt > stallMs) {
-      throw new OperationTimeoutError(`gave up waiting for ${record.what} of set "${record.set}": the target has not moved for ${minutes(stallMs)} (${says}); see \`tidemark status\``);
+      throw new OperationTimeoutError(`gave up waiting for ${record.what} of set "${record.set}": the target has not moved for ${minutes(stallMs)} (${says})${stuckNote(options)}; see \`tidemark status\``);
     }
     if (Date.now() > deadline) {
       const where = found ? "it is still running" : "the target has not reached it";
-      throw new OperationTimeoutError(`${record.what} of set "${record.set}" is not done: ${where} (${says}); see \`tidemark status\``);
+      throw new OperationTimeoutError(`${record.what} of set "${record.set}" is not done: ${where} (${says})${stuckNote(options)}; see \`tidemark status\``);
     }
     options.signal?.throwIfAborted();
     await new Promise((resolve) => setTimeout(resolve, options.pollMs ?? 500));

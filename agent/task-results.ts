@@ -2,7 +2,12 @@
 // one, `tidemark tasks` lists a set's history.
 
 import { isFinished, type TaskResult } from "../contract/tasks.ts";
-import { listTasks, readSetStatus, readTaskResult, type TargetStore } from "../lambdas/target/index.ts";
+import { listTasks, readOwner, readSetStatus, readTaskResult, type TargetStore } from "../lambdas/target/index.ts";
+import { answering, controlSocketPath } from "./control.ts";
+import { heldNow, type HeldBy } from "./held-wait.ts";
+import { Journal } from "./journal.ts";
+import { silentLogger } from "./log.ts";
+import { OwnerHold } from "./owner-hold.ts";
 import { waitOnTarget, type TargetWaitOptions } from "./target-wait.ts";
 
 export interface WaitOptions extends TargetWaitOptions {
@@ -33,4 +38,49 @@ export async function waitForTask(store: TargetStore, set: string, id: string, o
 /** True when a marker's action of the set is running (it may hold the set's stream). */
 export async function markerRunning(store: TargetStore, set: string): Promise<boolean> {
   return (await listTasks(store, set)).some((result) => !isFinished(result));
+}
+
+/** How often a command waiting on the target (`task --wait`) reads the set's owner record again. */
+export const WAIT_OWNER_RECHECK_MS = 10_000;
+
+/**
+ * Who holds this host's sends of the set, as a command outside the agent sees it: the target's owner record
+ * naming another key than the host's (read again every WAIT_OWNER_RECHECK_MS, so a hold that begins during the
+ * wait ends it too). As in the agent, a missing or unreadable record never holds.
+ */
+export function heldByOwnerRecord(store: TargetStore, set: string, hostKeyId: string, recheckMs = WAIT_OWNER_RECHECK_MS): () => Promise<HeldBy | undefined> {
+  const hold = new OwnerHold({ set, hostKeyId, lookup: (s) => readOwner(store, s), log: silentLogger, recheckMs });
+  return () => heldNow(hold);
+}
+
+/** How often a command waiting on the target (`task --wait`) looks for an agent that would send the marker. */
+export const WAIT_AGENT_CHECK_MS = 10_000;
+
+/**
+ * Why the marker will not reach the target, as a command outside the agent sees it: no agent runs on the state
+ * folder (it stopped during the wait) and the journal has not sent the marker. A marker already sent, one of
+ * another journal generation (the target-side checks name that) or a journal that cannot be read say nothing.
+ */
+export function unsentWithoutAgent(stateDir: string, set: string, marker: { readonly seq: number; readonly generation: string }, everyMs = WAIT_AGENT_CHECK_MS): () => Promise<string | undefined> {
+  const socket = controlSocketPath(stateDir);
+  let checkedAt = Number.NEGATIVE_INFINITY;
+  return async () => {
+    if (Date.now() - checkedAt < everyMs) return undefined;
+    checkedAt = Date.now();
+    if (await answering(socket)) return undefined;
+    let sentSeq: number | undefined;
+    try {
+      const journal = Journal.open(stateDir);
+      try {
+        if (journal.sets.knownGeneration(set)?.id === marker.generation) sentSeq = journal.sets.counters(set).sentSeq;
+      } finally {
+        journal.close();
+      }
+    } catch {
+      return undefined;
+    }
+    // An agent that started meanwhile sends it.
+    if (sentSeq === undefined || sentSeq >= marker.seq || (await answering(socket))) return undefined;
+    return `no agent is running on ${stateDir} to send it (the journal sent up to seq ${sentSeq}); it stays journaled and is sent when \`tidemark run\` starts again`;
+  };
 }

@@ -5,7 +5,7 @@ import { configPath, loadConfig } from "../config.ts";
 import { formatBytes } from "../format.ts";
 import { MIRROR_MODES, runMirror, type MirrorMode, type MirrorResult } from "../operations.ts";
 import { stringOption, UsageError, type Command } from "./command.ts";
-import { checkSet, operate } from "./operate.ts";
+import { checkSet, heldAsJson, operate } from "./operate.ts";
 
 export const mirrorCommand: Command = {
   name: "mirror",
@@ -24,7 +24,9 @@ and hashed, and sent again over the target's cleared block map.
 Orphans (on the target, not on the source) are reported, deleted or moved
 aside as the config's "orphans" setting says. A progress bar shows on a
 terminal; plain lines otherwise. Uses the running agent when there is one,
-else starts one for the duration.
+else starts one for the duration. Exits 1 at once when another key owns the
+set on the target (this host's sends are held until \`tidemark adopt SET\`;
+--json prints "error": "sends-held").
 
 Options:
   --mode MODE     full, diff or checksum (required)
@@ -45,7 +47,12 @@ Examples:
     const config = loadConfig(configPath(stringOption(values.config)));
     const set = checkSet(config, positionals[0], "mirror");
     const json = values.json === true;
-    const result = await operate<MirrorResult>(config, "/mirror", { set, mode }, (deps) => runMirror(deps, set, mode as MirrorMode, config.orphans), { quiet: json });
+    let result: MirrorResult;
+    try {
+      result = await operate<MirrorResult>(config, "/mirror", { set, mode }, (deps) => runMirror(deps, set, mode as MirrorMode, config.orphans), { quiet: json });
+    } catch (error) {
+      return heldAsJson(error, json);
+    }
     if (json) {
       process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
       return 0;

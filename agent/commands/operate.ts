@@ -4,6 +4,7 @@
 
 import type { AgentConfig } from "../config.ts";
 import { callControl, controlSocketPath, NoAgentError } from "../control.ts";
+import { HeldWaitError } from "../held-wait.ts";
 import type { OperationDeps, Progress } from "../operations.ts";
 import { createProgressView } from "../progress.ts";
 import { UsageError } from "./command.ts";
@@ -45,4 +46,15 @@ export async function operate<T>(
     view?.done();
     await running.stop();
   }
+}
+
+/**
+ * A wait the set's held sends cut short (another key owns it), under --json: its report on stdout (what a script
+ * reads: the owner's key and the way out) and the reason on stderr, exit code 1. Any other error goes on.
+ */
+export function heldAsJson(error: unknown, json: boolean): number {
+  if (!json || !(error instanceof HeldWaitError)) throw error;
+  process.stdout.write(`${JSON.stringify(error, null, 2)}\n`);
+  process.stderr.write(`tidemark: ${error.message}\n`);
+  return 1;
 }

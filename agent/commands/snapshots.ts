@@ -13,7 +13,7 @@ import { RestoreError, restoreSnapshot, type RestoreResult } from "../restore.ts
 import type { WriteOptions } from "../restore-writer.ts";
 import { parseMoment, restoreAt } from "../restore-at.ts";
 import { stringOption, UsageError, type Command } from "./command.ts";
-import { checkSet, operate } from "./operate.ts";
+import { checkSet, heldAsJson, operate } from "./operate.ts";
 import { withEbsClient, withTargetStore } from "./target-store.ts";
 
 const CONFIG_OPTION = "  --config FILE   config file (default: $TIDEMARK_CONFIG, else ./tidemark.config.json)";
@@ -291,6 +291,9 @@ export const pruneCommand: Command = {
 Keeps the newest N snapshots of a set and deletes the others. The applier
 does the deleting when it reaches the request in the set's stream, so it
 never races a snapshot being taken. Uses the running agent when there is one.
+Exits 1 at once when another key owns the set on the target (this host's
+sends are held until \`tidemark adopt SET\`; --json prints "error":
+"sends-held").
 
 What the target will not delete on a source host's word: a snapshot taken
 inside its protection window (tidemark:pointInTimeDays, 7 days by default)
@@ -315,7 +318,12 @@ Examples:
     const keep = Number(keepText);
     if (keepText === undefined || !Number.isInteger(keep) || keep < 0) throw new UsageError(`--keep must be a whole number of snapshots, got "${keepText ?? ""}"`);
     const json = values.json === true;
-    const report = await operate<PruneReport>(config, "/prune", { set, keep }, (deps) => runPrune(deps, set, keep), { quiet: json });
+    let report: PruneReport;
+    try {
+      report = await operate<PruneReport>(config, "/prune", { set, keep }, (deps) => runPrune(deps, set, keep), { quiet: json });
+    } catch (error) {
+      return heldAsJson(error, json);
+    }
     if (json) process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
     else process.stdout.write(`${describePrune(set, report)}\n`);
     return 0;

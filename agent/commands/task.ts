@@ -6,7 +6,10 @@ import type { QueuedMarker } from "../agent.ts";
 import { configPath, loadConfig, type AgentConfig } from "../config.ts";
 import { escapeControl, formatBytes, table } from "../format.ts";
 import { describeHook, hookSucceeded, runHook, type HookResult } from "../hooks.ts";
+import type { SigningKey } from "../../contract/signing.ts";
+import { HeldWaitError } from "../held-wait.ts";
 import { queueTask, TasksDisabledError } from "../operations.ts";
+import { readOwnerKey } from "../owner-key.ts";
 import { createProgressView } from "../progress.ts";
 import { stringOption, UsageError, type Command } from "./command.ts";
 import { checkSet, operate } from "./operate.ts";
@@ -80,6 +83,15 @@ export function describeResult(result: TaskResult): string {
   return `task ${result.id} ${result.status}${took}${detail ? `: ${detail}` : ""}`;
 }
 
+/** This host's signing key, for telling whether another key owns the set; a wait goes on without it when unreadable. */
+function readHostKey(stateDir: string): SigningKey | undefined {
+  try {
+    return readOwnerKey(stateDir);
+  } catch {
+    return undefined;
+  }
+}
+
 async function hook(name: string, command: string | undefined, env: Record<string, string>, quiet: boolean): Promise<HookResult | undefined> {
   if (command === undefined) return undefined;
   return runHook(command, { env, ...(quiet ? {} : { echo: (chunk) => process.stderr.write(chunk) }) });
@@ -144,7 +156,11 @@ Options:
   --wait-timeout SEC  give up waiting after this long (the marker stays queued)
                     --wait also gives up, exit code 1 with the reason, when the
                     target left the marker's journal generation, passed it
-                    without a result, or did not move for 10 minutes
+                    without a result, or did not move for 10 minutes, and at
+                    once when another key owns the set (this host's sends are
+                    held until \`tidemark adopt SET\`; --json: "held") or
+                    when no agent runs to send the marker (the agent stopped
+                    during the wait: it is sent when \`tidemark run\` starts)
   --json            print the outcome as JSON
   --config FILE     config file (default: $TIDEMARK_CONFIG, else ./tidemark.config.json)
 
@@ -216,23 +232,34 @@ Examples:
       if (hooks.onQueue && !hookSucceeded(hooks.onQueue)) process.stdout.write(`warning: ${describeHook("on-queue", hooks.onQueue)}\n`);
     }
     let result: TaskResult | undefined;
+    let held: HeldWaitError | undefined;
     if (values.wait === true) {
       const view = json ? undefined : createProgressView({ tty: process.stderr.isTTY === true, write: (text) => process.stderr.write(text) });
       const marker = queued;
+      // Another key owning the set holds this host's sends: the marker would never reach the target.
+      const hostKey = readHostKey(config.stateDir);
       try {
-        const { waitForTask } = await import("../task-results.ts");
+        const { heldByOwnerRecord, unsentWithoutAgent, waitForTask } = await import("../task-results.ts");
         result = await withTargetStore(config, (store) =>
           waitForTask(store, set, marker.id, {
             seq: marker.seq,
             generation: marker.generation,
             ...(waitTimeout !== undefined ? { timeoutMs: waitTimeout * 1000 } : {}),
             ...(view ? { onProgress: (p) => view.update(p) } : {}),
+            ...(hostKey ? { held: { by: heldByOwnerRecord(store, set, hostKey.keyId), policy: "fail" } } : {}),
+            // An agent that stops during the wait leaves an unsent marker unsent: said at once, not after the stall limit.
+            unsent: unsentWithoutAgent(config.stateDir, set, marker),
           }),
         );
+      } catch (error) {
+        // Under --json the outcome (the marker queued, the wait cut short and why) is printed below.
+        if (!json || !(error instanceof HeldWaitError)) throw error;
+        held = error;
+        process.stderr.write(`tidemark: ${error.message}\n`);
       } finally {
         view?.done();
       }
-      if (!json) process.stdout.write(`${escapeControl(describeResult(result))}\n`);
+      if (!json && result) process.stdout.write(`${escapeControl(describeResult(result))}\n`);
     }
     if (json) {
       const summary = (h: HookResult | undefined) => h && { command: h.command, code: h.code, timedOut: h.timedOut, ms: h.ms };
@@ -246,13 +273,14 @@ Examples:
             barrier: { entries: queued.scan.entries, changes: queued.scan.changes, bytes: queued.scan.bytes },
             hooks: { quiesce: summary(hooks.quiesce), onQueue: summary(hooks.onQueue), resume: summary(hooks.resume) },
             ...(result ? { result } : {}),
+            ...(held ? { held } : {}),
           },
           null,
           2,
         )}\n`,
       );
     }
-    if (hooks.resume && !hookSucceeded(hooks.resume)) return 1;
+    if (held || (hooks.resume && !hookSucceeded(hooks.resume))) return 1;
     return result && result.status !== "succeeded" ? TASK_NOT_SUCCEEDED : 0;
   },
 };

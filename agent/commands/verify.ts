@@ -3,7 +3,7 @@
 import { runVerify, type VerifyResult } from "../operations.ts";
 import { configPath, loadConfig } from "../config.ts";
 import { stringOption, type Command } from "./command.ts";
-import { checkSet, operate } from "./operate.ts";
+import { checkSet, heldAsJson, operate } from "./operate.ts";
 import { escapeControl } from "../format.ts";
 
 /** Exit code when the target differs from the source and nothing was repaired. */
@@ -36,7 +36,10 @@ verification: \`tidemark mirror\` reads and sends all their blocks again.
 
 Uses the running agent (tidemark run) when there is one, else starts one for
 the duration. Exit code: 0 when the target matches (or --repair journaled
-the repairs), ${DIFFERENCES_FOUND} when differences were found and not repaired.
+the repairs), ${DIFFERENCES_FOUND} when differences were found and not repaired,
+1 on errors: at once when another key owns the set on the target (this
+host's sends are held until \`tidemark adopt SET\`; --json prints "error":
+"sends-held").
 
 Options:
   --deep          hash both sides (slow: reads everything)
@@ -56,13 +59,12 @@ Examples:
     const deep = values.deep === true;
     const repair = values.repair === true;
     const json = values.json === true;
-    const result = await operate<VerifyResult>(
-      config,
-      "/verify",
-      { set, deep, repair },
-      (deps) => runVerify(deps, set, { deep, repair, orphans: config.orphans }),
-      { quiet: json },
-    );
+    let result: VerifyResult;
+    try {
+      result = await operate<VerifyResult>(config, "/verify", { set, deep, repair }, (deps) => runVerify(deps, set, { deep, repair, orphans: config.orphans }), { quiet: json });
+    } catch (error) {
+      return heldAsJson(error, json);
+    }
     const { report, repaired } = result;
     const differences = report.missing.length + report.different.length + report.extra.length;
     if (json) process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);

@@ -12,7 +12,8 @@ import { loadConfig } from "../../agent/config.ts";
 import { silentLogger } from "../../agent/log.ts";
 import { startAgent } from "../../agent/runtime.ts";
 import { readSetStatus } from "../../lambdas/store/set-status.ts";
-import { spawnTidemark } from "../support/cli.ts";
+import { readOwnerKey } from "../../agent/owner-key.ts";
+import { spawnTidemark, tidemark } from "../support/cli.ts";
 import { eventually, startTestCloud, type TestCloud } from "../support/local-cloud.ts";
 import { tempDir } from "../support/tree.ts";
 
@@ -42,7 +43,8 @@ it("stops at once on SIGINT while its recovery waits for a target that refuses i
   await eventually(async () => expect((await readSetStatus(cloud.store, SET)).lastSeq).toBeGreaterThan(0));
   await owner.stop();
 
-  const child = spawnTidemark(["run", "--config", cloud.writeConfig(rogueDir, [{ name: SET, path: "site" }])]);
+  const rogueConfig = cloud.writeConfig(rogueDir, [{ name: SET, path: "site" }]);
+  const child = spawnTidemark(["run", "--config", rogueConfig]);
   rogue = child;
   let stderr = "";
   const exited = new Promise<number | null>((resolve) => child.once("exit", resolve));
@@ -54,6 +56,18 @@ it("stops at once on SIGINT while its recovery waits for a target that refuses i
     });
     child.once("exit", (code) => reject(new Error(`the agent exited with ${code} before recovering: ${stderr}`)));
   });
+  // Asked of that agent while its recovery waits, an operator's operation fails at once (it used to wait out the
+  // 10-minute stall limit), naming the owner's key and the way out; the recovery goes on waiting.
+  const ownerKey = readOwnerKey(join(ownerDir, "state"));
+  const rogueKey = readOwnerKey(join(rogueDir, "state"));
+  if (!ownerKey || !rogueKey) throw new Error("an agent made no key");
+  const verify = await tidemark(["verify", SET, "--json", "--config", rogueConfig]);
+  expect(verify.code).toBe(1);
+  expect(JSON.parse(verify.stdout)).toMatchObject({ error: "sends-held", set: SET, ownerKeyId: ownerKey.keyId, hostKeyId: rogueKey.keyId, remedy: `tidemark adopt ${SET}` });
+  expect(verify.stderr).toContain(`run \`tidemark adopt ${SET}\` on this host`);
+  const task = await tidemark(["task", SET, "--wait", "--json", "--config", rogueConfig]);
+  expect(task.code).toBe(1);
+  expect(JSON.parse(task.stdout)).toMatchObject({ set: SET, held: { error: "sends-held", ownerKeyId: ownerKey.keyId } });
   child.kill("SIGINT");
   expect(await exited).toBe(0);
   expect(stderr).toContain("stopping");

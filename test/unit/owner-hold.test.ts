@@ -7,11 +7,13 @@
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterEach, expect, it } from "vitest";
-import { initialStatus, ownerKey } from "../../contract/layout.ts";
+import { initialStatus, ownerKey, verifyReportKey, VerifyReportSchema } from "../../contract/layout.ts";
 import { findProblems, type SetFacts } from "../../agent/set-health.ts";
 import { generateSigningKey, type SigningKey } from "../../contract/signing.ts";
 import { OwnerHold, SendsHeldError, type OwnerFact } from "../../agent/owner-hold.ts";
 import { silentLogger } from "../../agent/log.ts";
+import { HeldWaitError } from "../../agent/held-wait.ts";
+import { recoverSet, runVerify } from "../../agent/operations.ts";
 import { adoptSet, readOwner, writeOwner } from "../../lambdas/target/owner.ts";
 import { MemoryStore } from "../../lambdas/store/memory-store.ts";
 import { readSetStatus } from "../../lambdas/store/set-status.ts";
@@ -230,5 +232,60 @@ it("a drain (in-process task, verify, mirror) sends nothing while held and says 
   await harness.agent.drain(SET);
   expect(harness.transport.bodies.length).toBeGreaterThan(0);
   // The adoption asks the new owner for a full mirror: the agent's recovery sends it.
+  await eventually(async () => expect(await pictureOfTarget(store, SET)).toEqual(await pictureOfSource(harness.src.path)), 20_000, 20);
+});
+
+it("an operator's operation waiting on the target (verify) fails at once while the set's sends are held, instead of waiting out the stall limit", async () => {
+  const store = new MemoryStore();
+  const other = generateSigningKey();
+  await writeOwner(store, ownerRecordFor(SET, other));
+  const { harness } = agentOf(store, { recheckMs: HOUR_MS, rescanMs: HOUR_MS });
+  writeFileSync(join(harness.src.path, "a.txt"), "a");
+  await harness.agent.start();
+
+  // As in `tidemark run`: the report is read from the target while the sender goes on by itself (no drain per read).
+  const deps = { ...harness.operations(), readReport: async () => undefined, timeoutMs: 60_000, stallMs: 60_000 };
+  const failed = await runVerify(deps, SET, { deep: false, repair: false, orphans: "delete" }).catch((error: unknown) => error);
+  expect(failed).toBeInstanceOf(HeldWaitError);
+  const message = failed instanceof Error ? failed.message : "";
+  expect(message).toContain(`of set "${SET}" will not be reached while this host's sends of the set are held`);
+  expect(message).toContain(`names key ${other.keyId}`);
+  expect(message).toContain(`tidemark adopt ${SET}`);
+  expect(harness.transport.bodies).toHaveLength(0);
+});
+
+it("the agent's own recovery keeps waiting while the set's sends are held (past its stall limit), and completes once the set is adopted", async () => {
+  const store = new MemoryStore();
+  await writeOwner(store, ownerRecordFor(SET, generateSigningKey()));
+  const { harness } = agentOf(store, { recheckMs: 20, rescanMs: HOUR_MS });
+  for (let i = 0; i < 3; i++) writeFileSync(join(harness.src.path, `f${i}.txt`), `file ${i}`);
+  await harness.agent.start();
+  await eventually(async () => expect(harness.agent.sendsHeld(SET)).toBe(true), 10_000, 5);
+
+  // The reports are read as `tidemark run` reads them: from the target, the sender sending by itself.
+  const deps = {
+    ...harness.operations(),
+    readReport: async (set: string, id: string) => {
+      const object = await store.get(verifyReportKey(set, id));
+      return object && VerifyReportSchema.parse(JSON.parse(object.body.toString()));
+    },
+    // Short enough to pass while held; long enough for the target to move once adopted (the deadline's pause: held-wait.test.ts).
+    stallMs: 250,
+    pollMs: 2,
+  };
+  let outcome: "waiting" | "recovered" | Error = "waiting";
+  const recovery = recoverSet(deps, SET, "test: out of sync", "diff", "delete").then(
+    () => (outcome = "recovered"),
+    (error: unknown) => (outcome = error instanceof Error ? error : new Error(String(error))),
+  );
+  // Well past the stall limit (a wait that counted the hold would have failed by now).
+  await new Promise((resolve) => setTimeout(resolve, 1_000));
+  expect(harness.agent.sendsHeld(SET)).toBe(true);
+  expect(outcome).toBe("waiting");
+  expect(harness.transport.bodies).toHaveLength(0);
+
+  await adoptSet(store, SET, harness.transport.key);
+  await recovery;
+  expect(outcome).toBe("recovered");
   await eventually(async () => expect(await pictureOfTarget(store, SET)).toEqual(await pictureOfSource(harness.src.path)), 20_000, 20);
 });
