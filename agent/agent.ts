@@ -21,6 +21,7 @@ import { SetCapture } from "./set-capture.ts";
 import { SetLane, type SetContext } from "./set-context.ts";
 import { SetOperations, type MarkerRequest, type QueuedMarker, type VerifyOptions } from "./set-operations.ts";
 import { SetRecovery } from "./set-recovery.ts";
+import type { TargetFileLookup } from "./recovery-baseline.ts";
 import { SetSender } from "./set-sender.ts";
 import { OwnerHold, type OwnerLookup } from "./owner-hold.ts";
 import type { SetSpec } from "./set-spec.ts";
@@ -68,6 +69,8 @@ export interface AgentOptions {
    * runtime picks a mirror mode. @default a full mirror (resync)
    */
   readonly recover?: (set: string, reason: string) => Promise<void>;
+  /** Reads the target's live file at a path: after a lost journal only what the target lacks is sent (recovery-baseline.ts). */
+  readonly targetFile?: TargetFileLookup;
   /** Once the queue accepted a message holding markers (ONRECEIVE): the "task received" event. */
   readonly announceReceived?: (set: string, markers: readonly PackedMarker[]) => Promise<void>;
   /** The watcher; tests inject one that fails. @default a watch per folder (watcher.ts) */
@@ -124,6 +127,7 @@ class SetRunner {
     this.recovery = new SetRecovery(context, this.operations, {
       ...(options.targetStatus ? { targetStatus: options.targetStatus } : {}),
       ...(options.recover ? { recover: options.recover } : {}),
+      ...(options.targetFile ? { targetFile: options.targetFile } : {}),
       onTargetStatus: (status) => {
         this.capture.targetApplied(status.lastSeq);
         this.ownerHold?.refusedBy(status.refused).catch(() => undefined);
