@@ -210,7 +210,7 @@ export class Agent {
         this.#scheduleRescan(runner);
       }
       // Before the scan journals anything: a new generation's resync goes ahead of it.
-      await runner.recovery.checkContinuity().catch((error: unknown) =>
+      await runner.recovery.checkContinuity(signal).catch((error: unknown) =>
         this.log.warn("target status not readable; the journal's continuity is checked before the first send", { set: runner.spec.name, error: String(error) }),
       );
       let report: ScanReport;

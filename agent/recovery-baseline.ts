@@ -167,7 +167,7 @@ async function compareFile(spec: SetSpec, lookup: TargetFileLookup, path: string
  * rest is left to the next scan. Journal only behind the resync of the
  * journal's new generation.
  */
-export async function seedIndexFromTarget(journal: Journal, spec: SetSpec, lookup: TargetFileLookup): Promise<BaselineReport> {
+export async function seedIndexFromTarget(journal: Journal, spec: SetSpec, lookup: TargetFileLookup, signal?: AbortSignal): Promise<BaselineReport> {
   const set = spec.name;
   const report: BaselineReport = { files: 0, same: 0, metadataOnly: 0, differ: 0, bytesRead: 0 };
   let batch: string[] = [];
@@ -196,7 +196,8 @@ export async function seedIndexFromTarget(journal: Journal, spec: SetSpec, looku
     report.metadataOnly += metadata.length;
   };
   const folders = [""];
-  for (let dir = folders.pop(); dir !== undefined; dir = folders.pop()) {
+  // Stopped part way (the agent stops while it starts), what was compared stays indexed: the rest is sent whole.
+  for (let dir = folders.pop(); dir !== undefined && !signal?.aborted; dir = folders.pop()) {
     let entries;
     try {
       entries = await readFolder(join(spec.root, dir));
@@ -212,6 +213,6 @@ export async function seedIndexFromTarget(journal: Journal, spec: SetSpec, looku
       if (batch.length >= BATCH_FILES) await flush();
     }
   }
-  if (batch.length > 0) await flush();
+  if (batch.length > 0 && !signal?.aborted) await flush();
   return report;
 }

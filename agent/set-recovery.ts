@@ -53,15 +53,16 @@ export class SetRecovery {
    * resync, so no record of it is dropped as a duplicate. Retried on the next
    * send when the target's status cannot be read.
    */
-  checkContinuity(): Promise<void> {
-    this.#continuity ??= this.#checkContinuity().catch((error: unknown) => {
+  checkContinuity(signal?: AbortSignal): Promise<void> {
+    this.#continuity ??= this.#checkContinuity(signal).catch((error: unknown) => {
       this.#continuity = undefined;
       throw error;
     });
     return this.#continuity;
   }
 
-  async #checkContinuity(): Promise<void> {
+  /** signal: the agent stops while it starts; the comparison with the target then ends early. */
+  async #checkContinuity(signal?: AbortSignal): Promise<void> {
     const targetStatus = this.#options.targetStatus;
     if (!targetStatus) return;
     const { journal, spec, log } = this.#context;
@@ -77,7 +78,7 @@ export class SetRecovery {
     this.#recover(`new journal generation ${generation.id}: ${reason}`).catch((error: unknown) =>
       log.error(`the mirror after a journal generation change failed; run \`tidemark mirror ${set} --mode diff\``, { set, error: String(error) }),
     );
-    await this.#context.exclusive(() => this.#baseline(generation));
+    await this.#context.exclusive(() => this.#baseline(generation, signal));
   }
 
   /**
@@ -86,12 +87,12 @@ export class SetRecovery {
    * content (recovery-baseline.ts). Only behind the new generation's resync:
    * a recovery that journaled none yet is left to send everything.
    */
-  async #baseline(generation: JournalGeneration): Promise<void> {
+  async #baseline(generation: JournalGeneration, signal?: AbortSignal): Promise<void> {
     const lookup = this.#options.targetFile;
     const { journal, spec, log } = this.#context;
     if (!lookup || spec.volume || journal.index.entryCount(spec.name) > 0 || this.#operations.resyncSeq < generation.sinceSeq) return;
     try {
-      const report = await seedIndexFromTarget(journal, spec, lookup);
+      const report = await seedIndexFromTarget(journal, spec, lookup, signal);
       log.info("compared the source with the target: only what differs is sent", { set: spec.name, ...report });
       if (report.metadataOnly > 0) this.#context.wake();
     } catch (error) {

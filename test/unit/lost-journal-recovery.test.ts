@@ -152,3 +152,19 @@ it("takes a file as held only when the target's SHA-256 and size match it; other
   // The scan behind sends the three that differ, whole, and nothing else.
   expect(scan.changes).toBe(3);
 });
+
+it("ends the comparison early when the agent stops while it starts: nothing more is read, the scan sends the rest", async () => {
+  h = agentHarness(SET);
+  for (let i = 0; i < 5; i++) writeFileSync(join(h.src.path, `f${i}.txt`), `file ${i}`);
+  const looked: string[] = [];
+  const lookup: TargetFileLookup = async (_set, path) => {
+    looked.push(path);
+    return undefined;
+  };
+  const stopping = new AbortController();
+  stopping.abort();
+  const report = await seedIndexFromTarget(h.journal, { name: SET, root: h.src.path, exclude: [] }, lookup, stopping.signal);
+  expect(report.files).toBe(0);
+  expect(looked).toEqual([]);
+  expect((await h.agent.scan(SET)).changes).toBe(5);
+});
