@@ -105,4 +105,5 @@ it("a lost state folder, adopted again: only the changed files travel, and the t
   const sent = (await status(config)).json.sets[0]?.sent.bytes ?? Number.POSITIVE_INFINITY;
   expect(sent).toBeLessThan(treeBytes * 0.1 + changedBytes);
   await stopAgent();
-});
+  // Two mirrors and a recovery's verification through the local cloud: minutes on a loaded machine.
+}, 300_000);
