@@ -168,3 +168,28 @@ it("ends the comparison early when the agent stops while it starts: nothing more
   expect(looked).toEqual([]);
   expect((await h.agent.scan(SET)).changes).toBe(5);
 });
+
+it("compares nothing unless the new generation's resync is journaled ahead: records of the generation never precede it", async () => {
+  const store = new MemoryStore();
+  h = agentHarness(SET, { targetStatus: (set) => readSetStatus(store, set) }, { store });
+  writeFileSync(join(h.src.path, "a.txt"), "held by the target");
+  await h.agent.start();
+  await h.agent.drain(SET);
+  await h.shutdown();
+  rmSync(h.state.path, { recursive: true, force: true });
+  mkdirSync(h.state.path);
+  const looked: string[] = [];
+  const lookup = targetFileReader(store);
+  // A recovery that journals no resync (yet): the comparison would journal ahead of it, so it is not made.
+  h.restart({
+    targetStatus: (set) => readSetStatus(store, set),
+    targetFile: async (set, path) => {
+      looked.push(path);
+      return lookup(set, path);
+    },
+    recover: async () => undefined,
+  });
+  await h.agent.start();
+  expect(looked).toEqual([]);
+  expect(h.journal.pending(SET, 0, 10).map((r) => r.op)).toEqual(["put"]);
+});
