@@ -22,6 +22,7 @@ import type { CaptureRetryOptions } from "./capture-retry.ts";
 import { SetLane, type SetContext } from "./set-context.ts";
 import { SetOperations, type MarkerRequest, type QueuedMarker, type VerifyOptions } from "./set-operations.ts";
 import { SetRecovery } from "./set-recovery.ts";
+import type { TargetFileLookup } from "./recovery-baseline.ts";
 import { SetSender } from "./set-sender.ts";
 import { OwnerHold, type OwnerLookup } from "./owner-hold.ts";
 import type { SetSpec } from "./set-spec.ts";
@@ -72,6 +73,8 @@ export interface AgentOptions {
    * runtime picks a mirror mode. @default a full mirror (resync)
    */
   readonly recover?: (set: string, reason: string) => Promise<void>;
+  /** Reads the target's live file at a path: after a lost journal only what the target lacks is sent (recovery-baseline.ts). */
+  readonly targetFile?: TargetFileLookup;
   /** Once the queue accepted a message holding markers (ONRECEIVE): the "task received" event. */
   readonly announceReceived?: (set: string, markers: readonly PackedMarker[]) => Promise<void>;
   /** The watcher; tests inject one that fails. @default a watch per folder (watcher.ts) */
@@ -128,6 +131,7 @@ class SetRunner {
     this.recovery = new SetRecovery(context, this.operations, {
       ...(options.targetStatus ? { targetStatus: options.targetStatus } : {}),
       ...(options.recover ? { recover: options.recover } : {}),
+      ...(options.targetFile ? { targetFile: options.targetFile } : {}),
       onTargetStatus: (status) => {
         this.capture.targetApplied(status.lastSeq);
         this.ownerHold?.refusedBy(status.refused).catch(() => undefined);
@@ -206,7 +210,7 @@ export class Agent {
         this.#scheduleRescan(runner);
       }
       // Before the scan journals anything: a new generation's resync goes ahead of it.
-      await runner.recovery.checkContinuity().catch((error: unknown) =>
+      await runner.recovery.checkContinuity(signal).catch((error: unknown) =>
         this.log.warn("target status not readable; the journal's continuity is checked before the first send", { set: runner.spec.name, error: String(error) }),
       );
       let report: ScanReport;

@@ -46,7 +46,7 @@ async function statOrGone(abs: string): Promise<BigIntStats | undefined> {
  * inode: every name of it in the set gets the same one, and a restore links
  * them again. A hash, so the wire holds no inode numbers.
  */
-function linkGroupOf(st: BigIntStats): { linkGroup?: string } {
+export function linkGroupOf(st: BigIntStats): { linkGroup?: string } {
   if (st.nlink < 2n) return {};
   return { linkGroup: createHash("sha256").update(`${st.dev}:${st.ino}`).digest("hex").slice(0, 16) };
 }

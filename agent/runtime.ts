@@ -22,6 +22,7 @@ import type { Logger } from "./log.ts";
 import { checkTarget } from "./preflight.ts";
 import { acquireStateLock } from "./state-lock.ts";
 import { markerRunning } from "./task-results.ts";
+import { targetFileReader } from "./recovery-baseline.ts";
 import { AwsTransport } from "./transport/aws.ts";
 import { RateLimitedTransport } from "./transport/bandwidth.ts";
 import { RetryingTransport } from "./transport/retry.ts";
@@ -148,6 +149,7 @@ export async function startAgent(config: AgentConfig, log: Logger, options: { ig
     journal,
     transport,
     targetStatus: (set) => readSetStatus(store, set),
+    targetFile: targetFileReader(store),
     owner: { hostKeyId: owner.key.keyId, lookup: (set) => readOwner(store, set) },
     ignorePaths: [config.stateDir, ...(options.ignorePaths ?? [])],
     compression: config.compression,

@@ -5,6 +5,8 @@
 
 import type { SetStatus } from "../contract/layout.ts";
 import { awaitingGeneration, continuityBreak } from "./continuity.ts";
+import type { JournalGeneration } from "./journal.ts";
+import { seedIndexFromTarget, type TargetFileLookup } from "./recovery-baseline.ts";
 import type { SetContext } from "./set-context.ts";
 import type { SetOperations } from "./set-operations.ts";
 
@@ -15,6 +17,8 @@ export interface RecoveryOptions {
   readonly recover?: (set: string, reason: string) => Promise<void>;
   /** Told every status read, for what follows the target's progress (busy files wait for their last version to be applied). */
   readonly onTargetStatus?: (status: SetStatus) => void;
+  /** Reads the target's live file at a path: a lost journal then resends only what the target lacks (recovery-baseline.ts). */
+  readonly targetFile?: TargetFileLookup;
 }
 
 export class SetRecovery {
@@ -49,15 +53,16 @@ export class SetRecovery {
    * resync, so no record of it is dropped as a duplicate. Retried on the next
    * send when the target's status cannot be read.
    */
-  checkContinuity(): Promise<void> {
-    this.#continuity ??= this.#checkContinuity().catch((error: unknown) => {
+  checkContinuity(signal?: AbortSignal): Promise<void> {
+    this.#continuity ??= this.#checkContinuity(signal).catch((error: unknown) => {
       this.#continuity = undefined;
       throw error;
     });
     return this.#continuity;
   }
 
-  async #checkContinuity(): Promise<void> {
+  /** signal: the agent stops while it starts; the comparison with the target then ends early. */
+  async #checkContinuity(signal?: AbortSignal): Promise<void> {
     const targetStatus = this.#options.targetStatus;
     if (!targetStatus) return;
     const { journal, spec, log } = this.#context;
@@ -73,7 +78,27 @@ export class SetRecovery {
     this.#recover(`new journal generation ${generation.id}: ${reason}`).catch((error: unknown) =>
       log.error(`the mirror after a journal generation change failed; run \`tidemark mirror ${set} --mode diff\``, { set, error: String(error) }),
     );
-    await this.#context.exclusive(async () => undefined);
+    await this.#context.exclusive(() => this.#baseline(generation, signal));
+  }
+
+  /**
+   * A journal that lost everything (its index empty) learns from the target
+   * what it already holds before any scan journals the set's files with their
+   * content (recovery-baseline.ts). Only behind the new generation's resync:
+   * a recovery that journaled none yet is left to send everything.
+   */
+  async #baseline(generation: JournalGeneration, signal?: AbortSignal): Promise<void> {
+    const lookup = this.#options.targetFile;
+    const { journal, spec, log } = this.#context;
+    if (!lookup || spec.volume || journal.index.entryCount(spec.name) > 0 || this.#operations.resyncSeq < generation.sinceSeq) return;
+    try {
+      const report = await seedIndexFromTarget(journal, spec, lookup, signal);
+      log.info("compared the source with the target: only what differs is sent", { set: spec.name, ...report });
+      if (report.metadataOnly > 0) this.#context.wake();
+    } catch (error) {
+      // What was proven so far stays indexed; the scan sends everything else whole.
+      log.warn("could not compare the source with the target; the scan sends the files not compared whole", { set: spec.name, error: String(error) });
+    }
   }
 
   /** Brings the set back in line with a resync and a mirror behind it. */

@@ -19,7 +19,9 @@ bucket's state/ prefix: on AWS an operator's role or profile, not the agent's
 (the agent's policy cannot write there, so a host cannot take a set by itself).
 The target's checkpoint of the set restarts: the set shows out of sync until
 this host's agent has mirrored it once, which \`tidemark run\` does when it
-starts; start (or restart) it after the adoption.
+starts; start (or restart) it after the adoption. That mirror sends only what
+the target does not hold already: each file is compared with the target's
+copy by SHA-256 and size first.
 
 Use it to move a set to a new or rebuilt host, after a lost state folder (a
 new key), or to register the owner of a set replicated before owners were.

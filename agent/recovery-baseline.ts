@@ -1,0 +1,218 @@
+// Recovery after a lost journal (deleted, or a new host's first run after
+// `tidemark adopt`): the index is empty, so a scan would journal every file
+// with its content although the target may hold nearly all of it already.
+// Before any scan, each source file is compared with the target's live
+// object instead: read and hashed here, and compared with the SHA-256 and
+// size in the object's metadata (stamped by the applier's write, which proved
+// them). A file the target holds exactly enters the index as the target holds
+// it, so the scan behind skips it; one that differs only in mode, mtime or
+// hard-link group travels as a metadata-only put; anything else is left to the
+// scan, which sends it whole. No listing is trusted: every file is looked up
+// by its own key. The verification behind the recovery then compares the
+// target with the whole index, deletes what the source no longer holds, and
+// repairs anything the target changed after its object was read here.
+
+import { createHash } from "node:crypto";
+import { createReadStream, type BigIntStats } from "node:fs";
+import { lstat } from "node:fs/promises";
+import { join } from "node:path";
+import { mapConcurrent } from "../contract/async.ts";
+import { dataKey, decodeMeta } from "../contract/layout.ts";
+import { MIN_DELTA_FILE_BYTES, MAX_RANGED_FILE_BYTES } from "../contract/delta-ranges.ts";
+import { BLOCK_SIZE } from "../contract/wire.ts";
+import type { TargetStore } from "../lambdas/store/store.ts";
+import { linkGroupOf } from "./capture.ts";
+import { ChunkHasher } from "./chunk-hash.ts";
+import { readFolder } from "./folder-stats.ts";
+import type { Change, Journal } from "./journal.ts";
+import { unreplicableName } from "./skipped-names.ts";
+import { isExcluded, type SetSpec } from "./set-spec.ts";
+
+/** A file as the target's live mirror holds it, from its object's metadata. */
+export interface TargetFile {
+  readonly size: number;
+  readonly sha256: string;
+  readonly mode: number;
+  readonly mtimeNs: string;
+  readonly linkGroup?: string;
+}
+
+/** The target's live file at a path of a set, or undefined when it holds none there (or nothing tidemark wrote). */
+export type TargetFileLookup = (set: string, path: string) => Promise<TargetFile | undefined>;
+
+/** Reads a live file's size and metadata with one HEAD of its own key. */
+export function targetFileReader(store: Pick<TargetStore, "head">): TargetFileLookup {
+  return async (set, path) => {
+    const head = await store.head(dataKey(set, path));
+    const meta = decodeMeta(head?.meta);
+    if (!head || meta?.kind !== "file" || meta.sha256 === undefined) return undefined;
+    return { size: head.size, sha256: meta.sha256, mode: meta.mode, mtimeNs: meta.mtimeNs, ...(meta.linkGroup ? { linkGroup: meta.linkGroup } : {}) };
+  };
+}
+
+export interface BaselineReport {
+  /** Source files compared with the target. */
+  files: number;
+  /** Held by the target exactly: indexed, nothing sent. */
+  same: number;
+  /** Same content, other mode, mtime or link group: journaled as metadata-only puts. */
+  metadataOnly: number;
+  /** Missing on the target, different, or changing while read: left to the scan, which sends them whole. */
+  differ: number;
+  /** Bytes of source files read to compare them. */
+  bytesRead: number;
+}
+
+/** Files compared at once: HEADs wait on the network, so more than the disk alone would want. */
+const COMPARE_CONCURRENCY = 16;
+/** Files gathered before they are compared, and their results written in one transaction. */
+const BATCH_FILES = 256;
+
+interface LocalHash {
+  readonly size: number;
+  readonly sha256: string;
+  /** sha256 of each block, for files of more than one block (as capture indexes them). */
+  readonly blockHashes?: Buffer;
+  /** Chunk fingerprints, for files large enough for a delta (as capture indexes them). */
+  readonly chunkHashes?: Buffer;
+}
+
+/** The file's SHA-256, and the block hashes and chunk fingerprints capture would index with it: later changes then travel as deltas. */
+async function hashLocal(abs: string): Promise<LocalHash> {
+  const whole = createHash("sha256");
+  const chunks = new ChunkHasher();
+  const blocks: Buffer[] = [];
+  let block = createHash("sha256");
+  let inBlock = 0;
+  let size = 0;
+  for await (const piece of createReadStream(abs, { highWaterMark: BLOCK_SIZE })) {
+    const bytes = piece as Buffer;
+    whole.update(bytes);
+    chunks.update(bytes);
+    size += bytes.length;
+    for (let offset = 0; offset < bytes.length; ) {
+      const take = Math.min(BLOCK_SIZE - inBlock, bytes.length - offset);
+      block.update(bytes.subarray(offset, offset + take));
+      inBlock += take;
+      offset += take;
+      if (inBlock === BLOCK_SIZE) {
+        blocks.push(block.digest());
+        block = createHash("sha256");
+        inBlock = 0;
+      }
+    }
+  }
+  if (inBlock > 0) blocks.push(block.digest());
+  return {
+    size,
+    sha256: whole.digest("hex"),
+    ...(size > BLOCK_SIZE ? { blockHashes: Buffer.concat(blocks) } : {}),
+    ...(size >= MIN_DELTA_FILE_BYTES ? { chunkHashes: chunks.digest() } : {}),
+  };
+}
+
+async function statOrGone(abs: string): Promise<BigIntStats | undefined> {
+  try {
+    return await lstat(abs, { bigint: true });
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === "ENOENT" || code === "ENOTDIR") return undefined;
+    throw error;
+  }
+}
+
+type Outcome = { kind: "same"; change: PutChange } | { kind: "metadata"; change: PutChange } | { kind: "differ"; bytesRead: number };
+type PutChange = Extract<Change, { op: "put" }>;
+
+const NO_BYTES = new Uint8Array();
+const EMPTY_SHA256 = createHash("sha256").digest("hex");
+
+/** How the source file at path compares with the target's object of it. */
+async function compareFile(spec: SetSpec, lookup: TargetFileLookup, path: string): Promise<Outcome> {
+  const abs = join(spec.root, path);
+  const before = await statOrGone(abs);
+  if (!before?.isFile()) return { kind: "differ", bytesRead: 0 };
+  const remote = await lookup(spec.name, path);
+  // Another size is another content: no need to read the file to know it travels.
+  if (!remote || remote.size !== Number(before.size)) return { kind: "differ", bytesRead: 0 };
+  let local: LocalHash;
+  try {
+    local = await hashLocal(abs);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === "ENOENT") return { kind: "differ", bytesRead: 0 };
+    throw error;
+  }
+  const after = await statOrGone(abs);
+  // Written while read: what was hashed is not what the file holds; the scan reads it as capture does.
+  if (!after?.isFile() || after.mtimeNs !== before.mtimeNs || after.size !== before.size || local.size !== Number(after.size)) return { kind: "differ", bytesRead: local.size };
+  // Another content travels whole; so does one past the largest ranged delta, as no put could carry its metadata alone.
+  if (local.sha256 !== remote.sha256 || local.size !== remote.size || local.size > MAX_RANGED_FILE_BYTES) return { kind: "differ", bytesRead: local.size };
+  const mode = Number(after.mode & 0o7777n);
+  const mtimeNs = after.mtimeNs.toString();
+  const { linkGroup } = linkGroupOf(after);
+  const hashes = { ...(local.blockHashes ? { blockHashes: local.blockHashes } : {}), ...(local.chunkHashes ? { chunkHashes: local.chunkHashes } : {}) };
+  const put = { op: "put" as const, path, size: local.size, sha256: local.sha256, content: { bytes: NO_BYTES }, ...hashes };
+  if (remote.mode === mode && remote.mtimeNs === mtimeNs && remote.linkGroup === linkGroup) {
+    return { kind: "same", change: { ...put, mode, mtimeNs, ...(linkGroup ? { linkGroup } : {}) } };
+  }
+  // A delta carrying no bytes over a base of the same content: the applier rewrites only the object's metadata.
+  const delta = { base: local.sha256, blocks: [], ranges: [], contentSha256: EMPTY_SHA256 };
+  return { kind: "metadata", change: { ...put, mode, mtimeNs, delta, ...(linkGroup ? { linkGroup } : {}) } };
+}
+
+/**
+ * Compares every source file the index does not know with the target's live
+ * object of it: what the target holds exactly is indexed as it holds it,
+ * what differs only in metadata is journaled as a metadata-only put, and the
+ * rest is left to the next scan. Journal only behind the resync of the
+ * journal's new generation.
+ */
+export async function seedIndexFromTarget(journal: Journal, spec: SetSpec, lookup: TargetFileLookup, signal?: AbortSignal): Promise<BaselineReport> {
+  const set = spec.name;
+  const report: BaselineReport = { files: 0, same: 0, metadataOnly: 0, differ: 0, bytesRead: 0 };
+  let batch: string[] = [];
+  const flush = async () => {
+    const paths = batch;
+    batch = [];
+    const outcomes = await mapConcurrent(paths, COMPARE_CONCURRENCY, (path) => compareFile(spec, lookup, path));
+    const same: PutChange[] = [];
+    const metadata: PutChange[] = [];
+    for (const outcome of outcomes) {
+      report.files += 1;
+      if (outcome.kind === "differ") {
+        report.differ += 1;
+        report.bytesRead += outcome.bytesRead;
+        continue;
+      }
+      report.bytesRead += outcome.change.size;
+      (outcome.kind === "same" ? same : metadata).push(outcome.change);
+    }
+    // The index is what the journal has told the target: a file it already holds is entered as if journaled.
+    journal.atomically(() => {
+      for (const change of same) journal.index.apply(set, change);
+    });
+    journal.append(set, metadata);
+    report.same += same.length;
+    report.metadataOnly += metadata.length;
+  };
+  const folders = [""];
+  // Stopped part way (the agent stops while it starts), what was compared stays indexed: the rest is sent whole.
+  for (let dir = folders.pop(); dir !== undefined && !signal?.aborted; dir = folders.pop()) {
+    let entries;
+    try {
+      entries = await readFolder(join(spec.root, dir));
+    } catch {
+      // Gone or unreadable: the scan behind finds it so and says why.
+      continue;
+    }
+    for (const { name, stat } of entries) {
+      const path = dir === "" ? name : `${dir}/${name}`;
+      if (!stat || isExcluded(spec, path) || unreplicableName(spec.root, path) !== undefined) continue;
+      if (stat.isDirectory()) folders.push(path);
+      else if (stat.isFile() && !journal.index.entry(set, path)) batch.push(path);
+      if (batch.length >= BATCH_FILES) await flush();
+    }
+  }
+  if (batch.length > 0 && !signal?.aborted) await flush();
+  return report;
+}
