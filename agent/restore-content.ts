@@ -124,22 +124,18 @@ export class ContentReader {
     if (got !== length) throw new RestoreContentError(`${entry.path}: ${source.key} holds fewer bytes than the recovery point's ${entry.size} (${got} of ${length} at ${offset})`);
   }
 
-  /** One part's bytes, whole: fetched ahead, they wait in memory for the parts before them to be written. */
-  async #part(entry: SnapshotEntry, source: Source, offset: number, length: number): Promise<Buffer> {
-    const bytes = Buffer.allocUnsafe(length);
-    let at = 0;
-    for await (const chunk of this.#range(entry, source, offset, length)) {
-      bytes.set(chunk, at);
-      at += chunk.length;
-    }
-    return bytes;
+  /** One part's bytes, as they arrived (not copied): fetched ahead, they wait in memory for the parts before them to be written. */
+  async #part(entry: SnapshotEntry, source: Source, offset: number, length: number): Promise<Uint8Array[]> {
+    const chunks: Uint8Array[] = [];
+    for await (const chunk of this.#range(entry, source, offset, length)) chunks.push(chunk);
+    return chunks;
   }
 
   /** The first part streamed as it arrives, the others fetched ahead (as the budget allows) and handed on in order. */
   async *#parts(entry: SnapshotEntry, source: Source, first: ObjectStream): AsyncGenerator<Uint8Array> {
     const size = entry.size;
     const step = this.#partBytes;
-    const ahead = new Map<number, { part: Promise<Buffer> }>();
+    const ahead = new Map<number, { part: Promise<Uint8Array[]> }>();
     let next = step;
     // Each part fetched ahead holds a slot until it is handed on, or dropped (settled or not) when the file stops early.
     const fetchAhead = () => {
@@ -158,10 +154,10 @@ export class ContentReader {
         fetchAhead();
         const fetched = ahead.get(offset);
         if (fetched) {
-          const bytes = await fetched.part;
+          const chunks = await fetched.part;
           ahead.delete(offset);
           this.#budget.give();
-          yield bytes;
+          yield* chunks;
         } else {
           // Not fetched ahead (no slot was free): streamed now, held nowhere; a file never waits for a slot.
           next = offset + step;

@@ -75,6 +75,9 @@ export interface WriteReport {
   readonly deleted: string[];
 }
 
+/** Bytes gathered before a write to the file. */
+const WRITE_BYTES = 1024 * 1024;
+
 /** Files written at once: a small file's time is mostly its GET's round trip. */
 const WRITE_CONCURRENCY = 32;
 
@@ -182,7 +185,7 @@ export async function writeRecoveryPoint<E extends RecoveryEntry>(point: Recover
   await mkdir(to, { recursive: true });
   const root = await realpath(to);
   const planned = plan(point.entries);
-  const writer = new TreeWriter(root, options.signal);
+  const writer = new TreeWriter(root, options.signal, wasEmpty);
   const failures = [...planned.failures];
   // Once aborted, every entry left fails fast and quietly; the restore throws when all writes have settled.
   const fail = (path: string, error: unknown) => {
@@ -315,10 +318,13 @@ class TreeWriter {
   readonly #checked = new Set<string>([""]);
   /** Temp files not yet renamed into place. */
   readonly #temps = new Set<string>();
+  /** The folder was empty: nothing is at an entry's name but what this restore wrote there (a path is listed once). */
+  readonly #fresh: boolean;
 
-  constructor(root: string, signal: AbortSignal | undefined) {
+  constructor(root: string, signal: AbortSignal | undefined, fresh: boolean) {
     this.#root = root;
     this.#signal = signal;
+    this.#fresh = fresh;
   }
 
   /**
@@ -355,7 +361,7 @@ class TreeWriter {
   }
 
   async #settle(temp: string, target: string): Promise<void> {
-    const existing = await lstat(target).catch(() => undefined);
+    const existing = this.#fresh ? undefined : await lstat(target).catch(() => undefined);
     // A folder where the recovery point has a file or link: the recovery point wins (the caller asked for --force).
     if (existing?.isDirectory()) await rm(target, { recursive: true, force: true });
     await rename(temp, target);
@@ -398,14 +404,25 @@ class TreeWriter {
         // Read once the temp file is open: a content stream is never left unread by a failure before it.
         const content = await read();
         const chunks: AsyncIterable<Uint8Array> | Iterable<Uint8Array> = content instanceof Uint8Array ? [content] : content;
+        // Chunks as they arrive from the network are small: written some 1 MiB at once, one system call each.
+        const pending: Uint8Array[] = [];
+        let pendingBytes = 0;
+        const flush = async () => {
+          await handle.writev(pending);
+          onBytes?.(pendingBytes);
+          pending.length = 0;
+          pendingBytes = 0;
+        };
         for await (const chunk of chunks) {
           this.#signal?.throwIfAborted();
           size += chunk.length;
           if (size > entry.size) throw new EntryError(`the content read is longer than the recovery point's ${entry.size} bytes; not restored`);
           hash.update(chunk);
-          await handle.write(chunk);
-          onBytes?.(chunk.length);
+          pending.push(chunk);
+          pendingBytes += chunk.length;
+          if (pendingBytes >= WRITE_BYTES) await flush();
         }
+        if (pendingBytes > 0) await flush();
         if (size !== entry.size) throw new EntryError(`the content read holds ${size} bytes, the recovery point's ${entry.size}; not restored`);
         const sha256 = hash.digest("hex");
         if (sha256 !== entry.sha256) throw new EntryError(`the content read has sha256 ${sha256}, the recovery point's ${entry.sha256 ?? "?"} (altered in the bucket?); not restored`);
