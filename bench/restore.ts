@@ -68,14 +68,29 @@ function peakRss(pid: number): number {
   }
 }
 
-/** `tidemark restore` as a process of its own; resolves with its wall time, its peak RSS and its summary. */
-async function tidemarkRestore(config: string, to: string): Promise<{ ms: number; peak: number; files: number; bytes: number }> {
+/** CPU time (user + system) a running process has used, in ms; 0 once it is gone. */
+function cpuMs(pid: number): number {
+  try {
+    // Fields 14 and 15 of /proc/PID/stat, after the command name in parentheses.
+    const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]?.split(" ") ?? [];
+    return ((Number(fields[11]) + Number(fields[12])) * 1000) / 100;
+  } catch {
+    return 0;
+  }
+}
+
+/** `tidemark restore` as a process of its own; resolves with its wall time, its peak RSS, its CPU time (sampled to 50 ms) and its summary. */
+async function tidemarkRestore(config: string, to: string): Promise<{ ms: number; peak: number; cpu: number; files: number; bytes: number }> {
   const extra = (process.env.BENCH_RESTORE_ARGS ?? "").split(" ").filter(Boolean);
   const started = performance.now();
   const child = spawn(process.execPath, [...extra, TIDEMARK, "restore", SET, "--snapshot", "latest", "--to", to, "--json", "--config", config], { stdio: ["ignore", "pipe", "pipe"] });
   releaseFromApplierCpu(child.pid);
   let peak = 0;
-  const sample = setInterval(() => (peak = Math.max(peak, peakRss(child.pid ?? 0))), 50);
+  let cpu = 0;
+  const sample = setInterval(() => {
+    peak = Math.max(peak, peakRss(child.pid ?? 0));
+    cpu = Math.max(cpu, cpuMs(child.pid ?? 0));
+  }, 50);
   let out = "";
   let err = "";
   child.stdout.on("data", (chunk: Buffer) => (out += chunk.toString()));
@@ -85,7 +100,7 @@ async function tidemarkRestore(config: string, to: string): Promise<{ ms: number
   const ms = performance.now() - started;
   if (code !== 0) throw new Error(`tidemark restore exited with ${code}: ${err.trim().split("\n").slice(-3).join(" / ")}`);
   const summary = JSON.parse(out) as { files: number; bytes: number };
-  return { ms, peak, files: summary.files, bytes: summary.bytes };
+  return { ms, peak, cpu, files: summary.files, bytes: summary.bytes };
 }
 
 /**
@@ -109,6 +124,7 @@ export async function restoreSnapshot(runs: number, scale: number, largeBytes: n
     const config = agentConfig(cloud, cloud.sourceEndpoint, dir, sourceTree, SET);
     const times = { tidemark: [] as number[], rclone16: [] as number[], rclone64: [] as number[] };
     const peaks: number[] = [];
+    const cpus: number[] = [];
     const source = `bench:${cloud.bucket}/${dataPrefix(SET)}`;
     const rcloneCopy = (to: string, transfers: number, endpoint: string) => rclone(["copy", source, to, "--transfers", String(transfers), "--checkers", String(transfers)], endpoint);
     for (let run = 0; run < runs; run++) {
@@ -117,6 +133,7 @@ export async function restoreSnapshot(runs: number, scale: number, largeBytes: n
       if (restored.files !== summary.files || restored.bytes !== summary.bytes) throw new Error(`the restore wrote ${restored.files} files (${restored.bytes} bytes), the snapshot holds ${summary.files} (${summary.bytes})`);
       times.tidemark.push(restored.ms);
       peaks.push(restored.peak);
+      cpus.push(restored.cpu);
       await rm(to, { recursive: true, force: true });
       times.rclone16.push(await rcloneCopy(join(dir, `rclone16-${run}`), 16, cloud.sourceEndpoint));
       await rm(join(dir, `rclone16-${run}`), { recursive: true, force: true });
@@ -156,6 +173,7 @@ export async function restoreSnapshot(runs: number, scale: number, largeBytes: n
         met: t <= r16,
       },
       { scenario, metric: "requests (a counting run of its own)", tidemark: String(counted.tidemark), peer: `rclone copy --transfers 16 ${counted.rclone16}`, target: "(measured)", met: undefined },
+      { scenario, metric: "CPU time of the restore process (user + system, s)", tidemark: (median(cpus) / 1000).toFixed(2), peer: "-", target: "(measured)", met: undefined },
       { scenario, metric: "peak RSS of the restore", tidemark: formatBytes(Math.max(...peaks)), peer: "-", target: `< ${formatBytes(Math.max(largeBytes, 8 * MiB))} (no file whole in memory)`, met: Math.max(...peaks) < Math.max(largeBytes, 8 * MiB) },
     ];
   } finally {
