@@ -4,8 +4,9 @@
 // crash-consistent; a marker's snapshot is the application-consistent point.
 
 import type { SnapshotEntry } from "../contract/tasks.ts";
-import { readBlock, snapshotContent, stateAt, type StateAt, type TargetStore } from "../lambdas/target/index.ts";
+import { readBlock, stateAt, type StateAt, type TargetStore } from "../lambdas/target/index.ts";
 import { RestoreError, writeRecoveryPoint, type RecoveryPoint, type WriteOptions, type WriteReport } from "./restore-writer.ts";
+import { ContentReader } from "./restore-content.ts";
 import { writeVolume } from "./restore-volume.ts";
 
 export class TimeSpecError extends Error {
@@ -61,7 +62,8 @@ export interface RestoreAtResult {
 export async function pointInTime(store: TargetStore, set: string, at: number): Promise<{ found: StateAt; point?: RecoveryPoint<SnapshotEntry> }> {
   const found = await stateAt(store, set, at);
   if (found.state.kind === "volume") return { found };
-  return { found, point: { entries: found.state.entries, content: (entry) => snapshotContent(store, set, entry) } };
+  const reader = new ContentReader(store, set);
+  return { found, point: { entries: found.state.entries, content: (entry) => reader.read(entry) } };
 }
 
 /** Restores the set as it was at `at` (ms) into `to`: a folder for a file set, a file (or device) for a volume set. */

@@ -75,8 +75,11 @@ export interface WriteReport {
   readonly deleted: string[];
 }
 
-/** Files written at once. */
-const WRITE_CONCURRENCY = 8;
+/** Bytes gathered before a write to the file. */
+const WRITE_BYTES = 1024 * 1024;
+
+/** Files written at once: a small file's time is mostly its GET's round trip. */
+const WRITE_CONCURRENCY = 32;
 
 /** Why one entry could not be written. */
 class EntryError extends Error {
@@ -182,7 +185,7 @@ export async function writeRecoveryPoint<E extends RecoveryEntry>(point: Recover
   await mkdir(to, { recursive: true });
   const root = await realpath(to);
   const planned = plan(point.entries);
-  const writer = new TreeWriter(root, options.signal);
+  const writer = new TreeWriter(root, options.signal, wasEmpty);
   const failures = [...planned.failures];
   // Once aborted, every entry left fails fast and quietly; the restore throws when all writes have settled.
   const fail = (path: string, error: unknown) => {
@@ -194,7 +197,9 @@ export async function writeRecoveryPoint<E extends RecoveryEntry>(point: Recover
   let hardLinks = 0;
   let bytes = 0;
   let done = 0;
-  const report = () => options.onProgress?.({ phase: "restore", files: done, totalFiles, bytes, totalBytes });
+  // Bytes written so far, of files under way too: a large file moves the bar as it streams.
+  let streamed = 0;
+  const report = () => options.onProgress?.({ phase: "restore", files: done, totalFiles, bytes: streamed, totalBytes });
   const written = { dirs: 0, symlinks: 0 };
   const dirsMade: E[] = [];
   try {
@@ -215,7 +220,17 @@ export async function writeRecoveryPoint<E extends RecoveryEntry>(point: Recover
           if (first && (await writer.hardLink(first, entry))) hardLinks += 1;
           else {
             // Awaited before the sum: `bytes += await …` would add to the value read before other files' writes finished.
-            const written = await writer.file(entry, await point.content(entry));
+            let partial = 0;
+            const onBytes = (n: number) => {
+              partial += n;
+              streamed += n;
+              report();
+            };
+            const written = await writer.file(entry, () => point.content(entry), onBytes).catch((error: unknown) => {
+              // A file not restored takes its bytes off the bar again.
+              streamed -= partial;
+              throw error;
+            });
             bytes += written;
             first ??= entry;
           }
@@ -303,10 +318,13 @@ class TreeWriter {
   readonly #checked = new Set<string>([""]);
   /** Temp files not yet renamed into place. */
   readonly #temps = new Set<string>();
+  /** The folder was empty: nothing is at an entry's name but what this restore wrote there (a path is listed once). */
+  readonly #fresh: boolean;
 
-  constructor(root: string, signal: AbortSignal | undefined) {
+  constructor(root: string, signal: AbortSignal | undefined, fresh: boolean) {
     this.#root = root;
     this.#signal = signal;
+    this.#fresh = fresh;
   }
 
   /**
@@ -343,7 +361,7 @@ class TreeWriter {
   }
 
   async #settle(temp: string, target: string): Promise<void> {
-    const existing = await lstat(target).catch(() => undefined);
+    const existing = this.#fresh ? undefined : await lstat(target).catch(() => undefined);
     // A folder where the recovery point has a file or link: the recovery point wins (the caller asked for --force).
     if (existing?.isDirectory()) await rm(target, { recursive: true, force: true });
     await rename(temp, target);
@@ -371,8 +389,11 @@ class TreeWriter {
     await utimes(abs, seconds(entry.mtimeNs), seconds(entry.mtimeNs));
   }
 
-  /** Writes a file through a temp name, checking its bytes against the entry; returns the bytes written. */
-  async file(entry: RecoveryEntry, content: EntryContent): Promise<number> {
+  /**
+   * Writes a file through a temp name, checking its size and sha256 as it streams; returns the bytes written. Bytes
+   * that are not the entry's never reach its name: the temp file is removed and the error names the file.
+   */
+  async file(entry: RecoveryEntry, read: () => Promise<EntryContent>, onBytes?: (bytes: number) => void): Promise<number> {
     const { abs, dir } = await this.#place(entry.path);
     const temp = this.#temp(dir);
     try {
@@ -380,16 +401,31 @@ class TreeWriter {
       let size = 0;
       const handle = await open(temp, "wx", 0o600);
       try {
+        // Read once the temp file is open: a content stream is never left unread by a failure before it.
+        const content = await read();
         const chunks: AsyncIterable<Uint8Array> | Iterable<Uint8Array> = content instanceof Uint8Array ? [content] : content;
+        // Chunks as they arrive from the network are small: written some 1 MiB at once, one system call each.
+        const pending: Uint8Array[] = [];
+        let pendingBytes = 0;
+        const flush = async () => {
+          await handle.writev(pending);
+          onBytes?.(pendingBytes);
+          pending.length = 0;
+          pendingBytes = 0;
+        };
         for await (const chunk of chunks) {
           this.#signal?.throwIfAborted();
-          hash.update(chunk);
           size += chunk.length;
-          await handle.write(chunk);
+          if (size > entry.size) throw new EntryError(`the content read is longer than the recovery point's ${entry.size} bytes; not restored`);
+          hash.update(chunk);
+          pending.push(chunk);
+          pendingBytes += chunk.length;
+          if (pendingBytes >= WRITE_BYTES) await flush();
         }
-        if (size !== entry.size || hash.digest("hex") !== entry.sha256) {
-          throw new EntryError(`the content read is not the recovery point's (${size} bytes, expected ${entry.size}; sha256 differs or not)`);
-        }
+        if (pendingBytes > 0) await flush();
+        if (size !== entry.size) throw new EntryError(`the content read holds ${size} bytes, the recovery point's ${entry.size}; not restored`);
+        const sha256 = hash.digest("hex");
+        if (sha256 !== entry.sha256) throw new EntryError(`the content read has sha256 ${sha256}, the recovery point's ${entry.sha256 ?? "?"} (altered in the bucket?); not restored`);
         await handle.chmod(entry.mode);
         await handle.sync();
       } finally {

@@ -1,10 +1,12 @@
 // `tidemark restore`: a snapshot's manifest turned back into a tree on disk
-// through the recovery point writer (restore-writer.ts): contents checked
+// through the recovery point writer (restore-writer.ts): contents streamed
+// from the bucket (restore-content.ts) and checked
 // against their sha256, modes, mtimes, symlinks, hard links and empty
 // folders; what cannot be written is reported, not fatal.
 
 import type { SnapshotEntry, SnapshotSummary } from "../contract/tasks.ts";
-import { readManifest, snapshotContent, type TargetStore } from "../lambdas/target/index.ts";
+import { readManifest, type TargetStore } from "../lambdas/target/index.ts";
+import { ContentReader } from "./restore-content.ts";
 import { writeRecoveryPoint, type RecoveryPoint, type WriteOptions, type WriteReport } from "./restore-writer.ts";
 
 export { RestoreError } from "./restore-writer.ts";
@@ -15,7 +17,8 @@ export interface RestoreResult extends WriteReport {
 
 /** A file set's snapshot as a recovery point: its manifest, and each file's bytes from the bucket (live, versioned or preserved). */
 export async function snapshotRecoveryPoint(store: TargetStore, summary: SnapshotSummary): Promise<RecoveryPoint<SnapshotEntry>> {
-  return { entries: await readManifest(store, summary), content: (entry) => snapshotContent(store, summary.set, entry) };
+  const reader = new ContentReader(store, summary.set);
+  return { entries: await readManifest(store, summary), content: (entry) => reader.read(entry) };
 }
 
 export async function restoreSnapshot(store: TargetStore, summary: SnapshotSummary, to: string, options: WriteOptions = {}): Promise<RestoreResult> {

@@ -7,6 +7,8 @@
 //   npm run bench -- --only large --large-gib 4
 //                                       one large file's initial copy: time, and the peak RSS of the emulator,
 //                                       agent and applier (bench/large.ts; default 4 GiB)
+//   npm run bench -- --only restore --restore-large-gib 1
+//                                       a snapshot's restore against rclone copy (bench/restore.ts; default 0.25 GiB)
 //   npm run bench -- --scale 0.1        smaller trees, for a quick look (not for BENCHMARKS.md)
 //   npm run bench -- --rewrite          run nothing; write BENCHMARKS.md from the kept results and notes
 //   npm run bench -- --only steady --unversioned-bucket
@@ -24,6 +26,7 @@ import { costModel } from "./cost.ts";
 import { APPLIER_SDK_ONLY_ENV, describeModel, hasLatency, UNVERSIONED_BUCKET_ENV, type LatencyModel } from "./latency.ts";
 import { databasePages, logAppends } from "./db.ts";
 import { largeFile } from "./large.ts";
+import { restoreSnapshot } from "./restore.ts";
 import { agentMemory, applierThroughput, deltaChange, initialMirror, markerLatency, steadyLoad } from "./scenarios.ts";
 import { machine, type Result } from "./support.ts";
 
@@ -35,6 +38,7 @@ const { values } = parseArgs({
     "db-gib": { type: "string", default: "1" },
     "db-seconds": { type: "string", default: "30" },
     "large-gib": { type: "string", default: "4" },
+    "restore-large-gib": { type: "string", default: "0.25" },
     "append-seconds": { type: "string", default: "60" },
     only: { type: "string", multiple: true },
     "no-write": { type: "boolean" },
@@ -74,7 +78,7 @@ if (values["versioned-bucket"] === true && values["unversioned-bucket"] === true
 if (values["unversioned-bucket"] === true) process.env[UNVERSIONED_BUCKET_ENV] = "1";
 if (values["applier-sdk-only"] === true) process.env[APPLIER_SDK_ONLY_ENV] = "1";
 /** Scenarios the latency model applies to; under a model, the others do not run. */
-const UNDER_MODEL = new Set(["initial", "steady", "applier"]);
+const UNDER_MODEL = new Set(["initial", "steady", "applier", "restore"]);
 const wanted = (name: string) => values.rewrite !== true && (only.size === 0 || only.has(name)) && (!modelled || UNDER_MODEL.has(name));
 
 const scenarios: [string, () => Promise<Result[]>][] = [
@@ -88,6 +92,7 @@ const scenarios: [string, () => Promise<Result[]>][] = [
   ["db", () => databasePages(number("db-gib", values["db-gib"]), number("db-seconds", values["db-seconds"]))],
   ["append", () => logAppends(number("append-seconds", values["append-seconds"]))],
   ["large", () => largeFile(number("large-gib", values["large-gib"]))],
+  ["restore", () => restoreSnapshot(runs, scale, Math.round(number("restore-large-gib", values["restore-large-gib"]) * 1024 ** 3), model)],
 ];
 /** Where a scenario's rows are kept: loopback rows and each model's rows side by side. */
 const keyOf = (name: string) => {

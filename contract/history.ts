@@ -5,7 +5,7 @@
 // applied after it, one object per applied message, in apply order).
 
 import { z } from "zod";
-import { Mode, MtimeNs, Sha256, Size } from "./manifest-entry.ts";
+import { LinkGroup, Mode, MtimeNs, Sha256, Size } from "./manifest-entry.ts";
 import { SnapshotEntrySchema, VolumeBlockEntrySchema } from "./tasks.ts";
 
 /** Default protection window: every moment of the last 7 days restores. */
@@ -65,8 +65,11 @@ const At = z.number().int().min(0);
  * versioned bucket by the object version a put or rename wrote.
  */
 export const HistoryEntrySchema = z.discriminatedUnion("op", [
-  /** versionId: on a versioned bucket, the object version the put wrote (the content stays readable by it after it is replaced). */
-  z.object({ op: z.literal("put"), seq: z.number().int(), at: At, path: z.string(), size: Size, mode: Mode, mtimeNs: MtimeNs, sha256: Sha256, versionId: z.string().optional() }),
+  /**
+   * versionId: on a versioned bucket, the object version the put wrote (the content stays readable by it after it is
+   * replaced). linkGroup: the file's hard-link group, as the put carried it (absent in segments written before it was kept).
+   */
+  z.object({ op: z.literal("put"), seq: z.number().int(), at: At, path: z.string(), size: Size, mode: Mode, mtimeNs: MtimeNs, sha256: Sha256, versionId: z.string().optional(), linkGroup: LinkGroup.optional() }),
   z.object({ op: z.literal("mkdir"), seq: z.number().int(), at: At, path: z.string(), mode: Mode, mtimeNs: MtimeNs }),
   z.object({ op: z.literal("symlink"), seq: z.number().int(), at: At, path: z.string(), target: z.string(), mtimeNs: MtimeNs }),
   /** A file, symlink or folder removed: by the agent, or as an orphan by a verification. */

@@ -72,9 +72,10 @@ export const restoreCommand: Command = {
        tidemark restore SET --at TIME --to DIR|FILE [--force [--delete]] [--json] [--config FILE]
 
 Writes the set as it was at the snapshot into DIR: file contents (each
-checked against its sha256), modes, modification times, symlinks (as links,
-never followed), files that were hard links of one another (as hard links)
-and empty folders. DIR must be empty or missing unless --force is given;
+checked against its size and sha256 as it streams from the bucket, large
+files in ranged parts, never whole in memory), modes, modification times,
+symlinks (as links, never followed), files that were hard links of one
+another (as hard links) and empty folders. DIR must be empty or missing unless --force is given;
 with --force, what the snapshot holds is written over DIR's content, and
 what DIR holds beyond it is listed and left alone, or removed with --delete.
 
@@ -92,9 +93,9 @@ the device in place). Reads with the agent's credentials.
 
 With --at, the set as it was at any moment of the target's protection window
 (tidemark:pointInTimeDays, 7 days by default; see \`tidemark timeline SET\`):
-every change the agent journaled at or before TIME and nothing after. Such a
-moment is crash-consistent, like a journal replay; a marker's snapshot is the
-application-consistent point.
+every change the agent journaled at or before TIME and nothing after, hard
+links included. Such a moment is crash-consistent, like a journal replay; a
+marker's snapshot is the application-consistent point.
 
 Options:
   --snapshot ID   the snapshot (see \`tidemark snapshots SET\`); "latest" for the newest; or an EBS snapshot id

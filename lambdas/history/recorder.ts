@@ -202,7 +202,18 @@ export class HistoryRecorder {
     const base = { seq: record.seq, at: this.#stamp(record.at) };
     switch (record.op) {
       case "put":
-        return { ...base, op: "put", path: record.path, size: record.size, mode: record.mode, mtimeNs: record.mtimeNs, sha256: record.sha256, ...this.#versionAt(record.path) };
+        return {
+          ...base,
+          op: "put",
+          path: record.path,
+          size: record.size,
+          mode: record.mode,
+          mtimeNs: record.mtimeNs,
+          sha256: record.sha256,
+          ...this.#versionAt(record.path),
+          // Kept so that restore --at links the files of a group again, as a snapshot's restore does.
+          ...(record.linkGroup !== undefined ? { linkGroup: record.linkGroup } : {}),
+        };
       case "mkdir":
         return { ...base, op: "mkdir", path: record.path, mode: record.mode, mtimeNs: record.mtimeNs };
       case "symlink":

@@ -61,7 +61,16 @@ function segmentsFrom(set: string, segments: readonly number[], from: number): n
 function replayFile(state: Map<string, SnapshotEntry>, entry: HistoryEntry): void {
   switch (entry.op) {
     case "put":
-      state.set(entry.path, { path: entry.path, kind: "file", size: entry.size, mode: entry.mode, mtimeNs: entry.mtimeNs, sha256: entry.sha256, ...(entry.versionId !== undefined ? { versionId: entry.versionId } : {}) });
+      state.set(entry.path, {
+        path: entry.path,
+        kind: "file",
+        size: entry.size,
+        mode: entry.mode,
+        mtimeNs: entry.mtimeNs,
+        sha256: entry.sha256,
+        ...(entry.versionId !== undefined ? { versionId: entry.versionId } : {}),
+        ...(entry.linkGroup !== undefined ? { linkGroup: entry.linkGroup } : {}),
+      });
       return;
     case "mkdir":
       state.set(entry.path, { path: entry.path, kind: "dir", size: 0, mode: entry.mode, mtimeNs: entry.mtimeNs });

@@ -4,7 +4,21 @@
 
 import { createHash } from "node:crypto";
 import { compareKeys } from "./key-order.ts";
-import { ContentMismatchError, ObjectNotFoundError, SourceChangedError, type ContentHash, type CopyOptions, type ObjectHead, type ObjectInfo, type StoredObject, type StreamedBody, type TargetStore, type WriteResult } from "./store.ts";
+import {
+  ContentMismatchError,
+  ObjectNotFoundError,
+  SourceChangedError,
+  type ContentHash,
+  type CopyOptions,
+  type ObjectHead,
+  type ObjectInfo,
+  type ObjectStream,
+  type ReadStreamOptions,
+  type StoredObject,
+  type StreamedBody,
+  type TargetStore,
+  type WriteResult,
+} from "./store.ts";
 
 type Versioned = StoredObject & { versionId?: string; etag: string; lastModified: Date };
 
@@ -41,6 +55,23 @@ export class MemoryStore implements TargetStore {
     if (options.ifMatch !== undefined && options.ifMatch !== source.etag) throw new SourceChangedError(from, options.ifMatch);
     // As on S3: a copy keeps the content's tag and is written now.
     return this.#store({ key: to, body: source.body, meta: { ...meta }, etag: source.etag, lastModified: new Date() });
+  }
+
+  async readStream(key: string, options: ReadStreamOptions = {}): Promise<ObjectStream | undefined> {
+    const object = options.versionId !== undefined ? this.#versions.get(`${key}\0${options.versionId}`) : this.objects.get(key);
+    if (!object) return undefined;
+    const start = options.offset ?? 0;
+    const bytes = options.length !== undefined ? object.body.subarray(start, start + options.length) : object.body;
+    return {
+      size: object.body.length,
+      meta: { ...object.meta },
+      ...(object.versionId ? { versionId: object.versionId } : {}),
+      // In pieces, as a network body arrives.
+      body: (async function* () {
+        for (let at = 0; at < bytes.length; at += 65_536) yield bytes.subarray(at, at + 65_536);
+      })(),
+      discard: () => undefined,
+    };
   }
 
   async getRange(key: string, offset: number, length: number): Promise<Buffer | undefined> {

@@ -15,7 +15,22 @@ import { copyInParts, isCopySourceTooLarge, MULTIPART_THRESHOLD, putInParts } fr
 import { encodeKeyPath } from "../s3-object-requests.ts";
 import { bodyChunks } from "./body-chunks.ts";
 import { ListingCheck } from "./listing-check.ts";
-import { ContentMismatchError, ObjectNotFoundError, SourceChangedError, type ContentHash, type CopyOptions, type ObjectHead, type ObjectInfo, type StoredObject, type StreamedBody, type TargetStore, type WriteResult } from "./store.ts";
+import { Readable } from "node:stream";
+import {
+  ContentMismatchError,
+  ObjectNotFoundError,
+  SourceChangedError,
+  type ContentHash,
+  type CopyOptions,
+  type ObjectHead,
+  type ObjectInfo,
+  type ObjectStream,
+  type ReadStreamOptions,
+  type StoredObject,
+  type StreamedBody,
+  type TargetStore,
+  type WriteResult,
+} from "./store.ts";
 
 export function isNotFound(error: unknown): boolean {
   const e = error as { name?: string; $metadata?: { httpStatusCode?: number } };
@@ -115,6 +130,29 @@ export class S3Store implements TargetStore {
     const checksum = checksumOf(body);
     const out = await this.client.send(new PutObjectCommand({ Bucket: this.bucket, Key: key, Body: body, Metadata: meta, ChecksumSHA256: checksum }));
     return written(out.VersionId, out.ETag);
+  }
+
+  async readStream(key: string, options: ReadStreamOptions = {}): Promise<ObjectStream | undefined> {
+    const { versionId, offset, length } = options;
+    const range = offset !== undefined && length !== undefined ? { Range: `bytes=${offset}-${offset + length - 1}` } : {};
+    try {
+      const out = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: key, ...(versionId !== undefined ? { VersionId: versionId } : {}), ...range }));
+      // A range's answer names the whole object's size after the slash of Content-Range.
+      const total = /\/(\d+)$/.exec(out.ContentRange ?? "")?.[1];
+      const body = out.Body;
+      return {
+        size: total !== undefined ? Number(total) : (out.ContentLength ?? 0),
+        meta: out.Metadata ?? {},
+        ...(out.VersionId && out.VersionId !== "null" ? { versionId: out.VersionId } : {}),
+        body: bodyChunks(body),
+        discard: () => {
+          if (body instanceof Readable) body.destroy();
+        },
+      };
+    } catch (error) {
+      if (isNotFound(error)) return undefined;
+      throw error;
+    }
   }
 
   async getRange(key: string, offset: number, length: number): Promise<Buffer | undefined> {

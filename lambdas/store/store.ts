@@ -64,6 +64,12 @@ export interface TargetStore {
   hash?(key: string, versionId?: string): Promise<{ sha256: string; size: number } | undefined>;
   /** True when the store keeps replaced versions (S3 bucket versioning enabled): old content stays readable by version id. */
   versioned(): Promise<boolean>;
+  /**
+   * The object's bytes (of that version; [offset, offset + length) when given) as a stream, with its metadata,
+   * or undefined when there is none. Nothing is held whole in memory; a caller that does not read the body to its
+   * end calls discard(). Stores that cannot stream leave it out.
+   */
+  readStream?(key: string, options?: ReadStreamOptions): Promise<ObjectStream | undefined>;
   /** Bytes [offset, offset + length) of the object at key (fewer past its end), or undefined when there is none. Stores that cannot read ranges leave it out. */
   getRange?(key: string, offset: number, length: number): Promise<Buffer | undefined>;
   /**
@@ -72,6 +78,26 @@ export interface TargetStore {
    * ContentMismatchError and key keeps what it held. Stores that cannot stream leave it out.
    */
   putStreamed?(key: string, body: StreamedBody, meta: Record<string, string>): Promise<WriteResult>;
+}
+
+export interface ReadStreamOptions {
+  readonly versionId?: string;
+  /** With length: only these bytes (length > 0). */
+  readonly offset?: number;
+  readonly length?: number;
+}
+
+/** An object's body as TargetStore.readStream gives it. */
+export interface ObjectStream {
+  /** The whole object's size (not the range's). */
+  readonly size: number;
+  /** User metadata, lower-case keys. */
+  readonly meta: Record<string, string>;
+  /** The version read, on a versioned store. */
+  readonly versionId?: string;
+  readonly body: AsyncIterable<Uint8Array>;
+  /** Releases the connection of a body not read to its end. */
+  discard(): void;
 }
 
 /** A body written piece by piece (TargetStore.putStreamed). */

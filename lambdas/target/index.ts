@@ -5,7 +5,7 @@
 // target side only from here (test/unit/layers.test.ts); the handlers and the
 // applier stay behind it.
 
-export type { ObjectHead, ObjectInfo, StoredObject, TargetStore } from "../store/store.ts";
+export type { ObjectHead, ObjectInfo, ObjectStream, StoredObject, TargetStore } from "../store/store.ts";
 export { S3Store } from "../store/s3-store.ts";
 export * from "../aws-clients.ts";
 export * from "./http-settings.ts";
@@ -14,7 +14,7 @@ export { MULTIPART_THRESHOLD, putInParts } from "../s3-multipart.ts";
 
 export { latestDrillReport, listTasks, readPruneReport, readSetStatus, readTaskResult, readVerifyReport } from "./readers.ts";
 export { adoptSet, OwnerRecordError, readOwner, type Adoption } from "./owner.ts";
-export { listSnapshots, readBlockManifest, readManifest, readSnapshot, snapshotContent, SnapshotError } from "../tasks/snapshots.ts";
+export { listSnapshots, readBlockManifest, readManifest, readSnapshot, SnapshotError } from "../tasks/snapshots.ts";
 export { readBlock } from "../volumes/volume-snapshots.ts";
 export { readTimeline, stateAt, type StateAt, type Timeline } from "../history/replay.ts";
 export { EVENT_TYPES, type EventSink } from "../tasks/actions.ts";

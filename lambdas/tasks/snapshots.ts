@@ -10,7 +10,6 @@ import { createHash } from "node:crypto";
 import { gunzipSync, gzipSync } from "node:zlib";
 import { mapConcurrent } from "../../contract/async.ts";
 import {
-  dataKey,
   dataPrefix,
   decodeMeta,
   META,
@@ -30,7 +29,7 @@ import {
   type SnapshotSummary,
   type VolumeBlockEntry,
 } from "../../contract/tasks.ts";
-import type { ObjectInfo, StoredObject, TargetStore } from "../store/store.ts";
+import type { ObjectInfo, TargetStore } from "../store/store.ts";
 import { VolumeMap } from "../volumes/block-map.ts";
 
 /** Object heads at once while taking a snapshot. */
@@ -225,25 +224,6 @@ export async function writeSnapshot(store: TargetStore, summary: Omit<SnapshotSu
   await store.put(snapshotManifestKey(summary.set, summary.id), manifest, {});
   await store.put(snapshotSummaryKey(summary.set, summary.id), Buffer.from(JSON.stringify(complete, null, 2)), {});
   return complete;
-}
-
-/**
- * The bytes of a snapshot's file: its object version, else the live object
- * while it still holds that content, else the preserved copy. Checked
- * against the entry's sha256 either way.
- */
-export async function snapshotContent(store: TargetStore, set: string, entry: SnapshotEntry): Promise<Buffer> {
-  const live = dataKey(set, entry.path);
-  let object: StoredObject | undefined;
-  if (entry.versionId !== undefined) object = await store.get(live, entry.versionId);
-  if (!object && entry.sha256) {
-    const head = await store.head(live);
-    if (head?.meta[META.sha256] === entry.sha256) object = await store.get(live);
-    if (!object || object.meta[META.sha256] !== entry.sha256) object = await store.get(preservedKey(set, entry.sha256));
-  }
-  if (!object) throw new SnapshotError(`the content of ${entry.path} (sha256 ${entry.sha256 ?? "?"}) is neither live nor preserved`);
-  if (sha256(object.body) !== entry.sha256) throw new SnapshotError(`the content found for ${entry.path} does not match the snapshot's sha256`);
-  return object.body;
 }
 
 /** True when live content written at generation `gen` may be named by a snapshot the set keeps. */
