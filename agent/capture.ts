@@ -4,7 +4,7 @@
 
 import { createHash, randomUUID } from "node:crypto";
 import { createReadStream, createWriteStream, type BigIntStats } from "node:fs";
-import { lstat, open, readFile, readlink, rename, rm } from "node:fs/promises";
+import { lstat, open, readFile, rename, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { pipeline } from "node:stream/promises";
 import { Transform } from "node:stream";
@@ -13,6 +13,7 @@ import { MAX_DELTA_RANGES, MAX_RANGED_FILE_BYTES, MIN_DELTA_FILE_BYTES, capRange
 import { ChunkHasher } from "./chunk-hash.ts";
 import { ContentSink, readRanges, scanAgainst, syncDir, type RangeContent } from "./chunk-delta.ts";
 import type { EntryStat } from "./folder-stats.ts";
+import { readLinkTarget } from "./link-target.ts";
 import type { Change, IndexEntry, IndexStat, Journal } from "./journal.ts";
 import { isExcluded, type SetSpec } from "./set-spec.ts";
 
@@ -123,7 +124,7 @@ async function captureEntry(journal: Journal, spec: SetSpec, path: string, optio
     return { changes, isDirectory: true };
   }
   if (st.isSymbolicLink()) {
-    const target = await readlink(abs);
+    const target = await readLinkTarget(abs);
     const mtimeNs = st.mtimeNs.toString();
     const changes = replaced("symlink");
     if (changes.length > 0 || !known || known.link !== target || known.mtimeNs !== mtimeNs) {

@@ -2,17 +2,18 @@
 // newline or another control character, a backslash, bytes that are not
 // UTF-8, a path over S3's key length), sockets, FIFOs and devices (no
 // content to replicate; excluding them accepts that), and files or folders
-// the agent may not read (scans and captures go on past them). Kept in the
-// journal's database so `tidemark status` names them; an entry leaves the
-// list once a scan no longer finds it under that name (deleted, renamed to a
-// name that works, excluded) or reads it after all, and status checks that
-// each is still there.
+// the agent may not read, or links whose target is not UTF-8 (scans and
+// captures go on past them). Kept in the journal's database so `tidemark
+// status` names them; an entry leaves the list once a scan no longer finds it
+// under that name (deleted, renamed to a name that works, excluded) or reads
+// it after all, and status checks that each is still there.
 
 import { lstatSync } from "node:fs";
 import { join } from "node:path";
 import type { DatabaseSync, StatementSync } from "node:sqlite";
 import { setPathProblem } from "../contract/paths.ts";
 import type { EntryStat } from "./folder-stats.ts";
+import { LINK_TARGET_NOT_UTF8 } from "./link-target.ts";
 
 function exists(path: string): boolean {
   try {
@@ -53,7 +54,7 @@ export function specialFileProblem(stat: EntryStat | undefined): string | undefi
 }
 
 /** Errors reading an entry that are the entry's own (its permissions, what it is): one such entry must not stop a scan. */
-const UNREADABLE_CODES: ReadonlySet<string> = new Set(["EACCES", "EPERM", "ENXIO", "ENODEV"]);
+const UNREADABLE_CODES: ReadonlySet<string> = new Set(["EACCES", "EPERM", "ENXIO", "ENODEV", "EILSEQ"]);
 const UNREADABLE = "cannot be read: ";
 
 /** Why an entry is not replicated when reading it failed with error; undefined for errors that are not the entry's (a full disk, ...). */
@@ -66,6 +67,7 @@ export function unreadableProblem(error: unknown): string | undefined {
 /** What a user does about a skipped entry: a special file is excluded (accepting it is not replicated), an unreadable one made readable, a name renamed. */
 export function skippedRemedy(reason: string): string {
   if (reason.endsWith(NO_CONTENT)) return "exclude it in the set's config to accept that";
+  if (reason === `${UNREADABLE}${LINK_TARGET_NOT_UTF8}`) return "point the link at a UTF-8 target, or exclude it";
   if (reason.startsWith(UNREADABLE)) return "let the agent read it, or exclude it";
   return "rename it to replicate it";
 }

@@ -3,6 +3,7 @@
 
 import { z } from "zod";
 import { HISTORY_PREFIX, HistoryCursorSchema } from "./history.ts";
+import { LINK_IN_BODY_KEY, LINK_TARGET_KEY, linkTargetMetadata } from "./link-meta.ts";
 
 export const PREFIX = {
   data: "data/",
@@ -166,7 +167,9 @@ export const META = {
   mode: "tidemark-mode",
   mtimeNs: "tidemark-mtime-ns",
   sha256: "tidemark-sha256",
-  linkTarget: "tidemark-link",
+  linkTarget: LINK_TARGET_KEY,
+  /** A symlink whose target is too long for the metadata: its body holds it (link-meta.ts). */
+  linkInBody: LINK_IN_BODY_KEY,
   /** Files that were hard links of one another on the source share this id. */
   linkGroup: "tidemark-link-group",
   /** Snapshots of the set taken before this object was written: content older than the newest snapshot is preserved before it is replaced. */
@@ -183,8 +186,10 @@ export interface EntryMeta {
   mtimeNs: string;
   /** sha256 of the content (files) or of the link target (symlinks); absent for directories. */
   sha256?: string;
-  /** Symlink target, for symlinks. */
+  /** Symlink target, for symlinks, when the metadata holds it. */
   linkTarget?: string;
+  /** A symlink whose target is its object's body (read with lambdas/link-targets.ts). */
+  linkInBody?: boolean;
   /** The set's snapshot generation when the object was written. */
   gen?: number;
   /** Hard-link group of a file (see PutRecord.linkGroup). */
@@ -198,8 +203,8 @@ export function encodeMeta(meta: EntryMeta): Record<string, string> {
     [META.mtimeNs]: meta.mtimeNs,
   };
   if (meta.sha256 !== undefined) out[META.sha256] = meta.sha256;
-  // S3 metadata travels in HTTP headers: keep it ASCII.
-  if (meta.linkTarget !== undefined) out[META.linkTarget] = encodeURIComponent(meta.linkTarget);
+  if (meta.linkTarget !== undefined) Object.assign(out, linkTargetMetadata(meta.linkTarget));
+  else if (meta.linkInBody) out[META.linkInBody] = "1";
   if (meta.gen !== undefined && meta.gen > 0) out[META.gen] = String(meta.gen);
   if (meta.linkGroup !== undefined) out[META.linkGroup] = meta.linkGroup;
   return out;
@@ -217,6 +222,7 @@ export function decodeMeta(raw: Record<string, string> | undefined): EntryMeta |
   if (sha256 !== undefined) meta.sha256 = sha256;
   const link = raw[META.linkTarget];
   if (link !== undefined) meta.linkTarget = decodeURIComponent(link);
+  else if (raw[META.linkInBody] === "1") meta.linkInBody = true;
   const gen = Number(raw[META.gen] ?? "0");
   if (Number.isInteger(gen) && gen > 0) meta.gen = gen;
   const linkGroup = raw[META.linkGroup];

@@ -144,7 +144,8 @@ const SymlinkRecord = z.object({
   target: z
     .string()
     .min(1)
-    .refine((t) => !t.includes("\0") && Buffer.byteLength(t) <= MAX_LINK_TARGET_BYTES, "symlink target has a NUL byte or is too long"),
+    // A lone surrogate has no UTF-8 form: the target's object would hold another.
+    .refine((t) => !t.includes("\0") && t.isWellFormed() && Buffer.byteLength(t) <= MAX_LINK_TARGET_BYTES, "symlink target has a NUL byte or a lone surrogate, or is too long"),
   mtimeNs: MtimeNs,
 });
 /** Removes a file, symlink or (empty) directory; the agent deletes a directory's entries before the directory. */

@@ -6,6 +6,7 @@ import { createHash } from "node:crypto";
 import { blockDataKey, dataKey, dirKey, drillReportKey, encodeMeta, initialStatus, META, pruneReportKey, stagingKey, statusKey, verifyReportKey, type SetStatus } from "../../contract/layout.ts";
 import { snapshotIdFor, type PruneReport, type SnapshotSummary } from "../../contract/tasks.ts";
 import { setNameProblem } from "../../contract/paths.ts";
+import { withinMetadataLimit } from "../../contract/link-meta.ts";
 import {
   BadMessageError,
   blockLength,
@@ -676,7 +677,7 @@ export class Applier {
         if (!object) throw new TargetDivergedError(record.seq, `rename source ${record.from} is missing on the target`);
         await preserve(from);
         await preserve(to);
-        await written(to, this.#store.copy(from, to, { ...object.meta, ...(gen > 0 ? { [META.gen]: String(gen) } : {}), ...renameStamps(status.generation, record, object.meta) }));
+        await written(to, this.#store.copy(from, to, withinMetadataLimit({ ...object.meta, ...(gen > 0 ? { [META.gen]: String(gen) } : {}), ...renameStamps(status.generation, record, object.meta) })));
         await this.#store.delete(from);
         return 0;
       }

@@ -7,6 +7,7 @@ import { gunzipSync } from "node:zlib";
 import { mapConcurrent } from "../../contract/async.ts";
 import { dataPrefix, decodeMeta, orphanKey, type VerifyReport } from "../../contract/layout.ts";
 import { BadMessageError, BLOCK_SIZE, blockCount, ManifestEntrySchema, type ManifestEntry, type VerifyRecord } from "../../contract/wire.ts";
+import { symlinkTarget } from "../link-targets.ts";
 import type { TargetStore } from "../store/store.ts";
 
 /** Object reads at once while verifying. */
@@ -55,7 +56,7 @@ async function compare(store: TargetStore, key: string, entry: ManifestEntry, de
   const meta = decodeMeta(head?.meta);
   if (!head || !meta) return { reason: "not written by tidemark" };
   if (meta.kind !== entry.kind) return { reason: `is a ${meta.kind}, the source has a ${entry.kind}` };
-  if (entry.kind === "symlink") return meta.linkTarget === entry.link ? undefined : { reason: "link target" };
+  if (entry.kind === "symlink") return (await symlinkTarget(store, key, meta)) === entry.link ? undefined : { reason: "link target" };
   if (meta.mode !== entry.mode) return { reason: "mode" };
   if (entry.kind === "dir") return meta.mtimeNs === entry.mtimeNs ? undefined : { reason: "mtime" };
   if (meta.mtimeNs !== entry.mtimeNs) return { reason: "mtime" };

@@ -19,6 +19,7 @@ import { serveVersionedBuckets } from "./emulator-versioned-bucket.ts";
 import { versionStore } from "./emulator-versions.ts";
 import { holdRequests } from "./emulator-request-hold.ts";
 import { listeningOnlyOn } from "./emulator-loopback.ts";
+import { refuseOversizeMetadata } from "./emulator-metadata-limit.ts";
 
 export class PortInUseError extends Error {
   override name = "PortInUseError";
@@ -113,6 +114,7 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Emul
       serveBodiesFromFiles(httpServer, store, copyLimit);
       // The versioned layer answers first, in the same server: one HTTP hop per request.
       if (versions) serveVersionedBuckets(httpServer, versions, copyLimit);
+      refuseOversizeMetadata(httpServer);
     });
   } catch (error) {
     await server.stop();

@@ -3,6 +3,7 @@
 // deleted objects stay readable by version id, as on a versioned S3 bucket.
 
 import { createHash } from "node:crypto";
+import { USER_METADATA_LIMIT_BYTES, userMetadataBytes } from "../../contract/link-meta.ts";
 import { compareKeys } from "./key-order.ts";
 import {
   ContentMismatchError,
@@ -21,6 +22,19 @@ import {
 } from "./store.ts";
 
 type Versioned = StoredObject & { versionId?: string; etag: string; lastModified: Date };
+
+/** As S3 refuses it (MetadataTooLarge): a write whose user metadata passes 2 KB; nothing was written. */
+export class MetadataTooLargeError extends Error {
+  override name = "MetadataTooLargeError";
+  constructor(key: string, bytes: number) {
+    super(`the metadata for ${key} is ${bytes} bytes, over S3's ${USER_METADATA_LIMIT_BYTES}; nothing was written`);
+  }
+}
+
+function checkMetadata(key: string, meta: Record<string, string>): void {
+  const bytes = userMetadataBytes(meta);
+  if (bytes > USER_METADATA_LIMIT_BYTES) throw new MetadataTooLargeError(key, bytes);
+}
 
 export class MemoryStore implements TargetStore {
   readonly objects = new Map<string, Versioned>();
@@ -45,6 +59,7 @@ export class MemoryStore implements TargetStore {
   }
 
   async put(key: string, body: Uint8Array, meta: Record<string, string> = {}): Promise<WriteResult> {
+    checkMetadata(key, meta);
     const bytes = Buffer.from(body);
     return this.#store({ key, body: bytes, meta: { ...meta }, etag: `"${createHash("md5").update(bytes).digest("hex")}"`, lastModified: new Date() });
   }
@@ -53,6 +68,7 @@ export class MemoryStore implements TargetStore {
     const source = this.objects.get(from);
     if (!source) throw new ObjectNotFoundError(from);
     if (options.ifMatch !== undefined && options.ifMatch !== source.etag) throw new SourceChangedError(from, options.ifMatch);
+    checkMetadata(to, meta);
     // As on S3: a copy keeps the content's tag and is written now.
     return this.#store({ key: to, body: source.body, meta: { ...meta }, etag: source.etag, lastModified: new Date() });
   }

@@ -29,6 +29,7 @@ import {
   type SnapshotSummary,
   type VolumeBlockEntry,
 } from "../../contract/tasks.ts";
+import { symlinkTarget } from "../link-targets.ts";
 import type { ObjectInfo, TargetStore } from "../store/store.ts";
 import { VolumeMap } from "../volumes/block-map.ts";
 
@@ -103,7 +104,10 @@ async function liveEntries(store: TargetStore, set: string, signal: AbortSignal 
     if (!head || !meta) return undefined;
     const tags = { ...(head.versionId ? { versionId: head.versionId } : {}), ...(object.etag ? { etag: object.etag } : {}) };
     if (meta.kind === "dir") return { path, kind: "dir", size: 0, mode: meta.mode, mtimeNs: meta.mtimeNs, ...tags };
-    if (meta.kind === "symlink") return { path, kind: "symlink", size: 0, mode: meta.mode, mtimeNs: meta.mtimeNs, link: meta.linkTarget ?? "", ...tags };
+    if (meta.kind === "symlink") {
+      const link = (await symlinkTarget(store, object.key, meta, head.versionId)) ?? "";
+      return { path, kind: "symlink", size: 0, mode: meta.mode, mtimeNs: meta.mtimeNs, link, ...tags };
+    }
     if (!meta.sha256) return undefined;
     const linkGroup = meta.linkGroup ? { linkGroup: meta.linkGroup } : {};
     return { path, kind: "file", size: head.size, mode: meta.mode, mtimeNs: meta.mtimeNs, sha256: meta.sha256, ...linkGroup, ...tags };

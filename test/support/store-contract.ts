@@ -108,6 +108,15 @@ export function targetStoreContract(name: string, make: () => Promise<TargetStor
       expect(await store.head("data/s/a b/ü.bin")).toMatchObject({ size: 6, meta: { "tidemark-mode": "644" } });
     });
 
+    it("refuses a put or a copy whose metadata passes S3's 2 KB, writing nothing", async () => {
+      const big = { "tidemark-link": "x".repeat(3 * 1024) };
+      await expect(store.put("data/s/big-meta", Buffer.from("a"), big)).rejects.toThrow(/metadata/i);
+      expect(await store.head("data/s/big-meta")).toBeUndefined();
+      await store.put("data/s/small-meta", Buffer.from("a"), { a: "1" });
+      await expect(store.copy("data/s/small-meta", "data/s/big-copy", big)).rejects.toThrow(/metadata/i);
+      expect(await store.head("data/s/big-copy")).toBeUndefined();
+    });
+
     it("replaces an object on put, including its metadata", async () => {
       await store.put("k", Buffer.from("one"), { a: "1" });
       await store.put("k", Buffer.from("two!"), { b: "2" });
