@@ -54,6 +54,8 @@ export interface Http1PoolOptions {
   readonly maxSockets: number;
   /** A request with no progress (nothing sent, nothing received) for this long fails with ETIMEDOUT. */
   readonly timeoutMs: number;
+  /** Certificates trusted for an https: origin. @default Node's root certificates */
+  readonly ca?: string | Buffer;
 }
 
 interface Pending {
@@ -72,6 +74,8 @@ export class Http1Pool {
   readonly #waiting: Pending[] = [];
   #open = 0;
   #closed = false;
+  /** The last TLS session the server offered: a new connection resumes it instead of a full handshake. */
+  #tlsSession: Buffer | undefined;
 
   constructor(url: URL, options: Http1PoolOptions) {
     if (url.protocol !== "http:" && url.protocol !== "https:") throw new InvalidHttpRequestError(`cannot send HTTP/1.1 to a ${url.protocol} endpoint`);
@@ -131,10 +135,19 @@ export class Http1Pool {
     this.#open += 1;
     const port = Number(this.#url.port) || (this.#url.protocol === "https:" ? 443 : 80);
     const host = this.#url.hostname.replace(/^\[(.*)\]$/, "$1");
-    const socket =
-      this.#url.protocol === "https:"
-        ? tls.connect({ host, port, servername: net.isIP(host) ? undefined : host, ALPNProtocols: ["http/1.1"] })
-        : net.connect({ host, port });
+    let socket: net.Socket;
+    if (this.#url.protocol === "https:") {
+      const secure = tls.connect({
+        host,
+        port,
+        ALPNProtocols: ["http/1.1"],
+        ...(net.isIP(host) ? {} : { servername: host }),
+        ...(this.#options.ca !== undefined ? { ca: this.#options.ca } : {}),
+        ...(this.#tlsSession ? { session: this.#tlsSession } : {}),
+      });
+      secure.on("session", (session: Buffer) => (this.#tlsSession = session));
+      socket = secure;
+    } else socket = net.connect({ host, port });
     socket.setNoDelay(true);
     return new Connection(socket, this.#url.host, this.#options.timeoutMs, {
       idle: (connection) => {

@@ -1,4 +1,8 @@
+import { readFileSync } from "node:fs";
 import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import { createServer as createHttpsServer } from "node:https";
+import { join } from "node:path";
+import type { TLSSocket } from "node:tls";
 import { createServer as createTcpServer, type AddressInfo, type Socket } from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
 import { Http1Pool, HttpConnectionError, HttpProtocolError, InvalidHttpRequestError } from "../../lambdas/http1-pool.ts";
@@ -149,6 +153,35 @@ describe("Http1Pool", () => {
     }
     await expect(requests.request("PUT", "/", { host: server.url.host, "bad name": "v" }, new Uint8Array())).rejects.toBeInstanceOf(InvalidHttpRequestError);
     expect(server.connections()).toBe(0);
+  });
+
+  it("speaks https, checking the server's certificate, and resumes the TLS session on a new connection", async () => {
+    const tlsDir = join(import.meta.dirname, "../fixtures/tls");
+    const cert = readFileSync(join(tlsDir, "server.crt"));
+    const resumed: boolean[] = [];
+    const server = createHttpsServer({ cert, key: readFileSync(join(tlsDir, "server.key")) }, (req, res) => {
+      resumed.push((req.socket as TLSSocket).isSessionReused());
+      // Each answer closes its connection: the next request needs a new one.
+      res.writeHead(200, { connection: "close" });
+      res.end("secure");
+    });
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    closers.push(() => {
+      server.closeAllConnections();
+      return new Promise((resolve) => server.close(() => resolve()));
+    });
+    const url = new URL(`https://127.0.0.1:${(server.address() as AddressInfo).port}`);
+    const trusting = new Http1Pool(url, { maxSockets: 2, timeoutMs: 10_000, ca: cert });
+    closers.push(() => Promise.resolve(trusting.close()));
+    for (let i = 0; i < 3; i++) expect((await trusting.request("GET", "/", { host: url.host }, new Uint8Array())).body.toString()).toBe("secure");
+    expect(resumed[0]).toBe(false);
+    expect(resumed.slice(1)).toEqual([true, true]);
+    // Without the certificate among the trusted ones, nothing is sent.
+    const error = await pool(url)
+      .request("GET", "/", { host: url.host }, new Uint8Array())
+      .catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(HttpConnectionError);
+    expect(resumed).toHaveLength(3);
   });
 
   it("refuses requests once closed", async () => {
