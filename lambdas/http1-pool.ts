@@ -149,6 +149,7 @@ export class Http1Pool {
       socket = secure;
     } else socket = net.connect({ host, port });
     socket.setNoDelay(true);
+    socket.setKeepAlive(true, 1_000);
     return new Connection(socket, this.#url.host, this.#options.timeoutMs, {
       idle: (connection) => {
         if (this.#closed) connection.destroy();
@@ -199,6 +200,7 @@ class Connection {
     this.#pending = pending;
     this.#parser = new AnswerParser(pending.method === "HEAD");
     const socket = this.#socket;
+    socket.ref();
     socket.cork();
     socket.write(pending.head, "latin1");
     if (pending.body.length > 0) socket.write(pending.body);
@@ -242,6 +244,8 @@ class Connection {
     if (hint !== undefined) this.#keepAliveMs = Math.max(0, Number(hint) * 1000 - KEEP_ALIVE_MARGIN_MS);
     if (keepAlive && this.#keepAliveMs > 0) {
       this.#idleSince = Date.now();
+      // An idle connection does not keep the process alive (as Node's agent unrefs its free sockets).
+      this.#socket.unref();
       this.#events.idle(this);
     } else {
       this.#gone = true;

@@ -1,3 +1,4 @@
+import { spawn } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import { createServer as createHttpsServer } from "node:https";
@@ -21,6 +22,8 @@ async function httpServer(handler: (req: IncomingMessage, res: ServerResponse, b
     req.on("data", (chunk: Buffer) => chunks.push(chunk));
     req.on("end", () => handler(req, res, Buffer.concat(chunks)));
   });
+  // Idle connections stay open for a minute, as a server may keep them.
+  server.keepAliveTimeout = 60_000;
   server.on("connection", () => (connections += 1));
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
   closers.push(() => {
@@ -183,6 +186,21 @@ describe("Http1Pool", () => {
     expect(error).toBeInstanceOf(HttpConnectionError);
     expect(resumed).toHaveLength(3);
   });
+
+  it("lets a process end while its connections are idle and open (the server would keep them for a minute)", async () => {
+    const server = await httpServer((_req, res) => res.end("ok"));
+    const script = `import { Http1Pool } from ${JSON.stringify(new URL("../../lambdas/http1-pool.ts", import.meta.url).href)};
+const pool = new Http1Pool(new URL(${JSON.stringify(server.url.href)}), { maxSockets: 2, timeoutMs: 60_000 });
+const answer = await pool.request("GET", "/", { host: ${JSON.stringify(server.url.host)} }, new Uint8Array());
+process.stdout.write(answer.body.toString());`;
+    const child = spawn(process.execPath, ["--input-type=module", "-e", script], { stdio: ["ignore", "pipe", "inherit"] });
+    let out = "";
+    child.stdout.on("data", (chunk: Buffer) => (out += chunk.toString()));
+    const code = await new Promise<number | null>((resolve) => child.once("exit", resolve));
+    expect(code).toBe(0);
+    expect(out).toBe("ok");
+    expect(server.connections()).toBe(1);
+  }, 30_000);
 
   it("refuses requests once closed", async () => {
     const server = await httpServer((_req, res) => res.end());
