@@ -13,11 +13,11 @@
 // here: callers fall back to the SDK.
 
 import { createHash } from "node:crypto";
-import http from "node:http";
-import https from "node:https";
+import type http from "node:http";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { EndpointV2 } from "@smithy/types";
 import { isTransientAwsError } from "./aws-errors.ts";
+import { Http1Pool } from "./http1-pool.ts";
 import { SigV4Signer, uriEncode, type CredentialsSource } from "./sigv4.ts";
 
 export { uriEncode };
@@ -94,7 +94,7 @@ export class SignedRequests {
   readonly #url: URL;
   readonly #basePath: string;
   readonly #signer: SigV4Signer;
-  readonly #agent: http.Agent;
+  readonly #pool: Http1Pool;
   readonly #retryBaseMs: number;
   readonly #errorOf: (response: SignedResponse) => AwsRequestError;
 
@@ -104,15 +104,14 @@ export class SignedRequests {
     this.#url = target.url;
     this.#basePath = target.url.pathname.replace(/\/+$/, "");
     this.#signer = new SigV4Signer(target.signingName, target.signingRegion, settings.credentials);
-    const agentOptions = { keepAlive: true, maxSockets: 50 };
-    this.#agent = target.url.protocol === "https:" ? new https.Agent(agentOptions) : new http.Agent(agentOptions);
+    this.#pool = new Http1Pool(target.url, { maxSockets: 50, timeoutMs: IDLE_TIMEOUT_MS });
     this.#retryBaseMs = options.retryBaseMs ?? 100;
     this.#errorOf = errorOf;
   }
 
   /** Closes idle connections. */
   close(): void {
-    this.#agent.destroy();
+    this.#pool.close();
   }
 
   /**
@@ -162,21 +161,7 @@ export class SignedRequests {
   }
 
   #exchange(method: string, path: string, headers: Record<string, string>, body: Uint8Array): Promise<SignedResponse> {
-    const transport = this.#url.protocol === "https:" ? https : http;
-    return new Promise((resolve, reject) => {
-      const request = transport.request(
-        { protocol: this.#url.protocol, hostname: this.#url.hostname, port: this.#url.port || undefined, method, path, headers, agent: this.#agent, timeout: IDLE_TIMEOUT_MS },
-        (response) => {
-          const chunks: Buffer[] = [];
-          response.on("data", (chunk: Buffer) => chunks.push(chunk));
-          response.on("error", reject);
-          response.on("end", () => resolve({ status: response.statusCode ?? 0, headers: response.headers, body: Buffer.concat(chunks) }));
-        },
-      );
-      request.on("timeout", () => request.destroy(Object.assign(new Error(`no answer from ${this.#url.host} in ${IDLE_TIMEOUT_MS / 1000} s`), { code: "ETIMEDOUT" })));
-      request.on("error", reject);
-      request.end(body.length > 0 ? body : undefined);
-    });
+    return this.#pool.request(method, path, headers, body);
   }
 
   /** AWS answers a skewed clock with its own Date: the next attempts (and the SDK's requests) are signed with that offset. True when it changed. */

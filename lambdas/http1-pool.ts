@@ -1,0 +1,397 @@
+// A keep-alive HTTP/1.1 client for signed-requests.ts: one request at a time
+// per connection, the whole answer read into memory (the single-object
+// requests it serves are at most one part's size). Node's http.request spent
+// ~0.34 ms of CPU per small PUT on its agent's socket bookkeeping, the
+// ClientRequest and IncomingMessage streams and their events; the exchange
+// itself (a request head, a body, an answer head and body on one socket) needs
+// a fraction of that (bench/notes.md). What it does not need, it refuses
+// plainly: a header value Node would refuse, an answer that is not HTTP/1.x.
+
+import type { IncomingHttpHeaders } from "node:http";
+import net from "node:net";
+import tls from "node:tls";
+
+/** Characters Node's http refuses in a header value (CR, LF, NUL and other controls but TAB). */
+const INVALID_HEADER_VALUE = /[^\t\x20-\x7e\x80-\xff]/;
+const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
+/** Headers whose repeats Node's IncomingMessage drops (the first one counts); others are joined with ", ", set-cookie kept as a list. */
+const FIRST_ONLY = new Set(["age", "authorization", "content-length", "content-type", "etag", "expires", "from", "host", "if-modified-since", "if-unmodified-since", "last-modified", "location", "max-forwards", "proxy-authorization", "referer", "retry-after", "server", "user-agent"]);
+/** A socket idle this long is closed by us before the server does (a server closing it while we reuse it loses the request). */
+const DEFAULT_IDLE_MS = 4_000;
+/** A server's keep-alive timeout is trusted minus this margin. */
+const KEEP_ALIVE_MARGIN_MS = 1_000;
+const MAX_HEAD_BYTES = 64 * 1024;
+
+export interface Http1Response {
+  readonly status: number;
+  readonly headers: IncomingHttpHeaders;
+  readonly body: Buffer;
+}
+
+/** A request that could not be written as HTTP/1.1 (a header Node would refuse too); nothing was sent. */
+export class InvalidHttpRequestError extends Error {
+  override readonly name = "InvalidHttpRequestError";
+}
+
+/** The connection failed or closed before the whole answer came; `code` is Node's for the same failure (ECONNRESET, ETIMEDOUT), so callers retry it as they would Node's. */
+export class HttpConnectionError extends Error {
+  override readonly name = "HttpConnectionError";
+  readonly code: string;
+
+  constructor(message: string, code: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.code = code;
+  }
+}
+
+/** The server answered something that is not HTTP/1.x; the connection is dropped. */
+export class HttpProtocolError extends Error {
+  override readonly name = "HttpProtocolError";
+}
+
+export interface Http1PoolOptions {
+  /** Connections open at once; more requests wait for one. */
+  readonly maxSockets: number;
+  /** A request with no progress (nothing sent, nothing received) for this long fails with ETIMEDOUT. */
+  readonly timeoutMs: number;
+  /** Certificates trusted for an https: origin. @default Node's root certificates */
+  readonly ca?: string | Buffer;
+}
+
+interface Pending {
+  readonly method: string;
+  readonly head: string;
+  readonly body: Uint8Array;
+  readonly resolve: (response: Http1Response) => void;
+  readonly reject: (error: Error) => void;
+}
+
+/** Connections to one origin (http: or https:), kept open between requests. */
+export class Http1Pool {
+  readonly #url: URL;
+  readonly #options: Http1PoolOptions;
+  readonly #idle: Connection[] = [];
+  readonly #waiting: Pending[] = [];
+  #open = 0;
+  #closed = false;
+  /** The last TLS session the server offered: a new connection resumes it instead of a full handshake. */
+  #tlsSession: Buffer | undefined;
+
+  constructor(url: URL, options: Http1PoolOptions) {
+    if (url.protocol !== "http:" && url.protocol !== "https:") throw new InvalidHttpRequestError(`cannot send HTTP/1.1 to a ${url.protocol} endpoint`);
+    this.#url = url;
+    this.#options = options;
+  }
+
+  /** One exchange; `headers` go as given (names in the caller's case), with content-length set by the caller where the method needs it. */
+  request(method: string, path: string, headers: Readonly<Record<string, string>>, body: Uint8Array): Promise<Http1Response> {
+    let head = `${method} ${path} HTTP/1.1\r\n`;
+    for (const name in headers) {
+      const value = headers[name] ?? "";
+      if (!HEADER_NAME.test(name)) return Promise.reject(new InvalidHttpRequestError(`header name ${JSON.stringify(name)} is not a valid HTTP token`));
+      if (INVALID_HEADER_VALUE.test(value)) return Promise.reject(new InvalidHttpRequestError(`header ${name} holds a character HTTP cannot carry (a control character, or one outside Latin-1)`));
+      head += `${name}: ${value}\r\n`;
+    }
+    head += "connection: keep-alive\r\n\r\n";
+    return new Promise((resolve, reject) => {
+      if (this.#closed) {
+        reject(new HttpConnectionError(`the connection pool to ${this.#url.host} is closed`, "ECONNRESET"));
+        return;
+      }
+      this.#waiting.push({ method, head, body, resolve, reject });
+      this.#dispatch();
+    });
+  }
+
+  /** Closes every idle connection and refuses new requests; requests in flight finish. */
+  close(): void {
+    this.#closed = true;
+    for (const connection of this.#idle.splice(0)) connection.destroy();
+    for (const pending of this.#waiting.splice(0)) pending.reject(new HttpConnectionError(`the connection pool to ${this.#url.host} is closed`, "ECONNRESET"));
+  }
+
+  #dispatch(): void {
+    while (this.#waiting.length > 0) {
+      let connection = this.#takeIdle();
+      if (!connection) {
+        if (this.#open >= this.#options.maxSockets) return;
+        connection = this.#connect();
+      }
+      const pending = this.#waiting.shift();
+      if (pending) connection.start(pending);
+    }
+  }
+
+  #takeIdle(): Connection | undefined {
+    const now = Date.now();
+    for (let connection = this.#idle.pop(); connection; connection = this.#idle.pop()) {
+      if (connection.reusable(now)) return connection;
+      connection.destroy();
+    }
+    return undefined;
+  }
+
+  #connect(): Connection {
+    this.#open += 1;
+    const port = Number(this.#url.port) || (this.#url.protocol === "https:" ? 443 : 80);
+    const host = this.#url.hostname.replace(/^\[(.*)\]$/, "$1");
+    let socket: net.Socket;
+    if (this.#url.protocol === "https:") {
+      const secure = tls.connect({
+        host,
+        port,
+        ALPNProtocols: ["http/1.1"],
+        ...(net.isIP(host) ? {} : { servername: host }),
+        ...(this.#options.ca !== undefined ? { ca: this.#options.ca } : {}),
+        ...(this.#tlsSession ? { session: this.#tlsSession } : {}),
+      });
+      secure.on("session", (session: Buffer) => (this.#tlsSession = session));
+      socket = secure;
+    } else socket = net.connect({ host, port });
+    socket.setNoDelay(true);
+    socket.setKeepAlive(true, 1_000);
+    return new Connection(socket, this.#url.host, this.#options.timeoutMs, {
+      idle: (connection) => {
+        if (this.#closed) connection.destroy();
+        else this.#idle.push(connection);
+        this.#dispatch();
+      },
+      gone: (connection) => {
+        this.#open -= 1;
+        const at = this.#idle.indexOf(connection);
+        if (at >= 0) this.#idle.splice(at, 1);
+        this.#dispatch();
+      },
+    });
+  }
+}
+
+interface ConnectionEvents {
+  idle(connection: Connection): void;
+  gone(connection: Connection): void;
+}
+
+/** One socket and the answer being read on it. */
+class Connection {
+  readonly #socket: net.Socket;
+  readonly #events: ConnectionEvents;
+  #pending: Pending | undefined;
+  #parser: AnswerParser | undefined;
+  #idleSince = 0;
+  #keepAliveMs = DEFAULT_IDLE_MS;
+  #gone = false;
+
+  constructor(socket: net.Socket, host: string, timeoutMs: number, events: ConnectionEvents) {
+    this.#socket = socket;
+    this.#events = events;
+    socket.setTimeout(timeoutMs);
+    socket.on("data", (chunk: Buffer) => this.#data(chunk));
+    socket.on("timeout", () => this.#fail(new HttpConnectionError(`no answer from ${host} in ${timeoutMs / 1000} s`, "ETIMEDOUT")));
+    socket.on("error", (error: NodeJS.ErrnoException) => this.#fail(new HttpConnectionError(error.message, error.code ?? "ECONNRESET", { cause: error })));
+    socket.on("end", () => this.#end());
+    socket.on("close", () => this.#fail(new HttpConnectionError("socket hang up", "ECONNRESET")));
+  }
+
+  reusable(now: number): boolean {
+    return !this.#gone && now - this.#idleSince < this.#keepAliveMs;
+  }
+
+  start(pending: Pending): void {
+    this.#pending = pending;
+    this.#parser = new AnswerParser(pending.method === "HEAD");
+    const socket = this.#socket;
+    socket.ref();
+    socket.cork();
+    socket.write(pending.head, "latin1");
+    if (pending.body.length > 0) socket.write(pending.body);
+    socket.uncork();
+  }
+
+  destroy(): void {
+    this.#socket.destroy();
+  }
+
+  #data(chunk: Buffer): void {
+    const parser = this.#parser;
+    const pending = this.#pending;
+    if (!parser || !pending) {
+      this.#fail(new HttpProtocolError("the server sent data with no request in flight"));
+      return;
+    }
+    let answer: Http1Response | undefined;
+    try {
+      answer = parser.push(chunk);
+    } catch (error) {
+      this.#fail(error instanceof Error ? error : new HttpProtocolError(String(error)));
+      return;
+    }
+    if (answer) this.#finish(pending, answer, parser.keepAlive);
+  }
+
+  #end(): void {
+    const parser = this.#parser;
+    const pending = this.#pending;
+    // An answer with neither a length nor chunks ends with the connection.
+    const answer = parser && pending ? parser.end() : undefined;
+    if (answer && pending) this.#finish(pending, answer, false);
+    else this.#fail(new HttpConnectionError("socket hang up", "ECONNRESET"));
+  }
+
+  #finish(pending: Pending, answer: Http1Response, keepAlive: boolean): void {
+    this.#pending = undefined;
+    this.#parser = undefined;
+    const hint = /timeout=(\d+)/.exec(String(answer.headers["keep-alive"] ?? ""))?.[1];
+    if (hint !== undefined) this.#keepAliveMs = Math.max(0, Number(hint) * 1000 - KEEP_ALIVE_MARGIN_MS);
+    if (keepAlive && this.#keepAliveMs > 0) {
+      this.#idleSince = Date.now();
+      // An idle connection does not keep the process alive (as Node's agent unrefs its free sockets).
+      this.#socket.unref();
+      this.#events.idle(this);
+    } else {
+      this.#gone = true;
+      this.#socket.destroy();
+      this.#events.gone(this);
+    }
+    pending.resolve(answer);
+  }
+
+  #fail(error: Error): void {
+    const pending = this.#pending;
+    this.#pending = undefined;
+    this.#parser = undefined;
+    if (!this.#gone) {
+      this.#gone = true;
+      this.#socket.destroy();
+      this.#events.gone(this);
+    }
+    pending?.reject(error);
+  }
+}
+
+/** Reads one HTTP/1.x answer: its head, then a body by content-length, by chunks, or to the end of the connection. */
+class AnswerParser {
+  readonly #headRequest: boolean;
+  #buffered: Buffer = Buffer.alloc(0);
+  #status = 0;
+  #headers: IncomingHttpHeaders = {};
+  #mode: "head" | "length" | "chunk-size" | "chunk-data" | "chunk-end" | "trailers" | "to-end" = "head";
+  #remaining = 0;
+  readonly #body: Buffer[] = [];
+  keepAlive = true;
+
+  constructor(headRequest: boolean) {
+    this.#headRequest = headRequest;
+  }
+
+  /** The whole answer once this chunk completes it. */
+  push(chunk: Buffer): Http1Response | undefined {
+    this.#buffered = this.#buffered.length === 0 ? chunk : Buffer.concat([this.#buffered, chunk]);
+    for (;;) {
+      switch (this.#mode) {
+        case "head": {
+          const end = this.#buffered.indexOf("\r\n\r\n", 0, "latin1");
+          if (end < 0) {
+            if (this.#buffered.length > MAX_HEAD_BYTES) throw new HttpProtocolError(`an answer's head is longer than ${MAX_HEAD_BYTES} bytes`);
+            return undefined;
+          }
+          const head = this.#buffered.toString("latin1", 0, end);
+          this.#buffered = this.#buffered.subarray(end + 4);
+          if (this.#readHead(head)) return this.#answer();
+          break;
+        }
+        case "length": {
+          const take = Math.min(this.#remaining, this.#buffered.length);
+          if (take > 0) this.#body.push(this.#buffered.subarray(0, take));
+          this.#buffered = this.#buffered.subarray(take);
+          this.#remaining -= take;
+          if (this.#remaining === 0) return this.#answer();
+          return undefined;
+        }
+        case "chunk-size":
+        case "chunk-end":
+        case "trailers": {
+          const end = this.#buffered.indexOf("\r\n", 0, "latin1");
+          if (end < 0) return undefined;
+          const line = this.#buffered.toString("latin1", 0, end);
+          this.#buffered = this.#buffered.subarray(end + 2);
+          if (this.#mode === "chunk-end") {
+            if (line !== "") throw new HttpProtocolError("a chunk of the answer does not end where its size says");
+            this.#mode = "chunk-size";
+          } else if (this.#mode === "trailers") {
+            if (line === "") return this.#answer();
+          } else {
+            const size = /^([0-9a-fA-F]+)(;.*)?$/.exec(line.trim())?.[1];
+            if (size === undefined) throw new HttpProtocolError(`an answer's chunk size is not hexadecimal: ${JSON.stringify(line.slice(0, 40))}`);
+            this.#remaining = parseInt(size, 16);
+            this.#mode = this.#remaining === 0 ? "trailers" : "chunk-data";
+          }
+          break;
+        }
+        case "chunk-data": {
+          const take = Math.min(this.#remaining, this.#buffered.length);
+          if (take > 0) this.#body.push(this.#buffered.subarray(0, take));
+          this.#buffered = this.#buffered.subarray(take);
+          this.#remaining -= take;
+          if (this.#remaining > 0) return undefined;
+          this.#mode = "chunk-end";
+          break;
+        }
+        case "to-end":
+          if (this.#buffered.length > 0) this.#body.push(this.#buffered);
+          this.#buffered = Buffer.alloc(0);
+          return undefined;
+      }
+    }
+  }
+
+  /** The answer when the connection ended and it is one that ends so (no length, no chunks). */
+  end(): Http1Response | undefined {
+    return this.#mode === "to-end" ? this.#answer() : undefined;
+  }
+
+  /** Reads the head; true when the answer has no body. */
+  #readHead(head: string): boolean {
+    const lines = head.split("\r\n");
+    const statusLine = /^HTTP\/1\.([01]) (\d{3})(?: .*)?$/.exec(lines[0] ?? "");
+    if (!statusLine) throw new HttpProtocolError(`the server's answer is not HTTP/1.x: ${JSON.stringify((lines[0] ?? "").slice(0, 40))}`);
+    const status = Number(statusLine[2]);
+    const headers: IncomingHttpHeaders = {};
+    for (let i = 1; i < lines.length; i++) {
+      const line = lines[i] ?? "";
+      const colon = line.indexOf(":");
+      if (colon <= 0) throw new HttpProtocolError(`an answer's header line has no name: ${JSON.stringify(line.slice(0, 40))}`);
+      const name = line.slice(0, colon).trim().toLowerCase();
+      const value = line.slice(colon + 1).trim();
+      const known = headers[name];
+      if (name === "set-cookie") headers["set-cookie"] = [...(headers["set-cookie"] ?? []), value];
+      else if (known === undefined) headers[name] = value;
+      else if (!FIRST_ONLY.has(name)) headers[name] = `${String(known)}, ${value}`;
+    }
+    // 1xx answers (100 Continue) come before the real one.
+    if (status < 200) return false;
+    this.#status = status;
+    this.#headers = headers;
+    const connection = String(headers.connection ?? "").toLowerCase();
+    this.keepAlive = statusLine[1] === "1" ? !connection.includes("close") : connection.includes("keep-alive");
+    if (this.#headRequest || status === 204 || status === 304) return true;
+    if (String(headers["transfer-encoding"] ?? "").toLowerCase().includes("chunked")) {
+      this.#mode = "chunk-size";
+      return false;
+    }
+    const length = headers["content-length"];
+    if (length === undefined) {
+      this.#mode = "to-end";
+      this.keepAlive = false;
+      return false;
+    }
+    if (!/^\d+$/.test(length)) throw new HttpProtocolError(`an answer's content-length is not a number: ${JSON.stringify(length)}`);
+    this.#remaining = Number(length);
+    this.#mode = "length";
+    return this.#remaining === 0;
+  }
+
+  #answer(): Http1Response {
+    if (this.#buffered.length > 0) throw new HttpProtocolError("the server sent more than the answer to the one request in flight");
+    return { status: this.#status, headers: this.#headers, body: this.#body.length === 1 ? (this.#body[0] ?? Buffer.alloc(0)) : Buffer.concat(this.#body) };
+  }
+}

@@ -1,0 +1,211 @@
+import { spawn } from "node:child_process";
+import { readFileSync } from "node:fs";
+import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import { createServer as createHttpsServer } from "node:https";
+import { join } from "node:path";
+import type { TLSSocket } from "node:tls";
+import { createServer as createTcpServer, type AddressInfo, type Socket } from "node:net";
+import { afterEach, describe, expect, it } from "vitest";
+import { Http1Pool, HttpConnectionError, HttpProtocolError, InvalidHttpRequestError } from "../../lambdas/http1-pool.ts";
+
+const closers: (() => Promise<void>)[] = [];
+
+afterEach(async () => {
+  for (const close of closers.splice(0)) await close();
+});
+
+/** A Node HTTP server on 127.0.0.1; counts the connections it accepted. */
+async function httpServer(handler: (req: IncomingMessage, res: ServerResponse, body: Buffer) => void): Promise<{ url: URL; connections: () => number }> {
+  let connections = 0;
+  const server: Server = createHttpServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on("data", (chunk: Buffer) => chunks.push(chunk));
+    req.on("end", () => handler(req, res, Buffer.concat(chunks)));
+  });
+  // Idle connections stay open for a minute, as a server may keep them.
+  server.keepAliveTimeout = 60_000;
+  server.on("connection", () => (connections += 1));
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  closers.push(() => {
+    server.closeAllConnections();
+    return new Promise((resolve) => server.close(() => resolve()));
+  });
+  return { url: new URL(`http://127.0.0.1:${(server.address() as AddressInfo).port}`), connections: () => connections };
+}
+
+/** A TCP server that answers every request head it reads with `answer` (raw bytes), for answers Node's server would not write. */
+async function rawServer(answer: (socket: Socket) => void): Promise<URL> {
+  const sockets = new Set<Socket>();
+  const server = createTcpServer((socket) => {
+    sockets.add(socket);
+    let head = "";
+    socket.on("data", (chunk: Buffer) => {
+      head += chunk.toString("latin1");
+      if (head.includes("\r\n\r\n")) {
+        head = "";
+        answer(socket);
+      }
+    });
+    socket.on("error", () => undefined);
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  closers.push(() => {
+    for (const socket of sockets) socket.destroy();
+    return new Promise((resolve) => server.close(() => resolve()));
+  });
+  return new URL(`http://127.0.0.1:${(server.address() as AddressInfo).port}`);
+}
+
+function pool(url: URL, timeoutMs = 10_000): Http1Pool {
+  const opened = new Http1Pool(url, { maxSockets: 4, timeoutMs });
+  closers.push(() => Promise.resolve(opened.close()));
+  return opened;
+}
+
+describe("Http1Pool", () => {
+  it("sends the method, path, headers and body as given, and reads status, headers and body", async () => {
+    const seen: { method?: string; url?: string; headers?: IncomingMessage["headers"]; body?: Buffer } = {};
+    const server = await httpServer((req, res, body) => {
+      Object.assign(seen, { method: req.method, url: req.url, headers: req.headers, body });
+      res.writeHead(201, { etag: '"abc"', "x-amz-version-id": "v1", "x-amz-meta-mode": "644" });
+      res.end("created");
+    });
+    const body = Buffer.from("héllo body");
+    const answer = await pool(server.url).request("PUT", "/bucket/a%20b/c?versionId=1", { host: server.url.host, "content-length": String(body.length), "X-Amz-Meta-Mode": "644" }, body);
+    expect(seen).toMatchObject({ method: "PUT", url: "/bucket/a%20b/c?versionId=1", body });
+    expect(seen.headers).toMatchObject({ "x-amz-meta-mode": "644", "content-length": String(body.length) });
+    expect(answer.status).toBe(201);
+    expect(answer.headers).toMatchObject({ etag: '"abc"', "x-amz-version-id": "v1", "x-amz-meta-mode": "644" });
+    expect(answer.body.toString()).toBe("created");
+  });
+
+  it("keeps a connection open between requests, and opens no more than maxSockets at once", async () => {
+    const server = await httpServer((_req, res) => res.end("ok"));
+    const requests = pool(server.url);
+    for (let i = 0; i < 5; i++) await requests.request("GET", "/", { host: server.url.host }, new Uint8Array());
+    expect(server.connections()).toBe(1);
+    const answers = await Promise.all(Array.from({ length: 20 }, () => requests.request("GET", "/", { host: server.url.host }, new Uint8Array())));
+    expect(answers.every((answer) => answer.body.toString() === "ok")).toBe(true);
+    expect(server.connections()).toBeLessThanOrEqual(4);
+  });
+
+  it("reads a chunked answer, and a HEAD answer's length without a body", async () => {
+    const server = await httpServer((req, res) => {
+      if (req.method === "HEAD") {
+        res.writeHead(200, { "content-length": "1234" });
+        res.end();
+        return;
+      }
+      res.write("first,");
+      setTimeout(() => res.end("second"), 10);
+    });
+    const requests = pool(server.url);
+    const chunked = await requests.request("GET", "/", { host: server.url.host }, new Uint8Array());
+    expect(chunked.headers["transfer-encoding"]).toBe("chunked");
+    expect(chunked.body.toString()).toBe("first,second");
+    const head = await requests.request("HEAD", "/", { host: server.url.host }, new Uint8Array());
+    expect(head.headers["content-length"]).toBe("1234");
+    expect(head.body.length).toBe(0);
+    // The same connection goes on after both.
+    expect((await requests.request("GET", "/", { host: server.url.host }, new Uint8Array())).body.toString()).toBe("first,second");
+    expect(server.connections()).toBe(1);
+  });
+
+  it("skips a 100 Continue, reads an answer that ends with the connection, and joins repeated headers as Node does", async () => {
+    const url = await rawServer((socket) => {
+      socket.write("HTTP/1.1 100 Continue\r\n\r\n");
+      socket.end("HTTP/1.1 200 OK\r\nx-multi: a\r\nX-Multi: b\r\ncontent-type: text/plain\r\ncontent-type: ignored\r\nset-cookie: c=1\r\nset-cookie: d=2\r\n\r\nuntil the end");
+    });
+    const requests = pool(url);
+    const answer = await requests.request("GET", "/", { host: url.host }, new Uint8Array());
+    expect(answer.status).toBe(200);
+    expect(answer.headers).toMatchObject({ "x-multi": "a, b", "content-type": "text/plain", "set-cookie": ["c=1", "d=2"] });
+    expect(answer.body.toString()).toBe("until the end");
+    // The server closed that connection: the next request opens another.
+    expect((await requests.request("GET", "/", { host: url.host }, new Uint8Array())).body.toString()).toBe("until the end");
+  });
+
+  it("fails with ECONNRESET (as Node's client does) when the connection drops before the whole answer", async () => {
+    const url = await rawServer((socket) => socket.end("HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nshort"));
+    const error = await pool(url)
+      .request("GET", "/", { host: url.host }, new Uint8Array())
+      .catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(HttpConnectionError);
+    expect(error).toMatchObject({ code: "ECONNRESET" });
+  });
+
+  it("fails with ETIMEDOUT when the server does not answer in time", async () => {
+    const url = await rawServer(() => undefined);
+    const error = await pool(url, 200)
+      .request("GET", "/", { host: url.host }, new Uint8Array())
+      .catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(HttpConnectionError);
+    expect(error).toMatchObject({ code: "ETIMEDOUT", message: `no answer from ${url.host} in 0.2 s` });
+  });
+
+  it("refuses an answer that is not HTTP/1.x", async () => {
+    const url = await rawServer((socket) => socket.write("SSH-2.0-OpenSSH\r\n\r\n"));
+    await expect(pool(url).request("GET", "/", { host: url.host }, new Uint8Array())).rejects.toBeInstanceOf(HttpProtocolError);
+  });
+
+  it("refuses a header value that would split the request (CR, LF) and sends nothing", async () => {
+    const server = await httpServer((_req, res) => res.end());
+    const requests = pool(server.url);
+    for (const value of ["a\r\nx-injected: 1", "a\nb", "nul\0", "日本"]) {
+      await expect(requests.request("PUT", "/", { host: server.url.host, "x-amz-meta-name": value }, new Uint8Array())).rejects.toBeInstanceOf(InvalidHttpRequestError);
+    }
+    await expect(requests.request("PUT", "/", { host: server.url.host, "bad name": "v" }, new Uint8Array())).rejects.toBeInstanceOf(InvalidHttpRequestError);
+    expect(server.connections()).toBe(0);
+  });
+
+  it("speaks https, checking the server's certificate, and resumes the TLS session on a new connection", async () => {
+    const tlsDir = join(import.meta.dirname, "../fixtures/tls");
+    const cert = readFileSync(join(tlsDir, "server.crt"));
+    const resumed: boolean[] = [];
+    const server = createHttpsServer({ cert, key: readFileSync(join(tlsDir, "server.key")) }, (req, res) => {
+      resumed.push((req.socket as TLSSocket).isSessionReused());
+      // Each answer closes its connection: the next request needs a new one.
+      res.writeHead(200, { connection: "close" });
+      res.end("secure");
+    });
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    closers.push(() => {
+      server.closeAllConnections();
+      return new Promise((resolve) => server.close(() => resolve()));
+    });
+    const url = new URL(`https://127.0.0.1:${(server.address() as AddressInfo).port}`);
+    const trusting = new Http1Pool(url, { maxSockets: 2, timeoutMs: 10_000, ca: cert });
+    closers.push(() => Promise.resolve(trusting.close()));
+    for (let i = 0; i < 3; i++) expect((await trusting.request("GET", "/", { host: url.host }, new Uint8Array())).body.toString()).toBe("secure");
+    expect(resumed[0]).toBe(false);
+    expect(resumed.slice(1)).toEqual([true, true]);
+    // Without the certificate among the trusted ones, nothing is sent.
+    const error = await pool(url)
+      .request("GET", "/", { host: url.host }, new Uint8Array())
+      .catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(HttpConnectionError);
+    expect(resumed).toHaveLength(3);
+  });
+
+  it("lets a process end while its connections are idle and open (the server would keep them for a minute)", async () => {
+    const server = await httpServer((_req, res) => res.end("ok"));
+    const script = `import { Http1Pool } from ${JSON.stringify(new URL("../../lambdas/http1-pool.ts", import.meta.url).href)};
+const pool = new Http1Pool(new URL(${JSON.stringify(server.url.href)}), { maxSockets: 2, timeoutMs: 60_000 });
+const answer = await pool.request("GET", "/", { host: ${JSON.stringify(server.url.host)} }, new Uint8Array());
+process.stdout.write(answer.body.toString());`;
+    const child = spawn(process.execPath, ["--input-type=module", "-e", script], { stdio: ["ignore", "pipe", "inherit"] });
+    let out = "";
+    child.stdout.on("data", (chunk: Buffer) => (out += chunk.toString()));
+    const code = await new Promise<number | null>((resolve) => child.once("exit", resolve));
+    expect(code).toBe(0);
+    expect(out).toBe("ok");
+    expect(server.connections()).toBe(1);
+  }, 30_000);
+
+  it("refuses requests once closed", async () => {
+    const server = await httpServer((_req, res) => res.end());
+    const requests = pool(server.url);
+    requests.close();
+    await expect(requests.request("GET", "/", { host: server.url.host }, new Uint8Array())).rejects.toMatchObject({ code: "ECONNRESET" });
+  });
+});
