@@ -107,9 +107,14 @@ export async function recoverSet(given: OperationDeps, set: string, reason: stri
   // The agent's own wait: a hold (another key owns the set) pauses it until `tidemark adopt`, whatever the caller
   // asked; failing it would only journal the recovery again at the next status read.
   const deps: OperationDeps = { ...given, whileHeld: "wait" };
+  // Owed from before anything is journaled until the repairs are (pending-recoveries.ts): killed in between, the
+  // agent's next start runs it again, where a journal continuing the target's chain would show no break.
+  const { journal } = deps.agent;
+  const owed = journal.atomically(() => journal.recoveries.begin(set, { mode, orphans, reason }));
   // A volume has no verification: every block is read again and the target's block map rebuilt.
   if (deps.agent.isVolume(set)) {
     await deps.agent.fullMirror(set, reason);
+    journal.atomically(() => journal.recoveries.end(set, owed));
     return;
   }
   // Whatever the target holds of the set came from its stream: what the source no longer holds is a deletion the
@@ -119,6 +124,7 @@ export async function recoverSet(given: OperationDeps, set: string, reason: stri
   if (mode === "full") await deps.agent.fullMirror(set, reason);
   else await deps.agent.restartChain(set, reason);
   await runVerify(deps, set, { deep: mode === "checksum", repair: true, orphans: missed });
+  journal.atomically(() => journal.recoveries.end(set, owed));
 }
 
 export interface MirrorResult {
