@@ -111,10 +111,18 @@ export async function recoverSet(given: OperationDeps, set: string, reason: stri
   // agent's next start runs it again, where a journal continuing the target's chain would show no break.
   const { journal } = deps.agent;
   const owed = journal.atomically(() => journal.recoveries.begin(set, { mode, orphans, reason }));
+  try {
+    await recoverOwed(deps, set, reason, mode, orphans);
+    journal.atomically(() => journal.recoveries.end(set, owed));
+  } finally {
+    journal.recoveries.settle(set, owed);
+  }
+}
+
+async function recoverOwed(deps: OperationDeps, set: string, reason: string, mode: MirrorMode, orphans: OrphanPolicy): Promise<void> {
   // A volume has no verification: every block is read again and the target's block map rebuilt.
   if (deps.agent.isVolume(set)) {
     await deps.agent.fullMirror(set, reason);
-    journal.atomically(() => journal.recoveries.end(set, owed));
     return;
   }
   // Whatever the target holds of the set came from its stream: what the source no longer holds is a deletion the
@@ -124,7 +132,6 @@ export async function recoverSet(given: OperationDeps, set: string, reason: stri
   if (mode === "full") await deps.agent.fullMirror(set, reason);
   else await deps.agent.restartChain(set, reason);
   await runVerify(deps, set, { deep: mode === "checksum", repair: true, orphans: missed });
-  journal.atomically(() => journal.recoveries.end(set, owed));
 }
 
 export interface MirrorResult {

@@ -37,6 +37,8 @@ export class PendingRecoveries {
   readonly #begin: StatementSync;
   readonly #get: StatementSync;
   readonly #end: StatementSync;
+  /** Per set, the token of the recovery this process runs, until it ends or fails. */
+  readonly #running = new Map<string, string>();
 
   constructor(db: DatabaseSync) {
     db.exec(SCHEMA);
@@ -53,7 +55,18 @@ export class PendingRecoveries {
     const since = this.of(set)?.since ?? now.toISOString();
     const token = randomUUID();
     this.#begin.run(set, recovery.mode, recovery.orphans, recovery.reason, since, token);
+    this.#running.set(set, token);
     return token;
+  }
+
+  /** The recovery that got token no longer runs in this process (done, or failed: then still owed). */
+  settle(set: string, token: string): void {
+    if (this.#running.get(set) === token) this.#running.delete(set);
+  }
+
+  /** True while this process runs the set's latest recovery. */
+  running(set: string): boolean {
+    return this.#running.has(set);
   }
 
   /** The recovery the set is owed, or undefined. */

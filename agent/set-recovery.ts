@@ -28,6 +28,8 @@ export class SetRecovery {
   readonly #options: RecoveryOptions;
   /** The check of the journal's continuity with the target, once it succeeded (or while it runs). */
   #continuity: Promise<void> | undefined;
+  /** The continuity check read the target: a recovery owed from before was run again (or a new one began) there. */
+  #continuityChecked = false;
 
   constructor(context: SetContext, operations: SetOperations, options: RecoveryOptions) {
     this.#context = context;
@@ -35,12 +37,19 @@ export class SetRecovery {
     this.#options = options;
   }
 
-  /** Recovers the set when the target marks it out of sync, unless a resync or a new generation is already on its way. */
+  /**
+   * Recovers the set when the target marks it out of sync, unless a resync or a new generation is already on its
+   * way; otherwise runs again a recovery still owed that no longer runs (it failed).
+   */
   async checkTarget(): Promise<void> {
     const { journal, spec } = this.#context;
     const status = await this.#options.targetStatus?.(spec.name);
     if (status) this.#options.onTargetStatus?.(status);
-    if (!status || status.state !== "out-of-sync") return;
+    if (!status || status.state !== "out-of-sync") {
+      // A recovery that failed in this process (its wait timed out) is owed still: run it again rather than at the next start only.
+      if (this.#continuityChecked && !journal.recoveries.running(spec.name)) this.#resume();
+      return;
+    }
     const generation = journal.sets.generation(spec.name);
     // Held for records of this generation that came without its resync: only a resync sent after them is on its way.
     const heldFrom = status.heldGeneration?.id === generation.id ? status.heldGeneration.seq : undefined;
@@ -70,6 +79,7 @@ export class SetRecovery {
     const set = spec.name;
     const status = await targetStatus(set);
     const reason = continuityBreak(journal.sets.generation(set), journal.sets.counters(set).nextSeq - 1, status);
+    this.#continuityChecked = true;
     if (!reason) {
       this.#resume();
       return;
@@ -114,9 +124,9 @@ export class SetRecovery {
     const { journal, spec, log } = this.#context;
     const owed = journal.recoveries.of(spec.name);
     if (!owed) return;
-    log.warn("a recovery of the set did not finish before the agent stopped; running it again", { set: spec.name, since: owed.since, mode: owed.mode, reason: owed.reason });
+    log.warn("a recovery of the set did not finish; running it again", { set: spec.name, since: owed.since, mode: owed.mode, reason: owed.reason });
     this.#recover(owed.reason, owed).catch((error: unknown) =>
-      log.error(`the recovery owed since ${owed.since} failed; it runs again at the next start, or run \`tidemark mirror ${spec.name} --mode diff\``, { set: spec.name, error: String(error) }),
+      log.error(`the recovery owed since ${owed.since} failed; it runs again at the next status read, or run \`tidemark mirror ${spec.name} --mode diff\``, { set: spec.name, error: String(error) }),
     );
   }
 

@@ -109,6 +109,48 @@ for (const mode of ["diff", "full"] as const) {
   });
 }
 
+it("a recovery that failed while the agent kept running runs again at the next status read", async () => {
+  const store = new MemoryStore();
+  h = agentHarness(SET, { targetStatus: (set) => readSetStatus(store, set) }, { store });
+  const src = h.src.path;
+  writeFileSync(join(src, "kept.txt"), "kept");
+  writeFileSync(join(src, "gone.txt"), "deleted while the journal was lost");
+  await h.agent.start();
+  await h.agent.drain(SET);
+  await h.shutdown();
+  rmSync(h.state.path, { recursive: true, force: true });
+  mkdirSync(h.state.path);
+  rmSync(join(src, "gone.txt"));
+
+  const run = restartWithRecovery(store, "diff");
+  const append = h.journal.append.bind(h.journal);
+  let failing = true;
+  const spy = vi.spyOn(h.journal, "append").mockImplementation((set, changes) => {
+    if (failing && changes.some((c) => c.op === "verify")) throw new PowerLost("the disk failed while journaling the verification");
+    return append(set, changes);
+  });
+  try {
+    await h.agent.start();
+    const failed = run.recovering();
+    await expect(failed).rejects.toThrow(PowerLost);
+    failing = false;
+    await h.agent.drain(SET);
+    expect(h.journal.recoveries.of(SET)).toMatchObject({ mode: "diff" });
+    await h.agent.checkTarget(SET);
+    expect(run.recovering()).not.toBe(failed);
+    await run.recovering();
+  } finally {
+    spy.mockRestore();
+  }
+  await h.agent.drain(SET);
+  expect(await pictureOfTarget(store, SET)).toEqual(await pictureOfSource(src));
+  expect(h.journal.recoveries.of(SET)).toBeUndefined();
+  // Nothing owed and nothing out of sync: the next status read starts nothing.
+  const done = run.recovering();
+  await h.agent.checkTarget(SET);
+  expect(run.recovering()).toBe(done);
+});
+
 it("a start owing no recovery runs none", async () => {
   const store = new MemoryStore();
   h = agentHarness(SET, { targetStatus: (set) => readSetStatus(store, set) }, { store });
