@@ -71,7 +71,8 @@ export interface AgentOptions {
   readonly lingerMs?: number;
   /**
    * How a set that went out of sync on the target is brought back; the
-   * runtime picks a mirror mode. @default a full mirror (resync)
+   * runtime picks a mirror mode (owed: a recovery begun earlier and not
+   * finished, run again as it began). @default a full mirror (resync)
    */
   readonly recover?: (set: string, reason: string, owed?: PendingRecovery) => Promise<void>;
   /** Reads the target's live file at a path: after a lost journal only what the target lacks is sent (recovery-baseline.ts). */

@@ -139,7 +139,8 @@ export class SetRecovery {
       await this.#operations.resync(reason);
       return;
     }
-    log.warn("target out of sync; recovering", { set: spec.name, reason });
+    // An owed recovery was logged as such by #resume.
+    if (!owed) log.warn("target out of sync; recovering", { set: spec.name, reason });
     await recover(spec.name, reason, owed);
   }
 }
