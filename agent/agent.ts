@@ -23,6 +23,7 @@ import { SetLane, type SetContext } from "./set-context.ts";
 import { SetOperations, type MarkerRequest, type QueuedMarker, type VerifyOptions } from "./set-operations.ts";
 import { SetRecovery } from "./set-recovery.ts";
 import type { TargetFileLookup } from "./recovery-baseline.ts";
+import type { PendingRecovery } from "./pending-recoveries.ts";
 import { SetSender } from "./set-sender.ts";
 import { OwnerHold, type OwnerLookup } from "./owner-hold.ts";
 import type { SetSpec } from "./set-spec.ts";
@@ -70,9 +71,10 @@ export interface AgentOptions {
   readonly lingerMs?: number;
   /**
    * How a set that went out of sync on the target is brought back; the
-   * runtime picks a mirror mode. @default a full mirror (resync)
+   * runtime picks a mirror mode (owed: a recovery begun earlier and not
+   * finished, run again as it began). @default a full mirror (resync)
    */
-  readonly recover?: (set: string, reason: string) => Promise<void>;
+  readonly recover?: (set: string, reason: string, owed?: PendingRecovery) => Promise<void>;
   /** Reads the target's live file at a path: after a lost journal only what the target lacks is sent (recovery-baseline.ts). */
   readonly targetFile?: TargetFileLookup;
   /** Once the queue accepted a message holding markers (ONRECEIVE): the "task received" event. */

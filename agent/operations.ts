@@ -107,6 +107,19 @@ export async function recoverSet(given: OperationDeps, set: string, reason: stri
   // The agent's own wait: a hold (another key owns the set) pauses it until `tidemark adopt`, whatever the caller
   // asked; failing it would only journal the recovery again at the next status read.
   const deps: OperationDeps = { ...given, whileHeld: "wait" };
+  // Owed from before anything is journaled until the repairs are (pending-recoveries.ts): killed in between, the
+  // agent's next start runs it again, where a journal continuing the target's chain would show no break.
+  const { journal } = deps.agent;
+  const owed = journal.atomically(() => journal.recoveries.begin(set, { mode, orphans, reason }));
+  try {
+    await recoverOwed(deps, set, reason, mode, orphans);
+    journal.atomically(() => journal.recoveries.end(set, owed));
+  } finally {
+    journal.recoveries.settle(set, owed);
+  }
+}
+
+async function recoverOwed(deps: OperationDeps, set: string, reason: string, mode: MirrorMode, orphans: OrphanPolicy): Promise<void> {
   // A volume has no verification: every block is read again and the target's block map rebuilt.
   if (deps.agent.isVolume(set)) {
     await deps.agent.fullMirror(set, reason);

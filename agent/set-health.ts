@@ -8,6 +8,7 @@ import { awaitingGeneration } from "./continuity.ts";
 import type { HeldReport, ScanFailureReport } from "./held-files.ts";
 import { skippedRemedy } from "./skipped-names.ts";
 import type { JournalGeneration, SetCounters } from "./journal.ts";
+import type { PendingRecovery } from "./pending-recoveries.ts";
 
 /** A path the set does not replicate, with why; `since` when the target refused its latest change (it keeps the last good version). */
 export interface NotReplicated {
@@ -42,6 +43,8 @@ export interface SetFacts {
   readonly journalMissing?: string;
   /** Busy files whose newest version the agent holds back (held-files.ts): the target lacks it, though no record waits. */
   readonly held?: readonly HeldReport[];
+  /** A recovery begun and not finished (pending-recoveries.ts): its verification has not made the target equal the source yet. */
+  readonly recovering?: PendingRecovery | null;
   /** What keeps the agent from journaling (a full disk under its state folder), from the problem file; null when nothing does. */
   readonly journalProblem?: { readonly since: string; readonly problem: string } | null;
   /** The set's last recovery drill (`tidemark drill`), when one ran. */
@@ -269,7 +272,7 @@ export function findProblems(facts: SetFacts, checks: readonly ProblemCheck[] = 
   return checks.flatMap((check) => check(facts));
 }
 
-/** The target applied everything this journal's generation holds, nothing waits to be sent, the agent holds no file back and no scan is unfinished or failed. */
+/** The target applied everything this journal's generation holds, nothing waits to be sent, the agent holds no file back, no scan is unfinished or failed and no recovery is owed. */
 export function caughtUp(facts: SetFacts): boolean {
   const status = targetStatus(facts);
   return (
@@ -279,6 +282,7 @@ export function caughtUp(facts: SetFacts): boolean {
     status.lastSeq === facts.counters.nextSeq - 1 &&
     (facts.held ?? []).length === 0 &&
     !facts.scanning &&
-    !facts.scanFailed
+    !facts.scanFailed &&
+    !facts.recovering
   );
 }

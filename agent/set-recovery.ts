@@ -6,6 +6,7 @@
 import type { SetStatus } from "../contract/layout.ts";
 import { awaitingGeneration, continuityBreak } from "./continuity.ts";
 import type { JournalGeneration } from "./journal.ts";
+import type { PendingRecovery } from "./pending-recoveries.ts";
 import { seedIndexFromTarget, type TargetFileLookup } from "./recovery-baseline.ts";
 import type { SetContext } from "./set-context.ts";
 import type { SetOperations } from "./set-operations.ts";
@@ -13,8 +14,8 @@ import type { SetOperations } from "./set-operations.ts";
 export interface RecoveryOptions {
   /** Reads the applier's status of the set; without it there is nothing to check. */
   readonly targetStatus?: (set: string) => Promise<SetStatus | undefined>;
-  /** How the set is brought back; @default a full mirror (resync). */
-  readonly recover?: (set: string, reason: string) => Promise<void>;
+  /** How the set is brought back (owed: a recovery begun before the agent last stopped, run again); @default a full mirror (resync). */
+  readonly recover?: (set: string, reason: string, owed?: PendingRecovery) => Promise<void>;
   /** Told every status read, for what follows the target's progress (busy files wait for their last version to be applied). */
   readonly onTargetStatus?: (status: SetStatus) => void;
   /** Reads the target's live file at a path: a lost journal then resends only what the target lacks (recovery-baseline.ts). */
@@ -27,6 +28,8 @@ export class SetRecovery {
   readonly #options: RecoveryOptions;
   /** The check of the journal's continuity with the target, once it succeeded (or while it runs). */
   #continuity: Promise<void> | undefined;
+  /** The continuity check read the target: a recovery owed from before was run again (or a new one began) there. */
+  #continuityChecked = false;
 
   constructor(context: SetContext, operations: SetOperations, options: RecoveryOptions) {
     this.#context = context;
@@ -34,12 +37,19 @@ export class SetRecovery {
     this.#options = options;
   }
 
-  /** Recovers the set when the target marks it out of sync, unless a resync or a new generation is already on its way. */
+  /**
+   * Recovers the set when the target marks it out of sync, unless a resync or a new generation is already on its
+   * way; otherwise runs again a recovery still owed that no longer runs (it failed).
+   */
   async checkTarget(): Promise<void> {
     const { journal, spec } = this.#context;
     const status = await this.#options.targetStatus?.(spec.name);
     if (status) this.#options.onTargetStatus?.(status);
-    if (!status || status.state !== "out-of-sync") return;
+    if (!status || status.state !== "out-of-sync") {
+      // A recovery that failed in this process (its wait timed out) is owed still: run it again rather than at the next start only.
+      if (this.#continuityChecked && !journal.recoveries.running(spec.name)) this.#resume();
+      return;
+    }
     const generation = journal.sets.generation(spec.name);
     // Held for records of this generation that came without its resync: only a resync sent after them is on its way.
     const heldFrom = status.heldGeneration?.id === generation.id ? status.heldGeneration.seq : undefined;
@@ -69,7 +79,11 @@ export class SetRecovery {
     const set = spec.name;
     const status = await targetStatus(set);
     const reason = continuityBreak(journal.sets.generation(set), journal.sets.counters(set).nextSeq - 1, status);
-    if (!reason) return;
+    this.#continuityChecked = true;
+    if (!reason) {
+      this.#resume();
+      return;
+    }
     const generation = journal.sets.beginGeneration(set);
     log.warn("the target is ahead of this journal; beginning a new journal generation", { set, generation: generation.id, reason });
     // The recovery journals its resync at once; the rest of it (a verification) waits on the stream, which waits
@@ -101,8 +115,23 @@ export class SetRecovery {
     }
   }
 
+  /**
+   * A recovery the agent was stopped in (pending-recoveries.ts) runs again: its resync may be journaled, even
+   * applied, so the journal continues the target's chain, yet the verification behind it never ran. Like the
+   * recovery after a break, it goes on in the background; its resync is journaled ahead of the first scan's records.
+   */
+  #resume(): void {
+    const { journal, spec, log } = this.#context;
+    const owed = journal.recoveries.of(spec.name);
+    if (!owed) return;
+    log.warn("a recovery of the set did not finish; running it again", { set: spec.name, since: owed.since, mode: owed.mode, reason: owed.reason });
+    this.#recover(owed.reason, owed).catch((error: unknown) =>
+      log.error(`the recovery owed since ${owed.since} failed; it runs again at the next status read, or run \`tidemark mirror ${spec.name} --mode diff\``, { set: spec.name, error: String(error) }),
+    );
+  }
+
   /** Brings the set back in line with a resync and a mirror behind it. */
-  async #recover(reason: string): Promise<void> {
+  async #recover(reason: string, owed?: PendingRecovery): Promise<void> {
     const { spec, log } = this.#context;
     const recover = this.#options.recover;
     if (!recover) {
@@ -110,7 +139,8 @@ export class SetRecovery {
       await this.#operations.resync(reason);
       return;
     }
-    log.warn("target out of sync; recovering", { set: spec.name, reason });
-    await recover(spec.name, reason);
+    // An owed recovery was logged as such by #resume.
+    if (!owed) log.warn("target out of sync; recovering", { set: spec.name, reason });
+    await recover(spec.name, reason, owed);
   }
 }

@@ -12,6 +12,7 @@ import { skippedNow } from "../skipped-names.ts";
 import { heldNow, scanFailureNow, scanNow, type HeldReport, type ScanFailureReport } from "../held-files.ts";
 import { readProblem, type AgentProblem } from "../problem-file.ts";
 import { readOwnerKey } from "../owner-key.ts";
+import type { PendingRecovery } from "../pending-recoveries.ts";
 import { stringOption, type Command } from "./command.ts";
 
 export interface SetReport {
@@ -34,6 +35,8 @@ export interface SetReport {
   held: HeldReport[];
   /** A scan of the whole set that has not finished (what it has not reached is not journaled yet), or null. */
   scanning: { since: string; agentRunning: boolean } | null;
+  /** A recovery begun and not finished (its verification has not made the target equal the source yet; the agent's next start runs it again), or null. */
+  recovering: PendingRecovery | null;
   /** The last scan that failed (threw), until a later one succeeds: what it had not reached is not journaled (a `scan-failed` problem). */
   scanFailed: ScanFailureReport | null;
   /** The agent cannot journal (the disk holding its state folder is full): changes wait for the catch-up scan once there is space. */
@@ -161,12 +164,13 @@ export async function collectStatus(configFile: string): Promise<SetReport[]> {
         const held = journal ? heldNow(journal.held, spec.name) : [];
         const scanning = journal ? scanNow(journal.held, spec.name) : null;
         const scanFailed = journal ? scanFailureNow(journal.held, spec.name) : null;
+        const recovering = journal?.recoveries.of(spec.name) ?? null;
         const journalMissing = journal ? {} : { journalMissing: join(config.stateDir, "journal.db") };
         const stall = await stallFacts(journal, store, spec.name, target);
         const owner = target.reachable ? target.owner : undefined;
         const notOwner = hostKeyId !== undefined && owner !== undefined && "keyId" in owner && owner.keyId !== hostKeyId ? { notOwner: { ownerKeyId: owner.keyId, ownerSince: owner.since, hostKeyId } } : {};
         const ownerUnreadable = owner !== undefined && "error" in owner ? { ownerUnreadable: owner.error } : {};
-        const setFacts: SetFacts = { set: spec.name, counters, generation, skipped, held, scanning, scanFailed, ...journalMissing, ...stall, ...notOwner, ...ownerUnreadable, drill, journalProblem, target: facts, now: new Date() };
+        const setFacts: SetFacts = { set: spec.name, counters, generation, skipped, held, scanning, scanFailed, recovering, ...journalMissing, ...stall, ...notOwner, ...ownerUnreadable, drill, journalProblem, target: facts, now: new Date() };
         const problems = findProblems(setFacts);
         const upToDate = caughtUp(setFacts);
         return {
@@ -181,6 +185,7 @@ export async function collectStatus(configFile: string): Promise<SetReport[]> {
           held,
           scanning,
           scanFailed,
+          recovering,
           journalProblem,
           target,
           problems,
@@ -207,7 +212,7 @@ export async function collectStatus(configFile: string): Promise<SetReport[]> {
 
 /** "catching up", with what keeps the set from being in sync besides the target's progress. */
 function catchingUp(r: SetReport): string {
-  const why = [r.scanning ? "scanning" : "", r.held.length > 0 ? `${r.held.length} held` : ""].filter(Boolean);
+  const why = [r.recovering ? "recovering" : "", r.scanning ? "scanning" : "", r.held.length > 0 ? `${r.held.length} held` : ""].filter(Boolean);
   return why.length > 0 ? `catching up (${why.join(", ")})` : "catching up";
 }
 
@@ -229,7 +234,11 @@ applied (read from the target bucket), and the state:
                 with whether the agent holding it still runs; a stopped
                 agent's next start captures the file), or a scan of the
                 whole set has not finished ("catching up (scanning)": what
-                it has not reached is not journaled yet)
+                it has not reached is not journaled yet), or a recovery
+                has not finished ("catching up (recovering)": its
+                verification has not made the target equal the source yet;
+                \`recovering\` in --json; a stopped agent's next start runs
+                it again)
   NOT IN SYNC   something is wrong; each problem is listed below the table:
                 the target unreachable or holding the set out of sync,
                 another host owning the set on the target (this host's
@@ -288,6 +297,9 @@ Examples:
     process.stdout.write(`${table(["SET", "BACKLOG", "SENT", "LAST SENT", "LAST APPLIED", "STATE"], rows)}\n`);
     for (const r of reports) {
       for (const problem of r.problems) process.stdout.write(`${r.set}: ${escapeControl(problem.message)}\n`);
+      if (r.recovering) {
+        process.stdout.write(`${r.set}: recovering since ${r.recovering.since} (${r.recovering.mode} mirror: ${escapeControl(r.recovering.reason)}): the target is not known to equal the source until its verification is reported; a stopped agent's next start runs it again\n`);
+      }
       if (r.scanning) {
         const stopped = r.scanning.agentRunning ? "" : " (the agent running it is not running: its next start scans again)";
         process.stdout.write(`${r.set}: a scan of the set began at ${r.scanning.since} and has not finished: what it has not reached is not journaled yet${stopped}\n`);
