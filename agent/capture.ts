@@ -30,6 +30,11 @@ export interface CaptureResult {
 
 type PutChange = Extract<Change, { op: "put" }>;
 
+/** A source file that is still there could not be read into the journal (its spool folder gone, say): never a delete. */
+export class CaptureReadError extends Error {
+  override name = "CaptureReadError";
+}
+
 const mode = (st: EntryStat) => Number(st.mode & 0o7777n);
 
 async function statOrGone(abs: string): Promise<BigIntStats | undefined> {
@@ -101,7 +106,7 @@ export async function capture(journal: Journal, spec: SetSpec, path: string, opt
       // Removed or replaced between its lstat and its read (an application renaming its files): what is there now counts.
       // Thrown, the error failed a whole batch of the watcher's changes, or a scan, for one entry that moved on.
       const code = (error as NodeJS.ErrnoException).code;
-      if ((code !== "ENOENT" && code !== "ENOTDIR") || attempt >= STABLE_READ_ATTEMPTS) throw error;
+      if ((code !== "ENOENT" && code !== "ENOTDIR" && !(error instanceof CaptureReadError)) || attempt >= STABLE_READ_ATTEMPTS) throw error;
     }
   }
 }
@@ -312,6 +317,18 @@ function deltaCandidate(known: IndexEntry | undefined, st: BigIntStats): known i
   return known?.kind === "file" && known.sha256 !== null && known.size >= MIN_DELTA_FILE_BYTES && size >= MIN_DELTA_FILE_BYTES && size <= MAX_RANGED_FILE_BYTES;
 }
 
+/**
+ * Whether a read of the source file at abs failed because the file is gone. An ENOENT can come from elsewhere (the
+ * spool folder removed by a cleaner): the source path is looked at again, and a file still there throws
+ * CaptureReadError (a failed capture, tried again), never a delete.
+ */
+async function vanished(error: unknown, abs: string, path: string): Promise<boolean> {
+  const code = (error as NodeJS.ErrnoException).code;
+  if (code !== "ENOENT" && code !== "ENOTDIR") return false;
+  if (!(await statOrGone(abs))?.isFile()) return true;
+  throw new CaptureReadError(`cannot capture ${path}: ${error instanceof Error ? error.message : String(error)}; the file is still on the source, so it is captured again`, { cause: error });
+}
+
 async function discard(journal: Journal, change: PutChange | undefined): Promise<void> {
   if (change && "spool" in change.content) await rm(join(journal.spoolDir, change.content.spool), { force: true });
 }
@@ -335,7 +352,7 @@ async function readStable(journal: Journal, set: string, abs: string, path: stri
       if (delta === "whole") next = await readWhole(journal.spoolDir, abs, path, before);
       else next = delta;
     } catch (error) {
-      if ((error as NodeJS.ErrnoException).code === "ENOENT") return undefined;
+      if (await vanished(error, abs, path)) return undefined;
       throw error;
     }
     const after = await statOrGone(abs);
@@ -357,7 +374,7 @@ async function readStable(journal: Journal, set: string, abs: string, path: stri
   try {
     return { ...(await readWhole(journal.spoolDir, abs, path, st)), ...linkGroupOf(st) };
   } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === "ENOENT") return undefined;
+    if (await vanished(error, abs, path)) return undefined;
     throw error;
   }
 }

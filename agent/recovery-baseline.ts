@@ -61,12 +61,16 @@ export interface BaselineReport {
   differ: number;
   /** Bytes of source files read to compare them. */
   bytesRead: number;
+  /** Of those that differ: files whose target object or source content could not be read (the scan sends or names them). */
+  unreadable: number;
 }
 
 /** Files compared at once: HEADs wait on the network, so more than the disk alone would want. */
 const COMPARE_CONCURRENCY = 16;
 /** Files gathered before they are compared, and their results written in one transaction. */
 const BATCH_FILES = 256;
+/** As capture's: a file modified this recently may be rewritten within its timestamp tick after the hash, size unchanged. */
+const RACY_WINDOW_NS = 2_000_000_000n;
 
 interface LocalHash {
   readonly size: number;
@@ -121,20 +125,46 @@ async function statOrGone(abs: string): Promise<BigIntStats | undefined> {
   }
 }
 
-type Outcome = { kind: "same"; change: PutChange } | { kind: "metadata"; change: PutChange } | { kind: "differ"; bytesRead: number };
+type Outcome =
+  | { kind: "same"; change: PutChange }
+  | { kind: "metadata"; change: PutChange }
+  | { kind: "differ"; bytesRead: number; unreadable?: true }
+  | { kind: "stopped" };
 type PutChange = Extract<Change, { op: "put" }>;
 
 const NO_BYTES = new Uint8Array();
 const EMPTY_SHA256 = createHash("sha256").digest("hex");
 
-/** How the source file at path compares with the target's object of it. */
-async function compareFile(spec: SetSpec, lookup: TargetFileLookup, path: string): Promise<Outcome> {
+/** The target's file, asked twice: the agent's S3 client does not retry, and one failed HEAD must not cost more than this file. */
+async function lookupOnceRetried(lookup: TargetFileLookup, set: string, path: string): Promise<TargetFile | undefined> {
+  try {
+    return await lookup(set, path);
+  } catch {
+    return lookup(set, path);
+  }
+}
+
+/**
+ * How the source file at path compares with the target's object of it. A file whose object or content cannot be
+ * read differs: the scan sends it whole, or names why it cannot. Only a stop ends the comparison.
+ */
+async function compareFile(spec: SetSpec, lookup: TargetFileLookup, path: string, signal?: AbortSignal): Promise<Outcome> {
+  try {
+    return await compareReadable(spec, lookup, path, signal);
+  } catch {
+    return signal?.aborted ? { kind: "stopped" } : { kind: "differ", bytesRead: 0, unreadable: true };
+  }
+}
+
+async function compareReadable(spec: SetSpec, lookup: TargetFileLookup, path: string, signal?: AbortSignal): Promise<Outcome> {
   const abs = join(spec.root, path);
+  if (signal?.aborted) return { kind: "stopped" };
   const before = await statOrGone(abs);
   if (!before?.isFile()) return { kind: "differ", bytesRead: 0 };
-  const remote = await lookup(spec.name, path);
+  const remote = await lookupOnceRetried(lookup, spec.name, path);
   // Another size is another content: no need to read the file to know it travels.
   if (!remote || remote.size !== Number(before.size)) return { kind: "differ", bytesRead: 0 };
+  if (signal?.aborted) return { kind: "stopped" };
   let local: LocalHash;
   try {
     local = await hashLocal(abs);
@@ -145,6 +175,8 @@ async function compareFile(spec: SetSpec, lookup: TargetFileLookup, path: string
   const after = await statOrGone(abs);
   // Written while read: what was hashed is not what the file holds; the scan reads it as capture does.
   if (!after?.isFile() || after.mtimeNs !== before.mtimeNs || after.size !== before.size || local.size !== Number(after.size)) return { kind: "differ", bytesRead: local.size };
+  // Modified moments before the hash: a rewrite of the same size within the timestamp tick would leave the index naming old content.
+  if (BigInt(Date.now()) * 1_000_000n - after.mtimeNs < RACY_WINDOW_NS) return { kind: "differ", bytesRead: local.size };
   // Another content travels whole; so does one past the largest ranged delta, as no put could carry its metadata alone.
   if (local.sha256 !== remote.sha256 || local.size !== remote.size || local.size > MAX_RANGED_FILE_BYTES) return { kind: "differ", bytesRead: local.size };
   const mode = Number(after.mode & 0o7777n);
@@ -169,19 +201,22 @@ async function compareFile(spec: SetSpec, lookup: TargetFileLookup, path: string
  */
 export async function seedIndexFromTarget(journal: Journal, spec: SetSpec, lookup: TargetFileLookup, signal?: AbortSignal): Promise<BaselineReport> {
   const set = spec.name;
-  const report: BaselineReport = { files: 0, same: 0, metadataOnly: 0, differ: 0, bytesRead: 0 };
+  const report: BaselineReport = { files: 0, same: 0, metadataOnly: 0, differ: 0, bytesRead: 0, unreadable: 0 };
   let batch: string[] = [];
   const flush = async () => {
     const paths = batch;
     batch = [];
-    const outcomes = await mapConcurrent(paths, COMPARE_CONCURRENCY, (path) => compareFile(spec, lookup, path));
+    const outcomes = await mapConcurrent(paths, COMPARE_CONCURRENCY, (path) => compareFile(spec, lookup, path, signal));
     const same: PutChange[] = [];
     const metadata: PutChange[] = [];
     for (const outcome of outcomes) {
+      // Not compared: the scan sends it whole.
+      if (outcome.kind === "stopped") continue;
       report.files += 1;
       if (outcome.kind === "differ") {
         report.differ += 1;
         report.bytesRead += outcome.bytesRead;
+        if (outcome.unreadable) report.unreadable += 1;
         continue;
       }
       report.bytesRead += outcome.change.size;
@@ -211,6 +246,8 @@ export async function seedIndexFromTarget(journal: Journal, spec: SetSpec, looku
       if (stat.isDirectory()) folders.push(path);
       else if (stat.isFile() && !journal.index.entry(set, path)) batch.push(path);
       if (batch.length >= BATCH_FILES) await flush();
+      // A stop between batches of a large folder ends the comparison there too.
+      if (signal?.aborted) break;
     }
   }
   if (batch.length > 0 && !signal?.aborted) await flush();

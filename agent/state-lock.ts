@@ -64,6 +64,15 @@ function held(owner: Owner | undefined): owner is Owner {
   return (owner.pid !== process.pid || (owner.host !== undefined && owner.host !== hostname())) && processRuns(owner.pid, owner.host, owner.started);
 }
 
+/**
+ * Whether a live process (this one included) holds the state folder's lock: an agent holds it from the start of
+ * `tidemark run`, before its control socket listens. A lock left by a process that is gone does not count.
+ */
+export function stateLockHeld(dir: string, name = "tidemark.lock"): boolean {
+  const file = join(dir, name);
+  return heldHere.has(file) || held(readOwner(file));
+}
+
 function refuse(dir: string, file: string, owner: Owner): never {
   const who = `${owner.command ?? "tidemark"} (pid ${owner.pid}${owner.host !== undefined && owner.host !== hostname() ? ` on ${owner.host}` : ""})`;
   throw new StateLockedError(

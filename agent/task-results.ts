@@ -8,6 +8,7 @@ import { heldNow, type HeldBy } from "./held-wait.ts";
 import { Journal } from "./journal.ts";
 import { silentLogger } from "./log.ts";
 import { OwnerHold } from "./owner-hold.ts";
+import { stateLockHeld } from "./state-lock.ts";
 import { waitOnTarget, type TargetWaitOptions } from "./target-wait.ts";
 
 export interface WaitOptions extends TargetWaitOptions {
@@ -58,16 +59,19 @@ export const WAIT_AGENT_CHECK_MS = 10_000;
 
 /**
  * Why the marker will not reach the target, as a command outside the agent sees it: no agent runs on the state
- * folder (it stopped during the wait) and the journal has not sent the marker. A marker already sent, one of
- * another journal generation (the target-side checks name that) or a journal that cannot be read say nothing.
+ * folder (it stopped during the wait) and the journal has not sent the marker. An agent runs while its control
+ * socket answers or a live process holds the state folder's lock (an agent starting: it checks the target before
+ * its socket listens). A marker already sent, one of another journal generation (the target-side checks name
+ * that) or a journal that cannot be read say nothing.
  */
 export function unsentWithoutAgent(stateDir: string, set: string, marker: { readonly seq: number; readonly generation: string }, everyMs = WAIT_AGENT_CHECK_MS): () => Promise<string | undefined> {
   const socket = controlSocketPath(stateDir);
+  const agentRuns = async () => stateLockHeld(stateDir) || (await answering(socket));
   let checkedAt = Number.NEGATIVE_INFINITY;
   return async () => {
     if (Date.now() - checkedAt < everyMs) return undefined;
     checkedAt = Date.now();
-    if (await answering(socket)) return undefined;
+    if (await agentRuns()) return undefined;
     let sentSeq: number | undefined;
     try {
       const journal = Journal.open(stateDir);
@@ -80,7 +84,7 @@ export function unsentWithoutAgent(stateDir: string, set: string, marker: { read
       return undefined;
     }
     // An agent that started meanwhile sends it.
-    if (sentSeq === undefined || sentSeq >= marker.seq || (await answering(socket))) return undefined;
+    if (sentSeq === undefined || sentSeq >= marker.seq || (await agentRuns())) return undefined;
     return `no agent is running on ${stateDir} to send it (the journal sent up to seq ${sentSeq}); it stays journaled and is sent when \`tidemark run\` starts again`;
   };
 }

@@ -7,10 +7,16 @@
 // `task --wait` after the agent stopped with the marker unsent ends at once,
 // and a wait that gives up says when this host's sends are failing.
 
+import { spawnSync } from "node:child_process";
+import { rmSync, writeFileSync } from "node:fs";
+import { hostname } from "node:os";
+import { join } from "node:path";
 import { afterEach, beforeEach, expect, it } from "vitest";
 import { initialStatus, type SetStatus } from "../../contract/layout.ts";
 import { generateSigningKey } from "../../contract/signing.ts";
 import { callControl, controlSocketPath, startControlServer } from "../../agent/control.ts";
+import { processStart } from "../../agent/process-identity.ts";
+import { acquireStateLock } from "../../agent/state-lock.ts";
 import { decideWhileHeld, HeldWaitError, type HeldBy, type WhileHeld } from "../../agent/held-wait.ts";
 import { OperationTimeoutError, runVerify } from "../../agent/operations.ts";
 import { heldByOwnerRecord, unsentWithoutAgent, waitForTask } from "../../agent/task-results.ts";
@@ -173,7 +179,7 @@ it("carries a held wait over the control socket as the same error, so the comman
   }
 });
 
-it("task --wait: an agent that stopped with the marker unsent ends the wait with the reason; a sent marker, or an agent answering, waits on", async () => {
+it("task --wait: an agent that stopped with the marker unsent ends the wait with the reason; a sent marker, or an agent answering or starting (holding the state lock), waits on", async () => {
   const h = agentHarness(SET);
   try {
     await h.agent.start();
@@ -192,6 +198,21 @@ it("task --wait: an agent that stopped with the marker unsent ends the wait with
     } finally {
       await server.close();
     }
+    // An agent starting (it holds the state folder's lock and checks the target before its socket listens) sends it.
+    const lock = acquireStateLock(h.state.path, "tidemark run");
+    try {
+      expect(await unsent()).toBeUndefined();
+    } finally {
+      lock.release();
+    }
+    // So does one in another live process; a lock left by a process that is gone does not count.
+    const lockFile = join(h.state.path, "tidemark.lock");
+    const other = { pid: process.ppid, host: hostname(), command: "tidemark run", started: processStart(process.ppid) };
+    writeFileSync(lockFile, JSON.stringify(other));
+    expect(await unsent()).toBeUndefined();
+    writeFileSync(lockFile, JSON.stringify({ ...other, pid: spawnSync(process.execPath, ["-e", ""]).pid, started: undefined }));
+    expect(await unsent()).toContain("no agent is running");
+    rmSync(lockFile);
     // Sent: the target gets it whether or not an agent still runs.
     await h.agent.drain(SET);
     expect(await unsent()).toBeUndefined();

@@ -24,6 +24,9 @@ afterEach(async () => {
   await h.close();
 });
 
+/** Files modified moments before the comparison hashes them are never taken as held (their stat cannot prove it): dated an hour ago. */
+const HOUR_AGO = new Date(Date.now() - 3_600_000);
+
 /** A node_modules-like tree: 320 small files in nested folders, one multi-MiB file, a symlink and an empty folder. Returns its bytes. */
 function buildTree(root: string): number {
   const random = seededRandom(17);
@@ -34,11 +37,13 @@ function buildTree(root: string): number {
       mkdirSync(dir, { recursive: true });
       const body = randomBytes(500 + random(6000));
       writeFileSync(join(dir, `m${f}.js`), body);
+      utimesSync(join(dir, `m${f}.js`), HOUR_AGO, HOUR_AGO);
       bytes += body.length;
     }
   }
   const big = randomBytes(BIG_FILE_BYTES);
   writeFileSync(join(root, "node_modules", "big.bin"), big);
+  utimesSync(join(root, "node_modules", "big.bin"), HOUR_AGO, HOUR_AGO);
   symlinkSync("pkg0/lib/m0.js", join(root, "node_modules", "main.js"));
   mkdirSync(join(root, "empty"));
   return bytes + big.length;
@@ -116,7 +121,10 @@ it("takes a file as held only when the target's SHA-256 and size match it; other
   h = agentHarness(SET);
   const src = h.src.path;
   const files = { "same.txt": "held exactly", "other-sha.txt": "same size, other", "other-size.txt": "longer than the target's", "missing.txt": "not on the target", "touched.txt": "same bytes, new mtime" };
-  for (const [name, body] of Object.entries(files)) writeFileSync(join(src, name), body);
+  for (const [name, body] of Object.entries(files)) {
+    writeFileSync(join(src, name), body);
+    utimesSync(join(src, name), HOUR_AGO, HOUR_AGO);
+  }
   const stat = (name: string) => lstatSync(join(src, name), { bigint: true });
   const held = (name: string, extra: Partial<{ size: number; sha256: string; mtimeNs: string }> = {}) => ({
     size: Buffer.byteLength(files[name as keyof typeof files]),
