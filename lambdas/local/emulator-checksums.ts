@@ -9,9 +9,9 @@
 // bytes): a claimed one is dropped rather than kept unproved.
 
 import { createHash } from "node:crypto";
-import http from "node:http";
+import type http from "node:http";
 import { crc32 } from "node:zlib";
-import { errorXml, header, requestId, S3ErrorAnswer, target } from "./emulator-s3-http.ts";
+import { errorXml, header, replayed, requestId, S3ErrorAnswer, target } from "./emulator-s3-http.ts";
 
 const ALGORITHMS = ["crc32", "crc32c", "crc64nvme", "sha1", "sha256"] as const;
 type Algorithm = (typeof ALGORITHMS)[number];
@@ -145,21 +145,6 @@ async function readAll(request: http.IncomingMessage): Promise<Buffer> {
   const chunks: Buffer[] = [];
   for await (const chunk of request) chunks.push(Buffer.isBuffer(chunk) ? chunk : Buffer.from(String(chunk)));
   return Buffer.concat(chunks);
-}
-
-/** The request again, its body the bytes read from it already. */
-function replayed(request: http.IncomingMessage, body: Buffer): http.IncomingMessage {
-  const again = new http.IncomingMessage(request.socket);
-  again.method = request.method;
-  again.url = request.url;
-  again.httpVersionMajor = request.httpVersionMajor;
-  again.httpVersionMinor = request.httpVersionMinor;
-  again.httpVersion = request.httpVersion;
-  again.headers = request.headers;
-  again.rawHeaders = request.rawHeaders;
-  again.push(body);
-  again.push(null);
-  return again;
 }
 
 function refuse(response: http.ServerResponse, refusal: S3ErrorAnswer): void {
