@@ -2,7 +2,8 @@
 // S3's: a staged object put with its whole SHA-256 (as the agent stages one
 // PUT) is checked with a HEAD, never read back; one put in parts (a
 // composite checksum, not the object's SHA-256) or with none is read and
-// hashed; a target at a given endpoint trusts none. A checksum that differs
+// hashed; a target at a given endpoint trusts none unless told it is
+// startEmulator's. A checksum that differs
 // from the record's still rejects the message.
 
 import { createHash } from "node:crypto";
@@ -74,14 +75,16 @@ for (const versioned of [false, true]) {
   });
 }
 
-it("trusts no checksum of an emulator at a given endpoint", async () => {
+it("trusts no checksum of an emulator at a given endpoint, unless told it is startEmulator's", async () => {
   const own = await startLocalTarget({ emulator: { port: 0 } });
   targets.push(own);
-  const given = await startLocalTarget({ emulator: { endpoint: own.endpoint } });
-  targets.push(given);
-  const gets = countGets(given);
   const body = Buffer.from("staged");
-  await put(given, "staging/docs/5.x", body, createHash("sha256").update(body).digest());
-  await checkStaged(given.store, "staging/docs/5.x", recordOf(body), "docs/s.bin", body.length);
-  expect(gets.count).toBe(1);
+  for (const [verifiesChecksums, reads] of [[undefined, 1], [false, 1], [true, 0]] as const) {
+    const given = await startLocalTarget({ emulator: { endpoint: own.endpoint, ...(verifiesChecksums === undefined ? {} : { verifiesChecksums }) } });
+    targets.push(given);
+    const gets = countGets(given);
+    await put(given, "staging/docs/5.x", body, createHash("sha256").update(body).digest());
+    await checkStaged(given.store, "staging/docs/5.x", recordOf(body), "docs/s.bin", body.length);
+    expect(gets.count).toBe(reads);
+  }
 });
