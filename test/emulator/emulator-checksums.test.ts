@@ -7,6 +7,7 @@ import { createHash } from "node:crypto";
 import { crc32 } from "node:zlib";
 import {
   CompleteMultipartUploadCommand,
+  CopyObjectCommand,
   CreateMultipartUploadCommand,
   HeadObjectCommand,
   ListObjectVersionsCommand,
@@ -64,6 +65,10 @@ async function absent(s3: S3Client, bucket: string, key: string): Promise<void> 
   expect([...(versions.Versions ?? []), ...(versions.DeleteMarkers ?? [])]).toEqual([]);
 }
 
+function hasHeaders(request: unknown): request is { headers: Record<string, string> } {
+  return typeof request === "object" && request !== null && "headers" in request && typeof request.headers === "object" && request.headers !== null;
+}
+
 const ALGORITHMS = [
   ["crc32", "ChecksumCRC32"],
   ["crc32c", "ChecksumCRC32C"],
@@ -110,6 +115,24 @@ for (const versioned of [false, true]) {
         const head = await s3.send(new HeadObjectCommand({ Bucket: bucket, Key: "m" }));
         expect(head.ETag).toBe(`"${createHash("md5").update(body).digest("hex")}"`);
         if (versioned) expect((await s3.send(new ListObjectVersionsCommand({ Bucket: bucket, Prefix: "m" }))).Versions?.length).toBe(1);
+      });
+
+      it("keeps no checksum a CopyObject claims (S3 takes none: it computes the copy's)", async () => {
+        const { s3, bucket } = await start();
+        await s3.send(new PutObjectCommand({ Bucket: bucket, Key: "source", Body: body }));
+        const copy = new CopyObjectCommand({ Bucket: bucket, Key: "copy", CopySource: `${bucket}/source`, MetadataDirective: "REPLACE" });
+        copy.middlewareStack.add(
+          (next) => async (args) => {
+            const request: unknown = args.request;
+            if (hasHeaders(request)) request.headers["x-amz-checksum-sha256"] = checksumOf("sha256", other);
+            return next(args);
+          },
+          { step: "build" },
+        );
+        await s3.send(copy);
+        const head = await s3.send(new HeadObjectCommand({ Bucket: bucket, Key: "copy", ChecksumMode: "ENABLED" }));
+        expect(head.ContentLength).toBe(body.length);
+        expect(head.ChecksumSHA256).toBeUndefined();
       });
 
       it("refuses an UploadPart whose checksum does not match, recording no part", async () => {
