@@ -128,7 +128,8 @@ export async function startBenchCloud(options: { separateEmulator?: boolean; lat
   const cpu = limitCpu(model.lambdaCpu);
   if (cpu.problem) throw new Error(cpu.problem);
   const cloud = await startLocalTarget({
-    emulator: emulator ? { endpoint: emulator.endpoint } : { port: 0, versioned: benchBucketVersioned() },
+    // bench/emulator-process.ts runs startEmulator, which checks what it is sent as S3 does.
+    emulator: emulator ? { endpoint: emulator.endpoint, verifiesChecksums: true } : { port: 0, versioned: benchBucketVersioned() },
     ...(emulator ? { clientEndpoint: emulator.applier } : {}),
     // The stack's: six times the applier's default timeout of 120 s. A batch of ten large messages of the initial
     // mirror can take longer than 30 s at the model's CPU, and would be handed out again while it is applied.

@@ -4,7 +4,7 @@
 // source, and the headers of an object.
 
 import { randomUUID } from "node:crypto";
-import type http from "node:http";
+import http from "node:http";
 import { escapeXml } from "./emulator-version-listing.ts";
 import type { EmulatorObject } from "./emulator-versions.ts";
 
@@ -124,4 +124,21 @@ export function byteRange(range: string, total: number): { start: number; end: n
 /** S3's XML error body. */
 export function errorXml(error: S3ErrorAnswer): string {
   return `<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>${escapeXml(error.code)}</Code><Message>${escapeXml(error.message)}</Message><RequestId>${requestId()}</RequestId></Error>`;
+}
+
+/** The request again, its body the bytes read from it already. */
+export function replayed(request: http.IncomingMessage, body: Buffer): http.IncomingMessage {
+  const again = new http.IncomingMessage(request.socket);
+  again.method = request.method;
+  again.url = request.url;
+  again.httpVersionMajor = request.httpVersionMajor;
+  again.httpVersionMinor = request.httpVersionMinor;
+  again.httpVersion = request.httpVersion;
+  again.headers = request.headers;
+  again.rawHeaders = request.rawHeaders;
+  // Whole already: destroyed once read (as a stream is), an incomplete message would destroy the shared keep-alive socket.
+  again.complete = true;
+  again.push(body);
+  again.push(null);
+  return again;
 }

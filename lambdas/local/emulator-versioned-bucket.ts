@@ -14,11 +14,11 @@
 // per key (parts of an upload do not wait).
 
 import { openSync } from "node:fs";
-import http from "node:http";
+import type http from "node:http";
 import { copyObjectResultXml, copySourceTooLarge, MAX_COPY_BYTES } from "./emulator-copies.ts";
 import { copyArguments, copyRange, copyTarget, linkedCopy, putObjectFromFile, sendFile } from "./emulator-file-bodies.ts";
 import { homeOf, readBodyFile } from "./emulator-large-objects.ts";
-import { answerOf, byteRange, checkCopySourceIfMatch, copySourceOf, errorXml, header, NO_SUCH_BUCKET, NO_SUCH_KEY, objectHeaders, requestId, S3ErrorAnswer, target } from "./emulator-s3-http.ts";
+import { answerOf, byteRange, checkCopySourceIfMatch, copySourceOf, errorXml, header, NO_SUCH_BUCKET, NO_SUCH_KEY, objectHeaders, replayed, requestId, S3ErrorAnswer, target } from "./emulator-s3-http.ts";
 import { listVersionPage, versionPageXml, type VersionListOptions } from "./emulator-version-listing.ts";
 import { type BucketVersions, type EmulatorObject, type Version } from "./emulator-versions.ts";
 
@@ -52,21 +52,6 @@ async function readAll(request: http.IncomingMessage): Promise<Buffer> {
   const chunks: Buffer[] = [];
   for await (const chunk of request) chunks.push(Buffer.isBuffer(chunk) ? chunk : Buffer.from(String(chunk)));
   return Buffer.concat(chunks);
-}
-
-/** The request again, its body the bytes read from it already. */
-function replayed(request: http.IncomingMessage, body: Buffer): http.IncomingMessage {
-  const again = new http.IncomingMessage(request.socket);
-  again.method = request.method;
-  again.url = request.url;
-  again.httpVersionMajor = request.httpVersionMajor;
-  again.httpVersionMinor = request.httpVersionMinor;
-  again.httpVersion = request.httpVersion;
-  again.headers = request.headers;
-  again.rawHeaders = request.rawHeaders;
-  again.push(body);
-  again.push(null);
-  return again;
 }
 
 type RequestListener = (request: http.IncomingMessage, response: http.ServerResponse) => void;

@@ -20,6 +20,7 @@ import { versionStore } from "./emulator-versions.ts";
 import { holdRequests } from "./emulator-request-hold.ts";
 import { listeningOnlyOn } from "./emulator-loopback.ts";
 import { refuseOversizeMetadata } from "./emulator-metadata-limit.ts";
+import { verifyWriteChecksums } from "./emulator-checksums.ts";
 
 export class PortInUseError extends Error {
   override name = "PortInUseError";
@@ -115,6 +116,8 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Emul
       // The versioned layer answers first, in the same server: one HTTP hop per request.
       if (versions) serveVersionedBuckets(httpServer, versions, copyLimit);
       refuseOversizeMetadata(httpServer);
+      // Outermost: a write whose checksum does not match reaches no layer that writes.
+      verifyWriteChecksums(httpServer);
     });
   } catch (error) {
     await server.stop();

@@ -27,6 +27,17 @@ export const LOCAL_REGION = "us-east-1";
 /** The emulator's own options (port, data dir, ...), passed to startEmulator as they are. */
 export type LocalEmulatorOptions = NonNullable<Parameters<typeof startEmulator>[0]>;
 
+/** An emulator already running, at endpoint. */
+export interface RunningEmulator {
+  readonly endpoint: string;
+  /**
+   * It is startEmulator's (lambdas/local/emulator.ts), which checks every checksum a write sends as S3 does: the
+   * target trusts the SHA-256 a HEAD reports, as on S3, instead of reading objects back to hash them.
+   * @default false (an endpoint is not trusted to have checked what it keeps)
+   */
+  readonly verifiesChecksums?: boolean;
+}
+
 export interface LocalTargetOptions {
   /**
    * The emulator to start, or the endpoint of one already running (in a process of its own).
@@ -34,7 +45,7 @@ export interface LocalTargetOptions {
    * persisted one keeps the versioning it was created with (bucket-versioning.ts).
    * @default startEmulator's other defaults (port 4566, in memory)
    */
-  readonly emulator?: LocalEmulatorOptions | { readonly endpoint: string };
+  readonly emulator?: LocalEmulatorOptions | RunningEmulator;
   /** @default LOCAL_REGION */
   readonly region?: string;
   /** Where the target side's clients send their requests, when not straight to the emulator (a proxy that counts or delays them). */
@@ -121,7 +132,9 @@ export async function startLocalTarget(options: LocalTargetOptions = {}): Promis
     });
     // The SDK sends SQS requests to the queue URL's host: the clients' queue URL names their endpoint.
     const clientQueueUrl = resources.queueUrl.replace(endpoint, clientEndpoint);
-    const store = options.directRequests === false ? new S3Store(s3, resources.bucket) : new DirectS3Store(s3, resources.bucket);
+    // Its own emulator checks every checksum a write sends, as S3 does (emulator-checksums.ts); one at a given endpoint only when said so.
+    const storeOptions = { storeVerifiesChecksums: "endpoint" in emulatorOptions ? emulatorOptions.verifiesChecksums === true : true };
+    const store = options.directRequests === false ? new S3Store(s3, resources.bucket, storeOptions) : new DirectS3Store(s3, resources.bucket, storeOptions);
     const tasks = typeof options.tasks === "function" ? options.tasks({ store, ...(ebs ? { ebs: { store, ebsEndpoint: ebs.endpoint, region } } : {}) }) : options.tasks;
     const applier = new Applier({
       store,

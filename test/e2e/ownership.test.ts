@@ -77,13 +77,16 @@ it("refuses a second agent on the same set, ignores a planted staged object, and
   await send(rogueKey, JSON.stringify({ v: 1, set: SET, records: [{ seq: before.lastSeq + 1, op: "delete", path: "index.html" }] }), "rogue");
   await eventually(async () => expect(cloud.refusals.some((line) => line.includes(rogueKey.keyId))).toBe(true));
 
-  // A staged object planted under the name a genuine message gives, with a SHA-256 header that lies about it.
+  // A staged object planted under the name a genuine message gives: with a SHA-256 header that lies about it the
+  // local cloud refuses it, as S3 does; with its own (which the applier trusts, as checked) the message names other bytes.
   const status = await readSetStatus(cloud.store, SET);
   const wanted = Buffer.alloc(300 * 1024, 1);
   const sha = createHash("sha256").update(wanted).digest("hex");
   const planted = Buffer.alloc(wanted.length, 2);
   const s3 = makeS3Client({ region: REGION, endpoint: cloud.endpoint });
-  await s3.send(new PutObjectCommand({ Bucket: cloud.bucket, Key: stagingKey(SET, status.lastSeq + 1, sha), Body: planted, ChecksumSHA256: Buffer.from(sha, "hex").toString("base64") }));
+  const plant = (checksum: string) => s3.send(new PutObjectCommand({ Bucket: cloud.bucket, Key: stagingKey(SET, status.lastSeq + 1, sha), Body: planted, ChecksumSHA256: checksum }));
+  await expect(plant(Buffer.from(sha, "hex").toString("base64"))).rejects.toThrow(/did not match the calculated checksum/);
+  await plant(createHash("sha256").update(planted).digest("base64"));
   s3.destroy();
   const put = { seq: status.lastSeq + 1, op: "put", path: "planted.bin", size: wanted.length, mode: 0o644, mtimeNs: "1", sha256: sha, content: { kind: "staged" } };
   await send(ownerKey, JSON.stringify({ v: 1, set: SET, records: [put] }), "planted");
