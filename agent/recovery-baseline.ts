@@ -20,7 +20,7 @@ import { mapConcurrent } from "../contract/async.ts";
 import { dataKey, decodeMeta } from "../contract/layout.ts";
 import { MIN_DELTA_FILE_BYTES, MAX_RANGED_FILE_BYTES } from "../contract/delta-ranges.ts";
 import { BLOCK_SIZE } from "../contract/wire.ts";
-import type { TargetStore } from "../lambdas/store/store.ts";
+import type { TargetStore } from "../lambdas/target/index.ts";
 import { linkGroupOf } from "./capture.ts";
 import { ChunkHasher } from "./chunk-hash.ts";
 import { readFolder } from "./folder-stats.ts";

@@ -269,8 +269,8 @@ it("the agent's own recovery keeps waiting while the set's sends are held (past 
       const object = await store.get(verifyReportKey(set, id));
       return object && VerifyReportSchema.parse(JSON.parse(object.body.toString()));
     },
-    // Short enough to pass while held; long enough for the target to move once adopted (the deadline's pause: held-wait.test.ts).
-    stallMs: 250,
+    // Short enough to pass several times while held; long enough for the target to move once adopted, on a loaded machine too (the deadline's pause: held-wait.test.ts).
+    stallMs: 2_000,
     pollMs: 2,
   };
   let outcome: "waiting" | "recovered" | Error = "waiting";
@@ -279,7 +279,7 @@ it("the agent's own recovery keeps waiting while the set's sends are held (past 
     (error: unknown) => (outcome = error instanceof Error ? error : new Error(String(error))),
   );
   // Well past the stall limit (a wait that counted the hold would have failed by now).
-  await new Promise((resolve) => setTimeout(resolve, 1_000));
+  await new Promise((resolve) => setTimeout(resolve, 5_000));
   expect(harness.agent.sendsHeld(SET)).toBe(true);
   expect(outcome).toBe("waiting");
   expect(harness.transport.bodies).toHaveLength(0);
