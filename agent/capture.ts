@@ -37,7 +37,8 @@ export class CaptureReadError extends Error {
 
 const mode = (st: EntryStat) => Number(st.mode & 0o7777n);
 
-async function statOrGone(abs: string): Promise<BigIntStats | undefined> {
+/** The entry's lstat, or undefined when it is gone (ENOENT, ENOTDIR). */
+export async function statOrGone(abs: string): Promise<BigIntStats | undefined> {
   try {
     return await lstat(abs, { bigint: true });
   } catch (error) {

@@ -13,15 +13,14 @@
 // repairs anything the target changed after its object was read here.
 
 import { createHash } from "node:crypto";
-import { createReadStream, type BigIntStats } from "node:fs";
-import { lstat } from "node:fs/promises";
+import { createReadStream } from "node:fs";
 import { join } from "node:path";
 import { mapConcurrent } from "../contract/async.ts";
 import { dataKey, decodeMeta } from "../contract/layout.ts";
 import { MIN_DELTA_FILE_BYTES, MAX_RANGED_FILE_BYTES } from "../contract/delta-ranges.ts";
 import { BLOCK_SIZE } from "../contract/wire.ts";
 import type { TargetStore } from "../lambdas/target/index.ts";
-import { linkGroupOf } from "./capture.ts";
+import { linkGroupOf, statOrGone } from "./capture.ts";
 import { ChunkHasher } from "./chunk-hash.ts";
 import { readFolder } from "./folder-stats.ts";
 import type { Change, Journal } from "./journal.ts";
@@ -115,15 +114,6 @@ async function hashLocal(abs: string): Promise<LocalHash> {
   };
 }
 
-async function statOrGone(abs: string): Promise<BigIntStats | undefined> {
-  try {
-    return await lstat(abs, { bigint: true });
-  } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code;
-    if (code === "ENOENT" || code === "ENOTDIR") return undefined;
-    throw error;
-  }
-}
 
 type Outcome =
   | { kind: "same"; change: PutChange }
