@@ -10,6 +10,7 @@ import { createHash, randomBytes } from "node:crypto";
 import { chmod, link, lstat, lutimes, mkdir, open, readdir, realpath, rename, rm, symlink, utimes } from "node:fs/promises";
 import { join } from "node:path";
 import { mapConcurrent } from "../contract/async.ts";
+import { writevFully } from "./full-write.ts";
 import { parentOf, setPathProblem } from "../contract/paths.ts";
 import type { Progress } from "./operations.ts";
 
@@ -407,8 +408,10 @@ class TreeWriter {
         // Chunks as they arrive from the network are small: written some 1 MiB at once, one system call each.
         const pending: Uint8Array[] = [];
         let pendingBytes = 0;
+        let written = 0;
         const flush = async () => {
-          await handle.writev(pending);
+          // A short write (full disk, quota, file-size limit) is written on from where it stopped, or fails.
+          written += await writevFully(handle, pending, written, entry.path);
           onBytes?.(pendingBytes);
           pending.length = 0;
           pendingBytes = 0;
@@ -426,8 +429,11 @@ class TreeWriter {
         if (size !== entry.size) throw new EntryError(`the content read holds ${size} bytes, the recovery point's ${entry.size}; not restored`);
         const sha256 = hash.digest("hex");
         if (sha256 !== entry.sha256) throw new EntryError(`the content read has sha256 ${sha256}, the recovery point's ${entry.sha256 ?? "?"} (altered in the bucket?); not restored`);
-        await handle.chmod(entry.mode);
         await handle.sync();
+        // The checks above hashed the bytes read; this one proves the disk holds all of them.
+        const onDisk = (await handle.stat()).size;
+        if (onDisk !== entry.size) throw new EntryError(`the disk holds ${onDisk} of its ${entry.size} bytes after writing (full disk or quota?); not restored`);
+        await handle.chmod(entry.mode);
       } finally {
         await handle.close();
       }
