@@ -7,7 +7,7 @@
 // point-in-time restores both write through here.
 
 import { createHash, randomBytes } from "node:crypto";
-import { chmod, link, lstat, lutimes, mkdir, open, readdir, realpath, rename, rm, symlink, utimes } from "node:fs/promises";
+import { chmod, link, lstat, lutimes, mkdir, open, readdir, realpath, rename, rm, symlink, utimes, type FileHandle } from "node:fs/promises";
 import { join } from "node:path";
 import { mapConcurrent } from "../contract/async.ts";
 import { writevFully } from "./full-write.ts";
@@ -85,6 +85,11 @@ const WRITE_CONCURRENCY = 32;
 /** Why one entry could not be written. */
 class EntryError extends Error {
   override name = "EntryError";
+}
+
+/** Thrown by a file's content when the source it read from turned out not to hold the file: the writer reads it once more (content() then reads elsewhere). */
+export class RereadContentError extends Error {
+  override name = "RereadContentError";
 }
 
 /**
@@ -398,37 +403,22 @@ class TreeWriter {
     const { abs, dir } = await this.#place(entry.path);
     const temp = this.#temp(dir);
     try {
-      const hash = createHash("sha256");
-      let size = 0;
       const handle = await open(temp, "wx", 0o600);
       try {
-        // Read once the temp file is open: a content stream is never left unread by a failure before it.
-        const content = await read();
-        const chunks: AsyncIterable<Uint8Array> | Iterable<Uint8Array> = content instanceof Uint8Array ? [content] : content;
-        // Chunks as they arrive from the network are small: written some 1 MiB at once, one system call each.
-        const pending: Uint8Array[] = [];
-        let pendingBytes = 0;
-        let written = 0;
-        const flush = async () => {
-          // A short write (full disk, quota, file-size limit) is written on from where it stopped, or fails.
-          written += await writevFully(handle, pending, written, entry.path);
-          onBytes?.(pendingBytes);
-          pending.length = 0;
-          pendingBytes = 0;
+        let counted = 0;
+        const count = (n: number) => {
+          counted += n;
+          onBytes?.(n);
         };
-        for await (const chunk of chunks) {
-          this.#signal?.throwIfAborted();
-          size += chunk.length;
-          if (size > entry.size) throw new EntryError(`the content read is longer than the recovery point's ${entry.size} bytes; not restored`);
-          hash.update(chunk);
-          pending.push(chunk);
-          pendingBytes += chunk.length;
-          if (pendingBytes >= WRITE_BYTES) await flush();
+        try {
+          await this.#stream(handle, entry, read, count);
+        } catch (error) {
+          if (!(error instanceof RereadContentError)) throw error;
+          // The source read first turned out not to hold the file: written again from the start, from the next source.
+          await handle.truncate(0);
+          onBytes?.(-counted);
+          await this.#stream(handle, entry, read, onBytes);
         }
-        if (pendingBytes > 0) await flush();
-        if (size !== entry.size) throw new EntryError(`the content read holds ${size} bytes, the recovery point's ${entry.size}; not restored`);
-        const sha256 = hash.digest("hex");
-        if (sha256 !== entry.sha256) throw new EntryError(`the content read has sha256 ${sha256}, the recovery point's ${entry.sha256 ?? "?"} (altered in the bucket?); not restored`);
         await handle.sync();
         // The checks above hashed the bytes read; this one proves the disk holds all of them.
         const onDisk = (await handle.stat()).size;
@@ -439,11 +429,44 @@ class TreeWriter {
       }
       await this.#settle(temp, abs);
       await utimes(abs, seconds(entry.mtimeNs), seconds(entry.mtimeNs));
-      return size;
+      return entry.size;
     } catch (error) {
       await this.#discard(temp);
       throw error;
     }
+  }
+
+  /** Streams the content read into handle from its start, checking its size and sha256. */
+  async #stream(handle: FileHandle, entry: RecoveryEntry, read: () => Promise<EntryContent>, onBytes?: (bytes: number) => void): Promise<void> {
+    const hash = createHash("sha256");
+    let size = 0;
+    // Read once the temp file is open: a content stream is never left unread by a failure before it.
+    const content = await read();
+    const chunks: AsyncIterable<Uint8Array> | Iterable<Uint8Array> = content instanceof Uint8Array ? [content] : content;
+    // Chunks as they arrive from the network are small: written some 1 MiB at once, one system call each.
+    const pending: Uint8Array[] = [];
+    let pendingBytes = 0;
+    let written = 0;
+    const flush = async () => {
+      // A short write (full disk, quota, file-size limit) is written on from where it stopped, or fails.
+      written += await writevFully(handle, pending, written, entry.path);
+      onBytes?.(pendingBytes);
+      pending.length = 0;
+      pendingBytes = 0;
+    };
+    for await (const chunk of chunks) {
+      this.#signal?.throwIfAborted();
+      size += chunk.length;
+      if (size > entry.size) throw new EntryError(`the content read is longer than the recovery point's ${entry.size} bytes; not restored`);
+      hash.update(chunk);
+      pending.push(chunk);
+      pendingBytes += chunk.length;
+      if (pendingBytes >= WRITE_BYTES) await flush();
+    }
+    if (pendingBytes > 0) await flush();
+    if (size !== entry.size) throw new EntryError(`the content read holds ${size} bytes, the recovery point's ${entry.size}; not restored`);
+    const sha256 = hash.digest("hex");
+    if (sha256 !== entry.sha256) throw new EntryError(`the content read has sha256 ${sha256}, the recovery point's ${entry.sha256 ?? "?"} (altered in the bucket?); not restored`);
   }
 
   /** Makes entry a hard link of first (written already); false when the filesystem cannot link them (the caller writes it whole). */
