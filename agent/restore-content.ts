@@ -14,8 +14,7 @@
 import { dataKey, META, preservedKey } from "../contract/layout.ts";
 import type { SnapshotEntry } from "../contract/tasks.ts";
 import { createHash, type Hash } from "node:crypto";
-import { SourceChangedError } from "../lambdas/store/store.ts";
-import type { ObjectStream, TargetStore } from "../lambdas/target/index.ts";
+import { SourceChangedError, type ObjectStream, type TargetStore } from "../lambdas/target/index.ts";
 import { RereadContentError } from "./restore-writer.ts";
 
 export class RestoreContentError extends Error {
