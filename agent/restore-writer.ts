@@ -8,7 +8,7 @@
 
 import { createHash, randomBytes } from "node:crypto";
 import { chmod, link, lstat, lutimes, mkdir, open, readdir, realpath, rename, rm, symlink, utimes, type FileHandle } from "node:fs/promises";
-import { join } from "node:path";
+import { dirname, join, relative, sep } from "node:path";
 import { mapConcurrent } from "../contract/async.ts";
 import { writevFully } from "./full-write.ts";
 import { parentOf, setPathProblem } from "../contract/paths.ts";
@@ -265,6 +265,8 @@ export async function writeRecoveryPoint<E extends RecoveryEntry>(point: Recover
         fail(dir.path, error);
       }
     }
+    // The new names are durable once their folders are synced: each folder once, after all its names are in.
+    for (const { path, error } of await writer.syncFolders()) fail(path, new EntryError(`its folder could not be synced to disk: ${reasonOf(error)}`));
   } finally {
     await writer.removeTemps();
   }
@@ -324,6 +326,8 @@ class TreeWriter {
   readonly #checked = new Set<string>([""]);
   /** Temp files not yet renamed into place. */
   readonly #temps = new Set<string>();
+  /** Folders (relative) that got new names (a file, link or folder renamed or made there): synced once at the end. */
+  readonly #named = new Set<string>();
   /** The folder was empty: nothing is at an entry's name but what this restore wrote there (a path is listed once). */
   readonly #fresh: boolean;
 
@@ -350,7 +354,10 @@ class TreeWriter {
           if (error.code === "ENOENT") return undefined;
           throw error;
         });
-        if (!st) await makeFolder(abs, walked);
+        if (!st) {
+          await makeFolder(abs, walked);
+          this.#named.add(parentOf(walked) ?? "");
+        }
         else if (st.isSymbolicLink()) throw new EntryError(`${walked} is a symlink; nothing is written through it`);
         else if (!st.isDirectory()) throw new EntryError(`${walked} is not a folder`);
         this.#checked.add(walked);
@@ -372,6 +379,27 @@ class TreeWriter {
     if (existing?.isDirectory()) await rm(target, { recursive: true, force: true });
     await rename(temp, target);
     this.#temps.delete(temp);
+    this.#named.add(relative(this.#root, dirname(target)).split(sep).join("/"));
+  }
+
+  /** fsyncs every folder that got new names, once each; the folders that could not be synced, and why. */
+  async syncFolders(): Promise<{ path: string; error: unknown }[]> {
+    const failed: { path: string; error: unknown }[] = [];
+    for (const path of [...this.#named].sort()) {
+      try {
+        const handle = await open(join(this.#root, path), "r");
+        try {
+          await handle.sync();
+        } finally {
+          await handle.close();
+        }
+      } catch (error) {
+        // A filesystem that cannot sync a folder (EINVAL) has nothing more to make durable.
+        if ((error as NodeJS.ErrnoException).code !== "EINVAL") failed.push({ path: path === "" ? "." : path, error });
+      }
+    }
+    this.#named.clear();
+    return failed;
   }
 
   async #discard(temp: string): Promise<void> {
@@ -384,7 +412,10 @@ class TreeWriter {
     const existing = await lstat(abs).catch(() => undefined);
     // A symlink or file where the recovery point has a folder is replaced (rm on a link removes the link, not its target).
     if (existing && !existing.isDirectory()) await rm(abs, { force: true });
-    if (!existing?.isDirectory()) await makeFolder(abs, entry.path, 0o700);
+    if (!existing?.isDirectory()) {
+      await makeFolder(abs, entry.path, 0o700);
+      this.#named.add(parentOf(entry.path) ?? "");
+    }
     await chmod(abs, entry.mode | 0o700);
     this.#checked.add(entry.path);
   }
