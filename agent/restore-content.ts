@@ -5,10 +5,17 @@
 // once and handed on in order. Nothing is held whole in memory: parts ahead
 // of the one being written share one budget for the whole restore. The
 // restore writer checks every file's size and sha256 as it writes it.
+// On an unversioned bucket every later GET of a file asks for the ETag the
+// first one read; when the live object was replaced meanwhile (or its bytes
+// are not its metadata's sha256) the file is read on from its preserved copy.
+// A body cut off mid-way (a reset connection) is read on from where it
+// stopped, a few times.
 
 import { dataKey, META, preservedKey } from "../contract/layout.ts";
 import type { SnapshotEntry } from "../contract/tasks.ts";
-import type { ObjectStream, TargetStore } from "../lambdas/target/index.ts";
+import { createHash, type Hash } from "node:crypto";
+import { SourceChangedError, type ObjectStream, type TargetStore } from "../lambdas/target/index.ts";
+import { RereadContentError } from "./restore-writer.ts";
 
 export class RestoreContentError extends Error {
   override name = "RestoreContentError";
@@ -16,6 +23,8 @@ export class RestoreContentError extends Error {
 
 const MiB = 1024 * 1024;
 const EMPTY_SHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+/** Times a body cut off mid-way is read on from where it stopped. */
+const BODY_RETRIES = 3;
 
 export interface ContentReaderOptions {
   /** Files larger than this are read in ranged parts. @default 16 MiB */
@@ -42,10 +51,23 @@ class PartBudget {
   }
 }
 
-/** Where the bytes were found: the same object (and version) serves every part. */
+/** Where the bytes were found: the same object (and version, or ETag) serves every part. */
 interface Source {
   readonly key: string;
   readonly versionId?: string;
+  /** Unversioned: later GETs ask for this ETag. */
+  readonly etag?: string;
+}
+
+/** One file being read: where from (switched to the preserved copy when the live object changes), and the live bytes' hash. */
+interface Reading {
+  source: Source;
+  /** Set while every byte so far came, in order, from the live key (hashed to catch a live object whose bytes are not its metadata's). */
+  liveHash?: Hash;
+}
+
+function sourceOf(key: string, stream: ObjectStream): Source {
+  return { key, ...(stream.versionId ? { versionId: stream.versionId } : stream.etag ? { etag: stream.etag } : {}) };
 }
 
 /** Reads the bytes of a set's recovery-point entries; `read(entry)` is the restore writer's content(). */
@@ -55,6 +77,8 @@ export class ContentReader {
   readonly #rangedAbove: number;
   readonly #partBytes: number;
   readonly #budget: PartBudget;
+  /** Files whose live object turned out not to hold their content: read again from the preserved copy only. */
+  readonly #liveRejected = new Set<string>();
 
   constructor(store: TargetStore, set: string, options: ContentReaderOptions = {}) {
     this.#store = store;
@@ -74,11 +98,29 @@ export class ContentReader {
       first.stream.discard();
       throw new RestoreContentError(`${entry.path}: ${first.source.key} holds ${first.stream.size} bytes, the recovery point's file ${entry.size}`);
     }
-    if (!ranged) return first.stream.body;
-    return this.#parts(entry, first.source, first.stream);
+    const reading: Reading = { source: first.source, ...(first.source.key === dataKey(this.#set, entry.path) && first.source.versionId === undefined ? { liveHash: createHash("sha256") } : {}) };
+    if (!ranged) return this.#checkedLive(entry, reading, this.#resumable(entry, reading, first.stream, 0, entry.size));
+    return this.#checkedLive(entry, reading, this.#parts(entry, reading, first.stream));
   }
 
-  async #readStream(key: string, options: { versionId?: string; offset?: number; length?: number }): Promise<ObjectStream | undefined> {
+  /**
+   * The bytes as they pass; from an unversioned live object, hashed too: a live object whose bytes are not the
+   * entry's (although its metadata said so) has the writer read the file again, from the preserved copy.
+   */
+  async *#checkedLive(entry: SnapshotEntry, reading: Reading, chunks: AsyncIterable<Uint8Array>): AsyncGenerator<Uint8Array> {
+    for await (const chunk of chunks) {
+      reading.liveHash?.update(chunk);
+      yield chunk;
+    }
+    if (reading.liveHash && reading.liveHash.digest("hex") !== entry.sha256 && !this.#liveRejected.has(entry.path)) {
+      // Without a preserved copy there is nothing else to read: the writer's own check names both sha256s.
+      if (entry.sha256 === undefined || !(await this.#store.head(preservedKey(this.#set, entry.sha256)))) return;
+      this.#liveRejected.add(entry.path);
+      throw new RereadContentError(`${entry.path}: the live object's bytes are not its recovery point's sha256; read again from the preserved copy`);
+    }
+  }
+
+  async #readStream(key: string, options: { versionId?: string; offset?: number; length?: number; ifMatch?: string }): Promise<ObjectStream | undefined> {
     if (this.#store.readStream) return this.#store.readStream(key, options);
     // A store that cannot stream: its whole object (only test stores lack readStream).
     const object = await this.#store.get(key, options.versionId);
@@ -92,6 +134,11 @@ export class ContentReader {
   async #open(entry: SnapshotEntry, length: number | undefined): Promise<{ source: Source; stream: ObjectStream }> {
     const live = dataKey(this.#set, entry.path);
     const range = length !== undefined ? { offset: 0, length } : {};
+    if (this.#liveRejected.has(entry.path) && entry.sha256 !== undefined) {
+      const preserved = await this.#readStream(preservedKey(this.#set, entry.sha256), range);
+      if (preserved) return { source: sourceOf(preservedKey(this.#set, entry.sha256), preserved), stream: preserved };
+      throw new RestoreContentError(`${entry.path}: the live object does not hold its content (sha256 ${entry.sha256}) and no preserved copy does`);
+    }
     if (entry.versionId !== undefined) {
       const stream = await this.#readStream(live, { versionId: entry.versionId, ...range });
       if (stream) return { source: { key: live, versionId: entry.versionId }, stream };
@@ -99,40 +146,74 @@ export class ContentReader {
     if (entry.sha256 === undefined) throw new RestoreContentError(`${entry.path}: the recovery point names no sha256 for it`);
     const current = await this.#readStream(live, range);
     // The live object holds the entry's content while its metadata says so; later parts read that very version.
-    if (current?.meta[META.sha256] === entry.sha256) return { source: { key: live, ...(current.versionId ? { versionId: current.versionId } : {}) }, stream: current };
+    if (current?.meta[META.sha256] === entry.sha256) return { source: sourceOf(live, current), stream: current };
     current?.discard();
     const kept = preservedKey(this.#set, entry.sha256);
     const preserved = await this.#readStream(kept, range);
-    if (preserved) return { source: { key: kept, ...(preserved.versionId ? { versionId: preserved.versionId } : {}) }, stream: preserved };
+    if (preserved) return { source: sourceOf(kept, preserved), stream: preserved };
     throw new RestoreContentError(`${entry.path}: its content (sha256 ${entry.sha256}) is neither live nor preserved in the bucket`);
   }
 
-  /** The bytes [offset, offset + length) of the source as they arrive, checked to be exactly that many. */
-  async *#range(entry: SnapshotEntry, source: Source, offset: number, length: number): AsyncGenerator<Uint8Array> {
-    const stream = await this.#readStream(source.key, { ...(source.versionId !== undefined ? { versionId: source.versionId } : {}), offset, length });
-    if (!stream) throw new RestoreContentError(`${entry.path}: ${source.key} went missing while it was read (bytes from ${offset})`);
-    let got = 0;
+  /**
+   * A ranged GET of the file's current source. The live object replaced since the first GET (its ETag no longer the
+   * one read): the preserved copy holds the same bytes, and the rest of the file is read from it.
+   */
+  async #openRange(entry: SnapshotEntry, reading: Reading, offset: number, length: number): Promise<ObjectStream> {
+    const { source } = reading;
+    const condition = source.versionId !== undefined ? { versionId: source.versionId } : source.etag !== undefined ? { ifMatch: source.etag } : {};
     try {
-      for await (const chunk of stream.body) {
-        got += chunk.length;
-        if (got > length) throw new RestoreContentError(`${entry.path}: the store sent more than the ${length} bytes asked for at ${offset}`);
-        yield chunk;
-      }
-    } finally {
-      stream.discard();
+      const stream = await this.#readStream(source.key, { ...condition, offset, length });
+      if (!stream) throw new RestoreContentError(`${entry.path}: ${source.key} went missing while it was read (bytes from ${offset})`);
+      return stream;
+    } catch (error) {
+      const kept = entry.sha256 !== undefined ? preservedKey(this.#set, entry.sha256) : undefined;
+      const replaced = error instanceof SourceChangedError || error instanceof RestoreContentError;
+      if (!replaced || kept === undefined || source.key === kept || source.versionId !== undefined) throw error;
+      const stream = await this.#readStream(kept, { offset, length });
+      if (!stream) throw new RestoreContentError(`${entry.path}: ${source.key} changed while it was read (bytes from ${offset}) and no preserved copy holds its content`);
+      reading.source = sourceOf(kept, stream);
+      // The bytes no longer all come from the live object: the writer's sha256 check covers them.
+      delete reading.liveHash;
+      return stream;
     }
-    if (got !== length) throw new RestoreContentError(`${entry.path}: ${source.key} holds fewer bytes than the recovery point's ${entry.size} (${got} of ${length} at ${offset})`);
+  }
+
+  /**
+   * The bytes [offset, offset + length) as they arrive, checked to be exactly that many; `opened` is the first GET
+   * of them when made already. A body cut off mid-way is read on from where it stopped (BODY_RETRIES times).
+   */
+  async *#resumable(entry: SnapshotEntry, reading: Reading, opened: ObjectStream | undefined, offset: number, length: number): AsyncGenerator<Uint8Array> {
+    let got = 0;
+    let retries = 0;
+    let stream = opened ?? (await this.#openRange(entry, reading, offset, length));
+    for (;;) {
+      try {
+        for await (const chunk of stream.body) {
+          got += chunk.length;
+          if (got > length) throw new RestoreContentError(`${entry.path}: the store sent more than the ${length} bytes asked for at ${offset}`);
+          yield chunk;
+        }
+        break;
+      } catch (error) {
+        if (error instanceof RestoreContentError || retries >= BODY_RETRIES || got >= length) throw error;
+        retries += 1;
+      } finally {
+        stream.discard();
+      }
+      stream = await this.#openRange(entry, reading, offset + got, length - got);
+    }
+    if (got !== length) throw new RestoreContentError(`${entry.path}: ${reading.source.key} holds fewer bytes than the recovery point's ${entry.size} (${got} of ${length} at ${offset})`);
   }
 
   /** One part's bytes, as they arrived (not copied): fetched ahead, they wait in memory for the parts before them to be written. */
-  async #part(entry: SnapshotEntry, source: Source, offset: number, length: number): Promise<Uint8Array[]> {
+  async #part(entry: SnapshotEntry, reading: Reading, offset: number, length: number): Promise<Uint8Array[]> {
     const chunks: Uint8Array[] = [];
-    for await (const chunk of this.#range(entry, source, offset, length)) chunks.push(chunk);
+    for await (const chunk of this.#resumable(entry, reading, undefined, offset, length)) chunks.push(chunk);
     return chunks;
   }
 
   /** The first part streamed as it arrives, the others fetched ahead (as the budget allows) and handed on in order. */
-  async *#parts(entry: SnapshotEntry, source: Source, first: ObjectStream): AsyncGenerator<Uint8Array> {
+  async *#parts(entry: SnapshotEntry, reading: Reading, first: ObjectStream): AsyncGenerator<Uint8Array> {
     const size = entry.size;
     const step = this.#partBytes;
     const ahead = new Map<number, { part: Promise<Uint8Array[]> }>();
@@ -140,7 +221,7 @@ export class ContentReader {
     // Each part fetched ahead holds a slot until it is handed on, or dropped (settled or not) when the file stops early.
     const fetchAhead = () => {
       while (next < size && this.#budget.tryTake()) {
-        const part = this.#part(entry, source, next, Math.min(step, size - next));
+        const part = this.#part(entry, reading, next, Math.min(step, size - next));
         // Handled where it is awaited; this keeps an unawaited failure (the restore stopped early) from crashing.
         part.catch(() => undefined);
         ahead.set(next, { part });
@@ -149,7 +230,7 @@ export class ContentReader {
     };
     try {
       fetchAhead();
-      for await (const chunk of first.body) yield chunk;
+      yield* this.#resumable(entry, reading, first, 0, Math.min(step, size));
       for (let offset = step; offset < size; offset += step) {
         fetchAhead();
         const fetched = ahead.get(offset);
@@ -161,7 +242,7 @@ export class ContentReader {
         } else {
           // Not fetched ahead (no slot was free): streamed now, held nowhere; a file never waits for a slot.
           next = offset + step;
-          yield* this.#range(entry, source, offset, Math.min(step, size - offset));
+          yield* this.#resumable(entry, reading, undefined, offset, Math.min(step, size - offset));
         }
       }
     } finally {

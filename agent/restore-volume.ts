@@ -9,6 +9,7 @@ import { createHash } from "node:crypto";
 import { lstat, open, rename, rm, type FileHandle } from "node:fs/promises";
 import { GetSnapshotBlockCommand, ListSnapshotBlocksCommand, type EBSClient } from "@aws-sdk/client-ebs";
 import { mapConcurrent } from "../contract/async.ts";
+import { writeFully } from "./full-write.ts";
 import type { SnapshotSummary } from "../contract/tasks.ts";
 import { BLOCK_SIZE, blockCount, blockLength } from "../contract/wire.ts";
 import { readBlock, readBlockManifest, type TargetStore } from "../lambdas/target/index.ts";
@@ -88,14 +89,14 @@ export async function writeVolume(
       const listed = new Set(indexes);
       const zeros = Buffer.alloc(BLOCK_SIZE);
       for (let index = 0; index < blockCount(size); index++) {
-        if (!listed.has(index)) await destination.handle.write(zeros, 0, blockLength(size, index), index * BLOCK_SIZE);
+        if (!listed.has(index)) await writeFully(destination.handle, zeros, 0, blockLength(size, index), index * BLOCK_SIZE, to);
       }
     }
     await mapConcurrent(indexes, RESTORE_CONCURRENCY, async (index) => {
       const block = await fetch(index);
       // An EBS block past the end of a smaller image is cut to the volume's size.
       const length = Math.min(block.length, blockLength(size, index));
-      await destination.handle.write(block, 0, length, index * BLOCK_SIZE);
+      await writeFully(destination.handle, block, 0, length, index * BLOCK_SIZE, to);
       bytes += length;
       done += 1;
       report();

@@ -7,9 +7,10 @@
 // point-in-time restores both write through here.
 
 import { createHash, randomBytes } from "node:crypto";
-import { chmod, link, lstat, lutimes, mkdir, open, readdir, realpath, rename, rm, symlink, utimes } from "node:fs/promises";
-import { join } from "node:path";
+import { chmod, link, lstat, lutimes, mkdir, open, readdir, realpath, rename, rm, symlink, utimes, type FileHandle } from "node:fs/promises";
+import { dirname, join, relative, sep } from "node:path";
 import { mapConcurrent } from "../contract/async.ts";
+import { writevFully } from "./full-write.ts";
 import { parentOf, setPathProblem } from "../contract/paths.ts";
 import type { Progress } from "./operations.ts";
 
@@ -84,6 +85,11 @@ const WRITE_CONCURRENCY = 32;
 /** Why one entry could not be written. */
 class EntryError extends Error {
   override name = "EntryError";
+}
+
+/** Thrown by a file's content when the source it read from turned out not to hold the file: the writer reads it once more (content() then reads elsewhere). */
+export class RereadContentError extends Error {
+  override name = "RereadContentError";
 }
 
 /**
@@ -259,6 +265,8 @@ export async function writeRecoveryPoint<E extends RecoveryEntry>(point: Recover
         fail(dir.path, error);
       }
     }
+    // The new names are durable once their folders are synced: each folder once, after all its names are in.
+    for (const { path, error } of await writer.syncFolders()) fail(path, new EntryError(`its folder could not be synced to disk: ${reasonOf(error)}`));
   } finally {
     await writer.removeTemps();
   }
@@ -318,6 +326,8 @@ class TreeWriter {
   readonly #checked = new Set<string>([""]);
   /** Temp files not yet renamed into place. */
   readonly #temps = new Set<string>();
+  /** Folders (relative) that got new names (a file, link or folder renamed or made there): synced once at the end. */
+  readonly #named = new Set<string>();
   /** The folder was empty: nothing is at an entry's name but what this restore wrote there (a path is listed once). */
   readonly #fresh: boolean;
 
@@ -344,7 +354,10 @@ class TreeWriter {
           if (error.code === "ENOENT") return undefined;
           throw error;
         });
-        if (!st) await makeFolder(abs, walked);
+        if (!st) {
+          await makeFolder(abs, walked);
+          this.#named.add(parentOf(walked) ?? "");
+        }
         else if (st.isSymbolicLink()) throw new EntryError(`${walked} is a symlink; nothing is written through it`);
         else if (!st.isDirectory()) throw new EntryError(`${walked} is not a folder`);
         this.#checked.add(walked);
@@ -366,6 +379,27 @@ class TreeWriter {
     if (existing?.isDirectory()) await rm(target, { recursive: true, force: true });
     await rename(temp, target);
     this.#temps.delete(temp);
+    this.#named.add(relative(this.#root, dirname(target)).split(sep).join("/"));
+  }
+
+  /** fsyncs every folder that got new names, once each; the folders that could not be synced, and why. */
+  async syncFolders(): Promise<{ path: string; error: unknown }[]> {
+    const failed: { path: string; error: unknown }[] = [];
+    for (const path of [...this.#named].sort()) {
+      try {
+        const handle = await open(join(this.#root, path), "r");
+        try {
+          await handle.sync();
+        } finally {
+          await handle.close();
+        }
+      } catch (error) {
+        // A filesystem that cannot sync a folder (EINVAL) has nothing more to make durable.
+        if ((error as NodeJS.ErrnoException).code !== "EINVAL") failed.push({ path: path === "" ? "." : path, error });
+      }
+    }
+    this.#named.clear();
+    return failed;
   }
 
   async #discard(temp: string): Promise<void> {
@@ -378,7 +412,10 @@ class TreeWriter {
     const existing = await lstat(abs).catch(() => undefined);
     // A symlink or file where the recovery point has a folder is replaced (rm on a link removes the link, not its target).
     if (existing && !existing.isDirectory()) await rm(abs, { force: true });
-    if (!existing?.isDirectory()) await makeFolder(abs, entry.path, 0o700);
+    if (!existing?.isDirectory()) {
+      await makeFolder(abs, entry.path, 0o700);
+      this.#named.add(parentOf(entry.path) ?? "");
+    }
     await chmod(abs, entry.mode | 0o700);
     this.#checked.add(entry.path);
   }
@@ -397,47 +434,70 @@ class TreeWriter {
     const { abs, dir } = await this.#place(entry.path);
     const temp = this.#temp(dir);
     try {
-      const hash = createHash("sha256");
-      let size = 0;
       const handle = await open(temp, "wx", 0o600);
       try {
-        // Read once the temp file is open: a content stream is never left unread by a failure before it.
-        const content = await read();
-        const chunks: AsyncIterable<Uint8Array> | Iterable<Uint8Array> = content instanceof Uint8Array ? [content] : content;
-        // Chunks as they arrive from the network are small: written some 1 MiB at once, one system call each.
-        const pending: Uint8Array[] = [];
-        let pendingBytes = 0;
-        const flush = async () => {
-          await handle.writev(pending);
-          onBytes?.(pendingBytes);
-          pending.length = 0;
-          pendingBytes = 0;
+        let counted = 0;
+        const count = (n: number) => {
+          counted += n;
+          onBytes?.(n);
         };
-        for await (const chunk of chunks) {
-          this.#signal?.throwIfAborted();
-          size += chunk.length;
-          if (size > entry.size) throw new EntryError(`the content read is longer than the recovery point's ${entry.size} bytes; not restored`);
-          hash.update(chunk);
-          pending.push(chunk);
-          pendingBytes += chunk.length;
-          if (pendingBytes >= WRITE_BYTES) await flush();
+        try {
+          await this.#stream(handle, entry, read, count);
+        } catch (error) {
+          if (!(error instanceof RereadContentError)) throw error;
+          // The source read first turned out not to hold the file: written again from the start, from the next source.
+          await handle.truncate(0);
+          onBytes?.(-counted);
+          await this.#stream(handle, entry, read, onBytes);
         }
-        if (pendingBytes > 0) await flush();
-        if (size !== entry.size) throw new EntryError(`the content read holds ${size} bytes, the recovery point's ${entry.size}; not restored`);
-        const sha256 = hash.digest("hex");
-        if (sha256 !== entry.sha256) throw new EntryError(`the content read has sha256 ${sha256}, the recovery point's ${entry.sha256 ?? "?"} (altered in the bucket?); not restored`);
-        await handle.chmod(entry.mode);
         await handle.sync();
+        // The checks above hashed the bytes read; this one proves the disk holds all of them.
+        const onDisk = (await handle.stat()).size;
+        if (onDisk !== entry.size) throw new EntryError(`the disk holds ${onDisk} of its ${entry.size} bytes after writing (full disk or quota?); not restored`);
+        await handle.chmod(entry.mode);
       } finally {
         await handle.close();
       }
       await this.#settle(temp, abs);
       await utimes(abs, seconds(entry.mtimeNs), seconds(entry.mtimeNs));
-      return size;
+      return entry.size;
     } catch (error) {
       await this.#discard(temp);
       throw error;
     }
+  }
+
+  /** Streams the content read into handle from its start, checking its size and sha256. */
+  async #stream(handle: FileHandle, entry: RecoveryEntry, read: () => Promise<EntryContent>, onBytes?: (bytes: number) => void): Promise<void> {
+    const hash = createHash("sha256");
+    let size = 0;
+    // Read once the temp file is open: a content stream is never left unread by a failure before it.
+    const content = await read();
+    const chunks: AsyncIterable<Uint8Array> | Iterable<Uint8Array> = content instanceof Uint8Array ? [content] : content;
+    // Chunks as they arrive from the network are small: written some 1 MiB at once, one system call each.
+    const pending: Uint8Array[] = [];
+    let pendingBytes = 0;
+    let written = 0;
+    const flush = async () => {
+      // A short write (full disk, quota, file-size limit) is written on from where it stopped, or fails.
+      written += await writevFully(handle, pending, written, entry.path);
+      onBytes?.(pendingBytes);
+      pending.length = 0;
+      pendingBytes = 0;
+    };
+    for await (const chunk of chunks) {
+      this.#signal?.throwIfAborted();
+      size += chunk.length;
+      if (size > entry.size) throw new EntryError(`the content read is longer than the recovery point's ${entry.size} bytes; not restored`);
+      hash.update(chunk);
+      pending.push(chunk);
+      pendingBytes += chunk.length;
+      if (pendingBytes >= WRITE_BYTES) await flush();
+    }
+    if (pendingBytes > 0) await flush();
+    if (size !== entry.size) throw new EntryError(`the content read holds ${size} bytes, the recovery point's ${entry.size}; not restored`);
+    const sha256 = hash.digest("hex");
+    if (sha256 !== entry.sha256) throw new EntryError(`the content read has sha256 ${sha256}, the recovery point's ${entry.sha256 ?? "?"} (altered in the bucket?); not restored`);
   }
 
   /** Makes entry a hard link of first (written already); false when the filesystem cannot link them (the caller writes it whole). */

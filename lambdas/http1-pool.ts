@@ -215,6 +215,8 @@ class Connection {
     const parser = this.#parser;
     const pending = this.#pending;
     if (!parser || !pending) {
+      // A stray CRLF after the last answer on a kept-alive connection is not an answer (as Node ignores it).
+      if (leadingLineEnds(chunk) === chunk.length) return;
       this.#fail(new HttpProtocolError("the server sent data with no request in flight"));
       return;
     }
@@ -268,6 +270,22 @@ class Connection {
   }
 }
 
+/** An HTTP token (RFC 9110 5.6.2): what a header name is made of. */
+const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+
+/** How many CR and LF bytes bytes starts with. */
+function leadingLineEnds(bytes: Buffer): number {
+  let at = 0;
+  while (at < bytes.length && (bytes[at] === 0x0d || bytes[at] === 0x0a)) at++;
+  return at;
+}
+
+/** Whether bytes[0, end) holds an LF not preceded by CR. */
+function bareLineFeed(bytes: Buffer, end: number): boolean {
+  for (let at = bytes.indexOf(0x0a); at >= 0 && at < end; at = bytes.indexOf(0x0a, at + 1)) if (at === 0 || bytes[at - 1] !== 0x0d) return true;
+  return false;
+}
+
 /** Reads one HTTP/1.x answer: its head, then a body by content-length, by chunks, or to the end of the connection. */
 class AnswerParser {
   readonly #headRequest: boolean;
@@ -289,7 +307,11 @@ class AnswerParser {
     for (;;) {
       switch (this.#mode) {
         case "head": {
+          // Empty lines before an answer are skipped (as Node does): a server's stray CRLF after the previous answer.
+          this.#buffered = this.#buffered.subarray(leadingLineEnds(this.#buffered));
           const end = this.#buffered.indexOf("\r\n\r\n", 0, "latin1");
+          // A line ended by LF alone would leave the head waiting for a CRLF CRLF that never comes: refused now.
+          if (bareLineFeed(this.#buffered, end < 0 ? this.#buffered.length : end + 4)) throw new HttpProtocolError("an answer's head has a line ended by LF without CR");
           if (end < 0) {
             if (this.#buffered.length > MAX_HEAD_BYTES) throw new HttpProtocolError(`an answer's head is longer than ${MAX_HEAD_BYTES} bytes`);
             return undefined;
@@ -360,8 +382,12 @@ class AnswerParser {
       const line = lines[i] ?? "";
       const colon = line.indexOf(":");
       if (colon <= 0) throw new HttpProtocolError(`an answer's header line has no name: ${JSON.stringify(line.slice(0, 40))}`);
-      const name = line.slice(0, colon).trim().toLowerCase();
-      const value = line.slice(colon + 1).trim();
+      const rawName = line.slice(0, colon);
+      // A name with spaces ("Content-Length : 2") or a folded line is refused, as Node refuses it: read otherwise, it smuggles.
+      if (!TOKEN.test(rawName)) throw new HttpProtocolError(`an answer's header name is not a token: ${JSON.stringify(rawName.slice(0, 40))}`);
+      const name = rawName.toLowerCase();
+      // Only SP and HTAB surround a value (RFC 9110 5.5); other bytes are the value's.
+      const value = line.slice(colon + 1).replace(/^[ \t]+|[ \t]+$/g, "");
       const known = headers[name];
       if (name === "set-cookie") headers["set-cookie"] = [...(headers["set-cookie"] ?? []), value];
       else if (known === undefined) headers[name] = value;
@@ -373,6 +399,9 @@ class AnswerParser {
     this.#headers = headers;
     const connection = String(headers.connection ?? "").toLowerCase();
     this.keepAlive = statusLine[1] === "1" ? !connection.includes("close") : connection.includes("keep-alive");
+    if (headers["transfer-encoding"] !== undefined && headers["content-length"] !== undefined) {
+      throw new HttpProtocolError("an answer has both transfer-encoding and content-length (refused, as Node refuses it)");
+    }
     if (this.#headRequest || status === 204 || status === 304) return true;
     if (String(headers["transfer-encoding"] ?? "").toLowerCase().includes("chunked")) {
       this.#mode = "chunk-size";
@@ -391,6 +420,8 @@ class AnswerParser {
   }
 
   #answer(): Http1Response {
+    // A stray CRLF after the answer is not a second answer (Node ignores it too).
+    this.#buffered = this.#buffered.subarray(leadingLineEnds(this.#buffered));
     if (this.#buffered.length > 0) throw new HttpProtocolError("the server sent more than the answer to the one request in flight");
     return { status: this.#status, headers: this.#headers, body: this.#body.length === 1 ? (this.#body[0] ?? Buffer.alloc(0)) : Buffer.concat(this.#body) };
   }

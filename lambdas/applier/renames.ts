@@ -32,7 +32,18 @@ export function movedMark(generation: string | undefined, record: { readonly seq
 }
 
 /** What the rename's copy keeps of the source: the entry itself (not the snapshot generation, which the copy sets anew). */
-const ENTRY_KEYS = [META.kind, META.mode, META.mtimeNs, META.sha256, META.linkTarget, META.linkGroup] as const;
+const ENTRY_KEYS = [META.kind, META.mode, META.mtimeNs, META.sha256, META.linkTarget, META.linkInBody, META.linkGroup] as const;
+
+/**
+ * Whether the copy at head holds the entry source is. A symlink's target kept in the source's metadata may have
+ * given way to the in-body flag in the copy (withinMetadataLimit); the body, same size and sha256, holds the target.
+ */
+function sameEntry(source: ObjectHead, head: ObjectHead): boolean {
+  if (source.size !== head.size) return false;
+  const movedToBody = source.meta[META.linkTarget] !== undefined && head.meta[META.linkTarget] === undefined && head.meta[META.linkInBody] === "1";
+  const compared = movedToBody ? ENTRY_KEYS.filter((name) => name !== META.linkTarget && name !== META.linkInBody) : ENTRY_KEYS;
+  return compared.every((name) => source.meta[name] === head.meta[name]);
+}
 
 /**
  * When the object at key is what this very rename (at record.seq of
@@ -54,6 +65,6 @@ export async function renamedBefore(
   const mark = head?.meta[RENAMED_BY];
   if (!head || (mark !== movedMark(generation, record) && mark !== renameMark(generation, record.seq))) return undefined;
   // Copied, its source not yet removed: the source is exactly what the copy holds.
-  if (source && (source.size !== head.size || ENTRY_KEYS.some((name) => source.meta[name] !== head.meta[name]))) return undefined;
+  if (source && !sameEntry(source, head)) return undefined;
   return head.versionId !== undefined ? { versionId: head.versionId } : {};
 }

@@ -76,12 +76,14 @@ export class MemoryStore implements TargetStore {
   async readStream(key: string, options: ReadStreamOptions = {}): Promise<ObjectStream | undefined> {
     const object = options.versionId !== undefined ? this.#versions.get(`${key}\0${options.versionId}`) : this.objects.get(key);
     if (!object) return undefined;
+    if (options.ifMatch !== undefined && options.ifMatch !== object.etag) throw new SourceChangedError(key, options.ifMatch, "nothing more was read");
     const start = options.offset ?? 0;
     const bytes = options.length !== undefined ? object.body.subarray(start, start + options.length) : object.body;
     return {
       size: object.body.length,
       meta: { ...object.meta },
       ...(object.versionId ? { versionId: object.versionId } : {}),
+      etag: object.etag,
       // In pieces, as a network body arrives.
       body: (async function* () {
         for (let at = 0; at < bytes.length; at += 65_536) yield bytes.subarray(at, at + 65_536);

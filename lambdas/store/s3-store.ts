@@ -133,10 +133,12 @@ export class S3Store implements TargetStore {
   }
 
   async readStream(key: string, options: ReadStreamOptions = {}): Promise<ObjectStream | undefined> {
-    const { versionId, offset, length } = options;
+    const { versionId, offset, length, ifMatch } = options;
     const range = offset !== undefined && length !== undefined ? { Range: `bytes=${offset}-${offset + length - 1}` } : {};
     try {
-      const out = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: key, ...(versionId !== undefined ? { VersionId: versionId } : {}), ...range }));
+      const out = await this.client.send(
+        new GetObjectCommand({ Bucket: this.bucket, Key: key, ...(versionId !== undefined ? { VersionId: versionId } : {}), ...(ifMatch !== undefined ? { IfMatch: ifMatch } : {}), ...range }),
+      );
       // A range's answer names the whole object's size after the slash of Content-Range.
       const total = /\/(\d+)$/.exec(out.ContentRange ?? "")?.[1];
       const body = out.Body;
@@ -144,6 +146,7 @@ export class S3Store implements TargetStore {
         size: total !== undefined ? Number(total) : (out.ContentLength ?? 0),
         meta: out.Metadata ?? {},
         ...(out.VersionId && out.VersionId !== "null" ? { versionId: out.VersionId } : {}),
+        ...(out.ETag ? { etag: out.ETag } : {}),
         body: bodyChunks(body),
         discard: () => {
           if (body instanceof Readable) body.destroy();
@@ -151,6 +154,7 @@ export class S3Store implements TargetStore {
       };
     } catch (error) {
       if (isNotFound(error)) return undefined;
+      if (ifMatch !== undefined && isPreconditionFailed(error)) throw new SourceChangedError(key, ifMatch, "nothing more was read");
       throw error;
     }
   }

@@ -85,6 +85,8 @@ export interface ReadStreamOptions {
   /** With length: only these bytes (length > 0). */
   readonly offset?: number;
   readonly length?: number;
+  /** Only while the object's ETag is this one; else SourceChangedError (an unversioned bucket's later parts read what the first did). */
+  readonly ifMatch?: string;
 }
 
 /** An object's body as TargetStore.readStream gives it. */
@@ -95,6 +97,8 @@ export interface ObjectStream {
   readonly meta: Record<string, string>;
   /** The version read, on a versioned store. */
   readonly versionId?: string;
+  /** The ETag of the object read, where the store tells it. */
+  readonly etag?: string;
   readonly body: AsyncIterable<Uint8Array>;
   /** Releases the connection of a body not read to its end. */
   discard(): void;
@@ -136,12 +140,12 @@ export interface ContentHash {
   readonly etag: string;
 }
 
-/** A conditional copy found another version at the source than the one it was asked to copy. */
+/** A conditional copy (or read) found another version at the source than the one it was asked for. */
 export class SourceChangedError extends Error {
   override name = "SourceChangedError";
   readonly key: string;
-  constructor(key: string, etag: string) {
-    super(`${key} changed after it was checked (its ETag is no longer ${etag}); nothing was copied`);
+  constructor(key: string, etag: string, what = "nothing was copied") {
+    super(`${key} changed after it was checked (its ETag is no longer ${etag}); ${what}`);
     this.key = key;
   }
 }

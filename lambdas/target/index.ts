@@ -7,6 +7,7 @@
 
 export type { ObjectHead, ObjectInfo, ObjectStream, StoredObject, TargetStore } from "../store/store.ts";
 export { S3Store } from "../store/s3-store.ts";
+export { SourceChangedError } from "../store/store.ts";
 export * from "../aws-clients.ts";
 export * from "./http-settings.ts";
 export { isTransientAwsError } from "../aws-errors.ts";

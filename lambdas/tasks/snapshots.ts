@@ -73,6 +73,26 @@ async function previousSnapshot(store: TargetStore, set: string): Promise<Previo
   return { writtenBefore: writtenBefore(latest.takenAt), entries: new Map(entries.map((e) => [e.path, e])) };
 }
 
+/** Times a symlink whose target could not be read (replaced between its HEAD and its body's GET) is read again. */
+const LINK_READS = 3;
+
+/**
+ * A symlink whose target is kept in its body, read again from a fresh HEAD: on an unversioned bucket the object may
+ * have been replaced between the HEAD and the GET. Never recorded without its target: the snapshot fails naming it.
+ */
+async function linkEntryReadAgain(store: TargetStore, key: string, path: string, listedEtag: string | undefined): Promise<SnapshotEntry | undefined> {
+  for (let attempt = 0; attempt < LINK_READS; attempt++) {
+    const head = await store.head(key);
+    const meta = decodeMeta(head?.meta);
+    if (!head || !meta) return undefined;
+    if (meta.kind !== "symlink") throw new SnapshotError(`${path} changed from a symlink to a ${meta.kind} while the snapshot read it; the snapshot is not taken`);
+    const link = await symlinkTarget(store, key, meta, head.versionId);
+    const etag = head.etag ?? listedEtag;
+    if (link !== undefined) return { path, kind: "symlink", size: 0, mode: meta.mode, mtimeNs: meta.mtimeNs, link, ...(head.versionId ? { versionId: head.versionId } : {}), ...(etag ? { etag } : {}) };
+  }
+  throw new SnapshotError(`${path}: its symlink target (kept in the object's body) could not be read: the body does not match its sha256 or the object changed on every read; the snapshot is not taken`);
+}
+
 /**
  * Entries of the live mirror of a set, read from the objects' metadata; objects
  * tidemark did not write are left out. An object not written since the previous
@@ -105,8 +125,9 @@ async function liveEntries(store: TargetStore, set: string, signal: AbortSignal 
     const tags = { ...(head.versionId ? { versionId: head.versionId } : {}), ...(object.etag ? { etag: object.etag } : {}) };
     if (meta.kind === "dir") return { path, kind: "dir", size: 0, mode: meta.mode, mtimeNs: meta.mtimeNs, ...tags };
     if (meta.kind === "symlink") {
-      const link = (await symlinkTarget(store, object.key, meta, head.versionId)) ?? "";
-      return { path, kind: "symlink", size: 0, mode: meta.mode, mtimeNs: meta.mtimeNs, link, ...tags };
+      const link = await symlinkTarget(store, object.key, meta, head.versionId);
+      if (link !== undefined) return { path, kind: "symlink", size: 0, mode: meta.mode, mtimeNs: meta.mtimeNs, link, ...tags };
+      return linkEntryReadAgain(store, object.key, path, tags.etag);
     }
     if (!meta.sha256) return undefined;
     const linkGroup = meta.linkGroup ? { linkGroup: meta.linkGroup } : {};

@@ -209,3 +209,43 @@ process.stdout.write(answer.body.toString());`;
     await expect(requests.request("GET", "/", { host: server.url.host }, new Uint8Array())).rejects.toMatchObject({ code: "ECONNRESET" });
   });
 });
+
+describe("Http1Pool reads answers as Node's client does", () => {
+  const get = (requests: Http1Pool, url: URL) => requests.request("GET", "/", { host: url.host }, new Uint8Array());
+
+  it.each([
+    ["a space before a header's colon", "HTTP/1.1 200 OK\r\nContent-Length : 2\r\n\r\nok", /header name is not a token/],
+    ["transfer-encoding with content-length", "HTTP/1.1 200 OK\r\nContent-Length: 50\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n", /both transfer-encoding and content-length/],
+    ["a head whose lines end by LF alone (at once, not at the timeout)", "HTTP/1.1 200 OK\nContent-Length: 2\n\nok", /LF without CR/],
+  ])("refuses %s", async (_what, answer, message) => {
+    // The server keeps the connection open: only the refusal ends the request.
+    const url = await rawServer((socket) => socket.write(answer));
+    const error = await get(pool(url, 600_000), url).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(HttpProtocolError);
+    expect(error).toMatchObject({ message: expect.stringMatching(message) as string });
+  });
+
+  it("ignores a stray CRLF after a complete answer, in the same packet or later, and keeps the connection", async () => {
+    let answers = 0;
+    const url = await rawServer((socket) => {
+      answers += 1;
+      if (answers === 1) socket.write("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok\r\n");
+      else if (answers === 2) {
+        socket.write("HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\ntwo");
+        setImmediate(() => socket.write("\r\n"));
+      } else socket.write("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nthree");
+    });
+    const requests = new Http1Pool(url, { maxSockets: 1, timeoutMs: 10_000 });
+    closers.push(() => Promise.resolve(requests.close()));
+    expect((await get(requests, url)).body.toString()).toBe("ok");
+    expect((await get(requests, url)).body.toString()).toBe("two");
+    expect((await get(requests, url)).body.toString()).toBe("three");
+    expect(answers).toBe(3);
+  });
+
+  it("trims only spaces and tabs around a header value", async () => {
+    const url = await rawServer((socket) => socket.write("HTTP/1.1 200 OK\r\nX-Value: \t a\u000b\u00a0 \t\r\nContent-Length: 0\r\n\r\n", "latin1"));
+    const answer = await get(pool(url), url);
+    expect(answer.headers["x-value"]).toBe("a\u000b\u00a0");
+  });
+});
