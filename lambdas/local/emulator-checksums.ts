@@ -6,7 +6,8 @@
 // checksum the emulator keeps is one it proved: the local target may trust a
 // HEAD's whole-object SHA-256 as the applier does on S3 (staged-content.ts).
 // S3's CopyObject takes no checksum value (it computes the copy's from the
-// bytes): a claimed one is dropped rather than kept unproved.
+// bytes): a claimed one is dropped rather than kept unproved, as on any other
+// PUT of an object that writes no bytes of its own (UploadPartCopy, rename).
 
 import { createHash } from "node:crypto";
 import type http from "node:http";
@@ -91,18 +92,18 @@ export function decodeAwsChunked(raw: Buffer): { body: Buffer; trailers: Record<
   return { body: Buffer.concat(chunks), trailers };
 }
 
-type Write = "put" | "part" | "copy" | "other";
+/** What the checksum layer does with a request: checks its claims, drops them, or lets it by untouched. */
+type Write = "verify" | "drop" | "other";
 
 function writeOf(request: http.IncomingMessage): Write {
   const url = new URL(request.url ?? "/", "http://emulator");
   const at = target(request, url.pathname);
   if (request.method !== "PUT" || !at || at.key === "") return "other";
-  const query = url.searchParams;
-  const part = query.has("uploadId") && query.has("partNumber");
-  // Other PUTs of an object's subresources (tagging, acl, retention ...) are not PutObject; the SDK names its operation in x-id.
-  if (!part && [...query.keys()].some((name) => name !== "x-id")) return "other";
-  if (header(request, "x-amz-copy-source") !== undefined) return part ? "other" : "copy";
-  return part ? "part" : "put";
+  // fauxqs sends every PUT of an object to PutObject or UploadPart, whatever else its query holds (?a=1,
+  // a presigned URL's X-Amz-*), except a renameObject: that one writes no bytes, and a copy (CopyObject,
+  // UploadPartCopy) takes none, so a claim on either is dropped rather than kept unproved.
+  if (url.searchParams.has("renameObject") || header(request, "x-amz-copy-source") !== undefined) return "drop";
+  return "verify";
 }
 
 const BAD_DIGEST_MD5 = () => new S3ErrorAnswer("BadDigest", "The Content-MD5 you specified did not match what we received.", 400);
@@ -162,7 +163,7 @@ export function verifyWriteChecksums(server: http.Server): void {
   server.removeAllListeners("request");
   server.on("request", (request: http.IncomingMessage, response: http.ServerResponse) => {
     const write = writeOf(request);
-    if (write === "copy") {
+    if (write === "drop") {
       for (const claim of checksumClaims(request.headers)) Reflect.deleteProperty(request.headers, claim.name);
       return pass(request, response);
     }

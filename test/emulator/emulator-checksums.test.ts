@@ -69,6 +69,27 @@ function hasHeaders(request: unknown): request is { headers: Record<string, stri
   return typeof request === "object" && request !== null && "headers" in request && typeof request.headers === "object" && request.headers !== null;
 }
 
+function hasQuery(request: unknown): request is { query: Record<string, string> } {
+  return typeof request === "object" && request !== null && "query" in request && typeof request.query === "object" && request.query !== null;
+}
+
+/** command, sent with query parameters and headers of its own added to what the SDK builds. */
+function withExtras<C extends { middlewareStack: PutObjectCommand["middlewareStack"] | CopyObjectCommand["middlewareStack"] }>(command: C, query: Record<string, string>, headers: Record<string, string> = {}): C {
+  command.middlewareStack.add(
+    (next) => async (args) => {
+      const request: unknown = args.request;
+      if (hasQuery(request)) Object.assign(request.query, query);
+      if (hasHeaders(request)) Object.assign(request.headers, headers);
+      return next(args);
+    },
+    { step: "build" },
+  );
+  return command;
+}
+
+// A presigned URL's query: the SDK's own signature is in the header, these are what a URL would carry.
+const PRESIGNED = { "X-Amz-Algorithm": "AWS4-HMAC-SHA256", "X-Amz-Credential": "AKID/20260101/us-east-1/s3/aws4_request", "X-Amz-Date": "20260101T000000Z", "X-Amz-SignedHeaders": "host", "X-Amz-Signature": "0".repeat(64) };
+
 const ALGORITHMS = [
   ["crc32", "ChecksumCRC32"],
   ["crc32c", "ChecksumCRC32C"],
@@ -130,6 +151,28 @@ for (const versioned of [false, true]) {
           { step: "build" },
         );
         await s3.send(copy);
+        const head = await s3.send(new HeadObjectCommand({ Bucket: bucket, Key: "copy", ChecksumMode: "ENABLED" }));
+        expect(head.ContentLength).toBe(body.length);
+        expect(head.ChecksumSHA256).toBeUndefined();
+      });
+
+      it("refuses a PutObject whose checksum does not match whatever else its query string holds", async () => {
+        const { s3, bucket } = await start();
+        for (const [name, query] of [["extra", { a: "1" }], ["presigned", PRESIGNED]] as const) {
+          const wrong = withExtras(new PutObjectCommand({ Bucket: bucket, Key: `lie-${name}`, Body: body, ChecksumSHA256: checksumOf("sha256", other) }), query);
+          expect((await refusal(s3.send(wrong))).name).toBe("BadDigest");
+          await absent(s3, bucket, `lie-${name}`);
+          await s3.send(withExtras(new PutObjectCommand({ Bucket: bucket, Key: `true-${name}`, Body: body, ChecksumSHA256: checksumOf("sha256", body) }), query));
+          const head = await s3.send(new HeadObjectCommand({ Bucket: bucket, Key: `true-${name}`, ChecksumMode: "ENABLED" }));
+          expect(head.ChecksumSHA256).toBe(checksumOf("sha256", body));
+        }
+      });
+
+      it("keeps no checksum a CopyObject with an extra query parameter claims", async () => {
+        const { s3, bucket } = await start();
+        await s3.send(new PutObjectCommand({ Bucket: bucket, Key: "source", Body: body }));
+        const copy = new CopyObjectCommand({ Bucket: bucket, Key: "copy", CopySource: `${bucket}/source`, MetadataDirective: "REPLACE" });
+        await s3.send(withExtras(copy, { a: "1" }, { "x-amz-checksum-sha256": checksumOf("sha256", other) }));
         const head = await s3.send(new HeadObjectCommand({ Bucket: bucket, Key: "copy", ChecksumMode: "ENABLED" }));
         expect(head.ContentLength).toBe(body.length);
         expect(head.ChecksumSHA256).toBeUndefined();

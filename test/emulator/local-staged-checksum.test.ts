@@ -59,6 +59,26 @@ for (const versioned of [false, true]) {
       await expect(put(target, "staging/docs/2.x", body, createHash("sha256").update("other bytes").digest())).rejects.toThrow(/did not match the calculated checksum/);
     });
 
+    it("keeps no lying checksum put with an extra query parameter, so a planted object is never trusted", async () => {
+      const target = await startLocalTarget({ emulator: { port: 0, versioned } });
+      targets.push(target);
+      const planted = Buffer.alloc(64, 1);
+      const owners = Buffer.alloc(64, 2);
+      const lie = new PutObjectCommand({ Bucket: target.bucket, Key: "staging/docs/6.x", Body: planted, ChecksumSHA256: createHash("sha256").update(owners).digest("base64") });
+      lie.middlewareStack.add(
+        (next) => async (args) => {
+          const request: unknown = args.request;
+          if (typeof request === "object" && request !== null && "query" in request && typeof request.query === "object" && request.query !== null) Object.assign(request.query, { a: "1" });
+          return next(args);
+        },
+        { step: "build" },
+      );
+      await expect(target.store.client.send(lie)).rejects.toThrow(/did not match the calculated checksum/);
+      // Planted without a claim, the bytes are read and hashed: the owner's record does not match them.
+      await target.store.client.send(new PutObjectCommand({ Bucket: target.bucket, Key: "staging/docs/6.x", Body: planted }));
+      await expect(checkStaged(target.store, "staging/docs/6.x", recordOf(owners), "docs/a.bin", planted.length)).rejects.toThrow(BadMessageError);
+    });
+
     it("reads and hashes a staged object put in parts or without a checksum", async () => {
       const target = await startLocalTarget({ emulator: { port: 0, versioned } });
       targets.push(target);
