@@ -74,7 +74,9 @@ export interface AgentOptions {
    * runtime picks a mirror mode (owed: a recovery begun earlier and not
    * finished, run again as it began). @default a full mirror (resync)
    */
-  readonly recover?: (set: string, reason: string, owed?: PendingRecovery) => Promise<void>;
+  readonly recover?: (set: string, reason: string, owed?: PendingRecovery, resyncPending?: boolean) => Promise<void>;
+  /** When an owed recovery that failed runs again (set-recovery.ts). @default 1 s, doubling to 5 minutes */
+  readonly recoveryRetry?: CaptureRetryOptions;
   /** Reads the target's live file at a path: after a lost journal only what the target lacks is sent (recovery-baseline.ts). */
   readonly targetFile?: TargetFileLookup;
   /** Once the queue accepted a message holding markers (ONRECEIVE): the "task received" event. */
@@ -134,6 +136,7 @@ class SetRunner {
       ...(options.targetStatus ? { targetStatus: options.targetStatus } : {}),
       ...(options.recover ? { recover: options.recover } : {}),
       ...(options.targetFile ? { targetFile: options.targetFile } : {}),
+      ...(options.recoveryRetry ? { retry: options.recoveryRetry } : {}),
       onTargetStatus: (status) => {
         this.capture.targetApplied(status.lastSeq);
         this.ownerHold?.refusedBy(status.refused).catch(() => undefined);
@@ -390,6 +393,7 @@ export class Agent {
     this.health.stop();
     for (const runner of this.#runners.values()) {
       runner.capture.cancelHints();
+      runner.recovery.stop();
       runner.sender.wake();
     }
     for (const timer of this.#rescanTimers.values()) clearTimeout(timer);

@@ -103,7 +103,7 @@ export async function runVerify(
  * what a verification finds missing or different. Each ends with that
  * verification deleting (or moving aside) what the source no longer holds.
  */
-export async function recoverSet(given: OperationDeps, set: string, reason: string, mode: MirrorMode, orphans: OrphanPolicy): Promise<void> {
+export async function recoverSet(given: OperationDeps, set: string, reason: string, mode: MirrorMode, orphans: OrphanPolicy, resyncPending = false): Promise<void> {
   // The agent's own wait: a hold (another key owns the set) pauses it until `tidemark adopt`, whatever the caller
   // asked; failing it would only journal the recovery again at the next status read.
   const deps: OperationDeps = { ...given, whileHeld: "wait" };
@@ -112,14 +112,15 @@ export async function recoverSet(given: OperationDeps, set: string, reason: stri
   const { journal } = deps.agent;
   const owed = journal.atomically(() => journal.recoveries.begin(set, { mode, orphans, reason }));
   try {
-    await recoverOwed(deps, set, reason, mode, orphans);
+    await recoverOwed(deps, set, reason, mode, orphans, resyncPending);
     journal.atomically(() => journal.recoveries.end(set, owed));
   } finally {
     journal.recoveries.settle(set, owed);
   }
 }
 
-async function recoverOwed(deps: OperationDeps, set: string, reason: string, mode: MirrorMode, orphans: OrphanPolicy): Promise<void> {
+/** resyncPending: a resync journaled before and not applied yet restarts the chain; the verification behind repairs whatever else is missing. */
+async function recoverOwed(deps: OperationDeps, set: string, reason: string, mode: MirrorMode, orphans: OrphanPolicy, resyncPending: boolean): Promise<void> {
   // A volume has no verification: every block is read again and the target's block map rebuilt.
   if (deps.agent.isVolume(set)) {
     await deps.agent.fullMirror(set, reason);
@@ -129,7 +130,8 @@ async function recoverOwed(deps: OperationDeps, set: string, reason: string, mod
   // target missed (made while no journal saw it, or in a lost message). A recovery applies it, or moves it aside
   // when the config says so, rather than only reporting it; the history keeps it restorable for the window.
   const missed: OrphanPolicy = orphans === "move-aside" ? "move-aside" : "delete";
-  if (mode === "full") await deps.agent.fullMirror(set, reason);
+  if (resyncPending) deps.agent.log.info("the resync of an earlier run is not applied yet; journaling only the verification", { set });
+  else if (mode === "full") await deps.agent.fullMirror(set, reason);
   else await deps.agent.restartChain(set, reason);
   await runVerify(deps, set, { deep: mode === "checksum", repair: true, orphans: missed });
 }
@@ -147,6 +149,16 @@ export interface MirrorResult {
  * checksum: both sides hashed, only differing blocks sent.
  */
 export async function runMirror(deps: OperationDeps, set: string, mode: MirrorMode, orphans: OrphanPolicy): Promise<MirrorResult> {
+  const { recoveries } = deps.agent.journal;
+  // Only a recovery owed before the mirror began is done by it: one begun meanwhile journaled a resync after it.
+  const owed = recoveries.tokenOf(set);
+  const result = await mirrorSet(deps, set, mode, orphans);
+  // Verified, the mirror did what that recovery would (the log of a failed one suggests running it).
+  if (result.verify && owed !== undefined) deps.agent.journal.atomically(() => recoveries.end(set, owed));
+  return result;
+}
+
+async function mirrorSet(deps: OperationDeps, set: string, mode: MirrorMode, orphans: OrphanPolicy): Promise<MirrorResult> {
   if (deps.agent.isVolume(set)) {
     // Every block read and hashed, and sent again over a cleared block map: a volume's only mirror, whatever the mode.
     const scan = await deps.agent.fullMirror(set, `${mode} mirror requested`, (s) => deps.onProgress?.({ phase: "scan", entries: s.entries, changes: s.changes, bytes: s.bytes }));

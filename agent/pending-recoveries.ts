@@ -37,6 +37,7 @@ export class PendingRecoveries {
   readonly #begin: StatementSync;
   readonly #get: StatementSync;
   readonly #end: StatementSync;
+  readonly #token: StatementSync;
   /** Per set, the token of the recovery this process runs, until it ends or fails. */
   readonly #running = new Map<string, string>();
 
@@ -45,6 +46,7 @@ export class PendingRecoveries {
     this.#begin = db.prepare("INSERT OR REPLACE INTO pending_recoveries (set_name, mode, orphans, reason, since, token) VALUES (?, ?, ?, ?, ?, ?)");
     this.#get = db.prepare("SELECT mode, orphans, reason, since FROM pending_recoveries WHERE set_name = ?");
     this.#end = db.prepare("DELETE FROM pending_recoveries WHERE set_name = ? AND token = ?");
+    this.#token = db.prepare("SELECT token FROM pending_recoveries WHERE set_name = ?");
   }
 
   /**
@@ -73,6 +75,12 @@ export class PendingRecoveries {
   of(set: string): PendingRecovery | undefined {
     const row = this.#get.get(set) as { mode: string; orphans: OrphanPolicy; reason: string; since: string } | undefined;
     return row && { mode: row.mode, orphans: row.orphans, reason: row.reason, since: row.since };
+  }
+
+  /** The token of the recovery the set is owed, or undefined: an operator's mirror that does its work ends it. */
+  tokenOf(set: string): string | undefined {
+    const row = this.#token.get(set) as { token: string } | undefined;
+    return row?.token;
   }
 
   /** The recovery that got token is done (its verification reported, its repairs journaled), unless another began since. */

@@ -172,14 +172,14 @@ export async function startAgent(config: AgentConfig, log: Logger, options: { ig
     rescanMs: config.rescanSeconds * 1000,
     pollingScanMs: config.fallbackScanSeconds * 1000,
     // Not awaited: a recovery waits on the stream, and the status poll of the other sets goes on meanwhile.
-    recover: async (set, reason, owed) => {
+    recover: async (set, reason, owed, resyncPending) => {
       // A recovery owed from before a stop runs again as it began (its mode and what it does with orphans).
       const mode = MIRROR_MODES.find((m) => m === owed?.mode) ?? config.mirror.afterOutOfSync;
-      recoverSet(operations(), set, reason, mode, owed?.orphans ?? config.orphans).then(
+      recoverSet(operations(), set, reason, mode, owed?.orphans ?? config.orphans, resyncPending).then(
         () => log.info("set recovered", { set, mode }),
         (error: unknown) => {
           // Stopping ends the recovery's wait on the target; the next start recovers the set again.
-          if (!controller.signal.aborted) log.error("recovery failed; it is retried when the status is next read", { set, error: String(error) });
+          if (!controller.signal.aborted) log.error("recovery failed; it runs again after a wait that doubles while it keeps failing", { set, error: String(error) });
         },
       );
     },

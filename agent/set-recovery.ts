@@ -4,6 +4,7 @@
 // resync and a mirror behind it.
 
 import type { SetStatus } from "../contract/layout.ts";
+import { CaptureRetry, type CaptureRetryOptions } from "./capture-retry.ts";
 import { awaitingGeneration, continuityBreak } from "./continuity.ts";
 import type { JournalGeneration } from "./journal.ts";
 import type { PendingRecovery } from "./pending-recoveries.ts";
@@ -14,8 +15,13 @@ import type { SetOperations } from "./set-operations.ts";
 export interface RecoveryOptions {
   /** Reads the applier's status of the set; without it there is nothing to check. */
   readonly targetStatus?: (set: string) => Promise<SetStatus | undefined>;
-  /** How the set is brought back (owed: a recovery begun before the agent last stopped, run again); @default a full mirror (resync). */
-  readonly recover?: (set: string, reason: string, owed?: PendingRecovery) => Promise<void>;
+  /**
+   * How the set is brought back (owed: a recovery begun before, run again; resyncPending: a resync this process
+   * journaled is not applied yet, so the run need not journal another); @default a full mirror (resync).
+   */
+  readonly recover?: (set: string, reason: string, owed?: PendingRecovery, resyncPending?: boolean) => Promise<void>;
+  /** When an owed recovery that failed runs again (the backoff of capture-retry.ts). @default 1 s, doubling to 5 minutes */
+  readonly retry?: CaptureRetryOptions;
   /** Told every status read, for what follows the target's progress (busy files wait for their last version to be applied). */
   readonly onTargetStatus?: (status: SetStatus) => void;
   /** Reads the target's live file at a path: a lost journal then resends only what the target lacks (recovery-baseline.ts). */
@@ -30,11 +36,23 @@ export class SetRecovery {
   #continuity: Promise<void> | undefined;
   /** The continuity check read the target: a recovery owed from before was run again (or a new one began) there. */
   #continuityChecked = false;
+  /** Paces the runs of an owed recovery that keeps failing: each one journals a resync and a verification. */
+  readonly #retry: CaptureRetry;
+  /** The target's status last read, for what a run of an owed recovery still needs. */
+  #lastStatus: SetStatus | undefined;
 
   constructor(context: SetContext, operations: SetOperations, options: RecoveryOptions) {
     this.#context = context;
     this.#operations = operations;
     this.#options = options;
+    this.#retry = new CaptureRetry(async () => {
+      if (!this.#context.journal.recoveries.running(this.#context.spec.name)) this.#resume(this.#lastStatus);
+    }, options.retry);
+  }
+
+  /** The agent stops: no owed recovery runs again in this process. */
+  stop(): void {
+    this.#retry.stop();
   }
 
   /**
@@ -45,9 +63,10 @@ export class SetRecovery {
     const { journal, spec } = this.#context;
     const status = await this.#options.targetStatus?.(spec.name);
     if (status) this.#options.onTargetStatus?.(status);
+    this.#lastStatus = status;
     if (!status || status.state !== "out-of-sync") {
       // A recovery that failed in this process (its wait timed out) is owed still: run it again rather than at the next start only.
-      if (this.#continuityChecked && !journal.recoveries.running(spec.name)) this.#resume();
+      if (this.#continuityChecked && !journal.recoveries.running(spec.name)) this.#retryOwed();
       return;
     }
     const generation = journal.sets.generation(spec.name);
@@ -80,8 +99,9 @@ export class SetRecovery {
     const status = await targetStatus(set);
     const reason = continuityBreak(journal.sets.generation(set), journal.sets.counters(set).nextSeq - 1, status);
     this.#continuityChecked = true;
+    this.#lastStatus = status;
     if (!reason) {
-      this.#resume();
+      this.#resume(status);
       return;
     }
     const generation = journal.sets.beginGeneration(set);
@@ -116,22 +136,38 @@ export class SetRecovery {
   }
 
   /**
+   * An owed recovery that failed runs again after a wait that doubles while it keeps failing (each run journals a
+   * resync and a verification), and not while the set's sends fail: the run waits on the stream, so it cannot help.
+   */
+  #retryOwed(): void {
+    const { journal, spec } = this.#context;
+    if (!journal.recoveries.of(spec.name)) {
+      this.#retry.succeeded();
+      return;
+    }
+    if (journal.sets.counters(spec.name).lastSendError !== null) return;
+    this.#retry.failed();
+  }
+
+  /**
    * A recovery the agent was stopped in (pending-recoveries.ts) runs again: its resync may be journaled, even
    * applied, so the journal continues the target's chain, yet the verification behind it never ran. Like the
    * recovery after a break, it goes on in the background; its resync is journaled ahead of the first scan's records.
    */
-  #resume(): void {
+  #resume(status: SetStatus | undefined): void {
     const { journal, spec, log } = this.#context;
     const owed = journal.recoveries.of(spec.name);
     if (!owed) return;
     log.warn("a recovery of the set did not finish; running it again", { set: spec.name, since: owed.since, mode: owed.mode, reason: owed.reason });
-    this.#recover(owed.reason, owed).catch((error: unknown) =>
-      log.error(`the recovery owed since ${owed.since} failed; it runs again at the next status read, or run \`tidemark mirror ${spec.name} --mode diff\``, { set: spec.name, error: String(error) }),
+    // A resync a failed run journaled and the target has not applied yet restarts the chain when it is: another would only add to the backlog.
+    const resyncPending = status !== undefined && this.#operations.resyncSeq > status.lastSeq;
+    this.#recover(owed.reason, owed, resyncPending).catch((error: unknown) =>
+      log.error(`the recovery owed since ${owed.since} failed; it runs again after a wait, or run \`tidemark mirror ${spec.name} --mode diff\``, { set: spec.name, error: String(error) }),
     );
   }
 
   /** Brings the set back in line with a resync and a mirror behind it. */
-  async #recover(reason: string, owed?: PendingRecovery): Promise<void> {
+  async #recover(reason: string, owed?: PendingRecovery, resyncPending = false): Promise<void> {
     const { spec, log } = this.#context;
     const recover = this.#options.recover;
     if (!recover) {
@@ -141,6 +177,6 @@ export class SetRecovery {
     }
     // An owed recovery was logged as such by #resume.
     if (!owed) log.warn("target out of sync; recovering", { set: spec.name, reason });
-    await recover(spec.name, reason, owed);
+    await recover(spec.name, reason, owed, resyncPending);
   }
 }

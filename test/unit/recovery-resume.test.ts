@@ -41,10 +41,17 @@ async function facts(store: MemoryStore): Promise<SetFacts> {
 }
 
 /** The agent restarted with the runtime's recovery: recoverSet, in the mode a recovery owed from before names. */
-function restartWithRecovery(store: MemoryStore, mode: MirrorMode): { recovering: () => Promise<void> | undefined; owed: () => PendingRecovery | undefined } {
+function restartWithRecovery(store: MemoryStore, mode: MirrorMode, retry: (run: () => void) => void = () => undefined): { recovering: () => Promise<void> | undefined; owed: () => PendingRecovery | undefined } {
   let recovering: Promise<void> | undefined;
   let owed: PendingRecovery | undefined;
   h.restart({
+    // The test runs a failed recovery again itself, without waiting.
+    recoveryRetry: {
+      setTimer: (run) => {
+        retry(run);
+        return { cancel: () => undefined };
+      },
+    },
     targetStatus: (set) => readSetStatus(store, set),
     targetFile: targetFileReader(store),
     recover: async (set, reason, resumed) => {
@@ -109,7 +116,7 @@ for (const mode of ["diff", "full"] as const) {
   });
 }
 
-it("a recovery that failed while the agent kept running runs again at the next status read", async () => {
+it("a recovery that failed while the agent kept running runs again after the status read's wait", async () => {
   const store = new MemoryStore();
   h = agentHarness(SET, { targetStatus: (set) => readSetStatus(store, set) }, { store });
   const src = h.src.path;
@@ -122,7 +129,8 @@ it("a recovery that failed while the agent kept running runs again at the next s
   mkdirSync(h.state.path);
   rmSync(join(src, "gone.txt"));
 
-  const run = restartWithRecovery(store, "diff");
+  let again: (() => void) | undefined;
+  const run = restartWithRecovery(store, "diff", (retry) => (again = retry));
   const append = h.journal.append.bind(h.journal);
   let failing = true;
   const spy = vi.spyOn(h.journal, "append").mockImplementation((set, changes) => {
@@ -137,6 +145,7 @@ it("a recovery that failed while the agent kept running runs again at the next s
     await h.agent.drain(SET);
     expect(h.journal.recoveries.of(SET)).toMatchObject({ mode: "diff" });
     await h.agent.checkTarget(SET);
+    again?.();
     expect(run.recovering()).not.toBe(failed);
     await run.recovering();
   } finally {
