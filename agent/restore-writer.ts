@@ -256,6 +256,9 @@ export async function writeRecoveryPoint<E extends RecoveryEntry>(point: Recover
         fail(entry.path, error);
       }
     }
+    // The new names are durable once their folders are synced: each folder once, after all its names are in, and
+    // before the folder modes are set (a folder the owner cannot read or enter could not be opened to sync it).
+    for (const { path, error } of await writer.syncFolders()) fail(path, new EntryError(`its folder could not be synced to disk: ${reasonOf(error)}`));
     // Folder modes and mtimes last, deepest first: filling a folder moves its mtime.
     for (const dir of dirsMade.reverse()) {
       try {
@@ -265,8 +268,6 @@ export async function writeRecoveryPoint<E extends RecoveryEntry>(point: Recover
         fail(dir.path, error);
       }
     }
-    // The new names are durable once their folders are synced: each folder once, after all its names are in.
-    for (const { path, error } of await writer.syncFolders()) fail(path, new EntryError(`its folder could not be synced to disk: ${reasonOf(error)}`));
   } finally {
     await writer.removeTemps();
   }
