@@ -43,6 +43,8 @@ export interface RecoveryPoint<E extends RecoveryEntry = RecoveryEntry> {
   readonly entries: readonly E[];
   /** The bytes of a file entry; throws (with why) when they cannot be had. */
   content(entry: E): Promise<EntryContent>;
+  /** Entries the point holds but cannot restore (named as failures, and never removed as extra by --delete). */
+  readonly unrestorable?: readonly RestoreFailure[];
 }
 
 export interface WriteOptions {
@@ -192,7 +194,8 @@ export async function writeRecoveryPoint<E extends RecoveryEntry>(point: Recover
   const root = await realpath(to);
   const planned = plan(point.entries);
   const writer = new TreeWriter(root, options.signal, wasEmpty);
-  const failures = [...planned.failures];
+  const failures = [...planned.failures, ...(point.unrestorable ?? [])];
+  for (const { path } of point.unrestorable ?? []) planned.known.add(path);
   // Once aborted, every entry left fails fast and quietly; the restore throws when all writes have settled.
   const fail = (path: string, error: unknown) => {
     if (!options.signal?.aborted) failures.push({ path, reason: reasonOf(error) });
