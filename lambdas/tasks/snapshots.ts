@@ -80,8 +80,10 @@ const LINK_READS = 3;
 /** An entry of the live mirror whose object is there but cannot be read as what its metadata says. */
 export class UnreadableEntryError extends SnapshotError {
   override name = "UnreadableEntryError";
-  constructor(readonly path: string, message: string) {
+  readonly path: string;
+  constructor(path: string, message: string) {
     super(message);
+    this.path = path;
   }
 }
 
