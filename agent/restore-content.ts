@@ -62,7 +62,11 @@ interface Source {
 /** One file being read: where from (switched to the preserved copy when the live object changes), and the live bytes' hash. */
 interface Reading {
   source: Source;
-  /** Set while every byte so far came, in order, from the live key (hashed to catch a live object whose bytes are not its metadata's). */
+  /**
+   * Set when the file's first bytes came from the live key, other than the exact version the entry names: every
+   * byte handed on is hashed (those of parts read from the preserved copy after a switch too), to catch a live
+   * object whose bytes are not its metadata's sha256.
+   */
   liveHash?: Hash;
 }
 
@@ -98,14 +102,16 @@ export class ContentReader {
       first.stream.discard();
       throw new RestoreContentError(`${entry.path}: ${first.source.key} holds ${first.stream.size} bytes, the recovery point's file ${entry.size}`);
     }
-    const reading: Reading = { source: first.source, ...(first.source.key === dataKey(this.#set, entry.path) && first.source.versionId === undefined ? { liveHash: createHash("sha256") } : {}) };
+    // The version the entry names holds its bytes; the live object (on a versioned bucket too) only as its metadata says.
+    const named = entry.versionId !== undefined && first.source.versionId === entry.versionId;
+    const reading: Reading = { source: first.source, ...(first.source.key === dataKey(this.#set, entry.path) && !named ? { liveHash: createHash("sha256") } : {}) };
     if (!ranged) return this.#checkedLive(entry, reading, this.#resumable(entry, reading, first.stream, 0, entry.size));
     return this.#checkedLive(entry, reading, this.#parts(entry, reading, first.stream));
   }
 
   /**
-   * The bytes as they pass; from an unversioned live object, hashed too: a live object whose bytes are not the
-   * entry's (although its metadata said so) has the writer read the file again, from the preserved copy.
+   * The bytes as they pass; read from the live object, hashed too: a live object whose bytes are not the entry's
+   * (although its metadata said so) has the writer read the file again, from the preserved copy.
    */
   async *#checkedLive(entry: SnapshotEntry, reading: Reading, chunks: AsyncIterable<Uint8Array>): AsyncGenerator<Uint8Array> {
     for await (const chunk of chunks) {
@@ -171,9 +177,8 @@ export class ContentReader {
       if (!replaced || kept === undefined || source.key === kept || source.versionId !== undefined) throw error;
       const stream = await this.#readStream(kept, { offset, length });
       if (!stream) throw new RestoreContentError(`${entry.path}: ${source.key} changed while it was read (bytes from ${offset}) and no preserved copy holds its content`);
+      // The live hash goes on over these bytes: the live parts read before may still not be the entry's.
       reading.source = sourceOf(kept, stream);
-      // The bytes no longer all come from the live object: the writer's sha256 check covers them.
-      delete reading.liveHash;
       return stream;
     }
   }

@@ -43,6 +43,8 @@ export interface RecoveryPoint<E extends RecoveryEntry = RecoveryEntry> {
   readonly entries: readonly E[];
   /** The bytes of a file entry; throws (with why) when they cannot be had. */
   content(entry: E): Promise<EntryContent>;
+  /** Entries the point holds but cannot restore (named as failures, and never removed as extra by --delete). */
+  readonly unrestorable?: readonly RestoreFailure[];
 }
 
 export interface WriteOptions {
@@ -192,7 +194,8 @@ export async function writeRecoveryPoint<E extends RecoveryEntry>(point: Recover
   const root = await realpath(to);
   const planned = plan(point.entries);
   const writer = new TreeWriter(root, options.signal, wasEmpty);
-  const failures = [...planned.failures];
+  const failures = [...planned.failures, ...(point.unrestorable ?? [])];
+  for (const { path } of point.unrestorable ?? []) planned.known.add(path);
   // Once aborted, every entry left fails fast and quietly; the restore throws when all writes have settled.
   const fail = (path: string, error: unknown) => {
     if (!options.signal?.aborted) failures.push({ path, reason: reasonOf(error) });
@@ -256,6 +259,9 @@ export async function writeRecoveryPoint<E extends RecoveryEntry>(point: Recover
         fail(entry.path, error);
       }
     }
+    // The new names are durable once their folders are synced: each folder once, after all its names are in, and
+    // before the folder modes are set (a folder the owner cannot read or enter could not be opened to sync it).
+    for (const { path, error } of await writer.syncFolders()) fail(path, new EntryError(`its folder could not be synced to disk: ${reasonOf(error)}`));
     // Folder modes and mtimes last, deepest first: filling a folder moves its mtime.
     for (const dir of dirsMade.reverse()) {
       try {
@@ -265,8 +271,6 @@ export async function writeRecoveryPoint<E extends RecoveryEntry>(point: Recover
         fail(dir.path, error);
       }
     }
-    // The new names are durable once their folders are synced: each folder once, after all its names are in.
-    for (const { path, error } of await writer.syncFolders()) fail(path, new EntryError(`its folder could not be synced to disk: ${reasonOf(error)}`));
   } finally {
     await writer.removeTemps();
   }

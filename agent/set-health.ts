@@ -260,13 +260,27 @@ const folderWritesLost: ProblemCheck = (facts) => {
   ];
 };
 
+/** Entries the newest history checkpoint left out as unreadable: a restore of a moment from it cannot bring them back. */
+const checkpointUnreadable: ProblemCheck = (facts) => {
+  const left = targetStatus(facts)?.checkpointUnreadable;
+  if (!left) return [];
+  const named = left.entries.map((e) => e.path).join(", ");
+  const more = left.count > left.entries.length ? ` and ${left.count - left.entries.length} more` : "";
+  return [
+    {
+      kind: "checkpoint-unreadable",
+      message: `the history checkpoint of ${left.at} (segment ${left.segment}) could not read ${left.count} entr${left.count === 1 ? "y" : "ies"} of the live mirror (${named}${more}): a restore --at from it names them as not restorable; \`tidemark mirror ${facts.set} --mode full\` writes them again`,
+    },
+  ];
+};
+
 const drillFailed: ProblemCheck = (facts) =>
   facts.drill && !facts.drill.passed
     ? [{ kind: "drill-failed", message: `the last recovery drill ${facts.drill.id} (${facts.drill.finishedAt}) failed with ${facts.drill.problemCount} bad paths: see drills/${facts.set}/${facts.drill.id}.json` }]
     : [];
 
 /** Every check `tidemark status` runs, in the order its findings are listed. */
-export const PROBLEM_CHECKS: readonly ProblemCheck[] = [unreachable, notOwner, ownerUnreadable, noJournal, outOfSync, continuity, stalled, rejected, refusedSenders, journalFull, journalProblem, scanFailed, watcher, sending, skippedPaths, snapshotCheck, folderWritesLost, drillFailed];
+export const PROBLEM_CHECKS: readonly ProblemCheck[] = [unreachable, notOwner, ownerUnreadable, noJournal, outOfSync, continuity, stalled, rejected, refusedSenders, journalFull, journalProblem, scanFailed, watcher, sending, skippedPaths, snapshotCheck, folderWritesLost, checkpointUnreadable, drillFailed];
 
 export function findProblems(facts: SetFacts, checks: readonly ProblemCheck[] = PROBLEM_CHECKS): Problem[] {
   return checks.flatMap((check) => check(facts));

@@ -293,6 +293,13 @@ export const SetStatusSchema = z.object({
   generations: z.array(GenerationChangeSchema).optional(),
   /** Where the set's point-in-time history stands; absent until the applier first recorded it. */
   history: HistoryCursorSchema.optional(),
+  /**
+   * Entries the newest history checkpoint left out because their object could not be read (`count`, the first few
+   * named with why): restoring a moment from that checkpoint names them as not restorable. Absent when it read all.
+   */
+  checkpointUnreadable: z
+    .object({ at: z.string(), segment: z.number().int().min(0), count: z.number().int().min(1), entries: z.array(z.object({ path: z.string(), reason: z.string() })) })
+    .optional(),
   /** The first history segment holding folder changes the applier has not written to the folder objects yet; absent when there are none. */
   folderWritesFrom: z.number().int().min(0).optional(),
   /**

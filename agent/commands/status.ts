@@ -59,6 +59,8 @@ export interface SetReport {
         folderWritesFrom?: number;
         /** History segments the applier could not read when it replayed folder writes: the live folders may lack what they held. */
         folderWritesLost?: SetStatus["folderWritesLost"];
+        /** Entries the newest history checkpoint could not read: restoring a moment from it names them as not restorable. */
+        checkpointUnreadable?: SetStatus["checkpointUnreadable"];
         /** The key the target takes the set's changes from (state/<set>/owner.json); this host's is ownerKeyId. */
         owner?: { keyId: string; since: string; how: string } | { error: string };
         /** When the target last applied anything (absent: nothing yet, or an applier that does not record it); updatedAt also moves with refusals. */
@@ -144,6 +146,7 @@ export async function collectStatus(configFile: string): Promise<SetReport[]> {
             ...(status.lastSnapshot ? { lastSnapshot: status.lastSnapshot } : {}),
             ...(status.folderWritesFrom !== undefined ? { folderWritesFrom: status.folderWritesFrom } : {}),
             ...(status.folderWritesLost ? { folderWritesLost: status.folderWritesLost } : {}),
+            ...(status.checkpointUnreadable ? { checkpointUnreadable: status.checkpointUnreadable } : {}),
             ...(status.generation ? { generation: status.generation } : {}),
             ...(change ? { lastGenerationChange: change } : {}),
             ...(status.refused ? { refused: status.refused } : {}),

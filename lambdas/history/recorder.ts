@@ -18,6 +18,7 @@ import type { HistoryMemory, LiveContent } from "./live-content.ts";
 import { listPreserved, preserveContent } from "./preserved-content.ts";
 import { applyHistoryRetention } from "./retention.ts";
 import { checkpointMeta, checkpointOf, sameCheckpoint, type SegmentCheckpoint } from "../store/status-checkpoint.ts";
+import { noteUnreadable } from "./checkpoint-unreadable.ts";
 
 export interface HistorySettings {
   /** Days every moment of a set restores (tidemark:pointInTimeDays); 0 turns history off. */
@@ -335,8 +336,12 @@ export class HistoryRecorder {
       // Like a snapshot: objects not written since the previous checkpoint keep its entries, without a HEAD each.
       const previous = (await listCheckpoints(this.#store, this.#set)).at(-1);
       const known = previous?.kind === "files" ? { takenAt: new Date(previous.writtenAt).toISOString(), entries: await readCheckpointEntries(this.#store, previous) } : undefined;
-      const entries = await liveManifest(this.#store, this.#set, known);
-      await writeCheckpoint(this.#store, { ...summary, kind: "files" }, entries);
+      // An object that cannot be read is left out and named, never a reason to stall the set (DESIGN: one bad record never blocks a set).
+      const unreadable: { path: string; reason: string }[] = [];
+      const entries = await liveManifest(this.#store, this.#set, known, (path, error) => unreadable.push({ path, reason: error.message }));
+      unreadable.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+      await writeCheckpoint(this.#store, { ...summary, kind: "files", ...(unreadable.length > 0 ? { unreadable } : {}) }, entries);
+      noteUnreadable(this.#status, { at: new Date(writtenAt).toISOString(), segment: summary.segment, unreadable });
       if (!this.#versioned) {
         this.#live.seed(entries, (path) => dataKey(this.#set, path));
         await listPreserved(this.#store, this.#set, this.#live);

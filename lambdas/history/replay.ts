@@ -15,6 +15,8 @@ export interface FilesAt {
   readonly kind: "files";
   /** Entries of the set at the moment, sorted by path (folders before what they hold). */
   readonly entries: SnapshotEntry[];
+  /** Entries the checkpoint could not read and no change replayed after it rewrote: not restorable at the moment, and why. */
+  readonly unreadable?: { path: string; reason: string }[];
 }
 
 export interface VolumeAt {
@@ -98,6 +100,18 @@ function replayFile(state: Map<string, SnapshotEntry>, entry: HistoryEntry): voi
   }
 }
 
+/** A change after the checkpoint to an entry it could not read: rewritten or deleted, it is no longer missing; moved, it is missing under its new name. */
+function replayUnreadable(unreadable: Map<string, string>, entry: HistoryEntry): void {
+  if (entry.op === "put" || entry.op === "mkdir" || entry.op === "symlink" || entry.op === "delete") unreadable.delete(entry.path);
+  else if (entry.op === "rename") {
+    const reason = unreadable.get(entry.from);
+    unreadable.delete(entry.to);
+    if (reason === undefined) return;
+    unreadable.delete(entry.from);
+    unreadable.set(entry.to, reason);
+  }
+}
+
 function replayVolume(blocks: Map<number, string>, volume: { size: number }, entry: HistoryEntry): void {
   if (entry.op === "clear") {
     blocks.clear();
@@ -131,6 +145,7 @@ export async function stateAt(store: TargetStore, set: string, at: number): Prom
   const files = new Map<string, SnapshotEntry>();
   const blocks = new Map<number, string>();
   const volume = { size: checkpoint.volumeSize ?? 0 };
+  const unreadable = new Map((checkpoint.unreadable ?? []).map((u) => [u.path, u.reason]));
   if (checkpoint.kind === "files") for (const entry of await readCheckpointEntries(store, checkpoint)) files.set(entry.path, entry);
   else for (const entry of await readCheckpointBlocks(store, checkpoint)) blocks.set(entry.index, entry.sha256);
   let lastChangeAt = checkpoint.at;
@@ -147,7 +162,10 @@ export async function stateAt(store: TargetStore, set: string, at: number): Prom
         done = true;
         break;
       }
-      if (checkpoint.kind === "files") replayFile(files, entry);
+      if (checkpoint.kind === "files") {
+        replayUnreadable(unreadable, entry);
+        replayFile(files, entry);
+      }
       else replayVolume(blocks, volume, entry);
       lastChangeAt = entry.at;
       lastSeq = entry.seq;
@@ -155,7 +173,11 @@ export async function stateAt(store: TargetStore, set: string, at: number): Prom
   }
   const state: FilesAt | VolumeAt =
     checkpoint.kind === "files"
-      ? { kind: "files", entries: [...files.values()].sort(byPath) }
+      ? {
+          kind: "files",
+          entries: [...files.values()].sort(byPath),
+          ...(unreadable.size > 0 ? { unreadable: [...unreadable].map(([path, reason]) => ({ path, reason })).sort(byPath) } : {}),
+        }
       : {
           kind: "volume",
           size: volume.size,

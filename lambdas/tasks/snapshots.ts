@@ -19,6 +19,7 @@ import {
   snapshotProofKey,
   snapshotsPrefix,
   snapshotSummaryKey,
+  type EntryMeta,
   type SetStatus,
 } from "../../contract/layout.ts";
 import {
@@ -30,7 +31,7 @@ import {
   type VolumeBlockEntry,
 } from "../../contract/tasks.ts";
 import { symlinkTarget } from "../link-targets.ts";
-import type { ObjectInfo, TargetStore } from "../store/store.ts";
+import type { ObjectHead, ObjectInfo, TargetStore } from "../store/store.ts";
 import { VolumeMap } from "../volumes/block-map.ts";
 
 /** Object heads at once while taking a snapshot. */
@@ -76,21 +77,46 @@ async function previousSnapshot(store: TargetStore, set: string): Promise<Previo
 /** Times a symlink whose target could not be read (replaced between its HEAD and its body's GET) is read again. */
 const LINK_READS = 3;
 
+/** An entry of the live mirror whose object is there but cannot be read as what its metadata says. */
+export class UnreadableEntryError extends SnapshotError {
+  override name = "UnreadableEntryError";
+  readonly path: string;
+  constructor(path: string, message: string) {
+    super(message);
+    this.path = path;
+  }
+}
+
+/** Called for an entry left out as unreadable (a history checkpoint goes on without it; a snapshot fails instead). */
+export type OnUnreadable = (path: string, error: UnreadableEntryError) => void;
+
+type Tags = { versionId?: string; etag?: string };
+
+/** The entry of an object that is not a symlink (a folder, or a file tidemark wrote), from its HEAD. */
+function plainEntry(path: string, head: ObjectHead, meta: EntryMeta, tags: Tags): SnapshotEntry | undefined {
+  if (meta.kind === "dir") return { path, kind: "dir", size: 0, mode: meta.mode, mtimeNs: meta.mtimeNs, ...tags };
+  if (!meta.sha256) return undefined;
+  const linkGroup = meta.linkGroup ? { linkGroup: meta.linkGroup } : {};
+  return { path, kind: "file", size: head.size, mode: meta.mode, mtimeNs: meta.mtimeNs, sha256: meta.sha256, ...linkGroup, ...tags };
+}
+
 /**
  * A symlink whose target is kept in its body, read again from a fresh HEAD: on an unversioned bucket the object may
- * have been replaced between the HEAD and the GET. Never recorded without its target: the snapshot fails naming it.
+ * have been replaced between the HEAD and the GET. One that became a file or folder (or vanished) meanwhile is taken
+ * as it is now. Never recorded without its target: one that stays unreadable throws UnreadableEntryError naming it.
  */
 async function linkEntryReadAgain(store: TargetStore, key: string, path: string, listedEtag: string | undefined): Promise<SnapshotEntry | undefined> {
   for (let attempt = 0; attempt < LINK_READS; attempt++) {
     const head = await store.head(key);
     const meta = decodeMeta(head?.meta);
     if (!head || !meta) return undefined;
-    if (meta.kind !== "symlink") throw new SnapshotError(`${path} changed from a symlink to a ${meta.kind} while the snapshot read it; the snapshot is not taken`);
-    const link = await symlinkTarget(store, key, meta, head.versionId);
     const etag = head.etag ?? listedEtag;
-    if (link !== undefined) return { path, kind: "symlink", size: 0, mode: meta.mode, mtimeNs: meta.mtimeNs, link, ...(head.versionId ? { versionId: head.versionId } : {}), ...(etag ? { etag } : {}) };
+    const tags = { ...(head.versionId ? { versionId: head.versionId } : {}), ...(etag ? { etag } : {}) };
+    if (meta.kind !== "symlink") return plainEntry(path, head, meta, tags);
+    const link = await symlinkTarget(store, key, meta, head.versionId);
+    if (link !== undefined) return { path, kind: "symlink", size: 0, mode: meta.mode, mtimeNs: meta.mtimeNs, link, ...tags };
   }
-  throw new SnapshotError(`${path}: its symlink target (kept in the object's body) could not be read: the body does not match its sha256 or the object changed on every read; the snapshot is not taken`);
+  throw new UnreadableEntryError(path, `${path}: its symlink target (kept in the object's body) could not be read: the body does not match its sha256 or the object changed on every read`);
 }
 
 /**
@@ -99,7 +125,13 @@ async function linkEntryReadAgain(store: TargetStore, key: string, path: string,
  * snapshot (same tag, same size, older) keeps that snapshot's entry without a
  * HEAD: a snapshot costs a listing plus a request per changed object.
  */
-async function liveEntries(store: TargetStore, set: string, signal: AbortSignal | undefined, previous: PreviousSnapshot | undefined): Promise<SnapshotEntry[]> {
+async function liveEntries(
+  store: TargetStore,
+  set: string,
+  signal: AbortSignal | undefined,
+  previous: PreviousSnapshot | undefined,
+  onUnreadable?: OnUnreadable,
+): Promise<SnapshotEntry[]> {
   const prefix = dataPrefix(set);
   const objects: ObjectInfo[] = [];
   for await (const object of store.list(prefix)) objects.push(object);
@@ -123,15 +155,16 @@ async function liveEntries(store: TargetStore, set: string, signal: AbortSignal 
     const meta = decodeMeta(head?.meta);
     if (!head || !meta) return undefined;
     const tags = { ...(head.versionId ? { versionId: head.versionId } : {}), ...(object.etag ? { etag: object.etag } : {}) };
-    if (meta.kind === "dir") return { path, kind: "dir", size: 0, mode: meta.mode, mtimeNs: meta.mtimeNs, ...tags };
-    if (meta.kind === "symlink") {
-      const link = await symlinkTarget(store, object.key, meta, head.versionId);
-      if (link !== undefined) return { path, kind: "symlink", size: 0, mode: meta.mode, mtimeNs: meta.mtimeNs, link, ...tags };
-      return linkEntryReadAgain(store, object.key, path, tags.etag);
+    if (meta.kind !== "symlink") return plainEntry(path, head, meta, tags);
+    const link = await symlinkTarget(store, object.key, meta, head.versionId);
+    if (link !== undefined) return { path, kind: "symlink", size: 0, mode: meta.mode, mtimeNs: meta.mtimeNs, link, ...tags };
+    try {
+      return await linkEntryReadAgain(store, object.key, path, tags.etag);
+    } catch (error) {
+      if (!onUnreadable || !(error instanceof UnreadableEntryError)) throw error;
+      onUnreadable(path, error);
+      return undefined;
     }
-    if (!meta.sha256) return undefined;
-    const linkGroup = meta.linkGroup ? { linkGroup: meta.linkGroup } : {};
-    return { path, kind: "file", size: head.size, mode: meta.mode, mtimeNs: meta.mtimeNs, sha256: meta.sha256, ...linkGroup, ...tags };
   });
   return entries.filter((entry) => entry !== undefined).sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
 }
@@ -140,9 +173,14 @@ async function liveEntries(store: TargetStore, set: string, signal: AbortSignal 
  * Entries of the live mirror of a set now (a history checkpoint); `previous`,
  * a manifest taken at `takenAt`, spares the HEADs of objects not written since.
  */
-export async function liveManifest(store: TargetStore, set: string, previous?: { takenAt: string; entries: readonly SnapshotEntry[] }): Promise<SnapshotEntry[]> {
+export async function liveManifest(
+  store: TargetStore,
+  set: string,
+  previous?: { takenAt: string; entries: readonly SnapshotEntry[] },
+  onUnreadable?: OnUnreadable,
+): Promise<SnapshotEntry[]> {
   const known = previous && { writtenBefore: writtenBefore(previous.takenAt), entries: new Map(previous.entries.map((e) => [e.path, e])) };
-  return liveEntries(store, set, undefined, known);
+  return liveEntries(store, set, undefined, known, onUnreadable);
 }
 
 /**
@@ -160,7 +198,11 @@ export async function takeSnapshot(
   const existing = (await store.get(snapshotSummaryKey(set, request.id)))?.body;
   if (existing) return SnapshotSummarySchema.parse(JSON.parse(existing.toString("utf8")));
   const versioned = await store.versioned();
-  const entries = await liveEntries(store, set, options.signal, await previousSnapshot(store, set));
+  const entries = await liveEntries(store, set, options.signal, await previousSnapshot(store, set)).catch((error: unknown) => {
+    // An operator's snapshot fails loudly, naming the entry, rather than leaving it out.
+    if (error instanceof UnreadableEntryError) throw new SnapshotError(`${error.message}; the snapshot is not taken`);
+    throw error;
+  });
   options.signal?.throwIfAborted();
   const summary = {
     id: request.id,

@@ -182,3 +182,28 @@ describe("MemoryStore.readStream with ifMatch", () => {
     await expect(store.readStream("k", { ifMatch: first.etag })).rejects.toThrow(SourceChangedError);
   });
 });
+
+describe("a live object whose bytes are not its metadata's sha256, read in part from elsewhere", () => {
+  it("a large file whose later parts switched to the preserved copy is read again from the preserved copy", async () => {
+    const store = new Scripted();
+    const body = randomBytes(400 * KiB);
+    // The first part comes from a live object whose bytes are not what its metadata says; then it is replaced.
+    await putLive(store, "big.bin", randomBytes(400 * KiB), sha256(body));
+    await putPreserved(store, body);
+    store.hooks.set(1, () => putLive(store, "big.bin", randomBytes(400 * KiB)));
+    const { to, report } = await restore(store, entryOf("big.bin", body));
+    expect(report.failures).toEqual([]);
+    expect(readFileSync(join(to, "big.bin")).equals(body)).toBe(true);
+    expect(store.reads.filter((r) => r === `${sha256(body)}@0`)).toHaveLength(1);
+  });
+
+  it("on a versioned bucket, an entry naming no version is read again from the preserved copy", async () => {
+    const store = new Scripted({ versioned: true });
+    const body = randomBytes(20 * KiB);
+    await putLive(store, "f.txt", randomBytes(20 * KiB), sha256(body));
+    await putPreserved(store, body);
+    const { to, report } = await restore(store, entryOf("f.txt", body));
+    expect(report.failures).toEqual([]);
+    expect(readFileSync(join(to, "f.txt")).equals(body)).toBe(true);
+  });
+});

@@ -4,6 +4,7 @@
 
 import { createHash } from "node:crypto";
 import type * as FsPromises from "node:fs/promises";
+import { chmod } from "node:fs/promises";
 import { join } from "node:path";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { writeRecoveryPoint, type RecoveryEntry } from "../../agent/restore-writer.ts";
@@ -11,6 +12,8 @@ import { tempDir } from "../support/tree.ts";
 
 /** Paths synced through a handle opened read-only (folders; files are opened to be written). */
 const synced: string[] = [];
+/** Folder syncs and chmods, in the order they happened. */
+const events: { op: "sync" | "chmod"; path: string; mode?: number }[] = [];
 
 vi.mock("node:fs/promises", async (importOriginal) => {
   const actual = await importOriginal<typeof FsPromises>();
@@ -22,17 +25,24 @@ vi.mock("node:fs/promises", async (importOriginal) => {
     Object.defineProperty(handle, "sync", {
       value: async () => {
         synced.push(file);
+        events.push({ op: "sync", path: file });
         return sync();
       },
     });
     return handle;
   };
-  return { ...actual, open };
+  const chmod = async (...args: Parameters<typeof actual.chmod>) => {
+    const [path, mode] = args;
+    if (typeof path === "string" && typeof mode === "number") events.push({ op: "chmod", path, mode });
+    return actual.chmod(...args);
+  };
+  return { ...actual, open, chmod };
 });
 
 const dirs: ReturnType<typeof tempDir>[] = [];
 afterEach(() => {
   synced.length = 0;
+  events.length = 0;
   for (const dir of dirs.splice(0)) dir.remove();
 });
 
@@ -60,5 +70,35 @@ describe("restore durability", () => {
     expect(report.failures).toEqual([]);
     // "quiet" got no names; root got a.txt and the folders d and quiet, d its files, link and folder e, e its file.
     expect(synced.sort()).toEqual([to, join(to, "d"), join(to, "d/e")].sort());
+  });
+
+  it("syncs every folder before any folder gets a mode its owner cannot read or enter", async () => {
+    const dir = tempDir("tidemark-sync-");
+    dirs.push(dir);
+    const to = join(dir.path, "out");
+    const [inner, body] = file("shut/open/f.txt", "f");
+    const entries: RecoveryEntry[] = [
+      // Not enterable by its owner (0o600), holding a folder its owner cannot read (0o300).
+      { path: "shut", kind: "dir", size: 0, mode: 0o600, mtimeNs: T },
+      { path: "shut/open", kind: "dir", size: 0, mode: 0o300, mtimeNs: T },
+      { path: "none", kind: "dir", size: 0, mode: 0o000, mtimeNs: T },
+      inner,
+    ];
+    const report = await writeRecoveryPoint({ entries, content: async () => body }, to);
+    try {
+      expect(report.failures).toEqual([]);
+      const syncs = events.flatMap((event, index) => (event.op === "sync" ? [{ path: event.path, index }] : []));
+      expect(syncs.map((s) => s.path).sort()).toEqual([to, join(to, "shut"), join(to, "shut/open")].sort());
+      const closing = events.flatMap((event, index) => (event.op === "chmod" && ((event.mode ?? 0) & 0o700) !== 0o700 ? [{ path: event.path, index }] : []));
+      expect(closing.map((c) => c.path).sort()).toEqual([join(to, "none"), join(to, "shut"), join(to, "shut/open")].sort());
+      // A folder is synced before it or a folder above it is closed to its owner.
+      for (const sync of syncs) {
+        for (const close of closing) {
+          if (sync.path === close.path || sync.path.startsWith(`${close.path}/`)) expect(sync.index).toBeLessThan(close.index);
+        }
+      }
+    } finally {
+      for (const path of ["shut", "shut/open", "none"]) await chmod(join(to, path), 0o700);
+    }
   });
 });
