@@ -4,7 +4,8 @@
 // target behind that long. A scan of the whole set catches up within seconds
 // instead, and again after twice the wait while it keeps failing (a failing
 // disk is not scanned in a tight loop). Status names the failure until a
-// whole-set scan succeeds (held-files.ts).
+// whole-set scan succeeds (held-files.ts). The same backed-off retry runs an
+// owed recovery again (set-recovery.ts): `scan` is whatever catches up.
 
 /** When the catch-up scan runs; loose options, defaulted at the boundary. */
 export interface CaptureRetryOptions {
@@ -34,7 +35,7 @@ export class CaptureRetry {
   #timer: { cancel(): void } | undefined;
   #stopped = false;
 
-  /** `scan` scans the whole set; it calls succeeded() or failed() itself (it is the set's scan). */
+  /** `scan` catches up (the set's whole scan, or an owed recovery); it calls succeeded() or failed() itself. */
   constructor(scan: () => Promise<void>, options: CaptureRetryOptions = {}) {
     this.#scan = scan;
     this.#firstMs = options.firstMs ?? DEFAULT_FIRST_MS;
