@@ -6,13 +6,14 @@
 
 import { createHash } from "node:crypto";
 import { stagingKey } from "../contract/layout.ts";
-import { encodePacked, MAX_PACK_BYTES, type MessagePack, type PackedContent } from "../contract/packed-content.ts";
-import { MAX_INLINE_BYTES, MAX_INLINE_DECODED_BYTES, wireJson, type Compression } from "../contract/wire.ts";
+import { compressed } from "../contract/compression.ts";
+import { MAX_PACK_BYTES, type MessagePack, type PackedContent } from "../contract/packed-content.ts";
+import { MAX_INLINE_BYTES, wireJson, type Compression } from "../contract/wire.ts";
 import type { Journal } from "./journal.ts";
 import type { StagedPayload } from "./transport/transport.ts";
 
 /** What the pack adds to a message's header, at most. */
-export const PACK_HEADER_BYTES = Buffer.byteLength(wireJson({ pack: { size: MAX_PACK_BYTES, sha256: "0".repeat(64) } }));
+export const PACK_HEADER_BYTES = Buffer.byteLength(wireJson({ pack: { size: MAX_PACK_BYTES, sha256: "0".repeat(64), encoding: "gzip", decodedSize: MAX_PACK_BYTES } }));
 
 /** Packs when the set's unsent content would fill more than two messages inline. */
 export function packWhen(journal: Journal, set: string, maxBytes: number, packBytes: number): PackWriter | undefined {
@@ -24,6 +25,7 @@ export class PackWriter {
   readonly #limit: number;
   #pieces: Uint8Array[] = [];
   #size = 0;
+  #compression: Compression = "none";
 
   constructor(limit: number) {
     this.#limit = limit;
@@ -33,15 +35,17 @@ export class PackWriter {
     return this.#size;
   }
 
-  /** Adds a file's bytes, when they are small enough to travel inline and the pack has room; else undefined. */
+  /**
+   * Adds a file's bytes, when they are no larger than inline content and the pack has room; else undefined. They go in
+   * as they are: `finish` compresses the pack as a whole (a compressor set up per file cost more than its work).
+   */
   add(bytes: Uint8Array, compression: Compression): PackedContent | undefined {
-    if (bytes.length > MAX_INLINE_DECODED_BYTES) return undefined;
-    const { encoding, data } = encodePacked(bytes, compression);
-    if (data.length > MAX_INLINE_BYTES || this.#size + data.length > this.#limit) return undefined;
+    if (bytes.length > MAX_INLINE_BYTES || this.#size + bytes.length > this.#limit) return undefined;
+    this.#compression = compression;
     const offset = this.#size;
-    this.#pieces.push(data);
-    this.#size += data.length;
-    return { kind: "packed", encoding, offset, length: data.length };
+    this.#pieces.push(bytes);
+    this.#size += bytes.length;
+    return { kind: "packed", encoding: "raw", offset, length: bytes.length };
   }
 
   /** Drops what was added after the pack was `size` bytes long (a record that did not fit the message). */
@@ -56,8 +60,11 @@ export class PackWriter {
   /** The pack of the message whose first record is `first`, to stage before the message is sent; undefined when empty. */
   finish(set: string, first: number): { pack: MessagePack; payload: StagedPayload } | undefined {
     if (this.#size === 0) return undefined;
-    const bytes = Buffer.concat(this.#pieces);
+    const decoded = Buffer.concat(this.#pieces);
+    const whole = compressed(decoded, this.#compression);
+    const bytes = whole?.data ?? decoded;
     const sha256 = createHash("sha256").update(bytes).digest("hex");
-    return { pack: { size: bytes.length, sha256 }, payload: { set, key: stagingKey(set, first, sha256), sha256, size: bytes.length, source: { bytes } } };
+    const pack: MessagePack = whole ? { size: bytes.length, sha256, encoding: whole.codec, decodedSize: decoded.length } : { size: bytes.length, sha256 };
+    return { pack, payload: { set, key: stagingKey(set, first, sha256), sha256, size: bytes.length, source: { bytes } } };
   }
 }

@@ -8,7 +8,6 @@
 
 import { z } from "zod";
 import { Sha256 } from "./manifest-entry.ts";
-import { compressed, type Compression } from "./compression.ts";
 
 /** Largest pack: the applier holds it in memory while it applies the message. */
 export const MAX_PACK_BYTES = 8 * 1024 * 1024;
@@ -22,12 +21,22 @@ export const PackedContent = z.object({
 });
 export type PackedContent = z.infer<typeof PackedContent>;
 
-/** The message's pack: a staging object at stagingKey(set, first seq of the message, sha256). */
-export const MessagePack = z.object({ size: z.number().int().min(1).max(MAX_PACK_BYTES), sha256: Sha256 });
+/**
+ * The message's pack: a staging object at stagingKey(set, first seq of the message, sha256), `size` bytes with that
+ * SHA-256. With `encoding` (newer agents) the object is the pack compressed as a whole, and records' slices index its
+ * `decodedSize` decompressed bytes: one compressor's run per pack instead of one per file, each side.
+ */
+export const MessagePack = z
+  .object({
+    size: z.number().int().min(1).max(MAX_PACK_BYTES),
+    sha256: Sha256,
+    encoding: z.enum(["zstd", "gzip"]).optional(),
+    decodedSize: z.number().int().min(1).max(MAX_PACK_BYTES).optional(),
+  })
+  .refine((pack) => (pack.encoding === undefined) === (pack.decodedSize === undefined), "a pack's encoding and decodedSize go together");
 export type MessagePack = z.infer<typeof MessagePack>;
 
-/** A file's bytes as they go into a pack: compressed only when that saves space (as inline content). */
-export function encodePacked(bytes: Uint8Array, compression: Compression): { encoding: PackedContent["encoding"]; data: Uint8Array } {
-  const packed = compressed(bytes, compression);
-  return packed ? { encoding: packed.codec, data: packed.data } : { encoding: "raw", data: bytes };
+/** How many bytes the records' slices index: the decompressed pack when it is compressed whole. */
+export function packedBytes(pack: MessagePack | undefined): number {
+  return pack?.decodedSize ?? pack?.size ?? 0;
 }

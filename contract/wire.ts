@@ -10,7 +10,7 @@ import { DrillReportSchema } from "./drills.ts";
 import { LinkGroup, ManifestEntrySchema, Mode, MtimeNs, Seq, SetName, SetPath, Sha256, Size, type ManifestEntry } from "./manifest-entry.ts";
 import { SetDigestSchema } from "./digest.ts";
 import { MAX_DELTA_RANGES, MAX_RANGED_FILE_BYTES, rangesBytes, rangesProblem, type ByteRange } from "./delta-ranges.ts";
-import { MessagePack, PackedContent } from "./packed-content.ts";
+import { MessagePack, PackedContent, packedBytes } from "./packed-content.ts";
 import { compressed, decompressed, type Compression } from "./compression.ts";
 
 export const WIRE_VERSION = 1;
@@ -272,8 +272,8 @@ export const MessageSchema = z
   })
   .superRefine((message, ctx) => {
     message.records.forEach((record, i) => {
-      if (record.op === "put" && record.content.kind === "packed" && record.content.offset + record.content.length > (message.pack?.size ?? 0)) {
-        ctx.addIssue({ code: "custom", path: ["records", i, "content"], message: message.pack ? `packed content ends past the pack's ${message.pack.size} bytes` : "packed content in a message without a pack" });
+      if (record.op === "put" && record.content.kind === "packed" && record.content.offset + record.content.length > packedBytes(message.pack)) {
+        ctx.addIssue({ code: "custom", path: ["records", i, "content"], message: message.pack ? `packed content ends past the pack's ${packedBytes(message.pack)} bytes` : "packed content in a message without a pack" });
       }
       const previous = message.records[i - 1];
       if (previous && record.seq !== previous.seq + 1) {

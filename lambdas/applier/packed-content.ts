@@ -49,6 +49,16 @@ export class MessagePackReader {
     if (object.body.length !== this.#pack.size) throw new BadMessageError(`the message's pack at ${key} is ${object.body.length} bytes, expected ${this.#pack.size}`);
     const sha256 = createHash("sha256").update(object.body).digest("hex");
     if (sha256 !== this.#pack.sha256) throw new BadMessageError(`the message's pack at ${key} has sha256 ${sha256}, not the ${this.#pack.sha256} its message names; nothing was written`);
-    return object.body;
+    const { encoding, decodedSize } = this.#pack;
+    if (encoding === undefined || decodedSize === undefined) return object.body;
+    // Compressed as a whole (newer agents): the slices index the decompressed pack, exactly decodedSize bytes of it.
+    let decoded: Buffer;
+    try {
+      decoded = decompressed(object.body, encoding, decodedSize);
+    } catch (error) {
+      throw new BadMessageError(`the message's pack at ${key} does not decompress (${encoding}) to the ${decodedSize} bytes its message names: ${(error as Error).message}`);
+    }
+    if (decoded.length !== decodedSize) throw new BadMessageError(`the message's pack at ${key} decompresses (${encoding}) to ${decoded.length} bytes, not the ${decodedSize} its message names`);
+    return decoded;
   }
 }

@@ -4,6 +4,7 @@
 // the signed message describes it. A lone change still goes inline.
 
 import { createHash, randomBytes } from "node:crypto";
+import { zstdCompressSync, zstdDecompressSync } from "node:zlib";
 import { describe, expect, it } from "vitest";
 import { Journal } from "../../agent/journal.ts";
 import { packNext, sendNext } from "../../agent/sender.ts";
@@ -58,7 +59,14 @@ describe("the agent packing a message", () => {
       expect(packed.body).toBe(serializeMessage(JSON.parse(packed.body) as WireMessage));
       const pack = packed.staged.find((payload) => payload.key === stagingKey(SET, packed.first, message.pack?.sha256 ?? ""));
       if (!pack || !("bytes" in pack.source)) throw new Error("the pack is not staged with the message");
-      expect(message.pack).toEqual({ size: pack.size, sha256: sha256(pack.source.bytes) });
+      // The pack is compressed as a whole; each record's slice is its file's bytes as they are, in the decompressed pack.
+      const decoded = zstdDecompressSync(pack.source.bytes);
+      expect(message.pack).toEqual({ size: pack.size, sha256: sha256(pack.source.bytes), encoding: "zstd", decodedSize: decoded.length });
+      for (const put of puts) {
+        if (put.content.kind !== "packed") throw new Error(`${put.path} is not packed`);
+        expect(put.content.encoding).toBe("raw");
+        expect(decoded.subarray(put.content.offset, put.content.offset + put.content.length).equals(files.get(put.path) ?? Buffer.alloc(0))).toBe(true);
+      }
       // Each slice is its file once decoded: the applier's own reading of it.
       const store = new MemoryStore();
       await store.put(pack.key, pack.source.bytes);
@@ -68,6 +76,19 @@ describe("the agent packing a message", () => {
       for (const [path, bytes] of files) expect((await store.get(`data/${SET}/${path}`))?.body.equals(bytes)).toBe(true);
       // The pack goes once the checkpoint covers the message, as staged payloads do.
       expect(await store.get(pack.key)).toBeUndefined();
+    }),
+  );
+
+  it(
+    "stores the pack as it is when compression is off",
+    withJournal(async (journal) => {
+      const files = journalFiles(journal, 400, 8 * 1024);
+      const packed = packNext(journal, SET, { compression: "none" });
+      const message = parseMessage(packed?.body ?? "") as WireMessage;
+      const pack = packed?.staged.find((payload) => payload.key === stagingKey(SET, packed.first, message.pack?.sha256 ?? ""));
+      if (!pack || !("bytes" in pack.source)) throw new Error("the pack is not staged with the message");
+      expect(message.pack).toEqual({ size: pack.size, sha256: sha256(pack.source.bytes) });
+      expect(Buffer.from(pack.source.bytes).equals(Buffer.concat([...files.values()]))).toBe(true);
     }),
   );
 
@@ -127,7 +148,7 @@ describe("a pack the target refuses for good", () => {
 describe("the applier reading a message's pack", () => {
   const content = Buffer.from("the bytes of a small file, packed");
   const record: WireRecord = { seq: 1, op: "put", path: "a.txt", size: content.length, mode: 0o644, mtimeNs: "1", sha256: sha256(content), content: { kind: "packed", encoding: "raw", offset: 0, length: content.length } };
-  const body = (pack: { size: number; sha256: string }) => JSON.stringify({ ...JSON.parse(messageBody(SET, [record])), pack });
+  const body = (pack: { size: number; sha256: string; encoding?: string; decodedSize?: number }) => JSON.stringify({ ...JSON.parse(messageBody(SET, [record])), pack });
 
   it("rejects a pack that is not what the signed message names, and writes nothing", async () => {
     const store = new MemoryStore();
@@ -148,5 +169,41 @@ describe("the applier reading a message's pack", () => {
   it("refuses packed content past the end of the pack, or without one, when parsing", () => {
     expect(() => parseMessage(body({ size: content.length - 1, sha256: sha256(content) }))).toThrow(/packed content ends past the pack's/);
     expect(() => parseMessage(messageBody(SET, [record]))).toThrow(/packed content in a message without a pack/);
+    // A compressed pack: the slices index its decompressed bytes, whose size the message names with the encoding.
+    const zipped = zstdCompressSync(content);
+    expect(() => parseMessage(body({ size: zipped.length, sha256: sha256(zipped), encoding: "zstd", decodedSize: content.length - 1 }))).toThrow(/packed content ends past the pack's/);
+    expect(() => parseMessage(body({ size: content.length + 10, sha256: sha256(zipped), encoding: "zstd" }))).toThrow(/encoding and decodedSize go together/);
+  });
+
+  it("applies a pack of an older agent: not compressed as a whole, each slice compressed on its own", async () => {
+    const text = Buffer.from("an older agent's file, compressed on its own ".repeat(20));
+    const slices = [zstdCompressSync(text), content];
+    const records: WireRecord[] = [
+      { seq: 1, op: "put", path: "old.txt", size: text.length, mode: 0o644, mtimeNs: "1", sha256: sha256(text), content: { kind: "packed", encoding: "zstd", offset: 0, length: slices[0]?.length ?? 0 } },
+      { ...record, seq: 2, content: { kind: "packed", encoding: "raw", offset: slices[0]?.length ?? 0, length: content.length } },
+    ];
+    const stored = Buffer.concat(slices);
+    const store = new MemoryStore();
+    await store.put(stagingKey(SET, 1, sha256(stored)), stored);
+    const old = JSON.stringify({ ...JSON.parse(messageBody(SET, records)), pack: { size: stored.length, sha256: sha256(stored) } });
+    const outcome = await new Applier({ store, log: () => {} }).applyMessage(signedIncoming("m1", SET, old));
+    expect(outcome).toMatchObject({ kind: "applied", records: 2 });
+    expect((await store.get(`data/${SET}/old.txt`))?.body.equals(text)).toBe(true);
+    expect((await store.get(`data/${SET}/a.txt`))?.body.equals(content)).toBe(true);
+  });
+
+  it("rejects a compressed pack that does not decompress to the size its message names, and writes nothing", async () => {
+    const zipped = zstdCompressSync(Buffer.concat([content, Buffer.from("and more")]));
+    for (const pack of [
+      { size: zipped.length, sha256: sha256(zipped), encoding: "zstd", decodedSize: content.length },
+      { size: zipped.length, sha256: sha256(zipped), encoding: "zstd", decodedSize: content.length + 100 },
+    ]) {
+      const store = new MemoryStore();
+      await store.put(stagingKey(SET, 1, sha256(zipped)), zipped);
+      const outcome = await new Applier({ store, log: () => {} }).applyMessage(signedIncoming("m1", SET, body(pack)));
+      expect(outcome).toMatchObject({ kind: "rejected" });
+      expect((outcome as { error: string }).error).toMatch(/pack at staging\/docs\/1\..* (does not decompress|decompresses \(zstd\) to \d+ bytes, not the)/);
+      expect(await store.get(`data/${SET}/a.txt`)).toBeUndefined();
+    }
   });
 });
