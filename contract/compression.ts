@@ -9,6 +9,8 @@ export type Codec = Exclude<Compression, "none">;
 
 /** Content shorter than this is not worth a compressor's header. */
 const MIN_COMPRESS_BYTES = 64;
+/** zlib's smallest output piece. */
+const MIN_CHUNK_BYTES = 64;
 
 /** The bytes compressed with `compression`, or undefined when that is off or saves nothing. */
 export function compressed(bytes: Uint8Array, compression: Compression): { codec: Codec; data: Buffer } | undefined {
@@ -19,7 +21,12 @@ export function compressed(bytes: Uint8Array, compression: Compression): { codec
   return data.length < bytes.length ? { codec: compression, data } : undefined;
 }
 
-/** The bytes `compressed` made, at most maxBytes of them; throws zlib's error when they do not decompress. */
-export function decompressed(data: Uint8Array, codec: Codec, maxBytes: number): Buffer {
-  return codec === "zstd" ? zstdDecompressSync(data, { maxOutputLength: maxBytes }) : gunzipSync(data, { maxOutputLength: maxBytes });
+/**
+ * The bytes `compressed` made, at most maxBytes of them; throws zlib's error when they do not decompress. With
+ * `expectedBytes` (a size the caller checks), the output is made in one piece of that size (plus the byte that tells
+ * zlib it is done) instead of 16 KiB pieces joined at the end.
+ */
+export function decompressed(data: Uint8Array, codec: Codec, maxBytes: number, expectedBytes?: number): Buffer {
+  const options = { maxOutputLength: maxBytes, ...(expectedBytes !== undefined ? { chunkSize: Math.max(MIN_CHUNK_BYTES, Math.min(expectedBytes, maxBytes) + 1) } : {}) };
+  return codec === "zstd" ? zstdDecompressSync(data, options) : gunzipSync(data, options);
 }

@@ -54,7 +54,7 @@ export class MessagePackReader {
     // Compressed as a whole (newer agents): the slices index the decompressed pack, exactly decodedSize bytes of it.
     let decoded: Buffer;
     try {
-      decoded = decompressed(object.body, encoding, decodedSize);
+      decoded = decompressed(object.body, encoding, decodedSize, decodedSize);
     } catch (error) {
       throw new BadMessageError(`the message's pack at ${key} does not decompress (${encoding}) to the ${decodedSize} bytes its message names: ${(error as Error).message}`);
     }
