@@ -4,7 +4,7 @@
 
 import { createHash, randomUUID } from "node:crypto";
 import { createReadStream, createWriteStream, type BigIntStats } from "node:fs";
-import { lstat, open, readFile, rename, rm } from "node:fs/promises";
+import { lstat, open, rename, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { pipeline } from "node:stream/promises";
 import { Transform } from "node:stream";
@@ -14,6 +14,7 @@ import { ChunkHasher } from "./chunk-hash.ts";
 import { ContentSink, readRanges, scanAgainst, syncDir, type RangeContent } from "./chunk-delta.ts";
 import type { EntryStat } from "./folder-stats.ts";
 import { readLinkTarget } from "./link-target.ts";
+import { readSmallFile } from "./small-file-read.ts";
 import type { Change, IndexEntry, IndexStat, Journal } from "./journal.ts";
 import { isExcluded, type SetSpec } from "./set-spec.ts";
 
@@ -383,7 +384,7 @@ async function readStable(journal: Journal, set: string, abs: string, path: stri
 /** The whole content: in memory when small, else copied into the spool. */
 async function readWhole(spoolDir: string, abs: string, path: string, st: BigIntStats): Promise<PutChange> {
   if (st.size <= BigInt(MAX_INLINE_DECODED_BYTES)) {
-    const bytes = await readFile(abs);
+    const bytes = await readSmallFile(abs, Number(st.size));
     const { sha256, blockHashes, chunkHashes } = hashBytes(bytes);
     const hashes = indexedHashes(bytes.length, blockHashes);
     return { op: "put", path, size: bytes.length, mode: mode(st), mtimeNs: st.mtimeNs.toString(), sha256, content: { bytes }, ...(hashes ? { blockHashes: hashes } : {}), ...(chunkHashes ? { chunkHashes } : {}) };

@@ -24,7 +24,13 @@ vi.mock("node:fs/promises", async (importOriginal) => {
     if (typeof file === "string" && locked.has(file)) throw denied("open", file);
     return actual.readFile(...args);
   };
-  return { ...actual, readFile };
+  // A small file is read through a handle (agent/small-file-read.ts): opening it is what is denied.
+  const open = async (...args: Parameters<typeof actual.open>) => {
+    const [file] = args;
+    if (typeof file === "string" && locked.has(file)) throw denied("open", file);
+    return actual.open(...args);
+  };
+  return { ...actual, readFile, open };
 });
 
 vi.mock("../../agent/folder-stats.ts", async (importOriginal) => {
