@@ -14,6 +14,7 @@ import { ChunkHasher } from "./chunk-hash.ts";
 import { ContentSink, readRanges, scanAgainst, syncDir, type RangeContent } from "./chunk-delta.ts";
 import type { EntryStat } from "./folder-stats.ts";
 import { readLinkTarget } from "./link-target.ts";
+import { ensureSpoolFolder } from "./spool-folder.ts";
 import type { Change, IndexEntry, IndexStat, Journal } from "./journal.ts";
 import { isExcluded, type SetSpec } from "./set-spec.ts";
 
@@ -405,6 +406,7 @@ async function spool(spoolDir: string, abs: string): Promise<{ content: { spool:
     },
   });
   try {
+    await ensureSpoolFolder(spoolDir);
     await pipeline(createReadStream(abs, { highWaterMark: BLOCK_SIZE }), tap, createWriteStream(temp));
     const handle = await open(temp, "r+");
     try {
