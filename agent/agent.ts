@@ -28,6 +28,7 @@ import { SetSender } from "./set-sender.ts";
 import { OwnerHold, type OwnerLookup } from "./owner-hold.ts";
 import type { SetSpec } from "./set-spec.ts";
 import { SetSpoolRepair } from "./spool-folder.ts";
+import { namePossibleLoss, WatchQueueOverflowError } from "./event-queue.ts";
 import type { Transport } from "./transport/transport.ts";
 import { watchSet, type SetWatcher } from "./watcher.ts";
 import { StartInterruptedError, throwIfInterrupted } from "./interrupt.ts";
@@ -259,6 +260,7 @@ export class Agent {
             this.#scheduleRescan(runner);
           } else {
             this.log.warn("watcher error; rescanning the set", { set, error: error.message });
+            if (error instanceof WatchQueueOverflowError) namePossibleLoss(this.journal, set, error);
           }
           void runner.capture.rescan();
         },
