@@ -116,15 +116,16 @@ export class SetRecovery {
   }
 
   /**
-   * A journal that lost everything (its index empty) learns from the target
-   * what it already holds before any scan journals the set's files with their
-   * content (recovery-baseline.ts). Only behind the new generation's resync:
-   * a recovery that journaled none yet is left to send everything.
+   * A journal the target is ahead of (lost: its index empty; restored from an
+   * older copy: its index old) learns from the target what it already holds
+   * before any scan journals the set's files with their content
+   * (recovery-baseline.ts). Only behind the new generation's resync: a
+   * recovery that journaled none yet is left to send everything.
    */
   async #baseline(generation: JournalGeneration, signal?: AbortSignal): Promise<void> {
     const lookup = this.#options.targetFile;
     const { journal, spec, log } = this.#context;
-    if (!lookup || spec.volume || journal.index.entryCount(spec.name) > 0 || this.#operations.resyncSeq < generation.sinceSeq) return;
+    if (!lookup || spec.volume || this.#operations.resyncSeq < generation.sinceSeq) return;
     try {
       const report = await seedIndexFromTarget(journal, spec, lookup, signal);
       log.info("compared the source with the target: only what differs is sent", { set: spec.name, ...report });
