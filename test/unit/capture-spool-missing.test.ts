@@ -11,6 +11,8 @@ import { join } from "node:path";
 import { afterEach, expect, it } from "vitest";
 import { capture } from "../../agent/capture.ts";
 import { skipLostSpools } from "../../agent/spool-folder.ts";
+import { readTaskResult } from "../../lambdas/target/readers.ts";
+import { listSnapshots } from "../../lambdas/tasks/snapshots.ts";
 import { agentHarness, type Harness } from "../support/harness.ts";
 import { pictureOfSource, pictureOfTarget } from "../support/tree.ts";
 
@@ -79,4 +81,24 @@ it("captures again and sends whole what lost its spooled content, so the target 
   // Replicated again: status names nothing.
   expect(h.journal.skipped(SET)).toEqual([]);
   expect(existsSync(h.journal.spoolDir)).toBe(true);
+});
+
+it("sends a marker whose spooled digest list was deleted without the list: the snapshot is still checked against its digest", async () => {
+  h = agentHarness(SET);
+  writeFileSync(join(h.src.path, "a.txt"), "a");
+  await h.agent.scan(SET);
+  await h.agent.drain(SET);
+  const marker = await h.agent.insertMarker(SET, { fields: { action: "snapshot", timeoutSeconds: 0 } });
+  // As a large set's list is journaled: in a spool file, which the cleaner then deletes with the folder.
+  const record = h.journal.record(SET, marker.seq)?.change;
+  if (record?.op !== "task" || !record.digest?.list) throw new Error("the marker carries no digest list");
+  h.journal.replaceRecord(SET, marker.seq, { ...record, content: { spool: "deleted-list" } });
+  rmSync(h.journal.spoolDir, { recursive: true, force: true });
+
+  await h.agent.drain(SET);
+  const result = await readTaskResult(h.store, SET, marker.id);
+  expect(result?.status).toBe("succeeded");
+  const summary = (await listSnapshots(h.store, SET)).at(-1);
+  expect(summary?.digest?.status).toBe("matched");
+  expect(h.journal.skipped(SET)).toEqual([]);
 });
