@@ -27,6 +27,8 @@ import type { PendingRecovery } from "./pending-recoveries.ts";
 import { SetSender } from "./set-sender.ts";
 import { OwnerHold, type OwnerLookup } from "./owner-hold.ts";
 import type { SetSpec } from "./set-spec.ts";
+import { SetSpoolRepair } from "./spool-folder.ts";
+import { namePossibleLoss, WatchQueueOverflowError } from "./event-queue.ts";
 import type { Transport } from "./transport/transport.ts";
 import { watchSet, type SetWatcher } from "./watcher.ts";
 import { StartInterruptedError, throwIfInterrupted } from "./interrupt.ts";
@@ -143,13 +145,19 @@ class SetRunner {
       },
     });
     const hold = this.ownerHold;
+    const spool = new SetSpoolRepair(agent.journal, spec.name, () => this.capture.rescan(), (skipped) =>
+      agent.log.error("not replicated until captured again: spooled content was deleted", { set: spec.name, records: skipped.map((record) => record.what), spoolDir: agent.journal.spoolDir }),
+    );
     this.sender = new SetSender(context, {
-      transport: options.transport,
+      transport: spool.wrap(options.transport),
       ...(hold ? { held: () => hold.holds(), heldReason: () => hold.reason } : {}),
       ...(options.compression ? { compression: options.compression } : {}),
       ...(options.lingerMs !== undefined ? { lingerMs: options.lingerMs } : {}),
       ...(options.announceReceived ? { announceReceived: options.announceReceived } : {}),
-      beforeSend: () => this.recovery.checkContinuity(),
+      beforeSend: async () => {
+        await spool.repair();
+        await this.recovery.checkContinuity();
+      },
       afterSend: async () => {
         if (backlog.drained()) await this.capture.rescan();
         await this.capture.captureWaiting();
@@ -252,6 +260,7 @@ export class Agent {
             this.#scheduleRescan(runner);
           } else {
             this.log.warn("watcher error; rescanning the set", { set, error: error.message });
+            if (error instanceof WatchQueueOverflowError) namePossibleLoss(this.journal, set, error);
           }
           void runner.capture.rescan();
         },

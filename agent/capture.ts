@@ -15,6 +15,7 @@ import { ContentSink, readRanges, scanAgainst, syncDir, type RangeContent } from
 import type { EntryStat } from "./folder-stats.ts";
 import { readLinkTarget } from "./link-target.ts";
 import { readSmallFile } from "./small-file-read.ts";
+import { ensureSpoolFolder } from "./spool-folder.ts";
 import type { Change, IndexEntry, IndexStat, Journal } from "./journal.ts";
 import { isExcluded, type SetSpec } from "./set-spec.ts";
 
@@ -406,6 +407,7 @@ async function spool(spoolDir: string, abs: string): Promise<{ content: { spool:
     },
   });
   try {
+    await ensureSpoolFolder(spoolDir);
     await pipeline(createReadStream(abs, { highWaterMark: BLOCK_SIZE }), tap, createWriteStream(temp));
     const handle = await open(temp, "r+");
     try {

@@ -16,6 +16,7 @@ import { join } from "node:path";
 import { CHUNK_SIZE, type ByteRange } from "../contract/delta-ranges.ts";
 import { BLOCK_SIZE, MAX_INLINE_DECODED_BYTES, blockCount, blockLength } from "../contract/wire.ts";
 import { ChunkHasher, FINGERPRINT_BYTES, chunkFingerprints } from "./chunk-hash.ts";
+import { ensureSpoolFolder } from "./spool-folder.ts";
 
 /** Bytes read at a time: a whole number of blocks (and so of chunks). */
 const READ_BYTES = 8 * BLOCK_SIZE;
@@ -107,6 +108,7 @@ export class ContentSink {
     this.#hash.update(bytes);
     this.#size += bytes.length;
     if (!this.#file && this.#size > MAX_INLINE_DECODED_BYTES) {
+      await ensureSpoolFolder(this.#spoolDir);
       this.#file = await open(this.#temp, "w");
       for (const part of this.#parts) await this.#file.write(part);
       this.#parts = [];

@@ -15,6 +15,7 @@ import { PREFIX, statusKey } from "../contract/layout.ts";
 import { agentFor, bypassesProxy, CaBundleError, caBundleFile, makeS3Client, makeSqsClient, proxyFor, proxyPlan, readCaBundle, redactProxy } from "../lambdas/target/index.ts";
 import { clientOptionsOf } from "./aws-options.ts";
 import { checkSources, loadConfig, type AgentConfig } from "./config.ts";
+import { checkEventQueue } from "./doctor-event-queue.ts";
 
 export type CheckLevel = "ok" | "warn" | "fail";
 
@@ -223,6 +224,7 @@ export interface DoctorOptions {
   readonly nodeVersion?: string;
   readonly now?: () => number;
   readonly inotifyLimitFile?: string;
+  readonly eventQueueLimitFile?: string;
 }
 
 /** Runs every check; a check that cannot run (no config) leaves the ones that depend on it out. */
@@ -260,7 +262,7 @@ export async function runDoctor(configFile: string, options: DoctorOptions = {})
     if (bucket.level !== "fail") {
       for (const set of config.sets) checks.push(await checkStage(s3, config, set.name), await checkRead(s3, config, set.name));
     }
-    checks.push(checkInotify(config, options.inotifyLimitFile), await checkClock(config, options.now ?? Date.now));
+    checks.push(checkInotify(config, options.inotifyLimitFile), checkEventQueue(config, options.eventQueueLimitFile), await checkClock(config, options.now ?? Date.now));
     return checks;
   } finally {
     s3.destroy();

@@ -178,6 +178,10 @@ function prepareStatements(db: DatabaseSync) {
        WHERE set_name = ? AND seq <= ? AND change LIKE '%"spool":%' AND json_extract(change, '$.content.spool') IS NOT NULL`,
     ),
     deleteSent: prepare("DELETE FROM journal WHERE set_name = ? AND seq <= ?"),
+    unsentSpools: prepare(
+      `SELECT seq, json_extract(change, '$.content.spool') AS spool FROM journal
+       WHERE set_name = ? AND change LIKE '%"spool":%' AND json_extract(change, '$.content.spool') IS NOT NULL ORDER BY seq`,
+    ),
     getRecord: prepare("SELECT seq, change, bytes FROM journal WHERE set_name = ? AND seq = ?"),
     // Rare (a refused record, a sent skip): the json_extract over the set's unsent records is affordable then.
     touching: prepare(
@@ -413,6 +417,11 @@ export class Journal {
       const later = (resync !== null && resync > skipped.seq) || s.touching.get({ set, after: skipped.seq, upto: lastSeq, path: skipped.path });
       if (later) s.deleteSkipped.run(set, skipped.path);
     }
+  }
+
+  /** The unsent records of a set whose content waits in a spool file, oldest first (spool-folder.ts checks they still do). */
+  unsentSpools(set: string): { seq: number; spool: string }[] {
+    return this.#statements.unsentSpools.all(set) as unknown as { seq: number; spool: string }[];
   }
 
   /** A journaled record as stored (inline content left out), or undefined once sent. */

@@ -11,6 +11,7 @@ import { pipeline } from "node:stream/promises";
 import { createGzip } from "node:zlib";
 import { MAX_INLINE_DECODED_BYTES, type ManifestEntry } from "../contract/wire.ts";
 import type { IndexEntry, Journal } from "./journal.ts";
+import { ensureSpoolFolder } from "./spool-folder.ts";
 
 export interface Manifest {
   readonly content: { bytes: Uint8Array } | { spool: string };
@@ -63,6 +64,7 @@ export async function writeManifest(journal: Journal, set: string, onEntry?: (en
     },
   });
   try {
+    await ensureSpoolFolder(journal.spoolDir);
     await pipeline(lines, createGzip(), tap, createWriteStream(temp));
     const handle = await open(temp, "r+");
     await handle.sync().finally(() => handle.close());

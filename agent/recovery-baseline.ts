@@ -8,7 +8,10 @@
 // it, so the scan behind skips it; one that differs only in mode, mtime or
 // hard-link group travels as a metadata-only put; anything else is left to the
 // scan, which sends it whole. No listing is trusted: every file is looked up
-// by its own key. The verification behind the recovery then compares the
+// by its own key. A journal restored from an older copy has an index, but an
+// old one: a file it knows with another size or mtime than the source's is
+// compared the same way (the target likely got the newer version from the
+// journal that was lost). The verification behind the recovery then compares the
 // target with the whole index, deletes what the source no longer holds, and
 // repairs anything the target changed after its object was read here.
 
@@ -22,8 +25,8 @@ import { BLOCK_SIZE } from "../contract/wire.ts";
 import type { TargetStore } from "../lambdas/target/index.ts";
 import { linkGroupOf, statOrGone } from "./capture.ts";
 import { ChunkHasher } from "./chunk-hash.ts";
-import { readFolder } from "./folder-stats.ts";
-import type { Change, Journal } from "./journal.ts";
+import { readFolder, type EntryStat } from "./folder-stats.ts";
+import type { Change, IndexEntry, Journal } from "./journal.ts";
 import { unreplicableName } from "./skipped-names.ts";
 import { isExcluded, type SetSpec } from "./set-spec.ts";
 
@@ -182,8 +185,13 @@ async function compareReadable(spec: SetSpec, lookup: TargetFileLookup, path: st
   return { kind: "metadata", change: { ...put, mode, mtimeNs, delta, ...(linkGroup ? { linkGroup } : {}) } };
 }
 
+/** Whether the scan would journal the file: the index does not know it, or knows it as something else (an older copy's). */
+function unknownOrStale(known: IndexEntry | undefined, stat: EntryStat): boolean {
+  return known === undefined || known.kind !== "file" || known.sha256 === null || known.size !== Number(stat.size) || known.mtimeNs !== stat.mtimeNs.toString();
+}
+
 /**
- * Compares every source file the index does not know with the target's live
+ * Compares every source file the index does not know (or knows stale) with the target's live
  * object of it: what the target holds exactly is indexed as it holds it,
  * what differs only in metadata is journaled as a metadata-only put, and the
  * rest is left to the next scan. Journal only behind the resync of the
@@ -234,7 +242,7 @@ export async function seedIndexFromTarget(journal: Journal, spec: SetSpec, looku
       const path = dir === "" ? name : `${dir}/${name}`;
       if (!stat || isExcluded(spec, path) || unreplicableName(spec.root, path) !== undefined) continue;
       if (stat.isDirectory()) folders.push(path);
-      else if (stat.isFile() && !journal.index.entry(set, path)) batch.push(path);
+      else if (stat.isFile() && unknownOrStale(journal.index.entry(set, path), stat)) batch.push(path);
       if (batch.length >= BATCH_FILES) await flush();
       // A stop between batches of a large folder ends the comparison there too.
       if (signal?.aborted) break;

@@ -101,7 +101,10 @@ export class SetRecovery {
     this.#continuityChecked = true;
     this.#lastStatus = status;
     if (!reason) {
-      this.#resume(status);
+      const resumed = this.#resume(status);
+      // A recovery stopped part way may have compared little of the tree with the target: what the index does not
+      // know yet is compared now, behind the resync the run again journals (queued in the lane ahead of this).
+      if (resumed) await this.#context.exclusive(() => this.#baseline(journal.sets.generation(set), signal));
       return;
     }
     const generation = journal.sets.beginGeneration(set);
@@ -116,15 +119,16 @@ export class SetRecovery {
   }
 
   /**
-   * A journal that lost everything (its index empty) learns from the target
-   * what it already holds before any scan journals the set's files with their
-   * content (recovery-baseline.ts). Only behind the new generation's resync:
-   * a recovery that journaled none yet is left to send everything.
+   * A journal the target is ahead of (lost: its index empty; restored from an
+   * older copy: its index old) learns from the target what it already holds
+   * before any scan journals the set's files with their content
+   * (recovery-baseline.ts). Only behind the new generation's resync: a
+   * recovery that journaled none yet is left to send everything.
    */
   async #baseline(generation: JournalGeneration, signal?: AbortSignal): Promise<void> {
     const lookup = this.#options.targetFile;
     const { journal, spec, log } = this.#context;
-    if (!lookup || spec.volume || journal.index.entryCount(spec.name) > 0 || this.#operations.resyncSeq < generation.sinceSeq) return;
+    if (!lookup || spec.volume || this.#operations.resyncSeq < generation.sinceSeq) return;
     try {
       const report = await seedIndexFromTarget(journal, spec, lookup, signal);
       log.info("compared the source with the target: only what differs is sent", { set: spec.name, ...report });
@@ -153,17 +157,19 @@ export class SetRecovery {
    * A recovery the agent was stopped in (pending-recoveries.ts) runs again: its resync may be journaled, even
    * applied, so the journal continues the target's chain, yet the verification behind it never ran. Like the
    * recovery after a break, it goes on in the background; its resync is journaled ahead of the first scan's records.
+   * Returns whether one was owed.
    */
-  #resume(status: SetStatus | undefined): void {
+  #resume(status: SetStatus | undefined): boolean {
     const { journal, spec, log } = this.#context;
     const owed = journal.recoveries.of(spec.name);
-    if (!owed) return;
+    if (!owed) return false;
     log.warn("a recovery of the set did not finish; running it again", { set: spec.name, since: owed.since, mode: owed.mode, reason: owed.reason });
     // A resync a failed run journaled and the target has not applied yet restarts the chain when it is: another would only add to the backlog.
     const resyncPending = status !== undefined && this.#operations.resyncSeq > status.lastSeq;
     this.#recover(owed.reason, owed, resyncPending).catch((error: unknown) =>
       log.error(`the recovery owed since ${owed.since} failed; it runs again after a wait, or run \`tidemark mirror ${spec.name} --mode diff\``, { set: spec.name, error: String(error) }),
     );
+    return true;
   }
 
   /** Brings the set back in line with a resync and a mirror behind it. */

@@ -14,6 +14,7 @@ import { changeBytes, type Change, type Journal } from "./journal.ts";
 import type { ScanReport } from "./scan.ts";
 import type { SetSpec } from "./set-spec.ts";
 import type { SetWatcher, WatchHandlers } from "./watcher.ts";
+import { processEventQueue } from "./event-queue.ts";
 
 export class VolumeError extends Error {
   override name = "VolumeError";
@@ -183,7 +184,11 @@ export async function volumeScan(journal: Journal, spec: SetSpec, options: Volum
 export function watchVolume(spec: SetSpec, handlers: WatchHandlers): SetWatcher {
   let watcher: FSWatcher | undefined;
   try {
-    watcher = watch(spec.root, { persistent: false }, () => handlers.hint(""));
+    watcher = watch(spec.root, { persistent: false }, () => {
+      // Its events share the kernel queue with the trees' (event-queue.ts).
+      processEventQueue.event();
+      handlers.hint("");
+    });
     watcher.on("error", (error) => handlers.error(error));
   } catch (error) {
     handlers.error(error as Error);

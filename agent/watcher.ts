@@ -4,12 +4,14 @@
 // of a million files in ten thousand folders costs ten thousand watches and
 // little memory (a watcher per file, as chokidar keeps, cost ~3 KiB a file).
 // Errors are never swallowed: they trigger a barrier scan, which catches
-// whatever the watcher missed.
+// whatever the watcher missed; so does a possible overflow of the kernel's
+// event queue, which Node does not report (event-queue.ts).
 
 import { watch, type FSWatcher } from "node:fs";
 import { lstat, readdir } from "node:fs/promises";
 import { join, sep } from "node:path";
 import { setPathProblem } from "../contract/paths.ts";
+import { processEventQueue, type EventQueueWatch } from "./event-queue.ts";
 import { isExcluded, type SetSpec } from "./set-spec.ts";
 
 export interface WatchHandlers {
@@ -32,7 +34,7 @@ function isGone(error: unknown): boolean {
   return code === "ENOENT" || code === "ENOTDIR";
 }
 
-export function watchSet(spec: SetSpec, handlers: WatchHandlers, ignoreAbsolute: readonly string[] = []): SetWatcher {
+export function watchSet(spec: SetSpec, handlers: WatchHandlers, ignoreAbsolute: readonly string[] = [], queue: EventQueueWatch = processEventQueue): SetWatcher {
   const watchers = new Map<string, FSWatcher>();
   let closed = false;
 
@@ -58,6 +60,7 @@ export function watchSet(spec: SetSpec, handlers: WatchHandlers, ignoreAbsolute:
   };
 
   const onEvent = (dir: string, event: string, name: string | Buffer | null) => {
+    queue.event();
     if (closed) return;
     if (name === null) {
       // The kernel did not say which entry: only a scan of the folder can tell.
@@ -129,6 +132,8 @@ export function watchSet(spec: SetSpec, handlers: WatchHandlers, ignoreAbsolute:
     }
   };
 
+  const stopOverflowCheck = queue.onOverflow(fail);
+
   // Not before watchSet returns: an error handler may want to close the watcher it was given.
   setImmediate(() => {
     watchTree("").then(() => {
@@ -139,6 +144,7 @@ export function watchSet(spec: SetSpec, handlers: WatchHandlers, ignoreAbsolute:
   return {
     async close() {
       closed = true;
+      stopOverflowCheck();
       for (const watcher of watchers.values()) watcher.close();
       watchers.clear();
     },

@@ -159,6 +159,12 @@ export const SnapshotSummarySchema = z.object({
   digest: SnapshotDigestCheckSchema.optional(),
   /** The content check right after the snapshot was taken. */
   verification: SnapshotVerificationSchema.optional(),
+  /**
+   * Entries of the live mirror left out because their object could not be read as its metadata says (a symlink
+   * whose body was altered), named: the snapshot holds the rest, and its task fails.
+   */
+  unreadable: z.array(NamedPath).optional(),
+  unreadableCount: z.number().int().min(0).optional(),
 });
 export type SnapshotSummary = z.infer<typeof SnapshotSummarySchema>;
 

@@ -17,7 +17,8 @@ FIFO), permission to send to it (nothing is queued: the check's message has
 no group id, which a FIFO queue refuses after checking the permission), the
 bucket, writing each set's staging/ prefix (a small object the bucket's
 lifecycle expires) and reading its state/, the inotify watch limit against
-the sets' folders, and this host's clock against the endpoint's.
+the sets' folders, the inotify event queue (fs.inotify.max_queued_events)
+against the sets' entries, and this host's clock against the endpoint's.
 
 Exit code 0 when nothing failed (warnings allowed), 1 otherwise.
 

@@ -5,9 +5,21 @@
 import type { AgentConfig } from "../config.ts";
 import { callControl, controlSocketPath, NoAgentError } from "../control.ts";
 import { HeldWaitError } from "../held-wait.ts";
+import { SendsHeldError } from "../owner-hold.ts";
 import type { OperationDeps, Progress } from "../operations.ts";
 import { createProgressView } from "../progress.ts";
 import { UsageError } from "./command.ts";
+
+/**
+ * Another key owns the set, so this host's sends are held: what the operation journaled stays journaled (sent once
+ * `tidemark adopt` moves the set here), said on stderr. Its outcome is still printed in the form asked for (a
+ * marker queued; `--wait` then ends with why it is not reached); any other failure to send goes on.
+ */
+function heldSendsSaid(error: unknown): void {
+  if (!(error instanceof SendsHeldError)) throw error;
+  process.stderr.write(`tidemark: ${error.message}
+`);
+}
 
 export function checkSet(config: AgentConfig, set: string | undefined, command: string): string {
   if (set === undefined) throw new UsageError(`name the set to ${command} (sets: ${config.sets.map((s) => s.name).join(", ")})`);
@@ -40,7 +52,7 @@ export async function operate<T>(
   try {
     const result = await inProcess(running.operations(onProgress));
     // What the operation journaled (repairs, a full mirror) leaves before this process does.
-    await running.agent.drain(request.set);
+    await running.agent.drain(request.set).catch(heldSendsSaid);
     return result;
   } finally {
     view?.done();

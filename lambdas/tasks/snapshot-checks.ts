@@ -116,7 +116,10 @@ export function snapshotProblem(summary: SnapshotSummary): string | undefined {
     const shown = items.slice(0, 20).map((item) => `${item.path}: ${item.problem}`);
     return `${shown.join("; ")}${total > shown.length ? `; and ${total - shown.length} more (see the snapshot's summary)` : ""}`;
   };
-  const { digest, verification } = summary;
+  const { digest, verification, unreadable } = summary;
+  if (unreadable && unreadable.length > 0) {
+    problems.push(`snapshot ${summary.id} left out entries of the live mirror it could not read: ${named(unreadable, summary.unreadableCount ?? unreadable.length)}`);
+  }
   if (digest?.status === "mismatch") {
     const paths = digest.differences && digest.differences.length > 0 ? `: ${named(digest.differences, digest.differenceCount ?? digest.differences.length)}` : "";
     problems.push(`snapshot ${summary.id} does not match the source at the marker (${digest.reason ?? "digests differ"})${paths}`);

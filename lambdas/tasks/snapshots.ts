@@ -23,6 +23,7 @@ import {
   type SetStatus,
 } from "../../contract/layout.ts";
 import {
+  MAX_NAMED_PATHS,
   SnapshotEntrySchema,
   SnapshotSummarySchema,
   VolumeBlockEntrySchema,
@@ -198,12 +199,14 @@ export async function takeSnapshot(
   const existing = (await store.get(snapshotSummaryKey(set, request.id)))?.body;
   if (existing) return SnapshotSummarySchema.parse(JSON.parse(existing.toString("utf8")));
   const versioned = await store.versioned();
-  const entries = await liveEntries(store, set, options.signal, await previousSnapshot(store, set)).catch((error: unknown) => {
-    // An operator's snapshot fails loudly, naming the entry, rather than leaving it out.
-    if (error instanceof UnreadableEntryError) throw new SnapshotError(`${error.message}; the snapshot is not taken`);
-    throw error;
-  });
+  // An entry whose object cannot be read is left out and named: the rest of the set is still a snapshot, and its
+  // task fails naming the entry (snapshot-checks.ts), so no snapshot missing it is ever taken as the whole set.
+  const unreadable: { path: string; problem: string }[] = [];
+  const entries = await liveEntries(store, set, options.signal, await previousSnapshot(store, set), (path, error) =>
+    unreadable.push({ path, problem: error.message.startsWith(`${path}: `) ? error.message.slice(path.length + 2) : error.message }),
+  );
   options.signal?.throwIfAborted();
+  unreadable.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
   const summary = {
     id: request.id,
     set,
@@ -216,6 +219,7 @@ export async function takeSnapshot(
     symlinks: entries.filter((e) => e.kind === "symlink").length,
     bytes: entries.reduce((sum, e) => sum + (e.kind === "file" ? e.size : 0), 0),
     versioned,
+    ...(unreadable.length > 0 ? { unreadable: unreadable.slice(0, MAX_NAMED_PATHS), unreadableCount: unreadable.length } : {}),
   };
   return writeSnapshot(store, summary, entries);
 }

@@ -32,7 +32,7 @@ describe("tidemark doctor", () => {
     expect(report.checks.filter((c) => c.level === "fail")).toEqual([]);
     expect(out.code).toBe(0);
     expect(report.ok).toBe(true);
-    expect(report.checks.map((c) => c.name)).toEqual(["node", "config", "proxy", "credentials", "queue", "send", "bucket", "stage www", "read www", "inotify", "clock"]);
+    expect(report.checks.map((c) => c.name)).toEqual(["node", "config", "proxy", "credentials", "queue", "send", "bucket", "stage www", "read www", "inotify", "inotify queue", "clock"]);
     // The send check's message has no group id: the FIFO queue refused it, so the applier has nothing to receive.
     const received = await cloud.sqs.send(new ReceiveMessageCommand({ QueueUrl: cloud.queueUrl, WaitTimeSeconds: 0 }));
     expect(received.Messages ?? []).toEqual([]);

@@ -1,9 +1,11 @@
 // A symlink whose target is kept in its object's body and cannot be read (the
 // body was altered): a history checkpoint due under a message leaves it out and
 // names it in the status rather than failing every message of the set; a
-// restore --at of that moment names it as not restorable, never an empty link;
-// an operator's snapshot of it fails naming it. A link that became a file
-// between its HEAD and its GET is taken as the file it is now.
+// restore --at of that moment names it as not restorable, never an empty link.
+// A snapshot leaves it out and names it, holding the rest of the set (it once
+// failed whole, every snapshot of the set until the link changed); its marker's
+// task fails naming it, so it is never taken for the whole set. A link that
+// became a file between its HEAD and its GET is taken as the file it is now.
 
 import { createHash } from "node:crypto";
 import { existsSync, mkdirSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
@@ -16,7 +18,9 @@ import { listCheckpoints } from "../../lambdas/history/history-store.ts";
 import { MemoryStore } from "../../lambdas/store/memory-store.ts";
 import { readSetStatus } from "../../lambdas/store/set-status.ts";
 import type { ObjectHead } from "../../lambdas/store/store.ts";
-import { liveManifest, SnapshotError, takeSnapshot } from "../../lambdas/tasks/snapshots.ts";
+import { readTaskResult } from "../../lambdas/target/readers.ts";
+import { snapshotProblem } from "../../lambdas/tasks/snapshot-checks.ts";
+import { listSnapshots, liveManifest, readManifest, takeSnapshot } from "../../lambdas/tasks/snapshots.ts";
 import { agentHarness, type Harness } from "../support/harness.ts";
 import { tempDir } from "../support/tree.ts";
 
@@ -86,8 +90,39 @@ describe("an unreadable symlink object", () => {
     expect(findProblems({ ...facts, target: { status: after } }).map((p) => p.kind)).not.toContain("checkpoint-unreadable");
 
     await tamper(store, "long-link-2");
-    await expect(takeSnapshot(store, SET, { id: "s1", taskId: "t1", seq: null }, { now: new Date() })).rejects.toThrow(SnapshotError);
-    await expect(takeSnapshot(store, SET, { id: "s1", taskId: "t1", seq: null }, { now: new Date() })).rejects.toThrow(/^long-link-2: its symlink target .* the snapshot is not taken$/);
+    const taken = await takeSnapshot(store, SET, { id: "s1", taskId: "t1", seq: null }, { now: new Date() });
+    expect(taken.unreadable).toEqual([{ path: "long-link-2", problem: expect.stringMatching(/^its symlink target .* could not be read/) }]);
+    expect(taken.unreadableCount).toBe(1);
+    expect((await readManifest(store, taken)).map((entry) => entry.path)).toEqual(["a.txt", "more", "more/b.txt"]);
+    expect(snapshotProblem(taken)).toMatch(/^snapshot s1 left out entries of the live mirror it could not read: long-link-2: its symlink target/);
+  });
+
+  it("fails the marker's snapshot task naming it, with the rest of the set in the snapshot and the digest naming the difference", async () => {
+    const store = new MemoryStore();
+    const h: Harness = agentHarness(SET, {}, { store });
+    cleanups.push(() => h.close());
+    writeFileSync(join(h.src.path, "a.txt"), "a");
+    symlinkSync(long, join(h.src.path, "long-link"));
+    await h.agent.start();
+    await h.agent.drain(SET);
+    await tamper(store, "long-link");
+
+    for (const attempt of [1, 2]) {
+      const marker = await h.agent.insertMarker(SET, { fields: { action: "snapshot", timeoutSeconds: 0 } });
+      await h.agent.drain(SET);
+      const result = await readTaskResult(store, SET, marker.id);
+      expect(result?.status, `snapshot ${attempt}`).toBe("failed");
+      expect(result?.error).toMatch(/left out entries of the live mirror it could not read: long-link: its symlink target/);
+      expect(result?.error).toMatch(/does not match the source at the marker .*long-link/);
+      const summary = (await listSnapshots(store, SET)).at(-1);
+      expect(summary?.digest?.status).toBe("mismatch");
+      expect(summary && (await readManifest(store, summary)).map((entry) => entry.path)).toEqual(["a.txt"]);
+    }
+    // The set goes on: later changes apply.
+    writeFileSync(join(h.src.path, "b.txt"), "b");
+    await h.agent.scan(SET);
+    await h.agent.drain(SET);
+    expect((await store.get(dataKey(SET, "b.txt")))?.body.toString()).toBe("b");
   });
 
   it("is taken as the file it became between its HEAD and its GET", async () => {
