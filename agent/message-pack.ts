@@ -35,7 +35,8 @@ export class PackWriter {
 
   /** Adds a file's bytes, when they are small enough to travel inline and the pack has room; else undefined. */
   add(bytes: Uint8Array, compression: Compression): PackedContent | undefined {
-    if (bytes.length > MAX_INLINE_DECODED_BYTES) return undefined;
+    // An empty file goes inline: a zero-length slice could leave the message's only pack empty, and no pack is empty.
+    if (bytes.length === 0 || bytes.length > MAX_INLINE_DECODED_BYTES) return undefined;
     const { encoding, data } = encodePacked(bytes, compression);
     if (data.length > MAX_INLINE_BYTES || this.#size + data.length > this.#limit) return undefined;
     const offset = this.#size;
