@@ -40,7 +40,8 @@ export class PackWriter {
    * as they are: `finish` compresses the pack as a whole (a compressor set up per file cost more than its work).
    */
   add(bytes: Uint8Array, compression: Compression): PackedContent | undefined {
-    if (bytes.length > MAX_INLINE_BYTES || this.#size + bytes.length > this.#limit) return undefined;
+    // An empty file goes inline: a zero-length slice could leave the message's only pack empty, and no pack is empty.
+    if (bytes.length === 0 || bytes.length > MAX_INLINE_BYTES || this.#size + bytes.length > this.#limit) return undefined;
     this.#compression = compression;
     const offset = this.#size;
     this.#pieces.push(bytes);

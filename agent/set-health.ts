@@ -189,8 +189,11 @@ const stalled: ProblemCheck = (facts) => {
 };
 
 const rejected: ProblemCheck = (facts) => {
-  const last = targetStatus(facts)?.lastRejected;
+  const status = targetStatus(facts);
+  const last = status?.lastRejected;
   if (!last || facts.now.getTime() - Date.parse(last.at) > REJECTED_RECENT_MS) return [];
+  // A resync applied since: the mirror after it holds whatever the rejected message's records would have written.
+  if (status?.resyncedAt !== undefined && Date.parse(status.resyncedAt) >= Date.parse(last.at)) return [];
   return [{ kind: "rejected-message", message: `last rejected message ${last.messageId} at ${last.at}: ${last.error}` }];
 };
 

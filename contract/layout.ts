@@ -254,6 +254,8 @@ export const SetStatusSchema = z.object({
   lastRejected: z
     .object({ at: z.string(), messageId: z.string(), error: z.string() })
     .optional(),
+  /** When the applier last applied a resync (its clock): the mirror after it supersedes the records of a message rejected before. */
+  resyncedAt: z.string().optional(),
   /** The set's newest snapshot and how its checks came out, so `tidemark status` names a recovery point that cannot be relied on. */
   lastSnapshot: z
     .object({

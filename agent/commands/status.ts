@@ -313,7 +313,7 @@ Examples:
       }
       const rejected = r.target.reachable ? r.target.lastRejected : undefined;
       if (rejected && !r.problems.some((p) => p.kind === "rejected-message")) {
-        process.stdout.write(`${r.set}: last rejected message ${rejected.messageId} at ${rejected.at} (before the last 24 hours): ${rejected.error}\n`);
+        process.stdout.write(`${r.set}: last rejected message ${rejected.messageId} at ${rejected.at} (no longer counted: older than 24 hours, or a resync applied since superseded its records): ${rejected.error}\n`);
       }
       if (r.target.reachable && r.target.folderWritesFrom !== undefined) {
         process.stdout.write(

@@ -241,6 +241,7 @@ export class Applier {
       records = records.slice(resyncAt);
       status.state = "in-sync";
       delete status.reason;
+      status.resyncedAt = this.#now().toISOString();
       // The mirror behind the resync writes every folder again.
       delete status.folderWritesLost;
     } else if (status.state === "out-of-sync") {

@@ -19,6 +19,7 @@ import { listPreserved, preserveContent } from "./preserved-content.ts";
 import { applyHistoryRetention } from "./retention.ts";
 import { checkpointMeta, checkpointOf, sameCheckpoint, type SegmentCheckpoint } from "../store/status-checkpoint.ts";
 import { noteUnreadable } from "./checkpoint-unreadable.ts";
+import { recordTime } from "./record-time.ts";
 
 export interface HistorySettings {
   /** Days every moment of a set restores (tidemark:pointInTimeDays); 0 turns history off. */
@@ -103,10 +104,10 @@ export class HistoryRecorder {
     return recorder;
   }
 
-  /** The time a record counts at: the agent's, never before the entry before it nor after the applier's clock. */
+  /** The time a record counts at: the agent's, never before the entry before it, long before it was applied, nor after the applier's clock. */
   #stamp(at: number | undefined): number {
     const now = this.#now().getTime();
-    this.#cursor.at = Math.max(this.#cursor.at, Math.min(at ?? now, now));
+    this.#cursor.at = recordTime(this.#cursor.at, at, now);
     return this.#cursor.at;
   }
 
