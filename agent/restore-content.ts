@@ -24,7 +24,7 @@ export class RestoreContentError extends Error {
 const MiB = 1024 * 1024;
 const EMPTY_SHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
 /** Times a body cut off mid-way is read on from where it stopped. */
-const BODY_RETRIES = 3;
+export const BODY_RETRIES = 3;
 
 export interface ContentReaderOptions {
   /** Files larger than this are read in ranged parts. @default 16 MiB */

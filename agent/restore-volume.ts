@@ -1,5 +1,6 @@
 // `tidemark restore` of a volume set: the image as it was at a marker, rebuilt
-// from the block store (a tidemark snapshot), or read back from an EBS
+// from the block store (a tidemark snapshot; a block read cut off mid-way is
+// read on from where it stopped, restore-blocks.ts), or read back from an EBS
 // snapshot through the EBS direct APIs. Every block is checked against its
 // sha256. Into a file: written under a temp name, synced, renamed into place;
 // blocks of zeros are left as holes. Onto a device (--force): written in place,
@@ -12,7 +13,8 @@ import { mapConcurrent } from "../contract/async.ts";
 import { writeFully } from "./full-write.ts";
 import type { SnapshotSummary } from "../contract/tasks.ts";
 import { BLOCK_SIZE, blockCount, blockLength } from "../contract/wire.ts";
-import { readBlock, readBlockManifest, type TargetStore } from "../lambdas/target/index.ts";
+import { readBlockManifest, type TargetStore } from "../lambdas/target/index.ts";
+import { readVolumeBlock } from "./restore-blocks.ts";
 import type { Progress } from "./operations.ts";
 import { RestoreError } from "./restore.ts";
 
@@ -123,7 +125,7 @@ export async function restoreVolumeSnapshot(store: TargetStore, summary: Snapsho
     async (index) => {
       const entry = byIndex.get(index);
       if (!entry) throw new RestoreError(`internal: block ${index} is not in the manifest`);
-      return readBlock(store, summary.set, entry);
+      return readVolumeBlock(store, summary.set, entry);
     },
     options,
   );
