@@ -27,7 +27,7 @@ const EMPTY_SHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b78
 export const BODY_RETRIES = 3;
 
 export interface ContentReaderOptions {
-  /** Files larger than this are read in ranged parts. @default 16 MiB */
+  /** Files larger than this are read in ranged parts (a direct GET holds at most one part, lambdas/target/restore-store.ts). @default 8 MiB */
   readonly rangedAbove?: number;
   /** @default 8 MiB */
   readonly partBytes?: number;
@@ -88,7 +88,7 @@ export class ContentReader {
     this.#store = store;
     this.#set = set;
     this.#partBytes = options.partBytes ?? 8 * MiB;
-    this.#rangedAbove = Math.max(options.rangedAbove ?? 16 * MiB, this.#partBytes);
+    this.#rangedAbove = Math.max(options.rangedAbove ?? 8 * MiB, this.#partBytes);
     this.#budget = new PartBudget(options.partsAhead ?? 8);
   }
 
