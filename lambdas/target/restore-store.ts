@@ -67,12 +67,15 @@ export class RestoreS3Store extends S3Store {
       if (!ranged && status === 416) return super.readStream(key, options);
       throw error;
     }
-    const { headers, body } = answer;
+    const { headers } = answer;
+    // The pieces as they arrived: joining them into one Buffer cost more CPU than signing and sending the GET.
+    const chunks = answer.chunks ?? [answer.body];
+    const received = chunks.reduce((sum, chunk) => sum + chunk.length, 0);
     // A range's answer names the whole object's size after the slash of Content-Range; a server that ignores the range sends it all.
     const total = /\/(\d+)$/.exec(String(headers["content-range"] ?? ""))?.[1];
-    const size = total !== undefined ? Number(total) : body.length;
+    const size = total !== undefined ? Number(total) : received;
     // The whole object was asked for but it is larger than one direct GET holds: streamed through the SDK instead.
-    if (!ranged && size > body.length) return super.readStream(key, options);
+    if (!ranged && size > received) return super.readStream(key, options);
     const version = headers["x-amz-version-id"];
     const etag = headers.etag;
     return {
@@ -81,7 +84,7 @@ export class RestoreS3Store extends S3Store {
       ...(typeof version === "string" && version !== "" && version !== "null" ? { versionId: version } : {}),
       ...(typeof etag === "string" && etag !== "" ? { etag } : {}),
       body: (async function* () {
-        yield body;
+        yield* chunks;
       })(),
       discard: () => undefined,
     };
