@@ -25,6 +25,10 @@ const MiB = 1024 * 1024;
 const EMPTY_SHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
 /** Times a body cut off mid-way is read on from where it stopped. */
 export const BODY_RETRIES = 3;
+/** A large file's part (ContentReaderOptions.partBytes). */
+export const DEFAULT_PART_BYTES = 8 * MiB;
+/** Parts fetched ahead across the restore (ContentReaderOptions.partsAhead). */
+export const DEFAULT_PARTS_AHEAD = 8;
 
 export interface ContentReaderOptions {
   /** Files larger than this are read in ranged parts (a direct GET holds at most one part, lambdas/target/restore-store.ts). @default 8 MiB */
@@ -87,9 +91,9 @@ export class ContentReader {
   constructor(store: TargetStore, set: string, options: ContentReaderOptions = {}) {
     this.#store = store;
     this.#set = set;
-    this.#partBytes = options.partBytes ?? 8 * MiB;
+    this.#partBytes = options.partBytes ?? DEFAULT_PART_BYTES;
     this.#rangedAbove = Math.max(options.rangedAbove ?? 8 * MiB, this.#partBytes);
-    this.#budget = new PartBudget(options.partsAhead ?? 8);
+    this.#budget = new PartBudget(options.partsAhead ?? DEFAULT_PARTS_AHEAD);
   }
 
   /** The entry's bytes in order; throws RestoreContentError naming the file when they cannot be had. */

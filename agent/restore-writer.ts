@@ -82,7 +82,7 @@ export interface WriteReport {
 const WRITE_BYTES = 1024 * 1024;
 
 /** Files written at once: a small file's time is mostly its GET's round trip. */
-const WRITE_CONCURRENCY = 32;
+export const WRITE_CONCURRENCY = 32;
 
 /** Why one entry could not be written. */
 class EntryError extends Error {
