@@ -9,7 +9,7 @@
 import { createHash } from "node:crypto";
 import { blockDataKey } from "../contract/layout.ts";
 import type { VolumeBlockEntry } from "../contract/tasks.ts";
-import { readBlock, type ObjectStream, type TargetStore } from "../lambdas/target/index.ts";
+import { isTransientAwsError, readBlock, type ObjectStream, type TargetStore } from "../lambdas/target/index.ts";
 import { BODY_RETRIES } from "./restore-content.ts";
 import { RestoreError } from "./restore-writer.ts";
 
@@ -46,4 +46,18 @@ export async function readVolumeBlock(store: TargetStore, set: string, entry: Vo
     throw new RestoreError(`the content found for block ${entry.index} does not match the snapshot's sha256`);
   }
   return body;
+}
+
+/**
+ * A block read whole (an EBS snapshot's GetSnapshotBlock), read again when it fails as a cut-off body or a dropped
+ * connection does, up to BODY_RETRIES times; a RestoreError (a wrong size or checksum) is not retried.
+ */
+export async function retryCutOff<T>(read: () => Promise<T>): Promise<T> {
+  for (let retries = 0; ; retries++) {
+    try {
+      return await read();
+    } catch (error) {
+      if (error instanceof RestoreError || retries >= BODY_RETRIES || !isTransientAwsError(error)) throw error;
+    }
+  }
 }

@@ -2,13 +2,16 @@
 // mid-way (a reset connection): each is read on with a ranged GET from where
 // it stopped, a few times, as a file's content is; the image restores byte
 // for byte. Cut off more often than that, the restore fails naming why and
-// leaves no image.
+// leaves no image. A block read whole (an EBS snapshot's) is read again the
+// same number of times, and not at all for a wrong checksum or a refusal.
 
 import { randomBytes } from "node:crypto";
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
+import { retryCutOff } from "../../agent/restore-blocks.ts";
 import { restoreVolumeSnapshot } from "../../agent/restore-volume.ts";
+import { RestoreError } from "../../agent/restore.ts";
 import { blockDataPrefix } from "../../contract/layout.ts";
 import { BLOCK_SIZE } from "../../contract/wire.ts";
 import { MemoryStore } from "../../lambdas/store/memory-store.ts";
@@ -47,7 +50,10 @@ class CuttingStore extends MemoryStore {
 }
 
 let h: VolumeHarness | undefined;
-afterEach(() => h?.close());
+afterEach(() => {
+  h?.close();
+  h = undefined;
+});
 
 async function snapshotOf(store: CuttingStore, image: Buffer) {
   h = volumeHarness(image, undefined, store);
@@ -81,5 +87,47 @@ describe("a volume restore's block read cut off mid-way", () => {
     await expect(restoreVolumeSnapshot(store, summary, to)).rejects.toThrow(/ECONNRESET/);
     expect(existsSync(to)).toBe(false);
     expect(readdirSync(dir).filter((name) => name.startsWith("restored"))).toEqual([]);
+  });
+});
+
+describe("a block read whole (EBS) cut off mid-way", () => {
+  const reset = () => Object.assign(new Error("aborted"), { code: "ECONNRESET" });
+
+  it("is read again, a few times", async () => {
+    let calls = 0;
+    const read = async () => {
+      calls += 1;
+      if (calls <= 3) throw reset();
+      return "block";
+    };
+    expect(await retryCutOff(read)).toBe("block");
+    expect(calls).toBe(4);
+  });
+
+  it("fails after that, and at once for a wrong size or checksum or a refusal", async () => {
+    let calls = 0;
+    await expect(
+      retryCutOff(async () => {
+        calls += 1;
+        throw reset();
+      }),
+    ).rejects.toThrow("aborted");
+    expect(calls).toBe(4);
+    calls = 0;
+    await expect(
+      retryCutOff(async () => {
+        calls += 1;
+        throw new RestoreError("block 3 of EBS snapshot snap-1 does not match its checksum");
+      }),
+    ).rejects.toThrow(/does not match its checksum/);
+    expect(calls).toBe(1);
+    calls = 0;
+    await expect(
+      retryCutOff(async () => {
+        calls += 1;
+        throw Object.assign(new Error("denied"), { name: "AccessDeniedException", $metadata: { httpStatusCode: 403 } });
+      }),
+    ).rejects.toThrow("denied");
+    expect(calls).toBe(1);
   });
 });
