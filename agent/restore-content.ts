@@ -6,16 +6,15 @@
 // of the one being written share one budget for the whole restore. The
 // restore writer checks every file's size and sha256 as it writes it.
 // On an unversioned bucket every later GET of a file asks for the ETag the
-// first one read; when the live object was replaced meanwhile (or its bytes
-// are not its metadata's sha256) the file is read on from its preserved copy.
+// first one read; when the live object was replaced meanwhile the file is
+// read on from its preserved copy, and when its bytes are not its metadata's
+// sha256 (the writer's hash tells, reread()) read again from that copy.
 // A body cut off mid-way (a reset connection) is read on from where it
 // stopped, a few times.
 
 import { dataKey, META, preservedKey } from "../contract/layout.ts";
 import type { SnapshotEntry } from "../contract/tasks.ts";
-import { createHash, type Hash } from "node:crypto";
 import { SourceChangedError, type ObjectStream, type TargetStore } from "../lambdas/target/index.ts";
-import { RereadContentError } from "./restore-writer.ts";
 
 export class RestoreContentError extends Error {
   override name = "RestoreContentError";
@@ -24,10 +23,14 @@ export class RestoreContentError extends Error {
 const MiB = 1024 * 1024;
 const EMPTY_SHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
 /** Times a body cut off mid-way is read on from where it stopped. */
-const BODY_RETRIES = 3;
+export const BODY_RETRIES = 3;
+/** A large file's part (ContentReaderOptions.partBytes). */
+export const DEFAULT_PART_BYTES = 8 * MiB;
+/** Parts fetched ahead across the restore (ContentReaderOptions.partsAhead). */
+export const DEFAULT_PARTS_AHEAD = 8;
 
 export interface ContentReaderOptions {
-  /** Files larger than this are read in ranged parts. @default 16 MiB */
+  /** Files larger than this are read in ranged parts (a direct GET holds at most one part, lambdas/target/restore-store.ts). @default 8 MiB */
   readonly rangedAbove?: number;
   /** @default 8 MiB */
   readonly partBytes?: number;
@@ -59,15 +62,9 @@ interface Source {
   readonly etag?: string;
 }
 
-/** One file being read: where from (switched to the preserved copy when the live object changes), and the live bytes' hash. */
+/** One file being read: where from (switched to the preserved copy when the live object changes). */
 interface Reading {
   source: Source;
-  /**
-   * Set when the file's first bytes came from the live key, other than the exact version the entry names: every
-   * byte handed on is hashed (those of parts read from the preserved copy after a switch too), to catch a live
-   * object whose bytes are not its metadata's sha256.
-   */
-  liveHash?: Hash;
 }
 
 function sourceOf(key: string, stream: ObjectStream): Source {
@@ -83,13 +80,15 @@ export class ContentReader {
   readonly #budget: PartBudget;
   /** Files whose live object turned out not to hold their content: read again from the preserved copy only. */
   readonly #liveRejected = new Set<string>();
+  /** Files last read from the live key, not the version the entry names: their bytes are only as good as its metadata says. */
+  readonly #readLive = new Set<string>();
 
   constructor(store: TargetStore, set: string, options: ContentReaderOptions = {}) {
     this.#store = store;
     this.#set = set;
-    this.#partBytes = options.partBytes ?? 8 * MiB;
-    this.#rangedAbove = Math.max(options.rangedAbove ?? 16 * MiB, this.#partBytes);
-    this.#budget = new PartBudget(options.partsAhead ?? 8);
+    this.#partBytes = options.partBytes ?? DEFAULT_PART_BYTES;
+    this.#rangedAbove = Math.max(options.rangedAbove ?? 8 * MiB, this.#partBytes);
+    this.#budget = new PartBudget(options.partsAhead ?? DEFAULT_PARTS_AHEAD);
   }
 
   /** The entry's bytes in order; throws RestoreContentError naming the file when they cannot be had. */
@@ -104,26 +103,24 @@ export class ContentReader {
     }
     // The version the entry names holds its bytes; the live object (on a versioned bucket too) only as its metadata says.
     const named = entry.versionId !== undefined && first.source.versionId === entry.versionId;
-    const reading: Reading = { source: first.source, ...(first.source.key === dataKey(this.#set, entry.path) && !named ? { liveHash: createHash("sha256") } : {}) };
-    if (!ranged) return this.#checkedLive(entry, reading, this.#resumable(entry, reading, first.stream, 0, entry.size));
-    return this.#checkedLive(entry, reading, this.#parts(entry, reading, first.stream));
+    if (first.source.key === dataKey(this.#set, entry.path) && !named) this.#readLive.add(entry.path);
+    else this.#readLive.delete(entry.path);
+    const reading: Reading = { source: first.source };
+    if (!ranged) return this.#resumable(entry, reading, first.stream, 0, entry.size);
+    return this.#parts(entry, reading, first.stream);
   }
 
   /**
-   * The bytes as they pass; read from the live object, hashed too: a live object whose bytes are not the entry's
-   * (although its metadata said so) has the writer read the file again, from the preserved copy.
+   * The writer found the bytes read() gave not to be the entry's sha256 (it hashes every byte as it writes: they
+   * are not hashed twice). True when they came from the live object (whose metadata said it held them) and a
+   * preserved copy holds the content: the next read() of the entry reads that copy. The writer's own error names
+   * both sha256s otherwise.
    */
-  async *#checkedLive(entry: SnapshotEntry, reading: Reading, chunks: AsyncIterable<Uint8Array>): AsyncGenerator<Uint8Array> {
-    for await (const chunk of chunks) {
-      reading.liveHash?.update(chunk);
-      yield chunk;
-    }
-    if (reading.liveHash && reading.liveHash.digest("hex") !== entry.sha256 && !this.#liveRejected.has(entry.path)) {
-      // Without a preserved copy there is nothing else to read: the writer's own check names both sha256s.
-      if (entry.sha256 === undefined || !(await this.#store.head(preservedKey(this.#set, entry.sha256)))) return;
-      this.#liveRejected.add(entry.path);
-      throw new RereadContentError(`${entry.path}: the live object's bytes are not its recovery point's sha256; read again from the preserved copy`);
-    }
+  async reread(entry: SnapshotEntry): Promise<boolean> {
+    if (!this.#readLive.has(entry.path) || this.#liveRejected.has(entry.path) || entry.sha256 === undefined) return false;
+    if (!(await this.#store.head(preservedKey(this.#set, entry.sha256)))) return false;
+    this.#liveRejected.add(entry.path);
+    return true;
   }
 
   async #readStream(key: string, options: { versionId?: string; offset?: number; length?: number; ifMatch?: string }): Promise<ObjectStream | undefined> {
@@ -177,7 +174,7 @@ export class ContentReader {
       if (!replaced || kept === undefined || source.key === kept || source.versionId !== undefined) throw error;
       const stream = await this.#readStream(kept, { offset, length });
       if (!stream) throw new RestoreContentError(`${entry.path}: ${source.key} changed while it was read (bytes from ${offset}) and no preserved copy holds its content`);
-      // The live hash goes on over these bytes: the live parts read before may still not be the entry's.
+      // The writer's hash covers these bytes too: the live parts read before may still not be the entry's.
       reading.source = sourceOf(kept, stream);
       return stream;
     }

@@ -1,6 +1,7 @@
 // `tidemark restore` of a volume set: the image as it was at a marker, rebuilt
-// from the block store (a tidemark snapshot), or read back from an EBS
-// snapshot through the EBS direct APIs. Every block is checked against its
+// from the block store (a tidemark snapshot; a block read cut off mid-way is
+// read on from where it stopped, restore-blocks.ts), or read back from an EBS
+// snapshot through the EBS direct APIs (a block cut off is read again). Every block is checked against its
 // sha256. Into a file: written under a temp name, synced, renamed into place;
 // blocks of zeros are left as holes. Onto a device (--force): written in place,
 // zeros included.
@@ -12,7 +13,8 @@ import { mapConcurrent } from "../contract/async.ts";
 import { writeFully } from "./full-write.ts";
 import type { SnapshotSummary } from "../contract/tasks.ts";
 import { BLOCK_SIZE, blockCount, blockLength } from "../contract/wire.ts";
-import { readBlock, readBlockManifest, type TargetStore } from "../lambdas/target/index.ts";
+import { readBlockManifest, type TargetStore } from "../lambdas/target/index.ts";
+import { readVolumeBlock, retryCutOff } from "./restore-blocks.ts";
 import type { Progress } from "./operations.ts";
 import { RestoreError } from "./restore.ts";
 
@@ -123,7 +125,7 @@ export async function restoreVolumeSnapshot(store: TargetStore, summary: Snapsho
     async (index) => {
       const entry = byIndex.get(index);
       if (!entry) throw new RestoreError(`internal: block ${index} is not in the manifest`);
-      return readBlock(store, summary.set, entry);
+      return readVolumeBlock(store, summary.set, entry);
     },
     options,
   );
@@ -154,14 +156,16 @@ export async function restoreEbsSnapshot(ebs: EBSClient, snapshotId: string, to:
     to,
     size,
     indexes,
-    async (index) => {
-      const got = await ebs.send(new GetSnapshotBlockCommand({ SnapshotId: snapshotId, BlockIndex: index, BlockToken: tokens.get(index) }));
-      const data = Buffer.from((await got.BlockData?.transformToByteArray()) ?? new Uint8Array());
-      if (data.length !== BLOCK_SIZE) throw new RestoreError(`block ${index} of EBS snapshot ${snapshotId} is ${data.length} bytes, expected ${BLOCK_SIZE}`);
-      const checksum = createHash("sha256").update(data).digest("base64");
-      if (got.Checksum && got.Checksum !== checksum) throw new RestoreError(`block ${index} of EBS snapshot ${snapshotId} does not match its checksum`);
-      return data;
-    },
+    // A body cut off mid-way is read again (the SDK retries only until the answer's head).
+    (index) =>
+      retryCutOff(async () => {
+        const got = await ebs.send(new GetSnapshotBlockCommand({ SnapshotId: snapshotId, BlockIndex: index, BlockToken: tokens.get(index) }));
+        const data = Buffer.from((await got.BlockData?.transformToByteArray()) ?? new Uint8Array());
+        if (data.length !== BLOCK_SIZE) throw new RestoreError(`block ${index} of EBS snapshot ${snapshotId} is ${data.length} bytes, expected ${BLOCK_SIZE}`);
+        const checksum = createHash("sha256").update(data).digest("base64");
+        if (got.Checksum && got.Checksum !== checksum) throw new RestoreError(`block ${index} of EBS snapshot ${snapshotId} does not match its checksum`);
+        return data;
+      }),
     options,
   );
   return { snapshot: snapshotId, to, size, blocks: indexes.length, bytes, source: "ebs" };

@@ -43,6 +43,11 @@ export interface RecoveryPoint<E extends RecoveryEntry = RecoveryEntry> {
   readonly entries: readonly E[];
   /** The bytes of a file entry; throws (with why) when they cannot be had. */
   content(entry: E): Promise<EntryContent>;
+  /**
+   * The bytes content(entry) gave were not the entry's sha256: true when the next content(entry) reads them from
+   * elsewhere (the file is then written again from its start), false when there is nowhere else.
+   */
+  reread?(entry: E): Promise<boolean>;
   /** Entries the point holds but cannot restore (named as failures, and never removed as extra by --delete). */
   readonly unrestorable?: readonly RestoreFailure[];
 }
@@ -82,16 +87,16 @@ export interface WriteReport {
 const WRITE_BYTES = 1024 * 1024;
 
 /** Files written at once: a small file's time is mostly its GET's round trip. */
-const WRITE_CONCURRENCY = 32;
+export const WRITE_CONCURRENCY = 32;
 
 /** Why one entry could not be written. */
 class EntryError extends Error {
   override name = "EntryError";
 }
 
-/** Thrown by a file's content when the source it read from turned out not to hold the file: the writer reads it once more (content() then reads elsewhere). */
-export class RereadContentError extends Error {
-  override name = "RereadContentError";
+/** The bytes read are not the entry's sha256: written again when the recovery point can read them elsewhere (reread). */
+class ContentHashError extends EntryError {
+  override name = "ContentHashError";
 }
 
 /**
@@ -235,7 +240,8 @@ export async function writeRecoveryPoint<E extends RecoveryEntry>(point: Recover
               streamed += n;
               report();
             };
-            const written = await writer.file(entry, () => point.content(entry), onBytes).catch((error: unknown) => {
+            const reread = point.reread ? () => point.reread?.(entry) ?? Promise.resolve(false) : undefined;
+            const written = await writer.file(entry, () => point.content(entry), onBytes, reread).catch((error: unknown) => {
               // A file not restored takes its bytes off the bar again.
               streamed -= partial;
               throw error;
@@ -434,7 +440,7 @@ class TreeWriter {
    * Writes a file through a temp name, checking its size and sha256 as it streams; returns the bytes written. Bytes
    * that are not the entry's never reach its name: the temp file is removed and the error names the file.
    */
-  async file(entry: RecoveryEntry, read: () => Promise<EntryContent>, onBytes?: (bytes: number) => void): Promise<number> {
+  async file(entry: RecoveryEntry, read: () => Promise<EntryContent>, onBytes?: (bytes: number) => void, reread?: () => Promise<boolean>): Promise<number> {
     const { abs, dir } = await this.#place(entry.path);
     const temp = this.#temp(dir);
     try {
@@ -448,7 +454,7 @@ class TreeWriter {
         try {
           await this.#stream(handle, entry, read, count);
         } catch (error) {
-          if (!(error instanceof RereadContentError)) throw error;
+          if (!(error instanceof ContentHashError) || !(await reread?.())) throw error;
           // The source read first turned out not to hold the file: written again from the start, from the next source.
           await handle.truncate(0);
           onBytes?.(-counted);
@@ -501,7 +507,7 @@ class TreeWriter {
     if (pendingBytes > 0) await flush();
     if (size !== entry.size) throw new EntryError(`the content read holds ${size} bytes, the recovery point's ${entry.size}; not restored`);
     const sha256 = hash.digest("hex");
-    if (sha256 !== entry.sha256) throw new EntryError(`the content read has sha256 ${sha256}, the recovery point's ${entry.sha256 ?? "?"} (altered in the bucket?); not restored`);
+    if (sha256 !== entry.sha256) throw new ContentHashError(`the content read has sha256 ${sha256}, the recovery point's ${entry.sha256 ?? "?"} (altered in the bucket?); not restored`);
   }
 
   /** Makes entry a hard link of first (written already); false when the filesystem cannot link them (the caller writes it whole). */

@@ -18,7 +18,7 @@ export interface RestoreResult extends WriteReport {
 /** A file set's snapshot as a recovery point: its manifest, and each file's bytes from the bucket (live, versioned or preserved). */
 export async function snapshotRecoveryPoint(store: TargetStore, summary: SnapshotSummary): Promise<RecoveryPoint<SnapshotEntry>> {
   const reader = new ContentReader(store, summary.set);
-  return { entries: await readManifest(store, summary), content: (entry) => reader.read(entry) };
+  return { entries: await readManifest(store, summary), content: (entry) => reader.read(entry), reread: (entry) => reader.reread(entry) };
 }
 
 export async function restoreSnapshot(store: TargetStore, summary: SnapshotSummary, to: string, options: WriteOptions = {}): Promise<RestoreResult> {

@@ -8,7 +8,9 @@
 //                                       one large file's initial copy: time, and the peak RSS of the emulator,
 //                                       agent and applier (bench/large.ts; default 4 GiB)
 //   npm run bench -- --only restore --restore-large-gib 1
-//                                       a snapshot's restore against rclone copy (bench/restore.ts; default 0.25 GiB)
+//                                       a snapshot's restore against rclone copy (bench/restore.ts; default 0.25 GiB);
+//                                       its memory rows: the peak against the CLI's own plus what is in flight, and
+//                                       the large file restored alone against one of half its size
 //   npm run bench -- --scale 0.1        smaller trees, for a quick look (not for BENCHMARKS.md)
 //   npm run bench -- --rewrite          run nothing; write BENCHMARKS.md from the kept results and notes
 //   npm run bench -- --only steady --unversioned-bucket

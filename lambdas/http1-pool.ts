@@ -25,7 +25,10 @@ const MAX_HEAD_BYTES = 64 * 1024;
 export interface Http1Response {
   readonly status: number;
   readonly headers: IncomingHttpHeaders;
+  /** The body in one Buffer (joined from its pieces when first read). */
   readonly body: Buffer;
+  /** The body as it arrived, in pieces: a reader that can take pieces (a file's writev) is spared copying megabytes. */
+  readonly chunks: readonly Buffer[];
 }
 
 /** A request that could not be written as HTTP/1.1 (a header Node would refuse too); nothing was sent. */
@@ -423,6 +426,16 @@ class AnswerParser {
     // A stray CRLF after the answer is not a second answer (Node ignores it too).
     this.#buffered = this.#buffered.subarray(leadingLineEnds(this.#buffered));
     if (this.#buffered.length > 0) throw new HttpProtocolError("the server sent more than the answer to the one request in flight");
-    return { status: this.#status, headers: this.#headers, body: this.#body.length === 1 ? (this.#body[0] ?? Buffer.alloc(0)) : Buffer.concat(this.#body) };
+    const chunks = this.#body;
+    let body: Buffer | undefined;
+    return {
+      status: this.#status,
+      headers: this.#headers,
+      chunks,
+      get body() {
+        body ??= chunks.length === 1 ? (chunks[0] ?? Buffer.alloc(0)) : Buffer.concat(chunks);
+        return body;
+      },
+    };
   }
 }

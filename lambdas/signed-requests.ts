@@ -44,6 +44,8 @@ export interface SignedResponse {
   readonly status: number;
   readonly headers: http.IncomingHttpHeaders;
   readonly body: Buffer;
+  /** The body as it arrived, in pieces, where the client kept them (http1-pool.ts): read without a copy. */
+  readonly chunks?: readonly Buffer[];
 }
 
 /** Where requests go and how they are signed. */

@@ -15,6 +15,7 @@ import { parseMoment, restoreAt } from "../restore-at.ts";
 import { stringOption, UsageError, type Command } from "./command.ts";
 import { checkSet, heldAsJson, operate } from "./operate.ts";
 import { withEbsClient, withTargetStore } from "./target-store.ts";
+import { withRestoreStore } from "./restore-store.ts";
 
 const CONFIG_OPTION = "  --config FILE   config file (default: $TIDEMARK_CONFIG, else ./tidemark.config.json)";
 
@@ -141,7 +142,7 @@ Examples:
     if (id === undefined) throw new UsageError("name the snapshot with --snapshot ID");
     const view = json ? undefined : createProgressView({ tty: process.stderr.isTTY === true, write: (text) => process.stderr.write(text) });
     const options = { force: values.force === true, ...(view ? { onProgress: (p: Progress) => view.update(p) } : {}) };
-    const result = await withTargetStore(config, async (store) => {
+    const result = await withRestoreStore(config, async (store) => {
       // A tidemark snapshot first; an id that names none and looks like EBS's is read back from EBS.
       const summary = id === "latest" ? (await listSnapshots(store, set)).at(-1) : await findSnapshot(store, set, id);
       try {
@@ -219,7 +220,7 @@ async function runRestoreAt(config: AgentConfig, set: string, at: number, to: st
   const stop = () => interrupt.abort(new RestoreError("restore interrupted; what was written so far stays, no temp files"));
   process.once("SIGINT", stop);
   process.once("SIGTERM", stop);
-  const result = await withTargetStore(config, async (store) => {
+  const result = await withRestoreStore(config, async (store) => {
     try {
       const write: WriteOptions = { force: options.force, delete: options.delete, signal: interrupt.signal, ...(view ? { onProgress: (p: Progress) => view.update(p) } : {}) };
       return await restoreAt(store, set, at, to, write);

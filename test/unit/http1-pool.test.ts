@@ -103,6 +103,8 @@ describe("Http1Pool", () => {
     const chunked = await requests.request("GET", "/", { host: server.url.host }, new Uint8Array());
     expect(chunked.headers["transfer-encoding"]).toBe("chunked");
     expect(chunked.body.toString()).toBe("first,second");
+    // The pieces as they arrived, uncopied: the two chunks the server wrote.
+    expect(chunked.chunks.map((chunk) => chunk.toString())).toEqual(["first,", "second"]);
     const head = await requests.request("HEAD", "/", { host: server.url.host }, new Uint8Array());
     expect(head.headers["content-length"]).toBe("1234");
     expect(head.body.length).toBe(0);

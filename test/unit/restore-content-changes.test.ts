@@ -11,6 +11,8 @@ import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { ContentReader } from "../../agent/restore-content.ts";
+import { restoreSnapshot } from "../../agent/restore.ts";
+import { takeSnapshot } from "../../lambdas/tasks/snapshots.ts";
 import { writeRecoveryPoint } from "../../agent/restore-writer.ts";
 import { dataKey, encodeMeta, META, preservedKey } from "../../contract/layout.ts";
 import type { SnapshotEntry } from "../../contract/tasks.ts";
@@ -81,7 +83,7 @@ function entryOf(path: string, body: Uint8Array): SnapshotEntry {
 async function restore(store: MemoryStore, entry: SnapshotEntry) {
   const reader = new ContentReader(store, SET, PARTS);
   const to = outDir();
-  const report = await writeRecoveryPoint({ entries: [entry], content: (e) => reader.read(e) }, to);
+  const report = await writeRecoveryPoint({ entries: [entry], content: (e) => reader.read(e), reread: (e) => reader.reread(e) }, to);
   return { to, report };
 }
 
@@ -121,6 +123,18 @@ describe("a live object whose bytes are not its metadata's sha256", () => {
     expect(report.failures).toEqual([]);
     expect(readFileSync(join(to, "f.txt")).equals(body)).toBe(true);
     expect(report.bytes).toBe(body.length);
+  });
+
+  it("is read again from the preserved copy by a snapshot's restore (it asks the reader to)", async () => {
+    const store = new Scripted();
+    const body = randomBytes(20 * KiB);
+    await putLive(store, "f.txt", randomBytes(20 * KiB), sha256(body));
+    await putPreserved(store, body);
+    const summary = await takeSnapshot(store, SET, { id: "snap-1", taskId: "t1", seq: null }, { now: new Date() });
+    const to = outDir();
+    const report = await restoreSnapshot(store, summary, to);
+    expect(report.failures).toEqual([]);
+    expect(readFileSync(join(to, "f.txt")).equals(body)).toBe(true);
   });
 
   it("fails the file when no preserved copy holds it either", async () => {

@@ -1,0 +1,23 @@
+// The bucket as `tidemark restore` reads it: object bytes through direct
+// signed GETs where no proxy or extra CA applies to its endpoint, else through
+// the SDK (lambdas/target/restore-store.ts); everything else as other
+// commands read it.
+
+import type { TargetStore } from "../../lambdas/target/index.ts";
+import { clientOptionsOf } from "../aws-options.ts";
+import type { AgentConfig } from "../config.ts";
+import { unreachableOr } from "../preflight.ts";
+
+/** Runs work with the restore's store on the config's bucket, and closes its connections after. */
+export async function withRestoreStore<T>(config: AgentConfig, work: (store: TargetStore) => Promise<T>): Promise<T> {
+  const [{ makeS3Client }, { RestoreS3Store }] = await Promise.all([import("../../lambdas/target/index.ts"), import("../../lambdas/target/restore-store.ts")]);
+  const options = clientOptionsOf(config, { maxAttempts: 3 });
+  const s3 = makeS3Client(options);
+  try {
+    return await work(new RestoreS3Store(s3, config.bucket, options.http ?? {}));
+  } catch (error) {
+    throw unreachableOr(error, `the bucket ${config.bucket}`, config.endpoint);
+  } finally {
+    s3.destroy();
+  }
+}

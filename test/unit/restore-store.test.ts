@@ -1,0 +1,118 @@
+// The restore's reads of object bytes (lambdas/target/restore-store.ts): with
+// nothing between tidemark and the bucket's endpoint, direct signed GETs and
+// no SDK request, for a whole object, a range, a version, a missing object,
+// an ETag that no longer holds, and an empty object; an object larger than
+// one direct GET holds streams through the SDK. A proxy for the endpoint, or
+// a CA bundle for an https one, keeps every read in the SDK's handler.
+
+import { randomBytes } from "node:crypto";
+import { S3Client } from "@aws-sdk/client-s3";
+import { describe, expect, it } from "vitest";
+import { DIRECT_READ_BYTES, directReachable, RestoreS3Store } from "../../lambdas/target/restore-store.ts";
+import { SourceChangedError } from "../../lambdas/store/store.ts";
+import { startTestEmulator } from "../support/fauxqs.ts";
+
+const CREDENTIALS = { accessKeyId: "AKIDTIDEMARKTEST", secretAccessKey: "tidemark/secret+key" };
+
+function clientFor(endpoint: string): S3Client {
+  return new S3Client({ region: "eu-west-1", endpoint, forcePathStyle: true, credentials: CREDENTIALS, requestChecksumCalculation: "WHEN_REQUIRED", responseChecksumValidation: "WHEN_REQUIRED" });
+}
+
+/** Counts the SDK client's requests. */
+function countSends(client: S3Client): { sends: number } {
+  const counter = { sends: 0 };
+  const send = client.send.bind(client);
+  client.send = ((command: Parameters<typeof send>[0]) => {
+    counter.sends++;
+    return send(command);
+  }) as typeof client.send;
+  return counter;
+}
+
+async function bytesOf(stream: { body: AsyncIterable<Uint8Array> } | undefined): Promise<Buffer> {
+  const chunks: Uint8Array[] = [];
+  for await (const chunk of stream?.body ?? []) chunks.push(chunk);
+  return Buffer.concat(chunks);
+}
+
+describe("RestoreS3Store.readStream", () => {
+  it("reads by direct GETs where nothing stands between it and the endpoint; a larger object streams through the SDK", async () => {
+    const emulator = await startTestEmulator();
+    try {
+      const client = clientFor(emulator.endpoint);
+      const bucket = emulator.newBucket();
+      const setup = new RestoreS3Store(client, bucket, {}, {});
+      const body = randomBytes(300_000);
+      const first = await setup.put("data/a b+ä", body, { "tidemark-mode": "644" });
+      await setup.put("empty", Buffer.alloc(0), { "tidemark-mode": "600" });
+      const large = randomBytes(DIRECT_READ_BYTES + 10);
+      await setup.put("large", large, {});
+
+      // A CA bundle in the environment adds nothing to an http endpoint: still direct.
+      const store = new RestoreS3Store(client, bucket, {}, { AWS_CA_BUNDLE: "/nonexistent.pem" });
+      const counter = countSends(client);
+      expect(await store.readsDirect()).toBe(true);
+      const whole = await store.readStream("data/a b+ä");
+      expect(whole).toMatchObject({ size: body.length, meta: { "tidemark-mode": "644" } });
+      expect((await bytesOf(whole)).equals(body)).toBe(true);
+      const etag = whole?.etag;
+      if (etag === undefined) throw new Error("the GET told no ETag");
+      const range = await store.readStream("data/a b+ä", { offset: 1000, length: 5000, ifMatch: etag });
+      expect(range?.size).toBe(body.length);
+      expect((await bytesOf(range)).equals(body.subarray(1000, 6000))).toBe(true);
+      expect(await store.readStream("data/missing")).toBeUndefined();
+      const empty = await store.readStream("empty");
+      expect(empty).toMatchObject({ size: 0, meta: { "tidemark-mode": "600" } });
+      expect((await bytesOf(empty)).length).toBe(0);
+      // Only the empty object's read went through the SDK (S3 refuses a range of nothing).
+      expect(counter.sends).toBe(1);
+      await setup.put("data/a b+ä", randomBytes(10), {});
+      const sdkForEmpty = counter.sends;
+      await expect(store.readStream("data/a b+ä", { offset: 0, length: 10, ifMatch: etag })).rejects.toThrow(SourceChangedError);
+      expect(counter.sends - sdkForEmpty).toBe(0);
+      expect((await bytesOf(await store.readStream("data/a b+ä", { versionId: first.versionId ?? "null" }))).length).toBeGreaterThan(0);
+
+      const before = counter.sends;
+      const largeRead = await store.readStream("large");
+      expect(largeRead?.size).toBe(large.length);
+      expect((await bytesOf(largeRead)).equals(large)).toBe(true);
+      expect(counter.sends - before).toBe(1);
+      const part = await store.readStream("large", { offset: DIRECT_READ_BYTES, length: 10 });
+      expect((await bytesOf(part)).equals(large.subarray(DIRECT_READ_BYTES))).toBe(true);
+      expect(counter.sends - before).toBe(1);
+    } finally {
+      await emulator.server.stop();
+    }
+  });
+
+  it("reads through the SDK when a proxy applies to the endpoint", async () => {
+    const emulator = await startTestEmulator();
+    try {
+      const client = clientFor(emulator.endpoint);
+      const bucket = emulator.newBucket();
+      await new RestoreS3Store(client, bucket, {}, {}).put("k", Buffer.from("hello"), {});
+      // NO_PROXY names the emulator's host: the proxy (which does not exist) is never used, by the SDK or directly.
+      const store = new RestoreS3Store(client, bucket, { proxy: "http://127.0.0.1:9" }, { NO_PROXY: "127.0.0.1" });
+      expect(await store.readsDirect()).toBe(true);
+      const proxied = new RestoreS3Store(client, bucket, { proxy: "http://127.0.0.1:9" }, {});
+      expect(await proxied.readsDirect()).toBe(false);
+    } finally {
+      await emulator.server.stop();
+    }
+  });
+
+  it("tells which endpoints a direct request reaches as the SDK's would", () => {
+    const http = new URL("http://127.0.0.1:4566/");
+    const https = new URL("https://bucket.s3.eu-west-1.amazonaws.com/");
+    expect(directReachable(http, {}, {})).toBe(true);
+    expect(directReachable(https, {}, {})).toBe(true);
+    expect(directReachable(http, {}, { AWS_CA_BUNDLE: "/ca.pem" })).toBe(true);
+    expect(directReachable(https, {}, { AWS_CA_BUNDLE: "/ca.pem" })).toBe(false);
+    expect(directReachable(https, { caBundle: "/ca.pem" }, {})).toBe(false);
+    expect(directReachable(https, {}, { HTTPS_PROXY: "http://proxy:3128" })).toBe(false);
+    expect(directReachable(https, {}, { HTTPS_PROXY: "http://proxy:3128", NO_PROXY: ".amazonaws.com" })).toBe(true);
+    expect(directReachable(http, {}, { HTTPS_PROXY: "http://proxy:3128" })).toBe(true);
+    expect(directReachable(http, { proxy: "http://proxy:3128" }, {})).toBe(false);
+    expect(directReachable(https, { proxy: false }, { HTTPS_PROXY: "http://proxy:3128" })).toBe(true);
+  });
+});
