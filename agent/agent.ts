@@ -239,6 +239,7 @@ export class Agent {
       runner.spec,
       {
         hint: (path) => runner.capture.hint(path),
+        folderReplaced: (path) => runner.capture.hintReplacedFolder(path),
         error: (error) => {
           const code = (error as NodeJS.ErrnoException).code;
           if (code === "ENOSPC" || code === "EMFILE" || code === "ENFILE") {

@@ -36,6 +36,8 @@ export class SetCapture {
   /** Paths not replicated that the log already named: not again at every rescan. */
   readonly #skippedLog = new SkippedLog();
   #hints = new Set<string>();
+  /** Hinted folders made or replaced at a path the index may hold another folder's entries under: scanned whole. */
+  #replacedFolders = new Set<string>();
   #hintTimer: NodeJS.Timeout | undefined;
   /** Wakes captureWaiting when the next busy file is due. */
   #dueTimer: NodeJS.Timeout | undefined;
@@ -104,6 +106,12 @@ export class SetCapture {
       this.#hintTimer = undefined;
       this.processHints().catch((error: unknown) => this.#failed(error));
     }, HINT_DELAY_MS);
+  }
+
+  /** A folder made, moved in or replaced at `path`: its capture compares everything the index holds below it with what is there. */
+  hintReplacedFolder(path: string): void {
+    this.#replacedFolders.add(path);
+    this.hint(path);
   }
 
   cancelHints(): void {
@@ -197,6 +205,8 @@ export class SetCapture {
       if (cut > 0) paths.add(path.slice(0, cut));
     }
     this.#hints.clear();
+    const replaced = this.#replacedFolders;
+    this.#replacedFolders = new Set();
     const sorted = [...paths].sort();
     // Large files (also inside folders) that are gone from the source: if one reappears under another name, it moved.
     const moved = await VanishedEntries.of(journal, spec, sorted);
@@ -236,8 +246,9 @@ export class SetCapture {
       }
       journal.skippedNames.captured(spec.name, path);
       this.#skippedLog.captured(path);
-      if (result.isDirectory && !known) {
-        // A directory new to the index: its contents may predate the watch on it.
+      if (result.isDirectory && (!known || replaced.has(path))) {
+        // A directory new to the index: its contents may predate the watch on it. One replaced: the index's entries
+        // below it may be the old folder's, which the scan deletes.
         flush();
         // Named like a whole-set scan: a large tree moved in is journaled in steps the sender drains behind.
         const report = await namedScan(journal, spec.name, this.#now, () => barrierScan(journal, spec, { from: path, shouldStop, renames: asRenames, onJournaled: (changes, seqs) => this.#busy.journaled(changes, seqs) }), { folder: path });
