@@ -220,6 +220,7 @@ export class Agent {
       );
       let report: ScanReport;
       try {
+        this.journal.sets.register(runner.spec.name);
         report = await runner.capture.scan(signal);
       } catch (error) {
         if (error instanceof StartInterruptedError) throw error;
