@@ -33,6 +33,8 @@ export class SetCapture {
   /** Busy files the pacing released, until their capture ran: still held. */
   readonly #capturing = new Set<string>();
   readonly #now: () => number;
+  /** Files at least this large are named as held while their capture reads them (busy files' threshold too). */
+  readonly #largeBytes: number;
   /** Paths not replicated that the log already named: not again at every rescan. */
   readonly #skippedLog = new SkippedLog();
   #hints = new Set<string>();
@@ -48,6 +50,7 @@ export class SetCapture {
     this.#context = context;
     this.#backlog = backlog;
     this.#busy = new BusyFiles(coalesceBytes, busy);
+    this.#largeBytes = coalesceBytes;
     this.#now = busy.now ?? Date.now;
     this.#held = new HeldFileRecord(context.journal, context.spec.name, this.#now);
     this.#retry = new CaptureRetry(() => this.rescan(), retry);
@@ -233,6 +236,13 @@ export class SetCapture {
       // A vanished folder is deleted after the batch, once its large files that reappeared are renamed.
       if (moved.has(path) || moved.inFolder(path) || this.#busy.defer(path, sentSeq)) continue;
       const known = journal.index.entry(spec.name, path);
+      // Reading a large file (again and again while it keeps changing) takes long: the journal names it meanwhile, so
+      // status does not say in sync while the source holds a change not journaled yet.
+      const named = known?.kind === "file" && known.size >= this.#largeBytes && !this.#capturing.has(path);
+      if (named) {
+        this.#capturing.add(path);
+        this.#held.record(this.#busy.held(sentSeq), this.#capturing);
+      }
       let result: CaptureResult;
       try {
         result = await capture(journal, spec, path);
@@ -243,6 +253,9 @@ export class SetCapture {
         journal.skippedNames.record(spec.name, path, [{ path, reason }], false);
         if (this.#skippedLog.noted({ path, reason })) this.#context.log.warn("not replicated", { set: spec.name, path, reason });
         continue;
+      } finally {
+        // Journaled (or held back by the busy files) once the batch ends, which names what is held then.
+        if (named) this.#capturing.delete(path);
       }
       journal.skippedNames.captured(spec.name, path);
       this.#skippedLog.captured(path);
