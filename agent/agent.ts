@@ -228,6 +228,7 @@ export class Agent {
       );
       let report: ScanReport;
       try {
+        this.journal.sets.register(runner.spec.name);
         report = await runner.capture.scan(signal);
       } catch (error) {
         if (error instanceof StartInterruptedError) throw error;
@@ -247,6 +248,7 @@ export class Agent {
       runner.spec,
       {
         hint: (path) => runner.capture.hint(path),
+        folderReplaced: (path) => runner.capture.hintReplacedFolder(path),
         error: (error) => {
           const code = (error as NodeJS.ErrnoException).code;
           if (code === "ENOSPC" || code === "EMFILE" || code === "ENFILE") {

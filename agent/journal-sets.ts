@@ -124,6 +124,16 @@ export class SetStates {
     this.#s.addBacklogBytes.run(bytes, set);
   }
 
+  /** Names the set in the journal as one an agent replicates (at its start), also while it holds nothing: see known. */
+  register(set: string): void {
+    this.#s.ensure.run(set);
+  }
+
+  /** Whether an agent ever ran the set with this journal (or journaled anything of it): a set added to the config of a running agent is not. */
+  known(set: string): boolean {
+    return this.#s.get.get(set) !== undefined;
+  }
+
   counters(set: string): SetCounters {
     const row = this.#s.get.get(set) as SetRow | undefined;
     return {

@@ -33,9 +33,13 @@ export class SetCapture {
   /** Busy files the pacing released, until their capture ran: still held. */
   readonly #capturing = new Set<string>();
   readonly #now: () => number;
+  /** Files at least this large are named as held while their capture reads them (busy files' threshold too). */
+  readonly #largeBytes: number;
   /** Paths not replicated that the log already named: not again at every rescan. */
   readonly #skippedLog = new SkippedLog();
   #hints = new Set<string>();
+  /** Hinted folders made or replaced at a path the index may hold another folder's entries under: scanned whole. */
+  #replacedFolders = new Set<string>();
   #hintTimer: NodeJS.Timeout | undefined;
   /** Wakes captureWaiting when the next busy file is due. */
   #dueTimer: NodeJS.Timeout | undefined;
@@ -46,6 +50,7 @@ export class SetCapture {
     this.#context = context;
     this.#backlog = backlog;
     this.#busy = new BusyFiles(coalesceBytes, busy);
+    this.#largeBytes = coalesceBytes;
     this.#now = busy.now ?? Date.now;
     this.#held = new HeldFileRecord(context.journal, context.spec.name, this.#now);
     this.#retry = new CaptureRetry(() => this.rescan(), retry);
@@ -104,6 +109,12 @@ export class SetCapture {
       this.#hintTimer = undefined;
       this.processHints().catch((error: unknown) => this.#failed(error));
     }, HINT_DELAY_MS);
+  }
+
+  /** A folder made, moved in or replaced at `path`: its capture compares everything the index holds below it with what is there. */
+  hintReplacedFolder(path: string): void {
+    this.#replacedFolders.add(path);
+    this.hint(path);
   }
 
   cancelHints(): void {
@@ -197,6 +208,8 @@ export class SetCapture {
       if (cut > 0) paths.add(path.slice(0, cut));
     }
     this.#hints.clear();
+    const replaced = this.#replacedFolders;
+    this.#replacedFolders = new Set();
     const sorted = [...paths].sort();
     // Large files (also inside folders) that are gone from the source: if one reappears under another name, it moved.
     const moved = await VanishedEntries.of(journal, spec, sorted);
@@ -223,6 +236,13 @@ export class SetCapture {
       // A vanished folder is deleted after the batch, once its large files that reappeared are renamed.
       if (moved.has(path) || moved.inFolder(path) || this.#busy.defer(path, sentSeq)) continue;
       const known = journal.index.entry(spec.name, path);
+      // Reading a large file (again and again while it keeps changing) takes long: the journal names it meanwhile, so
+      // status does not say in sync while the source holds a change not journaled yet.
+      const named = known?.kind === "file" && known.size >= this.#largeBytes && !this.#capturing.has(path);
+      if (named) {
+        this.#capturing.add(path);
+        this.#held.record(this.#busy.held(sentSeq), this.#capturing);
+      }
       let result: CaptureResult;
       try {
         result = await capture(journal, spec, path);
@@ -233,11 +253,15 @@ export class SetCapture {
         journal.skippedNames.record(spec.name, path, [{ path, reason }], false);
         if (this.#skippedLog.noted({ path, reason })) this.#context.log.warn("not replicated", { set: spec.name, path, reason });
         continue;
+      } finally {
+        // Journaled (or held back by the busy files) once the batch ends, which names what is held then.
+        if (named) this.#capturing.delete(path);
       }
       journal.skippedNames.captured(spec.name, path);
       this.#skippedLog.captured(path);
-      if (result.isDirectory && !known) {
-        // A directory new to the index: its contents may predate the watch on it.
+      if (result.isDirectory && (!known || replaced.has(path))) {
+        // A directory new to the index: its contents may predate the watch on it. One replaced: the index's entries
+        // below it may be the old folder's, which the scan deletes.
         flush();
         // Named like a whole-set scan: a large tree moved in is journaled in steps the sender drains behind.
         const report = await namedScan(journal, spec.name, this.#now, () => barrierScan(journal, spec, { from: path, shouldStop, renames: asRenames, onJournaled: (changes, seqs) => this.#busy.journaled(changes, seqs) }), { folder: path });

@@ -41,6 +41,8 @@ export interface SetFacts {
   readonly scanFailed?: ScanFailureReport | null;
   /** Where the journal would be, when there is none (the agent never ran with this state folder). */
   readonly journalMissing?: string;
+  /** The journal (this path) exists but no agent ever ran the set with it: the set was added to the config of a running agent, or a command that would have started one failed. */
+  readonly setNotJournaled?: string;
   /** Busy files whose newest version the agent holds back (held-files.ts): the target lacks it, though no record waits. */
   readonly held?: readonly HeldReport[];
   /** A recovery begun and not finished (pending-recoveries.ts): its verification has not made the target equal the source yet. */
@@ -109,7 +111,15 @@ const ownerUnreadable: ProblemCheck = (facts) =>
  */
 const noJournal: ProblemCheck = (facts) => {
   const status = targetStatus(facts);
-  if (facts.journalMissing === undefined || !status || status.lastSeq > 0 || status.generation !== undefined) return [];
+  if ((facts.journalMissing ?? facts.setNotJournaled) === undefined || !status || status.lastSeq > 0 || status.generation !== undefined) return [];
+  if (facts.journalMissing === undefined) {
+    return [
+      {
+        kind: "no-journal",
+        message: `the journal at ${facts.setNotJournaled} holds nothing of the set: no agent has run it with this state folder yet (a set added to the config needs the agent restarted: \`tidemark run\`, or \`systemctl restart tidemark\`); nothing of the set was replicated`,
+      },
+    ];
+  }
   return [
     {
       kind: "no-journal",

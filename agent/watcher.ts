@@ -17,6 +17,11 @@ import { isExcluded, type SetSpec } from "./set-spec.ts";
 export interface WatchHandlers {
   /** A set path that may have changed. */
   hint(path: string): void;
+  /**
+   * A folder was made, moved in or replaced at this path (its entry's "rename"): what the index holds below the path
+   * may be another folder's (`mv pkg pkg-old && mkdir pkg`), which no event under the new folder names.
+   */
+  folderReplaced?(path: string): void;
   /** The watcher failed or overflowed: what it reports can no longer be trusted. */
   error(error: Error): void;
   /** Every folder of the set is watched. */
@@ -76,7 +81,10 @@ export function watchSet(spec: SetSpec, handlers: WatchHandlers, ignoreAbsolute:
         if (!st.isDirectory()) return undefined;
         // The folder's entry was made, removed or moved ("rename"): a watch it had may be on a folder removed meanwhile
         // (rm -r, then mkdir, before this look), which reports nothing of the one there now.
-        if (event === "rename") forget(path);
+        if (event === "rename") {
+          forget(path);
+          handlers.folderReplaced?.(path);
+        }
         if (!watchers.has(path)) return watchTree(path, true);
         return undefined;
       },

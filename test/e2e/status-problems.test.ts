@@ -65,6 +65,8 @@ it("names the busy files the agent holds back and an unfinished scan, says when 
     mkdirSync(join(dir.path, "src"));
     const config = cloud.writeConfig(dir.path, [{ name: "db", path: "src" }]);
     const journal = Journal.open(join(dir.path, "state"));
+    // An agent ran the set (its start registers it).
+    journal.sets.register("db");
     const since = "2026-11-30T01:00:00.000Z";
     // This process stands for a running agent; a pid that exited for one that stopped.
     journal.held.hold("db", { path: "app.db", reason: "its previous version (seq 4) is not sent yet; the newest is captured once it is", since, pid: process.pid, host: hostname() });
@@ -94,7 +96,10 @@ it("names folder changes applied but not yet on the live folders, and history se
   try {
     mkdirSync(join(dir.path, "src"));
     const config = cloud.writeConfig(dir.path, [{ name: "www", path: "src" }]);
-    Journal.open(join(dir.path, "state")).close();
+    const journal = Journal.open(join(dir.path, "state"));
+    // An agent ran the set (its start registers it).
+    journal.sets.register("www");
+    journal.close();
     const lost = { at: "2026-11-30T02:00:00.000Z", first: 3, last: 5, unreadable: 2, error: 'history segment 3 of set "www" is missing' };
     const status: SetStatus = { ...initialStatus("www"), folderWritesFrom: 6, folderWritesLost: lost };
     await cloud.store.put(statusKey("www"), Buffer.from(JSON.stringify(status)), {});
