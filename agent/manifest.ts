@@ -33,9 +33,14 @@ function toManifestEntry(entry: IndexEntry): ManifestEntry {
 }
 
 /** Writes the set's index as a manifest; `onEntry` sees each index entry as it is written (in path order). */
-export async function writeManifest(journal: Journal, set: string, onEntry?: (entry: IndexEntry) => void): Promise<Manifest> {
+export function writeManifest(journal: Journal, set: string, onEntry?: (entry: IndexEntry) => void): Promise<Manifest> {
+  return writeManifestOf(journal.spoolDir, journal.index.allEntries(set), onEntry);
+}
+
+/** Writes entries (in path order) as a manifest in spoolDir. */
+export async function writeManifestOf(spoolDir: string, indexEntries: Iterable<IndexEntry>, onEntry?: (entry: IndexEntry) => void): Promise<Manifest> {
   const name = randomUUID();
-  const temp = join(journal.spoolDir, `${name}.tmp`);
+  const temp = join(spoolDir, `${name}.tmp`);
   const hash = createHash("sha256");
   let size = 0;
   let entries = 0;
@@ -43,7 +48,7 @@ export async function writeManifest(journal: Journal, set: string, onEntry?: (en
     (function* () {
       // Lines go to gzip some 64 KiB at a time: a stream chunk per line costs more than the line.
       let chunk = "";
-      for (const entry of journal.index.allEntries(set)) {
+      for (const entry of indexEntries) {
         entries += 1;
         onEntry?.(entry);
         chunk += `${JSON.stringify(toManifestEntry(entry))}\n`;
@@ -77,6 +82,6 @@ export async function writeManifest(journal: Journal, set: string, onEntry?: (en
     await rm(temp, { force: true });
     return { content: { bytes }, size, sha256, entries };
   }
-  await rename(temp, join(journal.spoolDir, name));
+  await rename(temp, join(spoolDir, name));
   return { content: { spool: name }, size, sha256, entries };
 }
