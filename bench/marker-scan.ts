@@ -1,6 +1,7 @@
 // In-process timing of a marker's agent-side steps on an unchanged tree
 // (bench/notes.md, "Marker latency: where the time goes"): the barrier scan
-// and the marker's digest, each timed alone, wall and CPU.
+// and the marker's digest, each timed alone, then both as a marker runs them
+// (the digest read beside the scan, agent/early-digest.ts), wall and CPU.
 //   node bench/marker-scan.ts [files] [rounds] [folder]
 // With a folder, its tree and journal are kept there and reused by the next
 // run (built once: on a busy machine that takes minutes).
@@ -8,6 +9,7 @@
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { startMarkerDigest } from "../agent/early-digest.ts";
 import { Journal } from "../agent/journal.ts";
 import { fileSetMarkerDigest } from "../agent/marker-digest.ts";
 import { barrierScan } from "../agent/scan.ts";
@@ -44,7 +46,12 @@ try {
   for (let round = 0; round < rounds; round++) {
     const scan = await time("scan", () => barrierScan(journal, spec));
     const digest = await time("digest", () => fileSetMarkerDigest(journal, spec.name));
-    console.log(`${scan}  ${digest}`);
+    const marker = await time("marker", async () => {
+      const read = startMarkerDigest(journal, spec, { action: "snapshot", timeoutSeconds: 60 });
+      await barrierScan(journal, spec);
+      return read.finish();
+    });
+    console.log(`${scan}  ${digest}  ${marker}`);
   }
 } finally {
   journal.close();
