@@ -55,13 +55,22 @@ function toEntry(row: EntryRow): IndexEntry {
   };
 }
 
+function rowsAsArrays(statement: StatementSync): StatementSync {
+  statement.setReturnArrays(true);
+  return statement;
+}
+
+/** An index entry's columns, as allEntries selects them. */
+type EntryArray = [path: string, kind: string, size: number, mode: number, mtimeNs: string, sha256: string | null, link: string | null, blocks: Uint8Array | null];
+
 function prepare(db: DatabaseSync) {
   const statement = (sql: string): StatementSync => db.prepare(sql);
   return {
     get: statement("SELECT * FROM entries WHERE set_name = ? AND path = ?"),
     // Without statistics the planner scans the whole set by primary key instead: a folder's entries cost the set's size.
     children: statement("SELECT * FROM entries INDEXED BY entries_by_parent WHERE set_name = ? AND parent = ? ORDER BY path"),
-    childrenStat: statement("SELECT path, kind, size, mode, mtime_ns FROM entries INDEXED BY entries_stat_by_parent WHERE set_name = ? AND parent = ?"),
+    // Rows as arrays: a barrier scan reads every entry of the set, and an object per row cost twice the read (bench/notes.md).
+    childrenStat: rowsAsArrays(statement("SELECT path, kind, size, mode, mtime_ns FROM entries INDEXED BY entries_stat_by_parent WHERE set_name = ? AND parent = ?")),
     under: statement("SELECT * FROM entries WHERE set_name = ? AND path > ? AND path < ? ORDER BY path DESC"),
     upsert: statement(
       `INSERT INTO entries (set_name, path, parent, kind, size, mode, mtime_ns, sha256, link, blocks) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
@@ -76,9 +85,21 @@ function prepare(db: DatabaseSync) {
   };
 }
 
+/** Every index entry of a set, in path order, read lazily from db (the journal's connection, or a reader of its own). */
+export function* indexEntries(db: DatabaseSync, set: string): Generator<IndexEntry> {
+  // A statement of its own: two manifests may be read at once.
+  const statement = rowsAsArrays(db.prepare("SELECT path, kind, size, mode, mtime_ns, sha256, link, blocks FROM entries WHERE set_name = ? ORDER BY path"));
+  for (const row of statement.iterate(set)) {
+    const [path, kind, size, mode, mtimeNs, sha256, link, blocks] = row as unknown as EntryArray;
+    yield { path, kind: entryKind(kind), size, mode, mtimeNs, sha256, link, blocks };
+  }
+}
+
 export class EntryIndex {
   readonly #db: DatabaseSync;
   readonly #s: ReturnType<typeof prepare>;
+  /** Per set, a count of writes to its entries: equal counts mean an unchanged index (a marker's early digest). */
+  readonly #writes = new Map<string, number>();
   /** Large files' chunk fingerprints, beside their entries (chunk-index.ts). */
   readonly #chunks: ChunkIndex;
 
@@ -91,6 +112,7 @@ export class EntryIndex {
   /** Brings the index in line with a journaled change (inside the append's transaction). */
   apply(set: string, change: Change): void {
     const s = this.#s;
+    this.#wrote(set);
     const upsert = (path: string, kind: EntryKind, size: number, mode: number, mtimeNs: string, sha: string | null, link: string | null, blocks: Uint8Array | null = null) =>
       s.upsert.run(set, path, parentOf(path) ?? "", kind, size, mode, mtimeNs, sha, link, blocks);
     switch (change.op) {
@@ -136,8 +158,8 @@ export class EntryIndex {
 
   /** What a scan compares the entries directly inside dir by (kind, size, mode, mtime), by path. */
   childrenStat(set: string, dir: string): Map<string, IndexStat> {
-    const rows = this.#s.childrenStat.all(set, dir) as unknown as { path: string; kind: string; size: number; mode: number; mtime_ns: string }[];
-    return new Map(rows.map((row) => [row.path, { kind: entryKind(row.kind), size: row.size, mode: row.mode, mtimeNs: row.mtime_ns }]));
+    const rows = this.#s.childrenStat.all(set, dir) as unknown as [path: string, kind: string, size: number, mode: number, mtimeNs: string][];
+    return new Map(rows.map(([path, kind, size, mode, mtimeNs]) => [path, { kind: entryKind(kind), size, mode, mtimeNs }]));
   }
 
   /** Index entries strictly below dir, children before their parents (the order to delete them in). */
@@ -147,10 +169,17 @@ export class EntryIndex {
   }
 
   /** Every index entry of a set, in path order, read lazily (sets may hold millions). */
-  *allEntries(set: string): Generator<IndexEntry> {
-    // A statement of its own: two manifests may be read at once.
-    const statement = this.#db.prepare("SELECT * FROM entries WHERE set_name = ? ORDER BY path");
-    for (const row of statement.iterate(set)) yield toEntry(row as unknown as EntryRow);
+  allEntries(set: string): Generator<IndexEntry> {
+    return indexEntries(this.#db, set);
+  }
+
+  /** How many writes the set's entries have had in this process: the index is unchanged while it stays the same. */
+  writes(set: string): number {
+    return this.#writes.get(set) ?? 0;
+  }
+
+  #wrote(set: string): void {
+    this.#writes.set(set, this.writes(set) + 1);
   }
 
   entryCount(set: string): number {
@@ -159,11 +188,13 @@ export class EntryIndex {
 
   /** Forgets one entry: the next capture journals it in full. */
   forget(set: string, path: string): void {
+    this.#wrote(set);
     this.#s.remove.run(set, path);
   }
 
   /** Forgets every entry of a set (before a full resync). */
   clear(set: string): void {
+    this.#wrote(set);
     this.#s.clear.run(set);
     this.#chunks.clear(set);
   }
@@ -175,6 +206,7 @@ export class EntryIndex {
 
   /** Makes the index disagree with any stat of path: the next scan or capture journals it again, in full. */
   invalidate(set: string, path: string): void {
+    this.#wrote(set);
     this.#s.invalidate.run(set, path);
   }
 }

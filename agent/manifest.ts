@@ -8,7 +8,7 @@ import { open, readFile, rename, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { Readable, Transform } from "node:stream";
 import { pipeline } from "node:stream/promises";
-import { createGzip } from "node:zlib";
+import { constants, createGzip } from "node:zlib";
 import { MAX_INLINE_DECODED_BYTES, type ManifestEntry } from "../contract/wire.ts";
 import type { IndexEntry, Journal } from "./journal.ts";
 import { ensureSpoolFolder } from "./spool-folder.ts";
@@ -34,9 +34,14 @@ function toManifestEntry(entry: IndexEntry): ManifestEntry {
 }
 
 /** Writes the set's index as a manifest; `onEntry` sees each index entry as it is written (in path order). */
-export async function writeManifest(journal: Journal, set: string, onEntry?: (entry: IndexEntry) => void): Promise<Manifest> {
+export function writeManifest(journal: Journal, set: string, onEntry?: (entry: IndexEntry) => void): Promise<Manifest> {
+  return writeManifestOf(journal.spoolDir, journal.index.allEntries(set), onEntry);
+}
+
+/** Writes entries (in path order) as a manifest in spoolDir. */
+export async function writeManifestOf(spoolDir: string, indexEntries: Iterable<IndexEntry>, onEntry?: (entry: IndexEntry) => void): Promise<Manifest> {
   const name = randomUUID();
-  const temp = join(journal.spoolDir, `${name}.tmp`);
+  const temp = join(spoolDir, `${name}.tmp`);
   const hash = createHash("sha256");
   let size = 0;
   let entries = 0;
@@ -44,7 +49,7 @@ export async function writeManifest(journal: Journal, set: string, onEntry?: (en
     (function* () {
       // Lines go to gzip some 64 KiB at a time: a stream chunk per line costs more than the line.
       let chunk = "";
-      for (const entry of journal.index.allEntries(set)) {
+      for (const entry of indexEntries) {
         entries += 1;
         onEntry?.(entry);
         chunk += `${JSON.stringify(toManifestEntry(entry))}\n`;
@@ -64,8 +69,9 @@ export async function writeManifest(journal: Journal, set: string, onEntry?: (en
     },
   });
   try {
-    await ensureSpoolFolder(journal.spoolDir);
-    await pipeline(lines, createGzip(), tap, createWriteStream(temp));
+    await ensureSpoolFolder(spoolDir);
+    // The fastest level: a marker's digest waits for this, and its lines (mostly SHA-256 hex) gain little from more.
+    await pipeline(lines, createGzip({ level: constants.Z_BEST_SPEED }), tap, createWriteStream(temp));
     const handle = await open(temp, "r+");
     await handle.sync().finally(() => handle.close());
   } catch (error) {
@@ -78,6 +84,6 @@ export async function writeManifest(journal: Journal, set: string, onEntry?: (en
     await rm(temp, { force: true });
     return { content: { bytes }, size, sha256, entries };
   }
-  await rename(temp, join(journal.spoolDir, name));
+  await rename(temp, join(spoolDir, name));
   return { content: { spool: name }, size, sha256, entries };
 }

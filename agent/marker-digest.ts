@@ -10,22 +10,32 @@
 import { blockCount, blockLength, zeroBlockSha256 } from "../contract/wire.ts";
 import { FileDigestBuilder, volumeDigest, type DigestBlock } from "../contract/digest.ts";
 import type { TaskFields } from "../contract/tasks.ts";
-import type { Change, Journal } from "./journal.ts";
-import { writeManifest } from "./manifest.ts";
+import type { Change, IndexEntry, Journal } from "./journal.ts";
+import { writeManifestOf } from "./manifest.ts";
 import type { SetSpec } from "./set-spec.ts";
 
 export type MarkerDigestFields = Pick<Extract<Change, { op: "task" }>, "digest" | "content">;
 
+/** True for a marker that takes a snapshot: its digest is checked against it. */
+export function carriesDigest(fields: TaskFields): boolean {
+  return fields.action === "snapshot" || fields.action === "ebs-snapshot" || fields.snapshot === true;
+}
+
 /** The digest of the set for a marker that takes a snapshot (its digest is checked against it); other markers carry none. */
 export async function markerDigest(journal: Journal, spec: SetSpec, fields: TaskFields): Promise<MarkerDigestFields> {
-  if (fields.action !== "snapshot" && fields.action !== "ebs-snapshot" && fields.snapshot !== true) return {};
+  if (!carriesDigest(fields)) return {};
   return spec.volume ? volumeMarkerDigest(journal, spec.name) : fileSetMarkerDigest(journal, spec.name);
 }
 
 /** The digest of a file set's index, with the index as its list. */
-export async function fileSetMarkerDigest(journal: Journal, set: string): Promise<MarkerDigestFields> {
+export function fileSetMarkerDigest(journal: Journal, set: string): Promise<MarkerDigestFields> {
+  return fileSetDigestOf(journal.spoolDir, journal.index.allEntries(set));
+}
+
+/** The digest of index entries read in path order, with them as its list (written to spoolDir). */
+export async function fileSetDigestOf(spoolDir: string, entries: Iterable<IndexEntry>): Promise<MarkerDigestFields> {
   const builder = new FileDigestBuilder();
-  const manifest = await writeManifest(journal, set, (entry) => builder.add(entry));
+  const manifest = await writeManifestOf(spoolDir, entries, (entry) => builder.add(entry));
   return { digest: { ...builder.digest(), list: { size: manifest.size, sha256: manifest.sha256 } }, content: manifest.content };
 }
 

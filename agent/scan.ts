@@ -208,10 +208,10 @@ export async function barrierScan(journal: Journal, spec: SetSpec, options: Scan
       flushWhenFull();
       continue;
     }
-    const seen = new Set<string>();
     const subdirs: string[] = [];
     const paths: string[] = [];
     // The index of this folder in one query; entries whose stat matches it need no capture (the common case).
+    // Each entry found is taken out of it: what is left once the listing is done has vanished.
     const indexed = journal.index.childrenStat(spec.name, dir);
     listing.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
     for (const entry of listing) {
@@ -227,10 +227,11 @@ export async function barrierScan(journal: Journal, spec: SetSpec, options: Scan
         report.skipped.push({ path, reason: special });
         continue;
       }
-      seen.add(path);
+      const known = indexed.get(path);
+      indexed.delete(path);
       report.entries += 1;
       const st = captureOptions.rehash ? undefined : entry.stat;
-      if (st && unchangedInIndex(indexed.get(path), st)) {
+      if (st && unchangedInIndex(known, st)) {
         if (st.isDirectory()) subdirs.push(path);
         continue;
       }
@@ -243,7 +244,6 @@ export async function barrierScan(journal: Journal, spec: SetSpec, options: Scan
     // A folder left part way: its entries not reached are not deleted, and its subfolders wait for the next scan.
     if (report.stopped) break;
     for (const path of indexed.keys()) {
-      if (seen.has(path)) continue;
       if (vanish?.(path)) held.push(path);
       else queue(deletesFor(journal, spec.name, path));
     }

@@ -11,7 +11,7 @@ import { blockRepair, capture } from "./capture.ts";
 import { describeHook, hookSucceeded, runHook, type HookResult } from "./hooks.ts";
 import type { Change } from "./journal.ts";
 import { writeManifest } from "./manifest.ts";
-import { markerDigest } from "./marker-digest.ts";
+import { startMarkerDigest } from "./early-digest.ts";
 import { namedScan } from "./held-files.ts";
 import { barrierScan, type ScanReport } from "./scan.ts";
 import type { SetCapture } from "./set-capture.ts";
@@ -162,11 +162,16 @@ export class SetOperations {
   async insertMarker(request: MarkerRequest): Promise<QueuedMarker> {
     const { journal, spec, log } = this.#context;
     const queued = await this.#context.exclusive(async () => {
-      const scan = await this.#capture.barrier({ full: true, ...(request.onProgress ? { onProgress: request.onProgress } : {}) });
+      // Read beside the scan; kept only when nothing changed the index meanwhile (early-digest.ts).
+      const digestRead = startMarkerDigest(journal, spec, request.fields);
+      const scan = await this.#capture.barrier({ full: true, ...(request.onProgress ? { onProgress: request.onProgress } : {}) }).catch(async (error: unknown) => {
+        await digestRead.discard();
+        throw error;
+      });
       const id = request.id ?? newTaskId();
       const fields = { ...request.fields, insertedAt: request.fields.insertedAt ?? new Date().toISOString() };
       // What the index holds now is what the target must hold at the marker.
-      const digest = await markerDigest(journal, spec, fields);
+      const digest = await digestRead.finish();
       const [seq] = journal.append(spec.name, [{ op: "task", id, fields, ...digest, ...(request.onTransmit ? { onTransmit: request.onTransmit } : {}) }]);
       return { id, seq: seq ?? 0, generation: journal.sets.generation(spec.name).id, scan };
     });

@@ -12,14 +12,6 @@ export const MAX_SET_NAME_LENGTH = 64;
 
 const SET_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;
 
-function hasControlCharacter(text: string): boolean {
-  for (let i = 0; i < text.length; i++) {
-    const code = text.charCodeAt(i);
-    if (code < 0x20 || code === 0x7f) return true;
-  }
-  return false;
-}
-
 /** Why `name` cannot be a set name, or undefined when it can. */
 export function setNameProblem(name: string): string | undefined {
   if (name.length === 0) return "set name is empty";
@@ -35,16 +27,42 @@ export function setNameProblem(name: string): string | undefined {
  */
 export function setPathProblem(path: string): string | undefined {
   if (path.length === 0) return "path is empty";
-  if (path.includes("\0")) return "path contains a NUL byte";
-  if (hasControlCharacter(path)) return "path contains a control character";
-  if (path.includes("\\")) return "path contains a backslash";
+  // One pass over the path (a scan checks every entry of a set): what it holds, its UTF-8 length, its first bad segment.
+  let nul = false;
+  let control = false;
+  let backslash = false;
+  let bytes = 0;
+  let segment: string | undefined;
+  let start = 0;
+  for (let i = 0; i <= path.length; i++) {
+    const code = i < path.length ? path.charCodeAt(i) : 0x2f;
+    if (code === 0x2f) {
+      if (segment === undefined) {
+        const length = i - start;
+        if (length === 0) segment = "";
+        else if (length <= 2 && path.charCodeAt(start) === 0x2e && (length === 1 || path.charCodeAt(start + 1) === 0x2e)) segment = path.slice(start, i);
+      }
+      start = i + 1;
+    }
+    if (i === path.length) break;
+    if (code === 0) nul = true;
+    if (code < 0x20 || code === 0x7f) control = true;
+    if (code === 0x5c) backslash = true;
+    if (code < 0x80) bytes += 1;
+    else if (code < 0x800) bytes += 2;
+    else if (code >= 0xd800 && code < 0xdc00 && i + 1 < path.length && (path.charCodeAt(i + 1) & 0xfc00) === 0xdc00) {
+      bytes += 4;
+      i += 1;
+    } else bytes += 3;
+  }
+  if (nul) return "path contains a NUL byte";
+  if (control) return "path contains a control character";
+  if (backslash) return "path contains a backslash";
   if (path.startsWith("/")) return "path is absolute";
   if (/^[A-Za-z]:/.test(path)) return "path starts with a drive letter";
-  if (Buffer.byteLength(path, "utf8") > MAX_PATH_BYTES) return `path is longer than ${MAX_PATH_BYTES} bytes`;
-  for (const segment of path.split("/")) {
-    if (segment === "") return "path has an empty segment (leading, trailing or doubled '/')";
-    if (segment === "." || segment === "..") return `path has a '${segment}' segment`;
-  }
+  if (bytes > MAX_PATH_BYTES) return `path is longer than ${MAX_PATH_BYTES} bytes`;
+  if (segment === "") return "path has an empty segment (leading, trailing or doubled '/')";
+  if (segment !== undefined) return `path has a '${segment}' segment`;
   return undefined;
 }
 

@@ -1,6 +1,7 @@
 // The marker digest both sides compute (contract/digest.ts): its canonical
 // lines, byte order of paths, what it leaves out, and the per-path differences.
 
+import { createHash } from "node:crypto";
 import { describe, expect, it } from "vitest";
 import { compareBytes, digestDifferences, digestLine, DigestOrderError, FileDigestBuilder, fileSetDigest, sameDigest, volumeDigest, type DigestEntry } from "../../contract/digest.ts";
 
@@ -30,6 +31,21 @@ describe("the marker digest", () => {
     expect(fileSetDigest([...entries].reverse())).toEqual(digest);
     expect(digest).toMatchObject({ entries: 5, files: 3, bytes: 12 });
     expect(digest.sha256).toMatch(/^[0-9a-f]{64}$/);
+  });
+
+  it("compares like the UTF-8 bytes whatever the strings hold: surrogate pairs, lone surrogates, prefixes", () => {
+    const samples = ["", "a", "ab", "a/b", "a0", "\u00e9", "\u07ff", "\u0800", "\ud7ff", "\ue000", "\uff5e", "\uffff", "\u{10000}", "\u{1f600}", "\u{10ffff}", "\ud83d", "\ude00", "x\ud83d", "x\ud83d\ude00", "x\ud83dy", "x\ufffd", "x\ufffdz", "\ud83d\ud83d"];
+    const bytes = (a: string, b: string) => Buffer.compare(Buffer.from(a, "utf8"), Buffer.from(b, "utf8"));
+    for (const a of samples) for (const b of samples) expect(compareBytes(a, b), JSON.stringify([a, b])).toBe(bytes(a, b));
+  });
+
+  it("hashes exactly its lines, however many (they are hashed in batches)", () => {
+    const many: DigestEntry[] = Array.from({ length: 3_000 }, (_, i) => ({ path: `d/f${String(i).padStart(5, "0")}`, kind: "file", size: i, mode: 0o644, mtimeNs: String(i), sha256: SHA_A }));
+    const builder = new FileDigestBuilder();
+    for (const entry of many) builder.add(entry);
+    const lines = many.map((entry) => `${digestLine(entry)}\n`).join("");
+    expect(lines.length).toBeGreaterThan(3 * 65_536);
+    expect(builder.digest().sha256).toBe(createHash("sha256").update(lines).digest("hex"));
   });
 
   it("refuses entries out of byte order or twice, when built incrementally from an index", () => {
