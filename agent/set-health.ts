@@ -4,6 +4,7 @@
 // anything and the target applied everything this journal's generation holds.
 
 import type { SetStatus } from "../contract/layout.ts";
+import type { AgentPresence } from "./agent-presence.ts";
 import { awaitingGeneration } from "./continuity.ts";
 import type { HeldReport, ScanFailureReport } from "./held-files.ts";
 import { skippedRemedy } from "./skipped-names.ts";
@@ -53,6 +54,8 @@ export interface SetFacts {
   readonly notOwner?: { readonly ownerKeyId: string; readonly ownerSince: string; readonly hostKeyId: string };
   /** Why the target's owner record of the set cannot be read (the applier refuses the set's messages meanwhile). */
   readonly ownerUnreadable?: string;
+  /** Whether an agent runs on the state folder (agent-presence.ts); undefined when not looked at. */
+  readonly agent?: AgentPresence;
   /** The target's status, or why it could not be read. */
   readonly target: { readonly status: SetStatus } | { readonly error: string };
   readonly now: Date;
@@ -114,6 +117,18 @@ const noJournal: ProblemCheck = (facts) => {
     {
       kind: "no-journal",
       message: `no journal at ${facts.journalMissing}: the agent has not run with this state folder yet (start it: \`tidemark run\`), or this config names another state folder than the agent's; nothing of the set was replicated`,
+    },
+  ];
+};
+
+/** No agent runs: nothing journals or sends the source's changes, whatever the target and the journal say. */
+const agentStopped: ProblemCheck = (facts) => {
+  if (facts.agent === undefined || facts.agent.running) return [];
+  const since = facts.agent.stoppedAt !== undefined ? `since ${facts.agent.stoppedAt} (when the agent stopped)` : "since the agent stopped";
+  return [
+    {
+      kind: "agent-stopped",
+      message: `no agent is running: changes on the source ${since} are not being replicated; start it with \`tidemark run\` or the service`,
     },
   ];
 };
@@ -283,7 +298,7 @@ const drillFailed: ProblemCheck = (facts) =>
     : [];
 
 /** Every check `tidemark status` runs, in the order its findings are listed. */
-export const PROBLEM_CHECKS: readonly ProblemCheck[] = [unreachable, notOwner, ownerUnreadable, noJournal, outOfSync, continuity, stalled, rejected, refusedSenders, journalFull, journalProblem, scanFailed, watcher, sending, skippedPaths, snapshotCheck, folderWritesLost, checkpointUnreadable, drillFailed];
+export const PROBLEM_CHECKS: readonly ProblemCheck[] = [unreachable, agentStopped, notOwner, ownerUnreadable, noJournal, outOfSync, continuity, stalled, rejected, refusedSenders, journalFull, journalProblem, scanFailed, watcher, sending, skippedPaths, snapshotCheck, folderWritesLost, checkpointUnreadable, drillFailed];
 
 export function findProblems(facts: SetFacts, checks: readonly ProblemCheck[] = PROBLEM_CHECKS): Problem[] {
   return checks.flatMap((check) => check(facts));

@@ -40,6 +40,15 @@ describe("set health", () => {
     expect(kinds({ ...facts({ lastSeq: 0, generation: undefined }, { nextSeq: 1, sentSeq: 0 }), generation: undefined })).toEqual([]);
   });
 
+  it("names a stopped agent, with since when if known, and nothing while one runs or was not looked at", () => {
+    expect(kinds({ ...facts({}), agent: { running: true } })).toEqual([]);
+    expect(kinds(facts({}))).toEqual([]);
+    expect(findProblems({ ...facts({}), agent: { running: false, stoppedAt: "2026-01-01T23:00:00.000Z" } })).toEqual([
+      { kind: "agent-stopped", message: "no agent is running: changes on the source since 2026-01-01T23:00:00.000Z (when the agent stopped) are not being replicated; start it with `tidemark run` or the service" },
+    ]);
+    expect(findProblems({ ...facts({}), agent: { running: false } })[0]?.message).toContain("changes on the source since the agent stopped are not being replicated");
+  });
+
   it("names a newest snapshot that failed its digest or its content check, and not one that passed", () => {
     const last = { id: "snap-1", takenAt: "2026-01-01T00:00:00Z" };
     expect(kinds(facts({ lastSnapshot: { ...last, digest: "matched", verification: "verified" } }))).toEqual([]);
