@@ -5,6 +5,7 @@
 
 import type { SetStatus } from "../contract/layout.ts";
 import type { AgentPresence } from "./agent-presence.ts";
+import { wasForgotten } from "../contract/forgotten-generations.ts";
 import { awaitingGeneration } from "./continuity.ts";
 import type { HeldReport, ScanFailureReport } from "./held-files.ts";
 import { skippedRemedy } from "./skipped-names.ts";
@@ -162,7 +163,7 @@ const continuity: ProblemCheck = (facts) => {
       },
     ];
   }
-  if (generation && status.generations?.some((g) => g.id === generation.id)) {
+  if (generation && (status.generations?.some((g) => g.id === generation.id) || wasForgotten(status, generation.id))) {
     return [{ kind: "generation-left", message: `the target left this journal's generation ${generation.id} for ${status.generation ?? "(none)"}: this journal is an older copy; its messages are refused` }];
   }
   return [

@@ -4,6 +4,7 @@ import { describe, expect, it } from "vitest";
 import { caughtUp, findProblems, REJECTED_RECENT_MS, type SetFacts } from "../../agent/set-health.ts";
 import type { SetCounters } from "../../agent/journal.ts";
 import { initialStatus, type SetStatus } from "../../contract/layout.ts";
+import { generationDigest } from "../../contract/forgotten-generations.ts";
 
 const NOW = new Date("2026-01-02T00:00:00Z");
 const COUNTERS: SetCounters = { nextSeq: 11, sentSeq: 10, backlogRecords: 0, backlogBytes: 0, messagesSent: 3, bytesSent: 100, lastSendError: null, overflowed: false, watcherProblem: null };
@@ -67,6 +68,8 @@ describe("set health", () => {
     expect(kinds(facts({ generation: "g0", lastSeq: 57_689 }, {}, { id: "g1", sinceSeq: 4 }))).toEqual(["generation-change"]);
     const left = { generation: "g2", generations: [{ id: "g1", since: "", seq: 1, reason: "" }, { id: "g2", since: "", seq: 1, reason: "" }] };
     expect(kinds(facts(left))).toEqual(["generation-left"]);
+    // Left so long ago that the target keeps only its digest: left all the same.
+    expect(kinds(facts({ generation: "g2", generations: [{ id: "g2", since: "", seq: 1, reason: "" }], forgottenGenerations: [generationDigest("g1")] }))).toEqual(["generation-left"]);
     expect(kinds(facts({}, { overflowed: true }))).toEqual(["journal-full"]);
     expect(kinds(facts({}, { watcherProblem: "the watcher ran out of inotify watches" }))).toEqual(["watcher-failed"]);
     expect(kinds(facts({}, { lastSendError: "AccessDenied" }))).toEqual(["send-error"]);
