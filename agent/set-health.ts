@@ -4,6 +4,8 @@
 // anything and the target applied everything this journal's generation holds.
 
 import type { SetStatus } from "../contract/layout.ts";
+import type { AgentPresence } from "./agent-presence.ts";
+import { wasForgotten } from "../contract/forgotten-generations.ts";
 import { awaitingGeneration } from "./continuity.ts";
 import type { HeldReport, ScanFailureReport } from "./held-files.ts";
 import { skippedRemedy } from "./skipped-names.ts";
@@ -55,6 +57,8 @@ export interface SetFacts {
   readonly notOwner?: { readonly ownerKeyId: string; readonly ownerSince: string; readonly hostKeyId: string };
   /** Why the target's owner record of the set cannot be read (the applier refuses the set's messages meanwhile). */
   readonly ownerUnreadable?: string;
+  /** Whether an agent runs on the state folder (agent-presence.ts); undefined when not looked at. */
+  readonly agent?: AgentPresence;
   /** The target's status, or why it could not be read. */
   readonly target: { readonly status: SetStatus } | { readonly error: string };
   readonly now: Date;
@@ -128,6 +132,18 @@ const noJournal: ProblemCheck = (facts) => {
   ];
 };
 
+/** No agent runs: nothing journals or sends the source's changes, whatever the target and the journal say. */
+const agentStopped: ProblemCheck = (facts) => {
+  if (facts.agent === undefined || facts.agent.running) return [];
+  const since = facts.agent.stoppedAt !== undefined ? `since ${facts.agent.stoppedAt} (when the agent stopped)` : "since the agent stopped";
+  return [
+    {
+      kind: "agent-stopped",
+      message: `no agent is running: changes on the source ${since} are not being replicated; start it with \`tidemark run\` or the service`,
+    },
+  ];
+};
+
 const outOfSync: ProblemCheck = (facts) => {
   const status = targetStatus(facts);
   if (status?.state !== "out-of-sync") return [];
@@ -157,7 +173,7 @@ const continuity: ProblemCheck = (facts) => {
       },
     ];
   }
-  if (generation && status.generations?.some((g) => g.id === generation.id)) {
+  if (generation && (status.generations?.some((g) => g.id === generation.id) || wasForgotten(status, generation.id))) {
     return [{ kind: "generation-left", message: `the target left this journal's generation ${generation.id} for ${status.generation ?? "(none)"}: this journal is an older copy; its messages are refused` }];
   }
   return [
@@ -293,7 +309,7 @@ const drillFailed: ProblemCheck = (facts) =>
     : [];
 
 /** Every check `tidemark status` runs, in the order its findings are listed. */
-export const PROBLEM_CHECKS: readonly ProblemCheck[] = [unreachable, notOwner, ownerUnreadable, noJournal, outOfSync, continuity, stalled, rejected, refusedSenders, journalFull, journalProblem, scanFailed, watcher, sending, skippedPaths, snapshotCheck, folderWritesLost, checkpointUnreadable, drillFailed];
+export const PROBLEM_CHECKS: readonly ProblemCheck[] = [unreachable, agentStopped, notOwner, ownerUnreadable, noJournal, outOfSync, continuity, stalled, rejected, refusedSenders, journalFull, journalProblem, scanFailed, watcher, sending, skippedPaths, snapshotCheck, folderWritesLost, checkpointUnreadable, drillFailed];
 
 export function findProblems(facts: SetFacts, checks: readonly ProblemCheck[] = PROBLEM_CHECKS): Problem[] {
   return checks.flatMap((check) => check(facts));

@@ -2,7 +2,7 @@
 // before anything else in the folder is written. A lock whose process is gone
 // (stopped, crashed, SIGKILLed) is taken over; a live one refuses.
 
-import { closeSync, mkdirSync, openSync, readFileSync, renameSync, unlinkSync, writeSync } from "node:fs";
+import { closeSync, mkdirSync, openSync, readFileSync, renameSync, unlinkSync, writeFileSync, writeSync } from "node:fs";
 import { hostname } from "node:os";
 import { join } from "node:path";
 import { ownStart, sameProcess } from "./process-identity.ts";
@@ -126,6 +126,17 @@ export function acquireStateLock(dir: string, command: string, name = "tidemark.
   throw new StateLockedError(`state folder ${dir}: could not take ${file} (other processes keep taking it); try again`);
 }
 
+/** The file beside a lock that says when its last holder released it (status names since when no agent runs). */
+export const releasedFileOf = (file: string): string => `${file}.released`;
+
+function recordReleased(file: string): void {
+  try {
+    writeFileSync(releasedFileOf(file), `${new Date().toISOString()}\n`);
+  } catch {
+    // Best effort: status then says no agent runs without since when.
+  }
+}
+
 function lockOf(file: string): StateLock {
   let released = false;
   const release = () => {
@@ -139,6 +150,7 @@ function lockOf(file: string): StateLock {
       } catch {
         // Already gone: nothing to release.
       }
+      recordReleased(file);
     }
   };
   // A process that exits without stopping (an uncaught error) leaves no lock behind; a SIGKILL's is taken over.

@@ -2,6 +2,7 @@
 // one, `tidemark tasks` lists a set's history.
 
 import { isFinished, type TaskResult } from "../contract/tasks.ts";
+import { collisionTaskId, resultOfMarker } from "../contract/task-owner.ts";
 import { listTasks, readOwner, readSetStatus, readTaskResult, type TargetStore } from "../lambdas/target/index.ts";
 import { answering, controlSocketPath } from "./control.ts";
 import { heldNow, type HeldBy } from "./held-wait.ts";
@@ -27,13 +28,27 @@ export async function waitForTask(store: TargetStore, set: string, id: string, o
   return waitOnTarget<TaskResult>(
     { set, what, ...(options.seq !== undefined ? { seq: options.seq } : {}), ...(options.generation !== undefined ? { generation: options.generation } : {}) },
     async () => {
-      const result = await readTaskResult(store, set, id);
+      const result = await ownTaskResult(store, set, id, options);
       if (!result) return undefined;
       return isFinished(result) ? { done: result } : { running: true };
     },
     () => readSetStatus(store, set),
     { busy: () => markerRunning(store, set), ...options },
   );
+}
+
+/**
+ * The result of the awaited marker: the one under its id when it is that marker's (task-owner.ts), else the one
+ * the applier wrote under the marker's own id when another marker's result held it. Without a seq (a marker not
+ * journaled here) any result under the id is taken, as before results named their marker.
+ */
+async function ownTaskResult(store: TargetStore, set: string, id: string, options: WaitOptions): Promise<TaskResult | undefined> {
+  const result = await readTaskResult(store, set, id);
+  if (options.seq === undefined) return result;
+  const marker = { set, seq: options.seq, generation: options.generation };
+  if (!result || resultOfMarker(result, marker)) return result;
+  const own = await readTaskResult(store, set, collisionTaskId(id, marker));
+  return own && resultOfMarker(own, marker) ? own : undefined;
 }
 
 /** True when a marker's action of the set is running (it may hold the set's stream). */

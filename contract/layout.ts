@@ -293,6 +293,8 @@ export const SetStatusSchema = z.object({
   heldGeneration: z.object({ id: z.string(), seq: z.number().int().min(0) }).optional(),
   /** Every generation the set's chain has had, oldest first: when it began, at which seq, and why. */
   generations: z.array(GenerationChangeSchema).optional(),
+  /** Digests of the generations dropped from `generations` (contract/forgotten-generations.ts): refused for good, never taken for new. */
+  forgottenGenerations: z.array(z.string()).optional(),
   /** Where the set's point-in-time history stands; absent until the applier first recorded it. */
   history: HistoryCursorSchema.optional(),
   /**

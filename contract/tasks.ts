@@ -61,6 +61,10 @@ export const TaskResultSchema = z.object({
   error: z.string().optional(),
   /** The attempt that last saved progress (a resumable action, e.g. an EBS snapshot's upload): attempts before it do not count as failures. */
   progressAttempt: z.number().int().min(1).optional(),
+  /** The journal generation of the marker's seq (task-owner.ts: with set and seq, which marker this is the result of); absent for a marker sent straight to the queue and in older results. */
+  generation: z.string().optional(),
+  /** The id the marker was sent with, when another marker's result held it and this one ran under `id` instead (task-owner.ts). */
+  requestedId: z.string().optional(),
 });
 export type TaskResult = z.infer<typeof TaskResultSchema>;
 

@@ -12,6 +12,7 @@ import { skippedNow } from "../skipped-names.ts";
 import { heldNow, scanFailureNow, scanNow, type HeldReport, type ScanFailureReport } from "../held-files.ts";
 import { readProblem, type AgentProblem } from "../problem-file.ts";
 import { readOwnerKey } from "../owner-key.ts";
+import { agentPresence } from "../agent-presence.ts";
 import type { PendingRecovery } from "../pending-recoveries.ts";
 import { stringOption, type Command } from "./command.ts";
 
@@ -123,6 +124,7 @@ export async function collectStatus(configFile: string): Promise<SetReport[]> {
       return undefined;
     }
   })();
+  const agent = await agentPresence(config.stateDir);
   const s3 = makeS3Client(clientOptionsOf(config, { maxAttempts: 2, idleTimeoutMs: STATUS_IDLE_TIMEOUT_MS }));
   const store = new S3Store(s3, config.bucket);
   try {
@@ -173,7 +175,7 @@ export async function collectStatus(configFile: string): Promise<SetReport[]> {
         const owner = target.reachable ? target.owner : undefined;
         const notOwner = hostKeyId !== undefined && owner !== undefined && "keyId" in owner && owner.keyId !== hostKeyId ? { notOwner: { ownerKeyId: owner.keyId, ownerSince: owner.since, hostKeyId } } : {};
         const ownerUnreadable = owner !== undefined && "error" in owner ? { ownerUnreadable: owner.error } : {};
-        const setFacts: SetFacts = { set: spec.name, counters, generation, skipped, held, scanning, scanFailed, recovering, ...journalMissing, ...stall, ...notOwner, ...ownerUnreadable, drill, journalProblem, target: facts, now: new Date() };
+        const setFacts: SetFacts = { set: spec.name, counters, generation, skipped, held, scanning, scanFailed, recovering, ...journalMissing, ...stall, ...notOwner, ...ownerUnreadable, drill, journalProblem, agent, target: facts, now: new Date() };
         const problems = findProblems(setFacts);
         const upToDate = caughtUp(setFacts);
         return {
@@ -243,6 +245,8 @@ applied (read from the target bucket), and the state:
                 \`recovering\` in --json; a stopped agent's next start runs
                 it again)
   NOT IN SYNC   something is wrong; each problem is listed below the table:
+                no agent running on the state folder (agent-stopped: the
+                source's changes since it stopped are not replicated),
                 the target unreachable or holding the set out of sync,
                 another host owning the set on the target (this host's
                 messages are refused; \`tidemark adopt SET\` moves it), the

@@ -443,7 +443,8 @@ export class Applier {
         },
         ...(invocation ? { remainingMs: () => invocation.remainingMs() } : {}),
       },
-      marker,
+      // An in-stream marker is named by its generation too (task-owner.ts).
+      marker.seq !== null && status.generation !== undefined ? { ...marker, generation: status.generation } : marker,
       skip,
     );
     if (outcome.background) {

@@ -6,6 +6,7 @@
 
 import type { SetStatus } from "../../contract/layout.ts";
 import { BadMessageError, type WireRecord } from "../../contract/wire.ts";
+import { rememberForgotten, wasForgotten } from "../../contract/forgotten-generations.ts";
 
 /** Generations remembered per set: a host still sending one of them is refused, not taken for a new one. */
 export const MAX_GENERATIONS_KEPT = 100;
@@ -28,7 +29,9 @@ export type GenerationVerdict =
 function begin(status: SetStatus, id: string, seq: number, now: Date, reason: string): void {
   status.generation = id;
   delete status.heldGeneration;
-  status.generations = [...(status.generations ?? []), { id, since: now.toISOString(), seq, reason }].slice(-MAX_GENERATIONS_KEPT);
+  const all = [...(status.generations ?? []), { id, since: now.toISOString(), seq, reason }];
+  rememberForgotten(status, all.slice(0, -MAX_GENERATIONS_KEPT));
+  status.generations = all.slice(-MAX_GENERATIONS_KEPT);
 }
 
 /**
@@ -43,6 +46,14 @@ export function enterGeneration(status: SetStatus, gen: string | undefined, reco
       kind: "stale",
       error: new StaleGenerationError(
         `message of journal generation ${gen}, which set "${status.set}" left for generation ${current}: an older copy of the journal is sending; nothing of it was applied`,
+      ),
+    };
+  }
+  if (wasForgotten(status, gen)) {
+    return {
+      kind: "stale",
+      error: new StaleGenerationError(
+        `message of journal generation ${gen}, which set "${status.set}" left long ago (before its last ${MAX_GENERATIONS_KEPT} generations; the target keeps its digest): a replayed or very old copy of the journal is sending; nothing of it was applied`,
       ),
     };
   }

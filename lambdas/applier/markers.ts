@@ -5,6 +5,7 @@
 // after the marker is applied either way.
 
 import { taskResultKey } from "../../contract/layout.ts";
+import { collisionTaskId, resultOfMarker } from "../../contract/task-owner.ts";
 import { isFinished, TaskResultSchema, type TaskAction, type TaskFields, type TaskResult, type TaskStatus } from "../../contract/tasks.ts";
 import type { SnapshotSummary } from "../../contract/tasks.ts";
 import { ActionFailedError, ActionSkippedError, EVENT_TYPES, type ActionRunner, type EventSink, type TaskContext } from "../tasks/actions.ts";
@@ -33,6 +34,10 @@ export interface Marker {
   readonly fields: TaskFields;
   /** What the source held at the barrier, when the agent journaled the marker. */
   readonly digest?: MarkerDigest;
+  /** The journal generation of `seq` (in-stream markers): names the marker in its result. */
+  readonly generation?: string;
+  /** The id the marker was sent with, when it runs under another (its own held another marker's result). */
+  readonly requestedId?: string;
 }
 
 export interface MarkerDeps {
@@ -71,6 +76,20 @@ function resumable(action: TaskAction): boolean {
   return action === "ebs-snapshot" || action === "snapshot";
 }
 
+/**
+ * Where the marker's result goes: under its id, unless that holds another marker's result (an id taken by a
+ * marker sent straight to the queue, or taken before it by an agent's): then under an id of its own
+ * (collisionTaskId), so neither runs in the other's name nor is taken for it.
+ */
+async function markerSlot(marker: Marker, read: (key: string) => Promise<TaskResult | undefined>): Promise<{ marker: Marker; key: string; previous: TaskResult | undefined }> {
+  const key = taskResultKey(marker.set, marker.id);
+  const previous = await read(key);
+  if (!previous || resultOfMarker(previous, marker)) return { marker, key, previous };
+  const id = collisionTaskId(marker.id, marker);
+  const own = taskResultKey(marker.set, id);
+  return { marker: { ...marker, id, requestedId: marker.id }, key: own, previous: await read(own) };
+}
+
 async function readResult(store: TargetStore, key: string): Promise<TaskResult | undefined> {
   const body = (await store.get(key))?.body;
   if (!body) return undefined;
@@ -104,11 +123,10 @@ function snapshotOutputs(snapshot: SnapshotSummary): Record<string, unknown> {
   return { snapshotId: snapshot.id, files: snapshot.files, bytes: snapshot.bytes, ...checks };
 }
 
-export async function runMarker(deps: MarkerDeps, marker: Marker, skipReason?: string): Promise<MarkerOutcome> {
+export async function runMarker(deps: MarkerDeps, sent: Marker, skipReason?: string): Promise<MarkerOutcome> {
   const { store, settings, now } = deps;
-  const { fields } = marker;
-  const key = taskResultKey(marker.set, marker.id);
-  const previous = await readResult(store, key);
+  const { fields } = sent;
+  const { marker, key, previous } = await markerSlot(sent, (k) => readResult(store, k));
   // A redelivered marker that already ran is not run again.
   if (previous && isFinished(previous)) return { result: previous };
 
@@ -125,6 +143,8 @@ export async function runMarker(deps: MarkerDeps, marker: Marker, skipReason?: s
     attempts: (previous?.attempts ?? 0) + 1,
     outputs: previous?.outputs ?? {},
     ...(previous?.progressAttempt !== undefined ? { progressAttempt: previous.progressAttempt } : {}),
+    ...(marker.generation !== undefined ? { generation: marker.generation } : {}),
+    ...(marker.requestedId !== undefined ? { requestedId: marker.requestedId } : {}),
   };
   const write = async () => {
     await store.put(key, Buffer.from(JSON.stringify(result, null, 2)), {});

@@ -12,6 +12,7 @@ import { Journal } from "../../agent/journal.ts";
 import { initialStatus, statusKey, type SetStatus } from "../../contract/layout.ts";
 import { ProblemFile } from "../../agent/problem-file.ts";
 import { tidemark } from "../support/cli.ts";
+import { standInAgent } from "../support/agent-stand-in.ts";
 import { startTestCloud, type TestCloud } from "../support/local-cloud.ts";
 import { tempDir } from "../support/tree.ts";
 
@@ -67,6 +68,8 @@ it("names the busy files the agent holds back and an unfinished scan, says when 
     const journal = Journal.open(join(dir.path, "state"));
     // An agent ran the set (its start registers it).
     journal.sets.register("db");
+    // An agent runs on the state folder (held files of an agent that stopped meanwhile are named all the same).
+    const agent = standInAgent(join(dir.path, "state"));
     const since = "2026-11-30T01:00:00.000Z";
     // This process stands for a running agent; a pid that exited for one that stopped.
     journal.held.hold("db", { path: "app.db", reason: "its previous version (seq 4) is not sent yet; the newest is captured once it is", since, pid: process.pid, host: hostname() });
@@ -86,6 +89,7 @@ it("names the busy files the agent holds back and an unfinished scan, says when 
     expect(human.stdout).toContain(`db: a scan of the set began at ${since} and has not finished: what it has not reached is not journaled yet (the agent running it is not running: its next start scans again)`);
     expect(human.stdout).toContain(`db: held back since ${since}: app.db: its previous version (seq 4) is not sent yet`);
     expect(human.stdout).toMatch(/db: held back since .*: old\.db: .*\(the agent holding it is not running: its next start captures the file\)/);
+    agent.release();
   } finally {
     dir.remove();
   }
@@ -100,6 +104,7 @@ it("names folder changes applied but not yet on the live folders, and history se
     // An agent ran the set (its start registers it).
     journal.sets.register("www");
     journal.close();
+    const agent = standInAgent(join(dir.path, "state"));
     const lost = { at: "2026-11-30T02:00:00.000Z", first: 3, last: 5, unreadable: 2, error: 'history segment 3 of set "www" is missing' };
     const status: SetStatus = { ...initialStatus("www"), folderWritesFrom: 6, folderWritesLost: lost };
     await cloud.store.put(statusKey("www"), Buffer.from(JSON.stringify(status)), {});
@@ -116,6 +121,7 @@ it("names folder changes applied but not yet on the live folders, and history se
     expect(human.stdout).toContain("www: 2 history segment(s) between 3 and 5 could not be read when the applier replayed the folder changes left for later");
     expect(human.stdout).toContain("`tidemark mirror www --mode full` writes every folder again");
     expect(human.stdout).toContain("www: folder changes from history segment 6 on are applied (restores and snapshots have them) but not yet written to the live mirror's folder objects");
+    agent.release();
   } finally {
     dir.remove();
   }

@@ -158,6 +158,6 @@ describe("tidemark CLI", () => {
     const out = await tidemark(["status", "--json", "--config", file]);
     expect(out.code).toBe(1);
     const report = JSON.parse(out.stdout) as { sets: { set: string; target: { reachable: boolean }; inSync: boolean }[] };
-    expect(report.sets[0]).toMatchObject({ set: "x", target: { reachable: false }, inSync: false, healthy: false, problems: [expect.objectContaining({ kind: "target-unreachable" })] });
+    expect(report.sets[0]).toMatchObject({ set: "x", target: { reachable: false }, inSync: false, healthy: false, problems: [expect.objectContaining({ kind: "target-unreachable" }), expect.objectContaining({ kind: "agent-stopped" })] });
   });
 });

@@ -6,6 +6,7 @@ import { beforeEach, describe, expect, it } from "vitest";
 import { dataKey, taskResultKey } from "../../contract/layout.ts";
 import type { WireMessage, WireRecord } from "../../contract/wire.ts";
 import { Applier } from "../../lambdas/applier/applier.ts";
+import { MAX_GENERATIONS_KEPT } from "../../lambdas/applier/generations.ts";
 import { MemoryStore } from "../../lambdas/store/memory-store.ts";
 import { continuityBreak, awaitingGeneration } from "../../agent/continuity.ts";
 import { initialStatus } from "../../contract/layout.ts";
@@ -92,6 +93,30 @@ describe("applier generations", () => {
     const status = await applier.readStatus(SET);
     expect(status).toMatchObject({ state: "in-sync", generation: "gen2", lastSeq: 2 });
     expect(status.lastRejected?.error).toMatch(/generation gen1, which set "docs" left for generation gen2/);
+  });
+
+  it("refuses for good a replayed resync of a generation older than the last MAX_GENERATIONS_KEPT: it restarts nothing and the real host goes on", async () => {
+    // The message an eavesdropper captured: generation g0's resync and a file.
+    const captured: WireRecord[] = [{ seq: 1, op: "resync", reason: "first journal" }, putRecord(2, "secret", "g0's version")];
+    expect(await deliver("g0", captured)).toMatchObject({ kind: "applied" });
+    // The host's journal is replaced again and again, until g0 is no longer among the generations kept by id.
+    for (let i = 1; i <= MAX_GENERATIONS_KEPT; i++) {
+      expect(await deliver(`g${i}`, [{ seq: 1, op: "resync", reason: `journal ${i}` }, putRecord(2, "secret", `g${i}'s version`)])).toMatchObject({ kind: "applied" });
+    }
+    const before = await applier.readStatus(SET);
+    expect(before.generations?.map((g) => g.id)).not.toContain("g0");
+    expect(before).toMatchObject({ generation: `g${MAX_GENERATIONS_KEPT}`, lastSeq: 2 });
+
+    const replayed = await deliver("g0", captured);
+    expect(replayed).toMatchObject({ kind: "rejected" });
+    const after = await applier.readStatus(SET);
+    expect(after).toMatchObject({ state: "in-sync", generation: `g${MAX_GENERATIONS_KEPT}`, lastSeq: 2 });
+    expect(after.lastRejected?.error).toMatch(/generation g0, which set "docs" left long ago/);
+    expect(await text("secret")).toBe(`g${MAX_GENERATIONS_KEPT}'s version`);
+    // The real host's next message is applied: it is not locked out.
+    expect(await deliver(`g${MAX_GENERATIONS_KEPT}`, [putRecord(3, "later", "x")])).toMatchObject({ kind: "applied", first: 3 });
+    // A generation never seen is still taken as new.
+    expect(await deliver("fresh", [{ seq: 1, op: "resync", reason: "new host" }])).toMatchObject({ kind: "applied" });
   });
 
   it("keeps today's rules for messages without a generation", async () => {

@@ -4,6 +4,7 @@ import { describe, expect, it } from "vitest";
 import { caughtUp, findProblems, REJECTED_RECENT_MS, type SetFacts } from "../../agent/set-health.ts";
 import type { SetCounters } from "../../agent/journal.ts";
 import { initialStatus, type SetStatus } from "../../contract/layout.ts";
+import { generationDigest } from "../../contract/forgotten-generations.ts";
 
 const NOW = new Date("2026-01-02T00:00:00Z");
 const COUNTERS: SetCounters = { nextSeq: 11, sentSeq: 10, backlogRecords: 0, backlogBytes: 0, messagesSent: 3, bytesSent: 100, lastSendError: null, overflowed: false, watcherProblem: null };
@@ -40,6 +41,15 @@ describe("set health", () => {
     expect(kinds({ ...facts({ lastSeq: 0, generation: undefined }, { nextSeq: 1, sentSeq: 0 }), generation: undefined })).toEqual([]);
   });
 
+  it("names a stopped agent, with since when if known, and nothing while one runs or was not looked at", () => {
+    expect(kinds({ ...facts({}), agent: { running: true } })).toEqual([]);
+    expect(kinds(facts({}))).toEqual([]);
+    expect(findProblems({ ...facts({}), agent: { running: false, stoppedAt: "2026-01-01T23:00:00.000Z" } })).toEqual([
+      { kind: "agent-stopped", message: "no agent is running: changes on the source since 2026-01-01T23:00:00.000Z (when the agent stopped) are not being replicated; start it with `tidemark run` or the service" },
+    ]);
+    expect(findProblems({ ...facts({}), agent: { running: false } })[0]?.message).toContain("changes on the source since the agent stopped are not being replicated");
+  });
+
   it("names a newest snapshot that failed its digest or its content check, and not one that passed", () => {
     const last = { id: "snap-1", takenAt: "2026-01-01T00:00:00Z" };
     expect(kinds(facts({ lastSnapshot: { ...last, digest: "matched", verification: "verified" } }))).toEqual([]);
@@ -58,6 +68,8 @@ describe("set health", () => {
     expect(kinds(facts({ generation: "g0", lastSeq: 57_689 }, {}, { id: "g1", sinceSeq: 4 }))).toEqual(["generation-change"]);
     const left = { generation: "g2", generations: [{ id: "g1", since: "", seq: 1, reason: "" }, { id: "g2", since: "", seq: 1, reason: "" }] };
     expect(kinds(facts(left))).toEqual(["generation-left"]);
+    // Left so long ago that the target keeps only its digest: left all the same.
+    expect(kinds(facts({ generation: "g2", generations: [{ id: "g2", since: "", seq: 1, reason: "" }], forgottenGenerations: [generationDigest("g1")] }))).toEqual(["generation-left"]);
     expect(kinds(facts({}, { overflowed: true }))).toEqual(["journal-full"]);
     expect(kinds(facts({}, { watcherProblem: "the watcher ran out of inotify watches" }))).toEqual(["watcher-failed"]);
     expect(kinds(facts({}, { lastSendError: "AccessDenied" }))).toEqual(["send-error"]);

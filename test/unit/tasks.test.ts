@@ -12,6 +12,7 @@ import { LambdaClient } from "@aws-sdk/client-lambda";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { queueTask, runPrune, runVerify, TasksDisabledError } from "../../agent/operations.ts";
 import { restoreSnapshot } from "../../agent/restore.ts";
+import { waitForTask } from "../../agent/task-results.ts";
 import { readTaskResult } from "../../lambdas/target/index.ts";
 import { PREFIX, statusKey } from "../../contract/layout.ts";
 import { DEFAULT_TASK_TIMEOUT_SECONDS, type TaskFields, type TaskResult } from "../../contract/tasks.ts";
@@ -328,10 +329,33 @@ describe("task markers", () => {
     await h.agent.drain(SET);
     const body = h.transport.bodies.at(-1) ?? "";
     expect(body).toContain(marker.id);
-    // Past the checkpoint, and a marker sent straight to the queue with the same id: neither runs again.
+    // Past the checkpoint: it does not run again.
     await h.transport.send(SET, "again", body);
-    await h.transport.applier.applyMessage({ messageId: "m2", groupId: SET, body: JSON.stringify({ v: 1, set: SET, task: { id: marker.id, action: "event" } }) });
     expect(aws.events.filter((e) => e.detailType === "Tidemark Task Marker")).toHaveLength(1);
+    // A marker sent straight to the queue with the same id is another marker: it runs under an id of its own, and
+    // the agent's marker's result stays its own.
+    await h.transport.applier.applyMessage({ messageId: "m2", groupId: SET, body: JSON.stringify({ v: 1, set: SET, task: { id: marker.id, action: "event" } }) });
+    expect(aws.events.filter((e) => e.detailType === "Tidemark Task Marker")).toHaveLength(2);
+    expect(await result(h, marker.id)).toMatchObject({ id: marker.id, seq: marker.seq, generation: marker.generation, status: "succeeded" });
+    expect(await result(h, `${marker.id}~queue`)).toMatchObject({ id: `${marker.id}~queue`, requestedId: marker.id, seq: null, status: "succeeded" });
+  });
+
+  it("runs an agent's marker whose id a marker sent straight to the queue took first, under an id of its own, and task --wait gets its result, not the other's", async () => {
+    const id = "20261130T190000Z-abcdef";
+    // An unsigned marker from the queue's console takes the id before the agent's marker reaches the target.
+    await h.transport.applier.applyMessage({ messageId: "console", groupId: SET, body: JSON.stringify({ v: 1, set: SET, task: { id, action: "event", label: "console" } }) });
+    expect(await result(h, id)).toMatchObject({ seq: null, label: "console", status: "succeeded" });
+    const marker = await h.agent.insertMarker(SET, { id, fields: fields({ action: "snapshot", label: "agent" }) });
+    await h.agent.drain(SET);
+    const own = `${id}~${marker.generation}~${marker.seq}`;
+    // The agent's marker ran: its snapshot was taken, under its own id.
+    expect(await result(h, own)).toMatchObject({ id: own, requestedId: id, seq: marker.seq, generation: marker.generation, label: "agent", action: "snapshot", status: "succeeded", outputs: { snapshotId: `snap-${own}` } });
+    expect(await readSnapshot(h.store, SET, `snap-${own}`)).toBeDefined();
+    // The console marker's result is left alone.
+    expect(await result(h, id)).toMatchObject({ seq: null, label: "console" });
+    // The waiter for the agent's marker takes its marker's result, not the console marker's under the id it asked for.
+    const waited = await waitForTask(h.store, SET, id, { seq: marker.seq, generation: marker.generation, pollMs: 1, stallMs: 60_000 });
+    expect(waited).toMatchObject({ id: own, seq: marker.seq, label: "agent" });
   });
 
   it("records markers as skipped when the target disables them, and applies the data around them", async () => {
