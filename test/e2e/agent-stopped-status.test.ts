@@ -45,7 +45,11 @@ it("is in sync while an agent holds the state folder, and names the agent stoppe
     { name: "b", path: "b" },
   ]);
   const stateDir = join(work.path, "state");
-  Journal.open(stateDir).close();
+  // An agent ran both sets (its start registers them).
+  const journal = Journal.open(stateDir);
+  journal.sets.register("a");
+  journal.sets.register("b");
+  journal.close();
 
   const agent = standInAgent(stateDir);
   const running = await status(config);
@@ -75,7 +79,9 @@ it("names a killed agent (its lock left behind, its process gone) stopped withou
     mkdirSync(join(dir.path, "src"));
     const config = cloud.writeConfig(dir.path, [{ name: "db", path: "src" }]);
     const stateDir = join(dir.path, "state");
-    Journal.open(stateDir).close();
+    const journal = Journal.open(stateDir);
+    journal.sets.register("db");
+    journal.close();
     const gone = spawnSync(process.execPath, ["-e", ""]).pid;
     writeFileSync(join(stateDir, "tidemark.lock"), `${JSON.stringify({ pid: gone, host: hostname(), command: "tidemark run", since: "2026-11-30T00:00:00.000Z" })}\n`);
 

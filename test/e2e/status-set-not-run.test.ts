@@ -8,8 +8,9 @@
 
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { afterAll, afterEach, beforeAll, expect, it } from "vitest";
+import { afterAll, afterEach, beforeAll, expect, it, onTestFinished } from "vitest";
 import { Journal } from "../../agent/journal.ts";
+import { standInAgent } from "../support/agent-stand-in.ts";
 import { agentHarness, type Harness } from "../support/harness.ts";
 import { tidemark } from "../support/cli.ts";
 import { startTestCloud, type TestCloud } from "../support/local-cloud.ts";
@@ -45,6 +46,9 @@ it("names a set the journal never held, not in sync, until an agent registers it
   // The journal exists (made by a command that then failed), and holds nothing of the set.
   const stateDir = join(work.path, "state");
   Journal.open(stateDir).close();
+  // An agent runs on the state folder (the set added to its config after its start): no agent-stopped, only the set.
+  const agent = standInAgent(stateDir);
+  onTestFinished(() => agent.release());
 
   const json = await tidemark(["status", "--json", "--config", config]);
   expect(json.code).toBe(1);
