@@ -239,11 +239,6 @@ export class Applier {
       // Records before a resync are superseded by the mirror that follows it.
       await this.#abandonMarkers(set, records.slice(0, resyncAt).filter((r) => r.seq > status.lastSeq), status);
       records = records.slice(resyncAt);
-      status.state = "in-sync";
-      delete status.reason;
-      status.resyncedAt = this.#now().toISOString();
-      // The mirror behind the resync writes every folder again.
-      delete status.folderWritesLost;
     } else if (status.state === "out-of-sync") {
       await this.#abandonMarkers(set, records, status);
       return { kind: "held", set };
@@ -266,8 +261,16 @@ export class Applier {
     try {
       prepared = await this.#prepareContent(set, records, pack);
     } catch (error) {
-      if (error instanceof BadMessageError) return this.#reject(incoming, error, status);
+      if (error instanceof BadMessageError) return this.#reject(incoming, error, status, records[records.length - 1]?.seq);
       throw error;
+    }
+    // The records passed their checks: the set follows the resync (recorded as applied once the checkpoint passes it).
+    const resync = resyncAt >= 0 ? records[0] : undefined;
+    if (resync) {
+      status.state = "in-sync";
+      delete status.reason;
+      // The mirror behind the resync writes every folder again.
+      delete status.folderWritesLost;
     }
     const history = await this.#openHistory(set, status, records, batch);
     const superseded = this.#folders.begin(set, records);
@@ -279,6 +282,7 @@ export class Applier {
     // Folds what was applied since the last checkpoint into the status.
     const advance = (lastSeq: number) => {
       if (lastSeq !== status.lastSeq) status.appliedAt = this.#now().toISOString();
+      if (resync && lastSeq >= resync.seq) status.resynced = { seq: resync.seq, generation: status.generation, at: this.#now().toISOString() };
       status.lastSeq = lastSeq;
       status.appliedRecords += applied;
       status.appliedBytes += bytes;
@@ -732,12 +736,13 @@ export class Applier {
     }
   }
 
-  async #reject(incoming: IncomingMessage, error: BadMessageError, known?: SetStatus): Promise<MessageOutcome> {
+  /** `seq`: the message's last seq record, when it carried records of the set's current generation. */
+  async #reject(incoming: IncomingMessage, error: BadMessageError, known?: SetStatus, seq?: number): Promise<MessageOutcome> {
     const set = incoming.groupId !== undefined && !setNameProblem(incoming.groupId) ? incoming.groupId : undefined;
     this.#log(JSON.stringify({ level: "error", msg: "message rejected", messageId: incoming.messageId, set, error: error.message }));
     if (set !== undefined) {
       const status = known ?? (await this.readStatus(set));
-      status.lastRejected = { at: this.#now().toISOString(), messageId: incoming.messageId, error: error.message };
+      status.lastRejected = { at: this.#now().toISOString(), messageId: incoming.messageId, error: error.message, ...(seq !== undefined ? { seq, generation: status.generation } : {}) };
       await this.#writeStatus(status);
     }
     return { kind: "rejected", set, error: error.message };
