@@ -59,6 +59,8 @@ export interface IncomingMessage {
   readonly attributes?: Readonly<Record<string, string>>;
   /** The SQS SenderId attribute, where the queue tells it. */
   readonly senderId?: string;
+  /** The SQS SentTimestamp (ms), set by the queue: a record counts no earlier than an hour before it (history/record-time.ts). */
+  readonly sentAt?: number;
 }
 
 export type MessageOutcome =
@@ -272,7 +274,7 @@ export class Applier {
       // The mirror behind the resync writes every folder again.
       delete status.folderWritesLost;
     }
-    const history = await this.#openHistory(set, status, records, batch);
+    const history = await this.#openHistory(set, status, records, batch, incoming.sentAt);
     const superseded = this.#folders.begin(set, records);
     const reapply = new ReapplyGuard(records);
 
@@ -473,11 +475,11 @@ export class Applier {
   }
 
   /** The history recorder of a message, unless history is off: in a batch, the one its earlier messages of the set record in. */
-  async #openHistory(set: string, status: SetStatus, records: readonly WireRecord[], batch?: BatchMemory): Promise<HistoryRecorder | undefined> {
+  async #openHistory(set: string, status: SetStatus, records: readonly WireRecord[], batch?: BatchMemory, sentAt?: number): Promise<HistoryRecorder | undefined> {
     if (this.#history.days <= 0) return undefined;
     const open = batch?.segments.recorder(status);
-    if (open) return open;
-    const recorder = await HistoryRecorder.open(this.#store, set, status, this.#history, { now: this.#now, records, memory: this.#historyMemory, persist: () => this.#writeStatus(status) });
+    if (open) return open.sent(sentAt);
+    const recorder = await HistoryRecorder.open(this.#store, set, status, this.#history, { now: this.#now, records, memory: this.#historyMemory, persist: () => this.#writeStatus(status), sentAt });
     batch?.segments.opened(status, recorder);
     return recorder;
   }
