@@ -8,8 +8,9 @@
 // MAX_RECORD_LAG_MS before its message was sent (the queue's SentTimestamp,
 // which the host cannot set; the applier's clock where none is known), never
 // before the entry before it, and never after the applier's clock. A message
-// held on the target side (a held set, an applier outage, a redrive) keeps its
-// records' times: the bound follows the sending, not the applying.
+// that waited in the queue (an applier outage, its retries) keeps its records'
+// times: the bound follows the sending, not the applying. A redrive from the
+// dead-letter queue is a new send (SQS gives it a new SentTimestamp).
 
 /** How far before its message was sent a record may count: a host can place a change at most this long before it sent it. */
 export const MAX_RECORD_LAG_MS = 60 * 60_000;
