@@ -218,8 +218,10 @@ const rejected: ProblemCheck = (facts) => {
   const status = targetStatus(facts);
   const last = status?.lastRejected;
   if (!last || facts.now.getTime() - Date.parse(last.at) > REJECTED_RECENT_MS) return [];
-  // A resync applied since: the mirror after it holds whatever the rejected message's records would have written.
-  if (status?.resyncedAt !== undefined && Date.parse(status.resyncedAt) >= Date.parse(last.at)) return [];
+  // A resync after the rejected message's records, applied since: the mirror after it holds whatever they would have
+  // written. A rejection without seq records (a marker, an unparsable or stale message) is superseded by nothing.
+  const resynced = status?.resynced;
+  if (last.seq !== undefined && resynced !== undefined && resynced.generation === last.generation && resynced.seq > last.seq) return [];
   return [{ kind: "rejected-message", message: `last rejected message ${last.messageId} at ${last.at}: ${last.error}` }];
 };
 

@@ -1,20 +1,26 @@
-// A small file read whole in three calls (open, one read, close): fs.readFile
+// A small file read whole in three calls (open, reads, close): fs.readFile
 // first asks fstat for the size the capture's lstat has just given, and each
 // call is a hand-off to libuv's thread pool, most of a small file's capture.
 
 import { open, readFile } from "node:fs/promises";
 
 /**
- * The file's bytes, read in one read of the size its stat gave plus a byte: fewer bytes (a short read, a file that
- * shrank) are what was read, and the caller's stat after the read tells whether they are the whole file; a file that
- * grew past the stat is read again whole.
+ * The file's bytes, read into a buffer of the size its stat gave plus a byte. A read may return fewer bytes than asked
+ * without being at the end (FUSE direct_io, network file systems), so reads go on until one returns none or the
+ * buffer is full: fewer bytes (a file that shrank) are what was read, and the caller's stat after the read tells
+ * whether they are the whole file; a file that grew past the stat is read again whole.
  */
 export async function readSmallFile(path: string, statSize: number): Promise<Buffer> {
   const handle = await open(path, "r");
   try {
     const buffer = Buffer.allocUnsafe(statSize + 1);
-    const { bytesRead } = await handle.read(buffer, 0, buffer.length, 0);
-    if (bytesRead <= statSize) return buffer.subarray(0, bytesRead);
+    let filled = 0;
+    while (filled < buffer.length) {
+      const { bytesRead } = await handle.read(buffer, filled, buffer.length - filled, filled);
+      if (bytesRead === 0) break;
+      filled += bytesRead;
+    }
+    if (filled <= statSize) return buffer.subarray(0, filled);
   } finally {
     await handle.close();
   }

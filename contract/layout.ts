@@ -252,10 +252,11 @@ export const SetStatusSchema = z.object({
   reason: z.string().optional(),
   /** The last message the applier refused, with why; kept after the set recovers, for the operator. */
   lastRejected: z
-    .object({ at: z.string(), messageId: z.string(), error: z.string() })
+    /** seq, generation: the message's last seq record and the set's generation, when it carried records of it (a resync after supersedes them). */
+    .object({ at: z.string(), messageId: z.string(), error: z.string(), seq: z.number().int().optional(), generation: z.string().optional() })
     .optional(),
-  /** When the applier last applied a resync (its clock): the mirror after it supersedes the records of a message rejected before. */
-  resyncedAt: z.string().optional(),
+  /** The last resync the checkpoint passed (its seq, the set's generation, the applier's clock): the mirror after it supersedes the records of a message rejected with a lower seq. */
+  resynced: z.object({ seq: z.number().int(), generation: z.string().optional(), at: z.string() }).optional(),
   /** The set's newest snapshot and how its checks came out, so `tidemark status` names a recovery point that cannot be relied on. */
   lastSnapshot: z
     .object({

@@ -47,6 +47,11 @@ export class HttpConnectionError extends Error {
   }
 }
 
+/** The answer's body is longer than the request allowed (a server that ignored a Range): refused before it is read; the connection is dropped. */
+export class HttpAnswerTooLargeError extends Error {
+  override readonly name = "HttpAnswerTooLargeError";
+}
+
 /** The server answered something that is not HTTP/1.x; the connection is dropped. */
 export class HttpProtocolError extends Error {
   override readonly name = "HttpProtocolError";
@@ -65,6 +70,7 @@ interface Pending {
   readonly method: string;
   readonly head: string;
   readonly body: Uint8Array;
+  readonly maxBodyBytes: number | undefined;
   readonly resolve: (response: Http1Response) => void;
   readonly reject: (error: Error) => void;
 }
@@ -86,8 +92,12 @@ export class Http1Pool {
     this.#options = options;
   }
 
-  /** One exchange; `headers` go as given (names in the caller's case), with content-length set by the caller where the method needs it. */
-  request(method: string, path: string, headers: Readonly<Record<string, string>>, body: Uint8Array): Promise<Http1Response> {
+  /**
+   * One exchange; `headers` go as given (names in the caller's case), with content-length set by the caller where the method needs it.
+   * `maxBodyBytes`: a 2xx answer whose body is longer fails with HttpAnswerTooLargeError, before more of it is held (an
+   * error's answer is read whole, for its code).
+   */
+  request(method: string, path: string, headers: Readonly<Record<string, string>>, body: Uint8Array, maxBodyBytes?: number): Promise<Http1Response> {
     let head = `${method} ${path} HTTP/1.1\r\n`;
     for (const name in headers) {
       const value = headers[name] ?? "";
@@ -101,7 +111,7 @@ export class Http1Pool {
         reject(new HttpConnectionError(`the connection pool to ${this.#url.host} is closed`, "ECONNRESET"));
         return;
       }
-      this.#waiting.push({ method, head, body, resolve, reject });
+      this.#waiting.push({ method, head, body, maxBodyBytes, resolve, reject });
       this.#dispatch();
     });
   }
@@ -201,7 +211,7 @@ class Connection {
 
   start(pending: Pending): void {
     this.#pending = pending;
-    this.#parser = new AnswerParser(pending.method === "HEAD");
+    this.#parser = new AnswerParser(pending.method === "HEAD", pending.maxBodyBytes);
     const socket = this.#socket;
     socket.ref();
     socket.cork();
@@ -292,6 +302,8 @@ function bareLineFeed(bytes: Buffer, end: number): boolean {
 /** Reads one HTTP/1.x answer: its head, then a body by content-length, by chunks, or to the end of the connection. */
 class AnswerParser {
   readonly #headRequest: boolean;
+  #maxBodyBytes: number;
+  #bodyBytes = 0;
   #buffered: Buffer = Buffer.alloc(0);
   #status = 0;
   #headers: IncomingHttpHeaders = {};
@@ -300,8 +312,16 @@ class AnswerParser {
   readonly #body: Buffer[] = [];
   keepAlive = true;
 
-  constructor(headRequest: boolean) {
+  constructor(headRequest: boolean, maxBodyBytes = Number.POSITIVE_INFINITY) {
     this.#headRequest = headRequest;
+    this.#maxBodyBytes = maxBodyBytes;
+  }
+
+  /** Takes a piece of the body, refusing a body longer than the request allowed. */
+  #take(piece: Buffer): void {
+    this.#bodyBytes += piece.length;
+    if (this.#bodyBytes > this.#maxBodyBytes) throw new HttpAnswerTooLargeError(`the answer's body is longer than the ${this.#maxBodyBytes} bytes asked for`);
+    this.#body.push(piece);
   }
 
   /** The whole answer once this chunk completes it. */
@@ -326,7 +346,7 @@ class AnswerParser {
         }
         case "length": {
           const take = Math.min(this.#remaining, this.#buffered.length);
-          if (take > 0) this.#body.push(this.#buffered.subarray(0, take));
+          if (take > 0) this.#take(this.#buffered.subarray(0, take));
           this.#buffered = this.#buffered.subarray(take);
           this.#remaining -= take;
           if (this.#remaining === 0) return this.#answer();
@@ -354,7 +374,7 @@ class AnswerParser {
         }
         case "chunk-data": {
           const take = Math.min(this.#remaining, this.#buffered.length);
-          if (take > 0) this.#body.push(this.#buffered.subarray(0, take));
+          if (take > 0) this.#take(this.#buffered.subarray(0, take));
           this.#buffered = this.#buffered.subarray(take);
           this.#remaining -= take;
           if (this.#remaining > 0) return undefined;
@@ -362,7 +382,7 @@ class AnswerParser {
           break;
         }
         case "to-end":
-          if (this.#buffered.length > 0) this.#body.push(this.#buffered);
+          if (this.#buffered.length > 0) this.#take(this.#buffered);
           this.#buffered = Buffer.alloc(0);
           return undefined;
       }
@@ -400,6 +420,7 @@ class AnswerParser {
     if (status < 200) return false;
     this.#status = status;
     this.#headers = headers;
+    if (status >= 300) this.#maxBodyBytes = Number.POSITIVE_INFINITY;
     const connection = String(headers.connection ?? "").toLowerCase();
     this.keepAlive = statusLine[1] === "1" ? !connection.includes("close") : connection.includes("keep-alive");
     if (headers["transfer-encoding"] !== undefined && headers["content-length"] !== undefined) {
@@ -418,6 +439,7 @@ class AnswerParser {
     }
     if (!/^\d+$/.test(length)) throw new HttpProtocolError(`an answer's content-length is not a number: ${JSON.stringify(length)}`);
     this.#remaining = Number(length);
+    if (this.#remaining > this.#maxBodyBytes) throw new HttpAnswerTooLargeError(`the answer's body of ${length} bytes is longer than the ${this.#maxBodyBytes} bytes asked for`);
     this.#mode = "length";
     return this.#remaining === 0;
   }

@@ -89,6 +89,8 @@ export interface SignedRequest {
   readonly payloadSha256?: string;
   readonly headers?: Record<string, string>;
   readonly query?: Record<string, string>;
+  /** An answer with a longer body fails with HttpAnswerTooLargeError before it is read (http1-pool.ts). */
+  readonly maxBodyBytes?: number;
 }
 
 export class SignedRequests {
@@ -147,7 +149,7 @@ export class SignedRequests {
       let failure: unknown;
       let clockCorrected = false;
       try {
-        const response = await this.#exchange(method, search ? `${fullPath}?${search}` : fullPath, headers, body);
+        const response = await this.#exchange(method, search ? `${fullPath}?${search}` : fullPath, headers, body, request.maxBodyBytes);
         if (response.status < 300) return response;
         const answered = this.#errorOf(response);
         failure = answered;
@@ -162,8 +164,8 @@ export class SignedRequests {
     }
   }
 
-  #exchange(method: string, path: string, headers: Record<string, string>, body: Uint8Array): Promise<SignedResponse> {
-    return this.#pool.request(method, path, headers, body);
+  #exchange(method: string, path: string, headers: Record<string, string>, body: Uint8Array, maxBodyBytes?: number): Promise<SignedResponse> {
+    return this.#pool.request(method, path, headers, body, maxBodyBytes);
   }
 
   /** AWS answers a skewed clock with its own Date: the next attempts (and the SDK's requests) are signed with that offset. True when it changed. */

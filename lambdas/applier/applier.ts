@@ -59,6 +59,8 @@ export interface IncomingMessage {
   readonly attributes?: Readonly<Record<string, string>>;
   /** The SQS SenderId attribute, where the queue tells it. */
   readonly senderId?: string;
+  /** The SQS SentTimestamp (ms), set by the queue: a record counts no earlier than an hour before it (history/record-time.ts). */
+  readonly sentAt?: number;
 }
 
 export type MessageOutcome =
@@ -239,11 +241,6 @@ export class Applier {
       // Records before a resync are superseded by the mirror that follows it.
       await this.#abandonMarkers(set, records.slice(0, resyncAt).filter((r) => r.seq > status.lastSeq), status);
       records = records.slice(resyncAt);
-      status.state = "in-sync";
-      delete status.reason;
-      status.resyncedAt = this.#now().toISOString();
-      // The mirror behind the resync writes every folder again.
-      delete status.folderWritesLost;
     } else if (status.state === "out-of-sync") {
       await this.#abandonMarkers(set, records, status);
       return { kind: "held", set };
@@ -266,10 +263,18 @@ export class Applier {
     try {
       prepared = await this.#prepareContent(set, records, pack);
     } catch (error) {
-      if (error instanceof BadMessageError) return this.#reject(incoming, error, status);
+      if (error instanceof BadMessageError) return this.#reject(incoming, error, status, records[records.length - 1]?.seq);
       throw error;
     }
-    const history = await this.#openHistory(set, status, records, batch);
+    // The records passed their checks: the set follows the resync (recorded as applied once the checkpoint passes it).
+    const resync = resyncAt >= 0 ? records[0] : undefined;
+    if (resync) {
+      status.state = "in-sync";
+      delete status.reason;
+      // The mirror behind the resync writes every folder again.
+      delete status.folderWritesLost;
+    }
+    const history = await this.#openHistory(set, status, records, batch, incoming.sentAt);
     const superseded = this.#folders.begin(set, records);
     const reapply = new ReapplyGuard(records);
 
@@ -279,6 +284,7 @@ export class Applier {
     // Folds what was applied since the last checkpoint into the status.
     const advance = (lastSeq: number) => {
       if (lastSeq !== status.lastSeq) status.appliedAt = this.#now().toISOString();
+      if (resync && lastSeq >= resync.seq) status.resynced = { seq: resync.seq, generation: status.generation, at: this.#now().toISOString() };
       status.lastSeq = lastSeq;
       status.appliedRecords += applied;
       status.appliedBytes += bytes;
@@ -470,11 +476,11 @@ export class Applier {
   }
 
   /** The history recorder of a message, unless history is off: in a batch, the one its earlier messages of the set record in. */
-  async #openHistory(set: string, status: SetStatus, records: readonly WireRecord[], batch?: BatchMemory): Promise<HistoryRecorder | undefined> {
+  async #openHistory(set: string, status: SetStatus, records: readonly WireRecord[], batch?: BatchMemory, sentAt?: number): Promise<HistoryRecorder | undefined> {
     if (this.#history.days <= 0) return undefined;
     const open = batch?.segments.recorder(status);
-    if (open) return open;
-    const recorder = await HistoryRecorder.open(this.#store, set, status, this.#history, { now: this.#now, records, memory: this.#historyMemory, persist: () => this.#writeStatus(status) });
+    if (open) return open.sent(sentAt);
+    const recorder = await HistoryRecorder.open(this.#store, set, status, this.#history, { now: this.#now, records, memory: this.#historyMemory, persist: () => this.#writeStatus(status), sentAt });
     batch?.segments.opened(status, recorder);
     return recorder;
   }
@@ -733,12 +739,13 @@ export class Applier {
     }
   }
 
-  async #reject(incoming: IncomingMessage, error: BadMessageError, known?: SetStatus): Promise<MessageOutcome> {
+  /** `seq`: the message's last seq record, when it carried records of the set's current generation. */
+  async #reject(incoming: IncomingMessage, error: BadMessageError, known?: SetStatus, seq?: number): Promise<MessageOutcome> {
     const set = incoming.groupId !== undefined && !setNameProblem(incoming.groupId) ? incoming.groupId : undefined;
     this.#log(JSON.stringify({ level: "error", msg: "message rejected", messageId: incoming.messageId, set, error: error.message }));
     if (set !== undefined) {
       const status = known ?? (await this.readStatus(set));
-      status.lastRejected = { at: this.#now().toISOString(), messageId: incoming.messageId, error: error.message };
+      status.lastRejected = { at: this.#now().toISOString(), messageId: incoming.messageId, error: error.message, ...(seq !== undefined ? { seq, generation: status.generation } : {}) };
       await this.#writeStatus(status);
     }
     return { kind: "rejected", set, error: error.message };

@@ -42,6 +42,7 @@ export function createHandler(applier: Applier, emit: (line: string) => void = c
               body: record.body,
               attributes: stringAttributes(record.messageAttributes),
               ...(record.attributes.SenderId ? { senderId: record.attributes.SenderId } : {}),
+              ...sentAtOf(record),
             },
             context ? { remainingMs: () => context.getRemainingTimeInMillis() } : undefined,
             batch,
@@ -87,6 +88,12 @@ function withGroupsFailed(event: SQSEvent, response: SQSBatchResponse, failed: R
 }
 
 /** The String message attributes of a record (the owner's signature is one). */
+/** The queue's SentTimestamp, when it names a time: the bound on how far back the message's records may count. */
+function sentAtOf(record: SQSRecord): { sentAt?: number } {
+  const sentAt = Number(record.attributes.SentTimestamp);
+  return Number.isFinite(sentAt) && sentAt > 0 ? { sentAt } : {};
+}
+
 function stringAttributes(attributes: SQSRecord["messageAttributes"]): Record<string, string> {
   const out: Record<string, string> = {};
   for (const [name, value] of Object.entries(attributes ?? {})) {

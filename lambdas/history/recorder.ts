@@ -57,6 +57,8 @@ export class HistoryRecorder {
   #ended: { entries: number; checkpoint: SegmentCheckpoint } | undefined;
   /** The message under way was abandoned: the next segment carries the checkpoint of the messages that ended. */
   #pinned: SegmentCheckpoint | undefined;
+  /** When the queue says the message under way was sent (ms): its records count no earlier than an hour before. */
+  #sentAt: number | undefined;
 
   private constructor(
     store: TargetStore,
@@ -88,26 +90,32 @@ export class HistoryRecorder {
     set: string,
     status: SetStatus,
     settings: HistorySettings,
-    options: { now: () => Date; records: readonly WireRecord[]; memory: HistoryMemory; persist: () => Promise<void> },
+    options: { now: () => Date; records: readonly WireRecord[]; memory: HistoryMemory; persist: () => Promise<void>; sentAt?: number | undefined },
   ): Promise<HistoryRecorder> {
     const memory = { history: options.memory, live: options.memory.open(set, status), versioned: await options.memory.versioned(store) };
-    if (status.history) return new HistoryRecorder(store, set, status, settings, options.now, status.history, memory);
+    if (status.history) return new HistoryRecorder(store, set, status, settings, options.now, status.history, memory).sent(options.sentAt);
     const now = options.now().getTime();
-    const first = options.records[0]?.at ?? now;
-    const at = Math.max(0, Math.min(first, now) - 1);
+    // Just before the first record as it counts: the same bound as every record's time.
+    const at = Math.max(0, recordTime(0, options.records[0]?.at, now, options.sentAt) - 1);
     const volume = options.records.some((r) => r.op === "block") || (await VolumeMap.open(store, set)).exists;
     const cursor: HistoryCursor = { segment: 0, at, checkpointSegment: 0, checkpointWrittenAt: now, sweptAt: now, days: settings.days };
-    const recorder = new HistoryRecorder(store, set, status, settings, options.now, cursor, memory);
+    const recorder = new HistoryRecorder(store, set, status, settings, options.now, cursor, memory).sent(options.sentAt);
     await recorder.#checkpoint(volume);
     status.history = cursor;
     await options.persist();
     return recorder;
   }
 
-  /** The time a record counts at: the agent's, never before the entry before it, long before it was applied, nor after the applier's clock. */
+  /** The message whose records come next was sent at `sentAt` (the queue's SentTimestamp, ms; undefined: unknown). */
+  sent(sentAt: number | undefined): this {
+    this.#sentAt = sentAt;
+    return this;
+  }
+
+  /** The time a record counts at: the agent's, never before the entry before it, long before its message was sent, nor after the applier's clock. */
   #stamp(at: number | undefined): number {
     const now = this.#now().getTime();
-    this.#cursor.at = recordTime(this.#cursor.at, at, now);
+    this.#cursor.at = recordTime(this.#cursor.at, at, now, this.#sentAt);
     return this.#cursor.at;
   }
 

@@ -8,12 +8,15 @@
 // to the bucket's endpoint go through no proxy, need no extra CA (a CA bundle
 // is configured and the endpoint is https), and are plain SigV4; otherwise
 // they go through the SDK, whose handler holds the proxy and the CA bundle.
+// A server that ignores the Range (any answer but 206) is read through the
+// SDK too, and a body longer than the range is refused before it is read.
 
 import { PutObjectCommand, type S3Client } from "@aws-sdk/client-s3";
 import { getEndpointFromInstructions } from "@smithy/core/endpoints";
 import { sharedUntilFailure } from "../../contract/async.ts";
 import { metadataOf, S3ObjectRequests } from "../s3-object-requests.ts";
 import { AwsRequestError, type SignedResponse } from "../signed-requests.ts";
+import { HttpAnswerTooLargeError } from "../http1-pool.ts";
 import { isNotFound, S3Store } from "../store/s3-store.ts";
 import { SourceChangedError, type ObjectStream, type ReadStreamOptions } from "../store/store.ts";
 import { caBundleFile, proxyFor, proxyPlan, type HttpSettings } from "./http-settings.ts";
@@ -58,15 +61,19 @@ export class RestoreS3Store extends S3Store {
       answer = await direct.send("GET", key, {
         headers: { range: `bytes=${from}-${to}`, ...(ifMatch !== undefined ? { "if-match": ifMatch } : {}) },
         ...(versionId !== undefined ? { query: { versionId } } : {}),
+        maxBodyBytes: to - from + 1,
       });
     } catch (error) {
       if (isNotFound(error)) return undefined;
+      if (error instanceof HttpAnswerTooLargeError) return super.readStream(key, options);
       const status = error instanceof AwsRequestError ? error.$metadata.httpStatusCode : undefined;
       if (ifMatch !== undefined && status === 412) throw new SourceChangedError(key, ifMatch, "nothing more was read");
       // 416: the whole object asked for was empty (S3 refuses any range of it); the SDK reads it as it is.
       if (!ranged && status === 416) return super.readStream(key, options);
       throw error;
     }
+    // Only a 206 holds the range asked for.
+    if (answer.status !== 206) return super.readStream(key, options);
     const { headers } = answer;
     // The pieces as they arrived: joining them into one Buffer cost more CPU than signing and sending the GET.
     const chunks = answer.chunks ?? [answer.body];

@@ -4,6 +4,7 @@
 
 import type { SQSEvent, SQSRecord } from "aws-lambda";
 import { expect, it } from "vitest";
+import { statusKey, type SetStatus } from "../../contract/layout.ts";
 import { Applier } from "../../lambdas/applier/applier.ts";
 import { createHandler, queueUrlOf } from "../../lambdas/applier/handler.ts";
 import { MemoryStore } from "../../lambdas/store/memory-store.ts";
@@ -77,4 +78,16 @@ it("names the queue of an event source ARN, on AWS and on a local endpoint", () 
   expect(queueUrlOf("arn:aws:sqs:eu-west-1:123456789012:tidemark.fifo")).toBe("https://sqs.eu-west-1.amazonaws.com/123456789012/tidemark.fifo");
   expect(queueUrlOf("arn:aws:sqs:us-east-1:000000000000:tidemark.fifo", "http://127.0.0.1:4566")).toBe("http://127.0.0.1:4566/000000000000/tidemark.fifo");
   expect(() => queueUrlOf("tidemark.fifo")).toThrow(/not an SQS queue ARN/);
+});
+
+it("hands the applier the queue's SentTimestamp: a record counts no earlier than an hour before its message was sent", async () => {
+  const store = new MemoryStore();
+  const applied = Date.now() - 2 * 86_400_000;
+  const sent = applied - 3 * 60 * 60_000;
+  const handler = createHandler(new Applier({ store, log: () => {}, now: () => new Date(applied), history: { days: 7 } }), () => {});
+  const body = messageBody("docs", [{ ...putRecord(1, "a.txt", "a"), at: 0 }]);
+  await handler({ Records: [record("s1", "docs", body, sent)] });
+  const status = JSON.parse((await store.get(statusKey("docs")))?.body.toString() ?? "{}") as SetStatus;
+  // Held three hours on the target's side: an hour before it was sent, not before it was applied.
+  expect(status.history?.at).toBe(sent - 60 * 60_000);
 });

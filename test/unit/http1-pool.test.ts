@@ -6,7 +6,7 @@ import { join } from "node:path";
 import type { TLSSocket } from "node:tls";
 import { createServer as createTcpServer, type AddressInfo, type Socket } from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
-import { Http1Pool, HttpConnectionError, HttpProtocolError, InvalidHttpRequestError } from "../../lambdas/http1-pool.ts";
+import { Http1Pool, HttpAnswerTooLargeError, HttpConnectionError, HttpProtocolError, InvalidHttpRequestError } from "../../lambdas/http1-pool.ts";
 
 const closers: (() => Promise<void>)[] = [];
 
@@ -143,6 +143,17 @@ describe("Http1Pool", () => {
       .catch((e: unknown) => e);
     expect(error).toBeInstanceOf(HttpConnectionError);
     expect(error).toMatchObject({ code: "ETIMEDOUT", message: `no answer from ${url.host} in 0.2 s` });
+  });
+
+  it("refuses a body longer than the request allows from its head, before the body comes, and by its chunks", async () => {
+    // The head promises ten million bytes and ten come: the refusal needs no more of them (else the request times out).
+    const lengthUrl = await rawServer((socket) => socket.write("HTTP/1.1 200 OK\r\ncontent-length: 10000000\r\n\r\n0123456789"));
+    await expect(pool(lengthUrl, 5_000).request("GET", "/", {}, new Uint8Array(), 100)).rejects.toThrow(HttpAnswerTooLargeError);
+    const chunkedUrl = await rawServer((socket) => socket.write("HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n40\r\n" + "x".repeat(64) + "\r\n40\r\n" + "y".repeat(64) + "\r\n0\r\n\r\n"));
+    await expect(pool(chunkedUrl, 5_000).request("GET", "/", {}, new Uint8Array(), 100)).rejects.toThrow(HttpAnswerTooLargeError);
+    expect((await pool(chunkedUrl, 5_000).request("GET", "/", {}, new Uint8Array(), 128)).body.length).toBe(128);
+    const endUrl = await rawServer((socket) => socket.end("HTTP/1.1 200 OK\r\n\r\n" + "z".repeat(200)));
+    await expect(pool(endUrl, 5_000).request("GET", "/", {}, new Uint8Array(), 100)).rejects.toThrow(HttpAnswerTooLargeError);
   });
 
   it("refuses an answer that is not HTTP/1.x", async () => {

@@ -1,9 +1,10 @@
 // A rejected message loses its records, so `tidemark status` names it; the
 // agent then finds the gap and resyncs, and the mirror after the resync holds
-// what those records would have written. Status named the rejection for a
-// whole day even so ("NOT IN SYNC", exit code 1, after the set recovered):
-// the applier records when it applied a resync, and a rejection before it no
-// longer counts against the set.
+// what those records would have written. The applier records the seq of the
+// last resync its checkpoint passed and the last seq of a rejected message's
+// records: a rejection stops counting once a resync with a greater seq is
+// applied. A rejection without seq records (a console marker with a bad
+// action, an unparsable or stale message) is superseded by nothing.
 
 import { describe, expect, it } from "vitest";
 import { findProblems, type SetFacts } from "../../agent/set-health.ts";
@@ -17,38 +18,86 @@ const SET = "docs";
 const NOW = new Date("2026-01-02T00:00:00Z");
 const COUNTERS: SetCounters = { nextSeq: 11, sentSeq: 10, backlogRecords: 0, backlogBytes: 0, messagesSent: 3, bytesSent: 100, lastSendError: null, overflowed: false, watcherProblem: null };
 
-function facts(target: Partial<SetStatus>): SetFacts {
-  return { set: SET, counters: COUNTERS, generation: { id: "g1", sinceSeq: 0 }, target: { status: { ...initialStatus(SET), lastSeq: 10, generation: "g1", ...target } }, now: NOW };
+function facts(target: Partial<SetStatus>, now = NOW): SetFacts {
+  return { set: SET, counters: COUNTERS, generation: { id: "g1", sinceSeq: 0 }, target: { status: { ...initialStatus(SET), lastSeq: 10, generation: "g1", ...target } }, now };
 }
 
 const ago = (ms: number) => new Date(NOW.getTime() - ms).toISOString();
+const kinds = (f: SetFacts) => findProblems(f).map((p) => p.kind);
+
+function harness() {
+  let now = NOW.getTime();
+  const store = new MemoryStore();
+  const applier = new Applier({ store, log: () => {}, now: () => new Date(now) });
+  return {
+    applier,
+    tick: (ms: number) => (now += ms),
+    now: () => new Date(now),
+    send: (id: string, records: Parameters<typeof messageBody>[1]) => applier.applyMessage(signedIncoming(id, SET, messageBody(SET, records))),
+    status: async (): Promise<SetStatus> => JSON.parse((await store.get(statusKey(SET)))?.body.toString() ?? "{}") as SetStatus,
+  };
+}
+
+function badPut(seq: number, path: string): Parameters<typeof messageBody>[1][number] {
+  const good = putRecord(seq, path, "b");
+  if (good.op !== "put") throw new Error("putRecord made no put");
+  return { ...good, sha256: "0".repeat(64) };
+}
 
 describe("a rejected message and the resync after it", () => {
-  it("status names a rejection until a resync was applied after it", () => {
-    const rejected = { lastRejected: { at: ago(60_000), messageId: "m1", error: "invalid message" } };
-    expect(findProblems(facts(rejected)).map((p) => p.kind)).toEqual(["rejected-message"]);
-    expect(findProblems(facts({ ...rejected, resyncedAt: ago(30_000) }))).toEqual([]);
-    // A resync before the rejection answers nothing of it.
-    expect(findProblems(facts({ ...rejected, resyncedAt: ago(90_000) })).map((p) => p.kind)).toEqual(["rejected-message"]);
+  it("status names a rejection until a resync with a greater seq of the same generation was applied", () => {
+    const rejected = { lastRejected: { at: ago(60_000), messageId: "m1", error: "invalid message", seq: 5, generation: "g1" } };
+    expect(kinds(facts(rejected))).toEqual(["rejected-message"]);
+    expect(kinds(facts({ ...rejected, resynced: { seq: 6, generation: "g1", at: ago(30_000) } }))).toEqual([]);
+    // A resync at or before the rejected records answers nothing of them, whenever it was applied.
+    expect(kinds(facts({ ...rejected, resynced: { seq: 4, generation: "g1", at: ago(30_000) } }))).toEqual(["rejected-message"]);
+    // Nor does one of another generation (its seqs are another chain's).
+    expect(kinds(facts({ ...rejected, resynced: { seq: 9, generation: "g0", at: ago(30_000) } }))).toEqual(["rejected-message"]);
+    // A rejection without seq records is superseded by no resync.
+    const { seq: _seq, generation: _generation, ...noSeq } = rejected.lastRejected;
+    expect(kinds(facts({ lastRejected: noSeq, resynced: { seq: 9, generation: "g1", at: ago(30_000) } }))).toEqual(["rejected-message"]);
   });
 
-  it("the applier records when it applied a resync", async () => {
-    let now = NOW.getTime();
-    const store = new MemoryStore();
-    const applier = new Applier({ store, log: () => {}, now: () => new Date(now) });
-    const send = (id: string, records: Parameters<typeof messageBody>[1]) => applier.applyMessage(signedIncoming(id, SET, messageBody(SET, records)));
-    const status = async (): Promise<SetStatus> => JSON.parse((await store.get(statusKey(SET)))?.body.toString() ?? "{}") as SetStatus;
-    await send("m1", [putRecord(1, "a.txt", "a")]);
-    const good = putRecord(2, "b.txt", "b");
-    if (good.op !== "put") throw new Error("putRecord made no put");
-    expect(await send("bad", [{ ...good, sha256: "0".repeat(64) }])).toMatchObject({ kind: "rejected" });
-    expect((await status()).resyncedAt).toBeUndefined();
-    now += 1000;
-    expect(await send("m3", [putRecord(3, "c.txt", "c")])).toMatchObject({ kind: "gap" });
-    now += 1000;
-    expect(await send("m4", [{ seq: 4, op: "resync", reason: "seq gap" }, putRecord(5, "b.txt", "b")])).toMatchObject({ kind: "applied" });
-    const after = await status();
-    expect(after).toMatchObject({ state: "in-sync", resyncedAt: new Date(now).toISOString() });
-    expect(Date.parse(after.resyncedAt ?? "")).toBeGreaterThan(Date.parse(after.lastRejected?.at ?? ""));
+  it("the applier records the rejected records' seq and the resync's once applied", async () => {
+    const h = harness();
+    await h.send("m1", [putRecord(1, "a.txt", "a")]);
+    expect(await h.send("bad", [badPut(2, "b.txt")])).toMatchObject({ kind: "rejected" });
+    expect((await h.status()).lastRejected).toMatchObject({ messageId: "bad", seq: 2 });
+    expect((await h.status()).resynced).toBeUndefined();
+    h.tick(1000);
+    expect(await h.send("m3", [putRecord(3, "c.txt", "c")])).toMatchObject({ kind: "gap" });
+    h.tick(1000);
+    expect(await h.send("m4", [{ seq: 4, op: "resync", reason: "seq gap" }, putRecord(5, "b.txt", "b")])).toMatchObject({ kind: "applied" });
+    const after = await h.status();
+    expect(after).toMatchObject({ state: "in-sync", resynced: { seq: 4, at: h.now().toISOString() } });
+    expect(kinds(facts(after, h.now()))).toEqual([]);
+  });
+
+  it("a rejected message holding a resync records no resync and leaves the set out of sync", async () => {
+    const h = harness();
+    await h.send("m1", [putRecord(1, "a.txt", "a")]);
+    expect(await h.send("m3", [putRecord(3, "c.txt", "c")])).toMatchObject({ kind: "gap" });
+    h.tick(1000);
+    expect(await h.send("bad", [{ seq: 4, op: "resync", reason: "seq gap" }, badPut(5, "b.txt")])).toMatchObject({ kind: "rejected" });
+    const after = await h.status();
+    expect(after).toMatchObject({ lastSeq: 1, state: "out-of-sync" });
+    expect(after.resynced).toBeUndefined();
+    expect(kinds(facts(after, h.now()))).toContain("rejected-message");
+  });
+
+  it("a rejected console marker still counts after a later resync", async () => {
+    const h = harness();
+    await h.send("m1", [putRecord(1, "a.txt", "a")]);
+    h.tick(1000);
+    // An operator's marker from the console with a typo in its action: rejected, the task never runs.
+    const marker = JSON.stringify({ v: 1, set: SET, task: { action: "snapshto" } });
+    expect(await h.applier.applyMessage({ messageId: "console-1", groupId: SET, body: marker, attributes: {} })).toMatchObject({ kind: "rejected" });
+    h.tick(60_000);
+    expect(await h.send("m2", [{ seq: 2, op: "resync", reason: "full mirror requested" }, putRecord(3, "a.txt", "a")])).toMatchObject({ kind: "applied" });
+    const after = await h.status();
+    expect(after.lastRejected).toMatchObject({ messageId: "console-1" });
+    expect(after.lastRejected?.seq).toBeUndefined();
+    expect(after.resynced).toMatchObject({ seq: 2 });
+    expect(kinds(facts(after, h.now()))).toContain("rejected-message");
   });
 });

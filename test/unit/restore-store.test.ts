@@ -6,6 +6,8 @@
 // a CA bundle for an https one, keeps every read in the SDK's handler.
 
 import { randomBytes } from "node:crypto";
+import { createServer, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
 import { S3Client } from "@aws-sdk/client-s3";
 import { describe, expect, it } from "vitest";
 import { DIRECT_READ_BYTES, directReachable, RestoreS3Store } from "../../lambdas/target/restore-store.ts";
@@ -98,6 +100,44 @@ describe("RestoreS3Store.readStream", () => {
       expect(await proxied.readsDirect()).toBe(false);
     } finally {
       await emulator.server.stop();
+    }
+  });
+
+  it("reads through the SDK where a server ignores the direct GET's Range, refusing a body longer than the range", async () => {
+    const object = randomBytes(300_000);
+    const seen: { sdk: boolean; range: string | undefined }[] = [];
+    // Answers the SDK's GETs (they carry its invocation id) as S3 does; every other GET ignores the Range: 200, the whole object.
+    const server: Server = createServer((req, res) => {
+      const sdk = req.headers["amz-sdk-invocation-id"] !== undefined;
+      const range = req.headers.range;
+      seen.push({ sdk, range });
+      const asked = /^bytes=(\d+)-(\d+)$/.exec(range ?? "");
+      const headers = { etag: '"e"', "last-modified": new Date(0).toUTCString(), "content-type": "application/octet-stream" };
+      if (sdk && asked) {
+        const from = Number(asked[1]);
+        const to = Math.min(Number(asked[2]), object.length - 1);
+        res.writeHead(206, { ...headers, "content-length": String(to - from + 1), "content-range": `bytes ${from}-${to}/${object.length}` });
+        res.end(object.subarray(from, to + 1));
+        return;
+      }
+      res.writeHead(200, { ...headers, "content-length": String(object.length) });
+      res.end(object);
+    });
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    try {
+      const client = clientFor(`http://127.0.0.1:${(server.address() as AddressInfo).port}`);
+      const store = new RestoreS3Store(client, "bucket", {}, {});
+      expect(await store.readsDirect()).toBe(true);
+      // A range: the whole object's answer is longer than the range, refused; the SDK reads the range.
+      const range = await store.readStream("k", { offset: 1000, length: 5000 });
+      expect((await bytesOf(range)).equals(object.subarray(1000, 6000))).toBe(true);
+      // The whole object: a 200 to a ranged GET is not taken as the answer either.
+      const whole = await store.readStream("k");
+      expect((await bytesOf(whole)).equals(object)).toBe(true);
+      expect(seen.map((request) => request.sdk)).toEqual([false, true, false, true]);
+    } finally {
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
     }
   });
 
