@@ -76,7 +76,7 @@ export interface AgentOptions {
    * runtime picks a mirror mode (owed: a recovery begun earlier and not
    * finished, run again as it began). @default a full mirror (resync)
    */
-  readonly recover?: (set: string, reason: string, owed?: PendingRecovery, resyncPending?: boolean) => Promise<void>;
+  readonly recover?: (set: string, reason: string, owed?: PendingRecovery, resyncPending?: boolean, compare?: () => Promise<void>) => Promise<void>;
   /** When an owed recovery that failed runs again (set-recovery.ts). @default 1 s, doubling to 5 minutes */
   readonly recoveryRetry?: CaptureRetryOptions;
   /** Reads the target's live file at a path: after a lost journal only what the target lacks is sent (recovery-baseline.ts). */

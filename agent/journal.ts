@@ -436,8 +436,15 @@ export class Journal {
     return rows.map((row) => ({ seq: row.seq, change: JSON.parse(row.change) as Change, bytes: row.bytes }));
   }
 
+  #revision = 0;
+  /** Counts replaceRecord calls: a message packed before a change is no longer what the journal holds (PackedAhead). */
+  get revision(): number {
+    return this.#revision;
+  }
+
   /** Puts change in place of the unsent record at seq (its inline content dropped), keeping the backlog's byte count right. */
   replaceRecord(set: string, seq: number, change: Change): void {
+    this.#revision += 1;
     const s = this.#statements;
     const old = s.getRecord.get(set, seq) as { bytes: number } | undefined;
     if (!old) throw new Error(`journal holds no unsent record ${seq} of set "${set}"`);

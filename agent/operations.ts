@@ -103,7 +103,7 @@ export async function runVerify(
  * what a verification finds missing or different. Each ends with that
  * verification deleting (or moving aside) what the source no longer holds.
  */
-export async function recoverSet(given: OperationDeps, set: string, reason: string, mode: MirrorMode, orphans: OrphanPolicy, resyncPending = false): Promise<void> {
+export async function recoverSet(given: OperationDeps, set: string, reason: string, mode: MirrorMode, orphans: OrphanPolicy, resyncPending = false, compare?: () => Promise<void>): Promise<void> {
   // The agent's own wait: a hold (another key owns the set) pauses it until `tidemark adopt`, whatever the caller
   // asked; failing it would only journal the recovery again at the next status read.
   const deps: OperationDeps = { ...given, whileHeld: "wait" };
@@ -112,15 +112,19 @@ export async function recoverSet(given: OperationDeps, set: string, reason: stri
   const { journal } = deps.agent;
   const owed = journal.atomically(() => journal.recoveries.begin(set, { mode, orphans, reason }));
   try {
-    await recoverOwed(deps, set, reason, mode, orphans, resyncPending);
+    await recoverOwed(deps, set, reason, mode, orphans, resyncPending, compare);
     journal.atomically(() => journal.recoveries.end(set, owed));
   } finally {
     journal.recoveries.settle(set, owed);
   }
 }
 
-/** resyncPending: a resync journaled before and not applied yet restarts the chain; the verification behind repairs whatever else is missing. */
-async function recoverOwed(deps: OperationDeps, set: string, reason: string, mode: MirrorMode, orphans: OrphanPolicy, resyncPending: boolean): Promise<void> {
+/**
+ * resyncPending: a resync journaled before and not applied yet restarts the chain; the verification behind repairs
+ * whatever else is missing. compare: a journal the target is ahead of learns what the target holds first
+ * (recovery-baseline.ts), so the verification's repairs do not send it whole.
+ */
+async function recoverOwed(deps: OperationDeps, set: string, reason: string, mode: MirrorMode, orphans: OrphanPolicy, resyncPending: boolean, compare?: () => Promise<void>): Promise<void> {
   // A volume has no verification: every block is read again and the target's block map rebuilt.
   if (deps.agent.isVolume(set)) {
     await deps.agent.fullMirror(set, reason);
@@ -133,6 +137,7 @@ async function recoverOwed(deps: OperationDeps, set: string, reason: string, mod
   if (resyncPending) deps.agent.log.info("the resync of an earlier run is not applied yet; journaling only the verification", { set });
   else if (mode === "full") await deps.agent.fullMirror(set, reason);
   else await deps.agent.restartChain(set, reason);
+  await compare?.();
   await runVerify(deps, set, { deep: mode === "checksum", repair: true, orphans: missed });
 }
 

@@ -105,6 +105,11 @@ export async function skipRefusedRecord(journal: Journal, set: string, seq: numb
         paths.push(what);
         journal.markSkipped(set, what, seq, `${reason}; the target's image differs in this block until \`tidemark mirror ${set} --mode full\``);
       }
+      // A task that never reaches the target never runs: named until a resync, never silent.
+      else if (change.op === "task") {
+        paths.push(what);
+        journal.markSkipped(set, what, seq, `${reason}; this task (${change.fields.action}) did not run on the target`);
+      }
     }
     return { seq, paths, what };
   });

@@ -4,7 +4,8 @@
 // against their sha256, modes, mtimes, symlinks, hard links and empty
 // folders; what cannot be written is reported, not fatal.
 
-import type { SnapshotEntry, SnapshotSummary } from "../contract/tasks.ts";
+import { leftOutCount, type SnapshotEntry, type SnapshotSummary } from "../contract/tasks.ts";
+import type { RestoreFailure } from "./restore-writer.ts";
 import { readManifest, type TargetStore } from "../lambdas/target/index.ts";
 import { ContentReader } from "./restore-content.ts";
 import { writeRecoveryPoint, type RecoveryPoint, type WriteOptions, type WriteReport } from "./restore-writer.ts";
@@ -18,7 +19,16 @@ export interface RestoreResult extends WriteReport {
 /** A file set's snapshot as a recovery point: its manifest, and each file's bytes from the bucket (live, versioned or preserved). */
 export async function snapshotRecoveryPoint(store: TargetStore, summary: SnapshotSummary): Promise<RecoveryPoint<SnapshotEntry>> {
   const reader = new ContentReader(store, summary.set);
-  return { entries: await readManifest(store, summary), content: (entry) => reader.read(entry), reread: (entry) => reader.reread(entry) };
+  const unrestorable = leftOut(summary);
+  return { entries: await readManifest(store, summary), content: (entry) => reader.read(entry), reread: (entry) => reader.reread(entry), ...(unrestorable.length > 0 ? { unrestorable } : {}) };
+}
+
+/** The entries the snapshot left out when it was taken (summary.unreadable): each is named as not restored, never silently missing. */
+function leftOut(summary: SnapshotSummary): RestoreFailure[] {
+  const named = (summary.unreadable ?? []).map(({ path, problem }) => ({ path, reason: `left out of snapshot ${summary.id} when it was taken: ${problem}` }));
+  const unnamed = leftOutCount(summary) - named.length;
+  if (unnamed > 0) named.push({ path: `(${unnamed} more entries)`, reason: `left out of snapshot ${summary.id} when it was taken; its summary names only the first ${named.length}` });
+  return named;
 }
 
 export async function restoreSnapshot(store: TargetStore, summary: SnapshotSummary, to: string, options: WriteOptions = {}): Promise<RestoreResult> {

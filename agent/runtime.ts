@@ -172,10 +172,10 @@ export async function startAgent(config: AgentConfig, log: Logger, options: { ig
     rescanMs: config.rescanSeconds * 1000,
     pollingScanMs: config.fallbackScanSeconds * 1000,
     // Not awaited: a recovery waits on the stream, and the status poll of the other sets goes on meanwhile.
-    recover: async (set, reason, owed, resyncPending) => {
+    recover: async (set, reason, owed, resyncPending, compare) => {
       // A recovery owed from before a stop runs again as it began (its mode and what it does with orphans).
       const mode = MIRROR_MODES.find((m) => m === owed?.mode) ?? config.mirror.afterOutOfSync;
-      recoverSet(operations(), set, reason, mode, owed?.orphans ?? config.orphans, resyncPending).then(
+      recoverSet(operations(), set, reason, mode, owed?.orphans ?? config.orphans, resyncPending, compare).then(
         () => log.info("set recovered", { set, mode }),
         (error: unknown) => {
           // Stopping ends the recovery's wait on the target; the next start recovers the set again.

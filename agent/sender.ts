@@ -21,6 +21,7 @@ import {
 } from "../contract/wire.ts";
 import type { Journal, JournalRecord } from "./journal.ts";
 import { RecordRefusedError, skipRefusedRecord, type SkippedRecord } from "./poison.ts";
+import { markerWithoutList, SpoolContentLostError } from "./spool-folder.ts";
 import { DeliveryRefusedError, type StagedPayload, type Transport } from "./transport/transport.ts";
 import { MAX_PACK_BYTES } from "../contract/packed-content.ts";
 import { PACK_HEADER_BYTES, packWhen, type PackWriter } from "./message-pack.ts";
@@ -179,15 +180,16 @@ export function packNext(journal: Journal, set: string, options: PackOptions = {
  * sent since, and (unless it was full) nothing was journaled since.
  */
 export class PackedAhead {
-  #held: { after: number; nextSeq: number; message: PackedMessage } | undefined;
+  #held: { after: number; nextSeq: number; revision: number; message: PackedMessage } | undefined;
 
   /** Packs the message after seq `after`, when more records wait than the one on the wire. */
   pack(journal: Journal, set: string, options: PackOptions, after: number): void {
     this.#held = undefined;
     const { nextSeq } = journal.sets.counters(set);
     if (after >= nextSeq - 1) return;
+    const revision = journal.revision;
     const message = packNext(journal, set, options, after);
-    if (message) this.#held = { after, nextSeq, message };
+    if (message) this.#held = { after, nextSeq, revision, message };
   }
 
   /** Lets the held message go: the records it holds were changed. */
@@ -203,7 +205,9 @@ export class PackedAhead {
     const { sentSeq, nextSeq } = journal.sets.counters(set);
     const full = held.message.last < held.nextSeq - 1;
     const sameGeneration = held.message.gen === journal.sets.generation(set).id;
-    return sentSeq === held.after && sameGeneration && (full || nextSeq === held.nextSeq) ? held.message : undefined;
+    // A record replaced since (a lost spool's repair, a skip) may be one the message holds as it was.
+    const unchanged = held.revision === journal.revision;
+    return sentSeq === held.after && sameGeneration && unchanged && (full || nextSeq === held.nextSeq) ? held.message : undefined;
   }
 }
 
@@ -226,6 +230,8 @@ export async function sendNext(journal: Journal, transport: Transport, set: stri
       }
       if (!(error instanceof RecordRefusedError)) throw error;
       options.ahead?.drop();
+      // A marker whose spooled digest list is gone goes on without it (spool-folder.ts), never skipped.
+      if (error.cause instanceof SpoolContentLostError && markerWithoutList(journal, set, error.seq)) continue;
       const reason = error.cause instanceof Error ? error.cause.message : error.message;
       const skipped = await skipRefusedRecord(journal, set, error.seq, reason);
       // Already a skip (or sent): nothing left to take out, and trying again at once would spin.

@@ -45,6 +45,8 @@ export class SetCapture {
   #dueTimer: NodeJS.Timeout | undefined;
   /** The catch-up scan after a failed capture or background scan: within seconds, not at the next rescan. */
   readonly #retry: CaptureRetry;
+  /** The rescan queued on the lane and not begun yet. */
+  #queuedRescan: Promise<void> | undefined;
 
   constructor(context: SetContext, backlog: Backlog, coalesceBytes: number, busy: BusyFileOptions = {}, retry: CaptureRetryOptions = {}) {
     this.#context = context;
@@ -75,12 +77,13 @@ export class SetCapture {
     });
   }
 
-  /** A barrier scan within the journal limit; wakes the sender when it journaled anything. */
-  async scan(signal?: AbortSignal): Promise<ScanReport> {
+  /** A barrier scan within the journal limit; wakes the sender when it journaled anything. `begun` hears when it leaves the lane's queue. */
+  async scan(signal?: AbortSignal, begun?: () => void): Promise<ScanReport> {
     const { journal, spec, health, log } = this.#context;
     // Nothing can be journaled: the catch-up scan after the disk has space again does this one's work.
     if (health.full) return { entries: 0, changes: 0, bytes: 0, skipped: [], stopped: true };
     const report = await this.#context.exclusive(() => {
+      begun?.();
       const { sentSeq } = journal.sets.counters(spec.name);
       // The catch-up scan of a drained journal: the full mark goes only once this scan is named.
       return this.barrier({ shouldStop: (unjournaled, next) => this.#backlog.full(unjournaled, next), defer: (path) => this.#busy.defer(path, sentSeq), begun: () => this.#backlog.catchUpBegins(), ...(signal ? { signal } : {}) });
@@ -91,15 +94,31 @@ export class SetCapture {
     return report;
   }
 
-  /** A scan behind the watcher (its error, the periodic rescan, a catch-up): a failure is logged, and scanned again soon. */
-  async rescan(): Promise<void> {
+  /**
+   * A scan behind the watcher (its error, the periodic rescan, a catch-up): a failure is logged, and scanned again soon.
+   * One still waiting in the lane's queue serves every rescan asked for meanwhile (it reads the whole set once it
+   * begins): a burst of watcher errors on a busy tree queues one scan, not one each.
+   */
+  rescan(): Promise<void> {
+    if (this.#queuedRescan) return this.#queuedRescan;
+    const queued: Promise<void> = this.#rescan(() => {
+      if (this.#queuedRescan === queued) this.#queuedRescan = undefined;
+    });
+    this.#queuedRescan = queued;
+    return queued;
+  }
+
+  async #rescan(begun: () => void): Promise<void> {
     try {
-      await this.scan();
+      await this.scan(undefined, begun);
     } catch (error) {
       const { health, spec, log } = this.#context;
       if (health.handle(error)) return;
       // namedScan named it in the journal: status says scan-failed until a whole-set scan succeeds.
       log.error("scan failed; scanning the set again soon", { set: spec.name, error: String(error), retryMs: this.#retry.failed() });
+    } finally {
+      // Also when it never reached the lane (a full disk).
+      begun();
     }
   }
 

@@ -19,7 +19,7 @@ export interface RecoveryOptions {
    * How the set is brought back (owed: a recovery begun before, run again; resyncPending: a resync this process
    * journaled is not applied yet, so the run need not journal another); @default a full mirror (resync).
    */
-  readonly recover?: (set: string, reason: string, owed?: PendingRecovery, resyncPending?: boolean) => Promise<void>;
+  readonly recover?: (set: string, reason: string, owed?: PendingRecovery, resyncPending?: boolean, compare?: () => Promise<void>) => Promise<void>;
   /** When an owed recovery that failed runs again (the backoff of capture-retry.ts). @default 1 s, doubling to 5 minutes */
   readonly retry?: CaptureRetryOptions;
   /** Told every status read, for what follows the target's progress (busy files wait for their last version to be applied). */
@@ -40,6 +40,8 @@ export class SetRecovery {
   readonly #retry: CaptureRetry;
   /** The target's status last read, for what a run of an owed recovery still needs. */
   #lastStatus: SetStatus | undefined;
+  /** The comparison with the target of a generation (recovery-baseline.ts): false when it found no resync to run behind. */
+  #compared: { generation: string; done: Promise<boolean> } | undefined;
 
   constructor(context: SetContext, operations: SetOperations, options: RecoveryOptions) {
     this.#context = context;
@@ -101,10 +103,10 @@ export class SetRecovery {
     this.#continuityChecked = true;
     this.#lastStatus = status;
     if (!reason) {
-      const resumed = this.#resume(status);
       // A recovery stopped part way may have compared little of the tree with the target: what the index does not
-      // know yet is compared now, behind the resync the run again journals (queued in the lane ahead of this).
-      if (resumed) await this.#context.exclusive(() => this.#baseline(journal.sets.generation(set), signal));
+      // know yet is compared now, behind the resync the run again journals, and before its verification.
+      const compare = () => this.#compareWithTarget(journal.sets.generation(set), signal);
+      if (this.#resume(status, compare)) await compare();
       return;
     }
     const generation = journal.sets.beginGeneration(set);
@@ -112,10 +114,25 @@ export class SetRecovery {
     // The recovery journals its resync at once; the rest of it (a verification) waits on the stream, which waits
     // on this check: it goes on in the background, and only the resync (or full mirror) is awaited, so nothing
     // of the new generation is sent ahead of it.
-    this.#recover(`new journal generation ${generation.id}: ${reason}`).catch((error: unknown) =>
+    const compare = () => this.#compareWithTarget(generation, signal);
+    this.#recover(`new journal generation ${generation.id}: ${reason}`, undefined, false, compare).catch((error: unknown) =>
       log.error(`the mirror after a journal generation change failed; run \`tidemark mirror ${set} --mode diff\``, { set, error: String(error) }),
     );
-    await this.#context.exclusive(() => this.#baseline(generation, signal));
+    // Before the set's first scan too: it would journal whole what the comparison finds the target holds.
+    await compare();
+  }
+
+  /**
+   * The comparison of a generation, once: the continuity check queues it ahead of the first scan, and the recovery
+   * awaits it before its verification (not left to the lane's order). Run again when the one before found no resync
+   * journaled yet to run behind.
+   */
+  #compareWithTarget(generation: JournalGeneration, signal?: AbortSignal): Promise<void> {
+    const run = () => this.#context.exclusive(() => this.#baseline(generation, signal));
+    const earlier = this.#compared?.generation === generation.id ? this.#compared.done : undefined;
+    const done = earlier ? earlier.then((ran) => ran || run()) : run();
+    this.#compared = { generation: generation.id, done };
+    return done.then(() => undefined);
   }
 
   /**
@@ -125,10 +142,11 @@ export class SetRecovery {
    * (recovery-baseline.ts). Only behind the new generation's resync: a
    * recovery that journaled none yet is left to send everything.
    */
-  async #baseline(generation: JournalGeneration, signal?: AbortSignal): Promise<void> {
+  async #baseline(generation: JournalGeneration, signal?: AbortSignal): Promise<boolean> {
     const lookup = this.#options.targetFile;
     const { journal, spec, log } = this.#context;
-    if (!lookup || spec.volume || this.#operations.resyncSeq < generation.sinceSeq) return;
+    if (!lookup || spec.volume) return true;
+    if (this.#operations.resyncSeq < generation.sinceSeq) return false;
     try {
       const report = await seedIndexFromTarget(journal, spec, lookup, signal);
       log.info("compared the source with the target: only what differs is sent", { set: spec.name, ...report });
@@ -137,6 +155,7 @@ export class SetRecovery {
       // What was proven so far stays indexed; the scan sends everything else whole.
       log.warn("could not compare the source with the target; the scan sends the files not compared whole", { set: spec.name, error: String(error) });
     }
+    return true;
   }
 
   /**
@@ -159,30 +178,32 @@ export class SetRecovery {
    * recovery after a break, it goes on in the background; its resync is journaled ahead of the first scan's records.
    * Returns whether one was owed.
    */
-  #resume(status: SetStatus | undefined): boolean {
+  #resume(status: SetStatus | undefined, compare?: () => Promise<void>): boolean {
     const { journal, spec, log } = this.#context;
     const owed = journal.recoveries.of(spec.name);
     if (!owed) return false;
     log.warn("a recovery of the set did not finish; running it again", { set: spec.name, since: owed.since, mode: owed.mode, reason: owed.reason });
     // A resync a failed run journaled and the target has not applied yet restarts the chain when it is: another would only add to the backlog.
     const resyncPending = status !== undefined && this.#operations.resyncSeq > status.lastSeq;
-    this.#recover(owed.reason, owed, resyncPending).catch((error: unknown) =>
+    this.#recover(owed.reason, owed, resyncPending, compare).catch((error: unknown) =>
       log.error(`the recovery owed since ${owed.since} failed; it runs again after a wait, or run \`tidemark mirror ${spec.name} --mode diff\``, { set: spec.name, error: String(error) }),
     );
     return true;
   }
 
   /** Brings the set back in line with a resync and a mirror behind it. */
-  async #recover(reason: string, owed?: PendingRecovery, resyncPending = false): Promise<void> {
+  /** compare: the comparison with the target (a journal the target is ahead of), awaited before the verification. */
+  async #recover(reason: string, owed?: PendingRecovery, resyncPending = false, compare?: () => Promise<void>): Promise<void> {
     const { spec, log } = this.#context;
     const recover = this.#options.recover;
     if (!recover) {
       log.warn("target out of sync; resyncing with a full mirror", { set: spec.name, reason });
       await this.#operations.resync(reason);
+      await compare?.();
       return;
     }
     // An owed recovery was logged as such by #resume.
     if (!owed) log.warn("target out of sync; recovering", { set: spec.name, reason });
-    await recover(spec.name, reason, owed, resyncPending);
+    await recover(spec.name, reason, owed, resyncPending, compare);
   }
 }

@@ -72,11 +72,11 @@ export function lostSpoolReason(spoolDir: string): string {
  * A task marker whose digest list was spooled goes on without the list: its digest alone still proves the snapshot
  * (its sha256 covers every entry); only the naming of the paths that differ, should it not match, is lost.
  */
-function markerWithoutList(journal: Journal, set: string, seq: number): boolean {
+export function markerWithoutList(journal: Journal, set: string, seq: number): boolean {
   const change = journal.record(set, seq)?.change;
   if (change?.op !== "task") return false;
   const { content: _lost, digest, ...marker } = change;
-  if (!digest) return false;
+  if (!digest?.list) return false;
   const { list: _list, ...counts } = digest;
   journal.replaceRecord(set, seq, { ...marker, digest: counts });
   return true;

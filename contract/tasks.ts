@@ -172,6 +172,11 @@ export const SnapshotSummarySchema = z.object({
 });
 export type SnapshotSummary = z.infer<typeof SnapshotSummarySchema>;
 
+/** How many entries of the live mirror a snapshot left out (0: it is complete); its restore names them as not restored. */
+export function leftOutCount(summary: SnapshotSummary): number {
+  return Math.max(summary.unreadableCount ?? 0, summary.unreadable?.length ?? 0);
+}
+
 /**
  * One line of a snapshot manifest: a verification manifest's entry, plus the
  * object version on a versioned bucket, and the object's content tag (the

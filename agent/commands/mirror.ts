@@ -26,7 +26,8 @@ aside as the config's "orphans" setting says. A progress bar shows on a
 terminal; plain lines otherwise. Uses the running agent when there is one,
 else starts one for the duration. Exits 1 at once when another key owns the
 set on the target (this host's sends are held until \`tidemark adopt SET\`;
---json prints "error": "sends-held").
+--json prints "error": "sends-held"), also when that is first found at the
+final send (what it journaled stays unsent until then).
 
 Options:
   --mode MODE     full, diff or checksum (required)
@@ -49,7 +50,7 @@ Examples:
     const json = values.json === true;
     let result: MirrorResult;
     try {
-      result = await operate<MirrorResult>(config, "/mirror", { set, mode }, (deps) => runMirror(deps, set, mode as MirrorMode, config.orphans), { quiet: json });
+      result = await operate<MirrorResult>(config, "/mirror", { set, mode }, (deps) => runMirror(deps, set, mode as MirrorMode, config.orphans), { quiet: json, unsentWhenHeld: "the changes this mirror journaled" });
     } catch (error) {
       return heldAsJson(error, json);
     }

@@ -32,7 +32,15 @@ export async function operate<T>(
   route: string,
   request: { set: string } & Record<string, unknown>,
   inProcess: (deps: OperationDeps) => Promise<T>,
-  options: { quiet: boolean },
+  options: {
+    quiet: boolean;
+    /**
+     * What stays unsent when the final send finds the set held (`verify --repair`'s repairs, a mirror's changes): the
+     * command then fails with the hold (HeldWaitError: exit 1, its JSON under --json) instead of printing success.
+     * Without it the hold is said on stderr only (a queued marker, whose wait reports the hold itself).
+     */
+    unsentWhenHeld?: string;
+  },
 ): Promise<T> {
   const view = options.quiet ? undefined : createProgressView({ tty: process.stderr.isTTY === true, write: (text) => process.stderr.write(text) });
   const onProgress = (progress: Progress) => view?.update(progress);
@@ -52,7 +60,11 @@ export async function operate<T>(
   try {
     const result = await inProcess(running.operations(onProgress));
     // What the operation journaled (repairs, a full mirror) leaves before this process does.
-    await running.agent.drain(request.set).catch(heldSendsSaid);
+    await running.agent.drain(request.set).catch(async (error: unknown) => {
+      const held = error instanceof SendsHeldError && options.unsentWhenHeld !== undefined ? await running.agent.sendsHeldBy(request.set) : undefined;
+      if (held && options.unsentWhenHeld !== undefined) throw new HeldWaitError(options.unsentWhenHeld, held);
+      heldSendsSaid(error);
+    });
     return result;
   } finally {
     view?.done();

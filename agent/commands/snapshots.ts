@@ -2,7 +2,7 @@
 // recovery points `snapshot` markers left on the target.
 
 import { resolve } from "node:path";
-import type { PruneReport, SnapshotSummary } from "../../contract/tasks.ts";
+import { leftOutCount, type PruneReport, type SnapshotSummary } from "../../contract/tasks.ts";
 import { listSnapshots, readSnapshot, SnapshotError, type TargetStore } from "../../lambdas/target/index.ts";
 import { configPath, loadConfig, type AgentConfig } from "../config.ts";
 import { escapeControl, formatBytes, table } from "../format.ts";
@@ -36,6 +36,10 @@ matched, MISMATCH (the task failed; --json names the paths), or unverified
 CHECK is the verification of its content right after it was taken (every
 object present, its SHA-256 right): verified, FAILED (the paths in --json),
 pending while it runs, or unverified.
+HOLDS says INCOMPLETE when the snapshot left entries out (their object could
+not be read when it was taken; --json names them as "unreadable"): its
+restore names them as not restored and exits 3, and \`prune --keep N\` does
+not count it among the N.
 
 Options:
   --json          print the snapshots as a JSON array
@@ -60,7 +64,7 @@ Examples:
       return 0;
     }
     const content = (s: SnapshotSummary) =>
-      s.volume ? `${s.volume.blocks} blocks${s.volume.ebsSnapshotId ? ` (EBS ${s.volume.ebsSnapshotId})` : ""}` : `${s.files} files`;
+      s.volume ? `${s.volume.blocks} blocks${s.volume.ebsSnapshotId ? ` (EBS ${s.volume.ebsSnapshotId})` : ""}` : `${s.files} files${incompleteNote(s)}`;
     const rows = snapshots.map((s) => [s.id, s.taskId, escapeControl(s.label ?? ""), s.takenAt, content(s), formatBytes(s.bytes), digestColumn(s), checkColumn(s)]);
     process.stdout.write(`${table(["SNAPSHOT", "TASK", "LABEL", "TAKEN", "HOLDS", "BYTES", "DIGEST", "CHECK"], rows)}\n`);
     return 0;
@@ -145,6 +149,7 @@ Examples:
     const result = await withRestoreStore(config, async (store) => {
       // A tidemark snapshot first; an id that names none and looks like EBS's is read back from EBS.
       const summary = id === "latest" ? (await listSnapshots(store, set)).at(-1) : await findSnapshot(store, set, id);
+      if (summary && leftOutCount(summary) > 0) process.stderr.write(`snapshot ${summary.id}${id === "latest" ? " (the latest)" : ""} is INCOMPLETE: ${leftOutCount(summary)} entries were left out when it was taken; they are not restored\n`);
       try {
         if (!summary && isEbsSnapshotId(id)) return await withEbsClient(config, (ebs) => restoreEbsSnapshot(ebs, id, resolve(to), options));
         if (!summary) throw new UsageError(`set "${set}" has no snapshots to restore`);
@@ -194,6 +199,12 @@ function printRestore(set: string, result: RestoreResult, json: boolean): number
     if (result.failures.length > 0) process.stderr.write(`${result.failures.length} entries not restored; everything else was\n`);
   }
   return result.failures.length > 0 ? 3 : 0;
+}
+
+/** What the HOLDS column adds for a snapshot that left entries out. */
+function incompleteNote(s: SnapshotSummary): string {
+  const count = leftOutCount(s);
+  return count > 0 ? ` (INCOMPLETE: ${count} left out)` : "";
 }
 
 /** The digest check of a snapshot, as the table shows it ("-" for a snapshot taken before digests). */

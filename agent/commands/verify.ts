@@ -39,7 +39,8 @@ the duration. Exit code: 0 when the target matches (or --repair journaled
 the repairs), ${DIFFERENCES_FOUND} when differences were found and not repaired,
 1 on errors: at once when another key owns the set on the target (this
 host's sends are held until \`tidemark adopt SET\`; --json prints "error":
-"sends-held").
+"sends-held"), also when that is first found at the final send (what it
+journaled stays unsent until then).
 
 Options:
   --deep          hash both sides (slow: reads everything)
@@ -61,7 +62,7 @@ Examples:
     const json = values.json === true;
     let result: VerifyResult;
     try {
-      result = await operate<VerifyResult>(config, "/verify", { set, deep, repair }, (deps) => runVerify(deps, set, { deep, repair, orphans: config.orphans }), { quiet: json });
+      result = await operate<VerifyResult>(config, "/verify", { set, deep, repair }, (deps) => runVerify(deps, set, { deep, repair, orphans: config.orphans }), { quiet: json, unsentWhenHeld: "the changes this verify journaled" });
     } catch (error) {
       return heldAsJson(error, json);
     }

@@ -23,6 +23,7 @@ import {
   type SetStatus,
 } from "../../contract/layout.ts";
 import {
+  leftOutCount,
   MAX_NAMED_PATHS,
   SnapshotEntrySchema,
   SnapshotSummarySchema,
@@ -340,8 +341,19 @@ export interface PruneOptions {
   readonly alsoNeeded?: { readonly files: ReadonlySet<string>; readonly blocks: ReadonlySet<string> };
 }
 
+/** For each snapshot (oldest first), how many complete snapshots are newer than it. */
+function newerComplete(all: readonly SnapshotSummary[]): number[] {
+  const counts: number[] = [];
+  let newer = 0;
+  for (const summary of [...all].reverse()) {
+    counts.unshift(newer);
+    if (leftOutCount(summary) === 0) newer += 1;
+  }
+  return counts;
+}
+
 /**
- * Deletes the set's snapshots beyond the newest `keep` (and, with
+ * Deletes the set's snapshots beyond the newest `keep` complete ones (and, with
  * olderThan, those taken before it), never one taken at or after
  * `protectFrom`, then the preserved content that no kept snapshot names:
  * after a deletion, or always with `sweep`.
@@ -353,7 +365,9 @@ export async function pruneSnapshots(store: TargetStore, set: string, options: P
   const ebsParent = volume.state.ebs?.manifestSnapshotId;
   const cut = options.olderThan?.toISOString();
   const protectFrom = options.protectFrom?.toISOString();
-  const wanted = (s: SnapshotSummary, i: number) => s.id === ebsParent || (i >= all.length - options.keep && (cut === undefined || s.takenAt >= cut));
+  // Only complete snapshots count toward `keep`: one that left entries out never costs an older complete one its place.
+  const completeNewer = newerComplete(all);
+  const wanted = (s: SnapshotSummary, i: number) => s.id === ebsParent || ((completeNewer[i] ?? 0) < options.keep && (cut === undefined || s.takenAt >= cut));
   const inWindow = (s: SnapshotSummary) => protectFrom !== undefined && s.takenAt >= protectFrom;
   const kept = all.filter((s, i) => wanted(s, i) || inWindow(s));
   const protectedIds = all.filter((s, i) => !wanted(s, i) && inWindow(s)).map((s) => s.id);
