@@ -50,6 +50,8 @@ function describe(change: Change): string {
 
 function spoolOf(change: Change): string | undefined {
   if ((change.op === "put" || change.op === "verify") && "spool" in change.content) return change.content.spool;
+  // A marker's digest list may wait in a spool file too.
+  if (change.op === "task" && change.content && "spool" in change.content) return change.content.spool;
   return undefined;
 }
 
