@@ -353,7 +353,7 @@ function newerComplete(all: readonly SnapshotSummary[]): number[] {
 }
 
 /**
- * Deletes the set's snapshots beyond the newest `keep` complete ones (and, with
+ * Deletes the set's snapshots beyond the newest `keep` and the newest `keep` complete ones (and, with
  * olderThan, those taken before it), never one taken at or after
  * `protectFrom`, then the preserved content that no kept snapshot names:
  * after a deletion, or always with `sweep`.
@@ -365,9 +365,11 @@ export async function pruneSnapshots(store: TargetStore, set: string, options: P
   const ebsParent = volume.state.ebs?.manifestSnapshotId;
   const cut = options.olderThan?.toISOString();
   const protectFrom = options.protectFrom?.toISOString();
-  // Only complete snapshots count toward `keep`: one that left entries out never costs an older complete one its place.
+  // The newest `keep` of any kind, plus the newest `keep` complete ones: one that left entries out never costs an older
+  // complete one its place, and a set whose every snapshot leaves something out still keeps at most `keep`.
   const completeNewer = newerComplete(all);
-  const wanted = (s: SnapshotSummary, i: number) => s.id === ebsParent || ((completeNewer[i] ?? 0) < options.keep && (cut === undefined || s.takenAt >= cut));
+  const newest = (s: SnapshotSummary, i: number) => all.length - 1 - i < options.keep || (leftOutCount(s) === 0 && (completeNewer[i] ?? 0) < options.keep);
+  const wanted = (s: SnapshotSummary, i: number) => s.id === ebsParent || (newest(s, i) && (cut === undefined || s.takenAt >= cut));
   const inWindow = (s: SnapshotSummary) => protectFrom !== undefined && s.takenAt >= protectFrom;
   const kept = all.filter((s, i) => wanted(s, i) || inWindow(s));
   const protectedIds = all.filter((s, i) => !wanted(s, i) && inWindow(s)).map((s) => s.id);
