@@ -8,12 +8,14 @@ import { leftOutCount, type SnapshotEntry, type SnapshotSummary } from "../contr
 import type { RestoreFailure } from "./restore-writer.ts";
 import { readManifest, type TargetStore } from "../lambdas/target/index.ts";
 import { ContentReader } from "./restore-content.ts";
-import { writeRecoveryPoint, type RecoveryPoint, type WriteOptions, type WriteReport } from "./restore-writer.ts";
+import { RestoreError, writeRecoveryPoint, type RecoveryPoint, type WriteOptions, type WriteReport } from "./restore-writer.ts";
 
 export { RestoreError } from "./restore-writer.ts";
 
 export interface RestoreResult extends WriteReport {
   readonly snapshot: string;
+  /** Entries the snapshot left out when it was taken beyond those its summary names (and `failures` lists): not restored either. */
+  readonly leftOutUnnamed?: number;
 }
 
 /** A file set's snapshot as a recovery point: its manifest, and each file's bytes from the bucket (live, versioned or preserved). */
@@ -26,12 +28,22 @@ export async function snapshotRecoveryPoint(store: TargetStore, summary: Snapsho
 /** The entries the snapshot left out when it was taken (summary.unreadable): each is named as not restored, never silently missing. */
 function leftOut(summary: SnapshotSummary): RestoreFailure[] {
   const named = (summary.unreadable ?? []).map(({ path, problem }) => ({ path, reason: `left out of snapshot ${summary.id} when it was taken: ${problem}` }));
-  const unnamed = leftOutCount(summary) - named.length;
-  if (unnamed > 0) named.push({ path: `(${unnamed} more entries)`, reason: `left out of snapshot ${summary.id} when it was taken; its summary names only the first ${named.length}` });
   return named;
 }
 
+/** Left-out entries the summary does not name (it names at most MAX_NAMED_PATHS). */
+function unnamedLeftOut(summary: SnapshotSummary): number {
+  return Math.max(0, leftOutCount(summary) - (summary.unreadable?.length ?? 0));
+}
+
 export async function restoreSnapshot(store: TargetStore, summary: SnapshotSummary, to: string, options: WriteOptions = {}): Promise<RestoreResult> {
+  const unnamed = unnamedLeftOut(summary);
+  // --delete would remove those unnamed entries as "not in the snapshot", although the snapshot only could not read them.
+  if (options.delete && unnamed > 0) {
+    throw new RestoreError(
+      `snapshot ${summary.id} left out ${leftOutCount(summary)} entries when it was taken and names only ${leftOutCount(summary) - unnamed} of them: --delete could remove the other ${unnamed} from ${to}; restore without --delete`,
+    );
+  }
   const point = await snapshotRecoveryPoint(store, summary);
-  return { snapshot: summary.id, ...(await writeRecoveryPoint(point, to, options)) };
+  return { snapshot: summary.id, ...(await writeRecoveryPoint(point, to, options)), ...(unnamed > 0 ? { leftOutUnnamed: unnamed } : {}) };
 }

@@ -196,9 +196,11 @@ function printRestore(set: string, result: RestoreResult, json: boolean): number
       if (result.extra.length > 50) process.stdout.write(`  ... and ${result.extra.length - 50} more (--json lists them all)\n`);
     }
     for (const failure of result.failures) process.stderr.write(`not restored: ${JSON.stringify(failure.path)}: ${failure.reason}\n`);
-    if (result.failures.length > 0) process.stderr.write(`${result.failures.length} entries not restored; everything else was\n`);
+    const unnamed = result.leftOutUnnamed ?? 0;
+    if (unnamed > 0) process.stderr.write(`not restored: ${unnamed} more entries left out of snapshot ${result.snapshot} when it was taken; its summary names only those above\n`);
+    if (result.failures.length + unnamed > 0) process.stderr.write(`${result.failures.length + unnamed} entries not restored; everything else was\n`);
   }
-  return result.failures.length > 0 ? 3 : 0;
+  return result.failures.length > 0 || (result.leftOutUnnamed ?? 0) > 0 ? 3 : 0;
 }
 
 /** What the HOLDS column adds for a snapshot that left entries out. */
