@@ -12,7 +12,7 @@ import { DatabaseSync, type StatementSync } from "node:sqlite";
 import type { OrphanPolicy } from "../contract/layout.ts";
 import { deltaBytes } from "../contract/wire.ts";
 import type { ByteRange } from "../contract/delta-ranges.ts";
-import type { TaskFields } from "../contract/tasks.ts";
+import { TaskIdSchema, type TaskFields } from "../contract/tasks.ts";
 import { journalFault } from "./journal-faults.ts";
 import { SkippedNames } from "./skipped-names.ts";
 import { EntryIndex } from "./journal-index.ts";
@@ -190,6 +190,7 @@ function prepareStatements(db: DatabaseSync) {
     ),
     replaceRecord: prepare("UPDATE journal SET change = ?, content = NULL, bytes = ? WHERE set_name = ? AND seq = ?"),
     skippedOf: prepare("SELECT path, seq, reason, since FROM skipped WHERE set_name = ? ORDER BY path"),
+    laterTask: prepare(`SELECT 1 AS found FROM journal WHERE set_name = :set AND seq > :after AND seq <= :upto AND json_extract(change, '$.op') = 'task' LIMIT 1`),
     lastResyncIn: prepare(
       `SELECT max(seq) AS seq FROM journal WHERE set_name = :set AND seq > :after AND seq <= :upto AND json_extract(change, '$.op') = 'resync'`,
     ),
@@ -202,6 +203,11 @@ function prepareStatements(db: DatabaseSync) {
 }
 
 type Statements = ReturnType<typeof prepareStatements>;
+
+/** How a refused task marker is named among skipped paths (poison.ts). */
+function isTaskName(path: string): boolean {
+  return path.startsWith("task ") && TaskIdSchema.safeParse(path.slice("task ".length)).success;
+}
 
 /** A path whose latest change the target refused: the target keeps its last good version until a later change is delivered. */
 export interface SkippedPath {
@@ -404,7 +410,7 @@ export class Journal {
   /**
    * A skipped path is replicated again once a later change of it (a put, a delete, a move) is sent, and
    * anything skipped before a resync once the resync is sent: the mirror behind it sends it again (and a
-   * refusal of that is recorded anew).
+   * refusal of that is recorded anew). A refused task marker (`task <id>`) once a later marker of the set is sent.
    */
   #resolveSkipped(set: string, lastSeq: number): void {
     const s = this.#statements;
@@ -414,7 +420,8 @@ export class Journal {
     const resync = (s.lastResyncIn.get({ set, after, upto: lastSeq }) as { seq: number | null }).seq;
     for (const skipped of rows) {
       if (skipped.seq >= lastSeq) continue;
-      const later = (resync !== null && resync > skipped.seq) || s.touching.get({ set, after: skipped.seq, upto: lastSeq, path: skipped.path });
+      const range = { set, after: skipped.seq, upto: lastSeq };
+      const later = (resync !== null && resync > skipped.seq) || (isTaskName(skipped.path) ? s.laterTask.get(range) : s.touching.get({ ...range, path: skipped.path }));
       if (later) s.deleteSkipped.run(set, skipped.path);
     }
   }

@@ -107,10 +107,10 @@ export async function skipRefusedRecord(journal: Journal, set: string, seq: numb
         paths.push(what);
         journal.markSkipped(set, what, seq, `${reason}; the target's image differs in this block until \`tidemark mirror ${set} --mode full\``);
       }
-      // A task that never reaches the target never runs: named until a resync, never silent.
+      // A task that never reaches the target never runs: named until a later marker of the set (or a resync) is sent, never silent.
       else if (change.op === "task") {
         paths.push(what);
-        journal.markSkipped(set, what, seq, `${reason}; this task (${change.fields.action}) did not run on the target`);
+        journal.markSkipped(set, what, seq, `${reason}; this task (${change.fields.action}) did not run on the target; insert a new marker: \`tidemark task ${set}\``);
       }
     }
     return { seq, paths, what };
