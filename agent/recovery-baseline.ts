@@ -128,33 +128,70 @@ type PutChange = Extract<Change, { op: "put" }>;
 const NO_BYTES = new Uint8Array();
 const EMPTY_SHA256 = createHash("sha256").digest("hex");
 
+/** Failed lookups in a row after which the target counts as unreachable: against a black-holed endpoint each costs two connect timeouts. */
+export const MAX_FAILED_LOOKUPS_IN_A_ROW = 32;
+
+/** The comparison stopped as a whole: the target's objects could not be looked up. */
+export class TargetUnreachableError extends Error {
+  override name = "TargetUnreachableError";
+}
+
+/** Counts lookups that failed in a row (any success starts again): past the limit, no further file is looked up. */
+class LookupBreaker {
+  #failed = 0;
+  #last: unknown;
+
+  get tripped(): boolean {
+    return this.#failed >= MAX_FAILED_LOOKUPS_IN_A_ROW;
+  }
+
+  succeeded(): void {
+    this.#failed = 0;
+  }
+
+  failed(error: unknown): void {
+    this.#failed += 1;
+    this.#last = error;
+  }
+
+  error(set: string): TargetUnreachableError {
+    return new TargetUnreachableError(
+      `comparing set "${set}" with the target stopped: ${this.#failed} lookups of its objects failed in a row (last: ${String(this.#last)}); the files not compared are not counted, and the recovery runs again later`,
+    );
+  }
+}
+
 /** The target's file, asked twice: the agent's S3 client does not retry, and one failed HEAD must not cost more than this file. */
-async function lookupOnceRetried(lookup: TargetFileLookup, set: string, path: string): Promise<TargetFile | undefined> {
+async function lookupOnceRetried(lookup: TargetFileLookup, set: string, path: string, breaker: LookupBreaker): Promise<TargetFile | undefined> {
   try {
-    return await lookup(set, path);
-  } catch {
-    return lookup(set, path);
+    const found = await lookup(set, path).catch(() => lookup(set, path));
+    breaker.succeeded();
+    return found;
+  } catch (error) {
+    breaker.failed(error);
+    throw error;
   }
 }
 
 /**
  * How the source file at path compares with the target's object of it. A file whose object or content cannot be
- * read differs: the scan sends it whole, or names why it cannot. Only a stop ends the comparison.
+ * read differs: the scan sends it whole, or names why it cannot. Only a stop, or a target that keeps failing
+ * lookups (LookupBreaker), ends the comparison.
  */
-async function compareFile(spec: SetSpec, lookup: TargetFileLookup, path: string, signal?: AbortSignal): Promise<Outcome> {
+async function compareFile(spec: SetSpec, lookup: TargetFileLookup, path: string, breaker: LookupBreaker, signal?: AbortSignal): Promise<Outcome> {
   try {
-    return await compareReadable(spec, lookup, path, signal);
+    return await compareReadable(spec, lookup, path, breaker, signal);
   } catch {
-    return signal?.aborted ? { kind: "stopped" } : { kind: "differ", bytesRead: 0, unreadable: true };
+    return signal?.aborted || breaker.tripped ? { kind: "stopped" } : { kind: "differ", bytesRead: 0, unreadable: true };
   }
 }
 
-async function compareReadable(spec: SetSpec, lookup: TargetFileLookup, path: string, signal?: AbortSignal): Promise<Outcome> {
+async function compareReadable(spec: SetSpec, lookup: TargetFileLookup, path: string, breaker: LookupBreaker, signal?: AbortSignal): Promise<Outcome> {
   const abs = join(spec.root, path);
-  if (signal?.aborted) return { kind: "stopped" };
+  if (signal?.aborted || breaker.tripped) return { kind: "stopped" };
   const before = await statOrGone(abs);
   if (!before?.isFile()) return { kind: "differ", bytesRead: 0 };
-  const remote = await lookupOnceRetried(lookup, spec.name, path);
+  const remote = await lookupOnceRetried(lookup, spec.name, path, breaker);
   // Another size is another content: no need to read the file to know it travels.
   if (!remote || remote.size !== Number(before.size)) return { kind: "differ", bytesRead: 0 };
   if (signal?.aborted) return { kind: "stopped" };
@@ -201,10 +238,11 @@ export async function seedIndexFromTarget(journal: Journal, spec: SetSpec, looku
   const set = spec.name;
   const report: BaselineReport = { files: 0, same: 0, metadataOnly: 0, differ: 0, bytesRead: 0, unreadable: 0 };
   let batch: string[] = [];
+  const breaker = new LookupBreaker();
   const flush = async () => {
     const paths = batch;
     batch = [];
-    const outcomes = await mapConcurrent(paths, COMPARE_CONCURRENCY, (path) => compareFile(spec, lookup, path, signal));
+    const outcomes = await mapConcurrent(paths, COMPARE_CONCURRENCY, (path) => compareFile(spec, lookup, path, breaker, signal));
     const same: PutChange[] = [];
     const metadata: PutChange[] = [];
     for (const outcome of outcomes) {
@@ -227,6 +265,8 @@ export async function seedIndexFromTarget(journal: Journal, spec: SetSpec, looku
     journal.append(set, metadata);
     report.same += same.length;
     report.metadataOnly += metadata.length;
+    // What was proven stays indexed; the rest is not compared, and not counted as differing either.
+    if (breaker.tripped) throw breaker.error(set);
   };
   const folders = [""];
   // Stopped part way (the agent stops while it starts), what was compared stays indexed: the rest is sent whole.

@@ -8,7 +8,7 @@ import { CaptureRetry, type CaptureRetryOptions } from "./capture-retry.ts";
 import { awaitingGeneration, continuityBreak } from "./continuity.ts";
 import type { JournalGeneration } from "./journal.ts";
 import type { PendingRecovery } from "./pending-recoveries.ts";
-import { seedIndexFromTarget, type TargetFileLookup } from "./recovery-baseline.ts";
+import { seedIndexFromTarget, TargetUnreachableError, type TargetFileLookup } from "./recovery-baseline.ts";
 import type { SetContext } from "./set-context.ts";
 import type { SetOperations } from "./set-operations.ts";
 
@@ -26,6 +26,11 @@ export interface RecoveryOptions {
   readonly onTargetStatus?: (status: SetStatus) => void;
   /** Reads the target's live file at a path: a lost journal then resends only what the target lacks (recovery-baseline.ts). */
   readonly targetFile?: TargetFileLookup;
+}
+
+/** A comparison the target did not answer is logged by #baseline and fails the recovery awaiting it; the set's first scan goes on. */
+function comparisonFailed(error: unknown): void {
+  if (!(error instanceof TargetUnreachableError)) throw error;
 }
 
 export class SetRecovery {
@@ -106,7 +111,7 @@ export class SetRecovery {
       // A recovery stopped part way may have compared little of the tree with the target: what the index does not
       // know yet is compared now, behind the resync the run again journals, and before its verification.
       const compare = () => this.#compareWithTarget(journal.sets.generation(set), signal);
-      if (this.#resume(status, compare)) await compare();
+      if (this.#resume(status, compare)) await compare().catch(comparisonFailed);
       return;
     }
     const generation = journal.sets.beginGeneration(set);
@@ -119,7 +124,7 @@ export class SetRecovery {
       log.error(`the mirror after a journal generation change failed; run \`tidemark mirror ${set} --mode diff\``, { set, error: String(error) }),
     );
     // Before the set's first scan too: it would journal whole what the comparison finds the target holds.
-    await compare();
+    await compare().catch(comparisonFailed);
   }
 
   /**
@@ -152,6 +157,11 @@ export class SetRecovery {
       log.info("compared the source with the target: only what differs is sent", { set: spec.name, ...report });
       if (report.metadataOnly > 0) this.#context.wake();
     } catch (error) {
+      // The target did not answer: the recovery awaiting this fails, stays owed and runs again after its backoff.
+      if (error instanceof TargetUnreachableError) {
+        log.error(error.message, { set: spec.name });
+        throw error;
+      }
       // What was proven so far stays indexed; the scan sends everything else whole.
       log.warn("could not compare the source with the target; the scan sends the files not compared whole", { set: spec.name, error: String(error) });
     }
