@@ -2,17 +2,14 @@
 // the operation journaled cannot leave): the command fails with the hold (HeldWaitError, its JSON under --json,
 // exit 1) instead of printing success while its repairs stay unsent.
 
-import { mkdirSync, writeFileSync } from "node:fs";
+import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, expect, it, vi } from "vitest";
 import { heldAsJson, operate } from "../../agent/commands/operate.ts";
 import { loadConfig } from "../../agent/config.ts";
 import { HeldWaitError } from "../../agent/held-wait.ts";
-import { silentLogger } from "../../agent/log.ts";
-import { readOwnerKey } from "../../agent/owner-key.ts";
-import { startAgent } from "../../agent/runtime.ts";
-import { readSetStatus } from "../../lambdas/store/set-status.ts";
-import { eventually, startTestCloud, type TestCloud } from "../support/local-cloud.ts";
+import { startTestCloud, type TestCloud } from "../support/local-cloud.ts";
+import { ownedElsewhere } from "../support/owned-elsewhere.ts";
 import { tempDir } from "../support/tree.ts";
 
 const SET = "www";
@@ -29,16 +26,7 @@ afterAll(async () => {
 });
 
 it("fails with the hold when what the operation journaled cannot be sent, and only says it for a queued marker", async () => {
-  const ownerDir = join(work.path, "owner");
-  const otherDir = join(work.path, "other");
-  mkdirSync(join(ownerDir, "site"), { recursive: true });
-  mkdirSync(join(otherDir, "site"), { recursive: true });
-  writeFileSync(join(ownerDir, "site", "index.html"), "<h1>genuine</h1>");
-  const owner = await startAgent(loadConfig(cloud.writeConfig(ownerDir, [{ name: SET, path: "site" }])), silentLogger);
-  await eventually(async () => expect((await readSetStatus(cloud.store, SET)).lastSeq).toBeGreaterThan(0));
-  await owner.stop();
-  const ownerKey = readOwnerKey(join(ownerDir, "state"));
-  if (!ownerKey) throw new Error("the owner's agent made no key");
+  const { otherDir, ownerKey } = await ownedElsewhere(cloud, work.path, SET);
 
   const config = loadConfig(cloud.writeConfig(otherDir, [{ name: SET, path: "site" }]));
   // The operation journals a change (as a repair does) and returns its report without waiting on the target.

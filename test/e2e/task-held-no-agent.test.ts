@@ -4,16 +4,12 @@
 // instead of the JSON a script reads; now it prints the JSON form (the marker
 // queued, the wait cut short and why) and exits 1.
 
-import { mkdirSync, writeFileSync } from "node:fs";
+import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, expect, it } from "vitest";
-import { loadConfig } from "../../agent/config.ts";
-import { silentLogger } from "../../agent/log.ts";
-import { readOwnerKey } from "../../agent/owner-key.ts";
-import { startAgent } from "../../agent/runtime.ts";
-import { readSetStatus } from "../../lambdas/store/set-status.ts";
 import { tidemark } from "../support/cli.ts";
-import { eventually, startTestCloud, type TestCloud } from "../support/local-cloud.ts";
+import { startTestCloud, type TestCloud } from "../support/local-cloud.ts";
+import { ownedElsewhere } from "../support/owned-elsewhere.ts";
 import { tempDir } from "../support/tree.ts";
 
 const SET = "www";
@@ -30,17 +26,8 @@ afterAll(async () => {
 });
 
 it("prints the JSON form when the set's sends are held and no agent runs", async () => {
-  const ownerDir = join(work.path, "owner");
-  const otherDir = join(work.path, "other");
-  mkdirSync(join(ownerDir, "site"), { recursive: true });
-  mkdirSync(join(otherDir, "site"), { recursive: true });
-  writeFileSync(join(ownerDir, "site", "index.html"), "<h1>genuine</h1>");
+  const { otherDir, ownerKey } = await ownedElsewhere(cloud, work.path, SET);
   writeFileSync(join(otherDir, "site", "index.html"), "<h1>other</h1>");
-  const owner = await startAgent(loadConfig(cloud.writeConfig(ownerDir, [{ name: SET, path: "site" }])), silentLogger);
-  await eventually(async () => expect((await readSetStatus(cloud.store, SET)).lastSeq).toBeGreaterThan(0));
-  await owner.stop();
-  const ownerKey = readOwnerKey(join(ownerDir, "state"));
-  if (!ownerKey) throw new Error("the owner's agent made no key");
 
   const otherConfig = cloud.writeConfig(otherDir, [{ name: SET, path: "site" }]);
   const task = await tidemark(["task", SET, "--wait", "--wait-timeout", "60", "--json", "--config", otherConfig]);
