@@ -6,7 +6,7 @@
 // and paced (busy-files.ts), named in the journal while they wait
 // (held-files.ts).
 
-import { rm } from "node:fs/promises";
+import { lstat, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { BusyFiles, type BusyFileOptions } from "./busy-files.ts";
 import { capture, deletesFor, type CaptureResult } from "./capture.ts";
@@ -257,7 +257,8 @@ export class SetCapture {
       const known = journal.index.entry(spec.name, path);
       // Reading a large file (again and again while it keeps changing) takes long: the journal names it meanwhile, so
       // status does not say in sync while the source holds a change not journaled yet.
-      const named = known?.kind === "file" && known.size >= this.#largeBytes && !this.#capturing.has(path);
+      const large = (known?.kind === "file" && known.size >= this.#largeBytes) || (await this.#largeNow(spec.root, path));
+      const named = large && !this.#capturing.has(path);
       if (named) {
         this.#capturing.add(path);
         this.#held.record(this.#busy.held(sentSeq), this.#capturing);
@@ -315,6 +316,13 @@ export class SetCapture {
     if (journaled > 0) this.#context.wake();
     this.#wakeWhenDue();
     return journaled;
+  }
+
+  /** Whether a file the index knew small, or not at all, is large now (new, or grown): its capture is as long. */
+  async #largeNow(root: string, path: string): Promise<boolean> {
+    // One that cannot be read now is named by its capture, which reads it.
+    const st = await lstat(join(root, path)).catch(() => undefined);
+    return st?.isFile() === true && st.size >= this.#largeBytes;
   }
 
   /** A put of a new file with the content, mode and mtime of a vanished one becomes a rename of it. */

@@ -15,12 +15,14 @@ export interface MarkerIdentity {
 }
 
 /**
- * Whether `result` is the result of `marker`. A result written before results named their generation matches on
- * set and seq alone; a marker of unknown generation (an old agent's) likewise.
+ * Whether `result` is the result of `marker`. A result without a generation (its set had none, or it was written
+ * before results named theirs) is only a marker's without one: a set's seqs restart with each generation, so it
+ * is not a later generation's marker at the same seq. A marker of unknown generation (an old agent's) matches on
+ * set and seq alone.
  */
 export function resultOfMarker(result: Pick<TaskResult, "set" | "seq" | "generation">, marker: MarkerIdentity): boolean {
   if (result.set !== marker.set || result.seq !== marker.seq) return false;
-  return result.generation === undefined || marker.generation === undefined || result.generation === marker.generation;
+  return marker.generation === undefined || result.generation === marker.generation;
 }
 
 /**

@@ -234,12 +234,16 @@ export class Applier {
     let records = message.records;
     const generation = enterGeneration(status, message.gen, records, this.#now());
     if (generation.kind === "stale") return this.#reject(incoming, generation.error, status);
-    if (generation.kind === "unannounced") return this.#holdSet(set, records, status, generation.reason);
-    if (generation.kind === "restart") await this.#abandonMarkers(set, generation.superseded, status);
-    const resyncAt = records.findIndex((r) => r.op === "resync" && r.seq > status.lastSeq);
+    if (generation.kind === "unannounced") {
+      generation.apply();
+      return this.#holdSet(set, records, status, generation.reason);
+    }
+    // A new generation's checkpoint, applied once its records pass their checks.
+    const from = generation.kind === "restart" ? generation.lastSeq : status.lastSeq;
+    const resyncAt = records.findIndex((r) => r.op === "resync" && r.seq > from);
     if (resyncAt >= 0) {
       // Records before a resync are superseded by the mirror that follows it.
-      await this.#abandonMarkers(set, records.slice(0, resyncAt).filter((r) => r.seq > status.lastSeq), status);
+      await this.#abandonMarkers(set, records.slice(0, resyncAt).filter((r) => r.seq > from), status);
       records = records.slice(resyncAt);
     } else if (status.state === "out-of-sync") {
       await this.#abandonMarkers(set, records, status);
@@ -263,9 +267,11 @@ export class Applier {
     try {
       prepared = await this.#prepareContent(set, records, pack);
     } catch (error) {
-      if (error instanceof BadMessageError) return this.#reject(incoming, error, status, records[records.length - 1]?.seq);
+      if (error instanceof BadMessageError) return this.#reject(incoming, error, status, records[records.length - 1]?.seq, generation.kind === "restart" ? message.gen : undefined);
       throw error;
     }
+    generation.apply();
+    if (generation.kind === "restart") await this.#abandonMarkers(set, generation.superseded, status);
     // The records passed their checks: the set follows the resync (recorded as applied once the checkpoint passes it).
     const resync = resyncAt >= 0 ? records[0] : undefined;
     if (resync) {
@@ -739,13 +745,13 @@ export class Applier {
     }
   }
 
-  /** `seq`: the message's last seq record, when it carried records of the set's current generation. */
-  async #reject(incoming: IncomingMessage, error: BadMessageError, known?: SetStatus, seq?: number): Promise<MessageOutcome> {
+  /** `seq`: the message's last seq record, when it carried records of the set's current generation (or of `generation`, a new one it did not enter). */
+  async #reject(incoming: IncomingMessage, error: BadMessageError, known?: SetStatus, seq?: number, generation?: string): Promise<MessageOutcome> {
     const set = incoming.groupId !== undefined && !setNameProblem(incoming.groupId) ? incoming.groupId : undefined;
     this.#log(JSON.stringify({ level: "error", msg: "message rejected", messageId: incoming.messageId, set, error: error.message }));
     if (set !== undefined) {
       const status = known ?? (await this.readStatus(set));
-      status.lastRejected = { at: this.#now().toISOString(), messageId: incoming.messageId, error: error.message, ...(seq !== undefined ? { seq, generation: status.generation } : {}) };
+      status.lastRejected = { at: this.#now().toISOString(), messageId: incoming.messageId, error: error.message, ...(seq !== undefined ? { seq, generation: generation ?? status.generation } : {}) };
       await this.#writeStatus(status);
     }
     return { kind: "rejected", set, error: error.message };

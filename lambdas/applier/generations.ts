@@ -17,12 +17,15 @@ export class StaleGenerationError extends BadMessageError {
 }
 
 export type GenerationVerdict =
-  /** The set's own generation, or a message without one: the usual seq rules apply. */
-  | { kind: "continue" }
-  /** A new generation beginning with a resync: the chain restarts at it (the checkpoint is moved just before it); the records before it are superseded. */
-  | { kind: "restart"; superseded: WireRecord[] }
-  /** A new generation without a resync to restart the chain: nothing may be applied until the agent resyncs. */
-  | { kind: "unannounced"; reason: string }
+  /** The set's own generation, or a message without one: the usual seq rules apply. `apply` records a chain older than generations taking this one. */
+  | { kind: "continue"; apply: () => void }
+  /**
+   * A new generation beginning with a resync: the chain restarts at it; the records before it are superseded.
+   * `lastSeq`: the checkpoint just before the resync. `apply` records the change, moving the checkpoint there.
+   */
+  | { kind: "restart"; superseded: WireRecord[]; lastSeq: number; apply: () => void }
+  /** A new generation without a resync to restart the chain: nothing may be applied until the agent resyncs. `apply` names it held. */
+  | { kind: "unannounced"; reason: string; apply: () => void }
   /** A generation the set already left: refused, never applied. */
   | { kind: "stale"; error: StaleGenerationError };
 
@@ -35,11 +38,13 @@ function begin(status: SetStatus, id: string, seq: number, now: Date, reason: st
 }
 
 /**
- * Decides how a message of generation `gen` enters the set's chain, and
- * records a generation change in `status` (written with the checkpoint).
+ * Decides how a message of generation `gen` enters the set's chain without
+ * changing `status`: the verdict's `apply` records a generation change, called
+ * only once the message's records passed their checks (a rejected message
+ * changes nothing), and written with the checkpoint.
  */
 export function enterGeneration(status: SetStatus, gen: string | undefined, records: readonly WireRecord[], now: Date): GenerationVerdict {
-  if (gen === undefined || gen === status.generation) return { kind: "continue" };
+  if (gen === undefined || gen === status.generation) return { kind: "continue", apply: () => {} };
   const current = status.generation ?? "(none)";
   if (status.generations?.some((g) => g.id === gen)) {
     return {
@@ -60,19 +65,27 @@ export function enterGeneration(status: SetStatus, gen: string | undefined, reco
   const resyncAt = records.findIndex((r) => r.op === "resync");
   const resync = records[resyncAt];
   if (resync?.op === "resync") {
-    begin(status, gen, resync.seq, now, `replaces generation ${current} (applied up to seq ${status.lastSeq}): ${resync.reason}`);
-    status.lastSeq = resync.seq - 1;
-    return { kind: "restart", superseded: records.slice(0, resyncAt) };
+    const reason = `replaces generation ${current} (applied up to seq ${status.lastSeq}): ${resync.reason}`;
+    const lastSeq = resync.seq - 1;
+    const apply = () => {
+      begin(status, gen, resync.seq, now, reason);
+      status.lastSeq = lastSeq;
+    };
+    return { kind: "restart", superseded: records.slice(0, resyncAt), lastSeq, apply };
   }
   // A chain older than generations, continued by an agent that now names its generation.
   if (status.generation === undefined && records[0]?.seq === status.lastSeq + 1) {
-    begin(status, gen, status.lastSeq + 1, now, status.lastSeq === 0 ? "first generation of the set" : `continues the chain at seq ${status.lastSeq + 1}`);
-    return { kind: "continue" };
+    const seq = status.lastSeq + 1;
+    const reason = status.lastSeq === 0 ? "first generation of the set" : `continues the chain at seq ${seq}`;
+    return { kind: "continue", apply: () => begin(status, gen, seq, now, reason) };
   }
   // Its agent may take the resync for on its way (continuity.ts): this tells it that it will not come.
-  status.heldGeneration = { id: gen, seq: records[0]?.seq ?? 0 };
+  const held = { id: gen, seq: records[0]?.seq ?? 0 };
   return {
     kind: "unannounced",
+    apply: () => {
+      status.heldGeneration = held;
+    },
     reason: `records of journal generation ${gen} (seq ${records[0]?.seq ?? "?"}) arrived while the set's chain is generation ${current} at seq ${status.lastSeq}, without a resync to restart it (journal lost or replaced on the source); set marked out of sync until the agent resyncs`,
   };
 }

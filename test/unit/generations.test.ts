@@ -65,6 +65,26 @@ describe("applier generations", () => {
     expect(result.status).toBe("skipped");
   });
 
+  it("leaves the generation, the checkpoint and the superseded markers alone when a new generation's restart message is rejected", async () => {
+    await deliver("gen1", puts(1, 50));
+    const bad = { ...putRecord(3, "x", "content"), sha256: "0".repeat(64) };
+    const outcome = await deliver("gen2", [
+      { seq: 1, op: "task", id: "t-before-rejected", action: "snapshot", timeoutSeconds: 0, insertedAt: new Date(0).toISOString() },
+      { seq: 2, op: "resync", reason: "journal lost" },
+      bad,
+    ]);
+    expect(outcome).toMatchObject({ kind: "rejected" });
+    const status = await applier.readStatus(SET);
+    expect(status).toMatchObject({ generation: "gen1", lastSeq: 50, state: "in-sync" });
+    expect(status.generations?.map((g) => g.id)).toEqual(["gen1"]);
+    // Named against the generation it carried, so only a later resync of gen2 supersedes it.
+    expect(status.lastRejected).toMatchObject({ seq: 3, generation: "gen2" });
+    // Nothing of the message was taken: its marker is not written as skipped.
+    expect(await store.get(taskResultKey(SET, "t-before-rejected"))).toBeUndefined();
+    // The gen1 host goes on, not locked out by a message nothing of which was applied.
+    expect(await deliver("gen1", puts(51, 1))).toMatchObject({ kind: "applied", first: 51 });
+  });
+
   it("holds the set out of sync when a new generation arrives without a resync, and applies nothing of it", async () => {
     await deliver("gen1", puts(1, 20));
     const outcome = await deliver("gen2", [putRecord(1, "f1", "stale content")]);

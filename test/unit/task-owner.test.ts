@@ -29,16 +29,23 @@ const taskResult = (extra: Partial<TaskResult>): TaskResult => ({
 
 const put = (store: MemoryStore, key: string, value: unknown) => store.put(key, Buffer.from(JSON.stringify(value)), {});
 
-it("tells a marker's own result from another marker's under the same id; a result older than the field matches on set and seq", () => {
+it("tells a marker's own result from another marker's under the same id; a marker of unknown generation matches on set and seq", () => {
   const marker = { set: SET, seq: 7, generation: "g2" };
   expect(resultOfMarker(taskResult({ seq: 7, generation: "g2" }), marker)).toBe(true);
-  expect(resultOfMarker(taskResult({ seq: 7 }), marker)).toBe(true);
   expect(resultOfMarker(taskResult({ seq: null }), marker)).toBe(false);
   expect(resultOfMarker(taskResult({ seq: 7, generation: "g1" }), marker)).toBe(false);
   expect(resultOfMarker(taskResult({ seq: 8, generation: "g2" }), marker)).toBe(false);
   expect(resultOfMarker(taskResult({ seq: null }), { set: SET, seq: null })).toBe(true);
   expect(collisionTaskId(ID, marker)).toBe(`${ID}~g2~7`);
   expect(collisionTaskId(ID, { set: SET, seq: null })).toBe(`${ID}~queue`);
+});
+
+it("takes a result without a generation only for a marker without one: the seqs restart with each generation", () => {
+  // Written while the set had no generation (or before results named theirs): not a later generation's marker at that seq.
+  expect(resultOfMarker(taskResult({ seq: 7 }), { set: SET, seq: 7, generation: "g2" })).toBe(false);
+  expect(resultOfMarker(taskResult({ seq: 7 }), { set: SET, seq: 7 })).toBe(true);
+  // A marker of unknown generation (an old agent's) still matches on set and seq.
+  expect(resultOfMarker(taskResult({ seq: 7, generation: "g2" }), { set: SET, seq: 7 })).toBe(true);
 });
 
 it("task --wait takes the result its own marker ran under, not the queue marker's or another generation's that holds its id", async () => {
