@@ -65,8 +65,10 @@ export class SetSender {
   readonly #options: SetSenderOptions;
   /** The next message, packed while the one before it is on the wire. */
   readonly #ahead = new PackedAhead();
-  /** Markers whose on-transmit command ran in this process: a retried send does not run it again. */
-  readonly #transmitted = new Set<string>();
+  /** Markers whose on-transmit command ran (or runs) in this process: a retried or second send waits for that run. */
+  readonly #transmitted = new Map<string, Promise<void>>();
+  /** The send in flight, which the next waits for. */
+  #sending: Promise<unknown> = Promise.resolve();
   #wake: (() => void) | undefined;
   /** Something a user waits on was journaled since the last send: no lingering. */
   #hurried = false;
@@ -175,7 +177,14 @@ export class SetSender {
     this.#lingering = false;
   }
 
-  async #sendNext() {
+  /** Sends one at a time: a command's drain beside the send loop sent the same records (and marker) twice. */
+  #sendNext(): ReturnType<typeof sendNext> {
+    const turn = this.#sending.then(() => this.#sendOnce());
+    this.#sending = turn.catch(() => undefined);
+    return turn;
+  }
+
+  async #sendOnce() {
     await this.#options.beforeSend();
     const { journal, spec, log } = this.#context;
     const { transport, compression, announceReceived } = this.#options;
@@ -189,14 +198,24 @@ export class SetSender {
   }
 
   async #beforeTransmit(markers: readonly PackedMarker[]): Promise<void> {
-    const { spec, log } = this.#context;
     for (const marker of markers) {
-      if (!marker.onTransmit || this.#transmitted.has(marker.id)) continue;
-      this.#transmitted.add(marker.id);
-      const result = await runHook(marker.onTransmit, { env: markerEnvironment(spec.name, marker.id, marker.seq, marker.fields) });
-      // The marker goes out either way: a hook never holds up replication.
-      if (hookSucceeded(result)) log.info("on-transmit command done", { set: spec.name, task: marker.id, ms: result.ms });
-      else log.warn(describeHook("on-transmit", result), { set: spec.name, task: marker.id });
+      if (!marker.onTransmit) continue;
+      // A second send of the set (an in-process command's drain beside the send loop) waits for the same run: the
+      // marker goes out after its command ended, and the command runs once.
+      let run = this.#transmitted.get(marker.id);
+      if (!run) {
+        run = this.#onTransmit(marker, marker.onTransmit);
+        this.#transmitted.set(marker.id, run);
+      }
+      await run;
     }
+  }
+
+  async #onTransmit(marker: PackedMarker, command: string): Promise<void> {
+    const { spec, log } = this.#context;
+    const result = await runHook(command, { env: markerEnvironment(spec.name, marker.id, marker.seq, marker.fields) });
+    // The marker goes out either way: a hook never holds up replication.
+    if (hookSucceeded(result)) log.info("on-transmit command done", { set: spec.name, task: marker.id, ms: result.ms });
+    else log.warn(describeHook("on-transmit", result), { set: spec.name, task: marker.id });
   }
 }

@@ -417,6 +417,30 @@ describe("task markers", () => {
     expect(announced).toEqual([marker.id]);
   });
 
+  it("sends a marker only after its on-transmit command ended, also when a second send of the set runs meanwhile", async () => {
+    // An in-process command's drain runs beside the agent's own send loop: the second sender saw the hook started and
+    // sent the marker while the command still ran, though it runs "just before the marker is sent".
+    const log = join(h.state.path, "hooks.log");
+    const go = join(h.state.path, "go");
+    const announced: string[] = [];
+    h.restart({ announceReceived: async (_set, markers) => void announced.push(...markers.map((m) => m.id)) });
+    await h.agent.start();
+    const marker = await h.agent.insertMarker(SET, {
+      fields: fields(),
+      onTransmit: `echo started >> ${log}; while [ ! -f ${go} ]; do sleep 0.02; done; echo transmit >> ${log}`,
+    });
+    const first = h.agent.drain(SET);
+    while (!readFileSync(log, { encoding: "utf8", flag: "a+" }).includes("started")) await new Promise((resolve) => setTimeout(resolve, 20));
+    const second = h.agent.drain(SET);
+    // Without waiting for the command, the second send would have carried the marker by now.
+    await Promise.race([second, new Promise((resolve) => setTimeout(resolve, 1_000))]);
+    expect(announced).toEqual([]);
+    writeFileSync(go, "");
+    await Promise.all([first, second]);
+    expect(announced).toEqual([marker.id]);
+    expect(readFileSync(log, "utf8")).toBe("started\ntransmit\n");
+  });
+
   it("runs a marker whose applier died once again, fails it after a second death, and never holds past the invocation's deadline", async () => {
     const applier = h.transport.applier;
     const marker = (id: string, task: Record<string, unknown>) => ({ messageId: id, groupId: SET, body: JSON.stringify({ v: 1, set: SET, task: { id, ...task } }) });
