@@ -189,6 +189,7 @@ describe("putInParts", () => {
     await expect(putInParts(client(), { bucket: "b", key: "k", size: SIZE, metadata: {}, read: async (offset, length) => bytesAt(offset, length) })).rejects.toThrow();
     expect(events.at(-1)).toBe("abort");
     expect(events.filter((e) => e.startsWith("answered"))).toEqual(["answered 2", "answered 3", "answered 4"]);
-    expect(events.filter((e) => e.startsWith("part"))).toEqual(["part 1", "part 2", "part 3", "part 4"]);
+    // The four parts travel on four connections at once: they reach the server in any order.
+    expect(events.filter((e) => e.startsWith("part")).sort()).toEqual(["part 1", "part 2", "part 3", "part 4"]);
   });
 });
