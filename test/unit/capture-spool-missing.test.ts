@@ -13,6 +13,7 @@ import { capture } from "../../agent/capture.ts";
 import { skipLostSpools } from "../../agent/spool-folder.ts";
 import { readTaskResult } from "../../lambdas/target/readers.ts";
 import { listSnapshots } from "../../lambdas/tasks/snapshots.ts";
+import { markerWithSpooledList } from "../support/spooled-marker.ts";
 import { agentHarness, type Harness } from "../support/harness.ts";
 import { pictureOfSource, pictureOfTarget } from "../support/tree.ts";
 
@@ -88,11 +89,8 @@ it("sends a marker whose spooled digest list was deleted without the list: the s
   writeFileSync(join(h.src.path, "a.txt"), "a");
   await h.agent.scan(SET);
   await h.agent.drain(SET);
-  const marker = await h.agent.insertMarker(SET, { fields: { action: "snapshot", timeoutSeconds: 0 } });
   // As a large set's list is journaled: in a spool file, which the cleaner then deletes with the folder.
-  const record = h.journal.record(SET, marker.seq)?.change;
-  if (record?.op !== "task" || !record.digest?.list) throw new Error("the marker carries no digest list");
-  h.journal.replaceRecord(SET, marker.seq, { ...record, content: { spool: "deleted-list" } });
+  const marker = await markerWithSpooledList(h, SET, "deleted-list", false);
   rmSync(h.journal.spoolDir, { recursive: true, force: true });
 
   await h.agent.drain(SET);

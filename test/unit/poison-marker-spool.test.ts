@@ -3,6 +3,7 @@ import { existsSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { expect, it } from "vitest";
 import { skipRefusedRecord } from "../../agent/poison.ts";
+import { markerWithSpooledList } from "../support/spooled-marker.ts";
 import { agentHarness } from "../support/harness.ts";
 
 const SET = "app";
@@ -12,11 +13,7 @@ it("removes a skipped marker's spooled digest list", async () => {
   try {
     writeFileSync(join(h.src.path, "a.txt"), "a");
     await h.agent.scan(SET);
-    const marker = await h.agent.insertMarker(SET, { fields: { action: "snapshot", timeoutSeconds: 0 } });
-    const record = h.journal.record(SET, marker.seq)?.change;
-    if (record?.op !== "task" || !record.digest?.list) throw new Error("the marker carries no digest list");
-    writeFileSync(join(h.journal.spoolDir, "the-list"), "x");
-    h.journal.replaceRecord(SET, marker.seq, { ...record, content: { spool: "the-list" } });
+    const marker = await markerWithSpooledList(h, SET, "the-list");
     await skipRefusedRecord(h.journal, SET, marker.seq, "refused for good");
     await h.agent.drain(SET);
     expect(h.journal.sets.counters(SET).backlogRecords).toBe(0);

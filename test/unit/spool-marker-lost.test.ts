@@ -6,6 +6,7 @@ import { join } from "node:path";
 import { expect, it } from "vitest";
 import { readTaskResult } from "../../lambdas/target/readers.ts";
 import { skipRefusedRecord } from "../../agent/poison.ts";
+import { markerWithSpooledList } from "../support/spooled-marker.ts";
 import { agentHarness } from "../support/harness.ts";
 
 const SET = "app";
@@ -16,11 +17,7 @@ it("a marker whose list spool file alone was removed is sent without the list", 
     writeFileSync(join(h.src.path, "a.txt"), "a");
     await h.agent.scan(SET);
     await h.agent.drain(SET);
-    const marker = await h.agent.insertMarker(SET, { fields: { action: "snapshot", timeoutSeconds: 0 } });
-    const record = h.journal.record(SET, marker.seq)?.change;
-    if (record?.op !== "task" || !record.digest?.list) throw new Error("the marker carries no digest list");
-    writeFileSync(join(h.journal.spoolDir, "the-list"), "x");
-    h.journal.replaceRecord(SET, marker.seq, { ...record, content: { spool: "the-list" } });
+    const marker = await markerWithSpooledList(h, SET, "the-list");
     rmSync(join(h.journal.spoolDir, "the-list"));
     await h.agent.drain(SET);
     const result = await readTaskResult(h.store, SET, marker.id);
@@ -40,12 +37,8 @@ it("a marker in the message packed ahead, its list's spool folder deleted, is se
     mkdirSync(join(src, "b"));
     for (let i = 0; i < 1600; i++) writeFileSync(join(src, "a", name(i)), `a${i}`);
     await h.agent.scan(SET);
-    const marker = await h.agent.insertMarker(SET, { fields: { action: "snapshot", timeoutSeconds: 0 } });
-    const record = h.journal.record(SET, marker.seq)?.change;
-    if (record?.op !== "task" || !record.digest?.list) throw new Error("the marker carries no digest list");
     // As a large set's list is journaled: in a spool file.
-    writeFileSync(join(h.journal.spoolDir, "the-list"), "x");
-    h.journal.replaceRecord(SET, marker.seq, { ...record, content: { spool: "the-list" } });
+    const marker = await markerWithSpooledList(h, SET, "the-list");
     for (let i = 0; i < 1600; i++) writeFileSync(join(src, "b", name(i)), `b${i}`);
     await h.agent.scan(SET);
 
