@@ -9,8 +9,8 @@
 import { createHash } from "node:crypto";
 import { blockDataKey } from "../contract/layout.ts";
 import type { VolumeBlockEntry } from "../contract/tasks.ts";
-import { isTransientAwsError, readBlock, type ObjectStream, type TargetStore } from "../lambdas/target/index.ts";
-import { BODY_RETRIES } from "./restore-content.ts";
+import { isTransientAwsError, readBlock, type TargetStore } from "../lambdas/target/index.ts";
+import { BODY_RETRIES, readOn } from "./read-on.ts";
 import { RestoreError } from "./restore-writer.ts";
 
 /** The bytes of one block of a volume snapshot, checked against its size and sha256. */
@@ -19,27 +19,27 @@ export async function readVolumeBlock(store: TargetStore, set: string, entry: Vo
   if (!store.readStream) return readBlock(store, set, entry);
   const key = blockDataKey(set, entry.sha256);
   const missing = () => new RestoreError(`the content of block ${entry.index} (sha256 ${entry.sha256}) is missing from the block store`);
+  const readStream = store.readStream.bind(store);
+  const first = await readStream(key);
+  if (!first) throw missing();
+  if (first.size !== entry.size) {
+    first.discard();
+    throw new RestoreError(`the content found for block ${entry.index} holds ${first.size} bytes, the snapshot's ${entry.size}`);
+  }
   const chunks: Uint8Array[] = [];
   let got = 0;
-  let retries = 0;
-  let stream: ObjectStream | undefined = await store.readStream(key);
-  for (;;) {
-    if (!stream) throw missing();
-    try {
-      if (stream.size !== entry.size) throw new RestoreError(`the content found for block ${entry.index} holds ${stream.size} bytes, the snapshot's ${entry.size}`);
-      for await (const chunk of stream.body) {
-        got += chunk.length;
-        if (got > entry.size) throw new RestoreError(`the store sent more than the ${entry.size} bytes of block ${entry.index}`);
-        chunks.push(chunk);
-      }
-      break;
-    } catch (error) {
-      if (error instanceof RestoreError || retries >= BODY_RETRIES || got >= entry.size) throw error;
-      retries += 1;
-    } finally {
-      stream.discard();
-    }
-    stream = await store.readStream(key, { offset: got, length: entry.size - got });
+  for await (const chunk of readOn(first, {
+    length: entry.size,
+    reopen: async (read) => {
+      const rest = await readStream(key, { offset: read, length: entry.size - read });
+      if (!rest) throw missing();
+      return rest;
+    },
+    isFinal: (error) => error instanceof RestoreError,
+    tooMuch: () => new RestoreError(`the store sent more than the ${entry.size} bytes of block ${entry.index}`),
+  })) {
+    chunks.push(chunk);
+    got += chunk.length;
   }
   const body = Buffer.concat(chunks, got);
   if (body.length !== entry.size || createHash("sha256").update(body).digest("hex") !== entry.sha256) {

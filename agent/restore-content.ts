@@ -15,6 +15,7 @@
 import { dataKey, META, preservedKey } from "../contract/layout.ts";
 import type { SnapshotEntry } from "../contract/tasks.ts";
 import { SourceChangedError, type ObjectStream, type TargetStore } from "../lambdas/target/index.ts";
+import { readOn } from "./read-on.ts";
 
 export class RestoreContentError extends Error {
   override name = "RestoreContentError";
@@ -22,8 +23,6 @@ export class RestoreContentError extends Error {
 
 const MiB = 1024 * 1024;
 const EMPTY_SHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
-/** Times a body cut off mid-way is read on from where it stopped. */
-export const BODY_RETRIES = 3;
 /** A large file's part (ContentReaderOptions.partBytes). */
 export const DEFAULT_PART_BYTES = 8 * MiB;
 /** Parts fetched ahead across the restore (ContentReaderOptions.partsAhead). */
@@ -186,23 +185,15 @@ export class ContentReader {
    */
   async *#resumable(entry: SnapshotEntry, reading: Reading, opened: ObjectStream | undefined, offset: number, length: number): AsyncGenerator<Uint8Array> {
     let got = 0;
-    let retries = 0;
-    let stream = opened ?? (await this.#openRange(entry, reading, offset, length));
-    for (;;) {
-      try {
-        for await (const chunk of stream.body) {
-          got += chunk.length;
-          if (got > length) throw new RestoreContentError(`${entry.path}: the store sent more than the ${length} bytes asked for at ${offset}`);
-          yield chunk;
-        }
-        break;
-      } catch (error) {
-        if (error instanceof RestoreContentError || retries >= BODY_RETRIES || got >= length) throw error;
-        retries += 1;
-      } finally {
-        stream.discard();
-      }
-      stream = await this.#openRange(entry, reading, offset + got, length - got);
+    const first = opened ?? (await this.#openRange(entry, reading, offset, length));
+    for await (const chunk of readOn(first, {
+      length,
+      reopen: (read) => this.#openRange(entry, reading, offset + read, length - read),
+      isFinal: (error) => error instanceof RestoreContentError,
+      tooMuch: () => new RestoreContentError(`${entry.path}: the store sent more than the ${length} bytes asked for at ${offset}`),
+    })) {
+      got += chunk.length;
+      yield chunk;
     }
     if (got !== length) throw new RestoreContentError(`${entry.path}: ${reading.source.key} holds fewer bytes than the recovery point's ${entry.size} (${got} of ${length} at ${offset})`);
   }
