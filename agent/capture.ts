@@ -98,6 +98,8 @@ export interface CaptureOptions {
    * behind an unchanged stat (a checksum mirror).
    */
   readonly rehash?: boolean;
+  /** Told a changed file's size (from the capture's stat) before its content is read: a caller names a long read. */
+  readonly beforeRead?: (size: number) => void;
 }
 
 /** Changes that bring the index entry of path in line with the source; [] when it already is. */
@@ -146,6 +148,7 @@ async function captureEntry(journal: Journal, spec: SetSpec, path: string, optio
     const recheck = options.rehash || modifiedRecently(st);
     if (sameFile(known, st) && (!recheck || (await hashFile(abs)).sha256 === known?.sha256)) return { changes: [], isDirectory: false };
     const changes = replaced("file");
+    options.beforeRead?.(Number(st.size));
     const put = await readStable(journal, spec.name, abs, path, st, known);
     if (put) changes.push(put);
     else changes.push(...deletesFor(journal, spec.name, path));

@@ -6,7 +6,7 @@
 // and paced (busy-files.ts), named in the journal while they wait
 // (held-files.ts).
 
-import { lstat, rm } from "node:fs/promises";
+import { rm } from "node:fs/promises";
 import { join } from "node:path";
 import { BusyFiles, type BusyFileOptions } from "./busy-files.ts";
 import { capture, deletesFor, type CaptureResult } from "./capture.ts";
@@ -256,16 +256,23 @@ export class SetCapture {
       if (moved.has(path) || moved.inFolder(path) || this.#busy.defer(path, sentSeq)) continue;
       const known = journal.index.entry(spec.name, path);
       // Reading a large file (again and again while it keeps changing) takes long: the journal names it meanwhile, so
-      // status does not say in sync while the source holds a change not journaled yet.
-      const large = (known?.kind === "file" && known.size >= this.#largeBytes) || (await this.#largeNow(spec.root, path));
-      const named = large && !this.#capturing.has(path);
-      if (named) {
+      // status does not say in sync while the source holds a change not journaled yet. Known large, it is named at
+      // once; new or grown large, once the capture's own stat shows its size.
+      let named = false;
+      const name = () => {
+        if (named || this.#capturing.has(path)) return;
+        named = true;
         this.#capturing.add(path);
         this.#held.record(this.#busy.held(sentSeq), this.#capturing);
-      }
+      };
+      if (known?.kind === "file" && known.size >= this.#largeBytes) name();
       let result: CaptureResult;
       try {
-        result = await capture(journal, spec, path);
+        result = await capture(journal, spec, path, {
+          beforeRead: (size) => {
+            if (size >= this.#largeBytes) name();
+          },
+        });
       } catch (error) {
         // A file the agent may not read is named (its last good version stays), and the rest of the batch goes on.
         const reason = unreadableProblem(error);
@@ -316,13 +323,6 @@ export class SetCapture {
     if (journaled > 0) this.#context.wake();
     this.#wakeWhenDue();
     return journaled;
-  }
-
-  /** Whether a file the index knew small, or not at all, is large now (new, or grown): its capture is as long. */
-  async #largeNow(root: string, path: string): Promise<boolean> {
-    // One that cannot be read now is named by its capture, which reads it.
-    const st = await lstat(join(root, path)).catch(() => undefined);
-    return st?.isFile() === true && st.size >= this.#largeBytes;
   }
 
   /** A put of a new file with the content, mode and mtime of a vanished one becomes a rename of it. */
