@@ -1,11 +1,12 @@
 // `tidemark restore` as an operator reads it, against the local cloud: a
 // snapshot that left out more entries than its summary names (the first 100)
 // has each named one listed and the rest counted on one "N more entries" line,
-// the total says how many were not restored, and --json says how the bytes were
-// read (no proxy or CA bundle here: direct signed GETs).
+// the total says how many were not restored; entries left alone past the 50
+// listed are counted the same way; and --json says how the bytes were read (no
+// proxy or CA bundle here: direct signed GETs).
 
 import { createHash } from "node:crypto";
-import { mkdirSync, readFileSync } from "node:fs";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { preservedKey } from "../../contract/layout.ts";
@@ -47,6 +48,18 @@ it("lists the named entries not restored, counts the others on one line, and tot
   expect(lines.at(-2)).toBe("not restored: 3 more entries left out of snapshot big when it was taken; its summary names only the 100 above");
   expect(lines.at(-1)).toBe("103 entries not restored; everything else was");
   expect(restore.stdout).toMatch(/^restored snapshot big of set s to .*: 1 files/);
+});
+
+it("lists the first 50 entries it left alone and counts the rest on one line", async () => {
+  const to = join(work.path, "not-empty");
+  mkdirSync(to);
+  for (let i = 0; i < 52; i++) writeFileSync(join(to, `extra${String(i).padStart(2, "0")}.txt`), "was here");
+  const restore = await tidemark(["restore", "s", "--snapshot", "big", "--to", to, "--force", "--config", config]);
+  expect(restore.code).toBe(3);
+  const lines = restore.stdout.trim().split("\n");
+  expect(lines).toContain("left alone, not in the snapshot (--delete removes them): 52 entries");
+  expect(lines.filter((line) => /^ {2}"extra\d{2}\.txt"$/.test(line))).toHaveLength(50);
+  expect(lines.at(-1)).toBe("  ... and 2 more (--json lists them all)");
 });
 
 it("says in --json how the bytes were read, with the count of unnamed left-out entries", async () => {
