@@ -22,6 +22,7 @@ import type { CaptureRetryOptions } from "./capture-retry.ts";
 import { SetLane, type SetContext } from "./set-context.ts";
 import { SetOperations, type MarkerRequest, type QueuedMarker, type VerifyOptions } from "./set-operations.ts";
 import { SetRecovery } from "./set-recovery.ts";
+import { ApplierAccepts, type AnnouncementReader } from "./applier-accepts.ts";
 import type { TargetFileLookup } from "./recovery-baseline.ts";
 import type { PendingRecovery } from "./pending-recoveries.ts";
 import { SetSender } from "./set-sender.ts";
@@ -45,6 +46,8 @@ export interface AgentOptions {
   readonly transport: Transport;
   /** Reads the applier's status of a set; used to notice an out-of-sync set and resync it. */
   readonly targetStatus?: (set: string) => Promise<SetStatus | undefined>;
+  /** Reads what the stack's applier announced it accepts (state/applier.json), for sets with no status saying so (applier-accepts.ts). */
+  readonly applierAnnouncement?: AnnouncementReader;
   /** Background work (watchers, sender loops, status polling). Off in tests that step the agent by hand. */
   readonly monitorEnabled?: boolean;
   readonly statusPollMs?: number;
@@ -114,6 +117,8 @@ class SetRunner {
   readonly recovery: SetRecovery;
   readonly sender: SetSender;
   readonly ownerHold: OwnerHold | undefined;
+  /** What the set's applier reads: whole packs only once it said so. */
+  readonly accepts: ApplierAccepts;
   /** The watcher failed: the set is kept up to date by frequent scans. */
   degraded = false;
 
@@ -134,8 +139,10 @@ class SetRunner {
     this.capture = new SetCapture(context, backlog, options.coalesceBytes ?? DEFAULT_COALESCE_BYTES, options.busyFiles, options.captureRetry);
     // What operations journal (markers, verifications, resyncs, ...) someone waits on: it is sent without lingering.
     this.operations = new SetOperations({ ...context, wake: () => this.sender.hurry() }, this.capture);
+    this.accepts = new ApplierAccepts(spec.name, agent.log, options.applierAnnouncement);
+    const refused = (status: SetStatus) => this.recovery.recoverRefused(status, "the applier no longer reads packs compressed as a whole (the stack was rolled back): messages sent with them are refused");
     this.recovery = new SetRecovery(context, this.operations, {
-      ...(options.targetStatus ? { targetStatus: options.targetStatus } : {}),
+      ...(options.targetStatus ? { targetStatus: this.accepts.watch(options.targetStatus, refused) } : {}),
       ...(options.recover ? { recover: options.recover } : {}),
       ...(options.targetFile ? { targetFile: options.targetFile } : {}),
       ...(options.recoveryRetry ? { retry: options.recoveryRetry } : {}),
@@ -152,6 +159,7 @@ class SetRunner {
       transport: spool.wrap(options.transport),
       ...(hold ? { held: () => hold.holds(), heldReason: () => hold.reason } : {}),
       ...(options.compression ? { compression: options.compression } : {}),
+      wholePacks: () => this.accepts.wholePacks,
       ...(options.lingerMs !== undefined ? { lingerMs: options.lingerMs } : {}),
       ...(options.announceReceived ? { announceReceived: options.announceReceived } : {}),
       beforeSend: async () => {

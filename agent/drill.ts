@@ -41,6 +41,8 @@ export interface DrillOutcome {
   readonly report: DrillReport;
   /** Every problem (the report keeps the first MAX_REPORTED_PROBLEMS). */
   readonly problems: readonly RestoreFailure[];
+  /** Entries the snapshot left out when it was taken beyond those its summary names (and `problems` lists): counted in the report's problemCount. */
+  readonly leftOutUnnamed?: number;
 }
 
 export class DrillError extends Error {
@@ -182,7 +184,7 @@ export async function runDrill(store: TargetStore, set: string, options: DrillOp
   const now = options.now ?? (() => new Date());
   const started = now();
   const id = newTaskId(started);
-  const { point, description } = await resolveRecoveryPoint(store, set, {
+  const { point, description, leftOutUnnamed = 0 } = await resolveRecoveryPoint(store, set, {
     ...(options.snapshot !== undefined ? { snapshot: options.snapshot } : {}),
     ...(options.at !== undefined ? { at: options.at } : {}),
   });
@@ -222,7 +224,7 @@ export async function runDrill(store: TargetStore, set: string, options: DrillOp
     const report: DrillReport = {
       id,
       set,
-      passed: problems.length === 0 && (check?.passed ?? true),
+      passed: problems.length === 0 && leftOutUnnamed === 0 && (check?.passed ?? true),
       startedAt: started.toISOString(),
       finishedAt: finished.toISOString(),
       recoveryPoint: description,
@@ -231,12 +233,13 @@ export async function runDrill(store: TargetStore, set: string, options: DrillOp
       entries: point.entries.length,
       bytes: restored.bytes,
       problems: reportedProblems(problems),
-      problemCount: problems.length,
+      // The summary names at most 100 left-out entries; the others are bad paths all the same.
+      problemCount: problems.length + leftOutUnnamed,
       ...(check ? { check } : {}),
       scratch: { path: restored.to, kept: options.keep === true },
       host: hostname().slice(0, 256),
     };
-    return { report, problems };
+    return { report, problems, ...(leftOutUnnamed > 0 ? { leftOutUnnamed } : {}) };
   } finally {
     if (options.keep !== true) await removeTree(scratch);
   }

@@ -35,7 +35,7 @@ export class HeldWaitError extends Error {
   readonly held: HeldBy;
   constructor(what: string, held: HeldBy) {
     super(
-      `${what} of set "${held.set}" will not be reached while this host's sends of the set are held: ${describeHold(held)}, and the target would refuse them; the journal keeps it and sends it once the hold ends; run \`tidemark adopt ${held.set}\` on this host if it should replicate the set`,
+      `${what} of set "${held.set}" will not be reached while this host's sends of the set are held: ${describeHold(held)}, and the target would refuse them; the journal keeps what is unsent and sends it once the hold ends; run \`tidemark adopt ${held.set}\` on this host if it should replicate the set`,
     );
     this.what = what;
     this.held = held;

@@ -16,19 +16,22 @@ import type { StagedPayload } from "./transport/transport.ts";
 export const PACK_HEADER_BYTES = Buffer.byteLength(wireJson({ pack: { size: MAX_PACK_BYTES, sha256: "0".repeat(64), encoding: "gzip", decodedSize: MAX_PACK_BYTES } }));
 
 /** Packs when the set's unsent content would fill more than two messages inline. */
-export function packWhen(journal: Journal, set: string, maxBytes: number, packBytes: number): PackWriter | undefined {
+export function packWhen(journal: Journal, set: string, maxBytes: number, packBytes: number, whole: boolean): PackWriter | undefined {
   if (packBytes <= 0 || maxBytes <= 0) return undefined;
-  return journal.sets.counters(set).backlogBytes > 2 * maxBytes ? new PackWriter(Math.min(packBytes, MAX_PACK_BYTES)) : undefined;
+  return journal.sets.counters(set).backlogBytes > 2 * maxBytes ? new PackWriter(Math.min(packBytes, MAX_PACK_BYTES), whole) : undefined;
 }
 
 export class PackWriter {
   readonly #limit: number;
+  /** The pack compressed as a whole; else each file on its own, the form appliers before whole packs read (applier-accepts.ts). */
+  readonly #whole: boolean;
   #pieces: Uint8Array[] = [];
   #size = 0;
   #compression: Compression = "none";
 
-  constructor(limit: number) {
+  constructor(limit: number, whole: boolean) {
     this.#limit = limit;
+    this.#whole = whole;
   }
 
   get size(): number {
@@ -41,12 +44,15 @@ export class PackWriter {
    */
   add(bytes: Uint8Array, compression: Compression): PackedContent | undefined {
     // An empty file goes inline: a zero-length slice could leave the message's only pack empty, and no pack is empty.
-    if (bytes.length === 0 || bytes.length > MAX_INLINE_BYTES || this.#size + bytes.length > this.#limit) return undefined;
-    this.#compression = compression;
+    if (bytes.length === 0 || bytes.length > MAX_INLINE_BYTES) return undefined;
+    const own = this.#whole ? undefined : compressed(bytes, compression);
+    const data = own?.data ?? bytes;
+    if (this.#size + data.length > this.#limit) return undefined;
+    if (this.#whole) this.#compression = compression;
     const offset = this.#size;
-    this.#pieces.push(bytes);
-    this.#size += bytes.length;
-    return { kind: "packed", encoding: "raw", offset, length: bytes.length };
+    this.#pieces.push(data);
+    this.#size += data.length;
+    return { kind: "packed", encoding: own?.codec ?? "raw", offset, length: data.length };
   }
 
   /** Drops what was added after the pack was `size` bytes long (a record that did not fit the message). */

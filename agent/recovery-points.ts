@@ -3,7 +3,7 @@
 
 import type { DrillReport } from "../contract/drills.ts";
 import { listSnapshots, readSnapshot, type TargetStore } from "../lambdas/target/index.ts";
-import { snapshotRecoveryPoint } from "./restore.ts";
+import { snapshotRecoveryPoint, unnamedLeftOut } from "./restore.ts";
 import { parseMoment, pointInTime } from "./restore-at.ts";
 import type { RecoveryEntry, RecoveryPoint } from "./restore-writer.ts";
 
@@ -15,6 +15,8 @@ export interface ResolvedRecoveryPoint {
   readonly point: RecoveryPoint<RecoveryEntry>;
   /** What the point is, for reports. */
   readonly description: DrillReport["recoveryPoint"];
+  /** Entries the snapshot left out when it was taken that its summary does not name (it names the first 100): not restored either. */
+  readonly leftOutUnnamed?: number;
 }
 
 /** The set as it was at `at` (ISO 8601 or a span ago, as `restore --at` reads it), replayed from the target's history. */
@@ -36,8 +38,10 @@ export async function resolveRecoveryPoint(store: TargetStore, set: string, choi
   const summary = id === "latest" ? (await listSnapshots(store, set)).at(-1) : await readSnapshot(store, set, id);
   if (!summary) throw new RecoveryPointError(`set "${set}" has no snapshots to drill yet (take one with \`tidemark task ${set} --wait\`)`);
   if (summary.volume) throw new RecoveryPointError(`snapshot ${summary.id} is of a volume set: drills restore file sets (restore a volume with \`tidemark restore ${set} --snapshot ${summary.id} --to FILE\`)`);
+  const unnamed = unnamedLeftOut(summary);
   return {
     point: await snapshotRecoveryPoint(store, summary),
     description: { kind: "snapshot", id: summary.id, takenAt: summary.takenAt, taskId: summary.taskId, seq: summary.seq },
+    ...(unnamed > 0 ? { leftOutUnnamed: unnamed } : {}),
   };
 }

@@ -32,7 +32,7 @@ function leftOut(summary: SnapshotSummary): RestoreFailure[] {
 }
 
 /** Left-out entries the summary does not name (it names at most MAX_NAMED_PATHS). */
-function unnamedLeftOut(summary: SnapshotSummary): number {
+export function unnamedLeftOut(summary: SnapshotSummary): number {
   return Math.max(0, leftOutCount(summary) - (summary.unreadable?.length ?? 0));
 }
 

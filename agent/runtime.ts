@@ -1,7 +1,7 @@
 // Wires a running agent from a config: clients, journal, retrying transport,
 // target status reader. Shared by `tidemark run` and `tidemark local --source`.
 
-import { EVENT_TYPES, EventBridgeSink, type EventSink, FileEventSink, latestDrillReport, makeClient, makeS3Client, makeSqsClient, readOwner, readPruneReport, readSetStatus, readVerifyReport, S3Store, type ClientOptions } from "../lambdas/target/index.ts";
+import { EVENT_TYPES, EventBridgeSink, type EventSink, FileEventSink, latestDrillReport, makeClient, makeS3Client, makeSqsClient, readApplierAnnouncement, readOwner, readPruneReport, readSetStatus, readVerifyReport, S3Store, type ClientOptions } from "../lambdas/target/index.ts";
 import { z } from "zod";
 import { TaskFieldsSchema } from "../contract/tasks.ts";
 import { EventBridgeClient } from "@aws-sdk/client-eventbridge";
@@ -19,6 +19,7 @@ import { journalFault } from "./journal-faults.ts";
 import { interruptible } from "./interrupt.ts";
 import { ProblemFile } from "./problem-file.ts";
 import type { Logger } from "./log.ts";
+import { cachedAnnouncement } from "./applier-accepts.ts";
 import { checkTarget } from "./preflight.ts";
 import { acquireStateLock } from "./state-lock.ts";
 import { markerRunning } from "./task-results.ts";
@@ -149,6 +150,7 @@ export async function startAgent(config: AgentConfig, log: Logger, options: { ig
     journal,
     transport,
     targetStatus: (set) => readSetStatus(store, set),
+    applierAnnouncement: cachedAnnouncement(() => readApplierAnnouncement(store)),
     targetFile: targetFileReader(store),
     owner: { hostKeyId: owner.key.keyId, lookup: (set) => readOwner(store, set) },
     ignorePaths: [config.stateDir, ...(options.ignorePaths ?? [])],

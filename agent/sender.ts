@@ -118,6 +118,8 @@ export interface PackOptions {
   readonly packBytes?: number;
   /** @default "zstd" */
   readonly compression?: Compression;
+  /** The pack compressed as a whole, which only appliers that announce it read (applier-accepts.ts); else each file on its own. @default false */
+  readonly wholePacks?: boolean;
 }
 
 export interface SendOptions extends PackOptions {
@@ -137,7 +139,7 @@ export function packNext(journal: Journal, set: string, options: PackOptions = {
   const compression = options.compression ?? "zstd";
   const gen = journal.sets.generation(set).id;
   const header: MessageHeader = { v: WIRE_VERSION, set, gen };
-  const pack = packWhen(journal, set, maxBytes, options.packBytes ?? MAX_PACK_BYTES);
+  const pack = packWhen(journal, set, maxBytes, options.packBytes ?? MAX_PACK_BYTES, options.wholePacks ?? false);
   let size = Buffer.byteLength(joinMessage(header, [])) + (pack ? PACK_HEADER_BYTES : 0);
   const parts: string[] = [];
   const staged: PackedPayload[] = [];

@@ -9,6 +9,7 @@ import { wasForgotten } from "../contract/forgotten-generations.ts";
 import { awaitingGeneration } from "./continuity.ts";
 import type { HeldReport, ScanFailureReport } from "./held-files.ts";
 import { skippedRemedy } from "./skipped-names.ts";
+import { wholePackRefusal } from "./applier-accepts.ts";
 import type { JournalGeneration, SetCounters } from "./journal.ts";
 import type { PendingRecovery } from "./pending-recoveries.ts";
 
@@ -222,7 +223,9 @@ const rejected: ProblemCheck = (facts) => {
   // written. A rejection without seq records (a marker, an unparsable or stale message) is superseded by nothing.
   const resynced = status?.resynced;
   if (last.seq !== undefined && resynced !== undefined && resynced.generation === last.generation && resynced.seq > last.seq) return [];
-  return [{ kind: "rejected-message", message: `last rejected message ${last.messageId} at ${last.at}: ${last.error}` }];
+  const wholePack = status && wholePackRefusal(status, facts.set);
+  if (wholePack === "superseded") return [];
+  return [{ kind: "rejected-message", message: wholePack ?? `last rejected message ${last.messageId} at ${last.at}: ${last.error}` }];
 };
 
 /** Messages refused as not the set's owner's: another host (or a forger) is sending under this set's name. */

@@ -84,6 +84,18 @@ export class SetRecovery {
   }
 
   /**
+   * The target will refuse messages already sent after its checkpoint (its applier stopped reading what they carry:
+   * applier-accepts.ts): the set is recovered now, in the background, unless a resync after them is on its way.
+   */
+  recoverRefused(status: SetStatus, reason: string): void {
+    const { journal, spec, log } = this.#context;
+    const sent = journal.sets.counters(spec.name).sentSeq;
+    const generation = journal.sets.generation(spec.name).id;
+    if (sent <= status.lastSeq || (status.generation !== undefined && status.generation !== generation) || this.#operations.resyncSeq > sent) return;
+    this.#recover(reason).catch((error: unknown) => log.error(`the recovery failed; run \`tidemark mirror ${spec.name} --mode diff\``, { set: spec.name, error: String(error) }));
+  }
+
+  /**
    * Once, before the set's first send (DESIGN 8): a journal the target is
    * ahead of begins a new generation, and the set is mirrored behind its
    * resync, so no record of it is dropped as a duplicate. Retried on the next

@@ -46,6 +46,8 @@ export interface SetSenderOptions {
   /** Wrapped with retries by the caller: a send that throws stops the loop until the next wake-up. */
   readonly transport: Transport;
   readonly compression?: Compression;
+  /** Whether the set's applier reads packs compressed as a whole (applier-accepts.ts); @default never */
+  readonly wholePacks?: () => boolean;
   /** Once the queue accepted a message holding markers (ONRECEIVE). */
   readonly announceReceived?: (set: string, markers: readonly PackedMarker[]) => Promise<void>;
   /** Before each send (the journal's continuity with the target, checked once). */
@@ -190,6 +192,7 @@ export class SetSender {
     const { transport, compression, announceReceived } = this.#options;
     return sendNext(journal, transport, spec.name, {
       ...(compression ? { compression } : {}),
+      wholePacks: this.#options.wholePacks?.() ?? false,
       ahead: this.#ahead,
       beforeMarkers: (set, markers) => this.#beforeTransmit(markers),
       ...(announceReceived ? { afterMarkers: announceReceived } : {}),

@@ -320,6 +320,8 @@ export const SetStatusSchema = z.object({
    * rejections. Absent until a message was applied by an applier that records it.
    */
   appliedAt: z.string().optional(),
+  /** What the applier that wrote the status accepts beyond wire v1 (contract/applier-accepts.ts); absent from older appliers. */
+  accepts: z.array(z.string().max(64)).max(64).optional(),
   updatedAt: z.string(),
 });
 export type SetStatus = z.infer<typeof SetStatusSchema>;

@@ -42,6 +42,8 @@ function describe(outcome: DrillOutcome): string {
     lines.push(`  ${outcome.problems.length} entries do not match the recovery point:`);
     for (const problem of outcome.problems) lines.push(`    ${JSON.stringify(problem.path)}: ${problem.reason}`);
   }
+  const unnamed = outcome.leftOutUnnamed ?? 0;
+  if (unnamed > 0) lines.push(`  and ${unnamed} more entries left out of snapshot ${r.recoveryPoint.id} when it was taken, which its summary does not name: not restored either`);
   return lines.join("\n");
 }
 

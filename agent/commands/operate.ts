@@ -35,11 +35,12 @@ export async function operate<T>(
   options: {
     quiet: boolean;
     /**
-     * What stays unsent when the final send finds the set held (`verify --repair`'s repairs, a mirror's changes): the
-     * command then fails with the hold (HeldWaitError: exit 1, its JSON under --json) instead of printing success.
-     * Without it the hold is said on stderr only (a queued marker, whose wait reports the hold itself).
+     * What stays unsent when the final send finds the set held (`verify --repair`'s repairs, a mirror's changes), or
+     * says it from the operation's result and the count of records left unsent: the command then fails with the
+     * hold (HeldWaitError: exit 1, its JSON under --json) instead of printing success. Without it the hold is said on
+     * stderr only (a queued marker, whose wait reports the hold itself).
      */
-    unsentWhenHeld?: string;
+    unsentWhenHeld?: string | ((result: T, unsent: number) => string);
   },
 ): Promise<T> {
   const view = options.quiet ? undefined : createProgressView({ tty: process.stderr.isTTY === true, write: (text) => process.stderr.write(text) });
@@ -61,8 +62,11 @@ export async function operate<T>(
     const result = await inProcess(running.operations(onProgress));
     // What the operation journaled (repairs, a full mirror) leaves before this process does.
     await running.agent.drain(request.set).catch(async (error: unknown) => {
-      const held = error instanceof SendsHeldError && options.unsentWhenHeld !== undefined ? await running.agent.sendsHeldBy(request.set) : undefined;
-      if (held && options.unsentWhenHeld !== undefined) throw new HeldWaitError(options.unsentWhenHeld, held);
+      const unsent = options.unsentWhenHeld;
+      const held = error instanceof SendsHeldError && unsent !== undefined ? await running.agent.sendsHeldBy(request.set) : undefined;
+      if (held && unsent !== undefined) {
+        throw new HeldWaitError(typeof unsent === "string" ? unsent : unsent(result, running.agent.journal.sets.counters(request.set).backlogRecords), held);
+      }
       heldSendsSaid(error);
     });
     return result;

@@ -15,7 +15,7 @@ import { parseMoment, restoreAt } from "../restore-at.ts";
 import { stringOption, UsageError, type Command } from "./command.ts";
 import { checkSet, heldAsJson, operate } from "./operate.ts";
 import { withEbsClient, withTargetStore } from "./target-store.ts";
-import { withRestoreStore } from "./restore-store.ts";
+import { withRestoreStore, type ReadPath } from "./restore-store.ts";
 
 const CONFIG_OPTION = "  --config FILE   config file (default: $TIDEMARK_CONFIG, else ./tidemark.config.json)";
 
@@ -108,7 +108,9 @@ Options:
   --to DIR|FILE   where to restore
   --force         write into a folder that is not empty, or over an existing file or device
   --delete        with --force: remove what the snapshot does not hold from DIR
-  --json          print a summary as JSON (its "failures" list what was not written)
+  --json          print a summary as JSON (its "failures" list what was not written; "reads" says
+                  how file bytes were read: "direct" by signed GETs sent without the SDK, "sdk"
+                  through the AWS SDK, where a proxy or CA bundle applies to the endpoint)
 ${CONFIG_OPTION}
 
 Exit codes: 0 restored, 3 some entries not restored (each named), 1 the restore could not run.
@@ -146,7 +148,7 @@ Examples:
     if (id === undefined) throw new UsageError("name the snapshot with --snapshot ID");
     const view = json ? undefined : createProgressView({ tty: process.stderr.isTTY === true, write: (text) => process.stderr.write(text) });
     const options = { force: values.force === true, ...(view ? { onProgress: (p: Progress) => view.update(p) } : {}) };
-    const result = await withRestoreStore(config, async (store) => {
+    const result = await withRestoreStore(config, async (store, readPath) => {
       // A tidemark snapshot first; an id that names none and looks like EBS's is read back from EBS.
       const summary = id === "latest" ? (await listSnapshots(store, set)).at(-1) : await findSnapshot(store, set, id);
       if (summary && leftOutCount(summary) > 0) process.stderr.write(`snapshot ${summary.id}${id === "latest" ? " (the latest)" : ""} is INCOMPLETE: ${leftOutCount(summary)} entries were left out when it was taken; they are not restored\n`);
@@ -154,7 +156,7 @@ Examples:
         if (!summary && isEbsSnapshotId(id)) return await withEbsClient(config, (ebs) => restoreEbsSnapshot(ebs, id, resolve(to), options));
         if (!summary) throw new UsageError(`set "${set}" has no snapshots to restore`);
         if (summary.volume) return await restoreVolumeSnapshot(store, summary, resolve(to), options);
-        return await restoreFileSet(store, summary, resolve(to), { ...options, delete: values.delete === true });
+        return { ...(await restoreFileSet(store, summary, resolve(to), { ...options, delete: values.delete === true })), reads: await readPath() };
       } finally {
         view?.done();
       }
@@ -182,7 +184,7 @@ async function restoreFileSet(store: TargetStore, summary: SnapshotSummary, to: 
 }
 
 /** Prints a file set's restore; exit code 3 when any entry was not restored. */
-function printRestore(set: string, result: RestoreResult, json: boolean): number {
+function printRestore(set: string, result: RestoreResult & { readonly reads: ReadPath }, json: boolean): number {
   if (json) process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
   else {
     const links = result.hardLinks > 0 ? ` (${result.hardLinks} as hard links)` : "";
@@ -197,7 +199,8 @@ function printRestore(set: string, result: RestoreResult, json: boolean): number
     }
     for (const failure of result.failures) process.stderr.write(`not restored: ${JSON.stringify(failure.path)}: ${failure.reason}\n`);
     const unnamed = result.leftOutUnnamed ?? 0;
-    if (unnamed > 0) process.stderr.write(`not restored: ${unnamed} more entries left out of snapshot ${result.snapshot} when it was taken; its summary names only those above\n`);
+    const named = result.failures.filter((failure) => failure.reason.startsWith(`left out of snapshot ${result.snapshot} when it was taken`)).length;
+    if (unnamed > 0) process.stderr.write(`not restored: ${unnamed} more entries left out of snapshot ${result.snapshot} when it was taken; its summary names only the ${named} above\n`);
     if (result.failures.length + unnamed > 0) process.stderr.write(`${result.failures.length + unnamed} entries not restored; everything else was\n`);
   }
   return result.failures.length > 0 || (result.leftOutUnnamed ?? 0) > 0 ? 3 : 0;
@@ -233,10 +236,10 @@ async function runRestoreAt(config: AgentConfig, set: string, at: number, to: st
   const stop = () => interrupt.abort(new RestoreError("restore interrupted; what was written so far stays, no temp files"));
   process.once("SIGINT", stop);
   process.once("SIGTERM", stop);
-  const result = await withRestoreStore(config, async (store) => {
+  const result = await withRestoreStore(config, async (store, readPath) => {
     try {
       const write: WriteOptions = { force: options.force, delete: options.delete, signal: interrupt.signal, ...(view ? { onProgress: (p: Progress) => view.update(p) } : {}) };
-      return await restoreAt(store, set, at, to, write);
+      return { ...(await restoreAt(store, set, at, to, write)), reads: await readPath() };
     } finally {
       process.off("SIGINT", stop);
       process.off("SIGTERM", stop);

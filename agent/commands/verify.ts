@@ -17,6 +17,17 @@ function list(label: string, paths: string[]): string[] {
   return paths.length > LIST_LIMIT ? [...shown, `  ... and ${paths.length - LIST_LIMIT} more`] : shown;
 }
 
+/**
+ * What a verify leaves unsent when its final send finds the set held (another key owns it): its repairs; or, when it
+ * journaled none, the changes this host journaled apart from it (the verification itself finished).
+ */
+export function unsentAfterVerify(result: VerifyResult, unsent: number): string {
+  if (result.repaired > 0) return `the ${result.repaired} repair(s) this verify journaled`;
+  const { missing, different, extra } = result.report;
+  const differences = missing.length + different.length + extra.length;
+  return `the ${unsent} change(s) this host journaled apart from this verify (which finished, found ${differences} difference(s) and journaled no repairs)`;
+}
+
 export const verifyCommand: Command = {
   name: "verify",
   help: `Usage: tidemark verify SET [--deep] [--repair] [--json] [--config FILE]
@@ -62,7 +73,7 @@ Examples:
     const json = values.json === true;
     let result: VerifyResult;
     try {
-      result = await operate<VerifyResult>(config, "/verify", { set, deep, repair }, (deps) => runVerify(deps, set, { deep, repair, orphans: config.orphans }), { quiet: json, unsentWhenHeld: "the changes this verify journaled" });
+      result = await operate<VerifyResult>(config, "/verify", { set, deep, repair }, (deps) => runVerify(deps, set, { deep, repair, orphans: config.orphans }), { quiet: json, unsentWhenHeld: unsentAfterVerify });
     } catch (error) {
       return heldAsJson(error, json);
     }

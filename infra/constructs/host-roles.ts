@@ -11,6 +11,7 @@ import type { IQueue } from "aws-cdk-lib/aws-sqs";
 import type { IEventBus } from "aws-cdk-lib/aws-events";
 import { Construct } from "constructs";
 import { PREFIX } from "../../contract/layout.ts";
+import { APPLIER_ANNOUNCEMENT_KEY } from "../../contract/applier-accepts.ts";
 import { hostRoleOutput, STACK_OUTPUT } from "../../contract/stack-outputs.ts";
 import { SET_ROLES_ENV } from "../../lambdas/applier/ownership.ts";
 import { acknowledge, bucketObjectsFinding } from "../nag.ts";
@@ -80,7 +81,8 @@ export class HostRoles extends Construct {
           sid: "ReadOwnSets",
           effect: Effect.ALLOW,
           actions: ["s3:GetObject", "s3:GetObjectVersion"],
-          resources: readPatterns.map((pattern) => bucket.arnForObjects(pattern)),
+          // And what the stack's applier announced it reads (contract/applier-accepts.ts): the same for every set.
+          resources: [...readPatterns, APPLIER_ANNOUNCEMENT_KEY].map((pattern) => bucket.arnForObjects(pattern)),
         }),
         new PolicyStatement({
           // Without list access a missing status object reads as 403, not 404.

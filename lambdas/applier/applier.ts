@@ -36,6 +36,7 @@ import type { TargetStore, WriteResult } from "../store/store.ts";
 import { SignedOwnership, type OwnershipCheck, type Refusal } from "./ownership.ts";
 import { withRefusal } from "./refusals.ts";
 import { checkInOrder, checkStaged } from "./staged-content.ts";
+import { AcceptsAnnouncer } from "./announce-accepts.ts";
 import { MessagePackReader } from "./packed-content.ts";
 import { applyDelta, DeltaBaseError } from "./delta-rebuild.ts";
 import { DEFAULT_POINT_IN_TIME_DAYS } from "../../contract/history.ts";
@@ -175,12 +176,14 @@ export class Applier {
   readonly #history: HistorySettings;
   readonly #statusWrites = new StatusSchedule();
   readonly #folders = new DeferredFolders();
+  readonly #accepts: AcceptsAnnouncer;
   readonly #historyMemory = new HistoryMemory();
   /** Actions of markers that do not hold the stream (timeout 0), still running. */
   readonly #background = new Set<Promise<unknown>>();
 
   constructor(options: ApplierOptions) {
     this.#store = options.store;
+    this.#accepts = new AcceptsAnnouncer(options.store);
     this.#observer = options.observer ?? {};
     this.#now = options.now ?? (() => new Date());
     this.#log = options.log ?? ((line) => console.error(line));
@@ -188,6 +191,14 @@ export class Applier {
     this.#ownership = options.ownership ?? new SignedOwnership(options.store, { now: this.#now });
     this.#metricsNamespace = options.metricsNamespace;
     this.#history = options.history ?? { days: DEFAULT_POINT_IN_TIME_DAYS };
+  }
+
+  /**
+   * Announces what this applier reads (announce-accepts.ts) now rather than at its first status write: an agent's
+   * new sets then send whole packs from their first message (the local cloud announces as it starts).
+   */
+  announce(): Promise<void> {
+    return this.#accepts.announce(this.#now());
   }
 
   /** Resolves once the actions of markers that did not hold the stream finished: the handler awaits this before its invocation ends. */
@@ -770,6 +781,7 @@ export class Applier {
     await BatchSegments.waitingFor(status)?.flush();
     const now = this.#now();
     status.updatedAt = now.toISOString();
+    await this.#accepts.stamp(status, now);
     this.#folders.note(status);
     const text = JSON.stringify(status, null, 2);
     await this.#store.put(statusKey(status.set), Buffer.from(text), {});

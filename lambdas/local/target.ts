@@ -143,6 +143,7 @@ export async function startLocalTarget(options: LocalTargetOptions = {}): Promis
       ...(options.history ? { history: options.history === "environment" ? historySettingsFromEnvironment(process.env) : options.history } : {}),
       ...(options.observer ? { observer: options.observer } : {}),
     });
+    await applier.announce();
     // A marker whose action goes on in the next invocation comes back at once, as the deployed applier arranges.
     const retrySoon = async (record: SQSRecord) => {
       await sqs.send(new ChangeMessageVisibilityCommand({ QueueUrl: clientQueueUrl, ReceiptHandle: record.receiptHandle, VisibilityTimeout: 0 }));

@@ -13,7 +13,7 @@ export * from "./http-settings.ts";
 export { isTransientAwsError } from "../aws-errors.ts";
 export { MULTIPART_THRESHOLD, putInParts } from "../s3-multipart.ts";
 
-export { latestDrillReport, listTasks, readPruneReport, readSetStatus, readTaskResult, readVerifyReport } from "./readers.ts";
+export { latestDrillReport, listTasks, readApplierAnnouncement, readPruneReport, readSetStatus, readTaskResult, readVerifyReport } from "./readers.ts";
 export { adoptSet, OwnerRecordError, readOwner, type Adoption } from "./owner.ts";
 export { listSnapshots, readBlockManifest, readManifest, readSnapshot, SnapshotError } from "../tasks/snapshots.ts";
 export { readBlock } from "../volumes/volume-snapshots.ts";

@@ -6,6 +6,7 @@
 import { drillsPrefix, PREFIX, pruneReportKey, taskResultKey, VerifyReportSchema, verifyReportKey, type VerifyReport } from "../../contract/layout.ts";
 import { DrillReportSchema, type DrillReport } from "../../contract/drills.ts";
 import { PruneReportSchema, TaskResultSchema, type PruneReport, type TaskResult } from "../../contract/tasks.ts";
+import { APPLIER_ANNOUNCEMENT_KEY, ApplierAnnouncementSchema, type ApplierAnnouncement } from "../../contract/applier-accepts.ts";
 import type { TargetStore } from "../store/store.ts";
 
 export { readSetStatus } from "../store/set-status.ts";
@@ -65,4 +66,12 @@ export async function latestDrillReport(store: TargetStore, set: string): Promis
     if (parsed.success && (latest === undefined || parsed.data.finishedAt > latest.finishedAt)) latest = parsed.data;
   }
   return latest;
+}
+
+/** What the stack's applier announced it accepts (contract/applier-accepts.ts), or undefined when none did (an older stack) or it does not parse. */
+export async function readApplierAnnouncement(store: TargetStore): Promise<ApplierAnnouncement | undefined> {
+  const body = (await store.get(APPLIER_ANNOUNCEMENT_KEY))?.body;
+  if (!body) return undefined;
+  const parsed = ApplierAnnouncementSchema.safeParse(JSON.parse(body.toString("utf8")));
+  return parsed.success ? parsed.data : undefined;
 }

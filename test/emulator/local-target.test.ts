@@ -9,6 +9,7 @@ import { SIGNATURE_ATTRIBUTE, signMessage } from "../../contract/signing.ts";
 import type { BatchHandler } from "../../lambdas/applier/handler.ts";
 import { LOCAL_EVENTS_FILE, localTaskSettings, type LocalEbs } from "../../lambdas/local/tasks.ts";
 import { startLocalTarget } from "../../lambdas/local/target.ts";
+import { readApplierAnnouncement } from "../../lambdas/target/readers.ts";
 import { eventually } from "../support/local-cloud.ts";
 import { messageBody, putRecord, TEST_KEY } from "../support/messages.ts";
 import { tempDir } from "../support/tree.ts";
@@ -43,6 +44,8 @@ it("applies what reaches its queue, runs markers' actions with the EBS stand-in,
   });
   try {
     expect(ebsGiven).toEqual({ store: target.store, ebsEndpoint: target.ebs.endpoint, region: target.region });
+    // Announced as it starts, before any message: an agent's new sets may send whole packs from their first one.
+    expect(await readApplierAnnouncement(target.store)).toMatchObject({ accepts: ["whole-packs"] });
     const send = async (body: string, id: string) => {
       await target.sqs.send(
         new SendMessageCommand({

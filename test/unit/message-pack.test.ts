@@ -49,7 +49,7 @@ describe("the agent packing a message", () => {
     "puts a large backlog's small files into the message's pack, the message naming each one's slice",
     withJournal(async (journal) => {
       const files = journalFiles(journal, 400, 8 * 1024);
-      const packed = packNext(journal, SET);
+      const packed = packNext(journal, SET, { wholePacks: true });
       if (!packed) throw new Error("nothing was packed");
       const message = parseMessage(packed.body) as WireMessage;
       const puts = message.records.filter((r) => r.op === "put");
@@ -80,10 +80,37 @@ describe("the agent packing a message", () => {
   );
 
   it(
+    "compresses each file on its own, the form every applier reads, unless told the applier reads whole packs",
+    withJournal(async (journal) => {
+      const files = journalFiles(journal, 400, 8 * 1024);
+      const packed = packNext(journal, SET);
+      if (!packed) throw new Error("nothing was packed");
+      const message = parseMessage(packed.body) as WireMessage;
+      const pack = packed.staged.find((payload) => payload.pack === true);
+      if (!pack || !("bytes" in pack.source)) throw new Error("the pack is not staged with the message");
+      expect(message.pack).toEqual({ size: pack.size, sha256: sha256(pack.source.bytes) });
+      const puts = message.records.filter((r) => r.op === "put");
+      expect(puts.length).toBe(400);
+      // The text files compress, each in its own slice; the random ones go as they are.
+      for (const put of puts) {
+        if (put.content.kind !== "packed") throw new Error(`${put.path} is not packed`);
+        const slice = pack.source.bytes.subarray(put.content.offset, put.content.offset + put.content.length);
+        const bytes = put.content.encoding === "zstd" ? zstdDecompressSync(slice) : Buffer.from(slice);
+        expect(bytes.equals(files.get(put.path) ?? Buffer.alloc(0))).toBe(true);
+      }
+      expect(puts.filter((put) => put.content.kind === "packed" && put.content.encoding === "zstd").length).toBe(200);
+      const store = new MemoryStore();
+      await store.put(pack.key, pack.source.bytes);
+      expect(await new Applier({ store, log: () => {} }).applyMessage(signedIncoming("m1", SET, packed.body))).toMatchObject({ kind: "applied", records: 401 });
+      for (const [path, bytes] of files) expect((await store.get(`data/${SET}/${path}`))?.body.equals(bytes)).toBe(true);
+    }),
+  );
+
+  it(
     "stores the pack as it is when compression is off",
     withJournal(async (journal) => {
       const files = journalFiles(journal, 400, 8 * 1024);
-      const packed = packNext(journal, SET, { compression: "none" });
+      const packed = packNext(journal, SET, { compression: "none", wholePacks: true });
       const message = parseMessage(packed?.body ?? "") as WireMessage;
       const pack = packed?.staged.find((payload) => payload.key === stagingKey(SET, packed.first, message.pack?.sha256 ?? ""));
       if (!pack || !("bytes" in pack.source)) throw new Error("the pack is not staged with the message");
@@ -110,7 +137,7 @@ describe("the agent packing a message", () => {
       const files = journalFiles(journal, 1500, 6 * 1024);
       const store = new MemoryStore();
       const transport = new MemoryTransport(new Applier({ store, log: () => {} }), store);
-      while ((await sendNext(journal, transport, SET)).records > 0);
+      while ((await sendNext(journal, transport, SET, { wholePacks: true })).records > 0);
       expect(transport.outcomes.every((o) => o.kind === "applied")).toBe(true);
       // A few messages, not the ~150 that inline content would take.
       expect(transport.bodies.length).toBeLessThan(10);

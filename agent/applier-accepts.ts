@@ -1,0 +1,89 @@
+// What one set's applier reads (contract/applier-accepts.ts), learnt from the
+// status reads the agent makes anyway (its status poll, the continuity check):
+// no request per message. Until the applier has said it reads whole packs,
+// the set's packs go per file, the form every applier reads; an applier that
+// stops saying so (a stack rolled back) gets per-file packs from the next
+// message on, and the set is recovered, because messages already sent with
+// whole packs are refused by it.
+
+import { acceptsWholePacks, WHOLE_PACKS, type ApplierAnnouncement } from "../contract/applier-accepts.ts";
+import type { SetStatus } from "../contract/layout.ts";
+import type { Logger } from "./log.ts";
+
+/** Reads the stack-wide announcement (state/applier.json); undefined when there is none. */
+export type AnnouncementReader = () => Promise<ApplierAnnouncement | undefined>;
+
+/**
+ * The announcement read once per process, when a set's status does not say what its applier reads. A failed read
+ * (a host role that may not read it) counts as none: the set learns from its status instead.
+ */
+export function cachedAnnouncement(read: AnnouncementReader): AnnouncementReader {
+  let cached: Promise<ApplierAnnouncement | undefined> | undefined;
+  return () => (cached ??= read().catch(() => undefined));
+}
+
+export class ApplierAccepts {
+  readonly #set: string;
+  readonly #announcement: AnnouncementReader | undefined;
+  readonly #log: Logger;
+  #wholePacks = false;
+
+  constructor(set: string, log: Logger, announcement?: AnnouncementReader) {
+    this.#set = set;
+    this.#log = log;
+    this.#announcement = announcement;
+  }
+
+  /** Whether the set's messages may carry a pack compressed as a whole. */
+  get wholePacks(): boolean {
+    return this.#wholePacks;
+  }
+
+  /**
+   * A status reader that learns from every status it reads; onRefused is told when the applier stopped reading
+   * whole packs after it had said it did (messages sent meanwhile are refused).
+   */
+  watch(read: (set: string) => Promise<SetStatus | undefined>, onRefused: (status: SetStatus) => void): (set: string) => Promise<SetStatus | undefined> {
+    return async (set) => {
+      const status = await read(set);
+      if ((await this.learn(status)) && status) onRefused(status);
+      return status;
+    };
+  }
+
+  /** Learns from a status of the set; true when the applier no longer reads whole packs and did before. */
+  async learn(status: SetStatus | undefined): Promise<boolean> {
+    const announcement = status?.accepts || !this.#announcement ? undefined : await this.#announcement();
+    const before = this.#wholePacks;
+    this.#wholePacks = acceptsWholePacks(status, announcement);
+    if (before === this.#wholePacks) return false;
+    if (this.#wholePacks) {
+      this.#log.info("the applier reads packs compressed as a whole: the set's packs are compressed whole from now on", { set: this.#set });
+      return false;
+    }
+    this.#log.error(
+      "the applier no longer reads packs compressed as a whole (the stack was rolled back to an older version): packs go per file from now on, and the set is recovered for messages already sent compressed whole, which it refuses",
+      { set: this.#set },
+    );
+    return true;
+  }
+}
+
+/** How an applier from before whole packs refuses one: its schema takes the slices to index the compressed pack. */
+const WHOLE_PACK_REFUSAL = /packed content ends past the pack's \d+ bytes/;
+
+/**
+ * What `tidemark status` says of the set's last rejected message when it is an older applier's refusal of a whole
+ * pack: undefined when it is not one, "superseded" once a resync applied after it sent everything again.
+ */
+export function wholePackRefusal(status: SetStatus, set: string): string | undefined {
+  const last = status.lastRejected;
+  if (!last || last.seq !== undefined || !WHOLE_PACK_REFUSAL.test(last.error) || status.accepts?.includes(WHOLE_PACKS)) return undefined;
+  const resynced = status.resynced;
+  if (resynced && resynced.generation === status.generation && Date.parse(resynced.at) > Date.parse(last.at)) return "superseded";
+  return (
+    `last rejected message ${last.messageId} at ${last.at}: ${last.error}: it carried a pack compressed as a whole, which the set's applier, older than this agent, does not read ` +
+    `(the stack was rolled back after the agent learnt it did); the agent sends it per-file packs now and recovers the set (a resync and a mirror), which sends what the message held again. ` +
+    `If this stays after the recovery, run \`tidemark mirror ${set} --mode diff\`; updating the stack to this agent's version lets it use whole packs again`
+  );
+}

@@ -1,0 +1,71 @@
+// `tidemark restore` as an operator reads it, against the local cloud: a
+// snapshot that left out more entries than its summary names (the first 100)
+// has each named one listed and the rest counted on one "N more entries" line,
+// the total says how many were not restored; entries left alone past the 50
+// listed are counted the same way; and --json says how the bytes were read (no
+// proxy or CA bundle here: direct signed GETs).
+
+import { createHash } from "node:crypto";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { afterAll, beforeAll, expect, it } from "vitest";
+import { preservedKey } from "../../contract/layout.ts";
+import type { SnapshotEntry } from "../../contract/tasks.ts";
+import { writeSnapshot } from "../../lambdas/tasks/snapshots.ts";
+import { tidemark } from "../support/cli.ts";
+import { startTestCloud, type TestCloud } from "../support/local-cloud.ts";
+import { tempDir } from "../support/tree.ts";
+
+let cloud: TestCloud;
+const work = tempDir();
+let config: string;
+const sha = (text: string) => createHash("sha256").update(text).digest("hex");
+
+beforeAll(async () => {
+  cloud = await startTestCloud();
+  mkdirSync(join(work.path, "src"));
+  config = cloud.writeConfig(work.path, [{ name: "s", path: "src" }]);
+  const content = "kept";
+  const entry: SnapshotEntry = { path: "kept.txt", kind: "file", size: content.length, mode: 0o644, mtimeNs: "1700000000000000000", sha256: sha(content) };
+  await cloud.store.put(preservedKey("s", sha(content)), Buffer.from(content));
+  const named = Array.from({ length: 100 }, (_, i) => ({ path: `link${String(i).padStart(3, "0")}`, problem: "altered" }));
+  await writeSnapshot(cloud.store, { id: "big", set: "s", taskId: "t", seq: 1, takenAt: "2026-01-01T00:00:00.000Z", files: 1, dirs: 0, symlinks: 0, bytes: 4, versioned: false, unreadable: named, unreadableCount: 103 }, [entry]);
+});
+
+afterAll(async () => {
+  await cloud?.stop();
+  work.remove();
+});
+
+it("lists the named entries not restored, counts the others on one line, and totals them", async () => {
+  const to = join(work.path, "restored");
+  const restore = await tidemark(["restore", "s", "--snapshot", "big", "--to", to, "--config", config]);
+  expect(restore.code).toBe(3);
+  expect(readFileSync(join(to, "kept.txt"), "utf8")).toBe("kept");
+  const lines = restore.stderr.trim().split("\n");
+  expect(lines[0]).toBe("snapshot big is INCOMPLETE: 103 entries were left out when it was taken; they are not restored");
+  expect(lines.filter((line) => /^not restored: "link\d{3}": left out of snapshot big when it was taken: altered$/.test(line))).toHaveLength(100);
+  expect(lines.at(-2)).toBe("not restored: 3 more entries left out of snapshot big when it was taken; its summary names only the 100 above");
+  expect(lines.at(-1)).toBe("103 entries not restored; everything else was");
+  expect(restore.stdout).toMatch(/^restored snapshot big of set s to .*: 1 files/);
+});
+
+it("lists the first 50 entries it left alone and counts the rest on one line", async () => {
+  const to = join(work.path, "not-empty");
+  mkdirSync(to);
+  for (let i = 0; i < 52; i++) writeFileSync(join(to, `extra${String(i).padStart(2, "0")}.txt`), "was here");
+  const restore = await tidemark(["restore", "s", "--snapshot", "big", "--to", to, "--force", "--config", config]);
+  expect(restore.code).toBe(3);
+  const lines = restore.stdout.trim().split("\n");
+  expect(lines).toContain("left alone, not in the snapshot (--delete removes them): 52 entries");
+  expect(lines.filter((line) => /^ {2}"extra\d{2}\.txt"$/.test(line))).toHaveLength(50);
+  expect(lines.at(-1)).toBe("  ... and 2 more (--json lists them all)");
+});
+
+it("says in --json how the bytes were read, with the count of unnamed left-out entries", async () => {
+  const restore = await tidemark(["restore", "s", "--snapshot", "big", "--to", join(work.path, "as-json"), "--json", "--config", config]);
+  expect(restore.code).toBe(3);
+  const result = JSON.parse(restore.stdout) as { reads: string; leftOutUnnamed: number; failures: unknown[]; files: number };
+  expect(result).toMatchObject({ reads: "direct", leftOutUnnamed: 3, files: 1 });
+  expect(result.failures).toHaveLength(100);
+});

@@ -1,0 +1,48 @@
+// An applier as deployed before whole packs (commit c728f9c), for tests of an
+// agent newer than its stack: what made it differ is what its schemas drop.
+// Its MessagePack schema knew no `encoding` or `decodedSize`, so a whole
+// pack's slices end past the (compressed) pack and the message is refused at
+// parsing; its SetStatus schema knew no `accepts`, so the statuses it writes
+// say nothing of whole packs; and it wrote no announcement. `older` switches
+// the stack between that version and this one (an update, a roll-back).
+
+import { APPLIER_ANNOUNCEMENT_KEY } from "../../contract/applier-accepts.ts";
+import { Applier, type ApplierOptions, type IncomingMessage, type Invocation, type MessageOutcome } from "../../lambdas/applier/applier.ts";
+import type { BatchMemory } from "../../lambdas/applier/batch-memory.ts";
+import { MemoryStore } from "../../lambdas/store/memory-store.ts";
+import type { WriteResult } from "../../lambdas/store/store.ts";
+
+/** The target's bucket, written by the older applier while `older` is true. */
+export class OlderApplierStore extends MemoryStore {
+  older = true;
+
+  override async put(key: string, body: Uint8Array, meta: Record<string, string> = {}): Promise<WriteResult> {
+    if (!this.older) return super.put(key, body, meta);
+    // The older applier writes no announcement: what the newer one wrote stays, older than its statuses.
+    if (key === APPLIER_ANNOUNCEMENT_KEY) return {};
+    if (!key.startsWith("state/") || !key.endsWith("/status.json")) return super.put(key, body, meta);
+    const { accepts: _unknownToIt, ...status } = JSON.parse(Buffer.from(body).toString("utf8")) as Record<string, unknown>;
+    return super.put(key, Buffer.from(JSON.stringify(status, null, 2)), meta);
+  }
+}
+
+export class OlderApplier extends Applier {
+  readonly #store: OlderApplierStore;
+
+  constructor(options: ApplierOptions & { readonly store: OlderApplierStore }) {
+    super(options);
+    this.#store = options.store;
+  }
+
+  override applyMessage(incoming: IncomingMessage, invocation?: Invocation, batch?: BatchMemory): Promise<MessageOutcome> {
+    return super.applyMessage(this.#store.older ? { ...incoming, body: asOlderApplierReadsIt(incoming.body) } : incoming, invocation, batch);
+  }
+}
+
+/** The body with what the older applier's schema drops dropped; unchanged (its signature still good) when it has none of it. */
+function asOlderApplierReadsIt(body: string): string {
+  const json = JSON.parse(body) as { pack?: Record<string, unknown> };
+  if (!json.pack || !("encoding" in json.pack)) return body;
+  const { encoding: _encoding, decodedSize: _decodedSize, ...pack } = json.pack;
+  return JSON.stringify({ ...json, pack });
+}

@@ -1,0 +1,230 @@
+// An agent newer than its stack (contract/applier-accepts.ts): the agent
+// compresses a message's pack as a whole only once the set's applier said it
+// reads such packs; otherwise each file on its own, the form every applier
+// reads. A stack rolled back after the agent learnt it gets per-file packs
+// again, and what it refused is named in status and sent again.
+
+import { mkdirSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { randomBytes } from "node:crypto";
+import { afterEach, describe, expect, it } from "vitest";
+import { Agent } from "../../agent/agent.ts";
+import { cachedAnnouncement } from "../../agent/applier-accepts.ts";
+import { Journal } from "../../agent/journal.ts";
+import { findProblems } from "../../agent/set-health.ts";
+import { APPLIER_ANNOUNCEMENT_KEY } from "../../contract/applier-accepts.ts";
+import { parseMessage, type WireMessage } from "../../contract/wire.ts";
+import { readSetStatus } from "../../lambdas/store/set-status.ts";
+import { readApplierAnnouncement } from "../../lambdas/target/readers.ts";
+import { MemoryTransport } from "../support/memory-transport.ts";
+import { generateSigningKey } from "../../contract/signing.ts";
+import type { MessageOutcome } from "../../lambdas/applier/applier.ts";
+import type { MessageAttributes, StagedPayload, Transport } from "../../agent/transport/transport.ts";
+import { messageBody, putRecord, signedIncoming } from "../support/messages.ts";
+import { OlderApplier, OlderApplierStore } from "../support/older-applier.ts";
+import { pictureOfSource, pictureOfTarget, tempDir } from "../support/tree.ts";
+
+const SET = "docs";
+
+/**
+ * The stack's queue and applier: `deploy` puts a new applier process in place (the older version or this one), as
+ * an update or a roll-back of the stack does; the messages and outcomes of every one are kept.
+ */
+class Stack implements Transport {
+  readonly store: OlderApplierStore;
+  readonly #key = generateSigningKey();
+  #current: MemoryTransport;
+  readonly #deployed: MemoryTransport[] = [];
+
+  constructor(store: OlderApplierStore, older: boolean) {
+    this.store = store;
+    this.#current = this.deploy(older);
+  }
+
+  deploy(older: boolean): MemoryTransport {
+    this.store.older = older;
+    this.#current = new MemoryTransport(new OlderApplier({ store: this.store, log: () => {} }), this.store, this.#key);
+    this.#deployed.push(this.#current);
+    return this.#current;
+  }
+
+  get bodies(): string[] {
+    return this.#deployed.flatMap((transport) => transport.bodies);
+  }
+
+  get outcomes(): MessageOutcome[] {
+    return this.#deployed.flatMap((transport) => transport.outcomes);
+  }
+
+  stage(payload: StagedPayload): Promise<void> {
+    return this.#current.stage(payload);
+  }
+
+  send(set: string, deduplicationId: string, body: string, attributes?: MessageAttributes): Promise<void> {
+    return this.#current.send(set, deduplicationId, body, attributes);
+  }
+}
+
+interface Setup {
+  readonly src: ReturnType<typeof tempDir>;
+  readonly state: ReturnType<typeof tempDir>;
+  readonly store: OlderApplierStore;
+  readonly transport: Stack;
+  readonly journal: Journal;
+  readonly agent: Agent;
+  /** The recoveries the agent began (each a full mirror behind a resync). */
+  readonly recoveries: Promise<unknown>[];
+}
+
+let setup: Setup | undefined;
+
+afterEach(async () => {
+  if (!setup) return;
+  await setup.agent.stop();
+  setup.journal.close();
+  setup.src.remove();
+  setup.state.remove();
+  setup = undefined;
+});
+
+/** An agent of this version replicating SET to a stack whose applier is the older one while `older`. */
+function start(older: boolean, store = new OlderApplierStore()): Setup {
+  const src = tempDir("tidemark-src-");
+  const state = tempDir("tidemark-state-");
+  const transport = new Stack(store, older);
+  const journal = Journal.open(state.path);
+  const recoveries: Promise<unknown>[] = [];
+  const agent: Agent = new Agent({
+    sets: [{ name: SET, root: src.path, exclude: [] }],
+    journal,
+    transport,
+    monitorEnabled: false,
+    targetStatus: (set) => readSetStatus(store, set),
+    applierAnnouncement: cachedAnnouncement(() => readApplierAnnouncement(store)),
+    recover: async (set, reason) => {
+      recoveries.push(agent.fullMirror(set, reason));
+    },
+  });
+  setup = { src, state, store, transport, journal, agent, recoveries };
+  return setup;
+}
+
+/** Enough small files (half text, half random) that the set's backlog travels in packs. */
+function writeFiles(root: string, count: number, from = 0): void {
+  mkdirSync(join(root, "d"), { recursive: true });
+  for (let i = from; i < from + count; i++) writeFileSync(join(root, "d", `f${i}.dat`), i % 2 === 0 ? `line ${i} of a text file\n`.repeat(250) : randomBytes(6 * 1024));
+}
+
+/** The packs of the messages sent so far: whole when they carry an encoding. */
+function packs(transport: Stack): { whole: number; perFile: number } {
+  const sent = transport.bodies.map((body) => parseMessage(body) as WireMessage).filter((message) => message.pack !== undefined);
+  const whole = sent.filter((message) => message.pack?.encoding !== undefined).length;
+  return { whole, perFile: sent.length - whole };
+}
+
+describe("an agent newer than its applier", () => {
+  it("sends per-file packs to an applier that does not announce whole packs, and every one is applied", async () => {
+    const { src, store, transport, agent } = start(true);
+    writeFiles(src.path, 150);
+    await agent.start();
+    await agent.drain(SET);
+    expect(packs(transport)).toMatchObject({ whole: 0 });
+    expect(packs(transport).perFile).toBeGreaterThan(0);
+    expect(transport.outcomes.every((o) => o.kind === "applied")).toBe(true);
+    expect(await pictureOfTarget(store, SET)).toEqual(await pictureOfSource(src.path));
+
+    // Its status, read by the agent's poll, still says nothing of whole packs: the next backlog goes per file too.
+    await agent.checkTarget(SET);
+    writeFiles(src.path, 150, 150);
+    await agent.scan(SET);
+    await agent.drain(SET);
+    expect(packs(transport).whole).toBe(0);
+    expect(transport.outcomes.every((o) => o.kind === "applied")).toBe(true);
+    expect(await pictureOfTarget(store, SET)).toEqual(await pictureOfSource(src.path));
+  });
+
+  it("compresses packs whole once the set's status says its applier reads them (the stack was updated)", async () => {
+    const { src, store, transport, agent } = start(true);
+    writeFileSync(join(src.path, "first.txt"), "applied by the older applier");
+    await agent.start();
+    await agent.drain(SET);
+    transport.deploy(false);
+    // The updated applier stamps what it reads on the status it writes; the agent's next poll reads it.
+    writeFileSync(join(src.path, "second.txt"), "applied by the updated applier");
+    await agent.scan(SET);
+    await agent.drain(SET);
+    expect((await readSetStatus(store, SET)).accepts).toContain("whole-packs");
+    await agent.checkTarget(SET);
+    writeFiles(src.path, 150);
+    await agent.scan(SET);
+    await agent.drain(SET);
+    expect(packs(transport).whole).toBeGreaterThan(0);
+    expect(packs(transport).perFile).toBe(0);
+    expect(transport.outcomes.every((o) => o.kind === "applied")).toBe(true);
+    expect(await pictureOfTarget(store, SET)).toEqual(await pictureOfSource(src.path));
+  });
+
+  it("announces what the applier reads when asked at start (the local cloud does), and on its first status write otherwise", async () => {
+    const store = new OlderApplierStore();
+    store.older = false;
+    const now = new Date("2026-01-02T03:04:05.000Z");
+    await new OlderApplier({ store, log: () => {}, now: () => now }).announce();
+    expect(await readApplierAnnouncement(store)).toEqual({ accepts: ["whole-packs"], at: now.toISOString() });
+    await store.delete(APPLIER_ANNOUNCEMENT_KEY);
+    const applier = new OlderApplier({ store, log: () => {} });
+    expect(await applier.applyMessage(signedIncoming("m0", SET, messageBody(SET, [putRecord(1, "x.txt", "x")])))).toMatchObject({ kind: "applied" });
+    expect(await readApplierAnnouncement(store)).toMatchObject({ accepts: ["whole-packs"] });
+    expect((await readSetStatus(store, SET)).accepts).toEqual(["whole-packs"]);
+  });
+
+  it("compresses a new set's packs whole from its first message when the stack announced it", async () => {
+    const store = new OlderApplierStore();
+    store.older = false;
+    // Another set's message: the applier announces what it reads when it first writes a status.
+    const other = new OlderApplier({ store, log: () => {} });
+    expect(await other.applyMessage(signedIncoming("m0", "other", messageBody("other", [putRecord(1, "x.txt", "x")])))).toMatchObject({ kind: "applied" });
+    expect(await readApplierAnnouncement(store)).toMatchObject({ accepts: ["whole-packs"] });
+    const { src, transport, agent } = start(false, store);
+    writeFiles(src.path, 150);
+    await agent.start();
+    await agent.drain(SET);
+    expect(packs(transport)).toMatchObject({ perFile: 0 });
+    expect(packs(transport).whole).toBeGreaterThan(0);
+    expect(transport.outcomes.every((o) => o.kind === "applied")).toBe(true);
+  });
+
+  it("sends per-file packs again when the stack is rolled back, names the refused message in status and sends its files again", async () => {
+    const { src, store, transport, journal, agent, recoveries } = start(false);
+    writeFileSync(join(src.path, "first.txt"), "applied by the updated applier");
+    await agent.start();
+    await agent.drain(SET);
+    await agent.checkTarget(SET);
+    expect(await store.get(APPLIER_ANNOUNCEMENT_KEY)).toBeDefined();
+
+    // Rolled back: the older applier refuses the whole packs the agent learnt it could send.
+    transport.deploy(true);
+    writeFiles(src.path, 150);
+    await agent.scan(SET);
+    await agent.drain(SET);
+    expect(packs(transport).whole).toBeGreaterThan(0);
+    expect(transport.outcomes.some((o) => o.kind === "rejected")).toBe(true);
+    const refused = await readSetStatus(store, SET);
+    const counters = journal.sets.counters(SET);
+    const problems = findProblems({ set: SET, counters, generation: journal.sets.generation(SET), target: { status: refused }, now: new Date() });
+    expect(problems).toContainEqual({ kind: "rejected-message", message: expect.stringMatching(/carried a pack compressed as a whole, which the set's applier, older than this agent, does not read .* per-file packs now and recovers the set/) });
+
+    // The agent's next look at the target: packs go per file, and the set is recovered behind a resync.
+    const before = packs(transport);
+    await agent.checkTarget(SET);
+    expect(recoveries).toHaveLength(1);
+    await Promise.all(recoveries);
+    await agent.drain(SET);
+    expect(packs(transport).whole).toBe(before.whole);
+    expect(packs(transport).perFile).toBeGreaterThan(before.perFile);
+    const status = await readSetStatus(store, SET);
+    expect(status).toMatchObject({ state: "in-sync", lastSeq: journal.sets.counters(SET).nextSeq - 1 });
+    expect(await pictureOfTarget(store, SET)).toEqual(await pictureOfSource(src.path));
+    // The resync applied after the refusal sent everything again: status no longer counts it against the set.
+    expect(findProblems({ set: SET, counters: journal.sets.counters(SET), generation: journal.sets.generation(SET), target: { status }, now: new Date() })).toEqual([]);
+  });
+});
