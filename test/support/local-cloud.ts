@@ -79,13 +79,18 @@ export async function startTestCloud(
     sqs: target.sqs,
     writeConfig(dir, sets, extra = {}) {
       const file = join(dir, "tidemark.config.json");
-      const config: ConfigFile = { region: REGION, endpoint: target.endpoint, queueUrl: target.queueUrl, bucket: target.bucket, stateDir: "state", sets, ...extra };
+      // lingerMs: a change reaching an idle sender waits this long for company (the default 2 s, proven in
+      // sender-linger.test.ts, made every "write, then wait until it arrived" step of these tests idle for 2 s).
+      const config: ConfigFile = { region: REGION, endpoint: target.endpoint, queueUrl: target.queueUrl, bucket: target.bucket, stateDir: "state", lingerMs: TEST_LINGER_MS, sets, ...extra };
       writeFileSync(file, JSON.stringify(config, null, 2));
       return file;
     },
     stop: () => target.stop(),
   };
 }
+
+/** The test configs' lingerMs: short, so the linger after an idle spell still runs, without 2 s of idle per change. */
+export const TEST_LINGER_MS = 100;
 
 /** Polls until check passes (returns without throwing) or the time is up; then throws the last failure. */
 export async function eventually(check: () => Promise<void>, timeoutMs = 60_000, everyMs = 200): Promise<void> {
