@@ -154,6 +154,7 @@ class SetRunner {
       ...(options.compression ? { compression: options.compression } : {}),
       ...(options.lingerMs !== undefined ? { lingerMs: options.lingerMs } : {}),
       ...(options.announceReceived ? { announceReceived: options.announceReceived } : {}),
+      contentLost: () => spool.repairLost(),
       beforeSend: async () => {
         await spool.repair();
         await this.recovery.checkContinuity();
