@@ -360,11 +360,10 @@ export class Journal {
       let bytes = 0;
       const seqs: number[] = [];
       const at = this.#now();
-      const forms = changes.map((change) => this.#storedForm(change));
+      const forms = changes.map((change) => ({ change, ...this.#storedForm(change) }));
       const refs = this.#contentFile(set, seq, forms);
       file = refs.find((ref) => ref !== undefined)?.file;
-      for (const [i, change] of changes.entries()) {
-        const { content, stored } = forms[i] ?? this.#storedForm(change);
+      for (const [i, { change, content, stored }] of forms.entries()) {
         const ref = refs[i];
         this.#statements.insertRecord.run(set, seq, JSON.stringify({ ...stored, at }), ref ? null : content, changeBytes(change), ref ? formatRef(ref) : null);
         bytes += changeBytes(change);
