@@ -162,6 +162,7 @@ class SetRunner {
       wholePacks: () => this.accepts.wholePacks,
       ...(options.lingerMs !== undefined ? { lingerMs: options.lingerMs } : {}),
       ...(options.announceReceived ? { announceReceived: options.announceReceived } : {}),
+      contentLost: () => spool.repairLost(),
       beforeSend: async () => {
         await spool.repair();
         await this.recovery.checkContinuity();

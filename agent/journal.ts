@@ -20,6 +20,7 @@ import { HeldFiles } from "./held-files.ts";
 import { PendingRecoveries } from "./pending-recoveries.ts";
 import { SetStates } from "./journal-sets.ts";
 import { VolumeStamps } from "./journal-volumes.ts";
+import { CONTENT_FILE_MIN_BYTES, ContentFiles, formatRef, parseRef, type ContentRef } from "./journal-content.ts";
 
 export type { IndexEntry, IndexStat } from "./journal-index.ts";
 export type { JournalGeneration, SetCounters } from "./journal-sets.ts";
@@ -89,6 +90,8 @@ interface RecordRow {
   seq: number;
   change: string;
   content: Uint8Array | null;
+  /** Where the content is when not in the row (journal-content.ts). */
+  content_at: string | null;
 }
 
 const SCHEMA = `
@@ -169,8 +172,8 @@ export function changeBytes(change: Change): number {
 function prepareStatements(db: DatabaseSync) {
   const prepare = (sql: string): StatementSync => db.prepare(sql);
   return {
-    insertRecord: prepare("INSERT INTO journal (set_name, seq, change, content, bytes) VALUES (?, ?, ?, ?, ?)"),
-    pending: prepare("SELECT seq, change, content FROM journal WHERE set_name = ? AND seq > ? ORDER BY seq LIMIT ?"),
+    insertRecord: prepare("INSERT INTO journal (set_name, seq, change, content, bytes, content_at) VALUES (?, ?, ?, ?, ?, ?)"),
+    pending: prepare("SELECT seq, change, content, content_at FROM journal WHERE set_name = ? AND seq > ? ORDER BY seq LIMIT ?"),
     sentBacklog: prepare("SELECT count(*) AS records, coalesce(sum(bytes), 0) AS bytes FROM journal WHERE set_name = ? AND seq <= ?"),
     // The spool files of sent records; the LIKE skips parsing records that have none (nearly all).
     sentSpools: prepare(
@@ -180,7 +183,8 @@ function prepareStatements(db: DatabaseSync) {
     deleteSent: prepare("DELETE FROM journal WHERE set_name = ? AND seq <= ?"),
     unsentSpools: prepare(
       `SELECT seq, json_extract(change, '$.content.spool') AS spool FROM journal
-       WHERE set_name = ? AND change LIKE '%"spool":%' AND json_extract(change, '$.content.spool') IS NOT NULL ORDER BY seq`,
+       WHERE set_name = :set AND change LIKE '%"spool":%' AND json_extract(change, '$.content.spool') IS NOT NULL
+       UNION ALL SELECT seq, substr(content_at, 1, instr(content_at, ':') - 1) AS spool FROM journal WHERE set_name = :set AND content_at IS NOT NULL ORDER BY seq`,
     ),
     getRecord: prepare("SELECT seq, change, bytes FROM journal WHERE set_name = ? AND seq = ?"),
     // Rare (a refused record, a sent skip): the json_extract over the set's unsent records is affordable then.
@@ -188,7 +192,7 @@ function prepareStatements(db: DatabaseSync) {
       `SELECT seq, change, bytes FROM journal WHERE set_name = :set AND seq > :after AND seq <= :upto AND json_extract(change, '$.op') != 'skip'
        AND (json_extract(change, '$.path') = :path OR json_extract(change, '$.from') = :path OR json_extract(change, '$.to') = :path) ORDER BY seq`,
     ),
-    replaceRecord: prepare("UPDATE journal SET change = ?, content = NULL, bytes = ? WHERE set_name = ? AND seq = ?"),
+    replaceRecord: prepare("UPDATE journal SET change = ?, content = NULL, content_at = NULL, bytes = ? WHERE set_name = ? AND seq = ?"),
     skippedOf: prepare("SELECT path, seq, reason, since FROM skipped WHERE set_name = ? ORDER BY path"),
     laterTask: prepare(`SELECT 1 AS found FROM journal WHERE set_name = :set AND seq > :after AND seq <= :upto AND json_extract(change, '$.op') = 'task' LIMIT 1`),
     lastResyncIn: prepare(
@@ -250,6 +254,8 @@ export class Journal {
   /** Recoveries begun and not finished (pending-recoveries.ts): the next start runs them again. */
   readonly recoveries: PendingRecoveries;
   readonly #db: DatabaseSync;
+  /** Small contents of large batches, kept in files (journal-content.ts). */
+  readonly #content: ContentFiles;
   readonly #statements: Statements;
   readonly #onWrite: (() => void) | undefined;
   /** Stamps each journaled record (`restore --at` goes by it); a test's clock in tests. */
@@ -265,6 +271,7 @@ export class Journal {
     this.sets = new SetStates(db, options.now);
     this.held = new HeldFiles(db);
     this.recoveries = new PendingRecoveries(db);
+    this.#content = new ContentFiles(db, spoolDir);
     this.#statements = prepareStatements(db);
     this.#onWrite = options.onWrite;
     this.#now = options.now ?? Date.now;
@@ -312,7 +319,7 @@ export class Journal {
     this.#db.close();
   }
 
-  #run<T>(work: () => T): T {
+  #run<T>(work: () => T, rolledBack?: () => void): T {
     try {
       this.#db.exec("BEGIN IMMEDIATE");
       try {
@@ -323,6 +330,7 @@ export class Journal {
       } catch (error) {
         // SQLite rolls back by itself on some errors (a full disk): a second ROLLBACK would hide the real error.
         if (this.#db.isTransaction) this.#db.exec("ROLLBACK");
+        rolledBack?.();
         throw error;
       }
     } catch (error) {
@@ -346,14 +354,18 @@ export class Journal {
    */
   append(set: string, changes: readonly Change[]): number[] {
     if (changes.length === 0) return [];
+    let file: string | undefined;
     return this.#run(() => {
       let seq = this.sets.nextSeq(set);
       let bytes = 0;
       const seqs: number[] = [];
       const at = this.#now();
-      for (const change of changes) {
-        const { content, stored } = this.#storedForm(change);
-        this.#statements.insertRecord.run(set, seq, JSON.stringify({ ...stored, at }), content, changeBytes(change));
+      const forms = changes.map((change) => ({ change, ...this.#storedForm(change) }));
+      const refs = this.#contentFile(set, seq, forms);
+      file = refs.find((ref) => ref !== undefined)?.file;
+      for (const [i, { change, content, stored }] of forms.entries()) {
+        const ref = refs[i];
+        this.#statements.insertRecord.run(set, seq, JSON.stringify({ ...stored, at }), ref ? null : content, changeBytes(change), ref ? formatRef(ref) : null);
         bytes += changeBytes(change);
         this.index.apply(set, change);
         seqs.push(seq);
@@ -362,7 +374,26 @@ export class Journal {
       this.volumes.apply(set, changes);
       this.sets.advance(set, seq, seqs.length, bytes);
       return seqs;
-    });
+    }, () => this.#content.discard(file));
+  }
+
+  /**
+   * A batch's small file contents, when they add up to enough, go into one content file (journal-content.ts) instead
+   * of their rows; refs[i] says where record i's is (none for records that keep theirs in the row).
+   */
+  #contentFile(set: string, firstSeq: number, forms: readonly { stored: Change; content: Uint8Array | null }[]): (ContentRef | undefined)[] {
+    const filed = (form: { stored: Change; content: Uint8Array | null }) => form.stored.op === "put" && form.content !== null;
+    let total = 0;
+    let last = 0;
+    for (const [i, form] of forms.entries()) {
+      if (!filed(form)) continue;
+      total += form.content?.length ?? 0;
+      last = i;
+    }
+    if (total < CONTENT_FILE_MIN_BYTES) return [];
+    const written = this.#content.write(set, firstSeq + last, forms.filter(filed).map((form) => form.content ?? new Uint8Array()));
+    let next = 0;
+    return forms.map((form) => (filed(form) ? written[next++] : undefined));
   }
 
   #storedForm(change: Change): { stored: Change; content: Uint8Array | null } {
@@ -384,10 +415,17 @@ export class Journal {
   /** Unsent records of a set after afterSeq, oldest first. */
   pending(set: string, afterSeq: number, limit: number): JournalRecord[] {
     const rows = this.#statements.pending.all(set, afterSeq, limit) as unknown as RecordRow[];
-    return rows.map((row) => {
+    // Contents kept in content files are read a run of records at a time; ContentFileLostError when one is gone.
+    const filed = rows.some((row) => row.content_at !== null)
+      ? this.#content.read(
+          rows.map((row) => (row.content_at === null ? undefined : parseRef(row.content_at))),
+          rows.map((row) => row.seq),
+        )
+      : [];
+    return rows.map((row, i) => {
       const change = JSON.parse(row.change) as Change & { at?: number };
       if ((change.op === "put" || change.op === "verify" || change.op === "block" || change.op === "task") && change.content && "bytes" in change.content) {
-        change.content = { bytes: row.content ?? new Uint8Array() };
+        change.content = { bytes: filed[i] ?? row.content ?? new Uint8Array() };
       }
       return { ...change, seq: row.seq };
     });
@@ -400,6 +438,7 @@ export class Journal {
       const s = this.#statements;
       this.#resolveSkipped(set, lastSeq);
       for (const row of s.sentSpools.all(set, lastSeq) as unknown as { spool: string }[]) spools.push(row.spool);
+      spools.push(...this.#content.sent(set, lastSeq));
       const leaving = s.sentBacklog.get(set, lastSeq) as { records: number; bytes: number };
       s.deleteSent.run(set, lastSeq);
       this.sets.sent(set, lastSeq, messageBytes, leaving.records, leaving.bytes);
@@ -428,7 +467,7 @@ export class Journal {
 
   /** The unsent records of a set whose content waits in a spool file, oldest first (spool-folder.ts checks they still do). */
   unsentSpools(set: string): { seq: number; spool: string }[] {
-    return this.#statements.unsentSpools.all(set) as unknown as { seq: number; spool: string }[];
+    return this.#statements.unsentSpools.all({ set }) as unknown as { seq: number; spool: string }[];
   }
 
   /** A journaled record as stored (inline content left out), or undefined once sent. */

@@ -68,7 +68,7 @@ export class PackWriter {
   finish(set: string, first: number): { pack: MessagePack; payload: StagedPayload } | undefined {
     if (this.#size === 0) return undefined;
     const decoded = Buffer.concat(this.#pieces);
-    const whole = compressed(decoded, this.#compression);
+    const whole = compressed(decoded, this.#compression, true);
     const bytes = whole?.data ?? decoded;
     const sha256 = createHash("sha256").update(bytes).digest("hex");
     const pack: MessagePack = whole ? { size: bytes.length, sha256, encoding: whole.codec, decodedSize: decoded.length } : { size: bytes.length, sha256 };

@@ -9,6 +9,7 @@ import { describeHook, hookSucceeded, runHook } from "./hooks.ts";
 import { PackedAhead, sendNext, type PackedMarker } from "./sender.ts";
 import type { SetContext } from "./set-context.ts";
 import { SendsHeldError } from "./owner-hold.ts";
+import { ContentFileLostError } from "./journal-content.ts";
 import { markerEnvironment } from "./set-operations.ts";
 import type { Transport } from "./transport/transport.ts";
 
@@ -60,7 +61,12 @@ export interface SetSenderOptions {
   readonly held?: () => Promise<boolean>;
   /** Why the sends are held, for the error a drain throws then. */
   readonly heldReason?: () => string | undefined;
+  /** A journaled content file is gone: its records leave the stream (spool-folder.ts), then the message is packed again. */
+  readonly contentLost?: () => Promise<void>;
 }
+
+/** Repairs of lost content files in one send before its error is let through: each repair takes every lost one out. */
+const CONTENT_REPAIRS = 3;
 
 export class SetSender {
   readonly #context: SetContext;
@@ -189,15 +195,23 @@ export class SetSender {
   async #sendOnce() {
     await this.#options.beforeSend();
     const { journal, spec, log } = this.#context;
-    const { transport, compression, announceReceived } = this.#options;
-    return sendNext(journal, transport, spec.name, {
-      ...(compression ? { compression } : {}),
-      wholePacks: this.#options.wholePacks?.() ?? false,
-      ahead: this.#ahead,
-      beforeMarkers: (set, markers) => this.#beforeTransmit(markers),
-      ...(announceReceived ? { afterMarkers: announceReceived } : {}),
-      onSkipped: (set, skipped, reason) => log.error("not replicated: the target refused a record for good; it keeps the last good version", { set, seq: skipped.seq, record: skipped.what, reason }),
-    });
+    const { transport, compression, announceReceived, contentLost } = this.#options;
+    for (let repairs = 0; ; repairs++) {
+      try {
+        return await sendNext(journal, transport, spec.name, {
+          ...(compression ? { compression } : {}),
+          wholePacks: this.#options.wholePacks?.() ?? false,
+          ahead: this.#ahead,
+          beforeMarkers: (set, markers) => this.#beforeTransmit(markers),
+          ...(announceReceived ? { afterMarkers: announceReceived } : {}),
+          onSkipped: (set, skipped, reason) => log.error("not replicated: the target refused a record for good; it keeps the last good version", { set, seq: skipped.seq, record: skipped.what, reason }),
+        });
+      } catch (error) {
+        if (!(error instanceof ContentFileLostError) || !contentLost || repairs >= CONTENT_REPAIRS) throw error;
+        this.#ahead.drop();
+        await contentLost();
+      }
+    }
   }
 
   async #beforeTransmit(markers: readonly PackedMarker[]): Promise<void> {

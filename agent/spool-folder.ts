@@ -134,6 +134,12 @@ export class SetSpoolRepair {
     });
   }
 
+  /** A journaled content file was found gone while packing (journal-content.ts): repairs now. */
+  repairLost(): Promise<void> {
+    this.#lost = true;
+    return this.repair();
+  }
+
   /** After a loss: the set's lost records become skips, the folder is there again, and a scan re-captures them. */
   async repair(): Promise<void> {
     const folder = folderIdentity(this.#journal.spoolDir);

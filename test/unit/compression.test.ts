@@ -23,3 +23,18 @@ describe("decompressed", () => {
     expect(compressed(randomBytes(4096), "zstd")).toBeUndefined();
   });
 });
+
+describe("compressed, fast (a message's pack)", () => {
+  it("gives bytes that decompress to the input, for a mix of text and random bytes, and leaves incompressible input as it is", () => {
+    const mix = Buffer.concat(Array.from({ length: 64 }, (_, i) => (i % 2 === 0 ? Buffer.from(`line ${i} of a text file\n`.repeat(400)) : randomBytes(9000))));
+    for (const codec of ["zstd", "gzip"] as const) {
+      const packed = compressed(mix, codec, true);
+      if (!packed) throw new Error(`${codec} saved nothing`);
+      expect(packed.codec).toBe(codec);
+      expect(packed.data.length).toBeLessThan(mix.length);
+      expect(decompressed(packed.data, codec, mix.length, mix.length).equals(mix)).toBe(true);
+      // Larger than its input: more than the one output piece it starts with, and still nothing saved.
+      expect(compressed(randomBytes(256 * 1024), codec, true)).toBeUndefined();
+    }
+  });
+});
