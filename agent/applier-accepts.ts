@@ -13,13 +13,33 @@ import type { Logger } from "./log.ts";
 /** Reads the stack-wide announcement (state/applier.json); undefined when there is none. */
 export type AnnouncementReader = () => Promise<ApplierAnnouncement | undefined>;
 
+/** How long a read that found no announcement (or failed) counts as none before it is read again. */
+export const ANNOUNCEMENT_RETRY_MS = 10 * 60_000;
+
+export interface CachedAnnouncementOptions {
+  /** @default ANNOUNCEMENT_RETRY_MS */
+  readonly retryMs?: number;
+  /** @default Date.now */
+  readonly now?: () => number;
+}
+
 /**
- * The announcement read once per process, when a set's status does not say what its applier reads. A failed read
- * (a host role that may not read it) counts as none: the set learns from its status instead.
+ * The announcement, read when a set's status does not say what its applier reads: once per process when found. A
+ * failed read (a host role that may not read it, the target unreachable) or none yet counts as none, and is read
+ * again after retryMs, not at every status read: the set learns from its status meanwhile.
  */
-export function cachedAnnouncement(read: AnnouncementReader): AnnouncementReader {
-  let cached: Promise<ApplierAnnouncement | undefined> | undefined;
-  return () => (cached ??= read().catch(() => undefined));
+export function cachedAnnouncement(read: AnnouncementReader, options: CachedAnnouncementOptions = {}): AnnouncementReader {
+  const retryMs = options.retryMs ?? ANNOUNCEMENT_RETRY_MS;
+  const now = options.now ?? Date.now;
+  let cached: { readonly read: Promise<ApplierAnnouncement | undefined>; found: boolean; readonly at: number } | undefined;
+  return () => {
+    if (!cached || (!cached.found && now() - cached.at >= retryMs)) {
+      const entry = { read: read().catch(() => undefined), found: false, at: now() };
+      void entry.read.then((announcement) => (entry.found = announcement !== undefined));
+      cached = entry;
+    }
+    return cached.read;
+  };
 }
 
 export class ApplierAccepts {

@@ -342,3 +342,41 @@ describe("an agent newer than its applier", () => {
     expect(await problems(current)).toEqual([]);
   });
 });
+
+describe("the stack's announcement, as the agent reads it", () => {
+  const announcement = { accepts: ["whole-packs"], at: "2026-01-02T03:04:05.000Z" };
+
+  it("reads it once when found", async () => {
+    let reads = 0;
+    const cached = cachedAnnouncement(async () => {
+      reads += 1;
+      return announcement;
+    });
+    expect(await cached()).toEqual(announcement);
+    expect(await cached()).toEqual(announcement);
+    expect(reads).toBe(1);
+  });
+
+  it("reads it again after a while when a read failed or found none, not at every status read", async () => {
+    let clock = 0;
+    const answers: (() => Promise<typeof announcement | undefined>)[] = [
+      () => Promise.reject(new Error("AccessDenied: the host role may not read state/applier.json")),
+      async () => undefined,
+      async () => announcement,
+    ];
+    let reads = 0;
+    const cached = cachedAnnouncement(() => (answers[reads++] ?? (async () => announcement))(), { retryMs: 1000, now: () => clock });
+    expect(await cached()).toBeUndefined();
+    clock = 999;
+    expect(await cached()).toBeUndefined();
+    expect(reads).toBe(1);
+    clock = 1000;
+    expect(await cached()).toBeUndefined();
+    expect(reads).toBe(2);
+    clock = 2000;
+    expect(await cached()).toEqual(announcement);
+    clock = 10_000;
+    expect(await cached()).toEqual(announcement);
+    expect(reads).toBe(3);
+  });
+});
