@@ -97,15 +97,23 @@ function isWholePackRefusal(status: SetStatus): boolean {
   return last !== undefined && last.seq === undefined && WHOLE_PACK_REFUSAL.test(last.error);
 }
 
-/** A resync the target applied after its last rejected message (an applier that writes `resynced`): the mirror behind it sent everything again. */
-function resyncedAfter(status: SetStatus): boolean {
-  const { resynced, lastRejected } = status;
-  return resynced !== undefined && lastRejected !== undefined && resynced.generation === status.generation && Date.parse(resynced.at) > Date.parse(lastRejected.at);
+/**
+ * The target passed its last rejected message: a resync applied after it (an applier that writes `resynced`), or,
+ * in sync, it moved its applied seq after it (`appliedAt`, which the older applier writes too). Past records it
+ * refused, an applier in sync moves only behind a resync, or with those records sent again: either way the mirror
+ * holds what they held, or the recovery behind that resync sends it.
+ */
+function passedRejected(status: SetStatus): boolean {
+  const { resynced, lastRejected, appliedAt } = status;
+  if (!lastRejected) return false;
+  const rejectedAt = Date.parse(lastRejected.at);
+  if (resynced && resynced.generation === status.generation && Date.parse(resynced.at) > rejectedAt) return true;
+  return status.state === "in-sync" && appliedAt !== undefined && Date.parse(appliedAt) > rejectedAt;
 }
 
-/** The set's last rejected message is an older applier's refusal of a whole pack, and no resync applied after it says it was sent again. */
+/** The set's last rejected message is an older applier's refusal of a whole pack, and the target has not passed it since. */
 export function refusedWholePack(status: SetStatus): boolean {
-  return isWholePackRefusal(status) && !resyncedAfter(status);
+  return isWholePackRefusal(status) && !passedRejected(status);
 }
 
 /** What this agent's journal sent of the set: its last seq sent, in its generation. */
@@ -116,14 +124,13 @@ export interface SentOfSet {
 
 /**
  * What `tidemark status` says of the set's last rejected message when it is an older applier's refusal of a whole
- * pack: undefined when it is not one, "superseded" once a resync applied after it sent everything again, or (an
- * applier from before `resynced`, which never writes it) once the target, in sync, applied all this journal sent in
- * its generation: only a resync carries the chain past records it refused.
+ * pack: undefined when it is not one, "superseded" once the target passed it (passedRejected: the older applier
+ * writes no `resynced`) or, in sync, applied all this journal sent in its generation.
  */
 export function wholePackRefusal(status: SetStatus, set: string, sent?: SentOfSet): string | undefined {
   const last = status.lastRejected;
   if (!last || !isWholePackRefusal(status) || status.accepts?.includes(WHOLE_PACKS)) return undefined;
-  if (resyncedAfter(status)) return "superseded";
+  if (passedRejected(status)) return "superseded";
   if (sent && status.state === "in-sync" && (status.generation === undefined || status.generation === sent.generation) && sent.sentSeq <= status.lastSeq) return "superseded";
   return (
     `last rejected message ${last.messageId} at ${last.at}: ${last.error}: it carried a pack compressed as a whole, which the set's applier, older than this agent, does not read ` +
