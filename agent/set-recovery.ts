@@ -27,9 +27,8 @@ export interface RecoveryOptions {
   /** Reads the target's live file at a path: a lost journal then resends only what the target lacks (recovery-baseline.ts). */
   readonly targetFile?: TargetFileLookup;
   /**
-   * Why the status's last rejected message calls for a recovery (an older applier refused what this agent sent:
-   * applier-accepts.ts), or undefined. Refused records the set sent after are caught by the target's seq check; the
-   * last messages sent are not, so the status says it.
+   * Why the status's last rejected message calls for a recovery (an older applier refused a whole pack this agent
+   * sent, and the target has not passed it since: applier-accepts.ts), or undefined when it does not.
    */
   readonly refusal?: (status: SetStatus) => string | undefined;
 }
