@@ -22,7 +22,7 @@ import type { CaptureRetryOptions } from "./capture-retry.ts";
 import { SetLane, type SetContext } from "./set-context.ts";
 import { SetOperations, type MarkerRequest, type QueuedMarker, type VerifyOptions } from "./set-operations.ts";
 import { SetRecovery } from "./set-recovery.ts";
-import { ApplierAccepts, type AnnouncementReader } from "./applier-accepts.ts";
+import { ApplierAccepts, refusedWholePack, type AnnouncementReader } from "./applier-accepts.ts";
 import type { TargetFileLookup } from "./recovery-baseline.ts";
 import type { PendingRecovery } from "./pending-recoveries.ts";
 import { SetSender } from "./set-sender.ts";
@@ -140,9 +140,9 @@ class SetRunner {
     // What operations journal (markers, verifications, resyncs, ...) someone waits on: it is sent without lingering.
     this.operations = new SetOperations({ ...context, wake: () => this.sender.hurry() }, this.capture);
     this.accepts = new ApplierAccepts(spec.name, agent.log, options.applierAnnouncement);
-    const refused = (status: SetStatus) => this.recovery.recoverRefused(status, "the applier no longer reads packs compressed as a whole (the stack was rolled back): messages sent with them are refused");
     this.recovery = new SetRecovery(context, this.operations, {
-      ...(options.targetStatus ? { targetStatus: this.accepts.watch(options.targetStatus, refused) } : {}),
+      ...(options.targetStatus ? { targetStatus: this.accepts.watch(options.targetStatus) } : {}),
+      refusal: (status) => (refusedWholePack(status) ? "the applier does not read packs compressed as a whole (the stack was rolled back): messages sent with them were refused" : undefined),
       ...(options.recover ? { recover: options.recover } : {}),
       ...(options.targetFile ? { targetFile: options.targetFile } : {}),
       ...(options.recoveryRetry ? { retry: options.recoveryRetry } : {}),

@@ -39,8 +39,9 @@ export class PackWriter {
   }
 
   /**
-   * Adds a file's bytes, when they are no larger than inline content and the pack has room; else undefined. They go in
-   * as they are: `finish` compresses the pack as a whole (a compressor set up per file cost more than its work).
+   * Adds a file's bytes, when they are no larger than inline content and the pack has room; else undefined. In a whole
+   * pack they go in as they are and `finish` compresses the pack as a whole (a compressor set up per file cost more
+   * than its work); otherwise each is compressed on its own here, the form every applier reads.
    */
   add(bytes: Uint8Array, compression: Compression): PackedContent | undefined {
     // An empty file goes inline: a zero-length slice could leave the message's only pack empty, and no pack is empty.

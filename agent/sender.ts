@@ -182,7 +182,7 @@ export function packNext(journal: Journal, set: string, options: PackOptions = {
  * sent since, and (unless it was full) nothing was journaled since.
  */
 export class PackedAhead {
-  #held: { after: number; nextSeq: number; revision: number; message: PackedMessage } | undefined;
+  #held: { after: number; nextSeq: number; revision: number; wholePacks: boolean; message: PackedMessage } | undefined;
 
   /** Packs the message after seq `after`, when more records wait than the one on the wire. */
   pack(journal: Journal, set: string, options: PackOptions, after: number): void {
@@ -191,7 +191,7 @@ export class PackedAhead {
     if (after >= nextSeq - 1) return;
     const revision = journal.revision;
     const message = packNext(journal, set, options, after);
-    if (message) this.#held = { after, nextSeq, revision, message };
+    if (message) this.#held = { after, nextSeq, revision, wholePacks: options.wholePacks ?? false, message };
   }
 
   /** Lets the held message go: the records it holds were changed. */
@@ -199,8 +199,11 @@ export class PackedAhead {
     this.#held = undefined;
   }
 
-  /** The held message if it is still the set's next one; it is let go either way. */
-  take(journal: Journal, set: string): PackedMessage | undefined {
+  /**
+   * The held message if it is still the set's next one; it is let go either way. wholePacks: whether the applier
+   * reads whole packs now; one packed whole before it stopped saying so would be refused.
+   */
+  take(journal: Journal, set: string, wholePacks = false): PackedMessage | undefined {
     const held = this.#held;
     this.#held = undefined;
     if (!held) return undefined;
@@ -209,7 +212,8 @@ export class PackedAhead {
     const sameGeneration = held.message.gen === journal.sets.generation(set).id;
     // A record replaced since (a lost spool's repair, a skip) may be one the message holds as it was.
     const unchanged = held.revision === journal.revision;
-    return sentSeq === held.after && sameGeneration && unchanged && (full || nextSeq === held.nextSeq) ? held.message : undefined;
+    const readable = wholePacks || !held.wholePacks;
+    return sentSeq === held.after && sameGeneration && unchanged && readable && (full || nextSeq === held.nextSeq) ? held.message : undefined;
   }
 }
 
@@ -257,7 +261,7 @@ function refusedRecord(payload: PackedPayload) {
 }
 
 async function sendPacked(journal: Journal, transport: Transport, set: string, options: SendOptions, only?: number): Promise<SendResult> {
-  const packed = (only === undefined ? options.ahead?.take(journal, set) : undefined) ?? packNext(journal, set, only === undefined ? options : { ...options, maxBytes: 0 }, only ?? 0);
+  const packed = (only === undefined ? options.ahead?.take(journal, set, options.wholePacks) : undefined) ?? packNext(journal, set, only === undefined ? options : { ...options, maxBytes: 0 }, only ?? 0);
   if (!packed) return { records: 0, bytes: 0 };
   if (packed.markers.length > 0) await options.beforeMarkers?.(set, packed.markers);
   // The message goes only once every payload it names is staged.

@@ -223,7 +223,7 @@ const rejected: ProblemCheck = (facts) => {
   // written. A rejection without seq records (a marker, an unparsable or stale message) is superseded by nothing.
   const resynced = status?.resynced;
   if (last.seq !== undefined && resynced !== undefined && resynced.generation === last.generation && resynced.seq > last.seq) return [];
-  const wholePack = status && wholePackRefusal(status, facts.set);
+  const wholePack = status && wholePackRefusal(status, facts.set, facts.generation && { sentSeq: facts.counters.sentSeq, generation: facts.generation.id });
   if (wholePack === "superseded") return [];
   return [{ kind: "rejected-message", message: wholePack ?? `last rejected message ${last.messageId} at ${last.at}: ${last.error}` }];
 };

@@ -26,6 +26,11 @@ export interface RecoveryOptions {
   readonly onTargetStatus?: (status: SetStatus) => void;
   /** Reads the target's live file at a path: a lost journal then resends only what the target lacks (recovery-baseline.ts). */
   readonly targetFile?: TargetFileLookup;
+  /**
+   * Why the status's last rejected message calls for a recovery (an older applier refused a whole pack this agent
+   * sent, and the target has not passed it since: applier-accepts.ts), or undefined when it does not.
+   */
+  readonly refusal?: (status: SetStatus) => string | undefined;
 }
 
 /** A comparison the target did not answer is logged by #baseline and fails the recovery awaiting it; the set's first scan goes on. */
@@ -47,6 +52,8 @@ export class SetRecovery {
   #lastStatus: SetStatus | undefined;
   /** The comparison with the target of a generation (recovery-baseline.ts): false when it found no resync to run behind. */
   #compared: { generation: string; done: Promise<boolean> } | undefined;
+  /** The rejected message this process began a recovery for: once is enough (its resync supersedes what it held). */
+  #refusalRecovered: string | undefined;
 
   constructor(context: SetContext, operations: SetOperations, options: RecoveryOptions) {
     this.#context = context;
@@ -72,6 +79,7 @@ export class SetRecovery {
     if (status) this.#options.onTargetStatus?.(status);
     this.#lastStatus = status;
     if (!status || status.state !== "out-of-sync") {
+      if (status && this.#continuityChecked && this.#recoverRefused(status)) return;
       // A recovery that failed in this process (its wait timed out) is owed still: run it again rather than at the next start only.
       if (this.#continuityChecked && !journal.recoveries.running(spec.name)) this.#retryOwed();
       return;
@@ -84,15 +92,24 @@ export class SetRecovery {
   }
 
   /**
-   * The target will refuse messages already sent after its checkpoint (its applier stopped reading what they carry:
-   * applier-accepts.ts): the set is recovered now, in the background, unless a resync after them is on its way.
+   * The target, in sync, refused messages already sent past its checkpoint (its applier stopped reading what they
+   * carried: applier-accepts.ts): nothing after them reached it to show a gap, so the set is recovered now, in the
+   * background. Judged on every status read, not on a change this process saw: a restart, or a message packed
+   * ahead of the change, would skip it. Not while a resync after the checkpoint is on its way or a recovery is owed
+   * (run again by #retryOwed), and once per rejected message. Out of sync, checkTarget's own recovery covers it.
    */
-  recoverRefused(status: SetStatus, reason: string): void {
+  #recoverRefused(status: SetStatus): boolean {
+    const reason = this.#options.refusal?.(status);
+    const rejected = status.lastRejected?.messageId;
+    if (reason === undefined || rejected === undefined || rejected === this.#refusalRecovered) return false;
     const { journal, spec, log } = this.#context;
     const sent = journal.sets.counters(spec.name).sentSeq;
     const generation = journal.sets.generation(spec.name).id;
-    if (sent <= status.lastSeq || (status.generation !== undefined && status.generation !== generation) || this.#operations.resyncSeq > sent) return;
+    if (sent <= status.lastSeq || (status.generation !== undefined && status.generation !== generation) || this.#operations.resyncSeq > status.lastSeq) return false;
+    if (journal.recoveries.running(spec.name) || journal.recoveries.of(spec.name)) return false;
+    this.#refusalRecovered = rejected;
     this.#recover(reason).catch((error: unknown) => log.error(`the recovery failed; run \`tidemark mirror ${spec.name} --mode diff\``, { set: spec.name, error: String(error) }));
+    return true;
   }
 
   /**

@@ -108,9 +108,11 @@ Options:
   --to DIR|FILE   where to restore
   --force         write into a folder that is not empty, or over an existing file or device
   --delete        with --force: remove what the snapshot does not hold from DIR
-  --json          print a summary as JSON (its "failures" list what was not written; "reads" says
-                  how file bytes were read: "direct" by signed GETs sent without the SDK, "sdk"
-                  through the AWS SDK, where a proxy or CA bundle applies to the endpoint)
+  --json          print a summary as JSON (its "failures" list what was not written; "reads", in a
+                  file snapshot's restore and any --at restore, says how the bucket's objects were
+                  read: "direct" by signed GETs sent without the SDK, "sdk" through the AWS SDK,
+                  where a proxy or CA bundle applies to the endpoint; a volume or EBS snapshot's
+                  restore has none)
 ${CONFIG_OPTION}
 
 Exit codes: 0 restored, 3 some entries not restored (each named), 1 the restore could not run.

@@ -3,7 +3,8 @@
 // has each named one listed and the rest counted on one "N more entries" line,
 // the total says how many were not restored; entries left alone past the 50
 // listed are counted the same way; and --json says how the bytes were read (no
-// proxy or CA bundle here: direct signed GETs).
+// proxy or CA bundle here: direct signed GETs). A drill of that snapshot counts
+// the unnamed ones on a line of their own too.
 
 import { createHash } from "node:crypto";
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
@@ -68,4 +69,13 @@ it("says in --json how the bytes were read, with the count of unnamed left-out e
   const result = JSON.parse(restore.stdout) as { reads: string; leftOutUnnamed: number; failures: unknown[]; files: number };
   expect(result).toMatchObject({ reads: "direct", leftOutUnnamed: 3, files: 1 });
   expect(result.failures).toHaveLength(100);
+});
+
+it("drills that snapshot: the entries its summary names are listed, the rest counted on one line", async () => {
+  const drill = await tidemark(["drill", "s", "--snapshot", "big", "--config", config]);
+  expect(drill.code, drill.stderr).toBe(3);
+  const lines = drill.stdout.trim().split("\n");
+  expect(lines[0]).toMatch(/^drill \S+ of set s: FAILED$/);
+  expect(lines).toContain("  100 entries do not match the recovery point:");
+  expect(lines).toContain("  and 3 more entries left out of snapshot big when it was taken, which its summary does not name: not restored either");
 });

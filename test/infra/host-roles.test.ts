@@ -3,6 +3,7 @@
 
 import { Match } from "aws-cdk-lib/assertions";
 import { describe, expect, it } from "vitest";
+import { APPLIER_ANNOUNCEMENT_KEY } from "../../contract/applier-accepts.ts";
 import { STACK_OUTPUT } from "../../contract/stack-outputs.ts";
 import { SET_ROLES_ENV } from "../../lambdas/applier/ownership.ts";
 import { parseSettings, settingsFromContext } from "../../infra/settings.ts";
@@ -64,6 +65,8 @@ describe("per-host roles", () => {
     const files = hostStatements(template, "files");
     expect(files.get("ReadOwnSets")).toContain("/data/docs/*");
     expect(files.get("ReadOwnSets")).not.toContain("www");
+    // What the stack's applier reads (whole packs), for sets it has not written a status of yet: one object, no other set's state.
+    for (const host of [reads, files.get("ReadOwnSets") ?? ""]) expect(host).toContain(`"/${APPLIER_ANNOUNCEMENT_KEY}"`);
   });
 
   it("let a host read only the EBS snapshots tagged with its own sets", () => {

@@ -2,11 +2,14 @@
 // agent newer than its stack: what made it differ is what its schemas drop.
 // Its MessagePack schema knew no `encoding` or `decodedSize`, so a whole
 // pack's slices end past the (compressed) pack and the message is refused at
-// parsing; its SetStatus schema knew no `accepts`, so the statuses it writes
-// say nothing of whole packs; and it wrote no announcement. `older` switches
-// the stack between that version and this one (an update, a roll-back).
+// parsing; its SetStatus schema knew none of the fields added since (`accepts`,
+// `resynced`, `forgottenGenerations`, `lastRejected.seq` and `generation`), so
+// the statuses it writes say nothing of whole packs nor of the resyncs it
+// applied; and it wrote no announcement. `older` switches the stack between
+// that version and this one (an update, a roll-back).
 
 import { APPLIER_ANNOUNCEMENT_KEY } from "../../contract/applier-accepts.ts";
+import { SetStatusSchema, type SetStatus } from "../../contract/layout.ts";
 import { Applier, type ApplierOptions, type IncomingMessage, type Invocation, type MessageOutcome } from "../../lambdas/applier/applier.ts";
 import type { BatchMemory } from "../../lambdas/applier/batch-memory.ts";
 import { MemoryStore } from "../../lambdas/store/memory-store.ts";
@@ -21,8 +24,7 @@ export class OlderApplierStore extends MemoryStore {
     // The older applier writes no announcement: what the newer one wrote stays, older than its statuses.
     if (key === APPLIER_ANNOUNCEMENT_KEY) return {};
     if (!key.startsWith("state/") || !key.endsWith("/status.json")) return super.put(key, body, meta);
-    const { accepts: _unknownToIt, ...status } = JSON.parse(Buffer.from(body).toString("utf8")) as Record<string, unknown>;
-    return super.put(key, Buffer.from(JSON.stringify(status, null, 2)), meta);
+    return super.put(key, Buffer.from(JSON.stringify(asOlderApplierWritesIt(JSON.parse(Buffer.from(body).toString("utf8"))), null, 2)), meta);
   }
 }
 
@@ -37,6 +39,12 @@ export class OlderApplier extends Applier {
   override applyMessage(incoming: IncomingMessage, invocation?: Invocation, batch?: BatchMemory): Promise<MessageOutcome> {
     return super.applyMessage(this.#store.older ? { ...incoming, body: asOlderApplierReadsIt(incoming.body) } : incoming, invocation, batch);
   }
+}
+
+/** A status as the older applier writes it: what its SetStatus schema (git show c728f9c^:contract/layout.ts) did not know is dropped. */
+function asOlderApplierWritesIt(written: unknown): Omit<SetStatus, "accepts" | "resynced" | "forgottenGenerations"> {
+  const { accepts: _accepts, resynced: _resynced, forgottenGenerations: _forgotten, lastRejected, ...known } = SetStatusSchema.parse(written);
+  return { ...known, ...(lastRejected ? { lastRejected: { at: lastRejected.at, messageId: lastRejected.messageId, error: lastRejected.error } } : {}) };
 }
 
 /** The body with what the older applier's schema drops dropped; unchanged (its signature still good) when it has none of it. */

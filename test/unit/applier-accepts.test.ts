@@ -60,8 +60,30 @@ class Stack implements Transport {
     return this.#current.stage(payload);
   }
 
-  send(set: string, deduplicationId: string, body: string, attributes?: MessageAttributes): Promise<void> {
-    return this.#current.send(set, deduplicationId, body, attributes);
+  /** While set, sends wait for it: what the agent does while a message is on the wire. */
+  gate: Promise<void> | undefined;
+  /** Sends waiting on the gate. */
+  waiting = 0;
+
+  /** While set, the queue takes messages and the applier gets them only at deliver(): messages in flight. */
+  queued: (() => Promise<void>)[] | undefined;
+
+  async send(set: string, deduplicationId: string, body: string, attributes?: MessageAttributes): Promise<void> {
+    if (this.gate) {
+      this.waiting += 1;
+      await this.gate;
+      this.waiting -= 1;
+    }
+    const current = this.#current;
+    if (this.queued) this.queued.push(() => current.send(set, deduplicationId, body, attributes));
+    else return current.send(set, deduplicationId, body, attributes);
+  }
+
+  /** The applier gets the messages the queue took meanwhile. */
+  async deliver(): Promise<void> {
+    const queued = this.queued ?? [];
+    this.queued = undefined;
+    for (const send of queued) await send();
   }
 }
 
@@ -71,7 +93,7 @@ interface Setup {
   readonly store: OlderApplierStore;
   readonly transport: Stack;
   readonly journal: Journal;
-  readonly agent: Agent;
+  agent: Agent;
   /** The recoveries the agent began (each a full mirror behind a resync). */
   readonly recoveries: Promise<unknown>[];
 }
@@ -94,8 +116,13 @@ function start(older: boolean, store = new OlderApplierStore()): Setup {
   const transport = new Stack(store, older);
   const journal = Journal.open(state.path);
   const recoveries: Promise<unknown>[] = [];
+  setup = { src, state, store, transport, journal, agent: newAgent(src.path, store, transport, journal, recoveries), recoveries };
+  return setup;
+}
+
+function newAgent(root: string, store: OlderApplierStore, transport: Stack, journal: Journal, recoveries: Promise<unknown>[]): Agent {
   const agent: Agent = new Agent({
-    sets: [{ name: SET, root: src.path, exclude: [] }],
+    sets: [{ name: SET, root, exclude: [] }],
     journal,
     transport,
     monitorEnabled: false,
@@ -105,8 +132,33 @@ function start(older: boolean, store = new OlderApplierStore()): Setup {
       recoveries.push(agent.fullMirror(set, reason));
     },
   });
-  setup = { src, state, store, transport, journal, agent, recoveries };
-  return setup;
+  return agent;
+}
+
+/** The agent stops and a new process starts on the same journal (a restart, a reboot, an update of the agent). */
+async function restart(current: Setup): Promise<Agent> {
+  await current.agent.stop();
+  current.agent = newAgent(current.src.path, current.store, current.transport, current.journal, current.recoveries);
+  await current.agent.start();
+  return current.agent;
+}
+
+/** What `tidemark status` finds wrong with the set now. */
+async function problems(current: Setup) {
+  const { journal, store } = current;
+  return findProblems({ set: SET, counters: journal.sets.counters(SET), generation: journal.sets.generation(SET), target: { status: await readSetStatus(store, SET) }, now: new Date() });
+}
+
+/** An agent that learnt its applier reads whole packs, then the stack rolled back: the next backlog goes whole and is refused. */
+async function refusedAfterRollback(files: number): Promise<Setup> {
+  const current = start(false);
+  writeFileSync(join(current.src.path, "first.txt"), "applied by the updated applier");
+  await current.agent.start();
+  await current.agent.drain(SET);
+  await current.agent.checkTarget(SET);
+  current.transport.deploy(true);
+  writeFiles(current.src.path, files);
+  return current;
 }
 
 /** Enough small files (half text, half random) that the set's backlog travels in packs. */
@@ -226,5 +278,134 @@ describe("an agent newer than its applier", () => {
     expect(await pictureOfTarget(store, SET)).toEqual(await pictureOfSource(src.path));
     // The resync applied after the refusal sent everything again: status no longer counts it against the set.
     expect(findProblems({ set: SET, counters: journal.sets.counters(SET), generation: journal.sets.generation(SET), target: { status }, now: new Date() })).toEqual([]);
+  });
+
+  it("recovers a whole pack refused as the last message sent when the agent restarts: the new process never saw the stack change", async () => {
+    const current = await refusedAfterRollback(400);
+    await current.agent.scan(SET);
+    await current.agent.drain(SET);
+    // One message, refused, and none after it: the target shows no gap, only that it applied less than was sent.
+    expect(current.transport.outcomes.filter((o) => o.kind === "rejected")).toHaveLength(1);
+    const refused = await readSetStatus(current.store, SET);
+    expect(refused.state).toBe("in-sync");
+    expect(refused.lastSeq).toBeLessThan(current.journal.sets.counters(SET).sentSeq);
+    expect(await problems(current)).toContainEqual({ kind: "rejected-message", message: expect.stringMatching(/carried a pack compressed as a whole/) });
+
+    const agent = await restart(current);
+    await agent.checkTarget(SET);
+    expect(current.recoveries).toHaveLength(1);
+    await Promise.all(current.recoveries);
+    await agent.drain(SET);
+    expect(await readSetStatus(current.store, SET)).toMatchObject({ state: "in-sync", lastSeq: current.journal.sets.counters(SET).nextSeq - 1 });
+    expect(await pictureOfTarget(current.store, SET)).toEqual(await pictureOfSource(current.src.path));
+    expect(await problems(current)).toEqual([]);
+    // Looked at again: the refusal was recovered from once.
+    await agent.checkTarget(SET);
+    expect(current.recoveries).toHaveLength(1);
+
+    // Later changes in flight as the agent starts again: the target applied less than was sent, but it moved past the
+    // refusal since, so nothing is recovered and status does not name it.
+    current.transport.queued = [];
+    writeFileSync(join(current.src.path, "later.txt"), "sent after the recovery");
+    await agent.scan(SET);
+    await agent.drain(SET);
+    const again = await restart(current);
+    const inFlight = await readSetStatus(current.store, SET);
+    expect(inFlight.state).toBe("in-sync");
+    expect(inFlight.lastSeq).toBeLessThan(current.journal.sets.counters(SET).sentSeq);
+    await again.checkTarget(SET);
+    expect(current.recoveries).toHaveLength(1);
+    expect((await problems(current)).map((p) => p.kind)).not.toContain("rejected-message");
+    await current.transport.deliver();
+    expect(await pictureOfTarget(current.store, SET)).toEqual(await pictureOfSource(current.src.path));
+    expect(await problems(current)).toEqual([]);
+  });
+
+  it("recovers a whole pack refused after the agent saw the stack change, the message being on the wire then", async () => {
+    const current = await refusedAfterRollback(0);
+    const { agent, transport, store, src, recoveries } = current;
+    // A folder: a message without a pack, applied by the older applier, whose status says nothing of whole packs.
+    await agent.scan(SET);
+    await agent.drain(SET);
+    expect(transport.outcomes.every((o) => o.kind === "applied")).toBe(true);
+    let open = (): void => undefined;
+    transport.gate = new Promise((resolve) => (open = resolve));
+    writeFiles(src.path, 400);
+    await agent.scan(SET);
+    const draining = agent.drain(SET);
+    while (transport.waiting === 0) await new Promise((resolve) => setImmediate(resolve));
+    // The agent learns the change while the message, packed whole before it, is on the wire: nothing refused yet.
+    await agent.checkTarget(SET);
+    expect(recoveries).toHaveLength(0);
+    transport.gate = undefined;
+    open();
+    await draining;
+    expect(transport.outcomes.filter((o) => o.kind === "rejected")).toHaveLength(1);
+    expect(await readSetStatus(store, SET)).toMatchObject({ state: "in-sync" });
+
+    await agent.checkTarget(SET);
+    expect(recoveries).toHaveLength(1);
+    await Promise.all(recoveries);
+    await agent.drain(SET);
+    expect(await pictureOfTarget(store, SET)).toEqual(await pictureOfSource(src.path));
+    expect(await problems(current)).toEqual([]);
+  });
+
+  it("begins one recovery when a refused whole pack was followed by another message (the target out of sync)", async () => {
+    const current = await refusedAfterRollback(400);
+    const { agent, transport, store, src, recoveries } = current;
+    await agent.scan(SET);
+    await agent.drain(SET);
+    writeFileSync(join(src.path, "after.txt"), "sent after the refused message");
+    await agent.scan(SET);
+    await agent.drain(SET);
+    expect(transport.outcomes.filter((o) => o.kind === "rejected")).toHaveLength(1);
+    expect(await readSetStatus(store, SET)).toMatchObject({ state: "out-of-sync" });
+
+    await agent.checkTarget(SET);
+    await agent.checkTarget(SET);
+    expect(recoveries).toHaveLength(1);
+    await Promise.all(recoveries);
+    await agent.drain(SET);
+    expect(await pictureOfTarget(store, SET)).toEqual(await pictureOfSource(src.path));
+    expect(await problems(current)).toEqual([]);
+  });
+});
+
+describe("the stack's announcement, as the agent reads it", () => {
+  const announcement = { accepts: ["whole-packs"], at: "2026-01-02T03:04:05.000Z" };
+
+  it("reads it once when found", async () => {
+    let reads = 0;
+    const cached = cachedAnnouncement(async () => {
+      reads += 1;
+      return announcement;
+    });
+    expect(await cached()).toEqual(announcement);
+    expect(await cached()).toEqual(announcement);
+    expect(reads).toBe(1);
+  });
+
+  it("reads it again after a while when a read failed or found none, not at every status read", async () => {
+    let clock = 0;
+    const answers: (() => Promise<typeof announcement | undefined>)[] = [
+      () => Promise.reject(new Error("AccessDenied: the host role may not read state/applier.json")),
+      async () => undefined,
+      async () => announcement,
+    ];
+    let reads = 0;
+    const cached = cachedAnnouncement(() => (answers[reads++] ?? (async () => announcement))(), { retryMs: 1000, now: () => clock });
+    expect(await cached()).toBeUndefined();
+    clock = 999;
+    expect(await cached()).toBeUndefined();
+    expect(reads).toBe(1);
+    clock = 1000;
+    expect(await cached()).toBeUndefined();
+    expect(reads).toBe(2);
+    clock = 2000;
+    expect(await cached()).toEqual(announcement);
+    clock = 10_000;
+    expect(await cached()).toEqual(announcement);
+    expect(reads).toBe(3);
   });
 });

@@ -241,4 +241,28 @@ describe("packing the next message while one is on the wire", () => {
     await last;
     expect(journal.sets.counters(SET).backlogRecords).toBe(0);
   });
+
+  it("lets a message packed whole go when its applier stopped reading whole packs while it was held (a stack rolled back)", async () => {
+    // Small text files: they travel in the message's pack.
+    for (let i = 0; i < 20; i++) writeFileSync(join(src.path, `text-${i}.txt`), `line ${i} of a text file\n`.repeat(100));
+    await barrierScan(journal, { name: SET, root: src.path, exclude: [] });
+    const { sentSeq } = journal.sets.counters(SET);
+    const whole = { compression: "zstd", wholePacks: true } as const;
+    const heldWhole = () => {
+      const ahead = new PackedAhead();
+      ahead.pack(journal, SET, whole, sentSeq);
+      return ahead;
+    };
+    const expected = packNext(journal, SET, whole, sentSeq);
+    expect((parseMessage(expected?.body ?? "") as WireMessage).pack?.encoding).toBeDefined();
+    // Still read: the held message goes as packed.
+    expect(heldWhole().take(journal, SET, true)?.body).toBe(expected?.body);
+    // No longer read: packed again, per file, by the sender.
+    expect(heldWhole().take(journal, SET, false)).toBeUndefined();
+    expect(heldWhole().take(journal, SET)).toBeUndefined();
+    // A message packed per file is read by every applier, whichever the sender now uses.
+    const perFile = new PackedAhead();
+    perFile.pack(journal, SET, { compression: "zstd" }, sentSeq);
+    expect(perFile.take(journal, SET, true)).toBeDefined();
+  });
 });
