@@ -1,7 +1,7 @@
 // The client options of the agent's AWS clients from its config: region,
 // endpoint, and the HTTP settings (proxy, CA bundle) every client shares.
 
-import type { ClientOptions } from "../lambdas/target/index.ts";
+import type { ClientOptions, MinimumTransfer } from "../lambdas/target/index.ts";
 import type { AgentConfig } from "./config.ts";
 
 export interface ClientUse {
@@ -11,6 +11,8 @@ export interface ClientUse {
   readonly maxSockets?: number;
   /** A request that sends and receives nothing for this long is abandoned (the SDK's default otherwise: a minute). */
   readonly idleTimeoutMs?: number;
+  /** A connection moving less than this while a request is on it is abandoned: an endpoint answering byte by byte. */
+  readonly minimumTransfer?: MinimumTransfer;
 }
 
 /** `endpoint` is the config's S3 and SQS endpoint unless another API's is given (the EBS direct API's `ebsEndpoint`; undefined for AWS's). */
@@ -24,6 +26,7 @@ export function clientOptionsOf(config: AgentConfig, use: ClientUse = {}, endpoi
       ...(config.caBundle !== undefined ? { caBundle: config.caBundle } : {}),
       ...(use.maxSockets !== undefined ? { maxSockets: use.maxSockets } : {}),
       ...(use.idleTimeoutMs !== undefined ? { idleTimeoutMs: use.idleTimeoutMs } : {}),
+      ...(use.minimumTransfer !== undefined ? { minimumTransfer: use.minimumTransfer } : {}),
     },
   };
 }

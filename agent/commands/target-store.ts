@@ -14,8 +14,14 @@ import { unreachableOr } from "../preflight.ts";
  */
 export const TARGET_READ_IDLE_TIMEOUT_MS = 15_000;
 
+/**
+ * What a CLI read's connection must move while a request is on it: an endpoint answering a byte every few seconds
+ * never trips the idle timeout, and held `status`, `snapshots` and `timeline` for hours. Any working link moves more.
+ */
+export const TARGET_READ_MINIMUM_TRANSFER = { bytes: 1024, windowMs: 30_000 } as const;
+
 /** The client use of the CLI's reads of the bucket and the EBS direct APIs. */
-export const TARGET_READ_USE = { maxAttempts: 3, idleTimeoutMs: TARGET_READ_IDLE_TIMEOUT_MS } as const;
+export const TARGET_READ_USE = { maxAttempts: 3, idleTimeoutMs: TARGET_READ_IDLE_TIMEOUT_MS, minimumTransfer: TARGET_READ_MINIMUM_TRANSFER } as const;
 
 /** Runs work with a store on the config's bucket, and closes the client after. The SDK loads only when a command reads the bucket. */
 export async function withTargetStore<T>(config: AgentConfig, work: (store: S3Store) => Promise<T>): Promise<T> {
