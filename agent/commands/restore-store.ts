@@ -7,11 +7,13 @@ import type { TargetStore } from "../../lambdas/target/index.ts";
 import { clientOptionsOf } from "../aws-options.ts";
 import type { AgentConfig } from "../config.ts";
 import { unreachableOr } from "../preflight.ts";
+import { TARGET_READ_USE } from "./target-store.ts";
 
 /** Runs work with the restore's store on the config's bucket, and closes its connections after. */
 export async function withRestoreStore<T>(config: AgentConfig, work: (store: TargetStore) => Promise<T>): Promise<T> {
   const [{ makeS3Client }, { RestoreS3Store }] = await Promise.all([import("../../lambdas/target/index.ts"), import("../../lambdas/target/restore-store.ts")]);
-  const options = clientOptionsOf(config, { maxAttempts: 3 });
+  // As the CLI's other reads: an endpoint that never answers, or answers byte by byte, fails the restore instead of holding it.
+  const options = clientOptionsOf(config, TARGET_READ_USE);
   const s3 = makeS3Client(options);
   try {
     return await work(new RestoreS3Store(s3, config.bucket, options.http ?? {}));
