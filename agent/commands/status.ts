@@ -248,6 +248,8 @@ applied (read from the target bucket), and the state:
   NOT IN SYNC   something is wrong; each problem is listed below the table:
                 no agent running on the state folder (agent-stopped: the
                 source's changes since it stopped are not replicated),
+                an agent that answers nothing on its control socket
+                (agent-not-answering: stopped with SIGSTOP, or hung),
                 the target unreachable or holding the set out of sync,
                 another host owning the set on the target (this host's
                 messages are refused; \`tidemark adopt SET\` moves it), the
