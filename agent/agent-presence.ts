@@ -5,11 +5,40 @@
 // beside it (state-lock.ts); a killed agent's leaves none.
 
 import { readFileSync } from "node:fs";
+import { request } from "node:http";
 import { join } from "node:path";
 import { answering, controlSocketPath } from "./control.ts";
 import { releasedFileOf, stateLockHeld } from "./state-lock.ts";
 
-export type AgentPresence = { readonly running: true } | { readonly running: false; readonly stoppedAt?: string };
+/** `notAnswering`: the agent's process is there but its control socket takes no request (stopped or hung), and why. */
+export type AgentPresence = { readonly running: true; readonly notAnswering?: string } | { readonly running: false; readonly stoppedAt?: string };
+
+/** How long status waits for a running agent to answer a request on its control socket. */
+export const AGENT_ANSWER_TIMEOUT_MS = 5_000;
+
+/**
+ * Why an agent that accepts connections answers nothing (a SIGSTOPped or hung process still has the kernel accept
+ * them), or undefined when it answers or takes no connection (still starting, or gone). Any answer counts: a 404 too.
+ */
+function notAnswering(path: string, timeoutMs: number): Promise<string | undefined> {
+  return new Promise((resolve) => {
+    const req = request({ socketPath: path, path: "/alive", method: "GET", agent: false }, (res) => {
+      clearTimeout(timer);
+      res.resume();
+      req.destroy();
+      resolve(undefined);
+    });
+    const timer = setTimeout(() => {
+      req.destroy();
+      resolve(`the agent accepts connections on ${path} but answered nothing in ${timeoutMs / 1000} s: it is stopped (SIGSTOP) or hung, and replicates nothing meanwhile (its pid is in tidemark.lock in its state folder)`);
+    }, timeoutMs);
+    req.on("error", () => {
+      clearTimeout(timer);
+      resolve(undefined);
+    });
+    req.end();
+  });
+}
 
 function stoppedAt(dir: string): string | undefined {
   try {
@@ -21,9 +50,12 @@ function stoppedAt(dir: string): string | undefined {
 }
 
 /** Whether an agent runs on the state folder `dir`, and if none does, since when (when known). */
-export async function agentPresence(dir: string): Promise<AgentPresence> {
+export async function agentPresence(dir: string, answerTimeoutMs: number = AGENT_ANSWER_TIMEOUT_MS): Promise<AgentPresence> {
   // The lock again after the socket: an agent that started meanwhile runs too.
-  if (stateLockHeld(dir) || (await answering(controlSocketPath(dir))) || stateLockHeld(dir)) return { running: true };
+  if (stateLockHeld(dir) || (await answering(controlSocketPath(dir))) || stateLockHeld(dir)) {
+    const reason = await notAnswering(controlSocketPath(dir), answerTimeoutMs);
+    return reason !== undefined ? { running: true, notAnswering: reason } : { running: true };
+  }
   const at = stoppedAt(dir);
   return at !== undefined ? { running: false, stoppedAt: at } : { running: false };
 }

@@ -1,7 +1,7 @@
 // The client options of the agent's AWS clients from its config: region,
 // endpoint, and the HTTP settings (proxy, CA bundle) every client shares.
 
-import type { ClientOptions } from "../lambdas/target/index.ts";
+import type { ClientOptions, MinimumTransfer } from "../lambdas/target/index.ts";
 import type { AgentConfig } from "./config.ts";
 
 export interface ClientUse {
@@ -11,7 +11,16 @@ export interface ClientUse {
   readonly maxSockets?: number;
   /** A request that sends and receives nothing for this long is abandoned (the SDK's default otherwise: a minute). */
   readonly idleTimeoutMs?: number;
+  /** A connection moving less than this while a request is on it is abandoned: an endpoint answering byte by byte. */
+  readonly minimumTransfer?: MinimumTransfer;
 }
+
+/**
+ * What a connection must move while a request is on it, for requests that always move bytes (the CLI's reads, the
+ * start's check of the target): an endpoint answering a byte every few seconds never trips an idle timeout, and held
+ * `status`, `snapshots`, `restore` and the start of an agent for hours. Any working link moves more.
+ */
+export const READ_MINIMUM_TRANSFER = { bytes: 1024, windowMs: 30_000 } as const;
 
 /** `endpoint` is the config's S3 and SQS endpoint unless another API's is given (the EBS direct API's `ebsEndpoint`; undefined for AWS's). */
 export function clientOptionsOf(config: AgentConfig, use: ClientUse = {}, endpoint: string | undefined = config.endpoint): ClientOptions {
@@ -24,6 +33,7 @@ export function clientOptionsOf(config: AgentConfig, use: ClientUse = {}, endpoi
       ...(config.caBundle !== undefined ? { caBundle: config.caBundle } : {}),
       ...(use.maxSockets !== undefined ? { maxSockets: use.maxSockets } : {}),
       ...(use.idleTimeoutMs !== undefined ? { idleTimeoutMs: use.idleTimeoutMs } : {}),
+      ...(use.minimumTransfer !== undefined ? { minimumTransfer: use.minimumTransfer } : {}),
     },
   };
 }

@@ -100,6 +100,11 @@ export interface CaptureOptions {
   readonly rehash?: boolean;
   /** Told a changed file's size (from the capture's stat) before its content is read: a caller names a long read. */
   readonly beforeRead?: (size: number) => void;
+  /**
+   * Told a file's path when it kept changing while read, so that what is journaled is the bytes as read, which may
+   * be no state the file was ever in (a torn copy): a marker's barrier names it (the snapshot is not exact for it).
+   */
+  readonly onChangingWhileRead?: (path: string) => void;
 }
 
 /** Changes that bring the index entry of path in line with the source; [] when it already is. */
@@ -149,7 +154,7 @@ async function captureEntry(journal: Journal, spec: SetSpec, path: string, optio
     if (sameFile(known, st) && (!recheck || (await hashFile(abs)).sha256 === known?.sha256)) return { changes: [], isDirectory: false };
     const changes = replaced("file");
     options.beforeRead?.(Number(st.size));
-    const put = await readStable(journal, spec.name, abs, path, st, known);
+    const put = await readStable(journal, spec.name, abs, path, st, known, options.onChangingWhileRead);
     if (put) changes.push(put);
     else changes.push(...deletesFor(journal, spec.name, path));
     return { changes, isDirectory: false };
@@ -344,7 +349,15 @@ async function discard(journal: Journal, change: PutChange | undefined): Promise
  * re-reads while the file changes underneath. A large file the index knows
  * travels as the blocks that changed. Returns undefined when the file vanished.
  */
-async function readStable(journal: Journal, set: string, abs: string, path: string, first: BigIntStats, known?: IndexEntry): Promise<PutChange | undefined> {
+async function readStable(
+  journal: Journal,
+  set: string,
+  abs: string,
+  path: string,
+  first: BigIntStats,
+  known?: IndexEntry,
+  onChanging?: (path: string) => void,
+): Promise<PutChange | undefined> {
   let put: PutChange | undefined;
   let readSince = first.mtimeNs;
   const attempts = first.size > BigInt(LARGE_READ_BYTES) ? 2 : STABLE_READ_ATTEMPTS;
@@ -373,10 +386,14 @@ async function readStable(journal: Journal, set: string, abs: string, path: stri
   }
   // Still changing: journal what was read, stamped with the mtime from before the read, so that the next capture
   // (the write in progress brings an event) finds the stat changed and reads the file again.
-  if (put) return { ...put, mtimeNs: readSince.toString() };
+  if (put) {
+    onChanging?.(path);
+    return { ...put, mtimeNs: readSince.toString() };
+  }
   // Every delta raced a write between its two reads: the file travels whole, as read.
   const st = await statOrGone(abs);
   if (!st?.isFile()) return undefined;
+  onChanging?.(path);
   try {
     return { ...(await readWhole(journal.spoolDir, abs, path, st)), ...linkGroupOf(st) };
   } catch (error) {

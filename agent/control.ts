@@ -33,6 +33,18 @@ export class ControlError extends Error {
   override name = "ControlError";
 }
 
+/**
+ * How long a request waits for the agent to take it (the answer's head, sent as soon as the request is read): an
+ * agent that is stopped (SIGSTOP) or hung still has its socket accept connections, and `task`, `verify`, `mirror`
+ * and `prune` waited on it forever with no output.
+ */
+export const CONTROL_ANSWER_TIMEOUT_MS = 60_000;
+
+/** The agent accepted the connection but did not take the request in time. */
+export class AgentNotAnsweringError extends ControlError {
+  override name = "AgentNotAnsweringError";
+}
+
 export type ControlHandler = (body: unknown, progress: (event: unknown) => void) => Promise<unknown>;
 
 function readBody(req: IncomingMessage): Promise<unknown> {
@@ -84,6 +96,8 @@ export async function startControlServer(path: string, routes: Record<string, Co
       return;
     }
     res.writeHead(200, { "content-type": "application/x-ndjson" });
+    // At once: the caller knows this agent took the request, however long before its first progress event.
+    res.flushHeaders();
     const send = (line: unknown) => res.write(`${JSON.stringify(line)}\n`);
     readBody(req)
       .then((body) => route(body, (event) => send({ progress: event })))
@@ -108,10 +122,17 @@ export async function startControlServer(path: string, routes: Record<string, Co
 }
 
 /** Sends a request to the agent on the socket; resolves with its result, calling onProgress for each progress event. */
-export function callControl(path: string, route: string, body: unknown, onProgress: (event: unknown) => void = () => {}): Promise<unknown> {
+export function callControl(
+  path: string,
+  route: string,
+  body: unknown,
+  onProgress: (event: unknown) => void = () => {},
+  answerTimeoutMs: number = CONTROL_ANSWER_TIMEOUT_MS,
+): Promise<unknown> {
   return new Promise((resolve, reject) => {
     // agent: false: a fresh connection each time, never a pooled one to an agent that has since stopped.
     const req = request({ socketPath: path, path: route, method: "POST", agent: false, headers: { "content-type": "application/json" } }, (res) => {
+      clearTimeout(untaken);
       let buffer = "";
       let settled = false;
       res.setEncoding("utf8");
@@ -140,7 +161,15 @@ export function callControl(path: string, route: string, body: unknown, onProgre
         if (!settled) reject(new ControlError("the agent closed the connection without an answer"));
       });
     });
+    const untaken = setTimeout(() => {
+      req.destroy(
+        new AgentNotAnsweringError(
+          `the agent on ${path} accepted the request but did not take it in ${answerTimeoutMs / 1000} s: it is stopped or hung (its pid is in tidemark.lock in its state folder); should it go on, it may still carry the request out`,
+        ),
+      );
+    }, answerTimeoutMs);
     req.on("error", (error: NodeJS.ErrnoException) => {
+      clearTimeout(untaken);
       if (error.code === "ENOENT" || error.code === "ECONNREFUSED") reject(new NoAgentError(`no agent is running on ${path}`));
       else reject(error);
     });

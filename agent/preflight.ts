@@ -13,6 +13,13 @@ function describe(error: unknown): string {
   return e?.code ?? e?.cause?.code ?? e?.name ?? e?.message ?? String(error);
 }
 
+/** The code or name of an error, with its message when that says more (how long a timeout waited, and for what). */
+function reasonOf(error: unknown): string {
+  const short = describe(error);
+  const message = error instanceof Error ? error.message : "";
+  return message && !message.includes(short) ? `${short}: ${message}` : short;
+}
+
 const NETWORK_FAILURE = /ECONN|ENOTFOUND|EAI_AGAIN|ETIMEDOUT|EHOSTUNREACH|ENETUNREACH|TimeoutError/;
 
 /**
@@ -38,14 +45,14 @@ export async function checkTarget(options: {
   try {
     await options.sqs.send(new GetQueueAttributesCommand({ QueueUrl: options.queueUrl, AttributeNames: ["FifoQueue"] }));
   } catch (error) {
-    const reason = describe(error);
+    const reason = reasonOf(error);
     if (/NonExistentQueue|QueueDoesNotExist/.test(reason)) throw new UnreachableError(`queue ${options.queueUrl} does not exist at ${where}`);
     throw new UnreachableError(`cannot reach the queue ${options.queueUrl} at ${where}: ${reason}${hint}`);
   }
   try {
     await options.s3.send(new HeadBucketCommand({ Bucket: options.bucket }));
   } catch (error) {
-    const reason = describe(error);
+    const reason = reasonOf(error);
     if (/NotFound|NoSuchBucket/.test(reason)) throw new UnreachableError(`bucket ${options.bucket} does not exist at ${where}`);
     // An agent's policy may not allow HeadBucket on AWS; only a network failure is fatal here.
     if (/ECONN|ENOTFOUND|EAI_AGAIN|ETIMEDOUT|TimeoutError/.test(reason)) {

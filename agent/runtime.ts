@@ -20,7 +20,7 @@ import { interruptible } from "./interrupt.ts";
 import { ProblemFile } from "./problem-file.ts";
 import type { Logger } from "./log.ts";
 import { cachedAnnouncement } from "./applier-accepts.ts";
-import { checkTarget } from "./preflight.ts";
+import { checkTargetAtStart } from "./start-check.ts";
 import { acquireStateLock } from "./state-lock.ts";
 import { markerRunning } from "./task-results.ts";
 import { targetFileReader } from "./recovery-baseline.ts";
@@ -115,7 +115,7 @@ export async function startAgent(config: AgentConfig, log: Logger, options: { ig
   };
   let owner: ReturnType<typeof loadOrCreateOwnerKey>;
   try {
-    await interruptible(checkTarget({ sqs, s3, queueUrl: config.queueUrl, bucket: config.bucket, ...(config.endpoint ? { endpoint: config.endpoint } : {}) }), options.signal, "checking the target");
+    await interruptible(checkTargetAtStart(config, options.signal ? { signal: options.signal } : {}), options.signal, "checking the target");
     // A host that cannot prove it owns its sets sends nothing the target would take.
     owner = loadOrCreateOwnerKey(config.stateDir);
     if (owner.created) log.info("created this host's signing key: the target registers it as the owner of each new set", { file: ownerKeyPath(config.stateDir), keyId: owner.key.keyId });

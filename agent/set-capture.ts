@@ -59,7 +59,7 @@ export class SetCapture {
   }
 
   /** What changed in the set since the index: a scan of the tree, or a read of the volume (all of it when `full`). Run inside the set's lane. */
-  barrier(options: Pick<ScanOptions, "onProgress" | "shouldStop" | "defer" | "signal"> & { full?: boolean; begun?: () => void } = {}): Promise<ScanReport> {
+  barrier(options: Pick<ScanOptions, "onProgress" | "shouldStop" | "defer" | "signal" | "onChangingWhileRead"> & { full?: boolean; begun?: () => void } = {}): Promise<ScanReport> {
     const { journal, spec } = this.#context;
     const { full = false, defer, begun, ...rest } = options;
     // Named in the journal while it runs: the backlog may drain behind it, and `tidemark status` must not say "in sync" then.

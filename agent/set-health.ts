@@ -145,6 +145,10 @@ const agentStopped: ProblemCheck = (facts) => {
   ];
 };
 
+/** An agent runs but takes no request: stopped or hung, it replicates nothing, whatever the journal says. */
+const agentNotAnswering: ProblemCheck = (facts) =>
+  facts.agent?.running === true && facts.agent.notAnswering !== undefined ? [{ kind: "agent-not-answering", message: facts.agent.notAnswering }] : [];
+
 const outOfSync: ProblemCheck = (facts) => {
   const status = targetStatus(facts);
   if (status?.state !== "out-of-sync") return [];
@@ -314,7 +318,7 @@ const drillFailed: ProblemCheck = (facts) =>
     : [];
 
 /** Every check `tidemark status` runs, in the order its findings are listed. */
-export const PROBLEM_CHECKS: readonly ProblemCheck[] = [unreachable, agentStopped, notOwner, ownerUnreadable, noJournal, outOfSync, continuity, stalled, rejected, refusedSenders, journalFull, journalProblem, scanFailed, watcher, sending, skippedPaths, snapshotCheck, folderWritesLost, checkpointUnreadable, drillFailed];
+export const PROBLEM_CHECKS: readonly ProblemCheck[] = [unreachable, agentStopped, agentNotAnswering, notOwner, ownerUnreadable, noJournal, outOfSync, continuity, stalled, rejected, refusedSenders, journalFull, journalProblem, scanFailed, watcher, sending, skippedPaths, snapshotCheck, folderWritesLost, checkpointUnreadable, drillFailed];
 
 export function findProblems(facts: SetFacts, checks: readonly ProblemCheck[] = PROBLEM_CHECKS): Problem[] {
   return checks.flatMap((check) => check(facts));

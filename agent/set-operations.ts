@@ -43,6 +43,8 @@ export interface QueuedMarker {
   readonly generation: string;
   /** What the barrier scan journaled ahead of the marker. */
   readonly scan: ScanReport;
+  /** Files that kept changing while the barrier read them: the snapshot holds them as read, not as of one moment. */
+  readonly changingWhileRead?: string[];
   readonly onQueue?: HookResult;
 }
 
@@ -164,7 +166,9 @@ export class SetOperations {
     const queued = await this.#context.exclusive(async () => {
       // Read beside the scan; kept only when nothing changed the index meanwhile (early-digest.ts).
       const digestRead = startMarkerDigest(journal, spec, request.fields);
-      const scan = await this.#capture.barrier({ full: true, ...(request.onProgress ? { onProgress: request.onProgress } : {}) }).catch(async (error: unknown) => {
+      const changing: string[] = [];
+      const onChangingWhileRead = (path: string) => changing.push(path);
+      const scan = await this.#capture.barrier({ full: true, onChangingWhileRead, ...(request.onProgress ? { onProgress: request.onProgress } : {}) }).catch(async (error: unknown) => {
         await digestRead.discard();
         throw error;
       });
@@ -173,10 +177,11 @@ export class SetOperations {
       // What the index holds now is what the target must hold at the marker.
       const digest = await digestRead.finish();
       const [seq] = journal.append(spec.name, [{ op: "task", id, fields, ...digest, ...(request.onTransmit ? { onTransmit: request.onTransmit } : {}) }]);
-      return { id, seq: seq ?? 0, generation: journal.sets.generation(spec.name).id, scan };
+      return { id, seq: seq ?? 0, generation: journal.sets.generation(spec.name).id, scan, ...(changing.length > 0 ? { changingWhileRead: changing.sort() } : {}) };
     });
     this.#context.wake();
     log.info("task marker journaled", { set: spec.name, task: queued.id, seq: queued.seq, action: request.fields.action, barrierChanges: queued.scan.changes });
+    if (queued.changingWhileRead) log.warn("files changed while the marker's barrier read them: the snapshot holds them as read", { set: spec.name, task: queued.id, files: queued.changingWhileRead });
     if (!request.onQueue) return queued;
     const onQueue = await runHook(request.onQueue, { env: markerEnvironment(spec.name, queued.id, queued.seq, request.fields) });
     if (!hookSucceeded(onQueue)) log.warn(describeHook("on-queue", onQueue), { set: spec.name, task: queued.id });

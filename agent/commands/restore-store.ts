@@ -7,6 +7,7 @@ import type { TargetStore } from "../../lambdas/target/index.ts";
 import { clientOptionsOf } from "../aws-options.ts";
 import type { AgentConfig } from "../config.ts";
 import { unreachableOr } from "../preflight.ts";
+import { TARGET_READ_USE } from "./target-store.ts";
 
 /**
  * How the restore read object bytes: "direct", signed GETs sent without the SDK (objects over 8 MiB, and empty ones,
@@ -17,7 +18,8 @@ export type ReadPath = "direct" | "sdk";
 /** Runs work with the restore's store on the config's bucket (and how it reads), and closes its connections after. */
 export async function withRestoreStore<T>(config: AgentConfig, work: (store: TargetStore, readPath: () => Promise<ReadPath>) => Promise<T>): Promise<T> {
   const [{ makeS3Client }, { RestoreS3Store }] = await Promise.all([import("../../lambdas/target/index.ts"), import("../../lambdas/target/restore-store.ts")]);
-  const options = clientOptionsOf(config, { maxAttempts: 3 });
+  // As the CLI's other reads: an endpoint that never answers, or answers byte by byte, fails the restore instead of holding it.
+  const options = clientOptionsOf(config, TARGET_READ_USE);
   const s3 = makeS3Client(options);
   try {
     const store = new RestoreS3Store(s3, config.bucket, options.http ?? {});

@@ -15,6 +15,7 @@ import { readOwnerKey } from "../owner-key.ts";
 import { agentPresence } from "../agent-presence.ts";
 import type { PendingRecovery } from "../pending-recoveries.ts";
 import { stringOption, type Command } from "./command.ts";
+import { TARGET_READ_MINIMUM_TRANSFER } from "./target-store.ts";
 
 export interface SetReport {
   set: string;
@@ -125,7 +126,7 @@ export async function collectStatus(configFile: string): Promise<SetReport[]> {
     }
   })();
   const agent = await agentPresence(config.stateDir);
-  const s3 = makeS3Client(clientOptionsOf(config, { maxAttempts: 2, idleTimeoutMs: STATUS_IDLE_TIMEOUT_MS }));
+  const s3 = makeS3Client(clientOptionsOf(config, { maxAttempts: 2, idleTimeoutMs: STATUS_IDLE_TIMEOUT_MS, minimumTransfer: TARGET_READ_MINIMUM_TRANSFER }));
   const store = new S3Store(s3, config.bucket);
   try {
     return await Promise.all(
@@ -247,6 +248,8 @@ applied (read from the target bucket), and the state:
   NOT IN SYNC   something is wrong; each problem is listed below the table:
                 no agent running on the state folder (agent-stopped: the
                 source's changes since it stopped are not replicated),
+                an agent that answers nothing on its control socket
+                (agent-not-answering: stopped with SIGSTOP, or hung),
                 the target unreachable or holding the set out of sync,
                 another host owning the set on the target (this host's
                 messages are refused; \`tidemark adopt SET\` moves it), the

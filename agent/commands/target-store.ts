@@ -3,7 +3,7 @@
 
 import type { EBSClient } from "@aws-sdk/client-ebs";
 import type { S3Store } from "../../lambdas/target/index.ts";
-import { clientOptionsOf } from "../aws-options.ts";
+import { clientOptionsOf, READ_MINIMUM_TRANSFER } from "../aws-options.ts";
 import type { AgentConfig } from "../config.ts";
 import { unreachableOr } from "../preflight.ts";
 
@@ -14,8 +14,11 @@ import { unreachableOr } from "../preflight.ts";
  */
 export const TARGET_READ_IDLE_TIMEOUT_MS = 15_000;
 
+/** What a CLI read's connection must move while a request is on it (an endpoint answering byte by byte). */
+export const TARGET_READ_MINIMUM_TRANSFER = READ_MINIMUM_TRANSFER;
+
 /** The client use of the CLI's reads of the bucket and the EBS direct APIs. */
-export const TARGET_READ_USE = { maxAttempts: 3, idleTimeoutMs: TARGET_READ_IDLE_TIMEOUT_MS } as const;
+export const TARGET_READ_USE = { maxAttempts: 3, idleTimeoutMs: TARGET_READ_IDLE_TIMEOUT_MS, minimumTransfer: TARGET_READ_MINIMUM_TRANSFER } as const;
 
 /** Runs work with a store on the config's bucket, and closes the client after. The SDK loads only when a command reads the bucket. */
 export async function withTargetStore<T>(config: AgentConfig, work: (store: S3Store) => Promise<T>): Promise<T> {

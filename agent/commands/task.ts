@@ -18,6 +18,16 @@ import { withTargetStore } from "./target-store.ts";
 /** Exit code of `task --wait` when the task failed, was skipped or timed out. */
 export const TASK_NOT_SUCCEEDED = 3;
 
+/** Files named in the warning; the rest are counted. */
+const CHANGING_NAMED = 10;
+
+/** What `task` says of files that kept changing while the barrier read them (the snapshot is not exact for them). */
+export function changingWhileReadWarning(paths: readonly string[]): string {
+  const named = paths.slice(0, CHANGING_NAMED).map((p) => escapeControl(p)).join(", ");
+  const more = paths.length > CHANGING_NAMED ? ` and ${paths.length - CHANGING_NAMED} more` : "";
+  return `${paths.length} file(s) kept changing while the barrier read them: the snapshot holds them as read, which may be no state they were ever in (stop the application with --quiesce for an exact point): ${named}${more}`;
+}
+
 /** A quiesce command failed: no marker was inserted. */
 export class QuiesceError extends Error {
   override name = "QuiesceError";
@@ -230,6 +240,7 @@ Examples:
     if (!json) {
       process.stdout.write(`task ${queued.id} queued in set ${set} at seq ${queued.seq} (the barrier journaled ${queued.scan.changes} changes of ${queued.scan.entries} entries)\n`);
       if (hooks.onQueue && !hookSucceeded(hooks.onQueue)) process.stdout.write(`warning: ${describeHook("on-queue", hooks.onQueue)}\n`);
+      if (queued.changingWhileRead) process.stdout.write(`warning: ${changingWhileReadWarning(queued.changingWhileRead)}\n`);
     }
     let result: TaskResult | undefined;
     let held: HeldWaitError | undefined;
@@ -270,7 +281,12 @@ Examples:
             id: queued.id,
             seq: queued.seq,
             journaledMs,
-            barrier: { entries: queued.scan.entries, changes: queued.scan.changes, bytes: queued.scan.bytes },
+            barrier: {
+              entries: queued.scan.entries,
+              changes: queued.scan.changes,
+              bytes: queued.scan.bytes,
+              ...(queued.changingWhileRead ? { changingWhileRead: queued.changingWhileRead } : {}),
+            },
             hooks: { quiesce: summary(hooks.quiesce), onQueue: summary(hooks.onQueue), resume: summary(hooks.resume) },
             ...(result ? { result } : {}),
             ...(held ? { held } : {}),

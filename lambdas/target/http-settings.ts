@@ -13,6 +13,7 @@ import { isIPv4 } from "node:net";
 import { rootCertificates } from "node:tls";
 import { X509Certificate } from "node:crypto";
 import type { NodeHttpHandlerOptions } from "@smithy/types";
+import { guardSlowTransfers, type MinimumTransfer } from "./slow-transfers.ts";
 
 export interface HttpSettings {
   /**
@@ -28,6 +29,8 @@ export interface HttpSettings {
   readonly connectTimeoutMs?: number;
   /** A request that sends and receives nothing for this long is abandoned. */
   readonly idleTimeoutMs?: number;
+  /** A connection that moves less than this while a request is on it is abandoned (slow-transfers.ts); none when absent. */
+  readonly minimumTransfer?: MinimumTransfer;
 }
 
 /** The SDK's own default: enough for the applier's concurrent writes and the agent's staging. */
@@ -186,11 +189,12 @@ function agentOptions(settings: HttpSettings, env: NodeJS.ProcessEnv): { http: A
 /** The SDK client's `requestHandler`: options for the NodeHttpHandler it builds, which owns (and closes) the agents. */
 export function requestHandlerOptions(settings: HttpSettings, env: NodeJS.ProcessEnv = process.env): NodeHttpHandlerOptions {
   const agents = agentOptions(settings, env);
+  const rule = settings.minimumTransfer;
   return {
     connectionTimeout: settings.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS,
     socketTimeout: settings.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS,
-    httpAgent: agents.http,
-    httpsAgent: agents.https,
+    httpAgent: rule ? guardSlowTransfers(new http.Agent(agents.http), rule) : agents.http,
+    httpsAgent: rule ? guardSlowTransfers(new https.Agent(agents.https), rule) : agents.https,
   };
 }
 

@@ -10,6 +10,7 @@ export { S3Store } from "../store/s3-store.ts";
 export { SourceChangedError } from "../store/store.ts";
 export * from "../aws-clients.ts";
 export * from "./http-settings.ts";
+export { SlowTransferError, type MinimumTransfer } from "./slow-transfers.ts";
 export { isTransientAwsError } from "../aws-errors.ts";
 export { MULTIPART_THRESHOLD, putInParts } from "../s3-multipart.ts";
 

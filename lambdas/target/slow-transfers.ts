@@ -1,0 +1,116 @@
+// An endpoint that answers one byte every few seconds never trips an idle
+// timeout: `tidemark status`, `snapshots` and `timeline` sat on such an
+// endpoint for hours (the headers alone, a byte each 2 s, took minutes). This
+// guard abandons a connection that, while a request is on it, moves fewer
+// than a minimum of bytes (sent and received) in a window; the request fails
+// with SlowTransferError, which the SDK retries like a timeout. Only for
+// clients whose requests always move bytes (the CLI's reads): S3 may pad a
+// long copy's answer with a space now and then, which this would abandon.
+
+import { subscribe } from "node:diagnostics_channel";
+import { IncomingMessage, type Agent } from "node:http";
+import { Socket } from "node:net";
+import type { Duplex } from "node:stream";
+
+/** At least `bytes` sent or received in every `windowMs` a request is on the connection. */
+export interface MinimumTransfer {
+  readonly bytes: number;
+  readonly windowMs: number;
+}
+
+/** A connection moved too few bytes while a request was on it. `code` makes the SDK and the CLI take it for a timeout. */
+export class SlowTransferError extends Error {
+  override name = "SlowTransferError";
+  readonly code = "ETIMEDOUT";
+}
+
+interface Watch {
+  readonly where: string;
+  mark: number;
+  timer: NodeJS.Timeout | undefined;
+  /** The answer being read on the connection: it fails with the error, not with Node's bare "aborted". */
+  response: IncomingMessage | undefined;
+}
+
+/** Every guarded connection, whichever agent made it. */
+const watches = new WeakMap<Duplex, Watch>();
+let listening = false;
+
+/** Node publishes each answer's head on this channel: how a guarded connection learns the answer it carries. */
+function listenForAnswers(): void {
+  if (listening) return;
+  listening = true;
+  subscribe("http.client.response.finish", (message) => {
+    if (typeof message !== "object" || message === null || !("response" in message) || !(message.response instanceof IncomingMessage)) return;
+    const watch = watches.get(message.response.socket);
+    if (watch) watch.response = message.response;
+  });
+}
+
+function moved(stream: Duplex): number {
+  return stream instanceof Socket ? stream.bytesRead + stream.bytesWritten : 0;
+}
+
+/** Makes `agent` abandon any connection that moves less than `rule` while in use; returns the same agent. */
+export function guardSlowTransfers<A extends Agent>(agent: A, rule: MinimumTransfer): A {
+  listenForAnswers();
+  const seconds = rule.windowMs / 1000;
+
+  const pause = (stream: Duplex) => {
+    const watch = watches.get(stream);
+    if (watch?.timer) clearInterval(watch.timer);
+    if (watch) {
+      watch.timer = undefined;
+      watch.response = undefined;
+    }
+  };
+  const begin = (stream: Duplex) => {
+    const watch = watches.get(stream);
+    if (!watch) return;
+    pause(stream);
+    watch.mark = moved(stream);
+    watch.timer = setInterval(() => {
+      const now = moved(stream);
+      const count = now - watch.mark;
+      watch.mark = now;
+      const response = watch.response;
+      // Bytes waiting for the reader, or the whole answer in: the caller is the one not moving, not the endpoint.
+      if (count >= rule.bytes || (response && (response.complete || response.readableLength > 0))) return;
+      const error = new SlowTransferError(
+        `${watch.where} moved ${count} bytes (sent and received) in ${seconds} s while a request waited on it (at least ${rule.bytes} expected): an endpoint that slow would hold the command for hours; abandoned`,
+      );
+      pause(stream);
+      response?.destroy(error);
+      stream.destroy(error);
+    }, rule.windowMs).unref();
+  };
+  const watch = (stream: Duplex, where: string) => {
+    if (watches.has(stream)) return;
+    watches.set(stream, { where, mark: 0, timer: undefined, response: undefined });
+    stream.once("close", () => pause(stream));
+    begin(stream);
+  };
+
+  const create = agent.createConnection.bind(agent);
+  const keepAlive = agent.keepSocketAlive.bind(agent);
+  const reuse = agent.reuseSocket.bind(agent);
+  agent.createConnection = (options, callback) => {
+    const where = `the connection to ${options.host ?? options.hostname ?? "the endpoint"}:${options.port ?? ""}`;
+    const stream = create(options, (error, created) => {
+      if (created) watch(created, where);
+      callback?.(error, created);
+    });
+    if (stream) watch(stream, where);
+    return stream;
+  };
+  // Back in the pool between requests: an idle connection moves nothing, rightly.
+  agent.keepSocketAlive = (stream) => {
+    pause(stream);
+    return keepAlive(stream);
+  };
+  agent.reuseSocket = (stream, request) => {
+    begin(stream);
+    reuse(stream, request);
+  };
+  return agent;
+}

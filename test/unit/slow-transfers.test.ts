@@ -1,0 +1,94 @@
+// An endpoint that answers a byte every so often never trips an idle timeout:
+// against one, `tidemark status`, `snapshots` and `timeline` sat for hours.
+// The CLI's reads abandon a connection that moves less than a minimum while a
+// request is on it, with an error that says so, in the answer's head and body
+// alike; a connection resting in the pool between requests is left alone.
+
+import { createServer as createHttpServer } from "node:http";
+import { createServer, type AddressInfo, type Server, type Socket } from "node:net";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { TARGET_READ_USE } from "../../agent/commands/target-store.ts";
+import { makeS3Client, requestHandlerOptions, S3Store, SlowTransferError } from "../../lambdas/target/index.ts";
+
+/** Small enough for a test: the rule's shape is what matters, not the CLI's numbers. */
+const RULE = { bytes: 64, windowMs: 300 } as const;
+
+/** A server that sends `start` at once, then `filler` every 50 ms: never silent, never done. */
+function dribbling(start: string, filler: string): Server {
+  return createServer((socket: Socket) => {
+    socket.on("error", () => {});
+    socket.once("data", () => {
+      socket.write(start);
+      const timer = setInterval(() => socket.write(filler), 50);
+      socket.on("close", () => clearInterval(timer));
+    });
+  });
+}
+
+async function listen(server: Server): Promise<string> {
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+}
+
+function store(endpoint: string): S3Store {
+  const client = makeS3Client({ region: "us-east-1", endpoint, maxAttempts: 1, http: { idleTimeoutMs: 10_000, minimumTransfer: RULE } });
+  return new S3Store(client, "bucket");
+}
+
+describe("a CLI read of an endpoint that answers byte by byte", () => {
+  const inHead = dribbling("HTTP/1.1 200 OK\r\nX-Slow: ", "a");
+  const inBody = dribbling("HTTP/1.1 200 OK\r\nContent-Length: 100000\r\nContent-Type: application/octet-stream\r\n\r\n{", " ");
+  let headEndpoint = "";
+  let bodyEndpoint = "";
+  beforeAll(async () => {
+    headEndpoint = await listen(inHead);
+    bodyEndpoint = await listen(inBody);
+  });
+  afterAll(async () => {
+    await Promise.all([inHead, inBody].map((server) => new Promise((resolve) => server.close(resolve))));
+  });
+
+  it("fails, saying how little the connection moved, while the answer's head trickles in", async () => {
+    const reader = store(headEndpoint);
+    await expect(reader.get("state/www/status.json")).rejects.toThrow(/moved \d+ bytes \(sent and received\) in 0.3 s .*at least 64 expected/);
+    reader.client.destroy();
+  });
+
+  it("fails with the same error, not a bare \"aborted\", while the body trickles in", async () => {
+    const reader = store(bodyEndpoint);
+    await expect(reader.get("state/www/status.json")).rejects.toBeInstanceOf(SlowTransferError);
+    reader.client.destroy();
+  });
+
+  it("is what the CLI's reads of the target are built with", () => {
+    const options = requestHandlerOptions({ minimumTransfer: TARGET_READ_USE.minimumTransfer });
+    expect(options.httpAgent).toHaveProperty("keepSocketAlive");
+    expect(TARGET_READ_USE.minimumTransfer.windowMs).toBeGreaterThan(TARGET_READ_USE.idleTimeoutMs);
+  });
+});
+
+describe("a guarded connection to an endpoint that answers", () => {
+  const server = createHttpServer((request, response) => {
+    request.resume();
+    response.writeHead(200, { "content-type": "application/octet-stream" }).end(Buffer.alloc(10, 1));
+  });
+  let endpoint = "";
+  let connections = 0;
+  beforeAll(async () => {
+    server.on("connection", () => connections++);
+    endpoint = await listen(server);
+  });
+  afterAll(async () => {
+    server.closeAllConnections();
+    await new Promise((resolve) => server.close(resolve));
+  });
+
+  it("rests in the pool between requests for longer than a window and is used again", async () => {
+    const reader = store(endpoint);
+    expect((await reader.get("a"))?.body.length).toBe(10);
+    await new Promise((resolve) => setTimeout(resolve, RULE.windowMs * 3));
+    expect((await reader.get("b"))?.body.length).toBe(10);
+    expect(connections).toBe(1);
+    reader.client.destroy();
+  });
+});
