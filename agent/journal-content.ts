@@ -8,12 +8,17 @@
 // back page by page and freed row by row (bench/notes.md).
 //
 // A file no committed row names is what a failed or interrupted append left:
-// the first append of a process removes such files, inside its own write
-// transaction, where no other process can be between writing a file and
-// committing the rows that name it.
+// opening the journal removes such files, inside a write transaction, where
+// no other process can be between writing a file and committing the rows that
+// name it.
+//
+// A file removed, cut short or altered (not by the agent) cannot give its
+// records' contents back as journaled: reading one throws ContentFileLostError
+// and the file is counted lost (`lost`), so the spool repair takes its unsent
+// records out of the stream and captures them again (spool-folder.ts).
 
-import { randomUUID } from "node:crypto";
-import { closeSync, fsyncSync, mkdirSync, openSync, readSync, readdirSync, rmSync, writevSync } from "node:fs";
+import { createHash, randomUUID } from "node:crypto";
+import { closeSync, fsyncSync, mkdirSync, openSync, readSync, readdirSync, rmSync, statSync, writevSync } from "node:fs";
 import { join } from "node:path";
 import type { DatabaseSync, StatementSync } from "node:sqlite";
 
@@ -30,13 +35,13 @@ export interface ContentRef {
   readonly length: number;
 }
 
-/** A record's content file went missing (a cleaner emptied the spool folder): the record can never be sent as journaled. */
+/** A record's content file is gone, cut short or altered (not by the agent): the record can never be sent as journaled. */
 export class ContentFileLostError extends Error {
   override name = "ContentFileLostError";
-  readonly seq: number;
-  constructor(seq: number, path: string) {
-    super(`the journaled content of record ${seq} is gone (${path}): something removed it from the agent's spool folder`);
-    this.seq = seq;
+  readonly file: string;
+  constructor(seq: number, path: string, file: string, how: string) {
+    super(`the journaled content of record ${seq} is ${how} (${path}): something changed the agent's spool folder`);
+    this.file = file;
   }
 }
 
@@ -50,12 +55,12 @@ export function parseRef(text: string): ContentRef {
   return { file, offset: Number(offset), length: Number(length) };
 }
 
-export function isContentFile(name: string): boolean {
+function isContentFile(name: string): boolean {
   return name.endsWith(SUFFIX);
 }
 
 /** Writes the pieces into a new content file in spoolDir, durable (file and folder fsynced) when it returns. */
-export function writeContentFile(spoolDir: string, pieces: readonly Uint8Array[]): { file: string; refs: ContentRef[] } {
+function writeContentFile(spoolDir: string, pieces: readonly Uint8Array[]): { file: string; refs: ContentRef[] } {
   // A cleaner may have removed the folder: journaling goes on into a new one (the spool repair notices the change).
   mkdirSync(spoolDir, { recursive: true });
   const file = `${randomUUID()}${SUFFIX}`;
@@ -67,16 +72,19 @@ export function writeContentFile(spoolDir: string, pieces: readonly Uint8Array[]
     offset += piece.length;
   }
   const fd = openSync(path, "wx");
+  let open = true;
   try {
     for (let i = 0; i < pieces.length; i += IOV_MAX) writeAll(fd, pieces.slice(i, i + IOV_MAX));
     fsyncSync(fd);
-  } catch (error) {
+    open = false;
+    // A close or a folder fsync that fails (EIO) leaves the file as unsure as a failed write: it goes too.
     closeSync(fd);
+    syncFolder(spoolDir);
+  } catch (error) {
+    if (open) closeSync(fd);
     rmSync(path, { force: true });
     throw error;
   }
-  closeSync(fd);
-  syncFolder(spoolDir);
   return { file, refs };
 }
 
@@ -110,7 +118,7 @@ function syncFolder(dir: string): void {
  * Reads records' contents back: consecutive references into one file are read with one read. `refs[i]` undefined
  * means record i has none. Throws ContentFileLostError (naming the first record of the run) for a missing file.
  */
-export function readContents(spoolDir: string, refs: readonly (ContentRef | undefined)[], seqs: readonly number[]): (Buffer | undefined)[] {
+function readContents(spoolDir: string, refs: readonly (ContentRef | undefined)[], seqs: readonly number[]): (Buffer | undefined)[] {
   const out: (Buffer | undefined)[] = new Array<Buffer | undefined>(refs.length);
   let i = 0;
   while (i < refs.length) {
@@ -143,7 +151,7 @@ function readSpan(spoolDir: string, file: string, offset: number, length: number
   try {
     fd = openSync(path, "r");
   } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === "ENOENT") throw new ContentFileLostError(seq, path);
+    if ((error as NodeJS.ErrnoException).code === "ENOENT") throw new ContentFileLostError(seq, path, file, "gone");
     throw error;
   }
   try {
@@ -152,7 +160,7 @@ function readSpan(spoolDir: string, file: string, offset: number, length: number
     while (read < length) {
       const n = readSync(fd, bytes, read, length - read, offset + read);
       // Shorter than journaled: the file was cut (not by the agent); its content is as lost as a removed file's.
-      if (n === 0) throw new ContentFileLostError(seq, path);
+      if (n === 0) throw new ContentFileLostError(seq, path, file, "cut short");
       read += n;
     }
     return bytes;
@@ -162,7 +170,7 @@ function readSpan(spoolDir: string, file: string, offset: number, length: number
 }
 
 /** Removes the content files in spoolDir that `named` does not hold (left by appends that did not commit). */
-export function removeOrphanContentFiles(spoolDir: string, named: ReadonlySet<string>): void {
+function removeOrphanContentFiles(spoolDir: string, named: ReadonlySet<string>): void {
   let names: string[];
   try {
     names = readdirSync(spoolDir);
@@ -182,7 +190,8 @@ export class ContentFiles {
   readonly #insert: StatementSync;
   readonly #sent: StatementSync;
   readonly #deleteSent: StatementSync;
-  #orphansRemoved = false;
+  /** Files a read found gone, cut short or altered in this process: their unsent records are lost (`lost`). */
+  readonly #damaged = new Set<string>();
 
   constructor(db: DatabaseSync, spoolDir: string) {
     this.#db = db;
@@ -194,11 +203,11 @@ export class ContentFiles {
     this.#insert = db.prepare("INSERT INTO content_files (set_name, file, last_seq) VALUES (?, ?, ?)");
     this.#sent = db.prepare("SELECT file FROM content_files WHERE set_name = ? AND last_seq <= ?");
     this.#deleteSent = db.prepare("DELETE FROM content_files WHERE set_name = ? AND last_seq <= ?");
+    this.#removeOrphans();
   }
 
   /** In a write transaction: writes the pieces of records up to lastSeq into a new content file, durable on return. */
   write(set: string, lastSeq: number, pieces: readonly Uint8Array[]): ContentRef[] {
-    this.#removeOrphansOnce();
     const { file, refs } = writeContentFile(this.#spoolDir, pieces);
     try {
       this.#insert.run(set, file, lastSeq);
@@ -222,14 +231,36 @@ export class ContentFiles {
   }
 
   read(refs: readonly (ContentRef | undefined)[], seqs: readonly number[]): (Buffer | undefined)[] {
-    return readContents(this.#spoolDir, refs, seqs);
+    try {
+      return readContents(this.#spoolDir, refs, seqs);
+    } catch (error) {
+      if (error instanceof ContentFileLostError) this.#damaged.add(error.file);
+      throw error;
+    }
   }
 
-  /** Once per process, inside its first write of content: files no committed row names are leftovers of failed appends. */
-  #removeOrphansOnce(): void {
-    if (this.#orphansRemoved) return;
-    this.#orphansRemoved = true;
-    const named = new Set((this.#db.prepare("SELECT file FROM content_files").all() as { file: string }[]).map((row) => row.file));
-    removeOrphanContentFiles(this.#spoolDir, named);
+  /** A record's content read back from its file is what was journaled (its sha256); throws ContentFileLostError when not. */
+  check(ref: ContentRef, seq: number, bytes: Uint8Array, sha256: string): void {
+    if (createHash("sha256").update(bytes).digest("hex") === sha256) return;
+    this.#damaged.add(ref.file);
+    throw new ContentFileLostError(seq, join(this.#spoolDir, ref.file), ref.file, "altered (its sha256 differs)");
+  }
+
+  /** Whether the content at ref cannot be read back as journaled: its file is gone, shorter than ref needs, or a read found it altered. */
+  lost(ref: ContentRef): boolean {
+    if (this.#damaged.has(ref.file)) return true;
+    const size = statSync(join(this.#spoolDir, ref.file), { throwIfNoEntry: false })?.size;
+    return size === undefined || size < ref.offset + ref.length;
+  }
+
+  /** At open, in a write transaction (no append of another process is between its file and its commit): files no committed row names are leftovers of failed appends. */
+  #removeOrphans(): void {
+    this.#db.exec("BEGIN IMMEDIATE");
+    try {
+      const named = new Set((this.#db.prepare("SELECT file FROM content_files").all() as { file: string }[]).map((row) => row.file));
+      removeOrphanContentFiles(this.#spoolDir, named);
+    } finally {
+      this.#db.exec("COMMIT");
+    }
   }
 }

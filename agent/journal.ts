@@ -182,9 +182,9 @@ function prepareStatements(db: DatabaseSync) {
     ),
     deleteSent: prepare("DELETE FROM journal WHERE set_name = ? AND seq <= ?"),
     unsentSpools: prepare(
-      `SELECT seq, json_extract(change, '$.content.spool') AS spool FROM journal
+      `SELECT seq, json_extract(change, '$.content.spool') AS spool, NULL AS content_at FROM journal
        WHERE set_name = :set AND change LIKE '%"spool":%' AND json_extract(change, '$.content.spool') IS NOT NULL
-       UNION ALL SELECT seq, substr(content_at, 1, instr(content_at, ':') - 1) AS spool FROM journal WHERE set_name = :set AND content_at IS NOT NULL ORDER BY seq`,
+       UNION ALL SELECT seq, substr(content_at, 1, instr(content_at, ':') - 1) AS spool, content_at FROM journal WHERE set_name = :set AND content_at IS NOT NULL ORDER BY seq`,
     ),
     getRecord: prepare("SELECT seq, change, bytes FROM journal WHERE set_name = ? AND seq = ?"),
     // Rare (a refused record, a sent skip): the json_extract over the set's unsent records is affordable then.
@@ -415,15 +415,15 @@ export class Journal {
   /** Unsent records of a set after afterSeq, oldest first. */
   pending(set: string, afterSeq: number, limit: number): JournalRecord[] {
     const rows = this.#statements.pending.all(set, afterSeq, limit) as unknown as RecordRow[];
-    // Contents kept in content files are read a run of records at a time; ContentFileLostError when one is gone.
-    const filed = rows.some((row) => row.content_at !== null)
-      ? this.#content.read(
-          rows.map((row) => (row.content_at === null ? undefined : parseRef(row.content_at))),
-          rows.map((row) => row.seq),
-        )
-      : [];
+    // Contents kept in content files are read a run of records at a time; ContentFileLostError when one is gone, cut or altered.
+    const refs = rows.map((row) => (row.content_at === null ? undefined : parseRef(row.content_at)));
+    const filed = refs.some((ref) => ref !== undefined) ? this.#content.read(refs, rows.map((row) => row.seq)) : [];
     return rows.map((row, i) => {
       const change = JSON.parse(row.change) as Change & { at?: number };
+      const ref = refs[i];
+      const bytes = filed[i];
+      // A file is outside SQLite's checks: what comes back must be what was journaled, or the target refuses the message.
+      if (ref && bytes && change.op === "put" && !change.delta) this.#content.check(ref, row.seq, bytes, change.sha256);
       if ((change.op === "put" || change.op === "verify" || change.op === "block" || change.op === "task") && change.content && "bytes" in change.content) {
         change.content = { bytes: filed[i] ?? row.content ?? new Uint8Array() };
       }
@@ -465,9 +465,13 @@ export class Journal {
     }
   }
 
-  /** The unsent records of a set whose content waits in a spool file, oldest first (spool-folder.ts checks they still do). */
-  unsentSpools(set: string): { seq: number; spool: string }[] {
-    return this.#statements.unsentSpools.all({ set }) as unknown as { seq: number; spool: string }[];
+  /**
+   * The unsent records of a set whose content waits in a spool file, oldest first (spool-folder.ts checks they still
+   * do); `lost` for those in a content file, which says whether it can still give theirs back (journal-content.ts).
+   */
+  unsentSpools(set: string): { seq: number; spool: string; lost?: boolean }[] {
+    const rows = this.#statements.unsentSpools.all({ set }) as unknown as { seq: number; spool: string; content_at: string | null }[];
+    return rows.map(({ seq, spool, content_at: at }) => (at === null ? { seq, spool } : { seq, spool, lost: this.#content.lost(parseRef(at)) }));
   }
 
   /** A journaled record as stored (inline content left out), or undefined once sent. */

@@ -122,6 +122,8 @@ export class SetSender {
     const { journal, spec, health, log } = this.#context;
     let lastSend = 0;
     let idle = false;
+    /** Failed turns in a row; from the second, the error is the set's lastSendError in status (a transport's retries name theirs). */
+    let failures = 0;
     while (!stopped()) {
       let sent = 0;
       let hurried = false;
@@ -136,9 +138,16 @@ export class SetSender {
         // While the disk is full, marking a message sent would fail: sending it would only send it twice.
         sent = health.full || (await this.#options.held?.()) === true ? 0 : (await this.#sendNext()).records;
         await this.#options.afterSend();
+        if (failures > 1) this.#nameSendError(null);
+        failures = 0;
       } catch (error) {
         if (stopped()) return;
-        if (!health.handle(error)) log.error("send failed", { set: spec.name, error: String(error) });
+        failures += 1;
+        if (!health.handle(error)) {
+          log.error("send failed", { set: spec.name, error: String(error) });
+          // A failure that repeats would otherwise show in status only as a backlog that grows.
+          if (failures > 1) this.#nameSendError(error instanceof Error ? error.message : String(error));
+        }
       }
       // What someone waits on is still unsent (a failed send, a full disk): the next try does not linger either.
       if (hurried && sent === 0) this.#hurried = true;
@@ -153,6 +162,16 @@ export class SetSender {
         });
         this.#wake = undefined;
       }
+    }
+  }
+
+  /** Names (or clears) the set's send error in status; a journal that cannot take it is the journal's health's to report. */
+  #nameSendError(error: string | null): void {
+    const { journal, spec, health, log } = this.#context;
+    try {
+      journal.sets.recordSendError(spec.name, error);
+    } catch (failure) {
+      if (!health.handle(failure)) log.error("send error not recorded", { set: spec.name, error: String(failure) });
     }
   }
 

@@ -65,7 +65,7 @@ export class LostSpoolTransport implements Transport {
 
 /** Why a record whose spooled content is gone was skipped, as status names its path. */
 export function lostSpoolReason(spoolDir: string): string {
-  return `its spooled content was deleted from ${spoolDir} (a cleaner removed the agent's spool folder or files in it); the file is captured again by a scan and sent whole`;
+  return `its spooled content was deleted from ${spoolDir}, or cut short or altered there (a cleaner removed or changed the agent's spool folder or files in it); the file is captured again by a scan and sent whole`;
 }
 
 /**
@@ -91,8 +91,8 @@ export function markerWithoutList(journal: Journal, set: string, seq: number): b
  */
 export async function skipLostSpools(journal: Journal, set: string): Promise<SkippedRecord[]> {
   const skipped: SkippedRecord[] = [];
-  for (const { seq, spool } of journal.unsentSpools(set)) {
-    if (existsSync(join(journal.spoolDir, spool)) || markerWithoutList(journal, set, seq)) continue;
+  for (const { seq, spool, lost } of journal.unsentSpools(set)) {
+    if (!(lost ?? !existsSync(join(journal.spoolDir, spool))) || markerWithoutList(journal, set, seq)) continue;
     const record = await skipRefusedRecord(journal, set, seq, lostSpoolReason(journal.spoolDir));
     if (record) skipped.push(record);
   }

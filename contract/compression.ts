@@ -27,7 +27,9 @@ export function compressed(bytes: Uint8Array, compression: Compression, fast = f
     compression === "zstd"
       ? zstdCompressSync(bytes, { pledgedSrcSize: bytes.length, ...whole, ...(fast ? { params: { [constants.ZSTD_c_compressionLevel]: 1 } } : {}) })
       : gzipSync(bytes, { ...whole, ...(fast ? { level: 1 } : {}) });
-  return data.length < bytes.length ? { codec: compression, data } : undefined;
+  if (data.length >= bytes.length) return undefined;
+  // The one piece is as large as the input: a result much smaller would keep all of it alive.
+  return { codec: compression, data: fast && data.buffer.byteLength > 2 * data.length ? Buffer.from(data) : data };
 }
 
 /**

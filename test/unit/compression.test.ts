@@ -33,6 +33,12 @@ describe("compressed, fast (a message's pack)", () => {
       expect(packed.codec).toBe(codec);
       expect(packed.data.length).toBeLessThan(mix.length);
       expect(decompressed(packed.data, codec, mix.length, mix.length).equals(mix)).toBe(true);
+      // The quickest level, not the default: its output differs from the default's.
+      expect(packed.data.equals(compressed(mix, codec)?.data ?? Buffer.alloc(0))).toBe(false);
+      // Made in one piece the input's size: a much smaller result is copied out of it, not kept as a view.
+      const small = compressed(Buffer.alloc(1024 * 1024, 7), codec, true);
+      expect(small?.data.length).toBeLessThan(8192);
+      expect(small?.data.buffer.byteLength).toBeLessThan(512 * 1024);
       // Larger than its input: more than the one output piece it starts with, and still nothing saved.
       expect(compressed(randomBytes(256 * 1024), codec, true)).toBeUndefined();
     }

@@ -8,7 +8,7 @@
 // captured again, never sent wrong nor blocking the set.
 
 import { createHash, randomBytes } from "node:crypto";
-import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, openSync, closeSync, readdirSync, readFileSync, rmSync, truncateSync, writeFileSync, writeSync } from "node:fs";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { Journal, type Change, type JournalRecord } from "../../agent/journal.ts";
@@ -88,7 +88,7 @@ describe("journal content files", () => {
     journal.close();
   });
 
-  it("leaves no content file and no record when the append fails, and a leftover of a crashed append is removed by the next process's first append", () => {
+  it("leaves no content file and no record when the append fails, and a leftover of a crashed append is removed by the next process", () => {
     const failing = Journal.open(dir.path, {
       onWrite: () => {
         throw new Error("injected failure before COMMIT");
@@ -120,8 +120,47 @@ describe("journal content files", () => {
     rmSync(join(journal.spoolDir, file ?? ""));
     expect(() => journal.pending("a", 0, 100)).toThrow(ContentFileLostError);
     expect(journal.pending("a", 0, 1).map((record) => record.op)).toEqual(["mkdir"]);
-    expect(journal.unsentSpools("a")).toEqual(seqs.slice(1, -1).map((seq) => ({ seq, spool: file })));
+    expect(journal.unsentSpools("a")).toEqual(seqs.slice(1, -1).map((seq) => ({ seq, spool: file, lost: true })));
     journal.close();
+  });
+
+  it("counts a content file cut short as lost for the records past its end only, without reading it", () => {
+    const journal = Journal.open(dir.path);
+    const seqs = journal.append("a", batch);
+    const [file = ""] = contentFiles(journal);
+    // Two records' contents whole, the third's in part.
+    truncateSync(join(journal.spoolDir, file), 2 * FILE_BYTES + 10);
+    expect(journal.unsentSpools("a").map((row) => row.lost)).toEqual(seqs.slice(1, -1).map((_, i) => i >= 2));
+    expect(() => journal.pending("a", 0, 100)).toThrow(/cut short/);
+    expect(existsSync(join(journal.spoolDir, file))).toBe(true);
+    journal.close();
+  });
+
+  it("refuses content read back altered (its sha256 differs), and counts every unsent record of its file lost", () => {
+    const journal = Journal.open(dir.path);
+    const seqs = journal.append("a", batch);
+    const [file = ""] = contentFiles(journal);
+    expect(journal.unsentSpools("a").every((row) => row.lost === false)).toBe(true);
+    const fd = openSync(join(journal.spoolDir, file), "r+");
+    writeSync(fd, Buffer.alloc(100, 0x41), 0, 100, 3 * FILE_BYTES + 500);
+    closeSync(fd);
+    expect(() => journal.pending("a", 0, 100)).toThrow(ContentFileLostError);
+    expect(() => journal.pending("a", 0, 100)).toThrow(/altered/);
+    // The records before it read back as journaled.
+    expect(journal.pending("a", 0, 4).slice(1).map((record) => bytesOf(record))).toEqual(contents.slice(0, 3));
+    expect(journal.unsentSpools("a")).toEqual(seqs.slice(1, -1).map((seq) => ({ seq, spool: file, lost: true })));
+    journal.close();
+  });
+
+  it("removes a leftover content file when the journal opens, not only at the next large batch", () => {
+    const first = Journal.open(dir.path);
+    first.append("a", batch);
+    const [kept] = contentFiles(first);
+    first.close();
+    writeFileSync(join(dir.path, "spool", "00000000-0000-0000-0000-000000000000.content"), "left by a crash");
+    const next = Journal.open(dir.path);
+    expect(contentFiles(next)).toEqual([kept]);
+    next.close();
   });
 });
 
@@ -146,6 +185,33 @@ describe("agent with content files", () => {
     expect(await pictureOfTarget(h.store, "app")).toEqual(await pictureOfSource(src));
     // Named while they waited for the scan's capture; sent since, so no longer.
     expect(h.journal.skipped("app")).toEqual([]);
+    expect(h.journal.sets.counters("app").backlogRecords).toBe(0);
+    expect(contentFiles(h.journal)).toEqual([]);
+  });
+
+  it.each([
+    ["cut short", (path: string) => truncateSync(path, 1000)],
+    [
+      "altered in place (same length)",
+      (path: string) => {
+        const fd = openSync(path, "r+");
+        writeSync(fd, Buffer.alloc(100, 0x41), 0, 100, 10 * FILE_BYTES + 7);
+        closeSync(fd);
+      },
+    ],
+  ])("repairs a content file %s like a removed one: its records are named, captured again and sent whole", async (_how, damage) => {
+    const errors: string[] = [];
+    const log = { debug: () => undefined, info: () => undefined, warn: () => undefined, error: (msg: string) => void errors.push(msg) };
+    h = agentHarness("app", { log });
+    const src = h.src.path;
+    for (let i = 0; i < 20; i++) writeFileSync(join(src, `f${i}.dat`), randomBytes(FILE_BYTES));
+    await h.agent.scan("app");
+    const [file = ""] = contentFiles(h.journal);
+    damage(join(h.journal.spoolDir, file));
+
+    await h.agent.drain("app");
+    expect(errors).toContain("not replicated until captured again: spooled content was deleted");
+    expect(await pictureOfTarget(h.store, "app")).toEqual(await pictureOfSource(src));
     expect(h.journal.sets.counters("app").backlogRecords).toBe(0);
     expect(contentFiles(h.journal)).toEqual([]);
   });
