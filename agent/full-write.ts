@@ -4,8 +4,6 @@
 // stopped, and a write that makes no progress fails naming the file, so a
 // restore never puts a truncated file in place and reports success.
 
-import { writevSync } from "node:fs";
-
 /** The part of a FileHandle a full write needs. */
 export interface PositionalWriter {
   write(buffer: Uint8Array, offset: number, length: number, position: number): Promise<{ bytesWritten: number }>;
@@ -31,39 +29,19 @@ export async function writevFully(handle: PositionalWriter, buffers: readonly Ui
     if (bytesWritten <= 0) throw refused(what, left, at);
     at += bytesWritten;
     left -= bytesWritten;
-    rest = after(rest, bytesWritten);
-  }
-  return total;
-}
-
-/** writevFully through a file descriptor, without the thread pool (a small file's few system calls, restore-writer.ts). */
-export function writevFullySync(fd: number, buffers: readonly Uint8Array[], position: number, what: string): number {
-  let rest = buffers.filter((b) => b.length > 0);
-  let at = position;
-  let left = rest.reduce((sum, b) => sum + b.length, 0);
-  const total = left;
-  while (left > 0) {
-    const bytesWritten = writevSync(fd, rest, at);
-    if (bytesWritten <= 0) throw refused(what, left, at);
-    at += bytesWritten;
-    left -= bytesWritten;
-    rest = after(rest, bytesWritten);
-  }
-  return total;
-}
-
-/** The buffers (and the part of one) a write of `taken` bytes left. */
-function after(buffers: readonly Uint8Array[], taken: number): Uint8Array[] {
-  let skip = taken;
-  const next: Uint8Array[] = [];
-  for (const b of buffers) {
-    if (skip >= b.length) skip -= b.length;
-    else {
-      next.push(skip > 0 ? b.subarray(skip) : b);
-      skip = 0;
+    // Skip the buffers (and the part of one) the disk took.
+    let skip = bytesWritten;
+    const next: Uint8Array[] = [];
+    for (const b of rest) {
+      if (skip >= b.length) skip -= b.length;
+      else {
+        next.push(skip > 0 ? b.subarray(skip) : b);
+        skip = 0;
+      }
     }
+    rest = next;
   }
-  return next;
+  return total;
 }
 
 /** Writes buffer[offset, offset + length) at position on. */

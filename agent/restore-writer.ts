@@ -10,8 +10,7 @@ import { createHash, randomBytes } from "node:crypto";
 import { chmod, link, lstat, lutimes, mkdir, open, readdir, realpath, rename, rm, symlink, utimes, type FileHandle } from "node:fs/promises";
 import { dirname, join, relative, sep } from "node:path";
 import { mapConcurrent } from "../contract/async.ts";
-import { closeSync, fchmodSync, fstatSync, futimesSync, openSync, renameSync } from "node:fs";
-import { writevFully, writevFullySync } from "./full-write.ts";
+import { writevFully } from "./full-write.ts";
 import { syncFileSystems } from "./restore-durable.ts";
 import { parentOf, setPathProblem } from "../contract/paths.ts";
 import type { Progress } from "./operations.ts";
@@ -88,13 +87,6 @@ export interface WriteReport {
 /** Bytes gathered before a write to the file. */
 const WRITE_BYTES = 1024 * 1024;
 
-/**
- * Files up to this size are read and checked whole, then written with a few system calls made directly (open,
- * writev, fstat, fchmod, futimes, close): each through the thread pool cost more CPU in hand-offs than the call
- * itself (bench/notes.md), and each blocks the event loop for microseconds of page-cache work.
- */
-export const SMALL_FILE_BYTES = 64 * 1024;
-
 /** Files written at once: a small file's time is mostly its GET's round trip. */
 export const WRITE_CONCURRENCY = 32;
 
@@ -106,30 +98,6 @@ class EntryError extends Error {
 /** The bytes read are not the entry's sha256: written again when the recovery point can read them elsewhere (reread). */
 class ContentHashError extends EntryError {
   override name = "ContentHashError";
-}
-
-/** An entry's bytes checked as they stream: never more than its size, and at the end exactly its size and sha256. */
-class ContentCheck {
-  readonly #entry: RecoveryEntry;
-  readonly #hash = createHash("sha256");
-  #size = 0;
-
-  constructor(entry: RecoveryEntry) {
-    this.#entry = entry;
-  }
-
-  add(chunk: Uint8Array): void {
-    this.#size += chunk.length;
-    if (this.#size > this.#entry.size) throw new EntryError(`the content read is longer than the recovery point's ${this.#entry.size} bytes; not restored`);
-    this.#hash.update(chunk);
-  }
-
-  finish(): void {
-    const entry = this.#entry;
-    if (this.#size !== entry.size) throw new EntryError(`the content read holds ${this.#size} bytes, the recovery point's ${entry.size}; not restored`);
-    const sha256 = this.#hash.digest("hex");
-    if (sha256 !== entry.sha256) throw new ContentHashError(`the content read has sha256 ${sha256}, the recovery point's ${entry.sha256 ?? "?"} (altered in the bucket?); not restored`);
-  }
 }
 
 /**
@@ -447,20 +415,10 @@ class TreeWriter {
   }
 
   async #settle(temp: string, target: string): Promise<void> {
-    if (this.#fresh) {
-      // Nothing at the name (the folder was empty): renamed directly, as small files are written (SMALL_FILE_BYTES).
-      renameSync(temp, target);
-      this.#settled(temp, target);
-      return;
-    }
     const existing = this.#fresh ? undefined : await lstat(target).catch(() => undefined);
     // A folder where the recovery point has a file or link: the recovery point wins (the caller asked for --force).
     if (existing?.isDirectory()) await rm(target, { recursive: true, force: true });
     await rename(temp, target);
-    this.#settled(temp, target);
-  }
-
-  #settled(temp: string, target: string): void {
     this.#temps.delete(temp);
     this.#named.add(relative(this.#root, dirname(target)).split(sep).join("/"));
   }
@@ -516,7 +474,6 @@ class TreeWriter {
    */
   async stageFile(entry: RecoveryEntry, read: () => Promise<EntryContent>, onBytes?: (bytes: number) => void, reread?: () => Promise<boolean>): Promise<Staged> {
     const { abs, dir } = await this.#place(entry.path);
-    if (entry.size <= SMALL_FILE_BYTES) return this.#stageSmall(entry, dir, abs, read, onBytes, reread);
     const temp = this.#temp(dir);
     try {
       const handle = await open(temp, "wx", 0o600);
@@ -599,7 +556,8 @@ class TreeWriter {
 
   /** Streams the content read into handle from its start, checking its size and sha256. */
   async #stream(handle: FileHandle, entry: RecoveryEntry, read: () => Promise<EntryContent>, onBytes?: (bytes: number) => void): Promise<void> {
-    const check = new ContentCheck(entry);
+    const hash = createHash("sha256");
+    let size = 0;
     // Read once the temp file is open: a content stream is never left unread by a failure before it.
     const content = await read();
     const chunks: AsyncIterable<Uint8Array> | Iterable<Uint8Array> = content instanceof Uint8Array ? [content] : content;
@@ -616,60 +574,17 @@ class TreeWriter {
     };
     for await (const chunk of chunks) {
       this.#signal?.throwIfAborted();
-      check.add(chunk);
+      size += chunk.length;
+      if (size > entry.size) throw new EntryError(`the content read is longer than the recovery point's ${entry.size} bytes; not restored`);
+      hash.update(chunk);
       pending.push(chunk);
       pendingBytes += chunk.length;
       if (pendingBytes >= WRITE_BYTES) await flush();
     }
     if (pendingBytes > 0) await flush();
-    check.finish();
-  }
-
-  /** A small file's bytes read whole and checked (its size and sha256), before anything is written. */
-  async #gather(entry: RecoveryEntry, read: () => Promise<EntryContent>): Promise<Uint8Array[]> {
-    const content = await read();
-    const check = new ContentCheck(entry);
-    const chunks: Uint8Array[] = [];
-    for await (const chunk of content instanceof Uint8Array ? [content] : content) {
-      this.#signal?.throwIfAborted();
-      check.add(chunk);
-      chunks.push(chunk);
-    }
-    check.finish();
-    return chunks;
-  }
-
-  /** A small file (SMALL_FILE_BYTES) staged: read and checked whole, then written with direct system calls. */
-  async #stageSmall(entry: RecoveryEntry, dir: string, abs: string, read: () => Promise<EntryContent>, onBytes?: (bytes: number) => void, reread?: () => Promise<boolean>): Promise<Staged> {
-    let chunks: Uint8Array[];
-    try {
-      chunks = await this.#gather(entry, read);
-    } catch (error) {
-      // The source read first turned out not to hold the file: read again, from the next source.
-      if (!(error instanceof ContentHashError) || !(await reread?.())) throw error;
-      chunks = await this.#gather(entry, read);
-    }
-    this.#signal?.throwIfAborted();
-    const temp = this.#temp(dir);
-    try {
-      const fd = openSync(temp, "wx", 0o600);
-      let dev: number;
-      try {
-        writevFullySync(fd, chunks, 0, entry.path);
-        const st = fstatSync(fd);
-        if (st.size !== entry.size) throw new EntryError(`the disk holds ${st.size} of its ${entry.size} bytes after writing (full disk or quota?); not restored`);
-        dev = st.dev;
-        fchmodSync(fd, entry.mode);
-        futimesSync(fd, seconds(entry.mtimeNs), seconds(entry.mtimeNs));
-      } finally {
-        closeSync(fd);
-      }
-      onBytes?.(entry.size);
-      return { entry, temp, abs, dev };
-    } catch (error) {
-      await this.#discard(temp);
-      throw error;
-    }
+    if (size !== entry.size) throw new EntryError(`the content read holds ${size} bytes, the recovery point's ${entry.size}; not restored`);
+    const sha256 = hash.digest("hex");
+    if (sha256 !== entry.sha256) throw new ContentHashError(`the content read has sha256 ${sha256}, the recovery point's ${entry.sha256 ?? "?"} (altered in the bucket?); not restored`);
   }
 
   /** Entry staged as a hard link of first (staged already); undefined when the filesystem cannot link them (the caller writes it whole). */
