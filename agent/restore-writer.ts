@@ -229,7 +229,9 @@ export async function writeRecoveryPoint<E extends RecoveryEntry>(point: Recover
     }
     // Every file is written under a temp name first; none is named before all their bytes are durable (commit).
     const staged: Staged[] = [];
-    await mapConcurrent(planned.fileGroups, WRITE_CONCURRENCY, async (group) => {
+    // Largest first: a large file's parts stream beside the many small files' GETs, not alone after them.
+    const bySize = [...planned.fileGroups].sort((a, b) => (b[0]?.size ?? 0) - (a[0]?.size ?? 0));
+    await mapConcurrent(bySize, WRITE_CONCURRENCY, async (group) => {
       // The first member written holds the bytes; the others become links to it.
       let first: Staged | undefined;
       for (const entry of group) {
