@@ -128,9 +128,14 @@ async function isEmptyDir(path: string): Promise<boolean> {
   }
 }
 
-/** A short temp name in the same folder: a 255-byte name plus a suffix would not fit NAME_MAX. */
-function tempName(): string {
-  return `.tm-${randomBytes(6).toString("hex")}`;
+/**
+ * Short temp names in the same folder (a 255-byte name plus a suffix would not fit NAME_MAX): one random prefix a
+ * restore and a count, not random bytes a file; each is created exclusively (wx), so a clash fails, never overwrites.
+ */
+function tempNames(): () => string {
+  const prefix = `.tm-${randomBytes(6).toString("hex")}-`;
+  let count = 0;
+  return () => `${prefix}${(count++).toString(36)}`;
 }
 
 interface Planned<E extends RecoveryEntry> {
@@ -373,6 +378,7 @@ class TreeWriter {
   readonly #named = new Set<string>();
   /** The folder was empty: nothing is at an entry's name but what this restore wrote there (a path is listed once). */
   readonly #fresh: boolean;
+  readonly #tempName = tempNames();
 
   constructor(root: string, signal: AbortSignal | undefined, fresh: boolean) {
     this.#root = root;
@@ -411,7 +417,7 @@ class TreeWriter {
   }
 
   #temp(dir: string): string {
-    const temp = join(dir, tempName());
+    const temp = join(dir, this.#tempName());
     this.#temps.add(temp);
     return temp;
   }
