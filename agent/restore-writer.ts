@@ -87,6 +87,13 @@ export interface WriteReport {
 /** Bytes gathered before a write to the file. */
 const WRITE_BYTES = 1024 * 1024;
 
+/**
+ * Files above this size are fsynced as soon as they are written: their writeback then overlaps the rest of the
+ * restore, and one fsync is little for their bytes. Smaller ones wait for the one file-system sync at the end
+ * (TreeWriter.makeDurable).
+ */
+export const SYNC_ALONE_BYTES = 1024 * 1024;
+
 /** Files written at once: a small file's time is mostly its GET's round trip. */
 export const WRITE_CONCURRENCY = 32;
 
@@ -348,6 +355,8 @@ interface Staged {
   readonly dev: number;
   /** A hard link of another staged file: that file's temp name (its bytes are that file's). */
   readonly linkOf?: string;
+  /** Its bytes are on disk already (fsynced when written, SYNC_ALONE_BYTES). */
+  readonly synced: boolean;
 }
 
 /**
@@ -485,7 +494,7 @@ class TreeWriter {
     const temp = this.#temp(dir);
     try {
       const handle = await open(temp, "wx", 0o600);
-      let dev: number;
+      let staged: Staged;
       try {
         let counted = 0;
         const count = (n: number) => {
@@ -501,17 +510,19 @@ class TreeWriter {
           onBytes?.(-counted);
           await this.#stream(handle, entry, read, onBytes);
         }
+        const synced = entry.size > SYNC_ALONE_BYTES;
+        if (synced) await handle.sync();
         // The checks above hashed the bytes read; this one proves the file holds all of them.
         const st = await handle.stat();
         if (st.size !== entry.size) throw new EntryError(`the disk holds ${st.size} of its ${entry.size} bytes after writing (full disk or quota?); not restored`);
-        dev = st.dev;
+        staged = { entry, temp, abs, dev: st.dev, synced };
         await handle.chmod(entry.mode);
         // Set through the handle: the rename into place later keeps it.
         await handle.utimes(seconds(entry.mtimeNs), seconds(entry.mtimeNs));
       } finally {
         await handle.close();
       }
-      return { entry, temp, abs, dev };
+      return staged;
     } catch (error) {
       await this.#discard(temp);
       throw error;
@@ -519,10 +530,11 @@ class TreeWriter {
   }
 
   /**
-   * Makes the bytes of every staged file durable: each device written to synced once (syncfs), else each file
-   * fsynced. Returns the files that could not be (their temps removed: they are not restored).
+   * Makes the bytes of every staged file not synced yet durable: each device written to synced once (syncfs), else
+   * each file fsynced. Returns the files that could not be (their temps removed: they are not restored).
    */
-  async makeDurable(staged: readonly Staged[]): Promise<{ staged: Staged; error: unknown }[]> {
+  async makeDurable(all: readonly Staged[]): Promise<{ staged: Staged; error: unknown }[]> {
+    const staged = all.filter((file) => !file.synced);
     const folders = new Map<number, string>();
     for (const file of staged) if (!folders.has(file.dev)) folders.set(file.dev, dirname(file.temp));
     if (folders.size === 0 || (await syncFileSystems(folders.values()))) return [];
@@ -607,7 +619,7 @@ class TreeWriter {
       if (code === "EXDEV" || code === "EMLINK" || code === "EPERM" || code === "ENOTSUP") return undefined;
       throw error;
     }
-    return { entry, temp, abs, dev: first.dev, linkOf: first.temp };
+    return { entry, temp, abs, dev: first.dev, linkOf: first.temp, synced: first.synced };
   }
 
   async symlink(entry: RecoveryEntry): Promise<void> {

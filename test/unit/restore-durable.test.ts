@@ -1,7 +1,7 @@
 // A restore makes its files durable before it names them: every file is
 // written under a temp name, then the file system is synced once (syncfs)
-// and only then are the files renamed into place; no file is fsynced one by
-// one. Where the file system cannot be synced, each file is fsynced before
+// and only then are the files renamed into place; no small file is fsynced
+// one by one (a large one is, as soon as it is written). Where the file system cannot be synced, each file is fsynced before
 // it is named, and a file whose bytes cannot be synced is not restored.
 
 import { createHash } from "node:crypto";
@@ -14,7 +14,7 @@ import { writeRecoveryPoint, type RecoveryEntry } from "../../agent/restore-writ
 import { tempDir } from "../support/tree.ts";
 
 /** What happened to the restore's files, in order: file systems synced, temp files fsynced, renames into place. */
-const events: { op: "syncfs" | "fsync" | "rename"; path: string }[] = [];
+const events: { op: "syncfs" | "fsync" | "rename"; path: string; size?: number }[] = [];
 const control = { syncfs: true, failFsync: "" };
 
 vi.mock("../../agent/restore-durable.ts", () => ({
@@ -34,7 +34,7 @@ vi.mock("node:fs/promises", async (importOriginal) => {
     const sync = handle.sync.bind(handle);
     Object.defineProperty(handle, "sync", {
       value: async () => {
-        events.push({ op: "fsync", path: file });
+        events.push({ op: "fsync", path: file, size: statSync(file).size });
         if (control.failFsync !== "" && readFileSync(file, "utf8") === control.failFsync) throw Object.assign(new Error("EIO: i/o error, fsync"), { code: "EIO", syscall: "fsync" });
         return sync();
       },
@@ -77,12 +77,12 @@ async function restore() {
 }
 
 describe("restore durability of files", () => {
-  it("syncs the file system once, before any file is named, and fsyncs no file one by one", async () => {
+  it("syncs the file system once, before any file is named, and fsyncs only the large file one by one", async () => {
     const { to, report, bodies } = await restore();
     expect(report.failures).toEqual([]);
     expect(report).toMatchObject({ files: 4, hardLinks: 1 });
     expect(events.filter((e) => e.op === "syncfs")).toHaveLength(1);
-    expect(events.filter((e) => e.op === "fsync")).toEqual([]);
+    expect(events.filter((e) => e.op === "fsync").map((e) => e.size)).toEqual([3 * 1024 * 1024]);
     expect(events.findIndex((e) => e.op === "rename")).toBeGreaterThan(events.findIndex((e) => e.op === "syncfs"));
     for (const [path, body] of bodies) expect(readFileSync(join(to, path)).equals(body)).toBe(true);
     // Mode and mtime set before the rename are the entry's; the links are one file.
