@@ -11,7 +11,6 @@ import { chmod, link, lstat, lutimes, mkdir, open, readdir, realpath, rename, rm
 import { dirname, join, relative, sep } from "node:path";
 import { mapConcurrent } from "../contract/async.ts";
 import { writevFully } from "./full-write.ts";
-import { syncFileSystems } from "./restore-durable.ts";
 import { parentOf, setPathProblem } from "../contract/paths.ts";
 import type { Progress } from "./operations.ts";
 
@@ -86,13 +85,6 @@ export interface WriteReport {
 
 /** Bytes gathered before a write to the file. */
 const WRITE_BYTES = 1024 * 1024;
-
-/**
- * Files above this size are fsynced as soon as they are written: their writeback then overlaps the rest of the
- * restore, and one fsync is little for their bytes. Smaller ones wait for the one file-system sync at the end
- * (TreeWriter.makeDurable).
- */
-export const SYNC_ALONE_BYTES = 1024 * 1024;
 
 /** Files written at once: a small file's time is mostly its GET's round trip. */
 export const WRITE_CONCURRENCY = 32;
@@ -239,18 +231,16 @@ export async function writeRecoveryPoint<E extends RecoveryEntry>(point: Recover
         fail(dir.path, error);
       }
     }
-    // Every file is written under a temp name first; none is named before all their bytes are durable (commit).
-    const staged: Staged[] = [];
     // Largest first: a large file's parts stream beside the many small files' GETs, not alone after them.
     const bySize = [...planned.fileGroups].sort((a, b) => (b[0]?.size ?? 0) - (a[0]?.size ?? 0));
     await mapConcurrent(bySize, WRITE_CONCURRENCY, async (group) => {
       // The first member written holds the bytes; the others become links to it.
-      let first: Staged | undefined;
+      let first: E | undefined;
       for (const entry of group) {
         try {
-          const linked = first ? await writer.stageLink(first, entry) : undefined;
-          if (linked) staged.push(linked);
+          if (first && (await writer.hardLink(first, entry))) hardLinks += 1;
           else {
+            // Awaited before the sum: `bytes += await …` would add to the value read before other files' writes finished.
             let partial = 0;
             const onBytes = (n: number) => {
               partial += n;
@@ -258,37 +248,20 @@ export async function writeRecoveryPoint<E extends RecoveryEntry>(point: Recover
               report();
             };
             const reread = point.reread ? () => point.reread?.(entry) ?? Promise.resolve(false) : undefined;
-            const written = await writer.stageFile(entry, () => point.content(entry), onBytes, reread).catch((error: unknown) => {
+            const written = await writer.file(entry, () => point.content(entry), onBytes, reread).catch((error: unknown) => {
               // A file not restored takes its bytes off the bar again.
               streamed -= partial;
               throw error;
             });
-            staged.push(written);
-            first ??= written;
+            bytes += written;
+            first ??= entry;
           }
+          files += 1;
         } catch (error) {
           fail(entry.path, error);
         }
         done += 1;
         report();
-      }
-    });
-    // An abort stops here: the temps are removed, nothing more is named.
-    options.signal?.throwIfAborted();
-    for (const { staged: file, error } of await writer.makeDurable(staged)) {
-      fail(file.entry.path, new EntryError(`its bytes could not be synced to disk: ${reasonOf(error)}; not restored`));
-      if (file.linkOf === undefined) streamed -= file.entry.size;
-    }
-    await mapConcurrent(staged, WRITE_CONCURRENCY, async (file) => {
-      if (!writer.isStaged(file)) return;
-      try {
-        await writer.name(file);
-        files += 1;
-        if (file.linkOf !== undefined) hardLinks += 1;
-        else bytes += file.entry.size;
-      } catch (error) {
-        fail(file.entry.path, error);
-        if (file.linkOf === undefined) streamed -= file.entry.size;
       }
     });
     for (const entry of planned.links) {
@@ -346,19 +319,7 @@ export async function extraEntries(root: string, known: ReadonlySet<string>): Pr
   return extra.sort();
 }
 
-/** A file (or a hard link of one) written under its temp name, checked, waiting to be named. */
-interface Staged {
-  readonly entry: RecoveryEntry;
-  readonly temp: string;
-  readonly abs: string;
-  /** The device it was written to (each device is synced once). */
-  readonly dev: number;
-  /** A hard link of another staged file: that file's temp name (its bytes are that file's). */
-  readonly linkOf?: string;
-  /** Its bytes are on disk already (fsynced when written, SYNC_ALONE_BYTES). */
-  readonly synced: boolean;
-}
-
+/** The writes of one restore, confined to its root. */
 /**
  * Makes a folder that files written at once may all need: another write that
  * made it first (EEXIST) is as good, once it proves a real folder (not a
@@ -375,7 +336,6 @@ async function makeFolder(abs: string, path: string, mode = 0o755): Promise<void
   }
 }
 
-/** The writes of one restore, confined to its root. */
 class TreeWriter {
   readonly #root: string;
   readonly #signal: AbortSignal | undefined;
@@ -485,16 +445,14 @@ class TreeWriter {
   }
 
   /**
-   * Writes a file under a temp name, checking its size and sha256 as it streams, with its mode and mtime. Bytes that
-   * are not the entry's never reach its name: the temp file is removed and the error names the file. The caller names
-   * it (name()) once makeDurable() has put its bytes on disk.
+   * Writes a file through a temp name, checking its size and sha256 as it streams; returns the bytes written. Bytes
+   * that are not the entry's never reach its name: the temp file is removed and the error names the file.
    */
-  async stageFile(entry: RecoveryEntry, read: () => Promise<EntryContent>, onBytes?: (bytes: number) => void, reread?: () => Promise<boolean>): Promise<Staged> {
+  async file(entry: RecoveryEntry, read: () => Promise<EntryContent>, onBytes?: (bytes: number) => void, reread?: () => Promise<boolean>): Promise<number> {
     const { abs, dir } = await this.#place(entry.path);
     const temp = this.#temp(dir);
     try {
       const handle = await open(temp, "wx", 0o600);
-      let staged: Staged;
       try {
         let counted = 0;
         const count = (n: number) => {
@@ -510,66 +468,21 @@ class TreeWriter {
           onBytes?.(-counted);
           await this.#stream(handle, entry, read, onBytes);
         }
-        const synced = entry.size > SYNC_ALONE_BYTES;
-        if (synced) await handle.sync();
-        // The checks above hashed the bytes read; this one proves the file holds all of them.
-        const st = await handle.stat();
-        if (st.size !== entry.size) throw new EntryError(`the disk holds ${st.size} of its ${entry.size} bytes after writing (full disk or quota?); not restored`);
-        staged = { entry, temp, abs, dev: st.dev, synced };
+        // Durable before it is named: fsynced through the handle that wrote it, before its mode (000, 200) is set.
+        await handle.sync();
+        // The checks above hashed the bytes read; this one proves the disk holds all of them.
+        const onDisk = (await handle.stat()).size;
+        if (onDisk !== entry.size) throw new EntryError(`the disk holds ${onDisk} of its ${entry.size} bytes after writing (full disk or quota?); not restored`);
         await handle.chmod(entry.mode);
-        // Set through the handle: the rename into place later keeps it.
+        // Set through the handle: the rename keeps it.
         await handle.utimes(seconds(entry.mtimeNs), seconds(entry.mtimeNs));
       } finally {
         await handle.close();
       }
-      return staged;
+      await this.#settle(temp, abs);
+      return entry.size;
     } catch (error) {
       await this.#discard(temp);
-      throw error;
-    }
-  }
-
-  /**
-   * Makes the bytes of every staged file not synced yet durable: each device written to synced once (syncfs), else
-   * each file fsynced. Returns the files that could not be (their temps removed: they are not restored).
-   */
-  async makeDurable(all: readonly Staged[]): Promise<{ staged: Staged; error: unknown }[]> {
-    const staged = all.filter((file) => !file.synced);
-    const folders = new Map<number, string>();
-    for (const file of staged) if (!folders.has(file.dev)) folders.set(file.dev, dirname(file.temp));
-    if (folders.size === 0 || (await syncFileSystems(folders.values()))) return [];
-    const failed: { staged: Staged; error: unknown }[] = [];
-    // A hard link's bytes are its first file's: synced with it.
-    await mapConcurrent(staged.filter((file) => file.linkOf === undefined), WRITE_CONCURRENCY, async (file) => {
-      try {
-        const handle = await open(file.temp, "r");
-        try {
-          await handle.sync();
-        } finally {
-          await handle.close();
-        }
-      } catch (error) {
-        failed.push({ staged: file, error });
-      }
-    });
-    const unsynced = new Set(failed.map(({ staged: file }) => file.temp));
-    // Links of a file that could not be synced share its bytes: not restored either.
-    for (const file of staged) if (file.linkOf !== undefined && unsynced.has(file.linkOf)) failed.push({ staged: file, error: new EntryError("its hard link's bytes could not be synced") });
-    for (const { staged: file } of failed) await this.#discard(file.temp);
-    return failed;
-  }
-
-  /** Whether a staged file still waits for its name (not discarded). */
-  isStaged(file: Staged): boolean {
-    return this.#temps.has(file.temp);
-  }
-
-  /** Renames a staged file into place. */
-  async name(file: Staged): Promise<void> {
-    try {
-      await this.#settle(file.temp, file.abs);
-    } catch (error) {
-      await this.#discard(file.temp);
       throw error;
     }
   }
@@ -607,19 +520,25 @@ class TreeWriter {
     if (sha256 !== entry.sha256) throw new ContentHashError(`the content read has sha256 ${sha256}, the recovery point's ${entry.sha256 ?? "?"} (altered in the bucket?); not restored`);
   }
 
-  /** Entry staged as a hard link of first (staged already); undefined when the filesystem cannot link them (the caller writes it whole). */
-  async stageLink(first: Staged, entry: RecoveryEntry): Promise<Staged | undefined> {
+  /** Makes entry a hard link of first (written already); false when the filesystem cannot link them (the caller writes it whole). */
+  async hardLink(first: RecoveryEntry, entry: RecoveryEntry): Promise<boolean> {
     const { abs, dir } = await this.#place(entry.path);
     const temp = this.#temp(dir);
     try {
-      await link(first.temp, temp);
+      await link(join(this.#root, first.path), temp);
     } catch (error) {
       this.#temps.delete(temp);
       const code = (error as NodeJS.ErrnoException).code;
-      if (code === "EXDEV" || code === "EMLINK" || code === "EPERM" || code === "ENOTSUP") return undefined;
+      if (code === "EXDEV" || code === "EMLINK" || code === "EPERM" || code === "ENOTSUP") return false;
       throw error;
     }
-    return { entry, temp, abs, dev: first.dev, linkOf: first.temp, synced: first.synced };
+    try {
+      await this.#settle(temp, abs);
+      return true;
+    } catch (error) {
+      await this.#discard(temp);
+      throw error;
+    }
   }
 
   async symlink(entry: RecoveryEntry): Promise<void> {
