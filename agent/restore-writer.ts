@@ -127,9 +127,14 @@ async function isEmptyDir(path: string): Promise<boolean> {
   }
 }
 
-/** A short temp name in the same folder: a 255-byte name plus a suffix would not fit NAME_MAX. */
-function tempName(): string {
-  return `.tm-${randomBytes(6).toString("hex")}`;
+/**
+ * Short temp names in the same folder (a 255-byte name plus a suffix would not fit NAME_MAX): one random prefix a
+ * restore and a count, not random bytes a file; each is created exclusively (wx), so a clash fails, never overwrites.
+ */
+function tempNames(): () => string {
+  const prefix = `.tm-${randomBytes(6).toString("hex")}-`;
+  let count = 0;
+  return () => `${prefix}${(count++).toString(36)}`;
 }
 
 interface Planned<E extends RecoveryEntry> {
@@ -226,7 +231,9 @@ export async function writeRecoveryPoint<E extends RecoveryEntry>(point: Recover
         fail(dir.path, error);
       }
     }
-    await mapConcurrent(planned.fileGroups, WRITE_CONCURRENCY, async (group) => {
+    // Largest first: a large file's parts stream beside the many small files' GETs, not alone after them.
+    const bySize = [...planned.fileGroups].sort((a, b) => (b[0]?.size ?? 0) - (a[0]?.size ?? 0));
+    await mapConcurrent(bySize, WRITE_CONCURRENCY, async (group) => {
       // The first member written holds the bytes; the others become links to it.
       let first: E | undefined;
       for (const entry of group) {
@@ -340,6 +347,7 @@ class TreeWriter {
   readonly #named = new Set<string>();
   /** The folder was empty: nothing is at an entry's name but what this restore wrote there (a path is listed once). */
   readonly #fresh: boolean;
+  readonly #tempName = tempNames();
 
   constructor(root: string, signal: AbortSignal | undefined, fresh: boolean) {
     this.#root = root;
@@ -378,7 +386,7 @@ class TreeWriter {
   }
 
   #temp(dir: string): string {
-    const temp = join(dir, tempName());
+    const temp = join(dir, this.#tempName());
     this.#temps.add(temp);
     return temp;
   }
@@ -460,16 +468,18 @@ class TreeWriter {
           onBytes?.(-counted);
           await this.#stream(handle, entry, read, onBytes);
         }
+        // Durable before it is named: fsynced through the handle that wrote it, before its mode (000, 200) is set.
         await handle.sync();
         // The checks above hashed the bytes read; this one proves the disk holds all of them.
         const onDisk = (await handle.stat()).size;
         if (onDisk !== entry.size) throw new EntryError(`the disk holds ${onDisk} of its ${entry.size} bytes after writing (full disk or quota?); not restored`);
         await handle.chmod(entry.mode);
+        // Set through the handle: the rename keeps it.
+        await handle.utimes(seconds(entry.mtimeNs), seconds(entry.mtimeNs));
       } finally {
         await handle.close();
       }
       await this.#settle(temp, abs);
-      await utimes(abs, seconds(entry.mtimeNs), seconds(entry.mtimeNs));
       return entry.size;
     } catch (error) {
       await this.#discard(temp);

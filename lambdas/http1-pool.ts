@@ -47,6 +47,21 @@ export class HttpConnectionError extends Error {
   }
 }
 
+/**
+ * A connection moved fewer bytes than its pool's minimumTransfer while a request waited on it (an endpoint answering a
+ * byte now and then never trips the idle timeout); `code` ETIMEDOUT, so callers retry it as a timeout.
+ */
+export class HttpSlowTransferError extends Error {
+  override readonly name = "HttpSlowTransferError";
+  readonly code = "ETIMEDOUT";
+}
+
+/** At least `bytes` sent and received in every `windowMs` a request is on a connection (as lambdas/target/slow-transfers.ts's rule for the SDK's connections). */
+export interface MinimumTransfer {
+  readonly bytes: number;
+  readonly windowMs: number;
+}
+
 /** The answer's body is longer than the request allowed (a server that ignored a Range): refused before it is read; the connection is dropped. */
 export class HttpAnswerTooLargeError extends Error {
   override readonly name = "HttpAnswerTooLargeError";
@@ -64,6 +79,11 @@ export interface Http1PoolOptions {
   readonly timeoutMs: number;
   /** Certificates trusted for an https: origin. @default Node's root certificates */
   readonly ca?: string | Buffer;
+  /**
+   * A connection that moves less than this while a request is on it fails the request with HttpSlowTransferError.
+   * None when absent: only for requests that always move bytes (reads); S3 may pad a long copy's answer now and then.
+   */
+  readonly minimumTransfer?: MinimumTransfer;
 }
 
 interface Pending {
@@ -163,7 +183,7 @@ export class Http1Pool {
     } else socket = net.connect({ host, port });
     socket.setNoDelay(true);
     socket.setKeepAlive(true, 1_000);
-    return new Connection(socket, this.#url.host, this.#options.timeoutMs, {
+    return new Connection(socket, this.#url.host, this.#options.timeoutMs, this.#options.minimumTransfer, {
       idle: (connection) => {
         if (this.#closed) connection.destroy();
         else this.#idle.push(connection);
@@ -193,10 +213,16 @@ class Connection {
   #idleSince = 0;
   #keepAliveMs = DEFAULT_IDLE_MS;
   #gone = false;
+  readonly #host: string;
+  readonly #minimumTransfer: MinimumTransfer | undefined;
+  /** Checks minimumTransfer while a request is on the connection; cleared when its answer ends. */
+  #watch: NodeJS.Timeout | undefined;
 
-  constructor(socket: net.Socket, host: string, timeoutMs: number, events: ConnectionEvents) {
+  constructor(socket: net.Socket, host: string, timeoutMs: number, minimumTransfer: MinimumTransfer | undefined, events: ConnectionEvents) {
     this.#socket = socket;
     this.#events = events;
+    this.#host = host;
+    this.#minimumTransfer = minimumTransfer;
     socket.setTimeout(timeoutMs);
     socket.on("data", (chunk: Buffer) => this.#data(chunk));
     socket.on("timeout", () => this.#fail(new HttpConnectionError(`no answer from ${host} in ${timeoutMs / 1000} s`, "ETIMEDOUT")));
@@ -218,6 +244,31 @@ class Connection {
     socket.write(pending.head, "latin1");
     if (pending.body.length > 0) socket.write(pending.body);
     socket.uncork();
+    this.#watchTransfer(pending.method);
+  }
+
+  /** Fails the request when a window passes with fewer bytes sent and received than the pool's minimumTransfer. */
+  #watchTransfer(method: string): void {
+    const rule = this.#minimumTransfer;
+    if (!rule) return;
+    const socket = this.#socket;
+    const moved = () => socket.bytesRead + socket.bytesWritten;
+    let mark = moved();
+    this.#watch = setInterval(() => {
+      const count = moved() - mark;
+      mark += count;
+      if (count >= rule.bytes) return;
+      this.#fail(
+        new HttpSlowTransferError(
+          `the connection to ${this.#host} moved ${count} bytes (sent and received) in ${rule.windowMs / 1000} s while a ${method} waited for its answer (at least ${rule.bytes} expected): an endpoint that slow would hold the command for hours; abandoned`,
+        ),
+      );
+    }, rule.windowMs).unref();
+  }
+
+  #stopWatch(): void {
+    clearInterval(this.#watch);
+    this.#watch = undefined;
   }
 
   destroy(): void {
@@ -253,6 +304,7 @@ class Connection {
   }
 
   #finish(pending: Pending, answer: Http1Response, keepAlive: boolean): void {
+    this.#stopWatch();
     this.#pending = undefined;
     this.#parser = undefined;
     const hint = /timeout=(\d+)/.exec(String(answer.headers["keep-alive"] ?? ""))?.[1];
@@ -271,6 +323,7 @@ class Connection {
   }
 
   #fail(error: Error): void {
+    this.#stopWatch();
     const pending = this.#pending;
     this.#pending = undefined;
     this.#parser = undefined;

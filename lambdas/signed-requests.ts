@@ -17,7 +17,7 @@ import type http from "node:http";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { EndpointV2 } from "@smithy/types";
 import { isTransientAwsError } from "./aws-errors.ts";
-import { Http1Pool } from "./http1-pool.ts";
+import { Http1Pool, type MinimumTransfer } from "./http1-pool.ts";
 import { SigV4Signer, uriEncode, type CredentialsSource } from "./sigv4.ts";
 
 export { uriEncode };
@@ -65,6 +65,10 @@ export interface ClientSettings {
 export interface SignedRequestOptions {
   /** First retry's ceiling; later ones double it (full jitter). The SDK's default is 100 ms. */
   readonly retryBaseMs?: number;
+  /** A request that sends and receives nothing for this long is abandoned (and retried). @default 60 s */
+  readonly idleTimeoutMs?: number;
+  /** A connection moving less than this while a request is on it fails the request (http1-pool.ts); none when absent. */
+  readonly minimumTransfer?: MinimumTransfer;
 }
 
 /**
@@ -108,7 +112,11 @@ export class SignedRequests {
     this.#url = target.url;
     this.#basePath = target.url.pathname.replace(/\/+$/, "");
     this.#signer = new SigV4Signer(target.signingName, target.signingRegion, settings.credentials);
-    this.#pool = new Http1Pool(target.url, { maxSockets: 50, timeoutMs: IDLE_TIMEOUT_MS });
+    this.#pool = new Http1Pool(target.url, {
+      maxSockets: 50,
+      timeoutMs: options.idleTimeoutMs ?? IDLE_TIMEOUT_MS,
+      ...(options.minimumTransfer !== undefined ? { minimumTransfer: options.minimumTransfer } : {}),
+    });
     this.#retryBaseMs = options.retryBaseMs ?? 100;
     this.#errorOf = errorOf;
   }

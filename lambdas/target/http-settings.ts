@@ -37,6 +37,13 @@ export interface HttpSettings {
 export const DEFAULT_MAX_SOCKETS = 50;
 const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
 const DEFAULT_IDLE_TIMEOUT_MS = 60_000;
+/** The CLI's reads of the bucket give up on a request that moves nothing for this long (a minute is for the applier's writes). */
+export const READ_IDLE_TIMEOUT_MS = 15_000;
+/**
+ * What a connection must move while one of the CLI's reads is on it: an endpoint answering a byte every few seconds
+ * never trips an idle timeout, and would hold a restore for hours. Any working link moves more.
+ */
+export const READ_MINIMUM_TRANSFER = { bytes: 1024, windowMs: 30_000 } as const;
 /** http.Agent takes `proxyEnv` since Node 24.5.0; older versions would silently go direct. */
 const PROXY_NODE_VERSION = [24, 5] as const;
 

@@ -10,16 +10,19 @@
 // they go through the SDK, whose handler holds the proxy and the CA bundle.
 // A server that ignores the Range (any answer but 206) is read through the
 // SDK too, and a body longer than the range is refused before it is read.
+// A direct GET gives up as the CLI's other reads do (READ_IDLE_TIMEOUT_MS,
+// READ_MINIMUM_TRANSFER): an endpoint that stops, or trickles a byte now and
+// then, fails the file instead of holding the restore.
 
 import { PutObjectCommand, type S3Client } from "@aws-sdk/client-s3";
 import { getEndpointFromInstructions } from "@smithy/core/endpoints";
 import { sharedUntilFailure } from "../../contract/async.ts";
 import { metadataOf, S3ObjectRequests } from "../s3-object-requests.ts";
 import { AwsRequestError, type SignedResponse } from "../signed-requests.ts";
-import { HttpAnswerTooLargeError } from "../http1-pool.ts";
+import { HttpAnswerTooLargeError, type MinimumTransfer } from "../http1-pool.ts";
 import { isNotFound, S3Store } from "../store/s3-store.ts";
 import { SourceChangedError, type ObjectStream, type ReadStreamOptions } from "../store/store.ts";
-import { caBundleFile, proxyFor, proxyPlan, type HttpSettings } from "./http-settings.ts";
+import { caBundleFile, proxyFor, proxyPlan, READ_IDLE_TIMEOUT_MS, READ_MINIMUM_TRANSFER, type HttpSettings } from "./http-settings.ts";
 
 /** The most one direct GET asks for (and holds in memory until it is written). */
 export const DIRECT_READ_BYTES = 8 * 1024 * 1024;
@@ -30,16 +33,27 @@ export function directReachable(url: URL, http: HttpSettings, env: NodeJS.Proces
   return url.protocol !== "https:" || caBundleFile(http, env) === undefined;
 }
 
+/** When a direct GET is abandoned. */
+export interface DirectReadLimits {
+  /** Nothing sent or received for this long. */
+  readonly idleTimeoutMs: number;
+  /** Less than this moved while the GET is on its connection. */
+  readonly minimumTransfer: MinimumTransfer;
+}
+
+/** As the CLI's reads through the SDK. */
+export const DIRECT_READ_LIMITS: DirectReadLimits = { idleTimeoutMs: READ_IDLE_TIMEOUT_MS, minimumTransfer: READ_MINIMUM_TRANSFER };
+
 /** S3Store whose readStream sends direct GETs where directReachable says the bucket's endpoint allows it. */
 export class RestoreS3Store extends S3Store {
   readonly #direct: () => Promise<S3ObjectRequests | undefined>;
 
-  /** `http` and `env`: the proxy and CA bundle settings the client was built with. */
-  constructor(client: S3Client, bucket: string, http: HttpSettings, env: NodeJS.ProcessEnv = process.env) {
+  /** `http` and `env`: the proxy and CA bundle settings the client was built with; `limits`: when a direct GET gives up. */
+  constructor(client: S3Client, bucket: string, http: HttpSettings, env: NodeJS.ProcessEnv = process.env, limits: DirectReadLimits = DIRECT_READ_LIMITS) {
     super(client, bucket);
     this.#direct = sharedUntilFailure(async () => {
       const endpoint = await getEndpointFromInstructions({ Bucket: bucket, Key: "-" }, PutObjectCommand, client.config);
-      return directReachable(endpoint.url, http, env) ? S3ObjectRequests.open(client, bucket) : undefined;
+      return directReachable(endpoint.url, http, env) ? S3ObjectRequests.open(client, bucket, limits) : undefined;
     });
   }
 

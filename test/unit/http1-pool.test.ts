@@ -6,7 +6,7 @@ import { join } from "node:path";
 import type { TLSSocket } from "node:tls";
 import { createServer as createTcpServer, type AddressInfo, type Socket } from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
-import { Http1Pool, HttpAnswerTooLargeError, HttpConnectionError, HttpProtocolError, InvalidHttpRequestError } from "../../lambdas/http1-pool.ts";
+import { Http1Pool, HttpAnswerTooLargeError, HttpConnectionError, HttpProtocolError, HttpSlowTransferError, InvalidHttpRequestError } from "../../lambdas/http1-pool.ts";
 
 const closers: (() => Promise<void>)[] = [];
 
@@ -260,5 +260,52 @@ describe("Http1Pool reads answers as Node's client does", () => {
     const url = await rawServer((socket) => socket.write("HTTP/1.1 200 OK\r\nX-Value: \t a\u000b\u00a0 \t\r\nContent-Length: 0\r\n\r\n", "latin1"));
     const answer = await get(pool(url), url);
     expect(answer.headers["x-value"]).toBe("a\u000b\u00a0");
+  });
+});
+
+/** Answers a request with a head announcing `length` bytes, then trickles them a byte every `everyMs`. */
+function trickle(length: number, everyMs: number): (socket: Socket) => void {
+  return (socket) => {
+    socket.write(`HTTP/1.1 206 Partial Content\r\nContent-Length: ${length}\r\nContent-Range: bytes 0-${length - 1}/${length}\r\n\r\n`, "latin1");
+    let sent = 0;
+    const timer = setInterval(() => {
+      if (socket.destroyed || sent >= length) clearInterval(timer);
+      else {
+        socket.write("x");
+        sent += 1;
+      }
+    }, everyMs);
+    socket.once("close", () => clearInterval(timer));
+  };
+}
+
+describe("Http1Pool's minimum transfer", () => {
+  const get = (requests: Http1Pool, url: URL) => requests.request("GET", "/", { host: url.host }, new Uint8Array());
+
+  it("abandons a request whose connection trickles, naming what it waited for (never ends otherwise: each byte resets the idle timeout)", async () => {
+    const url = await rawServer(trickle(1_000_000, 10));
+    const guarded = new Http1Pool(url, { maxSockets: 1, timeoutMs: 10_000, minimumTransfer: { bytes: 1024, windowMs: 100 } });
+    closers.push(() => Promise.resolve(guarded.close()));
+    const failure = await get(guarded, url).catch((error: unknown) => error);
+    expect(failure).toBeInstanceOf(HttpSlowTransferError);
+    expect(failure).toMatchObject({ code: "ETIMEDOUT" });
+    expect(String(failure)).toMatch(new RegExp(`the connection to ${url.host} moved \\d+ bytes \\(sent and received\\) in 0\\.1 s while a GET waited for its answer \\(at least 1024 expected\\)`));
+  });
+
+  it("lets a slow answer finish where no minimum is set (the applier's pool)", async () => {
+    const url = await rawServer(trickle(5, 10));
+    const answer = await get(pool(url), url);
+    expect(answer.body.toString()).toBe("xxxxx");
+  });
+
+  it("stops watching when the answer ends: an idle kept-alive connection is not abandoned, and serves the next request", async () => {
+    const server = await httpServer((_req, res) => res.end("hello"));
+    const guarded = new Http1Pool(server.url, { maxSockets: 1, timeoutMs: 10_000, minimumTransfer: { bytes: 1, windowMs: 100 } });
+    closers.push(() => Promise.resolve(guarded.close()));
+    expect((await get(guarded, server.url)).body.toString()).toBe("hello");
+    // Several windows with the connection idle.
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    expect((await get(guarded, server.url)).body.toString()).toBe("hello");
+    expect(server.connections()).toBe(1);
   });
 });

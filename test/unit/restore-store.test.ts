@@ -7,11 +7,12 @@
 
 import { randomBytes } from "node:crypto";
 import { createServer, type Server } from "node:http";
-import type { AddressInfo } from "node:net";
+import { createServer as createTcpServer, type AddressInfo, type Socket } from "node:net";
 import { S3Client } from "@aws-sdk/client-s3";
 import { describe, expect, it } from "vitest";
-import { DIRECT_READ_BYTES, directReachable, RestoreS3Store } from "../../lambdas/target/restore-store.ts";
+import { DIRECT_READ_BYTES, DIRECT_READ_LIMITS, directReachable, RestoreS3Store } from "../../lambdas/target/restore-store.ts";
 import { SourceChangedError } from "../../lambdas/store/store.ts";
+import { READ_IDLE_TIMEOUT_MS, READ_MINIMUM_TRANSFER } from "../../lambdas/target/http-settings.ts";
 import { startTestEmulator } from "../support/fauxqs.ts";
 
 const CREDENTIALS = { accessKeyId: "AKIDTIDEMARKTEST", secretAccessKey: "tidemark/secret+key" };
@@ -139,6 +140,42 @@ describe("RestoreS3Store.readStream", () => {
       server.closeAllConnections();
       await new Promise<void>((resolve) => server.close(() => resolve()));
     }
+  });
+
+  it("gives up on a direct GET from an endpoint that trickles a byte now and then, or sends nothing, naming what it waited for", async () => {
+    // Every request gets a 206 head announcing a megabyte, then a byte every 10 ms (never idle, never done); the
+    // path /silent/ gets nothing at all.
+    const sockets = new Set<Socket>();
+    const server = createTcpServer((socket) => {
+      sockets.add(socket);
+      let head = "";
+      socket.on("data", (chunk: Buffer) => {
+        head += chunk.toString("latin1");
+        if (!head.includes("\r\n\r\n") || head.startsWith("GET /bucket/silent")) return;
+        socket.write("HTTP/1.1 206 Partial Content\r\nContent-Length: 1048576\r\nContent-Range: bytes 0-1048575/1048576\r\n\r\n", "latin1");
+        const timer = setInterval(() => socket.write("x"), 10);
+        socket.once("close", () => clearInterval(timer));
+      });
+      socket.on("error", () => undefined);
+    });
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    try {
+      const endpoint = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+      const client = new S3Client({ region: "eu-west-1", endpoint, forcePathStyle: true, credentials: CREDENTIALS, maxAttempts: 1 });
+      const store = new RestoreS3Store(client, "bucket", {}, {}, { idleTimeoutMs: 200, minimumTransfer: { bytes: 1024, windowMs: 100 } });
+      expect(await store.readsDirect()).toBe(true);
+      await expect(store.readStream("k")).rejects.toThrow(/moved \d+ bytes \(sent and received\) in 0\.1 s while a GET waited for its answer \(at least 1024 expected\)/);
+      const patient = new RestoreS3Store(client, "bucket", {}, {}, { idleTimeoutMs: 200, minimumTransfer: { bytes: 1024, windowMs: 60_000 } });
+      await expect(patient.readStream("silent/k")).rejects.toThrow(/no answer from 127\.0\.0\.1:\d+ in 0\.2 s/);
+      client.destroy();
+    } finally {
+      for (const socket of sockets) socket.destroy();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    }
+    // By default a direct GET gives up as the CLI's SDK reads do.
+    expect(DIRECT_READ_LIMITS).toEqual({ idleTimeoutMs: READ_IDLE_TIMEOUT_MS, minimumTransfer: READ_MINIMUM_TRANSFER });
+    expect(READ_IDLE_TIMEOUT_MS).toBe(15_000);
+    expect(READ_MINIMUM_TRANSFER).toEqual({ bytes: 1024, windowMs: 30_000 });
   });
 
   it("tells which endpoints a direct request reaches as the SDK's would", () => {
