@@ -13,7 +13,8 @@ function describe(error: unknown): string {
   return e?.code ?? e?.cause?.code ?? e?.name ?? e?.message ?? String(error);
 }
 
-const NETWORK_FAILURE = /ECONN|ENOTFOUND|EAI_AGAIN|ETIMEDOUT|EHOSTUNREACH|ENETUNREACH|TimeoutError/;
+// The SDK's TimeoutError (no answer on the socket), not any error whose name ends so (a wait's OperationTimeoutError).
+const NETWORK_FAILURE = /ECONN|ENOTFOUND|EAI_AGAIN|ETIMEDOUT|EHOSTUNREACH|ENETUNREACH|^TimeoutError$/;
 
 /**
  * A network failure of a command reading the target, as an UnreachableError naming what it tried to reach and
