@@ -20,7 +20,8 @@ function reasonOf(error: unknown): string {
   return message && !message.includes(short) ? `${short}: ${message}` : short;
 }
 
-const NETWORK_FAILURE = /ECONN|ENOTFOUND|EAI_AGAIN|ETIMEDOUT|EHOSTUNREACH|ENETUNREACH|TimeoutError/;
+// The SDK's TimeoutError (no answer on the socket), not any error whose name ends so (a wait's OperationTimeoutError).
+const NETWORK_FAILURE = /ECONN|ENOTFOUND|EAI_AGAIN|ETIMEDOUT|EHOSTUNREACH|ENETUNREACH|^TimeoutError$/;
 
 /**
  * A network failure of a command reading the target, as an UnreachableError naming what it tried to reach and

@@ -12,6 +12,8 @@ export interface ProgressView {
 
 const BAR_WIDTH = 24;
 const PLAIN_EVERY_MS = 5_000;
+/** A plain line that says nothing new (a marker's action still running) is repeated only this often: a log is not a clock. */
+const PLAIN_SAME_EVERY_MS = 60_000;
 
 function duration(seconds: number): string {
   if (!Number.isFinite(seconds) || seconds < 0) return "--:--";
@@ -122,6 +124,7 @@ export function createProgressView(options: { tty: boolean; write: (text: string
   const meter = new RateMeter();
   let lastPlain = 0;
   let lastPhase = "";
+  let lastLine = "";
   let drawn = false;
   return {
     update(progress) {
@@ -131,10 +134,12 @@ export function createProgressView(options: { tty: boolean; write: (text: string
         drawn = true;
         return;
       }
-      if (progress.phase !== lastPhase || now() - lastPlain >= PLAIN_EVERY_MS) {
+      const every = line === lastLine ? PLAIN_SAME_EVERY_MS : PLAIN_EVERY_MS;
+      if (progress.phase !== lastPhase || now() - lastPlain >= every) {
         options.write(`${line}\n`);
         lastPlain = now();
         lastPhase = progress.phase;
+        lastLine = line;
       }
     },
     done() {

@@ -183,6 +183,8 @@ export async function barrierScan(journal: Journal, spec: SetSpec, options: Scan
     if (dirs.length === 0) {
       // Every folder is journaled: the large files held back go last (one found to be a folder now is scanned too).
       if (large.length === 0) break;
+      // What waits is journaled first, so the sender carries it while the large files are read.
+      flush();
       await captureAll(large.splice(0), (path) => dirs.push(path), true);
       continue;
     }
@@ -240,7 +242,10 @@ export async function barrierScan(journal: Journal, spec: SetSpec, options: Scan
       else paths.push(path);
     }
     await captureAll(paths, (path) => subdirs.push(path));
-    if (large.length >= DEFERRED_LARGE_FILES) await captureAll(large.splice(0), (path) => subdirs.push(path), true);
+    if (large.length >= DEFERRED_LARGE_FILES) {
+      flush();
+      await captureAll(large.splice(0), (path) => subdirs.push(path), true);
+    }
     // A folder left part way: its entries not reached are not deleted, and its subfolders wait for the next scan.
     if (report.stopped) break;
     for (const path of indexed.keys()) {

@@ -12,6 +12,7 @@ import { BusyFiles, type BusyFileOptions } from "./busy-files.ts";
 import { capture, deletesFor, type CaptureResult } from "./capture.ts";
 import { CaptureRetry, type CaptureRetryOptions } from "./capture-retry.ts";
 import { captureFailed, HeldFileRecord, namedScan } from "./held-files.ts";
+import { noteSpecialFile, skippedForName } from "./hinted-skips.ts";
 import { unreadableProblem } from "./skipped-names.ts";
 import { SkippedLog } from "./skipped-log.ts";
 import { changeBytes, type Change } from "./journal.ts";
@@ -254,6 +255,7 @@ export class SetCapture {
     for (const path of sorted) {
       // A vanished folder is deleted after the batch, once its large files that reappeared are renamed.
       if (moved.has(path) || moved.inFolder(path) || this.#busy.defer(path, sentSeq)) continue;
+      if (skippedForName(journal, spec, path)) continue;
       const known = journal.index.entry(spec.name, path);
       // Reading a large file (again and again while it keeps changing) takes long: the journal names it meanwhile, so
       // status does not say in sync while the source holds a change not journaled yet. Known large, it is named at
@@ -286,6 +288,7 @@ export class SetCapture {
       }
       journal.skippedNames.captured(spec.name, path);
       this.#skippedLog.captured(path);
+      if (result.changes.length === 0 && !result.isDirectory) await noteSpecialFile(journal, spec, path);
       if (result.isDirectory && (!known || replaced.has(path))) {
         // A directory new to the index: its contents may predate the watch on it. One replaced: the index's entries
         // below it may be the old folder's, which the scan deletes.

@@ -153,8 +153,17 @@ export class SkippedNames {
   }
 }
 
+/** Whether the entry at path is still a socket, FIFO or device (one a file replaced was captured as that file). */
+function stillSpecial(path: string): boolean {
+  try {
+    return specialFileProblem(lstatSync(path, { bigint: true })) !== undefined;
+  } catch {
+    return false;
+  }
+}
+
 /** The set's skipped entries that are still on the disk under that name (one deleted or renamed since the last scan is not listed). */
 export function skippedNow(names: SkippedNames, set: string, root: string): SkippedName[] {
   // A name that is not UTF-8 cannot be looked up by its decoded form: it stays listed until a scan no longer finds it.
-  return names.list(set).filter((entry) => entry.path.includes("\uFFFD") || exists(join(root, entry.path)));
+  return names.list(set).filter((entry) => entry.path.includes("\uFFFD") || (entry.reason.endsWith(NO_CONTENT) ? stillSpecial(join(root, entry.path)) : exists(join(root, entry.path))));
 }

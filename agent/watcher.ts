@@ -48,6 +48,8 @@ export function watchSet(spec: SetSpec, handlers: WatchHandlers, ignoreAbsolute:
     if (ignoreAbsolute.some((dir) => abs === dir || abs.startsWith(`${dir}${sep}`))) return true;
     return path !== "" && (setPathProblem(path) !== undefined || isExcluded(spec, path));
   };
+  // Not watched, but hinted: its capture names it as skipped (hinted-skips.ts), as a scan would.
+  const unnamable = (path: string) => path !== "" && setPathProblem(path) !== undefined && !isExcluded(spec, path);
 
   const fail = (error: unknown) => {
     if (closed) return;
@@ -73,7 +75,10 @@ export function watchSet(spec: SetSpec, handlers: WatchHandlers, ignoreAbsolute:
       return;
     }
     const path = child(dir, name.toString());
-    if (ignored(path)) return;
+    if (ignored(path)) {
+      if (unnamable(path) && !ignored(dir)) handlers.hint(path);
+      return;
+    }
     handlers.hint(path);
     // A folder appeared (watch it and what it holds) or vanished (stop watching it).
     lstat(join(spec.root, path)).then(

@@ -44,6 +44,10 @@ function checkArgs(command: Command, options: ParseArgsOptionsConfig, argv: stri
       throw new UsageError(`unknown option ${typed} for \`tidemark ${command.name}\`${didYouMean(typed, known, (w) => w)} (${seeHelp})`);
     }
     if (spec.type === "string" && token.value === undefined) throw new UsageError(`option ${token.rawName} needs a value (${seeHelp})`);
+    // Node's strict parser calls `--timeout -5` "ambiguous": say how to give a value that begins with a dash.
+    if (spec.type === "string" && token.inlineValue === false && token.value?.startsWith("-")) {
+      throw new UsageError(`option ${token.rawName} needs a value; one that begins with a dash goes as ${token.rawName}=${token.value} (${seeHelp})`);
+    }
     if (spec.type === "boolean" && token.inlineValue === true) throw new UsageError(`option ${token.rawName} takes no value (${seeHelp})`);
   }
 }

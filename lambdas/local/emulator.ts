@@ -36,6 +36,8 @@ export interface TargetResources {
   readonly queueUrl: string;
   readonly dlqUrl: string;
   readonly bucket: string;
+  /** The replication queue's visibility timeout. */
+  readonly visibilityTimeoutSeconds: number;
 }
 
 const HOST = "127.0.0.1";
@@ -172,6 +174,7 @@ export async function ensureTargetResources(options: {
   const queueName = options.queueName ?? names.queue;
   const dlqName = options.dlqName ?? names.deadLetterQueue;
   const bucket = options.bucket ?? "tidemark";
+  const visibilityTimeoutSeconds = options.visibilityTimeoutSeconds ?? 30;
   const sqs = makeSqsClient({ region: options.region, endpoint: options.endpoint, http: IN_PROCESS });
   const s3 = makeS3Client({ region: options.region, endpoint: options.endpoint, http: IN_PROCESS });
   try {
@@ -180,7 +183,7 @@ export async function ensureTargetResources(options: {
       sqs,
       queueName,
       replicationQueueAttributes({
-        visibilityTimeoutSeconds: options.visibilityTimeoutSeconds ?? 30,
+        visibilityTimeoutSeconds,
         deadLetterTargetArn: dlq.arn,
         ...(options.maxReceiveCount !== undefined ? { maxReceiveCount: options.maxReceiveCount } : {}),
       }),
@@ -195,6 +198,7 @@ export async function ensureTargetResources(options: {
       queueUrl: `${options.endpoint}/${ACCOUNT}/${queueName}`,
       dlqUrl: `${options.endpoint}/${ACCOUNT}/${dlqName}`,
       bucket,
+      visibilityTimeoutSeconds,
     };
   } finally {
     sqs.destroy();

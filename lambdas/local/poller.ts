@@ -5,6 +5,7 @@
 
 import { DeleteMessageBatchCommand, ReceiveMessageCommand, type Message, type SQSClient } from "@aws-sdk/client-sqs";
 import type { SQSBatchResponse, SQSEvent, SQSMessageAttributes, SQSRecord } from "aws-lambda";
+import { VisibilityHeartbeat } from "./visibility-heartbeat.ts";
 
 /** Pause after a receive that found nothing (a batch finishing ends it: its group may have more). */
 const IDLE_PAUSE_MS = 50;
@@ -23,6 +24,8 @@ export interface PollerOptions {
   /** @default IDLE_PAUSE_MS */
   readonly idlePauseMs?: number;
   readonly onError?: (error: Error) => void;
+  /** The queue's visibility timeout: a batch still in the handler is kept in flight (visibility-heartbeat.ts). @default not kept */
+  readonly visibilityTimeoutSeconds?: number;
 }
 
 function toAttributes(message: Message): SQSMessageAttributes {
@@ -72,7 +75,8 @@ function failedIds(response: unknown, batch: readonly Message[]): Set<string> {
 }
 
 export class LocalPoller {
-  readonly #options: Required<Omit<PollerOptions, "queueArn" | "onError">> & Pick<PollerOptions, "onError"> & { queueArn: string };
+  readonly #options: Required<Omit<PollerOptions, "queueArn" | "onError" | "visibilityTimeoutSeconds">> & Pick<PollerOptions, "onError"> & { queueArn: string };
+  readonly #heartbeat: VisibilityHeartbeat | undefined;
   /** Groups with a batch in the handler right now. */
   readonly #busyGroups = new Set<string>();
   readonly #inFlight = new Set<Promise<void>>();
@@ -97,6 +101,14 @@ export class LocalPoller {
       onError: options.onError,
       queueArn: options.queueArn ?? `arn:aws:sqs:${options.region}:000000000000:${queueName}`,
     });
+    const { visibilityTimeoutSeconds, onError } = options;
+    this.#heartbeat =
+      visibilityTimeoutSeconds === undefined ? undefined : new VisibilityHeartbeat({ sqs: options.sqs, queueUrl: options.queueUrl, visibilityTimeoutSeconds, ...(onError ? { onError } : {}) });
+  }
+
+  /** The handler made this message visible again (to come back at once): it is no longer kept in flight. */
+  release(receiptHandle: string): void {
+    this.#heartbeat?.release(receiptHandle);
   }
 
   start(): void {
@@ -195,12 +207,15 @@ export class LocalPoller {
     const { handler, queueArn, region, sqs, queueUrl } = this.#options;
     const event: SQSEvent = { Records: batch.map((m) => toLambdaRecord(m, queueArn, region)) };
     let failed: Set<string>;
+    const stopKeeping = this.#heartbeat?.keep(batch);
     try {
       failed = failedIds(await handler(event), batch);
     } catch (error) {
       // A handler that throws fails the whole batch, as in Lambda.
       this.#options.onError?.(error instanceof Error ? error : new Error(String(error)));
       return;
+    } finally {
+      stopKeeping?.();
     }
     const done = batch.filter((m) => !failed.has(m.MessageId ?? ""));
     if (done.length === 0) return;

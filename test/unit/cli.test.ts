@@ -68,6 +68,7 @@ describe("tidemark CLI", () => {
     [["task", "db", "--lable", "x"], "unknown option --lable for `tidemark task` (did you mean --label?)"],
     [["task", "db", "-q"], "unknown option -q for `tidemark task`"],
     [["task", "db", "--label"], "option --label needs a value"],
+    [["task", "db", "--timeout", "-5"], "option --timeout needs a value; one that begins with a dash goes as --timeout=-5"],
     [["status", "--json=yes"], "option --json takes no value"],
     [["status", "extra"], 'tidemark status takes no argument "extra"'],
   ])("says %j in its own words, with the closest known name, and exits 2", async (args, message) => {

@@ -74,3 +74,23 @@ it("prints a plain line per phase and then every few seconds when not a terminal
   expect(out).toHaveLength(3);
   expect(out.at(-1)).toBe("waiting for the target: applied seq 1 of 5\n");
 });
+
+it("repeats a plain line that says nothing new only once a minute (a marker's action running for minutes), a changed one every few seconds", () => {
+  const out: string[] = [];
+  let clock = 0;
+  const view = createProgressView({ tty: false, write: (t) => out.push(t), now: () => clock });
+  // Six minutes of the same answer, polled every second.
+  for (let i = 0; i < 360; i++) {
+    view.update({ phase: "wait", seq: 55, appliedSeq: 54, running: true });
+    clock += 1_000;
+  }
+  expect(out).toHaveLength(6);
+  expect(new Set(out)).toEqual(new Set(["waiting for the target: it reached the marker (seq 55); its action is still running\n"]));
+  // Progress that moves is still shown every few seconds.
+  out.length = 0;
+  for (let i = 0; i < 20; i++) {
+    view.update({ phase: "wait", seq: 55 + 20, appliedSeq: 55 + i });
+    clock += 1_000;
+  }
+  expect(out).toHaveLength(4);
+});

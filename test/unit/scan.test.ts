@@ -104,3 +104,18 @@ it("journals files too large to travel inline after the rest of the tree, so tha
   // Held back, not left out: a second scan finds nothing to do.
   expect((await barrierScan(journal, { name: SET, root: src.path, exclude: [] })).changes).toBe(0);
 });
+
+it("journals the small files before it reads the large ones held back, so they are sent while a large file is read", async () => {
+  writeFileSync(join(src.path, "small-1.txt"), "one");
+  writeFileSync(join(src.path, "small-2.txt"), "two");
+  writeFileSync(join(src.path, "huge.img"), Buffer.alloc(1024 * 1024 + 1, 1));
+  const journaledWhenRead: number[] = [];
+  await barrierScan(journal, { name: SET, root: src.path, exclude: [] }, {
+    beforeRead: (size) => {
+      if (size > 1024 * 1024) journaledWhenRead.push(journal.sets.counters(SET).backlogRecords);
+    },
+  });
+  // Both small files were in the journal (and so could be sent) while the large file was read.
+  expect(journaledWhenRead).toEqual([2]);
+  expect(journal.sets.counters(SET).backlogRecords).toBe(3);
+});

@@ -6,6 +6,8 @@
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, expect, it } from "vitest";
+import { OperationTimeoutError } from "../../agent/operations.ts";
+import { unreachableOr, UnreachableError } from "../../agent/preflight.ts";
 import { tidemark } from "../support/cli.ts";
 import { tempDir } from "../support/tree.ts";
 
@@ -31,4 +33,12 @@ it.each([
   expect(out.stderr).toMatch(
     /^tidemark: cannot reach the bucket bucket at http:\/\/127\.0\.0\.1:9: connect ECONNREFUSED 127\.0\.0\.1:9 \(is `tidemark local` running\? `tidemark doctor` checks the endpoint, proxy and credentials\)\n$/,
   );
+});
+
+it("leaves an error that only ends like the SDK's TimeoutError as it is: a marker not reached within --wait-timeout is no unreachable bucket", () => {
+  const waited = new OperationTimeoutError('task t1 (seq 1640) of set "db" is not done: the target has not reached it');
+  expect(unreachableOr(waited, "the bucket tidemark", "http://127.0.0.1:4566")).toBe(waited);
+  // The SDK's own socket timeout still says which bucket and what to check.
+  const socket = Object.assign(new Error("the request socket timed out"), { name: "TimeoutError" });
+  expect(unreachableOr(socket, "the bucket tidemark", "http://127.0.0.1:4566")).toBeInstanceOf(UnreachableError);
 });
