@@ -16,10 +16,16 @@ export class AcceptsAnnouncer {
     this.#store = store;
   }
 
-  /** Stamps the status about to be written, and announces once per process (retried at the next status write when it failed). */
-  async stamp(status: SetStatus, now: Date): Promise<void> {
+  /**
+   * Stamps the status about to be written, and announces once per process beside that write (retried at the next
+   * status write when it failed): the status carries the same words, so nothing waits for the announcement, and its
+   * failure (logged) never fails the status write.
+   */
+  stamp(status: SetStatus, now: Date, log: (line: string) => void): Promise<void> {
     status.accepts = [...APPLIER_ACCEPTS];
-    await this.announce(now);
+    return this.announce(now).catch((error: unknown) => {
+      log(JSON.stringify({ level: "warn", msg: "could not write the applier's announcement; retried at the next status write", error: error instanceof Error ? error.message : String(error) }));
+    });
   }
 
   /** Writes the stack-wide announcement, once per process. */

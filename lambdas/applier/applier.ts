@@ -781,10 +781,10 @@ export class Applier {
     await BatchSegments.waitingFor(status)?.flush();
     const now = this.#now();
     status.updatedAt = now.toISOString();
-    await this.#accepts.stamp(status, now);
+    const announced = this.#accepts.stamp(status, now, this.#log);
     this.#folders.note(status);
     const text = JSON.stringify(status, null, 2);
-    await this.#store.put(statusKey(status.set), Buffer.from(text), {});
+    await Promise.all([this.#store.put(statusKey(status.set), Buffer.from(text), {}), announced]);
     this.#statusWrites.wrote(status, text, now.getTime());
   }
 }
