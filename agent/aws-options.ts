@@ -15,12 +15,8 @@ export interface ClientUse {
   readonly minimumTransfer?: MinimumTransfer;
 }
 
-/**
- * What a connection must move while a request is on it, for requests that always move bytes (the CLI's reads, the
- * start's check of the target): an endpoint answering a byte every few seconds never trips an idle timeout, and held
- * `status`, `snapshots`, `restore` and the start of an agent for hours. Any working link moves more.
- */
-export const READ_MINIMUM_TRANSFER = { bytes: 1024, windowMs: 30_000 } as const;
+/** What a connection must move while a request that always moves bytes is on it (the CLI's reads, the start's check of the target). */
+export { READ_MINIMUM_TRANSFER } from "../lambdas/target/http-settings.ts";
 
 /** `endpoint` is the config's S3 and SQS endpoint unless another API's is given (the EBS direct API's `ebsEndpoint`; undefined for AWS's). */
 export function clientOptionsOf(config: AgentConfig, use: ClientUse = {}, endpoint: string | undefined = config.endpoint): ClientOptions {

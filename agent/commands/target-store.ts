@@ -6,13 +6,14 @@ import type { S3Store } from "../../lambdas/target/index.ts";
 import { clientOptionsOf, READ_MINIMUM_TRANSFER } from "../aws-options.ts";
 import type { AgentConfig } from "../config.ts";
 import { unreachableOr } from "../preflight.ts";
+import { READ_IDLE_TIMEOUT_MS } from "../../lambdas/target/http-settings.ts";
 
 /**
  * How long a CLI read of the target may see no byte before the attempt is abandoned: an endpoint that accepts
  * connections and never answers otherwise held `snapshots`, `tasks` or `restore` for three attempts of the SDK's
  * default minute. A working S3 sends its first byte within seconds, also for a ranged GET of a large object.
  */
-export const TARGET_READ_IDLE_TIMEOUT_MS = 15_000;
+export const TARGET_READ_IDLE_TIMEOUT_MS = READ_IDLE_TIMEOUT_MS;
 
 /** What a CLI read's connection must move while a request is on it (an endpoint answering byte by byte). */
 export const TARGET_READ_MINIMUM_TRANSFER = READ_MINIMUM_TRANSFER;

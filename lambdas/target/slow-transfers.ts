@@ -12,11 +12,9 @@ import { IncomingMessage, type Agent } from "node:http";
 import { Socket } from "node:net";
 import type { Duplex } from "node:stream";
 
-/** At least `bytes` sent or received in every `windowMs` a request is on the connection. */
-export interface MinimumTransfer {
-  readonly bytes: number;
-  readonly windowMs: number;
-}
+import type { MinimumTransfer } from "../http1-pool.ts";
+
+export type { MinimumTransfer };
 
 /** A connection moved too few bytes while a request was on it. `code` makes the SDK and the CLI take it for a timeout. */
 export class SlowTransferError extends Error {
