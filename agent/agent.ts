@@ -35,6 +35,8 @@ import { watchSet, type SetWatcher } from "./watcher.ts";
 import { StartInterruptedError, throwIfInterrupted } from "./interrupt.ts";
 import { watchVolume } from "./volume.ts";
 import { heldNow, type HeldBy } from "./held-wait.ts";
+import { notReplicated } from "./not-replicated.ts";
+import type { NotReplicated } from "./set-health.ts";
 
 export type { MarkerRequest, QueuedMarker, VerifyOptions } from "./set-operations.ts";
 export { lingerBeforeSend } from "./set-sender.ts";
@@ -394,6 +396,11 @@ export class Agent {
 
   fullMirror(set: string, reason: string, onProgress?: (report: Readonly<ScanReport>) => void): Promise<ScanReport> {
     return this.#runner(set).operations.fullMirror(reason, onProgress);
+  }
+
+  /** What the set holds and does not replicate (refused by the target, or skipped), as status names it. */
+  notReplicated(set: string): NotReplicated[] {
+    return notReplicated(this.journal, this.#runner(set).spec);
   }
 
   /** True when the set is a block volume rather than a tree. */

@@ -8,6 +8,7 @@ import type { TaskFields } from "../contract/tasks.ts";
 import type { ScanReport } from "./scan.ts";
 import type { WhileHeld } from "./held-wait.ts";
 import { waitOnTarget } from "./target-wait.ts";
+import type { NotReplicated } from "./set-health.ts";
 
 export const MIRROR_MODES = ["full", "diff", "checksum"] as const;
 export type MirrorMode = (typeof MIRROR_MODES)[number];
@@ -56,6 +57,8 @@ export interface VerifyResult {
   readonly report: VerifyReport;
   /** Changes journaled to repair what differed (0 without --repair). */
   readonly repaired: number;
+  /** What the set holds and does not replicate (status names them): the manifest leaves them out, so none was compared. Absent from an older running agent's answer. */
+  readonly skipped?: readonly NotReplicated[];
 }
 
 /** Waits for the target's report of a record journaled just now; fails with the reason when it will not come (target-wait.ts). */
@@ -92,9 +95,10 @@ export async function runVerify(
   const onProgress = (scan: Readonly<ScanReport>) => deps.onProgress?.({ phase: "scan", entries: scan.entries, changes: scan.changes, bytes: scan.bytes, total });
   const { id, seq } = await deps.agent.journalVerify(set, { deep: options.deep, orphans: options.orphans, onProgress });
   const report = await waitForReport(deps, "verification", () => deps.readReport(set, id), set, seq);
-  if (!options.repair) return { report, repaired: 0 };
+  if (!options.repair) return { report, repaired: 0, skipped: deps.agent.notReplicated(set) };
   deps.onProgress?.({ phase: "repair", entries: report.missing.length + report.different.length });
-  return { report, repaired: await deps.agent.repair(set, report) };
+  const repaired = await deps.agent.repair(set, report);
+  return { report, repaired, skipped: deps.agent.notReplicated(set) };
 }
 
 /**

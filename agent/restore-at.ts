@@ -8,8 +8,10 @@ import { readBlock, stateAt, type StateAt, type TargetStore } from "../lambdas/t
 import { RestoreError, writeRecoveryPoint, type RecoveryPoint, type WriteOptions, type WriteReport } from "./restore-writer.ts";
 import { ContentReader } from "./restore-content.ts";
 import { writeVolume } from "./restore-volume.ts";
+import { UsageError } from "./commands/command.ts";
 
-export class TimeSpecError extends Error {
+/** A usage error: a command given a moment it cannot read exits 2, as for any other bad option value. */
+export class TimeSpecError extends UsageError {
   override name = "TimeSpecError";
 }
 

@@ -288,7 +288,7 @@ export class SetCapture {
       }
       journal.skippedNames.captured(spec.name, path);
       this.#skippedLog.captured(path);
-      if (result.changes.length === 0 && !result.isDirectory) await noteSpecialFile(journal, spec, path);
+      if (!result.isDirectory && result.changes.every((change) => change.op === "delete")) await noteSpecialFile(journal, spec, path);
       if (result.isDirectory && (!known || replaced.has(path))) {
         // A directory new to the index: its contents may predate the watch on it. One replaced: the index's entries
         // below it may be the old folder's, which the scan deletes.

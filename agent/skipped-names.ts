@@ -8,14 +8,18 @@
 // under that name (deleted, renamed to a name that works, excluded) or reads
 // it after all, and status checks that each is still there.
 
-import { lstatSync } from "node:fs";
+import { lstatSync, readdirSync } from "node:fs";
 import { join } from "node:path";
 import type { DatabaseSync, StatementSync } from "node:sqlite";
 import { setPathProblem } from "../contract/paths.ts";
 import type { EntryStat } from "./folder-stats.ts";
 import { LINK_TARGET_NOT_UTF8 } from "./link-target.ts";
 
-function exists(path: string): boolean {
+/** Why a name read back with U+FFFD in place of its bytes is not replicated. */
+export const NOT_UTF8 = "name is not valid UTF-8 (S3 keys are UTF-8)";
+
+/** Whether an entry (of any kind, a dangling link too) is at path. */
+export function exists(path: string | Buffer): boolean {
   try {
     lstatSync(path);
     return true;
@@ -32,8 +36,39 @@ function exists(path: string): boolean {
 export function unreplicableName(root: string, path: string): string | undefined {
   const problem = setPathProblem(path);
   if (problem !== undefined) return problem;
-  if (path.includes("\uFFFD") && !exists(join(root, path))) return "name is not valid UTF-8 (S3 keys are UTF-8)";
+  if (path.includes("\uFFFD") && !exists(join(root, path))) return NOT_UTF8;
   return undefined;
+}
+
+/**
+ * Whether `path` (read from a listing, so a name that is not UTF-8 shows U+FFFD
+ * in place of its bytes) names an entry under root whose name is not UTF-8:
+ * each such component is matched against its folder's raw listing. False once
+ * that entry is gone (deleted, or renamed to another name).
+ */
+export function nonUtf8EntryExists(root: string, path: string): boolean {
+  if (!path.includes("\uFFFD")) return false;
+  let at = Buffer.from(root);
+  let raw = false;
+  for (const part of path.split("/")) {
+    const plain = Buffer.concat([at, Buffer.from(`/${part}`)]);
+    if (exists(plain)) {
+      at = plain;
+      continue;
+    }
+    if (!part.includes("\uFFFD")) return false;
+    let names: Buffer[];
+    try {
+      names = readdirSync(at, { encoding: "buffer" });
+    } catch {
+      return false;
+    }
+    const match = names.find((name) => name.toString("utf8") === part);
+    if (match === undefined) return false;
+    at = Buffer.concat([at, Buffer.from("/"), match]);
+    raw = true;
+  }
+  return raw;
 }
 
 /** File type bits of a mode (S_IFMT) and the special types under them. */
@@ -102,6 +137,7 @@ export class SkippedNames {
   readonly #listed: StatementSync;
   readonly #forget: StatementSync;
   readonly #anyUnreadable: StatementSync;
+  readonly #remove: StatementSync;
   /** Per set, whether it lists any unreadable entry, as last read (this instance is the only writer while the agent runs). */
   readonly #hasUnreadable = new Map<string, boolean>();
 
@@ -115,6 +151,7 @@ export class SkippedNames {
     this.#listed = db.prepare("SELECT 1 AS listed FROM skipped_names WHERE set_name = ? AND path = ? AND substr(reason, 1, ?) = ?");
     this.#forget = db.prepare("DELETE FROM skipped_names WHERE set_name = ? AND path = ? AND substr(reason, 1, ?) = ?");
     this.#anyUnreadable = db.prepare("SELECT 1 AS listed FROM skipped_names WHERE set_name = ? AND substr(reason, 1, ?) = ? LIMIT 1");
+    this.#remove = db.prepare("DELETE FROM skipped_names WHERE set_name = ? AND path = ?");
   }
 
   /**
@@ -148,6 +185,12 @@ export class SkippedNames {
     this.#hasUnreadable.delete(set);
   }
 
+  /** The entry at path is gone (deleted or renamed): it leaves the list, whatever it was listed for. */
+  gone(set: string, path: string): void {
+    this.#remove.run(set, path);
+    this.#hasUnreadable.delete(set);
+  }
+
   list(set: string): SkippedName[] {
     return this.#list.all(set).map((row) => ({ path: String(row.path), reason: String(row.reason), since: String(row.since) }));
   }
@@ -164,6 +207,7 @@ function stillSpecial(path: string): boolean {
 
 /** The set's skipped entries that are still on the disk under that name (one deleted or renamed since the last scan is not listed). */
 export function skippedNow(names: SkippedNames, set: string, root: string): SkippedName[] {
-  // A name that is not UTF-8 cannot be looked up by its decoded form: it stays listed until a scan no longer finds it.
-  return names.list(set).filter((entry) => entry.path.includes("\uFFFD") || (entry.reason.endsWith(NO_CONTENT) ? stillSpecial(join(root, entry.path)) : exists(join(root, entry.path))));
+  // A name that is not UTF-8 cannot be looked up by its decoded form: its folder's raw listing is searched.
+  const present = (path: string) => exists(join(root, path)) || nonUtf8EntryExists(root, path);
+  return names.list(set).filter((entry) => (entry.reason.endsWith(NO_CONTENT) ? stillSpecial(join(root, entry.path)) : present(entry.path)));
 }

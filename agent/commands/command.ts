@@ -44,9 +44,10 @@ function checkArgs(command: Command, options: ParseArgsOptionsConfig, argv: stri
       throw new UsageError(`unknown option ${typed} for \`tidemark ${command.name}\`${didYouMean(typed, known, (w) => w)} (${seeHelp})`);
     }
     if (spec.type === "string" && token.value === undefined) throw new UsageError(`option ${token.rawName} needs a value (${seeHelp})`);
-    // Node's strict parser calls `--timeout -5` "ambiguous": say how to give a value that begins with a dash.
-    if (spec.type === "string" && token.inlineValue === false && token.value?.startsWith("-")) {
-      throw new UsageError(`option ${token.rawName} needs a value; one that begins with a dash goes as ${token.rawName}=${token.value} (${seeHelp})`);
+    // Node's strict parser calls `--timeout -5` "ambiguous" (a lone "-" it takes as a value): the value may be
+    // forgotten (`--label --wait`) or begin with a dash; say both.
+    if (spec.type === "string" && token.inlineValue === false && token.value !== undefined && token.value.length > 1 && token.value.startsWith("-")) {
+      throw new UsageError(`option ${token.rawName} needs a value: did you forget it before ${token.value}? One that begins with a dash goes as ${token.rawName}=${token.value} (${seeHelp})`);
     }
     if (spec.type === "boolean" && token.inlineValue === true) throw new UsageError(`option ${token.rawName} takes no value (${seeHelp})`);
   }

@@ -9,12 +9,13 @@ import { checkSet } from "./operate.ts";
 import { withTargetStore } from "./target-store.ts";
 
 const iso = (ms: number) => new Date(ms).toISOString();
+const counted = (n: number, noun: string) => `${n} ${noun}${n === 1 ? "" : "s"}`;
 
 /** The timeline as text: the range, then one row per marker. */
 export function describeTimeline(timeline: Timeline): string {
   const lines = [
     `set ${timeline.set}: any moment from ${iso(timeline.from)} to ${iso(timeline.to)} restores (tidemark restore ${timeline.set} --at TIME --to DIR)`,
-    `${timeline.changes} changes in ${timeline.segments} segments, ${timeline.checkpoints} checkpoints; moments are crash-consistent, markers application-consistent`,
+    `${counted(timeline.changes, "change")} in ${counted(timeline.segments, "segment")}, ${counted(timeline.checkpoints, "checkpoint")}; moments are crash-consistent, markers application-consistent`,
   ];
   if (timeline.markers.length === 0) lines.push("no markers in this range");
   else lines.push(table(["AT", "SEQ", "TASK", "ACTION", "LABEL"], timeline.markers.map((m) => [iso(m.at), String(m.seq), m.id, m.action, m.label ?? ""])));

@@ -10,11 +10,13 @@ import { escapeControl } from "../format.ts";
 export const DIFFERENCES_FOUND = 3;
 
 const LIST_LIMIT = 20;
+/** Skipped entries named by verify (status names them all). */
+const SKIPPED_SHOWN = 5;
 
-function list(label: string, paths: string[]): string[] {
+function list(label: string, paths: string[], limit = LIST_LIMIT): string[] {
   if (paths.length === 0) return [];
-  const shown = paths.slice(0, LIST_LIMIT).map((p) => `  ${label} ${escapeControl(p)}`);
-  return paths.length > LIST_LIMIT ? [...shown, `  ... and ${paths.length - LIST_LIMIT} more`] : shown;
+  const shown = paths.slice(0, limit).map((p) => `  ${label} ${escapeControl(p)}`);
+  return paths.length > limit ? [...shown, `  ... and ${paths.length - limit} more`] : shown;
 }
 
 /**
@@ -46,8 +48,12 @@ config's "orphans" setting says (default: report). Volume sets have no
 verification: \`tidemark mirror\` reads and sends all their blocks again.
 
 Uses the running agent (tidemark run) when there is one, else starts one for
-the duration. Exit code: 0 when the target matches (or --repair journaled
-the repairs), ${DIFFERENCES_FOUND} when differences were found and not repaired,
+the duration. Entries the set holds and does not replicate (a FIFO, a name
+the target cannot carry: \`tidemark status\` names them) are not compared:
+verify counts them and names the first ${SKIPPED_SHOWN} ("skipped" in --json).
+Exit code: 0 when the target matches (or --repair journaled the repairs)
+and nothing is skipped, ${DIFFERENCES_FOUND} when differences were found and not
+repaired or entries are skipped,
 1 on errors: at once when another key owns the set on the target (this
 host's sends are held until \`tidemark adopt SET\`; --json prints "error":
 "sends-held"), also when that is first found at the final send (what it
@@ -78,6 +84,7 @@ Examples:
       return heldAsJson(error, json);
     }
     const { report, repaired } = result;
+    const skipped = result.skipped ?? [];
     const differences = report.missing.length + report.different.length + report.extra.length;
     if (json) process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
     else {
@@ -88,10 +95,15 @@ Examples:
         ...list("different", report.different.map((d) => `${d.path} (${d.reason}${d.blocks ? `, blocks ${d.blocks.join(",")}` : ""})`)),
         ...list("extra    ", report.extra),
       ];
+      if (skipped.length > 0) {
+        lines.push(`${skipped.length} ${skipped.length === 1 ? "entry" : "entries"} not compared (not replicated; \`tidemark status ${set}\` names them all):`);
+        lines.push(...list("skipped  ", skipped.map((entry) => `${entry.path} (${entry.reason})`), SKIPPED_SHOWN));
+      }
       if (repair) lines.push(`${repaired} changes journaled to repair the target`);
       else if (report.missing.length + report.different.length > 0) lines.push(`run \`tidemark verify ${set} --repair\` to resend them`);
       process.stdout.write(`${lines.join("\n")}\n`);
     }
-    return differences === 0 || repair ? 0 : DIFFERENCES_FOUND;
+    // Skipped entries are not on the target and no repair sends them: the target does not match.
+    return (differences === 0 || repair) && skipped.length === 0 ? 0 : DIFFERENCES_FOUND;
   },
 };

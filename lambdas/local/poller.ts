@@ -106,9 +106,9 @@ export class LocalPoller {
       visibilityTimeoutSeconds === undefined ? undefined : new VisibilityHeartbeat({ sqs: options.sqs, queueUrl: options.queueUrl, visibilityTimeoutSeconds, ...(onError ? { onError } : {}) });
   }
 
-  /** The handler made this message visible again (to come back at once): it is no longer kept in flight. */
-  release(receiptHandle: string): void {
-    this.#heartbeat?.release(receiptHandle);
+  /** The handler makes this message visible again (to come back at once): it is no longer kept in flight; resolves once no extend of it is on its way. */
+  async release(receiptHandle: string): Promise<void> {
+    await this.#heartbeat?.release(receiptHandle);
   }
 
   start(): void {
@@ -215,7 +215,7 @@ export class LocalPoller {
       this.#options.onError?.(error instanceof Error ? error : new Error(String(error)));
       return;
     } finally {
-      stopKeeping?.();
+      await stopKeeping?.();
     }
     const done = batch.filter((m) => !failed.has(m.MessageId ?? ""));
     if (done.length === 0) return;

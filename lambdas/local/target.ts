@@ -146,7 +146,7 @@ export async function startLocalTarget(options: LocalTargetOptions = {}): Promis
     await applier.announce();
     // A marker whose action goes on in the next invocation comes back at once, as the deployed applier arranges.
     const retrySoon = async (record: SQSRecord) => {
-      poller.release(record.receiptHandle);
+      await poller.release(record.receiptHandle);
       await sqs.send(new ChangeMessageVisibilityCommand({ QueueUrl: clientQueueUrl, ReceiptHandle: record.receiptHandle, VisibilityTimeout: 0 }));
     };
     const handler = createHandler(applier, options.metrics ?? (() => {}), undefined, retrySoon);

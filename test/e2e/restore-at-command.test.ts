@@ -67,8 +67,8 @@ it("restores the folder as it was before a ransomware pass, even after the sourc
 
 it("refuses a moment it cannot read, and --snapshot with --at, writing nothing", async () => {
   const bad = await tidemark(["restore", "web", "--at", "yesterday", "--to", join(work.path, "nope"), "--config", config]);
-  expect(bad.code).toBe(1);
-  expect(bad.stderr).toMatch(/^tidemark: "yesterday" is not a moment: use ISO 8601/);
+  expect(bad.code).toBe(2);
+  expect(bad.stderr).toBe('tidemark: "yesterday" is not a moment: use ISO 8601 (2026-11-30T10:15:02.250Z, or local time without a zone) or a span ago (90s, 15m, 2h, 3d)\n');
   const both = await tidemark(["restore", "web", "--at", "15m", "--snapshot", "latest", "--to", join(work.path, "nope"), "--config", config]);
   expect(both.code).toBe(2);
   expect(both.stderr).toContain("not both");

@@ -1,7 +1,8 @@
 // `tidemark verify` and `tidemark mirror` as an operator runs them: through
 // the running agent's control socket, and on their own when no agent runs.
 
-import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { execFileSync } from "node:child_process";
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { loadConfig } from "../../agent/config.ts";
@@ -93,4 +94,30 @@ it("runs the configured mirror on start: a diff that repairs and removes orphans
     expect(await cloud.store.head("data/web/stray.txt")).toBeUndefined();
     expect(await cloud.store.head("data/web/orphan.txt")).toBeUndefined();
   });
+});
+
+it("names what it did not compare (entries the set does not replicate) and exits 3 while any is there", async () => {
+  await eventually(async () => expect(await pictureOfTarget(cloud.store, "web")).toEqual(await pictureOfSource(src)));
+  execFileSync("mkfifo", [join(src, "pipe")]);
+  writeFileSync(join(src, "bad\nname.txt"), "a newline in its name");
+
+  const verify = await tidemark(["verify", "web", "--json", "--config", config]);
+  expect(verify.stderr).toBe("");
+  expect(verify.code).toBe(3);
+  const result = JSON.parse(verify.stdout) as { report: { missing: string[]; different: unknown[]; extra: string[] }; skipped: { path: string; reason: string }[] };
+  expect(result.report).toMatchObject({ missing: [], different: [], extra: [] });
+  expect(result.skipped.map(({ path, reason }) => [path, reason])).toEqual([
+    ["bad\nname.txt", "path contains a control character"],
+    ["pipe", "a FIFO: no content to replicate"],
+  ]);
+
+  const human = await tidemark(["verify", "web", "--config", config]);
+  expect(human.code).toBe(3);
+  expect(human.stdout).toMatch(/0 missing, 0 different, 0 extra\n2 entries not compared \(not replicated; `tidemark status web` names them all\):\n {2}skipped {3}bad\\nname\.txt \(path contains a control character\)\n {2}skipped {3}pipe \(a FIFO: no content to replicate\)\n$/);
+
+  rmSync(join(src, "pipe"));
+  rmSync(join(src, "bad\nname.txt"));
+  const clean = await tidemark(["verify", "web", "--json", "--config", config]);
+  expect(clean.code).toBe(0);
+  expect((JSON.parse(clean.stdout) as { skipped: unknown[] }).skipped).toEqual([]);
 });

@@ -68,7 +68,8 @@ describe("tidemark CLI", () => {
     [["task", "db", "--lable", "x"], "unknown option --lable for `tidemark task` (did you mean --label?)"],
     [["task", "db", "-q"], "unknown option -q for `tidemark task`"],
     [["task", "db", "--label"], "option --label needs a value"],
-    [["task", "db", "--timeout", "-5"], "option --timeout needs a value; one that begins with a dash goes as --timeout=-5"],
+    [["task", "db", "--timeout", "-5"], "option --timeout needs a value: did you forget it before -5? One that begins with a dash goes as --timeout=-5"],
+    [["task", "db", "--label", "--wait"], "option --label needs a value: did you forget it before --wait? One that begins with a dash goes as --label=--wait"],
     [["status", "--json=yes"], "option --json takes no value"],
     [["status", "extra"], 'tidemark status takes no argument "extra"'],
   ])("says %j in its own words, with the closest known name, and exits 2", async (args, message) => {
@@ -76,6 +77,12 @@ describe("tidemark CLI", () => {
     expect(out.code).toBe(2);
     expect(out.stderr).toContain(message);
     expect(out.stderr.trim().split("\n")).toHaveLength(1);
+  });
+
+  it("takes a lone - as an option's value, as Node's parser does", async () => {
+    const out = await tidemark(["task", "db", "--label", "-", "--config", join(dir.path, "none.json")]);
+    expect(out.stderr).not.toContain("needs a value");
+    expect(out.stderr).toContain("none.json");
   });
 
   it("refuses a local state folder inside --source before writing anything", async () => {

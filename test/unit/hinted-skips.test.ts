@@ -4,7 +4,7 @@
 // full scan (rescanSeconds, 15 minutes by default).
 
 import { execFileSync } from "node:child_process";
-import { rmSync, writeFileSync } from "node:fs";
+import { renameSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterEach, expect, it } from "vitest";
 import { skippedNow } from "../../agent/skipped-names.ts";
@@ -65,4 +65,70 @@ it("a hinted FIFO or unreplicable name is named as skipped, and a FIFO replaced 
   await h.agent.drain(SET);
   expect(skippedNow(h.journal.skippedNames, SET, src).map(({ path }) => path)).toEqual(["bad\nname.txt"]);
   expect((await h.store.get(`data/${SET}/pipe`))?.body.toString()).toBe("a file now");
+});
+
+it("a hinted delete of a file whose (valid UTF-8) name holds U+FFFD is journaled, and nothing is named as skipped", async () => {
+  h = agentHarness(SET);
+  const src = h.src.path;
+  const name = "caf\uFFFD.txt";
+  writeFileSync(join(src, name), "valid utf-8");
+  await h.agent.start();
+  await h.agent.drain(SET);
+  expect((await h.store.get(`data/${SET}/${name}`))?.body.toString()).toBe("valid utf-8");
+
+  rmSync(join(src, name));
+  h.agent.hint(SET, name);
+  await h.agent.processHints(SET);
+  await h.agent.drain(SET);
+  expect(await h.store.get(`data/${SET}/${name}`)).toBeUndefined();
+  expect(h.journal.index.entry(SET, name)).toBeUndefined();
+  expect(h.journal.skippedNames.list(SET)).toEqual([]);
+});
+
+it("a name that is not UTF-8 is named as skipped when hinted, and no longer once it is deleted or renamed", async () => {
+  h = agentHarness(SET);
+  const src = h.src.path;
+  await h.agent.start();
+  await h.agent.drain(SET);
+  // 0xE9 alone is not UTF-8: the listing reads "caf\uFFFD.txt".
+  const raw = (tail: string) => Buffer.concat([Buffer.from(`${src}/caf`), Buffer.from([0xe9]), Buffer.from(tail)]);
+  writeFileSync(raw(".txt"), "latin-1 name");
+  writeFileSync(raw(".log"), "latin-1 name");
+  h.agent.hint(SET, "caf\uFFFD.txt");
+  h.agent.hint(SET, "caf\uFFFD.log");
+  await h.agent.processHints(SET);
+  await h.agent.drain(SET);
+  const { skippedNames } = h.journal;
+  const listed = () => skippedNow(skippedNames, SET, src).map(({ path, reason }) => [path, reason]);
+  expect(listed()).toEqual([
+    ["caf\uFFFD.log", "name is not valid UTF-8 (S3 keys are UTF-8)"],
+    ["caf\uFFFD.txt", "name is not valid UTF-8 (S3 keys are UTF-8)"],
+  ]);
+
+  // Gone from the disk: status no longer names it, even before the hint is processed.
+  rmSync(raw(".txt"));
+  renameSync(raw(".log"), join(src, "cafe.log"));
+  expect(listed()).toEqual([]);
+  h.agent.hint(SET, "caf\uFFFD.txt");
+  h.agent.hint(SET, "caf\uFFFD.log");
+  h.agent.hint(SET, "cafe.log");
+  await h.agent.processHints(SET);
+  await h.agent.drain(SET);
+  expect(h.journal.skippedNames.list(SET)).toEqual([]);
+  expect((await h.store.get(`data/${SET}/cafe.log`))?.body.toString()).toBe("latin-1 name");
+});
+
+it("a replicated file replaced by a FIFO is deleted from the mirror and named as skipped", async () => {
+  h = agentHarness(SET);
+  const src = h.src.path;
+  writeFileSync(join(src, "pipe"), "was a file");
+  await h.agent.start();
+  await h.agent.drain(SET);
+  rmSync(join(src, "pipe"));
+  execFileSync("mkfifo", [join(src, "pipe")]);
+  h.agent.hint(SET, "pipe");
+  await h.agent.processHints(SET);
+  await h.agent.drain(SET);
+  expect(await h.store.get(`data/${SET}/pipe`)).toBeUndefined();
+  expect(skippedNow(h.journal.skippedNames, SET, src).map(({ path, reason }) => [path, reason])).toEqual([["pipe", "a FIFO: no content to replicate"]]);
 });

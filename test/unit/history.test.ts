@@ -28,6 +28,7 @@ import { parseMoment, restoreAt, TimeSpecError } from "../../agent/restore-at.ts
 import { runMirror, runPrune, runVerify } from "../../agent/operations.ts";
 import { describePrune } from "../../agent/commands/snapshots.ts";
 import { describeTimeline } from "../../agent/commands/timeline.ts";
+import { UsageError } from "../../agent/commands/command.ts";
 import { DAY_MS, historyPrefix, segmentsPrefix, checkpointsPrefix } from "../../contract/history.ts";
 import { PREFIX } from "../../contract/layout.ts";
 import { BLOCK_SIZE, type WireMessage } from "../../contract/wire.ts";
@@ -636,6 +637,8 @@ describe("timeline", () => {
     const text = describeTimeline(timeline);
     expect(text).toContain(`any moment from ${new Date(first - 1).toISOString()} to ${new Date(last).toISOString()} restores`);
     expect(text).toContain("nightly");
+    expect(describeTimeline({ ...timeline, changes: 1, segments: 1, checkpoints: 1 })).toContain("1 change in 1 segment, 1 checkpoint;");
+    expect(describeTimeline({ ...timeline, changes: 3, segments: 2, checkpoints: 0 })).toContain("3 changes in 2 segments, 0 checkpoints;");
   });
 
   it("lists a marker sent straight to the queue too", async () => {
@@ -662,6 +665,9 @@ describe("moments and settings", () => {
     expect(parseMoment("2h ago", now)).toBe(now - 2 * 3_600_000);
     expect(parseMoment("3d", now)).toBe(now - 3 * DAY_MS);
     for (const bad of ["yesterday", "15", "2026-13-45T99:00", "-5m", ""]) expect(() => parseMoment(bad, now), bad).toThrow(TimeSpecError);
+    // A usage error (the CLI exits 2), saying what it accepts.
+    expect(() => parseMoment("yesterday", now)).toThrow(UsageError);
+    expect(() => parseMoment("yesterday", now)).toThrow('"yesterday" is not a moment: use ISO 8601 (2026-11-30T10:15:02.250Z, or local time without a zone) or a span ago (90s, 15m, 2h, 3d)');
   });
 
   it("reads the window from TIDEMARK_POINT_IN_TIME_DAYS, 7 days by default", () => {
