@@ -96,11 +96,21 @@ export function guardSlowTransfers<A extends Agent>(agent: A, rule: MinimumTrans
   const reuse = agent.reuseSocket.bind(agent);
   agent.createConnection = (options, callback) => {
     const where = `the connection to ${options.host ?? options.hostname ?? "the endpoint"}:${options.port ?? ""}`;
+    // The callback may run before create returns (then `returned` is not known yet) or after.
+    const seen: { returned?: Duplex; delivered?: Duplex } = {};
     const stream = create(options, (error, created) => {
+      seen.delivered = created;
+      // Through an https proxy, the connection returned is the one to the proxy and this one the tunnel inside
+      // it: only the tunnel is paused and restarted with its requests, so only it is watched.
+      if (created && seen.returned && created !== seen.returned) {
+        pause(seen.returned);
+        watches.delete(seen.returned);
+      }
       if (created) watch(created, where);
       callback?.(error, created);
     });
-    if (stream) watch(stream, where);
+    seen.returned = stream ?? undefined;
+    if (stream && (seen.delivered === undefined || seen.delivered === stream)) watch(stream, where);
     return stream;
   };
   // Back in the pool between requests: an idle connection moves nothing, rightly.
