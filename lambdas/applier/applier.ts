@@ -337,7 +337,11 @@ export class Applier {
           advance(record.seq - 1);
           await history?.flush();
           await this.#writeStatus(status);
-          await this.#runMarker({ set, id: record.id, seq: record.seq, fields: record, ...(record.digest ? { digest: record.digest } : {}) }, status, invocation);
+          await this.#runMarker(
+            { set, id: record.id, seq: record.seq, fields: record, ...(record.digest ? { digest: record.digest } : {}), ...(record.changingWhileRead ? { changingWhileRead: record.changingWhileRead } : {}) },
+            status,
+            invocation,
+          );
           applied += 1;
           history?.applied(record);
           this.#observer.applied?.(set, record);
