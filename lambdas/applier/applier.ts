@@ -479,8 +479,14 @@ export class Applier {
       this.#background.add(running);
     }
     if (outcome.taken) {
-      const { id, takenAt, digest, verification } = outcome.taken;
-      status.lastSnapshot = { id, takenAt, digest: digest?.status ?? "unverified", verification: verification?.status ?? "unverified" };
+      const { id, takenAt, digest, verification, changingWhileRead } = outcome.taken;
+      status.lastSnapshot = {
+        id,
+        takenAt,
+        digest: digest?.status ?? "unverified",
+        verification: verification?.status ?? "unverified",
+        ...(changingWhileRead ? { changingWhileRead: changingWhileRead.count } : {}),
+      };
       await this.#writeStatus(status);
     }
     const days = this.#tasks.retentionDays;

@@ -15,7 +15,7 @@ import { changingWhileReadJson, changingWhileReadWarning } from "../../agent/com
 import { restoreSnapshot } from "../../agent/restore.ts";
 import { boundChangingWhileRead, MAX_CHANGING_WHILE_READ_BYTES, snapshotIdFor, TaskFieldsSchema } from "../../contract/tasks.ts";
 import { parseMessage } from "../../contract/wire.ts";
-import { readSnapshot, readTaskResult } from "../../lambdas/target/index.ts";
+import { readSetStatus, readSnapshot, readTaskResult } from "../../lambdas/target/index.ts";
 import { agentHarness, type Harness } from "../support/harness.ts";
 import { tempDir } from "../support/tree.ts";
 
@@ -80,6 +80,7 @@ it("fails the snapshot's task naming them, records them in its summary, and rest
   // Kept, and restorable.
   const summary = await readSnapshot(harness.store, SET, snapshotIdFor(torn.id));
   expect(summary.changingWhileRead).toEqual({ paths: ["busy.db"], count: 1 });
+  expect((await readSetStatus(harness.store, SET))?.lastSnapshot).toMatchObject({ id: summary.id, changingWhileRead: 1 });
   const to = tempDir("tidemark-torn-");
   try {
     const restored = await restoreSnapshot(harness.store, summary, to.path);
