@@ -7,7 +7,7 @@
 // connection to the proxy.
 
 import { readFileSync } from "node:fs";
-import { createServer as createHttpServer } from "node:http";
+import { Agent as HttpAgent, createServer as createHttpServer, get as httpGet } from "node:http";
 import { Agent as HttpsAgent, createServer as createHttpsServer, get as httpsGet } from "node:https";
 import { createServer, type AddressInfo, type Server, type Socket } from "node:net";
 import { join } from "node:path";
@@ -148,5 +148,46 @@ describe("a guarded https connection through a proxy (CONNECT)", () => {
 
   it("leaves an answer the caller reads late alone, as going direct does", async () => {
     expect(await get("/big", RULE.windowMs * 4)).toBe(BODY);
+  });
+});
+
+describe("a guarded connection handed straight to a queued request", () => {
+  // Answers the first request on a connection at once; trickles the head of the next.
+  const server = createServer((socket: Socket) => {
+    socket.on("error", () => {});
+    let requests = 0;
+    socket.on("data", () => {
+      requests += 1;
+      if (requests === 1) socket.write("HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: keep-alive\r\n\r\nok");
+      else {
+        socket.write("HTTP/1.1 200 OK\r\nX-Slow: ");
+        const timer = setInterval(() => socket.write("a"), 50);
+        socket.on("close", () => clearInterval(timer));
+      }
+    });
+  });
+  let port = 0;
+  beforeAll(async () => {
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    port = (server.address() as AddressInfo).port;
+  });
+  afterAll(async () => {
+    await new Promise((resolve) => server.close(resolve));
+  });
+
+  it("is watched for its new request, not exempt as the previous answer was complete", async () => {
+    // One connection: Node hands it from the first request to the queued second without putting it back in the pool.
+    const agent = guardSlowTransfers(new HttpAgent({ keepAlive: true, maxSockets: 1 }), RULE);
+    const get = (path: string) =>
+      new Promise<string>((resolve) => {
+        const request = httpGet({ host: "127.0.0.1", port, path, agent }, (response) => {
+          response.resume();
+          response.on("end", () => resolve("answered"));
+          response.on("error", (error) => resolve(error.name));
+        });
+        request.on("error", (error) => resolve(error.name));
+      });
+    expect(await Promise.all([get("/first"), get("/second")])).toEqual(["answered", "SlowTransferError"]);
+    agent.destroy();
   });
 });
