@@ -134,7 +134,9 @@ held at step 2, and it runs the action there:
             the task, naming the paths), then its content verified (every
             object present, its SHA-256 right); it holds later changes until
             both are done, over as many invocations as that needs (--timeout
-            does not cut it short)
+            does not cut it short); files that kept changing while step 2
+            read them are held as read, possibly torn: \`task\` warns of them
+            and the snapshot's task fails naming them (quiesce with --quiesce)
   invoke    calls --function NAME (on the target's allow-list) with the
             marker's context (--input JSON adds to it; --snapshot takes a
             snapshot first and passes its id)
