@@ -164,7 +164,7 @@ export function callControl(
     const untaken = setTimeout(() => {
       req.destroy(
         new AgentNotAnsweringError(
-          `the agent on ${path} accepted the request but did not take it in ${answerTimeoutMs / 1000} s: it is stopped or hung (its pid is in tidemark.lock in its state folder); should it go on, it may still carry the request out`,
+          `the agent on ${path} accepted the request but did not take it in ${answerTimeoutMs / 1000} s: it is stopped or hung (its pid is in tidemark.lock in its state folder), or older than this CLI (one that answers only when done: restart it); should it go on, it may still carry the request out`,
         ),
       );
     }, answerTimeoutMs);

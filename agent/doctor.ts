@@ -12,8 +12,10 @@ import { join } from "node:path";
 import { GetObjectCommand, HeadBucketCommand, PutObjectCommand, type S3Client } from "@aws-sdk/client-s3";
 import { GetQueueAttributesCommand, SendMessageCommand, type SQSClient } from "@aws-sdk/client-sqs";
 import { PREFIX, statusKey } from "../contract/layout.ts";
-import { agentFor, bypassesProxy, CaBundleError, caBundleFile, makeS3Client, makeSqsClient, proxyFor, proxyPlan, readCaBundle, redactProxy } from "../lambdas/target/index.ts";
-import { clientOptionsOf } from "./aws-options.ts";
+import { agentFor, bypassesProxy, CaBundleError, caBundleFile, makeS3Client, makeSqsClient, proxyFor, proxyPlan, readCaBundle, redactProxy, type MinimumTransfer } from "../lambdas/target/index.ts";
+import { guardSlowTransfers } from "../lambdas/target/slow-transfers.ts";
+import { clientOptionsOf, READ_MINIMUM_TRANSFER } from "./aws-options.ts";
+import { TARGET_READ_IDLE_TIMEOUT_MS } from "./commands/target-store.ts";
 import { checkSources, loadConfig, type AgentConfig } from "./config.ts";
 import { checkEventQueue } from "./doctor-event-queue.ts";
 
@@ -137,11 +139,11 @@ function headDate(url: URL, agent: http.Agent): Promise<string | undefined> {
 }
 
 /** The endpoint's clock from a response's Date header, against this host's. */
-async function checkClock(config: AgentConfig, now: () => number): Promise<Check> {
+async function checkClock(config: AgentConfig, now: () => number, rule: MinimumTransfer): Promise<Check> {
   const url = config.endpoint ?? `https://s3.${config.region}.amazonaws.com/`;
   let agent: http.Agent | undefined;
   try {
-    agent = agentFor(new URL(url), clientOptionsOf(config).http ?? {});
+    agent = guardSlowTransfers(agentFor(new URL(url), clientOptionsOf(config).http ?? {}), rule);
     const sent = now();
     const date = await headDate(new URL(url), agent);
     const received = now();
@@ -225,6 +227,8 @@ export interface DoctorOptions {
   readonly now?: () => number;
   readonly inotifyLimitFile?: string;
   readonly eventQueueLimitFile?: string;
+  /** What a connection must move while a request is on it (tests pass a small window); else the CLI reads'. */
+  readonly minimumTransfer?: MinimumTransfer;
 }
 
 /** Runs every check; a check that cannot run (no config) leaves the ones that depend on it out. */
@@ -239,7 +243,9 @@ export async function runDoctor(configFile: string, options: DoctorOptions = {})
     checks.push({ name: "config", level: "fail", detail: (error as Error).message });
     return checks;
   }
-  const clientOptions = clientOptionsOf(config, { maxAttempts: 1 });
+  // The CLI reads' limits: an endpoint answering byte by byte held doctor (which status suggests then) for minutes.
+  const rule = options.minimumTransfer ?? READ_MINIMUM_TRANSFER;
+  const clientOptions = clientOptionsOf(config, { maxAttempts: 1, idleTimeoutMs: TARGET_READ_IDLE_TIMEOUT_MS, minimumTransfer: rule });
   let s3: S3Client;
   let sqs: SQSClient;
   try {
@@ -262,7 +268,7 @@ export async function runDoctor(configFile: string, options: DoctorOptions = {})
     if (bucket.level !== "fail") {
       for (const set of config.sets) checks.push(await checkStage(s3, config, set.name), await checkRead(s3, config, set.name));
     }
-    checks.push(checkInotify(config, options.inotifyLimitFile), checkEventQueue(config, options.eventQueueLimitFile), await checkClock(config, options.now ?? Date.now));
+    checks.push(checkInotify(config, options.inotifyLimitFile), checkEventQueue(config, options.eventQueueLimitFile), await checkClock(config, options.now ?? Date.now, rule));
     return checks;
   } finally {
     s3.destroy();

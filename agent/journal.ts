@@ -12,7 +12,7 @@ import { DatabaseSync, type StatementSync } from "node:sqlite";
 import type { OrphanPolicy } from "../contract/layout.ts";
 import { deltaBytes } from "../contract/wire.ts";
 import type { ByteRange } from "../contract/delta-ranges.ts";
-import { TaskIdSchema, type TaskFields } from "../contract/tasks.ts";
+import { TaskIdSchema, type ChangingWhileRead, type TaskFields } from "../contract/tasks.ts";
 import { journalFault } from "./journal-faults.ts";
 import { SkippedNames } from "./skipped-names.ts";
 import { EntryIndex } from "./journal-index.ts";
@@ -73,6 +73,8 @@ export type Change =
       /** What the index held at the barrier (agent/marker-digest.ts); `content` holds the digest's list. */
       digest?: SetDigest & { list?: { size: number; sha256: string } };
       content?: { bytes: Uint8Array } | { spool: string };
+      /** Files that kept changing while the barrier read them; travels on the marker. */
+      changingWhileRead?: ChangingWhileRead;
     }
   /** A record the target refused for good, in its place: the seq travels so the chain stays contiguous (poison.ts). */
   | { op: "skip"; path: string; reason: string }

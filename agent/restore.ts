@@ -4,7 +4,7 @@
 // against their sha256, modes, mtimes, symlinks, hard links and empty
 // folders; what cannot be written is reported, not fatal.
 
-import { leftOutCount, type SnapshotEntry, type SnapshotSummary } from "../contract/tasks.ts";
+import { leftOutCount, type ChangingWhileRead, type SnapshotEntry, type SnapshotSummary } from "../contract/tasks.ts";
 import type { RestoreFailure } from "./restore-writer.ts";
 import { readManifest, type TargetStore } from "../lambdas/target/index.ts";
 import { ContentReader } from "./restore-content.ts";
@@ -16,6 +16,8 @@ export interface RestoreResult extends WriteReport {
   readonly snapshot: string;
   /** Entries the snapshot left out when it was taken beyond those its summary names (and `failures` lists): not restored either. */
   readonly leftOutUnnamed?: number;
+  /** Files that kept changing while the snapshot's barrier read them (its summary's list): restored as read, possibly torn. */
+  readonly possiblyTorn?: ChangingWhileRead;
 }
 
 /** A file set's snapshot as a recovery point: its manifest, and each file's bytes from the bucket (live, versioned or preserved). */
@@ -45,5 +47,10 @@ export async function restoreSnapshot(store: TargetStore, summary: SnapshotSumma
     );
   }
   const point = await snapshotRecoveryPoint(store, summary);
-  return { snapshot: summary.id, ...(await writeRecoveryPoint(point, to, options)), ...(unnamed > 0 ? { leftOutUnnamed: unnamed } : {}) };
+  return {
+    snapshot: summary.id,
+    ...(await writeRecoveryPoint(point, to, options)),
+    ...(unnamed > 0 ? { leftOutUnnamed: unnamed } : {}),
+    ...(summary.changingWhileRead ? { possiblyTorn: summary.changingWhileRead } : {}),
+  };
 }

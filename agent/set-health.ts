@@ -275,11 +275,15 @@ const skippedPaths: ProblemCheck = (facts) =>
 const journalProblem: ProblemCheck = (facts) =>
   facts.journalProblem ? [{ kind: "journal-problem", message: `since ${facts.journalProblem.since}: ${facts.journalProblem.problem}` }] : [];
 
-/** The newest snapshot failed its digest or its content check: that recovery point is not what the source held. */
+/** The newest snapshot failed its digest or its content check, or holds files torn as read: that recovery point is not what the source held. */
 const snapshotCheck: ProblemCheck = (facts) => {
   const last = targetStatus(facts)?.lastSnapshot;
-  if (!last || (last.digest !== "mismatch" && last.verification !== "failed")) return [];
-  const what = [last.digest === "mismatch" ? "its digest does not match what the source held" : "", last.verification === "failed" ? "content it names is missing or altered" : ""]
+  if (!last || (last.digest !== "mismatch" && last.verification !== "failed" && last.changingWhileRead === undefined)) return [];
+  const what = [
+    last.digest === "mismatch" ? "its digest does not match what the source held" : "",
+    last.verification === "failed" ? "content it names is missing or altered" : "",
+    last.changingWhileRead !== undefined ? `${last.changingWhileRead} file(s) kept changing while its barrier read them (held as read, possibly torn; quiesce with --quiesce)` : "",
+  ]
     .filter(Boolean)
     .join(", and ");
   return [{ kind: "snapshot-check-failed", message: `the newest snapshot ${last.id} (${last.takenAt}) failed its checks: ${what}; see \`tidemark snapshots ${facts.set} --json\`` }];

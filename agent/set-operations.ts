@@ -6,7 +6,7 @@
 import { randomUUID } from "node:crypto";
 import type { OrphanPolicy, VerifyReport } from "../contract/layout.ts";
 import type { DrillReport } from "../contract/drills.ts";
-import { newTaskId, type TaskFields } from "../contract/tasks.ts";
+import { boundChangingWhileRead, newTaskId, type TaskFields } from "../contract/tasks.ts";
 import { blockRepair, capture } from "./capture.ts";
 import { describeHook, hookSucceeded, runHook, type HookResult } from "./hooks.ts";
 import type { Change } from "./journal.ts";
@@ -176,12 +176,18 @@ export class SetOperations {
       const fields = { ...request.fields, insertedAt: request.fields.insertedAt ?? new Date().toISOString() };
       // What the index holds now is what the target must hold at the marker.
       const digest = await digestRead.finish();
-      const [seq] = journal.append(spec.name, [{ op: "task", id, fields, ...digest, ...(request.onTransmit ? { onTransmit: request.onTransmit } : {}) }]);
-      return { id, seq: seq ?? 0, generation: journal.sets.generation(spec.name).id, scan, ...(changing.length > 0 ? { changingWhileRead: changing.sort() } : {}) };
+      changing.sort();
+      // The target records them with the snapshot: its task fails naming them, and restore warns of them.
+      const changingWhileRead = boundChangingWhileRead(changing);
+      const [seq] = journal.append(spec.name, [{ op: "task", id, fields, ...digest, ...(changingWhileRead ? { changingWhileRead } : {}), ...(request.onTransmit ? { onTransmit: request.onTransmit } : {}) }]);
+      return { id, seq: seq ?? 0, generation: journal.sets.generation(spec.name).id, scan, ...(changing.length > 0 ? { changingWhileRead: changing } : {}) };
     });
     this.#context.wake();
     log.info("task marker journaled", { set: spec.name, task: queued.id, seq: queued.seq, action: request.fields.action, barrierChanges: queued.scan.changes });
-    if (queued.changingWhileRead) log.warn("files changed while the marker's barrier read them: the snapshot holds them as read", { set: spec.name, task: queued.id, files: queued.changingWhileRead });
+    if (queued.changingWhileRead) {
+      const { paths, count } = boundChangingWhileRead(queued.changingWhileRead) ?? { paths: [], count: 0 };
+      log.warn("files changed while the marker's barrier read them: the snapshot holds them as read", { set: spec.name, task: queued.id, files: paths, count });
+    }
     if (!request.onQueue) return queued;
     const onQueue = await runHook(request.onQueue, { env: markerEnvironment(spec.name, queued.id, queued.seq, request.fields) });
     if (!hookSucceeded(onQueue)) log.warn(describeHook("on-queue", onQueue), { set: spec.name, task: queued.id });

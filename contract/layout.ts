@@ -264,6 +264,8 @@ export const SetStatusSchema = z.object({
       takenAt: z.string(),
       digest: z.enum(["matched", "mismatch", "unverified"]),
       verification: z.enum(["pending", "verified", "failed", "unverified"]),
+      /** Files that kept changing while its marker's barrier read them (held as read, possibly torn): its task failed. */
+      changingWhileRead: z.number().int().min(1).optional(),
     })
     .optional(),
   /** Messages refused because they were not signed by the set's owner (ownership.ts): nothing of them was applied. */

@@ -89,6 +89,29 @@ export const MAX_NAMED_PATHS = 100;
 
 const NamedPath = z.object({ path: z.string(), problem: z.string() });
 
+/** Most bytes of names a marker carries of the files that kept changing while its barrier read them: its message stays small. */
+export const MAX_CHANGING_WHILE_READ_BYTES = 16 * 1024;
+
+/**
+ * Files that kept changing while a marker's barrier read them, journaled as read: possibly torn copies, no state the
+ * file was ever in. The first names (at most MAX_NAMED_PATHS, MAX_CHANGING_WHILE_READ_BYTES) and how many there were.
+ */
+export const ChangingWhileReadSchema = z.object({ paths: z.array(z.string()).max(MAX_NAMED_PATHS), count: z.number().int().min(1) });
+export type ChangingWhileRead = z.infer<typeof ChangingWhileReadSchema>;
+
+/** The bounded form of a barrier's list of files that kept changing (sorted by the caller); undefined for none. */
+export function boundChangingWhileRead(paths: readonly string[]): ChangingWhileRead | undefined {
+  if (paths.length === 0) return undefined;
+  const named: string[] = [];
+  let bytes = 0;
+  for (const path of paths.slice(0, MAX_NAMED_PATHS)) {
+    bytes += Buffer.byteLength(path);
+    if (named.length > 0 && bytes > MAX_CHANGING_WHILE_READ_BYTES) break;
+    named.push(path);
+  }
+  return { paths: named, count: paths.length };
+}
+
 /**
  * How a snapshot compares with the digest its marker carried (DESIGN 8b):
  * `matched`, `mismatch` (the differing paths named), or `unverified` when the
@@ -169,6 +192,8 @@ export const SnapshotSummarySchema = z.object({
    */
   unreadable: z.array(NamedPath).optional(),
   unreadableCount: z.number().int().min(0).optional(),
+  /** Files that kept changing while the marker's barrier read them (the marker's list): held as read, possibly torn; its task fails. */
+  changingWhileRead: ChangingWhileReadSchema.optional(),
 });
 export type SnapshotSummary = z.infer<typeof SnapshotSummarySchema>;
 

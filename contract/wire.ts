@@ -5,7 +5,7 @@
 import { createHash } from "node:crypto";
 import { z } from "zod";
 import { ORPHAN_POLICIES } from "./layout.ts";
-import { TaskFieldsSchema, TaskIdSchema } from "./tasks.ts";
+import { ChangingWhileReadSchema, TaskFieldsSchema, TaskIdSchema } from "./tasks.ts";
 import { DrillReportSchema } from "./drills.ts";
 import { LinkGroup, ManifestEntrySchema, Mode, MtimeNs, Seq, SetName, SetPath, Sha256, Size, type ManifestEntry } from "./manifest-entry.ts";
 import { SetDigestSchema } from "./digest.ts";
@@ -181,7 +181,15 @@ const MarkerDigest = SetDigestSchema.extend({ list: z.object({ size: Size, sha25
  * it, the target holds what the source held at the barrier before it, and the
  * marker's action runs on that state.
  */
-const TaskRecord = TaskFieldsSchema.extend({ seq: Seq, at: RecordAt, op: z.literal("task"), id: TaskIdSchema, digest: MarkerDigest.optional() });
+const TaskRecord = TaskFieldsSchema.extend({
+  seq: Seq,
+  at: RecordAt,
+  op: z.literal("task"),
+  id: TaskIdSchema,
+  digest: MarkerDigest.optional(),
+  /** Files that kept changing while the barrier read them (absent from older agents): the snapshot names them as possibly torn. */
+  changingWhileRead: ChangingWhileReadSchema.optional(),
+});
 
 /** Deletes snapshot manifests of the set beyond the newest `keep`, and the preserved content only they referred to. */
 const PruneRecord = z.object({

@@ -39,7 +39,11 @@ pending while it runs, or unverified.
 HOLDS says INCOMPLETE when the snapshot left entries out (their object could
 not be read when it was taken; --json names them as "unreadable"): its
 restore names them as not restored and exits 3, and \`prune --keep N\` does
-not count it among the N.
+not count it among the N. It says TORN when files kept changing while the
+marker's barrier read them (--json names them as "changingWhileRead"): the
+snapshot holds them as read, possibly no state they were ever in; its task
+failed naming them, and its restore writes them and names them as possibly
+torn.
 
 Options:
   --json          print the snapshots as a JSON array
@@ -154,6 +158,7 @@ Examples:
       // A tidemark snapshot first; an id that names none and looks like EBS's is read back from EBS.
       const summary = id === "latest" ? (await listSnapshots(store, set)).at(-1) : await findSnapshot(store, set, id);
       if (summary && leftOutCount(summary) > 0) process.stderr.write(`snapshot ${summary.id}${id === "latest" ? " (the latest)" : ""} is INCOMPLETE: ${leftOutCount(summary)} entries were left out when it was taken; they are not restored\n`);
+      if (summary?.changingWhileRead) process.stderr.write(`snapshot ${summary.id}${id === "latest" ? " (the latest)" : ""} is TORN: ${summary.changingWhileRead.count} files kept changing while its barrier read them; they are restored as read\n`);
       try {
         if (!summary && isEbsSnapshotId(id)) return await withEbsClient(config, (ebs) => restoreEbsSnapshot(ebs, id, resolve(to), options));
         if (!summary) throw new UsageError(`set "${set}" has no snapshots to restore`);
@@ -200,6 +205,9 @@ function printRestore(set: string, result: RestoreResult & { readonly reads: Rea
       if (result.extra.length > 50) process.stdout.write(`  ... and ${result.extra.length - 50} more (--json lists them all)\n`);
     }
     for (const failure of result.failures) process.stderr.write(`not restored: ${JSON.stringify(failure.path)}: ${failure.reason}\n`);
+    const torn = result.possiblyTorn;
+    for (const path of torn?.paths ?? []) process.stderr.write(`possibly torn (kept changing while snapshot ${result.snapshot}'s barrier read it; restored as read): ${JSON.stringify(path)}\n`);
+    if (torn && torn.count > torn.paths.length) process.stderr.write(`possibly torn: ${torn.count - torn.paths.length} more files; the snapshot's summary names only the ${torn.paths.length} above\n`);
     const unnamed = result.leftOutUnnamed ?? 0;
     const named = result.failures.filter((failure) => failure.reason.startsWith(`left out of snapshot ${result.snapshot} when it was taken`)).length;
     if (unnamed > 0) process.stderr.write(`not restored: ${unnamed} more entries left out of snapshot ${result.snapshot} when it was taken; its summary names only the ${named} above\n`);
@@ -208,10 +216,11 @@ function printRestore(set: string, result: RestoreResult & { readonly reads: Rea
   return result.failures.length > 0 || (result.leftOutUnnamed ?? 0) > 0 ? 3 : 0;
 }
 
-/** What the HOLDS column adds for a snapshot that left entries out. */
+/** What the HOLDS column adds for a snapshot that left entries out, or holds files that kept changing while read. */
 function incompleteNote(s: SnapshotSummary): string {
   const count = leftOutCount(s);
-  return count > 0 ? ` (INCOMPLETE: ${count} left out)` : "";
+  const torn = s.changingWhileRead ? ` (TORN: ${s.changingWhileRead.count} changing while read)` : "";
+  return `${count > 0 ? ` (INCOMPLETE: ${count} left out)` : ""}${torn}`;
 }
 
 /** The digest check of a snapshot, as the table shows it ("-" for a snapshot taken before digests). */

@@ -267,7 +267,8 @@ applied (read from the target bucket), and the state:
                 sockets, FIFOs or devices; each with what to do), a full
                 disk under the journal, a failed
                 recovery drill, a newest snapshot that failed its digest or
-                content check, history segments the target could not read
+                content check or holds files that kept changing while its
+                barrier read them, history segments the target could not read
                 when it replayed folder changes (the live folders may lack
                 them until \`tidemark mirror SET --mode full\`), messages
                 refused as not the owner's in the last 24 hours (named with

@@ -1,7 +1,7 @@
 // `tidemark task` (the scripting command, DESIGN 3) and `tidemark tasks`
 // (the history of a set's markers).
 
-import { TASK_ACTIONS, MAX_TASK_TIMEOUT_SECONDS, DEFAULT_TASK_TIMEOUT_SECONDS, type TaskFields, type TaskResult } from "../../contract/tasks.ts";
+import { boundChangingWhileRead, TASK_ACTIONS, MAX_TASK_TIMEOUT_SECONDS, DEFAULT_TASK_TIMEOUT_SECONDS, type TaskFields, type TaskResult } from "../../contract/tasks.ts";
 import type { QueuedMarker } from "../agent.ts";
 import { configPath, loadConfig, type AgentConfig } from "../config.ts";
 import { escapeControl, formatBytes, table } from "../format.ts";
@@ -26,6 +26,12 @@ export function changingWhileReadWarning(paths: readonly string[]): string {
   const named = paths.slice(0, CHANGING_NAMED).map((p) => escapeControl(p)).join(", ");
   const more = paths.length > CHANGING_NAMED ? ` and ${paths.length - CHANGING_NAMED} more` : "";
   return `${paths.length} file(s) kept changing while the barrier read them: the snapshot holds them as read, which may be no state they were ever in (stop the application with --quiesce for an exact point): ${named}${more}`;
+}
+
+/** The barrier's files that kept changing, in --json: the first MAX_NAMED_PATHS names (as the marker carries them) and how many. */
+export function changingWhileReadJson(paths: readonly string[] | undefined): { changingWhileRead?: string[]; changingWhileReadCount?: number } {
+  const bounded = boundChangingWhileRead(paths ?? []);
+  return bounded ? { changingWhileRead: bounded.paths, changingWhileReadCount: bounded.count } : {};
 }
 
 /** A quiesce command failed: no marker was inserted. */
@@ -128,7 +134,9 @@ held at step 2, and it runs the action there:
             the task, naming the paths), then its content verified (every
             object present, its SHA-256 right); it holds later changes until
             both are done, over as many invocations as that needs (--timeout
-            does not cut it short)
+            does not cut it short); files that kept changing while step 2
+            read them are held as read, possibly torn: \`task\` warns of them
+            and the snapshot's task fails naming them (quiesce with --quiesce)
   invoke    calls --function NAME (on the target's allow-list) with the
             marker's context (--input JSON adds to it; --snapshot takes a
             snapshot first and passes its id)
@@ -285,7 +293,7 @@ Examples:
               entries: queued.scan.entries,
               changes: queued.scan.changes,
               bytes: queued.scan.bytes,
-              ...(queued.changingWhileRead ? { changingWhileRead: queued.changingWhileRead } : {}),
+              ...changingWhileReadJson(queued.changingWhileRead),
             },
             hooks: { quiesce: summary(hooks.quiesce), onQueue: summary(hooks.onQueue), resume: summary(hooks.resume) },
             ...(result ? { result } : {}),

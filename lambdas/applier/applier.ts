@@ -337,7 +337,11 @@ export class Applier {
           advance(record.seq - 1);
           await history?.flush();
           await this.#writeStatus(status);
-          await this.#runMarker({ set, id: record.id, seq: record.seq, fields: record, ...(record.digest ? { digest: record.digest } : {}) }, status, invocation);
+          await this.#runMarker(
+            { set, id: record.id, seq: record.seq, fields: record, ...(record.digest ? { digest: record.digest } : {}), ...(record.changingWhileRead ? { changingWhileRead: record.changingWhileRead } : {}) },
+            status,
+            invocation,
+          );
           applied += 1;
           history?.applied(record);
           this.#observer.applied?.(set, record);
@@ -475,8 +479,14 @@ export class Applier {
       this.#background.add(running);
     }
     if (outcome.taken) {
-      const { id, takenAt, digest, verification } = outcome.taken;
-      status.lastSnapshot = { id, takenAt, digest: digest?.status ?? "unverified", verification: verification?.status ?? "unverified" };
+      const { id, takenAt, digest, verification, changingWhileRead } = outcome.taken;
+      status.lastSnapshot = {
+        id,
+        takenAt,
+        digest: digest?.status ?? "unverified",
+        verification: verification?.status ?? "unverified",
+        ...(changingWhileRead ? { changingWhileRead: changingWhileRead.count } : {}),
+      };
       await this.#writeStatus(status);
     }
     const days = this.#tasks.retentionDays;

@@ -7,7 +7,7 @@
 import { taskResultKey } from "../../contract/layout.ts";
 import { collisionTaskId, resultOfMarker } from "../../contract/task-owner.ts";
 import { isFinished, TaskResultSchema, type TaskAction, type TaskFields, type TaskResult, type TaskStatus } from "../../contract/tasks.ts";
-import type { SnapshotSummary } from "../../contract/tasks.ts";
+import type { ChangingWhileRead, SnapshotSummary } from "../../contract/tasks.ts";
 import { ActionFailedError, ActionSkippedError, EVENT_TYPES, type ActionRunner, type EventSink, type TaskContext } from "../tasks/actions.ts";
 import type { TargetStore } from "../store/store.ts";
 import type { MarkerDigest } from "../../contract/wire.ts";
@@ -34,6 +34,8 @@ export interface Marker {
   readonly fields: TaskFields;
   /** What the source held at the barrier, when the agent journaled the marker. */
   readonly digest?: MarkerDigest;
+  /** Files that kept changing while the barrier read them (the snapshot records them). */
+  readonly changingWhileRead?: ChangingWhileRead;
   /** The journal generation of `seq` (in-stream markers): names the marker in its result. */
   readonly generation?: string;
   /** The id the marker was sent with, when it runs under another (its own held another marker's result). */
@@ -118,6 +120,7 @@ function snapshotOutputs(snapshot: SnapshotSummary): Record<string, unknown> {
   const checks = {
     ...(snapshot.digest ? { digest: snapshot.digest.status } : {}),
     ...(snapshot.verification ? { verification: snapshot.verification.status } : {}),
+    ...(snapshot.changingWhileRead ? { changingWhileRead: snapshot.changingWhileRead.count } : {}),
   };
   if (snapshot.volume) return { snapshotId: snapshot.id, blocks: snapshot.volume.blocks, bytes: snapshot.bytes, ...checks };
   return { snapshotId: snapshot.id, files: snapshot.files, bytes: snapshot.bytes, ...checks };

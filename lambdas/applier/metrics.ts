@@ -115,6 +115,7 @@ export function snapshotCheckMetricsLine(failure: { set: string; snapshot: Snaps
     snapshot: snapshot.id,
     digest: snapshot.digest?.status,
     verification: snapshot.verification?.status,
+    ...(snapshot.changingWhileRead ? { changingWhileRead: snapshot.changingWhileRead.count } : {}),
     _aws: {
       Timestamp: failure.timestamp,
       CloudWatchMetrics: [{ Namespace: failure.namespace ?? DEFAULT_METRICS_NAMESPACE, Dimensions: [[]], Metrics: [{ Name: SNAPSHOT_CHECKS_FAILED_METRIC, Unit: "Count" }] }],

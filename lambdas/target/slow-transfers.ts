@@ -8,7 +8,7 @@
 // long copy's answer with a space now and then, which this would abandon.
 
 import { subscribe } from "node:diagnostics_channel";
-import { IncomingMessage, type Agent } from "node:http";
+import { ClientRequest, IncomingMessage, type Agent } from "node:http";
 import { Socket } from "node:net";
 import type { Duplex } from "node:stream";
 
@@ -28,16 +28,29 @@ interface Watch {
   timer: NodeJS.Timeout | undefined;
   /** The answer being read on the connection: it fails with the error, not with Node's bare "aborted". */
   response: IncomingMessage | undefined;
+  /** Starts the window anew for a request given the connection. */
+  readonly begin: () => void;
 }
 
 /** Every guarded connection, whichever agent made it. */
 const watches = new WeakMap<Duplex, Watch>();
 let listening = false;
 
-/** Node publishes each answer's head on this channel: how a guarded connection learns the answer it carries. */
+/**
+ * Node publishes each answer's head on one channel: how a guarded connection learns the answer it carries; and each
+ * request on another: a connection given to it (new, from the pool, or handed straight from a finished request to a
+ * queued one, which passes neither keepSocketAlive nor reuseSocket) starts its window anew, the last answer forgotten.
+ */
 function listenForAnswers(): void {
   if (listening) return;
   listening = true;
+  subscribe("http.client.request.start", (message) => {
+    if (typeof message !== "object" || message === null || !("request" in message) || !(message.request instanceof ClientRequest)) return;
+    // Node publishes the start once the request has its connection; else the connection is still to come.
+    const { request } = message;
+    if (request.socket) watches.get(request.socket)?.begin();
+    else request.once("socket", (socket: Duplex) => watches.get(socket)?.begin());
+  });
   subscribe("http.client.response.finish", (message) => {
     if (typeof message !== "object" || message === null || !("response" in message) || !(message.response instanceof IncomingMessage)) return;
     const watch = watches.get(message.response.socket);
@@ -84,31 +97,36 @@ export function guardSlowTransfers<A extends Agent>(agent: A, rule: MinimumTrans
   };
   const watch = (stream: Duplex, where: string) => {
     if (watches.has(stream)) return;
-    watches.set(stream, { where, mark: 0, timer: undefined, response: undefined });
+    watches.set(stream, { where, mark: 0, timer: undefined, response: undefined, begin: () => begin(stream) });
     stream.once("close", () => pause(stream));
     begin(stream);
   };
 
   const create = agent.createConnection.bind(agent);
   const keepAlive = agent.keepSocketAlive.bind(agent);
-  const reuse = agent.reuseSocket.bind(agent);
   agent.createConnection = (options, callback) => {
     const where = `the connection to ${options.host ?? options.hostname ?? "the endpoint"}:${options.port ?? ""}`;
+    // The callback may run before create returns (then `returned` is not known yet) or after.
+    const seen: { returned?: Duplex; delivered?: Duplex } = {};
     const stream = create(options, (error, created) => {
+      seen.delivered = created;
+      // Through an https proxy, the connection returned is the one to the proxy and this one the tunnel inside
+      // it: only the tunnel is paused and restarted with its requests, so only it is watched.
+      if (created && seen.returned && created !== seen.returned) {
+        pause(seen.returned);
+        watches.delete(seen.returned);
+      }
       if (created) watch(created, where);
       callback?.(error, created);
     });
-    if (stream) watch(stream, where);
+    seen.returned = stream ?? undefined;
+    if (stream && (seen.delivered === undefined || seen.delivered === stream)) watch(stream, where);
     return stream;
   };
   // Back in the pool between requests: an idle connection moves nothing, rightly.
   agent.keepSocketAlive = (stream) => {
     pause(stream);
     return keepAlive(stream);
-  };
-  agent.reuseSocket = (stream, request) => {
-    begin(stream);
-    reuse(stream, request);
   };
   return agent;
 }

@@ -6,7 +6,7 @@
 import { createHash } from "node:crypto";
 import { digestDifferences, fileSetDigest, sameDigest, volumeDigest, type SetDigest } from "../../contract/digest.ts";
 import { snapshotSummaryKey, stagingKey } from "../../contract/layout.ts";
-import { MAX_NAMED_PATHS, type SnapshotDigestCheck, type SnapshotSummary, type SnapshotVerification } from "../../contract/tasks.ts";
+import { MAX_NAMED_PATHS, type ChangingWhileRead, type SnapshotDigestCheck, type SnapshotSummary, type SnapshotVerification } from "../../contract/tasks.ts";
 import { BadMessageError, decodeInline, type MarkerDigest } from "../../contract/wire.ts";
 import { parseManifest } from "../applier/verify.ts";
 import type { TargetStore } from "../store/store.ts";
@@ -18,6 +18,7 @@ export interface CheckedMarker {
   readonly set: string;
   readonly seq: number | null;
   readonly digest?: MarkerDigest;
+  readonly changingWhileRead?: ChangingWhileRead;
 }
 
 export interface SnapshotCheckOptions {
@@ -91,7 +92,8 @@ export async function checkDigest(store: TargetStore, summary: SnapshotSummary, 
 export async function checkSnapshot(store: TargetStore, taken: SnapshotSummary, marker: CheckedMarker, options: SnapshotCheckOptions): Promise<SnapshotSummary> {
   let summary = taken;
   if (!summary.digest) {
-    summary = { ...summary, digest: await checkDigest(store, summary, marker) };
+    // Recorded with the digest, once: the snapshot holds those files as its barrier read them.
+    summary = { ...summary, digest: await checkDigest(store, summary, marker), ...(marker.changingWhileRead ? { changingWhileRead: marker.changingWhileRead } : {}) };
     await saveSummary(store, summary);
   }
   if (summary.verification && summary.verification.status !== "pending") return summary;
@@ -116,9 +118,17 @@ export function snapshotProblem(summary: SnapshotSummary): string | undefined {
     const shown = items.slice(0, 20).map((item) => `${item.path}: ${item.problem}`);
     return `${shown.join("; ")}${total > shown.length ? `; and ${total - shown.length} more (see the snapshot's summary)` : ""}`;
   };
-  const { digest, verification, unreadable } = summary;
+  const { digest, verification, unreadable, changingWhileRead } = summary;
   if (unreadable && unreadable.length > 0) {
     problems.push(`snapshot ${summary.id} left out entries of the live mirror it could not read: ${named(unreadable, summary.unreadableCount ?? unreadable.length)}`);
+  }
+  // As read while they changed, not as of the marker: an application-consistent recovery point cannot vouch for them.
+  if (changingWhileRead) {
+    const named = changingWhileRead.paths.slice(0, 20);
+    const more = changingWhileRead.count - named.length;
+    problems.push(
+      `snapshot ${summary.id} holds ${changingWhileRead.count} file(s) that kept changing while the marker's barrier read them, possibly torn copies (quiesce the application with --quiesce): ${named.join("; ")}${more > 0 ? `; and ${more} more (see the snapshot's summary)` : ""}`,
+    );
   }
   if (digest?.status === "mismatch") {
     const paths = digest.differences && digest.differences.length > 0 ? `: ${named(digest.differences, digest.differenceCount ?? digest.differences.length)}` : "";

@@ -2,16 +2,22 @@
 // as read: bytes that may be no state the file was ever in (a 100 MiB file
 // rewritten at both ends while `task --wait` ran restored with its tail
 // newer than its head, and the task said "succeeded"). The marker names such
-// files, and `task` warns of them. The change is made by hand: the file's
+// files, and `task` warns of them; the target records them with the snapshot,
+// fails its task naming them (like entries a snapshot left out), and its
+// restore names them as possibly torn. The change is made by hand: the file's
 // mtime moves at each of its lstats, as a busy writer's would.
 
 import { utimesSync, writeFileSync } from "node:fs";
 import type * as FsPromises from "node:fs/promises";
 import { join } from "node:path";
 import { afterEach, expect, it, vi } from "vitest";
-import { changingWhileReadWarning } from "../../agent/commands/task.ts";
-import { TaskFieldsSchema } from "../../contract/tasks.ts";
+import { changingWhileReadJson, changingWhileReadWarning } from "../../agent/commands/task.ts";
+import { restoreSnapshot } from "../../agent/restore.ts";
+import { boundChangingWhileRead, MAX_CHANGING_WHILE_READ_BYTES, snapshotIdFor, TaskFieldsSchema } from "../../contract/tasks.ts";
+import { parseMessage } from "../../contract/wire.ts";
+import { readSetStatus, readSnapshot, readTaskResult } from "../../lambdas/target/index.ts";
 import { agentHarness, type Harness } from "../support/harness.ts";
+import { tempDir } from "../support/tree.ts";
 
 /** Absolute paths whose mtime moves on at each lstat. */
 const busy = new Set<string>();
@@ -57,4 +63,54 @@ it("names the files that kept changing while the barrier read them, and only tho
 it("warns naming the first ten files and counting the rest", () => {
   const paths = Array.from({ length: 12 }, (_, i) => `db/${i}.db`);
   expect(changingWhileReadWarning(paths)).toMatch(/^12 file\(s\) kept changing while the barrier read them: .*--quiesce.*: db\/0\.db, .*db\/9\.db and 2 more$/);
+});
+
+it("fails the snapshot's task naming them, records them in its summary, and restores them named as possibly torn", async () => {
+  const harness = agentHarness(SET);
+  h = harness;
+  writeFileSync(join(harness.src.path, "busy.db"), "pages");
+  writeFileSync(join(harness.src.path, "quiet.txt"), "still");
+  busy.add(join(harness.src.path, "busy.db"));
+  const torn = await harness.agent.insertMarker(SET, { fields: TaskFieldsSchema.parse({}) });
+  busy.clear();
+  await harness.agent.drain(SET);
+  const result = await readTaskResult(harness.store, SET, torn.id);
+  expect(result).toMatchObject({ status: "failed", outputs: { changingWhileRead: 1 } });
+  expect(result?.error).toMatch(/holds 1 file\(s\) that kept changing while the marker's barrier read them, possibly torn copies .*: busy\.db$/);
+  // Kept, and restorable.
+  const summary = await readSnapshot(harness.store, SET, snapshotIdFor(torn.id));
+  expect(summary.changingWhileRead).toEqual({ paths: ["busy.db"], count: 1 });
+  expect((await readSetStatus(harness.store, SET))?.lastSnapshot).toMatchObject({ id: summary.id, changingWhileRead: 1 });
+  const to = tempDir("tidemark-torn-");
+  try {
+    const restored = await restoreSnapshot(harness.store, summary, to.path);
+    expect(restored).toMatchObject({ files: 2, failures: [], possiblyTorn: { paths: ["busy.db"], count: 1 } });
+  } finally {
+    to.remove();
+  }
+
+  writeFileSync(join(harness.src.path, "busy.db"), "pages, settled");
+  const settled = await harness.agent.insertMarker(SET, { fields: TaskFieldsSchema.parse({}) });
+  await harness.agent.drain(SET);
+  expect((await readTaskResult(harness.store, SET, settled.id))?.status).toBe("succeeded");
+  expect((await readSnapshot(harness.store, SET, snapshotIdFor(settled.id))).changingWhileRead).toBeUndefined();
+});
+
+it("carries at most 100 names, and no more than its byte limit, with the count", () => {
+  const many = Array.from({ length: 150 }, (_, i) => `db/${String(i).padStart(3, "0")}.db`);
+  expect(boundChangingWhileRead(many)).toEqual({ paths: many.slice(0, 100), count: 150 });
+  expect(changingWhileReadJson(many)).toEqual({ changingWhileRead: many.slice(0, 100), changingWhileReadCount: 150 });
+  const long = Array.from({ length: 20 }, (_, i) => `${"d".repeat(4000)}/${i}`);
+  const bounded = boundChangingWhileRead(long);
+  expect(bounded?.count).toBe(20);
+  expect(bounded?.paths.join("").length).toBeLessThanOrEqual(MAX_CHANGING_WHILE_READ_BYTES);
+  expect(bounded?.paths).toEqual(long.slice(0, bounded?.paths.length));
+  expect(boundChangingWhileRead([])).toBeUndefined();
+});
+
+it("parses a marker with the list, and one without it (an older agent's)", () => {
+  const task = { seq: 7, at: 1, op: "task", id: "t1", action: "snapshot", timeoutSeconds: 300 };
+  const body = (record: object) => JSON.stringify({ v: 1, set: SET, records: [record] });
+  expect(parseMessage(body({ ...task, changingWhileRead: { paths: ["busy.db"], count: 2 } }))).toMatchObject({ records: [{ changingWhileRead: { paths: ["busy.db"], count: 2 } }] });
+  expect(parseMessage(body(task))).toMatchObject({ records: [{ id: "t1" }] });
 });

@@ -57,6 +57,14 @@ describe("set health", () => {
     expect(kinds(facts({ lastSnapshot: { ...last, digest: "mismatch", verification: "verified" } }))).toEqual(["snapshot-check-failed"]);
     expect(findProblems(facts({ lastSnapshot: { ...last, digest: "matched", verification: "failed" } }))[0]?.message).toMatch(/snap-1 .* content it names is missing or altered/);
     expect(caughtUp(facts({ lastSnapshot: { ...last, digest: "mismatch", verification: "failed" } }))).toBe(true);
+    // Files torn as read (the marker's barrier saw them change): its task failed, and status says so.
+    expect(findProblems(facts({ lastSnapshot: { ...last, digest: "matched", verification: "verified", changingWhileRead: 2 } }))).toEqual([
+      {
+        kind: "snapshot-check-failed",
+        message:
+          "the newest snapshot snap-1 (2026-01-01T00:00:00Z) failed its checks: 2 file(s) kept changing while its barrier read them (held as read, possibly torn; quiesce with --quiesce); see `tidemark snapshots s --json`",
+      },
+    ]);
   });
 
   it("names each problem", () => {

@@ -2,13 +2,20 @@
 // against one, `tidemark status`, `snapshots` and `timeline` sat for hours.
 // The CLI's reads abandon a connection that moves less than a minimum while a
 // request is on it, with an error that says so, in the answer's head and body
-// alike; a connection resting in the pool between requests is left alone.
+// alike; a connection resting in the pool between requests is left alone,
+// also behind an https proxy, where the requests run in a tunnel inside the
+// connection to the proxy.
 
-import { createServer as createHttpServer } from "node:http";
+import { readFileSync } from "node:fs";
+import { Agent as HttpAgent, createServer as createHttpServer, get as httpGet } from "node:http";
+import { Agent as HttpsAgent, createServer as createHttpsServer, get as httpsGet } from "node:https";
 import { createServer, type AddressInfo, type Server, type Socket } from "node:net";
+import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { TARGET_READ_USE } from "../../agent/commands/target-store.ts";
 import { makeS3Client, requestHandlerOptions, S3Store, SlowTransferError } from "../../lambdas/target/index.ts";
+import { guardSlowTransfers } from "../../lambdas/target/slow-transfers.ts";
+import { CountingProxy } from "../support/counting-proxy.ts";
 
 /** Small enough for a test: the rule's shape is what matters, not the CLI's numbers. */
 const RULE = { bytes: 64, windowMs: 300 } as const;
@@ -90,5 +97,97 @@ describe("a guarded connection to an endpoint that answers", () => {
     expect((await reader.get("b"))?.body.length).toBe(10);
     expect(connections).toBe(1);
     reader.client.destroy();
+  });
+});
+
+describe("a guarded https connection through a proxy (CONNECT)", () => {
+  const TLS_DIR = join(import.meta.dirname, "../fixtures/tls");
+  const cert = readFileSync(join(TLS_DIR, "server.crt"));
+  /** Big enough that the answer waits on the wire while the caller is not reading. */
+  const BODY = 4 * 1024 * 1024;
+  const server = createHttpsServer({ cert, key: readFileSync(join(TLS_DIR, "server.key")) }, (request, response) => {
+    request.resume();
+    response.writeHead(200, { "content-type": "application/octet-stream" }).end(Buffer.alloc(request.url === "/big" ? BODY : 10, 1));
+  });
+  let proxy: CountingProxy;
+  let port = 0;
+  let agent: HttpsAgent;
+  beforeAll(async () => {
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    port = (server.address() as AddressInfo).port;
+    proxy = await CountingProxy.start();
+    agent = guardSlowTransfers(new HttpsAgent({ keepAlive: true, ca: cert, proxyEnv: { HTTPS_PROXY: proxy.url } }), RULE);
+  });
+  afterAll(async () => {
+    agent.destroy();
+    await proxy.stop();
+    server.closeAllConnections();
+    await new Promise((resolve) => server.close(resolve));
+  });
+
+  /** GETs `path`, reading the body only after `lateMs`; resolves with the bytes read or the error's name. */
+  const get = (path: string, lateMs = 0) =>
+    new Promise<number | string>((resolve) => {
+      const request = httpsGet({ host: "127.0.0.1", port, path, agent }, (response) => {
+        let length = 0;
+        response.pause();
+        setTimeout(() => response.resume(), lateMs);
+        response.on("data", (chunk: Buffer) => (length += chunk.length));
+        response.on("end", () => resolve(length));
+        response.on("error", (error) => resolve(error.name));
+      });
+      request.on("error", (error) => resolve(error.name));
+    });
+
+  it("rests in the pool longer than a window and is used again: the proxy's own connection is not checked", async () => {
+    expect(await get("/small")).toBe(10);
+    await new Promise((resolve) => setTimeout(resolve, RULE.windowMs * 4));
+    expect(await get("/small")).toBe(10);
+    expect(proxy.tunnels).toHaveLength(1);
+  });
+
+  it("leaves an answer the caller reads late alone, as going direct does", async () => {
+    expect(await get("/big", RULE.windowMs * 4)).toBe(BODY);
+  });
+});
+
+describe("a guarded connection handed straight to a queued request", () => {
+  // Answers the first request on a connection at once; trickles the head of the next.
+  const server = createServer((socket: Socket) => {
+    socket.on("error", () => {});
+    let requests = 0;
+    socket.on("data", () => {
+      requests += 1;
+      if (requests === 1) socket.write("HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: keep-alive\r\n\r\nok");
+      else {
+        socket.write("HTTP/1.1 200 OK\r\nX-Slow: ");
+        const timer = setInterval(() => socket.write("a"), 50);
+        socket.on("close", () => clearInterval(timer));
+      }
+    });
+  });
+  let port = 0;
+  beforeAll(async () => {
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    port = (server.address() as AddressInfo).port;
+  });
+  afterAll(async () => {
+    await new Promise((resolve) => server.close(resolve));
+  });
+
+  it("is watched for its new request, not exempt as the previous answer was complete", async () => {
+    // One connection: Node hands it from the first request to the queued second without putting it back in the pool.
+    const agent = guardSlowTransfers(new HttpAgent({ keepAlive: true, maxSockets: 1 }), RULE);
+    const get = (path: string) =>
+      new Promise<string>((resolve) => {
+        const request = httpGet({ host: "127.0.0.1", port, path, agent }, (response) => {
+          response.resume();
+          response.on("end", () => resolve("answered"));
+          response.on("error", (error) => resolve(error.name));
+        });
+        request.on("error", (error) => resolve(error.name));
+      });
+    expect(await Promise.all([get("/first"), get("/second")])).toEqual(["answered", "SlowTransferError"]);
+    agent.destroy();
   });
 });

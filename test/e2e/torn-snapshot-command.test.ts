@@ -1,0 +1,66 @@
+// A snapshot holding files that kept changing while its marker's barrier read
+// them (the marker's list, recorded in its summary) as an operator sees it
+// against the local cloud: `snapshots` marks it TORN with the count, and
+// `restore` writes those files, names each as possibly torn, counts the ones
+// its summary does not name, and says so in --json; every entry was restored,
+// so it exits 0.
+
+import { createHash } from "node:crypto";
+import { mkdirSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { afterAll, beforeAll, expect, it } from "vitest";
+import { preservedKey } from "../../contract/layout.ts";
+import type { SnapshotEntry } from "../../contract/tasks.ts";
+import { writeSnapshot } from "../../lambdas/tasks/snapshots.ts";
+import { tidemark } from "../support/cli.ts";
+import { startTestCloud, type TestCloud } from "../support/local-cloud.ts";
+import { tempDir } from "../support/tree.ts";
+
+let cloud: TestCloud;
+const work = tempDir();
+let config: string;
+const sha = (text: string) => createHash("sha256").update(text).digest("hex");
+
+beforeAll(async () => {
+  cloud = await startTestCloud();
+  mkdirSync(join(work.path, "src"));
+  config = cloud.writeConfig(work.path, [{ name: "s", path: "src" }]);
+  const content = "pages";
+  const entry: SnapshotEntry = { path: "busy.db", kind: "file", size: content.length, mode: 0o644, mtimeNs: "1700000000000000000", sha256: sha(content) };
+  await cloud.store.put(preservedKey("s", sha(content)), Buffer.from(content));
+  await writeSnapshot(
+    cloud.store,
+    { id: "torn", set: "s", taskId: "t", seq: 1, takenAt: "2026-01-01T00:00:00.000Z", files: 1, dirs: 0, symlinks: 0, bytes: 5, versioned: false, changingWhileRead: { paths: ["busy.db"], count: 3 } },
+    [entry],
+  );
+});
+
+afterAll(async () => {
+  await cloud?.stop();
+  work.remove();
+});
+
+it("lists the snapshot as TORN with how many files kept changing", async () => {
+  const list = await tidemark(["snapshots", "s", "--config", config]);
+  expect(list.code, list.stderr).toBe(0);
+  expect(list.stdout).toContain("1 files (TORN: 3 changing while read)");
+});
+
+it("restores the files, names each one its summary names as possibly torn and counts the rest, and exits 0", async () => {
+  const to = join(work.path, "restored");
+  const restore = await tidemark(["restore", "s", "--snapshot", "torn", "--to", to, "--config", config]);
+  expect(restore.code, restore.stderr).toBe(0);
+  expect(readFileSync(join(to, "busy.db"), "utf8")).toBe("pages");
+  // Less the progress line.
+  expect(restore.stderr.trim().split("\n").filter((line) => !line.startsWith("restoring "))).toEqual([
+    "snapshot torn is TORN: 3 files kept changing while its barrier read them; they are restored as read",
+    `possibly torn (kept changing while snapshot torn's barrier read it; restored as read): "busy.db"`,
+    "possibly torn: 2 more files; the snapshot's summary names only the 1 above",
+  ]);
+});
+
+it("says so in --json", async () => {
+  const restore = await tidemark(["restore", "s", "--snapshot", "torn", "--to", join(work.path, "as-json"), "--json", "--config", config]);
+  expect(restore.code, restore.stderr).toBe(0);
+  expect(JSON.parse(restore.stdout)).toMatchObject({ possiblyTorn: { paths: ["busy.db"], count: 3 }, failures: [] });
+});
