@@ -275,18 +275,24 @@ const skippedPaths: ProblemCheck = (facts) =>
 const journalProblem: ProblemCheck = (facts) =>
   facts.journalProblem ? [{ kind: "journal-problem", message: `since ${facts.journalProblem.since}: ${facts.journalProblem.problem}` }] : [];
 
-/** The newest snapshot failed its digest or its content check, or holds files torn as read: that recovery point is not what the source held. */
+/**
+ * The newest snapshot failed its digest or its content check (that recovery point is not what the source held), or
+ * holds files torn as read (whole, but not one application-consistent moment): each its own kind, so a script
+ * watching for damaged recovery points is not woken by an unquiesced busy file.
+ */
 const snapshotCheck: ProblemCheck = (facts) => {
   const last = targetStatus(facts)?.lastSnapshot;
-  if (!last || (last.digest !== "mismatch" && last.verification !== "failed" && last.changingWhileRead === undefined)) return [];
-  const what = [
-    last.digest === "mismatch" ? "its digest does not match what the source held" : "",
-    last.verification === "failed" ? "content it names is missing or altered" : "",
-    last.changingWhileRead !== undefined ? `${last.changingWhileRead} file(s) kept changing while its barrier read them (held as read, possibly torn; quiesce with --quiesce)` : "",
-  ]
-    .filter(Boolean)
-    .join(", and ");
-  return [{ kind: "snapshot-check-failed", message: `the newest snapshot ${last.id} (${last.takenAt}) failed its checks: ${what}; see \`tidemark snapshots ${facts.set} --json\`` }];
+  if (!last) return [];
+  const problems: Problem[] = [];
+  const what = [last.digest === "mismatch" ? "its digest does not match what the source held" : "", last.verification === "failed" ? "content it names is missing or altered" : ""].filter(Boolean).join(", and ");
+  if (what) problems.push({ kind: "snapshot-check-failed", message: `the newest snapshot ${last.id} (${last.takenAt}) failed its checks: ${what}; see \`tidemark snapshots ${facts.set} --json\`` });
+  if (last.changingWhileRead !== undefined) {
+    problems.push({
+      kind: "snapshot-torn",
+      message: `the newest snapshot ${last.id} (${last.takenAt}) holds ${last.changingWhileRead} file(s) that kept changing while its marker read them (held as read, possibly torn; everything else is as at the marker): quiesce the application (\`tidemark task --quiesce\`) or exclude files that are always written (the set's \`exclude\`); this clears at the next snapshot without such files; \`tidemark snapshots ${facts.set} --json\` names them`,
+    });
+  }
+  return problems;
 };
 
 /** History segments the applier could not read when it replayed the folder writes left for later: the live folders may lack what they held. */

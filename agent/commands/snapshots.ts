@@ -206,7 +206,7 @@ function printRestore(set: string, result: RestoreResult & { readonly reads: Rea
     }
     for (const failure of result.failures) process.stderr.write(`not restored: ${JSON.stringify(failure.path)}: ${failure.reason}\n`);
     const torn = result.possiblyTorn;
-    for (const path of torn?.paths ?? []) process.stderr.write(`possibly torn (kept changing while snapshot ${result.snapshot}'s barrier read it; restored as read): ${JSON.stringify(path)}\n`);
+    for (const path of torn?.paths ?? []) process.stderr.write(`possibly torn (kept changing while snapshot ${result.snapshot}'s barrier read it; restored as read): ${escapeControl(JSON.stringify(path))}\n`);
     if (torn && torn.count > torn.paths.length) process.stderr.write(`possibly torn: ${torn.count - torn.paths.length} more files; the snapshot's summary names only the ${torn.paths.length} above\n`);
     const unnamed = result.leftOutUnnamed ?? 0;
     const named = result.failures.filter((failure) => failure.reason.startsWith(`left out of snapshot ${result.snapshot} when it was taken`)).length;

@@ -90,7 +90,7 @@ export class Monitoring extends Construct {
       "SnapshotCheckFailed",
       snapshotChecks,
       1,
-      "A snapshot differs from what the source held at its marker, or its content is missing or damaged in the bucket: that recovery point cannot be relied on. `tidemark snapshots SET --json` names the paths.",
+      "A snapshot differs from what the source held at its marker, or its content is missing or damaged in the bucket: that recovery point cannot be relied on. Or it holds files that kept changing while its marker read them (an application not quiesced): those files are possibly torn. `tidemark snapshots SET --json` names the paths.",
     );
 
     this.drillFailedAlarm = alarm(

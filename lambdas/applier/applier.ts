@@ -31,7 +31,7 @@ import { readStoredStatus } from "../store/set-status.ts";
 import { foldSegments } from "../store/status-checkpoint.ts";
 import { VolumeMap } from "../volumes/block-map.ts";
 import { takeVolumeSnapshot } from "../volumes/volume-snapshots.ts";
-import { checkSnapshot } from "../tasks/snapshot-checks.ts";
+import { checkSnapshot, onlyTorn } from "../tasks/snapshot-checks.ts";
 import type { TargetStore, WriteResult } from "../store/store.ts";
 import { SignedOwnership, type OwnershipCheck, type Refusal } from "./ownership.ts";
 import { withRefusal } from "./refusals.ts";
@@ -490,7 +490,9 @@ export class Applier {
       await this.#writeStatus(status);
     }
     const days = this.#tasks.retentionDays;
-    if (outcome.snapshot && days !== undefined && days > 0) {
+    // A snapshot whose only fault is files torn as read is whole: retention goes on behind it (a busy set snapshotted
+    // without --quiesce would otherwise never prune).
+    if ((outcome.snapshot || (outcome.taken && onlyTorn(outcome.taken))) && days !== undefined && days > 0) {
       const pruned = await pruneSnapshots(this.#store, marker.set, {
         keep: Number.MAX_SAFE_INTEGER,
         olderThan: new Date(this.#now().getTime() - days * 86_400_000),

@@ -6,7 +6,7 @@
 import { createHash } from "node:crypto";
 import { digestDifferences, fileSetDigest, sameDigest, volumeDigest, type SetDigest } from "../../contract/digest.ts";
 import { snapshotSummaryKey, stagingKey } from "../../contract/layout.ts";
-import { MAX_NAMED_PATHS, type ChangingWhileRead, type SnapshotDigestCheck, type SnapshotSummary, type SnapshotVerification } from "../../contract/tasks.ts";
+import { boundChangingWhileRead, MAX_NAMED_PATHS, type ChangingWhileRead, type SnapshotDigestCheck, type SnapshotSummary, type SnapshotVerification } from "../../contract/tasks.ts";
 import { BadMessageError, decodeInline, type MarkerDigest } from "../../contract/wire.ts";
 import { parseManifest } from "../applier/verify.ts";
 import type { TargetStore } from "../store/store.ts";
@@ -93,7 +93,8 @@ export async function checkSnapshot(store: TargetStore, taken: SnapshotSummary, 
   let summary = taken;
   if (!summary.digest) {
     // Recorded with the digest, once: the snapshot holds those files as its barrier read them.
-    summary = { ...summary, digest: await checkDigest(store, summary, marker), ...(marker.changingWhileRead ? { changingWhileRead: marker.changingWhileRead } : {}) };
+    const changing = boundedBySource(marker.changingWhileRead);
+    summary = { ...summary, digest: await checkDigest(store, summary, marker), ...(changing ? { changingWhileRead: changing } : {}) };
     await saveSummary(store, summary);
   }
   if (summary.verification && summary.verification.status !== "pending") return summary;
@@ -112,6 +113,23 @@ export async function checkSnapshot(store: TargetStore, taken: SnapshotSummary, 
 }
 
 /** Why a checked snapshot is not a recovery point to rely on, naming the paths; undefined when it is (or its digest could not be checked). */
+/** A name the source host sent is cut to this many characters where it is kept (the agent sends paths of the set). */
+const MAX_CHANGING_NAME = 1024;
+
+/** The source host's list of files that kept changing, bounded again here: the host is not trusted to have bounded it. */
+export function boundedBySource(changing: ChangingWhileRead | undefined): ChangingWhileRead | undefined {
+  if (!changing) return undefined;
+  const bounded = boundChangingWhileRead(changing.paths.map((path) => path.slice(0, MAX_CHANGING_NAME)));
+  return bounded ? { paths: bounded.paths, count: Math.max(changing.count, changing.paths.length) } : undefined;
+}
+
+/** True when the snapshot's only problem is files that kept changing while read: it is whole, and held as read. */
+export function onlyTorn(summary: SnapshotSummary): boolean {
+  if (!summary.changingWhileRead) return false;
+  const { changingWhileRead: _torn, ...rest } = summary;
+  return snapshotProblem(rest) === undefined;
+}
+
 export function snapshotProblem(summary: SnapshotSummary): string | undefined {
   const problems: string[] = [];
   const named = (items: readonly { path: string; problem: string }[], total: number) => {

@@ -15,7 +15,8 @@ import { changingWhileReadJson, changingWhileReadWarning } from "../../agent/com
 import { restoreSnapshot } from "../../agent/restore.ts";
 import { boundChangingWhileRead, MAX_CHANGING_WHILE_READ_BYTES, snapshotIdFor, TaskFieldsSchema } from "../../contract/tasks.ts";
 import { parseMessage } from "../../contract/wire.ts";
-import { readSetStatus, readSnapshot, readTaskResult } from "../../lambdas/target/index.ts";
+import { listSnapshots, readSetStatus, readSnapshot, readTaskResult } from "../../lambdas/target/index.ts";
+import { boundedBySource, onlyTorn } from "../../lambdas/tasks/snapshot-checks.ts";
 import { agentHarness, type Harness } from "../support/harness.ts";
 import { tempDir } from "../support/tree.ts";
 
@@ -94,6 +95,49 @@ it("fails the snapshot's task naming them, records them in its summary, and rest
   await harness.agent.drain(SET);
   expect((await readTaskResult(harness.store, SET, settled.id))?.status).toBe("succeeded");
   expect((await readSnapshot(harness.store, SET, snapshotIdFor(settled.id))).changingWhileRead).toBeUndefined();
+});
+
+it("prunes by retention behind a torn snapshot, which is whole: a busy set snapshotted without --quiesce still prunes", async () => {
+  let now = Date.parse("2026-01-01T00:00:00Z");
+  const harness = agentHarness(SET, {}, { tasks: { retentionDays: 1 }, history: { days: 0 }, now: () => now });
+  h = harness;
+  writeFileSync(join(harness.src.path, "busy.db"), "pages");
+  const old = await harness.agent.insertMarker(SET, { fields: TaskFieldsSchema.parse({}) });
+  await harness.agent.drain(SET);
+  expect((await readTaskResult(harness.store, SET, old.id))?.status).toBe("succeeded");
+  now += 3 * 86_400_000;
+  writeFileSync(join(harness.src.path, "busy.db"), "pages, written on");
+  busy.add(join(harness.src.path, "busy.db"));
+  const torn = await harness.agent.insertMarker(SET, { fields: TaskFieldsSchema.parse({}) });
+  busy.clear();
+  await harness.agent.drain(SET);
+  expect((await readTaskResult(harness.store, SET, torn.id))?.status).toBe("failed");
+  expect((await listSnapshots(harness.store, SET)).map((s) => s.id)).toEqual([snapshotIdFor(torn.id)]);
+});
+
+it("counts a snapshot as only torn when nothing else is wrong with it", async () => {
+  const harness = agentHarness(SET);
+  h = harness;
+  writeFileSync(join(harness.src.path, "busy.db"), "pages");
+  busy.add(join(harness.src.path, "busy.db"));
+  const torn = await harness.agent.insertMarker(SET, { fields: TaskFieldsSchema.parse({}) });
+  busy.clear();
+  await harness.agent.drain(SET);
+  const summary = await readSnapshot(harness.store, SET, snapshotIdFor(torn.id));
+  expect(onlyTorn(summary)).toBe(true);
+  expect(onlyTorn({ ...summary, changingWhileRead: undefined })).toBe(false);
+  if (summary.digest) expect(onlyTorn({ ...summary, digest: { ...summary.digest, status: "mismatch" } })).toBe(false);
+});
+
+it("bounds what a source host sent as files changing while read, whatever it sent", () => {
+  // A hostile agent: 150 names of 8 KiB each, and a count lower than the names it sent.
+  const sent = { paths: Array.from({ length: 150 }, (_, i) => `${"x".repeat(8192)}${i}`), count: 3 };
+  const kept = boundedBySource(sent);
+  expect(kept?.count).toBe(150);
+  expect(kept?.paths.length).toBeLessThanOrEqual(100);
+  for (const path of kept?.paths ?? []) expect(path.length).toBeLessThanOrEqual(1024);
+  expect(kept?.paths.join("").length).toBeLessThanOrEqual(MAX_CHANGING_WHILE_READ_BYTES);
+  expect(boundedBySource(undefined)).toBeUndefined();
 });
 
 it("carries at most 100 names, and no more than its byte limit, with the count", () => {

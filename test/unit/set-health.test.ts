@@ -58,13 +58,15 @@ describe("set health", () => {
     expect(findProblems(facts({ lastSnapshot: { ...last, digest: "matched", verification: "failed" } }))[0]?.message).toMatch(/snap-1 .* content it names is missing or altered/);
     expect(caughtUp(facts({ lastSnapshot: { ...last, digest: "mismatch", verification: "failed" } }))).toBe(true);
     // Files torn as read (the marker's barrier saw them change): its task failed, and status says so.
+    // Its own kind, saying what to do: a script watching for damaged recovery points is not woken by it.
     expect(findProblems(facts({ lastSnapshot: { ...last, digest: "matched", verification: "verified", changingWhileRead: 2 } }))).toEqual([
       {
-        kind: "snapshot-check-failed",
+        kind: "snapshot-torn",
         message:
-          "the newest snapshot snap-1 (2026-01-01T00:00:00Z) failed its checks: 2 file(s) kept changing while its barrier read them (held as read, possibly torn; quiesce with --quiesce); see `tidemark snapshots s --json`",
+          "the newest snapshot snap-1 (2026-01-01T00:00:00Z) holds 2 file(s) that kept changing while its marker read them (held as read, possibly torn; everything else is as at the marker): quiesce the application (`tidemark task --quiesce`) or exclude files that are always written (the set's `exclude`); this clears at the next snapshot without such files; `tidemark snapshots s --json` names them",
       },
     ]);
+    expect(kinds(facts({ lastSnapshot: { ...last, digest: "mismatch", verification: "verified", changingWhileRead: 2 } }))).toEqual(["snapshot-check-failed", "snapshot-torn"]);
   });
 
   it("names each problem", () => {
