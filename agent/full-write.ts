@@ -29,19 +29,23 @@ export async function writevFully(handle: PositionalWriter, buffers: readonly Ui
     if (bytesWritten <= 0) throw refused(what, left, at);
     at += bytesWritten;
     left -= bytesWritten;
-    // Skip the buffers (and the part of one) the disk took.
-    let skip = bytesWritten;
-    const next: Uint8Array[] = [];
-    for (const b of rest) {
-      if (skip >= b.length) skip -= b.length;
-      else {
-        next.push(skip > 0 ? b.subarray(skip) : b);
-        skip = 0;
-      }
-    }
-    rest = next;
+    rest = notWritten(rest, bytesWritten);
   }
   return total;
+}
+
+/** What is left of buffers after the first `written` bytes of them went to disk (the buffers and the part of one skipped). */
+export function notWritten(buffers: readonly Uint8Array[], written: number): Uint8Array[] {
+  let skip = written;
+  const next: Uint8Array[] = [];
+  for (const b of buffers) {
+    if (skip >= b.length) skip -= b.length;
+    else {
+      next.push(skip > 0 ? b.subarray(skip) : b);
+      skip = 0;
+    }
+  }
+  return next;
 }
 
 /** Writes buffer[offset, offset + length) at position on. */

@@ -20,6 +20,7 @@
 import { createHash, randomUUID } from "node:crypto";
 import { closeSync, fsyncSync, mkdirSync, openSync, readSync, readdirSync, rmSync, statSync, writevSync } from "node:fs";
 import { join } from "node:path";
+import { notWritten, ShortWriteError } from "./full-write.ts";
 import type { DatabaseSync, StatementSync } from "node:sqlite";
 
 /** A batch whose small contents add up to less than this keeps them in its rows: a file and two fsyncs cost more. */
@@ -74,7 +75,7 @@ function writeContentFile(spoolDir: string, pieces: readonly Uint8Array[]): { fi
   const fd = openSync(path, "wx");
   let open = true;
   try {
-    for (let i = 0; i < pieces.length; i += IOV_MAX) writeAll(fd, pieces.slice(i, i + IOV_MAX));
+    for (let i = 0; i < pieces.length; i += IOV_MAX) writeAll(fd, path, pieces.slice(i, i + IOV_MAX));
     fsyncSync(fd);
     open = false;
     // A close or a folder fsync that fails (EIO) leaves the file as unsure as a failed write: it goes too.
@@ -88,20 +89,13 @@ function writeContentFile(spoolDir: string, pieces: readonly Uint8Array[]): { fi
   return { file, refs };
 }
 
-/** writev may write less than asked (a signal, a full pipe): what is left goes again. */
-function writeAll(fd: number, pieces: Uint8Array[]): void {
-  let left = pieces;
+/** writev may write less than asked (a signal, a full disk part way): what is left goes again; a write that takes nothing fails. */
+function writeAll(fd: number, file: string, pieces: Uint8Array[]): void {
+  let left = pieces.filter((piece) => piece.length > 0);
   while (left.length > 0) {
-    let written = writevSync(fd, left);
-    const rest: Uint8Array[] = [];
-    for (const piece of left) {
-      if (written >= piece.length) written -= piece.length;
-      else {
-        rest.push(written > 0 ? piece.subarray(written) : piece);
-        written = 0;
-      }
-    }
-    left = rest;
+    const written = writevSync(fd, left);
+    if (written <= 0) throw new ShortWriteError(`${file}: the disk took none of the last ${left.reduce((sum, piece) => sum + piece.length, 0)} bytes (full disk or quota?)`);
+    left = notWritten(left, written);
   }
 }
 

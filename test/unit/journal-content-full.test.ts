@@ -13,11 +13,14 @@ import { JournalDiskFullError } from "../../agent/journal-faults.ts";
 import { tempDir } from "../support/tree.ts";
 
 let full = false;
+/** Writes that take nothing and say nothing (as a writev may return 0): they must fail, not go round for good. */
+let stalls = false;
 
 vi.mock("node:fs", async (importOriginal) => {
   const actual = await importOriginal<typeof Fs>();
   const writevSync = (...args: Parameters<typeof actual.writevSync>) => {
     if (full) throw Object.assign(new Error("ENOSPC: no space left on device, write"), { code: "ENOSPC" });
+    if (stalls) return 0;
     return actual.writevSync(...args);
   };
   return { ...actual, writevSync };
@@ -27,6 +30,7 @@ let dir: ReturnType<typeof tempDir>;
 beforeEach(() => {
   dir = tempDir();
   full = false;
+  stalls = false;
 });
 afterEach(() => dir.remove());
 
@@ -47,5 +51,14 @@ it("names a full disk while writing a content file as the journal's, journals no
   full = false;
   expect(journal.append("a", batch())).toHaveLength(20);
   expect(readdirSync(journal.spoolDir).filter((name) => name.endsWith(".content"))).toHaveLength(1);
+  journal.close();
+});
+
+it("fails an append whose content file's writes take nothing, journals nothing of it, and leaves no file", () => {
+  const journal = Journal.open(dir.path);
+  stalls = true;
+  expect(() => journal.append("a", batch())).toThrow(/the disk took none of the last \d+ bytes/);
+  expect(journal.sets.counters("a").backlogRecords).toBe(0);
+  expect(readdirSync(journal.spoolDir)).toEqual([]);
   journal.close();
 });
