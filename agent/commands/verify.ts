@@ -50,7 +50,9 @@ verification: \`tidemark mirror\` reads and sends all their blocks again.
 Uses the running agent (tidemark run) when there is one, else starts one for
 the duration. Entries the set holds and does not replicate (a FIFO, a name
 the target cannot carry: \`tidemark status\` names them) are not compared:
-verify counts them and names the first ${SKIPPED_SHOWN} ("skipped" in --json).
+verify counts them and names the first ${SKIPPED_SHOWN} ("skipped" in --json);
+leave out what is never meant to travel (an application's socket) with the
+set's "exclude" in the config.
 Exit code: 0 when the target matches (or --repair journaled the repairs)
 and nothing is skipped, ${DIFFERENCES_FOUND} when differences were found and not
 repaired or entries are skipped,
