@@ -283,7 +283,7 @@ it.each([
   const queue: SQSRecord[] = [];
   const skips = new Set<number>();
   let seq = 0;
-  for (let m = 0; m < 60; m++) {
+  for (let m = 0; m < 120; m++) {
     const records: WireRecord[] = [];
     for (let r = 1 + random(3); r > 0; r--) {
       seq += 1;
@@ -321,8 +321,8 @@ it.each([
     rounds += 1;
     if (rounds > 200) throw new Error("the queue does not drain");
     const batch = queue.slice(0, 1 + random(10));
-    // Killed in one batch out of two, anywhere: a record, the segment, the status.
-    if (random(2) === 0) store.failAfter = 1 + random(3 * batch.length + 2);
+    // Killed in every other batch, anywhere: a record, the segment, the status.
+    if (rounds % 2 === 0) store.failAfter = 1 + random(3 * batch.length + 2);
     const failed = new Set((await handler({ Records: batch })).batchItemFailures.map((f) => f.itemIdentifier));
     store.failAfter = undefined;
     // A FIFO group's failed messages come back before anything after them.
