@@ -171,7 +171,16 @@ function removeOrphanContentFiles(spoolDir: string, named: ReadonlySet<string>):
   } catch {
     return;
   }
-  for (const name of names) if (isContentFile(name) && !named.has(name)) rmSync(join(spoolDir, name), { force: true });
+  for (const name of names) {
+    if (!isContentFile(name) || named.has(name)) continue;
+    // Best effort: a leftover no row names is never read, so one that cannot be removed (not ours, a folder by that
+    // name) stays rather than stopping the journal from opening, and so the agent and `status` from starting.
+    try {
+      rmSync(join(spoolDir, name), { force: true });
+    } catch {
+      continue;
+    }
+  }
 }
 
 /**

@@ -8,7 +8,7 @@
 // captured again, never sent wrong nor blocking the set.
 
 import { createHash, randomBytes } from "node:crypto";
-import { existsSync, openSync, closeSync, readdirSync, readFileSync, rmSync, truncateSync, writeFileSync, writeSync } from "node:fs";
+import { existsSync, mkdirSync, openSync, closeSync, readdirSync, readFileSync, rmSync, truncateSync, writeFileSync, writeSync } from "node:fs";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { Journal, type Change, type JournalRecord } from "../../agent/journal.ts";
@@ -161,6 +161,15 @@ describe("journal content files", () => {
     const next = Journal.open(dir.path);
     expect(contentFiles(next)).toEqual([kept]);
     next.close();
+  });
+
+  it("opens past a leftover it cannot remove (a folder by a content file's name), leaving it be", () => {
+    Journal.open(dir.path).close();
+    mkdirSync(join(dir.path, "spool", "11111111-1111-1111-1111-111111111111.content"));
+    const journal = Journal.open(dir.path);
+    expect(journal.append("a", batch)).toHaveLength(batch.length);
+    expect(existsSync(join(dir.path, "spool", "11111111-1111-1111-1111-111111111111.content"))).toBe(true);
+    journal.close();
   });
 });
 
