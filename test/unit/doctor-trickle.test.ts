@@ -4,21 +4,14 @@
 // checks give up with the CLI reads' rule and name how little moved.
 
 import { mkdirSync, writeFileSync } from "node:fs";
-import { createServer, type AddressInfo, type Socket } from "node:net";
+import type { AddressInfo } from "node:net";
 import { join } from "node:path";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { runDoctor } from "../../agent/doctor.ts";
 import { tempDir } from "../support/tree.ts";
+import { tricklingEndpoint } from "../support/trickling-endpoint.ts";
 
-/** Sends a status line and then one byte of a header every 50 ms, to every request. */
-const server = createServer((socket: Socket) => {
-  socket.on("error", () => {});
-  socket.once("data", () => {
-    socket.write("HTTP/1.1 200 OK\r\nX-Slow: ");
-    const timer = setInterval(() => socket.write("a"), 50);
-    socket.on("close", () => clearInterval(timer));
-  });
-});
+const server = tricklingEndpoint();
 const dir = tempDir();
 let configFile = "";
 

@@ -5,7 +5,7 @@
 
 import { mkdirSync, writeFileSync } from "node:fs";
 import { createServer as createHttpServer } from "node:http";
-import { createServer, type AddressInfo, type Socket } from "node:net";
+import type { AddressInfo } from "node:net";
 import { join } from "node:path";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { withRestoreStore } from "../../agent/commands/restore-store.ts";
@@ -15,16 +15,9 @@ import { UnreachableError } from "../../agent/preflight.ts";
 import { checkTargetAtStart } from "../../agent/start-check.ts";
 import { S3Store } from "../../lambdas/target/index.ts";
 import { tempDir } from "../support/tree.ts";
+import { tricklingEndpoint } from "../support/trickling-endpoint.ts";
 
-/** Sends a status line and then one byte of a header every 50 ms, to every request. */
-const server = createServer((socket: Socket) => {
-  socket.on("error", () => {});
-  socket.once("data", () => {
-    socket.write("HTTP/1.1 200 OK\r\nX-Slow: ");
-    const timer = setInterval(() => socket.write("a"), 50);
-    socket.on("close", () => clearInterval(timer));
-  });
-});
+const server = tricklingEndpoint();
 /** Answers every request at once: no such key. */
 const answering = createHttpServer((_request, response) => {
   response.writeHead(404, { "content-type": "application/xml" }).end("<Error><Code>NoSuchKey</Code></Error>");
