@@ -35,6 +35,12 @@ export interface ScanReport {
  * added 500 at a time, so a transaction holds fewer than twice APPEND_CHUNK.
  */
 const APPEND_CHUNK = 500;
+/**
+ * A scan's first transaction closes at this many changes, and each next one at twice as many, up to APPEND_CHUNK: the
+ * sender (and the target) start on the first files while the rest are read, instead of waiting for a full chunk of
+ * captures (an initial mirror's target sat idle for the agent's first 500 files).
+ */
+const FIRST_APPEND_CHUNK = 64;
 const APPEND_BYTES = 8 * 1024 * 1024;
 /** Files read at once: enough to keep the disk and the thread pool busy, few enough to bound memory. */
 const CAPTURE_CONCURRENCY = 16;
@@ -88,6 +94,7 @@ export async function barrierScan(journal: Journal, spec: SetSpec, options: Scan
   const report: ScanReport = { entries: 0, changes: 0, bytes: 0, skipped: [] };
   const pending: Change[] = [];
   let pendingBytes = 0;
+  let chunk = FIRST_APPEND_CHUNK;
   const queue = (changes: readonly Change[]) => {
     for (const change of changes) {
       const bytes = changeBytes(change);
@@ -101,12 +108,13 @@ export async function barrierScan(journal: Journal, spec: SetSpec, options: Scan
     if (pending.length > 0) {
       const seqs = journal.append(spec.name, pending);
       onJournaled?.(pending.slice(), seqs);
+      chunk = Math.min(chunk * 2, APPEND_CHUNK);
     }
     pending.length = 0;
     pendingBytes = 0;
   };
   const flushWhenFull = () => {
-    if (pending.length >= APPEND_CHUNK || pendingBytes >= APPEND_BYTES) flush();
+    if (pending.length >= chunk || pendingBytes >= APPEND_BYTES) flush();
   };
 
   if (from !== "") {
@@ -123,8 +131,8 @@ export async function barrierScan(journal: Journal, spec: SetSpec, options: Scan
   // Entries of one directory are independent: read them in parallel, journal them in the order given.
   // `large`: files held back for their size, each long to read: none is read once the scan is interrupted.
   const captureAll = async (paths: readonly string[], isDirectory: (path: string) => void, large = false) => {
-    for (let i = 0; i < paths.length && !report.stopped; i += APPEND_CHUNK) {
-      const captured = await mapConcurrent(paths.slice(i, i + APPEND_CHUNK), CAPTURE_CONCURRENCY, async (path): Promise<CaptureResult> =>
+    for (let i = 0, size = chunk; i < paths.length && !report.stopped; i += size, size = chunk) {
+      const captured = await mapConcurrent(paths.slice(i, i + size), CAPTURE_CONCURRENCY, async (path): Promise<CaptureResult> =>
         large && signal?.aborted ? { changes: [], isDirectory: false } : capture(journal, spec, path, captureOptions).catch((error: unknown): CaptureResult => {
           // One file the agent may not read is named, not a scan that fails every time (its last good version stays).
           const reason = unreadableProblem(error);

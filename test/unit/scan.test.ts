@@ -45,8 +45,18 @@ it("journals many small folders in a few transactions, not one per folder (each 
     for (let f = 0; f < 3; f++) writeFileSync(join(src.path, `d${d}`, `f${f}`), `${d}/${f}`);
   }
   const transactions = await transactionsOf(() => barrierScan(journal, { name: SET, root: src.path, exclude: [] }));
-  expect(transactions).toEqual([160]);
+  // The first closes at 64 changes (the sender starts on them), the rest of the 160 go in one.
+  expect(transactions).toEqual([64, 96]);
   expect(journal.sets.counters(SET).backlogRecords).toBe(160);
+});
+
+it("journals a scan's first changes in a small transaction and each next one twice as large, up to a chunk, so the sender starts while the rest is read", async () => {
+  mkdirSync(join(src.path, "many"));
+  for (let f = 0; f < 1_500; f++) writeFileSync(join(src.path, "many", `f${f}`), "x");
+  const transactions = await transactionsOf(() => barrierScan(journal, { name: SET, root: src.path, exclude: [] }));
+  // The folder itself, then its files in captures of 64, 128, 256 and 500 at a time.
+  expect(transactions).toEqual([65, 128, 256, 500, 500, 52]);
+  expect(journal.sets.counters(SET).backlogRecords).toBe(1_501);
 });
 
 it("still bounds a transaction: by changes, and by bytes of content", async () => {
