@@ -6,9 +6,11 @@ import { open, readFile } from "node:fs/promises";
 
 /**
  * The file's bytes, read into a buffer of the size its stat gave plus a byte. A read may return fewer bytes than asked
- * without being at the end (FUSE direct_io, network file systems), so reads go on until one returns none or the
- * buffer is full: fewer bytes (a file that shrank) are what was read, and the caller's stat after the read tells
- * whether they are the whole file; a file that grew past the stat is read again whole.
+ * without being at the end (FUSE direct_io, network file systems), so reads go on until one returns none, the
+ * stat's size is read, or the buffer is full: fewer bytes (a file that shrank) are what was read, and the caller's
+ * stat after the read tells whether they are the whole file (as it tells for a file that grows once the stat's bytes
+ * are read: no read past them, which cost every small file's capture a fourth call); a file found grown past the stat
+ * is read again whole.
  */
 export async function readSmallFile(path: string, statSize: number): Promise<Buffer> {
   const handle = await open(path, "r");
@@ -19,6 +21,7 @@ export async function readSmallFile(path: string, statSize: number): Promise<Buf
       const { bytesRead } = await handle.read(buffer, filled, buffer.length - filled, filled);
       if (bytesRead === 0) break;
       filled += bytesRead;
+      if (filled === statSize) break;
     }
     if (filled <= statSize) return buffer.subarray(0, filled);
   } finally {

@@ -1,7 +1,7 @@
 // agent/small-file-read.ts on a file system whose reads return fewer bytes than asked without being at the end (FUSE
 // direct_io, some network file systems): the file is still read whole, and capture journals all of it.
 
-import { statSync, writeFileSync } from "node:fs";
+import { appendFileSync, statSync, writeFileSync } from "node:fs";
 import type * as FsPromises from "node:fs/promises";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
@@ -11,6 +11,10 @@ import { agentHarness } from "../support/harness.ts";
 import { tempDir } from "../support/tree.ts";
 
 const SHORT_READ_BYTES = 65_536;
+/** Reads through a handle since the test began. */
+let reads = 0;
+/** Runs once after the next read (a writer that appends as the capture reads). */
+let afterRead: (() => void) | undefined;
 
 vi.mock("node:fs/promises", async (importOriginal) => {
   const actual = await importOriginal<typeof FsPromises>();
@@ -19,8 +23,14 @@ vi.mock("node:fs/promises", async (importOriginal) => {
     const read = handle.read.bind(handle);
     // Each read returns at most 64 KiB, as a short read may.
     Object.defineProperty(handle, "read", {
-      value: (buffer: Buffer, offset: number, length: number, position: number) =>
-        read(buffer, offset, Math.min(length, SHORT_READ_BYTES), position),
+      value: (buffer: Buffer, offset: number, length: number, position: number) => {
+        reads += 1;
+        return read(buffer, offset, Math.min(length, SHORT_READ_BYTES), position).finally(() => {
+          const after = afterRead;
+          afterRead = undefined;
+          after?.();
+        });
+      },
     });
     return handle;
   };
@@ -30,6 +40,8 @@ vi.mock("node:fs/promises", async (importOriginal) => {
 let dir: ReturnType<typeof tempDir>;
 beforeEach(() => {
   dir = tempDir("tidemark-short-read-");
+  reads = 0;
+  afterRead = undefined;
 });
 afterEach(() => dir.remove());
 
@@ -42,6 +54,8 @@ describe("readSmallFile with short reads", () => {
     const read = await readSmallFile(file, statSync(file).size);
     expect(read.length).toBe(bytes.length);
     expect(read.equals(bytes)).toBe(true);
+    // Five reads of at most 64 KiB hold the stat's 300,000 bytes: none past them to find the end.
+    expect(reads).toBe(5);
   });
 
   it("reads a file that grew past its stat whole", async () => {
@@ -57,6 +71,20 @@ describe("readSmallFile with short reads", () => {
       const { changes } = await capture(h.journal, { name: "app", root: h.src.path, exclude: [] }, "a.bin");
       const put = changes.find((change) => change.op === "put");
       expect(put?.op === "put" ? put.size : undefined).toBe(bytes.length);
+    } finally {
+      await h.close();
+    }
+  });
+
+  it("capture reads a file again that grew once the stat's bytes were read (no read looks past them): the stat after the read tells", async () => {
+    const h = agentHarness("app");
+    try {
+      const file = join(h.src.path, "log.txt");
+      writeFileSync(file, "first line\n");
+      afterRead = () => appendFileSync(file, "second line\n");
+      const { changes } = await capture(h.journal, { name: "app", root: h.src.path, exclude: [] }, "log.txt");
+      const put = changes.find((change) => change.op === "put");
+      expect(put?.op === "put" ? put.size : undefined).toBe("first line\nsecond line\n".length);
     } finally {
       await h.close();
     }
