@@ -78,6 +78,11 @@ export interface ScanOptions extends CaptureOptions {
   readonly vanish?: (path: string) => boolean;
   /** After each append, with what was journaled and the seqs it got. */
   readonly onJournaled?: (changes: readonly Change[], seqs: readonly number[]) => void;
+  /**
+   * After each of the scan's first, small appends (FIRST_APPEND_CHUNK): the sender starts on them at once, not at its
+   * next idle wake-up a second later. Not after the full ones: between its wake-ups the journal fills whole messages.
+   */
+  readonly onFirstChanges?: () => void;
   /** Checked before each directory, file and chunk of files: once aborted (the agent stops while it starts), the scan journals what it captured and throws StartInterruptedError. */
   readonly signal?: AbortSignal;
 }
@@ -90,7 +95,7 @@ async function discardCaptured(journal: Journal, changes: readonly Change[]): Pr
 }
 
 export async function barrierScan(journal: Journal, spec: SetSpec, options: ScanOptions | string = {}): Promise<ScanReport> {
-  const { from = "", onProgress, shouldStop, defer, renames, vanish, onJournaled, signal, ...captureOptions } = typeof options === "string" ? { from: options } : options;
+  const { from = "", onProgress, shouldStop, defer, renames, vanish, onJournaled, onFirstChanges, signal, ...captureOptions } = typeof options === "string" ? { from: options } : options;
   const report: ScanReport = { entries: 0, changes: 0, bytes: 0, skipped: [] };
   const pending: Change[] = [];
   let pendingBytes = 0;
@@ -108,6 +113,7 @@ export async function barrierScan(journal: Journal, spec: SetSpec, options: Scan
     if (pending.length > 0) {
       const seqs = journal.append(spec.name, pending);
       onJournaled?.(pending.slice(), seqs);
+      if (chunk < APPEND_CHUNK) onFirstChanges?.();
       chunk = Math.min(chunk * 2, APPEND_CHUNK);
     }
     pending.length = 0;

@@ -69,22 +69,13 @@ export class SetCapture {
       // Files of at least a block that moved within the set (found gone at one name, new at another) travel as renames.
       const moved = new VanishedEntries();
       const moves = { vanish: (path: string) => moved.vanish(journal, spec.name, path), renames: (changes: Change[]) => this.#asRenames(changes, moved, new Set(), new Set()) };
-      return barrierScan(journal, spec, { ...rest, ...moves, ...(defer ? { defer } : {}), onJournaled: (changes, seqs) => this.#scanJournaled(changes, seqs) });
+      return barrierScan(journal, spec, { ...rest, ...moves, ...(defer ? { defer } : {}), onJournaled: (changes, seqs) => this.#busy.journaled(changes, seqs), onFirstChanges: () => this.#context.wake() });
     }, begun ? { begun } : {});
     // A whole-set scan that finished journaled whatever a failed capture left out: no catch-up scan is due then.
     return report.then((done) => {
       if (done.stopped !== true) this.#retry.succeeded();
       return done;
     });
-  }
-
-  /**
-   * Each of a scan's transactions wakes the sender: an initial mirror's first files go while the rest are read, not at
-   * the sender's next idle wake-up (a second later, each time it caught up with the scan).
-   */
-  #scanJournaled(changes: readonly Change[], seqs: readonly number[]): void {
-    this.#busy.journaled(changes, seqs);
-    this.#context.wake();
   }
 
   /** A barrier scan within the journal limit; wakes the sender when it journaled anything. `begun` hears when it leaves the lane's queue. */
@@ -303,7 +294,7 @@ export class SetCapture {
         // below it may be the old folder's, which the scan deletes.
         flush();
         // Named like a whole-set scan: a large tree moved in is journaled in steps the sender drains behind.
-        const report = await namedScan(journal, spec.name, this.#now, () => barrierScan(journal, spec, { from: path, shouldStop, renames: asRenames, onJournaled: (changes, seqs) => this.#scanJournaled(changes, seqs) }), { folder: path });
+        const report = await namedScan(journal, spec.name, this.#now, () => barrierScan(journal, spec, { from: path, shouldStop, renames: asRenames, onJournaled: (changes, seqs) => this.#busy.journaled(changes, seqs), onFirstChanges: () => this.#context.wake() }), { folder: path });
         journaled += report.changes;
         if (report.stopped) {
           stopped = true;
