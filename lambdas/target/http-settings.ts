@@ -159,6 +159,13 @@ export function caBundleFile(settings: HttpSettings, env: NodeJS.ProcessEnv = pr
   return env.AWS_CA_BUNDLE ? { file: env.AWS_CA_BUNDLE, source: "AWS_CA_BUNDLE" } : undefined;
 }
 
+/**
+ * The last bundle whose certificates were all valid, by its text: every client a process makes (`tidemark run`: the
+ * start check's two, the agent's two) reads the same file, and a system bundle's ~150 certificates cost 10-15 ms of
+ * CPU to parse each time, before the first request. A file whose text changed is checked again.
+ */
+let checkedBundle: { readonly text: string; readonly pems: readonly string[] } | undefined;
+
 /** The certificates of a PEM file; a file that cannot be read or holds no valid certificate is an error naming it. */
 export function readCaBundle(file: string, source = "CA bundle"): string[] {
   let text: string;
@@ -167,6 +174,7 @@ export function readCaBundle(file: string, source = "CA bundle"): string[] {
   } catch (error) {
     throw new CaBundleError(`cannot read the CA bundle ${file} (${source}): ${(error as Error).message}`);
   }
+  if (checkedBundle?.text === text) return [...checkedBundle.pems];
   const pems = text.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
   if (pems.length === 0) throw new CaBundleError(`the CA bundle ${file} (${source}) holds no PEM certificate (-----BEGIN CERTIFICATE-----)`);
   pems.forEach((pem, i) => {
@@ -176,6 +184,7 @@ export function readCaBundle(file: string, source = "CA bundle"): string[] {
       throw new CaBundleError(`certificate ${i + 1} of the CA bundle ${file} (${source}) is not valid: ${(error as Error).message}`);
     }
   });
+  checkedBundle = { text, pems: [...pems] };
   return pems;
 }
 
