@@ -7,10 +7,11 @@
 // point-in-time restores both write through here.
 
 import { createHash, randomBytes } from "node:crypto";
-import { chmod, link, lstat, lutimes, mkdir, open, readdir, realpath, rename, rm, symlink, utimes, type FileHandle } from "node:fs/promises";
+import { chmod, link, lstat, lutimes, mkdir, open, readdir, realpath, rename, rm, symlink, utimes } from "node:fs/promises";
 import { dirname, join, relative, sep } from "node:path";
 import { mapConcurrent } from "../contract/async.ts";
 import { writevFully } from "./full-write.ts";
+import { openNewFile, type NewFile } from "./temp-file.ts";
 import { parentOf, setPathProblem } from "../contract/paths.ts";
 import type { Progress } from "./operations.ts";
 
@@ -452,7 +453,7 @@ class TreeWriter {
     const { abs, dir } = await this.#place(entry.path);
     const temp = this.#temp(dir);
     try {
-      const handle = await open(temp, "wx", 0o600);
+      const handle = await openNewFile(temp);
       try {
         let counted = 0;
         const count = (n: number) => {
@@ -471,7 +472,7 @@ class TreeWriter {
         // Durable before it is named: fsynced through the handle that wrote it, before its mode (000, 200) is set.
         await handle.sync();
         // The checks above hashed the bytes read; this one proves the disk holds all of them.
-        const onDisk = (await handle.stat()).size;
+        const onDisk = await handle.size();
         if (onDisk !== entry.size) throw new EntryError(`the disk holds ${onDisk} of its ${entry.size} bytes after writing (full disk or quota?); not restored`);
         await handle.chmod(entry.mode);
         // Set through the handle: the rename keeps it.
@@ -488,7 +489,7 @@ class TreeWriter {
   }
 
   /** Streams the content read into handle from its start, checking its size and sha256. */
-  async #stream(handle: FileHandle, entry: RecoveryEntry, read: () => Promise<EntryContent>, onBytes?: (bytes: number) => void): Promise<void> {
+  async #stream(handle: NewFile, entry: RecoveryEntry, read: () => Promise<EntryContent>, onBytes?: (bytes: number) => void): Promise<void> {
     const hash = createHash("sha256");
     let size = 0;
     // Read once the temp file is open: a content stream is never left unread by a failure before it.

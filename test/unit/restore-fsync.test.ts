@@ -11,36 +11,43 @@ import type * as FsPromises from "node:fs/promises";
 import { basename, join, resolve } from "node:path";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { WRITE_CONCURRENCY, writeRecoveryPoint, type RecoveryEntry } from "../../agent/restore-writer.ts";
+import type * as TempFile from "../../agent/temp-file.ts";
 import { tempDir } from "../support/tree.ts";
 
 /** What happened to the restore's temp files, in order. */
 const events: { op: "open" | "fsync" | "chmod" | "rename"; path: string; flags?: string }[] = [];
 const control = { failFsync: "" };
 
-vi.mock("node:fs/promises", async (importOriginal) => {
-  const actual = await importOriginal<typeof FsPromises>();
-  const open = async (...args: Parameters<typeof actual.open>) => {
-    const handle = await actual.open(...args);
-    const [file, flags] = args;
-    // Files only: a folder's sync at the end is restore-folder-sync.test.ts's.
-    if (typeof file !== "string" || !basename(file).startsWith(".tm-")) return handle;
-    events.push({ op: "open", path: file, flags: String(flags) });
+// The restore's files are made by openNewFile (created "wx"); any other open of a temp file would be a reopen.
+vi.mock("../../agent/temp-file.ts", async (importOriginal) => {
+  const actual = await importOriginal<typeof TempFile>();
+  const openNewFile = async (file: string) => {
+    const handle = await actual.openNewFile(file);
+    events.push({ op: "open", path: file, flags: "wx" });
     const sync = handle.sync.bind(handle);
     const chmod = handle.chmod.bind(handle);
-    Object.defineProperty(handle, "sync", {
-      value: async () => {
-        events.push({ op: "fsync", path: file, flags: String(flags) });
+    return Object.assign(handle, {
+      sync: async () => {
+        events.push({ op: "fsync", path: file, flags: "wx" });
         if (control.failFsync !== "" && readFileSync(file, "utf8") === control.failFsync) throw Object.assign(new Error("EIO: i/o error, fsync"), { code: "EIO", syscall: "fsync" });
         return sync();
       },
-    });
-    Object.defineProperty(handle, "chmod", {
-      value: async (mode: number) => {
+      chmod: async (mode: number) => {
         events.push({ op: "chmod", path: file });
         return chmod(mode);
       },
     });
-    return handle;
+  };
+  return { ...actual, openNewFile };
+});
+
+vi.mock("node:fs/promises", async (importOriginal) => {
+  const actual = await importOriginal<typeof FsPromises>();
+  const open = async (...args: Parameters<typeof actual.open>) => {
+    const [file, flags] = args;
+    // Files only: a folder's sync at the end is restore-folder-sync.test.ts's.
+    if (typeof file === "string" && basename(file).startsWith(".tm-")) events.push({ op: "open", path: file, flags: String(flags) });
+    return actual.open(...args);
   };
   const rename = async (...args: Parameters<typeof actual.rename>) => {
     const [from] = args;

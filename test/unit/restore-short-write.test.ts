@@ -11,6 +11,7 @@ import { afterEach, describe, expect, it, vi } from "vitest";
 import { writevFully, ShortWriteError } from "../../agent/full-write.ts";
 import { writeVolume } from "../../agent/restore-volume.ts";
 import { writeRecoveryPoint, type RecoveryEntry } from "../../agent/restore-writer.ts";
+import type * as TempFile from "../../agent/temp-file.ts";
 import { BLOCK_SIZE } from "../../contract/wire.ts";
 import { tempDir } from "../support/tree.ts";
 
@@ -29,29 +30,36 @@ vi.mock("node:fs/promises", async (importOriginal) => {
     if (typeof file === "string" && flags === "w" && fullVolumes.has(file)) {
       // A volume's temp file on a full disk: every write takes nothing.
       Object.defineProperty(handle, "write", { value: async (buffer: NodeJS.ArrayBufferView) => ({ bytesWritten: 0, buffer }) });
-      return handle;
     }
-    const disk = typeof file === "string" && flags === "wx" ? [...disks].find(([dir]) => file.startsWith(dir))?.[1] : undefined;
+    return handle;
+  };
+  return { ...actual, open };
+});
+
+// A restore's files are made by openNewFile.
+vi.mock("../../agent/temp-file.ts", async (importOriginal) => {
+  const actual = await importOriginal<typeof TempFile>();
+  const openNewFile = async (file: string) => {
+    const handle = await actual.openNewFile(file);
+    const disk = [...disks].find(([dir]) => file.startsWith(dir))?.[1];
     if (!disk) return handle;
     let calls = 0;
     const writev = handle.writev.bind(handle);
     // Takes half of the first buffer; "short-once" then behaves, "full" takes nothing more, "lying" claims it took all.
-    const shortWritev = async (buffers: NodeJS.ArrayBufferView[], position?: number) => {
+    const shortWritev = async (buffers: Uint8Array[], position: number) => {
       calls += 1;
       const first = buffers[0];
       if (disk === "short-once" && calls > 1) return writev(buffers, position);
-      if (disk === "full" && calls > 1) return { bytesWritten: 0, buffers };
-      if (!(first instanceof Uint8Array)) throw new Error("test disk: a Uint8Array expected");
+      if (disk === "full" && calls > 1) return { bytesWritten: 0 };
+      if (!first) throw new Error("test disk: a buffer expected");
       const half = first.subarray(0, Math.floor(first.length / 2));
-      const { bytesWritten } = await handle.write(half, 0, half.length, position ?? null);
+      const { bytesWritten } = await handle.write(half, 0, half.length, position);
       const claimed = disk === "lying" ? buffers.reduce((sum, b) => sum + b.byteLength, 0) : bytesWritten;
-      return { bytesWritten: claimed, buffers };
+      return { bytesWritten: claimed };
     };
-    // Defined on the handle (its type's overloads are not a plain function's).
-    Object.defineProperty(handle, "writev", { value: shortWritev });
-    return handle;
+    return Object.assign(handle, { writev: shortWritev });
   };
-  return { ...actual, open };
+  return { ...actual, openNewFile };
 });
 
 const body = randomBytes(300 * 1024);

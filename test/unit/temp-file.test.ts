@@ -1,0 +1,51 @@
+// The restore's new files (agent/temp-file.ts): created exclusively and
+// private, and each call reaches the file through its descriptor.
+
+import { readFileSync, statSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { afterEach, describe, expect, it } from "vitest";
+import { openNewFile } from "../../agent/temp-file.ts";
+import { tempDir } from "../support/tree.ts";
+
+const dirs: ReturnType<typeof tempDir>[] = [];
+afterEach(() => {
+  for (const dir of dirs.splice(0)) dir.remove();
+});
+
+function scratch(): string {
+  const dir = tempDir("tidemark-tempfile-");
+  dirs.push(dir);
+  return dir.path;
+}
+
+describe("openNewFile", () => {
+  it("never opens a file that exists (EEXIST), and leaves it as it was", async () => {
+    const path = join(scratch(), "taken");
+    writeFileSync(path, "kept");
+    await expect(openNewFile(path)).rejects.toMatchObject({ code: "EEXIST" });
+    expect(readFileSync(path, "utf8")).toBe("kept");
+  });
+
+  it("creates a file only its owner can read, then writes, truncates, syncs, sizes, sets mode and times through the descriptor", async () => {
+    const path = join(scratch(), "new");
+    const file = await openNewFile(path);
+    try {
+      expect(statSync(path).mode & 0o777).toBe(0o600);
+      expect(await file.writev([Buffer.from("hello "), Buffer.from("world")], 0)).toEqual({ bytesWritten: 11 });
+      expect(await file.write(Buffer.from("xxWOxx"), 2, 2, 6)).toEqual({ bytesWritten: 2 });
+      expect(await file.size()).toBe(11);
+      await file.truncate(5);
+      expect(await file.size()).toBe(5);
+      await file.sync();
+      // Mode 000 set through the descriptor: later calls on it still work (permissions are checked at open).
+      await file.chmod(0o000);
+      await file.utimes(1_000_000, 1_000_000.25);
+      expect(await file.size()).toBe(5);
+    } finally {
+      await file.close();
+    }
+    const st = statSync(path, { bigint: true });
+    expect(Number(st.mode & 0o7777n)).toBe(0o000);
+    expect(st.mtimeNs).toBe(1_000_000_250_000_000n);
+  });
+});
