@@ -25,6 +25,7 @@ import { markerWithoutList, SpoolContentLostError } from "./spool-folder.ts";
 import { DeliveryRefusedError, type StagedPayload, type Transport } from "./transport/transport.ts";
 import { MAX_PACK_BYTES } from "../contract/packed-content.ts";
 import { PACK_HEADER_BYTES, packWhen, type PackWriter } from "./message-pack.ts";
+import { endsMessageBefore } from "./staged-uploads.ts";
 
 /** A task marker in a packed message, with what the agent does around its sending. */
 export type PackedMarker = Extract<JournalRecord, { op: "task" }>;
@@ -155,7 +156,8 @@ export function packNext(journal: Journal, set: string, options: PackOptions = {
       const { wire, staged: payload } = toWire(set, journal.spoolDir, record, compression, pack);
       const json = wireJson(wire);
       const length = Buffer.byteLength(json) + (parts.length > 0 ? 1 : 0);
-      if (parts.length > 0 && size + length > maxBytes) {
+      // Records before a large staged payload do not wait for its upload: they go in a message of their own.
+      if (parts.length > 0 && (size + length > maxBytes || endsMessageBefore(payload))) {
         pack?.truncate(packedBefore);
         break fill;
       }
