@@ -62,7 +62,15 @@ export class AwsTransport implements Transport {
   }
 
   async #stageInParts(payload: StagedPayload): Promise<void> {
-    const upload = { bucket: this.#bucket, key: payload.key, size: payload.size, metadata: { [META.sha256]: payload.sha256 } };
+    let stored = 0;
+    const progress = payload.progress;
+    const upload = {
+      bucket: this.#bucket,
+      key: payload.key,
+      size: payload.size,
+      metadata: { [META.sha256]: payload.sha256 },
+      ...(progress ? { stored: (length: number) => progress((stored += length)) } : {}),
+    };
     const { source } = payload;
     if ("bytes" in source) {
       await putInParts(this.#s3, { ...upload, read: async (offset, length) => source.bytes.subarray(offset, offset + length) });
