@@ -25,7 +25,7 @@ import { markerWithoutList, SpoolContentLostError } from "./spool-folder.ts";
 import { DeliveryRefusedError, type StagedPayload, type Transport } from "./transport/transport.ts";
 import { MAX_PACK_BYTES } from "../contract/packed-content.ts";
 import { PACK_HEADER_BYTES, packWhen, type PackWriter } from "./message-pack.ts";
-import { endsMessageBefore, stageNamed, uploadLabel } from "./staged-uploads.ts";
+import { endsMessageBefore, largeUpload, stageNamed, uploadLabel } from "./staged-uploads.ts";
 
 /** A task marker in a packed message, with what the agent does around its sending. */
 export type PackedMarker = Extract<JournalRecord, { op: "task" }>;
@@ -157,13 +157,13 @@ export function packNext(journal: Journal, set: string, options: PackOptions = {
       const json = wireJson(wire);
       const length = Buffer.byteLength(json) + (parts.length > 0 ? 1 : 0);
       // Records before a large staged payload do not wait for its upload: they go in a message of their own.
-      if (parts.length > 0 && (size + length > maxBytes || endsMessageBefore(payload))) {
+      if (parts.length > 0 && (size + length > maxBytes || endsMessageBefore(payload, parts.length, staged))) {
         pack?.truncate(packedBefore);
         break fill;
       }
       parts.push(json);
       size += length;
-      if (payload) staged.push({ ...payload, seq: record.seq, ...(endsMessageBefore(payload) ? { what: uploadLabel(record) } : {}) });
+      if (payload) staged.push({ ...payload, seq: record.seq, ...(largeUpload(payload) ? { what: uploadLabel(record) } : {}) });
       if (record.op === "task") markers.push(record);
       if (first === 0) first = record.seq;
       last = record.seq;

@@ -1,8 +1,9 @@
 // Large staged uploads. A message goes only once every payload it names is
 // staged, so the sender ends a message before a record whose payload is large
-// (when records precede it): those go at once, and the large one starts the
-// next message, which records after it join (they wait for it either way:
-// FIFO). While such an upload goes on, the agent names it in the journal's
+// when a record before it has no large upload of its own: those go at once,
+// and the large one starts the next message, which records after it join
+// (they wait for it either way: FIFO). Large files in a row share a message,
+// so their uploads still go at once. While such an upload goes on, the agent names it in the journal's
 // database with how far it got, so `tidemark status` (which reads the
 // journal, not the agent) can say why nothing is sent meanwhile.
 
@@ -22,9 +23,16 @@ import type { StagedPayload, Transport } from "./transport/transport.ts";
  */
 export const LARGE_STAGED_BYTES = MAX_PACK_BYTES;
 
-/** True when the records packed before this payload go in a message of their own rather than wait for its upload. */
-export function endsMessageBefore(payload: StagedPayload | undefined): boolean {
+export function largeUpload(payload: StagedPayload | undefined): boolean {
   return payload !== undefined && payload.size > LARGE_STAGED_BYTES;
+}
+
+/**
+ * True when the message packed so far (`records` records, `staged` their payloads) ends before a record with this
+ * payload: it is large, and a record in the message has no large upload of its own (it would wait for this one's).
+ */
+export function endsMessageBefore(payload: StagedPayload | undefined, records: number, staged: readonly StagedPayload[]): boolean {
+  return largeUpload(payload) && staged.filter(largeUpload).length < records;
 }
 
 /** What a staged payload of this record holds, in words for status. */
@@ -127,7 +135,7 @@ export class StagedUploads {
  * status without the line, and the upload goes on.
  */
 export async function stageNamed(journal: Journal, transport: Transport, payload: StagedPayload & { readonly seq: number; readonly what?: string }): Promise<void> {
-  if (!endsMessageBefore(payload)) return transport.stage(payload);
+  if (!largeUpload(payload)) return transport.stage(payload);
   const { set, key } = payload;
   const quietly = (write: () => void) => {
     try {

@@ -109,10 +109,20 @@ it("keeps payloads that are staged but not large in the message: packing many of
   expect(messages()).toEqual([["put a.txt", "put m1.bin", "put b.txt", "put m2.bin", "put c.txt"]]);
 });
 
-it("adds at most one message per large staged file, and none when the large file comes first", () => {
+it("adds at most one message per large staged file, none when the large file comes first, and none between large files in a row", () => {
   const large = LARGE_STAGED_BYTES + 1;
-  journal.append(SET, [spooled("big-0.bin", large), small("a.txt"), small("b.txt"), spooled("big-1.bin", large), spooled("big-2.bin", large), small("c.txt")]);
-  expect(messages()).toEqual([["put big-0.bin", "put a.txt", "put b.txt"], ["put big-1.bin"], ["put big-2.bin", "put c.txt"]]);
+  journal.append(SET, [
+    spooled("big-0.bin", large),
+    small("a.txt"),
+    small("b.txt"),
+    spooled("big-1.bin", large),
+    spooled("big-2.bin", large),
+    spooled("big-3.bin", large),
+    small("c.txt"),
+    spooled("big-4.bin", large),
+  ]);
+  // big-1..3 upload together (no record in their message waits for them without its own); c.txt waits for them anyway.
+  expect(messages()).toEqual([["put big-0.bin", "put a.txt", "put b.txt"], ["put big-1.bin", "put big-2.bin", "put big-3.bin", "put c.txt"], ["put big-4.bin"]]);
 });
 
 it("goes by what a delta uploads, not the file's size: a few changed blocks of a large file ride with the message", () => {
