@@ -3,9 +3,10 @@
 // when a record before it has no large upload of its own: those go at once,
 // and the large one starts the next message, which records after it join
 // (they wait for it either way: FIFO). Large files in a row share a message,
-// so their uploads still go at once. While such an upload goes on, the agent names it in the journal's
-// database with how far it got, so `tidemark status` (which reads the
-// journal, not the agent) can say why nothing is sent meanwhile.
+// so their uploads still go side by side. While such an upload goes on, the
+// agent names it in the journal's database with how far it got, so `tidemark
+// status` (which reads the journal, not the agent) can say why nothing after
+// it is sent meanwhile.
 
 import { hostname } from "node:os";
 import type { DatabaseSync, StatementSync } from "node:sqlite";
@@ -23,6 +24,7 @@ import type { StagedPayload, Transport } from "./transport/transport.ts";
  */
 export const LARGE_STAGED_BYTES = MAX_PACK_BYTES;
 
+/** A payload too large to hold other records back for (see LARGE_STAGED_BYTES). */
 export function largeUpload(payload: StagedPayload | undefined): boolean {
   return payload !== undefined && payload.size > LARGE_STAGED_BYTES;
 }
