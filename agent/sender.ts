@@ -156,7 +156,7 @@ export function packNext(journal: Journal, set: string, options: PackOptions = {
       const { wire, staged: payload } = toWire(set, journal.spoolDir, record, compression, pack);
       const json = wireJson(wire);
       const length = Buffer.byteLength(json) + (parts.length > 0 ? 1 : 0);
-      // Records before a large staged payload do not wait for its upload: they go in a message of their own.
+      // Records before a large staged payload (but those with a large upload of their own) do not wait for its upload.
       if (parts.length > 0 && (size + length > maxBytes || endsMessageBefore(payload, parts.length, staged))) {
         pack?.truncate(packedBefore);
         break fill;

@@ -8,9 +8,10 @@
 // status` (which reads the journal, not the agent) can say why nothing after
 // it is sent meanwhile.
 
+import { randomUUID } from "node:crypto";
 import { hostname } from "node:os";
 import type { DatabaseSync, StatementSync } from "node:sqlite";
-import { MAX_PACK_BYTES } from "../contract/packed-content.ts";
+import { MULTIPART_THRESHOLD, PARTS_IN_FLIGHT } from "../lambdas/target/index.ts";
 import { formatBytes } from "./format.ts";
 import type { Journal, JournalRecord } from "./journal.ts";
 import { ownStart } from "./process-identity.ts";
@@ -18,11 +19,12 @@ import { processRuns } from "./state-lock.ts";
 import type { StagedPayload, Transport } from "./transport/transport.ts";
 
 /**
- * A payload larger than this is large. A message's own pack is up to this size, and its records wait for that upload
- * anyway: a payload no larger costs them little more, and cutting there would make messages of many medium files
- * smaller. Larger ones go up in parts (MULTIPART_THRESHOLD), which is also where their progress is known.
+ * A payload larger than this is large (32 MiB). An upload that size keeps PARTS_IN_FLIGHT parts going by itself, so
+ * uploading it in a message of its own costs no parallelism, and one message more is little beside its requests;
+ * smaller payloads upload side by side in one message (STAGE_CONCURRENCY), which a cut before each would serialise,
+ * one message each, when large and medium files come interleaved (as a scan journals them, deferred to its end).
  */
-export const LARGE_STAGED_BYTES = MAX_PACK_BYTES;
+export const LARGE_STAGED_BYTES = PARTS_IN_FLIGHT * MULTIPART_THRESHOLD;
 
 /** A payload too large to hold other records back for (see LARGE_STAGED_BYTES). */
 export function largeUpload(payload: StagedPayload | undefined): boolean {
@@ -46,9 +48,8 @@ export function uploadLabel(record: JournalRecord): string {
       return `the digest list of task ${record.id}`;
     case "verify":
       return `the manifest of verification ${record.id}`;
-    case "block":
-      return `block ${record.index}`;
     default:
+      // A volume's block is at most BLOCK_SIZE: never large.
       return `record ${record.seq}`;
   }
 }
@@ -74,6 +75,7 @@ const SCHEMA = `
 CREATE TABLE IF NOT EXISTS staged_uploads (
   set_name TEXT NOT NULL,
   key TEXT NOT NULL,
+  attempt TEXT NOT NULL,
   seq INTEGER NOT NULL,
   what TEXT NOT NULL,
   size INTEGER NOT NULL,
@@ -95,25 +97,27 @@ export class StagedUploads {
 
   constructor(db: DatabaseSync) {
     db.exec(SCHEMA);
-    this.#begin = db.prepare("INSERT OR REPLACE INTO staged_uploads (set_name, key, seq, what, size, done, since, pid, host, started) VALUES (?, ?, ?, ?, ?, 0, ?, ?, ?, ?)");
+    this.#begin = db.prepare("INSERT OR REPLACE INTO staged_uploads (set_name, key, attempt, seq, what, size, done, since, pid, host, started) VALUES (?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?)");
     // One agent runs per state folder (state-lock.ts): rows of another process were left by one that stopped mid-upload.
-    this.#othersGone = db.prepare("DELETE FROM staged_uploads WHERE set_name = ? AND NOT (pid = ? AND host = ?)");
-    this.#progress = db.prepare("UPDATE staged_uploads SET done = ? WHERE set_name = ? AND key = ?");
-    this.#end = db.prepare("DELETE FROM staged_uploads WHERE set_name = ? AND key = ?");
+    this.#othersGone = db.prepare("DELETE FROM staged_uploads WHERE NOT (pid = ? AND host = ?)");
+    // By attempt: an upload of the same key left running by a refused message's send must not move or end the row of the one sent again.
+    this.#progress = db.prepare("UPDATE staged_uploads SET done = ? WHERE set_name = ? AND key = ? AND attempt = ?");
+    this.#end = db.prepare("DELETE FROM staged_uploads WHERE set_name = ? AND key = ? AND attempt = ?");
     this.#list = db.prepare("SELECT key, seq, what, size, done, since, pid, host, started FROM staged_uploads WHERE set_name = ? ORDER BY seq");
   }
 
-  begin(set: string, upload: Omit<StagedUpload, "done">): void {
-    this.#othersGone.run(set, upload.pid, upload.host);
-    this.#begin.run(set, upload.key, upload.seq, upload.what, upload.size, upload.since, upload.pid, upload.host, upload.started ?? null);
+  /** Names an upload (`attempt` tells it from another upload of the same key); the rows other processes left go. */
+  begin(set: string, attempt: string, upload: Omit<StagedUpload, "done">): void {
+    this.#othersGone.run(upload.pid, upload.host);
+    this.#begin.run(set, upload.key, attempt, upload.seq, upload.what, upload.size, upload.since, upload.pid, upload.host, upload.started ?? null);
   }
 
-  progress(set: string, key: string, done: number): void {
-    this.#progress.run(done, set, key);
+  progress(set: string, key: string, attempt: string, done: number): void {
+    this.#progress.run(done, set, key, attempt);
   }
 
-  end(set: string, key: string): void {
-    this.#end.run(set, key);
+  end(set: string, key: string, attempt: string): void {
+    this.#end.run(set, key, attempt);
   }
 
   of(set: string): StagedUpload[] {
@@ -131,12 +135,20 @@ export class StagedUploads {
   }
 }
 
+/** Progress is written at most this often: each write is a journal commit, an fsync on the agent's thread. */
+export const PROGRESS_WRITE_MS = 1_000;
+
 /**
  * Stages a payload; a large one is named in the journal meanwhile, with the bytes its upload stored so far. Status
  * is told, never asked: a journal that cannot take the row (a full disk, which the journal's health reports) leaves
  * status without the line, and the upload goes on.
  */
-export async function stageNamed(journal: Journal, transport: Transport, payload: StagedPayload & { readonly seq: number; readonly what?: string }): Promise<void> {
+export async function stageNamed(
+  journal: Journal,
+  transport: Transport,
+  payload: StagedPayload & { readonly seq: number; readonly what?: string },
+  now: () => number = Date.now,
+): Promise<void> {
   if (!largeUpload(payload)) return transport.stage(payload);
   const { set, key } = payload;
   const quietly = (write: () => void) => {
@@ -146,13 +158,22 @@ export async function stageNamed(journal: Journal, transport: Transport, payload
       // Status only: see above.
     }
   };
+  const attempt = randomUUID();
   const started = ownStart();
-  const row = { key, seq: payload.seq, what: payload.what ?? `record ${payload.seq}`, size: payload.size, since: new Date().toISOString(), pid: process.pid, host: hostname(), ...(started !== undefined ? { started } : {}) };
-  quietly(() => journal.uploads.begin(set, row));
+  const row = { key, seq: payload.seq, what: payload.what ?? `record ${payload.seq}`, size: payload.size, since: new Date(now()).toISOString(), pid: process.pid, host: hostname(), ...(started !== undefined ? { started } : {}) };
+  quietly(() => journal.uploads.begin(set, attempt, row));
+  // The first part's bytes are written at once, later ones at most every PROGRESS_WRITE_MS.
+  let written = { at: Number.NEGATIVE_INFINITY, done: 0 };
+  const progress = (done: number) => {
+    // A failed attempt's 0 is written at once: S3 no longer holds what the row said.
+    if (done === written.done || (done !== 0 && now() - written.at < PROGRESS_WRITE_MS)) return;
+    written = { at: now(), done };
+    quietly(() => journal.uploads.progress(set, key, attempt, done));
+  };
   try {
-    await transport.stage({ ...payload, progress: (done) => quietly(() => journal.uploads.progress(set, key, done)) });
+    await transport.stage({ ...payload, progress });
   } finally {
-    quietly(() => journal.uploads.end(set, key));
+    quietly(() => journal.uploads.end(set, key, attempt));
   }
 }
 
@@ -165,16 +186,20 @@ export interface UploadReport {
   readonly since: string;
 }
 
-/** The set's large uploads going on now: rows of an agent that is not running name nothing that goes on. */
+/**
+ * The set's large uploads going on now, as the agent running on this state folder (this host's) named them: rows of
+ * an agent that is not running, or of another host (a state folder moved, a container recreated), name nothing that
+ * goes on.
+ */
 export function uploadsNow(uploads: StagedUploads, set: string): UploadReport[] {
   return uploads
     .of(set)
-    .filter((upload) => processRuns(upload.pid, upload.host, upload.started))
+    .filter((upload) => upload.host === hostname() && processRuns(upload.pid, upload.host, upload.started))
     .map(({ what, seq, size, done, since }) => ({ what, seq, bytes: size, done, since }));
 }
 
 /** The status line of an upload going on. */
 export function uploadLine(upload: UploadReport): string {
   const percent = upload.bytes > 0 ? ` (${Math.floor((100 * upload.done) / upload.bytes)}%)` : "";
-  return `uploading ${upload.what} (seq ${upload.seq}) since ${upload.since}: ${formatBytes(upload.done)} of ${formatBytes(upload.bytes)} stored${percent}; the records after it are sent once it is`;
+  return `uploading ${upload.what} (seq ${upload.seq}) since ${upload.since}: ${formatBytes(upload.done)} of ${formatBytes(upload.bytes)} stored${percent}; the records after it are sent once it is staged`;
 }

@@ -36,7 +36,7 @@ export interface SetReport {
   skipped: NotReplicated[];
   /** Busy large files whose newest version the agent holds back (paced): the set is not in sync while any is. */
   held: HeldReport[];
-  /** Large payloads (over 8 MiB) the running agent is staging, with the bytes stored so far: the records after one are sent once it is staged. */
+  /** Large payloads (over 32 MiB) the running agent is staging, with the bytes stored so far: the records after one are sent once it is staged. */
   uploading: UploadReport[];
   /** A scan of the whole set that has not finished (what it has not reached is not journaled yet), or null. */
   scanning: { since: string; agentRunning: boolean } | null;
@@ -172,7 +172,7 @@ export async function collectStatus(configFile: string): Promise<SetReport[]> {
           : [];
         const held = journal ? heldNow(journal.held, spec.name) : [];
         const scanning = journal ? scanNow(journal.held, spec.name) : null;
-        const uploading = journal ? uploadsNow(journal.uploads, spec.name) : [];
+        const uploading = journal && agent.running ? uploadsNow(journal.uploads, spec.name) : [];
         const scanFailed = journal ? scanFailureNow(journal.held, spec.name) : null;
         const recovering = journal?.recoveries.of(spec.name) ?? null;
         const journalMissing = journal ? (journal.sets.known(spec.name) ? {} : { setNotJournaled: join(config.stateDir, "journal.db") }) : { journalMissing: join(config.stateDir, "journal.db") };
@@ -278,7 +278,7 @@ applied (read from the target bucket), and the state:
                 them until \`tidemark mirror SET --mode full\`), messages
                 refused as not the owner's in the last 24 hours (named with
                 their sender and key; nothing of them was applied)
-A large payload (over 8 MiB: a file, a delta's changed blocks, a marker's list)
+A large payload (over 32 MiB: a file, a delta's changed blocks, a marker's list)
 the agent is staging is named with how far its upload got (\`uploading\` in
 --json): the records after it are sent once it is staged.
 The last recovery drill's result and age (\`tidemark drill\`) are shown too, and

@@ -8,7 +8,7 @@ import { join } from "node:path";
 import { afterEach, beforeEach, expect, it } from "vitest";
 import { Journal, type Change } from "../../agent/journal.ts";
 import { LARGE_STAGED_BYTES } from "../../agent/staged-uploads.ts";
-import { packNext, sendNext } from "../../agent/sender.ts";
+import { packNext, sendNext, STAGE_CONCURRENCY } from "../../agent/sender.ts";
 import { BLOCK_SIZE, parseMessage, type WireMessage } from "../../contract/wire.ts";
 import type { StagedPayload, Transport } from "../../agent/transport/transport.ts";
 import { tempDir } from "../support/tree.ts";
@@ -125,8 +125,30 @@ it("adds at most one message per large staged file, none when the large file com
   expect(messages()).toEqual([["put big-0.bin", "put a.txt", "put b.txt"], ["put big-1.bin", "put big-2.bin", "put big-3.bin", "put c.txt"], ["put big-4.bin"]]);
 });
 
+it("keeps large and medium staged files interleaved (as a scan journals them, at its end) in one message, uploading side by side", async () => {
+  const MiB = 1024 * 1024;
+  journal.append(SET, [small("a.txt"), ...Array.from({ length: 16 }, (_, i) => [spooled(`p${i}.raw`, 9 * MiB), spooled(`p${i}.jpg`, 2 * MiB)]).flat()]);
+  expect(messages()).toHaveLength(1);
+  let inFlight = 0;
+  let most = 0;
+  const transport: Transport = {
+    async stage() {
+      most = Math.max(most, ++inFlight);
+      await new Promise((resolve) => setImmediate(resolve));
+      inFlight -= 1;
+    },
+    async send() {},
+  };
+  await drain(transport);
+  expect(most).toBe(STAGE_CONCURRENCY);
+
+  // Past LARGE_STAGED_BYTES one upload keeps its parts going by itself: each goes in a message of its own start.
+  journal.append(SET, [small("b.txt"), spooled("v0.mp4", LARGE_STAGED_BYTES + 1), spooled("v0.jpg", 2 * MiB), spooled("v1.mp4", LARGE_STAGED_BYTES + 1), spooled("v1.jpg", 2 * MiB)]);
+  expect(messages()).toEqual([["put b.txt"], ["put v0.mp4", "put v0.jpg"], ["put v1.mp4", "put v1.jpg"]]);
+});
+
 it("goes by what a delta uploads, not the file's size: a few changed blocks of a large file ride with the message", () => {
-  const fileSize = 64 * LARGE_STAGED_BYTES;
+  const fileSize = 8 * LARGE_STAGED_BYTES;
   const blocks = Math.ceil((LARGE_STAGED_BYTES + 1) / BLOCK_SIZE);
   const delta = (path: string, count: number): Change => {
     const uploaded = count * BLOCK_SIZE;

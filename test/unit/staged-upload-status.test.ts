@@ -13,8 +13,9 @@ import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from "vitest";
 import { collectStatus, statusCommand } from "../../agent/commands/status.ts";
 import { Journal, type Change } from "../../agent/journal.ts";
+import { acquireStateLock } from "../../agent/state-lock.ts";
 import { sendNext } from "../../agent/sender.ts";
-import { LARGE_STAGED_BYTES, uploadsNow } from "../../agent/staged-uploads.ts";
+import { LARGE_STAGED_BYTES, stageNamed, uploadsNow } from "../../agent/staged-uploads.ts";
 import { AwsTransport } from "../../agent/transport/aws.ts";
 import type { StagedPayload, Transport } from "../../agent/transport/transport.ts";
 import { MULTIPART_THRESHOLD } from "../../lambdas/s3-multipart.ts";
@@ -50,6 +51,21 @@ describe("the AWS transport", () => {
       expect(told).toHaveLength(3);
       expect([...told].sort((a, b) => a - b)).toEqual(told);
       expect(told.at(-1)).toBe(bytes.length);
+
+      // An attempt that fails is aborted, S3 keeping none of its parts: the bytes told go back to 0.
+      const answer = capture.server.responder;
+      capture.server.responder = (request, res) => {
+        if (new URL(request.url, "http://x").searchParams.get("partNumber") === "3") {
+          res.writeHead(403, { "content-type": "application/xml" });
+          res.end(`<?xml version="1.0" encoding="UTF-8"?><Error><Code>AccessDenied</Code><Message>no</Message></Error>`);
+          return;
+        }
+        answer?.(request, res);
+      };
+      told.length = 0;
+      const failing = { set: SET, key: "staging/www/2.x", sha256: createHash("sha256").update(bytes).digest("hex"), size: bytes.length, source: { bytes }, progress: (stored: number) => told.push(stored) };
+      await expect(transport.stage(failing)).rejects.toThrow();
+      expect(told.at(-1)).toBe(0);
     } finally {
       s3.destroy();
       sqs.destroy();
@@ -62,6 +78,7 @@ describe("tidemark status while a large payload is staged", () => {
   let dir: ReturnType<typeof tempDir>;
   let config: string;
   let journal: Journal;
+  let stateDir: string;
 
   beforeAll(async () => {
     // The target answers nothing useful: what status says of the upload comes from the journal alone.
@@ -79,7 +96,7 @@ describe("tidemark status while a large payload is staged", () => {
     const endpoint = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
     dir = tempDir();
     mkdirSync(join(dir.path, "www"));
-    const stateDir = join(dir.path, "state");
+    stateDir = join(dir.path, "state");
     config = join(dir.path, "tidemark.config.json");
     writeFileSync(config, JSON.stringify({ endpoint, queueUrl: `${endpoint}/000000000000/q.fifo`, bucket: "bucket", stateDir, sets: [{ name: SET, path: "www" }] }));
     journal = Journal.open(stateDir);
@@ -116,6 +133,8 @@ describe("tidemark status while a large payload is staged", () => {
     const size = 3 * 1024 ** 3;
     const small: Change = { op: "put", path: "a.txt", size: 1, mode: 0o644, mtimeNs: "1", sha256: sha("a"), content: { bytes: Buffer.from("a") } };
     journal.append(SET, [small, large("big.bin", size)]);
+    // This process stands for the agent: it holds the state folder's lock, as `tidemark run` does.
+    const lock = acquireStateLock(stateDir, "tidemark run");
     const upload = heldUpload(1024 ** 3);
     const draining = (async () => {
       while ((await sendNext(journal, upload.transport, SET, { compression: "none" })).records > 0);
@@ -139,23 +158,75 @@ describe("tidemark status while a large payload is staged", () => {
       write.mockRestore();
     }
     const [text, json] = runs;
-    expect(text).toMatch(/^www: uploading big\.bin \(seq 2\) since \S+: 1\.0 GiB of 3\.0 GiB stored \(33%\); the records after it are sent once it is$/m);
+    expect(text).toMatch(/^www: uploading big\.bin \(seq 2\) since \S+: 1\.0 GiB of 3\.0 GiB stored \(33%\); the records after it are sent once it is staged$/m);
     expect(JSON.parse(json ?? "").sets[0].uploading).toEqual(report?.uploading);
 
+    // An agent that is not running uploads nothing, whatever its rows say.
+    lock.release();
+    expect((await collectStatus(config))[0]?.uploading).toEqual([]);
     upload.release();
     await draining;
-    expect((await collectStatus(config))[0]?.uploading).toEqual([]);
+    expect(journal.uploads.of(SET)).toEqual([]);
     expect(journal.sets.counters(SET).backlogRecords).toBe(0);
   });
 
-  it("names no upload an agent left when it stopped, and the next upload clears its row", () => {
+  it("names no upload an agent left when it stopped, nor one of another host, and the next upload clears their rows", () => {
     const gone = spawnSync(process.execPath, ["-e", ""]).pid;
     if (gone === undefined) throw new Error("no process was started");
     const left = { key: "staging/www/7.x", seq: 7, what: "old.bin", size: 100, since: new Date().toISOString(), pid: gone, host: hostname() };
-    journal.uploads.begin(SET, left);
+    journal.uploads.begin(SET, "a1", left);
+    journal.uploads.begin(SET, "a2", { ...left, key: "staging/www/9.x", seq: 9, pid: process.pid, host: "another-host" });
     expect(journal.uploads.of(SET)).toHaveLength(1);
     expect(uploadsNow(journal.uploads, SET)).toEqual([]);
-    journal.uploads.begin(SET, { ...left, key: "staging/www/8.x", seq: 8, what: "new.bin", pid: process.pid });
+    journal.uploads.begin(SET, "a3", { ...left, key: "staging/www/8.x", seq: 8, what: "new.bin", pid: process.pid });
     expect(journal.uploads.of(SET).map((u) => u.what)).toEqual(["new.bin"]);
+    expect(uploadsNow(journal.uploads, SET).map((u) => u.what)).toEqual(["new.bin"]);
+  });
+
+  it("writes progress at most every PROGRESS_WRITE_MS, but a failed attempt's 0 at once; a failed upload leaves no row", async () => {
+    let t = 0;
+    const rows = () => journal.uploads.of(SET).map((u) => u.done);
+    const seen: number[][] = [];
+    const transport: Transport = {
+      async stage(payload: StagedPayload) {
+        const tell = (at: number, stored: number) => {
+          t = at;
+          payload.progress?.(stored);
+          seen.push(rows());
+        };
+        tell(0, 8);
+        tell(500, 16);
+        tell(1_100, 24);
+        tell(1_200, 0);
+        throw new Error("connection reset");
+      },
+      async send() {},
+    };
+    const payload = { set: SET, key: "staging/www/3.x", sha256: sha("x"), size: LARGE_STAGED_BYTES + 1, source: { bytes: Buffer.alloc(0) }, seq: 3, what: "big.bin" };
+    await expect(stageNamed(journal, transport, payload, () => t)).rejects.toThrow(/connection reset/);
+    expect(seen).toEqual([[8], [8], [24], [0]]);
+    expect(journal.uploads.of(SET)).toEqual([]);
+  });
+
+  it("leaves the row of an upload alone when another upload of the same key ends (a refused message's stage left running)", async () => {
+    const releases: (() => void)[] = [];
+    const transport: Transport = {
+      async stage(payload: StagedPayload) {
+        payload.progress?.(releases.length + 1);
+        await new Promise<void>((resolve) => releases.push(resolve));
+      },
+      async send() {},
+    };
+    const payload = { set: SET, key: "staging/www/4.x", sha256: sha("y"), size: LARGE_STAGED_BYTES + 1, source: { bytes: Buffer.alloc(0) }, seq: 4, what: "big.bin" };
+    const orphan = stageNamed(journal, transport, payload);
+    const again = stageNamed(journal, transport, payload);
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(journal.uploads.of(SET).map((u) => u.done)).toEqual([2]);
+    releases[0]?.();
+    await orphan;
+    expect(journal.uploads.of(SET).map((u) => u.done)).toEqual([2]);
+    releases[1]?.();
+    await again;
+    expect(journal.uploads.of(SET)).toEqual([]);
   });
 });
