@@ -161,7 +161,7 @@ export async function stageNamed(
   const attempt = randomUUID();
   const started = ownStart();
   const row = { key, seq: payload.seq, what: payload.what ?? `record ${payload.seq}`, size: payload.size, since: new Date(now()).toISOString(), pid: process.pid, host: hostname(), ...(started !== undefined ? { started } : {}) };
-  quietly(() => journal.uploads.begin(set, attempt, row));
+  quietly(() => journal.atomically(() => journal.uploads.begin(set, attempt, row)));
   // The first part's bytes are written at once, later ones at most every PROGRESS_WRITE_MS.
   let written = { at: Number.NEGATIVE_INFINITY, done: 0 };
   const progress = (done: number) => {

@@ -9,12 +9,19 @@ import { afterEach, beforeEach, expect, it } from "vitest";
 import { Journal, type Change } from "../../agent/journal.ts";
 import { LARGE_STAGED_BYTES } from "../../agent/staged-uploads.ts";
 import { packNext, sendNext, STAGE_CONCURRENCY } from "../../agent/sender.ts";
-import { BLOCK_SIZE, parseMessage, type WireMessage } from "../../contract/wire.ts";
+import { BLOCK_SIZE, parseMessage } from "../../contract/wire.ts";
 import type { StagedPayload, Transport } from "../../agent/transport/transport.ts";
 import { tempDir } from "../support/tree.ts";
 
 const SET = "docs";
 const sha = (text: string) => createHash("sha256").update(text).digest("hex");
+
+/** The records of a message body, as `op path` (or `task id`). */
+function recordsOf(body: string): string[] {
+  const message = parseMessage(body);
+  if (!("records" in message)) throw new Error("not a message of records");
+  return message.records.map((r) => (r.op === "task" ? `task ${r.id}` : `${r.op} ${"path" in r ? r.path : r.seq}`));
+}
 
 /** A transport whose large payloads stay in upload until released; small ones are staged at once. */
 class HeldLargeUploads implements Transport {
@@ -35,8 +42,7 @@ class HeldLargeUploads implements Transport {
   }
 
   async send(_set: string, _id: string, body: string): Promise<void> {
-    const message = parseMessage(body) as WireMessage;
-    this.messages.push(message.records.map((r) => (r.op === "task" ? `task ${r.id}` : `${r.op} ${"path" in r ? r.path : r.seq}`)));
+    this.messages.push(recordsOf(body));
   }
 
   release(): void {
@@ -80,7 +86,7 @@ function messages(): string[][] {
   for (let after = 0; ; ) {
     const packed = packNext(journal, SET, { compression: "none" }, after);
     if (!packed) return all;
-    all.push((parseMessage(packed.body) as WireMessage).records.map((r) => (r.op === "task" ? `task ${r.id}` : `${r.op} ${"path" in r ? r.path : r.seq}`)));
+    all.push(recordsOf(packed.body));
     after = packed.last;
   }
 }
@@ -142,7 +148,7 @@ it("keeps large and medium staged files interleaved (as a scan journals them, at
   await drain(transport);
   expect(most).toBe(STAGE_CONCURRENCY);
 
-  // Past LARGE_STAGED_BYTES one upload keeps its parts going by itself: each goes in a message of its own start.
+  // Past LARGE_STAGED_BYTES one upload keeps its parts going by itself: each such file starts a message.
   journal.append(SET, [small("b.txt"), spooled("v0.mp4", LARGE_STAGED_BYTES + 1), spooled("v0.jpg", 2 * MiB), spooled("v1.mp4", LARGE_STAGED_BYTES + 1), spooled("v1.jpg", 2 * MiB)]);
   expect(messages()).toEqual([["put b.txt"], ["put v0.mp4", "put v0.jpg"], ["put v1.mp4", "put v1.jpg"]]);
 });

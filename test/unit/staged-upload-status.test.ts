@@ -135,37 +135,43 @@ describe("tidemark status while a large payload is staged", () => {
     journal.append(SET, [small, large("big.bin", size)]);
     // This process stands for the agent: it holds the state folder's lock, as `tidemark run` does.
     const lock = acquireStateLock(stateDir, "tidemark run");
-    const upload = heldUpload(1024 ** 3);
-    const draining = (async () => {
-      while ((await sendNext(journal, upload.transport, SET, { compression: "none" })).records > 0);
-    })();
-    await upload.progressed;
-
-    const [report] = await collectStatus(config);
-    expect(report?.uploading).toEqual([{ what: "big.bin", seq: 2, bytes: size, done: 1024 ** 3, since: expect.stringMatching(/^\d{4}-\d\d-\d\dT/) }]);
-    const out: string[] = [];
-    const write = vi.spyOn(process.stdout, "write").mockImplementation((chunk) => {
-      out.push(String(chunk));
-      return true;
-    });
-    const runs: string[] = [];
+    let held = true;
     try {
-      await statusCommand.run({ config }, []);
-      runs.push(out.splice(0).join(""));
-      await statusCommand.run({ config, json: true }, []);
-      runs.push(out.splice(0).join(""));
-    } finally {
-      write.mockRestore();
-    }
-    const [text, json] = runs;
-    expect(text).toMatch(/^www: uploading big\.bin \(seq 2\) since \S+: 1\.0 GiB of 3\.0 GiB stored \(33%\); the records after it are sent once it is staged$/m);
-    expect(JSON.parse(json ?? "").sets[0].uploading).toEqual(report?.uploading);
+      const upload = heldUpload(1024 ** 3);
+      const draining = (async () => {
+        while ((await sendNext(journal, upload.transport, SET, { compression: "none" })).records > 0);
+      })();
+      await upload.progressed;
 
-    // An agent that is not running uploads nothing, whatever its rows say.
-    lock.release();
-    expect((await collectStatus(config))[0]?.uploading).toEqual([]);
-    upload.release();
-    await draining;
+      const [report] = await collectStatus(config);
+      expect(report?.uploading).toEqual([{ what: "big.bin", seq: 2, bytes: size, done: 1024 ** 3, since: expect.stringMatching(/^\d{4}-\d\d-\d\dT/) }]);
+      const out: string[] = [];
+      const write = vi.spyOn(process.stdout, "write").mockImplementation((chunk) => {
+        out.push(String(chunk));
+        return true;
+      });
+      const runs: string[] = [];
+      try {
+        await statusCommand.run({ config }, []);
+        runs.push(out.splice(0).join(""));
+        await statusCommand.run({ config, json: true }, []);
+        runs.push(out.splice(0).join(""));
+      } finally {
+        write.mockRestore();
+      }
+      const [text, json] = runs;
+      expect(text).toMatch(/^www: uploading big\.bin \(seq 2\) since \S+: 1\.0 GiB of 3\.0 GiB stored \(33%\); the records after it are sent once it is staged$/m);
+      expect(JSON.parse(json ?? "").sets[0].uploading).toEqual(report?.uploading);
+
+      // An agent that is not running uploads nothing, whatever its rows say.
+      lock.release();
+      held = false;
+      expect((await collectStatus(config))[0]?.uploading).toEqual([]);
+      upload.release();
+      await draining;
+    } finally {
+      if (held) lock.release();
+    }
     expect(journal.uploads.of(SET)).toEqual([]);
     expect(journal.sets.counters(SET).backlogRecords).toBe(0);
   });
