@@ -17,6 +17,7 @@ import { journalFault } from "./journal-faults.ts";
 import { SkippedNames } from "./skipped-names.ts";
 import { EntryIndex } from "./journal-index.ts";
 import { HeldFiles } from "./held-files.ts";
+import { StagedUploads } from "./staged-uploads.ts";
 import { PendingRecoveries } from "./pending-recoveries.ts";
 import { SetStates } from "./journal-sets.ts";
 import { VolumeStamps } from "./journal-volumes.ts";
@@ -253,6 +254,8 @@ export class Journal {
   readonly sets: SetStates;
   /** Files the running agent holds back (busy-files.ts), for `status`. */
   readonly held: HeldFiles;
+  /** Large payloads the agent is staging, for status. */
+  readonly uploads: StagedUploads;
   /** Recoveries begun and not finished (pending-recoveries.ts): the next start runs them again. */
   readonly recoveries: PendingRecoveries;
   readonly #db: DatabaseSync;
@@ -272,6 +275,7 @@ export class Journal {
     this.volumes = new VolumeStamps(db);
     this.sets = new SetStates(db, options.now);
     this.held = new HeldFiles(db);
+    this.uploads = new StagedUploads(db);
     this.recoveries = new PendingRecoveries(db);
     this.#content = new ContentFiles(db, spoolDir);
     this.#statements = prepareStatements(db);

@@ -25,12 +25,13 @@ import { markerWithoutList, SpoolContentLostError } from "./spool-folder.ts";
 import { DeliveryRefusedError, type StagedPayload, type Transport } from "./transport/transport.ts";
 import { MAX_PACK_BYTES } from "../contract/packed-content.ts";
 import { PACK_HEADER_BYTES, packWhen, type PackWriter } from "./message-pack.ts";
+import { endsMessageBefore, largeUpload, stageNamed, uploadLabel } from "./staged-uploads.ts";
 
 /** A task marker in a packed message, with what the agent does around its sending. */
 export type PackedMarker = Extract<JournalRecord, { op: "task" }>;
 
 /** A staged payload and the seq of the record it belongs to. */
-export type PackedPayload = StagedPayload & { readonly seq: number; /** The message's pack (message-pack.ts), not one record's content. */ readonly pack?: true };
+export type PackedPayload = StagedPayload & { readonly seq: number; /** The message's pack (message-pack.ts), not one record's content. */ readonly pack?: true; /** Named in status while a large one is staged. */ readonly what?: string };
 
 export interface PackedMessage {
   readonly body: string;
@@ -155,13 +156,14 @@ export function packNext(journal: Journal, set: string, options: PackOptions = {
       const { wire, staged: payload } = toWire(set, journal.spoolDir, record, compression, pack);
       const json = wireJson(wire);
       const length = Buffer.byteLength(json) + (parts.length > 0 ? 1 : 0);
-      if (parts.length > 0 && size + length > maxBytes) {
+      // Records before a large staged payload (but those with a large upload of their own) do not wait for its upload.
+      if (parts.length > 0 && (size + length > maxBytes || endsMessageBefore(payload, parts.length, staged))) {
         pack?.truncate(packedBefore);
         break fill;
       }
       parts.push(json);
       size += length;
-      if (payload) staged.push({ ...payload, seq: record.seq });
+      if (payload) staged.push({ ...payload, seq: record.seq, ...(largeUpload(payload) ? { what: uploadLabel(record) } : {}) });
       if (record.op === "task") markers.push(record);
       if (first === 0) first = record.seq;
       last = record.seq;
@@ -265,7 +267,7 @@ async function sendPacked(journal: Journal, transport: Transport, set: string, o
   if (!packed) return { records: 0, bytes: 0 };
   if (packed.markers.length > 0) await options.beforeMarkers?.(set, packed.markers);
   // The message goes only once every payload it names is staged.
-  await mapConcurrent(packed.staged, STAGE_CONCURRENCY, (payload) => transport.stage(payload).catch(refusedRecord(payload)));
+  await mapConcurrent(packed.staged, STAGE_CONCURRENCY, (payload) => stageNamed(journal, transport, payload).catch(refusedRecord(payload)));
   const sending = transport.send(set, deduplicationId(set, packed.first, packed.last, packed.gen), packed.body).catch(async (error: unknown) => {
     if (!(error instanceof DeliveryRefusedError)) throw error;
     if (packed.first === packed.last) throw new RecordRefusedError(packed.first, error);

@@ -34,6 +34,8 @@ export interface PartedUpload {
   beforeComplete?(sha256: string): void;
   /** Parts that hold the same bytes at the same offset in another object are copied from it server-side (still read, for the SHA-256). */
   readonly copy?: PartCopies;
+  /** Called with a part's length once S3 holds it (uploaded or copied): how far the upload got. */
+  stored?(length: number): void;
 }
 
 export interface PartCopies {
@@ -126,12 +128,14 @@ export async function putInParts(s3: S3Client, upload: PartedUpload): Promise<Wr
       const copy = await copied(number, offset, body.length, digest.toString("base64"));
       if (copy) {
         parts.push(copy);
+        upload.stored?.(body.length);
         return;
       }
       stopped();
       const checksum = digest.toString("base64");
       const part = await s3.send(signedWithPayloadHash(new UploadPartCommand({ Bucket: bucket, Key: key, UploadId, PartNumber: number, Body: body, ChecksumSHA256: checksum }), digest.toString("hex")));
       parts.push({ PartNumber: number, ETag: part.ETag, ChecksumSHA256: part.ChecksumSHA256 ?? checksum });
+      upload.stored?.(body.length);
     };
     for (let offset = 0, number = 1; offset < upload.size; offset += size, number++) {
       if (running.size >= PARTS_IN_FLIGHT) await Promise.race(running);

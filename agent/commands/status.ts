@@ -14,6 +14,7 @@ import { readProblem, type AgentProblem } from "../problem-file.ts";
 import { readOwnerKey } from "../owner-key.ts";
 import { agentPresence } from "../agent-presence.ts";
 import type { PendingRecovery } from "../pending-recoveries.ts";
+import { uploadLine, uploadsNow, type UploadReport } from "../staged-uploads.ts";
 import { stringOption, type Command } from "./command.ts";
 import { TARGET_READ_MINIMUM_TRANSFER } from "./target-store.ts";
 
@@ -35,6 +36,8 @@ export interface SetReport {
   skipped: NotReplicated[];
   /** Busy large files whose newest version the agent holds back (paced): the set is not in sync while any is. */
   held: HeldReport[];
+  /** Large payloads (over 32 MiB) the running agent is staging, with the bytes stored so far: the records after one are sent once it is staged. */
+  uploading: UploadReport[];
   /** A scan of the whole set that has not finished (what it has not reached is not journaled yet), or null. */
   scanning: { since: string; agentRunning: boolean } | null;
   /** A recovery begun and not finished (its verification has not made the target equal the source yet; the agent's next start runs it again), or null. */
@@ -169,6 +172,7 @@ export async function collectStatus(configFile: string): Promise<SetReport[]> {
           : [];
         const held = journal ? heldNow(journal.held, spec.name) : [];
         const scanning = journal ? scanNow(journal.held, spec.name) : null;
+        const uploading = journal && agent.running ? uploadsNow(journal.uploads, spec.name) : [];
         const scanFailed = journal ? scanFailureNow(journal.held, spec.name) : null;
         const recovering = journal?.recoveries.of(spec.name) ?? null;
         const journalMissing = journal ? (journal.sets.known(spec.name) ? {} : { setNotJournaled: join(config.stateDir, "journal.db") }) : { journalMissing: join(config.stateDir, "journal.db") };
@@ -189,6 +193,7 @@ export async function collectStatus(configFile: string): Promise<SetReport[]> {
           generation: generation?.id ?? null,
           skipped,
           held,
+          uploading,
           scanning,
           scanFailed,
           recovering,
@@ -273,6 +278,9 @@ applied (read from the target bucket), and the state:
                 them until \`tidemark mirror SET --mode full\`), messages
                 refused as not the owner's in the last 24 hours (named with
                 their sender and key; nothing of them was applied)
+A large payload (over 32 MiB: a file, a delta's changed blocks, a marker's list)
+the agent is staging is named with how far its upload got (\`uploading\` in
+--json): the records after it are sent once it is staged.
 The last recovery drill's result and age (\`tidemark drill\`) are shown too, and
 folder changes the target applied (in its history) but has not yet written
 to the live mirror's folder objects (a set that goes quiet keeps them until
@@ -315,6 +323,7 @@ Examples:
         const stopped = r.scanning.agentRunning ? "" : " (the agent running it is not running: its next start scans again)";
         process.stdout.write(`${r.set}: a scan of the set began at ${r.scanning.since} and has not finished: what it has not reached is not journaled yet${stopped}\n`);
       }
+      for (const upload of r.uploading) process.stdout.write(`${r.set}: ${escapeControl(uploadLine(upload))}\n`);
       for (const file of r.held) {
         const stopped = file.agentRunning ? "" : " (the agent holding it is not running: its next start captures the file)";
         process.stdout.write(`${r.set}: held back since ${file.since}: ${escapeControl(file.path)}: ${file.reason}${stopped}\n`);

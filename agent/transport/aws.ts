@@ -62,15 +62,28 @@ export class AwsTransport implements Transport {
   }
 
   async #stageInParts(payload: StagedPayload): Promise<void> {
-    const upload = { bucket: this.#bucket, key: payload.key, size: payload.size, metadata: { [META.sha256]: payload.sha256 } };
+    let stored = 0;
+    const progress = payload.progress;
+    const upload = {
+      bucket: this.#bucket,
+      key: payload.key,
+      size: payload.size,
+      metadata: { [META.sha256]: payload.sha256 },
+      ...(progress ? { stored: (length: number) => progress((stored += length)) } : {}),
+    };
     const { source } = payload;
+    // An attempt that fails is aborted: S3 keeps none of its parts.
+    const failed = (error: unknown): never => {
+      progress?.(0);
+      throw error;
+    };
     if ("bytes" in source) {
-      await putInParts(this.#s3, { ...upload, read: async (offset, length) => source.bytes.subarray(offset, offset + length) });
+      await putInParts(this.#s3, { ...upload, read: async (offset, length) => source.bytes.subarray(offset, offset + length) }).catch(failed);
       return;
     }
     const file = await open(source.file, "r");
     try {
-      await putInParts(this.#s3, { ...upload, read: (offset, length) => readPart(file, offset, length, payload.key) });
+      await putInParts(this.#s3, { ...upload, read: (offset, length) => readPart(file, offset, length, payload.key) }).catch(failed);
     } finally {
       await file.close();
     }

@@ -12,7 +12,7 @@ export * from "../aws-clients.ts";
 export * from "./http-settings.ts";
 export { SlowTransferError, type MinimumTransfer } from "./slow-transfers.ts";
 export { isTransientAwsError } from "../aws-errors.ts";
-export { MULTIPART_THRESHOLD, putInParts } from "../s3-multipart.ts";
+export { MULTIPART_THRESHOLD, PARTS_IN_FLIGHT, putInParts } from "../s3-multipart.ts";
 
 export { latestDrillReport, listTasks, readApplierAnnouncement, readPruneReport, readSetStatus, readTaskResult, readVerifyReport } from "./readers.ts";
 export { adoptSet, OwnerRecordError, readOwner, type Adoption } from "./owner.ts";
