@@ -150,8 +150,9 @@ While the action runs (up to --timeout seconds, default ${DEFAULT_TASK_TIMEOUT_S
 the applier applies nothing after the marker; replication on the source goes on.
 The result lands in tasks/SET/ID.json on the target (\`tidemark tasks SET\`).
 
-Uses the running agent (tidemark run) when there is one, else starts one for
-the duration. Refused when the config sets tasks.enabled to false.
+Uses the running agent (tidemark run) when there is one (one still starting
+is waited for, up to 60 s), else starts one for the duration. Refused when
+the config sets tasks.enabled to false.
 
 Exit code: 0 when the marker was queued (with --wait: and the action
 succeeded), ${TASK_NOT_SUCCEEDED} with --wait when it failed, was skipped or timed out, 1 on
