@@ -175,7 +175,9 @@ Options:
   --wait-timeout SEC  give up waiting after this long (the marker stays queued)
                     --wait also gives up, exit code 1 with the reason, when the
                     target left the marker's journal generation, passed it
-                    without a result, or did not move for 10 minutes, and at
+                    without a result, or did not move for 10 minutes (not
+                    counting while the agent still sends what is ahead of
+                    the marker, a large upload, without failing), and at
                     once when another key owns the set (this host's sends are
                     held until \`tidemark adopt SET\`; --json: "held") or
                     when no agent runs to send the marker (the agent stopped
@@ -260,6 +262,7 @@ Examples:
       const hostKey = readHostKey(config.stateDir);
       try {
         const { heldByOwnerRecord, unsentWithoutAgent, waitForTask } = await import("../task-results.ts");
+        const { sendingAhead } = await import("../sending-ahead.ts");
         result = await withTargetStore(config, (store) =>
           waitForTask(store, set, marker.id, {
             seq: marker.seq,
@@ -269,6 +272,8 @@ Examples:
             ...(hostKey ? { held: { by: heldByOwnerRecord(store, set, hostKey.keyId), policy: "fail" } } : {}),
             // An agent that stops during the wait leaves an unsent marker unsent: said at once, not after the stall limit.
             unsent: unsentWithoutAgent(config.stateDir, set, marker),
+            // A large upload ahead of the marker keeps the target still without anything stalled.
+            busy: sendingAhead(config.stateDir, set, marker),
           }),
         );
       } catch (error) {
