@@ -9,7 +9,7 @@ import { afterEach, expect, it } from "vitest";
 import { taskResultKey } from "../../contract/layout.ts";
 import type { TaskResult } from "../../contract/tasks.ts";
 import { Journal } from "../../agent/journal.ts";
-import { sendingAhead } from "../../agent/sending-ahead.ts";
+import { sendingAhead, SENDING_FLOOR_BYTES_PER_SECOND } from "../../agent/sending-ahead.ts";
 import { acquireStateLock, type StateLock } from "../../agent/state-lock.ts";
 import { waitForTask } from "../../agent/task-results.ts";
 import { MemoryStore } from "../../lambdas/store/memory-store.ts";
@@ -63,6 +63,23 @@ it("is busy while a running agent has not sent the marker and its sends do not f
   } finally {
     journal.close();
   }
+});
+
+it("stops counting as busy once the backlog would have gone at the floor rate, plus ten minutes", async () => {
+  const { stateDir, marker } = journalWithMarkerBehindUpload();
+  lock = acquireStateLock(stateDir, "tidemark run");
+  const journal = Journal.open(stateDir);
+  const backlogBytes = journal.sets.counters(SET).backlogBytes;
+  journal.close();
+  let now = 1_000_000;
+  const busy = sendingAhead(stateDir, SET, marker, { now: () => now });
+  expect(await busy()).toBe(true);
+  const budgetMs = 10 * 60_000 + (backlogBytes / SENDING_FLOOR_BYTES_PER_SECOND) * 1000;
+  now += budgetMs - 1;
+  expect(await busy()).toBe(true);
+  now += 1;
+  // A sender that never moved nor failed: the wait's stall limit applies again.
+  expect(await busy()).toBe(false);
 });
 
 it("keeps task --wait waiting past the stall limit while the agent sends ahead of the marker", async () => {
