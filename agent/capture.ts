@@ -98,7 +98,7 @@ export interface CaptureOptions {
    * behind an unchanged stat (a checksum mirror).
    */
   readonly rehash?: boolean;
-  /** Told a changed file's size (from the capture's stat) before its content is read: a caller names a long read. */
+  /** Told a changed file's size (from the capture's stat) before each read of its content: a caller names a long read. */
   readonly beforeRead?: (size: number) => void;
   /**
    * Told a file's path when it kept changing while read, so that what is journaled is the bytes as read, which may
@@ -153,8 +153,7 @@ async function captureEntry(journal: Journal, spec: SetSpec, path: string, optio
     const recheck = options.rehash || modifiedRecently(st);
     if (sameFile(known, st) && (!recheck || (await hashFile(abs)).sha256 === known?.sha256)) return { changes: [], isDirectory: false };
     const changes = replaced("file");
-    options.beforeRead?.(Number(st.size));
-    const put = await readStable(journal, spec.name, abs, path, st, known, options.onChangingWhileRead);
+    const put = await readStable(journal, spec.name, abs, path, st, known, options);
     if (put) changes.push(put);
     else changes.push(...deletesFor(journal, spec.name, path));
     return { changes, isDirectory: false };
@@ -355,15 +354,21 @@ async function readStable(
   abs: string,
   path: string,
   first: BigIntStats,
-  known?: IndexEntry,
-  onChanging?: (path: string) => void,
+  known: IndexEntry | undefined,
+  options: Pick<CaptureOptions, "beforeRead" | "onChangingWhileRead">,
 ): Promise<PutChange | undefined> {
+  const onChanging = options.onChangingWhileRead;
   let put: PutChange | undefined;
   let readSince = first.mtimeNs;
-  const attempts = first.size > BigInt(LARGE_READ_BYTES) ? 2 : STABLE_READ_ATTEMPTS;
+  // Counted from the size each read finds: a file that grew large while read (copied in) is not read whole 5 times.
+  let attempts = STABLE_READ_ATTEMPTS;
   for (let attempt = 0; attempt < attempts; attempt++) {
     const before = attempt === 0 ? first : await statOrGone(abs);
     if (!before?.isFile()) return undefined;
+    if (before.size > BigInt(LARGE_READ_BYTES)) attempts = Math.min(attempts, 2);
+    if (attempt >= attempts) break;
+    // Every read, not only the first: a file small at the first stat and grown large since is named while read.
+    options.beforeRead?.(Number(before.size));
     readSince = before.mtimeNs;
     let next: PutChange | undefined;
     try {

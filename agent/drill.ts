@@ -11,7 +11,7 @@ import { chmod, lstat, mkdtemp, readdir, readlink, rm } from "node:fs/promises";
 import { hostname, tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { MAX_CHECK_OUTPUT_CHARS, MAX_REPORTED_PROBLEM_BYTES, MAX_REPORTED_PROBLEMS, type DrillReport } from "../contract/drills.ts";
-import { newTaskId } from "../contract/tasks.ts";
+import { newTaskId, type ChangingWhileRead } from "../contract/tasks.ts";
 import { readTaskResult, type TargetStore } from "../lambdas/target/index.ts";
 import { hookSucceeded, runHook } from "./hooks.ts";
 import type { Progress } from "./operations.ts";
@@ -43,6 +43,11 @@ export interface DrillOutcome {
   readonly problems: readonly RestoreFailure[];
   /** Entries the snapshot left out when it was taken beyond those its summary names (and `problems` lists): counted in the report's problemCount. */
   readonly leftOutUnnamed?: number;
+  /**
+   * Files of a torn snapshot (they kept changing while its marker's barrier read them): restored and compared as read,
+   * which proves nothing of their consistency; only the check can. Said beside the report, which the wire keeps as is.
+   */
+  readonly possiblyTorn?: ChangingWhileRead;
 }
 
 export class DrillError extends Error {
@@ -184,7 +189,7 @@ export async function runDrill(store: TargetStore, set: string, options: DrillOp
   const now = options.now ?? (() => new Date());
   const started = now();
   const id = newTaskId(started);
-  const { point, description, leftOutUnnamed = 0 } = await resolveRecoveryPoint(store, set, {
+  const { point, description, leftOutUnnamed = 0, possiblyTorn } = await resolveRecoveryPoint(store, set, {
     ...(options.snapshot !== undefined ? { snapshot: options.snapshot } : {}),
     ...(options.at !== undefined ? { at: options.at } : {}),
   });
@@ -239,7 +244,7 @@ export async function runDrill(store: TargetStore, set: string, options: DrillOp
       scratch: { path: restored.to, kept: options.keep === true },
       host: hostname().slice(0, 256),
     };
-    return { report, problems, ...(leftOutUnnamed > 0 ? { leftOutUnnamed } : {}) };
+    return { report, problems, ...(leftOutUnnamed > 0 ? { leftOutUnnamed } : {}), ...(possiblyTorn ? { possiblyTorn } : {}) };
   } finally {
     if (options.keep !== true) await removeTree(scratch);
   }

@@ -2,6 +2,7 @@
 // newest one, or a moment in time of the protection window.
 
 import type { DrillReport } from "../contract/drills.ts";
+import type { ChangingWhileRead } from "../contract/tasks.ts";
 import { listSnapshots, readSnapshot, type TargetStore } from "../lambdas/target/index.ts";
 import { snapshotRecoveryPoint, unnamedLeftOut } from "./restore.ts";
 import { parseMoment, pointInTime } from "./restore-at.ts";
@@ -17,6 +18,8 @@ export interface ResolvedRecoveryPoint {
   readonly description: DrillReport["recoveryPoint"];
   /** Entries the snapshot left out when it was taken that its summary does not name (it names the first 100): not restored either. */
   readonly leftOutUnnamed?: number;
+  /** Files that kept changing while the snapshot's barrier read them (a torn snapshot): restored as read. */
+  readonly possiblyTorn?: ChangingWhileRead;
 }
 
 /** The set as it was at `at` (ISO 8601 or a span ago, as `restore --at` reads it), replayed from the target's history. */
@@ -43,5 +46,6 @@ export async function resolveRecoveryPoint(store: TargetStore, set: string, choi
     point: await snapshotRecoveryPoint(store, summary),
     description: { kind: "snapshot", id: summary.id, takenAt: summary.takenAt, taskId: summary.taskId, seq: summary.seq },
     ...(unnamed > 0 ? { leftOutUnnamed: unnamed } : {}),
+    ...(summary.changingWhileRead ? { possiblyTorn: summary.changingWhileRead } : {}),
   };
 }

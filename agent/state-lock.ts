@@ -2,7 +2,7 @@
 // before anything else in the folder is written. A lock whose process is gone
 // (stopped, crashed, SIGKILLed) is taken over; a live one refuses.
 
-import { closeSync, mkdirSync, openSync, readFileSync, renameSync, unlinkSync, writeFileSync, writeSync } from "node:fs";
+import { closeSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, unlinkSync, writeFileSync, writeSync } from "node:fs";
 import { hostname } from "node:os";
 import { join } from "node:path";
 import { ownStart, sameProcess } from "./process-identity.ts";
@@ -121,6 +121,8 @@ export function acquireStateLock(dir: string, command: string, name = "tidemark.
       closeSync(fd);
     }
     heldHere.add(file);
+    // An earlier stop's time no longer says since when no agent runs: this one does (killed, it records none).
+    rmSync(releasedFileOf(file), { force: true });
     return lockOf(file);
   }
   throw new StateLockedError(`state folder ${dir}: could not take ${file} (other processes keep taking it); try again`);

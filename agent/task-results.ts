@@ -33,7 +33,8 @@ export async function waitForTask(store: TargetStore, set: string, id: string, o
       return isFinished(result) ? { done: result } : { running: true };
     },
     () => readSetStatus(store, set),
-    { busy: () => markerRunning(store, set), ...options },
+    // Busy (not stalled): the marker's action holds the stream, or the caller's own check (the agent sending ahead of it).
+    { ...options, busy: async () => (await markerRunning(store, set)) || ((await options.busy?.()) ?? false) },
   );
 }
 

@@ -6,7 +6,7 @@ import { drillReportKey } from "../../contract/layout.ts";
 import type { DrillReport } from "../../contract/drills.ts";
 import { configPath, loadConfig } from "../config.ts";
 import { runDrill, type DrillOutcome } from "../drill.ts";
-import { formatBytes } from "../format.ts";
+import { escapeControl, formatBytes } from "../format.ts";
 import type { Progress } from "../operations.ts";
 import { createProgressView } from "../progress.ts";
 import { stringOption, type Command } from "./command.ts";
@@ -44,6 +44,14 @@ function describe(outcome: DrillOutcome): string {
   }
   const unnamed = outcome.leftOutUnnamed ?? 0;
   if (unnamed > 0) lines.push(`  and ${unnamed} more entries left out of snapshot ${r.recoveryPoint.id} when it was taken, which its summary does not name: not restored either`);
+  const torn = outcome.possiblyTorn;
+  if (torn) {
+    const names = torn.paths.map((path) => escapeControl(JSON.stringify(path))).join(", ");
+    const more = torn.count > torn.paths.length ? ` and ${torn.count - torn.paths.length} more` : "";
+    lines.push(
+      `  warning: snapshot ${r.recoveryPoint.id} is TORN: ${torn.count} file(s) kept changing while its marker read them and were restored as read, possibly no state they were ever in (${names}${more}); the comparison proves only that they are as read, ${r.check ? "the check is what tests them" : "give --check to test them"} (quiesce with \`tidemark task --quiesce\` for an exact point)`,
+    );
+  }
   return lines.join("\n");
 }
 
@@ -118,7 +126,8 @@ Examples:
       view?.done();
     }
     const report: DrillReport = outcome.report;
-    process.stdout.write(json ? `${JSON.stringify(report, null, 2)}\n` : `${describe(outcome)}\n`);
+    const torn = outcome.possiblyTorn ? { possiblyTorn: outcome.possiblyTorn } : {};
+    process.stdout.write(json ? `${JSON.stringify({ ...report, ...torn }, null, 2)}\n` : `${describe(outcome)}\n`);
     try {
       await operate(config, "/drill-report", { set, report }, async (deps) => ({ seq: await deps.agent.journalDrill(set, report) }), { quiet: true });
       if (!json) process.stdout.write(`  report: sent to the target, written to ${drillReportKey(set, report.id)} when it gets there\n`);

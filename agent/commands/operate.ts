@@ -8,6 +8,7 @@ import { HeldWaitError } from "../held-wait.ts";
 import { SendsHeldError } from "../owner-hold.ts";
 import type { OperationDeps, Progress } from "../operations.ts";
 import { createProgressView } from "../progress.ts";
+import { startingAgentAnswers } from "../starting-agent.ts";
 import { UsageError } from "./command.ts";
 
 /**
@@ -55,6 +56,8 @@ export async function operate<T>(
       throw error;
     }
   }
+  // An agent still starting holds the state lock before its socket listens: it is the one to ask, not a second agent.
+  if (await startingAgentAnswers(config.stateDir)) return operate(config, route, request, inProcess, options);
   // Loaded only now: with an agent running, a command never pays for the SDK, the watcher and the journal.
   const [{ startAgent }, { silentLogger }] = await Promise.all([import("../runtime.ts"), import("../log.ts")]);
   const running = await startAgent(config, silentLogger, { scheduleDrills: false });

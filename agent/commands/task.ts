@@ -150,8 +150,9 @@ While the action runs (up to --timeout seconds, default ${DEFAULT_TASK_TIMEOUT_S
 the applier applies nothing after the marker; replication on the source goes on.
 The result lands in tasks/SET/ID.json on the target (\`tidemark tasks SET\`).
 
-Uses the running agent (tidemark run) when there is one, else starts one for
-the duration. Refused when the config sets tasks.enabled to false.
+Uses the running agent (tidemark run) when there is one (one still starting
+is waited for, up to 60 s), else starts one for the duration. Refused when
+the config sets tasks.enabled to false.
 
 Exit code: 0 when the marker was queued (with --wait: and the action
 succeeded), ${TASK_NOT_SUCCEEDED} with --wait when it failed, was skipped or timed out, 1 on
@@ -174,7 +175,10 @@ Options:
   --wait-timeout SEC  give up waiting after this long (the marker stays queued)
                     --wait also gives up, exit code 1 with the reason, when the
                     target left the marker's journal generation, passed it
-                    without a result, or did not move for 10 minutes, and at
+                    without a result, or did not move for 10 minutes (not
+                    counting while the agent still sends what is ahead of
+                    the marker, a large upload, without failing: at most the
+                    backlog's time at 64 KiB/s plus 10 minutes), and at
                     once when another key owns the set (this host's sends are
                     held until \`tidemark adopt SET\`; --json: "held") or
                     when no agent runs to send the marker (the agent stopped
@@ -259,6 +263,7 @@ Examples:
       const hostKey = readHostKey(config.stateDir);
       try {
         const { heldByOwnerRecord, unsentWithoutAgent, waitForTask } = await import("../task-results.ts");
+        const { sendingAhead } = await import("../sending-ahead.ts");
         result = await withTargetStore(config, (store) =>
           waitForTask(store, set, marker.id, {
             seq: marker.seq,
@@ -268,6 +273,8 @@ Examples:
             ...(hostKey ? { held: { by: heldByOwnerRecord(store, set, hostKey.keyId), policy: "fail" } } : {}),
             // An agent that stops during the wait leaves an unsent marker unsent: said at once, not after the stall limit.
             unsent: unsentWithoutAgent(config.stateDir, set, marker),
+            // A large upload ahead of the marker keeps the target still without anything stalled.
+            busy: sendingAhead(config.stateDir, set, marker),
           }),
         );
       } catch (error) {

@@ -64,3 +64,16 @@ it("says so in --json", async () => {
   expect(restore.code, restore.stderr).toBe(0);
   expect(JSON.parse(restore.stdout)).toMatchObject({ possiblyTorn: { paths: ["busy.db"], count: 3 }, failures: [] });
 });
+
+it("drills it, passing as restored, with a warning naming the possibly torn files and what tests them, also in --json", async () => {
+  const drill = await tidemark(["drill", "s", "--snapshot", "torn", "--config", config]);
+  expect(drill.code, drill.stderr).toBe(0);
+  expect(drill.stdout).toContain("drill ");
+  expect(drill.stdout).toContain(": PASSED");
+  expect(drill.stdout).toContain(
+    `  warning: snapshot torn is TORN: 3 file(s) kept changing while its marker read them and were restored as read, possibly no state they were ever in ("busy.db" and 2 more); the comparison proves only that they are as read, give --check to test them`,
+  );
+  const json = await tidemark(["drill", "s", "--snapshot", "torn", "--check", "test -f busy.db", "--json", "--config", config]);
+  expect(json.code, json.stderr).toBe(0);
+  expect(JSON.parse(json.stdout)).toMatchObject({ passed: true, possiblyTorn: { paths: ["busy.db"], count: 3 } });
+});

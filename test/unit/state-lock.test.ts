@@ -7,6 +7,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { agentPresence } from "../../agent/agent-presence.ts";
 import { processStart } from "../../agent/process-identity.ts";
 import { acquireStateLock, processRuns, StateLockedError } from "../../agent/state-lock.ts";
 import { spawnTidemark, tidemark } from "../support/cli.ts";
@@ -70,6 +71,17 @@ describe("state folder lock", () => {
     const lock = acquireStateLock(dir.path, "tidemark run");
     expect(JSON.parse(readFileSync(lock.file, "utf8"))).toMatchObject({ pid: process.pid, command: "tidemark run" });
     lock.release();
+  });
+
+  it("forgets an earlier stop's time once an agent holds the lock again: one SIGKILLed later is stopped since no known time", async () => {
+    acquireStateLock(dir.path, "tidemark run").release();
+    expect(await agentPresence(dir.path)).toMatchObject({ running: false, stoppedAt: expect.any(String) as string });
+    const child = await holder(dir.path);
+    children.push(child);
+    child.kill("SIGKILL");
+    await exited(child);
+    // The earlier stop's time would say the changes since then went unreplicated, while the killed agent ran meanwhile.
+    expect(await agentPresence(dir.path)).toEqual({ running: false });
   });
 
   it("takes over a lock whose process is gone, and one left half-written", async () => {
