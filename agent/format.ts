@@ -1,5 +1,10 @@
 // Output helpers for the CLI.
 
+/** "1 change", "2 changes"; plural for nouns that do not just take an s ("entries"). */
+export function counted(n: number, singular: string, plural = `${singular}s`): string {
+  return `${n} ${n === 1 ? singular : plural}`;
+}
+
 export function formatBytes(bytes: number): string {
   const units = ["B", "KiB", "MiB", "GiB", "TiB"];
   let value = bytes;

@@ -4,7 +4,7 @@
 import { boundChangingWhileRead, TASK_ACTIONS, MAX_TASK_TIMEOUT_SECONDS, DEFAULT_TASK_TIMEOUT_SECONDS, type TaskFields, type TaskResult } from "../../contract/tasks.ts";
 import type { QueuedMarker } from "../agent.ts";
 import { configPath, loadConfig, type AgentConfig } from "../config.ts";
-import { escapeControl, formatBytes, table } from "../format.ts";
+import { counted, escapeControl, formatBytes, table } from "../format.ts";
 import { describeHook, hookSucceeded, runHook, type HookResult } from "../hooks.ts";
 import type { SigningKey } from "../../contract/signing.ts";
 import { HeldWaitError } from "../held-wait.ts";
@@ -250,7 +250,7 @@ Examples:
     }
     const journaledMs = Date.now() - started;
     if (!json) {
-      process.stdout.write(`task ${queued.id} queued in set ${set} at seq ${queued.seq} (the barrier journaled ${queued.scan.changes} changes of ${queued.scan.entries} entries)\n`);
+      process.stdout.write(`task ${queued.id} queued in set ${set} at seq ${queued.seq} (the barrier journaled ${counted(queued.scan.changes, "change")} of ${counted(queued.scan.entries, "entry", "entries")})\n`);
       if (hooks.onQueue && !hookSucceeded(hooks.onQueue)) process.stdout.write(`warning: ${describeHook("on-queue", hooks.onQueue)}\n`);
       if (queued.changingWhileRead) process.stdout.write(`warning: ${changingWhileReadWarning(queued.changingWhileRead)}\n`);
     }

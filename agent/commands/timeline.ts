@@ -3,13 +3,12 @@
 
 import { readTimeline, type Timeline } from "../../lambdas/target/index.ts";
 import { configPath, loadConfig } from "../config.ts";
-import { table } from "../format.ts";
+import { counted, table } from "../format.ts";
 import { stringOption, type Command } from "./command.ts";
 import { checkSet } from "./operate.ts";
 import { withTargetStore } from "./target-store.ts";
 
 const iso = (ms: number) => new Date(ms).toISOString();
-const counted = (n: number, noun: string) => `${n} ${noun}${n === 1 ? "" : "s"}`;
 
 /** The timeline as text: the range, then one row per marker. */
 export function describeTimeline(timeline: Timeline): string {
