@@ -29,10 +29,11 @@
 // versions in turn. Quiet is measured from the watcher's last event on the
 // file (`wrote`), not from the last capture attempt, which waits behind
 // whatever holds the set's lane; and it must last twice the longest pause
-// seen between the file's writes since its previous version (at most ten
-// times quietMs; a database's fsync stalls while the disk writes back), and
-// a tenth of the unapplied version's pace (a wrong guess costs the target
-// one whole version: a tenth of that is what waiting may cost).
+// seen between the file's writes since its previous version (a database's
+// fsync stalls while the disk writes back), and a tenth of the unapplied
+// version's pace (a wrong guess costs the target one whole version: a tenth
+// of that is what waiting may cost), both at most ten times quietMs (3 s),
+// so the version after the last write is not held back long.
 //
 // Smaller files that keep changing are captured at most once per interval
 // (capture-interval.ts); they wait here like the large ones.
@@ -69,7 +70,7 @@ const DEFAULT_QUIET_MS = 300;
 const WAIT_FACTOR = 8;
 /** A target seen slower than bytesPerSecond stretches the pace, to at most this many times bytesPerSecond's. */
 const MAX_SLOWDOWN = 16;
-/** Pauses seen between a busy file's writes stretch its quiet wait to at most this many times quietMs. */
+/** A busy file's quiet wait is stretched (by its pauses, by its pace) to at most this many times quietMs: the version after the last write is not held back long. */
 const MAX_QUIET_FACTOR = 10;
 /** A quiet wait lasts at least this share of the version's pace: a wrong guess costs the target a whole version. */
 const QUIET_SHARE = 10;
@@ -199,7 +200,7 @@ export class BusyFiles {
   /** How long path must go without a write to be quiet: see the top of this file. */
   #quietMsOf(writes: Writes | undefined, unsent: Unsent | undefined): number {
     const pause = Math.max(writes?.longest ?? 0, writes?.longestBefore ?? 0);
-    return Math.max(this.#quietMs, Math.min(2 * pause, MAX_QUIET_FACTOR * this.#quietMs), (unsent?.pace ?? 0) / QUIET_SHARE);
+    return Math.max(this.#quietMs, Math.min(Math.max(2 * pause, (unsent?.pace ?? 0) / QUIET_SHARE), MAX_QUIET_FACTOR * this.#quietMs));
   }
 
   /** True when no version of the path before `unsent` is left unapplied (as far as known): quiet may release it. */

@@ -118,3 +118,17 @@ it("waits for quiet at least a tenth of the unapplied version's pace: a wrong gu
   clock.now = 1024;
   expect(busy.ready(7)).toEqual(["app.db"]);
 });
+
+it("stretches the quiet wait to at most ten times quietMs, however long the version's pace", () => {
+  const clock = { now: 0 };
+  // 1 MiB at 10 KiB/s: a pace of 102.4 s, a tenth of which would be 10.24 s.
+  const busy = new BusyFiles(1024, { bytesPerSecond: 10 * 1024, quietMs: 300, now: () => clock.now });
+  busy.applied(6);
+  busy.journaled([put], [7]);
+  busy.wrote("app.db");
+  expect(busy.defer("app.db", 7)).toBe(true);
+  clock.now = 2999;
+  expect(busy.ready(7)).toEqual([]);
+  clock.now = 3000;
+  expect(busy.ready(7)).toEqual(["app.db"]);
+});
