@@ -20,6 +20,21 @@
 // bytesPerSecond (a loaded host, a large file) was sent a version at every
 // cap, and after the last write rebuilt every queued version in turn.
 //
+// At most two versions of a busy file are sent and not applied: the one the
+// target rebuilds and, once the file is quiet, the one after the last write.
+// Quiet releases a version only while no earlier version than the latest is
+// unapplied: a pause in the writes that looked like the last one (a fsync
+// stalled under load) otherwise queued a version behind the one in the
+// rebuild, and after the real last write the target rebuilt three whole
+// versions in turn. Quiet is measured from the watcher's last event on the
+// file (`wrote`), not from the last capture attempt, which waits behind
+// whatever holds the set's lane; and it must last twice the longest pause
+// seen between the file's writes since its previous version (a database's
+// fsync stalls while the disk writes back), and a tenth of the unapplied
+// version's pace (a wrong guess costs the target one whole version: a tenth
+// of that is what waiting may cost), both at most ten times quietMs (3 s),
+// so the version after the last write is not held back long.
+//
 // Smaller files that keep changing are captured at most once per interval
 // (capture-interval.ts); they wait here like the large ones.
 
@@ -30,7 +45,7 @@ import type { Change } from "./journal.ts";
 export interface BusyFileOptions {
   /** Bytes a second the target is assumed to rebuild a large file at: the next version waits size / this. @default 64 MiB */
   readonly bytesPerSecond?: number;
-  /** A waiting file without a write for this long is captured at once. @default 300 ms */
+  /** A waiting file without a write for this long (longer: see the top of busy-files.ts) is captured at once. @default 300 ms */
   readonly quietMs?: number;
   /** A smaller file that keeps changing is captured at most once this often (capture-interval.ts); 0: every change at once. @default 0 */
   readonly intervalMs?: number;
@@ -38,8 +53,16 @@ export interface BusyFileOptions {
   readonly now?: () => number;
 }
 
-/** A path whose capture waits: behind the version journaled as seq, until it is sent, paced, or applied by the target (`until` at the latest, ms), or until its capture interval passed. */
-export type BusyHold = { readonly path: string; readonly seq: number } & ({ readonly waitsFor: "send" } | { readonly waitsFor: "pace" | "apply" | "interval"; readonly until: number });
+/**
+ * A path whose capture waits: behind the version journaled as seq, until it is sent, paced, or applied by the target
+ * (`until` at the latest, ms), or until its capture interval passed; "queued": seq and an earlier version (`behind`)
+ * are both unapplied, so even a quiet file waits for the target to apply `behind`.
+ */
+export type BusyHold = { readonly path: string; readonly seq: number } & (
+  | { readonly waitsFor: "send" }
+  | { readonly waitsFor: "pace" | "apply" | "interval"; readonly until: number }
+  | { readonly waitsFor: "queued"; readonly behind: number; readonly until: number }
+);
 
 const DEFAULT_BYTES_PER_SECOND = 64 * 1024 * 1024;
 const DEFAULT_QUIET_MS = 300;
@@ -47,16 +70,32 @@ const DEFAULT_QUIET_MS = 300;
 const WAIT_FACTOR = 8;
 /** A target seen slower than bytesPerSecond stretches the pace, to at most this many times bytesPerSecond's. */
 const MAX_SLOWDOWN = 16;
+/** A busy file's quiet wait is stretched (by its pauses, by its pace) to at most this many times quietMs: the version after the last write is not held back long. */
+const MAX_QUIET_FACTOR = 10;
+/** A quiet wait lasts at least this share of the version's pace: a wrong guess costs the target a whole version. */
+const QUIET_SHARE = 10;
 
 interface Unsent {
   readonly seq: number;
   readonly size: number;
   /** When it was journaled. */
   readonly at: number;
+  /** How long the target is assumed to take to rebuild it (ms). */
+  readonly pace: number;
   /** When the next version may be captured even while the file keeps changing (the target's checkpoint unknown). */
   readonly paceUntil: number;
   /** The latest it waits for the target to apply this version, the checkpoint known. */
   readonly waitUntil: number;
+  /** The path's version before this one, when it was not known applied as this one was journaled. */
+  readonly behind?: Unsent;
+}
+
+/** When a busy file was last written (the watcher's events), and the longest pause between its writes lately. */
+interface Writes {
+  last: number;
+  /** The longest pause since the path's latest version was journaled, and in the period before that. */
+  longest: number;
+  longestBefore: number;
 }
 
 export class BusyFiles {
@@ -66,6 +105,10 @@ export class BusyFiles {
   readonly #now: () => number;
   /** Path -> its latest large put, until it is sent and its pace has passed. */
   readonly #unsent = new Map<string, Unsent>();
+  /** Path -> its version released for capture, until the next is journaled: that one waits behind it. */
+  readonly #released = new Map<string, Unsent>();
+  /** Path -> its writes as the watcher saw them (large files only). */
+  readonly #writes = new Map<string, Writes>();
   /** Paths whose capture waits, with when each last asked (its last write seen). */
   readonly #waiting = new Map<string, number>();
   /** Smaller files captured recently. */
@@ -96,7 +139,16 @@ export class BusyFiles {
       }
       const configured = 1000 / this.#bytesPerSecond;
       const pace = change.size * Math.min(Math.max(configured, this.#targetMsPerByte), configured * MAX_SLOWDOWN);
-      this.#unsent.set(change.path, { seq, size: change.size, at: now, paceUntil: now + pace, waitUntil: now + pace * WAIT_FACTOR });
+      // A marker's barrier journals a version of a file that waits: the one before it is then what it waits behind.
+      const previous = this.#released.get(change.path) ?? this.#unsent.get(change.path);
+      this.#released.delete(change.path);
+      const behind = previous && !this.#appliedAll(previous, now) ? { ...previous, behind: undefined } : undefined;
+      this.#unsent.set(change.path, { seq, size: change.size, at: now, pace, paceUntil: now + pace, waitUntil: now + pace * WAIT_FACTOR, ...(behind ? { behind } : {}) });
+      const writes = this.#writes.get(change.path);
+      if (writes) {
+        writes.longestBefore = writes.longest;
+        writes.longest = 0;
+      }
     });
   }
 
@@ -110,12 +162,55 @@ export class BusyFiles {
     }
     const now = this.#now();
     if (unsent.seq <= sentSeq && this.#paced(unsent, now)) {
-      this.#unsent.delete(path);
-      this.#waiting.delete(path);
+      this.#release(path, unsent);
       return false;
     }
     this.#waiting.set(path, now);
     return true;
+  }
+
+  /** The watcher saw path written: a waiting file is quiet only some time after its last write. */
+  wrote(path: string): void {
+    if (!this.#unsent.has(path) && !this.#released.has(path)) return;
+    const now = this.#now();
+    const writes = this.#writes.get(path);
+    if (!writes) {
+      this.#writes.set(path, { last: now, longest: 0, longestBefore: 0 });
+      return;
+    }
+    // A pause as long as the quiet wait was the file going quiet, not a pause between its writes.
+    const pause = now - writes.last;
+    if (pause < this.#quietMsOf(writes, this.#unsent.get(path))) writes.longest = Math.max(writes.longest, pause);
+    writes.last = now;
+  }
+
+  #release(path: string, unsent: Unsent): void {
+    this.#unsent.delete(path);
+    this.#waiting.delete(path);
+    this.#released.set(path, unsent);
+  }
+
+  /** True when path has had no write for long enough to take its next version as the one after the last write. */
+  #quiet(path: string, askedAt: number, now: number): boolean {
+    const writes = this.#writes.get(path);
+    const last = Math.max(askedAt, writes?.last ?? askedAt);
+    return now >= last + this.#quietMsOf(writes, this.#unsent.get(path));
+  }
+
+  /** How long path must go without a write to be quiet: see the top of this file. */
+  #quietMsOf(writes: Writes | undefined, unsent: Unsent | undefined): number {
+    const pause = Math.max(writes?.longest ?? 0, writes?.longestBefore ?? 0);
+    return Math.max(this.#quietMs, Math.min(Math.max(2 * pause, (unsent?.pace ?? 0) / QUIET_SHARE), MAX_QUIET_FACTOR * this.#quietMs));
+  }
+
+  /** True when no version of the path before `unsent` is left unapplied (as far as known): quiet may release it. */
+  #nothingBehind(unsent: Unsent, now: number): boolean {
+    return unsent.behind === undefined || this.#paced(unsent.behind, now);
+  }
+
+  /** True when the version and the one it waits behind (if any) are applied, or their waits are over. */
+  #appliedAll(unsent: Unsent, now: number): boolean {
+    return this.#paced(unsent, now) && this.#nothingBehind(unsent, now);
   }
 
   /** Paths that waited and are due now (previous put sent; paced, or quiet): to capture now. */
@@ -124,10 +219,10 @@ export class BusyFiles {
     const ready: string[] = [];
     for (const [path, askedAt] of this.#waiting) {
       const unsent = this.#unsent.get(path);
-      if (unsent !== undefined && (unsent.seq > sentSeq || (!this.#paced(unsent, now) && now < askedAt + this.#quietMs))) continue;
+      if (unsent !== undefined && (unsent.seq > sentSeq || !(this.#paced(unsent, now) || (this.#quiet(path, askedAt, now) && this.#nothingBehind(unsent, now))))) continue;
       if (unsent === undefined && this.#interval.waitsUntil(path) !== undefined) continue;
-      this.#waiting.delete(path);
-      this.#unsent.delete(path);
+      if (unsent) this.#release(path, unsent);
+      else this.#waiting.delete(path);
       ready.push(path);
     }
     return ready;
@@ -139,9 +234,22 @@ export class BusyFiles {
     this.#applied = Math.max(this.#applied ?? seq, seq);
     if (before === undefined) return;
     const now = this.#now();
-    for (const unsent of this.#unsent.values()) {
-      if (unsent.seq > before && unsent.seq <= seq && unsent.size > 0) this.#targetMsPerByte = (now - unsent.at) / unsent.size;
+    for (const unsent of [...this.#unsent.values(), ...this.#released.values()]) {
+      for (const version of unsent.behind ? [unsent.behind, unsent] : [unsent]) {
+        if (version.seq > before && version.seq <= seq && version.size > 0) this.#targetMsPerByte = (now - version.at) / version.size;
+      }
     }
+    // A released version the target applied is behind nothing any more; a path no version of which waits is forgotten.
+    for (const [path, released] of this.#released) {
+      if (released.seq > seq) continue;
+      this.#released.delete(path);
+      if (!this.#unsent.has(path)) this.#writes.delete(path);
+    }
+  }
+
+  /** The latest a version is waited for: its pace, or its wait for the target's checkpoint once that is known. */
+  #until(unsent: Unsent): number {
+    return this.#applied === undefined ? unsent.paceUntil : unsent.waitUntil;
   }
 
   /** True when the target can have rebuilt the version: applied, when the checkpoint is known; else its pace passed. */
@@ -159,6 +267,10 @@ export class BusyFiles {
         return interval ? [{ path, seq: interval.seq, waitsFor: "interval", until: interval.until }] : [];
       }
       if (unsent.seq > sentSeq) return [{ path, seq: unsent.seq, waitsFor: "send" }];
+      const now = this.#now();
+      if (!this.#nothingBehind(unsent, now) && unsent.behind) {
+        return [{ path, seq: unsent.seq, waitsFor: "queued", behind: unsent.behind.seq, until: Math.min(this.#until(unsent), this.#until(unsent.behind)) }];
+      }
       if (this.#applied === undefined) return [{ path, seq: unsent.seq, waitsFor: "pace", until: unsent.paceUntil }];
       return [{ path, seq: unsent.seq, waitsFor: "apply", until: unsent.waitUntil }];
     });
@@ -170,7 +282,10 @@ export class BusyFiles {
     let due: number | undefined;
     for (const [path, askedAt] of this.#waiting) {
       const unsent = this.#unsent.get(path);
-      const at = unsent ? Math.min(this.#applied === undefined ? unsent.paceUntil : unsent.waitUntil, askedAt + this.#quietMs) : (this.#interval.waitsUntil(path)?.until ?? now);
+      const writes = this.#writes.get(path);
+      // Quiet is looked at again when it may be due; held behind an earlier version, once that one's wait is over.
+      const quietAt = unsent?.behind && !this.#paced(unsent.behind, now) ? this.#until(unsent.behind) : Math.max(askedAt, writes?.last ?? askedAt) + this.#quietMsOf(writes, unsent);
+      const at = unsent ? Math.min(this.#until(unsent), quietAt) : (this.#interval.waitsUntil(path)?.until ?? now);
       due = Math.min(due ?? at, at);
     }
     return due === undefined ? undefined : Math.max(0, due - now);

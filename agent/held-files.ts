@@ -189,6 +189,8 @@ export function holdReason(hold: BusyHold | { readonly path: string; readonly wa
       return `the target rebuilds its previous version (seq ${hold.seq}); the newest is captured by ${new Date(hold.until).toISOString()}, or once the file is quiet`;
     case "interval":
       return `it keeps changing: captured at most once per captureIntervalMs (its previous version is seq ${hold.seq}); the newest is captured by ${new Date(hold.until).toISOString()}`;
+    case "queued":
+      return `the target has two versions of it to apply (seq ${hold.behind} and ${hold.seq}); the newest is captured once it applied seq ${hold.behind} (by ${new Date(hold.until).toISOString()} at the latest)`;
     case "apply":
       return `the target has not applied its previous version (seq ${hold.seq}) yet; the newest is captured once it has (by ${new Date(hold.until).toISOString()} at the latest), or once the file is quiet`;
   }

@@ -44,6 +44,7 @@ export class SetCapture {
   #hintTimer: NodeJS.Timeout | undefined;
   /** Wakes captureWaiting when the next busy file is due. */
   #dueTimer: NodeJS.Timeout | undefined;
+  #dueImmediate: NodeJS.Immediate | undefined;
   /** The catch-up scan after a failed capture or background scan: within seconds, not at the next rescan. */
   readonly #retry: CaptureRetry;
   /** The rescan queued on the lane and not begun yet. */
@@ -124,6 +125,7 @@ export class SetCapture {
   }
 
   hint(path: string): void {
+    this.#busy.wrote(path);
     this.#hints.add(path);
     this.#hintTimer ??= setTimeout(() => {
       this.#hintTimer = undefined;
@@ -142,6 +144,8 @@ export class SetCapture {
     this.#hintTimer = undefined;
     clearTimeout(this.#dueTimer);
     this.#dueTimer = undefined;
+    clearImmediate(this.#dueImmediate);
+    this.#dueImmediate = undefined;
     this.#retry.stop();
   }
 
@@ -196,7 +200,11 @@ export class SetCapture {
     if (due === undefined || this.#dueTimer) return;
     this.#dueTimer = setTimeout(() => {
       this.#dueTimer = undefined;
-      this.captureWaiting().catch((error: unknown) => this.#failed(error));
+      // After the loop's I/O: the watcher's events that came while the loop was busy are seen before "quiet" is.
+      this.#dueImmediate = setImmediate(() => {
+        this.#dueImmediate = undefined;
+        this.captureWaiting().catch((error: unknown) => this.#failed(error));
+      });
     }, due);
     this.#dueTimer.unref();
   }

@@ -54,6 +54,21 @@ export function checksumOf(algorithm: Algorithm, bytes: Buffer): string {
   return out.toString("base64");
 }
 
+/** The checksum of bytes that came in chunks: hashed chunk by chunk where the algorithm allows it (no joined copy). */
+function checksumOfChunks(algorithm: Algorithm, chunks: readonly Buffer[]): string {
+  if (algorithm === "sha1" || algorithm === "sha256") {
+    const hash = createHash(algorithm);
+    for (const chunk of chunks) hash.update(chunk);
+    return hash.digest("base64");
+  }
+  if (algorithm === "crc32") {
+    const out = Buffer.alloc(4);
+    out.writeUInt32BE(chunks.reduce((crc, chunk) => crc32(chunk, crc), 0) >>> 0);
+    return out.toString("base64");
+  }
+  return checksumOf(algorithm, Buffer.concat(chunks));
+}
+
 /** A claim to check: the header naming it, and its value. */
 interface Claim {
   readonly name: string;
@@ -108,20 +123,25 @@ function writeOf(request: http.IncomingMessage): Write {
 
 const BAD_DIGEST_MD5 = () => new S3ErrorAnswer("BadDigest", "The Content-MD5 you specified did not match what we received.", 400);
 
-/** S3's refusal of a write of `raw` with the request's headers, or undefined when every checksum it names matches. */
-export function checksumRefusal(headers: http.IncomingHttpHeaders, raw: Buffer): S3ErrorAnswer | undefined {
-  let body = raw;
+/**
+ * S3's refusal of a write of `raw` (whole, or the chunks it came in: an 8 MiB part is then hashed without being joined
+ * into one more copy) with the request's headers, or undefined when every checksum it names matches.
+ */
+export function checksumRefusal(headers: http.IncomingHttpHeaders, raw: Buffer | readonly Buffer[]): S3ErrorAnswer | undefined {
+  let body: readonly Buffer[] = Buffer.isBuffer(raw) ? [raw] : raw;
   let claims = checksumClaims(headers);
   if (typeof headers["content-encoding"] === "string" && headers["content-encoding"].includes("aws-chunked")) {
-    const decoded = decodeAwsChunked(raw);
+    const decoded = decodeAwsChunked(Buffer.concat(body));
     if (!decoded) return new S3ErrorAnswer("IncompleteBody", "The request body is not a well-formed aws-chunked body.", 400);
-    body = decoded.body;
+    body = [decoded.body];
     claims = [...claims, ...checksumClaims(decoded.trailers)];
   }
   const md5 = headers["content-md5"];
   if (typeof md5 === "string") {
     if (Buffer.from(md5, "base64").length !== 16) return new S3ErrorAnswer("InvalidDigest", "The Content-MD5 you specified is not valid.", 400);
-    if (createHash("md5").update(body).digest("base64") !== md5) return BAD_DIGEST_MD5();
+    const hash = createHash("md5");
+    for (const chunk of body) hash.update(chunk);
+    if (hash.digest("base64") !== md5) return BAD_DIGEST_MD5();
   }
   for (const claim of claims) {
     const algorithm = ALGORITHMS.find((name) => claim.name === `x-amz-checksum-${name}`);
@@ -129,7 +149,7 @@ export function checksumRefusal(headers: http.IncomingHttpHeaders, raw: Buffer):
     if (Buffer.from(claim.value, "base64").length !== DIGEST_BYTES[algorithm]) {
       return new S3ErrorAnswer("InvalidRequest", `Value for ${claim.name} header is invalid.`, 400);
     }
-    if (checksumOf(algorithm, body) !== claim.value) {
+    if (checksumOfChunks(algorithm, body) !== claim.value) {
       return new S3ErrorAnswer("BadDigest", `The ${algorithm.toUpperCase()} you specified did not match the calculated checksum.`, 400);
     }
   }
@@ -142,10 +162,11 @@ function namesChecksum(request: http.IncomingMessage): boolean {
   return header(request, "x-amz-trailer")?.toLowerCase().startsWith("x-amz-checksum-") ?? false;
 }
 
-async function readAll(request: http.IncomingMessage): Promise<Buffer> {
+/** The request's body as the chunks it came in: checked and handed on without joining them. */
+async function readAll(request: http.IncomingMessage): Promise<Buffer[]> {
   const chunks: Buffer[] = [];
   for await (const chunk of request) chunks.push(Buffer.isBuffer(chunk) ? chunk : Buffer.from(String(chunk)));
-  return Buffer.concat(chunks);
+  return chunks;
 }
 
 function refuse(response: http.ServerResponse, refusal: S3ErrorAnswer): void {

@@ -24,7 +24,7 @@ import { join } from "node:path";
 import { pipeline } from "node:stream/promises";
 import { bodyPath, homeOf, type BodyHome } from "./emulator-large-objects.ts";
 import { copiedPartNumber, copiedRange, copyObjectResultXml, copyPartResultXml, copySourceTooLarge, MAX_COPY_BYTES, noSuchUpload, partChecksum, type PartChecksum } from "./emulator-copies.ts";
-import { contentMd5Of, partPath, recordPartInFile } from "./emulator-multipart.ts";
+import { partPath, recordPartInFile } from "./emulator-multipart.ts";
 import { answerOf, byteRange, checkCopySourceIfMatch, copySourceOf, errorXml, header, NO_SUCH_BUCKET, NO_SUCH_KEY, objectHeaders, requestId, S3ErrorAnswer, target, userMetadata } from "./emulator-s3-http.ts";
 import type { ChecksumData, EmulatorObject, SystemMetadata } from "./emulator-versions.ts";
 import { fauxqsPrototype } from "./fauxqs-internals.ts";
@@ -127,15 +127,23 @@ export async function copyRange(fd: number, start: number, end: number, to: stri
   return { path: to, size, etag: `"${md5.digest("hex")}"`, ...(checksum ? { checksum: checksum.digest() } : {}) };
 }
 
+/** The quoted MD5 of a file's bytes, read in slices. */
+async function md5OfFile(path: string): Promise<string> {
+  const md5 = createHash("md5");
+  for await (const chunk of createReadStream(path, { highWaterMark: 1024 * 1024 })) if (Buffer.isBuffer(chunk)) md5.update(chunk);
+  return `"${md5.digest("hex")}"`;
+}
+
 /**
  * A whole copy as a hard link to the source's file, or undefined where the
- * file system has none or the bytes' MD5 (the copy's ETag on S3) is not known
- * without reading them: a body file is never changed in place (every write
- * makes a new file and renames it), so both objects can share it.
+ * file system has none: a body file is never changed in place (every write
+ * makes a new file and renames it), so both objects can share it. A copy's
+ * ETag is its bytes' MD5 (as on S3), a multipart object's is not: that one is
+ * read from the link, only when an object is copied, rather than kept for
+ * every object joined from parts (a delta rebuild's, never copied, paid a
+ * whole MD5 pass per version).
  */
-export function linkedCopy(path: string, from: EmulatorObject, home: BodyHome): BodyFile | undefined {
-  const etag = from.etag.includes("-") ? contentMd5Of(from) : from.etag;
-  if (etag === undefined) return undefined;
+export async function linkedCopy(path: string, from: EmulatorObject, home: BodyHome): Promise<BodyFile | undefined> {
   const to = copyTarget(home);
   try {
     linkSync(path, to);
@@ -143,7 +151,12 @@ export function linkedCopy(path: string, from: EmulatorObject, home: BodyHome): 
     if (error instanceof Error && "code" in error && error.code === "ENOENT") throw NO_SUCH_KEY();
     return undefined;
   }
-  return { path: to, size: from.contentLength, etag };
+  try {
+    return { path: to, size: from.contentLength, etag: from.etag.includes("-") ? await md5OfFile(to) : from.etag };
+  } catch (error) {
+    rmSync(to, { force: true });
+    throw error;
+  }
 }
 
 let pending: BodyFile | undefined;
@@ -315,7 +328,7 @@ class FileBodyServer {
     checkCopySourceIfMatch(request, from);
     if (from.contentLength > this.#maxCopyObjectBytes || !path) throw copySourceTooLarge(this.#maxCopyObjectBytes);
     const args = copyArguments(request, from);
-    const file = linkedCopy(path, from, home) ?? (await copyRange(openBody(path), 0, from.contentLength - 1, copyTarget(home), home.durable));
+    const file = (await linkedCopy(path, from, home)) ?? (await copyRange(openBody(path), 0, from.contentLength - 1, copyTarget(home), home.durable));
     answerXml(response, copyObjectResultXml(putObjectFromFile(this.#store, to.bucket, to.key, file, args)));
   }
 

@@ -17,7 +17,7 @@
 // when every part named has its checksum, as S3 does: fauxqs would build the
 // composite over the others.
 
-import { createHash, type Hash } from "node:crypto";
+import { createHash } from "node:crypto";
 import { closeSync, fsyncSync, mkdirSync, openSync, readSync, rmSync, writeFileSync, writeSync } from "node:fs";
 import { join } from "node:path";
 import { crc32 } from "node:zlib";
@@ -74,22 +74,14 @@ interface PartBytes {
 
 const spilled = new WeakMap<Part, PartBytes>();
 
-/** The parts 1..next-1 of an upload, appended in order to one file of `size` bytes, and their MD5. */
+/** The parts 1..next-1 of an upload, appended in order to one file of `size` bytes. */
 interface Running {
   readonly path: string;
-  readonly md5: Hash;
   size: number;
   next: number;
 }
 
 const running = new Map<string, Running>();
-/** The MD5 of a joined object's bytes (its ETag is of its parts'), known when it was joined as it arrived. */
-const contentMd5 = new WeakMap<object, string>();
-
-/** The quoted MD5 of an object's bytes, when known without reading them (a copy's ETag, as S3 gives it). */
-export function contentMd5Of(object: object): string | undefined {
-  return contentMd5.get(object);
-}
 
 function uploadDir(home: BodyHome, uploadId: string): string {
   // Bucket names never start with "_": no clash with a bucket's folder.
@@ -145,7 +137,6 @@ function readPart(from: PartBytes): Buffer {
 /** Appends part (its bytes `body`) to the upload's running file, the next part in order. */
 function appendRunning(state: Running, part: Part, body: Buffer): void {
   writeFileSync(state.path, body, { flag: "a" });
-  state.md5.update(body);
   spilled.set(part, { file: state.path, offset: state.size, size: body.length });
   state.size += body.length;
   state.next += 1;
@@ -211,7 +202,7 @@ async function patchMultipart(): Promise<void> {
     if (!home || !part) return result;
     const kept: Part = { ...part, body: Buffer.alloc(0) };
     let state = running.get(uploadId);
-    if (!state) running.set(uploadId, (state = { path: join(uploadDir(home, uploadId), "running"), md5: createHash("md5"), size: 0, next: 1 }));
+    if (!state) running.set(uploadId, (state = { path: join(uploadDir(home, uploadId), "running"), size: 0, next: 1 }));
     const parts = this.multipartUploads.get(uploadId)?.parts;
     if (partNumber === state.next) {
       mkdirSync(uploadDir(home, uploadId), { recursive: true });
@@ -307,7 +298,6 @@ async function patchMultipart(): Promise<void> {
           }
         : {}),
     };
-    if (joined === state?.path) contentMd5.set(object, `"${state.md5.digest("hex")}"`);
     home.recordInFile(upload.bucket, object, joined);
     home.deleteMultipartUpload(uploadId);
     this.buckets.get(upload.bucket)?.set(upload.key, object);

@@ -127,7 +127,7 @@ export function errorXml(error: S3ErrorAnswer): string {
 }
 
 /** The request again, its body the bytes read from it already. */
-export function replayed(request: http.IncomingMessage, body: Buffer): http.IncomingMessage {
+export function replayed(request: http.IncomingMessage, body: Buffer | readonly Buffer[]): http.IncomingMessage {
   const again = new http.IncomingMessage(request.socket);
   again.method = request.method;
   again.url = request.url;
@@ -138,7 +138,7 @@ export function replayed(request: http.IncomingMessage, body: Buffer): http.Inco
   again.rawHeaders = request.rawHeaders;
   // Whole already: destroyed once read (as a stream is), an incomplete message would destroy the shared keep-alive socket.
   again.complete = true;
-  again.push(body);
+  for (const chunk of Buffer.isBuffer(body) ? [body] : body) again.push(chunk);
   again.push(null);
   return again;
 }

@@ -251,7 +251,7 @@ class VersionedBucketLayer {
     if (noncurrent.file && home) {
       // A large version is linked (or copied file to file), never read whole.
       if (from.contentLength > this.#maxCopyObjectBytes) throw copySourceTooLarge(this.#maxCopyObjectBytes);
-      const file = linkedCopy(noncurrent.file, from, home) ?? (await copyRange(openSync(noncurrent.file, "r"), 0, from.contentLength - 1, copyTarget(home), home.durable));
+      const file = (await linkedCopy(noncurrent.file, from, home)) ?? (await copyRange(openSync(noncurrent.file, "r"), 0, from.contentLength - 1, copyTarget(home), home.durable));
       written = putObjectFromFile(this.#store, bucket, key, file, args);
     } else {
       const body = this.#versions.bodyOf(version, readVersionFile);

@@ -3,7 +3,7 @@
 // writes nothing, on versioned and unversioned buckets, in memory and in
 // files; a match is kept and read back with a HEAD.
 
-import { createHash } from "node:crypto";
+import { createHash, randomBytes } from "node:crypto";
 import { crc32 } from "node:zlib";
 import {
   CompleteMultipartUploadCommand,
@@ -47,6 +47,19 @@ it("checks a trailing checksum of an aws-chunked body against its payload", () =
   expect(checksumRefusal(headers, chunked(checksumOf("sha256", payload)))).toBeUndefined();
   expect(checksumRefusal(headers, chunked(checksumOf("sha256", Buffer.from("other"))))?.code).toBe("BadDigest");
   expect(checksumRefusal(headers, Buffer.from("5\r\nhel"))?.code).toBe("IncompleteBody");
+});
+
+it("checks a body that came in chunks as it checks the joined body, for every algorithm and a Content-MD5", () => {
+  const body = randomBytes(3 * 65_536 + 17);
+  const chunks = [body.subarray(0, 65_536), body.subarray(65_536, 2 * 65_536 + 5), body.subarray(2 * 65_536 + 5)];
+  const other = Buffer.concat([body.subarray(0, 100), Buffer.from([body[100] === 0 ? 1 : 0]), body.subarray(101)]);
+  for (const algorithm of ["crc32", "crc32c", "crc64nvme", "sha1", "sha256"] as const) {
+    expect(checksumRefusal({ [`x-amz-checksum-${algorithm}`]: checksumOf(algorithm, body) }, chunks)).toBeUndefined();
+    expect(checksumRefusal({ [`x-amz-checksum-${algorithm}`]: checksumOf(algorithm, other) }, chunks)?.code).toBe("BadDigest");
+  }
+  const md5 = (bytes: Buffer) => createHash("md5").update(bytes).digest("base64");
+  expect(checksumRefusal({ "content-md5": md5(body) }, chunks)).toBeUndefined();
+  expect(checksumRefusal({ "content-md5": md5(other) }, chunks)?.code).toBe("BadDigest");
 });
 
 async function refusal(promise: Promise<unknown>): Promise<{ name: string; status: number | undefined; message: string }> {

@@ -53,7 +53,8 @@ const sentPuts = (path: string) => h.transport.bodies.flatMap((body) => (JSON.pa
 
 it("paces a busy large file by its size even once its last version is sent, and sends the version after the last write once the file is quiet", async () => {
   let now = 1_000_000;
-  // 300 KiB at 30 KiB/s: the next version of the file waits 10 s unless it goes quiet for 300 ms.
+  // 300 KiB at 30 KiB/s: the next version of the file waits 10 s unless it goes quiet for a tenth of that (1 s, more
+  // than the 300 ms of quietMs: a wrong guess costs the target a whole version).
   h = agentHarness(SET, { coalesceBytes: 256 * 1024, busyFiles: { bytesPerSecond: 30 * 1024, quietMs: 300, now: () => now } });
   write("big.db", randomBytes(300 * 1024));
   await h.agent.scan(SET);
@@ -72,8 +73,11 @@ it("paces a busy large file by its size even once its last version is sent, and 
   await change(200);
   expect(unsentOf("big.db")).toHaveLength(0);
   expect(sentPuts("big.db")).toHaveLength(1);
-  // Quiet for longer than quietMs: the version after the last write goes at once, the one before it never.
-  now += 400;
+  // Quiet for a tenth of the pace: the version after the last write goes at once, the one before it never.
+  now += 900;
+  await h.agent.drain(SET);
+  expect(sentPuts("big.db")).toHaveLength(1);
+  now += 100;
   await h.agent.drain(SET);
   expect(sentPuts("big.db")).toHaveLength(2);
   expect(await pictureOfTarget(h.store, SET)).toEqual(await pictureOfSource(h.src.path));
@@ -81,7 +85,7 @@ it("paces a busy large file by its size even once its last version is sent, and 
   // Written every 250 ms for 11.25 s: never quiet, so one version when the 10 s pace is over.
   for (let i = 0; i < 45; i++) await change(250);
   expect(sentPuts("big.db")).toHaveLength(3);
-  now += 400;
+  now += 1000;
   await h.agent.drain(SET);
   expect(sentPuts("big.db")).toHaveLength(4);
   expect(await pictureOfTarget(h.store, SET)).toEqual(await pictureOfSource(h.src.path));
@@ -110,6 +114,45 @@ it("holds a busy file's next version until the target's status shows the last on
   await vi.waitFor(() => expect(sentPuts("big.db").length + unsentOf("big.db").length).toBe(2));
   await h.agent.drain(SET);
   expect(await pictureOfTarget(h.store, SET)).toEqual(await pictureOfSource(h.src.path));
+});
+
+it("sends the version after a quiet moment behind the one the target rebuilds, but no third while both are unapplied, and names it held", async () => {
+  let now = 1_000_000;
+  const store = new MemoryStore();
+  // The applier's checkpoint as the agent's status poll would read it, held back by hand.
+  let reported = 0;
+  const targetStatus = async (set: string) => ({ ...(await readSetStatus(store, set)), lastSeq: reported });
+  h = agentHarness(SET, { coalesceBytes: 256 * 1024, targetStatus, busyFiles: { bytesPerSecond: 300 * 1024, quietMs: 300, now: () => now } }, { store });
+  write("big.db", randomBytes(300 * 1024));
+  await h.agent.scan(SET);
+  await h.agent.drain(SET);
+  await h.agent.checkTarget(SET);
+  const first = h.journal.sets.counters(SET).sentSeq;
+  const change = async () => {
+    now += 100;
+    write("big.db", randomBytes(300 * 1024));
+    h.agent.hint(SET, "big.db");
+    await h.agent.processHints(SET);
+    await h.agent.drain(SET);
+  };
+  // Written, then quiet while the first version is unapplied: the version after the pause goes behind it.
+  await change();
+  now += 400;
+  await h.agent.drain(SET);
+  expect(sentPuts("big.db")).toHaveLength(2);
+  // The pause was not the last write: quiet again, with two versions unapplied, the next waits.
+  await change();
+  now += 1000;
+  await h.agent.drain(SET);
+  expect(sentPuts("big.db")).toHaveLength(2);
+  expect(h.journal.held.of(SET).map((row) => row.reason)).toEqual([expect.stringContaining(`two versions of it to apply (seq ${first} and`)]);
+  // The target applied the first: the quiet file's newest version goes, and the target holds the source's content.
+  reported = first;
+  await h.agent.checkTarget(SET);
+  await vi.waitFor(() => expect(sentPuts("big.db").length + unsentOf("big.db").length).toBe(3));
+  await h.agent.drain(SET);
+  expect(await pictureOfTarget(h.store, SET)).toEqual(await pictureOfSource(h.src.path));
+  expect(h.journal.held.of(SET)).toEqual([]);
 });
 
 it("lets a marker's barrier capture a large file that waits, so the marker sees it as it was", async () => {
