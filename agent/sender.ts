@@ -4,7 +4,7 @@
 // taken out of the stream (poison.ts), so the rest of the set keeps flowing.
 
 import { join } from "node:path";
-import { mapConcurrent } from "../contract/async.ts";
+import { mapConcurrentUntilFailure } from "../contract/async.ts";
 import { stagingKey } from "../contract/layout.ts";
 import {
   MAX_INLINE_BYTES,
@@ -266,8 +266,9 @@ async function sendPacked(journal: Journal, transport: Transport, set: string, o
   const packed = (only === undefined ? options.ahead?.take(journal, set, options.wholePacks) : undefined) ?? packNext(journal, set, only === undefined ? options : { ...options, maxBytes: 0 }, only ?? 0);
   if (!packed) return { records: 0, bytes: 0 };
   if (packed.markers.length > 0) await options.beforeMarkers?.(set, packed.markers);
-  // The message goes only once every payload it names is staged.
-  await mapConcurrent(packed.staged, STAGE_CONCURRENCY, (payload) => stageNamed(journal, transport, payload).catch(refusedRecord(payload)));
+  // The message goes only once every payload it names is staged. A failed stage starts no more and lets those going
+  // settle: the message is staged again (without a refused record), and the same keys must not upload twice at once.
+  await mapConcurrentUntilFailure(packed.staged, STAGE_CONCURRENCY, (payload) => stageNamed(journal, transport, payload).catch(refusedRecord(payload)));
   const sending = transport.send(set, deduplicationId(set, packed.first, packed.last, packed.gen), packed.body).catch(async (error: unknown) => {
     if (!(error instanceof DeliveryRefusedError)) throw error;
     if (packed.first === packed.last) throw new RecordRefusedError(packed.first, error);
