@@ -94,6 +94,7 @@ export class StagedUploads {
   readonly #progress: StatementSync;
   readonly #end: StatementSync;
   readonly #list: StatementSync;
+  readonly #clear: StatementSync;
 
   constructor(db: DatabaseSync) {
     db.exec(SCHEMA);
@@ -103,6 +104,7 @@ export class StagedUploads {
     // By attempt: an upload of the same key left running by a refused message's send must not move or end the row of the one sent again.
     this.#progress = db.prepare("UPDATE staged_uploads SET done = ? WHERE set_name = ? AND key = ? AND attempt = ?");
     this.#end = db.prepare("DELETE FROM staged_uploads WHERE set_name = ? AND key = ? AND attempt = ?");
+    this.#clear = db.prepare("DELETE FROM staged_uploads");
     this.#list = db.prepare("SELECT key, seq, what, size, done, since, pid, host, started FROM staged_uploads WHERE set_name = ? ORDER BY seq");
   }
 
@@ -110,6 +112,11 @@ export class StagedUploads {
   begin(set: string, attempt: string, upload: Omit<StagedUpload, "done">): void {
     this.#othersGone.run(upload.pid, upload.host);
     this.#begin.run(set, upload.key, attempt, upload.seq, upload.what, upload.size, upload.since, upload.pid, upload.host, upload.started ?? null);
+  }
+
+  /** Every row goes: the agent starting (it holds the state folder's lock, so none is of an agent running) stages nothing yet. */
+  clear(): void {
+    this.#clear.run();
   }
 
   progress(set: string, key: string, attempt: string, done: number): void {
@@ -174,6 +181,18 @@ export async function stageNamed(
     await transport.stage({ ...payload, progress });
   } finally {
     quietly(() => journal.uploads.end(set, key, attempt));
+  }
+}
+
+/**
+ * At the agent's start: the rows an agent left when it stopped mid-upload go, which would otherwise stay until the
+ * next large upload. Status hides them meanwhile, so a journal that cannot delete them (a full disk) starts anyway.
+ */
+export function forgetUploadsLeft(journal: Journal): void {
+  try {
+    journal.uploads.clear();
+  } catch {
+    // Status only: see above.
   }
 }
 
