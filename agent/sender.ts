@@ -25,13 +25,13 @@ import { markerWithoutList, SpoolContentLostError } from "./spool-folder.ts";
 import { DeliveryRefusedError, type StagedPayload, type Transport } from "./transport/transport.ts";
 import { MAX_PACK_BYTES } from "../contract/packed-content.ts";
 import { PACK_HEADER_BYTES, packWhen, type PackWriter } from "./message-pack.ts";
-import { endsMessageBefore, largeUpload, stageNamed, uploadLabel } from "./staged-uploads.ts";
+import { endsMessageBefore, stageNamed, uploadLabel } from "./staged-uploads.ts";
 
 /** A task marker in a packed message, with what the agent does around its sending. */
 export type PackedMarker = Extract<JournalRecord, { op: "task" }>;
 
 /** A staged payload and the seq of the record it belongs to. */
-export type PackedPayload = StagedPayload & { readonly seq: number; /** The message's pack (message-pack.ts), not one record's content. */ readonly pack?: true; /** Named in status while a large one is staged. */ readonly what?: string };
+export type PackedPayload = StagedPayload & { readonly seq: number; /** The message's pack (message-pack.ts), not one record's content. */ readonly pack?: true; /** What it holds, named in status while a large one is staged. */ readonly what: string };
 
 export interface PackedMessage {
   readonly body: string;
@@ -163,7 +163,7 @@ export function packNext(journal: Journal, set: string, options: PackOptions = {
       }
       parts.push(json);
       size += length;
-      if (payload) staged.push({ ...payload, seq: record.seq, ...(largeUpload(payload) ? { what: uploadLabel(record) } : {}) });
+      if (payload) staged.push({ ...payload, seq: record.seq, what: uploadLabel(record) });
       if (record.op === "task") markers.push(record);
       if (first === 0) first = record.seq;
       last = record.seq;
@@ -172,7 +172,7 @@ export function packNext(journal: Journal, set: string, options: PackOptions = {
   }
   if (parts.length === 0) return undefined;
   const packed = pack?.finish(set, first);
-  if (packed) staged.push({ ...packed.payload, seq: first, pack: true });
+  if (packed) staged.push({ ...packed.payload, seq: first, pack: true, what: "the message's pack" });
   const body = joinMessage(packed ? { ...header, pack: packed.pack } : header, parts);
   return { body, first, last, staged, markers, gen };
 }

@@ -56,7 +56,6 @@ export function uploadLabel(record: JournalRecord): string {
 
 /** A large payload the agent is staging, as `tidemark status` reads it. */
 export interface StagedUpload {
-  readonly key: string;
   /** The seq of the record it belongs to. */
   readonly seq: number;
   /** What it holds (a file's path, a marker's list ...). */
@@ -105,11 +104,11 @@ export class StagedUploads {
     this.#progress = db.prepare("UPDATE staged_uploads SET done = ? WHERE set_name = ? AND key = ? AND attempt = ?");
     this.#end = db.prepare("DELETE FROM staged_uploads WHERE set_name = ? AND key = ? AND attempt = ?");
     this.#clear = db.prepare("DELETE FROM staged_uploads");
-    this.#list = db.prepare("SELECT key, seq, what, size, done, since, pid, host, started FROM staged_uploads WHERE set_name = ? ORDER BY seq");
+    this.#list = db.prepare("SELECT seq, what, size, done, since, pid, host, started FROM staged_uploads WHERE set_name = ? ORDER BY seq");
   }
 
   /** Names an upload (`attempt` tells it from another upload of the same key); the rows other processes left go. */
-  begin(set: string, attempt: string, upload: Omit<StagedUpload, "done">): void {
+  begin(set: string, attempt: string, upload: Omit<StagedUpload, "done"> & { readonly key: string }): void {
     this.#othersGone.run(upload.pid, upload.host);
     this.#begin.run(set, upload.key, attempt, upload.seq, upload.what, upload.size, upload.since, upload.pid, upload.host, upload.started ?? null);
   }
@@ -129,7 +128,6 @@ export class StagedUploads {
 
   of(set: string): StagedUpload[] {
     return this.#list.all(set).map((row) => ({
-      key: String(row.key),
       seq: Number(row.seq),
       what: String(row.what),
       size: Number(row.size),
@@ -153,7 +151,7 @@ export const PROGRESS_WRITE_MS = 1_000;
 export async function stageNamed(
   journal: Journal,
   transport: Transport,
-  payload: StagedPayload & { readonly seq: number; readonly what?: string },
+  payload: StagedPayload & { readonly seq: number; readonly what: string },
   now: () => number = Date.now,
 ): Promise<void> {
   if (!largeUpload(payload)) return transport.stage(payload);
@@ -167,7 +165,7 @@ export async function stageNamed(
   };
   const attempt = randomUUID();
   const started = ownStart();
-  const row = { key, seq: payload.seq, what: payload.what ?? `record ${payload.seq}`, size: payload.size, since: new Date(now()).toISOString(), pid: process.pid, host: hostname(), ...(started !== undefined ? { started } : {}) };
+  const row = { key, seq: payload.seq, what: payload.what, size: payload.size, since: new Date(now()).toISOString(), pid: process.pid, host: hostname(), ...(started !== undefined ? { started } : {}) };
   quietly(() => journal.atomically(() => journal.uploads.begin(set, attempt, row)));
   // The first part's bytes are written at once, later ones at most every PROGRESS_WRITE_MS.
   let written = { at: Number.NEGATIVE_INFINITY, done: 0 };
