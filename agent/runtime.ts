@@ -22,6 +22,7 @@ import type { Logger } from "./log.ts";
 import { cachedAnnouncement } from "./applier-accepts.ts";
 import { checkTargetAtStart } from "./start-check.ts";
 import { acquireStateLock } from "./state-lock.ts";
+import { forgetUploadsLeft } from "./staged-uploads.ts";
 import { markerRunning } from "./task-results.ts";
 import { targetFileReader } from "./recovery-baseline.ts";
 import { AwsTransport } from "./transport/aws.ts";
@@ -104,6 +105,7 @@ export async function startAgent(config: AgentConfig, log: Logger, options: { ig
     lock.release();
     throw error;
   }
+  forgetUploadsLeft(journal);
   const sqs = makeSqsClient(clientOptions);
   const s3 = makeS3Client(clientOptions);
   /** What a failed start gives back before it throws. */

@@ -4,7 +4,7 @@
 // taken out of the stream (poison.ts), so the rest of the set keeps flowing.
 
 import { join } from "node:path";
-import { mapConcurrent } from "../contract/async.ts";
+import { mapConcurrentUntilFailure } from "../contract/async.ts";
 import { stagingKey } from "../contract/layout.ts";
 import {
   MAX_INLINE_BYTES,
@@ -25,13 +25,13 @@ import { markerWithoutList, SpoolContentLostError } from "./spool-folder.ts";
 import { DeliveryRefusedError, type StagedPayload, type Transport } from "./transport/transport.ts";
 import { MAX_PACK_BYTES } from "../contract/packed-content.ts";
 import { PACK_HEADER_BYTES, packWhen, type PackWriter } from "./message-pack.ts";
-import { endsMessageBefore, largeUpload, stageNamed, uploadLabel } from "./staged-uploads.ts";
+import { endsMessageBefore, stageNamed, uploadLabel } from "./staged-uploads.ts";
 
 /** A task marker in a packed message, with what the agent does around its sending. */
 export type PackedMarker = Extract<JournalRecord, { op: "task" }>;
 
 /** A staged payload and the seq of the record it belongs to. */
-export type PackedPayload = StagedPayload & { readonly seq: number; /** The message's pack (message-pack.ts), not one record's content. */ readonly pack?: true; /** Named in status while a large one is staged. */ readonly what?: string };
+export type PackedPayload = StagedPayload & { readonly seq: number; /** The message's pack (message-pack.ts), not one record's content. */ readonly pack?: true; /** What it holds, named in status while a large one is staged. */ readonly what: string };
 
 export interface PackedMessage {
   readonly body: string;
@@ -163,7 +163,7 @@ export function packNext(journal: Journal, set: string, options: PackOptions = {
       }
       parts.push(json);
       size += length;
-      if (payload) staged.push({ ...payload, seq: record.seq, ...(largeUpload(payload) ? { what: uploadLabel(record) } : {}) });
+      if (payload) staged.push({ ...payload, seq: record.seq, what: uploadLabel(record) });
       if (record.op === "task") markers.push(record);
       if (first === 0) first = record.seq;
       last = record.seq;
@@ -172,7 +172,7 @@ export function packNext(journal: Journal, set: string, options: PackOptions = {
   }
   if (parts.length === 0) return undefined;
   const packed = pack?.finish(set, first);
-  if (packed) staged.push({ ...packed.payload, seq: first, pack: true });
+  if (packed) staged.push({ ...packed.payload, seq: first, pack: true, what: "the message's pack" });
   const body = joinMessage(packed ? { ...header, pack: packed.pack } : header, parts);
   return { body, first, last, staged, markers, gen };
 }
@@ -266,8 +266,9 @@ async function sendPacked(journal: Journal, transport: Transport, set: string, o
   const packed = (only === undefined ? options.ahead?.take(journal, set, options.wholePacks) : undefined) ?? packNext(journal, set, only === undefined ? options : { ...options, maxBytes: 0 }, only ?? 0);
   if (!packed) return { records: 0, bytes: 0 };
   if (packed.markers.length > 0) await options.beforeMarkers?.(set, packed.markers);
-  // The message goes only once every payload it names is staged.
-  await mapConcurrent(packed.staged, STAGE_CONCURRENCY, (payload) => stageNamed(journal, transport, payload).catch(refusedRecord(payload)));
+  // The message goes only once every payload it names is staged. A failed stage starts no more and lets those going
+  // settle: the message is staged again (without a refused record), and the same keys must not upload twice at once.
+  await mapConcurrentUntilFailure(packed.staged, STAGE_CONCURRENCY, (payload) => stageNamed(journal, transport, payload).catch(refusedRecord(payload)));
   const sending = transport.send(set, deduplicationId(set, packed.first, packed.last, packed.gen), packed.body).catch(async (error: unknown) => {
     if (!(error instanceof DeliveryRefusedError)) throw error;
     if (packed.first === packed.last) throw new RecordRefusedError(packed.first, error);

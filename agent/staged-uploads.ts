@@ -56,7 +56,6 @@ export function uploadLabel(record: JournalRecord): string {
 
 /** A large payload the agent is staging, as `tidemark status` reads it. */
 export interface StagedUpload {
-  readonly key: string;
   /** The seq of the record it belongs to. */
   readonly seq: number;
   /** What it holds (a file's path, a marker's list ...). */
@@ -94,6 +93,7 @@ export class StagedUploads {
   readonly #progress: StatementSync;
   readonly #end: StatementSync;
   readonly #list: StatementSync;
+  readonly #clear: StatementSync;
 
   constructor(db: DatabaseSync) {
     db.exec(SCHEMA);
@@ -103,13 +103,19 @@ export class StagedUploads {
     // By attempt: an upload of the same key left running by a refused message's send must not move or end the row of the one sent again.
     this.#progress = db.prepare("UPDATE staged_uploads SET done = ? WHERE set_name = ? AND key = ? AND attempt = ?");
     this.#end = db.prepare("DELETE FROM staged_uploads WHERE set_name = ? AND key = ? AND attempt = ?");
-    this.#list = db.prepare("SELECT key, seq, what, size, done, since, pid, host, started FROM staged_uploads WHERE set_name = ? ORDER BY seq");
+    this.#clear = db.prepare("DELETE FROM staged_uploads");
+    this.#list = db.prepare("SELECT seq, what, size, done, since, pid, host, started FROM staged_uploads WHERE set_name = ? ORDER BY seq");
   }
 
   /** Names an upload (`attempt` tells it from another upload of the same key); the rows other processes left go. */
-  begin(set: string, attempt: string, upload: Omit<StagedUpload, "done">): void {
+  begin(set: string, attempt: string, upload: Omit<StagedUpload, "done"> & { readonly key: string }): void {
     this.#othersGone.run(upload.pid, upload.host);
     this.#begin.run(set, upload.key, attempt, upload.seq, upload.what, upload.size, upload.since, upload.pid, upload.host, upload.started ?? null);
+  }
+
+  /** Every row goes: the agent starting (it holds the state folder's lock, so none is of an agent running) stages nothing yet. */
+  clear(): void {
+    this.#clear.run();
   }
 
   progress(set: string, key: string, attempt: string, done: number): void {
@@ -122,7 +128,6 @@ export class StagedUploads {
 
   of(set: string): StagedUpload[] {
     return this.#list.all(set).map((row) => ({
-      key: String(row.key),
       seq: Number(row.seq),
       what: String(row.what),
       size: Number(row.size),
@@ -146,7 +151,7 @@ export const PROGRESS_WRITE_MS = 1_000;
 export async function stageNamed(
   journal: Journal,
   transport: Transport,
-  payload: StagedPayload & { readonly seq: number; readonly what?: string },
+  payload: StagedPayload & { readonly seq: number; readonly what: string },
   now: () => number = Date.now,
 ): Promise<void> {
   if (!largeUpload(payload)) return transport.stage(payload);
@@ -160,7 +165,7 @@ export async function stageNamed(
   };
   const attempt = randomUUID();
   const started = ownStart();
-  const row = { key, seq: payload.seq, what: payload.what ?? `record ${payload.seq}`, size: payload.size, since: new Date(now()).toISOString(), pid: process.pid, host: hostname(), ...(started !== undefined ? { started } : {}) };
+  const row = { key, seq: payload.seq, what: payload.what, size: payload.size, since: new Date(now()).toISOString(), pid: process.pid, host: hostname(), ...(started !== undefined ? { started } : {}) };
   quietly(() => journal.atomically(() => journal.uploads.begin(set, attempt, row)));
   // The first part's bytes are written at once, later ones at most every PROGRESS_WRITE_MS.
   let written = { at: Number.NEGATIVE_INFINITY, done: 0 };
@@ -174,6 +179,18 @@ export async function stageNamed(
     await transport.stage({ ...payload, progress });
   } finally {
     quietly(() => journal.uploads.end(set, key, attempt));
+  }
+}
+
+/**
+ * At the agent's start: the rows an agent left when it stopped mid-upload go, which would otherwise stay until the
+ * next large upload. Status hides them meanwhile, so a journal that cannot delete them (a full disk) starts anyway.
+ */
+export function forgetUploadsLeft(journal: Journal): void {
+  try {
+    journal.uploads.clear();
+  } catch {
+    // Status only: see above.
   }
 }
 

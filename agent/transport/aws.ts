@@ -63,7 +63,17 @@ export class AwsTransport implements Transport {
 
   async #stageInParts(payload: StagedPayload): Promise<void> {
     let stored = 0;
-    const progress = payload.progress;
+    const told = payload.progress;
+    // What it is told is for status: a callback that throws must not fail the part (nor the upload, retried forever).
+    const progress =
+      told &&
+      ((bytes: number) => {
+        try {
+          told(bytes);
+        } catch {
+          // Status only: see above.
+        }
+      });
     const upload = {
       bucket: this.#bucket,
       key: payload.key,

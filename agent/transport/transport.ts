@@ -9,7 +9,7 @@ export interface StagedPayload {
   readonly size: number;
   /** The bytes, or a file holding them (large content spooled by the agent). */
   readonly source: { readonly bytes: Uint8Array } | { readonly file: string };
-  /** Told the bytes S3 holds so far as an upload in parts goes on (0 again when an attempt fails). Must not throw: it runs inside the upload. */
+  /** Told the bytes S3 holds so far as an upload in parts goes on (0 again when an attempt fails). A throw is ignored: it never fails the upload. */
   readonly progress?: (stored: number) => void;
 }
 

@@ -28,7 +28,7 @@ const sha = (text: string) => createHash("sha256").update(text).digest("hex");
 describe("the AWS transport", () => {
   const capture = captureServerForTests();
 
-  it("tells a payload staged in parts the bytes S3 holds so far, part by part, up to its size", async () => {
+  it("tells a payload staged in parts the bytes S3 holds so far, part by part, up to its size; a callback that throws fails nothing", async () => {
     capture.server.responder = (request, res) => {
       const url = new URL(request.url, "http://x");
       const xml = (body: string) => {
@@ -51,6 +51,15 @@ describe("the AWS transport", () => {
       expect(told).toHaveLength(3);
       expect([...told].sort((a, b) => a - b)).toEqual(told);
       expect(told.at(-1)).toBe(bytes.length);
+
+      // A callback that throws fails no part: the upload completes.
+      let calls = 0;
+      const throwing = (): never => {
+        calls += 1;
+        throw new Error("status is broken");
+      };
+      await transport.stage({ set: SET, key: "staging/www/3.x", sha256: createHash("sha256").update(bytes).digest("hex"), size: bytes.length, source: { bytes }, progress: throwing });
+      expect(calls).toBe(3);
 
       // An attempt that fails is aborted, S3 keeping none of its parts: the bytes told go back to 0.
       const answer = capture.server.responder;
