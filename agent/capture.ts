@@ -387,7 +387,8 @@ async function readStable(
     if (!next) continue;
     await discard(journal, put);
     put = { ...next, mode: mode(after), mtimeNs: after.mtimeNs.toString(), ...linkGroupOf(after) };
-    if (after.mtimeNs === before.mtimeNs && after.size === before.size && BigInt(put.size) === after.size) return put;
+    // The same inode too: a file renamed over this one during the read with the same size and mtime (cp -p, tar x) is read again.
+    if (after.mtimeNs === before.mtimeNs && after.size === before.size && after.ino === before.ino && after.dev === before.dev && BigInt(put.size) === after.size) return put;
   }
   // Still changing: journal what was read, stamped with the mtime from before the read, so that the next capture
   // (the write in progress brings an event) finds the stat changed and reads the file again.

@@ -79,10 +79,12 @@ export interface ScanOptions extends CaptureOptions {
   /** After each append, with what was journaled and the seqs it got. */
   readonly onJournaled?: (changes: readonly Change[], seqs: readonly number[]) => void;
   /**
-   * After each of the scan's first, small appends (FIRST_APPEND_CHUNK): the sender starts on them at once, not at its
-   * next idle wake-up a second later. Not after the full ones: between its wake-ups the journal fills whole messages.
+   * Only the whole-set scan's (an initial mirror's): called after each append that closed a chunk, not after the
+   * subtree's top nor the last one (the caller wakes the sender once the scan ends), with `early` true for the first,
+   * small ones. Given, the scan's transactions start at FIRST_APPEND_CHUNK so the sender can start on the first files;
+   * without it (a watcher's folder scans, whose batch wakes the sender once at its end) each holds APPEND_CHUNK.
    */
-  readonly onFirstChanges?: () => void;
+  readonly onChunkJournaled?: (early: boolean) => void;
   /** Checked before each directory, file and chunk of files: once aborted (the agent stops while it starts), the scan journals what it captured and throws StartInterruptedError. */
   readonly signal?: AbortSignal;
 }
@@ -95,11 +97,11 @@ async function discardCaptured(journal: Journal, changes: readonly Change[]): Pr
 }
 
 export async function barrierScan(journal: Journal, spec: SetSpec, options: ScanOptions | string = {}): Promise<ScanReport> {
-  const { from = "", onProgress, shouldStop, defer, renames, vanish, onJournaled, onFirstChanges, signal, ...captureOptions } = typeof options === "string" ? { from: options } : options;
+  const { from = "", onProgress, shouldStop, defer, renames, vanish, onJournaled, onChunkJournaled, signal, ...captureOptions } = typeof options === "string" ? { from: options } : options;
   const report: ScanReport = { entries: 0, changes: 0, bytes: 0, skipped: [] };
   const pending: Change[] = [];
   let pendingBytes = 0;
-  let chunk = FIRST_APPEND_CHUNK;
+  let chunk = onChunkJournaled ? FIRST_APPEND_CHUNK : APPEND_CHUNK;
   const queue = (changes: readonly Change[]) => {
     for (const change of changes) {
       const bytes = changeBytes(change);
@@ -113,14 +115,15 @@ export async function barrierScan(journal: Journal, spec: SetSpec, options: Scan
     if (pending.length > 0) {
       const seqs = journal.append(spec.name, pending);
       onJournaled?.(pending.slice(), seqs);
-      if (chunk < APPEND_CHUNK) onFirstChanges?.();
-      chunk = Math.min(chunk * 2, APPEND_CHUNK);
     }
     pending.length = 0;
     pendingBytes = 0;
   };
   const flushWhenFull = () => {
-    if (pending.length >= chunk || pendingBytes >= APPEND_BYTES) flush();
+    if (pending.length < chunk && pendingBytes < APPEND_BYTES) return;
+    flush();
+    onChunkJournaled?.(chunk < APPEND_CHUNK);
+    chunk = Math.min(chunk * 2, APPEND_CHUNK);
   };
 
   if (from !== "") {

@@ -17,6 +17,7 @@ import { unreadableProblem } from "./skipped-names.ts";
 import { SkippedLog } from "./skipped-log.ts";
 import { changeBytes, type Change } from "./journal.ts";
 import { barrierScan, type ScanOptions, type ScanReport } from "./scan.ts";
+import { scanWakes } from "./scan-wake.ts";
 import type { Backlog } from "./set-backlog.ts";
 import type { SetContext } from "./set-context.ts";
 import { VanishedEntries } from "./vanished-entries.ts";
@@ -70,7 +71,7 @@ export class SetCapture {
       // Files of at least a block that moved within the set (found gone at one name, new at another) travel as renames.
       const moved = new VanishedEntries();
       const moves = { vanish: (path: string) => moved.vanish(journal, spec.name, path), renames: (changes: Change[]) => this.#asRenames(changes, moved, new Set(), new Set()) };
-      return barrierScan(journal, spec, { ...rest, ...moves, ...(defer ? { defer } : {}), onJournaled: (changes, seqs) => this.#busy.journaled(changes, seqs), onFirstChanges: () => this.#context.wake() });
+      return barrierScan(journal, spec, { ...rest, ...moves, ...(defer ? { defer } : {}), onJournaled: (changes, seqs) => this.#busy.journaled(changes, seqs), onChunkJournaled: scanWakes(journal, spec.name, () => this.#context.wake()) });
     }, begun ? { begun } : {});
     // A whole-set scan that finished journaled whatever a failed capture left out: no catch-up scan is due then.
     return report.then((done) => {
@@ -302,7 +303,7 @@ export class SetCapture {
         // below it may be the old folder's, which the scan deletes.
         flush();
         // Named like a whole-set scan: a large tree moved in is journaled in steps the sender drains behind.
-        const report = await namedScan(journal, spec.name, this.#now, () => barrierScan(journal, spec, { from: path, shouldStop, renames: asRenames, onJournaled: (changes, seqs) => this.#busy.journaled(changes, seqs), onFirstChanges: () => this.#context.wake() }), { folder: path });
+        const report = await namedScan(journal, spec.name, this.#now, () => barrierScan(journal, spec, { from: path, shouldStop, renames: asRenames, onJournaled: (changes, seqs) => this.#busy.journaled(changes, seqs) }), { folder: path });
         journaled += report.changes;
         if (report.stopped) {
           stopped = true;

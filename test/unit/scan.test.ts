@@ -45,25 +45,32 @@ it("journals many small folders in a few transactions, not one per folder (each 
     for (let f = 0; f < 3; f++) writeFileSync(join(src.path, `d${d}`, `f${f}`), `${d}/${f}`);
   }
   const transactions = await transactionsOf(() => barrierScan(journal, { name: SET, root: src.path, exclude: [] }));
-  // The first closes at 64 changes (the sender starts on them), the rest of the 160 go in one.
-  expect(transactions).toEqual([64, 96]);
+  // A scan without onChunkJournaled (a watcher's folder scan) journals in full chunks from the start: the 160 go in one.
+  expect(transactions).toEqual([160]);
   expect(journal.sets.counters(SET).backlogRecords).toBe(160);
 });
 
 it("journals a scan's first changes in a small transaction and each next one twice as large, up to a chunk, so the sender starts while the rest is read", async () => {
   mkdirSync(join(src.path, "many"));
   for (let f = 0; f < 1_500; f++) writeFileSync(join(src.path, "many", `f${f}`), "x");
-  const transactions = await transactionsOf(() => barrierScan(journal, { name: SET, root: src.path, exclude: [] }));
+  const chunks: boolean[] = [];
+  const transactions = await transactionsOf(() => barrierScan(journal, { name: SET, root: src.path, exclude: [] }, { onChunkJournaled: (early) => chunks.push(early) }));
   // The folder itself, then its files in captures of 64, 128, 256 and 500 at a time.
   expect(transactions).toEqual([65, 128, 256, 500, 500, 52]);
+  // Told of each chunk, not of the last transaction (its caller wakes the sender once the scan ends).
+  expect(chunks).toEqual([true, true, true, false, false]);
   expect(journal.sets.counters(SET).backlogRecords).toBe(1_501);
+  // Without it, a scan's transactions are full chunks from the start: the folder and 500 files, 500, 500.
+  writeFileSync(join(src.path, "many", "f0"), "changed");
+  for (let f = 1; f < 1_500; f++) writeFileSync(join(src.path, "many", `f${f}`), "yy");
+  expect(await transactionsOf(() => barrierScan(journal, { name: SET, root: src.path, exclude: [] }))).toEqual([500, 500, 500]);
 });
 
 it("still bounds a transaction: by changes, and by bytes of content", async () => {
   mkdirSync(join(src.path, "many"));
   for (let f = 0; f < 1_100; f++) writeFileSync(join(src.path, "many", `f${f}`), "x");
   const byCount = await transactionsOf(() => barrierScan(journal, { name: SET, root: src.path, exclude: [] }));
-  // A chunk is 500 changes, and a folder's captures go in 500 at a time on top of what was waiting.
+  // A chunk is 500 changes (this scan, without onChunkJournaled, starts there), and a folder's captures go in 500 at a time on top of what was waiting.
   expect(byCount.length).toBeGreaterThanOrEqual(2);
   expect(byCount.every((n) => n < 1_000)).toBe(true);
   expect(byCount.reduce((a, b) => a + b, 0)).toBe(1_101);

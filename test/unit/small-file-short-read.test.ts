@@ -54,8 +54,20 @@ describe("readSmallFile with short reads", () => {
     const read = await readSmallFile(file, statSync(file).size);
     expect(read.length).toBe(bytes.length);
     expect(read.equals(bytes)).toBe(true);
-    // Five reads of at most 64 KiB hold the stat's 300,000 bytes: none past them to find the end.
-    expect(reads).toBe(5);
+    // Five reads of at most 64 KiB hold the stat's 300,000 bytes, and reads that came back short go on to the end: a sixth.
+    expect(reads).toBe(6);
+    // A file one read returns whole (as a local file system's reads do) is read once: none past the stat's size.
+    writeFileSync(file, bytes.subarray(0, 1000));
+    reads = 0;
+    expect((await readSmallFile(file, 1000)).equals(bytes.subarray(0, 1000))).toBe(true);
+    expect(reads).toBe(1);
+  });
+
+  it("reads a file whole whose stat is stale (an attribute cache) at a short read's boundary", async () => {
+    const file = join(dir.path, "a.bin");
+    writeFileSync(file, bytes);
+    // The stat says 128 KiB, where the second short read ends: the file holds more.
+    expect((await readSmallFile(file, 2 * SHORT_READ_BYTES)).equals(bytes)).toBe(true);
   });
 
   it("reads a file that grew past its stat whole", async () => {
