@@ -4,7 +4,7 @@
 
 import { closeSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, unlinkSync, writeFileSync, writeSync } from "node:fs";
 import { hostname } from "node:os";
-import { join } from "node:path";
+import { basename, join } from "node:path";
 import { ownStart, sameProcess } from "./process-identity.ts";
 
 export class StateLockedError extends Error {
@@ -79,11 +79,16 @@ export function lockOwner(dir: string, name = "tidemark.lock"): LockOwner | unde
   return held(owner) ? owner : undefined;
 }
 
-function refuse(dir: string, file: string, owner: LockOwner): never {
+/** Why the state folder cannot be taken: `owner` holds it. */
+export function lockedBy(dir: string, owner: LockOwner, name = "tidemark.lock"): StateLockedError {
   const who = `${owner.command ?? "tidemark"} (pid ${owner.pid}${owner.host !== undefined && owner.host !== hostname() ? ` on ${owner.host}` : ""})`;
-  throw new StateLockedError(
-    `state folder ${dir} is in use by ${who}; stop it first, or give this one another state folder (the lock is ${file}; remove it only if that process is not running)`,
+  return new StateLockedError(
+    `state folder ${dir} is in use by ${who}; stop it first, or give this one another state folder (the lock is ${join(dir, name)}; remove it only if that process is not running)`,
   );
+}
+
+function refuse(dir: string, file: string, owner: LockOwner): never {
+  throw lockedBy(dir, owner, basename(file));
 }
 
 /**

@@ -8,10 +8,11 @@ import { HeldWaitError } from "../held-wait.ts";
 import { SendsHeldError } from "../owner-hold.ts";
 import type { OperationDeps, Progress } from "../operations.ts";
 import { createProgressView } from "../progress.ts";
+import { RUN_COMMAND } from "../command-agent.ts";
 import { silentLogger } from "../log.ts";
 import type { RunningAgent } from "../runtime.ts";
 import { AgentStartTimeoutError, STARTING_AGENT_WAIT_MS, startingAgent, startingAgentAnswers } from "../starting-agent.ts";
-import { lockOwner, StateLockedError, type LockOwner } from "../state-lock.ts";
+import { lockedBy, lockOwner, StateLockedError, type LockOwner } from "../state-lock.ts";
 import { UsageError } from "./command.ts";
 
 /**
@@ -38,6 +39,18 @@ function saidOnce(stateDir: string): (owner: LockOwner) => void {
 /** What the state lock of the agent a command starts for itself says took it (command-agent.ts). */
 function commandOf(route: string): string {
   return `tidemark ${route === "/drill-report" ? "drill" : route.slice(1)}`;
+}
+
+/**
+ * Before a command's own side effects (task's --quiesce stops a database): waits for an agent starting on the state
+ * folder to answer, and refuses at once a lock the command could neither wait for nor take (another host's, another
+ * command's). With no agent, the command starts its own later (operate).
+ */
+export async function agentReady(config: AgentConfig, quiet: boolean): Promise<void> {
+  const answers = await startingAgentAnswers(config.stateDir, quiet ? {} : { onWait: saidOnce(config.stateDir) });
+  const owner = lockOwner(config.stateDir);
+  // Another command's own agent answers too, and refuses the request (command-agent.ts).
+  if (owner !== undefined && (!answers || owner.command !== RUN_COMMAND)) throw lockedBy(config.stateDir, owner);
 }
 
 export function checkSet(config: AgentConfig, set: string | undefined, command: string): string {

@@ -12,7 +12,7 @@ import { queueTask, TasksDisabledError } from "../operations.ts";
 import { readOwnerKey } from "../owner-key.ts";
 import { createProgressView } from "../progress.ts";
 import { stringOption, UsageError, type Command } from "./command.ts";
-import { checkSet, operate } from "./operate.ts";
+import { agentReady, checkSet, operate } from "./operate.ts";
 import { withTargetStore } from "./target-store.ts";
 
 /** Exit code of `task --wait` when the task failed, was skipped or timed out. */
@@ -151,8 +151,10 @@ the applier applies nothing after the marker; replication on the source goes on.
 The result lands in tasks/SET/ID.json on the target (\`tidemark tasks SET\`).
 
 Uses the running agent (tidemark run) when there is one (one still starting
-is waited for, up to 60 s), else starts one for the duration. Refused when
-the config sets tasks.enabled to false.
+on this host is waited for, up to 60 s, before --quiesce runs), else starts
+one for the duration. Refused at once, before --quiesce, when another
+command's agent or another host's holds the state folder, and when the
+config sets tasks.enabled to false.
 
 Exit code: 0 when the marker was queued (with --wait: and the action
 succeeded), ${TASK_NOT_SUCCEEDED} with --wait when it failed, was skipped or timed out, 1 on
@@ -235,6 +237,8 @@ Examples:
     const resume = stringOption(values.resume);
     const hooks: Record<string, HookResult | undefined> = {};
     let queued: QueuedMarker | undefined;
+    // Before --quiesce: a starting agent's wait (up to a minute) or a refusal must not keep the service stopped.
+    await agentReady(config, json);
     try {
       hooks.quiesce = await hook("quiesce", stringOption(values.quiesce), { TIDEMARK_SET: set }, json);
       if (hooks.quiesce && !hookSucceeded(hooks.quiesce)) throw new QuiesceError(`${describeHook("quiesce", hooks.quiesce)}; no marker was inserted`);
