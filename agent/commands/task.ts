@@ -266,19 +266,15 @@ Examples:
       // Another key owning the set holds this host's sends: the marker would never reach the target.
       const hostKey = readHostKey(config.stateDir);
       try {
-        const { heldByOwnerRecord, unsentWithoutAgent, waitForTask } = await import("../task-results.ts");
-        const { sendingAhead } = await import("../sending-ahead.ts");
+        const { waitForTask } = await import("../task-results.ts");
+        const { taskWaitChecks } = await import("../task-wait-checks.ts");
         result = await withTargetStore(config, (store) =>
           waitForTask(store, set, marker.id, {
             seq: marker.seq,
             generation: marker.generation,
             ...(waitTimeout !== undefined ? { timeoutMs: waitTimeout * 1000 } : {}),
             ...(view ? { onProgress: (p) => view.update(p) } : {}),
-            ...(hostKey ? { held: { by: heldByOwnerRecord(store, set, hostKey.keyId), policy: "fail" } } : {}),
-            // An agent that stops during the wait leaves an unsent marker unsent: said at once, not after the stall limit.
-            unsent: unsentWithoutAgent(config.stateDir, set, marker),
-            // A large upload ahead of the marker keeps the target still without anything stalled.
-            busy: sendingAhead(config.stateDir, set, marker),
+            ...taskWaitChecks(store, config.stateDir, set, marker, hostKey?.keyId),
           }),
         );
       } catch (error) {
