@@ -179,8 +179,9 @@ Options:
                     target left the marker's journal generation, passed it
                     without a result, or did not move for 10 minutes (not
                     counting while the agent still sends what is ahead of
-                    the marker, a large upload, without failing: at most the
-                    backlog's time at 64 KiB/s plus 10 minutes), and at
+                    the marker, a large upload, answering, moving and not
+                    failing: at most the backlog's time at 64 KiB/s plus 10
+                    minutes), and at
                     once when another key owns the set (this host's sends are
                     held until \`tidemark adopt SET\`; --json: "held") or
                     when no agent runs to send the marker (the agent stopped
