@@ -17,27 +17,39 @@ export type AgentPresence = { readonly running: true; readonly notAnswering?: st
 export const AGENT_ANSWER_TIMEOUT_MS = 5_000;
 
 /**
- * Why an agent that accepts connections answers nothing (a SIGSTOPped or hung process still has the kernel accept
- * them), or undefined when it answers or takes no connection (still starting, or gone). Any answer counts: a 404 too.
+ * What the agent's control socket does with a request: answers it (any answer counts: a 404 too), takes the
+ * connection and answers nothing in `timeoutMs` (a SIGSTOPped or hung process still has the kernel accept it), or
+ * takes no connection (still starting, or gone).
  */
-function notAnswering(path: string, timeoutMs: number): Promise<string | undefined> {
+function probe(path: string, timeoutMs: number): Promise<"answers" | "silent" | "no connection"> {
   return new Promise((resolve) => {
     const req = request({ socketPath: path, path: "/alive", method: "GET", agent: false }, (res) => {
       clearTimeout(timer);
       res.resume();
       req.destroy();
-      resolve(undefined);
+      resolve("answers");
     });
     const timer = setTimeout(() => {
       req.destroy();
-      resolve(`the agent accepts connections on ${path} but answered nothing in ${timeoutMs / 1000} s: it is stopped (SIGSTOP) or hung, and replicates nothing meanwhile (its pid is in tidemark.lock in its state folder)`);
+      resolve("silent");
     }, timeoutMs);
     req.on("error", () => {
       clearTimeout(timer);
-      resolve(undefined);
+      resolve("no connection");
     });
     req.end();
   });
+}
+
+/** Why an agent that accepts connections answers nothing, or undefined when it answers or takes no connection. */
+async function notAnswering(path: string, timeoutMs: number): Promise<string | undefined> {
+  if ((await probe(path, timeoutMs)) !== "silent") return undefined;
+  return `the agent accepts connections on ${path} but answered nothing in ${timeoutMs / 1000} s: it is stopped (SIGSTOP) or hung, and replicates nothing meanwhile (its pid is in tidemark.lock in its state folder)`;
+}
+
+/** Whether the agent on the state folder `dir` answers a request on its control socket within `timeoutMs`. */
+export async function agentAnswers(dir: string, timeoutMs: number = AGENT_ANSWER_TIMEOUT_MS): Promise<boolean> {
+  return (await probe(controlSocketPath(dir), timeoutMs)) === "answers";
 }
 
 function stoppedAt(dir: string): string | undefined {

@@ -243,6 +243,8 @@ export async function runDrill(store: TargetStore, set: string, options: DrillOp
       ...(check ? { check } : {}),
       scratch: { path: restored.to, kept: options.keep === true },
       host: hostname().slice(0, 256),
+      // The stored report (status, scheduled drills) says a pass proves such files only as read.
+      ...(possiblyTorn ? { tornCount: possiblyTorn.count } : {}),
     };
     return { report, problems, ...(leftOutUnnamed > 0 ? { leftOutUnnamed } : {}), ...(possiblyTorn ? { possiblyTorn } : {}) };
   } finally {

@@ -23,6 +23,8 @@ import { cachedAnnouncement } from "./applier-accepts.ts";
 import { checkTargetAtStart } from "./start-check.ts";
 import { acquireStateLock } from "./state-lock.ts";
 import { forgetUploadsLeft } from "./staged-uploads.ts";
+
+import { RUN_COMMAND, servedRoutes } from "./command-agent.ts";
 import { markerRunning } from "./task-results.ts";
 import { targetFileReader } from "./recovery-baseline.ts";
 import { AwsTransport } from "./transport/aws.ts";
@@ -91,12 +93,17 @@ function openProblemFile(stateDir: string, log: Logger): ProblemFile | undefined
  * Starts the agent. `signal` (SIGINT/SIGTERM while it starts) interrupts the start at its next step, a target that
  * does not answer included: everything is released and StartInterruptedError thrown.
  */
-export async function startAgent(config: AgentConfig, log: Logger, options: { ignorePaths?: string[]; scheduleDrills?: boolean; signal?: AbortSignal } = {}): Promise<RunningAgent> {
+export async function startAgent(
+  config: AgentConfig,
+  log: Logger,
+  options: { ignorePaths?: string[]; scheduleDrills?: boolean; signal?: AbortSignal; /** The command the agent runs for (command-agent.ts). */ command?: string } = {},
+): Promise<RunningAgent> {
   checkSources(config);
   // Every set may stage its payloads at once, besides status reads, verifications and drills.
   const clientOptions = clientOptionsOf(config, { maxAttempts: 1, maxSockets: config.sets.length * (STAGE_CONCURRENCY + 1) + 16 });
   // Before anything in the state folder is written: one agent per state folder.
-  const lock = acquireStateLock(config.stateDir, "tidemark run");
+  const command = options.command ?? RUN_COMMAND;
+  const lock = acquireStateLock(config.stateDir, command);
   let journal: Journal;
   try {
     // Before the target is asked: a corrupt journal is named (with its remedy) whatever the state of the target.
@@ -206,7 +213,7 @@ export async function startAgent(config: AgentConfig, log: Logger, options: { ig
   // The socket also keeps a second agent off this state dir: one process owns the journal.
   let control: ControlServer;
   try {
-    control = await startControlServer(controlSocketPath(config.stateDir), {
+    control = await startControlServer(controlSocketPath(config.stateDir), servedRoutes(command, {
       "/verify": async (body, progress) => {
         const request = VerifyRequest.parse(body);
         return runVerify(operations(progress), knownSet(request.set), { deep: request.deep, repair: request.repair, orphans: config.orphans });
@@ -227,7 +234,7 @@ export async function startAgent(config: AgentConfig, log: Logger, options: { ig
         const request = DrillReportRequest.parse(body);
         return { seq: await agent.journalDrill(knownSet(request.set), request.report) };
       },
-    });
+    }));
   } catch (error) {
     releaseAll();
     throw error;

@@ -4,7 +4,7 @@
 
 import { closeSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, unlinkSync, writeFileSync, writeSync } from "node:fs";
 import { hostname } from "node:os";
-import { join } from "node:path";
+import { basename, join } from "node:path";
 import { ownStart, sameProcess } from "./process-identity.ts";
 
 export class StateLockedError extends Error {
@@ -17,7 +17,7 @@ export interface StateLock {
   release(): void;
 }
 
-interface Owner {
+export interface LockOwner {
   readonly pid: number;
   readonly host?: string;
   readonly command?: string;
@@ -25,7 +25,7 @@ interface Owner {
   readonly started?: string;
 }
 
-function readOwner(file: string): Owner | undefined {
+function readOwner(file: string): LockOwner | undefined {
   try {
     const parsed: unknown = JSON.parse(readFileSync(file, "utf8"));
     if (typeof parsed !== "object" || parsed === null || !("pid" in parsed) || typeof parsed.pid !== "number") return undefined;
@@ -58,7 +58,7 @@ export function processRuns(pid: number, host: string | undefined, started?: str
 }
 
 /** Whether the owner still runs; a lock from another host counts as held. */
-function held(owner: Owner | undefined): owner is Owner {
+function held(owner: LockOwner | undefined): owner is LockOwner {
   if (owner === undefined) return false;
   // Our own pid in a lock we did not take: a previous life of this pid (a container's agent is often pid 1 every time).
   return (owner.pid !== process.pid || (owner.host !== undefined && owner.host !== hostname())) && processRuns(owner.pid, owner.host, owner.started);
@@ -73,11 +73,22 @@ export function stateLockHeld(dir: string, name = "tidemark.lock"): boolean {
   return heldHere.has(file) || held(readOwner(file));
 }
 
-function refuse(dir: string, file: string, owner: Owner): never {
+/** Who holds the state folder's lock, as its file says, when a live process other than this one does. */
+export function lockOwner(dir: string, name = "tidemark.lock"): LockOwner | undefined {
+  const owner = readOwner(join(dir, name));
+  return held(owner) ? owner : undefined;
+}
+
+/** Why the state folder cannot be taken: `owner` holds it. */
+export function lockedBy(dir: string, owner: LockOwner, name = "tidemark.lock"): StateLockedError {
   const who = `${owner.command ?? "tidemark"} (pid ${owner.pid}${owner.host !== undefined && owner.host !== hostname() ? ` on ${owner.host}` : ""})`;
-  throw new StateLockedError(
-    `state folder ${dir} is in use by ${who}; stop it first, or give this one another state folder (the lock is ${file}; remove it only if that process is not running)`,
+  return new StateLockedError(
+    `state folder ${dir} is in use by ${who}; stop it first, or give this one another state folder (the lock is ${join(dir, name)}; remove it only if that process is not running)`,
   );
+}
+
+function refuse(dir: string, file: string, owner: LockOwner): never {
+  throw lockedBy(dir, owner, basename(file));
 }
 
 /**
@@ -121,9 +132,14 @@ export function acquireStateLock(dir: string, command: string, name = "tidemark.
       closeSync(fd);
     }
     heldHere.add(file);
+    const lock = lockOf(file);
     // An earlier stop's time no longer says since when no agent runs: this one does (killed, it records none).
-    rmSync(releasedFileOf(file), { force: true });
-    return lockOf(file);
+    try {
+      rmSync(releasedFileOf(file), { force: true });
+    } catch {
+      // Best effort, as its writing is: status may then name that earlier stop's time.
+    }
+    return lock;
   }
   throw new StateLockedError(`state folder ${dir}: could not take ${file} (other processes keep taking it); try again`);
 }
@@ -147,12 +163,13 @@ function lockOf(file: string): StateLock {
     heldHere.delete(file);
     process.off("exit", release);
     if (readOwner(file)?.pid === process.pid) {
+      // Before the lock goes: a successor taking it clears the time, and a write after that would name this stop.
+      recordReleased(file);
       try {
         unlinkSync(file);
       } catch {
         // Already gone: nothing to release.
       }
-      recordReleased(file);
     }
   };
   // A process that exits without stopping (an uncaught error) leaves no lock behind; a SIGKILL's is taken over.

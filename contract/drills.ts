@@ -54,5 +54,7 @@ export const DrillReportSchema = z.object({
   scratch: z.object({ path: z.string().max(4096), kept: z.boolean() }),
   /** The host that ran the drill. */
   host: z.string().max(256).optional(),
+  /** How many files of the recovery point kept changing while its marker read them (possibly torn: restored as read). */
+  tornCount: z.number().int().min(1).optional(),
 });
 export type DrillReport = z.infer<typeof DrillReportSchema>;

@@ -71,7 +71,8 @@ The scratch folder is removed afterwards unless --keep is given.
 The report is printed and sent through the set's stream to the target,
 which writes it to drills/SET/ID.json and counts DrillPassed / DrillFailed
 (the stack alarms when no drill passed for tidemark:drillMaxAgeHours). Uses
-the running agent to send it, else starts one for the duration. Drills run
+the running agent to send it (one still starting is waited for, up to 60 s),
+else starts one for the duration. Drills run
 on a schedule from the config's "drills" list in a running agent.
 
 Options:

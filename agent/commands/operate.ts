@@ -8,7 +8,11 @@ import { HeldWaitError } from "../held-wait.ts";
 import { SendsHeldError } from "../owner-hold.ts";
 import type { OperationDeps, Progress } from "../operations.ts";
 import { createProgressView } from "../progress.ts";
-import { startingAgentAnswers } from "../starting-agent.ts";
+import { RUN_COMMAND } from "../command-agent.ts";
+import { silentLogger } from "../log.ts";
+import type { RunningAgent } from "../runtime.ts";
+import { AgentStartTimeoutError, STARTING_AGENT_WAIT_MS, startingAgent, startingAgentAnswers } from "../starting-agent.ts";
+import { lockedBy, lockOwner, StateLockedError, type LockOwner } from "../state-lock.ts";
 import { UsageError } from "./command.ts";
 
 /**
@@ -20,6 +24,33 @@ function heldSendsSaid(error: unknown): void {
   if (!(error instanceof SendsHeldError)) throw error;
   process.stderr.write(`tidemark: ${error.message}
 `);
+}
+
+/** The one stderr line while a command waits for a starting agent. */
+function saidOnce(stateDir: string): (owner: LockOwner) => void {
+  let said = false;
+  return (owner) => {
+    if (said) return;
+    said = true;
+    process.stderr.write(`tidemark: waiting up to ${STARTING_AGENT_WAIT_MS / 1000} s for the agent starting on ${stateDir} (pid ${owner.pid}) to answer\n`);
+  };
+}
+
+/** What the state lock of the agent a command starts for itself says took it (command-agent.ts). */
+function commandOf(route: string): string {
+  return `tidemark ${route === "/drill-report" ? "drill" : route.slice(1)}`;
+}
+
+/**
+ * Before a command's own side effects (task's --quiesce stops a database): waits for an agent starting on the state
+ * folder to answer, and refuses at once a lock the command could neither wait for nor take (another host's, another
+ * command's). With no agent, the command starts its own later (operate).
+ */
+export async function agentReady(config: AgentConfig, quiet: boolean): Promise<void> {
+  const answers = await startingAgentAnswers(config.stateDir, quiet ? {} : { onWait: saidOnce(config.stateDir) });
+  const owner = lockOwner(config.stateDir);
+  // Another command's own agent answers too, and refuses the request (command-agent.ts).
+  if (owner !== undefined && (!answers || owner.command !== RUN_COMMAND)) throw lockedBy(config.stateDir, owner);
 }
 
 export function checkSet(config: AgentConfig, set: string | undefined, command: string): string {
@@ -46,36 +77,59 @@ export async function operate<T>(
 ): Promise<T> {
   const view = options.quiet ? undefined : createProgressView({ tty: process.stderr.isTTY === true, write: (text) => process.stderr.write(text) });
   const onProgress = (progress: Progress) => view?.update(progress);
-  try {
-    const result = (await callControl(controlSocketPath(config.stateDir), route, request, (event) => onProgress(event as Progress))) as T;
-    view?.done();
-    return result;
-  } catch (error) {
-    if (!(error instanceof NoAgentError)) {
+  // One deadline for every wait below: an agent that answers and then stops (a crash loop) cannot keep the command.
+  const deadline = Date.now() + STARTING_AGENT_WAIT_MS;
+  const onWait = options.quiet ? undefined : saidOnce(config.stateDir);
+  let lockedAgain = false;
+  let running: RunningAgent;
+  for (let pass = 0; ; pass += 1) {
+    if (pass > 0 && Date.now() >= deadline) {
+      view?.done();
+      throw new AgentStartTimeoutError(`the agent on ${config.stateDir} kept stopping before it took the request (its control socket answered, then was gone); see \`tidemark status\``);
+    }
+    try {
+      const result = (await callControl(controlSocketPath(config.stateDir), route, request, (event) => onProgress(event as Progress))) as T;
+      view?.done();
+      return result;
+    } catch (error) {
+      if (!(error instanceof NoAgentError)) {
+        view?.done();
+        throw error;
+      }
+    }
+    try {
+      // An agent still starting holds the state lock before its socket listens: it is the one to ask, not a second agent.
+      if (await startingAgentAnswers(config.stateDir, { deadline, ...(onWait ? { onWait } : {}) })) continue;
+      // Loaded only now: with an agent running, a command never pays for the SDK, the watcher and the journal.
+      const { startAgent } = await import("../runtime.ts");
+      running = await startAgent(config, silentLogger, { scheduleDrills: false, command: commandOf(route) });
+      break;
+    } catch (error) {
+      // The lock was free, then an agent starting (a service restarted) took it first: wait for that one, once.
+      if (error instanceof StateLockedError && !lockedAgain && startingAgent(lockOwner(config.stateDir))) {
+        lockedAgain = true;
+        continue;
+      }
       view?.done();
       throw error;
     }
   }
-  // An agent still starting holds the state lock before its socket listens: it is the one to ask, not a second agent.
-  if (await startingAgentAnswers(config.stateDir)) return operate(config, route, request, inProcess, options);
-  // Loaded only now: with an agent running, a command never pays for the SDK, the watcher and the journal.
-  const [{ startAgent }, { silentLogger }] = await Promise.all([import("../runtime.ts"), import("../log.ts")]);
-  const running = await startAgent(config, silentLogger, { scheduleDrills: false });
+  const agent = running;
   try {
-    const result = await inProcess(running.operations(onProgress));
+    const result = await inProcess(agent.operations(onProgress));
     // What the operation journaled (repairs, a full mirror) leaves before this process does.
-    await running.agent.drain(request.set).catch(async (error: unknown) => {
+    await agent.agent.drain(request.set).catch(async (error: unknown) => {
       const unsent = options.unsentWhenHeld;
-      const held = error instanceof SendsHeldError && unsent !== undefined ? await running.agent.sendsHeldBy(request.set) : undefined;
+      const held = error instanceof SendsHeldError && unsent !== undefined ? await agent.agent.sendsHeldBy(request.set) : undefined;
       if (held && unsent !== undefined) {
-        throw new HeldWaitError(typeof unsent === "string" ? unsent : unsent(result, running.agent.journal.sets.counters(request.set).backlogRecords), held);
+        throw new HeldWaitError(typeof unsent === "string" ? unsent : unsent(result, agent.agent.journal.sets.counters(request.set).backlogRecords), held);
       }
       heldSendsSaid(error);
     });
     return result;
   } finally {
     view?.done();
-    await running.stop();
+    await agent.stop();
   }
 }
 

@@ -12,7 +12,7 @@ import { queueTask, TasksDisabledError } from "../operations.ts";
 import { readOwnerKey } from "../owner-key.ts";
 import { createProgressView } from "../progress.ts";
 import { stringOption, UsageError, type Command } from "./command.ts";
-import { checkSet, operate } from "./operate.ts";
+import { agentReady, checkSet, operate } from "./operate.ts";
 import { withTargetStore } from "./target-store.ts";
 
 /** Exit code of `task --wait` when the task failed, was skipped or timed out. */
@@ -151,8 +151,10 @@ the applier applies nothing after the marker; replication on the source goes on.
 The result lands in tasks/SET/ID.json on the target (\`tidemark tasks SET\`).
 
 Uses the running agent (tidemark run) when there is one (one still starting
-is waited for, up to 60 s), else starts one for the duration. Refused when
-the config sets tasks.enabled to false.
+on this host is waited for, up to 60 s, before --quiesce runs), else starts
+one for the duration. Refused at once, before --quiesce, when another
+command's agent or another host's holds the state folder, and when the
+config sets tasks.enabled to false.
 
 Exit code: 0 when the marker was queued (with --wait: and the action
 succeeded), ${TASK_NOT_SUCCEEDED} with --wait when it failed, was skipped or timed out, 1 on
@@ -177,8 +179,9 @@ Options:
                     target left the marker's journal generation, passed it
                     without a result, or did not move for 10 minutes (not
                     counting while the agent still sends what is ahead of
-                    the marker, a large upload, without failing: at most the
-                    backlog's time at 64 KiB/s plus 10 minutes), and at
+                    the marker, a large upload, answering, moving and not
+                    failing: at most the backlog's time at 64 KiB/s plus 10
+                    minutes), and at
                     once when another key owns the set (this host's sends are
                     held until \`tidemark adopt SET\`; --json: "held") or
                     when no agent runs to send the marker (the agent stopped
@@ -235,6 +238,8 @@ Examples:
     const resume = stringOption(values.resume);
     const hooks: Record<string, HookResult | undefined> = {};
     let queued: QueuedMarker | undefined;
+    // Before --quiesce: a starting agent's wait (up to a minute) or a refusal must not keep the service stopped.
+    await agentReady(config, json);
     try {
       hooks.quiesce = await hook("quiesce", stringOption(values.quiesce), { TIDEMARK_SET: set }, json);
       if (hooks.quiesce && !hookSucceeded(hooks.quiesce)) throw new QuiesceError(`${describeHook("quiesce", hooks.quiesce)}; no marker was inserted`);
@@ -262,19 +267,15 @@ Examples:
       // Another key owning the set holds this host's sends: the marker would never reach the target.
       const hostKey = readHostKey(config.stateDir);
       try {
-        const { heldByOwnerRecord, unsentWithoutAgent, waitForTask } = await import("../task-results.ts");
-        const { sendingAhead } = await import("../sending-ahead.ts");
+        const { waitForTask } = await import("../task-results.ts");
+        const { taskWaitChecks } = await import("../task-wait-checks.ts");
         result = await withTargetStore(config, (store) =>
           waitForTask(store, set, marker.id, {
             seq: marker.seq,
             generation: marker.generation,
             ...(waitTimeout !== undefined ? { timeoutMs: waitTimeout * 1000 } : {}),
             ...(view ? { onProgress: (p) => view.update(p) } : {}),
-            ...(hostKey ? { held: { by: heldByOwnerRecord(store, set, hostKey.keyId), policy: "fail" } } : {}),
-            // An agent that stops during the wait leaves an unsent marker unsent: said at once, not after the stall limit.
-            unsent: unsentWithoutAgent(config.stateDir, set, marker),
-            // A large upload ahead of the marker keeps the target still without anything stalled.
-            busy: sendingAhead(config.stateDir, set, marker),
+            ...taskWaitChecks(store, config.stateDir, set, marker, hostKey?.keyId),
           }),
         );
       } catch (error) {

@@ -47,8 +47,8 @@ mtime. Orphans are reported, deleted or moved aside under orphans/ as the
 config's "orphans" setting says (default: report). Volume sets have no
 verification: \`tidemark mirror\` reads and sends all their blocks again.
 
-Uses the running agent (tidemark run) when there is one, else starts one for
-the duration. Entries the set holds and does not replicate (a FIFO, a name
+Uses the running agent (tidemark run) when there is one (one still starting
+is waited for, up to 60 s), else starts one for the duration. Entries the set holds and does not replicate (a FIFO, a name
 the target cannot carry: \`tidemark status\` names them) are not compared:
 verify counts them and names the first ${SKIPPED_SHOWN} ("skipped" in --json);
 leave out what is never meant to travel (an application's socket) with the

@@ -9,11 +9,13 @@ import { createHash } from "node:crypto";
 import { mkdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, expect, it } from "vitest";
+import { DrillReportSchema } from "../../contract/drills.ts";
 import { preservedKey } from "../../contract/layout.ts";
+import { latestDrillReport } from "../../lambdas/target/index.ts";
 import type { SnapshotEntry } from "../../contract/tasks.ts";
 import { writeSnapshot } from "../../lambdas/tasks/snapshots.ts";
 import { tidemark } from "../support/cli.ts";
-import { startTestCloud, type TestCloud } from "../support/local-cloud.ts";
+import { eventually, startTestCloud, type TestCloud } from "../support/local-cloud.ts";
 import { tempDir } from "../support/tree.ts";
 
 let cloud: TestCloud;
@@ -76,4 +78,15 @@ it("drills it, passing as restored, with a warning naming the possibly torn file
   const json = await tidemark(["drill", "s", "--snapshot", "torn", "--check", "test -f busy.db", "--json", "--config", config]);
   expect(json.code, json.stderr).toBe(0);
   expect(JSON.parse(json.stdout)).toMatchObject({ passed: true, possiblyTorn: { paths: ["busy.db"], count: 3 } });
+});
+
+it("sends the count of possibly torn files in its report: `tidemark status` names it with the last drill", async () => {
+  const drill = await tidemark(["drill", "s", "--snapshot", "torn", "--json", "--config", config]);
+  expect(drill.code, drill.stderr).toBe(0);
+  const { id } = DrillReportSchema.parse(JSON.parse(drill.stdout));
+  await eventually(async () => expect(await latestDrillReport(cloud.store, "s")).toMatchObject({ id, passed: true, tornCount: 3 }));
+  const status = await tidemark(["status", "--json", "--config", config]);
+  expect(JSON.parse(status.stdout).sets[0].lastDrill).toMatchObject({ id, passed: true, possiblyTorn: 3 });
+  const human = await tidemark(["status", "--config", config]);
+  expect(human.stdout).toContain(`(${id}, 3 file(s) possibly torn (restored as read))`);
 });

@@ -5,10 +5,15 @@
 // running action does; not once its sends fail, the marker went, the journal
 // left the marker's generation, or no agent runs.
 
+import { spawn, type ChildProcess } from "node:child_process";
+import { hostname } from "node:os";
+import { fileURLToPath } from "node:url";
 import { afterEach, expect, it } from "vitest";
 import { taskResultKey } from "../../contract/layout.ts";
 import type { TaskResult } from "../../contract/tasks.ts";
+import { controlSocketPath, startControlServer, type ControlServer } from "../../agent/control.ts";
 import { Journal } from "../../agent/journal.ts";
+import { ownStart } from "../../agent/process-identity.ts";
 import { sendingAhead, SENDING_FLOOR_BYTES_PER_SECOND } from "../../agent/sending-ahead.ts";
 import { acquireStateLock, type StateLock } from "../../agent/state-lock.ts";
 import { waitForTask } from "../../agent/task-results.ts";
@@ -18,8 +23,21 @@ import { tempDir } from "../support/tree.ts";
 const SET = "db";
 let dir: ReturnType<typeof tempDir> | undefined;
 let lock: StateLock | undefined;
+let server: ControlServer | undefined;
+let agent: ChildProcess | undefined;
 
-afterEach(() => {
+const LOCK_MODULE = fileURLToPath(new URL("../../agent/state-lock.ts", import.meta.url));
+const CONTROL_MODULE = fileURLToPath(new URL("../../agent/control.ts", import.meta.url));
+
+afterEach(async () => {
+  await server?.close();
+  server = undefined;
+  if (agent) {
+    const child = agent;
+    agent = undefined;
+    child.kill("SIGKILL");
+    if (child.exitCode === null && child.signalCode === null) await new Promise((resolve) => child.once("exit", resolve));
+  }
   lock?.release();
   lock = undefined;
   dir?.remove();
@@ -42,21 +60,54 @@ function journalWithMarkerBehindUpload(): { stateDir: string; marker: { seq: num
   }
 }
 
-it("is busy while a running agent has not sent the marker and its sends do not fail", async () => {
+/** This process as the running agent: it holds the state lock and answers on its control socket. */
+async function runningAgent(stateDir: string): Promise<void> {
+  lock = acquireStateLock(stateDir, "tidemark run");
+  server = await startControlServer(controlSocketPath(stateDir), {});
+}
+
+/** A large upload of the set going on in this process, named in the journal as the sender names it. */
+function largeUpload(journal: Journal, attempt: string): void {
+  const started = ownStart();
+  journal.uploads.begin(SET, attempt, { key: `staged/${attempt}`, seq: 1, what: "big.db", size: 1 << 30, since: new Date().toISOString(), pid: process.pid, host: hostname(), ...(started !== undefined ? { started } : {}) });
+}
+
+it("is busy while a running agent that answers moves ahead of the marker and its sends do not fail", async () => {
   const { stateDir, marker } = journalWithMarkerBehindUpload();
   const busy = sendingAhead(stateDir, SET, marker);
   // No agent runs: nothing is being sent (the wait's unsent check says so at once).
   expect(await busy()).toBe(false);
+  // A process holds the lock but never answers (hung before its socket listens): it sends nothing, however the journal moves.
   lock = acquireStateLock(stateDir, "tidemark run");
-  expect(await busy()).toBe(true);
+  const moving = Journal.open(stateDir);
+  largeUpload(moving, "a0");
+  moving.uploads.progress(SET, "staged/a0", "a0", 1024);
+  moving.uploads.end(SET, "staged/a0", "a0");
+  moving.close();
+  expect(await busy()).toBe(false);
+  server = await startControlServer(controlSocketPath(stateDir), {});
+  // Running, but nothing moved since the wait began.
+  expect(await busy()).toBe(false);
   // Another generation's seqs say nothing of this marker.
   expect(await sendingAhead(stateDir, SET, { ...marker, generation: "other" })()).toBe(false);
 
   const journal = Journal.open(stateDir);
   try {
+    // A large upload ahead of the marker began, then stored more bytes: moving.
+    largeUpload(journal, "a1");
+    journal.uploads.progress(SET, "staged/a1", "a1", 1024);
+    expect(await busy()).toBe(true);
+    journal.uploads.progress(SET, "staged/a1", "a1", 2048);
+    expect(await busy()).toBe(true);
+    // Stuck without an error: not moving since the last check.
+    expect(await busy()).toBe(false);
+    journal.uploads.progress(SET, "staged/a1", "a1", 4096);
     journal.sets.recordSendError(SET, "connect ECONNREFUSED 127.0.0.1:4566");
     expect(await busy()).toBe(false);
     journal.sets.recordSendError(SET, null);
+    journal.uploads.end(SET, "staged/a1", "a1");
+    // Records before the marker sent: moving.
+    journal.markSent(SET, marker.seq - 1, 100);
     expect(await busy()).toBe(true);
     journal.markSent(SET, marker.seq, 100);
     expect(await busy()).toBe(false);
@@ -67,19 +118,59 @@ it("is busy while a running agent has not sent the marker and its sends do not f
 
 it("stops counting as busy once the backlog would have gone at the floor rate, plus ten minutes", async () => {
   const { stateDir, marker } = journalWithMarkerBehindUpload();
-  lock = acquireStateLock(stateDir, "tidemark run");
+  await runningAgent(stateDir);
   const journal = Journal.open(stateDir);
-  const backlogBytes = journal.sets.counters(SET).backlogBytes;
-  journal.close();
-  let now = 1_000_000;
-  const busy = sendingAhead(stateDir, SET, marker, { now: () => now });
-  expect(await busy()).toBe(true);
-  const budgetMs = 10 * 60_000 + (backlogBytes / SENDING_FLOOR_BYTES_PER_SECOND) * 1000;
-  now += budgetMs - 1;
-  expect(await busy()).toBe(true);
-  now += 1;
-  // A sender that never moved nor failed: the wait's stall limit applies again.
-  expect(await busy()).toBe(false);
+  try {
+    const backlogBytes = journal.sets.counters(SET).backlogBytes;
+    let now = 1_000_000;
+    const busy = sendingAhead(stateDir, SET, marker, { now: () => now });
+    largeUpload(journal, "a1");
+    let done = 0;
+    const progress = () => journal.uploads.progress(SET, "staged/a1", "a1", (done += 1024));
+    progress();
+    expect(await busy()).toBe(true);
+    const budgetMs = 10 * 60_000 + (backlogBytes / SENDING_FLOOR_BYTES_PER_SECOND) * 1000;
+    now += budgetMs - 1;
+    progress();
+    expect(await busy()).toBe(true);
+    now += 1;
+    progress();
+    // A sender that moves too slowly to ever finish: the wait's stall limit applies again.
+    expect(await busy()).toBe(false);
+  } finally {
+    journal.close();
+  }
+});
+
+it("does not count a SIGSTOPped agent as busy: the wait gives up", async () => {
+  const { stateDir, marker } = journalWithMarkerBehindUpload();
+  // The agent: another process holding the lock and listening on the control socket.
+  const script = `import { acquireStateLock } from ${JSON.stringify(LOCK_MODULE)}; const { startControlServer, controlSocketPath } = await import(${JSON.stringify(CONTROL_MODULE)}); acquireStateLock(${JSON.stringify(stateDir)}, "tidemark run"); await startControlServer(controlSocketPath(${JSON.stringify(stateDir)}), {}); process.stdout.write("listening\\n"); setInterval(() => {}, 1000);`;
+  agent = spawn(process.execPath, ["--input-type=module", "-e", script], { stdio: ["ignore", "pipe", "inherit"] });
+  const child = agent;
+  await new Promise<void>((resolve, reject) => {
+    child.stdout?.on("data", (chunk: Buffer) => chunk.toString().includes("listening") && resolve());
+    child.once("exit", (code) => reject(new Error(`the stand-in agent exited with ${code}`)));
+  });
+  const busy = sendingAhead(stateDir, SET, marker, { answerTimeoutMs: 300 });
+  const journal = Journal.open(stateDir);
+  try {
+    largeUpload(journal, "a1");
+    journal.uploads.progress(SET, "staged/a1", "a1", 1024);
+    // It answers and the journal moved: busy.
+    expect(await busy()).toBe(true);
+    child.kill("SIGSTOP");
+    journal.uploads.progress(SET, "staged/a1", "a1", 2048);
+    // Its process and lock are there, its socket takes the connection, and it answers nothing.
+    expect(await busy()).toBe(false);
+    const store = new MemoryStore();
+    const stopped = sendingAhead(stateDir, SET, marker, { answerTimeoutMs: 300 });
+    journal.uploads.progress(SET, "staged/a1", "a1", 4096);
+    await expect(waitForTask(store, SET, "t1", { seq: marker.seq, stallMs: 50, pollMs: 10, busy: stopped })).rejects.toThrow(/the target has not moved/);
+  } finally {
+    journal.close();
+    child.kill("SIGCONT");
+  }
 });
 
 it("keeps task --wait waiting past the stall limit while the agent sends ahead of the marker", async () => {

@@ -84,6 +84,15 @@ describe("state folder lock", () => {
     expect(await agentPresence(dir.path)).toEqual({ running: false });
   });
 
+  it("takes the lock even when the earlier stop's time cannot be cleared (best effort, as its writing is), and releases it", () => {
+    // A folder where the time's file should be: removing it fails (EISDIR).
+    mkdirSync(join(dir.path, "tidemark.lock.released", "inside"), { recursive: true });
+    const lock = acquireStateLock(dir.path, "tidemark run");
+    lock.release();
+    expect(existsSync(lock.file)).toBe(false);
+    acquireStateLock(dir.path, "again").release();
+  });
+
   it("takes over a lock whose process is gone, and one left half-written", async () => {
     const gone = spawn(process.execPath, ["-e", ""]);
     await exited(gone);
