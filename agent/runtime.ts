@@ -23,7 +23,6 @@ import { cachedAnnouncement } from "./applier-accepts.ts";
 import { checkTargetAtStart } from "./start-check.ts";
 import { acquireStateLock } from "./state-lock.ts";
 import { forgetUploadsLeft } from "./staged-uploads.ts";
-
 import { RUN_COMMAND, servedRoutes } from "./command-agent.ts";
 import { markerRunning } from "./task-results.ts";
 import { targetFileReader } from "./recovery-baseline.ts";
