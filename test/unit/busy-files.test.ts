@@ -82,8 +82,14 @@ it("paces a busy large file by its size even once its last version is sent, and 
   expect(sentPuts("big.db")).toHaveLength(2);
   expect(await pictureOfTarget(h.store, SET)).toEqual(await pictureOfSource(h.src.path));
 
-  // Written every 250 ms for 11.25 s: never quiet, so one version when the 10 s pace is over.
-  for (let i = 0; i < 45; i++) await change(250);
+  // Written every 250 ms: never quiet, so one version once the target can have rebuilt the last one, which it
+  // rebuilds after the first (without its checkpoint: 10 s each, so 20 s after the first was journaled).
+  for (let i = 0; i < 74; i++) await change(250);
+  expect(sentPuts("big.db")).toHaveLength(2);
+  await change(250);
+  expect(sentPuts("big.db")).toHaveLength(3);
+  // Written once more, then quiet: the version after the last write goes.
+  await change(250);
   expect(sentPuts("big.db")).toHaveLength(3);
   now += 1000;
   await h.agent.drain(SET);
