@@ -52,7 +52,7 @@ export interface BusyFileOptions {
   readonly quietMs?: number;
   /** A smaller file that keeps changing is captured at most once this often (capture-interval.ts); 0: every change at once. @default 0 */
   readonly intervalMs?: number;
-  /** Clock (ms); tests step it by hand. @default Date.now */
+  /** Clock (ms); tests step it by hand. @default monotonic (steady through the wall clock's steps), wall-clock ms for status */
   readonly now?: () => number;
 }
 
@@ -77,6 +77,12 @@ const MAX_SLOWDOWN = 16;
 const MAX_QUIET_FACTOR = 10;
 /** A quiet wait lasts at least this share of the version's pace: a wrong guess costs the target a whole version. */
 const QUIET_SHARE = 10;
+
+/**
+ * Ms on a clock the wall clock's steps (NTP) do not move: a step back would otherwise hold a file that stopped changing
+ * that much longer (its last write "in the future"), a step forward corrupt the learned pace. Started at the wall clock.
+ */
+const steadyNow = (): number => performance.timeOrigin + performance.now();
 
 interface Unsent {
   readonly seq: number;
@@ -120,13 +126,16 @@ export class BusyFiles {
   #applied: number | undefined;
   /** Ms per byte a version took from journaled to applied, the last time one was seen applied. */
   #targetMsPerByte = 0;
+  /** What turns this clock's times into the wall clock's, for status: 0 for a clock given. */
+  readonly #wallOffset: () => number;
 
   /** Files of at least thresholdBytes are coalesced. */
   constructor(thresholdBytes: number, options: BusyFileOptions = {}) {
     this.#threshold = thresholdBytes;
     this.#bytesPerSecond = options.bytesPerSecond ?? DEFAULT_BYTES_PER_SECOND;
     this.#quietMs = options.quietMs ?? DEFAULT_QUIET_MS;
-    this.#now = options.now ?? Date.now;
+    this.#now = options.now ?? steadyNow;
+    this.#wallOffset = options.now ? () => 0 : () => Date.now() - steadyNow();
     this.#interval = new CaptureInterval(options.intervalMs ?? 0, this.#now);
   }
 
@@ -299,6 +308,11 @@ export class BusyFiles {
 
   /** The paths whose capture waits, each with the seq of the version it waits behind and for what (until when at most), for `tidemark status`. */
   held(sentSeq: number): BusyHold[] {
+    const wall = this.#wallOffset();
+    return this.#heldOnOwnClock(sentSeq).map((hold) => ("until" in hold ? { ...hold, until: hold.until + wall } : hold));
+  }
+
+  #heldOnOwnClock(sentSeq: number): BusyHold[] {
     return [...this.#waiting.keys()].flatMap((path): BusyHold[] => {
       const unsent = this.#unsent.get(path);
       if (unsent === undefined) {

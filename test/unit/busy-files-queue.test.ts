@@ -1,7 +1,7 @@
 // At most two versions of a busy large file unapplied on the target (busy-files.ts): the one it rebuilds and, once
 // the file is quiet, the one after the last write; quiet measured from the file's writes. Stepped on its own clock.
 
-import { expect, it } from "vitest";
+import { expect, it, vi } from "vitest";
 import { BusyFiles } from "../../agent/busy-files.ts";
 import { holdReason } from "../../agent/held-files.ts";
 
@@ -227,4 +227,24 @@ it("stretches the quiet wait to at most ten times quietMs, however long the vers
   expect(busy.ready(7)).toEqual([]);
   clock.now = 3000;
   expect(busy.ready(7)).toEqual(["app.db"]);
+});
+
+it("measures quiet and paces on a clock the wall clock's steps do not move, and names the deadline in wall-clock time", async () => {
+  // The wall clock, as NTP sets it (mocked).
+  vi.setSystemTime(Date.now());
+  try {
+    // The default clock: 1 MiB at 1 MiB/s, a pace of 1 s and quiet after 300 ms, no checkpoint.
+    const busy = new BusyFiles(1024, { bytesPerSecond: 1024 * 1024, quietMs: 300 });
+    busy.journaled([put], [7]);
+    busy.wrote("app.db");
+    expect(busy.defer("app.db", 7)).toBe(true);
+    // NTP steps the wall clock back an hour: the file's last write is not an hour in the future now.
+    vi.setSystemTime(Date.now() - 3_600_000);
+    const [held] = busy.held(7);
+    expect(held && "until" in held && Math.abs(held.until - (Date.now() + 1000)) < 60_000).toBe(true);
+    await new Promise((resolve) => setTimeout(resolve, 400));
+    expect(busy.ready(7)).toEqual(["app.db"]);
+  } finally {
+    vi.useRealTimers();
+  }
 });
