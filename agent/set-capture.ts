@@ -61,6 +61,9 @@ export class SetCapture {
     this.#now = busy.now ?? Date.now;
     this.#held = new HeldFileRecord(context.journal, context.spec.name, this.#now);
     this.#retry = new CaptureRetry(() => this.rescan(), retry);
+    // Large versions a previous run left unsent: a capture of such a file waits behind them, as behind its own.
+    const left = context.journal.largePuts(context.spec.name, context.journal.sets.counters(context.spec.name).sentSeq, coalesceBytes);
+    this.#busy.journaled(left.map((record) => record.change), left.map((record) => record.seq));
   }
 
   /** What changed in the set since the index: a scan of the tree, or a read of the volume (all of it when `full`). Run inside the set's lane. */

@@ -97,3 +97,21 @@ it("takes quiet from the watcher's hint, not from when the capture reached the s
   await h.agent.processHints(SET);
   await vi.waitFor(() => expect(versions("big.db")).toBe(2), { timeout: 5000, interval: 50 });
 });
+
+it("after a restart, holds a busy file's capture behind the version the previous run left unsent, not a second one next to it", async () => {
+  const clock = { now: 1_000_000 };
+  h = agentHarness(SET, { coalesceBytes: 256 * 1024, busyFiles: busyFiles(clock) });
+  write("big.db");
+  await h.agent.scan(SET);
+  await h.agent.stop();
+  h.restart();
+  clock.now += 100;
+  write("big.db");
+  await h.agent.scan(SET);
+  expect(h.journal.recordsTouching(SET, "big.db", h.journal.sets.counters(SET).sentSeq)).toHaveLength(1);
+  // Sent: the newest is captured once it is paced or quiet.
+  await h.agent.drain(SET);
+  clock.now += 1000;
+  await h.agent.drain(SET);
+  expect(versions("big.db")).toBe(2);
+});
