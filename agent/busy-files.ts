@@ -15,7 +15,8 @@
 // have applied the previous one instead, up to WAIT_FACTOR times that pace:
 // the checkpoint is only a hint (another generation's, or late), never a
 // reason to hold a file for good. The pace follows the target: once it applied
-// a version, the time it took (journaled to seen applied) is the least a
+// a version, the time it took (journaled, or the version it queued behind
+// seen applied, to seen applied) is the least a
 // version of that size is assumed to take. Without that, a target slower than
 // bytesPerSecond (a loaded host, a large file) was sent a version at every
 // cap, and after the last write rebuilt every queued version in turn.
@@ -126,6 +127,8 @@ export class BusyFiles {
   #applied: number | undefined;
   /** Ms per byte a version took from journaled to applied, the last time one was seen applied. */
   #targetMsPerByte = 0;
+  /** Path -> when the version its latest waited behind was seen applied (its latest's rebuild began then at the earliest). */
+  readonly #behindApplied = new Map<string, number>();
   /** What turns this clock's times into the wall clock's, for status: 0 for a clock given. */
   readonly #wallOffset: () => number;
 
@@ -161,6 +164,7 @@ export class BusyFiles {
       // A marker's barrier journals a version of a file that waits: the one before it is then what it waits behind.
       const previous = this.#released.get(change.path) ?? this.#unsent.get(change.path);
       this.#released.delete(change.path);
+      this.#behindApplied.delete(change.path);
       const behind = previous && !this.#appliedAll(previous, now) ? withoutBehind(previous) : undefined;
       // Queued behind a version the target rebuilds, it is rebuilt after that one: its pace runs from there.
       const start = Math.max(now, behind?.paceUntil ?? now);
@@ -211,6 +215,7 @@ export class BusyFiles {
     this.#released.delete(path);
     this.#writes.delete(path);
     this.#waiting.delete(path);
+    this.#behindApplied.delete(path);
   }
 
   #release(path: string, unsent: Unsent): void {
@@ -280,15 +285,22 @@ export class BusyFiles {
     this.#applied = Math.max(this.#applied ?? seq, seq);
     if (before === undefined) return;
     const now = this.#now();
-    for (const unsent of [...this.#unsent.values(), ...this.#released.values()]) {
-      for (const version of unsent.behind ? [unsent.behind, unsent] : [unsent]) {
-        if (version.seq > before && version.seq <= seq && version.size > 0) this.#targetMsPerByte = (now - version.at) / version.size;
+    const newlyApplied = (version: Unsent) => version.seq > before && version.seq <= seq && version.size > 0;
+    for (const [path, unsent] of [...this.#unsent, ...this.#released]) {
+      const { behind } = unsent;
+      if (behind && newlyApplied(behind)) {
+        this.#targetMsPerByte = (now - behind.at) / behind.size;
+        this.#behindApplied.set(path, now);
       }
+      // Queued behind another, it was rebuilt only after that one: timed from when that one was seen applied.
+      const start = behind ? Math.max(unsent.at, this.#behindApplied.get(path) ?? unsent.at) : unsent.at;
+      if (newlyApplied(unsent)) this.#targetMsPerByte = (now - start) / unsent.size;
     }
     // A released version the target applied is behind nothing any more; a path no version of which waits is forgotten.
     for (const [path, released] of this.#released) {
       if (released.seq > seq) continue;
       this.#released.delete(path);
+      this.#behindApplied.delete(path);
       if (!this.#unsent.has(path)) this.#writes.delete(path);
     }
     // An applied version of a file that does not wait holds nothing back: defer would release it at the next capture.
