@@ -16,8 +16,8 @@
 // the checkpoint is only a hint (another generation's, or late), never a
 // reason to hold a file for good. The pace follows the target: once it applied
 // a version, the time it took (journaled, or the version it queued behind
-// seen applied, to seen applied) is the least a
-// version of that size is assumed to take. Without that, a target slower than
+// seen applied, to seen applied) is the least a version of that size is
+// assumed to take. Without that, a target slower than
 // bytesPerSecond (a loaded host, a large file) was sent a version at every
 // cap, and after the last write rebuilt every queued version in turn.
 //
@@ -27,12 +27,13 @@
 // wait for the checkpoint) runs from the end of that one's pace. Quiet
 // releases a version only while no earlier version than the latest is
 // unapplied (or past one more pace than its own: a checkpoint that does not
-// move must not hold the last write for minutes): a pause in the writes that looked like the last one (a fsync
-// stalled under load) otherwise queued a version behind the one in the
-// rebuild, and after the real last write the target rebuilt three whole
-// versions in turn. Quiet is measured from the watcher's last event on the
-// file (`wrote`), not from the last capture attempt, which waits behind
-// whatever holds the set's lane; and it must last twice the longest pause
+// move must not hold the last write for minutes): a pause in the writes that
+// looked like the last one (a fsync stalled under load) otherwise queued a
+// version behind the one in the rebuild, and after the real last write the
+// target rebuilt three whole versions in turn. Quiet is measured from the
+// watcher's last event on the file (`wrote`), not from the last capture
+// attempt, which waits behind whatever holds the set's lane (from that attempt
+// only without the watcher's events); and it must last twice the longest pause
 // seen between the file's writes since its previous version (a database's
 // fsync stalls while the disk writes back), and a tenth of the unapplied
 // version's pace (a wrong guess costs the target one whole version: a tenth
