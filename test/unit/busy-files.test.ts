@@ -161,18 +161,25 @@ it("sends the version after a quiet moment behind the one the target rebuilds, b
   expect(h.journal.held.of(SET)).toEqual([]);
 });
 
-it("lets a marker's barrier capture a large file that waits, so the marker sees it as it was", async () => {
-  h = agentHarness(SET, { coalesceBytes: 256 * 1024 });
+it("lets a marker's barrier capture a large file that waits, so the marker sees it as it was, and status no longer names it held", async () => {
+  // Paced at 10 s: held afterwards only if it still waited.
+  h = agentHarness(SET, { coalesceBytes: 256 * 1024, busyFiles: { bytesPerSecond: 30 * 1024 } });
   write("big.db", randomBytes(300 * 1024));
   await h.agent.scan(SET);
   const atBarrier = randomBytes(300 * 1024);
   write("big.db", atBarrier);
+  // The watcher's capture waits behind the unsent version: named as held.
+  h.agent.hint(SET, "big.db");
+  await h.agent.processHints(SET);
+  expect(h.journal.held.of(SET).map((row) => row.path)).toEqual(["big.db"]);
   const marker = await h.agent.insertMarker(SET, { fields: { action: "snapshot", timeoutSeconds: 0 } });
   const unsent = unsentOf("big.db");
   expect(unsent).toHaveLength(2);
   expect(unsent.every((r) => r.seq < marker.seq)).toBe(true);
   await h.agent.drain(SET);
   expect(await pictureOfTarget(h.store, SET)).toEqual(await pictureOfSource(h.src.path));
+  // Its newest content went with the marker: no longer held.
+  expect(h.journal.held.of(SET)).toEqual([]);
 });
 
 it("does not coalesce files below the threshold", async () => {
