@@ -15,20 +15,25 @@
 // have applied the previous one instead, up to WAIT_FACTOR times that pace:
 // the checkpoint is only a hint (another generation's, or late), never a
 // reason to hold a file for good. The pace follows the target: once it applied
-// a version, the time it took (journaled to seen applied) is the least a
-// version of that size is assumed to take. Without that, a target slower than
+// a version, the time it took (journaled, or the version it queued behind
+// seen applied, to seen applied) is the least a version of that size is
+// assumed to take. Without that, a target slower than
 // bytesPerSecond (a loaded host, a large file) was sent a version at every
 // cap, and after the last write rebuilt every queued version in turn.
 //
 // At most two versions of a busy file are sent and not applied: the one the
 // target rebuilds and, once the file is quiet, the one after the last write.
-// Quiet releases a version only while no earlier version than the latest is
-// unapplied: a pause in the writes that looked like the last one (a fsync
-// stalled under load) otherwise queued a version behind the one in the
-// rebuild, and after the real last write the target rebuilt three whole
-// versions in turn. Quiet is measured from the watcher's last event on the
-// file (`wrote`), not from the last capture attempt, which waits behind
-// whatever holds the set's lane; and it must last twice the longest pause
+// A version queued behind another is rebuilt after it, so its pace (and its
+// wait for the checkpoint) runs from the end of that one's pace. Quiet
+// releases a version only while no earlier version than the latest is
+// unapplied (or past one more pace than its own: a checkpoint that does not
+// move must not hold the last write for minutes): a pause in the writes that
+// looked like the last one (a fsync stalled under load) otherwise queued a
+// version behind the one in the rebuild, and after the real last write the
+// target rebuilt three whole versions in turn. Quiet is measured from the
+// watcher's last event on the file (`wrote`), not from the last capture
+// attempt, which waits behind whatever holds the set's lane (from that attempt
+// only without the watcher's events); and it must last twice the longest pause
 // seen between the file's writes since its previous version (a database's
 // fsync stalls while the disk writes back), and a tenth of the unapplied
 // version's pace (a wrong guess costs the target one whole version: a tenth
@@ -49,7 +54,7 @@ export interface BusyFileOptions {
   readonly quietMs?: number;
   /** A smaller file that keeps changing is captured at most once this often (capture-interval.ts); 0: every change at once. @default 0 */
   readonly intervalMs?: number;
-  /** Clock (ms); tests step it by hand. @default Date.now */
+  /** Clock (ms); tests step it by hand. @default monotonic (steady through the wall clock's steps), wall-clock ms for status */
   readonly now?: () => number;
 }
 
@@ -74,6 +79,12 @@ const MAX_SLOWDOWN = 16;
 const MAX_QUIET_FACTOR = 10;
 /** A quiet wait lasts at least this share of the version's pace: a wrong guess costs the target a whole version. */
 const QUIET_SHARE = 10;
+
+/**
+ * Ms on a clock the wall clock's steps (NTP) do not move: a step back would otherwise hold a file that stopped changing
+ * that much longer (its last write "in the future"), a step forward corrupt the learned pace. Started at the wall clock.
+ */
+const steadyNow = (): number => performance.timeOrigin + performance.now();
 
 interface Unsent {
   readonly seq: number;
@@ -117,13 +128,18 @@ export class BusyFiles {
   #applied: number | undefined;
   /** Ms per byte a version took from journaled to applied, the last time one was seen applied. */
   #targetMsPerByte = 0;
+  /** Path -> when the version its latest waited behind was seen applied (its latest's rebuild began then at the earliest). */
+  readonly #behindApplied = new Map<string, number>();
+  /** What turns this clock's times into the wall clock's, for status: 0 for a clock given. */
+  readonly #wallOffset: () => number;
 
   /** Files of at least thresholdBytes are coalesced. */
   constructor(thresholdBytes: number, options: BusyFileOptions = {}) {
     this.#threshold = thresholdBytes;
     this.#bytesPerSecond = options.bytesPerSecond ?? DEFAULT_BYTES_PER_SECOND;
     this.#quietMs = options.quietMs ?? DEFAULT_QUIET_MS;
-    this.#now = options.now ?? Date.now;
+    this.#now = options.now ?? steadyNow;
+    this.#wallOffset = options.now ? () => 0 : () => Date.now() - steadyNow();
     this.#interval = new CaptureInterval(options.intervalMs ?? 0, this.#now);
   }
 
@@ -132,7 +148,14 @@ export class BusyFiles {
     const now = this.#now();
     changes.forEach((change, i) => {
       const seq = seqs[i];
-      if (seq === undefined || change.op !== "put") return;
+      if (seq === undefined) return;
+      // What the path held is gone (or moved): no version of it waits behind the old one.
+      if (change.op !== "put") {
+        for (const path of change.op === "rename" ? [change.from, change.to] : change.op === "delete" ? [change.path] : []) this.#forget(path);
+        return;
+      }
+      // Its newest content is journaled (a marker's barrier took it): it no longer waits; a later write hints it again.
+      this.#waiting.delete(change.path);
       if (change.size < this.#threshold) {
         this.#interval.captured(change.path, seq);
         return;
@@ -142,8 +165,11 @@ export class BusyFiles {
       // A marker's barrier journals a version of a file that waits: the one before it is then what it waits behind.
       const previous = this.#released.get(change.path) ?? this.#unsent.get(change.path);
       this.#released.delete(change.path);
-      const behind = previous && !this.#appliedAll(previous, now) ? { ...previous, behind: undefined } : undefined;
-      this.#unsent.set(change.path, { seq, size: change.size, at: now, pace, paceUntil: now + pace, waitUntil: now + pace * WAIT_FACTOR, ...(behind ? { behind } : {}) });
+      this.#behindApplied.delete(change.path);
+      const behind = previous && !this.#appliedAll(previous, now) ? withoutBehind(previous) : undefined;
+      // Queued behind a version the target rebuilds, it is rebuilt after that one: its pace runs from there.
+      const start = Math.max(now, behind?.paceUntil ?? now);
+      this.#unsent.set(change.path, { seq, size: change.size, at: now, pace, paceUntil: start + pace, waitUntil: start + pace * WAIT_FACTOR, ...(behind ? { behind } : {}) });
       const writes = this.#writes.get(change.path);
       if (writes) {
         writes.longestBefore = writes.longest;
@@ -184,6 +210,15 @@ export class BusyFiles {
     writes.last = now;
   }
 
+  /** Drops what is known of path (deleted, renamed, or its versions applied). */
+  #forget(path: string): void {
+    this.#unsent.delete(path);
+    this.#released.delete(path);
+    this.#writes.delete(path);
+    this.#waiting.delete(path);
+    this.#behindApplied.delete(path);
+  }
+
   #release(path: string, unsent: Unsent): void {
     this.#unsent.delete(path);
     this.#waiting.delete(path);
@@ -192,9 +227,16 @@ export class BusyFiles {
 
   /** True when path has had no write for long enough to take its next version as the one after the last write. */
   #quiet(path: string, askedAt: number, now: number): boolean {
+    return now >= this.#quietAt(path, askedAt);
+  }
+
+  /**
+   * When path is quiet: from its last write the watcher saw, not from its last capture attempt (askedAt), which may
+   * have waited behind the set's lane; from that attempt only without the watcher's events (a polling scan deferred it).
+   */
+  #quietAt(path: string, askedAt: number): number {
     const writes = this.#writes.get(path);
-    const last = Math.max(askedAt, writes?.last ?? askedAt);
-    return now >= last + this.#quietMsOf(writes, this.#unsent.get(path));
+    return (writes?.last ?? askedAt) + this.#quietMsOf(writes, this.#unsent.get(path));
   }
 
   /** How long path must go without a write to be quiet: see the top of this file. */
@@ -205,7 +247,17 @@ export class BusyFiles {
 
   /** True when no version of the path before `unsent` is left unapplied (as far as known): quiet may release it. */
   #nothingBehind(unsent: Unsent, now: number): boolean {
-    return unsent.behind === undefined || this.#paced(unsent.behind, now);
+    const { behind } = unsent;
+    if (behind === undefined) return true;
+    return (this.#applied !== undefined && this.#applied >= behind.seq) || now >= this.#queuedUntil(behind);
+  }
+
+  /**
+   * The latest a quiet file waits for the target to apply `behind`: one pace past that version's own, not its whole
+   * wait for the checkpoint, which may be stuck (another generation's) and would hold the last write for minutes.
+   */
+  #queuedUntil(behind: Unsent): number {
+    return this.#applied === undefined ? behind.paceUntil : behind.paceUntil + behind.pace;
   }
 
   /** True when the version and the one it waits behind (if any) are applied, or their waits are over. */
@@ -234,17 +286,26 @@ export class BusyFiles {
     this.#applied = Math.max(this.#applied ?? seq, seq);
     if (before === undefined) return;
     const now = this.#now();
-    for (const unsent of [...this.#unsent.values(), ...this.#released.values()]) {
-      for (const version of unsent.behind ? [unsent.behind, unsent] : [unsent]) {
-        if (version.seq > before && version.seq <= seq && version.size > 0) this.#targetMsPerByte = (now - version.at) / version.size;
+    const newlyApplied = (version: Unsent) => version.seq > before && version.seq <= seq && version.size > 0;
+    for (const [path, unsent] of [...this.#unsent, ...this.#released]) {
+      const { behind } = unsent;
+      if (behind && newlyApplied(behind)) {
+        this.#targetMsPerByte = (now - behind.at) / behind.size;
+        this.#behindApplied.set(path, now);
       }
+      // Queued behind another, it was rebuilt only after that one: timed from when that one was seen applied.
+      const start = behind ? Math.max(unsent.at, this.#behindApplied.get(path) ?? unsent.at) : unsent.at;
+      if (newlyApplied(unsent)) this.#targetMsPerByte = (now - start) / unsent.size;
     }
     // A released version the target applied is behind nothing any more; a path no version of which waits is forgotten.
     for (const [path, released] of this.#released) {
       if (released.seq > seq) continue;
       this.#released.delete(path);
+      this.#behindApplied.delete(path);
       if (!this.#unsent.has(path)) this.#writes.delete(path);
     }
+    // An applied version of a file that does not wait holds nothing back: defer would release it at the next capture.
+    for (const [path, unsent] of this.#unsent) if (unsent.seq <= seq && !this.#waiting.has(path)) this.#forget(path);
   }
 
   /** The latest a version is waited for: its pace, or its wait for the target's checkpoint once that is known. */
@@ -260,6 +321,11 @@ export class BusyFiles {
 
   /** The paths whose capture waits, each with the seq of the version it waits behind and for what (until when at most), for `tidemark status`. */
   held(sentSeq: number): BusyHold[] {
+    const wall = this.#wallOffset();
+    return this.#heldOnOwnClock(sentSeq).map((hold) => ("until" in hold ? { ...hold, until: hold.until + wall } : hold));
+  }
+
+  #heldOnOwnClock(sentSeq: number): BusyHold[] {
     return [...this.#waiting.keys()].flatMap((path): BusyHold[] => {
       const unsent = this.#unsent.get(path);
       if (unsent === undefined) {
@@ -267,27 +333,37 @@ export class BusyFiles {
         return interval ? [{ path, seq: interval.seq, waitsFor: "interval", until: interval.until }] : [];
       }
       if (unsent.seq > sentSeq) return [{ path, seq: unsent.seq, waitsFor: "send" }];
-      const now = this.#now();
-      if (!this.#nothingBehind(unsent, now) && unsent.behind) {
-        return [{ path, seq: unsent.seq, waitsFor: "queued", behind: unsent.behind.seq, until: Math.min(this.#until(unsent), this.#until(unsent.behind)) }];
-      }
+      const { behind } = unsent;
+      // At the latest once its own wait is over: before that only if quiet (and `behind` applied or its wait over).
+      if (behind && !this.#nothingBehind(unsent, this.#now())) return [{ path, seq: unsent.seq, waitsFor: "queued", behind: behind.seq, until: this.#until(unsent) }];
       if (this.#applied === undefined) return [{ path, seq: unsent.seq, waitsFor: "pace", until: unsent.paceUntil }];
       return [{ path, seq: unsent.seq, waitsFor: "apply", until: unsent.waitUntil }];
     });
   }
 
-  /** Ms from now until the next waiting path is due (sends permitting), or undefined when none waits. */
-  nextDueMs(): number | undefined {
+  /**
+   * Ms from now until the next waiting path is due, or undefined when none is. A path whose previous version is not
+   * sent (seq after sentSeq) is not due before a send, which looks at the waiting paths again (afterSend): a timer
+   * for it would only wake to find it still waiting, again and again for as long as the send takes.
+   */
+  nextDueMs(sentSeq: number): number | undefined {
     const now = this.#now();
     let due: number | undefined;
     for (const [path, askedAt] of this.#waiting) {
       const unsent = this.#unsent.get(path);
-      const writes = this.#writes.get(path);
+      if (unsent !== undefined && unsent.seq > sentSeq) continue;
       // Quiet is looked at again when it may be due; held behind an earlier version, once that one's wait is over.
-      const quietAt = unsent?.behind && !this.#paced(unsent.behind, now) ? this.#until(unsent.behind) : Math.max(askedAt, writes?.last ?? askedAt) + this.#quietMsOf(writes, unsent);
+      const behind = unsent && !this.#nothingBehind(unsent, now) ? unsent.behind : undefined;
+      const quietAt = Math.max(this.#quietAt(path, askedAt), behind ? this.#queuedUntil(behind) : 0);
       const at = unsent ? Math.min(this.#until(unsent), quietAt) : (this.#interval.waitsUntil(path)?.until ?? now);
       due = Math.min(due ?? at, at);
     }
     return due === undefined ? undefined : Math.max(0, due - now);
   }
+}
+
+/** The version as the one a later version waits behind: what it waited behind is no longer looked at. */
+function withoutBehind(unsent: Unsent): Unsent {
+  const { behind: _behind, ...rest } = unsent;
+  return rest;
 }

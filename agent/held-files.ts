@@ -190,7 +190,7 @@ export function holdReason(hold: BusyHold | { readonly path: string; readonly wa
     case "interval":
       return `it keeps changing: captured at most once per captureIntervalMs (its previous version is seq ${hold.seq}); the newest is captured by ${new Date(hold.until).toISOString()}`;
     case "queued":
-      return `the target has two versions of it to apply (seq ${hold.behind} and ${hold.seq}); the newest is captured once it applied seq ${hold.behind} (by ${new Date(hold.until).toISOString()} at the latest)`;
+      return `the target has two versions of it to apply (seq ${hold.behind} and ${hold.seq}); the newest is captured once the file is quiet and seq ${hold.behind} is applied (or can have been rebuilt), or by ${new Date(hold.until).toISOString()} at the latest`;
     case "apply":
       return `the target has not applied its previous version (seq ${hold.seq}) yet; the newest is captured once it has (by ${new Date(hold.until).toISOString()} at the latest), or once the file is quiet`;
   }

@@ -195,6 +195,10 @@ function prepareStatements(db: DatabaseSync) {
       `SELECT seq, change, bytes FROM journal WHERE set_name = :set AND seq > :after AND seq <= :upto AND json_extract(change, '$.op') != 'skip'
        AND (json_extract(change, '$.path') = :path OR json_extract(change, '$.from') = :path OR json_extract(change, '$.to') = :path) ORDER BY seq`,
     ),
+    // Once per set at start (busy-files.ts): the json_extract over its unsent records is affordable then.
+    largePuts: prepare(
+      `SELECT seq, change, bytes FROM journal WHERE set_name = :set AND seq > :after AND json_extract(change, '$.op') = 'put' AND json_extract(change, '$.size') >= :size ORDER BY seq`,
+    ),
     replaceRecord: prepare("UPDATE journal SET change = ?, content = NULL, content_at = NULL, bytes = ? WHERE set_name = ? AND seq = ?"),
     skippedOf: prepare("SELECT path, seq, reason, since FROM skipped WHERE set_name = ? ORDER BY path"),
     laterTask: prepare(`SELECT 1 AS found FROM journal WHERE set_name = :set AND seq > :after AND seq <= :upto AND json_extract(change, '$.op') = 'task' LIMIT 1`),
@@ -489,6 +493,12 @@ export class Journal {
   /** Unsent records after afterSeq that change path (as path, rename source or target), oldest first; skips left out. */
   recordsTouching(set: string, path: string, afterSeq: number): StoredRecord[] {
     const rows = this.#statements.touching.all({ set, after: afterSeq, upto: Number.MAX_SAFE_INTEGER, path }) as unknown as { seq: number; change: string; bytes: number }[];
+    return rows.map((row) => ({ seq: row.seq, change: JSON.parse(row.change) as Change, bytes: row.bytes }));
+  }
+
+  /** Unsent puts after afterSeq of files of at least minSize bytes, oldest first (inline content left out). */
+  largePuts(set: string, afterSeq: number, minSize: number): StoredRecord[] {
+    const rows = this.#statements.largePuts.all({ set, after: afterSeq, size: minSize }) as unknown as { seq: number; change: string; bytes: number }[];
     return rows.map((row) => ({ seq: row.seq, change: JSON.parse(row.change) as Change, bytes: row.bytes }));
   }
 

@@ -45,6 +45,9 @@ export class SetCapture {
   #hintTimer: NodeJS.Timeout | undefined;
   /** Wakes captureWaiting when the next busy file is due. */
   #dueTimer: NodeJS.Timeout | undefined;
+  /** When #dueTimer fires: a path due earlier (its earlier version applied meanwhile) re-arms it. */
+  #dueAt = 0;
+  /** The timer's captureWaiting, put off until the loop's I/O ran. */
   #dueImmediate: NodeJS.Immediate | undefined;
   /** The catch-up scan after a failed capture or background scan: within seconds, not at the next rescan. */
   readonly #retry: CaptureRetry;
@@ -59,6 +62,9 @@ export class SetCapture {
     this.#now = busy.now ?? Date.now;
     this.#held = new HeldFileRecord(context.journal, context.spec.name, this.#now);
     this.#retry = new CaptureRetry(() => this.rescan(), retry);
+    // Large versions a previous run left unsent: a capture of such a file waits behind them, as behind its own.
+    const left = context.journal.largePuts(context.spec.name, context.journal.sets.counters(context.spec.name).sentSeq, coalesceBytes);
+    this.#busy.journaled(left.map((record) => record.change), left.map((record) => record.seq));
   }
 
   /** What changed in the set since the index: a scan of the tree, or a read of the volume (all of it when `full`). Run inside the set's lane. */
@@ -196,9 +202,12 @@ export class SetCapture {
   /** A busy file waits for its pace or quiet moment: the journal names it, and captureWaiting runs then (a send runs it too). */
   #wakeWhenDue(): void {
     const { journal, spec } = this.#context;
-    this.#held.record(this.#busy.held(journal.sets.counters(spec.name).sentSeq), this.#capturing);
-    const due = this.#busy.nextDueMs();
-    if (due === undefined || this.#dueTimer) return;
+    const { sentSeq } = journal.sets.counters(spec.name);
+    this.#held.record(this.#busy.held(sentSeq), this.#capturing);
+    const due = this.#busy.nextDueMs(sentSeq);
+    if (due === undefined || (this.#dueTimer && this.#dueAt <= this.#now() + due)) return;
+    clearTimeout(this.#dueTimer);
+    this.#dueAt = this.#now() + due;
     this.#dueTimer = setTimeout(() => {
       this.#dueTimer = undefined;
       // After the loop's I/O: the watcher's events that came while the loop was busy are seen before "quiet" is.

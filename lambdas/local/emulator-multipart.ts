@@ -17,11 +17,12 @@
 // when every part named has its checksum, as S3 does: fauxqs would build the
 // composite over the others.
 
-import { createHash } from "node:crypto";
+import { createHash, type Hash } from "node:crypto";
 import { closeSync, fsyncSync, mkdirSync, openSync, readSync, rmSync, writeFileSync, writeSync } from "node:fs";
 import { join } from "node:path";
 import { crc32 } from "node:zlib";
 import { homeOf, type BodyHome } from "./emulator-large-objects.ts";
+import { isVersionedStore } from "./emulator-versions.ts";
 import { fauxqsPrototype, fauxqsS3Error } from "./fauxqs-internals.ts";
 
 const MIN_PART_BYTES = 5 * 1024 * 1024;
@@ -74,14 +75,27 @@ interface PartBytes {
 
 const spilled = new WeakMap<Part, PartBytes>();
 
-/** The parts 1..next-1 of an upload, appended in order to one file of `size` bytes. */
+/**
+ * The parts 1..next-1 of an upload, appended in order to one file of `size` bytes, and their MD5 on an unversioned
+ * store: there the applier copies the live object aside before it overwrites it (history, snapshots), and a copy's
+ * ETag is its bytes' MD5, read whole again at each copy unless kept as the parts arrived. A versioned store keeps the
+ * old object as a version instead, so its objects are rarely copied: they skip that pass.
+ */
 interface Running {
   readonly path: string;
+  readonly md5: Hash | undefined;
   size: number;
   next: number;
 }
 
 const running = new Map<string, Running>();
+/** The MD5 of a joined object's bytes (its ETag is of its parts'), kept as it was joined in order. */
+const contentMd5 = new WeakMap<object, string>();
+
+/** The quoted MD5 of an object's bytes, when known without reading them (a copy's ETag, as S3 gives it). */
+export function contentMd5Of(object: object): string | undefined {
+  return contentMd5.get(object);
+}
 
 function uploadDir(home: BodyHome, uploadId: string): string {
   // Bucket names never start with "_": no clash with a bucket's folder.
@@ -137,6 +151,7 @@ function readPart(from: PartBytes): Buffer {
 /** Appends part (its bytes `body`) to the upload's running file, the next part in order. */
 function appendRunning(state: Running, part: Part, body: Buffer): void {
   writeFileSync(state.path, body, { flag: "a" });
+  state.md5?.update(body);
   spilled.set(part, { file: state.path, offset: state.size, size: body.length });
   state.size += body.length;
   state.next += 1;
@@ -202,7 +217,7 @@ async function patchMultipart(): Promise<void> {
     if (!home || !part) return result;
     const kept: Part = { ...part, body: Buffer.alloc(0) };
     let state = running.get(uploadId);
-    if (!state) running.set(uploadId, (state = { path: join(uploadDir(home, uploadId), "running"), size: 0, next: 1 }));
+    if (!state) running.set(uploadId, (state = { path: join(uploadDir(home, uploadId), "running"), md5: isVersionedStore(this) ? undefined : createHash("md5"), size: 0, next: 1 }));
     const parts = this.multipartUploads.get(uploadId)?.parts;
     if (partNumber === state.next) {
       mkdirSync(uploadDir(home, uploadId), { recursive: true });
@@ -298,6 +313,7 @@ async function patchMultipart(): Promise<void> {
           }
         : {}),
     };
+    if (joined === state?.path && state.md5) contentMd5.set(object, `"${state.md5.digest("hex")}"`);
     home.recordInFile(upload.bucket, object, joined);
     home.deleteMultipartUpload(uploadId);
     this.buckets.get(upload.bucket)?.set(upload.key, object);

@@ -431,6 +431,11 @@ export class BucketVersions {
 
 const versioning = new WeakMap<object, BucketVersions>();
 
+/** True when store is a versioned emulator's (versionStore): an overwrite keeps the old object as a version, no copy. */
+export function isVersionedStore(store: object): boolean {
+  return versioning.has(store);
+}
+
 /** Wraps the writes of fauxqs's store: on a versioned store, what they replace or remove stays as a version. */
 async function patchStore(): Promise<void> {
   const prototype = await fauxqsPrototype<EmulatorS3Store>("./s3/s3Store.js", "S3Store", ["putObject", "getObject", "completeMultipartUpload", "deleteObject"]);

@@ -25,6 +25,7 @@ import { encodeMeta } from "../../contract/layout.ts";
 import { encodeInline, isMarkerMessage, parseMessage } from "../../contract/wire.ts";
 import { applyDelta, type DeltaPut } from "../../lambdas/applier/delta-rebuild.ts";
 import { makeS3Client } from "../../lambdas/aws-clients.ts";
+import { copiesHashedFromFile } from "../../lambdas/local/emulator-file-bodies.ts";
 import { bodyFilesReadWhole, writeBody } from "../../lambdas/local/emulator-large-objects.ts";
 import { MemoryBodies } from "../../lambdas/local/emulator-memory-bodies.ts";
 import { ensureTargetResources, startEmulator, type Emulator, type EmulatorOptions } from "../../lambdas/local/emulator.ts";
@@ -169,6 +170,16 @@ describe("bodies in files on an unpersisted emulator", () => {
     expect((await bytesOf(await s3.send(new GetObjectCommand({ Bucket: bucket, Key: "copy-2" })))).equals(joined)).toBe(true);
   });
 
+  it("keeps the MD5 of an object joined from parts in order: a copy (history's before an overwrite) answers it without reading the object again", async () => {
+    const { s3, bucket } = await open();
+    const body = randomBytes(5 * MiB + 1000);
+    await putMultipart(s3, bucket, "db", body);
+    const before = copiesHashedFromFile();
+    expect((await s3.send(new CopyObjectCommand({ Bucket: bucket, Key: "preserved", CopySource: `${bucket}/db` }))).CopyObjectResult?.ETag).toBe(md5(body));
+    expect(copiesHashedFromFile()).toBe(before);
+    expect((await bytesOf(await s3.send(new GetObjectCommand({ Bucket: bucket, Key: "preserved" })))).equals(body)).toBe(true);
+  });
+
   it("refuses to copy a small (in-memory) source whose ETag is not the one the copy names, as S3 does, on an unversioned bucket", async () => {
     const { s3, bucket } = await open();
     const body = Buffer.from("what the source holds now");
@@ -261,6 +272,15 @@ describe("bodies in files on a versioned emulator", () => {
     expect((await bytesOf(await s3.send(new GetObjectCommand({ Bucket: bucket, Key: "current copy" })))).equals(second)).toBe(true);
 
     expect(bodyFilesReadWhole()).toBe(before);
+  });
+
+  it("reads an object joined from parts for its MD5 only when it is copied (rarely: an overwrite keeps the old version), and answers the right ETag", async () => {
+    const { s3, bucket } = await open({ versioned: true });
+    const body = randomBytes(5 * MiB + 1000);
+    await putMultipart(s3, bucket, "db", body);
+    const before = copiesHashedFromFile();
+    expect((await s3.send(new CopyObjectCommand({ Bucket: bucket, Key: "copy", CopySource: `${bucket}/db` }))).CopyObjectResult?.ETag).toBe(md5(body));
+    expect(copiesHashedFromFile()).toBe(before + 1);
   });
 
   it("answers a copy of an old version over the copy limit, and of an old version's bytes, as it answers one of a current object", async () => {

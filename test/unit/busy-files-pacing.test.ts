@@ -52,3 +52,26 @@ it("stretches the pace to what the target took to apply the last version, so a s
   for (; now < last + 128_000; now += 1000) expect(busy.defer("app.db", 10)).toBe(true);
   expect(busy.ready(10)).toEqual(["app.db"]);
 });
+
+it("times a version queued behind another from when that one was seen applied, not from when it was journaled", () => {
+  const clock = { now: 0 };
+  // 1 MiB at 1 MiB/s: a pace of 1 s.
+  const busy = new BusyFiles(1024, { bytesPerSecond: 1024 * 1024, quietMs: 300, now: () => clock.now });
+  const put = { op: "put", path: "app.db", size: 1024 * 1024, mode: 0o644, mtimeNs: "1", sha256: "0".repeat(64), content: { bytes: new Uint8Array() } } as const;
+  busy.applied(6);
+  busy.journaled([put], [7]);
+  busy.wrote("app.db");
+  expect(busy.defer("app.db", 7)).toBe(true);
+  clock.now = 300;
+  expect(busy.ready(7)).toEqual(["app.db"]);
+  busy.journaled([put], [8]);
+  // Seq 7 rebuilt in 1 s; seq 8 after it, in 1 s more: the target's pace is still 1 s, not the 1.7 s since seq 8 was journaled.
+  clock.now = 1000;
+  busy.applied(7);
+  clock.now = 2000;
+  busy.applied(8);
+  busy.journaled([put], [9]);
+  busy.wrote("app.db");
+  expect(busy.defer("app.db", 9)).toBe(true);
+  expect(busy.held(9)).toEqual([{ path: "app.db", seq: 9, waitsFor: "apply", until: 2000 + 8 * 1000 }]);
+});

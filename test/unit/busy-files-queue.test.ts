@@ -1,7 +1,7 @@
 // At most two versions of a busy large file unapplied on the target (busy-files.ts): the one it rebuilds and, once
 // the file is quiet, the one after the last write; quiet measured from the file's writes. Stepped on its own clock.
 
-import { expect, it } from "vitest";
+import { expect, it, vi } from "vitest";
 import { BusyFiles } from "../../agent/busy-files.ts";
 import { holdReason } from "../../agent/held-files.ts";
 
@@ -29,11 +29,11 @@ it("releases a quiet file while one version is unapplied, but not while two are:
 
   // The pause was not the last write: the file is written again, and goes quiet again, seq 7 still unapplied.
   writes(busy, clock, clock.now + 500, 50, 8);
-  clock.now += 1000;
+  clock.now += 500;
   expect(busy.ready(8)).toEqual([]);
   const [held] = busy.held(8);
   expect(held).toMatchObject({ path: "app.db", seq: 8, waitsFor: "queued", behind: 7 });
-  expect(held && holdReason(held)).toContain("once it applied seq 7");
+  expect(held && holdReason(held)).toContain("once the file is quiet and seq 7 is applied");
   // The target applied seq 7: the quiet file goes, behind the one version left (seq 8).
   busy.applied(7);
   expect(busy.ready(8)).toEqual(["app.db"]);
@@ -41,7 +41,7 @@ it("releases a quiet file while one version is unapplied, but not while two are:
   expect(busy.held(9)).toEqual([]);
 });
 
-it("never holds a quiet file behind an unapplied version for good: at most that version's wait for the checkpoint", () => {
+it("never holds a quiet file behind an unapplied version for good: one pace past that version's own, not its whole wait for a checkpoint that may be stuck", () => {
   const clock = { now: 0 };
   const busy = new BusyFiles(1024, { bytesPerSecond: 1024 * 1024, quietMs: 300, now: () => clock.now });
   busy.applied(6);
@@ -52,12 +52,108 @@ it("never holds a quiet file behind an unapplied version for good: at most that 
   busy.journaled([put], [8]);
   busy.wrote("app.db");
   expect(busy.defer("app.db", 8)).toBe(true);
-  // Seq 7 was journaled at 0 with a pace of 1 s: waited for 8 s at most.
-  clock.now = 7_900;
+  // Seq 7 was journaled at 0 with a pace of 1 s (so until 1 s): waited for 2 s at most, not its 8 s wait for the checkpoint.
+  clock.now = 1_900;
   expect(busy.ready(8)).toEqual([]);
-  expect(busy.nextDueMs()).toBe(100);
-  clock.now = 8_000;
+  expect(busy.nextDueMs(8)).toBe(100);
+  clock.now = 2_000;
   expect(busy.ready(8)).toEqual(["app.db"]);
+});
+
+it("says a queued file is captured by its own wait at the latest, which holds while the file is still written", () => {
+  const clock = { now: 0 };
+  const busy = new BusyFiles(1024, { bytesPerSecond: 1024 * 1024, quietMs: 300, now: () => clock.now });
+  busy.applied(6);
+  busy.journaled([put], [7]);
+  busy.wrote("app.db");
+  expect(busy.defer("app.db", 7)).toBe(true);
+  clock.now = 300;
+  expect(busy.ready(7)).toEqual(["app.db"]);
+  busy.journaled([put], [8]);
+  expect(busy.defer("app.db", 8)).toBe(true);
+  // Seq 8 is rebuilt after seq 7 (paced to 1 s): its wait for the checkpoint runs from there, 1 + 8 s.
+  const [held] = busy.held(8);
+  expect(held).toMatchObject({ waitsFor: "queued", behind: 7, until: 9_000 });
+  writes(busy, clock, 8_950, 50, 8);
+  expect(busy.ready(8)).toEqual([]);
+  clock.now = 9_000;
+  expect(busy.ready(8)).toEqual(["app.db"]);
+});
+
+it("takes quiet from the file's last write even when the capture attempt reached the set's lane later", () => {
+  const clock = { now: 0 };
+  const busy = new BusyFiles(1024, { bytesPerSecond: 1024 * 1024, quietMs: 300, now: () => clock.now });
+  busy.applied(6);
+  busy.journaled([put], [7]);
+  for (; clock.now <= 2000; clock.now += 100) busy.wrote("app.db");
+  // The hinted capture ran only at 3 s (another capture held the lane): quiet since 2.3 s by the file's own writes.
+  clock.now = 3000;
+  expect(busy.defer("app.db", 7)).toBe(true);
+  expect(busy.nextDueMs(7)).toBe(0);
+  expect(busy.ready(7)).toEqual(["app.db"]);
+  // Without the watcher's events (a polling scan deferred it), quiet runs from that attempt.
+  const polled = new BusyFiles(1024, { bytesPerSecond: 1024 * 1024, quietMs: 300, now: () => clock.now });
+  polled.applied(6);
+  polled.journaled([put], [7]);
+  expect(polled.defer("app.db", 7)).toBe(true);
+  expect(polled.nextDueMs(7)).toBe(300);
+});
+
+it("is due for no waiting file whose previous version is not sent: the send looks at it again, no timer spins", () => {
+  const clock = { now: 0 };
+  const busy = new BusyFiles(1024, { bytesPerSecond: 1024 * 1024, quietMs: 300, now: () => clock.now });
+  busy.journaled([put], [7]);
+  expect(busy.defer("app.db", 6)).toBe(true);
+  clock.now = 20_000;
+  expect(busy.ready(6)).toEqual([]);
+  expect(busy.nextDueMs(6)).toBeUndefined();
+  expect(busy.nextDueMs(7)).toBe(0);
+});
+
+it("without the target's checkpoint, paces a version queued behind another from the end of that one's pace: at most two unapplied", () => {
+  const clock = { now: 0 };
+  // 1 MiB at 1 MiB/s: a pace of 1 s each, rebuilt one after the other.
+  const busy = new BusyFiles(1024, { bytesPerSecond: 1024 * 1024, quietMs: 300, now: () => clock.now });
+  busy.journaled([put], [7]);
+  busy.wrote("app.db");
+  expect(busy.defer("app.db", 7)).toBe(true);
+  clock.now = 300;
+  // Quiet: seq 8 goes while seq 7 is rebuilt (until 1 s), so it is rebuilt from 1 s to 2 s.
+  expect(busy.ready(7)).toEqual(["app.db"]);
+  busy.journaled([put], [8]);
+  writes(busy, clock, 1_950, 50, 8);
+  expect(busy.ready(8)).toEqual([]);
+  expect(busy.held(8)).toEqual([{ path: "app.db", seq: 8, waitsFor: "pace", until: 2_000 }]);
+  clock.now = 2_000;
+  expect(busy.ready(8)).toEqual(["app.db"]);
+});
+
+it("stops waiting for a file a marker's barrier journaled, and forgets files deleted, renamed, or applied and not waiting", () => {
+  const clock = { now: 0 };
+  const busy = new BusyFiles(1024, { bytesPerSecond: 1024 * 1024, quietMs: 300, now: () => clock.now });
+  busy.applied(6);
+  busy.journaled([put], [7]);
+  busy.wrote("app.db");
+  clock.now = 100;
+  expect(busy.defer("app.db", 7)).toBe(true);
+  // The barrier journals its newest content: not held any more.
+  busy.journaled([put], [8]);
+  expect(busy.held(8)).toEqual([]);
+  expect(busy.nextDueMs(8)).toBeUndefined();
+  // Deleted: a new file at that name is not held behind the old one's versions.
+  busy.journaled([{ op: "delete", path: "app.db" }], [9]);
+  expect(busy.defer("app.db", 9)).toBe(false);
+  busy.journaled([{ ...put, path: "b.db" }], [10]);
+  busy.journaled([{ op: "rename", from: "b.db", to: "c.db" }], [11]);
+  expect(busy.defer("b.db", 11)).toBe(false);
+  // Applied and not waiting: dropped (as releasing it would), so the next version waits behind nothing.
+  busy.journaled([{ ...put, path: "d.db" }], [12]);
+  busy.applied(12);
+  busy.journaled([{ ...put, path: "d.db" }], [13]);
+  clock.now += 100;
+  busy.wrote("d.db");
+  expect(busy.defer("d.db", 13)).toBe(true);
+  expect(busy.held(13)).toEqual([{ path: "d.db", seq: 13, waitsFor: "apply", until: clock.now - 100 + 8_000 }]);
 });
 
 it("takes quiet from the file's last write as the watcher saw it, not from the last capture attempt (which waits behind the set's lane)", () => {
@@ -114,7 +210,7 @@ it("waits for quiet at least a tenth of the unapplied version's pace: a wrong gu
   expect(busy.defer("app.db", 7)).toBe(true);
   clock.now = 1023;
   expect(busy.ready(7)).toEqual([]);
-  expect(busy.nextDueMs()).toBe(1);
+  expect(busy.nextDueMs(7)).toBe(1);
   clock.now = 1024;
   expect(busy.ready(7)).toEqual(["app.db"]);
 });
@@ -131,4 +227,24 @@ it("stretches the quiet wait to at most ten times quietMs, however long the vers
   expect(busy.ready(7)).toEqual([]);
   clock.now = 3000;
   expect(busy.ready(7)).toEqual(["app.db"]);
+});
+
+it("measures quiet and paces on a clock the wall clock's steps do not move, and names the deadline in wall-clock time", async () => {
+  // The wall clock, as NTP sets it (mocked).
+  vi.setSystemTime(Date.now());
+  try {
+    // The default clock: 1 MiB at 1 MiB/s, a pace of 1 s and quiet after 300 ms, no checkpoint.
+    const busy = new BusyFiles(1024, { bytesPerSecond: 1024 * 1024, quietMs: 300 });
+    busy.journaled([put], [7]);
+    busy.wrote("app.db");
+    expect(busy.defer("app.db", 7)).toBe(true);
+    // NTP steps the wall clock back an hour: the file's last write is not an hour in the future now.
+    vi.setSystemTime(Date.now() - 3_600_000);
+    const [held] = busy.held(7);
+    expect(held && "until" in held && Math.abs(held.until - (Date.now() + 1000)) < 60_000).toBe(true);
+    await new Promise((resolve) => setTimeout(resolve, 400));
+    expect(busy.ready(7)).toEqual(["app.db"]);
+  } finally {
+    vi.useRealTimers();
+  }
 });

@@ -82,8 +82,14 @@ it("paces a busy large file by its size even once its last version is sent, and 
   expect(sentPuts("big.db")).toHaveLength(2);
   expect(await pictureOfTarget(h.store, SET)).toEqual(await pictureOfSource(h.src.path));
 
-  // Written every 250 ms for 11.25 s: never quiet, so one version when the 10 s pace is over.
-  for (let i = 0; i < 45; i++) await change(250);
+  // Written every 250 ms: never quiet, so one version once the target can have rebuilt the last one, which it
+  // rebuilds after the first (without its checkpoint: 10 s each, so 20 s after the first was journaled).
+  for (let i = 0; i < 74; i++) await change(250);
+  expect(sentPuts("big.db")).toHaveLength(2);
+  await change(250);
+  expect(sentPuts("big.db")).toHaveLength(3);
+  // Written once more, then quiet: the version after the last write goes.
+  await change(250);
   expect(sentPuts("big.db")).toHaveLength(3);
   now += 1000;
   await h.agent.drain(SET);
@@ -155,18 +161,25 @@ it("sends the version after a quiet moment behind the one the target rebuilds, b
   expect(h.journal.held.of(SET)).toEqual([]);
 });
 
-it("lets a marker's barrier capture a large file that waits, so the marker sees it as it was", async () => {
-  h = agentHarness(SET, { coalesceBytes: 256 * 1024 });
+it("lets a marker's barrier capture a large file that waits, so the marker sees it as it was, and status no longer names it held", async () => {
+  // Paced at 10 s: held afterwards only if it still waited.
+  h = agentHarness(SET, { coalesceBytes: 256 * 1024, busyFiles: { bytesPerSecond: 30 * 1024 } });
   write("big.db", randomBytes(300 * 1024));
   await h.agent.scan(SET);
   const atBarrier = randomBytes(300 * 1024);
   write("big.db", atBarrier);
+  // The watcher's capture waits behind the unsent version: named as held.
+  h.agent.hint(SET, "big.db");
+  await h.agent.processHints(SET);
+  expect(h.journal.held.of(SET).map((row) => row.path)).toEqual(["big.db"]);
   const marker = await h.agent.insertMarker(SET, { fields: { action: "snapshot", timeoutSeconds: 0 } });
   const unsent = unsentOf("big.db");
   expect(unsent).toHaveLength(2);
   expect(unsent.every((r) => r.seq < marker.seq)).toBe(true);
   await h.agent.drain(SET);
   expect(await pictureOfTarget(h.store, SET)).toEqual(await pictureOfSource(h.src.path));
+  // Its newest content went with the marker: no longer held.
+  expect(h.journal.held.of(SET)).toEqual([]);
 });
 
 it("does not coalesce files below the threshold", async () => {
