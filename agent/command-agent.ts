@@ -10,6 +10,9 @@ import type { ControlHandler } from "./control.ts";
 /** What the state lock of an agent that replicates (`tidemark run`, `tidemark local --source`) says. */
 export const RUN_COMMAND = "tidemark run";
 
+/** The code in a control error line that says the agent refused the request as CommandAgentBusyError. */
+export const COMMAND_AGENT_BUSY = "command-agent-busy";
+
 /** The state folder's agent was started by another command for its own work. */
 export class CommandAgentBusyError extends Error {
   override name = "CommandAgentBusyError";

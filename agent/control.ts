@@ -9,6 +9,7 @@ import { tmpdir } from "node:os";
 import { createServer, request, type IncomingMessage, type Server } from "node:http";
 import { connect } from "node:net";
 import { join } from "node:path";
+import { COMMAND_AGENT_BUSY, CommandAgentBusyError } from "./command-agent.ts";
 import { HeldWaitError, HeldWaitReportSchema, heldWaitErrorOf } from "./held-wait.ts";
 
 export const CONTROL_SOCKET = "control.sock";
@@ -104,7 +105,9 @@ export async function startControlServer(path: string, routes: Record<string, Co
       .then(
         (result) => res.end(`${JSON.stringify({ result })}\n`),
         (error: unknown) =>
-          res.end(`${JSON.stringify({ error: error instanceof Error ? error.message : String(error), ...(error instanceof HeldWaitError ? { heldWait: error.toJSON() } : {}) })}\n`),
+          res.end(
+            `${JSON.stringify({ error: error instanceof Error ? error.message : String(error), ...(error instanceof HeldWaitError ? { heldWait: error.toJSON() } : {}), ...(error instanceof CommandAgentBusyError ? { code: COMMAND_AGENT_BUSY } : {}) })}\n`,
+          ),
       );
   });
   await new Promise<void>((resolve, reject) => {
@@ -144,13 +147,15 @@ export function callControl(
           buffer = buffer.slice(newline + 1);
           newline = buffer.indexOf("\n");
           if (line === "") continue;
-          const message = JSON.parse(line) as { progress?: unknown; result?: unknown; error?: string; heldWait?: unknown };
+          const message = JSON.parse(line) as { progress?: unknown; result?: unknown; error?: string; heldWait?: unknown; code?: unknown };
           if ("progress" in message) onProgress(message.progress);
           else if ("error" in message) {
             settled = true;
             // A set held by another key's ownership is named as such, so a command can say it (and print it as JSON).
             const held = HeldWaitReportSchema.safeParse(message.heldWait);
-            reject(held.success ? heldWaitErrorOf(held.data) : new ControlError(message.error ?? "the agent failed"));
+            // Another command's own agent refused it: the caller waits for that agent to end (command-agent-wait.ts).
+            if (message.code === COMMAND_AGENT_BUSY) reject(new CommandAgentBusyError(message.error ?? "the agent serves only its own command"));
+            else reject(held.success ? heldWaitErrorOf(held.data) : new ControlError(message.error ?? "the agent failed"));
           } else {
             settled = true;
             resolve(message.result);

@@ -130,7 +130,7 @@ Examples:
     const torn = outcome.possiblyTorn ? { possiblyTorn: outcome.possiblyTorn } : {};
     process.stdout.write(json ? `${JSON.stringify({ ...report, ...torn }, null, 2)}\n` : `${describe(outcome)}\n`);
     try {
-      await operate(config, "/drill-report", { set, report }, async (deps) => ({ seq: await deps.agent.journalDrill(set, report) }), { quiet: true });
+      await operate(config, "/drill-report", { set, report }, async (deps) => ({ seq: await deps.agent.journalDrill(set, report) }), { quiet: json });
       if (!json) process.stdout.write(`  report: sent to the target, written to ${drillReportKey(set, report.id)} when it gets there\n`);
     } catch (error) {
       process.stderr.write(`tidemark: the drill's report was not sent to the target: ${(error as Error).message}\n`);

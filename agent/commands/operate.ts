@@ -8,11 +8,12 @@ import { HeldWaitError } from "../held-wait.ts";
 import { SendsHeldError } from "../owner-hold.ts";
 import type { OperationDeps, Progress } from "../operations.ts";
 import { createProgressView } from "../progress.ts";
-import { RUN_COMMAND } from "../command-agent.ts";
+import { CommandAgentBusyError, RUN_COMMAND } from "../command-agent.ts";
+import { commandAgentGone, commandAgentHolds, commandWaits, refusedBy, type CommandWaits } from "../command-agent-wait.ts";
 import { silentLogger } from "../log.ts";
 import type { RunningAgent } from "../runtime.ts";
 import { AgentStartTimeoutError, STARTING_AGENT_WAIT_MS, startingAgent, startingAgentAnswers } from "../starting-agent.ts";
-import { lockedBy, lockOwner, StateLockedError, type LockOwner } from "../state-lock.ts";
+import { lockOwner, StateLockedError, type LockOwner } from "../state-lock.ts";
 import { UsageError } from "./command.ts";
 
 /**
@@ -36,6 +37,16 @@ function saidOnce(stateDir: string): (owner: LockOwner) => void {
   };
 }
 
+/** The one stderr line while a command waits for another command's own agent to end. */
+function heldOnce(stateDir: string): (owner: LockOwner & { command: string }, seconds: number) => void {
+  let said = false;
+  return (owner, seconds) => {
+    if (said) return;
+    said = true;
+    process.stderr.write(`tidemark: waiting up to ${seconds} s for \`${owner.command}\` (pid ${owner.pid}) to finish with ${stateDir}: its own agent serves only it and ends by itself\n`);
+  };
+}
+
 /** What the state lock of the agent a command starts for itself says took it (command-agent.ts). */
 function commandOf(route: string): string {
   return `tidemark ${route === "/drill-report" ? "drill" : route.slice(1)}`;
@@ -43,14 +54,18 @@ function commandOf(route: string): string {
 
 /**
  * Before a command's own side effects (task's --quiesce stops a database): waits for an agent starting on the state
- * folder to answer, and refuses at once a lock the command could neither wait for nor take (another host's, another
- * command's). With no agent, the command starts its own later (operate).
+ * folder to answer, or for another command's own agent to end, and refuses at once a lock the command could neither
+ * wait for nor take (another host's, a process whose start is unknown). With no agent, the command starts its own
+ * later (operate, given the deadlines returned: one for both waits).
  */
-export async function agentReady(config: AgentConfig, quiet: boolean): Promise<void> {
-  const answers = await startingAgentAnswers(config.stateDir, quiet ? {} : { onWait: saidOnce(config.stateDir) });
+export async function agentReady(config: AgentConfig, quiet: boolean): Promise<CommandWaits> {
+  const waits = commandWaits();
+  const answers = await startingAgentAnswers(config.stateDir, { deadline: waits.starting, ...(quiet ? {} : { onWait: saidOnce(config.stateDir) }) });
+  if (await commandAgentGone(config.stateDir, waits, quiet ? undefined : heldOnce(config.stateDir))) return waits;
   const owner = lockOwner(config.stateDir);
   // Another command's own agent answers too, and refuses the request (command-agent.ts).
-  if (owner !== undefined && (!answers || owner.command !== RUN_COMMAND)) throw lockedBy(config.stateDir, owner);
+  if (owner !== undefined && (!answers || owner.command !== RUN_COMMAND)) throw refusedBy(config.stateDir, owner);
+  return waits;
 }
 
 export function checkSet(config: AgentConfig, set: string | undefined, command: string): string {
@@ -73,25 +88,37 @@ export async function operate<T>(
      * stderr only (a queued marker, whose wait reports the hold itself).
      */
     unsentWhenHeld?: string | ((result: T, unsent: number) => string);
+    /** The command's deadlines when it waited already (agentReady); fresh ones otherwise. */
+    waits?: CommandWaits;
   },
 ): Promise<T> {
   const view = options.quiet ? undefined : createProgressView({ tty: process.stderr.isTTY === true, write: (text) => process.stderr.write(text) });
   const onProgress = (progress: Progress) => view?.update(progress);
-  // One deadline for every wait below: an agent that answers and then stops (a crash loop) cannot keep the command.
-  const deadline = Date.now() + STARTING_AGENT_WAIT_MS;
+  // One set of deadlines for every wait below: an agent that answers and then stops (a crash loop) cannot keep the
+  // command, nor can other commands' agents taking the state folder one after another.
+  const waits = options.waits ?? commandWaits();
   const onWait = options.quiet ? undefined : saidOnce(config.stateDir);
+  const onHeld = options.quiet ? undefined : heldOnce(config.stateDir);
   let lockedAgain = false;
+  // Why the last pass went round again, said should the deadline pass.
+  let again = "";
   let running: RunningAgent;
   for (let pass = 0; ; pass += 1) {
-    if (pass > 0 && Date.now() >= deadline) {
+    if (pass > 0 && Date.now() >= waits.starting) {
       view?.done();
-      throw new AgentStartTimeoutError(`the agent on ${config.stateDir} kept stopping before it took the request (its control socket answered, then was gone); see \`tidemark status\``);
+      throw new AgentStartTimeoutError(`the agent on ${config.stateDir} did not take the request in time (${again}); see \`tidemark status\``);
     }
     try {
       const result = (await callControl(controlSocketPath(config.stateDir), route, request, (event) => onProgress(event as Progress))) as T;
       view?.done();
       return result;
     } catch (error) {
+      // Another command's own agent answered and refused: wait for it to end, then ask again (or start this one's own).
+      const busy = error instanceof CommandAgentBusyError;
+      if (busy && (lockOwner(config.stateDir) === undefined || (await commandAgentGone(config.stateDir, waits, onHeld).catch(done(view))))) {
+        again = "another command's agent held the state folder, then it was taken again";
+        continue;
+      }
       if (!(error instanceof NoAgentError)) {
         view?.done();
         throw error;
@@ -99,7 +126,10 @@ export async function operate<T>(
     }
     try {
       // An agent still starting holds the state lock before its socket listens: it is the one to ask, not a second agent.
-      if (await startingAgentAnswers(config.stateDir, { deadline, ...(onWait ? { onWait } : {}) })) continue;
+      if (await startingAgentAnswers(config.stateDir, { deadline: waits.starting, ...(onWait ? { onWait } : {}) })) {
+        again = "its control socket answered, then was gone";
+        continue;
+      }
       // Loaded only now: with an agent running, a command never pays for the SDK, the watcher and the journal.
       const { startAgent } = await import("../runtime.ts");
       running = await startAgent(config, silentLogger, { scheduleDrills: false, command: commandOf(route) });
@@ -108,10 +138,19 @@ export async function operate<T>(
       // The lock was free, then an agent starting (a service restarted) took it first: wait for that one, once.
       if (error instanceof StateLockedError && !lockedAgain && startingAgent(lockOwner(config.stateDir))) {
         lockedAgain = true;
+        again = "an agent took the state lock just before this command's own start, then did not take the request";
         continue;
       }
+      // Another command's own agent holds it (its socket not listening yet, or it took the lock first): wait for it.
+      if (error instanceof StateLockedError && commandAgentHolds(lockOwner(config.stateDir))) {
+        if (await commandAgentGone(config.stateDir, waits, onHeld).catch(done(view))) {
+          again = "another command's agent held the state folder, then it was taken again";
+          continue;
+        }
+      }
       view?.done();
-      throw error;
+      const owner = lockOwner(config.stateDir);
+      throw error instanceof StateLockedError && owner !== undefined ? refusedBy(config.stateDir, owner) : error;
     }
   }
   const agent = running;
@@ -131,6 +170,14 @@ export async function operate<T>(
     view?.done();
     await agent.stop();
   }
+}
+
+/** Closes the progress view before a wait's failure goes on. */
+function done(view: { done(): void } | undefined): (error: unknown) => never {
+  return (error) => {
+    view?.done();
+    throw error;
+  };
 }
 
 /**

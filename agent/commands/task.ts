@@ -238,8 +238,9 @@ Examples:
     const resume = stringOption(values.resume);
     const hooks: Record<string, HookResult | undefined> = {};
     let queued: QueuedMarker | undefined;
-    // Before --quiesce: a starting agent's wait (up to a minute) or a refusal must not keep the service stopped.
-    await agentReady(config, json);
+    // Before --quiesce: a starting agent's wait (up to a minute), another command's agent's (up to five) or a refusal must
+    // not keep the service stopped.
+    const waits = await agentReady(config, json);
     try {
       hooks.quiesce = await hook("quiesce", stringOption(values.quiesce), { TIDEMARK_SET: set }, json);
       if (hooks.quiesce && !hookSucceeded(hooks.quiesce)) throw new QuiesceError(`${describeHook("quiesce", hooks.quiesce)}; no marker was inserted`);
@@ -247,7 +248,7 @@ Examples:
       const onQueue = stringOption(values["on-queue"]);
       const onTransmit = stringOption(values["on-transmit"]);
       const request = { fields, ...(onQueue !== undefined ? { onQueue } : {}), ...(onTransmit !== undefined ? { onTransmit } : {}) };
-      queued = await operate<QueuedMarker>(config, "/task", { set, ...request }, (deps) => queueTask(deps, set, request, config), { quiet: json });
+      queued = await operate<QueuedMarker>(config, "/task", { set, ...request }, (deps) => queueTask(deps, set, request, config), { quiet: json, waits });
       hooks.onQueue = queued.onQueue;
     } finally {
       hooks.resume = await hook("resume", resume, queued ? { TIDEMARK_SET: set, TIDEMARK_TASK_ID: queued.id, TIDEMARK_TASK_SEQ: String(queued.seq) } : { TIDEMARK_SET: set }, json);
