@@ -82,7 +82,7 @@ export interface SetReport {
   /** Nothing waiting in the journal, and the target applied everything journaled in this generation. */
   caughtUp: boolean;
   /** The newest recovery drill the target holds a report of; null when none (or unreadable). */
-  lastDrill: { id: string; passed: boolean; finishedAt: string; ageSeconds: number; problems: number; possiblyTorn?: number } | null;
+  lastDrill: { id: string; passed: boolean; finishedAt: string; ageSeconds: number; problems: number; tornCount?: number } | null;
 }
 
 /** Exit code of `tidemark status` when a set is not healthy (2 stays for usage errors). */
@@ -210,7 +210,7 @@ export async function collectStatus(configFile: string): Promise<SetReport[]> {
                 finishedAt: drill.finishedAt,
                 ageSeconds: Math.max(0, Math.round((Date.now() - Date.parse(drill.finishedAt)) / 1000)),
                 problems: drill.problemCount,
-                ...(drill.tornCount !== undefined ? { possiblyTorn: drill.tornCount } : {}),
+                ...(drill.tornCount !== undefined ? { tornCount: drill.tornCount } : {}),
               }
             : null,
         };
@@ -345,7 +345,7 @@ Examples:
       if (r.lastDrill) {
         const d = r.lastDrill;
         const age = d.ageSeconds < 7200 ? `${Math.round(d.ageSeconds / 60)} min` : `${(d.ageSeconds / 3600).toFixed(1)} h`;
-        const torn = d.possiblyTorn !== undefined ? `, ${d.possiblyTorn} file(s) possibly torn (restored as read)` : "";
+        const torn = d.tornCount !== undefined ? `, ${d.tornCount} file(s) possibly torn, restored as read` : "";
         process.stdout.write(`${r.set}: last drill ${d.passed ? "passed" : `FAILED (${d.problems} bad paths)`} ${age} ago (${d.id}${torn})\n`);
       }
     }

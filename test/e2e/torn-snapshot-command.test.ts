@@ -86,7 +86,7 @@ it("sends the count of possibly torn files in its report: `tidemark status` name
   const { id } = DrillReportSchema.parse(JSON.parse(drill.stdout));
   await eventually(async () => expect(await latestDrillReport(cloud.store, "s")).toMatchObject({ id, passed: true, tornCount: 3 }));
   const status = await tidemark(["status", "--json", "--config", config]);
-  expect(JSON.parse(status.stdout).sets[0].lastDrill).toMatchObject({ id, passed: true, possiblyTorn: 3 });
+  expect(JSON.parse(status.stdout).sets[0].lastDrill).toMatchObject({ id, passed: true, tornCount: 3 });
   const human = await tidemark(["status", "--config", config]);
-  expect(human.stdout).toContain(`(${id}, 3 file(s) possibly torn (restored as read))`);
+  expect(human.stdout).toContain(`(${id}, 3 file(s) possibly torn, restored as read)`);
 });
