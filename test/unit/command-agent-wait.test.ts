@@ -5,13 +5,14 @@
 
 import { spawn, type ChildProcess } from "node:child_process";
 import { mkdirSync, writeFileSync } from "node:fs";
+import { hostname } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterEach, expect, it, vi } from "vitest";
 import { CommandAgentWaitTimeoutError, commandWaits } from "../../agent/command-agent-wait.ts";
 import { agentReady, operate } from "../../agent/commands/operate.ts";
 import { loadConfig, type AgentConfig } from "../../agent/config.ts";
-import { acquireStateLock, lockOwner } from "../../agent/state-lock.ts";
+import { acquireStateLock, lockOwner, StateLockedError } from "../../agent/state-lock.ts";
 import { tempDir } from "../support/tree.ts";
 
 const startAgent = vi.hoisted(() => vi.fn());
@@ -145,4 +146,17 @@ it("past the bound, fails naming the holder, that it ends by itself, and the way
     write.mockRestore();
   }
   expect(startAgent).not.toHaveBeenCalled();
+});
+
+it("refuses at once another command's lock whose start cannot be told, saying it ends by itself rather than to stop it", async () => {
+  const config = setUp();
+  const other = spawn(process.execPath, ["-e", "setInterval(() => {}, 1000)"], { stdio: "ignore" });
+  child = other;
+  mkdirSync(config.stateDir, { recursive: true });
+  // A host without /proc: the lock has no start, so a reused pid cannot be told from the command's agent.
+  writeFileSync(join(config.stateDir, "tidemark.lock"), `${JSON.stringify({ pid: other.pid, host: hostname(), command: "tidemark verify" })}\n`);
+  const refused = agentReady(config, true);
+  await expect(refused).rejects.toBeInstanceOf(StateLockedError);
+  await expect(refused).rejects.toThrow(`is in use by \`tidemark verify\` (pid ${other.pid}), whose own agent ends by itself once its work is done: run this again then, or keep \`tidemark run\` running`);
+  await expect(refused).rejects.not.toThrow("stop it first");
 });
