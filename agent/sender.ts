@@ -226,9 +226,11 @@ export class PackedAhead {
  */
 export async function sendNext(journal: Journal, transport: Transport, set: string, options: SendOptions = {}): Promise<SendResult> {
   let attempt = options;
+  // What a failed pass staged whole: packed again at once, the message does not upload it a second time.
+  const intact = new Set<string>();
   for (;;) {
     try {
-      return await sendPacked(journal, transport, set, attempt);
+      return await sendPacked(journal, transport, set, attempt, undefined, intact);
     } catch (error) {
       if (error instanceof PackRefusedError && attempt.packBytes !== 0) {
         // No record is at fault: the same records go without a pack, their content inline or staged one by one.
@@ -262,13 +264,22 @@ function refusedRecord(payload: PackedPayload) {
   };
 }
 
-async function sendPacked(journal: Journal, transport: Transport, set: string, options: SendOptions, only?: number): Promise<SendResult> {
+/** A staged payload as a failed pass left it in staging: the same key with the same bytes. */
+function stagedId(payload: PackedPayload): string {
+  return `${payload.key}\n${payload.sha256}`;
+}
+
+async function sendPacked(journal: Journal, transport: Transport, set: string, options: SendOptions, only?: number, intact: Set<string> = new Set()): Promise<SendResult> {
   const packed = (only === undefined ? options.ahead?.take(journal, set, options.wholePacks) : undefined) ?? packNext(journal, set, only === undefined ? options : { ...options, maxBytes: 0 }, only ?? 0);
   if (!packed) return { records: 0, bytes: 0 };
   if (packed.markers.length > 0) await options.beforeMarkers?.(set, packed.markers);
   // The message goes only once every payload it names is staged. A failed stage starts no more and lets those going
   // settle: the message is staged again (without a refused record), and the same keys must not upload twice at once.
-  await mapConcurrentUntilFailure(packed.staged, STAGE_CONCURRENCY, (payload) => stageNamed(journal, transport, payload).catch(refusedRecord(payload)));
+  const toStage = packed.staged.filter((payload) => !intact.has(stagedId(payload)));
+  await mapConcurrentUntilFailure(toStage, STAGE_CONCURRENCY, async (payload) => {
+    await stageNamed(journal, transport, payload).catch(refusedRecord(payload));
+    intact.add(stagedId(payload));
+  });
   const sending = transport.send(set, deduplicationId(set, packed.first, packed.last, packed.gen), packed.body).catch(async (error: unknown) => {
     if (!(error instanceof DeliveryRefusedError)) throw error;
     if (packed.first === packed.last) throw new RecordRefusedError(packed.first, error);
