@@ -115,7 +115,13 @@ export async function operate<T>(
     } catch (error) {
       // Another command's own agent answered and refused: wait for it to end, then ask again (or start this one's own).
       const busy = error instanceof CommandAgentBusyError;
-      if (busy && (lockOwner(config.stateDir) === undefined || (await commandAgentGone(config.stateDir, waits, onHeld).catch(done(view))))) {
+      if (busy && lockOwner(config.stateDir) === undefined) {
+        // It has just released the lock (or its lock cannot be read): ask again, not at once.
+        await new Promise((resolve) => setTimeout(resolve, 100));
+        again = "another command's agent refused it, its lock not readable";
+        continue;
+      }
+      if (busy && (await commandAgentGone(config.stateDir, waits, onHeld).catch(done(view)))) {
         again = "another command's agent held the state folder, then it was taken again";
         continue;
       }

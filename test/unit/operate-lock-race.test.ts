@@ -11,6 +11,7 @@ import { afterEach, expect, it, vi } from "vitest";
 import { operate } from "../../agent/commands/operate.ts";
 import { loadConfig } from "../../agent/config.ts";
 import { acquireStateLock, StateLockedError } from "../../agent/state-lock.ts";
+import { AgentStartTimeoutError } from "../../agent/starting-agent.ts";
 import { tempDir } from "../support/tree.ts";
 
 const startAgent = vi.hoisted(() => vi.fn());
@@ -75,4 +76,21 @@ it("waits again for the agent that took the lock just before the command's own s
   expect(stderr.filter((line) => line.includes("waiting up to"))).toHaveLength(1);
   // The command's own start was refused by the lock: the race was lost, and waited out.
   await expect(startAgent.mock.results[0]?.value).rejects.toBeInstanceOf(StateLockedError);
+});
+
+it("past the deadline after that race, says what happened, not that a control socket answered and was gone", async () => {
+  dir = tempDir("tidemark-lock-race-");
+  mkdirSync(join(dir.path, "src"));
+  const file = join(dir.path, "tidemark.config.json");
+  writeFileSync(file, JSON.stringify({ queueUrl: "http://127.0.0.1:9/000000000000/q.fifo", bucket: "bucket", stateDir: "state", sets: [{ name: "db", path: "src" }] }));
+  const config = loadConfig(file);
+  startAgent.mockImplementationOnce(async () => {
+    await serviceAgent(config.stateDir);
+    return acquireStateLock(config.stateDir, "tidemark task");
+  });
+  // The starting deadline already passed: the pass after the race is the last.
+  const failed = operate(config, "/task", { set: "db" }, () => Promise.reject(new Error("the command ran its own agent")), { quiet: true, waits: { until: Date.now() + 60_000, starting: Date.now() } });
+  await expect(failed).rejects.toBeInstanceOf(AgentStartTimeoutError);
+  await expect(failed).rejects.toThrow("an agent took the state lock just before this command's own start, then did not take the request");
+  await expect(failed).rejects.not.toThrow("answered, then was gone");
 });
