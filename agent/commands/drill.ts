@@ -72,7 +72,8 @@ The report is printed and sent through the set's stream to the target,
 which writes it to drills/SET/ID.json and counts DrillPassed / DrillFailed
 (the stack alarms when no drill passed for tidemark:drillMaxAgeHours). Uses
 the running agent to send it (one still starting is waited for, up to 60 s),
-else starts one for the duration. Drills run
+else starts one for the duration (another command's own agent is waited for
+to end first, up to 5 min). Drills run
 on a schedule from the config's "drills" list in a running agent.
 
 Options:

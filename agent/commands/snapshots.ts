@@ -320,7 +320,8 @@ export const pruneCommand: Command = {
 Keeps the newest N snapshots of a set and deletes the others. The applier
 does the deleting when it reaches the request in the set's stream, so it
 never races a snapshot being taken. Uses the running agent when there is one
-(one still starting is waited for, up to 60 s), else starts one.
+(one still starting is waited for, up to 60 s), else starts one (another
+command's own agent is waited for to end first, up to 5 min).
 Exits 1 at once when another key owns the set on the target (this host's
 sends are held until \`tidemark adopt SET\`; --json prints "error":
 "sends-held").

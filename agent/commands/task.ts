@@ -152,8 +152,9 @@ The result lands in tasks/SET/ID.json on the target (\`tidemark tasks SET\`).
 
 Uses the running agent (tidemark run) when there is one (one still starting
 on this host is waited for, up to 60 s, before --quiesce runs), else starts
-one for the duration. Refused at once, before --quiesce, when another
-command's agent or another host's holds the state folder, and when the
+one for the duration; another command's own agent (a verify, another task)
+is waited for to end first, up to 5 min in all. Refused at once, before
+--quiesce, when another host's agent holds the state folder, and when the
 config sets tasks.enabled to false.
 
 Exit code: 0 when the marker was queued (with --wait: and the action

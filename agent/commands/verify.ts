@@ -48,7 +48,8 @@ config's "orphans" setting says (default: report). Volume sets have no
 verification: \`tidemark mirror\` reads and sends all their blocks again.
 
 Uses the running agent (tidemark run) when there is one (one still starting
-is waited for, up to 60 s), else starts one for the duration. Entries the set holds and does not replicate (a FIFO, a name
+is waited for, up to 60 s), else starts one for the duration (another command's own agent is waited for to end
+first, up to 5 min). Entries the set holds and does not replicate (a FIFO, a name
 the target cannot carry: \`tidemark status\` names them) are not compared:
 verify counts them and names the first ${SKIPPED_SHOWN} ("skipped" in --json);
 leave out what is never meant to travel (an application's socket) with the
