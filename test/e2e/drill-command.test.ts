@@ -4,8 +4,10 @@
 // an object altered in the bucket makes the drill exit 3 naming it, and a
 // restore write everything else and exit 3 listing it in --json.
 
+import { spawn } from "node:child_process";
 import { linkSync, mkdirSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { loadConfig } from "../../agent/config.ts";
 import { latestDrillReport } from "../../lambdas/target/index.ts";
@@ -16,6 +18,10 @@ import { dataKey, drillReportKey } from "../../contract/layout.ts";
 import { tidemark } from "../support/cli.ts";
 import { eventually, startTestCloud, type TestCloud } from "../support/local-cloud.ts";
 import { tempDir } from "../support/tree.ts";
+
+const LOCK_MODULE = fileURLToPath(new URL("../../agent/state-lock.ts", import.meta.url));
+const CONTROL_MODULE = fileURLToPath(new URL("../../agent/control.ts", import.meta.url));
+const COMMAND_AGENT_MODULE = fileURLToPath(new URL("../../agent/command-agent.ts", import.meta.url));
 
 let cloud: TestCloud;
 const work = tempDir();
@@ -66,6 +72,32 @@ it("drills a healthy set: exit 0, the report reaches drills/<set>/<id>.json and 
   expect(human.stdout).toMatch(/^drill \S+ of set web: PASSED\n {2}recovery point: snapshot snap-/);
   expect(human.stdout).toMatch(/RTO: .*restore/);
   expect(human.stdout).toContain(`report: sent to the target, written to drills/web/`);
+});
+
+it("sends a passed drill's report once `tidemark verify`'s own agent, holding the state folder, has ended: exit 0, one line while it waits", async () => {
+  const stateDir = loadConfig(config).stateDir;
+  // verify's own agent: refuses the drill's request (it serves only verify) and ends a second later, as its work does.
+  const script = `import { acquireStateLock } from ${JSON.stringify(LOCK_MODULE)}; const { startControlServer, controlSocketPath } = await import(${JSON.stringify(CONTROL_MODULE)}); const { servedRoutes } = await import(${JSON.stringify(COMMAND_AGENT_MODULE)}); acquireStateLock(${JSON.stringify(stateDir)}, "tidemark verify"); const served = servedRoutes("tidemark verify", { "/drill-report": async () => ({}) }); await startControlServer(controlSocketPath(${JSON.stringify(stateDir)}), { "/drill-report": (body, progress) => { setTimeout(() => process.exit(0), 1000); return served["/drill-report"](body, progress); } }); process.stdout.write("ready\\n"); setInterval(() => {}, 1000);`;
+  const verify = spawn(process.execPath, ["--input-type=module", "-e", script], { stdio: ["ignore", "pipe", "inherit"] });
+  try {
+    await new Promise<void>((resolve, reject) => {
+      verify.stdout?.on("data", (chunk: Buffer) => chunk.toString().includes("ready") && resolve());
+      verify.once("exit", (code) => reject(new Error(`the stand-in agent exited with ${code}`)));
+    });
+    const drill = await tidemark(["drill", "web", "--config", config]);
+    expect(drill.code, drill.stderr).toBe(0);
+    expect(drill.stderr).toMatch(new RegExp(`waiting up to \\d+ s for \`tidemark verify\` \\(pid ${verify.pid}\\) to finish with `));
+    expect(drill.stdout).toContain("report: sent to the target, written to drills/web/");
+    const id = /^drill (\S+) of set web/.exec(drill.stdout)?.[1];
+    expect(id).toBeDefined();
+    await eventually(async () => expect(await cloud.store.get(drillReportKey("web", id ?? ""))).toBeDefined());
+  } finally {
+    if (verify.exitCode === null && verify.signalCode === null) {
+      const exited = new Promise((resolve) => verify.once("exit", resolve));
+      verify.kill("SIGKILL");
+      await exited;
+    }
+  }
 });
 
 it("an object altered behind the applier's back: the drill exits 3 naming it, restore writes the rest and exits 3", async () => {
