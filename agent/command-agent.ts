@@ -3,7 +3,9 @@
 // Such an agent must not take other commands' work: it stops when its own
 // ends, cutting a second command's long request, and a second set's marker
 // would stay unsent. Its lock names the command that took it (so no command
-// waits for it to start), and its control socket refuses other requests.
+// waits for it to start), and its control socket refuses other requests with
+// a code the client knows: those commands wait for it to end instead
+// (command-agent-wait.ts).
 
 import type { ControlHandler } from "./control.ts";
 

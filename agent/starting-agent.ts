@@ -5,9 +5,10 @@
 // while the running agent was exactly what the command wanted to use. The
 // command waits for the starting agent's socket instead, for a bounded time,
 // but only for a lock it can judge: this host's `tidemark run` with a known
-// start. A lock of another host (whose socket can never answer here), of a
-// process whose start is unknown (a reused pid cannot be told) or of another
-// command's own in-process agent is refused at once, as before.
+// start. A lock of another host (whose socket can never answer here) or of a
+// process whose start is unknown (a reused pid cannot be told) is refused at
+// once, as before; another command's own agent is waited for to end
+// (command-agent-wait.ts).
 
 import { hostname } from "node:os";
 import { join } from "node:path";
