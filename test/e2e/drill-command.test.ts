@@ -76,8 +76,9 @@ it("drills a healthy set: exit 0, the report reaches drills/<set>/<id>.json and 
 
 it("sends a passed drill's report once `tidemark verify`'s own agent, holding the state folder, has ended: exit 0, one line while it waits", async () => {
   const stateDir = loadConfig(config).stateDir;
-  // verify's own agent: refuses the drill's request (it serves only verify) and ends a second later, as its work does.
-  const script = `import { acquireStateLock } from ${JSON.stringify(LOCK_MODULE)}; const { startControlServer, controlSocketPath } = await import(${JSON.stringify(CONTROL_MODULE)}); const { servedRoutes } = await import(${JSON.stringify(COMMAND_AGENT_MODULE)}); acquireStateLock(${JSON.stringify(stateDir)}, "tidemark verify"); const served = servedRoutes("tidemark verify", { "/drill-report": async () => ({}) }); await startControlServer(controlSocketPath(${JSON.stringify(stateDir)}), { "/drill-report": (body, progress) => { setTimeout(() => process.exit(0), 1000); return served["/drill-report"](body, progress); } }); process.stdout.write("ready\\n"); setInterval(() => {}, 1000);`;
+  // verify's own agent: refuses the drill's request (it serves only verify) and ends a second later, as its work does:
+  // its socket closed before its lock is released (runtime.ts's order), else a request could reach a dying listener.
+  const script = `import { acquireStateLock } from ${JSON.stringify(LOCK_MODULE)}; const { startControlServer, controlSocketPath } = await import(${JSON.stringify(CONTROL_MODULE)}); const { servedRoutes } = await import(${JSON.stringify(COMMAND_AGENT_MODULE)}); acquireStateLock(${JSON.stringify(stateDir)}, "tidemark verify"); const served = servedRoutes("tidemark verify", { "/drill-report": async () => ({}) }); let control; control = await startControlServer(controlSocketPath(${JSON.stringify(stateDir)}), { "/drill-report": (body, progress) => { setTimeout(() => void control.close().then(() => process.exit(0)), 1000); return served["/drill-report"](body, progress); } }); process.stdout.write("ready\\n"); setInterval(() => {}, 1000);`;
   const verify = spawn(process.execPath, ["--input-type=module", "-e", script], { stdio: ["ignore", "pipe", "inherit"] });
   try {
     await new Promise<void>((resolve, reject) => {
