@@ -40,6 +40,16 @@ export function commandWaits(bound: number = COMMAND_AGENT_WAIT_MS, now: number 
   return { until: now + bound, starting: Math.min(now + bound, now + STARTING_AGENT_WAIT_MS) };
 }
 
+/**
+ * The deadlines left once a command has stopped something for its work (task's --quiesce stops a database): bounded
+ * by `bound` from now, so another command's agent taking the state folder after the command's first wait (two tasks
+ * started together both found it free) keeps the service stopped a minute at most, not the five of COMMAND_AGENT_WAIT_MS.
+ */
+export function shortenedWaits(waits: CommandWaits, bound: number = STARTING_AGENT_WAIT_MS, now: number = Date.now()): CommandWaits {
+  const until = Math.min(waits.until, now + bound);
+  return { until, starting: Math.min(waits.starting, until) };
+}
+
 /** Whether the lock's holder is another command's own agent that this command waits for (this host, known start). */
 export function commandAgentHolds(owner: LockOwner | undefined): owner is LockOwner & { command: string } {
   return owner !== undefined && owner.host === hostname() && owner.started !== undefined && owner.command !== undefined && owner.command !== RUN_COMMAND;

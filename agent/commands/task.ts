@@ -13,6 +13,7 @@ import { readOwnerKey } from "../owner-key.ts";
 import { createProgressView } from "../progress.ts";
 import { stringOption, UsageError, type Command } from "./command.ts";
 import { agentReady, checkSet, operate } from "./operate.ts";
+import { shortenedWaits } from "../command-agent-wait.ts";
 import { withTargetStore } from "./target-store.ts";
 
 /** Exit code of `task --wait` when the task failed, was skipped or timed out. */
@@ -153,7 +154,8 @@ The result lands in tasks/SET/ID.json on the target (\`tidemark tasks SET\`).
 Uses the running agent (tidemark run) when there is one (one still starting
 on this host is waited for, up to 60 s, before --quiesce runs), else starts
 one for the duration; another command's own agent (a verify, another task)
-is waited for to end first, up to 5 min in all. Refused at once, before
+is waited for to end first, up to 5 min in all (after --quiesce ran, up to
+1 min: the service stays stopped meanwhile). Refused at once, before
 --quiesce, when another host's agent holds the state folder, and when the
 config sets tasks.enabled to false.
 
@@ -249,7 +251,9 @@ Examples:
       const onQueue = stringOption(values["on-queue"]);
       const onTransmit = stringOption(values["on-transmit"]);
       const request = { fields, ...(onQueue !== undefined ? { onQueue } : {}), ...(onTransmit !== undefined ? { onTransmit } : {}) };
-      queued = await operate<QueuedMarker>(config, "/task", { set, ...request }, (deps) => queueTask(deps, set, request, config), { quiet: json, waits });
+      // The service is stopped from here on: another command's agent that took the folder meanwhile is waited for a minute at most.
+      const afterQuiesce = hooks.quiesce ? shortenedWaits(waits) : waits;
+      queued = await operate<QueuedMarker>(config, "/task", { set, ...request }, (deps) => queueTask(deps, set, request, config), { quiet: json, waits: afterQuiesce });
       hooks.onQueue = queued.onQueue;
     } finally {
       hooks.resume = await hook("resume", resume, queued ? { TIDEMARK_SET: set, TIDEMARK_TASK_ID: queued.id, TIDEMARK_TASK_SEQ: String(queued.seq) } : { TIDEMARK_SET: set }, json);

@@ -160,3 +160,17 @@ it("refuses at once another command's lock whose start cannot be told, saying it
   await expect(refused).rejects.toThrow(`is in use by \`tidemark verify\` (pid ${other.pid}), whose own agent ends by itself once its work is done: run this again then, or keep \`tidemark run\` running`);
   await expect(refused).rejects.not.toThrow("stop it first");
 });
+
+it("after a command stopped something for its work, leaves at most a minute of waiting, never more than it had", async () => {
+  const { shortenedWaits } = await import("../../agent/command-agent-wait.ts");
+  const now = 1_000_000;
+  const fresh = commandWaits(undefined, now);
+  expect(fresh.until - now).toBe(300_000);
+  const after = shortenedWaits(fresh, undefined, now);
+  expect(after).toEqual({ until: now + 60_000, starting: now + 60_000 });
+  // Little left already: it stays what it was.
+  const late = shortenedWaits({ until: now + 5_000, starting: now + 2_000 }, undefined, now);
+  expect(late).toEqual({ until: now + 5_000, starting: now + 2_000 });
+  // The fresh deadlines are not changed in place.
+  expect(fresh.until - now).toBe(300_000);
+});
