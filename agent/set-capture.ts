@@ -53,6 +53,8 @@ export class SetCapture {
   readonly #retry: CaptureRetry;
   /** The rescan queued on the lane and not begun yet. */
   #queuedRescan: Promise<void> | undefined;
+  /** Whether the first scan read what a previous run left unsent (#loadLeftUnsent). */
+  #leftUnsentLoaded = false;
 
   constructor(context: SetContext, backlog: Backlog, coalesceBytes: number, busy: BusyFileOptions = {}, retry: CaptureRetryOptions = {}) {
     this.#context = context;
@@ -62,8 +64,18 @@ export class SetCapture {
     this.#now = busy.now ?? Date.now;
     this.#held = new HeldFileRecord(context.journal, context.spec.name, this.#now);
     this.#retry = new CaptureRetry(() => this.rescan(), retry);
-    // Large versions a previous run left unsent: a capture of such a file waits behind them, as behind its own.
-    const left = context.journal.largePuts(context.spec.name, context.journal.sets.counters(context.spec.name).sentSeq, coalesceBytes);
+  }
+
+  /**
+   * Large versions a previous run left unsent, read at the first scan (the agent's start scan): a capture of such a
+   * file waits behind them, as behind its own. Not in the constructor: a journal read there escaped the start's
+   * handling of a corrupt journal (JournalCorruptError, naming the file and the remedy).
+   */
+  #loadLeftUnsent(sentSeq: number): void {
+    if (this.#leftUnsentLoaded) return;
+    this.#leftUnsentLoaded = true;
+    const { journal, spec } = this.#context;
+    const left = journal.largePuts(spec.name, sentSeq, this.#largeBytes);
     this.#busy.journaled(left.map((record) => record.change), left.map((record) => record.seq));
   }
 
@@ -94,6 +106,7 @@ export class SetCapture {
     const report = await this.#context.exclusive(() => {
       begun?.();
       const { sentSeq } = journal.sets.counters(spec.name);
+      this.#loadLeftUnsent(sentSeq);
       // The catch-up scan of a drained journal: the full mark goes only once this scan is named.
       return this.barrier({ shouldStop: (unjournaled, next) => this.#backlog.full(unjournaled, next), defer: (path) => this.#busy.defer(path, sentSeq), begun: () => this.#backlog.catchUpBegins(), ...(signal ? { signal } : {}) });
     });
