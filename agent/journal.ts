@@ -432,8 +432,9 @@ export class Journal {
       const change = JSON.parse(row.change) as Change & { at?: number };
       const ref = refs[i];
       const bytes = filed[i];
-      // A file is outside SQLite's checks: what comes back must be what was journaled, or the target refuses the message.
-      if (ref && bytes && change.op === "put" && !change.delta) this.#content.check(ref, row.seq, bytes, change.sha256);
+      // A file is outside SQLite's checks: what comes back must be what was journaled (a delta's content by its own
+      // sha256), or the target refuses the message.
+      if (ref && bytes && change.op === "put") this.#content.check(ref, row.seq, bytes, change.delta?.contentSha256 ?? change.sha256);
       if ((change.op === "put" || change.op === "verify" || change.op === "block" || change.op === "task") && change.content && "bytes" in change.content) {
         change.content = { bytes: filed[i] ?? row.content ?? new Uint8Array() };
       }

@@ -152,6 +152,22 @@ describe("journal content files", () => {
     journal.close();
   });
 
+  it("refuses a delta's content read back altered, checked against the delta's own sha256", () => {
+    const journal = Journal.open(dir.path);
+    const bytes = contents[3] ?? Buffer.alloc(0);
+    const contentSha256 = createHash("sha256").update(bytes).digest("hex");
+    // The fourth put carries changed ranges of a larger file: its sha256 is the new file's, not its content's.
+    batch[4] = { op: "put", path: "d/f3", size: 4 * FILE_BYTES, mode: 0o644, mtimeNs: "1", sha256: "f".repeat(64), content: { bytes }, delta: { base: "0".repeat(64), blocks: [], ranges: [[FILE_BYTES, FILE_BYTES]], contentSha256 } };
+    journal.append("a", batch);
+    expect(bytesOf(journal.pending("a", 0, 100)[4])).toEqual(bytes);
+    const [file = ""] = contentFiles(journal);
+    const fd = openSync(join(journal.spoolDir, file), "r+");
+    writeSync(fd, Buffer.alloc(100, 0x41), 0, 100, 3 * FILE_BYTES + 500);
+    closeSync(fd);
+    expect(() => journal.pending("a", 0, 100)).toThrow(/altered/);
+    journal.close();
+  });
+
   it("removes a leftover content file when the journal opens, not only at the next large batch", () => {
     const first = Journal.open(dir.path);
     first.append("a", batch);
