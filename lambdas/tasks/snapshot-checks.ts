@@ -6,6 +6,7 @@
 import { createHash } from "node:crypto";
 import { digestDifferences, fileSetDigest, sameDigest, volumeDigest, type SetDigest } from "../../contract/digest.ts";
 import { snapshotSummaryKey, stagingKey } from "../../contract/layout.ts";
+import { setPathProblem } from "../../contract/paths.ts";
 import { boundChangingWhileRead, MAX_NAMED_PATHS, type ChangingWhileRead, type SnapshotDigestCheck, type SnapshotSummary, type SnapshotVerification } from "../../contract/tasks.ts";
 import { BadMessageError, decodeInline, type MarkerDigest } from "../../contract/wire.ts";
 import { parseManifest } from "../applier/verify.ts";
@@ -112,15 +113,19 @@ export async function checkSnapshot(store: TargetStore, taken: SnapshotSummary, 
   return summary;
 }
 
-/** Why a checked snapshot is not a recovery point to rely on, naming the paths; undefined when it is (or its digest could not be checked). */
 /** A name the source host sent is cut to this many characters where it is kept (the agent sends paths of the set). */
 const MAX_CHANGING_NAME = 1024;
 
-/** The source host's list of files that kept changing, bounded again here: the host is not trusted to have bounded it. */
+/**
+ * The source host's list of files that kept changing, bounded again here: the host is not trusted to have bounded it,
+ * nor to send set paths (a name with a control character, a terminal escape, would reach the task's problem text and
+ * every reader of it): such a name is left out, and still counted.
+ */
 export function boundedBySource(changing: ChangingWhileRead | undefined): ChangingWhileRead | undefined {
   if (!changing) return undefined;
-  const bounded = boundChangingWhileRead(changing.paths.map((path) => path.slice(0, MAX_CHANGING_NAME)));
-  return bounded ? { paths: bounded.paths, count: Math.max(changing.count, changing.paths.length) } : undefined;
+  const named = changing.paths.map((path) => path.slice(0, MAX_CHANGING_NAME)).filter((path) => setPathProblem(path) === undefined);
+  // Torn however few names are left: the count says so (the schema holds it at 1 or more).
+  return { paths: boundChangingWhileRead(named)?.paths ?? [], count: Math.max(changing.count, changing.paths.length) };
 }
 
 /** True when the snapshot's only problem is files that kept changing while read: it is whole, and held as read. */
@@ -130,6 +135,7 @@ export function onlyTorn(summary: SnapshotSummary): boolean {
   return snapshotProblem(rest) === undefined;
 }
 
+/** Why a checked snapshot is not a recovery point to rely on, naming the paths; undefined when it is (or its digest could not be checked). */
 export function snapshotProblem(summary: SnapshotSummary): string | undefined {
   const problems: string[] = [];
   const named = (items: readonly { path: string; problem: string }[], total: number) => {

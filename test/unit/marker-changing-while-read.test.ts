@@ -140,6 +140,12 @@ it("bounds what a source host sent as files changing while read, whatever it sen
   expect(boundedBySource(undefined)).toBeUndefined();
 });
 
+it("leaves out names a source host sent that are no set path (a terminal escape), still counting them, and stays torn when none is left", () => {
+  const kept = boundedBySource({ paths: ["db/app.db", "\u001b[2Jclear", "bad\u0007bell"], count: 3 });
+  expect(kept).toEqual({ paths: ["db/app.db"], count: 3 });
+  expect(boundedBySource({ paths: ["\u001b[31mred"], count: 1 })).toEqual({ paths: [], count: 1 });
+});
+
 it("carries at most 100 names, and no more than its byte limit, with the count", () => {
   const many = Array.from({ length: 150 }, (_, i) => `db/${String(i).padStart(3, "0")}.db`);
   expect(boundChangingWhileRead(many)).toEqual({ paths: many.slice(0, 100), count: 150 });
