@@ -7,6 +7,7 @@
 // its own agent. Only a holder it can judge is waited for: this host's
 // process with a known start (a reused pid cannot be told otherwise).
 
+import { setTimeout as sleep } from "node:timers/promises";
 import { hostname } from "node:os";
 import { join } from "node:path";
 import { RUN_COMMAND } from "./command-agent.ts";
@@ -78,7 +79,7 @@ export async function commandAgentGone(stateDir: string, waits: CommandWaits, on
         `state folder ${stateDir} is still in use by \`${owner.command}\` (pid ${owner.pid}), whose own agent did not end in time; it ends by itself once its work is done: run this again then, or keep \`${RUN_COMMAND}\` running to serve every command`,
       );
     }
-    await new Promise((resolve) => setTimeout(resolve, POLL_MS));
+    await sleep(POLL_MS);
     const now = lockOwner(stateDir);
     if (!commandAgentHolds(now)) {
       waits.starting = Math.min(waits.until, Date.now() + STARTING_AGENT_WAIT_MS);

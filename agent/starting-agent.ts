@@ -10,6 +10,7 @@
 // once, as before; another command's own agent is waited for to end
 // (command-agent-wait.ts).
 
+import { setTimeout as sleep } from "node:timers/promises";
 import { hostname } from "node:os";
 import { join } from "node:path";
 import { RUN_COMMAND } from "./command-agent.ts";
@@ -61,6 +62,6 @@ export async function startingAgentAnswers(stateDir: string, options: StartingAg
         `the agent starting on ${stateDir} (${RUN_COMMAND}, pid ${owner.pid} on ${owner.host ?? hostname()}) holds its state folder but its control socket ${socket} did not answer in time: it is still starting, stopping, stopped (SIGSTOP) or hung; should it stay so, stop it (the lock is ${join(stateDir, "tidemark.lock")}; remove it only if that process is not running)`,
       );
     }
-    await new Promise((resolve) => setTimeout(resolve, POLL_MS));
+    await sleep(POLL_MS);
   }
 }

@@ -25,10 +25,11 @@ Orphans (on the target, not on the source) are reported, deleted or moved
 aside as the config's "orphans" setting says. A progress bar shows on a
 terminal; plain lines otherwise. Uses the running agent when there is one
 (one still starting is waited for, up to 60 s), else starts one for the
-duration (another command's own agent is waited for to end first, up to 5 min). Exits 1 at once when another key owns the
-set on the target (this host's sends are held until \`tidemark adopt SET\`;
---json prints "error": "sends-held"), also when that is first found at the
-final send (what it journaled stays unsent until then).
+duration (another command's own agent is waited for to end first, up to
+5 min). Exits 1 at once when another key owns the set on the target
+(this host's sends are held until \`tidemark adopt SET\`; --json prints
+"error": "sends-held"), also when that is first found at the final send
+(what it journaled stays unsent until then).
 
 Options:
   --mode MODE     full, diff or checksum (required)

@@ -2,6 +2,7 @@
 // over its control socket, or, when none runs, do the work in this process
 // (the agent started, the operation run, what it journaled sent, stopped).
 
+import { setTimeout as sleep } from "node:timers/promises";
 import type { AgentConfig } from "../config.ts";
 import { callControl, controlSocketPath, NoAgentError } from "../control.ts";
 import { HeldWaitError } from "../held-wait.ts";
@@ -117,7 +118,7 @@ export async function operate<T>(
       const busy = error instanceof CommandAgentBusyError;
       if (busy && lockOwner(config.stateDir) === undefined) {
         // It has just released the lock (or its lock cannot be read): ask again, not at once.
-        await new Promise((resolve) => setTimeout(resolve, 100));
+        await sleep(100);
         again = "another command's agent refused it, its lock not readable";
         continue;
       }

@@ -4,7 +4,7 @@ import { runVerify, type VerifyResult } from "../operations.ts";
 import { configPath, loadConfig } from "../config.ts";
 import { stringOption, type Command } from "./command.ts";
 import { checkSet, heldAsJson, operate } from "./operate.ts";
-import { escapeControl } from "../format.ts";
+import { counted, escapeControl } from "../format.ts";
 
 /** Exit code when the target differs from the source and nothing was repaired. */
 export const DIFFERENCES_FOUND = 3;
@@ -48,8 +48,9 @@ config's "orphans" setting says (default: report). Volume sets have no
 verification: \`tidemark mirror\` reads and sends all their blocks again.
 
 Uses the running agent (tidemark run) when there is one (one still starting
-is waited for, up to 60 s), else starts one for the duration (another command's own agent is waited for to end
-first, up to 5 min). Entries the set holds and does not replicate (a FIFO, a name
+is waited for, up to 60 s), else starts one for the duration (another
+command's own agent is waited for to end first, up to 5 min). Entries the
+set holds and does not replicate (a FIFO, a name
 the target cannot carry: \`tidemark status\` names them) are not compared:
 verify counts them and names the first ${SKIPPED_SHOWN} ("skipped" in --json);
 leave out what is never meant to travel (an application's socket) with the
@@ -99,7 +100,7 @@ Examples:
         ...list("extra    ", report.extra),
       ];
       if (skipped.length > 0) {
-        lines.push(`${skipped.length} ${skipped.length === 1 ? "entry" : "entries"} not compared (not replicated; \`tidemark status ${set}\` names them all):`);
+        lines.push(`${counted(skipped.length, "entry", "entries")} not compared (not replicated; \`tidemark status ${set}\` names them all):`);
         lines.push(...list("skipped  ", skipped.map((entry) => `${entry.path} (${entry.reason})`), SKIPPED_SHOWN));
       }
       if (repair) lines.push(`${repaired} changes journaled to repair the target`);
