@@ -105,6 +105,13 @@ export interface CaptureOptions {
    * be no state the file was ever in (a torn copy): a marker's barrier names it (the snapshot is not exact for it).
    */
   readonly onChangingWhileRead?: (path: string) => void;
+  /**
+   * The file kept changing while its previous capture read it (a database's write-ahead log under steady writes): a
+   * file of at most LARGE_READ_BYTES is read once, not re-read up to STABLE_READ_ATTEMPTS times for a stable copy it
+   * never holds still for. What was read is journaled as changing while read, so the next write captures it again.
+   * Never for a marker's barrier, which reads every file as stable as it can.
+   */
+  readonly readOnce?: boolean;
 }
 
 /** Changes that bring the index entry of path in line with the source; [] when it already is. */
@@ -355,17 +362,19 @@ async function readStable(
   path: string,
   first: BigIntStats,
   known: IndexEntry | undefined,
-  options: Pick<CaptureOptions, "beforeRead" | "onChangingWhileRead">,
+  options: Pick<CaptureOptions, "beforeRead" | "onChangingWhileRead" | "readOnce">,
 ): Promise<PutChange | undefined> {
   const onChanging = options.onChangingWhileRead;
   let put: PutChange | undefined;
   let readSince = first.mtimeNs;
   // Counted from the size each read finds: a file that grew large while read (copied in) is not read whole 5 times.
   let attempts = STABLE_READ_ATTEMPTS;
+  // A large file keeps its second read also when read once: a delta that raced a write would otherwise travel whole.
+  const readsOf = (size: bigint) => (size > BigInt(LARGE_READ_BYTES) ? 2 : options.readOnce === true ? 1 : STABLE_READ_ATTEMPTS);
   for (let attempt = 0; attempt < attempts; attempt++) {
     const before = attempt === 0 ? first : await statOrGone(abs);
     if (!before?.isFile()) return undefined;
-    if (before.size > BigInt(LARGE_READ_BYTES)) attempts = Math.min(attempts, 2);
+    attempts = Math.min(attempts, readsOf(before.size));
     if (attempt >= attempts) break;
     // Every read, not only the first: a file small at the first stat and grown large since is named while read.
     options.beforeRead?.(Number(before.size));

@@ -37,6 +37,11 @@ export class SetCapture {
   readonly #now: () => number;
   /** Files at least this large are named as held while their capture reads them (busy files' threshold too). */
   readonly #largeBytes: number;
+  /**
+   * Paths that kept changing while their last capture of the watcher's hints read them: read once at the next (capture.ts
+   * readOnce), since each re-read holds the set's lane, and every capture of the set waits behind it.
+   */
+  readonly #changingWhileRead = new Set<string>();
   /** Paths not replicated that the log already named: not again at every rescan. */
   readonly #skippedLog = new SkippedLog();
   #hints = new Set<string>();
@@ -301,11 +306,18 @@ export class SetCapture {
       if (known?.kind === "file" && known.size >= this.#largeBytes) name();
       let result: CaptureResult;
       try {
+        let changing = false;
         result = await capture(journal, spec, path, {
           beforeRead: (size) => {
             if (size >= this.#largeBytes) name();
           },
+          onChangingWhileRead: () => {
+            changing = true;
+          },
+          readOnce: this.#changingWhileRead.has(path),
         });
+        if (changing) this.#changingWhileRead.add(path);
+        else this.#changingWhileRead.delete(path);
       } catch (error) {
         // A file the agent may not read is named (its last good version stays), and the rest of the batch goes on.
         const reason = unreadableProblem(error);
