@@ -124,7 +124,13 @@ export class ContentSink {
    * rebuilding a large file took seconds per MiB then, with the set's lane held the whole time).
    */
   async #write(file: FileHandle): Promise<void> {
-    await file.write(Buffer.concat(this.#parts));
+    const bytes = Buffer.concat(this.#parts);
+    // A write may take fewer bytes than it was given (a disk filling up): the rest is written on, never left out.
+    for (let done = 0; done < bytes.length; ) {
+      const { bytesWritten } = await file.write(bytes, done, bytes.length - done);
+      if (bytesWritten === 0) throw new Error(`spool file ${this.#temp}: a write took no bytes (${bytes.length - done} left)`);
+      done += bytesWritten;
+    }
     this.#parts = [];
     this.#unwritten = 0;
   }
