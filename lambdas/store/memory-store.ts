@@ -14,6 +14,7 @@ import {
   type ObjectHead,
   type ObjectInfo,
   type ObjectStream,
+  type PutOptions,
   type ReadStreamOptions,
   type StoredObject,
   type StreamedBody,
@@ -58,9 +59,14 @@ export class MemoryStore implements TargetStore {
     return object && { key, size: object.body.length, meta: { ...object.meta }, ...(object.versionId ? { versionId: object.versionId } : {}), ...(checksumSha256 ? { checksumSha256 } : {}) };
   }
 
-  async put(key: string, body: Uint8Array, meta: Record<string, string> = {}): Promise<WriteResult> {
+  async put(key: string, body: Uint8Array, meta: Record<string, string> = {}, options: PutOptions = {}): Promise<WriteResult> {
     checkMetadata(key, meta);
     const bytes = Buffer.from(body);
+    // As S3 refuses a body that does not have the checksum sent with it.
+    if (options.sha256 !== undefined) {
+      const sha256 = createHash("sha256").update(bytes).digest("hex");
+      if (sha256 !== options.sha256) throw new ContentMismatchError(key, options.sha256, sha256);
+    }
     return this.#store({ key, body: bytes, meta: { ...meta }, etag: `"${createHash("md5").update(bytes).digest("hex")}"`, lastModified: new Date() });
   }
 

@@ -37,13 +37,21 @@ export interface WriteResult {
   readonly etag?: string;
 }
 
+export interface PutOptions {
+  /**
+   * The body's SHA-256 (hex), which the caller has just computed from these bytes: sent as the write's checksum
+   * instead of hashing the body again. The store still checks the body against it (S3 refuses a mismatch).
+   */
+  readonly sha256?: string;
+}
+
 export interface TargetStore {
   /** The object at key (that version of it, when given), or undefined when there is none. Fails only when the store cannot be reached or read. */
   get(key: string, versionId?: string): Promise<StoredObject | undefined>;
   /** Size, metadata and version of the object at key without its body, or undefined when there is none. */
   head(key: string): Promise<ObjectHead | undefined>;
   /** Writes (replaces) the object at key with body and metadata; resolves to the version and ETag written. */
-  put(key: string, body: Uint8Array, meta?: Record<string, string>): Promise<WriteResult>;
+  put(key: string, body: Uint8Array, meta?: Record<string, string>, options?: PutOptions): Promise<WriteResult>;
   /**
    * Copies the object at from to key to, replacing its metadata with meta; throws ObjectNotFoundError when from is
    * missing, and SourceChangedError when options.ifMatch is given and from's ETag is no longer that one. Resolves to
