@@ -5,7 +5,10 @@
 // then altered one field at a time in ways the schema accepts or refuses.
 
 import { afterEach, describe, expect, it, vi } from "vitest";
-import { BadMessageError, MAX_MESSAGE_BYTES, MessageSchema, parseMessage } from "../../contract/wire.ts";
+import { z } from "zod";
+import { LINK_GROUP_PATTERN, MTIME_NS_PATTERN, SHA256_PATTERN } from "../../contract/manifest-entry.ts";
+import { PACK_ENCODINGS, PACKED_ENCODINGS } from "../../contract/packed-content.ts";
+import { BadMessageError, GENERATION_ID_PATTERN, HAND_CHECKED_KEYS, INLINE_ENCODINGS, MAX_MESSAGE_BYTES, MessageSchema, parseMessage } from "../../contract/wire.ts";
 
 const SHA = "0123456789abcdef".repeat(4);
 
@@ -107,6 +110,83 @@ function byParser(body: string): { message: string } | { error: string } {
   }
 }
 
+/*
+ * The schema's own rules, read from it: a common message is walked beside MessageSchema, and each field's schema gives
+ * its boundary values (a number's min - 1, min, max, max + 1; a string's and an array's lengths; an enum's values and
+ * every encoding the hand checks know). A bound tightened in a schema but not in the hand checks makes one of these
+ * variants accepted by the hand checks and refused by the schema.
+ */
+
+function unwrap(schema: z.ZodType): z.ZodType {
+  let inner = schema;
+  while (inner instanceof z.ZodOptional) inner = inner.unwrap() as z.ZodType;
+  return inner;
+}
+
+/** The object schema that parses value: the schema itself, or the option of a discriminated union its discriminator picks. */
+function objectSchema(schema: z.ZodType, value: unknown): z.ZodObject | undefined {
+  const inner = unwrap(schema);
+  if (inner instanceof z.ZodObject) return inner;
+  if (inner instanceof z.ZodDiscriminatedUnion && typeof value === "object" && value !== null) {
+    const discriminator = inner._zod.def.discriminator;
+    const tag = (value as Json)[discriminator];
+    return (inner.options as z.ZodType[]).map(unwrap).find((option): option is z.ZodObject => {
+      const field = option instanceof z.ZodObject ? option.shape[discriminator] : undefined;
+      return field instanceof z.ZodLiteral && field.values.has(tag as never);
+    });
+  }
+  return undefined;
+}
+
+/** Each field of value (at every depth) with its schema, and a way to put another value in its place. */
+function fields(value: unknown, schema: z.ZodType, replace: (next: unknown) => Json, out: { key: string; schema: z.ZodType; value: unknown; replace: (next: unknown) => Json }[] = []) {
+  const inner = unwrap(schema);
+  if (Array.isArray(value) && inner instanceof z.ZodArray) {
+    value.forEach((item, i) => {
+      const swap = (next: unknown) => replace(value.map((other, j) => (j === i ? next : other)));
+      out.push({ key: String(i), schema: inner.element as z.ZodType, value: item, replace: swap });
+      fields(item, inner.element as z.ZodType, swap, out);
+    });
+    return out;
+  }
+  const object = objectSchema(inner, value);
+  if (!object || typeof value !== "object" || value === null) return out;
+  for (const [key, field] of Object.entries(object.shape)) {
+    const swap = (next: unknown) => replace({ ...(value as Json), [key]: next });
+    out.push({ key, schema: field as z.ZodType, value: (value as Json)[key], replace: swap });
+    fields((value as Json)[key], field as z.ZodType, swap, out);
+  }
+  return out;
+}
+
+type Check = { check: string; minimum?: number; maximum?: number; pattern?: RegExp };
+const checksOf = (schema: z.ZodType): Check[] => ((schema._zod.def as { checks?: { _zod: { def: Check } }[] }).checks ?? []).map((c) => c._zod.def);
+const ALL_ENCODINGS = [...new Set<string>([...INLINE_ENCODINGS, ...PACKED_ENCODINGS, ...PACK_ENCODINGS])];
+
+/** The boundary values of a field's schema, read from it. */
+function boundaries(schema: z.ZodType, value: unknown): unknown[] {
+  const inner = unwrap(schema);
+  if (inner instanceof z.ZodNumber) {
+    const { minValue: min, maxValue: max } = inner;
+    return [min, max].filter((bound): bound is number => bound !== null && Number.isFinite(bound)).flatMap((bound) => [bound - 1, bound, bound + 1]);
+  }
+  if (inner instanceof z.ZodString) {
+    return [inner.minLength, inner.maxLength].filter((bound): bound is number => bound !== null).flatMap((bound) => [bound - 1, bound, bound + 1].filter((n) => n >= 0).map((n) => "a".repeat(n)));
+  }
+  if (inner instanceof z.ZodEnum) return [...new Set([...(inner.options as string[]), ...ALL_ENCODINGS])];
+  if (inner instanceof z.ZodArray && Array.isArray(value) && value.length > 0) {
+    const lengths = checksOf(inner).flatMap((c) => (c.check === "min_length" ? [c.minimum ?? 0] : c.check === "max_length" ? [c.maximum ?? 0] : [])).flatMap((n) => [n - 1, n, n + 1]);
+    // Records as small as they come (the longest run stays under the body's limit), seqs following on: only the length is at stake.
+    const first = value[0] as Json;
+    const item = (i: number) => (typeof first.seq === "number" ? { seq: first.seq + i, op: "mkdir", path: "d", mode: 0, mtimeNs: "1" } : first);
+    return lengths.filter((n) => n >= 0).map((n) => Array.from({ length: n }, (_, i) => item(i)));
+  }
+  return [];
+}
+
+/** The pattern the hand checks use for each field the schema checks with a regular expression. */
+const HAND_PATTERNS: Record<string, RegExp> = { gen: GENERATION_ID_PATTERN, sha256: SHA256_PATTERN, mtimeNs: MTIME_NS_PATTERN, linkGroup: LINK_GROUP_PATTERN };
+
 afterEach(() => {
   vi.restoreAllMocks();
 });
@@ -135,6 +215,52 @@ describe("parseMessage on common messages", () => {
     // The variants reach both sides of the schema's rules.
     expect(refused).toBeGreaterThan(100);
     expect(taken).toBeGreaterThan(5);
+  });
+
+  it.each(VALID)("accepts and refuses the boundary values the schema gives each field of %s as the schema does", (_what, message) => {
+    let refused = 0;
+    let taken = 0;
+    for (const field of fields(message, MessageSchema, (next) => next as Json)) {
+      for (const value of boundaries(field.schema, field.value)) {
+        const body = JSON.stringify(field.replace(value));
+        const expected = bySchema(body);
+        const got = byParser(body);
+        const short = (result: object) => JSON.stringify(result).slice(0, 300);
+        if (JSON.stringify(got) !== JSON.stringify(expected)) expect.fail(`${field.key} = ${JSON.stringify(value)?.slice(0, 80)}: parseMessage gives ${short(got)}, the schema ${short(expected)}`);
+        if ("error" in expected) refused += 1;
+        else taken += 1;
+      }
+    }
+    expect(refused).toBeGreaterThan(20);
+    expect(taken).toBeGreaterThan(20);
+  });
+
+  it("checks by hand with the patterns the schema checks with", () => {
+    let seen = 0;
+    for (const [, message] of VALID) {
+      for (const field of fields(message, MessageSchema, (next) => next as Json)) {
+        const patterns = checksOf(unwrap(field.schema)).flatMap((c) => (c.pattern ? [c.pattern] : []));
+        if (patterns.length === 0) continue;
+        seen += 1;
+        expect(patterns, field.key).toEqual([HAND_PATTERNS[field.key]]);
+      }
+    }
+    expect(seen).toBeGreaterThan(10);
+  });
+
+  it("knows by hand the keys the schema names, for each object of a common message (a put's delta left to the schema)", () => {
+    const shapes = new Map<string, string[]>();
+    for (const [, message] of VALID) {
+      shapes.set("message", Object.keys(MessageSchema.shape));
+      for (const field of fields(message, MessageSchema, (next) => next as Json)) {
+        const object = objectSchema(field.schema, field.value);
+        if (!object || typeof field.value !== "object" || field.value === null) continue;
+        const value = field.value as Json;
+        const name = field.key === "pack" ? "pack" : typeof value.op === "string" ? value.op : (value.kind as string);
+        shapes.set(name, Object.keys(object.shape).filter((key) => !(name === "put" && key === "delta")));
+      }
+    }
+    expect(Object.fromEntries(shapes)).toEqual(HAND_CHECKED_KEYS);
   });
 
   it("leaves what is not common to the schema: another op, a delta, a key it does not name", () => {
