@@ -7,6 +7,7 @@ import { USER_METADATA_LIMIT_BYTES, userMetadataBytes } from "../../contract/lin
 import { compareKeys } from "./key-order.ts";
 import {
   ContentMismatchError,
+  givenSha256,
   ObjectNotFoundError,
   SourceChangedError,
   type ContentHash,
@@ -61,11 +62,12 @@ export class MemoryStore implements TargetStore {
 
   async put(key: string, body: Uint8Array, meta: Record<string, string> = {}, options: PutOptions = {}): Promise<WriteResult> {
     checkMetadata(key, meta);
+    const given = givenSha256(options);
     const bytes = Buffer.from(body);
     // As S3 refuses a body that does not have the checksum sent with it.
-    if (options.sha256 !== undefined) {
+    if (given !== undefined) {
       const sha256 = createHash("sha256").update(bytes).digest("hex");
-      if (sha256 !== options.sha256) throw new ContentMismatchError(key, options.sha256, sha256);
+      if (sha256 !== given) throw new ContentMismatchError(key, given, sha256);
     }
     return this.#store({ key, body: bytes, meta: { ...meta }, etag: `"${createHash("md5").update(bytes).digest("hex")}"`, lastModified: new Date() });
   }

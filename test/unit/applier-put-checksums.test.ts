@@ -9,8 +9,10 @@ import { describe, expect, it } from "vitest";
 import { blockDataKey, stagingKey } from "../../contract/layout.ts";
 import { BLOCK_SIZE, encodeInline, type WireRecord } from "../../contract/wire.ts";
 import { Applier } from "../../lambdas/applier/applier.ts";
+import { MULTIPART_THRESHOLD } from "../../lambdas/s3-multipart.ts";
 import { DirectS3Store } from "../../lambdas/store/direct-s3-store.ts";
 import { MemoryStore } from "../../lambdas/store/memory-store.ts";
+import { S3Store } from "../../lambdas/store/s3-store.ts";
 import { ContentMismatchError, type PutOptions, type WriteResult } from "../../lambdas/store/store.ts";
 import { captureServerForTests } from "../support/capture-server.ts";
 import { messageBody, putRecord, signedIncoming } from "../support/messages.ts";
@@ -76,5 +78,61 @@ describe("the direct S3 store's put with a known SHA-256", () => {
     expect(given?.headers["x-amz-checksum-sha256"]).toBe(Buffer.from(named, "hex").toString("base64"));
     expect(given?.headers["x-amz-content-sha256"]).toBe(named);
     expect(computed?.headers["x-amz-checksum-sha256"]).toBe(createHash("sha256").update("the body").digest("base64"));
+  });
+});
+
+describe("a put in parts with a known SHA-256 (a body over MULTIPART_THRESHOLD)", () => {
+  const capture = captureServerForTests();
+
+  /** Answers an upload in parts like S3 does; what was asked is in capture.server.requests. */
+  function serveParts(): S3Client {
+    capture.server.responder = (request, res) => {
+      const url = new URL(request.url, "http://x");
+      const xml = (body: string) => {
+        res.writeHead(200, { "content-type": "application/xml" });
+        res.end(`<?xml version="1.0" encoding="UTF-8"?>${body}`);
+      };
+      if (request.method === "POST" && url.searchParams.has("uploads")) return xml(`<InitiateMultipartUploadResult><Bucket>b</Bucket><Key>k</Key><UploadId>U1</UploadId></InitiateMultipartUploadResult>`);
+      if (request.method === "POST" && url.searchParams.has("uploadId")) return xml(`<CompleteMultipartUploadResult><Bucket>b</Bucket><Key>k</Key><ETag>"parts-2"</ETag></CompleteMultipartUploadResult>`);
+      res.writeHead(request.method === "DELETE" ? 204 : 200, { etag: `"part-${url.searchParams.get("partNumber") ?? ""}"` });
+      res.end();
+    };
+    return new S3Client({ region: "us-east-1", endpoint: capture.server.endpoint, forcePathStyle: true, credentials: { accessKeyId: "a", secretAccessKey: "b" }, maxAttempts: 1 });
+  }
+  const completes = () => capture.server.requests.filter((r) => r.method === "POST" && new URL(r.url, "http://x").searchParams.has("uploadId")).length;
+  const aborts = () => capture.server.requests.filter((r) => r.method === "DELETE").length;
+
+  it.each([
+    ["S3Store", (client: S3Client) => new S3Store(client, "b")],
+    ["DirectS3Store", (client: S3Client) => new DirectS3Store(client, "b")],
+  ])("%s completes the upload only when the whole body has the given SHA-256; else it aborts it with ContentMismatchError", async (_name, make) => {
+    const store = make(serveParts());
+    const body = Buffer.alloc(MULTIPART_THRESHOLD + 1, 1);
+    await expect(store.put("data/s/large", body, {}, { sha256: sha256("other bytes") })).rejects.toBeInstanceOf(ContentMismatchError);
+    expect(completes()).toBe(0);
+    expect(aborts()).toBe(1);
+    expect(await store.put("data/s/large", body, {}, { sha256: sha256(body) })).toMatchObject({ etag: '"parts-2"' });
+    expect(completes()).toBe(1);
+  });
+});
+
+describe("a given SHA-256 in another form than 64 lower-case hex digits", () => {
+  const capture = captureServerForTests();
+  const BAD = ["XYZ", sha256("the body").toUpperCase(), sha256("the body").slice(0, 63), `${sha256("the body")}0`, ` ${sha256("the body").slice(1)}`];
+
+  it.each(BAD)("is refused by every store before anything is sent or written: %s", async (bad) => {
+    capture.server.responder = (_request, res) => {
+      res.writeHead(200, { etag: '"e"' });
+      res.end();
+    };
+    const client = new S3Client({ region: "us-east-1", endpoint: capture.server.endpoint, forcePathStyle: true, credentials: { accessKeyId: "a", secretAccessKey: "b" }, maxAttempts: 1 });
+    const memory = new MemoryStore();
+    for (const store of [memory, new S3Store(client, "b"), new DirectS3Store(client, "b")]) {
+      for (const body of [Buffer.from("the body"), Buffer.alloc(MULTIPART_THRESHOLD + 1)]) {
+        await expect(store.put("data/s/f", body, {}, { sha256: bad })).rejects.toThrow(/PutOptions\.sha256 must be 64 lower-case hex digits/);
+      }
+    }
+    expect(capture.server.requests).toEqual([]);
+    expect(await memory.get("data/s/f")).toBeUndefined();
   });
 });
