@@ -14,13 +14,27 @@ export const SetPath = z.string().superRefine((value, ctx) => {
   if (problem) ctx.addIssue({ code: "custom", message: `${problem}: ${JSON.stringify(value.slice(0, 200))}` });
 });
 
-export const Seq = z.number().int().min(1).max(Number.MAX_SAFE_INTEGER);
-export const Mode = z.number().int().min(0).max(0o7777);
-export const MtimeNs = z.string().regex(/^\d{1,20}$/, "mtimeNs must be a decimal count of nanoseconds");
-export const Sha256 = z.string().regex(/^[0-9a-f]{64}$/, "sha256 must be 64 lower-case hex digits");
-export const Size = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
+/*
+ * The bounds and patterns of the fields below, exported: parseMessage's hand checks of the common message
+ * (contract/wire.ts, commonMessage) are built from the same constants. Seq, Mode, MtimeNs, Sha256, Size and LinkGroup
+ * are also checked by hand there: a rule added or tightened here must be added there
+ * (test/unit/wire-common-messages.test.ts fails on a bound or pattern that differs).
+ */
+export const MIN_SEQ = 1;
+export const MAX_SEQ = Number.MAX_SAFE_INTEGER;
+export const MAX_MODE = 0o7777;
+export const MAX_SIZE = Number.MAX_SAFE_INTEGER;
+export const MTIME_NS_PATTERN = /^\d{1,20}$/;
+export const SHA256_PATTERN = /^[0-9a-f]{64}$/;
+export const LINK_GROUP_PATTERN = /^[0-9a-f]{16}$/;
+
+export const Seq = z.number().int().min(MIN_SEQ).max(MAX_SEQ);
+export const Mode = z.number().int().min(0).max(MAX_MODE);
+export const MtimeNs = z.string().regex(MTIME_NS_PATTERN, "mtimeNs must be a decimal count of nanoseconds");
+export const Sha256 = z.string().regex(SHA256_PATTERN, "sha256 must be 64 lower-case hex digits");
+export const Size = z.number().int().min(0).max(MAX_SIZE);
 /** Files that were hard links of one another on the source (same device and inode) carry the same group id. */
-export const LinkGroup = z.string().regex(/^[0-9a-f]{16}$/, "a link group is 16 lower-case hex digits");
+export const LinkGroup = z.string().regex(LINK_GROUP_PATTERN, "a link group is 16 lower-case hex digits");
 
 /** One line of a verification manifest: an entry of the set as the source holds it. */
 export const ManifestEntrySchema = z.object({

@@ -6,6 +6,12 @@ export class PathRuleError extends Error {
   override name = "PathRuleError";
 }
 
+/**
+ * Why a path holding half of a UTF-16 surrogate pair is refused: it has no UTF-8 form, so it can be no S3 key (encoding
+ * one throws), and a file name read on Linux never holds one (bytes that are not UTF-8 read back as U+FFFD).
+ */
+export const LONE_SURROGATE = "path has a lone surrogate (half of a UTF-16 pair, which has no UTF-8 form)";
+
 /** S3 keys are at most 1024 bytes; this leaves room for the prefix and the set name. */
 export const MAX_PATH_BYTES = 900;
 export const MAX_SET_NAME_LENGTH = 64;
@@ -31,6 +37,7 @@ export function setPathProblem(path: string): string | undefined {
   let nul = false;
   let control = false;
   let backslash = false;
+  let lone = false;
   let bytes = 0;
   let segment: string | undefined;
   let start = 0;
@@ -53,11 +60,15 @@ export function setPathProblem(path: string): string | undefined {
     else if (code >= 0xd800 && code < 0xdc00 && i + 1 < path.length && (path.charCodeAt(i + 1) & 0xfc00) === 0xdc00) {
       bytes += 4;
       i += 1;
-    } else bytes += 3;
+    } else {
+      if (code >= 0xd800 && code < 0xe000) lone = true;
+      bytes += 3;
+    }
   }
   if (nul) return "path contains a NUL byte";
   if (control) return "path contains a control character";
   if (backslash) return "path contains a backslash";
+  if (lone) return LONE_SURROGATE;
   if (path.startsWith("/")) return "path is absolute";
   if (/^[A-Za-z]:/.test(path)) return "path starts with a drive letter";
   if (bytes > MAX_PATH_BYTES) return `path is longer than ${MAX_PATH_BYTES} bytes`;

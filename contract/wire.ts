@@ -7,10 +7,29 @@ import { z } from "zod";
 import { ORPHAN_POLICIES } from "./layout.ts";
 import { ChangingWhileReadSchema, TaskFieldsSchema, TaskIdSchema } from "./tasks.ts";
 import { DrillReportSchema } from "./drills.ts";
-import { LinkGroup, ManifestEntrySchema, Mode, MtimeNs, Seq, SetName, SetPath, Sha256, Size, type ManifestEntry } from "./manifest-entry.ts";
+import {
+  LINK_GROUP_PATTERN,
+  LinkGroup,
+  MAX_MODE,
+  MAX_SEQ,
+  MAX_SIZE,
+  MIN_SEQ,
+  MTIME_NS_PATTERN,
+  ManifestEntrySchema,
+  Mode,
+  MtimeNs,
+  SHA256_PATTERN,
+  Seq,
+  SetName,
+  SetPath,
+  Sha256,
+  Size,
+  type ManifestEntry,
+} from "./manifest-entry.ts";
 import { SetDigestSchema } from "./digest.ts";
 import { MAX_DELTA_RANGES, MAX_RANGED_FILE_BYTES, rangesBytes, rangesProblem, type ByteRange } from "./delta-ranges.ts";
-import { MessagePack, PackedContent, packedBytes } from "./packed-content.ts";
+import { MAX_PACK_BYTES, MessagePack, PACK_ENCODINGS, PACKED_ENCODINGS, PackedContent, packedBytes } from "./packed-content.ts";
+import { setNameProblem, setPathProblem } from "./paths.ts";
 import { compressed, decompressed, type Compression } from "./compression.ts";
 
 export const WIRE_VERSION = 1;
@@ -66,21 +85,37 @@ export class BadMessageError extends Error {
   override name = "BadMessageError";
 }
 
+/*
+ * The schemas marked "checked by hand" below are also checked, rule for rule, by commonMessage (the end of this file)
+ * for puts and folders: a rule added or tightened in one of them must be added there too. The bounds, patterns and
+ * allowed values they share are the constants here, in manifest-entry.ts and in packed-content.ts; what a refinement
+ * checks is copied, and test/unit/wire-common-messages.test.ts takes its boundary values and key sets from the schemas.
+ */
+
+/** Largest `at`: any safe integer. */
+export const MAX_RECORD_AT = Number.MAX_SAFE_INTEGER;
+/** Most records in one message. */
+export const MAX_MESSAGE_RECORDS = 10_000;
+/** How inline content is encoded. */
+export const INLINE_ENCODINGS = ["base64", "gzip+base64", "zstd+base64"] as const;
+export const GENERATION_ID_PATTERN = /^[A-Za-z0-9]{1,16}$/;
+
 /**
  * When the agent journaled the record (ms since the epoch): what `restore --at`
- * goes by. Optional, so messages of older agents still parse.
+ * goes by. Optional, so messages of older agents still parse. Checked by hand in commonRecord.
  */
-const RecordAt = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER).optional();
+const RecordAt = z.number().int().min(0).max(MAX_RECORD_AT).optional();
 
+/** Checked by hand in commonContent. */
 const InlineContent = z.object({
   kind: z.literal("inline"),
-  encoding: z.enum(["base64", "gzip+base64", "zstd+base64"]),
+  encoding: z.enum(INLINE_ENCODINGS),
   data: z.string().max(MAX_MESSAGE_BYTES),
 });
-/** The bytes wait under stagingKey(set, seq, sha256): the key is derived, never taken from the message. */
+/** The bytes wait under stagingKey(set, seq, sha256): the key is derived, never taken from the message. Checked by hand in commonContent. */
 const StagedContent = z.object({ kind: z.literal("staged") });
 const Content = z.discriminatedUnion("kind", [InlineContent, StagedContent]);
-/** A put's content may also be a slice of the message's pack (packed-content.ts). */
+/** A put's content may also be a slice of the message's pack (packed-content.ts). Checked by hand in commonContent. */
 const PutContent = z.discriminatedUnion("kind", [InlineContent, StagedContent, PackedContent]);
 
 /**
@@ -102,6 +137,7 @@ const Delta = z.object({
     .optional(),
 });
 
+/** Checked by hand in commonRecord, but a put with a delta (which the refinement below is about) goes to the schema. */
 const PutRecord = z
   .object({
     seq: Seq,
@@ -134,7 +170,7 @@ const PutRecord = z
       if (previous !== undefined && index <= previous) ctx.addIssue({ code: "custom", path: ["delta", "blocks", i], message: "delta blocks must be listed in increasing order" });
     });
   });
-/** Creates the directory if missing and sets its mode and mtime. */
+/** Creates the directory if missing and sets its mode and mtime. Checked by hand in commonRecord. */
 const MkdirRecord = z.object({ seq: Seq, at: RecordAt, op: z.literal("mkdir"), path: SetPath, mode: Mode, mtimeNs: MtimeNs });
 const SymlinkRecord = z.object({
   seq: Seq,
@@ -266,15 +302,16 @@ export const RecordSchema = z.discriminatedUnion("op", [
 ]);
 
 /** A journal's generation id (DESIGN 8): random, made with the journal; a new one restarts the set's seq chain. */
-export const GenerationId = z.string().regex(/^[A-Za-z0-9]{1,16}$/, "a generation id is 1-16 letters or digits");
+export const GenerationId = z.string().regex(GENERATION_ID_PATTERN, "a generation id is 1-16 letters or digits");
 
+/** Checked by hand in commonMessage, the refinement too. */
 export const MessageSchema = z
   .object({
     v: z.literal(WIRE_VERSION),
     set: SetName,
     /** The generation of the journal the records come from; absent from agents that predate generations. */
     gen: GenerationId.optional(),
-    records: z.array(RecordSchema).min(1).max(10_000),
+    records: z.array(RecordSchema).min(1).max(MAX_MESSAGE_RECORDS),
     /** The staging object holding the packed records' bytes; absent when none is packed (and from older agents). */
     pack: MessagePack.optional(),
   })
@@ -347,9 +384,132 @@ export function parseMessage(body: string): WireMessage | MarkerMessage {
     if (!marker.success) throw new BadMessageError(firstProblem(marker.error));
     return marker.data;
   }
+  const common = commonMessage(json);
+  if (common) return common;
   const result = MessageSchema.safeParse(json);
   if (!result.success) throw new BadMessageError(firstProblem(result.error));
   return result.data;
+}
+
+/*
+ * The common message (puts and folders: an initial mirror, a tree's everyday changes) checked by hand, rule for rule
+ * as MessageSchema checks it, into the object MessageSchema would give (its keys, in its order). Zod's validation
+ * cost ~15 us a record on a cold applier (a Lambda's first messages), several times the JSON parse. Anything else —
+ * another op, a delta, a key the schema does not name, any value the schema refuses — gives undefined, and the schema
+ * parses the message: what is refused, and the error that names why, are the schema's alone.
+ * The bounds, patterns and allowed values are the constants the schemas are built from; the refinements are copied.
+ * test/unit/wire-common-messages.test.ts holds the two to the same result, with boundary values and key sets it takes
+ * from the schemas.
+ */
+
+/**
+ * The keys the hand checks know, for each object of the common message (exported for the test that holds them to the
+ * schemas' keys). A put's `delta` is left out on purpose: a delta put goes to the schema.
+ */
+export const HAND_CHECKED_KEYS = {
+  message: ["v", "set", "gen", "records", "pack"],
+  pack: ["size", "sha256", "encoding", "decodedSize"],
+  put: ["seq", "at", "op", "path", "size", "mode", "mtimeNs", "sha256", "content", "linkGroup"],
+  mkdir: ["seq", "at", "op", "path", "mode", "mtimeNs"],
+  inline: ["kind", "encoding", "data"],
+  packed: ["kind", "encoding", "offset", "length"],
+  staged: ["kind"],
+} as const;
+const MESSAGE_KEYS = new Set<string>(HAND_CHECKED_KEYS.message);
+const PACK_KEYS = new Set<string>(HAND_CHECKED_KEYS.pack);
+const PUT_KEYS = new Set<string>(HAND_CHECKED_KEYS.put);
+const MKDIR_KEYS = new Set<string>(HAND_CHECKED_KEYS.mkdir);
+const INLINE_KEYS = new Set<string>(HAND_CHECKED_KEYS.inline);
+const PACKED_KEYS = new Set<string>(HAND_CHECKED_KEYS.packed);
+const STAGED_KEYS = new Set<string>(HAND_CHECKED_KEYS.staged);
+const INLINE_ENCODING_SET = new Set<string>(INLINE_ENCODINGS);
+const PACKED_ENCODING_SET = new Set<string>(PACKED_ENCODINGS);
+const PACK_ENCODING_SET = new Set<string>(PACK_ENCODINGS);
+
+type JsonObject = Record<string, unknown>;
+
+function isObject(value: unknown): value is JsonObject {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}
+
+/** Whether every key of value is one of known. */
+function onlyKeys(value: JsonObject, known: ReadonlySet<string>): boolean {
+  for (const key in value) if (!known.has(key)) return false;
+  return true;
+}
+
+function isInteger(value: unknown, min: number, max: number): value is number {
+  return typeof value === "number" && Number.isSafeInteger(value) && value >= min && value <= max;
+}
+
+function isText(value: unknown, pattern: RegExp): value is string {
+  return typeof value === "string" && pattern.test(value);
+}
+
+function commonMessage(json: unknown): WireMessage | undefined {
+  if (!isObject(json) || !onlyKeys(json, MESSAGE_KEYS)) return undefined;
+  const { set, gen, records } = json;
+  if (typeof set !== "string" || setNameProblem(set) !== undefined) return undefined;
+  if (gen !== undefined && !isText(gen, GENERATION_ID_PATTERN)) return undefined;
+  if (!Array.isArray(records) || records.length < 1 || records.length > MAX_MESSAGE_RECORDS) return undefined;
+  let pack: MessagePack | undefined;
+  if (json.pack !== undefined) {
+    pack = commonPack(json.pack);
+    if (!pack) return undefined;
+  }
+  const packBytes = packedBytes(pack);
+  const out: WireRecord[] = [];
+  for (const item of records) {
+    const record = isObject(item) ? commonRecord(item) : undefined;
+    if (!record) return undefined;
+    const previous = out[out.length - 1];
+    if (previous && record.seq !== previous.seq + 1) return undefined;
+    if (record.op === "put" && record.content.kind === "packed" && record.content.offset + record.content.length > packBytes) return undefined;
+    out.push(record);
+  }
+  return { v: WIRE_VERSION, set, ...(gen !== undefined ? { gen } : {}), records: out, ...(pack ? { pack } : {}) };
+}
+
+function commonPack(value: unknown): MessagePack | undefined {
+  if (!isObject(value) || !onlyKeys(value, PACK_KEYS)) return undefined;
+  const { size, sha256, encoding, decodedSize } = value;
+  if (!isInteger(size, 1, MAX_PACK_BYTES) || !isText(sha256, SHA256_PATTERN)) return undefined;
+  if (encoding !== undefined && !(typeof encoding === "string" && PACK_ENCODING_SET.has(encoding))) return undefined;
+  if (decodedSize !== undefined && !isInteger(decodedSize, 1, MAX_PACK_BYTES)) return undefined;
+  if ((encoding === undefined) !== (decodedSize === undefined)) return undefined;
+  return { size, sha256, ...(encoding !== undefined ? { encoding: encoding as "zstd" | "gzip", decodedSize: decodedSize as number } : {}) };
+}
+
+function commonRecord(record: JsonObject): WireRecord | undefined {
+  const { seq, at, op, path, mode, mtimeNs } = record;
+  if (!isInteger(seq, MIN_SEQ, MAX_SEQ)) return undefined;
+  if (at !== undefined && !isInteger(at, 0, MAX_RECORD_AT)) return undefined;
+  if (typeof path !== "string" || setPathProblem(path) !== undefined) return undefined;
+  if (!isInteger(mode, 0, MAX_MODE) || !isText(mtimeNs, MTIME_NS_PATTERN)) return undefined;
+  const stamp = at !== undefined ? { seq, at } : { seq };
+  if (op === "mkdir") return onlyKeys(record, MKDIR_KEYS) ? { ...stamp, op, path, mode, mtimeNs } : undefined;
+  if (op !== "put" || !onlyKeys(record, PUT_KEYS)) return undefined;
+  const { size, sha256, linkGroup } = record;
+  if (!isInteger(size, 0, MAX_SIZE) || !isText(sha256, SHA256_PATTERN)) return undefined;
+  if (linkGroup !== undefined && !isText(linkGroup, LINK_GROUP_PATTERN)) return undefined;
+  const content = isObject(record.content) ? commonContent(record.content) : undefined;
+  if (!content) return undefined;
+  return { ...stamp, op, path, size, mode, mtimeNs, sha256, content, ...(linkGroup !== undefined ? { linkGroup } : {}) };
+}
+
+function commonContent(content: JsonObject): PutRecord["content"] | undefined {
+  const { kind, encoding } = content;
+  if (kind === "staged") return onlyKeys(content, STAGED_KEYS) ? { kind } : undefined;
+  if (kind === "packed") {
+    const { offset, length } = content;
+    if (!onlyKeys(content, PACKED_KEYS) || typeof encoding !== "string" || !PACKED_ENCODING_SET.has(encoding)) return undefined;
+    if (!isInteger(offset, 0, MAX_PACK_BYTES) || !isInteger(length, 0, MAX_PACK_BYTES)) return undefined;
+    return { kind, encoding: encoding as PackedContent["encoding"], offset, length };
+  }
+  if (kind !== "inline" || !onlyKeys(content, INLINE_KEYS) || typeof encoding !== "string" || !INLINE_ENCODING_SET.has(encoding)) return undefined;
+  const { data } = content;
+  if (typeof data !== "string" || data.length > MAX_MESSAGE_BYTES) return undefined;
+  return { kind, encoding: encoding as InlineContent["encoding"], data };
 }
 
 /** A marker message (no seq) rather than a run of records. */

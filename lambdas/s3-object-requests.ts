@@ -31,8 +31,12 @@ export function writeResultOf(headers: http.IncomingHttpHeaders): WriteResult {
 
 /** A key as S3's REST paths carry it: each segment percent-encoded, slashes kept. */
 export function encodeKeyPath(key: string): string {
-  return key.split("/").map(uriEncode).join("/");
+  // Most keys are made of characters that need no encoding.
+  return UNRESERVED_PATH.test(key) ? key : key.split("/").map(uriEncode).join("/");
 }
+
+/** RFC 3986's unreserved characters and "/": a key of these alone is its own path. */
+const UNRESERVED_PATH = /^[A-Za-z0-9\-._~/]*$/;
 
 export class S3ObjectRequests {
   readonly #requests: SignedRequests;

@@ -7,7 +7,7 @@
 // per day and credentials and kept as a prepared HMAC key, so a request costs
 // one SHA-256 of its canonical form and one HMAC.
 
-import { createHash, createHmac, createSecretKey, type KeyObject } from "node:crypto";
+import { createHmac, createSecretKey, hash, type KeyObject } from "node:crypto";
 import type { AwsCredentialIdentity, Provider } from "@smithy/types";
 
 export type CredentialsSource = AwsCredentialIdentity | Provider<AwsCredentialIdentity>;
@@ -51,12 +51,41 @@ interface DayKey {
   readonly key: KeyObject;
 }
 
+interface SigningDates {
+  /** Whole seconds since the epoch. */
+  readonly second: number;
+  readonly longDate: string;
+  readonly shortDate: string;
+  readonly scope: string;
+}
+
+/** A header value as signed: trimmed, each run of white space one space (the SDK's); most values have none to fold. */
+function canonicalValue(value: string): string {
+  return /\s/.test(value) ? value.trim().replace(/\s+/g, " ") : value;
+}
+
+/** The canonical query string: names and values URI-encoded, sorted by encoded name, the signature itself left out. */
+function canonicalQuery(query: Readonly<Record<string, string>>): string {
+  const pairs: (readonly [string, string])[] = [];
+  for (const name in query) {
+    if (name.toLowerCase() === "x-amz-signature") continue;
+    const encoded = uriEncode(name);
+    pairs.push([encoded, `${encoded}=${uriEncode(query[name] ?? "")}`]);
+  }
+  if (pairs.length === 0) return "";
+  return pairs
+    .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+    .map(([, pair]) => pair)
+    .join("&");
+}
+
 export class SigV4Signer {
   readonly #service: string;
   readonly #region: string;
   readonly #credentials: CredentialsSource;
   readonly #derive: typeof deriveSigningKey;
   #dayKey: DayKey | undefined;
+  #signingDates: SigningDates | undefined;
 
   constructor(service: string, region: string, credentials: CredentialsSource, options: SignerOptions = {}) {
     this.#service = service;
@@ -68,33 +97,42 @@ export class SigV4Signer {
   /** The request's headers with x-amz-date, the session token (if any) and the authorization added. */
   async sign(request: SignableRequest, signingDate: Date): Promise<Record<string, string>> {
     const credentials = typeof this.#credentials === "function" ? await this.#credentials() : this.#credentials;
-    const longDate = signingDate.toISOString().replace(/\.\d{3}Z$/, "Z").replace(/[-:]/g, "");
-    const shortDate = longDate.slice(0, 8);
-    const scope = `${shortDate}/${this.#region}/${this.#service}/aws4_request`;
+    const { longDate, shortDate, scope } = this.#dates(signingDate);
     const headers: Record<string, string> = {};
-    for (const [name, value] of Object.entries(request.headers)) if (!GENERATED.has(name.toLowerCase())) headers[name] = value;
+    for (const name in request.headers) if (!GENERATED.has(name.toLowerCase())) headers[name] = request.headers[name] ?? "";
     headers["x-amz-date"] = longDate;
     if (credentials.sessionToken) headers["x-amz-security-token"] = credentials.sessionToken;
     const canonical = new Map<string, string>();
-    for (const name of Object.keys(headers)) {
+    let payloadHash: string | undefined;
+    for (const name in headers) {
       const lower = name.toLowerCase();
+      const value = headers[name] ?? "";
+      if (lower === "x-amz-content-sha256") payloadHash ??= value;
       if (UNSIGNABLE.has(lower) || lower.startsWith("proxy-") || lower.startsWith("sec-")) continue;
-      canonical.set(lower, (headers[name] ?? "").trim().replace(/\s+/g, " "));
+      canonical.set(lower, canonicalValue(value));
     }
-    const signed = [...canonical.keys()].sort();
-    const payloadHash = Object.entries(headers).find(([name]) => name.toLowerCase() === "x-amz-content-sha256")?.[1];
     if (payloadHash === undefined) throw new Error("internal: a request to sign names no x-amz-content-sha256");
-    const query = Object.keys(request.query)
-      .filter((name) => name.toLowerCase() !== "x-amz-signature")
-      .map((name) => [uriEncode(name), `${uriEncode(name)}=${uriEncode(request.query[name] ?? "")}`] as const)
-      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
-      .map(([, pair]) => pair)
-      .join("&");
-    const canonicalRequest = `${request.method}\n${request.path}\n${query}\n${signed.map((name) => `${name}:${canonical.get(name) ?? ""}`).join("\n")}\n\n${signed.join(";")}\n${payloadHash}`;
-    const stringToSign = `${ALGORITHM}\n${longDate}\n${scope}\n${createHash("sha256").update(canonicalRequest, "utf8").digest("hex")}`;
+    const signed = [...canonical.keys()].sort();
+    let canonicalHeaders = "";
+    for (const name of signed) canonicalHeaders += `${name}:${canonical.get(name) ?? ""}\n`;
+    const signedHeaders = signed.join(";");
+    const canonicalRequest = `${request.method}\n${request.path}\n${canonicalQuery(request.query)}\n${canonicalHeaders}\n${signedHeaders}\n${payloadHash}`;
+    const stringToSign = `${ALGORITHM}\n${longDate}\n${scope}\n${hash("sha256", canonicalRequest, "hex")}`;
     const signature = createHmac("sha256", this.#keyFor(credentials, shortDate)).update(stringToSign, "utf8").digest("hex");
-    headers.authorization = `${ALGORITHM} Credential=${credentials.accessKeyId}/${scope}, SignedHeaders=${signed.join(";")}, Signature=${signature}`;
+    headers.authorization = `${ALGORITHM} Credential=${credentials.accessKeyId}/${scope}, SignedHeaders=${signedHeaders}, Signature=${signature}`;
     return headers;
+  }
+
+  /** The signing date's forms, made again only when its second changes (requests come hundreds a second). */
+  #dates(signingDate: Date): SigningDates {
+    const second = Math.floor(signingDate.getTime() / 1000);
+    const known = this.#signingDates;
+    if (known && known.second === second) return known;
+    const longDate = signingDate.toISOString().replace(/\.\d{3}Z$/, "Z").replace(/[-:]/g, "");
+    const shortDate = longDate.slice(0, 8);
+    const dates = { second, longDate, shortDate, scope: `${shortDate}/${this.#region}/${this.#service}/aws4_request` };
+    this.#signingDates = dates;
+    return dates;
   }
 
   /** The day's signing key, derived again only on a new (UTC) day or with new credentials. */

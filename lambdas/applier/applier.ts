@@ -669,7 +669,8 @@ export class Applier {
           }
           return carried;
         }
-        if ("bytes" in put) await written(key, this.#store.put(key, put.bytes, meta));
+        // The bytes were checked against the record's sha256 (#prepareContent): the store sends that as their checksum.
+        if ("bytes" in put) await written(key, this.#store.put(key, put.bytes, meta, { sha256: record.sha256 }));
         else if ("staged" in put && put.staged) await written(key, this.#store.copy(put.staged, key, meta, stagedVersion(put)));
         return record.size;
       }
@@ -727,7 +728,7 @@ export class Applier {
         if (!put || "entries" in put) throw new Error(`internal: block seq ${record.seq} was not prepared`);
         // Content is stored once per hash and never overwritten: snapshots that name it stay restorable.
         const key = blockDataKey(set, record.sha256);
-        if ("bytes" in put) await this.#store.put(key, put.bytes, {});
+        if ("bytes" in put) await this.#store.put(key, put.bytes, {}, { sha256: record.sha256 });
         else await this.#store.copy(put.staged, key, {}, stagedVersion(put));
         await map.write(record.index, record.sha256, record.volumeSize);
         return blockLength(record.volumeSize, record.index);

@@ -77,7 +77,7 @@ async function rebuildInMemory(store: TargetStore, key: string, record: DeltaPut
     else delta.copy(out, piece.offset, piece.from, piece.from + piece.length);
   }
   if (sha256(out) !== record.sha256) throw new DeltaBaseError(`rebuilt ${record.path} does not match its sha256`);
-  return store.put(key, out, meta);
+  return store.put(key, out, meta, { sha256: record.sha256 });
 }
 
 /** Index of the first piece that ends after offset (pieces in order: a binary search). */

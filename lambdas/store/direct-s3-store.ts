@@ -12,8 +12,8 @@ import type { S3Client } from "@aws-sdk/client-s3";
 import { sharedUntilFailure } from "../../contract/async.ts";
 import { MULTIPART_THRESHOLD } from "../s3-multipart.ts";
 import { metadataOf, S3ObjectRequests, type ObjectRequestOptions } from "../s3-object-requests.ts";
-import { checksumOf, isNotFound, objectHead, S3Store, type S3StoreOptions } from "./s3-store.ts";
-import type { ObjectHead, StoredObject, WriteResult } from "./store.ts";
+import { isNotFound, objectHead, putChecksum, S3Store, type S3StoreOptions } from "./s3-store.ts";
+import type { ObjectHead, PutOptions, StoredObject, WriteResult } from "./store.ts";
 
 export class DirectS3Store extends S3Store {
   /** Resolves to undefined where the endpoint needs more than plain SigV4 (SigV4a, S3 Express): the SDK then does it all. */
@@ -56,10 +56,10 @@ export class DirectS3Store extends S3Store {
     }
   }
 
-  override async put(key: string, body: Uint8Array, meta: Record<string, string> = {}): Promise<WriteResult> {
+  override async put(key: string, body: Uint8Array, meta: Record<string, string> = {}, options: PutOptions = {}): Promise<WriteResult> {
     const direct = body.length > MULTIPART_THRESHOLD ? undefined : await this.#direct();
     // S3 checks the body against its SHA-256 and keeps it: a snapshot's verification reads it back with a HEAD.
-    return direct ? direct.put(key, body, meta, checksumOf(body)) : super.put(key, body, meta);
+    return direct ? direct.put(key, body, meta, putChecksum(body, options)) : super.put(key, body, meta, options);
   }
 
   override async delete(key: string): Promise<void> {

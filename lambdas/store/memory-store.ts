@@ -7,6 +7,7 @@ import { USER_METADATA_LIMIT_BYTES, userMetadataBytes } from "../../contract/lin
 import { compareKeys } from "./key-order.ts";
 import {
   ContentMismatchError,
+  givenSha256,
   ObjectNotFoundError,
   SourceChangedError,
   type ContentHash,
@@ -14,6 +15,7 @@ import {
   type ObjectHead,
   type ObjectInfo,
   type ObjectStream,
+  type PutOptions,
   type ReadStreamOptions,
   type StoredObject,
   type StreamedBody,
@@ -58,9 +60,15 @@ export class MemoryStore implements TargetStore {
     return object && { key, size: object.body.length, meta: { ...object.meta }, ...(object.versionId ? { versionId: object.versionId } : {}), ...(checksumSha256 ? { checksumSha256 } : {}) };
   }
 
-  async put(key: string, body: Uint8Array, meta: Record<string, string> = {}): Promise<WriteResult> {
+  async put(key: string, body: Uint8Array, meta: Record<string, string> = {}, options: PutOptions = {}): Promise<WriteResult> {
     checkMetadata(key, meta);
+    const given = givenSha256(options);
     const bytes = Buffer.from(body);
+    // As S3 refuses a body that does not have the checksum sent with it.
+    if (given !== undefined) {
+      const sha256 = createHash("sha256").update(bytes).digest("hex");
+      if (sha256 !== given) throw new ContentMismatchError(key, given, sha256);
+    }
     return this.#store({ key, body: bytes, meta: { ...meta }, etag: `"${createHash("md5").update(bytes).digest("hex")}"`, lastModified: new Date() });
   }
 

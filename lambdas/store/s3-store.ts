@@ -18,6 +18,7 @@ import { ListingCheck } from "./listing-check.ts";
 import { Readable } from "node:stream";
 import {
   ContentMismatchError,
+  givenSha256,
   ObjectNotFoundError,
   SourceChangedError,
   type ContentHash,
@@ -25,6 +26,7 @@ import {
   type ObjectHead,
   type ObjectInfo,
   type ObjectStream,
+  type PutOptions,
   type ReadStreamOptions,
   type StoredObject,
   type StreamedBody,
@@ -54,6 +56,12 @@ function written(versionId: string | undefined, etag: string | undefined): Write
 }
 
 export const checksumOf = (body: Uint8Array) => createHash("sha256").update(body).digest("base64");
+
+/** A put's x-amz-checksum-sha256: the SHA-256 the caller computed (PutOptions.sha256, checked to be 64 lower-case hex digits), or the body's. */
+export function putChecksum(body: Uint8Array, options: PutOptions): string {
+  const given = givenSha256(options);
+  return given !== undefined ? Buffer.from(given, "hex").toString("base64") : checksumOf(body);
+}
 
 export interface S3StoreOptions {
   /**
@@ -122,12 +130,17 @@ export class S3Store implements TargetStore {
     }
   }
 
-  async put(key: string, body: Uint8Array, meta: Record<string, string> = {}): Promise<WriteResult> {
+  async put(key: string, body: Uint8Array, meta: Record<string, string> = {}, options: PutOptions = {}): Promise<WriteResult> {
     if (body.length > MULTIPART_THRESHOLD) {
-      return putInParts(this.client, { bucket: this.bucket, key, size: body.length, metadata: meta, read: async (offset, length) => body.subarray(offset, offset + length) });
+      // Each part is checked by S3; the whole body against the given SHA-256 here, before the upload completes.
+      const given = givenSha256(options);
+      const check = (sha256: string) => {
+        if (given !== undefined && sha256 !== given) throw new ContentMismatchError(key, given, sha256);
+      };
+      return putInParts(this.client, { bucket: this.bucket, key, size: body.length, metadata: meta, read: async (offset, length) => body.subarray(offset, offset + length), beforeComplete: check });
     }
     // S3 checks the body against its SHA-256 and keeps it: a snapshot's verification reads it back with a HEAD.
-    const checksum = checksumOf(body);
+    const checksum = putChecksum(body, options);
     const out = await this.client.send(new PutObjectCommand({ Bucket: this.bucket, Key: key, Body: body, Metadata: meta, ChecksumSHA256: checksum }));
     return written(out.VersionId, out.ETag);
   }

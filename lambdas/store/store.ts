@@ -2,6 +2,8 @@
 // everything else of DESIGN 5. One contract, two implementations (memory, S3);
 // both pass test/store-contract.ts.
 
+import { SHA256_PATTERN } from "../../contract/manifest-entry.ts";
+
 export interface StoredObject {
   readonly key: string;
   readonly body: Buffer;
@@ -37,13 +39,37 @@ export interface WriteResult {
   readonly etag?: string;
 }
 
+export interface PutOptions {
+  /**
+   * The body's SHA-256 (64 lower-case hex digits), which the caller has just computed from these bytes: sent as the
+   * write's checksum instead of hashing the body again. The store still checks the body against it: S3 refuses a
+   * single request whose body differs, and a put in parts (a body over MULTIPART_THRESHOLD) is completed only when the
+   * whole body's SHA-256 is this one (else ContentMismatchError, and the upload is aborted). A hash in any other form
+   * is refused before anything is sent (givenSha256).
+   */
+  readonly sha256?: string;
+}
+
+/**
+ * PutOptions.sha256, checked to be 64 lower-case hex digits. A caller's hash in another form is a bug to name here:
+ * S3 would answer with a BadDigest that names nothing, hex decoding would stop silently at the first bad digit, and
+ * upper-case digits would pass S3 but not the memory store.
+ */
+export function givenSha256(options: PutOptions): string | undefined {
+  const { sha256 } = options;
+  if (sha256 !== undefined && !SHA256_PATTERN.test(sha256)) {
+    throw new TypeError(`internal: PutOptions.sha256 must be 64 lower-case hex digits, not ${JSON.stringify(String(sha256).slice(0, 80))}`);
+  }
+  return sha256;
+}
+
 export interface TargetStore {
   /** The object at key (that version of it, when given), or undefined when there is none. Fails only when the store cannot be reached or read. */
   get(key: string, versionId?: string): Promise<StoredObject | undefined>;
   /** Size, metadata and version of the object at key without its body, or undefined when there is none. */
   head(key: string): Promise<ObjectHead | undefined>;
   /** Writes (replaces) the object at key with body and metadata; resolves to the version and ETag written. */
-  put(key: string, body: Uint8Array, meta?: Record<string, string>): Promise<WriteResult>;
+  put(key: string, body: Uint8Array, meta?: Record<string, string>, options?: PutOptions): Promise<WriteResult>;
   /**
    * Copies the object at from to key to, replacing its metadata with meta; throws ObjectNotFoundError when from is
    * missing, and SourceChangedError when options.ifMatch is given and from's ETag is no longer that one. Resolves to

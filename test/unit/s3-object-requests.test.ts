@@ -144,6 +144,9 @@ describe("requests on the wire", () => {
 
   it("percent-encodes every reserved character of a key segment and keeps the slashes", () => {
     expect(encodeKeyPath("a b/c+d/!'()*~")).toBe("a%20b/c%2Bd/%21%27%28%29%2A~");
+    // A key of unreserved characters is its own path; one reserved character anywhere and every segment is encoded.
+    expect(encodeKeyPath("data/set-1/d_0/f.1~x/")).toBe("data/set-1/d_0/f.1~x/");
+    expect(encodeKeyPath("data/100%/é:x")).toBe("data/100%25/%C3%A9%3Ax");
   });
 });
 
