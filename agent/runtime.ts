@@ -11,6 +11,7 @@ import { STAGE_CONCURRENCY } from "./sender.ts";
 import { DrillReportSchema } from "../contract/drills.ts";
 import { runDrill } from "./drill.ts";
 import { DrillScheduler } from "./drill-schedule.ts";
+import { journalKept, keptReportFile, sendKeptDrillReports } from "./drill-kept.ts";
 import { controlSocketPath, startControlServer, type ControlServer } from "./control.ts";
 import { MIRROR_MODES, queueTask, recoverSet, runMirror, runPrune, runVerify, type OperationDeps, type Progress } from "./operations.ts";
 import { checkSources, type AgentConfig } from "./config.ts";
@@ -46,7 +47,8 @@ const VerifyRequest = z.object({ set: z.string(), deep: z.boolean().default(fals
 const MirrorRequest = z.object({ set: z.string(), mode: z.enum(MIRROR_MODES) });
 const TaskRequest = z.object({ set: z.string(), fields: TaskFieldsSchema, onQueue: z.string().optional(), onTransmit: z.string().optional() });
 const PruneRequest = z.object({ set: z.string(), keep: z.number().int().min(0) });
-const DrillReportRequest = z.object({ set: z.string(), report: DrillReportSchema });
+/** kept: the drill kept the report in the state folder (drill-kept.ts), which is journaled once, by whoever claims it. */
+const DrillReportRequest = z.object({ set: z.string(), report: DrillReportSchema, kept: z.boolean().default(false) });
 
 /** Where the agent announces received markers (ONRECEIVE): the stack's bus, or the local cloud's event log. */
 function receivedEvents(config: AgentConfig, clientOptions: ClientOptions): EventSink | undefined {
@@ -231,7 +233,9 @@ export async function startAgent(
       },
       "/drill-report": async (body) => {
         const request = DrillReportRequest.parse(body);
-        return { seq: await agent.journalDrill(knownSet(request.set), request.report) };
+        const set = knownSet(request.set);
+        const journal = () => agent.journalDrill(set, request.report);
+        return { seq: request.kept ? await journalKept(keptReportFile(config.stateDir, request.report.id), journal) : await journal() };
       },
     }));
   } catch (error) {
@@ -260,6 +264,9 @@ export async function startAgent(
     await stop().catch(() => undefined);
     throw journalFault(error, journal.path);
   }
+  // Drill reports no agent took in time were kept in the state folder: the agent that replicates sends them all (a
+  // command's own agent sends its set's, operate.ts).
+  if (command === RUN_COMMAND) void sendKeptDrillReports(config.stateDir, agent.sets, (set, report) => agent.journalDrill(set, report), log);
   if (config.mirror.onStart !== "scan") {
     const mode = config.mirror.onStart;
     // In the background: the agent replicates meanwhile, and the mirror's verification waits on the stream (while

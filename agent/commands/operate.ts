@@ -12,6 +12,7 @@ import { createProgressView } from "../progress.ts";
 import { CommandAgentBusyError, RUN_COMMAND } from "../command-agent.ts";
 import { commandAgentGone, commandAgentHolds, commandWaits, refusedBy, type CommandWaits } from "../command-agent-wait.ts";
 import { silentLogger } from "../log.ts";
+import { sendKeptDrillReports } from "../drill-kept.ts";
 import type { RunningAgent } from "../runtime.ts";
 import { AgentStartTimeoutError, STARTING_AGENT_WAIT_MS, startingAgent, startingAgentAnswers } from "../starting-agent.ts";
 import { lockOwner, StateLockedError, type LockOwner } from "../state-lock.ts";
@@ -162,6 +163,8 @@ export async function operate<T>(
   }
   const agent = running;
   try {
+    // Drill reports of the set no agent took in time (drill-kept.ts) leave with this command's own work.
+    await sendKeptDrillReports(config.stateDir, [request.set], (set, report) => agent.agent.journalDrill(set, report));
     const result = await inProcess(agent.operations(onProgress));
     // What the operation journaled (repairs, a full mirror) leaves before this process does.
     await agent.agent.drain(request.set).catch(async (error: unknown) => {

@@ -15,6 +15,7 @@ import { readOwnerKey } from "../owner-key.ts";
 import { agentPresence } from "../agent-presence.ts";
 import type { PendingRecovery } from "../pending-recoveries.ts";
 import { uploadLine, uploadsNow, type UploadReport } from "../staged-uploads.ts";
+import { keptDrillReports } from "../drill-kept.ts";
 import { stringOption, type Command } from "./command.ts";
 import { TARGET_READ_MINIMUM_TRANSFER } from "./target-store.ts";
 
@@ -83,6 +84,8 @@ export interface SetReport {
   caughtUp: boolean;
   /** The newest recovery drill the target holds a report of; null when none (or unreadable). */
   lastDrill: { id: string; passed: boolean; finishedAt: string; ageSeconds: number; problems: number; tornCount?: number } | null;
+  /** Drill reports no agent took in time, kept in the state folder until the set's next agent journals them (drill-kept.ts). */
+  drillReportsKept: { id: string; passed: boolean; finishedAt: string; file: string }[];
 }
 
 /** Exit code of `tidemark status` when a set is not healthy (2 stays for usage errors). */
@@ -213,6 +216,7 @@ export async function collectStatus(configFile: string): Promise<SetReport[]> {
                 ...(drill.tornCount !== undefined ? { tornCount: drill.tornCount } : {}),
               }
             : null,
+          drillReportsKept: keptDrillReports(config.stateDir, spec.name).map(({ file, report }) => ({ id: report.id, passed: report.passed, finishedAt: report.finishedAt, file })),
         };
       }),
     );
@@ -282,7 +286,9 @@ applied (read from the target bucket), and the state:
 A large payload (over 32 MiB: a file, a delta's changed blocks, a marker's list)
 the agent is staging is named with how far its upload got (\`uploading\` in
 --json): the records after it are sent once it is staged.
-The last recovery drill's result and age (\`tidemark drill\`) are shown too, and
+The last recovery drill's result and age (\`tidemark drill\`) are shown too, with
+any drill whose report no agent took in time (kept in the state folder until
+the set's next agent sends it; \`drillReportsKept\` in --json), and
 folder changes the target applied (in its history) but has not yet written
 to the live mirror's folder objects (a set that goes quiet keeps them until
 its next message, a snapshot or a verification).
@@ -347,6 +353,11 @@ Examples:
         const age = d.ageSeconds < 7200 ? `${Math.round(d.ageSeconds / 60)} min` : `${(d.ageSeconds / 3600).toFixed(1)} h`;
         const torn = d.tornCount !== undefined ? `, ${d.tornCount} file(s) possibly torn, restored as read` : "";
         process.stdout.write(`${r.set}: last drill ${d.passed ? "passed" : `FAILED (${d.problems} bad paths)`} ${age} ago (${d.id}${torn})\n`);
+      }
+      for (const kept of r.drillReportsKept) {
+        process.stdout.write(
+          `${r.set}: drill ${kept.id} ${kept.passed ? "passed" : "FAILED"} at ${kept.finishedAt}; its report is not sent to the target yet: kept at ${kept.file}, sent by the set's next agent on this state folder (\`tidemark run\` at its start, or any command's own agent for the set)\n`,
+        );
       }
     }
     return code;
