@@ -62,12 +62,17 @@ function commandOf(route: string): string {
  */
 export async function agentReady(config: AgentConfig, quiet: boolean): Promise<CommandWaits> {
   const waits = commandWaits();
-  const answers = await startingAgentAnswers(config.stateDir, { deadline: waits.starting, ...(quiet ? {} : { onWait: saidOnce(config.stateDir) }) });
-  if (await commandAgentGone(config.stateDir, waits, quiet ? undefined : heldOnce(config.stateDir))) return waits;
-  const owner = lockOwner(config.stateDir);
-  // Another command's own agent answers too, and refuses the request (command-agent.ts).
-  if (owner !== undefined && (!answers || owner.command !== RUN_COMMAND)) throw refusedBy(config.stateDir, owner);
-  return waits;
+  const onWait = quiet ? {} : { onWait: saidOnce(config.stateDir) };
+  for (;;) {
+    const answers = await startingAgentAnswers(config.stateDir, { deadline: waits.starting, ...onWait });
+    if (await commandAgentGone(config.stateDir, waits, quiet ? undefined : heldOnce(config.stateDir))) return waits;
+    const owner = lockOwner(config.stateDir);
+    // `tidemark run` took the state folder once another command's agent ended (between the two looks): wait for it.
+    if (!answers && startingAgent(owner)) continue;
+    // Another command's own agent answers too, and refuses the request (command-agent.ts).
+    if (owner !== undefined && (!answers || owner.command !== RUN_COMMAND)) throw refusedBy(config.stateDir, owner);
+    return waits;
+  }
 }
 
 export function checkSet(config: AgentConfig, set: string | undefined, command: string): string {
@@ -117,10 +122,16 @@ export async function operate<T>(
     } catch (error) {
       // Another command's own agent answered and refused: wait for it to end, then ask again (or start this one's own).
       const busy = error instanceof CommandAgentBusyError;
-      if (busy && lockOwner(config.stateDir) === undefined) {
+      const holder = busy ? lockOwner(config.stateDir) : undefined;
+      if (busy && holder === undefined) {
         // It has just released the lock (or its lock cannot be read): ask again, not at once.
         await sleep(100);
         again = "another command's agent refused it, its lock not readable";
+        continue;
+      }
+      if (busy && startingAgent(holder)) {
+        // It ended and `tidemark run` took the state folder since: ask that one (waited for below while it starts).
+        again = "another command's agent refused it, then `tidemark run` took the state folder";
         continue;
       }
       if (busy && (await commandAgentGone(config.stateDir, waits, onHeld).catch(done(view)))) {
