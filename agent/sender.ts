@@ -285,7 +285,7 @@ async function sendPacked(journal: Journal, transport: Transport, set: string, o
     if (packed.first === packed.last) throw new RecordRefusedError(packed.first, error);
     // Which record the queue refused is not said: send them one a message, to find it.
     options.ahead?.drop();
-    return sendOneByOne(journal, transport, set, options, packed.first, packed.last);
+    return sendOneByOne(journal, transport, set, options, packed.first, packed.last, intact);
   });
   if (options.ahead) {
     // Its failure is handled below, once the next message is packed.
@@ -306,12 +306,15 @@ async function sendPacked(journal: Journal, transport: Transport, set: string, o
   return { records: packed.last - packed.first + 1, bytes };
 }
 
-/** Sends the records first..last one a message; a refused one surfaces as RecordRefusedError once those before it are sent. */
-async function sendOneByOne(journal: Journal, transport: Transport, set: string, options: SendOptions, first: number, last: number): Promise<SendResult> {
+/**
+ * Sends the records first..last one a message; a refused one surfaces as RecordRefusedError once those before it are
+ * sent. What the whole message staged (`intact`) is not uploaded again: each record's staging key is the same alone.
+ */
+async function sendOneByOne(journal: Journal, transport: Transport, set: string, options: SendOptions, first: number, last: number, intact: Set<string>): Promise<SendResult> {
   let records = 0;
   let bytes = 0;
   for (let seq = first; seq <= last; seq++) {
-    const sent = await sendPacked(journal, transport, set, { ...options, ahead: undefined }, seq - 1);
+    const sent = await sendPacked(journal, transport, set, { ...options, ahead: undefined }, seq - 1, intact);
     records += sent.records;
     bytes += sent.bytes;
   }
