@@ -285,7 +285,9 @@ applied (read from the target bucket), and the state:
                 their sender and key; nothing of them was applied)
 A large payload (over 32 MiB: a file, a delta's changed blocks, a marker's list)
 the agent is staging is named with how far its upload got (\`uploading\` in
---json): the records after it are sent once it is staged.
+--json), and since when it waits for the bandwidth budget (the config's
+"bandwidth" limit; \`waitingForBandwidth\`) while it does: the records after
+it are sent once it is staged.
 The last recovery drill's result and age (\`tidemark drill\`) are shown too, with
 any drill whose report no agent took in time (kept in the state folder until
 the set's next agent sends it; \`drillReportsKept\` in --json), and

@@ -67,6 +67,8 @@ export class RateLimitedTransport implements Transport {
   #refilledAt: number;
   /** Calls wait their turn in arrival order, so a large one is not starved. */
   #queue: Promise<unknown> = Promise.resolve();
+  /** Calls that have not had their turn yet: one arriving meanwhile waits behind them. */
+  #waiting = 0;
 
   constructor(inner: Transport, bandwidth: Bandwidth, options: RateLimitOptions = {}) {
     this.#inner = inner;
@@ -79,7 +81,7 @@ export class RateLimitedTransport implements Transport {
   }
 
   stage(payload: StagedPayload): Promise<void> {
-    return this.#paced(payload.size, () => this.#inner.stage(payload));
+    return this.#paced(payload.size, () => this.#inner.stage(payload), payload.pacing);
   }
 
   send(set: string, deduplicationId: string, body: string, attributes?: MessageAttributes): Promise<void> {
@@ -93,7 +95,20 @@ export class RateLimitedTransport implements Transport {
     this.#refilledAt = now;
   }
 
-  async #paced(cost: number, call: () => Promise<void>): Promise<void> {
+  /** Waits for the call's turn and its budget, then calls; `pacing` is told while it waits (status names it). */
+  async #paced(cost: number, call: () => Promise<void>, pacing?: (waiting: boolean) => void): Promise<void> {
+    let told = false;
+    const tell = (waiting: boolean) => {
+      if (waiting === told) return;
+      told = waiting;
+      try {
+        pacing?.(waiting);
+      } catch {
+        // Status only: the call goes on.
+      }
+    };
+    if (this.#waiting > 0) tell(true);
+    this.#waiting += 1;
     const turn = this.#queue.then(async () => {
       for (;;) {
         this.#signal?.throwIfAborted();
@@ -104,11 +119,17 @@ export class RateLimitedTransport implements Transport {
           this.#tokens -= cost;
           return;
         }
+        tell(true);
         await this.#sleep(Math.ceil((-this.#tokens / rate) * 1000), this.#signal);
       }
     });
     this.#queue = turn.catch(() => undefined);
-    await turn;
+    try {
+      await turn;
+    } finally {
+      this.#waiting -= 1;
+      tell(false);
+    }
     await call();
   }
 }

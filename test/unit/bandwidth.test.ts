@@ -107,3 +107,24 @@ it("stops waiting when the agent stops, without calling the inner transport", as
   await expect(limited.send("s", "waiting", "y")).rejects.toThrow(/abort/i);
   expect(calls).toEqual(["send burst"]);
 });
+
+it("tells a staged payload while it waits for the budget, behind another call or its debt, and once it goes", async () => {
+  const { limited, calls } = harness({ bytesPerSecond: 1_000 });
+  const payload = (key: string, told: string[]): StagedPayload => ({
+    set: "s",
+    key,
+    sha256: "0".repeat(64),
+    size: 5_000,
+    source: { bytes: new Uint8Array(5_000) },
+    pacing: (waiting) => told.push(`${waiting ? "waiting" : "goes"} (${calls.length} calls made)`),
+  });
+  const first: string[] = [];
+  const second: string[] = [];
+  const third: string[] = [];
+  // The first goes at once (the bucket is full); the second waits for the first's debt; the third, behind the second.
+  await Promise.all([limited.stage(payload("k1", first)), limited.stage(payload("k2", second)), limited.stage(payload("k3", third))]);
+  expect(first).toEqual([]);
+  expect(second).toEqual(["waiting (0 calls made)", "goes (1 calls made)"]);
+  expect(third).toEqual(["waiting (0 calls made)", "goes (2 calls made)"]);
+  expect(calls).toEqual(["stage 5000", "stage 5000", "stage 5000"]);
+});
