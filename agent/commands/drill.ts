@@ -5,14 +5,13 @@
 import { existsSync } from "node:fs";
 import { drillReportKey } from "../../contract/layout.ts";
 import type { DrillReport } from "../../contract/drills.ts";
-import { configPath, loadConfig } from "../config.ts";
+import { configPath, loadConfig, type AgentConfig } from "../config.ts";
 import { runDrill, type DrillOutcome } from "../drill.ts";
 import { escapeControl, formatBytes } from "../format.ts";
 import type { Progress } from "../operations.ts";
 import { createProgressView } from "../progress.ts";
 import { stringOption, type Command } from "./command.ts";
 import { checkSet, operate } from "./operate.ts";
-import type { AgentConfig } from "../config.ts";
 import type { CommandWaits } from "../command-agent-wait.ts";
 import { journalKept, keepDrillReport } from "../drill-kept.ts";
 import { withTargetStore } from "./target-store.ts";

@@ -8,10 +8,11 @@ import { existsSync, mkdirSync, readdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterEach, expect, it, vi } from "vitest";
+import type * as CommandAgentWait from "../../agent/command-agent-wait.ts";
 import { commandWaits } from "../../agent/command-agent-wait.ts";
-import { sendDrillReport } from "../../agent/commands/drill.ts";
+import { drillCommand, sendDrillReport } from "../../agent/commands/drill.ts";
 import { operate } from "../../agent/commands/operate.ts";
-import { collectStatus } from "../../agent/commands/status.ts";
+import { collectStatus, statusCommand } from "../../agent/commands/status.ts";
 import { loadConfig, type AgentConfig } from "../../agent/config.ts";
 import { journalKept, keepDrillReport, keptDrillReports, keptReportsDir } from "../../agent/drill-kept.ts";
 import { acquireStateLock } from "../../agent/state-lock.ts";
@@ -20,6 +21,13 @@ import { tempDir } from "../support/tree.ts";
 
 const startAgent = vi.hoisted(() => vi.fn());
 vi.mock("../../agent/runtime.ts", () => ({ startAgent }));
+// The drill command's own run: its outcome given, its wait for another command's agent short (five minutes in use).
+const runDrill = vi.hoisted(() => vi.fn());
+vi.mock("../../agent/drill.ts", () => ({ runDrill }));
+vi.mock("../../agent/command-agent-wait.ts", async (importOriginal) => {
+  const actual = await importOriginal<typeof CommandAgentWait>();
+  return { ...actual, commandWaits: (_bound?: number, now?: number) => actual.commandWaits(300, now) };
+});
 
 const LOCK_MODULE = fileURLToPath(new URL("../../agent/state-lock.ts", import.meta.url));
 const CONTROL_MODULE = fileURLToPath(new URL("../../agent/control.ts", import.meta.url));
@@ -106,6 +114,14 @@ it("a report no agent took before the wait ended is kept, named by status, and j
 
   const [status] = await collectStatus(file);
   expect(status?.drillReportsKept).toEqual([{ id: report.id, passed: true, finishedAt: report.finishedAt, file: delivery.file }]);
+  const out: string[] = [];
+  const stdout = vi.spyOn(process.stdout, "write").mockImplementation((text) => out.push(String(text)) > 0);
+  try {
+    await statusCommand.run({ config: file }, []);
+  } finally {
+    stdout.mockRestore();
+  }
+  expect(out.join("")).toContain(`db: drill ${report.id} passed at ${report.finishedAt}; its report is not sent to the target yet: kept at ${delivery.file}, sent by the set's next agent`);
 
   // verify ends; the set's next command (a verify of the set, with its own agent) journals the kept report with its work.
   await ended(verify);
@@ -141,4 +157,31 @@ it("a kept report is journaled by whoever claims it first, once; a failed journa
   expect(journals).toBe(1);
   expect(both.filter((seq) => seq !== undefined)).toEqual([1]);
   expect(keptDrillReports(config.stateDir)).toEqual([]);
+});
+
+it("`tidemark drill` says where its report was kept, exits with the drill's outcome, and --json names the delivery", async () => {
+  const { config, file } = setUp();
+  await verifyAgent(config.stateDir);
+  const out: string[] = [];
+  const stdout = vi.spyOn(process.stdout, "write").mockImplementation((text) => out.push(String(text)) > 0);
+  const stderr = vi.spyOn(process.stderr, "write").mockImplementation(() => true);
+  try {
+    const passed = drillReport("20261201T043000Z-dddddd", true);
+    runDrill.mockResolvedValueOnce({ report: passed, problems: [] });
+    expect(await drillCommand.run({ config: file }, ["db"])).toBe(0);
+    const kept = keptDrillReports(config.stateDir)[0]?.file ?? "";
+    expect(out.join("")).toContain(`  report: NOT SENT YET (state folder ${config.stateDir} is still in use by \`tidemark verify\``);
+    expect(out.join("")).toContain(`kept at ${kept}: the set's next agent on this state folder sends it`);
+
+    const failed = drillReport("20261201T044000Z-eeeeee", false);
+    runDrill.mockResolvedValueOnce({ report: failed, problems: [] });
+    out.length = 0;
+    expect(await drillCommand.run({ config: file, json: true }, ["db"])).toBe(3);
+    const printed = JSON.parse(out.join("")) as { id: string; delivery: unknown };
+    expect(printed.id).toBe(failed.id);
+    expect(printed.delivery).toEqual({ state: "kept", file: keptDrillReports(config.stateDir).find((k) => k.report.id === failed.id)?.file, reason: expect.stringContaining("`tidemark verify`") });
+  } finally {
+    stdout.mockRestore();
+    stderr.mockRestore();
+  }
 });
