@@ -235,7 +235,10 @@ export async function startAgent(
         const request = DrillReportRequest.parse(body);
         const set = knownSet(request.set);
         const journal = () => agent.journalDrill(set, request.report);
-        return { seq: request.kept ? await journalKept(keptReportFile(config.stateDir, request.report.id), journal) : await journal() };
+        const seq = request.kept ? await journalKept(keptReportFile(config.stateDir, request.report.id), journal) : await journal();
+        // Reports of the set kept earlier (no agent took them then, this one was not running) go with it.
+        await sendKeptDrillReports(config.stateDir, [set], (kept, report) => agent.journalDrill(kept, report), log);
+        return { seq };
       },
     }));
   } catch (error) {

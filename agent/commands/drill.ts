@@ -132,8 +132,8 @@ the running agent to send it (one still starting is waited for, up to 60 s),
 else starts one for the duration (another command's own agent is waited for
 to end first, up to 5 min). A report no agent took meanwhile is not lost:
 it is kept in the state folder (drill-reports/ID.json) and sent by the
-set's next agent (\`tidemark run\` at its start, or any command's own
-agent for the set); \`tidemark status\` names it until then, and --json
+set's next agent (\`tidemark run\` at its start or with the set's next
+drill report, or any command's own agent for the set); \`tidemark status\` names it until then, and --json
 says where it went ("delivery": journaled, kept, or lost). Drills run
 on a schedule from the config's "drills" list in a running agent.
 

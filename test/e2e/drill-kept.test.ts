@@ -1,6 +1,7 @@
 // A drill report kept in the state folder (no agent took it in time:
 // drill-kept.ts) reaches drills/<set>/<id>.json once `tidemark run` starts,
-// and `tidemark drill --json` says where its report went.
+// and with the next report a running agent is given, and `tidemark drill
+// --json` says where its report went.
 
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
@@ -48,6 +49,15 @@ it("`tidemark drill --json` says its report was journaled; a report kept in the 
   const running = await startAgent(loadConfig(config), silentLogger);
   try {
     await eventually(async () => expect(await cloud.store.get(drillReportKey("web", kept.id))).toBeDefined());
+    expect(keptDrillReports(stateDir)).toEqual([]);
+    // One kept while it runs (its request did not reach it): the next drill report it is given takes it along.
+    const later = { ...report, id: `${report.id}-later` };
+    keepDrillReport(stateDir, later);
+    const next = await tidemark(["drill", "web", "--json", "--config", config]);
+    expect(next.code, next.stderr).toBe(0);
+    const nextId = DrillReportSchema.parse(JSON.parse(next.stdout)).id;
+    await eventually(async () => expect(await cloud.store.get(drillReportKey("web", nextId))).toBeDefined());
+    await eventually(async () => expect(await cloud.store.get(drillReportKey("web", later.id))).toBeDefined());
     expect(keptDrillReports(stateDir)).toEqual([]);
   } finally {
     await running.stop();
