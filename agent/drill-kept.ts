@@ -89,7 +89,7 @@ export function keptDrillReports(stateDir: string, set?: string): KeptReport[] {
  */
 export async function journalKept(file: string, journal: () => Promise<number>): Promise<number | undefined> {
   const claimed = file.endsWith(CLAIMED) ? file : `${file}${CLAIMED}`;
-  // A claimed file is journaled by this process already (or was by one that stopped first: then it is ours to send).
+  // Being journaled by this process now. One claimed by a process that stopped before it was done is not here: ours.
   if (claimingHere.has(claimed)) return undefined;
   if (claimed !== file) {
     try {
@@ -114,21 +114,14 @@ export async function journalKept(file: string, journal: () => Promise<number>):
   return seq;
 }
 
-/**
- * Journals the reports kept for these sets (an agent's own), each once; a report that fails to journal stays kept,
- * logged. Returns how many were journaled.
- */
-export async function sendKeptDrillReports(stateDir: string, sets: readonly string[], journalDrill: (set: string, report: DrillReport) => Promise<number>, log: Logger = silentLogger): Promise<number> {
-  let sent = 0;
+/** Journals the reports kept for these sets (an agent's own), each once; a report that fails to journal stays kept, logged. */
+export async function sendKeptDrillReports(stateDir: string, sets: readonly string[], journalDrill: (set: string, report: DrillReport) => Promise<number>, log: Logger = silentLogger): Promise<void> {
   for (const { file, report } of keptDrillReports(stateDir).filter((k) => sets.includes(k.report.set))) {
     try {
       const seq = await journalKept(file, () => journalDrill(report.set, report));
-      if (seq === undefined) continue;
-      sent += 1;
-      log.info("drill report kept in the state folder journaled", { set: report.set, drill: report.id, seq });
+      if (seq !== undefined) log.info("drill report kept in the state folder journaled", { set: report.set, drill: report.id, seq });
     } catch (error) {
       log.warn("drill report kept in the state folder not journaled; kept for the next agent", { set: report.set, drill: report.id, file, error: String(error) });
     }
   }
-  return sent;
 }
