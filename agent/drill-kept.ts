@@ -2,14 +2,22 @@
 // holding the state folder may journal to. When `tidemark drill` cannot reach
 // one (another command's own agent kept the state folder past the drill's
 // wait, an agent that never answered), the report would be lost: a passed
-// drill the target never hears of, or a failed one nobody sees. So the drill
-// first keeps its report in the state folder (drill-reports/<id>.json,
-// durable), and whoever journals it takes the file away: the drill's own
-// request, any command's own agent of that set, or `tidemark run` at its
-// start. `tidemark status` names the reports still kept.
+// drill the target never hears of, or a failed one nobody sees. So a drill
+// whose report no agent took keeps it in the state folder
+// (drill-reports/<id>.json, durable), and the set's next agent journals it and
+// takes the file away: any command's own agent of that set, or `tidemark run`
+// at its start and with each drill report it is given. `tidemark status`
+// names the reports still kept.
+//
+// The one exception to "only the lock's holder writes the state folder"
+// (state-lock.ts): the drill writes its file without the lock, and only once
+// its wait for an agent failed (a report an agent took leaves no file). It
+// writes one new file under its own name (temp, rename), which no agent reads
+// until it is complete; and as the state folder's owner (a root CLI hands the
+// folder and the file to the service's user), so the agent can take it away.
 
-import { closeSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, writeSync } from "node:fs";
-import { join } from "node:path";
+import { chmodSync, chownSync, closeSync, fchownSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeSync, type Stats } from "node:fs";
+import { dirname, join } from "node:path";
 import { DrillReportSchema, type DrillReport } from "../contract/drills.ts";
 import { silentLogger, type Logger } from "./log.ts";
 
@@ -35,14 +43,41 @@ const CLAIMED = ".sending";
 /** Claimed files this process is journaling. */
 const claimingHere = new Set<string>();
 
-/** Keeps the report durably (temp file, fsync, rename, fsync the folder); returns its file. */
-export function keepDrillReport(stateDir: string, report: DrillReport): string {
+/** A kept report's file this agent may not take away (its folder not writable by it): no agent of the state folder can send it. */
+export class KeptReportUnclaimableError extends Error {
+  override name = "KeptReportUnclaimableError";
+}
+
+/** Whether this process, as root, writes for another owner: the state folder's (the service's user). */
+function ownerToMatch(state: Stats): Stats | undefined {
+  return process.getuid?.() === 0 && state.uid !== 0 ? state : undefined;
+}
+
+/** drill-reports/, owned and moded as the state folder (a root CLI's folder would shut the service's agent out). */
+function keptDirFor(stateDir: string): { dir: string; owner: Stats | undefined } {
+  mkdirSync(stateDir, { recursive: true, mode: 0o700 });
+  const state = statSync(stateDir);
   const dir = keptReportsDir(stateDir);
-  mkdirSync(dir, { recursive: true });
+  const owner = ownerToMatch(state);
+  try {
+    mkdirSync(dir, { mode: state.mode & 0o777 });
+    chmodSync(dir, state.mode & 0o777);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== "EEXIST") throw error;
+  }
+  // Also mends a folder an earlier root drill left as root's.
+  if (owner && statSync(dir).uid !== owner.uid) chownSync(dir, owner.uid, owner.gid);
+  return { dir, owner };
+}
+
+/** Keeps the report durably (temp file, fsync, rename, fsync the folder), owned as the state folder; returns its file. */
+export function keepDrillReport(stateDir: string, report: DrillReport): string {
+  const { dir, owner } = keptDirFor(stateDir);
   const file = keptReportFile(stateDir, report.id);
   const temp = `${file}.${process.pid}.tmp`;
   const fd = openSync(temp, "w", 0o600);
   try {
+    if (owner) fchownSync(fd, owner.uid, owner.gid);
     writeSync(fd, `${JSON.stringify(report)}\n`);
     fsyncSync(fd);
   } finally {
@@ -56,6 +91,23 @@ export function keepDrillReport(stateDir: string, report: DrillReport): string {
     closeSync(dirFd);
   }
   return file;
+}
+
+/**
+ * Why the agent of this state folder cannot take kept reports away (drill-reports/ owned by another user than the
+ * state folder, as a root drill of an older version left it), or undefined when it can (or nothing is kept).
+ */
+export function keptReportsUnclaimable(stateDir: string): string | undefined {
+  let dir: Stats;
+  let state: Stats;
+  try {
+    dir = statSync(keptReportsDir(stateDir));
+    state = statSync(stateDir);
+  } catch {
+    return undefined;
+  }
+  if (dir.uid === state.uid) return undefined;
+  return `${keptReportsDir(stateDir)} is owned by uid ${dir.uid}, the state folder by uid ${state.uid}: its agent cannot take the reports away, so none is sent (\`chown -R ${state.uid}:${state.gid} ${keptReportsDir(stateDir)}\`)`;
 }
 
 /**
@@ -95,7 +147,9 @@ export async function journalKept(file: string, journal: () => Promise<number>):
     try {
       renameSync(file, claimed);
     } catch (error) {
-      if ((error as NodeJS.ErrnoException).code === "ENOENT") return undefined;
+      const code = (error as NodeJS.ErrnoException).code;
+      if (code === "ENOENT") return undefined;
+      if (code === "EACCES" || code === "EPERM") throw new KeptReportUnclaimableError(`${file} cannot be taken away by this agent (${code}): ${keptReportsUnclaimable(dirname(dirname(file))) ?? "its folder is not writable by this agent's user"}`);
       throw error;
     }
   }
@@ -121,7 +175,8 @@ export async function sendKeptDrillReports(stateDir: string, sets: readonly stri
       const seq = await journalKept(file, () => journalDrill(report.set, report));
       if (seq !== undefined) log.info("drill report kept in the state folder journaled", { set: report.set, drill: report.id, seq });
     } catch (error) {
-      log.warn("drill report kept in the state folder not journaled; kept for the next agent", { set: report.set, drill: report.id, file, error: String(error) });
+      if (error instanceof KeptReportUnclaimableError) log.error("drill report kept in the state folder cannot be sent: `tidemark status` names it", { set: report.set, drill: report.id, file, error: error.message });
+      else log.warn("drill report kept in the state folder not journaled; kept for the next agent", { set: report.set, drill: report.id, file, error: String(error) });
     }
   }
 }

@@ -11,7 +11,7 @@ import { STAGE_CONCURRENCY } from "./sender.ts";
 import { DrillReportSchema } from "../contract/drills.ts";
 import { runDrill } from "./drill.ts";
 import { DrillScheduler } from "./drill-schedule.ts";
-import { journalKept, keptReportFile, sendKeptDrillReports } from "./drill-kept.ts";
+import { sendKeptDrillReports } from "./drill-kept.ts";
 import { controlSocketPath, startControlServer, type ControlServer } from "./control.ts";
 import { MIRROR_MODES, queueTask, recoverSet, runMirror, runPrune, runVerify, type OperationDeps, type Progress } from "./operations.ts";
 import { checkSources, type AgentConfig } from "./config.ts";
@@ -48,7 +48,7 @@ const MirrorRequest = z.object({ set: z.string(), mode: z.enum(MIRROR_MODES) });
 const TaskRequest = z.object({ set: z.string(), fields: TaskFieldsSchema, onQueue: z.string().optional(), onTransmit: z.string().optional() });
 const PruneRequest = z.object({ set: z.string(), keep: z.number().int().min(0) });
 /** kept: the drill kept the report in the state folder (drill-kept.ts), which is journaled once, by whoever claims it. */
-const DrillReportRequest = z.object({ set: z.string(), report: DrillReportSchema, kept: z.boolean().default(false) });
+const DrillReportRequest = z.object({ set: z.string(), report: DrillReportSchema });
 
 /** Where the agent announces received markers (ONRECEIVE): the stack's bus, or the local cloud's event log. */
 function receivedEvents(config: AgentConfig, clientOptions: ClientOptions): EventSink | undefined {
@@ -234,8 +234,7 @@ export async function startAgent(
       "/drill-report": async (body) => {
         const request = DrillReportRequest.parse(body);
         const set = knownSet(request.set);
-        const journal = () => agent.journalDrill(set, request.report);
-        const seq = request.kept ? await journalKept(keptReportFile(config.stateDir, request.report.id), journal) : await journal();
+        const seq = await agent.journalDrill(set, request.report);
         // Reports of the set kept earlier (no agent took them then, this one was not running) go with it.
         await sendKeptDrillReports(config.stateDir, [set], (kept, report) => agent.journalDrill(kept, report), log);
         return { seq };

@@ -2,7 +2,6 @@
 // (reading the bucket with the agent's credentials); its report travels to
 // the target through the set's stream, since an agent may write only staging/.
 
-import { existsSync } from "node:fs";
 import { drillReportKey } from "../../contract/layout.ts";
 import type { DrillReport } from "../../contract/drills.ts";
 import { configPath, loadConfig, type AgentConfig } from "../config.ts";
@@ -13,7 +12,7 @@ import { createProgressView } from "../progress.ts";
 import { stringOption, type Command } from "./command.ts";
 import { checkSet, operate } from "./operate.ts";
 import type { CommandWaits } from "../command-agent-wait.ts";
-import { journalKept, keepDrillReport } from "../drill-kept.ts";
+import { keepDrillReport } from "../drill-kept.ts";
 import { withTargetStore } from "./target-store.ts";
 
 /** Exit code of a drill that failed. */
@@ -68,34 +67,34 @@ export type DrillDelivery =
   | { readonly state: "lost"; readonly reason: string };
 
 /**
- * Sends a drill's report through the set's stream. It is kept in the state folder first, so a report no agent took
- * in time (another command's own agent kept the state folder past the wait) stays there for the next agent of the
- * set, not lost; the file goes once the report is journaled, whichever agent journals it.
+ * Sends a drill's report through the set's stream. A report no agent took (another command's own agent kept the state
+ * folder past the wait, an agent that never answered) is kept in the state folder then, for the set's next agent;
+ * one an agent took leaves no file there.
  */
 export async function sendDrillReport(config: AgentConfig, report: DrillReport, options: { quiet: boolean; waits?: CommandWaits }): Promise<DrillDelivery> {
-  let file: string | undefined;
-  let keepError = "";
-  try {
-    file = keepDrillReport(config.stateDir, report);
-  } catch (error) {
-    keepError = `; it could not be kept in ${config.stateDir} either (${(error as Error).message})`;
-  }
-  const kept = file;
+  let journaled = false;
   try {
     await operate(
       config,
       "/drill-report",
-      { set: report.set, report, kept: kept !== undefined },
-      async (deps) => ({ seq: kept !== undefined ? await journalKept(kept, () => deps.agent.journalDrill(report.set, report)) : await deps.agent.journalDrill(report.set, report) }),
+      { set: report.set, report },
+      async (deps) => {
+        const seq = await deps.agent.journalDrill(report.set, report);
+        journaled = true;
+        return { seq };
+      },
       { quiet: options.quiet, ...(options.waits ? { waits: options.waits } : {}) },
     );
     return { state: "journaled" };
   } catch (error) {
     const reason = (error as Error).message;
-    if (kept === undefined) return { state: "lost", reason: `${reason}${keepError}` };
-    // Journaled, then the send failed (the drain): it leaves with the set's next send.
-    if (!existsSync(kept)) return { state: "journaled", unsent: reason };
-    return { state: "kept", file: kept, reason };
+    // Journaled by this command's own agent, then the send failed (the drain): it leaves with the set's next send.
+    if (journaled) return { state: "journaled", unsent: reason };
+    try {
+      return { state: "kept", file: keepDrillReport(config.stateDir, report), reason };
+    } catch (keepError) {
+      return { state: "lost", reason: `${reason}; it could not be kept in ${config.stateDir} either (${(keepError as Error).message})` };
+    }
   }
 }
 

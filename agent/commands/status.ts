@@ -15,7 +15,7 @@ import { readOwnerKey } from "../owner-key.ts";
 import { agentPresence } from "../agent-presence.ts";
 import type { PendingRecovery } from "../pending-recoveries.ts";
 import { uploadLine, uploadsNow, type UploadReport } from "../staged-uploads.ts";
-import { keptDrillReports } from "../drill-kept.ts";
+import { keptDrillReports, keptReportsUnclaimable } from "../drill-kept.ts";
 import { stringOption, type Command } from "./command.ts";
 import { TARGET_READ_MINIMUM_TRANSFER } from "./target-store.ts";
 
@@ -183,7 +183,9 @@ export async function collectStatus(configFile: string): Promise<SetReport[]> {
         const owner = target.reachable ? target.owner : undefined;
         const notOwner = hostKeyId !== undefined && owner !== undefined && "keyId" in owner && owner.keyId !== hostKeyId ? { notOwner: { ownerKeyId: owner.keyId, ownerSince: owner.since, hostKeyId } } : {};
         const ownerUnreadable = owner !== undefined && "error" in owner ? { ownerUnreadable: owner.error } : {};
-        const setFacts: SetFacts = { set: spec.name, counters, generation, skipped, held, scanning, scanFailed, recovering, ...journalMissing, ...stall, ...notOwner, ...ownerUnreadable, drill, journalProblem, agent, target: facts, now: new Date() };
+        const drillKept = keptDrillReports(config.stateDir, spec.name).map(({ file, report }) => ({ id: report.id, passed: report.passed, finishedAt: report.finishedAt, file }));
+        const unclaimable = drillKept.length > 0 ? keptReportsUnclaimable(config.stateDir) : undefined;
+        const setFacts: SetFacts = { set: spec.name, drillKept, ...(unclaimable ? { drillKeptUnclaimable: unclaimable } : {}), counters, generation, skipped, held, scanning, scanFailed, recovering, ...journalMissing, ...stall, ...notOwner, ...ownerUnreadable, drill, journalProblem, agent, target: facts, now: new Date() };
         const problems = findProblems(setFacts);
         const upToDate = caughtUp(setFacts);
         return {
@@ -216,7 +218,7 @@ export async function collectStatus(configFile: string): Promise<SetReport[]> {
                 ...(drill.tornCount !== undefined ? { tornCount: drill.tornCount } : {}),
               }
             : null,
-          drillReportsKept: keptDrillReports(config.stateDir, spec.name).map(({ file, report }) => ({ id: report.id, passed: report.passed, finishedAt: report.finishedAt, file })),
+          drillReportsKept: drillKept,
         };
       }),
     );
@@ -276,7 +278,8 @@ applied (read from the target bucket), and the state:
                 their names, or the agent may not read them, or they are
                 sockets, FIFOs or devices; each with what to do), a full
                 disk under the journal, a failed
-                recovery drill, a newest snapshot that failed its digest or
+                recovery drill (or one whose report is kept unsent in the
+                state folder, or kept reports no agent can send), a newest snapshot that failed its digest or
                 content check or holds files that kept changing while its
                 barrier read them, history segments the target could not read
                 when it replayed folder changes (the live folders may lack
@@ -290,7 +293,8 @@ the agent is staging is named with how far its upload got (\`uploading\` in
 it are sent once it is staged.
 The last recovery drill's result and age (\`tidemark drill\`) are shown too, with
 any drill whose report no agent took in time (kept in the state folder until
-the set's next agent sends it; \`drillReportsKept\` in --json), and
+the set's next agent sends it; \`drillReportsKept\` in --json; the set is
+not caught up meanwhile), and
 folder changes the target applied (in its history) but has not yet written
 to the live mirror's folder objects (a set that goes quiet keeps them until
 its next message, a snapshot or a verification).

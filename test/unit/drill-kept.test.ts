@@ -4,7 +4,7 @@
 // `tidemark status`, and journaled once by the set's next agent.
 
 import { spawn, type ChildProcess } from "node:child_process";
-import { existsSync, mkdirSync, readdirSync, writeFileSync } from "node:fs";
+import { chownSync, existsSync, mkdirSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterEach, expect, it, vi } from "vitest";
@@ -140,9 +140,44 @@ it("a drill with no agent in the way journals its report once through its own ag
   const report = drillReport("20261201T041000Z-bbbbbb", false);
   const delivery = await sendDrillReport(config, report, { quiet: true });
   expect(delivery).toEqual({ state: "journaled" });
-  // The own agent sent the set's kept reports before the command's work, this one among them: the drill's own journal then found it claimed.
   expect(journaled).toEqual([report]);
-  expect(readdirSync(keptReportsDir(config.stateDir))).toEqual([]);
+  // Nothing was written in the state folder: only a report no agent took is kept.
+  expect(existsSync(keptReportsDir(config.stateDir))).toBe(false);
+});
+
+it("a kept FAILED report is a problem (no DrillFailed alarm yet), and any kept report keeps the set from being caught up", async () => {
+  const { config, file } = setUp();
+  const failed = drillReport("20261201T045000Z-ffffff", false);
+  const kept = keepDrillReport(config.stateDir, failed);
+  const [status] = await collectStatus(file);
+  expect(status?.problems).toContainEqual({ kind: "drill-report-kept", message: expect.stringContaining(`drill ${failed.id} FAILED at ${failed.finishedAt} and its report is not sent to the target yet (kept at ${kept})`) });
+  expect(status?.caughtUp).toBe(false);
+  expect(status?.inSync).toBe(false);
+});
+
+it("a drill run as root keeps its report as the state folder's owner (the service's user), so the agent can take it away", async () => {
+  if (process.getuid?.() !== 0) return;
+  const { config, file } = setUp();
+  const NOBODY = 65534;
+  mkdirSync(config.stateDir, { mode: 0o700 });
+  chownSync(config.stateDir, NOBODY, NOBODY);
+  // An earlier version's root drill left drill-reports/ as root's: the agent cannot take a report away; status says so.
+  mkdirSync(keptReportsDir(config.stateDir), { mode: 0o755 });
+  writeFileSync(join(keptReportsDir(config.stateDir), "20261201T046000Z-gggggg.json"), JSON.stringify(drillReport("20261201T046000Z-gggggg", true)));
+  const [before] = await collectStatus(file);
+  expect(before?.problems).toContainEqual({ kind: "drill-report-kept", message: expect.stringContaining(`${keptReportsDir(config.stateDir)} is owned by uid 0, the state folder by uid ${NOBODY}`) });
+
+  const kept = keepDrillReport(config.stateDir, drillReport("20261201T047000Z-hhhhhh", true));
+  expect(statSync(kept)).toMatchObject({ uid: NOBODY, gid: NOBODY });
+  expect(statSync(keptReportsDir(config.stateDir)).uid).toBe(NOBODY);
+  const [after] = await collectStatus(file);
+  expect(after?.problems.filter((p) => p.kind === "drill-report-kept")).toEqual([]);
+
+  // A new folder takes the state folder's mode too.
+  rmSync(keptReportsDir(config.stateDir), { recursive: true });
+  keepDrillReport(config.stateDir, drillReport("20261201T048000Z-iiiiii", true));
+  expect(statSync(keptReportsDir(config.stateDir))).toMatchObject({ uid: NOBODY, mode: expect.any(Number) });
+  expect(statSync(keptReportsDir(config.stateDir)).mode & 0o777).toBe(0o700);
 });
 
 it("a kept report is journaled by whoever claims it first, once; a failed journal keeps it", async () => {
