@@ -1,7 +1,8 @@
 // While a long poll waits, fauxqs 2.x runs its queue's timers (visibility
 // ends, delays over) on a 20 ms interval: an idle local cloud, whose poller
 // always has a receive waiting, woke ~50 times a second per waiting queue
-// (911 epoll wake-ups in 10 s, ~3.7 % of a core doing nothing). Its receive
+// (about 1,000 epoll wake-ups in 10 s, 0.9-1.1 % of a core doing nothing;
+// about 100 and 0.4-0.7 % since: bench/notes.md). Its receive
 // needs the timers only when a message's visibility or delay ends, so the
 // waiting queue now sleeps until the earliest such moment (or not at all when
 // none is pending), armed again whenever one may have moved: a message sent,

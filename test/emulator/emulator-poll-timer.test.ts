@@ -3,7 +3,7 @@
 // only when a visibility or a delay ends; a message that comes back, or whose
 // delay ends, still reaches a receive that is waiting.
 
-import { CreateQueueCommand, ReceiveMessageCommand, SendMessageCommand } from "@aws-sdk/client-sqs";
+import { ChangeMessageVisibilityCommand, CreateQueueCommand, ReceiveMessageCommand, SendMessageCommand } from "@aws-sdk/client-sqs";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { makeSqsClient } from "../../lambdas/aws-clients.ts";
 import { ensureTargetResources, startEmulator, type Emulator } from "../../lambdas/local/emulator.ts";
@@ -60,10 +60,33 @@ it("a delayed message sent while a receive waits reaches that receive once its d
   const sqs = makeSqsClient({ region: REGION, endpoint: emulator.endpoint });
   try {
     const queueUrl = (await sqs.send(new CreateQueueCommand({ QueueName: "delayed" }))).QueueUrl ?? "";
+    timerRuns = 0;
     const waiting = sqs.send(new ReceiveMessageCommand({ QueueUrl: queueUrl, WaitTimeSeconds: 20 }));
     await new Promise((resolve) => setTimeout(resolve, 200));
     await sqs.send(new SendMessageCommand({ QueueUrl: queueUrl, MessageBody: "later", DelaySeconds: 1 }));
     expect((await waiting).Messages?.map((m) => m.Body)).toEqual(["later"]);
+    // The receive's look, the timer armed for the delay's end, and the look it woke: a receive not woken gets the
+    // message only at its wait's end, with its two looks (no timed assertion: the count says which).
+    expect(timerRuns).toBeGreaterThan(2);
+  } finally {
+    sqs.destroy();
+  }
+});
+
+it("a receive waiting while an in-flight message's visibility is shortened gets it when the new visibility ends", async () => {
+  const sqs = makeSqsClient({ region: REGION, endpoint: emulator.endpoint });
+  try {
+    const queueUrl = (await sqs.send(new CreateQueueCommand({ QueueName: "shortened" }))).QueueUrl ?? "";
+    await sqs.send(new SendMessageCommand({ QueueUrl: queueUrl, MessageBody: "m" }));
+    const taken = await sqs.send(new ReceiveMessageCommand({ QueueUrl: queueUrl, VisibilityTimeout: 30 }));
+    const receiptHandle = taken.Messages?.[0]?.ReceiptHandle ?? "";
+    const waiting = sqs.send(new ReceiveMessageCommand({ QueueUrl: queueUrl, WaitTimeSeconds: 20 }));
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    timerRuns = 0;
+    await sqs.send(new ChangeMessageVisibilityCommand({ QueueUrl: queueUrl, ReceiptHandle: receiptHandle, VisibilityTimeout: 1 }));
+    expect((await waiting).Messages?.map((m) => m.Body)).toEqual(["m"]);
+    // The timer at the new visibility's end, and the look it woke; not woken, the receive looks once, at its wait's end.
+    expect(timerRuns).toBeGreaterThan(1);
   } finally {
     sqs.destroy();
   }
