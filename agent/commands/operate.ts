@@ -63,12 +63,16 @@ function commandOf(route: string): string {
 export async function agentReady(config: AgentConfig, quiet: boolean): Promise<CommandWaits> {
   const waits = commandWaits();
   const onWait = quiet ? {} : { onWait: saidOnce(config.stateDir) };
-  for (;;) {
+  for (let pass = 0; ; pass += 1) {
+    // Each pass follows a lock taken again between two looks: bounded by the wait for a starting agent.
+    if (pass > 0 && Date.now() >= waits.starting) throw new AgentStartTimeoutError(`the agent on ${config.stateDir} did not answer in time (the state folder was taken again between two looks); see \`tidemark status\``);
     const answers = await startingAgentAnswers(config.stateDir, { deadline: waits.starting, ...onWait });
     if (await commandAgentGone(config.stateDir, waits, quiet ? undefined : heldOnce(config.stateDir))) return waits;
     const owner = lockOwner(config.stateDir);
     // `tidemark run` took the state folder once another command's agent ended (between the two looks): wait for it.
     if (!answers && startingAgent(owner)) continue;
+    // Another command's own agent took it just after the look found none (cron's second \`tidemark task\`): wait for it.
+    if (!answers && commandAgentHolds(owner)) continue;
     // Another command's own agent answers too, and refuses the request (command-agent.ts).
     if (owner !== undefined && (!answers || owner.command !== RUN_COMMAND)) throw refusedBy(config.stateDir, owner);
     return waits;

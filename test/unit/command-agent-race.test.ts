@@ -16,6 +16,8 @@ import { tempDir } from "../support/tree.ts";
 
 /** Runs just before each look for another command's agent (the second look at the lock). */
 const beforeSecondLook = vi.hoisted(() => ({ hook: undefined as (() => Promise<void>) | undefined }));
+/** Runs just after a look for another command's agent that found none. */
+const afterNoneFound = vi.hoisted(() => ({ hook: undefined as (() => Promise<void>) | undefined }));
 vi.mock("../../agent/command-agent-wait.ts", async (importOriginal) => {
   const actual = await importOriginal<typeof CommandAgentWait>();
   return {
@@ -24,7 +26,13 @@ vi.mock("../../agent/command-agent-wait.ts", async (importOriginal) => {
       const hook = beforeSecondLook.hook;
       beforeSecondLook.hook = undefined;
       await hook?.();
-      return actual.commandAgentGone(...args);
+      const gone = await actual.commandAgentGone(...args);
+      const after = afterNoneFound.hook;
+      if (!gone && after) {
+        afterNoneFound.hook = undefined;
+        await after();
+      }
+      return gone;
     },
   };
 });
@@ -73,4 +81,26 @@ it("task's wait before --quiesce waits for `tidemark run` that took the lock fro
   const waits = await agentReady(config, true);
   expect(waits.until).toBeGreaterThanOrEqual(waits.starting);
   expect(beforeSecondLook.hook).toBeUndefined();
+});
+
+it("task's wait before --quiesce waits for another command's agent that took the lock just after its look found none", async () => {
+  dir = tempDir("tidemark-command-race-");
+  mkdirSync(join(dir.path, "src"));
+  const file = join(dir.path, "tidemark.config.json");
+  writeFileSync(file, JSON.stringify({ queueUrl: "http://127.0.0.1:9/000000000000/q.fifo", bucket: "bucket", stateDir: "state", sets: [{ name: "db", path: "src" }] }));
+  const config = loadConfig(file);
+  // cron's second `tidemark task`: its own agent takes the lock between this command's look and its reading of the owner,
+  // and ends a moment later.
+  const script = `import { acquireStateLock } from ${JSON.stringify(LOCK_MODULE)}; const lock = acquireStateLock(${JSON.stringify(config.stateDir)}, "tidemark task"); process.stdout.write("locked\\n"); setTimeout(() => { lock.release(); process.exit(0); }, 500);`;
+  afterNoneFound.hook = async () => {
+    const other = spawn(process.execPath, ["--input-type=module", "-e", script], { stdio: ["ignore", "pipe", "inherit"] });
+    child = other;
+    await new Promise<void>((resolve, reject) => {
+      other.stdout?.on("data", (chunk: Buffer) => chunk.toString().includes("locked") && resolve());
+      other.once("exit", (code) => reject(new Error(`the stand-in agent exited with ${code}`)));
+    });
+  };
+  // Refused at once ("in use by `tidemark task`") before; now waited for until it ended.
+  await agentReady(config, true);
+  expect(afterNoneFound.hook).toBeUndefined();
 });
