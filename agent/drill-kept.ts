@@ -6,7 +6,7 @@
 // whose report no agent took keeps it in the state folder
 // (drill-reports/<id>.json, durable), and the set's next agent journals it and
 // takes the file away: any command's own agent of that set, or `tidemark run`
-// at its start and with each drill report it is given. `tidemark status`
+// at its start, with each drill report it is given, and every minute. `tidemark status`
 // names the reports still kept.
 //
 // The one exception to "only the lock's holder writes the state folder"
@@ -179,4 +179,26 @@ export async function sendKeptDrillReports(stateDir: string, sets: readonly stri
       else log.warn("drill report kept in the state folder not journaled; kept for the next agent", { set: report.set, drill: report.id, file, error: String(error) });
     }
   }
+}
+
+/** How often `tidemark run` looks for kept reports while it runs (one its journal refused when a drill gave it). */
+export const KEPT_SWEEP_MS = 60_000;
+
+/** Journals the kept reports of these sets now and every `everyMs` (a sweep at a time; a readdir when none) until stopped. */
+export function sweepKeptDrillReports(stateDir: string, sets: readonly string[], journalDrill: (set: string, report: DrillReport) => Promise<number>, log: Logger, everyMs = KEPT_SWEEP_MS): { stop(): Promise<void> } {
+  let busy: Promise<void> | undefined;
+  const sweep = () => {
+    busy ??= sendKeptDrillReports(stateDir, sets, journalDrill, log).finally(() => {
+      busy = undefined;
+    });
+  };
+  sweep();
+  const timer = setInterval(sweep, everyMs);
+  timer.unref();
+  return {
+    async stop() {
+      clearInterval(timer);
+      await busy;
+    },
+  };
 }

@@ -11,7 +11,7 @@ import { STAGE_CONCURRENCY } from "./sender.ts";
 import { DrillReportSchema } from "../contract/drills.ts";
 import { runDrill } from "./drill.ts";
 import { DrillScheduler } from "./drill-schedule.ts";
-import { sendKeptDrillReports } from "./drill-kept.ts";
+import { sendKeptDrillReports, sweepKeptDrillReports } from "./drill-kept.ts";
 import { controlSocketPath, startControlServer, type ControlServer } from "./control.ts";
 import { MIRROR_MODES, queueTask, recoverSet, runMirror, runPrune, runVerify, type OperationDeps, type Progress } from "./operations.ts";
 import { checkSources, type AgentConfig } from "./config.ts";
@@ -97,7 +97,7 @@ function openProblemFile(stateDir: string, log: Logger): ProblemFile | undefined
 export async function startAgent(
   config: AgentConfig,
   log: Logger,
-  options: { ignorePaths?: string[]; scheduleDrills?: boolean; signal?: AbortSignal; /** The command the agent runs for (command-agent.ts). */ command?: string } = {},
+  options: { ignorePaths?: string[]; scheduleDrills?: boolean; signal?: AbortSignal; /** The command the agent runs for (command-agent.ts). */ command?: string; /** How often `tidemark run` sends kept drill reports (drill-kept.ts). */ keptSweepMs?: number } = {},
 ): Promise<RunningAgent> {
   checkSources(config);
   // Every set may stage its payloads at once, besides status reads, verifications and drills.
@@ -248,7 +248,9 @@ export async function startAgent(
   if (opened) problems.file = opened;
   // Scheduled drills (config `drills`) run in the agent that replicates, not in one a command started for itself.
   let drills: DrillScheduler | undefined;
+  let keptSweep: { stop(): Promise<void> } | undefined;
   const stop = async () => {
+    await keptSweep?.stop();
     await drills?.stop();
     await control.close();
     controller.abort();
@@ -266,9 +268,9 @@ export async function startAgent(
     await stop().catch(() => undefined);
     throw journalFault(error, journal.path);
   }
-  // Drill reports no agent took in time were kept in the state folder: the agent that replicates sends them all (a
-  // command's own agent sends its set's, operate.ts).
-  if (command === RUN_COMMAND) void sendKeptDrillReports(config.stateDir, agent.sets, (set, report) => agent.journalDrill(set, report), log);
+  // Drill reports no agent took in time were kept in the state folder: the agent that replicates sends them all, now
+  // and while it runs (one its journal refused when a drill gave it); a command's own agent sends its set's, operate.ts.
+  if (command === RUN_COMMAND) keptSweep = sweepKeptDrillReports(config.stateDir, agent.sets, (set, report) => agent.journalDrill(set, report), log, options.keptSweepMs);
   if (config.mirror.onStart !== "scan") {
     const mode = config.mirror.onStart;
     // In the background: the agent replicates meanwhile, and the mirror's verification waits on the stream (while

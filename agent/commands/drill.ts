@@ -105,7 +105,7 @@ function deliveryLine(delivery: DrillDelivery, set: string, id: string): string 
         ? `sent to the target, written to ${drillReportKey(set, id)} when it gets there`
         : `journaled, not sent yet (${delivery.unsent}): it leaves with the set's next send, and is written to ${drillReportKey(set, id)}`;
     case "kept":
-      return `NOT SENT YET (${delivery.reason}); kept at ${delivery.file}: the set's next agent on this state folder sends it (\`tidemark run\` at its start, or any command's own agent for set ${set}), and \`tidemark status\` names it until then`;
+      return `NOT SENT YET (${delivery.reason}); kept at ${delivery.file}: the set's next agent on this state folder sends it (\`tidemark run\` within a minute, or at its start; or any command's own agent for set ${set}), and \`tidemark status\` names it until then`;
     case "lost":
       return "NOT SENT (see below)";
   }
@@ -131,7 +131,7 @@ the running agent to send it (one still starting is waited for, up to 60 s),
 else starts one for the duration (another command's own agent is waited for
 to end first, up to 5 min). A report no agent took meanwhile is not lost:
 it is kept in the state folder (drill-reports/ID.json) and sent by the
-set's next agent (\`tidemark run\` at its start or with the set's next
+set's next agent (\`tidemark run\` at its start and every minute, or with the set's next
 drill report, or any command's own agent for the set); \`tidemark status\` names it until then, and --json
 says where it went ("delivery": journaled, kept, or lost). Drills run
 on a schedule from the config's "drills" list in a running agent.

@@ -362,7 +362,7 @@ Examples:
       }
       for (const kept of r.drillReportsKept) {
         process.stdout.write(
-          `${r.set}: drill ${kept.id} ${kept.passed ? "passed" : "FAILED"} at ${kept.finishedAt}; its report is not sent to the target yet: kept at ${kept.file}, sent by the set's next agent on this state folder (\`tidemark run\` at its start, or any command's own agent for the set)\n`,
+          `${r.set}: drill ${kept.id} ${kept.passed ? "passed" : "FAILED"} at ${kept.finishedAt}; its report is not sent to the target yet: kept at ${kept.file}, sent by the set's next agent on this state folder (\`tidemark run\` within a minute, or at its start; or any command's own agent for the set)\n`,
         );
       }
     }

@@ -63,3 +63,19 @@ it("`tidemark drill --json` says its report was journaled; a report kept in the 
     await running.stop();
   }
 });
+
+it("a report kept while `tidemark run` runs, with no drill after it, reaches the target by the agent's own sweep", async () => {
+  const stateDir = loadConfig(config).stateDir;
+  const running = await startAgent(loadConfig(config), silentLogger, { keptSweepMs: 200 });
+  try {
+    const drill = await tidemark(["drill", "web", "--json", "--config", config]);
+    expect(drill.code, drill.stderr).toBe(0);
+    // As if the running agent's journal had refused this one when the drill gave it: kept, and no drill follows.
+    const kept = { ...DrillReportSchema.parse(JSON.parse(drill.stdout)), id: "20261201T050000Z-swept0" };
+    keepDrillReport(stateDir, kept);
+    await eventually(async () => expect(await cloud.store.get(drillReportKey("web", kept.id))).toBeDefined(), 20_000);
+    expect(keptDrillReports(stateDir)).toEqual([]);
+  } finally {
+    await running.stop();
+  }
+});
