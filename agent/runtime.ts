@@ -140,7 +140,10 @@ export async function startAgent(
   const controller = new AbortController();
   const aws = new AwsTransport({ sqs, s3, queueUrl: config.queueUrl, bucket: config.bucket });
   // One link for every set: the cap is shared, and each retry is paced too.
-  const inner = config.bandwidth ? new RateLimitedTransport(aws, config.bandwidth, { signal: controller.signal }) : aws;
+  // A wait an agent that stopped left recorded is over.
+  for (const set of config.sets) if (journal.sets.bandwidthWaitSince(set.name) !== null) journal.sets.recordBandwidthWait(set.name, null);
+  const onSendWait = (set: string, waiting: boolean) => journal.sets.recordBandwidthWait(set, waiting ? new Date().toISOString() : null);
+  const inner = config.bandwidth ? new RateLimitedTransport(aws, config.bandwidth, { signal: controller.signal, onSendWait }) : aws;
   const perSet = new PerSetRetry(
     (set) =>
       new RetryingTransport(inner, {

@@ -39,6 +39,8 @@ export interface SetReport {
   held: HeldReport[];
   /** Large payloads (over 32 MiB) the running agent is staging, with the bytes stored so far: the records after one are sent once it is staged. */
   uploading: UploadReport[];
+  /** Since when the set's next message waits for the bandwidth budget (what a large upload before it cost), while it does. */
+  waitingForBandwidth?: { since: string };
   /** A scan of the whole set that has not finished (what it has not reached is not journaled yet), or null. */
   scanning: { since: string; agentRunning: boolean } | null;
   /** A recovery begun and not finished (its verification has not made the target equal the source yet; the agent's next start runs it again), or null. */
@@ -176,6 +178,7 @@ export async function collectStatus(configFile: string): Promise<SetReport[]> {
         const held = journal ? heldNow(journal.held, spec.name) : [];
         const scanning = journal ? scanNow(journal.held, spec.name) : null;
         const uploading = journal && agent.running ? uploadsNow(journal.uploads, spec.name) : [];
+        const bandwidthSince = journal && agent.running ? journal.sets.bandwidthWaitSince(spec.name) : null;
         const scanFailed = journal ? scanFailureNow(journal.held, spec.name) : null;
         const recovering = journal?.recoveries.of(spec.name) ?? null;
         const journalMissing = journal ? (journal.sets.known(spec.name) ? {} : { setNotJournaled: join(config.stateDir, "journal.db") }) : { journalMissing: join(config.stateDir, "journal.db") };
@@ -199,6 +202,7 @@ export async function collectStatus(configFile: string): Promise<SetReport[]> {
           skipped,
           held,
           uploading,
+          ...(bandwidthSince !== null ? { waitingForBandwidth: { since: bandwidthSince } } : {}),
           scanning,
           scanFailed,
           recovering,
@@ -290,7 +294,9 @@ A large payload (over 32 MiB: a file, a delta's changed blocks, a marker's list)
 the agent is staging is named with how far its upload got (\`uploading\` in
 --json), and since when it waits for the bandwidth budget (the config's
 "bandwidth" limit; \`waitingForBandwidth\`) while it does: the records after
-it are sent once it is staged.
+it are sent once it is staged. The set's next message waiting for that
+budget (a large upload before it is charged its whole size) is named too
+(the set's \`waitingForBandwidth\` in --json).
 The last recovery drill's result and age (\`tidemark drill\`) are shown too, with
 any drill whose report no agent took in time (kept in the state folder until
 the set's next agent sends it; \`drillReportsKept\` in --json; the set is
@@ -337,6 +343,7 @@ Examples:
         process.stdout.write(`${r.set}: a scan of the set began at ${r.scanning.since} and has not finished: what it has not reached is not journaled yet${stopped}\n`);
       }
       for (const upload of r.uploading) process.stdout.write(`${r.set}: ${escapeControl(uploadLine(upload))}\n`);
+      if (r.waitingForBandwidth) process.stdout.write(`${r.set}: its next message waits since ${r.waitingForBandwidth.since} for the bandwidth budget (the config's "bandwidth" limit: an upload before it is charged its whole size), and the records after it with it\n`);
       for (const file of r.held) {
         const stopped = file.agentRunning ? "" : " (the agent holding it is not running: its next start captures the file)";
         process.stdout.write(`${r.set}: held back since ${file.since}: ${escapeControl(file.path)}: ${file.reason}${stopped}\n`);

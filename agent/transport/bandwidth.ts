@@ -54,10 +54,13 @@ export interface RateLimitOptions {
   readonly sleep?: (ms: number, signal?: AbortSignal) => Promise<void>;
   /** Aborting rejects a call waiting for bandwidth; the records stay journaled. */
   readonly signal?: AbortSignal;
+  /** Told when a set's message starts waiting for the budget (a large upload before it charged its whole cost), and when it goes. */
+  readonly onSendWait?: (set: string, waiting: boolean) => void;
 }
 
 export class RateLimitedTransport implements Transport {
   readonly #inner: Transport;
+  readonly #onSendWait: ((set: string, waiting: boolean) => void) | undefined;
   readonly #bandwidth: Bandwidth;
   readonly #now: () => Date;
   readonly #sleep: (ms: number, signal?: AbortSignal) => Promise<void>;
@@ -76,6 +79,7 @@ export class RateLimitedTransport implements Transport {
     this.#now = options.now ?? (() => new Date());
     this.#sleep = options.sleep ?? ((ms, signal) => sleep(ms, undefined, signal ? { signal } : {}));
     this.#signal = options.signal;
+    this.#onSendWait = options.onSendWait;
     this.#refilledAt = this.#now().getTime();
     this.#tokens = rateAt(this.#bandwidth, this.#now());
   }
@@ -85,7 +89,8 @@ export class RateLimitedTransport implements Transport {
   }
 
   send(set: string, deduplicationId: string, body: string, attributes?: MessageAttributes): Promise<void> {
-    return this.#paced(Buffer.byteLength(body), () => this.#inner.send(set, deduplicationId, body, attributes));
+    const onSendWait = this.#onSendWait;
+    return this.#paced(Buffer.byteLength(body), () => this.#inner.send(set, deduplicationId, body, attributes), onSendWait ? (waiting) => onSendWait(set, waiting) : undefined);
   }
 
   #refill(rate: number): void {

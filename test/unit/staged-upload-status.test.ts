@@ -247,6 +247,55 @@ describe("tidemark status while a large payload is staged", () => {
     }
   });
 
+  it("says that the message after a large upload waits for the upload's debt, in the text and --json, and nothing once it goes", async () => {
+    const size = 3 * 1024 ** 3;
+    journal.append(SET, [large("big.bin", size)]);
+    const lock = acquireStateLock(stateDir, "tidemark run");
+    try {
+      const inner: Transport = { async stage() {}, async send() {} };
+      let slept: () => void = () => undefined;
+      const sleeping = new Promise<void>((resolve) => (slept = resolve));
+      let wake: () => void = () => undefined;
+      let clock = Date.now();
+      // The upload goes at once (a full bucket) and is charged its whole size: the message naming it then sleeps the
+      // debt off, held here until the test wakes it.
+      const limited = new RateLimitedTransport(inner, { bytesPerSecond: 1_000_000 }, {
+        now: () => new Date(clock),
+        sleep: async (ms) => {
+          slept();
+          await new Promise<void>((resolve) => (wake = resolve));
+          clock += ms;
+        },
+        // As the agent records it (runtime.ts).
+        onSendWait: (set, waiting) => journal.sets.recordBandwidthWait(set, waiting ? new Date(clock).toISOString() : null),
+      });
+      const draining = (async () => {
+        while ((await sendNext(journal, limited, SET, { compression: "none" })).records > 0);
+      })();
+      await sleeping;
+      const [report] = await collectStatus(config);
+      expect(report?.uploading).toEqual([]);
+      expect(report?.waitingForBandwidth).toEqual({ since: expect.stringMatching(/^\d{4}-\d\d-\d\dT/) });
+      const out: string[] = [];
+      const write = vi.spyOn(process.stdout, "write").mockImplementation((chunk) => {
+        out.push(String(chunk));
+        return true;
+      });
+      try {
+        await statusCommand.run({ config }, []);
+      } finally {
+        write.mockRestore();
+      }
+      expect(out.join("")).toMatch(/^www: its next message waits since \S+ for the bandwidth budget \(the config's "bandwidth" limit: an upload before it is charged its whole size\), and the records after it with it$/m);
+      wake();
+      await draining;
+      expect(journal.sets.bandwidthWaitSince(SET)).toBeNull();
+      expect((await collectStatus(config))[0]?.waitingForBandwidth).toBeUndefined();
+    } finally {
+      lock.release();
+    }
+  });
+
   it("names no upload an agent left when it stopped, nor one of another host, and the next upload clears their rows", () => {
     const gone = spawnSync(process.execPath, ["-e", ""]).pid;
     if (gone === undefined) throw new Error("no process was started");
