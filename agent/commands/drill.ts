@@ -130,11 +130,13 @@ which writes it to drills/SET/ID.json and counts DrillPassed / DrillFailed
 the running agent to send it (one still starting is waited for, up to 60 s),
 else starts one for the duration (another command's own agent is waited for
 to end first, up to 5 min). A report no agent took meanwhile is not lost:
-it is kept in the state folder (drill-reports/ID.json) and sent by the
-set's next agent (\`tidemark run\` at its start and every minute, or with the set's next
-drill report, or any command's own agent for the set); \`tidemark status\` names it until then, and --json
-says where it went ("delivery": journaled, kept, or lost). Drills run
-on a schedule from the config's "drills" list in a running agent.
+it is then kept in the state folder (drill-reports/ID.json, owned as the
+state folder) and sent by the set's next agent (\`tidemark run\` at its
+start and every minute, or any command's own agent for the set);
+\`tidemark status\` names it until then, and --json says where it went
+("delivery": journaled, kept, or lost). A report an agent took leaves no
+file. Drills run on a schedule from the config's "drills" list in a
+running agent.
 
 Options:
   --snapshot ID   the snapshot to drill, or "latest" (default)
