@@ -38,6 +38,7 @@ interface SetRow {
   last_send_error: string | null;
   overflowed: number;
   watcher_problem: string | null;
+  bandwidth_wait_since?: string | null;
   backlog_records: number;
   backlog_bytes: number;
 }
@@ -74,6 +75,7 @@ function prepare(db: DatabaseSync) {
     sendError: statement("UPDATE sets SET last_send_error = ? WHERE name = ?"),
     overflow: statement("UPDATE sets SET overflowed = ? WHERE name = ?"),
     watcherProblem: statement("UPDATE sets SET watcher_problem = ? WHERE name = ?"),
+    bandwidthWait: statement("UPDATE sets SET bandwidth_wait_since = ? WHERE name = ?"),
     addBacklogBytes: statement("UPDATE sets SET backlog_bytes = backlog_bytes + ? WHERE name = ?"),
     getGeneration: statement("SELECT id, since_seq AS sinceSeq FROM generations WHERE set_name = ?"),
     setGeneration: statement("INSERT OR REPLACE INTO generations (set_name, id, since_seq) VALUES (?, ?, ?)"),
@@ -152,6 +154,17 @@ export class SetStates {
   recordSendError(set: string, error: string | null): void {
     this.#s.ensure.run(set);
     this.#s.sendError.run(error, set);
+  }
+
+  /** Records since when the set's next message waits for the bandwidth budget (null once it goes), for `tidemark status`. */
+  recordBandwidthWait(set: string, since: string | null): void {
+    this.#s.ensure.run(set);
+    this.#s.bandwidthWait.run(since, set);
+  }
+
+  /** Since when the set's next message waits for the bandwidth budget, or null when it does not. */
+  bandwidthWaitSince(set: string): string | null {
+    return (this.#s.get.get(set) as SetRow | undefined)?.bandwidth_wait_since ?? null;
   }
 
   /** Records why a set's watcher stopped working (null once it works), for `tidemark status`. */

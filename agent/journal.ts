@@ -312,6 +312,8 @@ export class Journal {
     const setColumns = db.prepare("PRAGMA table_info(sets)").all() as { name: string }[];
     if (!setColumns.some((c) => c.name === "overflowed")) db.exec("ALTER TABLE sets ADD COLUMN overflowed INTEGER NOT NULL DEFAULT 0");
     if (!setColumns.some((c) => c.name === "watcher_problem")) db.exec("ALTER TABLE sets ADD COLUMN watcher_problem TEXT");
+    // Since when the set's next message waits for the bandwidth budget (transport/bandwidth.ts), while it does.
+    if (!setColumns.some((c) => c.name === "bandwidth_wait_since")) db.exec("ALTER TABLE sets ADD COLUMN bandwidth_wait_since TEXT");
     if (!setColumns.some((c) => c.name === "backlog_bytes")) {
       // Kept up to date by append and markSent from now on, so reading the backlog never sums the journal.
       db.exec("ALTER TABLE sets ADD COLUMN backlog_records INTEGER NOT NULL DEFAULT 0");

@@ -11,6 +11,7 @@ import { STAGE_CONCURRENCY } from "./sender.ts";
 import { DrillReportSchema } from "../contract/drills.ts";
 import { runDrill } from "./drill.ts";
 import { DrillScheduler } from "./drill-schedule.ts";
+import { sendKeptDrillReports, sweepKeptDrillReports } from "./drill-kept.ts";
 import { controlSocketPath, startControlServer, type ControlServer } from "./control.ts";
 import { MIRROR_MODES, queueTask, recoverSet, runMirror, runPrune, runVerify, type OperationDeps, type Progress } from "./operations.ts";
 import { checkSources, type AgentConfig } from "./config.ts";
@@ -46,6 +47,7 @@ const VerifyRequest = z.object({ set: z.string(), deep: z.boolean().default(fals
 const MirrorRequest = z.object({ set: z.string(), mode: z.enum(MIRROR_MODES) });
 const TaskRequest = z.object({ set: z.string(), fields: TaskFieldsSchema, onQueue: z.string().optional(), onTransmit: z.string().optional() });
 const PruneRequest = z.object({ set: z.string(), keep: z.number().int().min(0) });
+/** kept: the drill kept the report in the state folder (drill-kept.ts), which is journaled once, by whoever claims it. */
 const DrillReportRequest = z.object({ set: z.string(), report: DrillReportSchema });
 
 /** Where the agent announces received markers (ONRECEIVE): the stack's bus, or the local cloud's event log. */
@@ -95,7 +97,7 @@ function openProblemFile(stateDir: string, log: Logger): ProblemFile | undefined
 export async function startAgent(
   config: AgentConfig,
   log: Logger,
-  options: { ignorePaths?: string[]; scheduleDrills?: boolean; signal?: AbortSignal; /** The command the agent runs for (command-agent.ts). */ command?: string } = {},
+  options: { ignorePaths?: string[]; scheduleDrills?: boolean; signal?: AbortSignal; /** The command the agent runs for (command-agent.ts). */ command?: string; /** How often `tidemark run` sends kept drill reports (drill-kept.ts). */ keptSweepMs?: number } = {},
 ): Promise<RunningAgent> {
   checkSources(config);
   // Every set may stage its payloads at once, besides status reads, verifications and drills.
@@ -138,7 +140,10 @@ export async function startAgent(
   const controller = new AbortController();
   const aws = new AwsTransport({ sqs, s3, queueUrl: config.queueUrl, bucket: config.bucket });
   // One link for every set: the cap is shared, and each retry is paced too.
-  const inner = config.bandwidth ? new RateLimitedTransport(aws, config.bandwidth, { signal: controller.signal }) : aws;
+  // A wait an agent that stopped left recorded is over.
+  for (const set of config.sets) if (journal.sets.bandwidthWaitSince(set.name) !== null) journal.sets.recordBandwidthWait(set.name, null);
+  const onSendWait = (set: string, waiting: boolean) => journal.sets.recordBandwidthWait(set, waiting ? new Date().toISOString() : null);
+  const inner = config.bandwidth ? new RateLimitedTransport(aws, config.bandwidth, { signal: controller.signal, onSendWait }) : aws;
   const perSet = new PerSetRetry(
     (set) =>
       new RetryingTransport(inner, {
@@ -231,7 +236,11 @@ export async function startAgent(
       },
       "/drill-report": async (body) => {
         const request = DrillReportRequest.parse(body);
-        return { seq: await agent.journalDrill(knownSet(request.set), request.report) };
+        const set = knownSet(request.set);
+        const seq = await agent.journalDrill(set, request.report);
+        // Reports of the set kept earlier (no agent took them then, this one was not running) go with it.
+        await sendKeptDrillReports(config.stateDir, [set], (kept, report) => agent.journalDrill(kept, report), log);
+        return { seq };
       },
     }));
   } catch (error) {
@@ -242,7 +251,9 @@ export async function startAgent(
   if (opened) problems.file = opened;
   // Scheduled drills (config `drills`) run in the agent that replicates, not in one a command started for itself.
   let drills: DrillScheduler | undefined;
+  let keptSweep: { stop(): Promise<void> } | undefined;
   const stop = async () => {
+    await keptSweep?.stop();
     await drills?.stop();
     await control.close();
     controller.abort();
@@ -260,6 +271,9 @@ export async function startAgent(
     await stop().catch(() => undefined);
     throw journalFault(error, journal.path);
   }
+  // Drill reports no agent took in time were kept in the state folder: the agent that replicates sends them all, now
+  // and while it runs (one its journal refused when a drill gave it); a command's own agent sends its set's, operate.ts.
+  if (command === RUN_COMMAND) keptSweep = sweepKeptDrillReports(config.stateDir, agent.sets, (set, report) => agent.journalDrill(set, report), log, options.keptSweepMs);
   if (config.mirror.onStart !== "scan") {
     const mode = config.mirror.onStart;
     // In the background: the agent replicates meanwhile, and the mirror's verification waits on the stream (while

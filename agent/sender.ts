@@ -126,7 +126,7 @@ export interface PackOptions {
 export interface SendOptions extends PackOptions {
   /** Where the set's next message is packed while the one before it is on the wire; without it, each message is packed when it is sent. */
   readonly ahead?: PackedAhead;
-  /** Before a message holding markers is sent (ONTRANSMIT). */
+  /** Before a message holding markers is sent, once its payloads are staged (ONTRANSMIT). */
   readonly beforeMarkers?: (set: string, markers: readonly PackedMarker[]) => Promise<void>;
   /** Once the queue accepted a message holding markers (ONRECEIVE). */
   readonly afterMarkers?: (set: string, markers: readonly PackedMarker[]) => Promise<void>;
@@ -272,7 +272,6 @@ function stagedId(payload: PackedPayload): string {
 async function sendPacked(journal: Journal, transport: Transport, set: string, options: SendOptions, only?: number, intact: Set<string> = new Set()): Promise<SendResult> {
   const packed = (only === undefined ? options.ahead?.take(journal, set, options.wholePacks) : undefined) ?? packNext(journal, set, only === undefined ? options : { ...options, maxBytes: 0 }, only ?? 0);
   if (!packed) return { records: 0, bytes: 0 };
-  if (packed.markers.length > 0) await options.beforeMarkers?.(set, packed.markers);
   // The message goes only once every payload it names is staged. A failed stage starts no more and lets those going
   // settle: the message is staged again (without a refused record), and the same keys must not upload twice at once.
   const toStage = packed.staged.filter((payload) => !intact.has(stagedId(payload)));
@@ -280,12 +279,15 @@ async function sendPacked(journal: Journal, transport: Transport, set: string, o
     await stageNamed(journal, transport, payload).catch(refusedRecord(payload));
     intact.add(stagedId(payload));
   });
+  // Just before the message goes, not before its uploads: a marker after a large file shares its message, whose
+  // upload takes minutes.
+  if (packed.markers.length > 0) await options.beforeMarkers?.(set, packed.markers);
   const sending = transport.send(set, deduplicationId(set, packed.first, packed.last, packed.gen), packed.body).catch(async (error: unknown) => {
     if (!(error instanceof DeliveryRefusedError)) throw error;
     if (packed.first === packed.last) throw new RecordRefusedError(packed.first, error);
     // Which record the queue refused is not said: send them one a message, to find it.
     options.ahead?.drop();
-    return sendOneByOne(journal, transport, set, options, packed.first, packed.last);
+    return sendOneByOne(journal, transport, set, options, packed.first, packed.last, intact);
   });
   if (options.ahead) {
     // Its failure is handled below, once the next message is packed.
@@ -306,12 +308,15 @@ async function sendPacked(journal: Journal, transport: Transport, set: string, o
   return { records: packed.last - packed.first + 1, bytes };
 }
 
-/** Sends the records first..last one a message; a refused one surfaces as RecordRefusedError once those before it are sent. */
-async function sendOneByOne(journal: Journal, transport: Transport, set: string, options: SendOptions, first: number, last: number): Promise<SendResult> {
+/**
+ * Sends the records first..last one a message; a refused one surfaces as RecordRefusedError once those before it are
+ * sent. What the whole message staged (`intact`) is not uploaded again: each record's staging key is the same alone.
+ */
+async function sendOneByOne(journal: Journal, transport: Transport, set: string, options: SendOptions, first: number, last: number, intact: Set<string>): Promise<SendResult> {
   let records = 0;
   let bytes = 0;
   for (let seq = first; seq <= last; seq++) {
-    const sent = await sendPacked(journal, transport, set, { ...options, ahead: undefined }, seq - 1);
+    const sent = await sendPacked(journal, transport, set, { ...options, ahead: undefined }, seq - 1, intact);
     records += sent.records;
     bytes += sent.bytes;
   }

@@ -54,6 +54,10 @@ export interface SetFacts {
   readonly journalProblem?: { readonly since: string; readonly problem: string } | null;
   /** The set's last recovery drill (`tidemark drill`), when one ran. */
   readonly drill?: { readonly id: string; readonly passed: boolean; readonly finishedAt: string; readonly problemCount: number };
+  /** The set's drill reports no agent took in time, kept in the state folder until its next agent journals them (drill-kept.ts). */
+  readonly drillKept?: readonly { readonly id: string; readonly passed: boolean; readonly finishedAt: string; readonly file: string }[];
+  /** Why the state folder's agent cannot take kept drill reports away (drill-reports/ owned by another user), when it cannot. */
+  readonly drillKeptUnclaimable?: string;
   /** The target's owner of the set is another key than this host's: the target refuses this host's messages. */
   readonly notOwner?: { readonly ownerKeyId: string; readonly ownerSince: string; readonly hostKeyId: string };
   /** Why the target's owner record of the set cannot be read (the applier refuses the set's messages meanwhile). */
@@ -328,13 +332,24 @@ const drillFailed: ProblemCheck = (facts) =>
     : [];
 
 /** Every check `tidemark status` runs, in the order its findings are listed. */
-export const PROBLEM_CHECKS: readonly ProblemCheck[] = [unreachable, agentStopped, agentNotAnswering, notOwner, ownerUnreadable, noJournal, outOfSync, continuity, stalled, rejected, refusedSenders, journalFull, journalProblem, scanFailed, watcher, sending, skippedPaths, snapshotCheck, folderWritesLost, checkpointUnreadable, drillFailed];
+/** A kept drill report no agent can send (its folder not the agent's), or a FAILED one the target has not seen yet (no DrillFailed alarm). */
+const drillReportKept: ProblemCheck = (facts) => {
+  const kept = facts.drillKept ?? [];
+  if (kept.length > 0 && facts.drillKeptUnclaimable) {
+    return [{ kind: "drill-report-kept", message: `${kept.length} drill report(s) kept in the state folder cannot be sent to the target: ${facts.drillKeptUnclaimable}` }];
+  }
+  return kept
+    .filter((k) => !k.passed)
+    .map((k) => ({ kind: "drill-report-kept", message: `drill ${k.id} FAILED at ${k.finishedAt} and its report is not sent to the target yet (kept at ${k.file}): the target raises no DrillFailed until the set's next agent on this state folder sends it` }));
+};
+
+export const PROBLEM_CHECKS: readonly ProblemCheck[] = [unreachable, agentStopped, agentNotAnswering, notOwner, ownerUnreadable, noJournal, outOfSync, continuity, stalled, rejected, refusedSenders, journalFull, journalProblem, scanFailed, watcher, sending, skippedPaths, snapshotCheck, folderWritesLost, checkpointUnreadable, drillFailed, drillReportKept];
 
 export function findProblems(facts: SetFacts, checks: readonly ProblemCheck[] = PROBLEM_CHECKS): Problem[] {
   return checks.flatMap((check) => check(facts));
 }
 
-/** The target applied everything this journal's generation holds, nothing waits to be sent, the agent holds no file back, no scan is unfinished or failed and no recovery is owed. */
+/** The target applied everything this journal's generation holds, nothing waits to be sent (a kept drill report neither), the agent holds no file back, no scan is unfinished or failed and no recovery is owed. */
 export function caughtUp(facts: SetFacts): boolean {
   const status = targetStatus(facts);
   return (
@@ -345,6 +360,7 @@ export function caughtUp(facts: SetFacts): boolean {
     (facts.held ?? []).length === 0 &&
     !facts.scanning &&
     !facts.scanFailed &&
-    !facts.recovering
+    !facts.recovering &&
+    (facts.drillKept ?? []).length === 0
   );
 }

@@ -65,6 +65,8 @@ export interface StagedUpload {
   readonly done: number;
   /** When the upload began (ISO 8601). */
   readonly since: string;
+  /** Since when it waits for the bandwidth budget (config "bandwidth") before it goes, while it does (ISO 8601). */
+  readonly waitingSince?: string;
   readonly pid: number;
   readonly host: string;
   readonly started?: string;
@@ -83,6 +85,7 @@ CREATE TABLE IF NOT EXISTS staged_uploads (
   pid INTEGER NOT NULL,
   host TEXT NOT NULL,
   started TEXT,
+  waiting_since TEXT,
   PRIMARY KEY (set_name, key)
 ) WITHOUT ROWID;`;
 
@@ -91,20 +94,25 @@ export class StagedUploads {
   readonly #begin: StatementSync;
   readonly #othersGone: StatementSync;
   readonly #progress: StatementSync;
+  readonly #waiting: StatementSync;
   readonly #end: StatementSync;
   readonly #list: StatementSync;
   readonly #clear: StatementSync;
 
   constructor(db: DatabaseSync) {
     db.exec(SCHEMA);
+    // A journal from before the column: the table is kept, rows stay only while an upload goes on.
+    const columns = db.prepare("PRAGMA table_info(staged_uploads)").all() as { name: string }[];
+    if (!columns.some((c) => c.name === "waiting_since")) db.exec("ALTER TABLE staged_uploads ADD COLUMN waiting_since TEXT");
     this.#begin = db.prepare("INSERT OR REPLACE INTO staged_uploads (set_name, key, attempt, seq, what, size, done, since, pid, host, started) VALUES (?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?)");
     // One agent runs per state folder (state-lock.ts): rows of another process were left by one that stopped mid-upload.
     this.#othersGone = db.prepare("DELETE FROM staged_uploads WHERE NOT (pid = ? AND host = ?)");
     // By attempt: an upload of the same key left running by a refused message's send must not move or end the row of the one sent again.
     this.#progress = db.prepare("UPDATE staged_uploads SET done = ? WHERE set_name = ? AND key = ? AND attempt = ?");
+    this.#waiting = db.prepare("UPDATE staged_uploads SET waiting_since = ? WHERE set_name = ? AND key = ? AND attempt = ?");
     this.#end = db.prepare("DELETE FROM staged_uploads WHERE set_name = ? AND key = ? AND attempt = ?");
     this.#clear = db.prepare("DELETE FROM staged_uploads");
-    this.#list = db.prepare("SELECT seq, what, size, done, since, pid, host, started FROM staged_uploads WHERE set_name = ? ORDER BY seq");
+    this.#list = db.prepare("SELECT seq, what, size, done, since, waiting_since, pid, host, started FROM staged_uploads WHERE set_name = ? ORDER BY seq");
   }
 
   /** Names an upload (`attempt` tells it from another upload of the same key); the rows other processes left go. */
@@ -122,6 +130,11 @@ export class StagedUploads {
     this.#progress.run(done, set, key, attempt);
   }
 
+  /** The upload waits for the bandwidth budget since `since` (ISO 8601), or (undefined) goes. */
+  waiting(set: string, key: string, attempt: string, since: string | undefined): void {
+    this.#waiting.run(since ?? null, set, key, attempt);
+  }
+
   end(set: string, key: string, attempt: string): void {
     this.#end.run(set, key, attempt);
   }
@@ -133,6 +146,7 @@ export class StagedUploads {
       size: Number(row.size),
       done: Number(row.done),
       since: String(row.since),
+      ...(typeof row.waiting_since === "string" ? { waitingSince: row.waiting_since } : {}),
       pid: Number(row.pid),
       host: String(row.host),
       ...(typeof row.started === "string" ? { started: row.started } : {}),
@@ -175,8 +189,9 @@ export async function stageNamed(
     written = { at: now(), done };
     quietly(() => journal.uploads.progress(set, key, attempt, done));
   };
+  const pacing = (waiting: boolean) => quietly(() => journal.uploads.waiting(set, key, attempt, waiting ? new Date(now()).toISOString() : undefined));
   try {
-    await transport.stage({ ...payload, progress });
+    await transport.stage({ ...payload, progress, pacing });
   } finally {
     quietly(() => journal.uploads.end(set, key, attempt));
   }
@@ -201,6 +216,8 @@ export interface UploadReport {
   readonly bytes: number;
   readonly done: number;
   readonly since: string;
+  /** It waits for the bandwidth budget (config "bandwidth") before its upload goes on. */
+  readonly waitingForBandwidth?: { readonly since: string };
 }
 
 /**
@@ -212,11 +229,12 @@ export function uploadsNow(uploads: StagedUploads, set: string): UploadReport[] 
   return uploads
     .of(set)
     .filter((upload) => upload.host === hostname() && processRuns(upload.pid, upload.host, upload.started))
-    .map(({ what, seq, size, done, since }) => ({ what, seq, bytes: size, done, since }));
+    .map(({ what, seq, size, done, since, waitingSince }) => ({ what, seq, bytes: size, done, since, ...(waitingSince !== undefined ? { waitingForBandwidth: { since: waitingSince } } : {}) }));
 }
 
 /** The status line of an upload going on. */
 export function uploadLine(upload: UploadReport): string {
   const percent = upload.bytes > 0 ? ` (${Math.floor((100 * upload.done) / upload.bytes)}%)` : "";
-  return `uploading ${upload.what} (seq ${upload.seq}) since ${upload.since}: ${formatBytes(upload.done)} of ${formatBytes(upload.bytes)} stored${percent}; the records after it are sent once it is staged`;
+  const waits = upload.waitingForBandwidth ? `waiting since ${upload.waitingForBandwidth.since} for the bandwidth budget (the config's "bandwidth" limit) before it goes on, ` : "";
+  return `uploading ${upload.what} (seq ${upload.seq}) since ${upload.since}: ${waits}${formatBytes(upload.done)} of ${formatBytes(upload.bytes)} stored${percent}; the records after it are sent once it is staged`;
 }

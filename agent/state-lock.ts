@@ -1,6 +1,8 @@
 // One process per state folder: a lock file holding the owner's pid, created
 // before anything else in the folder is written. A lock whose process is gone
 // (stopped, crashed, SIGKILLed) is taken over; a live one refuses.
+// One exception: `tidemark drill` writes its report's file into drill-reports/
+// without the lock when no agent took the report (drill-kept.ts says why).
 
 import { closeSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, unlinkSync, writeFileSync, writeSync } from "node:fs";
 import { hostname } from "node:os";

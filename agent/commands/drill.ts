@@ -4,13 +4,15 @@
 
 import { drillReportKey } from "../../contract/layout.ts";
 import type { DrillReport } from "../../contract/drills.ts";
-import { configPath, loadConfig } from "../config.ts";
+import { configPath, loadConfig, type AgentConfig } from "../config.ts";
 import { runDrill, type DrillOutcome } from "../drill.ts";
 import { escapeControl, formatBytes } from "../format.ts";
 import type { Progress } from "../operations.ts";
 import { createProgressView } from "../progress.ts";
 import { stringOption, type Command } from "./command.ts";
 import { checkSet, operate } from "./operate.ts";
+import type { CommandWaits } from "../command-agent-wait.ts";
+import { keepDrillReport } from "../drill-kept.ts";
 import { withTargetStore } from "./target-store.ts";
 
 /** Exit code of a drill that failed. */
@@ -55,6 +57,60 @@ function describe(outcome: DrillOutcome): string {
   return lines.join("\n");
 }
 
+/** What became of a drill's report (`delivery` in --json). */
+export type DrillDelivery =
+  /** In the set's journal: the target writes it once it gets there (`unsent`: why it has not left yet). */
+  | { readonly state: "journaled"; readonly unsent?: string }
+  /** Not journaled: kept in the state folder, journaled by the next agent of the set (named by `tidemark status`). */
+  | { readonly state: "kept"; readonly file: string; readonly reason: string }
+  /** Neither journaled nor kept (the state folder took no file). */
+  | { readonly state: "lost"; readonly reason: string };
+
+/**
+ * Sends a drill's report through the set's stream. A report no agent took (another command's own agent kept the state
+ * folder past the wait, an agent that never answered) is kept in the state folder then, for the set's next agent;
+ * one an agent took leaves no file there.
+ */
+export async function sendDrillReport(config: AgentConfig, report: DrillReport, options: { quiet: boolean; waits?: CommandWaits }): Promise<DrillDelivery> {
+  let journaled = false;
+  try {
+    await operate(
+      config,
+      "/drill-report",
+      { set: report.set, report },
+      async (deps) => {
+        const seq = await deps.agent.journalDrill(report.set, report);
+        journaled = true;
+        return { seq };
+      },
+      { quiet: options.quiet, ...(options.waits ? { waits: options.waits } : {}) },
+    );
+    return { state: "journaled" };
+  } catch (error) {
+    const reason = (error as Error).message;
+    // Journaled by this command's own agent, then the send failed (the drain): it leaves with the set's next send.
+    if (journaled) return { state: "journaled", unsent: reason };
+    try {
+      return { state: "kept", file: keepDrillReport(config.stateDir, report), reason };
+    } catch (keepError) {
+      return { state: "lost", reason: `${reason}; it could not be kept in ${config.stateDir} either (${(keepError as Error).message})` };
+    }
+  }
+}
+
+function deliveryLine(delivery: DrillDelivery, set: string, id: string): string {
+  switch (delivery.state) {
+    case "journaled":
+      return delivery.unsent === undefined
+        ? `sent to the target, written to ${drillReportKey(set, id)} when it gets there`
+        : `journaled, not sent yet (${delivery.unsent}): it leaves with the set's next send, and is written to ${drillReportKey(set, id)}`;
+    case "kept":
+      return `NOT SENT YET (${delivery.reason}); kept at ${delivery.file}: the set's next agent on this state folder sends it (\`tidemark run\` within a minute, or at its start; or any command's own agent for set ${set}), and \`tidemark status\` names it until then`;
+    case "lost":
+      return "NOT SENT (see below)";
+  }
+}
+
 export const drillCommand: Command = {
   name: "drill",
   help: `Usage: tidemark drill SET [--snapshot ID|latest] [--at TIME] [--to DIR] [--check CMD] [--keep] [--json] [--config FILE]
@@ -73,8 +129,14 @@ which writes it to drills/SET/ID.json and counts DrillPassed / DrillFailed
 (the stack alarms when no drill passed for tidemark:drillMaxAgeHours). Uses
 the running agent to send it (one still starting is waited for, up to 60 s),
 else starts one for the duration (another command's own agent is waited for
-to end first, up to 5 min). Drills run
-on a schedule from the config's "drills" list in a running agent.
+to end first, up to 5 min). A report no agent took meanwhile is not lost:
+it is then kept in the state folder (drill-reports/ID.json, owned as the
+state folder) and sent by the set's next agent (\`tidemark run\` at its
+start and every minute, or any command's own agent for the set);
+\`tidemark status\` names it until then, and --json says where it went
+("delivery": journaled, kept, or lost). A report an agent took leaves no
+file. Drills run on a schedule from the config's "drills" list in a
+running agent.
 
 Options:
   --snapshot ID   the snapshot to drill, or "latest" (default)
@@ -86,7 +148,8 @@ Options:
   --json          print the report as JSON
   --config FILE   config file (default: $TIDEMARK_CONFIG, else ./tidemark.config.json)
 
-Exit codes: 0 the drill passed, ${DRILL_FAILED} it failed (every bad path named), 1 it could not run.
+Exit codes: 0 the drill passed, ${DRILL_FAILED} it failed (every bad path named), 1 it could not run
+(or it passed and its report could be neither sent nor kept).
 
 Examples:
   tidemark drill db
@@ -129,12 +192,13 @@ Examples:
     }
     const report: DrillReport = outcome.report;
     const torn = outcome.possiblyTorn ? { possiblyTorn: outcome.possiblyTorn } : {};
-    process.stdout.write(json ? `${JSON.stringify({ ...report, ...torn }, null, 2)}\n` : `${describe(outcome)}\n`);
-    try {
-      await operate(config, "/drill-report", { set, report }, async (deps) => ({ seq: await deps.agent.journalDrill(set, report) }), { quiet: json });
-      if (!json) process.stdout.write(`  report: sent to the target, written to ${drillReportKey(set, report.id)} when it gets there\n`);
-    } catch (error) {
-      process.stderr.write(`tidemark: the drill's report was not sent to the target: ${(error as Error).message}\n`);
+    if (!json) process.stdout.write(`${describe(outcome)}\n`);
+    const delivery = await sendDrillReport(config, report, { quiet: json });
+    // Under --json the report is printed once its delivery is known: a script reads both at once.
+    if (json) process.stdout.write(`${JSON.stringify({ ...report, ...torn, delivery }, null, 2)}\n`);
+    else process.stdout.write(`  report: ${deliveryLine(delivery, set, report.id)}\n`);
+    if (delivery.state === "lost") {
+      process.stderr.write(`tidemark: the drill's report was not sent to the target: ${delivery.reason}\n`);
       if (report.passed) return 1;
     }
     return report.passed ? 0 : DRILL_FAILED;

@@ -12,6 +12,7 @@ import { createProgressView } from "../progress.ts";
 import { CommandAgentBusyError, RUN_COMMAND } from "../command-agent.ts";
 import { commandAgentGone, commandAgentHolds, commandWaits, refusedBy, type CommandWaits } from "../command-agent-wait.ts";
 import { silentLogger } from "../log.ts";
+import { sendKeptDrillReports } from "../drill-kept.ts";
 import type { RunningAgent } from "../runtime.ts";
 import { AgentStartTimeoutError, STARTING_AGENT_WAIT_MS, startingAgent, startingAgentAnswers } from "../starting-agent.ts";
 import { lockOwner, StateLockedError, type LockOwner } from "../state-lock.ts";
@@ -61,12 +62,21 @@ function commandOf(route: string): string {
  */
 export async function agentReady(config: AgentConfig, quiet: boolean): Promise<CommandWaits> {
   const waits = commandWaits();
-  const answers = await startingAgentAnswers(config.stateDir, { deadline: waits.starting, ...(quiet ? {} : { onWait: saidOnce(config.stateDir) }) });
-  if (await commandAgentGone(config.stateDir, waits, quiet ? undefined : heldOnce(config.stateDir))) return waits;
-  const owner = lockOwner(config.stateDir);
-  // Another command's own agent answers too, and refuses the request (command-agent.ts).
-  if (owner !== undefined && (!answers || owner.command !== RUN_COMMAND)) throw refusedBy(config.stateDir, owner);
-  return waits;
+  const onWait = quiet ? {} : { onWait: saidOnce(config.stateDir) };
+  for (let pass = 0; ; pass += 1) {
+    // Each pass follows a lock taken again between two looks: bounded by the wait for a starting agent.
+    if (pass > 0 && Date.now() >= waits.starting) throw new AgentStartTimeoutError(`the agent on ${config.stateDir} did not answer in time (the state folder was taken again between two looks); see \`tidemark status\``);
+    const answers = await startingAgentAnswers(config.stateDir, { deadline: waits.starting, ...onWait });
+    if (await commandAgentGone(config.stateDir, waits, quiet ? undefined : heldOnce(config.stateDir))) return waits;
+    const owner = lockOwner(config.stateDir);
+    // `tidemark run` took the state folder once another command's agent ended (between the two looks): wait for it.
+    if (!answers && startingAgent(owner)) continue;
+    // Another command's own agent took it just after the look found none (cron's second \`tidemark task\`): wait for it.
+    if (!answers && commandAgentHolds(owner)) continue;
+    // Another command's own agent answers too, and refuses the request (command-agent.ts).
+    if (owner !== undefined && (!answers || owner.command !== RUN_COMMAND)) throw refusedBy(config.stateDir, owner);
+    return waits;
+  }
 }
 
 export function checkSet(config: AgentConfig, set: string | undefined, command: string): string {
@@ -116,10 +126,16 @@ export async function operate<T>(
     } catch (error) {
       // Another command's own agent answered and refused: wait for it to end, then ask again (or start this one's own).
       const busy = error instanceof CommandAgentBusyError;
-      if (busy && lockOwner(config.stateDir) === undefined) {
+      const holder = busy ? lockOwner(config.stateDir) : undefined;
+      if (busy && holder === undefined) {
         // It has just released the lock (or its lock cannot be read): ask again, not at once.
         await sleep(100);
         again = "another command's agent refused it, its lock not readable";
+        continue;
+      }
+      if (busy && startingAgent(holder)) {
+        // It ended and `tidemark run` took the state folder since: ask that one (waited for below while it starts).
+        again = "another command's agent refused it, then `tidemark run` took the state folder";
         continue;
       }
       if (busy && (await commandAgentGone(config.stateDir, waits, onHeld).catch(done(view)))) {
@@ -162,6 +178,8 @@ export async function operate<T>(
   }
   const agent = running;
   try {
+    // Drill reports of the set no agent took in time (drill-kept.ts) leave with this command's own work.
+    await sendKeptDrillReports(config.stateDir, [request.set], (set, report) => agent.agent.journalDrill(set, report));
     const result = await inProcess(agent.operations(onProgress));
     // What the operation journaled (repairs, a full mirror) leaves before this process does.
     await agent.agent.drain(request.set).catch(async (error: unknown) => {

@@ -15,6 +15,7 @@ import { readOwnerKey } from "../owner-key.ts";
 import { agentPresence } from "../agent-presence.ts";
 import type { PendingRecovery } from "../pending-recoveries.ts";
 import { uploadLine, uploadsNow, type UploadReport } from "../staged-uploads.ts";
+import { keptDrillReports, keptReportsUnclaimable } from "../drill-kept.ts";
 import { stringOption, type Command } from "./command.ts";
 import { TARGET_READ_MINIMUM_TRANSFER } from "./target-store.ts";
 
@@ -38,6 +39,8 @@ export interface SetReport {
   held: HeldReport[];
   /** Large payloads (over 32 MiB) the running agent is staging, with the bytes stored so far: the records after one are sent once it is staged. */
   uploading: UploadReport[];
+  /** Since when the set's next message waits for the bandwidth budget (what a large upload before it cost), while it does. */
+  waitingForBandwidth?: { since: string };
   /** A scan of the whole set that has not finished (what it has not reached is not journaled yet), or null. */
   scanning: { since: string; agentRunning: boolean } | null;
   /** A recovery begun and not finished (its verification has not made the target equal the source yet; the agent's next start runs it again), or null. */
@@ -83,6 +86,8 @@ export interface SetReport {
   caughtUp: boolean;
   /** The newest recovery drill the target holds a report of; null when none (or unreadable). */
   lastDrill: { id: string; passed: boolean; finishedAt: string; ageSeconds: number; problems: number; tornCount?: number } | null;
+  /** Drill reports no agent took in time, kept in the state folder until the set's next agent journals them (drill-kept.ts). */
+  drillReportsKept: { id: string; passed: boolean; finishedAt: string; file: string }[];
 }
 
 /** Exit code of `tidemark status` when a set is not healthy (2 stays for usage errors). */
@@ -173,6 +178,7 @@ export async function collectStatus(configFile: string): Promise<SetReport[]> {
         const held = journal ? heldNow(journal.held, spec.name) : [];
         const scanning = journal ? scanNow(journal.held, spec.name) : null;
         const uploading = journal && agent.running ? uploadsNow(journal.uploads, spec.name) : [];
+        const bandwidthSince = journal && agent.running ? journal.sets.bandwidthWaitSince(spec.name) : null;
         const scanFailed = journal ? scanFailureNow(journal.held, spec.name) : null;
         const recovering = journal?.recoveries.of(spec.name) ?? null;
         const journalMissing = journal ? (journal.sets.known(spec.name) ? {} : { setNotJournaled: join(config.stateDir, "journal.db") }) : { journalMissing: join(config.stateDir, "journal.db") };
@@ -180,7 +186,9 @@ export async function collectStatus(configFile: string): Promise<SetReport[]> {
         const owner = target.reachable ? target.owner : undefined;
         const notOwner = hostKeyId !== undefined && owner !== undefined && "keyId" in owner && owner.keyId !== hostKeyId ? { notOwner: { ownerKeyId: owner.keyId, ownerSince: owner.since, hostKeyId } } : {};
         const ownerUnreadable = owner !== undefined && "error" in owner ? { ownerUnreadable: owner.error } : {};
-        const setFacts: SetFacts = { set: spec.name, counters, generation, skipped, held, scanning, scanFailed, recovering, ...journalMissing, ...stall, ...notOwner, ...ownerUnreadable, drill, journalProblem, agent, target: facts, now: new Date() };
+        const drillKept = keptDrillReports(config.stateDir, spec.name).map(({ file, report }) => ({ id: report.id, passed: report.passed, finishedAt: report.finishedAt, file }));
+        const unclaimable = drillKept.length > 0 ? keptReportsUnclaimable(config.stateDir) : undefined;
+        const setFacts: SetFacts = { set: spec.name, drillKept, ...(unclaimable ? { drillKeptUnclaimable: unclaimable } : {}), counters, generation, skipped, held, scanning, scanFailed, recovering, ...journalMissing, ...stall, ...notOwner, ...ownerUnreadable, drill, journalProblem, agent, target: facts, now: new Date() };
         const problems = findProblems(setFacts);
         const upToDate = caughtUp(setFacts);
         return {
@@ -194,6 +202,7 @@ export async function collectStatus(configFile: string): Promise<SetReport[]> {
           skipped,
           held,
           uploading,
+          ...(bandwidthSince !== null ? { waitingForBandwidth: { since: bandwidthSince } } : {}),
           scanning,
           scanFailed,
           recovering,
@@ -213,6 +222,7 @@ export async function collectStatus(configFile: string): Promise<SetReport[]> {
                 ...(drill.tornCount !== undefined ? { tornCount: drill.tornCount } : {}),
               }
             : null,
+          drillReportsKept: drillKept,
         };
       }),
     );
@@ -272,7 +282,8 @@ applied (read from the target bucket), and the state:
                 their names, or the agent may not read them, or they are
                 sockets, FIFOs or devices; each with what to do), a full
                 disk under the journal, a failed
-                recovery drill, a newest snapshot that failed its digest or
+                recovery drill (or one whose report is kept unsent in the
+                state folder, or kept reports no agent can send), a newest snapshot that failed its digest or
                 content check or holds files that kept changing while its
                 barrier read them, history segments the target could not read
                 when it replayed folder changes (the live folders may lack
@@ -281,8 +292,15 @@ applied (read from the target bucket), and the state:
                 their sender and key; nothing of them was applied)
 A large payload (over 32 MiB: a file, a delta's changed blocks, a marker's list)
 the agent is staging is named with how far its upload got (\`uploading\` in
---json): the records after it are sent once it is staged.
-The last recovery drill's result and age (\`tidemark drill\`) are shown too, and
+--json), and since when it waits for the bandwidth budget (the config's
+"bandwidth" limit; \`waitingForBandwidth\`) while it does: the records after
+it are sent once it is staged. The set's next message waiting for that
+budget (a large upload before it is charged its whole size) is named too
+(the set's \`waitingForBandwidth\` in --json).
+The last recovery drill's result and age (\`tidemark drill\`) are shown too, with
+any drill whose report no agent took in time (kept in the state folder until
+the set's next agent sends it; \`drillReportsKept\` in --json; the set is
+not caught up meanwhile), and
 folder changes the target applied (in its history) but has not yet written
 to the live mirror's folder objects (a set that goes quiet keeps them until
 its next message, a snapshot or a verification).
@@ -325,6 +343,7 @@ Examples:
         process.stdout.write(`${r.set}: a scan of the set began at ${r.scanning.since} and has not finished: what it has not reached is not journaled yet${stopped}\n`);
       }
       for (const upload of r.uploading) process.stdout.write(`${r.set}: ${escapeControl(uploadLine(upload))}\n`);
+      if (r.waitingForBandwidth) process.stdout.write(`${r.set}: its next message waits since ${r.waitingForBandwidth.since} for the bandwidth budget (the config's "bandwidth" limit: an upload before it is charged its whole size), and the records after it with it\n`);
       for (const file of r.held) {
         const stopped = file.agentRunning ? "" : " (the agent holding it is not running: its next start captures the file)";
         process.stdout.write(`${r.set}: held back since ${file.since}: ${escapeControl(file.path)}: ${file.reason}${stopped}\n`);
@@ -347,6 +366,11 @@ Examples:
         const age = d.ageSeconds < 7200 ? `${Math.round(d.ageSeconds / 60)} min` : `${(d.ageSeconds / 3600).toFixed(1)} h`;
         const torn = d.tornCount !== undefined ? `, ${d.tornCount} file(s) possibly torn, restored as read` : "";
         process.stdout.write(`${r.set}: last drill ${d.passed ? "passed" : `FAILED (${d.problems} bad paths)`} ${age} ago (${d.id}${torn})\n`);
+      }
+      for (const kept of r.drillReportsKept) {
+        process.stdout.write(
+          `${r.set}: drill ${kept.id} ${kept.passed ? "passed" : "FAILED"} at ${kept.finishedAt}; its report is not sent to the target yet: kept at ${kept.file}, sent by the set's next agent on this state folder (\`tidemark run\` within a minute, or at its start; or any command's own agent for the set)\n`,
+        );
       }
     }
     return code;

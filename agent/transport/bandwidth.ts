@@ -54,10 +54,13 @@ export interface RateLimitOptions {
   readonly sleep?: (ms: number, signal?: AbortSignal) => Promise<void>;
   /** Aborting rejects a call waiting for bandwidth; the records stay journaled. */
   readonly signal?: AbortSignal;
+  /** Told when a set's message starts waiting for the budget (a large upload before it charged its whole cost), and when it goes. */
+  readonly onSendWait?: (set: string, waiting: boolean) => void;
 }
 
 export class RateLimitedTransport implements Transport {
   readonly #inner: Transport;
+  readonly #onSendWait: ((set: string, waiting: boolean) => void) | undefined;
   readonly #bandwidth: Bandwidth;
   readonly #now: () => Date;
   readonly #sleep: (ms: number, signal?: AbortSignal) => Promise<void>;
@@ -67,6 +70,8 @@ export class RateLimitedTransport implements Transport {
   #refilledAt: number;
   /** Calls wait their turn in arrival order, so a large one is not starved. */
   #queue: Promise<unknown> = Promise.resolve();
+  /** Calls that have not had their turn yet: one arriving meanwhile waits behind them. */
+  #waiting = 0;
 
   constructor(inner: Transport, bandwidth: Bandwidth, options: RateLimitOptions = {}) {
     this.#inner = inner;
@@ -74,16 +79,18 @@ export class RateLimitedTransport implements Transport {
     this.#now = options.now ?? (() => new Date());
     this.#sleep = options.sleep ?? ((ms, signal) => sleep(ms, undefined, signal ? { signal } : {}));
     this.#signal = options.signal;
+    this.#onSendWait = options.onSendWait;
     this.#refilledAt = this.#now().getTime();
     this.#tokens = rateAt(this.#bandwidth, this.#now());
   }
 
   stage(payload: StagedPayload): Promise<void> {
-    return this.#paced(payload.size, () => this.#inner.stage(payload));
+    return this.#paced(payload.size, () => this.#inner.stage(payload), payload.pacing);
   }
 
   send(set: string, deduplicationId: string, body: string, attributes?: MessageAttributes): Promise<void> {
-    return this.#paced(Buffer.byteLength(body), () => this.#inner.send(set, deduplicationId, body, attributes));
+    const onSendWait = this.#onSendWait;
+    return this.#paced(Buffer.byteLength(body), () => this.#inner.send(set, deduplicationId, body, attributes), onSendWait ? (waiting) => onSendWait(set, waiting) : undefined);
   }
 
   #refill(rate: number): void {
@@ -93,7 +100,20 @@ export class RateLimitedTransport implements Transport {
     this.#refilledAt = now;
   }
 
-  async #paced(cost: number, call: () => Promise<void>): Promise<void> {
+  /** Waits for the call's turn and its budget, then calls; `pacing` is told while it waits (status names it). */
+  async #paced(cost: number, call: () => Promise<void>, pacing?: (waiting: boolean) => void): Promise<void> {
+    let told = false;
+    const tell = (waiting: boolean) => {
+      if (waiting === told) return;
+      told = waiting;
+      try {
+        pacing?.(waiting);
+      } catch {
+        // Status only: the call goes on.
+      }
+    };
+    if (this.#waiting > 0) tell(true);
+    this.#waiting += 1;
     const turn = this.#queue.then(async () => {
       for (;;) {
         this.#signal?.throwIfAborted();
@@ -104,11 +124,17 @@ export class RateLimitedTransport implements Transport {
           this.#tokens -= cost;
           return;
         }
+        tell(true);
         await this.#sleep(Math.ceil((-this.#tokens / rate) * 1000), this.#signal);
       }
     });
     this.#queue = turn.catch(() => undefined);
-    await turn;
+    try {
+      await turn;
+    } finally {
+      this.#waiting -= 1;
+      tell(false);
+    }
     await call();
   }
 }

@@ -11,6 +11,8 @@ export interface StagedPayload {
   readonly source: { readonly bytes: Uint8Array } | { readonly file: string };
   /** Told the bytes S3 holds so far as an upload in parts goes on (0 again when an attempt fails). A throw is ignored: it never fails the upload. */
   readonly progress?: (stored: number) => void;
+  /** Told true while the call waits for the bandwidth budget (bandwidth.ts) before it goes, false once it goes. A throw is ignored. */
+  readonly pacing?: (waiting: boolean) => void;
 }
 
 /** SQS message attributes of a message, all of type String (the owner's signature, contract/signing.ts). */

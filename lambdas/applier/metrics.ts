@@ -73,15 +73,25 @@ export function metricsLine(summary: BatchSummary): string {
   });
 }
 
-/** One line per drill report the applier writes: DrillPassed or DrillFailed, which the stack alarms on. */
-export function drillMetricsLine(report: DrillReport, timestamp: number, namespace?: string): string {
+/** How far back CloudWatch takes a metric's timestamp (two weeks), less an hour's margin for the log's delivery. */
+export const METRIC_MAX_AGE_MS = 14 * 86_400_000 - 3_600_000;
+
+/**
+ * One line per drill report the applier writes: DrillPassed or DrillFailed, which the stack alarms on. A passed drill
+ * counts at its end (`finishedAt`), not when its report arrived: a report kept in the state folder for days and sent
+ * late (agent/drill-kept.ts) is no recent drill, and must not silence "no drill passed in N hours". A failed one
+ * counts now, when the target learns of it, so its alarm fires. A passed drill older than CloudWatch takes is logged
+ * without its metrics. `now` in ms.
+ */
+export function drillMetricsLine(report: DrillReport, now: number, namespace?: string): string {
+  const fields = { level: report.passed ? "info" : "warn", msg: "drill report", set: report.set, drill: report.id, passed: report.passed, problems: report.problemCount };
+  const finished = Date.parse(report.finishedAt);
+  const timestamp = report.passed && Number.isFinite(finished) ? Math.min(finished, now) : now;
+  if (now - timestamp > METRIC_MAX_AGE_MS) {
+    return JSON.stringify({ ...fields, finishedAt: report.finishedAt, metrics: "not counted: the drill finished longer ago than CloudWatch takes a metric's time" });
+  }
   return JSON.stringify({
-    level: report.passed ? "info" : "warn",
-    msg: "drill report",
-    set: report.set,
-    drill: report.id,
-    passed: report.passed,
-    problems: report.problemCount,
+    ...fields,
     _aws: {
       Timestamp: timestamp,
       CloudWatchMetrics: [

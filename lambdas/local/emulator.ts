@@ -15,6 +15,7 @@ import { s3StoreOf } from "./fauxqs-internals.ts";
 import { joinPartsOnDisk, removeLeftoverParts } from "./emulator-multipart.ts";
 import { listInByteOrder } from "./emulator-listing.ts";
 import { receiveFifoBatches } from "./emulator-fifo-batches.ts";
+import { pollOnlyWhenDue } from "./emulator-poll-timer.ts";
 import { serveVersionedBuckets } from "./emulator-versioned-bucket.ts";
 import { versionStore } from "./emulator-versions.ts";
 import { holdRequests } from "./emulator-request-hold.ts";
@@ -77,9 +78,10 @@ export interface EmulatorOptions {
 export async function startEmulator(options: EmulatorOptions = {}): Promise<Emulator> {
   const port = options.port ?? 4566;
   await checkPortFree(port);
-  // Corrections of fauxqs's listing order, its FIFO receive, its persisted bodies' size limit and its in-memory bodies and uploads (see each module).
+  // Corrections of fauxqs's listing order, its FIFO receive (and its poll timer while a receive waits), its persisted bodies' size limit and its in-memory bodies and uploads (see each module).
   await listInByteOrder();
   await receiveFifoBatches();
+  await pollOnlyWhenDue();
   await keepLargeBodiesInFiles();
   await joinPartsOnDisk();
   await putBodiesFromFiles();

@@ -5,11 +5,12 @@
 // restore write everything else and exit 3 listing it in --json.
 
 import { spawn } from "node:child_process";
-import { linkSync, mkdirSync, statSync, writeFileSync } from "node:fs";
+import { existsSync, linkSync, mkdirSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { loadConfig } from "../../agent/config.ts";
+import { keptReportsDir } from "../../agent/drill-kept.ts";
 import { latestDrillReport } from "../../lambdas/target/index.ts";
 import { silentLogger } from "../../agent/log.ts";
 import { startAgent } from "../../agent/runtime.ts";
@@ -52,6 +53,12 @@ it("a running agent runs the drills its config schedules, and sends the report o
     const drill = await tidemark(["drill", "web", "--json", "--config", scheduled]);
     expect(drill.code, drill.stderr).toBe(0);
     const { id } = DrillReportSchema.parse(JSON.parse(drill.stdout));
+    expect(JSON.parse(drill.stdout).delivery).toEqual({ state: "journaled" });
+    // The agent took the report: the drill wrote nothing in the state folder (the drill may run as another user
+    // than the agent, root for the service's agent), and status names no kept report.
+    expect(existsSync(keptReportsDir(loadConfig(scheduled).stateDir))).toBe(false);
+    const status = await tidemark(["status", "--json", "--config", scheduled]);
+    expect(JSON.parse(status.stdout).sets[0].drillReportsKept).toEqual([]);
     await eventually(async () => expect(await cloud.store.get(drillReportKey("web", id))).toBeDefined());
   } finally {
     await running.stop();

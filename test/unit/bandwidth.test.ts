@@ -107,3 +107,51 @@ it("stops waiting when the agent stops, without calling the inner transport", as
   await expect(limited.send("s", "waiting", "y")).rejects.toThrow(/abort/i);
   expect(calls).toEqual(["send burst"]);
 });
+
+it("tells a staged payload while it waits for the budget, behind another call or its debt, and once it goes", async () => {
+  const { limited, calls } = harness({ bytesPerSecond: 1_000 });
+  const payload = (key: string, told: string[]): StagedPayload => ({
+    set: "s",
+    key,
+    sha256: "0".repeat(64),
+    size: 5_000,
+    source: { bytes: new Uint8Array(5_000) },
+    pacing: (waiting) => told.push(`${waiting ? "waiting" : "goes"} (${calls.length} calls made)`),
+  });
+  const first: string[] = [];
+  const second: string[] = [];
+  const third: string[] = [];
+  // The first goes at once (the bucket is full); the second waits for the first's debt; the third, behind the second.
+  await Promise.all([limited.stage(payload("k1", first)), limited.stage(payload("k2", second)), limited.stage(payload("k3", third))]);
+  expect(first).toEqual([]);
+  expect(second).toEqual(["waiting (0 calls made)", "goes (1 calls made)"]);
+  expect(third).toEqual(["waiting (0 calls made)", "goes (2 calls made)"]);
+  expect(calls).toEqual(["stage 5000", "stage 5000", "stage 5000"]);
+});
+
+it("tells a set's message while it waits for the budget (an upload's debt) and once it goes; one that goes at once, nothing", async () => {
+  const calls: string[] = [];
+  const told: string[] = [];
+  let clock = at(5, "12:00").getTime();
+  const inner: Transport = {
+    async stage(payload: StagedPayload) {
+      calls.push(`stage ${payload.size}`);
+    },
+    async send(_set: string, id: string) {
+      calls.push(`send ${id}`);
+    },
+  };
+  const limited = new RateLimitedTransport(inner, { bytesPerSecond: 1_000 }, {
+    now: () => new Date(clock),
+    sleep: async (ms) => {
+      clock += ms;
+    },
+    onSendWait: (set, waiting) => told.push(`${set} ${waiting ? "waiting" : "goes"} (${calls.length} calls made)`),
+  });
+  await limited.send("s", "first", "x");
+  expect(told).toEqual([]);
+  await limited.stage({ set: "s", key: "k", sha256: "0".repeat(64), size: 5_000, source: { bytes: new Uint8Array(5_000) } });
+  await limited.send("s", "after", "y");
+  expect(told).toEqual(["s waiting (2 calls made)", "s goes (2 calls made)"]);
+  expect(calls).toEqual(["send first", "stage 5000", "send after"]);
+});

@@ -174,3 +174,20 @@ it("after a command stopped something for its work, leaves at most a minute of w
   // The fresh deadlines are not changed in place.
   expect(fresh.until - now).toBe(300_000);
 });
+
+it("another command's agent refuses and ends, and `tidemark run` takes the state folder before the lock is looked at: the command asks that agent", async () => {
+  const config = setUp();
+  const stateDir = JSON.stringify(config.stateDir);
+  // One process plays both: verify's own agent refuses the first request, releasing its lock to a starting `tidemark
+  // run` before its answer leaves; the next request is answered, as the service's agent once its socket listens.
+  const script = `import { acquireStateLock } from ${JSON.stringify(LOCK_MODULE)}; const { startControlServer, controlSocketPath } = await import(${JSON.stringify(CONTROL_MODULE)}); const { servedRoutes } = await import(${JSON.stringify(COMMAND_AGENT_MODULE)}); let lock = acquireStateLock(${stateDir}, "tidemark verify"); const refuse = servedRoutes("tidemark verify", { "/task": async () => ({}) })["/task"]; let refused = false; await startControlServer(controlSocketPath(${stateDir}), { "/task": async (body, progress) => { if (refused) return { by: "the service's agent" }; refused = true; lock.release(); lock = acquireStateLock(${stateDir}, "tidemark run"); return refuse(body, progress); } }); process.stdout.write("ready\\n"); setInterval(() => {}, 1000);`;
+  const both = spawn(process.execPath, ["--input-type=module", "-e", script], { stdio: ["ignore", "pipe", "inherit"] });
+  child = both;
+  await new Promise<void>((resolve, reject) => {
+    both.stdout?.on("data", (chunk: Buffer) => chunk.toString().includes("ready") && resolve());
+    both.once("exit", (code) => reject(new Error(`the stand-in agent exited with ${code}`)));
+  });
+  const result = await operate(config, "/task", { set: "db" }, () => Promise.reject(new Error("the command ran its own agent")), { quiet: true });
+  expect(result).toEqual({ by: "the service's agent" });
+  expect(startAgent).not.toHaveBeenCalled();
+});

@@ -17,6 +17,7 @@ import { acquireStateLock } from "../../agent/state-lock.ts";
 import { sendNext } from "../../agent/sender.ts";
 import { LARGE_STAGED_BYTES, stageNamed, uploadsNow } from "../../agent/staged-uploads.ts";
 import { AwsTransport } from "../../agent/transport/aws.ts";
+import { RateLimitedTransport } from "../../agent/transport/bandwidth.ts";
 import type { StagedPayload, Transport } from "../../agent/transport/transport.ts";
 import { MULTIPART_THRESHOLD } from "../../lambdas/s3-multipart.ts";
 import { captureServerForTests } from "../support/capture-server.ts";
@@ -183,6 +184,116 @@ describe("tidemark status while a large payload is staged", () => {
     }
     expect(journal.uploads.of(SET)).toEqual([]);
     expect(journal.sets.counters(SET).backlogRecords).toBe(0);
+  });
+
+  it("says that an upload waits for the bandwidth budget rather than that it stored 0 B, in the text and --json", async () => {
+    const size = 3 * 1024 ** 3;
+    journal.append(SET, [large("big.bin", size)]);
+    const lock = acquireStateLock(stateDir, "tidemark run");
+    try {
+      // What the journal says of the upload once it goes.
+      let going: ReturnType<typeof journal.uploads.of> = [];
+      const inner: Transport = {
+        async stage() {
+          going = journal.uploads.of(SET);
+        },
+        async send() {},
+      };
+      let slept: () => void = () => undefined;
+      const sleeping = new Promise<void>((resolve) => (slept = resolve));
+      let wake: () => void = () => undefined;
+      // A clock that moves by each sleep, the first held until the test wakes it (the message after the upload waits
+      // for the upload's own debt: that sleep is not held).
+      let clock = Date.now();
+      let held = true;
+      const limited = new RateLimitedTransport(inner, { bytesPerSecond: 1_000 }, {
+        now: () => new Date(clock),
+        sleep: async (ms) => {
+          if (held) {
+            held = false;
+            slept();
+            await new Promise<void>((resolve) => (wake = resolve));
+          }
+          clock += ms;
+        },
+      });
+      // A message larger than the bucket went: the upload after it waits for that debt.
+      await limited.send(SET, "before", "x".repeat(5_000));
+      const draining = (async () => {
+        while ((await sendNext(journal, limited, SET, { compression: "none" })).records > 0);
+      })();
+      await sleeping;
+      const [report] = await collectStatus(config);
+      expect(report?.uploading).toEqual([{ what: "big.bin", seq: 1, bytes: size, done: 0, since: expect.any(String), waitingForBandwidth: { since: expect.stringMatching(/^\d{4}-\d\d-\d\dT/) } }]);
+      const out: string[] = [];
+      const write = vi.spyOn(process.stdout, "write").mockImplementation((chunk) => {
+        out.push(String(chunk));
+        return true;
+      });
+      try {
+        await statusCommand.run({ config }, []);
+      } finally {
+        write.mockRestore();
+      }
+      expect(out.join("")).toMatch(/^www: uploading big\.bin \(seq 1\) since \S+: waiting since \S+ for the bandwidth budget \(the config's "bandwidth" limit\) before it goes on, 0 B of 3\.0 GiB stored \(0%\); the records after it are sent once it is staged$/m);
+      wake();
+      await draining;
+      // Once it goes, it waits no more.
+      expect(going).toEqual([expect.objectContaining({ what: "big.bin" })]);
+      expect(going[0]?.waitingSince).toBeUndefined();
+      expect(journal.uploads.of(SET)).toEqual([]);
+    } finally {
+      lock.release();
+    }
+  });
+
+  it("says that the message after a large upload waits for the upload's debt, in the text and --json, and nothing once it goes", async () => {
+    const size = 3 * 1024 ** 3;
+    journal.append(SET, [large("big.bin", size)]);
+    const lock = acquireStateLock(stateDir, "tidemark run");
+    try {
+      const inner: Transport = { async stage() {}, async send() {} };
+      let slept: () => void = () => undefined;
+      const sleeping = new Promise<void>((resolve) => (slept = resolve));
+      let wake: () => void = () => undefined;
+      let clock = Date.now();
+      // The upload goes at once (a full bucket) and is charged its whole size: the message naming it then sleeps the
+      // debt off, held here until the test wakes it.
+      const limited = new RateLimitedTransport(inner, { bytesPerSecond: 1_000_000 }, {
+        now: () => new Date(clock),
+        sleep: async (ms) => {
+          slept();
+          await new Promise<void>((resolve) => (wake = resolve));
+          clock += ms;
+        },
+        // As the agent records it (runtime.ts).
+        onSendWait: (set, waiting) => journal.sets.recordBandwidthWait(set, waiting ? new Date(clock).toISOString() : null),
+      });
+      const draining = (async () => {
+        while ((await sendNext(journal, limited, SET, { compression: "none" })).records > 0);
+      })();
+      await sleeping;
+      const [report] = await collectStatus(config);
+      expect(report?.uploading).toEqual([]);
+      expect(report?.waitingForBandwidth).toEqual({ since: expect.stringMatching(/^\d{4}-\d\d-\d\dT/) });
+      const out: string[] = [];
+      const write = vi.spyOn(process.stdout, "write").mockImplementation((chunk) => {
+        out.push(String(chunk));
+        return true;
+      });
+      try {
+        await statusCommand.run({ config }, []);
+      } finally {
+        write.mockRestore();
+      }
+      expect(out.join("")).toMatch(/^www: its next message waits since \S+ for the bandwidth budget \(the config's "bandwidth" limit: an upload before it is charged its whole size\), and the records after it with it$/m);
+      wake();
+      await draining;
+      expect(journal.sets.bandwidthWaitSince(SET)).toBeNull();
+      expect((await collectStatus(config))[0]?.waitingForBandwidth).toBeUndefined();
+    } finally {
+      lock.release();
+    }
   });
 
   it("names no upload an agent left when it stopped, nor one of another host, and the next upload clears their rows", () => {
