@@ -54,6 +54,17 @@ const versions = (path: string) => {
 /** 300 KiB at 30 KiB/s: a pace of 10 s, quiet after 1 s without a write. */
 const busyFiles = { bytesPerSecond: 30 * 1024, quietMs: 300, now: () => clock.now };
 
+/** big.db captured and sent, then written again 100 ms on, as the watcher tells (its capture not begun). */
+async function sentThenWrittenAgain(): Promise<void> {
+  h = agentHarness(SET, { coalesceBytes: 256 * 1024, busyFiles });
+  write("big.db");
+  await h.agent.scan(SET);
+  await h.agent.drain(SET);
+  step(100);
+  write("big.db");
+  h.agent.hint(SET, "big.db");
+}
+
 it("arms no timer for a waiting file whose previous version is not sent: the send captures it, nothing spins meanwhile", async () => {
   h = agentHarness(SET, { coalesceBytes: 256 * 1024, busyFiles });
   write("big.db");
@@ -107,13 +118,7 @@ it("re-arms the timer earlier once the target applied the version a quiet file w
 });
 
 it("decides whether a file is quiet after the loop's I/O: a write the watcher saw as the timer fired keeps it waiting", async () => {
-  h = agentHarness(SET, { coalesceBytes: 256 * 1024, busyFiles });
-  write("big.db");
-  await h.agent.scan(SET);
-  await h.agent.drain(SET);
-  step(100);
-  write("big.db");
-  h.agent.hint(SET, "big.db");
+  await sentThenWrittenAgain();
   await h.agent.processHints(SET);
   captures.mockClear();
   // The timer fires at the file's quiet moment, 1 s after its last write; the watcher's event of a write at that very
@@ -131,13 +136,7 @@ it("decides whether a file is quiet after the loop's I/O: a write the watcher sa
 });
 
 it("takes quiet from the watcher's hint, not from when the capture reached the set's lane", async () => {
-  h = agentHarness(SET, { coalesceBytes: 256 * 1024, busyFiles });
-  write("big.db");
-  await h.agent.scan(SET);
-  await h.agent.drain(SET);
-  step(100);
-  write("big.db");
-  h.agent.hint(SET, "big.db");
+  await sentThenWrittenAgain();
   // The capture reaches the lane 1 s after the write (the clock alone moves: no timer runs meanwhile): the file has
   // been quiet that long, so it goes at once.
   clock.now += 1000;
