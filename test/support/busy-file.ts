@@ -1,8 +1,9 @@
 // A large file's journaled put and busy files on a clock the test steps: what the busy-files unit tests drive by hand
-// (busy-files.ts), without an agent around them.
+// (busy-files.ts), without an agent around them; and the agent's captures of waiting files, to wait for.
 
-import { expect } from "vitest";
+import { expect, vi, type MockInstance } from "vitest";
 import { BusyFiles } from "../../agent/busy-files.ts";
+import { SetCapture } from "../../agent/set-capture.ts";
 
 /** A put of app.db, 1 MiB: a pace of 1 s at steppedBusyFiles' 1 MiB/s. */
 export const busyPut = { op: "put", path: "app.db", size: 1024 * 1024, mode: 0o644, mtimeNs: "1", sha256: "0".repeat(64), content: { bytes: new Uint8Array() } } as const;
@@ -24,4 +25,13 @@ export function sevenUnapplied(clock: { readonly now: number }, bytesPerSecond?:
 export function writtenWaiting(busy: BusyFiles): void {
   busy.wrote("app.db");
   expect(busy.defer("app.db", 7)).toBe(true);
+}
+
+/**
+ * Every capture of waiting busy files the agent begins (after a send, on the target's checkpoint, by its due timer):
+ * they run in the background, and `settled` waits for those begun so far. vi.restoreAllMocks ends the spying.
+ */
+export function waitingCaptures(): { readonly spy: MockInstance<SetCapture["captureWaiting"]>; settled(): Promise<void> } {
+  const spy = vi.spyOn(SetCapture.prototype, "captureWaiting");
+  return { spy, settled: async () => void (await Promise.all(spy.mock.results.map((result) => result.value))) };
 }

@@ -6,23 +6,22 @@
 import { randomBytes } from "node:crypto";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { afterEach, beforeEach, expect, it, vi, type MockInstance } from "vitest";
+import { afterEach, beforeEach, expect, it, vi } from "vitest";
 import { BusyFiles } from "../../agent/busy-files.ts";
-import { SetCapture } from "../../agent/set-capture.ts";
 import { MemoryStore } from "../../lambdas/store/memory-store.ts";
 import { readSetStatus } from "../../lambdas/store/set-status.ts";
+import { waitingCaptures } from "../support/busy-file.ts";
 import { agentHarness, type Harness } from "../support/harness.ts";
 
 const SET = "db";
 let h: Harness;
 const clock = { now: 0 };
-/** Every capture of waiting files (the due timer's, a send's, the target's checkpoint's). */
-let captures: MockInstance<SetCapture["captureWaiting"]>;
+let captures: ReturnType<typeof waitingCaptures>;
 
 beforeEach(() => {
   vi.useFakeTimers({ toFake: ["setTimeout", "clearTimeout"] });
   clock.now = 1_000_000;
-  captures = vi.spyOn(SetCapture.prototype, "captureWaiting");
+  captures = waitingCaptures();
 });
 
 afterEach(async () => {
@@ -42,7 +41,7 @@ function step(ms: number): void {
 /** Lets the due timer's setImmediate run, then waits for every capture of waiting files begun so far. */
 async function settle(): Promise<void> {
   await new Promise((resolve) => setImmediate(resolve));
-  await Promise.all(captures.mock.results.map((result) => result.value));
+  await captures.settled();
 }
 
 const write = (name: string) => writeFileSync(join(h.src.path, name), randomBytes(300 * 1024));
@@ -120,14 +119,14 @@ it("re-arms the timer earlier once the target applied the version a quiet file w
 it("decides whether a file is quiet after the loop's I/O: a write the watcher saw as the timer fired keeps it waiting", async () => {
   await sentThenWrittenAgain();
   await h.agent.processHints(SET);
-  captures.mockClear();
+  captures.spy.mockClear();
   // The timer fires at the file's quiet moment, 1 s after its last write; the watcher's event of a write at that very
   // moment came while the loop ran the timer, and is delivered in the same turn, before the timer's capture looks.
   step(1000);
   write("big.db");
   h.agent.hint(SET, "big.db");
   await settle();
-  expect(captures).toHaveBeenCalledTimes(1);
+  expect(captures.spy).toHaveBeenCalledTimes(1);
   expect(versions("big.db")).toBe(1);
   // Quiet 1 s after that write: captured then.
   step(1000);
