@@ -1,6 +1,7 @@
 // A large file's journaled put and busy files on a clock the test steps: what the busy-files unit tests drive by hand
 // (busy-files.ts), without an agent around them; and the agent's captures of waiting files, to wait for.
 
+import { setTimeout as sleep } from "node:timers/promises";
 import { expect, vi, type MockInstance } from "vitest";
 import { BusyFiles } from "../../agent/busy-files.ts";
 import { SetCapture } from "../../agent/set-capture.ts";
@@ -27,11 +28,36 @@ export function writtenWaiting(busy: BusyFiles): void {
   expect(busy.defer("app.db", 7)).toBe(true);
 }
 
+/** How long `settled` waits for the captures begun, on the real clock (node:timers/promises, which vitest does not fake). */
+const SETTLE_LIMIT_MS = 30_000;
+
 /**
  * Every capture of waiting busy files the agent begins (after a send, on the target's checkpoint, by its due timer):
- * they run in the background, and `settled` waits for those begun so far. vi.restoreAllMocks ends the spying.
+ * they run in the background, and `settled` waits for those begun so far, 30 s at most: a capture that waits on a faked
+ * timer (which a test that does not step it never fires) fails with a message saying so rather than at the test
+ * timeout. vi.restoreAllMocks ends the spying.
  */
 export function waitingCaptures(): { readonly spy: MockInstance<SetCapture["captureWaiting"]>; settled(): Promise<void> } {
   const spy = vi.spyOn(SetCapture.prototype, "captureWaiting");
-  return { spy, settled: async () => void (await Promise.all(spy.mock.results.map((result) => result.value))) };
+  const settled = async (): Promise<void> => {
+    const begun = spy.mock.results.map((result) => result.value);
+    let done = 0;
+    const all = Promise.all(
+      begun.map(async (capture) => {
+        await capture;
+        done++;
+      }),
+    );
+    const bound = new AbortController();
+    const limit = sleep(SETTLE_LIMIT_MS, undefined, { signal: bound.signal }).then(() => {
+      throw new Error(`${begun.length - done} of ${begun.length} capture(s) of waiting files did not settle in ${SETTLE_LIMIT_MS / 1000} s: does one wait on a fake timer the test does not step?`);
+    });
+    try {
+      await Promise.race([all, limit]);
+    } finally {
+      bound.abort();
+      limit.catch(() => undefined);
+    }
+  };
+  return { spy, settled };
 }
