@@ -101,7 +101,8 @@ it("does not fail a wait for a record the target already reached, held or not", 
 
 it("keeps the agent's own wait going while held, past its stall limit and deadline, and ends it with the result once the hold ends", async () => {
   // Held for four times the deadline, and for two polls at least (a loaded machine may poll first after that). The
-  // limits leave room for a slow poll after the hold: the poll that sees it end still counts the one before it.
+  // result is there from the last held poll on: that poll's pause restarts both limits, and the next read returns
+  // the result before any limit is looked at, so no slow poll can trip them.
   const heldUntil = Date.now() + 1_000;
   let heldPolls = 0;
   let released = false;
@@ -115,12 +116,9 @@ it("keeps the agent's own wait going while held, past its stall limit and deadli
       pollMs: 1,
       held: {
         by: async () => {
-          if (Date.now() < heldUntil || heldPolls < 2) {
-            heldPolls++;
-            return HELD;
-          }
-          released = true;
-          return undefined;
+          heldPolls++;
+          if (Date.now() >= heldUntil && heldPolls >= 2) released = true;
+          return HELD;
         },
         policy: "wait",
       },
