@@ -255,11 +255,12 @@ describe("task markers", () => {
 
   it("holds everything after the marker while a slow action runs, and releases it when the timeout passes", async () => {
     aws.functions.set("slow", () => ({ delayMs: 4_000, response: { late: true } }));
-    // The marker's result as after.txt is applied: what the applier held it behind (read then, not after a sleep).
+    // Every file the applier puts and every status it writes for a task, in order (no clock: what it did, not when).
     const put = h.store.put.bind(h.store);
-    let statusWhenAfterApplied: string | undefined;
+    const puts: string[] = [];
     vi.spyOn(h.store, "put").mockImplementation(async (key, body, meta) => {
-      if (key === "data/app/after.txt") statusWhenAfterApplied = (await result(h, marker.id))?.status;
+      if (key.startsWith(`data/${SET}/`)) puts.push(key.slice(`data/${SET}/`.length));
+      if (key.startsWith(`tasks/${SET}/`)) puts.push(`task ${(JSON.parse(Buffer.from(body).toString("utf8")) as { status: string }).status}`);
       return put(key, body, meta);
     });
     const marker = await h.agent.insertMarker(SET, { fields: fields({ action: "invoke", function: "slow", timeoutSeconds: 1 }) });
@@ -270,7 +271,8 @@ describe("task markers", () => {
     expect(Date.now() - started).toBeGreaterThanOrEqual(1_000);
     expect(await h.store.head("data/app/before.txt")).toBeDefined();
     expect(await h.store.head("data/app/after.txt")).toBeDefined();
-    expect(statusWhenAfterApplied).toBe("timed-out");
+    // before.txt, ahead of the marker, went while the action ran; after.txt waited until its timeout passed.
+    expect(puts, "before.txt, the marker running, its timeout, then after.txt").toEqual(["before.txt", "task running", "task timed-out", "after.txt"]);
     expect(await result(h, marker.id)).toMatchObject({ status: "timed-out", error: expect.stringMatching(/did not finish within 1 s/) });
     expect(aws.invocations.map((i) => i.function)).toEqual(["slow"]);
   });
