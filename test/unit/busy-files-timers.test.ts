@@ -137,7 +137,7 @@ it("decides whether a file is quiet after the loop's I/O: a write the watcher sa
 it("takes quiet from the watcher's hint, not from when the capture reached the set's lane", async () => {
   await sentThenWrittenAgain();
   // The capture reaches the lane 1 s after the write (the clock alone moves: no timer runs meanwhile): the file has
-  // been quiet that long, so it goes at once.
+  // been quiet that long, so its due timer is armed for 0 ms, and one step fires it.
   clock.now += 1000;
   await h.agent.processHints(SET);
   step(1);
