@@ -465,6 +465,7 @@ describe("task markers", () => {
     // answers after 5 s: had the applier waited for it, the task would have succeeded.
     aws.functions.set("slow", () => ({ delayMs: 5_000 }));
     await applier.applyMessage(marker("deadline", { action: "invoke", function: "slow", timeoutSeconds: 300 }), { remainingMs: () => 10_800 });
+    expect(aws.unanswered(), "the applier returned before the function answered (it did not overrun its invocation)").toBe(1);
     expect(await result(h, "deadline")).toMatchObject({ status: "timed-out", error: expect.stringContaining("within 1 s") });
   });
 
