@@ -6,31 +6,23 @@
 // proxy or CA bundle here: direct signed GETs). A drill of that snapshot counts
 // the unnamed ones on a line of their own too.
 
-import { createHash } from "node:crypto";
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, expect, it } from "vitest";
-import { preservedKey } from "../../contract/layout.ts";
-import type { SnapshotEntry } from "../../contract/tasks.ts";
-import { writeSnapshot } from "../../lambdas/tasks/snapshots.ts";
 import { tidemark } from "../support/cli.ts";
 import { startTestCloud, type TestCloud } from "../support/local-cloud.ts";
+import { linkProblems, oneFileSnapshot } from "../support/snapshots.ts";
 import { tempDir } from "../support/tree.ts";
 
 let cloud: TestCloud;
 const work = tempDir();
 let config: string;
-const sha = (text: string) => createHash("sha256").update(text).digest("hex");
 
 beforeAll(async () => {
   cloud = await startTestCloud();
   mkdirSync(join(work.path, "src"));
   config = cloud.writeConfig(work.path, [{ name: "s", path: "src" }]);
-  const content = "kept";
-  const entry: SnapshotEntry = { path: "kept.txt", kind: "file", size: content.length, mode: 0o644, mtimeNs: "1700000000000000000", sha256: sha(content) };
-  await cloud.store.put(preservedKey("s", sha(content)), Buffer.from(content));
-  const named = Array.from({ length: 100 }, (_, i) => ({ path: `link${String(i).padStart(3, "0")}`, problem: "altered" }));
-  await writeSnapshot(cloud.store, { id: "big", set: "s", taskId: "t", seq: 1, takenAt: "2026-01-01T00:00:00.000Z", files: 1, dirs: 0, symlinks: 0, bytes: 4, versioned: false, unreadable: named, unreadableCount: 103 }, [entry]);
+  await oneFileSnapshot(cloud.store, { id: "big", path: "kept.txt", content: "kept", unreadable: linkProblems(100), unreadableCount: 103 });
 });
 
 afterAll(async () => {

@@ -5,36 +5,25 @@
 // its summary does not name, and says so in --json; every entry was restored,
 // so it exits 0.
 
-import { createHash } from "node:crypto";
 import { mkdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { DrillReportSchema } from "../../contract/drills.ts";
-import { preservedKey } from "../../contract/layout.ts";
 import { latestDrillReport } from "../../lambdas/target/index.ts";
-import type { SnapshotEntry } from "../../contract/tasks.ts";
-import { writeSnapshot } from "../../lambdas/tasks/snapshots.ts";
 import { tidemark } from "../support/cli.ts";
 import { eventually, startTestCloud, type TestCloud } from "../support/local-cloud.ts";
+import { oneFileSnapshot } from "../support/snapshots.ts";
 import { tempDir } from "../support/tree.ts";
 
 let cloud: TestCloud;
 const work = tempDir();
 let config: string;
-const sha = (text: string) => createHash("sha256").update(text).digest("hex");
 
 beforeAll(async () => {
   cloud = await startTestCloud();
   mkdirSync(join(work.path, "src"));
   config = cloud.writeConfig(work.path, [{ name: "s", path: "src" }]);
-  const content = "pages";
-  const entry: SnapshotEntry = { path: "busy.db", kind: "file", size: content.length, mode: 0o644, mtimeNs: "1700000000000000000", sha256: sha(content) };
-  await cloud.store.put(preservedKey("s", sha(content)), Buffer.from(content));
-  await writeSnapshot(
-    cloud.store,
-    { id: "torn", set: "s", taskId: "t", seq: 1, takenAt: "2026-01-01T00:00:00.000Z", files: 1, dirs: 0, symlinks: 0, bytes: 5, versioned: false, changingWhileRead: { paths: ["busy.db"], count: 3 } },
-    [entry],
-  );
+  await oneFileSnapshot(cloud.store, { id: "torn", path: "busy.db", content: "pages", changingWhileRead: { paths: ["busy.db"], count: 3 } });
 });
 
 afterAll(async () => {

@@ -42,6 +42,8 @@ export interface FakeAws {
   readonly functions: Map<string, FakeFunction>;
   /** Requests the fake refused, with why: a test asserts this stays empty. */
   readonly refused: string[];
+  /** Invocations given a delay (FakeFunction's delayMs) that the fake has not answered yet: a caller that returns while this is above 0 did not wait for them. */
+  unanswered(): number;
   stop(): Promise<void>;
 }
 
@@ -173,6 +175,7 @@ export async function startFakeAws(): Promise<FakeAws> {
     backupJobs,
     functions,
     refused,
+    unanswered: () => timers.size,
     async stop() {
       for (const timer of timers) clearTimeout(timer);
       server.closeAllConnections();

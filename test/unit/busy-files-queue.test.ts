@@ -4,8 +4,7 @@
 import { expect, it, vi } from "vitest";
 import { BusyFiles } from "../../agent/busy-files.ts";
 import { holdReason } from "../../agent/held-files.ts";
-
-const put = { op: "put", path: "app.db", size: 1024 * 1024, mode: 0o644, mtimeNs: "1", sha256: "0".repeat(64), content: { bytes: new Uint8Array() } } as const;
+import { busyPut as put, sevenUnapplied, steppedBusyFiles, writtenWaiting } from "../support/busy-file.ts";
 
 /** The file written every `every` ms until `to`, as the watcher and the capture's attempts see it. */
 function writes(busy: BusyFiles, clock: { now: number }, to: number, every: number, sentSeq: number): void {
@@ -18,9 +17,7 @@ function writes(busy: BusyFiles, clock: { now: number }, to: number, every: numb
 it("releases a quiet file while one version is unapplied, but not while two are: it waits for the target to apply the earlier", () => {
   const clock = { now: 0 };
   // 1 MiB at 1 MiB/s: a pace of 1 s, 8 s at most for the target's checkpoint.
-  const busy = new BusyFiles(1024, { bytesPerSecond: 1024 * 1024, quietMs: 300, now: () => clock.now });
-  busy.applied(6);
-  busy.journaled([put], [7]);
+  const busy = sevenUnapplied(clock);
   writes(busy, clock, 500, 50, 7);
   // Quiet while seq 7 is in the rebuild: the version after the last write goes.
   clock.now += 400;
@@ -43,9 +40,7 @@ it("releases a quiet file while one version is unapplied, but not while two are:
 
 it("never holds a quiet file behind an unapplied version for good: one pace past that version's own, not its whole wait for a checkpoint that may be stuck", () => {
   const clock = { now: 0 };
-  const busy = new BusyFiles(1024, { bytesPerSecond: 1024 * 1024, quietMs: 300, now: () => clock.now });
-  busy.applied(6);
-  busy.journaled([put], [7]);
+  const busy = sevenUnapplied(clock);
   writes(busy, clock, 500, 50, 7);
   clock.now += 400;
   expect(busy.ready(7)).toEqual(["app.db"]);
@@ -62,11 +57,8 @@ it("never holds a quiet file behind an unapplied version for good: one pace past
 
 it("says a queued file is captured by its own wait at the latest, which holds while the file is still written", () => {
   const clock = { now: 0 };
-  const busy = new BusyFiles(1024, { bytesPerSecond: 1024 * 1024, quietMs: 300, now: () => clock.now });
-  busy.applied(6);
-  busy.journaled([put], [7]);
-  busy.wrote("app.db");
-  expect(busy.defer("app.db", 7)).toBe(true);
+  const busy = sevenUnapplied(clock);
+  writtenWaiting(busy);
   clock.now = 300;
   expect(busy.ready(7)).toEqual(["app.db"]);
   busy.journaled([put], [8]);
@@ -82,9 +74,7 @@ it("says a queued file is captured by its own wait at the latest, which holds wh
 
 it("takes quiet from the file's last write even when the capture attempt reached the set's lane later", () => {
   const clock = { now: 0 };
-  const busy = new BusyFiles(1024, { bytesPerSecond: 1024 * 1024, quietMs: 300, now: () => clock.now });
-  busy.applied(6);
-  busy.journaled([put], [7]);
+  const busy = sevenUnapplied(clock);
   for (; clock.now <= 2000; clock.now += 100) busy.wrote("app.db");
   // The hinted capture ran only at 3 s (another capture held the lane): quiet since 2.3 s by the file's own writes.
   clock.now = 3000;
@@ -92,16 +82,14 @@ it("takes quiet from the file's last write even when the capture attempt reached
   expect(busy.nextDueMs(7)).toBe(0);
   expect(busy.ready(7)).toEqual(["app.db"]);
   // Without the watcher's events (a polling scan deferred it), quiet runs from that attempt.
-  const polled = new BusyFiles(1024, { bytesPerSecond: 1024 * 1024, quietMs: 300, now: () => clock.now });
-  polled.applied(6);
-  polled.journaled([put], [7]);
+  const polled = sevenUnapplied(clock);
   expect(polled.defer("app.db", 7)).toBe(true);
   expect(polled.nextDueMs(7)).toBe(300);
 });
 
 it("is due for no waiting file whose previous version is not sent: the send looks at it again, no timer spins", () => {
   const clock = { now: 0 };
-  const busy = new BusyFiles(1024, { bytesPerSecond: 1024 * 1024, quietMs: 300, now: () => clock.now });
+  const busy = steppedBusyFiles(clock);
   busy.journaled([put], [7]);
   expect(busy.defer("app.db", 6)).toBe(true);
   clock.now = 20_000;
@@ -113,7 +101,7 @@ it("is due for no waiting file whose previous version is not sent: the send look
 it("without the target's checkpoint, paces a version queued behind another from the end of that one's pace: at most two unapplied", () => {
   const clock = { now: 0 };
   // 1 MiB at 1 MiB/s: a pace of 1 s each, rebuilt one after the other.
-  const busy = new BusyFiles(1024, { bytesPerSecond: 1024 * 1024, quietMs: 300, now: () => clock.now });
+  const busy = steppedBusyFiles(clock);
   busy.journaled([put], [7]);
   busy.wrote("app.db");
   expect(busy.defer("app.db", 7)).toBe(true);
@@ -130,9 +118,7 @@ it("without the target's checkpoint, paces a version queued behind another from 
 
 it("stops waiting for a file a marker's barrier journaled, and forgets files deleted, renamed, or applied and not waiting", () => {
   const clock = { now: 0 };
-  const busy = new BusyFiles(1024, { bytesPerSecond: 1024 * 1024, quietMs: 300, now: () => clock.now });
-  busy.applied(6);
-  busy.journaled([put], [7]);
+  const busy = sevenUnapplied(clock);
   busy.wrote("app.db");
   clock.now = 100;
   expect(busy.defer("app.db", 7)).toBe(true);
@@ -158,9 +144,7 @@ it("stops waiting for a file a marker's barrier journaled, and forgets files del
 
 it("takes quiet from the file's last write as the watcher saw it, not from the last capture attempt (which waits behind the set's lane)", () => {
   const clock = { now: 0 };
-  const busy = new BusyFiles(1024, { bytesPerSecond: 1024 * 1024, quietMs: 300, now: () => clock.now });
-  busy.applied(6);
-  busy.journaled([put], [7]);
+  const busy = sevenUnapplied(clock);
   expect(busy.defer("app.db", 7)).toBe(true);
   // Written every 100 ms for 2 s while no capture attempt runs (the lane is busy).
   for (; clock.now <= 2000; clock.now += 100) {
@@ -175,9 +159,7 @@ it("takes quiet from the file's last write as the watcher saw it, not from the l
 
 it("stretches the quiet wait to twice the longest pause between the file's writes, but not by a pause that was the file going quiet", () => {
   const clock = { now: 0 };
-  const busy = new BusyFiles(1024, { bytesPerSecond: 1024 * 1024, quietMs: 300, now: () => clock.now });
-  busy.applied(6);
-  busy.journaled([put], [7]);
+  const busy = sevenUnapplied(clock);
   expect(busy.defer("app.db", 7)).toBe(true);
   // Writes 250 ms apart (a fsync stalled under load): quiet needs 500 ms.
   for (; clock.now <= 1000; clock.now += 250) busy.wrote("app.db");
@@ -189,9 +171,7 @@ it("stretches the quiet wait to twice the longest pause between the file's write
 
   // Another file (paced at 2 s, waited for 16 s at most): quiet for 10 s, then written again; that pause does not
   // stretch its wait.
-  const other = new BusyFiles(1024, { bytesPerSecond: 512 * 1024, quietMs: 300, now: () => clock.now });
-  other.applied(6);
-  other.journaled([put], [7]);
+  const other = sevenUnapplied(clock, 512 * 1024);
   other.wrote("app.db");
   clock.now += 10_000;
   other.wrote("app.db");
@@ -200,32 +180,19 @@ it("stretches the quiet wait to twice the longest pause between the file's write
   expect(other.ready(7)).toEqual(["app.db"]);
 });
 
-it("waits for quiet at least a tenth of the unapplied version's pace: a wrong guess costs the target that whole version", () => {
-  const clock = { now: 0 };
+it.each([
   // 1 MiB at 100 KiB/s: a pace of 10.24 s, so quiet is 1,024 ms, not quietMs's 300.
-  const busy = new BusyFiles(1024, { bytesPerSecond: 100 * 1024, quietMs: 300, now: () => clock.now });
-  busy.applied(6);
-  busy.journaled([put], [7]);
-  busy.wrote("app.db");
-  expect(busy.defer("app.db", 7)).toBe(true);
-  clock.now = 1023;
+  { why: "at least a tenth of the unapplied version's pace: a wrong guess costs the target that whole version", bytesPerSecond: 100 * 1024, quietMs: 1024 },
+  // 1 MiB at 10 KiB/s: a pace of 102.4 s, a tenth of which would be 10.24 s.
+  { why: "at most ten times quietMs, however long the version's pace", bytesPerSecond: 10 * 1024, quietMs: 3000 },
+])("waits for quiet $why", ({ bytesPerSecond, quietMs }) => {
+  const clock = { now: 0 };
+  const busy = sevenUnapplied(clock, bytesPerSecond);
+  writtenWaiting(busy);
+  clock.now = quietMs - 1;
   expect(busy.ready(7)).toEqual([]);
   expect(busy.nextDueMs(7)).toBe(1);
-  clock.now = 1024;
-  expect(busy.ready(7)).toEqual(["app.db"]);
-});
-
-it("stretches the quiet wait to at most ten times quietMs, however long the version's pace", () => {
-  const clock = { now: 0 };
-  // 1 MiB at 10 KiB/s: a pace of 102.4 s, a tenth of which would be 10.24 s.
-  const busy = new BusyFiles(1024, { bytesPerSecond: 10 * 1024, quietMs: 300, now: () => clock.now });
-  busy.applied(6);
-  busy.journaled([put], [7]);
-  busy.wrote("app.db");
-  expect(busy.defer("app.db", 7)).toBe(true);
-  clock.now = 2999;
-  expect(busy.ready(7)).toEqual([]);
-  clock.now = 3000;
+  clock.now = quietMs;
   expect(busy.ready(7)).toEqual(["app.db"]);
 });
 

@@ -1,21 +1,38 @@
 // Large busy files: one unsent version at a time (a marker's barrier still
 // captures the file as it is), and a backlog that never passes the journal
-// limit by more than a block, whatever the size of the files changing.
+// limit by more than a block, whatever the size of the files changing. The
+// agent's clock is stepped by hand and its timers are fake and never run: a
+// due timer firing on the wall clock's time (a loaded machine) raced the
+// drains these tests step the agent with (busy-files-timers.test.ts tests it).
 
 import { randomBytes } from "node:crypto";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { afterEach, expect, it, vi } from "vitest";
+import { afterEach, beforeEach, expect, it, vi } from "vitest";
 import { BLOCK_SIZE } from "../../contract/wire.ts";
 import { MemoryStore } from "../../lambdas/store/memory-store.ts";
 import { readSetStatus } from "../../lambdas/store/set-status.ts";
+import { waitingCaptures } from "../support/busy-file.ts";
 import { agentHarness, type Harness } from "../support/harness.ts";
 import { pictureOfSource, pictureOfTarget } from "../support/tree.ts";
 
 const SET = "db";
 let h: Harness;
+let captures: ReturnType<typeof waitingCaptures>;
+/** The agent's clock (busy files), stepped by hand. */
+let now = 1_000_000;
 
-afterEach(() => h.close());
+beforeEach(() => {
+  vi.useFakeTimers({ toFake: ["setTimeout", "clearTimeout"] });
+  captures = waitingCaptures();
+  now = 1_000_000;
+});
+
+afterEach(async () => {
+  vi.useRealTimers();
+  vi.restoreAllMocks();
+  await h.close();
+});
 
 const write = (name: string, content: string | Buffer) => writeFileSync(join(h.src.path, name), content);
 /** Unsent records that change path. */
@@ -48,11 +65,25 @@ it("holds one unsent version of a large file that keeps changing, and sends the 
   expect(puts).toHaveLength(2);
 });
 
+/** The applier's checkpoint as the agent's status poll reads it (sentWithCheckpoint), held back by hand. */
+let reported = 0;
+
+/** big.db captured and sent, paced at 1 s (300 KiB at 300 KiB/s), the target's checkpoint known (0 until `reported` moves). */
+async function sentWithCheckpoint(): Promise<void> {
+  const store = new MemoryStore();
+  reported = 0;
+  const targetStatus = async (set: string) => ({ ...(await readSetStatus(store, set)), lastSeq: reported });
+  h = agentHarness(SET, { coalesceBytes: 256 * 1024, targetStatus, busyFiles: { bytesPerSecond: 300 * 1024, quietMs: 300, now: () => now } }, { store });
+  write("big.db", randomBytes(300 * 1024));
+  await h.agent.scan(SET);
+  await h.agent.drain(SET);
+  await h.agent.checkTarget(SET);
+}
+
 /** The puts of path that travelled, in order. */
 const sentPuts = (path: string) => h.transport.bodies.flatMap((body) => (JSON.parse(body) as { records: { op: string; path?: string }[] }).records).filter((r) => r.op === "put" && r.path === path);
 
 it("paces a busy large file by its size even once its last version is sent, and sends the version after the last write once the file is quiet", async () => {
-  let now = 1_000_000;
   // 300 KiB at 30 KiB/s: the next version of the file waits 10 s unless it goes quiet for a tenth of that (1 s, more
   // than the 300 ms of quietMs: a wrong guess costs the target a whole version).
   h = agentHarness(SET, { coalesceBytes: 256 * 1024, busyFiles: { bytesPerSecond: 30 * 1024, quietMs: 300, now: () => now } });
@@ -98,16 +129,7 @@ it("paces a busy large file by its size even once its last version is sent, and 
 });
 
 it("holds a busy file's next version until the target's status shows the last one applied, then captures it", async () => {
-  let now = 1_000_000;
-  const store = new MemoryStore();
-  // The applier's checkpoint as the agent's status poll would read it, held back by hand.
-  let reported = 0;
-  const targetStatus = async (set: string) => ({ ...(await readSetStatus(store, set)), lastSeq: reported });
-  h = agentHarness(SET, { coalesceBytes: 256 * 1024, targetStatus, busyFiles: { bytesPerSecond: 300 * 1024, quietMs: 300, now: () => now } }, { store });
-  write("big.db", randomBytes(300 * 1024));
-  await h.agent.scan(SET);
-  await h.agent.drain(SET);
-  await h.agent.checkTarget(SET);
+  await sentWithCheckpoint();
   // Its 1 s pace is over, but the target has not applied it yet: the next version waits.
   now += 2000;
   write("big.db", randomBytes(300 * 1024));
@@ -117,22 +139,14 @@ it("holds a busy file's next version until the target's status shows the last on
   expect(sentPuts("big.db")).toHaveLength(1);
   reported = h.journal.sets.counters(SET).sentSeq;
   await h.agent.checkTarget(SET);
-  await vi.waitFor(() => expect(sentPuts("big.db").length + unsentOf("big.db").length).toBe(2));
+  await captures.settled();
+  expect(sentPuts("big.db").length + unsentOf("big.db").length).toBe(2);
   await h.agent.drain(SET);
   expect(await pictureOfTarget(h.store, SET)).toEqual(await pictureOfSource(h.src.path));
 });
 
 it("sends the version after a quiet moment behind the one the target rebuilds, but no third while both are unapplied, and names it held", async () => {
-  let now = 1_000_000;
-  const store = new MemoryStore();
-  // The applier's checkpoint as the agent's status poll would read it, held back by hand.
-  let reported = 0;
-  const targetStatus = async (set: string) => ({ ...(await readSetStatus(store, set)), lastSeq: reported });
-  h = agentHarness(SET, { coalesceBytes: 256 * 1024, targetStatus, busyFiles: { bytesPerSecond: 300 * 1024, quietMs: 300, now: () => now } }, { store });
-  write("big.db", randomBytes(300 * 1024));
-  await h.agent.scan(SET);
-  await h.agent.drain(SET);
-  await h.agent.checkTarget(SET);
+  await sentWithCheckpoint();
   const first = h.journal.sets.counters(SET).sentSeq;
   const change = async () => {
     now += 100;
@@ -155,7 +169,8 @@ it("sends the version after a quiet moment behind the one the target rebuilds, b
   // The target applied the first: the quiet file's newest version goes, and the target holds the source's content.
   reported = first;
   await h.agent.checkTarget(SET);
-  await vi.waitFor(() => expect(sentPuts("big.db").length + unsentOf("big.db").length).toBe(3));
+  await captures.settled();
+  expect(sentPuts("big.db").length + unsentOf("big.db").length).toBe(3);
   await h.agent.drain(SET);
   expect(await pictureOfTarget(h.store, SET)).toEqual(await pictureOfSource(h.src.path));
   expect(h.journal.held.of(SET)).toEqual([]);

@@ -91,7 +91,7 @@ it("tells the agent's owner to stop when a write meets a corrupt journal while r
   corrupt = true;
   writeFileSync(join(harness.src.path, "a.txt"), "never journaled");
   harness.agent.hint(SET, "a.txt");
-  await vi.waitFor(() => expect(fatal).toHaveLength(1));
+  await vi.waitFor(() => expect(fatal).toHaveLength(1), { timeout: 30_000 });
   expect(fatal[0]).toBeInstanceOf(JournalCorruptError);
   expect(fatal[0]?.message).toContain(`the journal ${harness.journal.path} is corrupt (database disk image is malformed)`);
 });

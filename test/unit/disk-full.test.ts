@@ -55,7 +55,7 @@ it("reports the real error, backs off, and catches up by itself once there is sp
   writeFileSync(join(h.src.path, "b.txt"), "this one too");
   h.agent.hint(SET, "a.txt");
   h.agent.hint(SET, "b.txt");
-  await vi.waitFor(() => expect(h.agent.health.full).toBe(true));
+  await vi.waitFor(() => expect(h.agent.health.full).toBe(true), { timeout: 30_000 });
 
   // The journal's file and SQLite's reason, not "cannot rollback - no transaction is active".
   expect(h.agent.health.problem?.problem).toMatch(new RegExp(`^disk full writing ${h.journal.path} \\(database or disk is full`));
@@ -139,7 +139,7 @@ describe.skipIf(!root)("on a real full tmpfs (as root)", () => {
       writeFileSync(join(t.src.path, "inline.bin"), randomBytes(600 * 1024));
       t.agent.hint(SET, "big.bin");
       t.agent.hint(SET, "inline.bin");
-      await vi.waitFor(() => expect(t.agent.health.full).toBe(true));
+      await vi.waitFor(() => expect(t.agent.health.full).toBe(true), { timeout: 30_000 });
       expect(t.agent.health.problem?.problem).toMatch(new RegExp(`^disk full writing ${t.state.path}/`));
       // Status reads it from the file rewritten in place: no new space needed.
       expect(readProblem(t.state.path)?.problem).toMatch(/^disk full writing /);

@@ -1,22 +1,13 @@
 // A drill of a snapshot that left out more entries than its summary names (it names the first 100): every left-out
 // entry counts in the report, not only the named ones (101 left out were reported as 100 bad paths).
-import { createHash } from "node:crypto";
 import { expect, it } from "vitest";
 import { runDrill } from "../../agent/drill.ts";
-import { preservedKey } from "../../contract/layout.ts";
-import type { SnapshotEntry } from "../../contract/tasks.ts";
 import { MemoryStore } from "../../lambdas/store/memory-store.ts";
-import { writeSnapshot } from "../../lambdas/tasks/snapshots.ts";
-
-const sha = (text: string) => createHash("sha256").update(text).digest("hex");
+import { linkProblems, oneFileSnapshot } from "../support/snapshots.ts";
 
 async function snapshotLeavingOut(count: number, named: number): Promise<MemoryStore> {
   const store = new MemoryStore();
-  const content = "kept";
-  const entry: SnapshotEntry = { path: "kept.txt", kind: "file", size: content.length, mode: 0o644, mtimeNs: "1700000000000000000", sha256: sha(content) };
-  await store.put(preservedKey("s", sha(content)), Buffer.from(content));
-  const unreadable = Array.from({ length: named }, (_, i) => ({ path: `link${String(i).padStart(3, "0")}`, problem: "altered" }));
-  await writeSnapshot(store, { id: "big", set: "s", taskId: "t", seq: 1, takenAt: "2026-01-01T00:00:00.000Z", files: 1, dirs: 0, symlinks: 0, bytes: 4, versioned: false, unreadable, unreadableCount: count }, [entry]);
+  await oneFileSnapshot(store, { id: "big", path: "kept.txt", content: "kept", unreadable: linkProblems(named), unreadableCount: count });
   return store;
 }
 

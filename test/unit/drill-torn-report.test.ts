@@ -3,27 +3,15 @@
 // read, and all a scheduled drill leaves) said a plain pass. The report now
 // carries how many files were possibly torn.
 
-import { createHash } from "node:crypto";
 import { expect, it } from "vitest";
 import { runDrill } from "../../agent/drill.ts";
 import { DrillReportSchema } from "../../contract/drills.ts";
-import { preservedKey } from "../../contract/layout.ts";
-import type { SnapshotEntry } from "../../contract/tasks.ts";
 import { MemoryStore } from "../../lambdas/store/memory-store.ts";
-import { writeSnapshot } from "../../lambdas/tasks/snapshots.ts";
-
-const sha = (text: string) => createHash("sha256").update(text).digest("hex");
+import { oneFileSnapshot } from "../support/snapshots.ts";
 
 async function storeWith(changingWhileRead?: { paths: string[]; count: number }): Promise<MemoryStore> {
   const store = new MemoryStore();
-  const content = "pages";
-  const entry: SnapshotEntry = { path: "busy.db", kind: "file", size: content.length, mode: 0o644, mtimeNs: "1700000000000000000", sha256: sha(content) };
-  await store.put(preservedKey("s", sha(content)), Buffer.from(content));
-  await writeSnapshot(
-    store,
-    { id: "snap", set: "s", taskId: "t", seq: 1, takenAt: "2026-01-01T00:00:00.000Z", files: 1, dirs: 0, symlinks: 0, bytes: 5, versioned: false, ...(changingWhileRead ? { changingWhileRead } : {}) },
-    [entry],
-  );
+  await oneFileSnapshot(store, { id: "snap", path: "busy.db", content: "pages", ...(changingWhileRead ? { changingWhileRead } : {}) });
   return store;
 }
 

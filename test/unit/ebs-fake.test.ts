@@ -253,7 +253,7 @@ describe("the EBS direct API fake with a put hung in beforePut", () => {
       () => "answered",
       () => "cut",
     );
-    await vi.waitFor(() => expect(fake.calls.get("PutSnapshotBlock")).toBe(1));
+    await vi.waitFor(() => expect(fake.calls.get("PutSnapshotBlock")).toBe(1), { timeout: 30_000 });
     await stop();
     expect(await hung).toBe("cut");
   });

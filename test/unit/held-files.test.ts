@@ -11,12 +11,12 @@ import { hostname } from "node:os";
 import { join } from "node:path";
 import { DatabaseSync } from "node:sqlite";
 import { afterEach, expect, it } from "vitest";
-import { BusyFiles } from "../../agent/busy-files.ts";
 import { HeldFiles, heldNow, scanNow } from "../../agent/held-files.ts";
 import { processStart } from "../../agent/process-identity.ts";
 import { Journal } from "../../agent/journal.ts";
 import { caughtUp, findProblems, type SetFacts } from "../../agent/set-health.ts";
 import { readSetStatus } from "../../lambdas/store/set-status.ts";
+import { busyPut as put, steppedBusyFiles } from "../support/busy-file.ts";
 import { agentHarness, type Harness } from "../support/harness.ts";
 import { pictureOfSource, pictureOfTarget, tempDir } from "../support/tree.ts";
 
@@ -125,8 +125,7 @@ it("shows a name a stopped agent left as such, and the next start replaces it on
 
 it("tells what a held file waits for: its previous version sent, paced, or applied by the target", () => {
   // 1 MiB at 1 MiB/s: a pace of 1 s, 8 s at the most for the target to apply it; the clock stands still.
-  const busy = new BusyFiles(1024, { bytesPerSecond: 1024 * 1024, quietMs: 300, now: () => 0 });
-  const put = { op: "put", path: "app.db", size: 1024 * 1024, mode: 0o644, mtimeNs: "1", sha256: "0".repeat(64), content: { bytes: new Uint8Array() } } as const;
+  const busy = steppedBusyFiles({ now: 0 });
   busy.journaled([put], [7]);
   expect(busy.held(6)).toEqual([]);
   expect(busy.defer("app.db", 6)).toBe(true);

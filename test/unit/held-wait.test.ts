@@ -100,7 +100,10 @@ it("does not fail a wait for a record the target already reached, held or not", 
 });
 
 it("keeps the agent's own wait going while held, past its stall limit and deadline, and ends it with the result once the hold ends", async () => {
-  const heldUntil = Date.now() + 300;
+  // Held for four times the deadline, and for two polls at least (a loaded machine may poll first after that). The
+  // result is there from the last held poll on: that poll's pause restarts both limits, and the next read returns
+  // the result before any limit is looked at, so no slow poll can trip them.
+  const heldUntil = Date.now() + 1_000;
   let heldPolls = 0;
   let released = false;
   const result = await waitOnTarget(
@@ -108,17 +111,14 @@ it("keeps the agent's own wait going while held, past its stall limit and deadli
     async (): Promise<Found<string>> => (released ? { done: "report" } : undefined),
     status,
     {
-      stallMs: 30,
-      timeoutMs: 60,
+      stallMs: 125,
+      timeoutMs: 250,
       pollMs: 1,
       held: {
         by: async () => {
-          if (Date.now() < heldUntil) {
-            heldPolls++;
-            return HELD;
-          }
-          released = true;
-          return undefined;
+          heldPolls++;
+          if (Date.now() >= heldUntil && heldPolls >= 2) released = true;
+          return HELD;
         },
         policy: "wait",
       },

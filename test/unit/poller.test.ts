@@ -27,6 +27,9 @@ const message = (id: string, group: string): Message => ({ MessageId: id, Receip
 it("waits for a group's batch to finish before handing out the next one, even when the queue hands both out", async () => {
   const { sqs, deleted } = scriptedSqs([[message("a1", "a")], [message("a2", "a"), message("b1", "b")]]);
   const events: string[] = [];
+  // a1's batch lasts until b1's begins (10 s at most: a poller that makes group b wait for group a fails below, late).
+  let b1Began: () => void = () => undefined;
+  const b1Begins = new Promise<void>((resolve) => (b1Began = resolve));
   const poller = new LocalPoller({
     sqs,
     queueUrl: "http://127.0.0.1:1/000000000000/q.fifo",
@@ -35,17 +38,22 @@ it("waits for a group's batch to finish before handing out the next one, even wh
     handler: async (event: SQSEvent) => {
       const ids = event.Records.map((r) => r.messageId).join(",");
       events.push(`start ${ids}`);
-      if (ids === "a1") await new Promise((resolve) => setTimeout(resolve, 200));
+      if (ids === "b1") b1Began();
+      if (ids === "a1") {
+        let limit: NodeJS.Timeout | undefined;
+        await Promise.race([b1Begins, new Promise((resolve) => (limit = setTimeout(resolve, 10_000)))]);
+        clearTimeout(limit);
+      }
       events.push(`end ${ids}`);
       return { batchItemFailures: [] };
     },
   });
   poller.start();
-  await eventually(async () => expect(deleted.sort()).toEqual(["rh-a1", "rh-a2", "rh-b1"]), 5_000, 20);
+  await eventually(async () => expect(deleted.sort()).toEqual(["rh-a1", "rh-a2", "rh-b1"]), 30_000, 20);
   await poller.stop();
   expect(events.indexOf("start a2")).toBeGreaterThan(events.indexOf("end a1"));
   // Another group does not wait for group a.
-  expect(events.indexOf("start b1")).toBeLessThan(events.indexOf("end a1"));
+  expect(events.indexOf("start b1"), "b1 began only after a1 ended: group b waited for group a").toBeLessThan(events.indexOf("end a1"));
 });
 
 it("deletes only the messages the handler did not report as failed", async () => {

@@ -1,19 +1,12 @@
 // prune --keep N stays bounded when snapshots keep leaving entries out: the newest N of any kind plus the newest N complete.
-import { createHash } from "node:crypto";
 import { expect, it } from "vitest";
-import { preservedKey } from "../../contract/layout.ts";
-import type { SnapshotEntry } from "../../contract/tasks.ts";
 import { MemoryStore } from "../../lambdas/store/memory-store.ts";
-import { pruneSnapshots, writeSnapshot } from "../../lambdas/tasks/snapshots.ts";
+import { pruneSnapshots } from "../../lambdas/tasks/snapshots.ts";
+import { linkProblems, oneFileSnapshot } from "../support/snapshots.ts";
 
-const sha = (text: string) => createHash("sha256").update(text).digest("hex");
-async function snapshot(store: MemoryStore, set: string, id: string, takenAt: string, incomplete: boolean): Promise<void> {
-  const content = `content of ${id}`;
-  const entry: SnapshotEntry = { path: `${id}.txt`, kind: "file", size: content.length, mode: 0o644, mtimeNs: "1700000000000000000", sha256: sha(content) };
-  await store.put(preservedKey(set, sha(content)), Buffer.from(content));
-  const leftOut = incomplete ? { unreadable: [{ path: "link", problem: "altered" }], unreadableCount: 1 } : {};
-  await writeSnapshot(store, { id, set, taskId: `t-${id}`, seq: 1, takenAt, files: 1, dirs: 0, symlinks: 0, bytes: content.length, versioned: false, ...leftOut }, [entry]);
-}
+/** An incomplete one left out an altered link. */
+const snapshot = (store: MemoryStore, set: string, id: string, takenAt: string, incomplete: boolean) =>
+  oneFileSnapshot(store, { set, id, takenAt, ...(incomplete ? { unreadable: linkProblems(1), unreadableCount: 1 } : {}) });
 const day = (i: number) => new Date(Date.UTC(2026, 0, 1 + i)).toISOString();
 
 it("keeps only the newest N when every snapshot is incomplete", async () => {

@@ -1,15 +1,15 @@
 // A snapshot that left an entry out (summary.unreadable: its object could not be read when it was taken) is
 // incomplete: its restore names each left-out entry as not restored, and prune's keep N does not count it.
-import { createHash } from "node:crypto";
 import { existsSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { restoreSnapshot } from "../../agent/restore.ts";
-import { dataKey, preservedKey } from "../../contract/layout.ts";
-import type { SnapshotEntry } from "../../contract/tasks.ts";
+import { dataKey } from "../../contract/layout.ts";
+import type { SnapshotSummary } from "../../contract/tasks.ts";
 import { MemoryStore } from "../../lambdas/store/memory-store.ts";
-import { pruneSnapshots, readSnapshot, takeSnapshot, writeSnapshot } from "../../lambdas/tasks/snapshots.ts";
+import { pruneSnapshots, readSnapshot, takeSnapshot } from "../../lambdas/tasks/snapshots.ts";
 import { agentHarness } from "../support/harness.ts";
+import { oneFileSnapshot } from "../support/snapshots.ts";
 import { tempDir } from "../support/tree.ts";
 
 describe("a snapshot that left entries out", () => {
@@ -69,10 +69,5 @@ describe("a snapshot that left entries out", () => {
   });
 });
 
-const sha = (text: string) => createHash("sha256").update(text).digest("hex");
-
-async function snapshot(store: MemoryStore, set: string, id: string, takenAt: string, content: string, leftOut: { unreadable?: { path: string; problem: string }[]; unreadableCount?: number } = {}): Promise<void> {
-  const entry: SnapshotEntry = { path: `${id}.txt`, kind: "file", size: content.length, mode: 0o644, mtimeNs: "1700000000000000000", sha256: sha(content) };
-  await store.put(preservedKey(set, sha(content)), Buffer.from(content));
-  await writeSnapshot(store, { id, set, taskId: `t-${id}`, seq: 1, takenAt, files: 1, dirs: 0, symlinks: 0, bytes: content.length, versioned: false, ...leftOut }, [entry]);
-}
+const snapshot = (store: MemoryStore, set: string, id: string, takenAt: string, content: string, leftOut: Pick<SnapshotSummary, "unreadable" | "unreadableCount"> = {}) =>
+  oneFileSnapshot(store, { set, id, takenAt, content, ...leftOut });

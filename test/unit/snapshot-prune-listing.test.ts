@@ -3,21 +3,15 @@
 // then, and the result names the summary. Listing snapshots survives a
 // corrupt summary instead of failing every later snapshot.
 
-import { createHash } from "node:crypto";
 import { describe, expect, it } from "vitest";
 import { preservedKey, snapshotSummaryKey } from "../../contract/layout.ts";
-import type { SnapshotEntry } from "../../contract/tasks.ts";
 import { MemoryStore } from "../../lambdas/store/memory-store.ts";
-import { listSnapshots, pruneSnapshots, writeSnapshot } from "../../lambdas/tasks/snapshots.ts";
+import { listSnapshots, pruneSnapshots } from "../../lambdas/tasks/snapshots.ts";
+import { oneFileSnapshot, sha256Of as sha } from "../support/snapshots.ts";
 
 const SET = "s";
-const sha = (text: string) => createHash("sha256").update(text).digest("hex");
 
-async function snapshotOf(store: MemoryStore, id: string, takenAt: string, content: string): Promise<void> {
-  const entry: SnapshotEntry = { path: `${id}.txt`, kind: "file", size: content.length, mode: 0o644, mtimeNs: "1700000000000000000", sha256: sha(content) };
-  await store.put(preservedKey(SET, sha(content)), Buffer.from(content));
-  await writeSnapshot(store, { id, set: SET, taskId: `t-${id}`, seq: 1, takenAt, files: 1, dirs: 0, symlinks: 0, bytes: content.length, versioned: false }, [entry]);
-}
+const snapshotOf = (store: MemoryStore, id: string, takenAt: string, content: string) => oneFileSnapshot(store, { set: SET, id, takenAt, content });
 
 describe("prune and unreadable snapshot summaries", () => {
   it("sweeps content no snapshot names when every summary reads", async () => {
