@@ -13,10 +13,11 @@
 // (state-lock.ts): the drill writes its file without the lock, and only once
 // its wait for an agent failed (a report an agent took leaves no file). It
 // writes one new file under its own name (temp, rename), which no agent reads
-// until it is complete; and as the state folder's owner (a root CLI hands the
-// folder and the file to the service's user), so the agent can take it away.
+// until it is complete; and as the state folder's owner (a root CLI writes it
+// with that user's effective ids, so a link that user planted in its own
+// folder gains it nothing), so the agent can take it away.
 
-import { chmodSync, chownSync, closeSync, fchownSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeSync, type Stats } from "node:fs";
+import { closeSync, constants, fchmodSync, fchownSync, fstatSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeSync, type Stats } from "node:fs";
 import { dirname, join } from "node:path";
 import { DrillReportSchema, type DrillReport } from "../contract/drills.ts";
 import { silentLogger, type Logger } from "./log.ts";
@@ -53,44 +54,74 @@ function ownerToMatch(state: Stats): Stats | undefined {
   return process.getuid?.() === 0 && state.uid !== 0 ? state : undefined;
 }
 
-/** drill-reports/, owned and moded as the state folder (a root CLI's folder would shut the service's agent out). */
-function keptDirFor(stateDir: string): { dir: string; owner: Stats | undefined } {
-  mkdirSync(stateDir, { recursive: true, mode: 0o700 });
-  const state = statSync(stateDir);
+/**
+ * drill-reports/, owned and moded as the state folder (a root CLI's folder would shut the service's agent out). A
+ * folder an earlier root drill left as root's is handed over through a descriptor opened without following links, so
+ * the state folder's user (who may rename anything inside it) cannot point the change at another path.
+ */
+function keptDirFor(stateDir: string, owner: Stats | undefined, mode: number): string {
   const dir = keptReportsDir(stateDir);
-  const owner = ownerToMatch(state);
   try {
-    mkdirSync(dir, { mode: state.mode & 0o777 });
-    chmodSync(dir, state.mode & 0o777);
+    mkdirSync(dir, { mode });
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code !== "EEXIST") throw error;
   }
-  // Also mends a folder an earlier root drill left as root's.
-  if (owner && statSync(dir).uid !== owner.uid) chownSync(dir, owner.uid, owner.gid);
-  return { dir, owner };
+  const fd = openSync(dir, constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW);
+  try {
+    const found = fstatSync(fd);
+    if (owner && (found.uid !== owner.uid || found.gid !== owner.gid)) fchownSync(fd, owner.uid, owner.gid);
+    if ((found.mode & 0o777) !== mode) fchmodSync(fd, mode);
+  } finally {
+    closeSync(fd);
+  }
+  return dir;
+}
+
+/**
+ * Runs write with the effective user and group of owner when there is one (a root CLI writing for the service's
+ * user): every path it opens is then opened with that user's rights, so a link that user planted in its own folder
+ * reaches nothing more than it could write itself.
+ */
+function asOwner<T>(owner: Stats | undefined, write: () => T): T {
+  if (!owner || !process.seteuid || !process.setegid) return write();
+  const [uid, gid] = [process.geteuid?.() ?? 0, process.getegid?.() ?? 0];
+  process.setegid(owner.gid);
+  process.seteuid(owner.uid);
+  try {
+    return write();
+  } finally {
+    process.seteuid(uid);
+    process.setegid(gid);
+  }
 }
 
 /** Keeps the report durably (temp file, fsync, rename, fsync the folder), owned as the state folder; returns its file. */
 export function keepDrillReport(stateDir: string, report: DrillReport): string {
-  const { dir, owner } = keptDirFor(stateDir);
+  mkdirSync(stateDir, { recursive: true, mode: 0o700 });
+  const state = statSync(stateDir);
+  const owner = ownerToMatch(state);
+  const dir = keptDirFor(stateDir, owner, state.mode & 0o777);
   const file = keptReportFile(stateDir, report.id);
   const temp = `${file}.${process.pid}.tmp`;
-  const fd = openSync(temp, "w", 0o600);
-  try {
-    if (owner) fchownSync(fd, owner.uid, owner.gid);
-    writeSync(fd, `${JSON.stringify(report)}\n`);
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-  renameSync(temp, file);
-  const dirFd = openSync(dir, "r");
-  try {
-    fsyncSync(dirFd);
-  } finally {
-    closeSync(dirFd);
-  }
-  return file;
+  return asOwner(owner, () => {
+    // A new file of this process's own, never one found in its place (a link, a leftover).
+    rmSync(temp, { force: true });
+    const fd = openSync(temp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
+    try {
+      writeSync(fd, `${JSON.stringify(report)}\n`);
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+    renameSync(temp, file);
+    const dirFd = openSync(dir, constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW);
+    try {
+      fsyncSync(dirFd);
+    } finally {
+      closeSync(dirFd);
+    }
+    return file;
+  });
 }
 
 /**

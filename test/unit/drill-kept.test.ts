@@ -4,8 +4,8 @@
 // `tidemark status`, and journaled once by the set's next agent.
 
 import { spawn, type ChildProcess } from "node:child_process";
-import { chownSync, existsSync, mkdirSync, rmSync, statSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
+import { chmodSync, chownSync, existsSync, mkdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs";
+import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterEach, expect, it, vi } from "vitest";
 import type * as CommandAgentWait from "../../agent/command-agent-wait.ts";
@@ -159,6 +159,8 @@ it("a drill run as root keeps its report as the state folder's owner (the servic
   if (process.getuid?.() !== 0) return;
   const { config, file } = setUp();
   const NOBODY = 65534;
+  // The service's user reaches its own state folder (the agent runs as it).
+  chmodSync(dirname(config.stateDir), 0o711);
   mkdirSync(config.stateDir, { mode: 0o700 });
   chownSync(config.stateDir, NOBODY, NOBODY);
   // An earlier version's root drill left drill-reports/ as root's: the agent cannot take a report away; status says so.
@@ -178,6 +180,38 @@ it("a drill run as root keeps its report as the state folder's owner (the servic
   keepDrillReport(config.stateDir, drillReport("20261201T048000Z-iiiiii", true));
   expect(statSync(keptReportsDir(config.stateDir))).toMatchObject({ uid: NOBODY, mode: expect.any(Number) });
   expect(statSync(keptReportsDir(config.stateDir)).mode & 0o777).toBe(0o700);
+});
+
+it("a drill run as root follows no link the service's user planted in its state folder", async () => {
+  if (process.getuid?.() !== 0) return;
+  const { config } = setUp();
+  const NOBODY = 65534;
+  chmodSync(dirname(config.stateDir), 0o711);
+  mkdirSync(config.stateDir, { mode: 0o700 });
+  chownSync(config.stateDir, NOBODY, NOBODY);
+  // Root's own folder and file, elsewhere: what the service's user would like to own or overwrite.
+  const rootDir = join(dirname(config.stateDir), "root-only");
+  mkdirSync(rootDir, { mode: 0o700 });
+  const rootFile = join(rootDir, "secret");
+  writeFileSync(rootFile, "root's\n", { mode: 0o600 });
+
+  // drill-reports/ is a link to root's folder: nothing is written there, and the folder stays root's.
+  symlinkSync(rootDir, keptReportsDir(config.stateDir));
+  expect(() => keepDrillReport(config.stateDir, drillReport("20261201T049000Z-jjjjjj", true))).toThrow();
+  expect(statSync(rootDir)).toMatchObject({ uid: 0, gid: 0 });
+  expect(statSync(rootDir).mode & 0o777).toBe(0o700);
+
+  // The temp file the drill will write is a link to root's file (the user read the CLI's pid): root's file is untouched.
+  rmSync(keptReportsDir(config.stateDir));
+  mkdirSync(keptReportsDir(config.stateDir), { mode: 0o700 });
+  chownSync(keptReportsDir(config.stateDir), NOBODY, NOBODY);
+  const report = drillReport("20261201T049500Z-kkkkkk", true);
+  symlinkSync(rootFile, `${join(keptReportsDir(config.stateDir), `${report.id}.json`)}.${process.pid}.tmp`);
+  const kept = keepDrillReport(config.stateDir, report);
+  expect(readFileSync(rootFile, "utf8")).toBe("root's\n");
+  expect(statSync(rootFile)).toMatchObject({ uid: 0, gid: 0 });
+  expect(statSync(kept)).toMatchObject({ uid: NOBODY, gid: NOBODY });
+  expect(JSON.parse(readFileSync(kept, "utf8"))).toEqual(report);
 });
 
 it("a kept report is journaled by whoever claims it first, once; a failed journal keeps it", async () => {
