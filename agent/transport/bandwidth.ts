@@ -70,8 +70,10 @@ export class RateLimitedTransport implements Transport {
   #refilledAt: number;
   /** Calls wait their turn in arrival order, so a large one is not starved. */
   #queue: Promise<unknown> = Promise.resolve();
-  /** Calls that have not had their turn yet: one arriving meanwhile waits behind them. */
-  #waiting = 0;
+  /** A call's turn sleeps for the budget: the calls queued behind it wait for it too. */
+  #sleeping = false;
+  /** How to tell each call that has not had its turn yet that it waits (once the turn ahead of it sleeps). */
+  readonly #queued = new Set<(waiting: boolean) => void>();
 
   constructor(inner: Transport, bandwidth: Bandwidth, options: RateLimitOptions = {}) {
     this.#inner = inner;
@@ -112,9 +114,11 @@ export class RateLimitedTransport implements Transport {
         // Status only: the call goes on.
       }
     };
-    if (this.#waiting > 0) tell(true);
-    this.#waiting += 1;
+    // Behind a call that sleeps for the budget, this one waits for it too; behind one that only takes its turn, not.
+    if (this.#sleeping) tell(true);
+    this.#queued.add(tell);
     const turn = this.#queue.then(async () => {
+      this.#queued.delete(tell);
       for (;;) {
         this.#signal?.throwIfAborted();
         const rate = rateAt(this.#bandwidth, this.#now());
@@ -125,14 +129,20 @@ export class RateLimitedTransport implements Transport {
           return;
         }
         tell(true);
-        await this.#sleep(Math.ceil((-this.#tokens / rate) * 1000), this.#signal);
+        for (const behind of this.#queued) behind(true);
+        this.#sleeping = true;
+        try {
+          await this.#sleep(Math.ceil((-this.#tokens / rate) * 1000), this.#signal);
+        } finally {
+          this.#sleeping = false;
+        }
       }
     });
     this.#queue = turn.catch(() => undefined);
     try {
       await turn;
     } finally {
-      this.#waiting -= 1;
+      this.#queued.delete(tell);
       tell(false);
     }
     await call();

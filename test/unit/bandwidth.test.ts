@@ -124,8 +124,9 @@ it("tells a staged payload while it waits for the budget, behind another call or
   // The first goes at once (the bucket is full); the second waits for the first's debt; the third, behind the second.
   await Promise.all([limited.stage(payload("k1", first)), limited.stage(payload("k2", second)), limited.stage(payload("k3", third))]);
   expect(first).toEqual([]);
-  expect(second).toEqual(["waiting (0 calls made)", "goes (1 calls made)"]);
-  expect(third).toEqual(["waiting (0 calls made)", "goes (2 calls made)"]);
+  expect(second).toEqual(["waiting (1 calls made)", "goes (1 calls made)"]);
+  // The third is told as soon as the second's turn sleeps for the budget: it waits behind it.
+  expect(third).toEqual(["waiting (1 calls made)", "goes (2 calls made)"]);
   expect(calls).toEqual(["stage 5000", "stage 5000", "stage 5000"]);
 });
 
@@ -154,4 +155,22 @@ it("tells a set's message while it waits for the budget (an upload's debt) and o
   await limited.send("s", "after", "y");
   expect(told).toEqual(["s waiting (2 calls made)", "s goes (2 calls made)"]);
   expect(calls).toEqual(["send first", "stage 5000", "send after"]);
+});
+
+it("tells nothing of sends that only take their turns within the budget (several sets at once: no status write per message)", async () => {
+  const told: string[] = [];
+  const inner: Transport = {
+    async stage() {},
+    async send() {},
+  };
+  const limited = new RateLimitedTransport(inner, { bytesPerSecond: 100_000_000 }, {
+    now: () => at(5, "12:00"),
+    sleep: async () => {
+      throw new Error("no send here needs to wait for the budget");
+    },
+    onSendWait: (set, waiting) => told.push(`${set} ${waiting ? "waiting" : "goes"}`),
+  });
+  limited.send("warm", "0", "x");
+  await Promise.all(["a", "b", "c"].map((set) => limited.send(set, `${set}-1`, "x".repeat(1_000))));
+  expect(told).toEqual([]);
 });
