@@ -67,15 +67,22 @@ function readBody(req: IncomingMessage): Promise<unknown> {
   });
 }
 
-/** True when something accepts connections on the socket (an agent runs on its state dir). */
+/**
+ * True when something accepts connections on the socket (an agent runs on its state dir). The connection is
+ * destroyed, not half-closed: end() waited for the peer's own end, which a stopped (SIGSTOP) or hung agent never
+ * sends, and the open socket kept the command's process alive after it had failed.
+ */
 export function answering(path: string): Promise<boolean> {
   return new Promise((resolve) => {
     const socket = connect(path);
     socket.once("connect", () => {
-      socket.end();
+      socket.destroy();
       resolve(true);
     });
-    socket.once("error", () => resolve(false));
+    socket.once("error", () => {
+      socket.destroy();
+      resolve(false);
+    });
   });
 }
 
@@ -142,7 +149,7 @@ export function callControl(
       res.on("data", (chunk: string) => {
         buffer += chunk;
         let newline = buffer.indexOf("\n");
-        while (newline >= 0) {
+        while (newline >= 0 && !settled) {
           const line = buffer.slice(0, newline);
           buffer = buffer.slice(newline + 1);
           newline = buffer.indexOf("\n");
@@ -161,8 +168,12 @@ export function callControl(
             resolve(message.result);
           }
         }
+        // The answer is in: the connection is closed here, not left open until the agent ends it (a stopped one never does).
+        if (settled) req.destroy();
       });
-      res.on("end", () => {
+      // "close", not "end": a response cut off (the agent killed mid-answer) ends with no "end", and the command waited
+      // on a promise nothing would settle.
+      res.on("close", () => {
         if (!settled) reject(new ControlError("the agent closed the connection without an answer"));
       });
     });
