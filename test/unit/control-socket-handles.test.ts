@@ -11,7 +11,7 @@ import { createServer, type Server, type Socket } from "node:net";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterEach, expect, it } from "vitest";
-import { controlSocketPath } from "../../agent/control.ts";
+import { callControl, controlSocketPath, startControlServer } from "../../agent/control.ts";
 import { runProcess } from "../support/cli.ts";
 import { tempDir } from "../support/tree.ts";
 
@@ -115,4 +115,30 @@ it("a stale socket path (nothing listens) is not answering", async () => {
   const result = await inChild(`import { answering } from ${JSON.stringify(CONTROL)}; console.log("answering", await answering(${JSON.stringify(join(dir.path, "none.sock"))}));`);
   expect(result.stdout).toContain("answering false");
   expect(result.code).toBe(0);
+});
+
+it("callControl(): an agent that took the request and then falls silent (stopped mid-operation) fails it, and the process exits", async () => {
+  // The head says the agent sends a heartbeat every 50 ms; then nothing comes.
+  const head = "HTTP/1.1 200 OK\r\ncontent-type: application/x-ndjson\r\nx-tidemark-heartbeat-ms: 50\r\ntransfer-encoding: chunked\r\n\r\n";
+  const { path } = await stoppedAgent((socket) => {
+    socket.resume();
+    socket.once("data", () => socket.write(head));
+  });
+  const result = await inChild(
+    `import { callControl } from ${JSON.stringify(CONTROL)}; try { await callControl(${JSON.stringify(path)}, "/task", {}, () => {}, 300); } catch (e) { console.log("failed", e.name, e.message); }`,
+  );
+  expect(result.stdout).toMatch(/failed AgentNotAnsweringError the agent on .* took the request, then sent nothing for 0\.3 s: it is stopped or hung/);
+  expect(result.code).toBe(0);
+});
+
+it("callControl(): an operation far longer than the silence allowed goes on while the agent's heartbeats come", async () => {
+  dir = tempDir("tidemark-stopped-");
+  const path = controlSocketPath(dir.path);
+  const agent = await startControlServer(path, { "/slow": () => new Promise((resolve) => setTimeout(() => resolve("done"), 1_500)) }, { heartbeatMs: 20 });
+  try {
+    // Silence allowed: max(300 ms, 6 heartbeats = 120 ms); the operation takes 1.5 s.
+    expect(await callControl(path, "/slow", {}, () => {}, 300)).toBe("done");
+  } finally {
+    await agent.close();
+  }
 });
