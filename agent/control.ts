@@ -41,7 +41,17 @@ export class ControlError extends Error {
  */
 export const CONTROL_ANSWER_TIMEOUT_MS = 60_000;
 
-/** The agent accepted the connection but did not take the request in time. */
+/**
+ * While a request runs the agent sends an empty line this often, and says so in the answer's head (HEARTBEAT_HEADER):
+ * a command then fails when nothing comes for HEARTBEATS_MISSED of them (at least its answer timeout), where it waited
+ * forever on an agent stopped (SIGSTOP) or hung after it took the request. An empty line is skipped by every CLI, and
+ * a CLI asking an agent older than this (no header) waits as before.
+ */
+export const HEARTBEAT_MS = 10_000;
+const HEARTBEAT_HEADER = "x-tidemark-heartbeat-ms";
+const HEARTBEATS_MISSED = 6;
+
+/** The agent accepted the connection but did not take the request in time, or went silent after it took it. */
 export class AgentNotAnsweringError extends ControlError {
   override name = "AgentNotAnsweringError";
 }
@@ -67,15 +77,22 @@ function readBody(req: IncomingMessage): Promise<unknown> {
   });
 }
 
-/** True when something accepts connections on the socket (an agent runs on its state dir). */
+/**
+ * True when something accepts connections on the socket (an agent runs on its state dir). The connection is
+ * destroyed, not half-closed: end() waited for the peer's own end, which a stopped (SIGSTOP) or hung agent never
+ * sends, and the open socket kept the command's process alive after it had failed.
+ */
 export function answering(path: string): Promise<boolean> {
   return new Promise((resolve) => {
     const socket = connect(path);
     socket.once("connect", () => {
-      socket.end();
+      socket.destroy();
       resolve(true);
     });
-    socket.once("error", () => resolve(false));
+    socket.once("error", () => {
+      socket.destroy();
+      resolve(false);
+    });
   });
 }
 
@@ -84,7 +101,8 @@ export interface ControlServer {
   close(): Promise<void>;
 }
 
-export async function startControlServer(path: string, routes: Record<string, ControlHandler>): Promise<ControlServer> {
+export async function startControlServer(path: string, routes: Record<string, ControlHandler>, options: { heartbeatMs?: number } = {}): Promise<ControlServer> {
+  const heartbeatMs = options.heartbeatMs ?? HEARTBEAT_MS;
   if (existsSync(path)) {
     if (await answering(path)) throw new ControlError(`another agent is running on this state dir (${path} answers)`);
     // Left by an agent that was killed: nobody listens on it.
@@ -96,9 +114,11 @@ export async function startControlServer(path: string, routes: Record<string, Co
       res.writeHead(404, { "content-type": "application/json" }).end(`${JSON.stringify({ error: `no such request ${req.method} ${req.url}` })}\n`);
       return;
     }
-    res.writeHead(200, { "content-type": "application/x-ndjson" });
+    res.writeHead(200, { "content-type": "application/x-ndjson", [HEARTBEAT_HEADER]: String(heartbeatMs) });
     // At once: the caller knows this agent took the request, however long before its first progress event.
     res.flushHeaders();
+    const heartbeat = setInterval(() => res.write("\n"), heartbeatMs);
+    res.once("close", () => clearInterval(heartbeat));
     const send = (line: unknown) => res.write(`${JSON.stringify(line)}\n`);
     readBody(req)
       .then((body) => route(body, (event) => send({ progress: event })))
@@ -138,11 +158,30 @@ export function callControl(
       clearTimeout(untaken);
       let buffer = "";
       let settled = false;
+      // An agent that sends heartbeats and then falls silent is stopped or hung: the command fails rather than wait on it.
+      const beat = Number(res.headers[HEARTBEAT_HEADER]);
+      const silentMs = Number.isFinite(beat) && beat > 0 ? Math.max(answerTimeoutMs, beat * HEARTBEATS_MISSED) : undefined;
+      let silent: NodeJS.Timeout | undefined;
+      const listen = () => {
+        clearTimeout(silent);
+        if (silentMs === undefined || settled) return;
+        silent = setTimeout(() => {
+          settled = true;
+          reject(
+            new AgentNotAnsweringError(
+              `the agent on ${path} took the request, then sent nothing for ${silentMs / 1000} s: it is stopped or hung (its pid is in tidemark.lock in its state folder); should it go on, it may still carry the request out`,
+            ),
+          );
+          req.destroy();
+        }, silentMs);
+      };
+      listen();
       res.setEncoding("utf8");
       res.on("data", (chunk: string) => {
+        listen();
         buffer += chunk;
         let newline = buffer.indexOf("\n");
-        while (newline >= 0) {
+        while (newline >= 0 && !settled) {
           const line = buffer.slice(0, newline);
           buffer = buffer.slice(newline + 1);
           newline = buffer.indexOf("\n");
@@ -161,8 +200,13 @@ export function callControl(
             resolve(message.result);
           }
         }
+        // The answer is in: the connection is closed here, not left open until the agent ends it (a stopped one never does).
+        if (settled) req.destroy();
       });
-      res.on("end", () => {
+      // "close", not "end": a response cut off (the agent killed mid-answer) ends with no "end", and the command waited
+      // on a promise nothing would settle.
+      res.on("close", () => {
+        clearTimeout(silent);
         if (!settled) reject(new ControlError("the agent closed the connection without an answer"));
       });
     });

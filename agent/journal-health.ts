@@ -1,10 +1,18 @@
 // What the agent does when its journal fails under it. A full disk: say so
-// once, with the real error, stop capturing and sending (every attempt would
-// fail the same way, and spin), probe with growing pauses, and once a write
-// commits again, resume with a catch-up scan of every set: nothing captured
-// meanwhile reached the index, so the scan finds all of it. A corrupt
-// journal: hand it to the agent's owner, who stops the process.
+// once, with the real error, stop capturing (every attempt would fail the
+// same way, and spin), probe with growing pauses, and once a write commits
+// again, resume with a catch-up scan of every set: nothing captured meanwhile
+// reached the index, so the scan finds all of it. Sending what is journaled
+// goes on meanwhile: it writes little (marking a message sent rewrites a few
+// of the journal's pages, which a WAL already as large reuses) and frees the
+// spooled content of what it sent, often what filled the disk; sending had
+// stopped too and the agent's own backlog kept the disk full until an
+// operator freed space. Should a send itself find no space (marking it sent
+// failed), sending pauses too until the free space grows, and status says how
+// much to free. A corrupt journal: hand it to the agent's owner, who stops
+// the process.
 
+import { dirname } from "node:path";
 import { freeBytes, isCorrupt, isDiskFull, journalFault, JournalCorruptError } from "./journal-faults.ts";
 import type { Journal } from "./journal.ts";
 import type { Logger } from "./log.ts";
@@ -34,6 +42,9 @@ export interface JournalHealthOptions {
 /** A disk that fills again this soon after journaling resumed keeps its slow probing pace. */
 const REFILL_WINDOW_MS = 60_000;
 
+const DEFAULT_RESUME_FREE_BYTES = 4 * 1024 * 1024;
+const MIB = 1024 * 1024;
+
 export class JournalHealth {
   readonly #options: JournalHealthOptions;
   #problem: AgentProblem | null = null;
@@ -41,14 +52,46 @@ export class JournalHealth {
   #nextProbeMs = 1_000;
   #corrupt: JournalCorruptError | undefined;
   #resumedAt = Number.NEGATIVE_INFINITY;
+  /** The full disk's error, as the problem names it. */
+  #fault = "";
+  /** Set while sends are paused: a send found no space; the free bytes then (undefined: not readable). */
+  #sendsPaused: { readonly free: number | undefined } | undefined;
 
   constructor(options: JournalHealthOptions) {
     this.#options = options;
   }
 
-  /** The disk holding the journal is full: nothing is captured or sent until a probe succeeds. */
+  /** The disk holding the journal is full: nothing is captured until a probe succeeds (what is journaled is still sent: see sending). */
   get full(): boolean {
     return this.#problem !== null;
+  }
+
+  /**
+   * Whether the sender may send: always while the disk has space, and while journaling is paused too (sending frees
+   * the spooled content of what it sent), unless a send found no space itself: then once the free space has grown.
+   */
+  get sending(): boolean {
+    const paused = this.#sendsPaused;
+    if (this.#problem === null || paused === undefined) return true;
+    const free = freeBytes(this.#options.journal.path);
+    if (free === undefined || paused.free === undefined || free <= paused.free) return false;
+    this.#sendsPaused = undefined;
+    this.#options.log.info("space freed on the journal's disk: sending what is journaled again", { freeBytes: free });
+    this.#setProblem();
+    return true;
+  }
+
+  /**
+   * Takes a failure of a send: as handle(); when it was a full disk (marking the message sent found no space),
+   * sending pauses too until the free space grows (the message goes again then, as after any send not marked).
+   */
+  handleSend(error: unknown): boolean {
+    if (!this.handle(error)) return false;
+    if (!isDiskFull(error) || this.#sendsPaused !== undefined) return true;
+    this.#sendsPaused = { free: freeBytes(this.#options.journal.path) };
+    this.#options.log.error("disk full: sending paused too, until the free space grows", { needed: this.#needed() });
+    this.#setProblem();
+    return true;
   }
 
   get problem(): AgentProblem | null {
@@ -70,12 +113,32 @@ export class JournalHealth {
     if (this.#problem !== null) return true;
     const named = journalFault(error, this.#options.journal.path);
     const message = named instanceof Error ? named.message : String(named);
-    this.#problem = { problem: `${message}; journaling paused, resumes by itself when there is space`, since: new Date().toISOString() };
-    this.#options.log.error("disk full: journaling paused until there is space, then a catch-up scan journals what changed", { error: message });
-    this.#report(this.#problem);
+    this.#fault = message;
+    this.#sendsPaused = undefined;
+    this.#setProblem(new Date().toISOString());
+    this.#options.log.error("disk full: journaling paused until there is space, then a catch-up scan journals what changed; sending what is journaled goes on", {
+      error: message,
+    });
     if (Date.now() - this.#resumedAt > REFILL_WINDOW_MS) this.#nextProbeMs = this.#options.firstProbeMs ?? 1_000;
     this.#schedule();
     return true;
+  }
+
+  /** What to free for sends and journaling to go on: up to the free space journaling resumes at, at least 1 MiB. */
+  #needed(): string {
+    const free = freeBytes(this.#options.journal.path) ?? 0;
+    const needed = Math.max(MIB, (this.#options.resumeFreeBytes ?? DEFAULT_RESUME_FREE_BYTES) - free);
+    return `${Math.ceil(needed / MIB)} MiB`;
+  }
+
+  /** The problem for status: the full disk's error, and what is paused (since: the first failure's time, kept). */
+  #setProblem(since: string = this.#problem?.since ?? new Date().toISOString()): void {
+    const sends =
+      this.#sendsPaused === undefined
+        ? "sending what is journaled goes on (it frees the spooled content of what it sent)"
+        : `sending paused too (the journal found no space to mark a message sent): free ${this.#needed()} in ${dirname(this.#options.journal.path)}`;
+    this.#problem = { problem: `${this.#fault}; journaling paused, resumes by itself when there is space; ${sends}`, since };
+    this.#report(this.#problem);
   }
 
   #report(problem: AgentProblem | null): void {
@@ -99,7 +162,7 @@ export class JournalHealth {
   async probe(): Promise<boolean> {
     if (this.#problem === null) return true;
     const free = freeBytes(this.#options.journal.path);
-    if (free !== undefined && free < (this.#options.resumeFreeBytes ?? 4 * 1024 * 1024)) {
+    if (free !== undefined && free < (this.#options.resumeFreeBytes ?? DEFAULT_RESUME_FREE_BYTES)) {
       this.#schedule();
       return false;
     }
@@ -111,6 +174,7 @@ export class JournalHealth {
       return false;
     }
     this.#problem = null;
+    this.#sendsPaused = undefined;
     this.#resumedAt = Date.now();
     clearTimeout(this.#timer);
     this.#report(null);
@@ -123,5 +187,6 @@ export class JournalHealth {
     clearTimeout(this.#timer);
     this.#timer = undefined;
     this.#problem = null;
+    this.#sendsPaused = undefined;
   }
 }

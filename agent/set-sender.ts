@@ -135,15 +135,16 @@ export class SetSender {
         lastSend = Date.now();
         hurried = this.#hurried;
         this.#hurried = false;
-        // While the disk is full, marking a message sent would fail: sending it would only send it twice.
-        sent = health.full || (await this.#options.held?.()) === true ? 0 : (await this.#sendNext()).records;
+        // While the disk is full, what is journaled is still sent (it frees its spooled content), unless marking a
+        // message sent found no space: sending would then only send it twice (journal-health.ts).
+        sent = !health.sending || (await this.#options.held?.()) === true ? 0 : (await this.#sendNext()).records;
         await this.#options.afterSend();
         if (failures > 1) this.#nameSendError(null);
         failures = 0;
       } catch (error) {
         if (stopped()) return;
         failures += 1;
-        if (!health.handle(error)) {
+        if (!health.handleSend(error)) {
           log.error("send failed", { set: spec.name, error: String(error) });
           // A failure that repeats would otherwise show in status only as a backlog that grows.
           if (failures > 1) this.#nameSendError(error instanceof Error ? error.message : String(error));

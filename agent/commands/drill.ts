@@ -13,6 +13,7 @@ import { stringOption, type Command } from "./command.ts";
 import { checkSet, operate } from "./operate.ts";
 import type { CommandWaits } from "../command-agent-wait.ts";
 import { keepDrillReport } from "../drill-kept.ts";
+import { setArgument } from "./set-argument.ts";
 import { withTargetStore } from "./target-store.ts";
 
 /** Exit code of a drill that failed. */
@@ -167,8 +168,9 @@ Examples:
     config: { type: "string" },
   },
   async run(values, positionals) {
+    const named = setArgument(positionals[0], "drill", stringOption(values.config));
     const config = loadConfig(configPath(stringOption(values.config)));
-    const set = checkSet(config, positionals[0], "drill");
+    const set = checkSet(config, named, "drill");
     const json = values.json === true;
     const view = json ? undefined : createProgressView({ tty: process.stderr.isTTY === true, write: (text) => process.stderr.write(text) });
     const snapshot = stringOption(values.snapshot);

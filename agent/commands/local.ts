@@ -81,6 +81,17 @@ export function versioningLine(settled: SettledVersioning): string {
   }
 }
 
+/**
+ * How to keep `tidemark local` running, said when it stopped because the process that started it exited (`nohup …
+ * &` from a shell that then exits does not keep it): a process that stays (a kept shell, tmux) or systemd does.
+ */
+export const PARENT_EXITED_HINT =
+  "tidemark local stops with the process that started it (nohup ... & does not change that once its shell exits): keep that shell open (or run it in tmux/screen), or run it under systemd (systemd-run --unit tidemark-local tidemark local ...)";
+
+function stoppingHint(reason: string): { hint?: string } {
+  return reason === "parent exited" ? { hint: PARENT_EXITED_HINT } : {};
+}
+
 export const localCommand: Command = {
   name: "local",
   help: `Usage: tidemark local [--port 4566] [--state DIR] [--source DIR [--set NAME]] [--unversioned-bucket] [--json-logs]
@@ -228,7 +239,7 @@ Examples:
           stopping,
         });
         if ("stoppedBy" in started) {
-          log.info("stopping", { reason: started.stoppedBy, while: started.while });
+          log.info("stopping", { reason: started.stoppedBy, while: started.while, ...stoppingHint(started.stoppedBy) });
           return 0;
         }
         agent = started.agent;
@@ -239,7 +250,7 @@ Examples:
       }
       process.stdout.write("Press Ctrl-C to stop.\n");
       const reason = await stopping;
-      log.info("stopping", { reason });
+      log.info("stopping", { reason, ...stoppingHint(reason) });
     } finally {
       await stopAll();
     }

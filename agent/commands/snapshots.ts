@@ -14,6 +14,7 @@ import type { WriteOptions } from "../restore-writer.ts";
 import { parseMoment, restoreAt } from "../restore-at.ts";
 import { stringOption, UsageError, type Command } from "./command.ts";
 import { checkSet, heldAsJson, operate } from "./operate.ts";
+import { setArgument } from "./set-argument.ts";
 import { withEbsClient, withTargetStore } from "./target-store.ts";
 import { withRestoreStore, type ReadPath } from "./restore-store.ts";
 
@@ -140,15 +141,17 @@ Examples:
     config: { type: "string" },
   },
   async run(values, positionals) {
-    const config = loadConfig(configPath(stringOption(values.config)));
-    const set = checkSet(config, positionals[0], "restore");
+    // The arguments first: a usage error is said as one (exit 2) with no config at hand too.
+    const named = setArgument(positionals[0], "restore", stringOption(values.config));
     if (values.delete === true && values.force !== true) throw new UsageError("--delete removes what the snapshot does not hold from a folder that is not empty: it needs --force");
     const id = stringOption(values.snapshot);
     const at = stringOption(values.at);
     const to = stringOption(values.to);
     if (id !== undefined && at !== undefined) throw new UsageError("give --snapshot ID or --at TIME, not both");
-    if (id === undefined && at === undefined) throw new UsageError("name the snapshot with --snapshot ID (see `tidemark snapshots " + set + "`), or a moment with --at TIME");
+    if (id === undefined && at === undefined) throw new UsageError("name the snapshot with --snapshot ID (see `tidemark snapshots " + named + "`), or a moment with --at TIME");
     if (to === undefined) throw new UsageError("name the folder to restore into with --to DIR");
+    const config = loadConfig(configPath(stringOption(values.config)));
+    const set = checkSet(config, named, "restore");
     const json = values.json === true;
     if (at !== undefined) return runRestoreAt(config, set, parseMoment(at), resolve(to), { force: values.force === true, delete: values.delete === true, json });
     if (id === undefined) throw new UsageError("name the snapshot with --snapshot ID");
@@ -343,11 +346,15 @@ Examples:
   positionals: true,
   options: { keep: { type: "string" }, json: { type: "boolean" }, config: { type: "string" } },
   async run(values, positionals) {
-    const config = loadConfig(configPath(stringOption(values.config)));
-    const set = checkSet(config, positionals[0], "prune");
+    // The arguments first: a usage error is said as one (exit 2) with no config at hand too.
+    const named = setArgument(positionals[0], "prune", stringOption(values.config));
     const keepText = stringOption(values.keep);
-    const keep = Number(keepText);
-    if (keepText === undefined || !Number.isInteger(keep) || keep < 0) throw new UsageError(`--keep must be a whole number of snapshots, got "${keepText ?? ""}"`);
+    if (keepText === undefined) throw new UsageError("--keep N is required: the number of snapshots to keep (0 deletes them all)");
+    // Digits only: an empty --keep "$N" (N unset) read as 0, which deletes every snapshot.
+    const keep = /^\d+$/.test(keepText) ? Number(keepText) : Number.NaN;
+    if (!Number.isSafeInteger(keep)) throw new UsageError(`--keep must be a whole number of snapshots, got "${keepText}"`);
+    const config = loadConfig(configPath(stringOption(values.config)));
+    const set = checkSet(config, named, "prune");
     const json = values.json === true;
     let report: PruneReport;
     try {

@@ -13,6 +13,7 @@ import { readOwnerKey } from "../owner-key.ts";
 import { createProgressView } from "../progress.ts";
 import { stringOption, UsageError, type Command } from "./command.ts";
 import { agentReady, checkSet, operate } from "./operate.ts";
+import { setArgument } from "./set-argument.ts";
 import { shortenedWaits } from "../command-agent-wait.ts";
 import { withTargetStore } from "./target-store.ts";
 
@@ -222,16 +223,18 @@ Examples:
   },
   async run(values, positionals) {
     const started = Date.now();
-    const config = loadConfig(configPath(stringOption(values.config)));
-    const set = checkSet(config, positionals[0], "insert a task into");
+    // The arguments first: a usage error is said as one (exit 2) with no config at hand too.
+    const named = setArgument(positionals[0], "insert a task into", stringOption(values.config));
     const fields = parseFields(values);
+    const settle = seconds(values.settle, "--settle", 3600) ?? 0;
+    const waitTimeout = seconds(values["wait-timeout"], "--wait-timeout", 7 * 86_400);
+    if (waitTimeout !== undefined && values.wait !== true) throw new UsageError("--wait-timeout goes with --wait");
+    const config = loadConfig(configPath(stringOption(values.config)));
+    const set = checkSet(config, named, "insert a task into");
     const volume = config.sets.find((s) => s.name === set)?.volume !== undefined;
     if (fields.action === "ebs-snapshot" && !volume) {
       throw new UsageError(`--action ebs-snapshot needs a volume set; "${set}" is a file set (a disk or image is a set of "type": "volume")`);
     }
-    const settle = seconds(values.settle, "--settle", 3600) ?? 0;
-    const waitTimeout = seconds(values["wait-timeout"], "--wait-timeout", 7 * 86_400);
-    if (waitTimeout !== undefined && values.wait !== true) throw new UsageError("--wait-timeout goes with --wait");
     const json = values.json === true;
     if (!config.tasks.enabled) {
       throw new TasksDisabledError(

@@ -2,9 +2,10 @@
 // `npx` alone (or a killed script) must not leave it running, orphaned.
 
 import { spawn } from "node:child_process";
-import { existsSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterEach, expect, it } from "vitest";
+import { PARENT_EXITED_HINT } from "../../agent/commands/local.ts";
 import { CLI } from "../support/cli.ts";
 import { tempDir } from "../support/tree.ts";
 
@@ -33,8 +34,11 @@ const running = (pid: number) => {
 it("exits, releasing its state folder, when its parent is killed", async () => {
   const state = join(dir.path, "state");
   // A parent like npx: it starts `tidemark local`, says its pid, and waits.
+  // Its log (stderr) goes to a file, read once it stopped.
+  const logFile = join(dir.path, "local.log");
   const script = `const { spawn } = require("node:child_process");
-const child = spawn(process.execPath, ${JSON.stringify([CLI, "local", "--port", "0", "--state", state])}, { stdio: "inherit" });
+const log = require("node:fs").openSync(${JSON.stringify(logFile)}, "w");
+const child = spawn(process.execPath, ${JSON.stringify([CLI, "local", "--port", "0", "--state", state])}, { stdio: ["ignore", "inherit", log] });
 process.stdout.write("child " + child.pid + "\\n");
 setInterval(() => {}, 1000);`;
   const parent = spawn(process.execPath, ["-e", script], { stdio: ["ignore", "pipe", "inherit"] });
@@ -56,6 +60,10 @@ setInterval(() => {}, 1000);`;
   for (let i = 0; i < 300 && running(child); i += 1) await new Promise((resolve) => setTimeout(resolve, 100));
   expect(running(child)).toBe(false);
   expect(existsSync(join(state, "local.lock"))).toBe(false);
+  // Its last line says why, and how to keep it running.
+  const stopped = readFileSync(logFile, "utf8").split("\n").find((line) => line.includes("stopping"));
+  expect(stopped).toContain("reason=parent exited");
+  expect(stopped).toContain(PARENT_EXITED_HINT);
 });
 
 it("exits when its parent is gone before it finished starting", async () => {
