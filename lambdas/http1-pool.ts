@@ -6,6 +6,9 @@
 // itself (a request head, a body, an answer head and body on one socket) needs
 // a fraction of that (bench/notes.md). What it does not need, it refuses
 // plainly: a header value Node would refuse, an answer that is not HTTP/1.x.
+// Every socket reads into one buffer (net's onread), and an answer's body is
+// copied from it into a buffer of its Content-Length: no fresh buffer, stream
+// event and Buffer object a read, and one contiguous body an answer.
 
 import type { IncomingHttpHeaders } from "node:http";
 import net from "node:net";
@@ -21,13 +24,21 @@ const DEFAULT_IDLE_MS = 4_000;
 /** A server's keep-alive timeout is trusted minus this margin. */
 const KEEP_ALIVE_MARGIN_MS = 1_000;
 const MAX_HEAD_BYTES = 64 * 1024;
+/** Bodies up to this long (by their Content-Length) are read into one buffer made when the head is read; longer ones are gathered as they come. */
+const PREALLOCATED_BODY_BYTES = 16 * 1024 * 1024;
+
+/**
+ * What every connection's socket reads into. A read's bytes are parsed, and whatever is kept copied out, before the
+ * callback returns, so one buffer serves every socket of the process (reads run one at a time on its thread).
+ */
+const READ_BUFFER = Buffer.allocUnsafe(64 * 1024);
 
 export interface Http1Response {
   readonly status: number;
   readonly headers: IncomingHttpHeaders;
-  /** The body in one Buffer (joined from its pieces when first read). */
+  /** The body in one Buffer (joined from its pieces when first read: only a chunked answer, or one longer than 16 MiB, has several). */
   readonly body: Buffer;
-  /** The body as it arrived, in pieces: a reader that can take pieces (a file's writev) is spared copying megabytes. */
+  /** The body in pieces: one for an answer with a Content-Length up to 16 MiB; a reader that can take pieces is spared joining them. */
   readonly chunks: readonly Buffer[];
 }
 
@@ -169,21 +180,32 @@ export class Http1Pool {
     const port = Number(this.#url.port) || (this.#url.protocol === "https:" ? 443 : 80);
     const host = this.#url.hostname.replace(/^\[(.*)\]$/, "$1");
     let socket: net.Socket;
+    // A read's bytes are handled before the next read into the same buffer; true: go on reading.
+    const onread: net.OnReadOpts = {
+      buffer: READ_BUFFER,
+      callback: (bytes) => {
+        connection.read(READ_BUFFER, bytes);
+        return true;
+      },
+    };
     if (this.#url.protocol === "https:") {
-      const secure = tls.connect({
+      // tls.connect takes onread as net.connect does (Node's documentation); its typings do not name it.
+      const options: tls.ConnectionOptions & { onread: net.OnReadOpts } = {
         host,
         port,
+        onread,
         ALPNProtocols: ["http/1.1"],
         ...(net.isIP(host) ? {} : { servername: host }),
         ...(this.#options.ca !== undefined ? { ca: this.#options.ca } : {}),
         ...(this.#tlsSession ? { session: this.#tlsSession } : {}),
-      });
+      };
+      const secure = tls.connect(options);
       secure.on("session", (session: Buffer) => (this.#tlsSession = session));
       socket = secure;
-    } else socket = net.connect({ host, port });
+    } else socket = net.connect({ host, port, onread });
     socket.setNoDelay(true);
     socket.setKeepAlive(true, 1_000);
-    return new Connection(socket, this.#url.host, this.#options.timeoutMs, this.#options.minimumTransfer, {
+    const connection = new Connection(socket, this.#url.host, this.#options.timeoutMs, this.#options.minimumTransfer, {
       idle: (connection) => {
         if (this.#closed) connection.destroy();
         else this.#idle.push(connection);
@@ -196,6 +218,7 @@ export class Http1Pool {
         this.#dispatch();
       },
     });
+    return connection;
   }
 }
 
@@ -224,7 +247,6 @@ class Connection {
     this.#host = host;
     this.#minimumTransfer = minimumTransfer;
     socket.setTimeout(timeoutMs);
-    socket.on("data", (chunk: Buffer) => this.#data(chunk));
     socket.on("timeout", () => this.#fail(new HttpConnectionError(`no answer from ${host} in ${timeoutMs / 1000} s`, "ETIMEDOUT")));
     socket.on("error", (error: NodeJS.ErrnoException) => this.#fail(new HttpConnectionError(error.message, error.code ?? "ECONNRESET", { cause: error })));
     socket.on("end", () => this.#end());
@@ -275,7 +297,9 @@ class Connection {
     this.#socket.destroy();
   }
 
-  #data(chunk: Buffer): void {
+  /** The socket read `length` bytes into `buffer`, which the next read overwrites: what is kept of them is copied. */
+  read(buffer: Buffer, length: number): void {
+    const chunk = buffer.subarray(0, length);
     const parser = this.#parser;
     const pending = this.#pending;
     if (!parser || !pending) {
@@ -352,7 +376,10 @@ function bareLineFeed(bytes: Buffer, end: number): boolean {
   return false;
 }
 
-/** Reads one HTTP/1.x answer: its head, then a body by content-length, by chunks, or to the end of the connection. */
+/**
+ * Reads one HTTP/1.x answer: its head, then a body by content-length, by chunks, or to the end of the connection.
+ * The pieces pushed are views of the socket's read buffer, valid only during push(): what it keeps, it copies.
+ */
 class AnswerParser {
   readonly #headRequest: boolean;
   #maxBodyBytes: number;
@@ -362,6 +389,8 @@ class AnswerParser {
   #headers: IncomingHttpHeaders = {};
   #mode: "head" | "length" | "chunk-size" | "chunk-data" | "chunk-end" | "trailers" | "to-end" = "head";
   #remaining = 0;
+  /** A body by content-length up to PREALLOCATED_BODY_BYTES, filled as it comes; else the body's pieces (copies) in #body. */
+  #whole: Buffer | undefined;
   readonly #body: Buffer[] = [];
   keepAlive = true;
 
@@ -370,15 +399,23 @@ class AnswerParser {
     this.#maxBodyBytes = maxBodyBytes;
   }
 
-  /** Takes a piece of the body, refusing a body longer than the request allowed. */
+  /** Copies a piece of the body, refusing a body longer than the request allowed. */
   #take(piece: Buffer): void {
+    if (this.#bodyBytes + piece.length > this.#maxBodyBytes) throw new HttpAnswerTooLargeError(`the answer's body is longer than the ${this.#maxBodyBytes} bytes asked for`);
+    if (this.#whole) piece.copy(this.#whole, this.#bodyBytes);
+    else this.#body.push(Buffer.from(piece));
     this.#bodyBytes += piece.length;
-    if (this.#bodyBytes > this.#maxBodyBytes) throw new HttpAnswerTooLargeError(`the answer's body is longer than the ${this.#maxBodyBytes} bytes asked for`);
-    this.#body.push(piece);
   }
 
-  /** The whole answer once this chunk completes it. */
+  /** The whole answer once this chunk completes it; `chunk` is valid only during the call. */
   push(chunk: Buffer): Http1Response | undefined {
+    const answer = this.#parse(chunk);
+    // What is left unparsed (part of a head or a chunk-size line) waits for the next read: a copy, as the read buffer is reused.
+    if (!answer && this.#buffered.length > 0 && this.#buffered.buffer === chunk.buffer) this.#buffered = Buffer.from(this.#buffered);
+    return answer;
+  }
+
+  #parse(chunk: Buffer): Http1Response | undefined {
     this.#buffered = this.#buffered.length === 0 ? chunk : Buffer.concat([this.#buffered, chunk]);
     for (;;) {
       switch (this.#mode) {
@@ -493,6 +530,7 @@ class AnswerParser {
     if (!/^\d+$/.test(length)) throw new HttpProtocolError(`an answer's content-length is not a number: ${JSON.stringify(length)}`);
     this.#remaining = Number(length);
     if (this.#remaining > this.#maxBodyBytes) throw new HttpAnswerTooLargeError(`the answer's body of ${length} bytes is longer than the ${this.#maxBodyBytes} bytes asked for`);
+    if (this.#remaining <= PREALLOCATED_BODY_BYTES) this.#whole = Buffer.allocUnsafe(this.#remaining);
     this.#mode = "length";
     return this.#remaining === 0;
   }
@@ -501,7 +539,7 @@ class AnswerParser {
     // A stray CRLF after the answer is not a second answer (Node ignores it too).
     this.#buffered = this.#buffered.subarray(leadingLineEnds(this.#buffered));
     if (this.#buffered.length > 0) throw new HttpProtocolError("the server sent more than the answer to the one request in flight");
-    const chunks = this.#body;
+    const chunks = this.#whole ? [this.#whole] : this.#body;
     let body: Buffer | undefined;
     return {
       status: this.#status,

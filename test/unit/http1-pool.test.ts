@@ -103,7 +103,7 @@ describe("Http1Pool", () => {
     const chunked = await requests.request("GET", "/", { host: server.url.host }, new Uint8Array());
     expect(chunked.headers["transfer-encoding"]).toBe("chunked");
     expect(chunked.body.toString()).toBe("first,second");
-    // The pieces as they arrived, uncopied: the two chunks the server wrote.
+    // The pieces as they arrived: the two chunks the server wrote.
     expect(chunked.chunks.map((chunk) => chunk.toString())).toEqual(["first,", "second"]);
     const head = await requests.request("HEAD", "/", { host: server.url.host }, new Uint8Array());
     expect(head.headers["content-length"]).toBe("1234");
@@ -254,6 +254,29 @@ describe("Http1Pool reads answers as Node's client does", () => {
     expect((await get(requests, url)).body.toString()).toBe("two");
     expect((await get(requests, url)).body.toString()).toBe("three");
     expect(answers).toBe(3);
+  });
+
+  it("keeps each answer's head and body whole though every read lands in the same buffer: split heads, split chunks, later answers", async () => {
+    let answers = 0;
+    const later = (socket: Socket, ...pieces: string[]) => {
+      const [first, ...rest] = pieces;
+      if (first !== undefined) socket.write(first);
+      if (rest.length > 0) setTimeout(() => later(socket, ...rest), 20);
+    };
+    const url = await rawServer((socket) => {
+      answers += 1;
+      if (answers === 1) later(socket, "HTTP/1.1 200 OK\r\nConte", "nt-Length: 6\r\nX-Name: fi", "rst\r\n\r\nfir", "st!");
+      else if (answers === 2) later(socket, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nsec", "\r\n3", "\r\nond\r\n0\r\n\r\n");
+      else later(socket, "HTTP/1.1 200 OK\r\nContent-Length: 12\r\nX-Name: third\r\n\r\nxxxxxxxxxxxx");
+    });
+    const requests = new Http1Pool(url, { maxSockets: 1, timeoutMs: 10_000 });
+    closers.push(() => Promise.resolve(requests.close()));
+    const first = await get(requests, url);
+    const second = await get(requests, url);
+    const third = await get(requests, url);
+    expect([first.headers["x-name"], first.body.toString(), first.chunks.length]).toEqual(["first", "first!", 1]);
+    expect([second.body.toString(), second.chunks.map(String)]).toEqual(["second", ["sec", "ond"]]);
+    expect([third.headers["x-name"], third.body.toString()]).toEqual(["third", "xxxxxxxxxxxx"]);
   });
 
   it("trims only spaces and tabs around a header value", async () => {
