@@ -49,6 +49,11 @@ export interface RecoveryPoint<E extends RecoveryEntry = RecoveryEntry> {
    * elsewhere (the file is then written again from its start), false when there is nowhere else.
    */
   reread?(entry: E): Promise<boolean>;
+  /**
+   * The writer wrote a chunk content() gave into its file and holds it no more: its memory may be reused. Told only
+   * after the write returned, and at most once a chunk; a chunk of a failed write is never told.
+   */
+  written?(chunk: Uint8Array): void;
   /** Entries the point holds but cannot restore (named as failures, and never removed as extra by --delete). */
   readonly unrestorable?: readonly RestoreFailure[];
 }
@@ -232,6 +237,7 @@ export async function writeRecoveryPoint<E extends RecoveryEntry>(point: Recover
         fail(dir.path, error);
       }
     }
+    const chunkWritten = point.written ? (chunk: Uint8Array) => point.written?.(chunk) : undefined;
     // Largest first: a large file's parts stream beside the many small files' GETs, not alone after them.
     const bySize = [...planned.fileGroups].sort((a, b) => (b[0]?.size ?? 0) - (a[0]?.size ?? 0));
     await mapConcurrent(bySize, WRITE_CONCURRENCY, async (group) => {
@@ -249,7 +255,7 @@ export async function writeRecoveryPoint<E extends RecoveryEntry>(point: Recover
               report();
             };
             const reread = point.reread ? () => point.reread?.(entry) ?? Promise.resolve(false) : undefined;
-            const written = await writer.file(entry, () => point.content(entry), onBytes, reread).catch((error: unknown) => {
+            const written = await writer.file(entry, () => point.content(entry), { onBytes, ...(reread ? { reread } : {}), ...(chunkWritten ? { written: chunkWritten } : {}) }).catch((error: unknown) => {
               // A file not restored takes its bytes off the bar again.
               streamed -= partial;
               throw error;
@@ -335,6 +341,16 @@ async function makeFolder(abs: string, path: string, mode = 0o755): Promise<void
     if (st.isSymbolicLink()) throw new EntryError(`${path} is a symlink; nothing is written through it`);
     if (!st.isDirectory()) throw new EntryError(`${path} is not a folder`);
   }
+}
+
+/** What TreeWriter.file tells as it writes a file. */
+interface FileHooks {
+  /** Bytes written (negative when a file is written again from its start). */
+  readonly onBytes?: (bytes: number) => void;
+  /** The bytes read were not the entry's sha256: true when read() now reads them from elsewhere (RecoveryPoint.reread). */
+  readonly reread?: () => Promise<boolean>;
+  /** A chunk read() gave is written and held no more (RecoveryPoint.written). */
+  readonly written?: (chunk: Uint8Array) => void;
 }
 
 class TreeWriter {
@@ -449,7 +465,8 @@ class TreeWriter {
    * Writes a file through a temp name, checking its size and sha256 as it streams; returns the bytes written. Bytes
    * that are not the entry's never reach its name: the temp file is removed and the error names the file.
    */
-  async file(entry: RecoveryEntry, read: () => Promise<EntryContent>, onBytes?: (bytes: number) => void, reread?: () => Promise<boolean>): Promise<number> {
+  async file(entry: RecoveryEntry, read: () => Promise<EntryContent>, hooks: FileHooks = {}): Promise<number> {
+    const { onBytes, reread, written } = hooks;
     const { abs, dir } = await this.#place(entry.path);
     const temp = this.#temp(dir);
     try {
@@ -461,13 +478,13 @@ class TreeWriter {
           onBytes?.(n);
         };
         try {
-          await this.#stream(handle, entry, read, count);
+          await this.#stream(handle, entry, read, count, written);
         } catch (error) {
           if (!(error instanceof ContentHashError) || !(await reread?.())) throw error;
           // The source read first turned out not to hold the file: written again from the start, from the next source.
           await handle.truncate(0);
           onBytes?.(-counted);
-          await this.#stream(handle, entry, read, onBytes);
+          await this.#stream(handle, entry, read, onBytes, written);
         }
         // Durable before it is named: fsynced through the handle that wrote it, before its mode (000, 200) is set.
         await handle.sync();
@@ -489,7 +506,7 @@ class TreeWriter {
   }
 
   /** Streams the content read into handle from its start, checking its size and sha256. */
-  async #stream(handle: NewFile, entry: RecoveryEntry, read: () => Promise<EntryContent>, onBytes?: (bytes: number) => void): Promise<void> {
+  async #stream(handle: NewFile, entry: RecoveryEntry, read: () => Promise<EntryContent>, onBytes?: (bytes: number) => void, written?: (chunk: Uint8Array) => void): Promise<void> {
     const hash = createHash("sha256");
     let size = 0;
     // Read once the temp file is open: a content stream is never left unread by a failure before it.
@@ -498,10 +515,11 @@ class TreeWriter {
     // Chunks as they arrive from the network are small: written some 1 MiB at once, one system call each.
     const pending: Uint8Array[] = [];
     let pendingBytes = 0;
-    let written = 0;
+    let position = 0;
     const flush = async () => {
       // A short write (full disk, quota, file-size limit) is written on from where it stopped, or fails.
-      written += await writevFully(handle, pending, written, entry.path);
+      position += await writevFully(handle, pending, position, entry.path);
+      if (written) for (const chunk of pending) written(chunk);
       onBytes?.(pendingBytes);
       pending.length = 0;
       pendingBytes = 0;

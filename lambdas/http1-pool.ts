@@ -8,7 +8,10 @@
 // plainly: a header value Node would refuse, an answer that is not HTTP/1.x.
 // Every socket reads into one buffer (net's onread), and an answer's body is
 // copied from it into a buffer of its Content-Length: no fresh buffer, stream
-// event and Buffer object a read, and one contiguous body an answer.
+// event and Buffer object a read, and one contiguous body an answer. A large
+// body its reader is done with can be given back (giveBackBody) and is read
+// into again: each new one is memory the garbage collector must account for
+// and reclaim (a restore's 256 MiB file cost ~14 full collections).
 
 import type { IncomingHttpHeaders } from "node:http";
 import net from "node:net";
@@ -32,6 +35,39 @@ const PREALLOCATED_BODY_BYTES = 16 * 1024 * 1024;
  * callback returns, so one buffer serves every socket of the process (reads run one at a time on its thread).
  */
 const READ_BUFFER = Buffer.allocUnsafe(64 * 1024);
+
+/** Bodies this long or longer may be given back and read into again. */
+const RECYCLED_BODY_BYTES = 1024 * 1024;
+/** At most this much memory of given-back bodies waits for a later answer. */
+const MAX_KEPT_BODY_BYTES = 64 * 1024 * 1024;
+/** Bodies handed out that may come back: only these are ever kept (a buffer anyone else made is ignored). */
+const lentBodies = new WeakSet<Uint8Array>();
+/** Given-back bodies by their length, for answers of the same length. */
+const keptBodies = new Map<number, Buffer[]>();
+let keptBytes = 0;
+
+/** A buffer for a body of `length` bytes: a given-back one of that length when one waits. */
+function bodyBuffer(length: number): Buffer {
+  if (length < RECYCLED_BODY_BYTES) return Buffer.allocUnsafe(length);
+  const kept = keptBodies.get(length)?.pop();
+  if (kept) keptBytes -= length;
+  const body = kept ?? Buffer.allocUnsafe(length);
+  lentBodies.add(body);
+  return body;
+}
+
+/**
+ * Gives back an answer's body (its one chunk) that the caller holds no more and no one reads any more: a later answer
+ * of the same length is read into it. Only the body object itself counts; anything else (a part of it, a small body,
+ * a buffer of the caller's own, one given back already) is ignored.
+ */
+export function giveBackBody(body: Uint8Array): void {
+  if (!lentBodies.delete(body) || !(body instanceof Buffer) || keptBytes + body.length > MAX_KEPT_BODY_BYTES) return;
+  const kept = keptBodies.get(body.length);
+  if (kept) kept.push(body);
+  else keptBodies.set(body.length, [body]);
+  keptBytes += body.length;
+}
 
 export interface Http1Response {
   readonly status: number;
@@ -530,7 +566,7 @@ class AnswerParser {
     if (!/^\d+$/.test(length)) throw new HttpProtocolError(`an answer's content-length is not a number: ${JSON.stringify(length)}`);
     this.#remaining = Number(length);
     if (this.#remaining > this.#maxBodyBytes) throw new HttpAnswerTooLargeError(`the answer's body of ${length} bytes is longer than the ${this.#maxBodyBytes} bytes asked for`);
-    if (this.#remaining <= PREALLOCATED_BODY_BYTES) this.#whole = Buffer.allocUnsafe(this.#remaining);
+    if (this.#remaining <= PREALLOCATED_BODY_BYTES) this.#whole = bodyBuffer(this.#remaining);
     this.#mode = "length";
     return this.#remaining === 0;
   }

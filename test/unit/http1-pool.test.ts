@@ -6,7 +6,7 @@ import { join } from "node:path";
 import type { TLSSocket } from "node:tls";
 import { createServer as createTcpServer, type AddressInfo, type Socket } from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
-import { Http1Pool, HttpAnswerTooLargeError, HttpConnectionError, HttpProtocolError, HttpSlowTransferError, InvalidHttpRequestError } from "../../lambdas/http1-pool.ts";
+import { giveBackBody, Http1Pool, HttpAnswerTooLargeError, HttpConnectionError, HttpProtocolError, HttpSlowTransferError, InvalidHttpRequestError } from "../../lambdas/http1-pool.ts";
 
 const closers: (() => Promise<void>)[] = [];
 
@@ -283,6 +283,39 @@ describe("Http1Pool reads answers as Node's client does", () => {
     const url = await rawServer((socket) => socket.write("HTTP/1.1 200 OK\r\nX-Value: \t a\u000b\u00a0 \t\r\nContent-Length: 0\r\n\r\n", "latin1"));
     const answer = await get(pool(url), url);
     expect(answer.headers["x-value"]).toBe("a\u000b\u00a0");
+  });
+});
+
+describe("Http1Pool's large bodies given back", () => {
+  const MiB = 1024 * 1024;
+  const get = (requests: Http1Pool, url: URL, path: string) => requests.request("GET", path, { host: url.host }, new Uint8Array());
+
+  it("reads a later answer of the same length into a body given back, and never into one still held", async () => {
+    // Each answer's bytes differ (its path's first letter), so a body read into twice would show it.
+    const server = await httpServer((req, res) => res.end(Buffer.alloc(Number(req.url?.slice(2)), req.url?.slice(1, 2))));
+    const requests = pool(server.url);
+    const a = await get(requests, server.url, `/a${2 * MiB}`);
+    const b = await get(requests, server.url, `/b${2 * MiB}`);
+    // Both held: two buffers.
+    expect(b.body === a.body).toBe(false);
+    expect([a.body.every((x) => x === 0x61), b.body.every((x) => x === 0x62)]).toEqual([true, true]);
+    giveBackBody(a.body);
+    // Given twice, or a part of it, or a buffer never lent: kept once at most, so no two answers ever share one.
+    giveBackBody(a.body);
+    giveBackBody(b.body.subarray(0, MiB));
+    giveBackBody(Buffer.alloc(2 * MiB));
+    const c = await get(requests, server.url, `/c${2 * MiB}`);
+    const d = await get(requests, server.url, `/d${2 * MiB}`);
+    // Identity compared as booleans: a failure's diff of two 2 MiB buffers would take minutes.
+    expect([c.body === a.body, d.body === a.body, d.body === b.body]).toEqual([true, false, false]);
+    expect([b.body.every((x) => x === 0x62), c.body.every((x) => x === 0x63), d.body.every((x) => x === 0x64)]).toEqual([true, true, true]);
+    // Another length, or a small body (a new buffer costs little), is read into a new buffer.
+    giveBackBody(c.body);
+    expect((await get(requests, server.url, `/e${3 * MiB}`)).body === c.body).toBe(false);
+    const small = await get(requests, server.url, "/f1000");
+    giveBackBody(small.body);
+    expect((await get(requests, server.url, "/g1000")).body === small.body).toBe(false);
+    expect((await get(requests, server.url, `/h${2 * MiB}`)).body === c.body).toBe(true);
   });
 });
 
