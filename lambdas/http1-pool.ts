@@ -6,9 +6,10 @@
 // itself (a request head, a body, an answer head and body on one socket) needs
 // a fraction of that (bench/notes.md). What it does not need, it refuses
 // plainly: a header value Node would refuse, an answer that is not HTTP/1.x.
-// Every socket reads into one buffer (net's onread), and an answer's body is
-// copied from it into a buffer of its Content-Length: no fresh buffer, stream
-// event and Buffer object a read, and one contiguous body an answer. A large
+// Every socket reads into one buffer (net's onread), and a bounded request's
+// successful answer is copied from it into a buffer of its Content-Length: no
+// fresh buffer, stream event and Buffer object a read, and one contiguous body
+// an answer (other bodies are copied out piece by piece as they come). A large
 // body its reader is done with can be given back (giveBackBody) and is read
 // into again: each new one is memory the garbage collector must account for
 // and reclaim (a restore's 256 MiB file cost ~14 full collections).
@@ -27,7 +28,7 @@ const DEFAULT_IDLE_MS = 4_000;
 /** A server's keep-alive timeout is trusted minus this margin. */
 const KEEP_ALIVE_MARGIN_MS = 1_000;
 const MAX_HEAD_BYTES = 64 * 1024;
-/** Bodies up to this long (by their Content-Length) are read into one buffer made when the head is read; longer ones are gathered as they come. */
+/** A request bounded to this many bytes or fewer has a success's body (by its Content-Length) read into one buffer made when the head is read. */
 const PREALLOCATED_BODY_BYTES = 16 * 1024 * 1024;
 
 /**
@@ -49,8 +50,10 @@ let keptBytes = 0;
 /** A buffer for a body of `length` bytes: a given-back one of that length when one waits. */
 function bodyBuffer(length: number): Buffer {
   if (length < RECYCLED_BODY_BYTES) return Buffer.allocUnsafe(length);
-  const kept = keptBodies.get(length)?.pop();
+  const waiting = keptBodies.get(length);
+  const kept = waiting?.pop();
   if (kept) keptBytes -= length;
+  if (waiting?.length === 0) keptBodies.delete(length);
   const body = kept ?? Buffer.allocUnsafe(length);
   lentBodies.add(body);
   return body;
@@ -59,22 +62,34 @@ function bodyBuffer(length: number): Buffer {
 /**
  * Gives back an answer's body (its one chunk) that the caller holds no more and no one reads any more: a later answer
  * of the same length is read into it. Only the body object itself counts; anything else (a part of it, a small body,
- * a buffer of the caller's own, one given back already) is ignored.
+ * a buffer of the caller's own, one given back already) is ignored. When the kept memory is full, the bodies given back
+ * longest ago make room: lengths that never come again (a mid-size file's, a large file's last part) age out, and the
+ * one that repeats (a large file's parts) keeps being read into.
  */
 export function giveBackBody(body: Uint8Array): void {
-  if (!lentBodies.delete(body) || !(body instanceof Buffer) || keptBytes + body.length > MAX_KEPT_BODY_BYTES) return;
-  const kept = keptBodies.get(body.length);
-  if (kept) kept.push(body);
-  else keptBodies.set(body.length, [body]);
+  if (!lentBodies.delete(body) || !(body instanceof Buffer) || body.length > MAX_KEPT_BODY_BYTES) return;
+  // The Map's order is that of the lengths' last give-back, oldest first; each length's list is oldest first too.
+  for (const [length, kept] of keptBodies) {
+    while (kept.length > 0 && keptBytes + body.length > MAX_KEPT_BODY_BYTES) {
+      kept.shift();
+      keptBytes -= length;
+    }
+    if (kept.length === 0) keptBodies.delete(length);
+    if (keptBytes + body.length <= MAX_KEPT_BODY_BYTES) break;
+  }
+  const kept = keptBodies.get(body.length) ?? [];
+  kept.push(body);
+  keptBodies.delete(body.length);
+  keptBodies.set(body.length, kept);
   keptBytes += body.length;
 }
 
 export interface Http1Response {
   readonly status: number;
   readonly headers: IncomingHttpHeaders;
-  /** The body in one Buffer (joined from its pieces when first read: only a chunked answer, or one longer than 16 MiB, has several). */
+  /** The body in one Buffer (joined from its pieces when first read: only a bounded request's 2xx answer with a Content-Length comes in one). */
   readonly body: Buffer;
-  /** The body in pieces: one for an answer with a Content-Length up to 16 MiB; a reader that can take pieces is spared joining them. */
+  /** The body in pieces: one for a bounded request's (maxBodyBytes up to 16 MiB) 2xx answer with a Content-Length; a reader that can take pieces is spared joining them. */
   readonly chunks: readonly Buffer[];
 }
 
@@ -425,7 +440,7 @@ class AnswerParser {
   #headers: IncomingHttpHeaders = {};
   #mode: "head" | "length" | "chunk-size" | "chunk-data" | "chunk-end" | "trailers" | "to-end" = "head";
   #remaining = 0;
-  /** A body by content-length up to PREALLOCATED_BODY_BYTES, filled as it comes; else the body's pieces (copies) in #body. */
+  /** A bounded request's 2xx body by content-length (the bound up to PREALLOCATED_BODY_BYTES), filled as it comes; else the body's pieces (copies) in #body. */
   #whole: Buffer | undefined;
   readonly #body: Buffer[] = [];
   keepAlive = true;
@@ -566,7 +581,10 @@ class AnswerParser {
     if (!/^\d+$/.test(length)) throw new HttpProtocolError(`an answer's content-length is not a number: ${JSON.stringify(length)}`);
     this.#remaining = Number(length);
     if (this.#remaining > this.#maxBodyBytes) throw new HttpAnswerTooLargeError(`the answer's body of ${length} bytes is longer than the ${this.#maxBodyBytes} bytes asked for`);
-    if (this.#remaining <= PREALLOCATED_BODY_BYTES) this.#whole = bodyBuffer(this.#remaining);
+    // Made before any body byte comes only where the caller bounded the body and the answer is a success (the restore's
+    // ranged reads): an error's body is small, and a length an unbounded request is told could be anything (a server
+    // sending heads of 16 MiB and little else would cost 16 MiB a socket). Others are gathered as their bytes come.
+    if (status < 300 && this.#maxBodyBytes <= PREALLOCATED_BODY_BYTES) this.#whole = bodyBuffer(this.#remaining);
     this.#mode = "length";
     return this.#remaining === 0;
   }
