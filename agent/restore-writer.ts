@@ -4,7 +4,8 @@
 // a symlink: every folder on an entry's way is lstat'ed and must be a real
 // folder inside the restore folder, and the recovery point's own symlinks are
 // made last, after no entry may lie below one. Snapshots (restore.ts) and
-// point-in-time restores both write through here.
+// point-in-time restores both write through here. A file's zero ranges are
+// left as holes (dataRuns): a sparse file comes back sparse.
 
 import { createHash, randomBytes } from "node:crypto";
 import { chmod, link, lstat, lutimes, mkdir, open, readdir, realpath, rename, rm, symlink, utimes } from "node:fs/promises";
@@ -91,6 +92,51 @@ export interface WriteReport {
 
 /** Bytes gathered before a write to the file. */
 const WRITE_BYTES = 1024 * 1024;
+
+/**
+ * A file's zero ranges are left as holes, not written (a sparse file, a VM image or a database with holes, comes back
+ * as sparse as the recovery point allows, not fully allocated): its bytes are cut at these boundaries of their offset
+ * in the file, and a zero piece of at least MIN_HOLE_BYTES is skipped. A shorter one (cut by a chunk's edge) is
+ * written: a write split for it would cost more than the disk it saves. The file is new or emptied when written, so a
+ * hole reads as the zeros it stands for.
+ */
+const HOLE_BLOCK_BYTES = 64 * 1024;
+const MIN_HOLE_BYTES = 4096;
+const ZEROS = Buffer.alloc(HOLE_BLOCK_BYTES);
+
+/** Whether bytes[from, to) are all zero; data is mostly told by three bytes, without a call. */
+function allZero(bytes: Uint8Array, from: number, to: number): boolean {
+  if (bytes[from] !== 0 || bytes[to - 1] !== 0 || bytes[(from + to) >>> 1] !== 0) return false;
+  return Buffer.from(bytes.buffer, bytes.byteOffset + from, to - from).equals(ZEROS.subarray(0, to - from));
+}
+
+/** The runs of `buffers` (the file's bytes from `position` on) to write, each at its offset; what lies between them is zeros left as holes. */
+export function dataRuns(buffers: readonly Uint8Array[], position: number): { at: number; buffers: Uint8Array[] }[] {
+  const runs: { at: number; buffers: Uint8Array[] }[] = [];
+  let run: { at: number; buffers: Uint8Array[] } | undefined;
+  let at = position;
+  const keep = (buffer: Uint8Array, from: number, to: number, offset: number) => {
+    if (!run) runs.push((run = { at: offset, buffers: [] }));
+    run.buffers.push(from === 0 && to === buffer.length ? buffer : buffer.subarray(from, to));
+  };
+  for (const buffer of buffers) {
+    // [kept, from) of this buffer is data not yet in a run.
+    let kept = 0;
+    let from = 0;
+    while (from < buffer.length) {
+      const to = Math.min(buffer.length, from + HOLE_BLOCK_BYTES - (at % HOLE_BLOCK_BYTES));
+      if (to - from >= MIN_HOLE_BYTES && allZero(buffer, from, to)) {
+        if (from > kept) keep(buffer, kept, from, at - (from - kept));
+        run = undefined;
+        kept = to;
+      }
+      at += to - from;
+      from = to;
+    }
+    if (buffer.length > kept) keep(buffer, kept, buffer.length, at - (buffer.length - kept));
+  }
+  return runs;
+}
 
 /** Files written at once: a small file's time is mostly its GET's round trip. */
 export const WRITE_CONCURRENCY = 32;
@@ -516,9 +562,12 @@ class TreeWriter {
     const pending: Uint8Array[] = [];
     let pendingBytes = 0;
     let position = 0;
+    // Where the last byte written ends: zeros after it (a hole at the file's end) are made by setting its size.
+    let end = 0;
     const flush = async () => {
       // A short write (full disk, quota, file-size limit) is written on from where it stopped, or fails.
-      position += await writevFully(handle, pending, position, entry.path);
+      for (const run of dataRuns(pending, position)) end = run.at + (await writevFully(handle, run.buffers, run.at, entry.path));
+      position += pendingBytes;
       if (written) for (const chunk of pending) written(chunk);
       onBytes?.(pendingBytes);
       pending.length = 0;
@@ -537,6 +586,7 @@ class TreeWriter {
     if (size !== entry.size) throw new EntryError(`the content read holds ${size} bytes, the recovery point's ${entry.size}; not restored`);
     const sha256 = hash.digest("hex");
     if (sha256 !== entry.sha256) throw new ContentHashError(`the content read has sha256 ${sha256}, the recovery point's ${entry.sha256 ?? "?"} (altered in the bucket?); not restored`);
+    if (end < size) await handle.truncate(size);
   }
 
   /** Makes entry a hard link of first (written already); false when the filesystem cannot link them (the caller writes it whole). */
