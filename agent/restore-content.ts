@@ -14,7 +14,7 @@
 
 import { dataKey, META, preservedKey } from "../contract/layout.ts";
 import type { SnapshotEntry } from "../contract/tasks.ts";
-import { SourceChangedError, type ObjectStream, type TargetStore } from "../lambdas/target/index.ts";
+import { giveBackBody, SourceChangedError, type ObjectStream, type TargetStore } from "../lambdas/target/index.ts";
 import { readOn } from "./read-on.ts";
 
 export class RestoreContentError extends Error {
@@ -120,6 +120,14 @@ export class ContentReader {
     if (!(await this.#store.head(preservedKey(this.#set, entry.sha256)))) return false;
     this.#liveRejected.add(entry.path);
     return true;
+  }
+
+  /**
+   * The writer wrote a chunk read() gave and holds it no more (RecoveryPoint.written): an answer's body the direct
+   * reads lent is read into again by a later GET of the same length, instead of a new buffer.
+   */
+  written(chunk: Uint8Array): void {
+    giveBackBody(chunk);
   }
 
   async #readStream(key: string, options: { versionId?: string; offset?: number; length?: number; ifMatch?: string }): Promise<ObjectStream | undefined> {

@@ -4,7 +4,8 @@
 // a symlink: every folder on an entry's way is lstat'ed and must be a real
 // folder inside the restore folder, and the recovery point's own symlinks are
 // made last, after no entry may lie below one. Snapshots (restore.ts) and
-// point-in-time restores both write through here.
+// point-in-time restores both write through here. A file's zero ranges are
+// left as holes (dataRuns): a sparse file comes back sparse.
 
 import { createHash, randomBytes } from "node:crypto";
 import { chmod, link, lstat, lutimes, mkdir, open, readdir, realpath, rename, rm, symlink, utimes } from "node:fs/promises";
@@ -49,6 +50,11 @@ export interface RecoveryPoint<E extends RecoveryEntry = RecoveryEntry> {
    * elsewhere (the file is then written again from its start), false when there is nowhere else.
    */
   reread?(entry: E): Promise<boolean>;
+  /**
+   * The writer wrote a chunk content() gave into its file and holds it no more: its memory may be reused. Told only
+   * after the write returned, and at most once a chunk; a chunk of a failed write is never told.
+   */
+  written?(chunk: Uint8Array): void;
   /** Entries the point holds but cannot restore (named as failures, and never removed as extra by --delete). */
   readonly unrestorable?: readonly RestoreFailure[];
 }
@@ -86,6 +92,51 @@ export interface WriteReport {
 
 /** Bytes gathered before a write to the file. */
 const WRITE_BYTES = 1024 * 1024;
+
+/**
+ * A file's zero ranges are left as holes, not written (a sparse file, a VM image or a database with holes, comes back
+ * as sparse as the recovery point allows, not fully allocated): its bytes are cut at these boundaries of their offset
+ * in the file, and a zero piece of at least MIN_HOLE_BYTES is skipped. A shorter one (cut by a chunk's edge) is
+ * written: a write split for it would cost more than the disk it saves. The file is new or emptied when written, so a
+ * hole reads as the zeros it stands for.
+ */
+const HOLE_BLOCK_BYTES = 64 * 1024;
+const MIN_HOLE_BYTES = 4096;
+const ZEROS = Buffer.alloc(HOLE_BLOCK_BYTES);
+
+/** Whether bytes[from, to) are all zero; data is mostly told by three bytes, without a call. */
+function allZero(bytes: Uint8Array, from: number, to: number): boolean {
+  if (bytes[from] !== 0 || bytes[to - 1] !== 0 || bytes[(from + to) >>> 1] !== 0) return false;
+  return Buffer.from(bytes.buffer, bytes.byteOffset + from, to - from).equals(ZEROS.subarray(0, to - from));
+}
+
+/** The runs of `buffers` (the file's bytes from `position` on) to write, each at its offset; what lies between them is zeros left as holes. */
+export function dataRuns(buffers: readonly Uint8Array[], position: number): { at: number; buffers: Uint8Array[] }[] {
+  const runs: { at: number; buffers: Uint8Array[] }[] = [];
+  let run: { at: number; buffers: Uint8Array[] } | undefined;
+  let at = position;
+  const keep = (buffer: Uint8Array, from: number, to: number, offset: number) => {
+    if (!run) runs.push((run = { at: offset, buffers: [] }));
+    run.buffers.push(from === 0 && to === buffer.length ? buffer : buffer.subarray(from, to));
+  };
+  for (const buffer of buffers) {
+    // [kept, from) of this buffer is data not yet in a run.
+    let kept = 0;
+    let from = 0;
+    while (from < buffer.length) {
+      const to = Math.min(buffer.length, from + HOLE_BLOCK_BYTES - (at % HOLE_BLOCK_BYTES));
+      if (to - from >= MIN_HOLE_BYTES && allZero(buffer, from, to)) {
+        if (from > kept) keep(buffer, kept, from, at - (from - kept));
+        run = undefined;
+        kept = to;
+      }
+      at += to - from;
+      from = to;
+    }
+    if (buffer.length > kept) keep(buffer, kept, buffer.length, at - (buffer.length - kept));
+  }
+  return runs;
+}
 
 /** Files written at once: a small file's time is mostly its GET's round trip. */
 export const WRITE_CONCURRENCY = 32;
@@ -232,6 +283,7 @@ export async function writeRecoveryPoint<E extends RecoveryEntry>(point: Recover
         fail(dir.path, error);
       }
     }
+    const chunkWritten = point.written ? (chunk: Uint8Array) => point.written?.(chunk) : undefined;
     // Largest first: a large file's parts stream beside the many small files' GETs, not alone after them.
     const bySize = [...planned.fileGroups].sort((a, b) => (b[0]?.size ?? 0) - (a[0]?.size ?? 0));
     await mapConcurrent(bySize, WRITE_CONCURRENCY, async (group) => {
@@ -249,7 +301,7 @@ export async function writeRecoveryPoint<E extends RecoveryEntry>(point: Recover
               report();
             };
             const reread = point.reread ? () => point.reread?.(entry) ?? Promise.resolve(false) : undefined;
-            const written = await writer.file(entry, () => point.content(entry), onBytes, reread).catch((error: unknown) => {
+            const written = await writer.file(entry, () => point.content(entry), { onBytes, ...(reread ? { reread } : {}), ...(chunkWritten ? { written: chunkWritten } : {}) }).catch((error: unknown) => {
               // A file not restored takes its bytes off the bar again.
               streamed -= partial;
               throw error;
@@ -335,6 +387,16 @@ async function makeFolder(abs: string, path: string, mode = 0o755): Promise<void
     if (st.isSymbolicLink()) throw new EntryError(`${path} is a symlink; nothing is written through it`);
     if (!st.isDirectory()) throw new EntryError(`${path} is not a folder`);
   }
+}
+
+/** What TreeWriter.file tells as it writes a file. */
+interface FileHooks {
+  /** Bytes written (negative when a file is written again from its start). */
+  readonly onBytes?: (bytes: number) => void;
+  /** The bytes read were not the entry's sha256: true when read() now reads them from elsewhere (RecoveryPoint.reread). */
+  readonly reread?: () => Promise<boolean>;
+  /** A chunk read() gave is written and held no more (RecoveryPoint.written). */
+  readonly written?: (chunk: Uint8Array) => void;
 }
 
 class TreeWriter {
@@ -449,7 +511,8 @@ class TreeWriter {
    * Writes a file through a temp name, checking its size and sha256 as it streams; returns the bytes written. Bytes
    * that are not the entry's never reach its name: the temp file is removed and the error names the file.
    */
-  async file(entry: RecoveryEntry, read: () => Promise<EntryContent>, onBytes?: (bytes: number) => void, reread?: () => Promise<boolean>): Promise<number> {
+  async file(entry: RecoveryEntry, read: () => Promise<EntryContent>, hooks: FileHooks = {}): Promise<number> {
+    const { onBytes, reread, written } = hooks;
     const { abs, dir } = await this.#place(entry.path);
     const temp = this.#temp(dir);
     try {
@@ -461,13 +524,13 @@ class TreeWriter {
           onBytes?.(n);
         };
         try {
-          await this.#stream(handle, entry, read, count);
+          await this.#stream(handle, entry, read, count, written);
         } catch (error) {
           if (!(error instanceof ContentHashError) || !(await reread?.())) throw error;
           // The source read first turned out not to hold the file: written again from the start, from the next source.
           await handle.truncate(0);
           onBytes?.(-counted);
-          await this.#stream(handle, entry, read, onBytes);
+          await this.#stream(handle, entry, read, onBytes, written);
         }
         // Durable before it is named: fsynced through the handle that wrote it, before its mode (000, 200) is set.
         await handle.sync();
@@ -489,7 +552,7 @@ class TreeWriter {
   }
 
   /** Streams the content read into handle from its start, checking its size and sha256. */
-  async #stream(handle: NewFile, entry: RecoveryEntry, read: () => Promise<EntryContent>, onBytes?: (bytes: number) => void): Promise<void> {
+  async #stream(handle: NewFile, entry: RecoveryEntry, read: () => Promise<EntryContent>, onBytes?: (bytes: number) => void, written?: (chunk: Uint8Array) => void): Promise<void> {
     const hash = createHash("sha256");
     let size = 0;
     // Read once the temp file is open: a content stream is never left unread by a failure before it.
@@ -498,10 +561,14 @@ class TreeWriter {
     // Chunks as they arrive from the network are small: written some 1 MiB at once, one system call each.
     const pending: Uint8Array[] = [];
     let pendingBytes = 0;
-    let written = 0;
+    let position = 0;
+    // Where the last byte written ends: zeros after it (a hole at the file's end) are made by setting its size.
+    let end = 0;
     const flush = async () => {
       // A short write (full disk, quota, file-size limit) is written on from where it stopped, or fails.
-      written += await writevFully(handle, pending, written, entry.path);
+      for (const run of dataRuns(pending, position)) end = run.at + (await writevFully(handle, run.buffers, run.at, entry.path));
+      position += pendingBytes;
+      if (written) for (const chunk of pending) written(chunk);
       onBytes?.(pendingBytes);
       pending.length = 0;
       pendingBytes = 0;
@@ -519,6 +586,7 @@ class TreeWriter {
     if (size !== entry.size) throw new EntryError(`the content read holds ${size} bytes, the recovery point's ${entry.size}; not restored`);
     const sha256 = hash.digest("hex");
     if (sha256 !== entry.sha256) throw new ContentHashError(`the content read has sha256 ${sha256}, the recovery point's ${entry.sha256 ?? "?"} (altered in the bucket?); not restored`);
+    if (end < size) await handle.truncate(size);
   }
 
   /** Makes entry a hard link of first (written already); false when the filesystem cannot link them (the caller writes it whole). */

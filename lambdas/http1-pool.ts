@@ -6,6 +6,13 @@
 // itself (a request head, a body, an answer head and body on one socket) needs
 // a fraction of that (bench/notes.md). What it does not need, it refuses
 // plainly: a header value Node would refuse, an answer that is not HTTP/1.x.
+// Every socket reads into one buffer (net's onread), and a bounded request's
+// successful answer is copied from it into a buffer of its Content-Length: no
+// fresh buffer, stream event and Buffer object a read, and one contiguous body
+// an answer (other bodies are copied out piece by piece as they come). A large
+// body its reader is done with can be given back (giveBackBody) and is read
+// into again: each new one is memory the garbage collector must account for
+// and reclaim (a restore's 256 MiB file cost ~14 full collections).
 
 import type { IncomingHttpHeaders } from "node:http";
 import net from "node:net";
@@ -21,13 +28,68 @@ const DEFAULT_IDLE_MS = 4_000;
 /** A server's keep-alive timeout is trusted minus this margin. */
 const KEEP_ALIVE_MARGIN_MS = 1_000;
 const MAX_HEAD_BYTES = 64 * 1024;
+/** A request bounded to this many bytes or fewer has a success's body (by its Content-Length) read into one buffer made when the head is read. */
+const PREALLOCATED_BODY_BYTES = 16 * 1024 * 1024;
+
+/**
+ * What every connection's socket reads into. A read's bytes are parsed, and whatever is kept copied out, before the
+ * callback returns, so one buffer serves every socket of the process (reads run one at a time on its thread).
+ */
+const READ_BUFFER = Buffer.allocUnsafe(64 * 1024);
+
+/** Bodies this long or longer may be given back and read into again. */
+const RECYCLED_BODY_BYTES = 1024 * 1024;
+/** At most this much memory of given-back bodies waits for a later answer. */
+const MAX_KEPT_BODY_BYTES = 64 * 1024 * 1024;
+/** Bodies handed out that may come back: only these are ever kept (a buffer anyone else made is ignored). */
+const lentBodies = new WeakSet<Uint8Array>();
+/** Given-back bodies by their length, for answers of the same length. */
+const keptBodies = new Map<number, Buffer[]>();
+let keptBytes = 0;
+
+/** A buffer for a body of `length` bytes: a given-back one of that length when one waits. */
+function bodyBuffer(length: number): Buffer {
+  if (length < RECYCLED_BODY_BYTES) return Buffer.allocUnsafe(length);
+  const waiting = keptBodies.get(length);
+  const kept = waiting?.pop();
+  if (kept) keptBytes -= length;
+  if (waiting?.length === 0) keptBodies.delete(length);
+  const body = kept ?? Buffer.allocUnsafe(length);
+  lentBodies.add(body);
+  return body;
+}
+
+/**
+ * Gives back an answer's body (its one chunk) that the caller holds no more and no one reads any more: a later answer
+ * of the same length is read into it. Only the body object itself counts; anything else (a part of it, a small body,
+ * a buffer of the caller's own, one given back already) is ignored. When the kept memory is full, the bodies given back
+ * longest ago make room: lengths that never come again (a mid-size file's, a large file's last part) age out, and the
+ * one that repeats (a large file's parts) keeps being read into.
+ */
+export function giveBackBody(body: Uint8Array): void {
+  if (!lentBodies.delete(body) || !(body instanceof Buffer) || body.length > MAX_KEPT_BODY_BYTES) return;
+  // The Map's order is that of the lengths' last give-back, oldest first; each length's list is oldest first too.
+  for (const [length, kept] of keptBodies) {
+    while (kept.length > 0 && keptBytes + body.length > MAX_KEPT_BODY_BYTES) {
+      kept.shift();
+      keptBytes -= length;
+    }
+    if (kept.length === 0) keptBodies.delete(length);
+    if (keptBytes + body.length <= MAX_KEPT_BODY_BYTES) break;
+  }
+  const kept = keptBodies.get(body.length) ?? [];
+  kept.push(body);
+  keptBodies.delete(body.length);
+  keptBodies.set(body.length, kept);
+  keptBytes += body.length;
+}
 
 export interface Http1Response {
   readonly status: number;
   readonly headers: IncomingHttpHeaders;
-  /** The body in one Buffer (joined from its pieces when first read). */
+  /** The body in one Buffer (joined from its pieces when first read: only a bounded request's 2xx answer with a Content-Length comes in one). */
   readonly body: Buffer;
-  /** The body as it arrived, in pieces: a reader that can take pieces (a file's writev) is spared copying megabytes. */
+  /** The body in pieces: one for a bounded request's (maxBodyBytes up to 16 MiB) 2xx answer with a Content-Length; a reader that can take pieces is spared joining them. */
   readonly chunks: readonly Buffer[];
 }
 
@@ -169,21 +231,32 @@ export class Http1Pool {
     const port = Number(this.#url.port) || (this.#url.protocol === "https:" ? 443 : 80);
     const host = this.#url.hostname.replace(/^\[(.*)\]$/, "$1");
     let socket: net.Socket;
+    // A read's bytes are handled before the next read into the same buffer; true: go on reading.
+    const onread: net.OnReadOpts = {
+      buffer: READ_BUFFER,
+      callback: (bytes) => {
+        connection.read(READ_BUFFER, bytes);
+        return true;
+      },
+    };
     if (this.#url.protocol === "https:") {
-      const secure = tls.connect({
+      // tls.connect takes onread as net.connect does (Node's documentation); its typings do not name it.
+      const options: tls.ConnectionOptions & { onread: net.OnReadOpts } = {
         host,
         port,
+        onread,
         ALPNProtocols: ["http/1.1"],
         ...(net.isIP(host) ? {} : { servername: host }),
         ...(this.#options.ca !== undefined ? { ca: this.#options.ca } : {}),
         ...(this.#tlsSession ? { session: this.#tlsSession } : {}),
-      });
+      };
+      const secure = tls.connect(options);
       secure.on("session", (session: Buffer) => (this.#tlsSession = session));
       socket = secure;
-    } else socket = net.connect({ host, port });
+    } else socket = net.connect({ host, port, onread });
     socket.setNoDelay(true);
     socket.setKeepAlive(true, 1_000);
-    return new Connection(socket, this.#url.host, this.#options.timeoutMs, this.#options.minimumTransfer, {
+    const connection = new Connection(socket, this.#url.host, this.#options.timeoutMs, this.#options.minimumTransfer, {
       idle: (connection) => {
         if (this.#closed) connection.destroy();
         else this.#idle.push(connection);
@@ -196,6 +269,7 @@ export class Http1Pool {
         this.#dispatch();
       },
     });
+    return connection;
   }
 }
 
@@ -224,7 +298,6 @@ class Connection {
     this.#host = host;
     this.#minimumTransfer = minimumTransfer;
     socket.setTimeout(timeoutMs);
-    socket.on("data", (chunk: Buffer) => this.#data(chunk));
     socket.on("timeout", () => this.#fail(new HttpConnectionError(`no answer from ${host} in ${timeoutMs / 1000} s`, "ETIMEDOUT")));
     socket.on("error", (error: NodeJS.ErrnoException) => this.#fail(new HttpConnectionError(error.message, error.code ?? "ECONNRESET", { cause: error })));
     socket.on("end", () => this.#end());
@@ -275,7 +348,9 @@ class Connection {
     this.#socket.destroy();
   }
 
-  #data(chunk: Buffer): void {
+  /** The socket read `length` bytes into `buffer`, which the next read overwrites: what is kept of them is copied. */
+  read(buffer: Buffer, length: number): void {
+    const chunk = buffer.subarray(0, length);
     const parser = this.#parser;
     const pending = this.#pending;
     if (!parser || !pending) {
@@ -352,7 +427,10 @@ function bareLineFeed(bytes: Buffer, end: number): boolean {
   return false;
 }
 
-/** Reads one HTTP/1.x answer: its head, then a body by content-length, by chunks, or to the end of the connection. */
+/**
+ * Reads one HTTP/1.x answer: its head, then a body by content-length, by chunks, or to the end of the connection.
+ * The pieces pushed are views of the socket's read buffer, valid only during push(): what it keeps, it copies.
+ */
 class AnswerParser {
   readonly #headRequest: boolean;
   #maxBodyBytes: number;
@@ -362,6 +440,8 @@ class AnswerParser {
   #headers: IncomingHttpHeaders = {};
   #mode: "head" | "length" | "chunk-size" | "chunk-data" | "chunk-end" | "trailers" | "to-end" = "head";
   #remaining = 0;
+  /** A bounded request's 2xx body by content-length (the bound up to PREALLOCATED_BODY_BYTES), filled as it comes; else the body's pieces (copies) in #body. */
+  #whole: Buffer | undefined;
   readonly #body: Buffer[] = [];
   keepAlive = true;
 
@@ -370,15 +450,23 @@ class AnswerParser {
     this.#maxBodyBytes = maxBodyBytes;
   }
 
-  /** Takes a piece of the body, refusing a body longer than the request allowed. */
+  /** Copies a piece of the body, refusing a body longer than the request allowed. */
   #take(piece: Buffer): void {
+    if (this.#bodyBytes + piece.length > this.#maxBodyBytes) throw new HttpAnswerTooLargeError(`the answer's body is longer than the ${this.#maxBodyBytes} bytes asked for`);
+    if (this.#whole) piece.copy(this.#whole, this.#bodyBytes);
+    else this.#body.push(Buffer.from(piece));
     this.#bodyBytes += piece.length;
-    if (this.#bodyBytes > this.#maxBodyBytes) throw new HttpAnswerTooLargeError(`the answer's body is longer than the ${this.#maxBodyBytes} bytes asked for`);
-    this.#body.push(piece);
   }
 
-  /** The whole answer once this chunk completes it. */
+  /** The whole answer once this chunk completes it; `chunk` is valid only during the call. */
   push(chunk: Buffer): Http1Response | undefined {
+    const answer = this.#parse(chunk);
+    // What is left unparsed (part of a head or a chunk-size line) waits for the next read: a copy, as the read buffer is reused.
+    if (!answer && this.#buffered.length > 0 && this.#buffered.buffer === chunk.buffer) this.#buffered = Buffer.from(this.#buffered);
+    return answer;
+  }
+
+  #parse(chunk: Buffer): Http1Response | undefined {
     this.#buffered = this.#buffered.length === 0 ? chunk : Buffer.concat([this.#buffered, chunk]);
     for (;;) {
       switch (this.#mode) {
@@ -493,6 +581,10 @@ class AnswerParser {
     if (!/^\d+$/.test(length)) throw new HttpProtocolError(`an answer's content-length is not a number: ${JSON.stringify(length)}`);
     this.#remaining = Number(length);
     if (this.#remaining > this.#maxBodyBytes) throw new HttpAnswerTooLargeError(`the answer's body of ${length} bytes is longer than the ${this.#maxBodyBytes} bytes asked for`);
+    // Made before any body byte comes only where the caller bounded the body and the answer is a success (the restore's
+    // ranged reads): an error's body is small, and a length an unbounded request is told could be anything (a server
+    // sending heads of 16 MiB and little else would cost 16 MiB a socket). Others are gathered as their bytes come.
+    if (status < 300 && this.#maxBodyBytes <= PREALLOCATED_BODY_BYTES) this.#whole = bodyBuffer(this.#remaining);
     this.#mode = "length";
     return this.#remaining === 0;
   }
@@ -501,7 +593,7 @@ class AnswerParser {
     // A stray CRLF after the answer is not a second answer (Node ignores it too).
     this.#buffered = this.#buffered.subarray(leadingLineEnds(this.#buffered));
     if (this.#buffered.length > 0) throw new HttpProtocolError("the server sent more than the answer to the one request in flight");
-    const chunks = this.#body;
+    const chunks = this.#whole ? [this.#whole] : this.#body;
     let body: Buffer | undefined;
     return {
       status: this.#status,

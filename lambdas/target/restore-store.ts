@@ -89,7 +89,7 @@ export class RestoreS3Store extends S3Store {
     // Only a 206 holds the range asked for.
     if (answer.status !== 206) return super.readStream(key, options);
     const { headers } = answer;
-    // The pieces as they arrived: joining them into one Buffer cost more CPU than signing and sending the GET.
+    // The body's pieces, never joined (one for an answer with a Content-Length; a large one is given back once written, restore-content.ts).
     const chunks = answer.chunks ?? [answer.body];
     const received = chunks.reduce((sum, chunk) => sum + chunk.length, 0);
     // A range's answer names the whole object's size after the slash of Content-Range; a server that ignores the range sends it all.

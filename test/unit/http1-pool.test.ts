@@ -3,10 +3,10 @@ import { readFileSync } from "node:fs";
 import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import { createServer as createHttpsServer } from "node:https";
 import { join } from "node:path";
-import type { TLSSocket } from "node:tls";
+import { createServer as createTlsServer, type TLSSocket } from "node:tls";
 import { createServer as createTcpServer, type AddressInfo, type Socket } from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
-import { Http1Pool, HttpAnswerTooLargeError, HttpConnectionError, HttpProtocolError, HttpSlowTransferError, InvalidHttpRequestError } from "../../lambdas/http1-pool.ts";
+import { giveBackBody, Http1Pool, HttpAnswerTooLargeError, HttpConnectionError, HttpProtocolError, HttpSlowTransferError, InvalidHttpRequestError } from "../../lambdas/http1-pool.ts";
 
 const closers: (() => Promise<void>)[] = [];
 
@@ -33,27 +33,32 @@ async function httpServer(handler: (req: IncomingMessage, res: ServerResponse, b
   return { url: new URL(`http://127.0.0.1:${(server.address() as AddressInfo).port}`), connections: () => connections };
 }
 
-/** A TCP server that answers every request head it reads with `answer` (raw bytes), for answers Node's server would not write. */
-async function rawServer(answer: (socket: Socket) => void): Promise<URL> {
+/**
+ * A TCP (or, given a certificate, TLS) server that answers every request head it reads with `answer` (raw bytes), for
+ * answers Node's server would not write; `n` counts the requests over all connections, from 1.
+ */
+async function rawServer(answer: (socket: Socket, n: number) => void, tlsOptions?: { cert: Buffer; key: Buffer }): Promise<URL> {
   const sockets = new Set<Socket>();
-  const server = createTcpServer((socket) => {
+  let n = 0;
+  const onSocket = (socket: Socket) => {
     sockets.add(socket);
     let head = "";
     socket.on("data", (chunk: Buffer) => {
       head += chunk.toString("latin1");
       if (head.includes("\r\n\r\n")) {
         head = "";
-        answer(socket);
+        answer(socket, ++n);
       }
     });
     socket.on("error", () => undefined);
-  });
+  };
+  const server = tlsOptions ? createTlsServer(tlsOptions, onSocket) : createTcpServer(onSocket);
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
   closers.push(() => {
     for (const socket of sockets) socket.destroy();
     return new Promise((resolve) => server.close(() => resolve()));
   });
-  return new URL(`http://127.0.0.1:${(server.address() as AddressInfo).port}`);
+  return new URL(`${tlsOptions ? "https" : "http"}://127.0.0.1:${(server.address() as AddressInfo).port}`);
 }
 
 function pool(url: URL, timeoutMs = 10_000): Http1Pool {
@@ -103,7 +108,7 @@ describe("Http1Pool", () => {
     const chunked = await requests.request("GET", "/", { host: server.url.host }, new Uint8Array());
     expect(chunked.headers["transfer-encoding"]).toBe("chunked");
     expect(chunked.body.toString()).toBe("first,second");
-    // The pieces as they arrived, uncopied: the two chunks the server wrote.
+    // The pieces as they arrived: the two chunks the server wrote.
     expect(chunked.chunks.map((chunk) => chunk.toString())).toEqual(["first,", "second"]);
     const head = await requests.request("HEAD", "/", { host: server.url.host }, new Uint8Array());
     expect(head.headers["content-length"]).toBe("1234");
@@ -256,10 +261,149 @@ describe("Http1Pool reads answers as Node's client does", () => {
     expect(answers).toBe(3);
   });
 
+  it("keeps each answer's head and body whole though every read lands in the same buffer: split heads, split chunks, later answers", async () => {
+    let answers = 0;
+    const later = (socket: Socket, ...pieces: string[]) => {
+      const [first, ...rest] = pieces;
+      if (first !== undefined) socket.write(first);
+      if (rest.length > 0) setTimeout(() => later(socket, ...rest), 20);
+    };
+    const url = await rawServer((socket) => {
+      answers += 1;
+      if (answers === 1) later(socket, "HTTP/1.1 200 OK\r\nConte", "nt-Length: 6\r\nX-Name: fi", "rst\r\n\r\nfir", "st!");
+      else if (answers === 2) later(socket, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nsec", "\r\n3", "\r\nond\r\n0\r\n\r\n");
+      else later(socket, "HTTP/1.1 200 OK\r\nContent-Length: 12\r\nX-Name: third\r\n\r\nxxxxxxxxxxxx");
+    });
+    const requests = new Http1Pool(url, { maxSockets: 1, timeoutMs: 10_000 });
+    closers.push(() => Promise.resolve(requests.close()));
+    // Bounded: read into one buffer made from its Content-Length (a piece copied at each read).
+    const first = await requests.request("GET", "/", { host: url.host }, new Uint8Array(), 100);
+    const second = await get(requests, url);
+    const third = await get(requests, url);
+    expect([first.headers["x-name"], first.body.toString(), first.chunks.length]).toEqual(["first", "first!", 1]);
+    expect([second.body.toString(), second.chunks.map(String)]).toEqual(["second", ["sec", "ond"]]);
+    expect([third.headers["x-name"], third.body.toString()]).toEqual(["third", "xxxxxxxxxxxx"]);
+  });
+
+  it("keeps one socket's half-read head, chunk and chunk-size line whole while another socket's answer fills the shared read buffer", async () => {
+    let release: () => void = () => undefined;
+    const released = new Promise<void>((resolve) => (release = resolve));
+    const url = await rawServer((socket, n) => {
+      if (n === 1) {
+        // Stops inside a chunk-size line ("1" of "10"); the rest comes after the other socket's whole answer was read.
+        socket.write("HTTP/1.1 200 OK\r\nX-Name: aaaaaaaa\r\nTransfer-Encoding: chunked\r\n\r\n4\r\naaaa\r\n1");
+        void released.then(() => socket.write(`0\r\n${"A".repeat(16)}\r\n0\r\nX-Trailer: t\r\n\r\n`));
+      } else socket.write(`HTTP/1.1 200 OK\r\nX-Name: bbbbbbbb\r\nContent-Length: 60000\r\n\r\n${"b".repeat(60_000)}`);
+    });
+    const requests = pool(url);
+    const first = get(requests, url);
+    // The first socket's head and partial chunk-size line are read before the second request starts.
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    const second = await get(requests, url);
+    expect(second.body.toString() === "b".repeat(60_000)).toBe(true);
+    release();
+    const answer = await first;
+    expect([answer.headers["x-name"], answer.body.toString()]).toEqual(["aaaaaaaa", `aaaa${"A".repeat(16)}`]);
+  });
+
+  it("over TLS (its own read path), keeps a split head, a split chunk-size line and trailers whole", async () => {
+    const tlsDir = join(import.meta.dirname, "../fixtures/tls");
+    const cert = readFileSync(join(tlsDir, "server.crt"));
+    const pieces = ["HTTP/1.1 200 OK\r\nX-Na", "me: secure\r\nTransfer-Encoding: chunked\r", "\n\r\n1", "0\r\n0123456789", "abcdef\r\n0\r\nX-T: 1\r", "\n\r\n"];
+    const url = await rawServer(
+      (socket) => {
+        const next = (i: number) => {
+          socket.write(pieces[i] ?? "");
+          if (i + 1 < pieces.length) setTimeout(() => next(i + 1), 20);
+        };
+        next(0);
+      },
+      { cert, key: readFileSync(join(tlsDir, "server.key")) },
+    );
+    const requests = new Http1Pool(url, { maxSockets: 1, timeoutMs: 10_000, ca: cert });
+    closers.push(() => Promise.resolve(requests.close()));
+    const answer = await get(requests, url);
+    expect([answer.headers["x-name"], answer.body.toString()]).toEqual(["secure", "0123456789abcdef"]);
+  });
+
   it("trims only spaces and tabs around a header value", async () => {
     const url = await rawServer((socket) => socket.write("HTTP/1.1 200 OK\r\nX-Value: \t a\u000b\u00a0 \t\r\nContent-Length: 0\r\n\r\n", "latin1"));
     const answer = await get(pool(url), url);
     expect(answer.headers["x-value"]).toBe("a\u000b\u00a0");
+  });
+});
+
+describe("Http1Pool's large bodies given back", () => {
+  const MiB = 1024 * 1024;
+  // Bounded as the restore's reads are: only a bounded request's success is read into a buffer made (or kept) for it.
+  const get = (requests: Http1Pool, url: URL, path: string) => requests.request("GET", path, { host: url.host }, new Uint8Array(), 16 * MiB);
+
+  it("reads a later answer of the same length into a body given back, and never into one still held", async () => {
+    // Each answer's bytes differ (its path's first letter), so a body read into twice would show it.
+    const server = await httpServer((req, res) => res.end(Buffer.alloc(Number(req.url?.slice(2)), req.url?.slice(1, 2))));
+    const requests = pool(server.url);
+    const a = await get(requests, server.url, `/a${2 * MiB}`);
+    const b = await get(requests, server.url, `/b${2 * MiB}`);
+    // Both held: two buffers.
+    expect(b.body === a.body).toBe(false);
+    expect([a.body.every((x) => x === 0x61), b.body.every((x) => x === 0x62)]).toEqual([true, true]);
+    giveBackBody(a.body);
+    // Given twice, or a part of it, or a buffer never lent: kept once at most, so no two answers ever share one.
+    giveBackBody(a.body);
+    giveBackBody(b.body.subarray(0, MiB));
+    giveBackBody(Buffer.alloc(2 * MiB));
+    const c = await get(requests, server.url, `/c${2 * MiB}`);
+    const d = await get(requests, server.url, `/d${2 * MiB}`);
+    // Identity compared as booleans: a failure's diff of two 2 MiB buffers would take minutes.
+    expect([c.body === a.body, d.body === a.body, d.body === b.body]).toEqual([true, false, false]);
+    expect([b.body.every((x) => x === 0x62), c.body.every((x) => x === 0x63), d.body.every((x) => x === 0x64)]).toEqual([true, true, true]);
+    // Another length, or a small body (a new buffer costs little), is read into a new buffer.
+    giveBackBody(c.body);
+    expect((await get(requests, server.url, `/e${3 * MiB}`)).body === c.body).toBe(false);
+    const small = await get(requests, server.url, "/f1000");
+    giveBackBody(small.body);
+    expect((await get(requests, server.url, "/g1000")).body === small.body).toBe(false);
+    expect((await get(requests, server.url, `/h${2 * MiB}`)).body === c.body).toBe(true);
+  });
+
+  it("when the kept memory is full, drops the bodies given back longest ago, so a length that repeats keeps being read into", async () => {
+    const server = await httpServer((req, res) => res.end(Buffer.alloc(Number(req.url?.slice(2)), req.url?.slice(1, 2))));
+    const requests = pool(server.url);
+    // A restore's mid-size files and large files' last parts: lengths given back once and never asked for again (60 MiB).
+    const odd: Buffer[] = [];
+    for (let k = 0; k < 40; k++) odd.push((await get(requests, server.url, `/o${1.5 * MiB + k}`)).body);
+    for (const body of odd) giveBackBody(body);
+    const part = (await get(requests, server.url, `/p${8 * MiB}`)).body;
+    giveBackBody(part);
+    const next = await get(requests, server.url, `/q${8 * MiB}`);
+    expect([next.body === part, next.body.every((x) => x === 0x71)]).toEqual([true, true]);
+    // The newest of the odd lengths is still kept; the oldest made room.
+    const [newest, oldest] = [await get(requests, server.url, `/r${1.5 * MiB + 39}`), await get(requests, server.url, `/s${1.5 * MiB}`)];
+    expect([newest.body === odd[39], oldest.body === odd[0]]).toEqual([true, false]);
+  });
+
+  it("reads an unbounded request's or an error's body as its bytes come: never into a given-back body, never allocated from the head", async () => {
+    const server = await httpServer((req, res) => res.end(Buffer.alloc(2 * MiB, "k")));
+    const requests = pool(server.url);
+    const given = (await get(requests, server.url, "/k")).body;
+    giveBackBody(given);
+    const unbounded = await requests.request("GET", "/", { host: server.url.host }, new Uint8Array());
+    expect([unbounded.body === given, unbounded.chunks.length > 1, unbounded.body.every((x) => x === 0x6b)]).toEqual([false, true, true]);
+    // A server that states 16 MiB and sends 4 bytes, on four sockets at once: nothing near 64 MiB is allocated.
+    const liar = await rawServer((socket, n) => socket.write(`HTTP/1.1 ${n % 2 === 0 ? "500 Internal Server Error" : "200 OK"}\r\nContent-Length: ${16 * MiB}\r\n\r\nlies`));
+    const lied = pool(liar, 1_000);
+    const before = process.memoryUsage().arrayBuffers;
+    const answers = [1, 2, 3, 4].map(() => lied.request("GET", "/", { host: liar.host }, new Uint8Array()).catch((e: unknown) => e));
+    // All four heads are read before the requests time out.
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    const grown = process.memoryUsage().arrayBuffers - before;
+    for (const error of await Promise.all(answers)) expect(error).toMatchObject({ code: "ETIMEDOUT" });
+    expect(grown).toBeLessThan(8 * MiB);
+    // The kept body was not taken by the error (the 500 above on the bounded pool would have): still read into.
+    const bounded500 = await rawServer((socket) => socket.write(`HTTP/1.1 500 Internal Server Error\r\nContent-Length: ${2 * MiB}\r\n\r\n${"e".repeat(2 * MiB)}`));
+    const error500 = await get(pool(bounded500), bounded500, "/");
+    expect([error500.status, error500.body === given, error500.chunks.length > 1]).toEqual([500, false, true]);
+    expect((await get(requests, server.url, "/k")).body === given).toBe(true);
   });
 });
 
