@@ -35,6 +35,12 @@ export interface OwnershipCheck {
    * Throws only when the store fails. `owners`: where the owner record is read once per batch (batch-memory.ts).
    */
   check(set: string, origin: MessageOrigin, status: SetStatus, owners?: OwnerReads): Promise<Refusal | undefined>;
+  /**
+   * Undefined when an unsigned marker sent straight to the queue (console, script) may add a recovery point to the
+   * set; else why not. Such a marker writes and deletes nothing, so it needs no owner's signature, but where the stack
+   * gives each host its own role, another host's role may not speak for the set. Absent: every sender may.
+   */
+  checkMarker?(set: string, origin: MessageOrigin): Refusal | undefined;
 }
 
 /** The role id of a SenderId ("AROA...:session" for an assumed role). */
@@ -81,6 +87,22 @@ export class SignedOwnership implements OwnershipCheck {
     this.#store = store;
     this.#now = options.now ?? (() => new Date());
     this.#setRoles = options.setRoles ?? new Map();
+  }
+
+  /**
+   * With host roles (`tidemark:hosts`), a queue marker of a set with a role is taken from that role, or from a sender
+   * that is no host's role (an operator's console or script); another host's role, or a sender the queue did not name,
+   * is refused. Without host roles every sender may (hosts share one policy: nothing tells them from an operator).
+   */
+  checkMarker(set: string, origin: MessageOrigin): Refusal | undefined {
+    const role = this.#setRoles.get(set);
+    if (role === undefined) return undefined;
+    const sender = origin.senderId || undefined;
+    const reason = (why: string) => `a marker sent straight to the queue ${why}; a set's markers come from the role of the host that owns set "${set}" (${role}) or from a sender that is no host's role (an operator)`;
+    if (sender === undefined) return { reason: reason("names no sender") };
+    const senderRole = roleIdOf(sender);
+    if (senderRole === role || ![...this.#setRoles.values()].includes(senderRole)) return undefined;
+    return { reason: reason(`was sent by ${sender}, the role of another host`), sender };
   }
 
   async check(set: string, origin: MessageOrigin, status: SetStatus, owners?: OwnerReads): Promise<Refusal | undefined> {
