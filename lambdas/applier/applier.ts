@@ -232,7 +232,7 @@ export class Applier {
       }
     } catch (error) {
       // The batch's copy of the set, when it holds one: its waiting history is written before the rejection.
-      if (error instanceof BadMessageError) return this.#reject(incoming, error, incoming.groupId !== undefined ? batch?.held(incoming.groupId) : undefined);
+      if (error instanceof BadMessageError) return this.#rejectUnreadable(incoming, error, batch);
       throw error;
     }
 
@@ -783,6 +783,20 @@ export class Applier {
       await this.#writeStatus(status);
     }
     return { kind: "rejected", set, error: error.message };
+  }
+
+  /**
+   * A message that could not be read: the set's own rejection (`lastRejected`, `rejected-message` in status) only
+   * when it carries the owner's signature; anyone else's is a refusal naming its sender (`refused-sender`), as
+   * nothing of the owner's was lost.
+   */
+  async #rejectUnreadable(incoming: IncomingMessage, error: BadMessageError, batch: BatchMemory | undefined): Promise<MessageOutcome> {
+    const set = incoming.groupId !== undefined && !setNameProblem(incoming.groupId) ? incoming.groupId : undefined;
+    // The batch's copy of the set, when it holds one: its waiting history is written before the rejection.
+    const known = set !== undefined ? batch?.held(set) : undefined;
+    const refusal = set !== undefined ? await this.#ownership.unreadable?.(set, incoming, error.message, batch) : undefined;
+    if (set === undefined || refusal === undefined) return this.#reject(incoming, error, known);
+    return this.#refuse(incoming, refusal, known ?? (await this.readStatus(set)));
   }
 
   /** A message not from the set's owner: recorded with who sent it; the checkpoint and the sync state stay as they are. */

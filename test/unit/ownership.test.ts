@@ -241,6 +241,36 @@ describe("queue markers with host roles", () => {
   });
 });
 
+describe("unreadable messages", () => {
+  it("are the set's own rejection only with its owner's signature; anyone else's is a refusal naming the sender", async () => {
+    const store = new MemoryStore();
+    const applier = new Applier({ store, log: () => {} });
+    expect(await applier.applyMessage(signedIncoming("m1", SET, messageBody(SET, [putRecord(1, "a", "x")])))).toMatchObject({ kind: "applied" });
+
+    expect(await applier.applyMessage({ messageId: "garbage", groupId: SET, body: "not json at all", senderId: "AIDAROGUE:qa" })).toMatchObject({ kind: "rejected" });
+    let status = await readSetStatus(store, SET);
+    expect(status.lastRejected).toBeUndefined();
+    expect(status).toMatchObject({ state: "in-sync", lastSeq: 1 });
+    expect(status.refused?.last).toMatchObject({
+      messageId: "garbage",
+      sender: "AIDAROGUE:qa",
+      reason: expect.stringMatching(/^an unreadable message without a signature, so not counted as the owner's \(nothing of the owner's was lost\): message body is not JSON/),
+    });
+    const rogue = generateSigningKey();
+    expect(await applier.applyMessage(signedIncoming("forged", SET, "{also not json", rogue))).toMatchObject({ kind: "rejected" });
+    status = await readSetStatus(store, SET);
+    expect(status.lastRejected).toBeUndefined();
+    expect(status.refused?.byKey?.[rogue.keyId]?.last).toMatchObject({ messageId: "forged", keyId: rogue.keyId, reason: expect.stringMatching(/signed by key .*, not by the set's owner/) });
+    expect(status.refused?.count).toBe(2);
+
+    // The owner's own unreadable message lost what it carried: the set's rejection, as before.
+    expect(await applier.applyMessage(signedIncoming("owners", SET, "{owner's but broken"))).toMatchObject({ kind: "rejected" });
+    status = await readSetStatus(store, SET);
+    expect(status.lastRejected).toMatchObject({ messageId: "owners", error: expect.stringMatching(/not JSON/) });
+    expect(status.refused?.count).toBe(2);
+  });
+});
+
 describe("staged objects", () => {
   const content = Buffer.alloc(300 * 1024, 1);
   const sha = createHash("sha256").update(content).digest("hex");
