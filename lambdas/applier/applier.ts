@@ -444,7 +444,27 @@ export class Applier {
       status.state === "out-of-sync"
         ? `set "${message.set}" is out of sync on the target (${status.reason ?? "no reason recorded"}): it does not hold a state of the source to run the action on`
         : undefined;
-    const result = await this.#runMarker(marker, status, invocation, skip);
+    if (skip === undefined) {
+      // While its action runs, the set's messages wait behind it: `tidemark status` names it from this.
+      status.queueMarker = {
+        id: marker.id,
+        since: this.#now().toISOString(),
+        action: fields.action,
+        ...(fields.label !== undefined ? { label: fields.label } : {}),
+        timeoutSeconds: fields.timeoutSeconds,
+        ...(incoming.senderId ? { sender: incoming.senderId } : {}),
+      };
+      await this.#writeStatus(status);
+    }
+    let result: string;
+    try {
+      result = await this.#runMarker(marker, status, invocation, skip);
+    } finally {
+      if (status.queueMarker?.id === marker.id) {
+        delete status.queueMarker;
+        await this.#writeStatus(status);
+      }
+    }
     // Into the set's history too: `tidemark timeline` lists it.
     await (await this.#openHistory(message.set, status, [], batch))?.recordMarker(marker, status.lastSeq, () => this.#writeStatus(status));
     return { kind: "marker", set: message.set, task: marker.id, status: result };
