@@ -24,7 +24,7 @@ import {
 import { mapConcurrent } from "../../contract/async.ts";
 import { parseManifest, verifyTarget } from "./verify.ts";
 import { drillMetricsLine } from "./metrics.ts";
-import { runMarker, type Marker, type TaskSettings } from "./markers.ts";
+import { MarkerContinuesError, runMarker, type Marker, type TaskSettings } from "./markers.ts";
 import { enterGeneration } from "./generations.ts";
 import { preserveBeforeReplace, pruneSnapshots, takeSnapshot } from "../tasks/snapshots.ts";
 import { readStoredStatus } from "../store/set-status.ts";
@@ -231,7 +231,6 @@ export class Applier {
         throw new BadMessageError(`message for set "${message.set}" arrived in message group "${incoming.groupId ?? "(none)"}"`);
       }
     } catch (error) {
-      // The batch's copy of the set, when it holds one: its waiting history is written before the rejection.
       if (error instanceof BadMessageError) return this.#rejectUnreadable(incoming, error, batch);
       throw error;
     }
@@ -448,7 +447,8 @@ export class Applier {
       // While its action runs, the set's messages wait behind it: `tidemark status` names it from this.
       status.queueMarker = {
         id: marker.id,
-        since: this.#now().toISOString(),
+        // An action that goes on in the next invocation (MarkerContinuesError) held the stream since its first.
+        since: status.queueMarker?.id === marker.id ? status.queueMarker.since : this.#now().toISOString(),
         action: fields.action,
         ...(fields.label !== undefined ? { label: fields.label } : {}),
         timeoutSeconds: fields.timeoutSeconds,
@@ -459,15 +459,22 @@ export class Applier {
     let result: string;
     try {
       result = await this.#runMarker(marker, status, invocation, skip);
-    } finally {
-      if (status.queueMarker?.id === marker.id) {
-        delete status.queueMarker;
-        await this.#writeStatus(status);
-      }
+    } catch (error) {
+      // Still holding the stream when its action goes on in the next invocation; otherwise the retry sets it again.
+      if (!(error instanceof MarkerContinuesError)) await this.#queueMarkerEnded(status, marker.id);
+      throw error;
     }
+    await this.#queueMarkerEnded(status, marker.id);
     // Into the set's history too: `tidemark timeline` lists it.
     await (await this.#openHistory(message.set, status, [], batch))?.recordMarker(marker, status.lastSeq, () => this.#writeStatus(status));
     return { kind: "marker", set: message.set, task: marker.id, status: result };
+  }
+
+  /** The queue marker `id` no longer holds the set's stream: its status says so. */
+  async #queueMarkerEnded(status: SetStatus, id: string): Promise<void> {
+    if (status.queueMarker?.id !== id) return;
+    delete status.queueMarker;
+    await this.#writeStatus(status);
   }
 
   /** Runs a marker's action on the set as it is now; a snapshot raises the set's generation before anything after it is applied. */
