@@ -51,3 +51,9 @@ export function latestLine(latest: LatestSnapshot): string {
   const stream = newestFromStream ? `; the newest from the agent's stream is ${newestFromStream.id} (taken ${newestFromStream.takenAt}): give \`--snapshot ${newestFromStream.id}\` for it` : "";
   return `--snapshot latest is ${summary.id} (taken ${summary.takenAt})${originPhrase(summary)}${stream}`;
 }
+
+/** `latest` in restore's --json: the snapshot it was, where it came from, and the newest of the agent's stream when that is another. */
+export function latestJson(latest: LatestSnapshot): { id: string; takenAt: string; taskId: string; seq: number | null; origin: "stream" | "queue" | undefined; newestFromStream?: string } {
+  const { summary, newestFromStream } = latest;
+  return { id: summary.id, takenAt: summary.takenAt, taskId: summary.taskId, seq: summary.seq, origin: originKind(summary), ...(newestFromStream ? { newestFromStream: newestFromStream.id } : {}) };
+}

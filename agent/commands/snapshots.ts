@@ -4,7 +4,7 @@
 import { resolve } from "node:path";
 import { leftOutCount, type PruneReport, type SnapshotSummary } from "../../contract/tasks.ts";
 import { listSnapshots, readSnapshot, SnapshotError, type TargetStore } from "../../lambdas/target/index.ts";
-import { latestLine, latestSnapshot, type LatestSnapshot } from "../snapshot-origin.ts";
+import { latestJson, latestLine, latestSnapshot, type LatestSnapshot } from "../snapshot-origin.ts";
 import { configPath, loadConfig, type AgentConfig } from "../config.ts";
 import { escapeControl, formatBytes, table } from "../format.ts";
 import { runPrune, type Progress } from "../operations.ts";
@@ -172,15 +172,16 @@ Examples:
         view?.done();
       }
     });
-    // Which snapshot `latest` was, and whether the agent's stream or the queue made it (snapshot-origin.ts): after
-    // the restore's own lines, on stderr beside --json's object.
-    const saidLatest = () => latest && (json ? process.stderr : process.stdout).write(`${latestLine(latest)}\n`);
+    // Which snapshot `latest` was, and whether the agent's stream or the queue made it (snapshot-origin.ts): after the
+    // restore's own lines, or as `latest` in --json's object.
+    const said = latest && json ? { latest: latestJson(latest) } : {};
+    const saidLatest = () => latest && !json && process.stdout.write(`${latestLine(latest)}\n`);
     if ("source" in result) {
-      printVolumeRestore(set, result, json);
+      printVolumeRestore(set, { ...result, ...said }, json);
       saidLatest();
       return 0;
     }
-    const code = printRestore(set, result, json);
+    const code = printRestore(set, { ...result, ...said }, json);
     saidLatest();
     return code;
   },

@@ -121,6 +121,9 @@ describe("markers and recovery from the command line", () => {
     expect(latest.stdout).toMatch(
       /\n--snapshot latest is snap-console-1 \(taken \S+\), from marker console-1 sent straight to the queue \(no seq: [^)]*\); the newest from the agent's stream is (snap-\S+) \(taken \S+\): give `--snapshot \1` for it\n$/,
     );
+    const asJson = await tidemark(["restore", SET, "--snapshot", "latest", "--to", join(work.path, "restore-latest-json"), "--json", "--config", config]);
+    expect(asJson.stderr).toBe("");
+    expect(JSON.parse(asJson.stdout)).toMatchObject({ snapshot: "snap-console-1", latest: { id: "snap-console-1", taskId: "console-1", seq: null, origin: "queue", newestFromStream: expect.stringMatching(/^snap-/) } });
   });
 
   it("lists tasks and snapshots, refuses a non-empty restore folder, and prunes", async () => {

@@ -6,7 +6,7 @@
 import { describe, expect, it } from "vitest";
 import { Applier } from "../../lambdas/applier/applier.ts";
 import { MemoryStore } from "../../lambdas/store/memory-store.ts";
-import { latestLine, latestSnapshot, originKind, originPhrase } from "../../agent/snapshot-origin.ts";
+import { latestJson, latestLine, latestSnapshot, originKind, originPhrase } from "../../agent/snapshot-origin.ts";
 import { resolveRecoveryPoint } from "../../agent/recovery-points.ts";
 import { messageBody, putRecord, signedIncoming } from "../support/messages.ts";
 
@@ -41,6 +41,7 @@ describe("--snapshot latest", () => {
     expect(latest && latestLine(latest)).toBe(
       "--snapshot latest is snap-rogue (taken 2026-12-01T04:01:00.000Z), from marker rogue sent straight to the queue (no seq: the target's state when it arrived, crash-consistent, not a point of the agent's stream); the newest from the agent's stream is snap-nightly (taken 2026-12-01T04:00:00.000Z): give `--snapshot snap-nightly` for it",
     );
+    expect(latest && latestJson(latest)).toEqual({ id: "snap-rogue", takenAt: "2026-12-01T04:01:00.000Z", taskId: "rogue", seq: null, origin: "queue", newestFromStream: "snap-nightly" });
     // A drill of `latest` reports the same snapshot, its seq null: its report line says it came from the queue.
     const point = await resolveRecoveryPoint(store, SET, {});
     expect(point.description).toMatchObject({ kind: "snapshot", id: "snap-rogue", taskId: "rogue", seq: null });
