@@ -3,7 +3,8 @@
 
 import type { DrillReport } from "../contract/drills.ts";
 import type { ChangingWhileRead } from "../contract/tasks.ts";
-import { listSnapshots, readSnapshot, type TargetStore } from "../lambdas/target/index.ts";
+import { readSnapshot, type TargetStore } from "../lambdas/target/index.ts";
+import { latestSnapshot } from "./snapshot-origin.ts";
 import { snapshotRecoveryPoint, unnamedLeftOut } from "./restore.ts";
 import { parseMoment, pointInTime } from "./restore-at.ts";
 import type { RecoveryEntry, RecoveryPoint } from "./restore-writer.ts";
@@ -38,7 +39,8 @@ export async function resolveRecoveryPoint(store: TargetStore, set: string, choi
   if (choice.at !== undefined && choice.snapshot !== undefined) throw new RecoveryPointError("--snapshot and --at name two recovery points: give one");
   if (choice.at !== undefined) return pointInTimeRecoveryPoint(store, set, choice.at);
   const id = choice.snapshot ?? "latest";
-  const summary = id === "latest" ? (await listSnapshots(store, set)).at(-1) : await readSnapshot(store, set, id);
+  // `latest`: the newest snapshot, from the agent's stream or the queue alike; the report's seq (null: the queue) says which.
+  const summary = id === "latest" ? (await latestSnapshot(store, set))?.summary : await readSnapshot(store, set, id);
   if (!summary) throw new RecoveryPointError(`set "${set}" has no snapshots to drill yet (take one with \`tidemark task ${set} --wait\`)`);
   if (summary.volume) throw new RecoveryPointError(`snapshot ${summary.id} is of a volume set: drills restore file sets (restore a volume with \`tidemark restore ${set} --snapshot ${summary.id} --to FILE\`)`);
   const unnamed = unnamedLeftOut(summary);

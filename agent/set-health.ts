@@ -245,7 +245,8 @@ const refusedSenders: ProblemCheck = (facts) => {
   return [
     {
       kind: "refused-sender",
-      message: `refused ${refused.count} message(s) not from the set's owner; last ${last.messageId} at ${last.at}${who ? ` (${who})` : ""}: ${last.reason}`,
+      // A problem (exit 1) for who else speaks for the set, not for anything of the owner's: the message says so.
+      message: `refused ${refused.count} message(s) not from the set's owner; last ${last.messageId} at ${last.at}${who ? ` (${who})` : ""}: ${last.reason}; nothing of them was applied and none of the owner's messages was lost: a sender other than the owner is sending to the set's message group`,
     },
   ];
 };

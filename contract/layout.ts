@@ -268,6 +268,13 @@ export const SetStatusSchema = z.object({
       changingWhileRead: z.number().int().min(1).optional(),
     })
     .optional(),
+  /**
+   * A marker sent straight to the queue (no seq) whose action the applier is running now: it holds the set's stream
+   * (the set's messages wait behind it) until the action ends. Cleared when it ends; left by an applier that died in it.
+   */
+  queueMarker: z
+    .object({ id: z.string(), since: z.string(), action: z.string(), label: z.string().optional(), timeoutSeconds: z.number().int().min(0), sender: z.string().optional() })
+    .optional(),
   /** Messages refused because they were not signed by the set's owner (ownership.ts): nothing of them was applied. */
   refused: z
     .object({

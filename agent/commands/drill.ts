@@ -9,6 +9,7 @@ import { runDrill, type DrillOutcome } from "../drill.ts";
 import { escapeControl, formatBytes } from "../format.ts";
 import type { Progress } from "../operations.ts";
 import { createProgressView } from "../progress.ts";
+import { originPhrase } from "../snapshot-origin.ts";
 import { stringOption, type Command } from "./command.ts";
 import { checkSet, operate } from "./operate.ts";
 import type { CommandWaits } from "../command-agent-wait.ts";
@@ -31,7 +32,7 @@ function describe(outcome: DrillOutcome): string {
   const r = outcome.report;
   const lines = [
     `drill ${r.id} of set ${r.set}: ${r.passed ? "PASSED" : "FAILED"}`,
-    `  recovery point: ${r.recoveryPoint.kind} ${r.recoveryPoint.id}, taken ${r.recoveryPoint.takenAt}`,
+    `  recovery point: ${r.recoveryPoint.kind} ${r.recoveryPoint.id}, taken ${r.recoveryPoint.takenAt}${r.recoveryPoint.kind === "snapshot" ? originPhrase(r.recoveryPoint) : ""}`,
     `  RPO: ${duration(Math.max(0, r.rpo.ageMs))} old${r.rpo.lagMs !== null ? `; the target was ${duration(r.rpo.lagMs)} behind the source at that point` : ""}`,
     `  RTO: ${duration(r.rto.totalMs)} (restore ${duration(r.rto.restoreMs)}, compare ${duration(r.rto.verifyMs)}${r.check ? `, check ${duration(r.rto.checkMs)}` : ""}); ${r.entries} entries, ${formatBytes(r.bytes)}`,
   ];
@@ -140,7 +141,8 @@ file. Drills run on a schedule from the config's "drills" list in a
 running agent.
 
 Options:
-  --snapshot ID   the snapshot to drill, or "latest" (default)
+  --snapshot ID   the snapshot to drill, or "latest" (default: the newest, from the agent's
+                  stream or the queue alike; the report's recovery point says which)
   --at TIME       a moment of the protection window instead (as \`restore --at\`: ISO 8601 or 15m, 2h, 3d ago)
   --to DIR        restore into DIR (empty or missing) instead of a temporary folder
   --check CMD     shell command run with the restored tree as its working folder;

@@ -4,6 +4,7 @@
 import { resolve } from "node:path";
 import { leftOutCount, type PruneReport, type SnapshotSummary } from "../../contract/tasks.ts";
 import { listSnapshots, readSnapshot, SnapshotError, type TargetStore } from "../../lambdas/target/index.ts";
+import { latestJson, latestLine, latestSnapshot, type LatestSnapshot } from "../snapshot-origin.ts";
 import { configPath, loadConfig, type AgentConfig } from "../config.ts";
 import { escapeControl, formatBytes, table } from "../format.ts";
 import { runPrune, type Progress } from "../operations.ts";
@@ -108,7 +109,8 @@ links included. Such a moment is crash-consistent, like a journal replay; a
 marker's snapshot is the application-consistent point.
 
 Options:
-  --snapshot ID   the snapshot (see \`tidemark snapshots SET\`); "latest" for the newest; or an EBS snapshot id
+  --snapshot ID   the snapshot (see \`tidemark snapshots SET\`); "latest" for the newest (a marker's of the agent's stream
+                  or one sent straight to the queue alike: restore says which it was); or an EBS snapshot id
   --at TIME       a moment instead: ISO 8601 (2026-11-30T10:15:02.250Z; local time without a zone) or a span ago (15m, 2h, 3d)
   --to DIR|FILE   where to restore
   --force         write into a folder that is not empty, or over an existing file or device
@@ -157,9 +159,11 @@ Examples:
     if (id === undefined) throw new UsageError("name the snapshot with --snapshot ID");
     const view = json ? undefined : createProgressView({ tty: process.stderr.isTTY === true, write: (text) => process.stderr.write(text) });
     const options = { force: values.force === true, ...(view ? { onProgress: (p: Progress) => view.update(p) } : {}) };
+    let latest: LatestSnapshot | undefined;
     const result = await withRestoreStore(config, async (store, readPath) => {
       // A tidemark snapshot first; an id that names none and looks like EBS's is read back from EBS.
-      const summary = id === "latest" ? (await listSnapshots(store, set)).at(-1) : await findSnapshot(store, set, id);
+      latest = id === "latest" ? await latestSnapshot(store, set) : undefined;
+      const summary = id === "latest" ? latest?.summary : await findSnapshot(store, set, id);
       if (summary && leftOutCount(summary) > 0) process.stderr.write(`snapshot ${summary.id}${id === "latest" ? " (the latest)" : ""} is INCOMPLETE: ${leftOutCount(summary)} entries were left out when it was taken; they are not restored\n`);
       if (summary?.changingWhileRead) process.stderr.write(`snapshot ${summary.id}${id === "latest" ? " (the latest)" : ""} is TORN: ${summary.changingWhileRead.count} files kept changing while its barrier read them; they are restored as read\n`);
       try {
@@ -171,11 +175,18 @@ Examples:
         view?.done();
       }
     });
+    // Which snapshot `latest` was, and whether the agent's stream or the queue made it (snapshot-origin.ts): after the
+    // restore's own lines, or as `latest` in --json's object.
+    const said = latest && json ? { latest: latestJson(latest) } : {};
+    const saidLatest = () => latest && !json && process.stdout.write(`${latestLine(latest)}\n`);
     if ("source" in result) {
-      printVolumeRestore(set, result, json);
+      printVolumeRestore(set, { ...result, ...said }, json);
+      saidLatest();
       return 0;
     }
-    return printRestore(set, result, json);
+    const code = printRestore(set, { ...result, ...said }, json);
+    saidLatest();
+    return code;
   },
 };
 

@@ -61,6 +61,8 @@ export interface SetReport {
         lastGenerationChange?: NonNullable<SetStatus["generations"]>[number];
         /** Messages refused as not the owner's, and the last of them. */
         refused?: SetStatus["refused"];
+        /** A marker sent straight to the queue whose action runs now, holding the set's stream (queueMarkerLine). */
+        queueMarker?: SetStatus["queueMarker"];
         /** The newest snapshot and how its digest and content checks came out. */
         lastSnapshot?: SetStatus["lastSnapshot"];
         /** Folder changes from this history segment on are applied (in the history) but not written to the live folder objects yet. */
@@ -88,6 +90,21 @@ export interface SetReport {
   lastDrill: { id: string; passed: boolean; finishedAt: string; ageSeconds: number; problems: number; tornCount?: number } | null;
   /** Drill reports no agent took in time, kept in the state folder until the set's next agent journals them (drill-kept.ts). */
   drillReportsKept: { id: string; passed: boolean; finishedAt: string; file: string }[];
+}
+
+/** Longest a Lambda invocation runs: a queue marker held longer than its timeout and this died with its applier (the message is retried). */
+const INVOCATION_MAX_MS = 15 * 60_000;
+
+/** The status line of a marker sent straight to the queue whose action holds the set's stream now. */
+export function queueMarkerLine(marker: NonNullable<SetStatus["queueMarker"]>, now: Date): string {
+  const label = marker.label !== undefined ? ` ("${marker.label}")` : "";
+  const sender = marker.sender !== undefined ? `sender ${marker.sender}` : "sender not named by the queue";
+  const limit = marker.timeoutSeconds > 0 ? `, for at most ${marker.timeoutSeconds} s` : "";
+  const overdue =
+    now.getTime() - Date.parse(marker.since) > marker.timeoutSeconds * 1000 + INVOCATION_MAX_MS
+      ? "; it has run longer than its timeout and an invocation: the applier likely stopped in it, and the message is retried"
+      : "";
+  return `marker ${marker.id}${label}, sent straight to the queue (not by this host's agent; ${sender}), holds the set's stream since ${marker.since}: the set's messages wait until its ${marker.action} action ends${limit}${overdue}`;
 }
 
 /** Exit code of `tidemark status` when a set is not healthy (2 stays for usage errors). */
@@ -161,6 +178,7 @@ export async function collectStatus(configFile: string): Promise<SetReport[]> {
             ...(status.generation ? { generation: status.generation } : {}),
             ...(change ? { lastGenerationChange: change } : {}),
             ...(status.refused ? { refused: status.refused } : {}),
+            ...(status.queueMarker ? { queueMarker: status.queueMarker } : {}),
             ...(await ownerOf(store, spec.name)),
             ...(status.appliedAt ? { appliedAt: status.appliedAt } : {}),
             updatedAt: status.updatedAt,
@@ -274,8 +292,8 @@ applied (read from the target bucket), and the state:
                 agent never ran with this state folder), a target that has
                 not applied a message sent over 30 minutes ago nor anything
                 else since (the applier failing on it, or not running; a
-                running marker action excepted), a message rejected in
-                the last 24 hours, a full journal, a failed watcher, a
+                running marker action excepted), a message of the owner's
+                rejected in the last 24 hours (rejected-message), a full journal, a failed watcher, a
                 scan that failed (what, when, its error; named until a
                 later scan succeeds), a send error, paths not replicated (the target refused their latest change
                 for good and keeps their last good version, or cannot carry
@@ -289,7 +307,9 @@ applied (read from the target bucket), and the state:
                 when it replayed folder changes (the live folders may lack
                 them until \`tidemark mirror SET --mode full\`), messages
                 refused as not the owner's in the last 24 hours (named with
-                their sender and key; nothing of them was applied)
+                their sender and key; nothing of them was applied, nothing
+                of the owner's lost: garbage sent to the set's message group,
+                a console marker with a typo, another host's marker)
 A large payload (over 32 MiB: a file, a delta's changed blocks, a marker's list)
 the agent is staging is named with how far its upload got (\`uploading\` in
 --json), and since when it waits for the bandwidth budget (the config's
@@ -303,7 +323,9 @@ the set's next agent sends it; \`drillReportsKept\` in --json; the set is
 not caught up meanwhile), and
 folder changes the target applied (in its history) but has not yet written
 to the live mirror's folder objects (a set that goes quiet keeps them until
-its next message, a snapshot or a verification).
+its next message, a snapshot or a verification). A marker sent straight to
+the queue whose action runs now is named with since when, its sender and what
+the set's messages wait for (\`target.queueMarker\` in --json).
 
 Exit code: 0 when every set is healthy (in sync or catching up), ${STATUS_UNHEALTHY} when
 any set has a problem (or its target is unreachable), 2 on usage errors.
@@ -348,6 +370,7 @@ Examples:
         const stopped = file.agentRunning ? "" : " (the agent holding it is not running: its next start captures the file)";
         process.stdout.write(`${r.set}: held back since ${file.since}: ${escapeControl(file.path)}: ${file.reason}${stopped}\n`);
       }
+      if (r.target.reachable && r.target.queueMarker) process.stdout.write(`${r.set}: ${escapeControl(queueMarkerLine(r.target.queueMarker, new Date()))}\n`);
       const rejected = r.target.reachable ? r.target.lastRejected : undefined;
       if (rejected && !r.problems.some((p) => p.kind === "rejected-message")) {
         process.stdout.write(`${r.set}: last rejected message ${rejected.messageId} at ${rejected.at} (no longer counted: older than 24 hours, or a resync applied since superseded its records): ${rejected.error}\n`);

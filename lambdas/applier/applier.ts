@@ -24,7 +24,7 @@ import {
 import { mapConcurrent } from "../../contract/async.ts";
 import { parseManifest, verifyTarget } from "./verify.ts";
 import { drillMetricsLine } from "./metrics.ts";
-import { runMarker, type Marker, type TaskSettings } from "./markers.ts";
+import { MarkerContinuesError, runMarker, type Marker, type TaskSettings } from "./markers.ts";
 import { enterGeneration } from "./generations.ts";
 import { preserveBeforeReplace, pruneSnapshots, takeSnapshot } from "../tasks/snapshots.ts";
 import { readStoredStatus } from "../store/set-status.ts";
@@ -231,15 +231,19 @@ export class Applier {
         throw new BadMessageError(`message for set "${message.set}" arrived in message group "${incoming.groupId ?? "(none)"}"`);
       }
     } catch (error) {
-      // The batch's copy of the set, when it holds one: its waiting history is written before the rejection.
-      if (error instanceof BadMessageError) return this.#reject(incoming, error, incoming.groupId !== undefined ? batch?.held(incoming.groupId) : undefined);
+      if (error instanceof BadMessageError) return this.#rejectUnreadable(incoming, error, batch);
       throw error;
     }
 
     const set = message.set;
     const status = batch ? await batch.status(set, () => this.readStatus(set), () => readOwner(this.#store, set)) : await this.readStatus(set);
     const settled = settledFields(status);
-    if (isMarkerMessage(message)) return this.#applyMarkerMessage(incoming, message, status, invocation, batch);
+    if (isMarkerMessage(message)) {
+      // Unsigned, so no owner check; but another host's role may not insert markers into (and hold) this set's stream.
+      const markerRefusal = this.#ownership.checkMarker?.(set, incoming);
+      if (markerRefusal) return this.#refuse(incoming, markerRefusal, status);
+      return this.#applyMarkerMessage(incoming, message, status, invocation, batch);
+    }
     const refusal = await this.#ownership.check(set, incoming, status, batch);
     if (refusal) return this.#refuse(incoming, refusal, status);
     let records = message.records;
@@ -439,10 +443,38 @@ export class Applier {
       status.state === "out-of-sync"
         ? `set "${message.set}" is out of sync on the target (${status.reason ?? "no reason recorded"}): it does not hold a state of the source to run the action on`
         : undefined;
-    const result = await this.#runMarker(marker, status, invocation, skip);
+    if (skip === undefined) {
+      // While its action runs, the set's messages wait behind it: `tidemark status` names it from this.
+      status.queueMarker = {
+        id: marker.id,
+        // An action that goes on in the next invocation (MarkerContinuesError) held the stream since its first.
+        since: status.queueMarker?.id === marker.id ? status.queueMarker.since : this.#now().toISOString(),
+        action: fields.action,
+        ...(fields.label !== undefined ? { label: fields.label } : {}),
+        timeoutSeconds: fields.timeoutSeconds,
+        ...(incoming.senderId ? { sender: incoming.senderId } : {}),
+      };
+      await this.#writeStatus(status);
+    }
+    let result: string;
+    try {
+      result = await this.#runMarker(marker, status, invocation, skip);
+    } catch (error) {
+      // Still holding the stream when its action goes on in the next invocation; otherwise the retry sets it again.
+      if (!(error instanceof MarkerContinuesError)) await this.#queueMarkerEnded(status, marker.id);
+      throw error;
+    }
+    await this.#queueMarkerEnded(status, marker.id);
     // Into the set's history too: `tidemark timeline` lists it.
     await (await this.#openHistory(message.set, status, [], batch))?.recordMarker(marker, status.lastSeq, () => this.#writeStatus(status));
     return { kind: "marker", set: message.set, task: marker.id, status: result };
+  }
+
+  /** The queue marker `id` no longer holds the set's stream: its status says so. */
+  async #queueMarkerEnded(status: SetStatus, id: string): Promise<void> {
+    if (status.queueMarker?.id !== id) return;
+    delete status.queueMarker;
+    await this.#writeStatus(status);
   }
 
   /** Runs a marker's action on the set as it is now; a snapshot raises the set's generation before anything after it is applied. */
@@ -779,6 +811,20 @@ export class Applier {
       await this.#writeStatus(status);
     }
     return { kind: "rejected", set, error: error.message };
+  }
+
+  /**
+   * A message that could not be read: the set's own rejection (`lastRejected`, `rejected-message` in status) only
+   * when it carries the owner's signature; anyone else's is a refusal naming its sender (`refused-sender`), as
+   * nothing of the owner's was lost.
+   */
+  async #rejectUnreadable(incoming: IncomingMessage, error: BadMessageError, batch: BatchMemory | undefined): Promise<MessageOutcome> {
+    const set = incoming.groupId !== undefined && !setNameProblem(incoming.groupId) ? incoming.groupId : undefined;
+    // The batch's copy of the set, when it holds one: its waiting history is written before the rejection.
+    const known = set !== undefined ? batch?.held(set) : undefined;
+    const refusal = set !== undefined ? await this.#ownership.unreadable?.(set, incoming, error.message, batch) : undefined;
+    if (set === undefined || refusal === undefined) return this.#reject(incoming, error, known);
+    return this.#refuse(incoming, refusal, known ?? (await this.readStatus(set)));
   }
 
   /** A message not from the set's owner: recorded with who sent it; the checkpoint and the sync state stay as they are. */

@@ -35,6 +35,18 @@ export interface OwnershipCheck {
    * Throws only when the store fails. `owners`: where the owner record is read once per batch (batch-memory.ts).
    */
   check(set: string, origin: MessageOrigin, status: SetStatus, owners?: OwnerReads): Promise<Refusal | undefined>;
+  /**
+   * Undefined when an unsigned marker sent straight to the queue (console, script) may add a recovery point to the
+   * set; else why not. Such a marker writes and deletes nothing, so it needs no owner's signature, but where the stack
+   * gives each host its own role, another host's role may not speak for the set. Absent: every sender may.
+   */
+  checkMarker?(set: string, origin: MessageOrigin): Refusal | undefined;
+  /**
+   * For a message the applier could not read (not JSON, not the wire schema, another set than its group): undefined
+   * when it carries the set's owner's valid signature (the owner's message was lost: a rejection of the set's own),
+   * else the refusal that names it as not the owner's. Registers no owner. Absent: every such message counts as the owner's.
+   */
+  unreadable?(set: string, origin: MessageOrigin, error: string, owners?: OwnerReads): Promise<Refusal | undefined>;
 }
 
 /** The role id of a SenderId ("AROA...:session" for an assumed role). */
@@ -81,6 +93,54 @@ export class SignedOwnership implements OwnershipCheck {
     this.#store = store;
     this.#now = options.now ?? (() => new Date());
     this.#setRoles = options.setRoles ?? new Map();
+  }
+
+  /**
+   * With host roles (`tidemark:hosts`), a queue marker of a set with a role is taken from that role, or from a sender
+   * that is no host's role (an operator's console or script); another host's role, or a sender the queue did not name,
+   * is refused. Without host roles every sender may (hosts share one policy: nothing tells them from an operator).
+   */
+  checkMarker(set: string, origin: MessageOrigin): Refusal | undefined {
+    const role = this.#setRoles.get(set);
+    if (role === undefined) return undefined;
+    const sender = origin.senderId || undefined;
+    const reason = (why: string) => `a marker sent straight to the queue ${why}; a set's markers come from the role of the host that owns set "${set}" (${role}) or from a sender that is no host's role (an operator)`;
+    if (sender === undefined) return { reason: reason("names no sender") };
+    const senderRole = roleIdOf(sender);
+    if (senderRole === role || ![...this.#setRoles.values()].includes(senderRole)) return undefined;
+    return { reason: reason(`was sent by ${sender}, the role of another host`), sender };
+  }
+
+  async unreadable(set: string, origin: MessageOrigin, error: string, owners?: OwnerReads): Promise<Refusal | undefined> {
+    const sender = origin.senderId || undefined;
+    const refuse = (why: string, keyId?: string): Refusal => ({
+      reason: `an unreadable message ${why}, so not counted as the owner's (nothing of the owner's was lost): ${error}`,
+      ...(keyId ? { keyId } : {}),
+      ...(sender ? { sender } : {}),
+    });
+    const role = this.#setRoles.get(set);
+    if (role !== undefined && (sender === undefined || roleIdOf(sender) !== role)) return refuse(`sent by ${sender ?? "an unknown sender"}, not by the role of the host that owns set "${set}" (${role})`);
+    const value = origin.attributes?.[SIGNATURE_ATTRIBUTE];
+    if (value === undefined) return refuse("without a signature");
+    let signature: ParsedSignature;
+    try {
+      signature = parseSignature(value);
+    } catch (e) {
+      if (e instanceof BadSignatureError) return refuse(`with a bad signature (${e.message})`);
+      throw e;
+    }
+    if (!signatureValid(signature, set, origin.body)) return refuse(`whose signature by key ${signature.keyId} does not match it`, signature.keyId);
+    let owner: OwnerRecord | undefined;
+    try {
+      owner = await (owners ? owners.owner(set, () => readOwner(this.#store, set)) : readOwner(this.#store, set));
+    } catch (e) {
+      // No owner to tell it by: counted as the set's own, so it is not hidden among others' refusals.
+      if (e instanceof OwnerRecordError) return undefined;
+      throw e;
+    }
+    // With no owner registered yet, a validly signed message is its would-be owner's.
+    if (!owner || owner.publicKey === signature.publicKey) return undefined;
+    return refuse(`signed by key ${signature.keyId}, not by the set's owner ${owner.keyId}`, signature.keyId);
   }
 
   async check(set: string, origin: MessageOrigin, status: SetStatus, owners?: OwnerReads): Promise<Refusal | undefined> {

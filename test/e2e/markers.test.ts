@@ -115,6 +115,15 @@ describe("markers and recovery from the command line", () => {
     const to = join(work.path, "restore-console");
     expect((await tidemark(["restore", SET, "--snapshot", "snap-console-1", "--to", to, "--config", config])).code).toBe(0);
     expect(await pictureOfSource(to, exact)).toEqual(before);
+    // `latest` is now the console marker's snapshot: restore says so, and names the newest of the agent's stream.
+    const latest = await tidemark(["restore", SET, "--snapshot", "latest", "--to", join(work.path, "restore-latest"), "--config", config]);
+    expect(latest.code).toBe(0);
+    expect(latest.stdout).toMatch(
+      /\n--snapshot latest is snap-console-1 \(taken \S+\), from marker console-1 sent straight to the queue \(no seq: [^)]*\); the newest from the agent's stream is (snap-\S+) \(taken \S+\): give `--snapshot \1` for it\n$/,
+    );
+    const asJson = await tidemark(["restore", SET, "--snapshot", "latest", "--to", join(work.path, "restore-latest-json"), "--json", "--config", config]);
+    expect(asJson.stderr).toBe("");
+    expect(JSON.parse(asJson.stdout)).toMatchObject({ snapshot: "snap-console-1", latest: { id: "snap-console-1", taskId: "console-1", seq: null, origin: "queue", newestFromStream: expect.stringMatching(/^snap-/) } });
   });
 
   it("lists tasks and snapshots, refuses a non-empty restore folder, and prunes", async () => {

@@ -12,6 +12,7 @@ import { APPLIER_ANNOUNCEMENT_KEY } from "../../contract/applier-accepts.ts";
 import { SetStatusSchema, type SetStatus } from "../../contract/layout.ts";
 import { Applier, type ApplierOptions, type IncomingMessage, type Invocation, type MessageOutcome } from "../../lambdas/applier/applier.ts";
 import type { BatchMemory } from "../../lambdas/applier/batch-memory.ts";
+import { SignedOwnership } from "../../lambdas/applier/ownership.ts";
 import { MemoryStore } from "../../lambdas/store/memory-store.ts";
 import type { WriteResult } from "../../lambdas/store/store.ts";
 
@@ -32,7 +33,10 @@ export class OlderApplier extends Applier {
   readonly #store: OlderApplierStore;
 
   constructor(options: ApplierOptions & { readonly store: OlderApplierStore }) {
-    super(options);
+    const ownership = options.ownership ?? new SignedOwnership(options.store);
+    // It recorded every message it could not read as the set's rejection (it knew no `unreadable` check); the body
+    // it is handed here, rewritten as its schema reads it, no longer matches the signature, which it never checked then.
+    super({ ...options, ownership: { check: (...args) => ownership.check(...args), ...(ownership.checkMarker ? { checkMarker: (...args) => ownership.checkMarker?.(...args) } : {}), unreadable: (...args) => (options.store.older ? Promise.resolve(undefined) : (ownership.unreadable?.(...args) ?? Promise.resolve(undefined))) } });
     this.#store = options.store;
   }
 

@@ -209,6 +209,68 @@ describe("host roles", () => {
   });
 });
 
+describe("queue markers with host roles", () => {
+  const marker = (label: string) => JSON.stringify({ v: 1, set: SET, task: { id: label, action: "snapshot", label, timeoutSeconds: 0 } });
+
+  it("are refused and named from another host's role or an unnamed sender, and taken from the set's role and an operator", async () => {
+    const store = new MemoryStore();
+    const setRoles = setRolesFromEnvironment({ TIDEMARK_SET_ROLES: JSON.stringify({ [SET]: "AROAWEB1", docs: "AROAFILES" }) });
+    const applier = new Applier({ store, log: () => {}, ownership: new SignedOwnership(store, { setRoles }) });
+    expect(await applier.applyMessage({ ...signedIncoming("m1", SET, messageBody(SET, [putRecord(1, "a", "x")])), senderId: "AROAWEB1:i-0def" })).toMatchObject({ kind: "applied" });
+
+    expect(await applier.applyMessage({ messageId: "rogue", groupId: SET, body: marker("rogue"), senderId: "AROAFILES:i-0abc" })).toMatchObject({
+      kind: "rejected",
+      error: expect.stringMatching(/was sent by AROAFILES:i-0abc, the role of another host.*owns set "www" \(AROAWEB1\)/),
+    });
+    expect(await applier.applyMessage({ messageId: "nobody", groupId: SET, body: marker("nobody") })).toMatchObject({ kind: "rejected", error: expect.stringMatching(/names no sender/) });
+    expect(await listSnapshots(store, SET)).toHaveLength(0);
+    const status = await readSetStatus(store, SET);
+    expect(status).toMatchObject({ state: "in-sync", lastSeq: 1, refused: { count: 2, last: { messageId: "nobody" } } });
+    expect(status.refused?.byKey?.unsigned?.count).toBe(2);
+    expect(status.lastRejected).toBeUndefined();
+
+    expect(await applier.applyMessage({ messageId: "own", groupId: SET, body: marker("own"), senderId: "AROAWEB1:i-0def" })).toMatchObject({ kind: "marker", status: "succeeded" });
+    expect(await applier.applyMessage({ messageId: "ops", groupId: SET, body: marker("ops"), senderId: "AROAOPERATOR:alice" })).toMatchObject({ kind: "marker", status: "succeeded" });
+    expect((await listSnapshots(store, SET)).map((s) => s.taskId)).toEqual(["own", "ops"]);
+  });
+
+  it("are taken from any sender when the stack gives hosts no roles", async () => {
+    const store = new MemoryStore();
+    const applier = new Applier({ store, log: () => {} });
+    expect(await applier.applyMessage({ messageId: "console", groupId: SET, body: marker("console"), senderId: "AROAANY:x" })).toMatchObject({ kind: "marker", status: "succeeded" });
+  });
+});
+
+describe("unreadable messages", () => {
+  it("are the set's own rejection only with its owner's signature; anyone else's is a refusal naming the sender", async () => {
+    const store = new MemoryStore();
+    const applier = new Applier({ store, log: () => {} });
+    expect(await applier.applyMessage(signedIncoming("m1", SET, messageBody(SET, [putRecord(1, "a", "x")])))).toMatchObject({ kind: "applied" });
+
+    expect(await applier.applyMessage({ messageId: "garbage", groupId: SET, body: "not json at all", senderId: "AIDAROGUE:qa" })).toMatchObject({ kind: "rejected" });
+    let status = await readSetStatus(store, SET);
+    expect(status.lastRejected).toBeUndefined();
+    expect(status).toMatchObject({ state: "in-sync", lastSeq: 1 });
+    expect(status.refused?.last).toMatchObject({
+      messageId: "garbage",
+      sender: "AIDAROGUE:qa",
+      reason: expect.stringMatching(/^an unreadable message without a signature, so not counted as the owner's \(nothing of the owner's was lost\): message body is not JSON/),
+    });
+    const rogue = generateSigningKey();
+    expect(await applier.applyMessage(signedIncoming("forged", SET, "{also not json", rogue))).toMatchObject({ kind: "rejected" });
+    status = await readSetStatus(store, SET);
+    expect(status.lastRejected).toBeUndefined();
+    expect(status.refused?.byKey?.[rogue.keyId]?.last).toMatchObject({ messageId: "forged", keyId: rogue.keyId, reason: expect.stringMatching(/signed by key .*, not by the set's owner/) });
+    expect(status.refused?.count).toBe(2);
+
+    // The owner's own unreadable message lost what it carried: the set's rejection, as before.
+    expect(await applier.applyMessage(signedIncoming("owners", SET, "{owner's but broken"))).toMatchObject({ kind: "rejected" });
+    status = await readSetStatus(store, SET);
+    expect(status.lastRejected).toMatchObject({ messageId: "owners", error: expect.stringMatching(/not JSON/) });
+    expect(status.refused?.count).toBe(2);
+  });
+});
+
 describe("staged objects", () => {
   const content = Buffer.alloc(300 * 1024, 1);
   const sha = createHash("sha256").update(content).digest("hex");

@@ -1,0 +1,69 @@
+// A marker sent straight to the queue holds the set's stream while its action
+// runs (the set's messages wait behind it): the set's status names it, and
+// `tidemark status` says which marker, since when and what it waits for.
+
+import { describe, expect, it } from "vitest";
+import type { SetStatus } from "../../contract/layout.ts";
+import { queueMarkerLine } from "../../agent/commands/status.ts";
+import { Applier } from "../../lambdas/applier/applier.ts";
+import { MarkerContinuesError } from "../../lambdas/applier/markers.ts";
+import { MemoryStore } from "../../lambdas/store/memory-store.ts";
+import { readSetStatus } from "../../lambdas/store/set-status.ts";
+import { messageBody, putRecord, signedIncoming } from "../support/messages.ts";
+
+const SET = "db";
+
+describe("a queue marker's action", () => {
+  it("is named in the set's status while it runs, and no longer once it ended", async () => {
+    const store = new MemoryStore();
+    let during: SetStatus | undefined;
+    const applier = new Applier({
+      store,
+      log: () => {},
+      now: () => new Date("2026-12-01T05:00:00Z"),
+      tasks: {
+        actions: {
+          event: {
+            run: async () => {
+              during = await readSetStatus(store, SET);
+              return {};
+            },
+          },
+        },
+      },
+    });
+    expect(await applier.applyMessage(signedIncoming("m1", SET, messageBody(SET, [putRecord(1, "a", "x")])))).toMatchObject({ kind: "applied" });
+    const body = JSON.stringify({ v: 1, set: SET, task: { id: "rogue-1", action: "event", label: "rogue", timeoutSeconds: 900 } });
+    expect(await applier.applyMessage({ messageId: "q1", groupId: SET, body, senderId: "AIDAOPS:alice" })).toMatchObject({ kind: "marker", task: "rogue-1", status: "succeeded" });
+    expect(during?.queueMarker).toEqual({ id: "rogue-1", since: "2026-12-01T05:00:00.000Z", action: "event", label: "rogue", timeoutSeconds: 900, sender: "AIDAOPS:alice" });
+    expect((await readSetStatus(store, SET)).queueMarker).toBeUndefined();
+  });
+
+  it("is still named while its snapshot goes on in the next invocation, and no longer once it ended", async () => {
+    // Its verification reads the live objects slowly: an invocation with no time left stops in it.
+    const store = new (class extends MemoryStore {
+      override async head(key: string) {
+        if (key.startsWith("data/")) await new Promise((resolve) => setTimeout(resolve, 20));
+        return super.head(key);
+      }
+    })();
+    let now = Date.parse("2026-12-01T05:00:00Z");
+    const applier = new Applier({ store, log: () => {}, now: () => new Date(now) });
+    expect(await applier.applyMessage(signedIncoming("m1", SET, messageBody(SET, [putRecord(1, "a", "x")])))).toMatchObject({ kind: "applied" });
+    const queued = { messageId: "q1", groupId: SET, body: JSON.stringify({ v: 1, set: SET, task: { id: "long-1", action: "snapshot" } }) };
+    // No time left in this invocation: the snapshot saves its progress and goes on in the next.
+    await expect(applier.applyMessage(queued, { remainingMs: () => 0 })).rejects.toThrow(MarkerContinuesError);
+    expect((await readSetStatus(store, SET)).queueMarker).toMatchObject({ id: "long-1", since: "2026-12-01T05:00:00.000Z", action: "snapshot" });
+    now += 60_000;
+    expect(await applier.applyMessage(queued, { remainingMs: () => 600_000 })).toMatchObject({ kind: "marker", task: "long-1", status: "succeeded" });
+    expect((await readSetStatus(store, SET)).queueMarker).toBeUndefined();
+  });
+
+  it("is told by `tidemark status` with its id, since when, its sender and what the stream waits for", () => {
+    const marker = { id: "rogue-1", since: "2026-12-01T05:00:00.000Z", action: "snapshot", label: "rogue", timeoutSeconds: 900, sender: "AIDAOPS:alice" };
+    expect(queueMarkerLine(marker, new Date("2026-12-01T05:01:00Z"))).toBe(
+      'marker rogue-1 ("rogue"), sent straight to the queue (not by this host\'s agent; sender AIDAOPS:alice), holds the set\'s stream since 2026-12-01T05:00:00.000Z: the set\'s messages wait until its snapshot action ends, for at most 900 s',
+    );
+    expect(queueMarkerLine(marker, new Date("2026-12-01T06:00:00Z"))).toMatch(/longer than its timeout and an invocation: the applier likely stopped in it/);
+  });
+});
