@@ -113,7 +113,16 @@ export async function startAgent(
     lock.release();
     throw error;
   }
-  forgetUploadsLeft(journal);
+  try {
+    forgetUploadsLeft(journal);
+    // A wait for the bandwidth budget an agent that stopped left recorded is over.
+    for (const set of config.sets) if (journal.sets.bandwidthWaitSince(set.name) !== null) journal.sets.recordBandwidthWait(set.name, null);
+  } catch (error) {
+    // The first reads of the sets' rows: damage found here is named with its remedy, as at the agent's start below.
+    journal.close();
+    lock.release();
+    throw journalFault(error, journal.path);
+  }
   const sqs = makeSqsClient(clientOptions);
   const s3 = makeS3Client(clientOptions);
   /** What a failed start gives back before it throws. */
@@ -140,8 +149,6 @@ export async function startAgent(
   const controller = new AbortController();
   const aws = new AwsTransport({ sqs, s3, queueUrl: config.queueUrl, bucket: config.bucket });
   // One link for every set: the cap is shared, and each retry is paced too.
-  // A wait an agent that stopped left recorded is over.
-  for (const set of config.sets) if (journal.sets.bandwidthWaitSince(set.name) !== null) journal.sets.recordBandwidthWait(set.name, null);
   const onSendWait = (set: string, waiting: boolean) => journal.sets.recordBandwidthWait(set, waiting ? new Date().toISOString() : null);
   const inner = config.bandwidth ? new RateLimitedTransport(aws, config.bandwidth, { signal: controller.signal, onSendWait }) : aws;
   const perSet = new PerSetRetry(
