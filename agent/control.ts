@@ -117,11 +117,21 @@ export async function startControlServer(path: string, routes: Record<string, Co
     res.writeHead(200, { "content-type": "application/x-ndjson", [HEARTBEAT_HEADER]: String(heartbeatMs) });
     // At once: the caller knows this agent took the request, however long before its first progress event.
     res.flushHeaders();
-    const heartbeat = setInterval(() => res.write("\n"), heartbeatMs);
-    res.once("close", () => clearInterval(heartbeat));
-    const send = (line: unknown) => res.write(`${JSON.stringify(line)}\n`);
+    // Nothing is written once the answer ended or its caller went (a heartbeat's tick after the end, a progress event
+    // of a caller that left): a write then would be an error no one handles, and it would end the agent.
+    const open = () => !res.writableEnded && !res.destroyed;
+    const heartbeat = setInterval(() => {
+      if (open()) res.write("\n");
+    }, heartbeatMs);
+    const ended = () => clearInterval(heartbeat);
+    res.once("close", ended);
+    res.on("error", ended);
+    const send = (line: unknown) => {
+      if (open()) res.write(`${JSON.stringify(line)}\n`);
+    };
     readBody(req)
       .then((body) => route(body, (event) => send({ progress: event })))
+      .finally(ended)
       .then(
         (result) => res.end(`${JSON.stringify({ result })}\n`),
         (error: unknown) =>
