@@ -86,7 +86,7 @@ export function versioningLine(settled: SettledVersioning): string {
  * &` from a shell that then exits does not keep it): a process that stays (a kept shell, tmux) or systemd does.
  */
 export const PARENT_EXITED_HINT =
-  "tidemark local stops with the process that started it (nohup ... & does not change that once its shell exits): keep that shell open (or run it in tmux/screen), or run it under systemd (systemd-run --unit tidemark-local tidemark local ...)";
+  'tidemark local stops with the process that started it (nohup ... & does not change that once its shell exits): keep that shell open (or run it in tmux/screen), or run it under systemd (systemd-run --same-dir --unit tidemark-local "$(command -v tidemark)" local --state "$PWD/.tidemark" ...: a unit starts in / with systemd\'s PATH)';
 
 function stoppingHint(reason: string): { hint?: string } {
   return reason === "parent exited" ? { hint: PARENT_EXITED_HINT } : {};
