@@ -95,11 +95,24 @@ export interface SetReport {
 /** Longest a Lambda invocation runs: a queue marker held longer than its timeout and this died with its applier (the message is retried). */
 const INVOCATION_MAX_MS = 15 * 60_000;
 
+/**
+ * The queue marker the set's status names, while it still holds the stream: once the target applied the set's messages
+ * after its start, the stream moved past it (its message went, finished or to the dead-letter queue) and it holds nothing.
+ */
+export function queueMarkerHolding(status: Pick<SetStatus, "queueMarker" | "appliedAt">): SetStatus["queueMarker"] {
+  const marker = status.queueMarker;
+  if (!marker) return undefined;
+  if (status.appliedAt !== undefined && Date.parse(status.appliedAt) > Date.parse(marker.since)) return undefined;
+  return marker;
+}
+
 /** The status line of a marker sent straight to the queue whose action holds the set's stream now. */
 export function queueMarkerLine(marker: NonNullable<SetStatus["queueMarker"]>, now: Date): string {
   const label = marker.label !== undefined ? ` ("${marker.label}")` : "";
   const sender = marker.sender !== undefined ? `sender ${marker.sender}` : "sender not named by the queue";
-  const limit = marker.timeoutSeconds > 0 ? `, for at most ${marker.timeoutSeconds} s` : "";
+  // A snapshot goes on across invocations, its timeout no limit on the hold.
+  const resumable = marker.action === "snapshot" || marker.action === "ebs-snapshot";
+  const limit = marker.timeoutSeconds > 0 && !resumable ? `, for at most ${marker.timeoutSeconds} s` : "";
   const overdue =
     now.getTime() - Date.parse(marker.since) > marker.timeoutSeconds * 1000 + INVOCATION_MAX_MS
       ? "; it has run longer than its timeout and an invocation: the applier likely stopped in it, and the message is retried"
@@ -178,7 +191,7 @@ export async function collectStatus(configFile: string): Promise<SetReport[]> {
             ...(status.generation ? { generation: status.generation } : {}),
             ...(change ? { lastGenerationChange: change } : {}),
             ...(status.refused ? { refused: status.refused } : {}),
-            ...(status.queueMarker ? { queueMarker: status.queueMarker } : {}),
+            ...(queueMarkerHolding(status) ? { queueMarker: queueMarkerHolding(status) } : {}),
             ...(await ownerOf(store, spec.name)),
             ...(status.appliedAt ? { appliedAt: status.appliedAt } : {}),
             updatedAt: status.updatedAt,

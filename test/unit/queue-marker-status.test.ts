@@ -4,7 +4,7 @@
 
 import { describe, expect, it } from "vitest";
 import type { SetStatus } from "../../contract/layout.ts";
-import { queueMarkerLine } from "../../agent/commands/status.ts";
+import { queueMarkerHolding, queueMarkerLine } from "../../agent/commands/status.ts";
 import { Applier } from "../../lambdas/applier/applier.ts";
 import { MarkerContinuesError } from "../../lambdas/applier/markers.ts";
 import { MemoryStore } from "../../lambdas/store/memory-store.ts";
@@ -62,8 +62,17 @@ describe("a queue marker's action", () => {
   it("is told by `tidemark status` with its id, since when, its sender and what the stream waits for", () => {
     const marker = { id: "rogue-1", since: "2026-12-01T05:00:00.000Z", action: "snapshot", label: "rogue", timeoutSeconds: 900, sender: "AIDAOPS:alice" };
     expect(queueMarkerLine(marker, new Date("2026-12-01T05:01:00Z"))).toBe(
-      'marker rogue-1 ("rogue"), sent straight to the queue (not by this host\'s agent; sender AIDAOPS:alice), holds the set\'s stream since 2026-12-01T05:00:00.000Z: the set\'s messages wait until its snapshot action ends, for at most 900 s',
+      'marker rogue-1 ("rogue"), sent straight to the queue (not by this host\'s agent; sender AIDAOPS:alice), holds the set\'s stream since 2026-12-01T05:00:00.000Z: the set\'s messages wait until its snapshot action ends',
     );
+    // An action that does not go on across invocations holds the stream for its timeout at most.
+    expect(queueMarkerLine({ ...marker, action: "invoke" }, new Date("2026-12-01T05:01:00Z"))).toMatch(/until its invoke action ends, for at most 900 s$/);
     expect(queueMarkerLine(marker, new Date("2026-12-01T06:00:00Z"))).toMatch(/longer than its timeout and an invocation: the applier likely stopped in it/);
+  });
+
+  it("is no longer named once the target applied the set's messages after its start (its message left: finished, or to the dead-letter queue)", () => {
+    const marker = { id: "long-1", since: "2026-12-01T05:00:00.000Z", action: "snapshot", timeoutSeconds: 900 };
+    expect(queueMarkerHolding({ queueMarker: marker, appliedAt: "2026-12-01T04:59:00.000Z" })).toEqual(marker);
+    expect(queueMarkerHolding({ queueMarker: marker })).toEqual(marker);
+    expect(queueMarkerHolding({ queueMarker: marker, appliedAt: "2026-12-01T08:00:00.000Z" })).toBeUndefined();
   });
 });
