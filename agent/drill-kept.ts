@@ -83,8 +83,10 @@ function keptDirFor(stateDir: string, owner: Stats | undefined, mode: number): s
  * reaches nothing more than it could write itself.
  */
 function asOwner<T>(owner: Stats | undefined, write: () => T): T {
-  if (!owner || !process.seteuid || !process.setegid) return write();
-  const [uid, gid] = [process.geteuid?.() ?? 0, process.getegid?.() ?? 0];
+  if (!owner || !process.seteuid || !process.setegid || !process.setgroups || !process.getgroups) return write();
+  const [uid, gid, groups] = [process.geteuid?.() ?? 0, process.getegid?.() ?? 0, process.getgroups()];
+  // Groups first, then the group, then the user (only root may change them); back in the reverse order.
+  process.setgroups([owner.gid]);
   process.setegid(owner.gid);
   process.seteuid(owner.uid);
   try {
@@ -92,6 +94,7 @@ function asOwner<T>(owner: Stats | undefined, write: () => T): T {
   } finally {
     process.seteuid(uid);
     process.setegid(gid);
+    process.setgroups(groups);
   }
 }
 

@@ -207,7 +207,10 @@ it("a drill run as root follows no link the service's user planted in its state 
   chownSync(keptReportsDir(config.stateDir), NOBODY, NOBODY);
   const report = drillReport("20261201T049500Z-kkkkkk", true);
   symlinkSync(rootFile, `${join(keptReportsDir(config.stateDir), `${report.id}.json`)}.${process.pid}.tmp`);
+  const groups = process.getgroups?.();
   const kept = keepDrillReport(config.stateDir, report);
+  // The drill is root again afterwards, with root's groups.
+  expect([process.geteuid?.(), process.getegid?.(), process.getgroups?.()]).toEqual([0, 0, groups]);
   expect(readFileSync(rootFile, "utf8")).toBe("root's\n");
   expect(statSync(rootFile)).toMatchObject({ uid: 0, gid: 0 });
   expect(statSync(kept)).toMatchObject({ uid: NOBODY, gid: NOBODY });
