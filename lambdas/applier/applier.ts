@@ -822,9 +822,10 @@ export class Applier {
     const set = incoming.groupId !== undefined && !setNameProblem(incoming.groupId) ? incoming.groupId : undefined;
     // The batch's copy of the set, when it holds one: its waiting history is written before the rejection.
     const known = set !== undefined ? batch?.held(set) : undefined;
-    const refusal = set !== undefined ? await this.#ownership.unreadable?.(set, incoming, error.message, batch) : undefined;
-    if (set === undefined || refusal === undefined) return this.#reject(incoming, error, known);
-    return this.#refuse(incoming, refusal, known ?? (await this.readStatus(set)));
+    const status = set !== undefined ? (known ?? (await this.readStatus(set))) : undefined;
+    const refusal = set !== undefined ? await this.#ownership.unreadable?.(set, incoming, error.message, batch, (status?.lastSeq ?? 0) > 0) : undefined;
+    if (set === undefined || status === undefined || refusal === undefined) return this.#reject(incoming, error, known);
+    return this.#refuse(incoming, refusal, status);
   }
 
   /** A message not from the set's owner: recorded with who sent it; the checkpoint and the sync state stay as they are. */

@@ -46,7 +46,7 @@ export interface OwnershipCheck {
    * when it carries the set's owner's valid signature (the owner's message was lost: a rejection of the set's own),
    * else the refusal that names it as not the owner's. Registers no owner. Absent: every such message counts as the owner's.
    */
-  unreadable?(set: string, origin: MessageOrigin, error: string, owners?: OwnerReads): Promise<Refusal | undefined>;
+  unreadable?(set: string, origin: MessageOrigin, error: string, owners?: OwnerReads, hasHistory?: boolean): Promise<Refusal | undefined>;
 }
 
 /** The role id of a SenderId ("AROA...:session" for an assumed role). */
@@ -111,7 +111,7 @@ export class SignedOwnership implements OwnershipCheck {
     return { reason: reason(`was sent by ${sender}, the role of another host`), sender };
   }
 
-  async unreadable(set: string, origin: MessageOrigin, error: string, owners?: OwnerReads): Promise<Refusal | undefined> {
+  async unreadable(set: string, origin: MessageOrigin, error: string, owners?: OwnerReads, hasHistory = false): Promise<Refusal | undefined> {
     const sender = origin.senderId || undefined;
     const refuse = (why: string, keyId?: string): Refusal => ({
       reason: `an unreadable message ${why}, so not counted as the owner's (nothing of the owner's was lost): ${error}`,
@@ -138,8 +138,10 @@ export class SignedOwnership implements OwnershipCheck {
       if (e instanceof OwnerRecordError) return undefined;
       throw e;
     }
-    // With no owner registered yet, a validly signed message is its would-be owner's.
-    if (!owner || owner.publicKey === signature.publicKey) return undefined;
+    // With no owner registered yet, a validly signed message is its would-be owner's; but a set with history and no
+    // owner is no one's to speak for by sending first (as check() refuses its records).
+    if (!owner) return hasHistory ? refuse(`signed by key ${signature.keyId}, but set "${set}" has history on the target and no registered owner`, signature.keyId) : undefined;
+    if (owner.publicKey === signature.publicKey) return undefined;
     return refuse(`signed by key ${signature.keyId}, not by the set's owner ${owner.keyId}`, signature.keyId);
   }
 

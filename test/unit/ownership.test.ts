@@ -271,6 +271,21 @@ describe("unreadable messages", () => {
   });
 });
 
+describe("unreadable messages on a set with history and no owner", () => {
+  it("are no one's own rejection: a validly signed one of any key is a refusal, as that key's records would be", async () => {
+    const store = new MemoryStore();
+    const applier = new Applier({ store, log: () => {} });
+    expect(await applier.applyMessage(signedIncoming("m1", SET, messageBody(SET, [putRecord(1, "a", "x")])))).toMatchObject({ kind: "applied" });
+    // Replicated before owners were registered: history, and no owner record.
+    await store.delete(ownerKey(SET));
+    const rogue = generateSigningKey();
+    expect(await applier.applyMessage(signedIncoming("forged", SET, "{not json", rogue))).toMatchObject({ kind: "rejected" });
+    const status = await readSetStatus(store, SET);
+    expect(status.lastRejected).toBeUndefined();
+    expect(status.refused?.last).toMatchObject({ messageId: "forged", keyId: rogue.keyId, reason: expect.stringMatching(/has history on the target and no registered owner/) });
+  });
+});
+
 describe("staged objects", () => {
   const content = Buffer.alloc(300 * 1024, 1);
   const sha = createHash("sha256").update(content).digest("hex");
