@@ -271,6 +271,22 @@ describe("unreadable messages", () => {
   });
 });
 
+describe("unreadable messages with host roles", () => {
+  it("are the set's own rejection only from the set's role; the owner's signature from another role is a refusal naming it", async () => {
+    const store = new MemoryStore();
+    const setRoles = setRolesFromEnvironment({ TIDEMARK_SET_ROLES: JSON.stringify({ [SET]: "AROAWEB1", docs: "AROAFILES" }) });
+    const applier = new Applier({ store, log: () => {}, ownership: new SignedOwnership(store, { setRoles }) });
+    expect(await applier.applyMessage({ ...signedIncoming("m1", SET, messageBody(SET, [putRecord(1, "a", "x")])), senderId: "AROAWEB1:i-0def" })).toMatchObject({ kind: "applied" });
+    expect(await applier.applyMessage({ ...signedIncoming("other-role", SET, "{broken"), senderId: "AROAFILES:i-0abc" })).toMatchObject({ kind: "rejected" });
+    let status = await readSetStatus(store, SET);
+    expect(status.lastRejected).toBeUndefined();
+    expect(status.refused?.last).toMatchObject({ messageId: "other-role", sender: "AROAFILES:i-0abc", reason: expect.stringMatching(/not by the role of the host that owns set/) });
+    expect(await applier.applyMessage({ ...signedIncoming("own-role", SET, "{broken"), senderId: "AROAWEB1:i-0def" })).toMatchObject({ kind: "rejected" });
+    status = await readSetStatus(store, SET);
+    expect(status.lastRejected).toMatchObject({ messageId: "own-role" });
+  });
+});
+
 describe("unreadable messages on a set with history and no owner", () => {
   it("are no one's own rejection: a validly signed one of any key is a refusal, as that key's records would be", async () => {
     const store = new MemoryStore();
