@@ -13,11 +13,12 @@
 // (state-lock.ts): the drill writes its file without the lock, and only once
 // its wait for an agent failed (a report an agent took leaves no file). It
 // writes one new file under its own name (temp, rename), which no agent reads
-// until it is complete; and as the state folder's owner (a root CLI writes it
-// with that user's effective ids, so a link that user planted in its own
-// folder gains it nothing), so the agent can take it away.
+// until it is complete; and as the state folder's owner (a root CLI makes the
+// folder and writes the file with that user's effective ids and groups, so a
+// link that user planted in its own folder gains it nothing), so the agent can
+// take it away.
 
-import { closeSync, constants, fchmodSync, fchownSync, fstatSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeSync, type Stats } from "node:fs";
+import { closeSync, constants, fchmodSync, fstatSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeSync, type Stats } from "node:fs";
 import { dirname, join } from "node:path";
 import { DrillReportSchema, type DrillReport } from "../contract/drills.ts";
 import { silentLogger, type Logger } from "./log.ts";
@@ -55,11 +56,11 @@ function ownerToMatch(state: Stats): Stats | undefined {
 }
 
 /**
- * drill-reports/, owned and moded as the state folder (a root CLI's folder would shut the service's agent out). A
- * folder an earlier root drill left as root's is handed over through a descriptor opened without following links, so
- * the state folder's user (who may rename anything inside it) cannot point the change at another path.
+ * drill-reports/, moded as the state folder and made by its owner (keepDrillReport runs this as that owner): a folder
+ * left by someone else is not taken over (status names it with the remedy, keptReportsUnclaimable). Checked through a
+ * descriptor opened without following links.
  */
-function keptDirFor(stateDir: string, owner: Stats | undefined, mode: number): string {
+function keptDirFor(stateDir: string, mode: number): string {
   const dir = keptReportsDir(stateDir);
   try {
     mkdirSync(dir, { mode });
@@ -69,8 +70,7 @@ function keptDirFor(stateDir: string, owner: Stats | undefined, mode: number): s
   const fd = openSync(dir, constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW);
   try {
     const found = fstatSync(fd);
-    if (owner && (found.uid !== owner.uid || found.gid !== owner.gid)) fchownSync(fd, owner.uid, owner.gid);
-    if ((found.mode & 0o777) !== mode) fchmodSync(fd, mode);
+    if (found.uid === process.geteuid?.() && (found.mode & 0o777) !== mode) fchmodSync(fd, mode);
   } finally {
     closeSync(fd);
   }
@@ -86,10 +86,10 @@ function asOwner<T>(owner: Stats | undefined, write: () => T): T {
   if (!owner || !process.seteuid || !process.setegid || !process.setgroups || !process.getgroups) return write();
   const [uid, gid, groups] = [process.geteuid?.() ?? 0, process.getegid?.() ?? 0, process.getgroups()];
   // Groups first, then the group, then the user (only root may change them); back in the reverse order.
-  process.setgroups([owner.gid]);
-  process.setegid(owner.gid);
-  process.seteuid(owner.uid);
   try {
+    process.setgroups([owner.gid]);
+    process.setegid(owner.gid);
+    process.seteuid(owner.uid);
     return write();
   } finally {
     process.seteuid(uid);
@@ -103,10 +103,10 @@ export function keepDrillReport(stateDir: string, report: DrillReport): string {
   mkdirSync(stateDir, { recursive: true, mode: 0o700 });
   const state = statSync(stateDir);
   const owner = ownerToMatch(state);
-  const dir = keptDirFor(stateDir, owner, state.mode & 0o777);
   const file = keptReportFile(stateDir, report.id);
   const temp = `${file}.${process.pid}.tmp`;
   return asOwner(owner, () => {
+    const dir = keptDirFor(stateDir, state.mode & 0o777);
     // A new file of this process's own, never one found in its place (a link, a leftover).
     rmSync(temp, { force: true });
     const fd = openSync(temp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);

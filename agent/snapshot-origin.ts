@@ -45,7 +45,7 @@ export async function latestSnapshot(store: TargetStore, set: string): Promise<L
   return { summary, ...(newestFromStream ? { newestFromStream } : {}) };
 }
 
-/** The line restore and drill print for `--snapshot latest`. */
+/** The line restore prints for `--snapshot latest` (drill names its recovery point's origin in its own line). */
 export function latestLine(latest: LatestSnapshot): string {
   const { summary, newestFromStream } = latest;
   const stream = newestFromStream ? `; the newest from the agent's stream is ${newestFromStream.id} (taken ${newestFromStream.takenAt}): give \`--snapshot ${newestFromStream.id}\` for it` : "";

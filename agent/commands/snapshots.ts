@@ -86,7 +86,9 @@ Writes the set as it was at the snapshot into DIR: file contents (each
 checked against its size and sha256 as it streams from the bucket, large
 files in ranged parts, never whole in memory), modes, modification times,
 symlinks (as links, never followed), files that were hard links of one
-another (as hard links) and empty folders. DIR must be empty or missing unless --force is given;
+another (as hard links) and empty folders; blocks of zeros are left as holes
+(a sparse file takes about the disk it took at the source; a swap file needs
+fallocate again). DIR must be empty or missing unless --force is given;
 with --force, what the snapshot holds is written over DIR's content, and
 what DIR holds beyond it is listed and left alone, or removed with --delete.
 
@@ -348,7 +350,8 @@ once the window no longer needs them. With the window off (0 days), the
 content no kept snapshot refers to is deleted here too.
 
 Options:
-  --keep N        snapshots to keep (0 deletes them all)
+  --keep N        snapshots to keep, digits only (0 deletes them all; an empty
+                  value is refused)
   --json          print the report as JSON
 ${CONFIG_OPTION}
 

@@ -314,7 +314,8 @@ applied (read from the target bucket), and the state:
                 sockets, FIFOs or devices; each with what to do), a full
                 disk under the journal, a failed
                 recovery drill (or one whose report is kept unsent in the
-                state folder, or kept reports no agent can send), a newest snapshot that failed its digest or
+                state folder, or kept reports no agent can send:
+                drill-report-kept), a newest snapshot that failed its digest or
                 content check or holds files that kept changing while its
                 barrier read them, history segments the target could not read
                 when it replayed folder changes (the live folders may lack
@@ -322,7 +323,8 @@ applied (read from the target bucket), and the state:
                 refused as not the owner's in the last 24 hours (named with
                 their sender and key; nothing of them was applied, nothing
                 of the owner's lost: garbage sent to the set's message group,
-                a console marker with a typo, another host's marker)
+                a console marker with a typo, another host's marker:
+                refused-sender)
 A large payload (over 32 MiB: a file, a delta's changed blocks, a marker's list)
 the agent is staging is named with how far its upload got (\`uploading\` in
 --json), and since when it waits for the bandwidth budget (the config's

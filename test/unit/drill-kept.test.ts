@@ -163,12 +163,17 @@ it("a drill run as root keeps its report as the state folder's owner (the servic
   chmodSync(dirname(config.stateDir), 0o711);
   mkdirSync(config.stateDir, { mode: 0o700 });
   chownSync(config.stateDir, NOBODY, NOBODY);
-  // An earlier version's root drill left drill-reports/ as root's: the agent cannot take a report away; status says so.
+  // drill-reports/ left as root's (by hand, or an earlier build's root drill): the agent cannot take a report away; status says so.
   mkdirSync(keptReportsDir(config.stateDir), { mode: 0o755 });
   writeFileSync(join(keptReportsDir(config.stateDir), "20261201T046000Z-gggggg.json"), JSON.stringify(drillReport("20261201T046000Z-gggggg", true)));
   const [before] = await collectStatus(file);
   expect(before?.problems).toContainEqual({ kind: "drill-report-kept", message: expect.stringContaining(`${keptReportsDir(config.stateDir)} is owned by uid 0, the state folder by uid ${NOBODY}`) });
 
+  // Not taken over by root (the link-safe rule: root writes nothing there by path); once the operator runs the
+  // remedy status gives, the report is kept as the owner's.
+  expect(() => keepDrillReport(config.stateDir, drillReport("20261201T047000Z-hhhhhh", true))).toThrow(/EACCES/);
+  chownSync(keptReportsDir(config.stateDir), NOBODY, NOBODY);
+  chownSync(join(keptReportsDir(config.stateDir), "20261201T046000Z-gggggg.json"), NOBODY, NOBODY);
   const kept = keepDrillReport(config.stateDir, drillReport("20261201T047000Z-hhhhhh", true));
   expect(statSync(kept)).toMatchObject({ uid: NOBODY, gid: NOBODY });
   expect(statSync(keptReportsDir(config.stateDir)).uid).toBe(NOBODY);
