@@ -6,6 +6,7 @@ import { formatBytes } from "../format.ts";
 import { MIRROR_MODES, runMirror, type MirrorMode, type MirrorResult } from "../operations.ts";
 import { stringOption, UsageError, type Command } from "./command.ts";
 import { checkSet, heldAsJson, operate } from "./operate.ts";
+import { setArgument } from "./set-argument.ts";
 
 export const mirrorCommand: Command = {
   name: "mirror",
@@ -47,6 +48,7 @@ Examples:
     if (mode === undefined || !(MIRROR_MODES as readonly string[]).includes(mode)) {
       throw new UsageError(`--mode must be one of ${MIRROR_MODES.join(", ")}${mode === undefined ? "" : `, got "${mode}"`}`);
     }
+    setArgument(positionals[0], "mirror", stringOption(values.config));
     const config = loadConfig(configPath(stringOption(values.config)));
     const set = checkSet(config, positionals[0], "mirror");
     const json = values.json === true;

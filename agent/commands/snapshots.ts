@@ -58,6 +58,7 @@ Examples:
   positionals: true,
   options: { json: { type: "boolean" }, config: { type: "string" } },
   async run(values, positionals) {
+    setArgument(positionals[0], "list the snapshots of", stringOption(values.config));
     const config = loadConfig(configPath(stringOption(values.config)));
     const set = checkSet(config, positionals[0], "list the snapshots of");
     const snapshots = await withTargetStore(config, (store) => listSnapshots(store, set));

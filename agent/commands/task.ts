@@ -347,6 +347,7 @@ Examples:
   positionals: true,
   options: { limit: { type: "string" }, json: { type: "boolean" }, config: { type: "string" } },
   async run(values, positionals) {
+    setArgument(positionals[0], "list the tasks of", stringOption(values.config));
     const config: AgentConfig = loadConfig(configPath(stringOption(values.config)));
     const set = checkSet(config, positionals[0], "list the tasks of");
     const limit = Number(stringOption(values.limit) ?? "20");

@@ -7,6 +7,7 @@ import { counted, table } from "../format.ts";
 import { stringOption, type Command } from "./command.ts";
 import { checkSet } from "./operate.ts";
 import { withTargetStore } from "./target-store.ts";
+import { setArgument } from "./set-argument.ts";
 
 const iso = (ms: number) => new Date(ms).toISOString();
 
@@ -41,6 +42,7 @@ Examples:
   positionals: true,
   options: { json: { type: "boolean" }, config: { type: "string" } },
   async run(values, positionals) {
+    setArgument(positionals[0], "show the timeline of", stringOption(values.config));
     const config = loadConfig(configPath(stringOption(values.config)));
     const set = checkSet(config, positionals[0], "show the timeline of");
     const timeline = await withTargetStore(config, (store) => readTimeline(store, set));

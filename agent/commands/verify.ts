@@ -5,6 +5,7 @@ import { configPath, loadConfig } from "../config.ts";
 import { stringOption, type Command } from "./command.ts";
 import { checkSet, heldAsJson, operate } from "./operate.ts";
 import { counted, escapeControl } from "../format.ts";
+import { setArgument } from "./set-argument.ts";
 
 /** Exit code when the target differs from the source and nothing was repaired. */
 export const DIFFERENCES_FOUND = 3;
@@ -76,6 +77,7 @@ Examples:
   positionals: true,
   options: { deep: { type: "boolean" }, repair: { type: "boolean" }, json: { type: "boolean" }, config: { type: "string" } },
   async run(values, positionals) {
+    setArgument(positionals[0], "verify", stringOption(values.config));
     const config = loadConfig(configPath(stringOption(values.config)));
     const set = checkSet(config, positionals[0], "verify");
     const deep = values.deep === true;

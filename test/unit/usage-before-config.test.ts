@@ -1,5 +1,6 @@
 // With no config in the current folder, `tidemark task` (no set), `restore
-// SET`, `prune SET` and `drill` said "no config file" (exit 1) instead of the
+// SET`, `prune SET`, `drill`, `verify`, `mirror`, `snapshots`, `timeline` and
+// `tasks` said "no config file" (exit 1) instead of the
 // usage error (exit 2) they give with a config; `prune SET` without --keep
 // said `--keep must be a whole number of snapshots, got ""`, and `--keep ""`
 // (a script's unset variable) was read as 0, which deletes every snapshot.
@@ -30,6 +31,11 @@ it.each([
   [["prune", "tree"], /--keep N is required: the number of snapshots to keep/],
   [["prune", "tree", "--keep", "x"], /--keep must be a whole number of snapshots, got "x"/],
   [["drill"], /^tidemark: name the set to drill\n/],
+  [["verify"], /^tidemark: name the set to verify\n/],
+  [["mirror", "--mode", "diff"], /^tidemark: name the set to mirror\n/],
+  [["snapshots"], /^tidemark: name the set to list the snapshots of\n/],
+  [["timeline"], /^tidemark: name the set to show the timeline of\n/],
+  [["tasks"], /^tidemark: name the set to list the tasks of\n/],
 ])("without a config, %j is a usage error (exit 2), not 'no config file'", async (args, message) => {
   const out = await bare(args);
   expect(out.stderr).toMatch(message);
