@@ -12,7 +12,7 @@ import { hostname } from "node:os";
 import { join } from "node:path";
 import { RUN_COMMAND } from "./command-agent.ts";
 import { STARTING_AGENT_WAIT_MS } from "./starting-agent.ts";
-import { lockedBy, lockOwner, StateLockedError, type LockOwner } from "./state-lock.ts";
+import { AGENT_POLL_MS, heldOnThisHost, lockedBy, lockOwner, StateLockedError, type LockOwner } from "./state-lock.ts";
 
 /**
  * How long a command waits in all for other commands' own agents to end: a `verify` or `mirror` of a large set runs
@@ -20,7 +20,6 @@ import { lockedBy, lockOwner, StateLockedError, type LockOwner } from "./state-l
  * meet by chance, and past it the user is told to keep `tidemark run` running (which serves every command at once).
  */
 export const COMMAND_AGENT_WAIT_MS = 300_000;
-const POLL_MS = 100;
 
 /** Another command's own agent kept the state folder past the command's deadline. */
 export class CommandAgentWaitTimeoutError extends Error {
@@ -53,7 +52,7 @@ export function shortenedWaits(waits: CommandWaits, bound: number = STARTING_AGE
 
 /** Whether the lock's holder is another command's own agent that this command waits for (this host, known start). */
 export function commandAgentHolds(owner: LockOwner | undefined): owner is LockOwner & { command: string } {
-  return owner !== undefined && owner.host === hostname() && owner.started !== undefined && owner.command !== undefined && owner.command !== RUN_COMMAND;
+  return heldOnThisHost(owner) && owner.command !== undefined && owner.command !== RUN_COMMAND;
 }
 
 /** Why the command cannot take the state folder: for another command's agent, that it ends by itself. */
@@ -79,7 +78,7 @@ export async function commandAgentGone(stateDir: string, waits: CommandWaits, on
         `state folder ${stateDir} is still in use by \`${owner.command}\` (pid ${owner.pid}), whose own agent did not end in time; it ends by itself once its work is done: run this again then, or keep \`${RUN_COMMAND}\` running to serve every command`,
       );
     }
-    await sleep(POLL_MS);
+    await sleep(AGENT_POLL_MS);
     const now = lockOwner(stateDir);
     if (!commandAgentHolds(now)) {
       waits.starting = Math.min(waits.until, Date.now() + STARTING_AGENT_WAIT_MS);

@@ -156,7 +156,7 @@ export function keptDrillReports(stateDir: string, set?: string): KeptReport[] {
     return [];
   }
   const kept: KeptReport[] = [];
-  for (const name of names.filter((n) => n.endsWith(".json") || n.endsWith(`.json${CLAIMED}`)).sort()) {
+  for (const name of names.filter((n) => n.endsWith(".json") || n.endsWith(`.json${CLAIMED}`))) {
     const file = join(keptReportsDir(stateDir), name);
     try {
       const report = DrillReportSchema.parse(JSON.parse(readFileSync(file, "utf8")));
@@ -165,7 +165,8 @@ export function keptDrillReports(stateDir: string, set?: string): KeptReport[] {
       // Not a report: not ours to send or remove.
     }
   }
-  return kept.sort((a, b) => a.report.finishedAt.localeCompare(b.report.finishedAt));
+  // Oldest first; reports that finished in the same instant by their ids (whose names start with the time).
+  return kept.sort((a, b) => a.report.finishedAt.localeCompare(b.report.finishedAt) || a.report.id.localeCompare(b.report.id));
 }
 
 /**

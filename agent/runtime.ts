@@ -47,7 +47,7 @@ const VerifyRequest = z.object({ set: z.string(), deep: z.boolean().default(fals
 const MirrorRequest = z.object({ set: z.string(), mode: z.enum(MIRROR_MODES) });
 const TaskRequest = z.object({ set: z.string(), fields: TaskFieldsSchema, onQueue: z.string().optional(), onTransmit: z.string().optional() });
 const PruneRequest = z.object({ set: z.string(), keep: z.number().int().min(0) });
-/** kept: the drill kept the report in the state folder (drill-kept.ts), which is journaled once, by whoever claims it. */
+/** A drill's report, journaled from the request itself; the set's reports kept earlier (drill-kept.ts) go with it. */
 const DrillReportRequest = z.object({ set: z.string(), report: DrillReportSchema });
 
 /** Where the agent announces received markers (ONRECEIVE): the stack's bus, or the local cloud's event log. */

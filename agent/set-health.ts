@@ -332,7 +332,6 @@ const drillFailed: ProblemCheck = (facts) =>
     ? [{ kind: "drill-failed", message: `the last recovery drill ${facts.drill.id} (${facts.drill.finishedAt}) failed with ${facts.drill.problemCount} bad paths: see drills/${facts.set}/${facts.drill.id}.json` }]
     : [];
 
-/** Every check `tidemark status` runs, in the order its findings are listed. */
 /** A kept drill report no agent can send (its folder not the agent's), or a FAILED one the target has not seen yet (no DrillFailed alarm). */
 const drillReportKept: ProblemCheck = (facts) => {
   const kept = facts.drillKept ?? [];
@@ -344,6 +343,7 @@ const drillReportKept: ProblemCheck = (facts) => {
     .map((k) => ({ kind: "drill-report-kept", message: `drill ${k.id} FAILED at ${k.finishedAt} and its report is not sent to the target yet (kept at ${k.file}): the target raises no DrillFailed until the set's next agent on this state folder sends it` }));
 };
 
+/** Every check `tidemark status` runs, in the order its findings are listed. */
 export const PROBLEM_CHECKS: readonly ProblemCheck[] = [unreachable, agentStopped, agentNotAnswering, notOwner, ownerUnreadable, noJournal, outOfSync, continuity, stalled, rejected, refusedSenders, journalFull, journalProblem, scanFailed, watcher, sending, skippedPaths, snapshotCheck, folderWritesLost, checkpointUnreadable, drillFailed, drillReportKept];
 
 export function findProblems(facts: SetFacts, checks: readonly ProblemCheck[] = PROBLEM_CHECKS): Problem[] {

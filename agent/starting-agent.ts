@@ -15,7 +15,7 @@ import { hostname } from "node:os";
 import { join } from "node:path";
 import { RUN_COMMAND } from "./command-agent.ts";
 import { answering, controlSocketPath } from "./control.ts";
-import { lockOwner, type LockOwner } from "./state-lock.ts";
+import { AGENT_POLL_MS, heldOnThisHost, lockOwner, type LockOwner } from "./state-lock.ts";
 
 /** The lock's holder did not open its control socket in time: neither it nor this command can do the work. */
 export class AgentStartTimeoutError extends Error {
@@ -24,11 +24,10 @@ export class AgentStartTimeoutError extends Error {
 
 /** How long a command waits for a starting agent's control socket. */
 export const STARTING_AGENT_WAIT_MS = 60_000;
-const POLL_MS = 100;
 
 /** Whether a command waits for the lock's holder to answer: this host's `tidemark run`, with a known start. */
 export function startingAgent(owner: LockOwner | undefined): owner is LockOwner {
-  return owner !== undefined && owner.host === hostname() && owner.started !== undefined && owner.command === RUN_COMMAND;
+  return heldOnThisHost(owner) && owner.command === RUN_COMMAND;
 }
 
 export interface StartingAgentWait {
@@ -62,6 +61,6 @@ export async function startingAgentAnswers(stateDir: string, options: StartingAg
         `the agent starting on ${stateDir} (${RUN_COMMAND}, pid ${owner.pid} on ${owner.host ?? hostname()}) holds its state folder but its control socket ${socket} did not answer in time: it is still starting, stopping, stopped (SIGSTOP) or hung; should it stay so, stop it (the lock is ${join(stateDir, "tidemark.lock")}; remove it only if that process is not running)`,
       );
     }
-    await sleep(POLL_MS);
+    await sleep(AGENT_POLL_MS);
   }
 }

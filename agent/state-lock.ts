@@ -75,6 +75,17 @@ export function stateLockHeld(dir: string, name = "tidemark.lock"): boolean {
   return heldHere.has(file) || held(readOwner(file));
 }
 
+/**
+ * Whether the lock's holder is an agent of this host whose start is known: a command waits only for such a holder (its
+ * start tells it from a reused pid; another host's lock is never waited for).
+ */
+export function heldOnThisHost(owner: LockOwner | undefined): owner is LockOwner & { started: NonNullable<LockOwner["started"]> } {
+  return owner !== undefined && owner.host === hostname() && owner.started !== undefined;
+}
+
+/** How often a command looks again at an agent it waits for (a starting `tidemark run`, another command's agent). */
+export const AGENT_POLL_MS = 100;
+
 /** Who holds the state folder's lock, as its file says, when a live process other than this one does. */
 export function lockOwner(dir: string, name = "tidemark.lock"): LockOwner | undefined {
   const owner = readOwner(join(dir, name));

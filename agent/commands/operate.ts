@@ -15,7 +15,7 @@ import { silentLogger } from "../log.ts";
 import { sendKeptDrillReports } from "../drill-kept.ts";
 import type { RunningAgent } from "../runtime.ts";
 import { AgentStartTimeoutError, STARTING_AGENT_WAIT_MS, startingAgent, startingAgentAnswers } from "../starting-agent.ts";
-import { lockOwner, StateLockedError, type LockOwner } from "../state-lock.ts";
+import { AGENT_POLL_MS, lockOwner, StateLockedError, type LockOwner } from "../state-lock.ts";
 import { UsageError } from "./command.ts";
 
 /**
@@ -129,7 +129,7 @@ export async function operate<T>(
       const holder = busy ? lockOwner(config.stateDir) : undefined;
       if (busy && holder === undefined) {
         // It has just released the lock (or its lock cannot be read): ask again, not at once.
-        await sleep(100);
+        await sleep(AGENT_POLL_MS);
         again = "another command's agent refused it, its lock not readable";
         continue;
       }

@@ -191,7 +191,7 @@ export async function collectStatus(configFile: string): Promise<SetReport[]> {
             ...(status.generation ? { generation: status.generation } : {}),
             ...(change ? { lastGenerationChange: change } : {}),
             ...(status.refused ? { refused: status.refused } : {}),
-            ...(queueMarkerHolding(status) ? { queueMarker: queueMarkerHolding(status) } : {}),
+            ...((queueMarker) => (queueMarker ? { queueMarker } : {}))(queueMarkerHolding(status)),
             ...(await ownerOf(store, spec.name)),
             ...(status.appliedAt ? { appliedAt: status.appliedAt } : {}),
             updatedAt: status.updatedAt,

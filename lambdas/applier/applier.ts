@@ -824,7 +824,7 @@ export class Applier {
     const known = set !== undefined ? batch?.held(set) : undefined;
     const status = set !== undefined ? (known ?? (await this.readStatus(set))) : undefined;
     const refusal = set !== undefined ? await this.#ownership.unreadable?.(set, incoming, error.message, batch, (status?.lastSeq ?? 0) > 0) : undefined;
-    if (set === undefined || status === undefined || refusal === undefined) return this.#reject(incoming, error, known);
+    if (set === undefined || status === undefined || refusal === undefined) return this.#reject(incoming, error, status ?? known);
     return this.#refuse(incoming, refusal, status);
   }
 

@@ -155,8 +155,7 @@ it("a kept FAILED report is a problem (no DrillFailed alarm yet), and any kept r
   expect(status?.inSync).toBe(false);
 });
 
-it("a drill run as root keeps its report as the state folder's owner (the service's user), so the agent can take it away", async () => {
-  if (process.getuid?.() !== 0) return;
+it.skipIf(process.getuid?.() !== 0)("a drill run as root keeps its report as the state folder's owner (the service's user), so the agent can take it away", async () => {
   const { config, file } = setUp();
   const NOBODY = 65534;
   // The service's user reaches its own state folder (the agent runs as it).
@@ -187,8 +186,7 @@ it("a drill run as root keeps its report as the state folder's owner (the servic
   expect(statSync(keptReportsDir(config.stateDir)).mode & 0o777).toBe(0o700);
 });
 
-it("a drill run as root follows no link the service's user planted in its state folder", async () => {
-  if (process.getuid?.() !== 0) return;
+it.skipIf(process.getuid?.() !== 0)("a drill run as root follows no link the service's user planted in its state folder", async () => {
   const { config } = setUp();
   const NOBODY = 65534;
   chmodSync(dirname(config.stateDir), 0o711);
