@@ -7,6 +7,7 @@ import { hostRoleOutput, STACK_OUTPUT } from "../contract/stack-outputs.ts";
 import { APPLIER_ENV } from "../lambdas/environment.ts";
 import { AgentAccess } from "./constructs/agent-access.ts";
 import { HostRoles } from "./constructs/host-roles.ts";
+import { MarkerSenders } from "./constructs/marker-senders.ts";
 import { Applier } from "./constructs/applier.ts";
 import { Monitoring } from "./constructs/monitoring.ts";
 import { ReplicationQueue } from "./constructs/replication-queue.ts";
@@ -30,6 +31,8 @@ export class TidemarkStack extends Stack {
   readonly applier: Applier;
   readonly agentAccess: AgentAccess;
   readonly hostRoles: HostRoles;
+  /** Present only with `tidemark:markerSenders`. */
+  readonly markerSenders?: MarkerSenders;
   readonly monitoring: Monitoring;
 
   constructor(scope: Construct, id: string, props: TidemarkStackProps = {}) {
@@ -67,6 +70,7 @@ export class TidemarkStack extends Stack {
       readVolumeSnapshots: settings.volumeSnapshots,
       ...(settings.agentRoleTrust ? { defaultTrust: settings.agentRoleTrust } : {}),
     });
+    if (settings.markerSenders) this.markerSenders = new MarkerSenders(this, "MarkerSenders", { senders: settings.markerSenders, queue: this.replication.queue });
     this.applier = new Applier(this, "Applier", {
       queue: this.replication.queue,
       bucket: this.target.bucket,
@@ -74,7 +78,12 @@ export class TidemarkStack extends Stack {
       memoryMiB: settings.applierMemoryMiB,
       maxConcurrency: settings.applierConcurrency,
       metricsNamespace,
-      environment: { ...this.actions.environment, ...this.hostRoles.environment, [APPLIER_ENV.pointInTimeDays]: String(settings.pointInTimeDays) },
+      environment: {
+        ...this.actions.environment,
+        ...this.hostRoles.environment,
+        ...this.markerSenders?.environment,
+        [APPLIER_ENV.pointInTimeDays]: String(settings.pointInTimeDays),
+      },
     });
     this.actions.grantTo(this.applier.function);
     this.agentAccess = new AgentAccess(this, "AgentAccess", {

@@ -1,0 +1,83 @@
+// `tidemark:markerSenders`: the principals an operator lists as allowed to send
+// task markers straight to the queue (console, script). SQS names a sender by
+// its unique id (RoleId "AROA...:session", UserId "AIDA..."), not its ARN, so
+// each ARN is looked up once at deploy time (iam:GetRole / iam:GetUser), as the
+// host roles' ids are (GetAtt), and handed to the applier (checked in
+// lambdas/applier/ownership.ts). The queue's policy lets them send.
+
+import { createHash } from "node:crypto";
+import { Stack, Token } from "aws-cdk-lib";
+import { ArnPrincipal, Effect, PolicyStatement, Role, ServicePrincipal } from "aws-cdk-lib/aws-iam";
+import { LogGroup, RetentionDays } from "aws-cdk-lib/aws-logs";
+import type { IQueue } from "aws-cdk-lib/aws-sqs";
+import { AwsCustomResource, AwsCustomResourcePolicy, PhysicalResourceId, type AwsSdkCall } from "aws-cdk-lib/custom-resources";
+import { Construct } from "constructs";
+import { MARKER_SENDERS_ENV, type MarkerSender } from "../../lambdas/applier/ownership.ts";
+import { iamPrincipalOf, SettingsError } from "../settings.ts";
+
+export interface MarkerSendersProps {
+  /** IAM role and user ARNs of the stack's account (validated by infra/settings.ts). */
+  readonly senders: readonly string[];
+  readonly queue: IQueue;
+}
+
+export class MarkerSenders extends Construct {
+  /** What the applier needs to check a queue marker's sender: the listed principals' unique ids and ARNs. */
+  readonly environment: Record<string, string>;
+
+  constructor(scope: Construct, id: string, props: MarkerSendersProps) {
+    super(scope, id);
+    const stack = Stack.of(this);
+    const principals = props.senders.map((arn) => ({ arn, ...iamPrincipalOf(arn) }));
+    for (const principal of principals) {
+      // The queue takes messages from this account's principals only: another account's id could not be looked up either.
+      if (!Token.isUnresolved(stack.account) && principal.account !== stack.account) {
+        throw new SettingsError(`tidemark setting markerSenders: ${principal.arn} is in account ${principal.account}, but the stack deploys to ${stack.account}; list principals of the stack's account`);
+      }
+    }
+    const lookups = principals.length > 0 ? this.#lookupProvider() : undefined;
+    const senders: MarkerSender[] = principals.map((principal) => {
+      const field = principal.kind === "role" ? "Role.RoleId" : "User.UserId";
+      const call: AwsSdkCall = {
+        service: "IAM",
+        action: principal.kind === "role" ? "GetRole" : "GetUser",
+        parameters: principal.kind === "role" ? { RoleName: principal.name } : { UserName: principal.name },
+        physicalResourceId: PhysicalResourceId.of(principal.arn),
+        outputPaths: [field],
+      };
+      // Named by the ARN's hash: reordering the list replaces nothing.
+      const lookup = new AwsCustomResource(this, `Lookup${createHash("sha256").update(principal.arn).digest("hex").slice(0, 12)}`, {
+        resourceType: "Custom::TidemarkMarkerSender",
+        onCreate: call,
+        onUpdate: call,
+        policy: AwsCustomResourcePolicy.fromSdkCalls({ resources: [principal.arn] }),
+        installLatestAwsSdk: false,
+        ...lookups,
+      });
+      return { id: lookup.getResponseField(field), arn: principal.arn };
+    });
+    if (principals.length > 0) {
+      props.queue.addToResourcePolicy(
+        new PolicyStatement({
+          sid: "MarkerSendersMaySend",
+          effect: Effect.ALLOW,
+          principals: principals.map((principal) => new ArnPrincipal(principal.arn)),
+          actions: ["sqs:SendMessage"],
+          resources: [props.queue.queueArn],
+        }),
+      );
+    }
+    this.environment = { [MARKER_SENDERS_ENV]: stack.toJsonString(senders) };
+  }
+
+  /** The look-ups' one function: its own role writing to its own log group, not the account-wide basic execution policy. */
+  #lookupProvider(): { role: Role; logGroup: LogGroup } {
+    const logGroup = new LogGroup(this, "LookupLogs", { retention: RetentionDays.ONE_MONTH });
+    const role = new Role(this, "LookupRole", {
+      assumedBy: new ServicePrincipal("lambda.amazonaws.com"),
+      description: "tidemark: looks up the unique ids of tidemark:markerSenders at deploy time",
+    });
+    role.addToPolicy(new PolicyStatement({ actions: ["logs:CreateLogStream", "logs:PutLogEvents"], resources: [logGroup.logGroupArn] }));
+    return { role, logGroup };
+  }
+}

@@ -1,0 +1,100 @@
+// `tidemark:markerSenders`: the listed principals' unique ids (looked up at
+// deploy time, as SQS names senders by them) reach the applier's environment,
+// the queue lets them send, and a value that is not an IAM role or user ARN of
+// the stack's account fails the synth naming the setting.
+
+import { App } from "aws-cdk-lib";
+import { Match, Template } from "aws-cdk-lib/assertions";
+import { describe, expect, it } from "vitest";
+import { MARKER_SENDERS_ENV } from "../../lambdas/applier/ownership.ts";
+import { parseSettings, SettingsError, settingsFromContext, type TidemarkSettings } from "../../infra/settings.ts";
+import { TidemarkStack } from "../../infra/stack.ts";
+
+const OPS = "arn:aws:iam::123456789012:role/ops";
+const SSO = "arn:aws:iam::123456789012:role/aws-reserved/sso.amazonaws.com/eu-west-1/AWSReservedSSO_Admin_0123abcd";
+const ALICE = "arn:aws:iam::123456789012:user/people/alice";
+
+function synth(settings: Partial<TidemarkSettings>, env?: { account: string; region: string }) {
+  const stack = new TidemarkStack(new App({ context: { "aws:cdk:bundling-stacks": [] } }), "Tidemark", { settings, ...(env ? { env } : {}) });
+  return Template.fromStack(stack);
+}
+
+type Resource = { Properties: Record<string, unknown> };
+
+/** The applier's value of the marker senders' variable, undefined when not set. */
+function applierSenders(template: Template): unknown {
+  const functions = Object.values(template.findResources("AWS::Lambda::Function", { Properties: { Description: Match.stringLikeRegexp("^tidemark applier") } })) as Resource[];
+  expect(functions).toHaveLength(1);
+  return (functions[0]?.Properties.Environment as { Variables: Record<string, unknown> }).Variables[MARKER_SENDERS_ENV];
+}
+
+describe("tidemark:markerSenders", () => {
+  it("looks up each listed role's and user's unique id at deploy time and gives them, with the ARNs, to the applier", () => {
+    const template = synth({ markerSenders: [OPS, SSO, ALICE], hosts: [{ name: "web-1", sets: ["www"] }] });
+    const lookups = Object.entries(template.findResources("Custom::TidemarkMarkerSender")) as [string, Resource][];
+    const calls = lookups.map(([, r]) => JSON.parse(String(r.Properties.Create)) as { action: string; parameters: Record<string, string>; outputPaths: string[] });
+    expect(calls.map((c) => [c.action, c.parameters, c.outputPaths])).toEqual([
+      ["GetRole", { RoleName: "ops" }, ["Role.RoleId"]],
+      ["GetRole", { RoleName: "AWSReservedSSO_Admin_0123abcd" }, ["Role.RoleId"]],
+      ["GetUser", { UserName: "alice" }, ["User.UserId"]],
+    ]);
+    const value = JSON.stringify(applierSenders(template));
+    for (const [id, resource] of lookups) {
+      const field = String(resource.Properties.Create).includes("GetRole") ? "Role.RoleId" : "User.UserId";
+      expect(value).toContain(JSON.stringify({ "Fn::GetAtt": [id, field] }));
+    }
+    for (const arn of [OPS, SSO, ALICE]) expect(value).toContain(`\\"arn\\":\\"${arn}\\"`);
+    // The look-up may read exactly the listed principals.
+    const policies = JSON.stringify(template.findResources("AWS::IAM::Policy"));
+    expect(policies).toContain('"Action":"iam:GetRole"');
+    expect(policies).toContain('"Action":"iam:GetUser"');
+    expect(policies).not.toMatch(/"Resource":"\*"/);
+  });
+
+  it("lets the listed principals send to the replication queue (the queue's policy), and nothing else", () => {
+    const template = synth({ markerSenders: [OPS, ALICE] });
+    const policies = Object.values(template.findResources("AWS::SQS::QueuePolicy")) as Resource[];
+    const statements = policies.flatMap((p) => (p.Properties.PolicyDocument as { Statement: { Sid?: string }[] }).Statement).filter((s) => s.Sid === "MarkerSendersMaySend");
+    expect(statements).toEqual([{ Sid: "MarkerSendersMaySend", Effect: "Allow", Action: "sqs:SendMessage", Principal: { AWS: [OPS, ALICE] }, Resource: { "Fn::GetAtt": [expect.stringMatching(/^ReplicationQueue[0-9A-F]+$/), "Arn"] } }]);
+  });
+
+  it("is absent from the applier without the setting (the looser default), and an empty list for []", () => {
+    const plain = synth({});
+    expect(applierSenders(plain)).toBeUndefined();
+    expect(Object.keys(plain.findResources("Custom::TidemarkMarkerSender"))).toEqual([]);
+    const empty = synth({ markerSenders: [] });
+    expect(applierSenders(empty)).toBe("[]");
+    expect(Object.keys(empty.findResources("Custom::TidemarkMarkerSender"))).toEqual([]);
+    expect(JSON.stringify(empty.findResources("AWS::SQS::QueuePolicy"))).not.toContain("MarkerSendersMaySend");
+  });
+
+  it("is read from context as a JSON array or comma-separated ARNs", () => {
+    const json = settingsFromContext((key) => (key === "tidemark:markerSenders" ? JSON.stringify([OPS, ALICE]) : undefined), ["tidemark:markerSenders"]);
+    expect(json.markerSenders).toEqual([OPS, ALICE]);
+    const commas = settingsFromContext((key) => (key === "tidemark:markerSenders" ? `${OPS}, ${ALICE}` : undefined), ["tidemark:markerSenders"]);
+    expect(commas.markerSenders).toEqual([OPS, ALICE]);
+    expect(parseSettings({}).markerSenders).toBeUndefined();
+  });
+
+  it.each([
+    [["ops"], /tidemark setting markerSenders\.0: ops is not an IAM role or user ARN \(arn:aws:iam::123456789012:role\/NAME/],
+    [["arn:aws:iam::123456789012:policy/ops"], /tidemark setting markerSenders\.0: .* is not an IAM role or user ARN/],
+    [["AROAOPS"], /tidemark setting markerSenders\.0: AROAOPS is not an IAM role or user ARN/],
+    [["arn:aws:sts::123456789012:assumed-role/ops/alice"], /tidemark setting markerSenders\.0: .* is a role session; name the role, arn:aws:iam::123456789012:role\/ops/],
+    [[OPS, OPS], /tidemark setting markerSenders\.1: arn:aws:iam::123456789012:role\/ops is given twice/],
+    ['["arn:aws:iam::123456789012:role/ops"', /tidemark setting markerSenders: a JSON array of IAM role or user ARNs/],
+    ["", /tidemark setting markerSenders: empty: give \[\] to allow only the hosts' roles/],
+  ])("fails the synth for %j, naming the setting", (value, message) => {
+    // As `cdk synth` reads it (infra/app.ts), and as the stack's props.
+    expect(() => settingsFromContext(() => value, ["tidemark:markerSenders"])).toThrow(SettingsError);
+    expect(() => settingsFromContext(() => value, ["tidemark:markerSenders"])).toThrow(message);
+    if (Array.isArray(value)) expect(() => new TidemarkStack(new App(), "T", { settings: { markerSenders: value } })).toThrow(message);
+  });
+
+  it("fails the synth for a principal of another account than the stack's", () => {
+    expect(() => synth({ markerSenders: ["arn:aws:iam::210987654321:role/ops"] }, { account: "123456789012", region: "eu-west-1" })).toThrow(
+      /tidemark setting markerSenders: arn:aws:iam::210987654321:role\/ops is in account 210987654321, but the stack deploys to 123456789012/,
+    );
+    expect(() => synth({ markerSenders: [OPS] }, { account: "123456789012", region: "eu-west-1" })).not.toThrow();
+  });
+});
