@@ -6,6 +6,7 @@
 // Unsigned markers sent straight to the queue come, with the stack's
 // `tidemark:markerSenders`, only from the set's host role or a listed sender.
 
+import { z } from "zod";
 import type { SetStatus } from "../../contract/layout.ts";
 import { OwnerRecordError, readOwner, writeOwner } from "../target/owner.ts";
 import { BadSignatureError, parseSignature, SIGNATURE_ATTRIBUTE, signatureValid, type OwnerRecord, type ParsedSignature } from "../../contract/signing.ts";
@@ -93,6 +94,8 @@ export interface MarkerSender {
   readonly arn: string;
 }
 
+const MarkerSendersSchema = z.array(z.object({ id: z.string().min(1), arn: z.string().min(1) }));
+
 /** The stack's marker senders, by id; undefined when the stack has no `tidemark:markerSenders` (the looser default). */
 export function markerSendersFromEnvironment(env: NodeJS.ProcessEnv): ReadonlyMap<string, string> | undefined {
   const text = env[MARKER_SENDERS_ENV];
@@ -103,10 +106,9 @@ export function markerSendersFromEnvironment(env: NodeJS.ProcessEnv): ReadonlyMa
   } catch (error) {
     throw new MarkerSendersError(`${MARKER_SENDERS_ENV} is not JSON: ${(error as Error).message}`);
   }
-  const valid = (entry: unknown): entry is MarkerSender =>
-    typeof entry === "object" && entry !== null && typeof (entry as MarkerSender).id === "string" && (entry as MarkerSender).id !== "" && typeof (entry as MarkerSender).arn === "string";
-  if (!Array.isArray(json) || !json.every(valid)) throw new MarkerSendersError(`${MARKER_SENDERS_ENV} must be a JSON array of { "id": unique id, "arn": ARN }`);
-  return new Map(json.map((sender) => [sender.id, sender.arn]));
+  const parsed = MarkerSendersSchema.safeParse(json);
+  if (!parsed.success) throw new MarkerSendersError(`${MARKER_SENDERS_ENV} must be a JSON array of { "id": unique id, "arn": ARN }`);
+  return new Map(parsed.data.map((sender) => [sender.id, sender.arn]));
 }
 
 export interface SignedOwnershipOptions {
@@ -115,7 +117,7 @@ export interface SignedOwnershipOptions {
   readonly setRoles?: ReadonlyMap<string, string>;
   /**
    * Unique id (RoleId or UserId) -> ARN of the principals allowed to send markers straight to the queue for any set
-   * (the stack's `tidemark:markerSenders`). Absent: today's looser rule (see checkMarker).
+   * (the stack's `tidemark:markerSenders`). Absent: the looser default (see checkMarker).
    */
   readonly markerSenders?: ReadonlyMap<string, string>;
 }
@@ -157,7 +159,7 @@ export class SignedOwnership implements OwnershipCheck {
     const senderId = sender === undefined ? undefined : roleIdOf(sender);
     if (senderId !== undefined && (senderId === role || listed.has(senderId))) return undefined;
     const names = [...listed].map(([id, arn]) => `${arn} (${id})`);
-    const senders = names.length === 0 ? "the stack's tidemark:markerSenders (none listed)" : `one of the stack's tidemark:markerSenders (${names.join(", ")})`;
+    const senders = names.length === 0 ? "a sender the stack's tidemark:markerSenders lists (it lists none)" : `one of the stack's tidemark:markerSenders (${names.join(", ")})`;
     if (sender === undefined || senderId === undefined) {
       const allowed = role === undefined ? senders : `the role of the host that owns set "${set}" (${role}) or ${senders}`;
       return { reason: `a marker sent straight to the queue names no sender; set "${set}" takes such markers only from ${allowed}` };

@@ -76,7 +76,7 @@ describe("checkMarker with tidemark:markerSenders and host roles", () => {
   it("with an empty list, takes markers only from the owning host's role", () => {
     const strict = new SignedOwnership(new MemoryStore(), { setRoles, markerSenders: new Map() });
     expect(strict.checkMarker(SET, origin(`${WEB1}:i-0def`))).toBeUndefined();
-    expect(strict.checkMarker(SET, origin(`${OPS_ROLE}:alice`))?.reason).toMatch(/nor the stack's tidemark:markerSenders \(none listed\)$/);
+    expect(strict.checkMarker(SET, origin(`${OPS_ROLE}:alice`))?.reason).toMatch(/nor a sender the stack's tidemark:markerSenders lists \(it lists none\)$/);
   });
 });
 
