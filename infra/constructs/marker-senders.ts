@@ -6,7 +6,7 @@
 // lambdas/applier/ownership.ts). The queue's policy lets them send.
 
 import { createHash } from "node:crypto";
-import { Stack, Token } from "aws-cdk-lib";
+import { Aws, CfnRule, Fn, Stack, Token } from "aws-cdk-lib";
 import { ArnPrincipal, Effect, PolicyStatement, Role, ServicePrincipal } from "aws-cdk-lib/aws-iam";
 import { LogGroup, RetentionDays } from "aws-cdk-lib/aws-logs";
 import type { IQueue } from "aws-cdk-lib/aws-sqs";
@@ -29,11 +29,27 @@ export class MarkerSenders extends Construct {
     super(scope, id);
     const stack = Stack.of(this);
     const principals = props.senders.map((arn) => ({ arn, ...iamPrincipalOf(arn) }));
-    for (const principal of principals) {
-      // The queue takes messages from this account's principals only: another account's id could not be looked up either.
-      if (!Token.isUnresolved(stack.account) && principal.account !== stack.account) {
-        throw new SettingsError(`tidemark setting markerSenders: ${principal.arn} is in account ${principal.account}, but the stack deploys to ${stack.account}; list principals of the stack's account`);
+    // Principals of the stack's account only: another account's id cannot be looked up (and the queue would let it
+    // send). Checked at synth when the list names two accounts or the stack has a fixed account (`env`); otherwise
+    // (infra/app.ts gives none) by a CloudFormation rule that stops the deploy before any resource changes.
+    const accounts = [...new Set(principals.map((principal) => principal.account))];
+    if (accounts.length > 1) {
+      throw new SettingsError(`tidemark setting markerSenders: lists principals of ${accounts.length} accounts (${accounts.join(", ")}); the stack deploys to one: list principals of the stack's account`);
+    }
+    const [first] = principals;
+    if (first) {
+      const account = first.account;
+      if (!Token.isUnresolved(stack.account) && account !== stack.account) {
+        throw new SettingsError(`tidemark setting markerSenders: ${first.arn} is in account ${account}, but the stack deploys to ${stack.account}; list principals of the stack's account`);
       }
+      new CfnRule(this, "SameAccount", {
+        assertions: [
+          {
+            assert: Fn.conditionEquals(Aws.ACCOUNT_ID, account),
+            assertDescription: `tidemark setting markerSenders lists principals of account ${account}, but the stack deploys to another account: list principals of the stack's account`,
+          },
+        ],
+      });
     }
     const lookups = principals.length > 0 ? this.#lookupProvider() : undefined;
     const senders: MarkerSender[] = principals.map((principal) => {

@@ -91,10 +91,36 @@ describe("tidemark:markerSenders", () => {
     if (Array.isArray(value)) expect(() => new TidemarkStack(new App(), "T", { settings: { markerSenders: value } })).toThrow(message);
   });
 
-  it("fails the synth for a principal of another account than the stack's", () => {
+  it("fails the synth for a principal of another account than the stack's, when the stack has a fixed account", () => {
     expect(() => synth({ markerSenders: ["arn:aws:iam::210987654321:role/ops"] }, { account: "123456789012", region: "eu-west-1" })).toThrow(
       /tidemark setting markerSenders: arn:aws:iam::210987654321:role\/ops is in account 210987654321, but the stack deploys to 123456789012/,
     );
     expect(() => synth({ markerSenders: [OPS] }, { account: "123456789012", region: "eu-west-1" })).not.toThrow();
+  });
+
+  it("fails the synth for principals of two accounts, with or without a fixed account", () => {
+    expect(() => synth({ markerSenders: [OPS, "arn:aws:iam::210987654321:user/bob"] })).toThrow(
+      /tidemark setting markerSenders: lists principals of 2 accounts \(123456789012, 210987654321\); the stack deploys to one/,
+    );
+  });
+
+  it("without a fixed account (infra/app.ts), the deploy checks the account: a rule stops it before any resource changes, naming the setting", () => {
+    // No `env`: the synth cannot know the account. CloudFormation evaluates Rules before it creates or updates anything.
+    const template = synth({ markerSenders: [OPS, ALICE] }).toJSON() as { Rules: Record<string, unknown> };
+    const rules = Object.entries(template.Rules).filter(([id]) => id !== "CheckBootstrapVersion");
+    expect(rules).toEqual([
+      [
+        expect.stringMatching(/^MarkerSendersSameAccount/),
+        {
+          Assertions: [
+            {
+              Assert: { "Fn::Equals": [{ Ref: "AWS::AccountId" }, "123456789012"] },
+              AssertDescription: "tidemark setting markerSenders lists principals of account 123456789012, but the stack deploys to another account: list principals of the stack's account",
+            },
+          ],
+        },
+      ],
+    ]);
+    expect(Object.keys(synth({ markerSenders: [] }).toJSON().Rules as object)).not.toContainEqual(expect.stringMatching(/^MarkerSenders/));
   });
 });
