@@ -140,6 +140,13 @@ export interface TidemarkSettings {
    */
   readonly markerSenders?: readonly string[];
   /**
+   * Any new value looks the markerSenders' ids up again on the next deploy
+   * (and rewrites the queue's grant to them): for a listed role or user that
+   * was deleted and created again under the same name, which has a new id.
+   * @default none
+   */
+  readonly markerSendersRefresh?: string;
+  /**
    * Keep the target bucket (and its data) when the stack is destroyed.
    * @default true
    */
@@ -297,6 +304,11 @@ const SettingsSchema = z
     agentRoleTrust: principal.optional(),
     hosts: Hosts.default([]),
     markerSenders: MarkerSenders.optional(),
+    // Folded into a statement id (letters and digits only) and the lookups' physical ids.
+    markerSendersRefresh: z
+      .string()
+      .regex(/^[A-Za-z0-9]{1,32}$/, "letters and digits, at most 32 (today's date, e.g. 20261201, will do): any new value looks the senders' ids up again")
+      .optional(),
     retainData: booleanish.default(true),
     immutableDays: integer(0, MAX_LOCK_DAYS).default(0),
     immutableMode: lockMode.default("governance"),
@@ -315,6 +327,9 @@ const SettingsSchema = z
         path: ["snapshotRetentionDays"],
         message: `${settings.snapshotRetentionDays} days is longer than noncurrentVersionDays (${settings.noncurrentVersionDays}): snapshots name object versions, which would expire first; raise tidemark:noncurrentVersionDays too`,
       });
+    }
+    if (settings.markerSendersRefresh !== undefined && settings.markerSenders === undefined) {
+      ctx.addIssue({ code: "custom", path: ["markerSendersRefresh"], message: "refreshes the ids of tidemark:markerSenders, which is not set" });
     }
     lockProblems(settings, ctx);
     // The history names the versions a replace leaves behind: each must outlive the window, plus the day S3's lifecycle rounds to.

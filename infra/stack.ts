@@ -70,7 +70,13 @@ export class TidemarkStack extends Stack {
       readVolumeSnapshots: settings.volumeSnapshots,
       ...(settings.agentRoleTrust ? { defaultTrust: settings.agentRoleTrust } : {}),
     });
-    if (settings.markerSenders) this.markerSenders = new MarkerSenders(this, "MarkerSenders", { senders: settings.markerSenders, queue: this.replication.queue });
+    if (settings.markerSenders) {
+      this.markerSenders = new MarkerSenders(this, "MarkerSenders", {
+        senders: settings.markerSenders,
+        queue: this.replication.queue,
+        ...(settings.markerSendersRefresh ? { refresh: settings.markerSendersRefresh } : {}),
+      });
+    }
     this.applier = new Applier(this, "Applier", {
       queue: this.replication.queue,
       bucket: this.target.bucket,

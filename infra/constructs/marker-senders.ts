@@ -18,6 +18,8 @@ import { iamPrincipalOf, SettingsError } from "../settings.ts";
 export interface MarkerSendersProps {
   /** IAM role and user ARNs of the stack's account (validated by infra/settings.ts). */
   readonly senders: readonly string[];
+  /** `tidemark:markerSendersRefresh`: a new value looks the ids up again (and rewrites the queue's grant). */
+  readonly refresh?: string;
   readonly queue: IQueue;
 }
 
@@ -58,7 +60,8 @@ export class MarkerSenders extends Construct {
         service: "IAM",
         action: principal.kind === "role" ? "GetRole" : "GetUser",
         parameters: principal.kind === "role" ? { RoleName: principal.name } : { UserName: principal.name },
-        physicalResourceId: PhysicalResourceId.of(principal.arn),
+        // A new physical id changes the resource's properties: CloudFormation updates it, so the lookup runs again.
+        physicalResourceId: PhysicalResourceId.of(props.refresh === undefined ? principal.arn : `${principal.arn}#${props.refresh}`),
         outputPaths: [field],
       };
       // Named by the ARN's hash: reordering the list replaces nothing.
@@ -75,7 +78,8 @@ export class MarkerSenders extends Construct {
     if (principals.length > 0) {
       props.queue.addToResourcePolicy(
         new PolicyStatement({
-          sid: "MarkerSendersMaySend",
+          // IAM stores a principal's unique id, not its ARN: a rewritten statement names a recreated role again.
+          sid: `MarkerSendersMaySend${props.refresh ?? ""}`,
           effect: Effect.ALLOW,
           principals: principals.map((principal) => new ArnPrincipal(principal.arn)),
           actions: ["sqs:SendMessage"],

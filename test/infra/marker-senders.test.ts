@@ -58,6 +58,29 @@ describe("tidemark:markerSenders", () => {
     expect(statements).toEqual([{ Sid: "MarkerSendersMaySend", Effect: "Allow", Action: "sqs:SendMessage", Principal: { AWS: [OPS, ALICE] }, Resource: { "Fn::GetAtt": [expect.stringMatching(/^ReplicationQueue[0-9A-F]+$/), "Arn"] } }]);
   });
 
+  it("looks the ids up again when tidemark:markerSendersRefresh changes: new lookup properties (CloudFormation updates them) and a rewritten queue grant", () => {
+    type Call = { physicalResourceId: { id: string } };
+    const lookup = (template: Template) => {
+      const [resource] = Object.values(template.findResources("Custom::TidemarkMarkerSender")) as Resource[];
+      return { create: JSON.parse(String(resource?.Properties.Create)) as Call, update: JSON.parse(String(resource?.Properties.Update)) as Call };
+    };
+    const sids = (template: Template) =>
+      (Object.values(template.findResources("AWS::SQS::QueuePolicy")) as Resource[])
+        .flatMap((p) => (p.Properties.PolicyDocument as { Statement: { Sid?: string }[] }).Statement)
+        .map((s) => s.Sid)
+        .filter((sid) => sid?.startsWith("MarkerSenders"));
+    const plain = synth({ markerSenders: [OPS] });
+    // Without the setting, what an earlier deploy made stays as it was.
+    expect(lookup(plain).update.physicalResourceId.id).toBe(OPS);
+    expect(sids(plain)).toEqual(["MarkerSendersMaySend"]);
+    const refreshed = synth(parseSettings({ markerSenders: [OPS], markerSendersRefresh: "20261201" }));
+    expect(lookup(refreshed).create.physicalResourceId.id).toBe(`${OPS}#20261201`);
+    expect(lookup(refreshed).update.physicalResourceId.id).toBe(`${OPS}#20261201`);
+    expect(sids(refreshed)).toEqual(["MarkerSendersMaySend20261201"]);
+    expect(() => parseSettings({ markerSenders: [OPS], markerSendersRefresh: "2026-12-01" })).toThrow(/tidemark setting markerSendersRefresh: letters and digits, at most 32/);
+    expect(() => parseSettings({ markerSendersRefresh: "20261201" })).toThrow(/tidemark setting markerSendersRefresh: refreshes the ids of tidemark:markerSenders, which is not set/);
+  });
+
   it("is absent from the applier without the setting (the looser default), and an empty list for []", () => {
     const plain = synth({});
     expect(applierSenders(plain)).toBeUndefined();
