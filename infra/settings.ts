@@ -236,11 +236,12 @@ export function iamPrincipalOf(arn: string): { kind: "role" | "user"; name: stri
 
 const markerSender = z.string().superRefine((arn, ctx) => {
   if (IAM_PRINCIPAL_ARN.test(arn)) return;
-  const session = /^arn:aws[\w-]*:sts::(\d{12}):assumed-role\/([^/]+)\//.exec(arn);
+  const session = /^arn:(aws[\w-]*):sts::(\d{12}):assumed-role\/([^/]+)\//.exec(arn);
+  // A session ARN drops the role's path (an IAM Identity Center role's is aws-reserved/sso.amazonaws.com/...).
   ctx.addIssue({
     code: "custom",
     message: session
-      ? `${arn} is a role session; name the role, arn:aws:iam::${session[1]}:role/${session[2]} (a role's every session sends as the role)`
+      ? `${arn} is a role session; name the role, arn:${session[1]}:iam::${session[2]}:role/${session[3]} with its path if it has one (\`aws iam get-role --role-name ${session[3]} --query Role.Arn\` prints it; a role's every session sends as the role)`
       : `${arn} is not an IAM role or user ARN (arn:aws:iam::123456789012:role/NAME or arn:aws:iam::123456789012:user/NAME)`,
   });
 });

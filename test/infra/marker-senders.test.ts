@@ -103,7 +103,13 @@ describe("tidemark:markerSenders", () => {
     [["ops"], /tidemark setting markerSenders\.0: ops is not an IAM role or user ARN \(arn:aws:iam::123456789012:role\/NAME/],
     [["arn:aws:iam::123456789012:policy/ops"], /tidemark setting markerSenders\.0: .* is not an IAM role or user ARN/],
     [["AROAOPS"], /tidemark setting markerSenders\.0: AROAOPS is not an IAM role or user ARN/],
-    [["arn:aws:sts::123456789012:assumed-role/ops/alice"], /tidemark setting markerSenders\.0: .* is a role session; name the role, arn:aws:iam::123456789012:role\/ops/],
+    [["arn:aws:sts::123456789012:assumed-role/ops/alice"], /tidemark setting markerSenders\.0: .* is a role session; name the role, arn:aws:iam::123456789012:role\/ops with its path if it has one/],
+    // What `aws sts get-caller-identity` prints for an IAM Identity Center user: the role's ARN has a path the session's lacks.
+    [
+      ["arn:aws:sts::123456789012:assumed-role/AWSReservedSSO_Admin_0123abcd/alice@example.com"],
+      /role session; name the role, arn:aws:iam::123456789012:role\/AWSReservedSSO_Admin_0123abcd with its path if it has one \(`aws iam get-role --role-name AWSReservedSSO_Admin_0123abcd --query Role.Arn` prints it/,
+    ],
+    [["arn:aws-cn:sts::123456789012:assumed-role/ops/alice"], /role session; name the role, arn:aws-cn:iam::123456789012:role\/ops with its path/],
     [[OPS, OPS], /tidemark setting markerSenders\.1: arn:aws:iam::123456789012:role\/ops is given twice/],
     ['["arn:aws:iam::123456789012:role/ops"', /tidemark setting markerSenders: a JSON array of IAM role or user ARNs/],
     ["", /tidemark setting markerSenders: empty: give \[\] to allow only the hosts' roles/],
