@@ -2,6 +2,7 @@
 // outputs an agent is configured from (`tidemark init --cdk-outputs`).
 
 import { CfnOutput, Duration, Stack, type StackProps } from "aws-cdk-lib";
+import type { CfnFunction } from "aws-cdk-lib/aws-lambda";
 import type { Construct } from "constructs";
 import { hostRoleOutput, STACK_OUTPUT } from "../contract/stack-outputs.ts";
 import { APPLIER_ENV } from "../lambdas/environment.ts";
@@ -13,6 +14,7 @@ import { Monitoring } from "./constructs/monitoring.ts";
 import { ReplicationQueue } from "./constructs/replication-queue.ts";
 import { TargetBucket } from "./constructs/target-bucket.ts";
 import { TaskActions } from "./constructs/task-actions.ts";
+import { checkEnvironmentSize } from "./environment-size.ts";
 import { parseSettings, type TidemarkSettings } from "./settings.ts";
 
 export interface TidemarkStackProps extends StackProps {
@@ -92,6 +94,9 @@ export class TidemarkStack extends Stack {
       },
     });
     this.actions.grantTo(this.applier.function);
+    checkEnvironmentSize(this.applier.function.node.defaultChild as CfnFunction, {
+      [APPLIER_ENV.markerSenders]: { setting: "markerSenders", advice: "list fewer principals (every session of a listed role may send: one role can stand for many people)" },
+    });
     this.agentAccess = new AgentAccess(this, "AgentAccess", {
       queue: this.replication.queue,
       bucket: this.target.bucket,

@@ -81,6 +81,15 @@ describe("tidemark:markerSenders", () => {
     expect(() => parseSettings({ markerSendersRefresh: "20261201" })).toThrow(/tidemark setting markerSendersRefresh: refreshes the ids of tidemark:markerSenders, which is not set/);
   });
 
+  it("fails the synth naming the setting when its ARNs would take the applier's environment over Lambda's 4 KB", () => {
+    // IAM Identity Center roles: over 100 bytes of ARN each, beside a 21-byte id.
+    const ssoRoles = (n: number) => Array.from({ length: n }, (_, i) => `${SSO}${String(i).padStart(2, "0")}`);
+    expect(() => synth({ markerSenders: ssoRoles(30), hosts: [{ name: "web-1", sets: ["www"] }] })).toThrow(
+      /^tidemark setting markerSenders: the applier's environment would take about \d+ bytes, over Lambda's limit of 4096; TIDEMARK_MARKER_SENDERS takes about \d+ of them: list fewer principals/,
+    );
+    expect(() => synth({ markerSenders: ssoRoles(12), hosts: [{ name: "web-1", sets: ["www"] }] })).not.toThrow();
+  });
+
   it("is absent from the applier without the setting (the looser default), and an empty list for []", () => {
     const plain = synth({});
     expect(applierSenders(plain)).toBeUndefined();
