@@ -44,11 +44,23 @@ describe("tidemark:markerSenders", () => {
       expect(value).toContain(JSON.stringify({ "Fn::GetAtt": [id, field] }));
     }
     for (const arn of [OPS, SSO, ALICE]) expect(value).toContain(`\\"arn\\":\\"${arn}\\"`);
-    // The look-up may read exactly the listed principals.
-    const policies = JSON.stringify(template.findResources("AWS::IAM::Policy"));
-    expect(policies).toContain('"Action":"iam:GetRole"');
-    expect(policies).toContain('"Action":"iam:GetUser"');
-    expect(policies).not.toMatch(/"Resource":"\*"/);
+    // The look-up may read exactly the listed principals: each lookup's own policy (which it depends on), one action
+    // on its one ARN; and no other policy of the stack grants an IAM read.
+    const policies = template.findResources("AWS::IAM::Policy") as Record<string, Resource>;
+    const expected = new Map([
+      ["ops", OPS],
+      ["AWSReservedSSO_Admin_0123abcd", SSO],
+      ["alice", ALICE],
+    ]);
+    for (const [, resource] of lookups) {
+      const call = JSON.parse(String(resource.Properties.Create)) as { action: string; parameters: Record<string, string> };
+      const [policyId] = (resource as { DependsOn?: string[] }).DependsOn ?? [];
+      expect((policies[policyId ?? ""]?.Properties.PolicyDocument as { Statement: unknown[] }).Statement).toEqual([
+        { Action: `iam:${call.action}`, Effect: "Allow", Resource: expected.get(call.parameters.RoleName ?? call.parameters.UserName ?? "") },
+      ]);
+    }
+    const iamReads = Object.values(policies).flatMap((p) => (p.Properties.PolicyDocument as { Statement: { Action: unknown; Resource: unknown }[] }).Statement.filter((st) => JSON.stringify(st.Action).includes('"iam:')));
+    expect(iamReads.map((st) => st.Resource).sort()).toEqual([OPS, SSO, ALICE].sort());
   });
 
   it("lets the listed principals send to the replication queue (the queue's policy), and nothing else", () => {

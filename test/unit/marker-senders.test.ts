@@ -151,3 +151,15 @@ describe("queue markers at the applier with tidemark:markerSenders", () => {
     expect((await readSetStatus(store, SET)).refused?.count).toBe(1);
   });
 });
+
+describe("the agent's own markers with tidemark:markerSenders", () => {
+  it("are unaffected: a signed in-stream task from the unlisted shared agent role is applied and its snapshot taken", async () => {
+    // No hosts: every agent sends as the shared agent role, which the setting refuses for queue markers.
+    const store = new MemoryStore();
+    const applier = new Applier({ store, log: () => {}, ownership: new SignedOwnership(store, { markerSenders: new Map([[OPS_ROLE, OPS_ARN]]) }) });
+    const body = messageBody(SET, [putRecord(1, "a.db", "quiesced"), { seq: 2, op: "task", id: "nightly", action: "snapshot", timeoutSeconds: 60 }]);
+    expect(await applier.applyMessage({ ...signedIncoming("m1", SET, body), senderId: `${AGENT_ROLE}:i-0abc` })).toMatchObject({ kind: "applied" });
+    expect((await listSnapshots(store, SET)).map((s) => s.taskId)).toEqual(["nightly"]);
+    expect((await readSetStatus(store, SET)).refused).toBeUndefined();
+  });
+});
