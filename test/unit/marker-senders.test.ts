@@ -5,14 +5,16 @@
 // Without it, the looser default stays.
 
 import { describe, expect, it } from "vitest";
+import type { Context, SQSRecord } from "aws-lambda";
 import { Applier } from "../../lambdas/applier/applier.ts";
+import { createHandler } from "../../lambdas/applier/handler.ts";
 import { MARKER_SENDERS_ENV, markerSendersFromEnvironment, setRolesFromEnvironment, SignedOwnership } from "../../lambdas/applier/ownership.ts";
 import { MemoryStore } from "../../lambdas/store/memory-store.ts";
 import { readSetStatus } from "../../lambdas/store/set-status.ts";
 import { listSnapshots } from "../../lambdas/tasks/snapshots.ts";
 import { findProblems } from "../../agent/set-health.ts";
 import type { SetCounters } from "../../agent/journal.ts";
-import { messageBody, putRecord, signedIncoming } from "../support/messages.ts";
+import { messageBody, putRecord, signedIncoming, signedSqsAttributes } from "../support/messages.ts";
 
 const SET = "www";
 const WEB1 = "AROAWEB1";
@@ -161,5 +163,38 @@ describe("the agent's own markers with tidemark:markerSenders", () => {
     expect(await applier.applyMessage({ ...signedIncoming("m1", SET, body), senderId: `${AGENT_ROLE}:i-0abc` })).toMatchObject({ kind: "applied" });
     expect((await listSnapshots(store, SET)).map((s) => s.taskId)).toEqual(["nightly"]);
     expect((await readSetStatus(store, SET)).refused).toBeUndefined();
+  });
+});
+
+describe("queue markers in a batch with tidemark:markerSenders", () => {
+  function record(messageId: string, body: string, senderId: string, signed: boolean): SQSRecord {
+    return {
+      messageId,
+      receiptHandle: `rh-${messageId}`,
+      body,
+      attributes: { ApproximateReceiveCount: "1", SentTimestamp: String(Date.now()), SenderId: senderId, ApproximateFirstReceiveTimestamp: "0", MessageGroupId: SET },
+      messageAttributes: signed ? signedSqsAttributes(SET, body) : {},
+      md5OfBody: "",
+      eventSource: "aws:sqs",
+      eventSourceARN: "arn:aws:sqs:us-east-1:000000000000:tidemark.fifo",
+      awsRegion: "us-east-1",
+    };
+  }
+  const marker = (id: string) => JSON.stringify({ v: 1, set: SET, task: { id, action: "snapshot", label: id } });
+  // What the handler reads of Lambda's context: the time left.
+  const context = { getRemainingTimeInMillis: () => 120_000 } as Context;
+
+  it("neither a refused marker nor a listed sender's fails or holds the messages after it in the batch", async () => {
+    const store = new MemoryStore();
+    const handler = createHandler(new Applier({ store, log: () => {}, ownership: new SignedOwnership(store, { markerSenders: new Map([[OPS_ROLE, OPS_ARN]]) }) }), () => {});
+    const put = (seq: number, path: string) => messageBody(SET, [putRecord(seq, path, path)]);
+    const refused = await handler({ Records: [record("a1", put(1, "one"), `${AGENT_ROLE}:i-0abc`, true), record("a2", marker("agent"), `${AGENT_ROLE}:i-0abc`, false), record("a3", put(2, "two"), `${AGENT_ROLE}:i-0abc`, true)] }, context);
+    expect(refused.batchItemFailures).toEqual([]);
+    expect((await store.get(`data/${SET}/two`))?.body.toString()).toBe("two");
+    expect((await readSetStatus(store, SET)).refused).toMatchObject({ count: 1, last: { messageId: "a2" } });
+    const accepted = await handler({ Records: [record("b1", put(3, "three"), `${AGENT_ROLE}:i-0abc`, true), record("b2", marker("ops"), `${OPS_ROLE}:alice`, false), record("b3", put(4, "four"), `${AGENT_ROLE}:i-0abc`, true)] }, context);
+    expect(accepted.batchItemFailures).toEqual([]);
+    expect((await store.get(`data/${SET}/four`))?.body.toString()).toBe("four");
+    expect((await listSnapshots(store, SET)).map((s) => s.taskId)).toEqual(["ops"]);
   });
 });
