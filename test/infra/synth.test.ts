@@ -76,12 +76,13 @@ describe("cdk synth", () => {
         awsRegion: "us-east-1",
       });
       const marker = (id: string) => JSON.stringify({ v: 1, set: "docs", task: { id, action: "snapshot", label: id } });
-      // Lambda's Node.js runtime requires index.js and calls the exported handler.
+      // Lambda's Node.js runtime requires index.js and calls the exported handler, with a context that tells the
+      // time left (a marker's action asks for it).
       const driver = join(out.path, "invoke.cjs");
       writeFileSync(
         driver,
         `const { handler } = require(${JSON.stringify(index)});
-handler(JSON.parse(process.argv[2]), {}).then((r) => process.stdout.write(JSON.stringify(r)), (e) => { console.error(e); process.exit(1); });`,
+handler(JSON.parse(process.argv[2]), { getRemainingTimeInMillis: () => 60000 }).then((r) => process.stdout.write(JSON.stringify(r)), (e) => { console.error(e); process.exit(1); });`,
       );
       // Each invocation a fresh process, as a cold start reads the environment.
       const invoke = async (...records: ReturnType<typeof record>[]) => {
