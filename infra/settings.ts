@@ -130,6 +130,23 @@ export interface TidemarkSettings {
    */
   readonly hosts: readonly HostSettings[];
   /**
+   * IAM role and user ARNs (of the stack's account) allowed to send task
+   * markers straight to the queue for any set; the applier then takes such a
+   * marker only from these and from the role of the host that owns the set
+   * (`hosts`). The stack resolves each to the unique id SQS names it by
+   * (RoleId, UserId) at deploy time and lets it send to the queue. An empty
+   * list allows only the hosts' roles.
+   * @default none: the looser rule (with hosts, any sender that is no host's role; without, everyone)
+   */
+  readonly markerSenders?: readonly string[];
+  /**
+   * Any new value looks the markerSenders' ids up again on the next deploy
+   * (and rewrites the queue's grant to them): for a listed role or user that
+   * was deleted and created again under the same name, which has a new id.
+   * @default none
+   */
+  readonly markerSendersRefresh?: string;
+  /**
    * Keep the target bucket (and its data) when the stack is destroyed.
    * @default true
    */
@@ -207,6 +224,51 @@ const Hosts = z
     });
   });
 
+/** An IAM role or user ARN: what `tidemark:markerSenders` lists. Role and user names may sit under a path. */
+const IAM_PRINCIPAL_ARN = /^arn:aws[\w-]*:iam::(\d{12}):(role|user)\/(?:[\w+=,.@-]+\/)*[\w+=,.@-]{1,128}$/;
+
+/** Its kind and name (the last part of the path, what iam:GetRole/GetUser take) and account. */
+export function iamPrincipalOf(arn: string): { kind: "role" | "user"; name: string; account: string } {
+  const match = IAM_PRINCIPAL_ARN.exec(arn);
+  if (!match?.[1] || !match[2]) throw new SettingsError(`tidemark setting markerSenders: ${arn} is not an IAM role or user ARN`);
+  return { kind: match[2] === "role" ? "role" : "user", name: arn.slice(arn.lastIndexOf("/") + 1), account: match[1] };
+}
+
+const markerSender = z.string().superRefine((arn, ctx) => {
+  if (IAM_PRINCIPAL_ARN.test(arn)) return;
+  const session = /^arn:(aws[\w-]*):sts::(\d{12}):assumed-role\/([^/]+)\//.exec(arn);
+  // A session ARN drops the role's path (an IAM Identity Center role's is aws-reserved/sso.amazonaws.com/...).
+  ctx.addIssue({
+    code: "custom",
+    message: session
+      ? `${arn} is a role session; name the role, arn:${session[1]}:iam::${session[2]}:role/${session[3]} with its path if it has one (\`aws iam get-role --role-name ${session[3]} --query Role.Arn\` prints it; a role's every session sends as the role)`
+      : `${arn} is not an IAM role or user ARN (arn:aws:iam::123456789012:role/NAME or arn:aws:iam::123456789012:user/NAME)`,
+  });
+});
+
+/** Marker senders from context: a JSON array (`-c tidemark:markerSenders='["arn:..."]'`), comma-separated ARNs, or the array itself (cdk.json). */
+const MarkerSenders = z
+  .preprocess((value, ctx) => {
+    if (typeof value !== "string") return value;
+    if (value.trim() === "") {
+      ctx.addIssue({ code: "custom", message: "empty: give [] to allow only the hosts' roles, or leave the setting out for the looser default" });
+      return z.NEVER;
+    }
+    if (!value.trim().startsWith("[")) return value.split(",").map((arn) => arn.trim()).filter(Boolean);
+    try {
+      const parsed: unknown = JSON.parse(value);
+      return parsed;
+    } catch {
+      ctx.addIssue({ code: "custom", message: 'a JSON array of IAM role or user ARNs, e.g. ["arn:aws:iam::123456789012:role/ops"]' });
+      return z.NEVER;
+    }
+  }, z.array(markerSender))
+  .superRefine((arns, ctx) => {
+    arns.forEach((arn, i) => {
+      if (arns.indexOf(arn) !== i) ctx.addIssue({ code: "custom", path: [i], message: `${arn} is given twice` });
+    });
+  });
+
 /** S3 and EBS both take at most 36,500 days (100 years) of retention. */
 const MAX_LOCK_DAYS = 36_500;
 const lockMode = z.enum(["governance", "compliance"], { error: 'either "governance" or "compliance"' });
@@ -242,6 +304,12 @@ const SettingsSchema = z
     agentUser: booleanish.default(false),
     agentRoleTrust: principal.optional(),
     hosts: Hosts.default([]),
+    markerSenders: MarkerSenders.optional(),
+    // Folded into a statement id (letters and digits only) and the lookups' physical ids.
+    markerSendersRefresh: z
+      .string()
+      .regex(/^[A-Za-z0-9]{1,32}$/, "letters and digits, at most 32 (today's date, e.g. 20261201, will do): any new value looks the senders' ids up again")
+      .optional(),
     retainData: booleanish.default(true),
     immutableDays: integer(0, MAX_LOCK_DAYS).default(0),
     immutableMode: lockMode.default("governance"),
@@ -260,6 +328,9 @@ const SettingsSchema = z
         path: ["snapshotRetentionDays"],
         message: `${settings.snapshotRetentionDays} days is longer than noncurrentVersionDays (${settings.noncurrentVersionDays}): snapshots name object versions, which would expire first; raise tidemark:noncurrentVersionDays too`,
       });
+    }
+    if (settings.markerSendersRefresh !== undefined && settings.markerSenders === undefined) {
+      ctx.addIssue({ code: "custom", path: ["markerSendersRefresh"], message: "refreshes the ids of tidemark:markerSenders, which is not set" });
     }
     lockProblems(settings, ctx);
     // The history names the versions a replace leaves behind: each must outlive the window, plus the day S3's lifecycle rounds to.

@@ -2,16 +2,19 @@
 // outputs an agent is configured from (`tidemark init --cdk-outputs`).
 
 import { CfnOutput, Duration, Stack, type StackProps } from "aws-cdk-lib";
+import type { CfnFunction } from "aws-cdk-lib/aws-lambda";
 import type { Construct } from "constructs";
 import { hostRoleOutput, STACK_OUTPUT } from "../contract/stack-outputs.ts";
 import { APPLIER_ENV } from "../lambdas/environment.ts";
 import { AgentAccess } from "./constructs/agent-access.ts";
 import { HostRoles } from "./constructs/host-roles.ts";
+import { MarkerSenders } from "./constructs/marker-senders.ts";
 import { Applier } from "./constructs/applier.ts";
 import { Monitoring } from "./constructs/monitoring.ts";
 import { ReplicationQueue } from "./constructs/replication-queue.ts";
 import { TargetBucket } from "./constructs/target-bucket.ts";
 import { TaskActions } from "./constructs/task-actions.ts";
+import { checkEnvironmentSize } from "./environment-size.ts";
 import { parseSettings, type TidemarkSettings } from "./settings.ts";
 
 export interface TidemarkStackProps extends StackProps {
@@ -30,6 +33,8 @@ export class TidemarkStack extends Stack {
   readonly applier: Applier;
   readonly agentAccess: AgentAccess;
   readonly hostRoles: HostRoles;
+  /** Present only with `tidemark:markerSenders`. */
+  readonly markerSenders?: MarkerSenders;
   readonly monitoring: Monitoring;
 
   constructor(scope: Construct, id: string, props: TidemarkStackProps = {}) {
@@ -67,6 +72,13 @@ export class TidemarkStack extends Stack {
       readVolumeSnapshots: settings.volumeSnapshots,
       ...(settings.agentRoleTrust ? { defaultTrust: settings.agentRoleTrust } : {}),
     });
+    if (settings.markerSenders) {
+      this.markerSenders = new MarkerSenders(this, "MarkerSenders", {
+        senders: settings.markerSenders,
+        queue: this.replication.queue,
+        ...(settings.markerSendersRefresh ? { refresh: settings.markerSendersRefresh } : {}),
+      });
+    }
     this.applier = new Applier(this, "Applier", {
       queue: this.replication.queue,
       bucket: this.target.bucket,
@@ -74,9 +86,17 @@ export class TidemarkStack extends Stack {
       memoryMiB: settings.applierMemoryMiB,
       maxConcurrency: settings.applierConcurrency,
       metricsNamespace,
-      environment: { ...this.actions.environment, ...this.hostRoles.environment, [APPLIER_ENV.pointInTimeDays]: String(settings.pointInTimeDays) },
+      environment: {
+        ...this.actions.environment,
+        ...this.hostRoles.environment,
+        ...this.markerSenders?.environment,
+        [APPLIER_ENV.pointInTimeDays]: String(settings.pointInTimeDays),
+      },
     });
     this.actions.grantTo(this.applier.function);
+    checkEnvironmentSize(this.applier.function.node.defaultChild as CfnFunction, {
+      [APPLIER_ENV.markerSenders]: { setting: "markerSenders", advice: "list fewer principals (every session of a listed role may send: one role can stand for many people)" },
+    });
     this.agentAccess = new AgentAccess(this, "AgentAccess", {
       queue: this.replication.queue,
       bucket: this.target.bucket,

@@ -14,6 +14,11 @@ export const APPLIER_ENV = {
   pointInTimeDays: "TIDEMARK_POINT_IN_TIME_DAYS",
   /** JSON object: set -> role id of the host that owns it (tidemark:hosts). */
   setRoles: "TIDEMARK_SET_ROLES",
+  /**
+   * JSON array of { id, arn }: the principals allowed to send markers straight to the queue for any set
+   * (tidemark:markerSenders), each with the unique id SQS names it by. Absent: the looser default.
+   */
+  markerSenders: "TIDEMARK_MARKER_SENDERS",
   /** "false" records markers as skipped (tidemark:tasksEnabled). */
   tasksEnabled: "TIDEMARK_TASKS_ENABLED",
   eventBus: "TIDEMARK_EVENT_BUS",

@@ -323,8 +323,10 @@ applied (read from the target bucket), and the state:
                 refused as not the owner's in the last 24 hours (named with
                 their sender and key; nothing of them was applied, nothing
                 of the owner's lost: garbage sent to the set's message group,
-                a console marker with a typo, another host's marker:
-                refused-sender)
+                a console marker with a typo, a marker sent straight to
+                the queue by a sender the stack does not allow (another
+                host's role; with tidemark:markerSenders, anyone but the
+                set's host role and the listed senders): refused-sender)
 A large payload (over 32 MiB: a file, a delta's changed blocks, a marker's list)
 the agent is staging is named with how far its upload got (\`uploading\` in
 --json), and since when it waits for the bandwidth budget (the config's

@@ -239,7 +239,7 @@ export class Applier {
     const status = batch ? await batch.status(set, () => this.readStatus(set), () => readOwner(this.#store, set)) : await this.readStatus(set);
     const settled = settledFields(status);
     if (isMarkerMessage(message)) {
-      // Unsigned, so no owner check; but another host's role may not insert markers into (and hold) this set's stream.
+      // Unsigned, so no owner check; but only the senders the stack allows may insert markers into (and hold) this set's stream.
       const markerRefusal = this.#ownership.checkMarker?.(set, incoming);
       if (markerRefusal) return this.#refuse(incoming, markerRefusal, status);
       return this.#applyMarkerMessage(incoming, message, status, invocation, batch);

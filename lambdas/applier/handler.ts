@@ -16,7 +16,7 @@ import { BatchMemory } from "./batch-memory.ts";
 import { metricsLine } from "./metrics.ts";
 import { taskSettingsFromEnvironment } from "../tasks/environment.ts";
 import { MarkerContinuesError } from "./markers.ts";
-import { setRolesFromEnvironment, SignedOwnership } from "./ownership.ts";
+import { markerSendersFromEnvironment, setRolesFromEnvironment, SignedOwnership } from "./ownership.ts";
 import { historySettingsFromEnvironment } from "../history/settings.ts";
 
 export type BatchHandler = (event: SQSEvent, context?: Context) => Promise<SQSBatchResponse>;
@@ -117,7 +117,8 @@ function fromEnvironment(env: NodeJS.ProcessEnv = process.env): BatchHandler {
   const retrySoon: RetrySoon = async (record) => {
     await sqs.send(new ChangeMessageVisibilityCommand({ QueueUrl: queueUrlOf(record.eventSourceARN, sqsEndpoint), ReceiptHandle: record.receiptHandle, VisibilityTimeout: 0 }));
   };
-  const ownership = new SignedOwnership(store, { setRoles: setRolesFromEnvironment(env) });
+  const markerSenders = markerSendersFromEnvironment(env);
+  const ownership = new SignedOwnership(store, { setRoles: setRolesFromEnvironment(env), ...(markerSenders ? { markerSenders } : {}) });
   const metricsNamespace = env[APPLIER_ENV.metricsNamespace] || undefined;
   const applier = new Applier({
     store,

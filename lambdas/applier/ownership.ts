@@ -3,7 +3,10 @@
 // stack gives each host its own role, only those sent by that role. A new set
 // registers the key of its first signed message; moving a set to another key
 // is `tidemark adopt`, an operator's write to state/, never the applier's.
+// Unsigned markers sent straight to the queue come, with the stack's
+// `tidemark:markerSenders`, only from the set's host role or a listed sender.
 
+import { z } from "zod";
 import type { SetStatus } from "../../contract/layout.ts";
 import { OwnerRecordError, readOwner, writeOwner } from "../target/owner.ts";
 import { BadSignatureError, parseSignature, SIGNATURE_ATTRIBUTE, signatureValid, type OwnerRecord, type ParsedSignature } from "../../contract/signing.ts";
@@ -77,10 +80,46 @@ export function setRolesFromEnvironment(env: NodeJS.ProcessEnv): Map<string, str
   return new Map(Object.entries(json as Record<string, string>));
 }
 
+/** Environment variable with the stack's `tidemark:markerSenders`: a JSON array of { id, arn }. */
+export const MARKER_SENDERS_ENV = APPLIER_ENV.markerSenders;
+
+export class MarkerSendersError extends Error {
+  override name = "MarkerSendersError";
+}
+
+/** A principal allowed to send markers straight to the queue: the unique id SQS names it by, and its ARN. */
+export interface MarkerSender {
+  /** RoleId ("AROA...") of a role, UserId ("AIDA...") of a user. */
+  readonly id: string;
+  readonly arn: string;
+}
+
+const MarkerSendersSchema = z.array(z.object({ id: z.string().min(1), arn: z.string().min(1) }));
+
+/** The stack's marker senders, by id; undefined when the stack has no `tidemark:markerSenders` (the looser default). */
+export function markerSendersFromEnvironment(env: NodeJS.ProcessEnv): ReadonlyMap<string, string> | undefined {
+  const text = env[MARKER_SENDERS_ENV];
+  if (text === undefined) return undefined;
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (error) {
+    throw new MarkerSendersError(`${MARKER_SENDERS_ENV} is not JSON: ${(error as Error).message}`);
+  }
+  const parsed = MarkerSendersSchema.safeParse(json);
+  if (!parsed.success) throw new MarkerSendersError(`${MARKER_SENDERS_ENV} must be a JSON array of { "id": unique id, "arn": ARN }`);
+  return new Map(parsed.data.map((sender) => [sender.id, sender.arn]));
+}
+
 export interface SignedOwnershipOptions {
   readonly now?: () => Date;
   /** Set -> the role id (RoleId, "AROA...") of the host role allowed to send its messages (the stack's `tidemark:hosts`). */
   readonly setRoles?: ReadonlyMap<string, string>;
+  /**
+   * Unique id (RoleId or UserId) -> ARN of the principals allowed to send markers straight to the queue for any set
+   * (the stack's `tidemark:markerSenders`). Absent: the looser default (see checkMarker).
+   */
+  readonly markerSenders?: ReadonlyMap<string, string>;
 }
 
 /** The product's check: a valid signature by the set's registered owner, and the host's role where one is assigned. */
@@ -88,20 +127,24 @@ export class SignedOwnership implements OwnershipCheck {
   readonly #store: TargetStore;
   readonly #now: () => Date;
   readonly #setRoles: ReadonlyMap<string, string>;
+  readonly #markerSenders: ReadonlyMap<string, string> | undefined;
 
   constructor(store: TargetStore, options: SignedOwnershipOptions = {}) {
     this.#store = store;
     this.#now = options.now ?? (() => new Date());
     this.#setRoles = options.setRoles ?? new Map();
+    this.#markerSenders = options.markerSenders;
   }
 
   /**
-   * With host roles (`tidemark:hosts`), a queue marker of a set with a role is taken from that role, or from a sender
-   * that is no host's role (an operator's console or script); another host's role, or a sender the queue did not name,
-   * is refused. Without host roles every sender may (hosts share one policy: nothing tells them from an operator).
+   * With `tidemark:markerSenders`, a queue marker is taken only from the role of the host that owns the set (if the
+   * stack gives it one) or from a listed sender; anyone else (another host's role, the shared agent role or user, any
+   * other principal, a sender the queue did not name) is refused. Without it, the looser default: with host roles, a
+   * set's marker is taken from its role or from any sender that is no host's role; without host roles, from everyone.
    */
   checkMarker(set: string, origin: MessageOrigin): Refusal | undefined {
     const role = this.#setRoles.get(set);
+    if (this.#markerSenders) return this.#checkListedMarker(set, origin, role, this.#markerSenders);
     if (role === undefined) return undefined;
     const sender = origin.senderId || undefined;
     const reason = (why: string) => `a marker sent straight to the queue ${why}; a set's markers come from the role of the host that owns set "${set}" (${role}) or from a sender that is no host's role (an operator)`;
@@ -109,6 +152,21 @@ export class SignedOwnership implements OwnershipCheck {
     const senderRole = roleIdOf(sender);
     if (senderRole === role || ![...this.#setRoles.values()].includes(senderRole)) return undefined;
     return { reason: reason(`was sent by ${sender}, the role of another host`), sender };
+  }
+
+  #checkListedMarker(set: string, origin: MessageOrigin, role: string | undefined, listed: ReadonlyMap<string, string>): Refusal | undefined {
+    const sender = origin.senderId || undefined;
+    const senderId = sender === undefined ? undefined : roleIdOf(sender);
+    if (senderId !== undefined && (senderId === role || listed.has(senderId))) return undefined;
+    const names = [...listed].map(([id, arn]) => `${arn} (${id})`);
+    const senders = names.length === 0 ? "a sender the stack's tidemark:markerSenders lists (it lists none)" : `one of the stack's tidemark:markerSenders (${names.join(", ")})`;
+    if (sender === undefined || senderId === undefined) {
+      const allowed = role === undefined ? senders : `the role of the host that owns set "${set}" (${role}) or ${senders}`;
+      return { reason: `a marker sent straight to the queue names no sender; set "${set}" takes such markers only from ${allowed}` };
+    }
+    const otherHost = [...this.#setRoles.values()].includes(senderId) ? ", the role of another host" : "";
+    const which = role === undefined ? `which is not ${senders}` : `which is neither the role of the host that owns set "${set}" (${role}) nor ${senders}`;
+    return { reason: `a marker sent straight to the queue was sent by ${sender}${otherHost}, ${which}`, sender };
   }
 
   async unreadable(set: string, origin: MessageOrigin, error: string, owners?: OwnerReads, hasHistory = false): Promise<Refusal | undefined> {

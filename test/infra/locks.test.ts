@@ -62,6 +62,7 @@ const everything: Partial<TidemarkSettings> = {
   agentUser: true,
   agentRoleTrust: "123456789012",
   backup: true,
+  markerSenders: ["arn:aws:iam::123456789012:role/ops"],
 };
 
 describe("S3 Object Lock on the target bucket", () => {

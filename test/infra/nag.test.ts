@@ -35,6 +35,7 @@ describe("cdk-nag AwsSolutions", () => {
         volumeSnapshots: true,
         agentUser: true,
         agentRoleTrust: "arn:aws:iam::123456789012:role/onprem",
+        markerSenders: ["arn:aws:iam::123456789012:role/ops", "arn:aws:iam::123456789012:user/alice"],
         invokeAllowList: ["arn:aws:lambda:us-east-1:123456789012:function:hook"],
         alarmTopicArn: "arn:aws:sns:us-east-1:123456789012:ops",
         retainData: false,
@@ -60,6 +61,7 @@ describe("cdk-nag AwsSolutions", () => {
           { name: "web-1", sets: ["www", "db"] },
           { name: "files", sets: ["docs"], trust: "arn:aws:iam::123456789012:role/onprem-files" },
         ],
+        markerSenders: ["arn:aws:iam::123456789012:role/ops"],
       },
     ],
   ])("finds nothing unacknowledged with %s", (_label, settings) => {

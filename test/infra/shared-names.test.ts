@@ -7,7 +7,7 @@ import { readdirSync, readFileSync } from "node:fs";
 import { dirname, join, relative, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { App } from "aws-cdk-lib";
-import { Template } from "aws-cdk-lib/assertions";
+import { Match, Template } from "aws-cdk-lib/assertions";
 import { describe, expect, it } from "vitest";
 import type { DrillReport } from "../../contract/drills.ts";
 import type { SnapshotSummary } from "../../contract/tasks.ts";
@@ -25,6 +25,7 @@ const EVERYTHING: Partial<TidemarkSettings> = {
   ebsKmsKeyArn: "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab",
   invokeAllowList: ["arn:aws:lambda:us-east-1:123456789012:function:quiesce"],
   hosts: [{ name: "web1", sets: ["www"] }],
+  markerSenders: ["arn:aws:iam::123456789012:role/ops"],
   snapshotLockDays: 7,
   snapshotLockMode: "compliance",
 };
@@ -37,7 +38,8 @@ function template(settings: Partial<TidemarkSettings>): Template {
 type Resource = { Properties: Record<string, unknown> };
 
 function applierEnvironment(t: Template): string[] {
-  const functions = Object.values(t.findResources("AWS::Lambda::Function", { Properties: { Handler: "index.handler" } })) as Resource[];
+  // The applier, not the function that looks up tidemark:markerSenders at deploy time (a handler of the same name).
+  const functions = Object.values(t.findResources("AWS::Lambda::Function", { Properties: { Description: Match.stringLikeRegexp("^tidemark applier") } })) as Resource[];
   expect(functions).toHaveLength(1);
   const variables = (functions[0]?.Properties.Environment as { Variables: Record<string, unknown> }).Variables;
   return Object.keys(variables).filter((name) => name !== "NODE_OPTIONS");

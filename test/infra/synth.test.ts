@@ -8,6 +8,8 @@ import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { makeS3Client } from "../../lambdas/aws-clients.ts";
 import { S3Store } from "../../lambdas/store/s3-store.ts";
+import { readSetStatus } from "../../lambdas/store/set-status.ts";
+import { taskResultKey } from "../../contract/layout.ts";
 import { runProcess } from "../support/cli.ts";
 import { messageBody, putRecord, signedSqsAttributes } from "../support/messages.ts";
 import { startTestEmulator } from "../support/fauxqs.ts";
@@ -62,39 +64,65 @@ describe("cdk synth", () => {
     try {
       const bucket = emulator.newBucket();
       const body = messageBody("docs", [putRecord(1, "hello.txt", "from the bundled applier")]);
-      const event = {
-        Records: [
-          {
-            messageId: "m-1",
-            receiptHandle: "rh-1",
-            body,
-            attributes: { ApproximateReceiveCount: "1", SentTimestamp: "0", SenderId: "x", ApproximateFirstReceiveTimestamp: "0", MessageGroupId: "docs" },
-            messageAttributes: signedSqsAttributes("docs", body),
-            md5OfBody: "",
-            eventSource: "aws:sqs",
-            eventSourceARN: "arn:aws:sqs:us-east-1:000000000000:tidemark.fifo",
-            awsRegion: "us-east-1",
-          },
-        ],
-      };
-      // Lambda's Node.js runtime requires index.js and calls the exported handler.
+      const record = (messageId: string, text: string, senderId: string, signed: boolean) => ({
+        messageId,
+        receiptHandle: `rh-${messageId}`,
+        body: text,
+        attributes: { ApproximateReceiveCount: "1", SentTimestamp: "0", SenderId: senderId, ApproximateFirstReceiveTimestamp: "0", MessageGroupId: "docs" },
+        messageAttributes: signed ? signedSqsAttributes("docs", text) : {},
+        md5OfBody: "",
+        eventSource: "aws:sqs",
+        eventSourceARN: "arn:aws:sqs:us-east-1:000000000000:tidemark.fifo",
+        awsRegion: "us-east-1",
+      });
+      const marker = (id: string) => JSON.stringify({ v: 1, set: "docs", task: { id, action: "snapshot", label: id } });
+      // Lambda's Node.js runtime requires index.js and calls the exported handler, with a context that tells the
+      // time left (a marker's action asks for it).
       const driver = join(out.path, "invoke.cjs");
       writeFileSync(
         driver,
         `const { handler } = require(${JSON.stringify(index)});
-handler(JSON.parse(process.argv[2]), {}).then((r) => process.stdout.write(JSON.stringify(r)), (e) => { console.error(e); process.exit(1); });`,
+handler(JSON.parse(process.argv[2]), { getRemainingTimeInMillis: () => 60000 }).then((r) => process.stdout.write(JSON.stringify(r)), (e) => { console.error(e); process.exit(1); });`,
       );
-      const result = await runProcess(process.execPath, [driver, JSON.stringify(event)], {
-        cwd: out.path,
-        env: withoutAws({ TIDEMARK_BUCKET: bucket, TIDEMARK_S3_ENDPOINT: emulator.endpoint, AWS_REGION: "us-east-1", TIDEMARK_METRICS_NAMESPACE: "Tidemark/test" }),
-      });
-      expect(result.stderr).toBe("");
-      expect(JSON.parse(result.stdout.slice(result.stdout.lastIndexOf('{"batchItemFailures"')))).toEqual({ batchItemFailures: [] });
-      expect(result.stdout).toContain('"Namespace":"Tidemark/test"');
+      // Each invocation a fresh process, as a cold start reads the environment.
+      const invoke = async (...records: ReturnType<typeof record>[]) => {
+        const result = await runProcess(process.execPath, [driver, JSON.stringify({ Records: records })], {
+          cwd: out.path,
+          env: withoutAws({
+            TIDEMARK_BUCKET: bucket,
+            TIDEMARK_S3_ENDPOINT: emulator.endpoint,
+            AWS_REGION: "us-east-1",
+            TIDEMARK_METRICS_NAMESPACE: "Tidemark/test",
+            TIDEMARK_MARKER_SENDERS: JSON.stringify([{ id: "AROAOPS", arn: "arn:aws:iam::123456789012:role/ops" }]),
+            // Markers are recorded, their actions skipped: who may send them is checked before either.
+            TIDEMARK_TASKS_ENABLED: "false",
+          }),
+        });
+        const { batchItemFailures } = JSON.parse(result.stdout.slice(result.stdout.lastIndexOf('{"batchItemFailures"'))) as { batchItemFailures: unknown[] };
+        return { ...result, done: batchItemFailures.length === 0 };
+      };
+      const first = await invoke(record("m-1", body, "x", true));
+      expect(first.done).toBe(true);
+      expect(first.stderr).toBe("");
+      expect(first.stdout).toContain('"Namespace":"Tidemark/test"');
+      // With tidemark:markerSenders in its environment: the shared agent role's queue marker is refused (its one
+      // error line names the sender), the listed role's runs.
+      const refused = await invoke(record("m-2", marker("agent"), "AROAAGENTSHARED:i-0abc", false));
+      expect(refused.done).toBe(true);
+      expect(refused.stderr.trim().split("\n").map((line) => JSON.parse(line) as unknown)).toEqual([expect.objectContaining({ msg: "message refused", messageId: "m-2", sender: "AROAAGENTSHARED:i-0abc" })]);
+      const accepted = await invoke(record("m-3", marker("ops"), "AROAOPS:alice", false));
+      expect(accepted.done).toBe(true);
+      expect(accepted.stderr).not.toContain("message refused");
       const s3 = makeS3Client({ region: "us-east-1", endpoint: emulator.endpoint });
-      const stored = await new S3Store(s3, bucket).get("data/docs/hello.txt");
+      const store = new S3Store(s3, bucket);
+      const stored = await store.get("data/docs/hello.txt");
+      const status = await readSetStatus(store, "docs");
+      const [ops, agent] = await Promise.all([store.get(taskResultKey("docs", "ops")), store.get(taskResultKey("docs", "agent"))]);
       s3.destroy();
       expect(stored?.body.toString()).toBe("from the bundled applier");
+      expect(status.refused).toMatchObject({ count: 1, last: { messageId: "m-2", sender: "AROAAGENTSHARED:i-0abc", reason: expect.stringMatching(/tidemark:markerSenders \(arn:aws:iam::123456789012:role\/ops \(AROAOPS\)\)$/) } });
+      expect(JSON.parse(ops?.body.toString() ?? "{}")).toMatchObject({ status: "skipped" });
+      expect(agent).toBeUndefined();
     } finally {
       await emulator.server.stop();
     }
