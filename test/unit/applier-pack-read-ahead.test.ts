@@ -1,0 +1,172 @@
+// A batch's next message's pack is read (and checked) while the message before
+// it writes its files (batch-memory.ts, packed-content.ts: PackReads): reads
+// only, so order, exactly-once and "a bad message writes nothing" hold as
+// before; a read ahead that failed is made again in the message's turn.
+
+import { createHash } from "node:crypto";
+import type { SQSRecord } from "aws-lambda";
+import { expect, it, vi } from "vitest";
+import { stagingKey } from "../../contract/layout.ts";
+import type { WireRecord } from "../../contract/wire.ts";
+import { Applier } from "../../lambdas/applier/applier.ts";
+import { createHandler } from "../../lambdas/applier/handler.ts";
+import { readSetStatus } from "../../lambdas/store/set-status.ts";
+import { MemoryStore } from "../../lambdas/store/memory-store.ts";
+import type { PutOptions, StoredObject, WriteResult } from "../../lambdas/store/store.ts";
+import { signedSqsAttributes } from "../support/messages.ts";
+import * as wire from "../../contract/wire.ts";
+
+// Counts parses (the read ahead parses the next message once, for its turn too).
+vi.mock("../../contract/wire.ts", async (original) => {
+  const actual = await original<typeof wire>();
+  return { ...actual, parseMessage: vi.fn(actual.parseMessage) };
+});
+
+const SET = "a";
+const sha256 = (bytes: Buffer) => createHash("sha256").update(bytes).digest("hex");
+
+function record(id: string, body: string): SQSRecord {
+  const now = String(Date.now());
+  return {
+    messageId: id,
+    receiptHandle: `rh-${id}`,
+    body,
+    attributes: { ApproximateReceiveCount: "1", SentTimestamp: now, SenderId: "x", ApproximateFirstReceiveTimestamp: now, MessageGroupId: SET },
+    messageAttributes: signedSqsAttributes(SET, body),
+    md5OfBody: "",
+    eventSource: "aws:sqs",
+    eventSourceARN: "arn:aws:sqs:us-east-1:000000000000:tidemark.fifo",
+    awsRegion: "us-east-1",
+  };
+}
+
+/** A message of `count` packed files from seq `first` (named m<first>-<i>), and its pack staged as the agent stages it. */
+async function packedMessage(store: MemoryStore, first: number, count: number, packed: (pack: Buffer) => Buffer = (pack) => pack): Promise<{ record: SQSRecord; key: string; files: Map<string, string> }> {
+  const files = new Map<string, string>();
+  const records: WireRecord[] = [];
+  const parts: Buffer[] = [];
+  let offset = 0;
+  for (let i = 0; i < count; i++) {
+    const path = `m${first}-${i}.txt`;
+    const bytes = Buffer.from(`file ${i} of the message at ${first}\n`.repeat(i + 1));
+    files.set(path, bytes.toString());
+    records.push({ seq: first + i, op: "put", path, size: bytes.length, mode: 0o644, mtimeNs: `${1_700_000_000_000_000_000n + BigInt(first + i)}`, sha256: sha256(bytes), content: { kind: "packed", encoding: "raw", offset, length: bytes.length } });
+    parts.push(bytes);
+    offset += bytes.length;
+  }
+  const pack = Buffer.concat(parts);
+  const body = JSON.stringify({ v: 1, set: SET, records, pack: { size: pack.length, sha256: sha256(pack) } });
+  const key = stagingKey(SET, first, sha256(pack));
+  await store.put(key, packed(pack));
+  return { record: record(`m${first}`, body), key, files };
+}
+
+/** Logs reads and writes in order; holds the data puts of paths starting with `holding` until `release`. */
+class OrderedStore extends MemoryStore {
+  readonly events: string[] = [];
+  holding = "nothing";
+  held = 0;
+  failReadsOf = new Set<string>();
+  #release: () => void = () => undefined;
+  readonly #gate = new Promise<void>((resolve) => (this.#release = resolve));
+  release(): void {
+    this.#release();
+  }
+  override async get(key: string, versionId?: string): Promise<StoredObject | undefined> {
+    this.events.push(`get ${key}`);
+    if (this.failReadsOf.delete(key)) throw Object.assign(new Error("socket hang up"), { code: "ECONNRESET" });
+    return super.get(key, versionId);
+  }
+  override async put(key: string, body: Uint8Array, meta?: Record<string, string>, options?: PutOptions): Promise<WriteResult> {
+    if (key.startsWith(`data/${SET}/${this.holding}`)) {
+      this.held += 1;
+      await this.#gate;
+    }
+    this.events.push(`put ${key}`);
+    return super.put(key, body, meta, options);
+  }
+  reads(key: string): number {
+    return this.events.filter((e) => e === `get ${key}`).length;
+  }
+}
+
+async function expectApplied(store: MemoryStore, files: Map<string, string>): Promise<void> {
+  for (const [path, text] of files) expect((await store.get(`data/${SET}/${path}`))?.body.toString()).toBe(text);
+}
+
+it("reads the next message's pack while this one writes its files, reads each pack once, and applies both in order", async () => {
+  const store = new OrderedStore();
+  const handler = createHandler(new Applier({ store, log: () => {} }), () => {});
+  const one = await packedMessage(store, 1, 5);
+  const two = await packedMessage(store, 6, 5);
+  store.events.length = 0;
+  store.holding = "m1-";
+  const handling = handler({ Records: [one.record, two.record] });
+  // The first message's files wait to be written: its content was checked, and the next pack's read has started.
+  await vi.waitFor(() => expect(store.held).toBeGreaterThan(0));
+  expect(store.events).toContain(`get ${two.key}`);
+  expect(store.events.some((e) => e.startsWith(`put data/${SET}/m6-`))).toBe(false);
+  store.release();
+  expect((await handling).batchItemFailures).toEqual([]);
+  expect(store.reads(one.key)).toBe(1);
+  expect(store.reads(two.key)).toBe(1);
+  // Order: every file of the first message before any of the second.
+  const puts = store.events.filter((e) => e.startsWith(`put data/${SET}/`));
+  expect(puts.findLastIndex((e) => e.includes("/m1-"))).toBeLessThan(puts.findIndex((e) => e.includes("/m6-")));
+  await expectApplied(store, one.files);
+  await expectApplied(store, two.files);
+  expect((await readSetStatus(store, SET)).lastSeq).toBe(10);
+});
+
+it("parses a message read ahead once, for its turn too", async () => {
+  const store = new OrderedStore();
+  const handler = createHandler(new Applier({ store, log: () => {} }), () => {});
+  const messages = [await packedMessage(store, 1, 2), await packedMessage(store, 3, 2), await packedMessage(store, 5, 2)];
+  const parse = vi.mocked(wire.parseMessage);
+  parse.mockClear();
+  expect((await handler({ Records: messages.map((m) => m.record) })).batchItemFailures).toEqual([]);
+  expect(parse.mock.calls.map(([body]) => messages.findIndex((m) => m.record.body === body))).toEqual([0, 1, 2]);
+  expect((await readSetStatus(store, SET)).lastSeq).toBe(6);
+});
+
+it("a pack read ahead that failed is read again in its message's turn", async () => {
+  const store = new OrderedStore();
+  const handler = createHandler(new Applier({ store, log: () => {} }), () => {});
+  const one = await packedMessage(store, 1, 3);
+  const two = await packedMessage(store, 4, 3);
+  store.failReadsOf.add(two.key);
+  expect((await handler({ Records: [one.record, two.record] })).batchItemFailures).toEqual([]);
+  expect(store.reads(two.key)).toBe(2);
+  await expectApplied(store, two.files);
+  expect((await readSetStatus(store, SET)).lastSeq).toBe(6);
+});
+
+it("a next message whose pack is not what it says writes nothing, while the message before it is applied", async () => {
+  const store = new OrderedStore();
+  const handler = createHandler(new Applier({ store, log: () => {} }), () => {});
+  const one = await packedMessage(store, 1, 3);
+  const two = await packedMessage(store, 4, 3, (pack) => Buffer.concat([pack.subarray(1), Buffer.from("x")]));
+  expect((await handler({ Records: [one.record, two.record] })).batchItemFailures).toEqual([]);
+  await expectApplied(store, one.files);
+  for (const path of two.files.keys()) expect(await store.get(`data/${SET}/${path}`)).toBeUndefined();
+  const status = await readSetStatus(store, SET);
+  expect(status.lastSeq).toBe(3);
+  expect(status.lastRejected?.messageId).toBe("m4");
+  expect(status.lastRejected?.error).toMatch(/the message's pack at .* has sha256/);
+});
+
+it("a batch delivered again after its packs were removed: its messages are duplicates, nothing fails or is written again", async () => {
+  const store = new OrderedStore();
+  const handler = createHandler(new Applier({ store, log: () => {} }), () => {});
+  const one = await packedMessage(store, 1, 3);
+  const two = await packedMessage(store, 4, 3);
+  expect((await handler({ Records: [one.record, two.record] })).batchItemFailures).toEqual([]);
+  // The checkpoint covers both: their packs are gone, so the reads ahead of the redelivery find nothing.
+  expect(await store.get(one.key)).toBeUndefined();
+  expect(await store.get(two.key)).toBeUndefined();
+  store.events.length = 0;
+  expect((await handler({ Records: [one.record, two.record] })).batchItemFailures).toEqual([]);
+  expect(store.events.filter((e) => e.startsWith("put data/"))).toEqual([]);
+  expect((await readSetStatus(store, SET)).lastSeq).toBe(6);
+  await expectApplied(store, two.files);
+});
