@@ -37,7 +37,7 @@ import { SignedOwnership, type OwnershipCheck, type Refusal } from "./ownership.
 import { withRefusal } from "./refusals.ts";
 import { checkInOrder, checkStaged } from "./staged-content.ts";
 import { AcceptsAnnouncer } from "./announce-accepts.ts";
-import { MessagePackReader, PackReads } from "./packed-content.ts";
+import { MessagePackReader } from "./packed-content.ts";
 import { applyDelta, DeltaBaseError } from "./delta-rebuild.ts";
 import { DEFAULT_POINT_IN_TIME_DAYS } from "../../contract/history.ts";
 import { HistoryRecorder, windowPruneOptions, type HistorySettings } from "../history/recorder.ts";
@@ -252,9 +252,9 @@ export class Applier {
       if (error instanceof BadMessageError) return this.#rejectUnreadable(incoming, error, batch);
       throw error;
     }
-    // The pack is read (and checked against the message) while the set's status and owner are read: a read only.
-    const packs = batch?.packs ?? new PackReads();
-    if (!isMarkerMessage(message)) packs.start(this.#store, message);
+    // The pack is read (and checked against the message) while the set's status and owner are read: a read only,
+    // in a batch, whose end settles it if the message never takes it (handler.ts).
+    if (batch && !isMarkerMessage(message)) batch.packs.start(this.#store, message);
 
     const set = message.set;
     const status = batch ? await batch.status(set, () => this.readStatus(set), () => readOwner(this.#store, set)) : await this.readStatus(set);
@@ -299,7 +299,7 @@ export class Applier {
     }
 
     let prepared: Map<number, Prepared>;
-    const pack = new MessagePackReader(this.#store, message, packs.take(message));
+    const pack = new MessagePackReader(this.#store, message, batch?.packs.take(message));
     try {
       prepared = await this.#prepareContent(set, records, pack);
     } catch (error) {

@@ -75,6 +75,8 @@ export function createHandler(applier: Applier, emit: (line: string) => void = c
       }
       // Actions of markers that did not hold the stream finish inside this invocation, not in a frozen one.
       await applier.settle();
+      // Packs read ahead for messages that never took them (the batch stopped early, or they were refused).
+      await batch.packs.settle();
       const now = Date.now();
       const oldest = Math.min(...event.Records.map((r) => Number(r.attributes.SentTimestamp) || now), now);
       emit(metricsLine({ outcomes, lagMs: now - oldest, timestamp: now, ...(metricsNamespace ? { namespace: metricsNamespace } : {}) }));

@@ -21,6 +21,8 @@ import type { TargetStore } from "../store/store.ts";
  */
 export class PackReads {
   readonly #reads = new Map<string, Promise<Buffer>>();
+  /** Every read started and not yet settled, taken or not: none may go on after the invocation (settle). */
+  readonly #running = new Set<Promise<void>>();
 
   /** Starts reading the message's pack, unless it has none or its read is started. */
   start(store: TargetStore, message: WireMessage): void {
@@ -28,7 +30,11 @@ export class PackReads {
     if (id === undefined || this.#reads.has(id)) return;
     const loading = loadPack(store, message);
     // Its failure is the message's to see, when it reads its pack again (MessagePackReader).
-    loading.catch(() => undefined);
+    const running: Promise<void> = loading.then(
+      () => void this.#running.delete(running),
+      () => void this.#running.delete(running),
+    );
+    this.#running.add(running);
     this.#reads.set(id, loading);
     for (const oldest of this.#reads.keys()) {
       if (this.#reads.size <= READS_AHEAD) break;
@@ -42,6 +48,14 @@ export class PackReads {
     const loading = id === undefined ? undefined : this.#reads.get(id);
     if (id !== undefined) this.#reads.delete(id);
     return loading;
+  }
+
+  /**
+   * Resolves once every read started has settled (never rejects): a read whose message never took it (refused, a
+   * duplicate, or after the batch stopped at an earlier failure) ends inside its invocation, not in a frozen one.
+   */
+  async settle(): Promise<void> {
+    while (this.#running.size > 0) await Promise.all([...this.#running]);
   }
 
   /** How many reads are held (tests). */

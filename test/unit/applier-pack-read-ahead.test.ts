@@ -13,7 +13,8 @@ import { createHandler } from "../../lambdas/applier/handler.ts";
 import { readSetStatus } from "../../lambdas/store/set-status.ts";
 import { MemoryStore } from "../../lambdas/store/memory-store.ts";
 import type { PutOptions, StoredObject, WriteResult } from "../../lambdas/store/store.ts";
-import { signedSqsAttributes } from "../support/messages.ts";
+import { signedIncoming, signedSqsAttributes } from "../support/messages.ts";
+import { generateSigningKey } from "../../contract/signing.ts";
 import * as wire from "../../contract/wire.ts";
 
 // Counts parses (the read ahead parses the next message once, for its turn too).
@@ -169,4 +170,60 @@ it("a batch delivered again after its packs were removed: its messages are dupli
   expect(store.events.filter((e) => e.startsWith("put data/"))).toEqual([]);
   expect((await readSetStatus(store, SET)).lastSeq).toBe(6);
   await expectApplied(store, two.files);
+});
+
+/** Holds the reads of `gated` until `open`; logs when each held read settled, and fails the data puts of `failing`. */
+class GatedStore extends OrderedStore {
+  gated = "nothing";
+  failing = "nothing";
+  readonly order: string[] = [];
+  #open: () => void = () => undefined;
+  readonly #gateOpen = new Promise<void>((resolve) => (this.#open = resolve));
+  open(): void {
+    this.#open();
+  }
+  override async get(key: string, versionId?: string): Promise<StoredObject | undefined> {
+    const reading = super.get(key, versionId);
+    if (key !== this.gated) return reading;
+    await this.#gateOpen;
+    try {
+      return await reading;
+    } finally {
+      this.order.push(`read ${key} settled`);
+    }
+  }
+  override async put(key: string, body: Uint8Array, meta?: Record<string, string>, options?: PutOptions): Promise<WriteResult> {
+    if (key.startsWith(`data/${SET}/${this.failing}`)) throw Object.assign(new Error("SlowDown"), { name: "SlowDown", $metadata: { httpStatusCode: 503 } });
+    return super.put(key, body, meta, options);
+  }
+}
+
+it("a batch that stops at an earlier failure returns only once the next message's pack, read ahead, is read: no read goes on after the invocation", async () => {
+  const store = new GatedStore();
+  const handler = createHandler(new Applier({ store, log: () => {} }), () => {});
+  const one = await packedMessage(store, 1, 3);
+  const two = await packedMessage(store, 4, 3);
+  // The first message's content is checked (its pack read), the second's read starts, then the first's writes fail.
+  store.failing = "m1-";
+  store.gated = two.key;
+  const handling = handler({ Records: [one.record, two.record] });
+  void handling.then(() => store.order.push("handler returned"));
+  await vi.waitFor(() => expect(store.events).toContain(`get ${two.key}`));
+  // No timing asserted: the read is let go later, and the handler must not have returned before it settled.
+  setTimeout(() => store.open(), 50);
+  expect((await handling).batchItemFailures.map((f) => f.itemIdentifier)).toEqual(["m1", "m4"]);
+  expect(store.order).toEqual([`read ${two.key} settled`, "handler returned"]);
+  for (const path of two.files.keys()) expect(await store.get(`data/${SET}/${path}`)).toBeUndefined();
+});
+
+it("a message applied without a batch reads its pack only once it is checked: another owner's message reads none", async () => {
+  const store = new OrderedStore();
+  const applier = new Applier({ store, log: () => {} });
+  const owned = await packedMessage(store, 1, 2);
+  await applier.applyMessage(signedIncoming("m1", SET, owned.record.body));
+  const other = await packedMessage(store, 3, 2);
+  store.events.length = 0;
+  const outcome = await applier.applyMessage(signedIncoming("m3", SET, other.record.body, generateSigningKey()));
+  expect(outcome).toMatchObject({ kind: "rejected", error: expect.stringMatching(/belongs to key/) });
+  expect(store.reads(other.key)).toBe(0);
 });
