@@ -16,30 +16,36 @@ import type { TargetStore } from "../store/store.ts";
 /**
  * Reads of packs started ahead of their messages' checks within one invocation (batch-memory.ts): a message's own,
  * while its set's status is read, and the batch's next message's, while this one writes its files. Each is found by
- * everything its message says of the pack (the key holds its SHA-256) and taken once; at most READS_AHEAD are held,
- * the oldest let go first (a message refused before its content is checked never takes its read).
+ * everything its message says of the pack (the key holds its SHA-256) and taken once. One read not taken is held at a
+ * time: a new one lets go of the one held (whose message was refused, a duplicate, or never came: nothing takes it
+ * any more, as a message takes its own read before the next one's starts), and none starts while one let go is still
+ * running. So besides the pack of the message being applied, one pack at most is in memory, however many messages of
+ * a batch are refused.
  */
 export class PackReads {
   readonly #reads = new Map<string, Promise<Buffer>>();
   /** Every read started and not yet settled, taken or not: none may go on after the invocation (settle). */
   readonly #running = new Set<Promise<void>>();
+  /** Reads started, not taken and not settled. */
+  readonly #untaken = new Set<Promise<Buffer>>();
 
-  /** Starts reading the message's pack, unless it has none or its read is started. */
+  /** Starts reading the message's pack, unless it has none, its read is started, or one let go still runs. */
   start(store: TargetStore, message: WireMessage): void {
     const id = packId(message);
     if (id === undefined || this.#reads.has(id)) return;
+    this.#reads.clear();
+    // Its message reads the pack in its turn, as without a read ahead.
+    if (this.#untaken.size > 0) return;
     const loading = loadPack(store, message);
+    this.#untaken.add(loading);
     // Its failure is the message's to see, when it reads its pack again (MessagePackReader).
-    const running: Promise<void> = loading.then(
-      () => void this.#running.delete(running),
-      () => void this.#running.delete(running),
-    );
+    const settled = () => {
+      this.#running.delete(running);
+      this.#untaken.delete(loading);
+    };
+    const running: Promise<void> = loading.then(settled, settled);
     this.#running.add(running);
     this.#reads.set(id, loading);
-    for (const oldest of this.#reads.keys()) {
-      if (this.#reads.size <= READS_AHEAD) break;
-      this.#reads.delete(oldest);
-    }
   }
 
   /** The read started for this message's pack, if any; taken once. */
@@ -47,6 +53,7 @@ export class PackReads {
     const id = packId(message);
     const loading = id === undefined ? undefined : this.#reads.get(id);
     if (id !== undefined) this.#reads.delete(id);
+    if (loading) this.#untaken.delete(loading);
     return loading;
   }
 
@@ -63,9 +70,6 @@ export class PackReads {
     return this.#reads.size;
   }
 }
-
-/** The message being checked and the next one: two packs in memory at most besides what the checks hold. */
-const READS_AHEAD = 2;
 
 function packId(message: WireMessage): string | undefined {
   const { pack } = message;

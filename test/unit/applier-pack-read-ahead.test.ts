@@ -14,7 +14,8 @@ import { readSetStatus } from "../../lambdas/store/set-status.ts";
 import { MemoryStore } from "../../lambdas/store/memory-store.ts";
 import type { PutOptions, StoredObject, WriteResult } from "../../lambdas/store/store.ts";
 import { signedIncoming, signedSqsAttributes } from "../support/messages.ts";
-import { generateSigningKey } from "../../contract/signing.ts";
+import { generateSigningKey, SIGNATURE_ATTRIBUTE } from "../../contract/signing.ts";
+import { BatchMemory } from "../../lambdas/applier/batch-memory.ts";
 import * as wire from "../../contract/wire.ts";
 
 // Counts parses (the read ahead parses the next message once, for its turn too).
@@ -226,4 +227,67 @@ it("a message applied without a batch reads its pack only once it is checked: an
   const outcome = await applier.applyMessage(signedIncoming("m3", SET, other.record.body, generateSigningKey()));
   expect(outcome).toMatchObject({ kind: "rejected", error: expect.stringMatching(/belongs to key/) });
   expect(store.reads(other.key)).toBe(0);
+});
+
+/** A record of packedMessage's signed by another key than the set's owner's, under its own message id. */
+function othersRecord(message: { record: SQSRecord }, id: string, key = generateSigningKey()): SQSRecord {
+  return { ...message.record, messageId: id, messageAttributes: signedSqsAttributes(SET, message.record.body, key) };
+}
+
+it("a refused message's pack, read before its refusal, is let go when the next message's read starts: one pack held besides the one being applied", async () => {
+  const store = new OrderedStore();
+  const applier = new Applier({ store, log: () => {} });
+  const handler = createHandler(applier, () => {});
+  const owned = await packedMessage(store, 1, 2);
+  expect((await handler({ Records: [owned.record] })).batchItemFailures).toEqual([]);
+  const refused = othersRecord(await packedMessage(store, 3, 3), "x3");
+  const three = await packedMessage(store, 3, 2);
+  const five = await packedMessage(store, 5, 2);
+  const incoming = [refused, three.record, five.record].map((r) => ({ messageId: r.messageId, groupId: SET, body: r.body, attributes: { [SIGNATURE_ATTRIBUTE]: r.messageAttributes[SIGNATURE_ATTRIBUTE]?.stringValue ?? "" } }));
+  // As the handler drives a batch: each message, with the next one named while it is applied.
+  const batch = new BatchMemory();
+  const held: number[] = [];
+  const put = store.put.bind(store);
+  store.put = async (key, body, meta, options) => {
+    if (key.startsWith(`data/${SET}/`)) held.push(batch.packs.size);
+    return put(key, body, meta, options);
+  };
+  const outcomes: string[] = [];
+  for (const [i, message] of incoming.entries()) {
+    const applying = applier.applyMessage(message, undefined, batch);
+    const next = incoming[i + 1];
+    batch.following(next ? { messageId: next.messageId, body: next.body } : undefined);
+    outcomes.push((await applying).kind);
+  }
+  await applier.finishBatch(batch);
+  await batch.packs.settle();
+  expect(outcomes).toEqual(["rejected", "applied", "applied"]);
+  // While the message at 3 writes its files, only the next message's pack is held (not the refused one's too).
+  expect(held.length).toBeGreaterThan(0);
+  expect(Math.max(...held)).toBe(1);
+  await expectApplied(store, three.files);
+  await expectApplied(store, five.files);
+});
+
+it("while a refused message's pack is still being read, no other read starts early: a run of refused messages reads one pack at a time", async () => {
+  const store = new GatedStore();
+  const handler = createHandler(new Applier({ store, log: () => {} }), () => {});
+  const owned = await packedMessage(store, 1, 2);
+  expect((await handler({ Records: [owned.record] })).batchItemFailures).toEqual([]);
+  const first = await packedMessage(store, 3, 3);
+  const second = await packedMessage(store, 3, 4);
+  const three = await packedMessage(store, 3, 2);
+  // The first refused message's read runs until the message at 3 reads its own pack, in its turn.
+  store.gated = first.key;
+  const get = store.get.bind(store);
+  store.get = async (key, versionId) => {
+    if (key === three.key) store.open();
+    return get(key, versionId);
+  };
+  const response = await handler({ Records: [othersRecord(first, "x3"), othersRecord(second, "y3"), three.record] });
+  expect(response.batchItemFailures).toEqual([]);
+  expect(store.reads(first.key)).toBe(1);
+  expect(store.reads(second.key)).toBe(0);
+  expect(store.order).toEqual([`read ${first.key} settled`]);
+  await expectApplied(store, three.files);
 });
