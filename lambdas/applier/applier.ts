@@ -223,10 +223,28 @@ export class Applier {
     return outcome;
   }
 
+  /**
+   * The batch's next message (BatchMemory.following), once this one's content is checked: parsed (once, for its turn
+   * too) and its pack's read started (PackReads), while this one writes its files. Nothing is written and nothing is
+   * decided here: a message that does not parse is left to its turn.
+   */
+  #readAhead(batch: BatchMemory): void {
+    const next = batch.takeFollowing();
+    if (!next) return;
+    let message;
+    try {
+      message = parseMessage(next.body);
+    } catch {
+      return;
+    }
+    batch.parsedAhead(next.messageId, next.body, message);
+    if (!isMarkerMessage(message)) batch.packs.start(this.#store, message);
+  }
+
   async #applyMessage(incoming: IncomingMessage, invocation: Invocation | undefined, batch: BatchMemory | undefined): Promise<MessageOutcome> {
     let message;
     try {
-      message = parseMessage(incoming.body);
+      message = batch?.takeParsed(incoming.messageId, incoming.body) ?? parseMessage(incoming.body);
       if (incoming.groupId !== message.set) {
         throw new BadMessageError(`message for set "${message.set}" arrived in message group "${incoming.groupId ?? "(none)"}"`);
       }
@@ -234,6 +252,9 @@ export class Applier {
       if (error instanceof BadMessageError) return this.#rejectUnreadable(incoming, error, batch);
       throw error;
     }
+    // The pack is read (and checked against the message) while the set's status and owner are read: a read only,
+    // in a batch, whose end settles it if the message never takes it (handler.ts).
+    if (batch && !isMarkerMessage(message)) batch.packs.start(this.#store, message);
 
     const set = message.set;
     const status = batch ? await batch.status(set, () => this.readStatus(set), () => readOwner(this.#store, set)) : await this.readStatus(set);
@@ -278,13 +299,14 @@ export class Applier {
     }
 
     let prepared: Map<number, Prepared>;
-    const pack = new MessagePackReader(this.#store, message);
+    const pack = new MessagePackReader(this.#store, message, batch?.packs.take(message));
     try {
       prepared = await this.#prepareContent(set, records, pack);
     } catch (error) {
       if (error instanceof BadMessageError) return this.#reject(incoming, error, status, records[records.length - 1]?.seq, generation.kind === "restart" ? message.gen : undefined);
       throw error;
     }
+    if (batch) this.#readAhead(batch);
     generation.apply();
     if (generation.kind === "restart") await this.#abandonMarkers(set, generation.superseded, status);
     // The records passed their checks: the set follows the resync (recorded as applied once the checkpoint passes it).

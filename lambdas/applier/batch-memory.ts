@@ -9,11 +9,16 @@
 // invocation) makes the set be read again. An operator's change of the owner
 // (`tidemark adopt`) or of the status reaches the applier at its next batch.
 // The history entries of a set's messages wait for one segment at the end of
-// the batch (batch-segments.ts).
+// the batch (batch-segments.ts). The next message's pack is read (and checked
+// against what its message says) while a message writes its files, and the
+// next message is parsed once for it (packed-content.ts: PackReads): reads
+// only, so a message that fails its checks still writes nothing.
 
 import type { SetStatus } from "../../contract/layout.ts";
+import type { MarkerMessage, WireMessage } from "../../contract/wire.ts";
 import type { OwnerRecord } from "../../contract/signing.ts";
 import { BatchSegments } from "./batch-segments.ts";
+import { PackReads } from "./packed-content.ts";
 import { settledFields, settledWhenWritten } from "./status-schedule.ts";
 
 /** Where an ownership check gets a set's owner record from (ownership.ts): the store, or once per batch. */
@@ -32,6 +37,37 @@ export class BatchMemory implements OwnerReads {
   readonly #settled = new Map<string, string>();
   /** Each set's history segment, written when the batch ends. */
   readonly segments = new BatchSegments();
+  /** Packs whose reads started before their messages' checks. */
+  readonly packs = new PackReads();
+  /** The batch's message after the one being applied (handler.ts), until its pack's read is started. */
+  #following: { messageId: string; body: string } | undefined;
+  /** The next message as parsed to read its pack ahead: by message id, with the body it was parsed from. */
+  #parsed: { messageId: string; body: string; message: WireMessage | MarkerMessage } | undefined;
+
+  /** Names the message after the one being applied: its pack is read once this one's content is checked. */
+  following(next: { messageId: string; body: string } | undefined): void {
+    this.#following = next;
+  }
+
+  /** The message after the one being applied, taken once (Applier: read ahead). */
+  takeFollowing(): { messageId: string; body: string } | undefined {
+    const next = this.#following;
+    this.#following = undefined;
+    return next;
+  }
+
+  /** Keeps a message parsed ahead of its turn (one at a time). */
+  parsedAhead(messageId: string, body: string, message: WireMessage | MarkerMessage): void {
+    this.#parsed = { messageId, body, message };
+  }
+
+  /** The message as parsed ahead, if this is it (the same id and body); taken once. */
+  takeParsed(messageId: string, body: string): WireMessage | MarkerMessage | undefined {
+    const parsed = this.#parsed;
+    if (!parsed || parsed.messageId !== messageId || parsed.body !== body) return undefined;
+    this.#parsed = undefined;
+    return parsed.message;
+  }
 
   /**
    * The set's status: the one the batch's previous message of the set left,

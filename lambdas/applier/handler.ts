@@ -34,20 +34,23 @@ export function createHandler(applier: Applier, emit: (line: string) => void = c
     const continuing = new Map<string, number>();
     const recordHandler = async (record: SQSRecord): Promise<void> => {
       try {
-        outcomes.push(
-          await applier.applyMessage(
-            {
-              messageId: record.messageId,
-              groupId: record.attributes.MessageGroupId,
-              body: record.body,
-              attributes: stringAttributes(record.messageAttributes),
-              ...(record.attributes.SenderId ? { senderId: record.attributes.SenderId } : {}),
-              ...sentAtOf(record),
-            },
-            context ? { remainingMs: () => context.getRemainingTimeInMillis() } : undefined,
-            batch,
-          ),
+        const applying = applier.applyMessage(
+          {
+            messageId: record.messageId,
+            groupId: record.attributes.MessageGroupId,
+            body: record.body,
+            attributes: stringAttributes(record.messageAttributes),
+            ...(record.attributes.SenderId ? { senderId: record.attributes.SenderId } : {}),
+            ...sentAtOf(record),
+          },
+          context ? { remainingMs: () => context.getRemainingTimeInMillis() } : undefined,
+          batch,
         );
+        // The next message's pack is read while this one writes its files (batch-memory.ts): reads only, and the
+        // next message is checked in its turn as ever.
+        const next = event.Records[event.Records.indexOf(record) + 1];
+        batch.following(next ? { messageId: next.messageId, body: next.body } : undefined);
+        outcomes.push(await applying);
       } catch (error) {
         if (error instanceof MarkerContinuesError) continuing.set(record.attributes.MessageGroupId ?? "", event.Records.indexOf(record));
         throw error;
@@ -72,6 +75,8 @@ export function createHandler(applier: Applier, emit: (line: string) => void = c
       }
       // Actions of markers that did not hold the stream finish inside this invocation, not in a frozen one.
       await applier.settle();
+      // Packs read ahead for messages that never took them (the batch stopped early, or they were refused).
+      await batch.packs.settle();
       const now = Date.now();
       const oldest = Math.min(...event.Records.map((r) => Number(r.attributes.SentTimestamp) || now), now);
       emit(metricsLine({ outcomes, lagMs: now - oldest, timestamp: now, ...(metricsNamespace ? { namespace: metricsNamespace } : {}) }));
