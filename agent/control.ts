@@ -120,22 +120,47 @@ export async function startControlServer(path: string, routes: Record<string, Co
     // Nothing is written once the answer ended or its caller went (a heartbeat's tick after the end, a progress event
     // of a caller that left): a write then would be an error no one handles, and it would end the agent.
     const open = () => !res.writableEnded && !res.destroyed;
+    // A caller that stops reading (a CLI suspended with Ctrl-Z) would have the agent buffer every progress event for
+    // as long as it runs: once the answer's buffer is full, only the latest one waits, sent when the caller reads again.
+    let backedUp = false;
+    let latest: string | undefined;
+    const write = (line: string) => {
+      if (res.write(line) || backedUp) return;
+      backedUp = true;
+      res.once("drain", () => {
+        backedUp = false;
+        const waiting = latest;
+        latest = undefined;
+        if (waiting !== undefined && open()) write(waiting);
+      });
+    };
     const heartbeat = setInterval(() => {
-      if (open()) res.write("\n");
+      // An answer still queued keeps the caller from falling silent, and a suspended caller reads no tick.
+      if (open() && !backedUp) write("\n");
     }, heartbeatMs);
     const ended = () => clearInterval(heartbeat);
     res.once("close", ended);
     res.on("error", ended);
-    const send = (line: unknown) => {
-      if (open()) res.write(`${JSON.stringify(line)}\n`);
+    const progress = (event: unknown) => {
+      // Serialised here, so an event JSON cannot carry fails its route's call, not a later drain.
+      const line = `${JSON.stringify({ progress: event })}\n`;
+      if (!open()) return;
+      if (backedUp) latest = line;
+      else write(line);
+    };
+    // The result and errors always go, after the latest progress held back (the caller's view ends on it).
+    const answer = (line: string) => {
+      if (latest !== undefined && open()) res.write(latest);
+      latest = undefined;
+      res.end(line);
     };
     readBody(req)
-      .then((body) => route(body, (event) => send({ progress: event })))
+      .then((body) => route(body, progress))
       .finally(ended)
       .then(
-        (result) => res.end(`${JSON.stringify({ result })}\n`),
+        (result) => answer(`${JSON.stringify({ result })}\n`),
         (error: unknown) =>
-          res.end(
+          answer(
             `${JSON.stringify({ error: error instanceof Error ? error.message : String(error), ...(error instanceof HeldWaitError ? { heldWait: error.toJSON() } : {}), ...(error instanceof CommandAgentBusyError ? { code: COMMAND_AGENT_BUSY } : {}) })}\n`,
           ),
       );
