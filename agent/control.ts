@@ -35,6 +35,15 @@ export class ControlError extends Error {
 }
 
 /**
+ * The agent's answer (a result, or an error's details) that JSON cannot carry (a BigInt, a cycle): the caller gets this
+ * error instead, naming the route and why, where the answer was an unhandled rejection and the caller heard nothing.
+ */
+export class UnsendableAnswerError extends ControlError {
+  override name = "UnsendableAnswerError";
+}
+const UNSENDABLE_ANSWER = "unsendable-answer";
+
+/**
  * How long a request waits for the agent to take it (the answer's head, sent as soon as the request is read): an
  * agent that is stopped (SIGSTOP) or hung still has its socket accept connections, and `task`, `verify`, `mirror`
  * and `prune` waited on it forever with no output.
@@ -154,14 +163,26 @@ export async function startControlServer(path: string, routes: Record<string, Co
       latest = undefined;
       res.end(line);
     };
+    const answerLine = (message: () => unknown) => {
+      try {
+        return `${JSON.stringify(message())}\n`;
+      } catch (error) {
+        const why = error instanceof Error ? error.message : String(error);
+        return `${JSON.stringify({ error: `the agent's answer to ${req.url} could not be sent as JSON (${why})`, code: UNSENDABLE_ANSWER })}\n`;
+      }
+    };
     readBody(req)
       .then((body) => route(body, progress))
       .finally(ended)
       .then(
-        (result) => answer(`${JSON.stringify({ result })}\n`),
+        (result) => answer(answerLine(() => ({ result }))),
         (error: unknown) =>
           answer(
-            `${JSON.stringify({ error: error instanceof Error ? error.message : String(error), ...(error instanceof HeldWaitError ? { heldWait: error.toJSON() } : {}), ...(error instanceof CommandAgentBusyError ? { code: COMMAND_AGENT_BUSY } : {}) })}\n`,
+            answerLine(() => ({
+              error: error instanceof Error ? error.message : String(error),
+              ...(error instanceof HeldWaitError ? { heldWait: error.toJSON() } : {}),
+              ...(error instanceof CommandAgentBusyError ? { code: COMMAND_AGENT_BUSY } : {}),
+            })),
           ),
       );
   });
@@ -229,6 +250,7 @@ export function callControl(
             const held = HeldWaitReportSchema.safeParse(message.heldWait);
             // Another command's own agent refused it: the caller waits for that agent to end (command-agent-wait.ts).
             if (message.code === COMMAND_AGENT_BUSY) reject(new CommandAgentBusyError(message.error ?? "the agent serves only its own command"));
+            else if (message.code === UNSENDABLE_ANSWER) reject(new UnsendableAnswerError(message.error ?? "the agent's answer could not be sent as JSON"));
             else reject(held.success ? heldWaitErrorOf(held.data) : new ControlError(message.error ?? "the agent failed"));
           } else {
             settled = true;
