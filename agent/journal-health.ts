@@ -9,14 +9,17 @@
 // stopped too and the agent's own backlog kept the disk full until an
 // operator freed space. Should a send itself find no space (marking it sent
 // failed), sending pauses too until the free space grows, and status says how
-// much to free. A corrupt journal: hand it to the agent's owner, who stops
-// the process.
+// much to free. So that a disk filled to its last bytes still takes those
+// marks, a space ballast (space-ballast.ts) is deleted at the first full-disk
+// failure and made again once there is room. A corrupt journal: hand it to the
+// agent's owner, who stops the process.
 
-import { dirname } from "node:path";
+import { dirname, join } from "node:path";
 import { freeBytes, isCorrupt, isDiskFull, journalFault, JournalCorruptError } from "./journal-faults.ts";
 import type { Journal } from "./journal.ts";
 import type { Logger } from "./log.ts";
 import type { AgentProblem } from "./problem-file.ts";
+import { BALLAST_FILE, SpaceBallast } from "./space-ballast.ts";
 
 export interface JournalHealthOptions {
   readonly journal: Journal;
@@ -37,6 +40,11 @@ export interface JournalHealthOptions {
    * WAL's old pages on a disk still full, and a catch-up scan would fail again. @default 4 MiB
    */
   readonly resumeFreeBytes?: number;
+  /**
+   * The space ballast kept in the state folder, deleted when the disk fills so that marking messages sent (and status)
+   * can go on; 0: none. Made at start and once journaling resumes, when the disk has room for it and resumeFreeBytes. @default 2 MiB
+   */
+  readonly ballastBytes?: number;
 }
 
 /** A disk that fills again this soon after journaling resumed keeps its slow probing pace. */
@@ -44,6 +52,7 @@ const REFILL_WINDOW_MS = 60_000;
 
 const DEFAULT_RESUME_FREE_BYTES = 4 * 1024 * 1024;
 const MIB = 1024 * 1024;
+const DEFAULT_BALLAST_BYTES = 2 * MIB;
 
 export class JournalHealth {
   readonly #options: JournalHealthOptions;
@@ -56,9 +65,16 @@ export class JournalHealth {
   #fault = "";
   /** Set while sends are paused: a send found no space; the free bytes then (undefined: not readable). */
   #sendsPaused: { readonly free: number | undefined } | undefined;
+  readonly #ballast: SpaceBallast | undefined;
+  /** When the ballast was deleted for a full disk (ISO 8601), until it is made again. */
+  #ballastFreedAt: string | undefined;
+  #ballastTimer: NodeJS.Timeout | undefined;
 
   constructor(options: JournalHealthOptions) {
     this.#options = options;
+    const ballastBytes = options.ballastBytes ?? DEFAULT_BALLAST_BYTES;
+    this.#ballast = ballastBytes > 0 ? new SpaceBallast(join(dirname(options.journal.path), BALLAST_FILE), ballastBytes) : undefined;
+    this.#keepBallast();
   }
 
   /** The disk holding the journal is full: nothing is captured until a probe succeeds (what is journaled is still sent: see sending). */
@@ -86,8 +102,10 @@ export class JournalHealth {
    * sending pauses too until the free space grows (the message goes again then, as after any send not marked).
    */
   handleSend(error: unknown): boolean {
+    const ballastHeld = this.#ballast?.held === true;
     if (!this.handle(error)) return false;
-    if (!isDiskFull(error) || this.#sendsPaused !== undefined) return true;
+    // The ballast this failure deleted is room for the marks: the message goes again at once.
+    if (!isDiskFull(error) || this.#sendsPaused !== undefined || ballastHeld) return true;
     this.#sendsPaused = { free: freeBytes(this.#options.journal.path) };
     this.#options.log.error("disk full: sending paused too, until the free space grows", { needed: this.#needed() });
     this.#setProblem();
@@ -110,7 +128,11 @@ export class JournalHealth {
       return true;
     }
     if (!isDiskFull(error)) return false;
-    if (this.#problem !== null) return true;
+    const freed = this.#freeBallast();
+    if (this.#problem !== null) {
+      if (freed) this.#setProblem();
+      return true;
+    }
     const named = journalFault(error, this.#options.journal.path);
     const message = named instanceof Error ? named.message : String(named);
     this.#fault = message;
@@ -131,14 +153,42 @@ export class JournalHealth {
     return `${Math.ceil(needed / MIB)} MiB`;
   }
 
-  /** The problem for status: the full disk's error, and what is paused (since: the first failure's time, kept). */
+  /** The problem for status: the full disk's error, what is paused, and when the ballast was used (since: the first failure's time, kept). */
   #setProblem(since: string = this.#problem?.since ?? new Date().toISOString()): void {
     const sends =
       this.#sendsPaused === undefined
         ? "sending what is journaled goes on (it frees the spooled content of what it sent)"
         : `sending paused too (the journal found no space to mark a message sent): free ${this.#needed()} in ${dirname(this.#options.journal.path)}`;
-    this.#problem = { problem: `${this.#fault}; journaling paused, resumes by itself when there is space; ${sends}`, since };
+    const ballast =
+      this.#ballast && this.#ballastFreedAt !== undefined
+        ? `; the space ballast (${this.#ballast.path}, ${Math.ceil(this.#ballast.bytes / MIB)} MiB) was deleted at ${this.#ballastFreedAt} so that sent messages can still be marked, and is made again once there is space`
+        : "";
+    this.#problem = { problem: `${this.#fault}; journaling paused, resumes by itself when there is space; ${sends}${ballast}`, since };
     this.#report(this.#problem);
+  }
+
+  /** Deletes the ballast for a full disk: true when it was held. */
+  #freeBallast(): boolean {
+    clearTimeout(this.#ballastTimer);
+    if (!this.#ballast?.release()) return false;
+    this.#ballastFreedAt = new Date().toISOString();
+    this.#options.log.warn("space ballast deleted for the full disk, so that sent messages can still be marked", { path: this.#ballast.path, bytes: this.#ballast.bytes });
+    return true;
+  }
+
+  /** Makes the ballast while the disk is not full and has room for it, trying again on the probes' slowest pace until then. */
+  #keepBallast(): void {
+    const ballast = this.#ballast;
+    if (!ballast || ballast.held || this.#problem !== null) return;
+    if (ballast.make(this.#options.resumeFreeBytes ?? DEFAULT_RESUME_FREE_BYTES)) {
+      if (this.#ballastFreedAt !== undefined) this.#options.log.info("space ballast made again", { path: ballast.path });
+      this.#ballastFreedAt = undefined;
+      return;
+    }
+    if (!this.#options.monitorEnabled) return;
+    clearTimeout(this.#ballastTimer);
+    this.#ballastTimer = setTimeout(() => this.#keepBallast(), this.#options.maxProbeMs ?? 30_000);
+    this.#ballastTimer.unref();
   }
 
   #report(problem: AgentProblem | null): void {
@@ -179,12 +229,14 @@ export class JournalHealth {
     clearTimeout(this.#timer);
     this.#report(null);
     this.#options.log.info("journal writable again; catching up with a scan of every set");
+    this.#keepBallast();
     await this.#options.onResumed();
     return true;
   }
 
   stop(): void {
     clearTimeout(this.#timer);
+    clearTimeout(this.#ballastTimer);
     this.#timer = undefined;
     this.#problem = null;
     this.#sendsPaused = undefined;

@@ -1,0 +1,77 @@
+// Marking a message sent needs about 100 KB of the state folder's disk: on a disk filled to its last bytes, sending
+// paused until an operator freed space. The agent now keeps a space ballast in the state folder, deletes it at the
+// first write that finds no space (a journal write's or a send's mark), so marks and status go on, says so in the
+// problem status shows, and makes it again once journaling resumes with room for it.
+
+import { existsSync, statSync } from "node:fs";
+import { join } from "node:path";
+import { afterEach, beforeEach, expect, it } from "vitest";
+import { JournalHealth } from "../../agent/journal-health.ts";
+import { Journal } from "../../agent/journal.ts";
+import { silentLogger } from "../../agent/log.ts";
+import type { AgentProblem } from "../../agent/problem-file.ts";
+import { BALLAST_FILE } from "../../agent/space-ballast.ts";
+import { tempDir } from "../support/tree.ts";
+
+const MIB = 1024 * 1024;
+/** What a journal write (SQLite's SQLITE_FULL) throws on a full disk. */
+const full = () => Object.assign(new Error("database or disk is full"), { code: "ERR_SQLITE_ERROR", errcode: 13, errstr: "database or disk is full" });
+/** What a spool write throws on a full disk. */
+const enospc = () => Object.assign(new Error("ENOSPC: no space left on device, write"), { code: "ENOSPC" });
+
+let dir: ReturnType<typeof tempDir>;
+let journal: Journal;
+let health: JournalHealth | undefined;
+const problems: (AgentProblem | null)[] = [];
+beforeEach(() => {
+  dir = tempDir();
+  journal = Journal.open(dir.path);
+  problems.length = 0;
+});
+afterEach(() => {
+  health?.stop();
+  health = undefined;
+  journal.close();
+  dir.remove();
+});
+
+const open = (options: { ballastBytes?: number } = {}) =>
+  (health = new JournalHealth({ journal, log: silentLogger, monitorEnabled: false, onResumed: async () => undefined, onCorrupt: () => undefined, onProblem: (p) => problems.push(p), ...options }));
+const ballast = () => join(dir.path, BALLAST_FILE);
+
+it("keeps a ballast, deletes it when a journal write finds no space (status says when), and makes it again once journaling resumes", async () => {
+  const h = open();
+  expect(statSync(ballast()).size).toBe(2 * MIB);
+
+  expect(h.handle(enospc())).toBe(true);
+  expect(h.full).toBe(true);
+  expect(existsSync(ballast())).toBe(false);
+  expect(problems.at(-1)?.problem).toMatch(
+    new RegExp(`the space ballast \\(${ballast()}, 2 MiB\\) was deleted at \\d{4}-\\d\\d-\\d\\dT[\\d:.]+Z so that sent messages can still be marked`),
+  );
+  // The space it freed takes the marks: sending goes on.
+  expect(h.sending).toBe(true);
+
+  expect(await h.probe()).toBe(true);
+  expect(problems.at(-1)).toBeNull();
+  expect(statSync(ballast()).size).toBe(2 * MIB);
+});
+
+it("sends again at once when a send's mark found no space and the ballast was there to delete; pauses when it is gone", () => {
+  const h = open();
+  expect(h.handleSend(full())).toBe(true);
+  expect(existsSync(ballast())).toBe(false);
+  expect(h.sending).toBe(true);
+  expect(problems.at(-1)?.problem).toMatch(/sending what is journaled goes on .*; the space ballast .* was deleted at/);
+  // No ballast left: a mark that finds no space pauses sending, as before.
+  expect(h.handleSend(full())).toBe(true);
+  expect(problems.at(-1)?.problem).toMatch(/sending paused too .*; the space ballast .* was deleted at/);
+});
+
+it("keeps no ballast when told (ballastBytes 0), and a full disk then says nothing of one", () => {
+  const h = open({ ballastBytes: 0 });
+  expect(existsSync(ballast())).toBe(false);
+  expect(h.handleSend(full())).toBe(true);
+  expect(problems.at(-1)?.problem).toMatch(/sending paused too/);
+  expect(problems.at(-1)?.problem).not.toMatch(/ballast/);
+});
