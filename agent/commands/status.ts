@@ -164,6 +164,9 @@ export async function collectStatus(configFile: string): Promise<SetReport[]> {
     }
   })();
   const agent = await agentPresence(config.stateDir);
+  // Read once for every set: each read lists and parses the whole folder.
+  const keptReports = keptDrillReports(config.stateDir);
+  const unclaimable = keptReports.length > 0 ? keptReportsUnclaimable(config.stateDir) : undefined;
   const s3 = makeS3Client(clientOptionsOf(config, { maxAttempts: 2, idleTimeoutMs: STATUS_IDLE_TIMEOUT_MS, minimumTransfer: TARGET_READ_MINIMUM_TRANSFER }));
   const store = new S3Store(s3, config.bucket);
   try {
@@ -217,9 +220,8 @@ export async function collectStatus(configFile: string): Promise<SetReport[]> {
         const owner = target.reachable ? target.owner : undefined;
         const notOwner = hostKeyId !== undefined && owner !== undefined && "keyId" in owner && owner.keyId !== hostKeyId ? { notOwner: { ownerKeyId: owner.keyId, ownerSince: owner.since, hostKeyId } } : {};
         const ownerUnreadable = owner !== undefined && "error" in owner ? { ownerUnreadable: owner.error } : {};
-        const drillKept = keptDrillReports(config.stateDir, spec.name).map(({ file, report }) => ({ id: report.id, passed: report.passed, finishedAt: report.finishedAt, file }));
-        const unclaimable = drillKept.length > 0 ? keptReportsUnclaimable(config.stateDir) : undefined;
-        const setFacts: SetFacts = { set: spec.name, drillKept, ...(unclaimable ? { drillKeptUnclaimable: unclaimable } : {}), counters, generation, skipped, held, scanning, scanFailed, recovering, ...journalMissing, ...stall, ...notOwner, ...ownerUnreadable, drill, journalProblem, agent, target: facts, now: new Date() };
+        const drillKept = keptReports.filter(({ report }) => report.set === spec.name).map(({ file, report }) => ({ id: report.id, passed: report.passed, finishedAt: report.finishedAt, file }));
+        const setFacts: SetFacts = { set: spec.name, drillKept, ...(unclaimable && drillKept.length > 0 ? { drillKeptUnclaimable: unclaimable } : {}), counters, generation, skipped, held, scanning, scanFailed, recovering, ...journalMissing, ...stall, ...notOwner, ...ownerUnreadable, drill, journalProblem, agent, target: facts, now: new Date() };
         const problems = findProblems(setFacts);
         const upToDate = caughtUp(setFacts);
         return {
