@@ -5,7 +5,7 @@
 // The agent deletes this file when a journal write finds no space, so marks
 // and status go on, and makes it again once the disk has room for it.
 
-import { closeSync, fsyncSync, openSync, renameSync, rmSync, statSync, writeSync } from "node:fs";
+import { closeSync, openSync, renameSync, rmSync, statSync, writeSync } from "node:fs";
 import { randomBytes } from "node:crypto";
 import { freeBytes } from "./journal-faults.ts";
 
@@ -28,7 +28,8 @@ export class SpaceBallast {
 
   /**
    * Makes the file unless it is there, when the disk has room for it and keepFreeBytes more: true when it is held.
-   * Random bytes, not zeros, which a compressing filesystem (ZFS, btrfs) would store in no space at all.
+   * Random bytes, not zeros, which a compressing filesystem (ZFS, btrfs) would store in no space at all. Not fsynced:
+   * the space is taken when written, and one cut short by a crash is found short and made again.
    */
   make(keepFreeBytes: number): boolean {
     if (this.#held) return true;
@@ -45,7 +46,6 @@ export class SpaceBallast {
       try {
         const bytes = randomBytes(this.bytes);
         for (let written = 0; written < bytes.length; ) written += writeSync(fd, bytes, written);
-        fsyncSync(fd);
       } finally {
         closeSync(fd);
       }
