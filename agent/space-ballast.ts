@@ -5,16 +5,27 @@
 // The agent deletes this file when a journal write finds no space, so marks
 // and status go on, and makes it again once the disk has room for it.
 
-import { closeSync, openSync, renameSync, rmSync, statSync, writeSync } from "node:fs";
+import { closeSync, constants, lstatSync, openSync, renameSync, rmSync, writeSync, type Stats } from "node:fs";
 import { randomBytes } from "node:crypto";
+import { dirname } from "node:path";
 import { freeBytes } from "./journal-faults.ts";
 
 export const BALLAST_FILE = "space-ballast";
+const MIB = 1024 * 1024;
+
+function lstatOf(path: string): Stats | undefined {
+  try {
+    return lstatSync(path);
+  } catch {
+    return undefined;
+  }
+}
 
 export class SpaceBallast {
   readonly path: string;
   readonly bytes: number;
   #held = false;
+  #why: string | undefined;
 
   constructor(path: string, bytes: number) {
     this.path = path;
@@ -33,16 +44,34 @@ export class SpaceBallast {
    */
   make(keepFreeBytes: number): boolean {
     if (this.#held) return true;
-    try {
-      if (statSync(this.path).size >= this.bytes) return (this.#held = true);
-    } catch {
-      // Not there yet (or not readable): made below.
+    // Never followed: a link planted here (by whoever can write the state folder) is no ballast, and an agent running
+    // as root writing through it would overwrite the file it points at.
+    const found = lstatOf(this.path);
+    if (found?.isFile() && found.size >= this.bytes && (process.geteuid === undefined || found.uid === process.geteuid())) return (this.#held = true);
+    if (found?.isDirectory()) {
+      this.#why = `${this.path} is a directory, not a space ballast: remove it`;
+      return false;
+    }
+    if (found !== undefined && !found.isFile()) {
+      // A link (or a socket, a fifo): the link itself removed, never what it points at. A short file, or one of
+      // another owner, is replaced below (rename replaces the name, following nothing).
+      try {
+        rmSync(this.path, { force: true });
+      } catch (error) {
+        this.#why = `could not remove ${this.path}, not a space ballast: ${error instanceof Error ? error.message : String(error)}`;
+        return false;
+      }
     }
     const free = freeBytes(this.path);
-    if (free === undefined || free < keepFreeBytes + this.bytes) return false;
-    const temp = `${this.path}.tmp`;
+    if (free === undefined || free < keepFreeBytes + this.bytes) {
+      this.#why = `${Math.ceil((keepFreeBytes + this.bytes) / MIB)} MiB free needed in ${dirname(this.path)}, ${free === undefined ? "unknown" : `${(free / MIB).toFixed(1)} MiB`} free`;
+      return false;
+    }
+    // A new file of this process's own, never one found in its place (a link, a leftover).
+    const temp = `${this.path}.${process.pid}.tmp`;
     try {
-      const fd = openSync(temp, "w", 0o600);
+      rmSync(temp, { force: true });
+      const fd = openSync(temp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
       try {
         const bytes = randomBytes(this.bytes);
         for (let written = 0; written < bytes.length; ) written += writeSync(fd, bytes, written);
@@ -50,11 +79,18 @@ export class SpaceBallast {
         closeSync(fd);
       }
       renameSync(temp, this.path);
+      this.#why = undefined;
       return (this.#held = true);
-    } catch {
+    } catch (error) {
+      this.#why = `could not make ${this.path}: ${error instanceof Error ? error.message : String(error)}`;
       rmSync(temp, { force: true });
       return false;
     }
+  }
+
+  /** Why the file is not held, after a make() that did not make it (undefined while it is held or never tried). */
+  get why(): string | undefined {
+    return this.#held ? undefined : this.#why;
   }
 
   /** Deletes the file: true when it was held (its space is free now). */

@@ -1,0 +1,65 @@
+// The space ballast is made by the agent, which may run as root, in the state folder, which whoever runs tidemark
+// can write: a symbolic link planted at the ballast's temp name had the agent truncate and fill the file it pointed
+// at with 2 MiB of random bytes, and one at the ballast's own name (to any file of 2 MiB or more) was taken as the
+// ballast, whose deletion then freed nothing. Neither is followed now.
+
+import { lstatSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { afterEach, beforeEach, expect, it } from "vitest";
+import { BALLAST_FILE, SpaceBallast } from "../../agent/space-ballast.ts";
+import { tempDir } from "../support/tree.ts";
+
+const MIB = 1024 * 1024;
+let dir: ReturnType<typeof tempDir>;
+let outside: ReturnType<typeof tempDir>;
+beforeEach(() => {
+  dir = tempDir();
+  outside = tempDir();
+});
+afterEach(() => {
+  dir.remove();
+  outside.remove();
+});
+
+const ballastPath = () => join(dir.path, BALLAST_FILE);
+
+it("writes through no link planted at a temp name (the old fixed one or this process's)", () => {
+  const victim = join(outside.path, "victim");
+  writeFileSync(victim, "precious\n");
+  symlinkSync(victim, `${ballastPath()}.tmp`);
+  symlinkSync(victim, `${ballastPath()}.${process.pid}.tmp`);
+
+  expect(new SpaceBallast(ballastPath(), 2 * MIB).make(0)).toBe(true);
+  expect(readFileSync(victim, "utf8")).toBe("precious\n");
+  const made = lstatSync(ballastPath());
+  expect(made.isFile()).toBe(true);
+  expect(made.size).toBe(2 * MIB);
+});
+
+it("takes no link at the ballast's name for the ballast: removes the link, leaves its target, and makes a real one", () => {
+  const victim = join(outside.path, "large");
+  const content = Buffer.alloc(3 * MIB, 7);
+  writeFileSync(victim, content);
+  symlinkSync(victim, ballastPath());
+
+  const ballast = new SpaceBallast(ballastPath(), 2 * MIB);
+  expect(ballast.make(0)).toBe(true);
+  expect(readFileSync(victim).equals(content)).toBe(true);
+  const made = lstatSync(ballastPath());
+  expect(made.isSymbolicLink()).toBe(false);
+  expect(made.size).toBe(2 * MIB);
+  // Deleting it frees its own space, not a link's.
+  expect(ballast.release()).toBe(true);
+  expect(readFileSync(victim).equals(content)).toBe(true);
+});
+
+it("removes a link at the ballast's name even when the disk has no room to make it", () => {
+  const victim = join(outside.path, "large");
+  writeFileSync(victim, Buffer.alloc(3 * MIB, 7));
+  symlinkSync(victim, ballastPath());
+  const ballast = new SpaceBallast(ballastPath(), 2 * MIB);
+  expect(ballast.make(Number.MAX_SAFE_INTEGER)).toBe(false);
+  expect(() => lstatSync(ballastPath())).toThrow(/ENOENT/);
+  expect(ballast.why).toMatch(/MiB free needed in /);
+  expect(readFileSync(victim).length).toBe(3 * MIB);
+});
