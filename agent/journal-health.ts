@@ -42,7 +42,7 @@ export interface JournalHealthOptions {
   readonly resumeFreeBytes?: number;
   /**
    * The space ballast kept in the state folder, deleted when the disk fills so that marking messages sent (and status)
-   * can go on; 0: none. Made at start and once journaling resumes, when the disk has room for it and resumeFreeBytes. @default 2 MiB
+   * can go on; 0: none. Made at start and once journaling resumed and its catch-up scan journaled, when the disk has room for it and resumeFreeBytes more. @default 2 MiB
    */
   readonly ballastBytes?: number;
 }
@@ -229,8 +229,13 @@ export class JournalHealth {
     clearTimeout(this.#timer);
     this.#report(null);
     this.#options.log.info("journal writable again; catching up with a scan of every set");
-    this.#keepBallast();
-    await this.#options.onResumed();
+    try {
+      await this.#options.onResumed();
+    } finally {
+      // Made after the catch-up, from what it left free: made before, it took the room the catch-up needed, which
+      // then failed, deleted it, and resumed to fail again at every probe.
+      this.#keepBallast();
+    }
     return true;
   }
 
