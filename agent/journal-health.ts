@@ -14,6 +14,7 @@
 // failure and made again once there is room. A corrupt journal: hand it to the
 // agent's owner, who stops the process.
 
+import { existsSync, lstatSync, type Stats } from "node:fs";
 import { dirname, join } from "node:path";
 import { freeBytes, isCorrupt, isDiskFull, journalFault, JournalCorruptError } from "./journal-faults.ts";
 import type { Journal } from "./journal.ts";
@@ -54,6 +55,43 @@ const DEFAULT_RESUME_FREE_BYTES = 4 * 1024 * 1024;
 const MIB = 1024 * 1024;
 const DEFAULT_BALLAST_BYTES = 2 * MIB;
 
+const mib = (bytes: number) => `${(bytes / MIB).toFixed(1)} MiB`;
+
+/** The problem's words for a deleted ballast: when, and the bytes that freed as measured (a snapshot may keep them all). */
+function ballastFreedText(ballast: SpaceBallast, freed: { readonly at: string; readonly freed: number | undefined; readonly free: number | undefined }): string {
+  const size = `${Math.ceil(ballast.bytes / MIB)} MiB`;
+  const what =
+    freed.freed === undefined
+      ? "what that freed is not known"
+      : freed.freed < ballast.bytes / 2
+        ? `that freed ${freed.freed === 0 ? "nothing" : mib(freed.freed)} (a filesystem with snapshots, or another link to the file, keeps its blocks)`
+        : `that freed ${mib(freed.freed)}`;
+  const free = freed.free === undefined ? "" : `, free space now ${mib(freed.free)}`;
+  return `deleted the ${size} space ballast (${ballast.path}) at ${freed.at} so that sent messages can still be marked: ${what}${free}; it is made again once there is space`;
+}
+
+/**
+ * For `tidemark status` and `doctor`: why the state folder holds no space ballast (null when it does, or when no agent
+ * ran there yet). Not a problem: replication goes on; a disk filled to its last byte would pause sending.
+ */
+export function spaceBallastNote(stateDir: string): string | null {
+  if (!existsSync(join(stateDir, "journal.db"))) return null;
+  const path = join(stateDir, BALLAST_FILE);
+  const need = DEFAULT_RESUME_FREE_BYTES + DEFAULT_BALLAST_BYTES;
+  let found: Stats;
+  try {
+    found = lstatSync(path);
+  } catch {
+    const free = freeBytes(path);
+    const now = free === undefined ? "" : ` (${mib(free)} free now${free >= need ? ": an agent running makes it within a minute, or its log says why not" : ""})`;
+    return `space ballast missing (${path}): a disk filled to its last byte would pause sending; the agent makes it when ${mib(need)} are free in ${stateDir}${now}`;
+  }
+  if (found.isFile() && found.size >= DEFAULT_BALLAST_BYTES) return null;
+  if (found.isDirectory()) return `${path} is a directory, not the space ballast: remove it so that the agent can make it`;
+  if (!found.isFile()) return `${path} is not a regular file (a link?), not the space ballast: the agent removes it, following nothing, and makes it`;
+  return `space ballast short (${path}, ${found.size} bytes of ${DEFAULT_BALLAST_BYTES}): the agent makes it again`;
+}
+
 export class JournalHealth {
   readonly #options: JournalHealthOptions;
   #problem: AgentProblem | null = null;
@@ -66,9 +104,11 @@ export class JournalHealth {
   /** Set while sends are paused: a send found no space; the free bytes then (undefined: not readable). */
   #sendsPaused: { readonly free: number | undefined } | undefined;
   readonly #ballast: SpaceBallast | undefined;
-  /** When the ballast was deleted for a full disk (ISO 8601), until it is made again. */
-  #ballastFreedAt: string | undefined;
+  /** When the ballast was deleted for a full disk (ISO 8601), what that freed and the free space then, until it is made again. */
+  #ballastFreed: { readonly at: string; readonly freed: number | undefined; readonly free: number | undefined } | undefined;
   #ballastTimer: NodeJS.Timeout | undefined;
+  /** Why the ballast was last not made, as logged. */
+  #ballastWhy: string | undefined;
 
   constructor(options: JournalHealthOptions) {
     this.#options = options;
@@ -159,20 +199,22 @@ export class JournalHealth {
       this.#sendsPaused === undefined
         ? "sending what is journaled goes on (it frees the spooled content of what it sent)"
         : `sending paused too (the journal found no space to mark a message sent): free ${this.#needed()} in ${dirname(this.#options.journal.path)}`;
-    const ballast =
-      this.#ballast && this.#ballastFreedAt !== undefined
-        ? `; the space ballast (${this.#ballast.path}, ${Math.ceil(this.#ballast.bytes / MIB)} MiB) was deleted at ${this.#ballastFreedAt} so that sent messages can still be marked, and is made again once there is space`
-        : "";
+    const ballast = this.#ballast && this.#ballastFreed !== undefined ? `; ${ballastFreedText(this.#ballast, this.#ballastFreed)}` : "";
     this.#problem = { problem: `${this.#fault}; journaling paused, resumes by itself when there is space; ${sends}${ballast}`, since };
     this.#report(this.#problem);
   }
 
-  /** Deletes the ballast for a full disk: true when it was held. */
+  /** Deletes the ballast for a full disk: true when it was held. What it freed is measured, not assumed (a snapshot keeps its blocks). */
   #freeBallast(): boolean {
     clearTimeout(this.#ballastTimer);
-    if (!this.#ballast?.release()) return false;
-    this.#ballastFreedAt = new Date().toISOString();
-    this.#options.log.warn("space ballast deleted for the full disk, so that sent messages can still be marked", { path: this.#ballast.path, bytes: this.#ballast.bytes });
+    const ballast = this.#ballast;
+    if (!ballast?.held) return false;
+    const before = freeBytes(ballast.path);
+    if (!ballast.release()) return false;
+    const free = freeBytes(ballast.path);
+    const freed = before === undefined || free === undefined ? undefined : Math.max(0, free - before);
+    this.#ballastFreed = { at: new Date().toISOString(), freed, free };
+    this.#options.log.warn("space ballast deleted for the full disk, so that sent messages can still be marked", { path: ballast.path, bytes: ballast.bytes, freedBytes: freed, freeBytes: free });
     return true;
   }
 
@@ -181,10 +223,15 @@ export class JournalHealth {
     const ballast = this.#ballast;
     if (!ballast || ballast.held || this.#problem !== null) return;
     if (ballast.make(this.#options.resumeFreeBytes ?? DEFAULT_RESUME_FREE_BYTES)) {
-      if (this.#ballastFreedAt !== undefined) this.#options.log.info("space ballast made again", { path: ballast.path });
-      this.#ballastFreedAt = undefined;
+      if (this.#ballastFreed !== undefined) this.#options.log.info("space ballast made again", { path: ballast.path });
+      this.#ballastFreed = undefined;
+      this.#ballastWhy = undefined;
       return;
     }
+    // Said once per reason (the free space it names aside), not at every retry.
+    const why = ballast.why?.split(",")[0];
+    if (why !== this.#ballastWhy) this.#options.log.warn("space ballast not made: a disk filled to its last byte would pause sending", { path: ballast.path, why: ballast.why });
+    this.#ballastWhy = why;
     if (!this.#options.monitorEnabled) return;
     clearTimeout(this.#ballastTimer);
     this.#ballastTimer = setTimeout(() => this.#keepBallast(), this.#options.maxProbeMs ?? 30_000);

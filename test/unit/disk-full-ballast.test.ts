@@ -48,7 +48,7 @@ it("keeps a ballast, deletes it when a journal write finds no space (status says
   expect(h.full).toBe(true);
   expect(existsSync(ballast())).toBe(false);
   expect(problems.at(-1)?.problem).toMatch(
-    new RegExp(`the space ballast \\(${ballast()}, 2 MiB\\) was deleted at \\d{4}-\\d\\d-\\d\\dT[\\d:.]+Z so that sent messages can still be marked`),
+    new RegExp(`deleted the 2 MiB space ballast \\(${ballast()}\\) at \\d{4}-\\d\\d-\\d\\dT[\\d:.]+Z so that sent messages can still be marked: that freed .*, free space now [\\d.]+ MiB`),
   );
   // The space it freed takes the marks: sending goes on.
   expect(h.sending).toBe(true);
@@ -63,10 +63,10 @@ it("sends again at once when a send's mark found no space and the ballast was th
   expect(h.handleSend(full())).toBe(true);
   expect(existsSync(ballast())).toBe(false);
   expect(h.sending).toBe(true);
-  expect(problems.at(-1)?.problem).toMatch(/sending what is journaled goes on .*; the space ballast .* was deleted at/);
+  expect(problems.at(-1)?.problem).toMatch(/sending what is journaled goes on .*; deleted the 2 MiB space ballast .* at /);
   // No ballast left: a mark that finds no space pauses sending, as before.
   expect(h.handleSend(full())).toBe(true);
-  expect(problems.at(-1)?.problem).toMatch(/sending paused too .*; the space ballast .* was deleted at/);
+  expect(problems.at(-1)?.problem).toMatch(/sending paused too .*; deleted the 2 MiB space ballast .* at /);
 });
 
 it("keeps no ballast when told (ballastBytes 0), and a full disk then says nothing of one", () => {

@@ -176,7 +176,7 @@ describe.skipIf(!root)("on a real full tmpfs (as root)", () => {
       t.agent.hint(SET, "later.bin");
       await eventually(async () => expect(t.agent.health.full).toBe(true), 20_000, 10);
       expect(existsSync(join(t.state.path, BALLAST_FILE))).toBe(false);
-      expect(problems.at(-1)?.problem).toMatch(/the space ballast .* was deleted at/);
+      expect(problems.at(-1)?.problem).toMatch(/deleted the 2 MiB space ballast .* at .*: that freed (1\.[5-9]|2\.\d) MiB, free space now/);
 
       transport.down = false;
       await eventually(async () => expect(await pictureOfTarget(t.store, SET)).toEqual(await pictureOfSource(t.src.path)), 60_000, 50);
