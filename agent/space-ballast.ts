@@ -83,7 +83,11 @@ export class SpaceBallast {
       return (this.#held = true);
     } catch (error) {
       this.#why = `could not make ${this.path}: ${error instanceof Error ? error.message : String(error)}`;
-      rmSync(temp, { force: true });
+      try {
+        rmSync(temp, { force: true });
+      } catch {
+        // A directory planted at the temp name: named in the error above.
+      }
       return false;
     }
   }

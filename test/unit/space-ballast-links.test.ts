@@ -3,9 +3,12 @@
 // at with 2 MiB of random bytes, and one at the ballast's own name (to any file of 2 MiB or more) was taken as the
 // ballast, whose deletion then freed nothing. Neither is followed now.
 
-import { lstatSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";
+import { existsSync, lstatSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterEach, beforeEach, expect, it } from "vitest";
+import { JournalHealth } from "../../agent/journal-health.ts";
+import { Journal } from "../../agent/journal.ts";
+import { silentLogger, type Logger } from "../../agent/log.ts";
 import { BALLAST_FILE, SpaceBallast } from "../../agent/space-ballast.ts";
 import { tempDir } from "../support/tree.ts";
 
@@ -62,4 +65,23 @@ it("removes a link at the ballast's name even when the disk has no room to make 
   expect(() => lstatSync(ballastPath())).toThrow(/ENOENT/);
   expect(ballast.why).toMatch(/MiB free needed in /);
   expect(readFileSync(victim).length).toBe(3 * MIB);
+});
+
+it("starts with a directory planted at a temp name (the old fixed one or this process's): the ballast is not made, and says why", () => {
+  for (const temp of [`${ballastPath()}.tmp`, `${ballastPath()}.${process.pid}.tmp`]) {
+    mkdirSync(temp);
+    writeFileSync(join(temp, "inside"), "kept");
+  }
+  const journal = Journal.open(dir.path);
+  const warned: string[] = [];
+  const log: Logger = { ...silentLogger, warn: (msg, fields) => warned.push(`${msg} ${JSON.stringify(fields)}`) };
+  try {
+    const health = new JournalHealth({ journal, log, monitorEnabled: false, onResumed: async () => undefined, onCorrupt: () => undefined });
+    health.stop();
+  } finally {
+    journal.close();
+  }
+  expect(existsSync(ballastPath())).toBe(false);
+  expect(warned).toEqual([expect.stringMatching(/^space ballast not made: .*"why":"could not make .*space-ballast: .*EISDIR/)]);
+  expect(readFileSync(join(`${ballastPath()}.${process.pid}.tmp`, "inside"), "utf8")).toBe("kept");
 });
