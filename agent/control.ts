@@ -151,9 +151,11 @@ export async function startControlServer(path: string, routes: Record<string, Co
     res.once("close", ended);
     res.on("error", ended);
     const progress = (event: unknown) => {
+      // Nothing to send once the answer ended or its caller left: not even serialised, so an event JSON cannot carry,
+      // emitted then (from a timer, an emitter, outside the route's awaited chain), throws no uncaught exception.
+      if (!open()) return;
       // Serialised here, so an event JSON cannot carry fails its route's call, not a later drain.
       const line = `${JSON.stringify({ progress: event })}\n`;
-      if (!open()) return;
       if (backedUp) latest = line;
       else write(line);
     };

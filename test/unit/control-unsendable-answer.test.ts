@@ -43,3 +43,21 @@ it("answers a result or error JSON cannot carry with a named error, and keeps se
     process.off("unhandledRejection", onUnhandled);
   }
 });
+
+it("drops a progress event emitted after the answer ended, unserialised: one JSON cannot carry throws nothing then", async () => {
+  const dir = tempDir();
+  dirs.push(dir);
+  const path = controlSocketPath(dir.path);
+  let late: ((event: unknown) => void) | undefined;
+  agent = await startControlServer(path, {
+    "/work": async (_body, progress) => {
+      late = progress;
+      return "done";
+    },
+  });
+  expect(await callControl(path, "/work", {})).toBe("done");
+  // As a timer or an emitter left behind by the route would, after its answer: not inside the route, so a throw
+  // here would be an uncaught exception, which ends the agent.
+  expect(() => late?.({ bytes: 10n })).not.toThrow();
+  expect(await callControl(path, "/work", {})).toBe("done");
+});
