@@ -94,6 +94,49 @@ describe("a queue marker's action", () => {
     expect(statusPuts).toEqual([undefined]);
   });
 
+  it("is still named with timeout 0 when it holds the stream all the same: a snapshot action", async () => {
+    // A snapshot is the state at the marker, taken before anything after it is applied: it holds the stream whatever
+    // its timeout (only timeout-0 markers that run beside the stream go unnamed).
+    const store = new (class extends MemoryStore {
+      override async head(key: string) {
+        if (key.startsWith("data/")) await new Promise((resolve) => setTimeout(resolve, 20));
+        return super.head(key);
+      }
+    })();
+    const applier = new Applier({ store, log: () => {}, now: () => new Date("2026-12-01T05:00:00Z") });
+    expect(await applier.applyMessage(signedIncoming("m1", SET, messageBody(SET, [putRecord(1, "a", "x")])))).toMatchObject({ kind: "applied" });
+    const queued = { messageId: "q1", groupId: SET, body: JSON.stringify({ v: 1, set: SET, task: { id: "snap-0", action: "snapshot", timeoutSeconds: 0 } }) };
+    await expect(applier.applyMessage(queued, { remainingMs: () => 0 })).rejects.toThrow(MarkerContinuesError);
+    expect((await readSetStatus(store, SET)).queueMarker).toMatchObject({ id: "snap-0", action: "snapshot", timeoutSeconds: 0 });
+    expect(await applier.applyMessage(queued, { remainingMs: () => 600_000 })).toMatchObject({ kind: "marker", task: "snap-0", status: "succeeded" });
+    expect((await readSetStatus(store, SET)).queueMarker).toBeUndefined();
+  });
+
+  it("is still named with timeout 0 when it holds the stream all the same: an action with snapshot: true", async () => {
+    const store = new MemoryStore();
+    let during: SetStatus | undefined;
+    const applier = new Applier({
+      store,
+      log: () => {},
+      now: () => new Date("2026-12-01T05:00:00Z"),
+      tasks: {
+        actions: {
+          event: {
+            run: async () => {
+              during = await readSetStatus(store, SET);
+              return {};
+            },
+          },
+        },
+      },
+    });
+    expect(await applier.applyMessage(signedIncoming("m1", SET, messageBody(SET, [putRecord(1, "a", "x")])))).toMatchObject({ kind: "applied" });
+    const body = JSON.stringify({ v: 1, set: SET, task: { id: "event-snap-0", action: "event", timeoutSeconds: 0, snapshot: true } });
+    expect(await applier.applyMessage({ messageId: "q1", groupId: SET, body, senderId: "AIDAOPS:alice" })).toMatchObject({ kind: "marker", task: "event-snap-0", status: "succeeded" });
+    expect(during?.queueMarker).toEqual({ id: "event-snap-0", since: "2026-12-01T05:00:00.000Z", action: "event", timeoutSeconds: 0, sender: "AIDAOPS:alice" });
+    expect((await readSetStatus(store, SET)).queueMarker).toBeUndefined();
+  });
+
   it("is told by `tidemark status` with its id, since when, its sender and what the stream waits for", () => {
     const marker = { id: "rogue-1", since: "2026-12-01T05:00:00.000Z", action: "snapshot", label: "rogue", timeoutSeconds: 900, sender: "AIDAOPS:alice" };
     expect(queueMarkerLine(marker, new Date("2026-12-01T05:01:00Z"))).toBe(
