@@ -5,9 +5,9 @@
 // The agent deletes this file when a journal write finds no space, so marks
 // and status go on, and makes it again once the disk has room for it.
 
-import { closeSync, constants, lstatSync, openSync, renameSync, rmSync, writeSync, type Stats } from "node:fs";
+import { closeSync, constants, lstatSync, openSync, readdirSync, renameSync, rmSync, writeSync, type Stats } from "node:fs";
 import { randomBytes } from "node:crypto";
-import { dirname } from "node:path";
+import { dirname, join } from "node:path";
 import { freeBytes } from "./journal-faults.ts";
 
 export const BALLAST_FILE = "space-ballast";
@@ -69,6 +69,7 @@ export class SpaceBallast {
     }
     // A new file of this process's own, never one found in its place (a link, a leftover).
     const temp = `${this.path}.${process.pid}.tmp`;
+    this.#removeLeftovers(temp);
     try {
       rmSync(temp, { force: true });
       const fd = openSync(temp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
@@ -89,6 +90,31 @@ export class SpaceBallast {
         // A directory planted at the temp name: named in the error above.
       }
       return false;
+    }
+  }
+
+  /**
+   * Removes the temp files of agents that stopped while making theirs (2 MiB each): names of the ballast's pattern,
+   * not directories; a link is removed itself, never followed. Another process still making one has its rename fail,
+   * and makes it again later.
+   */
+  #removeLeftovers(own: string): void {
+    const dir = dirname(this.path);
+    const pattern = new RegExp(`^${BALLAST_FILE}\\.\\d+\\.tmp$`);
+    let names: string[];
+    try {
+      names = readdirSync(dir);
+    } catch {
+      return;
+    }
+    for (const name of names) {
+      const path = join(dir, name);
+      if (!pattern.test(name) || path === own || lstatOf(path)?.isDirectory() !== false) continue;
+      try {
+        rmSync(path, { force: true });
+      } catch {
+        // Gone meanwhile, or not ours to remove: left.
+      }
     }
   }
 

@@ -3,7 +3,7 @@
 // at with 2 MiB of random bytes, and one at the ballast's own name (to any file of 2 MiB or more) was taken as the
 // ballast, whose deletion then freed nothing. Neither is followed now.
 
-import { existsSync, lstatSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";
+import { existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterEach, beforeEach, expect, it } from "vitest";
 import { JournalHealth } from "../../agent/journal-health.ts";
@@ -84,4 +84,17 @@ it("starts with a directory planted at a temp name (the old fixed one or this pr
   expect(existsSync(ballastPath())).toBe(false);
   expect(warned).toEqual([expect.stringMatching(/^space ballast not made: .*"why":"could not make .*space-ballast: .*EISDIR/)]);
   expect(readFileSync(join(`${ballastPath()}.${process.pid}.tmp`, "inside"), "utf8")).toBe("kept");
+});
+
+it("removes the temp files agents that stopped while making theirs left (a link itself, unfollowed), not directories", () => {
+  const victim = join(outside.path, "victim");
+  writeFileSync(victim, "precious\n");
+  writeFileSync(`${ballastPath()}.4000001.tmp`, Buffer.alloc(MIB, 1));
+  symlinkSync(victim, `${ballastPath()}.4000002.tmp`);
+  mkdirSync(`${ballastPath()}.4000003.tmp`);
+  writeFileSync(join(dir.path, "space-ballast.notes.tmp"), "not one of ours");
+
+  expect(new SpaceBallast(ballastPath(), 2 * MIB).make(0)).toBe(true);
+  expect(readdirSync(dir.path).sort()).toEqual([BALLAST_FILE, `${BALLAST_FILE}.4000003.tmp`, "space-ballast.notes.tmp"]);
+  expect(readFileSync(victim, "utf8")).toBe("precious\n");
 });
