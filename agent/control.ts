@@ -35,6 +35,15 @@ export class ControlError extends Error {
 }
 
 /**
+ * The agent's answer (a result, or an error's details) that JSON cannot carry (a BigInt, a cycle): the caller gets this
+ * error instead, naming the route and why, where the answer was an unhandled rejection and the caller heard nothing.
+ */
+export class UnsendableAnswerError extends ControlError {
+  override name = "UnsendableAnswerError";
+}
+const UNSENDABLE_ANSWER = "unsendable-answer";
+
+/**
  * How long a request waits for the agent to take it (the answer's head, sent as soon as the request is read): an
  * agent that is stopped (SIGSTOP) or hung still has its socket accept connections, and `task`, `verify`, `mirror`
  * and `prune` waited on it forever with no output.
@@ -120,23 +129,62 @@ export async function startControlServer(path: string, routes: Record<string, Co
     // Nothing is written once the answer ended or its caller went (a heartbeat's tick after the end, a progress event
     // of a caller that left): a write then would be an error no one handles, and it would end the agent.
     const open = () => !res.writableEnded && !res.destroyed;
+    // A caller that stops reading (a CLI suspended with Ctrl-Z) would have the agent buffer every progress event for
+    // as long as it runs: once the answer's buffer is full, only the latest one waits, sent when the caller reads again.
+    let backedUp = false;
+    let latest: string | undefined;
+    const write = (line: string) => {
+      if (res.write(line) || backedUp) return;
+      backedUp = true;
+      res.once("drain", () => {
+        backedUp = false;
+        const waiting = latest;
+        latest = undefined;
+        if (waiting !== undefined && open()) write(waiting);
+      });
+    };
     const heartbeat = setInterval(() => {
-      if (open()) res.write("\n");
+      // An answer still queued keeps the caller from falling silent, and a suspended caller reads no tick.
+      if (open() && !backedUp) write("\n");
     }, heartbeatMs);
     const ended = () => clearInterval(heartbeat);
     res.once("close", ended);
     res.on("error", ended);
-    const send = (line: unknown) => {
-      if (open()) res.write(`${JSON.stringify(line)}\n`);
+    const progress = (event: unknown) => {
+      // Nothing to send once the answer ended or its caller left: not even serialised, so an event JSON cannot carry,
+      // emitted then (from a timer, an emitter, outside the route's awaited chain), throws no uncaught exception.
+      if (!open()) return;
+      // Serialised here, so an event JSON cannot carry fails its route's call, not a later drain.
+      const line = `${JSON.stringify({ progress: event })}\n`;
+      if (backedUp) latest = line;
+      else write(line);
+    };
+    // The result and errors always go, after the latest progress held back (the caller's view ends on it).
+    const answer = (line: string) => {
+      if (latest !== undefined && open()) res.write(latest);
+      latest = undefined;
+      res.end(line);
+    };
+    const answerLine = (message: () => unknown) => {
+      try {
+        return `${JSON.stringify(message())}\n`;
+      } catch (error) {
+        const why = error instanceof Error ? error.message : String(error);
+        return `${JSON.stringify({ error: `the agent's answer to ${req.url} could not be sent as JSON (${why})`, code: UNSENDABLE_ANSWER })}\n`;
+      }
     };
     readBody(req)
-      .then((body) => route(body, (event) => send({ progress: event })))
+      .then((body) => route(body, progress))
       .finally(ended)
       .then(
-        (result) => res.end(`${JSON.stringify({ result })}\n`),
+        (result) => answer(answerLine(() => ({ result }))),
         (error: unknown) =>
-          res.end(
-            `${JSON.stringify({ error: error instanceof Error ? error.message : String(error), ...(error instanceof HeldWaitError ? { heldWait: error.toJSON() } : {}), ...(error instanceof CommandAgentBusyError ? { code: COMMAND_AGENT_BUSY } : {}) })}\n`,
+          answer(
+            answerLine(() => ({
+              error: error instanceof Error ? error.message : String(error),
+              ...(error instanceof HeldWaitError ? { heldWait: error.toJSON() } : {}),
+              ...(error instanceof CommandAgentBusyError ? { code: COMMAND_AGENT_BUSY } : {}),
+            })),
           ),
       );
   });
@@ -204,6 +252,7 @@ export function callControl(
             const held = HeldWaitReportSchema.safeParse(message.heldWait);
             // Another command's own agent refused it: the caller waits for that agent to end (command-agent-wait.ts).
             if (message.code === COMMAND_AGENT_BUSY) reject(new CommandAgentBusyError(message.error ?? "the agent serves only its own command"));
+            else if (message.code === UNSENDABLE_ANSWER) reject(new UnsendableAnswerError(message.error ?? "the agent's answer could not be sent as JSON"));
             else reject(held.success ? heldWaitErrorOf(held.data) : new ControlError(message.error ?? "the agent failed"));
           } else {
             settled = true;

@@ -18,6 +18,7 @@ import { clientOptionsOf, READ_MINIMUM_TRANSFER } from "./aws-options.ts";
 import { TARGET_READ_IDLE_TIMEOUT_MS } from "./commands/target-store.ts";
 import { checkSources, loadConfig, type AgentConfig } from "./config.ts";
 import { checkEventQueue } from "./doctor-event-queue.ts";
+import { spaceBallastNote } from "./journal-health.ts";
 
 export type CheckLevel = "ok" | "warn" | "fail";
 
@@ -231,6 +232,12 @@ export interface DoctorOptions {
   readonly minimumTransfer?: MinimumTransfer;
 }
 
+/** A state folder an agent ran on that holds no space ballast (its room to mark messages sent on a full disk): a warning. */
+export function checkSpaceBallast(stateDir: string): Check | undefined {
+  const note = spaceBallastNote(stateDir);
+  return note === null ? undefined : { name: "space ballast", level: "warn", detail: note };
+}
+
 /** Runs every check; a check that cannot run (no config) leaves the ones that depend on it out. */
 export async function runDoctor(configFile: string, options: DoctorOptions = {}): Promise<Check[]> {
   const checks: Check[] = [checkNode(options.nodeVersion)];
@@ -239,6 +246,8 @@ export async function runDoctor(configFile: string, options: DoctorOptions = {})
     config = loadConfig(configFile);
     checkSources(config);
     checks.push({ name: "config", level: "ok", detail: `${configFile}: ${config.sets.map((s) => s.name).join(", ")}` });
+    const ballast = checkSpaceBallast(config.stateDir);
+    if (ballast) checks.push(ballast);
   } catch (error) {
     checks.push({ name: "config", level: "fail", detail: (error as Error).message });
     return checks;

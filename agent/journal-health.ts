@@ -9,14 +9,18 @@
 // stopped too and the agent's own backlog kept the disk full until an
 // operator freed space. Should a send itself find no space (marking it sent
 // failed), sending pauses too until the free space grows, and status says how
-// much to free. A corrupt journal: hand it to the agent's owner, who stops
-// the process.
+// much to free. So that a disk filled to its last bytes still takes those
+// marks, a space ballast (space-ballast.ts) is deleted at the first full-disk
+// failure and made again once there is room. A corrupt journal: hand it to the
+// agent's owner, who stops the process.
 
-import { dirname } from "node:path";
+import { existsSync, lstatSync, type Stats } from "node:fs";
+import { dirname, join } from "node:path";
 import { freeBytes, isCorrupt, isDiskFull, journalFault, JournalCorruptError } from "./journal-faults.ts";
 import type { Journal } from "./journal.ts";
 import type { Logger } from "./log.ts";
 import type { AgentProblem } from "./problem-file.ts";
+import { BALLAST_FILE, SpaceBallast } from "./space-ballast.ts";
 
 export interface JournalHealthOptions {
   readonly journal: Journal;
@@ -37,6 +41,11 @@ export interface JournalHealthOptions {
    * WAL's old pages on a disk still full, and a catch-up scan would fail again. @default 4 MiB
    */
   readonly resumeFreeBytes?: number;
+  /**
+   * The space ballast kept in the state folder, deleted when the disk fills so that marking messages sent (and status)
+   * can go on; 0: none. Made at start and once journaling resumed and its catch-up scan journaled, when the disk has room for it and resumeFreeBytes more. @default 2 MiB
+   */
+  readonly ballastBytes?: number;
 }
 
 /** A disk that fills again this soon after journaling resumed keeps its slow probing pace. */
@@ -44,6 +53,44 @@ const REFILL_WINDOW_MS = 60_000;
 
 const DEFAULT_RESUME_FREE_BYTES = 4 * 1024 * 1024;
 const MIB = 1024 * 1024;
+const DEFAULT_BALLAST_BYTES = 2 * MIB;
+
+const mib = (bytes: number) => `${(bytes / MIB).toFixed(1)} MiB`;
+
+/** The problem's words for a deleted ballast: when, and the bytes that freed as measured (a snapshot may keep them all). */
+function ballastFreedText(ballast: SpaceBallast, freed: { readonly at: string; readonly freed: number | undefined; readonly free: number | undefined }): string {
+  const size = `${Math.ceil(ballast.bytes / MIB)} MiB`;
+  const what =
+    freed.freed === undefined
+      ? "what that freed is not known"
+      : freed.freed < ballast.bytes / 2
+        ? `that freed ${freed.freed === 0 ? "nothing" : mib(freed.freed)} (a filesystem with snapshots, or another link to the file, keeps its blocks)`
+        : `that freed ${mib(freed.freed)}`;
+  const free = freed.free === undefined ? "" : `, free space now ${mib(freed.free)}`;
+  return `deleted the ${size} space ballast (${ballast.path}) at ${freed.at} so that sent messages can still be marked: ${what}${free}; it is made again once there is space`;
+}
+
+/**
+ * For `tidemark status` and `doctor`: why the state folder holds no space ballast (null when it does, or when no agent
+ * ran there yet). Not a problem: replication goes on; a disk filled to its last byte would pause sending.
+ */
+export function spaceBallastNote(stateDir: string): string | null {
+  if (!existsSync(join(stateDir, "journal.db"))) return null;
+  const path = join(stateDir, BALLAST_FILE);
+  const need = DEFAULT_RESUME_FREE_BYTES + DEFAULT_BALLAST_BYTES;
+  let found: Stats;
+  try {
+    found = lstatSync(path);
+  } catch {
+    const free = freeBytes(path);
+    const now = free === undefined ? "" : ` (${mib(free)} free now${free >= need ? ": an agent running makes it within a minute, or its log says why not" : ""})`;
+    return `space ballast missing (${path}): a disk filled to its last byte would pause sending; the agent makes it when ${mib(need)} are free in ${stateDir}${now}`;
+  }
+  if (found.isFile() && found.size >= DEFAULT_BALLAST_BYTES) return null;
+  if (found.isDirectory()) return `${path} is a directory, not the space ballast: remove it so that the agent can make it`;
+  if (!found.isFile()) return `${path} is not a regular file (a link?), not the space ballast: the agent removes it, following nothing, and makes it`;
+  return `space ballast short (${path}, ${found.size} bytes of ${DEFAULT_BALLAST_BYTES}): the agent makes it again`;
+}
 
 export class JournalHealth {
   readonly #options: JournalHealthOptions;
@@ -56,9 +103,18 @@ export class JournalHealth {
   #fault = "";
   /** Set while sends are paused: a send found no space; the free bytes then (undefined: not readable). */
   #sendsPaused: { readonly free: number | undefined } | undefined;
+  readonly #ballast: SpaceBallast | undefined;
+  /** When the ballast was deleted for a full disk (ISO 8601), what that freed and the free space then, until it is made again. */
+  #ballastFreed: { readonly at: string; readonly freed: number | undefined; readonly free: number | undefined } | undefined;
+  #ballastTimer: NodeJS.Timeout | undefined;
+  /** Why the ballast was last not made, as logged. */
+  #ballastWhy: string | undefined;
 
   constructor(options: JournalHealthOptions) {
     this.#options = options;
+    const ballastBytes = options.ballastBytes ?? DEFAULT_BALLAST_BYTES;
+    this.#ballast = ballastBytes > 0 ? new SpaceBallast(join(dirname(options.journal.path), BALLAST_FILE), ballastBytes) : undefined;
+    this.#keepBallast();
   }
 
   /** The disk holding the journal is full: nothing is captured until a probe succeeds (what is journaled is still sent: see sending). */
@@ -86,8 +142,10 @@ export class JournalHealth {
    * sending pauses too until the free space grows (the message goes again then, as after any send not marked).
    */
   handleSend(error: unknown): boolean {
+    const ballastHeld = this.#ballast?.held === true;
     if (!this.handle(error)) return false;
-    if (!isDiskFull(error) || this.#sendsPaused !== undefined) return true;
+    // The ballast this failure deleted is room for the marks: the message goes again at once.
+    if (!isDiskFull(error) || this.#sendsPaused !== undefined || ballastHeld) return true;
     this.#sendsPaused = { free: freeBytes(this.#options.journal.path) };
     this.#options.log.error("disk full: sending paused too, until the free space grows", { needed: this.#needed() });
     this.#setProblem();
@@ -110,7 +168,11 @@ export class JournalHealth {
       return true;
     }
     if (!isDiskFull(error)) return false;
-    if (this.#problem !== null) return true;
+    const freed = this.#freeBallast();
+    if (this.#problem !== null) {
+      if (freed) this.#setProblem();
+      return true;
+    }
     const named = journalFault(error, this.#options.journal.path);
     const message = named instanceof Error ? named.message : String(named);
     this.#fault = message;
@@ -131,14 +193,49 @@ export class JournalHealth {
     return `${Math.ceil(needed / MIB)} MiB`;
   }
 
-  /** The problem for status: the full disk's error, and what is paused (since: the first failure's time, kept). */
+  /** The problem for status: the full disk's error, what is paused, and when the ballast was used (since: the first failure's time, kept). */
   #setProblem(since: string = this.#problem?.since ?? new Date().toISOString()): void {
     const sends =
       this.#sendsPaused === undefined
         ? "sending what is journaled goes on (it frees the spooled content of what it sent)"
         : `sending paused too (the journal found no space to mark a message sent): free ${this.#needed()} in ${dirname(this.#options.journal.path)}`;
-    this.#problem = { problem: `${this.#fault}; journaling paused, resumes by itself when there is space; ${sends}`, since };
+    const ballast = this.#ballast && this.#ballastFreed !== undefined ? `; ${ballastFreedText(this.#ballast, this.#ballastFreed)}` : "";
+    this.#problem = { problem: `${this.#fault}; journaling paused, resumes by itself when there is space; ${sends}${ballast}`, since };
     this.#report(this.#problem);
+  }
+
+  /** Deletes the ballast for a full disk: true when it was held. What it freed is measured, not assumed (a snapshot keeps its blocks). */
+  #freeBallast(): boolean {
+    clearTimeout(this.#ballastTimer);
+    const ballast = this.#ballast;
+    if (!ballast?.held) return false;
+    const before = freeBytes(ballast.path);
+    if (!ballast.release()) return false;
+    const free = freeBytes(ballast.path);
+    const freed = before === undefined || free === undefined ? undefined : Math.max(0, free - before);
+    this.#ballastFreed = { at: new Date().toISOString(), freed, free };
+    this.#options.log.warn("space ballast deleted for the full disk, so that sent messages can still be marked", { path: ballast.path, bytes: ballast.bytes, freedBytes: freed, freeBytes: free });
+    return true;
+  }
+
+  /** Makes the ballast while the disk is not full and has room for it, trying again on the probes' slowest pace until then. */
+  #keepBallast(): void {
+    const ballast = this.#ballast;
+    if (!ballast || ballast.held || this.#problem !== null) return;
+    if (ballast.make(this.#options.resumeFreeBytes ?? DEFAULT_RESUME_FREE_BYTES)) {
+      if (this.#ballastFreed !== undefined) this.#options.log.info("space ballast made again", { path: ballast.path });
+      this.#ballastFreed = undefined;
+      this.#ballastWhy = undefined;
+      return;
+    }
+    // Said once per reason (the free space it names aside), not at every retry.
+    const why = ballast.why?.split(",")[0];
+    if (why !== this.#ballastWhy) this.#options.log.warn("space ballast not made: a disk filled to its last byte would pause sending", { path: ballast.path, why: ballast.why });
+    this.#ballastWhy = why;
+    if (!this.#options.monitorEnabled) return;
+    clearTimeout(this.#ballastTimer);
+    this.#ballastTimer = setTimeout(() => this.#keepBallast(), this.#options.maxProbeMs ?? 30_000);
+    this.#ballastTimer.unref();
   }
 
   #report(problem: AgentProblem | null): void {
@@ -179,12 +276,19 @@ export class JournalHealth {
     clearTimeout(this.#timer);
     this.#report(null);
     this.#options.log.info("journal writable again; catching up with a scan of every set");
-    await this.#options.onResumed();
+    try {
+      await this.#options.onResumed();
+    } finally {
+      // Made after the catch-up, from what it left free: made before, it took the room the catch-up needed, which
+      // then failed, deleted it, and resumed to fail again at every probe.
+      this.#keepBallast();
+    }
     return true;
   }
 
   stop(): void {
     clearTimeout(this.#timer);
+    clearTimeout(this.#ballastTimer);
     this.#timer = undefined;
     this.#problem = null;
     this.#sendsPaused = undefined;

@@ -19,6 +19,8 @@ bucket, writing each set's staging/ prefix (a small object the bucket's
 lifecycle expires) and reading its state/, the inotify watch limit against
 the sets' folders, the inotify event queue (fs.inotify.max_queued_events)
 against the sets' entries, and this host's clock against the endpoint's.
+A state folder an agent ran on that holds no space ballast (its room to mark
+messages sent on a disk filled to its last byte) is a warning, saying why.
 
 Exit code 0 when nothing failed (warnings allowed), 1 otherwise.
 

@@ -94,7 +94,7 @@ function stoppingHint(reason: string): { hint?: string } {
 
 export const localCommand: Command = {
   name: "local",
-  help: `Usage: tidemark local [--port 4566] [--state DIR] [--source DIR [--set NAME]] [--unversioned-bucket] [--json-logs]
+  help: `Usage: tidemark local [--port 4566] [--state DIR] [--source DIR [--set NAME]] [--unversioned-bucket | --versioned-bucket] [--json-logs]
 
 Starts the local cloud on 127.0.0.1: an SQS/S3 emulator with the FIFO queue
 (and its dead-letter queue) and the target bucket, a stand-in for the EBS

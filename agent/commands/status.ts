@@ -11,6 +11,7 @@ import { escapeControl, formatBytes, table } from "../format.ts";
 import { skippedNow } from "../skipped-names.ts";
 import { heldNow, scanFailureNow, scanNow, type HeldReport, type ScanFailureReport } from "../held-files.ts";
 import { readProblem, type AgentProblem } from "../problem-file.ts";
+import { spaceBallastNote } from "../journal-health.ts";
 import { readOwnerKey } from "../owner-key.ts";
 import { agentPresence } from "../agent-presence.ts";
 import type { PendingRecovery } from "../pending-recoveries.ts";
@@ -49,6 +50,8 @@ export interface SetReport {
   scanFailed: ScanFailureReport | null;
   /** The agent cannot journal (the disk holding its state folder is full): changes wait for the catch-up scan once there is space. */
   journalProblem: AgentProblem | null;
+  /** Why the state folder holds no space ballast (the agent's room to mark messages sent on a full disk), or null: a note, not a problem. */
+  spaceBallast: string | null;
   target:
     | {
         reachable: true;
@@ -155,6 +158,7 @@ export async function collectStatus(configFile: string): Promise<SetReport[]> {
   const config = loadConfig(configFile);
   const journal = existsSync(join(config.stateDir, "journal.db")) ? Journal.open(config.stateDir) : undefined;
   const journalProblem = readProblem(config.stateDir);
+  const spaceBallast = spaceBallastNote(config.stateDir);
   // This host's key, to tell a set another host owns (a key file the agent cannot read is the agent's to report).
   const hostKeyId = ((): string | undefined => {
     try {
@@ -164,6 +168,9 @@ export async function collectStatus(configFile: string): Promise<SetReport[]> {
     }
   })();
   const agent = await agentPresence(config.stateDir);
+  // Read once for every set: each read lists and parses the whole folder.
+  const keptReports = keptDrillReports(config.stateDir);
+  const unclaimable = keptReports.length > 0 ? keptReportsUnclaimable(config.stateDir) : undefined;
   const s3 = makeS3Client(clientOptionsOf(config, { maxAttempts: 2, idleTimeoutMs: STATUS_IDLE_TIMEOUT_MS, minimumTransfer: TARGET_READ_MINIMUM_TRANSFER }));
   const store = new S3Store(s3, config.bucket);
   try {
@@ -217,9 +224,8 @@ export async function collectStatus(configFile: string): Promise<SetReport[]> {
         const owner = target.reachable ? target.owner : undefined;
         const notOwner = hostKeyId !== undefined && owner !== undefined && "keyId" in owner && owner.keyId !== hostKeyId ? { notOwner: { ownerKeyId: owner.keyId, ownerSince: owner.since, hostKeyId } } : {};
         const ownerUnreadable = owner !== undefined && "error" in owner ? { ownerUnreadable: owner.error } : {};
-        const drillKept = keptDrillReports(config.stateDir, spec.name).map(({ file, report }) => ({ id: report.id, passed: report.passed, finishedAt: report.finishedAt, file }));
-        const unclaimable = drillKept.length > 0 ? keptReportsUnclaimable(config.stateDir) : undefined;
-        const setFacts: SetFacts = { set: spec.name, drillKept, ...(unclaimable ? { drillKeptUnclaimable: unclaimable } : {}), counters, generation, skipped, held, scanning, scanFailed, recovering, ...journalMissing, ...stall, ...notOwner, ...ownerUnreadable, drill, journalProblem, agent, target: facts, now: new Date() };
+        const drillKept = keptReports.filter(({ report }) => report.set === spec.name).map(({ file, report }) => ({ id: report.id, passed: report.passed, finishedAt: report.finishedAt, file }));
+        const setFacts: SetFacts = { set: spec.name, drillKept, ...(unclaimable && drillKept.length > 0 ? { drillKeptUnclaimable: unclaimable } : {}), counters, generation, skipped, held, scanning, scanFailed, recovering, ...journalMissing, ...stall, ...notOwner, ...ownerUnreadable, drill, journalProblem, agent, target: facts, now: new Date() };
         const problems = findProblems(setFacts);
         const upToDate = caughtUp(setFacts);
         return {
@@ -238,6 +244,7 @@ export async function collectStatus(configFile: string): Promise<SetReport[]> {
           scanFailed,
           recovering,
           journalProblem,
+          spaceBallast,
           target,
           problems,
           healthy: problems.length === 0,
@@ -343,6 +350,9 @@ to the live mirror's folder objects (a set that goes quiet keeps them until
 its next message, a snapshot or a verification). A marker sent straight to
 the queue whose action runs now is named with since when, its sender and what
 the set's messages wait for (\`target.queueMarker\` in --json).
+A state folder holding no space ballast (the agent's room to mark messages
+sent on a disk filled to its last byte) is named on a line of its own, with
+why (\`spaceBallast\` in --json); it is no problem.
 
 Exit code: 0 when every set is healthy (in sync or catching up), ${STATUS_UNHEALTHY} when
 any set has a problem (or its target is unreachable), 2 on usage errors.
@@ -372,6 +382,9 @@ Examples:
       r.inSync ? "in sync" : r.healthy ? catchingUp(r) : `NOT IN SYNC (${r.problems.map((p) => p.kind).join(", ")})`,
     ]);
     process.stdout.write(`${table(["SET", "BACKLOG", "SENT", "LAST SENT", "LAST APPLIED", "STATE"], rows)}\n`);
+    // The state folder's, said once for every set.
+    const ballast = reports[0]?.spaceBallast;
+    if (ballast) process.stdout.write(`state folder: ${escapeControl(ballast)}\n`);
     for (const r of reports) {
       for (const problem of r.problems) process.stdout.write(`${r.set}: ${escapeControl(problem.message)}\n`);
       if (r.recovering) {

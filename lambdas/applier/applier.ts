@@ -24,7 +24,7 @@ import {
 import { mapConcurrent } from "../../contract/async.ts";
 import { parseManifest, verifyTarget } from "./verify.ts";
 import { drillMetricsLine } from "./metrics.ts";
-import { MarkerContinuesError, runMarker, type Marker, type TaskSettings } from "./markers.ts";
+import { holdsStream, MarkerContinuesError, runMarker, type Marker, type TaskSettings } from "./markers.ts";
 import { enterGeneration } from "./generations.ts";
 import { preserveBeforeReplace, pruneSnapshots, takeSnapshot } from "../tasks/snapshots.ts";
 import { readStoredStatus } from "../store/set-status.ts";
@@ -465,7 +465,8 @@ export class Applier {
       status.state === "out-of-sync"
         ? `set "${message.set}" is out of sync on the target (${status.reason ?? "no reason recorded"}): it does not hold a state of the source to run the action on`
         : undefined;
-    if (skip === undefined) {
+    // A marker that does not hold the stream (timeout 0) is named nowhere: the set's messages go on at once.
+    if (skip === undefined && holdsStream(fields)) {
       // While its action runs, the set's messages wait behind it: `tidemark status` names it from this.
       status.queueMarker = {
         id: marker.id,

@@ -126,6 +126,15 @@ function snapshotOutputs(snapshot: SnapshotSummary): Record<string, unknown> {
   return { snapshotId: snapshot.id, files: snapshot.files, bytes: snapshot.bytes, ...checks };
 }
 
+/**
+ * Whether the marker holds the set's stream while its action runs: a snapshot (the state at the marker, taken before
+ * anything after it is applied), an action that goes on across invocations, or one given a timeout. Otherwise (timeout
+ * 0) it runs beside the stream, which goes on at once.
+ */
+export function holdsStream(fields: TaskFields): boolean {
+  return resumable(fields.action) || fields.timeoutSeconds > 0 || fields.action === "snapshot" || fields.snapshot === true;
+}
+
 export async function runMarker(deps: MarkerDeps, sent: Marker, skipReason?: string): Promise<MarkerOutcome> {
   const { store, settings, now } = deps;
   const { fields } = sent;
@@ -215,8 +224,7 @@ export async function runMarker(deps: MarkerDeps, sent: Marker, skipReason?: str
   };
 
   const continues = resumable(fields.action);
-  // A snapshot is the state at the marker: it is always taken before anything after the marker is applied.
-  const holds = continues || fields.timeoutSeconds > 0 || fields.action === "snapshot" || fields.snapshot === true;
+  const holds = holdsStream(fields);
   const remaining = deps.remainingMs ? Math.max(0, deps.remainingMs() - DEADLINE_MARGIN_MS) : Number.POSITIVE_INFINITY;
   const limitMs = Math.min(fields.timeoutSeconds > 0 && !continues ? fields.timeoutSeconds * 1000 : Number.POSITIVE_INFINITY, remaining);
 

@@ -14,10 +14,10 @@ import { WRITTEN_BY, writeStamp } from "../../lambdas/applier/write-stamps.ts";
 import { makeS3Client } from "../../lambdas/aws-clients.ts";
 import { DirectS3Store } from "../../lambdas/store/direct-s3-store.ts";
 import { startTestEmulator } from "../support/fauxqs.ts";
+import { sha256Of as sha } from "../support/content.ts";
 
 const MiB = 1024 * 1024;
 const KEY = "data/s/app.db";
-const sha = (bytes: Uint8Array) => createHash("sha256").update(bytes).digest("hex");
 
 let emulator: Awaited<ReturnType<typeof startTestEmulator>>;
 beforeAll(async () => {

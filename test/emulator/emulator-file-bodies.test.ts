@@ -32,6 +32,7 @@ import { ensureTargetResources, startEmulator, type Emulator, type EmulatorOptio
 import { copyInParts, isCopySourceTooLarge, partSize } from "../../lambdas/s3-multipart.ts";
 import { S3Store } from "../../lambdas/store/s3-store.ts";
 import { tempDir } from "../support/tree.ts";
+import { sha256Of as sha } from "../support/content.ts";
 
 const MiB = 1024 * 1024;
 /** Bodies over 1 MiB go to files; CopyObject takes sources up to 6 MiB. */
@@ -214,7 +215,6 @@ describe("bodies in files on an unpersisted emulator", () => {
 describe("a streamed delta rebuild on the emulator", () => {
   it("rebuilds a file kept in a file from ranged reads, and a retry copies it onto itself in parts, without reading it whole", async () => {
     const { store } = await open();
-    const sha = (bytes: Uint8Array) => createHash("sha256").update(bytes).digest("hex");
     const base = randomBytes(12 * MiB + 11);
     await store.put("data/s/f.db", base, encodeMeta({ kind: "file", mode: 0o644, mtimeNs: "1", sha256: sha(base) }));
     const ranges: [number, number][] = [

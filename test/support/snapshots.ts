@@ -1,13 +1,11 @@
 // Snapshots written straight into a target store, one file each with its content preserved, as a snapshot task leaves
 // them: what the restore, drill and prune tests read back without replicating anything first.
 
-import { createHash } from "node:crypto";
 import { preservedKey } from "../../contract/layout.ts";
 import type { SnapshotEntry, SnapshotSummary } from "../../contract/tasks.ts";
 import type { TargetStore } from "../../lambdas/store/store.ts";
 import { writeSnapshot } from "../../lambdas/tasks/snapshots.ts";
-
-export const sha256Of = (text: string) => createHash("sha256").update(text).digest("hex");
+import { sha256Of } from "./content.ts";
 
 export interface OneFile extends Partial<Pick<SnapshotSummary, "unreadable" | "unreadableCount" | "changingWhileRead">> {
   readonly id: string;

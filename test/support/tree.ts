@@ -1,7 +1,6 @@
 // Test helpers: temp folders, and a comparable picture of a tree, from the
 // source folder or from the target's live mirror.
 
-import { createHash } from "node:crypto";
 import { mkdtempSync, rmSync } from "node:fs";
 import { lstat, open, readFile, readdir, readlink } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -9,6 +8,7 @@ import { join } from "node:path";
 import { dataPrefix, decodeMeta } from "../../contract/layout.ts";
 import type { TargetStore } from "../../lambdas/store/store.ts";
 import { pendingFolderWrites } from "../../lambdas/applier/folder-writes.ts";
+import { sha256Of } from "./content.ts";
 
 export type TreePicture = Record<string, string>;
 
@@ -28,8 +28,6 @@ export async function readHead(path: string, length: number): Promise<{ head: Bu
     await handle.close();
   }
 }
-
-const sha = (bytes: Uint8Array | string) => createHash("sha256").update(bytes).digest("hex");
 
 /** One line per entry: kind, mode, mtime and content hash (or link target). */
 export async function pictureOfSource(
@@ -52,7 +50,7 @@ export async function pictureOfSource(
       } else if (st.isSymbolicLink()) {
         picture[path] = `symlink -> ${await readlink(abs)} ${time(st.mtimeNs)}`;
       } else if (st.isFile()) {
-        picture[path] = `file ${mode} ${time(st.mtimeNs)} ${sha(await readFile(abs))}`;
+        picture[path] = `file ${mode} ${time(st.mtimeNs)} ${sha256Of(await readFile(abs))}`;
       }
     }
   };
@@ -72,7 +70,7 @@ export async function pictureOfTarget(store: TargetStore, set: string, options: 
     const mode = meta.mode.toString(8);
     if (meta.kind === "dir") picture[path] = `dir ${mode}${options.dirMtimes ? ` ${meta.mtimeNs}` : ""}`;
     else if (meta.kind === "symlink") picture[path] = `symlink -> ${object.body.toString("utf8")} ${meta.mtimeNs}`;
-    else picture[path] = `file ${mode} ${meta.mtimeNs} ${sha(object.body)}`;
+    else picture[path] = `file ${mode} ${meta.mtimeNs} ${sha256Of(object.body)}`;
   }
   // Folder writes the applier left for later are part of the live mirror as its readers see it.
   for (const [path, write] of await pendingFolderWrites(store, set)) picture[path] = `dir ${write.mode.toString(8)}${options.dirMtimes ? ` ${write.mtimeNs}` : ""}`;

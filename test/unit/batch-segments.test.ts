@@ -5,7 +5,6 @@
 // failure, a delta whose base is gone, a refused signature, a poison message)
 // keeping what the messages before recorded.
 
-import { createHash } from "node:crypto";
 import { readFileSync, readdirSync } from "node:fs";
 import { join } from "node:path";
 import type { SQSRecord } from "aws-lambda";
@@ -25,6 +24,7 @@ import { messageBody, putRecord, signedSqsAttributes } from "../support/messages
 import { seededRandom } from "../support/seeded-random.ts";
 import { tempDir } from "../support/tree.ts";
 import { KillableStore } from "../support/killable-store.ts";
+import { sha256Of as sha } from "../support/content.ts";
 
 const SET = "docs";
 /** Record times: every moment of the test lies before the applier's clock. */
@@ -177,7 +177,7 @@ it("a store failure part way through a message keeps the history of the messages
 it("a delta whose base is gone stops the set part way: the messages before it keep their history and the checkpoint names the last record applied", async () => {
   const { store, handler } = setup();
   expect((await handler({ Records: [message(1)] })).batchItemFailures).toEqual([]);
-  const sha256 = createHash("sha256").update("never sent").digest("hex");
+  const sha256 = sha("never sent");
   const delta: WireRecord = { seq: 6, at: at(6), op: "put", path: "gone.txt", size: 10, mode: 0o644, mtimeNs: "1", sha256, content: encodeInline(Buffer.alloc(0)), delta: { base: sha256, blocks: [] } };
   const batch = [message(3), sqsRecord("m5", messageBody(SET, [put(5, "f", "f at 5"), delta, put(7, "after", "x")])), message(8)];
   expect((await handler({ Records: batch })).batchItemFailures).toEqual([]);
@@ -359,7 +359,6 @@ it("a rename whose target a later message of the batch replaces is not applied a
 it("a delta whose file a later message of the batch changes again is not applied again after a kill before the batch's segment", async () => {
   const { store, handler } = setup();
   expect((await handler({ Records: [message(1)] })).batchItemFailures).toEqual([]);
-  const sha = (text: string) => createHash("sha256").update(text).digest("hex");
   // "f at 1" -> "F at 1" -> "F at 9", each a one-byte ranged delta of the one before.
   const delta = (seq: number, base: string, next: string, offset: number): WireRecord => ({
     seq,

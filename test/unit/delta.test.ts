@@ -1,7 +1,7 @@
 // Delta transfer: a change inside a large file travels as the blocks that
 // changed, a rename moves the object, and the applier rebuilds and checks.
 
-import { createHash, randomBytes } from "node:crypto";
+import { randomBytes } from "node:crypto";
 import { chmodSync, mkdirSync, rmSync, openSync, readFileSync, renameSync, truncateSync, writeFileSync, writeSync, closeSync, appendFileSync, readdirSync } from "node:fs";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
@@ -15,6 +15,7 @@ import { agentHarness, type Harness } from "../support/harness.ts";
 import { pictureOfSource, pictureOfTarget } from "../support/tree.ts";
 import { ownerRecordFor, signedIncoming } from "../support/messages.ts";
 import { writeOwner } from "../../lambdas/target/owner.ts";
+import { sha256Of as sha } from "../support/content.ts";
 
 const SET = "vm";
 const MiB = 1024 * 1024;
@@ -26,7 +27,6 @@ const LARGE = 16 * MiB;
 /** Envelope, record fields and base64 of a message: what a delta may add to its blocks. */
 const OVERHEAD = 4096;
 
-const sha = (bytes: Uint8Array) => createHash("sha256").update(bytes).digest("hex");
 
 describe("delta transfer", () => {
   let h: Harness;

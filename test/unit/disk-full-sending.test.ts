@@ -5,16 +5,17 @@
 // paused; only a send that itself finds no space (marking it sent fails)
 // pauses sending too, and status then says so and how much to free.
 
-import { execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { readdirSync, statfsSync, statSync, writeFileSync } from "node:fs";
+import { appendFileSync, existsSync, readdirSync, statfsSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import type { Logger } from "../../agent/log.ts";
 import type { AgentProblem } from "../../agent/problem-file.ts";
+import { BALLAST_FILE } from "../../agent/space-ballast.ts";
 import type { MessageAttributes, StagedPayload, Transport } from "../../agent/transport/transport.ts";
 import { agentHarness, type Harness } from "../support/harness.ts";
 import { eventually } from "../support/local-cloud.ts";
+import { canMountTmpfs, mountTmpfs, unmountTmpfs } from "../support/tmpfs.ts";
 import { pictureOfSource, pictureOfTarget } from "../support/tree.ts";
 
 const SET = "docs";
@@ -94,15 +95,29 @@ it("sends a message while journaling is paused, and pauses sending too, saying h
   await eventually(async () => expect(await pictureOfTarget(s.store, SET)).toEqual(await pictureOfSource(s.src.path)), 20_000, 20);
 });
 
-const root = process.getuid?.() === 0;
+/** Takes every free byte of the filesystem holding dir (a filler file grown until the disk says no). */
+function fillDisk(dir: string): void {
+  const filler = join(dir, `filler-${Date.now()}`);
+  const { bavail, bsize } = statfsSync(dir);
+  try {
+    writeFileSync(filler, Buffer.alloc(Number(bavail) * bsize));
+  } catch {
+    // The last blocks go below, a page at a time.
+  }
+  try {
+    for (;;) appendFileSync(filler, Buffer.alloc(4096));
+  } catch {
+    // ENOSPC: full.
+  }
+}
 
-describe.skipIf(!root)("on a real full tmpfs (as root)", () => {
+describe.skipIf(!canMountTmpfs)("on a real full tmpfs (as root, where mounting is permitted)", () => {
   it("sends the journaled backlog while the disk is full, which frees its spool, and journaling resumes by itself", async () => {
     const t = agentHarness(SET, { log });
     h = t;
     await t.agent.stop();
     // The state folder becomes a small tmpfs; the agent starts on it with a new journal (restart closes the old one).
-    execFileSync("mount", ["-t", "tmpfs", "-o", "size=8m", "tmpfs", t.state.path]);
+    mountTmpfs(t.state.path, 8);
     try {
       const problems: (AgentProblem | null)[] = [];
       const transport = downTransport(t.transport);
@@ -130,12 +145,55 @@ describe.skipIf(!root)("on a real full tmpfs (as root)", () => {
       expect(problems.some((problem) => problem?.problem.includes("sending what is journaled goes on"))).toBe(true);
       expect(problems.some((problem) => problem?.problem.includes("sending paused too"))).toBe(false);
     } finally {
-      await t.agent.stop();
-      t.journal.close();
-      execFileSync("umount", [t.state.path]);
-      t.src.remove();
-      t.state.remove();
-      h = undefined;
+      // Unmounted whatever stopping throws (lazily when still busy), so no test leaves a mount or removes files through one.
+      try {
+        await t.agent.stop();
+        t.journal.close();
+      } finally {
+        unmountTmpfs(t.state.path);
+        t.src.remove();
+        t.state.remove();
+        h = undefined;
+      }
+    }
+  });
+  it("deletes the space ballast when the disk fills to its last byte, so the backlog's marks go on (without it, sending paused for good)", async () => {
+    const t = agentHarness(SET, { log });
+    h = t;
+    await t.agent.stop();
+    mountTmpfs(t.state.path, 12);
+    try {
+      const problems: (AgentProblem | null)[] = [];
+      const transport = downTransport(t.transport);
+      t.restart({ log, monitorEnabled: true, rescanMs: HOUR_MS, watch: noWatch, transport, onJournalProblem: (problem) => problems.push(problem) });
+      await t.agent.start();
+      expect(statSync(join(t.state.path, BALLAST_FILE)).size).toBe(2 * MIB);
+      for (let i = 0; i < 3; i++) writeFileSync(join(t.src.path, `backlog-${i}.bin`), randomBytes(MIB));
+      await t.agent.scan(SET);
+      expect(t.journal.sets.counters(SET).backlogRecords).toBe(3);
+
+      // Every free byte taken: a change then finds no space, and the agent deletes its ballast.
+      fillDisk(t.state.path);
+      writeFileSync(join(t.src.path, "later.bin"), randomBytes(2 * MIB));
+      t.agent.hint(SET, "later.bin");
+      await eventually(async () => expect(t.agent.health.full).toBe(true), 20_000, 10);
+      expect(existsSync(join(t.state.path, BALLAST_FILE))).toBe(false);
+      expect(problems.at(-1)?.problem).toMatch(/deleted the 2 MiB space ballast .* at .*: that freed (1\.[5-9]|2\.\d) MiB, free space now/);
+
+      transport.down = false;
+      await eventually(async () => expect(await pictureOfTarget(t.store, SET)).toEqual(await pictureOfSource(t.src.path)), 60_000, 50);
+      expect(problems.some((problem) => problem?.problem.includes("sending paused too"))).toBe(false);
+    } finally {
+      // Unmounted whatever stopping throws (lazily when still busy), so no test leaves a mount or removes files through one.
+      try {
+        await t.agent.stop();
+        t.journal.close();
+      } finally {
+        unmountTmpfs(t.state.path);
+        t.src.remove();
+        t.state.remove();
+        h = undefined;
+      }
     }
   });
 });

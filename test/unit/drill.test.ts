@@ -4,7 +4,6 @@
 // application check fails it; the report travels the stream to
 // drills/<set>/<id>.json with a metric; the schedule runs drills when due.
 
-import { createHash } from "node:crypto";
 import { chmodSync, existsSync, lutimesSync, mkdirSync, readdirSync, symlinkSync, unlinkSync, utimesSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
@@ -21,6 +20,7 @@ import { MemoryStore } from "../../lambdas/store/memory-store.ts";
 import { agentHarness, type Harness } from "../support/harness.ts";
 import { signedIncoming } from "../support/messages.ts";
 import { tempDir } from "../support/tree.ts";
+import { sha256Of as sha } from "../support/content.ts";
 
 const SET = "app";
 
@@ -214,7 +214,6 @@ describe("comparing a restored tree with its recovery point", () => {
     try {
       const at = new Date("2026-11-30T10:00:00Z");
       const mtimeNs = String(BigInt(at.getTime()) * 1_000_000n);
-      const sha = (text: string) => createHash("sha256").update(text).digest("hex");
       const file = (path: string, extra: Partial<RecoveryEntry> = {}): RecoveryEntry => ({ path, kind: "file", size: 1, mode: 0o644, mtimeNs, sha256: sha("x"), ...extra });
       const entries: RecoveryEntry[] = [
         file("mode"),

@@ -5,7 +5,6 @@
 // preserved/ again after retention deleted some, and a cold one still looks
 // before it copies. Every moment restores byte for byte throughout.
 
-import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { expect, it } from "vitest";
@@ -19,9 +18,9 @@ import { MemoryStore } from "../../lambdas/store/memory-store.ts";
 import type { CopyOptions, WriteResult } from "../../lambdas/store/store.ts";
 import { messageBody, putRecord, signedIncoming } from "../support/messages.ts";
 import { tempDir } from "../support/tree.ts";
+import { sha256Of as sha } from "../support/content.ts";
 
 const SET = "docs";
-const sha = (text: string) => createHash("sha256").update(text).digest("hex");
 
 /**
  * An unversioned store that logs its requests; its copies take a few ms, so the puts of one step overlap them.

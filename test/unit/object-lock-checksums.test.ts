@@ -21,6 +21,7 @@ import { DirectS3Store } from "../../lambdas/store/direct-s3-store.ts";
 import { captureServerForTests } from "../support/capture-server.ts";
 import type { WireRequest } from "../support/sigv4.ts";
 import { tempDir } from "../support/tree.ts";
+import { sha256Of as sha } from "../support/content.ts";
 
 const BUCKET = "locked-bucket";
 const CREDENTIALS = { accessKeyId: "AKIDTIDEMARKTEST", secretAccessKey: "secret" };
@@ -110,7 +111,6 @@ describe("writes to a bucket with Object Lock", () => {
     const sqs = new SQSClient({ region: "eu-west-1", endpoint: capture.server.endpoint, credentials: CREDENTIALS });
     try {
       const transport = new AwsTransport({ sqs, s3, queueUrl: `${capture.server.endpoint}/000000000000/q.fifo`, bucket: BUCKET });
-      const sha = (bytes: Uint8Array) => createHash("sha256").update(bytes).digest("hex");
       const small = Buffer.from("staged content");
       await transport.stage({ set: "www", key: `staging/www/1.${sha(small)}`, sha256: sha(small), size: small.length, source: { bytes: small } });
       const spooled = Buffer.alloc(300_000, 3);

@@ -20,13 +20,13 @@ import { readSetStatus } from "../../lambdas/store/set-status.ts";
 import { agentHarness, type Harness } from "../support/harness.ts";
 import { ownerRecordFor, signedIncoming } from "../support/messages.ts";
 import { tempDir } from "../support/tree.ts";
+import { sha256Of as sha } from "../support/content.ts";
 
 const SET = "db";
 const MiB = 1024 * 1024;
 /** Envelope and record fields of a message, and base64 of inline content: what a delta adds to its bytes. */
 const OVERHEAD = 4096;
 
-const sha = (bytes: Uint8Array) => createHash("sha256").update(bytes).digest("hex");
 
 /** The put records of the messages the transport carried after `from`. */
 function putsSince(h: Harness, from: number) {

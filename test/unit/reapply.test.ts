@@ -4,7 +4,6 @@
 // by a later change of its file, converge: the set stays in sync, the live
 // mirror is exact, and every moment of the message restores.
 
-import { createHash } from "node:crypto";
 import { readFileSync, readdirSync } from "node:fs";
 import { join } from "node:path";
 import type { SQSRecord } from "aws-lambda";
@@ -19,11 +18,11 @@ import type { MemoryStore } from "../../lambdas/store/memory-store.ts";
 import { messageBody, putRecord, signedIncoming, signedSqsAttributes } from "../support/messages.ts";
 import { tempDir } from "../support/tree.ts";
 import { KillableStore } from "../support/killable-store.ts";
+import { sha256Of as sha } from "../support/content.ts";
 
 const SET = "docs";
 const T0 = 1_800_000_000_000;
 const at = (seq: number) => T0 + seq * 1000;
-const sha = (text: string) => createHash("sha256").update(text).digest("hex");
 
 
 type Tree = Map<string, string>;

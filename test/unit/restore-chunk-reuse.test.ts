@@ -2,21 +2,18 @@
 // (RecoveryPoint.written), so the reads can fill the same memory again: the
 // writer must have written a chunk before it says so, and hold it no more.
 
-import { createHash, randomBytes } from "node:crypto";
+import { randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
-import { writeRecoveryPoint, type RecoveryEntry } from "../../agent/restore-writer.ts";
+import { writeRecoveryPoint } from "../../agent/restore-writer.ts";
+import { fileEntryOf as entryOf } from "../support/content.ts";
 import { tempDir } from "../support/tree.ts";
 
 const dirs: ReturnType<typeof tempDir>[] = [];
 afterEach(() => {
   for (const dir of dirs.splice(0)) dir.remove();
 });
-
-function entryOf(path: string, body: Buffer): RecoveryEntry {
-  return { path, kind: "file", size: body.length, mode: 0o644, mtimeNs: "1000000000000", sha256: createHash("sha256").update(body).digest("hex") };
-}
 
 describe("chunks given back as they are written", () => {
   it("tells each chunk once, after its bytes are in the file: a chunk overwritten when told leaves the file exact", async () => {

@@ -6,7 +6,7 @@
 // a body cut off mid-way (a reset connection) is read on from where it
 // stopped, a few times, before the file fails.
 
-import { createHash, randomBytes } from "node:crypto";
+import { randomBytes } from "node:crypto";
 import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
@@ -18,11 +18,11 @@ import { dataKey, encodeMeta, META, preservedKey } from "../../contract/layout.t
 import type { SnapshotEntry } from "../../contract/tasks.ts";
 import { MemoryStore } from "../../lambdas/store/memory-store.ts";
 import { SourceChangedError, type ObjectStream, type ReadStreamOptions } from "../../lambdas/store/store.ts";
+import { fileEntryOf, sha256Of as sha256 } from "../support/content.ts";
 import { tempDir } from "../support/tree.ts";
 
 const SET = "app";
 const KiB = 1024;
-const sha256 = (bytes: Uint8Array) => createHash("sha256").update(bytes).digest("hex");
 /** Small parts, so a file of a few hundred KiB is read in several. */
 const PARTS = { rangedAbove: 128 * KiB, partBytes: 64 * KiB, partsAhead: 2 };
 
@@ -76,10 +76,6 @@ async function putPreserved(store: MemoryStore, body: Uint8Array): Promise<void>
   await store.put(preservedKey(SET, sha256(body)), body, { [META.sha256]: sha256(body) });
 }
 
-function entryOf(path: string, body: Uint8Array): SnapshotEntry {
-  return { path, kind: "file", size: body.length, mode: 0o644, mtimeNs: "1000000000", sha256: sha256(body) };
-}
-
 async function restore(store: MemoryStore, entry: SnapshotEntry) {
   const reader = new ContentReader(store, SET, PARTS);
   const to = outDir();
@@ -94,7 +90,7 @@ describe("a large file's live object replaced while its parts are read (unversio
     await putLive(store, "big.bin", old);
     await putPreserved(store, old);
     store.hooks.set(1, () => putLive(store, "big.bin", randomBytes(400 * KiB)));
-    const { to, report } = await restore(store, entryOf("big.bin", old));
+    const { to, report } = await restore(store, fileEntryOf("big.bin", old, "1000000000"));
     expect(report.failures).toEqual([]);
     expect(readFileSync(join(to, "big.bin")).equals(old)).toBe(true);
     // Later parts asked for the first GET's ETag; refused, they read the preserved copy.
@@ -107,7 +103,7 @@ describe("a large file's live object replaced while its parts are read (unversio
     const old = randomBytes(400 * KiB);
     await putLive(store, "big.bin", old);
     store.hooks.set(1, () => putLive(store, "big.bin", randomBytes(400 * KiB)));
-    const { to, report } = await restore(store, entryOf("big.bin", old));
+    const { to, report } = await restore(store, fileEntryOf("big.bin", old, "1000000000"));
     expect(report.failures).toEqual([{ path: "big.bin", reason: expect.stringMatching(/big\.bin: .*changed while it was read .*no preserved copy/) as string }]);
     expect(readdirSync(to)).toEqual([]);
   });
@@ -119,7 +115,7 @@ describe("a live object whose bytes are not its metadata's sha256", () => {
     const body = randomBytes(20 * KiB);
     await putLive(store, "f.txt", randomBytes(20 * KiB), sha256(body));
     await putPreserved(store, body);
-    const { to, report } = await restore(store, entryOf("f.txt", body));
+    const { to, report } = await restore(store, fileEntryOf("f.txt", body, "1000000000"));
     expect(report.failures).toEqual([]);
     expect(readFileSync(join(to, "f.txt")).equals(body)).toBe(true);
     expect(report.bytes).toBe(body.length);
@@ -141,7 +137,7 @@ describe("a live object whose bytes are not its metadata's sha256", () => {
     const store = new Scripted();
     const body = randomBytes(20 * KiB);
     await putLive(store, "f.txt", randomBytes(20 * KiB), sha256(body));
-    const { to, report } = await restore(store, entryOf("f.txt", body));
+    const { to, report } = await restore(store, fileEntryOf("f.txt", body, "1000000000"));
     expect(report.failures).toEqual([{ path: "f.txt", reason: expect.stringMatching(/the content read has sha256 \w+, the recovery point's \w+ \(altered in the bucket\?\)/) as string }]);
     expect(readdirSync(to)).toEqual([]);
   });
@@ -158,7 +154,7 @@ describe("a body cut off mid-way", () => {
     store.resets.set(2, 1000);
     const reader = new ContentReader(store, SET, PARTS);
     const to = outDir();
-    const report = await writeRecoveryPoint({ entries: [entryOf("small.bin", small)], content: (e) => reader.read(e) }, to);
+    const report = await writeRecoveryPoint({ entries: [fileEntryOf("small.bin", small, "1000000000")], content: (e) => reader.read(e) }, to);
     expect(report.failures).toEqual([]);
     expect(store.reads.slice(0, 3)).toEqual(["small.bin@0", "small.bin@10000?", "small.bin@11000?"]);
     expect(readFileSync(join(to, "small.bin")).equals(small)).toBe(true);
@@ -167,7 +163,7 @@ describe("a body cut off mid-way", () => {
     store.resets.clear();
     store.resets.set(3, 5000);
     const to2 = outDir();
-    const report2 = await writeRecoveryPoint({ entries: [entryOf("big.bin", big)], content: (e) => reader.read(e) }, to2);
+    const report2 = await writeRecoveryPoint({ entries: [fileEntryOf("big.bin", big, "1000000000")], content: (e) => reader.read(e) }, to2);
     expect(report2.failures).toEqual([]);
     expect(readFileSync(join(to2, "big.bin")).equals(big)).toBe(true);
     expect(store.reads).toContain(`big.bin@${2 * 64 * KiB + 5000}?`);
@@ -178,7 +174,7 @@ describe("a body cut off mid-way", () => {
     const small = randomBytes(50 * KiB);
     await putLive(store, "small.bin", small);
     for (let n = 1; n <= 10; n++) store.resets.set(n, 100);
-    const { to, report } = await restore(store, entryOf("small.bin", small));
+    const { to, report } = await restore(store, fileEntryOf("small.bin", small, "1000000000"));
     expect(report.failures).toEqual([{ path: "small.bin", reason: "read ECONNRESET" }]);
     expect(store.reads).toHaveLength(4);
     expect(readdirSync(to)).toEqual([]);
@@ -205,7 +201,7 @@ describe("a live object whose bytes are not its metadata's sha256, read in part 
     await putLive(store, "big.bin", randomBytes(400 * KiB), sha256(body));
     await putPreserved(store, body);
     store.hooks.set(1, () => putLive(store, "big.bin", randomBytes(400 * KiB)));
-    const { to, report } = await restore(store, entryOf("big.bin", body));
+    const { to, report } = await restore(store, fileEntryOf("big.bin", body, "1000000000"));
     expect(report.failures).toEqual([]);
     expect(readFileSync(join(to, "big.bin")).equals(body)).toBe(true);
     expect(store.reads.filter((r) => r === `${sha256(body)}@0`)).toHaveLength(1);
@@ -216,7 +212,7 @@ describe("a live object whose bytes are not its metadata's sha256, read in part 
     const body = randomBytes(20 * KiB);
     await putLive(store, "f.txt", randomBytes(20 * KiB), sha256(body));
     await putPreserved(store, body);
-    const { to, report } = await restore(store, entryOf("f.txt", body));
+    const { to, report } = await restore(store, fileEntryOf("f.txt", body, "1000000000"));
     expect(report.failures).toEqual([]);
     expect(readFileSync(join(to, "f.txt")).equals(body)).toBe(true);
   });

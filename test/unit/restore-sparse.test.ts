@@ -1,11 +1,12 @@
 // A restored file's zero ranges are left as holes: a sparse file (a VM image, a database with holes) comes back about
 // as sparse as it was, not fully allocated, and still holds every byte (the writer's sha256 and the comparison here).
 
-import { createHash, randomBytes } from "node:crypto";
+import { randomBytes } from "node:crypto";
 import { readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
-import { dataRuns, writeRecoveryPoint, type RecoveryEntry } from "../../agent/restore-writer.ts";
+import { dataRuns, writeRecoveryPoint } from "../../agent/restore-writer.ts";
+import { fileEntryOf as entryOf } from "../support/content.ts";
 import { tempDir } from "../support/tree.ts";
 
 const MiB = 1024 * 1024;
@@ -13,10 +14,6 @@ const dirs: ReturnType<typeof tempDir>[] = [];
 afterEach(() => {
   for (const dir of dirs.splice(0)) dir.remove();
 });
-
-function entryOf(path: string, body: Buffer): RecoveryEntry {
-  return { path, kind: "file", size: body.length, mode: 0o644, mtimeNs: "1000000000000", sha256: createHash("sha256").update(body).digest("hex") };
-}
 
 /** `body` in chunks of `size` bytes (the last one shorter), as reads deliver them. */
 async function* chunksOf(body: Buffer, size: number): AsyncGenerator<Uint8Array> {

@@ -8,7 +8,6 @@
 // applied, and another rename to the same destination moves its own source
 // instead of deleting it.
 
-import { createHash } from "node:crypto";
 import { describe, expect, it } from "vitest";
 import { dataKey } from "../../contract/layout.ts";
 import { encodeInline, type PutRecord, type WireMessage, type WireRecord } from "../../contract/wire.ts";
@@ -22,11 +21,11 @@ import type { CopyOptions, WriteResult } from "../../lambdas/store/store.ts";
 import type { HistoryEntry } from "../../contract/history.ts";
 import { KillableStore } from "../support/killable-store.ts";
 import { putRecord, signedIncoming } from "../support/messages.ts";
+import { sha256Of as sha } from "../support/content.ts";
 
 const SET = "docs";
 const GEN = "G1";
 const T0 = 1_800_000_000_000;
-const sha = (text: string) => createHash("sha256").update(text).digest("hex");
 
 const body = (records: WireRecord[]): string => JSON.stringify({ v: 1, set: SET, gen: GEN, records } satisfies WireMessage);
 

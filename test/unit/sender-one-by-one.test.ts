@@ -3,7 +3,6 @@
 // (same key, same sha256): they are not uploaded a second time, as a retried
 // message's are not. The applier still checks each against its sha256.
 
-import { createHash } from "node:crypto";
 import { truncateSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterEach, beforeEach, expect, it } from "vitest";
@@ -12,9 +11,9 @@ import { sendNext } from "../../agent/sender.ts";
 import { DeliveryRefusedError, type StagedPayload, type Transport } from "../../agent/transport/transport.ts";
 import { parseMessage } from "../../contract/wire.ts";
 import { tempDir } from "../support/tree.ts";
+import { sha256Of as sha } from "../support/content.ts";
 
 const SET = "docs";
-const sha = (text: string) => createHash("sha256").update(text).digest("hex");
 
 let state: ReturnType<typeof tempDir>;
 let journal: Journal;

@@ -7,7 +7,8 @@ import { describe, expect, it } from "vitest";
 import { preservedKey, snapshotSummaryKey } from "../../contract/layout.ts";
 import { MemoryStore } from "../../lambdas/store/memory-store.ts";
 import { listSnapshots, pruneSnapshots } from "../../lambdas/tasks/snapshots.ts";
-import { oneFileSnapshot, sha256Of as sha } from "../support/snapshots.ts";
+import { sha256Of as sha } from "../support/content.ts";
+import { oneFileSnapshot } from "../support/snapshots.ts";
 
 const SET = "s";
 

@@ -2,7 +2,6 @@
 // before a record whose payload is large, so the records before it go at
 // once; the large record goes in the next message once its upload is done,
 // and records after it (FIFO) with it.
-import { createHash } from "node:crypto";
 import { truncateSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterEach, beforeEach, expect, it } from "vitest";
@@ -12,9 +11,9 @@ import { packNext, sendNext, STAGE_CONCURRENCY } from "../../agent/sender.ts";
 import { BLOCK_SIZE, parseMessage } from "../../contract/wire.ts";
 import type { StagedPayload, Transport } from "../../agent/transport/transport.ts";
 import { tempDir } from "../support/tree.ts";
+import { sha256Of as sha } from "../support/content.ts";
 
 const SET = "docs";
-const sha = (text: string) => createHash("sha256").update(text).digest("hex");
 
 /** The records of a message body, as `op path` (or `task id`). */
 function recordsOf(body: string): string[] {

@@ -1,7 +1,6 @@
 // A refused payload in a message that stages several: the message is staged
 // again without its record, so the stages still going must settle first and no
 // further one may start, else the same keys upload twice, at once.
-import { createHash } from "node:crypto";
 import { truncateSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterEach, beforeEach, expect, it } from "vitest";
@@ -11,9 +10,9 @@ import { sendNext, STAGE_CONCURRENCY } from "../../agent/sender.ts";
 import { parseMessage } from "../../contract/wire.ts";
 import { DeliveryRefusedError, type StagedPayload, type Transport } from "../../agent/transport/transport.ts";
 import { tempDir } from "../support/tree.ts";
+import { sha256Of as sha } from "../support/content.ts";
 
 const SET = "docs";
-const sha = (text: string) => createHash("sha256").update(text).digest("hex");
 
 let state: ReturnType<typeof tempDir>;
 let journal: Journal;

@@ -4,7 +4,6 @@
 import { S3Client } from "@aws-sdk/client-s3";
 import { SQSClient } from "@aws-sdk/client-sqs";
 import { spawnSync } from "node:child_process";
-import { createHash } from "node:crypto";
 import { mkdirSync, truncateSync, writeFileSync } from "node:fs";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
@@ -22,9 +21,9 @@ import type { StagedPayload, Transport } from "../../agent/transport/transport.t
 import { MULTIPART_THRESHOLD } from "../../lambdas/s3-multipart.ts";
 import { captureServerForTests } from "../support/capture-server.ts";
 import { tempDir } from "../support/tree.ts";
+import { sha256Of as sha } from "../support/content.ts";
 
 const SET = "www";
-const sha = (text: string) => createHash("sha256").update(text).digest("hex");
 
 describe("the AWS transport", () => {
   const capture = captureServerForTests();
@@ -48,7 +47,7 @@ describe("the AWS transport", () => {
       const transport = new AwsTransport({ s3, sqs, queueUrl: `${capture.server.endpoint}/q.fifo`, bucket: "b" });
       const bytes = Buffer.alloc(2 * MULTIPART_THRESHOLD + 1000, 7);
       const told: number[] = [];
-      await transport.stage({ set: SET, key: "staging/www/1.x", sha256: createHash("sha256").update(bytes).digest("hex"), size: bytes.length, source: { bytes }, progress: (stored) => told.push(stored) });
+      await transport.stage({ set: SET, key: "staging/www/1.x", sha256: sha(bytes), size: bytes.length, source: { bytes }, progress: (stored) => told.push(stored) });
       expect(told).toHaveLength(3);
       expect([...told].sort((a, b) => a - b)).toEqual(told);
       expect(told.at(-1)).toBe(bytes.length);
@@ -59,7 +58,7 @@ describe("the AWS transport", () => {
         calls += 1;
         throw new Error("status is broken");
       };
-      await transport.stage({ set: SET, key: "staging/www/3.x", sha256: createHash("sha256").update(bytes).digest("hex"), size: bytes.length, source: { bytes }, progress: throwing });
+      await transport.stage({ set: SET, key: "staging/www/3.x", sha256: sha(bytes), size: bytes.length, source: { bytes }, progress: throwing });
       expect(calls).toBe(3);
 
       // An attempt that fails is aborted, S3 keeping none of its parts: the bytes told go back to 0.
@@ -73,7 +72,7 @@ describe("the AWS transport", () => {
         answer?.(request, res);
       };
       told.length = 0;
-      const failing = { set: SET, key: "staging/www/2.x", sha256: createHash("sha256").update(bytes).digest("hex"), size: bytes.length, source: { bytes }, progress: (stored: number) => told.push(stored) };
+      const failing = { set: SET, key: "staging/www/2.x", sha256: sha(bytes), size: bytes.length, source: { bytes }, progress: (stored: number) => told.push(stored) };
       await expect(transport.stage(failing)).rejects.toThrow();
       expect(told.at(-1)).toBe(0);
     } finally {

@@ -6,7 +6,6 @@
 // message reverts to what it holds is refused as a base mismatch, not taken
 // for a re-applied delta: history never names content the target never held.
 
-import { createHash } from "node:crypto";
 import { describe, expect, it } from "vitest";
 import { dataKey, stagingKey } from "../../contract/layout.ts";
 import { encodeInline, type PutRecord, type WireMessage, type WireRecord } from "../../contract/wire.ts";
@@ -20,11 +19,11 @@ import { readSetStatus } from "../../lambdas/store/set-status.ts";
 import type { HistoryEntry } from "../../contract/history.ts";
 import { KillableStore } from "../support/killable-store.ts";
 import { putRecord, signedIncoming, signedSqsAttributes } from "../support/messages.ts";
+import { sha256Of as sha } from "../support/content.ts";
 
 const SET = "docs";
 const GEN = "G1";
 const T0 = 1_800_000_000_000;
-const sha = (text: string) => createHash("sha256").update(text).digest("hex");
 
 function body(records: WireRecord[], extra: Partial<WireMessage> = {}, gen: string = GEN): string {
   const message: WireMessage = { v: 1, set: SET, gen, records, ...extra };
@@ -229,9 +228,9 @@ describe("the stamp of each write path", () => {
     const record = {
       ...put(9, "big", ""),
       size: next.length,
-      sha256: createHash("sha256").update(next).digest("hex"),
+      sha256: sha(next),
       content: encodeInline(Buffer.from("changed")),
-      delta: { base: createHash("sha256").update(base).digest("hex"), blocks: [], ranges: [[10, 7]] as [number, number][] },
+      delta: { base: sha(base), blocks: [], ranges: [[10, 7]] as [number, number][] },
     };
     await store.put(key, base, { "tidemark-sha256": record.delta.base });
     await applyDelta(store, key, record, { bytes: Buffer.from("changed") }, { [WRITTEN_BY]: "G1:9" }, { inMemoryBytes: 1024 });
