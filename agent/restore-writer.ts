@@ -55,6 +55,8 @@ export interface RecoveryPoint<E extends RecoveryEntry = RecoveryEntry> {
    * after the write returned, and at most once a chunk; a chunk of a failed write is never told.
    */
   written?(chunk: Uint8Array): void;
+  /** The restore is over (written, failed or stopped): what the point kept for reuse (given-back bodies) may go. */
+  finished?(): void;
   /** Entries the point holds but cannot restore (named as failures, and never removed as extra by --delete). */
   readonly unrestorable?: readonly RestoreFailure[];
 }
@@ -338,6 +340,7 @@ export async function writeRecoveryPoint<E extends RecoveryEntry>(point: Recover
       }
     }
   } finally {
+    point.finished?.();
     await writer.removeTemps();
   }
   options.signal?.throwIfAborted();
