@@ -519,7 +519,8 @@ class TreeWriter {
     const { abs, dir } = await this.#place(entry.path);
     const temp = this.#temp(dir);
     try {
-      const handle = await openNewFile(temp);
+      // Made with the entry's read and execute bits (and its owner's write): most files need no chmod after.
+      const handle = await openNewFile(temp, entry.mode);
       try {
         let counted = 0;
         const count = (n: number) => {
@@ -537,10 +538,11 @@ class TreeWriter {
         }
         // Durable before it is named: fsynced through the handle that wrote it, before its mode (000, 200) is set.
         await handle.sync();
-        // The checks above hashed the bytes read; this one proves the disk holds all of them.
-        const onDisk = await handle.size();
-        if (onDisk !== entry.size) throw new EntryError(`the disk holds ${onDisk} of its ${entry.size} bytes after writing (full disk or quota?); not restored`);
-        await handle.chmod(entry.mode);
+        // The checks above hashed the bytes read; this one proves the disk holds all of them, and the mode it has.
+        const onDisk = await handle.stat();
+        if (onDisk.size !== entry.size) throw new EntryError(`the disk holds ${onDisk.size} of its ${entry.size} bytes after writing (full disk or quota?); not restored`);
+        // Set where the creating open could not (a write bit beyond the owner's, set-id or sticky bits, what the umask took, 000).
+        if (onDisk.mode !== entry.mode) await handle.chmod(entry.mode);
         // Set through the handle: the rename keeps it.
         await handle.utimes(seconds(entry.mtimeNs), seconds(entry.mtimeNs));
       } finally {

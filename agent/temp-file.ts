@@ -12,8 +12,8 @@ import type { PositionalWriter } from "./full-write.ts";
 export interface NewFile extends PositionalWriter {
   truncate(length: number): Promise<void>;
   sync(): Promise<void>;
-  /** Its size as the file system holds it now. */
-  size(): Promise<number>;
+  /** Its size and permission bits (0o7777) as the file system holds them now. */
+  stat(): Promise<{ size: number; mode: number }>;
   chmod(mode: number): Promise<void>;
   /** Times in seconds since the epoch. */
   utimes(atime: number, mtime: number): Promise<void>;
@@ -52,8 +52,8 @@ class DescriptorFile implements NewFile {
     return new Promise((resolve, reject) => fsync(this.#fd, done(resolve, reject)));
   }
 
-  size(): Promise<number> {
-    return new Promise((resolve, reject) => fstat(this.#fd, settle((stats: { size: number }) => resolve(stats.size), reject)));
+  stat(): Promise<{ size: number; mode: number }> {
+    return new Promise((resolve, reject) => fstat(this.#fd, settle((stats: { size: number; mode: number }) => resolve({ size: stats.size, mode: stats.mode & 0o7777 }), reject)));
   }
 
   chmod(mode: number): Promise<void> {
@@ -69,7 +69,11 @@ class DescriptorFile implements NewFile {
   }
 }
 
-/** Creates path, which must not exist (O_EXCL: a clash fails, never overwrites), readable and writable by its owner only. */
-export function openNewFile(path: string): Promise<NewFile> {
-  return new Promise((resolve, reject) => open(path, "wx", 0o600, settle((fd: number) => resolve(new DescriptorFile(fd)), reject)));
+/**
+ * Creates path, which must not exist (O_EXCL: a clash fails, never overwrites), writable by its owner only: `mode`
+ * may add read and execute bits (the process's umask applies), never a write or set-id bit beyond the owner's
+ * write. The descriptor writes whatever the mode (000 too: the creating open grants it).
+ */
+export function openNewFile(path: string, mode = 0o600): Promise<NewFile> {
+  return new Promise((resolve, reject) => open(path, "wx", (mode & 0o555) | 0o200, settle((fd: number) => resolve(new DescriptorFile(fd)), reject)));
 }
