@@ -2,7 +2,7 @@
 // callback calls. Each FileHandle call (fs/promises) costs more CPU than the
 // same call made this way (a promise made in C++, reference counting of the
 // handle, a stats array per fstat): ~0.2 s of CPU over 5,000 files of the
-// eight calls a file takes (bench/notes.md). The calls and their order are
+// eight calls a file took then (seven now: no chmod for most modes; bench/notes.md). The calls and their order are
 // the caller's, as with a FileHandle; every one still runs on the thread pool.
 
 import { close, fchmod, fstat, fsync, ftruncate, futimes, open, write, writev } from "node:fs";
