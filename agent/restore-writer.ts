@@ -506,7 +506,10 @@ class TreeWriter {
       await makeFolder(abs, entry.path, 0o700);
       this.#named.add(parentOf(entry.path) ?? "");
     }
-    await chmod(abs, entry.mode | 0o700);
+    // While filled: its owner's rwx, never its group's or others' write (nor sticky), which finishDir gives once every
+    // name in it is written: until then no one else can swap a subfolder made and checked here for a symlink, or put
+    // names where the restore writes. Set-gid stays, so that new names take the folder's group as on the source.
+    await chmod(abs, (entry.mode & 0o2755) | 0o700);
     this.#checked.add(entry.path);
   }
 
