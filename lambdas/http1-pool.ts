@@ -460,6 +460,8 @@ class AnswerParser {
   /** An error's answer: its body is read up to MAX_ERROR_BODY_BYTES, then cut (the rest never read). */
   #errorBody = false;
   #cut = false;
+  /** Bytes of trailer lines read (bounded as a head is). */
+  #trailerBytes = 0;
   keepAlive = true;
 
   constructor(headRequest: boolean, maxBodyBytes = Number.POSITIVE_INFINITY) {
@@ -526,7 +528,12 @@ class AnswerParser {
         case "chunk-end":
         case "trailers": {
           const end = this.#buffered.indexOf("\r\n", 0, "latin1");
-          if (end < 0) return undefined;
+          // Framing is not body: a chunk-size line (its extensions) and the trailers in all are bounded as a head is,
+          // else an endless one would be read (and a line held) without end, under any body cap, while bytes move.
+          if (end < 0) {
+            if (this.#buffered.length > MAX_HEAD_BYTES) throw new HttpProtocolError(`an answer's chunk framing has a line longer than ${MAX_HEAD_BYTES} bytes`);
+            return undefined;
+          }
           const line = this.#buffered.toString("latin1", 0, end);
           this.#buffered = this.#buffered.subarray(end + 2);
           if (this.#mode === "chunk-end") {
@@ -534,6 +541,8 @@ class AnswerParser {
             this.#mode = "chunk-size";
           } else if (this.#mode === "trailers") {
             if (line === "") return this.#answer();
+            this.#trailerBytes += end + 2;
+            if (this.#trailerBytes > MAX_HEAD_BYTES) throw new HttpProtocolError(`an answer's trailers are longer than ${MAX_HEAD_BYTES} bytes`);
           } else {
             const size = /^([0-9a-fA-F]+)(;.*)?$/.exec(line.trim())?.[1];
             if (size === undefined) throw new HttpProtocolError(`an answer's chunk size is not hexadecimal: ${JSON.stringify(line.slice(0, 40))}`);

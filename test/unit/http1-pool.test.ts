@@ -474,6 +474,44 @@ describe("Http1Pool's error bodies", () => {
   });
 });
 
+describe("Http1Pool's chunk framing lines", () => {
+  /** A chunked answer whose framing (not its data) never ends: an endless chunk-size line, or trailer lines without end. */
+  async function endlessFraming(status: number, framing: "size-line" | "trailers"): Promise<{ url: URL; sent: () => number }> {
+    let sent = 0;
+    const url = await rawServer((socket) => {
+      socket.write(`HTTP/1.1 ${status} X\r\nTransfer-Encoding: chunked\r\n\r\n${framing === "size-line" ? "1;ext=" : "3\r\nabc\r\n0\r\n"}`, "latin1");
+      const piece = Buffer.from(framing === "size-line" ? "x".repeat(16 * 1024) : "X-Trailer: yyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyy\r\n".repeat(256), "latin1");
+      const pump = () => {
+        // Guarded so that a client reading it all ends too (a body far too long) instead of hanging the test.
+        while (!socket.destroyed && sent < 256 * MiB) {
+          sent += piece.length;
+          if (!socket.write(piece)) {
+            socket.once("drain", pump);
+            return;
+          }
+        }
+      };
+      pump();
+    });
+    return { url, sent: () => sent };
+  }
+
+  it("refuses a chunk-size line or trailers longer than a head may be, for an error's answer and a success's: neither is read without end", async () => {
+    for (const status of [500, 200]) {
+      for (const framing of ["size-line", "trailers"] as const) {
+        const server = await endlessFraming(status, framing);
+        const requests = pool(server.url, 5_000);
+        const failed = await requests.request("GET", "/", { host: server.url.host }, new Uint8Array(), 8 * MiB).then(
+          () => undefined,
+          (error: unknown) => error,
+        );
+        expect([status, framing, failed instanceof HttpProtocolError]).toEqual([status, framing, true]);
+        expect(server.sent()).toBeLessThan(32 * MiB);
+      }
+    }
+  });
+});
+
 describe("Http1Pool's given-back bodies released", () => {
   it("after releaseKeptBodies, a body given back before is not read into again", async () => {
     const server = await httpServer((_req, res) => res.end(Buffer.alloc(2 * MiB, "r")));
