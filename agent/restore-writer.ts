@@ -8,9 +8,11 @@
 // left as holes (dataRuns): a sparse file comes back sparse.
 
 import { createHash, randomBytes } from "node:crypto";
-import { chmod, link, lstat, lutimes, mkdir, open, readdir, realpath, rename, rm, symlink, utimes } from "node:fs/promises";
+import { chmod, link, lstat, lutimes, mkdir, open, readdir, realpath, rename, rm, statfs, symlink, utimes } from "node:fs/promises";
 import { dirname, join, relative, sep } from "node:path";
 import { mapConcurrent } from "../contract/async.ts";
+import { isTransientAwsError } from "../lambdas/aws-errors.ts";
+import { formatBytes } from "./format.ts";
 import { writevFully } from "./full-write.ts";
 import { openNewFile, type NewFile } from "./temp-file.ts";
 import { parentOf, setPathProblem } from "../contract/paths.ts";
@@ -69,6 +71,39 @@ export interface WriteOptions {
   readonly onProgress?: (progress: Progress) => void;
   /** Stops the restore (temp files removed) when aborted. */
   readonly signal?: AbortSignal;
+  /** When the restore gives up on a target that stopped answering (GIVE_UP's values unless set). */
+  readonly giveUp?: { readonly targetFailures?: number; readonly noProgressMs?: number };
+}
+
+/**
+ * A restore gives up on its target, instead of failing each file left one by one (32 at a time, each after its
+ * request's time-out: hours for a large set), when `targetFailures` files in a row failed on the target (no answer,
+ * a dropped connection, a 5xx: errors a retry could have cured) with none written between them, or when a file
+ * fails so after `noProgressMs` without a byte written. An answer that is an answer (a missing object, bytes that
+ * are not the file's) is the file's own failure and counts for neither.
+ */
+export const GIVE_UP = { targetFailures: 2 * 32, noProgressMs: 5 * 60_000 } as const;
+
+/** A restore stopped as a whole (the target stopped answering, the disk is full): what was written stays; the rest needs a re-run. */
+export class RestoreStoppedError extends Error {
+  // Printed as a user's error (one line, no stack) by the CLI, as any RestoreError.
+  override name = "RestoreError";
+}
+
+const LOCAL_STOPS: Readonly<Record<string, string>> = { ENOSPC: "is full", EDQUOT: "is over its disk quota", EROFS: "is read-only" };
+
+/** The code of an error (or of its causes) that stops every write alike: a full disk, a quota, a read-only file system. */
+function localStop(error: unknown): string | undefined {
+  for (let e = error as { code?: unknown; cause?: unknown } | undefined, depth = 0; e && depth < 5; e = e.cause as typeof e, depth++) {
+    if (typeof e.code === "string" && e.code in LOCAL_STOPS) return e.code;
+  }
+  return undefined;
+}
+
+/** A failure of the target rather than an answer from it: one a retry could cure (no answer, a dropped connection, a 5xx). */
+function targetFailure(error: unknown): boolean {
+  const name = (error as { name?: unknown } | undefined)?.name;
+  return isTransientAwsError(error) || (typeof name === "string" && /SlowTransfer|HttpProtocolError|HttpConnectionError/.test(name));
 }
 
 export interface RestoreFailure {
@@ -263,13 +298,12 @@ export async function writeRecoveryPoint<E extends RecoveryEntry>(point: Recover
   await mkdir(to, { recursive: true });
   const root = await realpath(to);
   const planned = plan(point.entries);
-  const writer = new TreeWriter(root, options.signal, wasEmpty);
+  // Stopped by the caller (options.signal) or by the restore itself giving up (stop).
+  const stopper = new AbortController();
+  const signal = options.signal ? AbortSignal.any([options.signal, stopper.signal]) : stopper.signal;
+  const writer = new TreeWriter(root, signal, wasEmpty);
   const failures = [...planned.failures, ...(point.unrestorable ?? [])];
   for (const { path } of point.unrestorable ?? []) planned.known.add(path);
-  // Once aborted, every entry left fails fast and quietly; the restore throws when all writes have settled.
-  const fail = (path: string, error: unknown) => {
-    if (!options.signal?.aborted) failures.push({ path, reason: reasonOf(error) });
-  };
   const totalFiles = planned.fileGroups.reduce((sum, group) => sum + group.length, 0);
   const totalBytes = planned.fileGroups.reduce((sum, group) => sum + group.reduce((s, e) => s + e.size, 0), 0);
   let files = 0;
@@ -278,6 +312,47 @@ export async function writeRecoveryPoint<E extends RecoveryEntry>(point: Recover
   let done = 0;
   // Bytes written so far, of files under way too: a large file moves the bar as it streams.
   let streamed = 0;
+  // Files failed on the target since the last one written, and when a byte was last written.
+  const giveUp = { ...GIVE_UP, ...options.giveUp };
+  let targetFailures = 0;
+  let progressAt = Date.now();
+  const progressed = () => {
+    targetFailures = 0;
+    progressAt = Date.now();
+  };
+  // Why the restore gave up, said once the writes in flight have settled (the counts are the final ones then).
+  let stopped: (() => Promise<string>) | undefined;
+  const stop = (why: () => Promise<string>) => {
+    if (signal.aborted) return;
+    stopped = why;
+    stopper.abort();
+  };
+  const stopOnDisk = (code: string, error: unknown) =>
+    stop(async () => {
+      const free = await statfs(root).then(
+        (fs) => `, ${formatBytes(fs.bavail * fs.bsize)} free`,
+        () => "",
+      );
+      const needed = code === "EROFS" ? "" : `: about ${formatBytes(Math.max(0, totalBytes - bytes))} more is needed${free}`;
+      return `restore stopped: the file system under ${root} ${LOCAL_STOPS[code] ?? code} (${reasonOf(error)})${needed}`;
+    });
+  // Once aborted, every entry left fails fast and quietly; the restore throws when all writes have settled. A full
+  // disk stops it at once; a target that stopped answering stops it after GIVE_UP's failures.
+  const fail = (path: string, error: unknown) => {
+    if (signal.aborted) return;
+    const code = localStop(error);
+    if (code) {
+      stopOnDisk(code, error);
+      return;
+    }
+    failures.push({ path, reason: reasonOf(error) });
+    if (!targetFailure(error)) return;
+    targetFailures += 1;
+    const failed = targetFailures;
+    const idle = Math.round((Date.now() - progressAt) / 1000);
+    if (failed >= giveUp.targetFailures) stop(() => Promise.resolve(`restore stopped: the target failed ${failed} files in a row with none written between them (the last: ${reasonOf(error)})`));
+    else if (Date.now() - progressAt >= giveUp.noProgressMs) stop(() => Promise.resolve(`restore stopped: the target failed ${failed} files in a row and nothing was written for ${idle} s (the last: ${reasonOf(error)})`));
+  };
   const report = () => options.onProgress?.({ phase: "restore", files: done, totalFiles, bytes: streamed, totalBytes });
   const written = { dirs: 0, symlinks: 0 };
   const dirsMade: E[] = [];
@@ -306,6 +381,7 @@ export async function writeRecoveryPoint<E extends RecoveryEntry>(point: Recover
             const onBytes = (n: number) => {
               partial += n;
               streamed += n;
+              if (n > 0) progressAt = Date.now();
               report();
             };
             const reread = point.reread ? () => point.reread?.(entry) ?? Promise.resolve(false) : undefined;
@@ -318,6 +394,7 @@ export async function writeRecoveryPoint<E extends RecoveryEntry>(point: Recover
             first ??= entry;
           }
           files += 1;
+          progressed();
         } catch (error) {
           fail(entry.path, error);
         }
@@ -350,6 +427,10 @@ export async function writeRecoveryPoint<E extends RecoveryEntry>(point: Recover
     await writer.removeTemps();
   }
   options.signal?.throwIfAborted();
+  if (stopped) {
+    const written = `${files} of ${totalFiles} files (${formatBytes(bytes)} of ${formatBytes(totalBytes)}) were written to ${root} and stay, no temp files`;
+    throw new RestoreStoppedError(`${await stopped()}; ${written}; re-run the restore with --force to write the rest`);
+  }
   const extra = wasEmpty ? [] : await extraEntries(root, planned.known);
   const deleted: string[] = [];
   if (options.delete) {
