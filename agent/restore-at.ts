@@ -67,7 +67,7 @@ export async function pointInTime(store: TargetStore, set: string, at: number): 
   const reader = new ContentReader(store, set);
   // Entries the history's checkpoint could not read: named as not restorable, never restored empty.
   const unrestorable = (found.state.unreadable ?? []).map(({ path, reason }) => ({ path, reason: `not restorable at this moment: the history checkpoint could not read it (${reason})` }));
-  return { found, point: { entries: found.state.entries, content: (entry) => reader.read(entry), reread: (entry) => reader.reread(entry), written: (chunk) => reader.written(chunk), ...(unrestorable.length > 0 ? { unrestorable } : {}) } };
+  return { found, point: { entries: found.state.entries, content: (entry) => reader.read(entry), reread: (entry) => reader.reread(entry), written: (chunk) => reader.written(chunk), finished: () => reader.finished(), ...(unrestorable.length > 0 ? { unrestorable } : {}) } };
 }
 
 /** Restores the set as it was at `at` (ms) into `to`: a folder for a file set, a file (or device) for a volume set. */

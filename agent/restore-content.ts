@@ -14,7 +14,7 @@
 
 import { dataKey, META, preservedKey } from "../contract/layout.ts";
 import type { SnapshotEntry } from "../contract/tasks.ts";
-import { giveBackBody, SourceChangedError, type ObjectStream, type TargetStore } from "../lambdas/target/index.ts";
+import { giveBackBody, releaseKeptBodies, SourceChangedError, type ObjectStream, type TargetStore } from "../lambdas/target/index.ts";
 import { readOn } from "./read-on.ts";
 
 export class RestoreContentError extends Error {
@@ -128,6 +128,11 @@ export class ContentReader {
    */
   written(chunk: Uint8Array): void {
     giveBackBody(chunk);
+  }
+
+  /** The restore is over (RecoveryPoint.finished): the bodies given back wait for no later answer (up to 64 MiB). */
+  finished(): void {
+    releaseKeptBodies();
   }
 
   async #readStream(key: string, options: { versionId?: string; offset?: number; length?: number; ifMatch?: string }): Promise<ObjectStream | undefined> {

@@ -8,9 +8,11 @@
 // left as holes (dataRuns): a sparse file comes back sparse.
 
 import { createHash, randomBytes } from "node:crypto";
-import { chmod, link, lstat, lutimes, mkdir, open, readdir, realpath, rename, rm, symlink, utimes } from "node:fs/promises";
+import { chmod, link, lstat, lutimes, mkdir, open, readdir, realpath, rename, rm, statfs, symlink, utimes } from "node:fs/promises";
 import { dirname, join, relative, sep } from "node:path";
 import { mapConcurrent } from "../contract/async.ts";
+import { isTransientAwsError } from "../lambdas/aws-errors.ts";
+import { formatBytes } from "./format.ts";
 import { writevFully } from "./full-write.ts";
 import { openNewFile, type NewFile } from "./temp-file.ts";
 import { parentOf, setPathProblem } from "../contract/paths.ts";
@@ -55,6 +57,8 @@ export interface RecoveryPoint<E extends RecoveryEntry = RecoveryEntry> {
    * after the write returned, and at most once a chunk; a chunk of a failed write is never told.
    */
   written?(chunk: Uint8Array): void;
+  /** The restore is over (written, failed or stopped): what the point kept for reuse (given-back bodies) may go. */
+  finished?(): void;
   /** Entries the point holds but cannot restore (named as failures, and never removed as extra by --delete). */
   readonly unrestorable?: readonly RestoreFailure[];
 }
@@ -67,6 +71,39 @@ export interface WriteOptions {
   readonly onProgress?: (progress: Progress) => void;
   /** Stops the restore (temp files removed) when aborted. */
   readonly signal?: AbortSignal;
+  /** When the restore gives up on a target that stopped answering (GIVE_UP's values unless set). */
+  readonly giveUp?: { readonly targetFailures?: number; readonly noProgressMs?: number };
+}
+
+/**
+ * A restore gives up on its target, instead of failing each file left one by one (32 at a time, each after its
+ * request's time-out: hours for a large set), when `targetFailures` files in a row failed on the target (no answer,
+ * a dropped connection, a 5xx: errors a retry could have cured) with none written between them, or when a file
+ * fails so after `noProgressMs` without a byte written. An answer that is an answer (a missing object, bytes that
+ * are not the file's) is the file's own failure and counts for neither.
+ */
+export const GIVE_UP = { targetFailures: 2 * 32, noProgressMs: 5 * 60_000 } as const;
+
+/** A restore stopped as a whole (the target stopped answering, the disk is full): what was written stays; the rest needs a re-run. */
+export class RestoreStoppedError extends Error {
+  // Printed as a user's error (one line, no stack) by the CLI, as any RestoreError.
+  override name = "RestoreError";
+}
+
+const LOCAL_STOPS: Readonly<Record<string, string>> = { ENOSPC: "is full", EDQUOT: "is over its disk quota", EROFS: "is read-only" };
+
+/** The code of an error (or of its causes) that stops every write alike: a full disk, a quota, a read-only file system. */
+function localStop(error: unknown): string | undefined {
+  for (let e = error as { code?: unknown; cause?: unknown } | undefined, depth = 0; e && depth < 5; e = e.cause as typeof e, depth++) {
+    if (typeof e.code === "string" && e.code in LOCAL_STOPS) return e.code;
+  }
+  return undefined;
+}
+
+/** A failure of the target rather than an answer from it: one a retry could cure (no answer, a dropped connection, a 5xx). */
+function targetFailure(error: unknown): boolean {
+  const name = (error as { name?: unknown } | undefined)?.name;
+  return isTransientAwsError(error) || (typeof name === "string" && /SlowTransfer|HttpProtocolError|HttpConnectionError/.test(name));
 }
 
 export interface RestoreFailure {
@@ -140,6 +177,12 @@ export function dataRuns(buffers: readonly Uint8Array[], position: number): { at
 
 /** Files written at once: a small file's time is mostly its GET's round trip. */
 export const WRITE_CONCURRENCY = 32;
+
+/**
+ * Folders synced at once at the end of a restore, where nothing else overlaps them: each fsync of a folder waits for
+ * its blocks and a disk flush (the bench's 51, one at a time: the last 0.04-0.11 s of its wall, bench/notes.md).
+ */
+export const FOLDER_SYNC_CONCURRENCY = 8;
 
 /** Why one entry could not be written. */
 class EntryError extends Error {
@@ -255,13 +298,12 @@ export async function writeRecoveryPoint<E extends RecoveryEntry>(point: Recover
   await mkdir(to, { recursive: true });
   const root = await realpath(to);
   const planned = plan(point.entries);
-  const writer = new TreeWriter(root, options.signal, wasEmpty);
+  // Stopped by the caller (options.signal) or by the restore itself giving up (stop).
+  const stopper = new AbortController();
+  const signal = options.signal ? AbortSignal.any([options.signal, stopper.signal]) : stopper.signal;
+  const writer = new TreeWriter(root, signal, wasEmpty);
   const failures = [...planned.failures, ...(point.unrestorable ?? [])];
   for (const { path } of point.unrestorable ?? []) planned.known.add(path);
-  // Once aborted, every entry left fails fast and quietly; the restore throws when all writes have settled.
-  const fail = (path: string, error: unknown) => {
-    if (!options.signal?.aborted) failures.push({ path, reason: reasonOf(error) });
-  };
   const totalFiles = planned.fileGroups.reduce((sum, group) => sum + group.length, 0);
   const totalBytes = planned.fileGroups.reduce((sum, group) => sum + group.reduce((s, e) => s + e.size, 0), 0);
   let files = 0;
@@ -270,6 +312,47 @@ export async function writeRecoveryPoint<E extends RecoveryEntry>(point: Recover
   let done = 0;
   // Bytes written so far, of files under way too: a large file moves the bar as it streams.
   let streamed = 0;
+  // Files failed on the target since the last one written, and when a byte was last written.
+  const giveUp = { ...GIVE_UP, ...options.giveUp };
+  let targetFailures = 0;
+  let progressAt = Date.now();
+  const progressed = () => {
+    targetFailures = 0;
+    progressAt = Date.now();
+  };
+  // Why the restore gave up, said once the writes in flight have settled (the counts are the final ones then).
+  let stopped: (() => Promise<string>) | undefined;
+  const stop = (why: () => Promise<string>) => {
+    if (signal.aborted) return;
+    stopped = why;
+    stopper.abort();
+  };
+  const stopOnDisk = (code: string, error: unknown) =>
+    stop(async () => {
+      const free = await statfs(root).then(
+        (fs) => `, ${formatBytes(fs.bavail * fs.bsize)} free`,
+        () => "",
+      );
+      const needed = code === "EROFS" ? "" : `: about ${formatBytes(Math.max(0, totalBytes - bytes))} more is needed${free}`;
+      return `restore stopped: the file system under ${root} ${LOCAL_STOPS[code] ?? code} (${reasonOf(error)})${needed}`;
+    });
+  // Once aborted, every entry left fails fast and quietly; the restore throws when all writes have settled. A full
+  // disk stops it at once; a target that stopped answering stops it after GIVE_UP's failures.
+  const fail = (path: string, error: unknown) => {
+    if (signal.aborted) return;
+    const code = localStop(error);
+    if (code) {
+      stopOnDisk(code, error);
+      return;
+    }
+    failures.push({ path, reason: reasonOf(error) });
+    if (!targetFailure(error)) return;
+    targetFailures += 1;
+    const failed = targetFailures;
+    const idle = Math.round((Date.now() - progressAt) / 1000);
+    if (failed >= giveUp.targetFailures) stop(() => Promise.resolve(`restore stopped: the target failed ${failed} files in a row with none written between them (the last: ${reasonOf(error)})`));
+    else if (Date.now() - progressAt >= giveUp.noProgressMs) stop(() => Promise.resolve(`restore stopped: the target failed ${failed} files in a row and nothing was written for ${idle} s (the last: ${reasonOf(error)})`));
+  };
   const report = () => options.onProgress?.({ phase: "restore", files: done, totalFiles, bytes: streamed, totalBytes });
   const written = { dirs: 0, symlinks: 0 };
   const dirsMade: E[] = [];
@@ -298,6 +381,7 @@ export async function writeRecoveryPoint<E extends RecoveryEntry>(point: Recover
             const onBytes = (n: number) => {
               partial += n;
               streamed += n;
+              if (n > 0) progressAt = Date.now();
               report();
             };
             const reread = point.reread ? () => point.reread?.(entry) ?? Promise.resolve(false) : undefined;
@@ -310,6 +394,7 @@ export async function writeRecoveryPoint<E extends RecoveryEntry>(point: Recover
             first ??= entry;
           }
           files += 1;
+          progressed();
         } catch (error) {
           fail(entry.path, error);
         }
@@ -338,9 +423,14 @@ export async function writeRecoveryPoint<E extends RecoveryEntry>(point: Recover
       }
     }
   } finally {
+    point.finished?.();
     await writer.removeTemps();
   }
   options.signal?.throwIfAborted();
+  if (stopped) {
+    const written = `${files} of ${totalFiles} files (${formatBytes(bytes)} of ${formatBytes(totalBytes)}) were written to ${root} and stay, no temp files`;
+    throw new RestoreStoppedError(`${await stopped()}; ${written}; re-run the restore with --force to write the rest`);
+  }
   const extra = wasEmpty ? [] : await extraEntries(root, planned.known);
   const deleted: string[] = [];
   if (options.delete) {
@@ -463,10 +553,10 @@ class TreeWriter {
     this.#named.add(relative(this.#root, dirname(target)).split(sep).join("/"));
   }
 
-  /** fsyncs every folder that got new names, once each; the folders that could not be synced, and why. */
+  /** fsyncs every folder that got new names, once each (several at once); the folders that could not be synced, and why. */
   async syncFolders(): Promise<{ path: string; error: unknown }[]> {
     const failed: { path: string; error: unknown }[] = [];
-    for (const path of [...this.#named].sort()) {
+    await mapConcurrent([...this.#named].sort(), FOLDER_SYNC_CONCURRENCY, async (path) => {
       try {
         const handle = await open(join(this.#root, path), "r");
         try {
@@ -478,7 +568,7 @@ class TreeWriter {
         // A filesystem that cannot sync a folder (EINVAL) has nothing more to make durable.
         if ((error as NodeJS.ErrnoException).code !== "EINVAL") failed.push({ path: path === "" ? "." : path, error });
       }
-    }
+    });
     this.#named.clear();
     return failed;
   }
@@ -497,7 +587,10 @@ class TreeWriter {
       await makeFolder(abs, entry.path, 0o700);
       this.#named.add(parentOf(entry.path) ?? "");
     }
-    await chmod(abs, entry.mode | 0o700);
+    // While filled: its owner's rwx, never its group's or others' write (nor sticky), which finishDir gives once every
+    // name in it is written: until then no one else can swap a subfolder made and checked here for a symlink, or put
+    // names where the restore writes. Set-gid stays, so that new names take the folder's group as on the source.
+    await chmod(abs, (entry.mode & 0o2755) | 0o700);
     this.#checked.add(entry.path);
   }
 
@@ -516,7 +609,8 @@ class TreeWriter {
     const { abs, dir } = await this.#place(entry.path);
     const temp = this.#temp(dir);
     try {
-      const handle = await openNewFile(temp);
+      // Made with the entry's read and execute bits (and its owner's write): most files need no chmod after.
+      const handle = await openNewFile(temp, entry.mode);
       try {
         let counted = 0;
         const count = (n: number) => {
@@ -534,10 +628,11 @@ class TreeWriter {
         }
         // Durable before it is named: fsynced through the handle that wrote it, before its mode (000, 200) is set.
         await handle.sync();
-        // The checks above hashed the bytes read; this one proves the disk holds all of them.
-        const onDisk = await handle.size();
-        if (onDisk !== entry.size) throw new EntryError(`the disk holds ${onDisk} of its ${entry.size} bytes after writing (full disk or quota?); not restored`);
-        await handle.chmod(entry.mode);
+        // The checks above hashed the bytes read; this one proves the disk holds all of them, and the mode it has.
+        const onDisk = await handle.stat();
+        if (onDisk.size !== entry.size) throw new EntryError(`the disk holds ${onDisk.size} of its ${entry.size} bytes after writing (full disk or quota?); not restored`);
+        // Set where the creating open could not (a write bit beyond the owner's, set-id or sticky bits, what the umask took, 000).
+        if (onDisk.mode !== entry.mode) await handle.chmod(entry.mode);
         // Set through the handle: the rename keeps it.
         await handle.utimes(seconds(entry.mtimeNs), seconds(entry.mtimeNs));
       } finally {

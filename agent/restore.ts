@@ -24,7 +24,7 @@ export interface RestoreResult extends WriteReport {
 export async function snapshotRecoveryPoint(store: TargetStore, summary: SnapshotSummary): Promise<RecoveryPoint<SnapshotEntry>> {
   const reader = new ContentReader(store, summary.set);
   const unrestorable = leftOut(summary);
-  return { entries: await readManifest(store, summary), content: (entry) => reader.read(entry), reread: (entry) => reader.reread(entry), written: (chunk) => reader.written(chunk), ...(unrestorable.length > 0 ? { unrestorable } : {}) };
+  return { entries: await readManifest(store, summary), content: (entry) => reader.read(entry), reread: (entry) => reader.reread(entry), written: (chunk) => reader.written(chunk), finished: () => reader.finished(), ...(unrestorable.length > 0 ? { unrestorable } : {}) };
 }
 
 /** The entries the snapshot left out when it was taken (summary.unreadable): each is named as not restored, never silently missing. */

@@ -30,6 +30,12 @@ const KEEP_ALIVE_MARGIN_MS = 1_000;
 const MAX_HEAD_BYTES = 64 * 1024;
 /** A request bounded to this many bytes or fewer has a success's body (by its Content-Length) read into one buffer made when the head is read. */
 const PREALLOCATED_BODY_BYTES = 16 * 1024 * 1024;
+/**
+ * Of an error's answer (3xx, 4xx, 5xx) at most this much of the body is read, for its code and message: a broken or
+ * hostile endpoint answering 500 with an endless body would otherwise be read (and held) to its end. The rest is not
+ * read: the connection is dropped, and the answer says its body was cut (Http1Response.cut).
+ */
+export const MAX_ERROR_BODY_BYTES = 64 * 1024;
 
 /**
  * What every connection's socket reads into. A read's bytes are parsed, and whatever is kept copied out, before the
@@ -84,6 +90,12 @@ export function giveBackBody(body: Uint8Array): void {
   keptBytes += body.length;
 }
 
+/** Drops the given-back bodies waiting for a later answer (a restore that ended): their memory is the garbage collector's again. */
+export function releaseKeptBodies(): void {
+  keptBodies.clear();
+  keptBytes = 0;
+}
+
 export interface Http1Response {
   readonly status: number;
   readonly headers: IncomingHttpHeaders;
@@ -91,6 +103,8 @@ export interface Http1Response {
   readonly body: Buffer;
   /** The body in pieces: one for a bounded request's (maxBodyBytes up to 16 MiB) 2xx answer with a Content-Length; a reader that can take pieces is spared joining them. */
   readonly chunks: readonly Buffer[];
+  /** An error's body longer than MAX_ERROR_BODY_BYTES: only its first MAX_ERROR_BODY_BYTES are here, the rest was never read (the connection was dropped). */
+  readonly cut?: true;
 }
 
 /** A request that could not be written as HTTP/1.1 (a header Node would refuse too); nothing was sent. */
@@ -177,7 +191,7 @@ export class Http1Pool {
   /**
    * One exchange; `headers` go as given (names in the caller's case), with content-length set by the caller where the method needs it.
    * `maxBodyBytes`: a 2xx answer whose body is longer fails with HttpAnswerTooLargeError, before more of it is held (an
-   * error's answer is read whole, for its code).
+   * error's answer is read for its code, up to MAX_ERROR_BODY_BYTES of its body: a longer one is cut, Http1Response.cut).
    */
   request(method: string, path: string, headers: Readonly<Record<string, string>>, body: Uint8Array, maxBodyBytes?: number): Promise<Http1Response> {
     let head = `${method} ${path} HTTP/1.1\r\n`;
@@ -443,6 +457,11 @@ class AnswerParser {
   /** A bounded request's 2xx body by content-length (the bound up to PREALLOCATED_BODY_BYTES), filled as it comes; else the body's pieces (copies) in #body. */
   #whole: Buffer | undefined;
   readonly #body: Buffer[] = [];
+  /** An error's answer: its body is read up to MAX_ERROR_BODY_BYTES, then cut (the rest never read). */
+  #errorBody = false;
+  #cut = false;
+  /** Bytes of trailer lines read (bounded as a head is). */
+  #trailerBytes = 0;
   keepAlive = true;
 
   constructor(headRequest: boolean, maxBodyBytes = Number.POSITIVE_INFINITY) {
@@ -450,12 +469,24 @@ class AnswerParser {
     this.#maxBodyBytes = maxBodyBytes;
   }
 
-  /** Copies a piece of the body, refusing a body longer than the request allowed. */
-  #take(piece: Buffer): void {
+  /**
+   * Copies a piece of the body, refusing a body longer than the request allowed; true when an error's body reached
+   * MAX_ERROR_BODY_BYTES: what is read so far is the answer, and the connection is not kept (the rest was not read).
+   */
+  #take(piece: Buffer): boolean {
+    if (this.#errorBody && this.#bodyBytes + piece.length > MAX_ERROR_BODY_BYTES) {
+      const keep = MAX_ERROR_BODY_BYTES - this.#bodyBytes;
+      if (keep > 0) this.#body.push(Buffer.from(piece.subarray(0, keep)));
+      this.#bodyBytes += keep;
+      this.#cut = true;
+      this.keepAlive = false;
+      return true;
+    }
     if (this.#bodyBytes + piece.length > this.#maxBodyBytes) throw new HttpAnswerTooLargeError(`the answer's body is longer than the ${this.#maxBodyBytes} bytes asked for`);
     if (this.#whole) piece.copy(this.#whole, this.#bodyBytes);
     else this.#body.push(Buffer.from(piece));
     this.#bodyBytes += piece.length;
+    return false;
   }
 
   /** The whole answer once this chunk completes it; `chunk` is valid only during the call. */
@@ -487,7 +518,7 @@ class AnswerParser {
         }
         case "length": {
           const take = Math.min(this.#remaining, this.#buffered.length);
-          if (take > 0) this.#take(this.#buffered.subarray(0, take));
+          if (take > 0 && this.#take(this.#buffered.subarray(0, take))) return this.#answer();
           this.#buffered = this.#buffered.subarray(take);
           this.#remaining -= take;
           if (this.#remaining === 0) return this.#answer();
@@ -497,7 +528,12 @@ class AnswerParser {
         case "chunk-end":
         case "trailers": {
           const end = this.#buffered.indexOf("\r\n", 0, "latin1");
-          if (end < 0) return undefined;
+          // Framing is not body: a chunk-size line (its extensions) and the trailers in all are bounded as a head is,
+          // else an endless one would be read (and a line held) without end, under any body cap, while bytes move.
+          if (end < 0) {
+            if (this.#buffered.length > MAX_HEAD_BYTES) throw new HttpProtocolError(`an answer's chunk framing has a line longer than ${MAX_HEAD_BYTES} bytes`);
+            return undefined;
+          }
           const line = this.#buffered.toString("latin1", 0, end);
           this.#buffered = this.#buffered.subarray(end + 2);
           if (this.#mode === "chunk-end") {
@@ -505,6 +541,8 @@ class AnswerParser {
             this.#mode = "chunk-size";
           } else if (this.#mode === "trailers") {
             if (line === "") return this.#answer();
+            this.#trailerBytes += end + 2;
+            if (this.#trailerBytes > MAX_HEAD_BYTES) throw new HttpProtocolError(`an answer's trailers are longer than ${MAX_HEAD_BYTES} bytes`);
           } else {
             const size = /^([0-9a-fA-F]+)(;.*)?$/.exec(line.trim())?.[1];
             if (size === undefined) throw new HttpProtocolError(`an answer's chunk size is not hexadecimal: ${JSON.stringify(line.slice(0, 40))}`);
@@ -515,7 +553,7 @@ class AnswerParser {
         }
         case "chunk-data": {
           const take = Math.min(this.#remaining, this.#buffered.length);
-          if (take > 0) this.#take(this.#buffered.subarray(0, take));
+          if (take > 0 && this.#take(this.#buffered.subarray(0, take))) return this.#answer();
           this.#buffered = this.#buffered.subarray(take);
           this.#remaining -= take;
           if (this.#remaining > 0) return undefined;
@@ -523,7 +561,7 @@ class AnswerParser {
           break;
         }
         case "to-end":
-          if (this.#buffered.length > 0) this.#take(this.#buffered);
+          if (this.#buffered.length > 0 && this.#take(this.#buffered)) return this.#answer();
           this.#buffered = Buffer.alloc(0);
           return undefined;
       }
@@ -561,7 +599,11 @@ class AnswerParser {
     if (status < 200) return false;
     this.#status = status;
     this.#headers = headers;
-    if (status >= 300) this.#maxBodyBytes = Number.POSITIVE_INFINITY;
+    // An error's body is read for its code whatever the request's bound, up to MAX_ERROR_BODY_BYTES (#take).
+    if (status >= 300) {
+      this.#maxBodyBytes = Number.POSITIVE_INFINITY;
+      this.#errorBody = true;
+    }
     const connection = String(headers.connection ?? "").toLowerCase();
     this.keepAlive = statusLine[1] === "1" ? !connection.includes("close") : connection.includes("keep-alive");
     if (headers["transfer-encoding"] !== undefined && headers["content-length"] !== undefined) {
@@ -590,8 +632,8 @@ class AnswerParser {
   }
 
   #answer(): Http1Response {
-    // A stray CRLF after the answer is not a second answer (Node ignores it too).
-    this.#buffered = this.#buffered.subarray(leadingLineEnds(this.#buffered));
+    // A stray CRLF after the answer is not a second answer (Node ignores it too). A cut body's rest is not read at all.
+    this.#buffered = this.#cut ? Buffer.alloc(0) : this.#buffered.subarray(leadingLineEnds(this.#buffered));
     if (this.#buffered.length > 0) throw new HttpProtocolError("the server sent more than the answer to the one request in flight");
     const chunks = this.#whole ? [this.#whole] : this.#body;
     let body: Buffer | undefined;
@@ -599,6 +641,7 @@ class AnswerParser {
       status: this.#status,
       headers: this.#headers,
       chunks,
+      ...(this.#cut ? { cut: true as const } : {}),
       get body() {
         body ??= chunks.length === 1 ? (chunks[0] ?? Buffer.alloc(0)) : Buffer.concat(chunks);
         return body;

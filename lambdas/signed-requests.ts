@@ -17,7 +17,7 @@ import type http from "node:http";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { EndpointV2 } from "@smithy/types";
 import { isTransientAwsError } from "./aws-errors.ts";
-import { Http1Pool, type MinimumTransfer } from "./http1-pool.ts";
+import { Http1Pool, MAX_ERROR_BODY_BYTES, type MinimumTransfer } from "./http1-pool.ts";
 import { SigV4Signer, uriEncode, type CredentialsSource } from "./sigv4.ts";
 
 export { uriEncode };
@@ -46,6 +46,8 @@ export interface SignedResponse {
   readonly body: Buffer;
   /** The body as it arrived, in pieces, where the client kept them (http1-pool.ts): read without a copy. */
   readonly chunks?: readonly Buffer[];
+  /** An error's body was longer than the client reads (http1-pool.ts): `body` is its start only. */
+  readonly cut?: true;
 }
 
 /** Where requests go and how they are signed. */
@@ -160,6 +162,8 @@ export class SignedRequests {
         const response = await this.#exchange(method, search ? `${fullPath}?${search}` : fullPath, headers, body, request.maxBodyBytes);
         if (response.status < 300) return response;
         const answered = this.#errorOf(response);
+        // Read from its start only: the error says so, as its message may be the cut body's.
+        if (response.cut) answered.message += ` (the answer's body was longer than ${MAX_ERROR_BODY_BYTES / 1024} KiB: only its start was read, and the connection dropped)`;
         failure = answered;
         clockCorrected = CLOCK_SKEW_CODES.has(answered.name) && this.#correctClock(response);
       } catch (error) {

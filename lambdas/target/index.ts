@@ -12,7 +12,7 @@ export * from "../aws-clients.ts";
 export * from "./http-settings.ts";
 export { SlowTransferError, type MinimumTransfer } from "./slow-transfers.ts";
 export { isTransientAwsError } from "../aws-errors.ts";
-export { giveBackBody } from "../http1-pool.ts";
+export { giveBackBody, releaseKeptBodies } from "../http1-pool.ts";
 export { MULTIPART_THRESHOLD, PARTS_IN_FLIGHT, putInParts } from "../s3-multipart.ts";
 
 export { latestDrillReport, listTasks, readApplierAnnouncement, readPruneReport, readSetStatus, readTaskResult, readVerifyReport } from "./readers.ts";

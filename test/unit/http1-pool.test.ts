@@ -6,8 +6,9 @@ import { join } from "node:path";
 import { createServer as createTlsServer, type TLSSocket } from "node:tls";
 import { createServer as createTcpServer, type AddressInfo, type Socket } from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
-import { giveBackBody, Http1Pool, HttpAnswerTooLargeError, HttpConnectionError, HttpProtocolError, HttpSlowTransferError, InvalidHttpRequestError } from "../../lambdas/http1-pool.ts";
+import { giveBackBody, Http1Pool, HttpAnswerTooLargeError, MAX_ERROR_BODY_BYTES, releaseKeptBodies, HttpConnectionError, HttpProtocolError, HttpSlowTransferError, InvalidHttpRequestError } from "../../lambdas/http1-pool.ts";
 
+const MiB = 1024 * 1024;
 const closers: (() => Promise<void>)[] = [];
 
 afterEach(async () => {
@@ -334,7 +335,6 @@ describe("Http1Pool reads answers as Node's client does", () => {
 });
 
 describe("Http1Pool's large bodies given back", () => {
-  const MiB = 1024 * 1024;
   // Bounded as the restore's reads are: only a bounded request's success is read into a buffer made (or kept) for it.
   const get = (requests: Http1Pool, url: URL, path: string) => requests.request("GET", path, { host: url.host }, new Uint8Array(), 16 * MiB);
 
@@ -404,6 +404,127 @@ describe("Http1Pool's large bodies given back", () => {
     const error500 = await get(pool(bounded500), bounded500, "/");
     expect([error500.status, error500.body === given, error500.chunks.length > 1]).toEqual([500, false, true]);
     expect((await get(requests, server.url, "/k")).body === given).toBe(true);
+  });
+});
+
+/**
+ * Answers every request with a 500 whose body never ends (framed by a huge Content-Length, by chunks, or by the
+ * connection's end), sending as fast as the client reads, up to `guard` bytes a connection (so that a client reading
+ * it all ends too, with a body far too long, instead of hanging). Counts what it sent and the connections the client closed.
+ */
+async function endlessErrorServer(framing: "length" | "chunked" | "to-end", guard: number): Promise<{ url: URL; sent: () => number; closed: Promise<void> }> {
+  let sent = 0;
+  let closedOne!: () => void;
+  const closed = new Promise<void>((resolve) => (closedOne = resolve));
+  const head =
+    framing === "length"
+      ? `HTTP/1.1 500 Internal Server Error\r\nContent-Length: ${1024 * MiB}\r\n\r\n`
+      : framing === "chunked"
+        ? "HTTP/1.1 500 Internal Server Error\r\nTransfer-Encoding: chunked\r\n\r\n"
+        : "HTTP/1.1 500 Internal Server Error\r\nConnection: close\r\n\r\n";
+  const block = Buffer.alloc(60 * 1024, "e");
+  const piece = framing === "chunked" ? Buffer.concat([Buffer.from(`${block.length.toString(16)}\r\n`), block, Buffer.from("\r\n")]) : block;
+  const url = await rawServer((socket) => {
+    socket.once("close", () => closedOne());
+    const start = "<Error><Code>InternalError</Code><Message>";
+    socket.write(`${head}${framing === "chunked" ? `${start.length.toString(16)}\r\n${start}\r\n` : start}`, "latin1");
+    let mine = 0;
+    const pump = () => {
+      while (!socket.destroyed && mine < guard) {
+        mine += piece.length;
+        sent += piece.length;
+        if (!socket.write(piece)) {
+          socket.once("drain", pump);
+          return;
+        }
+      }
+    };
+    pump();
+  });
+  return { url, sent: () => sent, closed };
+}
+
+describe("Http1Pool's error bodies", () => {
+  it("reads at most MAX_ERROR_BODY_BYTES of an error's endless body, says it was cut, and drops the connection (by length, by chunks, to the end)", async () => {
+    const guard = 256 * MiB;
+    for (const framing of ["length", "chunked", "to-end"] as const) {
+      const server = await endlessErrorServer(framing, guard);
+      const requests = pool(server.url, 5_000);
+      const answer = await requests.request("GET", "/", { host: server.url.host }, new Uint8Array(), 8 * MiB);
+      expect([framing, answer.status, answer.cut, answer.body.length]).toEqual([framing, 500, true, MAX_ERROR_BODY_BYTES]);
+      expect(answer.body.toString("latin1", 0, 40)).toBe("<Error><Code>InternalError</Code><Messag");
+      expect(answer.body.subarray(60).every((x) => x === 0x65 || x === 0x0d || x === 0x0a || (x >= 0x30 && x <= 0x66))).toBe(true);
+      // The client closed the connection: the server stops sending, having sent no more than the socket buffers hold.
+      await server.closed;
+      expect(server.sent()).toBeLessThan(32 * MiB);
+    }
+  });
+
+  it("reads an error's body of exactly MAX_ERROR_BODY_BYTES whole, not cut, and keeps the connection", async () => {
+    const server = await httpServer((_req, res) => {
+      res.writeHead(503, { "content-length": String(MAX_ERROR_BODY_BYTES) });
+      res.end(Buffer.alloc(MAX_ERROR_BODY_BYTES, "s"));
+    });
+    const requests = pool(server.url);
+    for (let i = 0; i < 2; i++) {
+      const answer = await requests.request("GET", "/", { host: server.url.host }, new Uint8Array());
+      expect([answer.status, answer.cut, answer.body.length]).toEqual([503, undefined, MAX_ERROR_BODY_BYTES]);
+    }
+    expect(server.connections()).toBe(1);
+  });
+});
+
+describe("Http1Pool's chunk framing lines", () => {
+  /** A chunked answer whose framing (not its data) never ends: an endless chunk-size line, or trailer lines without end. */
+  async function endlessFraming(status: number, framing: "size-line" | "trailers"): Promise<{ url: URL; sent: () => number }> {
+    let sent = 0;
+    const url = await rawServer((socket) => {
+      socket.write(`HTTP/1.1 ${status} X\r\nTransfer-Encoding: chunked\r\n\r\n${framing === "size-line" ? "1;ext=" : "3\r\nabc\r\n0\r\n"}`, "latin1");
+      const piece = Buffer.from(framing === "size-line" ? "x".repeat(16 * 1024) : "X-Trailer: yyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyy\r\n".repeat(256), "latin1");
+      const pump = () => {
+        // Guarded so that a client reading it all ends too (a body far too long) instead of hanging the test.
+        while (!socket.destroyed && sent < 256 * MiB) {
+          sent += piece.length;
+          if (!socket.write(piece)) {
+            socket.once("drain", pump);
+            return;
+          }
+        }
+      };
+      pump();
+    });
+    return { url, sent: () => sent };
+  }
+
+  it("refuses a chunk-size line or trailers longer than a head may be, for an error's answer and a success's: neither is read without end", async () => {
+    for (const status of [500, 200]) {
+      for (const framing of ["size-line", "trailers"] as const) {
+        const server = await endlessFraming(status, framing);
+        const requests = pool(server.url, 5_000);
+        const failed = await requests.request("GET", "/", { host: server.url.host }, new Uint8Array(), 8 * MiB).then(
+          () => undefined,
+          (error: unknown) => error,
+        );
+        expect([status, framing, failed instanceof HttpProtocolError]).toEqual([status, framing, true]);
+        expect(server.sent()).toBeLessThan(32 * MiB);
+      }
+    }
+  });
+});
+
+describe("Http1Pool's given-back bodies released", () => {
+  it("after releaseKeptBodies, a body given back before is not read into again", async () => {
+    const server = await httpServer((_req, res) => res.end(Buffer.alloc(2 * MiB, "r")));
+    const requests = pool(server.url);
+    const read = async () => (await requests.request("GET", "/", { host: server.url.host }, new Uint8Array(), 8 * MiB)).body;
+    const first = await read();
+    giveBackBody(first);
+    releaseKeptBodies();
+    const second = await read();
+    expect(second === first).toBe(false);
+    // Not released, it is (the check above is not vacuous).
+    giveBackBody(second);
+    expect((await read()) === second).toBe(true);
   });
 });
 

@@ -59,3 +59,28 @@ describe("chunks given back as they are written", () => {
     expect(told).toBe(3 + 10 + 1);
   });
 });
+
+describe("the recovery point told when the restore is over", () => {
+  it("calls finished() once, after the last write, whether the restore succeeded or was stopped", async () => {
+    const dir = tempDir("tidemark-chunk-finished-");
+    dirs.push(dir);
+    const body = Buffer.from("one file");
+    const events: string[] = [];
+    const point = (onContent: () => void) => ({
+      entries: [entryOf("a.txt", body), entryOf("b.txt", body)],
+      content: async () => {
+        onContent();
+        events.push("content");
+        return body;
+      },
+      finished: () => events.push("finished"),
+    });
+    await writeRecoveryPoint(point(() => undefined), join(dir.path, "done"));
+    expect(events).toEqual(["content", "content", "finished"]);
+    events.length = 0;
+    const stop = new AbortController();
+    await expect(writeRecoveryPoint(point(() => stop.abort()), join(dir.path, "stopped"), { signal: stop.signal })).rejects.toThrow();
+    expect(events.filter((e) => e === "finished")).toEqual(["finished"]);
+    expect(events.at(-1)).toBe("finished");
+  });
+});

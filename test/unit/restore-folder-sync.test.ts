@@ -7,13 +7,15 @@ import type * as FsPromises from "node:fs/promises";
 import { chmod } from "node:fs/promises";
 import { join } from "node:path";
 import { afterEach, describe, expect, it, vi } from "vitest";
-import { writeRecoveryPoint, type RecoveryEntry } from "../../agent/restore-writer.ts";
+import { FOLDER_SYNC_CONCURRENCY, writeRecoveryPoint, type RecoveryEntry } from "../../agent/restore-writer.ts";
 import { tempDir } from "../support/tree.ts";
 
 /** Paths synced through a handle opened read-only (folders; files are opened to be written). */
 const synced: string[] = [];
 /** Folder syncs and chmods, in the order they happened. */
 const events: { op: "sync" | "chmod"; path: string; mode?: number }[] = [];
+/** Folder syncs under way at once, now and at most. */
+const inFlight = { now: 0, most: 0 };
 
 vi.mock("node:fs/promises", async (importOriginal) => {
   const actual = await importOriginal<typeof FsPromises>();
@@ -26,7 +28,15 @@ vi.mock("node:fs/promises", async (importOriginal) => {
       value: async () => {
         synced.push(file);
         events.push({ op: "sync", path: file });
-        return sync();
+        inFlight.now += 1;
+        inFlight.most = Math.max(inFlight.most, inFlight.now);
+        try {
+          // Held a moment, as a disk's flush would: syncs started together overlap.
+          await new Promise((resolve) => setTimeout(resolve, 5));
+          return await sync();
+        } finally {
+          inFlight.now -= 1;
+        }
       },
     });
     return handle;
@@ -43,6 +53,7 @@ const dirs: ReturnType<typeof tempDir>[] = [];
 afterEach(() => {
   synced.length = 0;
   events.length = 0;
+  inFlight.most = 0;
   for (const dir of dirs.splice(0)) dir.remove();
 });
 
@@ -70,6 +81,20 @@ describe("restore durability", () => {
     expect(report.failures).toEqual([]);
     // "quiet" got no names; root got a.txt and the folders d and quiet, d its files, link and folder e, e its file.
     expect(synced.sort()).toEqual([to, join(to, "d"), join(to, "d/e")].sort());
+  });
+
+  it("syncs the folders several at once (at most FOLDER_SYNC_CONCURRENCY), each once, all before the restore returns", async () => {
+    const dir = tempDir("tidemark-sync-");
+    dirs.push(dir);
+    const to = join(dir.path, "out");
+    const files = Array.from({ length: 20 }, (_, i) => file(`f${i}/x.txt`, `x${i}`));
+    const bodies = new Map(files.map(([entry, body]) => [entry.path, body]));
+    const entries: RecoveryEntry[] = [...files.map(([entry]) => ({ path: entry.path.split("/")[0] ?? "", kind: "dir" as const, size: 0, mode: 0o755, mtimeNs: T })), ...files.map(([entry]) => entry)];
+    const report = await writeRecoveryPoint({ entries, content: async (e) => bodies.get(e.path) ?? Buffer.alloc(0) }, to);
+    expect(report.failures).toEqual([]);
+    expect(synced.sort()).toEqual([to, ...files.map(([entry]) => join(to, entry.path.split("/")[0] ?? ""))].sort());
+    expect(inFlight.now).toBe(0);
+    expect(inFlight.most).toBe(FOLDER_SYNC_CONCURRENCY);
   });
 
   it("syncs every folder before any folder gets a mode its owner cannot read or enter", async () => {

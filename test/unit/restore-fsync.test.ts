@@ -15,15 +15,15 @@ import type * as TempFile from "../../agent/temp-file.ts";
 import { tempDir } from "../support/tree.ts";
 
 /** What happened to the restore's temp files, in order. */
-const events: { op: "open" | "fsync" | "chmod" | "rename"; path: string; flags?: string }[] = [];
+const events: { op: "open" | "fsync" | "chmod" | "rename"; path: string; flags?: string; mode?: number | undefined }[] = [];
 const control = { failFsync: "" };
 
 // The restore's files are made by openNewFile (created "wx"); any other open of a temp file would be a reopen.
 vi.mock("../../agent/temp-file.ts", async (importOriginal) => {
   const actual = await importOriginal<typeof TempFile>();
-  const openNewFile = async (file: string) => {
-    const handle = await actual.openNewFile(file);
-    events.push({ op: "open", path: file, flags: "wx" });
+  const openNewFile = async (file: string, mode?: number) => {
+    const handle = await actual.openNewFile(file, mode);
+    events.push({ op: "open", path: file, flags: "wx", mode });
     const sync = handle.sync.bind(handle);
     const chmod = handle.chmod.bind(handle);
     return Object.assign(handle, {
@@ -102,9 +102,10 @@ describe("restore durability of files", () => {
     expect(written).toHaveLength(3);
     for (const { path, flags } of written) {
       expect(flags).toBe("wx");
-      // Each temp file's one fsync, on the handle that wrote it (no reopen), before its chmod and its rename.
+      // Each temp file's one fsync, on the handle that wrote it (no reopen), before its rename; made with its mode (0640),
+      // so no chmod after.
       expect(events.filter((e) => e.op === "fsync" && e.path === path)).toEqual([{ op: "fsync", path, flags: "wx" }]);
-      expect(at("fsync", path)).toBeLessThan(at("chmod", path));
+      expect(at("chmod", path)).toBe(-1);
       expect(at("fsync", path)).toBeLessThan(at("rename", path));
     }
     // No file is opened again to be synced later.
@@ -126,7 +127,30 @@ describe("restore durability of files", () => {
     expect(statSync(join(to, "none.txt")).mode & 0o7777).toBe(0o000);
     expect(statSync(join(to, "write-only.txt")).mode & 0o7777).toBe(0o200);
     expect(statSync(join(to, "none.txt")).size).toBe(4);
-    for (const { path } of events.filter((e) => e.op === "open")) expect(at("fsync", path)).toBeLessThan(at("chmod", path));
+    // 000 needs a chmod (the file is made writable by its owner), after its fsync; 200 is made as it is.
+    const chmods = events.filter((e) => e.op === "chmod");
+    expect(chmods.map((e) => events.find((o) => o.op === "open" && o.path === e.path)?.mode)).toEqual([0o000]);
+    for (const { path } of chmods) expect(at("fsync", path)).toBeLessThan(at("chmod", path));
+  });
+
+  it("sets a mode by chmod only where the creating open could not give it, and every mode comes out exact", async () => {
+    const old = process.umask(0o027);
+    try {
+      // Made as is (umask 027 takes nothing of them): 0640, 0750, 0600, 0200. Need a chmod: others' or group's write,
+      // set-id and sticky bits, read bits the umask took, 000.
+      const asIs = [0o640, 0o750, 0o600, 0o200];
+      const chmodded = [0o666, 0o664, 0o4755, 0o2750, 0o1640, 0o644, 0o000, 0o444];
+      const files = [...asIs, ...chmodded].map((mode) => file(`m${mode.toString(8)}`, `mode ${mode.toString(8)}`, mode));
+      const { to, report } = await restore(files);
+      expect(report.failures).toEqual([]);
+      for (const mode of [...asIs, ...chmodded]) expect([mode.toString(8), (statSync(join(to, `m${mode.toString(8)}`)).mode & 0o7777).toString(8)]).toEqual([mode.toString(8), mode.toString(8)]);
+      const opened = new Map(events.filter((e) => e.op === "open" && e.mode !== undefined).map((e) => [e.path, e.mode]));
+      const chmodOf = (mode: number) => events.filter((e) => e.op === "chmod" && opened.get(e.path) === mode).length;
+      expect(asIs.map((mode) => [mode.toString(8), chmodOf(mode)])).toEqual(asIs.map((mode) => [mode.toString(8), 0]));
+      expect(chmodded.map((mode) => [mode.toString(8), chmodOf(mode)])).toEqual(chmodded.map((mode) => [mode.toString(8), 1]));
+    } finally {
+      process.umask(old);
+    }
   });
 
   const setpriv = process.getuid?.() === 0 && existsSync("/usr/bin/setpriv");

@@ -39,8 +39,8 @@ vi.mock("node:fs/promises", async (importOriginal) => {
 // A restore's files are made by openNewFile.
 vi.mock("../../agent/temp-file.ts", async (importOriginal) => {
   const actual = await importOriginal<typeof TempFile>();
-  const openNewFile = async (file: string) => {
-    const handle = await actual.openNewFile(file);
+  const openNewFile = async (file: string, mode?: number) => {
+    const handle = await actual.openNewFile(file, mode);
     const disk = [...disks].find(([dir]) => file.startsWith(dir))?.[1];
     if (!disk) return handle;
     let calls = 0;

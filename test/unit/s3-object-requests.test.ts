@@ -208,6 +208,42 @@ describe("answers and retries", () => {
     }
   });
 
+  it("reads only the start of an error's endless body (a broken or hostile endpoint), and says so in the error, for each attempt", async () => {
+    const guard = 256 * 1024 * 1024;
+    let sent = 0;
+    capture.server.responder = (_request, res) => {
+      res.writeHead(500, { "content-type": "application/xml" });
+      res.write("<Error><Code>InternalError</Code><Message>");
+      const block = Buffer.alloc(60 * 1024, "m");
+      let mine = 0;
+      const pump = () => {
+        while (!res.destroyed && mine < guard) {
+          mine += block.length;
+          sent += block.length;
+          if (!res.write(block)) {
+            res.once("drain", pump);
+            return;
+          }
+        }
+        if (!res.destroyed) res.end("</Message></Error>");
+      };
+      res.on("error", () => undefined);
+      pump();
+    };
+    const direct = await open(clientFor(capture.server.endpoint, { maxAttempts: 2 }));
+    try {
+      const error = await direct.get("k").catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(AwsRequestError);
+      expect(error).toMatchObject({ name: "InternalError", $metadata: { httpStatusCode: 500 } });
+      expect((error as Error).message).toMatch(/^S3 answered 500 \(the answer's body was longer than 64 KiB: only its start was read, and the connection dropped\)$/);
+      expect(capture.server.requests).toHaveLength(2);
+      // Two attempts, each dropped after 64 KiB: the server sent no more than the sockets' buffers took, not the body.
+      expect(sent).toBeLessThan(64 * 1024 * 1024);
+    } finally {
+      direct.close();
+    }
+  });
+
   it("names a body-less error from its status (HEAD of a missing object)", async () => {
     capture.server.responder = (_request, res) => {
       res.writeHead(404);

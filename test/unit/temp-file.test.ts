@@ -33,19 +33,50 @@ describe("openNewFile", () => {
       expect(statSync(path).mode & 0o777).toBe(0o600);
       expect(await file.writev([Buffer.from("hello "), Buffer.from("world")], 0)).toEqual({ bytesWritten: 11 });
       expect(await file.write(Buffer.from("xxWOxx"), 2, 2, 6)).toEqual({ bytesWritten: 2 });
-      expect(await file.size()).toBe(11);
+      expect(await file.stat()).toEqual({ size: 11, mode: 0o600 });
       await file.truncate(5);
-      expect(await file.size()).toBe(5);
+      expect((await file.stat()).size).toBe(5);
       await file.sync();
       // Mode 000 set through the descriptor: later calls on it still work (permissions are checked at open).
       await file.chmod(0o000);
       await file.utimes(1_000_000, 1_000_000.25);
-      expect(await file.size()).toBe(5);
+      expect(await file.stat()).toEqual({ size: 5, mode: 0o000 });
     } finally {
       await file.close();
     }
     const st = statSync(path, { bigint: true });
     expect(Number(st.mode & 0o7777n)).toBe(0o000);
     expect(st.mtimeNs).toBe(1_000_000_250_000_000n);
+  });
+
+  it("given a mode, creates the file with its read and execute bits and its owner's write only: never others' write, set-id or sticky", async () => {
+    const umask = 0o022;
+    const old = process.umask(umask);
+    try {
+      const dir = scratch();
+      const cases: [number, number][] = [
+        [0o644, 0o644],
+        [0o755, 0o755],
+        [0o400, 0o600],
+        [0o000, 0o200],
+        [0o666, 0o644],
+        [0o777, 0o755],
+        [0o4755, 0o755],
+        [0o1644, 0o644],
+      ];
+      for (const [mode, created] of cases) {
+        const path = join(dir, mode.toString(8));
+        const file = await openNewFile(path, mode);
+        try {
+          expect([mode.toString(8), (await file.stat()).mode.toString(8)]).toEqual([mode.toString(8), created.toString(8)]);
+          // Written whatever the mode: the creating open grants it.
+          expect(await file.writev([Buffer.from("x")], 0)).toEqual({ bytesWritten: 1 });
+        } finally {
+          await file.close();
+        }
+      }
+    } finally {
+      process.umask(old);
+    }
   });
 });
