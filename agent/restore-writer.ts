@@ -11,7 +11,7 @@ import { createHash, randomBytes } from "node:crypto";
 import { chmod, link, lstat, lutimes, mkdir, open, readdir, realpath, rename, rm, statfs, symlink, utimes } from "node:fs/promises";
 import { dirname, join, relative, sep } from "node:path";
 import { mapConcurrent } from "../contract/async.ts";
-import { isTransientAwsError } from "../lambdas/aws-errors.ts";
+import { isTransientAwsError } from "../lambdas/target/index.ts";
 import { formatBytes } from "./format.ts";
 import { writevFully } from "./full-write.ts";
 import { openNewFile, type NewFile } from "./temp-file.ts";
