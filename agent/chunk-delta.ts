@@ -159,17 +159,27 @@ export class ContentSink {
     return bytes;
   }
 
-  /** What was kept: in memory, or a spool file (fsynced) named in the content. */
+  /** What was kept: in memory, or a spool file (fsynced) named in the content; failing, it leaves no file behind. */
   async finish(): Promise<RangeContent> {
     if (!this.#hash) throw new Error("a sink of bytes that do not travel is never finished");
     const contentSha256 = this.#hash.digest("hex");
     if (!this.#file) return { content: { bytes: Buffer.concat(this.#parts) }, contentSha256 };
-    await this.#write(this.#file);
-    await this.#file.sync();
-    await this.#file.close();
-    this.#file = undefined;
-    await rename(this.#temp, join(this.#spoolDir, this.#name));
-    await syncDir(this.#spoolDir);
+    const file = this.#file;
+    const final = join(this.#spoolDir, this.#name);
+    try {
+      await this.#write(file);
+      await file.sync();
+      this.#file = undefined;
+      await file.close();
+      await rename(this.#temp, final);
+      await syncDir(this.#spoolDir);
+    } catch (error) {
+      // Closed or not, renamed or not: no record names the file, so nothing would ever remove it. The first error is the one told.
+      await this.discard().catch(() => undefined);
+      await rm(this.#temp, { force: true });
+      await rm(final, { force: true });
+      throw error;
+    }
     return { content: { spool: this.#name }, contentSha256 };
   }
 
@@ -177,9 +187,13 @@ export class ContentSink {
     this.#parts = [];
     this.#unwritten = 0;
     if (!this.#file) return;
-    await this.#file.close();
+    const file = this.#file;
     this.#file = undefined;
-    await rm(this.#temp, { force: true });
+    try {
+      await file.close();
+    } finally {
+      await rm(this.#temp, { force: true });
+    }
   }
 }
 
