@@ -374,15 +374,15 @@ export class SetCapture {
 
   /**
    * Changes journaled: the busy files hear of them, and a path deleted or renamed away (itself or a folder above it)
-   * is no longer one that kept changing while read; a file made there later starts afresh.
+   * is no longer one that kept changing while read; a file made there later starts afresh. So does one renamed onto
+   * it (a whole-set scan's rename: no hinted capture of the path decided its mark).
    */
   #journaled(changes: readonly Change[], seqs: readonly number[]): void {
     this.#busy.journaled(changes, seqs);
     if (this.#changingWhileRead.size === 0) return;
     for (const change of changes) {
-      const gone = change.op === "delete" ? change.path : change.op === "rename" ? change.from : undefined;
-      if (gone === undefined) continue;
-      for (const path of this.#changingWhileRead) if (path === gone || path.startsWith(`${gone}/`)) this.#changingWhileRead.delete(path);
+      const gone = change.op === "delete" ? [change.path] : change.op === "rename" ? [change.from, change.to] : [];
+      for (const path of this.#changingWhileRead) if (gone.some((at) => path === at || path.startsWith(`${at}/`))) this.#changingWhileRead.delete(path);
     }
   }
 

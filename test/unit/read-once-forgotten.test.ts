@@ -105,3 +105,24 @@ it("forgets it when the file is renamed (its old name is never captured again)",
   writing.on = true;
   expect(await capturedReads()).toBe(5);
 });
+
+it("forgets it when a whole-set scan finds another file renamed onto the path (a new file there)", async () => {
+  const { writing, capturedReads } = await walHarness();
+  expect(await capturedReads()).toBe(5);
+  writing.on = false;
+  const other = "d/other.db-wal";
+  writeFileSync(join(h.src.path, other), Buffer.alloc(SIZE, 5));
+  await h.agent.scan(SET);
+  await h.agent.drain(SET);
+  const sent = h.transport.bodies.length;
+  renameSync(join(h.src.path, other), join(h.src.path, WAL));
+  await h.agent.scan(SET);
+  await h.agent.drain(SET);
+  const records = h.transport.bodies.slice(sent).flatMap((body) => {
+    const message = parseMessage(body);
+    return isMarkerMessage(message) ? [] : message.records;
+  });
+  expect(records).toContainEqual(expect.objectContaining({ op: "rename", from: other, to: WAL }));
+  writing.on = true;
+  expect(await capturedReads()).toBe(5);
+});
