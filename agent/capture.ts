@@ -259,6 +259,14 @@ async function readBlocks(spoolDir: string, abs: string, size: number, blocks: r
 }
 
 /**
+ * Per journal, the set + "\0" + path of files whose last delta needed a join (more ranges than a delta lists): only
+ * their next read keeps the gaps a join takes its bytes from (chunk-delta.ts DeltaContent). Kept for every file, the
+ * gaps are mostly written to the spool and thrown away (up to about the file's size); a file's first joined delta,
+ * and every one after a restart (which forgets), is read again for its joined ranges instead.
+ */
+const joinedLastTime = new WeakMap<Journal, Set<string>>();
+
+/**
  * The delta of a file against what the index holds of it (chunk-delta.ts):
  * the byte ranges that changed, when sending only those is worth it.
  */
@@ -267,7 +275,10 @@ async function readDelta(journal: Journal, set: string, abs: string, path: strin
   // Nothing to compare with (indexed before fingerprints, and too small for block hashes): no delta to find.
   if (!chunks && !known.blocks) return "whole";
   // Past half the file, a delta saves little and costs the target a rebuild.
-  const delta = new DeltaContent(journal.spoolDir, Number(st.size), Number(st.size) / 2);
+  const joined = joinedLastTime.get(journal) ?? new Set<string>();
+  joinedLastTime.set(journal, joined);
+  const key = `${set}\0${path}`;
+  const delta = new DeltaContent(journal.spoolDir, Number(st.size), Number(st.size) / 2, joined.has(key));
   const scan = await scanAgainst(abs, { size: known.size, blocks: known.blocks, chunks }, delta).catch(async (error: unknown) => {
     await delta.discard();
     throw error;
@@ -277,6 +288,8 @@ async function readDelta(journal: Journal, set: string, abs: string, path: strin
     return "whole";
   }
   const { size, sha256, chunkHashes } = scan;
+  if (scan.ranges.length > MAX_DELTA_RANGES) joined.add(key);
+  else joined.delete(key);
   // The changed bytes (joined across the smallest gaps when too many to list) come from the read the SHA-256 was taken over.
   const found = await delta.finish(scan.ranges, size);
   if (found === "whole") return "whole";
@@ -284,7 +297,8 @@ async function readDelta(journal: Journal, set: string, abs: string, path: strin
   let read: RangeContent | undefined;
   if (found !== "unkept") ({ ranges, read } = found);
   else {
-    // A file that grew while read, or past what the kept gaps cover: the joined ranges are read again, checked against the scan.
+    // No gaps kept (the last delta needed no join), a file that grew while read, or past what the kept gaps cover: the
+    // joined ranges are read again, checked against the scan.
     ranges = capRanges(scan.ranges, MAX_DELTA_RANGES);
     read = await readRanges(journal.spoolDir, abs, ranges, chunkHashes);
   }

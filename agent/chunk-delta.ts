@@ -207,7 +207,9 @@ export class ContentSink {
  *
  * The gap limit is the file's size over MAX_DELTA_RANGES: fewer than that many
  * gaps can be longer, so the gaps a join needs are always kept (for a file up
- * to MAX_KEPT_GAP * MAX_DELTA_RANGES that did not grow while read).
+ * to MAX_KEPT_GAP * MAX_DELTA_RANGES that did not grow while read). Gaps are
+ * kept only when the caller expects a join (capture.ts: the file's last delta
+ * needed one), since most are thrown away unused.
  */
 export class DeltaContent {
   readonly #spoolDir: string;
@@ -221,12 +223,21 @@ export class DeltaContent {
   #tailBytes = 0;
   #collecting = false;
 
-  /** size: the file's size when its read starts; limit: most changed bytes worth a delta. */
-  constructor(spoolDir: string, size: number, limit: number) {
+  /**
+   * size: the file's size when its read starts; limit: most changed bytes worth a delta. keepGaps false: no gap is
+   * kept (a file whose delta is unlikely to need a join: kept gaps would be written only to be thrown away), and a
+   * delta that needs a join is "unkept".
+   */
+  constructor(spoolDir: string, size: number, limit: number, keepGaps = true) {
     this.#spoolDir = spoolDir;
     this.#changed = new ContentSink(spoolDir, limit);
     this.#gaps = new ContentSink(spoolDir, Number.POSITIVE_INFINITY, { hashed: false });
-    this.#gapLimit = Math.min(MAX_KEPT_GAP, Math.ceil(size / MAX_DELTA_RANGES / CHUNK_SIZE) * CHUNK_SIZE);
+    this.#gapLimit = keepGaps ? Math.min(MAX_KEPT_GAP, Math.ceil(size / MAX_DELTA_RANGES / CHUNK_SIZE) * CHUNK_SIZE) : 0;
+  }
+
+  /** Unchanged bytes kept so far for a join. */
+  get keptGapBytes(): number {
+    return this.#gaps.size;
   }
 
   /** More changed bytes than the limit: the file is better sent whole. */

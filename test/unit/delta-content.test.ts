@@ -114,4 +114,19 @@ describe("a delta's content from one read", () => {
     expect(await whole.finish(dense.ranges, dense.size)).toBe("whole");
     expect(readdirSync(dir)).toEqual([]);
   });
+
+  it("told to keep no gaps, spools none and says a join is unkept (the caller reads the joined ranges again)", async () => {
+    const dir = spoolDir();
+    const { size, ranges } = piecesOf(MAX_DELTA_RANGES + 500, 1000, [100, 600], [1, 2500]);
+    const file = randomBytes(size);
+    const kept = new DeltaContent(dir, size, Number.POSITIVE_INFINITY);
+    await feed(kept, file, 1000, ranges);
+    expect(kept.keptGapBytes).toBeGreaterThan(0);
+    await kept.discard();
+    const delta = new DeltaContent(dir, size, Number.POSITIVE_INFINITY, false);
+    await feed(delta, file, 1000, ranges);
+    expect(delta.keptGapBytes).toBe(0);
+    expect(await delta.finish(ranges, size)).toBe("unkept");
+    expect(readdirSync(dir)).toEqual([]);
+  });
 });

@@ -9,6 +9,7 @@ import { closeSync, fstatSync, openSync, readFileSync, readdirSync, statSync, wr
 import { open } from "node:fs/promises";
 import { join } from "node:path";
 import { afterEach, describe, expect, it, vi } from "vitest";
+import { DeltaContent } from "../../agent/chunk-delta.ts";
 import { CHUNK_SIZE, MAX_DELTA_RANGES, capRanges, rangesBytes, type ByteRange } from "../../contract/delta-ranges.ts";
 import { isMarkerMessage, parseMessage } from "../../contract/wire.ts";
 import { readSetStatus } from "../../lambdas/store/set-status.ts";
@@ -103,9 +104,53 @@ describe("a large file's delta, read once", () => {
     return { bytes: harness.sent() - before, puts };
   };
 
+  /** Gap bytes each delta of the file kept for a join, and the passes over the file, at each step. */
+  const watchGaps = () => {
+    const kept: number[] = [];
+    const realFinish = DeltaContent.prototype.finish;
+    vi.spyOn(DeltaContent.prototype, "finish").mockImplementation(function (this: DeltaContent, ...args) {
+      kept.push(this.keptGapBytes);
+      return realFinish.apply(this, args);
+    });
+    return kept;
+  };
+
+  it("keeps no gap bytes for a delta that lists its ranges, nor for a file's first joined delta (read again); the next joined delta keeps them and reads once", async () => {
+    const harness = await start();
+    const path = join(harness.src.path, NAME);
+    const kept = watchGaps();
+    // Fewer ranges than a delta lists, with 8 KiB gaps (within the gap limit): none of their bytes is spooled.
+    const few = await step(harness, () => writePages(path, PAGES.slice(0, 2000)));
+    expect(few.puts.map((put) => put.delta?.ranges?.length)).toEqual([2000]);
+    expect(kept).toEqual([0]);
+    // The first delta that needs a join: no gaps kept, its joined ranges read again.
+    let reads = await watchReads(harness.state.path, path, () => undefined);
+    const first = await step(harness, () => writePages(path, PAGES));
+    expect(first.puts.map((put) => put.delta?.ranges?.length)).toEqual([MAX_DELTA_RANGES]);
+    expect(kept).toEqual([0, 0]);
+    expect(reads.handles.size).toBe(2);
+    // Its last delta joined: the next keeps the gaps and reads the file once.
+    vi.restoreAllMocks();
+    const later = watchGaps();
+    reads = await watchReads(harness.state.path, path, () => undefined);
+    const second = await step(harness, () => writePages(path, PAGES));
+    expect(second.puts.map((put) => put.delta?.ranges?.length)).toEqual([MAX_DELTA_RANGES]);
+    expect(later[0]).toBeGreaterThan(0);
+    expect(reads.handles.size).toBe(1);
+    const object = await harness.store.get(`data/${SET}/${NAME}`);
+    expect(object && sha(object.body)).toBe(sha(readFileSync(path)));
+    // A delta that lists its ranges again: the file's next one keeps no gaps.
+    await step(harness, () => writePages(path, PAGES.slice(0, 10)));
+    await step(harness, () => writePages(path, PAGES.slice(0, 10)));
+    expect(later.slice(1)).toEqual([expect.any(Number), 0]);
+    expect(readdirSync(harness.journal.spoolDir)).toEqual([]);
+  });
+
   it("joins more ranges than a delta lists with bytes of the same read: one pass over the file, the joined ranges sent", async () => {
     const harness = await start();
     const path = join(harness.src.path, NAME);
+    // Gaps are kept for a file whose last delta joined.
+    await step(harness, () => writePages(path, PAGES));
     // A checkpoint that lands right after the file was read once: a second read of the joined ranges would find it.
     const reads = await watchReads(harness.state.path, path, (handle, position) => {
       if (handle === 2 && position === 0) writePages(path, PAGES.slice(0, 50));
@@ -129,6 +174,8 @@ describe("a large file's delta, read once", () => {
   it("a file rewritten in scattered places while it is read travels as a delta of exactly what was read, never whole", async () => {
     const harness = await start();
     const path = join(harness.src.path, NAME);
+    // Gaps are kept for a file whose last delta joined.
+    await step(harness, () => writePages(path, PAGES));
     // During every pass, after its first window: pages behind the read and ahead of it are rewritten.
     let rewrites = 0;
     await watchReads(harness.state.path, path, (_handle, position) => {
