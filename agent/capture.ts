@@ -9,9 +9,9 @@ import { join } from "node:path";
 import { pipeline } from "node:stream/promises";
 import { Transform } from "node:stream";
 import { BLOCK_SIZE, MAX_INLINE_DECODED_BYTES, blockLength } from "../contract/wire.ts";
-import { MAX_DELTA_RANGES, MAX_RANGED_FILE_BYTES, MIN_DELTA_FILE_BYTES, capRanges, rangesBytes } from "../contract/delta-ranges.ts";
+import { MAX_DELTA_RANGES, MAX_RANGED_FILE_BYTES, MIN_DELTA_FILE_BYTES, capRanges, type ByteRange } from "../contract/delta-ranges.ts";
 import { ChunkHasher } from "./chunk-hash.ts";
-import { ContentSink, readRanges, scanAgainst, syncDir, type RangeContent } from "./chunk-delta.ts";
+import { ContentSink, DeltaContent, readRanges, scanAgainst, syncDir, type RangeContent } from "./chunk-delta.ts";
 import type { EntryStat } from "./folder-stats.ts";
 import { readLinkTarget } from "./link-target.ts";
 import { readSmallFile } from "./small-file-read.ts";
@@ -259,6 +259,14 @@ async function readBlocks(spoolDir: string, abs: string, size: number, blocks: r
 }
 
 /**
+ * Per journal, the set + "\0" + path of files whose last delta needed a join (more ranges than a delta lists): only
+ * their next read keeps the gaps a join takes its bytes from (chunk-delta.ts DeltaContent). Kept for every file, the
+ * gaps are mostly written to the spool and thrown away (up to about the file's size); a file's first joined delta,
+ * and every one after a restart (which forgets), is read again for its joined ranges instead.
+ */
+const joinedLastTime = new WeakMap<Journal, Set<string>>();
+
+/**
  * The delta of a file against what the index holds of it (chunk-delta.ts):
  * the byte ranges that changed, when sending only those is worth it.
  */
@@ -267,21 +275,31 @@ async function readDelta(journal: Journal, set: string, abs: string, path: strin
   // Nothing to compare with (indexed before fingerprints, and too small for block hashes): no delta to find.
   if (!chunks && !known.blocks) return "whole";
   // Past half the file, a delta saves little and costs the target a rebuild.
-  const sink = new ContentSink(journal.spoolDir, Number(st.size) / 2);
-  const scan = await scanAgainst(abs, { size: known.size, blocks: known.blocks, chunks }, sink).catch(async (error: unknown) => {
-    await sink.discard();
+  const joined = joinedLastTime.get(journal) ?? new Set<string>();
+  joinedLastTime.set(journal, joined);
+  const key = `${set}\0${path}`;
+  const delta = new DeltaContent(journal.spoolDir, Number(st.size), Number(st.size) / 2, joined.has(key));
+  const scan = await scanAgainst(abs, { size: known.size, blocks: known.blocks, chunks }, delta).catch(async (error: unknown) => {
+    await delta.discard();
     throw error;
   });
-  if (!scan) return "whole";
+  if (!scan) {
+    await delta.discard();
+    return "whole";
+  }
   const { size, sha256, chunkHashes } = scan;
-  let ranges = scan.ranges;
+  if (scan.ranges.length > MAX_DELTA_RANGES) joined.add(key);
+  else joined.delete(key);
+  // The changed bytes (joined across the smallest gaps when too many to list) come from the read the SHA-256 was taken over.
+  const found = await delta.finish(scan.ranges, size);
+  if (found === "whole") return "whole";
+  let ranges: ByteRange[];
   let read: RangeContent | undefined;
-  if (ranges.length <= MAX_DELTA_RANGES) read = await sink.finish();
+  if (found !== "unkept") ({ ranges, read } = found);
   else {
-    // Too many to list: joined across the smallest gaps, whose bytes are read now (and checked against the scan).
-    await sink.discard();
-    ranges = capRanges(ranges, MAX_DELTA_RANGES);
-    if (rangesBytes(ranges) * 2 > size) return "whole";
+    // No gaps kept (the last delta needed no join), a file that grew while read, or past what the kept gaps cover: the
+    // joined ranges are read again, checked against the scan.
+    ranges = capRanges(scan.ranges, MAX_DELTA_RANGES);
     read = await readRanges(journal.spoolDir, abs, ranges, chunkHashes);
   }
   if (!read) return undefined;
@@ -369,7 +387,8 @@ async function readStable(
   let readSince = first.mtimeNs;
   // Counted from the size each read finds: a file that grew large while read (copied in) is not read whole 5 times.
   let attempts = STABLE_READ_ATTEMPTS;
-  // A large file keeps its second read also when read once: a delta that raced a write would otherwise travel whole.
+  // A large file keeps its second read also when read once: a delta whose joined ranges had to be read again (see
+  // readDelta) may race a write, and would otherwise travel whole.
   const readsOf = (size: bigint) => (size > BigInt(LARGE_READ_BYTES) ? 2 : options.readOnce === true ? 1 : STABLE_READ_ATTEMPTS);
   for (let attempt = 0; attempt < attempts; attempt++) {
     const before = attempt === 0 ? first : await statOrGone(abs);
@@ -405,7 +424,7 @@ async function readStable(
     onChanging?.(path);
     return { ...put, mtimeNs: readSince.toString() };
   }
-  // Every delta raced a write between its two reads: the file travels whole, as read.
+  // Every delta's joined ranges, read again, raced a write (readDelta's rare second read): the file travels whole, as read.
   const st = await statOrGone(abs);
   if (!st?.isFile()) return undefined;
   onChanging?.(path);

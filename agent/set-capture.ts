@@ -39,7 +39,8 @@ export class SetCapture {
   readonly #largeBytes: number;
   /**
    * Paths that kept changing while their last capture of the watcher's hints read them: read once at the next (capture.ts
-   * readOnce), since each re-read holds the set's lane, and every capture of the set waits behind it.
+   * readOnce), since each re-read holds the set's lane, and every capture of the set waits behind it. Forgotten when
+   * the path, or a folder above it, is deleted or renamed away (#journaled).
    */
   readonly #changingWhileRead = new Set<string>();
   /** Paths not replicated that the log already named: not again at every rescan. */
@@ -94,7 +95,7 @@ export class SetCapture {
       // Files of at least a block that moved within the set (found gone at one name, new at another) travel as renames.
       const moved = new VanishedEntries();
       const moves = { vanish: (path: string) => moved.vanish(journal, spec.name, path), renames: (changes: Change[]) => this.#asRenames(changes, moved, new Set(), new Set()) };
-      return barrierScan(journal, spec, { ...rest, ...moves, ...(defer ? { defer } : {}), onJournaled: (changes, seqs) => this.#busy.journaled(changes, seqs), onChunkJournaled: scanWakes(journal, spec.name, () => this.#context.wake()) });
+      return barrierScan(journal, spec, { ...rest, ...moves, ...(defer ? { defer } : {}), onJournaled: (changes, seqs) => this.#journaled(changes, seqs), onChunkJournaled: scanWakes(journal, spec.name, () => this.#context.wake()) });
     }, begun ? { begun } : {});
     // A whole-set scan that finished journaled whatever a failed capture left out: no catch-up scan is due then.
     return report.then((done) => {
@@ -279,7 +280,7 @@ export class SetCapture {
     const renamed = new Set<string>();
     const asRenames = (changes: Change[]) => this.#asRenames(changes, moved, deleted, renamed);
     const flush = () => {
-      this.#busy.journaled(pending, journal.append(spec.name, pending));
+      this.#journaled(pending, journal.append(spec.name, pending));
       journaled += pending.length;
       pending.length = 0;
       pendingBytes = 0;
@@ -337,7 +338,7 @@ export class SetCapture {
         // below it may be the old folder's, which the scan deletes.
         flush();
         // Named like a whole-set scan: a large tree moved in is journaled in steps the sender drains behind.
-        const report = await namedScan(journal, spec.name, this.#now, () => barrierScan(journal, spec, { from: path, shouldStop, renames: asRenames, onJournaled: (changes, seqs) => this.#busy.journaled(changes, seqs) }), { folder: path });
+        const report = await namedScan(journal, spec.name, this.#now, () => barrierScan(journal, spec, { from: path, shouldStop, renames: asRenames, onJournaled: (changes, seqs) => this.#journaled(changes, seqs) }), { folder: path });
         journaled += report.changes;
         if (report.stopped) {
           stopped = true;
@@ -369,6 +370,20 @@ export class SetCapture {
     if (journaled > 0) this.#context.wake();
     this.#wakeWhenDue();
     return journaled;
+  }
+
+  /**
+   * Changes journaled: the busy files hear of them, and a path deleted or renamed away (itself or a folder above it)
+   * is no longer one that kept changing while read; a file made there later starts afresh. So does one renamed onto
+   * it (a whole-set scan's rename: no hinted capture of the path decided its mark).
+   */
+  #journaled(changes: readonly Change[], seqs: readonly number[]): void {
+    this.#busy.journaled(changes, seqs);
+    if (this.#changingWhileRead.size === 0) return;
+    for (const change of changes) {
+      const gone = change.op === "delete" ? [change.path] : change.op === "rename" ? [change.from, change.to] : [];
+      for (const path of this.#changingWhileRead) if (gone.some((at) => path === at || path.startsWith(`${at}/`))) this.#changingWhileRead.delete(path);
+    }
   }
 
   /** A put of a new file with the content, mode and mtime of a vanished one becomes a rename of it. */
