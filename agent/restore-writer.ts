@@ -154,10 +154,13 @@ class ContentHashError extends EntryError {
 /**
  * mtimeNs as the seconds utimes takes. A double near 2^31 seconds resolves
  * about a quarter of a microsecond and the conversion truncates: half a
- * microsecond more lands on the right one.
+ * microsecond further from zero lands on the right one (the microsecond
+ * counted toward zero, as drill compares). As a numeric string: Node's
+ * utimes takes a negative number as "now", a string before 1970 as it is.
  */
-function seconds(mtimeNs: string): number {
-  return (Number(BigInt(mtimeNs) / 1000n) + 0.5) / 1e6;
+function seconds(mtimeNs: string): string {
+  const ns = BigInt(mtimeNs);
+  return String((Number(ns / 1000n) + (ns < 0n ? -0.5 : 0.5)) / 1e6);
 }
 
 function reasonOf(error: unknown): string {

@@ -1,0 +1,111 @@
+// Files touched before 1970 (old archives, FAT/SMB clocks, `touch -d @-1`) have negative mtimes: they replicate with
+// their neighbours, verify equal, appear in a snapshot and in a moment of history, and restore with their mtime
+// (to the microsecond, as every restore sets times). A record the applier cannot take names its file in the status,
+// and a verify manifest's line names its entry, not only an index.
+
+import { lstatSync, lutimesSync, mkdirSync, statSync, symlinkSync, utimesSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { gzipSync } from "node:zlib";
+import { afterEach, describe, expect, it } from "vitest";
+import { runVerify } from "../../agent/operations.ts";
+import { restoreAt } from "../../agent/restore-at.ts";
+import { restoreSnapshot } from "../../agent/restore.ts";
+import { dataKey, decodeMeta, dirKey } from "../../contract/layout.ts";
+import { Applier } from "../../lambdas/applier/applier.ts";
+import { pendingFolderWrites } from "../../lambdas/applier/folder-writes.ts";
+import { parseManifest } from "../../lambdas/applier/verify.ts";
+import { MemoryStore } from "../../lambdas/store/memory-store.ts";
+import { takeSnapshot } from "../../lambdas/tasks/snapshots.ts";
+import { agentHarness } from "../support/harness.ts";
+import { messageBody, putRecord, signedIncoming } from "../support/messages.ts";
+import { tempDir } from "../support/tree.ts";
+
+const SET = "old";
+
+let cleanups: (() => Promise<void> | void)[] = [];
+afterEach(async () => {
+  for (const cleanup of cleanups.reverse()) await cleanup();
+  cleanups = [];
+});
+
+/** Seconds as utimes takes them before 1970: a numeric string (a negative number would mean "now"). */
+const TIMES: [path: string, seconds: string][] = [
+  ["times/pre1970", "-315619199.876543"],
+  ["times/minus-1ns", "-1e-9"],
+  ["times/minus-1s", "-1"],
+  ["times/epoch", "0"],
+  ["times/neighbour.txt", "1700000000.25"],
+];
+
+/** The microsecond a restore keeps (counted toward zero, as drill compares) and which side of the epoch it lies on. */
+const kept = (ns: bigint) => ({ micros: ns / 1000n, before1970: ns < 0n });
+
+describe("mtimes before 1970", () => {
+  it("replicate with their neighbours, verify equal, and restore from a snapshot and from history with their mtime", async () => {
+    const store = new MemoryStore({ versioned: true });
+    const h = agentHarness(SET, {}, { store, history: { days: 7, checkpointEvery: 1000 } });
+    cleanups.push(() => h.close());
+    const src = h.src.path;
+    mkdirSync(join(src, "times"));
+    for (const [path] of TIMES) writeFileSync(join(src, path), path);
+    symlinkSync("pre1970", join(src, "times/link"));
+    for (const [path, seconds] of TIMES) utimesSync(join(src, path), seconds, seconds);
+    lutimesSync(join(src, "times/link"), "-100.25", "-100.25");
+    utimesSync(join(src, "times"), "-86400", "-86400");
+    const paths = ["times", "times/link", ...TIMES.map(([path]) => path)];
+    const source = new Map(paths.map((path) => [path, lstatSync(join(src, path), { bigint: true }).mtimeNs]));
+    const sourceNs = (path: string) => source.get(path) ?? expect.fail(`${path} was not stat'ed`);
+    expect(source.get("times/minus-1ns")).toBe(-1n);
+    expect(source.get("times/minus-1s")).toBe(-1_000_000_000n);
+    expect(source.get("times/epoch")).toBe(0n);
+    expect(sourceNs("times/pre1970") < 0n).toBe(true);
+
+    await h.agent.start();
+    await h.agent.drain(SET);
+    // Every entry is on the target with its exact mtime, the neighbours too: no message was refused.
+    // (A folder's write may wait in the folder-writes list: the bucket tells it to every reader.)
+    const folder = decodeMeta((await store.head(dirKey(SET, "times")))?.meta)?.mtimeNs ?? (await pendingFolderWrites(store, SET)).get("times")?.mtimeNs;
+    expect(folder).toBe(String(source.get("times")));
+    for (const path of paths.slice(1)) expect(decodeMeta((await store.head(dataKey(SET, path)))?.meta)?.mtimeNs, path).toBe(String(source.get(path)));
+    const applier = new Applier({ store, log: () => {} });
+    const status = await applier.readStatus(SET);
+    expect(status.lastRejected).toBeUndefined();
+    expect(status.state).toBe("in-sync");
+
+    // The verify manifest carries them too, and the live mirror matches it.
+    const verified = await runVerify(h.operations(), SET, { deep: false, repair: false, orphans: "report" });
+    expect(verified.report).toMatchObject({ missing: [], different: [] });
+
+    const snapshot = await takeSnapshot(store, SET, { id: "s1", taskId: "t1", seq: null }, { now: new Date() });
+    expect(snapshot.unreadableCount ?? 0).toBe(0);
+    const out = tempDir("tidemark-pre1970-");
+    cleanups.push(() => out.remove());
+    const fromSnapshot = join(out.path, "snapshot");
+    expect((await restoreSnapshot(store, snapshot, fromSnapshot)).failures).toEqual([]);
+    const fromHistory = join(out.path, "at");
+    expect((await restoreAt(store, SET, Date.now() + 1000, fromHistory)).failures).toEqual([]);
+    for (const to of [fromSnapshot, fromHistory]) {
+      for (const path of paths) expect(kept(lstatSync(join(to, path), { bigint: true }).mtimeNs), `${to}: ${path}`).toEqual(kept(sourceNs(path)));
+    }
+    expect(statSync(join(fromSnapshot, "times/pre1970")).mtime.getUTCFullYear()).toBe(1960);
+  });
+
+  it("a record the applier cannot take names its file in the status, not only its index", async () => {
+    const store = new MemoryStore();
+    const applier = new Applier({ store, log: () => {} });
+    await applier.applyMessage(signedIncoming("m1", SET, messageBody(SET, [putRecord(1, "ok", "fine")])));
+    const records = [putRecord(2, "times/neighbour.txt", "n"), { ...putRecord(3, "times/odd", "o"), mtimeNs: "-0" }];
+    const outcome = await applier.applyMessage(signedIncoming("m2", SET, messageBody(SET, records)));
+    expect(outcome.kind).toBe("rejected");
+    const status = await applier.readStatus(SET);
+    expect(status.lastRejected?.error).toMatch(/^invalid message: records\.1\.mtimeNs \(path "times\/odd"\): mtimeNs must be/);
+  });
+
+  it("a verify manifest takes negative mtimes, and a line it refuses names its entry's path and field", () => {
+    const line = (entry: object) => JSON.stringify({ path: "times/pre1970", kind: "file", size: 3, mode: 0o644, sha256: "0".repeat(64), ...entry });
+    expect(parseManifest(gzipSync(`${line({ mtimeNs: "-315619200000000000" })}\n${line({ path: "e", mtimeNs: "-1" })}\n`))).toHaveLength(2);
+    expect(() => parseManifest(gzipSync(`${line({ path: "a", mtimeNs: "1" })}\n${line({ mtimeNs: "-0" })}\n`))).toThrow(
+      /^verify manifest line 2 \(path "times\/pre1970"\): mtimeNs: mtimeNs must be/,
+    );
+  });
+});
