@@ -27,9 +27,10 @@ export const MAX_SIZE = Number.MAX_SAFE_INTEGER;
 /**
  * Nanoseconds since the epoch as BigInt prints them: a file touched before 1970 (old archives, FAT/SMB clocks,
  * `touch -d @-1`) has a negative mtime. A minus sign goes with a non-zero leading digit only ("-0" and "-007" are not
- * what BigInt prints: refused); non-negative values keep the digits they always had (leading zeros included).
+ * what BigInt prints: refused); non-negative values keep the forms they always had (leading zeros included).
+ * 28 digits hold any time a stat gives (64-bit seconds: tmpfs and btrfs keep `touch -d @100000000000`, 21 digits).
  */
-export const MTIME_NS_PATTERN = /^(?:\d{1,20}|-[1-9]\d{0,19})$/;
+export const MTIME_NS_PATTERN = /^(?:\d{1,28}|-[1-9]\d{0,27})$/;
 export const SHA256_PATTERN = /^[0-9a-f]{64}$/;
 export const LINK_GROUP_PATTERN = /^[0-9a-f]{16}$/;
 

@@ -41,9 +41,12 @@ const TIMES: [path: string, seconds: string][] = [
 const kept = (ns: bigint) => ({ micros: ns / 1000n, before1970: ns < 0n });
 
 describe("mtimes before 1970", () => {
-  it("replicate with their neighbours, verify equal, and restore from a snapshot and from history with their mtime", async () => {
+  it.each([
+    ["history replayed from segments", 1000],
+    ["history read from a checkpoint", 1],
+  ])("replicate with their neighbours, verify equal, and restore from a snapshot and from history with their mtime (%s)", async (_name, checkpointEvery) => {
     const store = new MemoryStore({ versioned: true });
-    const h = agentHarness(SET, {}, { store, history: { days: 7, checkpointEvery: 1000 } });
+    const h = agentHarness(SET, {}, { store, history: { days: 7, checkpointEvery } });
     cleanups.push(() => h.close());
     const src = h.src.path;
     mkdirSync(join(src, "times"));

@@ -51,8 +51,9 @@ const VALID: [string, Json][] = [
         { op: "mkdir", path: "times", mode: 0o755, mtimeNs: "-315619200000000000", seq: 1 },
         put(2, { kind: "inline", encoding: "base64", data: "" }, { mtimeNs: "-1" }),
         put(3, { kind: "staged" }, { mtimeNs: "0" }),
-        put(4, { kind: "staged" }, { mtimeNs: "-99999999999999999999" }),
-        put(5, { kind: "staged" }, { mtimeNs: "-1000000000" }),
+        put(4, { kind: "staged" }, { mtimeNs: "-9999999999999999999999999999" }),
+        put(5, { kind: "staged" }, { mtimeNs: "100000000000000000000" }),
+        put(6, { kind: "staged" }, { mtimeNs: "-1000000000" }),
       ],
     },
   ],
@@ -60,8 +61,8 @@ const VALID: [string, Json][] = [
 
 /** Ways to alter a field: values the schema takes and values it refuses. */
 const BAD_VALUES: unknown[] = [null, true, -1, 0, 1.5, 2 ** 53, "", "x", "1", [], {}, [1], { kind: "packed" }, "é", "a/../b", "/abs", "0123456789ABCDEF".repeat(4), 8 * 1024 * 1024 + 1];
-/** Signed decimal strings on both sides of mtimeNs's rule (a '-' before a non-zero digit, at most 20 digits). */
-const SIGNED_VALUES: unknown[] = ["-1", "-0", "-01", "-", "--1", "+1", "- 1", "-1 ", "00", "-9".padEnd(21, "9"), "-9".padEnd(22, "9"), "9".repeat(21), "-1e9", "-1.5"];
+/** Signed decimal strings on both sides of mtimeNs's rule (a '-' before a non-zero digit, at most 28 digits). */
+const SIGNED_VALUES: unknown[] = ["-1", "-0", "-01", "-", "--1", "+1", "- 1", "-1 ", "00", "-9".padEnd(29, "9"), "-9".padEnd(30, "9"), "9".repeat(28), "9".repeat(29), "-1e9", "-1.5"];
 
 /** Every variant of message: each field (at every depth) set to each bad value, removed, and a key added beside it. */
 function variants(message: Json): Json[] {
