@@ -153,14 +153,17 @@ class ContentHashError extends EntryError {
 
 /**
  * mtimeNs as the seconds utimes takes. A double near 2^31 seconds resolves
- * about a quarter of a microsecond and the conversion truncates: half a
- * microsecond further from zero lands on the right one (the microsecond
- * counted toward zero, as drill compares). As a numeric string: Node's
- * utimes takes a negative number as "now", a string before 1970 as it is.
+ * about a quarter of a microsecond and the conversion truncates: the middle
+ * of the microsecond lands on it. The microsecond is the one at or before the
+ * time (floor, as drill compares), so a time before 1970 keeps its second too
+ * (-1 s comes back as -0.9999995 s, not -1.0000005 s: 23:59:59, not :58).
+ * As a numeric string: Node's utimes takes a negative number as "now", a
+ * string before 1970 as it is.
  */
 function seconds(mtimeNs: string): string {
   const ns = BigInt(mtimeNs);
-  return String((Number(ns / 1000n) + (ns < 0n ? -0.5 : 0.5)) / 1e6);
+  const micros = ns >= 0n ? ns / 1000n : (ns - 999n) / 1000n;
+  return String((Number(micros) + 0.5) / 1e6);
 }
 
 function reasonOf(error: unknown): string {

@@ -7,9 +7,10 @@ import { lstatSync, lutimesSync, mkdirSync, statSync, symlinkSync, utimesSync, w
 import { join } from "node:path";
 import { gzipSync } from "node:zlib";
 import { afterEach, describe, expect, it } from "vitest";
+import { checkRestoredTree } from "../../agent/drill.ts";
 import { runVerify } from "../../agent/operations.ts";
 import { restoreAt } from "../../agent/restore-at.ts";
-import { restoreSnapshot } from "../../agent/restore.ts";
+import { restoreSnapshot, snapshotRecoveryPoint } from "../../agent/restore.ts";
 import { dataKey, decodeMeta, dirKey } from "../../contract/layout.ts";
 import { Applier } from "../../lambdas/applier/applier.ts";
 import { pendingFolderWrites } from "../../lambdas/applier/folder-writes.ts";
@@ -33,12 +34,15 @@ const TIMES: [path: string, seconds: string][] = [
   ["times/pre1970", "-315619199.876543"],
   ["times/minus-1ns", "-1e-9"],
   ["times/minus-1s", "-1"],
+  ["times/1960", "-315619200"],
   ["times/epoch", "0"],
   ["times/neighbour.txt", "1700000000.25"],
 ];
 
-/** The microsecond a restore keeps (counted toward zero, as drill compares) and which side of the epoch it lies on. */
-const kept = (ns: bigint) => ({ micros: ns / 1000n, before1970: ns < 0n });
+/** a / b rounded down (BigInt's division rounds toward zero). */
+const floorDiv = (a: bigint, b: bigint) => (a >= 0n ? a / b : (a - b + 1n) / b);
+/** What a restore keeps of a time: its microsecond (and so its second: what `ls -l` shows) and its side of the epoch. */
+const kept = (ns: bigint) => ({ micros: floorDiv(ns, 1000n), second: floorDiv(ns, 1_000_000_000n), before1970: ns < 0n });
 
 describe("mtimes before 1970", () => {
   it.each([
@@ -91,6 +95,8 @@ describe("mtimes before 1970", () => {
       for (const path of paths) expect(kept(lstatSync(join(to, path), { bigint: true }).mtimeNs), `${to}: ${path}`).toEqual(kept(sourceNs(path)));
     }
     expect(statSync(join(fromSnapshot, "times/pre1970")).mtime.getUTCFullYear()).toBe(1960);
+    // A drill compares the restored tree's mtimes as restore sets them: no difference before 1970 either.
+    expect(await checkRestoredTree(fromSnapshot, (await snapshotRecoveryPoint(store, snapshot)).entries, [])).toEqual([]);
   });
 
   it("a record the applier cannot take names its file in the status, not only its index", async () => {
