@@ -7,6 +7,7 @@ import { lstatSync, lutimesSync, mkdirSync, statSync, symlinkSync, utimesSync, w
 import { join } from "node:path";
 import { gzipSync } from "node:zlib";
 import { afterEach, describe, expect, it } from "vitest";
+import { unchangedInIndex } from "../../agent/capture.ts";
 import { checkRestoredTree } from "../../agent/drill.ts";
 import { runVerify } from "../../agent/operations.ts";
 import { restoreAt } from "../../agent/restore-at.ts";
@@ -97,6 +98,23 @@ describe("mtimes before 1970", () => {
     expect(statSync(join(fromSnapshot, "times/pre1970")).mtime.getUTCFullYear()).toBe(1960);
     // A drill compares the restored tree's mtimes as restore sets them: no difference before 1970 either.
     expect(await checkRestoredTree(fromSnapshot, (await snapshotRecoveryPoint(store, snapshot)).entries, [])).toEqual([]);
+  });
+
+  it("an invalidated index entry (a refused record's file) never matches a stat, 1 ns before 1970 included", async () => {
+    const h = agentHarness(SET);
+    cleanups.push(() => h.close());
+    mkdirSync(join(h.src.path, "times"));
+    const file = join(h.src.path, "times/minus-1ns");
+    writeFileSync(file, "x");
+    utimesSync(file, "-1e-9", "-1e-9");
+    await h.agent.start();
+    await h.agent.drain(SET);
+    const st = lstatSync(file, { bigint: true });
+    expect(st.mtimeNs).toBe(-1n);
+    // Not recently modified, so a scan would go by the stat alone.
+    expect(unchangedInIndex(h.journal.index.childrenStat(SET, "times").get("times/minus-1ns"), st)).toBe(true);
+    h.journal.index.invalidate(SET, "times/minus-1ns");
+    expect(unchangedInIndex(h.journal.index.childrenStat(SET, "times").get("times/minus-1ns"), st)).toBe(false);
   });
 
   it("a record the applier cannot take names its file in the status, not only its index", async () => {
