@@ -12,6 +12,7 @@ import { checkRestoredTree } from "../../agent/drill.ts";
 import { runVerify } from "../../agent/operations.ts";
 import { restoreAt } from "../../agent/restore-at.ts";
 import { restoreSnapshot, snapshotRecoveryPoint } from "../../agent/restore.ts";
+import { checkpointsPrefix } from "../../contract/history.ts";
 import { dataKey, decodeMeta, dirKey } from "../../contract/layout.ts";
 import { Applier } from "../../lambdas/applier/applier.ts";
 import { pendingFolderWrites } from "../../lambdas/applier/folder-writes.ts";
@@ -90,6 +91,7 @@ describe("mtimes before 1970", () => {
     cleanups.push(() => out.remove());
     const fromSnapshot = join(out.path, "snapshot");
     expect((await restoreSnapshot(store, snapshot, fromSnapshot)).failures).toEqual([]);
+    if (checkpointEvery === 1) expect([...store.objects.keys()].some((key) => key.startsWith(checkpointsPrefix(SET)))).toBe(true);
     const fromHistory = join(out.path, "at");
     expect((await restoreAt(store, SET, Date.now() + 1000, fromHistory)).failures).toEqual([]);
     for (const to of [fromSnapshot, fromHistory]) {
