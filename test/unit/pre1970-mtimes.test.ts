@@ -13,7 +13,7 @@ import { runVerify } from "../../agent/operations.ts";
 import { restoreAt } from "../../agent/restore-at.ts";
 import { restoreSnapshot, snapshotRecoveryPoint } from "../../agent/restore.ts";
 import { checkpointsPrefix } from "../../contract/history.ts";
-import { dataKey, decodeMeta, dirKey } from "../../contract/layout.ts";
+import { META, dataKey, decodeMeta, dirKey } from "../../contract/layout.ts";
 import { Applier } from "../../lambdas/applier/applier.ts";
 import { pendingFolderWrites } from "../../lambdas/applier/folder-writes.ts";
 import { parseManifest } from "../../lambdas/applier/verify.ts";
@@ -128,6 +128,13 @@ describe("mtimes before 1970", () => {
     expect(outcome.kind).toBe("rejected");
     const status = await applier.readStatus(SET);
     expect(status.lastRejected?.error).toMatch(/^invalid message: records\.1\.mtimeNs \(path "times\/odd"\): mtimeNs must be/);
+  });
+
+  it("a live-mirror object's metadata takes an mtime as the wire does: -0, -01 or 29 digits are not tidemark's", () => {
+    const meta = (mtimeNs: string) => decodeMeta({ [META.kind]: "file", [META.mode]: "644", [META.mtimeNs]: mtimeNs })?.mtimeNs;
+    expect(meta("-1")).toBe("-1");
+    expect(meta(`-${"9".repeat(28)}`)).toBe(`-${"9".repeat(28)}`);
+    for (const odd of ["-0", "-01", "9".repeat(29), ""]) expect(meta(odd), odd).toBeUndefined();
   });
 
   it("a verify manifest takes negative mtimes, and a line it refuses names its entry's path and field", () => {
