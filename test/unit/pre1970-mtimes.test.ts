@@ -5,9 +5,11 @@
 
 import { lstatSync, lutimesSync, mkdirSync, statSync, symlinkSync, utimesSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { DatabaseSync } from "node:sqlite";
 import { gzipSync } from "node:zlib";
 import { afterEach, describe, expect, it } from "vitest";
 import { unchangedInIndex } from "../../agent/capture.ts";
+import { INVALIDATED_MTIME_NS } from "../../agent/journal-index.ts";
 import { checkRestoredTree } from "../../agent/drill.ts";
 import { runVerify } from "../../agent/operations.ts";
 import { restoreAt } from "../../agent/restore-at.ts";
@@ -117,6 +119,35 @@ describe("mtimes before 1970", () => {
     expect(unchangedInIndex(h.journal.index.childrenStat(SET, "times").get("times/minus-1ns"), st)).toBe(true);
     h.journal.index.invalidate(SET, "times/minus-1ns");
     expect(unchangedInIndex(h.journal.index.childrenStat(SET, "times").get("times/minus-1ns"), st)).toBe(false);
+  });
+
+  it('an old journal\'s invalidated entry ("-1", from before negative mtimes) is recaptured, a file 1 ns before 1970 included', async () => {
+    const h = agentHarness(SET);
+    cleanups.push(() => h.close());
+    mkdirSync(join(h.src.path, "times"));
+    const file = join(h.src.path, "times/minus-1ns");
+    writeFileSync(file, "x");
+    utimesSync(file, "-1e-9", "-1e-9");
+    await h.agent.start();
+    await h.agent.drain(SET);
+    await h.shutdown();
+    // As a journal of the previous version left it: its invalidated entry holds "-1", and no migration ran on it.
+    const db = new DatabaseSync(join(h.state.path, "journal.db"));
+    db.prepare("UPDATE entries SET mtime_ns = '-1', sha256 = NULL, blocks = NULL WHERE set_name = ? AND path = ?").run(SET, "times/minus-1ns");
+    db.exec("PRAGMA user_version = 0");
+    db.close();
+    h.restart();
+    const st = lstatSync(file, { bigint: true });
+    expect(st.mtimeNs).toBe(-1n);
+    expect(h.journal.index.childrenStat(SET, "times").get("times/minus-1ns")?.mtimeNs).toBe(INVALIDATED_MTIME_NS);
+    expect(unchangedInIndex(h.journal.index.childrenStat(SET, "times").get("times/minus-1ns"), st)).toBe(false);
+    // Once per journal: an entry journaled at -1 ns after it keeps its stat across a restart.
+    await h.agent.start();
+    await h.agent.drain(SET);
+    expect(h.journal.index.childrenStat(SET, "times").get("times/minus-1ns")?.mtimeNs).toBe("-1");
+    await h.shutdown();
+    h.restart();
+    expect(unchangedInIndex(h.journal.index.childrenStat(SET, "times").get("times/minus-1ns"), st)).toBe(true);
   });
 
   it("a record the applier cannot take names its file in the status, not only its index", async () => {
