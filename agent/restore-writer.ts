@@ -347,6 +347,7 @@ export async function writeRecoveryPoint<E extends RecoveryEntry>(point: Recover
     await writer.removeTemps();
   }
   options.signal?.throwIfAborted();
+  failures.push(...writer.mtimeProblems);
   const extra = wasEmpty ? [] : await extraEntries(root, planned.known);
   const deleted: string[] = [];
   if (options.delete) {
@@ -417,6 +418,8 @@ class TreeWriter {
   /** The folder was empty: nothing is at an entry's name but what this restore wrote there (a path is listed once). */
   readonly #fresh: boolean;
   readonly #tempName = tempNames();
+  /** Entries written whose mtime the file system refused: kept, and named among the restore's failures. */
+  readonly mtimeProblems: RestoreFailure[] = [];
 
   constructor(root: string, signal: AbortSignal | undefined, fresh: boolean) {
     this.#root = root;
@@ -510,7 +513,19 @@ class TreeWriter {
   async finishDir(entry: RecoveryEntry): Promise<void> {
     const abs = join(this.#root, entry.path);
     await chmod(abs, entry.mode);
-    await utimes(abs, seconds(entry.mtimeNs), seconds(entry.mtimeNs));
+    await this.#setTimes(entry, (at) => utimes(abs, at, at));
+  }
+
+  /**
+   * Sets an entry's mtime. The file system may refuse a time the contract takes (ext4 keeps 1901 to 2446; utimes
+   * fails EINVAL on some beyond): the entry is kept (its content is proven) and named in mtimeProblems.
+   */
+  async #setTimes(entry: RecoveryEntry, set: (at: string) => Promise<void>): Promise<void> {
+    try {
+      await set(seconds(entry.mtimeNs));
+    } catch (error) {
+      this.mtimeProblems.push({ path: entry.path, reason: `mtime not settable: ${reasonOf(error)} (mtimeNs ${entry.mtimeNs}); its content is restored` });
+    }
   }
 
   /**
@@ -545,7 +560,7 @@ class TreeWriter {
         if (onDisk !== entry.size) throw new EntryError(`the disk holds ${onDisk} of its ${entry.size} bytes after writing (full disk or quota?); not restored`);
         await handle.chmod(entry.mode);
         // Set through the handle: the rename keeps it.
-        await handle.utimes(seconds(entry.mtimeNs), seconds(entry.mtimeNs));
+        await this.#setTimes(entry, (at) => handle.utimes(at, at));
       } finally {
         await handle.close();
       }
@@ -621,7 +636,7 @@ class TreeWriter {
     const temp = this.#temp(dir);
     try {
       await symlink(entry.link ?? "", temp);
-      await lutimes(temp, seconds(entry.mtimeNs), seconds(entry.mtimeNs));
+      await this.#setTimes(entry, (at) => lutimes(temp, at, at));
       await this.#settle(temp, abs);
     } catch (error) {
       await this.#discard(temp);
