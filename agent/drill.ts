@@ -76,7 +76,11 @@ async function sha256File(path: string): Promise<{ sha256: string; size: number 
   return { sha256: hash.digest("hex"), size };
 }
 
-const micros = (ns: bigint | string) => BigInt(ns) / 1000n;
+/** The microsecond at or before a time (floor: before 1970 too, as restore sets it). */
+function micros(ns: bigint | string): bigint {
+  const n = BigInt(ns);
+  return n >= 0n ? n / 1000n : (n - 999n) / 1000n;
+}
 
 /** Why the restored entry differs from the recovery point's, or undefined when it matches. */
 async function entryProblem(root: string, entry: RecoveryEntry): Promise<string | undefined> {

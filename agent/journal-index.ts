@@ -9,6 +9,13 @@ import { parentOf } from "../contract/paths.ts";
 import { ChunkIndex } from "./chunk-index.ts";
 import type { Change } from "./journal.ts";
 
+/**
+ * The mtime an invalidated entry holds: no stat gives it (below int64 seconds before 1970, which stat tops out at),
+ * yet it is one the wire takes, so a verify manifest carrying it reads as a difference. It was "-1": a file touched
+ * to 1 ns before 1970 stats as that, and its invalidated entry would have matched the file.
+ */
+export const INVALIDATED_MTIME_NS = `-${"9".repeat(28)}`;
+
 /** What the index knows of one entry of a set: its state as last journaled. */
 export interface IndexEntry {
   path: string;
@@ -81,7 +88,7 @@ function prepare(db: DatabaseSync) {
     remove: statement("DELETE FROM entries WHERE set_name = ? AND path = ?"),
     clear: statement("DELETE FROM entries WHERE set_name = ?"),
     count: statement("SELECT count(*) AS n FROM entries WHERE set_name = ?"),
-    invalidate: statement("UPDATE entries SET mtime_ns = '-1', sha256 = NULL, blocks = NULL WHERE set_name = ? AND path = ?"),
+    invalidate: statement(`UPDATE entries SET mtime_ns = '${INVALIDATED_MTIME_NS}', sha256 = NULL, blocks = NULL WHERE set_name = ? AND path = ?`),
   };
 }
 

@@ -15,7 +15,7 @@ import type { ByteRange } from "../contract/delta-ranges.ts";
 import { TaskIdSchema, type ChangingWhileRead, type TaskFields } from "../contract/tasks.ts";
 import { journalFault } from "./journal-faults.ts";
 import { SkippedNames } from "./skipped-names.ts";
-import { EntryIndex } from "./journal-index.ts";
+import { EntryIndex, INVALIDATED_MTIME_NS } from "./journal-index.ts";
 import { HeldFiles } from "./held-files.ts";
 import { StagedUploads } from "./staged-uploads.ts";
 import { PendingRecoveries } from "./pending-recoveries.ts";
@@ -321,6 +321,11 @@ export class Journal {
       db.exec(`UPDATE sets SET
         backlog_records = (SELECT count(*) FROM journal WHERE set_name = sets.name),
         backlog_bytes = (SELECT coalesce(sum(bytes), 0) FROM journal WHERE set_name = sets.name)`);
+    }
+    // Once per journal (user_version 0 to 1): an entry invalidated before negative mtimes were carried holds "-1", now a
+    // real stat (1 ns before 1970); each such row meant "recapture", so it takes the marker no stat gives.
+    if ((db.prepare("PRAGMA user_version").get() as { user_version: number }).user_version < 1) {
+      db.exec(`BEGIN; UPDATE entries SET mtime_ns = '${INVALIDATED_MTIME_NS}' WHERE mtime_ns = '-1'; PRAGMA user_version = 1; COMMIT`);
     }
     // Reads the sets table's pages: a journal damaged there fails here, at start, not later.
     db.prepare("SELECT count(*) AS n, coalesce(sum(backlog_bytes), 0) AS bytes FROM sets").get();

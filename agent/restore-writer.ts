@@ -196,11 +196,17 @@ class ContentHashError extends EntryError {
 
 /**
  * mtimeNs as the seconds utimes takes. A double near 2^31 seconds resolves
- * about a quarter of a microsecond and the conversion truncates: half a
- * microsecond more lands on the right one.
+ * about a quarter of a microsecond and the conversion truncates: the middle
+ * of the microsecond lands on it. The microsecond is the one at or before the
+ * time (floor, as drill compares), so a time before 1970 keeps its second too
+ * (-1 s comes back as -0.9999995 s, not -1.0000005 s: 23:59:59, not :58).
+ * As a numeric string: Node's utimes takes a negative number as "now", a
+ * string before 1970 as it is.
  */
-function seconds(mtimeNs: string): number {
-  return (Number(BigInt(mtimeNs) / 1000n) + 0.5) / 1e6;
+function seconds(mtimeNs: string): string {
+  const ns = BigInt(mtimeNs);
+  const micros = ns >= 0n ? ns / 1000n : (ns - 999n) / 1000n;
+  return String((Number(micros) + 0.5) / 1e6);
 }
 
 function reasonOf(error: unknown): string {
@@ -427,6 +433,7 @@ export async function writeRecoveryPoint<E extends RecoveryEntry>(point: Recover
     await writer.removeTemps();
   }
   options.signal?.throwIfAborted();
+  failures.push(...writer.mtimeProblems);
   if (stopped) {
     const written = `${files} of ${totalFiles} files (${formatBytes(bytes)} of ${formatBytes(totalBytes)}) were written to ${root} and stay, no temp files`;
     throw new RestoreStoppedError(`${await stopped()}; ${written}; re-run the restore with --force to write the rest`);
@@ -501,6 +508,8 @@ class TreeWriter {
   /** The folder was empty: nothing is at an entry's name but what this restore wrote there (a path is listed once). */
   readonly #fresh: boolean;
   readonly #tempName = tempNames();
+  /** Entries written whose mtime the file system refused: kept, and named among the restore's failures. */
+  readonly mtimeProblems: RestoreFailure[] = [];
 
   constructor(root: string, signal: AbortSignal | undefined, fresh: boolean) {
     this.#root = root;
@@ -597,7 +606,19 @@ class TreeWriter {
   async finishDir(entry: RecoveryEntry): Promise<void> {
     const abs = join(this.#root, entry.path);
     await chmod(abs, entry.mode);
-    await utimes(abs, seconds(entry.mtimeNs), seconds(entry.mtimeNs));
+    await this.#setTimes(entry, (at) => utimes(abs, at, at));
+  }
+
+  /**
+   * Sets an entry's mtime. The file system may refuse a time the contract takes (ext4 keeps 1901 to 2446; utimes
+   * fails EINVAL on some beyond): the entry is kept (its content is proven) and named in mtimeProblems.
+   */
+  async #setTimes(entry: RecoveryEntry, set: (at: string) => Promise<void>): Promise<void> {
+    try {
+      await set(seconds(entry.mtimeNs));
+    } catch (error) {
+      this.mtimeProblems.push({ path: entry.path, reason: `mtime not settable: ${reasonOf(error)} (mtimeNs ${entry.mtimeNs}); its content is restored` });
+    }
   }
 
   /**
@@ -634,7 +655,7 @@ class TreeWriter {
         // Set where the creating open could not (a write bit beyond the owner's, set-id or sticky bits, what the umask took, 000).
         if (onDisk.mode !== entry.mode) await handle.chmod(entry.mode);
         // Set through the handle: the rename keeps it.
-        await handle.utimes(seconds(entry.mtimeNs), seconds(entry.mtimeNs));
+        await this.#setTimes(entry, (at) => handle.utimes(at, at));
       } finally {
         await handle.close();
       }
@@ -710,7 +731,7 @@ class TreeWriter {
     const temp = this.#temp(dir);
     try {
       await symlink(entry.link ?? "", temp);
-      await lutimes(temp, seconds(entry.mtimeNs), seconds(entry.mtimeNs));
+      await this.#setTimes(entry, (at) => lutimes(temp, at, at));
       await this.#settle(temp, abs);
     } catch (error) {
       await this.#discard(temp);

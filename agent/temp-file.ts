@@ -15,8 +15,8 @@ export interface NewFile extends PositionalWriter {
   /** Its size and permission bits (0o7777) as the file system holds them now. */
   stat(): Promise<{ size: number; mode: number }>;
   chmod(mode: number): Promise<void>;
-  /** Times in seconds since the epoch. */
-  utimes(atime: number, mtime: number): Promise<void>;
+  /** Times in seconds since the epoch: a number, or a numeric string (before 1970: Node takes a negative number as "now"). */
+  utimes(atime: number | string, mtime: number | string): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -60,7 +60,7 @@ class DescriptorFile implements NewFile {
     return new Promise((resolve, reject) => fchmod(this.#fd, mode, done(resolve, reject)));
   }
 
-  utimes(atime: number, mtime: number): Promise<void> {
+  utimes(atime: number | string, mtime: number | string): Promise<void> {
     return new Promise((resolve, reject) => futimes(this.#fd, atime, mtime, done(resolve, reject)));
   }
 

@@ -4,6 +4,7 @@
 import { z } from "zod";
 import { HISTORY_PREFIX, HistoryCursorSchema } from "./history.ts";
 import { LINK_IN_BODY_KEY, LINK_TARGET_KEY, linkTargetMetadata } from "./link-meta.ts";
+import { MTIME_NS_PATTERN } from "./manifest-entry.ts";
 
 export const PREFIX = {
   data: "data/",
@@ -216,7 +217,7 @@ export function decodeMeta(raw: Record<string, string> | undefined): EntryMeta |
   if (!raw || (kind !== "file" && kind !== "dir" && kind !== "symlink")) return undefined;
   const mode = Number.parseInt(raw[META.mode] ?? "", 8);
   const mtimeNs = raw[META.mtimeNs] ?? "";
-  if (!Number.isInteger(mode) || !/^\d+$/.test(mtimeNs)) return undefined;
+  if (!Number.isInteger(mode) || !MTIME_NS_PATTERN.test(mtimeNs)) return undefined;
   const meta: EntryMeta = { kind, mode, mtimeNs };
   const sha256 = raw[META.sha256];
   if (sha256 !== undefined) meta.sha256 = sha256;

@@ -357,11 +357,25 @@ export type WireMessage = z.infer<typeof MessageSchema>;
 export type InlineContent = z.infer<typeof InlineContent>;
 export { ManifestEntrySchema, type ManifestEntry };
 
-function firstProblem(error: z.ZodError): string {
+/**
+ * The path of the record a problem lies in, quoted, when the message names one: a refused field (a value this
+ * applier cannot take) reads as the file it belongs to, not only as "records.4". Undefined for the message's own
+ * fields, and for a refused path itself (its problem quotes it).
+ */
+export function recordPathOf(json: unknown, where: readonly PropertyKey[] | undefined): string | undefined {
+  if (where?.[0] !== "records" || typeof where[1] !== "number" || where[2] === "path" || where[2] === "from") return undefined;
+  const records = (json as { records?: unknown } | null)?.records;
+  const record = Array.isArray(records) ? (records[where[1]] as Record<string, unknown> | null | undefined) : undefined;
+  const path = typeof record === "object" && record !== null ? (record.path ?? record.from) : undefined;
+  return typeof path === "string" ? JSON.stringify(path.slice(0, 200)) : undefined;
+}
+
+function firstProblem(error: z.ZodError, json: unknown): string {
   const issue = error.issues[0];
   const where = issue?.path.length ? issue.path.join(".") : "message";
+  const path = recordPathOf(json, issue?.path);
   const more = error.issues.length > 1 ? ` (and ${error.issues.length - 1} more problems)` : "";
-  return `invalid message: ${where}: ${issue?.message ?? "does not match the schema"}${more}`;
+  return `invalid message: ${where}${path ? ` (path ${path})` : ""}: ${issue?.message ?? "does not match the schema"}${more}`;
 }
 
 /** Parses and validates a message body: a run of records, or a marker sent straight to the queue. Throws BadMessageError saying what is wrong. */
@@ -381,13 +395,13 @@ export function parseMessage(body: string): WireMessage | MarkerMessage {
   }
   if (typeof json === "object" && json !== null && "task" in json) {
     const marker = MarkerMessageSchema.safeParse(json);
-    if (!marker.success) throw new BadMessageError(firstProblem(marker.error));
+    if (!marker.success) throw new BadMessageError(firstProblem(marker.error, json));
     return marker.data;
   }
   const common = commonMessage(json);
   if (common) return common;
   const result = MessageSchema.safeParse(json);
-  if (!result.success) throw new BadMessageError(firstProblem(result.error));
+  if (!result.success) throw new BadMessageError(firstProblem(result.error, json));
   return result.data;
 }
 

@@ -124,6 +124,16 @@ export function queueMarkerLine(marker: NonNullable<SetStatus["queueMarker"]>, n
 }
 
 /** Exit code of `tidemark status` when a set is not healthy (2 stays for usage errors). */
+/**
+ * The line for a rejected message the set's health no longer counts. Its error names a path from the source host
+ * (untrusted), so it is escaped as every other such line: a U+202E or a C1 control cannot redraw what follows it.
+ */
+export function oldRejectedLine(rejected: Pick<NonNullable<SetStatus["lastRejected"]>, "messageId" | "at" | "error">): string {
+  return escapeControl(
+    `last rejected message ${rejected.messageId} at ${rejected.at} (no longer counted: older than 24 hours, or a resync applied since superseded its records): ${rejected.error}`,
+  );
+}
+
 export const STATUS_UNHEALTHY = 1;
 
 const EMPTY: SetCounters = { nextSeq: 1, sentSeq: 0, backlogRecords: 0, backlogBytes: 0, messagesSent: 0, bytesSent: 0, lastSendError: null, overflowed: false, watcherProblem: null };
@@ -403,7 +413,7 @@ Examples:
       if (r.target.reachable && r.target.queueMarker) process.stdout.write(`${r.set}: ${escapeControl(queueMarkerLine(r.target.queueMarker, new Date()))}\n`);
       const rejected = r.target.reachable ? r.target.lastRejected : undefined;
       if (rejected && !r.problems.some((p) => p.kind === "rejected-message")) {
-        process.stdout.write(`${r.set}: last rejected message ${rejected.messageId} at ${rejected.at} (no longer counted: older than 24 hours, or a resync applied since superseded its records): ${rejected.error}\n`);
+        process.stdout.write(`${r.set}: ${oldRejectedLine(rejected)}\n`);
       }
       if (r.target.reachable && r.target.folderWritesFrom !== undefined) {
         process.stdout.write(

@@ -31,7 +31,14 @@ export function parseManifest(bytes: Buffer): ManifestEntry[] {
       throw new BadMessageError(`verify manifest line ${i + 1} is not JSON`);
     }
     const parsed = ManifestEntrySchema.safeParse(json);
-    if (!parsed.success) throw new BadMessageError(`verify manifest line ${i + 1}: ${parsed.error.issues[0]?.message ?? "invalid"}`);
+    if (!parsed.success) {
+      // The entry's path, when the line has one: the file whose value this applier cannot take, not only a line number.
+      const path = (json as { path?: unknown } | null)?.path;
+      const named = typeof path === "string" ? ` (path ${JSON.stringify(path.slice(0, 200))})` : "";
+      const issue = parsed.error.issues[0];
+      const field = issue?.path.length ? `${issue.path.join(".")}: ` : "";
+      throw new BadMessageError(`verify manifest line ${i + 1}${named}: ${field}${issue?.message ?? "invalid"}`);
+    }
     entries.push(parsed.data);
   }
   return entries;

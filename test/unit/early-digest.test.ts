@@ -9,6 +9,7 @@ import { afterEach, beforeEach, expect, it, vi } from "vitest";
 import type { TaskFields } from "../../contract/tasks.ts";
 import { startMarkerDigest } from "../../agent/early-digest.ts";
 import { Journal } from "../../agent/journal.ts";
+import { INVALIDATED_MTIME_NS } from "../../agent/journal-index.ts";
 import { fileSetMarkerDigest } from "../../agent/marker-digest.ts";
 import { barrierScan } from "../../agent/scan.ts";
 import { tempDir } from "../support/tree.ts";
@@ -82,7 +83,7 @@ it("reads again when anything else wrote the set's index meanwhile", async () =>
   allEntries.mockRestore();
   expect(fields.digest).toEqual(await readAfter());
   const line = journal.index.entry(SET, "top.txt");
-  expect(line?.mtimeNs).toBe("-1");
+  expect(line?.mtimeNs).toBe(INVALIDATED_MTIME_NS);
 });
 
 it("reads nothing early for a marker without a digest, and discard leaves the spool as it was", async () => {

@@ -8,7 +8,7 @@ import { afterEach, describe, expect, it, vi } from "vitest";
 import { z } from "zod";
 import { LINK_GROUP_PATTERN, MTIME_NS_PATTERN, SHA256_PATTERN } from "../../contract/manifest-entry.ts";
 import { PACK_ENCODINGS, PACKED_ENCODINGS } from "../../contract/packed-content.ts";
-import { BadMessageError, GENERATION_ID_PATTERN, HAND_CHECKED_KEYS, INLINE_ENCODINGS, MAX_MESSAGE_BYTES, MessageSchema, parseMessage } from "../../contract/wire.ts";
+import { BadMessageError, GENERATION_ID_PATTERN, HAND_CHECKED_KEYS, INLINE_ENCODINGS, MAX_MESSAGE_BYTES, MessageSchema, parseMessage, recordPathOf } from "../../contract/wire.ts";
 
 const SHA = "0123456789abcdef".repeat(4);
 
@@ -42,10 +42,27 @@ const VALID: [string, Json][] = [
       ],
     },
   ],
+  [
+    "files and folders touched before 1970 (negative mtimes), at the epoch, and one nanosecond before it",
+    {
+      v: 1,
+      set: "old",
+      records: [
+        { op: "mkdir", path: "times", mode: 0o755, mtimeNs: "-315619200000000000", seq: 1 },
+        put(2, { kind: "inline", encoding: "base64", data: "" }, { mtimeNs: "-1" }),
+        put(3, { kind: "staged" }, { mtimeNs: "0" }),
+        put(4, { kind: "staged" }, { mtimeNs: "-9999999999999999999999999999" }),
+        put(5, { kind: "staged" }, { mtimeNs: "100000000000000000000" }),
+        put(6, { kind: "staged" }, { mtimeNs: "-1000000000" }),
+      ],
+    },
+  ],
 ];
 
 /** Ways to alter a field: values the schema takes and values it refuses. */
 const BAD_VALUES: unknown[] = [null, true, -1, 0, 1.5, 2 ** 53, "", "x", "1", [], {}, [1], { kind: "packed" }, "é", "a/../b", "/abs", "0123456789ABCDEF".repeat(4), 8 * 1024 * 1024 + 1];
+/** Signed decimal strings on both sides of mtimeNs's rule (a '-' before a non-zero digit, at most 28 digits). */
+const SIGNED_VALUES: unknown[] = ["-1", "-0", "-01", "-", "--1", "+1", "- 1", "-1 ", "00", "-9".padEnd(29, "9"), "-9".padEnd(30, "9"), "9".repeat(28), "9".repeat(29), "-1e9", "-1.5"];
 
 /** Every variant of message: each field (at every depth) set to each bad value, removed, and a key added beside it. */
 function variants(message: Json): Json[] {
@@ -65,7 +82,7 @@ function variants(message: Json): Json[] {
     };
     if (!Array.isArray(value)) out.push(replace({ ...(value as Json), unexpected: 1 }));
     for (const [key, field] of entries) {
-      for (const bad of BAD_VALUES) out.push(replace(copy(key, bad)));
+      for (const bad of [...BAD_VALUES, ...SIGNED_VALUES]) out.push(replace(copy(key, bad)));
       out.push(replace(copy(key, undefined, true)));
       walk(field, (next) => replace(copy(key, next)));
     }
@@ -98,7 +115,8 @@ function bySchema(body: string): { message: string } | { error: string } {
   if (result.success) return { message: JSON.stringify(result.data) };
   const issue = result.error.issues[0];
   const more = result.error.issues.length > 1 ? ` (and ${result.error.issues.length - 1} more problems)` : "";
-  return { error: `invalid message: ${issue?.path.length ? issue.path.join(".") : "message"}: ${issue?.message ?? "does not match the schema"}${more}` };
+  const path = recordPathOf(JSON.parse(body), issue?.path);
+  return { error: `invalid message: ${issue?.path.length ? issue.path.join(".") : "message"}${path ? ` (path ${path})` : ""}: ${issue?.message ?? "does not match the schema"}${more}` };
 }
 
 function byParser(body: string): { message: string } | { error: string } {
