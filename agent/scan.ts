@@ -8,7 +8,7 @@ import { join } from "node:path";
 import { mapConcurrent } from "../contract/async.ts";
 import { BLOCK_SIZE, MAX_INLINE_DECODED_BYTES } from "../contract/wire.ts";
 import { specialFileProblem, unreadableProblem, unreplicableName } from "./skipped-names.ts";
-import { capture, deletesFor, unchangedInIndex, type CaptureOptions, type CaptureResult } from "./capture.ts";
+import { capture, deletesFor, stampIfUnknown, unchangedInIndex, type CaptureOptions, type CaptureResult } from "./capture.ts";
 import { readFolder, type FolderEntry } from "./folder-stats.ts";
 import { changeBytes, type Change, type Journal } from "./journal.ts";
 import { throwIfInterrupted } from "./interrupt.ts";
@@ -25,6 +25,8 @@ export interface ScanReport {
   skipped: { path: string; reason: string }[];
   /** The scan stopped early (journal full); entries it did not reach were not compared. */
   stopped?: boolean;
+  /** Files whose content differed from the index behind an unchanged size, mtime and mode (journaled by this scan). */
+  changedBehindStat?: string[];
 }
 
 /**
@@ -97,8 +99,16 @@ async function discardCaptured(journal: Journal, changes: readonly Change[]): Pr
 }
 
 export async function barrierScan(journal: Journal, spec: SetSpec, options: ScanOptions | string = {}): Promise<ScanReport> {
-  const { from = "", onProgress, shouldStop, defer, renames, vanish, onJournaled, onChunkJournaled, signal, ...captureOptions } = typeof options === "string" ? { from: options } : options;
-  const report: ScanReport = { entries: 0, changes: 0, bytes: 0, skipped: [] };
+  const { from = "", onProgress, shouldStop, defer, renames, vanish, onJournaled, onChunkJournaled, signal, onChangedBehindStat, ...given } = typeof options === "string" ? { from: options } : options;
+  const changedBehindStat: string[] = [];
+  const report: ScanReport = { entries: 0, changes: 0, bytes: 0, skipped: [], changedBehindStat };
+  const captureOptions: CaptureOptions = {
+    ...given,
+    onChangedBehindStat: (path) => {
+      changedBehindStat.push(path);
+      onChangedBehindStat?.(path);
+    },
+  };
   const pending: Change[] = [];
   let pendingBytes = 0;
   let chunk = onChunkJournaled ? FIRST_APPEND_CHUNK : APPEND_CHUNK;
@@ -251,6 +261,7 @@ export async function barrierScan(journal: Journal, spec: SetSpec, options: Scan
       report.entries += 1;
       const st = captureOptions.rehash ? undefined : entry.stat;
       if (st && unchangedInIndex(known, st)) {
+        stampIfUnknown(journal, spec.name, path, known, st);
         if (st.isDirectory()) subdirs.push(path);
         continue;
       }
@@ -279,6 +290,7 @@ export async function barrierScan(journal: Journal, spec: SetSpec, options: Scan
   // A scan that stopped leaves them in the index: the next one finds them again.
   if (!report.stopped) for (const path of held) queue(deletesFor(journal, spec.name, path));
   flush();
+  journal.writeStamps();
   journal.skippedNames.record(spec.name, from, report.skipped, report.stopped !== true);
   return report;
 }

@@ -1,0 +1,184 @@
+// A file rewritten in place with the same size and its mtime put back (cp -p, rsync -a --inplace, touch -r, tar x,
+// ransomware keeping timestamps): size, mtime and mode are as indexed, so it was never read again, by the watcher's
+// capture nor by a barrier scan, and snapshots were "verified" with the old bytes. The ctime (which no user can set)
+// and the inode are indexed too now. The clock is put an hour ahead so no file counts as just modified (the racy
+// window hashes those anyway): what finds the rewrite here is the ctime alone.
+
+import { closeSync, openSync, readFileSync, utimesSync, writeFileSync, writeSync } from "node:fs";
+import type * as Fs from "node:fs";
+import { join } from "node:path";
+import { DatabaseSync } from "node:sqlite";
+import { afterEach, beforeEach, expect, it, vi } from "vitest";
+import { changedBehindStatLines, DIFFERENCES_FOUND, verifyExitCode } from "../../agent/commands/verify.ts";
+import { runVerify } from "../../agent/operations.ts";
+import { restoreSnapshot } from "../../agent/restore.ts";
+import type * as SmallFileRead from "../../agent/small-file-read.ts";
+import { snapshotIdFor, TaskFieldsSchema } from "../../contract/tasks.ts";
+import { readSnapshot } from "../../lambdas/target/index.ts";
+import { agentHarness, type Harness } from "../support/harness.ts";
+import { tempDir } from "../support/tree.ts";
+
+/** Reads of source files' content: whole small files, and streams (hashing, spooling). */
+const reads = { count: 0 };
+
+vi.mock("../../agent/small-file-read.ts", async (importOriginal) => {
+  const actual = await importOriginal<typeof SmallFileRead>();
+  return {
+    ...actual,
+    readSmallFile: (...args: Parameters<typeof actual.readSmallFile>) => {
+      reads.count += 1;
+      return actual.readSmallFile(...args);
+    },
+  };
+});
+
+vi.mock("node:fs", async (importOriginal) => {
+  const actual = await importOriginal<typeof Fs>();
+  const createReadStream = ((...args: Parameters<typeof actual.createReadStream>) => {
+    reads.count += 1;
+    return actual.createReadStream(...args);
+  }) as typeof actual.createReadStream;
+  return { ...actual, default: { ...actual, createReadStream }, createReadStream };
+});
+
+const SET = "app";
+const WHEN = new Date("2026-01-02T03:04:05Z");
+let h: Harness;
+
+beforeEach(() => {
+  const now = Date.now.bind(Date);
+  vi.spyOn(Date, "now").mockImplementation(() => now() + 3_600_000);
+  reads.count = 0;
+  h = agentHarness(SET);
+});
+
+afterEach(async () => {
+  await h.close();
+  vi.restoreAllMocks();
+});
+
+function writeOld(name: string, text: string): void {
+  const path = join(h.src.path, name);
+  writeFileSync(path, text);
+  utimesSync(path, WHEN, WHEN);
+}
+
+/** New bytes of the same length, written in place, and the times put back as they were. */
+function rewriteKeepingStat(name: string, text: string): void {
+  const path = join(h.src.path, name);
+  expect(Buffer.byteLength(text)).toBe(readFileSync(path).length);
+  const fd = openSync(path, "r+");
+  try {
+    writeSync(fd, text, 0);
+  } finally {
+    closeSync(fd);
+  }
+  utimesSync(path, WHEN, WHEN);
+}
+
+const onTarget = async (name: string) => (await h.store.get(`data/${SET}/${name}`))?.body.toString();
+
+async function mirrored(): Promise<void> {
+  writeOld("a.txt", "abcdef");
+  writeOld("b.txt", "untouched");
+  await h.agent.start();
+  await h.agent.drain(SET);
+  expect(await onTarget("a.txt")).toBe("abcdef");
+}
+
+it("sends a file the watcher reports, rewritten with the same size and its mtime put back", async () => {
+  await mirrored();
+  rewriteKeepingStat("a.txt", "fedcba");
+  h.agent.hint(SET, "a.txt");
+  await h.agent.processHints(SET);
+  await h.agent.drain(SET);
+  expect(await onTarget("a.txt")).toBe("fedcba");
+});
+
+it("sends it when the rewrite happened while the agent was stopped (the start's scan)", async () => {
+  await mirrored();
+  await h.shutdown();
+  rewriteKeepingStat("a.txt", "fedcba");
+  h.restart();
+  await h.agent.start();
+  await h.agent.drain(SET);
+  expect(await onTarget("a.txt")).toBe("fedcba");
+  expect(await onTarget("b.txt")).toBe("untouched");
+});
+
+it("a marker's snapshot holds the new content", async () => {
+  await mirrored();
+  rewriteKeepingStat("a.txt", "fedcba");
+  const queued = await h.agent.insertMarker(SET, { fields: TaskFieldsSchema.parse({}) });
+  expect(queued.scan.changes).toBe(1);
+  await h.agent.drain(SET);
+  const summary = await readSnapshot(h.store, SET, snapshotIdFor(queued.id));
+  const to = tempDir("tidemark-rewrite-");
+  try {
+    await restoreSnapshot(h.store, summary, to.path);
+    expect(readFileSync(join(to.path, "a.txt"), "utf8")).toBe("fedcba");
+  } finally {
+    to.remove();
+  }
+});
+
+it("a rewrite with the same bytes costs a read of the file and journals nothing", async () => {
+  await mirrored();
+  const sent = h.journal.sets.counters(SET);
+  rewriteKeepingStat("b.txt", "untouched");
+  reads.count = 0;
+  const scan = await h.agent.scan(SET);
+  expect(reads.count).toBe(1);
+  expect(scan.changes).toBe(0);
+  expect(h.journal.sets.counters(SET)).toEqual(sent);
+  // The new ctime is recorded: the next scan reads nothing.
+  reads.count = 0;
+  await h.agent.scan(SET);
+  expect(reads.count).toBe(0);
+});
+
+it("verify --deep names the files its scan found changed behind an unchanged size and mtime, and exits non-zero", async () => {
+  await mirrored();
+  rewriteKeepingStat("a.txt", "fedcba");
+  const result = await runVerify(h.operations(), SET, { deep: true, repair: false, orphans: "report" });
+  expect(result.changedBehindStat).toEqual(["a.txt"]);
+  expect(result.report).toMatchObject({ missing: [], different: [], extra: [] });
+  expect(await onTarget("a.txt")).toBe("fedcba");
+  expect(changedBehindStatLines(result.changedBehindStat ?? [])[0]).toBe(
+    "1 file had changed behind an unchanged size and mtime: journaled now, ahead of this verification; snapshots taken before this may hold their old content",
+  );
+  expect(verifyExitCode(result, false)).toBe(DIFFERENCES_FOUND);
+  expect(verifyExitCode(result, true)).toBe(DIFFERENCES_FOUND);
+
+  const again = await runVerify(h.operations(), SET, { deep: true, repair: false, orphans: "report" });
+  expect(again.changedBehindStat).toEqual([]);
+  expect(verifyExitCode(again, false)).toBe(0);
+});
+
+it("an upgraded journal without ctimes records them at the next scan without reading any file, then finds a rewrite", async () => {
+  for (let i = 0; i < 20; i++) writeOld(`f${i}.txt`, `file ${i}`);
+  await mirrored();
+  await h.shutdown();
+  // The journal as an agent from before ctimes and inodes were indexed left it.
+  const db = new DatabaseSync(join(h.state.path, "journal.db"));
+  db.exec(`DROP INDEX entries_scan_by_parent;
+    ALTER TABLE entries DROP COLUMN ctime_ns; ALTER TABLE entries DROP COLUMN ino;
+    CREATE INDEX entries_stat_by_parent ON entries (set_name, parent, path, kind, size, mode, mtime_ns);`);
+  db.close();
+
+  h.restart();
+  const files = [...h.journal.index.allEntries(SET)].filter((entry) => entry.kind === "file");
+  expect(files).toHaveLength(22);
+  expect(files.every((entry) => entry.ctimeNs === null && entry.ino === null)).toBe(true);
+  reads.count = 0;
+  await h.agent.start();
+  expect(reads.count).toBe(0);
+  expect([...h.journal.index.allEntries(SET)].filter((entry) => entry.kind === "file" && entry.ctimeNs === null)).toEqual([]);
+
+  rewriteKeepingStat("f7.txt", "FILE 7");
+  await h.agent.scan(SET);
+  // Only that file: hashed against the index, then read into the journal.
+  expect(reads.count).toBe(2);
+  await h.agent.drain(SET);
+  expect(await onTarget("f7.txt")).toBe("FILE 7");
+});
