@@ -358,8 +358,9 @@ export async function blockRepair(journal: Journal, spec: SetSpec, known: IndexE
     content: read.content,
     delta: { base: known.sha256, blocks: [...blocks], contentSha256: read.contentSha256 },
     blockHashes: hashes,
-    // The content stays what the index holds: so do its chunks' fingerprints.
+    // The content stays what the index holds: so do its chunks' fingerprints, and its stamp (checked above).
     ...(chunks ? { chunkHashes: chunks } : {}),
+    stamp: stampOf(st),
   };
 }
 
