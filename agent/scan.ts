@@ -25,8 +25,11 @@ export interface ScanReport {
   skipped: { path: string; reason: string }[];
   /** The scan stopped early (journal full); entries it did not reach were not compared. */
   stopped?: boolean;
-  /** Files whose content differed from the index behind an unchanged size, mtime and mode (journaled by this scan). */
-  changedBehindStat?: string[];
+  /**
+   * Files whose content differed from the index behind an unchanged size, mtime and mode (journaled by this scan):
+   * how many, and the first CHANGED_BEHIND_STAT_NAMED of them (a tree rewritten whole would be millions).
+   */
+  changedBehindStat?: { count: number; paths: string[] };
 }
 
 /**
@@ -55,6 +58,8 @@ const READ_AHEAD = 8;
  * of every later record waiting behind them. The scan's records are the state it found, not a write order.
  */
 const DEFERRED_LARGE_FILES = 1_000;
+/** Files changed behind an unchanged stat a scan names (it counts them all). */
+const CHANGED_BEHIND_STAT_NAMED = 100;
 
 function joinPath(dir: string, name: string): string {
   return dir === "" ? name : `${dir}/${name}`;
@@ -100,12 +105,13 @@ async function discardCaptured(journal: Journal, changes: readonly Change[]): Pr
 
 export async function barrierScan(journal: Journal, spec: SetSpec, options: ScanOptions | string = {}): Promise<ScanReport> {
   const { from = "", onProgress, shouldStop, defer, renames, vanish, onJournaled, onChunkJournaled, signal, onChangedBehindStat, ...given } = typeof options === "string" ? { from: options } : options;
-  const changedBehindStat: string[] = [];
+  const changedBehindStat = { count: 0, paths: [] as string[] };
   const report: ScanReport = { entries: 0, changes: 0, bytes: 0, skipped: [], changedBehindStat };
   const captureOptions: CaptureOptions = {
     ...given,
     onChangedBehindStat: (path) => {
-      changedBehindStat.push(path);
+      changedBehindStat.count += 1;
+      if (changedBehindStat.paths.length < CHANGED_BEHIND_STAT_NAMED) changedBehindStat.paths.push(path);
       onChangedBehindStat?.(path);
     },
   };

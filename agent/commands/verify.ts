@@ -24,11 +24,14 @@ function list(label: string, paths: string[], limit = LIST_LIMIT): string[] {
  * The line naming files the verification's own scan found changed behind an unchanged size and mtime: everything
  * looked sent, the target was behind for them, and a snapshot taken before may hold their old content.
  */
-export function changedBehindStatLines(paths: readonly string[]): string[] {
-  if (paths.length === 0) return [];
+export function changedBehindStatLines(changed: NonNullable<VerifyResult["changedBehindStat"]>): string[] {
+  const { count, paths } = changed;
+  if (count === 0) return [];
+  const shown = paths.slice(0, LIST_LIMIT).map((p) => `  changed   ${escapeControl(p)}`);
   return [
-    `${counted(paths.length, "file", "files")} had changed behind an unchanged size and mtime: journaled now, ahead of this verification; snapshots taken before this may hold their old content`,
-    ...list("changed  ", [...paths]),
+    `${counted(count, "file", "files")} had changed behind an unchanged size and mtime: journaled now, ahead of this verification; snapshots taken before this may hold their old content`,
+    ...shown,
+    ...(count > shown.length ? [`  ... and ${count - shown.length} more`] : []),
   ];
 }
 
@@ -41,7 +44,7 @@ export function verifyExitCode(result: VerifyResult, repair: boolean): number {
   const differences = missing.length + different.length + extra.length;
   // Skipped entries are not on the target and no repair sends them: the target does not match.
   const matched = (differences === 0 || repair) && (result.skipped ?? []).length === 0;
-  return matched && (result.changedBehindStat ?? []).length === 0 ? 0 : DIFFERENCES_FOUND;
+  return matched && (result.changedBehindStat?.count ?? 0) === 0 ? 0 : DIFFERENCES_FOUND;
 }
 
 /**
@@ -72,7 +75,7 @@ mtime. Files whose source content the verification's own scan finds changed
 behind an unchanged size and mtime (the agent also compares ctimes and
 inodes, so it finds most of these before) are journaled ahead of it and
 named: "N files had changed behind an unchanged size and mtime"
-("changedBehindStat" in --json); the target then matches, but snapshots
+("changedBehindStat" in --json: the count and the first 100); the target then matches, but snapshots
 taken before may hold their old content. Orphans are reported, deleted or moved aside under orphans/ as the
 config's "orphans" setting says (default: report). Volume sets have no
 verification: \`tidemark mirror\` reads and sends all their blocks again.
@@ -129,7 +132,7 @@ Examples:
         ...list("missing  ", report.missing),
         ...list("different", report.different.map((d) => `${d.path} (${d.reason}${d.blocks ? `, blocks ${d.blocks.join(",")}` : ""})`)),
         ...list("extra    ", report.extra),
-        ...changedBehindStatLines(result.changedBehindStat ?? []),
+        ...(result.changedBehindStat ? changedBehindStatLines(result.changedBehindStat) : []),
       ];
       if (skipped.length > 0) {
         lines.push(`${counted(skipped.length, "entry", "entries")} not compared (not replicated; \`tidemark status ${set}\` names them all):`);

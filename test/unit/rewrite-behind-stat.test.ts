@@ -141,17 +141,21 @@ it("verify --deep names the files its scan found changed behind an unchanged siz
   await mirrored();
   rewriteKeepingStat("a.txt", "fedcba");
   const result = await runVerify(h.operations(), SET, { deep: true, repair: false, orphans: "report" });
-  expect(result.changedBehindStat).toEqual(["a.txt"]);
+  expect(result.changedBehindStat).toEqual({ count: 1, paths: ["a.txt"] });
   expect(result.report).toMatchObject({ missing: [], different: [], extra: [] });
   expect(await onTarget("a.txt")).toBe("fedcba");
-  expect(changedBehindStatLines(result.changedBehindStat ?? [])[0]).toBe(
+  expect(changedBehindStatLines(result.changedBehindStat ?? { count: 0, paths: [] })).toEqual([
     "1 file had changed behind an unchanged size and mtime: journaled now, ahead of this verification; snapshots taken before this may hold their old content",
-  );
+    "  changed   a.txt",
+  ]);
+  const many = changedBehindStatLines({ count: 250, paths: Array.from({ length: 100 }, (_, i) => `f${i}`) });
+  expect(many[0]).toMatch(/^250 files had changed behind/);
+  expect(many.slice(-2)).toEqual(["  changed   f19", "  ... and 230 more"]);
   expect(verifyExitCode(result, false)).toBe(DIFFERENCES_FOUND);
   expect(verifyExitCode(result, true)).toBe(DIFFERENCES_FOUND);
 
   const again = await runVerify(h.operations(), SET, { deep: true, repair: false, orphans: "report" });
-  expect(again.changedBehindStat).toEqual([]);
+  expect(again.changedBehindStat).toEqual({ count: 0, paths: [] });
   expect(verifyExitCode(again, false)).toBe(0);
 });
 
