@@ -322,7 +322,8 @@ export class Journal {
     // Journals made before ctimes and inodes were indexed gain them as NULL, "unknown": the next lstat of each file
     // records them without reading it (journal-index.ts stamp), so an upgrade does not hash the whole tree again.
     // Rewrites made before the upgrade behind an unchanged size and mtime are not found that way (verify --deep is).
-    if (!columns.some((c) => c.name === "ctime_ns")) db.exec("ALTER TABLE entries ADD COLUMN ctime_ns TEXT; ALTER TABLE entries ADD COLUMN ino TEXT");
+    if (!columns.some((c) => c.name === "ctime_ns")) db.exec("ALTER TABLE entries ADD COLUMN ctime_ns TEXT");
+    if (!columns.some((c) => c.name === "ino")) db.exec("ALTER TABLE entries ADD COLUMN ino TEXT");
     db.exec(SCAN_INDEX);
     const setColumns = db.prepare("PRAGMA table_info(sets)").all() as { name: string }[];
     if (!setColumns.some((c) => c.name === "overflowed")) db.exec("ALTER TABLE sets ADD COLUMN overflowed INTEGER NOT NULL DEFAULT 0");
