@@ -119,7 +119,10 @@ export interface CaptureOptions {
    * behind an unchanged stat (a checksum mirror).
    */
   readonly rehash?: boolean;
-  /** Told a file's path when its content differs from the index although its size, mtime and mode do not (verify --deep names them). */
+  /**
+   * With rehash, told a file's path when its content differs from the index although nothing in its stat does (size,
+   * mtime, mode, ctime, inode; a stamp not known yet counts as the same): verify --deep names them.
+   */
   readonly onChangedBehindStat?: (path: string) => void;
   /** Told a changed file's size (from the capture's stat) before each read of its content: a caller names a long read. */
   readonly beforeRead?: (size: number) => void;
@@ -181,9 +184,10 @@ async function captureEntry(journal: Journal, spec: SetSpec, path: string, optio
     if (known && sameFile(known, st)) {
       // A file changed within the last moments may have been rewritten within the filesystem's timestamp tick, size
       // unchanged: its stat cannot tell, so its content is compared (git's "racily clean" entries). So is one whose
-      // ctime or inode moved: a chmod or a new link costs a read, a rewrite with its mtime put back is found.
+      // ctime or inode moved: a chmod undone or a new link costs a read, a rewrite with its mtime put back is found.
       const stamped = sameStamp(known, st);
-      if (!options.rehash && stamped && !modifiedRecently(st)) {
+      const lookedFor = !stamped || modifiedRecently(st);
+      if (!options.rehash && !lookedFor) {
         stampIfUnknown(journal, spec.name, path, known, st);
         return { changes: [], isDirectory: false };
       }
@@ -192,7 +196,8 @@ async function captureEntry(journal: Journal, spec: SetSpec, path: string, optio
         if (!stamped || known.ctimeNs === null) journal.index.stamp(spec.name, path, known, stampOf(st), known.sha256 ?? undefined);
         return { changes: [], isDirectory: false };
       }
-      options.onChangedBehindStat?.(path);
+      // Found only because every file is hashed: nothing in its stat moved (a rewrite from before ctimes were indexed).
+      if (!lookedFor) options.onChangedBehindStat?.(path);
     }
     const changes = replaced("file");
     const put = await readStable(journal, spec.name, abs, path, st, known, options);

@@ -71,10 +71,11 @@ changes in flight are never reported as differences.
 Without --deep, sizes, mtimes, modes and recorded hashes are compared; with
 --deep every source file and every target object is hashed (block by block
 for large files), which finds content changed behind an unchanged size and
-mtime. Files whose source content the verification's own scan finds changed
-behind an unchanged size and mtime (the agent also compares ctimes and
-inodes, so it finds most of these before) are journaled ahead of it and
-named: "N files had changed behind an unchanged size and mtime"
+mtime. The agent compares ctimes and inodes too, so it finds most such
+rewrites by itself; files whose content only the deep scan finds changed
+(nothing in their stat moved: rewritten before this agent indexed ctimes)
+are journaled ahead of the verification and named: "N files had changed
+behind an unchanged size and mtime"
 ("changedBehindStat" in --json: the count and the first 100); the target then matches, but snapshots
 taken before may hold their old content. Orphans are reported, deleted or moved aside under orphans/ as the
 config's "orphans" setting says (default: report). Volume sets have no
