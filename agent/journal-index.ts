@@ -23,7 +23,8 @@ export interface IndexEntry {
   /**
    * A file's ctime and inode when its content was last read (never sent): a rewrite that keeps the size and puts the
    * mtime back (cp -p, rsync --inplace, touch -r, tar x) still moves the ctime, which no user can set. null: not known
-   * (entries of journals from before, puts read elsewhere); see FileStamp.
+   * (entries of journals from before: taken unread at the next lstat); "0": a put journaled without one (read once at
+   * the next capture); see FileStamp.
    */
   ctimeNs: string | null;
   ino: string | null;
@@ -37,6 +38,9 @@ export interface FileStamp {
   readonly ctimeNs: string;
   readonly ino: string;
 }
+
+/** The stamp of a put journaled without one: no stat has ctime 0, so the file is read at its next capture. */
+export const UNREAD_STAMP: FileStamp = { ctimeNs: "0", ino: "0" };
 
 /** How many stamps wait in memory before they are written in a transaction of their own. */
 const STAMP_BATCH = 512;
@@ -162,7 +166,9 @@ export class EntryIndex {
       s.upsert.run(set, path, parentOf(path) ?? "", kind, size, mode, mtimeNs, sha, link, blocks, stamp?.ctimeNs ?? null, stamp?.ino ?? null);
     switch (change.op) {
       case "put":
-        upsert(change.path, "file", change.size, change.mode, change.mtimeNs, change.sha256, null, change.blockHashes ?? null, change.stamp);
+        // No stamp taken (the content was not read here): one never matched, so the next capture hashes the file once.
+        // Only the migration's rows hold none (null), taken unread at the next lstat.
+        upsert(change.path, "file", change.size, change.mode, change.mtimeNs, change.sha256, null, change.blockHashes ?? null, change.stamp ?? UNREAD_STAMP);
         this.#chunks.set(set, change.path, change.sha256, change.chunkHashes);
         break;
       case "rename":

@@ -4,13 +4,15 @@
 // and the inode are indexed too now. The clock is put an hour ahead so no file counts as just modified (the racy
 // window hashes those anyway): what finds the rewrite here is the ctime alone.
 
-import { closeSync, openSync, readFileSync, utimesSync, writeFileSync, writeSync } from "node:fs";
+import { createHash } from "node:crypto";
+import { closeSync, lstatSync, openSync, readFileSync, utimesSync, writeFileSync, writeSync } from "node:fs";
 import type * as Fs from "node:fs";
 import { join } from "node:path";
 import { DatabaseSync } from "node:sqlite";
 import { afterEach, beforeEach, expect, it, vi } from "vitest";
 import { changedBehindStatLines, DIFFERENCES_FOUND, verifyExitCode } from "../../agent/commands/verify.ts";
 import { runVerify } from "../../agent/operations.ts";
+import { seedIndexFromTarget, type TargetFileLookup } from "../../agent/recovery-baseline.ts";
 import { restoreSnapshot } from "../../agent/restore.ts";
 import type * as SmallFileRead from "../../agent/small-file-read.ts";
 import { snapshotIdFor, TaskFieldsSchema } from "../../contract/tasks.ts";
@@ -200,4 +202,32 @@ it("an upgraded journal without ctimes records them at the next scan without rea
   expect(reads.count).toBe(2);
   await h.agent.drain(SET);
   expect(await onTarget("f7.txt")).toBe("FILE 7");
+});
+
+it("a put journaled without a stamp is read at its next capture: a rewrite behind its stat in between is found", async () => {
+  await mirrored();
+  const known = h.journal.index.entry(SET, "a.txt");
+  const sha256 = known?.sha256;
+  if (!known || !sha256) throw new Error("a.txt not indexed");
+  // As a put from elsewhere (a metadata put, a block repair of old) enters the index: the content was not read here.
+  h.journal.atomically(() => h.journal.index.apply(SET, { op: "put", path: "a.txt", size: known.size, mode: known.mode, mtimeNs: known.mtimeNs, sha256, content: { bytes: new Uint8Array() } }));
+  expect(h.journal.index.entry(SET, "a.txt")).toMatchObject({ ctimeNs: "0" });
+  rewriteKeepingStat("a.txt", "fedcba");
+  expect((await h.agent.scan(SET)).changes).toBe(1);
+  await h.agent.drain(SET);
+  expect(await onTarget("a.txt")).toBe("fedcba");
+});
+
+it("a lost journal's comparison indexes the stamp it read under: the next scan reads nothing, a rewrite behind the stat later is found", async () => {
+  writeOld("a.txt", "abcdef");
+  const st = lstatSync(join(h.src.path, "a.txt"), { bigint: true });
+  const lookup: TargetFileLookup = async () => ({ size: 6, sha256: createHash("sha256").update("abcdef").digest("hex"), mode: Number(st.mode & 0o7777n), mtimeNs: st.mtimeNs.toString() });
+  const report = await seedIndexFromTarget(h.journal, { name: SET, root: h.src.path, exclude: [] }, lookup);
+  expect(report).toMatchObject({ same: 1 });
+  expect(h.journal.index.entry(SET, "a.txt")).toMatchObject({ ctimeNs: st.ctimeNs.toString(), ino: st.ino.toString() });
+  reads.count = 0;
+  expect((await h.agent.scan(SET)).changes).toBe(0);
+  expect(reads.count).toBe(0);
+  rewriteKeepingStat("a.txt", "fedcba");
+  expect((await h.agent.scan(SET)).changes).toBe(1);
 });
