@@ -87,12 +87,14 @@ function sameFile(known: IndexStat | undefined, st: EntryStat): boolean {
 }
 
 /**
- * The ctime and inode as indexed, or not known (journals from before they were indexed: recorded at the next lstat,
- * unread, so an upgrade does not hash the whole tree). Only the kernel sets a ctime, at every write, chmod and utime:
- * a file rewritten with its size and mtime put back shows here.
+ * The ctime as indexed, or not known (journals from before it was indexed: recorded at the next lstat, unread, so an
+ * upgrade does not hash the whole tree). Only the kernel sets a ctime, at every write, chmod, utime and rename: a file
+ * rewritten with its size and mtime put back shows here, and so does another file renamed over it or a fresh copy.
+ * Not the inode: FUSE and CIFS mounts give a file another one after a cache eviction, which would hash the whole tree
+ * at every scan (the inode stays indexed, and readStable still checks it around its read).
  */
 function sameStamp(known: IndexStat, st: EntryStat): boolean {
-  return known.ctimeNs === null || (known.ctimeNs === st.ctimeNs.toString() && known.ino === st.ino.toString());
+  return known.ctimeNs === null || known.ctimeNs === st.ctimeNs.toString();
 }
 
 /**
@@ -184,7 +186,7 @@ async function captureEntry(journal: Journal, spec: SetSpec, path: string, optio
     if (known && sameFile(known, st)) {
       // A file changed within the last moments may have been rewritten within the filesystem's timestamp tick, size
       // unchanged: its stat cannot tell, so its content is compared (git's "racily clean" entries). So is one whose
-      // ctime or inode moved: a chmod undone or a new link costs a read, a rewrite with its mtime put back is found.
+      // ctime moved: a chmod undone, a rename or a new link costs a read, a rewrite with its mtime put back is found.
       const stamped = sameStamp(known, st);
       const lookedFor = !stamped || modifiedRecently(st);
       if (!options.rehash && !lookedFor) {

@@ -10,6 +10,7 @@ import type * as Fs from "node:fs";
 import { join } from "node:path";
 import { DatabaseSync } from "node:sqlite";
 import { afterEach, beforeEach, expect, it, vi } from "vitest";
+import { unchangedInIndex } from "../../agent/capture.ts";
 import { changedBehindStatLines, DIFFERENCES_FOUND, verifyExitCode } from "../../agent/commands/verify.ts";
 import { runVerify } from "../../agent/operations.ts";
 import { seedIndexFromTarget, type TargetFileLookup } from "../../agent/recovery-baseline.ts";
@@ -230,4 +231,14 @@ it("a lost journal's comparison indexes the stamp it read under: the next scan r
   expect(reads.count).toBe(0);
   rewriteKeepingStat("a.txt", "fedcba");
   expect((await h.agent.scan(SET)).changes).toBe(1);
+});
+
+it("a file whose inode changed but not its ctime (a FUSE or CIFS mount after a cache eviction) is not read again; one whose ctime moved is", async () => {
+  await mirrored();
+  const known = h.journal.index.entry(SET, "b.txt");
+  const st = lstatSync(join(h.src.path, "b.txt"), { bigint: true });
+  const as = (changes: Partial<Fs.BigIntStats>) => Object.assign(Object.create(Object.getPrototypeOf(st) as object) as Fs.BigIntStats, st, changes);
+  expect(unchangedInIndex(known, st)).toBe(true);
+  expect(unchangedInIndex(known, as({ ino: st.ino + 1000n }))).toBe(true);
+  expect(unchangedInIndex(known, as({ ctimeNs: st.ctimeNs + 1n }))).toBe(false);
 });
