@@ -344,6 +344,7 @@ export class Journal {
   }
 
   close(): void {
+    this.writeStamps();
     this.#db.close();
   }
 
@@ -368,7 +369,12 @@ export class Journal {
 
   /** Writes the file stamps the index holds in memory (journal-index.ts stamp), in a transaction of their own. */
   writeStamps(): void {
-    if (this.index.stampsPending) this.#run(() => this.index.writeStamps());
+    if (!this.index.stampsPending) return;
+    try {
+      this.#run(() => this.index.writeStamps());
+    } catch {
+      // Dropped, never failing the scan that took them: a stamp not written only costs a read of the file later.
+    }
   }
 
   /** Runs work in one write transaction: all of it is journaled, or none. */

@@ -242,3 +242,18 @@ it("a file whose inode changed but not its ctime (a FUSE or CIFS mount after a c
   expect(unchangedInIndex(known, as({ ino: st.ino + 1000n }))).toBe(true);
   expect(unchangedInIndex(known, as({ ctimeNs: st.ctimeNs + 1n }))).toBe(false);
 });
+
+it("a failed stamp write is dropped, never failing the scan: it costs a read at the next one", async () => {
+  await mirrored();
+  rewriteKeepingStat("b.txt", "untouched");
+  const write = vi.spyOn(h.journal.index, "writeStamps").mockImplementationOnce(() => {
+    throw new Error("disk I/O error");
+  });
+  reads.count = 0;
+  expect((await h.agent.scan(SET)).changes).toBe(0);
+  expect(write).toHaveBeenCalled();
+  expect(reads.count).toBe(1);
+  reads.count = 0;
+  await h.agent.scan(SET);
+  expect(reads.count).toBe(1);
+});
