@@ -257,3 +257,18 @@ it("a failed stamp write is dropped, never failing the scan: it costs a read at 
   await h.agent.scan(SET);
   expect(reads.count).toBe(1);
 });
+
+it("an upgraded journal's watcher capture records an unchanged file's ctime without reading it", async () => {
+  await mirrored();
+  await h.shutdown();
+  asOlderJournal();
+  h.restart();
+  expect(h.journal.index.entry(SET, "a.txt")).toMatchObject({ ctimeNs: null });
+  reads.count = 0;
+  h.agent.hint(SET, "a.txt");
+  await h.agent.processHints(SET);
+  h.journal.writeStamps();
+  expect(reads.count).toBe(0);
+  const st = lstatSync(join(h.src.path, "a.txt"), { bigint: true });
+  expect(h.journal.index.entry(SET, "a.txt")).toMatchObject({ ctimeNs: st.ctimeNs.toString(), ino: st.ino.toString() });
+});
