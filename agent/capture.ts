@@ -16,7 +16,7 @@ import type { EntryStat } from "./folder-stats.ts";
 import { readLinkTarget } from "./link-target.ts";
 import { readSmallFile } from "./small-file-read.ts";
 import { ensureSpoolFolder } from "./spool-folder.ts";
-import type { Change, IndexEntry, IndexStat, Journal } from "./journal.ts";
+import type { Change, FileStamp, IndexEntry, IndexStat, Journal } from "./journal.ts";
 import { isExcluded, type SetSpec } from "./set-spec.ts";
 
 /** How often a file that keeps changing while read is re-read before the watcher is left to catch the next write. */
@@ -68,15 +68,33 @@ export function deletesFor(journal: Journal, set: string, path: string): Change[
   return [...below, known].map((entry) => ({ op: "delete", path: entry.path }));
 }
 
-/** Files modified this recently are hashed even when size and mtime match the index. */
+/** Files modified (or whose inode changed) this recently are hashed even when their stat matches the index. */
 const RACY_WINDOW_NS = 2_000_000_000n;
 
 function modifiedRecently(st: EntryStat): boolean {
-  return BigInt(Date.now()) * 1_000_000n - st.mtimeNs < RACY_WINDOW_NS;
+  const changed = st.ctimeNs > st.mtimeNs ? st.ctimeNs : st.mtimeNs;
+  return BigInt(Date.now()) * 1_000_000n - changed < RACY_WINDOW_NS;
 }
 
+/** The ctime and inode the index keeps of a file, from its stat. */
+export function stampOf(st: EntryStat): FileStamp {
+  return { ctimeNs: st.ctimeNs.toString(), ino: st.ino.toString() };
+}
+
+/** Size, mtime and mode as indexed: all a copy (cp -p, rsync -a, tar x) of other content may still keep. */
 function sameFile(known: IndexStat | undefined, st: EntryStat): boolean {
   return known?.kind === "file" && known.size === Number(st.size) && known.mtimeNs === st.mtimeNs.toString() && known.mode === mode(st);
+}
+
+/**
+ * The ctime as indexed, or not known (journals from before it was indexed: recorded at the next lstat, unread, so an
+ * upgrade does not hash the whole tree). Only the kernel sets a ctime, at every write, chmod, utime and rename: a file
+ * rewritten with its size and mtime put back shows here, and so does another file renamed over it or a fresh copy.
+ * Not the inode: FUSE and CIFS mounts give a file another one after a cache eviction, which would hash the whole tree
+ * at every scan (the inode stays indexed, and readStable still checks it around its read).
+ */
+function sameStamp(known: IndexStat, st: EntryStat): boolean {
+  return known.ctimeNs === null || known.ctimeNs === st.ctimeNs.toString();
 }
 
 /**
@@ -89,7 +107,12 @@ export function unchangedInIndex(known: IndexStat | undefined, st: EntryStat): b
   if (st.isDirectory()) return known.kind === "dir" && known.mode === mode(st) && known.mtimeNs === st.mtimeNs.toString();
   // A symlink is replaced, never changed in place: a new target means a new mtime.
   if (st.isSymbolicLink()) return known.kind === "symlink" && known.mtimeNs === st.mtimeNs.toString();
-  return st.isFile() && sameFile(known, st) && !modifiedRecently(st);
+  return st.isFile() && sameFile(known, st) && sameStamp(known, st) && !modifiedRecently(st);
+}
+
+/** An unchanged file whose index entry has no stamp yet gets this stat's (unread: see sameStamp). */
+export function stampIfUnknown(journal: Journal, set: string, path: string, known: IndexStat | undefined, st: EntryStat): void {
+  if (known?.kind === "file" && known.ctimeNs === null && st.isFile()) journal.index.stamp(set, path, known, stampOf(st));
 }
 
 export interface CaptureOptions {
@@ -98,6 +121,11 @@ export interface CaptureOptions {
    * behind an unchanged stat (a checksum mirror).
    */
   readonly rehash?: boolean;
+  /**
+   * With rehash, told a file's path when its content differs from the index although nothing in its stat does (size,
+   * mtime, mode, ctime, inode; a stamp not known yet counts as the same): verify --deep names them.
+   */
+  readonly onChangedBehindStat?: (path: string) => void;
   /** Told a changed file's size (from the capture's stat) before each read of its content: a caller names a long read. */
   readonly beforeRead?: (size: number) => void;
   /**
@@ -155,10 +183,24 @@ async function captureEntry(journal: Journal, spec: SetSpec, path: string, optio
     return { changes, isDirectory: false };
   }
   if (st.isFile()) {
-    // A file changed within the last moments may have been rewritten within the filesystem's timestamp tick, size
-    // unchanged: its stat cannot tell, so its content is compared (git's "racily clean" entries).
-    const recheck = options.rehash || modifiedRecently(st);
-    if (sameFile(known, st) && (!recheck || (await hashFile(abs)).sha256 === known?.sha256)) return { changes: [], isDirectory: false };
+    if (known && sameFile(known, st)) {
+      // A file changed within the last moments may have been rewritten within the filesystem's timestamp tick, size
+      // unchanged: its stat cannot tell, so its content is compared (git's "racily clean" entries). So is one whose
+      // ctime moved: a chmod undone, a rename or a new link costs a read, a rewrite with its mtime put back is found.
+      const stamped = sameStamp(known, st);
+      const lookedFor = !stamped || modifiedRecently(st);
+      if (!options.rehash && !lookedFor) {
+        stampIfUnknown(journal, spec.name, path, known, st);
+        return { changes: [], isDirectory: false };
+      }
+      if ((await hashFile(abs)).sha256 === known.sha256) {
+        // Taken before the read: a write since moved the ctime past it, and the next stat reads the file again.
+        if (!stamped || known.ctimeNs === null) journal.index.stamp(spec.name, path, known, stampOf(st), known.sha256 ?? undefined);
+        return { changes: [], isDirectory: false };
+      }
+      // Found only because every file is hashed: nothing in its stat moved (a rewrite from before ctimes were indexed).
+      if (!lookedFor) options.onChangedBehindStat?.(path);
+    }
     const changes = replaced("file");
     const put = await readStable(journal, spec.name, abs, path, st, known, options);
     if (put) changes.push(put);
@@ -326,7 +368,7 @@ async function readDelta(journal: Journal, set: string, abs: string, path: strin
 export async function blockRepair(journal: Journal, spec: SetSpec, known: IndexEntry, blocks: readonly number[]): Promise<PutChange | undefined> {
   const abs = join(spec.root, known.path);
   const st = await statOrGone(abs);
-  if (!st?.isFile() || !known.blocks || !known.sha256 || !sameFile(known, st)) return undefined;
+  if (!st?.isFile() || !known.blocks || !known.sha256 || !sameFile(known, st) || !sameStamp(known, st)) return undefined;
   const hashes = Buffer.from(known.blocks);
   const chunks = journal.index.chunkFingerprints(spec.name, known.path, known.sha256);
   const read = await readBlocks(journal.spoolDir, abs, known.size, blocks, hashes);
@@ -341,8 +383,9 @@ export async function blockRepair(journal: Journal, spec: SetSpec, known: IndexE
     content: read.content,
     delta: { base: known.sha256, blocks: [...blocks], contentSha256: read.contentSha256 },
     blockHashes: hashes,
-    // The content stays what the index holds: so do its chunks' fingerprints.
+    // The content stays what the index holds: so do its chunks' fingerprints, and its stamp (checked above).
     ...(chunks ? { chunkHashes: chunks } : {}),
+    stamp: stampOf(st),
   };
 }
 
@@ -414,9 +457,11 @@ async function readStable(
     }
     if (!next) continue;
     await discard(journal, put);
-    put = { ...next, mode: mode(after), mtimeNs: after.mtimeNs.toString(), ...linkGroupOf(after) };
-    // The same inode too: a file renamed over this one during the read with the same size and mtime (cp -p, tar x) is read again.
-    if (after.mtimeNs === before.mtimeNs && after.size === before.size && after.ino === before.ino && after.dev === before.dev && BigInt(put.size) === after.size) return put;
+    // The stamp from before the read: a write during it leaves the next stat a ctime that differs, and a read again.
+    put = { ...next, mode: mode(after), mtimeNs: after.mtimeNs.toString(), stamp: stampOf(before), ...linkGroupOf(after) };
+    // The same inode and ctime too: a file renamed over this one during the read with the same size and mtime (cp -p,
+    // tar x), or rewritten in place with its mtime put back, is read again.
+    if (after.mtimeNs === before.mtimeNs && after.ctimeNs === before.ctimeNs && after.size === before.size && after.ino === before.ino && after.dev === before.dev && BigInt(put.size) === after.size) return put;
   }
   // Still changing: journal what was read, stamped with the mtime from before the read, so that the next capture
   // (the write in progress brings an event) finds the stat changed and reads the file again.
@@ -429,7 +474,7 @@ async function readStable(
   if (!st?.isFile()) return undefined;
   onChanging?.(path);
   try {
-    return { ...(await readWhole(journal.spoolDir, abs, path, st)), ...linkGroupOf(st) };
+    return { ...(await readWhole(journal.spoolDir, abs, path, st)), stamp: stampOf(st), ...linkGroupOf(st) };
   } catch (error) {
     if (await vanished(error, abs, path)) return undefined;
     throw error;

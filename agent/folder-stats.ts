@@ -9,7 +9,7 @@ import { lstatSync, readdirSync, type BigIntStats } from "node:fs";
 import { isMainThread, parentPort, Worker, workerData, type WorkerOptions } from "node:worker_threads";
 
 /** What a scan compares an entry by (a BigIntStats is one). */
-export type EntryStat = Pick<BigIntStats, "isFile" | "isDirectory" | "isSymbolicLink" | "mode" | "size" | "mtimeNs">;
+export type EntryStat = Pick<BigIntStats, "isFile" | "isDirectory" | "isSymbolicLink" | "mode" | "size" | "mtimeNs" | "ctimeNs" | "ino">;
 
 export interface FolderEntry {
   readonly name: string;
@@ -23,12 +23,14 @@ const FILE = 1;
 const DIRECTORY = 2;
 const SYMLINK = 3;
 const OTHER = 4;
+/** Values packed per entry. */
+const STAT_VALUES = 5;
 
 interface Listing {
   readonly names: string[];
   /** Per entry: GONE, FILE, DIRECTORY, SYMLINK or OTHER. */
   readonly kinds: Uint8Array;
-  /** Per entry: mode, size, mtimeNs. */
+  /** Per entry: mode, size, mtimeNs, ctimeNs, ino (STAT_VALUES of them; an inode above 2^63 as its two's complement). */
   readonly values: BigInt64Array;
 }
 
@@ -49,15 +51,18 @@ function kindOf(st: BigIntStats): number {
 function listFolder(dir: string): Listing {
   const names = readdirSync(dir);
   const kinds = new Uint8Array(names.length);
-  const values = new BigInt64Array(names.length * 3);
+  const values = new BigInt64Array(names.length * STAT_VALUES);
   const prefix = dir.endsWith("/") ? dir : `${dir}/`;
   names.forEach((name, i) => {
     try {
       const st = lstatSync(`${prefix}${name}`, { bigint: true });
       kinds[i] = kindOf(st);
-      values[i * 3] = st.mode;
-      values[i * 3 + 1] = st.size;
-      values[i * 3 + 2] = st.mtimeNs;
+      const at = i * STAT_VALUES;
+      values[at] = st.mode;
+      values[at + 1] = st.size;
+      values[at + 2] = st.mtimeNs;
+      values[at + 3] = st.ctimeNs;
+      values[at + 4] = BigInt.asIntN(64, st.ino);
     } catch {
       // Gone or unreadable: capture finds out which, and says so.
       kinds[i] = GONE;
@@ -71,12 +76,16 @@ class PackedStat implements EntryStat {
   readonly mode: bigint;
   readonly size: bigint;
   readonly mtimeNs: bigint;
+  readonly ctimeNs: bigint;
+  readonly ino: bigint;
 
-  constructor(kind: number, mode: bigint, size: bigint, mtimeNs: bigint) {
+  constructor(kind: number, values: BigInt64Array, at: number) {
     this.#kind = kind;
-    this.mode = mode;
-    this.size = size;
-    this.mtimeNs = mtimeNs;
+    this.mode = values[at] ?? 0n;
+    this.size = values[at + 1] ?? 0n;
+    this.mtimeNs = values[at + 2] ?? 0n;
+    this.ctimeNs = values[at + 3] ?? 0n;
+    this.ino = BigInt.asUintN(64, values[at + 4] ?? 0n);
   }
 
   isFile(): boolean {
@@ -96,7 +105,7 @@ function entriesOf(listing: Listing): FolderEntry[] {
   const { names, kinds, values } = listing;
   return names.map((name, i) => {
     const kind = kinds[i] ?? GONE;
-    const stat = kind === GONE ? undefined : new PackedStat(kind, values[i * 3] ?? 0n, values[i * 3 + 1] ?? 0n, values[i * 3 + 2] ?? 0n);
+    const stat = kind === GONE ? undefined : new PackedStat(kind, values, i * STAT_VALUES);
     return { name, stat };
   });
 }

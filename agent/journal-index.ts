@@ -27,10 +27,42 @@ export interface IndexEntry {
   link: string | null;
   /** sha256 of each block of a large file, concatenated (32 bytes a block); null for small files. */
   blocks: Uint8Array | null;
+  /**
+   * A file's ctime and inode when its content was last read (never sent): a rewrite that keeps the size and puts the
+   * mtime back (cp -p, rsync --inplace, touch -r, tar x) still moves the ctime, which no user can set. null: not known
+   * (entries of journals from before: taken unread at the next lstat); "0": a put journaled without one (read once at
+   * the next capture); see FileStamp.
+   */
+  ctimeNs: string | null;
+  ino: string | null;
 }
 
 /** The part of an index entry a stat can be compared with. */
-export type IndexStat = Pick<IndexEntry, "kind" | "size" | "mode" | "mtimeNs">;
+export type IndexStat = Pick<IndexEntry, "kind" | "size" | "mode" | "mtimeNs" | "ctimeNs" | "ino">;
+
+/** A file's ctime and inode (decimal), as a stat gave them. */
+export interface FileStamp {
+  readonly ctimeNs: string;
+  readonly ino: string;
+}
+
+/** The stamp of a put journaled without one: no stat has ctime 0, so the file is read at its next capture. */
+export const UNREAD_STAMP: FileStamp = { ctimeNs: "0", ino: "0" };
+
+/** How many stamps wait in memory before they are written in a transaction of their own. */
+const STAMP_BATCH = 512;
+
+/** A stamp to record, and what the entry must still hold for it to apply. */
+interface PendingStamp {
+  readonly set: string;
+  readonly path: string;
+  readonly stamp: FileStamp;
+  readonly size: number;
+  readonly mtimeNs: string;
+  readonly mode: number;
+  /** The content the stamp was checked against; undefined: a stamp recorded unread, only over an unknown one. */
+  readonly sha256: string | undefined;
+}
 
 interface EntryRow {
   path: string;
@@ -41,6 +73,8 @@ interface EntryRow {
   sha256: string | null;
   link: string | null;
   blocks: Uint8Array | null;
+  ctime_ns: string | null;
+  ino: string | null;
 }
 
 /** The kind column holds what apply wrote: anything else is a damaged journal. */
@@ -59,6 +93,8 @@ function toEntry(row: EntryRow): IndexEntry {
     sha256: row.sha256,
     link: row.link,
     blocks: row.blocks,
+    ctimeNs: row.ctime_ns,
+    ino: row.ino,
   };
 }
 
@@ -68,7 +104,7 @@ function rowsAsArrays(statement: StatementSync): StatementSync {
 }
 
 /** An index entry's columns, as allEntries selects them. */
-type EntryArray = [path: string, kind: string, size: number, mode: number, mtimeNs: string, sha256: string | null, link: string | null, blocks: Uint8Array | null];
+type EntryArray = [path: string, kind: string, size: number, mode: number, mtimeNs: string, sha256: string | null, link: string | null, blocks: Uint8Array | null, ctimeNs: string | null, ino: string | null];
 
 function prepare(db: DatabaseSync) {
   const statement = (sql: string): StatementSync => db.prepare(sql);
@@ -77,12 +113,20 @@ function prepare(db: DatabaseSync) {
     // Without statistics the planner scans the whole set by primary key instead: a folder's entries cost the set's size.
     children: statement("SELECT * FROM entries INDEXED BY entries_by_parent WHERE set_name = ? AND parent = ? ORDER BY path"),
     // Rows as arrays: a barrier scan reads every entry of the set, and an object per row cost twice the read (bench/notes.md).
-    childrenStat: rowsAsArrays(statement("SELECT path, kind, size, mode, mtime_ns FROM entries INDEXED BY entries_stat_by_parent WHERE set_name = ? AND parent = ?")),
+    childrenStat: rowsAsArrays(statement("SELECT path, kind, size, mode, mtime_ns, ctime_ns, ino FROM entries INDEXED BY entries_scan_by_parent WHERE set_name = ? AND parent = ?")),
     under: statement("SELECT * FROM entries WHERE set_name = ? AND path > ? AND path < ? ORDER BY path DESC"),
     upsert: statement(
-      `INSERT INTO entries (set_name, path, parent, kind, size, mode, mtime_ns, sha256, link, blocks) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+      `INSERT INTO entries (set_name, path, parent, kind, size, mode, mtime_ns, sha256, link, blocks, ctime_ns, ino) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
        ON CONFLICT (set_name, path) DO UPDATE SET kind = excluded.kind, size = excluded.size, mode = excluded.mode,
-       mtime_ns = excluded.mtime_ns, sha256 = excluded.sha256, link = excluded.link, blocks = excluded.blocks`,
+       mtime_ns = excluded.mtime_ns, sha256 = excluded.sha256, link = excluded.link, blocks = excluded.blocks,
+       ctime_ns = excluded.ctime_ns, ino = excluded.ino`,
+    ),
+    // Only over the state it was taken against: a put journaled since (other content, other stamp) wins.
+    stampRead: statement(
+      `UPDATE entries SET ctime_ns = ?, ino = ? WHERE set_name = ? AND path = ? AND kind = 'file' AND size = ? AND mtime_ns = ? AND mode = ? AND sha256 = ?`,
+    ),
+    stampUnknown: statement(
+      `UPDATE entries SET ctime_ns = ?, ino = ? WHERE set_name = ? AND path = ? AND kind = 'file' AND size = ? AND mtime_ns = ? AND mode = ? AND ctime_ns IS NULL`,
     ),
     move: statement("UPDATE entries SET path = ?, parent = ? WHERE set_name = ? AND path = ?"),
     remove: statement("DELETE FROM entries WHERE set_name = ? AND path = ?"),
@@ -95,10 +139,10 @@ function prepare(db: DatabaseSync) {
 /** Every index entry of a set, in path order, read lazily from db (the journal's connection, or a reader of its own). */
 export function* indexEntries(db: DatabaseSync, set: string): Generator<IndexEntry> {
   // A statement of its own: two manifests may be read at once.
-  const statement = rowsAsArrays(db.prepare("SELECT path, kind, size, mode, mtime_ns, sha256, link, blocks FROM entries WHERE set_name = ? ORDER BY path"));
+  const statement = rowsAsArrays(db.prepare("SELECT path, kind, size, mode, mtime_ns, sha256, link, blocks, ctime_ns, ino FROM entries WHERE set_name = ? ORDER BY path"));
   for (const row of statement.iterate(set)) {
-    const [path, kind, size, mode, mtimeNs, sha256, link, blocks] = row as unknown as EntryArray;
-    yield { path, kind: entryKind(kind), size, mode, mtimeNs, sha256, link, blocks };
+    const [path, kind, size, mode, mtimeNs, sha256, link, blocks, ctimeNs, ino] = row as unknown as EntryArray;
+    yield { path, kind: entryKind(kind), size, mode, mtimeNs, sha256, link, blocks, ctimeNs, ino };
   }
 }
 
@@ -109,22 +153,29 @@ export class EntryIndex {
   readonly #writes = new Map<string, number>();
   /** Large files' chunk fingerprints, beside their entries (chunk-index.ts). */
   readonly #chunks: ChunkIndex;
+  /** Stamps recorded and not written yet (stamp). */
+  readonly #stamps: PendingStamp[] = [];
+  /** Writes the stamps in a transaction of their own (the journal's). */
+  readonly #onStampsFull: () => void;
 
-  constructor(db: DatabaseSync) {
+  constructor(db: DatabaseSync, onStampsFull: () => void) {
     this.#db = db;
     this.#s = prepare(db);
     this.#chunks = new ChunkIndex(db);
+    this.#onStampsFull = onStampsFull;
   }
 
   /** Brings the index in line with a journaled change (inside the append's transaction). */
   apply(set: string, change: Change): void {
     const s = this.#s;
     this.#wrote(set);
-    const upsert = (path: string, kind: EntryKind, size: number, mode: number, mtimeNs: string, sha: string | null, link: string | null, blocks: Uint8Array | null = null) =>
-      s.upsert.run(set, path, parentOf(path) ?? "", kind, size, mode, mtimeNs, sha, link, blocks);
+    const upsert = (path: string, kind: EntryKind, size: number, mode: number, mtimeNs: string, sha: string | null, link: string | null, blocks: Uint8Array | null = null, stamp?: FileStamp) =>
+      s.upsert.run(set, path, parentOf(path) ?? "", kind, size, mode, mtimeNs, sha, link, blocks, stamp?.ctimeNs ?? null, stamp?.ino ?? null);
     switch (change.op) {
       case "put":
-        upsert(change.path, "file", change.size, change.mode, change.mtimeNs, change.sha256, null, change.blockHashes ?? null);
+        // No stamp taken (the content was not read here): one never matched, so the next capture hashes the file once.
+        // Only the migration's rows hold none (null), taken unread at the next lstat.
+        upsert(change.path, "file", change.size, change.mode, change.mtimeNs, change.sha256, null, change.blockHashes ?? null, change.stamp ?? UNREAD_STAMP);
         this.#chunks.set(set, change.path, change.sha256, change.chunkHashes);
         break;
       case "rename":
@@ -163,10 +214,35 @@ export class EntryIndex {
     return (this.#s.children.all(set, dir) as unknown as EntryRow[]).map(toEntry);
   }
 
-  /** What a scan compares the entries directly inside dir by (kind, size, mode, mtime), by path. */
+  /** What a scan compares the entries directly inside dir by (kind, size, mode, mtime, ctime, inode), by path. */
   childrenStat(set: string, dir: string): Map<string, IndexStat> {
-    const rows = this.#s.childrenStat.all(set, dir) as unknown as [path: string, kind: string, size: number, mode: number, mtimeNs: string][];
-    return new Map(rows.map(([path, kind, size, mode, mtimeNs]) => [path, { kind: entryKind(kind), size, mode, mtimeNs }]));
+    const rows = this.#s.childrenStat.all(set, dir) as unknown as [path: string, kind: string, size: number, mode: number, mtimeNs: string, ctimeNs: string | null, ino: string | null][];
+    return new Map(rows.map(([path, kind, size, mode, mtimeNs, ctimeNs, ino]) => [path, { kind: entryKind(kind), size, mode, mtimeNs, ctimeNs, ino }]));
+  }
+
+  /**
+   * Records a file's stamp without journaling anything: the stat (and, with sha256, the content read) showed the file
+   * as the index has it. Kept in memory and written with the next append, or STAMP_BATCH at a time: a stamp lost in a
+   * crash only costs a read (or, over an unknown stamp, is recorded again), while one write per file would be a sync
+   * per file. Without sha256 it is recorded only over an unknown stamp (an upgraded journal's entries: see scan).
+   */
+  stamp(set: string, path: string, known: Pick<IndexEntry, "size" | "mtimeNs" | "mode">, stamp: FileStamp, sha256?: string): void {
+    this.#stamps.push({ set, path, stamp, size: known.size, mtimeNs: known.mtimeNs, mode: known.mode, sha256 });
+    if (this.#stamps.length >= STAMP_BATCH) this.#onStampsFull();
+  }
+
+  /** Whether stamps wait to be written. */
+  get stampsPending(): boolean {
+    return this.#stamps.length > 0;
+  }
+
+  /** Writes the stamps waiting (inside the caller's transaction). */
+  writeStamps(): void {
+    const stamps = this.#stamps.splice(0);
+    for (const { set, path, stamp, size, mtimeNs, mode, sha256 } of stamps) {
+      if (sha256 === undefined) this.#s.stampUnknown.run(stamp.ctimeNs, stamp.ino, set, path, size, mtimeNs, mode);
+      else this.#s.stampRead.run(stamp.ctimeNs, stamp.ino, set, path, size, mtimeNs, mode, sha256);
+    }
   }
 
   /** Index entries strictly below dir, children before their parents (the order to delete them in). */

@@ -23,7 +23,8 @@ import { SetStates } from "./journal-sets.ts";
 import { VolumeStamps } from "./journal-volumes.ts";
 import { CONTENT_FILE_MIN_BYTES, ContentFiles, formatRef, parseRef, type ContentRef } from "./journal-content.ts";
 
-export type { IndexEntry, IndexStat } from "./journal-index.ts";
+export type { FileStamp, IndexEntry, IndexStat } from "./journal-index.ts";
+import type { FileStamp } from "./journal-index.ts";
 export type { JournalGeneration, SetCounters } from "./journal-sets.ts";
 import type { DrillReport } from "../contract/drills.ts";
 import type { SetDigest } from "../contract/digest.ts";
@@ -47,6 +48,8 @@ export type Change =
       chunkHashes?: Uint8Array;
       /** Shared by files that were hard links of one another when read (restored as links). */
       linkGroup?: string;
+      /** The file's ctime and inode before it was read: kept in the index (a rewrite behind an unchanged mtime), never sent. */
+      stamp?: FileStamp;
     }
   | { op: "mkdir"; path: string; mode: number; mtimeNs: string }
   | { op: "symlink"; path: string; target: string; mtimeNs: string }
@@ -129,6 +132,8 @@ CREATE TABLE IF NOT EXISTS entries (
   sha256 TEXT,
   link TEXT,
   blocks BLOB,
+  ctime_ns TEXT,
+  ino TEXT,
   PRIMARY KEY (set_name, path)
 ) WITHOUT ROWID;
 -- Volume sets: the sha256 of each block as journaled, and the volume's size and file stamp at the last full scan.
@@ -159,8 +164,13 @@ CREATE TABLE IF NOT EXISTS skipped (
   PRIMARY KEY (set_name, path)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS entries_by_parent ON entries (set_name, parent);
--- Covers what a scan compares a folder's entries by: the scan reads no table rows.
-CREATE INDEX IF NOT EXISTS entries_stat_by_parent ON entries (set_name, parent, path, kind, size, mode, mtime_ns);
+`;
+
+/** Covers what a scan compares a folder's entries by: the scan reads no table rows. Made once the entries have every column. */
+const SCAN_INDEX = `
+CREATE INDEX IF NOT EXISTS entries_scan_by_parent ON entries (set_name, parent, path, kind, size, mode, mtime_ns, ctime_ns, ino);
+-- Its predecessor, without ctime and inode.
+DROP INDEX IF EXISTS entries_stat_by_parent;
 `;
 
 /** Bytes a change adds to the backlog: the content it carries (a delta's blocks), or nothing for metadata-only changes. */
@@ -275,7 +285,7 @@ export class Journal {
     this.path = path;
     this.spoolDir = spoolDir;
     this.skippedNames = new SkippedNames(db);
-    this.index = new EntryIndex(db);
+    this.index = new EntryIndex(db, () => this.writeStamps());
     this.volumes = new VolumeStamps(db);
     this.sets = new SetStates(db, options.now);
     this.held = new HeldFiles(db);
@@ -309,6 +319,12 @@ export class Journal {
     // Journals made before block hashes were indexed gain the column; their entries get hashes on the next put.
     const columns = db.prepare("PRAGMA table_info(entries)").all() as { name: string }[];
     if (!columns.some((c) => c.name === "blocks")) db.exec("ALTER TABLE entries ADD COLUMN blocks BLOB");
+    // Journals made before ctimes and inodes were indexed gain them as NULL, "unknown": the next lstat of each file
+    // records them without reading it (journal-index.ts stamp), so an upgrade does not hash the whole tree again.
+    // Rewrites made before the upgrade behind an unchanged size and mtime are not found that way (verify --deep is).
+    if (!columns.some((c) => c.name === "ctime_ns")) db.exec("ALTER TABLE entries ADD COLUMN ctime_ns TEXT");
+    if (!columns.some((c) => c.name === "ino")) db.exec("ALTER TABLE entries ADD COLUMN ino TEXT");
+    db.exec(SCAN_INDEX);
     const setColumns = db.prepare("PRAGMA table_info(sets)").all() as { name: string }[];
     if (!setColumns.some((c) => c.name === "overflowed")) db.exec("ALTER TABLE sets ADD COLUMN overflowed INTEGER NOT NULL DEFAULT 0");
     if (!setColumns.some((c) => c.name === "watcher_problem")) db.exec("ALTER TABLE sets ADD COLUMN watcher_problem TEXT");
@@ -333,6 +349,7 @@ export class Journal {
   }
 
   close(): void {
+    this.writeStamps();
     this.#db.close();
   }
 
@@ -352,6 +369,16 @@ export class Journal {
       }
     } catch (error) {
       throw journalFault(error, this.path);
+    }
+  }
+
+  /** Writes the file stamps the index holds in memory (journal-index.ts stamp), in a transaction of their own. */
+  writeStamps(): void {
+    if (!this.index.stampsPending) return;
+    try {
+      this.#run(() => this.index.writeStamps());
+    } catch {
+      // Dropped, never failing the scan that took them: a stamp not written only costs a read of the file later.
     }
   }
 
@@ -389,6 +416,8 @@ export class Journal {
         seq += 1;
       }
       this.volumes.apply(set, changes);
+      // After the records' own stamps: a stamp taken before one of them does not apply over it (journal-index.ts).
+      this.index.writeStamps();
       this.sets.advance(set, seq, seqs.length, bytes);
       return seqs;
     }, () => this.#content.discard(file));
@@ -423,8 +452,8 @@ export class Journal {
       return { stored: { ...change, content: { bytes: new Uint8Array() } }, content: change.content.bytes };
     }
     if (change.op !== "put") return { stored: change, content: null };
-    // Block hashes belong to the index, not to the record that travels.
-    const { blockHashes: _index, chunkHashes: _chunks, ...put } = change;
+    // Block hashes and the stamp belong to the index, not to the record that travels.
+    const { blockHashes: _index, chunkHashes: _chunks, stamp: _stamp, ...put } = change;
     if (!("bytes" in put.content)) return { stored: put, content: null };
     return { stored: { ...put, content: { bytes: new Uint8Array() } }, content: put.content.bytes };
   }

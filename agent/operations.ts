@@ -59,6 +59,12 @@ export interface VerifyResult {
   readonly repaired: number;
   /** What the set holds and does not replicate (status names them): the manifest leaves them out, so none was compared. Absent from an older running agent's answer. */
   readonly skipped?: readonly NotReplicated[];
+  /**
+   * Files whose content the verification's own scan found changed behind an unchanged size, mtime and mode, and
+   * journaled ahead of it (how many, and the first 100): the target was behind for them although everything looked sent, and snapshots taken
+   * before may hold their old content. Absent from an older running agent's answer.
+   */
+  readonly changedBehindStat?: { readonly count: number; readonly paths: readonly string[] };
 }
 
 /** Waits for the target's report of a record journaled just now; fails with the reason when it will not come (target-wait.ts). */
@@ -93,12 +99,13 @@ export async function runVerify(
 ): Promise<VerifyResult> {
   const total = deps.agent.journal.index.entryCount(set);
   const onProgress = (scan: Readonly<ScanReport>) => deps.onProgress?.({ phase: "scan", entries: scan.entries, changes: scan.changes, bytes: scan.bytes, total });
-  const { id, seq } = await deps.agent.journalVerify(set, { deep: options.deep, orphans: options.orphans, onProgress });
+  const { id, seq, scan } = await deps.agent.journalVerify(set, { deep: options.deep, orphans: options.orphans, onProgress });
+  const changedBehindStat = scan.changedBehindStat ?? { count: 0, paths: [] };
   const report = await waitForReport(deps, "verification", () => deps.readReport(set, id), set, seq);
-  if (!options.repair) return { report, repaired: 0, skipped: deps.agent.notReplicated(set) };
+  if (!options.repair) return { report, repaired: 0, skipped: deps.agent.notReplicated(set), changedBehindStat };
   deps.onProgress?.({ phase: "repair", entries: report.missing.length + report.different.length });
   const repaired = await deps.agent.repair(set, report);
-  return { report, repaired, skipped: deps.agent.notReplicated(set) };
+  return { report, repaired, skipped: deps.agent.notReplicated(set), changedBehindStat };
 }
 
 /**

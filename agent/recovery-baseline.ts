@@ -23,7 +23,7 @@ import { dataKey, decodeMeta } from "../contract/layout.ts";
 import { MIN_DELTA_FILE_BYTES, MAX_RANGED_FILE_BYTES } from "../contract/delta-ranges.ts";
 import { BLOCK_SIZE } from "../contract/wire.ts";
 import type { TargetStore } from "../lambdas/target/index.ts";
-import { linkGroupOf, statOrGone } from "./capture.ts";
+import { linkGroupOf, stampOf, statOrGone } from "./capture.ts";
 import { ChunkHasher } from "./chunk-hash.ts";
 import { readFolder, type EntryStat } from "./folder-stats.ts";
 import type { Change, IndexEntry, Journal } from "./journal.ts";
@@ -204,7 +204,8 @@ async function compareReadable(spec: SetSpec, lookup: TargetFileLookup, path: st
   }
   const after = await statOrGone(abs);
   // Written while read: what was hashed is not what the file holds; the scan reads it as capture does.
-  if (!after?.isFile() || after.mtimeNs !== before.mtimeNs || after.size !== before.size || local.size !== Number(after.size)) return { kind: "differ", bytesRead: local.size };
+  // The ctime and inode too: a rewrite with the mtime put back, or another file renamed over it, while it was read.
+  if (!after?.isFile() || after.ctimeNs !== before.ctimeNs || after.ino !== before.ino || after.mtimeNs !== before.mtimeNs || after.size !== before.size || local.size !== Number(after.size)) return { kind: "differ", bytesRead: local.size };
   // Modified moments before the hash: a rewrite of the same size within the timestamp tick would leave the index naming old content.
   if (BigInt(Date.now()) * 1_000_000n - after.mtimeNs < RACY_WINDOW_NS) return { kind: "differ", bytesRead: local.size };
   // Another content travels whole; so does one past the largest ranged delta, as no put could carry its metadata alone.
@@ -213,7 +214,8 @@ async function compareReadable(spec: SetSpec, lookup: TargetFileLookup, path: st
   const mtimeNs = after.mtimeNs.toString();
   const { linkGroup } = linkGroupOf(after);
   const hashes = { ...(local.blockHashes ? { blockHashes: local.blockHashes } : {}), ...(local.chunkHashes ? { chunkHashes: local.chunkHashes } : {}) };
-  const put = { op: "put" as const, path, size: local.size, sha256: local.sha256, content: { bytes: NO_BYTES }, ...hashes };
+  // The stamp taken before the read: the next scan reads the file only if it moved since.
+  const put = { op: "put" as const, path, size: local.size, sha256: local.sha256, content: { bytes: NO_BYTES }, stamp: stampOf(before), ...hashes };
   if (remote.mode === mode && remote.mtimeNs === mtimeNs && remote.linkGroup === linkGroup) {
     return { kind: "same", change: { ...put, mode, mtimeNs, ...(linkGroup ? { linkGroup } : {}) } };
   }

@@ -8,7 +8,7 @@ import { join } from "node:path";
 import { mapConcurrent } from "../contract/async.ts";
 import { BLOCK_SIZE, MAX_INLINE_DECODED_BYTES } from "../contract/wire.ts";
 import { specialFileProblem, unreadableProblem, unreplicableName } from "./skipped-names.ts";
-import { capture, deletesFor, unchangedInIndex, type CaptureOptions, type CaptureResult } from "./capture.ts";
+import { capture, deletesFor, stampIfUnknown, unchangedInIndex, type CaptureOptions, type CaptureResult } from "./capture.ts";
 import { readFolder, type FolderEntry } from "./folder-stats.ts";
 import { changeBytes, type Change, type Journal } from "./journal.ts";
 import { throwIfInterrupted } from "./interrupt.ts";
@@ -25,6 +25,11 @@ export interface ScanReport {
   skipped: { path: string; reason: string }[];
   /** The scan stopped early (journal full); entries it did not reach were not compared. */
   stopped?: boolean;
+  /**
+   * Files whose content differed from the index behind an unchanged size, mtime and mode (journaled by this scan):
+   * how many, and the first CHANGED_BEHIND_STAT_NAMED of them (a tree rewritten whole would be millions).
+   */
+  changedBehindStat?: { count: number; paths: string[] };
 }
 
 /**
@@ -53,6 +58,8 @@ const READ_AHEAD = 8;
  * of every later record waiting behind them. The scan's records are the state it found, not a write order.
  */
 const DEFERRED_LARGE_FILES = 1_000;
+/** Files changed behind an unchanged stat a scan names (it counts them all). */
+const CHANGED_BEHIND_STAT_NAMED = 100;
 
 function joinPath(dir: string, name: string): string {
   return dir === "" ? name : `${dir}/${name}`;
@@ -97,8 +104,17 @@ async function discardCaptured(journal: Journal, changes: readonly Change[]): Pr
 }
 
 export async function barrierScan(journal: Journal, spec: SetSpec, options: ScanOptions | string = {}): Promise<ScanReport> {
-  const { from = "", onProgress, shouldStop, defer, renames, vanish, onJournaled, onChunkJournaled, signal, ...captureOptions } = typeof options === "string" ? { from: options } : options;
-  const report: ScanReport = { entries: 0, changes: 0, bytes: 0, skipped: [] };
+  const { from = "", onProgress, shouldStop, defer, renames, vanish, onJournaled, onChunkJournaled, signal, onChangedBehindStat, ...given } = typeof options === "string" ? { from: options } : options;
+  const changedBehindStat = { count: 0, paths: [] as string[] };
+  const report: ScanReport = { entries: 0, changes: 0, bytes: 0, skipped: [], changedBehindStat };
+  const captureOptions: CaptureOptions = {
+    ...given,
+    onChangedBehindStat: (path) => {
+      changedBehindStat.count += 1;
+      if (changedBehindStat.paths.length < CHANGED_BEHIND_STAT_NAMED) changedBehindStat.paths.push(path);
+      onChangedBehindStat?.(path);
+    },
+  };
   const pending: Change[] = [];
   let pendingBytes = 0;
   let chunk = onChunkJournaled ? FIRST_APPEND_CHUNK : APPEND_CHUNK;
@@ -251,6 +267,7 @@ export async function barrierScan(journal: Journal, spec: SetSpec, options: Scan
       report.entries += 1;
       const st = captureOptions.rehash ? undefined : entry.stat;
       if (st && unchangedInIndex(known, st)) {
+        stampIfUnknown(journal, spec.name, path, known, st);
         if (st.isDirectory()) subdirs.push(path);
         continue;
       }
@@ -279,6 +296,7 @@ export async function barrierScan(journal: Journal, spec: SetSpec, options: Scan
   // A scan that stopped leaves them in the index: the next one finds them again.
   if (!report.stopped) for (const path of held) queue(deletesFor(journal, spec.name, path));
   flush();
+  journal.writeStamps();
   journal.skippedNames.record(spec.name, from, report.skipped, report.stopped !== true);
   return report;
 }

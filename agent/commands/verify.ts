@@ -21,6 +21,33 @@ function list(label: string, paths: string[], limit = LIST_LIMIT): string[] {
 }
 
 /**
+ * The line naming files the verification's own scan found changed behind an unchanged size and mtime: everything
+ * looked sent, the target was behind for them, and a snapshot taken before may hold their old content.
+ */
+export function changedBehindStatLines(changed: NonNullable<VerifyResult["changedBehindStat"]>): string[] {
+  const { count, paths } = changed;
+  if (count === 0) return [];
+  const shown = paths.slice(0, LIST_LIMIT).map((p) => `  changed   ${escapeControl(p)}`);
+  return [
+    `${counted(count, "file", "files")} had changed behind an unchanged size and mtime: journaled now, ahead of this verification; snapshots taken before this may hold their old content`,
+    ...shown,
+    ...(count > shown.length ? [`  ... and ${count - shown.length} more`] : []),
+  ];
+}
+
+/**
+ * 0 when the target matched (or --repair journaled the repairs) and nothing is skipped; DIFFERENCES_FOUND otherwise,
+ * also when the target matched only because this verification journaled content it had missed (changedBehindStat).
+ */
+export function verifyExitCode(result: VerifyResult, repair: boolean): number {
+  const { missing, different, extra } = result.report;
+  const differences = missing.length + different.length + extra.length;
+  // Skipped entries are not on the target and no repair sends them: the target does not match.
+  const matched = (differences === 0 || repair) && (result.skipped ?? []).length === 0;
+  return matched && (result.changedBehindStat?.count ?? 0) === 0 ? 0 : DIFFERENCES_FOUND;
+}
+
+/**
  * What a verify leaves unsent when its final send finds the set held (another key owns it): its repairs; or, when it
  * journaled none, the changes this host journaled apart from it (the verification itself finished).
  */
@@ -44,7 +71,13 @@ changes in flight are never reported as differences.
 Without --deep, sizes, mtimes, modes and recorded hashes are compared; with
 --deep every source file and every target object is hashed (block by block
 for large files), which finds content changed behind an unchanged size and
-mtime. Orphans are reported, deleted or moved aside under orphans/ as the
+mtime. The agent compares ctimes and inodes too, so it finds most such
+rewrites by itself; files whose content only the deep scan finds changed
+(nothing in their stat moved: rewritten before this agent indexed ctimes)
+are journaled ahead of the verification and named: "N files had changed
+behind an unchanged size and mtime"
+("changedBehindStat" in --json: the count and the first 100); the target then matches, but snapshots
+taken before may hold their old content. Orphans are reported, deleted or moved aside under orphans/ as the
 config's "orphans" setting says (default: report). Volume sets have no
 verification: \`tidemark mirror\` reads and sends all their blocks again.
 
@@ -58,7 +91,8 @@ leave out what is never meant to travel (an application's socket) with the
 set's "exclude" in the config.
 Exit code: 0 when the target matches (or --repair journaled the repairs)
 and nothing is skipped, ${DIFFERENCES_FOUND} when differences were found and not
-repaired or entries are skipped,
+repaired, entries are skipped, or files had changed behind an unchanged size
+and mtime,
 1 on errors: at once when another key owns the set on the target (this
 host's sends are held until \`tidemark adopt SET\`; --json prints "error":
 "sends-held"), also when that is first found at the final send (what it
@@ -91,7 +125,6 @@ Examples:
     }
     const { report, repaired } = result;
     const skipped = result.skipped ?? [];
-    const differences = report.missing.length + report.different.length + report.extra.length;
     if (json) process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
     else {
       const orphanNote = report.extra.length === 0 ? "" : ` (orphans ${report.orphans === "report" ? "reported" : report.orphans === "delete" ? "deleted" : "moved aside"})`;
@@ -100,6 +133,7 @@ Examples:
         ...list("missing  ", report.missing),
         ...list("different", report.different.map((d) => `${d.path} (${d.reason}${d.blocks ? `, blocks ${d.blocks.join(",")}` : ""})`)),
         ...list("extra    ", report.extra),
+        ...(result.changedBehindStat ? changedBehindStatLines(result.changedBehindStat) : []),
       ];
       if (skipped.length > 0) {
         lines.push(`${counted(skipped.length, "entry", "entries")} not compared (not replicated; \`tidemark status ${set}\` names them all):`);
@@ -109,7 +143,6 @@ Examples:
       else if (report.missing.length + report.different.length > 0) lines.push(`run \`tidemark verify ${set} --repair\` to resend them`);
       process.stdout.write(`${lines.join("\n")}\n`);
     }
-    // Skipped entries are not on the target and no repair sends them: the target does not match.
-    return (differences === 0 || repair) && skipped.length === 0 ? 0 : DIFFERENCES_FOUND;
+    return verifyExitCode(result, repair);
   },
 };
