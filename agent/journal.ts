@@ -242,6 +242,11 @@ export interface JournalOptions {
   readonly onWrite?: () => void;
   /** The clock records are stamped with (ms since the epoch). @default Date.now */
   readonly now?: () => number;
+  /**
+   * A process that only reads the journal (`status`): it leaves the leftover content files to the agent, as removing
+   * them takes the write lock, which another process may hold (status then waited for it and failed).
+   */
+  readonly reader?: boolean;
 }
 
 export class Journal {
@@ -281,7 +286,7 @@ export class Journal {
     this.held = new HeldFiles(db);
     this.uploads = new StagedUploads(db);
     this.recoveries = new PendingRecoveries(db);
-    this.#content = new ContentFiles(db, spoolDir);
+    this.#content = new ContentFiles(db, spoolDir, options.reader !== true);
     this.#statements = prepareStatements(db);
     this.#onWrite = options.onWrite;
     this.#now = options.now ?? Date.now;
