@@ -6,7 +6,7 @@ import { clientOptionsOf } from "../aws-options.ts";
 import { configPath, loadConfig } from "../config.ts";
 import { Journal, type JournalGeneration, type SetCounters } from "../journal.ts";
 import { isJournalBusy, journalBusyProblem } from "../journal-busy.ts";
-import { caughtUp, findProblems, STALLED_MS, type NotReplicated, type Problem, type SetFacts } from "../set-health.ts";
+import { caughtUp, drillFailure, findProblems, STALLED_MS, type DrillCheck, type NotReplicated, type Problem, type SetFacts } from "../set-health.ts";
 import { markerRunning } from "../task-results.ts";
 import { escapeControl, formatBytes, table } from "../format.ts";
 import { skippedNow } from "../skipped-names.ts";
@@ -88,7 +88,7 @@ export interface SetReport {
   /** Nothing waiting in the journal, and the target applied everything journaled in this generation. */
   caughtUp: boolean;
   /** The newest recovery drill the target holds a report of; null when none (or unreadable). */
-  lastDrill: { id: string; passed: boolean; finishedAt: string; ageSeconds: number; problems: number; tornCount?: number } | null;
+  lastDrill: { id: string; passed: boolean; finishedAt: string; ageSeconds: number; problems: number; tornCount?: number; check?: DrillCheck } | null;
   /** Drill reports no agent took in time, kept in the state folder until the set's next agent journals them (drill-kept.ts). */
   drillReportsKept: { id: string; passed: boolean; finishedAt: string; file: string }[];
 }
@@ -269,6 +269,7 @@ export async function collectStatus(configFile: string): Promise<SetReport[]> {
                 ageSeconds: Math.max(0, Math.round((Date.now() - Date.parse(drill.finishedAt)) / 1000)),
                 problems: drill.problemCount,
                 ...(drill.tornCount !== undefined ? { tornCount: drill.tornCount } : {}),
+                ...(drill.check ? { check: { command: drill.check.command, passed: drill.check.passed, code: drill.check.code, timedOut: drill.check.timedOut } } : {}),
               }
             : null,
           drillReportsKept: drillKept,
@@ -423,7 +424,7 @@ Examples:
         const d = r.lastDrill;
         const age = d.ageSeconds < 7200 ? `${Math.round(d.ageSeconds / 60)} min` : `${(d.ageSeconds / 3600).toFixed(1)} h`;
         const torn = d.tornCount !== undefined ? `, ${d.tornCount} file(s) possibly torn, restored as read` : "";
-        process.stdout.write(`${r.set}: last drill ${d.passed ? "passed" : `FAILED (${d.problems} bad paths)`} ${age} ago (${d.id}${torn})\n`);
+        process.stdout.write(`${r.set}: last drill ${d.passed ? "passed" : `FAILED ${drillFailure({ problemCount: d.problems, check: d.check })}`} ${age} ago (${d.id}${torn})\n`);
       }
       for (const kept of r.drillReportsKept) {
         process.stdout.write(
