@@ -10,6 +10,7 @@ import { escapeControl, formatBytes, table } from "../format.ts";
 import { runPrune, type Progress } from "../operations.ts";
 import { isEbsSnapshotId, restoreEbsSnapshot, restoreVolumeSnapshot, type VolumeRestoreResult } from "../restore-volume.ts";
 import { createProgressView } from "../progress.ts";
+import { replicatingSet } from "../replicated-folder.ts";
 import { RestoreError, restoreSnapshot, type RestoreResult } from "../restore.ts";
 import type { WriteOptions } from "../restore-writer.ts";
 import { parseMoment, restoreAt } from "../restore-at.ts";
@@ -116,7 +117,9 @@ Options:
                   or one sent straight to the queue alike: restore says which it was); or an EBS snapshot id
   --at TIME       a moment instead: ISO 8601 (2026-11-30T10:15:02.250Z; local time without a zone) or a span ago (15m, 2h, 3d)
   --to DIR|FILE   where to restore
-  --force         write into a folder that is not empty, or over an existing file or device
+  --force         write into a folder that is not empty, or over an existing file or device, or inside
+                  a set's source folder (a copy there is replicated back into that set; restoring a
+                  set over its own folder is not refused for that)
   --delete        with --force: remove what the snapshot does not hold from DIR
   --json          print a summary as JSON (its "failures" list what was not written; "reads", in a
                   file snapshot's restore and any --at restore, says how the bucket's objects were
@@ -157,6 +160,13 @@ Examples:
     if (to === undefined) throw new UsageError("name the folder to restore into with --to DIR");
     const config = loadConfig(configPath(stringOption(values.config)));
     const set = checkSet(config, named, "restore");
+    const into = replicatingSet(config.sets, resolve(to), set);
+    if (into && values.force !== true) {
+      throw new UsageError(
+        `--to ${escapeControl(to)} is inside the folder of set ${into.name} (${escapeControl(into.root)}), which the agent replicates: the restored copy would be sent back into set ${into.name} as new files. ` +
+          "Restore outside it, exclude that folder in the set's config, or give --force to restore there all the same",
+      );
+    }
     const json = values.json === true;
     if (at !== undefined) return runRestoreAt(config, set, parseMoment(at), resolve(to), { force: values.force === true, delete: values.delete === true, json });
     if (id === undefined) throw new UsageError("name the snapshot with --snapshot ID");
