@@ -306,10 +306,12 @@ export class Journal {
   }
 
   static #setUp(db: DatabaseSync, path: string, spoolDir: string, options: JournalOptions): Journal {
+    // First: every statement after it, setting WAL mode too, waits out a lock another process holds briefly
+    // (status's open failed at once with "locked by another process" when it came second).
+    db.exec("PRAGMA busy_timeout = 5000");
     db.exec("PRAGMA journal_mode = WAL");
     // FULL: the WAL is fsynced at every commit, so a journaled change survives a power cut.
     db.exec("PRAGMA synchronous = FULL");
-    db.exec("PRAGMA busy_timeout = 5000");
     db.exec(SCHEMA);
     // Journals made before block hashes were indexed gain the column; their entries get hashes on the next put.
     const columns = db.prepare("PRAGMA table_info(entries)").all() as { name: string }[];

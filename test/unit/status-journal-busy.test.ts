@@ -67,3 +67,23 @@ it("names the journal and the process holding it when even reading it is locked 
   expect(report?.target).toMatchObject({ reachable: false });
   expect(report?.inSync).toBe(false);
 });
+
+it("waits out a lock held briefly instead of calling the journal locked at once (its open sets the busy timeout first)", async () => {
+  const { file, journalPath } = setUp();
+  // Holds even readers out until told to go, then lets go 300 ms later: status is by then blocked opening the journal.
+  const child = spawn(
+    process.execPath,
+    ["-e", `const {DatabaseSync}=require('node:sqlite');const d=new DatabaseSync(${JSON.stringify(journalPath)});d.exec('PRAGMA locking_mode = EXCLUSIVE; BEGIN EXCLUSIVE; UPDATE sets SET name = name');console.log('held');process.stdin.once('data',()=>setTimeout(()=>{d.exec('COMMIT');d.close();setInterval(()=>{},1000)},300))`],
+    { stdio: ["pipe", "pipe", "inherit"] },
+  );
+  holder = child;
+  await new Promise<void>((resolve, reject) => {
+    child.stdout?.once("data", () => resolve());
+    child.once("exit", (code) => reject(new Error(`the holder exited with ${code}`)));
+  });
+  await new Promise<void>((resolve) => child.stdin?.write("go\n", () => resolve()));
+  const [report] = await collectStatus(file);
+  expect(report?.problems.map((p) => p.kind)).not.toContain("journal-problem");
+  expect(report?.journalProblem).toBeNull();
+  expect(report?.backlog.records).toBe(1);
+});
