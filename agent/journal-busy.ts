@@ -4,7 +4,10 @@
 // and the processes that have it open (those this user may look at), instead
 // of a bare "database is locked" that names nothing.
 
-import { readdirSync, readFileSync, readlinkSync } from "node:fs";
+import { readdirSync, readFileSync, readlinkSync, realpathSync } from "node:fs";
+import { hostname } from "node:os";
+import { dirname } from "node:path";
+import { lockOwner } from "./state-lock.ts";
 
 /** SQLite's primary result codes for a lock another connection holds. */
 const SQLITE_BUSY = 5;
@@ -22,6 +25,13 @@ export function isJournalBusy(error: unknown): boolean {
 /** The processes (pid and command line) that have the file at path open, among those this user may look at (Linux's /proc). */
 export function processesWithOpen(path: string, procDir = "/proc"): { pid: number; command: string }[] {
   const found: { pid: number; command: string }[] = [];
+  // /proc's links name the file by its real path: a state folder reached through a symlink matched no holder.
+  let real = path;
+  try {
+    real = realpathSync.native(path);
+  } catch {
+    // gone meanwhile: the path as given
+  }
   let pids: string[];
   try {
     pids = readdirSync(procDir).filter((name) => /^\d+$/.test(name));
@@ -38,7 +48,7 @@ export function processesWithOpen(path: string, procDir = "/proc"): { pid: numbe
     }
     const opens = fds.some((fd) => {
       try {
-        return readlinkSync(`${procDir}/${pid}/fd/${fd}`) === path;
+        return readlinkSync(`${procDir}/${pid}/fd/${fd}`) === real;
       } catch {
         return false;
       }
@@ -57,9 +67,12 @@ export function processesWithOpen(path: string, procDir = "/proc"): { pid: numbe
 
 /** What status says of a journal it could not read for another process's lock, naming who has it open (but this process). */
 export function journalBusyProblem(path: string, holders = processesWithOpen(path).filter((p) => p.pid !== process.pid)): string {
+  // The agent has its journal open all along: it is labelled, so an operator does not kill it for the lock's holder.
+  const owner = lockOwner(dirname(path));
+  const agentPid = owner !== undefined && (owner.host === undefined || owner.host === hostname()) ? owner.pid : undefined;
   const who =
     holders.length > 0
-      ? `open in ${holders.map((p) => `pid ${p.pid}${p.command ? ` (${p.command})` : ""}`).join(", ")}`
+      ? `open in ${holders.map((p) => `pid ${p.pid}${p.pid === agentPid ? " (the agent)" : ""}${p.command ? ` (${p.command})` : ""}`).join(", ")}`
       : "no process this user may look at has it open (run status as the agent's user or root to see which)";
   return (
     `the journal ${path} is locked by another process: ${who}; ` +

@@ -6,11 +6,13 @@
 // names the file and the process holding it, and still reports the target.
 
 import { spawn, type ChildProcess } from "node:child_process";
-import { mkdirSync, writeFileSync } from "node:fs";
+import { mkdirSync, symlinkSync, writeFileSync } from "node:fs";
+import { hostname } from "node:os";
 import { join } from "node:path";
 import { afterEach, expect, it } from "vitest";
 import { collectStatus } from "../../agent/commands/status.ts";
 import { loadConfig } from "../../agent/config.ts";
+import { journalBusyProblem } from "../../agent/journal-busy.ts";
 import { Journal } from "../../agent/journal.ts";
 import { tempDir } from "../support/tree.ts";
 
@@ -86,4 +88,16 @@ it("waits out a lock held briefly instead of calling the journal locked at once 
   expect(report?.problems.map((p) => p.kind)).not.toContain("journal-problem");
   expect(report?.journalProblem).toBeNull();
   expect(report?.backlog.records).toBe(1);
+});
+
+it("names the holder of a journal reached through a symlinked state folder, and labels the agent among holders", async () => {
+  const { journalPath } = setUp();
+  const child = await holdJournal(journalPath, "PRAGMA locking_mode = EXCLUSIVE; BEGIN EXCLUSIVE; UPDATE sets SET name = name");
+  const link = join(dir.path, "state-link");
+  symlinkSync(join(dir.path, "state"), link);
+  const viaLink = join(link, "journal.db");
+  expect(journalBusyProblem(viaLink)).toContain(`open in pid ${child.pid} (`);
+  // The holder is the agent (its pid in the state folder's lock): labelled, so nobody kills it for the lock's holder.
+  writeFileSync(join(dir.path, "state", "tidemark.lock"), `${JSON.stringify({ pid: child.pid, host: hostname(), command: "run" })}\n`);
+  expect(journalBusyProblem(viaLink)).toContain(`pid ${child.pid} (the agent) (`);
 });
