@@ -3,22 +3,9 @@
 // into that set as new files (the target then holds the set twice, and its
 // history too). Restoring a set over its own folder (in place) is not that.
 
-import { realpathSync } from "node:fs";
-import { basename, dirname, join, relative, sep } from "node:path";
+import { relative, sep } from "node:path";
+import { pathWithin, realPathOf } from "./config.ts";
 import { isExcluded, type SetSpec } from "./set-spec.ts";
-
-/** path with the links of its longest existing ancestor resolved (what is below it does not exist yet). */
-function resolvedAsFarAsItExists(path: string): string {
-  const rest: string[] = [];
-  for (let at = path; ; at = dirname(at)) {
-    try {
-      return join(realpathSync(at), ...rest.reverse());
-    } catch {
-      if (dirname(at) === at) return path;
-      rest.push(basename(at));
-    }
-  }
-}
 
 /**
  * The file set whose source folder holds path (absolute), where the agent would replicate what is written there:
@@ -26,12 +13,13 @@ function resolvedAsFarAsItExists(path: string): string {
  * being the folder of `own`, the set restored (a restore in place).
  */
 export function replicatingSet(sets: readonly SetSpec[], path: string, own: string): SetSpec | undefined {
-  const target = resolvedAsFarAsItExists(path);
+  const target = realPathOf(path);
   return sets.find((spec) => {
     if (spec.volume) return false;
-    const rel = relative(resolvedAsFarAsItExists(spec.root), target);
+    const root = realPathOf(spec.root);
+    if (!pathWithin(target, root)) return false;
+    const rel = relative(root, target);
     if (rel === "") return spec.name !== own;
-    if (rel === ".." || rel.startsWith(`..${sep}`) || rel.startsWith(sep)) return false;
     // Below an excluded folder (or itself excluded): the agent does not replicate it.
     const parts = rel.split(sep);
     return !parts.some((_, i) => isExcluded(spec, parts.slice(0, i + 1).join("/")));
