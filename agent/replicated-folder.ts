@@ -25,3 +25,12 @@ export function replicatingSet(sets: readonly SetSpec[], path: string, own: stri
     return !parts.some((_, i) => isExcluded(spec, parts.slice(0, i + 1).join("/")));
   });
 }
+
+/**
+ * The file sets other than `own` whose source folder is path (absolute) or lies below it: what `restore --delete`
+ * into path would remove as "not in the snapshot".
+ */
+export function setsInside(sets: readonly SetSpec[], path: string, own: string): SetSpec[] {
+  const target = realPathOf(path);
+  return sets.filter((spec) => spec.name !== own && pathWithin(realPathOf(spec.root), target));
+}

@@ -54,6 +54,24 @@ it.each([["www/restored"], ["www"], ["restored"], ["www/tmp/restored"], ["www/ca
   expect(out.code).toBe(1);
 });
 
+it("warns, naming the set, when --force restores inside a set's folder", async () => {
+  const out = await tidemark(["restore", "www", "--snapshot", "latest", "--to", "www/restored", "--force", "--config", config], { cwd: dir.path });
+  expect(out.stderr).toContain(`warning: --to www/restored is inside the folder of set www (${join(dir.path, "www")}), which the agent replicates: restoring there all the same (--force)`);
+  expect(out.code).toBe(1);
+});
+
+it.each([["."], ["db"]])("refuses --delete into --to %s, which holds another set's folder, even with --force", async (to) => {
+  const out = await tidemark(["restore", "www", "--snapshot", "latest", "--to", to, "--force", "--delete", "--config", config], { cwd: dir.path });
+  expect(out.code).toBe(2);
+  expect(out.stderr).toContain(`holds the folder of set db (${join(dir.path, "db")}): --delete would remove its files as not in the snapshot`);
+});
+
+it("lets --delete into the set's own folder through (its own folder is not another set's)", async () => {
+  const out = await tidemark(["restore", "db", "--snapshot", "latest", "--to", "db", "--force", "--delete", "--config", config], { cwd: dir.path });
+  expect(out.stderr).toMatch(/cannot reach the bucket/);
+  expect(out.code).toBe(1);
+});
+
 it("sees through a link to the set's folder", () => {
   const link = join(dir.path, "link-to-www");
   symlinkSync(join(dir.path, "www"), link);
