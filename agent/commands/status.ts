@@ -424,7 +424,7 @@ Examples:
         const d = r.lastDrill;
         const age = d.ageSeconds < 7200 ? `${Math.round(d.ageSeconds / 60)} min` : `${(d.ageSeconds / 3600).toFixed(1)} h`;
         const torn = d.tornCount !== undefined ? `, ${d.tornCount} file(s) possibly torn, restored as read` : "";
-        process.stdout.write(`${r.set}: last drill ${d.passed ? "passed" : `FAILED ${drillFailure({ problemCount: d.problems, check: d.check })}`} ${age} ago (${d.id}${torn})\n`);
+        process.stdout.write(`${r.set}: last drill ${d.passed ? "passed" : `FAILED ${escapeControl(drillFailure({ problemCount: d.problems, check: d.check }))}`} ${age} ago (${escapeControl(d.id)}${torn})\n`);
       }
       for (const kept of r.drillReportsKept) {
         process.stdout.write(
