@@ -196,7 +196,8 @@ export class ContentFiles {
   /** Files a read found gone, cut short or altered in this process: their unsent records are lost (`lost`). */
   readonly #damaged = new Set<string>();
 
-  constructor(db: DatabaseSync, spoolDir: string) {
+  /** removeOrphans: false for a process that only reads the journal (status), which takes no write lock. */
+  constructor(db: DatabaseSync, spoolDir: string, removeOrphans = true) {
     this.#db = db;
     this.#spoolDir = spoolDir;
     db.exec("CREATE TABLE IF NOT EXISTS content_files (set_name TEXT NOT NULL, file TEXT NOT NULL, last_seq INTEGER NOT NULL, PRIMARY KEY (set_name, file)) WITHOUT ROWID");
@@ -206,7 +207,7 @@ export class ContentFiles {
     this.#insert = db.prepare("INSERT INTO content_files (set_name, file, last_seq) VALUES (?, ?, ?)");
     this.#sent = db.prepare("SELECT file FROM content_files WHERE set_name = ? AND last_seq <= ?");
     this.#deleteSent = db.prepare("DELETE FROM content_files WHERE set_name = ? AND last_seq <= ?");
-    this.#removeOrphans();
+    if (removeOrphans) this.#removeOrphans();
   }
 
   /** In a write transaction: writes the pieces of records up to lastSeq into a new content file, durable on return. */

@@ -252,6 +252,11 @@ export interface JournalOptions {
   readonly onWrite?: () => void;
   /** The clock records are stamped with (ms since the epoch). @default Date.now */
   readonly now?: () => number;
+  /**
+   * A process that only reads the journal (`status`): it leaves the leftover content files to the agent, as removing
+   * them takes the write lock, which another process may hold (status then waited for it and failed).
+   */
+  readonly reader?: boolean;
 }
 
 export class Journal {
@@ -291,7 +296,7 @@ export class Journal {
     this.held = new HeldFiles(db);
     this.uploads = new StagedUploads(db);
     this.recoveries = new PendingRecoveries(db);
-    this.#content = new ContentFiles(db, spoolDir);
+    this.#content = new ContentFiles(db, spoolDir, options.reader !== true);
     this.#statements = prepareStatements(db);
     this.#onWrite = options.onWrite;
     this.#now = options.now ?? Date.now;
@@ -311,10 +316,12 @@ export class Journal {
   }
 
   static #setUp(db: DatabaseSync, path: string, spoolDir: string, options: JournalOptions): Journal {
+    // First: every statement after it, setting WAL mode too, waits out a lock another process holds briefly
+    // (status's open failed at once with "locked by another process" when it came second).
+    db.exec("PRAGMA busy_timeout = 5000");
     db.exec("PRAGMA journal_mode = WAL");
     // FULL: the WAL is fsynced at every commit, so a journaled change survives a power cut.
     db.exec("PRAGMA synchronous = FULL");
-    db.exec("PRAGMA busy_timeout = 5000");
     db.exec(SCHEMA);
     // Journals made before block hashes were indexed gain the column; their entries get hashes on the next put.
     const columns = db.prepare("PRAGMA table_info(entries)").all() as { name: string }[];

@@ -53,7 +53,7 @@ export interface SetFacts {
   /** What keeps the agent from journaling (a full disk under its state folder), from the problem file; null when nothing does. */
   readonly journalProblem?: { readonly since: string; readonly problem: string } | null;
   /** The set's last recovery drill (`tidemark drill`), when one ran. */
-  readonly drill?: { readonly id: string; readonly passed: boolean; readonly finishedAt: string; readonly problemCount: number };
+  readonly drill?: { readonly id: string; readonly passed: boolean; readonly finishedAt: string; readonly problemCount: number; readonly check?: DrillCheck };
   /** The set's drill reports no agent took in time, kept in the state folder until its next agent journals them (drill-kept.ts). */
   readonly drillKept?: readonly { readonly id: string; readonly passed: boolean; readonly finishedAt: string; readonly file: string }[];
   /** Why the state folder's agent cannot take kept drill reports away (drill-reports/ owned by another user), when it cannot. */
@@ -327,9 +327,30 @@ const checkpointUnreadable: ProblemCheck = (facts) => {
   ];
 };
 
+/** A drill's application check, as its report has it. */
+export interface DrillCheck {
+  readonly command: string;
+  readonly passed: boolean;
+  readonly code: number | null;
+  readonly timedOut: boolean;
+}
+
+/**
+ * Why a drill failed, as its report says: its bad paths, its check, or both. A drill that failed only its check has no
+ * bad path, and "failed with 0 bad paths" read as if nothing was wrong.
+ */
+export function drillFailure(drill: { readonly problemCount: number; readonly check?: DrillCheck | undefined }): string {
+  const { problemCount, check } = drill;
+  const paths = `${problemCount} bad path${problemCount === 1 ? "" : "s"}`;
+  if (!check || check.passed) return `with ${paths}`;
+  const how = check.timedOut ? "timed out" : check.code === null ? "was killed" : `exited with ${check.code}`;
+  const failed = `its check (\`${check.command}\` ${how})`;
+  return problemCount > 0 ? `with ${paths}, and ${failed}` : failed;
+}
+
 const drillFailed: ProblemCheck = (facts) =>
   facts.drill && !facts.drill.passed
-    ? [{ kind: "drill-failed", message: `the last recovery drill ${facts.drill.id} (${facts.drill.finishedAt}) failed with ${facts.drill.problemCount} bad paths: see drills/${facts.set}/${facts.drill.id}.json` }]
+    ? [{ kind: "drill-failed", message: `the last recovery drill ${facts.drill.id} (${facts.drill.finishedAt}) failed ${drillFailure(facts.drill)}: see drills/${facts.set}/${facts.drill.id}.json` }]
     : [];
 
 /** A kept drill report no agent can send (its folder not the agent's), or a FAILED one the target has not seen yet (no DrillFailed alarm). */

@@ -6,7 +6,8 @@
 // captures go on past them). Kept in the journal's database so `tidemark
 // status` names them; an entry leaves the list once a scan no longer finds it
 // under that name (deleted, renamed to a name that works, excluded) or reads
-// it after all, and status checks that each is still there.
+// it after all, and status checks that each is still there (one it cannot
+// look at, a permission error, is not gone: it stays named).
 
 import { lstatSync, readdirSync } from "node:fs";
 import { join } from "node:path";
@@ -18,14 +19,30 @@ import { LINK_TARGET_NOT_UTF8 } from "./link-target.ts";
 /** Why a name read back with U+FFFD in place of its bytes is not replicated. */
 export const NOT_UTF8 = "name is not valid UTF-8 (S3 keys are UTF-8)";
 
-/** Whether an entry (of any kind, a dangling link too) is at path. */
-export function exists(path: string | Buffer): boolean {
+/**
+ * Whether an lstat's error says the entry is not there. Any other error says nothing of that: EACCES under a folder
+ * the user may read but not search (the entry is listed, and cannot be looked at), EPERM, EIO.
+ */
+function isGone(error: unknown): boolean {
+  const code = (error as NodeJS.ErrnoException).code;
+  return code === "ENOENT" || code === "ENOTDIR";
+}
+
+/** What an lstat of path tells: the entry is there, gone, or it could not tell (a permission error). */
+type Look = "there" | "gone" | "unknown";
+
+function look(path: string | Buffer, isSpecial = false): Look {
   try {
-    lstatSync(path);
-    return true;
-  } catch {
-    return false;
+    const stat = lstatSync(path, { bigint: true });
+    return !isSpecial || specialFileProblem(stat) !== undefined ? "there" : "gone";
+  } catch (error) {
+    return isGone(error) ? "gone" : "unknown";
   }
+}
+
+/** Whether an entry (of any kind, a dangling link too) is at path, or may be: one that cannot be looked at is not gone. */
+export function exists(path: string | Buffer): boolean {
+  return look(path) !== "gone";
 }
 
 /**
@@ -196,18 +213,30 @@ export class SkippedNames {
   }
 }
 
-/** Whether the entry at path is still a socket, FIFO or device (one a file replaced was captured as that file). */
-function stillSpecial(path: string): boolean {
-  try {
-    return specialFileProblem(lstatSync(path, { bigint: true })) !== undefined;
-  } catch {
-    return false;
-  }
+/** Whether path is below one of folders. */
+function isBelowAny(path: string, folders: ReadonlySet<string>): boolean {
+  for (let at = path.lastIndexOf("/"); at > 0; at = path.lastIndexOf("/", at - 1)) if (folders.has(path.slice(0, at))) return true;
+  return false;
 }
 
-/** The set's skipped entries that are still on the disk under that name (one deleted or renamed since the last scan is not listed). */
+/**
+ * The set's skipped entries that are still on the disk under that name (one deleted or renamed since the last scan is
+ * not listed). One that cannot be looked at (status run as a user who may list its folder but not search it, as the
+ * agent's own scan found it) stays listed: only an lstat that says it is gone takes it off. Except below a folder the
+ * list names as unreadable, which that folder's line covers (the watcher names a folder's own event below it).
+ */
 export function skippedNow(names: SkippedNames, set: string, root: string): SkippedName[] {
-  // A name that is not UTF-8 cannot be looked up by its decoded form: its folder's raw listing is searched.
-  const present = (path: string) => exists(join(root, path)) || nonUtf8EntryExists(root, path);
-  return names.list(set).filter((entry) => (entry.reason.endsWith(NO_CONTENT) ? stillSpecial(join(root, entry.path)) : present(entry.path)));
+  const listed = names.list(set);
+  const unreadableFolders = new Set(listed.filter((entry) => entry.reason.startsWith(UNREADABLE)).map((entry) => entry.path));
+  const state = (entry: SkippedName): Look => {
+    // A socket, FIFO or device counts while it is one (one a file replaced was captured as that file).
+    if (entry.reason.endsWith(NO_CONTENT)) return look(join(root, entry.path), true);
+    const found = look(join(root, entry.path));
+    // A name that is not UTF-8 cannot be looked up by its decoded form: its folder's raw listing is searched.
+    return found === "gone" && nonUtf8EntryExists(root, entry.path) ? "there" : found;
+  };
+  return listed.filter((entry) => {
+    const found = state(entry);
+    return found === "there" || (found === "unknown" && !isBelowAny(entry.path, unreadableFolders));
+  });
 }

@@ -10,6 +10,7 @@ import { escapeControl, formatBytes, table } from "../format.ts";
 import { runPrune, type Progress } from "../operations.ts";
 import { isEbsSnapshotId, restoreEbsSnapshot, restoreVolumeSnapshot, type VolumeRestoreResult } from "../restore-volume.ts";
 import { createProgressView } from "../progress.ts";
+import { replicatingSet, setsInside } from "../replicated-folder.ts";
 import { RestoreError, restoreSnapshot, type RestoreResult } from "../restore.ts";
 import type { WriteOptions } from "../restore-writer.ts";
 import { parseMoment, restoreAt } from "../restore-at.ts";
@@ -116,8 +117,11 @@ Options:
                   or one sent straight to the queue alike: restore says which it was); or an EBS snapshot id
   --at TIME       a moment instead: ISO 8601 (2026-11-30T10:15:02.250Z; local time without a zone) or a span ago (15m, 2h, 3d)
   --to DIR|FILE   where to restore
-  --force         write into a folder that is not empty, or over an existing file or device
-  --delete        with --force: remove what the snapshot does not hold from DIR
+  --force         write into a folder that is not empty, or over an existing file or device, or inside
+                  a set's source folder (a copy there is replicated back into that set; restoring a
+                  set over its own folder is not refused for that)
+  --delete        with --force: remove what the snapshot does not hold from DIR (refused when DIR
+                  holds another set's folder)
   --json          print a summary as JSON (its "failures" list what was not written; "reads", in a
                   file snapshot's restore and any --at restore, says how the bucket's objects were
                   read: "direct" by signed GETs sent without the SDK, "sdk" through the AWS SDK,
@@ -157,6 +161,22 @@ Examples:
     if (to === undefined) throw new UsageError("name the folder to restore into with --to DIR");
     const config = loadConfig(configPath(stringOption(values.config)));
     const set = checkSet(config, named, "restore");
+    const into = replicatingSet(config.sets, resolve(to), set);
+    if (into && values.force !== true) {
+      throw new UsageError(
+        `--to ${escapeControl(to)} is inside the folder of set ${into.name} (${escapeControl(into.root)}), which the agent replicates: the restored copy would be sent back into set ${into.name} as new files. ` +
+          "Restore outside it, exclude that folder in the set's config, or give --force to restore there all the same",
+      );
+    }
+    // --delete would remove another set's files as "not in the snapshot": never, --force or not.
+    const holds = values.delete === true ? setsInside(config.sets, resolve(to), set) : [];
+    if (holds.length > 0) {
+      throw new UsageError(
+        `--to ${escapeControl(to)} holds the folder of ${holds.map((s) => `set ${s.name} (${escapeControl(s.root)})`).join(", ")}: --delete would remove its files as not in the snapshot. ` +
+          "Restore into a folder that holds no other set's, or without --delete",
+      );
+    }
+    if (into) process.stderr.write(`warning: --to ${escapeControl(to)} is inside the folder of set ${into.name} (${escapeControl(into.root)}), which the agent replicates: restoring there all the same (--force); the restored copy will be sent into set ${into.name} as new files\n`);
     const json = values.json === true;
     if (at !== undefined) return runRestoreAt(config, set, parseMoment(at), resolve(to), { force: values.force === true, delete: values.delete === true, json });
     if (id === undefined) throw new UsageError("name the snapshot with --snapshot ID");

@@ -5,7 +5,8 @@ import type { SetStatus } from "../../contract/layout.ts";
 import { clientOptionsOf } from "../aws-options.ts";
 import { configPath, loadConfig } from "../config.ts";
 import { Journal, type JournalGeneration, type SetCounters } from "../journal.ts";
-import { caughtUp, findProblems, STALLED_MS, type NotReplicated, type Problem, type SetFacts } from "../set-health.ts";
+import { isJournalBusy, journalBusyProblem } from "../journal-busy.ts";
+import { caughtUp, drillFailure, findProblems, STALLED_MS, type DrillCheck, type NotReplicated, type Problem, type SetFacts } from "../set-health.ts";
 import { markerRunning } from "../task-results.ts";
 import { escapeControl, formatBytes, table } from "../format.ts";
 import { skippedNow } from "../skipped-names.ts";
@@ -90,7 +91,7 @@ export interface SetReport {
   /** Nothing waiting in the journal, and the target applied everything journaled in this generation. */
   caughtUp: boolean;
   /** The newest recovery drill the target holds a report of; null when none (or unreadable). */
-  lastDrill: { id: string; passed: boolean; finishedAt: string; ageSeconds: number; problems: number; tornCount?: number } | null;
+  lastDrill: { id: string; passed: boolean; finishedAt: string; ageSeconds: number; problems: number; tornCount?: number; check?: DrillCheck } | null;
   /** Drill reports no agent took in time, kept in the state folder until the set's next agent journals them (drill-kept.ts). */
   drillReportsKept: { id: string; passed: boolean; finishedAt: string; file: string }[];
 }
@@ -164,10 +165,27 @@ async function stallFacts(journal: Journal | undefined, store: S3Store, set: str
  */
 export const STATUS_IDLE_TIMEOUT_MS = 15_000;
 
+/**
+ * The journal, opened to read (no write lock taken: status reads while another process holds one), or why it could
+ * not be: another process holds it locked longer than SQLite's busy timeout. Undefined both when there is none.
+ */
+function openJournal(stateDir: string): { journal?: Journal; busy?: string } {
+  const path = join(stateDir, "journal.db");
+  if (!existsSync(path)) return {};
+  try {
+    return { journal: Journal.open(stateDir, { reader: true }) };
+  } catch (error) {
+    if (!isJournalBusy(error)) throw error;
+    return { busy: journalBusyProblem(path) };
+  }
+}
+
 export async function collectStatus(configFile: string): Promise<SetReport[]> {
   const config = loadConfig(configFile);
-  const journal = existsSync(join(config.stateDir, "journal.db")) ? Journal.open(config.stateDir) : undefined;
-  const journalProblem = readProblem(config.stateDir);
+  const { journal, busy } = openJournal(config.stateDir);
+  // A journal another process holds locked is named (and the target side still read), not a bare SQLite error.
+  const recorded = readProblem(config.stateDir);
+  const journalProblem = busy ? { since: new Date().toISOString(), problem: recorded ? `${busy}; the agent's own problem (since ${recorded.since}): ${recorded.problem}` : busy } : recorded;
   const spaceBallast = spaceBallastNote(config.stateDir);
   // This host's key, to tell a set another host owns (a key file the agent cannot read is the agent's to report).
   const hostKeyId = ((): string | undefined => {
@@ -229,7 +247,7 @@ export async function collectStatus(configFile: string): Promise<SetReport[]> {
         const bandwidthSince = journal && agent.running ? journal.sets.bandwidthWaitSince(spec.name) : null;
         const scanFailed = journal ? scanFailureNow(journal.held, spec.name) : null;
         const recovering = journal?.recoveries.of(spec.name) ?? null;
-        const journalMissing = journal ? (journal.sets.known(spec.name) ? {} : { setNotJournaled: join(config.stateDir, "journal.db") }) : { journalMissing: join(config.stateDir, "journal.db") };
+        const journalMissing = journal ? (journal.sets.known(spec.name) ? {} : { setNotJournaled: join(config.stateDir, "journal.db") }) : busy ? {} : { journalMissing: join(config.stateDir, "journal.db") };
         const stall = await stallFacts(journal, store, spec.name, target);
         const owner = target.reachable ? target.owner : undefined;
         const notOwner = hostKeyId !== undefined && owner !== undefined && "keyId" in owner && owner.keyId !== hostKeyId ? { notOwner: { ownerKeyId: owner.keyId, ownerSince: owner.since, hostKeyId } } : {};
@@ -268,6 +286,7 @@ export async function collectStatus(configFile: string): Promise<SetReport[]> {
                 ageSeconds: Math.max(0, Math.round((Date.now() - Date.parse(drill.finishedAt)) / 1000)),
                 problems: drill.problemCount,
                 ...(drill.tornCount !== undefined ? { tornCount: drill.tornCount } : {}),
+                ...(drill.check ? { check: { command: drill.check.command, passed: drill.check.passed, code: drill.check.code, timedOut: drill.check.timedOut } } : {}),
               }
             : null,
           drillReportsKept: drillKept,
@@ -428,7 +447,7 @@ Examples:
         const d = r.lastDrill;
         const age = d.ageSeconds < 7200 ? `${Math.round(d.ageSeconds / 60)} min` : `${(d.ageSeconds / 3600).toFixed(1)} h`;
         const torn = d.tornCount !== undefined ? `, ${d.tornCount} file(s) possibly torn, restored as read` : "";
-        process.stdout.write(`${r.set}: last drill ${d.passed ? "passed" : `FAILED (${d.problems} bad paths)`} ${age} ago (${d.id}${torn})\n`);
+        process.stdout.write(`${r.set}: last drill ${d.passed ? "passed" : `FAILED ${escapeControl(drillFailure({ problemCount: d.problems, check: d.check }))}`} ${age} ago (${escapeControl(d.id)}${torn})\n`);
       }
       for (const kept of r.drillReportsKept) {
         process.stdout.write(

@@ -12,6 +12,7 @@ import { checkRestoredTree, reportedProblems, runDrill } from "../../agent/drill
 import type { RecoveryEntry } from "../../agent/restore-writer.ts";
 import { latestDrillReport } from "../../lambdas/target/index.ts";
 import { DrillScheduler } from "../../agent/drill-schedule.ts";
+import { drillFailure, findProblems } from "../../agent/set-health.ts";
 import { DrillReportSchema, type DrillReport } from "../../contract/drills.ts";
 import { dataKey, drillReportKey } from "../../contract/layout.ts";
 import { DEFAULT_TASK_TIMEOUT_SECONDS } from "../../contract/tasks.ts";
@@ -74,6 +75,9 @@ describe("tidemark drill", () => {
       expect(report.passed).toBe(false);
       expect(report.problemCount).toBe(0);
       expect(report.check).toMatchObject({ passed: false, code: 7, output: expect.stringContaining("integrity check failed") });
+      // Status says why: its check, not "0 bad paths" (which reads as if nothing was wrong).
+      const drillProblems = findProblems({ set: SET, counters: h.journal.sets.counters(SET), generation: undefined, drill: report, target: { error: "not asked" }, now: new Date() }).filter((p) => p.kind === "drill-failed");
+      expect(drillProblems.map((p) => p.message)).toEqual([`the last recovery drill ${report.id} (${report.finishedAt}) failed its check (\`echo integrity check failed; exit 7\` exited with 7): see drills/${SET}/${report.id}.json`]);
       expect(readdirSync(where).sort()).toEqual(["db", "readme.txt"]);
       await expect(runDrill(h.store, SET, { to: where })).rejects.toThrow(/not empty/);
       expect(readdirSync(where).sort()).toEqual(["db", "readme.txt"]);
@@ -289,4 +293,13 @@ describe("drills in the agent config", () => {
     expect(config([{ set: "www", every: "daily" }])).toThrow(/drills.0.every/);
     expect(config([{ set: "www", every: "10s" }])).toThrow(/once a minute/);
   });
+});
+
+it("says why a drill failed: its bad paths, its check (how it ended), or both", () => {
+  const check = (how: { code: number | null; timedOut: boolean }) => ({ command: "pg_verify", passed: false, ...how });
+  expect(drillFailure({ problemCount: 3 })).toBe("with 3 bad paths");
+  expect(drillFailure({ problemCount: 1, check: { command: "true", passed: true, code: 0, timedOut: false } })).toBe("with 1 bad path");
+  expect(drillFailure({ problemCount: 0, check: check({ code: 1, timedOut: false }) })).toBe("its check (`pg_verify` exited with 1)");
+  expect(drillFailure({ problemCount: 0, check: check({ code: null, timedOut: true }) })).toBe("its check (`pg_verify` timed out)");
+  expect(drillFailure({ problemCount: 2, check: check({ code: null, timedOut: false }) })).toBe("with 2 bad paths, and its check (`pg_verify` was killed)");
 });
