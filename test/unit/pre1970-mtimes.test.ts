@@ -7,7 +7,7 @@ import { lstatSync, lutimesSync, mkdirSync, statSync, symlinkSync, utimesSync, w
 import { join } from "node:path";
 import { DatabaseSync } from "node:sqlite";
 import { gzipSync } from "node:zlib";
-import { afterEach, describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it, vi } from "vitest";
 import { unchangedInIndex } from "../../agent/capture.ts";
 import { INVALIDATED_MTIME_NS } from "../../agent/journal-index.ts";
 import { checkRestoredTree } from "../../agent/drill.ts";
@@ -115,6 +115,10 @@ describe("mtimes before 1970", () => {
     await h.agent.drain(SET);
     const st = lstatSync(file, { bigint: true });
     expect(st.mtimeNs).toBe(-1n);
+    // The file was made moments ago: its ctime is recent (a scan would read it), so the checks look from an hour on.
+    const now = Date.now.bind(Date);
+    const later = vi.spyOn(Date, "now").mockImplementation(() => now() + 3_600_000);
+    cleanups.push(() => later.mockRestore());
     // Not recently modified, so a scan would go by the stat alone.
     expect(unchangedInIndex(h.journal.index.childrenStat(SET, "times").get("times/minus-1ns"), st)).toBe(true);
     h.journal.index.invalidate(SET, "times/minus-1ns");
@@ -139,6 +143,10 @@ describe("mtimes before 1970", () => {
     h.restart();
     const st = lstatSync(file, { bigint: true });
     expect(st.mtimeNs).toBe(-1n);
+    // The file was made moments ago: its ctime is recent (a scan would read it), so the checks look from an hour on.
+    const now = Date.now.bind(Date);
+    const later = vi.spyOn(Date, "now").mockImplementation(() => now() + 3_600_000);
+    cleanups.push(() => later.mockRestore());
     expect(h.journal.index.childrenStat(SET, "times").get("times/minus-1ns")?.mtimeNs).toBe(INVALIDATED_MTIME_NS);
     expect(unchangedInIndex(h.journal.index.childrenStat(SET, "times").get("times/minus-1ns"), st)).toBe(false);
     // Once per journal: an entry journaled at -1 ns after it keeps its stat across a restart.
