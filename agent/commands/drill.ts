@@ -2,6 +2,7 @@
 // (reading the bucket with the agent's credentials); its report travels to
 // the target through the set's stream, since an agent may write only staging/.
 
+import { resolve } from "node:path";
 import { drillReportKey } from "../../contract/layout.ts";
 import type { DrillReport } from "../../contract/drills.ts";
 import { configPath, loadConfig, type AgentConfig } from "../config.ts";
@@ -10,10 +11,11 @@ import { escapeControl, formatBytes } from "../format.ts";
 import type { Progress } from "../operations.ts";
 import { createProgressView } from "../progress.ts";
 import { originPhrase } from "../snapshot-origin.ts";
-import { stringOption, type Command } from "./command.ts";
+import { stringOption, UsageError, type Command } from "./command.ts";
 import { checkSet, operate } from "./operate.ts";
 import type { CommandWaits } from "../command-agent-wait.ts";
 import { keepDrillReport } from "../drill-kept.ts";
+import { replicatingSet } from "../replicated-folder.ts";
 import { setArgument } from "./set-argument.ts";
 import { withTargetStore } from "./target-store.ts";
 
@@ -144,7 +146,8 @@ Options:
   --snapshot ID   the snapshot to drill, or "latest" (default: the newest, from the agent's
                   stream or the queue alike; the report's recovery point says which)
   --at TIME       a moment of the protection window instead (as \`restore --at\`: ISO 8601 or 15m, 2h, 3d ago)
-  --to DIR        restore into DIR (empty or missing) instead of a temporary folder
+  --to DIR        restore into DIR (empty or missing) instead of a temporary folder;
+                  not inside a folder the agent replicates (any set's, the drilled one's too)
   --check CMD     shell command run with the restored tree as its working folder;
                   a non-zero exit fails the drill (its output is in the report)
   --keep          keep the restored tree
@@ -178,6 +181,13 @@ Examples:
     const snapshot = stringOption(values.snapshot);
     const at = stringOption(values.at);
     const to = stringOption(values.to);
+    // A drill's copy inside a replicated folder would be sent back into that set as new files: never (no --force here).
+    const into = to !== undefined ? replicatingSet(config.sets, resolve(to), "") : undefined;
+    if (into) {
+      throw new UsageError(
+        `--to ${escapeControl(to ?? "")} is inside the folder of set ${into.name} (${escapeControl(into.root)}), which the agent replicates: the drill's copy would be sent back into set ${into.name} as new files. Drill into a folder outside every set`,
+      );
+    }
     const check = stringOption(values.check);
     let outcome: DrillOutcome;
     try {

@@ -79,3 +79,19 @@ it("sees through a link to the set's folder", () => {
   expect(replicatingSet(sets, join(link, "restored", "deeper"), "db")?.name).toBe("www");
   expect(replicatingSet(sets, join(dir.path, "www-other"), "db")).toBeUndefined();
 });
+
+it.each([
+  ["www/drill", "www"],
+  ["www", "www"],
+  ["db/drill", "db"],
+])("refuses drill --to %s, inside set %s (a drill has no --force)", async (to, set) => {
+  const out = await tidemark(["drill", "www", "--to", to, "--config", config], { cwd: dir.path });
+  expect(out.code).toBe(2);
+  expect(out.stderr).toContain(`--to ${to} is inside the folder of set ${set} (${join(dir.path, set)}), which the agent replicates: the drill's copy would be sent back`);
+});
+
+it("lets drill --to outside every set through (it fails later: nothing listens)", async () => {
+  const out = await tidemark(["drill", "www", "--to", "drilled", "--config", config], { cwd: dir.path });
+  expect(out.code).not.toBe(2);
+  expect(out.stderr).not.toContain("which the agent replicates");
+});

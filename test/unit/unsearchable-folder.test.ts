@@ -24,6 +24,8 @@ const root = process.geteuid?.() === 0;
 let h: Harness;
 
 afterEach(async () => {
+  // Root again even when a test timed out inside asUser (its finally never ran): later tests of this file run as root.
+  if (root) process.seteuid?.(0);
   // Searchable again, so the temp folders can be removed.
   for (const dir of ["nox", "nolist"]) {
     try {
