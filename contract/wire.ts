@@ -367,7 +367,12 @@ export function recordPathOf(json: unknown, where: readonly PropertyKey[] | unde
   const records = (json as { records?: unknown } | null)?.records;
   const record = Array.isArray(records) ? (records[where[1]] as Record<string, unknown> | null | undefined) : undefined;
   const path = typeof record === "object" && record !== null ? (record.path ?? record.from) : undefined;
-  return typeof path === "string" ? JSON.stringify(path.slice(0, 200)) : undefined;
+  return typeof path === "string" ? quotedPath(path) : undefined;
+}
+
+/** A path named in an error: quoted (control characters escaped), its first 200 characters. */
+export function quotedPath(path: string): string {
+  return JSON.stringify(path.slice(0, 200));
 }
 
 function firstProblem(error: z.ZodError, json: unknown): string {

@@ -33,26 +33,28 @@ export function createHandler(applier: Applier, emit: (line: string) => void = c
     /** Groups whose marker action goes on in the next invocation, from the record that carries it. */
     const continuing = new Map<string, number>();
     const recordHandler = async (record: SQSRecord): Promise<void> => {
+      const at = event.Records.indexOf(record);
       try {
-        const applying = applier.applyMessage(
-          {
-            messageId: record.messageId,
-            groupId: record.attributes.MessageGroupId,
-            body: record.body,
-            attributes: stringAttributes(record.messageAttributes),
-            ...(record.attributes.SenderId ? { senderId: record.attributes.SenderId } : {}),
-            ...sentAtOf(record),
-          },
-          context ? { remainingMs: () => context.getRemainingTimeInMillis() } : undefined,
-          batch,
-        );
         // The next message's pack is read while this one writes its files (batch-memory.ts): reads only, and the
-        // next message is checked in its turn as ever.
-        const next = event.Records[event.Records.indexOf(record) + 1];
+        // next message is checked in its turn as ever. Named before this one starts, so no stale name is taken.
+        const next = event.Records[at + 1];
         batch.following(next ? { messageId: next.messageId, body: next.body } : undefined);
-        outcomes.push(await applying);
+        outcomes.push(
+          await applier.applyMessage(
+            {
+              messageId: record.messageId,
+              groupId: record.attributes.MessageGroupId,
+              body: record.body,
+              attributes: stringAttributes(record.messageAttributes),
+              ...(record.attributes.SenderId ? { senderId: record.attributes.SenderId } : {}),
+              ...sentAtOf(record),
+            },
+            context ? { remainingMs: () => context.getRemainingTimeInMillis() } : undefined,
+            batch,
+          ),
+        );
       } catch (error) {
-        if (error instanceof MarkerContinuesError) continuing.set(record.attributes.MessageGroupId ?? "", event.Records.indexOf(record));
+        if (error instanceof MarkerContinuesError) continuing.set(record.attributes.MessageGroupId ?? "", at);
         throw error;
       }
     };

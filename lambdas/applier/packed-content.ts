@@ -74,7 +74,7 @@ export class PackReads {
 function packId(message: WireMessage): string | undefined {
   const { pack } = message;
   if (!pack) return undefined;
-  return JSON.stringify([message.set, message.records[0]?.seq ?? 0, pack.sha256, pack.size, pack.encoding ?? null, pack.decodedSize ?? null]);
+  return JSON.stringify([packKey(message), pack.size, pack.encoding ?? null, pack.decodedSize ?? null]);
 }
 
 export class MessagePackReader {

@@ -6,7 +6,7 @@ import { createHash } from "node:crypto";
 import { gunzipSync } from "node:zlib";
 import { mapConcurrent } from "../../contract/async.ts";
 import { dataPrefix, decodeMeta, orphanKey, type VerifyReport } from "../../contract/layout.ts";
-import { BadMessageError, BLOCK_SIZE, blockCount, ManifestEntrySchema, type ManifestEntry, type VerifyRecord } from "../../contract/wire.ts";
+import { BadMessageError, BLOCK_SIZE, blockCount, ManifestEntrySchema, quotedPath, type ManifestEntry, type VerifyRecord } from "../../contract/wire.ts";
 import { symlinkTarget } from "../link-targets.ts";
 import type { TargetStore } from "../store/store.ts";
 
@@ -34,7 +34,7 @@ export function parseManifest(bytes: Buffer): ManifestEntry[] {
     if (!parsed.success) {
       // The entry's path, when the line has one: the file whose value this applier cannot take, not only a line number.
       const path = (json as { path?: unknown } | null)?.path;
-      const named = typeof path === "string" ? ` (path ${JSON.stringify(path.slice(0, 200))})` : "";
+      const named = typeof path === "string" ? ` (path ${quotedPath(path)})` : "";
       const issue = parsed.error.issues[0];
       const field = issue?.path.length ? `${issue.path.join(".")}: ` : "";
       throw new BadMessageError(`verify manifest line ${i + 1}${named}: ${field}${issue?.message ?? "invalid"}`);
