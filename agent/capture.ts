@@ -123,7 +123,7 @@ export interface CaptureOptions {
   readonly rehash?: boolean;
   /**
    * With rehash, told a file's path when its content differs from the index although nothing in its stat does (size,
-   * mtime, mode, ctime, inode; a stamp not known yet counts as the same): verify --deep names them.
+   * mtime, mode, ctime; a stamp not known yet counts as the same): verify --deep names them.
    */
   readonly onChangedBehindStat?: (path: string) => void;
   /** Told a changed file's size (from the capture's stat) before each read of its content: a caller names a long read. */
@@ -195,7 +195,7 @@ async function captureEntry(journal: Journal, spec: SetSpec, path: string, optio
       }
       if ((await hashFile(abs)).sha256 === known.sha256) {
         // Taken before the read: a write since moved the ctime past it, and the next stat reads the file again.
-        if (!stamped || known.ctimeNs === null) journal.index.stamp(spec.name, path, known, stampOf(st), known.sha256 ?? undefined);
+        if (known.ctimeNs !== st.ctimeNs.toString()) journal.index.stamp(spec.name, path, known, stampOf(st), known.sha256 ?? undefined);
         return { changes: [], isDirectory: false };
       }
       // Found only because every file is hashed: nothing in its stat moved (a rewrite from before ctimes were indexed).

@@ -7,6 +7,7 @@
 import { readdirSync, readFileSync, readlinkSync, realpathSync } from "node:fs";
 import { hostname } from "node:os";
 import { dirname } from "node:path";
+import { sqliteCode } from "./journal-faults.ts";
 import { lockOwner } from "./state-lock.ts";
 
 /** SQLite's primary result codes for a lock another connection holds. */
@@ -15,10 +16,7 @@ const SQLITE_LOCKED = 6;
 
 /** Whether a journal operation failed because another connection holds its lock (after the busy timeout). */
 export function isJournalBusy(error: unknown): boolean {
-  if (typeof error !== "object" || error === null) return false;
-  const { code, errcode } = error as { code?: unknown; errcode?: unknown };
-  if (code !== "ERR_SQLITE_ERROR" || typeof errcode !== "number") return false;
-  const primary = errcode & 0xff;
+  const primary = sqliteCode(error);
   return primary === SQLITE_BUSY || primary === SQLITE_LOCKED;
 }
 

@@ -22,7 +22,8 @@ function shape(error: unknown): SqliteErrorShape {
   return typeof error === "object" && error !== null ? (error as SqliteErrorShape) : {};
 }
 
-function sqliteCode(error: unknown): number | undefined {
+/** SQLite's primary result code of a node:sqlite error, or undefined for any other error. */
+export function sqliteCode(error: unknown): number | undefined {
   const { code, errcode } = shape(error);
   return code === "ERR_SQLITE_ERROR" && typeof errcode === "number" ? errcode & 0xff : undefined;
 }

@@ -23,7 +23,7 @@ export const NOT_UTF8 = "name is not valid UTF-8 (S3 keys are UTF-8)";
  * Whether an lstat's error says the entry is not there. Any other error says nothing of that: EACCES under a folder
  * the user may read but not search (the entry is listed, and cannot be looked at), EPERM, EIO.
  */
-function isGone(error: unknown): boolean {
+export function isGone(error: unknown): boolean {
   const code = (error as NodeJS.ErrnoException).code;
   return code === "ENOENT" || code === "ENOTDIR";
 }

@@ -13,6 +13,7 @@ import { join, sep } from "node:path";
 import { setPathProblem } from "../contract/paths.ts";
 import { processEventQueue, type EventQueueWatch } from "./event-queue.ts";
 import { isExcluded, type SetSpec } from "./set-spec.ts";
+import { isGone } from "./skipped-names.ts";
 
 export interface WatchHandlers {
   /** A set path that may have changed. */
@@ -34,10 +35,6 @@ export interface SetWatcher {
 
 const child = (dir: string, name: string) => (dir === "" ? name : `${dir}/${name}`);
 
-function isGone(error: unknown): boolean {
-  const code = (error as NodeJS.ErrnoException).code;
-  return code === "ENOENT" || code === "ENOTDIR";
-}
 
 export function watchSet(spec: SetSpec, handlers: WatchHandlers, ignoreAbsolute: readonly string[] = [], queue: EventQueueWatch = processEventQueue): SetWatcher {
   const watchers = new Map<string, FSWatcher>();

@@ -71,7 +71,7 @@ changes in flight are never reported as differences.
 Without --deep, sizes, mtimes, modes and recorded hashes are compared; with
 --deep every source file and every target object is hashed (block by block
 for large files), which finds content changed behind an unchanged size and
-mtime. The agent compares ctimes and inodes too, so it finds most such
+mtime. The agent compares ctimes too, so it finds most such
 rewrites by itself; files whose content only the deep scan finds changed
 (nothing in their stat moved: rewritten before this agent indexed ctimes)
 are journaled ahead of the verification and named: "N files had changed
