@@ -16,7 +16,7 @@ import { readTaskResult, type TargetStore } from "../lambdas/target/index.ts";
 import { hookSucceeded, runHook } from "./hooks.ts";
 import type { Progress } from "./operations.ts";
 import { resolveRecoveryPoint } from "./recovery-points.ts";
-import { extraEntries, writeRecoveryPoint, type RecoveryEntry, type RestoreFailure } from "./restore-writer.ts";
+import { extraEntries, floorMicros, writeRecoveryPoint, type RecoveryEntry, type RestoreFailure } from "./restore-writer.ts";
 
 export interface DrillOptions {
   /** A snapshot id, or "latest". @default "latest" */
@@ -76,11 +76,6 @@ async function sha256File(path: string): Promise<{ sha256: string; size: number 
   return { sha256: hash.digest("hex"), size };
 }
 
-/** The microsecond at or before a time (floor: before 1970 too, as restore sets it). */
-function micros(ns: bigint | string): bigint {
-  const n = BigInt(ns);
-  return n >= 0n ? n / 1000n : (n - 999n) / 1000n;
-}
 
 /** Why the restored entry differs from the recovery point's, or undefined when it matches. */
 async function entryProblem(root: string, entry: RecoveryEntry): Promise<string | undefined> {
@@ -93,7 +88,7 @@ async function entryProblem(root: string, entry: RecoveryEntry): Promise<string 
   const kind = st.isDirectory() ? "dir" : st.isSymbolicLink() ? "symlink" : st.isFile() ? "file" : "other";
   if (kind !== entry.kind) return `restored as a ${kind}, the recovery point has a ${entry.kind}`;
   // Restores set times through utimes, to the microsecond.
-  if (micros(st.mtimeNs) !== micros(entry.mtimeNs)) return `mtime ${st.mtimeNs} ns, the recovery point has ${entry.mtimeNs} ns`;
+  if (floorMicros(st.mtimeNs) !== floorMicros(entry.mtimeNs)) return `mtime ${st.mtimeNs} ns, the recovery point has ${entry.mtimeNs} ns`;
   if (entry.kind === "symlink") {
     const target = await readlink(abs);
     return target === entry.link ? undefined : `links to ${JSON.stringify(target)}, the recovery point to ${JSON.stringify(entry.link)}`;

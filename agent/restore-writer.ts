@@ -204,9 +204,13 @@ class ContentHashError extends EntryError {
  * string before 1970 as it is.
  */
 function seconds(mtimeNs: string): string {
-  const ns = BigInt(mtimeNs);
-  const micros = ns >= 0n ? ns / 1000n : (ns - 999n) / 1000n;
-  return String((Number(micros) + 0.5) / 1e6);
+  return String((Number(floorMicros(mtimeNs)) + 0.5) / 1e6);
+}
+
+/** The microsecond at or before a time (floor: before 1970 too): what restore sets, and what drill compares. */
+export function floorMicros(ns: bigint | string): bigint {
+  const n = BigInt(ns);
+  return n >= 0n ? n / 1000n : (n - 999n) / 1000n;
 }
 
 function reasonOf(error: unknown): string {
@@ -647,7 +651,7 @@ class TreeWriter {
           onBytes?.(-counted);
           await this.#stream(handle, entry, read, onBytes, written);
         }
-        // Durable before it is named: fsynced through the handle that wrote it, before its mode (000, 200) is set.
+        // Durable before it is named: fsynced through the handle that wrote it, before any mode the creating open could not give is set.
         await handle.sync();
         // The checks above hashed the bytes read; this one proves the disk holds all of them, and the mode it has.
         const onDisk = await handle.stat();

@@ -129,7 +129,8 @@ Options:
                   restore has none)
 ${CONFIG_OPTION}
 
-Exit codes: 0 restored, 3 some entries not restored (each named), 1 the restore could not run.
+Exit codes: 0 restored, 3 some entries not restored (each named), 1 the restore could not run,
+or stopped (the target not answering, the disk full: what was written stays).
 
 Examples:
   tidemark restore db --snapshot latest --to /srv/restore/db

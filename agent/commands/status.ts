@@ -124,7 +124,6 @@ export function queueMarkerLine(marker: NonNullable<SetStatus["queueMarker"]>, n
   return `marker ${marker.id}${label}, sent straight to the queue (not by this host's agent; ${sender}), holds the set's stream since ${marker.since}: the set's messages wait until its ${marker.action} action ends${limit}${overdue}`;
 }
 
-/** Exit code of `tidemark status` when a set is not healthy (2 stays for usage errors). */
 /**
  * The line for a rejected message the set's health no longer counts. Its error names a path from the source host
  * (untrusted), so it is escaped as every other such line: a U+202E or a C1 control cannot redraw what follows it.
@@ -135,6 +134,7 @@ export function oldRejectedLine(rejected: Pick<NonNullable<SetStatus["lastReject
   );
 }
 
+/** Exit code of `tidemark status` when a set is not healthy (2 stays for usage errors). */
 export const STATUS_UNHEALTHY = 1;
 
 const EMPTY: SetCounters = { nextSeq: 1, sentSeq: 0, backlogRecords: 0, backlogBytes: 0, messagesSent: 0, bytesSent: 0, lastSendError: null, overflowed: false, watcherProblem: null };
