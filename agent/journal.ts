@@ -12,7 +12,7 @@ import { DatabaseSync, type StatementSync } from "node:sqlite";
 import type { OrphanPolicy } from "../contract/layout.ts";
 import { deltaBytes } from "../contract/wire.ts";
 import type { ByteRange } from "../contract/delta-ranges.ts";
-import { TaskIdSchema, type ChangingWhileRead, type TaskFields } from "../contract/tasks.ts";
+import { TaskIdSchema, type ChangingWhileRead, type NotReplicatedAtMarker, type TaskFields } from "../contract/tasks.ts";
 import { journalFault } from "./journal-faults.ts";
 import { SkippedNames } from "./skipped-names.ts";
 import { EntryIndex, INVALIDATED_MTIME_NS } from "./journal-index.ts";
@@ -79,6 +79,8 @@ export type Change =
       content?: { bytes: Uint8Array } | { spool: string };
       /** Files that kept changing while the barrier read them; travels on the marker. */
       changingWhileRead?: ChangingWhileRead;
+      /** Entries the set holds and does not replicate at the barrier; travels on the marker. */
+      notReplicated?: NotReplicatedAtMarker;
     }
   /** A record the target refused for good, in its place: the seq travels so the chain stays contiguous (poison.ts). */
   | { op: "skip"; path: string; reason: string }

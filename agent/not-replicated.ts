@@ -13,3 +13,16 @@ export function notReplicated(journal: Journal, spec: SetSpec): NotReplicated[] 
   const skipped = skippedNow(journal.skippedNames, spec.name, spec.root).map(({ path, reason }) => ({ path, reason }));
   return [...refused, ...skipped];
 }
+
+/**
+ * What a marker's snapshot will lack, as the marker carries it (sorted by path): each entry with why. A change the
+ * target refused for good leaves it the entry's last good version, or none; a name it cannot carry, nothing.
+ */
+export function markerNotReplicated(journal: Journal, spec: SetSpec): { path: string; problem: string }[] {
+  if (spec.volume) return [];
+  const entries = notReplicated(journal, spec).map(({ path, reason, since }) => ({
+    path,
+    problem: since !== undefined ? `its latest change was refused by the target since ${since} (${reason}): the snapshot holds an older version of it, or none` : `it is not replicated (${reason})`,
+  }));
+  return entries.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+}

@@ -442,7 +442,8 @@ export async function writeRecoveryPoint<E extends RecoveryEntry>(point: Recover
     const written = `${files} of ${totalFiles} files (${formatBytes(bytes)} of ${formatBytes(totalBytes)}) were written to ${root} and stay, no temp files`;
     throw new RestoreStoppedError(`${await stopped()}; ${written}; re-run the restore with --force to write the rest`);
   }
-  const extra = wasEmpty ? [] : await extraEntries(root, planned.known);
+  // What the point lacks is left alone, folders whole: a folder the source held and never replicated is not "extra".
+  const extra = wasEmpty ? [] : await extraEntries(root, planned.known, new Set((point.unrestorable ?? []).map(({ path }) => path)));
   const deleted: string[] = [];
   if (options.delete) {
     for (const path of extra) {
@@ -459,14 +460,14 @@ export async function writeRecoveryPoint<E extends RecoveryEntry>(point: Recover
   return { to: root, files, dirs: written.dirs, symlinks: written.symlinks, hardLinks, bytes, failures, extra: options.delete ? [] : extra, deleted };
 }
 
-/** Paths in the folder the recovery point does not hold: the topmost of each, symlinks never followed. */
-export async function extraEntries(root: string, known: ReadonlySet<string>): Promise<string[]> {
+/** Paths in the folder the recovery point does not hold: the topmost of each, symlinks never followed, nothing below `whole`. */
+export async function extraEntries(root: string, known: ReadonlySet<string>, whole: ReadonlySet<string> = new Set()): Promise<string[]> {
   const extra: string[] = [];
   const walk = async (dir: string) => {
     for (const dirent of await readdir(join(root, dir), { withFileTypes: true })) {
       const path = dir === "" ? dirent.name : `${dir}/${dirent.name}`;
       if (!known.has(path)) extra.push(path);
-      else if (dirent.isDirectory()) await walk(path);
+      else if (dirent.isDirectory() && !whole.has(path)) await walk(path);
     }
   };
   await walk("");

@@ -27,15 +27,19 @@ export async function snapshotRecoveryPoint(store: TargetStore, summary: Snapsho
   return { entries: await readManifest(store, summary), content: (entry) => reader.read(entry), reread: (entry) => reader.reread(entry), written: (chunk) => reader.written(chunk), finished: () => reader.finished(), ...(unrestorable.length > 0 ? { unrestorable } : {}) };
 }
 
-/** The entries the snapshot left out when it was taken (summary.unreadable): each is named as not restored, never silently missing. */
+/**
+ * The entries the snapshot lacks: left out when it was taken (summary.unreadable), or held by the source at the marker
+ * and never replicated (summary.notReplicated). Each is named as not restored, never silently missing.
+ */
 function leftOut(summary: SnapshotSummary): RestoreFailure[] {
-  const named = (summary.unreadable ?? []).map(({ path, problem }) => ({ path, reason: `left out of snapshot ${summary.id} when it was taken: ${problem}` }));
-  return named;
+  const unreadable = (summary.unreadable ?? []).map(({ path, problem }) => ({ path, reason: `left out of snapshot ${summary.id} when it was taken: ${problem}` }));
+  const notReplicated = (summary.notReplicated?.paths ?? []).map(({ path, problem }) => ({ path, reason: `left out of snapshot ${summary.id} when it was taken: the source held it, and ${problem}` }));
+  return [...unreadable, ...notReplicated];
 }
 
-/** Left-out entries the summary does not name (it names at most MAX_NAMED_PATHS). */
+/** Left-out entries the summary does not name (it names at most MAX_NAMED_PATHS of each kind, and no name the target cannot hold). */
 export function unnamedLeftOut(summary: SnapshotSummary): number {
-  return Math.max(0, leftOutCount(summary) - (summary.unreadable?.length ?? 0));
+  return Math.max(0, leftOutCount(summary) - (summary.unreadable?.length ?? 0) - (summary.notReplicated?.paths.length ?? 0));
 }
 
 export async function restoreSnapshot(store: TargetStore, summary: SnapshotSummary, to: string, options: WriteOptions = {}): Promise<RestoreResult> {

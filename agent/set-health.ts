@@ -297,6 +297,12 @@ const snapshotCheck: ProblemCheck = (facts) => {
       message: `the newest snapshot ${last.id} (${last.takenAt}) holds ${last.changingWhileRead} file(s) that kept changing while its marker read them (held as read, possibly torn; everything else is as at the marker): quiesce the application (\`tidemark task --quiesce\`) or exclude files that are always written (the set's \`exclude\`); this clears at the next snapshot without such files; \`tidemark snapshots ${facts.set} --json\` names them`,
     });
   }
+  if (last.notReplicated !== undefined) {
+    problems.push({
+      kind: "snapshot-incomplete",
+      message: `the newest snapshot ${last.id} (${last.takenAt}) lacks ${last.notReplicated} entries the source held at its marker that the agent does not replicate (named among this set's problems; restore names them as not restored): rename them or add them to the set's \`exclude\`; this clears at the next snapshot without such entries`,
+    });
+  }
   return problems;
 };
 

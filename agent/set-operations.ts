@@ -6,7 +6,7 @@
 import { randomUUID } from "node:crypto";
 import type { OrphanPolicy, VerifyReport } from "../contract/layout.ts";
 import type { DrillReport } from "../contract/drills.ts";
-import { boundChangingWhileRead, newTaskId, type TaskFields } from "../contract/tasks.ts";
+import { boundChangingWhileRead, boundNotReplicated, newTaskId, type TaskFields } from "../contract/tasks.ts";
 import { blockRepair, capture } from "./capture.ts";
 import { describeHook, hookSucceeded, runHook, type HookResult } from "./hooks.ts";
 import type { Change } from "./journal.ts";
@@ -16,6 +16,7 @@ import { namedScan } from "./held-files.ts";
 import { barrierScan, type ScanReport } from "./scan.ts";
 import type { SetCapture } from "./set-capture.ts";
 import type { SetContext } from "./set-context.ts";
+import { markerNotReplicated } from "./not-replicated.ts";
 import { VolumeError } from "./volume.ts";
 
 export interface VerifyOptions {
@@ -45,6 +46,8 @@ export interface QueuedMarker {
   readonly scan: ScanReport;
   /** Files that kept changing while the barrier read them: the snapshot holds them as read, not as of one moment. */
   readonly changingWhileRead?: string[];
+  /** Entries the set held at the barrier and does not replicate (sorted by path): the marker's snapshot lacks them. */
+  readonly notReplicated?: { path: string; problem: string }[];
   readonly onQueue?: HookResult;
 }
 
@@ -179,14 +182,23 @@ export class SetOperations {
       changing.sort();
       // The target records them with the snapshot: its task fails naming them, and restore warns of them.
       const changingWhileRead = boundChangingWhileRead(changing);
-      const [seq] = journal.append(spec.name, [{ op: "task", id, fields, ...digest, ...(changingWhileRead ? { changingWhileRead } : {}), ...(request.onTransmit ? { onTransmit: request.onTransmit } : {}) }]);
-      return { id, seq: seq ?? 0, generation: journal.sets.generation(spec.name).id, scan, ...(changing.length > 0 ? { changingWhileRead: changing } : {}) };
+      // What the set holds and does not replicate: the target records it with the snapshot, which names itself incomplete.
+      const left = markerNotReplicated(journal, spec);
+      const notReplicated = boundNotReplicated(left);
+      const [seq] = journal.append(spec.name, [
+        { op: "task", id, fields, ...digest, ...(changingWhileRead ? { changingWhileRead } : {}), ...(notReplicated ? { notReplicated } : {}), ...(request.onTransmit ? { onTransmit: request.onTransmit } : {}) },
+      ]);
+      return { id, seq: seq ?? 0, generation: journal.sets.generation(spec.name).id, scan, ...(changing.length > 0 ? { changingWhileRead: changing } : {}), ...(left.length > 0 ? { notReplicated: left } : {}) };
     });
     this.#context.wake();
     log.info("task marker journaled", { set: spec.name, task: queued.id, seq: queued.seq, action: request.fields.action, barrierChanges: queued.scan.changes });
     if (queued.changingWhileRead) {
       const { paths, count } = boundChangingWhileRead(queued.changingWhileRead) ?? { paths: [], count: 0 };
       log.warn("files changed while the marker's barrier read them: the snapshot holds them as read", { set: spec.name, task: queued.id, files: paths, count });
+    }
+    if (queued.notReplicated) {
+      const { paths, count } = boundNotReplicated(queued.notReplicated) ?? { paths: [], count: 0 };
+      log.warn("the set holds entries it does not replicate: the marker's snapshot lacks them", { set: spec.name, task: queued.id, entries: paths, count });
     }
     if (!request.onQueue) return queued;
     const onQueue = await runHook(request.onQueue, { env: markerEnvironment(spec.name, queued.id, queued.seq, request.fields) });

@@ -267,6 +267,8 @@ export const SetStatusSchema = z.object({
       verification: z.enum(["pending", "verified", "failed", "unverified"]),
       /** Files that kept changing while its marker's barrier read them (held as read, possibly torn): its task failed. */
       changingWhileRead: z.number().int().min(1).optional(),
+      /** Entries the source held at its marker that the agent does not replicate: the snapshot lacks them, its task failed. */
+      notReplicated: z.number().int().min(1).optional(),
     })
     .optional(),
   /**

@@ -113,6 +113,27 @@ export function boundChangingWhileRead(paths: readonly string[]): ChangingWhileR
 }
 
 /**
+ * Entries the source held at a marker's barrier that the agent does not replicate (names the target cannot carry,
+ * changes it refused for good: `tidemark status` names them on the source): the snapshot lacks them. The first names
+ * (at most MAX_NAMED_PATHS, MAX_CHANGING_WHILE_READ_BYTES of names), each with why, and how many there were.
+ */
+export const NotReplicatedAtMarkerSchema = z.object({ paths: z.array(NamedPath).max(MAX_NAMED_PATHS), count: z.number().int().min(1) });
+export type NotReplicatedAtMarker = z.infer<typeof NotReplicatedAtMarkerSchema>;
+
+/** The bounded form of the entries a marker's set does not replicate (sorted by the caller); undefined for none. */
+export function boundNotReplicated(entries: readonly { path: string; problem: string }[]): NotReplicatedAtMarker | undefined {
+  if (entries.length === 0) return undefined;
+  const named: { path: string; problem: string }[] = [];
+  let bytes = 0;
+  for (const { path, problem } of entries.slice(0, MAX_NAMED_PATHS)) {
+    bytes += Buffer.byteLength(path) + Buffer.byteLength(problem);
+    if (named.length > 0 && bytes > MAX_CHANGING_WHILE_READ_BYTES) break;
+    named.push({ path, problem });
+  }
+  return { paths: named, count: entries.length };
+}
+
+/**
  * How a snapshot compares with the digest its marker carried (DESIGN 8b):
  * `matched`, `mismatch` (the differing paths named), or `unverified` when the
  * marker carried none (sent straight to the queue: no barrier scan saw the source).
@@ -194,12 +215,23 @@ export const SnapshotSummarySchema = z.object({
   unreadableCount: z.number().int().min(0).optional(),
   /** Files that kept changing while the marker's barrier read them (the marker's list): held as read, possibly torn; its task fails. */
   changingWhileRead: ChangingWhileReadSchema.optional(),
+  /**
+   * Entries the source held at the marker that the agent does not replicate (the marker's list, names the target
+   * cannot hold left out of `paths` and counted): the snapshot lacks them, its restore names them as not restored,
+   * and its task fails.
+   */
+  notReplicated: NotReplicatedAtMarkerSchema.optional(),
 });
 export type SnapshotSummary = z.infer<typeof SnapshotSummarySchema>;
 
-/** How many entries of the live mirror a snapshot left out (0: it is complete); its restore names them as not restored. */
+/**
+ * How many entries a snapshot lacks (0: it is complete): those of the live mirror it could not read, and those the
+ * source held at its marker that were never replicated. Its restore names them as not restored.
+ */
 export function leftOutCount(summary: SnapshotSummary): number {
-  return Math.max(summary.unreadableCount ?? 0, summary.unreadable?.length ?? 0);
+  const unreadable = Math.max(summary.unreadableCount ?? 0, summary.unreadable?.length ?? 0);
+  const notReplicated = summary.notReplicated ? Math.max(summary.notReplicated.count, summary.notReplicated.paths.length) : 0;
+  return unreadable + notReplicated;
 }
 
 /**

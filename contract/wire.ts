@@ -5,7 +5,7 @@
 import { createHash } from "node:crypto";
 import { z } from "zod";
 import { ORPHAN_POLICIES } from "./layout.ts";
-import { ChangingWhileReadSchema, TaskFieldsSchema, TaskIdSchema } from "./tasks.ts";
+import { ChangingWhileReadSchema, NotReplicatedAtMarkerSchema, TaskFieldsSchema, TaskIdSchema } from "./tasks.ts";
 import { DrillReportSchema } from "./drills.ts";
 import {
   LINK_GROUP_PATTERN,
@@ -225,6 +225,8 @@ const TaskRecord = TaskFieldsSchema.extend({
   digest: MarkerDigest.optional(),
   /** Files that kept changing while the barrier read them (absent from older agents): the snapshot names them as possibly torn. */
   changingWhileRead: ChangingWhileReadSchema.optional(),
+  /** Entries the set holds and does not replicate at the barrier (absent from older agents): the snapshot names itself incomplete. */
+  notReplicated: NotReplicatedAtMarkerSchema.optional(),
 });
 
 /** Deletes snapshot manifests of the set beyond the newest `keep`, and the preserved content only they referred to. */

@@ -40,8 +40,10 @@ CHECK is the verification of its content right after it was taken (every
 object present, its SHA-256 right): verified, FAILED (the paths in --json),
 pending while it runs, or unverified.
 HOLDS says INCOMPLETE when the snapshot left entries out (their object could
-not be read when it was taken; --json names them as "unreadable"): its
-restore names them as not restored and exits 3, and \`prune --keep N\` does
+not be read when it was taken; --json names them as "unreadable"), or lacks
+entries the source held at the marker and the agent does not replicate
+(names the target cannot carry, changes it refused; --json: "notReplicated"):
+its restore names them as not restored and exits 3, and \`prune --keep N\` does
 not count it among the N. It says TORN when files kept changing while the
 marker's barrier read them (--json names them as "changingWhileRead"): the
 snapshot holds them as read, possibly no state they were ever in; its task
@@ -188,7 +190,7 @@ Examples:
       // A tidemark snapshot first; an id that names none and looks like EBS's is read back from EBS.
       latest = id === "latest" ? await latestSnapshot(store, set) : undefined;
       const summary = id === "latest" ? latest?.summary : await findSnapshot(store, set, id);
-      if (summary && leftOutCount(summary) > 0) process.stderr.write(`snapshot ${summary.id}${id === "latest" ? " (the latest)" : ""} is INCOMPLETE: ${leftOutCount(summary)} entries were left out when it was taken; they are not restored\n`);
+      if (summary && leftOutCount(summary) > 0) process.stderr.write(`snapshot ${summary.id}${id === "latest" ? " (the latest)" : ""} is INCOMPLETE: ${leftOutCount(summary)} entries were left out when it was taken, or never replicated from the source; they are not restored\n`);
       if (summary?.changingWhileRead) process.stderr.write(`snapshot ${summary.id}${id === "latest" ? " (the latest)" : ""} is TORN: ${summary.changingWhileRead.count} files kept changing while its barrier read them; they are restored as read\n`);
       try {
         if (!summary && isEbsSnapshotId(id)) return await withEbsClient(config, (ebs) => restoreEbsSnapshot(ebs, id, resolve(to), options));

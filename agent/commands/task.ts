@@ -1,7 +1,7 @@
 // `tidemark task` (the scripting command, DESIGN 3) and `tidemark tasks`
 // (the history of a set's markers).
 
-import { boundChangingWhileRead, TASK_ACTIONS, MAX_TASK_TIMEOUT_SECONDS, DEFAULT_TASK_TIMEOUT_SECONDS, type TaskFields, type TaskResult } from "../../contract/tasks.ts";
+import { boundChangingWhileRead, boundNotReplicated, TASK_ACTIONS, MAX_TASK_TIMEOUT_SECONDS, DEFAULT_TASK_TIMEOUT_SECONDS, type TaskFields, type TaskResult } from "../../contract/tasks.ts";
 import type { QueuedMarker } from "../agent.ts";
 import { configPath, loadConfig, type AgentConfig } from "../config.ts";
 import { counted, escapeControl, formatBytes, table } from "../format.ts";
@@ -34,6 +34,13 @@ export function changingWhileReadWarning(paths: readonly string[]): string {
 export function changingWhileReadJson(paths: readonly string[] | undefined): { changingWhileRead?: string[]; changingWhileReadCount?: number } {
   const bounded = boundChangingWhileRead(paths ?? []);
   return bounded ? { changingWhileRead: bounded.paths, changingWhileReadCount: bounded.count } : {};
+}
+
+/** What `task` says of the entries the set holds and does not replicate (the marker's snapshot lacks them). */
+export function notReplicatedWarning(entries: readonly { path: string; problem: string }[]): string {
+  const named = entries.slice(0, CHANGING_NAMED).map((e) => `${escapeControl(e.path)} (${escapeControl(e.problem)})`).join(", ");
+  const more = entries.length > CHANGING_NAMED ? ` and ${entries.length - CHANGING_NAMED} more (\`tidemark status\` names them all)` : "";
+  return `the set holds ${entries.length} entries it does not replicate: the snapshot lacks them and its task fails (rename them or add them to the set's \`exclude\`): ${named}${more}`;
 }
 
 /** A quiesce command failed: no marker was inserted. */
@@ -267,6 +274,7 @@ Examples:
       process.stdout.write(`task ${queued.id} queued in set ${set} at seq ${queued.seq} (the barrier journaled ${counted(queued.scan.changes, "change")} of ${counted(queued.scan.entries, "entry", "entries")})\n`);
       if (hooks.onQueue && !hookSucceeded(hooks.onQueue)) process.stdout.write(`warning: ${describeHook("on-queue", hooks.onQueue)}\n`);
       if (queued.changingWhileRead) process.stdout.write(`warning: ${changingWhileReadWarning(queued.changingWhileRead)}\n`);
+      if (queued.notReplicated) process.stdout.write(`warning: ${notReplicatedWarning(queued.notReplicated)}\n`);
     }
     let result: TaskResult | undefined;
     let held: HeldWaitError | undefined;
@@ -311,6 +319,7 @@ Examples:
               changes: queued.scan.changes,
               bytes: queued.scan.bytes,
               ...changingWhileReadJson(queued.changingWhileRead),
+              ...(queued.notReplicated ? { notReplicated: boundNotReplicated(queued.notReplicated)?.paths, notReplicatedCount: queued.notReplicated.length } : {}),
             },
             hooks: { quiesce: summary(hooks.quiesce), onQueue: summary(hooks.onQueue), resume: summary(hooks.resume) },
             ...(result ? { result } : {}),

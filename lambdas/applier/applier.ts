@@ -31,7 +31,7 @@ import { readStoredStatus } from "../store/set-status.ts";
 import { foldSegments } from "../store/status-checkpoint.ts";
 import { VolumeMap } from "../volumes/block-map.ts";
 import { takeVolumeSnapshot } from "../volumes/volume-snapshots.ts";
-import { checkSnapshot, onlyTorn } from "../tasks/snapshot-checks.ts";
+import { checkSnapshot, onlySourceLimited } from "../tasks/snapshot-checks.ts";
 import type { TargetStore, WriteResult } from "../store/store.ts";
 import { SignedOwnership, type OwnershipCheck, type Refusal } from "./ownership.ts";
 import { withRefusal } from "./refusals.ts";
@@ -364,7 +364,15 @@ export class Applier {
           await history?.flush();
           await this.#writeStatus(status);
           await this.#runMarker(
-            { set, id: record.id, seq: record.seq, fields: record, ...(record.digest ? { digest: record.digest } : {}), ...(record.changingWhileRead ? { changingWhileRead: record.changingWhileRead } : {}) },
+            {
+              set,
+              id: record.id,
+              seq: record.seq,
+              fields: record,
+              ...(record.digest ? { digest: record.digest } : {}),
+              ...(record.changingWhileRead ? { changingWhileRead: record.changingWhileRead } : {}),
+              ...(record.notReplicated ? { notReplicated: record.notReplicated } : {}),
+            },
             status,
             invocation,
           );
@@ -534,20 +542,21 @@ export class Applier {
       this.#background.add(running);
     }
     if (outcome.taken) {
-      const { id, takenAt, digest, verification, changingWhileRead } = outcome.taken;
+      const { id, takenAt, digest, verification, changingWhileRead, notReplicated } = outcome.taken;
       status.lastSnapshot = {
         id,
         takenAt,
         digest: digest?.status ?? "unverified",
         verification: verification?.status ?? "unverified",
         ...(changingWhileRead ? { changingWhileRead: changingWhileRead.count } : {}),
+        ...(notReplicated ? { notReplicated: notReplicated.count } : {}),
       };
       await this.#writeStatus(status);
     }
     const days = this.#tasks.retentionDays;
-    // A snapshot whose only fault is files torn as read is whole: retention goes on behind it (a busy set snapshotted
-    // without --quiesce would otherwise never prune).
-    if ((outcome.snapshot || (outcome.taken && onlyTorn(outcome.taken))) && days !== undefined && days > 0) {
+    // A snapshot whose only faults are the source's (files torn as read, entries it does not replicate) is what the
+    // target could hold: retention goes on behind it (a busy set snapshotted without --quiesce would otherwise never prune).
+    if ((outcome.snapshot || (outcome.taken && onlySourceLimited(outcome.taken))) && days !== undefined && days > 0) {
       const pruned = await pruneSnapshots(this.#store, marker.set, {
         keep: Number.MAX_SAFE_INTEGER,
         olderThan: new Date(this.#now().getTime() - days * 86_400_000),

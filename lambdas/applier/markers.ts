@@ -7,7 +7,7 @@
 import { taskResultKey } from "../../contract/layout.ts";
 import { collisionTaskId, resultOfMarker } from "../../contract/task-owner.ts";
 import { isFinished, TaskResultSchema, type TaskAction, type TaskFields, type TaskResult, type TaskStatus } from "../../contract/tasks.ts";
-import type { ChangingWhileRead, SnapshotSummary } from "../../contract/tasks.ts";
+import type { ChangingWhileRead, NotReplicatedAtMarker, SnapshotSummary } from "../../contract/tasks.ts";
 import { ActionFailedError, ActionSkippedError, EVENT_TYPES, type ActionRunner, type EventSink, type TaskContext } from "../tasks/actions.ts";
 import type { TargetStore } from "../store/store.ts";
 import type { MarkerDigest } from "../../contract/wire.ts";
@@ -36,6 +36,8 @@ export interface Marker {
   readonly digest?: MarkerDigest;
   /** Files that kept changing while the barrier read them (the snapshot records them). */
   readonly changingWhileRead?: ChangingWhileRead;
+  /** Entries the set held at the barrier and does not replicate (the snapshot records them: it is incomplete). */
+  readonly notReplicated?: NotReplicatedAtMarker;
   /** The journal generation of `seq` (in-stream markers): names the marker in its result. */
   readonly generation?: string;
   /** The id the marker was sent with, when it runs under another (its own held another marker's result). */
@@ -121,6 +123,7 @@ function snapshotOutputs(snapshot: SnapshotSummary): Record<string, unknown> {
     ...(snapshot.digest ? { digest: snapshot.digest.status } : {}),
     ...(snapshot.verification ? { verification: snapshot.verification.status } : {}),
     ...(snapshot.changingWhileRead ? { changingWhileRead: snapshot.changingWhileRead.count } : {}),
+    ...(snapshot.notReplicated ? { notReplicated: snapshot.notReplicated.count } : {}),
   };
   if (snapshot.volume) return { snapshotId: snapshot.id, blocks: snapshot.volume.blocks, bytes: snapshot.bytes, ...checks };
   return { snapshotId: snapshot.id, files: snapshot.files, bytes: snapshot.bytes, ...checks };

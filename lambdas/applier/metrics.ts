@@ -126,6 +126,7 @@ export function snapshotCheckMetricsLine(failure: { set: string; snapshot: Snaps
     digest: snapshot.digest?.status,
     verification: snapshot.verification?.status,
     ...(snapshot.changingWhileRead ? { changingWhileRead: snapshot.changingWhileRead.count } : {}),
+    ...(snapshot.notReplicated ? { notReplicated: snapshot.notReplicated.count } : {}),
     _aws: {
       Timestamp: failure.timestamp,
       CloudWatchMetrics: [{ Namespace: failure.namespace ?? DEFAULT_METRICS_NAMESPACE, Dimensions: [[]], Metrics: [{ Name: SNAPSHOT_CHECKS_FAILED_METRIC, Unit: "Count" }] }],

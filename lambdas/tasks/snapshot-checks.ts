@@ -7,7 +7,7 @@ import { createHash } from "node:crypto";
 import { digestDifferences, fileSetDigest, sameDigest, volumeDigest, type SetDigest } from "../../contract/digest.ts";
 import { snapshotSummaryKey, stagingKey } from "../../contract/layout.ts";
 import { setPathProblem } from "../../contract/paths.ts";
-import { boundChangingWhileRead, MAX_NAMED_PATHS, type ChangingWhileRead, type SnapshotDigestCheck, type SnapshotSummary, type SnapshotVerification } from "../../contract/tasks.ts";
+import { boundChangingWhileRead, boundNotReplicated, MAX_NAMED_PATHS, type ChangingWhileRead, type NotReplicatedAtMarker, type SnapshotDigestCheck, type SnapshotSummary, type SnapshotVerification } from "../../contract/tasks.ts";
 import { BadMessageError, decodeInline, type MarkerDigest } from "../../contract/wire.ts";
 import { parseManifest } from "../applier/verify.ts";
 import type { TargetStore } from "../store/store.ts";
@@ -20,6 +20,7 @@ export interface CheckedMarker {
   readonly seq: number | null;
   readonly digest?: MarkerDigest;
   readonly changingWhileRead?: ChangingWhileRead;
+  readonly notReplicated?: NotReplicatedAtMarker;
 }
 
 export interface SnapshotCheckOptions {
@@ -95,7 +96,8 @@ export async function checkSnapshot(store: TargetStore, taken: SnapshotSummary, 
   if (!summary.digest) {
     // Recorded with the digest, once: the snapshot holds those files as its barrier read them.
     const changing = boundedBySource(marker.changingWhileRead);
-    summary = { ...summary, digest: await checkDigest(store, summary, marker), ...(changing ? { changingWhileRead: changing } : {}) };
+    const notReplicated = notReplicatedBySource(marker.notReplicated);
+    summary = { ...summary, digest: await checkDigest(store, summary, marker), ...(changing ? { changingWhileRead: changing } : {}), ...(notReplicated ? { notReplicated } : {}) };
     await saveSummary(store, summary);
   }
   if (summary.verification && summary.verification.status !== "pending") return summary;
@@ -128,10 +130,31 @@ export function boundedBySource(changing: ChangingWhileRead | undefined): Changi
   return { paths: boundChangingWhileRead(named)?.paths ?? [], count: Math.max(changing.count, changing.paths.length) };
 }
 
-/** True when the snapshot's only problem is files that kept changing while read: it is whole, and held as read. */
-export function onlyTorn(summary: SnapshotSummary): boolean {
-  if (!summary.changingWhileRead) return false;
-  const { changingWhileRead: _torn, ...rest } = summary;
+/** Most characters of a problem the source host sent that are kept. */
+const MAX_SOURCE_PROBLEM = 300;
+
+/**
+ * The source host's list of entries it does not replicate, bounded again here, as boundedBySource does: a name that is
+ * no set path (most are not: that is often why they are not replicated) is left out and still counted, and a problem's
+ * text keeps no control character. The count is what makes the snapshot incomplete.
+ */
+export function notReplicatedBySource(entries: NotReplicatedAtMarker | undefined): NotReplicatedAtMarker | undefined {
+  if (!entries) return undefined;
+  const named = entries.paths
+    .filter(({ path }) => path.length <= MAX_CHANGING_NAME && setPathProblem(path) === undefined)
+    // eslint-disable-next-line no-control-regex
+    .map(({ path, problem }) => ({ path, problem: problem.slice(0, MAX_SOURCE_PROBLEM).replace(/[\u0000-\u001f\u007f-\u009f]/g, "?") }));
+  return { paths: boundNotReplicated(named)?.paths ?? [], count: Math.max(entries.count, entries.paths.length) };
+}
+
+/**
+ * True when the snapshot's only problems are files that kept changing while read, or entries the source does not
+ * replicate: it is what the target could hold of the source at the marker, and retention goes on behind it (a set with
+ * a busy file or a name the target cannot carry would otherwise never prune).
+ */
+export function onlySourceLimited(summary: SnapshotSummary): boolean {
+  if (!summary.changingWhileRead && !summary.notReplicated) return false;
+  const { changingWhileRead: _torn, notReplicated: _left, ...rest } = summary;
   return snapshotProblem(rest) === undefined;
 }
 
@@ -142,7 +165,7 @@ export function snapshotProblem(summary: SnapshotSummary): string | undefined {
     const shown = items.slice(0, 20).map((item) => `${item.path}: ${item.problem}`);
     return `${shown.join("; ")}${total > shown.length ? `; and ${total - shown.length} more (see the snapshot's summary)` : ""}`;
   };
-  const { digest, verification, unreadable, changingWhileRead } = summary;
+  const { digest, verification, unreadable, changingWhileRead, notReplicated } = summary;
   if (unreadable && unreadable.length > 0) {
     problems.push(`snapshot ${summary.id} left out entries of the live mirror it could not read: ${named(unreadable, summary.unreadableCount ?? unreadable.length)}`);
   }
@@ -152,6 +175,14 @@ export function snapshotProblem(summary: SnapshotSummary): string | undefined {
     const more = changingWhileRead.count - named.length;
     problems.push(
       `snapshot ${summary.id} holds ${changingWhileRead.count} file(s) that kept changing while the marker's barrier read them, possibly torn copies (quiesce the application with --quiesce): ${named.join("; ")}${more > 0 ? `; and ${more} more (see the snapshot's summary)` : ""}`,
+    );
+  }
+  if (notReplicated) {
+    const unnamed = notReplicated.count - notReplicated.paths.length;
+    const names = notReplicated.paths.length > 0 ? `: ${named(notReplicated.paths, notReplicated.paths.length)}` : "";
+    const more = unnamed > 0 ? `${names ? "; and " : ": "}${unnamed} whose names the target cannot hold` : "";
+    problems.push(
+      `snapshot ${summary.id} is incomplete: it lacks ${notReplicated.count} entries the source held at the marker that the agent does not replicate${names}${more} (\`tidemark status ${summary.set}\` on the source names them all; rename them or add them to the set's \`exclude\`)`,
     );
   }
   if (digest?.status === "mismatch") {

@@ -16,7 +16,7 @@ import { restoreSnapshot } from "../../agent/restore.ts";
 import { boundChangingWhileRead, MAX_CHANGING_WHILE_READ_BYTES, snapshotIdFor, TaskFieldsSchema } from "../../contract/tasks.ts";
 import { parseMessage } from "../../contract/wire.ts";
 import { listSnapshots, readSetStatus, readSnapshot, readTaskResult } from "../../lambdas/target/index.ts";
-import { boundedBySource, onlyTorn } from "../../lambdas/tasks/snapshot-checks.ts";
+import { boundedBySource, onlySourceLimited } from "../../lambdas/tasks/snapshot-checks.ts";
 import { agentHarness, type Harness } from "../support/harness.ts";
 import { tempDir } from "../support/tree.ts";
 
@@ -124,9 +124,9 @@ it("counts a snapshot as only torn when nothing else is wrong with it", async ()
   busy.clear();
   await harness.agent.drain(SET);
   const summary = await readSnapshot(harness.store, SET, snapshotIdFor(torn.id));
-  expect(onlyTorn(summary)).toBe(true);
-  expect(onlyTorn({ ...summary, changingWhileRead: undefined })).toBe(false);
-  if (summary.digest) expect(onlyTorn({ ...summary, digest: { ...summary.digest, status: "mismatch" } })).toBe(false);
+  expect(onlySourceLimited(summary)).toBe(true);
+  expect(onlySourceLimited({ ...summary, changingWhileRead: undefined })).toBe(false);
+  if (summary.digest) expect(onlySourceLimited({ ...summary, digest: { ...summary.digest, status: "mismatch" } })).toBe(false);
 });
 
 it("bounds what a source host sent as files changing while read, whatever it sent", () => {

@@ -67,6 +67,10 @@ describe("set health", () => {
       },
     ]);
     expect(kinds(facts({ lastSnapshot: { ...last, digest: "mismatch", verification: "verified", changingWhileRead: 2 } }))).toEqual(["snapshot-check-failed", "snapshot-torn"]);
+    // Lacking entries the source holds and the agent does not replicate: its task failed, and status says so.
+    expect(findProblems(facts({ lastSnapshot: { ...last, digest: "matched", verification: "verified", notReplicated: 4 } }))).toEqual([
+      { kind: "snapshot-incomplete", message: expect.stringMatching(/^the newest snapshot snap-1 \(2026-01-01T00:00:00Z\) lacks 4 entries the source held at its marker that the agent does not replicate .*`exclude`/) as string },
+    ]);
   });
 
   it("names each problem", () => {
