@@ -190,7 +190,7 @@ Examples:
       // A tidemark snapshot first; an id that names none and looks like EBS's is read back from EBS.
       latest = id === "latest" ? await latestSnapshot(store, set) : undefined;
       const summary = id === "latest" ? latest?.summary : await findSnapshot(store, set, id);
-      if (summary && leftOutCount(summary) > 0) process.stderr.write(`snapshot ${summary.id}${id === "latest" ? " (the latest)" : ""} is INCOMPLETE: ${leftOutCount(summary)} entries were left out when it was taken, or never replicated from the source; they are not restored\n`);
+      if (summary && leftOutCount(summary) > 0) process.stderr.write(`snapshot ${summary.id}${id === "latest" ? " (the latest)" : ""} is INCOMPLETE: ${leftOutCount(summary)} entries were left out when it was taken${summary.notReplicated ? ` (${summary.notReplicated.count} of them the source held and never replicated)` : ""}; they are not restored\n`);
       if (summary?.changingWhileRead) process.stderr.write(`snapshot ${summary.id}${id === "latest" ? " (the latest)" : ""} is TORN: ${summary.changingWhileRead.count} files kept changing while its barrier read them; they are restored as read\n`);
       try {
         if (!summary && isEbsSnapshotId(id)) return await withEbsClient(config, (ebs) => restoreEbsSnapshot(ebs, id, resolve(to), options));
