@@ -145,7 +145,7 @@ class SetRunner {
     const backlog = new Backlog(context, options.journalLimitBytes ?? DEFAULT_JOURNAL_LIMIT_BYTES);
     const owner = options.owner;
     this.ownerHold = owner ? new OwnerHold({ set: spec.name, hostKeyId: owner.hostKeyId, lookup: owner.lookup, log: agent.log, ...(owner.recheckMs !== undefined ? { recheckMs: owner.recheckMs } : {}) }) : undefined;
-    this.capture = new SetCapture(context, backlog, options.coalesceBytes ?? DEFAULT_COALESCE_BYTES, options.busyFiles, options.captureRetry);
+    this.capture = new SetCapture(context, backlog, options.coalesceBytes ?? DEFAULT_COALESCE_BYTES, options.busyFiles, options.captureRetry, () => this.root.check());
     // What operations journal (markers, verifications, resyncs, ...) someone waits on: it is sent without lingering.
     this.operations = new SetOperations({ ...context, wake: () => this.sender.hurry() }, this.capture);
     this.accepts = new ApplierAccepts(spec.name, agent.log, options.applierAnnouncement);
@@ -262,7 +262,6 @@ export class Agent {
       let report: ScanReport;
       try {
         report = await runner.capture.scan(signal);
-        this.#settleAccepted(runner);
       } catch (error) {
         if (error instanceof StartInterruptedError) throw error;
         // A full disk at start: the agent waits for space and catches up then, like a supervisor would want.
@@ -309,17 +308,8 @@ export class Agent {
       .checkContinuity()
       .then(() => runner.recovery.resumeOwed(), () => undefined)
       .then(() => runner.capture.scan())
-      .then(() => {
-        this.#settleAccepted(runner);
-        runner.sender.wake();
-      })
+      .then(() => runner.sender.wake())
       .catch(failed);
-  }
-
-  /** A scan of a root accepted by an operator succeeded: from now on that root emptied is held again. */
-  #settleAccepted(runner: SetRunner): void {
-    const set = runner.spec.name;
-    if (this.journal.roots.of(set)?.accepted === true) this.journal.atomically(() => this.journal.roots.settle(set));
   }
 
   #watch(runner: SetRunner): void {

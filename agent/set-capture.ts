@@ -21,7 +21,7 @@ import { scanWakes } from "./scan-wake.ts";
 import type { Backlog } from "./set-backlog.ts";
 import type { SetContext } from "./set-context.ts";
 import { VanishedEntries } from "./vanished-entries.ts";
-import { RootHeldError } from "./set-roots.ts";
+import { RootHeldError, type RootHold } from "./set-roots.ts";
 import { volumeScan } from "./volume.ts";
 
 /** How long hints gather before they are captured: a burst of events becomes one transaction. */
@@ -63,8 +63,12 @@ export class SetCapture {
   /** Whether the first scan read what a previous run left unsent (#loadLeftUnsent). */
   #leftUnsentLoaded = false;
 
-  constructor(context: SetContext, backlog: Backlog, coalesceBytes: number, busy: BusyFileOptions = {}, retry: CaptureRetryOptions = {}) {
+  /** Looks at the set's root (root-watch.ts): its hold, when the root is bad. */
+  readonly #checkRoot: () => RootHold | undefined;
+
+  constructor(context: SetContext, backlog: Backlog, coalesceBytes: number, busy: BusyFileOptions = {}, retry: CaptureRetryOptions = {}, checkRoot: () => RootHold | undefined = () => undefined) {
     this.#context = context;
+    this.#checkRoot = checkRoot;
     this.#backlog = backlog;
     this.#busy = new BusyFiles(coalesceBytes, busy);
     this.#largeBytes = coalesceBytes;
@@ -112,14 +116,17 @@ export class SetCapture {
     if (health.full) return { entries: 0, changes: 0, bytes: 0, skipped: [], stopped: true };
     const report = await this.#context.exclusive(async () => {
       begun?.();
-      // A held set's root is no source (an unmount reads as every file deleted): the scan when it is back does this one's work.
-      if (journal.roots.held(spec.name)) return { entries: 0, changes: 0, bytes: 0, skipped: [], stopped: true };
+      // A held set's root is no source (an unmount reads as every file deleted): the scan when it is back does this
+      // one's work. A root found bad now holds the set (a missing root would scan as nothing at all).
+      if (this.#checkRoot() || journal.roots.held(spec.name)) return { entries: 0, changes: 0, bytes: 0, skipped: [], stopped: true };
       const { sentSeq } = journal.sets.counters(spec.name);
       this.#loadLeftUnsent(sentSeq);
       // The catch-up scan of a drained journal: the full mark goes only once this scan is named.
       return this.barrier({ shouldStop: (unjournaled, next) => this.#backlog.full(unjournaled, next), defer: (path) => this.#busy.defer(path, sentSeq), begun: () => this.#backlog.catchUpBegins(), ...(signal ? { signal } : {}) });
     });
     for (const skipped of this.#skippedLog.scanned(report.skipped, report.stopped !== true)) log.warn("not replicated", { set: spec.name, path: skipped.path, reason: skipped.reason });
+    // A root an operator accepted (accept-root) is scanned whole: from now on that root emptied is held again.
+    if (report.stopped !== true && journal.roots.of(spec.name)?.accepted === true) journal.atomically(() => journal.roots.settle(spec.name));
     if (report.changes > 0) this.#context.wake();
     this.#wakeWhenDue();
     return report;
