@@ -187,6 +187,11 @@ export class SetRoots {
     return row && holdOf(row);
   }
 
+  /** The sets whose root the journal tracks. */
+  tracked(): string[] {
+    return (this.#s.all.all() as unknown as RootRow[]).map((row) => row.set_name);
+  }
+
   /** Every set held now. */
   holds(): RootHold[] {
     return (this.#s.all.all() as unknown as RootRow[]).flatMap((row) => holdOf(row) ?? []);
