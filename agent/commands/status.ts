@@ -337,6 +337,16 @@ applied (read from the target bucket), and the state:
                 verification has not made the target equal the source yet;
                 \`recovering\` in --json; a stopped agent's next start runs
                 it again)
+  HELD          the set's root is missing (root-missing), another folder
+                than the one replicated (root-changed: an unmounted disk's
+                mount point, a folder moved in, a symlink pointed
+                elsewhere), empty while the journal knows files under it
+                (root-empty) or unreadable (root-unreadable): the agent
+                journals nothing of the set (no deletes, no markers) and
+                the target keeps its last copy; the problem line names the
+                root, what was expected and found, since when, and what to
+                do: put the root back (the set resumes by itself) or
+                \`tidemark accept-root SET\` (\`rootHold\` in --json)
   NOT IN SYNC   something is wrong; each problem is listed below the table:
                 no agent running on the state folder (agent-stopped: the
                 source's changes since it stopped are not replicated),
@@ -393,7 +403,7 @@ sent on a disk filled to its last byte) is named on a line of its own, with
 why (\`spaceBallast\` in --json); it is no problem.
 
 Exit code: 0 when every set is healthy (in sync or catching up), ${STATUS_UNHEALTHY} when
-any set has a problem (or its target is unreachable), 2 on usage errors.
+any set has a problem, is held, or its target is unreachable; 2 on usage errors.
 
 Options:
   --json          print a JSON object (for scripts)

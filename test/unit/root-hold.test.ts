@@ -13,6 +13,7 @@ import { recoverSet, runVerify } from "../../agent/operations.ts";
 import { acceptRoot } from "../../agent/accept-root.ts";
 import type { RootState } from "../../agent/set-roots.ts";
 import { findProblems, type SetFacts } from "../../agent/set-health.ts";
+import { rootHolds } from "../../agent/doctor.ts";
 import { readSetStatus } from "../../lambdas/store/set-status.ts";
 import { MemoryStore } from "../../lambdas/store/memory-store.ts";
 import { agentHarness, type Harness } from "../support/harness.ts";
@@ -403,4 +404,13 @@ it("status names a held set with its state, root, what was expected and found, s
   const problems = findProblems(facts);
   expect(problems.map((problem) => problem.kind)).toEqual(["root-changed"]);
   expect(problems[0]?.message).toMatch(/held since 2026-12-02T00:00:00.000Z: the root \/mnt\/data.*expected folder \/mnt\/data \(device 2049, inode 2\).*found folder \/mnt\/data \(device 64768, inode 1234\).*accept-root data/);
+});
+
+it("doctor names the sets held in the state folder's journal", async () => {
+  const p = place(false);
+  const { harness } = await replicated(p);
+  expect(rootHolds(harness.state.path)).toEqual([]);
+  renameSync(p.root, p.away);
+  await harness.agent.scan(SET);
+  expect(rootHolds(harness.state.path)).toEqual([expect.objectContaining({ set: SET, state: "root-missing", root: p.root })]);
 });
