@@ -41,7 +41,7 @@ export class RootWatch {
       this.#held = hold;
       return hold;
     }
-    // A root emptied while held empty (no identity to tell it by, e.g. after a lost journal) stays held until it holds files or is accepted.
+    // A root held empty stays held until what the journal knows is back, or an operator accepts it (accept-root).
     if (known?.hold && !this.#releasable(known.hold)) {
       this.#held = known.hold;
       return known.hold;
@@ -60,10 +60,10 @@ export class RootWatch {
     return undefined;
   }
 
-  /** Whether a hold may end now that its root checks out (a root-empty one only once the folder holds something). */
+  /** Whether a hold may end now that its root checks out (a root-empty one only once known entries are back: set-roots.ts). */
   #releasable(hold: RootHold): boolean {
     if (hold.state !== "root-empty") return true;
     const { spec, journal } = this.#context;
-    return journal.roots.inspect(spec.name, spec.root, { deleting: true }).ok && !journal.roots.isEmpty(spec.root);
+    return journal.roots.emptyRootRefilled(spec.name, spec.root);
   }
 }

@@ -271,6 +271,16 @@ export class SetRoots {
     return { ok: true, identity, renumbered };
   }
 
+  /**
+   * Whether a root held empty may resume: some of the entries the journal knows are back (restored, remounted), or,
+   * when it knows none (a lost journal: the target holds the files), the folder holds anything. A file written into
+   * the emptied folder is not enough: the old entries' deletes would go with it.
+   */
+  emptyRootRefilled(set: string, root: string): boolean {
+    if (this.#s.knowsEntries.get(set) !== undefined) return this.#sampleFound(set, root);
+    return !this.isEmpty(root);
+  }
+
   /** Whether any of a few entries the index knows at the top of the set is there (none known: an empty set, nothing to disprove). */
   #sampleFound(set: string, root: string): boolean {
     const sample = this.#s.sample.all(set) as { path: string }[];

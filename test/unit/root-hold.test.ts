@@ -327,6 +327,13 @@ it("a root emptied in place is held as root-empty; accept-root then replicates t
   await harness.agent.drain(SET);
   expect(await pictureOfTarget(harness.store, SET)).toEqual(before);
   expect(harness.journal.roots.held(SET)?.state).toBe("root-empty");
+  // A file written into the emptied folder does not end the hold: the old files' deletes would go with it.
+  writeFileSync(join(p.root, "fresh.txt"), "fresh");
+  expect(harness.agent.checkRoot(SET)?.state).toBe("root-empty");
+  await harness.agent.scan(SET);
+  await harness.agent.drain(SET);
+  expect(await pictureOfTarget(harness.store, SET)).toEqual(before);
+  rmSync(join(p.root, "fresh.txt"));
   acceptRoot(harness.journal, { name: SET, root: p.root, exclude: [] });
   expect(harness.agent.checkRoot(SET)).toBeUndefined();
   await harness.agent.scan(SET);
@@ -413,4 +420,24 @@ it("doctor names the sets held in the state folder's journal", async () => {
   renameSync(p.root, p.away);
   await harness.agent.scan(SET);
   expect(rootHolds(harness.state.path)).toEqual([expect.objectContaining({ set: SET, state: "root-missing", root: p.root })]);
+});
+
+it("a root held empty resumes by itself once the entries it knows are back, journaling no change", async () => {
+  const p = place(false);
+  const { harness, before } = await replicated(p);
+  mkdirSync(p.away);
+  for (const name of readdirSync(p.root)) renameSync(join(p.root, name), join(p.away, name));
+  expect(harness.agent.checkRoot(SET)?.state).toBe("root-empty");
+  for (const name of readdirSync(p.away)) renameSync(join(p.away, name), join(p.root, name));
+  const journaled: string[] = [];
+  const append = harness.journal.append.bind(harness.journal);
+  harness.journal.append = (set, changes) => {
+    journaled.push(...changes.map((change) => change.op));
+    return append(set, changes);
+  };
+  expect(harness.agent.checkRoot(SET)).toBeUndefined();
+  await harness.agent.scan(SET);
+  await harness.agent.drain(SET);
+  expect(journaled).toEqual([]);
+  expect(await pictureOfTarget(harness.store, SET)).toEqual(before);
 });
