@@ -37,6 +37,8 @@ import { watchVolume } from "./volume.ts";
 import { heldNow, type HeldBy } from "./held-wait.ts";
 import { notReplicated } from "./not-replicated.ts";
 import type { NotReplicated } from "./set-health.ts";
+import { ROOT_CHECK_MS, RootWatch } from "./root-watch.ts";
+import type { RootHold } from "./set-roots.ts";
 
 export type { MarkerRequest, QueuedMarker, VerifyOptions } from "./set-operations.ts";
 export { lingerBeforeSend } from "./set-sender.ts";
@@ -99,6 +101,8 @@ export interface AgentOptions {
   readonly log?: Logger;
   /** The target's owner record of a set and this host's key id: a set whose record names another key is not sent (owner-hold.ts). */
   readonly owner?: { readonly hostKeyId: string; readonly lookup: OwnerLookup; readonly recheckMs?: number };
+  /** How often each tree set's root is looked at (root-watch.ts): a missing, swapped or emptied root holds the set. @default 3 s */
+  readonly rootCheckMs?: number;
 }
 
 const DEFAULT_JOURNAL_LIMIT_BYTES = 8 * 1024 ** 3;
@@ -121,10 +125,12 @@ class SetRunner {
   readonly ownerHold: OwnerHold | undefined;
   /** What the set's applier reads: whole packs only once it said so. */
   readonly accepts: ApplierAccepts;
+  /** The set's root, looked at before anything is journaled and every few seconds: a bad one holds the set. */
+  readonly root: RootWatch;
   /** The watcher failed: the set is kept up to date by frequent scans. */
   degraded = false;
 
-  constructor(spec: SetSpec, agent: { readonly options: AgentOptions; readonly journal: Journal; readonly log: Logger; readonly health: JournalHealth }) {
+  constructor(spec: SetSpec, agent: { readonly options: AgentOptions; readonly journal: Journal; readonly log: Logger; readonly health: JournalHealth; resumeRoot(runner: SetRunner): void }) {
     const { options } = agent;
     this.spec = spec;
     const context: SetContext = {
@@ -135,10 +141,11 @@ class SetRunner {
       exclusive: (work) => this.lane.exclusive(work),
       wake: () => this.sender.wake(),
     };
+    this.root = new RootWatch(context, () => agent.resumeRoot(this));
     const backlog = new Backlog(context, options.journalLimitBytes ?? DEFAULT_JOURNAL_LIMIT_BYTES);
     const owner = options.owner;
     this.ownerHold = owner ? new OwnerHold({ set: spec.name, hostKeyId: owner.hostKeyId, lookup: owner.lookup, log: agent.log, ...(owner.recheckMs !== undefined ? { recheckMs: owner.recheckMs } : {}) }) : undefined;
-    this.capture = new SetCapture(context, backlog, options.coalesceBytes ?? DEFAULT_COALESCE_BYTES, options.busyFiles, options.captureRetry);
+    this.capture = new SetCapture(context, backlog, options.coalesceBytes ?? DEFAULT_COALESCE_BYTES, options.busyFiles, options.captureRetry, () => this.root.check());
     // What operations journal (markers, verifications, resyncs, ...) someone waits on: it is sent without lingering.
     this.operations = new SetOperations({ ...context, wake: () => this.sender.hurry() }, this.capture);
     this.accepts = new ApplierAccepts(spec.name, agent.log, options.applierAnnouncement);
@@ -185,6 +192,9 @@ export class Agent {
   readonly health: JournalHealth;
   readonly #runners: Map<string, SetRunner>;
   readonly #watchers = new Set<SetWatcher>();
+  /** Each set's watcher, to watch the root again once a held set's root is back (the old watch is on the folder that left). */
+  readonly #watcherOf = new Map<SetRunner, SetWatcher>();
+  #rootTimer: NodeJS.Timeout | undefined;
   readonly #rescanTimers = new Map<SetRunner, NodeJS.Timeout>();
   #loops: Promise<void>[] = [];
   #statusTimer: NodeJS.Timeout | undefined;
@@ -226,6 +236,7 @@ export class Agent {
 
   /** Starts watching, scans every set (the initial mirror, or what changed while the agent was down) and starts sending. */
   async start(signal?: AbortSignal): Promise<void> {
+    if (this.options.monitorEnabled) this.#watchRoots();
     for (const runner of this.#runners.values()) {
       throwIfInterrupted(signal, "starting");
       if (this.options.monitorEnabled) {
@@ -233,13 +244,23 @@ export class Agent {
         this.#loops.push(runner.sender.sendLoop(() => this.#stopped));
         this.#scheduleRescan(runner);
       }
+      // Before anything of the set is journaled: a root that is missing, another folder or empty holds the set (its
+      // records already journaled still go); it resumes once the root is back (or accepted), with a scan then.
+      let hold: RootHold | undefined;
+      try {
+        this.journal.sets.register(runner.spec.name);
+        hold = runner.root.check();
+      } catch (error) {
+        if (this.health.handle(error) && this.health.full) continue;
+        throw journalFault(error, this.journal.path);
+      }
+      if (hold) continue;
       // Before the scan journals anything: a new generation's resync goes ahead of it.
       await runner.recovery.checkContinuity(signal).catch((error: unknown) =>
         this.log.warn("target status not readable; the journal's continuity is checked before the first send", { set: runner.spec.name, error: String(error) }),
       );
       let report: ScanReport;
       try {
-        this.journal.sets.register(runner.spec.name);
         report = await runner.capture.scan(signal);
       } catch (error) {
         if (error instanceof StartInterruptedError) throw error;
@@ -250,6 +271,45 @@ export class Agent {
       this.log.info("set scanned", { set: runner.spec.name, entries: report.entries, journaled: report.changes });
     }
     if (this.options.monitorEnabled && this.options.targetStatus) this.#pollStatus();
+  }
+
+  /** Every few seconds, each set's root (root-watch.ts): holds a set whose root went bad, resumes one whose root is back. */
+  #watchRoots(): void {
+    this.#rootTimer = setInterval(() => {
+      for (const runner of this.#runners.values()) {
+        try {
+          runner.root.check();
+        } catch (error) {
+          if (!this.health.handle(error)) this.log.warn("could not check the set's root", { set: runner.spec.name, error: String(error) });
+        }
+      }
+    }, this.options.rootCheckMs ?? ROOT_CHECK_MS);
+    this.#rootTimer.unref();
+  }
+
+  /**
+   * A held set's root is back (its identity, or accepted by an operator): the root is watched anew, the continuity
+   * check and any recovery owed go on, and a normal scan journals what differs (nothing is sent again that the index
+   * holds, and only what is really gone is deleted).
+   */
+  resumeRoot(runner: SetRunner): void {
+    if (this.#stopped) return;
+    const set = runner.spec.name;
+    if (this.options.monitorEnabled && !runner.degraded) {
+      const old = this.#watcherOf.get(runner);
+      if (old) {
+        this.#watchers.delete(old);
+        old.close().catch(() => undefined);
+      }
+      this.#watch(runner);
+    }
+    const failed = (error: unknown) => this.log.warn("the set's resume after its root came back failed; a later scan catches up", { set, error: String(error) });
+    runner.recovery
+      .checkContinuity()
+      .then(() => runner.recovery.resumeOwed(), () => undefined)
+      .then(() => runner.capture.scan())
+      .then(() => runner.sender.wake())
+      .catch(failed);
   }
 
   #watch(runner: SetRunner): void {
@@ -281,6 +341,7 @@ export class Agent {
       this.options.ignorePaths,
     );
     this.#watchers.add(watcher);
+    this.#watcherOf.set(runner, watcher);
     this.journal.sets.setWatcherProblem(set, null);
   }
 
@@ -339,6 +400,11 @@ export class Agent {
 
   checkTarget(set: string): Promise<void> {
     return this.#runner(set).recovery.checkTarget();
+  }
+
+  /** Looks at the set's root now (the timer's check): its hold, or undefined; a root back resumes the set (a scan follows). */
+  checkRoot(set: string): RootHold | undefined {
+    return this.#runner(set).root.check();
   }
 
   /** Checks (once) that the set's journal continues the target's chain, beginning a new generation when not. */
@@ -417,6 +483,7 @@ export class Agent {
   async stop(): Promise<void> {
     this.#stopped = true;
     clearTimeout(this.#statusTimer);
+    clearInterval(this.#rootTimer);
     this.health.stop();
     for (const runner of this.#runners.values()) {
       runner.capture.cancelHints();

@@ -37,6 +37,7 @@ const COMMANDS: readonly { name: string; summary: string; load: () => Promise<Co
   { name: "drill", summary: "restore a recovery point into a scratch folder, check it, time it (RTO/RPO)", load: async () => (await import("./commands/drill.ts")).drillCommand },
   { name: "prune", summary: "delete old snapshots of a set and the content only they kept", load: async () => (await import("./commands/snapshots.ts")).pruneCommand },
   { name: "mirror", summary: "mirror a set to the target again: full, diff or checksum", load: async () => (await import("./commands/mirror.ts")).mirrorCommand },
+  { name: "accept-root", summary: "accept the folder now at a held set's root (a new disk, a restored copy) as the set", load: async () => (await import("./commands/accept-root.ts")).acceptRootCommand },
   { name: "adopt", summary: "make this host the owner of a set on the target (an operator's action)", load: async () => (await import("./commands/adopt.ts")).adoptCommand },
   { name: "verify", summary: "compare a set on the target with the source, and optionally repair it", load: async () => (await import("./commands/verify.ts")).verifyCommand },
   { name: "service", summary: "install the agent as a systemd service (dedicated user, restart on failure, hardened)", load: async () => (await import("./commands/service.ts")).serviceCommand },
@@ -109,6 +110,8 @@ const EXPECTED = new Set([
   "SendsHeldError",
   "HeldWaitError",
   "RecordNotSentError",
+  "RootHeldError",
+  "AcceptRootError",
 ]);
 
 main(process.argv.slice(2)).then(

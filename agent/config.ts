@@ -300,13 +300,17 @@ function setSpec(base: string, set: z.output<typeof SetConfigSchema>): SetSpec {
   return Object.freeze({ name: set.name, root, exclude: Object.freeze([]), volume });
 }
 
-/** Checks that every set's folder (or volume) exists and is readable (before `run` starts watching). */
-export function checkSources(config: AgentConfig): void {
+/**
+ * Checks that every set's folder (or volume) exists and is readable (before `run` starts watching). `held`: tree sets
+ * the journal already replicated, whose root may be gone: the agent holds them (set-roots.ts) instead of refusing to start.
+ */
+export function checkSources(config: AgentConfig, held: (set: string) => boolean = () => false): void {
   for (const set of config.sets) {
     if (set.volume) {
       checkVolume(set);
       continue;
     }
+    if (held(set.name)) continue;
     let isDir: boolean;
     try {
       isDir = statSync(set.root).isDirectory();

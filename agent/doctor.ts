@@ -5,7 +5,7 @@
 // refusal says whether the caller may send.
 
 import { createHash } from "node:crypto";
-import { readdirSync, readFileSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync } from "node:fs";
 import http from "node:http";
 import https from "node:https";
 import { join } from "node:path";
@@ -19,6 +19,8 @@ import { TARGET_READ_IDLE_TIMEOUT_MS } from "./commands/target-store.ts";
 import { checkSources, loadConfig, type AgentConfig } from "./config.ts";
 import { checkEventQueue } from "./doctor-event-queue.ts";
 import { spaceBallastNote } from "./journal-health.ts";
+import { Journal } from "./journal.ts";
+import { describeHold, holdRemedy, type RootHold } from "./set-roots.ts";
 
 export type CheckLevel = "ok" | "warn" | "fail";
 
@@ -238,14 +240,40 @@ export function checkSpaceBallast(stateDir: string): Check | undefined {
   return note === null ? undefined : { name: "space ballast", level: "warn", detail: note };
 }
 
+/**
+ * The sets the agent holds (their root missing, swapped, emptied or unreadable: set-roots.ts), as recorded in the
+ * state folder's journal: each a failed check naming the root and what to do.
+ */
+export function rootHolds(stateDir: string): RootHold[] {
+  if (!existsSync(join(stateDir, "journal.db"))) return [];
+  try {
+    const journal = Journal.open(stateDir, { reader: true });
+    try {
+      return journal.roots.holds();
+    } finally {
+      journal.close();
+    }
+  } catch {
+    // A journal that cannot be opened is the agent's and status's to name.
+    return [];
+  }
+}
+
+function checkRootHold(hold: RootHold): Check {
+  return { name: `set ${hold.set} root`, level: "fail", detail: `held (${hold.state}) since ${hold.since}: ${describeHold(hold)}; ${holdRemedy(hold)}` };
+}
+
 /** Runs every check; a check that cannot run (no config) leaves the ones that depend on it out. */
 export async function runDoctor(configFile: string, options: DoctorOptions = {}): Promise<Check[]> {
   const checks: Check[] = [checkNode(options.nodeVersion)];
   let config: AgentConfig;
   try {
     config = loadConfig(configFile);
-    checkSources(config);
+    // A held set's missing root is named by its hold (with what to do), not as a broken config.
+    const holds = rootHolds(config.stateDir);
+    checkSources(config, (set) => holds.some((hold) => hold.set === set));
     checks.push({ name: "config", level: "ok", detail: `${configFile}: ${config.sets.map((s) => s.name).join(", ")}` });
+    checks.push(...holds.map(checkRootHold));
     const ballast = checkSpaceBallast(config.stateDir);
     if (ballast) checks.push(ballast);
   } catch (error) {

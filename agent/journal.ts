@@ -22,6 +22,7 @@ import { PendingRecoveries } from "./pending-recoveries.ts";
 import { SetStates } from "./journal-sets.ts";
 import { VolumeStamps } from "./journal-volumes.ts";
 import { CONTENT_FILE_MIN_BYTES, ContentFiles, formatRef, parseRef, type ContentRef } from "./journal-content.ts";
+import { RootHeldError, SetRoots } from "./set-roots.ts";
 
 export type { FileStamp, IndexEntry, IndexStat } from "./journal-index.ts";
 import type { FileStamp } from "./journal-index.ts";
@@ -175,6 +176,14 @@ CREATE INDEX IF NOT EXISTS entries_scan_by_parent ON entries (set_name, parent, 
 DROP INDEX IF EXISTS entries_stat_by_parent;
 `;
 
+/**
+ * Records that alter the target's copy of a set from its tree, or claim a point of it (a marker, a verification's
+ * manifest, a resync's mirror): refused while the set's root is held (set-roots.ts). Prunes and drill reports are not.
+ */
+const FROM_THE_TREE: ReadonlySet<Change["op"]> = new Set(["put", "mkdir", "symlink", "delete", "rename", "verify", "resync", "task"]);
+/** Of those, the ones that can remove what the target holds: the root is also checked for being empty before them. */
+const REMOVING: ReadonlySet<Change["op"]> = new Set(["delete", "rename", "verify", "resync"]);
+
 /** Bytes a change adds to the backlog: the content it carries (a delta's blocks), or nothing for metadata-only changes. */
 export function changeBytes(change: Change): number {
   if (change.op === "verify") return change.size;
@@ -279,6 +288,8 @@ export class Journal {
   readonly uploads: StagedUploads;
   /** Recoveries begun and not finished (pending-recoveries.ts): the next start runs them again. */
   readonly recoveries: PendingRecoveries;
+  /** Each tree set's root as last known good, and the holds on sets whose root went missing, changed or empty. */
+  readonly roots: SetRoots;
   readonly #db: DatabaseSync;
   /** Small contents of large batches, kept in files (journal-content.ts). */
   readonly #content: ContentFiles;
@@ -298,6 +309,7 @@ export class Journal {
     this.held = new HeldFiles(db);
     this.uploads = new StagedUploads(db);
     this.recoveries = new PendingRecoveries(db);
+    this.roots = new SetRoots(db);
     this.#content = new ContentFiles(db, spoolDir, options.reader !== true);
     this.#statements = prepareStatements(db);
     this.#onWrite = options.onWrite;
@@ -407,6 +419,7 @@ export class Journal {
    */
   append(set: string, changes: readonly Change[]): number[] {
     if (changes.length === 0) return [];
+    this.#guardRoot(set, changes);
     let file: string | undefined;
     return this.#run(() => {
       let seq = this.sets.nextSeq(set);
@@ -430,6 +443,31 @@ export class Journal {
       this.sets.advance(set, seq, seqs.length, bytes);
       return seqs;
     }, () => this.#content.discard(file));
+  }
+
+  /**
+   * Every path that journals passes here: a set whose root is held (missing, swapped, emptied) journals nothing that
+   * would alter the target, and a batch that can remove what the target holds looks at the root first (an unmount
+   * reads as every file deleted). A root found bad is held (in its own transaction) and RootHeldError thrown, so the
+   * caller's batch is not journaled; the agent resumes the set when the root is back (root-watch.ts).
+   */
+  #guardRoot(set: string, changes: readonly Change[]): void {
+    if (!changes.some((change) => FROM_THE_TREE.has(change.op))) return;
+    this.assertRootGood(set, { deleting: changes.some((change) => REMOVING.has(change.op)) });
+  }
+
+  /**
+   * Throws RootHeldError when the set is held, or its root is found bad now (then held); `deleting` also holds a root
+   * that is empty while the index knows entries below it. `what` says what the caller would have journaled.
+   */
+  assertRootGood(set: string, options: { deleting?: boolean; what?: string } = {}): void {
+    const known = this.roots.of(set);
+    // A set the agent never checked (a volume, a journal of a test's own): nothing to compare with.
+    if (!known) return;
+    if (known.hold) throw new RootHeldError(known.hold, options.what);
+    const verdict = this.roots.inspect(set, known.root, { deleting: options.deleting ?? true });
+    if (verdict.ok) return;
+    throw new RootHeldError(this.#run(() => this.roots.hold(set, known.root, verdict)), options.what);
   }
 
   /**

@@ -1,6 +1,8 @@
 // Wires a running agent from a config: clients, journal, retrying transport,
 // target status reader. Shared by `tidemark run` and `tidemark local --source`.
 
+import { existsSync } from "node:fs";
+import { join } from "node:path";
 import { EVENT_TYPES, EventBridgeSink, type EventSink, FileEventSink, latestDrillReport, makeClient, makeS3Client, makeSqsClient, readApplierAnnouncement, readOwner, readPruneReport, readSetStatus, readVerifyReport, S3Store, type ClientOptions } from "../lambdas/target/index.ts";
 import { z } from "zod";
 import { TaskFieldsSchema } from "../contract/tasks.ts";
@@ -80,6 +82,25 @@ class PerSetRetry implements Transport {
   }
 }
 
+/**
+ * The sets an existing journal holds a root of (set-roots.ts), read before the state folder is locked: their root
+ * gone at start holds them rather than refusing to start the agent; a new set's missing folder is a config error.
+ */
+function journaledSets(stateDir: string): Set<string> {
+  if (!existsSync(join(stateDir, "journal.db"))) return new Set();
+  try {
+    const journal = Journal.open(stateDir, { reader: true });
+    try {
+      return new Set(journal.roots.tracked());
+    } finally {
+      journal.close();
+    }
+  } catch {
+    // The start opens it again and names its problem.
+    return new Set();
+  }
+}
+
 /** The file status reads a full disk from; an agent started on a disk already full goes on without it. */
 function openProblemFile(stateDir: string, log: Logger): ProblemFile | undefined {
   try {
@@ -99,7 +120,9 @@ export async function startAgent(
   log: Logger,
   options: { ignorePaths?: string[]; scheduleDrills?: boolean; signal?: AbortSignal; /** The command the agent runs for (command-agent.ts). */ command?: string; /** How often `tidemark run` sends kept drill reports (drill-kept.ts). */ keptSweepMs?: number } = {},
 ): Promise<RunningAgent> {
-  checkSources(config);
+  const knownSets = journaledSets(config.stateDir);
+  // A set the journal already replicated is not refused for its root here: the agent holds it (set-roots.ts).
+  checkSources(config, (set) => knownSets.has(set));
   // Every set may stage its payloads at once, besides status reads, verifications and drills.
   const clientOptions = clientOptionsOf(config, { maxAttempts: 1, maxSockets: config.sets.length * (STAGE_CONCURRENCY + 1) + 16 });
   // Before anything in the state folder is written: one agent per state folder.

@@ -21,6 +21,7 @@ import { scanWakes } from "./scan-wake.ts";
 import type { Backlog } from "./set-backlog.ts";
 import type { SetContext } from "./set-context.ts";
 import { VanishedEntries } from "./vanished-entries.ts";
+import { RootHeldError, type RootHold } from "./set-roots.ts";
 import { volumeScan } from "./volume.ts";
 
 /** How long hints gather before they are captured: a burst of events becomes one transaction. */
@@ -62,8 +63,12 @@ export class SetCapture {
   /** Whether the first scan read what a previous run left unsent (#loadLeftUnsent). */
   #leftUnsentLoaded = false;
 
-  constructor(context: SetContext, backlog: Backlog, coalesceBytes: number, busy: BusyFileOptions = {}, retry: CaptureRetryOptions = {}) {
+  /** Looks at the set's root (root-watch.ts): its hold, when the root is bad. */
+  readonly #checkRoot: () => RootHold | undefined;
+
+  constructor(context: SetContext, backlog: Backlog, coalesceBytes: number, busy: BusyFileOptions = {}, retry: CaptureRetryOptions = {}, checkRoot: () => RootHold | undefined = () => undefined) {
     this.#context = context;
+    this.#checkRoot = checkRoot;
     this.#backlog = backlog;
     this.#busy = new BusyFiles(coalesceBytes, busy);
     this.#largeBytes = coalesceBytes;
@@ -109,14 +114,19 @@ export class SetCapture {
     const { journal, spec, health, log } = this.#context;
     // Nothing can be journaled: the catch-up scan after the disk has space again does this one's work.
     if (health.full) return { entries: 0, changes: 0, bytes: 0, skipped: [], stopped: true };
-    const report = await this.#context.exclusive(() => {
+    const report = await this.#context.exclusive(async () => {
       begun?.();
+      // A held set's root is no source (an unmount reads as every file deleted): the scan when it is back does this
+      // one's work. A root found bad now holds the set (a missing root would scan as nothing at all).
+      if (this.#checkRoot() || journal.roots.held(spec.name)) return { entries: 0, changes: 0, bytes: 0, skipped: [], stopped: true };
       const { sentSeq } = journal.sets.counters(spec.name);
       this.#loadLeftUnsent(sentSeq);
       // The catch-up scan of a drained journal: the full mark goes only once this scan is named.
       return this.barrier({ shouldStop: (unjournaled, next) => this.#backlog.full(unjournaled, next), defer: (path) => this.#busy.defer(path, sentSeq), begun: () => this.#backlog.catchUpBegins(), ...(signal ? { signal } : {}) });
     });
     for (const skipped of this.#skippedLog.scanned(report.skipped, report.stopped !== true)) log.warn("not replicated", { set: spec.name, path: skipped.path, reason: skipped.reason });
+    // A root an operator accepted (accept-root) is scanned whole: from now on that root emptied is held again.
+    if (report.stopped !== true && journal.roots.of(spec.name)?.accepted === true) journal.atomically(() => journal.roots.settle(spec.name));
     if (report.changes > 0) this.#context.wake();
     this.#wakeWhenDue();
     return report;
@@ -142,6 +152,11 @@ export class SetCapture {
     } catch (error) {
       const { health, spec, log } = this.#context;
       if (health.handle(error)) return;
+      // The root went bad under the scan: the set is held, and scanned again once its root is back.
+      if (error instanceof RootHeldError) {
+        log.warn(error.message, { set: spec.name });
+        return;
+      }
       // namedScan named it in the journal: status says scan-failed until a whole-set scan succeeds.
       log.error("scan failed; scanning the set again soon", { set: spec.name, error: String(error), retryMs: this.#retry.failed() });
     } finally {
@@ -210,6 +225,11 @@ export class SetCapture {
   #failed(error: unknown): void {
     const { health, journal, spec, log } = this.#context;
     if (health.handle(error)) return;
+    // The root went bad under the capture (an unmount's events): the set is held; nothing of the batch was journaled.
+    if (error instanceof RootHeldError) {
+      log.warn(error.message, { set: spec.name });
+      return;
+    }
     log.error("capture failed; a scan of the set catches up", { set: spec.name, error: String(error), retryMs: this.#retry.failed() });
     try {
       captureFailed(journal, spec.name, this.#now, error);
@@ -253,6 +273,12 @@ export class SetCapture {
 
   async #captureHinted(): Promise<number> {
     const { journal, spec, health } = this.#context;
+    if (journal.roots.held(spec.name)) {
+      // Not journaled from a bad root: the scan when the root is back finds what really changed.
+      this.#hints.clear();
+      this.#replacedFolders.clear();
+      return 0;
+    }
     if (health.full || this.#backlog.full()) {
       // Not journaled: the index still holds the old state, so the catch-up scan finds these changes.
       this.#hints.clear();

@@ -12,6 +12,7 @@ import { skippedRemedy } from "./skipped-names.ts";
 import { wholePackRefusal } from "./applier-accepts.ts";
 import type { JournalGeneration, SetCounters } from "./journal.ts";
 import type { PendingRecovery } from "./pending-recoveries.ts";
+import { describeHold, holdRemedy, type RootHold } from "./set-roots.ts";
 
 /** A path the set does not replicate, with why; `since` when the target refused its latest change (it keeps the last good version). */
 export interface NotReplicated {
@@ -62,6 +63,8 @@ export interface SetFacts {
   readonly notOwner?: { readonly ownerKeyId: string; readonly ownerSince: string; readonly hostKeyId: string };
   /** Why the target's owner record of the set cannot be read (the applier refuses the set's messages meanwhile). */
   readonly ownerUnreadable?: string;
+  /** The set is held: its root went missing, was swapped for another folder, or is empty (set-roots.ts). */
+  readonly rootHold?: RootHold | undefined;
   /** Whether an agent runs on the state folder (agent-presence.ts); undefined when not looked at. */
   readonly agent?: AgentPresence;
   /** The target's status, or why it could not be read. */
@@ -86,6 +89,18 @@ export function sameGeneration(facts: SetFacts): boolean {
   // A target that has not seen a generation yet (agents before generations) is compared by seq.
   return status.generation === undefined || status.generation === facts.generation?.id;
 }
+
+/** A held set: the agent journals nothing of it, so the target keeps its last copy, whatever else looks in sync. */
+const rootHeld: ProblemCheck = (facts) => {
+  const hold = facts.rootHold;
+  if (!hold) return [];
+  return [
+    {
+      kind: hold.state,
+      message: `held since ${hold.since}: ${describeHold(hold)}; the agent journals nothing of the set (no deletes, nothing from the folder there now, no markers) and the target keeps its last copy; ${holdRemedy(hold)}`,
+    },
+  ];
+};
 
 const unreachable: ProblemCheck = (facts) =>
   "error" in facts.target
@@ -371,7 +386,7 @@ const drillReportKept: ProblemCheck = (facts) => {
 };
 
 /** Every check `tidemark status` runs, in the order its findings are listed. */
-export const PROBLEM_CHECKS: readonly ProblemCheck[] = [unreachable, agentStopped, agentNotAnswering, notOwner, ownerUnreadable, noJournal, outOfSync, continuity, stalled, rejected, refusedSenders, journalFull, journalProblem, scanFailed, watcher, sending, skippedPaths, snapshotCheck, folderWritesLost, checkpointUnreadable, drillFailed, drillReportKept];
+export const PROBLEM_CHECKS: readonly ProblemCheck[] = [rootHeld, unreachable, agentStopped, agentNotAnswering, notOwner, ownerUnreadable, noJournal, outOfSync, continuity, stalled, rejected, refusedSenders, journalFull, journalProblem, scanFailed, watcher, sending, skippedPaths, snapshotCheck, folderWritesLost, checkpointUnreadable, drillFailed, drillReportKept];
 
 export function findProblems(facts: SetFacts, checks: readonly ProblemCheck[] = PROBLEM_CHECKS): Problem[] {
   return checks.flatMap((check) => check(facts));
@@ -389,6 +404,7 @@ export function caughtUp(facts: SetFacts): boolean {
     !facts.scanning &&
     !facts.scanFailed &&
     !facts.recovering &&
+    !facts.rootHold &&
     (facts.drillKept ?? []).length === 0
   );
 }

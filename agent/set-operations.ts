@@ -104,6 +104,7 @@ export class SetOperations {
     this.#refuseVolume("verify");
     const { journal, spec } = this.#context;
     return this.#context.exclusive(async () => {
+      journal.assertRootGood(spec.name, { what: "no verification is journaled" });
       // Named while it runs, as every scan of the whole set (held-files.ts): status must not say in sync behind it.
       const scan = await namedScan(journal, spec.name, Date.now, () => barrierScan(journal, spec, { rehash: options.deep, ...(options.onProgress ? { onProgress: options.onProgress } : {}) }));
       const manifest = await writeManifest(journal, spec.name);
@@ -124,6 +125,8 @@ export class SetOperations {
     const { journal, spec } = this.#context;
     return this.#context.exclusive(async () => {
       const set = spec.name;
+      // Before the index forgets anything: a held set keeps what it knew of the root.
+      journal.assertRootGood(set, { what: "no repair is journaled" });
       let journaled = 0;
       const paths = [...report.missing, ...report.different.map((d) => d.path)].sort();
       const blocks = new Map(report.different.filter((d) => d.blocks && d.blocks.length > 0).map((d) => [d.path, d.blocks ?? []]));
@@ -149,6 +152,8 @@ export class SetOperations {
   fullMirror(reason: string, onProgress?: (report: Readonly<ScanReport>) => void): Promise<ScanReport> {
     const { journal, spec } = this.#context;
     return this.#context.exclusive(async () => {
+      // Before the index is cleared: a held set's index is what tells its root's files from an empty mount point.
+      journal.assertRootGood(spec.name, { what: "no mirror is journaled" });
       journal.clearIndex(spec.name);
       const [seq] = journal.append(spec.name, [{ op: "resync", reason }]);
       this.#resyncSeq = seq ?? 0;
@@ -167,6 +172,9 @@ export class SetOperations {
   async insertMarker(request: MarkerRequest): Promise<QueuedMarker> {
     const { journal, spec, log } = this.#context;
     const queued = await this.#context.exclusive(async () => {
+      // A marker claims the source's state at a point: not while the set's root is missing, swapped or empty (the
+      // journal refuses it too, should the barrier find the root gone).
+      journal.assertRootGood(spec.name, { what: "no marker is journaled (it would not be a consistent point)" });
       // Read beside the scan; kept only when nothing changed the index meanwhile (early-digest.ts).
       const digestRead = startMarkerDigest(journal, spec, request.fields);
       const changing: string[] = [];
@@ -221,6 +229,7 @@ export class SetOperations {
   restartChain(reason: string): Promise<number> {
     const { journal, spec } = this.#context;
     return this.#context.exclusive(async () => {
+      journal.assertRootGood(spec.name, { what: "no recovery is journaled" });
       const [seq] = journal.append(spec.name, [{ op: "resync", reason }]);
       this.#resyncSeq = seq ?? 0;
       this.#context.wake();

@@ -64,6 +64,12 @@ export class SetRecovery {
     }, options.retry);
   }
 
+  /** The set's root is back after a hold: a recovery owed (it failed on the hold) runs again now, not after its backoff. */
+  resumeOwed(): void {
+    const { journal, spec } = this.#context;
+    if (this.#continuityChecked && !journal.recoveries.running(spec.name)) this.#resume(this.#lastStatus);
+  }
+
   /** The agent stops: no owed recovery runs again in this process. */
   stop(): void {
     this.#retry.stop();
@@ -143,6 +149,10 @@ export class SetRecovery {
       if (this.#resume(status, compare)) await compare().catch(comparisonFailed);
       return;
     }
+    this.#holdIfEmptied(status);
+    // A held root (missing, swapped, empty) is no source to resync the target from: no generation begins and nothing
+    // is journaled; the check runs again before the next send, and when the root is back.
+    journal.assertRootGood(set, { what: "the recovery after the journal's continuity break waits" });
     const generation = journal.sets.beginGeneration(set);
     log.warn("the target is ahead of this journal; beginning a new journal generation", { set, generation: generation.id, reason });
     // The recovery journals its resync at once; the rest of it (a verification) waits on the stream, which waits
@@ -154,6 +164,28 @@ export class SetRecovery {
     );
     // Before the set's first scan too: it would journal whole what the comparison finds the target holds.
     await compare().catch(comparisonFailed);
+  }
+
+  /**
+   * A journal that knows nothing of the set (lost, or new) has no index to tell an empty mount point from the set's
+   * root by; the target does: it applied the set's records. An empty root then is held (root-empty), never mirrored
+   * over the target's copy, until it holds files again or an operator accepts it (accept-root).
+   */
+  #holdIfEmptied(status: SetStatus | undefined): void {
+    const { journal, spec, log } = this.#context;
+    const set = spec.name;
+    if (spec.volume || !status || status.lastSeq === 0 || journal.index.entryCount(set) > 0) return;
+    const known = journal.roots.of(set);
+    if (known?.accepted === true || known?.hold || !journal.roots.isEmpty(spec.root)) return;
+    const hold = journal.atomically(() =>
+      journal.roots.hold(set, spec.root, {
+        ok: false,
+        state: "root-empty",
+        expected: `the files the target holds of the set (it applied seq ${status.lastSeq}; this journal knows none of them: lost or new)`,
+        found: "an empty folder",
+      }),
+    );
+    log.error(`set held (${hold.state}): nothing of it is journaled until its root holds files again or is accepted`, { set, root: spec.root, expected: hold.expected });
   }
 
   /**

@@ -16,6 +16,7 @@ import { spaceBallastNote } from "../journal-health.ts";
 import { readOwnerKey } from "../owner-key.ts";
 import { agentPresence } from "../agent-presence.ts";
 import type { PendingRecovery } from "../pending-recoveries.ts";
+import type { RootHold } from "../set-roots.ts";
 import { uploadLine, uploadsNow, type UploadReport } from "../staged-uploads.ts";
 import { keptDrillReports, keptReportsUnclaimable } from "../drill-kept.ts";
 import { stringOption, type Command } from "./command.ts";
@@ -49,6 +50,12 @@ export interface SetReport {
   recovering: PendingRecovery | null;
   /** The last scan that failed (threw), until a later one succeeds: what it had not reached is not journaled (a `scan-failed` problem). */
   scanFailed: ScanFailureReport | null;
+  /**
+   * The set is held: its root is missing, another folder than the one replicated, empty while the journal knows
+   * files under it, or unreadable (state, root, expected, found, since); the agent journals nothing of it until the
+   * root is back or `tidemark accept-root SET` accepts it. Null when not held.
+   */
+  rootHold: RootHold | null;
   /** The agent cannot journal (the disk holding its state folder is full): changes wait for the catch-up scan once there is space. */
   journalProblem: AgentProblem | null;
   /** Why the state folder holds no space ballast (the agent's room to mark messages sent on a full disk), or null: a note, not a problem. */
@@ -247,13 +254,14 @@ export async function collectStatus(configFile: string): Promise<SetReport[]> {
         const bandwidthSince = journal && agent.running ? journal.sets.bandwidthWaitSince(spec.name) : null;
         const scanFailed = journal ? scanFailureNow(journal.held, spec.name) : null;
         const recovering = journal?.recoveries.of(spec.name) ?? null;
+        const rootHold = journal?.roots.held(spec.name) ?? null;
         const journalMissing = journal ? (journal.sets.known(spec.name) ? {} : { setNotJournaled: join(config.stateDir, "journal.db") }) : busy ? {} : { journalMissing: join(config.stateDir, "journal.db") };
         const stall = await stallFacts(journal, store, spec.name, target);
         const owner = target.reachable ? target.owner : undefined;
         const notOwner = hostKeyId !== undefined && owner !== undefined && "keyId" in owner && owner.keyId !== hostKeyId ? { notOwner: { ownerKeyId: owner.keyId, ownerSince: owner.since, hostKeyId } } : {};
         const ownerUnreadable = owner !== undefined && "error" in owner ? { ownerUnreadable: owner.error } : {};
         const drillKept = keptReports.filter(({ report }) => report.set === spec.name).map(({ file, report }) => ({ id: report.id, passed: report.passed, finishedAt: report.finishedAt, file }));
-        const setFacts: SetFacts = { set: spec.name, drillKept, ...(unclaimable && drillKept.length > 0 ? { drillKeptUnclaimable: unclaimable } : {}), counters, generation, skipped, held, scanning, scanFailed, recovering, ...journalMissing, ...stall, ...notOwner, ...ownerUnreadable, drill, journalProblem, agent, target: facts, now: new Date() };
+        const setFacts: SetFacts = { set: spec.name, drillKept, ...(unclaimable && drillKept.length > 0 ? { drillKeptUnclaimable: unclaimable } : {}), counters, generation, skipped, held, scanning, scanFailed, recovering, ...(rootHold ? { rootHold } : {}), ...journalMissing, ...stall, ...notOwner, ...ownerUnreadable, drill, journalProblem, agent, target: facts, now: new Date() };
         const problems = findProblems(setFacts);
         const upToDate = caughtUp(setFacts);
         return {
@@ -271,6 +279,7 @@ export async function collectStatus(configFile: string): Promise<SetReport[]> {
           scanning,
           scanFailed,
           recovering,
+          rootHold,
           journalProblem,
           spaceBallast,
           target,
@@ -328,6 +337,16 @@ applied (read from the target bucket), and the state:
                 verification has not made the target equal the source yet;
                 \`recovering\` in --json; a stopped agent's next start runs
                 it again)
+  HELD          the set's root is missing (root-missing), another folder
+                than the one replicated (root-changed: an unmounted disk's
+                mount point, a folder moved in, a symlink pointed
+                elsewhere), empty while the journal knows files under it
+                (root-empty) or unreadable (root-unreadable): the agent
+                journals nothing of the set (no deletes, no markers) and
+                the target keeps its last copy; the problem line names the
+                root, what was expected and found, since when, and what to
+                do: put the root back (the set resumes by itself) or
+                \`tidemark accept-root SET\` (\`rootHold\` in --json)
   NOT IN SYNC   something is wrong; each problem is listed below the table:
                 no agent running on the state folder (agent-stopped: the
                 source's changes since it stopped are not replicated),
@@ -384,7 +403,7 @@ sent on a disk filled to its last byte) is named on a line of its own, with
 why (\`spaceBallast\` in --json); it is no problem.
 
 Exit code: 0 when every set is healthy (in sync or catching up), ${STATUS_UNHEALTHY} when
-any set has a problem (or its target is unreachable), 2 on usage errors.
+any set has a problem, is held, or its target is unreachable; 2 on usage errors.
 
 Options:
   --json          print a JSON object (for scripts)
@@ -408,7 +427,7 @@ Examples:
       `${r.sent.messages} msgs, ${formatBytes(r.sent.bytes)}`,
       String(r.sent.lastSeq),
       r.target.reachable ? String(r.target.lastSeqApplied) : "?",
-      r.inSync ? "in sync" : r.healthy ? catchingUp(r) : `NOT IN SYNC (${r.problems.map((p) => p.kind).join(", ")})`,
+      r.inSync ? "in sync" : r.healthy ? catchingUp(r) : `${r.rootHold ? "HELD" : "NOT IN SYNC"} (${r.problems.map((p) => p.kind).join(", ")})`,
     ]);
     process.stdout.write(`${table(["SET", "BACKLOG", "SENT", "LAST SENT", "LAST APPLIED", "STATE"], rows)}\n`);
     // The state folder's, said once for every set.

@@ -136,6 +136,9 @@ Inserts a task marker into the set's replication stream. In order:
      watcher is behind, or no agent was running);
   3. journals the marker right after them, and runs --on-queue CMD;
   4. runs --resume CMD (also when a step before it failed).
+A set the agent holds (its root missing, swapped for another folder, or
+emptied: \`tidemark status\` says HELD) gets no marker: the command fails
+naming the hold (exit 1), as the source is no consistent point then.
 When the applier reaches the marker, the target holds exactly what the source
 held at step 2, and it runs the action there:
   snapshot  a point-in-time manifest, restorable with \`tidemark restore\`;

@@ -11,7 +11,7 @@ describe("tidemark CLI", () => {
   });
   afterEach(() => dir.remove());
 
-  it.each(["run", "status", "local", "init", "mirror", "verify", "task", "tasks", "snapshots", "restore", "timeline", "drill", "prune", "doctor", "service", "adopt"])("%s --help shows usage and an example", async (command) => {
+  it.each(["run", "status", "local", "init", "mirror", "verify", "task", "tasks", "snapshots", "restore", "timeline", "drill", "prune", "doctor", "service", "adopt", "accept-root"])("%s --help shows usage and an example", async (command) => {
     const out = await tidemark([command, "--help"]);
     expect(out.code).toBe(0);
     expect(out.stdout).toMatch(new RegExp(`^Usage: tidemark ${command}`));

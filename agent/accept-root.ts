@@ -1,0 +1,40 @@
+// An operator's acceptance of the folder at a set's root as the set from now
+// on (a new disk, a restored copy, a folder emptied on purpose): its identity
+// is recorded and the hold ends; the agent's next scan journals the real
+// differences, deletes included (set-roots.ts).
+
+import { opendirSync, realpathSync, statSync } from "node:fs";
+import type { Journal } from "./journal.ts";
+import type { RootHold, RootIdentity } from "./set-roots.ts";
+import type { SetSpec } from "./set-spec.ts";
+
+/** The root cannot be accepted: it is missing, not a folder, or not readable. */
+export class AcceptRootError extends Error {
+  override name = "AcceptRootError";
+}
+
+export interface AcceptedRoot {
+  readonly identity: RootIdentity;
+  /** The hold the acceptance ended, if the set was held. */
+  readonly previous?: RootHold;
+}
+
+/** Records the folder now at the set's root as the set's, ending any hold; the next scan journals what differs. */
+export function acceptRoot(journal: Journal, spec: SetSpec): AcceptedRoot {
+  if (spec.volume) throw new AcceptRootError(`set "${spec.name}" is a volume: accept-root is for folder sets`);
+  let identity: RootIdentity;
+  try {
+    const st = statSync(spec.root);
+    if (!st.isDirectory()) throw new AcceptRootError(`set "${spec.name}": ${spec.root} is not a directory; put the set's folder there first`);
+    // Readable, or the agent could not scan what is accepted.
+    opendirSync(spec.root).closeSync();
+    identity = { dev: String(st.dev), ino: String(st.ino), realPath: realpathSync(spec.root) };
+  } catch (error) {
+    if (error instanceof AcceptRootError) throw error;
+    const code = (error as NodeJS.ErrnoException).code ?? String(error);
+    throw new AcceptRootError(`set "${spec.name}": cannot accept ${spec.root} (${code}): ${code === "ENOENT" ? "nothing is there; mount the disk or put the folder back first" : "the agent's user must be able to read it"}`);
+  }
+  const previous = journal.roots.held(spec.name);
+  journal.atomically(() => journal.roots.record(spec.name, spec.root, identity, true));
+  return { identity, ...(previous ? { previous } : {}) };
+}

@@ -1,0 +1,296 @@
+// Each tree set's root folder as the agent last knew it good (the device and
+// inode of the folder its path resolves to), and the hold on a set whose root
+// went missing, was swapped for another folder, or came back empty (an
+// unmounted disk leaves its mount point). A held set journals nothing that
+// would delete or alter the target: Journal.append refuses it for every path
+// that journals (watcher, scans, verify, mirrors, recoveries, markers), and
+// checks the root itself before any batch that deletes.
+
+import { lstatSync, opendirSync, realpathSync, statSync, type Stats } from "node:fs";
+import { join } from "node:path";
+import type { DatabaseSync, StatementSync } from "node:sqlite";
+
+export const ROOT_STATES = ["root-missing", "root-changed", "root-empty", "root-unreadable"] as const;
+export type RootState = (typeof ROOT_STATES)[number];
+
+/** A root folder as the agent knew it good: the device and inode of the folder the path resolves to. */
+export interface RootIdentity {
+  readonly dev: string;
+  readonly ino: string;
+  /** The resolved folder (a symlinked root's target), for the operator. */
+  readonly realPath: string;
+}
+
+/** Why a set is held: what was expected at its root and what is there, since when. */
+export interface RootHold {
+  readonly set: string;
+  readonly state: RootState;
+  readonly root: string;
+  readonly expected: string;
+  readonly found: string;
+  readonly since: string;
+}
+
+/** What a check of a root found: good (its identity, and whether it must be recorded again), or why it is held. */
+export type RootVerdict =
+  | { readonly ok: true; readonly identity: RootIdentity; readonly renumbered: boolean }
+  | { readonly ok: false; readonly state: RootState; readonly expected: string; readonly found: string };
+
+/** The set is held (its root is missing, swapped or empty): nothing of it is journaled until the root is back or accepted. */
+export class RootHeldError extends Error {
+  override name = "RootHeldError";
+  readonly hold: RootHold;
+  constructor(hold: RootHold, what = "nothing of the set is journaled") {
+    super(`set "${hold.set}" is held (${hold.state}): ${describeHold(hold)}; ${what} until the root is back, or \`tidemark accept-root ${hold.set}\` accepts the folder there now`);
+    this.hold = hold;
+  }
+}
+
+/** One line: the root, what was expected there and what is found. */
+export function describeHold(hold: Pick<RootHold, "state" | "root" | "expected" | "found">): string {
+  const what = {
+    "root-missing": "is missing",
+    "root-changed": "is another folder than the one replicated",
+    "root-empty": "is empty while the journal knows files under it",
+    "root-unreadable": "cannot be read by the agent",
+  }[hold.state];
+  return `the root ${hold.root} ${what} (expected ${hold.expected}; found ${hold.found})`;
+}
+
+/** What the operator does about a hold, per state. */
+export function holdRemedy(hold: Pick<RootHold, "state" | "set">): string {
+  const accept = `\`tidemark accept-root ${hold.set}\``;
+  switch (hold.state) {
+    case "root-missing":
+      return `mount the disk or move the folder back (the set resumes by itself within seconds, with a normal scan), or ${accept} once the right folder is in place`;
+    case "root-changed":
+      return `put the original folder back (remount, point the symlink back: the set resumes by itself), or run ${accept} if this folder is the set now (a new disk, a restored copy): the next scan then journals the real differences, deletes included`;
+    case "root-empty":
+      return `mount the disk again if it was unmounted (the set resumes by itself), or, if everything was deleted on purpose, run ${accept}: the deletes are replicated then`;
+    case "root-unreadable":
+      return `give the agent's user read and search access to the root again (the set resumes by itself), or ${accept} once it can`;
+  }
+}
+
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS set_roots (
+  set_name TEXT PRIMARY KEY,
+  root TEXT NOT NULL,
+  dev TEXT,
+  ino TEXT,
+  real_path TEXT,
+  recorded_at TEXT,
+  accepted INTEGER NOT NULL DEFAULT 0,
+  hold_state TEXT,
+  hold_expected TEXT,
+  hold_found TEXT,
+  hold_since TEXT
+);`;
+
+interface RootRow {
+  set_name: string;
+  root: string;
+  dev: string | null;
+  ino: string | null;
+  real_path: string | null;
+  accepted: number;
+  hold_state: string | null;
+  hold_expected: string | null;
+  hold_found: string | null;
+  hold_since: string | null;
+}
+
+/** A set's root as the journal tracks it. */
+export interface TrackedRoot {
+  readonly root: string;
+  readonly identity?: RootIdentity;
+  /** An operator accepted the root (accept-root): it may be empty until a scan of it succeeded. */
+  readonly accepted: boolean;
+  readonly hold?: RootHold;
+}
+
+/** Entries of the index sampled when a root's device number changed but its inode did not. */
+const SAMPLE = 8;
+
+function prepare(db: DatabaseSync) {
+  const statement = (sql: string): StatementSync => db.prepare(sql);
+  return {
+    get: statement("SELECT * FROM set_roots WHERE set_name = ?"),
+    all: statement("SELECT * FROM set_roots ORDER BY set_name"),
+    record: statement(
+      `INSERT INTO set_roots (set_name, root, dev, ino, real_path, recorded_at, accepted) VALUES (?, ?, ?, ?, ?, ?, ?)
+       ON CONFLICT (set_name) DO UPDATE SET root = excluded.root, dev = excluded.dev, ino = excluded.ino, real_path = excluded.real_path,
+       recorded_at = excluded.recorded_at, accepted = excluded.accepted, hold_state = NULL, hold_expected = NULL, hold_found = NULL, hold_since = NULL`,
+    ),
+    hold: statement(
+      `INSERT INTO set_roots (set_name, root, hold_state, hold_expected, hold_found, hold_since) VALUES (?, ?, ?, ?, ?, ?)
+       ON CONFLICT (set_name) DO UPDATE SET hold_state = excluded.hold_state, hold_expected = excluded.hold_expected, hold_found = excluded.hold_found,
+       hold_since = coalesce(set_roots.hold_since, excluded.hold_since)`,
+    ),
+    release: statement("UPDATE set_roots SET hold_state = NULL, hold_expected = NULL, hold_found = NULL, hold_since = NULL WHERE set_name = ?"),
+    settle: statement("UPDATE set_roots SET accepted = 0 WHERE set_name = ?"),
+    knowsEntries: statement("SELECT 1 AS found FROM entries WHERE set_name = ? LIMIT 1"),
+    sample: statement(`SELECT path FROM entries WHERE set_name = ? AND parent = '' LIMIT ${SAMPLE}`),
+  };
+}
+
+function holdOf(row: RootRow): RootHold | undefined {
+  const state = ROOT_STATES.find((s) => s === row.hold_state);
+  if (!state) return undefined;
+  return { set: row.set_name, state, root: row.root, expected: row.hold_expected ?? "", found: row.hold_found ?? "", since: row.hold_since ?? "" };
+}
+
+function tracked(row: RootRow): TrackedRoot {
+  const hold = holdOf(row);
+  const identity = row.dev !== null && row.ino !== null ? { dev: row.dev, ino: row.ino, realPath: row.real_path ?? row.root } : undefined;
+  return { root: row.root, accepted: row.accepted === 1, ...(identity ? { identity } : {}), ...(hold ? { hold } : {}) };
+}
+
+function identityOf(st: Stats, root: string): RootIdentity {
+  let realPath = root;
+  try {
+    realPath = realpathSync(root);
+  } catch {
+    // Gone between the stat and here: the path as configured.
+  }
+  return { dev: String(st.dev), ino: String(st.ino), realPath };
+}
+
+const named = (identity: RootIdentity) => `folder ${identity.realPath} (device ${identity.dev}, inode ${identity.ino})`;
+
+/** Whether the folder holds no entry at all; an error reading it is thrown. */
+function isEmptyFolder(root: string): boolean {
+  const dir = opendirSync(root);
+  try {
+    return dir.readSync() === null;
+  } finally {
+    dir.closeSync();
+  }
+}
+
+/** The sets' roots in the journal's database (written in its transactions: see Journal). */
+export class SetRoots {
+  readonly #s: ReturnType<typeof prepare>;
+
+  constructor(db: DatabaseSync) {
+    db.exec(SCHEMA);
+    this.#s = prepare(db);
+  }
+
+  of(set: string): TrackedRoot | undefined {
+    const row = this.#s.get.get(set) as RootRow | undefined;
+    return row && tracked(row);
+  }
+
+  held(set: string): RootHold | undefined {
+    const row = this.#s.get.get(set) as RootRow | undefined;
+    return row && holdOf(row);
+  }
+
+  /** The sets whose root the journal tracks. */
+  tracked(): string[] {
+    return (this.#s.all.all() as unknown as RootRow[]).map((row) => row.set_name);
+  }
+
+  /** Every set held now. */
+  holds(): RootHold[] {
+    return (this.#s.all.all() as unknown as RootRow[]).flatMap((row) => holdOf(row) ?? []);
+  }
+
+  /** Throws RootHeldError while the set is held; `what` says what is refused. */
+  assertNotHeld(set: string, what?: string): void {
+    const hold = this.held(set);
+    if (hold) throw new RootHeldError(hold, what);
+  }
+
+  /** The root is good: its identity is recorded and any hold ends. `accepted`: an operator's accept-root (an empty root is taken as is). */
+  record(set: string, root: string, identity: RootIdentity, accepted = false): void {
+    this.#s.record.run(set, root, identity.dev, identity.ino, identity.realPath, new Date().toISOString(), accepted ? 1 : 0);
+  }
+
+  /** Holds the set (keeping since when, while it stays held). */
+  hold(set: string, root: string, verdict: Extract<RootVerdict, { ok: false }>): RootHold {
+    this.#s.hold.run(set, root, verdict.state, verdict.expected, verdict.found, new Date().toISOString());
+    return this.held(set) ?? { set, root, state: verdict.state, expected: verdict.expected, found: verdict.found, since: new Date().toISOString() };
+  }
+
+  release(set: string): void {
+    this.#s.release.run(set);
+  }
+
+  /** Whether the folder at root is there, readable and holds no entry. */
+  isEmpty(root: string): boolean {
+    try {
+      return isEmptyFolder(root);
+    } catch {
+      return false;
+    }
+  }
+
+  /** A scan of an accepted root succeeded: from now on an empty root is held again. */
+  settle(set: string): void {
+    this.#s.settle.run(set);
+  }
+
+  /**
+   * Looks at the set's root now (synchronous: Journal.append calls it inside no transaction, before each batch that
+   * alters the target). `deleting`: also whether the root is empty while the index knows entries below it.
+   */
+  inspect(set: string, root: string, options: { deleting?: boolean } = {}): RootVerdict {
+    const known = this.of(set);
+    const recorded = known?.identity;
+    const expected = recorded ? named(recorded) : `the folder at ${root}`;
+    let st: Stats;
+    try {
+      st = statSync(root);
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code ?? String(error);
+      if (code === "EACCES" || code === "EPERM") return { ok: false, state: "root-unreadable", expected, found: `${code}: the agent may not look up ${root}` };
+      return { ok: false, state: "root-missing", expected, found: code === "ENOENT" || code === "ENOTDIR" ? `nothing (${code})` : `an error (${code})` };
+    }
+    if (!st.isDirectory()) return { ok: false, state: "root-missing", expected, found: "not a directory" };
+    const identity = identityOf(st, root);
+    let renumbered = false;
+    if (recorded && (recorded.ino !== identity.ino || (recorded.dev !== identity.dev && !this.#sampleFound(set, root)))) {
+      return { ok: false, state: "root-changed", expected, found: named(identity) };
+    }
+    // Same inode on another device number (some file systems renumber devices after a reboot): the sample of known
+    // entries found it the same folder.
+    if (recorded && recorded.dev !== identity.dev) renumbered = true;
+    if (options.deleting === true && !known?.accepted) {
+      let empty: boolean;
+      try {
+        empty = isEmptyFolder(root);
+      } catch (error) {
+        const code = (error as NodeJS.ErrnoException).code ?? String(error);
+        if (code === "ENOENT" || code === "ENOTDIR") return { ok: false, state: "root-missing", expected, found: `nothing (${code})` };
+        return { ok: false, state: "root-unreadable", expected, found: `${code}: the agent may not list ${root}` };
+      }
+      if (empty && this.#s.knowsEntries.get(set) !== undefined) return { ok: false, state: "root-empty", expected: `${expected}, holding the files the journal knows`, found: "an empty folder" };
+    }
+    return { ok: true, identity, renumbered };
+  }
+
+  /**
+   * Whether a root held empty may resume: some of the entries the journal knows are back (restored, remounted), or,
+   * when it knows none (a lost journal: the target holds the files), the folder holds anything. A file written into
+   * the emptied folder is not enough: the old entries' deletes would go with it.
+   */
+  emptyRootRefilled(set: string, root: string): boolean {
+    if (this.#s.knowsEntries.get(set) !== undefined) return this.#sampleFound(set, root);
+    return !this.isEmpty(root);
+  }
+
+  /** Whether any of a few entries the index knows at the top of the set is there (none known: an empty set, nothing to disprove). */
+  #sampleFound(set: string, root: string): boolean {
+    const sample = this.#s.sample.all(set) as { path: string }[];
+    if (sample.length === 0) return true;
+    return sample.some(({ path }) => {
+      try {
+        return lstatSync(join(root, path), { throwIfNoEntry: false }) !== undefined;
+      } catch {
+        return false;
+      }
+    });
+  }
+}
