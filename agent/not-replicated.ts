@@ -15,14 +15,13 @@ export function notReplicated(journal: Journal, spec: SetSpec): NotReplicated[] 
 }
 
 /**
- * What a marker's snapshot will lack, as the marker carries it (sorted by path): each entry with why. A change the
- * target refused for good leaves it the entry's last good version, or none; a name it cannot carry, nothing.
+ * What a marker's snapshot will lack, as the marker carries it (sorted by path): the entries whose names the target
+ * cannot carry, each with why. Changes the target refused for good are left out: such a record is named by status
+ * until a later change of the path is sent (the barrier may send one right ahead of the marker), and it names
+ * refused markers too, so it cannot say what the source holds at the marker.
  */
 export function markerNotReplicated(journal: Journal, spec: SetSpec): { path: string; problem: string }[] {
   if (spec.volume) return [];
-  const entries = notReplicated(journal, spec).map(({ path, reason, since }) => ({
-    path,
-    problem: since !== undefined ? `its latest change was refused by the target since ${since} (${reason}): the snapshot holds an older version of it, or none` : `it is not replicated (${reason})`,
-  }));
+  const entries = skippedNow(journal.skippedNames, spec.name, spec.root).map(({ path, reason }) => ({ path, problem: `it is not replicated (${reason})` }));
   return entries.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
 }

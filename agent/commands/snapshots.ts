@@ -244,7 +244,7 @@ function printRestore(set: string, result: RestoreResult & { readonly reads: Rea
       for (const path of result.extra.slice(0, 50)) process.stdout.write(`  ${JSON.stringify(path)}\n`);
       if (result.extra.length > 50) process.stdout.write(`  ... and ${result.extra.length - 50} more (--json lists them all)\n`);
     }
-    for (const failure of result.failures) process.stderr.write(`not restored: ${JSON.stringify(failure.path)}: ${failure.reason}\n`);
+    for (const failure of result.failures) process.stderr.write(`not restored: ${JSON.stringify(failure.path)}: ${escapeControl(failure.reason)}\n`);
     const torn = result.possiblyTorn;
     for (const path of torn?.paths ?? []) process.stderr.write(`possibly torn (kept changing while snapshot ${result.snapshot}'s barrier read it; restored as read): ${escapeControl(JSON.stringify(path))}\n`);
     if (torn && torn.count > torn.paths.length) process.stderr.write(`possibly torn: ${torn.count - torn.paths.length} more files; the snapshot's summary names only the ${torn.paths.length} above\n`);

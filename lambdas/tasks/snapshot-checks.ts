@@ -130,6 +130,8 @@ export function boundedBySource(changing: ChangingWhileRead | undefined): Changi
   return { paths: boundChangingWhileRead(named)?.paths ?? [], count: Math.max(changing.count, changing.paths.length) };
 }
 
+/** Most entries a source's count of what it does not replicate is taken at. */
+const MAX_SOURCE_COUNT = 1_000_000_000;
 /** Most characters of a problem the source host sent that are kept. */
 const MAX_SOURCE_PROBLEM = 300;
 
@@ -143,8 +145,9 @@ export function notReplicatedBySource(entries: NotReplicatedAtMarker | undefined
   const named = entries.paths
     .filter(({ path }) => path.length <= MAX_CHANGING_NAME && setPathProblem(path) === undefined)
     // eslint-disable-next-line no-control-regex
-    .map(({ path, problem }) => ({ path, problem: problem.slice(0, MAX_SOURCE_PROBLEM).replace(/[\u0000-\u001f\u007f-\u009f]/g, "?") }));
-  return { paths: boundNotReplicated(named)?.paths ?? [], count: Math.max(entries.count, entries.paths.length) };
+    .map(({ path, problem }) => ({ path, problem: problem.slice(0, MAX_SOURCE_PROBLEM).replace(/[\u0000-\u001f\u007f-\u009f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069]/g, "?") }));
+  // The count is the source's word: held to what a set could hold, so no sum over it leaves the integers.
+  return { paths: boundNotReplicated(named)?.paths ?? [], count: Math.min(MAX_SOURCE_COUNT, Math.max(entries.count, entries.paths.length)) };
 }
 
 /**

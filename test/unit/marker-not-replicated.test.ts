@@ -130,6 +130,8 @@ it("bounds what a source host sent, whatever it sent: names no set path and cont
   expect(bounded?.paths.map((e) => e.path + e.problem).join("").length).toBeLessThanOrEqual(MAX_CHANGING_WHILE_READ_BYTES);
   expect(boundNotReplicated([])).toBeUndefined();
   expect(notReplicatedBySource(undefined)).toBeUndefined();
+  // A count no set could hold is taken at a bound; a right-to-left override in a problem is no longer one.
+  expect(notReplicatedBySource({ paths: [{ path: "a", problem: "x\u202ey" }], count: 1e18 })).toEqual({ paths: [{ path: "a", problem: "x?y" }], count: 1_000_000_000 });
 });
 
 it("warns when the marker is queued, naming the first ten", () => {
