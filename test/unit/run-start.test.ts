@@ -57,3 +57,14 @@ it("loads what replicating needs up to the target check, not restore, drills, th
   expect(unneeded).toEqual([]);
   expect(fetch).toBe(false);
 });
+
+it("fails in one line and exits on a config it cannot use, the folder worker it started first included", async () => {
+  const missing = await run(join(dir.path, "missing.json"));
+  expect(missing.code).toBe(1);
+  expect(missing.stderr).toMatch(/^tidemark: no config file at .*missing\.json \(pass --config FILE/);
+  const bad = join(dir.path, "bad.json");
+  writeFileSync(bad, JSON.stringify({ queueUrl: 5 }));
+  const invalid = await run(bad);
+  expect(invalid.code).toBe(1);
+  expect(invalid.stderr).toMatch(/^tidemark: config file .*bad\.json: queueUrl: Invalid input: expected string, received number\n/);
+});
