@@ -6,11 +6,14 @@
 import { createHash } from "node:crypto";
 import { existsSync, unlinkSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { createServer, request, type IncomingMessage, type Server } from "node:http";
+import type { IncomingMessage, Server } from "node:http";
 import { connect } from "node:net";
 import { join } from "node:path";
 import { COMMAND_AGENT_BUSY, CommandAgentBusyError } from "./command-agent.ts";
 import { HeldWaitError, HeldWaitReportSchema, heldWaitErrorOf } from "./held-wait.ts";
+
+// Not an ESM import of node:http, which loads Node's fetch (lambdas/target/http-settings.ts says why).
+const { createServer, request } = process.getBuiltinModule("node:http");
 
 export const CONTROL_SOCKET = "control.sock";
 

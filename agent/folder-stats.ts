@@ -126,6 +126,8 @@ export function folderWorkerOptions(compileCacheDir: string | undefined): Worker
 /** Reads folders on one worker thread, in the order asked; in this thread when the worker cannot run. */
 class FolderReader {
   #worker: Worker | undefined;
+  /** Settles once the worker's thread runs, or is gone. */
+  #running: Promise<void> | undefined;
   #broken = false;
   #nextId = 1;
   readonly #waiting = new Map<number, { dir: string; resolve: (entries: FolderEntry[]) => void; reject: (error: unknown) => void }>();
@@ -142,15 +144,27 @@ class FolderReader {
     });
   }
 
+  /** Starts the worker before it is asked anything; resolves once its thread runs (at once when it cannot start). */
+  start(): Promise<void> {
+    this.#started();
+    return this.#running ?? Promise.resolve();
+  }
+
   #started(): Worker | undefined {
     if (this.#broken) return undefined;
     if (this.#worker) return this.#worker;
     try {
       const worker = new Worker(new URL(import.meta.url), folderWorkerOptions(module.getCompileCacheDir()));
-      worker.unref();
       worker.on("message", (answer: Answer) => this.#answered(answer));
       worker.on("error", () => this.#fail());
       worker.on("exit", () => this.#fail());
+      this.#running = new Promise((resolve) => {
+        worker.once("online", resolve);
+        worker.once("exit", () => resolve());
+      });
+      // After its listeners: unref'd before them, a worker started before any read (startFolderReader) kept
+      // `tidemark run` from exiting after a config error (test/unit/run-start.test.ts).
+      worker.unref();
       this.#worker = worker;
       return worker;
     } catch {
@@ -190,6 +204,17 @@ let reader: FolderReader | undefined;
 export function readFolder(dir: string): Promise<FolderEntry[]> {
   reader ??= new FolderReader();
   return reader.read(dir);
+}
+
+/**
+ * Starts the worker thread now, before the first folder is asked for: `tidemark run` starts it first thing, so that its
+ * thread starts on another core while the agent's modules load, not after them at the first scan's first listing
+ * (bench/notes.md, "the agent's start"). Resolves once the thread runs; reads fall back to this thread as before when
+ * it cannot start.
+ */
+export function startFolderReader(): Promise<void> {
+  reader ??= new FolderReader();
+  return reader.start();
 }
 
 if (!isMainThread && (workerData as { role?: string } | null)?.role === ROLE) {

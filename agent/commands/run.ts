@@ -1,7 +1,6 @@
-import { configPath, loadConfig } from "../config.ts";
+import { startFolderReader } from "../folder-stats.ts";
 import { StartInterruptedError } from "../interrupt.ts";
-import { createLogger } from "../log.ts";
-import { startAgent, type RunningAgent } from "../runtime.ts";
+import type { RunningAgent } from "../runtime.ts";
 import { stringOption, untilSignal, type Command } from "./command.ts";
 
 export const runCommand: Command = {
@@ -25,6 +24,10 @@ Example:
   tidemark run --config /etc/tidemark/tidemark.config.json`,
   options: { config: { type: "string" }, "json-logs": { type: "boolean" }, verbose: { type: "boolean" } },
   async run(values) {
+    // The scan's folder worker first, and the agent's modules loaded only now: the worker's thread starts on the other
+    // core while this one loads them, instead of after them at the scan's first listing (bench/notes.md).
+    void startFolderReader();
+    const [{ configPath, loadConfig }, { createLogger }, { startAgent }] = await Promise.all([import("../config.ts"), import("../log.ts"), import("../runtime.ts")]);
     const config = loadConfig(configPath(stringOption(values.config)));
     const log = createLogger({ json: values["json-logs"] === true, level: values.verbose === true ? "debug" : "info" });
     // Listening from the first moment: a signal while the agent starts stops it as cleanly as one after.

@@ -7,13 +7,17 @@
 // applier in a VPC, are configured the way other AWS tools are.
 
 import { readFileSync } from "node:fs";
-import http, { type AgentOptions } from "node:http";
+import type { Agent as HttpAgent, AgentOptions } from "node:http";
 import https from "node:https";
 import { isIPv4 } from "node:net";
 import { rootCertificates } from "node:tls";
 import { X509Certificate } from "node:crypto";
 import type { NodeHttpHandlerOptions } from "@smithy/types";
 import { guardSlowTransfers, type MinimumTransfer } from "./slow-transfers.ts";
+
+// Not `import ... from "node:http"`: its ESM facade reads every export, and the lazy WebSocket/EventSource ones load
+// Node's fetch (undici), ~35 ms of CPU on every start of the agent and the CLI's commands (bench/notes.md).
+const http = process.getBuiltinModule("node:http");
 
 export interface HttpSettings {
   /**
@@ -215,7 +219,7 @@ export function requestHandlerOptions(settings: HttpSettings, env: NodeJS.Proces
 }
 
 /** An agent with the same proxy, CA bundle and sockets, for the rare request outside the SDK (doctor's clock read). */
-export function agentFor(url: URL, settings: HttpSettings, env: NodeJS.ProcessEnv = process.env): http.Agent {
+export function agentFor(url: URL, settings: HttpSettings, env: NodeJS.ProcessEnv = process.env): HttpAgent {
   const agents = agentOptions(settings, env);
   return url.protocol === "https:" ? new https.Agent(agents.https) : new http.Agent(agents.http);
 }

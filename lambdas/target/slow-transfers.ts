@@ -8,13 +8,16 @@
 // long copy's answer with a space now and then, which this would abandon.
 
 import { subscribe } from "node:diagnostics_channel";
-import { ClientRequest, IncomingMessage, type Agent } from "node:http";
+import type { Agent, IncomingMessage } from "node:http";
 import { Socket } from "node:net";
 import type { Duplex } from "node:stream";
 
 import type { MinimumTransfer } from "../http1-pool.ts";
 
 export type { MinimumTransfer };
+
+// Through getBuiltinModule: the ESM import of node:http loads Node's fetch (see http-settings.ts).
+const http = process.getBuiltinModule("node:http");
 
 /** A connection moved too few bytes while a request was on it. `code` makes the SDK and the CLI take it for a timeout. */
 export class SlowTransferError extends Error {
@@ -45,14 +48,14 @@ function listenForAnswers(): void {
   if (listening) return;
   listening = true;
   subscribe("http.client.request.start", (message) => {
-    if (typeof message !== "object" || message === null || !("request" in message) || !(message.request instanceof ClientRequest)) return;
+    if (typeof message !== "object" || message === null || !("request" in message) || !(message.request instanceof http.ClientRequest)) return;
     // Node publishes the start once the request has its connection; else the connection is still to come.
     const { request } = message;
     if (request.socket) watches.get(request.socket)?.begin();
     else request.once("socket", (socket: Duplex) => watches.get(socket)?.begin());
   });
   subscribe("http.client.response.finish", (message) => {
-    if (typeof message !== "object" || message === null || !("response" in message) || !(message.response instanceof IncomingMessage)) return;
+    if (typeof message !== "object" || message === null || !("response" in message) || !(message.response instanceof http.IncomingMessage)) return;
     const watch = watches.get(message.response.socket);
     if (watch) watch.response = message.response;
   });

@@ -2,7 +2,7 @@ import { execFileSync } from "node:child_process";
 import { lstatSync, mkdirSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterEach, beforeEach, expect, it } from "vitest";
-import { folderWorkerOptions, readFolder } from "../../agent/folder-stats.ts";
+import { folderWorkerOptions, readFolder, startFolderReader } from "../../agent/folder-stats.ts";
 import { tempDir } from "../support/tree.ts";
 
 let dir: ReturnType<typeof tempDir>;
@@ -51,4 +51,10 @@ it("starts its worker with the compile cache the agent turned on (a worker does 
   expect(cached.workerData).toEqual(folderWorkerOptions(undefined).workerData);
   // Without a cache the worker gets the default: the environment as it is.
   expect(folderWorkerOptions(undefined).env).toBeUndefined();
+});
+
+it("starts its worker before any folder is asked for (`tidemark run` does first thing), and reads through it then", async () => {
+  await startFolderReader();
+  writeFileSync(join(dir.path, "file"), "12345");
+  expect((await readFolder(dir.path)).map((e) => [e.name, e.stat?.size])).toEqual([["file", 5n]]);
 });

@@ -2,7 +2,7 @@
 // failure to load TypeScript), on a current one the CLI itself.
 
 import { execFileSync } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -62,6 +62,19 @@ describe("the tidemark bin", () => {
       expect(first).toMatchObject({ code: 0, stderr: "typescript compiler loaded: true\n" });
       const second = await runProcess(process.execPath, ["--import", report, LAUNCHER, "--version"], { env });
       expect(second).toMatchObject({ code: 0, stdout: "tidemark 0.1.0\n", stderr: "typescript compiler loaded: false\n" });
+    } finally {
+      rmSync(temp, { recursive: true, force: true });
+    }
+  });
+
+  it("runs when the compile cache cannot be kept (the temporary folder is not a folder): the cache is an optimisation", async () => {
+    const temp = mkdtempSync(join(tmpdir(), "tidemark-launcher-"));
+    const notAFolder = join(temp, "file");
+    writeFileSync(notAFolder, "");
+    const { NODE_COMPILE_CACHE: _dir, NODE_DISABLE_COMPILE_CACHE: _off, ...inherited } = process.env;
+    try {
+      const out = await runProcess(process.execPath, [LAUNCHER, "--version"], { env: { ...inherited, TMPDIR: notAFolder } });
+      expect(out).toMatchObject({ code: 0, stdout: "tidemark 0.1.0\n", stderr: "" });
     } finally {
       rmSync(temp, { recursive: true, force: true });
     }
