@@ -101,6 +101,7 @@ const EXPECTED = new Set([
   "DrillError",
   "RecoveryPointError",
   "JournalCorruptError",
+  "JournalUnreadableError",
   "JournalDiskFullError",
   "OwnerKeyError",
   "HistoryError",
