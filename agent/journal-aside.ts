@@ -69,7 +69,7 @@ export function markJournalCorrupt(stateDir: string, error: JournalCorruptError)
   writeJson(stateDir, MARK_FILE, { at: new Date().toISOString(), reason: error.reason });
 }
 
-/** Renames the journal and its -wal and -shm aside and records it; returns the record. Nothing is deleted. */
+/** Renames the journal, its -wal and -shm and its spool folder aside and records it; returns the record. Nothing is deleted. */
 export function setJournalAside(stateDir: string, reason: string, at = new Date()): SetAsideJournal {
   const path = join(stateDir, "journal.db");
   const stamp = at.toISOString().replace(/[:.]/g, "-");
@@ -81,6 +81,13 @@ export function setJournalAside(stateDir: string, reason: string, at = new Date(
     if (!existsSync(`${path}${suffix}`)) continue;
     renameSync(`${path}${suffix}`, `${file}${suffix}`);
     moved.push(`${file}${suffix}`);
+  }
+  // The contents its records name go with it: a new journal would delete them as files no row of its names, and never
+  // the large ones, which would stay in its spool for good.
+  const spool = join(stateDir, "spool");
+  if (existsSync(spool)) {
+    renameSync(spool, `${file}-spool`);
+    moved.push(`${file}-spool`);
   }
   if (existsSync(path)) renameSync(path, file);
   fsyncDir(stateDir);

@@ -85,7 +85,7 @@ export class JournalCorruptError extends Error {
     const reason = reasonOf(cause);
     super(
       `the journal ${path} is corrupt (${reason}). The agent's next start (tidemark run, or tidemark local --source) sets it aside ` +
-        `(renamed ${path}.corrupt-<time>, with its -wal and -shm; kept for inspection, never deleted) and begins a new journal generation: ` +
+        `(renamed ${path}.corrupt-<time>, with its -wal, -shm and spool folder; kept for inspection, never deleted) and begins a new journal generation: ` +
         "the target resyncs every set from the source (only what differs travels); task markers journaled and not yet sent are lost with it.",
       { cause },
     );

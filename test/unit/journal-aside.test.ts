@@ -1,11 +1,11 @@
 // The agent's start on a corrupt journal (journal-aside.ts): the journal is
-// set aside (renamed, with its -wal and -shm, never deleted), recorded for
+// set aside (renamed, with its -wal, -shm and spool folder, never deleted), recorded for
 // status, and a new one opened; one marked corrupt by the agent that ran
 // before is set aside without being trusted again; a sound journal and a live
 // one with its write-ahead log stay; one this user may not open is refused,
 // named, and left where it is.
 
-import { chownSync, chmodSync, copyFileSync, existsSync, readdirSync, readFileSync, statSync, truncateSync } from "node:fs";
+import { chownSync, chmodSync, copyFileSync, existsSync, readdirSync, readFileSync, statSync, truncateSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterEach, expect, it } from "vitest";
 import { journalsSetAside, markJournalCorrupt, openAgentJournal } from "../../agent/journal-aside.ts";
@@ -35,6 +35,7 @@ function stateWithJournal(): { dir: string; file: string; generation: string } {
 it("sets a journal cut short aside, records it, and opens a new one with a new generation", () => {
   const { dir, file, generation } = stateWithJournal();
   truncateSync(file, 3 * 4096 + 100);
+  writeFileSync(join(dir, "spool", "kept.bin"), "a large content the damaged journal names");
   const damaged = readFileSync(file);
   const journal = openAgentJournal(dir, silentLogger);
   try {
@@ -47,6 +48,9 @@ it("sets a journal cut short aside, records it, and opens a new one with a new g
   expect(record?.file).toMatch(/journal\.db\.corrupt-\d{4}-\d\d-\d\dT/);
   expect(readFileSync(record?.file ?? "")).toEqual(damaged);
   expect(record?.reason).toBeTruthy();
+  // Its spool goes with it, contents and all; the new journal has a spool of its own.
+  expect(readdirSync(`${record?.file}-spool`)).toEqual(["kept.bin"]);
+  expect(readdirSync(join(dir, "spool"))).toEqual([]);
 });
 
 it("sets aside a journal its previous agent marked corrupt, even when every page still reads", () => {
@@ -88,7 +92,7 @@ it("refuses a journal whose -wal is gone while its -shm says it held commits, be
   expect(readFileSync(join(copy.path, "journal.db-shm"))).toEqual(shm);
   openAgentJournal(copy.path, silentLogger).close();
   const [record] = journalsSetAside(copy.path);
-  expect(record?.with).toEqual([`${record?.file}-shm`]);
+  expect(record?.with).toEqual([`${record?.file}-shm`, `${record?.file}-spool`]);
   expect(existsSync(`${record?.file}-shm`)).toBe(true);
 });
 
