@@ -113,7 +113,9 @@ export function setAsideLine(record: SetAsideJournal): string {
  */
 export function openAgentJournal(stateDir: string, log: Logger, firstReads: (journal: Journal) => void = () => undefined): Journal {
   const mark = corruptMark(stateDir);
-  if (mark !== undefined) {
+  // A journal moved away by hand since: nothing is left to set aside.
+  if (mark !== undefined && !existsSync(join(stateDir, "journal.db"))) rmSync(join(stateDir, MARK_FILE), { force: true });
+  else if (mark !== undefined) {
     const record = setJournalAside(stateDir, `found by the agent at ${mark.at}: ${mark.reason}`);
     log.warn(setAsideLine(record));
   }

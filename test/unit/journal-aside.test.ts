@@ -5,7 +5,7 @@
 // one with its write-ahead log stay; one this user may not open is refused,
 // named, and left where it is.
 
-import { chownSync, chmodSync, copyFileSync, existsSync, readdirSync, readFileSync, statSync, truncateSync, writeFileSync } from "node:fs";
+import { chownSync, chmodSync, copyFileSync, existsSync, readdirSync, readFileSync, rmSync, statSync, truncateSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterEach, expect, it } from "vitest";
 import { journalsSetAside, markJournalCorrupt, openAgentJournal } from "../../agent/journal-aside.ts";
@@ -63,6 +63,15 @@ it("sets aside a journal its previous agent marked corrupt, even when every page
   // The mark is used up: the next start keeps the new journal.
   openAgentJournal(dir, silentLogger).close();
   expect(journalsSetAside(dir)).toHaveLength(1);
+});
+
+it("drops the mark of a journal moved away by hand since: nothing is set aside, a new journal begins", () => {
+  const { dir, file } = stateWithJournal();
+  markJournalCorrupt(dir, new JournalCorruptError(file, new Error("database disk image is malformed")));
+  rmSync(file);
+  openAgentJournal(dir, silentLogger).close();
+  expect(journalsSetAside(dir)).toEqual([]);
+  expect(existsSync(join(dir, "journal-corrupt.json"))).toBe(false);
 });
 
 it("keeps a sound journal", () => {
