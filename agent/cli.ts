@@ -59,6 +59,18 @@ Example (everything on this machine):
   tidemark local --source ~/important-folder`;
 }
 
+/**
+ * Set once the command is known, before its arguments are checked: --json given to a command that takes it. Its
+ * failures (usage errors included) are then printed on stdout as one JSON object too (errorReport).
+ */
+let failAsJson = false;
+
+/** Whether --json is among a command's options as typed (not after a `--`, which ends them). */
+function jsonGiven(args: string[]): boolean {
+  const end = args.indexOf("--");
+  return (end < 0 ? args : args.slice(0, end)).includes("--json");
+}
+
 export async function main(argv: string[]): Promise<number> {
   const [name, ...rest] = argv;
   if (name === undefined || name === "--help" || name === "-h" || name === "help") {
@@ -76,6 +88,7 @@ export async function main(argv: string[]): Promise<number> {
     throw new UsageError(`unknown command "${name}"${hint} (commands: ${names.join(", ")}; see \`tidemark --help\`)`);
   }
   const command = await entry.load();
+  failAsJson = command.options.json !== undefined && jsonGiven(rest);
   const { values, positionals } = parseCommandArgs(command, rest);
   if (values.help === true) {
     process.stdout.write(`${command.help}\n`);
@@ -102,6 +115,7 @@ const EXPECTED = new Set([
   "DrillError",
   "RecoveryPointError",
   "JournalCorruptError",
+  "JournalUnreadableError",
   "JournalDiskFullError",
   "OwnerKeyError",
   "HistoryError",
@@ -114,6 +128,24 @@ const EXPECTED = new Set([
   "AcceptRootError",
 ]);
 
+/**
+ * A failure under --json, as a script reads it: the shape `--json` already gives a held wait's failure (HeldWaitError,
+ * held-wait.ts), `error` a stable code (the error's kind: "usage", "config", "unreachable", ...; "internal" for an
+ * error nobody expected), `message` the line stderr has, and the exit code.
+ */
+function errorReport(err: Error, message: string, exitCode: number): Record<string, unknown> {
+  // An error with a report of its own (a held wait's: the owner's key and the way out) keeps it.
+  const own: unknown = "toJSON" in err && typeof err.toJSON === "function" ? err.toJSON() : undefined;
+  if (typeof own === "object" && own !== null && "error" in own && typeof own.error === "string") return { ...own, message, exitCode };
+  const kind = EXPECTED.has(err.name)
+    ? err.name
+        .replace(/Error$/, "")
+        .replace(/([a-z0-9])([A-Z])/g, "$1-$2")
+        .toLowerCase()
+    : "internal";
+  return { error: kind, message, exitCode };
+}
+
 main(process.argv.slice(2)).then(
   (code) => {
     process.exitCode = code;
@@ -123,8 +155,11 @@ main(process.argv.slice(2)).then(
     const known = EXPECTED.has(err.name);
     // One line, whatever the message quoted (a JSON parser quotes the input, newlines and all).
     const reason = (known ? err.message : `${err.name}: ${err.message}`).replace(/\s*\n\s*/g, " ");
+    const exitCode = err instanceof UsageError ? 2 : 1;
+    // The human line stays on stderr; stdout, which a script parses, gets the same as JSON.
+    if (failAsJson) process.stdout.write(`${JSON.stringify(errorReport(err, reason, exitCode), null, 2)}\n`);
     process.stderr.write(`tidemark: ${reason}\n`);
     if (!known && process.env.TIDEMARK_DEBUG) process.stderr.write(`${err.stack}\n`);
-    process.exitCode = err instanceof UsageError ? 2 : 1;
+    process.exitCode = exitCode;
   },
 );

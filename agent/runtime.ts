@@ -15,8 +15,9 @@ import { sendKeptDrillReports, sweepKeptDrillReports } from "./drill-kept.ts";
 import { controlSocketPath, startControlServer, type ControlServer } from "./control.ts";
 import { MIRROR_MODES, queueTask, recoverSet, runMirror, runPrune, runVerify, type OperationDeps, type Progress } from "./operations.ts";
 import { checkSources, type AgentConfig } from "./config.ts";
-import { Journal } from "./journal.ts";
-import { journalFault } from "./journal-faults.ts";
+import type { Journal } from "./journal.ts";
+import { journalFault, JournalCorruptError } from "./journal-faults.ts";
+import { markJournalCorrupt, openAgentJournal } from "./journal-aside.ts";
 import { interruptible } from "./interrupt.ts";
 import { ProblemFile } from "./problem-file.ts";
 import type { Logger } from "./log.ts";
@@ -113,6 +114,15 @@ function openProblemFile(stateDir: string, log: Logger): ProblemFile | undefined
   }
 }
 
+/** The next start sets the journal aside (journal-aside.ts); a mark not written leaves that to its quick_check. */
+function leaveCorruptMark(stateDir: string, error: JournalCorruptError, log: Logger): void {
+  try {
+    markJournalCorrupt(stateDir, error);
+  } catch (markError) {
+    log.warn("could not mark the journal corrupt for the next start", { error: String(markError) });
+  }
+}
+
 /**
  * Starts the agent. `signal` (SIGINT/SIGTERM while it starts) interrupts the start at its next step, a target that
  * does not answer included: everything is released and StartInterruptedError thrown.
@@ -132,21 +142,16 @@ export async function startAgent(
   const lock = acquireStateLock(config.stateDir, command);
   let journal: Journal;
   try {
-    // Before the target is asked: a corrupt journal is named (with its remedy) whatever the state of the target.
-    journal = Journal.open(config.stateDir);
+    // Before the target is asked: a corrupt journal is set aside whatever the state of the target, and the new
+    // journal's generation makes the target resync (journal-aside.ts).
+    journal = openAgentJournal(config.stateDir, log, (opened) => {
+      forgetUploadsLeft(opened);
+      // A wait for the bandwidth budget an agent that stopped left recorded is over.
+      for (const set of config.sets) if (opened.sets.bandwidthWaitSince(set.name) !== null) opened.sets.recordBandwidthWait(set.name, null);
+    });
   } catch (error) {
     lock.release();
     throw error;
-  }
-  try {
-    forgetUploadsLeft(journal);
-    // A wait for the bandwidth budget an agent that stopped left recorded is over.
-    for (const set of config.sets) if (journal.sets.bandwidthWaitSince(set.name) !== null) journal.sets.recordBandwidthWait(set.name, null);
-  } catch (error) {
-    // The first reads of the sets' rows: damage found here is named with its remedy, as at the agent's start below.
-    journal.close();
-    lock.release();
-    throw journalFault(error, journal.path);
   }
   const sqs = makeSqsClient(clientOptions);
   const s3 = makeS3Client(clientOptions);
@@ -215,7 +220,10 @@ export async function startAgent(
           },
         }
       : {}),
-    onFatal: (error) => fail(error),
+    onFatal: (error) => {
+      leaveCorruptMark(config.stateDir, error, log);
+      fail(error);
+    },
     onJournalProblem: (problem) => problems.file?.write(problem),
     rescanMs: config.rescanSeconds * 1000,
     pollingScanMs: config.fallbackScanSeconds * 1000,
@@ -302,7 +310,9 @@ export async function startAgent(
   } catch (error) {
     // Nothing may keep the process alive after a failed start (a corrupt journal): a supervisor must see it exit.
     await stop().catch(() => undefined);
-    throw journalFault(error, journal.path);
+    const fault = journalFault(error, journal.path);
+    if (fault instanceof JournalCorruptError) leaveCorruptMark(config.stateDir, fault, log);
+    throw fault;
   }
   // Drill reports no agent took in time were kept in the state folder: the agent that replicates sends them all, now
   // and while it runs (one its journal refused when a drill gave it); a command's own agent sends its set's, operate.ts.

@@ -108,7 +108,10 @@ Runs until SIGINT/SIGTERM, or until the process that started it exits
 (Ctrl-C sent to \`npx\` alone stops it too, also during that first scan).
 
 Queue, bucket, EBS snapshots and journal live under the state dir and survive
-a restart.
+a restart. A corrupt journal is set aside at the start and a new one begun
+(the target resyncs the set), as \`tidemark run\` does; one found corrupt
+while running stops the command with exit code 1 (the next start sets it
+aside).
 
 The bucket keeps object versions, as the AWS stack's versioned bucket does:
 snapshots and point-in-time history name the versions an overwrite or delete
@@ -249,7 +252,14 @@ Examples:
         process.stdout.write(`  no sets yet: add one to ${configFile} and run \`tidemark run --config ${configFile}\`\n`);
       }
       process.stdout.write("Press Ctrl-C to stop.\n");
-      const reason = await stopping;
+      // A journal found corrupt stops the command, as it stops `tidemark run`: the next start sets it aside.
+      const reason = await Promise.race(agent ? [stopping, agent.failed] : [stopping]);
+      if (reason instanceof Error) {
+        // Stopped here, its own failure ignored: the journal's error is the one to report.
+        await agent?.stop().catch(() => undefined);
+        agent = undefined;
+        throw reason;
+      }
       log.info("stopping", { reason, ...stoppingHint(reason) });
     } finally {
       await stopAll();

@@ -211,7 +211,8 @@ function done(view: { done(): void } | undefined): (error: unknown) => never {
  */
 export function heldAsJson(error: unknown, json: boolean): number {
   if (!json || !(error instanceof HeldWaitError)) throw error;
-  process.stdout.write(`${JSON.stringify(error, null, 2)}\n`);
+  // The shape of every --json failure (cli.ts errorReport), with the hold's details.
+  process.stdout.write(`${JSON.stringify({ ...error.toJSON(), exitCode: 1 }, null, 2)}\n`);
   process.stderr.write(`tidemark: ${error.message}\n`);
   return 1;
 }

@@ -12,8 +12,13 @@ changed while the agent was down), watches the trees, journals every change
 and sends it in order to the target queue. Runs until SIGINT/SIGTERM (also
 while it starts: it then stops at its next step, exit code 0); what is
 journaled but not yet sent is sent at the next start. A full disk pauses
-journaling until there is space again (then a scan catches up); a corrupt
-journal stops the agent with exit code 1, naming the file and the remedy.
+journaling until there is space again (then a scan catches up). A corrupt
+journal (found when it opens: every page is checked) is set aside, renamed
+journal.db.corrupt-<time> and kept, and the agent starts a new one, as after
+a lost journal: the target resyncs each set, sending only what it lacks; one
+found corrupt while running stops the agent with exit code 1, and its next
+start sets it aside. \`tidemark status\` names it. A journal the agent's user
+may not open stops it with exit code 1, naming the file; nothing is changed.
 
 Options:
   --config FILE   config file (default: $TIDEMARK_CONFIG, else ./tidemark.config.json)

@@ -92,7 +92,10 @@ files in ranged parts, never whole in memory), modes, modification times,
 symlinks (as links, never followed), files that were hard links of one
 another (as hard links) and empty folders; blocks of zeros are left as holes
 (a sparse file takes about the disk it took at the source; a swap file needs
-fallocate again). DIR must be empty or missing unless --force is given;
+fallocate again). Owners (uid/gid), ACLs and extended attributes are not
+replicated: everything restored belongs to the user running the restore
+(root:root as root, set-uid bits included: chown before exposing the tree).
+DIR must be empty or missing unless --force is given;
 with --force, what the snapshot holds is written over DIR's content, and
 what DIR holds beyond it is listed and left alone, or removed with --delete.
 

@@ -14,6 +14,8 @@ import { heldNow, scanFailureNow, scanNow, type HeldReport, type ScanFailureRepo
 import { readProblem, type AgentProblem } from "../problem-file.ts";
 import { spaceBallastNote } from "../journal-health.ts";
 import { readOwnerKey } from "../owner-key.ts";
+import { JournalCorruptError, JournalUnreadableError } from "../journal-faults.ts";
+import { corruptMark, journalsSetAside, setAsideLine, type SetAsideJournal } from "../journal-aside.ts";
 import { agentPresence } from "../agent-presence.ts";
 import type { PendingRecovery } from "../pending-recoveries.ts";
 import type { RootHold } from "../set-roots.ts";
@@ -60,6 +62,8 @@ export interface SetReport {
   journalProblem: AgentProblem | null;
   /** Why the state folder holds no space ballast (the agent's room to mark messages sent on a full disk), or null: a note, not a problem. */
   spaceBallast: string | null;
+  /** Journals of the state folder found corrupt and set aside (kept for inspection), oldest first: a note; the new generation's resync shows as problems until done. */
+  journalSetAside: SetAsideJournal[];
   target:
     | {
         reachable: true;
@@ -176,12 +180,17 @@ export const STATUS_IDLE_TIMEOUT_MS = 15_000;
  * The journal, opened to read (no write lock taken: status reads while another process holds one), or why it could
  * not be: another process holds it locked longer than SQLite's busy timeout. Undefined both when there is none.
  */
-function openJournal(stateDir: string): { journal?: Journal; busy?: string } {
+function openJournal(stateDir: string, check: boolean): { journal?: Journal; busy?: string; unusable?: string } {
   const path = join(stateDir, "journal.db");
   if (!existsSync(path)) return {};
+  // A running agent that found it corrupt stopped: whatever still reads in it is not to be trusted.
+  const mark = corruptMark(stateDir);
+  if (mark !== undefined) return { unusable: new JournalCorruptError(path, new Error(`found by the agent at ${mark.at}: ${mark.reason}`)).message };
   try {
-    return { journal: Journal.open(stateDir, { reader: true }) };
+    return { journal: Journal.open(stateDir, { reader: true, check }) };
   } catch (error) {
+    // Named as the journal's problem, the target side still read.
+    if (error instanceof JournalCorruptError || error instanceof JournalUnreadableError) return { unusable: error.message };
     if (!isJournalBusy(error)) throw error;
     return { busy: journalBusyProblem(path) };
   }
@@ -189,10 +198,14 @@ function openJournal(stateDir: string): { journal?: Journal; busy?: string } {
 
 export async function collectStatus(configFile: string): Promise<SetReport[]> {
   const config = loadConfig(configFile);
-  const { journal, busy } = openJournal(config.stateDir);
-  // A journal another process holds locked is named (and the target side still read), not a bare SQLite error.
+  const agent = await agentPresence(config.stateDir);
+  // Checked page by page while no agent runs (a running one checked it when it started): damage is named before the start that sets it aside.
+  const { journal, busy: locked, unusable } = openJournal(config.stateDir, !agent.running);
+  // A journal another process holds locked, or one that is corrupt, is named (and the target side still read), not a bare SQLite error.
+  const busy = locked ?? unusable;
   const recorded = readProblem(config.stateDir);
   const journalProblem = busy ? { since: new Date().toISOString(), problem: recorded ? `${busy}; the agent's own problem (since ${recorded.since}): ${recorded.problem}` : busy } : recorded;
+  const journalSetAside = journalsSetAside(config.stateDir);
   const spaceBallast = spaceBallastNote(config.stateDir);
   // This host's key, to tell a set another host owns (a key file the agent cannot read is the agent's to report).
   const hostKeyId = ((): string | undefined => {
@@ -202,7 +215,6 @@ export async function collectStatus(configFile: string): Promise<SetReport[]> {
       return undefined;
     }
   })();
-  const agent = await agentPresence(config.stateDir);
   // Read once for every set: each read lists and parses the whole folder.
   const keptReports = keptDrillReports(config.stateDir);
   const unclaimable = keptReports.length > 0 ? keptReportsUnclaimable(config.stateDir) : undefined;
@@ -282,6 +294,7 @@ export async function collectStatus(configFile: string): Promise<SetReport[]> {
           rootHold,
           journalProblem,
           spaceBallast,
+          journalSetAside,
           target,
           problems,
           healthy: problems.length === 0,
@@ -400,7 +413,10 @@ the queue whose action runs now is named with since when, its sender and what
 the set's messages wait for (\`target.queueMarker\` in --json).
 A state folder holding no space ballast (the agent's room to mark messages
 sent on a disk filled to its last byte) is named on a line of its own, with
-why (\`spaceBallast\` in --json); it is no problem.
+why (\`spaceBallast\` in --json); it is no problem. So is each journal found
+corrupt and set aside (\`journalSetAside\` in --json: when, why, the file
+kept); a corrupt journal not yet set aside (the agent's next start does) or
+one this user may not open is a journal-problem.
 
 Exit code: 0 when every set is healthy (in sync or catching up), ${STATUS_UNHEALTHY} when
 any set has a problem, is held, or its target is unreachable; 2 on usage errors.
@@ -433,6 +449,7 @@ Examples:
     // The state folder's, said once for every set.
     const ballast = reports[0]?.spaceBallast;
     if (ballast) process.stdout.write(`state folder: ${escapeControl(ballast)}\n`);
+    for (const aside of reports[0]?.journalSetAside ?? []) process.stdout.write(`state folder: ${escapeControl(setAsideLine(aside))}\n`);
     for (const r of reports) {
       for (const problem of r.problems) process.stdout.write(`${r.set}: ${escapeControl(problem.message)}\n`);
       if (r.recovering) {

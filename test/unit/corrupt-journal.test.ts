@@ -1,5 +1,6 @@
 // A corrupt journal: opening it, or meeting the damage while running, names
-// the file and the safe remedy, and the agent's owner is told to stop it.
+// the file and what the next start does (sets it aside: journal-aside.ts), and
+// the agent's owner is told to stop it.
 
 import { closeSync, openSync, writeFileSync, writeSync } from "node:fs";
 import { join } from "node:path";
@@ -36,7 +37,7 @@ function damagedJournal(from: number, to: number): { dir: string; file: string }
 it.each([
   ["its header", 0, 1],
   ["its schema page", 1, 2],
-])("refuses to open a journal damaged in %s, naming the file and the remedy", (_where, from, to) => {
+])("refuses to open a journal damaged in %s, naming the file and what the next start does", (_where, from, to) => {
   const { dir, file } = damagedJournal(from, to);
   let thrown: unknown;
   try {
@@ -47,7 +48,7 @@ it.each([
   expect(thrown).toBeInstanceOf(JournalCorruptError);
   const message = (thrown as Error).message;
   expect(message).toContain(`the journal ${file} is corrupt`);
-  expect(message).toContain(`mv ${file} ${file}.corrupt`);
+  expect(message).toContain(`sets it aside (renamed ${file}.corrupt-<time>`);
 });
 
 it("fails the agent's start, naming the file, when the damage is met by the first scan", async () => {
