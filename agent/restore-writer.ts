@@ -175,6 +175,13 @@ export function dataRuns(buffers: readonly Uint8Array[], position: number): { at
   return runs;
 }
 
+/**
+ * Files up to this size are written in one write (WRITE_BYTES), opened O_DSYNC: the write returns once the bytes are
+ * on disk, so they need no fsync (one system call and thread-pool hand-off fewer a small file). Larger ones are
+ * written in several writes and fsynced once: each write of an O_DSYNC file would wait for the disk.
+ */
+export const DURABLE_WRITE_BYTES = WRITE_BYTES;
+
 /** Files written at once: a small file's time is mostly its GET's round trip. */
 export const WRITE_CONCURRENCY = 32;
 
@@ -635,25 +642,30 @@ class TreeWriter {
     const { abs, dir } = await this.#place(entry.path);
     const temp = this.#temp(dir);
     try {
-      // Made with the entry's read and execute bits (and its owner's write): most files need no chmod after.
-      const handle = await openNewFile(temp, entry.mode);
+      // Made with the entry's read and execute bits (and its owner's write): most files need no chmod after. A file
+      // written in one write (DURABLE_WRITE_BYTES) is opened O_DSYNC: that write returns once its bytes are on disk.
+      const handle = await openNewFile(temp, entry.mode, { durableWrites: entry.size > 0 && entry.size <= DURABLE_WRITE_BYTES });
       try {
         let counted = 0;
         const count = (n: number) => {
           counted += n;
           onBytes?.(n);
         };
+        // Whether the file's size was set by a truncate (not covered by durable writes).
+        let truncated: boolean;
         try {
-          await this.#stream(handle, entry, read, count, written);
+          truncated = await this.#stream(handle, entry, read, count, written);
         } catch (error) {
           if (!(error instanceof ContentHashError) || !(await reread?.())) throw error;
           // The source read first turned out not to hold the file: written again from the start, from the next source.
           await handle.truncate(0);
           onBytes?.(-counted);
           await this.#stream(handle, entry, read, onBytes, written);
+          truncated = true;
         }
-        // Durable before it is named: fsynced through the handle that wrote it, before any mode the creating open could not give is set.
-        await handle.sync();
+        // Durable before it is named, through the handle that wrote it, before any mode the creating open could not
+        // give is set: by its durable writes, or else fsynced.
+        if (!handle.durableWrites || truncated) await handle.sync();
         // The checks above hashed the bytes read; this one proves the disk holds all of them, and the mode it has.
         const onDisk = await handle.stat();
         if (onDisk.size !== entry.size) throw new EntryError(`the disk holds ${onDisk.size} of its ${entry.size} bytes after writing (full disk or quota?); not restored`);
@@ -672,8 +684,8 @@ class TreeWriter {
     }
   }
 
-  /** Streams the content read into handle from its start, checking its size and sha256. */
-  async #stream(handle: NewFile, entry: RecoveryEntry, read: () => Promise<EntryContent>, onBytes?: (bytes: number) => void, written?: (chunk: Uint8Array) => void): Promise<void> {
+  /** Streams the content read into handle from its start, checking its size and sha256; true when its size was set by a truncate (a hole at its end). */
+  async #stream(handle: NewFile, entry: RecoveryEntry, read: () => Promise<EntryContent>, onBytes?: (bytes: number) => void, written?: (chunk: Uint8Array) => void): Promise<boolean> {
     const hash = createHash("sha256");
     let size = 0;
     // Read once the temp file is open: a content stream is never left unread by a failure before it.
@@ -707,7 +719,9 @@ class TreeWriter {
     if (size !== entry.size) throw new EntryError(`the content read holds ${size} bytes, the recovery point's ${entry.size}; not restored`);
     const sha256 = hash.digest("hex");
     if (sha256 !== entry.sha256) throw new ContentHashError(`the content read has sha256 ${sha256}, the recovery point's ${entry.sha256 ?? "?"} (altered in the bucket?); not restored`);
-    if (end < size) await handle.truncate(size);
+    if (end >= size) return false;
+    await handle.truncate(size);
+    return true;
   }
 
   /** Makes entry a hard link of first (written already); false when the filesystem cannot link them (the caller writes it whole). */

@@ -2,14 +2,20 @@
 // callback calls. Each FileHandle call (fs/promises) costs more CPU than the
 // same call made this way (a promise made in C++, reference counting of the
 // handle, a stats array per fstat): ~0.2 s of CPU over 5,000 files of the
-// eight calls a file took then (seven now: no chmod for most modes; bench/notes.md). The calls and their order are
-// the caller's, as with a FileHandle; every one still runs on the thread pool.
+// eight calls a file took then (six now: no chmod for most modes, and no fsync for a small file written O_DSYNC;
+// bench/notes.md). The calls and their order are the caller's, as with a FileHandle; every one still runs on the
+// thread pool.
 
-import { close, fchmod, fstat, fsync, ftruncate, futimes, open, write, writev } from "node:fs";
+import { close, constants, fchmod, fstat, fsync, ftruncate, futimes, open, write, writev } from "node:fs";
 import type { PositionalWriter } from "./full-write.ts";
 
 /** An open file made by openNewFile; close() it exactly once. */
 export interface NewFile extends PositionalWriter {
+  /**
+   * Opened O_DSYNC: each write returns only once its bytes, and the size they give the file, are on disk. A file made
+   * by writes alone then needs no fsync; a truncate is not covered.
+   */
+  readonly durableWrites: boolean;
   truncate(length: number): Promise<void>;
   sync(): Promise<void>;
   /** Its size and permission bits (0o7777) as the file system holds them now. */
@@ -31,9 +37,11 @@ function done(resolve: () => void, reject: (error: Error) => void): (error: Erro
 
 class DescriptorFile implements NewFile {
   readonly #fd: number;
+  readonly durableWrites: boolean;
 
-  constructor(fd: number) {
+  constructor(fd: number, durableWrites: boolean) {
     this.#fd = fd;
+    this.durableWrites = durableWrites;
   }
 
   write(buffer: Uint8Array, offset: number, length: number, position: number): Promise<{ bytesWritten: number }> {
@@ -69,11 +77,17 @@ class DescriptorFile implements NewFile {
   }
 }
 
+/** "wx", and O_DSYNC. */
+const DURABLE_WRITES = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_TRUNC | constants.O_DSYNC;
+
 /**
  * Creates path, which must not exist (O_EXCL: a clash fails, never overwrites), writable by its owner only: `mode`
  * may add read and execute bits (the process's umask applies), never a write or set-id bit beyond the owner's
- * write. The descriptor writes whatever the mode (000 too: the creating open grants it).
+ * write. The descriptor writes whatever the mode (000 too: the creating open grants it). With `durableWrites`, it is
+ * opened O_DSYNC (NewFile.durableWrites): for a file written in one write, that write does what an fsync after it
+ * would, without a call and a thread-pool hand-off of its own.
  */
-export function openNewFile(path: string, mode = 0o600): Promise<NewFile> {
-  return new Promise((resolve, reject) => open(path, "wx", (mode & 0o555) | 0o200, settle((fd: number) => resolve(new DescriptorFile(fd)), reject)));
+export function openNewFile(path: string, mode = 0o600, options: { readonly durableWrites?: boolean } = {}): Promise<NewFile> {
+  const durable = options.durableWrites === true;
+  return new Promise((resolve, reject) => open(path, durable ? DURABLE_WRITES : "wx", (mode & 0o555) | 0o200, settle((fd: number) => resolve(new DescriptorFile(fd, durable)), reject)));
 }

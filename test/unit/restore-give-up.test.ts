@@ -19,8 +19,8 @@ const disk = { code: "", after: 0, opened: 0, refused: 0 };
 
 vi.mock("../../agent/temp-file.ts", async (importOriginal) => {
   const actual = await importOriginal<typeof TempFile>();
-  const openNewFile = async (file: string, mode?: number) => {
-    const handle = await actual.openNewFile(file, mode);
+  const openNewFile = async (...args: Parameters<typeof actual.openNewFile>) => {
+    const handle = await actual.openNewFile(...args);
     if (disk.code === "" || ++disk.opened <= disk.after) return handle;
     const refuse = async () => {
       disk.refused += 1;

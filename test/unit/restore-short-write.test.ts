@@ -39,8 +39,9 @@ vi.mock("node:fs/promises", async (importOriginal) => {
 // A restore's files are made by openNewFile.
 vi.mock("../../agent/temp-file.ts", async (importOriginal) => {
   const actual = await importOriginal<typeof TempFile>();
-  const openNewFile = async (file: string, mode?: number) => {
-    const handle = await actual.openNewFile(file, mode);
+  const openNewFile = async (...args: Parameters<typeof actual.openNewFile>) => {
+    const [file] = args;
+    const handle = await actual.openNewFile(...args);
     const disk = [...disks].find(([dir]) => file.startsWith(dir))?.[1];
     if (!disk) return handle;
     let calls = 0;

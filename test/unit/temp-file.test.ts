@@ -1,7 +1,7 @@
 // The restore's new files (agent/temp-file.ts): created exclusively and
 // private, and each call reaches the file through its descriptor.
 
-import { readFileSync, statSync, writeFileSync } from "node:fs";
+import { constants, readdirSync, readFileSync, readlinkSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { openNewFile } from "../../agent/temp-file.ts";
@@ -18,7 +18,38 @@ function scratch(): string {
   return dir.path;
 }
 
+/** The open flags of this process's descriptor of path (Linux: /proc/self/fdinfo). */
+function openFlags(path: string): number {
+  const fd = readdirSync("/proc/self/fd").find((name) => {
+    try {
+      return readlinkSync(`/proc/self/fd/${name}`) === path;
+    } catch {
+      return false;
+    }
+  });
+  if (fd === undefined) throw new Error(`${path} is not open`);
+  return Number.parseInt(/flags:\s+([0-7]+)/.exec(readFileSync(`/proc/self/fdinfo/${fd}`, "utf8"))?.[1] ?? "", 8);
+}
+
 describe("openNewFile", () => {
+  it.runIf(process.platform === "linux")("opens O_DSYNC only when asked for durable writes (a small file's write is then its sync)", async () => {
+    const dir = scratch();
+    for (const durableWrites of [true, false]) {
+      const path = join(dir, `f-${durableWrites}`);
+      const file = await openNewFile(path, 0o644, { durableWrites });
+      try {
+        expect(file.durableWrites).toBe(durableWrites);
+        expect([durableWrites, (openFlags(path) & constants.O_DSYNC) !== 0]).toEqual([durableWrites, durableWrites]);
+        expect(await file.writev([Buffer.from("bytes")], 0)).toEqual({ bytesWritten: 5 });
+      } finally {
+        await file.close();
+      }
+      expect(readFileSync(path, "utf8")).toBe("bytes");
+    }
+    // Exclusive as without it: a clash fails, never overwrites.
+    await expect(openNewFile(join(dir, "f-true"), 0o644, { durableWrites: true })).rejects.toMatchObject({ code: "EEXIST" });
+  });
+
   it("never opens a file that exists (EEXIST), and leaves it as it was", async () => {
     const path = join(scratch(), "taken");
     writeFileSync(path, "kept");
