@@ -76,9 +76,11 @@ function modifiedRecently(st: EntryStat): boolean {
   return BigInt(Date.now()) * 1_000_000n - changed < RACY_WINDOW_NS;
 }
 
-/** The ctime and inode the index keeps of a file, from its stat. */
-export function stampOf(st: EntryStat): FileStamp {
-  return { ctimeNs: st.ctimeNs.toString(), ino: st.ino.toString() };
+/** The ctime and inode the index keeps of a file, from its stat, and its link group when the stat holds a link count. */
+export function stampOf(st: EntryStat | BigIntStats): FileStamp {
+  const stamp = { ctimeNs: st.ctimeNs.toString(), ino: st.ino.toString() };
+  if (!("nlink" in st)) return stamp;
+  return { ...stamp, linkGroup: linkGroupOf(st).linkGroup ?? null };
 }
 
 /** Size, mtime and mode as indexed: all a copy (cp -p, rsync -a, tar x) of other content may still keep. */
@@ -134,6 +136,12 @@ export interface CaptureOptions {
    */
   readonly onChangingWhileRead?: (path: string) => void;
   /**
+   * Given, a changed file with other hard links has every other name the index knows of it (its link group) captured
+   * with it: the watcher reports only the name written through. Holds the names captured so, the batch's own set:
+   * each is captured once a batch (a name hinted later in it is not captured again).
+   */
+  readonly otherNames?: Set<string>;
+  /**
    * The file kept changing while its previous capture read it (a database's write-ahead log under steady writes): a
    * file of at most LARGE_READ_BYTES is read once, not re-read up to STABLE_READ_ATTEMPTS times for a stable copy it
    * never holds still for. What was read is journaled as changing while read, so the next write captures it again.
@@ -142,8 +150,27 @@ export interface CaptureOptions {
   readonly readOnce?: boolean;
 }
 
-/** Changes that bring the index entry of path in line with the source; [] when it already is. */
+/** Changes that bring the index entry of path in line with the source (and, with otherNames, its other names'); [] when it already is. */
 export async function capture(journal: Journal, spec: SetSpec, path: string, options: CaptureOptions = {}): Promise<CaptureResult> {
+  const { otherNames } = options;
+  if (otherNames === undefined) return captureRetried(journal, spec, path, options);
+  if (otherNames.has(path)) return { changes: [], isDirectory: false };
+  const result = await captureRetried(journal, spec, path, options);
+  const put = result.changes.find((change): change is PutChange => change.op === "put" && change.path === path);
+  if (put?.linkGroup === undefined) return result;
+  // Journaled in the same transaction as this name: the target, and any marker (one sent straight to the queue too,
+  // which has no barrier scan), never holds the names out of step.
+  otherNames.add(path);
+  const others = journal.index.otherNames(spec.name, put.linkGroup, path).filter((other) => !otherNames.has(other));
+  const changes = [...result.changes];
+  for (const other of others) {
+    otherNames.add(other);
+    changes.push(...(await captureRetried(journal, spec, other, options)).changes);
+  }
+  return { changes, isDirectory: result.isDirectory };
+}
+
+async function captureRetried(journal: Journal, spec: SetSpec, path: string, options: CaptureOptions): Promise<CaptureResult> {
   for (let attempt = 1; ; attempt++) {
     try {
       return await captureEntry(journal, spec, path, options);
@@ -386,6 +413,8 @@ export async function blockRepair(journal: Journal, spec: SetSpec, known: IndexE
     // The content stays what the index holds: so do its chunks' fingerprints, and its stamp (checked above).
     ...(chunks ? { chunkHashes: chunks } : {}),
     stamp: stampOf(st),
+    // As every put: without it the target's object and the index would forget the file's other names.
+    ...linkGroupOf(st),
   };
 }
 

@@ -44,6 +44,11 @@ export type IndexStat = Pick<IndexEntry, "kind" | "size" | "mode" | "mtimeNs" | 
 export interface FileStamp {
   readonly ctimeNs: string;
   readonly ino: string;
+  /**
+   * The file's hard-link group (capture.ts linkGroupOf), null when it has one name; undefined when the stat did not
+   * say (a scan's packed stat holds no link count): the indexed group stays.
+   */
+  readonly linkGroup?: string | null;
 }
 
 /** The stamp of a put journaled without one: no stat has ctime 0, so the file is read at its next capture. */
@@ -116,18 +121,20 @@ function prepare(db: DatabaseSync) {
     childrenStat: rowsAsArrays(statement("SELECT path, kind, size, mode, mtime_ns, ctime_ns, ino FROM entries INDEXED BY entries_scan_by_parent WHERE set_name = ? AND parent = ?")),
     under: statement("SELECT * FROM entries WHERE set_name = ? AND path > ? AND path < ? ORDER BY path DESC"),
     upsert: statement(
-      `INSERT INTO entries (set_name, path, parent, kind, size, mode, mtime_ns, sha256, link, blocks, ctime_ns, ino) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+      `INSERT INTO entries (set_name, path, parent, kind, size, mode, mtime_ns, sha256, link, blocks, ctime_ns, ino, link_group) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
        ON CONFLICT (set_name, path) DO UPDATE SET kind = excluded.kind, size = excluded.size, mode = excluded.mode,
        mtime_ns = excluded.mtime_ns, sha256 = excluded.sha256, link = excluded.link, blocks = excluded.blocks,
-       ctime_ns = excluded.ctime_ns, ino = excluded.ino`,
+       ctime_ns = excluded.ctime_ns, ino = excluded.ino, link_group = excluded.link_group`,
     ),
     // Only over the state it was taken against: a put journaled since (other content, other stamp) wins.
+    // The link group only when the stat said (?4 = 1): a scan's packed stat does not.
     stampRead: statement(
-      `UPDATE entries SET ctime_ns = ?, ino = ? WHERE set_name = ? AND path = ? AND kind = 'file' AND size = ? AND mtime_ns = ? AND mode = ? AND sha256 = ?`,
+      `UPDATE entries SET ctime_ns = ?1, ino = ?2, link_group = iif(?4 = 1, ?3, link_group) WHERE set_name = ?5 AND path = ?6 AND kind = 'file' AND size = ?7 AND mtime_ns = ?8 AND mode = ?9 AND sha256 = ?10`,
     ),
     stampUnknown: statement(
-      `UPDATE entries SET ctime_ns = ?, ino = ? WHERE set_name = ? AND path = ? AND kind = 'file' AND size = ? AND mtime_ns = ? AND mode = ? AND ctime_ns IS NULL`,
+      `UPDATE entries SET ctime_ns = ?1, ino = ?2, link_group = iif(?4 = 1, ?3, link_group) WHERE set_name = ?5 AND path = ?6 AND kind = 'file' AND size = ?7 AND mtime_ns = ?8 AND mode = ?9 AND ctime_ns IS NULL`,
     ),
+    otherNames: statement("SELECT path FROM entries INDEXED BY entries_by_link_group WHERE set_name = ? AND link_group = ? AND path <> ? ORDER BY path"),
     move: statement("UPDATE entries SET path = ?, parent = ? WHERE set_name = ? AND path = ?"),
     remove: statement("DELETE FROM entries WHERE set_name = ? AND path = ?"),
     clear: statement("DELETE FROM entries WHERE set_name = ?"),
@@ -169,13 +176,14 @@ export class EntryIndex {
   apply(set: string, change: Change): void {
     const s = this.#s;
     this.#wrote(set);
-    const upsert = (path: string, kind: EntryKind, size: number, mode: number, mtimeNs: string, sha: string | null, link: string | null, blocks: Uint8Array | null = null, stamp?: FileStamp) =>
-      s.upsert.run(set, path, parentOf(path) ?? "", kind, size, mode, mtimeNs, sha, link, blocks, stamp?.ctimeNs ?? null, stamp?.ino ?? null);
+    const upsert = (path: string, kind: EntryKind, size: number, mode: number, mtimeNs: string, sha: string | null, link: string | null, blocks: Uint8Array | null = null, stamp?: FileStamp, linkGroup?: string) =>
+      s.upsert.run(set, path, parentOf(path) ?? "", kind, size, mode, mtimeNs, sha, link, blocks, stamp?.ctimeNs ?? null, stamp?.ino ?? null, linkGroup ?? null);
     switch (change.op) {
       case "put":
         // No stamp taken (the content was not read here): one never matched, so the next capture hashes the file once.
         // Only the migration's rows hold none (null), taken unread at the next lstat.
-        upsert(change.path, "file", change.size, change.mode, change.mtimeNs, change.sha256, null, change.blockHashes ?? null, change.stamp ?? UNREAD_STAMP);
+        // The put's own link group (from the stat after its read): a file whose other names went away has none.
+        upsert(change.path, "file", change.size, change.mode, change.mtimeNs, change.sha256, null, change.blockHashes ?? null, change.stamp ?? UNREAD_STAMP, change.linkGroup);
         this.#chunks.set(set, change.path, change.sha256, change.chunkHashes);
         break;
       case "rename":
@@ -240,9 +248,19 @@ export class EntryIndex {
   writeStamps(): void {
     const stamps = this.#stamps.splice(0);
     for (const { set, path, stamp, size, mtimeNs, mode, sha256 } of stamps) {
-      if (sha256 === undefined) this.#s.stampUnknown.run(stamp.ctimeNs, stamp.ino, set, path, size, mtimeNs, mode);
-      else this.#s.stampRead.run(stamp.ctimeNs, stamp.ino, set, path, size, mtimeNs, mode, sha256);
+      const group = [stamp.linkGroup ?? null, stamp.linkGroup === undefined ? 0 : 1] as const;
+      if (sha256 === undefined) this.#s.stampUnknown.run(stamp.ctimeNs, stamp.ino, ...group, set, path, size, mtimeNs, mode);
+      else this.#s.stampRead.run(stamp.ctimeNs, stamp.ino, ...group, set, path, size, mtimeNs, mode, sha256);
     }
+  }
+
+  /**
+   * The other names of a hard-linked file the index knows (those indexed with its link group), in path order. A name
+   * linked after its file was last read joins the group when it is next read: a put, or a scan's read of it (the link
+   * moved its ctime).
+   */
+  otherNames(set: string, linkGroup: string, path: string): string[] {
+    return (this.#s.otherNames.all(set, linkGroup, path) as { path: string }[]).map((row) => row.path);
   }
 
   /** Index entries strictly below dir, children before their parents (the order to delete them in). */

@@ -137,6 +137,7 @@ CREATE TABLE IF NOT EXISTS entries (
   blocks BLOB,
   ctime_ns TEXT,
   ino TEXT,
+  link_group TEXT,
   PRIMARY KEY (set_name, path)
 ) WITHOUT ROWID;
 -- Volume sets: the sha256 of each block as journaled, and the volume's size and file stamp at the last full scan.
@@ -174,6 +175,8 @@ const SCAN_INDEX = `
 CREATE INDEX IF NOT EXISTS entries_scan_by_parent ON entries (set_name, parent, path, kind, size, mode, mtime_ns, ctime_ns, ino);
 -- Its predecessor, without ctime and inode.
 DROP INDEX IF EXISTS entries_stat_by_parent;
+-- The names of each hard-linked file (journal-index.ts otherNames): only files with more than one link are in it.
+CREATE INDEX IF NOT EXISTS entries_by_link_group ON entries (set_name, link_group) WHERE link_group IS NOT NULL;
 `;
 
 /**
@@ -369,6 +372,8 @@ export class Journal {
     // Rewrites made before the upgrade behind an unchanged size and mtime are not found that way (verify --deep is).
     if (!columns.some((c) => c.name === "ctime_ns")) db.exec("ALTER TABLE entries ADD COLUMN ctime_ns TEXT");
     if (!columns.some((c) => c.name === "ino")) db.exec("ALTER TABLE entries ADD COLUMN ino TEXT");
+    // Journals made before hard-link groups were indexed learn each file's at its next put or read (journal-index.ts).
+    if (!columns.some((c) => c.name === "link_group")) db.exec("ALTER TABLE entries ADD COLUMN link_group TEXT");
     db.exec(SCAN_INDEX);
     const setColumns = db.prepare("PRAGMA table_info(sets)").all() as { name: string }[];
     if (!setColumns.some((c) => c.name === "overflowed")) db.exec("ALTER TABLE sets ADD COLUMN overflowed INTEGER NOT NULL DEFAULT 0");

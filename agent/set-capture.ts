@@ -302,6 +302,8 @@ export class SetCapture {
     const pending: Change[] = [];
     let pendingBytes = 0;
     const deleted = new Set<string>();
+    // Other names of hard-linked files captured with the name the watcher reported (capture.ts otherNames).
+    const otherNames = new Set<string>();
     // Sources of renames not journaled yet: the index still holds them under their old names.
     const renamed = new Set<string>();
     const asRenames = (changes: Change[]) => this.#asRenames(changes, moved, deleted, renamed);
@@ -342,6 +344,7 @@ export class SetCapture {
             changing = true;
           },
           readOnce: this.#changingWhileRead.has(path),
+          otherNames,
         });
         if (changing) this.#changingWhileRead.add(path);
         else this.#changingWhileRead.delete(path);
