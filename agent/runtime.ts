@@ -15,7 +15,7 @@ import { sendKeptDrillReports, sweepKeptDrillReports } from "./drill-kept.ts";
 import { controlSocketPath, startControlServer, type ControlServer } from "./control.ts";
 import { MIRROR_MODES, queueTask, recoverSet, runMirror, runPrune, runVerify, type OperationDeps, type Progress } from "./operations.ts";
 import { checkSources, type AgentConfig } from "./config.ts";
-import type { Journal } from "./journal.ts";
+import { Journal } from "./journal.ts";
 import { journalFault, JournalCorruptError } from "./journal-faults.ts";
 import { markJournalCorrupt, openAgentJournal } from "./journal-aside.ts";
 import { interruptible } from "./interrupt.ts";
