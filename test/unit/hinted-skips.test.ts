@@ -72,6 +72,8 @@ it("a hinted delete of a file whose (valid UTF-8) name holds U+FFFD is journaled
   const src = h.src.path;
   const name = "caf\uFFFD.txt";
   writeFileSync(join(src, name), "valid utf-8");
+  // Another file: deleting the one above leaves the root holding something (an emptied root is held).
+  writeFileSync(join(src, "keep.txt"), "kept");
   await h.agent.start();
   await h.agent.drain(SET);
   expect((await h.store.get(`data/${SET}/${name}`))?.body.toString()).toBe("valid utf-8");

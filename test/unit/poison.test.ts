@@ -106,6 +106,8 @@ it("skips a record the store refuses, and the rest of the set keeps flowing behi
 });
 
 it("keeps the last good version on the target, retries on later scans, and a delete resolves the path", async () => {
+  // Another file: deleting big.bin leaves the root holding something (an emptied root is held, root-hold.test.ts).
+  write("keep.txt", "kept");
   write("big.bin", "the last good version");
   await sync();
   refusing.maxStaged = 500 * 1024;

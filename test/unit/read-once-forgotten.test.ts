@@ -28,6 +28,8 @@ async function walHarness(): Promise<{ writing: { on: boolean }; capturedReads: 
   const harness = h;
   const abs = join(harness.src.path, WAL);
   mkdirSync(join(harness.src.path, "d"));
+  // Another file: deleting d leaves the root holding something (an emptied root is held, root-hold.test.ts).
+  writeFileSync(join(harness.src.path, "keep.txt"), "kept");
   writeFileSync(abs, Buffer.alloc(SIZE, 1));
   await harness.agent.scan(SET);
   await harness.agent.drain(SET);
