@@ -220,7 +220,7 @@ async function captureEntry(journal: Journal, spec: SetSpec, path: string, optio
         stampIfUnknown(journal, spec.name, path, known, st);
         return { changes: [], isDirectory: false };
       }
-      if ((await hashFile(abs)).sha256 === known.sha256) {
+      if ((await hashFile(abs, st.size)).sha256 === known.sha256) {
         // Taken before the read: a write since moved the ctime past it, and the next stat reads the file again.
         if (known.ctimeNs !== st.ctimeNs.toString()) journal.index.stamp(spec.name, path, known, stampOf(st), known.sha256 ?? undefined);
         return { changes: [], isDirectory: false };
@@ -294,9 +294,10 @@ function hashBytes(bytes: Uint8Array): { sha256: string; blockHashes: Buffer; ch
   return hasher.digest();
 }
 
-export async function hashFile(abs: string): Promise<{ sha256: string; blockHashes: Buffer; size: number }> {
+/** The SHA-256 of the file's first `size` bytes (the size its stat gave: a file appended meanwhile is not followed). */
+async function hashFile(abs: string, size: bigint): Promise<{ sha256: string; blockHashes: Buffer; size: number }> {
   const hasher = new BlockHasher(false);
-  for await (const chunk of createReadStream(abs, { highWaterMark: BLOCK_SIZE })) hasher.update(chunk as Buffer);
+  if (size > 0n) for await (const chunk of createReadStream(abs, { highWaterMark: BLOCK_SIZE, start: 0, end: Number(size) - 1 })) hasher.update(chunk as Buffer);
   return { ...hasher.digest(), size: hasher.size };
 }
 
@@ -490,7 +491,7 @@ async function readStable(
     put = { ...next, mode: mode(after), mtimeNs: after.mtimeNs.toString(), stamp: stampOf(before), ...linkGroupOf(after) };
     // The same inode and ctime too: a file renamed over this one during the read with the same size and mtime (cp -p,
     // tar x), or rewritten in place with its mtime put back, is read again.
-    if (after.mtimeNs === before.mtimeNs && after.ctimeNs === before.ctimeNs && after.size === before.size && after.ino === before.ino && after.dev === before.dev && BigInt(put.size) === after.size) return put;
+    if (after.mtimeNs === before.mtimeNs && after.ctimeNs === before.ctimeNs && after.size === before.size && after.ino === before.ino && after.dev === before.dev && BigInt(put.size) === after.size && !(await bytesPast(abs, put))) return put;
   }
   // Still changing: journal what was read, stamped with the mtime from before the read, so that the next capture
   // (the write in progress brings an event) finds the stat changed and reads the file again.
@@ -510,6 +511,29 @@ async function readStable(
   }
 }
 
+/**
+ * A file read up to its stat's size (a large one: see spool and scanAgainst) that still has bytes past it: the stat
+ * was a cache's, stale while the file grew (a network or FUSE file system), so what was read is not the whole file.
+ * A small file's read goes past its stat's size itself (readSmallFile).
+ */
+async function bytesPast(abs: string, put: PutChange): Promise<boolean> {
+  if (put.size <= MAX_INLINE_DECODED_BYTES) return false;
+  let handle;
+  try {
+    handle = await open(abs, "r");
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === "ENOENT" || code === "ENOTDIR") return false;
+    throw error;
+  }
+  try {
+    const { bytesRead } = await handle.read(Buffer.alloc(1), 0, 1, put.size);
+    return bytesRead > 0;
+  } finally {
+    await handle.close();
+  }
+}
+
 /** The whole content: in memory when small, else copied into the spool. */
 async function readWhole(spoolDir: string, abs: string, path: string, st: BigIntStats): Promise<PutChange> {
   if (st.size <= BigInt(MAX_INLINE_DECODED_BYTES)) {
@@ -518,13 +542,16 @@ async function readWhole(spoolDir: string, abs: string, path: string, st: BigInt
     const hashes = indexedHashes(bytes.length, blockHashes);
     return { op: "put", path, size: bytes.length, mode: mode(st), mtimeNs: st.mtimeNs.toString(), sha256, content: { bytes }, ...(hashes ? { blockHashes: hashes } : {}), ...(chunkHashes ? { chunkHashes } : {}) };
   }
-  const { content, sha256, size, blockHashes, chunkHashes } = await spool(spoolDir, abs);
+  const { content, sha256, size, blockHashes, chunkHashes } = await spool(spoolDir, abs, st.size);
   const hashes = indexedHashes(size, blockHashes);
   return { op: "put", path, size, mode: mode(st), mtimeNs: st.mtimeNs.toString(), sha256, content, ...(hashes ? { blockHashes: hashes } : {}), ...(chunkHashes ? { chunkHashes } : {}) };
 }
 
-/** Copies a large file into the spool directory (fsynced), hashing it on the way. */
-async function spool(spoolDir: string, abs: string): Promise<{ content: { spool: string }; sha256: string; size: number; blockHashes: Buffer; chunkHashes?: Buffer }> {
+/**
+ * Copies a large file into the spool directory (fsynced), hashing it on the way: its first statSize bytes, the size
+ * its caller's stat found (a file appended faster than it is read is not followed; the stat after the read tells).
+ */
+async function spool(spoolDir: string, abs: string, statSize: bigint): Promise<{ content: { spool: string }; sha256: string; size: number; blockHashes: Buffer; chunkHashes?: Buffer }> {
   const name = randomUUID();
   const temp = join(spoolDir, `${name}.tmp`);
   const hasher = new BlockHasher(true);
@@ -536,7 +563,7 @@ async function spool(spoolDir: string, abs: string): Promise<{ content: { spool:
   });
   try {
     await ensureSpoolFolder(spoolDir);
-    await pipeline(createReadStream(abs, { highWaterMark: BLOCK_SIZE }), tap, createWriteStream(temp));
+    await pipeline(createReadStream(abs, { highWaterMark: BLOCK_SIZE, start: 0, end: Number(statSize) - 1 }), tap, createWriteStream(temp));
     const handle = await open(temp, "r+");
     try {
       await handle.sync();

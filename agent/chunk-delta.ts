@@ -396,7 +396,11 @@ export async function scanAgainst(abs: string, base: DeltaBase, delta?: DeltaCon
     const baseBlocks = blockCount(base.size);
     let position = 0;
     for (;;) {
-      const read = await readFull(file, buffer, position);
+      // Up to the size the read began with: a file appended faster than it is read would otherwise be followed for as
+      // long as it grows (a marker's barrier held behind it). What it grew by meanwhile shows in the caller's stat after.
+      const wanted = Math.min(READ_BYTES, expected - position);
+      if (wanted <= 0) break;
+      const read = await readFull(file, buffer.subarray(0, wanted), position);
       if (read === 0) break;
       const data = buffer.subarray(0, read);
       whole.update(data);

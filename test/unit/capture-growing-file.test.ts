@@ -53,5 +53,6 @@ it("reads a file that grew large while it kept growing at most twice, as a large
   });
   expect(told).toEqual([1, LARGE_BYTES + 1024 * 1024]);
   expect(changing).toEqual(["copy.img"]);
-  expect(result.changes).toMatchObject([{ op: "put", path: "copy.img", size: LARGE_BYTES + 2 * 1024 * 1024 }]);
+  // What the last read's stat gave: the MiB the copy added after it is not followed (the next capture takes it).
+  expect(result.changes).toMatchObject([{ op: "put", path: "copy.img", size: LARGE_BYTES + 1024 * 1024 }]);
 });
