@@ -322,6 +322,13 @@ export async function collectStatus(configFile: string): Promise<SetReport[]> {
 }
 
 /** "catching up", with what keeps the set from being in sync besides the target's progress. */
+/** The kinds of a set's problems, each once in the order first found, with its count when more than one ("skipped-path ×3"). */
+export function problemKinds(problems: readonly { kind: string }[]): string {
+  const counts = new Map<string, number>();
+  for (const { kind } of problems) counts.set(kind, (counts.get(kind) ?? 0) + 1);
+  return [...counts].map(([kind, n]) => (n > 1 ? `${kind} ×${n}` : kind)).join(", ");
+}
+
 function catchingUp(r: SetReport): string {
   const why = [r.recovering ? "recovering" : "", r.scanning ? "scanning" : "", r.held.length > 0 ? `${r.held.length} held` : ""].filter(Boolean);
   return why.length > 0 ? `catching up (${why.join(", ")})` : "catching up";
@@ -443,7 +450,7 @@ Examples:
       `${r.sent.messages} msgs, ${formatBytes(r.sent.bytes)}`,
       String(r.sent.lastSeq),
       r.target.reachable ? String(r.target.lastSeqApplied) : "?",
-      r.inSync ? "in sync" : r.healthy ? catchingUp(r) : `${r.rootHold ? "HELD" : "NOT IN SYNC"} (${r.problems.map((p) => p.kind).join(", ")})`,
+      r.inSync ? "in sync" : r.healthy ? catchingUp(r) : `${r.rootHold ? "HELD" : "NOT IN SYNC"} (${problemKinds(r.problems)})`,
     ]);
     process.stdout.write(`${table(["SET", "BACKLOG", "SENT", "LAST SENT", "LAST APPLIED", "STATE"], rows)}\n`);
     // The state folder's, said once for every set.
