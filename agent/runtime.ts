@@ -167,8 +167,9 @@ export async function startAgent(
   try {
     await interruptible(checkTargetAtStart(config, options.signal ? { signal: options.signal } : {}), options.signal, "checking the target");
     // A host that cannot prove it owns its sets sends nothing the target would take.
-    owner = loadOrCreateOwnerKey(config.stateDir);
-    if (owner.created) log.info("created this host's signing key: the target registers it as the owner of each new set", { file: ownerKeyPath(config.stateDir), keyId: owner.key.keyId });
+    owner = loadOrCreateOwnerKey(config.stateDir, { log });
+    // A key made for a copied state folder was warned of with why.
+    if (owner.created && !owner.copied) log.info("created this host's signing key: the target registers it as the owner of each new set", { file: ownerKeyPath(config.stateDir), keyId: owner.key.keyId });
     events = await receivedEvents(config, clientOptionsOf(config));
   } catch (error) {
     releaseAll();

@@ -3,6 +3,7 @@
 // own credentials may not write on AWS.
 
 import { configPath, loadConfig } from "../config.ts";
+import { createLogger } from "../log.ts";
 import { loadOrCreateOwnerKey } from "../owner-key.ts";
 import { stringOption, UsageError, type Command } from "./command.ts";
 import { withTargetStore } from "./target-store.ts";
@@ -43,7 +44,8 @@ Examples:
     if (!config.sets.some((s) => s.name === set)) throw new UsageError(`no set named "${set}" in ${config.file} (sets: ${config.sets.map((s) => s.name).join(", ")})`);
     const profile = stringOption(values.profile);
     if (profile !== undefined) process.env.AWS_PROFILE = profile;
-    const { key } = loadOrCreateOwnerKey(config.stateDir);
+    // A copied state folder gets its own key here too: adopting with the original host's key would move nothing.
+    const { key } = loadOrCreateOwnerKey(config.stateDir, { log: createLogger() });
     const { adoptSet } = await import("../../lambdas/target/index.ts");
     const adoption = await withTargetStore(config, (store) => adoptSet(store, set, key));
     if (values.json === true) {
