@@ -25,7 +25,10 @@ the target does not hold already: each file is compared with the target's
 copy by SHA-256 and size first.
 
 Use it to move a set to a new or rebuilt host, after a lost state folder (a
-new key), or to register the owner of a set replicated before owners were.
+new key), on a host whose state folder was found to be a copy of another
+host's (its key made anew, its sends held: see \`tidemark status\`) when it
+replaces that host, or to register the owner of a set replicated before
+owners were.
 
 Options:
   --profile NAME  the AWS profile with the right to write state/ (sets AWS_PROFILE)

@@ -376,7 +376,10 @@ applied (read from the target bucket), and the state:
                 (agent-not-answering: stopped with SIGSTOP, or hung),
                 the target unreachable or holding the set out of sync,
                 another host owning the set on the target (this host's
-                messages are refused; \`tidemark adopt SET\` moves it), the
+                messages are refused; \`tidemark adopt SET\` moves it; when
+                this host's key was made because its state folder was found
+                to be a copy, the line says since when and of which place:
+                \`hostKeyCopied\` in --json), the
                 target ahead of the journal or in another generation (journal
                 lost or restored from an older copy), no journal at all (the
                 agent never ran with this state folder), a target that has
