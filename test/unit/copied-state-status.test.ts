@@ -9,8 +9,9 @@ import { afterAll, beforeAll, expect, it } from "vitest";
 import { collectStatus } from "../../agent/commands/status.ts";
 import { runDoctor } from "../../agent/doctor.ts";
 import { silentLogger } from "../../agent/log.ts";
-import { loadOrCreateOwnerKey } from "../../agent/owner-key.ts";
+import { loadOrCreateOwnerKey, readOwnerKey } from "../../agent/owner-key.ts";
 import { adoptSet, writeOwner } from "../../lambdas/target/owner.ts";
+import { tidemark } from "../support/cli.ts";
 import { ownerRecordFor } from "../support/messages.ts";
 import { startTestCloud, type TestCloud } from "../support/local-cloud.ts";
 import { tempDir } from "../support/tree.ts";
@@ -62,4 +63,26 @@ it("names a key made for a copied state folder in status (not-owner, --json) and
   expect((await runDoctor(config, { machineIdFiles })).find((check) => check.name === "owner key")).toMatchObject({ level: "ok", detail: expect.stringContaining("this host owns its sets on the target") });
   // The original's state folder is not a copy: doctor has nothing to say of its key.
   expect((await runDoctor(join(originalDir, "tidemark.config.json"), { machineIdFiles })).some((check) => check.name === "owner key")).toBe(false);
+});
+
+it("warns on stderr when a command's own agent (no agent running) finds the state folder copied, and sends nothing with the copied key", async () => {
+  const originalDir = join(work.path, "task-original");
+  const copyDir = join(work.path, "task-copy");
+  const set = "docs";
+  mkdirSync(join(originalDir, "site"), { recursive: true });
+  cloud.writeConfig(originalDir, [{ name: set, path: "site" }]);
+  // This machine's own machine id, as the CLI reads it.
+  const original = loadOrCreateOwnerKey(join(originalDir, "state"), { log: silentLogger }).key;
+  await writeOwner(cloud.store, ownerRecordFor(set, original));
+  cpSync(originalDir, copyDir, { recursive: true });
+  const config = cloud.writeConfig(copyDir, [{ name: set, path: "site" }]);
+  writeFileSync(join(copyDir, "site", "copy.txt"), "from the copy");
+
+  const task = await tidemark(["task", set, "--config", config]);
+  expect(task.stderr).toContain(`this state folder is a copy: its signing key was made for ${join(originalDir, "state")}`);
+  expect(task.stderr).toContain("`tidemark adopt SET`");
+  const copyKey = readOwnerKey(join(copyDir, "state"));
+  expect(copyKey?.keyId).not.toBe(original.keyId);
+  expect(task.stderr).toContain(`journaled, not sent: the target's owner record names key ${original.keyId} (since 1970-01-01T00:00:00.000Z), not this host's key ${copyKey?.keyId}`);
+  expect(await cloud.store.head(`data/${set}/copy.txt`)).toBeUndefined();
 });
