@@ -167,8 +167,9 @@ export function judgePlace(found: ReturnType<typeof readOwnerPlace>, keyId: stri
     return { kind: "record", why: "other-key", detail: `the record was made for key ${record.keyId}` };
   }
   const copied = record.copied ? { copied: record.copied } : {};
+  const recorded: Place = { machineId: record.machineId, path: record.path };
   if (record.machineId !== null && here.machineId !== null && record.machineId !== here.machineId) {
-    return { kind: "copy", from: record, why: `the machine id is ${here.machineId}, not ${record.machineId}` };
+    return { kind: "copy", from: recorded, why: `the machine id is ${here.machineId}, not ${record.machineId}` };
   }
   if (record.path === here.path) {
     // A state folder restored in place from a backup is still this host.
@@ -182,7 +183,7 @@ export function judgePlace(found: ReturnType<typeof readOwnerPlace>, keyId: stri
   }
   return {
     kind: "copy",
-    from: record,
+    from: recorded,
     why: there === keyId ? `${record.path} still holds a state folder with this key` : `${record.path} holds a key that cannot be read, so this folder cannot be told to have moved`,
   };
 }

@@ -36,6 +36,8 @@ afterEach(() => work.remove());
 /** Loads the key as a start on the machine whose machine-id file this is. */
 const load = (stateDir: string, machine: string) => loadOrCreateOwnerKey(stateDir, { log, machineIdFiles: [machine] });
 const record = (stateDir: string): OwnerPlace => OwnerPlaceSchema.parse(JSON.parse(readFileSync(ownerPlacePath(stateDir), "utf8")));
+/** The record as written, nothing stripped. */
+const written = (stateDir: string): unknown => JSON.parse(readFileSync(ownerPlacePath(stateDir), "utf8"));
 const setAside = (stateDir: string) => readdirSync(stateDir).filter((name) => name.startsWith("owner.key.copied-"));
 const mode = (file: string) => statSync(file).mode & 0o777;
 
@@ -93,6 +95,7 @@ describe("the place of the host's key", () => {
     expect(mode(join(copy, aside[0] ?? ""))).toBe(0o600);
     expect(mode(ownerKeyPath(copy))).toBe(0o600);
     expect(record(copy)).toMatchObject({ keyId: copied.key.keyId, machineId: MACHINE_A, path: copy, copied: { keyId: key.keyId, setAside: aside[0] } });
+    expect(written(copy)).toEqual({ ...record(copy), copied: { ...record(copy).copied, from: { machineId: MACHINE_A, path: original } } });
     const warning = lines.find((line) => line.level === "warn");
     expect(warning?.msg).toContain(`its signing key was made for ${original} on machine ${MACHINE_A}, and this folder is ${copy} on machine ${MACHINE_A}`);
     expect(warning?.msg).toContain("this host's sends are held (`tidemark status`: not-owner)");
@@ -124,6 +127,7 @@ describe("the place of the host's key", () => {
     expect(copied.key.keyId).not.toBe(key.keyId);
     expect(copied.copied).toMatchObject({ keyId: key.keyId, from: { machineId: MACHINE_A, path: state } });
     expect(record(state)).toMatchObject({ keyId: copied.key.keyId, machineId: MACHINE_B, copied: { keyId: key.keyId } });
+    expect(written(state)).toEqual({ ...record(state), copied: { ...record(state).copied, from: { machineId: MACHINE_A, path: state } } });
     // No rekey loop: the new key is this place's.
     lines = [];
     for (let i = 0; i < 2; i++) expect(load(state, machineB)).toMatchObject({ created: false, key: { keyId: copied.key.keyId } });
