@@ -4,7 +4,7 @@
 // a restore in place, an upgrade and a restart keep the key.
 
 import { execFileSync, spawn } from "node:child_process";
-import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { cpSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { createLogger } from "../../agent/log.ts";
@@ -178,27 +178,31 @@ describe("the place of the host's key", () => {
     expect(load(state, machineB).key.keyId).not.toBe(key.keyId);
   });
 
-  it("gives processes loading a copied state folder at once one new key, set aside once", async () => {
+  it("gives processes loading a state folder at once one key: a copied one's set aside once, a new one's created once", async () => {
     const original = join(work.path, "original");
     const copy = join(work.path, "copy");
+    const fresh = join(work.path, "fresh");
     const key = load(original, machineA).key;
     cpSync(original, copy, { recursive: true });
-    const script = `import { loadOrCreateOwnerKey } from ${JSON.stringify(new URL("../../agent/owner-key.ts", import.meta.url).href)};
-      process.stdout.write(loadOrCreateOwnerKey(${JSON.stringify(copy)}, { machineIdFiles: [${JSON.stringify(machineA)}] }).key.keyId);`;
-    const run = () =>
+    const run = (stateDir: string) =>
       new Promise<string>((resolve, reject) => {
+        const script = `import { loadOrCreateOwnerKey } from ${JSON.stringify(new URL("../../agent/owner-key.ts", import.meta.url).href)};
+          process.stdout.write(loadOrCreateOwnerKey(${JSON.stringify(stateDir)}, { machineIdFiles: [${JSON.stringify(machineA)}] }).key.keyId);`;
         const child = spawn(process.execPath, ["--input-type=module", "-e", script], { stdio: ["ignore", "pipe", "inherit"] });
         let out = "";
         child.stdout.setEncoding("utf8").on("data", (chunk: string) => (out += chunk));
         child.once("error", reject);
         child.once("close", (code) => (code === 0 ? resolve(out) : reject(new Error(`exit ${code}`))));
       });
-    const keys = await Promise.all([run(), run(), run(), run()]);
-    expect(new Set(keys).size).toBe(1);
-    expect(keys[0]).not.toBe(key.keyId);
-    expect(readOwnerKey(copy)?.keyId).toBe(keys[0]);
+    const [copies, fresher] = await Promise.all([Promise.all([run(copy), run(copy), run(copy)]), Promise.all([run(fresh), run(fresh), run(fresh)])]);
+    expect(new Set(copies).size).toBe(1);
+    expect(copies[0]).not.toBe(key.keyId);
+    expect(readOwnerKey(copy)?.keyId).toBe(copies[0]);
     expect(setAside(copy)).toHaveLength(1);
-    expect(existsSync(join(copy, "owner.key.lock"))).toBe(false);
+    expect(new Set(fresher).size).toBe(1);
+    expect(readOwnerKey(fresh)?.keyId).toBe(fresher[0]);
+    expect(record(fresh)).toMatchObject({ keyId: fresher[0], path: fresh });
+    for (const dir of [copy, fresh]) expect(readdirSync(dir).filter((name) => name.endsWith(".lock") || name.endsWith(".tmp"))).toEqual([]);
   });
 
   it.skipIf(!canMountTmpfs)("refuses the copied key of a read-only copy, and loads a read-only state folder at its own place", () => {
