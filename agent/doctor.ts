@@ -12,12 +12,13 @@ import { join } from "node:path";
 import { GetObjectCommand, HeadBucketCommand, PutObjectCommand, type S3Client } from "@aws-sdk/client-s3";
 import { GetQueueAttributesCommand, SendMessageCommand, type SQSClient } from "@aws-sdk/client-sqs";
 import { PREFIX, statusKey } from "../contract/layout.ts";
-import { agentFor, bypassesProxy, CaBundleError, caBundleFile, makeS3Client, makeSqsClient, proxyFor, proxyPlan, readCaBundle, redactProxy, type MinimumTransfer } from "../lambdas/target/index.ts";
+import { agentFor, bypassesProxy, CaBundleError, caBundleFile, makeS3Client, makeSqsClient, proxyFor, proxyPlan, readCaBundle, readOwner, redactProxy, S3Store, type MinimumTransfer } from "../lambdas/target/index.ts";
 import { guardSlowTransfers } from "../lambdas/target/slow-transfers.ts";
 import { clientOptionsOf, READ_MINIMUM_TRANSFER } from "./aws-options.ts";
 import { TARGET_READ_IDLE_TIMEOUT_MS } from "./commands/target-store.ts";
 import { checkSources, loadConfig, type AgentConfig } from "./config.ts";
 import { checkEventQueue } from "./doctor-event-queue.ts";
+import { checkOwnerKey, ownerKeyFacts } from "./doctor-owner-key.ts";
 import { spaceBallastNote } from "./journal-health.ts";
 import { Journal } from "./journal.ts";
 import { describeHold, holdRemedy, type RootHold } from "./set-roots.ts";
@@ -232,6 +233,8 @@ export interface DoctorOptions {
   readonly eventQueueLimitFile?: string;
   /** What a connection must move while a request is on it (tests pass a small window); else the CLI reads'. */
   readonly minimumTransfer?: MinimumTransfer;
+  /** Where the machine id is read (tests stand for another machine). @default MACHINE_ID_FILES */
+  readonly machineIdFiles?: readonly string[];
 }
 
 /** A state folder an agent ran on that holds no space ballast (its room to mark messages sent on a full disk): a warning. */
@@ -261,6 +264,15 @@ export function rootHolds(stateDir: string): RootHold[] {
 
 function checkRootHold(hold: RootHold): Check {
   return { name: `set ${hold.set} root`, level: "fail", detail: `held (${hold.state}) since ${hold.since}: ${describeHold(hold)}; ${holdRemedy(hold)}` };
+}
+
+/** The key each set's owner record names (undefined: none yet), or undefined when one cannot be read. */
+async function ownerKeysOf(store: S3Store, config: AgentConfig): Promise<Map<string, string | undefined> | undefined> {
+  try {
+    return new Map(await Promise.all(config.sets.map(async (set) => [set.name, (await readOwner(store, set.name))?.keyId] as const)));
+  } catch {
+    return undefined;
+  }
 }
 
 /** Runs every check; a check that cannot run (no config) leaves the ones that depend on it out. */
@@ -305,6 +317,11 @@ export async function runDoctor(configFile: string, options: DoctorOptions = {})
     if (bucket.level !== "fail") {
       for (const set of config.sets) checks.push(await checkStage(s3, config, set.name), await checkRead(s3, config, set.name));
     }
+    const ownerKey = ownerKeyFacts(config.stateDir, options.machineIdFiles);
+    // The owner records are read only for a key made for a copy: whether this host owns its sets again.
+    const owners = ownerKey?.copied && bucket.level !== "fail" ? await ownerKeysOf(new S3Store(s3, config.bucket), config) : undefined;
+    const ownerCheck = checkOwnerKey(ownerKey, owners);
+    if (ownerCheck) checks.push(ownerCheck);
     checks.push(checkInotify(config, options.inotifyLimitFile), checkEventQueue(config, options.eventQueueLimitFile), await checkClock(config, options.now ?? Date.now, rule));
     return checks;
   } finally {

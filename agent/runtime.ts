@@ -130,7 +130,7 @@ function leaveCorruptMark(stateDir: string, error: JournalCorruptError, log: Log
 export async function startAgent(
   config: AgentConfig,
   log: Logger,
-  options: { ignorePaths?: string[]; scheduleDrills?: boolean; signal?: AbortSignal; /** The command the agent runs for (command-agent.ts). */ command?: string; /** How often `tidemark run` sends kept drill reports (drill-kept.ts). */ keptSweepMs?: number } = {},
+  options: { ignorePaths?: string[]; scheduleDrills?: boolean; signal?: AbortSignal; /** The command the agent runs for (command-agent.ts). */ command?: string; /** How often `tidemark run` sends kept drill reports (drill-kept.ts). */ keptSweepMs?: number; /** Where the key's place is told (a copied state folder warned of); else `log`. */ ownerKeyLog?: Logger } = {},
 ): Promise<RunningAgent> {
   const knownSets = journaledSets(config.stateDir);
   // A set the journal already replicated is not refused for its root here: the agent holds it (set-roots.ts).
@@ -167,8 +167,9 @@ export async function startAgent(
   try {
     await interruptible(checkTargetAtStart(config, options.signal ? { signal: options.signal } : {}), options.signal, "checking the target");
     // A host that cannot prove it owns its sets sends nothing the target would take.
-    owner = loadOrCreateOwnerKey(config.stateDir);
-    if (owner.created) log.info("created this host's signing key: the target registers it as the owner of each new set", { file: ownerKeyPath(config.stateDir), keyId: owner.key.keyId });
+    owner = loadOrCreateOwnerKey(config.stateDir, { log: options.ownerKeyLog ?? log });
+    // A key made for a copied state folder was warned of with why.
+    if (owner.created && !owner.copied) log.info("created this host's signing key: the target registers it as the owner of each new set", { file: ownerKeyPath(config.stateDir), keyId: owner.key.keyId });
     events = await receivedEvents(config, clientOptionsOf(config));
   } catch (error) {
     releaseAll();

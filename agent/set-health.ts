@@ -11,6 +11,7 @@ import type { HeldReport, ScanFailureReport } from "./held-files.ts";
 import { skippedRemedy } from "./skipped-names.ts";
 import { wholePackRefusal } from "./applier-accepts.ts";
 import type { JournalGeneration, SetCounters } from "./journal.ts";
+import { describePlace, type CopiedKey } from "./owner-place.ts";
 import type { PendingRecovery } from "./pending-recoveries.ts";
 import { describeHold, holdRemedy, type RootHold } from "./set-roots.ts";
 
@@ -59,8 +60,11 @@ export interface SetFacts {
   readonly drillKept?: readonly { readonly id: string; readonly passed: boolean; readonly finishedAt: string; readonly file: string }[];
   /** Why the state folder's agent cannot take kept drill reports away (drill-reports/ owned by another user), when it cannot. */
   readonly drillKeptUnclaimable?: string;
-  /** The target's owner of the set is another key than this host's: the target refuses this host's messages. */
-  readonly notOwner?: { readonly ownerKeyId: string; readonly ownerSince: string; readonly hostKeyId: string };
+  /**
+   * The target's owner of the set is another key than this host's: the target refuses this host's messages.
+   * `hostKeyCopied`: this host's key was made because its state folder was found to be a copy (owner-place.ts).
+   */
+  readonly notOwner?: { readonly ownerKeyId: string; readonly ownerSince: string; readonly hostKeyId: string; readonly hostKeyCopied?: CopiedKey };
   /** Why the target's owner record of the set cannot be read (the applier refuses the set's messages meanwhile). */
   readonly ownerUnreadable?: string;
   /** The set is held: its root went missing, was swapped for another folder, or is empty (set-roots.ts). */
@@ -108,15 +112,20 @@ const unreachable: ProblemCheck = (facts) =>
     : [];
 
 /** Another host owns the set on the target: every message of this one is refused, whatever its journal says. */
-const notOwner: ProblemCheck = (facts) =>
-  facts.notOwner
-    ? [
-        {
-          kind: "not-owner",
-          message: `this host (key ${facts.notOwner.hostKeyId}) does not own the set on the target: key ${facts.notOwner.ownerKeyId} does since ${facts.notOwner.ownerSince}, and the target refuses this host's messages; the agent holds the set's sends (its journal keeps recording) until \`tidemark adopt ${facts.set}\` is run here (operator credentials), if this host should replicate it now`,
-        },
-      ]
-    : [];
+const notOwner: ProblemCheck = (facts) => {
+  if (!facts.notOwner) return [];
+  const { hostKeyId, ownerKeyId, ownerSince, hostKeyCopied: copied } = facts.notOwner;
+  // A copy of another host's state folder (a cloned VM, a copied or restored folder): the owner is likely that host.
+  const why = copied
+    ? `; this host's key was made at ${copied.at} because its state folder was found to be a copy (its key ${copied.keyId} was made for ${describePlace(copied.from)}; set aside as ${copied.setAside}), so the target's owner record still names the original host's key`
+    : "";
+  return [
+    {
+      kind: "not-owner",
+      message: `this host (key ${hostKeyId}) does not own the set on the target: key ${ownerKeyId} does since ${ownerSince}, and the target refuses this host's messages${why}; the agent holds the set's sends (its journal keeps recording) until \`tidemark adopt ${facts.set}\` is run here (operator credentials), if this host should replicate it now${copied ? " in place of the original" : ""}`,
+    },
+  ];
+};
 
 /** An owner record that cannot be read: the applier refuses every message of the set; the agent does not hold on it. */
 const ownerUnreadable: ProblemCheck = (facts) =>

@@ -3,6 +3,7 @@
 // own credentials may not write on AWS.
 
 import { configPath, loadConfig } from "../config.ts";
+import { createLogger } from "../log.ts";
 import { loadOrCreateOwnerKey } from "../owner-key.ts";
 import { stringOption, UsageError, type Command } from "./command.ts";
 import { withTargetStore } from "./target-store.ts";
@@ -24,7 +25,10 @@ the target does not hold already: each file is compared with the target's
 copy by SHA-256 and size first.
 
 Use it to move a set to a new or rebuilt host, after a lost state folder (a
-new key), or to register the owner of a set replicated before owners were.
+new key), on a host whose state folder was found to be a copy of another
+host's (its key made anew, its sends held: see \`tidemark status\`) when it
+replaces that host, or to register the owner of a set replicated before
+owners were.
 
 Options:
   --profile NAME  the AWS profile with the right to write state/ (sets AWS_PROFILE)
@@ -43,7 +47,8 @@ Examples:
     if (!config.sets.some((s) => s.name === set)) throw new UsageError(`no set named "${set}" in ${config.file} (sets: ${config.sets.map((s) => s.name).join(", ")})`);
     const profile = stringOption(values.profile);
     if (profile !== undefined) process.env.AWS_PROFILE = profile;
-    const { key } = loadOrCreateOwnerKey(config.stateDir);
+    // A copied state folder gets its own key here too: adopting with the original host's key would move nothing.
+    const { key } = loadOrCreateOwnerKey(config.stateDir, { log: createLogger() });
     const { adoptSet } = await import("../../lambdas/target/index.ts");
     const adoption = await withTargetStore(config, (store) => adoptSet(store, set, key));
     if (values.json === true) {

@@ -21,6 +21,11 @@ the sets' folders, the inotify event queue (fs.inotify.max_queued_events)
 against the sets' entries, and this host's clock against the endpoint's.
 A state folder an agent ran on that holds no space ballast (its room to mark
 messages sent on a disk filled to its last byte) is a warning, saying why.
+So is a state folder that is a copy of another place (its owner.key was made
+for another machine or folder: the next start gives this host a new key), and
+a key made because the state folder was found copied while the target's owner
+record of a set still names another key (the set's sends are held until
+\`tidemark adopt SET\`); once this host owns its sets, that line is "ok".
 
 Exit code 0 when nothing failed (warnings allowed), 1 otherwise.
 

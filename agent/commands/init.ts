@@ -8,6 +8,7 @@ import { setNameProblem } from "../../contract/paths.ts";
 import { ConfigError, ConfigSchema, configPath, type ConfigFile } from "../config.ts";
 import { stringOption, UsageError, type Command } from "./command.ts";
 import { loadOrCreateOwnerKey } from "../owner-key.ts";
+import { createLogger } from "../log.ts";
 
 /** The outputs of one deployed tidemark stack. */
 export interface StackOutputs {
@@ -161,7 +162,7 @@ Examples:
     writeFileSync(temp, `${JSON.stringify(config, null, 2)}\n`, { mode: 0o600 });
     renameSync(temp, file);
     // The host's signing key now, so that the first message of each set registers this host as its owner.
-    const { key } = loadOrCreateOwnerKey(resolve(dirname(file), config.stateDir));
+    const { key } = loadOrCreateOwnerKey(resolve(dirname(file), config.stateDir), { log: createLogger() });
 
     if (values.json === true) {
       process.stdout.write(`${JSON.stringify({ config: file, stack: outputs.stack, ...config, agentPolicyArn: outputs.agentPolicyArn ?? null, ownerKeyId: key.keyId }, null, 2)}\n`);

@@ -11,7 +11,7 @@ import type { OperationDeps, Progress } from "../operations.ts";
 import { createProgressView } from "../progress.ts";
 import { CommandAgentBusyError, RUN_COMMAND } from "../command-agent.ts";
 import { commandAgentGone, commandAgentHolds, commandWaits, refusedBy, type CommandWaits } from "../command-agent-wait.ts";
-import { silentLogger } from "../log.ts";
+import { createLogger, silentLogger } from "../log.ts";
 import { sendKeptDrillReports } from "../drill-kept.ts";
 import type { RunningAgent } from "../runtime.ts";
 import { AgentStartTimeoutError, STARTING_AGENT_WAIT_MS, startingAgent, startingAgentAnswers } from "../starting-agent.ts";
@@ -155,7 +155,8 @@ export async function operate<T>(
       }
       // Loaded only now: with an agent running, a command never pays for the SDK, the watcher and the journal.
       const { startAgent } = await import("../runtime.ts");
-      running = await startAgent(config, silentLogger, { scheduleDrills: false, command: commandOf(route) });
+      // Silent, but for a state folder found copied: this host's key is made anew then, and its sends held.
+      running = await startAgent(config, silentLogger, { scheduleDrills: false, command: commandOf(route), ownerKeyLog: createLogger({ level: "warn" }) });
       break;
     } catch (error) {
       // The lock was free, then an agent starting (a service restarted) took it first: wait for that one, once.

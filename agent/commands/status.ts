@@ -14,6 +14,7 @@ import { heldNow, scanFailureNow, scanNow, type HeldReport, type ScanFailureRepo
 import { readProblem, type AgentProblem } from "../problem-file.ts";
 import { spaceBallastNote } from "../journal-health.ts";
 import { readOwnerKey } from "../owner-key.ts";
+import { readOwnerPlace, type CopiedKey } from "../owner-place.ts";
 import { JournalCorruptError, JournalUnreadableError } from "../journal-faults.ts";
 import { corruptMark, journalsSetAside, setAsideLine, type SetAsideJournal } from "../journal-aside.ts";
 import { agentPresence } from "../agent-presence.ts";
@@ -93,6 +94,11 @@ export interface SetReport {
         updatedAt: string;
       }
     | { reachable: false; error: string };
+  /**
+   * While the target's owner record of the set names another key than this host's: whether this host's key was made
+   * because its state folder was found to be a copy (when, of which place, the copied key's id and file); else null.
+   */
+  hostKeyCopied: CopiedKey | null;
   /** What is wrong with the set, one entry per problem (see set-health.ts); empty when nothing is. */
   problems: Problem[];
   /** No problems: the set is in sync or catching up. */
@@ -215,6 +221,8 @@ export async function collectStatus(configFile: string): Promise<SetReport[]> {
       return undefined;
     }
   })();
+  // Whether that key was made because the state folder was found copied: a set another host owns is then likely the original's.
+  const hostKeyCopied = ((place) => ("record" in place && place.record.keyId === hostKeyId ? place.record.copied : undefined))(readOwnerPlace(config.stateDir));
   // Read once for every set: each read lists and parses the whole folder.
   const keptReports = keptDrillReports(config.stateDir);
   const unclaimable = keptReports.length > 0 ? keptReportsUnclaimable(config.stateDir) : undefined;
@@ -270,7 +278,7 @@ export async function collectStatus(configFile: string): Promise<SetReport[]> {
         const journalMissing = journal ? (journal.sets.known(spec.name) ? {} : { setNotJournaled: join(config.stateDir, "journal.db") }) : busy ? {} : { journalMissing: join(config.stateDir, "journal.db") };
         const stall = await stallFacts(journal, store, spec.name, target);
         const owner = target.reachable ? target.owner : undefined;
-        const notOwner = hostKeyId !== undefined && owner !== undefined && "keyId" in owner && owner.keyId !== hostKeyId ? { notOwner: { ownerKeyId: owner.keyId, ownerSince: owner.since, hostKeyId } } : {};
+        const notOwner = hostKeyId !== undefined && owner !== undefined && "keyId" in owner && owner.keyId !== hostKeyId ? { notOwner: { ownerKeyId: owner.keyId, ownerSince: owner.since, hostKeyId, ...(hostKeyCopied ? { hostKeyCopied } : {}) } } : {};
         const ownerUnreadable = owner !== undefined && "error" in owner ? { ownerUnreadable: owner.error } : {};
         const drillKept = keptReports.filter(({ report }) => report.set === spec.name).map(({ file, report }) => ({ id: report.id, passed: report.passed, finishedAt: report.finishedAt, file }));
         const setFacts: SetFacts = { set: spec.name, drillKept, ...(unclaimable && drillKept.length > 0 ? { drillKeptUnclaimable: unclaimable } : {}), counters, generation, skipped, held, scanning, scanFailed, recovering, ...(rootHold ? { rootHold } : {}), ...journalMissing, ...stall, ...notOwner, ...ownerUnreadable, drill, journalProblem, agent, target: facts, now: new Date() };
@@ -296,6 +304,7 @@ export async function collectStatus(configFile: string): Promise<SetReport[]> {
           spaceBallast,
           journalSetAside,
           target,
+          hostKeyCopied: setFacts.notOwner?.hostKeyCopied ?? null,
           problems,
           healthy: problems.length === 0,
           inSync: problems.length === 0 && upToDate,
@@ -374,7 +383,10 @@ applied (read from the target bucket), and the state:
                 (agent-not-answering: stopped with SIGSTOP, or hung),
                 the target unreachable or holding the set out of sync,
                 another host owning the set on the target (this host's
-                messages are refused; \`tidemark adopt SET\` moves it), the
+                messages are refused; \`tidemark adopt SET\` moves it; when
+                this host's key was made because its state folder was found
+                to be a copy, the line says since when and of which place:
+                \`hostKeyCopied\` in --json), the
                 target ahead of the journal or in another generation (journal
                 lost or restored from an older copy), no journal at all (the
                 agent never ran with this state folder), a target that has
