@@ -79,6 +79,9 @@ it("warns on stderr when a command's own agent (no agent running) finds the stat
   writeFileSync(join(copyDir, "site", "copy.txt"), "from the copy");
 
   const task = await tidemark(["task", set, "--config", config]);
+  // The marker is journaled (queued, as README says), its sends held: exit 0, the hold said on stderr.
+  expect(task.code).toBe(0);
+  expect(task.stdout).toMatch(/^task \S+ queued in set docs/);
   expect(task.stderr).toContain(`this state folder is a copy: its signing key was made for ${join(originalDir, "state")}`);
   expect(task.stderr).toContain("`tidemark adopt SET`");
   const copyKey = readOwnerKey(join(copyDir, "state"));
