@@ -15,13 +15,18 @@ export type MirrorMode = (typeof MIRROR_MODES)[number];
 
 /** What a long operation reports while it runs. */
 export type Progress =
-  | { phase: "scan"; entries: number; changes: number; bytes: number; total?: number }
+  | { phase: "scan"; entries: number; changes: number; bytes: number; total?: number; reading?: { path: string; size: number } }
   /** `running`: the target reached the marker and its action (a snapshot and its checks included) still runs. */
   | { phase: "wait"; seq: number; appliedSeq: number; running?: boolean }
   | { phase: "repair"; entries: number }
   | { phase: "restore"; files: number; totalFiles: number; bytes: number; totalBytes: number; unit?: "files" | "blocks" }
   /** A drill comparing the restored tree with its recovery point. */
   | { phase: "check"; entries: number; totalEntries: number };
+
+/** A scan's progress: its counts, the total when known, and the long read under way (ScanReport.reading). */
+function scanProgress(scan: Readonly<ScanReport>, total?: number): Progress {
+  return { phase: "scan", entries: scan.entries, changes: scan.changes, bytes: scan.bytes, ...(total !== undefined ? { total } : {}), ...(scan.reading ? { reading: { ...scan.reading } } : {}) };
+}
 
 export interface OperationDeps {
   readonly agent: Agent;
@@ -98,7 +103,7 @@ export async function runVerify(
   options: { deep: boolean; repair: boolean; orphans: OrphanPolicy },
 ): Promise<VerifyResult> {
   const total = deps.agent.journal.index.entryCount(set);
-  const onProgress = (scan: Readonly<ScanReport>) => deps.onProgress?.({ phase: "scan", entries: scan.entries, changes: scan.changes, bytes: scan.bytes, total });
+  const onProgress = (scan: Readonly<ScanReport>) => deps.onProgress?.(scanProgress(scan, total));
   const { id, seq, scan } = await deps.agent.journalVerify(set, { deep: options.deep, orphans: options.orphans, onProgress });
   const changedBehindStat = scan.changedBehindStat ?? { count: 0, paths: [] };
   const report = await waitForReport(deps, "verification", () => deps.readReport(set, id), set, seq);
@@ -177,13 +182,13 @@ export async function runMirror(deps: OperationDeps, set: string, mode: MirrorMo
 async function mirrorSet(deps: OperationDeps, set: string, mode: MirrorMode, orphans: OrphanPolicy): Promise<MirrorResult> {
   if (deps.agent.isVolume(set)) {
     // Every block read and hashed, and sent again over a cleared block map: a volume's only mirror, whatever the mode.
-    const scan = await deps.agent.fullMirror(set, `${mode} mirror requested`, (s) => deps.onProgress?.({ phase: "scan", entries: s.entries, changes: s.changes, bytes: s.bytes }));
+    const scan = await deps.agent.fullMirror(set, `${mode} mirror requested`, (s) => deps.onProgress?.(scanProgress(s)));
     return { mode, scan };
   }
   if (mode === "full") {
     const total = deps.agent.journal.index.entryCount(set);
     const scan = await deps.agent.fullMirror(set, "full mirror requested", (s) =>
-      deps.onProgress?.({ phase: "scan", entries: s.entries, changes: s.changes, bytes: s.bytes, total }),
+      deps.onProgress?.(scanProgress(s, total)),
     );
     // Everything was sent again; a verification behind it finds what the target holds beyond the source.
     const verify = await runVerify(deps, set, { deep: false, repair: true, orphans });
@@ -222,6 +227,6 @@ export async function queueTask(deps: OperationDeps, set: string, request: TaskR
     fields: request.fields,
     ...(request.onQueue !== undefined ? { onQueue: request.onQueue } : {}),
     ...(request.onTransmit !== undefined ? { onTransmit: request.onTransmit } : {}),
-    onProgress: (scan) => deps.onProgress?.({ phase: "scan", entries: scan.entries, changes: scan.changes, bytes: scan.bytes, total }),
+    onProgress: (scan) => deps.onProgress?.(scanProgress(scan, total)),
   });
 }

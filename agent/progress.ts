@@ -2,7 +2,7 @@
 // bytes, and the rate and ETA once observed progress tells them), plain lines
 // every few seconds when not a TTY.
 
-import { formatBytes } from "./format.ts";
+import { escapeControl, formatBytes } from "./format.ts";
 import type { Progress } from "./operations.ts";
 
 export interface ProgressView {
@@ -93,7 +93,9 @@ export function describeProgress(progress: Progress, timing: Timing, tty: boolea
     case "scan": {
       const files = progress.total ? `${progress.entries}/${progress.total} files` : `${progress.entries} files`;
       const bar = progress.total && tty ? `${drawBar(Math.min(progress.entries / progress.total, 1))} ` : "";
-      return `scanning ${bar}${files}  ${formatBytes(progress.bytes)} journaled${rate}${eta}`;
+      // A long read (a large file, or one read again while it keeps changing) would otherwise look like a stalled scan.
+      const reading = progress.reading ? `  reading ${escapeControl(progress.reading.path)} (${formatBytes(progress.reading.size)})` : "";
+      return `scanning ${bar}${files}  ${formatBytes(progress.bytes)} journaled${rate}${eta}${reading}`;
     }
     case "wait":
       // A marker's seq is applied only once its action is done: "applied N-1 of N" alone reads as a stuck target.

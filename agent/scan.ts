@@ -30,7 +30,15 @@ export interface ScanReport {
    * how many, and the first CHANGED_BEHIND_STAT_NAMED of them (a tree rewritten whole would be millions).
    */
   changedBehindStat?: { count: number; paths: string[] };
+  /**
+   * A file of at least READING_NAMED_BYTES being read now (the last such read to begin, when several run), so that a
+   * scan's progress names a long read instead of standing still on its count of files.
+   */
+  reading?: { path: string; size: number };
 }
+
+/** From this size a file's read is named in the scan's progress (ScanReport.reading). */
+export const READING_NAMED_BYTES = 64 * 1024 * 1024;
 
 /**
  * Journals in chunks of this many changes or bytes of content, across
@@ -115,6 +123,13 @@ export async function barrierScan(journal: Journal, spec: SetSpec, options: Scan
       onChangedBehindStat?.(path);
     },
   };
+  // A long read (a large file, read again while it keeps changing) is named in the progress before each read.
+  const reading = (path: string, size: number) => {
+    given.beforeRead?.(size);
+    if (size < READING_NAMED_BYTES) return;
+    report.reading = { path, size };
+    onProgress?.(report);
+  };
   const pending: Change[] = [];
   let pendingBytes = 0;
   let chunk = onChunkJournaled ? FIRST_APPEND_CHUNK : APPEND_CHUNK;
@@ -158,13 +173,21 @@ export async function barrierScan(journal: Journal, spec: SetSpec, options: Scan
   const captureAll = async (paths: readonly string[], isDirectory: (path: string) => void, large = false) => {
     for (let i = 0, size = chunk; i < paths.length && !report.stopped; i += size, size = chunk) {
       const captured = await mapConcurrent(paths.slice(i, i + size), CAPTURE_CONCURRENCY, async (path): Promise<CaptureResult> =>
-        large && signal?.aborted ? { changes: [], isDirectory: false } : capture(journal, spec, path, captureOptions).catch((error: unknown): CaptureResult => {
-          // One file the agent may not read is named, not a scan that fails every time (its last good version stays).
-          const reason = unreadableProblem(error);
-          if (reason === undefined) throw error;
-          report.skipped.push({ path, reason });
-          return { changes: [], isDirectory: false };
-        }),
+        large && signal?.aborted
+          ? { changes: [], isDirectory: false }
+          : capture(journal, spec, path, { ...captureOptions, beforeRead: (bytes) => reading(path, bytes) })
+              .catch((error: unknown): CaptureResult => {
+                // One file the agent may not read is named, not a scan that fails every time (its last good version stays).
+                const reason = unreadableProblem(error);
+                if (reason === undefined) throw error;
+                report.skipped.push({ path, reason });
+                return { changes: [], isDirectory: false };
+              })
+              .finally(() => {
+                if (report.reading?.path !== path) return;
+                delete report.reading;
+                onProgress?.(report);
+              }),
       );
       for (const [k, result] of captured.entries()) {
         // Result by result, so a rename is claimed only for a change that is queued (one the scan stops before is not).

@@ -12,6 +12,10 @@ it("shows files, bytes, rate and ETA, with a bar on a terminal", () => {
   const line = describeProgress(scan(250, 10 * MiB, 1000), { elapsedMs: 10_000, bytesPerSecond: MiB, etaSeconds: 30 }, true);
   expect(line).toBe("scanning [######------------------] 250/1000 files  10.0 MiB journaled  1.0 MiB/s  ETA 0:30");
   expect(describeProgress(scan(250, 0), { elapsedMs: 1000 }, false)).toBe("scanning 250 files  0 B journaled");
+  // A long read is named: the scan's counts stand still meanwhile (a large file appended while read, say).
+  expect(describeProgress({ ...scan(2, 0, 2), reading: { path: "db/big\n.log", size: 3 * 1024 * MiB } }, { elapsedMs: 1000 }, false)).toBe(
+    "scanning 2/2 files  0 B journaled  reading db/big\\n.log (3.0 GiB)",
+  );
   expect(describeProgress({ phase: "wait", seq: 90, appliedSeq: 40 }, { elapsedMs: 0 }, true)).toBe("waiting for the target: applied seq 40 of 90");
   // A marker's seq counts as applied only once its action finished: while it runs, say so, not "applied 89 of 90".
   expect(describeProgress({ phase: "wait", seq: 90, appliedSeq: 89, running: true }, { elapsedMs: 0 }, false)).toBe(
