@@ -13,7 +13,7 @@ it("shows files, bytes, rate and ETA, with a bar on a terminal", () => {
   expect(line).toBe("scanning [######------------------] 250/1000 files  10.0 MiB journaled  1.0 MiB/s  ETA 0:30");
   expect(describeProgress(scan(250, 0), { elapsedMs: 1000 }, false)).toBe("scanning 250 files  0 B journaled");
   // A long read is named: the scan's counts stand still meanwhile (a large file appended while read, say).
-  expect(describeProgress({ ...scan(2, 0, 2), reading: { path: "db/big\n.log", size: 3 * 1024 * MiB } }, { elapsedMs: 1000 }, false)).toBe(
+  expect(describeProgress({ phase: "scan", entries: 2, changes: 0, bytes: 0, total: 2, reading: { path: "db/big\n.log", size: 3 * 1024 * MiB } }, { elapsedMs: 1000 }, false)).toBe(
     "scanning 2/2 files  0 B journaled  reading db/big\\n.log (3.0 GiB)",
   );
   expect(describeProgress({ phase: "wait", seq: 90, appliedSeq: 40 }, { elapsedMs: 0 }, true)).toBe("waiting for the target: applied seq 40 of 90");
