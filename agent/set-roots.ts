@@ -313,9 +313,11 @@ export class SetRoots {
   }
 
   /**
-   * Whether a root held empty may resume: some of the entries the journal knows are back (restored, remounted), or,
-   * when it knows none (a lost journal: the target holds the files), the folder holds anything. A file written into
-   * the emptied folder is not enough: the old entries' deletes would go with it.
+   * Whether a root held empty may resume: most of the entries the journal knows at the top of the set are back
+   * (restored, remounted), or, when it knows none (a lost journal: the target holds the files), the folder holds
+   * anything. A file written into the emptied folder is not enough, even under a name the set had (an application
+   * making its log or lock file again): the old entries' deletes would go with it. So the same majority as for a
+   * renumbered device: one name back of several does not release it.
    */
   emptyRootRefilled(set: string, root: string): boolean {
     if (this.#s.knowsEntries.get(set) !== undefined) return this.#sampleFound(set, root);
@@ -334,16 +336,22 @@ export class SetRoots {
     return this.#sampleFound(set, root) ? "same" : "other";
   }
 
-  /** Whether any of a few entries the index knows at the top of the set is there (none known: an empty set, nothing to disprove). */
+  /**
+   * Whether most of a few entries the index knows at the top of the set are there (none known: an empty set, nothing
+   * to disprove). Most, not any: another folder shares a common name (README.md, src, lost+found) easily. A set
+   * knowing one or two entries at its top needs all of them: a hold is undone with accept-root, deletes sent from
+   * another folder are not.
+   */
   #sampleFound(set: string, root: string): boolean {
     const sample = this.#s.sample.all(set) as { path: string }[];
     if (sample.length === 0) return true;
-    return sample.some(({ path }) => {
+    const there = sample.filter(({ path }) => {
       try {
         return lstatSync(join(root, path), { throwIfNoEntry: false }) !== undefined;
       } catch {
         return false;
       }
-    });
+    }).length;
+    return there * 2 > sample.length;
   }
 }
