@@ -26,9 +26,10 @@ a root that is rightly different now: a new or restored disk, a folder
 restored from a copy, or a set whose files were all deleted on purpose.
 
 The folder's identity (device, inode and, where the file system records one,
-birth time, of the folder a symlink resolves to) is recorded in the journal and the hold ends; the running agent resumes the
-set within seconds (a stopped one at its next start), and its next scan
-journals the real differences between the folder and what was replicated:
+birth time, of the folder a symlink resolves to) is recorded in the journal
+and the hold ends; the running agent resumes the set within seconds (a
+stopped one at its next start), and its next scan journals the real
+differences between the folder and what was replicated:
 files the folder lacks are DELETED on the target (the protection window's
 history keeps them restorable). Run it on the source host, with the agent's
 config; the folder must be there and readable.
