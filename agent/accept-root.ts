@@ -3,9 +3,9 @@
 // is recorded and the hold ends; the agent's next scan journals the real
 // differences, deletes included (set-roots.ts).
 
-import { opendirSync, realpathSync, statSync } from "node:fs";
+import { opendirSync } from "node:fs";
 import type { Journal } from "./journal.ts";
-import type { RootHold, RootIdentity } from "./set-roots.ts";
+import { identityOf, type RootHold, type RootIdentity } from "./set-roots.ts";
 import type { SetSpec } from "./set-spec.ts";
 
 /** The root cannot be accepted: it is missing, not a folder, or not readable. */
@@ -24,11 +24,11 @@ export function acceptRoot(journal: Journal, spec: SetSpec): AcceptedRoot {
   if (spec.volume) throw new AcceptRootError(`set "${spec.name}" is a volume: accept-root is for folder sets`);
   let identity: RootIdentity;
   try {
-    const st = statSync(spec.root);
+    const st = journal.roots.statRoot(spec.root);
     if (!st.isDirectory()) throw new AcceptRootError(`set "${spec.name}": ${spec.root} is not a directory; put the set's folder there first`);
     // Readable, or the agent could not scan what is accepted.
     opendirSync(spec.root).closeSync();
-    identity = { dev: String(st.dev), ino: String(st.ino), realPath: realpathSync(spec.root) };
+    identity = identityOf(st, spec.root);
   } catch (error) {
     if (error instanceof AcceptRootError) throw error;
     const code = (error as NodeJS.ErrnoException).code ?? String(error);

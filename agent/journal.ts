@@ -22,7 +22,7 @@ import { PendingRecoveries } from "./pending-recoveries.ts";
 import { SetStates } from "./journal-sets.ts";
 import { VolumeStamps } from "./journal-volumes.ts";
 import { CONTENT_FILE_MIN_BYTES, ContentFiles, formatRef, parseRef, type ContentRef } from "./journal-content.ts";
-import { RootHeldError, SetRoots } from "./set-roots.ts";
+import { RootHeldError, SetRoots, type StatRoot } from "./set-roots.ts";
 
 export type { FileStamp, IndexEntry, IndexStat } from "./journal-index.ts";
 import type { FileStamp } from "./journal-index.ts";
@@ -276,6 +276,8 @@ export interface JournalOptions {
    * so damage is found before anything is sent from it rather than by a later read: the agent's start does.
    */
   readonly check?: boolean;
+  /** Stats a set's root for its identity (set-roots.ts); a test's stand-in makes a folder made again on the same inode. */
+  readonly statRoot?: StatRoot;
 }
 
 export class Journal {
@@ -317,7 +319,7 @@ export class Journal {
     this.held = new HeldFiles(db);
     this.uploads = new StagedUploads(db);
     this.recoveries = new PendingRecoveries(db);
-    this.roots = new SetRoots(db);
+    this.roots = new SetRoots(db, options.statRoot);
     this.#content = new ContentFiles(db, spoolDir, options.reader !== true);
     this.#statements = prepareStatements(db);
     this.#onWrite = options.onWrite;

@@ -1,8 +1,9 @@
 // The agent's look at a tree set's root, at start and every few seconds
 // (set-roots.ts says what is good): a good root's identity is recorded (also
-// for a journal made before roots were, on its first good check), a bad one
-// holds the set, and a held set whose root is back (a remount, a folder
-// moved back, or `tidemark accept-root` from another process) resumes.
+// for a journal made before roots, or their birth times, were, on its first
+// good check), a bad one holds the set, and a held set whose root is back (a
+// remount, a folder moved back, or `tidemark accept-root` from another
+// process) resumes.
 
 import type { RootHold } from "./set-roots.ts";
 import type { SetContext } from "./set-context.ts";
@@ -47,8 +48,8 @@ export class RootWatch {
       return known.hold;
     }
     const moved = known !== undefined && known.root !== spec.root;
-    if (!known?.identity || verdict.renumbered || moved || known.hold) {
-      if (verdict.renumbered) log.warn("the set's root has another device number but the same inode and its entries: recorded again", { set, root: spec.root, dev: verdict.identity.dev });
+    if (!known?.identity || verdict.renumbered || verdict.birthLearned || moved || known.hold) {
+      if (verdict.renumbered) log.warn("the set's root has another device number but the same inode, and its birth time or most of its entries: recorded again", { set, root: spec.root, dev: verdict.identity.dev });
       journal.atomically(() => journal.roots.record(set, spec.root, verdict.identity, known?.accepted === true));
     }
     const was = this.#held ?? known?.hold;

@@ -1,22 +1,28 @@
-// Each tree set's root folder as the agent last knew it good (the device and
-// inode of the folder its path resolves to), and the hold on a set whose root
-// went missing, was swapped for another folder, or came back empty (an
-// unmounted disk leaves its mount point). A held set journals nothing that
+// Each tree set's root folder as the agent last knew it good (the device, inode
+// and birth time of the folder its path resolves to), and the hold on a set
+// whose root went missing, was swapped for another folder, or came back empty
+// (an unmounted disk leaves its mount point). A held set journals nothing that
 // would delete or alter the target: Journal.append refuses it for every path
 // that journals (watcher, scans, verify, mirrors, recoveries, markers), and
 // checks the root itself before any batch that deletes.
 
-import { lstatSync, opendirSync, realpathSync, statSync, type Stats } from "node:fs";
+import { lstatSync, opendirSync, realpathSync, statSync, type BigIntStats } from "node:fs";
 import { join } from "node:path";
 import type { DatabaseSync, StatementSync } from "node:sqlite";
 
 export const ROOT_STATES = ["root-missing", "root-changed", "root-empty", "root-unreadable"] as const;
 export type RootState = (typeof ROOT_STATES)[number];
 
-/** A root folder as the agent knew it good: the device and inode of the folder the path resolves to. */
+/** A root folder as the agent knew it good: the device, inode and birth time of the folder the path resolves to. */
 export interface RootIdentity {
   readonly dev: string;
   readonly ino: string;
+  /**
+   * When the folder was made (ns since the epoch, statx's btime): a folder deleted and made again, or another file
+   * system's, can get the same inode number, rarely the same birth time. "0": the file system records none;
+   * absent: not recorded yet (a journal from before birth times were), learned at the next good check.
+   */
+  readonly birthNs?: string;
   /** The resolved folder (a symlinked root's target), for the operator. */
   readonly realPath: string;
 }
@@ -33,7 +39,7 @@ export interface RootHold {
 
 /** What a check of a root found: good (its identity, and whether it must be recorded again), or why it is held. */
 export type RootVerdict =
-  | { readonly ok: true; readonly identity: RootIdentity; readonly renumbered: boolean }
+  | { readonly ok: true; readonly identity: RootIdentity; readonly renumbered: boolean; readonly birthLearned: boolean }
   | { readonly ok: false; readonly state: RootState; readonly expected: string; readonly found: string };
 
 /** The set is held (its root is missing, swapped or empty): nothing of it is journaled until the root is back or accepted. */
@@ -79,6 +85,7 @@ CREATE TABLE IF NOT EXISTS set_roots (
   dev TEXT,
   ino TEXT,
   real_path TEXT,
+  birth_ns TEXT,
   recorded_at TEXT,
   accepted INTEGER NOT NULL DEFAULT 0,
   hold_state TEXT,
@@ -93,6 +100,7 @@ interface RootRow {
   dev: string | null;
   ino: string | null;
   real_path: string | null;
+  birth_ns: string | null;
   accepted: number;
   hold_state: string | null;
   hold_expected: string | null;
@@ -118,9 +126,9 @@ function prepare(db: DatabaseSync) {
     get: statement("SELECT * FROM set_roots WHERE set_name = ?"),
     all: statement("SELECT * FROM set_roots ORDER BY set_name"),
     record: statement(
-      `INSERT INTO set_roots (set_name, root, dev, ino, real_path, recorded_at, accepted) VALUES (?, ?, ?, ?, ?, ?, ?)
+      `INSERT INTO set_roots (set_name, root, dev, ino, real_path, birth_ns, recorded_at, accepted) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
        ON CONFLICT (set_name) DO UPDATE SET root = excluded.root, dev = excluded.dev, ino = excluded.ino, real_path = excluded.real_path,
-       recorded_at = excluded.recorded_at, accepted = excluded.accepted, hold_state = NULL, hold_expected = NULL, hold_found = NULL, hold_since = NULL`,
+       birth_ns = excluded.birth_ns, recorded_at = excluded.recorded_at, accepted = excluded.accepted, hold_state = NULL, hold_expected = NULL, hold_found = NULL, hold_since = NULL`,
     ),
     hold: statement(
       `INSERT INTO set_roots (set_name, root, hold_state, hold_expected, hold_found, hold_since) VALUES (?, ?, ?, ?, ?, ?)
@@ -142,21 +150,46 @@ function holdOf(row: RootRow): RootHold | undefined {
 
 function tracked(row: RootRow): TrackedRoot {
   const hold = holdOf(row);
-  const identity = row.dev !== null && row.ino !== null ? { dev: row.dev, ino: row.ino, realPath: row.real_path ?? row.root } : undefined;
+  const identity =
+    row.dev !== null && row.ino !== null ? { dev: row.dev, ino: row.ino, realPath: row.real_path ?? row.root, ...(row.birth_ns !== null ? { birthNs: row.birth_ns } : {}) } : undefined;
   return { root: row.root, accepted: row.accepted === 1, ...(identity ? { identity } : {}), ...(hold ? { hold } : {}) };
 }
 
-function identityOf(st: Stats, root: string): RootIdentity {
+/** What the identity of a root is read from: a stat of the path, following symlinks, with bigint fields. */
+export type RootStat = Pick<BigIntStats, "dev" | "ino" | "birthtimeNs" | "isDirectory">;
+
+/** Stats a root (throws the stat's error). */
+export type StatRoot = (root: string) => RootStat;
+
+const statRootNow: StatRoot = (root) => statSync(root, { bigint: true });
+
+/** The identity of the folder st is of, at root. */
+export function identityOf(st: RootStat, root: string): RootIdentity {
   let realPath = root;
   try {
     realPath = realpathSync(root);
   } catch {
     // Gone between the stat and here: the path as configured.
   }
-  return { dev: String(st.dev), ino: String(st.ino), realPath };
+  return { dev: String(st.dev), ino: String(st.ino), realPath, birthNs: String(st.birthtimeNs) };
 }
 
-const named = (identity: RootIdentity) => `folder ${identity.realPath} (device ${identity.dev}, inode ${identity.ino})`;
+/** Whether the birth time is one the file system recorded (not absent, not 0). */
+const bornKnown = (birthNs: string | undefined): birthNs is string => birthNs !== undefined && birthNs !== "0";
+
+const NS_PER_S = 1_000_000_000n;
+
+/** A birth time to the nanosecond (two folders made in the same millisecond differ there). */
+function bornAt(birthNs: string): string {
+  const ns = BigInt(birthNs);
+  const fraction = ((ns % NS_PER_S) + NS_PER_S) % NS_PER_S;
+  const seconds = (ns - fraction) / NS_PER_S;
+  return `${new Date(Number(seconds) * 1000).toISOString().slice(0, 19)}.${String(fraction).padStart(9, "0")}Z`;
+}
+
+/** The folder for the operator; `born`: with its birth time, when that is what tells two folders apart. */
+const named = (identity: RootIdentity, born = false) =>
+  `folder ${identity.realPath} (device ${identity.dev}, inode ${identity.ino}${born && bornKnown(identity.birthNs) ? `, born ${bornAt(identity.birthNs)}` : ""})`;
 
 /** Whether the folder holds no entry at all; an error reading it is thrown. */
 function isEmptyFolder(root: string): boolean {
@@ -171,10 +204,16 @@ function isEmptyFolder(root: string): boolean {
 /** The sets' roots in the journal's database (written in its transactions: see Journal). */
 export class SetRoots {
   readonly #s: ReturnType<typeof prepare>;
+  /** Stats a root for its identity (a test's stand-in makes a folder made again with the same inode). */
+  readonly statRoot: StatRoot;
 
-  constructor(db: DatabaseSync) {
+  constructor(db: DatabaseSync, statRoot: StatRoot = statRootNow) {
     db.exec(SCHEMA);
+    // Journals from before birth times were recorded gain the column as NULL: the next good check records it.
+    const columns = db.prepare("PRAGMA table_info(set_roots)").all() as { name: string }[];
+    if (!columns.some((c) => c.name === "birth_ns")) db.exec("ALTER TABLE set_roots ADD COLUMN birth_ns TEXT");
     this.#s = prepare(db);
+    this.statRoot = statRoot;
   }
 
   of(set: string): TrackedRoot | undefined {
@@ -205,7 +244,7 @@ export class SetRoots {
 
   /** The root is good: its identity is recorded and any hold ends. `accepted`: an operator's accept-root (an empty root is taken as is). */
   record(set: string, root: string, identity: RootIdentity, accepted = false): void {
-    this.#s.record.run(set, root, identity.dev, identity.ino, identity.realPath, new Date().toISOString(), accepted ? 1 : 0);
+    this.#s.record.run(set, root, identity.dev, identity.ino, identity.realPath, identity.birthNs ?? null, new Date().toISOString(), accepted ? 1 : 0);
   }
 
   /** Holds the set (keeping since when, while it stays held). */
@@ -240,9 +279,9 @@ export class SetRoots {
     const known = this.of(set);
     const recorded = known?.identity;
     const expected = recorded ? named(recorded) : `the folder at ${root}`;
-    let st: Stats;
+    let st: RootStat;
     try {
-      st = statSync(root);
+      st = this.statRoot(root);
     } catch (error) {
       const code = (error as NodeJS.ErrnoException).code ?? String(error);
       if (code === "EACCES" || code === "EPERM") return { ok: false, state: "root-unreadable", expected, found: `${code}: the agent may not look up ${root}` };
@@ -250,13 +289,15 @@ export class SetRoots {
     }
     if (!st.isDirectory()) return { ok: false, state: "root-missing", expected, found: "not a directory" };
     const identity = identityOf(st, root);
-    let renumbered = false;
-    if (recorded && (recorded.ino !== identity.ino || (recorded.dev !== identity.dev && !this.#sampleFound(set, root)))) {
-      return { ok: false, state: "root-changed", expected, found: named(identity) };
+    if (recorded) {
+      const same = this.#sameFolder(set, root, recorded, identity);
+      if (same !== "same") return { ok: false, state: "root-changed", expected: named(recorded, same === "born"), found: named(identity, same === "born") };
     }
-    // Same inode on another device number (some file systems renumber devices after a reboot): the sample of known
-    // entries found it the same folder.
-    if (recorded && recorded.dev !== identity.dev) renumbered = true;
+    // Same inode on another device number (some file systems renumber devices after a reboot): the birth time or the
+    // sample of known entries found it the same folder.
+    const renumbered = recorded !== undefined && recorded.dev !== identity.dev;
+    // A journal from before birth times (or a file system that started recording them): learned now, compared from now on.
+    const birthLearned = recorded !== undefined && !bornKnown(recorded.birthNs) && (recorded.birthNs === undefined || bornKnown(identity.birthNs));
     if (options.deleting === true && !known?.accepted) {
       let empty: boolean;
       try {
@@ -268,29 +309,49 @@ export class SetRoots {
       }
       if (empty && this.#s.knowsEntries.get(set) !== undefined) return { ok: false, state: "root-empty", expected: `${expected}, holding the files the journal knows`, found: "an empty folder" };
     }
-    return { ok: true, identity, renumbered };
+    return { ok: true, identity, renumbered, birthLearned };
   }
 
   /**
-   * Whether a root held empty may resume: some of the entries the journal knows are back (restored, remounted), or,
-   * when it knows none (a lost journal: the target holds the files), the folder holds anything. A file written into
-   * the emptied folder is not enough: the old entries' deletes would go with it.
+   * Whether a root held empty may resume: most of the entries the journal knows at the top of the set are back
+   * (restored, remounted), or, when it knows none (a lost journal: the target holds the files), the folder holds
+   * anything. A file written into the emptied folder is not enough, even under a name the set had (an application
+   * making its log or lock file again): the old entries' deletes would go with it. So the same majority as for a
+   * renumbered device: one name back of several does not release it.
    */
   emptyRootRefilled(set: string, root: string): boolean {
     if (this.#s.knowsEntries.get(set) !== undefined) return this.#sampleFound(set, root);
     return !this.isEmpty(root);
   }
 
-  /** Whether any of a few entries the index knows at the top of the set is there (none known: an empty set, nothing to disprove). */
+  /**
+   * Whether the folder found at a recorded root's path is the recorded one: "same", "born" (the same device and inode,
+   * or a renumbered device, but another birth time: a folder made again), or "other". Birth times count only when
+   * both are known: a file system that records none is judged by device, inode and the sample, as before them.
+   */
+  #sameFolder(set: string, root: string, recorded: RootIdentity, found: RootIdentity): "same" | "born" | "other" {
+    if (recorded.ino !== found.ino) return "other";
+    if (bornKnown(recorded.birthNs) && bornKnown(found.birthNs)) return recorded.birthNs === found.birthNs ? "same" : "born";
+    if (recorded.dev === found.dev) return "same";
+    return this.#sampleFound(set, root) ? "same" : "other";
+  }
+
+  /**
+   * Whether most of a few entries the index knows at the top of the set are there (none known: an empty set, nothing
+   * to disprove). Most, not any: another folder shares a common name (README.md, src, lost+found) easily. A set
+   * knowing one or two entries at its top needs all of them: a hold is undone with accept-root, deletes sent from
+   * another folder are not.
+   */
   #sampleFound(set: string, root: string): boolean {
     const sample = this.#s.sample.all(set) as { path: string }[];
     if (sample.length === 0) return true;
-    return sample.some(({ path }) => {
+    const there = sample.filter(({ path }) => {
       try {
         return lstatSync(join(root, path), { throwIfNoEntry: false }) !== undefined;
       } catch {
         return false;
       }
-    });
+    }).length;
+    return there * 2 > sample.length;
   }
 }

@@ -16,7 +16,8 @@ export const acceptRootCommand: Command = {
 
 Accepts the folder now at SET's root as the set from now on. The agent holds
 a set whose root is missing, is another folder than the one it replicated (a
-different inode: a new mount, a folder moved in, a symlink pointed elsewhere),
+different inode: a new mount, a folder moved in, a symlink pointed elsewhere;
+or the same inode with another birth time: the folder deleted and made again),
 or is empty while the journal knows files under it (an unmounted disk's mount
 point, or everything deleted): it journals nothing of the set, so the target
 keeps its last copy, and \`tidemark status\` names the hold. A root that comes
@@ -24,10 +25,11 @@ back as it left (remounted, moved back) resumes by itself; accept-root is for
 a root that is rightly different now: a new or restored disk, a folder
 restored from a copy, or a set whose files were all deleted on purpose.
 
-The folder's identity (device and inode, of the folder a symlink resolves to)
-is recorded in the journal and the hold ends; the running agent resumes the
-set within seconds (a stopped one at its next start), and its next scan
-journals the real differences between the folder and what was replicated:
+The folder's identity (device, inode and, where the file system records one,
+birth time, of the folder a symlink resolves to) is recorded in the journal
+and the hold ends; the running agent resumes the set within seconds (a
+stopped one at its next start), and its next scan journals the real
+differences between the folder and what was replicated:
 files the folder lacks are DELETED on the target (the protection window's
 history keeps them restorable). Run it on the source host, with the agent's
 config; the folder must be there and readable.

@@ -36,7 +36,7 @@ export interface Harness {
 export function agentHarness(
   set: string,
   options: Partial<AgentOptions> = {},
-  target: { tasks?: TaskSettings; store?: MemoryStore; history?: HistorySettings; now?: () => number; log?: (line: string) => void } = {},
+  target: { tasks?: TaskSettings; store?: MemoryStore; history?: HistorySettings; now?: () => number; log?: (line: string) => void; journal?: JournalOptions } = {},
 ): Harness {
   const src = tempDir("tidemark-src-");
   const state = tempDir("tidemark-state-");
@@ -44,7 +44,8 @@ export function agentHarness(
   // One clock (when given) for the agent's journal and the applier: what `restore --at` goes by.
   const clock = target.now;
   const applierNow = clock ? { now: () => new Date(clock()) } : {};
-  const journalNow = clock ? { now: clock } : {};
+  // The journal's options (a test's stand-ins), kept across restarts.
+  const journalNow = { ...target.journal, ...(clock ? { now: clock } : {}) };
   const transport = new MemoryTransport(
     new Applier({ store, log: target.log ?? (() => {}), ...(target.tasks ? { tasks: target.tasks } : {}), ...(target.history ? { history: target.history } : {}), ...applierNow }),
     store,

@@ -374,14 +374,15 @@ it("a root whose device number changed but not its inode is not held: its entrie
   const { harness } = await replicated(p);
   const recorded = harness.journal.roots.of(SET)?.identity;
   expect(recorded).toBeDefined();
+  // Recorded without a birth time (a journal from before them): the sample of entries decides.
   harness.journal.atomically(() => harness.journal.roots.record(SET, p.root, { dev: "4242", ino: recorded?.ino ?? "", realPath: p.root }));
-  rmSync(join(p.root, "a.txt"));
+  rmSync(join(p.root, "docs", "old", "c.txt"));
   await harness.agent.scan(SET);
   await harness.agent.drain(SET);
   expect(harness.journal.roots.held(SET)).toBeUndefined();
   expect(harness.journal.roots.of(SET)?.identity?.dev).toBe(recorded?.dev);
-  expect(Object.keys(await pictureOfTarget(harness.store, SET))).not.toContain("a.txt");
-  // With neither the inode's entries there, the same renumbered device is another folder.
+  expect(Object.keys(await pictureOfTarget(harness.store, SET))).not.toContain("docs/old/c.txt");
+  // With one of its two top-level entries there (a.txt, not docs), the same renumbered device is another folder.
   harness.journal.atomically(() => harness.journal.roots.record(SET, p.root, { dev: "4242", ino: recorded?.ino ?? "", realPath: p.root }));
   renameSync(join(p.root, "docs"), join(p.away + "-docs"));
   expect(harness.agent.checkRoot(SET)?.state).toBe("root-changed");
@@ -420,6 +421,22 @@ it("doctor names the sets held in the state folder's journal", async () => {
   renameSync(p.root, p.away);
   await harness.agent.scan(SET);
   expect(rootHolds(harness.state.path)).toEqual([expect.objectContaining({ set: SET, state: "root-missing", root: p.root })]);
+});
+
+it("a root held empty is not released by one name the set had written into it again: most of its top-level entries must be back", async () => {
+  const p = place(false);
+  const { harness, before } = await replicated(p);
+  mkdirSync(p.away);
+  for (const name of readdirSync(p.root)) renameSync(join(p.root, name), join(p.away, name));
+  expect(harness.agent.checkRoot(SET)?.state).toBe("root-empty");
+  // An application making its file again under the old name: one of the two names the set had at its top.
+  writeFileSync(join(p.root, "a.txt"), "made again");
+  expect(harness.agent.checkRoot(SET)?.state).toBe("root-empty");
+  await harness.agent.scan(SET);
+  await harness.agent.drain(SET);
+  expect(await pictureOfTarget(harness.store, SET)).toEqual(before);
+  renameSync(join(p.away, "docs"), join(p.root, "docs"));
+  expect(harness.agent.checkRoot(SET)).toBeUndefined();
 });
 
 it("a root held empty resumes by itself once the entries it knows are back, journaling no change", async () => {
