@@ -132,7 +132,7 @@ function prepare(db: DatabaseSync) {
     ),
     hold: statement(
       `INSERT INTO set_roots (set_name, root, hold_state, hold_expected, hold_found, hold_since) VALUES (?, ?, ?, ?, ?, ?)
-       ON CONFLICT (set_name) DO UPDATE SET hold_state = excluded.hold_state, hold_expected = excluded.hold_expected, hold_found = excluded.hold_found,
+       ON CONFLICT (set_name) DO UPDATE SET root = excluded.root, hold_state = excluded.hold_state, hold_expected = excluded.hold_expected, hold_found = excluded.hold_found,
        hold_since = coalesce(set_roots.hold_since, excluded.hold_since)`,
     ),
     release: statement("UPDATE set_roots SET hold_state = NULL, hold_expected = NULL, hold_found = NULL, hold_since = NULL WHERE set_name = ?"),

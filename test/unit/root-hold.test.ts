@@ -458,3 +458,20 @@ it("a root held empty resumes by itself once the entries it knows are back, jour
   expect(journaled).toEqual([]);
   expect(await pictureOfTarget(harness.store, SET)).toEqual(before);
 });
+
+it("a set pointed at another folder (its config's path changed, or a copied state folder run on a copied tree) names that folder as the root held", async () => {
+  h = agentHarness(SET);
+  writeFileSync(join(h.src.path, "a.txt"), "alpha");
+  await h.agent.start();
+  await h.agent.drain(SET);
+  base = tempDir("tidemark-roots-");
+  const other = join(base.path, "copy");
+  cpSync(h.src.path, other, { recursive: true });
+  h.restart({ sets: [{ name: SET, root: other, exclude: [] }] });
+  const hold = h.agent.checkRoot(SET);
+  expect(hold?.state).toBe("root-changed");
+  // The folder there now is what the line names as the root; the folder replicated is what was expected.
+  expect(hold?.root).toBe(other);
+  expect(hold?.expected).toContain(h.src.path);
+  expect(hold?.found).toContain(other);
+});
