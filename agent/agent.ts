@@ -295,14 +295,7 @@ export class Agent {
   resumeRoot(runner: SetRunner): void {
     if (this.#stopped) return;
     const set = runner.spec.name;
-    if (this.options.monitorEnabled && !runner.degraded) {
-      const old = this.#watcherOf.get(runner);
-      if (old) {
-        this.#watchers.delete(old);
-        old.close().catch(() => undefined);
-      }
-      this.#watch(runner);
-    }
+    if (this.options.monitorEnabled && !runner.degraded) this.#watch(runner);
     const failed = (error: unknown) => this.log.warn("the set's resume after its root came back failed; a later scan catches up", { set, error: String(error) });
     runner.recovery
       .checkContinuity()
@@ -312,8 +305,17 @@ export class Agent {
       .catch(failed);
   }
 
+  /**
+   * Watches the set's root anew, closing the set's watcher before it: the root timer can resume a held set (a watch)
+   * while start() has not reached it yet, and start() then watches it too.
+   */
   #watch(runner: SetRunner): void {
     const set = runner.spec.name;
+    const old = this.#watcherOf.get(runner);
+    if (old) {
+      this.#watchers.delete(old);
+      old.close().catch(() => undefined);
+    }
     const watch = runner.spec.volume ? (this.options.watchVolume ?? watchVolume) : (this.options.watch ?? watchSet);
     const watcher = watch(
       runner.spec,
