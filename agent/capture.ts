@@ -128,8 +128,8 @@ export interface CaptureOptions {
    * mtime, mode, ctime; a stamp not known yet counts as the same): verify --deep names them.
    */
   readonly onChangedBehindStat?: (path: string) => void;
-  /** Told a changed file's size (from the capture's stat) before each read of its content: a caller names a long read. */
-  readonly beforeRead?: (size: number) => void;
+  /** Told a changed file's size (from the capture's stat) and path before each read of its content: a caller names a long read. */
+  readonly beforeRead?: (size: number, path: string) => void;
   /**
    * Told a file's path when it kept changing while read, so that what is journaled is the bytes as read, which may
    * be no state the file was ever in (a torn copy): a marker's barrier names it (the snapshot is not exact for it).
@@ -469,7 +469,7 @@ async function readStable(
     attempts = Math.min(attempts, readsOf(before.size));
     if (attempt >= attempts) break;
     // Every read, not only the first: a file small at the first stat and grown large since is named while read.
-    options.beforeRead?.(Number(before.size));
+    options.beforeRead?.(Number(before.size), path);
     readSince = before.mtimeNs;
     let next: PutChange | undefined;
     try {

@@ -115,20 +115,21 @@ export async function barrierScan(journal: Journal, spec: SetSpec, options: Scan
   const { from = "", onProgress, shouldStop, defer, renames, vanish, onJournaled, onChunkJournaled, signal, onChangedBehindStat, ...given } = typeof options === "string" ? { from: options } : options;
   const changedBehindStat = { count: 0, paths: [] as string[] };
   const report: ScanReport = { entries: 0, changes: 0, bytes: 0, skipped: [], changedBehindStat };
+  // A long read (a large file, read again while it keeps changing) is named in the progress before each read.
+  const reading = (size: number, path: string) => {
+    given.beforeRead?.(size, path);
+    if (size < READING_NAMED_BYTES) return;
+    report.reading = { path, size };
+    onProgress?.(report);
+  };
   const captureOptions: CaptureOptions = {
     ...given,
+    beforeRead: reading,
     onChangedBehindStat: (path) => {
       changedBehindStat.count += 1;
       if (changedBehindStat.paths.length < CHANGED_BEHIND_STAT_NAMED) changedBehindStat.paths.push(path);
       onChangedBehindStat?.(path);
     },
-  };
-  // A long read (a large file, read again while it keeps changing) is named in the progress before each read.
-  const reading = (path: string, size: number) => {
-    given.beforeRead?.(size);
-    if (size < READING_NAMED_BYTES) return;
-    report.reading = { path, size };
-    onProgress?.(report);
   };
   const pending: Change[] = [];
   let pendingBytes = 0;
@@ -160,6 +161,7 @@ export async function barrierScan(journal: Journal, spec: SetSpec, options: Scan
   if (from !== "") {
     // Scanning a subtree starts with the subtree's own root.
     const top = await capture(journal, spec, from, captureOptions);
+    delete report.reading;
     queue(top.changes);
     flush();
     if (!top.isDirectory) {
@@ -173,22 +175,19 @@ export async function barrierScan(journal: Journal, spec: SetSpec, options: Scan
   const captureAll = async (paths: readonly string[], isDirectory: (path: string) => void, large = false) => {
     for (let i = 0, size = chunk; i < paths.length && !report.stopped; i += size, size = chunk) {
       const captured = await mapConcurrent(paths.slice(i, i + size), CAPTURE_CONCURRENCY, async (path): Promise<CaptureResult> =>
-        large && signal?.aborted
-          ? { changes: [], isDirectory: false }
-          : capture(journal, spec, path, { ...captureOptions, beforeRead: (bytes) => reading(path, bytes) })
-              .catch((error: unknown): CaptureResult => {
-                // One file the agent may not read is named, not a scan that fails every time (its last good version stays).
-                const reason = unreadableProblem(error);
-                if (reason === undefined) throw error;
-                report.skipped.push({ path, reason });
-                return { changes: [], isDirectory: false };
-              })
-              .finally(() => {
-                if (report.reading?.path !== path) return;
-                delete report.reading;
-                onProgress?.(report);
-              }),
+        large && signal?.aborted ? { changes: [], isDirectory: false } : capture(journal, spec, path, captureOptions).catch((error: unknown): CaptureResult => {
+          // One file the agent may not read is named, not a scan that fails every time (its last good version stays).
+          const reason = unreadableProblem(error);
+          if (reason === undefined) throw error;
+          report.skipped.push({ path, reason });
+          return { changes: [], isDirectory: false };
+        }),
       );
+      // Every read of this chunk ended: none is under way (nothing per file, for a scan of millions).
+      if (report.reading) {
+        delete report.reading;
+        onProgress?.(report);
+      }
       for (const [k, result] of captured.entries()) {
         // Result by result, so a rename is claimed only for a change that is queued (one the scan stops before is not).
         const changes = renames ? await renames(result.changes) : result.changes;
