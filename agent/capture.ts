@@ -512,12 +512,12 @@ async function readStable(
 }
 
 /**
- * A file read up to its stat's size (a large one: see spool and scanAgainst) that still has bytes past it: the stat
- * was a cache's, stale while the file grew (a network or FUSE file system), so what was read is not the whole file.
- * A small file's read goes past its stat's size itself (readSmallFile).
+ * A file read up to its stat's size (as a delta, see scanAgainst, or a large one whole, see spool) that still has
+ * bytes past it: the stat was a cache's, stale while the file grew (a network or FUSE file system), so what was read
+ * is not the whole file. A small file read whole goes past its stat's size itself (readSmallFile).
  */
 async function bytesPast(abs: string, put: PutChange): Promise<boolean> {
-  if (put.size <= MAX_INLINE_DECODED_BYTES) return false;
+  if (put.delta === undefined && put.size <= MAX_INLINE_DECODED_BYTES) return false;
   let handle;
   try {
     handle = await open(abs, "r");

@@ -134,3 +134,34 @@ it("does not take a read as whole when the file holds bytes past a stale stat's 
   expect(onlyPut(again.changes).size).toBe(3 * MiB);
   expect(fresh).toEqual([]);
 });
+
+it("does not take a delta's read as whole when a known file holds bytes past a stale stat's size", async () => {
+  h = agentHarness(SET);
+  const abs = join(h.src.path, "page.db");
+  // Known to the index and large enough for a delta, small enough to travel inline when whole.
+  writeFileSync(abs, randomBytes(512 * 1024));
+  await h.agent.start();
+  await h.agent.drain(SET);
+  const fd = openSync(abs, "r+");
+  writeSync(fd, randomBytes(4096), 0, 4096, 64 * 1024);
+  closeSync(fd);
+  const { lstat } = await vi.importActual<typeof FsPromises>("node:fs/promises");
+  stale = { path: abs, stat: await lstat(abs, { bigint: true }) };
+  appendFileSync(abs, randomBytes(64 * 1024));
+  // The open file's attributes are the same cache's: the delta's read ends at the stale size too.
+  const ino = statSync(abs).ino;
+  const probe = await open(join(h.state.path, ".probe"), "w");
+  const prototype = Object.getPrototypeOf(probe) as { stat: (...args: unknown[]) => Promise<{ size: number; ino: number }> };
+  await probe.close();
+  const realStat = prototype.stat;
+  vi.spyOn(prototype, "stat").mockImplementation(async function (this: unknown, ...args: unknown[]) {
+    const st = await realStat.apply(this, args);
+    return st.ino === ino ? Object.assign(st, { size: 512 * 1024 }) : st;
+  });
+  const changing: string[] = [];
+  const { changes } = await capture(h.journal, spec(), "page.db", { onChangingWhileRead: (path) => changing.push(path) });
+  const put = onlyPut(changes);
+  expect(put.delta).toBeDefined();
+  expect(put.size).toBe(512 * 1024);
+  expect(changing).toEqual(["page.db"]);
+});
