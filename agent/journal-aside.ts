@@ -8,9 +8,10 @@
 // stops and leaves a mark so that its next start sets the journal aside
 // without trusting it again.
 
-import { closeSync, existsSync, fsyncSync, openSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync, renameSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { z } from "zod";
+import { fsyncDir, writeJsonDurably } from "./durable-file.ts";
 import { JournalCorruptError, journalFault } from "./journal-faults.ts";
 import { Journal } from "./journal.ts";
 import type { Logger } from "./log.ts";
@@ -23,23 +24,6 @@ const MARK_FILE = "journal-corrupt.json";
 const SetAsideSchema = z.object({ at: z.string(), reason: z.string(), file: z.string(), with: z.array(z.string()) });
 export type SetAsideJournal = z.infer<typeof SetAsideSchema>;
 const MarkSchema = z.object({ at: z.string(), reason: z.string() });
-
-function fsyncDir(dir: string): void {
-  const fd = openSync(dir, "r");
-  try {
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-}
-
-/** Written whole (temp file, fsync, rename, fsync the folder): a crash leaves the old record or the new. */
-function writeJson(stateDir: string, name: string, value: unknown): void {
-  const temp = join(stateDir, `${name}.tmp`);
-  writeFileSync(temp, `${JSON.stringify(value, null, 2)}\n`, { flush: true });
-  renameSync(temp, join(stateDir, name));
-  fsyncDir(stateDir);
-}
 
 /** The journals set aside in stateDir, oldest first (none: no record). */
 export function journalsSetAside(stateDir: string): SetAsideJournal[] {
@@ -66,7 +50,7 @@ export function corruptMark(stateDir: string): z.infer<typeof MarkSchema> | unde
 
 /** Leaves the mark for the next start: a running agent found its journal corrupt. */
 export function markJournalCorrupt(stateDir: string, error: JournalCorruptError): void {
-  writeJson(stateDir, MARK_FILE, { at: new Date().toISOString(), reason: error.reason });
+  writeJsonDurably(stateDir, MARK_FILE, { at: new Date().toISOString(), reason: error.reason });
 }
 
 /** Renames the journal, its -wal and -shm and its spool folder aside and records it; returns the record. Nothing is deleted. */
@@ -92,7 +76,7 @@ export function setJournalAside(stateDir: string, reason: string, at = new Date(
   if (existsSync(path)) renameSync(path, file);
   fsyncDir(stateDir);
   const record: SetAsideJournal = { at: at.toISOString(), reason, file, with: moved };
-  writeJson(stateDir, RECORD_FILE, [...journalsSetAside(stateDir), record]);
+  writeJsonDurably(stateDir, RECORD_FILE, [...journalsSetAside(stateDir), record]);
   rmSync(join(stateDir, MARK_FILE), { force: true });
   return record;
 }

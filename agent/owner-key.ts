@@ -7,6 +7,7 @@
 import { chmodSync, closeSync, fsyncSync, linkSync, mkdirSync, openSync, readFileSync, renameSync, statSync, unlinkSync, writeSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { generateSigningKey, signingKeyFromPem, signingKeyToPem, type SigningKey } from "../contract/signing.ts";
+import { fsyncDir } from "./durable-file.ts";
 import type { Logger } from "./log.ts";
 import { currentPlace, describePlace, judgePlace, ownerPlacePath, readOwnerPlace, writeOwnerPlace, type CopiedKey, type Place, type PlaceVerdict } from "./owner-place.ts";
 
@@ -190,15 +191,6 @@ function createKey(stateDir: string): { key: SigningKey; created: boolean } {
   }
   fsyncDir(dirname(file));
   return { key, created: true };
-}
-
-function fsyncDir(dir: string): void {
-  const fd = openSync(dir, "r");
-  try {
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
 }
 
 function unlinkQuietly(file: string): void {

@@ -7,10 +7,11 @@
 // each load of the key, a copy is told apart and makes its own key: a new
 // host, which the ownership rules hold (`not-owner`) until `tidemark adopt`.
 
-import { closeSync, fsyncSync, openSync, readFileSync, realpathSync, renameSync, statSync, writeSync } from "node:fs";
+import { readFileSync, realpathSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { z } from "zod";
 import { signingKeyFromPem } from "../contract/signing.ts";
+import { writeJsonDurably } from "./durable-file.ts";
 
 export const OWNER_PLACE_FILE = "owner.place.json";
 
@@ -91,24 +92,9 @@ export function readOwnerPlace(stateDir: string): { record: OwnerPlace } | { mis
   }
 }
 
-/** The record, mode 0600, written durably (temp file, fsync, rename, fsync of the folder). */
+/** The record, mode 0600, written durably (durable-file.ts). */
 export function writeOwnerPlace(stateDir: string, record: OwnerPlace): void {
-  const file = ownerPlacePath(stateDir);
-  const temp = `${file}.${process.pid}.tmp`;
-  const fd = openSync(temp, "w", 0o600);
-  try {
-    writeSync(fd, `${JSON.stringify(record, null, 2)}\n`);
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-  renameSync(temp, file);
-  const dir = openSync(stateDir, "r");
-  try {
-    fsyncSync(dir);
-  } finally {
-    closeSync(dir);
-  }
+  writeJsonDurably(stateDir, OWNER_PLACE_FILE, record, 0o600);
 }
 
 /** "/var/lib/tidemark on machine 3d12…" for messages. */
