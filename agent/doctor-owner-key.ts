@@ -6,7 +6,7 @@
 
 import type { Check } from "./doctor.ts";
 import { readOwnerKey } from "./owner-key.ts";
-import { currentPlace, describePlace, judgePlace, readOwnerPlace, type CopiedKey } from "./owner-place.ts";
+import { copiedKeyOf, currentPlace, describePlace, judgePlace, readOwnerPlace, type CopiedKey } from "./owner-place.ts";
 
 /** What doctor says of the key needs: its id, whether the folder is a copy now, and why the key was made if for a copy. */
 export interface OwnerKeyFacts {
@@ -29,7 +29,7 @@ export function ownerKeyFacts(stateDir: string, machineIdFiles?: readonly string
   }
   const place = readOwnerPlace(stateDir);
   const verdict = judgePlace(place, keyId, currentPlace(stateDir, machineIdFiles));
-  const copied = "record" in place && place.record.keyId === keyId ? place.record.copied : undefined;
+  const copied = copiedKeyOf(place, keyId);
   return { keyId, ...(verdict.kind === "copy" ? { copyOf: { from: describePlace(verdict.from), why: verdict.why } } : {}), ...(copied ? { copied } : {}) };
 }
 

@@ -92,6 +92,11 @@ export function readOwnerPlace(stateDir: string): { record: OwnerPlace } | { mis
   }
 }
 
+/** Why this key was made, when it was made because the state folder was found to be a copy (the record names it so). */
+export function copiedKeyOf(found: ReturnType<typeof readOwnerPlace>, keyId: string): CopiedKey | undefined {
+  return "record" in found && found.record.keyId === keyId ? found.record.copied : undefined;
+}
+
 /** The record, mode 0600, written durably (durable-file.ts). */
 export function writeOwnerPlace(stateDir: string, record: OwnerPlace): void {
   writeJsonDurably(stateDir, OWNER_PLACE_FILE, record, 0o600);

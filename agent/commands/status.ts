@@ -14,7 +14,7 @@ import { heldNow, scanFailureNow, scanNow, type HeldReport, type ScanFailureRepo
 import { readProblem, type AgentProblem } from "../problem-file.ts";
 import { spaceBallastNote } from "../journal-health.ts";
 import { readOwnerKey } from "../owner-key.ts";
-import { readOwnerPlace, type CopiedKey } from "../owner-place.ts";
+import { copiedKeyOf, readOwnerPlace, type CopiedKey } from "../owner-place.ts";
 import { JournalCorruptError, JournalUnreadableError } from "../journal-faults.ts";
 import { corruptMark, journalsSetAside, setAsideLine, type SetAsideJournal } from "../journal-aside.ts";
 import { agentPresence } from "../agent-presence.ts";
@@ -222,7 +222,7 @@ export async function collectStatus(configFile: string): Promise<SetReport[]> {
     }
   })();
   // Whether that key was made because the state folder was found copied: a set another host owns is then likely the original's.
-  const hostKeyCopied = ((place) => ("record" in place && place.record.keyId === hostKeyId ? place.record.copied : undefined))(readOwnerPlace(config.stateDir));
+  const hostKeyCopied = hostKeyId === undefined ? undefined : copiedKeyOf(readOwnerPlace(config.stateDir), hostKeyId);
   // Read once for every set: each read lists and parses the whole folder.
   const keptReports = keptDrillReports(config.stateDir);
   const unclaimable = keptReports.length > 0 ? keptReportsUnclaimable(config.stateDir) : undefined;
@@ -330,7 +330,6 @@ export async function collectStatus(configFile: string): Promise<SetReport[]> {
   }
 }
 
-/** "catching up", with what keeps the set from being in sync besides the target's progress. */
 /** The kinds of a set's problems, each once in the order first found, with its count when more than one ("skipped-path ×3"). */
 export function problemKinds(problems: readonly { kind: string }[]): string {
   const counts = new Map<string, number>();
@@ -338,6 +337,7 @@ export function problemKinds(problems: readonly { kind: string }[]): string {
   return [...counts].map(([kind, n]) => (n > 1 ? `${kind} ×${n}` : kind)).join(", ");
 }
 
+/** "catching up", with what keeps the set from being in sync besides the target's progress. */
 function catchingUp(r: SetReport): string {
   const why = [r.recovering ? "recovering" : "", r.scanning ? "scanning" : "", r.held.length > 0 ? `${r.held.length} held` : ""].filter(Boolean);
   return why.length > 0 ? `catching up (${why.join(", ")})` : "catching up";
