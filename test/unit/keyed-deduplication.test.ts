@@ -17,7 +17,7 @@ function recording(): { transport: Transport; ids: string[] } {
     send: async (_set, id) => {
       ids.push(id);
     },
-  } as Transport;
+  };
   return { transport, ids };
 }
 
