@@ -253,7 +253,12 @@ function printRestore(set: string, result: RestoreResult & { readonly reads: Rea
     if (torn && torn.count > torn.paths.length) process.stderr.write(`possibly torn: ${torn.count - torn.paths.length} more files; the snapshot's summary names only the ${torn.paths.length} above\n`);
     const unnamed = result.leftOutUnnamed ?? 0;
     const named = result.failures.filter((failure) => failure.reason.startsWith(`left out of snapshot ${result.snapshot} when it was taken`)).length;
-    if (unnamed > 0) process.stderr.write(`not restored: ${unnamed} more entries left out of snapshot ${result.snapshot} when it was taken; its summary names only the ${named} above\n`);
+    if (unnamed > 0) {
+      // None named: the source's names were ones the target cannot hold (a backslash, a control character), or the
+      // summary kept no names at all; the source still knows them.
+      const which = named > 0 ? `its summary names only the ${named} above` : `its summary names none of them (\`tidemark status ${set}\` on the source names the entries it does not replicate)`;
+      process.stderr.write(`not restored: ${unnamed} ${named > 0 ? "more " : ""}entries left out of snapshot ${result.snapshot} when it was taken; ${which}\n`);
+    }
     if (result.failures.length + unnamed > 0) process.stderr.write(`${result.failures.length + unnamed} entries not restored; everything else was\n`);
   }
   return result.failures.length > 0 || (result.leftOutUnnamed ?? 0) > 0 ? 3 : 0;

@@ -1,7 +1,8 @@
 // `tidemark restore` as an operator reads it, against the local cloud: a
 // snapshot that left out more entries than its summary names (the first 100)
 // has each named one listed and the rest counted on one "N more entries" line,
-// the total says how many were not restored; entries left alone past the 50
+// the total says how many were not restored (a summary naming none of them
+// says where the names are); entries left alone past the 50
 // listed are counted the same way; and --json says how the bytes were read (no
 // proxy or CA bundle here: direct signed GETs). A drill of that snapshot counts
 // the unnamed ones on a line of their own too.
@@ -23,6 +24,7 @@ beforeAll(async () => {
   mkdirSync(join(work.path, "src"));
   config = cloud.writeConfig(work.path, [{ name: "s", path: "src" }]);
   await oneFileSnapshot(cloud.store, { id: "big", path: "kept.txt", content: "kept", unreadable: linkProblems(100), unreadableCount: 103 });
+  await oneFileSnapshot(cloud.store, { id: "unnamed", path: "kept.txt", content: "kept", unreadable: [], unreadableCount: 2 });
 });
 
 afterAll(async () => {
@@ -41,6 +43,16 @@ it("lists the named entries not restored, counts the others on one line, and tot
   expect(lines.at(-2)).toBe("not restored: 3 more entries left out of snapshot big when it was taken; its summary names only the 100 above");
   expect(lines.at(-1)).toBe("103 entries not restored; everything else was");
   expect(restore.stdout).toMatch(/^restored snapshot big of set s to .*: 1 files/);
+});
+
+it("says where the names are when the summary names none of the entries left out", async () => {
+  const restore = await tidemark(["restore", "s", "--snapshot", "unnamed", "--to", join(work.path, "unnamed"), "--config", config]);
+  expect(restore.code).toBe(3);
+  const lines = restore.stderr.trim().split("\n");
+  expect(lines.at(-2)).toBe(
+    "not restored: 2 entries left out of snapshot unnamed when it was taken; its summary names none of them (`tidemark status s` on the source names the entries it does not replicate)",
+  );
+  expect(lines.at(-1)).toBe("2 entries not restored; everything else was");
 });
 
 it("lists the first 50 entries it left alone and counts the rest on one line", async () => {
