@@ -1,6 +1,7 @@
 // A recovery drill: the recovery point restored into a scratch folder, every
 // entry of the restored tree compared with the recovery point (content
-// sha256, kind, mode, mtime, link targets, hard-link groups, nothing extra),
+// sha256, kind, mode as restore writes it, mtime, link targets, hard-link
+// groups, nothing extra),
 // the application's own check run inside it, the whole timed (RTO) and the
 // point's age measured (RPO). The report says pass or fail and names every
 // bad path.
@@ -16,7 +17,7 @@ import { readTaskResult, type TargetStore } from "../lambdas/target/index.ts";
 import { hookSucceeded, runHook } from "./hooks.ts";
 import type { Progress } from "./operations.ts";
 import { resolveRecoveryPoint } from "./recovery-points.ts";
-import { extraEntries, floorMicros, writeRecoveryPoint, type RecoveryEntry, type RestoreFailure } from "./restore-writer.ts";
+import { extraEntries, floorMicros, restoredMode, writeRecoveryPoint, type RecoveryEntry, type RestoreFailure, type SetIdDropped } from "./restore-writer.ts";
 
 export interface DrillOptions {
   /** A snapshot id, or "latest". @default "latest" */
@@ -48,6 +49,8 @@ export interface DrillOutcome {
    * which proves nothing of their consistency; only the check can. Said beside the report, which the wire keeps as is.
    */
   readonly possiblyTorn?: ChangingWhileRead;
+  /** Files the restore wrote without their set-uid / set-gid bits, as every restore does (owners are not kept): expected by the comparison. */
+  readonly setIdDropped?: SetIdDropped;
 }
 
 export class DrillError extends Error {
@@ -93,8 +96,10 @@ async function entryProblem(root: string, entry: RecoveryEntry): Promise<string 
     const target = await readlink(abs);
     return target === entry.link ? undefined : `links to ${JSON.stringify(target)}, the recovery point to ${JSON.stringify(entry.link)}`;
   }
+  // A file's set-uid and set-gid bits are not restored (owners are not kept): the mode expected is the one restore gives.
   const mode = Number(st.mode & 0o7777n);
-  if (mode !== entry.mode) return `mode ${mode.toString(8)}, the recovery point has ${entry.mode.toString(8)}`;
+  const expected = restoredMode(entry);
+  if (mode !== expected) return `mode ${mode.toString(8)}, the recovery point has ${entry.mode.toString(8)}${expected !== entry.mode ? ` (restored as ${expected.toString(8)}: set-uid and set-gid bits of files are not restored)` : ""}`;
   if (entry.kind === "file") {
     const { sha256, size } = await sha256File(abs);
     if (size !== entry.size) return `${size} bytes, the recovery point has ${entry.size}`;
@@ -245,7 +250,13 @@ export async function runDrill(store: TargetStore, set: string, options: DrillOp
       // The stored report (status, scheduled drills) says a pass proves such files only as read.
       ...(possiblyTorn ? { tornCount: possiblyTorn.count } : {}),
     };
-    return { report, problems, ...(leftOutUnnamed > 0 ? { leftOutUnnamed } : {}), ...(possiblyTorn ? { possiblyTorn } : {}) };
+    return {
+      report,
+      problems,
+      ...(leftOutUnnamed > 0 ? { leftOutUnnamed } : {}),
+      ...(possiblyTorn ? { possiblyTorn } : {}),
+      ...(restored.setIdDropped ? { setIdDropped: restored.setIdDropped } : {}),
+    };
   } finally {
     if (options.keep !== true) await removeTree(scratch);
   }

@@ -58,6 +58,7 @@ export interface RestoreAtResult {
   readonly failures?: WriteReport["failures"];
   readonly extra?: string[];
   readonly deleted?: string[];
+  readonly setIdDropped?: WriteReport["setIdDropped"];
 }
 
 /** A file set as it was at `at` (ms) as a recovery point for the restore writer: the replayed entries, each file's bytes from the bucket. */

@@ -5,14 +5,15 @@
 // folder inside the restore folder, and the recovery point's own symlinks are
 // made last, after no entry may lie below one. Snapshots (restore.ts) and
 // point-in-time restores both write through here. A file's zero ranges are
-// left as holes (dataRuns): a sparse file comes back sparse.
+// left as holes (dataRuns): a sparse file comes back sparse. A file's
+// set-uid and set-gid bits are dropped (restoredMode): owners are not kept.
 
 import { createHash, randomBytes } from "node:crypto";
 import { chmod, link, lstat, lutimes, mkdir, open, readdir, realpath, rename, rm, statfs, symlink, utimes } from "node:fs/promises";
 import { dirname, join, relative, sep } from "node:path";
 import { mapConcurrent } from "../contract/async.ts";
 import { isTransientAwsError } from "../lambdas/target/index.ts";
-import { formatBytes } from "./format.ts";
+import { escapeControl, formatBytes } from "./format.ts";
 import { writevFully } from "./full-write.ts";
 import { openNewFile, type NewFile } from "./temp-file.ts";
 import { parentOf, setPathProblem } from "../contract/paths.ts";
@@ -73,6 +74,27 @@ export interface WriteOptions {
   readonly signal?: AbortSignal;
   /** When the restore gives up on a target that stopped answering (GIVE_UP's values unless set). */
   readonly giveUp?: { readonly targetFailures?: number; readonly noProgressMs?: number };
+  /** Give files their set-uid and set-gid bits too (restoredMode): for an operator who knows the restored tree's owners are right. */
+  readonly keepSetId?: boolean;
+}
+
+/** Set-uid and set-gid: a file with them runs as its owner or its group. */
+const SET_ID_BITS = 0o6000;
+
+/** Files named in a report's setIdDropped (its count says how many there were). */
+export const SET_ID_NAMED = 10;
+
+/** Why a restore drops a file's set-uid and set-gid bits, as its report says it. */
+export const SET_ID_REASON =
+  "owners are not kept: restored files belong to the user running the restore (root when run as root), so a file set-uid or set-gid on the source would run as that user, not as its owner there";
+
+/**
+ * The mode a restore gives an entry. Owners are not kept, so a file's set-uid and set-gid bits are dropped (as cp -p
+ * and tar do when they cannot keep the owner): a file set-uid to nobody on the source would come back set-uid root. A
+ * folder keeps them (set-gid only makes new names take its group), and the sticky bit stays everywhere.
+ */
+export function restoredMode(entry: Pick<RecoveryEntry, "kind" | "mode">, keepSetId = false): number {
+  return entry.kind === "file" && !keepSetId ? entry.mode & ~SET_ID_BITS : entry.mode;
 }
 
 /**
@@ -125,6 +147,23 @@ export interface WriteReport {
   readonly extra: string[];
   /** Extra entries removed (--delete). */
   readonly deleted: string[];
+  /** Files written without the set-uid / set-gid bits the recovery point gives them (restoredMode); absent when none. */
+  readonly setIdDropped?: SetIdDropped;
+}
+
+/** Files restored without their set-uid / set-gid bits: not a failure, said so that no one looks for them in vain. */
+export interface SetIdDropped {
+  readonly count: number;
+  /** The first SET_ID_NAMED of them, by path. */
+  readonly paths: string[];
+  readonly reason: string;
+}
+
+/** The line a restore's (or drill's) summary says setIdDropped in. */
+export function setIdDroppedLine(dropped: SetIdDropped): string {
+  const names = dropped.paths.map((path) => escapeControl(JSON.stringify(path))).join(", ");
+  const more = dropped.count > dropped.paths.length ? ` and ${dropped.count - dropped.paths.length} more` : "";
+  return `set-uid/set-gid bits not restored on ${dropped.count} file(s) (${names}${more}): ${dropped.reason}`;
 }
 
 /** Bytes gathered before a write to the file. */
@@ -318,13 +357,15 @@ export async function writeRecoveryPoint<E extends RecoveryEntry>(point: Recover
   // Stopped by the caller (options.signal) or by the restore itself giving up (stop).
   const stopper = new AbortController();
   const signal = options.signal ? AbortSignal.any([options.signal, stopper.signal]) : stopper.signal;
-  const writer = new TreeWriter(root, signal, wasEmpty);
+  const writer = new TreeWriter(root, signal, wasEmpty, options.keepSetId === true);
   const failures = [...planned.failures, ...(point.unrestorable ?? [])];
   for (const { path } of point.unrestorable ?? []) planned.known.add(path);
   const totalFiles = planned.fileGroups.reduce((sum, group) => sum + group.length, 0);
   const totalBytes = planned.fileGroups.reduce((sum, group) => sum + group.reduce((s, e) => s + e.size, 0), 0);
   let files = 0;
   let hardLinks = 0;
+  // Files written without their set-uid / set-gid bits.
+  const setIdDropped: string[] = [];
   let bytes = 0;
   let done = 0;
   // Bytes written so far, of files under way too: a large file moves the bar as it streams.
@@ -411,6 +452,7 @@ export async function writeRecoveryPoint<E extends RecoveryEntry>(point: Recover
             first ??= entry;
           }
           files += 1;
+          if (restoredMode(entry, options.keepSetId) !== entry.mode) setIdDropped.push(entry.path);
           progressed();
         } catch (error) {
           fail(entry.path, error);
@@ -464,7 +506,9 @@ export async function writeRecoveryPoint<E extends RecoveryEntry>(point: Recover
   }
   report();
   failures.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
-  return { to: root, files, dirs: written.dirs, symlinks: written.symlinks, hardLinks, bytes, failures, extra: options.delete ? [] : extra, deleted };
+  setIdDropped.sort();
+  const dropped = setIdDropped.length > 0 ? { setIdDropped: { count: setIdDropped.length, paths: setIdDropped.slice(0, SET_ID_NAMED), reason: SET_ID_REASON } } : {};
+  return { to: root, files, dirs: written.dirs, symlinks: written.symlinks, hardLinks, bytes, failures, extra: options.delete ? [] : extra, deleted, ...dropped };
 }
 
 /** Paths in the folder the recovery point does not hold: the topmost of each, symlinks never followed, nothing below `whole`. */
@@ -522,11 +566,14 @@ class TreeWriter {
   readonly #tempName = tempNames();
   /** Entries written whose mtime the file system refused: kept, and named among the restore's failures. */
   readonly mtimeProblems: RestoreFailure[] = [];
+  /** WriteOptions.keepSetId. */
+  readonly #keepSetId: boolean;
 
-  constructor(root: string, signal: AbortSignal | undefined, fresh: boolean) {
+  constructor(root: string, signal: AbortSignal | undefined, fresh: boolean, keepSetId: boolean) {
     this.#root = root;
     this.#signal = signal;
     this.#fresh = fresh;
+    this.#keepSetId = keepSetId;
   }
 
   /**
@@ -641,10 +688,11 @@ class TreeWriter {
     const { onBytes, reread, written } = hooks;
     const { abs, dir } = await this.#place(entry.path);
     const temp = this.#temp(dir);
+    const mode = restoredMode(entry, this.#keepSetId);
     try {
       // Made with the entry's read and execute bits (and its owner's write): most files need no chmod after. A file
       // written in one write (DURABLE_WRITE_BYTES) is opened O_DSYNC: that write returns once its bytes are on disk.
-      const handle = await openNewFile(temp, entry.mode, { durableWrites: entry.size > 0 && entry.size <= DURABLE_WRITE_BYTES });
+      const handle = await openNewFile(temp, mode, { durableWrites: entry.size > 0 && entry.size <= DURABLE_WRITE_BYTES });
       try {
         let counted = 0;
         const count = (n: number) => {
@@ -670,7 +718,7 @@ class TreeWriter {
         const onDisk = await handle.stat();
         if (onDisk.size !== entry.size) throw new EntryError(`the disk holds ${onDisk.size} of its ${entry.size} bytes after writing (full disk or quota?); not restored`);
         // Set where the creating open could not (a write bit beyond the owner's, set-id or sticky bits, what the umask took, 000).
-        if (onDisk.mode !== entry.mode) await handle.chmod(entry.mode);
+        if (onDisk.mode !== mode) await handle.chmod(mode);
         // Set through the handle: the rename keeps it.
         await this.#setTimes(entry, (at) => handle.utimes(at, at));
       } finally {

@@ -7,6 +7,7 @@ import { drillReportKey } from "../../contract/layout.ts";
 import type { DrillReport } from "../../contract/drills.ts";
 import { configPath, loadConfig, type AgentConfig } from "../config.ts";
 import { runDrill, type DrillOutcome } from "../drill.ts";
+import { setIdDroppedLine } from "../restore-writer.ts";
 import { escapeControl, formatBytes } from "../format.ts";
 import type { Progress } from "../operations.ts";
 import { createProgressView } from "../progress.ts";
@@ -50,6 +51,7 @@ function describe(outcome: DrillOutcome): string {
   }
   const unnamed = outcome.leftOutUnnamed ?? 0;
   if (unnamed > 0) lines.push(`  and ${unnamed} more entries left out of snapshot ${r.recoveryPoint.id} when it was taken, which its summary does not name: not restored either`);
+  if (outcome.setIdDropped) lines.push(`  note: ${setIdDroppedLine(outcome.setIdDropped)}; as every restore does, so the comparison expects it`);
   const torn = outcome.possiblyTorn;
   if (torn) {
     const names = torn.paths.map((path) => escapeControl(JSON.stringify(path))).join(", ");
@@ -127,6 +129,9 @@ application's own check inside the restored tree, and measures
   RPO: how old the recovery point is, and how far behind the source the
        target was when it reached the point (when known).
 The scratch folder is removed afterwards unless --keep is given.
+Files are restored without their set-uid and set-gid bits, as by every
+restore (owners are not kept): the comparison expects that, and the drill
+names those files in a note (--json: "setIdDropped").
 
 The report is printed and sent through the set's stream to the target,
 which writes it to drills/SET/ID.json and counts DrillPassed / DrillFailed
@@ -206,10 +211,11 @@ Examples:
     }
     const report: DrillReport = outcome.report;
     const torn = outcome.possiblyTorn ? { possiblyTorn: outcome.possiblyTorn } : {};
+    const setId = outcome.setIdDropped ? { setIdDropped: outcome.setIdDropped } : {};
     if (!json) process.stdout.write(`${describe(outcome)}\n`);
     const delivery = await sendDrillReport(config, report, { quiet: json });
     // Under --json the report is printed once its delivery is known: a script reads both at once.
-    if (json) process.stdout.write(`${JSON.stringify({ ...report, ...torn, delivery }, null, 2)}\n`);
+    if (json) process.stdout.write(`${JSON.stringify({ ...report, ...torn, ...setId, delivery }, null, 2)}\n`);
     else process.stdout.write(`  report: ${deliveryLine(delivery, set, report.id)}\n`);
     if (delivery.state === "lost") {
       process.stderr.write(`tidemark: the drill's report was not sent to the target: ${delivery.reason}\n`);

@@ -12,7 +12,7 @@ import { isEbsSnapshotId, restoreEbsSnapshot, restoreVolumeSnapshot, type Volume
 import { createProgressView } from "../progress.ts";
 import { replicatingSet, setsInside } from "../replicated-folder.ts";
 import { RestoreError, restoreSnapshot, type RestoreResult } from "../restore.ts";
-import type { WriteOptions } from "../restore-writer.ts";
+import { setIdDroppedLine, type WriteOptions } from "../restore-writer.ts";
 import { parseMoment, restoreAt } from "../restore-at.ts";
 import { stringOption, UsageError, type Command } from "./command.ts";
 import { checkSet, heldAsJson, operate } from "./operate.ts";
@@ -83,8 +83,8 @@ Examples:
 
 export const restoreCommand: Command = {
   name: "restore",
-  help: `Usage: tidemark restore SET --snapshot ID --to DIR|FILE [--force [--delete]] [--json] [--config FILE]
-       tidemark restore SET --at TIME --to DIR|FILE [--force [--delete]] [--json] [--config FILE]
+  help: `Usage: tidemark restore SET --snapshot ID --to DIR|FILE [--force [--delete]] [--keep-set-id] [--json] [--config FILE]
+       tidemark restore SET --at TIME --to DIR|FILE [--force [--delete]] [--keep-set-id] [--json] [--config FILE]
 
 Writes the set as it was at the snapshot into DIR: file contents (each
 checked against its size and sha256 as it streams from the bucket, large
@@ -94,7 +94,11 @@ another (as hard links) and empty folders; blocks of zeros are left as holes
 (a sparse file takes about the disk it took at the source; a swap file needs
 fallocate again). Owners (uid/gid), ACLs and extended attributes are not
 replicated: everything restored belongs to the user running the restore
-(root:root as root, set-uid bits included: chown before exposing the tree).
+(root:root as root). So files come back without their set-uid and set-gid
+bits (a file set-uid to nobody on the source would otherwise be set-uid
+root) unless --keep-set-id: the restore says how many, and the first ten,
+on a note line and in --json ("setIdDropped"); that is no failure. Folders
+keep theirs, and the sticky bit stays.
 DIR must be empty or missing unless --force is given;
 with --force, what the snapshot holds is written over DIR's content, and
 what DIR holds beyond it is listed and left alone, or removed with --delete.
@@ -131,7 +135,11 @@ Options:
                   file snapshot's restore and any --at restore, says how the bucket's objects were
                   read: "direct" by signed GETs sent without the SDK, "sdk" through the AWS SDK,
                   where a proxy or CA bundle applies to the endpoint; a volume or EBS snapshot's
-                  restore has none)
+                  restore has none; "setIdDropped", when there are any, counts and names the files
+                  restored without their set-uid/set-gid bits)
+  --keep-set-id   restore files' set-uid and set-gid bits as well (file sets): only when you know the
+                  owners are right for them, e.g. root restoring a tree that was root's on the source,
+                  and chown what was not before anyone runs it
 ${CONFIG_OPTION}
 
 Exit codes: 0 restored, 3 some entries not restored (each named), 1 the restore could not run,
@@ -152,6 +160,7 @@ Examples:
     to: { type: "string" },
     force: { type: "boolean" },
     delete: { type: "boolean" },
+    "keep-set-id": { type: "boolean" },
     json: { type: "boolean" },
     config: { type: "string" },
   },
@@ -184,7 +193,8 @@ Examples:
     }
     if (into) process.stderr.write(`warning: --to ${escapeControl(to)} is inside the folder of set ${into.name} (${escapeControl(into.root)}), which the agent replicates: restoring there all the same (--force); the restored copy will be sent into set ${into.name} as new files\n`);
     const json = values.json === true;
-    if (at !== undefined) return runRestoreAt(config, set, parseMoment(at), resolve(to), { force: values.force === true, delete: values.delete === true, json });
+    const keepSetId = values["keep-set-id"] === true;
+    if (at !== undefined) return runRestoreAt(config, set, parseMoment(at), resolve(to), { force: values.force === true, delete: values.delete === true, keepSetId, json });
     if (id === undefined) throw new UsageError("name the snapshot with --snapshot ID");
     const view = json ? undefined : createProgressView({ tty: process.stderr.isTTY === true, write: (text) => process.stderr.write(text) });
     const options = { force: values.force === true, ...(view ? { onProgress: (p: Progress) => view.update(p) } : {}) };
@@ -199,7 +209,7 @@ Examples:
         if (!summary && isEbsSnapshotId(id)) return await withEbsClient(config, (ebs) => restoreEbsSnapshot(ebs, id, resolve(to), options));
         if (!summary) throw new UsageError(`set "${set}" has no snapshots to restore`);
         if (summary.volume) return await restoreVolumeSnapshot(store, summary, resolve(to), options);
-        return { ...(await restoreFileSet(store, summary, resolve(to), { ...options, delete: values.delete === true })), reads: await readPath() };
+        return { ...(await restoreFileSet(store, summary, resolve(to), { ...options, delete: values.delete === true, keepSetId })), reads: await readPath() };
       } finally {
         view?.done();
       }
@@ -247,6 +257,7 @@ function printRestore(set: string, result: RestoreResult & { readonly reads: Rea
       for (const path of result.extra.slice(0, 50)) process.stdout.write(`  ${JSON.stringify(path)}\n`);
       if (result.extra.length > 50) process.stdout.write(`  ... and ${result.extra.length - 50} more (--json lists them all)\n`);
     }
+    if (result.setIdDropped) process.stdout.write(`note: ${setIdDroppedLine(result.setIdDropped)}; --keep-set-id keeps them\n`);
     for (const failure of result.failures) process.stderr.write(`not restored: ${JSON.stringify(failure.path)}: ${escapeControl(failure.reason)}\n`);
     const torn = result.possiblyTorn;
     for (const path of torn?.paths ?? []) process.stderr.write(`possibly torn (kept changing while snapshot ${result.snapshot}'s barrier read it; restored as read): ${escapeControl(JSON.stringify(path))}\n`);
@@ -289,7 +300,7 @@ function checkColumn(s: SnapshotSummary): string {
 }
 
 /** `restore --at`: the set at a moment of the protection window; exit code 3 when any entry was not restored. */
-async function runRestoreAt(config: AgentConfig, set: string, at: number, to: string, options: { force: boolean; delete: boolean; json: boolean }): Promise<number> {
+async function runRestoreAt(config: AgentConfig, set: string, at: number, to: string, options: { force: boolean; delete: boolean; keepSetId: boolean; json: boolean }): Promise<number> {
   const view = options.json ? undefined : createProgressView({ tty: process.stderr.isTTY === true, write: (text) => process.stderr.write(text) });
   const interrupt = new AbortController();
   const stop = () => interrupt.abort(new RestoreError("restore interrupted; what was written so far stays, no temp files"));
@@ -297,7 +308,7 @@ async function runRestoreAt(config: AgentConfig, set: string, at: number, to: st
   process.once("SIGTERM", stop);
   const result = await withRestoreStore(config, async (store, readPath) => {
     try {
-      const write: WriteOptions = { force: options.force, delete: options.delete, signal: interrupt.signal, ...(view ? { onProgress: (p: Progress) => view.update(p) } : {}) };
+      const write: WriteOptions = { force: options.force, delete: options.delete, keepSetId: options.keepSetId, signal: interrupt.signal, ...(view ? { onProgress: (p: Progress) => view.update(p) } : {}) };
       return { ...(await restoreAt(store, set, at, to, write)), reads: await readPath() };
     } finally {
       process.off("SIGINT", stop);
@@ -323,6 +334,7 @@ async function runRestoreAt(config: AgentConfig, set: string, at: number, to: st
   }
   for (const path of result.deleted ?? []) process.stdout.write(`removed (not in the recovery point): ${JSON.stringify(path)}\n`);
   if ((result.extra ?? []).length > 0) process.stdout.write(`left alone, not in the recovery point (--delete removes them): ${result.extra?.length ?? 0} entries\n`);
+  if (result.setIdDropped) process.stdout.write(`note: ${setIdDroppedLine(result.setIdDropped)}; --keep-set-id keeps them\n`);
   for (const failure of failures) process.stderr.write(`not restored: ${JSON.stringify(failure.path)}: ${failure.reason}\n`);
   if (failures.length > 0) process.stderr.write(`${failures.length} entries not restored; everything else was\n`);
   return failures.length > 0 ? 3 : 0;

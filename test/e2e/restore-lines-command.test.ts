@@ -5,9 +5,11 @@
 // says where the names are); entries left alone past the 50
 // listed are counted the same way; and --json says how the bytes were read (no
 // proxy or CA bundle here: direct signed GETs). A drill of that snapshot counts
-// the unnamed ones on a line of their own too.
+// the unnamed ones on a line of their own too. A set-uid file comes back
+// without its bit, which the restore and the drill say on a note line (and
+// --json in setIdDropped) without failing; --keep-set-id gives the bit back.
 
-import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { mkdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { tidemark } from "../support/cli.ts";
@@ -24,7 +26,8 @@ beforeAll(async () => {
   mkdirSync(join(work.path, "src"));
   config = cloud.writeConfig(work.path, [{ name: "s", path: "src" }]);
   await oneFileSnapshot(cloud.store, { id: "big", path: "kept.txt", content: "kept", unreadable: linkProblems(100), unreadableCount: 103 });
-  await oneFileSnapshot(cloud.store, { id: "unnamed", path: "kept.txt", content: "kept", unreadable: [], unreadableCount: 2 });
+  await oneFileSnapshot(cloud.store, { id: "unnamed", path: "kept.txt", content: "kept", unreadable: [], unreadableCount: 2, takenAt: "2025-06-01T00:00:00.000Z" });
+  await oneFileSnapshot(cloud.store, { id: "suid", path: "tool", content: "#!/bin/sh\n", mode: 0o4755, takenAt: "2025-01-01T00:00:00.000Z" });
 });
 
 afterAll(async () => {
@@ -82,4 +85,37 @@ it("drills that snapshot: the entries its summary names are listed, the rest cou
   expect(lines[0]).toMatch(/^drill \S+ of set s: FAILED$/);
   expect(lines).toContain("  100 entries do not match the recovery point:");
   expect(lines).toContain("  and 3 more entries left out of snapshot big when it was taken, which its summary does not name: not restored either");
+});
+
+const SET_ID_NOTE =
+  'note: set-uid/set-gid bits not restored on 1 file(s) ("tool"): owners are not kept: restored files belong to the user running the restore (root when run as root), so a file set-uid or set-gid on the source would run as that user, not as its owner there; --keep-set-id keeps them';
+
+it("restores a set-uid file without its bit, says so on a note line and in --json, and exits 0; --keep-set-id gives the bit back", async () => {
+  const to = join(work.path, "set-id");
+  const restore = await tidemark(["restore", "s", "--snapshot", "suid", "--to", to, "--config", config]);
+  expect(restore.stderr).not.toMatch(/not restored/);
+  expect(restore.code).toBe(0);
+  expect(restore.stdout.trim().split("\n")).toContain(SET_ID_NOTE);
+  expect(statSync(join(to, "tool")).mode & 0o7777).toBe(0o755);
+
+  const json = await tidemark(["restore", "s", "--snapshot", "suid", "--to", join(work.path, "set-id-json"), "--json", "--config", config]);
+  expect(json.code).toBe(0);
+  expect(JSON.parse(json.stdout)).toMatchObject({ files: 1, failures: [], setIdDropped: { count: 1, paths: ["tool"], reason: expect.stringMatching(/^owners are not kept: /) } });
+
+  const kept = join(work.path, "set-id-kept");
+  const keep = await tidemark(["restore", "s", "--snapshot", "suid", "--to", kept, "--keep-set-id", "--json", "--config", config]);
+  expect(keep.code).toBe(0);
+  expect(JSON.parse(keep.stdout)).not.toHaveProperty("setIdDropped");
+  expect(statSync(join(kept, "tool")).mode & 0o7777).toBe(0o4755);
+});
+
+it("drills a snapshot holding a set-uid file: it passes, with the dropped bit on a note line and in --json", async () => {
+  const drill = await tidemark(["drill", "s", "--snapshot", "suid", "--config", config]);
+  expect(drill.code, drill.stderr).toBe(0);
+  const lines = drill.stdout.trim().split("\n");
+  expect(lines[0]).toMatch(/^drill \S+ of set s: PASSED$/);
+  expect(lines).toContain(`  ${SET_ID_NOTE.replace("; --keep-set-id keeps them", "; as every restore does, so the comparison expects it")}`);
+  const json = await tidemark(["drill", "s", "--snapshot", "suid", "--json", "--config", config]);
+  expect(json.code, json.stderr).toBe(0);
+  expect(JSON.parse(json.stdout)).toMatchObject({ passed: true, problemCount: 0, setIdDropped: { count: 1, paths: ["tool"] } });
 });

@@ -16,12 +16,14 @@ export interface OneFile extends Partial<Pick<SnapshotSummary, "unreadable" | "u
   readonly content?: string;
   /** @default 2026-01-01T00:00:00.000Z */
   readonly takenAt?: string;
+  /** The file's mode. @default 0o644 */
+  readonly mode?: number;
 }
 
 /** Writes snapshot `id` holding one file, its content preserved; the rest of `snapshot` (what it left out, what kept changing) goes in its summary. */
 export async function oneFileSnapshot(store: TargetStore, snapshot: OneFile): Promise<void> {
-  const { id, set = "s", path = `${id}.txt`, content = `content of ${id}`, takenAt = "2026-01-01T00:00:00.000Z", ...summary } = snapshot;
-  const entry: SnapshotEntry = { path, kind: "file", size: Buffer.byteLength(content), mode: 0o644, mtimeNs: "1700000000000000000", sha256: sha256Of(content) };
+  const { id, set = "s", path = `${id}.txt`, content = `content of ${id}`, takenAt = "2026-01-01T00:00:00.000Z", mode = 0o644, ...summary } = snapshot;
+  const entry: SnapshotEntry = { path, kind: "file", size: Buffer.byteLength(content), mode, mtimeNs: "1700000000000000000", sha256: sha256Of(content) };
   await store.put(preservedKey(set, sha256Of(content)), Buffer.from(content));
   await writeSnapshot(store, { id, set, taskId: `t-${id}`, seq: 1, takenAt, files: 1, dirs: 0, symlinks: 0, bytes: entry.size, versioned: false, ...summary }, [entry]);
 }

@@ -4,7 +4,7 @@
 // application check fails it; the report travels the stream to
 // drills/<set>/<id>.json with a metric; the schedule runs drills when due.
 
-import { chmodSync, existsSync, lutimesSync, mkdirSync, readdirSync, symlinkSync, unlinkSync, utimesSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, lutimesSync, mkdirSync, readdirSync, statSync, symlinkSync, unlinkSync, utimesSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { ConfigError, loadConfig } from "../../agent/config.ts";
@@ -53,6 +53,29 @@ describe("tidemark drill", () => {
     const stored = await h.store.get(drillReportKey(SET, report.id));
     expect(DrillReportSchema.parse(JSON.parse(stored?.body.toString() ?? "null"))).toEqual(report);
     expect(await latestDrillReport(h.store, SET)).toEqual(report);
+  });
+
+  it("passes on a tree with set-uid and set-gid files: the restore drops their bits (owners are not kept) and the comparison expects it, of a snapshot and of a moment", async () => {
+    chmodSync(join(h.src.path, "db"), 0o2775);
+    writeFileSync(join(h.src.path, "tool"), "#!/bin/sh\n");
+    chmodSync(join(h.src.path, "tool"), 0o4755);
+    chmodSync(join(h.src.path, "db/app.db"), 0o2755);
+    await h.agent.scan(SET);
+    await h.agent.insertMarker(SET, { fields: { action: "snapshot", timeoutSeconds: DEFAULT_TASK_TIMEOUT_SECONDS } });
+    await h.agent.drain(SET);
+    const to = tempDir("tidemark-drill-set-id-");
+    try {
+      for (const [name, at] of [["snapshot", undefined], ["moment", new Date().toISOString()]] as const) {
+        const where = join(to.path, name);
+        const { report, problems, setIdDropped } = await runDrill(h.store, SET, { to: where, keep: true, ...(at !== undefined ? { at } : {}) });
+        expect(problems).toEqual([]);
+        expect(report).toMatchObject({ passed: true, problemCount: 0, entries: 4 });
+        expect(setIdDropped).toMatchObject({ count: 2, paths: ["db/app.db", "tool"] });
+        expect([statSync(join(where, "tool")).mode & 0o7777, statSync(join(where, "db/app.db")).mode & 0o7777, statSync(join(where, "db")).mode & 0o7777]).toEqual([0o755, 0o755, 0o2775]);
+      }
+    } finally {
+      to.remove();
+    }
   });
 
   it("fails naming the path when an object was altered or deleted in the bucket behind the applier's back", async () => {
