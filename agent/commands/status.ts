@@ -388,6 +388,11 @@ applied (read from the target bucket), and the state:
                 an agent that answers nothing on its control socket
                 (agent-not-answering: stopped with SIGSTOP, or hung),
                 the target unreachable or holding the set out of sync,
+                two writers on one journal (two-writers: another host, a
+                copy of this one with its key, sent other changes at seqs
+                the target applied; the target applies nothing of the set
+                until the copy is stopped and \`tidemark adopt SET\` runs on
+                the host that should own it; \`target.twoWriters\` in --json),
                 another host owning the set on the target (this host's
                 messages are refused; \`tidemark adopt SET\` moves it; when
                 this host's key was made because its state folder was found
