@@ -32,10 +32,15 @@ export const MAX_SEGMENTS_READ = 64;
  * generation's first, or the last resync) were superseded by the mirror after it: they are not compared.
  */
 export function repeatedRecords(status: SetStatus, records: readonly WireRecord[]): WireRecord[] {
+  const from = chainStart(status);
+  return records.filter((r) => r.seq <= status.lastSeq && r.seq >= from);
+}
+
+/** The seq the set's chain last restarted at: its generation's first, or its last resync (0: never). */
+function chainStart(status: SetStatus): number {
   const began = status.generations?.find((g) => g.id === status.generation)?.seq ?? 0;
   const resynced = status.resynced && status.resynced.generation === status.generation ? status.resynced.seq : 0;
-  const from = Math.max(began, resynced);
-  return records.filter((r) => r.seq <= status.lastSeq && r.seq >= from);
+  return Math.max(began, resynced);
 }
 
 /**
@@ -47,6 +52,7 @@ async function recordedSince(store: TargetStore, status: SetStatus, first: numbe
   let from = Number.POSITIVE_INFINITY;
   let upTo = Number.NEGATIVE_INFINITY;
   const newest = (status.history?.segment ?? 0) - 1;
+  const start = chainStart(status);
   for (let n = newest; n >= 0; n--) {
     if (newest - n >= MAX_SEGMENTS_READ) return { bySeq, from, upTo, gap: `they are more than ${MAX_SEGMENTS_READ} history segments back` };
     let segment;
@@ -65,10 +71,14 @@ async function recordedSince(store: TargetStore, status: SetStatus, first: numbe
     // Every seq from `first` on is in the segments after this one.
     if (checkpoint.lastSeq < first) return { bySeq, from: Number.NEGATIVE_INFINITY, upTo };
     for (const entry of segment.entries) {
+      if (entry.seq < start) continue;
       bySeq.set(entry.seq, [...(bySeq.get(entry.seq) ?? []), entry]);
       // A segment's seqs begin at or before its first entry's: what lies after that is known.
       from = Math.min(from, entry.seq);
     }
+    // The resync the chain restarted at: older segments may hold the same seqs of what it replaced (an adoption
+    // restarts the checkpoint), so nothing before it is read.
+    if (start > 0 && segment.entries.some((e) => e.op === "clear" && e.seq === start)) return { bySeq, from: start, upTo };
   }
   return { bySeq, from, upTo, gap: "the set's history does not reach back to them" };
 }

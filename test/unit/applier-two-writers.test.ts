@@ -143,6 +143,23 @@ describe("seqs a message repeats", () => {
     expect(await readSetStatus(store, SET)).toMatchObject({ state: "in-sync", lastSeq: 8 });
   });
 
+  it("compares a redelivery after the adoption with the adopting host's resync and later changes, not with the copy's that ran ahead", async () => {
+    setUp();
+    await deliver([putRecord(1, "a", "v1"), putRecord(2, "a", "v2")]);
+    // The copy's message came first and was applied; the real host's, at the same seqs, is the one named.
+    await deliver([putRecord(3, "copy", "c3"), putRecord(4, "copy", "c4"), putRecord(5, "copy", "c5"), putRecord(6, "copy", "c6")]);
+    expect(await deliver([putRecord(3, "a", "v3"), putRecord(4, "a", "v4")])).toEqual({ kind: "held", set: SET });
+    await adoptSet(store, SET, TEST_KEY);
+    // The real host resyncs at its next seq: below what the copy reached.
+    const mirror: WireRecord[] = [{ seq: 5, op: "resync", reason: "adopted" }, { seq: 6, op: "delete", path: "copy" }, putRecord(7, "a", "v4")];
+    expect(await deliver(mirror)).toMatchObject({ kind: "applied" });
+    expect(await deliver(mirror)).toEqual({ kind: "duplicate", set: SET });
+    const status = await readSetStatus(store, SET);
+    expect(status).toMatchObject({ state: "in-sync", lastSeq: 7 });
+    expect(status.twoWriters).toBeUndefined();
+    expect(status.duplicateUnchecked).toBeUndefined();
+  });
+
   it("names a redelivered range whose content differs at one seq (another sha256 of the same path)", async () => {
     setUp();
     await deliver([putRecord(1, "a", "one"), putRecord(2, "a", "two"), putRecord(3, "a", "three")]);
