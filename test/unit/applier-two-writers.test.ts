@@ -17,6 +17,7 @@ import { dataKey, type SetStatus } from "../../contract/layout.ts";
 import { segmentKey, segmentsPrefix } from "../../contract/history.ts";
 import { parseMessage, type WireMessage, type WireRecord } from "../../contract/wire.ts";
 import { Applier, type MessageOutcome } from "../../lambdas/applier/applier.ts";
+import { MAX_SEGMENTS_READ } from "../../lambdas/applier/duplicates.ts";
 import { createHandler } from "../../lambdas/applier/handler.ts";
 import { MemoryStore } from "../../lambdas/store/memory-store.ts";
 import { readSetStatus } from "../../lambdas/store/set-status.ts";
@@ -230,6 +231,16 @@ describe("seqs a message repeats", () => {
     expect(status.state).toBe("in-sync");
     expect(status.twoWriters).toBeUndefined();
     expect(status.duplicateUnchecked).toMatchObject({ first: 3, last: 4, reason: "the set's history has not recorded them" });
+  });
+
+  it("reads back a bounded number of segments: an older redelivery is noted as not compared", async () => {
+    setUp();
+    for (let seq = 1; seq <= MAX_SEGMENTS_READ + 2; seq++) await deliver([putRecord(seq, "a", `v${seq}`)]);
+    const reads = await store.during(async () => expect(await deliver([putRecord(1, "a", "v1")])).toEqual({ kind: "duplicate", set: SET }));
+    expect(reads.filter((request) => request.startsWith("GET history/")).length).toBe(MAX_SEGMENTS_READ);
+    const status = await readSetStatus(store, SET);
+    expect(status.twoWriters).toBeUndefined();
+    expect(status.duplicateUnchecked).toMatchObject({ first: 1, last: 1, reason: `they are more than ${MAX_SEGMENTS_READ} history segments back` });
   });
 
   it("drops a redelivery whose history is gone, and notes that it could not be compared without naming a problem", async () => {
