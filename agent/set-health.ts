@@ -179,8 +179,21 @@ const agentNotAnswering: ProblemCheck = (facts) =>
 
 const outOfSync: ProblemCheck = (facts) => {
   const status = targetStatus(facts);
-  if (status?.state !== "out-of-sync") return [];
+  // Named by twoWriters, with what to do.
+  if (status?.state !== "out-of-sync" || status.twoWriters) return [];
   return [{ kind: "target-out-of-sync", message: `the target holds the set out of sync: ${status.reason ?? "no reason recorded"}` }];
+};
+
+/** Another host sends this set's journal (a copy of this host, its key included): the target applies nothing of the set until an operator acts. */
+const twoWriters: ProblemCheck = (facts) => {
+  const found = targetStatus(facts)?.twoWriters;
+  if (!found) return [];
+  return [
+    {
+      kind: "two-writers",
+      message: `two writers on one journal: seq ${found.seq} of message ${found.messageId} (${found.at}) differs from what the target applied (applied: ${found.applied}; received: ${found.received}): another host with a copy of this host's state folder and key sends the set's changes; the target applies nothing of the set until an operator acts: stop \`tidemark run\` on the copy, then run \`tidemark adopt ${facts.set}\` on the host that should own the set and restart its agent`,
+    },
+  ];
 };
 
 const continuity: ProblemCheck = (facts) => {
@@ -395,7 +408,7 @@ const drillReportKept: ProblemCheck = (facts) => {
 };
 
 /** Every check `tidemark status` runs, in the order its findings are listed. */
-export const PROBLEM_CHECKS: readonly ProblemCheck[] = [rootHeld, unreachable, agentStopped, agentNotAnswering, notOwner, ownerUnreadable, noJournal, outOfSync, continuity, stalled, rejected, refusedSenders, journalFull, journalProblem, scanFailed, watcher, sending, skippedPaths, snapshotCheck, folderWritesLost, checkpointUnreadable, drillFailed, drillReportKept];
+export const PROBLEM_CHECKS: readonly ProblemCheck[] = [rootHeld, unreachable, agentStopped, agentNotAnswering, notOwner, ownerUnreadable, noJournal, twoWriters, outOfSync, continuity, stalled, rejected, refusedSenders, journalFull, journalProblem, scanFailed, watcher, sending, skippedPaths, snapshotCheck, folderWritesLost, checkpointUnreadable, drillFailed, drillReportKept];
 
 export function findProblems(facts: SetFacts, checks: readonly ProblemCheck[] = PROBLEM_CHECKS): Problem[] {
   return checks.flatMap((check) => check(facts));

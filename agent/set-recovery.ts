@@ -90,6 +90,8 @@ export class SetRecovery {
       if (this.#continuityChecked && !journal.recoveries.running(spec.name)) this.#retryOwed();
       return;
     }
+    // Two writers on the journal (a copy of this host sends too): the target holds every message, a resync too, until an operator adopts the set.
+    if (status.twoWriters) return;
     const generation = journal.sets.generation(spec.name);
     // Held for records of this generation that came without its resync: only a resync sent after them is on its way.
     const heldFrom = status.heldGeneration?.id === generation.id ? status.heldGeneration.seq : undefined;

@@ -290,6 +290,19 @@ export const SetStatusSchema = z.object({
       byKey: z.record(z.string(), z.object({ count: z.number().int().min(1), last: RefusalSchema })).optional(),
     })
     .optional(),
+  /**
+   * A second writer on the set's journal (lambdas/applier/duplicates.ts): a message repeated seqs the set had applied
+   * with other changes (a copy of the source host, its key and journal included, sending too). `applied` and
+   * `received` say what each held at `seq`. Nothing of the set is applied while it is named; `tidemark adopt` ends it.
+   */
+  twoWriters: z
+    .object({ at: z.string(), messageId: z.string(), seq: z.number().int(), generation: z.string().optional(), applied: z.string(), received: z.string(), sender: z.string().optional() })
+    .optional(),
+  /**
+   * The last repeated message whose seqs could not be compared with what was applied at them (their history is past
+   * retention, or unreadable): dropped as a redelivery, like before the check. A note, not a problem.
+   */
+  duplicateUnchecked: z.object({ at: z.string(), messageId: z.string(), first: z.number().int(), last: z.number().int(), reason: z.string() }).optional(),
   appliedRecords: z.number().int().min(0),
   appliedBytes: z.number().int().min(0),
   /** Snapshots ever taken of the set: live objects written before the newest one are preserved before they are replaced. */

@@ -27,8 +27,10 @@ copy by SHA-256 and size first.
 Use it to move a set to a new or rebuilt host, after a lost state folder (a
 new key), on a host whose state folder was found to be a copy of another
 host's (its key made anew, its sends held: see \`tidemark status\`) when it
-replaces that host, or to register the owner of a set replicated before
-owners were.
+replaces that host, on the host that should own a set the target holds for
+two writers on one journal (two-writers in \`tidemark status\`: stop the
+other host's agent first; the adoption ends the hold), or to register the
+owner of a set replicated before owners were.
 
 Options:
   --profile NAME  the AWS profile with the right to write state/ (sets AWS_PROFILE)

@@ -75,6 +75,10 @@ export interface SetReport {
         /** The generation the target's chain is in, and when and why it last changed. */
         generation?: string;
         lastGenerationChange?: NonNullable<SetStatus["generations"]>[number];
+        /** A second writer on the set's journal: the seq whose changes differ from what was applied, both described; the set is held until adopted. */
+        twoWriters?: SetStatus["twoWriters"];
+        /** The last repeated message whose seqs could not be compared with what was applied (history gone): dropped as a redelivery; a note. */
+        duplicateUnchecked?: SetStatus["duplicateUnchecked"];
         /** Messages refused as not the owner's, and the last of them. */
         refused?: SetStatus["refused"];
         /** A marker sent straight to the queue whose action runs now, holding the set's stream (queueMarkerLine). */
@@ -252,6 +256,8 @@ export async function collectStatus(configFile: string): Promise<SetReport[]> {
             ...(status.checkpointUnreadable ? { checkpointUnreadable: status.checkpointUnreadable } : {}),
             ...(status.generation ? { generation: status.generation } : {}),
             ...(change ? { lastGenerationChange: change } : {}),
+            ...(status.twoWriters ? { twoWriters: status.twoWriters } : {}),
+            ...(status.duplicateUnchecked ? { duplicateUnchecked: status.duplicateUnchecked } : {}),
             ...(status.refused ? { refused: status.refused } : {}),
             ...((queueMarker) => (queueMarker ? { queueMarker } : {}))(queueMarkerHolding(status)),
             ...(await ownerOf(store, spec.name)),
@@ -382,6 +388,11 @@ applied (read from the target bucket), and the state:
                 an agent that answers nothing on its control socket
                 (agent-not-answering: stopped with SIGSTOP, or hung),
                 the target unreachable or holding the set out of sync,
+                two writers on one journal (two-writers: another host, a
+                copy of this one with its key, sent other changes at seqs
+                the target applied; the target applies nothing of the set
+                until the copy is stopped and \`tidemark adopt SET\` runs on
+                the host that should own it; \`target.twoWriters\` in --json),
                 another host owning the set on the target (this host's
                 messages are refused; \`tidemark adopt SET\` moves it; when
                 this host's key was made because its state folder was found

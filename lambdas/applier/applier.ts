@@ -49,6 +49,7 @@ import { ReapplyGuard } from "./reapply.ts";
 import { renameStamps, writeStamp } from "./write-stamps.ts";
 import type { BatchMemory } from "./batch-memory.ts";
 import { BatchSegments } from "./batch-segments.ts";
+import { compareWithHistory, repeatedRecords } from "./duplicates.ts";
 import { readOwner } from "../target/owner.ts";
 
 export interface IncomingMessage {
@@ -267,6 +268,11 @@ export class Applier {
     }
     const refusal = await this.#ownership.check(set, incoming, status, batch);
     if (refusal) return this.#refuse(incoming, refusal, status);
+    // Two writers on the journal: neither is applied, not even a resync (each would take the mirror its own way), until an operator acts.
+    if (status.twoWriters) {
+      await this.#abandonMarkers(set, message.records.filter((r) => r.seq > status.lastSeq), status);
+      return { kind: "held", set };
+    }
     let records = message.records;
     const generation = enterGeneration(status, message.gen, records, this.#now());
     if (generation.kind === "stale") return this.#reject(incoming, generation.error, status);
@@ -285,7 +291,12 @@ export class Applier {
       await this.#abandonMarkers(set, records, status);
       return { kind: "held", set };
     } else {
+      const repeated = this.#history.days > 0 ? repeatedRecords(status, records) : [];
       records = records.filter((r) => r.seq > status.lastSeq);
+      if (repeated.length > 0) {
+        const held = await this.#compareRepeated(incoming, status, repeated, records);
+        if (held) return held;
+      }
       const first = records[0];
       if (!first) return { kind: "duplicate", set };
       if (first.seq !== status.lastSeq + 1) {
@@ -445,6 +456,34 @@ export class Applier {
     else await this.#writeStatus(status);
     await removeStaged();
     return { kind: "applied", set, first: records[0]?.seq ?? last, last, records: records.length, bytes: total };
+  }
+
+  /**
+   * Seqs the set applied before, repeated by this message: a redelivery or the agent's resend holds the same changes
+   * and is dropped, as it always was. Other changes at them are a second writer on the journal: the set is held and
+   * `twoWriters` names it (`fresh`, the message's new records, are not applied). Seqs whose history is gone are
+   * dropped too, noted in `duplicateUnchecked`.
+   */
+  async #compareRepeated(incoming: IncomingMessage, status: SetStatus, repeated: readonly WireRecord[], fresh: readonly WireRecord[]): Promise<MessageOutcome | undefined> {
+    // The batch's earlier messages may have applied those seqs: their entries go to the history first.
+    await BatchSegments.waitingFor(status)?.flush();
+    const verdict = await compareWithHistory(this.#store, status, repeated);
+    if (verdict.kind === "same") return undefined;
+    const at = this.#now().toISOString();
+    if (verdict.kind === "unchecked") {
+      status.duplicateUnchecked = { at, messageId: incoming.messageId, first: verdict.first, last: verdict.last, reason: verdict.reason };
+      await this.#writeStatus(status);
+      return undefined;
+    }
+    const { seq, applied, received } = verdict;
+    const generation = status.generation !== undefined ? { generation: status.generation } : {};
+    status.twoWriters = { at, messageId: incoming.messageId, seq, ...generation, applied, received, ...(incoming.senderId ? { sender: incoming.senderId } : {}) };
+    status.state = "out-of-sync";
+    status.reason = `two writers on one journal: seq ${seq} differs from what was applied (applied: ${applied}; received: ${received}); nothing of message ${incoming.messageId} was applied and the set is held until an operator acts`;
+    this.#log(JSON.stringify({ level: "error", msg: "two writers on one journal", messageId: incoming.messageId, set: status.set, seq, applied, received }));
+    await this.#writeStatus(status);
+    await this.#abandonMarkers(status.set, fresh, status);
+    return { kind: "held", set: status.set };
   }
 
   /** Marks the set out of sync, applying nothing of the message: the agent resyncs. */

@@ -55,6 +55,25 @@ export async function readSegment(store: TargetStore, set: string, n: number): P
   return parseLines(body, `history segment ${n} of set "${set}"`).map((line) => HistoryEntrySchema.parse(line));
 }
 
+/** The entries of segment n and its object metadata (the checkpoint after it); undefined when the store holds no segment n. Throws HistoryError when it is unreadable. */
+export async function readSegmentWithMeta(store: TargetStore, set: string, n: number): Promise<{ entries: HistoryEntry[]; meta: Record<string, string> } | undefined> {
+  const object = await store.get(segmentKey(set, n));
+  if (!object) return undefined;
+  let lines: unknown[];
+  try {
+    lines = parseLines(object.body, `history segment ${n} of set "${set}"`);
+  } catch (error) {
+    if (error instanceof SyntaxError) throw new HistoryError(`history segment ${n} of set "${set}" holds a line that is not JSON: ${error.message}`);
+    throw error;
+  }
+  const entries = lines.map((line) => {
+    const parsed = HistoryEntrySchema.safeParse(line);
+    if (!parsed.success) throw new HistoryError(`history segment ${n} of set "${set}" holds an entry that is not one: ${parsed.error.message}`);
+    return parsed.data;
+  });
+  return { entries, meta: object.meta };
+}
+
 /** Segment numbers the store holds, in order. */
 export async function listSegments(store: TargetStore, set: string): Promise<number[]> {
   const numbers: number[] = [];

@@ -57,6 +57,8 @@ export async function adoptSet(store: TargetStore, set: string, key: { keyId: st
   status.state = "out-of-sync";
   status.reason = `adopted by key ${key.keyId} at ${at}${previous ? ` (was key ${previous.keyId})` : ""}: waiting for the new owner's mirror`;
   // Refused because this key did not own the set yet: the adoption answers them (another key's refusals stay named).
+  // The operator answers a second writer on the journal too (the copy is stopped): the new owner's mirror replaces what either wrote.
+  delete status.twoWriters;
   const refused = withoutKey(status.refused, key.keyId);
   if (refused) status.refused = refused;
   else delete status.refused;

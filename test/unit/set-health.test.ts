@@ -73,6 +73,15 @@ describe("set health", () => {
     ]);
   });
 
+  it("names two writers on one journal once, with what to do, instead of a bare out-of-sync target", () => {
+    const twoWriters = { at: "2026-01-01T00:00:00.000Z", messageId: "m9", seq: 7, generation: "g1", applied: "put a (1 bytes, sha256 ca978112ca1b, mode 644, mtime 1)", received: "put b (1 bytes, sha256 3e23e8160039, mode 644, mtime 1)" };
+    const found = findProblems(facts({ state: "out-of-sync", reason: "two writers on one journal: seq 7 differs from what was applied", twoWriters }));
+    expect(found.map((p) => p.kind)).toEqual(["two-writers"]);
+    expect(found[0]?.message).toBe(
+      "two writers on one journal: seq 7 of message m9 (2026-01-01T00:00:00.000Z) differs from what the target applied (applied: put a (1 bytes, sha256 ca978112ca1b, mode 644, mtime 1); received: put b (1 bytes, sha256 3e23e8160039, mode 644, mtime 1)): another host with a copy of this host's state folder and key sends the set's changes; the target applies nothing of the set until an operator acts: stop `tidemark run` on the copy, then run `tidemark adopt s` on the host that should own the set and restart its agent",
+    );
+  });
+
   it("names each problem", () => {
     expect(kinds(facts({ error: "connect ECONNREFUSED" }))).toEqual(["target-unreachable"]);
     expect(kinds(facts({ state: "out-of-sync", reason: "seq gap: expected 5, got 9" }))).toEqual(["target-out-of-sync"]);
