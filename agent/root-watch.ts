@@ -46,6 +46,7 @@ interface LookRead {
 
 /** A look not answered yet. */
 interface Looking {
+  readonly begun: Date;
   /** Settles once the look answered, its time limit passed, or the watch stopped: the set's hold then. */
   readonly answer: Promise<RootHold | undefined>;
   settled: boolean;
@@ -93,13 +94,20 @@ export class RootWatch {
     return (this.#looking ?? this.#look()).answer;
   }
 
-  /** The agent stops: nothing waits on a look any longer (one that never answers is left to its thread). */
+  /**
+   * The agent stops: nothing waits on a look any longer (one that never answers is left to its thread). What waited
+   * on one hears the set held (in this process only: the journal records no hold the root did not earn), so a scan or
+   * an operation does not go on to read a root that may hang.
+   */
   stop(): void {
     this.#stopped = true;
     const looking = this.#looking;
+    if (!looking) return;
     this.#looking = undefined;
-    looking?.disarm();
-    looking?.settle(this.#held);
+    looking.disarm();
+    const { spec } = this.#context;
+    this.#held ??= { set: spec.name, state: "root-unresponsive", root: spec.root, expected: "an answer before the agent stopped", found: `none to the look begun at ${looking.begun.toISOString()}`, since: looking.begun.toISOString() };
+    looking.settle(this.#held);
   }
 
   #look(): Looking {
@@ -110,6 +118,7 @@ export class RootWatch {
       reject = rej;
     });
     const looking: Looking = {
+      begun: new Date(),
       answer,
       settled: false,
       settle: (hold) => {
@@ -123,9 +132,8 @@ export class RootWatch {
       disarm: () => undefined,
     };
     this.#looking = looking;
-    const begun = new Date();
     looking.disarm = this.#deadline(() => {
-      if (!looking.settled) this.#answer(looking, () => this.#unresponsive(begun));
+      if (!looking.settled) this.#answer(looking, () => this.#unresponsive(looking.begun));
     }, this.#timeoutMs);
     this.#read().then(
       (read) => {
