@@ -10,6 +10,7 @@
 // and all.
 
 import { fork, type ChildProcess } from "node:child_process";
+import module from "node:module";
 import { fileURLToPath } from "node:url";
 import { lookHere, type RootLook, type RootStat } from "./set-roots.ts";
 
@@ -115,11 +116,13 @@ export class RootLookProcess implements RootLook {
 
   #started(): ChildProcess {
     if (this.#child) return this.#child;
+    const cache = module.getCompileCacheDir();
     const child = fork(fileURLToPath(import.meta.url), [CHILD_ARG], {
       execArgv: [],
       serialization: "advanced",
       stdio: ["ignore", "ignore", "inherit", "ipc"],
-      env: { ...process.env, UV_THREADPOOL_SIZE: String(this.#threads) },
+      // The compile cache the agent turned on (a child does not inherit it): see folderWorkerOptions.
+      env: { ...process.env, UV_THREADPOOL_SIZE: String(this.#threads), ...(cache ? { NODE_COMPILE_CACHE: cache } : {}) },
     });
     child.on("message", (answer: LookAnswer) => this.#answered(answer));
     const gone = (why: string) => {
