@@ -3,7 +3,7 @@
 // is recorded and the hold ends; the agent's next scan journals the real
 // differences, deletes included (set-roots.ts).
 
-import { opendirSync } from "node:fs";
+import { opendirSync, realpathSync } from "node:fs";
 import type { Journal } from "./journal.ts";
 import { identityOf, type RootHold, type RootIdentity } from "./set-roots.ts";
 import type { SetSpec } from "./set-spec.ts";
@@ -28,7 +28,7 @@ export function acceptRoot(journal: Journal, spec: SetSpec): AcceptedRoot {
     if (!st.isDirectory()) throw new AcceptRootError(`set "${spec.name}": ${spec.root} is not a directory; put the set's folder there first`);
     // Readable, or the agent could not scan what is accepted.
     opendirSync(spec.root).closeSync();
-    identity = identityOf(st, spec.root);
+    identity = identityOf(st, realpathSync(spec.root));
   } catch (error) {
     if (error instanceof AcceptRootError) throw error;
     const code = (error as NodeJS.ErrnoException).code ?? String(error);

@@ -37,7 +37,7 @@ import { watchVolume } from "./volume.ts";
 import { heldNow, type HeldBy } from "./held-wait.ts";
 import { notReplicated } from "./not-replicated.ts";
 import type { NotReplicated } from "./set-health.ts";
-import { ROOT_CHECK_MS, RootWatch } from "./root-watch.ts";
+import { ROOT_CHECK_MS, RootWatch, type RootDeadline } from "./root-watch.ts";
 import type { RootHold } from "./set-roots.ts";
 
 export type { MarkerRequest, QueuedMarker, VerifyOptions } from "./set-operations.ts";
@@ -103,6 +103,10 @@ export interface AgentOptions {
   readonly owner?: { readonly hostKeyId: string; readonly lookup: OwnerLookup; readonly recheckMs?: number };
   /** How often each tree set's root is looked at (root-watch.ts): a missing, swapped or emptied root holds the set. @default 3 s */
   readonly rootCheckMs?: number;
+  /** How long a look at a root may take before the set is held root-unresponsive (root-watch.ts). @default 10 s */
+  readonly rootCheckTimeoutMs?: number;
+  /** Arms a look's time limit (root-watch.ts); a test's stand-in fires it by hand. @default a timer */
+  readonly rootCheckDeadline?: RootDeadline;
 }
 
 const DEFAULT_JOURNAL_LIMIT_BYTES = 8 * 1024 ** 3;
@@ -140,12 +144,16 @@ class SetRunner {
       health: agent.health,
       exclusive: (work) => this.lane.exclusive(work),
       wake: () => this.sender.wake(),
+      checkRoot: () => this.root.check(),
     };
-    this.root = new RootWatch(context, () => agent.resumeRoot(this));
+    this.root = new RootWatch(context, () => agent.resumeRoot(this), {
+      ...(options.rootCheckTimeoutMs !== undefined ? { timeoutMs: options.rootCheckTimeoutMs } : {}),
+      ...(options.rootCheckDeadline ? { deadline: options.rootCheckDeadline } : {}),
+    });
     const backlog = new Backlog(context, options.journalLimitBytes ?? DEFAULT_JOURNAL_LIMIT_BYTES);
     const owner = options.owner;
     this.ownerHold = owner ? new OwnerHold({ set: spec.name, hostKeyId: owner.hostKeyId, lookup: owner.lookup, log: agent.log, ...(owner.recheckMs !== undefined ? { recheckMs: owner.recheckMs } : {}) }) : undefined;
-    this.capture = new SetCapture(context, backlog, options.coalesceBytes ?? DEFAULT_COALESCE_BYTES, options.busyFiles, options.captureRetry, () => this.root.check());
+    this.capture = new SetCapture(context, backlog, options.coalesceBytes ?? DEFAULT_COALESCE_BYTES, options.busyFiles, options.captureRetry);
     // What operations journal (markers, verifications, resyncs, ...) someone waits on: it is sent without lingering.
     this.operations = new SetOperations({ ...context, wake: () => this.sender.hurry() }, this.capture);
     this.accepts = new ApplierAccepts(spec.name, agent.log, options.applierAnnouncement);
@@ -249,7 +257,7 @@ export class Agent {
       let hold: RootHold | undefined;
       try {
         this.journal.sets.register(runner.spec.name);
-        hold = runner.root.check();
+        hold = await runner.root.check();
       } catch (error) {
         if (this.health.handle(error) && this.health.full) continue;
         throw journalFault(error, this.journal.path);
@@ -273,15 +281,16 @@ export class Agent {
     if (this.options.monitorEnabled && this.options.targetStatus) this.#pollStatus();
   }
 
-  /** Every few seconds, each set's root (root-watch.ts): holds a set whose root went bad, resumes one whose root is back. */
+  /**
+   * Every few seconds, each set's root (root-watch.ts): holds a set whose root went bad or does not answer, resumes
+   * one whose root is back. Nothing here waits on a look, and a root whose look has not answered is not looked at again.
+   */
   #watchRoots(): void {
     this.#rootTimer = setInterval(() => {
       for (const runner of this.#runners.values()) {
-        try {
-          runner.root.check();
-        } catch (error) {
+        runner.root.check().catch((error: unknown) => {
           if (!this.health.handle(error)) this.log.warn("could not check the set's root", { set: runner.spec.name, error: String(error) });
-        }
+        });
       }
     }, this.options.rootCheckMs ?? ROOT_CHECK_MS);
     this.#rootTimer.unref();
@@ -404,8 +413,11 @@ export class Agent {
     return this.#runner(set).recovery.checkTarget();
   }
 
-  /** Looks at the set's root now (the timer's check): its hold, or undefined; a root back resumes the set (a scan follows). */
-  checkRoot(set: string): RootHold | undefined {
+  /**
+   * Looks at the set's root now (the timer's check): its hold, or undefined; a root back resumes the set (a scan
+   * follows). Settles within the look's time limit; while a look has not answered, no new one starts.
+   */
+  checkRoot(set: string): Promise<RootHold | undefined> {
     return this.#runner(set).root.check();
   }
 
@@ -488,6 +500,8 @@ export class Agent {
     clearInterval(this.#rootTimer);
     this.health.stop();
     for (const runner of this.#runners.values()) {
+      // A look at a root that does not answer (a hung network file system) is waited on no longer.
+      runner.root.stop();
       runner.capture.cancelHints();
       runner.recovery.stop();
       runner.sender.wake();

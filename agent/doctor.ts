@@ -244,7 +244,7 @@ export function checkSpaceBallast(stateDir: string): Check | undefined {
 }
 
 /**
- * The sets the agent holds (their root missing, swapped, emptied or unreadable: set-roots.ts), as recorded in the
+ * The sets the agent holds (their root missing, swapped, emptied, unreadable or not answering: set-roots.ts), as recorded in the
  * state folder's journal: each a failed check naming the root and what to do.
  */
 export function rootHolds(stateDir: string): RootHold[] {

@@ -13,7 +13,7 @@ import { join } from "node:path";
 import { z } from "zod";
 import { fsyncDir, writeJsonDurably } from "./durable-file.ts";
 import { JournalCorruptError, journalFault } from "./journal-faults.ts";
-import { Journal } from "./journal.ts";
+import { Journal, type JournalOptions } from "./journal.ts";
 import type { Logger } from "./log.ts";
 
 /** The set-aside journals, oldest first, for status. */
@@ -95,7 +95,7 @@ export function setAsideLine(record: SetAsideJournal): string {
  * marked so by the agent that ran before) is set aside and a new one opened in its place; one this user may not
  * open throws JournalUnreadableError, and nothing is set aside.
  */
-export function openAgentJournal(stateDir: string, log: Logger, firstReads: (journal: Journal) => void = () => undefined): Journal {
+export function openAgentJournal(stateDir: string, log: Logger, firstReads: (journal: Journal) => void = () => undefined, options: Pick<JournalOptions, "lookRoot"> = {}): Journal {
   const mark = corruptMark(stateDir);
   // A journal moved away by hand since: nothing is left to set aside.
   if (mark !== undefined && !existsSync(join(stateDir, "journal.db"))) rmSync(join(stateDir, MARK_FILE), { force: true });
@@ -104,17 +104,17 @@ export function openAgentJournal(stateDir: string, log: Logger, firstReads: (jou
     log.warn(setAsideLine(record));
   }
   try {
-    return readJournal(stateDir, firstReads);
+    return readJournal(stateDir, firstReads, options);
   } catch (error) {
     if (!(error instanceof JournalCorruptError)) throw error;
     const record = setJournalAside(stateDir, error.reason);
     log.warn(setAsideLine(record));
-    return readJournal(stateDir, firstReads);
+    return readJournal(stateDir, firstReads, options);
   }
 }
 
-function readJournal(stateDir: string, firstReads: (journal: Journal) => void): Journal {
-  const journal = Journal.open(stateDir, { check: true });
+function readJournal(stateDir: string, firstReads: (journal: Journal) => void, options: Pick<JournalOptions, "lookRoot">): Journal {
+  const journal = Journal.open(stateDir, { ...options, check: true });
   try {
     firstReads(journal);
     return journal;

@@ -22,7 +22,7 @@ import { PendingRecoveries } from "./pending-recoveries.ts";
 import { SetStates } from "./journal-sets.ts";
 import { VolumeStamps } from "./journal-volumes.ts";
 import { CONTENT_FILE_MIN_BYTES, ContentFiles, formatRef, parseRef, type ContentRef } from "./journal-content.ts";
-import { RootHeldError, SetRoots, type StatRoot } from "./set-roots.ts";
+import { RootHeldError, SetRoots, type RootLook, type StatRoot } from "./set-roots.ts";
 
 export type { FileStamp, IndexEntry, IndexStat } from "./journal-index.ts";
 import type { FileStamp } from "./journal-index.ts";
@@ -184,8 +184,6 @@ CREATE INDEX IF NOT EXISTS entries_by_link_group ON entries (set_name, link_grou
  * manifest, a resync's mirror): refused while the set's root is held (set-roots.ts). Prunes and drill reports are not.
  */
 const FROM_THE_TREE: ReadonlySet<Change["op"]> = new Set(["put", "mkdir", "symlink", "delete", "rename", "verify", "resync", "task"]);
-/** Of those, the ones that can remove what the target holds: the root is also checked for being empty before them. */
-const REMOVING: ReadonlySet<Change["op"]> = new Set(["delete", "rename", "verify", "resync"]);
 
 /** Bytes a change adds to the backlog: the content it carries (a delta's blocks), or nothing for metadata-only changes. */
 export function changeBytes(change: Change): number {
@@ -278,6 +276,8 @@ export interface JournalOptions {
   readonly check?: boolean;
   /** Stats a set's root for its identity (set-roots.ts); a test's stand-in makes a folder made again on the same inode. */
   readonly statRoot?: StatRoot;
+  /** How the agent looks at a set's root (set-roots.ts RootLook); a test's stand-in makes a root that never answers. */
+  readonly lookRoot?: Partial<RootLook>;
 }
 
 export class Journal {
@@ -319,7 +319,7 @@ export class Journal {
     this.held = new HeldFiles(db);
     this.uploads = new StagedUploads(db);
     this.recoveries = new PendingRecoveries(db);
-    this.roots = new SetRoots(db, options.statRoot);
+    this.roots = new SetRoots(db, options.statRoot, options.lookRoot);
     this.#content = new ContentFiles(db, spoolDir, options.reader !== true);
     this.#statements = prepareStatements(db);
     this.#onWrite = options.onWrite;
@@ -477,28 +477,22 @@ export class Journal {
   }
 
   /**
-   * Every path that journals passes here: a set whose root is held (missing, swapped, emptied) journals nothing that
-   * would alter the target, and a batch that can remove what the target holds looks at the root first (an unmount
-   * reads as every file deleted). A root found bad is held (in its own transaction) and RootHeldError thrown, so the
-   * caller's batch is not journaled; the agent resumes the set when the root is back (root-watch.ts).
+   * Every path that journals passes here: a set whose root is held (missing, swapped, emptied, not answering)
+   * journals nothing that would alter the target; RootHeldError is thrown, so the caller's batch is not journaled.
+   * The hold is the one the agent's latest look at the root recorded: no file system call here, as a root on a hung
+   * network file system would stop the agent's thread. The agent looks at the root (asynchronously, within a time
+   * limit: root-watch.ts) right before each batch of a scan or a capture, so an unmount under them holds the set
+   * before its deletes; and it resumes the set when the root is back.
    */
   #guardRoot(set: string, changes: readonly Change[]): void {
     if (!changes.some((change) => FROM_THE_TREE.has(change.op))) return;
-    this.assertRootGood(set, { deleting: changes.some((change) => REMOVING.has(change.op)) });
+    this.assertRootGood(set);
   }
 
-  /**
-   * Throws RootHeldError when the set is held, or its root is found bad now (then held); `deleting` also holds a root
-   * that is empty while the index knows entries below it. `what` says what the caller would have journaled.
-   */
-  assertRootGood(set: string, options: { deleting?: boolean; what?: string } = {}): void {
-    const known = this.roots.of(set);
-    // A set the agent never checked (a volume, a journal of a test's own): nothing to compare with.
-    if (!known) return;
-    if (known.hold) throw new RootHeldError(known.hold, options.what);
-    const verdict = this.roots.inspect(set, known.root, { deleting: options.deleting ?? true });
-    if (verdict.ok) return;
-    throw new RootHeldError(this.#run(() => this.roots.hold(set, known.root, verdict)), options.what);
+  /** Throws RootHeldError when the set is held (as last recorded). `what` says what the caller would have journaled. */
+  assertRootGood(set: string, options: { what?: string } = {}): void {
+    const hold = this.roots.held(set);
+    if (hold) throw new RootHeldError(hold, options.what);
   }
 
   /**

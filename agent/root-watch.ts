@@ -1,25 +1,76 @@
-// The agent's look at a tree set's root, at start and every few seconds
-// (set-roots.ts says what is good): a good root's identity is recorded (also
-// for a journal made before roots, or their birth times, were, on its first
-// good check), a bad one holds the set, and a held set whose root is back (a
-// remount, a folder moved back, or `tidemark accept-root` from another
-// process) resumes.
+// The agent's look at a tree set's root, at start, every few seconds and right
+// before each batch a scan or a capture journals (set-roots.ts says what is
+// good): a good root's identity is recorded (also for a journal made before
+// roots, or their birth times, were, on its first good check), a bad one holds
+// the set, and a held set whose root is back (a remount, a folder moved back,
+// `tidemark accept-root` from another process, a network file system answering
+// again) resumes.
+//
+// A look is asynchronous (set-roots.ts RootLook) and may never answer: a stat
+// of a hard-mounted NFS root whose server went away blocks the thread doing it
+// for good. So the agent's thread never waits on one, a look has a time limit
+// (past it the set is held root-unresponsive), and no second look at a root
+// starts while one is outstanding: a hung root holds one thread, not one more
+// every few seconds until the thread pool (4 threads) and all file I/O with it
+// are stuck.
 
-import type { RootHold } from "./set-roots.ts";
+import type { RootHold, RootVerdict } from "./set-roots.ts";
 import type { SetContext } from "./set-context.ts";
 
 /** How often a running agent looks at each set's root. */
 export const ROOT_CHECK_MS = 3_000;
+/** How long a look at a root may take before the set is held root-unresponsive. */
+export const ROOT_CHECK_TIMEOUT_MS = 10_000;
+
+/** Arms a look's time limit: calls `expired` once ms passed; returns what disarms it. A test's stand-in fires it by hand. */
+export type RootDeadline = (expired: () => void, ms: number) => () => void;
+
+const deadlineTimer: RootDeadline = (expired, ms) => {
+  const timer = setTimeout(expired, ms);
+  timer.unref();
+  return () => clearTimeout(timer);
+};
+
+export interface RootWatchOptions {
+  /** How long a look may take. @default ROOT_CHECK_TIMEOUT_MS */
+  readonly timeoutMs?: number;
+  /** @default a timer */
+  readonly deadline?: RootDeadline;
+}
+
+/** What a look read: the verdict, and for a set held empty whether the entries the journal knows are back. */
+interface LookRead {
+  readonly verdict: RootVerdict;
+  readonly refilled: boolean | undefined;
+}
+
+/** A look not answered yet. */
+interface Looking {
+  readonly begun: Date;
+  /** Settles once the look answered, its time limit passed, or the watch stopped: the set's hold then. */
+  readonly answer: Promise<RootHold | undefined>;
+  settled: boolean;
+  settle(hold: RootHold | undefined): void;
+  fail(error: unknown): void;
+  disarm(): void;
+}
 
 export class RootWatch {
   readonly #context: Pick<SetContext, "spec" | "journal" | "log">;
   readonly #onResumed: () => void;
+  readonly #timeoutMs: number;
+  readonly #deadline: RootDeadline;
   /** The hold this process last saw: a root good again after it resumes the set. */
   #held: RootHold | undefined;
+  /** The look under way: never a second one at the root while it runs (a hung one holds its thread for good). */
+  #looking: Looking | undefined;
+  #stopped = false;
 
-  constructor(context: Pick<SetContext, "spec" | "journal" | "log">, onResumed: () => void) {
+  constructor(context: Pick<SetContext, "spec" | "journal" | "log">, onResumed: () => void, options: RootWatchOptions = {}) {
     this.#context = context;
     this.#onResumed = onResumed;
+    this.#timeoutMs = options.timeoutMs ?? ROOT_CHECK_TIMEOUT_MS;
+    this.#deadline = options.deadline ?? deadlineTimer;
   }
 
   /** The set's hold as this process last saw it. */
@@ -27,23 +78,110 @@ export class RootWatch {
     return this.#held;
   }
 
-  /** Looks at the root now: holds the set (undefined when not held), records a good root, resumes a set held before. */
-  check(): RootHold | undefined {
+  /** Whether a look at the root is under way (one that never answers stays so). */
+  get looking(): boolean {
+    return this.#looking !== undefined;
+  }
+
+  /**
+   * Looks at the root: holds the set (the hold; undefined when not held), records a good root, resumes a set held
+   * before. Settles within the time limit: a look that has not answered by then holds the set root-unresponsive, and
+   * is waited for in the background (asked again meanwhile, the answer is that hold, and no new look starts).
+   */
+  check(): Promise<RootHold | undefined> {
+    if (this.#context.spec.volume) return Promise.resolve(undefined);
+    if (this.#stopped) return Promise.resolve(this.#held);
+    return (this.#looking ?? this.#look()).answer;
+  }
+
+  /**
+   * The agent stops: nothing waits on a look any longer (one that never answers is left to its thread). What waited
+   * on one hears the set held (in this process only: the journal records no hold the root did not earn), so a scan or
+   * an operation does not go on to read a root that may hang.
+   */
+  stop(): void {
+    this.#stopped = true;
+    const looking = this.#looking;
+    if (!looking) return;
+    this.#looking = undefined;
+    looking.disarm();
+    const { spec } = this.#context;
+    this.#held ??= { set: spec.name, state: "root-unresponsive", root: spec.root, expected: "an answer before the agent stopped", found: `none to the look begun at ${looking.begun.toISOString()}`, since: looking.begun.toISOString() };
+    looking.settle(this.#held);
+  }
+
+  #look(): Looking {
+    let resolve: (hold: RootHold | undefined) => void = () => undefined;
+    let reject: (error: unknown) => void = () => undefined;
+    const answer = new Promise<RootHold | undefined>((res, rej) => {
+      resolve = res;
+      reject = rej;
+    });
+    const looking: Looking = {
+      begun: new Date(),
+      answer,
+      settled: false,
+      settle: (hold) => {
+        looking.settled = true;
+        resolve(hold);
+      },
+      fail: (error) => {
+        looking.settled = true;
+        reject(error);
+      },
+      disarm: () => undefined,
+    };
+    this.#looking = looking;
+    looking.disarm = this.#deadline(() => {
+      if (!looking.settled) this.#answer(looking, () => this.#unresponsive(looking.begun));
+    }, this.#timeoutMs);
+    this.#read().then(
+      (read) => {
+        looking.disarm();
+        if (this.#looking !== looking) return;
+        this.#looking = undefined;
+        // Also after the time limit: a root answering again ends its root-unresponsive hold.
+        this.#answer(looking, () => this.#judge(read));
+      },
+      (error: unknown) => {
+        looking.disarm();
+        if (this.#looking !== looking) return;
+        this.#looking = undefined;
+        this.#answer(looking, () => {
+          throw error;
+        });
+      },
+    );
+    return looking;
+  }
+
+  /** Runs what the look found (holds, records, resumes) and settles its answer; an error after the time limit is logged. */
+  #answer(looking: Looking, found: () => RootHold | undefined): void {
+    try {
+      const hold = found();
+      if (!looking.settled) looking.settle(hold);
+    } catch (error) {
+      if (!looking.settled) looking.fail(error);
+      else this.#context.log.warn("could not record what the late look at the set's root found; the next look does", { set: this.#context.spec.name, error: String(error) });
+    }
+  }
+
+  /** Reads the root (asynchronously; may never settle). */
+  async #read(): Promise<LookRead> {
+    const { spec, journal } = this.#context;
+    const verdict = await journal.roots.inspect(spec.name, spec.root, { deleting: true });
+    // A root held empty stays held until what the journal knows is back, or an operator accepts it (accept-root).
+    const refilled = verdict.ok && journal.roots.held(spec.name)?.state === "root-empty" ? await journal.roots.emptyRootRefilled(spec.name, spec.root) : undefined;
+    return { verdict, refilled };
+  }
+
+  /** The look answered: holds the set, or records its good root and resumes a set held before. */
+  #judge({ verdict, refilled }: LookRead): RootHold | undefined {
     const { spec, journal, log } = this.#context;
-    if (spec.volume) return undefined;
     const set = spec.name;
     const known = journal.roots.of(set);
-    const verdict = journal.roots.inspect(set, spec.root, { deleting: true });
-    if (!verdict.ok) {
-      const hold = journal.atomically(() => journal.roots.hold(set, spec.root, verdict));
-      if (this.#held?.state !== hold.state) {
-        log.error(`set held (${hold.state}): nothing of it is journaled until its root is back or accepted`, { set, root: spec.root, expected: hold.expected, found: hold.found });
-      }
-      this.#held = hold;
-      return hold;
-    }
-    // A root held empty stays held until what the journal knows is back, or an operator accepts it (accept-root).
-    if (known?.hold && !this.#releasable(known.hold)) {
+    if (!verdict.ok) return this.#hold(journal.atomically(() => journal.roots.hold(set, spec.root, verdict)));
+    if (known?.hold?.state === "root-empty" && refilled !== true) {
       this.#held = known.hold;
       return known.hold;
     }
@@ -61,10 +199,30 @@ export class RootWatch {
     return undefined;
   }
 
-  /** Whether a hold may end now that its root checks out (a root-empty one only once known entries are back: set-roots.ts). */
-  #releasable(hold: RootHold): boolean {
-    if (hold.state !== "root-empty") return true;
-    const { spec, journal } = this.#context;
-    return journal.roots.emptyRootRefilled(spec.name, spec.root);
+  /**
+   * The look has not answered in time: the set is held root-unresponsive (nothing of it is journaled, a deletion
+   * least of all) until it answers. A set held empty keeps that hold: it ends only once the entries it knew are back.
+   */
+  #unresponsive(begun: Date): RootHold {
+    const { spec, journal, log } = this.#context;
+    const set = spec.name;
+    const known = journal.roots.held(set);
+    if (known?.state === "root-empty") {
+      log.warn("the set's root has not answered a look in time; it stays held empty", { set, root: spec.root, timeoutMs: this.#timeoutMs });
+      this.#held = known;
+      return known;
+    }
+    const seconds = Math.max(1, Math.round(this.#timeoutMs / 1000));
+    const verdict = { ok: false, state: "root-unresponsive", expected: `an answer within ${seconds} s`, found: `none to the look begun at ${begun.toISOString()}` } as const;
+    return this.#hold(journal.atomically(() => journal.roots.hold(set, spec.root, verdict)));
+  }
+
+  #hold(hold: RootHold): RootHold {
+    const { spec, log } = this.#context;
+    if (this.#held?.state !== hold.state) {
+      log.error(`set held (${hold.state}): nothing of it is journaled until its root is back or accepted`, { set: spec.name, root: spec.root, expected: hold.expected, found: hold.found });
+    }
+    this.#held = hold;
+    return hold;
   }
 }

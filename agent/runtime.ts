@@ -18,6 +18,7 @@ import { checkSources, type AgentConfig } from "./config.ts";
 import { Journal } from "./journal.ts";
 import { journalFault, JournalCorruptError } from "./journal-faults.ts";
 import { markJournalCorrupt, openAgentJournal } from "./journal-aside.ts";
+import { RootLookProcess } from "./root-look-process.ts";
 import { interruptible } from "./interrupt.ts";
 import { ProblemFile } from "./problem-file.ts";
 import type { Logger } from "./log.ts";
@@ -141,14 +142,22 @@ export async function startAgent(
   const command = options.command ?? RUN_COMMAND;
   const lock = acquireStateLock(config.stateDir, command);
   let journal: Journal;
+  // The sets' roots are looked at in a process of their own: a hung network file system's stat holds a thread of
+  // its, not of the agent, which can then still stop (root-look-process.ts).
+  const rootLook = new RootLookProcess(config.sets.length);
   try {
     // Before the target is asked: a corrupt journal is set aside whatever the state of the target, and the new
     // journal's generation makes the target resync (journal-aside.ts).
-    journal = openAgentJournal(config.stateDir, log, (opened) => {
-      forgetUploadsLeft(opened);
-      // A wait for the bandwidth budget an agent that stopped left recorded is over.
-      for (const set of config.sets) if (opened.sets.bandwidthWaitSince(set.name) !== null) opened.sets.recordBandwidthWait(set.name, null);
-    });
+    journal = openAgentJournal(
+      config.stateDir,
+      log,
+      (opened) => {
+        forgetUploadsLeft(opened);
+        // A wait for the bandwidth budget an agent that stopped left recorded is over.
+        for (const set of config.sets) if (opened.sets.bandwidthWaitSince(set.name) !== null) opened.sets.recordBandwidthWait(set.name, null);
+      },
+      { lookRoot: rootLook },
+    );
   } catch (error) {
     lock.release();
     throw error;
@@ -157,6 +166,7 @@ export async function startAgent(
   const s3 = makeS3Client(clientOptions);
   /** What a failed start gives back before it throws. */
   const releaseAll = () => {
+    rootLook.close();
     journal.close();
     lock.release();
     sqs.destroy();
@@ -300,6 +310,7 @@ export async function startAgent(
     await control.close();
     controller.abort();
     await agent.stop();
+    rootLook.close();
     journal.close();
     problems.file?.close();
     lock.release();

@@ -91,6 +91,8 @@ export interface ScanOptions extends CaptureOptions {
   readonly renames?: (changes: Change[]) => Promise<Change[]>;
   /** An indexed entry the scan no longer finds: true holds back its deletes to the end of the scan, after the renames of what it held. */
   readonly vanish?: (path: string) => boolean;
+  /** Before each append: throws to keep the batch out of the journal (the set's root went bad under the scan: RootHeldError). */
+  readonly beforeAppend?: () => Promise<void>;
   /** After each append, with what was journaled and the seqs it got. */
   readonly onJournaled?: (changes: readonly Change[], seqs: readonly number[]) => void;
   /**
@@ -112,7 +114,7 @@ async function discardCaptured(journal: Journal, changes: readonly Change[]): Pr
 }
 
 export async function barrierScan(journal: Journal, spec: SetSpec, options: ScanOptions | string = {}): Promise<ScanReport> {
-  const { from = "", onProgress, shouldStop, defer, renames, vanish, onJournaled, onChunkJournaled, signal, onChangedBehindStat, ...given } = typeof options === "string" ? { from: options } : options;
+  const { from = "", onProgress, shouldStop, defer, renames, vanish, beforeAppend, onJournaled, onChunkJournaled, signal, onChangedBehindStat, ...given } = typeof options === "string" ? { from: options } : options;
   const changedBehindStat = { count: 0, paths: [] as string[] };
   const report: ScanReport = { entries: 0, changes: 0, bytes: 0, skipped: [], changedBehindStat };
   // A long read (a large file, read again while it keeps changing) is named in the progress before each read.
@@ -143,17 +145,18 @@ export async function barrierScan(journal: Journal, spec: SetSpec, options: Scan
       report.bytes += bytes;
     }
   };
-  const flush = () => {
+  const flush = async () => {
     if (pending.length > 0) {
+      await beforeAppend?.();
       const seqs = journal.append(spec.name, pending);
       onJournaled?.(pending.slice(), seqs);
     }
     pending.length = 0;
     pendingBytes = 0;
   };
-  const flushWhenFull = () => {
+  const flushWhenFull = async () => {
     if (pending.length < chunk && pendingBytes < APPEND_BYTES) return;
-    flush();
+    await flush();
     onChunkJournaled?.(chunk < APPEND_CHUNK);
     chunk = Math.min(chunk * 2, APPEND_CHUNK);
   };
@@ -163,7 +166,7 @@ export async function barrierScan(journal: Journal, spec: SetSpec, options: Scan
     const top = await capture(journal, spec, from, captureOptions);
     delete report.reading;
     queue(top.changes);
-    flush();
+    await flush();
     if (!top.isDirectory) {
       journal.skippedNames.record(spec.name, from, [], true);
       return report;
@@ -201,9 +204,9 @@ export async function barrierScan(journal: Journal, spec: SetSpec, options: Scan
         queue(changes);
         if (result.isDirectory) isDirectory(paths[i + k] ?? "");
       }
-      flushWhenFull();
+      await flushWhenFull();
       // Between chunks too, not only between folders: what was captured is journaled, the rest waits for the next scan.
-      if (signal?.aborted) flush();
+      if (signal?.aborted) await flush();
       throwIfInterrupted(signal, "scanning the set");
     }
   };
@@ -233,13 +236,13 @@ export async function barrierScan(journal: Journal, spec: SetSpec, options: Scan
     }
   };
   while (!report.stopped) {
-    if (signal?.aborted) flush();
+    if (signal?.aborted) await flush();
     throwIfInterrupted(signal, "scanning the set");
     if (dirs.length === 0) {
       // Every folder is journaled: the large files held back go last (one found to be a folder now is scanned too).
       if (large.length === 0) break;
       // What waits is journaled first, so the sender carries it while the large files are read.
-      flush();
+      await flush();
       await captureAll(large.splice(0), (path) => dirs.push(path), true);
       continue;
     }
@@ -262,7 +265,7 @@ export async function barrierScan(journal: Journal, spec: SetSpec, options: Scan
       if (code !== "ENOENT" && code !== "ENOTDIR") throw error;
       // The directory vanished while scanning: forget it and what was below.
       if (dir !== "") queue(deletesFor(journal, spec.name, dir));
-      flushWhenFull();
+      await flushWhenFull();
       continue;
     }
     const subdirs: string[] = [];
@@ -299,7 +302,7 @@ export async function barrierScan(journal: Journal, spec: SetSpec, options: Scan
     }
     await captureAll(paths, (path) => subdirs.push(path));
     if (large.length >= DEFERRED_LARGE_FILES) {
-      flush();
+      await flush();
       await captureAll(large.splice(0), (path) => subdirs.push(path), true);
     }
     // A folder left part way: its entries not reached are not deleted, and its subfolders wait for the next scan.
@@ -308,16 +311,16 @@ export async function barrierScan(journal: Journal, spec: SetSpec, options: Scan
       if (vanish?.(path)) held.push(path);
       else queue(deletesFor(journal, spec.name, path));
     }
-    flushWhenFull();
+    await flushWhenFull();
     onProgress?.(report);
     // Depth-first, in name order: push in reverse so the first name is scanned first.
     for (const sub of subdirs.sort().reverse()) dirs.push(sub);
     readAhead();
   }
-  flush();
+  await flush();
   // A scan that stopped leaves them in the index: the next one finds them again.
   if (!report.stopped) for (const path of held) queue(deletesFor(journal, spec.name, path));
-  flush();
+  await flush();
   journal.writeStamps();
   journal.skippedNames.record(spec.name, from, report.skipped, report.stopped !== true);
   return report;

@@ -21,7 +21,7 @@ import { scanWakes } from "./scan-wake.ts";
 import type { Backlog } from "./set-backlog.ts";
 import type { SetContext } from "./set-context.ts";
 import { VanishedEntries } from "./vanished-entries.ts";
-import { RootHeldError, type RootHold } from "./set-roots.ts";
+import { RootHeldError } from "./set-roots.ts";
 import { volumeScan } from "./volume.ts";
 
 /** How long hints gather before they are captured: a burst of events becomes one transaction. */
@@ -63,12 +63,8 @@ export class SetCapture {
   /** Whether the first scan read what a previous run left unsent (#loadLeftUnsent). */
   #leftUnsentLoaded = false;
 
-  /** Looks at the set's root (root-watch.ts): its hold, when the root is bad. */
-  readonly #checkRoot: () => RootHold | undefined;
-
-  constructor(context: SetContext, backlog: Backlog, coalesceBytes: number, busy: BusyFileOptions = {}, retry: CaptureRetryOptions = {}, checkRoot: () => RootHold | undefined = () => undefined) {
+  constructor(context: SetContext, backlog: Backlog, coalesceBytes: number, busy: BusyFileOptions = {}, retry: CaptureRetryOptions = {}) {
     this.#context = context;
-    this.#checkRoot = checkRoot;
     this.#backlog = backlog;
     this.#busy = new BusyFiles(coalesceBytes, busy);
     this.#largeBytes = coalesceBytes;
@@ -100,7 +96,7 @@ export class SetCapture {
       // Files of at least a block that moved within the set (found gone at one name, new at another) travel as renames.
       const moved = new VanishedEntries();
       const moves = { vanish: (path: string) => moved.vanish(journal, spec.name, path), renames: (changes: Change[]) => this.#asRenames(changes, moved, new Set(), new Set()) };
-      return barrierScan(journal, spec, { ...rest, ...moves, ...(defer ? { defer } : {}), onJournaled: (changes, seqs) => this.#journaled(changes, seqs), onChunkJournaled: scanWakes(journal, spec.name, () => this.#context.wake()) });
+      return barrierScan(journal, spec, { ...rest, ...moves, ...(defer ? { defer } : {}), beforeAppend: () => this.#rootAnswers(), onJournaled: (changes, seqs) => this.#journaled(changes, seqs), onChunkJournaled: scanWakes(journal, spec.name, () => this.#context.wake()) });
     }, begun ? { begun } : {});
     // A whole-set scan that finished journaled whatever a failed capture left out: no catch-up scan is due then.
     return report.then((done) => {
@@ -118,7 +114,7 @@ export class SetCapture {
       begun?.();
       // A held set's root is no source (an unmount reads as every file deleted): the scan when it is back does this
       // one's work. A root found bad now holds the set (a missing root would scan as nothing at all).
-      if (this.#checkRoot() || journal.roots.held(spec.name)) return { entries: 0, changes: 0, bytes: 0, skipped: [], stopped: true };
+      if ((await this.#context.checkRoot()) || journal.roots.held(spec.name)) return { entries: 0, changes: 0, bytes: 0, skipped: [], stopped: true };
       const { sentSeq } = journal.sets.counters(spec.name);
       this.#loadLeftUnsent(sentSeq);
       // The catch-up scan of a drained journal: the full mark goes only once this scan is named.
@@ -307,7 +303,8 @@ export class SetCapture {
     // Sources of renames not journaled yet: the index still holds them under their old names.
     const renamed = new Set<string>();
     const asRenames = (changes: Change[]) => this.#asRenames(changes, moved, deleted, renamed);
-    const flush = () => {
+    const flush = async () => {
+      if (pending.length > 0) await this.#rootAnswers();
       this.#journaled(pending, journal.append(spec.name, pending));
       journaled += pending.length;
       pending.length = 0;
@@ -365,9 +362,15 @@ export class SetCapture {
       if (result.isDirectory && (!known || replaced.has(path))) {
         // A directory new to the index: its contents may predate the watch on it. One replaced: the index's entries
         // below it may be the old folder's, which the scan deletes.
-        flush();
+        await flush();
         // Named like a whole-set scan: a large tree moved in is journaled in steps the sender drains behind.
-        const report = await namedScan(journal, spec.name, this.#now, () => barrierScan(journal, spec, { from: path, shouldStop, renames: asRenames, onJournaled: (changes, seqs) => this.#journaled(changes, seqs) }), { folder: path });
+        const report = await namedScan(
+          journal,
+          spec.name,
+          this.#now,
+          () => barrierScan(journal, spec, { from: path, shouldStop, renames: asRenames, beforeAppend: () => this.#rootAnswers(), onJournaled: (changes, seqs) => this.#journaled(changes, seqs) }),
+          { folder: path },
+        );
         journaled += report.changes;
         if (report.stopped) {
           stopped = true;
@@ -395,10 +398,19 @@ export class SetCapture {
     for (const folder of stopped ? [] : moved.folders) {
       for (const change of deletesFor(journal, spec.name, folder)) if (change.op === "delete" && !renamed.has(change.path) && !deleted.has(change.path)) pending.push(change);
     }
-    flush();
+    await flush();
     if (journaled > 0) this.#context.wake();
     this.#wakeWhenDue();
     return journaled;
+  }
+
+  /**
+   * Right before a batch is journaled, the root is looked at again (within its time limit): an unmount under a scan
+   * or a capture (read as every file deleted) holds the set, and RootHeldError keeps the batch out of the journal.
+   */
+  async #rootAnswers(): Promise<void> {
+    const hold = await this.#context.checkRoot();
+    if (hold) throw new RootHeldError(hold);
   }
 
   /**

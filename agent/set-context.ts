@@ -6,6 +6,7 @@
 import type { Journal } from "./journal.ts";
 import type { JournalHealth } from "./journal-health.ts";
 import type { Logger } from "./log.ts";
+import type { RootHold } from "./set-roots.ts";
 import type { SetSpec } from "./set-spec.ts";
 
 export interface SetContext {
@@ -18,6 +19,8 @@ export interface SetContext {
   exclusive<T>(work: () => Promise<T>): Promise<T>;
   /** Something was journaled: the set's sender looks at once instead of at its next idle wake-up. */
   wake(): void;
+  /** Looks at the set's root (root-watch.ts; within its time limit): its hold, when the root is bad or does not answer. */
+  checkRoot(): Promise<RootHold | undefined>;
 }
 
 /** One set's queue of journal-changing work: each piece runs after everything queued before it, failed or not. */

@@ -82,6 +82,16 @@ export class SetOperations {
     if (spec.volume) throw new VolumeError(`set "${spec.name}" is a volume: ${what} is for file sets (a marker's snapshot records and restores a volume)`);
   }
 
+  /**
+   * Looks at the set's root now (within its time limit: root-watch.ts) and throws RootHeldError when the set is held,
+   * naming `what` is refused: the journal's own guard goes by the hold recorded, without looking.
+   */
+  async #rootGood(what: string): Promise<void> {
+    const { journal, spec } = this.#context;
+    await this.#context.checkRoot();
+    journal.assertRootGood(spec.name, { what });
+  }
+
   /** Journals the next records of the set after everything queued before them, and wakes the sender. */
   #journal(records: Parameters<SetContext["journal"]["append"]>[1]): Promise<number> {
     return this.#context.exclusive(async () => {
@@ -104,10 +114,11 @@ export class SetOperations {
     this.#refuseVolume("verify");
     const { journal, spec } = this.#context;
     return this.#context.exclusive(async () => {
-      journal.assertRootGood(spec.name, { what: "no verification is journaled" });
+      await this.#rootGood("no verification is journaled");
       // Named while it runs, as every scan of the whole set (held-files.ts): status must not say in sync behind it.
-      const scan = await namedScan(journal, spec.name, Date.now, () => barrierScan(journal, spec, { rehash: options.deep, ...(options.onProgress ? { onProgress: options.onProgress } : {}) }));
+      const scan = await namedScan(journal, spec.name, Date.now, () => barrierScan(journal, spec, { rehash: options.deep, beforeAppend: () => this.#rootGood("no verification is journaled"), ...(options.onProgress ? { onProgress: options.onProgress } : {}) }));
       const manifest = await writeManifest(journal, spec.name);
+      await this.#rootGood("no verification is journaled");
       const id = randomUUID();
       const [seq] = journal.append(spec.name, [{ op: "verify", id, deep: options.deep, orphans: options.orphans, size: manifest.size, sha256: manifest.sha256, content: manifest.content }]);
       this.#context.wake();
@@ -126,7 +137,7 @@ export class SetOperations {
     return this.#context.exclusive(async () => {
       const set = spec.name;
       // Before the index forgets anything: a held set keeps what it knew of the root.
-      journal.assertRootGood(set, { what: "no repair is journaled" });
+      await this.#rootGood("no repair is journaled");
       let journaled = 0;
       const paths = [...report.missing, ...report.different.map((d) => d.path)].sort();
       const blocks = new Map(report.different.filter((d) => d.blocks && d.blocks.length > 0).map((d) => [d.path, d.blocks ?? []]));
@@ -140,6 +151,7 @@ export class SetOperations {
           if (known) journal.index.forget(set, path);
           changes = (await capture(journal, spec, path)).changes;
         }
+        await this.#rootGood("no repair is journaled");
         journal.append(set, changes);
         journaled += changes.length;
       }
@@ -153,7 +165,7 @@ export class SetOperations {
     const { journal, spec } = this.#context;
     return this.#context.exclusive(async () => {
       // Before the index is cleared: a held set's index is what tells its root's files from an empty mount point.
-      journal.assertRootGood(spec.name, { what: "no mirror is journaled" });
+      await this.#rootGood("no mirror is journaled");
       journal.clearIndex(spec.name);
       const [seq] = journal.append(spec.name, [{ op: "resync", reason }]);
       this.#resyncSeq = seq ?? 0;
@@ -174,7 +186,7 @@ export class SetOperations {
     const queued = await this.#context.exclusive(async () => {
       // A marker claims the source's state at a point: not while the set's root is missing, swapped or empty (the
       // journal refuses it too, should the barrier find the root gone).
-      journal.assertRootGood(spec.name, { what: "no marker is journaled (it would not be a consistent point)" });
+      await this.#rootGood("no marker is journaled (it would not be a consistent point)");
       // Read beside the scan; kept only when nothing changed the index meanwhile (early-digest.ts).
       const digestRead = startMarkerDigest(journal, spec, request.fields);
       const changing: string[] = [];
@@ -193,6 +205,7 @@ export class SetOperations {
       // What the set holds and does not replicate: the target records it with the snapshot, which names itself incomplete.
       const left = markerNotReplicated(journal, spec);
       const notReplicated = boundNotReplicated(left);
+      await this.#rootGood("no marker is journaled (it would not be a consistent point)");
       const [seq] = journal.append(spec.name, [
         { op: "task", id, fields, ...digest, ...(changingWhileRead ? { changingWhileRead } : {}), ...(notReplicated ? { notReplicated } : {}), ...(request.onTransmit ? { onTransmit: request.onTransmit } : {}) },
       ]);
@@ -229,7 +242,7 @@ export class SetOperations {
   restartChain(reason: string): Promise<number> {
     const { journal, spec } = this.#context;
     return this.#context.exclusive(async () => {
-      journal.assertRootGood(spec.name, { what: "no recovery is journaled" });
+      await this.#rootGood("no recovery is journaled");
       const [seq] = journal.append(spec.name, [{ op: "resync", reason }]);
       this.#resyncSeq = seq ?? 0;
       this.#context.wake();

@@ -151,9 +151,10 @@ export class SetRecovery {
       if (this.#resume(status, compare)) await compare().catch(comparisonFailed);
       return;
     }
-    this.#holdIfEmptied(status);
-    // A held root (missing, swapped, empty) is no source to resync the target from: no generation begins and nothing
-    // is journaled; the check runs again before the next send, and when the root is back.
+    await this.#holdIfEmptied(status);
+    // A held root (missing, swapped, empty, not answering) is no source to resync the target from: no generation
+    // begins and nothing is journaled; the check runs again before the next send, and when the root is back.
+    await this.#context.checkRoot();
     journal.assertRootGood(set, { what: "the recovery after the journal's continuity break waits" });
     const generation = journal.sets.beginGeneration(set);
     log.warn("the target is ahead of this journal; beginning a new journal generation", { set, generation: generation.id, reason });
@@ -173,12 +174,14 @@ export class SetRecovery {
    * root by; the target does: it applied the set's records. An empty root then is held (root-empty), never mirrored
    * over the target's copy, until it holds files again or an operator accepts it (accept-root).
    */
-  #holdIfEmptied(status: SetStatus | undefined): void {
+  async #holdIfEmptied(status: SetStatus | undefined): Promise<void> {
     const { journal, spec, log } = this.#context;
     const set = spec.name;
     if (spec.volume || !status || status.lastSeq === 0 || journal.index.entryCount(set) > 0) return;
+    // Looked at within its time limit first: a root not answering is held so, and not listed here.
+    if (await this.#context.checkRoot()) return;
     const known = journal.roots.of(set);
-    if (known?.accepted === true || known?.hold || !journal.roots.isEmpty(spec.root)) return;
+    if (known?.accepted === true || known?.hold || !(await journal.roots.isEmpty(spec.root))) return;
     const hold = journal.atomically(() =>
       journal.roots.hold(set, spec.root, {
         ok: false,

@@ -1,16 +1,20 @@
 // Each tree set's root folder as the agent last knew it good (the device, inode
 // and birth time of the folder its path resolves to), and the hold on a set
 // whose root went missing, was swapped for another folder, or came back empty
-// (an unmounted disk leaves its mount point). A held set journals nothing that
-// would delete or alter the target: Journal.append refuses it for every path
-// that journals (watcher, scans, verify, mirrors, recoveries, markers), and
-// checks the root itself before any batch that deletes.
+// (an unmounted disk leaves its mount point), or stopped answering (a hung
+// network file system). A held set journals nothing that would delete or alter
+// the target: Journal.append refuses it for every path that journals (watcher,
+// scans, verify, mirrors, recoveries, markers). The root is looked at only
+// asynchronously (RootLook), one look at a time and within a time limit
+// (root-watch.ts): a stat of a hard-mounted NFS root whose server went away
+// never returns, and the agent's thread must never wait on one.
 
-import { lstatSync, opendirSync, realpathSync, statSync, type BigIntStats } from "node:fs";
+import { statSync, type BigIntStats } from "node:fs";
+import { lstat, opendir, realpath, stat } from "node:fs/promises";
 import { join } from "node:path";
 import type { DatabaseSync, StatementSync } from "node:sqlite";
 
-export const ROOT_STATES = ["root-missing", "root-changed", "root-empty", "root-unreadable"] as const;
+export const ROOT_STATES = ["root-missing", "root-changed", "root-empty", "root-unreadable", "root-unresponsive"] as const;
 export type RootState = (typeof ROOT_STATES)[number];
 
 /** A root folder as the agent knew it good: the device, inode and birth time of the folder the path resolves to. */
@@ -59,6 +63,7 @@ export function describeHold(hold: Pick<RootHold, "state" | "root" | "expected" 
     "root-changed": "is another folder than the one replicated",
     "root-empty": "is empty while the journal knows files under it",
     "root-unreadable": "cannot be read by the agent",
+    "root-unresponsive": "has not answered the agent's look at it (a stat, a listing) in time: a hung network file system?",
   }[hold.state];
   return `the root ${hold.root} ${what} (expected ${hold.expected}; found ${hold.found})`;
 }
@@ -75,6 +80,8 @@ export function holdRemedy(hold: Pick<RootHold, "state" | "set">): string {
       return `mount the disk again if it was unmounted (the set resumes by itself), or, if everything was deleted on purpose, run ${accept}: the deletes are replicated then`;
     case "root-unreadable":
       return `give the agent's user read and search access to the root again (the set resumes by itself), or ${accept} once it can`;
+    case "root-unresponsive":
+      return "find why the file system at the root does not answer (a network file system whose server or network is down: `stat` of the root hangs too) and bring it back; the set resumes by itself once the root answers, with a normal scan. Other sets go on meanwhile";
   }
 }
 
@@ -158,19 +165,44 @@ function tracked(row: RootRow): TrackedRoot {
 /** What the identity of a root is read from: a stat of the path, following symlinks, with bigint fields. */
 export type RootStat = Pick<BigIntStats, "dev" | "ino" | "birthtimeNs" | "isDirectory">;
 
-/** Stats a root (throws the stat's error). */
+/** Stats a root (throws the stat's error); synchronous: `tidemark accept-root`'s, and a test's stand-in for the agent's look. */
 export type StatRoot = (root: string) => RootStat;
 
 const statRootNow: StatRoot = (root) => statSync(root, { bigint: true });
 
-/** The identity of the folder st is of, at root. */
-export function identityOf(st: RootStat, root: string): RootIdentity {
-  let realPath = root;
-  try {
-    realPath = realpathSync(root);
-  } catch {
-    // Gone between the stat and here: the path as configured.
-  }
+/**
+ * What the agent's look at a root reads, each asynchronously (off the agent's thread): any of them may never settle
+ * (a hard-mounted network file system whose server went away), so a look runs one at a time per root, within a time
+ * limit (root-watch.ts). Each throws the file system's error.
+ */
+export interface RootLook {
+  /** Stats the root, following symlinks. */
+  stat(root: string): Promise<RootStat>;
+  /** The folder the root resolves to. */
+  realpath(root: string): Promise<string>;
+  /** Whether the folder holds no entry. */
+  isEmpty(root: string): Promise<boolean>;
+  /** Whether anything is at the path (not following a symlink there). */
+  exists(path: string): Promise<boolean>;
+}
+
+/** The look through the thread pool (node:fs/promises). */
+export const lookHere: RootLook = {
+  stat: (root) => stat(root, { bigint: true }),
+  realpath: (root) => realpath(root),
+  isEmpty: async (root) => {
+    const dir = await opendir(root);
+    try {
+      return (await dir.read()) === null;
+    } finally {
+      await dir.close();
+    }
+  },
+  exists: (path) => lstat(path).then(() => true),
+};
+
+/** The identity of the folder st is of, at root, which resolves to realPath. */
+export function identityOf(st: RootStat, realPath: string): RootIdentity {
   return { dev: String(st.dev), ino: String(st.ino), realPath, birthNs: String(st.birthtimeNs) };
 }
 
@@ -191,29 +223,22 @@ function bornAt(birthNs: string): string {
 const named = (identity: RootIdentity, born = false) =>
   `folder ${identity.realPath} (device ${identity.dev}, inode ${identity.ino}${born && bornKnown(identity.birthNs) ? `, born ${bornAt(identity.birthNs)}` : ""})`;
 
-/** Whether the folder holds no entry at all; an error reading it is thrown. */
-function isEmptyFolder(root: string): boolean {
-  const dir = opendirSync(root);
-  try {
-    return dir.readSync() === null;
-  } finally {
-    dir.closeSync();
-  }
-}
-
 /** The sets' roots in the journal's database (written in its transactions: see Journal). */
 export class SetRoots {
   readonly #s: ReturnType<typeof prepare>;
-  /** Stats a root for its identity (a test's stand-in makes a folder made again with the same inode). */
+  /** Stats a root for its identity, synchronously (accept-root; a test's stand-in makes a folder made again with the same inode). */
   readonly statRoot: StatRoot;
+  /** How the agent looks at a root (asynchronously); its stat is the stand-in statRoot when a test gives one. */
+  readonly look: RootLook;
 
-  constructor(db: DatabaseSync, statRoot: StatRoot = statRootNow) {
+  constructor(db: DatabaseSync, statRoot?: StatRoot, look: Partial<RootLook> = {}) {
     db.exec(SCHEMA);
     // Journals from before birth times were recorded gain the column as NULL: the next good check records it.
     const columns = db.prepare("PRAGMA table_info(set_roots)").all() as { name: string }[];
     if (!columns.some((c) => c.name === "birth_ns")) db.exec("ALTER TABLE set_roots ADD COLUMN birth_ns TEXT");
     this.#s = prepare(db);
-    this.statRoot = statRoot;
+    this.statRoot = statRoot ?? statRootNow;
+    this.look = { ...lookHere, ...(statRoot ? { stat: async (root: string) => statRoot(root) } : {}), ...look };
   }
 
   of(set: string): TrackedRoot | undefined {
@@ -258,12 +283,8 @@ export class SetRoots {
   }
 
   /** Whether the folder at root is there, readable and holds no entry. */
-  isEmpty(root: string): boolean {
-    try {
-      return isEmptyFolder(root);
-    } catch {
-      return false;
-    }
+  isEmpty(root: string): Promise<boolean> {
+    return this.look.isEmpty(root).catch(() => false);
   }
 
   /** A scan of an accepted root succeeded: from now on an empty root is held again. */
@@ -272,25 +293,26 @@ export class SetRoots {
   }
 
   /**
-   * Looks at the set's root now (synchronous: Journal.append calls it inside no transaction, before each batch that
-   * alters the target). `deleting`: also whether the root is empty while the index knows entries below it.
+   * Looks at the set's root now, through `look` (asynchronous, and may never settle: root-watch.ts bounds it).
+   * `deleting`: also whether the root is empty while the index knows entries below it.
    */
-  inspect(set: string, root: string, options: { deleting?: boolean } = {}): RootVerdict {
+  async inspect(set: string, root: string, options: { deleting?: boolean } = {}): Promise<RootVerdict> {
     const known = this.of(set);
     const recorded = known?.identity;
     const expected = recorded ? named(recorded) : `the folder at ${root}`;
     let st: RootStat;
     try {
-      st = this.statRoot(root);
+      st = await this.look.stat(root);
     } catch (error) {
       const code = (error as NodeJS.ErrnoException).code ?? String(error);
       if (code === "EACCES" || code === "EPERM") return { ok: false, state: "root-unreadable", expected, found: `${code}: the agent may not look up ${root}` };
       return { ok: false, state: "root-missing", expected, found: code === "ENOENT" || code === "ENOTDIR" ? `nothing (${code})` : `an error (${code})` };
     }
     if (!st.isDirectory()) return { ok: false, state: "root-missing", expected, found: "not a directory" };
-    const identity = identityOf(st, root);
+    // Gone between the stat and here: the path as configured.
+    const identity = identityOf(st, await this.look.realpath(root).catch(() => root));
     if (recorded) {
-      const same = this.#sameFolder(set, root, recorded, identity);
+      const same = await this.#sameFolder(set, root, recorded, identity);
       if (same !== "same") return { ok: false, state: "root-changed", expected: named(recorded, same === "born"), found: named(identity, same === "born") };
     }
     // Same inode on another device number (some file systems renumber devices after a reboot): the birth time or the
@@ -301,7 +323,7 @@ export class SetRoots {
     if (options.deleting === true && !known?.accepted) {
       let empty: boolean;
       try {
-        empty = isEmptyFolder(root);
+        empty = await this.look.isEmpty(root);
       } catch (error) {
         const code = (error as NodeJS.ErrnoException).code ?? String(error);
         if (code === "ENOENT" || code === "ENOTDIR") return { ok: false, state: "root-missing", expected, found: `nothing (${code})` };
@@ -319,9 +341,9 @@ export class SetRoots {
    * making its log or lock file again): the old entries' deletes would go with it. So the same majority as for a
    * renumbered device: one name back of several does not release it.
    */
-  emptyRootRefilled(set: string, root: string): boolean {
+  async emptyRootRefilled(set: string, root: string): Promise<boolean> {
     if (this.#s.knowsEntries.get(set) !== undefined) return this.#sampleFound(set, root);
-    return !this.isEmpty(root);
+    return !(await this.isEmpty(root));
   }
 
   /**
@@ -329,11 +351,11 @@ export class SetRoots {
    * or a renumbered device, but another birth time: a folder made again), or "other". Birth times count only when
    * both are known: a file system that records none is judged by device, inode and the sample, as before them.
    */
-  #sameFolder(set: string, root: string, recorded: RootIdentity, found: RootIdentity): "same" | "born" | "other" {
+  async #sameFolder(set: string, root: string, recorded: RootIdentity, found: RootIdentity): Promise<"same" | "born" | "other"> {
     if (recorded.ino !== found.ino) return "other";
     if (bornKnown(recorded.birthNs) && bornKnown(found.birthNs)) return recorded.birthNs === found.birthNs ? "same" : "born";
     if (recorded.dev === found.dev) return "same";
-    return this.#sampleFound(set, root) ? "same" : "other";
+    return (await this.#sampleFound(set, root)) ? "same" : "other";
   }
 
   /**
@@ -342,16 +364,12 @@ export class SetRoots {
    * knowing one or two entries at its top needs all of them: a hold is undone with accept-root, deletes sent from
    * another folder are not.
    */
-  #sampleFound(set: string, root: string): boolean {
+  async #sampleFound(set: string, root: string): Promise<boolean> {
     const sample = this.#s.sample.all(set) as { path: string }[];
     if (sample.length === 0) return true;
-    const there = sample.filter(({ path }) => {
-      try {
-        return lstatSync(join(root, path), { throwIfNoEntry: false }) !== undefined;
-      } catch {
-        return false;
-      }
-    }).length;
+    // One after another: a look holds at most one of the thread pool's threads, also when the root hangs.
+    let there = 0;
+    for (const { path } of sample) if (await this.look.exists(join(root, path)).catch(() => false)) there += 1;
     return there * 2 > sample.length;
   }
 }

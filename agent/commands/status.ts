@@ -376,11 +376,13 @@ applied (read from the target bucket), and the state:
                 than the one replicated (root-changed: an unmounted disk's
                 mount point, a folder moved in, a symlink pointed
                 elsewhere), empty while the journal knows files under it
-                (root-empty) or unreadable (root-unreadable): the agent
-                journals nothing of the set (no deletes, no markers) and
-                the target keeps its last copy; the problem line names the
-                root, what was expected and found, since when, and what to
-                do: put the root back (the set resumes by itself) or
+                (root-empty), unreadable (root-unreadable) or not
+                answering a look within 10 s (root-unresponsive: a hung
+                network file system): the agent journals nothing of the
+                set (no deletes, no markers) and the target keeps its
+                last copy; the problem line names the root, what was
+                expected and found, since when, and what to do: put the
+                root back (the set resumes by itself) or
                 \`tidemark accept-root SET\` (\`rootHold\` in --json)
   NOT IN SYNC   something is wrong; each problem is listed below the table:
                 no agent running on the state folder (agent-stopped: the

@@ -171,7 +171,7 @@ async function converges(harness: Harness, p: Place, trigger: Trigger, options: 
     journaled.push(...changes.map((change) => change.op));
     return append(set, changes);
   };
-  expect(harness.agent.checkRoot(SET)).toBeUndefined();
+  expect((await harness.agent.checkRoot(SET))).toBeUndefined();
   expect(harness.journal.roots.held(SET)).toBeUndefined();
   await harness.agent.scan(SET);
   await harness.agent.drain(SET);
@@ -194,7 +194,7 @@ describe.each(TRIGGERS)("$name", (trigger) => {
     await harness.agent.processHints(SET).catch(() => undefined);
     await harness.agent.drain(SET);
     expect(await pictureOfTarget(harness.store, SET)).toEqual(before);
-    expect(harness.agent.checkRoot(SET)?.state).toBe(trigger.held);
+    expect((await harness.agent.checkRoot(SET))?.state).toBe(trigger.held);
     expectHeld(harness, trigger);
     // Events while held journal nothing either.
     unlinkEvents(harness);
@@ -284,7 +284,7 @@ describe.each(TRIGGERS)("$name", (trigger) => {
     expect(await pictureOfTarget(harness.store, SET)).toEqual(target);
     expectHeld(harness, trigger);
     if (!trigger.restore(p)) acceptRoot(harness.journal, { name: SET, root: p.root, exclude: [] });
-    expect(harness.agent.checkRoot(SET)).toBeUndefined();
+    expect((await harness.agent.checkRoot(SET))).toBeUndefined();
     await harness.agent.checkContinuity(SET);
     await recovering;
     await harness.agent.drain(SET);
@@ -329,13 +329,13 @@ it("a root emptied in place is held as root-empty; accept-root then replicates t
   expect(harness.journal.roots.held(SET)?.state).toBe("root-empty");
   // A file written into the emptied folder does not end the hold: the old files' deletes would go with it.
   writeFileSync(join(p.root, "fresh.txt"), "fresh");
-  expect(harness.agent.checkRoot(SET)?.state).toBe("root-empty");
+  expect((await harness.agent.checkRoot(SET))?.state).toBe("root-empty");
   await harness.agent.scan(SET);
   await harness.agent.drain(SET);
   expect(await pictureOfTarget(harness.store, SET)).toEqual(before);
   rmSync(join(p.root, "fresh.txt"));
   acceptRoot(harness.journal, { name: SET, root: p.root, exclude: [] });
-  expect(harness.agent.checkRoot(SET)).toBeUndefined();
+  expect((await harness.agent.checkRoot(SET))).toBeUndefined();
   await harness.agent.scan(SET);
   await harness.agent.drain(SET);
   expect(await pictureOfTarget(harness.store, SET)).toEqual({});
@@ -358,7 +358,7 @@ it("accept-root of a different folder journals the real differences, and a later
   expect(harness.journal.roots.held(SET)?.state).toBe("root-changed");
   const accepted = acceptRoot(harness.journal, { name: SET, root: p.root, exclude: [] });
   expect(accepted.previous?.state).toBe("root-changed");
-  expect(harness.agent.checkRoot(SET)).toBeUndefined();
+  expect((await harness.agent.checkRoot(SET))).toBeUndefined();
   await harness.agent.scan(SET);
   await harness.agent.drain(SET);
   expect(await pictureOfTarget(harness.store, SET)).toEqual(await pictureOfSource(p.root));
@@ -385,7 +385,7 @@ it("a root whose device number changed but not its inode is not held: its entrie
   // With one of its two top-level entries there (a.txt, not docs), the same renumbered device is another folder.
   harness.journal.atomically(() => harness.journal.roots.record(SET, p.root, { dev: "4242", ino: recorded?.ino ?? "", realPath: p.root }));
   renameSync(join(p.root, "docs"), join(p.away + "-docs"));
-  expect(harness.agent.checkRoot(SET)?.state).toBe("root-changed");
+  expect((await harness.agent.checkRoot(SET))?.state).toBe("root-changed");
 });
 
 it("a set held as root-unreadable journals none of the watcher's events, and resumes once the root reads again", async () => {
@@ -397,7 +397,7 @@ it("a set held as root-unreadable journals none of the watcher's events, and res
   await harness.agent.drain(SET);
   expect(await pictureOfTarget(harness.store, SET)).toEqual(before);
   // Readable again, it resumes by itself.
-  expect(harness.agent.checkRoot(SET)).toBeUndefined();
+  expect((await harness.agent.checkRoot(SET))).toBeUndefined();
 });
 
 it("status names a held set with its state, root, what was expected and found, since when and what to do", () => {
@@ -428,15 +428,15 @@ it("a root held empty is not released by one name the set had written into it ag
   const { harness, before } = await replicated(p);
   mkdirSync(p.away);
   for (const name of readdirSync(p.root)) renameSync(join(p.root, name), join(p.away, name));
-  expect(harness.agent.checkRoot(SET)?.state).toBe("root-empty");
+  expect((await harness.agent.checkRoot(SET))?.state).toBe("root-empty");
   // An application making its file again under the old name: one of the two names the set had at its top.
   writeFileSync(join(p.root, "a.txt"), "made again");
-  expect(harness.agent.checkRoot(SET)?.state).toBe("root-empty");
+  expect((await harness.agent.checkRoot(SET))?.state).toBe("root-empty");
   await harness.agent.scan(SET);
   await harness.agent.drain(SET);
   expect(await pictureOfTarget(harness.store, SET)).toEqual(before);
   renameSync(join(p.away, "docs"), join(p.root, "docs"));
-  expect(harness.agent.checkRoot(SET)).toBeUndefined();
+  expect((await harness.agent.checkRoot(SET))).toBeUndefined();
 });
 
 it("a root held empty resumes by itself once the entries it knows are back, journaling no change", async () => {
@@ -444,7 +444,7 @@ it("a root held empty resumes by itself once the entries it knows are back, jour
   const { harness, before } = await replicated(p);
   mkdirSync(p.away);
   for (const name of readdirSync(p.root)) renameSync(join(p.root, name), join(p.away, name));
-  expect(harness.agent.checkRoot(SET)?.state).toBe("root-empty");
+  expect((await harness.agent.checkRoot(SET))?.state).toBe("root-empty");
   for (const name of readdirSync(p.away)) renameSync(join(p.away, name), join(p.root, name));
   const journaled: string[] = [];
   const append = harness.journal.append.bind(harness.journal);
@@ -452,7 +452,7 @@ it("a root held empty resumes by itself once the entries it knows are back, jour
     journaled.push(...changes.map((change) => change.op));
     return append(set, changes);
   };
-  expect(harness.agent.checkRoot(SET)).toBeUndefined();
+  expect((await harness.agent.checkRoot(SET))).toBeUndefined();
   await harness.agent.scan(SET);
   await harness.agent.drain(SET);
   expect(journaled).toEqual([]);
@@ -468,7 +468,7 @@ it("a set pointed at another folder (its config's path changed, or a copied stat
   const other = join(base.path, "copy");
   cpSync(h.src.path, other, { recursive: true });
   h.restart({ sets: [{ name: SET, root: other, exclude: [] }] });
-  const hold = h.agent.checkRoot(SET);
+  const hold = (await h.agent.checkRoot(SET));
   expect(hold?.state).toBe("root-changed");
   // The folder there now is what the line names as the root; the folder replicated is what was expected.
   expect(hold?.root).toBe(other);

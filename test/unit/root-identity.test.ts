@@ -115,7 +115,7 @@ it("a folder deleted and made again on the same device and inode, born later, is
   expect(hold?.found).toBe(`folder ${r.recorded.realPath} (device ${r.recorded.dev}, inode ${r.recorded.ino}, born 2025-12-02T12:00:00.003000001Z)`);
   // Accepted, the new folder's birth time is recorded and its differences journaled.
   expect(acceptRoot(harness.journal, { name: SET, root: r.root, exclude: [] }).identity.birthNs).toBe(String(BORN + 3_000_000n));
-  expect(harness.agent.checkRoot(SET)).toBeUndefined();
+  expect((await harness.agent.checkRoot(SET))).toBeUndefined();
   await harness.agent.scan(SET);
   await harness.agent.drain(SET);
   expect(await pictureOfTarget(harness.store, SET)).toEqual(await pictureOfSource(r.root));
@@ -133,11 +133,11 @@ it("a journal from before birth times records the root's at the next good check,
   }
   harness.restart();
   expect(harness.journal.roots.of(SET)?.identity).toEqual({ dev: r.recorded.dev, ino: r.recorded.ino, realPath: r.recorded.realPath });
-  expect(harness.agent.checkRoot(SET)).toBeUndefined();
+  expect((await harness.agent.checkRoot(SET))).toBeUndefined();
   expect(harness.journal.roots.held(SET)).toBeUndefined();
   expect(harness.journal.roots.of(SET)?.identity?.birthNs).toBe(String(BORN));
   r.show({ birthtimeNs: BORN + 1n });
-  expect(harness.agent.checkRoot(SET)?.state).toBe("root-changed");
+  expect((await harness.agent.checkRoot(SET))?.state).toBe("root-changed");
 });
 
 it("a renumbered device with no birth time known: 1 of 8 sampled entries there is held root-changed, most of them there is the same folder", async () => {
@@ -147,15 +147,15 @@ it("a renumbered device with no birth time known: 1 of 8 sampled entries there i
   renumber(r, "0");
   // A different folder sharing one common name with the set.
   moveAway(r, TOP.slice(1));
-  expect(harness.agent.checkRoot(SET)?.state).toBe("root-changed");
+  expect((await harness.agent.checkRoot(SET))?.state).toBe("root-changed");
   expect(await harness.agent.scan(SET).then((report) => report.changes)).toBe(0);
   await harness.agent.drain(SET);
   expect(await pictureOfTarget(harness.store, SET)).toEqual(r.before);
   // Half of them is not most.
   moveBack(r, TOP.slice(1, 4));
-  expect(harness.agent.checkRoot(SET)?.state).toBe("root-changed");
+  expect((await harness.agent.checkRoot(SET))?.state).toBe("root-changed");
   moveBack(r, TOP.slice(4, 5));
-  expect(harness.agent.checkRoot(SET)).toBeUndefined();
+  expect((await harness.agent.checkRoot(SET))).toBeUndefined();
   expect(harness.journal.roots.of(SET)?.identity?.dev).toBe(r.recorded.dev);
 });
 
@@ -164,11 +164,11 @@ it("a renumbered device with the birth time known on both sides: the same birth 
   const { harness } = r;
   renumber(r, String(BORN));
   moveAway(r, TOP.slice(1));
-  expect(harness.agent.checkRoot(SET)).toBeUndefined();
+  expect((await harness.agent.checkRoot(SET))).toBeUndefined();
   expect(harness.journal.roots.of(SET)?.identity).toEqual(r.recorded);
   moveBack(r, TOP.slice(1));
   renumber(r, String(BORN + 1n));
-  const hold = harness.agent.checkRoot(SET);
+  const hold = (await harness.agent.checkRoot(SET));
   expect(hold?.state).toBe("root-changed");
   expect(hold?.expected).toMatch(/device 4242, inode \d+, born 2025-12-02T12:00:00.000000002Z\)$/);
   expect(hold?.found).toMatch(/born 2025-12-02T12:00:00.000000001Z\)$/);
@@ -179,22 +179,22 @@ it("a birth time unknown on either side falls back to device, inode and the samp
   const { harness } = r;
   // Recorded unknown, known now (a file system that began recording them): the same folder, its birth time learned.
   r.show({ birthtimeNs: BORN });
-  expect(harness.agent.checkRoot(SET)).toBeUndefined();
+  expect((await harness.agent.checkRoot(SET))).toBeUndefined();
   expect(harness.journal.roots.of(SET)?.identity?.birthNs).toBe(String(BORN));
   // Recorded known, unknown now: the same folder, the birth time recorded kept.
   r.show({ birthtimeNs: 0n });
-  expect(harness.agent.checkRoot(SET)).toBeUndefined();
+  expect((await harness.agent.checkRoot(SET))).toBeUndefined();
   expect(harness.journal.roots.of(SET)?.identity?.birthNs).toBe(String(BORN));
   // ... and on a renumbered device the sample decides.
   renumber(r, String(BORN));
   moveAway(r, TOP.slice(1));
-  const hold = harness.agent.checkRoot(SET);
+  const hold = (await harness.agent.checkRoot(SET));
   expect(hold?.state).toBe("root-changed");
   expect(hold?.found).not.toMatch(/born/);
   moveBack(r, TOP.slice(1));
-  expect(harness.agent.checkRoot(SET)).toBeUndefined();
+  expect((await harness.agent.checkRoot(SET))).toBeUndefined();
   expect(harness.journal.roots.of(SET)?.identity?.birthNs).toBe("0");
   // Another inode is another folder, whatever the birth times.
   r.show({ ino: BigInt(r.recorded.ino) + 1n, birthtimeNs: 0n });
-  expect(harness.agent.checkRoot(SET)?.state).toBe("root-changed");
+  expect((await harness.agent.checkRoot(SET))?.state).toBe("root-changed");
 });

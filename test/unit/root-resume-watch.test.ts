@@ -51,7 +51,7 @@ it("a set resumed by the root timer while the start scans another set keeps one 
   await harness.agent.drain("second");
   // The second set's root goes away: held, recorded in the journal.
   renameSync(second, `${second}.away`);
-  expect(harness.agent.checkRoot("second")?.state).toBe("root-missing");
+  expect((await harness.agent.checkRoot("second"))?.state).toBe("root-missing");
   await harness.agent.stop();
   renameSync(`${second}.away`, second);
   open.clear();

@@ -31,7 +31,7 @@ afterEach(() => {
 function captureWith(wake: () => void): SetCapture {
   const lane = new SetLane();
   const health = new JournalHealth({ journal, log: silentLogger, monitorEnabled: false, onResumed: async () => undefined, onCorrupt: () => undefined });
-  const context: SetContext = { spec: { name: SET, root: src.path, exclude: [] }, journal, log: silentLogger, health, exclusive: (work) => lane.exclusive(work), wake };
+  const context: SetContext = { spec: { name: SET, root: src.path, exclude: [] }, journal, log: silentLogger, health, exclusive: (work) => lane.exclusive(work), wake, checkRoot: async () => undefined };
   return new SetCapture(context, new Backlog(context, 1024 * 1024 * 1024), 1024 * 1024);
 }
 

@@ -1,0 +1,201 @@
+// The agent's looks at its sets' roots (set-roots.ts RootLook), done in a
+// process of their own. A stat of a hard-mounted NFS root whose server went
+// away never returns and holds the thread doing it. In the agent's own thread
+// pool that thread would be one of the 4 every file read shares, and would keep
+// the agent from ever exiting: a request under way keeps Node's event loop
+// alive, and Node joins the pool's threads at exit, so `tidemark stop` would
+// leave a process that never ends. Here it is a thread of the child's pool
+// (one per hung root: root-watch.ts starts no second look at a root while one
+// is outstanding), and the agent kills the child when it stops, hung threads
+// and all.
+
+import { fork, type ChildProcess } from "node:child_process";
+import module from "node:module";
+import { fileURLToPath } from "node:url";
+import { lookHere, type RootLook, type RootStat } from "./set-roots.ts";
+
+/** The child's argument: this module, run with it, answers looks. */
+const CHILD_ARG = "--tidemark-root-look";
+
+type LookOp = "stat" | "realpath" | "isEmpty" | "exists";
+
+interface LookRequest {
+  readonly id: number;
+  readonly op: LookOp;
+  readonly path: string;
+}
+
+/** A stat as it crosses the channel (its isDirectory as a flag). */
+interface StatAnswer {
+  readonly dev: bigint;
+  readonly ino: bigint;
+  readonly birthtimeNs: bigint;
+  readonly directory: boolean;
+}
+
+interface LookAnswer {
+  readonly id: number;
+  readonly value?: StatAnswer | string | boolean;
+  readonly error?: { readonly code?: string; readonly message: string };
+}
+
+/** The error a look failed with, its code kept (ENOENT, EACCES, ...: set-roots.ts tells the hold by it). */
+function errorOf(error: NonNullable<LookAnswer["error"]>): Error {
+  return Object.assign(new Error(error.message), error.code !== undefined ? { code: error.code } : {});
+}
+
+/** The thread pool's size the child gets: one thread for each root that could hang, and the usual 4 at least. */
+const MAX_THREADS = 1024;
+
+export class RootLookProcess implements RootLook {
+  readonly #threads: number;
+  #child: ChildProcess | undefined;
+  #nextId = 1;
+  #closed = false;
+  readonly #waiting = new Map<number, { resolve: (value: LookAnswer["value"]) => void; reject: (error: unknown) => void }>();
+
+  /** `roots`: how many roots it may be asked about (each can hold one of its threads). */
+  constructor(roots: number) {
+    this.#threads = Math.min(MAX_THREADS, Math.max(4, roots + 1));
+  }
+
+  async stat(root: string): Promise<RootStat> {
+    const value = await this.#ask("stat", root);
+    if (typeof value !== "object") throw new Error(`the root look process answered a stat of ${root} with ${String(value)}`);
+    return { dev: value.dev, ino: value.ino, birthtimeNs: value.birthtimeNs, isDirectory: () => value.directory };
+  }
+
+  async realpath(root: string): Promise<string> {
+    const value = await this.#ask("realpath", root);
+    if (typeof value !== "string") throw new Error(`the root look process answered a realpath of ${root} with ${String(value)}`);
+    return value;
+  }
+
+  isEmpty(root: string): Promise<boolean> {
+    return this.#flag("isEmpty", root);
+  }
+
+  exists(path: string): Promise<boolean> {
+    return this.#flag("exists", path);
+  }
+
+  /** The agent stops: the child is killed (a thread of it stuck on a hung root with it), and no look waits any longer. */
+  close(): void {
+    this.#closed = true;
+    this.#child?.kill("SIGKILL");
+    this.#child = undefined;
+    this.#failAll(new Error("the agent stopped"));
+  }
+
+  async #flag(op: "isEmpty" | "exists", path: string): Promise<boolean> {
+    const value = await this.#ask(op, path);
+    if (typeof value !== "boolean") throw new Error(`the root look process answered ${op} of ${path} with ${String(value)}`);
+    return value;
+  }
+
+  #ask(op: LookOp, path: string): Promise<LookAnswer["value"]> {
+    return new Promise((resolve, reject) => {
+      if (this.#closed) {
+        reject(new Error("the agent stopped"));
+        return;
+      }
+      const id = this.#nextId++;
+      this.#waiting.set(id, { resolve, reject });
+      try {
+        const child = this.#started();
+        // Keeps the process alive only while a look waits (the agent's close kills the child, hung or not).
+        if (this.#waiting.size === 1) this.#hold(child, true);
+        const request: LookRequest = { id, op, path };
+        child.send(request);
+      } catch (error) {
+        this.#settled(id);
+        reject(error);
+      }
+    });
+  }
+
+  #started(): ChildProcess {
+    if (this.#child) return this.#child;
+    const cache = module.getCompileCacheDir();
+    const child = fork(fileURLToPath(import.meta.url), [CHILD_ARG], {
+      execArgv: [],
+      serialization: "advanced",
+      stdio: ["ignore", "ignore", "inherit", "ipc"],
+      // The compile cache the agent turned on (a child does not inherit it): see folderWorkerOptions.
+      env: { ...process.env, UV_THREADPOOL_SIZE: String(this.#threads), ...(cache ? { NODE_COMPILE_CACHE: cache } : {}) },
+    });
+    child.on("message", (answer: LookAnswer) => this.#answered(answer));
+    const gone = (why: string) => {
+      if (this.#child !== child) return;
+      this.#child = undefined;
+      // The next look starts another one.
+      this.#failAll(new Error(`the root look process ${why}`));
+    };
+    child.on("error", (error) => gone(`failed: ${error.message}`));
+    child.on("exit", (code, signal) => gone(`ended (${signal ?? `exit code ${String(code)}`})`));
+    this.#hold(child, false);
+    this.#child = child;
+    return child;
+  }
+
+  /** Whether the child keeps this process alive: only while a look waits. */
+  #hold(child: ChildProcess, hold: boolean): void {
+    if (hold) {
+      child.ref();
+      child.channel?.ref();
+    } else {
+      child.unref();
+      child.channel?.unref();
+    }
+  }
+
+  #settled(id: number): void {
+    this.#waiting.delete(id);
+    if (this.#waiting.size === 0 && this.#child) this.#hold(this.#child, false);
+  }
+
+  #answered(answer: LookAnswer): void {
+    const waiting = this.#waiting.get(answer.id);
+    if (!waiting) return;
+    this.#settled(answer.id);
+    if (answer.error) waiting.reject(errorOf(answer.error));
+    else waiting.resolve(answer.value);
+  }
+
+  #failAll(error: Error): void {
+    const waiting = [...this.#waiting.values()];
+    this.#waiting.clear();
+    for (const { reject } of waiting) reject(error);
+  }
+}
+
+/** In the child: one look, answered. */
+async function answer(request: LookRequest): Promise<LookAnswer> {
+  try {
+    switch (request.op) {
+      case "stat": {
+        const st = await lookHere.stat(request.path);
+        return { id: request.id, value: { dev: st.dev, ino: st.ino, birthtimeNs: st.birthtimeNs, directory: st.isDirectory() } };
+      }
+      case "realpath":
+        return { id: request.id, value: await lookHere.realpath(request.path) };
+      case "isEmpty":
+        return { id: request.id, value: await lookHere.isEmpty(request.path) };
+      case "exists":
+        return { id: request.id, value: await lookHere.exists(request.path).catch(() => false) };
+    }
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    return { id: request.id, error: { message: String(error), ...(code !== undefined ? { code } : {}) } };
+  }
+}
+
+if (process.argv[2] === CHILD_ARG && process.send) {
+  const send = process.send.bind(process);
+  process.on("message", (request: LookRequest) => {
+    void answer(request).then((answered) => send(answered));
+  });
+  // The agent is gone (killed without closing this): so is this process, at once, also with a thread stuck on a hung
+  // root (an exit would wait for it).
+  process.on("disconnect", () => process.kill(process.pid, "SIGKILL"));
+}

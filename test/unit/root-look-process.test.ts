@@ -1,0 +1,64 @@
+// The agent looks at its sets' roots in a child process (root-look-process.ts):
+// what it answers is what the agent's own look would (errors with their codes,
+// which tell the holds apart), and it never keeps the agent's process alive: an
+// agent that stops exits, whatever its looks are doing.
+
+import { execFile } from "node:child_process";
+import { mkdirSync, statSync, symlinkSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { promisify } from "node:util";
+import { afterEach, expect, it } from "vitest";
+import { RootLookProcess } from "../../agent/root-look-process.ts";
+import { tempDir } from "../support/tree.ts";
+
+let base: ReturnType<typeof tempDir> | undefined;
+let look: RootLookProcess | undefined;
+
+afterEach(() => {
+  look?.close();
+  base?.remove();
+  look = undefined;
+  base = undefined;
+});
+
+it("answers stats, real paths, emptiness and presence as the file system does, errors with their codes", async () => {
+  base = tempDir("tidemark-root-look-");
+  const root = join(base.path, "root");
+  const empty = join(base.path, "empty");
+  mkdirSync(root);
+  mkdirSync(empty);
+  writeFileSync(join(root, "a.txt"), "alpha");
+  symlinkSync(root, join(base.path, "link"));
+  look = new RootLookProcess(2);
+  const st = await look.stat(join(base.path, "link"));
+  const real = statSync(root, { bigint: true });
+  expect({ dev: st.dev, ino: st.ino, birthtimeNs: st.birthtimeNs, directory: st.isDirectory() }).toEqual({ dev: real.dev, ino: real.ino, birthtimeNs: real.birthtimeNs, directory: true });
+  expect(await look.realpath(join(base.path, "link"))).toBe(root);
+  expect(await look.isEmpty(root)).toBe(false);
+  expect(await look.isEmpty(empty)).toBe(true);
+  expect(await look.exists(join(root, "a.txt"))).toBe(true);
+  expect(await look.exists(join(root, "b.txt"))).toBe(false);
+  await expect(look.stat(join(base.path, "gone"))).rejects.toMatchObject({ code: "ENOENT" });
+  await expect(look.isEmpty(join(root, "a.txt"))).rejects.toMatchObject({ code: "ENOTDIR" });
+  look.close();
+  await expect(look.stat(root)).rejects.toThrow(/the agent stopped/);
+});
+
+/** Runs a module script with RootLookProcess imported, in a process of its own: what it printed. */
+async function inProcess(body: string): Promise<string> {
+  const module = new URL("../../agent/root-look-process.ts", import.meta.url).href;
+  const script = `const { RootLookProcess } = await import(${JSON.stringify(module)}); ${body}`;
+  const { stdout } = await promisify(execFile)(process.execPath, ["--input-type=module", "-e", script]);
+  return stdout.trim();
+}
+
+it("does not keep the agent's process alive once no look waits: a process that looked exits by itself", async () => {
+  base = tempDir("tidemark-root-look-exit-");
+  expect(await inProcess(`const look = new RootLookProcess(1); const st = await look.stat(${JSON.stringify(base.path)}); console.log(st.isDirectory());`)).toBe("true");
+});
+
+it("closed with a look outstanding (the agent stops), the look fails at once and the process exits", async () => {
+  base = tempDir("tidemark-root-look-close-");
+  const body = `const look = new RootLookProcess(1); const looking = look.stat(${JSON.stringify(base.path)}); look.close(); console.log(await looking.then(() => "answered", (error) => error.message));`;
+  expect(await inProcess(body)).toBe("the agent stopped");
+});
