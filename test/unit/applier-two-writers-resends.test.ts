@@ -108,4 +108,19 @@ describe("legitimate repeats of applied seqs", () => {
     expect(status.twoWriters).toBeUndefined();
     expect(status.duplicateUnchecked).toMatchObject({ first: 3, last: 4 });
   });
+
+  it("does not take the record a skip replaced, sent by an older copy of the journal, for a second writer's", async () => {
+    const store = new MemoryStore();
+    const applier = new Applier({ store, log: () => {} });
+    let n = 0;
+    const deliver = (records: WireRecord[]): Promise<MessageOutcome> => applier.applyMessage(signedIncoming(`m${++n}`, SET, body(records)));
+    // The journal took seq 2 out of the stream (its spooled content was lost: poison.ts) and sent a skip in its place.
+    await deliver([putRecord(1, "a", "v1"), { seq: 2, op: "skip" }, putRecord(3, "c", "v3")]);
+    // The host's state folder came back from a backup taken before (the target is not ahead of it: no new generation).
+    expect(await deliver([putRecord(1, "a", "v1"), putRecord(2, "b", "v2"), putRecord(3, "c", "v3")])).toEqual({ kind: "duplicate", set: SET });
+    const status = await readSetStatus(store, SET);
+    expect(status.state).toBe("in-sync");
+    expect(status.twoWriters).toBeUndefined();
+    expect(status.duplicateUnchecked).toMatchObject({ first: 2, last: 2 });
+  });
 });
