@@ -300,7 +300,7 @@ export const SetStatusSchema = z.object({
     .optional(),
   /**
    * The last repeated message whose seqs could not be compared with what was applied at them (their history is past
-   * retention, or unreadable): dropped as a redelivery, like before the check. A note, not a problem.
+   * retention, unreadable, or holds no change at them): dropped as a redelivery, like before the check. A note, not a problem.
    */
   duplicateUnchecked: z.object({ at: z.string(), messageId: z.string(), first: z.number().int(), last: z.number().int(), reason: z.string() }).optional(),
   appliedRecords: z.number().int().min(0),

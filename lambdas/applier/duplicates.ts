@@ -45,9 +45,9 @@ function chainStart(status: SetStatus): number {
 
 /**
  * What the history recorded at each seq from `from` through `upTo` (any other seq is unknown: `gap` says why), read
- * back from the newest segment to the first one that ends before seq `first`.
+ * back from the newest segment to the first one that ends before seq `first`, or to the newest resync (`restart`).
  */
-async function recordedSince(store: TargetStore, status: SetStatus, first: number): Promise<{ bySeq: Map<number, HistoryEntry[]>; from: number; upTo: number; gap?: string }> {
+async function recordedSince(store: TargetStore, status: SetStatus, first: number): Promise<{ bySeq: Map<number, HistoryEntry[]>; from: number; upTo: number; gap?: string; restart?: number }> {
   const bySeq = new Map<number, HistoryEntry[]>();
   let from = Number.POSITIVE_INFINITY;
   let upTo = Number.NEGATIVE_INFINITY;
@@ -70,15 +70,19 @@ async function recordedSince(store: TargetStore, status: SetStatus, first: numbe
     if (n === newest) upTo = checkpoint.lastSeq;
     // Every seq from `first` on is in the segments after this one.
     if (checkpoint.lastSeq < first) return { bySeq, from: Number.NEGATIVE_INFINITY, upTo };
-    for (const entry of segment.entries) {
+    // The newest resync the history holds restarted the chain: what comes before it, in this segment too, is what it
+    // replaced (a new generation or an adoption restarts the checkpoint at lower seqs, in the same batch's segment
+    // too), and the message's records before it were superseded. The status names it (resynced) unless its write
+    // failed after the segment's.
+    const restartAt = segment.entries.findLastIndex((e) => e.op === "clear" && e.seq >= start);
+    const restart = segment.entries[restartAt];
+    for (const entry of restart ? segment.entries.slice(restartAt) : segment.entries) {
       if (entry.seq < start) continue;
       bySeq.set(entry.seq, [...(bySeq.get(entry.seq) ?? []), entry]);
       // A segment's seqs begin at or before its first entry's: what lies after that is known.
       from = Math.min(from, entry.seq);
     }
-    // The resync the chain restarted at: older segments may hold the same seqs of what it replaced (an adoption
-    // restarts the checkpoint), so nothing before it is read.
-    if (start > 0 && segment.entries.some((e) => e.op === "clear" && e.seq === start)) return { bySeq, from: start, upTo };
+    if (restart) return { bySeq, from: restart.seq, upTo, restart: restart.seq };
   }
   return { bySeq, from, upTo, gap: "the set's history does not reach back to them" };
 }
@@ -171,18 +175,25 @@ function sameChange(record: WireRecord, entry: HistoryEntry): boolean {
   }
 }
 
-/** Why record is not the change recorded at its seq (entries), or undefined when it is. */
-function difference(record: WireRecord, entries: readonly HistoryEntry[]): { applied: string; received: string } | undefined {
+/** Why the history recorded nothing a record could be compared with at its seq. */
+const UNRECORDED = "the set's history records no change at them (applied while history was off, or as records that change nothing)";
+
+/**
+ * Why record is not the change recorded at its seq (entries), or undefined when it is; UNRECORDED when the history
+ * holds no change there to compare a change with.
+ */
+function difference(record: WireRecord, entries: readonly HistoryEntry[]): { applied: string; received: string } | typeof UNRECORDED | undefined {
   // A skip is the agent giving up a record it could not deliver (poison.ts): it changes nothing, whatever was applied.
   if (record.op === "skip") return undefined;
   // Markers sent straight to the queue are recorded at the seq they followed; only an in-stream marker is the record's.
   const own = entries.filter((e) => e.op !== "marker" || (record.op === "task" && e.id === record.id));
-  // What records nothing (a prune, a drill, a verify without orphans) matches an empty seq; anything else one change.
+  // What records nothing (a prune, a drill, a verify without orphans) matches an empty seq. A change at a seq that
+  // holds none is not compared: seqs applied while history was off leave none, and the record applied may have been
+  // one that changes nothing (a skip: an older copy of the journal restored on the host may send the record it replaced).
   const recordsNothing = record.op === "prune" || record.op === "drill" || record.op === "verify";
-  const same = own.every((e) => sameChange(record, e)) && (recordsNothing || own.length > 0);
-  if (same) return undefined;
-  const applied = own.length > 0 ? own.map(describeEntry).join(", ") : "a change the history does not record (a prune, drill or verify)";
-  return { applied, received: describeRecord(record) };
+  if (own.length === 0) return recordsNothing ? undefined : UNRECORDED;
+  if (own.every((e) => sameChange(record, e))) return undefined;
+  return { applied: own.map(describeEntry).join(", "), received: describeRecord(record) };
 }
 
 /**
@@ -193,16 +204,20 @@ export async function compareWithHistory(store: TargetStore, status: SetStatus, 
   const first = records[0];
   if (!first) return { kind: "same" };
   const recorded = await recordedSince(store, status, first.seq);
-  let unchecked: { first: number; last: number } | undefined;
+  let unchecked: { first: number; last: number; reason: string } | undefined;
+  const notCompared = (seq: number, reason: string) => {
+    unchecked = { first: unchecked?.first ?? seq, last: seq, reason: unchecked?.reason ?? reason };
+  };
   for (const record of records) {
-    if (record.seq < recorded.from || record.seq > recorded.upTo) {
-      unchecked = { first: unchecked?.first ?? record.seq, last: record.seq };
-      continue;
+    // Superseded by the resync that restarted the chain after them: never applied in it.
+    if (recorded.restart !== undefined && record.seq < recorded.restart) continue;
+    if (record.seq > recorded.upTo) notCompared(record.seq, "the set's history has not recorded them");
+    else if (record.seq < recorded.from) notCompared(record.seq, recorded.gap ?? "the set's history does not reach back to them");
+    else {
+      const differs = difference(record, recorded.bySeq.get(record.seq) ?? []);
+      if (differs === UNRECORDED) notCompared(record.seq, UNRECORDED);
+      else if (differs) return { kind: "differs", seq: record.seq, ...differs };
     }
-    const differs = difference(record, recorded.bySeq.get(record.seq) ?? []);
-    if (differs) return { kind: "differs", seq: record.seq, ...differs };
   }
-  if (!unchecked) return { kind: "same" };
-  const reason = unchecked.last > recorded.upTo ? "the set's history has not recorded them" : (recorded.gap ?? "the set's history does not reach back to them");
-  return { kind: "unchecked", ...unchecked, reason };
+  return unchecked ? { kind: "unchecked", ...unchecked } : { kind: "same" };
 }
