@@ -191,7 +191,7 @@ const twoWriters: ProblemCheck = (facts) => {
   return [
     {
       kind: "two-writers",
-      message: `two writers on one journal: seq ${found.seq} of message ${found.messageId} (${found.at}) differs from what the target applied (applied: ${found.applied}; received: ${found.received}): another host with a copy of this host's state folder and key sends the set's changes; the target applies nothing of the set until an operator acts: stop \`tidemark run\` on the copy, then run \`tidemark adopt ${facts.set}\` on the host that should own the set and restart its agent`,
+      message: `two writers on one journal: seq ${found.seq} of message ${found.messageId} (${found.at}) differs from what the target applied (applied: ${found.applied}; received: ${found.received}): another host with a copy of this host's state folder and key sends the set's changes; the target applies nothing of the set until an operator acts: stop \`tidemark run\` on the copy, then run \`tidemark adopt ${facts.set}\` on the host that should own the set and restart its agent (no other host has a copy of this state folder? run \`tidemark adopt ${facts.set}\` here: its mirror repairs the set)`,
     },
   ];
 };

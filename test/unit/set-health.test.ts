@@ -78,7 +78,7 @@ describe("set health", () => {
     const found = findProblems(facts({ state: "out-of-sync", reason: "two writers on one journal: seq 7 differs from what was applied", twoWriters }));
     expect(found.map((p) => p.kind)).toEqual(["two-writers"]);
     expect(found[0]?.message).toBe(
-      "two writers on one journal: seq 7 of message m9 (2026-01-01T00:00:00.000Z) differs from what the target applied (applied: put a (1 bytes, sha256 ca978112ca1b, mode 644, mtime 1); received: put b (1 bytes, sha256 3e23e8160039, mode 644, mtime 1)): another host with a copy of this host's state folder and key sends the set's changes; the target applies nothing of the set until an operator acts: stop `tidemark run` on the copy, then run `tidemark adopt s` on the host that should own the set and restart its agent",
+      "two writers on one journal: seq 7 of message m9 (2026-01-01T00:00:00.000Z) differs from what the target applied (applied: put a (1 bytes, sha256 ca978112ca1b, mode 644, mtime 1); received: put b (1 bytes, sha256 3e23e8160039, mode 644, mtime 1)): another host with a copy of this host's state folder and key sends the set's changes; the target applies nothing of the set until an operator acts: stop `tidemark run` on the copy, then run `tidemark adopt s` on the host that should own the set and restart its agent (no other host has a copy of this state folder? run `tidemark adopt s` here: its mirror repairs the set)",
     );
   });
 
