@@ -144,7 +144,7 @@ class SetRunner {
       health: agent.health,
       exclusive: (work) => this.lane.exclusive(work),
       wake: () => this.sender.wake(),
-      checkRoot: () => this.root.check(),
+      checkRoot: () => this.root.check({ fresh: true }),
     };
     this.root = new RootWatch(context, () => agent.resumeRoot(this), {
       ...(options.rootCheckTimeoutMs !== undefined ? { timeoutMs: options.rootCheckTimeoutMs } : {}),

@@ -87,11 +87,18 @@ export class RootWatch {
    * Looks at the root: holds the set (the hold; undefined when not held), records a good root, resumes a set held
    * before. Settles within the time limit: a look that has not answered by then holds the set root-unresponsive, and
    * is waited for in the background (asked again meanwhile, the answer is that hold, and no new look starts).
+   *
+   * `fresh`, right before a batch read from the tree is journaled: a look under way may have read the root before
+   * the batch read the tree (an unmount in between would pass it, and the batch's deletes with it), so it does not
+   * answer for the batch: its hold, if it finds one, does; else a look begun after this call does.
    */
-  check(): Promise<RootHold | undefined> {
+  check(options: { fresh?: boolean } = {}): Promise<RootHold | undefined> {
     if (this.#context.spec.volume) return Promise.resolve(undefined);
     if (this.#stopped) return Promise.resolve(this.#held);
-    return (this.#looking ?? this.#look()).answer;
+    const looking = this.#looking;
+    // Answered, it is no longer under way: the check after it starts a look (or joins one begun since, after this call).
+    if (options.fresh === true && looking) return looking.answer.then((hold) => hold ?? this.check());
+    return (looking ?? this.#look()).answer;
   }
 
   /**

@@ -19,7 +19,11 @@ export interface SetContext {
   exclusive<T>(work: () => Promise<T>): Promise<T>;
   /** Something was journaled: the set's sender looks at once instead of at its next idle wake-up. */
   wake(): void;
-  /** Looks at the set's root (root-watch.ts; within its time limit): its hold, when the root is bad or does not answer. */
+  /**
+   * Looks at the set's root (root-watch.ts; within its time limit): its hold, when the root is bad or does not answer.
+   * The look answering is one begun after this call (or one under way that found a hold): what was read before it
+   * may be journaled.
+   */
   checkRoot(): Promise<RootHold | undefined>;
 }
 
