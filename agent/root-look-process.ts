@@ -12,7 +12,7 @@
 import { fork, type ChildProcess } from "node:child_process";
 import module from "node:module";
 import { fileURLToPath } from "node:url";
-import { lookHere, type RootLook, type RootStat } from "./set-roots.ts";
+import { lookHere, RootLookError, type RootLook, type RootStat } from "./set-roots.ts";
 
 /** The child's argument: this module, run with it, answers looks. */
 const CHILD_ARG = "--tidemark-root-look";
@@ -47,12 +47,21 @@ function errorOf(error: NonNullable<LookAnswer["error"]>): Error {
 /** The thread pool's size the child gets: one thread for each root that could hang, and the usual 4 at least. */
 const MAX_THREADS = 1024;
 
+/** A look asked and not answered yet. */
+interface Waiting {
+  readonly op: LookOp;
+  readonly path: string;
+  readonly again: boolean;
+  resolve(value: LookAnswer["value"]): void;
+  reject(error: unknown): void;
+}
+
 export class RootLookProcess implements RootLook {
   readonly #threads: number;
   #child: ChildProcess | undefined;
   #nextId = 1;
   #closed = false;
-  readonly #waiting = new Map<number, { resolve: (value: LookAnswer["value"]) => void; reject: (error: unknown) => void }>();
+  readonly #waiting = new Map<number, Waiting>();
 
   /** `roots`: how many roots it may be asked about (each can hold one of its threads). */
   constructor(roots: number) {
@@ -61,13 +70,13 @@ export class RootLookProcess implements RootLook {
 
   async stat(root: string): Promise<RootStat> {
     const value = await this.#ask("stat", root);
-    if (typeof value !== "object") throw new Error(`the root look process answered a stat of ${root} with ${String(value)}`);
+    if (typeof value !== "object") throw new RootLookError(`the root look process answered a stat of ${root} with ${String(value)}`);
     return { dev: value.dev, ino: value.ino, birthtimeNs: value.birthtimeNs, isDirectory: () => value.directory };
   }
 
   async realpath(root: string): Promise<string> {
     const value = await this.#ask("realpath", root);
-    if (typeof value !== "string") throw new Error(`the root look process answered a realpath of ${root} with ${String(value)}`);
+    if (typeof value !== "string") throw new RootLookError(`the root look process answered a realpath of ${root} with ${String(value)}`);
     return value;
   }
 
@@ -84,23 +93,24 @@ export class RootLookProcess implements RootLook {
     this.#closed = true;
     this.#child?.kill("SIGKILL");
     this.#child = undefined;
-    this.#failAll(new Error("the agent stopped"));
+    this.#failAll(new RootLookError("the agent stopped"));
   }
 
   async #flag(op: "isEmpty" | "exists", path: string): Promise<boolean> {
     const value = await this.#ask(op, path);
-    if (typeof value !== "boolean") throw new Error(`the root look process answered ${op} of ${path} with ${String(value)}`);
+    if (typeof value !== "boolean") throw new RootLookError(`the root look process answered ${op} of ${path} with ${String(value)}`);
     return value;
   }
 
-  #ask(op: LookOp, path: string): Promise<LookAnswer["value"]> {
+  /** `again`: asked before of a process that ended with it outstanding (killed, out of memory): not asked a third time. */
+  #ask(op: LookOp, path: string, again = false): Promise<LookAnswer["value"]> {
     return new Promise((resolve, reject) => {
       if (this.#closed) {
-        reject(new Error("the agent stopped"));
+        reject(new RootLookError("the agent stopped"));
         return;
       }
       const id = this.#nextId++;
-      this.#waiting.set(id, { resolve, reject });
+      this.#waiting.set(id, { op, path, again, resolve, reject });
       try {
         const child = this.#started();
         // Keeps the process alive only while a look waits (the agent's close kills the child, hung or not).
@@ -109,7 +119,8 @@ export class RootLookProcess implements RootLook {
         child.send(request);
       } catch (error) {
         this.#settled(id);
-        reject(error);
+        // Not the file system's error (a fork's EAGAIN is no answer about the root).
+        reject(new RootLookError(`the root look process could not be asked: ${String(error)}`));
       }
     });
   }
@@ -128,8 +139,15 @@ export class RootLookProcess implements RootLook {
     const gone = (why: string) => {
       if (this.#child !== child) return;
       this.#child = undefined;
-      // The next look starts another one.
-      this.#failAll(new Error(`the root look process ${why}`));
+      // What it had not answered is asked once of a new one (a process killed once holds no set); a second end fails
+      // it, and the next look starts another process.
+      const waiting = [...this.#waiting.values()];
+      this.#waiting.clear();
+      const error = new RootLookError(`the root look process ${why}`);
+      for (const { op, path, again, resolve, reject } of waiting) {
+        if (again || this.#closed) reject(error);
+        else this.#ask(op, path, true).then(resolve, reject);
+      }
     };
     child.on("error", (error) => gone(`failed: ${error.message}`));
     child.on("exit", (code, signal) => gone(`ended (${signal ?? `exit code ${String(code)}`})`));

@@ -187,6 +187,11 @@ export class RootWatch {
     const { spec, journal, log } = this.#context;
     const set = spec.name;
     const known = journal.roots.of(set);
+    // A look that failed itself (its process ended: set-roots.ts RootLookError) is no answer: a set held empty stays so.
+    if (!verdict.ok && verdict.state === "root-unresponsive" && known?.hold?.state === "root-empty") {
+      this.#held = known.hold;
+      return known.hold;
+    }
     if (!verdict.ok) return this.#hold(journal.atomically(() => journal.roots.hold(set, spec.root, verdict)));
     if (known?.hold?.state === "root-empty" && refilled !== true) {
       this.#held = known.hold;

@@ -41,6 +41,15 @@ export interface RootHold {
   readonly since: string;
 }
 
+/**
+ * The look itself failed, not the file system: the process looking (root-look-process.ts) could not start, or ended
+ * with the look outstanding. It says nothing of the root, so the set is held as not answering (root-unresponsive),
+ * not as missing or unreadable; the next look starts a new process.
+ */
+export class RootLookError extends Error {
+  override name = "RootLookError";
+}
+
 /** What a check of a root found: good (its identity, and whether it must be recorded again), or why it is held. */
 export type RootVerdict =
   | { readonly ok: true; readonly identity: RootIdentity; readonly renumbered: boolean; readonly birthLearned: boolean }
@@ -223,6 +232,9 @@ function bornAt(birthNs: string): string {
 const named = (identity: RootIdentity, born = false) =>
   `folder ${identity.realPath} (device ${identity.dev}, inode ${identity.ino}${born && bornKnown(identity.birthNs) ? `, born ${bornAt(identity.birthNs)}` : ""})`;
 
+/** A look that failed itself (RootLookError): the root did not answer it. */
+const unanswered = (expected: string, error: RootLookError): RootVerdict => ({ ok: false, state: "root-unresponsive", expected, found: `no answer: ${error.message}` });
+
 /** The sets' roots in the journal's database (written in its transactions: see Journal). */
 export class SetRoots {
   readonly #s: ReturnType<typeof prepare>;
@@ -304,6 +316,7 @@ export class SetRoots {
     try {
       st = await this.look.stat(root);
     } catch (error) {
+      if (error instanceof RootLookError) return unanswered(expected, error);
       const code = (error as NodeJS.ErrnoException).code ?? String(error);
       if (code === "EACCES" || code === "EPERM") return { ok: false, state: "root-unreadable", expected, found: `${code}: the agent may not look up ${root}` };
       return { ok: false, state: "root-missing", expected, found: code === "ENOENT" || code === "ENOTDIR" ? `nothing (${code})` : `an error (${code})` };
@@ -325,6 +338,7 @@ export class SetRoots {
       try {
         empty = await this.look.isEmpty(root);
       } catch (error) {
+        if (error instanceof RootLookError) return unanswered(expected, error);
         const code = (error as NodeJS.ErrnoException).code ?? String(error);
         if (code === "ENOENT" || code === "ENOTDIR") return { ok: false, state: "root-missing", expected, found: `nothing (${code})` };
         return { ok: false, state: "root-unreadable", expected, found: `${code}: the agent may not list ${root}` };

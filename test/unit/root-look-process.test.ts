@@ -4,11 +4,14 @@
 // agent that stops exits, whatever its looks are doing.
 
 import { execFile } from "node:child_process";
-import { mkdirSync, statSync, symlinkSync, writeFileSync } from "node:fs";
+import { mkdirSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { afterEach, expect, it } from "vitest";
+import { Journal } from "../../agent/journal.ts";
 import { RootLookProcess } from "../../agent/root-look-process.ts";
+import { RootLookError } from "../../agent/set-roots.ts";
+import { agentHarness } from "../support/harness.ts";
 import { tempDir } from "../support/tree.ts";
 
 let base: ReturnType<typeof tempDir> | undefined;
@@ -61,4 +64,71 @@ it("closed with a look outstanding (the agent stops), the look fails at once and
   base = tempDir("tidemark-root-look-close-");
   const body = `const look = new RootLookProcess(1); const looking = look.stat(${JSON.stringify(base.path)}); look.close(); console.log(await looking.then(() => "answered", (error) => error.message));`;
   expect(await inProcess(body)).toBe("the agent stopped");
+});
+
+/** The pid of this process's root look process (its child run with the look's argument). */
+function lookProcessPid(): number {
+  for (const name of readdirSync("/proc").filter((entry) => /^\d+$/.test(entry))) {
+    try {
+      const stat = readFileSync(`/proc/${name}/stat`, "utf8");
+      const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+      if (ppid === process.pid && readFileSync(`/proc/${name}/cmdline`, "utf8").includes("--tidemark-root-look")) return Number(name);
+    } catch {
+      // Ended meanwhile.
+    }
+  }
+  throw new Error("no root look process found");
+}
+
+it("a look whose process ends before it answers (killed, out of memory) is asked again of a new process", async () => {
+  base = tempDir("tidemark-root-look-killed-");
+  look = new RootLookProcess(1);
+  await look.stat(base.path);
+  const pid = lookProcessPid();
+  const looking = look.stat(base.path);
+  process.kill(pid, "SIGKILL");
+  expect((await looking).isDirectory()).toBe(true);
+});
+
+it("a look that failed itself (its process could not start or ended) holds the set as not answering, not as missing", async () => {
+  base = tempDir("tidemark-root-look-failed-");
+  const root = join(base.path, "root");
+  mkdirSync(root);
+  const failed = () => Promise.reject(new RootLookError("the root look process ended (SIGKILL)"));
+  const journal = Journal.open(join(base.path), { lookRoot: { stat: failed } });
+  try {
+    expect(await journal.roots.inspect("data", root)).toMatchObject({ ok: false, state: "root-unresponsive", found: "no answer: the root look process ended (SIGKILL)" });
+  } finally {
+    journal.close();
+  }
+  const journal2 = Journal.open(join(base.path), { lookRoot: { isEmpty: failed } });
+  try {
+    expect(await journal2.roots.inspect("data", root, { deleting: true })).toMatchObject({ ok: false, state: "root-unresponsive" });
+  } finally {
+    journal2.close();
+  }
+});
+
+it("a set held empty stays held empty when a look fails itself: only the entries it knew coming back end that hold", async () => {
+  base = tempDir("tidemark-root-look-empty-");
+  const root = join(base.path, "root");
+  mkdirSync(root);
+  writeFileSync(join(root, "a.txt"), "alpha");
+  let failing = false;
+  const stat = async (path: string) => {
+    if (failing) throw new RootLookError("the root look process ended (SIGKILL)");
+    return statSync(path, { bigint: true });
+  };
+  const harness = agentHarness("data", { sets: [{ name: "data", root, exclude: [] }] }, { journal: { lookRoot: { stat } } });
+  try {
+    await harness.agent.start();
+    await harness.agent.drain("data");
+    rmSync(join(root, "a.txt"));
+    expect((await harness.agent.checkRoot("data"))?.state).toBe("root-empty");
+    failing = true;
+    expect((await harness.agent.checkRoot("data"))?.state).toBe("root-empty");
+    expect(harness.journal.roots.held("data")?.state).toBe("root-empty");
+  } finally {
+    await harness.close();
+  }
 });
