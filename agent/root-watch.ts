@@ -94,10 +94,12 @@ export class RootWatch {
    */
   check(options: { fresh?: boolean } = {}): Promise<RootHold | undefined> {
     if (this.#context.spec.volume) return Promise.resolve(undefined);
-    if (this.#stopped) return Promise.resolve(this.#held);
+    // Stopping, nothing waits on a look; but a batch a capture or scan still running read from the tree is journaled
+    // only behind one (an unmount as the system shuts down would otherwise pass it), bounded by its time limit.
+    if (this.#stopped && (options.fresh !== true || this.#held)) return Promise.resolve(this.#held);
     const looking = this.#looking;
-    // Answered, it is no longer under way: the check after it starts a look (or joins one begun since, after this call).
-    if (options.fresh === true && looking) return looking.answer.then((hold) => hold ?? this.check());
+    // Answered, it is no longer under way: a look starts after it (or one begun since, after this call, is joined).
+    if (options.fresh === true && looking) return looking.answer.then((hold) => hold ?? (this.#looking ?? this.#look()).answer);
     return (looking ?? this.#look()).answer;
   }
 

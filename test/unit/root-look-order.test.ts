@@ -91,3 +91,41 @@ it("a look begun before a batch read the tree does not pass the batch: an unmoun
   await harness.agent.drain(SET);
   expect(await pictureOfTarget(harness.store, SET)).toEqual(before);
 });
+
+it("a capture that read the tree while the agent stops is journaled only behind a look at the root: an unmount then journals no delete", async () => {
+  base = tempDir("tidemark-root-look-stop-");
+  const root = join(base.path, "disk");
+  mkdirSync(root);
+  writeFileSync(join(root, "a.txt"), "alpha");
+  writeFileSync(join(root, "b.txt"), "bravo");
+  const harness = agentHarness(SET, { sets: [{ name: SET, root, exclude: [] }] });
+  h = harness;
+  await harness.agent.start();
+  await harness.agent.drain(SET);
+  const before = await pictureOfTarget(harness.store, SET);
+
+  // The disk is unmounted (its empty mount point left) as the system shuts down, and the agent is told to stop while
+  // a capture of the unmount's events has read the tree and is about to journal it.
+  renameSync(root, join(base.path, "away"));
+  mkdirSync(root);
+  const journaled: string[] = [];
+  const append = harness.journal.append.bind(harness.journal);
+  harness.journal.append = (set, changes) => {
+    journaled.push(...changes.map((change) => change.op));
+    return append(set, changes);
+  };
+  const original = RootWatch.prototype.check;
+  let stopping: Promise<void> | undefined;
+  vi.spyOn(RootWatch.prototype, "check").mockImplementation(function (this: RootWatch, ...args: Parameters<RootWatch["check"]>) {
+    stopping ??= harness.agent.stop();
+    return original.apply(this, args);
+  });
+  harness.agent.hint(SET, "a.txt");
+  harness.agent.hint(SET, "b.txt");
+  await harness.agent.processHints(SET).catch(() => 0);
+  await stopping;
+
+  expect(journaled).not.toContain("delete");
+  expect(harness.journal.roots.held(SET)?.state).toBe("root-changed");
+  expect(await pictureOfTarget(harness.store, SET)).toEqual(before);
+});
