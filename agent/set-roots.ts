@@ -238,7 +238,14 @@ export class SetRoots {
     if (!columns.some((c) => c.name === "birth_ns")) db.exec("ALTER TABLE set_roots ADD COLUMN birth_ns TEXT");
     this.#s = prepare(db);
     this.statRoot = statRoot ?? statRootNow;
-    this.look = { ...lookHere, ...(statRoot ? { stat: async (root: string) => statRoot(root) } : {}), ...look };
+    // Each method taken from `look` by name, bound to it: a spread would copy none of a class's (RootLookProcess).
+    const stand = statRoot ? async (root: string) => statRoot(root) : undefined;
+    this.look = {
+      stat: look.stat?.bind(look) ?? stand ?? lookHere.stat,
+      realpath: look.realpath?.bind(look) ?? lookHere.realpath,
+      isEmpty: look.isEmpty?.bind(look) ?? lookHere.isEmpty,
+      exists: look.exists?.bind(look) ?? lookHere.exists,
+    };
   }
 
   of(set: string): TrackedRoot | undefined {

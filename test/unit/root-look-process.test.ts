@@ -9,6 +9,7 @@ import { join } from "node:path";
 import { promisify } from "node:util";
 import { afterEach, expect, it } from "vitest";
 import { RootLookProcess } from "../../agent/root-look-process.ts";
+import { Journal } from "../../agent/journal.ts";
 import { tempDir } from "../support/tree.ts";
 
 let base: ReturnType<typeof tempDir> | undefined;
@@ -61,4 +62,32 @@ it("closed with a look outstanding (the agent stops), the look fails at once and
   base = tempDir("tidemark-root-look-close-");
   const body = `const look = new RootLookProcess(1); const looking = look.stat(${JSON.stringify(base.path)}); look.close(); console.log(await looking.then(() => "answered", (error) => error.message));`;
   expect(await inProcess(body)).toBe("the agent stopped");
+});
+
+it("is what the journal's root checks ask when the agent gives it (its methods are a class's, not own fields)", async () => {
+  base = tempDir("tidemark-root-look-");
+  const root = join(base.path, "root");
+  mkdirSync(root);
+  writeFileSync(join(root, "a.txt"), "alpha");
+  const asked: string[] = [];
+  // The process look, counting what it is asked: the agent gives the journal such an instance (runtime.ts).
+  class CountingLook extends RootLookProcess {
+    override stat(path: string) {
+      asked.push(`stat ${path}`);
+      return super.stat(path);
+    }
+    override realpath(path: string) {
+      asked.push(`realpath ${path}`);
+      return super.realpath(path);
+    }
+  }
+  const counting = new CountingLook(1);
+  look = counting;
+  const journal = Journal.open(join(base.path, "state"), { lookRoot: counting });
+  try {
+    expect((await journal.roots.inspect("s", root)).ok).toBe(true);
+    expect(asked).toEqual([`stat ${root}`, `realpath ${root}`]);
+  } finally {
+    journal.close();
+  }
 });
