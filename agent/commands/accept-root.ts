@@ -33,7 +33,8 @@ stopped one at its next start), and its next scan journals the real
 differences between the folder and what was replicated:
 files the folder lacks are DELETED on the target (the protection window's
 history keeps them restorable). Run it on the source host, with the agent's
-config; the folder must be there and readable.
+config; the folder must be there, readable, and answer within 10 s (one on
+a hung network file system fails the command: nothing is recorded).
 
 Options:
   --config FILE   config file (default: $TIDEMARK_CONFIG, else ./tidemark.config.json)
