@@ -287,13 +287,13 @@ async function ownerKeysOf(store: S3Store, config: AgentConfig): Promise<Map<str
 export async function runDoctor(configFile: string, options: DoctorOptions = {}): Promise<Check[]> {
   const checks: Check[] = [checkNode(options.nodeVersion)];
   let config: AgentConfig;
+  let unanswered: readonly RootUnansweredError[];
   try {
     config = loadConfig(configFile);
     // A held set's missing root is named by its hold (with what to do), not as a broken config.
     const holds = rootHolds(config.stateDir);
     // Through a look process with a time limit: a root on a hung network file system fails its check, not doctor.
     const look = new RootLookProcess(config.sets.length + 1);
-    let unanswered: readonly RootUnansweredError[];
     try {
       unanswered = await checkRoots(config, (set) => holds.some((hold) => hold.set === set), options.rootLook ?? look, options.rootWatch);
     } finally {
@@ -338,7 +338,9 @@ export async function runDoctor(configFile: string, options: DoctorOptions = {})
     const owners = ownerKey?.copied && bucket.level !== "fail" ? await ownerKeysOf(new S3Store(s3, config.bucket), config) : undefined;
     const ownerCheck = checkOwnerKey(ownerKey, owners);
     if (ownerCheck) checks.push(ownerCheck);
-    checks.push(checkInotify(config, options.inotifyLimitFile), checkEventQueue(config, options.eventQueueLimitFile), await checkClock(config, options.now ?? Date.now, rule));
+    // The folders under a root that did not answer are not counted: the count's reads would hang on it.
+    const answering = { ...config, sets: config.sets.filter((set) => !unanswered.some((error) => error.root === set.root)) };
+    checks.push(checkInotify(answering, options.inotifyLimitFile), checkEventQueue(answering, options.eventQueueLimitFile), await checkClock(config, options.now ?? Date.now, rule));
     return checks;
   } finally {
     s3.destroy();

@@ -13,8 +13,7 @@ import { runDoctor } from "../../agent/doctor.ts";
 import { loadConfig } from "../../agent/config.ts";
 import { Journal } from "../../agent/journal.ts";
 import { checkRoots, realPaths } from "../../agent/root-places.ts";
-import type { RootDeadline } from "../../agent/root-watch.ts";
-import { lookHere, type RootLook } from "../../agent/set-roots.ts";
+import { hungAt } from "../support/hung-root.ts";
 import { tempDir } from "../support/tree.ts";
 
 let dir: ReturnType<typeof tempDir>;
@@ -27,27 +26,6 @@ beforeEach(() => {
 afterEach(() => dir.remove());
 
 const write = (sets: unknown[]) => writeFileSync(file, JSON.stringify({ queueUrl: "http://127.0.0.1:9/q.fifo", bucket: "bucket", stateDir: "state", sets }));
-
-/** The real look, except that a look at `hung` (or below it) never answers, and its time limit passes at once. */
-function hungAt(hung: string): { look: RootLook; asked: string[]; options: { deadline: RootDeadline } } {
-  const asked: string[] = [];
-  // answerWithin arms the deadline right after it asked the look: the look just asked tells whether it hangs.
-  let lastHung = false;
-  const wrap =
-    <T,>(real: (path: string) => Promise<T>) =>
-    (path: string): Promise<T> => {
-      lastHung = path === hung || path.startsWith(`${hung}/`);
-      if (!lastHung) return real(path);
-      asked.push(path);
-      return new Promise<T>(() => undefined);
-    };
-  const look: RootLook = { stat: wrap(lookHere.stat), realpath: wrap(lookHere.realpath), isEmpty: wrap(lookHere.isEmpty), exists: wrap(lookHere.exists) };
-  const deadline: RootDeadline = (expired) => {
-    if (lastHung) queueMicrotask(expired);
-    return () => undefined;
-  };
-  return { look, asked, options: { deadline } };
-}
 
 it("refuses to start on a set not replicated yet whose root does not answer, naming it", async () => {
   write([
