@@ -264,11 +264,14 @@ export function pathWithin(path: string, folder: string): boolean {
 /**
  * Each file belongs to one set at most, and the agent's own state to none: two
  * sets on one folder, a set inside another (a folder or an image inside a tree
- * set), and a state folder inside a set are refused, by real path.
+ * set), and a state folder inside a set are refused. `realOf` gives each path's
+ * real path; loadConfig compares the paths as written (resolved, no file system
+ * call: a set's root may be on a hung network file system, and status or stop
+ * must not wait on it), the agent's start the real ones (root-places.ts).
  */
-function checkPlaces(config: AgentConfig): void {
-  const where = (set: SetSpec) => (set.root === realPathOf(set.root) ? set.root : `${set.root} -> ${realPathOf(set.root)}`);
-  const sets = config.sets.map((set) => ({ set, real: realPathOf(set.root) }));
+export function checkPlaces(config: AgentConfig, realOf: (path: string) => string = (path) => path): void {
+  const where = (set: SetSpec) => (set.root === realOf(set.root) ? set.root : `${set.root} -> ${realOf(set.root)}`);
+  const sets = config.sets.map((set) => ({ set, real: realOf(set.root) }));
   for (const [i, a] of sets.entries()) {
     for (const b of sets.slice(i + 1)) {
       if (a.real === b.real) {
@@ -283,7 +286,7 @@ function checkPlaces(config: AgentConfig): void {
       }
     }
   }
-  const state = realPathOf(config.stateDir);
+  const state = realOf(config.stateDir);
   for (const { set, real } of sets) {
     if (!set.volume && pathWithin(state, real)) {
       throw new ConfigError(

@@ -16,7 +16,11 @@ import { agentFor, bypassesProxy, CaBundleError, caBundleFile, makeS3Client, mak
 import { guardSlowTransfers } from "../lambdas/target/slow-transfers.ts";
 import { clientOptionsOf, READ_MINIMUM_TRANSFER } from "./aws-options.ts";
 import { TARGET_READ_IDLE_TIMEOUT_MS } from "./commands/target-store.ts";
-import { checkSources, loadConfig, type AgentConfig } from "./config.ts";
+import { loadConfig, type AgentConfig } from "./config.ts";
+import { checkRoots } from "./root-places.ts";
+import { RootLookProcess } from "./root-look-process.ts";
+import type { RootUnansweredError, RootWatchOptions } from "./root-watch.ts";
+import type { RootLook } from "./set-roots.ts";
 import { checkEventQueue } from "./doctor-event-queue.ts";
 import { checkOwnerKey, ownerKeyFacts } from "./doctor-owner-key.ts";
 import { spaceBallastNote } from "./journal-health.ts";
@@ -235,6 +239,10 @@ export interface DoctorOptions {
   readonly minimumTransfer?: MinimumTransfer;
   /** Where the machine id is read (tests stand for another machine). @default MACHINE_ID_FILES */
   readonly machineIdFiles?: readonly string[];
+  /** How the sets' roots are looked at (a test's stand-in never answers); else a look process of doctor's own. */
+  readonly rootLook?: Pick<RootLook, "stat" | "realpath">;
+  /** The root looks' time limit (a test fires it by hand). */
+  readonly rootWatch?: RootWatchOptions;
 }
 
 /** A state folder an agent ran on that holds no space ballast (its room to mark messages sent on a full disk): a warning. */
@@ -279,12 +287,20 @@ async function ownerKeysOf(store: S3Store, config: AgentConfig): Promise<Map<str
 export async function runDoctor(configFile: string, options: DoctorOptions = {}): Promise<Check[]> {
   const checks: Check[] = [checkNode(options.nodeVersion)];
   let config: AgentConfig;
+  let unanswered: readonly RootUnansweredError[];
   try {
     config = loadConfig(configFile);
     // A held set's missing root is named by its hold (with what to do), not as a broken config.
     const holds = rootHolds(config.stateDir);
-    checkSources(config, (set) => holds.some((hold) => hold.set === set));
+    // Through a look process with a time limit: a root on a hung network file system fails its check, not doctor.
+    const look = new RootLookProcess(config.sets.length + 1);
+    try {
+      unanswered = await checkRoots(config, (set) => holds.some((hold) => hold.set === set), options.rootLook ?? look, options.rootWatch);
+    } finally {
+      look.close();
+    }
     checks.push({ name: "config", level: "ok", detail: `${configFile}: ${config.sets.map((s) => s.name).join(", ")}` });
+    checks.push(...unanswered.map((error) => ({ name: `root ${error.root}`, level: "warn" as const, detail: `${error.message}; whether it overlaps another set could not be checked` })));
     checks.push(...holds.map(checkRootHold));
     const ballast = checkSpaceBallast(config.stateDir);
     if (ballast) checks.push(ballast);
@@ -322,7 +338,9 @@ export async function runDoctor(configFile: string, options: DoctorOptions = {})
     const owners = ownerKey?.copied && bucket.level !== "fail" ? await ownerKeysOf(new S3Store(s3, config.bucket), config) : undefined;
     const ownerCheck = checkOwnerKey(ownerKey, owners);
     if (ownerCheck) checks.push(ownerCheck);
-    checks.push(checkInotify(config, options.inotifyLimitFile), checkEventQueue(config, options.eventQueueLimitFile), await checkClock(config, options.now ?? Date.now, rule));
+    // The folders under a root that did not answer are not counted: the count's reads would hang on it.
+    const answering = { ...config, sets: config.sets.filter((set) => !unanswered.some((error) => error.root === set.root)) };
+    checks.push(checkInotify(answering, options.inotifyLimitFile), checkEventQueue(answering, options.eventQueueLimitFile), await checkClock(config, options.now ?? Date.now, rule));
     return checks;
   } finally {
     s3.destroy();

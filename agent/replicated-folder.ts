@@ -2,9 +2,11 @@
 // agent replicates: a copy restored inside a set's source folder is sent back
 // into that set as new files (the target then holds the set twice, and its
 // history too). Restoring a set over its own folder (in place) is not that.
+// Real paths come from the caller (root-places.ts realPaths: a set's root may
+// be on a hung network file system, looked at within a time limit).
 
 import { relative, sep } from "node:path";
-import { pathWithin, realPathOf } from "./config.ts";
+import { pathWithin } from "./config.ts";
 import { isExcluded, type SetSpec } from "./set-spec.ts";
 
 /**
@@ -12,11 +14,11 @@ import { isExcluded, type SetSpec } from "./set-spec.ts";
  * inside a set's folder and not excluded, or another set's folder itself. Undefined when none does, and for path
  * being the folder of `own`, the set restored (a restore in place).
  */
-export function replicatingSet(sets: readonly SetSpec[], path: string, own: string): SetSpec | undefined {
-  const target = realPathOf(path);
+export function replicatingSet(sets: readonly SetSpec[], path: string, own: string, realOf: (path: string) => string): SetSpec | undefined {
+  const target = realOf(path);
   return sets.find((spec) => {
     if (spec.volume) return false;
-    const root = realPathOf(spec.root);
+    const root = realOf(spec.root);
     if (!pathWithin(target, root)) return false;
     const rel = relative(root, target);
     if (rel === "") return spec.name !== own;
@@ -30,7 +32,7 @@ export function replicatingSet(sets: readonly SetSpec[], path: string, own: stri
  * The file sets other than `own` whose source folder is path (absolute) or lies below it: what `restore --delete`
  * into path would remove as "not in the snapshot".
  */
-export function setsInside(sets: readonly SetSpec[], path: string, own: string): SetSpec[] {
-  const target = realPathOf(path);
-  return sets.filter((spec) => spec.name !== own && pathWithin(realPathOf(spec.root), target));
+export function setsInside(sets: readonly SetSpec[], path: string, own: string, realOf: (path: string) => string): SetSpec[] {
+  const target = realOf(path);
+  return sets.filter((spec) => spec.name !== own && pathWithin(realOf(spec.root), target));
 }

@@ -216,4 +216,7 @@ if (process.argv[2] === CHILD_ARG && process.send) {
   // The agent is gone (killed without closing this): so is this process, at once, also with a thread stuck on a hung
   // root (an exit would wait for it).
   process.on("disconnect", () => process.kill(process.pid, "SIGKILL"));
+  // Killed, never exiting, it would never write its compile cache: without it every start strips this module's types
+  // again, loading Node's TypeScript compiler (~30 MB more for as long as the child lives).
+  module.flushCompileCache();
 }

@@ -31,6 +31,37 @@ const deadlineTimer: RootDeadline = (expired, ms) => {
   return () => clearTimeout(timer);
 };
 
+/** A look at a root that did not answer within its time limit (a hung network file system, most likely). */
+export class RootUnansweredError extends Error {
+  override name = "RootUnansweredError";
+  readonly root: string;
+  constructor(root: string, timeoutMs: number) {
+    super(`root ${root} did not answer within ${String(Math.max(1, Math.round(timeoutMs / 1000)))} s (hung network file system?)`);
+    this.root = root;
+  }
+}
+
+/**
+ * A command's look at a root (the agent's start, doctor, accept-root), given up on past the time limit: throws
+ * RootUnansweredError then (the look itself may never end; a RootLookProcess's close kills what holds it).
+ */
+export function answerWithin<T>(look: Promise<T>, root: string, options: RootWatchOptions = {}): Promise<T> {
+  const timeoutMs = options.timeoutMs ?? ROOT_CHECK_TIMEOUT_MS;
+  return new Promise((resolve, reject) => {
+    const disarm = (options.deadline ?? deadlineTimer)(() => reject(new RootUnansweredError(root, timeoutMs)), timeoutMs);
+    look.then(
+      (value) => {
+        disarm();
+        resolve(value);
+      },
+      (error: unknown) => {
+        disarm();
+        reject(error);
+      },
+    );
+  });
+}
+
 export interface RootWatchOptions {
   /** How long a look may take. @default ROOT_CHECK_TIMEOUT_MS */
   readonly timeoutMs?: number;

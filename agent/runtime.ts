@@ -14,11 +14,13 @@ import { DrillScheduler } from "./drill-schedule.ts";
 import { sendKeptDrillReports, sweepKeptDrillReports } from "./drill-kept.ts";
 import { controlSocketPath, startControlServer, type ControlServer } from "./control.ts";
 import { MIRROR_MODES, queueTask, recoverSet, runMirror, runPrune, runVerify, type OperationDeps, type Progress } from "./operations.ts";
-import { checkSources, type AgentConfig } from "./config.ts";
+import type { AgentConfig } from "./config.ts";
+import { checkRoots } from "./root-places.ts";
 import { Journal } from "./journal.ts";
 import { journalFault, JournalCorruptError } from "./journal-faults.ts";
 import { markJournalCorrupt, openAgentJournal } from "./journal-aside.ts";
 import { RootLookProcess } from "./root-look-process.ts";
+import type { RootUnansweredError } from "./root-watch.ts";
 import { interruptible } from "./interrupt.ts";
 import { ProblemFile } from "./problem-file.ts";
 import type { Logger } from "./log.ts";
@@ -134,8 +136,16 @@ export async function startAgent(
   options: { ignorePaths?: string[]; scheduleDrills?: boolean; signal?: AbortSignal; /** The command the agent runs for (command-agent.ts). */ command?: string; /** How often `tidemark run` sends kept drill reports (drill-kept.ts). */ keptSweepMs?: number; /** Where the key's place is told (a copied state folder warned of); else `log`. */ ownerKeyLog?: Logger } = {},
 ): Promise<RunningAgent> {
   const knownSets = journaledSets(config.stateDir);
-  // A set the journal already replicated is not refused for its root here: the agent holds it (set-roots.ts).
-  checkSources(config, (set) => knownSets.has(set));
+  // A set the journal already replicated is not refused for its root here: the agent holds it (set-roots.ts). The
+  // checks' own look process: one stuck on a hung root is killed with it, its threads too.
+  const placesLook = new RootLookProcess(config.sets.length + 1);
+  let unanswered: readonly RootUnansweredError[];
+  try {
+    unanswered = await checkRoots(config, (set) => knownSets.has(set), placesLook);
+  } finally {
+    placesLook.close();
+  }
+  for (const error of unanswered) log.warn("cannot tell whether this root overlaps another set's: compared by its path as written", { root: error.root, error: error.message });
   // Every set may stage its payloads at once, besides status reads, verifications and drills.
   const clientOptions = clientOptionsOf(config, { maxAttempts: 1, maxSockets: config.sets.length * (STAGE_CONCURRENCY + 1) + 16 });
   // Before anything in the state folder is written: one agent per state folder.

@@ -9,7 +9,7 @@
 // (root-watch.ts): a stat of a hard-mounted NFS root whose server went away
 // never returns, and the agent's thread must never wait on one.
 
-import { statSync, type BigIntStats } from "node:fs";
+import type { BigIntStats } from "node:fs";
 import { lstat, opendir, realpath, stat } from "node:fs/promises";
 import { join } from "node:path";
 import type { DatabaseSync, StatementSync } from "node:sqlite";
@@ -174,10 +174,8 @@ function tracked(row: RootRow): TrackedRoot {
 /** What the identity of a root is read from: a stat of the path, following symlinks, with bigint fields. */
 export type RootStat = Pick<BigIntStats, "dev" | "ino" | "birthtimeNs" | "isDirectory">;
 
-/** Stats a root (throws the stat's error); synchronous: `tidemark accept-root`'s, and a test's stand-in for the agent's look. */
+/** Stats a root (throws the stat's error); synchronous: a test's stand-in for the look's stat. */
 export type StatRoot = (root: string) => RootStat;
-
-const statRootNow: StatRoot = (root) => statSync(root, { bigint: true });
 
 /**
  * What the agent's look at a root reads, each asynchronously (off the agent's thread): any of them may never settle
@@ -238,8 +236,6 @@ const unanswered = (expected: string, error: RootLookError): RootVerdict => ({ o
 /** The sets' roots in the journal's database (written in its transactions: see Journal). */
 export class SetRoots {
   readonly #s: ReturnType<typeof prepare>;
-  /** Stats a root for its identity, synchronously (accept-root; a test's stand-in makes a folder made again with the same inode). */
-  readonly statRoot: StatRoot;
   /** How the agent looks at a root (asynchronously); its stat is the stand-in statRoot when a test gives one. */
   readonly look: RootLook;
 
@@ -249,8 +245,14 @@ export class SetRoots {
     const columns = db.prepare("PRAGMA table_info(set_roots)").all() as { name: string }[];
     if (!columns.some((c) => c.name === "birth_ns")) db.exec("ALTER TABLE set_roots ADD COLUMN birth_ns TEXT");
     this.#s = prepare(db);
-    this.statRoot = statRoot ?? statRootNow;
-    this.look = { ...lookHere, ...(statRoot ? { stat: async (root: string) => statRoot(root) } : {}), ...look };
+    // Each method taken from `look` by name, bound to it: a spread would copy none of a class's (RootLookProcess).
+    const stand = statRoot ? async (root: string) => statRoot(root) : undefined;
+    this.look = {
+      stat: look.stat?.bind(look) ?? stand ?? lookHere.stat,
+      realpath: look.realpath?.bind(look) ?? lookHere.realpath,
+      isEmpty: look.isEmpty?.bind(look) ?? lookHere.isEmpty,
+      exists: look.exists?.bind(look) ?? lookHere.exists,
+    };
   }
 
   of(set: string): TrackedRoot | undefined {

@@ -7,6 +7,7 @@ import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { configPath, loadConfig } from "../config.ts";
 import { Journal } from "../journal.ts";
+import { RootLookProcess } from "../root-look-process.ts";
 import { describeHold } from "../set-roots.ts";
 import { stringOption, UsageError, type Command } from "./command.ts";
 
@@ -32,7 +33,8 @@ stopped one at its next start), and its next scan journals the real
 differences between the folder and what was replicated:
 files the folder lacks are DELETED on the target (the protection window's
 history keeps them restorable). Run it on the source host, with the agent's
-config; the folder must be there and readable.
+config; the folder must be there, readable, and answer within 10 s (one on
+a hung network file system fails the command: nothing is recorded).
 
 Options:
   --config FILE   config file (default: $TIDEMARK_CONFIG, else ./tidemark.config.json)
@@ -52,13 +54,17 @@ Examples:
     if (!spec) throw new UsageError(`no set named "${set}" in ${config.file} (sets: ${config.sets.map((s) => s.name).join(", ")})`);
     const { acceptRoot } = await import("../accept-root.ts");
     if (!existsSync(join(config.stateDir, "journal.db"))) throw new UsageError(`no journal in ${config.stateDir}: the agent never ran there, and a set it never ran is not held`);
+    // The root is looked at in a process of its own, within a time limit: one on a hung network file system fails
+    // the command instead of hanging it (root-look-process.ts).
+    const look = new RootLookProcess(1);
     // As a reader: a running agent's content files are its own to clean up.
-    const journal = Journal.open(config.stateDir, { reader: true });
+    const journal = Journal.open(config.stateDir, { reader: true, lookRoot: look });
     let accepted;
     try {
-      accepted = acceptRoot(journal, spec);
+      accepted = await acceptRoot(journal, spec);
     } finally {
       journal.close();
+      look.close();
     }
     if (values.json === true) {
       process.stdout.write(`${JSON.stringify({ set, root: spec.root, identity: accepted.identity, previous: accepted.previous ?? null }, null, 2)}\n`);

@@ -17,6 +17,7 @@ import { checkSet, operate } from "./operate.ts";
 import type { CommandWaits } from "../command-agent-wait.ts";
 import { keepDrillReport } from "../drill-kept.ts";
 import { replicatingSet } from "../replicated-folder.ts";
+import { realPathsAround } from "../root-places.ts";
 import { setArgument } from "./set-argument.ts";
 import { withTargetStore } from "./target-store.ts";
 
@@ -187,7 +188,7 @@ Examples:
     const at = stringOption(values.at);
     const to = stringOption(values.to);
     // A drill's copy inside a replicated folder would be sent back into that set as new files: never (no --force here).
-    const into = to !== undefined ? replicatingSet(config.sets, resolve(to), "") : undefined;
+    const into = to !== undefined ? replicatingSet(config.sets, resolve(to), "", await realPathsAround(config.sets, resolve(to), (line) => process.stderr.write(`${escapeControl(line)}\n`))) : undefined;
     if (into) {
       throw new UsageError(
         `--to ${escapeControl(to ?? "")} is inside the folder of set ${into.name} (${escapeControl(into.root)}), which the agent replicates: the drill's copy would be sent back into set ${into.name} as new files. Drill into a folder outside every set`,

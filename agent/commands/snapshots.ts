@@ -11,6 +11,7 @@ import { runPrune, type Progress } from "../operations.ts";
 import { isEbsSnapshotId, restoreEbsSnapshot, restoreVolumeSnapshot, type VolumeRestoreResult } from "../restore-volume.ts";
 import { createProgressView } from "../progress.ts";
 import { replicatingSet, setsInside } from "../replicated-folder.ts";
+import { realPathsAround } from "../root-places.ts";
 import { RestoreError, restoreSnapshot, type RestoreResult } from "../restore.ts";
 import { setIdDroppedLine, type WriteOptions } from "../restore-writer.ts";
 import { parseMoment, restoreAt } from "../restore-at.ts";
@@ -176,7 +177,8 @@ Examples:
     if (to === undefined) throw new UsageError("name the folder to restore into with --to DIR");
     const config = loadConfig(configPath(stringOption(values.config)));
     const set = checkSet(config, named, "restore");
-    const into = replicatingSet(config.sets, resolve(to), set);
+    const realOf = await realPathsAround(config.sets, resolve(to), (line) => process.stderr.write(`${escapeControl(line)}\n`));
+    const into = replicatingSet(config.sets, resolve(to), set, realOf);
     if (into && values.force !== true) {
       throw new UsageError(
         `--to ${escapeControl(to)} is inside the folder of set ${into.name} (${escapeControl(into.root)}), which the agent replicates: the restored copy would be sent back into set ${into.name} as new files. ` +
@@ -184,7 +186,7 @@ Examples:
       );
     }
     // --delete would remove another set's files as "not in the snapshot": never, --force or not.
-    const holds = values.delete === true ? setsInside(config.sets, resolve(to), set) : [];
+    const holds = values.delete === true ? setsInside(config.sets, resolve(to), set, realOf) : [];
     if (holds.length > 0) {
       throw new UsageError(
         `--to ${escapeControl(to)} holds the folder of ${holds.map((s) => `set ${s.name} (${escapeControl(s.root)})`).join(", ")}: --delete would remove its files as not in the snapshot. ` +

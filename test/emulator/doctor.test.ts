@@ -5,8 +5,10 @@ import { ReceiveMessageCommand } from "@aws-sdk/client-sqs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { checkInotify, checkNode, countFolders, runDoctor } from "../../agent/doctor.ts";
 import { loadConfig } from "../../agent/config.ts";
+import { Journal } from "../../agent/journal.ts";
 import { makeS3Client } from "../../lambdas/aws-clients.ts";
 import { tidemark } from "../support/cli.ts";
+import { hungAt } from "../support/hung-root.ts";
 import { REGION, startTestCloud, type TestCloud } from "../support/local-cloud.ts";
 import { tempDir } from "../support/tree.ts";
 
@@ -91,5 +93,29 @@ describe("tidemark doctor", () => {
     expect(checkInotify(config, limit).level).toBe("ok");
     const skewed = await runDoctor(cloud.writeConfig(dir.path, [{ name: "www", path: "www" }]), { now: () => Date.now() + 20 * 60_000 });
     expect(skewed.find((c) => c.name === "clock")).toMatchObject({ level: "fail", detail: expect.stringMatching(/ahead of/) });
+  });
+
+  it("warns of a held set's root that does not answer, and counts no folder under it", async () => {
+    mkdirSync(join(dir.path, "hung", "x", "y"), { recursive: true });
+    const config = cloud.writeConfig(dir.path, [
+      { name: "www", path: "www" },
+      { name: "hung", path: "hung" },
+    ]);
+    const hungRoot = join(dir.path, "hung");
+    const journal = Journal.open(join(dir.path, "state"));
+    try {
+      journal.roots.hold("hung", hungRoot, { ok: false, state: "root-unresponsive", expected: "an answer within 10 s", found: "none" });
+    } finally {
+      journal.close();
+    }
+    const { look, options } = hungAt(hungRoot);
+    const limit = join(dir.path, "watches-limit");
+    writeFileSync(limit, "100000\n");
+    const checks = await runDoctor(config, { rootLook: look, rootWatch: options, inotifyLimitFile: limit });
+    expect(level(checks, "config")).toBe("ok");
+    expect(checks.find((c) => c.name === `root ${hungRoot}`)).toMatchObject({ level: "warn", detail: expect.stringMatching(/did not answer within 10 s \(hung network file system\?\)/) });
+    expect(level(checks, "set hung root")).toBe("fail");
+    // www, www/a, www/a/b: none of hung's three.
+    expect(checks.find((c) => c.name === "inotify")?.detail).toBe("3 folders to watch, limit 100000");
   });
 });

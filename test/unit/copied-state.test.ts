@@ -63,12 +63,12 @@ afterEach(async () => {
 });
 
 /** The copy's agent over its journal, signing with the key its state folder gives it, through the same queue. */
-function copyAgent(owner: boolean): { agent: Agent; journal: Journal; keyId: string } {
+async function copyAgent(owner: boolean): Promise<{ agent: Agent; journal: Journal; keyId: string }> {
   const key = loadOrCreateOwnerKey(copyState, { log: silentLogger, machineIdFiles: [machine] }).key;
   const journal = Journal.open(copyState);
   const spec = { name: SET, root: copySrc, exclude: [] };
   // A cloned VM's root is the folder its journal knew (same path, same inode); this copy's is another folder.
-  acceptRoot(journal, spec);
+  await acceptRoot(journal, spec);
   const agent = new Agent({
     sets: [spec],
     journal,
@@ -81,7 +81,7 @@ function copyAgent(owner: boolean): { agent: Agent; journal: Journal; keyId: str
 }
 
 it("refuses the messages of a copied state folder's host, and the original host keeps replicating", async () => {
-  const copy = copyAgent(false);
+  const copy = await copyAgent(false);
   try {
     expect(copy.keyId).not.toBe(original.key.keyId);
     // The copy's changes take the seqs the original will use next: first at the queue, each is refused, not applied.
@@ -106,7 +106,7 @@ it("refuses the messages of a copied state folder's host, and the original host 
 });
 
 it("holds the sends of a copied state folder's agent (the owner record names the original's key) while the original replicates", async () => {
-  const copy = copyAgent(true);
+  const copy = await copyAgent(true);
   try {
     writeFileSync(join(copySrc, "index.html"), "<h1>the copy</h1>");
     await copy.agent.start();

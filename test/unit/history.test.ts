@@ -282,7 +282,7 @@ describe("restore --at: any moment of the window", () => {
     rmSync(src, { recursive: true, force: true });
     mkdirSync(src);
     // The agent holds a set whose root was swapped for an empty folder; the compromised host accepts it, as it may.
-    acceptRoot(h.journal, { name: SET, root: src, exclude: [] });
+    await acceptRoot(h.journal, { name: SET, root: src, exclude: [] });
     clock.advance(1000);
     await runVerify(h.operations(), SET, { deep: false, repair: true, orphans: "delete" });
     clock.advance(1000);

@@ -8,6 +8,7 @@
 import { mkdirSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, expect, it } from "vitest";
+import { realPathOf } from "../../agent/config.ts";
 import { replicatingSet } from "../../agent/replicated-folder.ts";
 import { tidemark } from "../support/cli.ts";
 import { tempDir } from "../support/tree.ts";
@@ -76,8 +77,8 @@ it("sees through a link to the set's folder", () => {
   const link = join(dir.path, "link-to-www");
   symlinkSync(join(dir.path, "www"), link);
   const sets = [{ name: "www", root: join(dir.path, "www"), exclude: [] }];
-  expect(replicatingSet(sets, join(link, "restored", "deeper"), "db")?.name).toBe("www");
-  expect(replicatingSet(sets, join(dir.path, "www-other"), "db")).toBeUndefined();
+  expect(replicatingSet(sets, join(link, "restored", "deeper"), "db", realPathOf)?.name).toBe("www");
+  expect(replicatingSet(sets, join(dir.path, "www-other"), "db", realPathOf)).toBeUndefined();
 });
 
 it.each([

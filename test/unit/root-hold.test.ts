@@ -163,7 +163,7 @@ function unlinkEvents(harness: Harness): void {
 /** Brings the root back (or accepts what is there), resumes the set and checks the target converges on the source. */
 async function converges(harness: Harness, p: Place, trigger: Trigger, options: { recoveryOwed?: boolean } = {}): Promise<void> {
   const back = trigger.restore(p);
-  if (!back) acceptRoot(harness.journal, { name: SET, root: p.root, exclude: [] });
+  if (!back) await acceptRoot(harness.journal, { name: SET, root: p.root, exclude: [] });
   // What is journaled from now on: a root back as it left journals no change of a file (nothing is sent again).
   const journaled: string[] = [];
   const append = harness.journal.append.bind(harness.journal);
@@ -283,7 +283,7 @@ describe.each(TRIGGERS)("$name", (trigger) => {
     expect(recovering).toBeUndefined();
     expect(await pictureOfTarget(harness.store, SET)).toEqual(target);
     expectHeld(harness, trigger);
-    if (!trigger.restore(p)) acceptRoot(harness.journal, { name: SET, root: p.root, exclude: [] });
+    if (!trigger.restore(p)) await acceptRoot(harness.journal, { name: SET, root: p.root, exclude: [] });
     expect((await harness.agent.checkRoot(SET))).toBeUndefined();
     await harness.agent.checkContinuity(SET);
     await recovering;
@@ -334,7 +334,7 @@ it("a root emptied in place is held as root-empty; accept-root then replicates t
   await harness.agent.drain(SET);
   expect(await pictureOfTarget(harness.store, SET)).toEqual(before);
   rmSync(join(p.root, "fresh.txt"));
-  acceptRoot(harness.journal, { name: SET, root: p.root, exclude: [] });
+  await acceptRoot(harness.journal, { name: SET, root: p.root, exclude: [] });
   expect((await harness.agent.checkRoot(SET))).toBeUndefined();
   await harness.agent.scan(SET);
   await harness.agent.drain(SET);
@@ -356,7 +356,7 @@ it("accept-root of a different folder journals the real differences, and a later
   writeFileSync(join(p.root, "new.txt"), "new disk");
   await harness.agent.scan(SET);
   expect(harness.journal.roots.held(SET)?.state).toBe("root-changed");
-  const accepted = acceptRoot(harness.journal, { name: SET, root: p.root, exclude: [] });
+  const accepted = await acceptRoot(harness.journal, { name: SET, root: p.root, exclude: [] });
   expect(accepted.previous?.state).toBe("root-changed");
   expect((await harness.agent.checkRoot(SET))).toBeUndefined();
   await harness.agent.scan(SET);

@@ -114,7 +114,7 @@ it("a folder deleted and made again on the same device and inode, born later, is
   expect(hold?.expected).toBe(`folder ${r.recorded.realPath} (device ${r.recorded.dev}, inode ${r.recorded.ino}, born 2025-12-02T12:00:00.000000001Z)`);
   expect(hold?.found).toBe(`folder ${r.recorded.realPath} (device ${r.recorded.dev}, inode ${r.recorded.ino}, born 2025-12-02T12:00:00.003000001Z)`);
   // Accepted, the new folder's birth time is recorded and its differences journaled.
-  expect(acceptRoot(harness.journal, { name: SET, root: r.root, exclude: [] }).identity.birthNs).toBe(String(BORN + 3_000_000n));
+  expect((await acceptRoot(harness.journal, { name: SET, root: r.root, exclude: [] })).identity.birthNs).toBe(String(BORN + 3_000_000n));
   expect((await harness.agent.checkRoot(SET))).toBeUndefined();
   await harness.agent.scan(SET);
   await harness.agent.drain(SET);

@@ -132,3 +132,31 @@ it("a set held empty stays held empty when a look fails itself: only the entries
     await harness.close();
   }
 });
+
+it("is what the journal's root checks ask when the agent gives it (its methods are a class's, not own fields)", async () => {
+  base = tempDir("tidemark-root-look-");
+  const root = join(base.path, "root");
+  mkdirSync(root);
+  writeFileSync(join(root, "a.txt"), "alpha");
+  const asked: string[] = [];
+  // The process look, counting what it is asked: the agent gives the journal such an instance (runtime.ts).
+  class CountingLook extends RootLookProcess {
+    override stat(path: string) {
+      asked.push(`stat ${path}`);
+      return super.stat(path);
+    }
+    override realpath(path: string) {
+      asked.push(`realpath ${path}`);
+      return super.realpath(path);
+    }
+  }
+  const counting = new CountingLook(1);
+  look = counting;
+  const journal = Journal.open(join(base.path, "state"), { lookRoot: counting });
+  try {
+    expect((await journal.roots.inspect("s", root)).ok).toBe(true);
+    expect(asked).toEqual([`stat ${root}`, `realpath ${root}`]);
+  } finally {
+    journal.close();
+  }
+});
