@@ -25,10 +25,39 @@ export const ROOT_CHECK_TIMEOUT_MS = 10_000;
 /** Arms a look's time limit: calls `expired` once ms passed; returns what disarms it. A test's stand-in fires it by hand. */
 export type RootDeadline = (expired: () => void, ms: number) => () => void;
 
+/** A limit's timer this much late: the agent's own thread was busy (a long synchronous transaction), not the root. */
+const LATE_MS = 1_000;
+
+/**
+ * The limit counts the root's time, not the agent's own pauses. When the timer fires, what came in meanwhile (a look's
+ * answer from the look process or the thread pool, read in the loop's next poll) is taken before the limit is; and a
+ * timer that fired over a second late (this agent's thread was busy past the limit) gives the look its time again,
+ * so that a look of several steps can take the steps the pause held up. A healthy root is then no hung root.
+ */
 const deadlineTimer: RootDeadline = (expired, ms) => {
-  const timer = setTimeout(expired, ms);
-  timer.unref();
-  return () => clearTimeout(timer);
+  let disarmed = false;
+  let timer: NodeJS.Timeout | undefined;
+  let after: NodeJS.Immediate | undefined;
+  const arm = (wait: number) => {
+    const due = performance.now() + wait;
+    timer = setTimeout(() => {
+      if (performance.now() - due > LATE_MS) {
+        arm(ms);
+        return;
+      }
+      after = setImmediate(() => {
+        if (!disarmed) expired();
+      });
+      after.unref();
+    }, wait);
+    timer.unref();
+  };
+  arm(ms);
+  return () => {
+    disarmed = true;
+    clearTimeout(timer);
+    if (after) clearImmediate(after);
+  };
 };
 
 /** A look at a root that did not answer within its time limit (a hung network file system, most likely). */
