@@ -45,6 +45,19 @@ async function status(config: string): Promise<{ code: number | null; json: Stat
   return { code: out.code, json: JSON.parse(out.stdout) as StatusJson };
 }
 
+/** Polls status until it exits 0 with the set in sync and healthy (and `also`), and returns that status's set: a status process costs seconds on a loaded machine. */
+async function inSync(config: string, also: Partial<StatusJson["sets"][number]>, timeoutMs?: number): Promise<StatusJson["sets"][number]> {
+  let set: StatusJson["sets"][number] | undefined;
+  await eventually(async () => {
+    const now = await status(config);
+    expect(now.code).toBe(0);
+    expect(now.json.sets[0]).toMatchObject({ inSync: true, healthy: true, ...also });
+    set = now.json.sets[0];
+  }, timeoutMs);
+  if (!set) throw new Error("no set in status");
+  return set;
+}
+
 beforeAll(async () => {
   cloud = await startTestCloud();
   work = tempDir();
@@ -66,12 +79,7 @@ it("a journal deleted while the agent was stopped: a new generation, every later
 
   child = await startAgentProcess(config);
   await eventually(matches);
-  await eventually(async () => {
-    const now = await status(config);
-    expect(now.code).toBe(0);
-    expect(now.json.sets[0]).toMatchObject({ inSync: true, healthy: true, problems: [] });
-  });
-  const before = (await status(config)).json.sets[0]?.target.generation;
+  const before = (await inSync(config, { problems: [] })).target.generation;
   expect(before).toBeTruthy();
 
   await stopAgent();
@@ -94,12 +102,7 @@ it("a journal deleted while the agent was stopped: a new generation, every later
   writeFileSync(join(src, "after-restart.txt"), "written after the restart");
   rmSync(join(src, "d", "f7.txt"));
   await eventually(matches, 90_000);
-  await eventually(async () => {
-    const now = await status(config);
-    expect(now.code).toBe(0);
-    expect(now.json.sets[0]).toMatchObject({ inSync: true, healthy: true });
-  }, 60_000);
-  const after = (await status(config)).json.sets[0]?.target;
+  const after = (await inSync(config, {}, 60_000)).target;
   expect(after?.generation).not.toBe(before);
   expect(after?.lastGenerationChange?.reason).toMatch(/the journal was lost or replaced/);
   // The next test starts its own agent in `child`: this one would be left running past the suite.
@@ -139,10 +142,5 @@ it("a state folder restored from an older copy: the agent finds the target ahead
   writeFileSync(join(src, "f3.txt"), "changed after the restore");
   writeFileSync(join(src, "after-restore.txt"), "made after the restore");
   await eventually(matches, 90_000);
-  await eventually(async () => {
-    const now = await status(config);
-    expect(now.code).toBe(0);
-    expect(now.json.sets[0]).toMatchObject({ inSync: true, healthy: true });
-  }, 60_000);
-  expect((await status(config)).json.sets[0]?.target.lastGenerationChange?.reason).toMatch(/restored from an older copy/);
+  expect((await inSync(config, {}, 60_000)).target.lastGenerationChange?.reason).toMatch(/restored from an older copy/);
 });
