@@ -136,25 +136,36 @@ export async function startAgent(
   options: { ignorePaths?: string[]; scheduleDrills?: boolean; signal?: AbortSignal; /** The command the agent runs for (command-agent.ts). */ command?: string; /** How often `tidemark run` sends kept drill reports (drill-kept.ts). */ keptSweepMs?: number; /** Where the key's place is told (a copied state folder warned of); else `log`. */ ownerKeyLog?: Logger } = {},
 ): Promise<RunningAgent> {
   const knownSets = journaledSets(config.stateDir);
-  // A set the journal already replicated is not refused for its root here: the agent holds it (set-roots.ts). The
-  // checks' own look process: one stuck on a hung root is killed with it, its threads too.
-  const placesLook = new RootLookProcess(config.sets.length + 1);
+  // The sets' roots are looked at in a process of their own: a hung network file system's stat holds a thread of
+  // its, not of the agent, which can then still stop (root-look-process.ts). One process for the start's checks and
+  // the running agent's looks (each start of one costs a Node start); one whose check of a root did not answer is
+  // replaced, its stuck thread killed with it, so that the running agent's look at that root is the only one.
+  let rootLook = new RootLookProcess(config.sets.length + 1);
   let unanswered: readonly RootUnansweredError[];
   try {
-    unanswered = await checkRoots(config, (set) => knownSets.has(set), placesLook);
-  } finally {
-    placesLook.close();
+    // A set the journal already replicated is not refused for its root here: the agent holds it (set-roots.ts).
+    unanswered = await checkRoots(config, (set) => knownSets.has(set), rootLook);
+  } catch (error) {
+    rootLook.close();
+    throw error;
+  }
+  if (unanswered.length > 0) {
+    rootLook.close();
+    rootLook = new RootLookProcess(config.sets.length + 1);
   }
   for (const error of unanswered) log.warn("cannot tell whether this root overlaps another set's: compared by its path as written", { root: error.root, error: error.message });
   // Every set may stage its payloads at once, besides status reads, verifications and drills.
   const clientOptions = clientOptionsOf(config, { maxAttempts: 1, maxSockets: config.sets.length * (STAGE_CONCURRENCY + 1) + 16 });
   // Before anything in the state folder is written: one agent per state folder.
   const command = options.command ?? RUN_COMMAND;
-  const lock = acquireStateLock(config.stateDir, command);
+  let lock: ReturnType<typeof acquireStateLock>;
+  try {
+    lock = acquireStateLock(config.stateDir, command);
+  } catch (error) {
+    rootLook.close();
+    throw error;
+  }
   let journal: Journal;
-  // The sets' roots are looked at in a process of their own: a hung network file system's stat holds a thread of
-  // its, not of the agent, which can then still stop (root-look-process.ts).
-  const rootLook = new RootLookProcess(config.sets.length);
   try {
     // Before the target is asked: a corrupt journal is set aside whatever the state of the target, and the new
     // journal's generation makes the target resync (journal-aside.ts).
@@ -169,6 +180,7 @@ export async function startAgent(
       { lookRoot: rootLook },
     );
   } catch (error) {
+    rootLook.close();
     lock.release();
     throw error;
   }
