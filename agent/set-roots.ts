@@ -324,8 +324,10 @@ export class SetRoots {
       return { ok: false, state: "root-missing", expected, found: code === "ENOENT" || code === "ENOTDIR" ? `nothing (${code})` : `an error (${code})` };
     }
     if (!st.isDirectory()) return { ok: false, state: "root-missing", expected, found: "not a directory" };
-    // Gone between the stat and here: the path as configured.
-    const identity = identityOf(st, await this.look.realpath(root).catch(() => root));
+    // The recorded folder's stat: its real path as recorded (a look less before every batch journaled). Otherwise
+    // looked up; gone between the stat and here: the path as configured.
+    const unmoved = recorded !== undefined && recorded.dev === String(st.dev) && recorded.ino === String(st.ino) && recorded.birthNs === String(st.birthtimeNs);
+    const identity = identityOf(st, unmoved ? recorded.realPath : await this.look.realpath(root).catch(() => root));
     if (recorded) {
       const same = await this.#sameFolder(set, root, recorded, identity);
       if (same !== "same") return { ok: false, state: "root-changed", expected: named(recorded, same === "born"), found: named(identity, same === "born") };

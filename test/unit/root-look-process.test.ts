@@ -154,8 +154,14 @@ it("is what the journal's root checks ask when the agent gives it (its methods a
   look = counting;
   const journal = Journal.open(join(base.path, "state"), { lookRoot: counting });
   try {
-    expect((await journal.roots.inspect("s", root)).ok).toBe(true);
+    const first = await journal.roots.inspect("s", root);
+    expect(first.ok).toBe(true);
     expect(asked).toEqual([`stat ${root}`, `realpath ${root}`]);
+    // The recorded folder found again: its real path is the recorded one, one look (the stat) before each batch.
+    if (first.ok) journal.roots.record("s", root, first.identity);
+    asked.length = 0;
+    expect(await journal.roots.inspect("s", root)).toMatchObject({ ok: true, identity: { realPath: root } });
+    expect(asked).toEqual([`stat ${root}`]);
   } finally {
     journal.close();
   }
