@@ -3,7 +3,7 @@
 // away never returns and holds the thread doing it. In the agent's own thread
 // pool that thread would be one of the 4 every file read shares, and would keep
 // the agent from ever exiting: a request under way keeps Node's event loop
-// alive, and Node joins the pool's threads at exit, so `tidemark stop` would
+// alive, and Node joins the pool's threads at exit, so stopping the agent would
 // leave a process that never ends. Here it is a thread of the child's pool
 // (one per hung root: root-watch.ts starts no second look at a root while one
 // is outstanding), and the agent kills the child when it stops, hung threads
