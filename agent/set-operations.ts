@@ -77,6 +77,26 @@ export class SetOperations {
     return this.#resyncSeq;
   }
 
+  /** Resyncs asked for and not journaled yet (their root look first): a status read meanwhile begins no other. */
+  #resyncsAsked = 0;
+
+  /** Whether a resync was asked for and is not journaled yet: it is on its way as much as one journaled. */
+  get resyncAsked(): boolean {
+    return this.#resyncsAsked > 0;
+  }
+
+  /** Counts a resync as asked for until `journaled` is called or `work` settles, whichever comes first. */
+  #asking<T>(work: (journaled: () => void) => Promise<T>): Promise<T> {
+    let asked = true;
+    const journaled = () => {
+      if (!asked) return;
+      asked = false;
+      this.#resyncsAsked -= 1;
+    };
+    this.#resyncsAsked += 1;
+    return work(journaled).finally(journaled);
+  }
+
   #refuseVolume(what: string): void {
     const { spec } = this.#context;
     if (spec.volume) throw new VolumeError(`set "${spec.name}" is a volume: ${what} is for file sets (a marker's snapshot records and restores a volume)`);
@@ -163,16 +183,19 @@ export class SetOperations {
   /** A full mirror: a resync record, the index forgotten, every entry journaled again. */
   fullMirror(reason: string, onProgress?: (report: Readonly<ScanReport>) => void): Promise<ScanReport> {
     const { journal, spec } = this.#context;
-    return this.#context.exclusive(async () => {
-      // Before the index is cleared: a held set's index is what tells its root's files from an empty mount point.
-      await this.#rootGood("no mirror is journaled");
-      journal.clearIndex(spec.name);
-      const [seq] = journal.append(spec.name, [{ op: "resync", reason }]);
-      this.#resyncSeq = seq ?? 0;
-      const report = await this.#capture.barrier({ full: true, ...(onProgress ? { onProgress } : {}) });
-      this.#context.wake();
-      return report;
-    });
+    return this.#asking((journaled) =>
+      this.#context.exclusive(async () => {
+        // Before the index is cleared: a held set's index is what tells its root's files from an empty mount point.
+        await this.#rootGood("no mirror is journaled");
+        journal.clearIndex(spec.name);
+        const [seq] = journal.append(spec.name, [{ op: "resync", reason }]);
+        this.#resyncSeq = seq ?? 0;
+        journaled();
+        const report = await this.#capture.barrier({ full: true, ...(onProgress ? { onProgress } : {}) });
+        this.#context.wake();
+        return report;
+      }),
+    );
   }
 
   /**
@@ -241,12 +264,14 @@ export class SetOperations {
   /** Restarts the target's seq chain without resending anything: a verification behind it finds what to repair. */
   restartChain(reason: string): Promise<number> {
     const { journal, spec } = this.#context;
-    return this.#context.exclusive(async () => {
-      await this.#rootGood("no recovery is journaled");
-      const [seq] = journal.append(spec.name, [{ op: "resync", reason }]);
-      this.#resyncSeq = seq ?? 0;
-      this.#context.wake();
-      return this.#resyncSeq;
-    });
+    return this.#asking(() =>
+      this.#context.exclusive(async () => {
+        await this.#rootGood("no recovery is journaled");
+        const [seq] = journal.append(spec.name, [{ op: "resync", reason }]);
+        this.#resyncSeq = seq ?? 0;
+        this.#context.wake();
+        return this.#resyncSeq;
+      }),
+    );
   }
 }

@@ -95,6 +95,8 @@ export class SetRecovery {
     const generation = journal.sets.generation(spec.name);
     // Held for records of this generation that came without its resync: only a resync sent after them is on its way.
     const heldFrom = status.heldGeneration?.id === generation.id ? status.heldGeneration.seq : undefined;
+    // A resync asked for and not journaled yet (its look at the root first) is on its way too.
+    if (this.#operations.resyncAsked) return;
     if (heldFrom !== undefined ? this.#operations.resyncSeq > heldFrom : this.#operations.resyncSeq > status.lastSeq || awaitingGeneration(generation, status)) return;
     await this.#recover(status.reason ?? "target out of sync");
   }
@@ -113,7 +115,7 @@ export class SetRecovery {
     const { journal, spec, log } = this.#context;
     const sent = journal.sets.counters(spec.name).sentSeq;
     const generation = journal.sets.generation(spec.name).id;
-    if (sent <= status.lastSeq || (status.generation !== undefined && status.generation !== generation) || this.#operations.resyncSeq > status.lastSeq) return false;
+    if (sent <= status.lastSeq || (status.generation !== undefined && status.generation !== generation) || this.#operations.resyncSeq > status.lastSeq || this.#operations.resyncAsked) return false;
     if (journal.recoveries.running(spec.name) || journal.recoveries.of(spec.name)) return false;
     this.#refusalRecovered = rejected;
     this.#recover(reason).catch((error: unknown) => log.error(`the recovery failed; run \`tidemark mirror ${spec.name} --mode diff\``, { set: spec.name, error: String(error) }));
