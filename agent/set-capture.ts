@@ -19,7 +19,7 @@ import { changeBytes, type Change } from "./journal.ts";
 import { barrierScan, type ScanOptions, type ScanReport } from "./scan.ts";
 import { scanWakes } from "./scan-wake.ts";
 import type { Backlog } from "./set-backlog.ts";
-import type { SetContext } from "./set-context.ts";
+import { assertRootAnswers, type SetContext } from "./set-context.ts";
 import { VanishedEntries } from "./vanished-entries.ts";
 import { RootHeldError } from "./set-roots.ts";
 import { volumeScan } from "./volume.ts";
@@ -408,9 +408,8 @@ export class SetCapture {
    * Right before a batch is journaled, the root is looked at again (within its time limit): an unmount under a scan
    * or a capture (read as every file deleted) holds the set, and RootHeldError keeps the batch out of the journal.
    */
-  async #rootAnswers(): Promise<void> {
-    const hold = await this.#context.checkRoot();
-    if (hold) throw new RootHeldError(hold);
+  #rootAnswers(): Promise<void> {
+    return assertRootAnswers(this.#context);
   }
 
   /**

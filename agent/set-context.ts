@@ -6,7 +6,7 @@
 import type { Journal } from "./journal.ts";
 import type { JournalHealth } from "./journal-health.ts";
 import type { Logger } from "./log.ts";
-import type { RootHold } from "./set-roots.ts";
+import { RootHeldError, type RootHold } from "./set-roots.ts";
 import type { SetSpec } from "./set-spec.ts";
 
 export interface SetContext {
@@ -36,4 +36,14 @@ export class SetLane {
     this.#chain = run.catch(() => undefined);
     return run;
   }
+}
+
+/**
+ * Looks at the set's root right before something read from it is journaled (SetContext.checkRoot) and throws
+ * RootHeldError when the look found a hold or one is recorded; `what` says what is refused.
+ */
+export async function assertRootAnswers(context: Pick<SetContext, "checkRoot" | "journal" | "spec">, what?: string): Promise<void> {
+  const hold = await context.checkRoot();
+  if (hold) throw new RootHeldError(hold, what);
+  context.journal.assertRootGood(context.spec.name, what !== undefined ? { what } : {});
 }

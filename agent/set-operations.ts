@@ -15,7 +15,7 @@ import { startMarkerDigest } from "./early-digest.ts";
 import { namedScan } from "./held-files.ts";
 import { barrierScan, type ScanReport } from "./scan.ts";
 import type { SetCapture } from "./set-capture.ts";
-import type { SetContext } from "./set-context.ts";
+import { assertRootAnswers, type SetContext } from "./set-context.ts";
 import { markerNotReplicated } from "./not-replicated.ts";
 import { VolumeError } from "./volume.ts";
 
@@ -103,13 +103,11 @@ export class SetOperations {
   }
 
   /**
-   * Looks at the set's root now (within its time limit: root-watch.ts) and throws RootHeldError when the set is held,
-   * naming `what` is refused: the journal's own guard goes by the hold recorded, without looking.
+   * Looks at the set's root now (within its time limit: root-watch.ts) and throws RootHeldError when the look found a
+   * hold or one is recorded, naming `what` is refused: the journal's own guard goes by the hold recorded, without looking.
    */
-  async #rootGood(what: string): Promise<void> {
-    const { journal, spec } = this.#context;
-    await this.#context.checkRoot();
-    journal.assertRootGood(spec.name, { what });
+  #rootGood(what: string): Promise<void> {
+    return assertRootAnswers(this.#context, what);
   }
 
   /** Journals the next records of the set after everything queued before them, and wakes the sender. */

@@ -9,7 +9,7 @@ import { awaitingGeneration, continuityBreak } from "./continuity.ts";
 import type { JournalGeneration } from "./journal.ts";
 import type { PendingRecovery } from "./pending-recoveries.ts";
 import { seedIndexFromTarget, TargetUnreachableError, type TargetFileLookup } from "./recovery-baseline.ts";
-import type { SetContext } from "./set-context.ts";
+import { assertRootAnswers, type SetContext } from "./set-context.ts";
 import type { SetOperations } from "./set-operations.ts";
 
 export interface RecoveryOptions {
@@ -156,8 +156,7 @@ export class SetRecovery {
     await this.#holdIfEmptied(status);
     // A held root (missing, swapped, empty, not answering) is no source to resync the target from: no generation
     // begins and nothing is journaled; the check runs again before the next send, and when the root is back.
-    await this.#context.checkRoot();
-    journal.assertRootGood(set, { what: "the recovery after the journal's continuity break waits" });
+    await assertRootAnswers(this.#context, "the recovery after the journal's continuity break waits");
     const generation = journal.sets.beginGeneration(set);
     log.warn("the target is ahead of this journal; beginning a new journal generation", { set, generation: generation.id, reason });
     // The recovery journals its resync at once; the rest of it (a verification) waits on the stream, which waits
