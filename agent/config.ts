@@ -20,8 +20,6 @@ export class ConfigError extends Error {
   override name = "ConfigError";
 }
 
-export const DEFAULT_CONFIG_FILE = "tidemark.config.json";
-
 const SetName = z.string().superRefine((name, ctx) => {
   const problem = setNameProblem(name);
   if (problem) ctx.addIssue({ code: "custom", message: problem });
@@ -169,11 +167,7 @@ export interface AgentConfig {
   readonly drills: readonly DrillPlan[];
 }
 
-/** Which config file a command uses. */
-export function configPath(flag: string | undefined, env: NodeJS.ProcessEnv = process.env): string {
-  // An empty variable counts as unset, as shells and CI runners often leave one.
-  return resolve(flag ?? (env.TIDEMARK_CONFIG || undefined) ?? DEFAULT_CONFIG_FILE);
-}
+export { configPath, DEFAULT_CONFIG_FILE } from "./config-path.ts";
 
 export function loadConfig(file: string): AgentConfig {
   let text: string;

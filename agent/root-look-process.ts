@@ -68,6 +68,20 @@ export class RootLookProcess implements RootLook {
     this.#threads = Math.min(MAX_THREADS, Math.max(4, roots + 1));
   }
 
+  /**
+   * Starts the process now rather than at the first look: its Node start then overlaps the caller's own work (run.ts
+   * starts it while the agent's modules load).
+   */
+  start(): this {
+    if (!this.#closed) this.#started();
+    return this;
+  }
+
+  /** Whether it was made for at least `roots` roots (each can hold one of its threads). */
+  fits(roots: number): boolean {
+    return this.#threads >= Math.min(MAX_THREADS, Math.max(4, roots + 1));
+  }
+
   async stat(root: string): Promise<RootStat> {
     const value = await this.#ask("stat", root);
     if (typeof value !== "object") throw new RootLookError(`the root look process answered a stat of ${root} with ${String(value)}`);

@@ -133,14 +133,15 @@ function leaveCorruptMark(stateDir: string, error: JournalCorruptError, log: Log
 export async function startAgent(
   config: AgentConfig,
   log: Logger,
-  options: { ignorePaths?: string[]; scheduleDrills?: boolean; signal?: AbortSignal; /** The command the agent runs for (command-agent.ts). */ command?: string; /** How often `tidemark run` sends kept drill reports (drill-kept.ts). */ keptSweepMs?: number; /** Where the key's place is told (a copied state folder warned of); else `log`. */ ownerKeyLog?: Logger } = {},
+  options: { ignorePaths?: string[]; scheduleDrills?: boolean; signal?: AbortSignal; /** The command the agent runs for (command-agent.ts). */ command?: string; /** How often `tidemark run` sends kept drill reports (drill-kept.ts). */ keptSweepMs?: number; /** Where the key's place is told (a copied state folder warned of); else `log`. */ ownerKeyLog?: Logger; /** A root look process the caller started early (run.ts), the agent's from now on: used if made for this config's roots, else closed. */ rootLook?: RootLookProcess } = {},
 ): Promise<RunningAgent> {
   const knownSets = journaledSets(config.stateDir);
   // The sets' roots are looked at in a process of their own: a hung network file system's stat holds a thread of
   // its, not of the agent, which can then still stop (root-look-process.ts). One process for the start's checks and
   // the running agent's looks (each start of one costs a Node start); one whose check of a root did not answer is
   // replaced, its stuck thread killed with it, so that the running agent's look at that root is the only one.
-  let rootLook = new RootLookProcess(config.sets.length + 1);
+  let rootLook = options.rootLook?.fits(config.sets.length + 1) ? options.rootLook : new RootLookProcess(config.sets.length + 1);
+  if (options.rootLook !== rootLook) options.rootLook?.close();
   let unanswered: readonly RootUnansweredError[];
   try {
     // A set the journal already replicated is not refused for its root here: the agent holds it (set-roots.ts).

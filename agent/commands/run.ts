@@ -1,5 +1,9 @@
 import { startFolderReader } from "../folder-stats.ts";
 import { StartInterruptedError } from "../interrupt.ts";
+import { readFileSync } from "node:fs";
+import type { AgentConfig } from "../config.ts";
+import { configPath } from "../config-path.ts";
+import type { RootLookProcess } from "../root-look-process.ts";
 import type { RunningAgent } from "../runtime.ts";
 import { stringOption, untilSignal, type Command } from "./command.ts";
 
@@ -32,8 +36,18 @@ Example:
     // The scan's folder worker first, and the agent's modules loaded only now: the worker's thread starts on the other
     // core while this one loads them, instead of after them at the scan's first listing (bench/notes.md).
     void startFolderReader();
-    const [{ configPath, loadConfig }, { createLogger }, { startAgent }] = await Promise.all([import("../config.ts"), import("../log.ts"), import("../runtime.ts")]);
-    const config = loadConfig(configPath(stringOption(values.config)));
+    // So does the process that looks at the sets' roots (root-look-process.ts): its Node start was on the way to the
+    // first send, behind the start's check of every root.
+    const file = configPath(stringOption(values.config));
+    const rootLook = await earlyRootLook(file);
+    const [{ loadConfig }, { createLogger }, { startAgent }] = await Promise.all([import("../config.ts"), import("../log.ts"), import("../runtime.ts")]);
+    let config: AgentConfig;
+    try {
+      config = loadConfig(file);
+    } catch (error) {
+      rootLook?.close();
+      throw error;
+    }
     const log = createLogger({ json: values["json-logs"] === true, level: values.verbose === true ? "debug" : "info" });
     // Listening from the first moment: a signal while the agent starts stops it as cleanly as one after.
     const stopping = untilSignal();
@@ -41,7 +55,7 @@ Example:
     void stopping.then(() => interrupt.abort());
     let running: RunningAgent;
     try {
-      running = await startAgent(config, log, { signal: interrupt.signal });
+      running = await startAgent(config, log, { signal: interrupt.signal, ...(rootLook ? { rootLook } : {}) });
     } catch (error) {
       if (!(error instanceof StartInterruptedError)) throw error;
       log.info("stopping", { signal: await stopping, while: error.what });
@@ -59,3 +73,20 @@ Example:
     return 0;
   },
 };
+
+/**
+ * The root look process started for as many sets as the config file lists, read as plain JSON (the agent's modules,
+ * the schema's among them, are not loaded yet). None if the file does not read as such: loadConfig names why, and
+ * the start makes its own (runtime.ts also replaces one made for fewer roots than the loaded config has).
+ */
+async function earlyRootLook(file: string): Promise<RootLookProcess | undefined> {
+  let sets: unknown;
+  try {
+    sets = (JSON.parse(readFileSync(file, "utf8")) as { sets?: unknown }).sets;
+  } catch {
+    return undefined;
+  }
+  if (!Array.isArray(sets)) return undefined;
+  const { RootLookProcess } = await import("../root-look-process.ts");
+  return new RootLookProcess(sets.length + 1).start();
+}

@@ -4,14 +4,19 @@
 // agent that stops exits, whatever its looks are doing.
 
 import { execFile } from "node:child_process";
-import { mkdirSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs";
+import { mkdirSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { promisify } from "node:util";
-import { afterEach, expect, it } from "vitest";
+import { afterEach, expect, it, vi } from "vitest";
+import { loadConfig } from "../../agent/config.ts";
 import { Journal } from "../../agent/journal.ts";
+import { createLogger } from "../../agent/log.ts";
 import { RootLookProcess } from "../../agent/root-look-process.ts";
+import { startAgent } from "../../agent/runtime.ts";
 import { RootLookError } from "../../agent/set-roots.ts";
+import { acquireStateLock, StateLockedError } from "../../agent/state-lock.ts";
 import { agentHarness } from "../support/harness.ts";
+import { lookProcessPids } from "../support/look-process.ts";
 import { tempDir } from "../support/tree.ts";
 
 let base: ReturnType<typeof tempDir> | undefined;
@@ -66,18 +71,11 @@ it("closed with a look outstanding (the agent stops), the look fails at once and
   expect(await inProcess(body)).toBe("the agent stopped");
 });
 
-/** The pid of this process's root look process (its child run with the look's argument). */
+/** The pid of this process's root look process. */
 function lookProcessPid(): number {
-  for (const name of readdirSync("/proc").filter((entry) => /^\d+$/.test(entry))) {
-    try {
-      const stat = readFileSync(`/proc/${name}/stat`, "utf8");
-      const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
-      if (ppid === process.pid && readFileSync(`/proc/${name}/cmdline`, "utf8").includes("--tidemark-root-look")) return Number(name);
-    } catch {
-      // Ended meanwhile.
-    }
-  }
-  throw new Error("no root look process found");
+  const [pid] = lookProcessPids();
+  if (pid === undefined) throw new Error("no root look process found");
+  return pid;
 }
 
 it("a look whose process ends before it answers (killed, out of memory) is asked again of a new process", async () => {
@@ -165,4 +163,57 @@ it("is what the journal's root checks ask when the agent gives it (its methods a
   } finally {
     journal.close();
   }
+});
+
+it("started early, its process runs before any look (its start overlaps the caller's), and it says which roots it fits", async () => {
+  base = tempDir("tidemark-root-look-start-");
+  look = new RootLookProcess(3).start();
+  expect(lookProcessPids()).toHaveLength(1);
+  expect((await look.stat(base.path)).isDirectory()).toBe(true);
+  // The same process answered: started once.
+  expect(lookProcessPids()).toHaveLength(1);
+  // 4 threads at least, one more than its roots beyond that.
+  expect([look.fits(1), look.fits(3), look.fits(4)]).toEqual([true, true, false]);
+  look.close();
+  expect(look.start()).toBe(look);
+  await vi.waitFor(() => expect(lookProcessPids()).toEqual([]));
+});
+
+it("the start uses a look process the caller started if it fits the config's roots, else closes it unasked; closed either way when the start fails", async () => {
+  const dir = tempDir("tidemark-root-look-given-");
+  base = dir;
+  const roots = ["a", "b", "c", "d"].map((name) => join(dir.path, name));
+  const [first = ""] = roots;
+  for (const root of roots) mkdirSync(root);
+  const file = join(dir.path, "tidemark.config.json");
+  const configFor = (count: number) => {
+    writeFileSync(file, JSON.stringify({ queueUrl: "http://127.0.0.1:9/000000000000/q.fifo", bucket: "bucket", stateDir: "state", sets: roots.slice(0, count).map((root) => ({ name: root.slice(-1), path: root })) }));
+    return loadConfig(file);
+  };
+  const asked: string[] = [];
+  class CountingLook extends RootLookProcess {
+    override stat(path: string) {
+      asked.push(path);
+      return super.stat(path);
+    }
+  }
+  const log = createLogger({ json: true, level: "error", write: () => undefined });
+  // The state folder held by this process: the start fails right after its check of the roots.
+  const config = configFor(1);
+  const lock = acquireStateLock(config.stateDir, "tidemark test");
+  try {
+    const fitting = new CountingLook(1).start();
+    await expect(startAgent(config, log, { rootLook: fitting })).rejects.toThrow(StateLockedError);
+    expect(asked).toEqual([first]);
+    await expect(fitting.stat(first)).rejects.toThrow(/the agent stopped/);
+    asked.length = 0;
+    // Four sets need 5 threads: a process made for one root has 4.
+    const small = new CountingLook(1).start();
+    await expect(startAgent(configFor(4), log, { rootLook: small })).rejects.toThrow(StateLockedError);
+    expect(asked).toEqual([]);
+    await expect(small.stat(first)).rejects.toThrow(/the agent stopped/);
+  } finally {
+    lock.release();
+  }
+  await vi.waitFor(() => expect(lookProcessPids()).toEqual([]));
 });
