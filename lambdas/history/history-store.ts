@@ -50,9 +50,9 @@ export async function writeSegment(store: TargetStore, set: string, n: number, e
 
 /** The entries of segment n; throws HistoryError when it is missing or unreadable. */
 export async function readSegment(store: TargetStore, set: string, n: number): Promise<HistoryEntry[]> {
-  const body = (await store.get(segmentKey(set, n)))?.body;
-  if (!body) throw new HistoryError(`history segment ${n} of set "${set}" is missing: the history after it cannot be replayed`);
-  return parseLines(body, `history segment ${n} of set "${set}"`).map((line) => HistoryEntrySchema.parse(line));
+  const segment = await readSegmentWithMeta(store, set, n);
+  if (!segment) throw new HistoryError(`history segment ${n} of set "${set}" is missing: the history after it cannot be replayed`);
+  return segment.entries;
 }
 
 /** The entries of segment n and its object metadata (the checkpoint after it); undefined when the store holds no segment n. Throws HistoryError when it is unreadable. */
