@@ -12,12 +12,12 @@
 import { fork, type ChildProcess } from "node:child_process";
 import module from "node:module";
 import { fileURLToPath } from "node:url";
-import { lookHere, RootLookError, type RootLook, type RootStat } from "./set-roots.ts";
+import { emptinessOf, lookHere, RootLookError, type RootLook, type RootStat, type StatAndEmpty } from "./set-roots.ts";
 
 /** The child's argument: this module, run with it, answers looks. */
 const CHILD_ARG = "--tidemark-root-look";
 
-type LookOp = "stat" | "realpath" | "isEmpty" | "exists";
+type LookOp = "stat" | "realpath" | "isEmpty" | "exists" | "statAndEmpty";
 
 interface LookRequest {
   readonly id: number;
@@ -33,15 +33,37 @@ interface StatAnswer {
   readonly directory: boolean;
 }
 
+/** A stat and whether the folder is empty, or why that could not be read. */
+interface StatAndEmptyAnswer {
+  readonly stat: StatAnswer;
+  readonly empty: boolean | { readonly code?: string; readonly message: string };
+}
+
 interface LookAnswer {
   readonly id: number;
-  readonly value?: StatAnswer | string | boolean;
+  readonly value?: StatAnswer | StatAndEmptyAnswer | string | boolean;
   readonly error?: { readonly code?: string; readonly message: string };
 }
 
 /** The error a look failed with, its code kept (ENOENT, EACCES, ...: set-roots.ts tells the hold by it). */
 function errorOf(error: NonNullable<LookAnswer["error"]>): Error {
   return Object.assign(new Error(error.message), error.code !== undefined ? { code: error.code } : {});
+}
+
+/** A stat as the agent reads it. */
+function statOf(value: StatAnswer): RootStat {
+  return { dev: value.dev, ino: value.ino, birthtimeNs: value.birthtimeNs, isDirectory: () => value.directory };
+}
+
+/** What crosses the channel of a stat. */
+function statAnswer(st: RootStat): StatAnswer {
+  return { dev: st.dev, ino: st.ino, birthtimeNs: st.birthtimeNs, directory: st.isDirectory() };
+}
+
+/** An error as it crosses the channel, its code kept. */
+function errorAnswer(error: unknown): { code?: string; message: string } {
+  const code = (error as NodeJS.ErrnoException).code;
+  return { message: String(error), ...(code !== undefined ? { code } : {}) };
 }
 
 /** The thread pool's size the child gets: one thread for each root that could hang, and the usual 4 at least. */
@@ -84,8 +106,14 @@ export class RootLookProcess implements RootLook {
 
   async stat(root: string): Promise<RootStat> {
     const value = await this.#ask("stat", root);
-    if (typeof value !== "object") throw new RootLookError(`the root look process answered a stat of ${root} with ${String(value)}`);
-    return { dev: value.dev, ino: value.ino, birthtimeNs: value.birthtimeNs, isDirectory: () => value.directory };
+    if (typeof value !== "object" || "stat" in value) throw new RootLookError(`the root look process answered a stat of ${root} with ${String(value)}`);
+    return statOf(value);
+  }
+
+  async statAndEmpty(root: string): Promise<StatAndEmpty> {
+    const value = await this.#ask("statAndEmpty", root);
+    if (typeof value !== "object" || !("stat" in value)) throw new RootLookError(`the root look process answered a stat of ${root} with ${String(value)}`);
+    return { stat: statOf(value.stat), empty: emptinessOf(typeof value.empty === "boolean" ? value.empty : errorOf(value.empty)) };
   }
 
   async realpath(root: string): Promise<string> {
@@ -205,9 +233,12 @@ export class RootLookProcess implements RootLook {
 async function answer(request: LookRequest): Promise<LookAnswer> {
   try {
     switch (request.op) {
-      case "stat": {
+      case "stat":
+        return { id: request.id, value: statAnswer(await lookHere.stat(request.path)) };
+      case "statAndEmpty": {
         const st = await lookHere.stat(request.path);
-        return { id: request.id, value: { dev: st.dev, ino: st.ino, birthtimeNs: st.birthtimeNs, directory: st.isDirectory() } };
+        const empty = st.isDirectory() ? await lookHere.isEmpty(request.path).catch((error: unknown) => errorAnswer(error)) : { code: "ENOTDIR", message: `ENOTDIR: not a directory, ${request.path}` };
+        return { id: request.id, value: { stat: statAnswer(st), empty } };
       }
       case "realpath":
         return { id: request.id, value: await lookHere.realpath(request.path) };
@@ -217,8 +248,7 @@ async function answer(request: LookRequest): Promise<LookAnswer> {
         return { id: request.id, value: await lookHere.exists(request.path).catch(() => false) };
     }
   } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code;
-    return { id: request.id, error: { message: String(error), ...(code !== undefined ? { code } : {}) } };
+    return { id: request.id, error: errorAnswer(error) };
   }
 }
 

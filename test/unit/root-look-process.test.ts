@@ -217,3 +217,57 @@ it("the start uses a look process the caller started if it fits the config's roo
   }
   await vi.waitFor(() => expect(lookProcessPids()).toEqual([]));
 });
+
+it("the look before a batch (deleting) reads the stat and the folder's emptiness in one round trip, each answered as alone", async () => {
+  base = tempDir("tidemark-root-look-one-trip-");
+  const root = join(base.path, "root");
+  const empty = join(base.path, "empty");
+  mkdirSync(root);
+  mkdirSync(empty);
+  writeFileSync(join(root, "a.txt"), "alpha");
+  const asked: string[] = [];
+  class CountingLook extends RootLookProcess {
+    override stat(path: string) {
+      asked.push("stat");
+      return super.stat(path);
+    }
+    override isEmpty(path: string) {
+      asked.push("isEmpty");
+      return super.isEmpty(path);
+    }
+    override statAndEmpty(path: string) {
+      asked.push("statAndEmpty");
+      return super.statAndEmpty(path);
+    }
+  }
+  const counting = new CountingLook(1);
+  look = counting;
+  const both = await counting.statAndEmpty(root);
+  expect([both.stat.isDirectory(), both.stat.ino, await both.empty]).toEqual([true, statSync(root, { bigint: true }).ino, false]);
+  expect(await (await counting.statAndEmpty(empty)).empty).toBe(true);
+  // A file: its stat, and the emptiness fails as isEmpty would (ENOTDIR), only once asked.
+  const file = await counting.statAndEmpty(join(root, "a.txt"));
+  expect(file.stat.isDirectory()).toBe(false);
+  await expect(file.empty).rejects.toMatchObject({ code: "ENOTDIR" });
+  await expect(counting.statAndEmpty(join(base.path, "gone"))).rejects.toMatchObject({ code: "ENOENT" });
+
+  const journal = Journal.open(join(base.path, "state"), { lookRoot: counting });
+  try {
+    const first = await journal.roots.inspect("s", root);
+    if (first.ok) journal.roots.record("s", root, first.identity);
+    journal.append("s", [{ op: "mkdir", path: "d", mode: 0o755, mtimeNs: "0" }]);
+    asked.length = 0;
+    expect((await journal.roots.inspect("s", root, { deleting: true })).ok).toBe(true);
+    expect(asked).toEqual(["statAndEmpty"]);
+    rmSync(join(root, "a.txt"));
+    asked.length = 0;
+    expect(await journal.roots.inspect("s", root, { deleting: true })).toMatchObject({ ok: false, state: "root-empty" });
+    expect(asked).toEqual(["statAndEmpty"]);
+    // Not deleting: the stat alone.
+    asked.length = 0;
+    expect((await journal.roots.inspect("s", root)).ok).toBe(true);
+    expect(asked).toEqual(["stat"]);
+  } finally {
+    journal.close();
+  }
+});
