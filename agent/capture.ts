@@ -3,7 +3,7 @@
 // target gets at a seq is what the source held then.
 
 import { createHash, randomUUID } from "node:crypto";
-import { createReadStream, createWriteStream, type BigIntStats } from "node:fs";
+import { createWriteStream, type BigIntStats } from "node:fs";
 import { lstat, open, rename, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { pipeline } from "node:stream/promises";
@@ -18,6 +18,7 @@ import { readSmallFile } from "./small-file-read.ts";
 import { ensureSpoolFolder } from "./spool-folder.ts";
 import type { Change, FileStamp, IndexEntry, IndexStat, Journal } from "./journal.ts";
 import { isExcluded, type SetSpec } from "./set-spec.ts";
+import { openInSet, OutsideSetError, registerSetRoot } from "./set-files.ts";
 
 /** How often a file that keeps changing while read is re-read before the watcher is left to catch the next write. */
 const STABLE_READ_ATTEMPTS = 5;
@@ -64,8 +65,9 @@ export function linkGroupOf(st: BigIntStats): { linkGroup?: string } {
 export function deletesFor(journal: Journal, set: string, path: string): Change[] {
   const known = journal.index.entry(set, path);
   if (!known) return [];
-  const below = known.kind === "dir" ? journal.index.descendants(set, path) : [];
-  return [...below, known].map((entry) => ({ op: "delete", path: entry.path }));
+  // Below a file or symlink too: entries indexed below a path that is no folder (a folder swapped for a symlink under
+  // an agent from before set-files.ts read through it) go with it, not left for every later snapshot.
+  return [...journal.index.descendants(set, path), known].map((entry) => ({ op: "delete", path: entry.path }));
 }
 
 /** Files modified (or whose inode changed) this recently are hashed even when their stat matches the index. */
@@ -171,14 +173,23 @@ export async function capture(journal: Journal, spec: SetSpec, path: string, opt
 }
 
 async function captureRetried(journal: Journal, spec: SetSpec, path: string, options: CaptureOptions): Promise<CaptureResult> {
+  registerSetRoot(spec.root);
   for (let attempt = 1; ; attempt++) {
     try {
       return await captureEntry(journal, spec, path, options);
     } catch (error) {
-      // Removed or replaced between its lstat and its read (an application renaming its files): what is there now counts.
-      // Thrown, the error failed a whole batch of the watcher's changes, or a scan, for one entry that moved on.
+      // A folder on its path replaced by a symlink while it was captured (set-files.ts): nothing out of the set's tree
+      // is read, and nothing of what the index knows at the path is deleted on its word either. It counts as changing
+      // while read (a marker's snapshot is not exact for it, and says so); the symlink is captured from its own folder.
+      if (error instanceof OutsideSetError) {
+        options.onChangingWhileRead?.(path);
+        return { changes: [], isDirectory: false };
+      }
+      // Removed or replaced between its lstat and its read (an application renaming its files): what is there now
+      // counts. Replaced by a symlink (ELOOP: files are opened without following one) too. Thrown, the error failed a
+      // whole batch of the watcher's changes, or a scan, for one entry that moved on.
       const code = (error as NodeJS.ErrnoException).code;
-      if ((code !== "ENOENT" && code !== "ENOTDIR" && !(error instanceof CaptureReadError)) || attempt >= STABLE_READ_ATTEMPTS) throw error;
+      if ((code !== "ENOENT" && code !== "ENOTDIR" && code !== "ELOOP" && !(error instanceof CaptureReadError)) || attempt >= STABLE_READ_ATTEMPTS) throw error;
     }
   }
 }
@@ -189,8 +200,10 @@ async function captureEntry(journal: Journal, spec: SetSpec, path: string, optio
   const known = journal.index.entry(spec.name, path);
   if (!st) return { changes: deletesFor(journal, spec.name, path), isDirectory: false };
 
-  // A path that changed kind (file -> dir, dir -> symlink ...) is deleted first, with whatever was below it.
-  const replaced = (kind: IndexEntry["kind"]) => (known && known.kind !== kind ? deletesFor(journal, spec.name, path) : []);
+  // A path that changed kind (file -> dir, dir -> symlink ...) is deleted first, with whatever was below it. Below a
+  // file or symlink nothing can be: what the index holds there (see deletesFor) is deleted.
+  const replaced = (kind: IndexEntry["kind"]) =>
+    known && known.kind !== kind ? deletesFor(journal, spec.name, path) : kind === "dir" ? [] : journal.index.descendants(spec.name, path).map((entry): Change => ({ op: "delete", path: entry.path }));
 
   if (st.isDirectory()) {
     const changes = replaced("dir");
@@ -297,7 +310,9 @@ function hashBytes(bytes: Uint8Array): { sha256: string; blockHashes: Buffer; ch
 /** The SHA-256 of the file's first `size` bytes (the size its stat gave: a file appended meanwhile is not followed). */
 async function hashFile(abs: string, size: bigint): Promise<{ sha256: string; blockHashes: Buffer; size: number }> {
   const hasher = new BlockHasher(false);
-  if (size > 0n) for await (const chunk of createReadStream(abs, { highWaterMark: BLOCK_SIZE, start: 0, end: Number(size) - 1 })) hasher.update(chunk as Buffer);
+  const file = await openInSet(abs);
+  if (size === 0n) await file.close();
+  else for await (const chunk of file.createReadStream({ highWaterMark: BLOCK_SIZE, start: 0, end: Number(size) - 1 })) hasher.update(chunk as Buffer);
   return { ...hasher.digest(), size: hasher.size };
 }
 
@@ -307,7 +322,7 @@ async function hashFile(abs: string, size: bigint): Promise<{ sha256: string; bl
  */
 async function readBlocks(spoolDir: string, abs: string, size: number, blocks: readonly number[], expected: Buffer): Promise<RangeContent | undefined> {
   const sink = new ContentSink(spoolDir, Number.POSITIVE_INFINITY);
-  const source = await open(abs, "r");
+  const source = await openInSet(abs);
   let complete = false;
   try {
     const buffer = Buffer.alloc(BLOCK_SIZE);
@@ -520,7 +535,7 @@ async function bytesPast(abs: string, put: PutChange): Promise<boolean> {
   if (put.delta === undefined && put.size <= MAX_INLINE_DECODED_BYTES) return false;
   let handle;
   try {
-    handle = await open(abs, "r");
+    handle = await openInSet(abs);
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
     if (code === "ENOENT" || code === "ENOTDIR") return false;
@@ -563,7 +578,8 @@ async function spool(spoolDir: string, abs: string, statSize: bigint): Promise<{
   });
   try {
     await ensureSpoolFolder(spoolDir);
-    await pipeline(createReadStream(abs, { highWaterMark: BLOCK_SIZE, start: 0, end: Number(statSize) - 1 }), tap, createWriteStream(temp));
+    const source = await openInSet(abs);
+    await pipeline(source.createReadStream({ highWaterMark: BLOCK_SIZE, start: 0, end: Number(statSize) - 1 }), tap, createWriteStream(temp));
     const handle = await open(temp, "r+");
     try {
       await handle.sync();

@@ -18,6 +18,7 @@ import { CHUNK_SIZE, MAX_DELTA_RANGES, capRanges, rangesBytes, type ByteRange } 
 import { BLOCK_SIZE, MAX_INLINE_DECODED_BYTES, blockCount, blockLength } from "../contract/wire.ts";
 import { ChunkHasher, FINGERPRINT_BYTES, chunkFingerprints } from "./chunk-hash.ts";
 import { ensureSpoolFolder } from "./spool-folder.ts";
+import { openInSet } from "./set-files.ts";
 
 /** Bytes read at a time: a whole number of blocks (and so of chunks). */
 const READ_BYTES = 8 * BLOCK_SIZE;
@@ -385,7 +386,7 @@ class SinkCursor {
  * than its limit (the file is better sent whole).
  */
 export async function scanAgainst(abs: string, base: DeltaBase, delta?: DeltaContent): Promise<ScannedFile | undefined> {
-  const file = await open(abs, "r");
+  const file = await openInSet(abs);
   try {
     const expected = (await file.stat()).size;
     const buffer = Buffer.allocUnsafeSlow(READ_BYTES);
@@ -464,7 +465,7 @@ export interface RangeContent {
  */
 export async function readRanges(spoolDir: string, abs: string, ranges: readonly ByteRange[], fingerprints: Uint8Array): Promise<RangeContent | undefined> {
   const sink = new ContentSink(spoolDir, Number.POSITIVE_INFINITY);
-  const source = await open(abs, "r");
+  const source = await openInSet(abs);
   let complete = false;
   try {
     const buffer = Buffer.allocUnsafeSlow(READ_BYTES);

@@ -5,7 +5,8 @@
 // scan, the two run side by side instead of one after the other.
 
 import module from "node:module";
-import { lstatSync, readdirSync, type BigIntStats } from "node:fs";
+import { closeSync, lstatSync, readdirSync, type BigIntStats } from "node:fs";
+import { openFolderInSet } from "./set-files.ts";
 import { isMainThread, parentPort, Worker, workerData, type WorkerOptions } from "node:worker_threads";
 
 /** What a scan compares an entry by (a BigIntStats is one). */
@@ -47,9 +48,19 @@ function kindOf(st: BigIntStats): number {
   return OTHER;
 }
 
-/** The folder's listing with each entry's lstat, on the calling thread. */
-function listFolder(dir: string): Listing {
-  const names = readdirSync(dir);
+/**
+ * The folder's listing with each entry's lstat, on the calling thread. `real`: where the folder must be (set-files.ts
+ * openFolderInSet: a folder that became a symlink, or one reached through a symlink, is not listed); undefined for a
+ * set's root.
+ */
+function listFolder(dir: string, real: string | undefined): Listing {
+  const opened = openFolderInSet(dir, real);
+  let names: string[];
+  try {
+    names = readdirSync(opened.path);
+  } finally {
+    closeSync(opened.fd);
+  }
   const kinds = new Uint8Array(names.length);
   const values = new BigInt64Array(names.length * STAT_VALUES);
   const prefix = dir.endsWith("/") ? dir : `${dir}/`;
@@ -130,17 +141,17 @@ class FolderReader {
   #running: Promise<void> | undefined;
   #broken = false;
   #nextId = 1;
-  readonly #waiting = new Map<number, { dir: string; resolve: (entries: FolderEntry[]) => void; reject: (error: unknown) => void }>();
+  readonly #waiting = new Map<number, { dir: string; real: string | undefined; resolve: (entries: FolderEntry[]) => void; reject: (error: unknown) => void }>();
 
-  read(dir: string): Promise<FolderEntry[]> {
+  read(dir: string, real: string | undefined): Promise<FolderEntry[]> {
     const worker = this.#started();
-    if (!worker) return new Promise((resolve) => resolve(entriesOf(listFolder(dir))));
+    if (!worker) return new Promise((resolve) => resolve(entriesOf(listFolder(dir, real))));
     const id = this.#nextId++;
     return new Promise((resolve, reject) => {
-      this.#waiting.set(id, { dir, resolve, reject });
+      this.#waiting.set(id, { dir, real, resolve, reject });
       // Keeps the process alive only while a read is waiting.
       if (this.#waiting.size === 1) worker.ref();
-      worker.postMessage({ id, dir });
+      worker.postMessage({ id, dir, real });
     });
   }
 
@@ -188,9 +199,9 @@ class FolderReader {
     this.#worker = undefined;
     const waiting = [...this.#waiting.values()];
     this.#waiting.clear();
-    for (const { dir, resolve, reject } of waiting) {
+    for (const { dir, real, resolve, reject } of waiting) {
       try {
-        resolve(entriesOf(listFolder(dir)));
+        resolve(entriesOf(listFolder(dir, real)));
       } catch (error) {
         reject(error);
       }
@@ -200,10 +211,14 @@ class FolderReader {
 
 let reader: FolderReader | undefined;
 
-/** A folder's entries with their lstat, read on the shared worker thread. Fails like readdir (ENOENT, ENOTDIR, ...). */
-export function readFolder(dir: string): Promise<FolderEntry[]> {
+/**
+ * A folder's entries with their lstat, read on the shared worker thread. Fails like readdir (ENOENT, ENOTDIR, ...), also
+ * for a folder of a set's tree that became a symlink (ENOTDIR), and with OutsideSetError (code EOUTSIDESET) for one
+ * not at `real` (its path below the root's real path) any more; `real` undefined: a set's root, not checked.
+ */
+export function readFolder(dir: string, real?: string): Promise<FolderEntry[]> {
   reader ??= new FolderReader();
-  return reader.read(dir);
+  return reader.read(dir, real);
 }
 
 /**
@@ -218,10 +233,10 @@ export function startFolderReader(): Promise<void> {
 }
 
 if (!isMainThread && (workerData as { role?: string } | null)?.role === ROLE) {
-  parentPort?.on("message", ({ id, dir }: { id: number; dir: string }) => {
+  parentPort?.on("message", ({ id, dir, real }: { id: number; dir: string; real: string | undefined }) => {
     let answer: Answer;
     try {
-      answer = { id, listing: listFolder(dir) };
+      answer = { id, listing: listFolder(dir, real) };
     } catch (error) {
       const e = error as NodeJS.ErrnoException;
       answer = { id, error: { ...(e.code !== undefined ? { code: e.code } : {}), message: e.message } };

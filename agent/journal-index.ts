@@ -120,6 +120,9 @@ function prepare(db: DatabaseSync) {
     // Rows as arrays: a barrier scan reads every entry of the set, and an object per row cost twice the read (bench/notes.md).
     childrenStat: rowsAsArrays(statement("SELECT path, kind, size, mode, mtime_ns, ctime_ns, ino FROM entries INDEXED BY entries_scan_by_parent WHERE set_name = ? AND parent = ?")),
     under: statement("SELECT * FROM entries WHERE set_name = ? AND path > ? AND path < ? ORDER BY path DESC"),
+    orphans: statement(
+      "SELECT c.path AS path FROM entries c JOIN entries p ON p.set_name = c.set_name AND p.path = c.parent WHERE c.set_name = ? AND p.kind <> 'dir' ORDER BY c.path DESC",
+    ),
     upsert: statement(
       `INSERT INTO entries (set_name, path, parent, kind, size, mode, mtime_ns, sha256, link, blocks, ctime_ns, ino, link_group) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
        ON CONFLICT (set_name, path) DO UPDATE SET kind = excluded.kind, size = excluded.size, mode = excluded.mode,
@@ -267,6 +270,14 @@ export class EntryIndex {
   descendants(set: string, dir: string): IndexEntry[] {
     // '/' is 0x2F and '0' is 0x30: [dir/, dir0) holds exactly the paths below dir.
     return (this.#s.under.all(set, `${dir}/`, `${dir}0`) as unknown as EntryRow[]).map(toEntry);
+  }
+
+  /**
+   * Entries indexed below a path whose entry is no folder (a file or symlink), deepest first: none can be there. An
+   * agent from before set-files.ts could index them, reading through a folder swapped for a symlink mid-scan.
+   */
+  orphans(set: string): string[] {
+    return (this.#s.orphans.all(set) as { path: string }[]).map((row) => row.path);
   }
 
   /** Every index entry of a set, in path order, read lazily (sets may hold millions). */

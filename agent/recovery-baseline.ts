@@ -16,7 +16,6 @@
 // repairs anything the target changed after its object was read here.
 
 import { createHash } from "node:crypto";
-import { createReadStream } from "node:fs";
 import { join } from "node:path";
 import { mapConcurrent } from "../contract/async.ts";
 import { dataKey, decodeMeta } from "../contract/layout.ts";
@@ -29,6 +28,7 @@ import { readFolder, type EntryStat } from "./folder-stats.ts";
 import type { Change, IndexEntry, Journal } from "./journal.ts";
 import { unreplicableName } from "./skipped-names.ts";
 import { isExcluded, type SetSpec } from "./set-spec.ts";
+import { openInSet, OutsideSetError, resolveSetRoot } from "./set-files.ts";
 
 /** A file as the target's live mirror holds it, from its object's metadata. */
 export interface TargetFile {
@@ -91,7 +91,7 @@ async function hashLocal(abs: string): Promise<LocalHash> {
   let block = createHash("sha256");
   let inBlock = 0;
   let size = 0;
-  for await (const piece of createReadStream(abs, { highWaterMark: BLOCK_SIZE })) {
+  for await (const piece of (await openInSet(abs)).createReadStream({ highWaterMark: BLOCK_SIZE })) {
     const bytes = piece as Buffer;
     whole.update(bytes);
     chunks.update(bytes);
@@ -199,7 +199,8 @@ async function compareReadable(spec: SetSpec, lookup: TargetFileLookup, path: st
   try {
     local = await hashLocal(abs);
   } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === "ENOENT") return { kind: "differ", bytesRead: 0 };
+    // Gone, or led out of the set's tree (set-files.ts): the scan behind reads what is there.
+    if ((error as NodeJS.ErrnoException).code === "ENOENT" || error instanceof OutsideSetError) return { kind: "differ", bytesRead: 0 };
     throw error;
   }
   const after = await statOrGone(abs);
@@ -271,11 +272,13 @@ export async function seedIndexFromTarget(journal: Journal, spec: SetSpec, looku
     if (breaker.tripped) throw breaker.error(set);
   };
   const folders = [""];
+  // Each folder listed only where it must be: never through a symlink out of the tree (set-files.ts).
+  const realRoot = await resolveSetRoot(spec.root);
   // Stopped part way (the agent stops while it starts), what was compared stays indexed: the rest is sent whole.
   for (let dir = folders.pop(); dir !== undefined && !signal?.aborted; dir = folders.pop()) {
     let entries;
     try {
-      entries = await readFolder(join(spec.root, dir));
+      entries = await readFolder(join(spec.root, dir), dir === "" ? undefined : join(realRoot, dir));
     } catch {
       // Gone or unreadable: the scan behind finds it so and says why.
       continue;

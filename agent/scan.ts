@@ -10,6 +10,7 @@ import { BLOCK_SIZE, MAX_INLINE_DECODED_BYTES } from "../contract/wire.ts";
 import { specialFileProblem, unreadableProblem, unreplicableName } from "./skipped-names.ts";
 import { capture, deletesFor, stampIfUnknown, unchangedInIndex, type CaptureOptions, type CaptureResult } from "./capture.ts";
 import { readFolder, type FolderEntry } from "./folder-stats.ts";
+import { resolveSetRoot } from "./set-files.ts";
 import { changeBytes, type Change, type Journal } from "./journal.ts";
 import { throwIfInterrupted } from "./interrupt.ts";
 import { isExcluded, type SetSpec } from "./set-spec.ts";
@@ -113,6 +114,18 @@ async function discardCaptured(journal: Journal, changes: readonly Change[]): Pr
   }
 }
 
+/** The sets whose orphaned index entries were swept in this process, by journal. */
+const swept = new WeakMap<Journal, Set<string>>();
+
+/** Whether the set's orphans were swept already; marks them swept. */
+function orphansSwept(journal: Journal, set: string): boolean {
+  const sets = swept.get(journal) ?? new Set<string>();
+  swept.set(journal, sets);
+  if (sets.has(set)) return true;
+  sets.add(set);
+  return false;
+}
+
 export async function barrierScan(journal: Journal, spec: SetSpec, options: ScanOptions | string = {}): Promise<ScanReport> {
   const { from = "", onProgress, shouldStop, defer, renames, vanish, beforeAppend, onJournaled, onChunkJournaled, signal, onChangedBehindStat, ...given } = typeof options === "string" ? { from: options } : options;
   const changedBehindStat = { count: 0, paths: [] as string[] };
@@ -161,6 +174,10 @@ export async function barrierScan(journal: Journal, spec: SetSpec, options: Scan
     chunk = Math.min(chunk * 2, APPEND_CHUNK);
   };
 
+  // Once per set and process, at its first whole scan: entries the index holds below a file or symlink are deleted
+  // (nothing can be there; an agent from before set-files.ts could index them). Their parent is never listed as a
+  // folder, so no scan would find them gone.
+  if (from === "" && !orphansSwept(journal, spec.name)) queue(journal.index.orphans(spec.name).map((path): Change => ({ op: "delete", path })));
   if (from !== "") {
     // Scanning a subtree starts with the subtree's own root.
     const top = await capture(journal, spec, from, captureOptions);
@@ -221,15 +238,19 @@ export async function barrierScan(journal: Journal, spec: SetSpec, options: Scan
   const large: string[] = [];
   // Listings read ahead, by folder; each awaited (or dropped) once the scan reaches it.
   const ahead = new Map<string, Promise<FolderEntry[]>>();
+  // Each folder is listed only where it must be, below the root's real path: one replaced by a symlink since its
+  // parent's listing, or reached through one, is not followed out of the tree (set-files.ts).
+  const realRoot = await resolveSetRoot(spec.root);
+  const list = (dir: string) => readFolder(join(spec.root, dir), dir === "" ? undefined : join(realRoot, dir));
   const read = (dir: string): Promise<FolderEntry[]> => {
-    const reading = ahead.get(dir) ?? readFolder(join(spec.root, dir));
+    const reading = ahead.get(dir) ?? list(dir);
     ahead.delete(dir);
     return reading;
   };
   const readAhead = () => {
     for (const dir of dirs.slice(-READ_AHEAD)) {
       if (ahead.has(dir)) continue;
-      const reading = readFolder(join(spec.root, dir));
+      const reading = list(dir);
       // A folder that vanished fails when the scan reaches it, not before.
       reading.catch(() => undefined);
       ahead.set(dir, reading);
@@ -262,7 +283,17 @@ export async function barrierScan(journal: Journal, spec: SetSpec, options: Scan
         report.skipped.push({ path: dir, reason: unreadable });
         continue;
       }
+      if (code === "EOUTSIDESET") {
+        // A folder above it was replaced by a symlink since its parent's listing: nothing out of the tree is read, and
+        // nothing below it is deleted on that word. It counts as changing while read (a marker's snapshot is not exact
+        // for it, and says so); the symlink is captured from its own folder's listing (the watcher's, the next scan).
+        given.onChangingWhileRead?.(dir);
+        continue;
+      }
       if (code !== "ENOENT" && code !== "ENOTDIR") throw error;
+      // Replaced since its parent's listing by a file or a symlink (never followed: set-files.ts), which this scan did
+      // not capture: changing while read too.
+      if (code === "ENOTDIR") given.onChangingWhileRead?.(dir);
       // The directory vanished while scanning: forget it and what was below.
       if (dir !== "") queue(deletesFor(journal, spec.name, dir));
       await flushWhenFull();

@@ -2,7 +2,7 @@
 // first asks fstat for the size the capture's lstat has just given, and each
 // call is a hand-off to libuv's thread pool, most of a small file's capture.
 
-import { open, readFile } from "node:fs/promises";
+import { openInSet } from "./set-files.ts";
 
 /**
  * The file's bytes, read into a buffer of the size its stat gave plus a byte. A read may return fewer bytes than asked
@@ -15,7 +15,7 @@ import { open, readFile } from "node:fs/promises";
  * while a remote writer grows the file), so the reads go on to the end.
  */
 export async function readSmallFile(path: string, statSize: number): Promise<Buffer> {
-  const handle = await open(path, "r");
+  const handle = await openInSet(path);
   try {
     const buffer = Buffer.allocUnsafe(statSize + 1);
     let filled = 0;
@@ -29,8 +29,9 @@ export async function readSmallFile(path: string, statSize: number): Promise<Buf
       if (filled === statSize && !short) break;
     }
     if (filled <= statSize) return buffer.subarray(0, filled);
+    // Grown past the stat: read whole, through the same handle (never by its path again: set-files.ts).
+    return await handle.readFile();
   } finally {
     await handle.close();
   }
-  return readFile(path);
 }
