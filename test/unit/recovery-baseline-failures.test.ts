@@ -6,29 +6,23 @@
 // moments before its hash is not taken as held (its stat cannot prove it).
 
 import { createHash } from "node:crypto";
-import type * as Fs from "node:fs";
 import { lstatSync, readFileSync, utimesSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { Readable } from "node:stream";
 import { afterEach, expect, it, vi } from "vitest";
+import type * as SetFiles from "../../agent/set-files.ts";
 import { seedIndexFromTarget, type TargetFile, type TargetFileLookup } from "../../agent/recovery-baseline.ts";
 import { agentHarness, type Harness } from "../support/harness.ts";
 
 /** Absolute paths whose reads fail as a file without read permission would. */
 const unreadable = new Set<string>();
 
-vi.mock("node:fs", async (importOriginal) => {
-  const actual = await importOriginal<typeof Fs>();
-  const createReadStream = (...args: Parameters<typeof actual.createReadStream>) => {
-    const [file] = args;
-    if (typeof file !== "string" || !unreadable.has(file)) return actual.createReadStream(...args);
-    return new Readable({
-      read() {
-        this.destroy(Object.assign(new Error(`EACCES: permission denied, open '${file}'`), { code: "EACCES" }));
-      },
-    });
+vi.mock("../../agent/set-files.ts", async (importOriginal) => {
+  const actual = await importOriginal<typeof SetFiles>();
+  return {
+    ...actual,
+    openInSet: (file: string) =>
+      unreadable.has(file) ? Promise.reject(Object.assign(new Error(`EACCES: permission denied, open '${file}'`), { code: "EACCES" })) : actual.openInSet(file),
   };
-  return { ...actual, createReadStream };
 });
 
 const SET = "app";

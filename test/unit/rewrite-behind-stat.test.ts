@@ -5,8 +5,7 @@
 // window hashes those anyway): what finds the rewrite here is the ctime alone.
 
 import { createHash } from "node:crypto";
-import { closeSync, lstatSync, openSync, readFileSync, utimesSync, writeFileSync, writeSync } from "node:fs";
-import type * as Fs from "node:fs";
+import { closeSync, lstatSync, openSync, readFileSync, utimesSync, writeFileSync, writeSync, type BigIntStats } from "node:fs";
 import { join } from "node:path";
 import { DatabaseSync } from "node:sqlite";
 import { afterEach, beforeEach, expect, it, vi } from "vitest";
@@ -15,33 +14,24 @@ import { changedBehindStatLines, DIFFERENCES_FOUND, verifyExitCode } from "../..
 import { runVerify } from "../../agent/operations.ts";
 import { seedIndexFromTarget, type TargetFileLookup } from "../../agent/recovery-baseline.ts";
 import { restoreSnapshot } from "../../agent/restore.ts";
-import type * as SmallFileRead from "../../agent/small-file-read.ts";
+import type * as SetFiles from "../../agent/set-files.ts";
 import { snapshotIdFor, TaskFieldsSchema } from "../../contract/tasks.ts";
 import { readSnapshot } from "../../lambdas/target/index.ts";
 import { agentHarness, type Harness } from "../support/harness.ts";
 import { tempDir } from "../support/tree.ts";
 
-/** Reads of source files' content: whole small files, and streams (hashing, spooling). */
+/** Reads of source files' content: every open of one (whole small files, hashing, spooling: agent/set-files.ts). */
 const reads = { count: 0 };
 
-vi.mock("../../agent/small-file-read.ts", async (importOriginal) => {
-  const actual = await importOriginal<typeof SmallFileRead>();
+vi.mock("../../agent/set-files.ts", async (importOriginal) => {
+  const actual = await importOriginal<typeof SetFiles>();
   return {
     ...actual,
-    readSmallFile: (...args: Parameters<typeof actual.readSmallFile>) => {
+    openInSet: (...args: Parameters<typeof actual.openInSet>) => {
       reads.count += 1;
-      return actual.readSmallFile(...args);
+      return actual.openInSet(...args);
     },
   };
-});
-
-vi.mock("node:fs", async (importOriginal) => {
-  const actual = await importOriginal<typeof Fs>();
-  const createReadStream = ((...args: Parameters<typeof actual.createReadStream>) => {
-    reads.count += 1;
-    return actual.createReadStream(...args);
-  }) as typeof actual.createReadStream;
-  return { ...actual, default: { ...actual, createReadStream }, createReadStream };
 });
 
 const SET = "app";
@@ -237,7 +227,7 @@ it("a file whose inode changed but not its ctime (a FUSE or CIFS mount after a c
   await mirrored();
   const known = h.journal.index.entry(SET, "b.txt");
   const st = lstatSync(join(h.src.path, "b.txt"), { bigint: true });
-  const as = (changes: Partial<Fs.BigIntStats>) => Object.assign(Object.create(Object.getPrototypeOf(st) as object) as Fs.BigIntStats, st, changes);
+  const as = (changes: Partial<BigIntStats>) => Object.assign(Object.create(Object.getPrototypeOf(st) as object) as BigIntStats, st, changes);
   expect(unchangedInIndex(known, st)).toBe(true);
   expect(unchangedInIndex(known, as({ ino: st.ino + 1000n }))).toBe(true);
   expect(unchangedInIndex(known, as({ ctimeNs: st.ctimeNs + 1n }))).toBe(false);
