@@ -266,8 +266,8 @@ export class Applier {
       if (markerRefusal) return this.#refuse(incoming, markerRefusal, status);
       return this.#applyMarkerMessage(incoming, message, status, invocation, batch);
     }
-    const refusal = await this.#ownership.check(set, incoming, status, batch);
-    if (refusal) return this.#refuse(incoming, refusal, status);
+    const ownership = await this.#ownership.check(set, incoming, status, batch);
+    if (!("accepted" in ownership)) return this.#refuse(incoming, ownership, status);
     // Two writers on the journal: neither is applied, not even a resync (each would take the mirror its own way), until an operator acts.
     if (status.twoWriters) {
       await this.#abandonMarkers(set, message.records.filter((r) => r.seq > status.lastSeq), status);
@@ -328,7 +328,7 @@ export class Applier {
       // The mirror behind the resync writes every folder again.
       delete status.folderWritesLost;
     }
-    const history = await this.#openHistory(set, status, records, batch, incoming.sentAt);
+    const history = await this.#openHistory(set, status, records, batch, { sentAt: incoming.sentAt, ownerSince: ownership.ownerSince });
     const superseded = this.#folders.begin(set, records);
     const reapply = new ReapplyGuard(records);
 
@@ -607,12 +607,15 @@ export class Applier {
     return outcome.result.status;
   }
 
-  /** The history recorder of a message, unless history is off: in a batch, the one its earlier messages of the set record in. */
-  async #openHistory(set: string, status: SetStatus, records: readonly WireRecord[], batch?: BatchMemory, sentAt?: number): Promise<HistoryRecorder | undefined> {
+  /**
+   * The history recorder of a message, unless history is off: in a batch, the one its earlier messages of the set
+   * record in. `times`: when the queue says it was sent, and when its signer was adopted as the set's owner.
+   */
+  async #openHistory(set: string, status: SetStatus, records: readonly WireRecord[], batch?: BatchMemory, times: { sentAt?: number | undefined; ownerSince?: number | undefined } = {}): Promise<HistoryRecorder | undefined> {
     if (this.#history.days <= 0) return undefined;
     const open = batch?.segments.recorder(status);
-    if (open) return open.sent(sentAt);
-    const recorder = await HistoryRecorder.open(this.#store, set, status, this.#history, { now: this.#now, records, memory: this.#historyMemory, persist: () => this.#writeStatus(status), sentAt });
+    if (open) return open.sent(times.sentAt, times.ownerSince);
+    const recorder = await HistoryRecorder.open(this.#store, set, status, this.#history, { now: this.#now, records, memory: this.#historyMemory, persist: () => this.#writeStatus(status), ...times });
     batch?.segments.opened(status, recorder);
     return recorder;
   }

@@ -31,13 +31,23 @@ export interface Refusal {
   readonly sender?: string;
 }
 
+/** A message that may change its set: signed by the set's owner. */
+export interface Acceptance {
+  readonly accepted: true;
+  /**
+   * When `tidemark adopt` made the signing key the set's owner (ms, the owner record's `since`): its records count no
+   * earlier (history/record-time.ts). Undefined for the set's first owner (it took over no history) or when unreadable.
+   */
+  readonly ownerSince?: number;
+}
+
 /** The seam the applier asks before it applies a set's records. */
 export interface OwnershipCheck {
   /**
-   * Undefined when the message may change the set (registering the set's first owner if it has none); else why not.
-   * Throws only when the store fails. `owners`: where the owner record is read once per batch (batch-memory.ts).
+   * An acceptance when the message may change the set (registering the set's first owner if it has none); else why
+   * not. Throws only when the store fails. `owners`: where the owner record is read once per batch (batch-memory.ts).
    */
-  check(set: string, origin: MessageOrigin, status: SetStatus, owners?: OwnerReads): Promise<Refusal | undefined>;
+  check(set: string, origin: MessageOrigin, status: SetStatus, owners?: OwnerReads): Promise<Refusal | Acceptance>;
   /**
    * Undefined when an unsigned marker sent straight to the queue (console, script) may add a recovery point to the
    * set; else why not. Such a marker writes and deletes nothing, so it needs no owner's signature, but where the stack
@@ -203,7 +213,7 @@ export class SignedOwnership implements OwnershipCheck {
     return refuse(`signed by key ${signature.keyId}, not by the set's owner ${owner.keyId}`, signature.keyId);
   }
 
-  async check(set: string, origin: MessageOrigin, status: SetStatus, owners?: OwnerReads): Promise<Refusal | undefined> {
+  async check(set: string, origin: MessageOrigin, status: SetStatus, owners?: OwnerReads): Promise<Refusal | Acceptance> {
     const sender = origin.senderId || undefined;
     const refuse = (reason: string, keyId?: string): Refusal => ({ reason, ...(keyId ? { keyId } : {}), ...(sender ? { sender } : {}) });
     const role = this.#setRoles.get(set);
@@ -229,7 +239,7 @@ export class SignedOwnership implements OwnershipCheck {
       throw error;
     }
     if (owner) {
-      if (owner.publicKey === signature.publicKey) return undefined;
+      if (owner.publicKey === signature.publicKey) return acceptanceBy(owner);
       return refuse(`signed by key ${signature.keyId}, but set "${set}" belongs to key ${owner.keyId} (moving a set to another host is \`tidemark adopt\`)`, signature.keyId);
     }
     if (status.lastSeq > 0) {
@@ -239,6 +249,15 @@ export class SignedOwnership implements OwnershipCheck {
     const first: OwnerRecord = { set, keyId: signature.keyId, publicKey: signature.publicKey, since: this.#now().toISOString(), how: "first-use", previous: [] };
     await writeOwner(this.#store, first);
     owners?.wrote(first);
-    return undefined;
+    return { accepted: true };
   }
+}
+
+/**
+ * The owner's messages may change the set; an adopted owner's records count from its adoption on. A `since` that does
+ * not parse bounds nothing (the record times' other bounds still hold) rather than stop the set.
+ */
+function acceptanceBy(owner: OwnerRecord): Acceptance {
+  const since = owner.how === "adopt" ? Date.parse(owner.since) : Number.NaN;
+  return Number.isFinite(since) ? { accepted: true, ownerSince: since } : { accepted: true };
 }

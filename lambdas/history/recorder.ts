@@ -59,6 +59,8 @@ export class HistoryRecorder {
   #pinned: SegmentCheckpoint | undefined;
   /** When the queue says the message under way was sent (ms): its records count no earlier than an hour before. */
   #sentAt: number | undefined;
+  /** When `tidemark adopt` made the message's signer the set's owner (ms): its records count no earlier. */
+  #ownerSince: number | undefined;
 
   private constructor(
     store: TargetStore,
@@ -90,32 +92,39 @@ export class HistoryRecorder {
     set: string,
     status: SetStatus,
     settings: HistorySettings,
-    options: { now: () => Date; records: readonly WireRecord[]; memory: HistoryMemory; persist: () => Promise<void>; sentAt?: number | undefined },
+    options: { now: () => Date; records: readonly WireRecord[]; memory: HistoryMemory; persist: () => Promise<void>; sentAt?: number | undefined; ownerSince?: number | undefined },
   ): Promise<HistoryRecorder> {
     const memory = { history: options.memory, live: options.memory.open(set, status), versioned: await options.memory.versioned(store) };
-    if (status.history) return new HistoryRecorder(store, set, status, settings, options.now, status.history, memory).sent(options.sentAt);
+    if (status.history) return new HistoryRecorder(store, set, status, settings, options.now, status.history, memory).sent(options.sentAt, options.ownerSince);
     const now = options.now().getTime();
     // Just before the first record as it counts: the same bound as every record's time.
-    const at = Math.max(0, recordTime(0, options.records[0]?.at, now, options.sentAt) - 1);
+    const at = Math.max(0, recordTime(0, options.records[0]?.at, now, options.sentAt, options.ownerSince) - 1);
     const volume = options.records.some((r) => r.op === "block") || (await VolumeMap.open(store, set)).exists;
     const cursor: HistoryCursor = { segment: 0, at, checkpointSegment: 0, checkpointWrittenAt: now, sweptAt: now, days: settings.days };
-    const recorder = new HistoryRecorder(store, set, status, settings, options.now, cursor, memory).sent(options.sentAt);
+    const recorder = new HistoryRecorder(store, set, status, settings, options.now, cursor, memory).sent(options.sentAt, options.ownerSince);
     await recorder.#checkpoint(volume);
     status.history = cursor;
     await options.persist();
     return recorder;
   }
 
-  /** The message whose records come next was sent at `sentAt` (the queue's SentTimestamp, ms; undefined: unknown). */
-  sent(sentAt: number | undefined): this {
+  /**
+   * The message whose records come next was sent at `sentAt` (the queue's SentTimestamp, ms; undefined: unknown),
+   * signed by a key `tidemark adopt` made the set's owner at `ownerSince` (ms; undefined: the first owner, or unknown).
+   */
+  sent(sentAt: number | undefined, ownerSince?: number): this {
     this.#sentAt = sentAt;
+    this.#ownerSince = ownerSince;
     return this;
   }
 
-  /** The time a record counts at: the agent's, never before the entry before it, long before its message was sent, nor after the applier's clock. */
+  /**
+   * The time a record counts at: the agent's, never before the entry before it, long before its message was sent,
+   * before its signer was adopted as the owner, nor after the applier's clock.
+   */
   #stamp(at: number | undefined): number {
     const now = this.#now().getTime();
-    this.#cursor.at = recordTime(this.#cursor.at, at, now, this.#sentAt);
+    this.#cursor.at = recordTime(this.#cursor.at, at, now, this.#sentAt, this.#ownerSince);
     return this.#cursor.at;
   }
 
